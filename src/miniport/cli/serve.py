@@ -1,0 +1,156 @@
+"""``miniport serve`` (API, console, scheduler and fetch workers in one process) and
+``miniport worker`` (fetch workers alone, for scale-out)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+from typing import Annotated, Any
+
+import typer
+import uvicorn
+from aiohttp import web
+
+from ..config import Settings
+from ..platform import Platform, create_platform
+from .common import DataDir, console, settings_for, write_server_file
+
+DEMO_USER = "alice"
+
+
+def _install_uvloop() -> None:
+    with contextlib.suppress(ImportError):
+        import uvloop
+
+        asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+
+
+async def _setup_demo(platform: Platform, host: str, port: int) -> dict[str, Any]:
+    """A sample developer server on loopback and a demo app wired to it."""
+    from ..demo import make_demo_app
+
+    secrets_of: dict[str, str] = {}
+    runner = web.AppRunner(make_demo_app(secrets_of, platform.public_url), access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    dev_port = runner.addresses[0][1]
+    appid = await platform.db.write(platform.registry.kv_get_or_set, "demo_appid", "")
+    if not appid:
+        created = await platform.apps.create("Demo", "demo")
+        appid = created.appid
+        await platform.db.write(platform.registry.kv_set, "demo_appid", appid)
+    app = await platform.apps.get(appid)
+    secrets_of[appid] = app.secret
+    for kind, route in (("periodic", "periodic"), ("pre", "prefetch")):
+        pending = await platform.apps.request_change(
+            appid, kind, "set", f"http://127.0.0.1:{dev_port}/{route}", "demo")
+        await platform.apps.confirm(pending.code, "demo (auto-confirmed by --demo)")
+    token = platform.auth.runtime_token(DEMO_USER, "demo-device")
+    return {"appid": appid, "secret": app.secret, "runner": runner, "dev_url": f"http://127.0.0.1:{dev_port}",
+            "token": token}
+
+
+def _print_demo(demo: dict[str, Any], base: str) -> None:
+    appid, token = demo["appid"], demo["token"]
+    auth = f"-H 'Authorization: Bearer {token}'"
+    console.print(f"\n[bold green]Demo ready[/bold green]: app [bold]{appid}[/bold] "
+                  f"(secret {demo['secret']}), sample developer server {demo['dev_url']}")
+    console.print("Try, as host user 'alice':", highlight=False)
+    console.print(
+        f"  curl -s -X POST {auth} -H 'Content-Type: application/json' "
+        f"-d '{{\"path\":\"pages/index/index\",\"query\":\"id=1\",\"scene\":1001}}' {base}/runtime/v1/apps/{appid}/launch\n"
+        f"  curl -s {auth} '{base}/runtime/v1/apps/{appid}/background-fetch/data?fetchType=pre&waitMs=2000'\n"
+        f"  curl -s -X POST {auth} -H 'Content-Type: application/json' -d '{{\"token\":\"t-alice\"}}' "
+        f"{base}/runtime/v1/apps/{appid}/background-fetch/token\n"
+        f"  curl -s {auth} '{base}/runtime/v1/apps/{appid}/background-fetch/data?fetchType=periodic'\n"
+        f"  miniport devtools log {appid}\n"
+        f"  console: {base}/console",
+        highlight=False, markup=False, soft_wrap=True,
+    )
+
+
+async def _serve(settings: Settings, host: str, port: int, demo: bool) -> None:
+    from ..web.app import create_app
+
+    platform = create_platform(settings)
+    shown_host = "127.0.0.1" if host in ("0.0.0.0", "::") else host
+    platform.public_url = settings.public_url or f"http://{shown_host}:{port}"
+    # the CLI's key to this server; a fixed id, so each start replaces the last one
+    admin = await platform.auth.create_key("api", "local-cli", "admin", key_id="local")
+    app = create_app(platform)
+    config = uvicorn.Config(app, host=host, port=port, log_level="warning", loop="none",
+                            lifespan="on", timeout_graceful_shutdown=3)
+    server = uvicorn.Server(config)
+    info_path = write_server_file(settings.data_dir, {
+        "url": platform.public_url, "pid": os.getpid(), "admin_key": admin["key"],
+    })
+    demo_info: dict[str, Any] | None = None
+    try:
+        serve_task = asyncio.create_task(server.serve())
+        while not server.started:
+            if serve_task.done():
+                with contextlib.suppress(SystemExit):
+                    await serve_task
+                console.print(f"[red]error[/red]: could not listen on {host}:{port} "
+                              "(is another server using that port?)")
+                raise typer.Exit(1)
+            await asyncio.sleep(0.05)
+        console.print(f"Miniport serving on [bold]{platform.public_url}[/bold] "
+                      f"(data: {settings.data_dir.resolve()}, dev mode: {settings.dev})")
+        if demo:
+            demo_info = await _setup_demo(platform, host, port)
+            _print_demo(demo_info, platform.public_url)
+        await serve_task
+    finally:
+        if demo_info is not None:
+            await demo_info["runner"].cleanup()
+        with contextlib.suppress(OSError):
+            info_path.unlink()
+
+
+async def _worker(settings: Settings) -> None:
+    platform = create_platform(settings)
+    await platform.start()
+    engine = platform.make_engine()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    console.print(f"Miniport worker fetching for {settings.state_url.split('@')[-1]}")
+    try:
+        await engine.run(stop)
+    finally:
+        await platform.close()
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("serve")
+    def serve(
+        host: Annotated[str, typer.Option("--host")] = "127.0.0.1",
+        port: Annotated[int, typer.Option("--port")] = 8700,
+        dev: Annotated[bool, typer.Option("--dev", envvar="MINIPORT_DEV",
+                                          help="Let the fetcher reach loopback; accept http pre-fetch URLs")] = False,
+        demo: Annotated[bool, typer.Option("--demo", help="Also run a sample developer server and a demo app (implies --dev)")] = False,
+        data_dir: DataDir = None,
+    ) -> None:
+        """Run the API, console, scheduler and fetch workers in one process."""
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+        settings = settings_for(data_dir, dev=True if (dev or demo) else None)
+        _install_uvloop()
+        with contextlib.suppress(KeyboardInterrupt):
+            asyncio.run(_serve(settings, host, port, demo))
+
+    @app.command("worker")
+    def worker(
+        dev: Annotated[bool, typer.Option("--dev", envvar="MINIPORT_DEV")] = False,
+        data_dir: DataDir = None,
+    ) -> None:
+        """Run periodic fetch workers alone (several may share one PostgreSQL database)."""
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+        settings = settings_for(data_dir, dev=True if dev else None)
+        _install_uvloop()
+        asyncio.run(_worker(settings))

@@ -1,0 +1,78 @@
+"""Settings: one immutable value object, read from the environment (``MINIPORT_`` prefix) or built
+directly in tests. Nothing reads the environment at import time: call ``Settings.from_env()``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="MINIPORT_", frozen=True, extra="ignore")
+
+    data_dir: Path = Field(default=Path("miniport-data"), description="Where SQLite, DuckDB and keys live")
+    database_url: str | None = Field(
+        default=None,
+        description="SQLAlchemy URL of the state database; default sqlite:///DATA_DIR/miniport.db",
+    )
+    redis_url: str | None = Field(
+        default=None, description="Redis URL for event-stream fan-out across API nodes"
+    )
+    dev: bool = Field(
+        default=False,
+        description="Development mode: the fetcher may reach loopback/private addresses and "
+        "http pre-fetch URLs are accepted",
+    )
+    periodic_interval_s: float = Field(default=43200, gt=0, description="Periodic fetch interval")
+    active_days: float = Field(default=7, gt=0, description="Users active within this many days")
+    fetch_timeout_s: float = Field(default=10, gt=0, description="Periodic fetch total timeout")
+    prefetch_timeout_s: float = Field(default=5, gt=0, description="Pre-fetch total timeout")
+    max_body_bytes: int = Field(default=256 * 1024, gt=0, description="Largest body accepted")
+    max_redirects: int = Field(default=3, ge=0, description="Redirects followed per fetch")
+    fetch_concurrency: int = Field(default=200, gt=0, description="Fetches in flight per worker")
+    host_concurrency: int = Field(default=50, gt=0, description="Fetches in flight per dev host")
+    retry_base_s: float = Field(default=60, gt=0, description="First retry delay after a failure")
+    retry_max_s: float = Field(default=3600, gt=0, description="Longest retry delay")
+    host_failure_threshold: int = Field(
+        default=20, gt=0, description="Consecutive failures before a whole host is backed off"
+    )
+    host_backoff_s: float = Field(default=300, gt=0, description="How long a failing host rests")
+    claim_lease_s: float = Field(
+        default=120, gt=0, description="A claimed fetch is retried after this if its worker died"
+    )
+    claim_batch: int = Field(default=500, gt=0, description="Due fetches claimed per query")
+    allow_hosts: Annotated[tuple[str, ...], NoDecode] = Field(
+        default=(), description="Comma-separated hosts/CIDRs the fetcher may reach despite the guard"
+    )
+    change_ttl_s: float = Field(default=600, gt=0, description="Lifetime of a confirmation code")
+    login_code_ttl_s: float = Field(default=300, gt=0, description="Lifetime of a login code")
+    public_url: str | None = Field(
+        default=None, description="Base URL that confirmation links and QR codes point to"
+    )
+    analytics_retention_days: float = Field(default=30, gt=0, description="Analytics retention")
+    start_scheduler: bool = Field(default=True, description="Run fetch workers inside `serve`")
+
+    @field_validator("allow_hosts", mode="before")
+    @classmethod
+    def _split_hosts(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
+
+    @classmethod
+    def from_env(cls, **overrides: Any) -> Settings:
+        clean = {k: v for k, v in overrides.items() if v is not None}
+        return cls(**clean)
+
+    @property
+    def state_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'miniport.db').resolve()}"
+
+    @property
+    def events_path(self) -> Path:
+        return self.data_dir / "events.duckdb"

@@ -1,0 +1,59 @@
+"""Rules for the developer's data URLs (pure)."""
+
+from __future__ import annotations
+
+import ipaddress
+from typing import Literal
+from urllib.parse import urlsplit
+
+from ..errors import InvalidURL
+
+FetchKind = Literal["periodic", "pre"]
+FETCH_KINDS: tuple[FetchKind, ...] = ("periodic", "pre")
+MAX_URL_LENGTH = 2048
+
+
+def is_loopback_host(host: str) -> bool:
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def validate_fetch_url(kind: str, url: str, *, dev: bool) -> str:
+    """Return the URL if it may be configured as a ``kind`` URL, else raise InvalidURL.
+
+    Both kinds take http or https; the pre-fetch URL must be https, except in development mode
+    where http is accepted for loopback hosts (as WeChat's tools accept a local server)."""
+    if kind not in FETCH_KINDS:
+        raise InvalidURL(f"unknown kind {kind!r}: use periodic or pre")
+    if not isinstance(url, str) or not url.strip():
+        raise InvalidURL("the URL is empty")
+    url = url.strip()
+    if len(url) > MAX_URL_LENGTH:
+        raise InvalidURL(f"the URL is longer than {MAX_URL_LENGTH} characters")
+    if any(ch.isspace() or ord(ch) < 0x20 for ch in url):
+        raise InvalidURL("the URL contains white space or control characters")
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as exc:
+        raise InvalidURL(f"the URL cannot be parsed: {exc}") from exc
+    if parts.scheme not in ("http", "https"):
+        raise InvalidURL(f"scheme {parts.scheme or '(none)'!r} is not allowed: use https")
+    host = parts.hostname
+    if not host:
+        raise InvalidURL("the URL has no host")
+    if parts.username or parts.password:
+        raise InvalidURL("credentials in the URL are not allowed")
+    if parts.fragment:
+        raise InvalidURL("a fragment (#...) is not sent to a server; remove it")
+    if port == 0:
+        raise InvalidURL("port 0 is not allowed")
+    if kind == "pre" and parts.scheme != "https" and not (dev and is_loopback_host(host)):
+        raise InvalidURL(
+            "the pre-fetch URL must use https (http is accepted only for loopback in dev mode)"
+        )
+    return url

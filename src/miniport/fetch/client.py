@@ -1,0 +1,197 @@
+"""The outbound HTTP client: aiohttp, streamed bodies, manual redirects, and the address guard
+applied to the resolved address of every connection.
+
+This module is the transport boundary: it turns an OutboundRequest into a FetchResult whose
+``verdict`` names the outcome. It never raises for anything the developer's server does."""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import socket
+import time
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urljoin, urlsplit
+
+import aiohttp
+from aiohttp.abc import AbstractResolver, ResolveResult
+from yarl import URL
+
+from ..domain.acceptance import BodyLimit, BodyTooLarge, Verdict, decode_body, status_verdict
+from ..domain.address_guard import AddressPolicy
+from ..domain.requests import OutboundRequest
+
+REDIRECT_STATUSES = {301, 302, 303, 307, 308}
+
+
+class BlockedAddress(aiohttp.ClientConnectionError):
+    pass
+
+
+@dataclass(frozen=True)
+class FetchResult:
+    verdict: Verdict
+    url: str
+    status: int | None = None
+    text: str | None = None
+    bytes: int = 0
+    latency_ms: float = 0.0
+    error: str | None = None
+    etag: str | None = None
+    last_modified: str | None = None
+    redirects: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "verdict": self.verdict.value, "status": self.status, "bytes": self.bytes,
+            "latency_ms": round(self.latency_ms, 3), "error": self.error, "url": self.url,
+            "redirects": self.redirects,
+        }
+
+
+class GuardedResolver(AbstractResolver):
+    """Resolves with the system resolver, then refuses the whole name if any address it resolves
+    to is not permitted (so a name cannot smuggle a private address in beside a public one)."""
+
+    def __init__(self, policy: AddressPolicy, allowed_names: frozenset[str]) -> None:
+        self._inner = aiohttp.ThreadedResolver()
+        self._policy = policy
+        self._allowed_names = allowed_names
+
+    async def resolve(self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET) -> list[ResolveResult]:
+        results = await self._inner.resolve(host, port, family)
+        if host.lower() not in self._allowed_names:
+            for entry in results:
+                if not self._policy.permits(entry["host"]):
+                    raise BlockedAddress(f"{host} resolves to {self._policy.reason(entry['host'])}")
+        return results
+
+    async def close(self) -> None:
+        await self._inner.close()
+
+
+def _literal_ip(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    try:
+        return ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return None
+
+
+class Fetcher:
+    """One aiohttp session for the process; call ``start`` inside the event loop."""
+
+    def __init__(
+        self,
+        policy: AddressPolicy,
+        *,
+        allowed_names: tuple[str, ...] = (),
+        max_body_bytes: int = 256 * 1024,
+        max_redirects: int = 3,
+        limit: int = 1000,
+    ) -> None:
+        self.policy = policy
+        self.allowed_names = frozenset(n.lower() for n in allowed_names if _literal_ip(n) is None and "/" not in n)
+        self.max_body_bytes = max_body_bytes
+        self.max_redirects = max_redirects
+        self.limit = limit
+        self._session: aiohttp.ClientSession | None = None
+
+    async def start(self) -> None:
+        if self._session is None:
+            connector = aiohttp.TCPConnector(
+                limit=self.limit, limit_per_host=0, ttl_dns_cache=30,
+                resolver=GuardedResolver(self.policy, self.allowed_names),
+            )
+            self._session = aiohttp.ClientSession(
+                connector=connector, trust_env=False, auto_decompress=True,
+                skip_auto_headers=("Accept-Encoding",),
+            )
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    def _check_target(self, url: str) -> str | None:
+        """Why this URL may not be requested, or None. Names are checked at resolution."""
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            return f"not an http(s) URL: {url!r}"
+        ip = _literal_ip(parts.hostname)
+        if ip is not None and not self.policy.permits(ip):
+            return self.policy.reason(ip)
+        return None
+
+    async def fetch(self, request: OutboundRequest, *, timeout_s: float) -> FetchResult:
+        if self._session is None:
+            await self.start()
+        assert self._session is not None
+        started = time.perf_counter()
+        url = request.url
+        redirects: list[str] = []
+
+        def result(verdict: Verdict, **kw: Any) -> FetchResult:
+            return FetchResult(verdict, url, latency_ms=(time.perf_counter() - started) * 1000,
+                               redirects=redirects, **kw)
+
+        try:
+            async with asyncio.timeout(timeout_s):
+                while True:
+                    blocked = self._check_target(url)
+                    if blocked:
+                        return result(Verdict.BLOCKED_ADDRESS, error=blocked)
+                    # encoded=True: send the URL byte for byte as built (and as signed)
+                    async with self._session.get(
+                        URL(url, encoded=True), headers=request.headers, allow_redirects=False
+                    ) as resp:
+                        if resp.status in REDIRECT_STATUSES:
+                            location = resp.headers.get("Location")
+                            if not location:
+                                return result(Verdict.BAD_REDIRECT, status=resp.status,
+                                              error="redirect without a Location header")
+                            if len(redirects) >= self.max_redirects:
+                                return result(Verdict.TOO_MANY_REDIRECTS, status=resp.status,
+                                              error=f"more than {self.max_redirects} redirects")
+                            target = urljoin(url, location)
+                            if urlsplit(target).scheme not in ("http", "https"):
+                                return result(Verdict.BAD_REDIRECT, status=resp.status,
+                                              error=f"redirect to a non-http URL: {location!r}")
+                            redirects.append(target)
+                            url = target
+                            continue
+                        bad = status_verdict(resp.status)
+                        if bad is not None:
+                            error = None if bad is Verdict.NOT_MODIFIED else f"HTTP {resp.status}"
+                            return result(bad, status=resp.status, error=error)
+                        declared = resp.content_length
+                        if declared is not None and declared > self.max_body_bytes:
+                            return result(Verdict.OVERSIZE, status=resp.status, bytes=declared,
+                                          error=f"Content-Length {declared} exceeds {self.max_body_bytes} bytes")
+                        limit = BodyLimit(self.max_body_bytes)
+                        try:
+                            async for chunk in resp.content.iter_chunked(65536):
+                                limit.feed(chunk)
+                        except BodyTooLarge as exc:
+                            return result(Verdict.OVERSIZE, status=resp.status, bytes=limit.size,
+                                          error=str(exc))
+                        decoded = decode_body(limit.body(), resp.headers.get("Content-Type"))
+                        if decoded.text is None:
+                            return result(Verdict.BAD_ENCODING, status=resp.status, bytes=limit.size,
+                                          error=decoded.error)
+                        return result(Verdict.CACHED, status=resp.status, text=decoded.text,
+                                      bytes=limit.size, etag=resp.headers.get("ETag"),
+                                      last_modified=resp.headers.get("Last-Modified"))
+        except TimeoutError:
+            return result(Verdict.TIMEOUT, error=f"no complete answer within {timeout_s:g} s")
+        except BlockedAddress as exc:
+            return result(Verdict.BLOCKED_ADDRESS, error=str(exc))
+        except aiohttp.ClientConnectorError as exc:
+            if isinstance(exc.os_error, BlockedAddress):
+                return result(Verdict.BLOCKED_ADDRESS, error=str(exc.os_error))
+            return result(Verdict.CONNECTION_ERROR, error=str(exc))
+        except (aiohttp.ClientError, OSError, ValueError) as exc:
+            cause = exc.__cause__ or exc.__context__
+            if isinstance(cause, BlockedAddress):
+                return result(Verdict.BLOCKED_ADDRESS, error=str(cause))
+            return result(Verdict.CONNECTION_ERROR, error=f"{type(exc).__name__}: {exc}")

@@ -1,0 +1,210 @@
+"""The periodic fetch engine: claim due pairs, fetch them concurrently (bounded overall and per
+developer host), and store results in batches.
+
+It is a pipeline: a claimer keeps up to ``concurrency`` fetches in flight, each finished fetch
+queues its outcome, and a recorder writes queued outcomes in one transaction per batch and then
+tells connected runtimes. When nothing is due it sleeps until the next due time (at most a
+second, so changes made by another process are seen), or until ``wake()``."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+from collections.abc import Awaitable, Callable, Sequence
+from urllib.parse import urlsplit
+
+from ..clock import Clock
+from ..domain.acceptance import Verdict
+from ..domain.requests import OutboundRequest, Validators, build_periodic_request
+from ..domain.schedule import HostHealth, ScheduleRules
+from ..errors import TokenNotSet
+from ..storage.db import Database
+from ..storage.fetches import DueFetch, FetchRecord, FetchStore, ScheduleUpdate
+from .client import Fetcher, FetchResult
+from .outcome import record_for, schedule_after
+
+log = logging.getLogger("miniport.engine")
+Notify = Callable[[Sequence[FetchRecord]], Awaitable[None]]
+
+
+async def fetch_periodic(
+    fetcher: Fetcher, due: DueFetch, now: float, timeout_s: float, *, conditional: bool = True,
+) -> tuple[FetchResult, OutboundRequest | None]:
+    """Fetch one pair's periodic URL. Returns the result and the exact request sent (None when
+    no request could be made)."""
+    if not due.token:
+        return FetchResult(Verdict.TOKEN_NOT_SET, due.url, error=TokenNotSet().message), None
+    request = build_periodic_request(
+        base_url=due.url, appid=due.appid, secret=due.secret, token=due.token,
+        timestamp=int(now),
+        validators=Validators(due.etag, due.last_modified) if conditional else None,
+    )
+    return await fetcher.fetch(request, timeout_s=timeout_s), request
+
+
+class PeriodicEngine:
+    def __init__(
+        self,
+        *,
+        db: Database,
+        store: FetchStore,
+        fetcher: Fetcher,
+        rules: ScheduleRules,
+        clock: Clock,
+        timeout_s: float,
+        concurrency: int,
+        host_concurrency: int,
+        claim_batch: int,
+        host_failure_threshold: int,
+        host_backoff_s: float,
+        notify: Notify | None = None,
+        rand: Callable[[], float] = random.random,
+    ) -> None:
+        self.db, self.store, self.fetcher, self.rules, self.clock = db, store, fetcher, rules, clock
+        self.timeout_s = timeout_s
+        self.concurrency = concurrency
+        self.host_concurrency = host_concurrency
+        self.claim_batch = claim_batch
+        self.host_failure_threshold = host_failure_threshold
+        self.host_backoff_s = host_backoff_s
+        self.notify = notify
+        self.rand = rand
+        self._host_slots: dict[str, asyncio.Semaphore] = {}
+        self._host_health: dict[str, HostHealth] = {}
+        self._in_flight = 0
+        self._slot_free = asyncio.Event()
+        self._wake = asyncio.Event()
+        self._done: list[tuple[FetchRecord, ScheduleUpdate]] = []
+        self._done_event = asyncio.Event()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.completed = 0
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    # --- one pair ---
+    def _health(self, host: str) -> HostHealth:
+        health = self._host_health.get(host)
+        if health is None:
+            health = HostHealth(self.host_failure_threshold, self.host_backoff_s)
+            self._host_health[host] = health
+        return health
+
+    async def _fetch_one(self, due: DueFetch) -> None:
+        try:
+            host = urlsplit(due.url).netloc.lower()
+            health = self._health(host)
+            now = self.clock.now()
+            if health.resting(now):
+                result = FetchResult(Verdict.HOST_BACKOFF, due.url,
+                                     error=f"host {host} is resting after repeated failures")
+                record = record_for(result, appid=due.appid, user_id=due.user_id, kind="periodic",
+                                    trigger="schedule", now=now, requested_url=due.url)
+                update = schedule_after(due, result.verdict, now, self.rules, self.rand,
+                                        error=result.error, next_due_at=health.resting_until)
+                self._finish(record, update)
+                return
+            slot = self._host_slots.get(host)
+            if slot is None:
+                slot = self._host_slots[host] = asyncio.Semaphore(self.host_concurrency)
+            async with slot:
+                now = self.clock.now()
+                result, request = await fetch_periodic(self.fetcher, due, now, self.timeout_s)
+            if result.verdict is not Verdict.TOKEN_NOT_SET:
+                health.record(result.verdict.ok, self.clock.now())
+            record = record_for(result, appid=due.appid, user_id=due.user_id, kind="periodic",
+                                trigger="schedule", now=now,
+                                requested_url=request.url if request else due.url)
+            update = schedule_after(due, result.verdict, now, self.rules, self.rand,
+                                    error=result.error, etag=result.etag,
+                                    last_modified=result.last_modified)
+            self._finish(record, update)
+        except Exception:  # a bug must not stall the pipeline; the lease retries the pair
+            log.exception("periodic fetch of %s/%s failed", due.appid, due.user_id)
+            self._in_flight -= 1
+            self._slot_free.set()
+
+    def _finish(self, record: FetchRecord, update: ScheduleUpdate) -> None:
+        self._done.append((record, update))
+        self._done_event.set()
+        self._in_flight -= 1
+        self._slot_free.set()
+
+    # --- the pipeline ---
+    async def _record_loop(self, stop: asyncio.Event) -> None:
+        while not (stop.is_set() and not self._done and self._in_flight == 0):
+            if not self._done:
+                self._done_event.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._done_event.wait(), 0.2)
+                continue
+            await self.flush()
+
+    async def flush(self) -> int:
+        batch, self._done = self._done, []
+        if not batch:
+            return 0
+        records = [r for r, _ in batch]
+        await self.db.write(self.store.record, records, [u for _, u in batch])
+        self.completed += len(batch)
+        if self.notify is not None:
+            try:
+                await self.notify(records)
+            except Exception:
+                log.exception("notifying runtimes failed")
+        return len(batch)
+
+    async def _claim(self, limit: int) -> list[DueFetch]:
+        now = self.clock.now()
+        return await self.db.write(
+            self.store.claim_due, now, self.rules.active_since(now), self.rules.lease_until(now), limit
+        )
+
+    async def _wait_for_work(self) -> None:
+        now = self.clock.now()
+        next_due = await self.db.read(self.store.next_due_at, self.rules.active_since(now))
+        delay = 1.0 if next_due is None else min(1.0, max(0.0, next_due - now))
+        if delay > 0:
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), delay)
+
+    async def run(self, stop: asyncio.Event, *, until_idle: bool = False) -> None:
+        """Run until ``stop`` is set (or, with ``until_idle``, until nothing is due)."""
+        recorder = asyncio.create_task(self._record_loop(stop))
+        last_park = 0.0
+        try:
+            while not stop.is_set():
+                room = self.concurrency - self._in_flight
+                if room <= 0:
+                    self._slot_free.clear()
+                    await self._slot_free.wait()
+                    continue
+                claimed = await self._claim(min(room, self.claim_batch))
+                for due in claimed:
+                    self._in_flight += 1
+                    task = asyncio.create_task(self._fetch_one(due))
+                    self._tasks.add(task)
+                    task.add_done_callback(self._tasks.discard)
+                if claimed:
+                    continue
+                if until_idle and self._in_flight == 0 and not self._done:
+                    break
+                now = self.clock.now()
+                if now - last_park > 60:
+                    last_park = now
+                    await self.db.write(self.store.park_inactive, self.rules.active_since(now))
+                if self._in_flight:
+                    self._slot_free.clear()
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._slot_free.wait(), 0.05)
+                else:
+                    await self._wait_for_work()
+        finally:
+            if self._tasks:
+                await asyncio.gather(*self._tasks, return_exceptions=True)
+            stop.set()
+            await recorder
+            await self.flush()

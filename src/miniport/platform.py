@@ -1,0 +1,113 @@
+"""The app factory: ``create_platform(settings, clock)`` builds every part of Miniport from one
+Settings value. The server, the worker, the CLI and the tests all start here; nothing is built at
+import time."""
+
+from __future__ import annotations
+
+import base64
+import secrets
+from dataclasses import dataclass, field
+
+from .clock import Clock, SystemClock
+from .config import Settings
+from .domain.address_guard import AddressPolicy
+from .domain.schedule import ScheduleRules
+from .events.broker import Broker, MemoryBroker, RedisBroker
+from .fetch.client import Fetcher
+from .fetch.engine import PeriodicEngine
+from .services.apps import AppService
+from .services.auth import AuthService
+from .services.background import BackgroundService
+from .storage import migrate
+from .storage.db import Database
+from .storage.fetches import FetchStore
+from .storage.registry import RegistryStore
+
+
+@dataclass
+class Platform:
+    settings: Settings
+    clock: Clock
+    db: Database
+    registry: RegistryStore
+    fetches: FetchStore
+    fetcher: Fetcher
+    broker: Broker
+    rules: ScheduleRules
+    auth: AuthService
+    apps: AppService
+    background: BackgroundService
+    public_url: str = "http://127.0.0.1:8700"
+    engine: PeriodicEngine | None = field(default=None)
+
+    async def start(self) -> None:
+        await self.fetcher.start()
+        await self.broker.start()
+
+    async def close(self) -> None:
+        await self.background.prefetch.drain()
+        await self.fetcher.close()
+        await self.broker.close()
+        self.db.close()
+
+    def make_engine(self) -> PeriodicEngine:
+        s = self.settings
+        self.engine = PeriodicEngine(
+            db=self.db, store=self.fetches, fetcher=self.fetcher, rules=self.rules,
+            clock=self.clock, timeout_s=s.fetch_timeout_s, concurrency=s.fetch_concurrency,
+            host_concurrency=s.host_concurrency, claim_batch=s.claim_batch,
+            host_failure_threshold=s.host_failure_threshold, host_backoff_s=s.host_backoff_s,
+            notify=self.background.notify,
+        )
+        return self.engine
+
+    def _wake_engine(self) -> None:
+        if self.engine is not None:
+            self.engine.wake()
+
+
+def create_platform(settings: Settings, clock: Clock | None = None, *,
+                    broker: Broker | None = None) -> Platform:
+    clock = clock or SystemClock()
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    db = Database(settings.state_url)
+    migrate.upgrade(db.engine)
+    registry = RegistryStore(db)
+    fetches = FetchStore(db)
+    key = base64.b64decode(
+        registry.kv_get_or_set("server_key", base64.b64encode(secrets.token_bytes(32)).decode())
+    )
+    fetcher = Fetcher(
+        AddressPolicy.build(dev=settings.dev, allow=settings.allow_hosts),
+        allowed_names=settings.allow_hosts, max_body_bytes=settings.max_body_bytes,
+        max_redirects=settings.max_redirects, limit=max(100, settings.fetch_concurrency * 2),
+    )
+    if broker is None:
+        broker = RedisBroker(settings.redis_url) if settings.redis_url else MemoryBroker()
+    rules = ScheduleRules(
+        interval_s=settings.periodic_interval_s, active_days=settings.active_days,
+        retry_base_s=settings.retry_base_s, retry_max_s=settings.retry_max_s,
+        lease_s=settings.claim_lease_s,
+    )
+    auth = AuthService(db, registry, clock, key, settings.login_code_ttl_s)
+    holder: dict[str, Platform] = {}
+
+    def public_url() -> str:
+        return settings.public_url or holder["p"].public_url
+
+    def wake() -> None:
+        holder["p"]._wake_engine()
+
+    apps = AppService(db, registry, fetches, clock, dev=settings.dev,
+                      change_ttl_s=settings.change_ttl_s, public_url=public_url,
+                      on_urls_changed=lambda _appid: wake())
+    background = BackgroundService(
+        db=db, registry=registry, fetches=fetches, auth=auth, fetcher=fetcher, broker=broker,
+        clock=clock, rules=rules, fetch_timeout_s=settings.fetch_timeout_s,
+        prefetch_timeout_s=settings.prefetch_timeout_s, wake_engine=wake,
+    )
+    platform = Platform(settings=settings, clock=clock, db=db, registry=registry, fetches=fetches,
+                        fetcher=fetcher, broker=broker, rules=rules, auth=auth, apps=apps,
+                        background=background)
+    holder["p"] = platform
+    return platform

@@ -1,0 +1,113 @@
+"""Identities: runtime tokens for host users, host keys, admin API keys, login codes, openids."""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from typing import Any
+
+from ..clock import Clock
+from ..domain.tokens import (
+    RuntimeIdentity,
+    hash_secret,
+    make_runtime_token,
+    openid_for,
+    read_runtime_token,
+    validate_id,
+)
+from ..errors import InvalidInput, Unauthorized
+from ..storage.db import Database
+from ..storage.registry import RegistryStore
+
+ROLES = ("admin", "developer", "viewer")
+RUNTIME_TOKEN_MAX_AGE_S = 30 * 86400
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is calling an admin endpoint, and with which role."""
+
+    name: str
+    role: str
+
+    def can(self, needed: str) -> bool:
+        return ROLES.index(self.role) <= ROLES.index(needed)
+
+
+class AuthService:
+    def __init__(self, db: Database, registry: RegistryStore, clock: Clock, key: bytes,
+                 login_code_ttl_s: float) -> None:
+        self.db, self.registry, self.clock, self.key = db, registry, clock, key
+        self.login_code_ttl_s = login_code_ttl_s
+        self._api_cache: dict[str, Principal] = {}
+
+    # --- runtime tokens (stateless) ---
+    def runtime_token(self, user_id: str, device_id: str | None = None) -> str:
+        validate_id("user id", user_id)
+        device = validate_id("device id", device_id or "default")
+        return make_runtime_token(self.key, RuntimeIdentity(user_id, device, int(self.clock.now())))
+
+    def identify(self, token: str) -> RuntimeIdentity:
+        return read_runtime_token(self.key, token, max_age_s=RUNTIME_TOKEN_MAX_AGE_S,
+                                  now=self.clock.now())
+
+    def openid(self, appid: str, user_id: str) -> str:
+        return openid_for(self.key, appid, user_id)
+
+    # --- keys ---
+    async def create_key(self, kind: str, name: str, role: str | None = None,
+                         key_id: str | None = None) -> dict[str, Any]:
+        """A new host or API key. A fixed ``key_id`` replaces the key of that id."""
+        if kind == "api" and role not in ROLES:
+            raise InvalidInput(f"role must be one of {', '.join(ROLES)}")
+        key_id = key_id or secrets.token_hex(6)
+        self._api_cache.clear()
+        key = f"mp{kind[0]}_{secrets.token_urlsafe(32)}"
+        await self.db.write(self.registry.add_key, kind, key_id, name, hash_secret(key),
+                            self.clock.now(), role)
+        return {"id": key_id, "name": name, "key": key, **({"role": role} if role else {})}
+
+    async def host_key(self, key: str) -> str:
+        row = await self.db.read(self.registry.find_key, "host", hash_secret(key))
+        if row is None:
+            raise Unauthorized("invalid host key")
+        return str(row["name"])
+
+    async def api_principal(self, key: str) -> Principal:
+        cached = self._api_cache.get(key)
+        if cached is not None:
+            return cached
+        row = await self.db.read(self.registry.find_key, "api", hash_secret(key))
+        if row is None:
+            raise Unauthorized("invalid API key")
+        principal = Principal(f"key:{row['name']}", str(row["role"]))
+        if len(self._api_cache) < 1000:
+            self._api_cache[key] = principal
+        return principal
+
+    # --- login codes (wx.login) ---
+    async def login_code(self, appid: str, user_id: str) -> str:
+        code = secrets.token_urlsafe(24)
+        await self.db.write(self.registry.add_login_code, hash_secret(code), appid, user_id,
+                            self.clock.now() + self.login_code_ttl_s)
+        return code
+
+    async def jscode2session(self, appid: str, secret: str, js_code: str, grant_type: str) -> dict[str, Any]:
+        """WeChat's shape: {openid, session_key} or {errcode, errmsg}."""
+        if grant_type != "authorization_code":
+            return {"errcode": 40002, "errmsg": "invalid grant_type"}
+        if not appid or not secret or not js_code:
+            return {"errcode": 41008, "errmsg": "missing appid, secret or js_code"}
+        try:
+            app = await self.db.read(self.registry.get_app, appid)
+        except Exception:
+            return {"errcode": 40013, "errmsg": "invalid appid"}
+        if not secrets.compare_digest(app.secret, secret):
+            return {"errcode": 40125, "errmsg": "invalid appsecret"}
+        user_id = await self.db.write(self.registry.consume_login_code, hash_secret(js_code), appid,
+                                      self.clock.now())
+        if user_id is None:
+            return {"errcode": 40029, "errmsg": "invalid code (unknown, used or expired)"}
+        openid = self.openid(appid, user_id)
+        session_key = secrets.token_urlsafe(18)
+        return {"openid": openid, "session_key": session_key}

@@ -1,0 +1,187 @@
+"""Background data for the runtime and the devtools: launch, token, reads, pre-fetch, fetch now,
+clear cache, push a refresh."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from ..clock import Clock
+from ..domain.acceptance import Verdict
+from ..domain.requests import Launch, build_prefetch_request
+from ..domain.schedule import ScheduleRules
+from ..errors import InvalidInput, NoData, TokenNotSet
+from ..events.broker import Broker
+from ..fetch.client import Fetcher, FetchResult
+from ..fetch.engine import fetch_periodic
+from ..fetch.outcome import record_for, schedule_after
+from ..fetch.prefetch import SingleFlight
+from ..storage.db import Database
+from ..storage.fetches import DueFetch, FetchRecord, FetchStore
+from ..storage.registry import RegistryStore
+from .auth import AuthService
+
+MAX_TOKEN = 1024
+MAX_WAIT_MS = 10_000
+KINDS = ("periodic", "pre")
+
+
+def data_message(record: FetchRecord) -> dict[str, Any]:
+    return {
+        "type": "backgroundFetchData", "appid": record.appid, "fetchType": record.kind,
+        "fetchedData": record.body, "timeStamp": record.fetched_at_ms,
+        "path": record.path, "query": record.query, "scene": record.scene,
+    }
+
+
+class BackgroundService:
+    def __init__(self, *, db: Database, registry: RegistryStore, fetches: FetchStore,
+                 auth: AuthService, fetcher: Fetcher, broker: Broker, clock: Clock,
+                 rules: ScheduleRules, fetch_timeout_s: float, prefetch_timeout_s: float,
+                 wake_engine: Callable[[], None] = lambda: None) -> None:
+        self.db, self.registry, self.fetches, self.auth = db, registry, fetches, auth
+        self.fetcher, self.broker, self.clock, self.rules = fetcher, broker, clock, rules
+        self.fetch_timeout_s = fetch_timeout_s
+        self.prefetch_timeout_s = prefetch_timeout_s
+        self.wake_engine = wake_engine
+        self.prefetch = SingleFlight(self._prefetch)
+
+    async def notify(self, records: Sequence[FetchRecord]) -> None:
+        for record in records:
+            if record.body is not None:
+                await self.broker.publish(record.user_id, data_message(record))
+
+    # --- runtime ---
+    async def launch(self, appid: str, user_id: str, launch: Launch) -> dict[str, Any]:
+        await self.db.read(self.registry.get_app, appid)
+        urls = await self.db.read(self.registry.fetch_urls, appid)
+        pre = urls.get("pre")
+        prefetching = bool(pre and pre.enabled and pre.url)
+        if prefetching:
+            self.prefetch.start(appid, user_id, launch)
+        await self.db.write(self.fetches.record_launch, appid, user_id, self.clock.now())
+        self.wake_engine()
+        return {"errMsg": "launch:ok", "prefetch": prefetching}
+
+    async def set_token(self, appid: str, user_id: str, token: object) -> None:
+        if not isinstance(token, str):
+            raise InvalidInput("setBackgroundFetchToken:fail token must be a string")
+        if not token or len(token) > MAX_TOKEN:
+            raise InvalidInput(f"setBackgroundFetchToken:fail token must be 1..{MAX_TOKEN} characters")
+        await self.db.read(self.registry.get_app, appid)
+        await self.db.write(self.fetches.set_token, appid, user_id, token, self.clock.now())
+        self.wake_engine()
+
+    async def get_token(self, appid: str, user_id: str) -> str:
+        user = await self.db.read(self.fetches.get_user, appid, user_id)
+        if user is None or not user.get("token"):
+            raise TokenNotSet()
+        return str(user["token"])
+
+    async def get_data(self, appid: str, user_id: str, kind: str, wait_ms: int = 0) -> dict[str, Any]:
+        if kind not in KINDS:
+            raise InvalidInput(f"fetchType must be periodic or pre, not {kind!r}")
+        if wait_ms < 0 or wait_ms > MAX_WAIT_MS:
+            raise InvalidInput(f"waitMs must be 0..{MAX_WAIT_MS}")
+        if wait_ms and kind == "pre":
+            await self.prefetch.wait(appid, user_id, wait_ms / 1000)
+        data = await self.db.read(self.fetches.get_data, appid, user_id, kind)
+        if data is None:
+            pending = self.prefetch.in_flight(appid, user_id) is not None and kind == "pre"
+            raise NoData("getBackgroundFetchData:fail " + (
+                "the fetch has not finished and there is no earlier data" if pending
+                else "no data has been fetched yet"))
+        result: dict[str, Any] = {"fetchedData": data.body, "timeStamp": data.fetched_at_ms,
+                                  "errMsg": "getBackgroundFetchData:ok"}
+        if kind == "pre":
+            result.update(path=data.path or "", query=data.query or "", scene=data.scene)
+        return result
+
+    # --- pre-fetch ---
+    async def _prefetch(self, appid: str, user_id: str, launch: Launch) -> FetchRecord:
+        record, _ = await self._fetch_pre(appid, user_id, launch, trigger="launch")
+        return record
+
+    async def _fetch_pre(self, appid: str, user_id: str, launch: Launch,
+                         trigger: str) -> tuple[FetchRecord, dict[str, Any]]:
+        app = await self.db.read(self.registry.get_app, appid)
+        urls = await self.db.read(self.registry.fetch_urls, appid)
+        user = await self.db.read(self.fetches.get_user, appid, user_id)
+        now = self.clock.now()
+        pre = urls.get("pre")
+        request: dict[str, Any] = {}
+        if pre is None or not pre.url or not pre.enabled:
+            result = FetchResult(Verdict.NO_URL, "", error="no enabled pre-fetch URL")
+            url = None
+        else:
+            token = user.get("token") if user else None
+            code = None if token else await self.auth.login_code(appid, user_id)
+            out = build_prefetch_request(base_url=pre.url, appid=appid, secret=app.secret,
+                                         timestamp=int(now), launch=launch, token=token, code=code)
+            request = out.as_dict()
+            url = out.url
+            result = await self.fetcher.fetch(out, timeout_s=self.prefetch_timeout_s)
+        record = record_for(result, appid=appid, user_id=user_id, kind="pre", trigger=trigger,
+                            now=now, requested_url=url or "", path=launch.path,
+                            query=launch.query, scene=launch.scene)
+        await self.db.write(self.fetches.record, [record])
+        await self.notify([record])
+        return record, {"request": request, **result.as_dict()}
+
+    # --- devtools ---
+    async def fetch_now(self, appid: str, user_id: str, kind: str,
+                        launch: Launch | None = None) -> dict[str, Any]:
+        """Fetch now and show the exact request and the verdict. Periodic: a full (not
+        conditional) fetch that also resets the user's schedule on success."""
+        if kind == "pre":
+            _, shown = await self._fetch_pre(appid, user_id, launch or Launch(), trigger="devtools")
+            return shown
+        if kind != "periodic":
+            raise InvalidInput(f"type must be periodic or pre, not {kind!r}")
+        app = await self.db.read(self.registry.get_app, appid)
+        urls = await self.db.read(self.registry.fetch_urls, appid)
+        user = await self.db.read(self.fetches.get_user, appid, user_id) or {}
+        periodic = urls.get("periodic")
+        now = self.clock.now()
+        if periodic is None or not periodic.url or not periodic.enabled:
+            result = FetchResult(Verdict.NO_URL, "", error="no enabled periodic URL")
+            record = record_for(result, appid=appid, user_id=user_id, kind="periodic",
+                                trigger="devtools", now=now, requested_url="")
+            await self.db.write(self.fetches.record, [record])
+            return {"request": {}, **result.as_dict()}
+        due = DueFetch(appid, user_id, user.get("token"), None, None, int(user.get("failures") or 0),
+                       user.get("last_success_at"), periodic.url, app.secret)
+        result, sent = await fetch_periodic(self.fetcher, due, now, self.fetch_timeout_s,
+                                            conditional=False)
+        record = record_for(result, appid=appid, user_id=user_id, kind="periodic",
+                            trigger="devtools", now=now,
+                            requested_url=sent.url if sent else periodic.url)
+        schedule = []
+        if user:
+            schedule.append(schedule_after(due, result.verdict, now, self.rules, random.random,
+                                           error=result.error, etag=result.etag,
+                                           last_modified=result.last_modified))
+        await self.db.write(self.fetches.record, [record], schedule)
+        await self.notify([record])
+        return {"request": sent.as_dict() if sent else {}, **result.as_dict()}
+
+    async def clear(self, appid: str, user_id: str | None) -> int:
+        await self.db.read(self.registry.get_app, appid)
+        return await self.db.write(self.fetches.clear_data, appid, user_id)
+
+    async def push(self, appid: str, user_id: str) -> dict[str, Any]:
+        """Tell the user's connected devices to refresh: fetch the periodic data now (which
+        notifies them with the new data) and send them a devtoolsRefresh message."""
+        devices = self.broker.connected(user_id)
+        shown = await self.fetch_now(appid, user_id, "periodic")
+        await self.broker.publish(user_id, {"type": "devtoolsRefresh", "appid": appid,
+                                            "fetchType": "periodic", "verdict": shown["verdict"]})
+        return {"devices": devices, **shown}
+
+    async def log(self, appid: str, limit: int = 100, user_id: str | None = None) -> list[dict[str, Any]]:
+        await self.db.read(self.registry.get_app, appid)
+        return await self.db.read(self.fetches.list_log, appid, limit, user_id)
+
+    async def health(self, appid: str, since: float) -> dict[str, Any]:
+        return await self.db.read(self.fetches.health, appid, since)

@@ -1,0 +1,324 @@
+"""Background-fetch state: per-user schedule and token, fetched bodies, and the fetch log.
+
+Claiming due fetches is the one dialect-specific statement: PostgreSQL locks the due rows with
+``FOR UPDATE SKIP LOCKED`` so concurrent workers never claim the same pair; SQLite has one writer
+at a time, so a single UPDATE ... RETURNING is already exclusive. A claimed row is leased: its
+``next_due_at`` moves to the lease end, so a worker that dies loses nothing and nothing is fetched
+twice in a burst."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import and_, bindparam, delete, func, insert, select, text, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+from . import schema as t
+from .db import Database
+
+
+@dataclass(frozen=True)
+class DueFetch:
+    appid: str
+    user_id: str
+    token: str | None
+    etag: str | None
+    last_modified: str | None
+    failures: int
+    last_success_at: float | None
+    url: str
+    secret: str
+
+
+@dataclass(frozen=True)
+class FetchRecord:
+    """One attempt: a fetch-log row, plus the body when it was accepted."""
+
+    appid: str
+    user_id: str
+    kind: str
+    trigger: str
+    ts: float
+    url: str | None
+    verdict: str
+    status: int | None = None
+    bytes: int | None = None
+    latency_ms: float | None = None
+    error: str | None = None
+    body: str | None = None
+    fetched_at_ms: int | None = None
+    path: str | None = None
+    query: str | None = None
+    scene: int | None = None
+
+
+@dataclass(frozen=True)
+class ScheduleUpdate:
+    appid: str
+    user_id: str
+    next_due_at: float | None
+    failures: int
+    last_attempt_at: float
+    last_error: str | None
+    last_success_at: float | None = None  # None: keep the stored value
+    etag: str | None = None  # None: keep
+    last_modified: str | None = None
+
+
+@dataclass(frozen=True)
+class StoredData:
+    body: str
+    fetched_at_ms: int
+    path: str | None
+    query: str | None
+    scene: int | None
+
+
+_CLAIM_SQLITE = text(
+    """
+    UPDATE app_users SET lease_until = :lease, next_due_at = :lease
+    WHERE rowid IN (
+        SELECT au.rowid FROM app_users au
+        JOIN fetch_urls fu ON fu.appid = au.appid AND fu.kind = 'periodic'
+        WHERE au.next_due_at <= :now AND au.last_launch_at >= :active_since
+          AND fu.enabled AND fu.url IS NOT NULL
+        ORDER BY au.next_due_at LIMIT :limit)
+    RETURNING appid, user_id, token, etag, last_modified, failures, last_success_at
+    """
+)
+
+_CLAIM_POSTGRES = text(
+    """
+    WITH due AS (
+        SELECT au.appid, au.user_id FROM app_users au
+        JOIN fetch_urls fu ON fu.appid = au.appid AND fu.kind = 'periodic'
+        WHERE au.next_due_at <= :now AND au.last_launch_at >= :active_since
+          AND fu.enabled AND fu.url IS NOT NULL
+        ORDER BY au.next_due_at LIMIT :limit
+        FOR UPDATE OF au SKIP LOCKED)
+    UPDATE app_users a SET lease_until = :lease, next_due_at = :lease
+    FROM due WHERE a.appid = due.appid AND a.user_id = due.user_id
+    RETURNING a.appid, a.user_id, a.token, a.etag, a.last_modified, a.failures, a.last_success_at
+    """
+)
+
+
+class FetchStore:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        self._insert = sqlite_insert if db.is_sqlite else pg_insert
+
+    # --- users: launch and token ---
+    def _upsert_user(self, conn: Any, appid: str, user_id: str, values: dict[str, Any]) -> None:
+        stmt = self._insert(t.app_users).values(
+            **{"failures": 0, **values, "appid": appid, "user_id": user_id})
+        conn.execute(stmt.on_conflict_do_update(index_elements=["appid", "user_id"], set_=values))
+
+    def record_launch(self, appid: str, user_id: str, now: float) -> None:
+        """A launch makes the user active; a user with no pending schedule is due at once."""
+        with self.db.writing() as conn:
+            self._upsert_user(conn, appid, user_id, {"last_launch_at": now})
+            conn.execute(
+                update(t.app_users)
+                .where(and_(t.app_users.c.appid == appid, t.app_users.c.user_id == user_id,
+                            t.app_users.c.next_due_at.is_(None)))
+                .values(next_due_at=now)
+            )
+
+    def set_token(self, appid: str, user_id: str, token: str, now: float) -> None:
+        """A new or changed token makes the pair due at once (it may have been waiting for it)."""
+        with self.db.writing() as conn:
+            current = conn.execute(
+                select(t.app_users.c.token).where(
+                    and_(t.app_users.c.appid == appid, t.app_users.c.user_id == user_id)
+                )
+            ).first()
+            values: dict[str, Any] = {"token": token}
+            if current is None or current[0] != token:
+                values.update(next_due_at=now, failures=0, last_error=None)
+            self._upsert_user(conn, appid, user_id, values)
+
+    def get_user(self, appid: str, user_id: str) -> dict[str, Any] | None:
+        with self.db.reading() as conn:
+            row = conn.execute(
+                select(t.app_users).where(
+                    and_(t.app_users.c.appid == appid, t.app_users.c.user_id == user_id)
+                )
+            ).first()
+        return dict(row._mapping) if row is not None else None
+
+    def wake_app(self, appid: str, now: float) -> int:
+        """Make an app's parked users due (after its periodic URL changed or was enabled)."""
+        with self.db.writing() as conn:
+            return conn.execute(
+                update(t.app_users)
+                .where(and_(t.app_users.c.appid == appid))
+                .values(next_due_at=now, failures=0)
+            ).rowcount
+
+    # --- periodic claiming ---
+    def claim_due(self, now: float, active_since: float, lease_until: float, limit: int) -> list[DueFetch]:
+        stmt = _CLAIM_SQLITE if self.db.is_sqlite else _CLAIM_POSTGRES
+        with self.db.writing() as conn:
+            rows = conn.execute(
+                stmt, {"now": now, "active_since": active_since, "lease": lease_until, "limit": limit}
+            ).all()
+            if not rows:
+                return []
+            appids = {r.appid for r in rows}
+            targets = {
+                r.appid: (r.url, r.secret)
+                for r in conn.execute(
+                    select(t.fetch_urls.c.appid, t.fetch_urls.c.url, t.apps.c.secret)
+                    .join(t.apps, t.apps.c.appid == t.fetch_urls.c.appid)
+                    .where(and_(t.fetch_urls.c.appid.in_(appids), t.fetch_urls.c.kind == "periodic"))
+                )
+            }
+        return [
+            DueFetch(r.appid, r.user_id, r.token, r.etag, r.last_modified, r.failures,
+                     r.last_success_at, *targets[r.appid])
+            for r in rows
+        ]
+
+    def next_due_at(self, active_since: float) -> float | None:
+        with self.db.reading() as conn:
+            value = conn.execute(
+                select(func.min(t.app_users.c.next_due_at))
+                .select_from(t.app_users.join(
+                    t.fetch_urls,
+                    and_(t.fetch_urls.c.appid == t.app_users.c.appid, t.fetch_urls.c.kind == "periodic"),
+                ))
+                .where(and_(t.app_users.c.last_launch_at >= active_since,
+                            t.fetch_urls.c.enabled.is_(True), t.fetch_urls.c.url.is_not(None)))
+            ).scalar()
+        return float(value) if value is not None else None
+
+    def park_inactive(self, active_since: float) -> int:
+        """Take users who stopped launching out of the due index (a launch brings them back)."""
+        with self.db.writing() as conn:
+            return conn.execute(
+                update(t.app_users)
+                .where(and_(t.app_users.c.next_due_at.is_not(None),
+                            t.app_users.c.last_launch_at < active_since))
+                .values(next_due_at=None)
+            ).rowcount
+
+    # --- results ---
+    def record(self, records: Sequence[FetchRecord], schedule: Sequence[ScheduleUpdate] = ()) -> None:
+        """Store a batch of attempts in one transaction: log rows, accepted bodies, schedules."""
+        with self.db.writing() as conn:
+            self._record(conn, records, schedule)
+
+    def _record(self, conn: Any, records: Sequence[FetchRecord], schedule: Sequence[ScheduleUpdate]) -> None:
+        if records:
+            conn.execute(
+                insert(t.fetch_log),
+                [
+                    {"appid": r.appid, "user_id": r.user_id, "kind": r.kind, "trigger": r.trigger,
+                     "ts": r.ts, "url": r.url, "verdict": r.verdict, "status": r.status,
+                     "bytes": r.bytes, "latency_ms": r.latency_ms, "error": r.error}
+                    for r in records
+                ],
+            )
+        bodies = [r for r in records if r.body is not None]
+        if bodies:
+            stmt = self._insert(t.fetched_data)
+            stmt = stmt.on_conflict_do_update(
+                index_elements=["appid", "user_id", "kind"],
+                set_={c: stmt.excluded[c] for c in ("body", "fetched_at_ms", "path", "query", "scene")},
+            )
+            conn.execute(
+                stmt,
+                [
+                    {"appid": r.appid, "user_id": r.user_id, "kind": r.kind, "body": r.body,
+                     "fetched_at_ms": r.fetched_at_ms, "path": r.path, "query": r.query,
+                     "scene": r.scene}
+                    for r in bodies
+                ],
+            )
+        if schedule:
+            c = t.app_users.c
+            base = {"b_appid": "", "b_user": ""}
+            plain = [s for s in schedule if s.last_success_at is None]
+            success = [s for s in schedule if s.last_success_at is not None]
+            where = and_(c.appid == bindparam("b_appid"), c.user_id == bindparam("b_user"))
+            common = {
+                "next_due_at": bindparam("b_next"), "failures": bindparam("b_failures"),
+                "last_attempt_at": bindparam("b_attempt"), "last_error": bindparam("b_error"),
+                "lease_until": None,
+            }
+            def params(s: ScheduleUpdate) -> dict[str, Any]:
+                return {**base, "b_appid": s.appid, "b_user": s.user_id, "b_next": s.next_due_at,
+                        "b_failures": s.failures, "b_attempt": s.last_attempt_at,
+                        "b_error": s.last_error, "b_success": s.last_success_at,
+                        "b_etag": s.etag, "b_lm": s.last_modified}
+            if plain:
+                conn.execute(update(t.app_users).where(where).values(**common),
+                             [params(s) for s in plain])
+            if success:
+                conn.execute(
+                    update(t.app_users).where(where).values(
+                        **common, last_success_at=bindparam("b_success"),
+                        etag=func.coalesce(bindparam("b_etag"), c.etag),
+                        last_modified=func.coalesce(bindparam("b_lm"), c.last_modified),
+                    ),
+                    [params(s) for s in success],
+                )
+
+    # --- data ---
+    def get_data(self, appid: str, user_id: str, kind: str) -> StoredData | None:
+        with self.db.reading() as conn:
+            row = conn.execute(
+                select(t.fetched_data.c.body, t.fetched_data.c.fetched_at_ms, t.fetched_data.c.path,
+                       t.fetched_data.c.query, t.fetched_data.c.scene)
+                .where(and_(t.fetched_data.c.appid == appid, t.fetched_data.c.user_id == user_id,
+                            t.fetched_data.c.kind == kind))
+            ).first()
+        return StoredData(row[0], row[1], row[2], row[3], row[4]) if row is not None else None
+
+    def clear_data(self, appid: str, user_id: str | None) -> int:
+        """Drop cached bodies and validators (the next periodic fetch is a full one)."""
+        with self.db.writing() as conn:
+            cond = t.fetched_data.c.appid == appid
+            ucond = t.app_users.c.appid == appid
+            if user_id is not None:
+                cond = and_(cond, t.fetched_data.c.user_id == user_id)
+                ucond = and_(ucond, t.app_users.c.user_id == user_id)
+            count = conn.execute(delete(t.fetched_data).where(cond)).rowcount
+            conn.execute(update(t.app_users).where(ucond).values(etag=None, last_modified=None))
+            return count
+
+    # --- log and health ---
+    def list_log(self, appid: str, limit: int = 100, user_id: str | None = None) -> list[dict[str, Any]]:
+        query = select(t.fetch_log).where(t.fetch_log.c.appid == appid)
+        if user_id is not None:
+            query = query.where(t.fetch_log.c.user_id == user_id)
+        with self.db.reading() as conn:
+            rows = conn.execute(query.order_by(t.fetch_log.c.id.desc()).limit(limit)).all()
+        return [dict(r._mapping) for r in rows]
+
+    def health(self, appid: str, since: float) -> dict[str, Any]:
+        c = t.fetch_log.c
+        with self.db.reading() as conn:
+            rows = conn.execute(
+                select(c.kind, c.verdict, func.count(), func.avg(c.latency_ms), func.avg(c.bytes))
+                .where(and_(c.appid == appid, c.ts >= since))
+                .group_by(c.kind, c.verdict)
+            ).all()
+        out: dict[str, Any] = {}
+        for kind, verdict, count, latency, size in rows:
+            entry = out.setdefault(kind, {"total": 0, "ok": 0, "verdicts": {}})
+            entry["total"] += count
+            if verdict in ("cached", "not_modified"):
+                entry["ok"] += count
+            entry["verdicts"][verdict] = {"count": count, "avg_latency_ms": latency, "avg_bytes": size}
+        for entry in out.values():
+            entry["success_rate"] = entry["ok"] / entry["total"] if entry["total"] else None
+        return out
+
+    def prune_log(self, before: float) -> int:
+        with self.db.writing() as conn:
+            return conn.execute(delete(t.fetch_log).where(t.fetch_log.c.ts < before)).rowcount

@@ -1,0 +1,277 @@
+"""Apps, data-URL settings, change requests, the audit log, keys and login codes."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import and_, delete, insert, select, update
+
+from ..errors import ChangeNotConfirmable, Conflict, NotFound
+from . import schema as t
+from .db import Database
+
+
+@dataclass(frozen=True)
+class App:
+    appid: str
+    name: str
+    secret: str
+    created_at: float
+
+
+@dataclass(frozen=True)
+class FetchURL:
+    appid: str
+    kind: str
+    url: str | None
+    enabled: bool
+    updated_at: float
+
+
+@dataclass(frozen=True)
+class ChangeRequest:
+    id: str
+    appid: str
+    kind: str
+    op: str
+    url: str | None
+    status: str
+    requested_by: str
+    created_at: float
+    expires_at: float
+    decided_by: str | None
+    decided_at: float | None
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+@dataclass(frozen=True)
+class AuditEntry:
+    id: int
+    ts: float
+    actor: str
+    action: str
+    appid: str | None
+    detail: dict[str, Any]
+
+
+class RegistryStore:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    # --- key/value (server keys) ---
+    def kv_get_or_set(self, key: str, make: str) -> str:
+        with self.db.writing() as conn:
+            row = conn.execute(select(t.kv.c.value).where(t.kv.c.key == key)).first()
+            if row is not None:
+                return str(row[0])
+            conn.execute(insert(t.kv).values(key=key, value=make))
+            return make
+
+    def kv_set(self, key: str, value: str) -> None:
+        with self.db.writing() as conn:
+            conn.execute(delete(t.kv).where(t.kv.c.key == key))
+            conn.execute(insert(t.kv).values(key=key, value=value))
+
+    # --- audit ---
+    @staticmethod
+    def _audit(conn: Any, ts: float, actor: str, action: str, appid: str | None, **detail: Any) -> None:
+        conn.execute(
+            insert(t.audit_log).values(
+                ts=ts, actor=actor, action=action, appid=appid, detail=json.dumps(detail)
+            )
+        )
+
+    def audit(self, ts: float, actor: str, action: str, appid: str | None, **detail: Any) -> None:
+        with self.db.writing() as conn:
+            self._audit(conn, ts, actor, action, appid, **detail)
+
+    def list_audit(self, appid: str | None = None, limit: int = 200) -> list[AuditEntry]:
+        query = select(t.audit_log).order_by(t.audit_log.c.id.desc()).limit(limit)
+        if appid is not None:
+            query = query.where(t.audit_log.c.appid == appid)
+        with self.db.reading() as conn:
+            return [
+                AuditEntry(r.id, r.ts, r.actor, r.action, r.appid, json.loads(r.detail))
+                for r in conn.execute(query)
+            ]
+
+    # --- apps ---
+    def create_app(self, app: App, actor: str) -> App:
+        with self.db.writing() as conn:
+            conn.execute(insert(t.apps).values(**app.__dict__))
+            for kind in ("periodic", "pre"):
+                conn.execute(
+                    insert(t.fetch_urls).values(
+                        appid=app.appid, kind=kind, url=None, enabled=False, updated_at=app.created_at
+                    )
+                )
+            self._audit(conn, app.created_at, actor, "app.create", app.appid, name=app.name)
+        return app
+
+    def get_app(self, appid: str) -> App:
+        with self.db.reading() as conn:
+            row = conn.execute(select(t.apps).where(t.apps.c.appid == appid)).first()
+        if row is None:
+            raise NotFound(f"app {appid!r} not found")
+        return App(row.appid, row.name, row.secret, row.created_at)
+
+    def list_apps(self) -> list[App]:
+        with self.db.reading() as conn:
+            rows = conn.execute(select(t.apps).order_by(t.apps.c.created_at)).all()
+        return [App(r.appid, r.name, r.secret, r.created_at) for r in rows]
+
+    def set_secret(self, appid: str, secret: str, now: float, actor: str) -> None:
+        with self.db.writing() as conn:
+            result = conn.execute(update(t.apps).where(t.apps.c.appid == appid).values(secret=secret))
+            if result.rowcount == 0:
+                raise NotFound(f"app {appid!r} not found")
+            self._audit(conn, now, actor, "app.rotate_secret", appid)
+
+    # --- data URLs ---
+    def fetch_urls(self, appid: str) -> dict[str, FetchURL]:
+        with self.db.reading() as conn:
+            rows = conn.execute(select(t.fetch_urls).where(t.fetch_urls.c.appid == appid)).all()
+        return {r.kind: FetchURL(r.appid, r.kind, r.url, r.enabled, r.updated_at) for r in rows}
+
+    # --- change requests ---
+    def create_change(self, change: ChangeRequest, code_hash: str) -> ChangeRequest:
+        with self.db.writing() as conn:
+            conn.execute(
+                update(t.change_requests)
+                .where(
+                    and_(
+                        t.change_requests.c.appid == change.appid,
+                        t.change_requests.c.kind == change.kind,
+                        t.change_requests.c.status == "pending",
+                    )
+                )
+                .values(status="superseded", decided_at=change.created_at, decided_by=change.requested_by)
+            )
+            conn.execute(insert(t.change_requests).values(code_hash=code_hash, **change.__dict__))
+            self._audit(
+                conn, change.created_at, change.requested_by, "change.request", change.appid,
+                change_id=change.id, kind=change.kind, op=change.op, url=change.url,
+            )
+        return change
+
+    @staticmethod
+    def _change(row: Any) -> ChangeRequest:
+        return ChangeRequest(
+            row.id, row.appid, row.kind, row.op, row.url, row.status, row.requested_by,
+            row.created_at, row.expires_at, row.decided_by, row.decided_at,
+        )
+
+    def get_change(self, change_id: str) -> ChangeRequest:
+        with self.db.reading() as conn:
+            row = conn.execute(select(t.change_requests).where(t.change_requests.c.id == change_id)).first()
+        if row is None:
+            raise NotFound(f"change {change_id!r} not found")
+        return self._change(row)
+
+    def change_by_code(self, code_hash: str) -> ChangeRequest:
+        with self.db.reading() as conn:
+            row = conn.execute(
+                select(t.change_requests).where(t.change_requests.c.code_hash == code_hash)
+            ).first()
+        if row is None:
+            raise ChangeNotConfirmable("unknown confirmation code")
+        return self._change(row)
+
+    def list_changes(self, appid: str, limit: int = 50) -> list[ChangeRequest]:
+        with self.db.reading() as conn:
+            rows = conn.execute(
+                select(t.change_requests)
+                .where(t.change_requests.c.appid == appid)
+                .order_by(t.change_requests.c.created_at.desc())
+                .limit(limit)
+            ).all()
+        return [self._change(r) for r in rows]
+
+    def confirm_change(self, code_hash: str, now: float, actor: str) -> ChangeRequest:
+        """Apply a pending, unexpired change exactly once (atomically)."""
+        with self.db.writing() as conn:
+            row = conn.execute(
+                select(t.change_requests).where(t.change_requests.c.code_hash == code_hash)
+            ).first()
+            if row is None:
+                raise ChangeNotConfirmable("unknown confirmation code")
+            if row.status != "pending":
+                raise ChangeNotConfirmable(f"this change was already {row.status}")
+            if now > row.expires_at:
+                raise ChangeNotConfirmable("this confirmation code has expired; request the change again")
+            values: dict[str, Any] = {"updated_at": now}
+            if row.op == "set":
+                values["url"] = row.url
+                values["enabled"] = True
+            elif row.op == "enable":
+                current = conn.execute(
+                    select(t.fetch_urls.c.url).where(
+                        and_(t.fetch_urls.c.appid == row.appid, t.fetch_urls.c.kind == row.kind)
+                    )
+                ).scalar()
+                if not current:
+                    raise Conflict(f"no {row.kind} URL is set; set one before enabling it")
+                values["enabled"] = True
+            else:
+                values["enabled"] = False
+            conn.execute(
+                update(t.fetch_urls)
+                .where(and_(t.fetch_urls.c.appid == row.appid, t.fetch_urls.c.kind == row.kind))
+                .values(**values)
+            )
+            conn.execute(
+                update(t.change_requests)
+                .where(t.change_requests.c.id == row.id)
+                .values(status="applied", decided_by=actor, decided_at=now)
+            )
+            self._audit(
+                conn, now, actor, "change.confirm", row.appid,
+                change_id=row.id, kind=row.kind, op=row.op, url=row.url,
+            )
+            updated = conn.execute(select(t.change_requests).where(t.change_requests.c.id == row.id)).one()
+        return self._change(updated)
+
+    # --- login codes ---
+    def add_login_code(self, code_hash: str, appid: str, user_id: str, expires_at: float) -> None:
+        with self.db.writing() as conn:
+            conn.execute(
+                insert(t.login_codes).values(
+                    code_hash=code_hash, appid=appid, user_id=user_id, expires_at=expires_at
+                )
+            )
+
+    def consume_login_code(self, code_hash: str, appid: str, now: float) -> str | None:
+        """The code's user id, marking the code used; None if unknown, used, expired or for
+        another app."""
+        with self.db.writing() as conn:
+            row = conn.execute(select(t.login_codes).where(t.login_codes.c.code_hash == code_hash)).first()
+            if row is None or row.appid != appid or row.used_at is not None or now > row.expires_at:
+                return None
+            conn.execute(
+                update(t.login_codes).where(t.login_codes.c.code_hash == code_hash).values(used_at=now)
+            )
+            conn.execute(delete(t.login_codes).where(t.login_codes.c.expires_at < now - 86400))
+            return str(row.user_id)
+
+    # --- host keys and admin API keys ---
+    def add_key(self, table: str, key_id: str, name: str, key_hash: str, now: float, role: str | None = None) -> None:
+        tbl = t.host_keys if table == "host" else t.api_keys
+        values: dict[str, Any] = {"id": key_id, "name": name, "key_hash": key_hash, "created_at": now}
+        if role is not None:
+            values["role"] = role
+        with self.db.writing() as conn:
+            conn.execute(delete(tbl).where(tbl.c.id == key_id))  # a fixed id is replaced
+            conn.execute(insert(tbl).values(**values))
+            self._audit(conn, now, "cli", f"{table}_key.create", None, key_id=key_id, name=name, role=role)
+
+    def find_key(self, table: str, key_hash: str) -> dict[str, Any] | None:
+        tbl = t.host_keys if table == "host" else t.api_keys
+        with self.db.reading() as conn:
+            row = conn.execute(
+                select(tbl).where(and_(tbl.c.key_hash == key_hash, tbl.c.revoked_at.is_(None)))
+            ).first()
+        return dict(row._mapping) if row is not None else None

@@ -1,0 +1,236 @@
+"""The relational state: SQLAlchemy Core tables. Alembic migrations (storage/migrations) create
+them; a test checks that the migrated database matches these definitions.
+
+Times are Unix seconds as floats (REAL / double precision), which keeps comparisons identical on
+SQLite and PostgreSQL and needs no time-zone handling in the database."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+kv = Table(
+    "kv",
+    metadata,
+    Column("key", String(64), primary_key=True),
+    Column("value", Text, nullable=False),
+)
+
+apps = Table(
+    "apps",
+    metadata,
+    Column("appid", String(32), primary_key=True),
+    Column("name", String(128), nullable=False),
+    Column("secret", String(64), nullable=False),
+    Column("created_at", Float, nullable=False),
+)
+
+fetch_urls = Table(
+    "fetch_urls",
+    metadata,
+    Column("appid", String(32), ForeignKey("apps.appid", ondelete="CASCADE"), primary_key=True),
+    Column("kind", String(16), primary_key=True),
+    Column("url", Text, nullable=True),
+    Column("enabled", Boolean, nullable=False, default=False),
+    Column("updated_at", Float, nullable=False),
+)
+
+change_requests = Table(
+    "change_requests",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("appid", String(32), ForeignKey("apps.appid", ondelete="CASCADE"), nullable=False),
+    Column("kind", String(16), nullable=False),
+    Column("op", String(16), nullable=False),  # set | enable | disable
+    Column("url", Text, nullable=True),
+    Column("code_hash", String(64), nullable=False, unique=True),
+    Column("status", String(16), nullable=False),  # pending | applied | superseded
+    Column("requested_by", String(128), nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("expires_at", Float, nullable=False),
+    Column("decided_by", String(128), nullable=True),
+    Column("decided_at", Float, nullable=True),
+    Index("ix_change_requests_appid_status", "appid", "status"),
+)
+
+audit_log = Table(
+    "audit_log",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("ts", Float, nullable=False),
+    Column("actor", String(128), nullable=False),
+    Column("action", String(64), nullable=False),
+    Column("appid", String(32), nullable=True, index=True),
+    Column("detail", Text, nullable=False, default="{}"),
+)
+
+# One row per (app, user): the periodic schedule, the background-fetch token and validators.
+app_users = Table(
+    "app_users",
+    metadata,
+    Column("appid", String(32), ForeignKey("apps.appid", ondelete="CASCADE"), primary_key=True),
+    Column("user_id", String(128), primary_key=True),
+    Column("token", Text, nullable=True),
+    Column("last_launch_at", Float, nullable=True),
+    Column("next_due_at", Float, nullable=True),
+    Column("lease_until", Float, nullable=True),
+    Column("last_success_at", Float, nullable=True),
+    Column("last_attempt_at", Float, nullable=True),
+    Column("failures", Integer, nullable=False, default=0),
+    Column("last_error", Text, nullable=True),
+    Column("etag", Text, nullable=True),
+    Column("last_modified", Text, nullable=True),
+    Index("ix_app_users_next_due_at", "next_due_at"),
+)
+
+fetched_data = Table(
+    "fetched_data",
+    metadata,
+    Column("appid", String(32), ForeignKey("apps.appid", ondelete="CASCADE"), primary_key=True),
+    Column("user_id", String(128), primary_key=True),
+    Column("kind", String(16), primary_key=True),
+    Column("body", Text, nullable=False),
+    Column("fetched_at_ms", BigInteger, nullable=False),
+    Column("path", Text, nullable=True),
+    Column("query", Text, nullable=True),
+    Column("scene", Integer, nullable=True),
+)
+
+fetch_log = Table(
+    "fetch_log",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("appid", String(32), nullable=False),
+    Column("user_id", String(128), nullable=False),
+    Column("kind", String(16), nullable=False),
+    Column("trigger", String(16), nullable=False),  # schedule | launch | devtools
+    Column("ts", Float, nullable=False),
+    Column("url", Text, nullable=True),
+    Column("verdict", String(32), nullable=False),
+    Column("status", Integer, nullable=True),
+    Column("bytes", Integer, nullable=True),
+    Column("latency_ms", Float, nullable=True),
+    Column("error", Text, nullable=True),
+    Index("ix_fetch_log_appid_ts", "appid", "ts"),
+)
+
+login_codes = Table(
+    "login_codes",
+    metadata,
+    Column("code_hash", String(64), primary_key=True),
+    Column("appid", String(32), ForeignKey("apps.appid", ondelete="CASCADE"), nullable=False),
+    Column("user_id", String(128), nullable=False),
+    Column("expires_at", Float, nullable=False),
+    Column("used_at", Float, nullable=True),
+)
+
+host_keys = Table(
+    "host_keys",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("name", String(128), nullable=False),
+    Column("key_hash", String(64), nullable=False, unique=True),
+    Column("created_at", Float, nullable=False),
+    Column("revoked_at", Float, nullable=True),
+)
+
+api_keys = Table(
+    "api_keys",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("name", String(128), nullable=False),
+    Column("role", String(16), nullable=False),
+    Column("key_hash", String(64), nullable=False, unique=True),
+    Column("created_at", Float, nullable=False),
+    Column("revoked_at", Float, nullable=True),
+)
+
+console_users = Table(
+    "console_users",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("role", String(16), nullable=False),
+    Column("password_hash", Text, nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("disabled", Boolean, nullable=False, default=False),
+)
+
+console_sessions = Table(
+    "console_sessions",
+    metadata,
+    Column("id_hash", String(64), primary_key=True),
+    Column("user_name", String(64), ForeignKey("console_users.name", ondelete="CASCADE")),
+    Column("csrf", String(64), nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("expires_at", Float, nullable=False),
+)
+
+# --- analytics definitions (the events themselves live in DuckDB) ---
+analytics_fields = Table(
+    "analytics_fields",
+    metadata,
+    Column("appid", String(32), ForeignKey("apps.appid", ondelete="CASCADE"), primary_key=True),
+    Column("name", String(32), primary_key=True),
+    Column("type", String(8), nullable=False),
+    Column("slot", Integer, nullable=False),
+    Column("published", Boolean, nullable=False, default=False),
+    Column("created_at", Float, nullable=False),
+)
+
+analytics_events = Table(
+    "analytics_events",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("appid", String(32), ForeignKey("apps.appid", ondelete="CASCADE"), nullable=False),
+    Column("name", String(32), nullable=False),
+    Column("draft", Text, nullable=True),  # JSON EventDef, None when deleted in the draft
+    Column("published", Text, nullable=True),  # JSON EventDef of the published version
+    Column("updated_at", Float, nullable=False),
+    UniqueConstraint("appid", "name"),
+)
+
+analytics_versions = Table(
+    "analytics_versions",
+    metadata,
+    Column("appid", String(32), ForeignKey("apps.appid", ondelete="CASCADE"), primary_key=True),
+    Column("version", Integer, primary_key=True),
+    Column("config", Text, nullable=False),  # runtime JSON of that version
+    Column("published_by", String(128), nullable=False),
+    Column("published_at", Float, nullable=False),
+)
+
+analytics_tests = Table(
+    "analytics_tests",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("appid", String(32), ForeignKey("apps.appid", ondelete="CASCADE"), nullable=False),
+    Column("user_id", String(128), nullable=False),
+    Column("config", Text, nullable=False),  # runtime JSON of the draft under test
+    Column("status", String(16), nullable=False),  # running | stopped
+    Column("started_by", String(128), nullable=False),
+    Column("started_at", Float, nullable=False),
+    Column("stopped_at", Float, nullable=True),
+    Column("synced_at", Float, nullable=True),
+    Index("ix_analytics_tests_appid_user_status", "appid", "user_id", "status"),
+)

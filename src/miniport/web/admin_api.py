@@ -1,0 +1,155 @@
+"""The admin HTTP API: apps, data-URL changes and their confirmation, devtools, audit.
+Everything the console shows comes from here."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, Query, Request
+from pydantic import BaseModel, Field, StrictStr
+
+from ..domain.requests import Launch
+from ..services.auth import Principal
+from .deps import platform_of, require
+
+router = APIRouter(prefix="/admin/v1", tags=["admin"])
+Viewer = Annotated[Principal, Depends(require("viewer"))]
+Developer = Annotated[Principal, Depends(require("developer"))]
+Admin = Annotated[Principal, Depends(require("admin"))]
+Kind = Literal["periodic", "pre"]
+
+
+class AppIn(BaseModel):
+    name: StrictStr = Field(min_length=1, max_length=128)
+
+
+class ChangeIn(BaseModel):
+    kind: Kind
+    op: Literal["set", "enable", "disable"] = "set"
+    url: StrictStr | None = None
+
+
+class ConfirmIn(BaseModel):
+    code: StrictStr = Field(min_length=1, max_length=64)
+
+
+class FetchNowIn(BaseModel):
+    user_id: StrictStr = Field(min_length=1, max_length=128)
+    type: Kind = "periodic"
+    path: StrictStr = ""
+    query: StrictStr = ""
+    scene: int = 1001
+
+
+class UserIn(BaseModel):
+    user_id: StrictStr = Field(min_length=1, max_length=128)
+
+
+def app_dict(app: Any, with_secret: bool) -> dict[str, Any]:
+    out = {"appid": app.appid, "name": app.name, "created_at": app.created_at}
+    if with_secret:
+        out["secret"] = app.secret
+    return out
+
+
+@router.get("/whoami")
+async def whoami(who: Viewer) -> dict[str, Any]:
+    return {"name": who.name, "role": who.role}
+
+
+@router.get("/apps")
+async def list_apps(request: Request, who: Viewer) -> dict[str, Any]:
+    apps = await platform_of(request).db.read(platform_of(request).registry.list_apps)
+    return {"apps": [app_dict(a, False) for a in apps]}
+
+
+@router.post("/apps", status_code=201)
+async def create_app(body: AppIn, request: Request, who: Developer) -> dict[str, Any]:
+    app = await platform_of(request).apps.create(body.name, who.name)
+    return app_dict(app, True)
+
+
+@router.get("/apps/{appid}")
+async def get_app(appid: str, request: Request, who: Viewer) -> dict[str, Any]:
+    platform = platform_of(request)
+    app = await platform.apps.get(appid)
+    return {**app_dict(app, who.can("developer")), **await platform.apps.settings(appid)}
+
+
+@router.post("/apps/{appid}/secret")
+async def rotate_secret(appid: str, request: Request, who: Developer) -> dict[str, Any]:
+    secret = await platform_of(request).apps.rotate_secret(appid, who.name)
+    return {"appid": appid, "secret": secret}
+
+
+@router.post("/apps/{appid}/changes", status_code=201)
+async def request_change(appid: str, body: ChangeIn, request: Request, who: Developer) -> dict[str, Any]:
+    pending = await platform_of(request).apps.request_change(appid, body.kind, body.op, body.url, who.name)
+    return pending.as_dict()
+
+
+@router.get("/apps/{appid}/changes")
+async def list_changes(appid: str, request: Request, who: Viewer) -> dict[str, Any]:
+    platform = platform_of(request)
+    await platform.apps.get(appid)
+    changes = await platform.db.read(platform.registry.list_changes, appid)
+    return {"changes": [c.as_dict() for c in changes]}
+
+
+@router.get("/changes/{change_id}")
+async def get_change(change_id: str, request: Request, who: Viewer) -> dict[str, Any]:
+    platform = platform_of(request)
+    return (await platform.db.read(platform.registry.get_change, change_id)).as_dict()
+
+
+@router.post("/changes/confirm")
+async def confirm_change(body: ConfirmIn, request: Request, who: Admin) -> dict[str, Any]:
+    change = await platform_of(request).apps.confirm(body.code, who.name)
+    return change.as_dict()
+
+
+@router.get("/audit")
+async def audit(request: Request, who: Viewer, appid: str | None = None,
+                limit: Annotated[int, Query(ge=1, le=1000)] = 200) -> dict[str, Any]:
+    platform = platform_of(request)
+    entries = await platform.db.read(platform.registry.list_audit, appid, limit)
+    return {"entries": [e.__dict__ for e in entries]}
+
+
+@router.post("/apps/{appid}/devtools/fetch")
+async def devtools_fetch(appid: str, body: FetchNowIn, request: Request, who: Developer) -> dict[str, Any]:
+    launch = Launch(body.path, body.query, body.scene)
+    return await platform_of(request).background.fetch_now(appid, body.user_id, body.type, launch)
+
+
+@router.post("/apps/{appid}/devtools/clear")
+async def devtools_clear(appid: str, request: Request, who: Developer,
+                         body: UserIn | None = None) -> dict[str, Any]:
+    cleared = await platform_of(request).background.clear(appid, body.user_id if body else None)
+    return {"cleared": cleared}
+
+
+@router.post("/apps/{appid}/devtools/push")
+async def devtools_push(appid: str, body: UserIn, request: Request, who: Developer) -> dict[str, Any]:
+    return await platform_of(request).background.push(appid, body.user_id)
+
+
+@router.get("/apps/{appid}/fetch-log")
+async def fetch_log(appid: str, request: Request, who: Viewer,
+                    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+                    user_id: str | None = None) -> dict[str, Any]:
+    return {"entries": await platform_of(request).background.log(appid, limit, user_id)}
+
+
+@router.get("/apps/{appid}/health")
+async def health(appid: str, request: Request, who: Viewer,
+                 hours: Annotated[float, Query(gt=0, le=24 * 30)] = 24) -> dict[str, Any]:
+    platform = platform_of(request)
+    await platform.apps.get(appid)
+    since = platform.clock.now() - hours * 3600
+    return {"appid": appid, "since": since, "kinds": await platform.background.health(appid, since)}
+
+
+@router.get("/apps/{appid}/users/{user_id}/devices")
+async def devices(appid: str, user_id: str, request: Request, who: Viewer) -> dict[str, Any]:
+    return {"devices": platform_of(request).broker.connected(user_id)}

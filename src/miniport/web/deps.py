@@ -1,0 +1,71 @@
+"""Request helpers shared by the routers: who is calling, and errors in the API's shapes."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from fastapi import Request
+from fastapi.responses import JSONResponse
+
+from ..domain.tokens import RuntimeIdentity
+from ..errors import Forbidden, MiniportError, Unauthorized
+from ..platform import Platform
+from ..services.auth import Principal
+
+SessionResolver = Callable[[Request], Awaitable[Principal | None]]
+
+
+def platform_of(request: Request) -> Platform:
+    return request.app.state.platform  # type: ignore[no-any-return]
+
+
+def bearer(request: Request) -> str | None:
+    header = request.headers.get("authorization")
+    if not header:
+        return None
+    scheme, _, value = header.partition(" ")
+    return value.strip() if scheme.lower() == "bearer" and value.strip() else None
+
+
+def runtime_identity(request: Request) -> RuntimeIdentity:
+    token = bearer(request)
+    if token is None:
+        raise Unauthorized("missing runtime token (Authorization: Bearer ...)")
+    return platform_of(request).auth.identify(token)
+
+
+async def principal(request: Request) -> Principal:
+    """An admin API caller: a bearer API key, or a console session (cookie + CSRF)."""
+    token = bearer(request)
+    if token is not None:
+        return await platform_of(request).auth.api_principal(token)
+    resolver: SessionResolver | None = getattr(request.app.state, "session_resolver", None)
+    if resolver is not None:
+        found = await resolver(request)
+        if found is not None:
+            return found
+    raise Unauthorized("sign in, or send an API key as Authorization: Bearer ...")
+
+
+def require(role: str) -> Callable[[Request], Awaitable[Principal]]:
+    async def dependency(request: Request) -> Principal:
+        who = await principal(request)
+        if not who.can(role):
+            raise Forbidden(f"this needs the {role} role; you are {who.role}")
+        return who
+
+    return dependency
+
+
+def error_body(exc: MiniportError, api: str | None = None) -> dict[str, Any]:
+    body: dict[str, Any] = {"error": exc.code, "message": exc.message}
+    if api is not None:
+        message = exc.message
+        prefix = f"{api}:fail"
+        body["errMsg"] = message if message.startswith(prefix) else f"{prefix} {message}"
+    return body
+
+
+def error_response(exc: MiniportError, api: str | None = None) -> JSONResponse:
+    return JSONResponse(error_body(exc, api), status_code=exc.http_status)

@@ -1,0 +1,116 @@
+"""The runtime HTTP API: what a host container calls on behalf of a signed-in user."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from typing import Annotated, Any
+from urllib.parse import urlencode
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import StreamingResponse
+from pydantic import BaseModel, Field, StrictInt, StrictStr
+
+from ..domain.requests import Launch
+from ..domain.tokens import RuntimeIdentity
+from ..errors import InvalidInput, MiniportError
+from ..events.broker import stream
+from .deps import error_response, platform_of, runtime_identity
+
+router = APIRouter(prefix="/runtime/v1", tags=["runtime"])
+Identity = Annotated[RuntimeIdentity, Depends(runtime_identity)]
+
+
+class LaunchIn(BaseModel):
+    path: StrictStr = Field(default="", max_length=1024)
+    query: StrictStr | dict[str, StrictStr | StrictInt] = Field(default="")
+    scene: StrictInt = Field(default=1001, ge=0, le=99999)
+
+    def to_launch(self) -> Launch:
+        query = self.query if isinstance(self.query, str) else urlencode(self.query)
+        if len(query) > 4096:
+            raise InvalidInput("query is longer than 4096 characters")
+        return Launch(self.path.lstrip("/"), query, self.scene)
+
+
+class TokenIn(BaseModel):
+    token: StrictStr
+
+
+@router.post("/apps/{appid}/launch")
+async def launch(appid: str, body: LaunchIn, request: Request, who: Identity) -> Any:
+    try:
+        return await platform_of(request).background.launch(appid, who.user_id, body.to_launch())
+    except MiniportError as exc:
+        return error_response(exc, "launch")
+
+
+@router.post("/apps/{appid}/background-fetch/token")
+async def set_token(appid: str, body: TokenIn, request: Request, who: Identity) -> Any:
+    try:
+        await platform_of(request).background.set_token(appid, who.user_id, body.token)
+    except MiniportError as exc:
+        return error_response(exc, "setBackgroundFetchToken")
+    return {"errMsg": "setBackgroundFetchToken:ok"}
+
+
+@router.get("/apps/{appid}/background-fetch/token")
+async def get_token(appid: str, request: Request, who: Identity) -> Any:
+    try:
+        token = await platform_of(request).background.get_token(appid, who.user_id)
+    except MiniportError as exc:
+        return error_response(exc, "getBackgroundFetchToken")
+    return {"token": token, "errMsg": "getBackgroundFetchToken:ok"}
+
+
+@router.get("/apps/{appid}/background-fetch/data")
+async def get_data(
+    appid: str, request: Request, who: Identity,
+    fetchType: Annotated[str, Query()] = "periodic",  # noqa: N803 - WeChat's name
+    waitMs: Annotated[int, Query(ge=0, le=10000)] = 0,  # noqa: N803
+) -> Any:
+    try:
+        return await platform_of(request).background.get_data(appid, who.user_id, fetchType, waitMs)
+    except MiniportError as exc:
+        return error_response(exc, "getBackgroundFetchData")
+
+
+@router.post("/apps/{appid}/login")
+async def login(appid: str, request: Request, who: Identity) -> Any:
+    platform = platform_of(request)
+    try:
+        await platform.apps.get(appid)
+        code = await platform.auth.login_code(appid, who.user_id)
+    except MiniportError as exc:
+        return error_response(exc, "login")
+    return {"code": code, "errMsg": "login:ok"}
+
+
+async def _sse(request: Request, who: RuntimeIdentity) -> AsyncIterator[bytes]:
+    platform = platform_of(request)
+    sub = platform.broker.subscribe(who.user_id, who.device_id)
+    try:
+        hello = {"type": "connected", "user": who.user_id, "device": who.device_id}
+        yield f"event: connected\ndata: {json.dumps(hello)}\n\n".encode()
+        async for message in stream(sub):
+            if message is None:
+                yield b": keep-alive\n\n"
+                continue
+            yield f"event: {message.get('type', 'message')}\ndata: {json.dumps(message)}\n\n".encode()
+    finally:
+        platform.broker.unsubscribe(sub)
+
+
+@router.get("/events")
+async def events(request: Request) -> Any:
+    """Server-sent events for this runtime. Browsers' EventSource cannot send headers, so the
+    token may also come as ``?access_token=``."""
+    token = request.query_params.get("access_token")
+    try:
+        who = platform_of(request).auth.identify(token) if token else runtime_identity(request)
+    except MiniportError as exc:
+        return error_response(exc)
+    return StreamingResponse(
+        _sse(request, who), media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )

@@ -1,0 +1,408 @@
+"""Validation of one reported analytics batch against a configuration (pure).
+
+Input (decoded JSON)::
+
+    {"sent_at": 1700000000000,
+     "events": [{"id": "c1-0001", "event": "goods_click" | 12, "data": {...},
+                 "ts": 1700000000000, "page": "pages/list/list",
+                 "trigger": "click", "action": "report"}, ...]}
+
+:func:`check_batch` raises :class:`BatchInvalid` only when the batch as a whole cannot be
+read (not an object, ``events`` missing or not a list, more than ``max_batch`` events).
+Otherwise every event is judged on its own: it is accepted (:class:`CheckedEvent`),
+rejected with one reason (:class:`Rejection`), or counted as a duplicate of an earlier
+accepted event of the same batch; a bad event never costs its neighbours anything.
+
+Rules, in the order they are applied to one event (the first that fails is the reason):
+
+1. the entry is an object;
+2. ``id``: a string of 1..64 characters (no lone surrogates); if an event with this id was
+   already accepted in this batch, the entry is a duplicate (nothing else is checked);
+3. ``event``: an event name, or its numeric id (an integer, or a string of digits) — the
+   event must exist in the configuration;
+4. ``data``: an object (absent or ``null`` means ``{}``) whose every key is a field of
+   that event — one unknown key refuses the whole event;
+5. ``ts``: absent/``null``, or a finite number (ms since the epoch; a fraction is dropped);
+6. ``page``: absent/``null`` or a string of at most 256 characters; ``trigger``: absent/
+   ``null`` or a known trigger; ``action``: absent/``null``, ``report`` or ``start``.
+
+Unknown keys of an event are ignored. Mode is not cross-checked (an ``api`` event
+reported with a trigger is accepted as is).
+
+Time: ``ts + (received_at_ms - sent_at)``; when ``ts`` or ``sent_at`` is absent or not a
+finite number, or the corrected time is before 2000-01-01 or more than one day after
+``received_at_ms``, the event gets ``received_at_ms`` and ``time_estimated=True``.
+
+Values are coerced by field type (:mod:`miniport.analytics.coercion`); a value coerced to
+nothing (``out_of_range`` int, ``null`` string) is left out of ``values`` and its note kept.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any, Final
+
+from miniport.analytics.coercion import FieldType, coerce
+from miniport.analytics.definitions import ACTION_KINDS, TRIGGERS, AnalyticsConfig
+
+__all__ = [
+    "DAY_MS",
+    "MAX_ID_LENGTH",
+    "MIN_EVENT_TIME_MS",
+    "BatchInvalid",
+    "BatchVerdict",
+    "CheckedEvent",
+    "CoercionNote",
+    "EventView",
+    "Rejection",
+    "RuntimeConfigView",
+    "check_batch",
+]
+
+MAX_ID_LENGTH: Final = 64
+MAX_PAGE_LENGTH: Final = 256
+DAY_MS: Final = 86_400_000
+MIN_EVENT_TIME_MS: Final = 946_684_800_000  # 2000-01-01T00:00:00Z
+_EVENT_ID_RE: Final = re.compile(r"[0-9]{1,18}")
+_SURROGATE_RE: Final = re.compile("[\ud800-\udfff]")
+
+
+# --------------------------------------------------------------------------- configuration
+
+
+@dataclass(frozen=True, slots=True)
+class EventView:
+    """What ingestion needs of one event: its id, name and fields (in definition order)."""
+
+    id: int
+    name: str
+    fields: tuple[str, ...]
+
+    def has_field(self, name: str) -> bool:
+        return name in self.fields
+
+
+@dataclass(frozen=True)
+class RuntimeConfigView:
+    """Read-only lookups over one configuration (published, or the one under test)."""
+
+    field_types: Mapping[str, FieldType]
+    events_by_name: Mapping[str, EventView]
+    events_by_id: Mapping[int, EventView]
+
+    @classmethod
+    def from_config(
+        cls, config: AnalyticsConfig, event_ids: Mapping[str, int]
+    ) -> RuntimeConfigView:
+        """Build the view; ``ValueError`` if an event has no id, two events share an id or
+        an event lists an undefined field (run ``validate_config`` first)."""
+        field_types: dict[str, FieldType] = {f.name: f.type for f in config.fields}
+        by_name: dict[str, EventView] = {}
+        by_id: dict[int, EventView] = {}
+        for event in config.events:
+            if event.name not in event_ids:
+                raise ValueError(f"event {event.name!r} has no id")
+            event_id = event_ids[event.name]
+            if event_id in by_id:
+                raise ValueError(
+                    f"events {by_id[event_id].name!r} and {event.name!r} share id {event_id}"
+                )
+            for name in event.fields:
+                if name not in field_types:
+                    raise ValueError(f"event {event.name!r} uses undefined field {name!r}")
+            view = EventView(event_id, event.name, tuple(event.fields))
+            by_name[event.name] = view
+            by_id[event_id] = view
+        return cls(
+            MappingProxyType(field_types), MappingProxyType(by_name), MappingProxyType(by_id)
+        )
+
+    def event_by_name(self, name: str) -> EventView | None:
+        return self.events_by_name.get(name)
+
+    def event_by_id(self, event_id: int) -> EventView | None:
+        return self.events_by_id.get(event_id)
+
+    def field_type(self, name: str) -> FieldType | None:
+        return self.field_types.get(name)
+
+
+# --------------------------------------------------------------------------- verdict
+
+
+class BatchInvalid(Exception):
+    """The batch as a whole cannot be read; nothing of it is kept."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+@dataclass(frozen=True, slots=True)
+class CoercionNote:
+    field: str
+    note: str
+
+    def as_dict(self) -> dict[str, str]:
+        return {"field": self.field, "note": self.note}
+
+
+@dataclass(frozen=True, slots=True)
+class CheckedEvent:
+    """An accepted event, ready for the store. ``uid`` is the client-made event id."""
+
+    uid: str
+    event_name: str
+    event_id: int
+    ts_ms: int
+    time_estimated: bool
+    page: str | None
+    trigger: str | None
+    action: str | None
+    values: dict[str, int | str]
+    coercions: list[CoercionNote] = field(default_factory=list)
+    index: int = 0
+    """Position of the event in the batch."""
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "index": self.index,
+            "uid": self.uid,
+            "event_name": self.event_name,
+            "event_id": self.event_id,
+            "ts_ms": self.ts_ms,
+            "time_estimated": self.time_estimated,
+            "page": self.page,
+            "trigger": self.trigger,
+            "action": self.action,
+            "values": dict(self.values),
+            "coercions": [note.as_dict() for note in self.coercions],
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Rejection:
+    """A refused event: its position, its id when that was valid, and why.
+
+    ``code`` is a stable word for counting (``unknown_field``…); ``reason`` is the text
+    shown to the developer.
+    """
+
+    index: int
+    id: str | None
+    reason: str
+    code: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"index": self.index, "id": self.id, "reason": self.reason, "code": self.code}
+
+
+@dataclass(frozen=True, slots=True)
+class BatchVerdict:
+    accepted: list[CheckedEvent]
+    rejected: list[Rejection]
+    duplicates_in_batch: int
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "accepted": len(self.accepted),
+            "rejected": [rejection.as_dict() for rejection in self.rejected],
+            "duplicates_in_batch": self.duplicates_in_batch,
+        }
+
+
+class _Refused(Exception):
+    def __init__(self, code: str, reason: str) -> None:
+        super().__init__(reason)
+        self.code = code
+        self.reason = reason
+
+
+# --------------------------------------------------------------------------- checks
+
+
+def _show(value: object, limit: int = 40) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _finite_ms(value: object) -> int | None:
+    """An int for an int or a finite float (fraction dropped); ``None`` otherwise."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and math.isfinite(value):
+        return math.trunc(value)
+    return None
+
+
+def _valid_id(value: object) -> str | None:
+    if (
+        isinstance(value, str)
+        and 1 <= len(value) <= MAX_ID_LENGTH
+        and _SURROGATE_RE.search(value) is None
+    ):
+        return value
+    return None
+
+
+def _lookup_event(value: object, config: RuntimeConfigView) -> EventView:
+    if value is None:
+        raise _Refused("missing_event", "missing event")
+    if isinstance(value, str):
+        if _EVENT_ID_RE.fullmatch(value):
+            found = config.event_by_id(int(value))
+            if found is None:
+                raise _Refused("unknown_event", f"unknown event id {int(value)}")
+            return found
+        found = config.event_by_name(value)
+        if found is None:
+            raise _Refused("unknown_event", f"unknown event {_show(value)}")
+        return found
+    if isinstance(value, int) and not isinstance(value, bool):
+        found = config.event_by_id(value)
+        if found is None:
+            raise _Refused("unknown_event", f"unknown event id {value}")
+        return found
+    raise _Refused("invalid_event", "invalid event: expected an event name or a numeric event id")
+
+
+def _check_event(
+    raw: Mapping[Any, Any],
+    uid: str,
+    index: int,
+    config: RuntimeConfigView,
+    received_at_ms: int,
+    skew_ms: int | None,
+) -> CheckedEvent:
+    event = _lookup_event(raw.get("event"), config)
+
+    data = raw.get("data")
+    if data is None:
+        data = {}
+    elif not isinstance(data, dict):
+        raise _Refused("invalid_data", "invalid data: expected an object")
+    for key in data:
+        if not isinstance(key, str) or not event.has_field(key):
+            raise _Refused(
+                "unknown_field", f"unknown field {_show(key)} for event {_show(event.name)}"
+            )
+
+    raw_ts = raw.get("ts")
+    ts = _finite_ms(raw_ts)
+    if raw_ts is not None and ts is None:
+        raise _Refused(
+            "invalid_ts", "invalid ts: expected a number of milliseconds since the epoch"
+        )
+
+    page = raw.get("page")
+    if page is not None and (not isinstance(page, str) or len(page) > MAX_PAGE_LENGTH):
+        raise _Refused(
+            "invalid_page",
+            f"invalid page: expected a string of at most {MAX_PAGE_LENGTH} characters",
+        )
+    trigger = raw.get("trigger")
+    if trigger is not None and (not isinstance(trigger, str) or trigger not in TRIGGERS):
+        raise _Refused("invalid_trigger", f"invalid trigger {_show(trigger)}")
+    action = raw.get("action")
+    if action is not None and (not isinstance(action, str) or action not in ACTION_KINDS):
+        raise _Refused("invalid_action", f"invalid action {_show(action)}")
+
+    time_estimated = True
+    ts_ms = received_at_ms
+    if ts is not None and skew_ms is not None:
+        corrected = ts + skew_ms
+        if MIN_EVENT_TIME_MS <= corrected <= received_at_ms + DAY_MS:
+            ts_ms = corrected
+            time_estimated = False
+
+    values: dict[str, int | str] = {}
+    notes: list[CoercionNote] = []
+    for key, value in data.items():
+        field_type = config.field_type(key)
+        if field_type is None:  # the view guarantees event fields are defined
+            raise _Refused(
+                "unknown_field", f"unknown field {_show(key)} for event {_show(event.name)}"
+            )
+        coerced = coerce(value, field_type)
+        if coerced.value is not None:
+            values[key] = coerced.value
+        if coerced.note is not None:
+            notes.append(CoercionNote(key, coerced.note))
+
+    return CheckedEvent(
+        uid=uid,
+        event_name=event.name,
+        event_id=event.id,
+        ts_ms=ts_ms,
+        time_estimated=time_estimated,
+        page=page,
+        trigger=trigger,
+        action=action,
+        values=values,
+        coercions=notes,
+        index=index,
+    )
+
+
+def check_batch(
+    batch: object, *, config: RuntimeConfigView, received_at_ms: int, max_batch: int = 1000
+) -> BatchVerdict:
+    """Judge one batch (see the module docs for every rule).
+
+    ``len(accepted) + len(rejected) + duplicates_in_batch == len(batch["events"])``.
+    """
+    if not isinstance(batch, dict):
+        raise BatchInvalid("invalid batch: expected an object")
+    if "events" not in batch:
+        raise BatchInvalid("invalid batch: missing 'events'")
+    events = batch["events"]
+    if not isinstance(events, list):
+        raise BatchInvalid("invalid batch: 'events' must be a list")
+    if len(events) > max_batch:
+        raise BatchInvalid(f"too many events: {len(events)} (at most {max_batch} per batch)")
+
+    sent_at = _finite_ms(batch.get("sent_at"))
+    skew_ms = None if sent_at is None else received_at_ms - sent_at
+
+    accepted: list[CheckedEvent] = []
+    rejected: list[Rejection] = []
+    seen: set[str] = set()
+    duplicates = 0
+    for index, raw in enumerate(events):
+        if not isinstance(raw, dict):
+            rejected.append(
+                Rejection(index, None, "invalid event entry: expected an object", "not_object")
+            )
+            continue
+        raw_id = raw.get("id")
+        uid = _valid_id(raw_id)
+        if uid is None:
+            if raw_id is None:
+                rejected.append(Rejection(index, None, "missing id", "missing_id"))
+            else:
+                rejected.append(
+                    Rejection(
+                        index,
+                        None,
+                        f"invalid id: expected a string of 1 to {MAX_ID_LENGTH} characters",
+                        "invalid_id",
+                    )
+                )
+            continue
+        if uid in seen:
+            duplicates += 1
+            continue
+        try:
+            checked = _check_event(raw, uid, index, config, received_at_ms, skew_ms)
+        except _Refused as refused:
+            rejected.append(Rejection(index, uid, refused.reason, refused.code))
+            continue
+        seen.add(uid)
+        accepted.append(checked)
+    return BatchVerdict(accepted, rejected, duplicates)

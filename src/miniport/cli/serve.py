@@ -82,7 +82,7 @@ async def _serve(settings: Settings, host: str, port: int, demo: bool) -> None:
     # the CLI's key to this server; a fixed id, so each start replaces the last one
     admin = await platform.auth.create_key("api", "local-cli", "admin", key_id="local")
     app = create_app(platform)
-    config = uvicorn.Config(app, host=host, port=port, log_level="warning", loop="none",
+    config = uvicorn.Config(app, host=host, port=port, log_level="warning", loop="none", access_log=False,
                             lifespan="on", timeout_graceful_shutdown=3)
     server = uvicorn.Server(config)
     info_path = write_server_file(settings.data_dir, {

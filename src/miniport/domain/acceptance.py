@@ -6,6 +6,7 @@ distinct name that the fetch log, the devtools and the HTTP API show."""
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from enum import Enum
 
@@ -58,6 +59,7 @@ class BodyLimit:
 _TEXT_TYPES = ("text/", "application/json", "application/javascript", "application/xml")
 
 
+@functools.lru_cache(maxsize=256)
 def content_type_is_text(content_type: str | None) -> bool:
     """No Content-Type is taken as text; a declared binary type is refused as bad encoding."""
     if not content_type:
@@ -66,6 +68,7 @@ def content_type_is_text(content_type: str | None) -> bool:
     return main.startswith(_TEXT_TYPES) or main.endswith(("+json", "+xml"))
 
 
+@functools.lru_cache(maxsize=256)
 def declared_charset(content_type: str | None) -> str | None:
     if not content_type:
         return None

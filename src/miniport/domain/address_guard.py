@@ -60,6 +60,8 @@ def classify(address: str | IPAddress) -> AddressClass:
         return AddressClass.PRIVATE
     if ip.is_private:
         return AddressClass.PRIVATE
+    if isinstance(ip, ipaddress.IPv6Address) and ip.is_site_local:
+        return AddressClass.PRIVATE  # fec0::/10: deprecated, but still routed inside sites
     if ip.is_reserved or not ip.is_global:
         return AddressClass.RESERVED
     return AddressClass.PUBLIC
@@ -86,6 +88,8 @@ class AddressPolicy:
 
     def permits(self, address: str | IPAddress) -> bool:
         ip = ipaddress.ip_address(address) if isinstance(address, str) else address
+        if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+            ip = ip.ipv4_mapped  # the same host as its IPv4 address, allow-list included
         if any(ip.version == net.version and ip in net for net in self.allow):
             return True
         kind = classify(ip)

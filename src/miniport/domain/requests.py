@@ -6,7 +6,8 @@ parameter of the same name is replaced, the others are kept in their order."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+import functools
+from urllib.parse import parse_qsl, quote_plus, urlencode, urlsplit
 
 from ..verify import APPID_HEADER, SIGNATURE_HEADER, sign
 
@@ -36,22 +37,47 @@ class Validators:
     last_modified: str | None = None
 
 
-def merge_query(url: str, params: list[tuple[str, str]]) -> str:
+@functools.lru_cache(maxsize=4096)
+def _split_base(url: str, names: tuple[str, ...]) -> tuple[str, str, str]:
+    """(scheme://host, path, the URL's own query minus ``names``), cached: every fetch of an app
+    starts from the same configured URL. A fragment is never sent."""
     parts = urlsplit(url)
-    ours = {name for name, _ in params}
-    kept = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k not in ours]
-    return urlunsplit(parts._replace(query=urlencode(kept + params)))
+    kept = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k not in names]
+    return f"{parts.scheme}://{parts.netloc}", parts.path or "/", urlencode(kept)
+
+
+_SAFE = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-~")
+
+
+def _q(value: str) -> str:
+    return value if _SAFE.issuperset(value) else quote_plus(value)
+
+
+def merge_target(
+    url: str, params: list[tuple[str, str]], drop: tuple[str, ...] = ()
+) -> tuple[str, str]:
+    """The full URL and its request target (path?query) with ``params`` merged in (replacing
+    the URL's own parameters of the same names) and the URL's ``drop`` parameters removed."""
+    origin, path, kept = _split_base(url, tuple(name for name, _ in params) + drop)
+    ours = "&".join(f"{_q(k)}={_q(v)}" for k, v in params)
+    target = f"{path}?{kept}&{ours}" if kept else f"{path}?{ours}"
+    return origin + target, target
+
+
+def merge_query(url: str, params: list[tuple[str, str]]) -> str:
+    return merge_target(url, params)[0]
 
 
 def request_target(url: str) -> str:
+    """Path and query as sent on the request line (what the signature covers)."""
     parts = urlsplit(url)
     return (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
 
 
-def _signed(appid: str, secret: str, url: str, timestamp: int) -> dict[str, str]:
+def _signed(appid: str, secret: str, target: str, timestamp: int) -> dict[str, str]:
     return {
         APPID_HEADER: appid,
-        SIGNATURE_HEADER: sign(secret, timestamp, "GET", request_target(url)),
+        SIGNATURE_HEADER: sign(secret, timestamp, "GET", target),
         "User-Agent": "Miniport-Fetcher/0.1",
     }
 
@@ -65,10 +91,12 @@ def build_periodic_request(
     timestamp: int,
     validators: Validators | None = None,
 ) -> OutboundRequest:
-    url = merge_query(
-        base_url, [("appid", appid), ("token", token), ("timestamp", str(timestamp))]
+    # the URL's own ``code`` would sit beside the token: token and code are never both
+    url, target = merge_target(
+        base_url, [("appid", appid), ("token", token), ("timestamp", str(timestamp))],
+        drop=("code",),
     )
-    headers = _signed(appid, secret, url, timestamp)
+    headers = _signed(appid, secret, target, timestamp)
     if validators is not None:
         if validators.etag:
             headers["If-None-Match"] = validators.etag
@@ -98,5 +126,6 @@ def build_prefetch_request(
         ("query", launch.query),
         ("scene", str(launch.scene)),
     ]
-    url = merge_query(base_url, params)
-    return OutboundRequest(url=url, headers=_signed(appid, secret, url, timestamp))
+    url, target = merge_target(base_url, params,
+                               drop=("code",) if token is not None else ("token",))
+    return OutboundRequest(url=url, headers=_signed(appid, secret, target, timestamp))

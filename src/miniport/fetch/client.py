@@ -7,6 +7,7 @@ This module is the transport boundary: it turns an OutboundRequest into a FetchR
 from __future__ import annotations
 
 import asyncio
+import functools
 import ipaddress
 import socket
 import time
@@ -105,7 +106,6 @@ class Fetcher:
             )
             self._session = aiohttp.ClientSession(
                 connector=connector, trust_env=False, auto_decompress=True,
-                skip_auto_headers=("Accept-Encoding",),
             )
 
     async def close(self) -> None:
@@ -116,9 +116,13 @@ class Fetcher:
     def _check_target(self, url: str) -> str | None:
         """Why this URL may not be requested, or None. Names are checked at resolution."""
         parts = urlsplit(url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            return f"not an http(s) URL: {url!r}"
-        ip = _literal_ip(parts.hostname)
+        return self._check_host(parts.scheme, parts.hostname)
+
+    @functools.lru_cache(maxsize=4096)  # noqa: B019 - bounded, and the fetcher lives as long
+    def _check_host(self, scheme: str, host: str | None) -> str | None:
+        if scheme not in ("http", "https") or not host:
+            return f"not an http(s) URL (scheme {scheme!r}, host {host!r})"
+        ip = _literal_ip(host)
         if ip is not None and not self.policy.permits(ip):
             return self.policy.reason(ip)
         return None
@@ -135,53 +139,59 @@ class Fetcher:
             return FetchResult(verdict, url, latency_ms=(time.perf_counter() - started) * 1000,
                                redirects=redirects, **kw)
 
+        # aiohttp's own per-request timeout is cheaper than asyncio.timeout; each hop gets what is
+        # left of the total, so the limit covers the whole redirect chain and the body.
+        deadline = started + timeout_s
         try:
-            async with asyncio.timeout(timeout_s):
-                while True:
-                    blocked = self._check_target(url)
-                    if blocked:
-                        return result(Verdict.BLOCKED_ADDRESS, error=blocked)
-                    # encoded=True: send the URL byte for byte as built (and as signed)
-                    async with self._session.get(
-                        URL(url, encoded=True), headers=request.headers, allow_redirects=False
-                    ) as resp:
-                        if resp.status in REDIRECT_STATUSES:
-                            location = resp.headers.get("Location")
-                            if not location:
-                                return result(Verdict.BAD_REDIRECT, status=resp.status,
-                                              error="redirect without a Location header")
-                            if len(redirects) >= self.max_redirects:
-                                return result(Verdict.TOO_MANY_REDIRECTS, status=resp.status,
-                                              error=f"more than {self.max_redirects} redirects")
-                            target = urljoin(url, location)
-                            if urlsplit(target).scheme not in ("http", "https"):
-                                return result(Verdict.BAD_REDIRECT, status=resp.status,
-                                              error=f"redirect to a non-http URL: {location!r}")
-                            redirects.append(target)
-                            url = target
-                            continue
-                        bad = status_verdict(resp.status)
-                        if bad is not None:
-                            error = None if bad is Verdict.NOT_MODIFIED else f"HTTP {resp.status}"
-                            return result(bad, status=resp.status, error=error)
-                        declared = resp.content_length
-                        if declared is not None and declared > self.max_body_bytes:
-                            return result(Verdict.OVERSIZE, status=resp.status, bytes=declared,
-                                          error=f"Content-Length {declared} exceeds {self.max_body_bytes} bytes")
-                        limit = BodyLimit(self.max_body_bytes)
-                        try:
-                            async for chunk in resp.content.iter_chunked(65536):
-                                limit.feed(chunk)
-                        except BodyTooLarge as exc:
-                            return result(Verdict.OVERSIZE, status=resp.status, bytes=limit.size,
-                                          error=str(exc))
-                        decoded = decode_body(limit.body(), resp.headers.get("Content-Type"))
-                        if decoded.text is None:
-                            return result(Verdict.BAD_ENCODING, status=resp.status, bytes=limit.size,
-                                          error=decoded.error)
-                        return result(Verdict.CACHED, status=resp.status, text=decoded.text,
-                                      bytes=limit.size, etag=resp.headers.get("ETag"),
-                                      last_modified=resp.headers.get("Last-Modified"))
+            while True:
+                blocked = self._check_target(url)
+                if blocked:
+                    return result(Verdict.BLOCKED_ADDRESS, error=blocked)
+                # encoded=True: send the URL byte for byte as built (and as signed)
+                left = deadline - time.perf_counter()
+                if left <= 0:
+                    raise TimeoutError
+                async with self._session.get(
+                    URL(url, encoded=True), headers=request.headers, allow_redirects=False,
+                    timeout=aiohttp.ClientTimeout(total=left),
+                ) as resp:
+                    if resp.status in REDIRECT_STATUSES:
+                        location = resp.headers.get("Location")
+                        if not location:
+                            return result(Verdict.BAD_REDIRECT, status=resp.status,
+                                          error="redirect without a Location header")
+                        if len(redirects) >= self.max_redirects:
+                            return result(Verdict.TOO_MANY_REDIRECTS, status=resp.status,
+                                          error=f"more than {self.max_redirects} redirects")
+                        target = urljoin(url, location)
+                        if urlsplit(target).scheme not in ("http", "https"):
+                            return result(Verdict.BAD_REDIRECT, status=resp.status,
+                                          error=f"redirect to a non-http URL: {location!r}")
+                        redirects.append(target)
+                        url = target
+                        continue
+                    bad = status_verdict(resp.status)
+                    if bad is not None:
+                        error = None if bad is Verdict.NOT_MODIFIED else f"HTTP {resp.status}"
+                        return result(bad, status=resp.status, error=error)
+                    declared = resp.content_length
+                    if declared is not None and declared > self.max_body_bytes:
+                        return result(Verdict.OVERSIZE, status=resp.status, bytes=declared,
+                                      error=f"Content-Length {declared} exceeds {self.max_body_bytes} bytes")
+                    limit = BodyLimit(self.max_body_bytes)
+                    try:
+                        async for chunk in resp.content.iter_any():
+                            limit.feed(chunk)
+                    except BodyTooLarge as exc:
+                        return result(Verdict.OVERSIZE, status=resp.status, bytes=limit.size,
+                                      error=str(exc))
+                    decoded = decode_body(limit.body(), resp.headers.get("Content-Type"))
+                    if decoded.text is None:
+                        return result(Verdict.BAD_ENCODING, status=resp.status, bytes=limit.size,
+                                      error=decoded.error)
+                    return result(Verdict.CACHED, status=resp.status, text=decoded.text,
+                                  bytes=limit.size, etag=resp.headers.get("ETag"),
+                                  last_modified=resp.headers.get("Last-Modified"))
         except TimeoutError:
             return result(Verdict.TIMEOUT, error=f"no complete answer within {timeout_s:g} s")
         except BlockedAddress as exc:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import random
 from collections.abc import Awaitable, Callable, Sequence
@@ -44,6 +45,11 @@ async def fetch_periodic(
     return await fetcher.fetch(request, timeout_s=timeout_s), request
 
 
+@functools.lru_cache(maxsize=4096)
+def _host_of(url: str) -> str:
+    return urlsplit(url).netloc.lower()
+
+
 class PeriodicEngine:
     def __init__(
         self,
@@ -74,6 +80,8 @@ class PeriodicEngine:
         self._host_slots: dict[str, asyncio.Semaphore] = {}
         self._host_health: dict[str, HostHealth] = {}
         self._in_flight = 0
+        # claim in sizeable batches: each claim is a write transaction
+        self._low_water = max(1, min(claim_batch, concurrency) // 2)
         self._slot_free = asyncio.Event()
         self._wake = asyncio.Event()
         self._done: list[tuple[FetchRecord, ScheduleUpdate]] = []
@@ -94,7 +102,7 @@ class PeriodicEngine:
 
     async def _fetch_one(self, due: DueFetch) -> None:
         try:
-            host = urlsplit(due.url).netloc.lower()
+            host = _host_of(due.url)
             health = self._health(host)
             now = self.clock.now()
             if health.resting(now):
@@ -106,14 +114,17 @@ class PeriodicEngine:
                                         error=result.error, next_due_at=health.resting_until)
                 self._finish(record, update)
                 return
-            slot = self._host_slots.get(host)
-            if slot is None:
-                slot = self._host_slots[host] = asyncio.Semaphore(self.host_concurrency)
-            async with slot:
-                now = self.clock.now()
+            if self.host_concurrency >= self.concurrency:  # the overall bound is the tighter one
                 result, request = await fetch_periodic(self.fetcher, due, now, self.timeout_s)
+            else:
+                slot = self._host_slots.get(host)
+                if slot is None:
+                    slot = self._host_slots[host] = asyncio.Semaphore(self.host_concurrency)
+                async with slot:
+                    now = self.clock.now()
+                    result, request = await fetch_periodic(self.fetcher, due, now, self.timeout_s)
             if result.verdict is not Verdict.TOKEN_NOT_SET:
-                health.record(result.verdict.ok, self.clock.now())
+                health.record(result.verdict.ok, now)
             record = record_for(result, appid=due.appid, user_id=due.user_id, kind="periodic",
                                 trigger="schedule", now=now,
                                 requested_url=request.url if request else due.url)
@@ -123,14 +134,18 @@ class PeriodicEngine:
             self._finish(record, update)
         except Exception:  # a bug must not stall the pipeline; the lease retries the pair
             log.exception("periodic fetch of %s/%s failed", due.appid, due.user_id)
-            self._in_flight -= 1
-            self._slot_free.set()
+            self._release()
 
     def _finish(self, record: FetchRecord, update: ScheduleUpdate) -> None:
         self._done.append((record, update))
         self._done_event.set()
+        self._release()
+
+    def _release(self) -> None:
         self._in_flight -= 1
-        self._slot_free.set()
+        # wake the claimer only when a sizeable batch can be claimed (or all is done)
+        if self.concurrency - self._in_flight >= self._low_water or self._in_flight == 0:
+            self._slot_free.set()
 
     # --- the pipeline ---
     async def _record_loop(self, stop: asyncio.Event) -> None:
@@ -140,6 +155,8 @@ class PeriodicEngine:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._done_event.wait(), 0.2)
                 continue
+            if len(self._done) < self.claim_batch and self._in_flight:
+                await asyncio.sleep(0.02)  # let a batch gather: one transaction per batch
             await self.flush()
 
     async def flush(self) -> int:
@@ -178,7 +195,7 @@ class PeriodicEngine:
         try:
             while not stop.is_set():
                 room = self.concurrency - self._in_flight
-                if room <= 0:
+                if room <= 0 or (room < self._low_water and self._in_flight):
                     self._slot_free.clear()
                     await self._slot_free.wait()
                     continue

@@ -39,7 +39,7 @@ class AuthService:
                  login_code_ttl_s: float) -> None:
         self.db, self.registry, self.clock, self.key = db, registry, clock, key
         self.login_code_ttl_s = login_code_ttl_s
-        self._api_cache: dict[str, Principal] = {}
+        self._identities: dict[str, RuntimeIdentity] = {}
 
     # --- runtime tokens (stateless) ---
     def runtime_token(self, user_id: str, device_id: str | None = None) -> str:
@@ -48,8 +48,16 @@ class AuthService:
         return make_runtime_token(self.key, RuntimeIdentity(user_id, device, int(self.clock.now())))
 
     def identify(self, token: str) -> RuntimeIdentity:
-        return read_runtime_token(self.key, token, max_age_s=RUNTIME_TOKEN_MAX_AGE_S,
-                                  now=self.clock.now())
+        """Verify a runtime token; verified tokens are remembered (bounded) until they expire."""
+        now = self.clock.now()
+        known = self._identities.get(token)
+        if known is not None and now - known.issued_at <= RUNTIME_TOKEN_MAX_AGE_S:
+            return known
+        identity = read_runtime_token(self.key, token, max_age_s=RUNTIME_TOKEN_MAX_AGE_S, now=now)
+        if len(self._identities) >= 10_000:
+            self._identities.clear()
+        self._identities[token] = identity
+        return identity
 
     def openid(self, appid: str, user_id: str) -> str:
         return openid_for(self.key, appid, user_id)
@@ -61,7 +69,6 @@ class AuthService:
         if kind == "api" and role not in ROLES:
             raise InvalidInput(f"role must be one of {', '.join(ROLES)}")
         key_id = key_id or secrets.token_hex(6)
-        self._api_cache.clear()
         key = f"mp{kind[0]}_{secrets.token_urlsafe(32)}"
         await self.db.write(self.registry.add_key, kind, key_id, name, hash_secret(key),
                             self.clock.now(), role)
@@ -74,16 +81,11 @@ class AuthService:
         return str(row["name"])
 
     async def api_principal(self, key: str) -> Principal:
-        cached = self._api_cache.get(key)
-        if cached is not None:
-            return cached
+        # looked up every time (not cached), so a revoked or replaced key stops working at once
         row = await self.db.read(self.registry.find_key, "api", hash_secret(key))
         if row is None:
             raise Unauthorized("invalid API key")
-        principal = Principal(f"key:{row['name']}", str(row["role"]))
-        if len(self._api_cache) < 1000:
-            self._api_cache[key] = principal
-        return principal
+        return Principal(f"key:{row['name']}", str(row["role"]))
 
     # --- login codes (wx.login) ---
     async def login_code(self, appid: str, user_id: str) -> str:

@@ -76,6 +76,7 @@ class BackgroundService:
     async def get_token(self, appid: str, user_id: str) -> str:
         user = await self.db.read(self.fetches.get_user, appid, user_id)
         if user is None or not user.get("token"):
+            await self.db.read(self.registry.get_app, appid)  # an unknown app is a 404 of its own
             raise TokenNotSet()
         return str(user["token"])
 
@@ -86,8 +87,10 @@ class BackgroundService:
             raise InvalidInput(f"waitMs must be 0..{MAX_WAIT_MS}")
         if wait_ms and kind == "pre":
             await self.prefetch.wait(appid, user_id, wait_ms / 1000)
-        data = await self.db.read(self.fetches.get_data, appid, user_id, kind)
+        data = await self.db.read_point(self.fetches.get_data, appid, user_id, kind)
         if data is None:
+            # checked only on this failure path, so a read of cached data stays one query
+            await self.db.read(self.registry.get_app, appid)
             pending = self.prefetch.in_flight(appid, user_id) is not None and kind == "pre"
             raise NoData("getBackgroundFetchData:fail " + (
                 "the fetch has not finished and there is no earlier data" if pending

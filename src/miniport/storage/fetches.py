@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import and_, bindparam, delete, func, insert, select, text, update
+from sqlalchemy import and_, delete, func, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -77,7 +77,8 @@ class StoredData:
     scene: int | None
 
 
-_CLAIM_SQLITE = text(
+# Named parameters: now, active_since, lease, limit (:name for SQLite, %(name)s for psycopg).
+_CLAIM_SQLITE = (
     """
     UPDATE app_users SET lease_until = :lease, next_due_at = :lease
     WHERE rowid IN (
@@ -90,26 +91,47 @@ _CLAIM_SQLITE = text(
     """
 )
 
-_CLAIM_POSTGRES = text(
+_CLAIM_POSTGRES = (
     """
     WITH due AS (
         SELECT au.appid, au.user_id FROM app_users au
         JOIN fetch_urls fu ON fu.appid = au.appid AND fu.kind = 'periodic'
-        WHERE au.next_due_at <= :now AND au.last_launch_at >= :active_since
+        WHERE au.next_due_at <= %(now)s AND au.last_launch_at >= %(active_since)s
           AND fu.enabled AND fu.url IS NOT NULL
-        ORDER BY au.next_due_at LIMIT :limit
+        ORDER BY au.next_due_at LIMIT %(limit)s
         FOR UPDATE OF au SKIP LOCKED)
-    UPDATE app_users a SET lease_until = :lease, next_due_at = :lease
+    UPDATE app_users a SET lease_until = %(lease)s, next_due_at = %(lease)s
     FROM due WHERE a.appid = due.appid AND a.user_id = due.user_id
     RETURNING a.appid, a.user_id, a.token, a.etag, a.last_modified, a.failures, a.last_success_at
     """
 )
 
 
+_RECORD_SQL = {
+    "log": "INSERT INTO fetch_log (appid, user_id, kind, trigger, ts, url, verdict, status, bytes,"
+           " latency_ms, error) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    "data": "INSERT INTO fetched_data (appid, user_id, kind, body, fetched_at_ms, path, query, scene)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (appid, user_id, kind) DO UPDATE SET"
+            " body = excluded.body, fetched_at_ms = excluded.fetched_at_ms, path = excluded.path,"
+            " query = excluded.query, scene = excluded.scene",
+    "failed": "UPDATE app_users SET next_due_at = ?, failures = ?, last_attempt_at = ?,"
+              " last_error = ?, lease_until = NULL WHERE appid = ? AND user_id = ?",
+    "succeeded": "UPDATE app_users SET next_due_at = ?, failures = ?, last_attempt_at = ?,"
+                 " last_error = ?, lease_until = NULL, last_success_at = ?,"
+                 " etag = COALESCE(?, etag), last_modified = COALESCE(?, last_modified)"
+                 " WHERE appid = ? AND user_id = ?",
+}
+
+
 class FetchStore:
     def __init__(self, db: Database) -> None:
         self.db = db
         self._insert = sqlite_insert if db.is_sqlite else pg_insert
+        self._sql = {k: v.replace("?", "?" if db.is_sqlite else "%s") for k, v in _RECORD_SQL.items()}
+        self._sql["claim"] = _CLAIM_SQLITE if db.is_sqlite else _CLAIM_POSTGRES
+        self._sql["get_data"] = db.sql(
+            "SELECT body, fetched_at_ms, path, query, scene FROM fetched_data"
+            " WHERE appid = ? AND user_id = ? AND kind = ?")
 
     # --- users: launch and token ---
     def _upsert_user(self, conn: Any, appid: str, user_id: str, values: dict[str, Any]) -> None:
@@ -161,14 +183,18 @@ class FetchStore:
 
     # --- periodic claiming ---
     def claim_due(self, now: float, active_since: float, lease_until: float, limit: int) -> list[DueFetch]:
-        stmt = _CLAIM_SQLITE if self.db.is_sqlite else _CLAIM_POSTGRES
+        sql = self._sql["claim"]
         with self.db.writing() as conn:
-            rows = conn.execute(
-                stmt, {"now": now, "active_since": active_since, "lease": lease_until, "limit": limit}
-            ).all()
+            cursor = conn.connection.driver_connection.cursor()
+            try:
+                cursor.execute(sql, {"now": now, "active_since": active_since,
+                                     "lease": lease_until, "limit": limit})
+                rows = cursor.fetchall()
+            finally:
+                cursor.close()
             if not rows:
                 return []
-            appids = {r.appid for r in rows}
+            appids = {r[0] for r in rows}
             targets = {
                 r.appid: (r.url, r.secret)
                 for r in conn.execute(
@@ -177,11 +203,7 @@ class FetchStore:
                     .where(and_(t.fetch_urls.c.appid.in_(appids), t.fetch_urls.c.kind == "periodic"))
                 )
             }
-        return [
-            DueFetch(r.appid, r.user_id, r.token, r.etag, r.last_modified, r.failures,
-                     r.last_success_at, *targets[r.appid])
-            for r in rows
-        ]
+        return [DueFetch(*r, *targets[r[0]]) for r in rows]
 
     def next_due_at(self, active_since: float) -> float | None:
         with self.db.reading() as conn:
@@ -213,71 +235,36 @@ class FetchStore:
             self._record(conn, records, schedule)
 
     def _record(self, conn: Any, records: Sequence[FetchRecord], schedule: Sequence[ScheduleUpdate]) -> None:
-        if records:
-            conn.execute(
-                insert(t.fetch_log),
-                [
-                    {"appid": r.appid, "user_id": r.user_id, "kind": r.kind, "trigger": r.trigger,
-                     "ts": r.ts, "url": r.url, "verdict": r.verdict, "status": r.status,
-                     "bytes": r.bytes, "latency_ms": r.latency_ms, "error": r.error}
-                    for r in records
-                ],
-            )
-        bodies = [r for r in records if r.body is not None]
-        if bodies:
-            stmt = self._insert(t.fetched_data)
-            stmt = stmt.on_conflict_do_update(
-                index_elements=["appid", "user_id", "kind"],
-                set_={c: stmt.excluded[c] for c in ("body", "fetched_at_ms", "path", "query", "scene")},
-            )
-            conn.execute(
-                stmt,
-                [
-                    {"appid": r.appid, "user_id": r.user_id, "kind": r.kind, "body": r.body,
-                     "fetched_at_ms": r.fetched_at_ms, "path": r.path, "query": r.query,
-                     "scene": r.scene}
-                    for r in bodies
-                ],
-            )
-        if schedule:
-            c = t.app_users.c
-            base = {"b_appid": "", "b_user": ""}
-            plain = [s for s in schedule if s.last_success_at is None]
-            success = [s for s in schedule if s.last_success_at is not None]
-            where = and_(c.appid == bindparam("b_appid"), c.user_id == bindparam("b_user"))
-            common = {
-                "next_due_at": bindparam("b_next"), "failures": bindparam("b_failures"),
-                "last_attempt_at": bindparam("b_attempt"), "last_error": bindparam("b_error"),
-                "lease_until": None,
-            }
-            def params(s: ScheduleUpdate) -> dict[str, Any]:
-                return {**base, "b_appid": s.appid, "b_user": s.user_id, "b_next": s.next_due_at,
-                        "b_failures": s.failures, "b_attempt": s.last_attempt_at,
-                        "b_error": s.last_error, "b_success": s.last_success_at,
-                        "b_etag": s.etag, "b_lm": s.last_modified}
-            if plain:
-                conn.execute(update(t.app_users).where(where).values(**common),
-                             [params(s) for s in plain])
-            if success:
-                conn.execute(
-                    update(t.app_users).where(where).values(
-                        **common, last_success_at=bindparam("b_success"),
-                        etag=func.coalesce(bindparam("b_etag"), c.etag),
-                        last_modified=func.coalesce(bindparam("b_lm"), c.last_modified),
-                    ),
-                    [params(s) for s in success],
-                )
+        # The hot path of the engine: plain DB-API executemany with tuples (the statements are
+        # the same on SQLite and PostgreSQL but for the placeholder), several times cheaper per
+        # row than compiled Core statements.
+        cursor = conn.connection.driver_connection.cursor()
+        try:
+            if records:
+                cursor.executemany(self._sql["log"], [
+                    (r.appid, r.user_id, r.kind, r.trigger, r.ts, r.url, r.verdict, r.status,
+                     r.bytes, r.latency_ms, r.error) for r in records
+                ])
+            bodies = [(r.appid, r.user_id, r.kind, r.body, r.fetched_at_ms, r.path, r.query, r.scene)
+                      for r in records if r.body is not None]
+            if bodies:
+                cursor.executemany(self._sql["data"], bodies)
+            failed = [(s.next_due_at, s.failures, s.last_attempt_at, s.last_error, s.appid, s.user_id)
+                      for s in schedule if s.last_success_at is None]
+            if failed:
+                cursor.executemany(self._sql["failed"], failed)
+            succeeded = [(s.next_due_at, s.failures, s.last_attempt_at, s.last_error,
+                          s.last_success_at, s.etag, s.last_modified, s.appid, s.user_id)
+                         for s in schedule if s.last_success_at is not None]
+            if succeeded:
+                cursor.executemany(self._sql["succeeded"], succeeded)
+        finally:
+            cursor.close()
 
     # --- data ---
     def get_data(self, appid: str, user_id: str, kind: str) -> StoredData | None:
-        with self.db.reading() as conn:
-            row = conn.execute(
-                select(t.fetched_data.c.body, t.fetched_data.c.fetched_at_ms, t.fetched_data.c.path,
-                       t.fetched_data.c.query, t.fetched_data.c.scene)
-                .where(and_(t.fetched_data.c.appid == appid, t.fetched_data.c.user_id == user_id,
-                            t.fetched_data.c.kind == kind))
-            ).first()
-        return StoredData(row[0], row[1], row[2], row[3], row[4]) if row is not None else None
+        row = self.db.fetch_one(self._sql["get_data"], (appid, user_id, kind))
+        return StoredData(*row) if row is not None else None
 
     def clear_data(self, appid: str, user_id: str | None) -> int:
         """Drop cached bodies and validators (the next periodic fetch is a full one)."""

@@ -28,7 +28,8 @@ def bearer(request: Request) -> str | None:
     return value.strip() if scheme.lower() == "bearer" and value.strip() else None
 
 
-def runtime_identity(request: Request) -> RuntimeIdentity:
+async def runtime_identity(request: Request) -> RuntimeIdentity:
+    """async on purpose: FastAPI runs a plain ``def`` dependency in a worker thread."""
     token = bearer(request)
     if token is None:
         raise Unauthorized("missing runtime token (Authorization: Bearer ...)")

@@ -1,0 +1,5 @@
+"""``python -m miniport`` runs the CLI."""
+
+from miniport.cli.main import main
+
+main()

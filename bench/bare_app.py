@@ -8,8 +8,11 @@ from typing import Any
 from fastapi import FastAPI
 
 app = FastAPI()
-BODY = {"fetchedData": '{"goods":[{"name":"Tea","price":12}],"ok":true}', "timeStamp": 1,
-        "errMsg": "getBackgroundFetchData:ok"}
+BODY = {
+    "fetchedData": '{"goods":[{"name":"Tea","price":12}],"ok":true}',
+    "timeStamp": 1,
+    "errMsg": "getBackgroundFetchData:ok",
+}
 
 
 @app.get("/const")

@@ -21,8 +21,11 @@ def free_port() -> int:
 @contextlib.contextmanager
 def dev_server(delay_ms: float = 0.0) -> Iterator[str]:
     port = free_port()
-    proc = subprocess.Popen([sys.executable, str(HERE / "devserver.py"), str(port), str(delay_ms)],
-                            stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, str(HERE / "devserver.py"), str(port), str(delay_ms)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert proc.stdout is not None
         line = proc.stdout.readline()
@@ -51,12 +54,14 @@ def wait_http(url: str, timeout_s: float = 20.0) -> None:
         try:
             with urllib.request.urlopen(url, timeout=1):
                 return
-        except Exception:  # noqa: BLE001 - not up yet
+        except Exception:
             time.sleep(0.1)
     raise RuntimeError(f"{url} did not come up")
 
 
-def wrk(url: str, *, seconds: int, connections: int, headers: dict[str, str] | None = None) -> float:
+def wrk(
+    url: str, *, seconds: int, connections: int, headers: dict[str, str] | None = None
+) -> float:
     """Requests per second from wrk (a C load generator: it does not steal the server's core
     the way a Python client would)."""
     import re

@@ -13,7 +13,9 @@ import sys
 BODY = b'{"goods":[{"name":"Tea","price":12}],"ok":true}'
 RESPONSE = (
     b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: "
-    + str(len(BODY)).encode() + b"\r\n\r\n" + BODY
+    + str(len(BODY)).encode()
+    + b"\r\n\r\n"
+    + BODY
 )
 
 
@@ -41,7 +43,9 @@ class Answer(asyncio.Protocol):
 
 async def main(port: int, delay_ms: float) -> None:
     loop = asyncio.get_running_loop()
-    server = await loop.create_server(lambda: Answer(delay_ms / 1000), "127.0.0.1", port, backlog=4096)
+    server = await loop.create_server(
+        lambda: Answer(delay_ms / 1000), "127.0.0.1", port, backlog=4096
+    )
     print("ready", flush=True)
     async with server:
         await server.serve_forever()

@@ -20,16 +20,17 @@ import uvloop
 from sqlalchemy import insert
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from bench.common import dev_server  # noqa: E402
-from miniport.config import Settings  # noqa: E402
-from miniport.platform import create_platform  # noqa: E402
-from miniport.storage import schema as t  # noqa: E402
+from bench.common import dev_server
+from miniport.config import Settings
+from miniport.platform import create_platform
+from miniport.storage import schema as t
 
 
 async def bare_loop(urls: list[str], concurrency: int) -> float:
     sem = asyncio.Semaphore(concurrency)
     connector = aiohttp.TCPConnector(limit=concurrency)
     async with aiohttp.ClientSession(connector=connector) as session:
+
         async def one(url: str) -> None:
             async with sem, session.get(url) as resp:
                 await resp.read()
@@ -40,20 +41,36 @@ async def bare_loop(urls: list[str], concurrency: int) -> float:
 
 
 async def engine_run(base: str, pairs: int, concurrency: int, data_dir: Path) -> tuple[float, int]:
-    settings = Settings(data_dir=data_dir, dev=True, fetch_concurrency=concurrency,
-                        host_concurrency=concurrency, claim_batch=500)
+    settings = Settings(
+        data_dir=data_dir,
+        dev=True,
+        fetch_concurrency=concurrency,
+        host_concurrency=concurrency,
+        claim_batch=500,
+    )
     platform = create_platform(settings)
     await platform.start()
     app = await platform.apps.create("bench", "bench")
-    pending = await platform.apps.request_change(app.appid, "periodic", "set", base + "/periodic", "bench")
+    pending = await platform.apps.request_change(
+        app.appid, "periodic", "set", base + "/periodic", "bench"
+    )
     await platform.apps.confirm(pending.code, "bench")
     now = platform.clock.now()
     with platform.db.writing() as conn:
-        conn.execute(insert(t.app_users), [
-            {"appid": app.appid, "user_id": f"u{i}", "token": f"tok{i}", "last_launch_at": now,
-             "next_due_at": now - 1, "failures": 0}
-            for i in range(pairs)
-        ])
+        conn.execute(
+            insert(t.app_users),
+            [
+                {
+                    "appid": app.appid,
+                    "user_id": f"u{i}",
+                    "token": f"tok{i}",
+                    "last_launch_at": now,
+                    "next_due_at": now - 1,
+                    "failures": 0,
+                }
+                for i in range(pairs)
+            ],
+        )
     engine = platform.make_engine()
     stop = asyncio.Event()
     started = time.perf_counter()
@@ -61,6 +78,7 @@ async def engine_run(base: str, pairs: int, concurrency: int, data_dir: Path) ->
     elapsed = time.perf_counter() - started
     with platform.db.reading() as conn:
         from sqlalchemy import func, select
+
         stored = conn.execute(select(func.count()).select_from(t.fetched_data)).scalar_one()
     await platform.close()
     return elapsed, int(stored)
@@ -87,12 +105,25 @@ async def main() -> None:
             stored_all.append(stored)
     bare_rate, engine_rate = max(bare_rates), max(engine_rates)
     ratio = engine_rate / bare_rate
-    print(f"bare aiohttp loop: {bare_rate:,.0f} fetches/s; Miniport engine (claim, fetch, accept,"
-          f" store): {engine_rate:,.0f} fetches/s; ratio {ratio:.2f} (best of {args.rounds} rounds;"
-          f" all rounds bare {[round(r) for r in bare_rates]}, engine {[round(r) for r in engine_rates]})")
-    print(json.dumps({"bench": "fetch_engine", "pairs": args.pairs, "concurrency": args.concurrency,
-                      "bare_per_s": round(bare_rate), "engine_per_s": round(engine_rate),
-                      "ratio": round(ratio, 3), "lost": sum(args.pairs - s for s in stored_all)}))
+    print(
+        f"bare aiohttp loop: {bare_rate:,.0f} fetches/s; Miniport engine (claim, fetch, accept,"
+        f" store): {engine_rate:,.0f} fetches/s; ratio {ratio:.2f} (best of {args.rounds} rounds;"
+        f" all rounds bare {[round(r) for r in bare_rates]},"
+        f" engine {[round(r) for r in engine_rates]})"
+    )
+    print(
+        json.dumps(
+            {
+                "bench": "fetch_engine",
+                "pairs": args.pairs,
+                "concurrency": args.concurrency,
+                "bare_per_s": round(bare_rate),
+                "engine_per_s": round(engine_rate),
+                "ratio": round(ratio, 3),
+                "lost": sum(args.pairs - s for s in stored_all),
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

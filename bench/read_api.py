@@ -29,9 +29,25 @@ def seed(data_dir: Path) -> tuple[str, str]:
         platform = create_platform(Settings(data_dir=data_dir, dev=True))
         app = await platform.apps.create("bench", "bench")
         now = platform.clock.now()
-        platform.fetches.record([FetchRecord(
-            app.appid, "u1", "periodic", "schedule", now, "http://127.0.0.1/x", "cached", 200, 48,
-            1.0, None, '{"goods":[{"name":"Tea","price":12}],"ok":true}', int(now * 1000))])
+        platform.fetches.record(
+            [
+                FetchRecord(
+                    app.appid,
+                    "u1",
+                    "periodic",
+                    "schedule",
+                    now,
+                    "http://127.0.0.1/x",
+                    "cached",
+                    200,
+                    48,
+                    1.0,
+                    None,
+                    '{"goods":[{"name":"Tea","price":12}],"ok":true}',
+                    int(now * 1000),
+                )
+            ]
+        )
         token = platform.auth.runtime_token("u1", "d1")
         await platform.close()
         return app.appid, token
@@ -51,16 +67,46 @@ def main() -> None:
         appid, token = seed(data_dir)
         bare_port, mp_port = free_port(), free_port()
         bare = subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", "bench.bare_app:app", "--port", str(bare_port),
-             "--loop", "uvloop", "--http", "httptools", "--log-level", "warning", "--no-access-log"],
-            cwd=ROOT, env=env)
+            [
+                sys.executable,
+                "-m",
+                "uvicorn",
+                "bench.bare_app:app",
+                "--port",
+                str(bare_port),
+                "--loop",
+                "uvloop",
+                "--http",
+                "httptools",
+                "--log-level",
+                "warning",
+                "--no-access-log",
+            ],
+            cwd=ROOT,
+            env=env,
+        )
         server = subprocess.Popen(
-            [sys.executable, "-m", "miniport", "serve", "--port", str(mp_port), "--data-dir",
-             str(data_dir), "--dev"], cwd=ROOT, env=env, stdout=subprocess.DEVNULL)
+            [
+                sys.executable,
+                "-m",
+                "miniport",
+                "serve",
+                "--port",
+                str(mp_port),
+                "--data-dir",
+                str(data_dir),
+                "--dev",
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.DEVNULL,
+        )
         try:
             bare_url = f"http://127.0.0.1:{bare_port}/const"
-            read_url = (f"http://127.0.0.1:{mp_port}/runtime/v1/apps/{appid}/background-fetch/data"
-                        "?fetchType=periodic")
+            read_url = (
+                f"http://127.0.0.1:{mp_port}/runtime/v1/apps/{appid}/background-fetch/data"
+                "?fetchType=periodic"
+            )
             wait_http(bare_url)
             wait_http(f"http://127.0.0.1:{mp_port}/healthz")
             auth = {"Authorization": f"Bearer {token}"}
@@ -69,19 +115,30 @@ def main() -> None:
             bare_rates, read_rates = [], []
             for _ in range(args.rounds):
                 bare_rates.append(wrk(bare_url, seconds=args.seconds, connections=args.connections))
-                read_rates.append(wrk(read_url, seconds=args.seconds, connections=args.connections,
-                                      headers=auth))
+                read_rates.append(
+                    wrk(read_url, seconds=args.seconds, connections=args.connections, headers=auth)
+                )
         finally:
             for proc in (bare, server):
                 proc.terminate()
                 proc.wait(10)
     bare_rate, read_rate = max(bare_rates), max(read_rates)
     ratio = read_rate / bare_rate
-    print(f"bare FastAPI constant: {bare_rate:,.0f} req/s; getBackgroundFetchData: {read_rate:,.0f}"
-          f" req/s; ratio {ratio:.2f} ({args.connections} connections, best of {args.rounds})")
-    print(json.dumps({"bench": "read_api", "connections": args.connections,
-                      "bare_rps": round(bare_rate), "read_rps": round(read_rate),
-                      "ratio": round(ratio, 3)}))
+    print(
+        f"bare FastAPI constant: {bare_rate:,.0f} req/s; getBackgroundFetchData: {read_rate:,.0f}"
+        f" req/s; ratio {ratio:.2f} ({args.connections} connections, best of {args.rounds})"
+    )
+    print(
+        json.dumps(
+            {
+                "bench": "read_api",
+                "connections": args.connections,
+                "bare_rps": round(bare_rate),
+                "read_rps": round(read_rate),
+                "ratio": round(ratio, 3),
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

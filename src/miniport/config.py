@@ -13,7 +13,9 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="MINIPORT_", frozen=True, extra="ignore")
 
-    data_dir: Path = Field(default=Path("miniport-data"), description="Where SQLite, DuckDB and keys live")
+    data_dir: Path = Field(
+        default=Path("miniport-data"), description="Where SQLite, DuckDB and keys live"
+    )
     database_url: str | None = Field(
         default=None,
         description="SQLAlchemy URL of the state database; default sqlite:///DATA_DIR/miniport.db",
@@ -45,7 +47,8 @@ class Settings(BaseSettings):
     )
     claim_batch: int = Field(default=500, gt=0, description="Due fetches claimed per query")
     allow_hosts: Annotated[tuple[str, ...], NoDecode] = Field(
-        default=(), description="Comma-separated hosts/CIDRs the fetcher may reach despite the guard"
+        default=(),
+        description="Comma-separated hosts/CIDRs the fetcher may reach despite the guard",
     )
     change_ttl_s: float = Field(default=600, gt=0, description="Lifetime of a confirmation code")
     login_code_ttl_s: float = Field(default=300, gt=0, description="Lifetime of a login code")

@@ -27,9 +27,12 @@ def make_demo_app(secret_of: dict[str, str], platform_url: str) -> web.Applicati
         if not signed:
             return web.json_response({"error": "bad signature"}, status=401)
         body: dict[str, Any] = {
-            "kind": kind, "served_at": time.strftime("%Y-%m-%d %H:%M:%S"),
-            "timestamp": q.get("timestamp"), "goods": [
-                {"name": "Tea", "price": 12}, {"name": "Cake", "price": 30},
+            "kind": kind,
+            "served_at": time.strftime("%Y-%m-%d %H:%M:%S"),
+            "timestamp": q.get("timestamp"),
+            "goods": [
+                {"name": "Tea", "price": 12},
+                {"name": "Cake", "price": 30},
             ],
         }
         if kind == "pre":
@@ -37,16 +40,24 @@ def make_demo_app(secret_of: dict[str, str], platform_url: str) -> web.Applicati
         if "token" in q:
             body["greeting"] = f"hello, token {q['token'][:16]}"
         elif "code" in q:
-            async with aiohttp.ClientSession() as session, session.get(
-                f"{platform_url}/sns/jscode2session",
-                params={"appid": appid, "secret": secret or "", "js_code": q["code"],
-                        "grant_type": "authorization_code"},
-            ) as resp:
+            async with (
+                aiohttp.ClientSession() as session,
+                session.get(
+                    f"{platform_url}/sns/jscode2session",
+                    params={
+                        "appid": appid,
+                        "secret": secret or "",
+                        "js_code": q["code"],
+                        "grant_type": "authorization_code",
+                    },
+                ) as resp,
+            ):
                 session_info = await resp.json()
             body["openid"] = session_info.get("openid")
             body["greeting"] = "hello, openid " + str(session_info.get("openid"))
-        return web.Response(text=json.dumps(body, ensure_ascii=False),
-                            content_type="application/json")
+        return web.Response(
+            text=json.dumps(body, ensure_ascii=False), content_type="application/json"
+        )
 
     async def periodic(request: web.Request) -> web.Response:
         return await answer(request, "periodic")

@@ -45,7 +45,7 @@ class Platform:
         await self.broker.start()
 
     async def close(self) -> None:
-        await self.background.prefetch.drain()
+        await self.background.close()
         await self.fetcher.close()
         await self.broker.close()
         self.db.close()
@@ -53,10 +53,17 @@ class Platform:
     def make_engine(self) -> PeriodicEngine:
         s = self.settings
         self.engine = PeriodicEngine(
-            db=self.db, store=self.fetches, fetcher=self.fetcher, rules=self.rules,
-            clock=self.clock, timeout_s=s.fetch_timeout_s, concurrency=s.fetch_concurrency,
-            host_concurrency=s.host_concurrency, claim_batch=s.claim_batch,
-            host_failure_threshold=s.host_failure_threshold, host_backoff_s=s.host_backoff_s,
+            db=self.db,
+            store=self.fetches,
+            fetcher=self.fetcher,
+            rules=self.rules,
+            clock=self.clock,
+            timeout_s=s.fetch_timeout_s,
+            concurrency=s.fetch_concurrency,
+            host_concurrency=s.host_concurrency,
+            claim_batch=s.claim_batch,
+            host_failure_threshold=s.host_failure_threshold,
+            host_backoff_s=s.host_backoff_s,
             notify=self.background.notify,
         )
         return self.engine
@@ -66,8 +73,9 @@ class Platform:
             self.engine.wake()
 
 
-def create_platform(settings: Settings, clock: Clock | None = None, *,
-                    broker: Broker | None = None) -> Platform:
+def create_platform(
+    settings: Settings, clock: Clock | None = None, *, broker: Broker | None = None
+) -> Platform:
     clock = clock or SystemClock()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     db = Database(settings.state_url)
@@ -79,14 +87,18 @@ def create_platform(settings: Settings, clock: Clock | None = None, *,
     )
     fetcher = Fetcher(
         AddressPolicy.build(dev=settings.dev, allow=settings.allow_hosts),
-        allowed_names=settings.allow_hosts, max_body_bytes=settings.max_body_bytes,
-        max_redirects=settings.max_redirects, limit=max(100, settings.fetch_concurrency * 2),
+        allowed_names=settings.allow_hosts,
+        max_body_bytes=settings.max_body_bytes,
+        max_redirects=settings.max_redirects,
+        limit=max(100, settings.fetch_concurrency * 2),
     )
     if broker is None:
         broker = RedisBroker(settings.redis_url) if settings.redis_url else MemoryBroker()
     rules = ScheduleRules(
-        interval_s=settings.periodic_interval_s, active_days=settings.active_days,
-        retry_base_s=settings.retry_base_s, retry_max_s=settings.retry_max_s,
+        interval_s=settings.periodic_interval_s,
+        active_days=settings.active_days,
+        retry_base_s=settings.retry_base_s,
+        retry_max_s=settings.retry_max_s,
         lease_s=settings.claim_lease_s,
     )
     auth = AuthService(db, registry, clock, key, settings.login_code_ttl_s)
@@ -98,16 +110,45 @@ def create_platform(settings: Settings, clock: Clock | None = None, *,
     def wake() -> None:
         holder["p"]._wake_engine()
 
-    apps = AppService(db, registry, fetches, clock, dev=settings.dev,
-                      change_ttl_s=settings.change_ttl_s, public_url=public_url,
-                      on_urls_changed=lambda _appid: wake())
-    background = BackgroundService(
-        db=db, registry=registry, fetches=fetches, auth=auth, fetcher=fetcher, broker=broker,
-        clock=clock, rules=rules, fetch_timeout_s=settings.fetch_timeout_s,
-        prefetch_timeout_s=settings.prefetch_timeout_s, wake_engine=wake,
+    def urls_changed(appid: str) -> None:
+        holder["p"].background.apps.invalidate(appid)
+        wake()
+
+    apps = AppService(
+        db,
+        registry,
+        fetches,
+        clock,
+        dev=settings.dev,
+        change_ttl_s=settings.change_ttl_s,
+        public_url=public_url,
+        on_urls_changed=urls_changed,
     )
-    platform = Platform(settings=settings, clock=clock, db=db, registry=registry, fetches=fetches,
-                        fetcher=fetcher, broker=broker, rules=rules, auth=auth, apps=apps,
-                        background=background)
+    background = BackgroundService(
+        db=db,
+        registry=registry,
+        fetches=fetches,
+        auth=auth,
+        fetcher=fetcher,
+        broker=broker,
+        clock=clock,
+        rules=rules,
+        fetch_timeout_s=settings.fetch_timeout_s,
+        prefetch_timeout_s=settings.prefetch_timeout_s,
+        wake_engine=wake,
+    )
+    platform = Platform(
+        settings=settings,
+        clock=clock,
+        db=db,
+        registry=registry,
+        fetches=fetches,
+        fetcher=fetcher,
+        broker=broker,
+        rules=rules,
+        auth=auth,
+        apps=apps,
+        background=background,
+    )
     holder["p"] = platform
     return platform

@@ -22,7 +22,9 @@ from ..platform import Platform, create_platform
 T = TypeVar("T")
 DataDir = Annotated[
     Path | None,
-    typer.Option("--data-dir", envvar="MINIPORT_DATA_DIR", help="Data directory [default: ./miniport-data]"),
+    typer.Option(
+        "--data-dir", envvar="MINIPORT_DATA_DIR", help="Data directory [default: ./miniport-data]"
+    ),
 ]
 Json = Annotated[bool, typer.Option("--json", help="Print one JSON object")]
 SERVER_FILE = "server.json"
@@ -69,8 +71,9 @@ def fail(as_json: bool, exc: MiniportError) -> None:
     raise typer.Exit(1)
 
 
-def run_with_platform(data_dir: Path | None, as_json: bool,
-                      work: Callable[[Platform], Awaitable[T]]) -> T:
+def run_with_platform(
+    data_dir: Path | None, as_json: bool, work: Callable[[Platform], Awaitable[T]]
+) -> T:
     """Build the platform on the data directory, run ``work``, close, and turn errors into a
     clear message and exit code 1."""
     settings = settings_for(data_dir)
@@ -93,8 +96,9 @@ def run_with_platform(data_dir: Path | None, as_json: bool,
         raise  # unreachable: fail() exits
 
 
-def call_server(data_dir: Path | None, method: str, path: str,
-                body: dict[str, Any] | None = None) -> dict[str, Any]:
+def call_server(
+    data_dir: Path | None, method: str, path: str, body: dict[str, Any] | None = None
+) -> dict[str, Any]:
     """Call the admin API of the server running on this data directory."""
     settings = settings_for(data_dir)
     info = read_server_file(settings.data_dir)
@@ -114,7 +118,8 @@ def call_server(data_dir: Path | None, method: str, path: str,
                     return data
             except aiohttp.ClientConnectionError as exc:
                 raise ServerNotRunning(
-                    f"the server at {info['url']} does not answer ({exc}); is `miniport serve` running?"
+                    f"the server at {info['url']} does not answer ({exc});"
+                    " is `miniport serve` running?"
                 ) from exc
 
     return asyncio.run(go())

@@ -47,30 +47,41 @@ async def _setup_demo(platform: Platform, host: str, port: int) -> dict[str, Any
     secrets_of[appid] = app.secret
     for kind, route in (("periodic", "periodic"), ("pre", "prefetch")):
         pending = await platform.apps.request_change(
-            appid, kind, "set", f"http://127.0.0.1:{dev_port}/{route}", "demo")
+            appid, kind, "set", f"http://127.0.0.1:{dev_port}/{route}", "demo"
+        )
         await platform.apps.confirm(pending.code, "demo (auto-confirmed by --demo)")
     token = platform.auth.runtime_token(DEMO_USER, "demo-device")
-    return {"appid": appid, "secret": app.secret, "runner": runner, "dev_url": f"http://127.0.0.1:{dev_port}",
-            "token": token}
+    return {
+        "appid": appid,
+        "secret": app.secret,
+        "runner": runner,
+        "dev_url": f"http://127.0.0.1:{dev_port}",
+        "token": token,
+    }
 
 
 def _print_demo(demo: dict[str, Any], base: str) -> None:
     appid, token = demo["appid"], demo["token"]
     auth = f"-H 'Authorization: Bearer {token}'"
-    console.print(f"\n[bold green]Demo ready[/bold green]: app [bold]{appid}[/bold] "
-                  f"(secret {demo['secret']}), sample developer server {demo['dev_url']}")
-    console.print("Try, as host user 'alice':", highlight=False)
     console.print(
-        f"  curl -s -X POST {auth} -H 'Content-Type: application/json' "
-        f"-d '{{\"path\":\"pages/index/index\",\"query\":\"id=1\",\"scene\":1001}}' {base}/runtime/v1/apps/{appid}/launch\n"
-        f"  curl -s {auth} '{base}/runtime/v1/apps/{appid}/background-fetch/data?fetchType=pre&waitMs=2000'\n"
-        f"  curl -s -X POST {auth} -H 'Content-Type: application/json' -d '{{\"token\":\"t-alice\"}}' "
-        f"{base}/runtime/v1/apps/{appid}/background-fetch/token\n"
-        f"  curl -s {auth} '{base}/runtime/v1/apps/{appid}/background-fetch/data?fetchType=periodic'\n"
-        f"  miniport devtools log {appid}\n"
-        f"  console: {base}/console",
-        highlight=False, markup=False, soft_wrap=True,
+        f"\n[bold green]Demo ready[/bold green]: app [bold]{appid}[/bold] "
+        f"(secret {demo['secret']}), sample developer server {demo['dev_url']}"
     )
+    base_rt = f"{base}/runtime/v1/apps/{appid}"
+    json_h = "-H 'Content-Type: application/json'"
+    launch = '{"path":"pages/index/index","query":"id=1","scene":1001}'
+    lines = [
+        f"curl -s -X POST {auth} {json_h} -d '{launch}' {base_rt}/launch",
+        f"curl -s {auth} '{base_rt}/background-fetch/data?fetchType=pre&waitMs=2000'",
+        f"curl -s -X POST {auth} {json_h} -d '{{\"token\":\"t-alice\"}}' "
+        f"{base_rt}/background-fetch/token",
+        f"curl -s {auth} '{base_rt}/background-fetch/data?fetchType=periodic'",
+        f"miniport devtools log {appid}",
+        f"console: {base}/console",
+    ]
+    console.print("Try, as host user 'alice':", highlight=False)
+    for line in lines:
+        console.print("  " + line, highlight=False, markup=False, soft_wrap=True)
 
 
 async def _serve(settings: Settings, host: str, port: int, demo: bool) -> None:
@@ -82,12 +93,25 @@ async def _serve(settings: Settings, host: str, port: int, demo: bool) -> None:
     # the CLI's key to this server; a fixed id, so each start replaces the last one
     admin = await platform.auth.create_key("api", "local-cli", "admin", key_id="local")
     app = create_app(platform)
-    config = uvicorn.Config(app, host=host, port=port, log_level="warning", loop="none", access_log=False,
-                            lifespan="on", timeout_graceful_shutdown=3)
+    config = uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        log_level="warning",
+        loop="none",
+        access_log=False,
+        lifespan="on",
+        timeout_graceful_shutdown=3,
+    )
     server = uvicorn.Server(config)
-    info_path = write_server_file(settings.data_dir, {
-        "url": platform.public_url, "pid": os.getpid(), "admin_key": admin["key"],
-    })
+    info_path = write_server_file(
+        settings.data_dir,
+        {
+            "url": platform.public_url,
+            "pid": os.getpid(),
+            "admin_key": admin["key"],
+        },
+    )
     demo_info: dict[str, Any] | None = None
     try:
         serve_task = asyncio.create_task(server.serve())
@@ -95,12 +119,16 @@ async def _serve(settings: Settings, host: str, port: int, demo: bool) -> None:
             if serve_task.done():
                 with contextlib.suppress(SystemExit):
                     await serve_task
-                console.print(f"[red]error[/red]: could not listen on {host}:{port} "
-                              "(is another server using that port?)")
+                console.print(
+                    f"[red]error[/red]: could not listen on {host}:{port} "
+                    "(is another server using that port?)"
+                )
                 raise typer.Exit(1)
             await asyncio.sleep(0.05)
-        console.print(f"Miniport serving on [bold]{platform.public_url}[/bold] "
-                      f"(data: {settings.data_dir.resolve()}, dev mode: {settings.dev})")
+        console.print(
+            f"Miniport serving on [bold]{platform.public_url}[/bold] "
+            f"(data: {settings.data_dir.resolve()}, dev mode: {settings.dev})"
+        )
         if demo:
             demo_info = await _setup_demo(platform, host, port)
             _print_demo(demo_info, platform.public_url)
@@ -132,9 +160,20 @@ def register(app: typer.Typer) -> None:
     def serve(
         host: Annotated[str, typer.Option("--host")] = "127.0.0.1",
         port: Annotated[int, typer.Option("--port")] = 8700,
-        dev: Annotated[bool, typer.Option("--dev", envvar="MINIPORT_DEV",
-                                          help="Let the fetcher reach loopback; accept http pre-fetch URLs")] = False,
-        demo: Annotated[bool, typer.Option("--demo", help="Also run a sample developer server and a demo app (implies --dev)")] = False,
+        dev: Annotated[
+            bool,
+            typer.Option(
+                "--dev",
+                envvar="MINIPORT_DEV",
+                help="Let the fetcher reach loopback; accept http pre-fetch URLs",
+            ),
+        ] = False,
+        demo: Annotated[
+            bool,
+            typer.Option(
+                "--demo", help="Also run a sample developer server and a demo app (implies --dev)"
+            ),
+        ] = False,
         data_dir: DataDir = None,
     ) -> None:
         """Run the API, console, scheduler and fetch workers in one process."""

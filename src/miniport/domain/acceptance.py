@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
-from enum import Enum
+from enum import StrEnum
 
 
-class Verdict(str, Enum):
+class Verdict(StrEnum):
     CACHED = "cached"  # a 2xx text body, stored
     NOT_MODIFIED = "not_modified"  # 304 to a conditional GET; the cached body stays
     HTTP_ERROR = "http_error"  # a status other than 2xx / 304

@@ -7,13 +7,13 @@ from __future__ import annotations
 
 import ipaddress
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
-class AddressClass(str, Enum):
+class AddressClass(StrEnum):
     PUBLIC = "public"
     LOOPBACK = "loopback"
     PRIVATE = "private"

@@ -5,8 +5,8 @@ parameter of the same name is replaced, the others are kept in their order."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 import functools
+from dataclasses import dataclass, field
 from urllib.parse import parse_qsl, quote_plus, urlencode, urlsplit
 
 from ..verify import APPID_HEADER, SIGNATURE_HEADER, sign
@@ -93,7 +93,8 @@ def build_periodic_request(
 ) -> OutboundRequest:
     # the URL's own ``code`` would sit beside the token: token and code are never both
     url, target = merge_target(
-        base_url, [("appid", appid), ("token", token), ("timestamp", str(timestamp))],
+        base_url,
+        [("appid", appid), ("token", token), ("timestamp", str(timestamp))],
         drop=("code",),
     )
     headers = _signed(appid, secret, target, timestamp)
@@ -126,6 +127,7 @@ def build_prefetch_request(
         ("query", launch.query),
         ("scene", str(launch.scene)),
     ]
-    url, target = merge_target(base_url, params,
-                               drop=("code",) if token is not None else ("token",))
+    url, target = merge_target(
+        base_url, params, drop=("code",) if token is not None else ("token",)
+    )
     return OutboundRequest(url=url, headers=_signed(appid, secret, target, timestamp))

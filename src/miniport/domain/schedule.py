@@ -40,7 +40,7 @@ class ScheduleRules:
         """Equal-jitter exponential backoff: between half and all of base * 2^(failures-1),
         capped at retry_max_s and at the interval itself."""
         cap = min(self.retry_max_s, self.interval_s)
-        exp = min(cap, self.retry_base_s * (2 ** max(0, min(failures - 1, 30))))
+        exp = min(cap, self.retry_base_s * float(2 ** max(0, min(failures - 1, 30))))
         return exp / 2 + rand() * exp / 2
 
     def next_after_failure(

@@ -61,6 +61,37 @@ def read_runtime_token(key: bytes, token: str, *, max_age_s: float, now: float) 
     return identity
 
 
+@dataclass(frozen=True)
+class LoginCode:
+    appid: str
+    user_id: str
+    expires_at: float
+    nonce: str
+
+
+def make_login_code(key: bytes, code: LoginCode) -> str:
+    """A self-contained one-time code (wx.login): minting it needs no database write, which
+    keeps it off the cold-start path. Its single use is enforced when it is exchanged."""
+    payload = _b64(
+        json.dumps(
+            [code.appid, code.user_id, int(code.expires_at), code.nonce], separators=(",", ":")
+        ).encode()
+    )
+    return f"{payload}.{_mac(key, 'code', payload)[:22]}"
+
+
+def read_login_code(key: bytes, code: str) -> LoginCode | None:
+    """The code's content if it is authentic (expiry and use are the caller's to check)."""
+    payload, _, mac = code.partition(".")
+    if not payload or not mac or not hmac.compare_digest(mac, _mac(key, "code", payload)[:22]):
+        return None
+    try:
+        appid, user_id, expires_at, nonce = json.loads(_unb64(payload))
+        return LoginCode(str(appid), str(user_id), float(expires_at), str(nonce))
+    except (ValueError, TypeError):
+        return None
+
+
 def openid_for(key: bytes, appid: str, user_id: str) -> str:
     """Stable per (app, user), unrelated across apps, and not reversible to the user id."""
     return "o" + _mac(key, "openid", f"{appid}\x00{user_id}")[:27]

@@ -111,7 +111,9 @@ class RedisBroker(MemoryBroker):
             await pubsub.aclose()
 
     async def publish(self, user_id: str, message: Message) -> None:
-        await self._redis.publish(self.CHANNEL, json.dumps({"user_id": user_id, "message": message}))
+        await self._redis.publish(
+            self.CHANNEL, json.dumps({"user_id": user_id, "message": message})
+        )
 
     async def close(self) -> None:
         if self._task is not None:

@@ -6,7 +6,6 @@ This module is the transport boundary: it turns an OutboundRequest into a FetchR
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import ipaddress
 import socket
@@ -45,8 +44,12 @@ class FetchResult:
 
     def as_dict(self) -> dict[str, Any]:
         return {
-            "verdict": self.verdict.value, "status": self.status, "bytes": self.bytes,
-            "latency_ms": round(self.latency_ms, 3), "error": self.error, "url": self.url,
+            "verdict": self.verdict.value,
+            "status": self.status,
+            "bytes": self.bytes,
+            "latency_ms": round(self.latency_ms, 3),
+            "error": self.error,
+            "url": self.url,
             "redirects": self.redirects,
         }
 
@@ -60,7 +63,9 @@ class GuardedResolver(AbstractResolver):
         self._policy = policy
         self._allowed_names = allowed_names
 
-    async def resolve(self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET) -> list[ResolveResult]:
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[ResolveResult]:
         results = await self._inner.resolve(host, port, family)
         if host.lower() not in self._allowed_names:
             for entry in results:
@@ -92,7 +97,9 @@ class Fetcher:
         limit: int = 1000,
     ) -> None:
         self.policy = policy
-        self.allowed_names = frozenset(n.lower() for n in allowed_names if _literal_ip(n) is None and "/" not in n)
+        self.allowed_names = frozenset(
+            n.lower() for n in allowed_names if _literal_ip(n) is None and "/" not in n
+        )
         self.max_body_bytes = max_body_bytes
         self.max_redirects = max_redirects
         self.limit = limit
@@ -101,11 +108,15 @@ class Fetcher:
     async def start(self) -> None:
         if self._session is None:
             connector = aiohttp.TCPConnector(
-                limit=self.limit, limit_per_host=0, ttl_dns_cache=30,
+                limit=self.limit,
+                limit_per_host=0,
+                ttl_dns_cache=30,
                 resolver=GuardedResolver(self.policy, self.allowed_names),
             )
             self._session = aiohttp.ClientSession(
-                connector=connector, trust_env=False, auto_decompress=True,
+                connector=connector,
+                trust_env=False,
+                auto_decompress=True,
             )
 
     async def close(self) -> None:
@@ -136,8 +147,13 @@ class Fetcher:
         redirects: list[str] = []
 
         def result(verdict: Verdict, **kw: Any) -> FetchResult:
-            return FetchResult(verdict, url, latency_ms=(time.perf_counter() - started) * 1000,
-                               redirects=redirects, **kw)
+            return FetchResult(
+                verdict,
+                url,
+                latency_ms=(time.perf_counter() - started) * 1000,
+                redirects=redirects,
+                **kw,
+            )
 
         # aiohttp's own per-request timeout is cheaper than asyncio.timeout; each hop gets what is
         # left of the total, so the limit covers the whole redirect chain and the body.
@@ -152,21 +168,32 @@ class Fetcher:
                 if left <= 0:
                     raise TimeoutError
                 async with self._session.get(
-                    URL(url, encoded=True), headers=request.headers, allow_redirects=False,
+                    URL(url, encoded=True),
+                    headers=request.headers,
+                    allow_redirects=False,
                     timeout=aiohttp.ClientTimeout(total=left),
                 ) as resp:
                     if resp.status in REDIRECT_STATUSES:
                         location = resp.headers.get("Location")
                         if not location:
-                            return result(Verdict.BAD_REDIRECT, status=resp.status,
-                                          error="redirect without a Location header")
+                            return result(
+                                Verdict.BAD_REDIRECT,
+                                status=resp.status,
+                                error="redirect without a Location header",
+                            )
                         if len(redirects) >= self.max_redirects:
-                            return result(Verdict.TOO_MANY_REDIRECTS, status=resp.status,
-                                          error=f"more than {self.max_redirects} redirects")
+                            return result(
+                                Verdict.TOO_MANY_REDIRECTS,
+                                status=resp.status,
+                                error=f"more than {self.max_redirects} redirects",
+                            )
                         target = urljoin(url, location)
                         if urlsplit(target).scheme not in ("http", "https"):
-                            return result(Verdict.BAD_REDIRECT, status=resp.status,
-                                          error=f"redirect to a non-http URL: {location!r}")
+                            return result(
+                                Verdict.BAD_REDIRECT,
+                                status=resp.status,
+                                error=f"redirect to a non-http URL: {location!r}",
+                            )
                         redirects.append(target)
                         url = target
                         continue
@@ -176,22 +203,36 @@ class Fetcher:
                         return result(bad, status=resp.status, error=error)
                     declared = resp.content_length
                     if declared is not None and declared > self.max_body_bytes:
-                        return result(Verdict.OVERSIZE, status=resp.status, bytes=declared,
-                                      error=f"Content-Length {declared} exceeds {self.max_body_bytes} bytes")
+                        return result(
+                            Verdict.OVERSIZE,
+                            status=resp.status,
+                            bytes=declared,
+                            error=f"Content-Length {declared} exceeds {self.max_body_bytes} bytes",
+                        )
                     limit = BodyLimit(self.max_body_bytes)
                     try:
                         async for chunk in resp.content.iter_any():
                             limit.feed(chunk)
                     except BodyTooLarge as exc:
-                        return result(Verdict.OVERSIZE, status=resp.status, bytes=limit.size,
-                                      error=str(exc))
+                        return result(
+                            Verdict.OVERSIZE, status=resp.status, bytes=limit.size, error=str(exc)
+                        )
                     decoded = decode_body(limit.body(), resp.headers.get("Content-Type"))
                     if decoded.text is None:
-                        return result(Verdict.BAD_ENCODING, status=resp.status, bytes=limit.size,
-                                      error=decoded.error)
-                    return result(Verdict.CACHED, status=resp.status, text=decoded.text,
-                                  bytes=limit.size, etag=resp.headers.get("ETag"),
-                                  last_modified=resp.headers.get("Last-Modified"))
+                        return result(
+                            Verdict.BAD_ENCODING,
+                            status=resp.status,
+                            bytes=limit.size,
+                            error=decoded.error,
+                        )
+                    return result(
+                        Verdict.CACHED,
+                        status=resp.status,
+                        text=decoded.text,
+                        bytes=limit.size,
+                        etag=resp.headers.get("ETag"),
+                        last_modified=resp.headers.get("Last-Modified"),
+                    )
         except TimeoutError:
             return result(Verdict.TIMEOUT, error=f"no complete answer within {timeout_s:g} s")
         except BlockedAddress as exc:

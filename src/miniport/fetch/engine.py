@@ -31,14 +31,22 @@ Notify = Callable[[Sequence[FetchRecord]], Awaitable[None]]
 
 
 async def fetch_periodic(
-    fetcher: Fetcher, due: DueFetch, now: float, timeout_s: float, *, conditional: bool = True,
+    fetcher: Fetcher,
+    due: DueFetch,
+    now: float,
+    timeout_s: float,
+    *,
+    conditional: bool = True,
 ) -> tuple[FetchResult, OutboundRequest | None]:
     """Fetch one pair's periodic URL. Returns the result and the exact request sent (None when
     no request could be made)."""
     if not due.token:
         return FetchResult(Verdict.TOKEN_NOT_SET, due.url, error=TokenNotSet().message), None
     request = build_periodic_request(
-        base_url=due.url, appid=due.appid, secret=due.secret, token=due.token,
+        base_url=due.url,
+        appid=due.appid,
+        secret=due.secret,
+        token=due.token,
         timestamp=int(now),
         validators=Validators(due.etag, due.last_modified) if conditional else None,
     )
@@ -106,12 +114,29 @@ class PeriodicEngine:
             health = self._health(host)
             now = self.clock.now()
             if health.resting(now):
-                result = FetchResult(Verdict.HOST_BACKOFF, due.url,
-                                     error=f"host {host} is resting after repeated failures")
-                record = record_for(result, appid=due.appid, user_id=due.user_id, kind="periodic",
-                                    trigger="schedule", now=now, requested_url=due.url)
-                update = schedule_after(due, result.verdict, now, self.rules, self.rand,
-                                        error=result.error, next_due_at=health.resting_until)
+                result = FetchResult(
+                    Verdict.HOST_BACKOFF,
+                    due.url,
+                    error=f"host {host} is resting after repeated failures",
+                )
+                record = record_for(
+                    result,
+                    appid=due.appid,
+                    user_id=due.user_id,
+                    kind="periodic",
+                    trigger="schedule",
+                    now=now,
+                    requested_url=due.url,
+                )
+                update = schedule_after(
+                    due,
+                    result.verdict,
+                    now,
+                    self.rules,
+                    self.rand,
+                    error=result.error,
+                    next_due_at=health.resting_until,
+                )
                 self._finish(record, update)
                 return
             if self.host_concurrency >= self.concurrency:  # the overall bound is the tighter one
@@ -125,12 +150,25 @@ class PeriodicEngine:
                     result, request = await fetch_periodic(self.fetcher, due, now, self.timeout_s)
             if result.verdict is not Verdict.TOKEN_NOT_SET:
                 health.record(result.verdict.ok, now)
-            record = record_for(result, appid=due.appid, user_id=due.user_id, kind="periodic",
-                                trigger="schedule", now=now,
-                                requested_url=request.url if request else due.url)
-            update = schedule_after(due, result.verdict, now, self.rules, self.rand,
-                                    error=result.error, etag=result.etag,
-                                    last_modified=result.last_modified)
+            record = record_for(
+                result,
+                appid=due.appid,
+                user_id=due.user_id,
+                kind="periodic",
+                trigger="schedule",
+                now=now,
+                requested_url=request.url if request else due.url,
+            )
+            update = schedule_after(
+                due,
+                result.verdict,
+                now,
+                self.rules,
+                self.rand,
+                error=result.error,
+                etag=result.etag,
+                last_modified=result.last_modified,
+            )
             self._finish(record, update)
         except Exception:  # a bug must not stall the pipeline; the lease retries the pair
             log.exception("periodic fetch of %s/%s failed", due.appid, due.user_id)
@@ -176,7 +214,11 @@ class PeriodicEngine:
     async def _claim(self, limit: int) -> list[DueFetch]:
         now = self.clock.now()
         return await self.db.write(
-            self.store.claim_due, now, self.rules.active_since(now), self.rules.lease_until(now), limit
+            self.store.claim_due,
+            now,
+            self.rules.active_since(now),
+            self.rules.lease_until(now),
+            limit,
         )
 
     async def _wait_for_work(self) -> None:

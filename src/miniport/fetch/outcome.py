@@ -12,38 +12,84 @@ from .client import FetchResult
 
 
 def record_for(
-    result: FetchResult, *, appid: str, user_id: str, kind: str, trigger: str, now: float,
-    requested_url: str, path: str | None = None, query: str | None = None, scene: int | None = None,
+    result: FetchResult,
+    *,
+    appid: str,
+    user_id: str,
+    kind: str,
+    trigger: str,
+    now: float,
+    requested_url: str,
+    path: str | None = None,
+    query: str | None = None,
+    scene: int | None = None,
 ) -> FetchRecord:
     cached = result.verdict is Verdict.CACHED
     return FetchRecord(
-        appid=appid, user_id=user_id, kind=kind, trigger=trigger, ts=now, url=requested_url,
-        verdict=result.verdict.value, status=result.status, bytes=result.bytes,
-        latency_ms=result.latency_ms, error=result.error,
+        appid=appid,
+        user_id=user_id,
+        kind=kind,
+        trigger=trigger,
+        ts=now,
+        url=requested_url,
+        verdict=result.verdict.value,
+        status=result.status,
+        bytes=result.bytes,
+        latency_ms=result.latency_ms,
+        error=result.error,
         body=result.text if cached else None,
         fetched_at_ms=int(now * 1000) if cached else None,
-        path=path, query=query, scene=scene,
+        path=path,
+        query=query,
+        scene=scene,
     )
 
 
 def schedule_after(
-    due: DueFetch, verdict: Verdict, now: float, rules: ScheduleRules, rand: Callable[[], float],
-    *, error: str | None, etag: str | None = None, last_modified: str | None = None,
+    due: DueFetch,
+    verdict: Verdict,
+    now: float,
+    rules: ScheduleRules,
+    rand: Callable[[], float],
+    *,
+    error: str | None,
+    etag: str | None = None,
+    last_modified: str | None = None,
     next_due_at: float | None = None,
 ) -> ScheduleUpdate:
     """The schedule row after an attempt. ``next_due_at`` overrides the rule (a resting host)."""
     if verdict.ok:
         return ScheduleUpdate(
-            due.appid, due.user_id, next_due_at=rules.next_after_success(now), failures=0,
-            last_attempt_at=now, last_error=None, last_success_at=now,
-            etag=etag, last_modified=last_modified,
+            due.appid,
+            due.user_id,
+            next_due_at=rules.next_after_success(now),
+            failures=0,
+            last_attempt_at=now,
+            last_error=None,
+            last_success_at=now,
+            etag=etag,
+            last_modified=last_modified,
         )
     if verdict is Verdict.TOKEN_NOT_SET:
-        return ScheduleUpdate(due.appid, due.user_id, next_due_at=now + rules.interval_s,
-                              failures=due.failures, last_attempt_at=now, last_error=error)
+        return ScheduleUpdate(
+            due.appid,
+            due.user_id,
+            next_due_at=now + rules.interval_s,
+            failures=due.failures,
+            last_attempt_at=now,
+            last_error=error,
+        )
     failures = due.failures + 1
-    when = next_due_at if next_due_at is not None else rules.next_after_failure(
-        now, failures, due.last_success_at, rand
+    when = (
+        next_due_at
+        if next_due_at is not None
+        else rules.next_after_failure(now, failures, due.last_success_at, rand)
     )
-    return ScheduleUpdate(due.appid, due.user_id, next_due_at=when, failures=failures,
-                          last_attempt_at=now, last_error=error)
+    return ScheduleUpdate(
+        due.appid,
+        due.user_id,
+        next_due_at=when,
+        failures=failures,
+        last_attempt_at=now,
+        last_error=error,
+    )

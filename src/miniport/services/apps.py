@@ -26,9 +26,15 @@ class PendingChange:
     confirm_url: str
 
     def as_dict(self) -> dict[str, Any]:
-        return {"change_id": self.change.id, "confirm_code": self.code,
-                "confirm_url": self.confirm_url, "expires_at": self.change.expires_at,
-                "kind": self.change.kind, "op": self.change.op, "url": self.change.url}
+        return {
+            "change_id": self.change.id,
+            "confirm_code": self.code,
+            "confirm_url": self.confirm_url,
+            "expires_at": self.change.expires_at,
+            "kind": self.change.kind,
+            "op": self.change.op,
+            "url": self.change.url,
+        }
 
 
 def new_confirm_code() -> str:
@@ -36,9 +42,18 @@ def new_confirm_code() -> str:
 
 
 class AppService:
-    def __init__(self, db: Database, registry: RegistryStore, fetches: FetchStore, clock: Clock,
-                 *, dev: bool, change_ttl_s: float, public_url: Callable[[], str],
-                 on_urls_changed: Callable[[str], None] | None = None) -> None:
+    def __init__(
+        self,
+        db: Database,
+        registry: RegistryStore,
+        fetches: FetchStore,
+        clock: Clock,
+        *,
+        dev: bool,
+        change_ttl_s: float,
+        public_url: Callable[[], str],
+        on_urls_changed: Callable[[str], None] | None = None,
+    ) -> None:
         self.db, self.registry, self.fetches, self.clock = db, registry, fetches, clock
         self.dev = dev
         self.change_ttl_s = change_ttl_s
@@ -58,25 +73,33 @@ class AppService:
     async def rotate_secret(self, appid: str, actor: str) -> str:
         secret = secrets.token_hex(16)
         await self.db.write(self.registry.set_secret, appid, secret, self.clock.now(), actor)
+        if self.on_urls_changed is not None:  # cached secrets are dropped too
+            self.on_urls_changed(appid)
         return secret
 
-    async def request_change(self, appid: str, kind: str, op: str, url: str | None,
-                             actor: str) -> PendingChange:
+    async def request_change(
+        self, appid: str, kind: str, op: str, url: str | None, actor: str
+    ) -> PendingChange:
         if kind not in FETCH_KINDS:
             raise InvalidInput(f"kind must be periodic or pre, not {kind!r}")
         if op not in OPS:
             raise InvalidInput(f"op must be one of {', '.join(OPS)}")
         await self.get(appid)
-        if op == "set":
-            url = validate_fetch_url(kind, url or "", dev=self.dev)
-        else:
-            url = None
+        url = validate_fetch_url(kind, url or "", dev=self.dev) if op == "set" else None
         now = self.clock.now()
         code = new_confirm_code()
         change = ChangeRequest(
-            id="chg_" + secrets.token_hex(8), appid=appid, kind=kind, op=op, url=url,
-            status="pending", requested_by=actor, created_at=now,
-            expires_at=now + self.change_ttl_s, decided_by=None, decided_at=None,
+            id="chg_" + secrets.token_hex(8),
+            appid=appid,
+            kind=kind,
+            op=op,
+            url=url,
+            status="pending",
+            requested_by=actor,
+            created_at=now,
+            expires_at=now + self.change_ttl_s,
+            decided_by=None,
+            decided_at=None,
         )
         await self.db.write(self.registry.create_change, change, hash_secret(code))
         return PendingChange(change, code, f"{self.public_url()}/confirm/{code}")
@@ -85,8 +108,9 @@ class AppService:
         return await self.db.read(self.registry.change_by_code, hash_secret(code.strip().upper()))
 
     async def confirm(self, code: str, actor: str) -> ChangeRequest:
-        change = await self.db.write(self.registry.confirm_change, hash_secret(code.strip().upper()),
-                                     self.clock.now(), actor)
+        change = await self.db.write(
+            self.registry.confirm_change, hash_secret(code.strip().upper()), self.clock.now(), actor
+        )
         if change.kind == "periodic":
             await self.db.write(self.fetches.wake_app, change.appid, self.clock.now())
         if self.on_urls_changed is not None:
@@ -100,7 +124,11 @@ class AppService:
         now = self.clock.now()
         return {
             "appid": appid,
-            "urls": {k: {"url": u.url, "enabled": u.enabled, "updated_at": u.updated_at}
-                     for k, u in urls.items()},
-            "pending": [c.as_dict() for c in changes if c.status == "pending" and c.expires_at >= now],
+            "urls": {
+                k: {"url": u.url, "enabled": u.enabled, "updated_at": u.updated_at}
+                for k, u in urls.items()
+            },
+            "pending": [
+                c.as_dict() for c in changes if c.status == "pending" and c.expires_at >= now
+            ],
         }

@@ -8,10 +8,13 @@ from typing import Any
 
 from ..clock import Clock
 from ..domain.tokens import (
+    LoginCode,
     RuntimeIdentity,
     hash_secret,
+    make_login_code,
     make_runtime_token,
     openid_for,
+    read_login_code,
     read_runtime_token,
     validate_id,
 )
@@ -35,8 +38,14 @@ class Principal:
 
 
 class AuthService:
-    def __init__(self, db: Database, registry: RegistryStore, clock: Clock, key: bytes,
-                 login_code_ttl_s: float) -> None:
+    def __init__(
+        self,
+        db: Database,
+        registry: RegistryStore,
+        clock: Clock,
+        key: bytes,
+        login_code_ttl_s: float,
+    ) -> None:
         self.db, self.registry, self.clock, self.key = db, registry, clock, key
         self.login_code_ttl_s = login_code_ttl_s
         self._identities: dict[str, RuntimeIdentity] = {}
@@ -63,15 +72,17 @@ class AuthService:
         return openid_for(self.key, appid, user_id)
 
     # --- keys ---
-    async def create_key(self, kind: str, name: str, role: str | None = None,
-                         key_id: str | None = None) -> dict[str, Any]:
+    async def create_key(
+        self, kind: str, name: str, role: str | None = None, key_id: str | None = None
+    ) -> dict[str, Any]:
         """A new host or API key. A fixed ``key_id`` replaces the key of that id."""
         if kind == "api" and role not in ROLES:
             raise InvalidInput(f"role must be one of {', '.join(ROLES)}")
         key_id = key_id or secrets.token_hex(6)
         key = f"mp{kind[0]}_{secrets.token_urlsafe(32)}"
-        await self.db.write(self.registry.add_key, kind, key_id, name, hash_secret(key),
-                            self.clock.now(), role)
+        await self.db.write(
+            self.registry.add_key, kind, key_id, name, hash_secret(key), self.clock.now(), role
+        )
         return {"id": key_id, "name": name, "key": key, **({"role": role} if role else {})}
 
     async def host_key(self, key: str) -> str:
@@ -88,13 +99,18 @@ class AuthService:
         return Principal(f"key:{row['name']}", str(row["role"]))
 
     # --- login codes (wx.login) ---
-    async def login_code(self, appid: str, user_id: str) -> str:
-        code = secrets.token_urlsafe(24)
-        await self.db.write(self.registry.add_login_code, hash_secret(code), appid, user_id,
-                            self.clock.now() + self.login_code_ttl_s)
-        return code
+    def login_code(self, appid: str, user_id: str) -> str:
+        """A one-time code for (app, user); no storage until it is exchanged."""
+        return make_login_code(
+            self.key,
+            LoginCode(
+                appid, user_id, self.clock.now() + self.login_code_ttl_s, secrets.token_urlsafe(9)
+            ),
+        )
 
-    async def jscode2session(self, appid: str, secret: str, js_code: str, grant_type: str) -> dict[str, Any]:
+    async def jscode2session(
+        self, appid: str, secret: str, js_code: str, grant_type: str
+    ) -> dict[str, Any]:
         """WeChat's shape: {openid, session_key} or {errcode, errmsg}."""
         if grant_type != "authorization_code":
             return {"errcode": 40002, "errmsg": "invalid grant_type"}
@@ -106,10 +122,20 @@ class AuthService:
             return {"errcode": 40013, "errmsg": "invalid appid"}
         if not secrets.compare_digest(app.secret, secret):
             return {"errcode": 40125, "errmsg": "invalid appsecret"}
-        user_id = await self.db.write(self.registry.consume_login_code, hash_secret(js_code), appid,
-                                      self.clock.now())
-        if user_id is None:
+        code = read_login_code(self.key, js_code)
+        now = self.clock.now()
+        if code is None or code.appid != appid or now > code.expires_at:
             return {"errcode": 40029, "errmsg": "invalid code (unknown, used or expired)"}
-        openid = self.openid(appid, user_id)
+        first_use = await self.db.write(
+            self.registry.use_login_code,
+            hash_secret(code.nonce),
+            appid,
+            code.user_id,
+            code.expires_at,
+            now,
+        )
+        if not first_use:
+            return {"errcode": 40163, "errmsg": "code been used"}
+        openid = self.openid(appid, code.user_id)
         session_key = secrets.token_urlsafe(18)
         return {"openid": openid, "session_key": session_key}

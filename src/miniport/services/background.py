@@ -20,7 +20,9 @@ from ..fetch.prefetch import SingleFlight
 from ..storage.db import Database
 from ..storage.fetches import DueFetch, FetchRecord, FetchStore
 from ..storage.registry import RegistryStore
+from .app_cache import AppCache
 from .auth import AuthService
+from .write_behind import WriteBehind
 
 MAX_TOKEN = 1024
 MAX_WAIT_MS = 10_000
@@ -29,23 +31,45 @@ KINDS = ("periodic", "pre")
 
 def data_message(record: FetchRecord) -> dict[str, Any]:
     return {
-        "type": "backgroundFetchData", "appid": record.appid, "fetchType": record.kind,
-        "fetchedData": record.body, "timeStamp": record.fetched_at_ms,
-        "path": record.path, "query": record.query, "scene": record.scene,
+        "type": "backgroundFetchData",
+        "appid": record.appid,
+        "fetchType": record.kind,
+        "fetchedData": record.body,
+        "timeStamp": record.fetched_at_ms,
+        "path": record.path,
+        "query": record.query,
+        "scene": record.scene,
     }
 
 
 class BackgroundService:
-    def __init__(self, *, db: Database, registry: RegistryStore, fetches: FetchStore,
-                 auth: AuthService, fetcher: Fetcher, broker: Broker, clock: Clock,
-                 rules: ScheduleRules, fetch_timeout_s: float, prefetch_timeout_s: float,
-                 wake_engine: Callable[[], None] = lambda: None) -> None:
+    def __init__(
+        self,
+        *,
+        db: Database,
+        registry: RegistryStore,
+        fetches: FetchStore,
+        auth: AuthService,
+        fetcher: Fetcher,
+        broker: Broker,
+        clock: Clock,
+        rules: ScheduleRules,
+        fetch_timeout_s: float,
+        prefetch_timeout_s: float,
+        wake_engine: Callable[[], None] = lambda: None,
+    ) -> None:
         self.db, self.registry, self.fetches, self.auth = db, registry, fetches, auth
         self.fetcher, self.broker, self.clock, self.rules = fetcher, broker, clock, rules
         self.fetch_timeout_s = fetch_timeout_s
         self.prefetch_timeout_s = prefetch_timeout_s
         self.wake_engine = wake_engine
         self.prefetch = SingleFlight(self._prefetch)
+        self.apps = AppCache(db, registry)
+        self.pending = WriteBehind(db, fetches, after_flush=wake_engine)
+
+    async def close(self) -> None:
+        await self.prefetch.drain()
+        await self.pending.close()
 
     async def notify(self, records: Sequence[FetchRecord]) -> None:
         for record in records:
@@ -54,22 +78,23 @@ class BackgroundService:
 
     # --- runtime ---
     async def launch(self, appid: str, user_id: str, launch: Launch) -> dict[str, Any]:
-        await self.db.read(self.registry.get_app, appid)
-        urls = await self.db.read(self.registry.fetch_urls, appid)
-        pre = urls.get("pre")
-        prefetching = bool(pre and pre.enabled and pre.url)
+        """A cold start: pre-fetch at once (if enabled) and mark the user active. The launch is
+        written behind (grouped with others); the pre-fetch does not wait for it."""
+        targets = await self.apps.get(appid)
+        prefetching = targets.enabled_url("pre") is not None
         if prefetching:
             self.prefetch.start(appid, user_id, launch)
-        await self.db.write(self.fetches.record_launch, appid, user_id, self.clock.now())
-        self.wake_engine()
+        self.pending.launch(appid, user_id, self.clock.now())
         return {"errMsg": "launch:ok", "prefetch": prefetching}
 
     async def set_token(self, appid: str, user_id: str, token: object) -> None:
         if not isinstance(token, str):
             raise InvalidInput("setBackgroundFetchToken:fail token must be a string")
         if not token or len(token) > MAX_TOKEN:
-            raise InvalidInput(f"setBackgroundFetchToken:fail token must be 1..{MAX_TOKEN} characters")
-        await self.db.read(self.registry.get_app, appid)
+            raise InvalidInput(
+                f"setBackgroundFetchToken:fail token must be 1..{MAX_TOKEN} characters"
+            )
+        await self.apps.get(appid)
         await self.db.write(self.fetches.set_token, appid, user_id, token, self.clock.now())
         self.wake_engine()
 
@@ -80,7 +105,9 @@ class BackgroundService:
             raise TokenNotSet()
         return str(user["token"])
 
-    async def get_data(self, appid: str, user_id: str, kind: str, wait_ms: int = 0) -> dict[str, Any]:
+    async def get_data(
+        self, appid: str, user_id: str, kind: str, wait_ms: int = 0
+    ) -> dict[str, Any]:
         if kind not in KINDS:
             raise InvalidInput(f"fetchType must be periodic or pre, not {kind!r}")
         if wait_ms < 0 or wait_ms > MAX_WAIT_MS:
@@ -88,15 +115,26 @@ class BackgroundService:
         if wait_ms and kind == "pre":
             await self.prefetch.wait(appid, user_id, wait_ms / 1000)
         data = await self.db.read_point(self.fetches.get_data, appid, user_id, kind)
+        fresh = self.pending.fresh.get((appid, user_id, kind))
+        if fresh is not None and (data is None or fresh.fetched_at_ms > data.fetched_at_ms):
+            data = fresh  # arrived, not yet flushed
         if data is None:
             # checked only on this failure path, so a read of cached data stays one query
             await self.db.read(self.registry.get_app, appid)
             pending = self.prefetch.in_flight(appid, user_id) is not None and kind == "pre"
-            raise NoData("getBackgroundFetchData:fail " + (
-                "the fetch has not finished and there is no earlier data" if pending
-                else "no data has been fetched yet"))
-        result: dict[str, Any] = {"fetchedData": data.body, "timeStamp": data.fetched_at_ms,
-                                  "errMsg": "getBackgroundFetchData:ok"}
+            raise NoData(
+                "getBackgroundFetchData:fail "
+                + (
+                    "the fetch has not finished and there is no earlier data"
+                    if pending
+                    else "no data has been fetched yet"
+                )
+            )
+        result: dict[str, Any] = {
+            "fetchedData": data.body,
+            "timeStamp": data.fetched_at_ms,
+            "errMsg": "getBackgroundFetchData:ok",
+        }
         if kind == "pre":
             result.update(path=data.path or "", query=data.query or "", scene=data.scene)
         return result
@@ -106,35 +144,50 @@ class BackgroundService:
         record, _ = await self._fetch_pre(appid, user_id, launch, trigger="launch")
         return record
 
-    async def _fetch_pre(self, appid: str, user_id: str, launch: Launch,
-                         trigger: str) -> tuple[FetchRecord, dict[str, Any]]:
-        app = await self.db.read(self.registry.get_app, appid)
-        urls = await self.db.read(self.registry.fetch_urls, appid)
-        user = await self.db.read(self.fetches.get_user, appid, user_id)
+    async def _fetch_pre(
+        self, appid: str, user_id: str, launch: Launch, trigger: str
+    ) -> tuple[FetchRecord, dict[str, Any]]:
+        targets = await self.apps.get(appid)
         now = self.clock.now()
-        pre = urls.get("pre")
+        url = targets.enabled_url("pre")
         request: dict[str, Any] = {}
-        if pre is None or not pre.url or not pre.enabled:
+        if url is None:
             result = FetchResult(Verdict.NO_URL, "", error="no enabled pre-fetch URL")
-            url = None
         else:
-            token = user.get("token") if user else None
-            code = None if token else await self.auth.login_code(appid, user_id)
-            out = build_prefetch_request(base_url=pre.url, appid=appid, secret=app.secret,
-                                         timestamp=int(now), launch=launch, token=token, code=code)
+            token = await self.db.read_point(self.fetches.get_token, appid, user_id)
+            code = None if token else self.auth.login_code(appid, user_id)
+            out = build_prefetch_request(
+                base_url=url,
+                appid=appid,
+                secret=targets.app.secret,
+                timestamp=int(now),
+                launch=launch,
+                token=token,
+                code=code,
+            )
             request = out.as_dict()
             url = out.url
             result = await self.fetcher.fetch(out, timeout_s=self.prefetch_timeout_s)
-        record = record_for(result, appid=appid, user_id=user_id, kind="pre", trigger=trigger,
-                            now=now, requested_url=url or "", path=launch.path,
-                            query=launch.query, scene=launch.scene)
-        await self.db.write(self.fetches.record, [record])
+        record = record_for(
+            result,
+            appid=appid,
+            user_id=user_id,
+            kind="pre",
+            trigger=trigger,
+            now=now,
+            requested_url=url or "",
+            path=launch.path,
+            query=launch.query,
+            scene=launch.scene,
+        )
+        self.pending.record(record)  # readable now, stored with the next group commit
         await self.notify([record])
         return record, {"request": request, **result.as_dict()}
 
     # --- devtools ---
-    async def fetch_now(self, appid: str, user_id: str, kind: str,
-                        launch: Launch | None = None) -> dict[str, Any]:
+    async def fetch_now(
+        self, appid: str, user_id: str, kind: str, launch: Launch | None = None
+    ) -> dict[str, Any]:
         """Fetch now and show the exact request and the verdict. Periodic: a full (not
         conditional) fetch that also resets the user's schedule on success."""
         if kind == "pre":
@@ -149,28 +202,62 @@ class BackgroundService:
         now = self.clock.now()
         if periodic is None or not periodic.url or not periodic.enabled:
             result = FetchResult(Verdict.NO_URL, "", error="no enabled periodic URL")
-            record = record_for(result, appid=appid, user_id=user_id, kind="periodic",
-                                trigger="devtools", now=now, requested_url="")
+            record = record_for(
+                result,
+                appid=appid,
+                user_id=user_id,
+                kind="periodic",
+                trigger="devtools",
+                now=now,
+                requested_url="",
+            )
             await self.db.write(self.fetches.record, [record])
             return {"request": {}, **result.as_dict()}
-        due = DueFetch(appid, user_id, user.get("token"), None, None, int(user.get("failures") or 0),
-                       user.get("last_success_at"), periodic.url, app.secret)
-        result, sent = await fetch_periodic(self.fetcher, due, now, self.fetch_timeout_s,
-                                            conditional=False)
-        record = record_for(result, appid=appid, user_id=user_id, kind="periodic",
-                            trigger="devtools", now=now,
-                            requested_url=sent.url if sent else periodic.url)
+        due = DueFetch(
+            appid,
+            user_id,
+            user.get("token"),
+            None,
+            None,
+            int(user.get("failures") or 0),
+            user.get("last_success_at"),
+            periodic.url,
+            app.secret,
+        )
+        result, sent = await fetch_periodic(
+            self.fetcher, due, now, self.fetch_timeout_s, conditional=False
+        )
+        record = record_for(
+            result,
+            appid=appid,
+            user_id=user_id,
+            kind="periodic",
+            trigger="devtools",
+            now=now,
+            requested_url=sent.url if sent else periodic.url,
+        )
         schedule = []
         if user:
-            schedule.append(schedule_after(due, result.verdict, now, self.rules, random.random,
-                                           error=result.error, etag=result.etag,
-                                           last_modified=result.last_modified))
+            schedule.append(
+                schedule_after(
+                    due,
+                    result.verdict,
+                    now,
+                    self.rules,
+                    random.random,
+                    error=result.error,
+                    etag=result.etag,
+                    last_modified=result.last_modified,
+                )
+            )
         await self.db.write(self.fetches.record, [record], schedule)
         await self.notify([record])
         return {"request": sent.as_dict() if sent else {}, **result.as_dict()}
 
     async def clear(self, appid: str, user_id: str | None) -> int:
-        await self.db.read(self.registry.get_app, appid)
+        await self.apps.get(appid)
+        await self.pending.flush()
+        self.pending.forget(appid, user_id)
         return await self.db.write(self.fetches.clear_data, appid, user_id)
 
     async def push(self, appid: str, user_id: str) -> dict[str, Any]:
@@ -178,12 +265,22 @@ class BackgroundService:
         notifies them with the new data) and send them a devtoolsRefresh message."""
         devices = self.broker.connected(user_id)
         shown = await self.fetch_now(appid, user_id, "periodic")
-        await self.broker.publish(user_id, {"type": "devtoolsRefresh", "appid": appid,
-                                            "fetchType": "periodic", "verdict": shown["verdict"]})
+        await self.broker.publish(
+            user_id,
+            {
+                "type": "devtoolsRefresh",
+                "appid": appid,
+                "fetchType": "periodic",
+                "verdict": shown["verdict"],
+            },
+        )
         return {"devices": devices, **shown}
 
-    async def log(self, appid: str, limit: int = 100, user_id: str | None = None) -> list[dict[str, Any]]:
-        await self.db.read(self.registry.get_app, appid)
+    async def log(
+        self, appid: str, limit: int = 100, user_id: str | None = None
+    ) -> list[dict[str, Any]]:
+        await self.apps.get(appid)
+        await self.pending.flush()
         return await self.db.read(self.fetches.list_log, appid, limit, user_id)
 
     async def health(self, appid: str, since: float) -> dict[str, Any]:

@@ -32,7 +32,9 @@ def make_engine(url: str) -> Engine:
         # rollback around each point read); writes open their own BEGIN IMMEDIATE (below), and
         # their context manager commits or rolls back, so no reset is needed on return.
         engine = create_engine(
-            url, connect_args={"check_same_thread": False, "timeout": 30}, pool_size=8,
+            url,
+            connect_args={"check_same_thread": False, "timeout": 30},
+            pool_size=8,
             pool_reset_on_return=None,
         )
 

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import and_, delete, func, select, text, update
+from sqlalchemy import and_, delete, func, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -78,8 +78,7 @@ class StoredData:
 
 
 # Named parameters: now, active_since, lease, limit (:name for SQLite, %(name)s for psycopg).
-_CLAIM_SQLITE = (
-    """
+_CLAIM_SQLITE = """
     UPDATE app_users SET lease_until = :lease, next_due_at = :lease
     WHERE rowid IN (
         SELECT au.rowid FROM app_users au
@@ -89,10 +88,8 @@ _CLAIM_SQLITE = (
         ORDER BY au.next_due_at LIMIT :limit)
     RETURNING appid, user_id, token, etag, last_modified, failures, last_success_at
     """
-)
 
-_CLAIM_POSTGRES = (
-    """
+_CLAIM_POSTGRES = """
     WITH due AS (
         SELECT au.appid, au.user_id FROM app_users au
         JOIN fetch_urls fu ON fu.appid = au.appid AND fu.kind = 'periodic'
@@ -104,51 +101,81 @@ _CLAIM_POSTGRES = (
     FROM due WHERE a.appid = due.appid AND a.user_id = due.user_id
     RETURNING a.appid, a.user_id, a.token, a.etag, a.last_modified, a.failures, a.last_success_at
     """
-)
 
 
 _RECORD_SQL = {
     "log": "INSERT INTO fetch_log (appid, user_id, kind, trigger, ts, url, verdict, status, bytes,"
-           " latency_ms, error) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-    "data": "INSERT INTO fetched_data (appid, user_id, kind, body, fetched_at_ms, path, query, scene)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (appid, user_id, kind) DO UPDATE SET"
-            " body = excluded.body, fetched_at_ms = excluded.fetched_at_ms, path = excluded.path,"
-            " query = excluded.query, scene = excluded.scene",
+    " latency_ms, error) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    "data": "INSERT INTO fetched_data (appid, user_id, kind, body, fetched_at_ms, path, query,"
+    " scene) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (appid, user_id, kind) DO UPDATE SET"
+    " body = excluded.body, fetched_at_ms = excluded.fetched_at_ms, path = excluded.path,"
+    " query = excluded.query, scene = excluded.scene",
     "failed": "UPDATE app_users SET next_due_at = ?, failures = ?, last_attempt_at = ?,"
-              " last_error = ?, lease_until = NULL WHERE appid = ? AND user_id = ?",
+    " last_error = ?, lease_until = NULL WHERE appid = ? AND user_id = ?",
     "succeeded": "UPDATE app_users SET next_due_at = ?, failures = ?, last_attempt_at = ?,"
-                 " last_error = ?, lease_until = NULL, last_success_at = ?,"
-                 " etag = COALESCE(?, etag), last_modified = COALESCE(?, last_modified)"
-                 " WHERE appid = ? AND user_id = ?",
+    " last_error = ?, lease_until = NULL, last_success_at = ?,"
+    " etag = COALESCE(?, etag), last_modified = COALESCE(?, last_modified)"
+    " WHERE appid = ? AND user_id = ?",
 }
+
+
+def _cursor(conn: Any) -> Any:
+    """The DB-API cursor under an SQLAlchemy connection (for the batched hot paths)."""
+    driver = conn.connection.driver_connection
+    assert driver is not None
+    return driver.cursor()
 
 
 class FetchStore:
     def __init__(self, db: Database) -> None:
         self.db = db
         self._insert = sqlite_insert if db.is_sqlite else pg_insert
-        self._sql = {k: v.replace("?", "?" if db.is_sqlite else "%s") for k, v in _RECORD_SQL.items()}
+        self._sql = {
+            k: v.replace("?", "?" if db.is_sqlite else "%s") for k, v in _RECORD_SQL.items()
+        }
         self._sql["claim"] = _CLAIM_SQLITE if db.is_sqlite else _CLAIM_POSTGRES
+        self._sql["get_token"] = db.sql(
+            "SELECT token FROM app_users WHERE appid = ? AND user_id = ?"
+        )
         self._sql["get_data"] = db.sql(
             "SELECT body, fetched_at_ms, path, query, scene FROM fetched_data"
-            " WHERE appid = ? AND user_id = ? AND kind = ?")
+            " WHERE appid = ? AND user_id = ? AND kind = ?"
+        )
 
     # --- users: launch and token ---
     def _upsert_user(self, conn: Any, appid: str, user_id: str, values: dict[str, Any]) -> None:
         stmt = self._insert(t.app_users).values(
-            **{"failures": 0, **values, "appid": appid, "user_id": user_id})
+            **{"failures": 0, **values, "appid": appid, "user_id": user_id}
+        )
         conn.execute(stmt.on_conflict_do_update(index_elements=["appid", "user_id"], set_=values))
 
     def record_launch(self, appid: str, user_id: str, now: float) -> None:
         """A launch makes the user active; a user with no pending schedule is due at once."""
         with self.db.writing() as conn:
-            self._upsert_user(conn, appid, user_id, {"last_launch_at": now})
-            conn.execute(
-                update(t.app_users)
-                .where(and_(t.app_users.c.appid == appid, t.app_users.c.user_id == user_id,
-                            t.app_users.c.next_due_at.is_(None)))
-                .values(next_due_at=now)
+            self._launch(conn, appid, user_id, now)
+
+    def write_batch(
+        self, launches: Sequence[tuple[str, str, float]], records: Sequence[FetchRecord]
+    ) -> None:
+        """Launches and fetch results queued by the write-behind, in one transaction."""
+        with self.db.writing() as conn:
+            for appid, user_id, at in launches:
+                self._launch(conn, appid, user_id, at)
+            self._record(conn, records, ())
+
+    def _launch(self, conn: Any, appid: str, user_id: str, now: float) -> None:
+        self._upsert_user(conn, appid, user_id, {"last_launch_at": now})
+        conn.execute(
+            update(t.app_users)
+            .where(
+                and_(
+                    t.app_users.c.appid == appid,
+                    t.app_users.c.user_id == user_id,
+                    t.app_users.c.next_due_at.is_(None),
+                )
             )
+            .values(next_due_at=now)
+        )
 
     def set_token(self, appid: str, user_id: str, token: str, now: float) -> None:
         """A new or changed token makes the pair due at once (it may have been waiting for it)."""
@@ -162,6 +189,10 @@ class FetchStore:
             if current is None or current[0] != token:
                 values.update(next_due_at=now, failures=0, last_error=None)
             self._upsert_user(conn, appid, user_id, values)
+
+    def get_token(self, appid: str, user_id: str) -> str | None:
+        row = self.db.fetch_one(self._sql["get_token"], (appid, user_id))
+        return row[0] if row is not None else None
 
     def get_user(self, appid: str, user_id: str) -> dict[str, Any] | None:
         with self.db.reading() as conn:
@@ -182,13 +213,22 @@ class FetchStore:
             ).rowcount
 
     # --- periodic claiming ---
-    def claim_due(self, now: float, active_since: float, lease_until: float, limit: int) -> list[DueFetch]:
+    def claim_due(
+        self, now: float, active_since: float, lease_until: float, limit: int
+    ) -> list[DueFetch]:
         sql = self._sql["claim"]
         with self.db.writing() as conn:
-            cursor = conn.connection.driver_connection.cursor()
+            cursor = _cursor(conn)
             try:
-                cursor.execute(sql, {"now": now, "active_since": active_since,
-                                     "lease": lease_until, "limit": limit})
+                cursor.execute(
+                    sql,
+                    {
+                        "now": now,
+                        "active_since": active_since,
+                        "lease": lease_until,
+                        "limit": limit,
+                    },
+                )
                 rows = cursor.fetchall()
             finally:
                 cursor.close()
@@ -200,21 +240,35 @@ class FetchStore:
                 for r in conn.execute(
                     select(t.fetch_urls.c.appid, t.fetch_urls.c.url, t.apps.c.secret)
                     .join(t.apps, t.apps.c.appid == t.fetch_urls.c.appid)
-                    .where(and_(t.fetch_urls.c.appid.in_(appids), t.fetch_urls.c.kind == "periodic"))
+                    .where(
+                        and_(t.fetch_urls.c.appid.in_(appids), t.fetch_urls.c.kind == "periodic")
+                    )
                 )
             }
-        return [DueFetch(*r, *targets[r[0]]) for r in rows]
+        return [
+            DueFetch(r[0], r[1], r[2], r[3], r[4], r[5], r[6], *targets[r[0]]) for r in rows
+        ]
 
     def next_due_at(self, active_since: float) -> float | None:
         with self.db.reading() as conn:
             value = conn.execute(
                 select(func.min(t.app_users.c.next_due_at))
-                .select_from(t.app_users.join(
-                    t.fetch_urls,
-                    and_(t.fetch_urls.c.appid == t.app_users.c.appid, t.fetch_urls.c.kind == "periodic"),
-                ))
-                .where(and_(t.app_users.c.last_launch_at >= active_since,
-                            t.fetch_urls.c.enabled.is_(True), t.fetch_urls.c.url.is_not(None)))
+                .select_from(
+                    t.app_users.join(
+                        t.fetch_urls,
+                        and_(
+                            t.fetch_urls.c.appid == t.app_users.c.appid,
+                            t.fetch_urls.c.kind == "periodic",
+                        ),
+                    )
+                )
+                .where(
+                    and_(
+                        t.app_users.c.last_launch_at >= active_since,
+                        t.fetch_urls.c.enabled.is_(True),
+                        t.fetch_urls.c.url.is_not(None),
+                    )
+                )
             ).scalar()
         return float(value) if value is not None else None
 
@@ -223,39 +277,80 @@ class FetchStore:
         with self.db.writing() as conn:
             return conn.execute(
                 update(t.app_users)
-                .where(and_(t.app_users.c.next_due_at.is_not(None),
-                            t.app_users.c.last_launch_at < active_since))
+                .where(
+                    and_(
+                        t.app_users.c.next_due_at.is_not(None),
+                        t.app_users.c.last_launch_at < active_since,
+                    )
+                )
                 .values(next_due_at=None)
             ).rowcount
 
     # --- results ---
-    def record(self, records: Sequence[FetchRecord], schedule: Sequence[ScheduleUpdate] = ()) -> None:
+    def record(
+        self, records: Sequence[FetchRecord], schedule: Sequence[ScheduleUpdate] = ()
+    ) -> None:
         """Store a batch of attempts in one transaction: log rows, accepted bodies, schedules."""
         with self.db.writing() as conn:
             self._record(conn, records, schedule)
 
-    def _record(self, conn: Any, records: Sequence[FetchRecord], schedule: Sequence[ScheduleUpdate]) -> None:
+    def _record(
+        self, conn: Any, records: Sequence[FetchRecord], schedule: Sequence[ScheduleUpdate]
+    ) -> None:
         # The hot path of the engine: plain DB-API executemany with tuples (the statements are
         # the same on SQLite and PostgreSQL but for the placeholder), several times cheaper per
         # row than compiled Core statements.
-        cursor = conn.connection.driver_connection.cursor()
+        cursor = _cursor(conn)
         try:
             if records:
-                cursor.executemany(self._sql["log"], [
-                    (r.appid, r.user_id, r.kind, r.trigger, r.ts, r.url, r.verdict, r.status,
-                     r.bytes, r.latency_ms, r.error) for r in records
-                ])
-            bodies = [(r.appid, r.user_id, r.kind, r.body, r.fetched_at_ms, r.path, r.query, r.scene)
-                      for r in records if r.body is not None]
+                cursor.executemany(
+                    self._sql["log"],
+                    [
+                        (
+                            r.appid,
+                            r.user_id,
+                            r.kind,
+                            r.trigger,
+                            r.ts,
+                            r.url,
+                            r.verdict,
+                            r.status,
+                            r.bytes,
+                            r.latency_ms,
+                            r.error,
+                        )
+                        for r in records
+                    ],
+                )
+            bodies = [
+                (r.appid, r.user_id, r.kind, r.body, r.fetched_at_ms, r.path, r.query, r.scene)
+                for r in records
+                if r.body is not None
+            ]
             if bodies:
                 cursor.executemany(self._sql["data"], bodies)
-            failed = [(s.next_due_at, s.failures, s.last_attempt_at, s.last_error, s.appid, s.user_id)
-                      for s in schedule if s.last_success_at is None]
+            failed = [
+                (s.next_due_at, s.failures, s.last_attempt_at, s.last_error, s.appid, s.user_id)
+                for s in schedule
+                if s.last_success_at is None
+            ]
             if failed:
                 cursor.executemany(self._sql["failed"], failed)
-            succeeded = [(s.next_due_at, s.failures, s.last_attempt_at, s.last_error,
-                          s.last_success_at, s.etag, s.last_modified, s.appid, s.user_id)
-                         for s in schedule if s.last_success_at is not None]
+            succeeded = [
+                (
+                    s.next_due_at,
+                    s.failures,
+                    s.last_attempt_at,
+                    s.last_error,
+                    s.last_success_at,
+                    s.etag,
+                    s.last_modified,
+                    s.appid,
+                    s.user_id,
+                )
+                for s in schedule
+                if s.last_success_at is not None
+            ]
             if succeeded:
                 cursor.executemany(self._sql["succeeded"], succeeded)
         finally:
@@ -279,7 +374,9 @@ class FetchStore:
             return count
 
     # --- log and health ---
-    def list_log(self, appid: str, limit: int = 100, user_id: str | None = None) -> list[dict[str, Any]]:
+    def list_log(
+        self, appid: str, limit: int = 100, user_id: str | None = None
+    ) -> list[dict[str, Any]]:
         query = select(t.fetch_log).where(t.fetch_log.c.appid == appid)
         if user_id is not None:
             query = query.where(t.fetch_log.c.user_id == user_id)
@@ -301,7 +398,11 @@ class FetchStore:
             entry["total"] += count
             if verdict in ("cached", "not_modified"):
                 entry["ok"] += count
-            entry["verdicts"][verdict] = {"count": count, "avg_latency_ms": latency, "avg_bytes": size}
+            entry["verdicts"][verdict] = {
+                "count": count,
+                "avg_latency_ms": latency,
+                "avg_bytes": size,
+            }
         for entry in out.values():
             entry["success_rate"] = entry["ok"] / entry["total"] if entry["total"] else None
         return out

@@ -78,7 +78,9 @@ class RegistryStore:
 
     # --- audit ---
     @staticmethod
-    def _audit(conn: Any, ts: float, actor: str, action: str, appid: str | None, **detail: Any) -> None:
+    def _audit(
+        conn: Any, ts: float, actor: str, action: str, appid: str | None, **detail: Any
+    ) -> None:
         conn.execute(
             insert(t.audit_log).values(
                 ts=ts, actor=actor, action=action, appid=appid, detail=json.dumps(detail)
@@ -106,7 +108,11 @@ class RegistryStore:
             for kind in ("periodic", "pre"):
                 conn.execute(
                     insert(t.fetch_urls).values(
-                        appid=app.appid, kind=kind, url=None, enabled=False, updated_at=app.created_at
+                        appid=app.appid,
+                        kind=kind,
+                        url=None,
+                        enabled=False,
+                        updated_at=app.created_at,
                     )
                 )
             self._audit(conn, app.created_at, actor, "app.create", app.appid, name=app.name)
@@ -126,7 +132,9 @@ class RegistryStore:
 
     def set_secret(self, appid: str, secret: str, now: float, actor: str) -> None:
         with self.db.writing() as conn:
-            result = conn.execute(update(t.apps).where(t.apps.c.appid == appid).values(secret=secret))
+            result = conn.execute(
+                update(t.apps).where(t.apps.c.appid == appid).values(secret=secret)
+            )
             if result.rowcount == 0:
                 raise NotFound(f"app {appid!r} not found")
             self._audit(conn, now, actor, "app.rotate_secret", appid)
@@ -149,25 +157,47 @@ class RegistryStore:
                         t.change_requests.c.status == "pending",
                     )
                 )
-                .values(status="superseded", decided_at=change.created_at, decided_by=change.requested_by)
+                .values(
+                    status="superseded",
+                    decided_at=change.created_at,
+                    decided_by=change.requested_by,
+                )
             )
             conn.execute(insert(t.change_requests).values(code_hash=code_hash, **change.__dict__))
             self._audit(
-                conn, change.created_at, change.requested_by, "change.request", change.appid,
-                change_id=change.id, kind=change.kind, op=change.op, url=change.url,
+                conn,
+                change.created_at,
+                change.requested_by,
+                "change.request",
+                change.appid,
+                change_id=change.id,
+                kind=change.kind,
+                op=change.op,
+                url=change.url,
             )
         return change
 
     @staticmethod
     def _change(row: Any) -> ChangeRequest:
         return ChangeRequest(
-            row.id, row.appid, row.kind, row.op, row.url, row.status, row.requested_by,
-            row.created_at, row.expires_at, row.decided_by, row.decided_at,
+            row.id,
+            row.appid,
+            row.kind,
+            row.op,
+            row.url,
+            row.status,
+            row.requested_by,
+            row.created_at,
+            row.expires_at,
+            row.decided_by,
+            row.decided_at,
         )
 
     def get_change(self, change_id: str) -> ChangeRequest:
         with self.db.reading() as conn:
-            row = conn.execute(select(t.change_requests).where(t.change_requests.c.id == change_id)).first()
+            row = conn.execute(
+                select(t.change_requests).where(t.change_requests.c.id == change_id)
+            ).first()
         if row is None:
             raise NotFound(f"change {change_id!r} not found")
         return self._change(row)
@@ -202,7 +232,9 @@ class RegistryStore:
             if row.status != "pending":
                 raise ChangeNotConfirmable(f"this change was already {row.status}")
             if now > row.expires_at:
-                raise ChangeNotConfirmable("this confirmation code has expired; request the change again")
+                raise ChangeNotConfirmable(
+                    "this confirmation code has expired; request the change again"
+                )
             values: dict[str, Any] = {"updated_at": now}
             if row.op == "set":
                 values["url"] = row.url
@@ -229,44 +261,64 @@ class RegistryStore:
                 .values(status="applied", decided_by=actor, decided_at=now)
             )
             self._audit(
-                conn, now, actor, "change.confirm", row.appid,
-                change_id=row.id, kind=row.kind, op=row.op, url=row.url,
+                conn,
+                now,
+                actor,
+                "change.confirm",
+                row.appid,
+                change_id=row.id,
+                kind=row.kind,
+                op=row.op,
+                url=row.url,
             )
-            updated = conn.execute(select(t.change_requests).where(t.change_requests.c.id == row.id)).one()
+            updated = conn.execute(
+                select(t.change_requests).where(t.change_requests.c.id == row.id)
+            ).one()
         return self._change(updated)
 
     # --- login codes ---
-    def add_login_code(self, code_hash: str, appid: str, user_id: str, expires_at: float) -> None:
+    def use_login_code(
+        self, nonce_hash: str, appid: str, user_id: str, expires_at: float, now: float
+    ) -> bool:
+        """Record that a code was exchanged; False when it already was (a code works once).
+        Rows outlive their code's expiry only until the next exchange cleans them up."""
         with self.db.writing() as conn:
+            conn.execute(delete(t.login_codes).where(t.login_codes.c.expires_at < now))
+            seen = conn.execute(
+                select(t.login_codes.c.code_hash).where(t.login_codes.c.code_hash == nonce_hash)
+            ).first()
+            if seen is not None:
+                return False
             conn.execute(
                 insert(t.login_codes).values(
-                    code_hash=code_hash, appid=appid, user_id=user_id, expires_at=expires_at
+                    code_hash=nonce_hash,
+                    appid=appid,
+                    user_id=user_id,
+                    expires_at=expires_at,
+                    used_at=now,
                 )
             )
-
-    def consume_login_code(self, code_hash: str, appid: str, now: float) -> str | None:
-        """The code's user id, marking the code used; None if unknown, used, expired or for
-        another app."""
-        with self.db.writing() as conn:
-            row = conn.execute(select(t.login_codes).where(t.login_codes.c.code_hash == code_hash)).first()
-            if row is None or row.appid != appid or row.used_at is not None or now > row.expires_at:
-                return None
-            conn.execute(
-                update(t.login_codes).where(t.login_codes.c.code_hash == code_hash).values(used_at=now)
-            )
-            conn.execute(delete(t.login_codes).where(t.login_codes.c.expires_at < now - 86400))
-            return str(row.user_id)
+            return True
 
     # --- host keys and admin API keys ---
-    def add_key(self, table: str, key_id: str, name: str, key_hash: str, now: float, role: str | None = None) -> None:
+    def add_key(
+        self, table: str, key_id: str, name: str, key_hash: str, now: float, role: str | None = None
+    ) -> None:
         tbl = t.host_keys if table == "host" else t.api_keys
-        values: dict[str, Any] = {"id": key_id, "name": name, "key_hash": key_hash, "created_at": now}
+        values: dict[str, Any] = {
+            "id": key_id,
+            "name": name,
+            "key_hash": key_hash,
+            "created_at": now,
+        }
         if role is not None:
             values["role"] = role
         with self.db.writing() as conn:
             conn.execute(delete(tbl).where(tbl.c.id == key_id))  # a fixed id is replaced
             conn.execute(insert(tbl).values(**values))
-            self._audit(conn, now, "cli", f"{table}_key.create", None, key_id=key_id, name=name, role=role)
+            self._audit(
+                conn, now, "cli", f"{table}_key.create", None, key_id=key_id, name=name, role=role
+            )
 
     def find_key(self, table: str, key_hash: str) -> dict[str, Any] | None:
         tbl = t.host_keys if table == "host" else t.api_keys

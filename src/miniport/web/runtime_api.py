@@ -94,7 +94,7 @@ async def login(appid: str, request: Request, who: Identity) -> Any:
     platform = platform_of(request)
     try:
         await platform.apps.get(appid)
-        code = await platform.auth.login_code(appid, who.user_id)
+        code = platform.auth.login_code(appid, who.user_id)
     except MiniportError as exc:
         return error_response(exc, "login")
     return {"code": code, "errMsg": "login:ok"}

@@ -1,0 +1,93 @@
+"""Write-behind for the cold-start path: launches and pre-fetch results are queued and written
+in one transaction every ``interval_s`` (group commit), instead of one transaction each.
+
+A pre-fetched body is readable from memory the moment it arrives (``fresh``), and from the
+database once flushed; readers take whichever is newer. ``close()`` flushes what is queued."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+
+from ..storage.db import Database
+from ..storage.fetches import FetchRecord, FetchStore, StoredData
+
+log = logging.getLogger("miniport.write_behind")
+Key = tuple[str, str, str]
+
+
+class WriteBehind:
+    def __init__(
+        self,
+        db: Database,
+        store: FetchStore,
+        *,
+        interval_s: float = 0.02,
+        after_flush: Callable[[], None] = lambda: None,
+    ) -> None:
+        self.db, self.store, self.interval_s, self.after_flush = db, store, interval_s, after_flush
+        self._launches: dict[tuple[str, str], float] = {}
+        self._records: list[FetchRecord] = []
+        self.fresh: dict[Key, StoredData] = {}
+        self._task: asyncio.Task[None] | None = None
+        self._wanted = asyncio.Event()
+
+    def launch(self, appid: str, user_id: str, at: float) -> None:
+        self._launches[(appid, user_id)] = at
+        self._kick()
+
+    def record(self, record: FetchRecord) -> None:
+        if record.body is not None and record.fetched_at_ms is not None:
+            self.fresh[(record.appid, record.user_id, record.kind)] = StoredData(
+                record.body, record.fetched_at_ms, record.path, record.query, record.scene
+            )
+        self._records.append(record)
+        self._kick()
+
+    def forget(self, appid: str, user_id: str | None) -> None:
+        for key in [k for k in self.fresh if k[0] == appid and user_id in (None, k[1])]:
+            del self.fresh[key]
+
+    def _kick(self) -> None:
+        if self._task is None or self._task.done():
+            self._task = asyncio.create_task(self._run())
+        self._wanted.set()
+
+    async def _run(self) -> None:
+        while self._launches or self._records:
+            await asyncio.sleep(self.interval_s)
+            try:
+                await self.flush()
+            except Exception:
+                log.exception("write-behind flush failed; retrying")
+                await asyncio.sleep(1)
+
+    async def flush(self) -> None:
+        launches = [(a, u, t) for (a, u), t in self._launches.items()]
+        records = self._records
+        self._launches, self._records = {}, []
+        if not launches and not records:
+            return
+        try:
+            await self.db.write(self.store.write_batch, launches, records)
+        except Exception:
+            for a, u, t in launches:  # keep them for the next try
+                self._launches.setdefault((a, u), t)
+            self._records = records + self._records
+            raise
+        for r in records:  # flushed: the database now has them
+            key = (r.appid, r.user_id, r.kind)
+            data = self.fresh.get(key)
+            if data is not None and data.fetched_at_ms == r.fetched_at_ms:
+                del self.fresh[key]
+        if launches:
+            self.after_flush()
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        await self.flush()

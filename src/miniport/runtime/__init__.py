@@ -1,0 +1,6 @@
+"""The Python runtime client: what a host container embeds to give a mini-program the ``wx``
+background-data API (and, with analytics, ``reportAnalytics`` / ``reportEvent``)."""
+
+from .client import RuntimeAPIError, RuntimeClient
+
+__all__ = ["RuntimeAPIError", "RuntimeClient"]

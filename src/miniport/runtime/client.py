@@ -1,0 +1,240 @@
+"""``RuntimeClient``: the wx background-data API over Miniport's runtime HTTP API and event
+stream, with a local cache.
+
+    client = RuntimeClient(base_url, appid, runtime_token, cache_path="cache.json")
+    await client.launch(path="pages/index/index", query="id=1", scene=1001)
+    data = await client.get_background_fetch_data("pre", wait_ms=2000)
+    client.on_background_fetch_data(lambda res: print(res["fetchedData"]))
+    await client.connect()          # event stream: new data arrives without asking
+    ...
+    await client.close()
+
+Results use WeChat's field names (``fetchedData``, ``timeStamp``, ``path``, ``query``, ``scene``,
+``errMsg``). A failure raises RuntimeAPIError carrying the ``errMsg``.
+
+The local cache keeps the newest data of each fetch type (from reads and from the event stream,
+and on disk when ``cache_path`` is given), so ``get_background_fetch_data(..., cached=True)`` at
+launch needs no round trip when data is already there."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+log = logging.getLogger("miniport.runtime")
+Listener = Callable[[dict[str, Any]], Any]
+
+
+class RuntimeAPIError(Exception):
+    def __init__(self, err_msg: str, status: int, code: str | None = None) -> None:
+        super().__init__(err_msg)
+        self.err_msg = err_msg
+        self.status = status
+        self.code = code
+
+
+class RuntimeClient:
+    def __init__(
+        self,
+        base_url: str,
+        appid: str,
+        token: str,
+        *,
+        cache_path: str | os.PathLike[str] | None = None,
+        session: aiohttp.ClientSession | None = None,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.appid = appid
+        self.token = token
+        self.cache_path = Path(cache_path) if cache_path else None
+        self._session = session
+        self._own_session = session is None
+        self._listeners: list[Listener] = []
+        self._other_listeners: dict[str, list[Listener]] = {}
+        self._stream: asyncio.Task[None] | None = None
+        self._connected = asyncio.Event()
+        self.cache: dict[str, dict[str, Any]] = self._load_cache()
+
+    # --- plumbing ---
+    @property
+    def session(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            self._session = aiohttp.ClientSession()
+        return self._session
+
+    def _url(self, path: str) -> str:
+        return f"{self.base_url}/runtime/v1/apps/{self.appid}{path}"
+
+    @property
+    def _headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"}
+
+    async def _call(self, method: str, path: str, api: str, **kw: Any) -> dict[str, Any]:
+        try:
+            async with self.session.request(method, path, headers=self._headers, **kw) as resp:
+                body: dict[str, Any] = await resp.json(content_type=None)
+                if resp.status >= 400:
+                    raise RuntimeAPIError(
+                        str(body.get("errMsg") or f"{api}:fail {body.get('message')}"),
+                        resp.status,
+                        body.get("error"),
+                    )
+                return body
+        except aiohttp.ClientError as exc:
+            raise RuntimeAPIError(f"{api}:fail network error: {exc}", 0, "network") from exc
+
+    def _load_cache(self) -> dict[str, dict[str, Any]]:
+        if self.cache_path is None or not self.cache_path.exists():
+            return {}
+        try:
+            data = json.loads(self.cache_path.read_text())
+            return data if isinstance(data, dict) else {}
+        except (OSError, ValueError):
+            return {}
+
+    def _remember(self, fetch_type: str, result: dict[str, Any]) -> None:
+        current = self.cache.get(fetch_type)
+        if current is not None and current.get("timeStamp", 0) > result.get("timeStamp", 0):
+            return
+        self.cache[fetch_type] = {k: v for k, v in result.items() if k != "errMsg"}
+        if self.cache_path is not None:
+            tmp = self.cache_path.with_suffix(".tmp")
+            tmp.write_text(json.dumps(self.cache))
+            os.replace(tmp, self.cache_path)
+
+    # --- the wx API ---
+    async def launch(
+        self, path: str = "", query: str | dict[str, Any] = "", scene: int = 1001
+    ) -> dict[str, Any]:
+        """Report a cold start; the platform pre-fetches at once."""
+        return await self._call(
+            "POST",
+            self._url("/launch"),
+            "launch",
+            json={"path": path, "query": query, "scene": scene},
+        )
+
+    async def login(self) -> dict[str, Any]:
+        """wx.login: ``{"code", "errMsg"}``; the code is exchanged at /sns/jscode2session."""
+        return await self._call("POST", self._url("/login"), "login")
+
+    async def set_background_fetch_token(self, token: str) -> dict[str, Any]:
+        return await self._call(
+            "POST",
+            self._url("/background-fetch/token"),
+            "setBackgroundFetchToken",
+            json={"token": token},
+        )
+
+    async def get_background_fetch_token(self) -> dict[str, Any]:
+        return await self._call(
+            "GET", self._url("/background-fetch/token"), "getBackgroundFetchToken"
+        )
+
+    async def get_background_fetch_data(
+        self, fetch_type: str = "periodic", *, wait_ms: int = 0, cached: bool = False
+    ) -> dict[str, Any]:
+        """``cached=True`` answers from the local cache when it has data (no round trip)."""
+        if cached and fetch_type in self.cache:
+            return {**self.cache[fetch_type], "errMsg": "getBackgroundFetchData:ok"}
+        params = {"fetchType": fetch_type, "waitMs": str(wait_ms)}
+        result = await self._call(
+            "GET", self._url("/background-fetch/data"), "getBackgroundFetchData", params=params
+        )
+        self._remember(fetch_type, result)
+        return result
+
+    def on_background_fetch_data(self, listener: Listener) -> None:
+        """Called with ``{fetchType, fetchedData, timeStamp, path, query, scene}`` when new data
+        arrives on the event stream (call ``connect()``)."""
+        self._listeners.append(listener)
+
+    def on(self, message_type: str, listener: Listener) -> None:
+        """Listen to any other event-stream message (``devtoolsRefresh``, analytics config...)."""
+        self._other_listeners.setdefault(message_type, []).append(listener)
+
+    # --- the event stream ---
+    async def connect(self, timeout_s: float = 10) -> None:
+        """Open the event stream in the background (reconnecting), and wait until it is up."""
+        if self._stream is None:
+            self._stream = asyncio.create_task(self._listen())
+        await asyncio.wait_for(self._connected.wait(), timeout_s)
+
+    async def _listen(self) -> None:
+        delay = 0.5
+        while True:
+            try:
+                async with self.session.get(
+                    f"{self.base_url}/runtime/v1/events",
+                    headers=self._headers,
+                    timeout=aiohttp.ClientTimeout(total=None, sock_read=60),
+                ) as resp:
+                    if resp.status != 200:
+                        raise RuntimeAPIError(
+                            f"event stream refused: HTTP {resp.status}", resp.status
+                        )
+                    delay = 0.5
+                    event = None
+                    async for raw in resp.content:
+                        line = raw.decode().rstrip("\r\n")
+                        if line.startswith("event:"):
+                            event = line[6:].strip()
+                        elif line.startswith("data:") and event:
+                            await self._dispatch(event, json.loads(line[5:]))
+                        elif not line:
+                            event = None
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # reconnect with backoff
+                log.debug("event stream dropped: %s", exc)
+            self._connected.clear()
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 15)
+
+    async def _dispatch(self, event: str, message: dict[str, Any]) -> None:
+        if event == "connected":
+            self._connected.set()
+            return
+        if event == "backgroundFetchData" and message.get("appid") == self.appid:
+            result = {
+                k: message.get(k)
+                for k in ("fetchType", "fetchedData", "timeStamp", "path", "query", "scene")
+            }
+            self._remember(str(result["fetchType"]), result)
+            for listener in list(self._listeners):
+                await _call_listener(listener, result)
+        for listener in list(self._other_listeners.get(event, ())):
+            await _call_listener(listener, message)
+
+    async def close(self) -> None:
+        if self._stream is not None:
+            self._stream.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._stream
+            self._stream = None
+        if self._own_session and self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    async def __aenter__(self) -> RuntimeClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+
+async def _call_listener(listener: Listener, value: dict[str, Any]) -> None:
+    try:
+        outcome = listener(value)
+        if asyncio.iscoroutine(outcome):
+            await outcome
+    except Exception:
+        log.exception("a runtime listener failed")

@@ -1,0 +1,64 @@
+"""The Python runtime client against the real server (loopback)."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from miniport.runtime import RuntimeAPIError, RuntimeClient
+from tests.conftest import DevServer, LiveServer, confirm_url
+
+
+async def test_wx_api_end_to_end(
+    live_server: LiveServer, dev_server: DevServer, tmp_path: Path
+) -> None:
+    p = live_server.platform
+    app = await p.apps.create("rt", "test")
+    await confirm_url(p, app.appid, "pre", dev_server.url + "/pre")
+    await confirm_url(p, app.appid, "periodic", dev_server.url + "/periodic")
+    cache = tmp_path / "cache.json"
+    async with RuntimeClient(
+        live_server.url, app.appid, p.auth.runtime_token("ann", "phone"), cache_path=cache
+    ) as client:
+        arrived: list[dict[str, Any]] = []
+        client.on_background_fetch_data(arrived.append)
+        await client.connect()
+        with pytest.raises(RuntimeAPIError) as missing:
+            await client.get_background_fetch_token()
+        assert missing.value.err_msg.startswith("getBackgroundFetchToken:fail token not set")
+
+        await client.launch(path="pages/a/a", query={"id": "7"}, scene=1011)
+        pre = await client.get_background_fetch_data("pre", wait_ms=3000)
+        assert pre["errMsg"] == "getBackgroundFetchData:ok"
+        assert (pre["path"], pre["query"], pre["scene"]) == ("pages/a/a", "id=7", 1011)
+
+        assert (await client.set_background_fetch_token("tok-ann"))["errMsg"] == (
+            "setBackgroundFetchToken:ok"
+        )
+        assert (await client.get_background_fetch_token())["token"] == "tok-ann"
+        for _ in range(100):  # the scheduler fetches the periodic URL as soon as a token is set
+            if any(m["fetchType"] == "periodic" for m in arrived):
+                break
+            await asyncio.sleep(0.05)
+        periodic = [m for m in arrived if m["fetchType"] == "periodic"]
+        assert periodic and periodic[0]["fetchedData"] == "hello"
+        code = (await client.login())["code"]
+        assert code
+
+    # a new client (a relaunch) answers from the local cache without a round trip
+    offline = RuntimeClient("http://127.0.0.1:9", app.appid, "unused", cache_path=cache)
+    cached = await offline.get_background_fetch_data("periodic", cached=True)
+    assert cached["fetchedData"] == "hello"
+    await offline.close()
+
+
+async def test_bad_token_is_an_errmsg(live_server: LiveServer) -> None:
+    app = await live_server.platform.apps.create("rt", "test")
+    async with RuntimeClient(live_server.url, app.appid, "not-a-token") as client:
+        with pytest.raises(RuntimeAPIError) as err:
+            await client.get_background_fetch_data("periodic")
+    assert err.value.status == 401
+    assert err.value.err_msg == "getBackgroundFetchData:fail invalid runtime token"

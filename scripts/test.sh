@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Install everything the test suite needs, then run all of it: lint, types, the JavaScript
+# runtime's tests, and pytest (PostgreSQL, Redis and browser tests included).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+python3 -m venv .venv
+.venv/bin/python -m pip install -q --upgrade pip
+.venv/bin/python -m pip install -q -e '.[test]'
+
+# Debian's Chromium drives the console's browser tests (Playwright never downloads a browser).
+if [ ! -x /usr/bin/chromium ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+  else
+    echo "note: /usr/bin/chromium is missing and cannot be installed here; browser tests will skip" >&2
+  fi
+fi
+
+if [ -f js/package-lock.json ]; then
+  (cd js && npm ci --no-audit --no-fund --loglevel=error)
+fi
+
+echo "== ruff"; .venv/bin/ruff check src tests bench
+echo "== mypy"; .venv/bin/mypy
+echo "== JavaScript runtime"; (cd js && npm test --silent)
+echo "== pytest"; .venv/bin/pytest -q "$@"

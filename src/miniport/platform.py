@@ -15,10 +15,12 @@ from .domain.schedule import ScheduleRules
 from .events.broker import Broker, MemoryBroker, RedisBroker
 from .fetch.client import Fetcher
 from .fetch.engine import PeriodicEngine
+from .services.analytics import AnalyticsService, open_duckdb
 from .services.apps import AppService
 from .services.auth import AuthService
 from .services.background import BackgroundService
 from .storage import migrate
+from .storage.analytics_defs import AnalyticsDefsStore
 from .storage.db import Database
 from .storage.fetches import FetchStore
 from .storage.registry import RegistryStore
@@ -37,6 +39,7 @@ class Platform:
     auth: AuthService
     apps: AppService
     background: BackgroundService
+    analytics: AnalyticsService
     public_url: str = "http://127.0.0.1:8700"
     engine: PeriodicEngine | None = field(default=None)
 
@@ -46,6 +49,7 @@ class Platform:
 
     async def close(self) -> None:
         await self.background.close()
+        self.analytics.close()
         await self.fetcher.close()
         await self.broker.close()
         self.db.close()
@@ -137,6 +141,15 @@ def create_platform(
         prefetch_timeout_s=settings.prefetch_timeout_s,
         wake_engine=wake,
     )
+    analytics = AnalyticsService(
+        db=db,
+        registry=registry,
+        defs=AnalyticsDefsStore(db),
+        broker=broker,
+        clock=clock,
+        retention_days=settings.analytics_retention_days,
+        open_store=open_duckdb(str(settings.events_path)),
+    )
     platform = Platform(
         settings=settings,
         clock=clock,
@@ -149,6 +162,7 @@ def create_platform(
         auth=auth,
         apps=apps,
         background=background,
+        analytics=analytics,
     )
     holder["p"] = platform
     return platform

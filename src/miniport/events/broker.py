@@ -17,6 +17,7 @@ from typing import Any, Protocol
 
 Message = dict[str, Any]
 QUEUE_LIMIT = 256
+EVERYONE = "*"  # publish(EVERYONE, message) reaches every connected runtime
 
 
 @dataclass(eq=False)
@@ -28,6 +29,8 @@ class Subscription:
     def offer(self, message: Message) -> None:
         target = message.get("device_id")
         if target is not None and target != self.device_id:
+            return
+        if self.user_id in message.get("exclude_users", ()):
             return
         if self.queue.full():  # a stalled client loses the oldest message, not the newest
             with contextlib.suppress(asyncio.QueueEmpty):
@@ -55,7 +58,12 @@ class MemoryBroker:
         self._subs.clear()
 
     def deliver(self, user_id: str, message: Message) -> None:
-        for sub in list(self._subs.get(user_id, ())):
+        """To every subscription of ``user_id``; ``"*"`` means every connected runtime."""
+        if user_id == EVERYONE:
+            targets = [s for subs in self._subs.values() for s in subs]
+        else:
+            targets = list(self._subs.get(user_id, ()))
+        for sub in targets:
             sub.offer(message)
 
     async def publish(self, user_id: str, message: Message) -> None:

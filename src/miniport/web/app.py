@@ -13,9 +13,10 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
+from ..analytics.definitions import DefinitionsInvalid
 from ..errors import MiniportError
 from ..platform import Platform
-from . import admin_api, confirm_page, open_api, runtime_api
+from . import admin_api, analytics_api, confirm_page, console, open_api, runtime_api
 from .deps import error_response
 
 log = logging.getLogger("miniport.web")
@@ -48,15 +49,20 @@ def create_app(platform: Platform, *, run_scheduler: bool | None = None) -> Fast
         await platform.start()
         stop = asyncio.Event()
         task = None
+        retention = None
         if run:
             engine = platform.make_engine()
             task = asyncio.create_task(engine.run(stop))
+            retention = asyncio.create_task(platform.analytics.retention_loop(stop))
         try:
             yield
         finally:
             stop.set()
             if task is not None:
+                platform._wake_engine()  # do not wait out the engine's idle sleep
                 await task
+            if retention is not None:
+                await retention
             await platform.close()
 
     app = FastAPI(title="Miniport", version="0.1.0", lifespan=lifespan,
@@ -79,8 +85,18 @@ def create_app(platform: Platform, *, run_scheduler: bool | None = None) -> Fast
             body["errMsg"] = f"{name}:fail {body['message']}"
         return JSONResponse(body, status_code=422)
 
+    @app.exception_handler(DefinitionsInvalid)
+    async def _bad_definition(request: Request, exc: DefinitionsInvalid) -> JSONResponse:
+        errors = [e.as_dict() for e in exc.errors]
+        return JSONResponse({"error": "invalid_definition",
+                             "message": "; ".join(f"{e['path']}: {e['message']}" for e in errors),
+                             "errors": errors}, status_code=422)
+
     app.include_router(runtime_api.router)
+    app.include_router(analytics_api.runtime)
+    app.include_router(analytics_api.admin)
     app.include_router(open_api.router)
     app.include_router(admin_api.router)
     app.include_router(confirm_page.router)
+    console.install(app, platform)  # /console, /sdk and the console session for /admin/v1
     return app

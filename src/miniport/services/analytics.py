@@ -1,0 +1,510 @@
+"""Custom analytics: definitions and their lifecycle (save, test, publish, reset), ingestion of
+reported batches, the live test view, reports and retention.
+
+The rules are pure code in ``miniport.analytics`` (definitions, coercion, batch checks, report
+queries); this service joins them to the state database (definitions), the event store
+(DuckDB, opened on first use so commands that never touch events do not lock its file) and the
+event stream (test configurations to a tester's devices, live test reports to the console)."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from ..analytics.definitions import (
+    AnalyticsConfig,
+    DefinitionError,
+    DefinitionsInvalid,
+    EventDef,
+    FieldDef,
+    assign_slots,
+    config_for_runtime,
+    parse_event,
+    parse_field,
+    validate_config,
+)
+from ..analytics.event_store import DuckDBEventStore, EventStore, StoredEvent
+from ..analytics.ingest_rules import BatchInvalid, RuntimeConfigView, check_batch
+from ..analytics.reports import EventQuery, FieldSlots, FunnelQuery, ReportQueryError
+from ..clock import Clock
+from ..errors import Conflict, InvalidInput, NotFound
+from ..events.broker import EVERYONE, Broker
+from ..storage.analytics_defs import AnalyticsDefsStore, TestRow
+from ..storage.db import Database
+from ..storage.registry import RegistryStore
+
+DAY_MS = 86_400_000
+EMPTY_CONFIG: dict[str, Any] = {"version": 0, "fields": [], "events": []}
+
+
+def test_channel(test_id: str) -> str:
+    """The event-stream key the console's test view listens on."""
+    return f"test:{test_id}"
+
+
+def view_of(config: dict[str, Any]) -> RuntimeConfigView:
+    """Lookups over a runtime configuration (published or under test)."""
+    parsed = AnalyticsConfig(
+        fields=[FieldDef(name=f["name"], type=f["type"]) for f in config["fields"]],
+        events=[
+            EventDef.model_validate({k: v for k, v in e.items() if k != "id"})
+            for e in config["events"]
+        ],
+    )
+    return RuntimeConfigView.from_config(parsed, {e["name"]: e["id"] for e in config["events"]})
+
+
+@dataclass(frozen=True)
+class _Effective:
+    """The configuration in force for one user: a running test's, or the published one."""
+
+    config: dict[str, Any]
+    view: RuntimeConfigView
+    test: TestRow | None
+
+
+class AnalyticsService:
+    def __init__(
+        self,
+        *,
+        db: Database,
+        registry: RegistryStore,
+        defs: AnalyticsDefsStore,
+        broker: Broker,
+        clock: Clock,
+        retention_days: float,
+        open_store: Callable[[], EventStore],
+    ) -> None:
+        self.db, self.registry, self.defs, self.broker, self.clock = (
+            db,
+            registry,
+            defs,
+            broker,
+            clock,
+        )
+        self.retention_days = retention_days
+        self._open_store = open_store
+        self._store: EventStore | None = None
+        self._published: dict[str, tuple[float, dict[str, Any], RuntimeConfigView]] = {}
+        self._tests: dict[str, tuple[float, dict[str, TestRow]]] = {}
+        self._test_views: dict[str, RuntimeConfigView] = {}
+
+    @property
+    def store(self) -> EventStore:
+        if self._store is None:
+            self._store = self._open_store()
+        return self._store
+
+    def close(self) -> None:
+        if self._store is not None:
+            self._store.close()
+            self._store = None
+
+    def _now_ms(self) -> int:
+        return int(self.clock.now() * 1000)
+
+    def not_before_ms(self) -> int:
+        return self._now_ms() - int(self.retention_days * DAY_MS)
+
+    async def _app(self, appid: str) -> None:
+        await self.db.read(self.registry.get_app, appid)
+
+    # --- definitions ---
+    async def _draft(self, appid: str) -> tuple[AnalyticsConfig, dict[str, int]]:
+        fields = await self.db.read(self.defs.fields, appid)
+        events = await self.db.read(self.defs.events, appid)
+        config = AnalyticsConfig(
+            fields=[FieldDef(name=f.name, type=f.type) for f in fields],  # type: ignore[arg-type]
+            events=[EventDef.model_validate(e.draft) for e in events if e.draft is not None],
+        )
+        return config, {e.name: e.id for e in events}
+
+    async def _published_config(self, appid: str) -> AnalyticsConfig | None:
+        latest = await self.db.read(self.defs.latest_version, appid)
+        if latest is None:
+            return None
+        return AnalyticsConfig(
+            fields=[FieldDef(name=f["name"], type=f["type"]) for f in latest[1]["fields"]],
+            events=[
+                EventDef.model_validate({k: v for k, v in e.items() if k != "id"})
+                for e in latest[1]["events"]
+            ],
+        )
+
+    async def _validate(self, appid: str, config: AnalyticsConfig) -> None:
+        errors = validate_config(config, await self._published_config(appid))
+        if errors:
+            raise DefinitionsInvalid(errors)
+
+    async def definitions(self, appid: str) -> dict[str, Any]:
+        """Fields and events as the console edits them: each event's draft and published
+        versions, and the published version number."""
+        await self._app(appid)
+        fields = await self.db.read(self.defs.fields, appid)
+        events = await self.db.read(self.defs.events, appid)
+        latest = await self.db.read(self.defs.latest_version, appid)
+        return {
+            "appid": appid,
+            "version": latest[0] if latest else 0,
+            "fields": [{"name": f.name, "type": f.type, "published": f.published} for f in fields],
+            "events": [
+                {
+                    "id": e.id,
+                    "name": e.name,
+                    "draft": e.draft,
+                    "published": e.published,
+                    "changed": e.draft != e.published,
+                }
+                for e in events
+            ],
+        }
+
+    async def add_field(self, appid: str, obj: object) -> dict[str, Any]:
+        await self._app(appid)
+        new = parse_field(obj)
+        current = await self.db.read(self.defs.fields, appid)
+        if any(f.name == new.name for f in current):
+            raise DefinitionsInvalid(
+                [DefinitionError("name", f"field {new.name!r} already exists")]
+            )
+        draft, _ = await self._draft(appid)
+        await self._validate(
+            appid, AnalyticsConfig(fields=[*draft.fields, new], events=draft.events)
+        )
+        typed = [
+            FieldDef(name=f.name, type=new.type) for f in current if f.type == new.type
+        ]
+        slots = assign_slots([*typed, new], {f.name: f.slot for f in current if f.type == new.type})
+        await self.db.write(
+            self.defs.add_field, appid, new.name, new.type, slots[new.name], self.clock.now()
+        )
+        return {"name": new.name, "type": new.type, "slot": slots[new.name]}
+
+    async def save_event(self, appid: str, obj: object) -> dict[str, Any]:
+        """Save an event's draft (validated against the other definitions and what is
+        published). Errors carry the path of the part at fault."""
+        await self._app(appid)
+        event = parse_event(obj)
+        draft, _ = await self._draft(appid)
+        others = [e for e in draft.events if e.name != event.name]
+        await self._validate(appid, AnalyticsConfig(fields=draft.fields, events=[*others, event]))
+        event_id = await self.db.write(
+            self.defs.save_event, appid, event.name, event.model_dump(mode="json"), self.clock.now()
+        )
+        return {"id": event_id, "name": event.name, "status": "draft"}
+
+    async def delete_event(self, appid: str, name: str) -> dict[str, Any]:
+        await self._app(appid)
+        events = await self.db.read(self.defs.events, appid)
+        if not any(e.name == name for e in events):
+            raise NotFound(f"event {name!r} not found")
+        await self.db.write(self.defs.save_event, appid, name, None, self.clock.now())
+        return {"name": name, "status": "deleted in draft"}
+
+    async def _draft_runtime(self, appid: str, version: int) -> dict[str, Any]:
+        draft, ids = await self._draft(appid)
+        await self._validate(appid, draft)
+        return config_for_runtime(draft, version, ids)
+
+    async def publish(self, appid: str, actor: str) -> dict[str, Any]:
+        await self._app(appid)
+        draft, ids = await self._draft(appid)
+        await self._validate(appid, draft)
+        version, config = await self.db.write(
+            self.defs.publish,
+            appid,
+            lambda v: config_for_runtime(draft, v, ids),
+            actor,
+            self.clock.now(),
+        )
+        self._published.pop(appid, None)
+        testers = list((await self._running(appid)).keys())
+        await self.broker.publish(
+            EVERYONE,
+            {
+                "type": "analyticsConfig",
+                "appid": appid,
+                "config": config,
+                "test_id": None,
+                "exclude_users": testers,
+            },
+        )
+        return {"version": version}
+
+    async def reset(self, appid: str) -> dict[str, Any]:
+        await self._app(appid)
+        await self.db.write(self.defs.reset, appid, self.clock.now())
+        return await self.definitions(appid)
+
+    # --- the configuration a runtime gets ---
+    async def _published_view(self, appid: str) -> tuple[dict[str, Any], RuntimeConfigView]:
+        cached = self._published.get(appid)
+        if cached is not None and time.monotonic() - cached[0] < 2.0:
+            return cached[1], cached[2]
+        latest = await self.db.read(self.defs.latest_version, appid)
+        config = latest[1] if latest else {**EMPTY_CONFIG}
+        view = view_of(config)
+        self._published[appid] = (time.monotonic(), config, view)
+        return config, view
+
+    async def _running(self, appid: str) -> dict[str, TestRow]:
+        cached = self._tests.get(appid)
+        if cached is not None and time.monotonic() - cached[0] < 1.0:
+            return cached[1]
+        running = await self.db.read(self.defs.running_tests, appid)
+        self._tests[appid] = (time.monotonic(), running)
+        return running
+
+    async def _effective(self, appid: str, user_id: str) -> _Effective:
+        test = (await self._running(appid)).get(user_id)
+        if test is not None:
+            view = self._test_views.get(test.id)
+            if view is None:
+                view = self._test_views[test.id] = view_of(test.config)
+            return _Effective({**test.config, "test_id": test.id}, view, test)
+        config, view = await self._published_view(appid)
+        return _Effective({**config, "test_id": None}, view, None)
+
+    async def runtime_config(self, appid: str, user_id: str) -> dict[str, Any]:
+        await self._app(appid)
+        return (await self._effective(appid, user_id)).config
+
+    # --- tests ---
+    async def start_test(self, appid: str, user_id: str, actor: str) -> dict[str, Any]:
+        await self._app(appid)
+        config = await self._draft_runtime(appid, version=0)
+        test_id = "t_" + secrets.token_hex(6)
+        stopped = await self.db.write(
+            self.defs.start_test, test_id, appid, user_id, config, actor, self.clock.now()
+        )
+        self._tests.pop(appid, None)
+        for old in stopped:
+            await self.broker.publish(test_channel(old), {"type": "testStopped", "test_id": old})
+        await self.broker.publish(
+            user_id,
+            {
+                "type": "analyticsConfig",
+                "appid": appid,
+                "config": {**config, "test_id": test_id},
+                "test_id": test_id,
+            },
+        )
+        return {"test_id": test_id, "user_id": user_id, "devices": self.broker.connected(user_id)}
+
+    async def get_test(self, appid: str, test_id: str) -> TestRow:
+        test = await self.db.read(self.defs.get_test, test_id)
+        if test is None or test.appid != appid:
+            raise NotFound(f"test {test_id!r} not found")
+        return test
+
+    async def stop_test(self, appid: str, test_id: str) -> dict[str, Any]:
+        """End a test: the tester's devices get the published configuration back."""
+        test = await self.get_test(appid, test_id)
+        stopped = await self.db.write(self.defs.stop_test, test_id, self.clock.now())
+        self._tests.pop(appid, None)
+        self._test_views.pop(test_id, None)
+        if stopped:
+            config, _ = await self._published_view(appid)
+            await self.broker.publish(
+                test.user_id,
+                {
+                    "type": "analyticsConfig",
+                    "appid": appid,
+                    "config": {**config, "test_id": None},
+                    "test_id": None,
+                },
+            )
+            await self.broker.publish(
+                test_channel(test_id), {"type": "testStopped", "test_id": test_id}
+            )
+        return {"test_id": test_id, "status": "stopped"}
+
+    async def sync_test(self, appid: str, test_id: str) -> dict[str, Any]:
+        """Bring a test's events into the reports."""
+        await self.get_test(appid, test_id)
+        synced = await asyncio.to_thread(self.store.sync_test, appid, test_id)
+        await self.db.write(self.defs.mark_synced, test_id, self.clock.now())
+        return {"test_id": test_id, "synced": synced}
+
+    # --- ingestion ---
+    async def ingest(self, appid: str, user_id: str, batch: object) -> dict[str, Any]:
+        """Check a batch against the configuration in force for this user, store what is
+        valid (durably, deduplicated), and show everything in a running test's view."""
+        await self._app(appid)
+        received = self._now_ms()
+        effective = await self._effective(appid, user_id)
+        try:
+            verdict = check_batch(batch, config=effective.view, received_at_ms=received)
+        except BatchInvalid as exc:
+            raise InvalidInput(exc.reason) from exc
+        slots = await self.slots(appid)
+        test_id = effective.test.id if effective.test else None
+        rows = []
+        for ev in verdict.accepted:
+            ints: dict[int, int] = {}
+            strs: dict[int, str] = {}
+            for name, value in ev.values.items():
+                kind, slot = slots[name]
+                if kind == "int":
+                    ints[slot] = int(value)
+                else:
+                    strs[slot] = str(value)
+            rows.append(
+                StoredEvent(
+                    appid,
+                    ev.uid,
+                    ev.event_name,
+                    user_id,
+                    ev.ts_ms,
+                    received,
+                    ev.time_estimated,
+                    ev.page,
+                    ev.trigger,
+                    ev.action,
+                    ints,
+                    strs,
+                    test_id,
+                )
+            )
+        result = await asyncio.to_thread(self.store.append, rows) if rows else None
+        duplicates = verdict.duplicates_in_batch + (result.duplicates if result else 0)
+        if effective.test is not None:
+            await self.broker.publish(
+                test_channel(effective.test.id),
+                {
+                    "type": "testReport",
+                    "test_id": effective.test.id,
+                    "received_ms": received,
+                    "accepted": [ev.as_dict() for ev in verdict.accepted],
+                    "rejected": [r.as_dict() for r in verdict.rejected],
+                },
+            )
+        return {
+            "accepted": result.inserted if result else 0,
+            "duplicates": duplicates,
+            "rejected": [r.as_dict() for r in verdict.rejected],
+        }
+
+    async def slots(self, appid: str) -> FieldSlots:
+        fields = await self.db.read(self.defs.fields, appid)
+        return {f.name: (f.type, f.slot) for f in fields}  # type: ignore[misc]
+
+    # --- reports ---
+    def _window(self, from_ms: int | None, to_ms: int | None) -> tuple[int, int]:
+        now = self._now_ms()
+        to = to_ms if to_ms is not None else now + 1
+        start = from_ms if from_ms is not None else to - 7 * DAY_MS
+        return start, to
+
+    async def event_analysis(
+        self,
+        appid: str,
+        *,
+        event: str,
+        metrics: list[str],
+        group_by: list[str],
+        filters: list[str],
+        any_: bool,
+        granularity: str,
+        from_ms: int | None,
+        to_ms: int | None,
+        tz: str,
+    ) -> dict[str, Any]:
+        await self._app(appid)
+        start, end = self._window(from_ms, to_ms)
+        try:
+            query = EventQuery.parse(
+                event=event,
+                from_ms=start,
+                to_ms=end,
+                not_before_ms=self.not_before_ms(),
+                metrics=metrics or ["count"],
+                group_by=group_by,
+                filters=filters,
+                any=any_,
+                granularity=granularity,
+                tz=tz,
+            )
+            rows = await asyncio.to_thread(
+                self.store.event_analysis, appid, query, await self.slots(appid)
+            )
+        except ReportQueryError as exc:
+            raise InvalidInput(exc.message) from exc
+        return {"rows": rows, "from_ms": start, "to_ms": end}
+
+    async def funnel(
+        self,
+        appid: str,
+        *,
+        steps: list[str],
+        group_by: str | None,
+        from_ms: int | None,
+        to_ms: int | None,
+    ) -> dict[str, Any]:
+        await self._app(appid)
+        start, end = self._window(from_ms, to_ms)
+        parsed: list[tuple[str, list[str]]] = []
+        for step in steps:  # "event" or "event:filter;filter"
+            name, _, rest = step.partition(":")
+            parsed.append((name.strip(), [f.strip() for f in rest.split(";") if f.strip()]))
+        try:
+            query = FunnelQuery.parse(
+                steps=parsed,
+                group_by=group_by,
+                from_ms=start,
+                to_ms=end,
+                not_before_ms=self.not_before_ms(),
+            )
+            rows = await asyncio.to_thread(self.store.funnel, appid, query, await self.slots(appid))
+        except ReportQueryError as exc:
+            raise InvalidInput(exc.message) from exc
+        return {"rows": rows, "from_ms": start, "to_ms": end}
+
+    async def export_csv(
+        self, appid: str, event: str, from_ms: int | None, to_ms: int | None
+    ) -> str:
+        await self._app(appid)
+        start, end = self._window(from_ms, to_ms)
+        out = io.StringIO()
+        await asyncio.to_thread(
+            self.store.export_csv,
+            appid,
+            event,
+            start,
+            end,
+            await self.slots(appid),
+            out,
+            not_before_ms=self.not_before_ms(),
+        )
+        return out.getvalue()
+
+    async def count(self, appid: str, event: str | None = None, include_tests: bool = False) -> int:
+        await self._app(appid)
+        return await asyncio.to_thread(self.store.count, appid, event, include_tests=include_tests)
+
+    # --- retention ---
+    async def apply_retention(self) -> int:
+        return await asyncio.to_thread(self.store.delete_older_than, self.not_before_ms())
+
+    async def retention_loop(self, stop: asyncio.Event, every_s: float = 3600) -> None:
+        while not stop.is_set():
+            await self.apply_retention()
+            try:
+                await asyncio.wait_for(stop.wait(), every_s)
+            except TimeoutError:
+                continue
+
+
+def open_duckdb(path: str) -> Callable[[], EventStore]:
+    def opener() -> EventStore:
+        return DuckDBEventStore(path)
+
+    return opener
+
+
+__all__ = ["AnalyticsService", "Conflict", "open_duckdb", "test_channel", "view_of"]

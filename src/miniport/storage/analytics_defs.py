@@ -1,0 +1,278 @@
+"""Analytics definitions in the state database: fields (with their event-store slots), events
+(draft and published JSON), published versions, and live tests."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import and_, delete, func, insert, select, update
+
+from . import schema as t
+from .db import Database
+
+
+@dataclass(frozen=True)
+class FieldRow:
+    name: str
+    type: str
+    slot: int
+    published: bool
+
+
+@dataclass(frozen=True)
+class EventRow:
+    id: int
+    name: str
+    draft: dict[str, Any] | None
+    published: dict[str, Any] | None
+
+
+@dataclass(frozen=True)
+class TestRow:
+    id: str
+    appid: str
+    user_id: str
+    config: dict[str, Any]
+    status: str
+    started_by: str
+    started_at: float
+    stopped_at: float | None
+    synced_at: float | None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "test_id": self.id,
+            "appid": self.appid,
+            "user_id": self.user_id,
+            "status": self.status,
+            "started_by": self.started_by,
+            "started_at": self.started_at,
+            "stopped_at": self.stopped_at,
+            "synced_at": self.synced_at,
+            "config_version": self.config.get("version"),
+        }
+
+
+def _json(value: str | None) -> dict[str, Any] | None:
+    return json.loads(value) if value is not None else None
+
+
+class AnalyticsDefsStore:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    # --- fields ---
+    def fields(self, appid: str) -> list[FieldRow]:
+        c = t.analytics_fields.c
+        with self.db.reading() as conn:
+            rows = conn.execute(
+                select(c.name, c.type, c.slot, c.published)
+                .where(c.appid == appid)
+                .order_by(c.created_at, c.name)
+            ).all()
+        return [FieldRow(r.name, r.type, r.slot, bool(r.published)) for r in rows]
+
+    def add_field(self, appid: str, name: str, type_: str, slot: int, now: float) -> None:
+        with self.db.writing() as conn:
+            conn.execute(
+                insert(t.analytics_fields).values(
+                    appid=appid, name=name, type=type_, slot=slot, published=False, created_at=now
+                )
+            )
+
+    # --- events ---
+    def events(self, appid: str) -> list[EventRow]:
+        c = t.analytics_events.c
+        with self.db.reading() as conn:
+            rows = conn.execute(
+                select(c.id, c.name, c.draft, c.published).where(c.appid == appid).order_by(c.id)
+            ).all()
+        return [EventRow(r.id, r.name, _json(r.draft), _json(r.published)) for r in rows]
+
+    def save_event(self, appid: str, name: str, draft: dict[str, Any] | None, now: float) -> int:
+        """Upsert an event's draft (None: deleted in the draft). Returns its stable id."""
+        c = t.analytics_events.c
+        with self.db.writing() as conn:
+            row = conn.execute(select(c.id).where(and_(c.appid == appid, c.name == name))).first()
+            text = json.dumps(draft, ensure_ascii=False) if draft is not None else None
+            if row is None:
+                result = conn.execute(
+                    insert(t.analytics_events).values(
+                        appid=appid, name=name, draft=text, published=None, updated_at=now
+                    )
+                )
+                key = result.inserted_primary_key
+                assert key is not None
+                return int(key[0])
+            conn.execute(
+                update(t.analytics_events).where(c.id == row.id).values(draft=text, updated_at=now)
+            )
+            return int(row.id)
+
+    # --- publish and reset ---
+    def latest_version(self, appid: str) -> tuple[int, dict[str, Any]] | None:
+        c = t.analytics_versions.c
+        with self.db.reading() as conn:
+            row = conn.execute(
+                select(c.version, c.config)
+                .where(c.appid == appid)
+                .order_by(c.version.desc())
+                .limit(1)
+            ).first()
+        return (int(row.version), json.loads(row.config)) if row is not None else None
+
+    def versions(self, appid: str) -> list[dict[str, Any]]:
+        c = t.analytics_versions.c
+        with self.db.reading() as conn:
+            rows = conn.execute(
+                select(c.version, c.published_by, c.published_at)
+                .where(c.appid == appid)
+                .order_by(c.version.desc())
+            ).all()
+        return [dict(r._mapping) for r in rows]
+
+    def publish(self, appid: str, build: Any, actor: str, now: float) -> tuple[int, dict[str, Any]]:
+        """In one transaction: the next version number, ``build(version)`` -> runtime config,
+        drafts become published, deleted drafts go, fields are marked published."""
+        ev, vc = t.analytics_events.c, t.analytics_versions.c
+        with self.db.writing() as conn:
+            last = conn.execute(select(func.max(vc.version)).where(vc.appid == appid)).scalar()
+            version = int(last or 0) + 1
+            config: dict[str, Any] = build(version)
+            conn.execute(
+                insert(t.analytics_versions).values(
+                    appid=appid,
+                    version=version,
+                    config=json.dumps(config, ensure_ascii=False),
+                    published_by=actor,
+                    published_at=now,
+                )
+            )
+            conn.execute(
+                delete(t.analytics_events).where(and_(ev.appid == appid, ev.draft.is_(None)))
+            )
+            conn.execute(
+                update(t.analytics_events)
+                .where(ev.appid == appid)
+                .values(published=ev.draft, updated_at=now)
+            )
+            conn.execute(
+                update(t.analytics_fields)
+                .where(t.analytics_fields.c.appid == appid)
+                .values(published=True)
+            )
+        return version, config
+
+    def reset(self, appid: str, now: float) -> None:
+        """Drafts back to the published version: unpublished events and fields go."""
+        ev, fc = t.analytics_events.c, t.analytics_fields.c
+        with self.db.writing() as conn:
+            conn.execute(
+                delete(t.analytics_events).where(and_(ev.appid == appid, ev.published.is_(None)))
+            )
+            conn.execute(
+                update(t.analytics_events)
+                .where(ev.appid == appid)
+                .values(draft=ev.published, updated_at=now)
+            )
+            conn.execute(
+                delete(t.analytics_fields).where(and_(fc.appid == appid, fc.published.is_(False)))
+            )
+
+    # --- tests ---
+    @staticmethod
+    def _test(row: Any) -> TestRow:
+        return TestRow(
+            row.id,
+            row.appid,
+            row.user_id,
+            json.loads(row.config),
+            row.status,
+            row.started_by,
+            row.started_at,
+            row.stopped_at,
+            row.synced_at,
+        )
+
+    def start_test(
+        self, test_id: str, appid: str, user_id: str, config: dict[str, Any], actor: str, now: float
+    ) -> list[str]:
+        """A new running test; an earlier running test for the same tester is stopped (its ids
+        are returned), so one device never holds two test configurations."""
+        c = t.analytics_tests.c
+        with self.db.writing() as conn:
+            running = (
+                conn.execute(
+                    select(c.id).where(
+                        and_(c.appid == appid, c.user_id == user_id, c.status == "running")
+                    )
+                )
+                .scalars()
+                .all()
+            )
+            if running:
+                conn.execute(
+                    update(t.analytics_tests)
+                    .where(c.id.in_(running))
+                    .values(status="stopped", stopped_at=now)
+                )
+            conn.execute(
+                insert(t.analytics_tests).values(
+                    id=test_id,
+                    appid=appid,
+                    user_id=user_id,
+                    config=json.dumps(config, ensure_ascii=False),
+                    status="running",
+                    started_by=actor,
+                    started_at=now,
+                )
+            )
+        return list(running)
+
+    def get_test(self, test_id: str) -> TestRow | None:
+        with self.db.reading() as conn:
+            row = conn.execute(
+                select(t.analytics_tests).where(t.analytics_tests.c.id == test_id)
+            ).first()
+        return self._test(row) if row is not None else None
+
+    def running_tests(self, appid: str) -> dict[str, TestRow]:
+        """The running test of each tester of an app, by user id."""
+        c = t.analytics_tests.c
+        with self.db.reading() as conn:
+            rows = conn.execute(
+                select(t.analytics_tests).where(and_(c.appid == appid, c.status == "running"))
+            ).all()
+        return {r.user_id: self._test(r) for r in rows}
+
+    def list_tests(self, appid: str, limit: int = 50) -> list[TestRow]:
+        c = t.analytics_tests.c
+        with self.db.reading() as conn:
+            rows = conn.execute(
+                select(t.analytics_tests)
+                .where(c.appid == appid)
+                .order_by(c.started_at.desc())
+                .limit(limit)
+            ).all()
+        return [self._test(r) for r in rows]
+
+    def stop_test(self, test_id: str, now: float) -> bool:
+        c = t.analytics_tests.c
+        with self.db.writing() as conn:
+            return bool(
+                conn.execute(
+                    update(t.analytics_tests)
+                    .where(and_(c.id == test_id, c.status == "running"))
+                    .values(status="stopped", stopped_at=now)
+                ).rowcount
+            )
+
+    def mark_synced(self, test_id: str, now: float) -> None:
+        with self.db.writing() as conn:
+            conn.execute(
+                update(t.analytics_tests)
+                .where(t.analytics_tests.c.id == test_id)
+                .values(synced_at=now)
+            )

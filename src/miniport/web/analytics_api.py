@@ -1,0 +1,295 @@
+"""Analytics over HTTP: the runtime's configuration and event reporting, and the admin API the
+console and the CLI use (definitions, test and publish, live test view, reports, CSV)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import AsyncIterator
+from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from fastapi import APIRouter, Body, Depends, Query, Request
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+from pydantic import BaseModel, Field, StrictBool, StrictStr
+
+from ..errors import InvalidInput, MiniportError
+from ..events.broker import stream
+from ..services.analytics import test_channel
+from ..services.auth import Principal
+from .deps import error_response, platform_of, require, runtime_identity
+
+runtime = APIRouter(prefix="/runtime/v1", tags=["runtime"])
+admin = APIRouter(prefix="/admin/v1/apps/{appid}/analytics", tags=["analytics"])
+Viewer = Annotated[Principal, Depends(require("viewer"))]
+Developer = Annotated[Principal, Depends(require("developer"))]
+MAX_BATCH_BYTES = 1_000_000
+
+
+# --- runtime ---
+@runtime.get("/apps/{appid}/analytics/config")
+async def runtime_config(appid: str, request: Request) -> Any:
+    """The published configuration, or a running test's for the tester's devices."""
+    try:
+        who = await runtime_identity(request)
+        return await platform_of(request).analytics.runtime_config(appid, who.user_id)
+    except MiniportError as exc:
+        return error_response(exc, "getAnalyticsConfig")
+
+
+@runtime.post(
+    "/apps/{appid}/analytics/events",
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/json": {
+                    "schema": {
+                        "type": "object",
+                        "required": ["events"],
+                        "properties": {
+                            "sent_at": {
+                                "type": "integer",
+                                "description": "client time of sending, ms",
+                            },
+                            "events": {
+                                "type": "array",
+                                "maxItems": 1000,
+                                "items": {"type": "object"},
+                            },
+                        },
+                    }
+                }
+            },
+        }
+    },
+)
+async def report_events(appid: str, request: Request) -> Any:
+    """A batch of reports: ``{"sent_at", "events": [{"id", "event", "data", "ts", "page",
+    "trigger", "action"}]}`` -> ``{"accepted", "duplicates", "rejected": [{"index", "id",
+    "reason"}]}``. Bad events are refused one by one; the good ones are kept."""
+    try:
+        who = await runtime_identity(request)
+        raw = await request.body()
+        if len(raw) > MAX_BATCH_BYTES:
+            raise InvalidInput(f"batch larger than {MAX_BATCH_BYTES} bytes")
+        try:
+            batch = json.loads(raw)
+        except ValueError as exc:
+            raise InvalidInput(f"invalid JSON: {exc}") from exc
+        result = await platform_of(request).analytics.ingest(appid, who.user_id, batch)
+        return JSONResponse(result)
+    except MiniportError as exc:
+        return error_response(exc, "reportAnalytics")
+
+
+# --- admin: definitions and lifecycle ---
+class FieldIn(BaseModel):
+    name: StrictStr
+    type: Literal["int", "string"]
+
+
+class TestIn(BaseModel):
+    user_id: StrictStr = Field(min_length=1, max_length=128)
+
+
+@admin.get("/definitions")
+async def definitions(appid: str, request: Request, who: Viewer) -> dict[str, Any]:
+    return await platform_of(request).analytics.definitions(appid)
+
+
+@admin.post("/fields", status_code=201)
+async def add_field(appid: str, body: FieldIn, request: Request, who: Developer) -> dict[str, Any]:
+    return await platform_of(request).analytics.add_field(appid, body.model_dump())
+
+
+@admin.post("/events", status_code=201)
+async def save_event(
+    appid: str, request: Request, who: Developer, body: Annotated[dict[str, Any], Body()]
+) -> dict[str, Any]:
+    """Save an event definition as a draft (the schema: docs/analytics-definitions.md)."""
+    return await platform_of(request).analytics.save_event(appid, body)
+
+
+@admin.delete("/events/{name}")
+async def delete_event(appid: str, name: str, request: Request, who: Developer) -> dict[str, Any]:
+    return await platform_of(request).analytics.delete_event(appid, name)
+
+
+@admin.post("/publish")
+async def publish(appid: str, request: Request, who: Developer) -> dict[str, Any]:
+    return await platform_of(request).analytics.publish(appid, who.name)
+
+
+@admin.post("/reset")
+async def reset(appid: str, request: Request, who: Developer) -> dict[str, Any]:
+    return await platform_of(request).analytics.reset(appid)
+
+
+@admin.get("/versions")
+async def versions(appid: str, request: Request, who: Viewer) -> dict[str, Any]:
+    platform = platform_of(request)
+    await platform.apps.get(appid)
+    return {"versions": await platform.db.read(platform.analytics.defs.versions, appid)}
+
+
+# --- admin: tests ---
+@admin.post("/tests", status_code=201)
+async def start_test(appid: str, body: TestIn, request: Request, who: Developer) -> dict[str, Any]:
+    """Save-and-test: push the draft to the tester's connected devices only."""
+    return await platform_of(request).analytics.start_test(appid, body.user_id, who.name)
+
+
+@admin.get("/tests")
+async def list_tests(appid: str, request: Request, who: Viewer) -> dict[str, Any]:
+    platform = platform_of(request)
+    await platform.apps.get(appid)
+    tests = await platform.db.read(platform.analytics.defs.list_tests, appid)
+    return {"tests": [t.as_dict() for t in tests]}
+
+
+@admin.get("/tests/{test_id}")
+async def get_test(appid: str, test_id: str, request: Request, who: Viewer) -> dict[str, Any]:
+    return (await platform_of(request).analytics.get_test(appid, test_id)).as_dict()
+
+
+@admin.post("/tests/{test_id}/stop")
+async def stop_test(appid: str, test_id: str, request: Request, who: Developer) -> dict[str, Any]:
+    return await platform_of(request).analytics.stop_test(appid, test_id)
+
+
+@admin.post("/tests/{test_id}/sync")
+async def sync_test(appid: str, test_id: str, request: Request, who: Developer) -> dict[str, Any]:
+    return await platform_of(request).analytics.sync_test(appid, test_id)
+
+
+async def _test_stream(request: Request, test_id: str) -> AsyncIterator[bytes]:
+    platform = platform_of(request)
+    sub = platform.broker.subscribe(test_channel(test_id), "console")
+    try:
+        yield b"event: connected\ndata: {}\n\n"
+        async for message in stream(sub):
+            if message is None:
+                yield b": keep-alive\n\n"
+                continue
+            kind = message.get("type", "message")
+            yield f"event: {kind}\ndata: {json.dumps(message, ensure_ascii=False)}\n\n".encode()
+            if kind == "testStopped":
+                return
+    finally:
+        platform.broker.unsubscribe(sub)
+
+
+@admin.get("/tests/{test_id}/events")
+async def watch_test(appid: str, test_id: str, request: Request, who: Viewer) -> StreamingResponse:
+    """Live test view (server-sent events): one ``testReport`` per batch from the tester, with
+    each event's page, trigger, action, values, coercions, and every rejection's reason."""
+    await platform_of(request).analytics.get_test(appid, test_id)
+    return StreamingResponse(
+        _test_stream(request, test_id),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )
+
+
+# --- admin: reports ---
+def parse_time(value: str | int | None, tz: str, *, end: bool = False) -> int | None:
+    """ms since the epoch from ms, an ISO date (a whole day in ``tz``; as an end, the day is
+    included) or an ISO date-time (naive ones in ``tz``)."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, int) or str(value).isdigit():
+        return int(value)
+    try:
+        zone = ZoneInfo(tz)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise InvalidInput(f"unknown time zone {tz!r}") from exc
+    text = str(value)
+    try:
+        if len(text) == 10:
+            day = dt.date.fromisoformat(text) + dt.timedelta(days=1 if end else 0)
+            moment = dt.datetime.combine(day, dt.time(), zone)
+        else:
+            moment = dt.datetime.fromisoformat(text)
+            if moment.tzinfo is None:
+                moment = moment.replace(tzinfo=zone)
+    except ValueError as exc:
+        raise InvalidInput(f"invalid date {text!r}: use YYYY-MM-DD or an ISO date-time") from exc
+    return int(moment.timestamp() * 1000)
+
+
+class ReportIn(BaseModel):
+    event: StrictStr
+    metrics: list[StrictStr] = Field(default_factory=lambda: ["count"], max_length=5)
+    group_by: list[StrictStr] = Field(default_factory=list, max_length=5)
+    filters: list[StrictStr] = Field(default_factory=list, max_length=5)
+    any: StrictBool = False
+    granularity: Literal["hour", "day", "all"] = "day"
+    from_: StrictStr | int | None = Field(default=None, alias="from")
+    to: StrictStr | int | None = None
+    tz: StrictStr = "UTC"
+
+
+class FunnelIn(BaseModel):
+    steps: list[StrictStr] = Field(min_length=2, max_length=10)
+    group_by: StrictStr | None = None
+    from_: StrictStr | int | None = Field(default=None, alias="from")
+    to: StrictStr | int | None = None
+    tz: StrictStr = "UTC"
+
+
+@admin.post("/report")
+async def report(appid: str, body: ReportIn, request: Request, who: Viewer) -> dict[str, Any]:
+    """Event analysis: metrics (count, users, per_user, sum:F, max:F, min:F, avg:F,
+    per_user:F, distinct:F), group-bys, filters (all AND, or all OR with any=true)."""
+    return await platform_of(request).analytics.event_analysis(
+        appid,
+        event=body.event,
+        metrics=body.metrics,
+        group_by=body.group_by,
+        filters=body.filters,
+        any_=body.any,
+        granularity=body.granularity,
+        from_ms=parse_time(body.from_, body.tz),
+        to_ms=parse_time(body.to, body.tz, end=True),
+        tz=body.tz,
+    )
+
+
+@admin.post("/funnel")
+async def funnel(appid: str, body: FunnelIn, request: Request, who: Viewer) -> dict[str, Any]:
+    """Ordered steps ``EVENT[:FILTER;FILTER]``, at most one group-by."""
+    return await platform_of(request).analytics.funnel(
+        appid,
+        steps=body.steps,
+        group_by=body.group_by,
+        from_ms=parse_time(body.from_, body.tz),
+        to_ms=parse_time(body.to, body.tz, end=True),
+    )
+
+
+@admin.get("/export")
+async def export(
+    appid: str,
+    request: Request,
+    who: Viewer,
+    event: str,
+    from_: Annotated[str | None, Query(alias="from")] = None,
+    to: str | None = None,
+    tz: str = "UTC",
+) -> Response:
+    csv_text = await platform_of(request).analytics.export_csv(
+        appid, event, parse_time(from_, tz), parse_time(to, tz, end=True)
+    )
+    return Response(
+        csv_text,
+        media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": f'attachment; filename="{appid}-{event}.csv"'},
+    )
+
+
+@admin.get("/count")
+async def count(
+    appid: str, request: Request, who: Viewer, event: str | None = None, include_tests: bool = False
+) -> dict[str, Any]:
+    return {"count": await platform_of(request).analytics.count(appid, event, include_tests)}

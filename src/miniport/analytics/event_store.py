@@ -1,0 +1,708 @@
+"""Analytics event store: the :class:`EventStore` interface and its DuckDB implementation.
+
+Layout (one table ``events``; a ClickHouse implementation can follow it column for column)::
+
+    appid VARCHAR, uid VARCHAR            -- PRIMARY KEY: the client-made event id per app
+    event VARCHAR, user_id VARCHAR        -- event name, user id (unique-user metrics)
+    ts_ms BIGINT                          -- event time (client time, skew corrected), ms UTC
+    received_ms BIGINT, time_estimated BOOLEAN
+    page VARCHAR, trigger VARCHAR, action VARCHAR
+    test_id VARCHAR                       -- not NULL for events reported under a live test
+    visible BOOLEAN                       -- what reports see: false for a test's events
+                                          -- until sync_test(appid, test_id)
+    i0..i31 INTEGER, s0..s31 VARCHAR      -- field values by slot (see reports.FieldSlots)
+
+The slot columns are created on first use (``ALTER TABLE ADD COLUMN``, a few ms) instead of
+all 64 up front: DuckDB pays per column on every append whether the value is NULL or not, so
+an app that uses 3 slots appends about twice as fast as with 64 empty columns, and a report
+on a slot that no event has used yet reads it as NULL.
+
+Retention and reports use ``ts_ms``: ``delete_older_than(cutoff)`` deletes ``ts_ms < cutoff``
+and every report takes ``not_before_ms`` and never reads before it, so an event older than the
+window is not counted even before the retention job has run.
+
+Concurrency: one writer connection behind a lock (``append``, ``sync_test``,
+``delete_older_than``); every read runs on its own cursor (a separate DuckDB connection on the
+same database) and does not wait for writes. All methods are synchronous and thread-safe; the
+async HTTP layer calls them in worker threads (``asyncio.to_thread``). DuckDB releases the GIL
+while it executes, so a flush overlaps with Python work on the other core.
+
+``append`` — durability, dedup and group commit:
+
+* When ``append`` returns, its rows are committed: written to DuckDB's WAL and
+  ``fdatasync``-ed (checked with strace); a crash after that loses nothing.
+  ``(appid, uid)`` is stored once, whether it repeats within one call, in a later call or
+  after a reopen: the primary key (an ART index, persistent, loaded lazily on
+  open) is the arbiter.
+* Fast path: the rows go through a DuckDB ``Appender`` (values converted in C++, ONE
+  statement, checked against the key; far cheaper than the alternatives, see below). Duplicates
+  are rare (client retries), so when that statement hits the key the batch is redone through
+  a temp table with ``INSERT OR IGNORE ... RETURNING appid, uid`` (which tells which rows
+  were new); ``INSERT OR IGNORE`` on every batch would cost about 2x on the index.
+* Group commit: concurrent ``append`` calls are combined. A caller enqueues its rows; if no
+  write is in progress it becomes the leader and writes everything queued so far (up to
+  ``max_group_rows``) in one statement and one commit, else it sleeps until a leader has
+  written its rows (or hands over). Each caller gets its own :class:`AppendResult`. A
+  failure of a combined write is retried per caller, so one bad batch never fails another
+  caller's batch.
+
+Measured throughput of ``append`` (2-core VM shared with other jobs, DuckDB 2.0.0, file on
+local disk, rows with 1 int + 1 string field, ``StoredEvent`` objects built beforehand):
+
+* calls of 100 rows, one thread: ~2.5 ms per call (median), i.e. 30-40k rows/s. The floor
+  is DuckDB's fixed cost of one committed write statement (~0.6 ms in memory, ~2 ms with the
+  WAL), not the rows;
+* calls of 1,000 rows, one thread: ~6.5 ms per call, i.e. ~130k rows/s (~5 us per row);
+* calls of 100 rows from 6 threads at once: 60-80k rows/s (group commit merges up to 6);
+* for comparison, 100-row calls with ``executemany``: ~100 rows/s; multi-row ``VALUES``:
+  ~4k rows/s; ``INSERT ... SELECT unnest(list parameters)``: ~8k rows/s; ``INSERT OR
+  IGNORE`` instead of the appender's key check: ~2x the per-row cost; 64 empty slot columns
+  instead of the used ones: ~2x too. A table of 10M events appends at the same rate.
+* a WAL checkpoint (each 16 MB of WAL, ~100k rows) stalls one commit for ~0.1-0.3 s; the
+  appends queued meanwhile go out together in the next commit.
+
+So reaching 50k events/s in batches of 100 takes more than one append in flight: call
+``append`` from several worker threads at once (or merge HTTP batches before calling); each
+in-flight call adds its rows to the next commit. Building a ``StoredEvent`` (a frozen
+dataclass with validation) costs the caller ~3.5 us per row, the store's own Python work
+~1.5 us per row. The primary-key index takes ~100 bytes of memory per stored event once
+loaded (10M events: ~1.3 GB resident); it is loaded lazily after a reopen.
+"""
+
+from __future__ import annotations
+
+import csv
+import re
+import threading
+from collections import deque
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Final, Protocol, TextIO, runtime_checkable
+
+import duckdb
+
+from miniport.analytics.reports import (
+    CORE_COLUMNS,
+    MAX_SLOTS,
+    TABLE,
+    EventQuery,
+    FieldSlots,
+    FunnelQuery,
+    compile_event_analysis,
+    compile_export,
+    compile_funnel,
+)
+
+__all__ = [
+    "DEFAULT_FILE_NAME",
+    "AppendResult",
+    "DuckDBEventStore",
+    "EventStore",
+    "StoredEvent",
+]
+
+DEFAULT_FILE_NAME: Final = "analytics.duckdb"
+SCHEMA_VERSION: Final = "1"
+_INT32_MIN: Final = -(2**31)
+_INT32_MAX: Final = 2**31 - 1
+_EPOCH_UTC: Final = datetime(1970, 1, 1, tzinfo=UTC)
+_FETCH_ROWS: Final = 10_000
+_SLOT_COLUMN_RE: Final = re.compile(r"[is](?:[0-9]|[12][0-9]|3[01])")
+_SIZE_RE: Final = re.compile(r"[0-9]+(\.[0-9]+)? ?[KMGT]i?B")
+
+_CREATE_EVENTS: Final = f"""
+CREATE TABLE IF NOT EXISTS {TABLE} (
+    appid VARCHAR NOT NULL,
+    uid VARCHAR NOT NULL,
+    event VARCHAR NOT NULL,
+    user_id VARCHAR NOT NULL,
+    ts_ms BIGINT NOT NULL,
+    received_ms BIGINT NOT NULL,
+    time_estimated BOOLEAN NOT NULL,
+    page VARCHAR,
+    trigger VARCHAR,
+    action VARCHAR,
+    test_id VARCHAR,
+    visible BOOLEAN NOT NULL,
+    PRIMARY KEY (appid, uid)
+)"""
+_CREATE_META: Final = (
+    "CREATE TABLE IF NOT EXISTS miniport_meta (key VARCHAR PRIMARY KEY, value VARCHAR)"
+)
+_CORE_TYPES: Final = {
+    "appid": "VARCHAR",
+    "uid": "VARCHAR",
+    "event": "VARCHAR",
+    "user_id": "VARCHAR",
+    "ts_ms": "BIGINT",
+    "received_ms": "BIGINT",
+    "time_estimated": "BOOLEAN",
+    "page": "VARCHAR",
+    "trigger": "VARCHAR",
+    "action": "VARCHAR",
+    "test_id": "VARCHAR",
+    "visible": "BOOLEAN",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class StoredEvent:
+    """One event row to append. ``uid``: client-made event id (dedup key with ``appid``);
+    ``user``: the user id; ``ints``/``strs``: slot -> value (slots 0..31, ints 32-bit);
+    ``test_id``: set for events reported under a live test (invisible in reports until
+    :meth:`EventStore.sync_test`). Raises ``ValueError``/``TypeError`` when malformed."""
+
+    appid: str
+    uid: str
+    event: str
+    user: str
+    ts_ms: int
+    received_ms: int
+    time_estimated: bool
+    page: str | None
+    trigger: str | None
+    action: str | None
+    ints: dict[int, int]
+    strs: dict[int, str]
+    test_id: str | None = None
+
+    def __post_init__(self) -> None:
+        # One cheap pass on the hot path (ingestion builds ~50k of these a second); the
+        # detailed message is worked out only when something is wrong.
+        if not (
+            isinstance(self.appid, str)
+            and isinstance(self.uid, str)
+            and isinstance(self.event, str)
+            and isinstance(self.user, str)
+            and self.appid
+            and self.uid
+            and self.event
+            and self.user
+            and type(self.ts_ms) is int
+            and type(self.received_ms) is int
+            and (self.page is None or isinstance(self.page, str))
+            and (self.trigger is None or isinstance(self.trigger, str))
+            and (self.action is None or isinstance(self.action, str))
+            and (self.test_id is None or isinstance(self.test_id, str))
+        ):
+            self._explain_core()
+        for slot, number in self.ints.items():
+            if not (
+                type(slot) is int
+                and 0 <= slot < MAX_SLOTS
+                and type(number) is int
+                and _INT32_MIN <= number <= _INT32_MAX
+            ):
+                _explain_slot("int", slot, number)
+        for slot, text in self.strs.items():
+            if not (type(slot) is int and 0 <= slot < MAX_SLOTS and isinstance(text, str)):
+                _explain_slot("string", slot, text)
+
+    def _explain_core(self) -> None:
+        for name in ("appid", "uid", "event", "user"):
+            value = getattr(self, name)
+            if not isinstance(value, str) or not value:
+                raise ValueError(f"StoredEvent.{name} must be a non-empty string")
+        for name in ("ts_ms", "received_ms"):
+            if type(getattr(self, name)) is not int:
+                raise TypeError(f"StoredEvent.{name} must be an int (ms since the epoch)")
+        raise TypeError("StoredEvent.page/trigger/action/test_id must be strings or None")
+
+
+def _explain_slot(kind: str, slot: object, value: object) -> None:
+    if type(slot) is not int or not 0 <= slot < MAX_SLOTS:
+        raise ValueError(f"{kind} slot {slot!r} is outside 0..{MAX_SLOTS - 1}")
+    if kind == "string":
+        raise TypeError(f"string slot {slot} holds {type(value).__name__}, not str")
+    if type(value) is not int:
+        raise TypeError(f"int slot {slot} holds {type(value).__name__}, not int")
+    raise ValueError(f"int slot {slot} value {value} is not a 32-bit integer")
+
+
+@dataclass(frozen=True, slots=True)
+class AppendResult:
+    inserted: int
+    duplicates: int
+
+
+@runtime_checkable
+class EventStore(Protocol):
+    """Where analytics events live. Synchronous; implementations are thread-safe."""
+
+    def append(self, rows: Sequence[StoredEvent]) -> AppendResult:
+        """Store the rows (durable when this returns); an ``(appid, uid)`` already stored,
+        or repeated in ``rows``, is counted as a duplicate and not stored again."""
+        ...
+
+    def sync_test(self, appid: str, test_id: str) -> int:
+        """Make a test's events visible in reports; returns how many became visible."""
+        ...
+
+    def delete_older_than(self, cutoff_ms: int) -> int:
+        """Retention: delete events with ``ts_ms < cutoff_ms``; returns how many."""
+        ...
+
+    def count(self, appid: str, event: str | None = None, *, include_tests: bool = False) -> int:
+        """Stored events of an app (of one event): those reports see (not-test events and
+        synced tests' events), or all of them with ``include_tests``."""
+        ...
+
+    def event_analysis(
+        self, appid: str, query: EventQuery, slots: FieldSlots
+    ) -> list[dict[str, object]]: ...
+
+    def funnel(
+        self, appid: str, query: FunnelQuery, slots: FieldSlots
+    ) -> list[dict[str, object]]: ...
+
+    def export_csv(
+        self,
+        appid: str,
+        event: str,
+        from_ms: int,
+        to_ms: int,
+        slots: FieldSlots,
+        out: TextIO,
+        *,
+        not_before_ms: int,
+    ) -> int:
+        """Write a CSV (header ``time,user,page,trigger,action,<field names>``; time ISO 8601
+        UTC with milliseconds) of the event's visible rows in ``[max(from, not_before), to)``,
+        oldest first; returns the number of data rows."""
+        ...
+
+    def close(self) -> None: ...
+
+
+@dataclass(slots=True)
+class _Pending:
+    rows: Sequence[StoredEvent]
+    result: AppendResult | None = None
+    error: BaseException | None = None
+    done: bool = False
+
+    def finish(self, result: AppendResult) -> None:
+        self.result, self.done = result, True
+
+    def fail(self, error: BaseException) -> None:
+        self.error, self.done = error, True
+
+
+@dataclass(slots=True)
+class _Batch:
+    """Deduplicated rows of a group of pending appends, with the owner of each row."""
+
+    pendings: list[_Pending]
+    rows: list[StoredEvent] = field(default_factory=list)
+    owners: list[int] = field(default_factory=list)
+
+
+def _iso_utc(ts_ms: int) -> str:
+    moment = _EPOCH_UTC + timedelta(milliseconds=ts_ms)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ts_ms % 1000:03d}Z"
+
+
+class DuckDBEventStore:
+    """:class:`EventStore` in one DuckDB file (``<data dir>/analytics.duckdb`` by default).
+
+    Open once per process (DuckDB allows one read-write process per file) and share the
+    object between threads; call :meth:`close` on shutdown. ``memory_limit`` / ``threads``
+    are DuckDB settings (defaults: 80% of RAM, all cores); ``checkpoint_threshold`` the WAL
+    size that triggers a checkpoint (DuckDB default 16 MB)."""
+
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        memory_limit: str | None = None,
+        threads: int | None = None,
+        checkpoint_threshold: str | None = None,
+        max_group_rows: int = 50_000,
+    ) -> None:
+        config: dict[str, str | bool | int | float | list[str]] = {}
+        if memory_limit is not None:
+            config["memory_limit"] = memory_limit
+        if threads is not None:
+            config["threads"] = threads
+        self.path = Path(path)
+        self._con = duckdb.connect(str(self.path), config=config)
+        try:
+            if checkpoint_threshold is not None:
+                if not _SIZE_RE.fullmatch(checkpoint_threshold):
+                    raise ValueError(f"checkpoint_threshold {checkpoint_threshold!r}: e.g. '64MB'")
+                self._con.execute(f"SET checkpoint_threshold = '{checkpoint_threshold}'")
+            self._con.execute(_CREATE_META)
+            self._con.execute(_CREATE_EVENTS)
+            self._check_schema_version()
+            self._columns: frozenset[str] = self._read_columns()
+            self._reader_root = self._con.cursor()
+        except BaseException:
+            self._con.close()
+            raise
+        self._max_group_rows = max(1, max_group_rows)
+        self._write_lock = threading.Lock()
+        self._queue_cond = threading.Condition(threading.Lock())
+        self._leader_active = False
+        self._cursor_lock = threading.Lock()
+        self._queue: deque[_Pending] = deque()
+        self._appenders: dict[tuple[str, ...], duckdb.Appender] = {}
+        self._closed = False
+
+    # ------------------------------------------------------------------ setup
+
+    def _check_schema_version(self) -> None:
+        row = self._con.execute(
+            "SELECT value FROM miniport_meta WHERE key = 'schema_version'"
+        ).fetchone()
+        if row is None:
+            self._con.execute(
+                "INSERT INTO miniport_meta VALUES ('schema_version', ?)", [SCHEMA_VERSION]
+            )
+        elif row[0] != SCHEMA_VERSION:
+            raise RuntimeError(
+                f"{self.path} has analytics schema version {row[0]}, this code expects "
+                f"{SCHEMA_VERSION}"
+            )
+
+    def _read_columns(self) -> frozenset[str]:
+        rows = self._con.execute(
+            "SELECT column_name FROM duckdb_columns() WHERE database_name = current_database() "
+            "AND schema_name = 'main' AND table_name = ?",
+            [TABLE],
+        ).fetchall()
+        return frozenset(str(r[0]) for r in rows)
+
+    def _ensure_columns(self, columns: Collection[str]) -> None:
+        """Create missing slot columns (writer lock held)."""
+        missing = [c for c in columns if c not in self._columns]
+        if not missing:
+            return
+        for column in missing:
+            # ``column`` comes from _slot_name (i<0..31>/s<0..31>), never from input text.
+            sql_type = "INTEGER" if column[0] == "i" else "VARCHAR"
+            self._con.execute(f"ALTER TABLE {TABLE} ADD COLUMN IF NOT EXISTS {column} {sql_type}")
+        self._columns = self._read_columns()
+        self._appenders.clear()
+
+    @property
+    def columns(self) -> frozenset[str]:
+        """The table's columns now (the slot columns that have been used so far)."""
+        return self._columns
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise RuntimeError("the event store is closed")
+
+    # ------------------------------------------------------------------ append
+
+    def append(self, rows: Sequence[StoredEvent]) -> AppendResult:
+        rows = list(rows)
+        for row in rows:
+            if not isinstance(row, StoredEvent):
+                raise TypeError(f"append takes StoredEvent rows, not {type(row).__name__}")
+        if not rows:
+            return AppendResult(0, 0)
+        pending = _Pending(rows)
+        cond = self._queue_cond
+        with cond:
+            self._check_open()
+            self._queue.append(pending)
+            while not pending.done:
+                if self._leader_active:
+                    cond.wait()  # the leader writes our rows or hands over when done
+                    continue
+                self._leader_active = True
+                cond.release()
+                try:
+                    with self._write_lock:
+                        with cond:  # what was queued while we waited for the lock joins in
+                            group = self._take_group()
+                        if self._closed:
+                            for item in group:
+                                item.fail(RuntimeError("the event store is closed"))
+                        else:
+                            self._write_group(group)
+                finally:
+                    cond.acquire()
+                    self._leader_active = False
+                    cond.notify_all()
+        if pending.error is not None:
+            raise pending.error
+        assert pending.result is not None
+        return pending.result
+
+    def _take_group(self) -> list[_Pending]:
+        """Pop queued appends, up to ``max_group_rows`` rows (at least one append)."""
+        taken: list[_Pending] = []
+        total = 0
+        queue = self._queue
+        while queue and (not taken or total + len(queue[0].rows) <= self._max_group_rows):
+            item = queue.popleft()
+            taken.append(item)
+            total += len(item.rows)
+        return taken
+
+    def _write_group(self, group: list[_Pending]) -> None:
+        if not group:
+            return
+        try:
+            try:
+                self._write(group)
+            except Exception as exc:
+                if len(group) == 1:
+                    group[0].fail(exc)
+                    return
+                for pending in group:  # isolate: one bad batch must not fail the others
+                    try:
+                        self._write([pending])
+                    except Exception as single:
+                        pending.fail(single)
+        except BaseException as fatal:  # e.g. KeyboardInterrupt: no caller may wait forever
+            for pending in group:
+                if not pending.done:
+                    pending.fail(fatal)
+            raise
+
+    def _write(self, group: list[_Pending]) -> None:
+        batch = _Batch(group)
+        seen: set[tuple[str, str]] = set()
+        for index, pending in enumerate(group):
+            for row in pending.rows:
+                key = (row.appid, row.uid)
+                if key in seen:
+                    continue
+                seen.add(key)
+                batch.rows.append(row)
+                batch.owners.append(index)
+        inserted_keys = self._insert(batch.rows)
+        inserted = [0] * len(group)
+        if inserted_keys is None:
+            for owner in batch.owners:
+                inserted[owner] += 1
+        else:
+            for row, owner in zip(batch.rows, batch.owners, strict=True):
+                if (row.appid, row.uid) in inserted_keys:
+                    inserted[owner] += 1
+        for index, pending in enumerate(group):
+            pending.finish(AppendResult(inserted[index], len(pending.rows) - inserted[index]))
+
+    def _insert(self, rows: list[StoredEvent]) -> set[tuple[str, str]] | None:
+        """Insert distinct-key rows; ``None`` when all were new, else the keys inserted."""
+        int_slots: set[int] = set()
+        str_slots: set[int] = set()
+        for row in rows:
+            if row.ints:
+                int_slots.update(row.ints)
+            if row.strs:
+                str_slots.update(row.strs)
+        islots, sslots = sorted(int_slots), sorted(str_slots)
+        slot_columns = [f"i{s}" for s in islots] + [f"s{s}" for s in sslots]
+        self._ensure_columns(slot_columns)
+        columns = (*CORE_COLUMNS, *slot_columns)
+        if slot_columns:
+            data = [
+                (
+                    r.appid,
+                    r.uid,
+                    r.event,
+                    r.user,
+                    r.ts_ms,
+                    r.received_ms,
+                    r.time_estimated,
+                    r.page,
+                    r.trigger,
+                    r.action,
+                    r.test_id,
+                    r.test_id is None,
+                    *[r.ints.get(s) for s in islots],
+                    *[r.strs.get(s) for s in sslots],
+                )
+                for r in rows
+            ]
+        else:
+            data = [
+                (
+                    r.appid,
+                    r.uid,
+                    r.event,
+                    r.user,
+                    r.ts_ms,
+                    r.received_ms,
+                    r.time_estimated,
+                    r.page,
+                    r.trigger,
+                    r.action,
+                    r.test_id,
+                    r.test_id is None,
+                )
+                for r in rows
+            ]
+        appender = self._appenders.get(columns)
+        if appender is None:
+            appender = self._con.appender(TABLE, columns=list(columns))
+            self._appenders[columns] = appender
+        try:
+            appender.append_rows(data)
+            appender.flush()
+            return None
+        except duckdb.ConstraintException:
+            appender.clear()
+            return self._insert_ignoring(columns, data)
+        except BaseException:
+            appender.clear()
+            raise
+
+    def _insert_ignoring(
+        self, columns: tuple[str, ...], data: Sequence[tuple[object, ...]]
+    ) -> set[tuple[str, str]]:
+        """Slow path when some keys exist: stage the rows, ``INSERT OR IGNORE`` them."""
+        defs = ", ".join(
+            f"{c} {_CORE_TYPES.get(c) or ('INTEGER' if c[0] == 'i' else 'VARCHAR')}"
+            for c in columns
+        )
+        names = ", ".join(columns)
+        self._con.execute(f"CREATE OR REPLACE TEMP TABLE events_stage ({defs})")
+        try:
+            stage = self._con.appender("events_stage")
+            stage.append_rows(data)
+            stage.flush()
+            inserted = self._con.execute(
+                f"INSERT OR IGNORE INTO {TABLE} ({names}) SELECT {names} FROM events_stage "
+                "RETURNING appid, uid"
+            ).fetchall()
+        finally:
+            self._con.execute("DROP TABLE IF EXISTS events_stage")
+        return {(str(a), str(u)) for a, u in inserted}
+
+    # ------------------------------------------------------------------ other writes
+
+    def insert_from_query(self, columns: Sequence[str], select_sql: str) -> int:
+        """Bulk-load the rows of a TRUSTED ``SELECT`` (benchmarks, imports): ``columns`` are
+        core columns and slot columns (``i3``, ``s0``...) in the select's order. Never build
+        ``select_sql`` from user input. Duplicate keys raise ``duckdb.ConstraintException``
+        and nothing is stored. Returns the number of rows inserted."""
+        for column in columns:
+            if column not in _CORE_TYPES and not _SLOT_COLUMN_RE.fullmatch(column):
+                raise ValueError(f"{column!r} is not a column of the events table")
+        with self._write_lock:
+            self._check_open()
+            self._ensure_columns([c for c in columns if c not in _CORE_TYPES])
+            row = self._con.execute(
+                f"INSERT INTO {TABLE} ({', '.join(columns)}) {select_sql}"
+            ).fetchone()
+        return int(row[0]) if row is not None else 0
+
+    def _write_statement(self, sql: str, params: Sequence[object]) -> int:
+        with self._write_lock:
+            self._check_open()
+            row = self._con.execute(sql, list(params)).fetchone()
+        return int(row[0]) if row is not None else 0
+
+    def sync_test(self, appid: str, test_id: str) -> int:
+        return self._write_statement(
+            f"UPDATE {TABLE} SET visible = true WHERE appid = ? AND test_id = ? AND NOT visible",
+            [appid, test_id],
+        )
+
+    def delete_older_than(self, cutoff_ms: int) -> int:
+        if isinstance(cutoff_ms, bool) or not isinstance(cutoff_ms, int):
+            raise TypeError("cutoff_ms must be an int")
+        return self._write_statement(f"DELETE FROM {TABLE} WHERE ts_ms < ?", [cutoff_ms])
+
+    def checkpoint(self) -> None:
+        """Fold the WAL into the database file now (e.g. from a quiet-hours job)."""
+        with self._write_lock:
+            self._check_open()
+            self._con.execute("CHECKPOINT")
+
+    # ------------------------------------------------------------------ reads
+
+    def _cursor(self) -> duckdb.DuckDBPyConnection:
+        with self._cursor_lock:
+            self._check_open()
+            return self._reader_root.cursor()
+
+    def _query(self, sql: str, params: Sequence[object]) -> list[tuple[object, ...]]:
+        cursor = self._cursor()
+        try:
+            return [tuple(r) for r in cursor.execute(sql, list(params)).fetchall()]
+        finally:
+            cursor.close()
+
+    def count(self, appid: str, event: str | None = None, *, include_tests: bool = False) -> int:
+        sql = f"SELECT count(*) FROM {TABLE} WHERE appid = ?"
+        params: list[object] = [appid]
+        if event is not None:
+            sql += " AND event = ?"
+            params.append(event)
+        if not include_tests:
+            sql += " AND visible"
+        rows = self._query(sql, params)
+        value = rows[0][0] if rows else 0
+        assert isinstance(value, int)
+        return value
+
+    def event_analysis(
+        self, appid: str, query: EventQuery, slots: FieldSlots
+    ) -> list[dict[str, object]]:
+        compiled = compile_event_analysis(appid, query, slots, existing_columns=self._columns)
+        return compiled.shape(self._query(compiled.sql, compiled.params))
+
+    def funnel(self, appid: str, query: FunnelQuery, slots: FieldSlots) -> list[dict[str, object]]:
+        compiled = compile_funnel(appid, query, slots, existing_columns=self._columns)
+        return compiled.shape(self._query(compiled.sql, compiled.params))
+
+    def export_csv(
+        self,
+        appid: str,
+        event: str,
+        from_ms: int,
+        to_ms: int,
+        slots: FieldSlots,
+        out: TextIO,
+        *,
+        not_before_ms: int,
+    ) -> int:
+        compiled = compile_export(
+            appid, event, from_ms, to_ms, not_before_ms, slots, existing_columns=self._columns
+        )
+        writer = csv.writer(out, lineterminator="\n")
+        writer.writerow(compiled.header)
+        written = 0
+        cursor = self._cursor()
+        try:
+            result = cursor.execute(compiled.sql, list(compiled.params))
+            while True:
+                chunk = result.fetchmany(_FETCH_ROWS)
+                if not chunk:
+                    break
+                for row in chunk:
+                    ts = row[0]
+                    assert isinstance(ts, int)
+                    writer.writerow((_iso_utc(ts), *row[1:]))
+                written += len(chunk)
+        finally:
+            cursor.close()
+        return written
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def close(self) -> None:
+        with self._write_lock:
+            if self._closed:
+                return
+            with self._cursor_lock:
+                self._closed = True
+            self._appenders.clear()
+            try:
+                self._reader_root.close()
+            finally:
+                self._con.close()
+
+    def __enter__(self) -> DuckDBEventStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,774 @@
+"""Report query model and SQL building for the analytics event store (pure: no I/O).
+
+Two report kinds, both over one app's events in ``[from_ms, to_ms)`` and never before
+``not_before_ms`` (the retention cut-off, so a report cannot count events that the retention
+job has not deleted yet):
+
+* **Event analysis** (:class:`EventQuery`) of ONE event: 1..5 metrics, 0..5 group-bys, 0..5
+  filters combined all-AND or all-OR, bucketed by ``hour``, ``day`` (in an IANA time zone) or
+  ``all``.
+* **Funnel** (:class:`FunnelQuery`): 2..10 ordered steps, each an event with its own filters
+  (AND), at most one group-by taken from the user's first step-1 event.
+
+Strings from the console/API are parsed with :func:`parse_metric` and :func:`parse_filter`
+(``ReportQueryError`` on anything malformed). SQL is built by :func:`compile_event_analysis`,
+:func:`compile_funnel` and :func:`compile_export`, which check every field against the app's
+:data:`FieldSlots` (name -> (type, slot)); identifiers in the SQL come only from that mapping
+(``i0..i31``, ``s0..s31``) or from this module's own constants, and every value (appid, event
+names, filter values, times, offsets) is a query parameter. The generated SQL is plain
+DuckDB SQL over the table layout described in :mod:`miniport.analytics.event_store`.
+
+Semantics shared with the pure-Python reference in the tests:
+
+* a filter only matches events that HAVE a value for the field (``color!=blue`` does not
+  match an event without a color), as in SQL;
+* ``sum:F`` is 0 and ``per_user:F`` is 0.0 when no event of the group has the field;
+  ``max``/``min``/``avg`` are ``None`` then;
+* buckets are local wall-clock days/hours: ``"2026-11-01"``, ``"2026-11-01T13:00"`` (the
+  repeated hour of a DST fall-back is one bucket), or ``"all"``;
+* rows are sorted by bucket, then by group values with ``None`` first.
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+from collections.abc import Callable, Collection, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from typing import Final, Literal, cast
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+__all__ = [
+    "BUILTIN_DIMENSIONS",
+    "CORE_COLUMNS",
+    "MAX_FILTERS",
+    "MAX_GROUP_BY",
+    "MAX_METRICS",
+    "MAX_SLOTS",
+    "TABLE",
+    "CompiledExport",
+    "CompiledReport",
+    "EventQuery",
+    "FieldSlots",
+    "FieldType",
+    "Filter",
+    "FilterOp",
+    "FunnelQuery",
+    "FunnelStep",
+    "Granularity",
+    "Metric",
+    "MetricKind",
+    "ReportQueryError",
+    "compile_event_analysis",
+    "compile_export",
+    "compile_funnel",
+    "offset_segments",
+    "parse_filter",
+    "parse_metric",
+    "slot_column",
+]
+
+FieldType = Literal["int", "string"]
+FieldSlots = Mapping[str, tuple[FieldType, int]]
+"""An app's fields: name -> (type, slot), the slot being 0..31 within its type."""
+
+Granularity = Literal["hour", "day", "all"]
+FilterOp = Literal["=", "!=", ">=", ">", "<=", "<"]
+MetricKind = Literal["count", "users", "per_user", "sum", "max", "min", "avg", "distinct"]
+
+MAX_METRICS: Final = 5
+MAX_GROUP_BY: Final = 5
+MAX_FILTERS: Final = 5
+MIN_FUNNEL_STEPS: Final = 2
+MAX_FUNNEL_STEPS: Final = 10
+MAX_SLOTS: Final = 32
+
+TABLE: Final = "events"
+CORE_COLUMNS: Final = (
+    "appid",
+    "uid",
+    "event",
+    "user_id",
+    "ts_ms",
+    "received_ms",
+    "time_estimated",
+    "page",
+    "trigger",
+    "action",
+    "test_id",
+    "visible",
+)
+BUILTIN_DIMENSIONS: Final[Mapping[str, str]] = {"page": "page", "trigger": "trigger"}
+"""Group-by / filter names that are not app fields (an app field of the same name wins)."""
+
+_NAME_RE: Final = re.compile(r"[a-z][a-z0-9_]{0,31}")
+_FILTER_RE: Final = re.compile(r"\s*([a-z][a-z0-9_]{0,31})\s*(>=|<=|!=|=|>|<)(.*)", re.DOTALL)
+_INT_RE: Final = re.compile(r"[+-]?[0-9]+")
+_INT64_MIN: Final = -(2**63)
+_INT64_MAX: Final = 2**63 - 1
+_PLAIN_METRICS: Final = frozenset({"count", "users", "per_user"})
+_INT_METRICS: Final = frozenset({"sum", "max", "min", "avg", "per_user"})
+_STRING_METRICS: Final = frozenset({"distinct"})
+_RESERVED_KEYS: Final = frozenset({"bucket", "step", "event", "users", "conversion"})
+
+_MS_PER_HOUR: Final = 3_600_000
+_MS_PER_DAY: Final = 86_400_000
+_SAMPLE_MS: Final = 6 * _MS_PER_HOUR
+# Bucket numbers are computed as (ts + offset + SHIFT) // width so the integer division
+# never sees a negative number (DuckDB's // truncates toward zero); SHIFT is whole days.
+_SHIFT_DAYS: Final = 100_000
+_EPOCH_DATE: Final = date(1970, 1, 1)
+_EPOCH_NAIVE: Final = datetime(1970, 1, 1)  # local wall-clock arithmetic
+
+
+class ReportQueryError(ValueError):
+    """A report query (or one of its parts) is malformed or does not fit the app's fields."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+# --------------------------------------------------------------------------- parsing
+
+
+def _check_name(name: str, what: str) -> str:
+    if not isinstance(name, str) or not _NAME_RE.fullmatch(name):
+        raise ReportQueryError(
+            f"{what} {name!r} is not a valid name (lowercase letters, digits and _, "
+            "starting with a letter, at most 32 characters)"
+        )
+    return name
+
+
+@dataclass(frozen=True, slots=True)
+class Metric:
+    """One metric: ``count``, ``users``, ``per_user`` or ``kind:field``."""
+
+    kind: MetricKind
+    field: str | None = None
+
+    @property
+    def name(self) -> str:
+        """The metric as written, e.g. ``"sum:price"``: the key of its value in report rows."""
+        return self.kind if self.field is None else f"{self.kind}:{self.field}"
+
+    def __post_init__(self) -> None:
+        if self.field is None:
+            if self.kind not in _PLAIN_METRICS:
+                raise ReportQueryError(
+                    f"metric {self.kind!r} needs a field, e.g. {self.kind}:price"
+                )
+        else:
+            if self.kind not in _INT_METRICS | _STRING_METRICS:
+                raise ReportQueryError(
+                    f"metric {self.kind!r} does not take a field; field metrics are "
+                    "sum, max, min, avg, per_user (int fields) and distinct (string fields)"
+                )
+            _check_name(self.field, "field")
+
+
+def parse_metric(text: str) -> Metric:
+    """``"count"``, ``"users"``, ``"per_user"``, ``"sum:price"``, ``"distinct:color"``..."""
+    if not isinstance(text, str):
+        raise ReportQueryError(f"metric must be a string, not {type(text).__name__}")
+    raw = text.strip()
+    kind, sep, name = raw.partition(":")
+    kind = kind.strip()
+    known = _PLAIN_METRICS | _INT_METRICS | _STRING_METRICS
+    if kind not in known:
+        raise ReportQueryError(
+            f"unknown metric {text!r}; use count, users, per_user, sum:F, max:F, min:F, avg:F, "
+            "per_user:F or distinct:F"
+        )
+    if not sep:
+        return Metric(cast(MetricKind, kind))
+    return Metric(cast(MetricKind, kind), _check_name(name.strip(), "field"))
+
+
+@dataclass(frozen=True, slots=True)
+class Filter:
+    """``field op value``; the value is kept as text and typed by the field's type later."""
+
+    field: str
+    op: FilterOp
+    value: str
+
+    def __post_init__(self) -> None:
+        _check_name(self.field, "filter field")
+        if self.op not in ("=", "!=", ">=", ">", "<=", "<"):
+            raise ReportQueryError(f"unknown filter operator {self.op!r}")
+        if not isinstance(self.value, str):
+            raise ReportQueryError("filter value must be text")
+
+    @property
+    def text(self) -> str:
+        return f"{self.field}{self.op}{self.value}"
+
+
+def parse_filter(text: str) -> Filter:
+    """``"color=red"``, ``"color!=blue"``, ``"price>=100"``, ``"price>5"``, ``"price<=9"``,
+    ``"price<3"``. Spaces around the field, the operator and the value are ignored; the value
+    is everything after the operator (it may itself contain ``=``)."""
+    if not isinstance(text, str):
+        raise ReportQueryError(f"filter must be a string, not {type(text).__name__}")
+    match = _FILTER_RE.fullmatch(text)
+    if match is None:
+        raise ReportQueryError(
+            f"filter {text!r} is not of the form FIELD OP VALUE with OP one of =, !=, >=, >, <=, <"
+        )
+    name, op, value = match.group(1), match.group(2), match.group(3).strip()
+    return Filter(name, cast(FilterOp, op), value)
+
+
+def _as_metric(item: str | Metric) -> Metric:
+    return item if isinstance(item, Metric) else parse_metric(item)
+
+
+def _as_filter(item: str | Filter) -> Filter:
+    return item if isinstance(item, Filter) else parse_filter(item)
+
+
+def _check_window(from_ms: int, to_ms: int, not_before_ms: int) -> None:
+    for label, value in (("from_ms", from_ms), ("to_ms", to_ms), ("not_before_ms", not_before_ms)):
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ReportQueryError(f"{label} must be an integer (ms since the epoch)")
+        if not 0 <= value <= 10**15:
+            raise ReportQueryError(f"{label} {value} is out of range")
+    if from_ms >= to_ms:
+        raise ReportQueryError("from_ms must be before to_ms")
+
+
+def _check_filters(filters: Sequence[Filter], where: str) -> None:
+    if len(filters) > MAX_FILTERS:
+        raise ReportQueryError(f"at most {MAX_FILTERS} filters {where}, got {len(filters)}")
+
+
+# --------------------------------------------------------------------------- queries
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class EventQuery:
+    """Event analysis of one event. Build from strings with :meth:`parse`."""
+
+    event: str
+    from_ms: int
+    to_ms: int
+    not_before_ms: int
+    metrics: tuple[Metric, ...]
+    group_by: tuple[str, ...] = ()
+    filters: tuple[Filter, ...] = ()
+    any: bool = False
+    granularity: Granularity = "day"
+    tz: str = "UTC"
+
+    def __post_init__(self) -> None:
+        _check_name(self.event, "event")
+        _check_window(self.from_ms, self.to_ms, self.not_before_ms)
+        if not 1 <= len(self.metrics) <= MAX_METRICS:
+            raise ReportQueryError(f"give 1 to {MAX_METRICS} metrics, got {len(self.metrics)}")
+        names = [m.name for m in self.metrics]
+        if len(set(names)) != len(names):
+            raise ReportQueryError("a metric is given twice")
+        if len(self.group_by) > MAX_GROUP_BY:
+            raise ReportQueryError(f"at most {MAX_GROUP_BY} group-bys, got {len(self.group_by)}")
+        for name in self.group_by:
+            _check_name(name, "group-by")
+            if name in names or name in _RESERVED_KEYS:
+                raise ReportQueryError(f"group-by {name!r} clashes with a column of the report")
+        if len(set(self.group_by)) != len(self.group_by):
+            raise ReportQueryError("a group-by is given twice")
+        _check_filters(self.filters, "per query")
+        if self.granularity not in ("hour", "day", "all"):
+            raise ReportQueryError(f"granularity is hour, day or all, not {self.granularity!r}")
+        _zone(self.tz)
+
+    @classmethod
+    def parse(
+        cls,
+        *,
+        event: str,
+        from_ms: int,
+        to_ms: int,
+        not_before_ms: int,
+        metrics: Sequence[str | Metric],
+        group_by: Sequence[str] = (),
+        filters: Sequence[str | Filter] = (),
+        any: bool = False,
+        granularity: str = "day",
+        tz: str = "UTC",
+    ) -> EventQuery:
+        if isinstance(metrics, str) or isinstance(filters, str) or isinstance(group_by, str):
+            raise ReportQueryError("metrics, group_by and filters are lists")
+        return cls(
+            event=event,
+            from_ms=from_ms,
+            to_ms=to_ms,
+            not_before_ms=not_before_ms,
+            metrics=tuple(_as_metric(m) for m in metrics),
+            group_by=tuple(group_by),
+            filters=tuple(_as_filter(f) for f in filters),
+            any=bool(any),
+            granularity=cast(Granularity, granularity),
+            tz=tz,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class FunnelStep:
+    event: str
+    filters: tuple[Filter, ...] = ()
+
+    def __post_init__(self) -> None:
+        _check_name(self.event, "event")
+        _check_filters(self.filters, "per funnel step")
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class FunnelQuery:
+    """Ordered funnel steps; build from strings with :meth:`parse`."""
+
+    steps: tuple[FunnelStep, ...]
+    from_ms: int
+    to_ms: int
+    not_before_ms: int
+    group_by: str | None = None
+
+    def __post_init__(self) -> None:
+        _check_window(self.from_ms, self.to_ms, self.not_before_ms)
+        if not MIN_FUNNEL_STEPS <= len(self.steps) <= MAX_FUNNEL_STEPS:
+            raise ReportQueryError(
+                f"a funnel has {MIN_FUNNEL_STEPS} to {MAX_FUNNEL_STEPS} steps, "
+                f"got {len(self.steps)}"
+            )
+        if self.group_by is not None:
+            _check_name(self.group_by, "group-by")
+            if self.group_by in _RESERVED_KEYS:
+                raise ReportQueryError(
+                    f"group-by {self.group_by!r} clashes with a column of the report"
+                )
+
+    @classmethod
+    def parse(
+        cls,
+        *,
+        steps: Sequence[str | FunnelStep | tuple[str, Sequence[str | Filter]]],
+        from_ms: int,
+        to_ms: int,
+        not_before_ms: int,
+        group_by: str | None = None,
+    ) -> FunnelQuery:
+        parsed: list[FunnelStep] = []
+        for step in steps:
+            if isinstance(step, FunnelStep):
+                parsed.append(step)
+            elif isinstance(step, str):
+                parsed.append(FunnelStep(step))
+            else:
+                event, filters = step
+                if isinstance(filters, str):
+                    raise ReportQueryError("a step's filters are a list")
+                parsed.append(FunnelStep(event, tuple(_as_filter(f) for f in filters)))
+        return cls(
+            steps=tuple(parsed),
+            from_ms=from_ms,
+            to_ms=to_ms,
+            not_before_ms=not_before_ms,
+            group_by=group_by,
+        )
+
+
+# --------------------------------------------------------------------------- time zones
+
+
+def _zone(name: str) -> ZoneInfo:
+    if not isinstance(name, str) or not name or len(name) > 64:
+        raise ReportQueryError(f"unknown time zone {name!r}")
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError, OSError) as exc:
+        raise ReportQueryError(f"unknown time zone {name!r}") from exc
+
+
+_EPOCH_UTC: Final = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def _offset_ms(zone: ZoneInfo, ts_ms: int) -> int:
+    local = (_EPOCH_UTC + timedelta(milliseconds=ts_ms)).astimezone(zone)
+    offset = local.utcoffset()
+    assert offset is not None
+    return offset // timedelta(milliseconds=1)
+
+
+def offset_segments(tz: str, lo_ms: int, hi_ms: int) -> list[tuple[int, int]]:
+    """UTC offsets of ``tz`` over ``[lo_ms, hi_ms)``: ``[(start_ms, offset_ms), ...]``, the
+    first start being ``lo_ms``; each later start is the exact millisecond of a transition.
+
+    Offsets are sampled every 6 hours and each change is located by bisection to the
+    millisecond (no two transitions of a real zone are that close together)."""
+    zone = _zone(tz)
+    segments = [(lo_ms, _offset_ms(zone, lo_ms))]
+    if hi_ms <= lo_ms:
+        return segments
+    prev_t, prev_off = lo_ms, segments[0][1]
+    t = lo_ms
+    while t < hi_ms - 1:
+        t = min(t + _SAMPLE_MS, hi_ms - 1)
+        off = _offset_ms(zone, t)
+        if off != prev_off:
+            a, b = prev_t, t  # offset(a) == prev_off, offset(b) != prev_off
+            while b - a > 1:
+                mid = (a + b) // 2
+                if _offset_ms(zone, mid) == prev_off:
+                    a = mid
+                else:
+                    b = mid
+            segments.append((b, _offset_ms(zone, b)))
+            off = _offset_ms(zone, t)
+        prev_t, prev_off = t, off
+    return segments
+
+
+# --------------------------------------------------------------------------- SQL pieces
+
+
+def slot_column(field_type: FieldType, slot: int) -> str:
+    """Column of a slot: ``i0..i31`` for int fields, ``s0..s31`` for string fields."""
+    if field_type not in ("int", "string"):
+        raise ReportQueryError(f"unknown field type {field_type!r}")
+    if isinstance(slot, bool) or not isinstance(slot, int) or not 0 <= slot < MAX_SLOTS:
+        raise ReportQueryError(f"slot {slot!r} is outside 0..{MAX_SLOTS - 1}")
+    return f"{'i' if field_type == 'int' else 's'}{slot}"
+
+
+class _Params:
+    """Collects parameter values; ``add`` returns the ``$n`` placeholder (typed)."""
+
+    def __init__(self) -> None:
+        self.values: list[object] = []
+
+    def add(self, value: object, sql_type: str) -> str:
+        self.values.append(value)
+        return f"CAST(${len(self.values)} AS {sql_type})"
+
+
+@dataclass(frozen=True, slots=True)
+class _Resolved:
+    expr: str  # a column name (or a typed NULL when the column does not exist yet)
+    type: FieldType
+
+
+class _Columns:
+    """Resolves field names to column expressions using the app's slots."""
+
+    def __init__(self, slots: FieldSlots, existing: Collection[str] | None) -> None:
+        self.slots = slots
+        self.existing = existing
+
+    def resolve(self, name: str, *, builtins: bool = True) -> _Resolved:
+        spec = self.slots.get(name)
+        if spec is not None:
+            ftype, slot = spec
+            column = slot_column(ftype, slot)
+            if self.existing is not None and column not in self.existing:
+                sql_type = "INTEGER" if ftype == "int" else "VARCHAR"
+                return _Resolved(f"CAST(NULL AS {sql_type})", ftype)
+            return _Resolved(column, ftype)
+        if builtins and name in BUILTIN_DIMENSIONS:
+            return _Resolved(BUILTIN_DIMENSIONS[name], "string")
+        raise ReportQueryError(f"unknown field {name!r}")
+
+
+def _filter_sql(f: Filter, columns: _Columns, params: _Params) -> str:
+    col = columns.resolve(f.field)
+    if col.type == "string":
+        if f.op not in ("=", "!="):
+            raise ReportQueryError(
+                f"filter {f.text!r}: string field {f.field!r} only takes = or !="
+            )
+        return f"{col.expr} {'=' if f.op == '=' else '<>'} {params.add(f.value, 'VARCHAR')}"
+    if not _INT_RE.fullmatch(f.value):
+        raise ReportQueryError(
+            f"filter {f.text!r}: {f.field!r} is an int field, {f.value!r} is not an integer"
+        )
+    number = int(f.value)
+    if not _INT64_MIN <= number <= _INT64_MAX:
+        raise ReportQueryError(f"filter {f.text!r}: {f.value} is out of range")
+    op = "<>" if f.op == "!=" else f.op
+    return f"{col.expr} {op} {params.add(number, 'BIGINT')}"
+
+
+def _filters_sql(
+    filters: Sequence[Filter], any_of: bool, columns: _Columns, params: _Params
+) -> str:
+    if not filters:
+        return ""
+    parts = [f"({_filter_sql(f, columns, params)})" for f in filters]
+    return " AND (" + (" OR " if any_of else " AND ").join(parts) + ")"
+
+
+def _base_where(appid: str, from_ms: int, to_ms: int, not_before_ms: int, params: _Params) -> str:
+    lo = max(from_ms, not_before_ms)
+    return (
+        f"appid = {params.add(appid, 'VARCHAR')} AND visible"
+        f" AND ts_ms >= {params.add(lo, 'BIGINT')} AND ts_ms < {params.add(to_ms, 'BIGINT')}"
+    )
+
+
+def _bucket_sql(q: EventQuery, params: _Params) -> str:
+    width = _MS_PER_HOUR if q.granularity == "hour" else _MS_PER_DAY
+    lo = max(q.from_ms, q.not_before_ms)
+    segments = offset_segments(q.tz, lo, max(lo + 1, q.to_ms))
+    shift = _SHIFT_DAYS * _MS_PER_DAY
+    if len(segments) == 1:
+        offset = params.add(segments[0][1] + shift, "BIGINT")
+    else:
+        whens = []
+        for (_, off), (next_start, _) in itertools.pairwise(segments):
+            until = params.add(next_start, "BIGINT")
+            whens.append(f"WHEN ts_ms < {until} THEN {params.add(off + shift, 'BIGINT')}")
+        last = params.add(segments[-1][1] + shift, "BIGINT")
+        offset = f"(CASE {' '.join(whens)} ELSE {last} END)"
+    return f"(ts_ms + {offset}) // {width}"
+
+
+def _bucket_label(granularity: Granularity, number: int) -> str:
+    if granularity == "day":
+        return (_EPOCH_DATE + timedelta(days=number - _SHIFT_DAYS)).isoformat()
+    hours = number - _SHIFT_DAYS * 24
+    return (_EPOCH_NAIVE + timedelta(hours=hours)).strftime("%Y-%m-%dT%H:00")
+
+
+# --------------------------------------------------------------------------- compiled reports
+
+
+Row = tuple[object, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class CompiledReport:
+    """SQL + parameters of a report, and the function that shapes its result rows."""
+
+    sql: str
+    params: tuple[object, ...]
+    shape: Callable[[Sequence[Row]], list[dict[str, object]]] = field(repr=False)
+
+
+class _Aggregates:
+    """Distinct base aggregates of a query (each computed once in SQL)."""
+
+    def __init__(self) -> None:
+        self.exprs: list[str] = []
+
+    def add(self, expr: str) -> int:
+        if expr not in self.exprs:
+            self.exprs.append(expr)
+        return self.exprs.index(expr)
+
+
+def _div(a: object, b: object) -> float | None:
+    if not isinstance(a, int) or not isinstance(b, int) or b == 0:
+        return None
+    return a / b
+
+
+def _metric_plan(m: Metric, columns: _Columns, aggs: _Aggregates) -> Callable[[Row], object]:
+    """Register the base aggregates ``m`` needs; return how to compute it from a result row."""
+    if m.field is None:
+        if m.kind == "count":
+            count_i = aggs.add("count(*)")
+            return lambda r: r[count_i]
+        users_i = aggs.add("count(DISTINCT user_id)")
+        if m.kind == "users":
+            return lambda r: r[users_i]
+        count_i = aggs.add("count(*)")
+        return lambda r: _div(r[count_i], r[users_i])
+    col = columns.resolve(m.field, builtins=False)
+    if m.kind in _STRING_METRICS:
+        if col.type != "string":
+            raise ReportQueryError(
+                f"metric {m.name!r}: distinct needs a string field, {m.field!r} is an int field"
+            )
+        distinct_i = aggs.add(f"count(DISTINCT {col.expr})")
+        return lambda r: r[distinct_i]
+    if col.type != "int":
+        raise ReportQueryError(
+            f"metric {m.name!r}: {m.kind} needs an int field, {m.field!r} is a string field"
+        )
+    if m.kind in ("max", "min"):
+        extreme_i = aggs.add(f"{m.kind}({col.expr})")
+        return lambda r: r[extreme_i]
+    sum_i = aggs.add(f"sum({col.expr})")
+
+    def total(r: Row) -> int:
+        value = r[sum_i]
+        return int(cast(int, value)) if value is not None else 0
+
+    if m.kind == "sum":
+        return total
+    if m.kind == "avg":
+        n_i = aggs.add(f"count({col.expr})")
+        return lambda r: _div(total(r), r[n_i])
+    users_i = aggs.add("count(DISTINCT user_id)")
+    return lambda r: _div(total(r), r[users_i])
+
+
+def compile_event_analysis(
+    appid: str,
+    q: EventQuery,
+    slots: FieldSlots,
+    *,
+    existing_columns: Collection[str] | None = None,
+) -> CompiledReport:
+    """SQL for an event analysis. ``existing_columns``: the slot columns the table has (a
+    slot column that does not exist yet reads as NULL); ``None`` means all of them."""
+    columns = _Columns(slots, existing_columns)
+    params = _Params()
+    aggs = _Aggregates()
+    metric_fns = [(m.name, _metric_plan(m, columns, aggs)) for m in q.metrics]
+    groups = [(name, columns.resolve(name).expr) for name in q.group_by]
+    select: list[str] = []
+    if q.granularity != "all":
+        select.append(_bucket_sql(q, params) + " AS b")
+    select += [f"{expr} AS g{i}" for i, (_, expr) in enumerate(groups)]
+    n_keys = len(select)
+    select += [f"{expr} AS m{i}" for i, expr in enumerate(aggs.exprs)]
+    where = _base_where(appid, q.from_ms, q.to_ms, q.not_before_ms, params)
+    where += f" AND event = {params.add(q.event, 'VARCHAR')}"
+    where += _filters_sql(q.filters, q.any, columns, params)
+    sql = f"SELECT {', '.join(select)} FROM {TABLE} WHERE {where}"
+    if n_keys:
+        positions = ", ".join(str(i + 1) for i in range(n_keys))
+        order = ", ".join(f"{i + 1} NULLS FIRST" for i in range(n_keys))
+        sql += f" GROUP BY {positions} ORDER BY {order}"
+    else:
+        sql += " HAVING count(*) > 0"
+    granularity = q.granularity
+    has_bucket = granularity != "all"
+    group_names = [name for name, _ in groups]
+
+    def shape(rows: Sequence[Row]) -> list[dict[str, object]]:
+        out: list[dict[str, object]] = []
+        for row in rows:
+            if has_bucket:
+                bucket = _bucket_label(granularity, cast(int, row[0]))
+                rest = row[1:]
+            else:
+                bucket, rest = "all", row
+            item: dict[str, object] = {"bucket": bucket}
+            for i, name in enumerate(group_names):
+                item[name] = rest[i]
+            metric_row = rest[len(group_names) :]
+            for name, fn in metric_fns:
+                item[name] = fn(metric_row)
+            out.append(item)
+        return out
+
+    return CompiledReport(sql, tuple(params.values), shape)
+
+
+def _none_first(value: object) -> tuple[bool, object]:
+    return (value is not None, value)
+
+
+def compile_funnel(
+    appid: str,
+    q: FunnelQuery,
+    slots: FieldSlots,
+    *,
+    existing_columns: Collection[str] | None = None,
+) -> CompiledReport:
+    """SQL for a funnel: a user reaches step k when they did step k strictly after the time
+    they reached step k-1 (earliest times, which is optimal), all within the window."""
+    columns = _Columns(slots, existing_columns)
+    params = _Params()
+    where = _base_where(appid, q.from_ms, q.to_ms, q.not_before_ms, params)
+    events = sorted({s.event for s in q.steps})
+    where += " AND event IN (" + ", ".join(params.add(e, "VARCHAR") for e in events) + ")"
+    group_expr = columns.resolve(q.group_by).expr if q.group_by is not None else "NULL"
+    step_conds: list[str] = []
+    for step in q.steps:
+        cond = f"event = {params.add(step.event, 'VARCHAR')}"
+        cond += _filters_sql(step.filters, False, columns, params)
+        step_conds.append(cond)
+    ctes = [
+        "base AS (SELECT user_id, ts_ms, uid, event, "
+        + f"{group_expr} AS g"
+        + "".join(f", ({c}) AS c{i}" for i, c in enumerate(step_conds))
+        + f" FROM {TABLE} WHERE {where})",
+        "s1 AS (SELECT user_id, first(g ORDER BY ts_ms, uid) AS g, min(ts_ms) AS t"
+        " FROM base WHERE c0 GROUP BY user_id)",
+    ]
+    for k in range(1, len(q.steps)):
+        ctes.append(
+            f"s{k + 1} AS (SELECT p.user_id, p.g, min(b.ts_ms) AS t FROM s{k} p"
+            f" JOIN base b ON b.user_id = p.user_id AND b.ts_ms > p.t"
+            f" WHERE b.c{k} GROUP BY p.user_id, p.g)"
+        )
+    unions = " UNION ALL ".join(
+        f"SELECT {k + 1} AS step, g, count(*) AS n FROM s{k + 1} GROUP BY g"
+        for k in range(len(q.steps))
+    )
+    sql = f"WITH {', '.join(ctes)} {unions}"
+    step_events = [s.event for s in q.steps]
+    group_name = q.group_by
+
+    def shape(rows: Sequence[Row]) -> list[dict[str, object]]:
+        counts: dict[tuple[object, int], int] = {}
+        groups: dict[object, None] = {}
+        for step, g, n in rows:
+            counts[(g, cast(int, step))] = cast(int, n)
+            if step == 1:
+                groups[g] = None
+        if group_name is None:
+            groups = {None: None}
+        out: list[dict[str, object]] = []
+        for g in sorted(groups, key=_none_first):
+            first = counts.get((g, 1), 0)
+            for k, event in enumerate(step_events, start=1):
+                users = counts.get((g, k), 0)
+                item: dict[str, object] = {"step": k, "event": event}
+                if group_name is not None:
+                    item[group_name] = g
+                item["users"] = users
+                item["conversion"] = users / first if first else 0.0
+                out.append(item)
+        return out
+
+    return CompiledReport(sql, tuple(params.values), shape)
+
+
+@dataclass(frozen=True, slots=True)
+class CompiledExport:
+    sql: str
+    params: tuple[object, ...]
+    header: tuple[str, ...]
+
+
+def compile_export(
+    appid: str,
+    event: str,
+    from_ms: int,
+    to_ms: int,
+    not_before_ms: int,
+    slots: FieldSlots,
+    *,
+    existing_columns: Collection[str] | None = None,
+) -> CompiledExport:
+    """All of one event's rows (time order): ts_ms, user, page, trigger, action, then every
+    field of ``slots`` in the mapping's order. The header names the CSV columns."""
+    _check_name(event, "event")
+    _check_window(from_ms, to_ms, not_before_ms)
+    columns = _Columns(slots, existing_columns)
+    params = _Params()
+    names = list(slots)
+    for name in names:
+        _check_name(name, "field")
+    fields = [columns.resolve(name, builtins=False).expr for name in names]
+    where = _base_where(appid, from_ms, to_ms, not_before_ms, params)
+    where += f" AND event = {params.add(event, 'VARCHAR')}"
+    select = ", ".join(["ts_ms", "user_id", "page", "trigger", "action", *fields])
+    sql = f"SELECT {select} FROM {TABLE} WHERE {where} ORDER BY ts_ms, uid"
+    header = ("time", "user", "page", "trigger", "action", *names)
+    return CompiledExport(sql, tuple(params.values), header)

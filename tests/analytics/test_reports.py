@@ -1,0 +1,622 @@
+"""Report engine: parsing, SQL building, and reports checked against a pure-Python reference.
+
+The property tests run the real DuckDB store (one file per module, one appid per example)
+and compare every report with a straightforward computation over the same events."""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+from collections import defaultdict
+from collections.abc import Iterator, Sequence
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from miniport.analytics.event_store import DuckDBEventStore, StoredEvent
+from miniport.analytics.reports import (
+    EventQuery,
+    FieldSlots,
+    Filter,
+    FunnelQuery,
+    Metric,
+    ReportQueryError,
+    compile_event_analysis,
+    compile_funnel,
+    offset_segments,
+    parse_filter,
+    parse_metric,
+)
+
+SLOTS: FieldSlots = {
+    "price": ("int", 0),
+    "qty": ("int", 3),
+    "color": ("string", 1),
+    "brand": ("string", 4),
+    "unused": ("int", 7),  # defined, never reported: its column does not exist
+    "label": ("string", 9),  # idem
+}
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+# 2026-10-31T00:00Z: the window spans New York's DST end (2026-11-01 06:00Z) and several
+# local midnights in Shanghai (UTC+8) and New York.
+T0 = 1_793_404_800_000
+SPAN = 3 * 86_400_000
+HOUR = 3_600_000
+
+
+# --------------------------------------------------------------------------- parsing
+
+
+def test_parse_metric_forms() -> None:
+    assert parse_metric("count") == Metric("count")
+    assert parse_metric(" users ") == Metric("users")
+    assert parse_metric("sum:price") == Metric("sum", "price")
+    assert parse_metric("per_user:price").name == "per_user:price"
+    assert parse_metric("distinct:color").name == "distinct:color"
+    for bad in [
+        "",
+        "sum",
+        "avg",
+        "distinct",
+        "count:price",
+        "users:x",
+        "median:price",
+        "sum:Price",
+        "sum:1x",
+        "sum:price;drop",
+        "sum:" + "a" * 33,
+    ]:
+        with pytest.raises(ReportQueryError):
+            parse_metric(bad)
+
+
+def test_parse_filter_forms() -> None:
+    assert parse_filter("color=red") == Filter("color", "=", "red")
+    assert parse_filter("color!=blue") == Filter("color", "!=", "blue")
+    assert parse_filter("price>=100") == Filter("price", ">=", "100")
+    assert parse_filter("price>5") == Filter("price", ">", "5")
+    assert parse_filter("price<=9") == Filter("price", "<=", "9")
+    assert parse_filter("price<3") == Filter("price", "<", "3")
+    assert parse_filter(" price >= 100 ") == Filter("price", ">=", "100")
+    assert parse_filter("color=a=b") == Filter("color", "=", "a=b")
+    assert parse_filter("color=") == Filter("color", "=", "")
+    for bad in ["", "color", "=red", "Color=red", "color~red", "1a=3", "color red"]:
+        with pytest.raises(ReportQueryError):
+            parse_filter(bad)
+
+
+def _query(**kw: object) -> EventQuery:
+    base: dict[str, object] = {
+        "event": "view",
+        "from_ms": T0,
+        "to_ms": T0 + SPAN,
+        "not_before_ms": 0,
+        "metrics": ["count"],
+    }
+    base.update(kw)
+    return EventQuery.parse(**base)  # type: ignore[arg-type]
+
+
+def test_metric_must_fit_field_type() -> None:
+    for metric in ["sum:color", "avg:brand", "max:color", "min:color", "per_user:color"]:
+        with pytest.raises(ReportQueryError, match="needs an int field"):
+            compile_event_analysis("a", _query(metrics=[metric]), SLOTS)
+    with pytest.raises(ReportQueryError, match="needs a string field"):
+        compile_event_analysis("a", _query(metrics=["distinct:price"]), SLOTS)
+    with pytest.raises(ReportQueryError, match="unknown field"):
+        compile_event_analysis("a", _query(metrics=["sum:nope"]), SLOTS)
+    with pytest.raises(ReportQueryError, match="unknown field"):
+        compile_event_analysis("a", _query(metrics=["sum:page"]), SLOTS)  # built-ins: no metrics
+
+
+def test_filter_values_typed_by_field() -> None:
+    with pytest.raises(ReportQueryError, match="not an integer"):
+        compile_event_analysis("a", _query(filters=["price=abc"]), SLOTS)
+    with pytest.raises(ReportQueryError, match="not an integer"):
+        compile_event_analysis("a", _query(filters=["price=1.5"]), SLOTS)
+    for op in [">=", ">", "<=", "<"]:
+        with pytest.raises(ReportQueryError, match="only takes = or !="):
+            compile_event_analysis("a", _query(filters=[f"color{op}red"]), SLOTS)
+    with pytest.raises(ReportQueryError, match="unknown field"):
+        compile_event_analysis("a", _query(filters=["nope=1"]), SLOTS)
+    compiled = compile_event_analysis("a", _query(filters=["price=-12", "page=pages/a"]), SLOTS)
+    assert -12 in compiled.params and "pages/a" in compiled.params
+
+
+def test_query_limits_and_validation() -> None:
+    ok = ["count", "users", "per_user", "sum:price", "distinct:color"]
+    _query(metrics=ok)
+    with pytest.raises(ReportQueryError):
+        _query(metrics=[*ok, "max:price"])
+    with pytest.raises(ReportQueryError):
+        _query(metrics=[])
+    with pytest.raises(ReportQueryError, match="twice"):
+        _query(metrics=["count", "count"])
+    _query(group_by=["color", "price", "qty", "brand", "page"])
+    with pytest.raises(ReportQueryError):
+        _query(group_by=["color", "price", "qty", "brand", "page", "trigger"])
+    with pytest.raises(ReportQueryError, match="twice"):
+        _query(group_by=["color", "color"])
+    _query(filters=["price>1"] * 5)
+    with pytest.raises(ReportQueryError):
+        _query(filters=["price>1"] * 6)
+    with pytest.raises(ReportQueryError, match="granularity"):
+        _query(granularity="week")
+    with pytest.raises(ReportQueryError, match="time zone"):
+        _query(tz="Mars/Olympus")
+    with pytest.raises(ReportQueryError, match="time zone"):
+        _query(tz="../../etc/passwd")
+    with pytest.raises(ReportQueryError, match="before"):
+        _query(from_ms=T0, to_ms=T0)
+    with pytest.raises(ReportQueryError, match="clashes"):
+        _query(metrics=["count"], group_by=["count"])
+    with pytest.raises(ReportQueryError, match="clashes"):
+        _query(group_by=["bucket"])
+    with pytest.raises(ReportQueryError):
+        _query(event="view'; DROP TABLE events; --")
+    with pytest.raises(ReportQueryError):
+        FunnelQuery.parse(steps=["view"], from_ms=0, to_ms=1, not_before_ms=0)
+    with pytest.raises(ReportQueryError):
+        FunnelQuery.parse(steps=["view"] * 11, from_ms=0, to_ms=1, not_before_ms=0)
+
+
+def test_user_values_never_reach_the_sql_text() -> None:
+    evil = "x' OR 1=1; DROP TABLE events; --"
+    q = _query(filters=[f"color={evil}", f"brand!={evil}"], group_by=["color"], tz="Asia/Shanghai")
+    compiled = compile_event_analysis("app'--", q, SLOTS)
+    assert evil not in compiled.sql and "app'--" not in compiled.sql
+    assert evil in compiled.params and "app'--" in compiled.params
+    assert "DROP" not in compiled.sql
+    funnel = FunnelQuery.parse(
+        steps=[("view", [f"color={evil}"]), "buy"], from_ms=0, to_ms=1, not_before_ms=0
+    )
+    compiled = compile_funnel("a", funnel, SLOTS)
+    assert evil not in compiled.sql and evil in compiled.params
+    for name in ["color; DROP TABLE events", "color)", "i0 --", "Color", 'color"']:
+        with pytest.raises(ReportQueryError, match="not a valid name"):
+            compile_event_analysis("a", _query(group_by=[name]), SLOTS)
+    with pytest.raises(ReportQueryError, match="unknown field"):  # raw columns are not fields
+        compile_event_analysis("a", _query(group_by=["s1"]), SLOTS)
+
+
+def test_identifiers_come_from_the_slot_mapping_only() -> None:
+    q = _query(metrics=["sum:price", "distinct:color"], group_by=["brand"], filters=["qty>1"])
+    sql = compile_event_analysis("a", q, SLOTS).sql
+    for column in ["i0", "s1", "s4", "i3"]:
+        assert column in sql
+    bad_slots: FieldSlots = {"price": ("int", 32)}
+    with pytest.raises(ReportQueryError, match="slot"):
+        compile_event_analysis("a", _query(metrics=["sum:price"]), bad_slots)
+    # a field whose column was never created reads as NULL, not as an unknown column
+    sql = compile_event_analysis(
+        "a", _query(metrics=["sum:unused"]), SLOTS, existing_columns={"i0"}
+    ).sql
+    assert "i7" not in sql and "CAST(NULL AS INTEGER)" in sql
+
+
+def test_offset_segments_find_dst_transitions() -> None:
+    ny_end = int(datetime(2026, 11, 1, 6, tzinfo=UTC).timestamp() * 1000)
+    segs = offset_segments("America/New_York", T0, T0 + SPAN)
+    assert segs == [(T0, -4 * HOUR), (ny_end, -5 * HOUR)]
+    assert offset_segments("Asia/Shanghai", T0, T0 + SPAN) == [(T0, 8 * HOUR)]
+    assert offset_segments("UTC", T0, T0 + 1) == [(T0, 0)]
+    # spring forward too, at the exact millisecond
+    ny_start = int(datetime(2026, 3, 8, 7, tzinfo=UTC).timestamp() * 1000)
+    segs = offset_segments("America/New_York", ny_start - 5 * 86_400_000, ny_start + 1)
+    assert segs[1] == (ny_start, -4 * HOUR)
+
+
+# --------------------------------------------------------------------------- reference
+
+
+def value_of(e: StoredEvent, name: str) -> object:
+    if name in SLOTS:
+        ftype, slot = SLOTS[name]
+        return e.ints.get(slot) if ftype == "int" else e.strs.get(slot)
+    return {"page": e.page, "trigger": e.trigger}[name]
+
+
+def matches(e: StoredEvent, f: Filter) -> bool:
+    v = value_of(e, f.field)
+    if v is None:
+        return False
+    target: object = f.value
+    if isinstance(v, int):
+        target = int(f.value)
+    if f.op == "=":
+        return v == target
+    if f.op == "!=":
+        return v != target
+    assert isinstance(v, int) and isinstance(target, int)
+    return {">=": v >= target, ">": v > target, "<=": v <= target, "<": v < target}[f.op]
+
+
+def bucket_of(ts_ms: int, granularity: str, tz: str) -> str:
+    if granularity == "all":
+        return "all"
+    local = (EPOCH + timedelta(milliseconds=ts_ms)).astimezone(ZoneInfo(tz))
+    if granularity == "day":
+        return local.date().isoformat()
+    return local.strftime("%Y-%m-%dT%H:00")
+
+
+def none_first(v: object) -> tuple[bool, object]:
+    return (v is not None, v)
+
+
+def ref_event_analysis(
+    events: Sequence[StoredEvent], q: EventQuery, visible_tests: set[str]
+) -> list[dict[str, object]]:
+    lo = max(q.from_ms, q.not_before_ms)
+    chosen = [
+        e
+        for e in events
+        if (e.test_id is None or e.test_id in visible_tests)
+        and e.event == q.event
+        and lo <= e.ts_ms < q.to_ms
+        and (not q.filters or (any if q.any else all)(matches(e, f) for f in q.filters))
+    ]
+    groups: dict[tuple[object, ...], list[StoredEvent]] = defaultdict(list)
+    for e in chosen:
+        key = (bucket_of(e.ts_ms, q.granularity, q.tz), *(value_of(e, g) for g in q.group_by))
+        groups[key].append(e)
+    out = []
+    for key in sorted(groups, key=lambda k: (k[0], *(none_first(v) for v in k[1:]))):
+        rows = groups[key]
+        users = len({e.user for e in rows})
+        item: dict[str, object] = {"bucket": key[0]}
+        item.update(zip(q.group_by, key[1:], strict=True))
+        for m in q.metrics:
+            if m.field is None:
+                item[m.name] = {"count": len(rows), "users": users, "per_user": len(rows) / users}[
+                    m.kind
+                ]
+                continue
+            vals = [v for v in (value_of(e, m.field) for e in rows) if v is not None]
+            if m.kind == "distinct":
+                item[m.name] = len(set(vals))
+                continue
+            ints = [v for v in vals if isinstance(v, int)]
+            total = sum(ints)
+            item[m.name] = {
+                "sum": total,
+                "max": max(ints) if ints else None,
+                "min": min(ints) if ints else None,
+                "avg": total / len(ints) if ints else None,
+                "per_user": total / users,
+            }[m.kind]
+        out.append(item)
+    return out
+
+
+def ref_funnel(
+    events: Sequence[StoredEvent], q: FunnelQuery, visible_tests: set[str]
+) -> list[dict[str, object]]:
+    lo = max(q.from_ms, q.not_before_ms)
+    by_user: dict[str, list[StoredEvent]] = defaultdict(list)
+    for e in events:
+        if (e.test_id is None or e.test_id in visible_tests) and lo <= e.ts_ms < q.to_ms:
+            by_user[e.user].append(e)
+
+    def is_step(e: StoredEvent, k: int) -> bool:
+        step = q.steps[k]
+        return e.event == step.event and all(matches(e, f) for f in step.filters)
+
+    counts: dict[tuple[object, int], int] = defaultdict(int)
+    groups: set[object] = set()
+    for evs in by_user.values():
+        firsts = sorted((e for e in evs if is_step(e, 0)), key=lambda e: (e.ts_ms, e.uid))
+        if not firsts:
+            continue
+        g = value_of(firsts[0], q.group_by) if q.group_by else None
+        groups.add(g)
+        t = firsts[0].ts_ms
+        counts[(g, 1)] += 1
+        for k in range(1, len(q.steps)):
+            later = [e.ts_ms for e in evs if is_step(e, k) and e.ts_ms > t]
+            if not later:
+                break
+            t = min(later)
+            counts[(g, k + 1)] += 1
+    if q.group_by is None:
+        groups = {None}
+    out = []
+    for g in sorted(groups, key=none_first):
+        first = counts[(g, 1)]
+        for k, step in enumerate(q.steps, start=1):
+            item: dict[str, object] = {"step": k, "event": step.event}
+            if q.group_by is not None:
+                item[q.group_by] = g
+            item["users"] = counts[(g, k)]
+            item["conversion"] = counts[(g, k)] / first if first else 0.0
+            out.append(item)
+    return out
+
+
+def assert_rows_equal(got: list[dict[str, object]], want: list[dict[str, object]]) -> None:
+    assert [list(r) for r in got] == [list(r) for r in want]
+    for g, w in zip(got, want, strict=True):
+        for key, value in w.items():
+            if isinstance(value, float):
+                assert g[key] == pytest.approx(value, rel=1e-12), key
+            else:
+                assert g[key] == value, key
+                assert type(g[key]) is type(value), key
+
+
+# --------------------------------------------------------------------------- strategies
+
+_appids = (f"app{i}" for i in itertools.count())
+
+
+@st.composite
+def events_strategy(draw: st.DrawFn) -> list[StoredEvent]:
+    n = draw(st.integers(0, 40))
+    out = []
+    for i in range(n):
+        ints: dict[int, int] = {}
+        strs: dict[int, str] = {}
+        if draw(st.booleans()):
+            ints[0] = draw(st.integers(-(2**31), 2**31 - 1) | st.integers(-5, 20))
+        if draw(st.integers(0, 3)) == 0:
+            ints[3] = draw(st.integers(0, 3))
+        if draw(st.booleans()):
+            strs[1] = draw(st.sampled_from(["red", "blue", "green", "", "Red", "é"]))
+        if draw(st.integers(0, 3)) == 0:
+            strs[4] = draw(st.sampled_from(["acme", "zeta"]))
+        # a few popular instants make equal timestamps (funnels need strict order) common
+        minute = draw(st.integers(-120, SPAN // 60_000 + 120) | st.sampled_from([0, 1, 1440]))
+        ts = T0 + minute * 60_000 + draw(st.sampled_from([0, 0, 1, 59_999]))
+        out.append(
+            StoredEvent(
+                appid="placeholder",  # set per example
+                uid=f"e{i}",
+                event=draw(st.sampled_from(["view", "view", "buy", "share"])),
+                user=draw(st.sampled_from(["u1", "u2", "u3", "u4", "u5"])),
+                ts_ms=ts,
+                received_ms=ts,
+                time_estimated=False,
+                page=draw(st.sampled_from(["pages/a", "pages/b", None])),
+                trigger=draw(st.sampled_from(["click", "launch", None])),
+                action=None,
+                ints=ints,
+                strs=strs,
+                test_id=draw(st.sampled_from([None, None, None, None, "t1", "t2"])),
+            )
+        )
+    return out
+
+
+METRICS = [
+    "count",
+    "users",
+    "per_user",
+    "sum:price",
+    "max:price",
+    "min:price",
+    "avg:price",
+    "per_user:price",
+    "sum:qty",
+    "distinct:color",
+    "distinct:brand",
+    "avg:unused",
+    "distinct:label",
+    "sum:unused",
+]
+GROUPS = ["color", "price", "qty", "brand", "page", "trigger", "unused"]
+FILTERS = [
+    "color=red",
+    "color!=blue",
+    "color=",
+    "brand=acme",
+    "price>=5",
+    "price>0",
+    "price<=3",
+    "price<10",
+    "price=7",
+    "price!=7",
+    "qty>=1",
+    "page=pages/a",
+    "trigger!=click",
+    "unused>0",
+    "label!=x",
+]
+TZS = ["UTC", "Asia/Shanghai", "America/New_York", "Asia/Kathmandu"]
+
+
+@st.composite
+def window(draw: st.DrawFn) -> tuple[int, int, int]:
+    a = draw(st.integers(T0 - 3 * HOUR, T0 + SPAN))
+    b = draw(st.integers(a + 1, T0 + SPAN + 3 * HOUR))
+    nb = draw(st.sampled_from([0, 0, a - HOUR, a + (b - a) // 2]))
+    return a, b, max(nb, 0)
+
+
+@st.composite
+def event_queries(draw: st.DrawFn) -> EventQuery:
+    a, b, nb = draw(window())
+    return EventQuery.parse(
+        event=draw(st.sampled_from(["view", "buy"])),
+        from_ms=a,
+        to_ms=b,
+        not_before_ms=nb,
+        metrics=draw(st.lists(st.sampled_from(METRICS), min_size=1, max_size=5, unique=True)),
+        group_by=draw(st.lists(st.sampled_from(GROUPS), max_size=3, unique=True)),
+        filters=draw(st.lists(st.sampled_from(FILTERS), max_size=3)),
+        any=draw(st.booleans()),
+        granularity=draw(st.sampled_from(["hour", "day", "all"])),
+        tz=draw(st.sampled_from(TZS)),
+    )
+
+
+@st.composite
+def funnel_queries(draw: st.DrawFn) -> FunnelQuery:
+    a, b, nb = draw(window())
+    n = draw(st.integers(2, 4))
+    steps = [
+        (
+            draw(st.sampled_from(["view", "buy", "share"])),
+            draw(st.lists(st.sampled_from(FILTERS), max_size=2)),
+        )
+        for _ in range(n)
+    ]
+    return FunnelQuery.parse(
+        steps=steps,
+        from_ms=a,
+        to_ms=b,
+        not_before_ms=nb,
+        group_by=draw(st.sampled_from([None, "color", "price", "page", "unused"])),
+    )
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DuckDBEventStore]:
+    path: Path = tmp_path_factory.mktemp("reports") / "analytics.duckdb"
+    s = DuckDBEventStore(path, threads=1)
+    try:
+        yield s
+    finally:
+        s.close()
+
+
+def load(store: DuckDBEventStore, events: list[StoredEvent]) -> tuple[str, list[StoredEvent]]:
+    appid = next(_appids)
+    rows = [dataclasses.replace(e, appid=appid) for e in events]
+    store.append(rows)
+    store.sync_test(appid, "t1")
+    return appid, rows
+
+
+PROPERTY = settings(
+    max_examples=120,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+
+
+@PROPERTY
+@given(events=events_strategy(), query=event_queries())
+def test_event_analysis_matches_reference(
+    store: DuckDBEventStore, events: list[StoredEvent], query: EventQuery
+) -> None:
+    appid, rows = load(store, events)
+    got = store.event_analysis(appid, query, SLOTS)
+    assert_rows_equal(got, ref_event_analysis(rows, query, {"t1"}))
+
+
+@PROPERTY
+@given(events=events_strategy(), query=funnel_queries())
+def test_funnel_matches_reference(
+    store: DuckDBEventStore, events: list[StoredEvent], query: FunnelQuery
+) -> None:
+    appid, rows = load(store, events)
+    got = store.funnel(appid, query, SLOTS)
+    assert_rows_equal(got, ref_funnel(rows, query, {"t1"}))
+
+
+# --------------------------------------------------------------------------- fixed examples
+
+
+def ev(
+    uid: str,
+    ts: int,
+    *,
+    event: str = "view",
+    user: str = "u1",
+    price: int | None = None,
+    color: str | None = None,
+    page: str | None = "pages/a",
+) -> StoredEvent:
+    return StoredEvent(
+        "shop",
+        uid,
+        event,
+        user,
+        ts,
+        ts,
+        False,
+        page,
+        "click",
+        None,
+        {} if price is None else {0: price},
+        {} if color is None else {1: color},
+    )
+
+
+def test_day_buckets_follow_the_time_zone(tmp_path: Path) -> None:
+    with DuckDBEventStore(tmp_path / "a.duckdb") as s:
+        s.append(
+            [
+                ev("a", T0 + 16 * HOUR - 1),  # Shanghai 2026-10-31 23:59:59.999
+                ev("b", T0 + 16 * HOUR),  # Shanghai 2026-11-01 00:00
+                ev("c", T0 + 29 * HOUR + 30 * 60_000),  # NY 2026-11-01 01:30 EDT
+                ev("d", T0 + 30 * HOUR + 30 * 60_000),  # NY 01:30 again, EST (repeated hour)
+            ]
+        )
+        q = _query(tz="Asia/Shanghai")
+        assert s.event_analysis("shop", q, SLOTS) == [
+            {"bucket": "2026-10-31", "count": 1},
+            {"bucket": "2026-11-01", "count": 3},
+        ]
+        q = _query(tz="America/New_York", granularity="hour", from_ms=T0 + 29 * HOUR)
+        assert s.event_analysis("shop", q, SLOTS) == [{"bucket": "2026-11-01T01:00", "count": 2}]
+        q = _query(tz="America/New_York", granularity="all")
+        assert s.event_analysis("shop", q, SLOTS) == [{"bucket": "all", "count": 4}]
+
+
+def test_report_output_shape(tmp_path: Path) -> None:
+    with DuckDBEventStore(tmp_path / "a.duckdb") as s:
+        s.append(
+            [
+                ev("1", T0 + HOUR, user="u1", price=100, color="red"),
+                ev("2", T0 + HOUR, user="u1", price=50, color="red"),
+                ev("3", T0 + HOUR, user="u2", price=7, color="blue"),
+                ev("4", T0 + HOUR, user="u2", color="blue", event="buy"),
+            ]
+        )
+        q = _query(
+            metrics=["count", "users", "per_user", "sum:price", "per_user:price"],
+            group_by=["color"],
+            filters=["price>=50", "color=blue"],
+            any=True,
+        )
+        assert s.event_analysis("shop", q, SLOTS) == [
+            {
+                "bucket": "2026-10-31",
+                "color": "blue",
+                "count": 1,
+                "users": 1,
+                "per_user": 1.0,
+                "sum:price": 7,
+                "per_user:price": 7.0,
+            },
+            {
+                "bucket": "2026-10-31",
+                "color": "red",
+                "count": 2,
+                "users": 1,
+                "per_user": 2.0,
+                "sum:price": 150,
+                "per_user:price": 150.0,
+            },
+        ]
+        assert s.event_analysis("nobody", q, SLOTS) == []
+        f = FunnelQuery.parse(
+            steps=["view", ("buy", ["color=blue"])], from_ms=T0, to_ms=T0 + SPAN, not_before_ms=0
+        )
+        # u2's buy has the same timestamp as their view: not strictly after, no conversion
+        assert s.funnel("shop", f, SLOTS) == [
+            {"step": 1, "event": "view", "users": 2, "conversion": 1.0},
+            {"step": 2, "event": "buy", "users": 0, "conversion": 0.0},
+        ]
+        s.append([ev("5", T0 + 2 * HOUR, user="u2", color="blue", event="buy")])
+        assert s.funnel("shop", f, SLOTS)[1] == {
+            "step": 2,
+            "event": "buy",
+            "users": 1,
+            "conversion": 0.5,
+        }

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { readdirSync, readFileSync } from 'node:fs';
 import { describe, test } from 'node:test';
 
-import { Evaluator, normalizePage, parseSelector, parseSource } from '../src/evaluator.js';
+import { Evaluator, normalizePage, parseSelector, parseSource } from '../../src/miniport/web/sdk/evaluator.js';
 
 const VECTORS = new URL('../../src/miniport/analytics/vectors/', import.meta.url);
 

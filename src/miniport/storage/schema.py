@@ -174,6 +174,8 @@ console_users = Table(
     Column("password_hash", Text, nullable=False),
     Column("created_at", Float, nullable=False),
     Column("disabled", Boolean, nullable=False, default=False),
+    # set for a generated one-time password: the user must choose their own at first sign-in
+    Column("must_change_password", Boolean, nullable=False, default=False),
 )
 
 console_sessions = Table(

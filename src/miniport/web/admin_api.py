@@ -10,6 +10,7 @@ from pydantic import BaseModel, Field, StrictStr
 
 from ..domain.requests import Launch
 from ..services.auth import Principal
+from ..storage.health import health_series as _health_series
 from .deps import platform_of, require
 
 router = APIRouter(prefix="/admin/v1", tags=["admin"])
@@ -43,6 +44,11 @@ class FetchNowIn(BaseModel):
 
 class UserIn(BaseModel):
     user_id: StrictStr = Field(min_length=1, max_length=128)
+
+
+class RuntimeTokenIn(BaseModel):
+    user_id: StrictStr = Field(min_length=1, max_length=128)
+    device_id: StrictStr | None = Field(default=None, max_length=128)
 
 
 def app_dict(app: Any, with_secret: bool) -> dict[str, Any]:
@@ -153,3 +159,40 @@ async def health(appid: str, request: Request, who: Viewer,
 @router.get("/apps/{appid}/users/{user_id}/devices")
 async def devices(appid: str, user_id: str, request: Request, who: Viewer) -> dict[str, Any]:
     return {"devices": platform_of(request).broker.connected(user_id)}
+
+
+@router.get("/apps/{appid}/health/series")
+async def health_series(appid: str, request: Request, who: Viewer,
+                        hours: Annotated[float, Query(gt=0, le=24 * 30)] = 24,
+                        buckets: Annotated[int, Query(ge=1, le=500)] = 48) -> dict[str, Any]:
+    """Success rate, latency and body size over time: the fetch log of the last ``hours`` in
+    about ``buckets`` equal time buckets per kind (aligned to multiples of ``bucket_s``; a bucket
+    without fetches is null)."""
+    platform = platform_of(request)
+    await platform.apps.get(appid)
+    now = platform.clock.now()
+    bucket_s = max(60.0, round(hours * 3600 / buckets / 60) * 60)
+    first = int((now - hours * 3600) // bucket_s)
+    starts = [(first + i) * bucket_s for i in range(int(now // bucket_s) - first + 1)]
+    rows = await platform.db.read(_health_series, platform.db, appid, starts[0], bucket_s)
+    kinds: dict[str, list[dict[str, Any] | None]] = {
+        k: [None] * len(starts) for k in ("periodic", "pre")}
+    for row in rows:
+        slot = round((row["t"] - starts[0]) / bucket_s)
+        if 0 <= slot < len(starts):
+            row["success_rate"] = row["ok"] / row["total"] if row["total"] else None
+            kinds.setdefault(row["kind"], [None] * len(starts))[slot] = row
+    return {"appid": appid, "since": starts[0], "until": now, "bucket_s": bucket_s,
+            "buckets": starts, "kinds": kinds}
+
+
+@router.post("/runtime-tokens")
+async def runtime_token(body: RuntimeTokenIn, request: Request, who: Developer) -> dict[str, Any]:
+    """A runtime token for a host user and device (the console's simulator runs as that user)."""
+    platform = platform_of(request)
+    token = platform.auth.runtime_token(body.user_id, body.device_id)
+    await platform.db.write(platform.registry.audit, platform.clock.now(), who.name,
+                            "runtime_token.create", None, user_id=body.user_id,
+                            device_id=body.device_id or "default")
+    return {"runtime_token": token, "user_id": body.user_id,
+            "device_id": body.device_id or "default"}

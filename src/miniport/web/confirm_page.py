@@ -1,34 +1,97 @@
-"""The page a confirmation link (the QR code) opens."""
+"""The page a confirmation link (the QR code) opens, usually on an admin's phone.
+
+- Not signed in: the console's sign-in page, then back to this link.
+- Signed in as an admin: the change (app, kind, operation, URL, who asked) and a Confirm button
+  (a POST with the session's CSRF token); confirming applies the change.
+- Signed in without the admin role: refused, saying why.
+The confirmation itself goes through ``deps.require("admin")`` like the admin API."""
 
 from __future__ import annotations
 
-import html
+import contextlib
+from typing import Any
+from urllib.parse import urlencode
 
 from fastapi import APIRouter, Request
-from fastapi.responses import HTMLResponse
+from fastapi.responses import RedirectResponse, Response
 
-from ..errors import MiniportError
-from .deps import platform_of
+from ..errors import Forbidden, MiniportError, Unauthorized
+from ..storage.registry import ChangeRequest
+from .console.routes import BASE, ConsoleState, render
+from .deps import platform_of, require
 
 router = APIRouter(include_in_schema=False)
+_admin = require("admin")
+
+
+def _console(request: Request) -> ConsoleState:
+    return request.app.state.console  # type: ignore[no-any-return]
+
+
+def _sign_in(request: Request, code: str) -> RedirectResponse:
+    return RedirectResponse(f"{BASE}/login?{urlencode({'next': f'/confirm/{code}'})}", 303)
+
+
+async def _describe(request: Request, change: ChangeRequest) -> dict[str, Any]:
+    platform = platform_of(request)
+    try:
+        app = await platform.apps.get(change.appid)
+        name = app.name
+    except MiniportError:
+        name = change.appid
+    urls = await platform.db.read(platform.registry.fetch_urls, change.appid)
+    current = urls.get(change.kind)
+    expired = change.status == "pending" and platform.clock.now() > change.expires_at
+    return {"change": change, "app_name": name, "expired": expired,
+            "current_url": current.url if current else None,
+            "current_enabled": bool(current and current.enabled),
+            "expires_in_s": max(0, int(change.expires_at - platform.clock.now()))}
 
 
 @router.get("/confirm/{code}")
-async def confirm_page(code: str, request: Request) -> HTMLResponse:
+async def confirm_page(code: str, request: Request) -> Response:
+    state = _console(request)
+    session = await state.auth.session(request)
+    if session is None:
+        return _sign_in(request, code)
+    if session.user.must_change_password:
+        return RedirectResponse(
+            f"{BASE}/account/password?{urlencode({'next': f'/confirm/{code}'})}", 303)
     platform = platform_of(request)
     try:
         change = await platform.apps.change_for_code(code)
     except MiniportError as exc:
-        return HTMLResponse(f"<h1>Cannot confirm</h1><p>{html.escape(exc.message)}</p>", 410)
-    rows = "".join(
-        f"<tr><th>{k}</th><td>{html.escape(str(v))}</td></tr>"
-        for k, v in (("app", change.appid), ("kind", change.kind), ("change", change.op),
-                     ("URL", change.url or "-"), ("requested by", change.requested_by),
-                     ("status", change.status))
-    )
-    return HTMLResponse(
-        f"<!doctype html><meta name=viewport content='width=device-width'><title>Confirm change</title>"
-        f"<h1>Confirm a data URL change</h1><table>{rows}</table>"
-        f"<p>An admin confirms in the console (signed in) or with "
-        f"<code>miniport change confirm {html.escape(code)}</code>.</p>"
-    )
+        return render(request, "confirm.html", session=session, status=410, error=exc.message,
+                      code=code)
+    if not session.user.can("admin"):
+        return render(request, "confirm.html", session=session, status=403, refused=True,
+                      code=code, **await _describe(request, change))
+    return render(request, "confirm.html", session=session, code=code,
+                  **await _describe(request, change))
+
+
+@router.post("/confirm/{code}")
+async def confirm(code: str, request: Request) -> Response:
+    state = _console(request)
+    session = await state.auth.session(request)
+    if session is None:
+        return _sign_in(request, code)
+    try:
+        who = await _admin(request)  # the session, its CSRF token (form field) and the role
+    except Unauthorized:
+        return _sign_in(request, code)
+    except Forbidden as exc:
+        return render(request, "confirm.html", session=session, status=403, refused=True,
+                      code=code, error=exc.message)
+    platform = platform_of(request)
+    try:
+        change = await platform.apps.confirm(code, who.name)
+    except MiniportError as exc:
+        found = None
+        with contextlib.suppress(MiniportError):
+            found = await platform.apps.change_for_code(code)
+        extra = await _describe(request, found) if found is not None else {}
+        return render(request, "confirm.html", session=session, status=exc.http_status,
+                      error=exc.message, code=code, **extra)
+    return render(request, "confirm.html", session=session, code=code, applied=True,
+                  **await _describe(request, change))

@@ -1,0 +1,74 @@
+// Type check (tsc --noEmit, run by `npm test`): the runtime's wx calls take and give exactly what
+// the published `miniprogram-api-typings` declare, so WeChat code type-checks against Miniport's
+// runtime unchanged. tsc also checks the runtime's own JSDoc types (checkJs).
+import { createRuntime } from '../../src/miniport/web/sdk/wx.js';
+
+const wx = createRuntime({ appid: 'mp0', token: 'token' }).wx;
+type Ours = typeof wx;
+type Theirs = WechatMiniprogram.Wx;
+
+type Assert<T extends true> = T;
+type Extends<A, B> = [A] extends [B] ? true : false;
+/** Each assignable to the other. */
+type Same<A, B> = Extends<A, B> extends true ? Extends<B, A> : false;
+type Option<F extends (...args: any) => any> = NonNullable<Parameters<F>[0]>;
+type Fn = (...args: any) => any;
+type SuccessResult<O> = O extends { success?: infer S } ? Parameters<Extract<S, Fn>>[0] : never;
+type FailResult<O> = O extends { fail?: infer S } ? Parameters<Extract<S, Fn>>[0] : never;
+
+// --- option objects ---
+export type Options = [
+  Assert<Same<Option<Ours['setBackgroundFetchToken']>, WechatMiniprogram.SetBackgroundFetchTokenOption>>,
+  Assert<Same<Option<Ours['getBackgroundFetchToken']>, WechatMiniprogram.GetBackgroundFetchTokenOption>>,
+  Assert<Same<Option<Ours['getBackgroundFetchData']>, WechatMiniprogram.GetBackgroundFetchDataOption>>,
+  Assert<Same<Option<Ours['login']>, WechatMiniprogram.LoginOption>>,
+  Assert<Same<Parameters<Ours['onBackgroundFetchData']>[0], WechatMiniprogram.OnBackgroundFetchDataCallback>>,
+];
+
+// --- results given to success / fail, and the promise ---
+export type Results = [
+  Assert<Same<SuccessResult<Option<Ours['getBackgroundFetchData']>>,
+    WechatMiniprogram.GetBackgroundFetchDataSuccessCallbackResult>>,
+  Assert<Same<SuccessResult<Option<Ours['getBackgroundFetchToken']>>,
+    WechatMiniprogram.GetBackgroundFetchTokenSuccessCallbackResult>>,
+  Assert<Same<SuccessResult<Option<Ours['setBackgroundFetchToken']>>, WechatMiniprogram.GeneralCallbackResult>>,
+  Assert<Same<SuccessResult<Option<Ours['login']>>, WechatMiniprogram.LoginSuccessCallbackResult>>,
+  Assert<Same<Parameters<Parameters<Ours['onBackgroundFetchData']>[0]>[0],
+    WechatMiniprogram.OnBackgroundFetchDataListenerResult>>,
+  Assert<Same<FailResult<Option<Ours['getBackgroundFetchData']>>, WechatMiniprogram.GeneralCallbackResult>>,
+  Assert<Same<FailResult<Option<Ours['login']>>, WechatMiniprogram.LoginFailCallbackErr>>,
+];
+
+// --- whole methods: ours stands in wherever WeChat's is expected ---
+export const methods: Pick<Theirs, 'setBackgroundFetchToken' | 'getBackgroundFetchToken'
+  | 'getBackgroundFetchData' | 'onBackgroundFetchData' | 'login'> = wx;
+
+// --- WeChat-style code, unchanged ---
+export async function wechatStyle(): Promise<string> {
+  wx.setBackgroundFetchToken({ token: 't', success: (res) => res.errMsg.toUpperCase() });
+  wx.getBackgroundFetchData({
+    fetchType: 'pre',
+    success(res) {
+      const data: string = res.fetchedData;
+      const scene: number = res.scene;
+      void [data, scene, res.path, res.query, res.timeStamp];
+    },
+    fail(err) {
+      void err.errMsg.length;
+    },
+  });
+  wx.onBackgroundFetchData((res) => void [res.fetchType, res.fetchedData, res.timeStamp]);
+  const periodic: WechatMiniprogram.GetBackgroundFetchDataSuccessCallbackResult =
+    await wx.getBackgroundFetchData({ fetchType: 'periodic' });
+  const login: WechatMiniprogram.LoginSuccessCallbackResult = await wx.login();
+  const token: WechatMiniprogram.GetBackgroundFetchTokenSuccessCallbackResult =
+    await wx.getBackgroundFetchToken();
+  // with a callback WeChat returns nothing, not a promise
+  const nothing: void = wx.login({ success: () => undefined });
+  // @ts-expect-error a token is required
+  wx.setBackgroundFetchToken({});
+  // @ts-expect-error fetchType is required
+  wx.getBackgroundFetchData({ waitMs: 10 });
+  void nothing;
+  return periodic.fetchedData + login.code + token.token;
+}

@@ -1,0 +1,36 @@
+"""The web console (``/console``): server-rendered pages (Jinja2) with small vanilla JS modules,
+the JavaScript runtime at ``/sdk/``, and the console session behind the admin API.
+
+``install(app, platform)`` wires all of it into the main application:
+
+- ``app.state.session_resolver``: the admin API (``/admin/v1/...``) accepts a console session
+  cookie (with the CSRF header on state-changing calls) as well as an API key;
+- ``/console``: a mounted sub-application with its own error pages (HTML, not JSON);
+- ``/sdk``: the JavaScript runtime's ES modules (``/sdk/miniport-runtime.js``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from fastapi import FastAPI
+from fastapi.staticfiles import StaticFiles
+
+from ...platform import Platform
+from .auth import ConsoleAuth
+from .routes import ConsoleState, create_console_app
+
+SDK_DIR = Path(__file__).resolve().parent.parent / "sdk"
+BASE = "/console"
+
+
+def install(app: FastAPI, platform: Platform) -> ConsoleState:
+    state = ConsoleState(platform, ConsoleAuth(platform))
+    app.state.session_resolver = state.auth.resolve
+    app.state.console = state
+    app.mount(BASE, create_console_app(platform, state), name="console")
+    app.mount("/sdk", StaticFiles(directory=SDK_DIR), name="sdk")
+    return state
+
+
+__all__ = ["BASE", "ConsoleAuth", "ConsoleState", "install"]

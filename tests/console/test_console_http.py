@@ -1,0 +1,200 @@
+"""The console over real HTTP (no browser): sign-in, the session cookie, CSRF on the admin API,
+roles on pages, the admin endpoints the console added, the CLI, and the UI text catalogs."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from miniport.web.console import i18n
+from miniport.web.console.auth import ConsoleAuth
+from miniport.web.console.routes import safe_next
+from tests.conftest import DevServer, LiveServer, confirm_url
+
+CONSOLE = Path(__file__).resolve().parents[2] / "src" / "miniport" / "web" / "console"
+PASSWORD = "s3cret-enough"
+
+
+def csrf_of(html: str) -> str:
+    found = re.search(r'name="csrf_token" value="([^"]+)"', html) or re.search(
+        r'name="csrf-token" content="([^"]+)"', html)
+    assert found, "no CSRF token on the page"
+    return found.group(1)
+
+
+async def sign_in(session: aiohttp.ClientSession, base: str, name: str,
+                  password: str = PASSWORD) -> aiohttp.ClientResponse:
+    async with session.get(f"{base}/console/login") as r:
+        token = csrf_of(await r.text())
+    return await session.post(f"{base}/console/login", allow_redirects=False, data={
+        "name": name, "password": password, "csrf_token": token, "next": "/console/apps"})
+
+
+def client() -> aiohttp.ClientSession:
+    return aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True))
+
+
+async def test_session_cookie_and_csrf_on_the_admin_api(live_server: LiveServer) -> None:
+    base = live_server.url
+    await ConsoleAuth(live_server.platform).create_user("dana", "developer", PASSWORD)
+    async with client() as s:
+        r = await sign_in(s, base, "dana")
+        assert r.status == 303 and r.headers["location"] == "/console/apps"
+        cookie = r.headers["set-cookie"]
+        assert "mp_session=" in cookie and "HttpOnly" in cookie and "SameSite=lax" in cookie
+        assert "Path=/" in cookie and "Secure" not in cookie  # plain http here
+        async with s.get(f"{base}/admin/v1/whoami") as r:
+            assert await r.json() == {"name": "dana", "role": "developer"}
+        async with s.post(f"{base}/admin/v1/apps", json={"name": "x"}) as r:
+            assert r.status == 403 and "CSRF" in (await r.json())["message"]
+        async with s.post(f"{base}/admin/v1/apps", json={"name": "x"},
+                          headers={"X-CSRF-Token": "wrong"}) as r:
+            assert r.status == 403
+        async with s.get(f"{base}/console/apps") as r:
+            token = csrf_of(await r.text())
+        async with s.post(f"{base}/admin/v1/apps", json={"name": "x"},
+                          headers={"X-CSRF-Token": token}) as r:
+            assert r.status == 201 and (await r.json())["appid"].startswith("mp")
+        # sign out ends the session on the server
+        async with s.post(f"{base}/console/logout", data={"csrf_token": token},
+                          allow_redirects=False) as r:
+            assert r.status == 303
+        async with s.get(f"{base}/admin/v1/whoami") as r:
+            assert r.status == 401
+
+
+async def test_wrong_password_and_login_csrf(live_server: LiveServer) -> None:
+    base = live_server.url
+    await ConsoleAuth(live_server.platform).create_user("erin", "viewer", PASSWORD)
+    async with client() as s:
+        r = await sign_in(s, base, "erin", "nope-nope-nope")
+        assert r.status == 401 and "Wrong user name or password" in await r.text()
+        r = await sign_in(s, base, "nobody", PASSWORD)
+        assert r.status == 401
+        # a sign-in form posted from elsewhere (no matching login CSRF cookie) is refused
+    async with client() as s, s.post(f"{base}/console/login", allow_redirects=False, data={
+            "name": "erin", "password": PASSWORD, "csrf_token": "forged"}) as r:
+        assert r.status == 403
+
+
+async def test_one_time_password_must_be_changed_first(live_server: LiveServer) -> None:
+    base = live_server.url
+    user, generated = await ConsoleAuth(live_server.platform).create_user("finn", "admin")
+    assert user.must_change_password and generated
+    async with client() as s:
+        r = await sign_in(s, base, "finn", generated)
+        assert r.status == 303 and r.headers["location"].startswith("/console/account/password")
+        async with s.get(f"{base}/admin/v1/whoami") as r:
+            assert r.status == 403 and "new password" in (await r.json())["message"]
+        async with s.get(f"{base}/console/apps", allow_redirects=False) as r:
+            assert r.headers["location"].startswith("/console/account/password")
+        async with s.get(f"{base}/console/account/password") as r:
+            token = csrf_of(await r.text())
+        async with s.post(f"{base}/console/account/password", allow_redirects=False, data={
+                "current": generated, "new": "finns-own-pw", "repeat": "finns-own-pw",
+                "csrf_token": token, "next": "/console/users"}) as r:
+            assert r.status == 303 and r.headers["location"] == "/console/users"
+        async with s.get(f"{base}/admin/v1/whoami") as r:
+            assert (await r.json())["role"] == "admin"
+
+
+async def test_pages_check_the_role_on_the_server(live_server: LiveServer) -> None:
+    base = live_server.url
+    auth = ConsoleAuth(live_server.platform)
+    await auth.create_user("gus", "developer", PASSWORD)
+    async with client() as s:
+        async with s.get(f"{base}/console/users", allow_redirects=False) as r:
+            assert r.status == 303
+            assert "/console/login?next=%2Fconsole%2Fusers" in r.headers["location"]
+        await sign_in(s, base, "gus")
+        async with s.get(f"{base}/console/users") as r:
+            assert r.status == 403 and "admin role" in await r.text()
+        async with s.get(f"{base}/console/apps") as r:
+            token = csrf_of(await r.text())
+        async with s.post(f"{base}/console/users", data={"name": "x", "role": "admin",
+                                                         "csrf_token": token}) as r:
+            assert r.status == 403
+        assert [u.name for u in await auth.list_users()] == ["gus"]
+
+
+async def test_runtime_tokens_and_health_series(live_server: LiveServer,
+                                                dev_server: DevServer) -> None:
+    p, base = live_server.platform, live_server.url
+    app = await p.apps.create("series", "test")
+    await confirm_url(p, app.appid, "periodic", dev_server.url + "/p")
+    viewer = (await p.auth.create_key("api", "v", "viewer"))["key"]
+    admin = {"Authorization": f"Bearer {live_server.admin_key}"}
+    async with aiohttp.ClientSession() as s:
+        async with s.post(f"{base}/admin/v1/runtime-tokens", json={"user_id": "zoe"},
+                          headers={"Authorization": f"Bearer {viewer}"}) as r:
+            assert r.status == 403
+        async with s.post(f"{base}/admin/v1/runtime-tokens",
+                          json={"user_id": "zoe", "device_id": "sim"}, headers=admin) as r:
+            minted = await r.json()
+        assert minted["device_id"] == "sim"
+        identity = p.auth.identify(minted["runtime_token"])
+        assert (identity.user_id, identity.device_id) == ("zoe", "sim")
+        await p.background.set_token(app.appid, "zoe", "tok")
+        await p.background.fetch_now(app.appid, "zoe", "periodic")
+        async with s.get(f"{base}/admin/v1/apps/{app.appid}/health/series?hours=2&buckets=12",
+                         headers=admin) as r:
+            series = await r.json()
+    assert series["bucket_s"] == 600 and len(series["buckets"]) in (12, 13)
+    filled = [b for b in series["kinds"]["periodic"] if b is not None]
+    assert len(filled) == 1 and filled[0]["total"] == 1 and filled[0]["success_rate"] == 1.0
+    assert filled[0]["avg_bytes"] == 5.0  # "hello"
+    assert all(b is None for b in series["kinds"]["pre"])
+
+
+def test_cli_admin_create(tmp_path: Path) -> None:
+    env = {**os.environ, "MINIPORT_DATA_DIR": str(tmp_path / "data")}
+    cli = [str(Path(sys.executable).parent / "miniport")]
+    run = subprocess.run([*cli, "admin", "create", "root"], env=env, capture_output=True,
+                         text=True, timeout=60, check=True)
+    assert "One-time password:" in run.stdout
+    run = subprocess.run([*cli, "admin", "create", "dev", "--role", "developer", "--password",
+                          "a-long-password", "--json"], env=env, capture_output=True, text=True,
+                         timeout=60, check=True)
+    assert json.loads(run.stdout) == {"name": "dev", "role": "developer",
+                                      "must_change_password": False}
+    again = subprocess.run([*cli, "admin", "create", "dev"], env=env, capture_output=True,
+                           text=True, timeout=60)
+    assert again.returncode == 1 and "already exists" in again.stderr
+    short = subprocess.run([*cli, "admin", "create", "x", "--password", "short"], env=env,
+                           capture_output=True, text=True, timeout=60)
+    assert short.returncode == 1 and "8 to 256 characters" in short.stderr
+
+
+def test_ui_text_catalogs_have_every_key() -> None:
+    english, chinese = i18n.catalog("en"), i18n.catalog("zh-CN")
+    assert english.keys() == chinese.keys()
+    assert all(v.strip() for v in [*english.values(), *chinese.values()])
+    used: set[str] = set()
+    sources = [*CONSOLE.joinpath("templates").glob("*.html"),
+               *CONSOLE.joinpath("static").rglob("*.js")]
+    for path in sources:
+        if "vendor" in path.parts:
+            continue
+        used |= set(re.findall(r"\bt\('([a-z0-9_]+(?:\.[a-z0-9_]+)+)'", path.read_text()))
+    missing = sorted(k for k in used if k not in english)
+    assert not missing, missing
+    for key, text in english.items():  # the same placeholders in both languages
+        placeholders = re.compile(r"\{(\w+)\}")
+        assert set(placeholders.findall(text)) == set(placeholders.findall(chinese[key])), key
+
+
+@pytest.mark.parametrize(("value", "expected"), [
+    ("/confirm/ABC", "/confirm/ABC"), ("/console/apps?x=1", "/console/apps?x=1"),
+    ("//evil.example/x", "/console/apps"), ("/\\evil.example", "/console/apps"),
+    ("https://evil.example", "/console/apps"), ("", "/console/apps"), (None, "/console/apps"),
+    ("/ok\r\nSet-Cookie: x", "/console/apps"),
+])
+def test_sign_in_only_returns_to_local_paths(value: str | None, expected: str) -> None:
+    assert safe_next(value) == expected

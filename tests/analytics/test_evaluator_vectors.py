@@ -1,6 +1,6 @@
 """Runs every shared JSON vector through the Python evaluator.
 
-The same vectors run through ``js/src/evaluator.js`` (``cd js && node --test test/``).
+The same vectors run through ``src/miniport/web/sdk/evaluator.js`` (``cd js && node --test test/``).
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 Pure code: no I/O and no clock reads. The runtime (container SDK) creates one
 :class:`Evaluator` per app session, feeds it the page-lifecycle and click calls of
 the host container, each with its time ``t`` in milliseconds, and sends what every
-call returns (the events to report) to the ingestion API. ``js/src/evaluator.js``
+call returns (the events to report) to the ingestion API. ``src/miniport/web/sdk/evaluator.js``
 is the same evaluator in JavaScript; the JSON test vectors in ``vectors/`` keep the
 two in step, so any change here must be made there too, with a vector.
 

@@ -8,6 +8,7 @@ import contextlib
 import logging
 import os
 import signal
+from collections.abc import Iterator
 from typing import Annotated, Any
 
 import typer
@@ -19,6 +20,15 @@ from ..platform import Platform, create_platform
 from .common import DataDir, console, settings_for, write_server_file
 
 DEMO_USER = "alice"
+
+
+class _Server(uvicorn.Server):
+    """uvicorn re-raises a caught SIGTERM after its shutdown, which kills the process before
+    ``_serve`` cleans up (demo server, server.json); ``_serve`` handles the signals instead."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
 
 
 def _install_uvloop() -> None:
@@ -57,7 +67,19 @@ async def _setup_demo(platform: Platform, host: str, port: int) -> dict[str, Any
         "runner": runner,
         "dev_url": f"http://127.0.0.1:{dev_port}",
         "token": token,
+        "console_admin": await _demo_console_admin(platform),
     }
+
+
+async def _demo_console_admin(platform: Platform) -> tuple[str, str] | None:
+    """With no console user yet, the demo makes an admin with a one-time password."""
+    from ..web.console.auth import ConsoleAuth
+
+    auth = ConsoleAuth(platform)
+    if await auth.list_users():
+        return None
+    user, password = await auth.create_user("admin", "admin", None, actor="demo")
+    return (user.name, password or "")
 
 
 def _print_demo(demo: dict[str, Any], base: str) -> None:
@@ -82,6 +104,12 @@ def _print_demo(demo: dict[str, Any], base: str) -> None:
     console.print("Try, as host user 'alice':", highlight=False)
     for line in lines:
         console.print("  " + line, highlight=False, markup=False, soft_wrap=True)
+    if demo.get("console_admin"):
+        name, password = demo["console_admin"]
+        console.print(f"Console sign-in: {name} / one-time password {password} "
+                      f"(you choose your own at first sign-in)", highlight=False, markup=False)
+    else:
+        console.print("Console users: `miniport admin create NAME` adds one.", highlight=False)
 
 
 async def _serve(settings: Settings, host: str, port: int, demo: bool) -> None:
@@ -103,7 +131,10 @@ async def _serve(settings: Settings, host: str, port: int, demo: bool) -> None:
         lifespan="on",
         timeout_graceful_shutdown=3,
     )
-    server = uvicorn.Server(config)
+    server = _Server(config)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):  # a second Ctrl-C forces the exit
+        loop.add_signal_handler(sig, server.handle_exit, sig, None)
     info_path = write_server_file(
         settings.data_dir,
         {

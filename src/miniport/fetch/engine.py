@@ -158,6 +158,7 @@ class PeriodicEngine:
                 trigger="schedule",
                 now=now,
                 requested_url=request.url if request else due.url,
+                arrived_at=self.clock.now(),
             )
             update = schedule_after(
                 due,
@@ -222,11 +223,11 @@ class PeriodicEngine:
         )
 
     async def _wait_for_work(self) -> None:
+        self._wake.clear()  # before reading: a wake() during the read is not lost
         now = self.clock.now()
         next_due = await self.db.read(self.store.next_due_at, self.rules.active_since(now))
         delay = 1.0 if next_due is None else min(1.0, max(0.0, next_due - now))
         if delay > 0:
-            self._wake.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), delay)
 
@@ -249,12 +250,16 @@ class PeriodicEngine:
                     task.add_done_callback(self._tasks.discard)
                 if claimed:
                     continue
-                if until_idle and self._in_flight == 0 and not self._done:
-                    break
+                if until_idle and self._in_flight == 0:
+                    if not self._done:
+                        break
+                    await asyncio.sleep(0.01)  # the recorder is storing the last results
+                    continue
                 now = self.clock.now()
                 if now - last_park > 60:
                     last_park = now
                     await self.db.write(self.store.park_inactive, self.rules.active_since(now))
+                    continue  # fetches may have finished meanwhile: look again before waiting
                 if self._in_flight:
                     self._slot_free.clear()
                     with contextlib.suppress(TimeoutError):
@@ -265,5 +270,6 @@ class PeriodicEngine:
             if self._tasks:
                 await asyncio.gather(*self._tasks, return_exceptions=True)
             stop.set()
+            self._done_event.set()  # the recorder need not wait out its poll to see the stop
             await recorder
             await self.flush()

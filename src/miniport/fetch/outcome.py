@@ -23,7 +23,10 @@ def record_for(
     path: str | None = None,
     query: str | None = None,
     scene: int | None = None,
+    arrived_at: float | None = None,
 ) -> FetchRecord:
+    """``now`` is when the request went out (the log's time); ``arrived_at`` when the answer
+    came, which is the data's ``timeStamp``."""
     cached = result.verdict is Verdict.CACHED
     return FetchRecord(
         appid=appid,
@@ -38,7 +41,7 @@ def record_for(
         latency_ms=result.latency_ms,
         error=result.error,
         body=result.text if cached else None,
-        fetched_at_ms=int(now * 1000) if cached else None,
+        fetched_at_ms=int((now if arrived_at is None else arrived_at) * 1000) if cached else None,
         path=path,
         query=query,
         scene=scene,

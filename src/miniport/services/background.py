@@ -179,6 +179,7 @@ class BackgroundService:
             path=launch.path,
             query=launch.query,
             scene=launch.scene,
+            arrived_at=self.clock.now(),
         )
         self.pending.record(record)  # readable now, stored with the next group commit
         await self.notify([record])
@@ -235,6 +236,7 @@ class BackgroundService:
             trigger="devtools",
             now=now,
             requested_url=sent.url if sent else periodic.url,
+            arrived_at=self.clock.now(),
         )
         schedule = []
         if user:

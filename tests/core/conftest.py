@@ -1,0 +1,219 @@
+"""Fixtures for the platform-core tests. Every server here listens on loopback only."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AsyncExitStack
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+import uvicorn
+from aiohttp import web
+
+from miniport.clock import FakeClock
+from miniport.config import Settings
+from miniport.platform import Platform, create_platform
+from tests.conftest import LiveServer, free_port, make_settings
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+StartServer = Callable[..., Awaitable[str]]
+
+
+@pytest.fixture
+async def loopback() -> AsyncIterator[StartServer]:
+    """``url = await loopback(app_or_handler, host="127.0.0.1")`` starts an aiohttp server on a
+    loopback address and a free port; everything is stopped at the end of the test. Handlers
+    that wait should wait on ``release`` (set before shutdown) so teardown is prompt."""
+    runners: list[web.AppRunner] = []
+
+    async def start(target: web.Application | Handler, host: str = "127.0.0.1") -> str:
+        if isinstance(target, web.Application):
+            app = target
+        else:
+            app = web.Application()
+            app.router.add_route("GET", "/{tail:.*}", target)
+        runner = web.AppRunner(app, access_log=None, shutdown_timeout=2)
+        await runner.setup()
+        await web.TCPSite(runner, host, 0).start()
+        runners.append(runner)
+        port = runner.addresses[0][1]
+        return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+    try:
+        yield start
+    finally:
+        for runner in reversed(runners):
+            await runner.cleanup()
+
+
+@dataclass
+class Counter:
+    """Counts requests (and the most seen at once) at a loopback developer server."""
+
+    url: str = ""
+    requests: list[web.Request] = field(default_factory=list)
+    in_flight: int = 0
+    max_in_flight: int = 0
+    delay_s: float = 0.0
+    status: int = 200
+    body: Callable[[web.Request], str] = lambda r: "data for " + r.query.get("token", "?")
+    release: asyncio.Event = field(default_factory=asyncio.Event)
+    hold: bool = False
+
+    def by_token(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for r in self.requests:
+            key = r.query.get("token", "")
+            counts[key] = counts.get(key, 0) + 1
+        return counts
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        self.requests.append(request)
+        self.in_flight += 1
+        self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        try:
+            if self.hold:
+                await asyncio.wait_for(self.release.wait(), 30)
+            elif self.delay_s:
+                await asyncio.sleep(self.delay_s)
+            return web.Response(text=self.body(request), status=self.status)
+        finally:
+            self.in_flight -= 1
+
+
+@pytest.fixture
+async def counter(loopback: StartServer) -> AsyncIterator[Counter]:
+    c = Counter()
+    c.url = await loopback(c.handle)
+    try:
+        yield c
+    finally:
+        c.release.set()
+
+
+@pytest.fixture
+async def platforms(tmp_path: Path) -> AsyncIterator[Callable[..., Awaitable[Platform]]]:
+    """``p = await platforms(clock=..., **settings)``: extra started platforms, closed at the end.
+    Settings default to the suite's (dev mode, data in tmp_path/data)."""
+    stack = AsyncExitStack()
+
+    async def make(
+        clock: FakeClock | None = None, broker: Any = None, **overrides: Any
+    ) -> Platform:
+        settings: Settings = make_settings(tmp_path, **overrides)
+        p = create_platform(settings, clock, broker=broker)
+        await p.start()
+        stack.push_async_callback(p.close)
+        return p
+
+    async with stack:
+        yield make
+
+
+@pytest.fixture
+def fake_clock() -> FakeClock:
+    """A clock at a fixed, literal instant: 2026-01-01T00:00:00Z."""
+    return FakeClock(1_767_225_600.0)
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession() as session:
+        yield session
+
+
+@pytest.fixture
+async def live(tmp_path: Path) -> AsyncIterator[Callable[..., Awaitable[LiveServer]]]:
+    """``server = await live(**settings)``: the real app under uvicorn on 127.0.0.1 with the
+    scheduler and the system clock, like ``live_server`` but with chosen settings."""
+    from miniport.web.app import create_app
+
+    running: list[tuple[uvicorn.Server, asyncio.Task[None]]] = []
+
+    async def start(**overrides: Any) -> LiveServer:
+        settings = make_settings(tmp_path / f"live{len(running)}", **overrides)
+        p = create_platform(settings)
+        port = free_port()
+        p.public_url = f"http://127.0.0.1:{port}"
+        config = uvicorn.Config(create_app(p), host="127.0.0.1", port=port, log_level="warning",
+                                lifespan="on", timeout_graceful_shutdown=3)
+        server = uvicorn.Server(config)
+        task = asyncio.create_task(server.serve())
+        running.append((server, task))
+        while not server.started:
+            if task.done():
+                await task
+            await asyncio.sleep(0.02)
+        key = (await p.auth.create_key("api", "test-admin", "admin"))["key"]
+        return LiveServer(p.public_url, p, key)
+
+    try:
+        yield start
+    finally:
+        for server, task in reversed(running):
+            server.should_exit = True
+            await task
+
+
+async def eventually(check: Callable[[], Awaitable[Any]], timeout_s: float = 15) -> Any:
+    """Retry an async check until it returns a truthy value (generous timeout: no hang)."""
+    async def poll() -> Any:
+        while True:
+            value = await check()
+            if value:
+                return value
+            await asyncio.sleep(0.05)
+
+    return await asyncio.wait_for(poll(), timeout_s)
+
+
+class SSE:
+    """Reads server-sent events from an open aiohttp response."""
+
+    def __init__(self, response: aiohttp.ClientResponse) -> None:
+        self.response = response
+
+    async def next(self, timeout_s: float = 15) -> tuple[str, dict[str, Any]]:
+        async def read() -> tuple[str, dict[str, Any]]:
+            event, data = "message", ""
+            while True:
+                raw = await self.response.content.readline()
+                if not raw:
+                    raise EOFError("the event stream ended")
+                line = raw.decode().rstrip("\r\n")
+                if line.startswith(":"):
+                    continue
+                if not line:
+                    if data:
+                        return event, json.loads(data)
+                    continue
+                name, _, value = line.partition(":")
+                value = value[1:] if value.startswith(" ") else value
+                if name == "event":
+                    event = value
+                elif name == "data":
+                    data += value
+
+        return await asyncio.wait_for(read(), timeout_s)
+
+    async def until(self, event: str, timeout_s: float = 15) -> dict[str, Any]:
+        async def scan() -> dict[str, Any]:
+            while True:
+                name, data = await self.next(timeout_s)
+                if name == event:
+                    return data
+
+        return await asyncio.wait_for(scan(), timeout_s)
+
+
+async def settle(p: Platform) -> None:
+    """Wait until what the platform queued to write behind (launches, pre-fetch results) is
+    stored, as it is within milliseconds in a running server."""
+    pending = getattr(p.background, "pending", None)
+    if pending is not None:
+        await pending.flush()

@@ -1,0 +1,374 @@
+"""Acceptance tests of the real `miniport` executable, run as subprocesses with --data-dir and
+--json, including commands run beside a running `miniport serve` on the same data directory."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import signal
+import sys
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from tests.conftest import free_port
+from tests.core.conftest import SSE, Counter, eventually
+
+MINIPORT = str(Path(sys.executable).parent / "miniport")
+CLEAN_ENV = {k: v for k, v in os.environ.items() if not k.startswith("MINIPORT_")}
+
+
+@dataclass
+class Result:
+    code: int
+    out: str
+    err: str
+
+    @property
+    def json(self) -> dict[str, Any]:
+        lines = [line for line in self.out.splitlines() if line.strip()]
+        assert len(lines) == 1, self.out  # --json prints one JSON object
+        return json.loads(lines[0])  # type: ignore[no-any-return]
+
+
+async def miniport(*args: str, data_dir: Path | None, env: dict[str, str] | None = None,
+                   cwd: Path | None = None) -> Result:
+    """Run the CLI without blocking the event loop (loopback developer servers live in it)."""
+    argv = [MINIPORT, *args] + (["--data-dir", str(data_dir)] if data_dir else [])
+    proc = await asyncio.create_subprocess_exec(
+        *argv, env={**CLEAN_ENV, **(env or {})}, cwd=cwd,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(proc.communicate(), 60)
+    return Result(proc.returncode or 0, out.decode(), err.decode())
+
+
+async def ok(*args: str, data_dir: Path, env: dict[str, str] | None = None) -> dict[str, Any]:
+    result = await miniport(*args, "--json", data_dir=data_dir, env=env)
+    assert result.code == 0, (args, result)
+    return result.json
+
+
+DEV = {"MINIPORT_DEV": "1"}
+
+
+async def together(*calls: Any) -> list[Any]:
+    """Independent commands side by side, a few at a time."""
+    slots = asyncio.Semaphore(3)
+
+    async def one(call: Any) -> Any:
+        async with slots:
+            return await call
+
+    return list(await asyncio.gather(*(one(c) for c in calls)))
+
+
+@pytest.fixture
+def data(tmp_path: Path) -> Path:
+    return tmp_path / "data"
+
+
+async def test_app_urls_and_confirmation(data: Path) -> None:
+    created = await ok("app", "create", "Shop", data_dir=data)
+    assert set(created) >= {"appid", "secret"}
+    appid = created["appid"]
+
+    change = await ok("fetch-url", "set", appid, "--kind", "periodic", "--url",
+                      "https://dev.example/bg?lang=zh_CN", data_dir=data)
+    assert set(change) >= {"change_id", "confirm_code", "confirm_url"}
+    assert change["confirm_url"].endswith("/confirm/" + change["confirm_code"])
+    applied = await ok("change", "confirm", change["confirm_code"], data_dir=data)
+    assert applied["status"] == "applied" and applied["change_id"] == change["change_id"]
+
+    shown, again, disable, enable = await together(
+        ok("app", "show", appid, data_dir=data),
+        miniport("change", "confirm", change["confirm_code"], "--json", data_dir=data),
+        ok("fetch-url", "disable", appid, "--kind", "periodic", data_dir=data),
+        ok("fetch-url", "enable", appid, "--kind", "pre", data_dir=data),
+    )
+    assert shown["urls"]["periodic"] == {**shown["urls"]["periodic"],
+                                         "url": "https://dev.example/bg?lang=zh_CN",
+                                         "enabled": True}
+    assert again.code == 1
+    assert again.json["error"] == "change_not_confirmable"
+    assert "already applied" in again.json["message"]
+    for pending in (disable, enable):
+        assert set(pending) >= {"change_id", "confirm_code", "confirm_url"}
+
+    await ok("change", "confirm", disable["confirm_code"], data_dir=data)
+    shown, audit = await together(ok("app", "show", appid, data_dir=data),
+                                  ok("change", "audit", appid, data_dir=data))
+    assert shown["urls"]["periodic"]["enabled"] is False
+    actions = sorted(e["action"] for e in audit["entries"])
+    assert actions == ["app.create"] + ["change.confirm"] * 2 + ["change.request"] * 3
+
+
+async def test_without_json_the_set_command_prints_a_qr_code(data: Path) -> None:
+    appid = (await ok("app", "create", "Shop", data_dir=data))["appid"]
+    result = await miniport("fetch-url", "set", appid, "--kind", "pre", "--url",
+                            "https://dev.example/pre", data_dir=data)
+    assert result.code == 0, result
+    qr_lines = [line for line in result.out.splitlines() if set(line) & set("█▀▄")]
+    assert len(qr_lines) >= 10  # a QR code drawn with block characters
+    code = re.search(r"miniport change confirm ([A-Z0-9]{10})", result.out)
+    assert code is not None
+    assert f"/confirm/{code.group(1)}" in result.out
+    await ok("change", "confirm", code.group(1), data_dir=data)
+
+
+ERRORS = [
+    (("fetch-url", "set", "mp_nope", "--kind", "periodic", "--url", "https://x.example/"),
+     "not_found", "app 'mp_nope' not found"),
+    (("change", "confirm", "NOSUCHCODE"), "change_not_confirmable", "unknown confirmation code"),
+    (("devtools", "log", "mp_nope"), "not_found", "app 'mp_nope' not found"),
+    (("devtools", "fetch", "mp_nope", "--user", "u"), "not_found", "app 'mp_nope' not found"),
+]
+
+
+async def test_errors_exit_1_with_a_clear_message(data: Path) -> None:
+    results = await together(*(miniport(*args, "--json", data_dir=data) for args, _, _ in ERRORS),
+                             miniport(*ERRORS[0][0], data_dir=data),
+                             miniport(*ERRORS[1][0], data_dir=data))
+    for result, (args, error, fragment) in zip(results, ERRORS, strict=False):
+        assert result.code == 1, args
+        assert result.json == {"error": error, "message": result.json["message"]}
+        assert fragment in result.json["message"], args
+    for human, (_, _, fragment) in zip(results[len(ERRORS):], ERRORS[:2], strict=True):
+        assert human.code == 1
+        assert "error" in human.err and fragment in human.err
+        assert "Traceback" not in human.err + human.out
+
+
+async def test_bad_urls_are_refused(data: Path) -> None:
+    appid = (await ok("app", "create", "Shop", data_dir=data))["appid"]
+    bad = [("periodic", "ftp://x.example/", "scheme 'ftp'"),
+           ("pre", "https://u:p@x.example/", "credentials"),
+           ("pre", "http://127.0.0.1:9/pre", "must use https"),
+           ("bogus", "https://x.example/", "periodic or pre")]
+    results = await together(
+        *(miniport("fetch-url", "set", appid, "--kind", kind, "--url", url, "--json",
+                   data_dir=data) for kind, url, _ in bad),
+        # dev mode (from the environment) accepts http on loopback for the pre-fetch URL
+        ok("fetch-url", "set", appid, "--kind", "pre", "--url", "http://127.0.0.1:9/pre",
+           data_dir=data, env=DEV),
+    )
+    for result, (_, url, fragment) in zip(results, bad, strict=False):
+        assert result.code == 1, url
+        assert result.json["error"] in ("invalid_url", "invalid_input")
+        assert fragment in result.json["message"]
+    assert results[-1]["url"] == "http://127.0.0.1:9/pre"
+
+
+async def test_data_dir_defaults(tmp_path: Path) -> None:
+    from_env = tmp_path / "from-env"
+    by_env, by_default = await together(
+        miniport("app", "create", "A", "--json", data_dir=None,
+                 env={"MINIPORT_DATA_DIR": str(from_env)}),
+        miniport("app", "create", "B", "--json", data_dir=None, cwd=tmp_path),
+    )
+    assert by_env.code == 0 and (from_env / "miniport.db").exists()
+    assert by_default.code == 0 and (tmp_path / "miniport-data" / "miniport.db").exists()
+
+
+async def test_user_token_host_key_and_devtools(data: Path, counter: Counter) -> None:
+    appid = (await ok("app", "create", "Shop", data_dir=data))["appid"]
+    periodic_change, pre_change = await together(*(
+        ok("fetch-url", "set", appid, "--kind", kind, "--url", f"{counter.url}/{kind}",
+           data_dir=data, env=DEV) for kind in ("periodic", "pre")))
+    await together(ok("change", "confirm", periodic_change["confirm_code"], data_dir=data),
+                   ok("change", "confirm", pre_change["confirm_code"], data_dir=data))
+
+    token, key, blocked = await together(
+        ok("user", "token", "alice", "--device", "phone", data_dir=data),
+        ok("host-key", "create", data_dir=data),
+        # without dev mode the fetcher refuses loopback
+        ok("devtools", "fetch", appid, "--user", "alice", "--type", "pre", data_dir=data),
+    )
+    assert set(token) == {"runtime_token"} and token["runtime_token"].count(".") == 1
+    assert key["key"]
+    assert blocked["verdict"] == "blocked_address"
+    assert counter.requests == []
+
+    shown, periodic = await together(
+        ok("devtools", "fetch", appid, "--user", "alice", "--type", "pre", data_dir=data,
+           env=DEV),
+        ok("devtools", "fetch", appid, "--user", "alice", data_dir=data, env=DEV),
+    )
+    assert {"request", "verdict", "status", "bytes", "error"} <= set(shown)
+    assert shown["request"]["url"].startswith(f"{counter.url}/pre?appid={appid}&code=")
+    assert (shown["verdict"], shown["status"], shown["error"]) == ("cached", 200, None)
+    assert shown["bytes"] == len("data for ?")
+
+    assert periodic["verdict"] == "token_not_set"
+    assert periodic["error"] == "token not set, maybe you should setBackgroundFetchToken first"
+
+    log = await ok("devtools", "log", appid, data_dir=data)
+    verdicts = [(e["kind"], e["verdict"]) for e in log["entries"]]
+    assert sorted(verdicts[:2]) == [("periodic", "token_not_set"), ("pre", "cached")]
+    assert verdicts[2] == ("pre", "blocked_address")
+    assert {"user_id", "trigger", "status", "bytes", "latency_ms", "error", "ts"} <= \
+        set(log["entries"][0])
+
+    cleared, push = await together(
+        ok("devtools", "clear", appid, "--user", "alice", data_dir=data),
+        miniport("devtools", "push", appid, "--user", "alice", "--json", data_dir=data),
+    )
+    assert cleared == {"cleared": 1}
+    assert push.code == 1 and push.json["error"] == "server_not_running"
+    assert "miniport serve" in push.json["message"]
+
+
+@dataclass
+class Served:
+    url: str
+    proc: asyncio.subprocess.Process
+    lines: list[str]
+
+
+async def _pump(stream: asyncio.StreamReader, into: list[str]) -> None:
+    while line := await stream.readline():
+        into.append(line.decode())
+
+
+@pytest.fixture
+async def serve(data: Path) -> AsyncIterator[Any]:
+    """``served = await serve("--dev")``: `miniport serve` as a subprocess on a free port."""
+    started: list[tuple[Served, list[asyncio.Task[None]]]] = []
+
+    async def start(*flags: str) -> Served:
+        port = free_port()
+        proc = await asyncio.create_subprocess_exec(
+            MINIPORT, "serve", "--port", str(port), "--data-dir", str(data), *flags,
+            env={**CLEAN_ENV, "COLUMNS": "400"},
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        )
+        lines: list[str] = []
+        assert proc.stdout is not None and proc.stderr is not None
+        pumps = [asyncio.create_task(_pump(proc.stdout, lines)),
+                 asyncio.create_task(_pump(proc.stderr, lines))]
+        served = Served(f"http://127.0.0.1:{port}", proc, lines)
+        started.append((served, pumps))
+
+        async def healthy() -> bool:
+            assert proc.returncode is None, "".join(lines)
+            try:
+                async with aiohttp.ClientSession() as s, s.get(served.url + "/healthz") as r:
+                    return r.status == 200
+            except aiohttp.ClientError:
+                return False
+
+        await eventually(healthy, timeout_s=30)
+        return served
+
+    try:
+        yield start
+    finally:
+        for served, pumps in started:
+            if served.proc.returncode is None:
+                served.proc.send_signal(signal.SIGTERM)
+                await asyncio.wait_for(served.proc.wait(), 30)
+            await asyncio.gather(*pumps)
+
+
+async def test_commands_work_beside_a_running_server(
+    data: Path, serve: Any, counter: Counter,
+) -> None:
+    served = await serve("--dev")
+    assert (data / "server.json").exists()
+    appid = (await ok("app", "create", "Shop", data_dir=data))["appid"]
+    *changes, runtime = await together(
+        *(ok("fetch-url", "set", appid, "--kind", kind, "--url", f"{counter.url}/{kind}",
+             data_dir=data, env=DEV) for kind in ("periodic", "pre")),
+        ok("user", "token", "alice", "--device", "phone", data_dir=data),
+    )
+    for pending in changes:
+        assert pending["confirm_url"].startswith(served.url + "/confirm/")
+    await together(*(ok("change", "confirm", c["confirm_code"], data_dir=data) for c in changes))
+    headers = {"Authorization": f"Bearer {runtime['runtime_token']}"}
+    base = f"{served.url}/runtime/v1/apps/{appid}"
+
+    async with aiohttp.ClientSession(headers=headers) as s:
+        # the running server sees the URLs the CLI confirmed (in another process)
+        async def prefetching() -> bool:
+            async with s.post(base + "/launch", json={"path": "pages/i", "scene": 1001}) as r:
+                return bool((await r.json())["prefetch"])
+
+        await eventually(prefetching)
+        async with s.get(base + "/background-fetch/data",
+                         params={"fetchType": "pre", "waitMs": "5000"}) as r:
+            assert r.status == 200 and (await r.json())["fetchedData"] == "data for ?"
+
+        async with s.get(f"{served.url}/runtime/v1/events",
+                         timeout=aiohttp.ClientTimeout(total=60)) as stream:
+            events = SSE(stream)
+            assert (await events.next())[0] == "connected"
+            async with s.post(base + "/background-fetch/token", json={"token": "tok"}) as r:
+                assert r.status == 200
+            periodic = await events.until("backgroundFetchData")  # the scheduler fetched it
+            assert periodic["fetchType"] == "periodic"
+            assert periodic["fetchedData"] == "data for tok"
+
+            pushed = await ok("devtools", "push", appid, "--user", "alice", data_dir=data)
+            assert pushed["devices"] == ["phone"] and pushed["verdict"] == "cached"
+            refresh = await events.until("devtoolsRefresh")
+            assert refresh["appid"] == appid
+
+    log, host = await together(ok("devtools", "log", appid, data_dir=data),
+                               ok("host-key", "create", "backend", data_dir=data))
+    kinds = {(e["kind"], e["trigger"], e["verdict"]) for e in log["entries"]}
+    assert {("pre", "launch", "cached"), ("periodic", "schedule", "cached"),
+            ("periodic", "devtools", "cached")} <= kinds
+    host_key = host["key"]
+    async with aiohttp.ClientSession() as s, s.post(
+        served.url + "/host/v1/runtime-tokens", json={"user_id": "bob"},
+        headers={"Authorization": f"Bearer {host_key}"},
+    ) as r:
+        assert r.status == 200 and (await r.json())["runtime_token"]
+
+    served.proc.send_signal(signal.SIGTERM)
+    assert await asyncio.wait_for(served.proc.wait(), 30) == 0
+    assert not (data / "server.json").exists()
+
+
+async def test_demo_prints_what_to_try_and_data_flows(data: Path, serve: Any) -> None:
+    served = await serve("--demo")
+
+    async def printed() -> re.Match[str] | None:
+        return re.search(r"Demo ready.*?app (mp[0-9a-f]+)", "".join(served.lines), re.S)
+
+    found = await eventually(printed)
+    appid = found.group(1)
+    output = "".join(served.lines)
+    token = re.search(r"Authorization: Bearer ([\w.\-]+)", output)
+    assert token is not None
+    assert f"{served.url}/runtime/v1/apps/{appid}/launch" in output
+    headers = {"Authorization": f"Bearer {token.group(1)}"}
+    base = f"{served.url}/runtime/v1/apps/{appid}"
+    async with aiohttp.ClientSession(headers=headers) as s:
+        async with s.post(base + "/launch", json={"path": "pages/index/index", "query": "id=1",
+                                                  "scene": 1001}) as r:
+            assert (await r.json())["prefetch"] is True
+        async with s.get(base + "/background-fetch/data",
+                         params={"fetchType": "pre", "waitMs": "5000"}) as r:
+            pre = await r.json()
+        assert r.status == 200, pre
+        body = json.loads(pre["fetchedData"])
+        assert body["kind"] == "pre" and body["path"] == "pages/index/index"
+        assert str(body["openid"]).startswith("o")  # the demo server exchanged the login code
+
+        async with s.post(base + "/background-fetch/token", json={"token": "t-alice"}) as r:
+            assert r.status == 200
+
+        async def periodic() -> dict[str, Any] | None:
+            async with s.get(base + "/background-fetch/data",
+                             params={"fetchType": "periodic"}) as r:
+                return await r.json() if r.status == 200 else None
+
+        data_ = await eventually(periodic)
+        assert json.loads(data_["fetchedData"])["kind"] == "periodic"

@@ -1,0 +1,470 @@
+"""The periodic fetch engine and its schedule, against a counting loopback developer server,
+a real SQLite file and a FakeClock that only moves when told."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from collections.abc import Awaitable, Callable
+
+import aiohttp
+import pytest
+from aiohttp import web
+
+from miniport.clock import FakeClock
+from miniport.domain.requests import Launch
+from miniport.errors import NoData
+from miniport.platform import Platform
+from tests.conftest import LiveServer, confirm_url
+from tests.core.conftest import Counter, StartServer, eventually, settle
+
+H = 3600.0
+DAY = 86400.0
+Make = Callable[..., Awaitable[Platform]]
+
+
+async def periodic_app(p: Platform, url: str) -> str:
+    app = await p.apps.create("shop", "test")
+    await confirm_url(p, app.appid, "periodic", url)
+    return app.appid
+
+
+async def user(p: Platform, appid: str, user_id: str, token: str | None = None) -> None:
+    await p.background.launch(appid, user_id, Launch())
+    if token is not None:
+        await p.background.set_token(appid, user_id, token)
+    await settle(p)
+
+
+async def run(p: Platform) -> int:
+    """Run the engine until nothing is due; the number of attempts it made."""
+    await settle(p)
+    engine = p.engine or p.make_engine()
+    before = engine.completed
+    await asyncio.wait_for(engine.run(asyncio.Event(), until_idle=True), 60)
+    return engine.completed - before
+
+
+async def data(p: Platform, appid: str, user_id: str) -> dict[str, object]:
+    return await p.background.get_data(appid, user_id, "periodic")
+
+
+async def test_due_twelve_hours_after_the_last_success(
+    platforms: Make, fake_clock: FakeClock, counter: Counter,
+) -> None:
+    p = await platforms(clock=fake_clock)
+    appid = await periodic_app(p, counter.url)
+    await user(p, appid, "u1", "tok1")
+    assert await run(p) == 1
+    assert len(counter.requests) == 1
+    first = await data(p, appid, "u1")
+    assert first["fetchedData"] == "data for tok1"
+    assert first["timeStamp"] == int(fake_clock.now() * 1000)
+    assert first["errMsg"] == "getBackgroundFetchData:ok"
+
+    assert await run(p) == 0  # nothing due again at once
+    fake_clock.advance(12 * H - 1)
+    assert await run(p) == 0
+    assert len(counter.requests) == 1
+    fake_clock.advance(1)
+    assert await run(p) == 1
+    assert len(counter.requests) == 2
+    assert (await data(p, appid, "u1"))["timeStamp"] == int(fake_clock.now() * 1000)
+
+
+async def test_the_request_carries_appid_token_and_seconds(
+    platforms: Make, fake_clock: FakeClock, counter: Counter,
+) -> None:
+    p = await platforms(clock=fake_clock)
+    appid = await periodic_app(p, counter.url + "/bg?lang=zh_CN")
+    await user(p, appid, "u1", "tok1")
+    await run(p)
+    (request,) = counter.requests
+    assert request.path == "/bg"
+    assert list(request.query.items()) == [("lang", "zh_CN"), ("appid", appid),
+                                           ("token", "tok1"),
+                                           ("timestamp", str(int(fake_clock.now())))]
+
+
+async def test_the_interval_is_a_setting(
+    platforms: Make, fake_clock: FakeClock, counter: Counter,
+) -> None:
+    p = await platforms(clock=fake_clock, periodic_interval_s=3 * H)
+    appid = await periodic_app(p, counter.url)
+    await user(p, appid, "u1", "t")
+    assert await run(p) == 1
+    fake_clock.advance(3 * H)
+    assert await run(p) == 1
+
+
+async def test_only_users_active_in_the_last_seven_days_are_fetched(
+    platforms: Make, fake_clock: FakeClock, counter: Counter,
+) -> None:
+    p = await platforms(clock=fake_clock)
+    appid = await periodic_app(p, counter.url)
+    await user(p, appid, "old", "t-old")
+    fake_clock.advance(3 * DAY)
+    await user(p, appid, "recent", "t-recent")
+    assert await run(p) == 2
+
+    fake_clock.advance(4 * DAY + 1)  # "old" launched 7 days and 1 s ago, "recent" 4 days ago
+    assert await run(p) == 1
+    assert counter.by_token() == {"t-old": 1, "t-recent": 2}
+
+    await p.background.launch(appid, "old", Launch())  # opening the app makes it active again
+    assert await run(p) == 1
+    assert counter.by_token() == {"t-old": 2, "t-recent": 2}
+
+
+async def test_active_days_is_a_setting(
+    platforms: Make, fake_clock: FakeClock, counter: Counter,
+) -> None:
+    p = await platforms(clock=fake_clock, active_days=1)
+    appid = await periodic_app(p, counter.url)
+    await user(p, appid, "u", "t")
+    assert await run(p) == 1
+    fake_clock.advance(DAY + 1)
+    assert await run(p) == 0
+
+
+async def test_no_token_no_fetch_and_the_reason_is_logged(
+    platforms: Make, fake_clock: FakeClock, counter: Counter,
+) -> None:
+    p = await platforms(clock=fake_clock)
+    appid = await periodic_app(p, counter.url)
+    await user(p, appid, "u1")  # launched, never set a token
+    await run(p)
+    assert counter.requests == []
+    (entry,) = await p.background.log(appid)
+    assert entry["verdict"] == "token_not_set"
+    assert entry["error"] == "token not set, maybe you should setBackgroundFetchToken first"
+    with pytest.raises(NoData):
+        await data(p, appid, "u1")
+
+    await p.background.set_token(appid, "u1", "late")  # due at once once the token is there
+    assert await run(p) == 1
+    assert counter.by_token() == {"late": 1}
+
+
+async def test_a_disabled_periodic_url_is_not_fetched(
+    platforms: Make, fake_clock: FakeClock, counter: Counter,
+) -> None:
+    p = await platforms(clock=fake_clock)
+    appid = await periodic_app(p, counter.url)
+    await user(p, appid, "u", "t")
+    pending = await p.apps.request_change(appid, "periodic", "disable", None, "dev")
+    await p.apps.confirm(pending.code, "admin")
+    assert await run(p) == 0
+    assert counter.requests == []
+
+
+class Flaky:
+    """A developer server whose answer each test switches."""
+
+    def __init__(self) -> None:
+        self.mode = "ok"
+        self.hits = 0
+        self.release = asyncio.Event()
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        self.hits += 1
+        if self.mode == "ok":
+            return web.Response(text=f"v{self.hits}")
+        if self.mode == "500":
+            return web.Response(status=500, text="down")
+        if self.mode == "oversize":
+            return web.Response(text="x" * (300 * 1024))
+        if self.mode == "binary":
+            return web.Response(body=b"\x00\x01", content_type="application/octet-stream")
+        if self.mode == "redirects":
+            raise web.HTTPFound(request.path_qs)
+        await asyncio.wait_for(self.release.wait(), 30)  # "timeout"
+        return web.Response(text="late")
+
+
+@pytest.mark.parametrize(("mode", "verdict"), [("500", "http_error"), ("oversize", "oversize"),
+                                               ("binary", "bad_encoding"),
+                                               ("redirects", "too_many_redirects"),
+                                               ("timeout", "timeout")])
+async def test_nothing_is_cached_on_failure_and_the_previous_data_stays(
+    platforms: Make, fake_clock: FakeClock, loopback: StartServer, mode: str, verdict: str,
+) -> None:
+    flaky = Flaky()
+    url = await loopback(flaky.handle)
+    p = await platforms(clock=fake_clock, fetch_timeout_s=0.3)
+    appid = await periodic_app(p, url)
+    await user(p, appid, "u", "t")
+    await run(p)
+    before = await data(p, appid, "u")
+    assert before["fetchedData"] == "v1"
+
+    flaky.mode = mode
+    fake_clock.advance(12 * H)
+    try:
+        assert await run(p) == 1
+    finally:
+        flaky.release.set()
+    latest = (await p.background.log(appid, limit=1))[0]
+    assert latest["verdict"] == verdict
+    assert latest["error"]
+    assert await data(p, appid, "u") == before  # same body, same timeStamp
+
+
+async def test_failures_retry_with_capped_backoff_never_past_the_next_regular_time(
+    platforms: Make, fake_clock: FakeClock, loopback: StartServer,
+) -> None:
+    flaky = Flaky()
+    url = await loopback(flaky.handle)
+    p = await platforms(clock=fake_clock, retry_base_s=60, retry_max_s=600)
+    appid = await periodic_app(p, url)
+    await user(p, appid, "u", "t")
+    engine = p.make_engine()
+    engine.rand = lambda: 1.0  # the top of the jitter range
+    await run(p)
+    success_at = fake_clock.now()
+    flaky.mode = "500"
+    fake_clock.advance(12 * H)
+
+    delays = []
+    for _ in range(6):
+        attempt_at = fake_clock.now()
+        assert await run(p) == 1
+        row = await p.db.read(p.fetches.get_user, appid, "u")
+        assert row is not None
+        delays.append(row["next_due_at"] - attempt_at)
+        fake_clock.advance(row["next_due_at"] - attempt_at - 1)
+        assert await run(p) == 0  # not before its time
+        fake_clock.advance(1)
+    assert delays == [60, 120, 240, 480, 600, 600]  # doubling, capped at retry_max_s
+    assert row["failures"] == 6
+    assert row["last_success_at"] == success_at
+
+    # with jitter the delay falls anywhere in the upper half of the step
+    engine.rand = lambda: 0.0
+    attempt_at = fake_clock.now()
+    await run(p)
+    row = await p.db.read(p.fetches.get_user, appid, "u")
+    assert row is not None and row["next_due_at"] - attempt_at == 300
+
+    # recovering resets the count and goes back to the regular interval
+    flaky.mode = "ok"
+    fake_clock.set(row["next_due_at"])
+    await run(p)
+    row = await p.db.read(p.fetches.get_user, appid, "u")
+    assert row is not None and row["failures"] == 0
+    assert row["next_due_at"] == fake_clock.now() + 12 * H
+
+
+async def test_a_failure_just_before_the_regular_time_does_not_delay_it(
+    platforms: Make, fake_clock: FakeClock, loopback: StartServer,
+) -> None:
+    flaky = Flaky()
+    url = await loopback(flaky.handle)
+    p = await platforms(clock=fake_clock, retry_base_s=3600, retry_max_s=3600)
+    appid = await periodic_app(p, url)
+    await user(p, appid, "u", "t")
+    p.make_engine().rand = lambda: 1.0
+    await run(p)
+    regular = fake_clock.now() + 12 * H
+    # a devtools fetch fails 11:59 after the last success: the retry would be an hour later
+    flaky.mode = "500"
+    fake_clock.advance(12 * H - 60)
+    await p.background.fetch_now(appid, "u", "periodic")
+    row = await p.db.read(p.fetches.get_user, appid, "u")
+    assert row is not None and row["next_due_at"] == regular
+
+
+async def test_requests_to_one_host_are_bounded(
+    platforms: Make, fake_clock: FakeClock, counter: Counter,
+) -> None:
+    counter.delay_s = 0.2
+    p = await platforms(clock=fake_clock, host_concurrency=2, fetch_concurrency=20)
+    appid = await periodic_app(p, counter.url)
+    for i in range(8):
+        await user(p, appid, f"u{i}", f"t{i}")
+    assert await run(p) == 8
+    assert counter.max_in_flight == 2
+    assert sorted(counter.by_token()) == [f"t{i}" for i in range(8)]
+
+
+async def test_fetches_in_flight_are_bounded_overall(
+    platforms: Make, fake_clock: FakeClock, counter: Counter,
+) -> None:
+    counter.delay_s = 0.2
+    p = await platforms(clock=fake_clock, host_concurrency=50, fetch_concurrency=3,
+                        claim_batch=3)
+    appid = await periodic_app(p, counter.url)
+    for i in range(7):
+        await user(p, appid, f"u{i}", f"t{i}")
+    assert await run(p) == 7
+    assert counter.max_in_flight <= 3
+
+
+async def test_a_host_that_keeps_failing_rests_as_a_whole(
+    platforms: Make, fake_clock: FakeClock, loopback: StartServer,
+) -> None:
+    flaky = Flaky()
+    flaky.mode = "500"
+    url = await loopback(flaky.handle)
+    p = await platforms(clock=fake_clock, host_failure_threshold=3, host_backoff_s=900,
+                        retry_base_s=10, retry_max_s=10, host_concurrency=1,
+                        fetch_concurrency=1)
+    appid = await periodic_app(p, url)
+    for i in range(5):
+        await user(p, appid, f"u{i}", f"t{i}")
+    assert await run(p) == 5
+    assert flaky.hits == 3  # the host rested after the third failure in a row
+    verdicts = [e["verdict"] for e in reversed(await p.background.log(appid))]
+    assert verdicts[:3] == ["http_error"] * 3
+    assert verdicts[3:] == ["host_backoff"] * 2
+    rested = [r for r in await p.background.log(appid) if r["verdict"] == "host_backoff"]
+    assert "resting" in rested[0]["error"]
+    fake_clock.advance(900)
+    await run(p)
+    assert flaky.hits > 3  # the host is tried again after its rest
+
+
+async def test_conditional_get_on_the_next_fetch_and_304_keeps_the_body(
+    platforms: Make, fake_clock: FakeClock, loopback: StartServer,
+) -> None:
+    seen: list[dict[str, str]] = []
+
+    async def handle(request: web.Request) -> web.Response:
+        seen.append(dict(request.headers))
+        if request.headers.get("If-None-Match") == '"e1"':
+            return web.Response(status=304)
+        return web.Response(text="body-1", headers={
+            "ETag": '"e1"', "Last-Modified": "Thu, 01 Jan 2026 00:00:00 GMT"})
+
+    url = await loopback(handle)
+    p = await platforms(clock=fake_clock)
+    appid = await periodic_app(p, url)
+    await user(p, appid, "u", "t")
+    await run(p)
+    first = await data(p, appid, "u")
+    assert "If-None-Match" not in seen[0] and "If-Modified-Since" not in seen[0]
+
+    fake_clock.advance(12 * H)
+    await run(p)
+    assert seen[1]["If-None-Match"] == '"e1"'
+    assert seen[1]["If-Modified-Since"] == "Thu, 01 Jan 2026 00:00:00 GMT"
+    assert (await p.background.log(appid, limit=1))[0]["verdict"] == "not_modified"
+    assert await data(p, appid, "u") == first
+    row = await p.db.read(p.fetches.get_user, appid, "u")
+    assert row is not None and row["last_success_at"] == fake_clock.now()  # counts as success
+
+    # clearing the cache drops the validators: the next fetch is a full one
+    await p.background.clear(appid, "u")
+    fake_clock.advance(12 * H)
+    await run(p)
+    assert "If-None-Match" not in seen[2]
+
+
+async def test_a_claimed_pair_whose_worker_died_is_fetched_once_after_the_lease(
+    platforms: Make, fake_clock: FakeClock, counter: Counter,
+) -> None:
+    p = await platforms(clock=fake_clock, claim_lease_s=120)
+    appid = await periodic_app(p, counter.url)
+    for i in range(3):
+        await user(p, appid, f"u{i}", f"t{i}")
+    now = fake_clock.now()
+    # a worker claims the pairs and dies before fetching them
+    claimed = await p.db.write(p.fetches.claim_due, now, p.rules.active_since(now),
+                               p.rules.lease_until(now), 2)
+    assert len(claimed) == 2
+
+    # a restarted server (a new platform on the same data) fetches the one unclaimed pair
+    await p.close()
+    restarted = await platforms(clock=fake_clock, claim_lease_s=120)
+    assert await run(restarted) == 1
+    assert await run(restarted) == 0  # no burst: the claimed pairs wait for their lease
+    fake_clock.advance(119)
+    assert await run(restarted) == 0
+    fake_clock.advance(1)
+    assert await run(restarted) == 2
+    assert await run(restarted) == 0
+    assert counter.by_token() == {"t0": 1, "t1": 1, "t2": 1}
+
+
+async def test_a_restart_loses_no_schedule(
+    platforms: Make, fake_clock: FakeClock, counter: Counter,
+) -> None:
+    p = await platforms(clock=fake_clock)
+    appid = await periodic_app(p, counter.url)
+    await user(p, appid, "u", "t")
+    await run(p)
+    await p.close()
+
+    restarted = await platforms(clock=fake_clock)
+    assert await run(restarted) == 0  # restarting does not refetch
+    fake_clock.advance(12 * H)
+    assert await run(restarted) == 1
+    assert (await data(restarted, appid, "u"))["fetchedData"] == "data for t"
+
+
+async def test_new_data_is_pushed_to_the_users_connected_runtimes(
+    platforms: Make, fake_clock: FakeClock, counter: Counter,
+) -> None:
+    p = await platforms(clock=fake_clock)
+    appid = await periodic_app(p, counter.url)
+    mine = p.broker.subscribe("u", "phone")
+    other = p.broker.subscribe("someone-else", "phone")
+    await user(p, appid, "u", "t")
+    await run(p)
+    message = mine.queue.get_nowait()
+    assert message == {"type": "backgroundFetchData", "appid": appid, "fetchType": "periodic",
+                       "fetchedData": "data for t", "timeStamp": int(fake_clock.now() * 1000),
+                       "path": None, "query": None, "scene": None}
+    assert other.queue.empty()
+
+
+async def test_the_running_scheduler_honours_a_short_interval(
+    live: Callable[..., Awaitable[LiveServer]], counter: Counter,
+) -> None:
+    """The real server (scheduler in its lifespan, system clock) with a 1 s interval: the pair
+    is fetched again and again, each time once its interval has passed."""
+    server = await live(periodic_interval_s=1)
+    appid = await periodic_app(server.platform, counter.url)
+    token = server.platform.auth.runtime_token("u")
+    base = f"{server.url}/runtime/v1/apps/{appid}"
+    loop = asyncio.get_running_loop()
+    arrivals: list[float] = []
+
+    def body(request: web.Request) -> str:
+        arrivals.append(loop.time())
+        return "data"
+
+    counter.body = body
+    async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {token}"}) as s:
+        await s.post(base + "/launch", json={})
+        await s.post(base + "/background-fetch/token", json={"token": "t"})
+
+        async def three() -> bool:
+            return len(arrivals) >= 3
+
+        await eventually(three, timeout_s=20)
+    gaps = [b - a for a, b in itertools.pairwise(arrivals)]
+    assert all(gap >= 0.75 for gap in gaps), gaps  # never long before it is due
+
+
+async def test_without_dev_mode_the_engine_refuses_loopback(
+    platforms: Make, fake_clock: FakeClock, counter: Counter,
+) -> None:
+    p = await platforms(clock=fake_clock, dev=False)
+    appid = await periodic_app(p, counter.url)
+    await user(p, appid, "u", "t")
+    assert await run(p) == 1
+    (entry,) = await p.background.log(appid)
+    assert entry["verdict"] == "blocked_address"
+    assert "loopback" in entry["error"]
+    assert counter.requests == []
+
+
+async def test_an_allow_listed_network_is_reachable_without_dev_mode(
+    platforms: Make, fake_clock: FakeClock, counter: Counter,
+) -> None:
+    p = await platforms(clock=fake_clock, dev=False, allow_hosts=("127.0.0.1/32",))
+    appid = await periodic_app(p, counter.url)
+    await user(p, appid, "u", "t")
+    await run(p)
+    assert counter.by_token() == {"t": 1}

@@ -1,0 +1,415 @@
+"""The outbound fetch client against real loopback servers: one distinct verdict per outcome,
+the streamed body limit, and the address guard on every connection, redirects included.
+
+Only 127.0.0.1, 127.0.0.2 and ::1 are ever connected to."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+import pytest
+from aiohttp import web
+
+from miniport.domain.acceptance import Verdict
+from miniport.domain.address_guard import AddressPolicy
+from miniport.domain.requests import Launch, OutboundRequest, build_prefetch_request
+from miniport.fetch.client import Fetcher
+from miniport.verify import SIGNATURE_HEADER, verify_request
+from tests.conftest import free_port
+from tests.core.conftest import StartServer
+
+KB = 1024
+LIMIT = 256 * KB
+
+
+@dataclass
+class Probe:
+    """What the test server saw."""
+
+    hits: list[str] = field(default_factory=list)
+    release: asyncio.Event = field(default_factory=asyncio.Event)
+    stream_done: asyncio.Event = field(default_factory=asyncio.Event)
+    stream_sent: int = 0
+    stream_disconnected: bool = False
+
+
+STREAM_TOTAL = 64 * 1024 * KB  # what /stream would send to a client that read it all
+
+
+def make_app(probe: Probe) -> web.Application:
+    routes = web.RouteTableDef()
+
+    @routes.get("/ok")
+    async def ok(request: web.Request) -> web.Response:
+        return web.Response(text="hello 你好", content_type="application/json",
+                            headers={"ETag": '"v1"',
+                                     "Last-Modified": "Thu, 01 Jan 2026 00:00:00 GMT"})
+
+    @routes.get("/cond")
+    async def cond(request: web.Request) -> web.Response:
+        if request.headers.get("If-None-Match") == '"v1"':
+            return web.Response(status=304, headers={"ETag": '"v1"'})
+        return web.Response(text="fresh", headers={"ETag": '"v1"'})
+
+    @routes.get("/status/{code}")
+    async def status(request: web.Request) -> web.Response:
+        return web.Response(status=int(request.match_info["code"]), text="nope")
+
+    @routes.get("/slow")
+    async def slow(request: web.Request) -> web.Response:
+        await asyncio.wait_for(probe.release.wait(), 30)
+        return web.Response(text="late")
+
+    @routes.get("/trickle")
+    async def trickle(request: web.Request) -> web.StreamResponse:
+        resp = web.StreamResponse()
+        await resp.prepare(request)
+        for _ in range(300):
+            if probe.release.is_set():
+                break
+            await resp.write(b"x")
+            await asyncio.sleep(0.1)
+        return resp
+
+    @routes.get("/loop")
+    async def loop(request: web.Request) -> web.Response:
+        raise web.HTTPFound("/loop")
+
+    @routes.get("/hop/{n}")
+    async def hop(request: web.Request) -> web.Response:
+        n = int(request.match_info["n"])
+        if n == 0:
+            return web.Response(text="arrived")
+        raise web.HTTPMovedPermanently(f"/hop/{n - 1}")
+
+    @routes.get("/noloc")
+    async def noloc(request: web.Request) -> web.Response:
+        return web.Response(status=302)
+
+    @routes.get("/to-ftp")
+    async def to_ftp(request: web.Request) -> web.Response:
+        return web.Response(status=307, headers={"Location": "ftp://127.0.0.1/file"})
+
+    @routes.get("/redirect")
+    async def redirect(request: web.Request) -> web.Response:
+        return web.Response(status=302, headers={"Location": request.query["to"]})
+
+    @routes.get("/stream")
+    async def stream(request: web.Request) -> web.StreamResponse:
+        """A chunked body with no Content-Length, far past the limit."""
+        resp = web.StreamResponse(headers={"Content-Type": "text/plain"})
+        await resp.prepare(request)
+        chunk = b"x" * (16 * KB)
+        try:
+            while probe.stream_sent < STREAM_TOTAL:
+                await resp.write(chunk)
+                probe.stream_sent += len(chunk)
+            await resp.write_eof()
+        except (ConnectionError, RuntimeError):
+            probe.stream_disconnected = True
+        finally:
+            probe.stream_done.set()
+        return resp
+
+    @routes.get("/declared")
+    async def declared(request: web.Request) -> web.Response:
+        return web.Response(body=b"x" * (LIMIT + 1), content_type="text/plain")
+
+    @routes.get("/exact")
+    async def exact(request: web.Request) -> web.StreamResponse:
+        resp = web.StreamResponse(headers={"Content-Type": "text/plain"})
+        await resp.prepare(request)
+        for _ in range(4):
+            await resp.write(b"y" * (64 * KB))
+        await resp.write_eof()
+        return resp
+
+    @routes.get("/bad-utf8")
+    async def bad_utf8(request: web.Request) -> web.Response:
+        return web.Response(body=b"ok\xff\xfe", content_type="text/plain")
+
+    @routes.get("/png")
+    async def png(request: web.Request) -> web.Response:
+        return web.Response(body=b"\x89PNG\r\n\x1a\n", content_type="image/png")
+
+    @routes.get("/gbk")
+    async def gbk(request: web.Request) -> web.Response:
+        return web.Response(body="你好".encode("gbk"),
+                            headers={"Content-Type": "text/plain; charset=gbk"})
+
+    @routes.get("/echo")
+    async def echo(request: web.Request) -> web.Response:
+        return web.json_response({"path_qs": request.path_qs, "headers": dict(request.headers)})
+
+    app = web.Application()
+    app.router.add_routes(routes)
+
+    @web.middleware
+    async def count(request: web.Request, handler):  # type: ignore[no-untyped-def]
+        probe.hits.append(request.path_qs)
+        return await handler(request)
+
+    app.middlewares.append(count)
+    return app
+
+
+@pytest.fixture
+async def probe() -> AsyncIterator[Probe]:
+    p = Probe()
+    yield p
+    p.release.set()
+
+
+@pytest.fixture
+async def server(loopback: StartServer, probe: Probe) -> str:
+    return await loopback(make_app(probe))
+
+
+@pytest.fixture
+async def fetcher() -> AsyncIterator[Fetcher]:
+    f = Fetcher(AddressPolicy.build(dev=True), max_body_bytes=LIMIT, max_redirects=3)
+    await f.start()
+    yield f
+    await f.close()
+
+
+@pytest.fixture
+async def guarded() -> AsyncIterator[Fetcher]:
+    """Production policy: no dev mode, nothing allow-listed."""
+    f = Fetcher(AddressPolicy.build(dev=False), max_body_bytes=LIMIT)
+    await f.start()
+    yield f
+    await f.close()
+
+
+def get(url: str) -> OutboundRequest:
+    return OutboundRequest(url=url)
+
+
+async def test_a_text_body_is_cached_as_it_came(fetcher: Fetcher, server: str) -> None:
+    result = await fetcher.fetch(get(server + "/ok"), timeout_s=5)
+    assert result.verdict is Verdict.CACHED
+    assert result.status == 200
+    assert result.text == "hello 你好"
+    assert result.bytes == len("hello 你好".encode())
+    assert result.etag == '"v1"'
+    assert result.last_modified == "Thu, 01 Jan 2026 00:00:00 GMT"
+    assert result.error is None
+
+
+async def test_conditional_get_answered_304_is_not_modified(fetcher: Fetcher, server: str) -> None:
+    fresh = await fetcher.fetch(get(server + "/cond"), timeout_s=5)
+    assert fresh.verdict is Verdict.CACHED and fresh.text == "fresh"
+    again = await fetcher.fetch(
+        OutboundRequest(url=server + "/cond", headers={"If-None-Match": '"v1"'}), timeout_s=5)
+    assert again.verdict is Verdict.NOT_MODIFIED
+    assert again.status == 304 and again.text is None and again.error is None
+
+
+@pytest.mark.parametrize("code", [400, 401, 404, 500, 503])
+async def test_non_2xx_is_http_error(fetcher: Fetcher, server: str, code: int) -> None:
+    result = await fetcher.fetch(get(f"{server}/status/{code}"), timeout_s=5)
+    assert result.verdict is Verdict.HTTP_ERROR
+    assert result.status == code
+    assert result.error == f"HTTP {code}"
+    assert result.text is None
+
+
+async def test_a_server_that_does_not_answer_times_out(fetcher: Fetcher, server: str) -> None:
+    result = await fetcher.fetch(get(server + "/slow"), timeout_s=0.3)
+    assert result.verdict is Verdict.TIMEOUT
+    assert "0.3 s" in (result.error or "")
+
+
+async def test_the_timeout_covers_a_body_that_trickles(fetcher: Fetcher, server: str) -> None:
+    result = await fetcher.fetch(get(server + "/trickle"), timeout_s=0.5)
+    assert result.verdict is Verdict.TIMEOUT
+
+
+async def test_redirects_are_followed_up_to_the_limit(fetcher: Fetcher, server: str) -> None:
+    result = await fetcher.fetch(get(server + "/hop/3"), timeout_s=5)
+    assert result.verdict is Verdict.CACHED and result.text == "arrived"
+    assert result.redirects == [f"{server}/hop/{n}" for n in (2, 1, 0)]
+    assert result.url == server + "/hop/0"
+
+
+async def test_too_many_redirects(fetcher: Fetcher, server: str, probe: Probe) -> None:
+    result = await fetcher.fetch(get(server + "/hop/4"), timeout_s=5)
+    assert result.verdict is Verdict.TOO_MANY_REDIRECTS
+    assert "more than 3 redirects" in (result.error or "")
+    assert probe.hits == [f"/hop/{n}" for n in (4, 3, 2, 1)]  # stopped: /hop/0 never asked
+    looping = await fetcher.fetch(get(server + "/loop"), timeout_s=5)
+    assert looping.verdict is Verdict.TOO_MANY_REDIRECTS
+
+
+async def test_a_redirect_without_location_is_a_bad_redirect(fetcher: Fetcher, server: str) -> None:
+    result = await fetcher.fetch(get(server + "/noloc"), timeout_s=5)
+    assert result.verdict is Verdict.BAD_REDIRECT
+    assert result.status == 302
+    assert "Location" in (result.error or "")
+
+
+async def test_a_redirect_to_another_scheme_is_a_bad_redirect(
+    fetcher: Fetcher, server: str,
+) -> None:
+    result = await fetcher.fetch(get(server + "/to-ftp"), timeout_s=5)
+    assert result.verdict is Verdict.BAD_REDIRECT
+    assert "ftp://" in (result.error or "")
+
+
+async def test_a_chunked_body_past_the_limit_is_refused_while_streaming(
+    fetcher: Fetcher, server: str, probe: Probe,
+) -> None:
+    result = await fetcher.fetch(get(server + "/stream"), timeout_s=20)
+    assert result.verdict is Verdict.OVERSIZE
+    assert result.text is None
+    assert f"exceeds {LIMIT} bytes" in (result.error or "")
+    # the client counted only a little past the limit before it stopped reading ...
+    assert LIMIT < result.bytes < LIMIT + 1024 * KB
+    # ... and hung up: the server's next writes failed long before it sent everything
+    await asyncio.wait_for(probe.stream_done.wait(), 20)
+    assert probe.stream_disconnected
+    assert probe.stream_sent < STREAM_TOTAL // 2
+
+
+async def test_a_declared_content_length_past_the_limit_is_refused_unread(
+    fetcher: Fetcher, server: str,
+) -> None:
+    result = await fetcher.fetch(get(server + "/declared"), timeout_s=5)
+    assert result.verdict is Verdict.OVERSIZE
+    assert result.bytes == LIMIT + 1
+    assert "Content-Length 262145" in (result.error or "")
+
+
+async def test_a_body_of_exactly_the_limit_is_accepted(fetcher: Fetcher, server: str) -> None:
+    result = await fetcher.fetch(get(server + "/exact"), timeout_s=5)
+    assert result.verdict is Verdict.CACHED
+    assert result.bytes == LIMIT and len(result.text or "") == LIMIT
+
+
+@pytest.mark.parametrize(("path", "reason"), [("/bad-utf8", "not valid UTF-8"),
+                                              ("/png", "'image/png' is not text"),
+                                              ("/gbk", "charset 'gbk' is not UTF-8")])
+async def test_bad_encoding(fetcher: Fetcher, server: str, path: str, reason: str) -> None:
+    result = await fetcher.fetch(get(server + path), timeout_s=5)
+    assert result.verdict is Verdict.BAD_ENCODING
+    assert reason in (result.error or "")
+    assert result.text is None and result.status == 200
+
+
+async def test_a_closed_port_is_a_connection_error(fetcher: Fetcher) -> None:
+    result = await fetcher.fetch(get(f"http://127.0.0.1:{free_port()}/x"), timeout_s=5)
+    assert result.verdict is Verdict.CONNECTION_ERROR
+    assert result.error
+
+
+async def test_the_signed_request_arrives_byte_for_byte(fetcher: Fetcher, server: str) -> None:
+    req = build_prefetch_request(
+        base_url=server + "/echo?lang=zh_CN&sp=a%20b", appid="mpA", secret="sec",
+        timestamp=1_767_225_600, launch=Launch("pages/a", "x=1&y=两", 1007), token="t+/=?&",
+    )
+    result = await fetcher.fetch(req, timeout_s=5)
+    seen = json.loads(result.text or "{}")
+    header = seen["headers"][SIGNATURE_HEADER]
+    assert verify_request("sec", header, "GET", seen["path_qs"], now=1_767_225_600)
+
+
+# --- the address guard: production policy, loopback targets only ---
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "localhost", "[::ffff:127.0.0.1]"])
+async def test_loopback_is_blocked_without_dev_mode(
+    guarded: Fetcher, server: str, probe: Probe, host: str,
+) -> None:
+    port = server.rsplit(":", 1)[1]
+    result = await guarded.fetch(get(f"http://{host}:{port}/ok"), timeout_s=5)
+    assert result.verdict is Verdict.BLOCKED_ADDRESS
+    assert "loopback" in (result.error or "")
+    assert probe.hits == []  # no connection was made
+
+
+async def test_ipv6_loopback_is_blocked_without_dev_mode(
+    guarded: Fetcher, loopback: StartServer, probe: Probe,
+) -> None:
+    url = await loopback(make_app(probe), host="::1")
+    result = await guarded.fetch(get(url + "/ok"), timeout_s=5)
+    assert result.verdict is Verdict.BLOCKED_ADDRESS
+    assert "loopback" in (result.error or "")
+    assert probe.hits == []
+
+
+async def test_dev_mode_reaches_every_loopback_form(
+    fetcher: Fetcher, loopback: StartServer, probe: Probe,
+) -> None:
+    v4 = await loopback(make_app(probe))
+    v6 = await loopback(make_app(probe), host="::1")
+    port = v4.rsplit(":", 1)[1]
+    for url in (v4, f"http://localhost:{port}", f"http://[::ffff:127.0.0.1]:{port}", v6):
+        result = await fetcher.fetch(get(url + "/ok"), timeout_s=5)
+        assert result.verdict is Verdict.CACHED, (url, result)
+
+
+@pytest.mark.parametrize("blocked_host", ["::1", "127.0.0.2"])
+async def test_a_redirect_from_an_allowed_target_to_a_blocked_one_is_refused(
+    loopback: StartServer, blocked_host: str,
+) -> None:
+    first, second = Probe(), Probe()
+    allowed = await loopback(make_app(first), host="127.0.0.1")
+    blocked = await loopback(make_app(second), host=blocked_host)
+    f = Fetcher(AddressPolicy.build(dev=False, allow=("127.0.0.1/32",)), max_body_bytes=LIMIT)
+    try:
+        ok = await f.fetch(get(allowed + "/ok"), timeout_s=5)
+        assert ok.verdict is Verdict.CACHED  # the allow-listed address is reachable
+        result = await f.fetch(get(f"{allowed}/redirect?to={blocked}/ok"), timeout_s=5)
+    finally:
+        await f.close()
+    assert result.verdict is Verdict.BLOCKED_ADDRESS
+    assert result.redirects == [blocked + "/ok"]
+    assert "loopback" in (result.error or "")
+    assert second.hits == []  # the redirect target was never contacted
+
+
+async def test_a_redirect_to_a_name_that_resolves_to_a_blocked_address_is_refused(
+    loopback: StartServer,
+) -> None:
+    first, second = Probe(), Probe()
+    allowed = await loopback(make_app(first), host="127.0.0.2")
+    target = await loopback(make_app(second), host="127.0.0.1")
+    port = target.rsplit(":", 1)[1]
+    f = Fetcher(AddressPolicy.build(dev=False, allow=("127.0.0.2/32",)), max_body_bytes=LIMIT)
+    try:
+        result = await f.fetch(get(f"{allowed}/redirect?to=http://localhost:{port}/ok"),
+                               timeout_s=5)
+    finally:
+        await f.close()
+    assert result.verdict is Verdict.BLOCKED_ADDRESS
+    assert "localhost resolves to address 127.0.0.1 is loopback" in (result.error or "")
+    assert first.hits and second.hits == []
+
+
+async def test_an_allow_listed_host_name_is_reachable(loopback: StartServer, probe: Probe) -> None:
+    url = await loopback(make_app(probe))
+    port = url.rsplit(":", 1)[1]
+    f = Fetcher(AddressPolicy.build(dev=False, allow=("localhost",)),
+                allowed_names=("localhost",), max_body_bytes=LIMIT)
+    try:
+        by_name = await f.fetch(get(f"http://localhost:{port}/ok"), timeout_s=5)
+        by_ip = await f.fetch(get(f"http://127.0.0.1:{port}/ok"), timeout_s=5)
+    finally:
+        await f.close()
+    assert by_name.verdict is Verdict.CACHED
+    assert by_ip.verdict is Verdict.BLOCKED_ADDRESS  # the name is allowed, not the address
+
+
+@pytest.mark.parametrize("host", ["127.1", "2130706433", "0x7f000001", "017700000001",
+                                  "0177.0.0.1", "127.0.0.1.", "LOCALHOST", "localhost.",
+                                  "[::ffff:7f00:1]", "[0:0:0:0:0:ffff:127.0.0.1]"])
+async def test_other_spellings_of_loopback_are_not_reached(
+    guarded: Fetcher, server: str, probe: Probe, host: str,
+) -> None:
+    port = server.rsplit(":", 1)[1]
+    result = await guarded.fetch(get(f"http://{host}:{port}/ok"), timeout_s=5)
+    assert result.verdict in (Verdict.BLOCKED_ADDRESS, Verdict.CONNECTION_ERROR), result
+    assert probe.hits == []

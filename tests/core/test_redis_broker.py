@@ -1,0 +1,93 @@
+"""The event stream across API nodes through the real Redis: a message published on one broker
+reaches subscribers on another, and data fetched by one platform reaches a runtime connected to
+another."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+import aiohttp
+import pytest
+
+from miniport.domain.requests import Launch
+from miniport.events.broker import RedisBroker
+from miniport.platform import Platform
+from tests.conftest import LiveServer, confirm_url
+from tests.core.conftest import SSE, Counter, settle
+
+pytestmark = pytest.mark.redis
+Make = Callable[..., Awaitable[Platform]]
+
+
+@pytest.fixture
+async def brokers(redis_url: str) -> AsyncIterator[Callable[[], Awaitable[RedisBroker]]]:
+    started: list[RedisBroker] = []
+
+    async def make() -> RedisBroker:
+        broker = RedisBroker(redis_url)
+        await broker.start()
+        started.append(broker)
+        return broker
+
+    try:
+        yield make
+    finally:
+        for broker in started:
+            await broker.close()
+
+
+async def test_a_message_reaches_subscribers_on_another_node(
+    brokers: Callable[[], Awaitable[RedisBroker]],
+) -> None:
+    node_a, node_b = await brokers(), await brokers()
+    on_b = node_b.subscribe("alice", "phone")
+    on_a = node_a.subscribe("alice", "tablet")
+    bob = node_b.subscribe("bob", "phone")
+    await node_a.publish("alice", {"type": "backgroundFetchData", "fetchedData": "hi"})
+    assert await asyncio.wait_for(on_b.queue.get(), 10) == {"type": "backgroundFetchData",
+                                                            "fetchedData": "hi"}
+    assert await asyncio.wait_for(on_a.queue.get(), 10) == {"type": "backgroundFetchData",
+                                                            "fetchedData": "hi"}
+    await node_b.publish("bob", {"type": "ping"})
+    assert (await asyncio.wait_for(bob.queue.get(), 10))["type"] == "ping"
+    assert on_a.queue.empty() and on_b.queue.empty()
+    assert node_b.connected("alice") == ["phone"]  # devices connected to this node
+
+
+async def test_a_device_targeted_message_reaches_only_that_device(
+    brokers: Callable[[], Awaitable[RedisBroker]],
+) -> None:
+    node_a, node_b = await brokers(), await brokers()
+    phone = node_b.subscribe("alice", "phone")
+    tablet = node_b.subscribe("alice", "tablet")
+    await node_a.publish("alice", {"type": "test", "device_id": "tablet"})
+    assert (await asyncio.wait_for(tablet.queue.get(), 10))["type"] == "test"
+    await node_a.publish("alice", {"type": "after"})
+    assert (await asyncio.wait_for(phone.queue.get(), 10))["type"] == "after"
+
+
+async def test_data_fetched_by_a_worker_reaches_a_runtime_on_an_api_node(
+    redis_url: str, live: Callable[..., Awaitable[LiveServer]], platforms: Make, counter: Counter,
+) -> None:
+    """Two platforms on one database and one Redis: the API node holds the runtime's event
+    stream; a separate worker platform does the fetch."""
+    api = await live(redis_url=redis_url, start_scheduler=False)
+    worker = await platforms(redis_url=redis_url, database_url=api.platform.settings.state_url)
+    app = await worker.apps.create("shop", "dev")
+    await confirm_url(worker, app.appid, "periodic", counter.url)
+    token = api.platform.auth.runtime_token("alice", "phone")
+    async with aiohttp.ClientSession() as s, s.get(
+        f"{api.url}/runtime/v1/events", headers={"Authorization": f"Bearer {token}"},
+        timeout=aiohttp.ClientTimeout(total=60),
+    ) as stream:
+        events = SSE(stream)
+        assert (await events.next())[0] == "connected"
+        await worker.background.set_token(app.appid, "alice", "tok")
+        await worker.background.launch(app.appid, "alice", Launch())
+        await settle(worker)
+        engine = worker.make_engine()
+        await asyncio.wait_for(engine.run(asyncio.Event(), until_idle=True), 30)
+        message = await events.until("backgroundFetchData")
+    assert message["appid"] == app.appid
+    assert message["fetchedData"] == "data for tok"

@@ -1,0 +1,187 @@
+"""The request sent to the developer's server (SPEC section 1's table) and its signature (pure)."""
+
+from __future__ import annotations
+
+from urllib.parse import parse_qsl, urlsplit
+
+import pytest
+
+from miniport.domain.requests import (
+    Launch,
+    Validators,
+    build_periodic_request,
+    build_prefetch_request,
+    merge_query,
+    request_target,
+)
+from miniport.verify import APPID_HEADER, SIGNATURE_HEADER, parse_signature, sign, verify_request
+
+SECRET = "s3cret"
+T = 1_767_225_600  # 2026-01-01T00:00:00Z, Unix seconds
+
+
+def params(url: str) -> list[tuple[str, str]]:
+    return parse_qsl(urlsplit(url).query, keep_blank_values=True)
+
+
+def names(url: str) -> list[str]:
+    return [k for k, _ in params(url)]
+
+
+def test_periodic_request_has_exactly_appid_token_timestamp() -> None:
+    req = build_periodic_request(base_url="https://dev.example/data", appid="mpA",
+                                 secret=SECRET, token="tok 1&2", timestamp=T)
+    assert req.method == "GET"
+    assert urlsplit(req.url)[:3] == ("https", "dev.example", "/data")
+    assert params(req.url) == [("appid", "mpA"), ("token", "tok 1&2"), ("timestamp", str(T))]
+
+
+def test_timestamp_is_unix_seconds() -> None:
+    req = build_periodic_request(base_url="https://d.example/", appid="a", secret=SECRET,
+                                 token="t", timestamp=T)
+    stamp = dict(params(req.url))["timestamp"]
+    assert stamp == "1767225600" and len(stamp) == 10
+
+
+def test_the_urls_own_parameters_are_kept_and_a_same_named_one_is_replaced() -> None:
+    base = "https://d.example/api?lang=zh_CN&token=CONFIGURED&v=2&appid=old&empty="
+    req = build_periodic_request(base_url=base, appid="mpA", secret=SECRET, token="real",
+                                 timestamp=T)
+    assert params(req.url) == [("lang", "zh_CN"), ("v", "2"), ("empty", ""),
+                               ("appid", "mpA"), ("token", "real"), ("timestamp", str(T))]
+    assert names(req.url).count("token") == 1
+    assert names(req.url).count("appid") == 1
+
+
+def test_pre_fetch_request_with_a_token_has_no_code() -> None:
+    launch = Launch(path="pages/goods/detail", query="id=42&from=share", scene=1007)
+    req = build_prefetch_request(base_url="https://d.example/pre?src=mp", appid="mpA",
+                                 secret=SECRET, timestamp=T, launch=launch, token="tok")
+    assert params(req.url) == [
+        ("src", "mp"), ("appid", "mpA"), ("token", "tok"), ("timestamp", str(T)),
+        ("path", "pages/goods/detail"), ("query", "id=42&from=share"), ("scene", "1007"),
+    ]
+    assert "code" not in names(req.url)
+
+
+def test_pre_fetch_request_without_a_token_carries_a_login_code() -> None:
+    req = build_prefetch_request(base_url="https://d.example/pre", appid="mpA", secret=SECRET,
+                                 timestamp=T, launch=Launch(), code="c0de")
+    assert names(req.url) == ["appid", "code", "timestamp", "path", "query", "scene"]
+    assert dict(params(req.url))["code"] == "c0de"
+    assert "token" not in names(req.url)
+
+
+def test_a_configured_token_or_code_never_sits_beside_the_platforms_choice() -> None:
+    base = "https://d.example/pre?code=X&token=Y&keep=1"
+    with_code = build_prefetch_request(base_url=base, appid="a", secret=SECRET, timestamp=T,
+                                       launch=Launch(), code="fresh")
+    assert ("keep", "1") in params(with_code.url)
+    assert ("code", "fresh") in params(with_code.url)
+    assert "token" not in names(with_code.url)
+    with_token = build_prefetch_request(base_url=base, appid="a", secret=SECRET, timestamp=T,
+                                        launch=Launch(), token="tok")
+    assert ("token", "tok") in params(with_token.url)
+    assert "code" not in names(with_token.url)
+    periodic = build_periodic_request(base_url=base, appid="a", secret=SECRET, token="tok",
+                                      timestamp=T)
+    assert params(periodic.url) == [("keep", "1"), ("appid", "a"), ("token", "tok"),
+                                    ("timestamp", str(T))]
+
+
+@pytest.mark.parametrize(("token", "code"), [("t", "c"), (None, None)])
+def test_token_and_code_are_never_both_or_neither(token: str | None, code: str | None) -> None:
+    with pytest.raises(ValueError, match="exactly one of token and code"):
+        build_prefetch_request(base_url="https://d.example/", appid="a", secret=SECRET,
+                               timestamp=T, launch=Launch(), token=token, code=code)
+
+
+def test_conditional_headers_only_with_validators() -> None:
+    plain = build_periodic_request(base_url="https://d.example/", appid="a", secret=SECRET,
+                                   token="t", timestamp=T)
+    assert "If-None-Match" not in plain.headers and "If-Modified-Since" not in plain.headers
+    cond = build_periodic_request(
+        base_url="https://d.example/", appid="a", secret=SECRET, token="t", timestamp=T,
+        validators=Validators(etag='"v7"', last_modified="Thu, 01 Jan 2026 00:00:00 GMT"),
+    )
+    assert cond.headers["If-None-Match"] == '"v7"'
+    assert cond.headers["If-Modified-Since"] == "Thu, 01 Jan 2026 00:00:00 GMT"
+    only_etag = build_periodic_request(base_url="https://d.example/", appid="a", secret=SECRET,
+                                       token="t", timestamp=T, validators=Validators(etag="e"))
+    assert only_etag.headers["If-None-Match"] == "e"
+    assert "If-Modified-Since" not in only_etag.headers
+
+
+def test_pre_fetch_requests_are_not_conditional() -> None:
+    req = build_prefetch_request(base_url="https://d.example/", appid="a", secret=SECRET,
+                                 timestamp=T, launch=Launch(), token="t")
+    assert "If-None-Match" not in req.headers and "If-Modified-Since" not in req.headers
+
+
+@pytest.mark.parametrize("kind", ["periodic", "pre"])
+def test_every_request_is_signed_over_its_exact_target(kind: str) -> None:
+    if kind == "periodic":
+        req = build_periodic_request(base_url="https://d.example/p/q?x=1", appid="mpA",
+                                     secret=SECRET, token="t", timestamp=T)
+    else:
+        req = build_prefetch_request(base_url="https://d.example/p/q?x=1", appid="mpA",
+                                     secret=SECRET, timestamp=T, launch=Launch("a/b", "k=v", 1),
+                                     token="t")
+    assert req.headers[APPID_HEADER] == "mpA"
+    header = req.headers[SIGNATURE_HEADER]
+    assert parse_signature(header) is not None
+    assert parse_signature(header)[0] == T  # type: ignore[index]
+    target = request_target(req.url)
+    assert target.startswith("/p/q?x=1&appid=mpA")
+    assert verify_request(SECRET, header, "GET", target, now=T + 10)
+    assert not verify_request("other", header, "GET", target, now=T + 10)
+
+
+def test_merge_query_keeps_order_and_blank_values() -> None:
+    assert merge_query("https://h/p?b=2&a=1&flag", [("a", "9"), ("c", "3")]) == \
+        "https://h/p?b=2&flag=&a=9&c=3"
+
+
+def test_request_target_of_a_bare_host_is_slash() -> None:
+    assert request_target("https://h") == "/"
+    assert request_target("https://h/x?y=1") == "/x?y=1"
+
+
+# --- verify.py: the helper for developer servers ---
+
+def test_sign_and_verify_round_trip() -> None:
+    header = sign(SECRET, T, "get", "/data?appid=a&timestamp=1")
+    assert header.startswith(f"t={T},v1=")
+    assert verify_request(SECRET, header, "GET", "/data?appid=a&timestamp=1", now=T)
+
+
+@pytest.mark.parametrize(
+    ("method", "target"),
+    [("POST", "/data?appid=a"), ("GET", "/data?appid=b"), ("GET", "/other?appid=a"),
+     ("GET", "/data?appid=a&extra=1")],
+)
+def test_a_tampered_request_fails(method: str, target: str) -> None:
+    header = sign(SECRET, T, "GET", "/data?appid=a")
+    assert not verify_request(SECRET, header, method, target, now=T)
+
+
+def test_a_tampered_signature_or_timestamp_fails() -> None:
+    header = sign(SECRET, T, "GET", "/d")
+    digest = header.split("v1=")[1]
+    flipped = digest[:-1] + ("0" if digest[-1] != "0" else "1")
+    assert not verify_request(SECRET, f"t={T},v1={flipped}", "GET", "/d", now=T)
+    assert not verify_request(SECRET, f"t={T + 1},v1={digest}", "GET", "/d", now=T)
+
+
+@pytest.mark.parametrize("header", [None, "", "garbage", "t=abc,v1=00", "v1=00", f"t={T}"])
+def test_missing_or_malformed_headers_fail(header: str | None) -> None:
+    assert not verify_request(SECRET, header, "GET", "/d", now=T)
+
+
+def test_replay_window() -> None:
+    header = sign(SECRET, T, "GET", "/d")
+    assert verify_request(SECRET, header, "GET", "/d", now=T + 300)
+    assert verify_request(SECRET, header, "GET", "/d", now=T - 300)
+    assert not verify_request(SECRET, header, "GET", "/d", now=T + 301)
+    assert not verify_request(SECRET, header, "GET", "/d", now=T - 301)
+    assert verify_request(SECRET, header, "GET", "/d", now=T + 3600, tolerance_s=3600)

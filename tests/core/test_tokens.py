@@ -1,0 +1,122 @@
+"""Runtime tokens, login codes and openids (pure), and the settings they are built from."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from miniport.config import Settings
+from miniport.domain.tokens import (
+    LoginCode,
+    RuntimeIdentity,
+    make_login_code,
+    make_runtime_token,
+    openid_for,
+    read_login_code,
+    read_runtime_token,
+    validate_id,
+)
+from miniport.errors import InvalidInput, Unauthorized
+
+KEY = b"k" * 32
+OTHER = b"o" * 32
+T = 1_767_225_600
+DAY = 86400
+
+
+def test_a_runtime_token_carries_its_identity() -> None:
+    token = make_runtime_token(KEY, RuntimeIdentity("alice", "phone", T))
+    assert read_runtime_token(KEY, token, max_age_s=30 * DAY, now=T + 5) == \
+        RuntimeIdentity("alice", "phone", T)
+
+
+@pytest.mark.parametrize("mangle", [
+    lambda t: t + "x",
+    lambda t: t.replace(".", ".A", 1),
+    lambda t: "A" + t,
+    lambda t: t.split(".")[0],
+    lambda t: "",
+    lambda t: ".",
+    lambda t: "not-a-token",
+])
+def test_a_tampered_runtime_token_is_refused(mangle) -> None:  # type: ignore[no-untyped-def]
+    token = make_runtime_token(KEY, RuntimeIdentity("alice", "phone", T))
+    with pytest.raises(Unauthorized, match="invalid runtime token"):
+        read_runtime_token(KEY, mangle(token), max_age_s=30 * DAY, now=T)
+
+
+def test_a_token_for_another_user_cannot_be_forged_from_a_real_one() -> None:
+    real = make_runtime_token(KEY, RuntimeIdentity("alice", "phone", T))
+    forged_payload = make_runtime_token(OTHER, RuntimeIdentity("bob", "phone", T)).split(".")[0]
+    with pytest.raises(Unauthorized):
+        read_runtime_token(KEY, forged_payload + "." + real.split(".")[1], max_age_s=DAY, now=T)
+    with pytest.raises(Unauthorized):  # signed with another server's key
+        read_runtime_token(OTHER, real, max_age_s=DAY, now=T)
+
+
+def test_a_runtime_token_expires() -> None:
+    token = make_runtime_token(KEY, RuntimeIdentity("alice", "phone", T))
+    read_runtime_token(KEY, token, max_age_s=30 * DAY, now=T + 30 * DAY)
+    with pytest.raises(Unauthorized, match="expired"):
+        read_runtime_token(KEY, token, max_age_s=30 * DAY, now=T + 30 * DAY + 1)
+
+
+def test_login_codes_are_signed_and_carry_app_user_and_expiry() -> None:
+    code = make_login_code(KEY, LoginCode("mpA", "alice", T + 300, "nonce1"))
+    assert "alice" not in code
+    assert read_login_code(KEY, code) == LoginCode("mpA", "alice", T + 300, "nonce1")
+    assert read_login_code(OTHER, code) is None
+    assert read_login_code(KEY, code[:-2] + ("AA" if code[-2:] != "AA" else "BB")) is None
+    assert read_login_code(KEY, "garbage") is None
+    assert read_login_code(KEY, "") is None
+
+
+def test_openid_is_stable_per_app_and_user_and_unrelated_across_apps() -> None:
+    assert openid_for(KEY, "mpA", "alice") == openid_for(KEY, "mpA", "alice")
+    ids = {openid_for(KEY, a, u) for a in ("mpA", "mpB") for u in ("alice", "bob")}
+    assert len(ids) == 4
+    assert openid_for(KEY, "mpA", "alice") != openid_for(OTHER, "mpA", "alice")
+    # the separator cannot be gamed: ("mpA", "x") and ("mp", "Ax") differ
+    assert openid_for(KEY, "mpA", "x") != openid_for(KEY, "mp", "Ax")
+
+
+@pytest.mark.parametrize("value", ["", "a" * 129, "bad\nid", "tab\tid"])
+def test_user_ids_are_bounded_printable_text(value: str) -> None:
+    with pytest.raises(InvalidInput, match=r"user id must be 1\.\.128 printable characters"):
+        validate_id("user id", value)
+
+
+def test_settings_from_the_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    for name in ("PERIODIC_INTERVAL_S", "ACTIVE_DAYS", "DEV", "DATABASE_URL", "ALLOW_HOSTS",
+                 "DATA_DIR"):
+        monkeypatch.delenv(f"MINIPORT_{name}", raising=False)
+    defaults = Settings.from_env()
+    assert defaults.periodic_interval_s == 43200
+    assert defaults.active_days == 7
+    assert defaults.max_body_bytes == 256 * 1024
+    assert defaults.dev is False
+    assert defaults.data_dir == Path("miniport-data")
+
+    monkeypatch.setenv("MINIPORT_PERIODIC_INTERVAL_S", "5")
+    monkeypatch.setenv("MINIPORT_ACTIVE_DAYS", "1.5")
+    monkeypatch.setenv("MINIPORT_DEV", "1")
+    monkeypatch.setenv("MINIPORT_ALLOW_HOSTS", "10.0.0.0/8, internal.example ,")
+    monkeypatch.setenv("MINIPORT_DATA_DIR", str(tmp_path))
+    settings = Settings.from_env()
+    assert settings.periodic_interval_s == 5
+    assert settings.active_days == 1.5
+    assert settings.dev is True
+    assert settings.allow_hosts == ("10.0.0.0/8", "internal.example")
+    assert settings.state_url == f"sqlite:///{(tmp_path / 'miniport.db').resolve()}"
+    monkeypatch.setenv("MINIPORT_DATABASE_URL", "postgresql://u@127.0.0.1/db")
+    assert Settings.from_env().state_url == "postgresql://u@127.0.0.1/db"
+    assert Settings.from_env(dev=None).dev is True  # an unset override keeps the environment's
+
+
+@pytest.mark.parametrize(("name", "value"), [("PERIODIC_INTERVAL_S", "0"), ("ACTIVE_DAYS", "-1"),
+                                             ("MAX_BODY_BYTES", "abc")])
+def test_bad_settings_are_refused(monkeypatch: pytest.MonkeyPatch, name: str, value: str) -> None:
+    monkeypatch.setenv(f"MINIPORT_{name}", value)
+    with pytest.raises(ValueError, match=name.lower()):
+        Settings.from_env()

@@ -1,0 +1,83 @@
+"""Which data URLs may be configured (pure)."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from miniport.domain.urls import MAX_URL_LENGTH, validate_fetch_url
+from miniport.errors import InvalidURL
+
+
+@pytest.mark.parametrize("kind", ["periodic", "pre"])
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("ftp://example.com/data", "scheme 'ftp' is not allowed"),
+        ("javascript:alert(1)", "scheme 'javascript' is not allowed"),
+        ("file:///etc/passwd", "scheme 'file' is not allowed"),
+        ("example.com/data", "scheme '(none)' is not allowed"),
+        ("https:///data", "no host"),
+        ("https://user:pw@example.com/data", "credentials"),
+        ("https://user@example.com/data", "credentials"),
+        ("https://example.com/data#frag", "fragment"),
+        ("https://example.com:0/data", "port 0"),
+        ("https://example.com:99999/data", "cannot be parsed"),
+        ("https://exa mple.com/", "white space"),
+        ("https://example.com/\x00", "control characters"),
+        ("", "empty"),
+        ("   ", "empty"),
+        ("https://example.com/" + "a" * MAX_URL_LENGTH, "longer than"),
+    ],
+)
+def test_bad_urls_are_refused_with_a_reason(kind: str, url: str, message: str) -> None:
+    with pytest.raises(InvalidURL, match=re.escape(message)):
+        validate_fetch_url(kind, url, dev=True)
+
+
+def test_a_non_string_url_is_refused() -> None:
+    with pytest.raises(InvalidURL, match="empty"):
+        validate_fetch_url("pre", None, dev=True)  # type: ignore[arg-type]
+
+
+def test_unknown_kind_is_refused() -> None:
+    with pytest.raises(InvalidURL, match="unknown kind 'weekly'"):
+        validate_fetch_url("weekly", "https://example.com/", dev=True)
+
+
+@pytest.mark.parametrize("dev", [False, True])
+def test_https_urls_with_their_own_query_are_accepted(dev: bool) -> None:
+    url = "https://api.example.com/v1/data?lang=zh_CN&x=1"
+    assert validate_fetch_url("pre", url, dev=dev) == url
+    assert validate_fetch_url("periodic", url, dev=dev) == url
+
+
+def test_surrounding_blanks_are_trimmed() -> None:
+    assert validate_fetch_url("pre", "  https://example.com/x \n", dev=False) == \
+        "https://example.com/x"
+
+
+@pytest.mark.parametrize("url", ["http://example.com/pre", "http://127.0.0.1:8000/pre",
+                                 "http://localhost:8000/pre", "http://[::1]:8000/pre"])
+def test_pre_fetch_url_must_be_https_outside_dev_mode(url: str) -> None:
+    with pytest.raises(InvalidURL, match="must use https"):
+        validate_fetch_url("pre", url, dev=False)
+
+
+@pytest.mark.parametrize("url", ["http://127.0.0.1:8000/pre", "http://localhost:8000/pre",
+                                 "http://[::1]:8000/pre", "http://api.localhost/pre"])
+def test_dev_mode_accepts_http_pre_fetch_on_loopback(url: str) -> None:
+    assert validate_fetch_url("pre", url, dev=True) == url
+
+
+@pytest.mark.parametrize("url", ["http://example.com/pre", "http://10.0.0.5/pre",
+                                 "http://localhost.example.com/pre"])
+def test_dev_mode_still_refuses_http_pre_fetch_off_loopback(url: str) -> None:
+    with pytest.raises(InvalidURL, match="must use https"):
+        validate_fetch_url("pre", url, dev=True)
+
+
+def test_periodic_url_may_be_http() -> None:
+    assert validate_fetch_url("periodic", "http://example.com/p", dev=False) == \
+        "http://example.com/p"

@@ -360,6 +360,29 @@ async def test_conditional_get_on_the_next_fetch_and_304_keeps_the_body(
     assert "If-None-Match" not in seen[2]
 
 
+async def test_a_full_answer_without_validators_clears_the_old_ones(
+    platforms: Make, fake_clock: FakeClock, loopback: StartServer,
+) -> None:
+    seen: list[dict[str, str]] = []
+    answers = iter([{"ETag": '"e1"'}, {}, {}])
+
+    async def handle(request: web.Request) -> web.Response:
+        seen.append(dict(request.headers))
+        return web.Response(text=f"body-{len(seen)}", headers=next(answers))
+
+    url = await loopback(handle)
+    p = await platforms(clock=fake_clock)
+    appid = await periodic_app(p, url)
+    await user(p, appid, "u", "t")
+    await run(p)
+    fake_clock.advance(12 * H)
+    await run(p)
+    assert seen[1]["If-None-Match"] == '"e1"'  # answered 200 with no ETag this time
+    fake_clock.advance(12 * H)
+    await run(p)
+    assert "If-None-Match" not in seen[2]  # so the stale validator is not sent again
+
+
 async def test_a_claimed_pair_whose_worker_died_is_fetched_once_after_the_lease(
     platforms: Make, fake_clock: FakeClock, counter: Counter,
 ) -> None:

@@ -50,7 +50,7 @@ def make_app(probe: Probe) -> web.Application:
 
     @routes.get("/cond")
     async def cond(request: web.Request) -> web.Response:
-        if request.headers.get("If-None-Match") == '"v1"':
+        if request.headers.get("If-None-Match") == '"v1"' or "always304" in request.query:
             return web.Response(status=304, headers={"ETag": '"v1"'})
         return web.Response(text="fresh", headers={"ETag": '"v1"'})
 
@@ -207,6 +207,14 @@ async def test_conditional_get_answered_304_is_not_modified(fetcher: Fetcher, se
         OutboundRequest(url=server + "/cond", headers={"If-None-Match": '"v1"'}), timeout_s=5)
     assert again.verdict is Verdict.NOT_MODIFIED
     assert again.status == 304 and again.text is None and again.error is None
+
+
+async def test_a_304_to_a_request_that_was_not_conditional_is_an_error(
+    fetcher: Fetcher, server: str
+) -> None:
+    plain = await fetcher.fetch(get(server + "/cond?always304=1"), timeout_s=5)
+    assert plain.verdict is Verdict.HTTP_ERROR and plain.status == 304
+    assert plain.error == "HTTP 304"
 
 
 @pytest.mark.parametrize("code", [400, 401, 404, 500, 503])

@@ -98,10 +98,11 @@ def decode_body(body: bytes, content_type: str | None) -> Decoded:
         return Decoded(None, f"body is not valid UTF-8 (byte {exc.start})")
 
 
-def status_verdict(status: int) -> Verdict | None:
-    """None when the status is acceptable and the body should be read."""
+def status_verdict(status: int, *, conditional: bool = True) -> Verdict | None:
+    """None when the status is acceptable and the body should be read. A 304 only answers a
+    conditional request; to any other it is an error (there is nothing cached to keep)."""
     if 200 <= status < 300:
         return None
-    if status == 304:
+    if status == 304 and conditional:
         return Verdict.NOT_MODIFIED
     return Verdict.HTTP_ERROR

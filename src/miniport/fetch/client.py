@@ -158,6 +158,7 @@ class Fetcher:
         # aiohttp's own per-request timeout is cheaper than asyncio.timeout; each hop gets what is
         # left of the total, so the limit covers the whole redirect chain and the body.
         deadline = started + timeout_s
+        conditional = "If-None-Match" in request.headers or "If-Modified-Since" in request.headers
         try:
             while True:
                 blocked = self._check_target(url)
@@ -197,7 +198,7 @@ class Fetcher:
                         redirects.append(target)
                         url = target
                         continue
-                    bad = status_verdict(resp.status)
+                    bad = status_verdict(resp.status, conditional=conditional)
                     if bad is not None:
                         error = None if bad is Verdict.NOT_MODIFIED else f"HTTP {resp.status}"
                         return result(bad, status=resp.status, error=error)

@@ -72,6 +72,7 @@ def schedule_after(
             last_success_at=now,
             etag=etag,
             last_modified=last_modified,
+            new_validators=verdict is Verdict.CACHED,
         )
     if verdict is Verdict.TOKEN_NOT_SET:
         return ScheduleUpdate(

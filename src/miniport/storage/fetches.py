@@ -64,8 +64,9 @@ class ScheduleUpdate:
     last_attempt_at: float
     last_error: str | None
     last_success_at: float | None = None  # None: keep the stored value
-    etag: str | None = None  # None: keep
+    etag: str | None = None
     last_modified: str | None = None
+    new_validators: bool = False  # a full 200: store etag/last_modified (None clears them)
 
 
 @dataclass(frozen=True)
@@ -114,7 +115,8 @@ _RECORD_SQL = {
     " last_error = ?, lease_until = NULL WHERE appid = ? AND user_id = ?",
     "succeeded": "UPDATE app_users SET next_due_at = ?, failures = ?, last_attempt_at = ?,"
     " last_error = ?, lease_until = NULL, last_success_at = ?,"
-    " etag = COALESCE(?, etag), last_modified = COALESCE(?, last_modified)"
+    " etag = CASE WHEN ? THEN ? ELSE etag END,"
+    " last_modified = CASE WHEN ? THEN ? ELSE last_modified END"
     " WHERE appid = ? AND user_id = ?",
 }
 
@@ -343,7 +345,9 @@ class FetchStore:
                     s.last_attempt_at,
                     s.last_error,
                     s.last_success_at,
+                    s.new_validators,
                     s.etag,
+                    s.new_validators,
                     s.last_modified,
                     s.appid,
                     s.user_id,

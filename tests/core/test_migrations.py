@@ -71,3 +71,13 @@ def test_an_unmigrated_database_differs(tmp_path: Path) -> None:
         assert missing == set(metadata.tables)
     finally:
         engine.dispose()
+
+
+def test_head_constant_is_the_newest_revision() -> None:
+    """migrate.HEAD lets a started-up database skip Alembic; it must name the real head."""
+    from alembic.script import ScriptDirectory
+
+    from miniport.storage import migrate
+
+    script = ScriptDirectory.from_config(migrate.alembic_config("sqlite://"))
+    assert script.get_current_head() == migrate.HEAD

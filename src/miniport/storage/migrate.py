@@ -1,24 +1,44 @@
-"""Schema migrations with Alembic, run programmatically (``miniport`` upgrades on start)."""
+"""Schema migrations with Alembic, run programmatically: every command upgrades the database
+on start. When it is already at ``HEAD`` (the common case) one query says so and Alembic is not
+even imported, which keeps CLI commands quick."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from alembic import command
-from alembic.config import Config
-from sqlalchemy import Engine
+from sqlalchemy import Engine, text
+from sqlalchemy.exc import DBAPIError
+
+if TYPE_CHECKING:
+    from alembic.config import Config
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+HEAD = "0001"  # the newest revision in migrations/versions (a test keeps the two in step)
 
 
 def alembic_config(url: str) -> Config:
+    from alembic.config import Config
+
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS))
     cfg.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
     return cfg
 
 
+def current_revision(engine: Engine) -> str | None:
+    try:
+        with engine.connect() as conn:
+            return conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
+    except DBAPIError:  # no alembic_version table yet: an empty database
+        return None
+
+
 def upgrade(engine: Engine, revision: str = "head") -> None:
+    if revision == "head" and current_revision(engine) == HEAD:
+        return
+    from alembic import command
+
     cfg = alembic_config(str(engine.url))
     with engine.connect() as conn:
         if engine.dialect.name == "sqlite":
@@ -29,6 +49,8 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
 
 
 def downgrade(engine: Engine, revision: str) -> None:
+    from alembic import command
+
     cfg = alembic_config(str(engine.url))
     with engine.connect() as conn:
         cfg.attributes["connection"] = conn

@@ -23,6 +23,15 @@ export type Options = [
   Assert<Same<Option<Ours['getBackgroundFetchData']>, WechatMiniprogram.GetBackgroundFetchDataOption>>,
   Assert<Same<Option<Ours['login']>, WechatMiniprogram.LoginOption>>,
   Assert<Same<Parameters<Ours['onBackgroundFetchData']>[0], WechatMiniprogram.OnBackgroundFetchDataCallback>>,
+  Assert<Same<Parameters<Ours['reportAnalytics']>, Parameters<Theirs['reportAnalytics']>>>,
+  Assert<Same<Parameters<Ours['reportEvent']>, Parameters<Theirs['reportEvent']>>>,
+];
+
+// --- reportAnalytics / reportEvent return nothing, as WeChat's ---
+export type Returns = [
+  Assert<Same<ReturnType<Ours['reportAnalytics']>, ReturnType<Theirs['reportAnalytics']>>>,
+  Assert<Same<ReturnType<Ours['reportEvent']>, ReturnType<Theirs['reportEvent']>>>,
+  Assert<Same<ReturnType<Ours['reportAnalytics']>, void>>,
 ];
 
 // --- results given to success / fail, and the promise ---
@@ -41,7 +50,8 @@ export type Results = [
 
 // --- whole methods: ours stands in wherever WeChat's is expected ---
 export const methods: Pick<Theirs, 'setBackgroundFetchToken' | 'getBackgroundFetchToken'
-  | 'getBackgroundFetchData' | 'onBackgroundFetchData' | 'login'> = wx;
+  | 'getBackgroundFetchData' | 'onBackgroundFetchData' | 'login' | 'reportAnalytics'
+  | 'reportEvent'> = wx;
 
 // --- WeChat-style code, unchanged ---
 export async function wechatStyle(): Promise<string> {
@@ -65,6 +75,15 @@ export async function wechatStyle(): Promise<string> {
     await wx.getBackgroundFetchToken();
   // with a callback WeChat returns nothing, not a promise
   const nothing: void = wx.login({ success: () => undefined });
+  // analytics, as in WeChat's documentation
+  const reported: void = wx.reportAnalytics('purchase', { price: 120, color: 'red' });
+  wx.reportEvent('goods_click', { price: 12 });
+  wx.reportEvent('app_launch');
+  void reported;
+  // @ts-expect-error reportAnalytics needs its data
+  wx.reportAnalytics('purchase');
+  // @ts-expect-error an event name is a string
+  wx.reportAnalytics(42, {});
   // @ts-expect-error a token is required
   wx.setBackgroundFetchToken({});
   // @ts-expect-error fetchType is required

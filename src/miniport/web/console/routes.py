@@ -88,6 +88,14 @@ def _static_version() -> str:
     return digest.hexdigest()[:10]
 
 
+ANALYTICS_TESTS_SHOWN = 10
+
+
+def page_json(value: Any) -> Markup:
+    """JSON for a ``<script type="application/json">`` block (no ``</script>`` inside)."""
+    return Markup(json.dumps(value, ensure_ascii=False).replace("<", "\\u003c"))
+
+
 def _format_ts(value: float | None) -> str:
     if value is None:
         return ""
@@ -451,6 +459,33 @@ def register_pages(app: FastAPI) -> None:
         values = await app_context(ctx, appid, "health")
         return render(ctx.request, "health.html", session=ctx.session, **values)
 
+    # --- analytics (the pages' scripts call /admin/v1/apps/{appid}/analytics/...) ---
+    async def analytics_data(ctx: Ctx, appid: str) -> dict[str, Any]:
+        p = state_of(ctx.request).platform
+        definitions = await p.analytics.definitions(appid)
+        tests = await p.db.read(p.analytics.defs.list_tests, appid)
+        return {"definitions": definitions,
+                "tests": [test.as_dict() for test in tests[:ANALYTICS_TESTS_SHOWN]]}
+
+    @app.get("/apps/{appid}/analytics")
+    async def analytics(ctx: ViewerPage, appid: str, test: str | None = None) -> Response:
+        """Fields, events and the event editor; the live test panel (``?test=``)."""
+        values = await app_context(ctx, appid, "analytics")
+        data = await analytics_data(ctx, appid)
+        return render(ctx.request, "analytics.html", session=ctx.session,
+                      page_data=page_json({**data, "open_test": test or None,
+                                           "can_edit": ctx.can("developer")}),
+                      **values)
+
+    @app.get("/apps/{appid}/analytics/reports")
+    async def analytics_reports(ctx: ViewerPage, appid: str) -> Response:
+        """Event analysis and funnels with charts and tables, CSV export."""
+        values = await app_context(ctx, appid, "reports")
+        p = state_of(ctx.request).platform
+        definitions = await p.analytics.definitions(appid)
+        return render(ctx.request, "analytics_reports.html", session=ctx.session,
+                      page_data=page_json({"definitions": definitions}), **values)
+
     # --- audit ---
     @app.get("/audit")
     async def audit(ctx: ViewerPage, appid: str | None = None) -> Response:
@@ -512,11 +547,12 @@ def register_pages(app: FastAPI) -> None:
 
     # --- simulator ---
     @app.get("/simulator")
-    async def simulator(ctx: DeveloperPage, appid: str | None = None) -> Response:
+    async def simulator(ctx: DeveloperPage, appid: str | None = None,
+                        user: str | None = None) -> Response:
         p = state_of(ctx.request).platform
         apps = await p.db.read(p.registry.list_apps)
         return render(ctx.request, "simulator.html", session=ctx.session, apps=apps,
-                      appid=appid or "", tab="simulator")
+                      appid=appid or "", sim_user=(user or "")[:128], tab="simulator")
 
 
 def _login_page(request: Request, next_url: str | None, error: str | None, *,

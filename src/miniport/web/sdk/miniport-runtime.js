@@ -7,7 +7,20 @@
 //   const { fetchedData } = await wx.getBackgroundFetchData({ fetchType: 'pre', waitMs: 2000 });
 //   wx.onBackgroundFetchData((res) => render(res.fetchedData));
 //
-// The codeless analytics evaluator is exported too (the analytics runtime will use it).
+//   wx.reportAnalytics('purchase', { price: 120, color: 'red' });   // batched, kept offline
+//
+// Analytics for containers (codeless events): the configuration in force for the user follows
+// the event stream; the container drives the evaluator with its page lifecycle and taps, and
+// whatever a configured event emits is reported like reportAnalytics:
+//
+//   await runtime.analytics.fetchConfig();            // published, or a running test's
+//   runtime.analytics.onConfig(({ version, testId }) => ...);
+//   runtime.analytics.launch(Date.now());
+//   runtime.analytics.pageLoad(Date.now(), 'pages/list/list', page.data);
+//   runtime.analytics.pageShow(Date.now(), 'pages/list/list');
+//   runtime.analytics.click(Date.now(), 'pages/list/list', { id, classes, dataset, indexes });
+//   runtime.analytics.onReport((notice) => ...);      // queued / sent / failed / dropped
 
-export { createRuntime, ERRNO, invoke, Runtime, VERSION, WxError } from './wx.js';
+export { createRuntime, ERRNO, EVENT_TYPES, invoke, Runtime, VERSION, WxError } from './wx.js';
+export { Analytics, DEFAULTS as ANALYTICS_DEFAULTS, MAX_BATCH, newEventId } from './analytics.js';
 export { Evaluator } from './evaluator.js';

@@ -10,7 +10,13 @@
 // The option and result types below mirror the `miniprogram-api-typings` declarations; a type
 // check (js/types/, run by `npm test`) keeps them in step.
 //
+// Analytics: `wx.reportAnalytics` / `wx.reportEvent` (WeChat's: they return nothing) and the
+// codeless evaluator driven by the container through `runtime.analytics` (analytics.js), with
+// batching and an offline queue kept in localStorage.
+//
 // No dependencies; runs in a modern browser and in Node 20 (fetch and EventSource injectable).
+
+import { Analytics } from './analytics.js';
 
 /**
  * @typedef {{errMsg: string}} GeneralCallbackResult
@@ -105,10 +111,14 @@
  * @property {string} [baseUrl] the Miniport server ('' for the page's own origin)
  * @property {typeof fetch} [fetch] defaults to the global fetch
  * @property {EventSourceConstructor} [EventSource] defaults to the global EventSource
+ * @property {import('./analytics.js').AnalyticsOptions} [analytics] batching, storage and
+ *   clock of the analytics reports (analytics.js)
  */
 
 export const VERSION = '0.1.0';
-export const EVENT_TYPES = Object.freeze(['backgroundFetchData', 'devtoolsRefresh', 'connected']);
+export const EVENT_TYPES = Object.freeze([
+  'backgroundFetchData', 'devtoolsRefresh', 'analyticsConfig', 'connected',
+]);
 
 /** @param {unknown} value */
 const typeName = (value) => {
@@ -231,6 +241,9 @@ export class Runtime {
     this.listeners = new Map();
     /** @type {Set<OnBackgroundFetchDataCallback>} */
     this.dataListeners = new Set();
+    this.connectedOnce = false;
+    /** Analytics: configuration, codeless evaluator, reporting queue (analytics.js). */
+    this.analytics = new Analytics(this, config.analytics ?? {});
     this.wx = this.makeWx();
   }
 
@@ -278,6 +291,7 @@ export class Runtime {
       throw new WxError(reason.startsWith(`${api}:fail`) ? reason : `${api}:fail ${reason}`,
         ERRNO.UNKNOWN, response.status);
     }
+    this.analytics?.networkOk();
     return data;
   }
 
@@ -329,6 +343,16 @@ export class Runtime {
       return;
     }
     if (message.appid !== undefined && message.appid !== this.appid) return;
+    if (type === 'analyticsConfig') {
+      const config = message.config;
+      this.analytics.setConfig(config && typeof config === 'object' ? /** @type {any} */ (config) : null,
+        typeof message.test_id === 'string' ? message.test_id : null);
+    } else if (type === 'connected') {
+      // a reconnect: a test may have started or stopped meanwhile, and the platform is reachable
+      if (this.connectedOnce && this.analytics.configFetched) this.analytics.fetchConfig().catch(() => undefined);
+      this.connectedOnce = true;
+      this.analytics.networkOk(true);
+    }
     if (type === 'backgroundFetchData') {
       /** @type {OnBackgroundFetchDataListenerResult} */
       const result = {
@@ -374,6 +398,21 @@ export class Runtime {
 
   makeWx() {
     const runtime = this;
+    /** @param {string} api @param {unknown} event @param {unknown} data */
+    const report = (api, event, data) => {
+      const numeric = api === 'reportEvent' && typeof event === 'number' && Number.isInteger(event)
+        && event > 0; // reportEvent also takes the numeric id the platform gave the event
+      if (!numeric && (typeof event !== 'string' || event === '')) {
+        console.error(`${api}:fail parameter error: event should be a non-empty String instead of ${typeName(event)}`);
+        return;
+      }
+      if (data !== undefined && data !== null && (typeof data !== 'object' || Array.isArray(data))) {
+        console.error(`${api}:fail parameter error: data should be Object instead of ${typeName(data)}`);
+        return;
+      }
+      runtime.analytics.report(/** @type {string | number} */ (event),
+        /** @type {Record<string, unknown>} */ (data ?? {}));
+    };
     return {
       /**
        * @template {SetBackgroundFetchTokenOption} T
@@ -452,6 +491,28 @@ export class Runtime {
       offBackgroundFetchData(listener) {
         if (listener) runtime.dataListeners.delete(listener);
         else runtime.dataListeners.clear();
+      },
+
+      /**
+       * WeChat's custom analytics report (the event defined in the console, from code). Returns
+       * nothing; the report is queued and sent in a batch (kept offline until it can be sent).
+       * @param {string} eventName the event's English name
+       * @param {Record<string, any>} data field values
+       * @returns {void}
+       */
+      reportAnalytics(eventName, data) {
+        report('reportAnalytics', eventName, data);
+      },
+
+      /**
+       * WeChat's event report: like reportAnalytics, by the event's id (its English name, or
+       * the numeric id the platform gave it); `data` is optional.
+       * @param {string} eventId
+       * @param {Record<string, any>} [data]
+       * @returns {void}
+       */
+      reportEvent(eventId, data) {
+        report('reportEvent', eventId, data);
       },
 
       /**

@@ -14,8 +14,14 @@ export class MiniProgram {
     this.stack = [];
     this.globalData = options.globalData ?? {};
     this.root.dataset.mpRoot = '';
-    this.root.addEventListener('click', (event) => this.onClick(event));
+    this.clickListener = (event) => this.onClick(event);
+    this.root.addEventListener('click', this.clickListener);
     this.renderTabs();
+  }
+
+  /** Stop handling taps (a new launch makes a new program on the same screen). */
+  destroy() {
+    this.root.removeEventListener('click', this.clickListener);
   }
 
   now() {
@@ -115,6 +121,31 @@ export class MiniProgram {
     if (!page) return;
     this.hooks.pullDownRefresh(this.now(), page.route);
     page.onPullDownRefresh?.();
+  }
+
+  /** The app goes to the background: the page's onHide, then the app's. */
+  background() {
+    if (this.inBackground) return;
+    this.inBackground = true;
+    const page = this.current;
+    if (page) this.hide(page);
+    this.hooks.background(this.now());
+  }
+
+  /** Back to the foreground: the app's onShow, then the page's. */
+  foreground() {
+    if (!this.inBackground) return;
+    this.inBackground = false;
+    this.hooks.foreground(this.now());
+    const page = this.current;
+    if (page) this.show(page);
+  }
+
+  /** The user shares the current page (onShareAppMessage). */
+  share() {
+    const page = this.current;
+    this.hooks.share(this.now(), page ? page.route : null);
+    page?.onShareAppMessage?.();
   }
 
   onClick(event) {

@@ -1,7 +1,10 @@
 // The simulator: a test device in the browser. It gets a runtime token for the chosen user and
 // device from the admin API, runs the JavaScript runtime (/sdk/miniport-runtime.js) and the
 // sample mini-program on it, and shows the background data it receives (read at launch, and
-// live from onBackgroundFetchData / the devtools' push).
+// live from onBackgroundFetchData / the devtools' push). Analytics: the configuration in force
+// for the user (published, or a running test's) is fetched at launch and followed live
+// (`analyticsConfig`); the page lifecycle and taps (hooks.js) drive the runtime's codeless
+// evaluator, and the panel lists every event the device reported and the platform's verdict.
 import { createRuntime } from '/sdk/miniport-runtime.js';
 import { api, formatTime, t } from '../console.js';
 import { MiniProgram } from './framework.js';
@@ -15,6 +18,11 @@ const status = root.querySelector('[data-testid="sim-status"]');
 const logList = root.querySelector('[data-testid="sim-log"]');
 const STORE = 'miniport.simulator';
 const MAX_LOG = 200;
+const analyticsBlock = root.querySelector('[data-testid="sim-analytics"]');
+const analyticsLog = root.querySelector('[data-testid="sim-analytics-log"]');
+const EVALUATOR_HOOKS = new Set(['launch', 'background', 'foreground', 'share', 'pageLoad', 'pageShow',
+  'pageHide', 'pageUnload', 'setData', 'setAppData', 'click', 'switchTab', 'pullDownRefresh']);
+const counts = { queued: 0, accepted: 0, refused: 0 };
 
 let runtime = null;
 let program = null;
@@ -62,6 +70,81 @@ function showMissing(kind, errMsg) {
   block.querySelector('.data-body').textContent = '';
 }
 
+// --- analytics panel ---
+
+function showConfig({ version, testId }) {
+  const badge = analyticsBlock.querySelector('.config-state');
+  let state = 'none';
+  if (testId) state = 'test';
+  else if (version) state = 'published';
+  analyticsBlock.dataset.config = state;
+  analyticsBlock.dataset.version = String(version ?? 0);
+  analyticsBlock.dataset.test = testId ?? '';
+  badge.className = `badge config-state ${state === 'test' ? 'live' : state === 'published' ? 'ok' : 'off'}`;
+  badge.textContent = state === 'test' ? t('js.sim.an_test', { test: testId })
+    : state === 'published' ? t('js.sim.an_published', { n: version }) : t('js.sim.an_none');
+  const events = runtime?.analytics.config?.events ?? [];
+  const configured = events.filter((e) => e.mode === 'configured').length;
+  analyticsBlock.querySelector('.meta').textContent = t('js.sim.an_events', { n: events.length, configured });
+}
+
+function showCounts() {
+  analyticsBlock.querySelector('.counts').textContent = t('js.sim.an_counts', counts);
+  analyticsBlock.dataset.accepted = String(counts.accepted);
+}
+
+function describeReport(ev) {
+  const values = Object.entries(ev.data ?? {}).map(([k, v]) => `${k}=${v}`).join(' ');
+  const how = ev.trigger ? `${ev.trigger}${ev.page ? ` ${ev.page}` : ''}` : t('js.sim.an_from_code');
+  return `${ev.event} · ${how}${values ? ` · ${values}` : ''}`;
+}
+
+function onReport(notice) {
+  if (notice.type === 'queued') {
+    for (const ev of notice.events) {
+      counts.queued += 1;
+      const item = document.createElement('li');
+      item.dataset.uid = ev.id;
+      item.dataset.event = String(ev.event);
+      item.dataset.state = 'queued';
+      const time = document.createElement('time');
+      time.textContent = formatTime(ev.ts, { ms: true }).slice(11);
+      const state = document.createElement('span');
+      state.className = 'badge pending state';
+      state.textContent = t('js.sim.an_queued');
+      item.append(time, ' ', describeReport(ev), ' ', state);
+      analyticsLog.prepend(item);
+      while (analyticsLog.children.length > MAX_LOG) analyticsLog.lastElementChild.remove();
+    }
+  } else {
+    const refused = new Map((notice.type === 'sent' ? notice.result.rejected : []).map((r) => [r.id, r.reason]));
+    for (const ev of notice.events) {
+      const item = analyticsLog.querySelector(`li[data-uid="${CSS.escape(ev.id)}"]`);
+      let state = 'waiting';
+      let text = t('js.sim.an_waiting', { error: notice.error ?? '' });
+      if (notice.type === 'sent' && refused.has(ev.id)) {
+        state = 'refused';
+        text = t('js.sim.an_refused', { reason: refused.get(ev.id) });
+        counts.refused += 1;
+      } else if (notice.type === 'sent') {
+        state = 'accepted';
+        text = t('js.sim.an_accepted');
+        counts.accepted += 1;
+      } else if (notice.type === 'dropped') {
+        state = 'refused';
+        text = t('js.sim.an_refused', { reason: notice.error });
+        counts.refused += 1;
+      }
+      if (!item) continue;
+      item.dataset.state = state;
+      const badge = item.querySelector('.state');
+      badge.className = `badge state ${state === 'accepted' ? 'ok' : state === 'refused' ? 'bad' : 'pending'}`;
+      badge.textContent = text;
+    }
+  }
+  showCounts();
+}
+
 function saved() {
   try {
     return JSON.parse(localStorage.getItem(STORE) ?? '{}');
@@ -85,6 +168,7 @@ function restore() {
   if (typeof values.prefetch === 'boolean') f.prefetch.checked = values.prefetch;
   const wanted = root.dataset.appid;
   if (wanted) f.appid.value = wanted;
+  if (root.dataset.user) f.user_id.value = root.dataset.user;
 }
 
 function waitConnected(rt, ms) {
@@ -116,7 +200,9 @@ async function launch(event) {
   if (!appid) return;
   const user = f.user_id.value.trim();
   const device = f.device_id.value.trim();
+  runtime?.analytics.close();
   runtime?.close();
+  runtime = null;
   status.textContent = t('js.sim.starting');
   root.dataset.launched = 'false';
   let token;
@@ -126,8 +212,26 @@ async function launch(event) {
     status.textContent = error.message;
     return;
   }
-  runtime = createRuntime({ appid, token });
+  const rt = createRuntime({
+    appid,
+    token,
+    // the device's offline queue (kept across reloads), one per simulated user and device
+    analytics: { storageKey: `miniport.simulator.analytics.${appid}.${user}.${device}`, flushIntervalMs: 1000,
+      testFlushIntervalMs: 200 },
+  });
+  runtime = rt;
   const wx = runtime.wx;
+  Object.assign(counts, { queued: 0, accepted: 0, refused: 0 });
+  analyticsLog.replaceChildren();
+  showConfig({ version: null, testId: null });
+  showCounts();
+  rt.analytics.onReport(onReport);
+  let fetched = false;
+  rt.analytics.onConfig((notice) => {
+    showConfig(notice);
+    if (fetched) log('analytics', t('js.sim.an_config_live', { state: analyticsBlock.querySelector('.config-state').textContent }));
+  });
+  for (const ev of rt.analytics.queue) onReport({ type: 'queued', events: [ev] }); // left from before a reload
   runtime.on('devtoolsRefresh', (message) => log('push', t('js.sim.push_received', { verdict: message.verdict ?? '' })));
   wx.onBackgroundFetchData((res) => {
     showData(res.fetchType, res, 'live');
@@ -135,6 +239,13 @@ async function launch(event) {
   });
   const connected = await waitConnected(runtime, 5000);
   log('connect', connected ? t('js.sim.connected') : t('js.sim.not_connected'));
+  try {
+    await rt.analytics.fetchConfig();
+    fetched = true;
+    log('analytics', t('js.sim.an_config', { state: analyticsBlock.querySelector('.config-state').textContent }));
+  } catch (err) {
+    log('analytics', err.errMsg ?? String(err));
+  }
 
   const scene = Number(f.scene.value || 1001);
   const query = f.query.value;
@@ -150,6 +261,7 @@ async function launch(event) {
   }
   await Promise.all([readData(wx, 'pre', f.prefetch.checked ? 3000 : 0), readData(wx, 'periodic', 0)]);
 
+  program?.destroy();
   program = new MiniProgram({
     root: document.getElementById('miniapp-root'),
     title: document.getElementById('mp-title'),
@@ -159,6 +271,7 @@ async function launch(event) {
     wx,
     globalData: { user, device, cart: [] },
     hooks: createHooks((name, args) => {
+      if (EVALUATOR_HOOKS.has(name)) rt.analytics[name](...args);
       if (name === 'click') log('tap', `tap ${args[1]} ${describe(args[2])}`);
       else if (['pageShow', 'switchTab', 'launch'].includes(name)) log('page', `${name} ${typeof args[1] === 'string' ? args[1] : args[1]?.path ?? ''}`);
     }),
@@ -188,6 +301,19 @@ tokenForm.addEventListener('submit', async (event) => {
   } catch (err) {
     log('token', err.errMsg);
   }
+});
+for (const button of document.querySelectorAll('[data-device]')) {
+  button.addEventListener('click', () => {
+    if (!program) {
+      status.textContent = t('js.sim.launch_first');
+      return;
+    }
+    program[button.dataset.device]();
+    log('page', button.dataset.device);
+  });
+}
+root.querySelector('[data-testid="sim-analytics-flush"]').addEventListener('click', () => {
+  runtime?.analytics.flush();
 });
 document.getElementById('sim-periodic').addEventListener('click', () => {
   if (runtime) readData(runtime.wx, 'periodic', 0);

@@ -1,0 +1,573 @@
+// Miniport's analytics reporting for the JavaScript runtime: `wx.reportAnalytics` /
+// `wx.reportEvent` and the codeless (configured) events the evaluator emits, sent in batches to
+// POST /runtime/v1/apps/{appid}/analytics/events.
+//
+// - Every event gets a client-made id (crypto.randomUUID), its device time `ts`, and each batch
+//   its device send time `sent_at` (the server corrects the device clock with them and drops an
+//   id it has already stored, so sending an event twice is harmless).
+// - Batching: a batch goes when `batchSize` events wait, `flushIntervalMs` after the first one
+//   (shorter while a test configuration is in force), and when the page is hidden or left
+//   (`visibilitychange` / `pagehide`, as a keepalive request).
+// - Offline queue: the waiting events are kept in localStorage (across page reloads) and sent
+//   again when the device is back online (`online`), when another request to the platform
+//   succeeds, when the event stream reconnects, or after a growing retry delay.
+// - The analytics configuration (published, or a running test's for the tester) is fetched with
+//   `fetchConfig()` and follows the event stream's `analyticsConfig` messages; the container
+//   drives the codeless evaluator through the methods that mirror it (`pageLoad(t, page, data)`,
+//   `click(t, page, element)`, ...), and whatever it emits is queued for reporting.
+//
+// No dependencies; runs in a modern browser and in Node 20 (storage, timers and the window
+// events are injectable).
+
+import { Evaluator } from './evaluator.js';
+
+/**
+ * @typedef {{[key: string]: unknown}} JsonObject
+ *
+ * @typedef {object} QueuedEvent one entry of a batch, as the platform takes it
+ * @property {string} id client-made, unique
+ * @property {string | number} event the event's name (or numeric id)
+ * @property {JsonObject} data field values
+ * @property {number} ts device time of the event, ms
+ * @property {string | null} page
+ * @property {string | null} trigger
+ * @property {string | null} action
+ *
+ * @typedef {{getItem(key: string): string | null, setItem(key: string, value: string): void,
+ *            removeItem(key: string): void}} StorageLike
+ *
+ * @typedef {{addEventListener(type: string, listener: (event: any) => void): void,
+ *            removeEventListener(type: string, listener: (event: any) => void): void}} TargetLike
+ *
+ * @typedef {object} AnalyticsOptions
+ * @property {number} [batchSize] send as soon as this many events wait (default 20)
+ * @property {number} [flushIntervalMs] send at most this long after an event is queued (5000)
+ * @property {number} [testFlushIntervalMs] the same while a test configuration is in force (500)
+ * @property {number} [maxQueue] keep at most this many waiting events, dropping the oldest (5000)
+ * @property {number} [retryMs] first retry delay after a failed send, doubling to 5 minutes (5000)
+ * @property {StorageLike | null} [storage] where the queue is kept (default: localStorage)
+ * @property {string} [storageKey] its key (default `miniport.analytics.<appid>`; give one per
+ *   signed-in user when several users share a browser)
+ * @property {TargetLike | null} [target] the window (`online`, `pagehide`, `visibilitychange`)
+ * @property {{visibilityState?: string} | null} [document] for `visibilityState`
+ * @property {{onLine?: boolean} | null} [navigator] for `onLine`
+ * @property {() => number} [now] the device clock, ms (default Date.now)
+ * @property {() => string} [makeId] event ids (default crypto.randomUUID)
+ *
+ * @typedef {object} RuntimeLike what the reporter needs of the Runtime (wx.js)
+ * @property {string} appid
+ * @property {string} token
+ * @property {(path: string) => string} url
+ * @property {typeof fetch} fetch
+ * @property {(api: string, method: string, path: string, body?: unknown) => Promise<Record<string, any>>} call
+ *
+ * @typedef {{accepted: number, duplicates: number,
+ *            rejected: {index: number, id: string | null, reason: string, code?: string}[]}} BatchResult
+ *
+ * @typedef {{type: 'queued', events: QueuedEvent[]}
+ *   | {type: 'sent', events: QueuedEvent[], result: BatchResult}
+ *   | {type: 'failed', events: QueuedEvent[], error: string, offline: boolean}
+ *   | {type: 'dropped', events: QueuedEvent[], error: string}} ReportNotice
+ *
+ * @typedef {{config: JsonObject | null, testId: string | null, version: number | null}} ConfigNotice
+ *
+ * @typedef {import('./evaluator.js').EmittedEvent} EmittedEvent
+ * @typedef {import('./evaluator.js').Element} EvaluatorElement
+ */
+
+export const DEFAULTS = Object.freeze({
+  batchSize: 20,
+  flushIntervalMs: 5000,
+  testFlushIntervalMs: 500,
+  maxQueue: 5000,
+  retryMs: 5000,
+});
+export const MAX_BATCH = 1000; // the platform's limit per batch
+const MAX_RETRY_MS = 300_000;
+const KEEPALIVE_BYTES = 60_000; // browsers cap keepalive bodies at 64 KiB
+const STORE_VERSION = 1;
+
+/** @param {unknown} value @returns {value is JsonObject} */
+const isObject = (value) => value !== null && typeof value === 'object' && !Array.isArray(value);
+
+/** A random event id: crypto.randomUUID, else 128 random bits from getRandomValues. */
+export function newEventId() {
+  const c = /** @type {Crypto | undefined} */ (globalThis.crypto);
+  if (c && typeof c.randomUUID === 'function') return c.randomUUID();
+  const bytes = new Uint8Array(16);
+  if (c && typeof c.getRandomValues === 'function') c.getRandomValues(bytes);
+  else for (let i = 0; i < bytes.length; i += 1) bytes[i] = Math.floor(Math.random() * 256);
+  return [...bytes].map((b) => b.toString(16).padStart(2, '0')).join('');
+}
+
+/** @param {unknown} entry @returns {entry is QueuedEvent} */
+const isQueued = (entry) => isObject(entry) && typeof entry.id === 'string' && entry.id !== ''
+  && (typeof entry.event === 'string' || typeof entry.event === 'number');
+
+/** @param {(...args: any[]) => void} callback @param {unknown[]} args */
+const safely = (callback, ...args) => {
+  try {
+    callback(...args);
+  } catch (error) {
+    setTimeout(() => {
+      throw error;
+    }, 0);
+  }
+};
+
+/**
+ * Analytics for one runtime: the configuration, the codeless evaluator, and the reporting queue.
+ * Created by the Runtime (`runtime.analytics`).
+ */
+export class Analytics {
+  /** @param {RuntimeLike} runtime @param {AnalyticsOptions} [options] */
+  constructor(runtime, options = {}) {
+    this.runtime = runtime;
+    this.batchSize = Math.max(1, Math.min(MAX_BATCH, options.batchSize ?? DEFAULTS.batchSize));
+    this.flushIntervalMs = Math.max(0, options.flushIntervalMs ?? DEFAULTS.flushIntervalMs);
+    this.testFlushIntervalMs = Math.max(0, options.testFlushIntervalMs ?? DEFAULTS.testFlushIntervalMs);
+    this.maxQueue = Math.max(1, options.maxQueue ?? DEFAULTS.maxQueue);
+    this.retryMs = Math.max(1, options.retryMs ?? DEFAULTS.retryMs);
+    const g = /** @type {any} */ (globalThis);
+    /** @type {StorageLike | null} */
+    this.storage = options.storage !== undefined ? options.storage : safeLocalStorage();
+    this.storageKey = options.storageKey ?? `miniport.analytics.${runtime.appid}`;
+    /** @type {TargetLike | null} */
+    this.target = options.target !== undefined ? options.target
+      : (typeof g.window === 'object' && g.window && typeof g.window.addEventListener === 'function'
+        ? g.window : null);
+    /** @type {{visibilityState?: string} | null} */
+    this.document = options.document !== undefined ? options.document : (g.document ?? null);
+    /** @type {{onLine?: boolean} | null} */
+    this.navigator = options.navigator !== undefined ? options.navigator : (g.navigator ?? null);
+    this.now = options.now ?? (() => Date.now());
+    this.makeId = options.makeId ?? newEventId;
+
+    /** @type {JsonObject | null} */
+    this.config = null;
+    /** @type {string | null} */
+    this.testId = null;
+    this.evaluator = new Evaluator({ events: [] });
+    /** the page shown last (for reports from code) @type {string | null} */
+    this.currentPage = null;
+    /** @type {QueuedEvent[]} */
+    this.queue = [];
+    /** true after a send failed for want of a network, until one succeeds */
+    this.offline = false;
+    this.closed = false;
+    this.configFetched = false;
+    /** @type {Set<(notice: ReportNotice) => void>} */
+    this.reportListeners = new Set();
+    /** @type {Set<(notice: ConfigNotice) => void>} */
+    this.configListeners = new Set();
+    /** @type {ReturnType<typeof setTimeout> | null} */
+    this.timer = null;
+    /** @type {ReturnType<typeof setTimeout> | null} */
+    this.retryTimer = null;
+    this.retryDelay = this.retryMs;
+    this.timerWait = 0;
+    /** @type {Promise<BatchResult | null> | null} */
+    this.inflight = null;
+
+    this.onOnline = () => {
+      this.offline = false;
+      this.retryDelay = this.retryMs;
+      if (this.queue.length) void this.flush();
+    };
+    this.onHide = () => {
+      if (this.queue.length) void this.flush({ keepalive: true });
+    };
+    this.onVisibility = () => {
+      if (this.document?.visibilityState === 'hidden') this.onHide();
+    };
+    this.target?.addEventListener('online', this.onOnline);
+    this.target?.addEventListener('pagehide', this.onHide);
+    this.target?.addEventListener('visibilitychange', this.onVisibility);
+
+    this.queue = this.load();
+    if (this.queue.length) this.schedule();
+  }
+
+  // -- configuration ---------------------------------------------------------------------
+
+  /** The published version number of the configuration in force (0 under test), or null. */
+  get version() {
+    const version = this.config?.version;
+    return typeof version === 'number' ? version : null;
+  }
+
+  /**
+   * Use a configuration (from `fetchConfig`, the event stream, or the container).
+   * @param {JsonObject | null} config @param {string | null} [testId]
+   */
+  setConfig(config, testId = undefined) {
+    this.config = isObject(config) ? config : null;
+    const fromConfig = this.config && typeof this.config.test_id === 'string' ? this.config.test_id : null;
+    this.testId = testId === undefined ? fromConfig : testId;
+    this.evaluator.setConfig(this.config ?? { events: [] });
+    /** @type {ConfigNotice} */
+    const notice = { config: this.config, testId: this.testId, version: this.version };
+    for (const listener of [...this.configListeners]) safely(listener, notice);
+    if (this.queue.length) this.schedule(); // a test shortens the wait
+  }
+
+  /**
+   * Fetch the configuration in force for this user (a test's for a tester) and use it.
+   * @returns {Promise<JsonObject>}
+   */
+  async fetchConfig() {
+    const config = await this.runtime.call('getAnalyticsConfig', 'GET', '/analytics/config');
+    this.configFetched = true;
+    this.setConfig(config, typeof config.test_id === 'string' ? config.test_id : null);
+    return config;
+  }
+
+  /**
+   * Called with `{config, testId, version}` whenever the configuration changes; returns a
+   * function that removes the listener.
+   * @param {(notice: ConfigNotice) => void} listener
+   */
+  onConfig(listener) {
+    this.configListeners.add(listener);
+    return () => this.configListeners.delete(listener);
+  }
+
+  /**
+   * Called for every queued, sent, failed or dropped batch; returns a function that removes
+   * the listener.
+   * @param {(notice: ReportNotice) => void} listener
+   */
+  onReport(listener) {
+    this.reportListeners.add(listener);
+    return () => this.reportListeners.delete(listener);
+  }
+
+  /** @param {ReportNotice} notice */
+  notify(notice) {
+    for (const listener of [...this.reportListeners]) safely(listener, notice);
+  }
+
+  // -- the codeless evaluator, driven by the container -------------------------------------
+  // Same names and arguments as Evaluator (time `t` in ms first); each returns what it emitted
+  // (already queued for reporting).
+
+  /** @param {number} t @returns {EmittedEvent[]} */
+  launch(t) {
+    return this.emit(this.evaluator.launch(t));
+  }
+
+  /** @param {number} t @returns {EmittedEvent[]} */
+  background(t) {
+    return this.emit(this.evaluator.background(t));
+  }
+
+  /** @param {number} t @returns {EmittedEvent[]} */
+  foreground(t) {
+    return this.emit(this.evaluator.foreground(t));
+  }
+
+  /** @param {number} t @param {string | null} [page] @returns {EmittedEvent[]} */
+  share(t, page = null) {
+    return this.emit(this.evaluator.share(t, page));
+  }
+
+  /** @param {number} t @param {string} page @param {JsonObject | null} [data] @returns {EmittedEvent[]} */
+  pageLoad(t, page, data = null) {
+    this.currentPage = page;
+    return this.emit(this.evaluator.pageLoad(t, page, data));
+  }
+
+  /** @param {number} t @param {string} page @returns {EmittedEvent[]} */
+  pageShow(t, page) {
+    this.currentPage = page;
+    return this.emit(this.evaluator.pageShow(t, page));
+  }
+
+  /** @param {number} t @param {string} page @returns {EmittedEvent[]} */
+  pageHide(t, page) {
+    return this.emit(this.evaluator.pageHide(t, page));
+  }
+
+  /** @param {number} t @param {string} page @returns {EmittedEvent[]} */
+  pageUnload(t, page) {
+    return this.emit(this.evaluator.pageUnload(t, page));
+  }
+
+  /** @param {number} t @param {string} page @param {EvaluatorElement | null} element @returns {EmittedEvent[]} */
+  click(t, page, element) {
+    return this.emit(this.evaluator.click(t, page, element));
+  }
+
+  /** @param {number} t @param {string} page @returns {EmittedEvent[]} */
+  switchTab(t, page) {
+    return this.emit(this.evaluator.switchTab(t, page));
+  }
+
+  /** @param {number} t @param {string} page @returns {EmittedEvent[]} */
+  pullDownRefresh(t, page) {
+    return this.emit(this.evaluator.pullDownRefresh(t, page));
+  }
+
+  /** @param {number} t @param {string} page @param {JsonObject} data @returns {EmittedEvent[]} */
+  setData(t, page, data) {
+    return this.evaluator.setData(t, page, data);
+  }
+
+  /** @param {number} t @param {JsonObject} data @returns {EmittedEvent[]} */
+  setAppData(t, data) {
+    return this.evaluator.setAppData(t, data);
+  }
+
+  /** Queue what the evaluator emitted. @param {EmittedEvent[]} emitted */
+  emit(emitted) {
+    if (emitted.length) {
+      this.enqueue(emitted.map((ev) => ({
+        id: this.makeId(),
+        event: typeof ev.event === 'string' ? ev.event : /** @type {number} */ (ev.event_id),
+        data: { ...ev.data },
+        ts: ev.t,
+        page: ev.page || null,
+        trigger: ev.trigger,
+        action: ev.action,
+      })));
+    }
+    return emitted;
+  }
+
+  // -- reports from code -------------------------------------------------------------------
+
+  /**
+   * Queue one report from code (`wx.reportAnalytics` / `wx.reportEvent`).
+   * @param {string | number} event @param {JsonObject} [data]
+   * @returns {QueuedEvent}
+   */
+  report(event, data = {}) {
+    const entry = {
+      id: this.makeId(),
+      event,
+      data: { ...data },
+      ts: this.now(),
+      page: this.currentPage,
+      trigger: null,
+      action: null,
+    };
+    this.enqueue([entry]);
+    return entry;
+  }
+
+  // -- the queue ---------------------------------------------------------------------------
+
+  /** @param {QueuedEvent[]} events */
+  enqueue(events) {
+    if (this.closed) return;
+    this.queue.push(...events);
+    if (this.queue.length > this.maxQueue) this.queue.splice(0, this.queue.length - this.maxQueue);
+    this.save();
+    this.notify({ type: 'queued', events });
+    this.schedule();
+  }
+
+  /** @returns {QueuedEvent[]} */
+  load() {
+    if (!this.storage) return [];
+    try {
+      const raw = this.storage.getItem(this.storageKey);
+      if (!raw) return [];
+      const stored = JSON.parse(raw);
+      const events = Array.isArray(stored?.events) ? stored.events.filter(isQueued) : [];
+      return events.slice(-this.maxQueue);
+    } catch {
+      return [];
+    }
+  }
+
+  save() {
+    if (!this.storage || this.closed) return;
+    try {
+      if (this.queue.length) {
+        this.storage.setItem(this.storageKey, JSON.stringify({ v: STORE_VERSION, events: this.queue }));
+      } else {
+        this.storage.removeItem(this.storageKey);
+      }
+    } catch {
+      // storage full or refused: the queue stays in memory
+    }
+  }
+
+  /** Arrange the next send: at once for a full batch, else after the flush interval. */
+  schedule() {
+    if (this.closed || !this.queue.length || this.retryTimer) return;
+    if (this.queue.length >= this.batchSize) {
+      this.clearTimer();
+      queueMicrotask(() => void this.flush());
+      return;
+    }
+    const wait = this.testId ? Math.min(this.flushIntervalMs, this.testFlushIntervalMs)
+      : this.flushIntervalMs;
+    if (this.timer && this.timerWait <= wait) return;
+    this.clearTimer();
+    this.timerWait = wait;
+    this.timer = setTimeout(() => {
+      this.timer = null;
+      void this.flush();
+    }, wait);
+  }
+
+  clearTimer() {
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = null;
+  }
+
+  /** Retry after a failure, with a doubling delay (the `online` event comes sooner). */
+  scheduleRetry() {
+    if (this.closed || this.retryTimer) return;
+    const delay = this.retryDelay;
+    this.retryDelay = Math.min(MAX_RETRY_MS, this.retryDelay * 2);
+    this.retryTimer = setTimeout(() => {
+      this.retryTimer = null;
+      void this.flush();
+    }, delay);
+  }
+
+  /**
+   * The platform answered another request (or the event stream reconnected, `force`): if a
+   * send had failed, send what waits now.
+   * @param {boolean} [force]
+   */
+  networkOk(force = false) {
+    if (!this.offline && !(force && this.retryTimer)) return;
+    this.offline = false;
+    this.retryDelay = this.retryMs;
+    if (this.retryTimer) clearTimeout(this.retryTimer);
+    this.retryTimer = null;
+    if (this.queue.length) void this.flush();
+  }
+
+  /**
+   * Send the waiting events now (one batch at a time until the queue is empty or a send
+   * fails). Resolves with the last batch's result, or null when nothing was sent.
+   * @param {{keepalive?: boolean}} [options]
+   * @returns {Promise<BatchResult | null>}
+   */
+  flush(options = {}) {
+    if (this.inflight) return this.inflight.then(() => (this.queue.length ? this.flush(options) : null));
+    if (this.closed || !this.queue.length) return Promise.resolve(null);
+    this.clearTimer();
+    this.inflight = this.sendAll(Boolean(options.keepalive)).finally(() => {
+      this.inflight = null;
+    });
+    return this.inflight;
+  }
+
+  /** @param {boolean} keepalive @returns {Promise<BatchResult | null>} */
+  async sendAll(keepalive) {
+    /** @type {BatchResult | null} */
+    let last = null;
+    while (this.queue.length && !this.closed) {
+      const outcome = await this.sendOne(keepalive);
+      if (outcome === null) return last;
+      last = outcome;
+    }
+    return last;
+  }
+
+  /**
+   * One batch. Returns its result, or null when it could not be sent (kept for later).
+   * @param {boolean} keepalive @returns {Promise<BatchResult | null>}
+   */
+  async sendOne(keepalive) {
+    if (this.navigator && this.navigator.onLine === false) {
+      this.offline = true;
+      this.notify({ type: 'failed', events: [...this.queue], error: 'offline', offline: true });
+      return null; // the `online` event sends them
+    }
+    let batch = this.queue.slice(0, MAX_BATCH);
+    if (keepalive) {
+      while (batch.length > 1 && JSON.stringify(batch).length > KEEPALIVE_BYTES) {
+        batch = batch.slice(0, Math.ceil(batch.length / 2));
+      }
+    }
+    const body = JSON.stringify({ sent_at: this.now(), events: batch });
+    /** @type {Response} */
+    let response;
+    try {
+      response = await this.runtime.fetch(this.runtime.url('/analytics/events'), {
+        method: 'POST',
+        headers: {
+          Authorization: `Bearer ${this.runtime.token}`,
+          Accept: 'application/json',
+          'Content-Type': 'application/json',
+        },
+        body,
+        keepalive: keepalive || undefined,
+      });
+    } catch (error) {
+      this.offline = true;
+      const message = error instanceof Error ? error.message : String(error);
+      this.notify({ type: 'failed', events: batch, error: `network error: ${message}`, offline: true });
+      this.scheduleRetry();
+      return null;
+    }
+    /** @type {any} */
+    let data = null;
+    try {
+      data = await response.json();
+    } catch {
+      data = null;
+    }
+    if (response.ok && isObject(data)) {
+      this.offline = false;
+      this.retryDelay = this.retryMs;
+      this.remove(batch);
+      /** @type {BatchResult} */
+      const result = {
+        accepted: Number(data.accepted ?? 0),
+        duplicates: Number(data.duplicates ?? 0),
+        rejected: Array.isArray(data.rejected) ? data.rejected : [],
+      };
+      this.notify({ type: 'sent', events: batch, result });
+      return result;
+    }
+    const reason = isObject(data) && typeof data.message === 'string' ? data.message
+      : `HTTP ${response.status}`;
+    const retry = response.status >= 500 || [401, 403, 408, 429].includes(response.status)
+      || (response.ok && !isObject(data));
+    if (retry) {
+      this.notify({ type: 'failed', events: batch, error: reason, offline: false });
+      this.scheduleRetry();
+      return null;
+    }
+    // refused as a whole (a malformed batch, an unknown app): sending it again cannot help
+    this.remove(batch);
+    this.notify({ type: 'dropped', events: batch, error: reason });
+    return { accepted: 0, duplicates: 0, rejected: batch.map((ev, index) => ({ index, id: ev.id, reason })) };
+  }
+
+  /** @param {QueuedEvent[]} batch */
+  remove(batch) {
+    const ids = new Set(batch.map((ev) => ev.id));
+    this.queue = this.queue.filter((ev) => !ids.has(ev.id));
+    this.save();
+  }
+
+  /** Stop: no more timers, listeners or storage writes (the stored queue stays for later). */
+  close() {
+    this.clearTimer();
+    if (this.retryTimer) clearTimeout(this.retryTimer);
+    this.retryTimer = null;
+    this.target?.removeEventListener('online', this.onOnline);
+    this.target?.removeEventListener('pagehide', this.onHide);
+    this.target?.removeEventListener('visibilitychange', this.onVisibility);
+    this.closed = true;
+  }
+}
+
+/** localStorage when the environment has a usable one. @returns {StorageLike | null} */
+function safeLocalStorage() {
+  try {
+    const storage = /** @type {any} */ (globalThis).localStorage;
+    return storage && typeof storage.getItem === 'function' ? storage : null;
+  } catch {
+    return null; // access denied (sandboxed frames)
+  }
+}

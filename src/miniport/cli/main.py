@@ -15,13 +15,18 @@ from ..errors import MiniportError
 from ..platform import Platform
 from .common import DataDir, Json, call_server, console, emit, fail, run_with_platform, settings_for
 
-app = typer.Typer(help="Miniport: background data and custom analytics for mini-programs.",
-                  no_args_is_help=True, pretty_exceptions_enable=False)
+app = typer.Typer(
+    help="Miniport: background data and custom analytics for mini-programs.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
 app_cmd = typer.Typer(help="Register and inspect apps.", no_args_is_help=True)
 url_cmd = typer.Typer(help="Data URLs (each change waits for an admin).", no_args_is_help=True)
 change_cmd = typer.Typer(help="Confirm and list URL change requests.", no_args_is_help=True)
 user_cmd = typer.Typer(help="Host users (development helpers).", no_args_is_help=True)
-devtools_cmd = typer.Typer(help="Fetch now, clear cache, push a refresh, fetch log.", no_args_is_help=True)
+devtools_cmd = typer.Typer(
+    help="Fetch now, clear cache, push a refresh, fetch log.", no_args_is_help=True
+)
 key_cmd = typer.Typer(help="Keys for host backends and for the admin API.", no_args_is_help=True)
 app.add_typer(app_cmd, name="app")
 app.add_typer(url_cmd, name="fetch-url")
@@ -76,27 +81,39 @@ def app_show(appid: str, data_dir: DataDir = None, as_json: Json = False) -> Non
 
 
 # --- data URLs ---
-def _change(appid: str, kind: str, op: str, url: str | None, data_dir: Path | None, as_json: bool) -> None:
+def _change(
+    appid: str, kind: str, op: str, url: str | None, data_dir: Path | None, as_json: bool
+) -> None:
     pending = run_with_platform(
         data_dir, as_json, lambda p: p.apps.request_change(appid, kind, op, url, CLI_ACTOR)
     )
     value = pending.as_dict()
 
     def human() -> None:
-        console.print(f"Change [bold]{pending.change.id}[/bold]: {op} {kind} URL"
-                      + (f" to {url}" if url else "") + " — waiting for an admin.")
+        console.print(
+            f"Change [bold]{pending.change.id}[/bold]: {op} {kind} URL"
+            + (f" to {url}" if url else "")
+            + " — waiting for an admin."
+        )
         console.print("An admin scans this code (or opens the link) to confirm it:")
         console.print(qr_text(pending.confirm_url), highlight=False, markup=False)
         console.print(f"link: {pending.confirm_url}")
-        console.print(f"or type: [bold]miniport change confirm {pending.code}[/bold]"
-                      f" (valid {int(pending.change.expires_at - pending.change.created_at)} s, once)")
+        console.print(
+            f"or type: [bold]miniport change confirm {pending.code}[/bold]"
+            f" (valid {int(pending.change.expires_at - pending.change.created_at)} s, once)"
+        )
 
     emit(as_json, value, human)
 
 
 @url_cmd.command("set")
-def url_set(appid: str, kind: Kind, url: Annotated[str, typer.Option("--url")],
-            data_dir: DataDir = None, as_json: Json = False) -> None:
+def url_set(
+    appid: str,
+    kind: Kind,
+    url: Annotated[str, typer.Option("--url")],
+    data_dir: DataDir = None,
+    as_json: Json = False,
+) -> None:
     """Request a new periodic or pre-fetch URL."""
     _change(appid, kind, "set", url, data_dir, as_json)
 
@@ -115,8 +132,17 @@ def url_disable(appid: str, kind: Kind, data_dir: DataDir = None, as_json: Json 
 def change_confirm(code: str, data_dir: DataDir = None, as_json: Json = False) -> None:
     """Confirm a change with the code from its QR page (an admin's act, audited)."""
     change = run_with_platform(data_dir, as_json, lambda p: p.apps.confirm(code, "cli-admin"))
-    emit(as_json, {"change_id": change.id, "status": change.status, "appid": change.appid,
-                   "kind": change.kind, "op": change.op, "url": change.url})
+    emit(
+        as_json,
+        {
+            "change_id": change.id,
+            "status": change.status,
+            "appid": change.appid,
+            "kind": change.kind,
+            "op": change.op,
+            "url": change.url,
+        },
+    )
 
 
 @change_cmd.command("list")
@@ -130,9 +156,13 @@ def change_list(appid: str, data_dir: DataDir = None, as_json: Json = False) -> 
 
 
 @change_cmd.command("audit")
-def change_audit(appid: Annotated[str | None, typer.Argument()] = None,
-                 data_dir: DataDir = None, as_json: Json = False) -> None:
+def change_audit(
+    appid: Annotated[str | None, typer.Argument()] = None,
+    data_dir: DataDir = None,
+    as_json: Json = False,
+) -> None:
     """The audit log (every change request and confirmation)."""
+
     async def work(p: Platform) -> list[Any]:
         return await p.db.read(p.registry.list_audit, appid, 200)
 
@@ -141,9 +171,15 @@ def change_audit(appid: Annotated[str | None, typer.Argument()] = None,
     def human() -> None:
         table = Table("time", "actor", "action", "app", "detail")
         import time as _t
+
         for e in entries:
-            table.add_row(_t.strftime("%Y-%m-%d %H:%M:%S", _t.localtime(e.ts)), e.actor, e.action,
-                          e.appid or "", str(e.detail))
+            table.add_row(
+                _t.strftime("%Y-%m-%d %H:%M:%S", _t.localtime(e.ts)),
+                e.actor,
+                e.action,
+                e.appid or "",
+                str(e.detail),
+            )
         console.print(table)
 
     emit(as_json, {"entries": [e.__dict__ for e in entries]}, human)
@@ -151,9 +187,14 @@ def change_audit(appid: Annotated[str | None, typer.Argument()] = None,
 
 # --- users and keys ---
 @user_cmd.command("token")
-def user_token(user_id: str, device: Annotated[str | None, typer.Option("--device")] = None,
-               data_dir: DataDir = None, as_json: Json = False) -> None:
+def user_token(
+    user_id: str,
+    device: Annotated[str | None, typer.Option("--device")] = None,
+    data_dir: DataDir = None,
+    as_json: Json = False,
+) -> None:
     """A runtime token for a host user (what a host backend gets from the host API)."""
+
     async def work(p: Platform) -> str:
         return p.auth.runtime_token(user_id, device)
 
@@ -161,37 +202,52 @@ def user_token(user_id: str, device: Annotated[str | None, typer.Option("--devic
 
 
 @key_cmd.command("create")
-def host_key_create(name: Annotated[str, typer.Argument()] = "host",
-                    data_dir: DataDir = None, as_json: Json = False) -> None:
+def host_key_create(
+    name: Annotated[str, typer.Argument()] = "host", data_dir: DataDir = None, as_json: Json = False
+) -> None:
     """A host key: host backends use it to get runtime tokens from /host/v1/runtime-tokens."""
     emit(as_json, run_with_platform(data_dir, as_json, lambda p: p.auth.create_key("host", name)))
 
 
 @api_key_cmd.command("create")
-def api_key_create(name: str, role: Annotated[str, typer.Option("--role")] = "developer",
-                   data_dir: DataDir = None, as_json: Json = False) -> None:
+def api_key_create(
+    name: str,
+    role: Annotated[str, typer.Option("--role")] = "developer",
+    data_dir: DataDir = None,
+    as_json: Json = False,
+) -> None:
     """An admin API key with a role (admin, developer, viewer)."""
-    emit(as_json, run_with_platform(data_dir, as_json, lambda p: p.auth.create_key("api", name, role)))
+    emit(
+        as_json,
+        run_with_platform(data_dir, as_json, lambda p: p.auth.create_key("api", name, role)),
+    )
 
 
 # --- devtools ---
 @devtools_cmd.command("fetch")
-def devtools_fetch(appid: str, user: Annotated[str, typer.Option("--user")],
-                   fetch_type: Annotated[str, typer.Option("--type")] = "periodic",
-                   path: Annotated[str, typer.Option("--path")] = "",
-                   query: Annotated[str, typer.Option("--query")] = "",
-                   scene: Annotated[int, typer.Option("--scene")] = 1001,
-                   data_dir: DataDir = None, as_json: Json = False) -> None:
+def devtools_fetch(
+    appid: str,
+    user: Annotated[str, typer.Option("--user")],
+    fetch_type: Annotated[str, typer.Option("--type")] = "periodic",
+    path: Annotated[str, typer.Option("--path")] = "",
+    query: Annotated[str, typer.Option("--query")] = "",
+    scene: Annotated[int, typer.Option("--scene")] = 1001,
+    data_dir: DataDir = None,
+    as_json: Json = False,
+) -> None:
     """Fetch now; shows the exact request and the verdict."""
     shown = run_with_platform(
-        data_dir, as_json,
+        data_dir,
+        as_json,
         lambda p: p.background.fetch_now(appid, user, fetch_type, Launch(path, query, scene)),
     )
 
     def human() -> None:
         color = "green" if shown["verdict"] in ("cached", "not_modified") else "red"
-        console.print(f"verdict: [{color}]{shown['verdict']}[/{color}]  status: {shown['status']}"
-                      f"  bytes: {shown['bytes']}  {shown['latency_ms']} ms")
+        console.print(
+            f"verdict: [{color}]{shown['verdict']}[/{color}]  status: {shown['status']}"
+            f"  bytes: {shown['bytes']}  {shown['latency_ms']} ms"
+        )
         if shown.get("error"):
             console.print(f"error: {shown['error']}")
         request = shown.get("request") or {}
@@ -204,59 +260,80 @@ def devtools_fetch(appid: str, user: Annotated[str, typer.Option("--user")],
 
 
 @devtools_cmd.command("clear")
-def devtools_clear(appid: str, user: Annotated[str | None, typer.Option("--user")] = None,
-                   data_dir: DataDir = None, as_json: Json = False) -> None:
+def devtools_clear(
+    appid: str,
+    user: Annotated[str | None, typer.Option("--user")] = None,
+    data_dir: DataDir = None,
+    as_json: Json = False,
+) -> None:
     """Clear cached data for one user or the whole app."""
     cleared = run_with_platform(data_dir, as_json, lambda p: p.background.clear(appid, user))
     emit(as_json, {"cleared": cleared})
 
 
 @devtools_cmd.command("push")
-def devtools_push(appid: str, user: Annotated[str, typer.Option("--user")],
-                  data_dir: DataDir = None, as_json: Json = False) -> None:
+def devtools_push(
+    appid: str,
+    user: Annotated[str, typer.Option("--user")],
+    data_dir: DataDir = None,
+    as_json: Json = False,
+) -> None:
     """Tell the user's connected devices to refresh their periodic data (needs `serve`)."""
     try:
-        result = call_server(data_dir, "POST", f"/admin/v1/apps/{appid}/devtools/push",
-                             {"user_id": user})
+        result = call_server(
+            data_dir, "POST", f"/admin/v1/apps/{appid}/devtools/push", {"user_id": user}
+        )
     except MiniportError as exc:
         fail(as_json, exc)
     emit(as_json, result)
 
 
 @devtools_cmd.command("log")
-def devtools_log(appid: str, limit: Annotated[int, typer.Option("--limit")] = 50,
-                 user: Annotated[str | None, typer.Option("--user")] = None,
-                 data_dir: DataDir = None, as_json: Json = False) -> None:
+def devtools_log(
+    appid: str,
+    limit: Annotated[int, typer.Option("--limit")] = 50,
+    user: Annotated[str | None, typer.Option("--user")] = None,
+    data_dir: DataDir = None,
+    as_json: Json = False,
+) -> None:
     """The app's fetch log, newest first."""
     entries = run_with_platform(data_dir, as_json, lambda p: p.background.log(appid, limit, user))
 
     def human() -> None:
         import time as _t
-        table = Table("time", "user", "kind", "trigger", "verdict", "status", "bytes", "ms", "error")
+
+        table = Table(
+            "time", "user", "kind", "trigger", "verdict", "status", "bytes", "ms", "error"
+        )
         for e in entries:
-            table.add_row(_t.strftime("%H:%M:%S", _t.localtime(e["ts"])), e["user_id"], e["kind"],
-                          e["trigger"], e["verdict"], str(e["status"] or ""), str(e["bytes"] or ""),
-                          f"{e['latency_ms']:.1f}" if e["latency_ms"] is not None else "",
-                          e["error"] or "")
+            table.add_row(
+                _t.strftime("%H:%M:%S", _t.localtime(e["ts"])),
+                e["user_id"],
+                e["kind"],
+                e["trigger"],
+                e["verdict"],
+                str(e["status"] or ""),
+                str(e["bytes"] or ""),
+                f"{e['latency_ms']:.1f}" if e["latency_ms"] is not None else "",
+                e["error"] or "",
+            )
         console.print(table)
 
     emit(as_json, {"entries": entries}, human)
 
 
 def _register_server_commands() -> None:
-    from . import serve
+    from . import admin, serve
 
     serve.register(app)
+    admin.register(app)
 
 
 def main() -> None:
-    _register_server_commands()
-    try:
-        from . import analytics as analytics_cli
+    from . import analytics as analytics_cli
 
-        analytics_cli.register(app)
-    except ImportError:
-        pass
+    _register_server_commands()
+    analytics_cli.register(app)
     app()
 
 

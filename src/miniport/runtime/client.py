@@ -1,5 +1,6 @@
 """``RuntimeClient``: the wx background-data API over Miniport's runtime HTTP API and event
-stream, with a local cache.
+stream, with a local cache; and custom analytics (``report_analytics``, ``report_event`` and the
+codeless page-lifecycle hooks: see ``miniport.runtime.analytics``).
 
     client = RuntimeClient(base_url, appid, runtime_token, cache_path="cache.json")
     await client.launch(path="pages/index/index", query="id=1", scene=1001)
@@ -23,11 +24,13 @@ import contextlib
 import json
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 import aiohttp
+
+from .analytics import RuntimeAnalytics
 
 log = logging.getLogger("miniport.runtime")
 Listener = Callable[[dict[str, Any]], Any]
@@ -50,6 +53,13 @@ class RuntimeClient:
         *,
         cache_path: str | os.PathLike[str] | None = None,
         session: aiohttp.ClientSession | None = None,
+        clock: Callable[[], float] | None = None,
+        analytics_queue_path: str | os.PathLike[str] | None = None,
+        analytics_batch_size: int = 50,
+        analytics_flush_interval_s: float = 5.0,
+        analytics_retry_base_s: float = 1.0,
+        analytics_retry_max_s: float = 60.0,
+        app_data: Mapping[str, Any] | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.appid = appid
@@ -61,7 +71,19 @@ class RuntimeClient:
         self._other_listeners: dict[str, list[Listener]] = {}
         self._stream: asyncio.Task[None] | None = None
         self._connected = asyncio.Event()
+        self._was_connected = False
+        self._refresh: asyncio.Task[Any] | None = None
         self.cache: dict[str, dict[str, Any]] = self._load_cache()
+        self.analytics = RuntimeAnalytics(
+            self,
+            queue_path=analytics_queue_path,
+            batch_size=analytics_batch_size,
+            flush_interval_s=analytics_flush_interval_s,
+            retry_base_s=analytics_retry_base_s,
+            retry_max_s=analytics_retry_max_s,
+            clock=clock,
+            app_data=app_data,
+        )
 
     # --- plumbing ---
     @property
@@ -114,7 +136,12 @@ class RuntimeClient:
     async def launch(
         self, path: str = "", query: str | dict[str, Any] = "", scene: int = 1001
     ) -> dict[str, Any]:
-        """Report a cold start; the platform pre-fetches at once."""
+        """Report a cold start; the platform pre-fetches at once. Analytics: the configuration
+        is fetched (the one last received is kept when that fails), ``launch`` triggers fire,
+        and reports left queued by an earlier run are sent."""
+        await self.analytics.refresh_config()
+        self.analytics.launch()
+        self.analytics.flush_soon()
         return await self._call(
             "POST",
             self._url("/launch"),
@@ -161,6 +188,56 @@ class RuntimeClient:
         """Listen to any other event-stream message (``devtoolsRefresh``, analytics config...)."""
         self._other_listeners.setdefault(message_type, []).append(listener)
 
+    # --- analytics (see miniport.runtime.analytics) ---
+    def report_analytics(self, event_name: str, data: Mapping[str, Any] | None = None) -> str:
+        """wx.reportAnalytics: queue a report; returns the event's id."""
+        return self.analytics.report_analytics(event_name, data)
+
+    def report_event(self, event_id: int | str, data: Mapping[str, Any] | None = None) -> str:
+        """wx.reportEvent: queue a report of an event by its numeric id."""
+        return self.analytics.report_event(event_id, data)
+
+    async def flush_analytics(self) -> dict[str, Any]:
+        """Send the queued reports now."""
+        return await self.analytics.flush()
+
+    def page_load(self, page: str, data: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
+        return self.analytics.page_load(page, data)
+
+    def page_show(self, page: str) -> list[dict[str, Any]]:
+        return self.analytics.page_show(page)
+
+    def page_hide(self, page: str) -> list[dict[str, Any]]:
+        return self.analytics.page_hide(page)
+
+    def page_unload(self, page: str) -> list[dict[str, Any]]:
+        return self.analytics.page_unload(page)
+
+    def click(self, page: str, element: Mapping[str, Any] | None) -> list[dict[str, Any]]:
+        """A tap on an element: ``{"id", "classes", "dataset", "indexes"}``."""
+        return self.analytics.click(page, element)
+
+    def switch_tab(self, page: str) -> list[dict[str, Any]]:
+        return self.analytics.switch_tab(page)
+
+    def pull_down_refresh(self, page: str) -> list[dict[str, Any]]:
+        return self.analytics.pull_down_refresh(page)
+
+    def background(self) -> list[dict[str, Any]]:
+        return self.analytics.background()
+
+    def foreground(self) -> list[dict[str, Any]]:
+        return self.analytics.foreground()
+
+    def share(self, page: str | None = None) -> list[dict[str, Any]]:
+        return self.analytics.share(page)
+
+    def set_page_data(self, page: str, data: Mapping[str, Any]) -> None:
+        self.analytics.set_page_data(page, data)
+
+    def set_app_data(self, data: Mapping[str, Any]) -> None:
+        self.analytics.set_app_data(data)
+
     # --- the event stream ---
     async def connect(self, timeout_s: float = 10) -> None:
         """Open the event stream in the background (reconnecting), and wait until it is up."""
@@ -202,7 +279,12 @@ class RuntimeClient:
     async def _dispatch(self, event: str, message: dict[str, Any]) -> None:
         if event == "connected":
             self._connected.set()
+            if self._was_connected:  # a reconnect: configurations may have changed meanwhile
+                self._refresh = asyncio.create_task(self.analytics.refresh_config())
+            self._was_connected = True
             return
+        if event == "analyticsConfig":
+            self.analytics.on_config_message(message)
         if event == "backgroundFetchData" and message.get("appid") == self.appid:
             result = {
                 k: message.get(k)
@@ -215,6 +297,13 @@ class RuntimeClient:
             await _call_listener(listener, message)
 
     async def close(self) -> None:
+        """Stop the event stream; queued analytics get one last try (what is left stays in
+        the queue file)."""
+        await self.analytics.close()
+        if self._refresh is not None and not self._refresh.done():
+            self._refresh.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._refresh
         if self._stream is not None:
             self._stream.cancel()
             with contextlib.suppress(asyncio.CancelledError):

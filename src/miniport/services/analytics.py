@@ -9,12 +9,16 @@ event stream (test configurations to a tester's devices, live test reports to th
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import io
+import re
 import secrets
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from ..analytics.definitions import (
     AnalyticsConfig,
@@ -29,7 +33,7 @@ from ..analytics.definitions import (
     validate_config,
 )
 from ..analytics.event_store import DuckDBEventStore, EventStore, StoredEvent
-from ..analytics.ingest_rules import BatchInvalid, RuntimeConfigView, check_batch
+from ..analytics.ingest_rules import BatchInvalid, CheckedEvent, RuntimeConfigView, check_batch
 from ..analytics.reports import EventQuery, FieldSlots, FunnelQuery, ReportQueryError
 from ..clock import Clock
 from ..errors import Conflict, InvalidInput, NotFound
@@ -40,6 +44,61 @@ from ..storage.registry import RegistryStore
 
 DAY_MS = 86_400_000
 EMPTY_CONFIG: dict[str, Any] = {"version": 0, "fields": [], "events": []}
+APPEND_THREADS = 32
+CACHE_S = 2.0
+"""How long this process trusts what it read of an app's existence and field slots (changes
+made through this process are seen at once; the CLI goes through the running server)."""
+_INDEXED_PATH = re.compile(r"^(fields|events)\[(\d+)\](?:\.(.*))?$")
+_ALSO = re.compile(r"\(also (fields|events)\[(\d+)\]\)")
+
+
+def parse_time(value: str | int | None, tz: str, *, end: bool = False) -> int | None:
+    """ms since the epoch from ms, an ISO date (a whole day in ``tz``; as an end, the day is
+    included) or an ISO date-time (naive ones in ``tz``)."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, int) or str(value).isdigit():
+        return int(value)
+    try:
+        zone = ZoneInfo(tz)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise InvalidInput(f"unknown time zone {tz!r}") from exc
+    text = str(value)
+    try:
+        if len(text) == 10:
+            day = dt.date.fromisoformat(text) + dt.timedelta(days=1 if end else 0)
+            moment = dt.datetime.combine(day, dt.time(), zone)
+        else:
+            moment = dt.datetime.fromisoformat(text)
+            if moment.tzinfo is None:
+                moment = moment.replace(tzinfo=zone)
+    except ValueError as exc:
+        raise InvalidInput(f"invalid date {text!r}: use YYYY-MM-DD or an ISO date-time") from exc
+    return int(moment.timestamp() * 1000)
+
+
+def relative_errors(
+    errors: list[DefinitionError], kind: str, index: int, names: list[str]
+) -> list[DefinitionError]:
+    """Errors of a whole configuration as seen from the one object being saved: the paths of
+    ``<kind>[index]`` become relative to it (``events[3].display_name`` -> ``display_name``)
+    and "(also events[1])" names the other object (``(also event 'purchase')``)."""
+    noun = "field" if kind == "fields" else "event"
+
+    def also(match: re.Match[str]) -> str:
+        j = int(match.group(2))
+        if match.group(1) == kind and j < len(names):
+            return f"(also {noun} {names[j]!r})"
+        return match.group(0)
+
+    out = []
+    for error in errors:
+        path = error.path
+        found = _INDEXED_PATH.match(path)
+        if found and found.group(1) == kind and int(found.group(2)) == index:
+            path = found.group(3) or ""
+        out.append(DefinitionError(path, _ALSO.sub(also, error.message)))
+    return out
 
 
 def test_channel(test_id: str) -> str:
@@ -93,6 +152,11 @@ class AnalyticsService:
         self._published: dict[str, tuple[float, dict[str, Any], RuntimeConfigView]] = {}
         self._tests: dict[str, tuple[float, dict[str, TestRow]]] = {}
         self._test_views: dict[str, RuntimeConfigView] = {}
+        self._apps_seen: dict[str, float] = {}
+        # appends wait in the store for a group commit: enough threads that concurrent
+        # batches can join one commit (the default executor has cores + 4)
+        self._appenders = ThreadPoolExecutor(APPEND_THREADS, "miniport-analytics-append")
+        self._slots: dict[str, tuple[float, dict[str, tuple[bool, int]]]] = {}
 
     @property
     def store(self) -> EventStore:
@@ -101,6 +165,7 @@ class AnalyticsService:
         return self._store
 
     def close(self) -> None:
+        self._appenders.shutdown(wait=True)
         if self._store is not None:
             self._store.close()
             self._store = None
@@ -112,7 +177,19 @@ class AnalyticsService:
         return self._now_ms() - int(self.retention_days * DAY_MS)
 
     async def _app(self, appid: str) -> None:
+        """NotFound for an unknown app (an app that exists is remembered for CACHE_S)."""
+        seen = self._apps_seen.get(appid)
+        if seen is not None and time.monotonic() - seen < CACHE_S:
+            return
         await self.db.read(self.registry.get_app, appid)
+        if len(self._apps_seen) > 10_000:
+            self._apps_seen.clear()
+        self._apps_seen[appid] = time.monotonic()
+
+    def _forget(self, appid: str) -> None:
+        """Drop what is cached of an app's definitions after a change made here."""
+        self._slots.pop(appid, None)
+        self._published.pop(appid, None)
 
     # --- definitions ---
     async def _draft(self, appid: str) -> tuple[AnalyticsConfig, dict[str, int]]:
@@ -165,24 +242,44 @@ class AnalyticsService:
         }
 
     async def add_field(self, appid: str, obj: object) -> dict[str, Any]:
+        """Add a field. Adding an existing field again with another type changes its type,
+        unless it is published (a published field's type never changes)."""
         await self._app(appid)
         new = parse_field(obj)
         current = await self.db.read(self.defs.fields, appid)
-        if any(f.name == new.name for f in current):
+        existing = next((f for f in current if f.name == new.name), None)
+        if existing is not None and existing.type == new.type:
             raise DefinitionsInvalid(
                 [DefinitionError("name", f"field {new.name!r} already exists")]
             )
+        if existing is not None and existing.published:
+            raise DefinitionsInvalid(
+                [
+                    DefinitionError(
+                        "type",
+                        f"field {new.name!r} is published as {existing.type}; "
+                        "its type cannot change",
+                    )
+                ]
+            )
         draft, _ = await self._draft(appid)
-        await self._validate(
-            appid, AnalyticsConfig(fields=[*draft.fields, new], events=draft.events)
-        )
-        typed = [
-            FieldDef(name=f.name, type=new.type) for f in current if f.type == new.type
-        ]
-        slots = assign_slots([*typed, new], {f.name: f.slot for f in current if f.type == new.type})
-        await self.db.write(
-            self.defs.add_field, appid, new.name, new.type, slots[new.name], self.clock.now()
-        )
+        fields = [f for f in draft.fields if f.name != new.name]
+        try:
+            await self._validate(appid, AnalyticsConfig(fields=[*fields, new], events=draft.events))
+        except DefinitionsInvalid as exc:
+            raise DefinitionsInvalid(
+                relative_errors(exc.errors, "fields", len(fields), [f.name for f in fields])
+            ) from None
+        others = [f for f in current if f.name != new.name]
+        typed = [FieldDef(name=f.name, type=new.type) for f in others if f.type == new.type]
+        slots = assign_slots([*typed, new], {f.name: f.slot for f in others if f.type == new.type})
+        if existing is None:
+            await self.db.write(
+                self.defs.add_field, appid, new.name, new.type, slots[new.name], self.clock.now()
+            )
+        else:
+            await self.db.write(self.defs.retype_field, appid, new.name, new.type, slots[new.name])
+        self._forget(appid)
         return {"name": new.name, "type": new.type, "slot": slots[new.name]}
 
     async def save_event(self, appid: str, obj: object) -> dict[str, Any]:
@@ -192,7 +289,14 @@ class AnalyticsService:
         event = parse_event(obj)
         draft, _ = await self._draft(appid)
         others = [e for e in draft.events if e.name != event.name]
-        await self._validate(appid, AnalyticsConfig(fields=draft.fields, events=[*others, event]))
+        try:
+            await self._validate(
+                appid, AnalyticsConfig(fields=draft.fields, events=[*others, event])
+            )
+        except DefinitionsInvalid as exc:  # paths relative to the event file
+            raise DefinitionsInvalid(
+                relative_errors(exc.errors, "events", len(others), [e.name for e in others])
+            ) from None
         event_id = await self.db.write(
             self.defs.save_event, appid, event.name, event.model_dump(mode="json"), self.clock.now()
         )
@@ -239,6 +343,7 @@ class AnalyticsService:
     async def reset(self, appid: str) -> dict[str, Any]:
         await self._app(appid)
         await self.db.write(self.defs.reset, appid, self.clock.now())
+        self._forget(appid)
         return await self.definitions(appid)
 
     # --- the configuration a runtime gets ---
@@ -342,36 +447,15 @@ class AnalyticsService:
             verdict = check_batch(batch, config=effective.view, received_at_ms=received)
         except BatchInvalid as exc:
             raise InvalidInput(exc.reason) from exc
-        slots = await self.slots(appid)
         test_id = effective.test.id if effective.test else None
-        rows = []
-        for ev in verdict.accepted:
-            ints: dict[int, int] = {}
-            strs: dict[int, str] = {}
-            for name, value in ev.values.items():
-                kind, slot = slots[name]
-                if kind == "int":
-                    ints[slot] = int(value)
-                else:
-                    strs[slot] = str(value)
-            rows.append(
-                StoredEvent(
-                    appid,
-                    ev.uid,
-                    ev.event_name,
-                    user_id,
-                    ev.ts_ms,
-                    received,
-                    ev.time_estimated,
-                    ev.page,
-                    ev.trigger,
-                    ev.action,
-                    ints,
-                    strs,
-                    test_id,
-                )
+        rows = await self._rows(appid, user_id, received, test_id, verdict.accepted)
+        result = (
+            await asyncio.get_running_loop().run_in_executor(
+                self._appenders, self.store.append, rows
             )
-        result = await asyncio.to_thread(self.store.append, rows) if rows else None
+            if rows
+            else None
+        )
         duplicates = verdict.duplicates_in_batch + (result.duplicates if result else 0)
         if effective.test is not None:
             await self.broker.publish(
@@ -390,9 +474,38 @@ class AnalyticsService:
             "rejected": [r.as_dict() for r in verdict.rejected],
         }
 
-    async def slots(self, appid: str) -> FieldSlots:
+    async def _slot_map(self, appid: str, fresh: bool = False) -> dict[str, tuple[bool, int]]:
+        """Field name -> (is int, slot), cached for CACHE_S (``fresh``: read it now)."""
+        cached = self._slots.get(appid)
+        if not fresh and cached is not None and time.monotonic() - cached[0] < CACHE_S:
+            return cached[1]
         fields = await self.db.read(self.defs.fields, appid)
-        return {f.name: (f.type, f.slot) for f in fields}  # type: ignore[misc]
+        slots = {f.name: (f.type == "int", f.slot) for f in fields}
+        self._slots[appid] = (time.monotonic(), slots)
+        return slots
+
+    async def slots(self, appid: str) -> FieldSlots:
+        return {
+            name: ("int" if is_int else "string", slot)
+            for name, (is_int, slot) in (await self._slot_map(appid)).items()
+        }
+
+    async def _rows(
+        self,
+        appid: str,
+        user_id: str,
+        received: int,
+        test_id: str | None,
+        accepted: list[CheckedEvent],
+    ) -> list[StoredEvent]:
+        """Store rows of the accepted events (values already coerced by check_batch)."""
+        if not accepted:
+            return []
+        try:
+            return _stored(appid, user_id, received, test_id, accepted, await self._slot_map(appid))
+        except KeyError:  # a field newer than the cached slots (added by another process)
+            slots = await self._slot_map(appid, fresh=True)
+            return _stored(appid, user_id, received, test_id, accepted, slots)
 
     # --- reports ---
     def _window(self, from_ms: int | None, to_ms: int | None) -> tuple[int, int]:
@@ -500,6 +613,46 @@ class AnalyticsService:
                 continue
 
 
+def _stored(
+    appid: str,
+    user_id: str,
+    received: int,
+    test_id: str | None,
+    accepted: list[CheckedEvent],
+    slots: dict[str, tuple[bool, int]],
+) -> list[StoredEvent]:
+    """The store's rows for checked events; KeyError for a field without a slot."""
+    rows: list[StoredEvent] = []
+    append = rows.append
+    for ev in accepted:
+        ints: dict[int, int] = {}
+        strs: dict[int, str] = {}
+        for name, value in ev.values.items():
+            is_int, slot = slots[name]
+            if is_int:
+                ints[slot] = value  # type: ignore[assignment]
+            else:
+                strs[slot] = value  # type: ignore[assignment]
+        append(
+            StoredEvent(
+                appid,
+                ev.uid,
+                ev.event_name,
+                user_id,
+                ev.ts_ms,
+                received,
+                ev.time_estimated,
+                ev.page,
+                ev.trigger,
+                ev.action,
+                ints,
+                strs,
+                test_id,
+            )
+        )
+    return rows
+
+
 def open_duckdb(path: str) -> Callable[[], EventStore]:
     def opener() -> EventStore:
         return DuckDBEventStore(path)
@@ -507,4 +660,12 @@ def open_duckdb(path: str) -> Callable[[], EventStore]:
     return opener
 
 
-__all__ = ["AnalyticsService", "Conflict", "open_duckdb", "test_channel", "view_of"]
+__all__ = [
+    "AnalyticsService",
+    "Conflict",
+    "open_duckdb",
+    "parse_time",
+    "relative_errors",
+    "test_channel",
+    "view_of",
+]

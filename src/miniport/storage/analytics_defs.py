@@ -82,6 +82,16 @@ class AnalyticsDefsStore:
                 )
             )
 
+    def retype_field(self, appid: str, name: str, type_: str, slot: int) -> None:
+        """Change the type (and so the slot) of a field that was never published."""
+        c = t.analytics_fields.c
+        with self.db.writing() as conn:
+            conn.execute(
+                update(t.analytics_fields)
+                .where(and_(c.appid == appid, c.name == name, c.published.is_(False)))
+                .values(type=type_, slot=slot)
+            )
+
     # --- events ---
     def events(self, appid: str) -> list[EventRow]:
         c = t.analytics_events.c

@@ -3,11 +3,9 @@ console and the CLI use (definitions, test and publish, live test view, reports,
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 from collections.abc import AsyncIterator
 from typing import Annotated, Any, Literal
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from fastapi import APIRouter, Body, Depends, Query, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
@@ -15,7 +13,7 @@ from pydantic import BaseModel, Field, StrictBool, StrictStr
 
 from ..errors import InvalidInput, MiniportError
 from ..events.broker import stream
-from ..services.analytics import test_channel
+from ..services.analytics import parse_time, test_channel
 from ..services.auth import Principal
 from .deps import error_response, platform_of, require, runtime_identity
 
@@ -193,31 +191,6 @@ async def watch_test(appid: str, test_id: str, request: Request, who: Viewer) ->
 
 
 # --- admin: reports ---
-def parse_time(value: str | int | None, tz: str, *, end: bool = False) -> int | None:
-    """ms since the epoch from ms, an ISO date (a whole day in ``tz``; as an end, the day is
-    included) or an ISO date-time (naive ones in ``tz``)."""
-    if value is None or value == "":
-        return None
-    if isinstance(value, int) or str(value).isdigit():
-        return int(value)
-    try:
-        zone = ZoneInfo(tz)
-    except (ZoneInfoNotFoundError, ValueError) as exc:
-        raise InvalidInput(f"unknown time zone {tz!r}") from exc
-    text = str(value)
-    try:
-        if len(text) == 10:
-            day = dt.date.fromisoformat(text) + dt.timedelta(days=1 if end else 0)
-            moment = dt.datetime.combine(day, dt.time(), zone)
-        else:
-            moment = dt.datetime.fromisoformat(text)
-            if moment.tzinfo is None:
-                moment = moment.replace(tzinfo=zone)
-    except ValueError as exc:
-        raise InvalidInput(f"invalid date {text!r}: use YYYY-MM-DD or an ISO date-time") from exc
-    return int(moment.timestamp() * 1000)
-
-
 class ReportIn(BaseModel):
     event: StrictStr
     metrics: list[StrictStr] = Field(default_factory=lambda: ["count"], max_length=5)

@@ -75,8 +75,10 @@ def create_app(platform: Platform, *, run_scheduler: bool | None = None) -> Fast
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        # the field's path; a problem with the body as a whole (missing, not an object) names it
         problems = [
-            f"{'.'.join(str(p) for p in e['loc'] if p != 'body')}: {e['msg']}" for e in exc.errors()
+            f"{'.'.join(str(p) for p in e['loc'] if p != 'body') or 'request body'}: {e['msg']}"
+            for e in exc.errors()
         ]
         body: dict[str, Any] = {"error": "invalid_input", "message": "; ".join(problems),
                                 "detail": [{"loc": e["loc"], "msg": e["msg"]} for e in exc.errors()]}

@@ -1,0 +1,477 @@
+"""The Python runtime's side of custom analytics: ``reportAnalytics`` / ``reportEvent``, the
+codeless evaluator driven by the host container's page-lifecycle and click calls, batching,
+an offline queue on disk and retries.
+
+:class:`RuntimeAnalytics` belongs to a :class:`~miniport.runtime.client.RuntimeClient` (its
+``analytics`` attribute; the client also exposes every method below under the same name)::
+
+    client = RuntimeClient(url, appid, token, analytics_queue_path="analytics.jsonl")
+    await client.launch()                      # fetches the analytics config, runs `launch`
+    await client.connect()                     # test / published configs arrive live
+    client.page_load("pages/list/list", {"goods": [{"price": 5}, {"price": 9}]})
+    client.page_show("pages/list/list")
+    client.click("pages/list/list", {"classes": ["buy"], "dataset": {"color": "red"},
+                                      "indexes": [1]})
+    client.report_analytics("purchase", {"price": 120, "color": "red"})
+    await client.close()                       # a last flush; what is left stays queued
+
+Reports are queued with an id made here (uuid4 hex) and the client time ``ts`` (ms), and
+sent in batches (``{"sent_at", "events": [...]}``) when ``batch_size`` are waiting, every
+``flush_interval_s``, at ``launch`` and on ``close``. A batch the server answered is done:
+its events were stored, were duplicates of stored ones, or were refused (``rejected`` keeps
+the reasons, ``on_rejected`` listeners get them). A batch that could not be delivered (no
+network, a 5xx, 401, 408 or 429) stays queued and is retried with exponential backoff
+(``retry_base_s`` doubling up to ``retry_max_s``), with the same ids, so the server stores
+each event once even when an answer was lost.
+
+With ``queue_path`` the queue is also a file (JSON lines: each queued event, each
+acknowledgement, and the last configuration received), so reports survive a restart of the
+host and are sent by the next client that opens the same file. The file is compacted when
+acknowledgements outnumber what is still queued.
+
+Element descriptions for :meth:`RuntimeAnalytics.click` are mappings with ``id`` (the
+element's id), ``classes`` (its class names), ``dataset`` (its ``data-*`` attributes, camel
+case keys) and ``indexes`` (its positions in enclosing lists, outermost first)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import time
+import uuid
+from collections import deque
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ..analytics.evaluator import Evaluator
+
+if TYPE_CHECKING:
+    from .client import RuntimeClient
+
+log = logging.getLogger("miniport.runtime.analytics")
+Listener = Callable[[dict[str, Any]], Any]
+EMPTY_CONFIG: dict[str, Any] = {"version": 0, "fields": [], "events": [], "test_id": None}
+MAX_BATCH = 500  # events per request (the server takes up to 1000)
+RETRYABLE = frozenset({0, 401, 408, 429})
+
+
+class OfflineQueue:
+    """Queued events in memory and, with a path, in an append-only JSON-lines file."""
+
+    def __init__(self, path: str | os.PathLike[str] | None, max_events: int = 10_000) -> None:
+        self.path = Path(path) if path else None
+        self.max_events = max_events
+        self.events: dict[str, dict[str, Any]] = {}
+        self.config: dict[str, Any] | None = None
+        self.dropped = 0
+        self._acked_lines = 0
+        self._file: Any = None
+        if self.path is not None:
+            self._load()  # (compacts the file, which opens it)
+            if self._file is None:
+                self._file = self.path.open("a", encoding="utf-8")
+
+    def _load(self) -> None:
+        assert self.path is not None
+        if not self.path.exists():
+            return
+        try:
+            lines = self.path.read_text(encoding="utf-8").splitlines()
+        except OSError as exc:
+            log.warning("cannot read the analytics queue %s: %s", self.path, exc)
+            return
+        for line in lines:
+            try:
+                entry = json.loads(line)
+            except ValueError:
+                continue  # a line cut by a crash
+            if not isinstance(entry, dict):
+                continue
+            if isinstance(entry.get("event"), dict) and isinstance(entry["event"].get("id"), str):
+                self.events[entry["event"]["id"]] = entry["event"]
+            elif isinstance(entry.get("ack"), list):
+                for uid in entry["ack"]:
+                    self.events.pop(str(uid), None)
+                self._acked_lines += 1
+            elif isinstance(entry.get("config"), dict):
+                self.config = entry["config"]
+        self._trim()
+        self._compact()
+
+    def _write(self, entry: dict[str, Any]) -> None:
+        if self._file is None:
+            return
+        try:
+            self._file.write(json.dumps(entry, ensure_ascii=False) + "\n")
+            self._file.flush()
+        except OSError as exc:
+            log.warning("cannot write the analytics queue %s: %s", self.path, exc)
+
+    def _trim(self) -> None:
+        while len(self.events) > self.max_events:  # the oldest go first
+            self.events.pop(next(iter(self.events)))
+            self.dropped += 1
+
+    def add(self, event: dict[str, Any]) -> None:
+        self.events[event["id"]] = event
+        self._write({"event": event})
+        if len(self.events) > self.max_events:
+            self._trim()
+            self._compact()
+
+    def ack(self, ids: list[str]) -> None:
+        for uid in ids:
+            self.events.pop(uid, None)
+        self._write({"ack": ids})
+        self._acked_lines += 1
+        if self._acked_lines > 100 and self._acked_lines > len(self.events) // 50:
+            self._compact()
+
+    def remember_config(self, config: dict[str, Any]) -> None:
+        self.config = config
+        self._write({"config": config})
+
+    def _compact(self) -> None:
+        """Rewrite the file with what is still queued (and the last configuration)."""
+        if self.path is None:
+            return
+        tmp = self.path.with_name(self.path.name + ".tmp")
+        try:
+            with tmp.open("w", encoding="utf-8") as out:
+                if self.config is not None:
+                    out.write(json.dumps({"config": self.config}, ensure_ascii=False) + "\n")
+                for event in self.events.values():
+                    out.write(json.dumps({"event": event}, ensure_ascii=False) + "\n")
+            if self._file is not None:
+                self._file.close()
+                self._file = None
+            os.replace(tmp, self.path)
+            self._acked_lines = 0
+        except OSError as exc:
+            log.warning("cannot compact the analytics queue %s: %s", self.path, exc)
+        finally:
+            if self._file is None:
+                with contextlib.suppress(OSError):
+                    self._file = self.path.open("a", encoding="utf-8")
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+        self.path = None  # closed: nothing more is written
+
+
+class RuntimeAnalytics:
+    def __init__(
+        self,
+        client: RuntimeClient,
+        *,
+        queue_path: str | os.PathLike[str] | None = None,
+        batch_size: int = 50,
+        flush_interval_s: float = 5.0,
+        retry_base_s: float = 1.0,
+        retry_max_s: float = 60.0,
+        max_queue: int = 10_000,
+        clock: Callable[[], float] | None = None,
+        app_data: Mapping[str, Any] | None = None,
+        new_id: Callable[[], str] | None = None,
+    ) -> None:
+        self.client = client
+        self.batch_size = max(1, min(batch_size, MAX_BATCH))
+        self.flush_interval_s = flush_interval_s
+        self.retry_base_s = retry_base_s
+        self.retry_max_s = retry_max_s
+        self._clock = clock or time.time
+        self._new_id = new_id or (lambda: uuid.uuid4().hex)
+        self.queue = OfflineQueue(queue_path, max_queue)
+        self.config: dict[str, Any] = dict(self.queue.config or EMPTY_CONFIG)
+        self.evaluator = Evaluator(self.config, app_data)
+        self.rejected: deque[dict[str, Any]] = deque(maxlen=200)
+        self._rejected_listeners: list[Listener] = []
+        self._config_listeners: list[Listener] = []
+        self._config_seq = 0
+        self._send_lock: asyncio.Lock | None = None
+        self._timer: asyncio.Task[None] | None = None
+        self._kick: asyncio.Event | None = None
+        self._retry_at = 0.0
+        self._retry_delay = 0.0
+        self._closed = False
+
+    # --- configuration ---
+    @property
+    def test_id(self) -> str | None:
+        """The running test whose configuration this device has, if any."""
+        value = self.config.get("test_id")
+        return value if isinstance(value, str) else None
+
+    def on_config(self, listener: Listener) -> None:
+        """Called with each configuration applied (fetched or pushed)."""
+        self._config_listeners.append(listener)
+
+    def on_rejected(self, listener: Listener) -> None:
+        """Called with ``{"id", "index", "reason", "code", "event"}`` for each refused event."""
+        self._rejected_listeners.append(listener)
+
+    def _apply(self, config: dict[str, Any]) -> None:
+        self.config = config
+        self.evaluator.set_config(config)
+        self.queue.remember_config(config)
+        for listener in list(self._config_listeners):
+            _call(listener, config)
+
+    async def refresh_config(self) -> dict[str, Any]:
+        """Fetch the configuration in force for this device (a test's, or the published one).
+        A failure keeps the current one (the last one received, also across restarts)."""
+        seq = self._config_seq
+        try:
+            config = await self.client._call(
+                "GET", self.client._url("/analytics/config"), "getAnalyticsConfig"
+            )
+        except Exception as exc:
+            log.info("analytics config not refreshed: %s", exc)
+            return self.config
+        if seq == self._config_seq:  # nothing newer was pushed meanwhile
+            self._config_seq += 1
+            self._apply(config)
+        return self.config
+
+    def on_config_message(self, message: dict[str, Any]) -> None:
+        """An ``analyticsConfig`` message of the event stream: a test started or stopped, or
+        a new version published."""
+        if message.get("appid") != self.client.appid or not isinstance(message.get("config"), dict):
+            return
+        self._config_seq += 1
+        self._apply(message["config"])
+
+    # --- reporting ---
+    def _now_ms(self) -> int:
+        return int(self._clock() * 1000)
+
+    def _queue(self, event: dict[str, Any]) -> dict[str, Any]:
+        self.queue.add(event)
+        self._schedule()
+        return event
+
+    def report_analytics(self, event_name: str, data: Mapping[str, Any] | None = None) -> str:
+        """``wx.reportAnalytics``: queue a report of an event by name; returns its id."""
+        event = {"id": self._new_id(), "event": event_name, "data": dict(data or {})}
+        return str(self._queue({**event, "ts": self._now_ms()})["id"])
+
+    def report_event(self, event_id: int | str, data: Mapping[str, Any] | None = None) -> str:
+        """``wx.reportEvent``: queue a report of an event by its numeric id; returns its id."""
+        event = {"id": self._new_id(), "event": event_id, "data": dict(data or {})}
+        return str(self._queue({**event, "ts": self._now_ms()})["id"])
+
+    def _emitted(self, events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        queued = []
+        for ev in events:
+            queued.append(
+                self._queue(
+                    {
+                        "id": self._new_id(),
+                        "event": ev["event"],
+                        "data": ev["data"],
+                        "ts": int(ev["t"]),
+                        "page": ev["page"] or None,
+                        "trigger": ev["trigger"],
+                        "action": ev["action"],
+                    }
+                )
+            )
+        return queued
+
+    # --- the host container's calls (each returns the events it queued) ---
+    def launch(self) -> list[dict[str, Any]]:
+        return self._emitted(self.evaluator.launch(self._now_ms()))
+
+    def page_load(self, page: str, data: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
+        return self._emitted(self.evaluator.page_load(self._now_ms(), page, data))
+
+    def page_show(self, page: str) -> list[dict[str, Any]]:
+        return self._emitted(self.evaluator.page_show(self._now_ms(), page))
+
+    def page_hide(self, page: str) -> list[dict[str, Any]]:
+        return self._emitted(self.evaluator.page_hide(self._now_ms(), page))
+
+    def page_unload(self, page: str) -> list[dict[str, Any]]:
+        return self._emitted(self.evaluator.page_unload(self._now_ms(), page))
+
+    def click(self, page: str, element: Mapping[str, Any] | None) -> list[dict[str, Any]]:
+        return self._emitted(self.evaluator.click(self._now_ms(), page, element))
+
+    def switch_tab(self, page: str) -> list[dict[str, Any]]:
+        return self._emitted(self.evaluator.switch_tab(self._now_ms(), page))
+
+    def pull_down_refresh(self, page: str) -> list[dict[str, Any]]:
+        return self._emitted(self.evaluator.pull_down_refresh(self._now_ms(), page))
+
+    def background(self) -> list[dict[str, Any]]:
+        return self._emitted(self.evaluator.background(self._now_ms()))
+
+    def foreground(self) -> list[dict[str, Any]]:
+        return self._emitted(self.evaluator.foreground(self._now_ms()))
+
+    def share(self, page: str | None = None) -> list[dict[str, Any]]:
+        return self._emitted(self.evaluator.share(self._now_ms(), page))
+
+    def set_page_data(self, page: str, data: Mapping[str, Any]) -> None:
+        """``Page.setData``: shallow-merge top-level keys into the page's data."""
+        self.evaluator.set_data(self._now_ms(), page, data)
+
+    def set_app_data(self, data: Mapping[str, Any]) -> None:
+        """Primitive values of the app instance (``$APP.key``), shallow-merged."""
+        self.evaluator.set_app_data(self._now_ms(), data)
+
+    # --- sending ---
+    @property
+    def pending(self) -> list[dict[str, Any]]:
+        """Events queued and not yet acknowledged by the server."""
+        return list(self.queue.events.values())
+
+    def flush_soon(self) -> None:
+        """Have the timer send what is queued now (unless it is backing off)."""
+        self._schedule(now=bool(self.queue.events))
+
+    def _schedule(self, now: bool = False) -> None:
+        """Start the flush timer, and wake it when a batch is full."""
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return  # no loop: the next flush() or launch sends them
+        if self._closed:
+            return
+        if self._timer is None or self._timer.done():
+            self._kick = asyncio.Event()
+            self._timer = loop.create_task(self._run_timer())
+        if (now or len(self.queue.events) >= self.batch_size) and self._kick is not None:
+            self._kick.set()
+
+    async def _run_timer(self) -> None:
+        assert self._kick is not None
+        kick = self._kick
+        while not self._closed:
+            wait = self.flush_interval_s
+            if self._retry_at:
+                wait = max(0.0, self._retry_at - time.monotonic())
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(kick.wait(), wait)
+            kick.clear()
+            if self._retry_at and time.monotonic() < self._retry_at:
+                continue  # backing off: a full batch waits for the retry time
+            if self.queue.events:
+                await self.flush()
+
+    async def flush(self) -> dict[str, Any]:
+        """Send everything queued when this call gets its turn (one flush at a time), in
+        batches. Returns what the server said of them, ``{"accepted", "duplicates",
+        "rejected": [...], "pending"}``; on a delivery failure what is left stays queued
+        (and ``"error"`` says why)."""
+        if self._send_lock is None:
+            self._send_lock = asyncio.Lock()
+        total: dict[str, Any] = {"accepted": 0, "duplicates": 0, "rejected": []}
+        async with self._send_lock:
+            # what is queued now (events queued meanwhile go with the next flush)
+            waiting = list(self.queue.events)
+            while waiting:
+                chunk = [
+                    self.queue.events[i] for i in waiting[:MAX_BATCH] if i in self.queue.events
+                ]
+                waiting = waiting[MAX_BATCH:]
+                if not chunk:
+                    continue
+                try:
+                    result = await self._send(chunk)
+                except _Undelivered as exc:
+                    self._back_off()
+                    total["error"] = str(exc)
+                    break
+                self._retry_at, self._retry_delay = 0.0, 0.0
+                total["accepted"] += int(result.get("accepted", 0))
+                total["duplicates"] += int(result.get("duplicates", 0))
+                for rejection in result.get("rejected", []):
+                    index = rejection.get("index")
+                    shown = {**rejection}
+                    if isinstance(index, int) and 0 <= index < len(chunk):
+                        shown["event"] = chunk[index].get("event")
+                    total["rejected"].append(shown)
+                    self.rejected.append(shown)
+                    log.warning("analytics event refused: %s", shown.get("reason"))
+                    for listener in list(self._rejected_listeners):
+                        _call(listener, shown)
+                self.queue.ack([str(e["id"]) for e in chunk])
+        total["pending"] = len(self.queue.events)
+        return total
+
+    async def _send(self, chunk: list[dict[str, Any]]) -> dict[str, Any]:
+        from .client import RuntimeAPIError
+
+        body = {"sent_at": self._now_ms(), "events": chunk}
+        try:
+            return await self.client._call(
+                "POST", self.client._url("/analytics/events"), "reportAnalytics", json=body
+            )
+        except TimeoutError as exc:
+            raise _Undelivered("reportAnalytics:fail timeout") from exc
+        except RuntimeAPIError as exc:
+            if exc.status in RETRYABLE or exc.status >= 500:
+                raise _Undelivered(exc.err_msg) from exc
+            # refused as a whole (e.g. an unknown app): retrying would not help
+            reason, code = exc.err_msg, exc.code or "refused"
+            refused = [
+                {"index": i, "id": e["id"], "reason": reason, "code": code}
+                for i, e in enumerate(chunk)
+            ]
+            return {"accepted": 0, "duplicates": 0, "rejected": refused}
+
+    def _back_off(self) -> None:
+        self._retry_delay = min(
+            self.retry_max_s, self._retry_delay * 2 if self._retry_delay else self.retry_base_s
+        )
+        self._retry_at = time.monotonic() + self._retry_delay
+        if self._kick is not None:  # the timer recomputes its wait
+            self._kick.set()
+
+    @property
+    def retry_delay_s(self) -> float:
+        """The current backoff (0 when the last send succeeded)."""
+        return self._retry_delay
+
+    async def close(self, flush: bool = True) -> None:
+        """Stop the timer; with ``flush``, try once to send what is queued (what cannot be
+        sent stays in the queue file for the next start)."""
+        timer, self._timer = self._timer, None
+        self._closed = True
+        if timer is not None:
+            timer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await timer
+        if flush and self.queue.events:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self.flush(), 10)
+        self.queue.close()
+
+
+class _Undelivered(Exception):
+    """The batch did not reach the server (or the server could not take it now)."""
+
+
+_listener_tasks: set[asyncio.Task[Any]] = set()
+
+
+def _call(listener: Listener, value: dict[str, Any]) -> None:
+    """Call a listener; a coroutine listener runs as a task of the running loop."""
+    try:
+        outcome = listener(value)
+        if asyncio.iscoroutine(outcome):
+            task = asyncio.get_running_loop().create_task(outcome)
+            _listener_tasks.add(task)
+            task.add_done_callback(_listener_tasks.discard)
+    except Exception:
+        log.exception("an analytics listener failed")
+
+
+__all__ = ["OfflineQueue", "RuntimeAnalytics"]

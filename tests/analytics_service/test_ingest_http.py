@@ -1,0 +1,223 @@
+"""Ingestion through the runtime HTTP API: coercion shown in the live test view, dedup (same
+batch, later batch, after a restart), clock-skew correction, estimated times, and bad events
+that cost their neighbours nothing."""
+
+from __future__ import annotations
+
+import csv
+import io
+from datetime import UTC, datetime
+
+from tests.analytics_service.conftest import (
+    PURCHASE,
+    Api,
+    OpenApi,
+    Serve,
+    now_ms,
+    watching,
+)
+
+
+def iso_utc(ms: int) -> str:
+    return datetime.fromtimestamp(ms // 1000, UTC).strftime("%Y-%m-%dT%H:%M:%S.") + (
+        f"{ms % 1000:03d}Z"
+    )
+
+
+def by_id(events: list[dict[str, object]]) -> dict[object, dict[str, object]]:
+    return {ev["uid"]: ev for ev in events}
+
+
+async def test_coercions_are_visible_in_the_test_view(api: Api) -> None:
+    await api.define(PURCHASE)
+    test_id = (await api.ok("POST", "/tests", {"user_id": "dev1"}))["test_id"]
+    now = now_ms()
+    async with watching(api, test_id) as view:
+        result = await api.report(
+            "dev1",
+            {
+                "sent_at": now,
+                "events": [
+                    {"id": "float", "event": "purchase", "data": {"price": 12.7}, "ts": now},
+                    {"id": "neg", "event": "purchase", "data": {"price": -3.9}, "ts": now},
+                    {"id": "big", "event": "purchase", "data": {"price": 2**31}, "ts": now},
+                    {"id": "min", "event": "purchase", "data": {"price": -(2**31)}, "ts": now},
+                    {"id": "word", "event": "purchase", "data": {"price": "cheap"}, "ts": now},
+                    {"id": "text", "event": "purchase", "data": {"price": "42"}, "ts": now},
+                    {"id": "num", "event": "purchase", "data": {"color": 7}, "ts": now},
+                ],
+            },
+        )
+        assert result == {"accepted": 7, "duplicates": 0, "rejected": []}
+        await view.wait_for(lambda: len(view.accepted()) == 7)
+    seen = by_id(view.accepted())
+    assert seen["float"]["values"] == {"price": 12}
+    assert seen["float"]["coercions"] == [{"field": "price", "note": "truncated: 12.7 -> 12"}]
+    assert seen["neg"]["values"] == {"price": -3}  # toward zero
+    # out of the 32-bit range: refused for that field (the event is kept), with the reason
+    assert seen["big"]["values"] == {}
+    assert seen["big"]["coercions"] == [
+        {
+            "field": "price",
+            "note": "out_of_range: 2147483648 is outside -2147483648..2147483647; value dropped",
+        }
+    ]
+    assert seen["min"]["values"] == {"price": -(2**31)} and seen["min"]["coercions"] == []
+    assert seen["word"]["values"] == {"price": 0}
+    assert seen["word"]["coercions"] == [
+        {"field": "price", "note": 'not_a_number: "cheap" is not a number -> 0'}
+    ]
+    assert seen["text"]["values"] == {"price": 42}
+    assert seen["text"]["coercions"][0]["note"].startswith("from_string")
+    assert seen["num"]["values"] == {"color": "7"}
+    assert seen["num"]["coercions"][0]["note"].startswith("to_string")
+
+    # what was stored is what the view showed
+    await api.ok("POST", f"/tests/{test_id}/sync")
+    rows = (
+        await api.ok(
+            "POST",
+            "/report",
+            {"event": "purchase", "metrics": ["count", "sum:price"], "granularity": "all"},
+        )
+    )["rows"]
+    assert rows == [{"bucket": "all", "count": 7, "sum:price": 12 - 3 - 2**31 + 0 + 42}]
+
+
+async def test_bad_events_are_refused_one_by_one_and_shown(api: Api) -> None:
+    await api.define(PURCHASE)
+    test_id = (await api.ok("POST", "/tests", {"user_id": "dev1"}))["test_id"]
+    now = now_ms()
+    async with watching(api, test_id) as view:
+        result = await api.report(
+            "dev1",
+            {
+                "sent_at": now,
+                "events": [
+                    {"id": "ok1", "event": "purchase", "data": {"price": 1}, "ts": now},
+                    {"id": "bad1", "event": "refund", "data": {}, "ts": now},
+                    {"id": "bad2", "event": "purchase", "data": {"size": 3}, "ts": now},
+                    {"event": "purchase", "data": {}},
+                    {"id": "ok2", "event": "purchase", "data": {"color": "red"}, "ts": now},
+                ],
+            },
+        )
+        await view.wait_for(lambda: view.reports)
+    assert result["accepted"] == 2
+    assert result["rejected"] == [
+        {"index": 1, "id": "bad1", "reason": "unknown event 'refund'", "code": "unknown_event"},
+        {
+            "index": 2,
+            "id": "bad2",
+            "reason": "unknown field 'size' for event 'purchase'",
+            "code": "unknown_field",
+        },
+        {"index": 3, "id": None, "reason": "missing id", "code": "missing_id"},
+    ]
+    assert view.rejected() == result["rejected"]
+    assert [ev["uid"] for ev in view.accepted()] == ["ok1", "ok2"]
+    assert await api.count("purchase", include_tests=True) == 2
+
+
+async def test_an_event_id_is_stored_once_even_across_a_restart(
+    serve: Serve, open_api: OpenApi
+) -> None:
+    now = now_ms()
+
+    def batch(*ids: str) -> dict[str, object]:
+        events = [{"id": i, "event": "purchase", "data": {"price": 5}, "ts": now} for i in ids]
+        return {"sent_at": now, "events": events}
+
+    async with serve() as server:
+        api = await open_api(server, None)
+        await api.define(PURCHASE, publish=True)
+        # the same id twice in one batch
+        assert await api.report("u1", batch("a", "a", "b")) == {
+            "accepted": 2,
+            "duplicates": 1,
+            "rejected": [],
+        }
+        # again in a later batch (a client retry)
+        assert await api.report("u1", batch("a", "c")) == {
+            "accepted": 1,
+            "duplicates": 1,
+            "rejected": [],
+        }
+        assert await api.count("purchase") == 3
+        appid = api.appid
+
+    async with serve() as server:  # a restart on the same data directory
+        api = await open_api(server, appid)
+        assert await api.report("u1", batch("a", "b", "c", "d")) == {
+            "accepted": 1,
+            "duplicates": 3,
+            "rejected": [],
+        }
+        assert await api.count("purchase") == 4
+        # the same id from another user of the same app is still the same event
+        assert (await api.report("u2", batch("d")))["duplicates"] == 1
+        assert await api.count("purchase") == 4
+
+
+async def test_clock_skew_is_corrected_and_unusable_times_are_marked(api: Api) -> None:
+    await api.define(PURCHASE)
+    test_id = (await api.ok("POST", "/tests", {"user_id": "dev1"}))["test_id"]
+    server_now = now_ms()
+    client_now = server_now - 3_600_000  # the device's clock is an hour behind
+    async with watching(api, test_id) as view:
+        await api.report(
+            "dev1",
+            {
+                "sent_at": client_now,
+                "events": [
+                    # happened 5 s before the batch was sent, by the device's clock
+                    {"id": "skewed", "event": "purchase", "ts": client_now - 5000},
+                    {"id": "no_ts", "event": "purchase"},
+                    {"id": "absurd", "event": "purchase", "ts": 12},
+                ],
+            },
+        )
+        await view.wait_for(lambda: len(view.accepted()) == 3)
+        received = view.reports[0]["received_ms"]
+    seen = by_id(view.accepted())
+    # event time = ts + (server receive time - sent_at)
+    assert seen["skewed"]["ts_ms"] == client_now - 5000 + (received - client_now)
+    assert seen["skewed"]["ts_ms"] == received - 5000
+    assert seen["skewed"]["time_estimated"] is False
+    for uid in ("no_ts", "absurd"):  # no usable time: the receive time, marked as estimated
+        assert seen[uid]["ts_ms"] == received
+        assert seen[uid]["time_estimated"] is True
+
+    # without sent_at the skew is unknown: every time is estimated
+    async with watching(api, test_id) as view:
+        await api.report("dev1", {"events": [{"id": "x", "event": "purchase", "ts": server_now}]})
+        await view.wait_for(lambda: view.accepted())
+    assert view.accepted()[0]["time_estimated"] is True
+
+    # the stored time is the corrected one (CSV export, ISO UTC with ms)
+    await api.ok("POST", f"/tests/{test_id}/sync")
+    status, text = await api.call("GET", "/export", event="purchase")
+    assert status == 200
+    times = [row["time"] for row in csv.DictReader(io.StringIO(text))]
+    assert iso_utc(received - 5000) in times
+    assert times.count(iso_utc(received)) == 2  # no_ts and absurd
+
+
+async def test_a_batch_that_cannot_be_read_is_refused_whole(api: Api) -> None:
+    await api.define(PURCHASE, publish=True)
+    url = f"{api.url}/runtime/v1/apps/{api.appid}/analytics/events"
+    for body, fragment in (
+        ({"sent_at": 1}, "missing 'events'"),
+        ({"events": {"id": "x"}}, "'events' must be a list"),
+        ({"events": [{"id": str(i), "event": "purchase"} for i in range(1001)]}, "at most 1000"),
+    ):
+        async with api.session.post(url, json=body, headers=api.runtime("u1")) as resp:
+            answer = await resp.json()
+            assert resp.status == 422
+            assert fragment in answer["message"]
+            assert answer["errMsg"].startswith("reportAnalytics:fail")
+    async with api.session.post(url, data=b"{not json", headers=api.runtime("u1")) as resp:
+        assert resp.status == 422
+    async with api.session.post(url, json={"events": []}) as resp:
+        assert resp.status == 401
+    assert await api.count() == 0

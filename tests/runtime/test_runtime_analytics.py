@@ -1,0 +1,304 @@
+"""The Python runtime's analytics against the real server: codeless events from the host
+container's calls, reportAnalytics/reportEvent, batching, the offline queue and retries."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp import web
+
+from miniport.runtime import RuntimeClient
+from tests.analytics_service.conftest import GOODS_CLICK, PURCHASE, Api, watching
+from tests.conftest import LiveServer
+
+NESTED = {
+    "name": "sku_click",
+    "display_name": "规格点击",
+    "mode": "configured",
+    "fields": ["price", "color", "position", "channel", "stay"],
+    "actions": [
+        {
+            "trigger": "click",
+            "action": "report",
+            "page": "ANY_PAGE",
+            "element": "#sku",
+            "data": {
+                "price": "shops[][].price",
+                "position": "shops[][].$INDEX",
+                "color": "$DATASET.color",
+                "channel": "$APP.channel",
+                "stay": "$PAGE_TIME",
+            },
+        }
+    ],
+}
+LAUNCHED = {
+    "name": "app_launch",
+    "display_name": "启动",
+    "mode": "configured",
+    "fields": ["channel"],
+    "actions": [{"trigger": "launch", "action": "report", "data": {"channel": "$APP.channel"}}],
+}
+
+
+@pytest.fixture
+async def api(live_server: LiveServer) -> AsyncIterator[Api]:
+    p = live_server.platform
+    appid = (await p.apps.create("rt-analytics", "test")).appid
+    svc = p.analytics
+    for name, kind in (
+        ("price", "int"),
+        ("color", "string"),
+        ("position", "int"),
+        ("channel", "string"),
+        ("stay", "int"),
+    ):
+        await svc.add_field(appid, {"name": name, "type": kind})
+    for event in (PURCHASE, GOODS_CLICK, NESTED, LAUNCHED):
+        await svc.save_event(appid, event)
+    await svc.publish(appid, "test")
+    async with aiohttp.ClientSession() as session:
+        yield Api(live_server.url, p, live_server.admin_key, appid, session)
+
+
+class Clock:
+    def __init__(self, now: float) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def client(api: Api, user: str = "dev1", **kw: Any) -> RuntimeClient:
+    token = api.platform.auth.runtime_token(user, "phone")
+    return RuntimeClient(api.url, api.appid, token, **kw)
+
+
+async def test_codeless_events_fire_on_the_right_page_and_element(api: Api) -> None:
+    test_id = (await api.ok("POST", "/tests", {"user_id": "dev1"}))["test_id"]
+    clock = Clock(1_800_000_000.0)
+    async with (
+        client(api, clock=clock, app_data={"channel": "ad"}) as rt,
+        watching(api, test_id) as view,
+    ):
+        await rt.launch(path="pages/index/index")
+        assert rt.analytics.test_id == test_id
+        rt.page_load("pages/list/list", {"goods": [{"price": 5}, {"price": 9}]})
+        rt.page_show("pages/list/list")
+        clock.now += 1.5
+        buy = {"id": None, "classes": ["btn", "buy"], "dataset": {"color": "red"}, "indexes": [1]}
+        # not this page, not this element: nothing
+        assert rt.click("pages/detail/detail", buy) == []
+        assert rt.click("pages/list/list", {**buy, "classes": ["buy-now"]}) == []
+        [clicked] = rt.click("/pages/list/list?from=home", buy)
+        assert clicked["event"] == "goods_click"
+        assert clicked["data"] == {"price": 9, "color": "red"}
+        assert (clicked["page"], clicked["trigger"], clicked["action"]) == (
+            "pages/list/list",
+            "click",
+            "report",
+        )
+        assert clicked["ts"] == 1_800_000_001_500
+
+        # two list levels, the element's index, $APP, $PAGE_TIME, after setData
+        rt.set_page_data(
+            "pages/list/list", {"shops": [[{"price": 1}], [{"price": 2}, {"price": 3}]]}
+        )
+        rt.set_app_data({"channel": "search"})
+        clock.now += 2
+        [sku] = rt.click(
+            "pages/list/list", {"id": "sku", "dataset": {"color": "blue"}, "indexes": [1, 1]}
+        )
+        assert sku["data"] == {
+            "price": 3,
+            "position": 1,
+            "color": "blue",
+            "channel": "search",
+            "stay": 3500,
+        }
+
+        sent = await rt.flush_analytics()
+        assert sent == {"accepted": 2, "duplicates": 0, "rejected": [], "pending": 0}  # + launch
+        await view.wait_for(lambda: len(view.accepted()) == 3)
+    shown = {ev["event_name"]: ev for ev in view.accepted()}
+    assert shown["app_launch"]["values"] == {"channel": "ad"}  # launch() ran the evaluator
+    assert shown["app_launch"]["trigger"] == "launch"
+    assert shown["goods_click"]["values"] == {"price": 9, "color": "red"}
+    assert shown["goods_click"]["page"] == "pages/list/list"
+    assert shown["sku_click"]["values"]["stay"] == 3500
+
+
+async def test_report_analytics_and_report_event(api: Api) -> None:
+    defs = await api.ok("GET", "/definitions")
+    purchase_id = next(e["id"] for e in defs["events"] if e["name"] == "purchase")
+    async with client(api, "u5") as rt:
+        first = rt.report_analytics("purchase", {"price": 3, "color": "red"})
+        second = rt.report_event(purchase_id, {"price": 4})
+        third = rt.report_event(str(purchase_id), {"price": 5})
+        assert len({first, second, third}) == 3 and len(first) == 32  # uuid4 hex
+        refused = rt.report_analytics("purchase", {"size": 1})
+        reasons: list[dict[str, Any]] = []
+        rt.analytics.on_rejected(reasons.append)
+        result = await rt.flush_analytics()
+    assert result["accepted"] == 3
+    assert reasons == [
+        {
+            "index": 3,
+            "id": refused,
+            "reason": "unknown field 'size' for event 'purchase'",
+            "code": "unknown_field",
+            "event": "purchase",
+        }
+    ]
+    rows = (
+        await api.ok(
+            "POST", "/report", {"event": "purchase", "metrics": ["sum:price"], "granularity": "all"}
+        )
+    )["rows"]
+    assert rows == [{"bucket": "all", "sum:price": 12}]
+
+
+async def test_batches_go_when_full_on_a_timer_and_at_close(api: Api) -> None:
+    async with client(api, "u6", analytics_batch_size=3, analytics_flush_interval_s=60) as rt:
+        rt.report_analytics("purchase", {"price": 1})
+        rt.report_analytics("purchase", {"price": 1})
+        await asyncio.sleep(0.3)
+        assert await api.count() == 0  # not full yet, and the timer is a minute
+        rt.report_analytics("purchase", {"price": 1})  # full: sent now
+        for _ in range(200):
+            if await api.count() == 3:
+                break
+            await asyncio.sleep(0.02)
+        assert await api.count() == 3 and rt.analytics.pending == []
+        rt.report_analytics("purchase", {"price": 1})
+    assert await api.count() == 4  # close() sent the last one
+
+    async with client(api, "u7", analytics_flush_interval_s=0.05) as rt:
+        rt.report_analytics("purchase", {"price": 1})
+        for _ in range(200):
+            if await api.count() == 5:
+                break
+            await asyncio.sleep(0.02)
+        assert await api.count() == 5  # the timer sent it
+
+
+async def test_the_offline_queue_survives_a_restart_without_duplicates(
+    api: Api, tmp_path: Path
+) -> None:
+    queue = tmp_path / "analytics.jsonl"
+    token = api.platform.auth.runtime_token("u8", "phone")
+    offline = RuntimeClient(
+        "http://127.0.0.1:9", api.appid, token, analytics_queue_path=queue, analytics_retry_base_s=5
+    )
+    ids = [offline.report_analytics("purchase", {"price": n}) for n in range(5)]
+    result = await offline.flush_analytics()
+    assert result["pending"] == 5 and "error" in result  # the server cannot be reached
+    assert offline.analytics.retry_delay_s == 5
+    await offline.close()  # one more try at close; still unreachable: it stays on disk
+    assert queue.exists()
+
+    # the host restarts with the server reachable: the queued reports go at launch
+    snapshot = tmp_path / "before-ack.jsonl"
+    shutil.copy(queue, snapshot)
+    async with RuntimeClient(api.url, api.appid, token, analytics_queue_path=queue) as rt:
+        assert [e["id"] for e in rt.analytics.pending] == ids
+        await rt.launch()
+        for _ in range(200):
+            if not rt.analytics.pending:
+                break
+            await asyncio.sleep(0.02)
+        assert rt.analytics.pending == []
+    assert await api.count("purchase") == 5
+
+    # an acknowledgement lost in a crash: the same reports again, stored once
+    shutil.copy(snapshot, queue)
+    async with RuntimeClient(api.url, api.appid, token, analytics_queue_path=queue) as rt:
+        again = await rt.flush_analytics()
+    assert again == {"accepted": 0, "duplicates": 5, "rejected": [], "pending": 0}
+    assert await api.count("purchase") == 5
+    async with RuntimeClient(api.url, api.appid, token, analytics_queue_path=queue) as rt:
+        assert rt.analytics.pending == []  # acknowledged in the file too
+
+
+async def test_the_last_configuration_is_kept_for_an_offline_launch(
+    api: Api, tmp_path: Path
+) -> None:
+    queue = tmp_path / "q.jsonl"
+    token = api.platform.auth.runtime_token("u9", "phone")
+    async with RuntimeClient(api.url, api.appid, token, analytics_queue_path=queue) as rt:
+        await rt.launch()
+        assert rt.analytics.config["version"] == 1
+    offline = RuntimeClient(
+        "http://127.0.0.1:9", api.appid, token, analytics_queue_path=queue,
+        app_data={"channel": "qr"},
+    )  # fmt: skip
+    with pytest.raises(Exception, match="network"):
+        await offline.launch()
+    assert offline.analytics.config["version"] == 1
+    assert [e["event"] for e in offline.analytics.pending] == ["app_launch"]
+    await offline.close()
+    async with RuntimeClient(api.url, api.appid, token, analytics_queue_path=queue) as rt:
+        await rt.flush_analytics()
+    assert await api.count("app_launch") == 2
+
+
+async def test_retries_back_off_and_resend_the_same_ids(tmp_path: Path) -> None:
+    """A server that fails twice (503, then a dropped connection), then answers."""
+    seen: list[list[str]] = []
+
+    async def events(request: web.Request) -> web.StreamResponse:
+        body = json.loads(await request.read())
+        seen.append([e["id"] for e in body["events"]])
+        if len(seen) == 1:
+            return web.json_response({"error": "busy", "message": "busy"}, status=503)
+        if len(seen) == 2:
+            assert request.transport is not None
+            request.transport.close()
+            return web.Response()
+        return web.json_response({"accepted": len(body["events"]), "duplicates": 0, "rejected": []})
+
+    app = web.Application()
+    app.router.add_post("/runtime/v1/apps/mp1/analytics/events", events)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    url = f"http://127.0.0.1:{runner.addresses[0][1]}"
+    try:
+        async with RuntimeClient(
+            url, "mp1", "tok", analytics_retry_base_s=0.5, analytics_flush_interval_s=60
+        ) as rt:
+            rt.report_analytics("purchase", {})
+            rt.report_analytics("purchase", {})
+            first = await rt.flush_analytics()
+            assert first["pending"] == 2 and rt.analytics.retry_delay_s == 0.5
+            rt.analytics.flush_soon()  # backing off: nothing is sent before the retry time
+            await asyncio.sleep(0.05)
+            assert len(seen) == 1
+            for _ in range(500):  # the timer retries: dropped (next delay 1 s), then accepted
+                if not rt.analytics.pending:
+                    break
+                await asyncio.sleep(0.02)
+            assert rt.analytics.pending == [] and rt.analytics.retry_delay_s == 0
+    finally:
+        await runner.cleanup()
+    assert len(seen) == 3 and seen[0] == seen[1] == seen[2]
+
+
+async def test_a_batch_refused_as_a_whole_is_not_retried(api: Api) -> None:
+    token = api.platform.auth.runtime_token("u10", "phone")
+    async with RuntimeClient(api.url, "mp_nope", token) as rt:
+        uid = rt.report_analytics("purchase", {"price": 1})
+        result = await rt.flush_analytics()
+        assert result["pending"] == 0 and rt.analytics.retry_delay_s == 0
+        [refused] = result["rejected"]
+        assert refused["id"] == uid and refused["code"] == "not_found"
+        assert "app 'mp_nope' not found" in refused["reason"]
+        assert list(rt.analytics.rejected) == [refused]

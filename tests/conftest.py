@@ -148,7 +148,7 @@ def pg_url() -> Iterator[str]:
         import psycopg
 
         admin = psycopg.connect(PG_URL, autocommit=True, connect_timeout=3)
-    except Exception as exc:  # noqa: BLE001 - any failure to connect means unavailable
+    except Exception as exc:
         service_unavailable("PostgreSQL at " + PG_URL, str(exc).strip().splitlines()[0])
         raise
     name = "miniport_test_" + secrets.token_hex(4)
@@ -169,6 +169,6 @@ def redis_url() -> str:
         client = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=3)
         client.ping()
         client.close()
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         service_unavailable("Redis at " + REDIS_URL, str(exc))
     return REDIS_URL

@@ -24,6 +24,7 @@ EVERYONE = "*"  # publish(EVERYONE, message) reaches every connected runtime
 class Subscription:
     user_id: str
     device_id: str
+    broadcast: bool = True  # False: a console channel, not a runtime; skips EVERYONE messages
     queue: asyncio.Queue[Message] = field(default_factory=lambda: asyncio.Queue(QUEUE_LIMIT))
 
     def offer(self, message: Message) -> None:
@@ -42,7 +43,7 @@ class Broker(Protocol):
     async def start(self) -> None: ...
     async def close(self) -> None: ...
     async def publish(self, user_id: str, message: Message) -> None: ...
-    def subscribe(self, user_id: str, device_id: str) -> Subscription: ...
+    def subscribe(self, user_id: str, device_id: str, broadcast: bool = True) -> Subscription: ...
     def unsubscribe(self, sub: Subscription) -> None: ...
     def connected(self, user_id: str) -> list[str]: ...
 
@@ -60,7 +61,7 @@ class MemoryBroker:
     def deliver(self, user_id: str, message: Message) -> None:
         """To every subscription of ``user_id``; ``"*"`` means every connected runtime."""
         if user_id == EVERYONE:
-            targets = [s for subs in self._subs.values() for s in subs]
+            targets = [s for subs in self._subs.values() for s in subs if s.broadcast]
         else:
             targets = list(self._subs.get(user_id, ()))
         for sub in targets:
@@ -69,8 +70,8 @@ class MemoryBroker:
     async def publish(self, user_id: str, message: Message) -> None:
         self.deliver(user_id, message)
 
-    def subscribe(self, user_id: str, device_id: str) -> Subscription:
-        sub = Subscription(user_id, device_id)
+    def subscribe(self, user_id: str, device_id: str, broadcast: bool = True) -> Subscription:
+        sub = Subscription(user_id, device_id, broadcast)
         self._subs[user_id].add(sub)
         return sub
 
@@ -140,3 +141,27 @@ async def stream(sub: Subscription, heartbeat_s: float = 15.0) -> AsyncIterator[
             yield await asyncio.wait_for(sub.queue.get(), heartbeat_s)
         except TimeoutError:
             yield None
+
+
+def sse_frame(message: Message) -> bytes:
+    """One server-sent event: its ``type`` as the event name, the message as JSON data."""
+    data = json.dumps(message, ensure_ascii=False)
+    return f"event: {message.get('type', 'message')}\ndata: {data}\n\n".encode()
+
+
+async def sse(
+    broker: Broker, sub: Subscription, hello: Message, until: tuple[str, ...] = ()
+) -> AsyncIterator[bytes]:
+    """A subscription as a server-sent-event body: ``hello`` first, keep-alives in silence,
+    ending after a message whose type is in ``until`` (or when the client goes away)."""
+    try:
+        yield sse_frame(hello)
+        async for message in stream(sub):
+            if message is None:
+                yield b": keep-alive\n\n"
+                continue
+            yield sse_frame(message)
+            if message.get("type") in until:
+                return
+    finally:
+        broker.unsubscribe(sub)

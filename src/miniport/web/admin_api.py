@@ -89,8 +89,12 @@ async def rotate_secret(appid: str, request: Request, who: Developer) -> dict[st
 
 
 @router.post("/apps/{appid}/changes", status_code=201)
-async def request_change(appid: str, body: ChangeIn, request: Request, who: Developer) -> dict[str, Any]:
-    pending = await platform_of(request).apps.request_change(appid, body.kind, body.op, body.url, who.name)
+async def request_change(
+    appid: str, body: ChangeIn, request: Request, who: Developer
+) -> dict[str, Any]:
+    pending = await platform_of(request).apps.request_change(
+        appid, body.kind, body.op, body.url, who.name
+    )
     return pending.as_dict()
 
 
@@ -115,41 +119,55 @@ async def confirm_change(body: ConfirmIn, request: Request, who: Admin) -> dict[
 
 
 @router.get("/audit")
-async def audit(request: Request, who: Viewer, appid: str | None = None,
-                limit: Annotated[int, Query(ge=1, le=1000)] = 200) -> dict[str, Any]:
+async def audit(
+    request: Request,
+    who: Viewer,
+    appid: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 200,
+) -> dict[str, Any]:
     platform = platform_of(request)
     entries = await platform.db.read(platform.registry.list_audit, appid, limit)
     return {"entries": [e.__dict__ for e in entries]}
 
 
 @router.post("/apps/{appid}/devtools/fetch")
-async def devtools_fetch(appid: str, body: FetchNowIn, request: Request, who: Developer) -> dict[str, Any]:
+async def devtools_fetch(
+    appid: str, body: FetchNowIn, request: Request, who: Developer
+) -> dict[str, Any]:
     launch = Launch(body.path, body.query, body.scene)
     return await platform_of(request).background.fetch_now(appid, body.user_id, body.type, launch)
 
 
 @router.post("/apps/{appid}/devtools/clear")
-async def devtools_clear(appid: str, request: Request, who: Developer,
-                         body: UserIn | None = None) -> dict[str, Any]:
+async def devtools_clear(
+    appid: str, request: Request, who: Developer, body: UserIn | None = None
+) -> dict[str, Any]:
     cleared = await platform_of(request).background.clear(appid, body.user_id if body else None)
     return {"cleared": cleared}
 
 
 @router.post("/apps/{appid}/devtools/push")
-async def devtools_push(appid: str, body: UserIn, request: Request, who: Developer) -> dict[str, Any]:
+async def devtools_push(
+    appid: str, body: UserIn, request: Request, who: Developer
+) -> dict[str, Any]:
     return await platform_of(request).background.push(appid, body.user_id)
 
 
 @router.get("/apps/{appid}/fetch-log")
-async def fetch_log(appid: str, request: Request, who: Viewer,
-                    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-                    user_id: str | None = None) -> dict[str, Any]:
+async def fetch_log(
+    appid: str,
+    request: Request,
+    who: Viewer,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    user_id: str | None = None,
+) -> dict[str, Any]:
     return {"entries": await platform_of(request).background.log(appid, limit, user_id)}
 
 
 @router.get("/apps/{appid}/health")
-async def health(appid: str, request: Request, who: Viewer,
-                 hours: Annotated[float, Query(gt=0, le=24 * 30)] = 24) -> dict[str, Any]:
+async def health(
+    appid: str, request: Request, who: Viewer, hours: Annotated[float, Query(gt=0, le=24 * 30)] = 24
+) -> dict[str, Any]:
     platform = platform_of(request)
     await platform.apps.get(appid)
     since = platform.clock.now() - hours * 3600
@@ -162,9 +180,13 @@ async def devices(appid: str, user_id: str, request: Request, who: Viewer) -> di
 
 
 @router.get("/apps/{appid}/health/series")
-async def health_series(appid: str, request: Request, who: Viewer,
-                        hours: Annotated[float, Query(gt=0, le=24 * 30)] = 24,
-                        buckets: Annotated[int, Query(ge=1, le=500)] = 48) -> dict[str, Any]:
+async def health_series(
+    appid: str,
+    request: Request,
+    who: Viewer,
+    hours: Annotated[float, Query(gt=0, le=24 * 30)] = 24,
+    buckets: Annotated[int, Query(ge=1, le=500)] = 48,
+) -> dict[str, Any]:
     """Success rate, latency and body size over time: the fetch log of the last ``hours`` in
     about ``buckets`` equal time buckets per kind (aligned to multiples of ``bucket_s``; a bucket
     without fetches is null)."""
@@ -176,14 +198,21 @@ async def health_series(appid: str, request: Request, who: Viewer,
     starts = [(first + i) * bucket_s for i in range(int(now // bucket_s) - first + 1)]
     rows = await platform.db.read(_health_series, platform.db, appid, starts[0], bucket_s)
     kinds: dict[str, list[dict[str, Any] | None]] = {
-        k: [None] * len(starts) for k in ("periodic", "pre")}
+        k: [None] * len(starts) for k in ("periodic", "pre")
+    }
     for row in rows:
         slot = round((row["t"] - starts[0]) / bucket_s)
         if 0 <= slot < len(starts):
             row["success_rate"] = row["ok"] / row["total"] if row["total"] else None
             kinds.setdefault(row["kind"], [None] * len(starts))[slot] = row
-    return {"appid": appid, "since": starts[0], "until": now, "bucket_s": bucket_s,
-            "buckets": starts, "kinds": kinds}
+    return {
+        "appid": appid,
+        "since": starts[0],
+        "until": now,
+        "bucket_s": bucket_s,
+        "buckets": starts,
+        "kinds": kinds,
+    }
 
 
 @router.post("/runtime-tokens")
@@ -191,8 +220,17 @@ async def runtime_token(body: RuntimeTokenIn, request: Request, who: Developer) 
     """A runtime token for a host user and device (the console's simulator runs as that user)."""
     platform = platform_of(request)
     token = platform.auth.runtime_token(body.user_id, body.device_id)
-    await platform.db.write(platform.registry.audit, platform.clock.now(), who.name,
-                            "runtime_token.create", None, user_id=body.user_id,
-                            device_id=body.device_id or "default")
-    return {"runtime_token": token, "user_id": body.user_id,
-            "device_id": body.device_id or "default"}
+    await platform.db.write(
+        platform.registry.audit,
+        platform.clock.now(),
+        who.name,
+        "runtime_token.create",
+        None,
+        user_id=body.user_id,
+        device_id=body.device_id or "default",
+    )
+    return {
+        "runtime_token": token,
+        "user_id": body.user_id,
+        "device_id": body.device_id or "default",
+    }

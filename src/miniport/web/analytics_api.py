@@ -4,7 +4,6 @@ console and the CLI use (definitions, test and publish, live test view, reports,
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, Depends, Query, Request
@@ -12,7 +11,7 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel, Field, StrictBool, StrictStr
 
 from ..errors import InvalidInput, MiniportError
-from ..events.broker import stream
+from ..events.broker import sse
 from ..services.analytics import parse_time, test_channel
 from ..services.auth import Principal
 from .deps import error_response, platform_of, require, runtime_identity
@@ -161,30 +160,17 @@ async def sync_test(appid: str, test_id: str, request: Request, who: Developer) 
     return await platform_of(request).analytics.sync_test(appid, test_id)
 
 
-async def _test_stream(request: Request, test_id: str) -> AsyncIterator[bytes]:
-    platform = platform_of(request)
-    sub = platform.broker.subscribe(test_channel(test_id), "console")
-    try:
-        yield b"event: connected\ndata: {}\n\n"
-        async for message in stream(sub):
-            if message is None:
-                yield b": keep-alive\n\n"
-                continue
-            kind = message.get("type", "message")
-            yield f"event: {kind}\ndata: {json.dumps(message, ensure_ascii=False)}\n\n".encode()
-            if kind == "testStopped":
-                return
-    finally:
-        platform.broker.unsubscribe(sub)
-
-
 @admin.get("/tests/{test_id}/events")
 async def watch_test(appid: str, test_id: str, request: Request, who: Viewer) -> StreamingResponse:
     """Live test view (server-sent events): one ``testReport`` per batch from the tester, with
     each event's page, trigger, action, values, coercions, and every rejection's reason."""
-    await platform_of(request).analytics.get_test(appid, test_id)
+    platform = platform_of(request)
+    await platform.analytics.get_test(appid, test_id)
+    sub = platform.broker.subscribe(test_channel(test_id), "console", broadcast=False)
     return StreamingResponse(
-        _test_stream(request, test_id),
+        sse(
+            platform.broker, sub, {"type": "connected", "test_id": test_id}, until=("testStopped",)
+        ),
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )

@@ -65,8 +65,12 @@ def create_app(platform: Platform, *, run_scheduler: bool | None = None) -> Fast
                 await retention
             await platform.close()
 
-    app = FastAPI(title="Miniport", version="0.1.0", lifespan=lifespan,
-                  description="Background data and custom analytics for mini-programs")
+    app = FastAPI(
+        title="Miniport",
+        version="0.1.0",
+        lifespan=lifespan,
+        description="Background data and custom analytics for mini-programs",
+    )
     app.state.platform = platform
 
     @app.exception_handler(MiniportError)
@@ -80,8 +84,11 @@ def create_app(platform: Platform, *, run_scheduler: bool | None = None) -> Fast
             f"{'.'.join(str(p) for p in e['loc'] if p != 'body') or 'request body'}: {e['msg']}"
             for e in exc.errors()
         ]
-        body: dict[str, Any] = {"error": "invalid_input", "message": "; ".join(problems),
-                                "detail": [{"loc": e["loc"], "msg": e["msg"]} for e in exc.errors()]}
+        body: dict[str, Any] = {
+            "error": "invalid_input",
+            "message": "; ".join(problems),
+            "detail": [{"loc": e["loc"], "msg": e["msg"]} for e in exc.errors()],
+        }
         name = _api_name(request)
         if name:
             body["errMsg"] = f"{name}:fail {body['message']}"
@@ -90,9 +97,14 @@ def create_app(platform: Platform, *, run_scheduler: bool | None = None) -> Fast
     @app.exception_handler(DefinitionsInvalid)
     async def _bad_definition(request: Request, exc: DefinitionsInvalid) -> JSONResponse:
         errors = [e.as_dict() for e in exc.errors]
-        return JSONResponse({"error": "invalid_definition",
-                             "message": "; ".join(f"{e['path']}: {e['message']}" for e in errors),
-                             "errors": errors}, status_code=422)
+        return JSONResponse(
+            {
+                "error": "invalid_definition",
+                "message": "; ".join(f"{e['path']}: {e['message']}" for e in errors),
+                "errors": errors,
+            },
+            status_code=422,
+        )
 
     app.include_router(runtime_api.router)
     app.include_router(analytics_api.runtime)

@@ -42,10 +42,14 @@ async def _describe(request: Request, change: ChangeRequest) -> dict[str, Any]:
     urls = await platform.db.read(platform.registry.fetch_urls, change.appid)
     current = urls.get(change.kind)
     expired = change.status == "pending" and platform.clock.now() > change.expires_at
-    return {"change": change, "app_name": name, "expired": expired,
-            "current_url": current.url if current else None,
-            "current_enabled": bool(current and current.enabled),
-            "expires_in_s": max(0, int(change.expires_at - platform.clock.now()))}
+    return {
+        "change": change,
+        "app_name": name,
+        "expired": expired,
+        "current_url": current.url if current else None,
+        "current_enabled": bool(current and current.enabled),
+        "expires_in_s": max(0, int(change.expires_at - platform.clock.now())),
+    }
 
 
 @router.get("/confirm/{code}")
@@ -56,18 +60,28 @@ async def confirm_page(code: str, request: Request) -> Response:
         return _sign_in(request, code)
     if session.user.must_change_password:
         return RedirectResponse(
-            f"{BASE}/account/password?{urlencode({'next': f'/confirm/{code}'})}", 303)
+            f"{BASE}/account/password?{urlencode({'next': f'/confirm/{code}'})}", 303
+        )
     platform = platform_of(request)
     try:
         change = await platform.apps.change_for_code(code)
     except MiniportError as exc:
-        return render(request, "confirm.html", session=session, status=410, error=exc.message,
-                      code=code)
+        return render(
+            request, "confirm.html", session=session, status=410, error=exc.message, code=code
+        )
     if not session.user.can("admin"):
-        return render(request, "confirm.html", session=session, status=403, refused=True,
-                      code=code, **await _describe(request, change))
-    return render(request, "confirm.html", session=session, code=code,
-                  **await _describe(request, change))
+        return render(
+            request,
+            "confirm.html",
+            session=session,
+            status=403,
+            refused=True,
+            code=code,
+            **await _describe(request, change),
+        )
+    return render(
+        request, "confirm.html", session=session, code=code, **await _describe(request, change)
+    )
 
 
 @router.post("/confirm/{code}")
@@ -81,8 +95,15 @@ async def confirm(code: str, request: Request) -> Response:
     except Unauthorized:
         return _sign_in(request, code)
     except Forbidden as exc:
-        return render(request, "confirm.html", session=session, status=403, refused=True,
-                      code=code, error=exc.message)
+        return render(
+            request,
+            "confirm.html",
+            session=session,
+            status=403,
+            refused=True,
+            code=code,
+            error=exc.message,
+        )
     platform = platform_of(request)
     try:
         change = await platform.apps.confirm(code, who.name)
@@ -91,7 +112,20 @@ async def confirm(code: str, request: Request) -> Response:
         with contextlib.suppress(MiniportError):
             found = await platform.apps.change_for_code(code)
         extra = await _describe(request, found) if found is not None else {}
-        return render(request, "confirm.html", session=session, status=exc.http_status,
-                      error=exc.message, code=code, **extra)
-    return render(request, "confirm.html", session=session, code=code, applied=True,
-                  **await _describe(request, change))
+        return render(
+            request,
+            "confirm.html",
+            session=session,
+            status=exc.http_status,
+            error=exc.message,
+            code=code,
+            **extra,
+        )
+    return render(
+        request,
+        "confirm.html",
+        session=session,
+        code=code,
+        applied=True,
+        **await _describe(request, change),
+    )

@@ -29,8 +29,11 @@ async def jscode2session(
 async def healthz(request: Request) -> dict[str, Any]:
     platform = platform_of(request)
     engine = platform.engine
-    return {"ok": True, "scheduler": engine is not None,
-            "fetches_completed": engine.completed if engine else 0}
+    return {
+        "ok": True,
+        "scheduler": engine is not None,
+        "fetches_completed": engine.completed if engine else 0,
+    }
 
 
 class RuntimeTokenIn(BaseModel):
@@ -47,4 +50,8 @@ async def runtime_token(body: RuntimeTokenIn, request: Request) -> dict[str, Any
         raise Unauthorized("missing host key (Authorization: Bearer ...)")
     await platform.auth.host_key(key)
     token = platform.auth.runtime_token(body.user_id, body.device_id)
-    return {"runtime_token": token, "user_id": body.user_id, "device_id": body.device_id or "default"}
+    return {
+        "runtime_token": token,
+        "user_id": body.user_id,
+        "device_id": body.device_id or "default",
+    }

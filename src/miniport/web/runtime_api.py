@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-from collections.abc import AsyncIterator
 from typing import Annotated, Any
 from urllib.parse import urlencode
 
@@ -14,7 +12,7 @@ from pydantic import BaseModel, Field, StrictInt, StrictStr
 from ..domain.requests import Launch
 from ..domain.tokens import RuntimeIdentity
 from ..errors import InvalidInput, MiniportError
-from ..events.broker import stream
+from ..events.broker import sse
 from .deps import error_response, platform_of, runtime_identity
 
 router = APIRouter(prefix="/runtime/v1", tags=["runtime"])
@@ -63,12 +61,21 @@ async def get_token(appid: str, request: Request, who: Identity) -> Any:
     return {"token": token, "errMsg": "getBackgroundFetchToken:ok"}
 
 
-_DATA_PARAMS: dict[str, Any] = {"parameters": [
-    {"name": "fetchType", "in": "query", "schema": {"type": "string", "enum": ["periodic", "pre"],
-                                                     "default": "periodic"}},
-    {"name": "waitMs", "in": "query", "description": "wait up to this long for an in-flight fetch",
-     "schema": {"type": "integer", "minimum": 0, "maximum": 10000, "default": 0}},
-]}
+_DATA_PARAMS: dict[str, Any] = {
+    "parameters": [
+        {
+            "name": "fetchType",
+            "in": "query",
+            "schema": {"type": "string", "enum": ["periodic", "pre"], "default": "periodic"},
+        },
+        {
+            "name": "waitMs",
+            "in": "query",
+            "description": "wait up to this long for an in-flight fetch",
+            "schema": {"type": "integer", "minimum": 0, "maximum": 10000, "default": 0},
+        },
+    ]
+}
 
 
 @router.get("/apps/{appid}/background-fetch/data", openapi_extra=_DATA_PARAMS)
@@ -82,8 +89,9 @@ async def get_data(appid: str, request: Request) -> Any:
         if not wait.isdigit():
             raise InvalidInput("waitMs must be a whole number of milliseconds")
         background = platform_of(request).background
-        result = await background.get_data(appid, who.user_id, params.get("fetchType", "periodic"),
-                                           int(wait))
+        result = await background.get_data(
+            appid, who.user_id, params.get("fetchType", "periodic"), int(wait)
+        )
         return JSONResponse(result)  # already JSON-ready: skip FastAPI's encoder
     except MiniportError as exc:
         return error_response(exc, "getBackgroundFetchData")
@@ -100,31 +108,21 @@ async def login(appid: str, request: Request, who: Identity) -> Any:
     return {"code": code, "errMsg": "login:ok"}
 
 
-async def _sse(request: Request, who: RuntimeIdentity) -> AsyncIterator[bytes]:
-    platform = platform_of(request)
-    sub = platform.broker.subscribe(who.user_id, who.device_id)
-    try:
-        hello = {"type": "connected", "user": who.user_id, "device": who.device_id}
-        yield f"event: connected\ndata: {json.dumps(hello)}\n\n".encode()
-        async for message in stream(sub):
-            if message is None:
-                yield b": keep-alive\n\n"
-                continue
-            yield f"event: {message.get('type', 'message')}\ndata: {json.dumps(message)}\n\n".encode()
-    finally:
-        platform.broker.unsubscribe(sub)
-
-
 @router.get("/events")
 async def events(request: Request) -> Any:
     """Server-sent events for this runtime. Browsers' EventSource cannot send headers, so the
     token may also come as ``?access_token=``."""
     token = request.query_params.get("access_token")
     try:
-        who = platform_of(request).auth.identify(token) if token else await runtime_identity(request)
+        who = (
+            platform_of(request).auth.identify(token) if token else await runtime_identity(request)
+        )
     except MiniportError as exc:
         return error_response(exc)
+    broker = platform_of(request).broker
+    hello = {"type": "connected", "user": who.user_id, "device": who.device_id}
     return StreamingResponse(
-        _sse(request, who), media_type="text/event-stream",
+        sse(broker, broker.subscribe(who.user_id, who.device_id), hello),
+        media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )

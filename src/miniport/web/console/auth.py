@@ -75,8 +75,9 @@ class Session:
 
 
 def _user(row: Any) -> ConsoleUser:
-    return ConsoleUser(row.name, row.role, row.created_at, bool(row.disabled),
-                       bool(row.must_change_password))
+    return ConsoleUser(
+        row.name, row.role, row.created_at, bool(row.disabled), bool(row.must_change_password)
+    )
 
 
 class UserStore:
@@ -89,26 +90,39 @@ class UserStore:
     def _audit(conn: Any, now: float, actor: str, action: str, **detail: Any) -> None:
         import json
 
-        conn.execute(insert(t.audit_log).values(ts=now, actor=actor, action=action, appid=None,
-                                                detail=json.dumps(detail)))
+        conn.execute(
+            insert(t.audit_log).values(
+                ts=now, actor=actor, action=action, appid=None, detail=json.dumps(detail)
+            )
+        )
 
-    def create_user(self, name: str, role: str, password_hash: str, now: float,
-                    must_change: bool, actor: str) -> ConsoleUser:
+    def create_user(
+        self, name: str, role: str, password_hash: str, now: float, must_change: bool, actor: str
+    ) -> ConsoleUser:
         with self.db.writing() as conn:
-            exists = conn.execute(select(t.console_users.c.name)
-                                  .where(t.console_users.c.name == name)).first()
+            exists = conn.execute(
+                select(t.console_users.c.name).where(t.console_users.c.name == name)
+            ).first()
             if exists is not None:
                 raise Conflict(f"a console user named {name!r} already exists")
-            conn.execute(insert(t.console_users).values(
-                name=name, role=role, password_hash=password_hash, created_at=now,
-                disabled=False, must_change_password=must_change))
+            conn.execute(
+                insert(t.console_users).values(
+                    name=name,
+                    role=role,
+                    password_hash=password_hash,
+                    created_at=now,
+                    disabled=False,
+                    must_change_password=must_change,
+                )
+            )
             self._audit(conn, now, actor, "console_user.create", name=name, role=role)
         return ConsoleUser(name, role, now, False, must_change)
 
     def get_user(self, name: str) -> tuple[ConsoleUser, str] | None:
         with self.db.reading() as conn:
             row = conn.execute(
-                select(t.console_users).where(t.console_users.c.name == name)).first()
+                select(t.console_users).where(t.console_users.c.name == name)
+            ).first()
         return (_user(row), str(row.password_hash)) if row is not None else None
 
     def list_users(self) -> list[ConsoleUser]:
@@ -116,9 +130,17 @@ class UserStore:
             rows = conn.execute(select(t.console_users).order_by(t.console_users.c.name)).all()
         return [_user(r) for r in rows]
 
-    def update_user(self, name: str, values: dict[str, Any], now: float, actor: str,
-                    action: str, end_sessions: bool = False, keep_session: str | None = None,
-                    **detail: Any) -> ConsoleUser:
+    def update_user(
+        self,
+        name: str,
+        values: dict[str, Any],
+        now: float,
+        actor: str,
+        action: str,
+        end_sessions: bool = False,
+        keep_session: str | None = None,
+        **detail: Any,
+    ) -> ConsoleUser:
         c = t.console_users.c
         with self.db.writing() as conn:
             row = conn.execute(select(t.console_users).where(c.name == name)).first()
@@ -127,7 +149,8 @@ class UserStore:
             demoted = values.get("role", row.role) != "admin" or values.get("disabled") is True
             if row.role == "admin" and not row.disabled and demoted:
                 admins = conn.execute(
-                    select(func.count()).select_from(t.console_users)
+                    select(func.count())
+                    .select_from(t.console_users)
                     .where(and_(c.role == "admin", c.disabled.is_(False)))
                 ).scalar_one()
                 if admins <= 1:
@@ -143,12 +166,20 @@ class UserStore:
             updated = conn.execute(select(t.console_users).where(c.name == name)).one()
         return _user(updated)
 
-    def create_session(self, id_hash: str, name: str, csrf: str, now: float,
-                       expires_at: float) -> None:
+    def create_session(
+        self, id_hash: str, name: str, csrf: str, now: float, expires_at: float
+    ) -> None:
         with self.db.writing() as conn:
             conn.execute(delete(t.console_sessions).where(t.console_sessions.c.expires_at < now))
-            conn.execute(insert(t.console_sessions).values(
-                id_hash=id_hash, user_name=name, csrf=csrf, created_at=now, expires_at=expires_at))
+            conn.execute(
+                insert(t.console_sessions).values(
+                    id_hash=id_hash,
+                    user_name=name,
+                    csrf=csrf,
+                    created_at=now,
+                    expires_at=expires_at,
+                )
+            )
 
     def get_session(self, id_hash: str, now: float) -> Session | None:
         s, u = t.console_sessions.c, t.console_users
@@ -170,8 +201,9 @@ class UserStore:
 def check_name(name: str) -> str:
     name = name.strip()
     if not NAME_RE.match(name):
-        raise InvalidInput("user name: 1-64 letters, digits, '_', '.', '@' or '-', "
-                           "starting with a letter or digit")
+        raise InvalidInput(
+            "user name: 1-64 letters, digits, '_', '.', '@' or '-', starting with a letter or digit"
+        )
     return name
 
 
@@ -217,8 +249,9 @@ class ConsoleAuth:
         return await asyncio.to_thread(check)
 
     # --- users ---
-    async def create_user(self, name: str, role: str = "admin", password: str | None = None,
-                          actor: str = "cli") -> tuple[ConsoleUser, str | None]:
+    async def create_user(
+        self, name: str, role: str = "admin", password: str | None = None, actor: str = "cli"
+    ) -> tuple[ConsoleUser, str | None]:
         """Create a user. Without ``password`` a one-time password is generated and returned;
         the user must replace it at first sign-in."""
         name, role = check_name(name), check_role(role)
@@ -227,8 +260,15 @@ class ConsoleAuth:
             generated = password = one_time_password()
         else:
             check_password(password)
-        user = await self.db.write(self.store.create_user, name, role, await self._hash(password),
-                                   self.now(), generated is not None, actor)
+        user = await self.db.write(
+            self.store.create_user,
+            name,
+            role,
+            await self._hash(password),
+            self.now(),
+            generated is not None,
+            actor,
+        )
         return user, generated
 
     async def list_users(self) -> list[ConsoleUser]:
@@ -241,21 +281,39 @@ class ConsoleAuth:
         return found[0]
 
     async def set_role(self, name: str, role: str, actor: str) -> ConsoleUser:
-        return await self.db.write(self.store.update_user, name, {"role": check_role(role)},
-                                   self.now(), actor, "console_user.role", role=role)
+        return await self.db.write(
+            self.store.update_user,
+            name,
+            {"role": check_role(role)},
+            self.now(),
+            actor,
+            "console_user.role",
+            role=role,
+        )
 
     async def set_disabled(self, name: str, disabled: bool, actor: str) -> ConsoleUser:
         return await self.db.write(
-            self.store.update_user, name, {"disabled": disabled}, self.now(), actor,
-            "console_user.disable" if disabled else "console_user.enable", end_sessions=disabled)
+            self.store.update_user,
+            name,
+            {"disabled": disabled},
+            self.now(),
+            actor,
+            "console_user.disable" if disabled else "console_user.enable",
+            end_sessions=disabled,
+        )
 
     async def reset_password(self, name: str, actor: str) -> str:
         """A new one-time password (shown once); the user's sessions end."""
         password = one_time_password()
         await self.db.write(
-            self.store.update_user, name,
+            self.store.update_user,
+            name,
             {"password_hash": await self._hash(password), "must_change_password": True},
-            self.now(), actor, "console_user.reset_password", end_sessions=True)
+            self.now(),
+            actor,
+            "console_user.reset_password",
+            end_sessions=True,
+        )
         return password
 
     async def change_password(self, session: Session, current: str, new: str) -> ConsoleUser:
@@ -266,10 +324,15 @@ class ConsoleAuth:
         if new == current:
             raise InvalidInput("choose a password different from the current one")
         return await self.db.write(
-            self.store.update_user, session.user.name,
+            self.store.update_user,
+            session.user.name,
             {"password_hash": await self._hash(new), "must_change_password": False},
-            self.now(), session.user.name, "console_user.change_password",
-            end_sessions=True, keep_session=session.id_hash)
+            self.now(),
+            session.user.name,
+            "console_user.change_password",
+            end_sessions=True,
+            keep_session=session.id_hash,
+        )
 
     # --- sign-in ---
     def _throttled(self, name: str) -> bool:
@@ -301,8 +364,9 @@ class ConsoleAuth:
         """A new session: (the cookie value, its CSRF token)."""
         token, csrf = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
         now = self.now()
-        await self.db.write(self.store.create_session, hash_secret(token), user.name, csrf, now,
-                            now + SESSION_TTL_S)
+        await self.db.write(
+            self.store.create_session, hash_secret(token), user.name, csrf, now, now + SESSION_TTL_S
+        )
         await self.db.write(self.platform.registry.audit, now, user.name, "console.sign_in", None)
         return token, csrf
 

@@ -40,7 +40,8 @@ def normalize(value: str | None) -> str | None:
 
 def pick_language(request: Request) -> str:
     chosen = normalize(request.query_params.get("lang")) or normalize(
-        request.cookies.get(LANG_COOKIE))
+        request.cookies.get(LANG_COOKIE)
+    )
     if chosen:
         return chosen
     for part in request.headers.get("accept-language", "").split(","):

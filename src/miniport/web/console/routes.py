@@ -57,8 +57,11 @@ class QRCodes:
     codes: dict[str, tuple[str, str, float]] = field(default_factory=dict)
 
     def remember(self, pending: PendingChange) -> None:
-        self.codes[pending.change.id] = (pending.code, pending.confirm_url,
-                                         pending.change.expires_at)
+        self.codes[pending.change.id] = (
+            pending.code,
+            pending.confirm_url,
+            pending.change.expires_at,
+        )
 
     def get(self, change_id: str, now: float) -> tuple[str, str] | None:
         for key in [k for k, v in self.codes.items() if v[2] < now]:
@@ -69,8 +72,9 @@ class QRCodes:
 
 def qr_png(link: str) -> bytes:
     """The PNG of a QR code that encodes ``link`` (qrcode + Pillow)."""
-    qr = qrcode.QRCode(border=QR_BORDER, box_size=QR_BOX,
-                       error_correction=qrcode.constants.ERROR_CORRECT_M)
+    qr = qrcode.QRCode(
+        border=QR_BORDER, box_size=QR_BOX, error_correction=qrcode.constants.ERROR_CORRECT_M
+    )
     qr.add_data(link)
     qr.make(fit=True)
     image = qr.make_image(fill_color="black", back_color="white")
@@ -84,7 +88,9 @@ def _static_version() -> str:
     for path in sorted(STATIC_DIR.rglob("*")):
         if path.is_file():
             stat = path.stat()
-            digest.update(f"{path.relative_to(STATIC_DIR)}:{stat.st_size}:{stat.st_mtime_ns}".encode())
+            digest.update(
+                f"{path.relative_to(STATIC_DIR)}:{stat.st_size}:{stat.st_mtime_ns}".encode()
+            )
     return digest.hexdigest()[:10]
 
 
@@ -108,9 +114,12 @@ class ConsoleState:
         self.auth = auth
         self.qr = QRCodes()
         self.version = _static_version()
-        self.env = Environment(loader=PackageLoader("miniport.web.console", "templates"),
-                               autoescape=select_autoescape(["html"]), trim_blocks=True,
-                               lstrip_blocks=True)
+        self.env = Environment(
+            loader=PackageLoader("miniport.web.console", "templates"),
+            autoescape=select_autoescape(["html"]),
+            trim_blocks=True,
+            lstrip_blocks=True,
+        )
         self.env.filters["ts"] = _format_ts
         self.env.filters["tojson_attr"] = lambda v: json.dumps(v, ensure_ascii=False)
 
@@ -162,8 +171,9 @@ def safe_next(value: str | None, default: str = f"{BASE}/apps") -> str:
     return value
 
 
-def page(role: str = "viewer", *,
-         password_change: bool = False) -> Callable[[Request], Awaitable[Ctx]]:
+def page(
+    role: str = "viewer", *, password_change: bool = False
+) -> Callable[[Request], Awaitable[Ctx]]:
     """A page or form action for ``role`` and above (checked by ``deps.require``)."""
     guard = require(role)
 
@@ -196,8 +206,14 @@ AnyUserPage = Annotated[Ctx, Depends(page("viewer", password_change=True))]
 
 
 # --- rendering ---
-def render(request: Request, template: str, *, session: Session | None = None,
-           status: int = 200, **values: Any) -> HTMLResponse:
+def render(
+    request: Request,
+    template: str,
+    *,
+    session: Session | None = None,
+    status: int = 200,
+    **values: Any,
+) -> HTMLResponse:
     state = state_of(request)
     lang = i18n.pick_language(request)
     t = i18n.translator(lang)
@@ -213,14 +229,24 @@ def render(request: Request, template: str, *, session: Session | None = None,
         except (ValueError, KeyError, TypeError, AttributeError):
             flash = None
     html = state.env.get_template(template).render(
-        request=request, t=t, lang=lang, languages=i18n.LANGUAGES, base=BASE,
-        user=session.user if session else None, csrf=session.csrf if session else "",
+        request=request,
+        t=t,
+        lang=lang,
+        languages=i18n.LANGUAGES,
+        base=BASE,
+        user=session.user if session else None,
+        csrf=session.csrf if session else "",
         csrf_field=Markup('<input type="hidden" name="{}" value="{}">').format(
-            CSRF_FIELD, session.csrf if session else ""),
+            CSRF_FIELD, session.csrf if session else ""
+        ),
         js_i18n=json.dumps(i18n.js_catalog(lang), ensure_ascii=False).replace("</", "<\\/"),
-        static=state.static, flash=flash, path=request.url.path, here=here(request),
+        static=state.static,
+        flash=flash,
+        path=request.url.path,
+        here=here(request),
         lang_links={code: _with_lang(request, code) for code in i18n.LANGUAGES},
-        roles=ROLES, **values,
+        roles=ROLES,
+        **values,
     )
     response = HTMLResponse(html, status_code=status)
     security_headers(response)
@@ -228,8 +254,7 @@ def render(request: Request, template: str, *, session: Session | None = None,
         response.delete_cookie(FLASH_COOKIE, path="/")
     chosen = i18n.normalize(request.query_params.get("lang"))
     if chosen:
-        response.set_cookie(i18n.LANG_COOKIE, chosen, max_age=365 * 86400, samesite="lax",
-                            path="/")
+        response.set_cookie(i18n.LANG_COOKIE, chosen, max_age=365 * 86400, samesite="lax", path="/")
     return response
 
 
@@ -246,23 +271,32 @@ def security_headers(response: Response) -> None:
     response.headers["Content-Security-Policy"] = (
         "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; "
         "script-src 'self'; connect-src 'self'; frame-ancestors 'none'; form-action 'self'; "
-        "base-uri 'none'")
+        "base-uri 'none'"
+    )
 
 
-def redirect(url: str, flash: tuple[str, dict[str, Any]] | None = None,
-             kind: str = "ok") -> RedirectResponse:
+def redirect(
+    url: str, flash: tuple[str, dict[str, Any]] | None = None, kind: str = "ok"
+) -> RedirectResponse:
     response = RedirectResponse(url, status_code=303)
     if flash is not None:
-        response.set_cookie(FLASH_COOKIE, json.dumps({"kind": kind, "key": flash[0],
-                                                      "params": flash[1]}),
-                            max_age=60, httponly=True, samesite="lax", path="/")
+        response.set_cookie(
+            FLASH_COOKIE,
+            json.dumps({"kind": kind, "key": flash[0], "params": flash[1]}),
+            max_age=60,
+            httponly=True,
+            samesite="lax",
+            path="/",
+        )
     return response
 
 
-def message_page(request: Request, title_key: str, message: str, status: int,
-                 **values: Any) -> HTMLResponse:
-    return render(request, "message.html", status=status, title_key=title_key, message=message,
-                  **values)
+def message_page(
+    request: Request, title_key: str, message: str, status: int, **values: Any
+) -> HTMLResponse:
+    return render(
+        request, "message.html", status=status, title_key=title_key, message=message, **values
+    )
 
 
 # --- the application ---
@@ -313,10 +347,13 @@ def register_pages(app: FastAPI) -> None:
         return _login_page(request, next, None)
 
     @app.post("/login")
-    async def login(request: Request, name: Annotated[str, Form(max_length=64)],
-                    password: Annotated[str, Form(max_length=256)],
-                    csrf_token: Annotated[str, Form(max_length=128)] = "",
-                    next: Annotated[str, Form(max_length=2048)] = "") -> Response:
+    async def login(
+        request: Request,
+        name: Annotated[str, Form(max_length=64)],
+        password: Annotated[str, Form(max_length=256)],
+        csrf_token: Annotated[str, Form(max_length=128)] = "",
+        next: Annotated[str, Form(max_length=2048)] = "",
+    ) -> Response:
         state = state_of(request)
         expected = request.cookies.get(LOGIN_CSRF_COOKIE, "")
         if not expected or not secrets.compare_digest(expected.encode(), csrf_token.encode()):
@@ -325,16 +362,21 @@ def register_pages(app: FastAPI) -> None:
             user = await state.auth.authenticate(name, password)
         except (Unauthorized, Forbidden) as exc:
             key = "login.failed" if isinstance(exc, Unauthorized) else None
-            return _login_page(request, next, key or exc.message, status=exc.http_status,
-                               name=name)
+            return _login_page(request, next, key or exc.message, status=exc.http_status, name=name)
         token, _ = await state.auth.start_session(user)
         target = safe_next(next)
         if user.must_change_password:
             target = f"{BASE}/account/password?{urlencode({'next': target})}"
         response = redirect(target)
-        response.set_cookie(SESSION_COOKIE, token, max_age=int(SESSION_TTL_S), httponly=True,
-                            samesite="lax", path="/",
-                            secure=is_https(request, state.platform.public_url))
+        response.set_cookie(
+            SESSION_COOKIE,
+            token,
+            max_age=int(SESSION_TTL_S),
+            httponly=True,
+            samesite="lax",
+            path="/",
+            secure=is_https(request, state.platform.public_url),
+        )
         response.delete_cookie(LOGIN_CSRF_COOKIE, path=f"{BASE}/login")
         return response
 
@@ -347,14 +389,18 @@ def register_pages(app: FastAPI) -> None:
 
     @app.get("/account/password")
     async def password_form(ctx: AnyUserPage, next: str | None = None) -> Response:
-        return render(ctx.request, "password.html", session=ctx.session, next=safe_next(next),
-                      error=None)
+        return render(
+            ctx.request, "password.html", session=ctx.session, next=safe_next(next), error=None
+        )
 
     @app.post("/account/password")
-    async def change_password(ctx: AnyUserPage, current: Annotated[str, Form(max_length=256)],
-                              new: Annotated[str, Form(max_length=256)],
-                              repeat: Annotated[str, Form(max_length=256)],
-                              next: Annotated[str, Form(max_length=2048)] = "") -> Response:
+    async def change_password(
+        ctx: AnyUserPage,
+        current: Annotated[str, Form(max_length=256)],
+        new: Annotated[str, Form(max_length=256)],
+        repeat: Annotated[str, Form(max_length=256)],
+        next: Annotated[str, Form(max_length=2048)] = "",
+    ) -> Response:
         error = None
         if new != repeat:
             error = i18n.translator(i18n.pick_language(ctx.request))("password.mismatch")
@@ -364,8 +410,14 @@ def register_pages(app: FastAPI) -> None:
             except MiniportError as exc:
                 error = exc.message
         if error:
-            return render(ctx.request, "password.html", session=ctx.session, next=safe_next(next),
-                          error=error, status=422)
+            return render(
+                ctx.request,
+                "password.html",
+                session=ctx.session,
+                next=safe_next(next),
+                error=error,
+                status=422,
+            )
         return redirect(safe_next(next), ("flash.password_changed", {}))
 
     # --- apps ---
@@ -373,21 +425,31 @@ def register_pages(app: FastAPI) -> None:
     async def apps_page(ctx: ViewerPage) -> Response:
         p = state_of(ctx.request).platform
         apps = await p.db.read(p.registry.list_apps)
-        return render(ctx.request, "apps.html", session=ctx.session, apps=apps, can=ctx.can,
-                      error=None)
+        return render(
+            ctx.request, "apps.html", session=ctx.session, apps=apps, can=ctx.can, error=None
+        )
 
     @app.post("/apps")
-    async def create_app(ctx: DeveloperPage,
-                         name: Annotated[str, Form(max_length=128)]) -> Response:
+    async def create_app(
+        ctx: DeveloperPage, name: Annotated[str, Form(max_length=128)]
+    ) -> Response:
         p = state_of(ctx.request).platform
         try:
             created = await p.apps.create(name, ctx.who.name)
         except MiniportError as exc:
             apps = await p.db.read(p.registry.list_apps)
-            return render(ctx.request, "apps.html", session=ctx.session, apps=apps, can=ctx.can,
-                          error=exc.message, status=exc.http_status)
-        return redirect(f"{BASE}/apps/{created.appid}", ("flash.app_created",
-                                                          {"name": created.name}))
+            return render(
+                ctx.request,
+                "apps.html",
+                session=ctx.session,
+                apps=apps,
+                can=ctx.can,
+                error=exc.message,
+                status=exc.http_status,
+            )
+        return redirect(
+            f"{BASE}/apps/{created.appid}", ("flash.app_created", {"name": created.name})
+        )
 
     async def app_context(ctx: Ctx, appid: str, tab: str) -> dict[str, Any]:
         p = state_of(ctx.request).platform
@@ -406,8 +468,14 @@ def register_pages(app: FastAPI) -> None:
         await state_of(ctx.request).platform.apps.rotate_secret(appid, ctx.who.name)
         return redirect(f"{BASE}/apps/{appid}", ("flash.secret_rotated", {}))
 
-    async def urls_page(ctx: Ctx, appid: str, *, errors: dict[str, str] | None = None,
-                        values: dict[str, str] | None = None, status: int = 200) -> Response:
+    async def urls_page(
+        ctx: Ctx,
+        appid: str,
+        *,
+        errors: dict[str, str] | None = None,
+        values: dict[str, str] | None = None,
+        status: int = 200,
+    ) -> Response:
         state = state_of(ctx.request)
         p = state.platform
         context = await app_context(ctx, appid, "urls")
@@ -418,31 +486,47 @@ def register_pages(app: FastAPI) -> None:
         for change in settings["pending"]:
             qr = state.qr.get(change["id"], now) if ctx.can("developer") else None
             pending.append({**change, "qr": qr})
-        return render(ctx.request, "urls.html", session=ctx.session, settings=settings,
-                      pending=pending, history=history, errors=errors or {},
-                      values=values or {}, highlight=ctx.request.query_params.get("change"),
-                      status=status, **context)
+        return render(
+            ctx.request,
+            "urls.html",
+            session=ctx.session,
+            settings=settings,
+            pending=pending,
+            history=history,
+            errors=errors or {},
+            values=values or {},
+            highlight=ctx.request.query_params.get("change"),
+            status=status,
+            **context,
+        )
 
     @app.get("/apps/{appid}/urls")
     async def urls(ctx: ViewerPage, appid: str) -> Response:
         return await urls_page(ctx, appid)
 
     @app.post("/apps/{appid}/changes")
-    async def request_change(ctx: DeveloperPage, appid: str,
-                             kind: Annotated[str, Form(max_length=16)],
-                             op: Annotated[str, Form(max_length=16)] = "set",
-                             url: Annotated[str, Form(max_length=4096)] = "") -> Response:
+    async def request_change(
+        ctx: DeveloperPage,
+        appid: str,
+        kind: Annotated[str, Form(max_length=16)],
+        op: Annotated[str, Form(max_length=16)] = "set",
+        url: Annotated[str, Form(max_length=4096)] = "",
+    ) -> Response:
         state = state_of(ctx.request)
         try:
             pending = await state.platform.apps.request_change(
-                appid, kind, op, url.strip() or None, ctx.who.name)
+                appid, kind, op, url.strip() or None, ctx.who.name
+            )
         except MiniportError as exc:
-            return await urls_page(ctx, appid, errors={kind: exc.message}, values={kind: url},
-                                   status=exc.http_status)
+            return await urls_page(
+                ctx, appid, errors={kind: exc.message}, values={kind: url}, status=exc.http_status
+            )
         state.qr.remember(pending)
         change_id = pending.change.id
-        return redirect(f"{BASE}/apps/{appid}/urls?change={quote(change_id)}#change-{change_id}",
-                        ("flash.change_requested", {}))
+        return redirect(
+            f"{BASE}/apps/{appid}/urls?change={quote(change_id)}#change-{change_id}",
+            ("flash.change_requested", {}),
+        )
 
     @app.get("/apps/{appid}/changes/{change_id}/qr.png")
     async def change_qr(ctx: DeveloperPage, appid: str, change_id: str) -> Response:
@@ -451,8 +535,9 @@ def register_pages(app: FastAPI) -> None:
         change = await state.platform.db.read(state.platform.registry.get_change, change_id)
         if found is None or change.appid != appid:
             return Response(status_code=404)
-        return Response(qr_png(found[1]), media_type="image/png",
-                        headers={"Cache-Control": "no-store"})
+        return Response(
+            qr_png(found[1]), media_type="image/png", headers={"Cache-Control": "no-store"}
+        )
 
     @app.get("/apps/{appid}/health")
     async def health(ctx: ViewerPage, appid: str) -> Response:
@@ -464,18 +549,25 @@ def register_pages(app: FastAPI) -> None:
         p = state_of(ctx.request).platform
         definitions = await p.analytics.definitions(appid)
         tests = await p.db.read(p.analytics.defs.list_tests, appid)
-        return {"definitions": definitions,
-                "tests": [test.as_dict() for test in tests[:ANALYTICS_TESTS_SHOWN]]}
+        return {
+            "definitions": definitions,
+            "tests": [test.as_dict() for test in tests[:ANALYTICS_TESTS_SHOWN]],
+        }
 
     @app.get("/apps/{appid}/analytics")
     async def analytics(ctx: ViewerPage, appid: str, test: str | None = None) -> Response:
         """Fields, events and the event editor; the live test panel (``?test=``)."""
         values = await app_context(ctx, appid, "analytics")
         data = await analytics_data(ctx, appid)
-        return render(ctx.request, "analytics.html", session=ctx.session,
-                      page_data=page_json({**data, "open_test": test or None,
-                                           "can_edit": ctx.can("developer")}),
-                      **values)
+        return render(
+            ctx.request,
+            "analytics.html",
+            session=ctx.session,
+            page_data=page_json(
+                {**data, "open_test": test or None, "can_edit": ctx.can("developer")}
+            ),
+            **values,
+        )
 
     @app.get("/apps/{appid}/analytics/reports")
     async def analytics_reports(ctx: ViewerPage, appid: str) -> Response:
@@ -483,8 +575,13 @@ def register_pages(app: FastAPI) -> None:
         values = await app_context(ctx, appid, "reports")
         p = state_of(ctx.request).platform
         definitions = await p.analytics.definitions(appid)
-        return render(ctx.request, "analytics_reports.html", session=ctx.session,
-                      page_data=page_json({"definitions": definitions}), **values)
+        return render(
+            ctx.request,
+            "analytics_reports.html",
+            session=ctx.session,
+            page_data=page_json({"definitions": definitions}),
+            **values,
+        )
 
     # --- audit ---
     @app.get("/audit")
@@ -492,33 +589,56 @@ def register_pages(app: FastAPI) -> None:
         p = state_of(ctx.request).platform
         entries = await p.db.read(p.registry.list_audit, appid or None, 300)
         apps = await p.db.read(p.registry.list_apps)
-        return render(ctx.request, "audit.html", session=ctx.session, entries=entries,
-                      apps=apps, appid=appid or "")
+        return render(
+            ctx.request,
+            "audit.html",
+            session=ctx.session,
+            entries=entries,
+            apps=apps,
+            appid=appid or "",
+        )
 
     # --- users (admins) ---
-    async def users_page(ctx: Ctx, *, created: dict[str, str] | None = None,
-                         error: str | None = None, status: int = 200) -> Response:
+    async def users_page(
+        ctx: Ctx,
+        *,
+        created: dict[str, str] | None = None,
+        error: str | None = None,
+        status: int = 200,
+    ) -> Response:
         users_list = await state_of(ctx.request).auth.list_users()
-        return render(ctx.request, "users.html", session=ctx.session, users=users_list,
-                      created=created, error=error, status=status)
+        return render(
+            ctx.request,
+            "users.html",
+            session=ctx.session,
+            users=users_list,
+            created=created,
+            error=error,
+            status=status,
+        )
 
     @app.get("/users")
     async def users(ctx: AdminPage) -> Response:
         return await users_page(ctx)
 
     @app.post("/users")
-    async def create_user(ctx: AdminPage, name: Annotated[str, Form(max_length=64)],
-                          role: Annotated[str, Form(max_length=16)] = "viewer") -> Response:
+    async def create_user(
+        ctx: AdminPage,
+        name: Annotated[str, Form(max_length=64)],
+        role: Annotated[str, Form(max_length=16)] = "viewer",
+    ) -> Response:
         try:
             user, password = await state_of(ctx.request).auth.create_user(
-                name, role, None, actor=ctx.who.name)
+                name, role, None, actor=ctx.who.name
+            )
         except MiniportError as exc:
             return await users_page(ctx, error=exc.message, status=exc.http_status)
         return await users_page(ctx, created={"name": user.name, "password": password or ""})
 
     @app.post("/users/{name}/role")
-    async def set_role(ctx: AdminPage, name: str,
-                       role: Annotated[str, Form(max_length=16)]) -> Response:
+    async def set_role(
+        ctx: AdminPage, name: str, role: Annotated[str, Form(max_length=16)]
+    ) -> Response:
         try:
             await state_of(ctx.request).auth.set_role(name, role, ctx.who.name)
         except MiniportError as exc:
@@ -547,24 +667,46 @@ def register_pages(app: FastAPI) -> None:
 
     # --- simulator ---
     @app.get("/simulator")
-    async def simulator(ctx: DeveloperPage, appid: str | None = None,
-                        user: str | None = None) -> Response:
+    async def simulator(
+        ctx: DeveloperPage, appid: str | None = None, user: str | None = None
+    ) -> Response:
         p = state_of(ctx.request).platform
         apps = await p.db.read(p.registry.list_apps)
-        return render(ctx.request, "simulator.html", session=ctx.session, apps=apps,
-                      appid=appid or "", sim_user=(user or "")[:128], tab="simulator")
+        return render(
+            ctx.request,
+            "simulator.html",
+            session=ctx.session,
+            apps=apps,
+            appid=appid or "",
+            sim_user=(user or "")[:128],
+            tab="simulator",
+        )
 
 
-def _login_page(request: Request, next_url: str | None, error: str | None, *,
-                status: int = 200, name: str = "") -> Response:
+def _login_page(
+    request: Request, next_url: str | None, error: str | None, *, status: int = 200, name: str = ""
+) -> Response:
     csrf = secrets.token_urlsafe(24)
     t = i18n.translator(i18n.pick_language(request))
     shown = t(error) if error and "." in error and " " not in error else error
-    response = render(request, "login.html", status=status, login_csrf=csrf,
-                      next=safe_next(next_url), error=shown, name=name)
-    response.set_cookie(LOGIN_CSRF_COOKIE, csrf, max_age=3600, httponly=True, samesite="strict",
-                        path=f"{BASE}/login",
-                        secure=is_https(request, state_of(request).platform.public_url))
+    response = render(
+        request,
+        "login.html",
+        status=status,
+        login_csrf=csrf,
+        next=safe_next(next_url),
+        error=shown,
+        name=name,
+    )
+    response.set_cookie(
+        LOGIN_CSRF_COOKIE,
+        csrf,
+        max_age=3600,
+        httponly=True,
+        samesite="strict",
+        path=f"{BASE}/login",
+        secure=is_https(request, state_of(request).platform.public_url),
+    )
     return response
 
 

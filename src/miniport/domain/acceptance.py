@@ -93,9 +93,12 @@ def decode_body(body: bytes, content_type: str | None) -> Decoded:
     if charset not in (None, "utf-8", "utf8", "us-ascii", "ascii"):
         return Decoded(None, f"charset {charset!r} is not UTF-8")
     try:
-        return Decoded(body.decode("utf-8"), None)
+        text = body.decode("utf-8")
     except UnicodeDecodeError as exc:
         return Decoded(None, f"body is not valid UTF-8 (byte {exc.start})")
+    if "\x00" in text:  # not text, and PostgreSQL cannot store it
+        return Decoded(None, f"body contains a NUL character (byte {body.index(0)})")
+    return Decoded(text, None)
 
 
 def status_verdict(status: int, *, conditional: bool = True) -> Verdict | None:

@@ -203,7 +203,19 @@ class PeriodicEngine:
         if not batch:
             return 0
         records = [r for r, _ in batch]
-        await self.db.write(self.store.record, records, [u for _, u in batch])
+        try:
+            await self.db.write(self.store.record, records, [u for _, u in batch])
+        except Exception:
+            # one bad row must not stop the recorder: write each alone, drop what still fails
+            # (its lease makes the pair due again, so nothing is lost for good)
+            log.exception("storing %d fetch results failed; storing them one by one", len(batch))
+            records = []
+            for record, update in batch:
+                try:
+                    await self.db.write(self.store.record, [record], [update])
+                    records.append(record)
+                except Exception:
+                    log.exception("dropped the result of %s/%s", record.appid, record.user_id)
         self.completed += len(batch)
         if self.notify is not None:
             try:

@@ -16,6 +16,7 @@ from ..storage.fetches import FetchRecord, FetchStore, StoredData
 
 log = logging.getLogger("miniport.write_behind")
 Key = tuple[str, str, str]
+MAX_PENDING = 100_000  # queued items kept while the database is away
 
 
 class WriteBehind:
@@ -73,10 +74,7 @@ class WriteBehind:
         try:
             await self.db.write(self.store.write_batch, launches, records)
         except Exception:
-            for a, u, t in launches:  # keep them for the next try
-                self._launches.setdefault((a, u), t)
-            self._records = records + self._records
-            raise
+            launches, records = await self._one_by_one(launches, records)
         for r in records:  # flushed: the database now has them
             key = (r.appid, r.user_id, r.kind)
             data = self.fresh.get(key)
@@ -84,6 +82,40 @@ class WriteBehind:
                 del self.fresh[key]
         if launches:
             self.after_flush()
+
+    async def _one_by_one(
+        self, launches: list[tuple[str, str, float]], records: list[FetchRecord]
+    ) -> tuple[list[tuple[str, str, float]], list[FetchRecord]]:
+        """After a failed group write: write each item alone. One bad item (say, a value the
+        database refuses) is dropped and logged instead of blocking everything behind it; when
+        nothing can be written (the database is away) everything is kept for the next try, up
+        to MAX_PENDING items."""
+        done_l: list[tuple[str, str, float]] = []
+        done_r: list[FetchRecord] = []
+        failed_l: list[tuple[str, str, float]] = []
+        failed_r: list[FetchRecord] = []
+        for launch in launches:
+            try:
+                await self.db.write(self.store.write_batch, [launch], [])
+                done_l.append(launch)
+            except Exception:
+                failed_l.append(launch)
+        for record in records:
+            try:
+                await self.db.write(self.store.write_batch, [], [record])
+                done_r.append(record)
+            except Exception:
+                failed_r.append(record)
+        if done_l or done_r:  # the database works: what still fails is bad data
+            for item in [*failed_l, *failed_r]:
+                log.error("write-behind dropped an item the database refuses: %r", item)
+            return done_l, done_r
+        for appid, user_id, at in failed_l:  # nothing went through: keep all and retry
+            self._launches.setdefault((appid, user_id), at)
+        self._records = (failed_r + self._records)[-MAX_PENDING:]
+        if len(self._launches) > MAX_PENDING:
+            self._launches = dict(list(self._launches.items())[-MAX_PENDING:])
+        raise RuntimeError("the database refused every queued write; retrying")
 
     async def close(self) -> None:
         if self._task is not None:

@@ -28,6 +28,9 @@ class LaunchIn(BaseModel):
         query = self.query if isinstance(self.query, str) else urlencode(self.query)
         if len(query) > 4096:
             raise InvalidInput("query is longer than 4096 characters")
+        for name, value in (("path", self.path), ("query", query)):
+            if any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in value):
+                raise InvalidInput(f"{name} contains control characters")
         return Launch(self.path.lstrip("/"), query, self.scene)
 
 

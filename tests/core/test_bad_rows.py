@@ -1,0 +1,103 @@
+"""One value the database refuses must not block everything queued behind it."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+import pytest
+from aiohttp import web
+
+from miniport.clock import FakeClock
+from miniport.domain.acceptance import decode_body
+from miniport.domain.requests import Launch
+from miniport.platform import Platform
+from miniport.storage.fetches import FetchRecord
+from tests.core.conftest import StartServer, settle
+from tests.core.test_engine import periodic_app, run, user
+
+Make = Callable[..., Awaitable[Platform]]
+
+
+def refuse_user(p: Platform, name: str, method: str) -> list[int]:
+    """Make the store refuse any write that carries ``name`` (as PostgreSQL refuses a NUL)."""
+    calls: list[int] = []
+    original = getattr(p.fetches, method)
+
+    def guarded(*args: Any) -> Any:
+        calls.append(1)
+        if name in repr(args):
+            raise ValueError("refused by the database")
+        return original(*args)
+
+    setattr(p.fetches, method, guarded)
+    return calls
+
+
+def test_a_body_with_a_nul_character_is_bad_encoding() -> None:
+    decoded = decode_body(b"ok\x00no", "text/plain")
+    assert decoded.text is None and "NUL" in (decoded.error or "")
+
+
+async def test_the_engine_stores_the_others_when_one_result_is_refused(
+    platforms: Make, fake_clock: FakeClock, loopback: StartServer
+) -> None:
+    async def handle(request: web.Request) -> web.Response:
+        return web.Response(text="body for " + request.query["token"])
+
+    p = await platforms(clock=fake_clock)
+    appid = await periodic_app(p, await loopback(handle))
+    for name in ("ann", "bad", "cy"):
+        await user(p, appid, name, f"t-{name}")
+    refuse_user(p, "'bad'", "record")
+    await run(p)
+    assert (await p.background.get_data(appid, "ann", "periodic"))[
+        "fetchedData"
+    ] == "body for t-ann"
+    assert (await p.background.get_data(appid, "cy", "periodic"))["fetchedData"] == "body for t-cy"
+    row = await p.db.read(p.fetches.get_user, appid, "bad")
+    assert row is not None and row["lease_until"] is not None  # left leased: retried later
+
+
+async def test_write_behind_drops_only_the_refused_item(
+    platforms: Make, fake_clock: FakeClock
+) -> None:
+    p = await platforms(clock=fake_clock)
+    app = await p.apps.create("shop", "test")
+    refuse_user(p, "'bad'", "write_batch")
+    for name in ("ann", "bad", "cy"):
+        p.background.pending.launch(app.appid, name, fake_clock.now())
+    await settle(p)
+    assert await p.db.read(p.fetches.get_user, app.appid, "ann") is not None
+    assert await p.db.read(p.fetches.get_user, app.appid, "cy") is not None
+    assert await p.db.read(p.fetches.get_user, app.appid, "bad") is None
+
+
+async def test_write_behind_keeps_everything_while_the_database_is_away(
+    platforms: Make, fake_clock: FakeClock
+) -> None:
+    p = await platforms(clock=fake_clock)
+    app = await p.apps.create("shop", "test")
+    original = p.fetches.write_batch
+
+    def away(launches: Sequence[Any], records: Sequence[FetchRecord]) -> None:
+        raise ConnectionError("database unreachable")
+
+    p.fetches.write_batch = away  # type: ignore[method-assign]
+    p.background.pending.launch(app.appid, "ann", fake_clock.now())
+    with pytest.raises(RuntimeError):
+        await p.background.pending.flush()
+    p.fetches.write_batch = original  # type: ignore[method-assign]
+    await p.background.pending.flush()
+    assert await p.db.read(p.fetches.get_user, app.appid, "ann") is not None
+
+
+async def test_a_launch_with_control_characters_is_refused(platforms: Make) -> None:
+    from miniport.errors import InvalidInput
+    from miniport.web.runtime_api import LaunchIn
+
+    with pytest.raises(InvalidInput, match="path contains control characters"):
+        LaunchIn(path="pages/a\x00").to_launch()
+    with pytest.raises(InvalidInput, match="query contains control characters"):
+        LaunchIn(query="a=x\ny").to_launch()
+    assert LaunchIn(path="/pages/a", query="x=1").to_launch() == Launch("pages/a", "x=1", 1001)

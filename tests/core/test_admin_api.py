@@ -218,6 +218,10 @@ async def test_devtools_fetch_clear_push_and_log(
     assert ("periodic", "devtools", "token_not_set") in triggers
     assert ("periodic", "devtools", "cached") in triggers
     assert ("pre", "devtools", "cached") in triggers
+    logged = [e["url"] for e in log["entries"] if e["url"]]
+    assert logged and all("token=tok" not in u and "code=" not in u.replace("code=***", "")
+                          for u in logged)  # the log (viewers read it) keeps no credentials
+    assert any("token=***" in u for u in logged)
     status, health = await admin.call("GET", f"/apps/{appid}/health")
     assert status == 200 and health["kinds"]["pre"]["ok"] >= 1
 

@@ -185,3 +185,13 @@ def test_replay_window() -> None:
     assert not verify_request(SECRET, header, "GET", "/d", now=T + 301)
     assert not verify_request(SECRET, header, "GET", "/d", now=T - 301)
     assert verify_request(SECRET, header, "GET", "/d", now=T + 3600, tolerance_s=3600)
+
+
+def test_the_logged_url_masks_the_token_and_the_code_only() -> None:
+    from miniport.domain.requests import redact_url
+
+    url = "https://dev.example/x?mytoken=keep&appid=a&token=se%20c&timestamp=1&code=c.d&path=p"
+    assert redact_url(url) == (
+        "https://dev.example/x?mytoken=keep&appid=a&token=***&timestamp=1&code=***&path=p"
+    )
+    assert redact_url("https://dev.example/x") == "https://dev.example/x"

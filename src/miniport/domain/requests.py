@@ -6,6 +6,7 @@ parameter of the same name is replaced, the others are kept in their order."""
 from __future__ import annotations
 
 import functools
+import re
 from dataclasses import dataclass, field
 from urllib.parse import parse_qsl, quote_plus, urlencode, urlsplit
 
@@ -66,6 +67,15 @@ def merge_target(
 
 def merge_query(url: str, params: list[tuple[str, str]]) -> str:
     return merge_target(url, params)[0]
+
+
+_SECRET_PARAM = re.compile(r"(?<=[?&])(token|code)=[^&#]*")
+
+
+def redact_url(url: str) -> str:
+    """The URL with the user's ``token`` and login ``code`` masked: what the fetch log keeps, so
+    reading the log (a viewer may) does not hand out users' credentials."""
+    return _SECRET_PARAM.sub(r"\1=***", url)
 
 
 def request_target(url: str) -> str:

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from ..domain.acceptance import Verdict
+from ..domain.requests import redact_url
 from ..domain.schedule import ScheduleRules
 from ..storage.fetches import DueFetch, FetchRecord, ScheduleUpdate
 from .client import FetchResult
@@ -34,7 +35,7 @@ def record_for(
         kind=kind,
         trigger=trigger,
         ts=now,
-        url=requested_url,
+        url=redact_url(requested_url),
         verdict=result.verdict.value,
         status=result.status,
         bytes=result.bytes,

@@ -55,4 +55,4 @@ def verify_request(
     if abs(current - timestamp) > tolerance_s:
         return False
     expected = sign(secret, timestamp, method, target)
-    return hmac.compare_digest(expected, header.strip())
+    return hmac.compare_digest(expected.encode(), header.strip().encode())

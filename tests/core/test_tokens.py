@@ -120,3 +120,21 @@ def test_bad_settings_are_refused(monkeypatch: pytest.MonkeyPatch, name: str, va
     monkeypatch.setenv(f"MINIPORT_{name}", value)
     with pytest.raises(ValueError, match=name.lower()):
         Settings.from_env()
+
+
+def test_non_ascii_forgeries_are_refused_not_crashed() -> None:
+    from miniport.verify import verify_request
+
+    with pytest.raises(Unauthorized):
+        read_runtime_token(KEY, "abc.é", max_age_s=60, now=T)
+    assert read_login_code(KEY, "abc.é") is None
+    assert verify_request("s", "t=1,v1=é", "GET", "/", now=1) is False
+
+
+def test_a_login_code_does_not_carry_the_host_user_id() -> None:
+    import base64
+
+    code = make_login_code(KEY, LoginCode("mpA", "oOPENID", T + 300, "n"))
+    payload = code.split(".")[0]
+    decoded = base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)).decode()
+    assert "oOPENID" in decoded and "alice" not in decoded

@@ -33,6 +33,12 @@ def _unb64(text: str) -> bytes:
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
+def _same(given: str, expected: str) -> bool:
+    """Constant-time comparison that also takes non-ASCII input (a forged token may carry any
+    character; str comparison would raise on it)."""
+    return hmac.compare_digest(given.encode(), expected.encode())
+
+
 def _mac(key: bytes, purpose: str, message: str) -> str:
     return _b64(hmac.new(key, f"{purpose}:{message}".encode(), hashlib.sha256).digest())
 
@@ -49,7 +55,7 @@ def make_runtime_token(key: bytes, identity: RuntimeIdentity) -> str:
 
 def read_runtime_token(key: bytes, token: str, *, max_age_s: float, now: float) -> RuntimeIdentity:
     payload, _, mac = token.partition(".")
-    if not payload or not mac or not hmac.compare_digest(mac, _mac(key, "rt", payload)):
+    if not payload or not mac or not _same(mac, _mac(key, "rt", payload)):
         raise Unauthorized("invalid runtime token")
     try:
         data = json.loads(_unb64(payload))
@@ -63,8 +69,11 @@ def read_runtime_token(key: bytes, token: str, *, max_age_s: float, now: float) 
 
 @dataclass(frozen=True)
 class LoginCode:
+    """What a login code carries: the user's openid for that app, never the host's user id,
+    so a code seen by mini-program code or a developer server reveals nothing more."""
+
     appid: str
-    user_id: str
+    openid: str
     expires_at: float
     nonce: str
 
@@ -74,7 +83,7 @@ def make_login_code(key: bytes, code: LoginCode) -> str:
     keeps it off the cold-start path. Its single use is enforced when it is exchanged."""
     payload = _b64(
         json.dumps(
-            [code.appid, code.user_id, int(code.expires_at), code.nonce], separators=(",", ":")
+            [code.appid, code.openid, int(code.expires_at), code.nonce], separators=(",", ":")
         ).encode()
     )
     return f"{payload}.{_mac(key, 'code', payload)[:22]}"
@@ -83,11 +92,11 @@ def make_login_code(key: bytes, code: LoginCode) -> str:
 def read_login_code(key: bytes, code: str) -> LoginCode | None:
     """The code's content if it is authentic (expiry and use are the caller's to check)."""
     payload, _, mac = code.partition(".")
-    if not payload or not mac or not hmac.compare_digest(mac, _mac(key, "code", payload)[:22]):
+    if not payload or not mac or not _same(mac, _mac(key, "code", payload)[:22]):
         return None
     try:
-        appid, user_id, expires_at, nonce = json.loads(_unb64(payload))
-        return LoginCode(str(appid), str(user_id), float(expires_at), str(nonce))
+        appid, openid, expires_at, nonce = json.loads(_unb64(payload))
+        return LoginCode(str(appid), str(openid), float(expires_at), str(nonce))
     except (ValueError, TypeError):
         return None
 

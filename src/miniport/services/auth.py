@@ -104,7 +104,10 @@ class AuthService:
         return make_login_code(
             self.key,
             LoginCode(
-                appid, user_id, self.clock.now() + self.login_code_ttl_s, secrets.token_urlsafe(9)
+                appid,
+                self.openid(appid, user_id),
+                self.clock.now() + self.login_code_ttl_s,
+                secrets.token_urlsafe(9),
             ),
         )
 
@@ -120,7 +123,7 @@ class AuthService:
             app = await self.db.read(self.registry.get_app, appid)
         except Exception:
             return {"errcode": 40013, "errmsg": "invalid appid"}
-        if not secrets.compare_digest(app.secret, secret):
+        if not secrets.compare_digest(app.secret.encode(), secret.encode()):
             return {"errcode": 40125, "errmsg": "invalid appsecret"}
         code = read_login_code(self.key, js_code)
         now = self.clock.now()
@@ -130,12 +133,10 @@ class AuthService:
             self.registry.use_login_code,
             hash_secret(code.nonce),
             appid,
-            code.user_id,
+            code.openid,
             code.expires_at,
             now,
         )
         if not first_use:
             return {"errcode": 40163, "errmsg": "code been used"}
-        openid = self.openid(appid, code.user_id)
-        session_key = secrets.token_urlsafe(18)
-        return {"openid": openid, "session_key": session_key}
+        return {"openid": code.openid, "session_key": secrets.token_urlsafe(18)}

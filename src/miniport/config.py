@@ -33,6 +33,9 @@ class Settings(BaseSettings):
     fetch_timeout_s: float = Field(default=10, gt=0, description="Periodic fetch total timeout")
     prefetch_timeout_s: float = Field(default=5, gt=0, description="Pre-fetch total timeout")
     max_body_bytes: int = Field(default=256 * 1024, gt=0, description="Largest body accepted")
+    max_request_bytes: int = Field(
+        default=2 * 1024 * 1024, gt=0, description="Largest request body the API accepts"
+    )
     max_redirects: int = Field(default=3, ge=0, description="Redirects followed per fetch")
     fetch_concurrency: int = Field(default=200, gt=0, description="Fetches in flight per worker")
     host_concurrency: int = Field(default=50, gt=0, description="Fetches in flight per dev host")

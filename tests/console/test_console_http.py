@@ -24,17 +24,22 @@ PASSWORD = "s3cret-enough"
 
 def csrf_of(html: str) -> str:
     found = re.search(r'name="csrf_token" value="([^"]+)"', html) or re.search(
-        r'name="csrf-token" content="([^"]+)"', html)
+        r'name="csrf-token" content="([^"]+)"', html
+    )
     assert found, "no CSRF token on the page"
     return found.group(1)
 
 
-async def sign_in(session: aiohttp.ClientSession, base: str, name: str,
-                  password: str = PASSWORD) -> aiohttp.ClientResponse:
+async def sign_in(
+    session: aiohttp.ClientSession, base: str, name: str, password: str = PASSWORD
+) -> aiohttp.ClientResponse:
     async with session.get(f"{base}/console/login") as r:
         token = csrf_of(await r.text())
-    return await session.post(f"{base}/console/login", allow_redirects=False, data={
-        "name": name, "password": password, "csrf_token": token, "next": "/console/apps"})
+    return await session.post(
+        f"{base}/console/login",
+        allow_redirects=False,
+        data={"name": name, "password": password, "csrf_token": token, "next": "/console/apps"},
+    )
 
 
 def client() -> aiohttp.ClientSession:
@@ -54,17 +59,20 @@ async def test_session_cookie_and_csrf_on_the_admin_api(live_server: LiveServer)
             assert await r.json() == {"name": "dana", "role": "developer"}
         async with s.post(f"{base}/admin/v1/apps", json={"name": "x"}) as r:
             assert r.status == 403 and "CSRF" in (await r.json())["message"]
-        async with s.post(f"{base}/admin/v1/apps", json={"name": "x"},
-                          headers={"X-CSRF-Token": "wrong"}) as r:
+        async with s.post(
+            f"{base}/admin/v1/apps", json={"name": "x"}, headers={"X-CSRF-Token": "wrong"}
+        ) as r:
             assert r.status == 403
         async with s.get(f"{base}/console/apps") as r:
             token = csrf_of(await r.text())
-        async with s.post(f"{base}/admin/v1/apps", json={"name": "x"},
-                          headers={"X-CSRF-Token": token}) as r:
+        async with s.post(
+            f"{base}/admin/v1/apps", json={"name": "x"}, headers={"X-CSRF-Token": token}
+        ) as r:
             assert r.status == 201 and (await r.json())["appid"].startswith("mp")
         # sign out ends the session on the server
-        async with s.post(f"{base}/console/logout", data={"csrf_token": token},
-                          allow_redirects=False) as r:
+        async with s.post(
+            f"{base}/console/logout", data={"csrf_token": token}, allow_redirects=False
+        ) as r:
             assert r.status == 303
         async with s.get(f"{base}/admin/v1/whoami") as r:
             assert r.status == 401
@@ -79,8 +87,14 @@ async def test_wrong_password_and_login_csrf(live_server: LiveServer) -> None:
         r = await sign_in(s, base, "nobody", PASSWORD)
         assert r.status == 401
         # a sign-in form posted from elsewhere (no matching login CSRF cookie) is refused
-    async with client() as s, s.post(f"{base}/console/login", allow_redirects=False, data={
-            "name": "erin", "password": PASSWORD, "csrf_token": "forged"}) as r:
+    async with (
+        client() as s,
+        s.post(
+            f"{base}/console/login",
+            allow_redirects=False,
+            data={"name": "erin", "password": PASSWORD, "csrf_token": "forged"},
+        ) as r,
+    ):
         assert r.status == 403
 
 
@@ -97,9 +111,17 @@ async def test_one_time_password_must_be_changed_first(live_server: LiveServer) 
             assert r.headers["location"].startswith("/console/account/password")
         async with s.get(f"{base}/console/account/password") as r:
             token = csrf_of(await r.text())
-        async with s.post(f"{base}/console/account/password", allow_redirects=False, data={
-                "current": generated, "new": "finns-own-pw", "repeat": "finns-own-pw",
-                "csrf_token": token, "next": "/console/users"}) as r:
+        async with s.post(
+            f"{base}/console/account/password",
+            allow_redirects=False,
+            data={
+                "current": generated,
+                "new": "finns-own-pw",
+                "repeat": "finns-own-pw",
+                "csrf_token": token,
+                "next": "/console/users",
+            },
+        ) as r:
             assert r.status == 303 and r.headers["location"] == "/console/users"
         async with s.get(f"{base}/admin/v1/whoami") as r:
             assert (await r.json())["role"] == "admin"
@@ -118,33 +140,42 @@ async def test_pages_check_the_role_on_the_server(live_server: LiveServer) -> No
             assert r.status == 403 and "admin role" in await r.text()
         async with s.get(f"{base}/console/apps") as r:
             token = csrf_of(await r.text())
-        async with s.post(f"{base}/console/users", data={"name": "x", "role": "admin",
-                                                         "csrf_token": token}) as r:
+        async with s.post(
+            f"{base}/console/users", data={"name": "x", "role": "admin", "csrf_token": token}
+        ) as r:
             assert r.status == 403
         assert [u.name for u in await auth.list_users()] == ["gus"]
 
 
-async def test_runtime_tokens_and_health_series(live_server: LiveServer,
-                                                dev_server: DevServer) -> None:
+async def test_runtime_tokens_and_health_series(
+    live_server: LiveServer, dev_server: DevServer
+) -> None:
     p, base = live_server.platform, live_server.url
     app = await p.apps.create("series", "test")
     await confirm_url(p, app.appid, "periodic", dev_server.url + "/p")
     viewer = (await p.auth.create_key("api", "v", "viewer"))["key"]
     admin = {"Authorization": f"Bearer {live_server.admin_key}"}
     async with aiohttp.ClientSession() as s:
-        async with s.post(f"{base}/admin/v1/runtime-tokens", json={"user_id": "zoe"},
-                          headers={"Authorization": f"Bearer {viewer}"}) as r:
+        async with s.post(
+            f"{base}/admin/v1/runtime-tokens",
+            json={"user_id": "zoe"},
+            headers={"Authorization": f"Bearer {viewer}"},
+        ) as r:
             assert r.status == 403
-        async with s.post(f"{base}/admin/v1/runtime-tokens",
-                          json={"user_id": "zoe", "device_id": "sim"}, headers=admin) as r:
+        async with s.post(
+            f"{base}/admin/v1/runtime-tokens",
+            json={"user_id": "zoe", "device_id": "sim"},
+            headers=admin,
+        ) as r:
             minted = await r.json()
         assert minted["device_id"] == "sim"
         identity = p.auth.identify(minted["runtime_token"])
         assert (identity.user_id, identity.device_id) == ("zoe", "sim")
         await p.background.set_token(app.appid, "zoe", "tok")
         await p.background.fetch_now(app.appid, "zoe", "periodic")
-        async with s.get(f"{base}/admin/v1/apps/{app.appid}/health/series?hours=2&buckets=12",
-                         headers=admin) as r:
+        async with s.get(
+            f"{base}/admin/v1/apps/{app.appid}/health/series?hours=2&buckets=12", headers=admin
+        ) as r:
             series = await r.json()
     assert series["bucket_s"] == 600 and len(series["buckets"]) in (12, 13)
     filled = [b for b in series["kinds"]["periodic"] if b is not None]
@@ -156,19 +187,49 @@ async def test_runtime_tokens_and_health_series(live_server: LiveServer,
 def test_cli_admin_create(tmp_path: Path) -> None:
     env = {**os.environ, "MINIPORT_DATA_DIR": str(tmp_path / "data")}
     cli = [str(Path(sys.executable).parent / "miniport")]
-    run = subprocess.run([*cli, "admin", "create", "root"], env=env, capture_output=True,
-                         text=True, timeout=60, check=True)
+    run = subprocess.run(
+        [*cli, "admin", "create", "root"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
     assert "One-time password:" in run.stdout
-    run = subprocess.run([*cli, "admin", "create", "dev", "--role", "developer", "--password",
-                          "a-long-password", "--json"], env=env, capture_output=True, text=True,
-                         timeout=60, check=True)
-    assert json.loads(run.stdout) == {"name": "dev", "role": "developer",
-                                      "must_change_password": False}
-    again = subprocess.run([*cli, "admin", "create", "dev"], env=env, capture_output=True,
-                           text=True, timeout=60)
+    run = subprocess.run(
+        [
+            *cli,
+            "admin",
+            "create",
+            "dev",
+            "--role",
+            "developer",
+            "--password",
+            "a-long-password",
+            "--json",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    assert json.loads(run.stdout) == {
+        "name": "dev",
+        "role": "developer",
+        "must_change_password": False,
+    }
+    again = subprocess.run(
+        [*cli, "admin", "create", "dev"], env=env, capture_output=True, text=True, timeout=60
+    )
     assert again.returncode == 1 and "already exists" in again.stderr
-    short = subprocess.run([*cli, "admin", "create", "x", "--password", "short"], env=env,
-                           capture_output=True, text=True, timeout=60)
+    short = subprocess.run(
+        [*cli, "admin", "create", "x", "--password", "short"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert short.returncode == 1 and "8 to 256 characters" in short.stderr
 
 
@@ -177,8 +238,10 @@ def test_ui_text_catalogs_have_every_key() -> None:
     assert english.keys() == chinese.keys()
     assert all(v.strip() for v in [*english.values(), *chinese.values()])
     used: set[str] = set()
-    sources = [*CONSOLE.joinpath("templates").glob("*.html"),
-               *CONSOLE.joinpath("static").rglob("*.js")]
+    sources = [
+        *CONSOLE.joinpath("templates").glob("*.html"),
+        *CONSOLE.joinpath("static").rglob("*.js"),
+    ]
     for path in sources:
         if "vendor" in path.parts:
             continue
@@ -190,11 +253,33 @@ def test_ui_text_catalogs_have_every_key() -> None:
         assert set(placeholders.findall(text)) == set(placeholders.findall(chinese[key])), key
 
 
-@pytest.mark.parametrize(("value", "expected"), [
-    ("/confirm/ABC", "/confirm/ABC"), ("/console/apps?x=1", "/console/apps?x=1"),
-    ("//evil.example/x", "/console/apps"), ("/\\evil.example", "/console/apps"),
-    ("https://evil.example", "/console/apps"), ("", "/console/apps"), (None, "/console/apps"),
-    ("/ok\r\nSet-Cookie: x", "/console/apps"),
-])
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("/confirm/ABC", "/confirm/ABC"),
+        ("/console/apps?x=1", "/console/apps?x=1"),
+        ("//evil.example/x", "/console/apps"),
+        ("/\\evil.example", "/console/apps"),
+        ("https://evil.example", "/console/apps"),
+        ("", "/console/apps"),
+        (None, "/console/apps"),
+        ("/ok\r\nSet-Cookie: x", "/console/apps"),
+    ],
+)
 def test_sign_in_only_returns_to_local_paths(value: str | None, expected: str) -> None:
     assert safe_next(value) == expected
+
+
+async def test_sign_in_throttle_counts_one_account_however_its_name_is_typed(
+    live_server: LiveServer,
+) -> None:
+    from miniport.errors import Forbidden, Unauthorized
+
+    auth = ConsoleAuth(live_server.platform)
+    await auth.create_user("boss", "admin", "right-password-1")
+    for i in range(10):
+        spelled = ["boss", "boss ", " BOSS", "Boss  "][i % 4]
+        with pytest.raises(Unauthorized):
+            await auth.authenticate(spelled, "wrong")
+    with pytest.raises(Forbidden, match="too many failed sign-ins"):
+        await auth.authenticate("boss   ", "right-password-1")

@@ -72,7 +72,7 @@ async def report_events(appid: str, request: Request) -> Any:
             raise InvalidInput(f"batch larger than {MAX_BATCH_BYTES} bytes")
         try:
             batch = json.loads(raw)
-        except ValueError as exc:
+        except (ValueError, RecursionError) as exc:
             raise InvalidInput(f"invalid JSON: {exc}") from exc
         result = await platform_of(request).analytics.ingest(appid, who.user_id, batch)
         return JSONResponse(result)

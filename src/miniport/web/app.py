@@ -18,6 +18,7 @@ from ..errors import MiniportError
 from ..platform import Platform
 from . import admin_api, analytics_api, confirm_page, console, open_api, runtime_api
 from .deps import error_response
+from .limits import BodySizeLimit
 
 log = logging.getLogger("miniport.web")
 
@@ -113,4 +114,5 @@ def create_app(platform: Platform, *, run_scheduler: bool | None = None) -> Fast
     app.include_router(admin_api.router)
     app.include_router(confirm_page.router)
     console.install(app, platform)  # /console, /sdk and the console session for /admin/v1
+    app.add_middleware(BodySizeLimit, max_bytes=platform.settings.max_request_bytes)
     return app

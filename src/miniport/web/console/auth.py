@@ -230,6 +230,8 @@ class ConsoleAuth:
         self.store = UserStore(platform.db)
         self.hasher = hasher or PasswordHasher()
         self._failures: dict[str, deque[float]] = defaultdict(deque)
+        # Argon2 costs ~0.15 s of CPU and 64 MiB: at most two at once, whoever asks
+        self._hashing = asyncio.Semaphore(2)
         # a real hash to verify against when the name is unknown (same timing either way)
         self._dummy_hash: str | None = None
 
@@ -237,7 +239,8 @@ class ConsoleAuth:
         return self.platform.clock.now()
 
     async def _hash(self, password: str) -> str:
-        return await asyncio.to_thread(self.hasher.hash, password)
+        async with self._hashing:
+            return await asyncio.to_thread(self.hasher.hash, password)
 
     async def _verify(self, password_hash: str, password: str) -> bool:
         def check() -> bool:
@@ -246,7 +249,8 @@ class ConsoleAuth:
             except (VerificationError, InvalidHashError):
                 return False
 
-        return await asyncio.to_thread(check)
+        async with self._hashing:
+            return await asyncio.to_thread(check)
 
     # --- users ---
     async def create_user(
@@ -335,8 +339,16 @@ class ConsoleAuth:
         )
 
     # --- sign-in ---
+    @staticmethod
+    def _key(name: str) -> str:
+        """One throttle per account however its name is typed (case, spaces)."""
+        return name.strip().lower()
+
     def _throttled(self, name: str) -> bool:
-        window = self._failures[name.lower()]
+        if len(self._failures) > 10_000:  # bounded: forget the quiet names first
+            for key in [k for k, v in self._failures.items() if not v][:5_000]:
+                del self._failures[key]
+        window = self._failures[self._key(name)]
         cutoff = time.monotonic() - FAILURE_WINDOW_S
         while window and window[0] < cutoff:
             window.popleft()
@@ -352,12 +364,12 @@ class ConsoleAuth:
             await self._verify(self._dummy_hash, password)
         ok = found is not None and await self._verify(found[1], password)
         if not ok or found is None:
-            self._failures[name.lower()].append(time.monotonic())
+            self._failures[self._key(name)].append(time.monotonic())
             raise Unauthorized("wrong user name or password")
         user = found[0]
         if user.disabled:
             raise Forbidden("this account is disabled; ask an admin")
-        self._failures.pop(name.lower(), None)
+        self._failures.pop(self._key(name), None)
         return user
 
     async def start_session(self, user: ConsoleUser) -> tuple[str, str]:

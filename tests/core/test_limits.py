@@ -1,0 +1,69 @@
+"""Request bodies are limited before anything parses them (raw sockets: the client must be
+free to send what a well-behaved HTTP library would not)."""
+
+from __future__ import annotations
+
+import asyncio
+from urllib.parse import urlsplit
+
+import aiohttp
+
+from tests.conftest import LiveServer
+
+
+async def exchange(url: str, head: bytes, chunks: list[bytes]) -> bytes:
+    parts = urlsplit(url)
+    reader, writer = await asyncio.open_connection(parts.hostname, parts.port)
+    try:
+        writer.write(head)
+        for chunk in chunks:
+            writer.write(chunk)
+            try:
+                await writer.drain()
+            except ConnectionError:
+                break
+        return await asyncio.wait_for(reader.read(4096), 10)
+    finally:
+        writer.close()
+
+
+async def test_a_declared_oversized_body_is_refused_before_auth(live_server: LiveServer) -> None:
+    declared = live_server.platform.settings.max_request_bytes + 1
+    head = (
+        f"POST /runtime/v1/apps/x/launch HTTP/1.1\r\nHost: t\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {declared}\r\n\r\n"
+    ).encode()
+    answer = await exchange(live_server.url, head, [])
+    assert answer.startswith(b"HTTP/1.1 413")
+    assert b'"too_large"' in answer
+
+
+async def test_a_chunked_oversized_body_is_refused_while_it_streams(
+    live_server: LiveServer,
+) -> None:
+    limit = live_server.platform.settings.max_request_bytes
+    head = (
+        b"POST /runtime/v1/apps/x/launch HTTP/1.1\r\nHost: t\r\n"
+        b"Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
+    )
+    piece = b" " * 65536
+    chunk = f"{len(piece):x}\r\n".encode() + piece + b"\r\n"
+    answer = await exchange(live_server.url, head, [chunk] * (limit // len(piece) + 4))
+    assert answer.startswith(b"HTTP/1.1 413")
+
+
+async def test_deeply_nested_json_in_a_batch_is_a_clear_error(live_server: LiveServer) -> None:
+    p = live_server.platform
+    app = await p.apps.create("deep", "test")
+    token = p.auth.runtime_token("u")
+    body = b"[" * 100_000 + b"]" * 100_000
+    async with (
+        aiohttp.ClientSession() as s,
+        s.post(
+            f"{live_server.url}/runtime/v1/apps/{app.appid}/analytics/events",
+            data=body,
+            headers={"Authorization": f"Bearer {token}"},
+        ) as resp,
+    ):
+        assert resp.status == 422
+        assert (await resp.json())["errMsg"].startswith("reportAnalytics:fail invalid JSON")

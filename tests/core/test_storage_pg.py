@@ -34,7 +34,10 @@ async def run(p: Platform) -> int:
 
 @pytest.mark.postgres
 async def test_the_whole_flow_on_postgres(
-    pg_url: str, platforms: Make, fake_clock: FakeClock, counter: Counter,
+    pg_url: str,
+    platforms: Make,
+    fake_clock: FakeClock,
+    counter: Counter,
 ) -> None:
     p = await platforms(clock=fake_clock, database_url=pg_url)
     assert p.db.engine.dialect.name == "postgresql"
@@ -49,8 +52,9 @@ async def test_the_whole_flow_on_postgres(
     code = counter.requests[0].query["code"]
     session = await p.auth.jscode2session(app.appid, app.secret, code, "authorization_code")
     assert session["openid"] == p.auth.openid(app.appid, "alice")
-    assert (await p.auth.jscode2session(app.appid, app.secret, code,
-                                        "authorization_code"))["errcode"] == 40163
+    assert (await p.auth.jscode2session(app.appid, app.secret, code, "authorization_code"))[
+        "errcode"
+    ] == 40163
 
     # periodic: no token, then a token, then due 12 h after the success
     assert await run(p) == 1
@@ -76,9 +80,13 @@ async def test_the_whole_flow_on_postgres(
     health = await p.background.health(app.appid, fake_clock.now() - 30 * 24 * H)
     assert health["periodic"]["ok"] >= 3
     audit = await p.db.read(p.registry.list_audit, app.appid)
-    assert [e.action for e in reversed(audit)] == ["app.create", "change.request",
-                                                   "change.confirm", "change.request",
-                                                   "change.confirm"]
+    assert [e.action for e in reversed(audit)] == [
+        "app.create",
+        "change.request",
+        "change.confirm",
+        "change.request",
+        "change.confirm",
+    ]
     assert await p.background.clear(app.appid, None) == 2
     with pytest.raises(NoData):
         await p.background.get_data(app.appid, "alice", "periodic")
@@ -86,19 +94,25 @@ async def test_the_whole_flow_on_postgres(
 
 @pytest.mark.postgres
 async def test_two_workers_on_postgres_never_fetch_the_same_pair_twice(
-    pg_url: str, platforms: Make, fake_clock: FakeClock, counter: Counter,
+    pg_url: str,
+    platforms: Make,
+    fake_clock: FakeClock,
+    counter: Counter,
 ) -> None:
     counter.delay_s = 0.002
-    settings = {"database_url": pg_url, "claim_batch": 25, "fetch_concurrency": 25,
-                "host_concurrency": 25}
+    settings = {
+        "database_url": pg_url,
+        "claim_batch": 25,
+        "fetch_concurrency": 25,
+        "host_concurrency": 25,
+    }
     setup = await platforms(clock=fake_clock, **settings)
     app = await setup.apps.create("shop", "dev")
     await confirm_url(setup, app.appid, "periodic", counter.url)
     pairs = 300
     for i in range(pairs):
         await setup.db.write(setup.fetches.record_launch, app.appid, f"u{i}", fake_clock.now())
-        await setup.db.write(setup.fetches.set_token, app.appid, f"u{i}", f"t{i}",
-                             fake_clock.now())
+        await setup.db.write(setup.fetches.set_token, app.appid, f"u{i}", f"t{i}", fake_clock.now())
 
     first = await platforms(clock=fake_clock, **settings)
     second = await platforms(clock=fake_clock, **settings)
@@ -117,14 +131,20 @@ MINIPORT = str(Path(sys.executable).parent / "miniport")
 def start_worker(data_dir: Path, env: dict[str, str]) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
         [MINIPORT, "worker", "--dev", "--data-dir", str(data_dir)],
-        env={**os.environ, **env}, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        env={**os.environ, **env},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
     )
 
 
-@pytest.mark.parametrize("backend",
-                         ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+@pytest.mark.parametrize(
+    "backend", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+)
 async def test_two_worker_processes_never_fetch_the_same_pair_twice(
-    request: pytest.FixtureRequest, platforms: Make, counter: Counter, tmp_path: Path,
+    request: pytest.FixtureRequest,
+    platforms: Make,
+    counter: Counter,
+    tmp_path: Path,
     backend: str,
 ) -> None:
     env = {"MINIPORT_CLAIM_BATCH": "20", "MINIPORT_FETCH_CONCURRENCY": "20"}
@@ -145,6 +165,7 @@ async def test_two_worker_processes_never_fetch_the_same_pair_twice(
     data_dir = setup.settings.data_dir
     workers = [start_worker(data_dir, env), start_worker(data_dir, env)]
     try:
+
         async def all_fetched() -> bool:
             for worker in workers:
                 assert worker.poll() is None, worker.communicate()[1].decode()[-2000:]
@@ -162,3 +183,25 @@ async def test_two_worker_processes_never_fetch_the_same_pair_twice(
 
     log = await setup.background.log(app.appid, limit=1000)
     assert len(log) == pairs and {e["verdict"] for e in log} == {"cached"}
+
+
+@pytest.mark.postgres
+async def test_concurrent_confirmations_on_postgres_apply_a_change_once(
+    pg_url: str, platforms: Make
+) -> None:
+    from miniport.errors import ChangeNotConfirmable
+
+    p = await platforms(database_url=pg_url)
+    app = await p.apps.create("race", "test")
+    for attempt in range(5):  # several rounds: the race is real only when both run together
+        pending = await p.apps.request_change(
+            app.appid, "periodic", "set", f"https://dev.example/{attempt}", "dev"
+        )
+        results = await asyncio.gather(
+            *(p.apps.confirm(pending.code, f"admin{i}") for i in range(4)), return_exceptions=True
+        )
+        applied = [r for r in results if not isinstance(r, BaseException)]
+        refused = [r for r in results if isinstance(r, ChangeNotConfirmable)]
+        assert len(applied) == 1 and len(refused) == 3
+    entries = await p.db.read(p.registry.list_audit, app.appid, 100)
+    assert sum(e.action == "change.confirm" for e in entries) == 5

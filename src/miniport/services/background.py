@@ -114,8 +114,9 @@ class BackgroundService:
             raise InvalidInput(f"waitMs must be 0..{MAX_WAIT_MS}")
         if wait_ms and kind == "pre":
             await self.prefetch.wait(appid, user_id, wait_ms / 1000)
-        data = await self.db.read_point(self.fetches.get_data, appid, user_id, kind)
+        # the in-memory copy first: a flush between the two reads then still finds it stored
         fresh = self.pending.fresh.get((appid, user_id, kind))
+        data = await self.db.read_point(self.fetches.get_data, appid, user_id, kind)
         if fresh is not None and (data is None or fresh.fetched_at_ms > data.fetched_at_ms):
             data = fresh  # arrived, not yet flushed
         if data is None:

@@ -223,15 +223,24 @@ class RegistryStore:
 
     def confirm_change(self, code_hash: str, now: float, actor: str) -> ChangeRequest:
         """Apply a pending, unexpired change exactly once (atomically)."""
+        c = t.change_requests.c
         with self.db.writing() as conn:
+            # Claim the change first with a conditional UPDATE: of two concurrent confirmations
+            # (PostgreSQL runs writers in parallel) exactly one gets the row back.
             row = conn.execute(
-                select(t.change_requests).where(t.change_requests.c.code_hash == code_hash)
+                update(t.change_requests)
+                .where(and_(c.code_hash == code_hash, c.status == "pending", c.expires_at >= now))
+                .values(status="applied", decided_by=actor, decided_at=now)
+                .returning(*t.change_requests.c)
             ).first()
             if row is None:
-                raise ChangeNotConfirmable("unknown confirmation code")
-            if row.status != "pending":
-                raise ChangeNotConfirmable(f"this change was already {row.status}")
-            if now > row.expires_at:
+                known = conn.execute(
+                    select(c.status, c.expires_at).where(c.code_hash == code_hash)
+                ).first()
+                if known is None:
+                    raise ChangeNotConfirmable("unknown confirmation code")
+                if known.status != "pending":
+                    raise ChangeNotConfirmable(f"this change was already {known.status}")
                 raise ChangeNotConfirmable(
                     "this confirmation code has expired; request the change again"
                 )
@@ -255,11 +264,6 @@ class RegistryStore:
                 .where(and_(t.fetch_urls.c.appid == row.appid, t.fetch_urls.c.kind == row.kind))
                 .values(**values)
             )
-            conn.execute(
-                update(t.change_requests)
-                .where(t.change_requests.c.id == row.id)
-                .values(status="applied", decided_by=actor, decided_at=now)
-            )
             self._audit(
                 conn,
                 now,
@@ -271,10 +275,7 @@ class RegistryStore:
                 op=row.op,
                 url=row.url,
             )
-            updated = conn.execute(
-                select(t.change_requests).where(t.change_requests.c.id == row.id)
-            ).one()
-        return self._change(updated)
+        return self._change(row)
 
     # --- login codes ---
     def use_login_code(

@@ -26,6 +26,7 @@ class AppCache:
     def __init__(self, db: Database, registry: RegistryStore, ttl_s: float = 2.0) -> None:
         self.db, self.registry, self.ttl_s = db, registry, ttl_s
         self._entries: dict[str, tuple[float, AppTargets]] = {}
+        self._generation = 0  # bumped by invalidate(): a load begun before it is not kept
 
     def _load(self, appid: str) -> AppTargets:
         return AppTargets(self.registry.get_app(appid), self.registry.fetch_urls(appid))
@@ -35,13 +36,16 @@ class AppCache:
         now = time.monotonic()
         if entry is not None and now - entry[0] < self.ttl_s:
             return entry[1]
+        generation = self._generation
         targets = await self.db.read(self._load, appid)  # NotFound for an unknown app
-        if len(self._entries) > 10_000:
-            self._entries.clear()
-        self._entries[appid] = (now, targets)
+        if generation == self._generation:
+            if len(self._entries) > 10_000:
+                self._entries.clear()
+            self._entries[appid] = (now, targets)
         return targets
 
     def invalidate(self, appid: str | None = None) -> None:
+        self._generation += 1
         if appid is None:
             self._entries.clear()
         else:

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import and_, delete, func, select, update
+from sqlalchemy import and_, delete, func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -206,11 +206,13 @@ class FetchStore:
         return dict(row._mapping) if row is not None else None
 
     def wake_app(self, appid: str, now: float) -> int:
-        """Make an app's parked users due (after its periodic URL changed or was enabled)."""
+        """Make an app's users due (after its periodic URL changed or was enabled). Pairs being
+        fetched right now (leased) are left alone, so they are not fetched twice in a burst."""
+        c = t.app_users.c
         with self.db.writing() as conn:
             return conn.execute(
                 update(t.app_users)
-                .where(and_(t.app_users.c.appid == appid))
+                .where(and_(c.appid == appid, or_(c.lease_until.is_(None), c.lease_until <= now)))
                 .values(next_due_at=now, failures=0)
             ).rowcount
 

@@ -105,10 +105,38 @@ def test_production_policy_permits_public_addresses(address: str) -> None:
     assert AddressPolicy.build(dev=False).permits(address)
 
 
-@pytest.mark.parametrize("address", ["127.0.0.1", "::1", "::ffff:127.0.0.1", "10.0.0.1",
-                                     "192.168.1.1", "fd12::1"])
-def test_dev_policy_permits_loopback_and_private(address: str) -> None:
+@pytest.mark.parametrize("address", ["127.0.0.1", "::1", "::ffff:127.0.0.1"])
+def test_dev_policy_permits_loopback(address: str) -> None:
     assert AddressPolicy.build(dev=True).permits(address)
+
+
+@pytest.mark.parametrize("address", ["10.0.0.1", "192.168.1.1", "fd12::1", "100.64.0.1"])
+def test_dev_policy_does_not_open_private_networks(address: str) -> None:
+    assert not AddressPolicy.build(dev=True).permits(address)
+    assert AddressPolicy.build(dev=False, allow=(address,)).permits(address)
+
+
+def test_metadata_is_refused_even_for_an_allow_listed_name() -> None:
+    policy = AddressPolicy.build(dev=True, allow=("internal.example",))
+    assert policy.refuses_always("169.254.169.254") and policy.refuses_always("fd00:ec2::254")
+    assert not policy.refuses_always("127.0.0.1")
+    assert not AddressPolicy.build(dev=False, allow=("169.254.169.254/32",)).refuses_always(
+        "169.254.169.254")
+
+
+@pytest.mark.parametrize("host", ["127.1", "2130706433", "0x7f.1", "0177.0.0.1", "127.0.0.1.",
+                                  "１２７.0.0.1", "0x7f000001"])
+def test_numeric_hosts_in_any_form_look_like_ipv4(host: str) -> None:
+    from miniport.domain.address_guard import looks_like_ipv4
+
+    assert looks_like_ipv4(host)
+
+
+@pytest.mark.parametrize("host", ["cafe.be", "example.com", "1.example", "localhost", "x"])
+def test_names_do_not_look_like_ipv4(host: str) -> None:
+    from miniport.domain.address_guard import looks_like_ipv4
+
+    assert not looks_like_ipv4(host)
 
 
 @pytest.mark.parametrize("address", ["169.254.169.254", "fd00:ec2::254", "169.254.1.1",

@@ -421,3 +421,41 @@ async def test_other_spellings_of_loopback_are_not_reached(
     result = await guarded.fetch(get(f"http://{host}:{port}/ok"), timeout_s=5)
     assert result.verdict in (Verdict.BLOCKED_ADDRESS, Verdict.CONNECTION_ERROR), result
     assert probe.hits == []
+
+
+@pytest.mark.parametrize("form", ["127.1", "2130706433", "0x7f.0.0.1", "0177.0.0.1"])
+async def test_loopback_written_in_a_non_canonical_form_is_blocked(
+    guarded: Fetcher, server: str, probe: Probe, form: str,
+) -> None:
+    port = server.rsplit(":", 1)[1]
+    result = await guarded.fetch(get(f"http://{form}:{port}/ok"), timeout_s=5)
+    assert result.verdict is Verdict.BLOCKED_ADDRESS
+    assert "non-canonical" in (result.error or "")
+    assert probe.hits == []
+
+
+async def test_a_redirect_to_another_host_does_not_carry_the_signature(
+    fetcher: Fetcher, loopback: StartServer,
+) -> None:
+    seen: list[dict[str, str]] = []
+
+    async def record(request: web.Request) -> web.Response:
+        seen.append(dict(request.headers))
+        return web.Response(text="moved here")
+
+    app = web.Application()
+    app.router.add_get("/final", record)
+    other = await loopback(app, host="127.0.0.2")
+    hop = web.Application()
+
+    async def redirect(request: web.Request) -> web.Response:
+        raise web.HTTPFound(other + "/final")
+
+    hop.router.add_get("/go", redirect)
+    first = await loopback(hop, host="127.0.0.1")
+    signed = OutboundRequest(url=first + "/go", headers={
+        "X-Miniport-Signature": "t=1,v1=abc", "X-Miniport-Appid": "mpA", "User-Agent": "M"})
+    result = await fetcher.fetch(signed, timeout_s=5)
+    assert result.verdict is Verdict.CACHED
+    assert "X-Miniport-Signature" not in seen[0] and "X-Miniport-Appid" not in seen[0]
+    assert seen[0]["User-Agent"] == "M"

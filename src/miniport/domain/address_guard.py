@@ -35,6 +35,21 @@ _METADATA = {
 _SHARED_CGNAT = ipaddress.ip_network("100.64.0.0/10")
 
 
+def ip_in(address: str | IPAddress, net: IPNetwork) -> bool:
+    ip = ipaddress.ip_address(address) if isinstance(address, str) else address
+    return ip.version == net.version and ip in net
+
+
+def looks_like_ipv4(host: str) -> bool:
+    """A host made only of numbers and dots (decimal, octal, hex, any digits): what resolvers
+    read as an IPv4 address however it is written (127.1, 2130706433, 0x7f.1, 127.0.0.1.)."""
+    labels = host.rstrip(".").split(".")
+    return bool(labels) and all(
+        label and (label.isdigit() or (label[:2].lower() == "0x" and label[2:].isalnum()))
+        for label in labels
+    )
+
+
 def classify(address: str | IPAddress) -> AddressClass:
     """Classify one IP address. IPv4-mapped and 6to4/NAT64-embedded IPv4 are judged by the IPv4
     address they carry."""
@@ -84,7 +99,8 @@ class AddressPolicy:
                 networks.append(ipaddress.ip_network(entry, strict=False))
             except ValueError:
                 continue  # host names are handled by allowed_host_names()
-        return cls(allow_loopback=dev, allow_private=dev, allow=tuple(networks))
+        # development mode opens loopback only; a private network takes an explicit allow-list
+        return cls(allow_loopback=dev, allow_private=False, allow=tuple(networks))
 
     def permits(self, address: str | IPAddress) -> bool:
         ip = ipaddress.ip_address(address) if isinstance(address, str) else address
@@ -101,6 +117,11 @@ class AddressPolicy:
             return self.allow_private
         # metadata, link-local, multicast, unspecified, reserved: only by explicit allow-list
         return False
+
+    def refuses_always(self, address: str | IPAddress) -> bool:
+        """Metadata services stay refused even for an allow-listed host name."""
+        return classify(address) is AddressClass.METADATA and not any(
+            ip_in(address, net) for net in self.allow)
 
     def reason(self, address: str | IPAddress) -> str:
         return f"address {address} is {classify(address).value} and not allowed"

@@ -19,8 +19,9 @@ from aiohttp.abc import AbstractResolver, ResolveResult
 from yarl import URL
 
 from ..domain.acceptance import BodyLimit, BodyTooLarge, Verdict, decode_body, status_verdict
-from ..domain.address_guard import AddressPolicy
+from ..domain.address_guard import AddressPolicy, looks_like_ipv4
 from ..domain.requests import OutboundRequest
+from ..verify import APPID_HEADER, SIGNATURE_HEADER
 
 REDIRECT_STATUSES = {301, 302, 303, 307, 308}
 
@@ -67,14 +68,26 @@ class GuardedResolver(AbstractResolver):
         self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
     ) -> list[ResolveResult]:
         results = await self._inner.resolve(host, port, family)
-        if host.lower() not in self._allowed_names:
-            for entry in results:
-                if not self._policy.permits(entry["host"]):
-                    raise BlockedAddress(f"{host} resolves to {self._policy.reason(entry['host'])}")
+        allowed_name = host.lower() in self._allowed_names
+        for entry in results:
+            address = entry["host"]
+            if self._policy.refuses_always(address) or (
+                not allowed_name and not self._policy.permits(address)
+            ):
+                raise BlockedAddress(f"{host} resolves to {self._policy.reason(address)}")
         return results
 
     async def close(self) -> None:
         await self._inner.close()
+
+
+def _origin(url: str) -> tuple[str, str]:
+    parts = urlsplit(url)
+    return parts.scheme, parts.netloc.lower()
+
+
+def _unsigned(headers: dict[str, str]) -> dict[str, str]:
+    return {k: v for k, v in headers.items() if k not in (SIGNATURE_HEADER, APPID_HEADER)}
 
 
 def _literal_ip(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
@@ -134,8 +147,10 @@ class Fetcher:
         if scheme not in ("http", "https") or not host:
             return f"not an http(s) URL (scheme {scheme!r}, host {host!r})"
         ip = _literal_ip(host)
-        if ip is not None and not self.policy.permits(ip):
-            return self.policy.reason(ip)
+        if ip is not None:
+            return None if self.policy.permits(ip) else self.policy.reason(ip)
+        if looks_like_ipv4(host):  # not canonical: refuse rather than trust a parser's reading
+            return f"host {host!r} is an IPv4 address in a non-canonical form"
         return None
 
     async def fetch(self, request: OutboundRequest, *, timeout_s: float) -> FetchResult:
@@ -158,6 +173,7 @@ class Fetcher:
         # aiohttp's own per-request timeout is cheaper than asyncio.timeout; each hop gets what is
         # left of the total, so the limit covers the whole redirect chain and the body.
         deadline = started + timeout_s
+        headers = request.headers
         conditional = "If-None-Match" in request.headers or "If-Modified-Since" in request.headers
         try:
             while True:
@@ -170,7 +186,7 @@ class Fetcher:
                     raise TimeoutError
                 async with self._session.get(
                     URL(url, encoded=True),
-                    headers=request.headers,
+                    headers=headers,
                     allow_redirects=False,
                     timeout=aiohttp.ClientTimeout(total=left),
                 ) as resp:
@@ -195,6 +211,14 @@ class Fetcher:
                                 status=resp.status,
                                 error=f"redirect to a non-http URL: {location!r}",
                             )
+                        if url.startswith("https:") and target.startswith("http:"):
+                            return result(
+                                Verdict.BAD_REDIRECT,
+                                status=resp.status,
+                                error=f"redirect from https down to http: {location!r}",
+                            )
+                        if _origin(target) != _origin(url):
+                            headers = _unsigned(headers)  # the signature is for the first host
                         redirects.append(target)
                         url = target
                         continue

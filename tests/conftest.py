@@ -8,6 +8,7 @@ server FAILS the run; on a developer machine without them the tests are skipped,
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import secrets
 import socket
@@ -112,28 +113,35 @@ class LiveServer:
     admin_key: str
 
 
-@pytest.fixture
-async def live_server(settings: Settings) -> AsyncIterator[LiveServer]:
-    """The real ASGI app under uvicorn on 127.0.0.1, scheduler running, system clock."""
+@contextlib.asynccontextmanager
+async def running_server(settings: Settings) -> AsyncIterator[LiveServer]:
+    """The real ASGI app under uvicorn on 127.0.0.1 (scheduler on, system clock), with an admin
+    API key; leaving the block stops it, so a second block is a restart on the same data."""
     from miniport.web.app import create_app
 
     p = create_platform(settings)
     port = free_port()
     p.public_url = f"http://127.0.0.1:{port}"
-    app = create_app(p)
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
+    config = uvicorn.Config(create_app(p), host="127.0.0.1", port=port, log_level="warning",
+                            lifespan="on", timeout_graceful_shutdown=3)
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())
-    while not server.started:
-        if task.done():
-            await task
-        await asyncio.sleep(0.02)
-    key = (await p.auth.create_key("api", "test-admin", "admin"))["key"]
     try:
-        yield LiveServer(p.public_url, p, key)
+        while not server.started:
+            if task.done():
+                await task
+            await asyncio.sleep(0.02)
+        key = (await p.auth.create_key("api", "test-admin", "admin"))["key"]
+        yield LiveServer(p.public_url, p, str(key))
     finally:
         server.should_exit = True
         await task
+
+
+@pytest.fixture
+async def live_server(settings: Settings) -> AsyncIterator[LiveServer]:
+    async with running_server(settings) as server:
+        yield server
 
 
 async def confirm_url(p: Platform, appid: str, kind: str, url: str) -> None:

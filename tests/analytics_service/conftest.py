@@ -14,11 +14,10 @@ from typing import Any
 
 import aiohttp
 import pytest
-import uvicorn
 
 from miniport.config import Settings
-from miniport.platform import Platform, create_platform
-from tests.conftest import free_port
+from miniport.platform import Platform
+from tests.conftest import LiveServer, running_server
 
 PURCHASE = {"name": "purchase", "display_name": "购买", "mode": "api", "fields": ["price", "color"]}
 GOODS_CLICK = {
@@ -177,50 +176,15 @@ async def watching(api: Api, test_id: str) -> AsyncIterator[LiveView]:
                 await task
 
 
-@dataclass
-class Running:
-    url: str
-    platform: Platform
-    admin_key: str
-
-
+Running = LiveServer
 Serve = Callable[[], "contextlib.AbstractAsyncContextManager[Running]"]
 
 
 @pytest.fixture
 def serve(settings: Settings) -> Serve:
-    """``async with serve() as server:`` the real app under uvicorn on 127.0.0.1, on the test's
-    data directory; leaving the block stops it (closing the event store), so a second block
-    is a restart on the same data."""
-
-    @contextlib.asynccontextmanager
-    async def run() -> AsyncIterator[Running]:
-        from miniport.web.app import create_app
-
-        platform = create_platform(settings)
-        port = free_port()
-        platform.public_url = f"http://127.0.0.1:{port}"
-        config = uvicorn.Config(
-            create_app(platform),
-            host="127.0.0.1",
-            port=port,
-            log_level="warning",
-            lifespan="on",
-        )
-        server = uvicorn.Server(config)
-        task = asyncio.create_task(server.serve())
-        while not server.started:
-            if task.done():
-                await task
-            await asyncio.sleep(0.02)
-        key = (await platform.auth.create_key("api", "test-admin", "admin"))["key"]
-        try:
-            yield Running(platform.public_url, platform, str(key))
-        finally:
-            server.should_exit = True
-            await task
-
-    return run
+    """``async with serve() as server:`` the real app on the test's data directory; leaving the
+    block stops it (closing the event store), so a second block is a restart on the same data."""
+    return lambda: running_server(settings)
 
 
 OpenApi = Callable[[Running, str | None], Awaitable[Api]]

@@ -12,13 +12,12 @@ from typing import Any
 
 import aiohttp
 import pytest
-import uvicorn
 from aiohttp import web
 
 from miniport.clock import FakeClock
 from miniport.config import Settings
 from miniport.platform import Platform, create_platform
-from tests.conftest import LiveServer, free_port, make_settings
+from tests.conftest import LiveServer, make_settings, running_server
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 StartServer = Callable[..., Awaitable[str]]
@@ -131,33 +130,16 @@ async def http() -> AsyncIterator[aiohttp.ClientSession]:
 async def live(tmp_path: Path) -> AsyncIterator[Callable[..., Awaitable[LiveServer]]]:
     """``server = await live(**settings)``: the real app under uvicorn on 127.0.0.1 with the
     scheduler and the system clock, like ``live_server`` but with chosen settings."""
-    from miniport.web.app import create_app
+    async with AsyncExitStack() as stack:
+        started = 0
 
-    running: list[tuple[uvicorn.Server, asyncio.Task[None]]] = []
+        async def start(**overrides: Any) -> LiveServer:
+            nonlocal started
+            started += 1
+            settings = make_settings(tmp_path / f"live{started}", **overrides)
+            return await stack.enter_async_context(running_server(settings))
 
-    async def start(**overrides: Any) -> LiveServer:
-        settings = make_settings(tmp_path / f"live{len(running)}", **overrides)
-        p = create_platform(settings)
-        port = free_port()
-        p.public_url = f"http://127.0.0.1:{port}"
-        config = uvicorn.Config(create_app(p), host="127.0.0.1", port=port, log_level="warning",
-                                lifespan="on", timeout_graceful_shutdown=3)
-        server = uvicorn.Server(config)
-        task = asyncio.create_task(server.serve())
-        running.append((server, task))
-        while not server.started:
-            if task.done():
-                await task
-            await asyncio.sleep(0.02)
-        key = (await p.auth.create_key("api", "test-admin", "admin"))["key"]
-        return LiveServer(p.public_url, p, key)
-
-    try:
         yield start
-    finally:
-        for server, task in reversed(running):
-            server.should_exit = True
-            await task
 
 
 async def eventually(check: Callable[[], Awaitable[Any]], timeout_s: float = 15) -> Any:

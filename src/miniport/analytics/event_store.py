@@ -501,44 +501,25 @@ class DuckDBEventStore:
         slot_columns = [f"i{s}" for s in islots] + [f"s{s}" for s in sslots]
         self._ensure_columns(slot_columns)
         columns = (*CORE_COLUMNS, *slot_columns)
-        if slot_columns:
-            data = [
-                (
-                    r.appid,
-                    r.uid,
-                    r.event,
-                    r.user,
-                    r.ts_ms,
-                    r.received_ms,
-                    r.time_estimated,
-                    r.page,
-                    r.trigger,
-                    r.action,
-                    r.test_id,
-                    r.test_id is None,
-                    *[r.ints.get(s) for s in islots],
-                    *[r.strs.get(s) for s in sslots],
-                )
-                for r in rows
-            ]
-        else:
-            data = [
-                (
-                    r.appid,
-                    r.uid,
-                    r.event,
-                    r.user,
-                    r.ts_ms,
-                    r.received_ms,
-                    r.time_estimated,
-                    r.page,
-                    r.trigger,
-                    r.action,
-                    r.test_id,
-                    r.test_id is None,
-                )
-                for r in rows
-            ]
+        data = [
+            (
+                r.appid,
+                r.uid,
+                r.event,
+                r.user,
+                r.ts_ms,
+                r.received_ms,
+                r.time_estimated,
+                r.page,
+                r.trigger,
+                r.action,
+                r.test_id,
+                r.test_id is None,
+                *[r.ints.get(s) for s in islots],
+                *[r.strs.get(s) for s in sslots],
+            )
+            for r in rows
+        ]
         appender = self._appenders.get(columns)
         if appender is None:
             appender = self._con.appender(TABLE, columns=list(columns))

@@ -42,10 +42,11 @@ async def test_a_chunked_oversized_body_is_refused_while_it_streams(
     live_server: LiveServer,
 ) -> None:
     limit = live_server.platform.settings.max_request_bytes
+    token = live_server.platform.auth.runtime_token("u")  # signed in: the body is then read
     head = (
-        b"POST /runtime/v1/apps/x/launch HTTP/1.1\r\nHost: t\r\n"
-        b"Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
-    )
+        f"POST /runtime/v1/apps/x/launch HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer {token}"
+        "\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
+    ).encode()
     piece = b" " * 65536
     chunk = f"{len(piece):x}\r\n".encode() + piece + b"\r\n"
     answer = await exchange(live_server.url, head, [chunk] * (limit // len(piece) + 4))

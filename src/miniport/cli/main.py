@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import time
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -170,11 +171,9 @@ def change_audit(
 
     def human() -> None:
         table = Table("time", "actor", "action", "app", "detail")
-        import time as _t
-
         for e in entries:
             table.add_row(
-                _t.strftime("%Y-%m-%d %H:%M:%S", _t.localtime(e.ts)),
+                time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(e.ts)),
                 e.actor,
                 e.action,
                 e.appid or "",
@@ -300,14 +299,12 @@ def devtools_log(
     entries = run_with_platform(data_dir, as_json, lambda p: p.background.log(appid, limit, user))
 
     def human() -> None:
-        import time as _t
-
         table = Table(
             "time", "user", "kind", "trigger", "verdict", "status", "bytes", "ms", "error"
         )
         for e in entries:
             table.add_row(
-                _t.strftime("%H:%M:%S", _t.localtime(e["ts"])),
+                time.strftime("%H:%M:%S", time.localtime(e["ts"])),
                 e["user_id"],
                 e["kind"],
                 e["trigger"],

@@ -5,18 +5,12 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 
 from ..domain.requests import Launch
 from ..storage.fetches import FetchRecord
 
 log = logging.getLogger("miniport.prefetch")
 Key = tuple[str, str]
-
-
-@dataclass
-class InFlight:
-    task: asyncio.Task[FetchRecord | None]
 
 
 class SingleFlight:

@@ -36,7 +36,7 @@ from ..analytics.event_store import DuckDBEventStore, EventStore, StoredEvent
 from ..analytics.ingest_rules import BatchInvalid, CheckedEvent, RuntimeConfigView, check_batch
 from ..analytics.reports import EventQuery, FieldSlots, FunnelQuery, ReportQueryError
 from ..clock import Clock
-from ..errors import Conflict, InvalidInput, NotFound
+from ..errors import InvalidInput, NotFound
 from ..events.broker import EVERYONE, Broker
 from ..storage.analytics_defs import AnalyticsDefsStore, TestRow
 from ..storage.db import Database
@@ -662,7 +662,6 @@ def open_duckdb(path: str) -> Callable[[], EventStore]:
 
 __all__ = [
     "AnalyticsService",
-    "Conflict",
     "open_duckdb",
     "parse_time",
     "relative_errors",

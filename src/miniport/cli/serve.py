@@ -186,6 +186,11 @@ async def _worker(settings: Settings) -> None:
         await platform.close()
 
 
+def _logging() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    logging.getLogger("alembic").setLevel(logging.WARNING)  # migrations: quiet unless wrong
+
+
 def register(app: typer.Typer) -> None:
     @app.command("serve")
     def serve(
@@ -208,7 +213,7 @@ def register(app: typer.Typer) -> None:
         data_dir: DataDir = None,
     ) -> None:
         """Run the API, console, scheduler and fetch workers in one process."""
-        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+        _logging()
         settings = settings_for(data_dir, dev=True if (dev or demo) else None)
         _install_uvloop()
         with contextlib.suppress(KeyboardInterrupt):
@@ -220,7 +225,7 @@ def register(app: typer.Typer) -> None:
         data_dir: DataDir = None,
     ) -> None:
         """Run periodic fetch workers alone (several may share one PostgreSQL database)."""
-        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+        _logging()
         settings = settings_for(data_dir, dev=True if dev else None)
         _install_uvloop()
         asyncio.run(_worker(settings))

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 import aiohttp
 import pytest
@@ -491,3 +492,38 @@ async def test_an_allow_listed_network_is_reachable_without_dev_mode(
     await user(p, appid, "u", "t")
     await run(p)
     assert counter.by_token() == {"t": 1}
+
+
+@pytest.mark.parametrize("dialect", ["sqlite", "postgres"])
+async def test_a_token_set_while_a_fetch_is_in_flight_keeps_the_pair_due(
+    platforms: Make, fake_clock: FakeClock, loopback: StartServer, dialect: str, request: Any,
+) -> None:
+    release = asyncio.Event()
+    seen: list[str] = []
+
+    async def handle(req: web.Request) -> web.Response:
+        seen.append(req.query["token"])
+        if len(seen) == 1:
+            await release.wait()  # the first fetch hangs while the user sets a new token
+        return web.Response(text="body " + req.query["token"])
+
+    extra = {"database_url": request.getfixturevalue("pg_url")} if dialect == "postgres" else {}
+    p = await platforms(clock=fake_clock, **extra)
+    appid = await periodic_app(p, await loopback(handle))
+    await user(p, appid, "u", "old")
+    engine = p.make_engine()
+    stop = asyncio.Event()
+    running = asyncio.create_task(engine.run(stop))
+    await eventually(lambda: _true(len(seen) == 1))
+    await p.background.set_token(appid, "u", "new")  # due at once again...
+    release.set()
+    # ...and the in-flight result (for the old token) must not push it 12 h away
+    await eventually(lambda: _true(seen[-1:] == ["new"]))
+    stop.set()
+    engine.wake()
+    await running
+    assert (await data(p, appid, "u"))["fetchedData"] == "body new"
+
+
+async def _true(value: bool) -> bool:
+    return value

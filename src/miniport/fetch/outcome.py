@@ -74,6 +74,7 @@ def schedule_after(
             etag=etag,
             last_modified=last_modified,
             new_validators=verdict is Verdict.CACHED,
+            token=due.token,
         )
     if verdict is Verdict.TOKEN_NOT_SET:
         return ScheduleUpdate(
@@ -83,6 +84,7 @@ def schedule_after(
             failures=due.failures,
             last_attempt_at=now,
             last_error=error,
+            token=due.token,
         )
     failures = due.failures + 1
     when = (
@@ -97,4 +99,5 @@ def schedule_after(
         failures=failures,
         last_attempt_at=now,
         last_error=error,
+        token=due.token,
     )

@@ -67,6 +67,7 @@ class ScheduleUpdate:
     etag: str | None = None
     last_modified: str | None = None
     new_validators: bool = False  # a full 200: store etag/last_modified (None clears them)
+    token: str | None = None  # the token the fetch used (see the "failed"/"succeeded" SQL)
 
 
 @dataclass(frozen=True)
@@ -111,10 +112,14 @@ _RECORD_SQL = {
     " scene) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (appid, user_id, kind) DO UPDATE SET"
     " body = excluded.body, fetched_at_ms = excluded.fetched_at_ms, path = excluded.path,"
     " query = excluded.query, scene = excluded.scene",
-    "failed": "UPDATE app_users SET next_due_at = ?, failures = ?, last_attempt_at = ?,"
+    # the schedule moves only if the token is still the one the fetch used: a token set while
+    # the fetch was in flight made the pair due at once, and that must stand
+    "failed": "UPDATE app_users SET next_due_at = CASE WHEN {same_token} THEN ? ELSE next_due_at"
+    " END, failures = CASE WHEN {same_token} THEN ? ELSE failures END, last_attempt_at = ?,"
     " last_error = ?, lease_until = NULL WHERE appid = ? AND user_id = ?",
-    "succeeded": "UPDATE app_users SET next_due_at = ?, failures = ?, last_attempt_at = ?,"
-    " last_error = ?, lease_until = NULL, last_success_at = ?,"
+    "succeeded": "UPDATE app_users SET next_due_at = CASE WHEN {same_token} THEN ? ELSE"
+    " next_due_at END, failures = CASE WHEN {same_token} THEN ? ELSE failures END,"
+    " last_attempt_at = ?, last_error = ?, lease_until = NULL, last_success_at = ?,"
     " etag = CASE WHEN ? THEN ? ELSE etag END,"
     " last_modified = CASE WHEN ? THEN ? ELSE last_modified END"
     " WHERE appid = ? AND user_id = ?",
@@ -132,8 +137,9 @@ class FetchStore:
     def __init__(self, db: Database) -> None:
         self.db = db
         self._insert = sqlite_insert if db.is_sqlite else pg_insert
+        same_token = "token IS ?" if db.is_sqlite else "token IS NOT DISTINCT FROM CAST(? AS TEXT)"
         self._sql = {
-            k: v.replace("?", "?" if db.is_sqlite else "%s") for k, v in _RECORD_SQL.items()
+            k: db.sql(v.replace("{same_token}", same_token)) for k, v in _RECORD_SQL.items()
         }
         self._sql["claim"] = _CLAIM_SQLITE if db.is_sqlite else _CLAIM_POSTGRES
         self._sql["get_token"] = db.sql(
@@ -249,9 +255,7 @@ class FetchStore:
                     )
                 )
             }
-        return [
-            DueFetch(r[0], r[1], r[2], r[3], r[4], r[5], r[6], *targets[r[0]]) for r in rows
-        ]
+        return [DueFetch(r[0], r[1], r[2], r[3], r[4], r[5], r[6], *targets[r[0]]) for r in rows]
 
     def next_due_at(self, active_since: float) -> float | None:
         with self.db.reading() as conn:
@@ -334,7 +338,16 @@ class FetchStore:
             if bodies:
                 cursor.executemany(self._sql["data"], bodies)
             failed = [
-                (s.next_due_at, s.failures, s.last_attempt_at, s.last_error, s.appid, s.user_id)
+                (
+                    s.token,
+                    s.next_due_at,
+                    s.token,
+                    s.failures,
+                    s.last_attempt_at,
+                    s.last_error,
+                    s.appid,
+                    s.user_id,
+                )
                 for s in schedule
                 if s.last_success_at is None
             ]
@@ -342,7 +355,9 @@ class FetchStore:
                 cursor.executemany(self._sql["failed"], failed)
             succeeded = [
                 (
+                    s.token,
                     s.next_due_at,
+                    s.token,
                     s.failures,
                     s.last_attempt_at,
                     s.last_error,

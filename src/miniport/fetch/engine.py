@@ -113,43 +113,19 @@ class PeriodicEngine:
             host = _host_of(due.url)
             health = self._health(host)
             now = self.clock.now()
-            if health.resting(now):
+            request: OutboundRequest | None = None
+            retry_at = None
+            if health.resting(now):  # the whole host rests: no request, back when it ends
                 result = FetchResult(
                     Verdict.HOST_BACKOFF,
                     due.url,
                     error=f"host {host} is resting after repeated failures",
                 )
-                record = record_for(
-                    result,
-                    appid=due.appid,
-                    user_id=due.user_id,
-                    kind="periodic",
-                    trigger="schedule",
-                    now=now,
-                    requested_url=due.url,
-                )
-                update = schedule_after(
-                    due,
-                    result.verdict,
-                    now,
-                    self.rules,
-                    self.rand,
-                    error=result.error,
-                    next_due_at=health.resting_until,
-                )
-                self._finish(record, update)
-                return
-            if self.host_concurrency >= self.concurrency:  # the overall bound is the tighter one
-                result, request = await fetch_periodic(self.fetcher, due, now, self.timeout_s)
+                retry_at = health.resting_until
             else:
-                slot = self._host_slots.get(host)
-                if slot is None:
-                    slot = self._host_slots[host] = asyncio.Semaphore(self.host_concurrency)
-                async with slot:
-                    now = self.clock.now()
-                    result, request = await fetch_periodic(self.fetcher, due, now, self.timeout_s)
-            if result.verdict is not Verdict.TOKEN_NOT_SET:
-                health.record(result.verdict.ok, now)
+                result, request, now = await self._fetch_bounded(due, host, now)
+                if result.verdict is not Verdict.TOKEN_NOT_SET:
+                    health.record(result.verdict.ok, now)
             record = record_for(
                 result,
                 appid=due.appid,
@@ -169,11 +145,26 @@ class PeriodicEngine:
                 error=result.error,
                 etag=result.etag,
                 last_modified=result.last_modified,
+                next_due_at=retry_at,
             )
             self._finish(record, update)
         except Exception:  # a bug must not stall the pipeline; the lease retries the pair
             log.exception("periodic fetch of %s/%s failed", due.appid, due.user_id)
             self._release()
+
+    async def _fetch_bounded(
+        self, due: DueFetch, host: str, now: float
+    ) -> tuple[FetchResult, OutboundRequest | None, float]:
+        """Fetch within the per-host bound (skipped when the overall bound is the tighter
+        one); returns the time the request went out."""
+        if self.host_concurrency >= self.concurrency:
+            return (*await fetch_periodic(self.fetcher, due, now, self.timeout_s), now)
+        slot = self._host_slots.get(host)
+        if slot is None:
+            slot = self._host_slots[host] = asyncio.Semaphore(self.host_concurrency)
+        async with slot:
+            now = self.clock.now()
+            return (*await fetch_periodic(self.fetcher, due, now, self.timeout_s), now)
 
     def _finish(self, record: FetchRecord, update: ScheduleUpdate) -> None:
         self._done.append((record, update))

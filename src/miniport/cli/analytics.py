@@ -19,7 +19,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import Annotated, Any
 from urllib.parse import quote
 
 import aiohttp
@@ -32,11 +32,14 @@ from ..errors import MiniportError, ServerNotRunning
 from ..platform import Platform
 from ..services.analytics import AnalyticsService, parse_time
 from .common import (
+    CommandError,
     DataDir,
     Json,
+    admin_request,
     console,
     emit,
     err_console,
+    fail,
     read_server_file,
     run_with_platform,
     settings_for,
@@ -78,45 +81,20 @@ class ExportFormat(StrEnum):
 
 
 # --- errors ---
-class AnalyticsCLIError(MiniportError):
-    """An error as the server (or the local service) gave it: its code, its message and, for
-    definition errors, each ``path: message``."""
-
-    def __init__(self, code: str, message: str, errors: list[dict[str, str]] | None = None) -> None:
-        super().__init__(message)
-        self.code = code
-        self.errors = errors or []
-
-    @classmethod
-    def of(cls, exc: BaseException) -> AnalyticsCLIError:
-        if isinstance(exc, AnalyticsCLIError):
-            return exc
-        if isinstance(exc, DefinitionsInvalid):
-            errors = [e.as_dict() for e in exc.errors]
-            message = "; ".join(
-                f"{e['path']}: {e['message']}" if e["path"] else e["message"] for e in errors
-            )
-            return cls("invalid_definition", message, errors)
-        if isinstance(exc, MiniportError):
-            return cls(exc.code, exc.message)
-        return cls("error", str(exc))
-
-
-def fail(as_json: bool, exc: AnalyticsCLIError) -> NoReturn:
-    """Exit 1 with ``{"error", "message"[, "errors"]}`` (--json) or readable lines."""
-    if as_json:
-        body: dict[str, Any] = {"error": exc.code, "message": exc.message}
-        if exc.errors:
-            body["errors"] = exc.errors
-        sys.stdout.write(json.dumps(body, ensure_ascii=False) + "\n")
-    elif exc.errors:
-        err_console.print("[red]error[/red]: the definition is invalid:")
-        for e in exc.errors:
-            where = f"[bold]{e['path']}[/bold]: " if e["path"] else ""
-            err_console.print(f"  {where}{e['message']}", highlight=False)
-    else:
-        err_console.print(f"[red]error[/red]: {exc.message}", highlight=False)
-    raise typer.Exit(1)
+def as_command_error(exc: BaseException) -> CommandError:
+    """Any error of an analytics command as a CommandError (definition errors keep their
+    paths)."""
+    if isinstance(exc, CommandError):
+        return exc
+    if isinstance(exc, DefinitionsInvalid):
+        errors = [e.as_dict() for e in exc.errors]
+        message = "; ".join(
+            f"{e['path']}: {e['message']}" if e["path"] else e["message"] for e in errors
+        )
+        return CommandError("invalid_definition", message, errors)
+    if isinstance(exc, MiniportError):
+        return CommandError(exc.code, exc.message)
+    return CommandError("error", str(exc))
 
 
 # --- the one switch: a running server's admin API, or the service here ---
@@ -183,37 +161,15 @@ def running_server(data_dir: Path | None) -> Server | None:
 
 
 async def _http(server: Server, appid: str, op: Op) -> Any:
-    url = f"{server.url}/admin/v1/apps/{quote(appid, safe='')}/analytics{op.path}"
-    headers = {"Authorization": f"Bearer {server.admin_key}"}
-    timeout = aiohttp.ClientTimeout(total=300)
-    try:
-        async with (
-            aiohttp.ClientSession(headers=headers, timeout=timeout) as session,
-            session.request(op.method, url, json=op.body, params=op.params or None) as resp,
-        ):
-            if resp.status < 400 and op.text:
-                return await resp.text()
-            try:
-                data = await resp.json(content_type=None)
-            except ValueError:
-                data = {"message": (await resp.text())[:500]}
-            if resp.status >= 400:
-                if not isinstance(data, dict):
-                    data = {"message": str(data)}
-                raise AnalyticsCLIError(
-                    str(data.get("error") or f"http_{resp.status}"),
-                    str(data.get("message") or data.get("detail") or f"HTTP {resp.status}"),
-                    data.get("errors"),
-                )
-            return data
-    except aiohttp.ClientError as exc:
-        raise ServerNotRunning(
-            f"the server at {server.url} does not answer ({exc}); is `miniport serve` running?"
-        ) from exc
-    except TimeoutError as exc:
-        raise AnalyticsCLIError(
-            "timeout", f"the server at {server.url} did not answer within {timeout.total:.0f} s"
-        ) from exc
+    return await admin_request(
+        server.url,
+        server.admin_key,
+        op.method,
+        f"/admin/v1/apps/{quote(appid, safe='')}/analytics{op.path}",
+        body=op.body,
+        params=op.params,
+        text=op.text,
+    )
 
 
 def _local(data_dir: Path | None, as_json: bool, op: Op) -> Any:
@@ -221,9 +177,9 @@ def _local(data_dir: Path | None, as_json: bool, op: Op) -> Any:
         try:
             return True, await op.local(p.analytics)
         except (MiniportError, DefinitionsInvalid) as exc:
-            return False, AnalyticsCLIError.of(exc)
+            return False, as_command_error(exc)
         except duckdb.Error as exc:  # e.g. the events file locked by another process
-            return False, AnalyticsCLIError("events_store", f"events database: {exc}")
+            return False, CommandError("events_store", f"events database: {exc}")
 
     ok, value = run_with_platform(data_dir, as_json, work)
     if not ok:
@@ -240,7 +196,7 @@ def perform(appid: str, op: Op, data_dir: Path | None, as_json: bool) -> Any:
             return asyncio.run(_http(server, appid, op))
         return _local(data_dir, as_json, op)
     except (MiniportError, DefinitionsInvalid) as exc:
-        fail(as_json, AnalyticsCLIError.of(exc))
+        fail(as_json, as_command_error(exc))
 
 
 # --- fields and events ---
@@ -284,9 +240,9 @@ def _read_json_file(path: Path, as_json: bool) -> Any:
         text = sys.stdin.read() if str(path) == "-" else path.read_text(encoding="utf-8")
         return json.loads(text)
     except OSError as exc:
-        fail(as_json, AnalyticsCLIError("invalid_input", f"cannot read {path}: {exc.strerror}"))
+        fail(as_json, CommandError("invalid_input", f"cannot read {path}: {exc.strerror}"))
     except ValueError as exc:
-        fail(as_json, AnalyticsCLIError("invalid_input", f"{path} is not valid JSON: {exc}"))
+        fail(as_json, CommandError("invalid_input", f"{path} is not valid JSON: {exc}"))
 
 
 @event_cmd.command("save")
@@ -543,15 +499,15 @@ async def _watch(server: Server, appid: str, test: str, count: int | None, as_js
         async with session.get(base) as resp:
             info = await resp.json(content_type=None)
             if resp.status >= 400:
-                raise AnalyticsCLIError(str(info.get("error")), str(info.get("message")))
+                raise CommandError(str(info.get("error")), str(info.get("message")))
         if info.get("status") != "running":
-            raise AnalyticsCLIError(
+            raise CommandError(
                 "test_stopped", f"test {test} is not running (status: {info.get('status')})"
             )
         async with session.get(base + "/events") as resp:
             if resp.status >= 400:
                 body = await resp.json(content_type=None)
-                raise AnalyticsCLIError(str(body.get("error")), str(body.get("message")))
+                raise CommandError(str(body.get("error")), str(body.get("message")))
             event, data = "message", ""
             async for raw in resp.content:
                 line = raw.decode().rstrip("\r\n")
@@ -612,9 +568,9 @@ def test_watch(
         with contextlib.suppress(KeyboardInterrupt):
             asyncio.run(_watch(server, appid, test, count, as_json))
     except aiohttp.ClientError as exc:
-        fail(as_json, AnalyticsCLIError("server_not_running", f"live view interrupted: {exc}"))
+        fail(as_json, CommandError("server_not_running", f"live view interrupted: {exc}"))
     except (MiniportError, DefinitionsInvalid) as exc:
-        fail(as_json, AnalyticsCLIError.of(exc))
+        fail(as_json, as_command_error(exc))
 
 
 # --- reports ---
@@ -756,7 +712,7 @@ def export(
         except OSError as exc:
             fail(
                 as_json,
-                AnalyticsCLIError("invalid_input", f"cannot write {output}: {exc.strerror}"),
+                CommandError("invalid_input", f"cannot write {output}: {exc.strerror}"),
             )
         emit(
             as_json,

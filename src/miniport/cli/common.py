@@ -9,7 +9,7 @@ import os
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, NoReturn, TypeVar
 
 import aiohttp
 import typer
@@ -63,11 +63,22 @@ def emit(as_json: bool, value: dict[str, Any], human: Callable[[], None] | None 
             console.print(f"[bold]{key}[/bold]: {item}")
 
 
-def fail(as_json: bool, exc: MiniportError) -> None:
+def fail(as_json: bool, exc: MiniportError) -> NoReturn:
+    """Exit 1 with ``{"error", "message"[, "errors"]}`` (--json) or readable lines; definition
+    errors list each ``path: message``."""
+    errors: list[dict[str, str]] = getattr(exc, "errors", None) or []
     if as_json:
-        sys.stdout.write(json.dumps({"error": exc.code, "message": exc.message}) + "\n")
+        body: dict[str, Any] = {"error": exc.code, "message": exc.message}
+        if errors:
+            body["errors"] = errors
+        sys.stdout.write(json.dumps(body, ensure_ascii=False) + "\n")
+    elif errors:
+        err_console.print("[red]error[/red]: the definition is invalid:")
+        for e in errors:
+            where = f"[bold]{e['path']}[/bold]: " if e["path"] else ""
+            err_console.print(f"  {where}{e['message']}", highlight=False)
     else:
-        err_console.print(f"[red]error[/red]: {exc.message}")
+        err_console.print(f"[red]error[/red]: {exc.message}", highlight=False)
     raise typer.Exit(1)
 
 
@@ -93,7 +104,60 @@ def run_with_platform(
         return asyncio.run(main())
     except MiniportError as exc:
         fail(as_json, exc)
-        raise  # unreachable: fail() exits
+
+
+class CommandError(MiniportError):
+    """An error as the server (or the local service) gave it: its code, its message and, for
+    definition errors, each ``path: message``."""
+
+    def __init__(self, code: str, message: str, errors: list[dict[str, str]] | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.errors = errors or []
+
+
+async def admin_request(
+    url: str,
+    admin_key: str,
+    method: str,
+    path: str,
+    *,
+    body: Any = None,
+    params: dict[str, str] | None = None,
+    text: bool = False,
+) -> Any:
+    """One call to a running server's admin API: the JSON answer (or text, for CSV), or a
+    CommandError carrying the server's error code, message and definition errors."""
+    headers = {"Authorization": f"Bearer {admin_key}"}
+    timeout = aiohttp.ClientTimeout(total=300)
+    try:
+        async with (
+            aiohttp.ClientSession(headers=headers, timeout=timeout) as session,
+            session.request(method, url + path, json=body, params=params or None) as resp,
+        ):
+            if resp.status < 400 and text:
+                return await resp.text()
+            try:
+                data = await resp.json(content_type=None)
+            except ValueError:
+                data = {"message": (await resp.text())[:500]}
+            if resp.status >= 400:
+                if not isinstance(data, dict):
+                    data = {"message": str(data)}
+                raise CommandError(
+                    str(data.get("error") or f"http_{resp.status}"),
+                    str(data.get("message") or data.get("detail") or f"HTTP {resp.status}"),
+                    data.get("errors"),
+                )
+            return data
+    except aiohttp.ClientError as exc:
+        raise ServerNotRunning(
+            f"the server at {url} does not answer ({exc}); is `miniport serve` running?"
+        ) from exc
+    except TimeoutError as exc:
+        raise CommandError(
+            "timeout", f"the server at {url} did not answer within {timeout.total:.0f} s"
+        ) from exc
 
 
 def call_server(
@@ -106,20 +170,7 @@ def call_server(
         raise ServerNotRunning(
             f"no server is running on {settings.data_dir} (start `miniport serve` first)"
         )
-
-    async def go() -> dict[str, Any]:
-        headers = {"Authorization": f"Bearer {info['admin_key']}"}
-        async with aiohttp.ClientSession(headers=headers) as session:
-            try:
-                async with session.request(method, info["url"] + path, json=body) as resp:
-                    data: dict[str, Any] = await resp.json(content_type=None)
-                    if resp.status >= 400:
-                        raise MiniportError(str(data.get("message") or data))
-                    return data
-            except aiohttp.ClientConnectionError as exc:
-                raise ServerNotRunning(
-                    f"the server at {info['url']} does not answer ({exc});"
-                    " is `miniport serve` running?"
-                ) from exc
-
-    return asyncio.run(go())
+    result: dict[str, Any] = asyncio.run(
+        admin_request(str(info["url"]), str(info["admin_key"]), method, path, body=body)
+    )
+    return result

@@ -95,7 +95,7 @@ def _print_demo(demo: dict[str, Any], base: str) -> None:
     lines = [
         f"curl -s -X POST {auth} {json_h} -d '{launch}' {base_rt}/launch",
         f"curl -s {auth} '{base_rt}/background-fetch/data?fetchType=pre&waitMs=2000'",
-        f"curl -s -X POST {auth} {json_h} -d '{{\"token\":\"t-alice\"}}' "
+        f'curl -s -X POST {auth} {json_h} -d \'{{"token":"t-alice"}}\' '
         f"{base_rt}/background-fetch/token",
         f"curl -s {auth} '{base_rt}/background-fetch/data?fetchType=periodic'",
         f"miniport devtools log {appid}",
@@ -106,8 +106,12 @@ def _print_demo(demo: dict[str, Any], base: str) -> None:
         console.print("  " + line, highlight=False, markup=False, soft_wrap=True)
     if demo.get("console_admin"):
         name, password = demo["console_admin"]
-        console.print(f"Console sign-in: {name} / one-time password {password} "
-                      f"(you choose your own at first sign-in)", highlight=False, markup=False)
+        console.print(
+            f"Console sign-in: {name} / one-time password {password} "
+            f"(you choose your own at first sign-in)",
+            highlight=False,
+            markup=False,
+        )
     else:
         console.print("Console users: `miniport admin create NAME` adds one.", highlight=False)
 

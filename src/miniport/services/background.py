@@ -101,7 +101,7 @@ class BackgroundService:
     async def get_token(self, appid: str, user_id: str) -> str:
         user = await self.db.read(self.fetches.get_user, appid, user_id)
         if user is None or not user.get("token"):
-            await self.db.read(self.registry.get_app, appid)  # an unknown app is a 404 of its own
+            await self.apps.get(appid)  # an unknown app is a 404 of its own
             raise TokenNotSet()
         return str(user["token"])
 
@@ -121,7 +121,7 @@ class BackgroundService:
             data = fresh  # arrived, not yet flushed
         if data is None:
             # checked only on this failure path, so a read of cached data stays one query
-            await self.db.read(self.registry.get_app, appid)
+            await self.apps.get(appid)
             pending = self.prefetch.in_flight(appid, user_id) is not None and kind == "pre"
             raise NoData(
                 "getBackgroundFetchData:fail "
@@ -197,12 +197,11 @@ class BackgroundService:
             return shown
         if kind != "periodic":
             raise InvalidInput(f"type must be periodic or pre, not {kind!r}")
-        app = await self.db.read(self.registry.get_app, appid)
-        urls = await self.db.read(self.registry.fetch_urls, appid)
+        targets = await self.apps.get(appid)
+        url = targets.enabled_url("periodic")
         user = await self.db.read(self.fetches.get_user, appid, user_id) or {}
-        periodic = urls.get("periodic")
         now = self.clock.now()
-        if periodic is None or not periodic.url or not periodic.enabled:
+        if url is None:
             result = FetchResult(Verdict.NO_URL, "", error="no enabled periodic URL")
             record = record_for(
                 result,
@@ -223,8 +222,8 @@ class BackgroundService:
             None,
             int(user.get("failures") or 0),
             user.get("last_success_at"),
-            periodic.url,
-            app.secret,
+            url,
+            targets.app.secret,
         )
         result, sent = await fetch_periodic(
             self.fetcher, due, now, self.fetch_timeout_s, conditional=False
@@ -236,7 +235,7 @@ class BackgroundService:
             kind="periodic",
             trigger="devtools",
             now=now,
-            requested_url=sent.url if sent else periodic.url,
+            requested_url=sent.url if sent else url,
             arrived_at=self.clock.now(),
         )
         schedule = []

@@ -1,5 +1,6 @@
 """Write-behind for the cold-start path: launches and pre-fetch results are queued and written
 in one transaction every ``interval_s`` (group commit), instead of one transaction each.
+Flushes run one at a time: when ``flush()`` returns, everything queued before the call is stored.
 
 A pre-fetched body is readable from memory the moment it arrives (``fresh``), and from the
 database once flushed; readers take whichever is newer. ``close()`` flushes what is queued."""
@@ -34,6 +35,9 @@ class WriteBehind:
         self.fresh: dict[Key, StoredData] = {}
         self._task: asyncio.Task[None] | None = None
         self._wanted = asyncio.Event()
+        # one flush at a time: a flush that finds the queue empty while another is writing
+        # waits for that write, so "flush() returned" always means "it is in the database"
+        self._flushing = asyncio.Lock()
 
     def launch(self, appid: str, user_id: str, at: float) -> None:
         self._launches[(appid, user_id)] = at
@@ -66,6 +70,10 @@ class WriteBehind:
                 await asyncio.sleep(1)
 
     async def flush(self) -> None:
+        async with self._flushing:
+            await self._flush_queued()
+
+    async def _flush_queued(self) -> None:
         launches = [(a, u, t) for (a, u), t in self._launches.items()]
         records = self._records
         self._launches, self._records = {}, []

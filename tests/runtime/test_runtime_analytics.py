@@ -15,8 +15,8 @@ import pytest
 from aiohttp import web
 
 from miniport.runtime import RuntimeClient
-from tests.analytics_service.conftest import GOODS_CLICK, PURCHASE, Api, watching
 from tests.conftest import LiveServer
+from tests.support.analytics_api import GOODS_CLICK, PURCHASE, Api, watching
 
 NESTED = {
     "name": "sku_click",

@@ -9,7 +9,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from miniport.runtime import RuntimeClient
-from tests.analytics_service.conftest import GOODS_CLICK, PURCHASE, Api, watching
+from tests.support.analytics_api import GOODS_CLICK, PURCHASE, Api, watching
 
 
 @asynccontextmanager

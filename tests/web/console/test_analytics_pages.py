@@ -12,7 +12,7 @@ import aiohttp
 
 from miniport.web.console.auth import ConsoleAuth
 from tests.conftest import LiveServer
-from tests.console.test_console_http import PASSWORD, client, csrf_of, sign_in
+from tests.web.console.test_console_http import PASSWORD, client, csrf_of, sign_in
 
 EVENT = {
     "name": "goods_click", "display_name": "商品点击", "mode": "configured",

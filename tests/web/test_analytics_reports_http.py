@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from tests.analytics_service.conftest import GOODS_CLICK, PURCHASE, Api, now_ms
+from tests.support.analytics_api import GOODS_CLICK, PURCHASE, Api, now_ms
 
 H = 3_600_000
 

@@ -7,9 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
 import signal
-import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,33 +17,15 @@ import aiohttp
 import pytest
 
 from miniport.runtime import RuntimeClient
-from tests.analytics_service.conftest import GOODS_CLICK, PURCHASE
 from tests.conftest import free_port
+from tests.support.analytics_api import GOODS_CLICK, PURCHASE
+from tests.support.cli import CLEAN_ENV, MINIPORT, Result, run_cli
 
-MINIPORT = str(Path(sys.executable).parent / "miniport")
-ENV = {k: v for k, v in os.environ.items() if not k.startswith("MINIPORT_")} | {"COLUMNS": "200"}
-
-
-@dataclass
-class Result:
-    code: int
-    out: str
-    err: str
-
-    @property
-    def json(self) -> Any:
-        lines = [line for line in self.out.splitlines() if line.strip()]
-        assert len(lines) == 1, (self.out, self.err)
-        return json.loads(lines[0])
+ENV = CLEAN_ENV | {"COLUMNS": "200"}
 
 
 async def miniport(data: Path, *args: str) -> Result:
-    proc = await asyncio.create_subprocess_exec(
-        MINIPORT, *args, "--data-dir", str(data), env=ENV,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-    )  # fmt: skip
-    out, err = await asyncio.wait_for(proc.communicate(), 60)
-    return Result(proc.returncode or 0, out.decode(), err.decode())
+    return await run_cli(*args, "--data-dir", str(data), env=ENV)
 
 
 async def ok(data: Path, *args: str) -> Any:

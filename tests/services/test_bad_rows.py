@@ -13,8 +13,7 @@ from miniport.domain.acceptance import decode_body
 from miniport.domain.requests import Launch
 from miniport.platform import Platform
 from miniport.storage.fetches import FetchRecord
-from tests.core.conftest import StartServer, settle
-from tests.core.test_engine import periodic_app, run, user
+from tests.support.platforms import StartServer, periodic_app, run, settle, user
 
 Make = Callable[..., Awaitable[Platform]]
 

@@ -16,34 +16,19 @@ from miniport.clock import FakeClock
 from miniport.domain.requests import Launch
 from miniport.errors import NoData
 from miniport.platform import Platform
-from tests.conftest import LiveServer, confirm_url
-from tests.core.conftest import Counter, StartServer, eventually, settle
+from tests.conftest import LiveServer
+from tests.support.platforms import (
+    Counter,
+    StartServer,
+    eventually,
+    periodic_app,
+    run,
+    user,
+)
 
 H = 3600.0
 DAY = 86400.0
 Make = Callable[..., Awaitable[Platform]]
-
-
-async def periodic_app(p: Platform, url: str) -> str:
-    app = await p.apps.create("shop", "test")
-    await confirm_url(p, app.appid, "periodic", url)
-    return app.appid
-
-
-async def user(p: Platform, appid: str, user_id: str, token: str | None = None) -> None:
-    await p.background.launch(appid, user_id, Launch())
-    if token is not None:
-        await p.background.set_token(appid, user_id, token)
-    await settle(p)
-
-
-async def run(p: Platform) -> int:
-    """Run the engine until nothing is due; the number of attempts it made."""
-    await settle(p)
-    engine = p.engine or p.make_engine()
-    before = engine.completed
-    await asyncio.wait_for(engine.run(asyncio.Event(), until_idle=True), 60)
-    return engine.completed - before
 
 
 async def data(p: Platform, appid: str, user_id: str) -> dict[str, object]:

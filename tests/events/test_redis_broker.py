@@ -14,7 +14,7 @@ from miniport.domain.requests import Launch
 from miniport.events.broker import RedisBroker
 from miniport.platform import Platform
 from tests.conftest import LiveServer, confirm_url
-from tests.core.conftest import SSE, Counter, settle
+from tests.support.platforms import SSE, Counter, settle
 
 pytestmark = pytest.mark.redis
 Make = Callable[..., Awaitable[Platform]]

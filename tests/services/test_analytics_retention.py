@@ -9,8 +9,8 @@ from typing import Any
 
 from miniport.clock import FakeClock
 from miniport.platform import Platform, create_platform
-from tests.analytics_service.conftest import PURCHASE
 from tests.conftest import make_settings
+from tests.support.analytics_api import PURCHASE
 
 DAY_S = 86_400
 

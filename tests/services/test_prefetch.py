@@ -16,7 +16,7 @@ from miniport.errors import InvalidInput, NoData, NotFound
 from miniport.platform import Platform
 from miniport.verify import SIGNATURE_HEADER, verify_request
 from tests.conftest import confirm_url
-from tests.core.conftest import Counter, StartServer, eventually
+from tests.support.platforms import Counter, StartServer, eventually
 
 Make = Callable[..., Awaitable[Platform]]
 LAUNCH = Launch(path="pages/goods/detail", query="id=42", scene=1007)

@@ -18,18 +18,10 @@ from miniport.domain.requests import Launch
 from miniport.errors import NoData
 from miniport.platform import Platform
 from tests.conftest import confirm_url
-from tests.core.conftest import Counter, eventually, settle
+from tests.support.platforms import Counter, eventually, run
 
 Make = Callable[..., Awaitable[Platform]]
 H = 3600.0
-
-
-async def run(p: Platform) -> int:
-    await settle(p)
-    engine = p.engine or p.make_engine()
-    before = engine.completed
-    await asyncio.wait_for(engine.run(asyncio.Event(), until_idle=True), 60)
-    return engine.completed - before
 
 
 @pytest.mark.postgres

@@ -8,7 +8,7 @@ import csv
 import io
 from datetime import UTC, datetime
 
-from tests.analytics_service.conftest import (
+from tests.support.analytics_api import (
     PURCHASE,
     Api,
     OpenApi,

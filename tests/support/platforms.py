@@ -1,4 +1,6 @@
-"""Fixtures for the platform-core tests. Every server here listens on loopback only."""
+"""Fixtures and helpers shared by the platform tests (registered for the whole suite by
+``tests/conftest.py``): loopback developer servers, extra platforms, the live server, the event
+stream reader, and running the periodic engine until idle. Every server listens on loopback only."""
 
 from __future__ import annotations
 
@@ -16,8 +18,9 @@ from aiohttp import web
 
 from miniport.clock import FakeClock
 from miniport.config import Settings
+from miniport.domain.requests import Launch
 from miniport.platform import Platform, create_platform
-from tests.conftest import LiveServer, make_settings, running_server
+from tests.conftest import LiveServer, confirm_url, make_settings, running_server
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 StartServer = Callable[..., Awaitable[str]]
@@ -199,3 +202,25 @@ async def settle(p: Platform) -> None:
     pending = getattr(p.background, "pending", None)
     if pending is not None:
         await pending.flush()
+
+
+async def periodic_app(p: Platform, url: str) -> str:
+    app = await p.apps.create("shop", "test")
+    await confirm_url(p, app.appid, "periodic", url)
+    return app.appid
+
+
+async def user(p: Platform, appid: str, user_id: str, token: str | None = None) -> None:
+    await p.background.launch(appid, user_id, Launch())
+    if token is not None:
+        await p.background.set_token(appid, user_id, token)
+    await settle(p)
+
+
+async def run(p: Platform) -> int:
+    """Run the engine until nothing is due; the number of attempts it made."""
+    await settle(p)
+    engine = p.engine or p.make_engine()
+    before = engine.completed
+    await asyncio.wait_for(engine.run(asyncio.Event(), until_idle=True), 60)
+    return engine.completed - before

@@ -19,7 +19,7 @@ from miniport.domain.requests import Launch, OutboundRequest, build_prefetch_req
 from miniport.fetch.client import Fetcher
 from miniport.verify import SIGNATURE_HEADER, verify_request
 from tests.conftest import free_port
-from tests.core.conftest import StartServer
+from tests.support.platforms import StartServer
 
 KB = 1024
 LIMIT = 256 * KB

@@ -5,10 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import re
 import signal
-import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,35 +16,14 @@ import aiohttp
 import pytest
 
 from tests.conftest import free_port
-from tests.core.conftest import SSE, Counter, eventually
-
-MINIPORT = str(Path(sys.executable).parent / "miniport")
-CLEAN_ENV = {k: v for k, v in os.environ.items() if not k.startswith("MINIPORT_")}
-
-
-@dataclass
-class Result:
-    code: int
-    out: str
-    err: str
-
-    @property
-    def json(self) -> dict[str, Any]:
-        lines = [line for line in self.out.splitlines() if line.strip()]
-        assert len(lines) == 1, self.out  # --json prints one JSON object
-        return json.loads(lines[0])  # type: ignore[no-any-return]
+from tests.support.cli import CLEAN_ENV, MINIPORT, Result, run_cli
+from tests.support.platforms import SSE, Counter, eventually
 
 
 async def miniport(*args: str, data_dir: Path | None, env: dict[str, str] | None = None,
                    cwd: Path | None = None) -> Result:
-    """Run the CLI without blocking the event loop (loopback developer servers live in it)."""
-    argv = [MINIPORT, *args] + (["--data-dir", str(data_dir)] if data_dir else [])
-    proc = await asyncio.create_subprocess_exec(
-        *argv, env={**CLEAN_ENV, **(env or {})}, cwd=cwd,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-    )
-    out, err = await asyncio.wait_for(proc.communicate(), 60)
-    return Result(proc.returncode or 0, out.decode(), err.decode())
+    argv = [*args] + (["--data-dir", str(data_dir)] if data_dir else [])
+    return await run_cli(*argv, env=env, cwd=cwd)
 
 
 async def ok(*args: str, data_dir: Path, env: dict[str, str] | None = None) -> dict[str, Any]:

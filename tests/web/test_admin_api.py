@@ -10,7 +10,7 @@ import aiohttp
 import pytest
 
 from tests.conftest import LiveServer
-from tests.core.conftest import SSE, Counter, eventually
+from tests.support.platforms import SSE, Counter, eventually
 
 
 class Admin:

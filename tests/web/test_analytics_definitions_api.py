@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from tests.analytics_service.conftest import GOODS_CLICK, PURCHASE, Api
+from tests.support.analytics_api import GOODS_CLICK, PURCHASE, Api
 
 
 async def refused(api: Api, path: str, body: Any) -> list[dict[str, str]]:

@@ -11,7 +11,7 @@ import aiohttp
 import pytest
 
 from tests.conftest import LiveServer, confirm_url
-from tests.core.conftest import SSE, Counter, eventually
+from tests.support.platforms import SSE, Counter, eventually
 
 Live = Callable[..., Awaitable[LiveServer]]
 

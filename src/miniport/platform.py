@@ -77,6 +77,33 @@ class Platform:
             self.engine.wake()
 
 
+def _server_key(registry: RegistryStore) -> bytes:
+    """The server's secret key: made once (32 random bytes), then read from the database."""
+    return base64.b64decode(
+        registry.kv_get_or_set("server_key", base64.b64encode(secrets.token_bytes(32)).decode())
+    )
+
+
+def _make_fetcher(settings: Settings) -> Fetcher:
+    return Fetcher(
+        AddressPolicy.build(dev=settings.dev, allow=settings.allow_hosts),
+        allowed_names=settings.allow_hosts,
+        max_body_bytes=settings.max_body_bytes,
+        max_redirects=settings.max_redirects,
+        limit=max(100, settings.fetch_concurrency * 2),
+    )
+
+
+def _schedule_rules(settings: Settings) -> ScheduleRules:
+    return ScheduleRules(
+        interval_s=settings.periodic_interval_s,
+        active_days=settings.active_days,
+        retry_base_s=settings.retry_base_s,
+        retry_max_s=settings.retry_max_s,
+        lease_s=settings.claim_lease_s,
+    )
+
+
 def create_platform(
     settings: Settings, clock: Clock | None = None, *, broker: Broker | None = None
 ) -> Platform:
@@ -86,25 +113,11 @@ def create_platform(
     migrate.upgrade(db.engine)
     registry = RegistryStore(db)
     fetches = FetchStore(db)
-    key = base64.b64decode(
-        registry.kv_get_or_set("server_key", base64.b64encode(secrets.token_bytes(32)).decode())
-    )
-    fetcher = Fetcher(
-        AddressPolicy.build(dev=settings.dev, allow=settings.allow_hosts),
-        allowed_names=settings.allow_hosts,
-        max_body_bytes=settings.max_body_bytes,
-        max_redirects=settings.max_redirects,
-        limit=max(100, settings.fetch_concurrency * 2),
-    )
+    key = _server_key(registry)
+    fetcher = _make_fetcher(settings)
     if broker is None:
         broker = RedisBroker(settings.redis_url) if settings.redis_url else MemoryBroker()
-    rules = ScheduleRules(
-        interval_s=settings.periodic_interval_s,
-        active_days=settings.active_days,
-        retry_base_s=settings.retry_base_s,
-        retry_max_s=settings.retry_max_s,
-        lease_s=settings.claim_lease_s,
-    )
+    rules = _schedule_rules(settings)
     auth = AuthService(db, registry, clock, key, settings.login_code_ttl_s)
     holder: dict[str, Platform] = {}
 

@@ -287,26 +287,55 @@ def _check_event(
     received_at_ms: int,
     skew_ms: int | None,
 ) -> CheckedEvent:
+    """The checks run in this order, so an event wrong in several ways is refused for the
+    first: event, data, ts, page, trigger, action; then its fields are coerced."""
     event = _lookup_event(raw.get("event"), config)
+    data = _event_data(raw.get("data"), event)
+    ts = _event_ts(raw.get("ts"))
+    page, trigger, action = _event_origin(raw)
+    ts_ms, time_estimated = _event_time(ts, skew_ms, received_at_ms)
+    values, notes = _field_values(data, event, config.field_types)
+    return CheckedEvent(
+        uid,
+        event.name,
+        event.id,
+        ts_ms,
+        time_estimated,
+        page,
+        trigger,
+        action,
+        values,
+        notes,
+        index,
+    )
 
-    data = raw.get("data")
+
+def _event_data(data: object, event: EventView) -> dict[Any, Any]:
+    """The event's ``data`` object (``{}`` when absent); every key a field of the event."""
     if data is None:
-        data = {}
-    elif not isinstance(data, dict):
+        return {}
+    if not isinstance(data, dict):
         raise _Refused("invalid_data", "invalid data: expected an object")
     for key in data:
         if not isinstance(key, str) or not event.has_field(key):
             raise _Refused(
                 "unknown_field", f"unknown field {_show(key)} for event {_show(event.name)}"
             )
+    return data
 
-    raw_ts = raw.get("ts")
+
+def _event_ts(raw_ts: object) -> int | None:
+    """The client time in ms, or ``None`` when not given; refused when not a finite number."""
     ts = _finite_ms(raw_ts)
     if raw_ts is not None and ts is None:
         raise _Refused(
             "invalid_ts", "invalid ts: expected a number of milliseconds since the epoch"
         )
+    return ts
 
+
+def _event_origin(raw: Mapping[Any, Any]) -> tuple[str | None, str | None, str | None]:
+    """``(page, trigger, action)`` of a codeless event, each checked (``None`` when absent)."""
     page = raw.get("page")
     if page is not None and (not isinstance(page, str) or len(page) > MAX_PAGE_LENGTH):
         raise _Refused(
@@ -319,18 +348,25 @@ def _check_event(
     action = raw.get("action")
     if action is not None and (not isinstance(action, str) or action not in ACTION_KINDS):
         raise _Refused("invalid_action", f"invalid action {_show(action)}")
+    return page, trigger, action
 
-    time_estimated = True
-    ts_ms = received_at_ms
+
+def _event_time(ts: int | None, skew_ms: int | None, received_at_ms: int) -> tuple[int, bool]:
+    """``(ts_ms, time_estimated)``: the client time corrected by the batch's clock skew when
+    both are known and the result is plausible; the arrival time otherwise."""
     if ts is not None and skew_ms is not None:
         corrected = ts + skew_ms
         if MIN_EVENT_TIME_MS <= corrected <= received_at_ms + DAY_MS:
-            ts_ms = corrected
-            time_estimated = False
+            return corrected, False
+    return received_at_ms, True
 
+
+def _field_values(
+    data: dict[Any, Any], event: EventView, field_types: Mapping[str, FieldType]
+) -> tuple[dict[str, int | str], list[CoercionNote]]:
+    """Each field's value coerced to its type, and a note for each value changed or dropped."""
     values: dict[str, int | str] = {}
     notes: list[CoercionNote] = []
-    field_types = config.field_types
     for key, value in data.items():
         field_type = field_types.get(key)
         if field_type is None:  # the view guarantees event fields are defined
@@ -355,20 +391,7 @@ def _check_event(
             values[key] = coerced.value
         if coerced.note is not None:
             notes.append(CoercionNote(key, coerced.note))
-
-    return CheckedEvent(
-        uid,
-        event.name,
-        event.id,
-        ts_ms,
-        time_estimated,
-        page,
-        trigger,
-        action,
-        values,
-        notes,
-        index,
-    )
+    return values, notes
 
 
 def check_batch(

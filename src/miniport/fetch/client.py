@@ -153,6 +153,50 @@ class Fetcher:
             return f"host {host!r} is an IPv4 address in a non-canonical form"
         return None
 
+    def _redirect_problem(
+        self, url: str, location: str | None, hops: int
+    ) -> tuple[Verdict, str] | None:
+        """Why a redirect from ``url`` to ``location`` after ``hops`` others is not followed, or
+        None (the next hop is then ``urljoin(url, location)``)."""
+        if not location:
+            return Verdict.BAD_REDIRECT, "redirect without a Location header"
+        if hops >= self.max_redirects:
+            return Verdict.TOO_MANY_REDIRECTS, f"more than {self.max_redirects} redirects"
+        target = urljoin(url, location)
+        if urlsplit(target).scheme not in ("http", "https"):
+            return Verdict.BAD_REDIRECT, f"redirect to a non-http URL: {location!r}"
+        if url.startswith("https:") and target.startswith("http:"):
+            return Verdict.BAD_REDIRECT, f"redirect from https down to http: {location!r}"
+        return None
+
+    async def _read_answer(
+        self, resp: aiohttp.ClientResponse, conditional: bool
+    ) -> tuple[Verdict, dict[str, Any]]:
+        """The verdict on a final (not a redirect) answer, and what the result carries besides
+        the status: the body is read only up to ``max_body_bytes`` and must decode as text."""
+        bad = status_verdict(resp.status, conditional=conditional)
+        if bad is not None:
+            return bad, {"error": None if bad is Verdict.NOT_MODIFIED else f"HTTP {resp.status}"}
+        declared = resp.content_length
+        if declared is not None and declared > self.max_body_bytes:
+            error = f"Content-Length {declared} exceeds {self.max_body_bytes} bytes"
+            return Verdict.OVERSIZE, {"bytes": declared, "error": error}
+        limit = BodyLimit(self.max_body_bytes)
+        try:
+            async for chunk in resp.content.iter_any():
+                limit.feed(chunk)
+        except BodyTooLarge as exc:
+            return Verdict.OVERSIZE, {"bytes": limit.size, "error": str(exc)}
+        decoded = decode_body(limit.body(), resp.headers.get("Content-Type"))
+        if decoded.text is None:
+            return Verdict.BAD_ENCODING, {"bytes": limit.size, "error": decoded.error}
+        return Verdict.CACHED, {
+            "text": decoded.text,
+            "bytes": limit.size,
+            "etag": resp.headers.get("ETag"),
+            "last_modified": resp.headers.get("Last-Modified"),
+        }
+
     async def fetch(self, request: OutboundRequest, *, timeout_s: float) -> FetchResult:
         if self._session is None:
             await self.start()
@@ -192,72 +236,17 @@ class Fetcher:
                 ) as resp:
                     if resp.status in REDIRECT_STATUSES:
                         location = resp.headers.get("Location")
-                        if not location:
-                            return result(
-                                Verdict.BAD_REDIRECT,
-                                status=resp.status,
-                                error="redirect without a Location header",
-                            )
-                        if len(redirects) >= self.max_redirects:
-                            return result(
-                                Verdict.TOO_MANY_REDIRECTS,
-                                status=resp.status,
-                                error=f"more than {self.max_redirects} redirects",
-                            )
+                        problem = self._redirect_problem(url, location, len(redirects))
+                        if problem is not None:
+                            return result(problem[0], status=resp.status, error=problem[1])
                         target = urljoin(url, location)
-                        if urlsplit(target).scheme not in ("http", "https"):
-                            return result(
-                                Verdict.BAD_REDIRECT,
-                                status=resp.status,
-                                error=f"redirect to a non-http URL: {location!r}",
-                            )
-                        if url.startswith("https:") and target.startswith("http:"):
-                            return result(
-                                Verdict.BAD_REDIRECT,
-                                status=resp.status,
-                                error=f"redirect from https down to http: {location!r}",
-                            )
                         if _origin(target) != _origin(url):
                             headers = _unsigned(headers)  # the signature is for the first host
                         redirects.append(target)
                         url = target
                         continue
-                    bad = status_verdict(resp.status, conditional=conditional)
-                    if bad is not None:
-                        error = None if bad is Verdict.NOT_MODIFIED else f"HTTP {resp.status}"
-                        return result(bad, status=resp.status, error=error)
-                    declared = resp.content_length
-                    if declared is not None and declared > self.max_body_bytes:
-                        return result(
-                            Verdict.OVERSIZE,
-                            status=resp.status,
-                            bytes=declared,
-                            error=f"Content-Length {declared} exceeds {self.max_body_bytes} bytes",
-                        )
-                    limit = BodyLimit(self.max_body_bytes)
-                    try:
-                        async for chunk in resp.content.iter_any():
-                            limit.feed(chunk)
-                    except BodyTooLarge as exc:
-                        return result(
-                            Verdict.OVERSIZE, status=resp.status, bytes=limit.size, error=str(exc)
-                        )
-                    decoded = decode_body(limit.body(), resp.headers.get("Content-Type"))
-                    if decoded.text is None:
-                        return result(
-                            Verdict.BAD_ENCODING,
-                            status=resp.status,
-                            bytes=limit.size,
-                            error=decoded.error,
-                        )
-                    return result(
-                        Verdict.CACHED,
-                        status=resp.status,
-                        text=decoded.text,
-                        bytes=limit.size,
-                        etag=resp.headers.get("ETag"),
-                        last_modified=resp.headers.get("Last-Modified"),
-                    )
+                    verdict, details = await self._read_answer(resp, conditional)
+                    return result(verdict, status=resp.status, **details)
         except TimeoutError:
             return result(Verdict.TIMEOUT, error=f"no complete answer within {timeout_s:g} s")
         except BlockedAddress as exc:

@@ -3,7 +3,9 @@ codeless evaluator driven by the host container's page-lifecycle and click calls
 an offline queue on disk and retries.
 
 :class:`RuntimeAnalytics` belongs to a :class:`~miniport.runtime.client.RuntimeClient` (its
-``analytics`` attribute; the client also exposes every method below under the same name)::
+``analytics`` attribute; the client also exposes every method below under the same name). It
+reaches the server only through the :class:`~miniport.runtime.transport.AnalyticsTransport`
+the client gives it::
 
     client = RuntimeClient(url, appid, token, analytics_queue_path="analytics.jsonl")
     await client.launch()                      # fetches the analytics config, runs `launch`
@@ -45,12 +47,10 @@ import uuid
 from collections import deque
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ..analytics.evaluator import Evaluator
-
-if TYPE_CHECKING:
-    from .client import RuntimeClient
+from .transport import AnalyticsTransport, RuntimeAPIError
 
 log = logging.getLogger("miniport.runtime.analytics")
 Listener = Callable[[dict[str, Any]], Any]
@@ -168,7 +168,8 @@ class OfflineQueue:
 class RuntimeAnalytics:
     def __init__(
         self,
-        client: RuntimeClient,
+        transport: AnalyticsTransport,
+        appid: str,
         *,
         queue_path: str | os.PathLike[str] | None = None,
         batch_size: int = 50,
@@ -180,7 +181,8 @@ class RuntimeAnalytics:
         app_data: Mapping[str, Any] | None = None,
         new_id: Callable[[], str] | None = None,
     ) -> None:
-        self.client = client
+        self.transport = transport
+        self.appid = appid
         self.batch_size = max(1, min(batch_size, MAX_BATCH))
         self.flush_interval_s = flush_interval_s
         self.retry_base_s = retry_base_s
@@ -228,9 +230,7 @@ class RuntimeAnalytics:
         A failure keeps the current one (the last one received, also across restarts)."""
         seq = self._config_seq
         try:
-            config = await self.client._call(
-                "GET", self.client._url("/analytics/config"), "getAnalyticsConfig"
-            )
+            config = await self.transport.get_config()
         except Exception as exc:
             log.info("analytics config not refreshed: %s", exc)
             return self.config
@@ -242,7 +242,7 @@ class RuntimeAnalytics:
     def on_config_message(self, message: dict[str, Any]) -> None:
         """An ``analyticsConfig`` message of the event stream: a test started or stopped, or
         a new version published."""
-        if message.get("appid") != self.client.appid or not isinstance(message.get("config"), dict):
+        if message.get("appid") != self.appid or not isinstance(message.get("config"), dict):
             return
         self._config_seq += 1
         self._apply(message["config"])
@@ -407,13 +407,9 @@ class RuntimeAnalytics:
         return total
 
     async def _send(self, chunk: list[dict[str, Any]]) -> dict[str, Any]:
-        from .client import RuntimeAPIError
-
         body = {"sent_at": self._now_ms(), "events": chunk}
         try:
-            return await self.client._call(
-                "POST", self.client._url("/analytics/events"), "reportAnalytics", json=body
-            )
+            return await self.transport.send_events(body)
         except TimeoutError as exc:
             raise _Undelivered("reportAnalytics:fail timeout") from exc
         except RuntimeAPIError as exc:

@@ -31,17 +31,10 @@ from typing import Any
 import aiohttp
 
 from .analytics import RuntimeAnalytics
+from .transport import RuntimeAPIError
 
 log = logging.getLogger("miniport.runtime")
 Listener = Callable[[dict[str, Any]], Any]
-
-
-class RuntimeAPIError(Exception):
-    def __init__(self, err_msg: str, status: int, code: str | None = None) -> None:
-        super().__init__(err_msg)
-        self.err_msg = err_msg
-        self.status = status
-        self.code = code
 
 
 class RuntimeClient:
@@ -75,7 +68,8 @@ class RuntimeClient:
         self._refresh: asyncio.Task[Any] | None = None
         self.cache: dict[str, dict[str, Any]] = self._load_cache()
         self.analytics = RuntimeAnalytics(
-            self,
+            _ClientTransport(self),
+            appid,
             queue_path=analytics_queue_path,
             batch_size=analytics_batch_size,
             flush_interval_s=analytics_flush_interval_s,
@@ -320,6 +314,24 @@ class RuntimeClient:
         await self.close()
 
 
+class _ClientTransport:
+    """The analytics' :class:`~miniport.runtime.transport.AnalyticsTransport`: the client's
+    own calls (its session, base URL and token)."""
+
+    def __init__(self, client: RuntimeClient) -> None:
+        self._client = client
+
+    async def get_config(self) -> dict[str, Any]:
+        client = self._client
+        return await client._call("GET", client._url("/analytics/config"), "getAnalyticsConfig")
+
+    async def send_events(self, body: dict[str, Any]) -> dict[str, Any]:
+        client = self._client
+        return await client._call(
+            "POST", client._url("/analytics/events"), "reportAnalytics", json=body
+        )
+
+
 async def _call_listener(listener: Listener, value: dict[str, Any]) -> None:
     try:
         outcome = listener(value)
@@ -327,3 +339,6 @@ async def _call_listener(listener: Listener, value: dict[str, Any]) -> None:
             await outcome
     except Exception:
         log.exception("a runtime listener failed")
+
+
+__all__ = ["RuntimeAPIError", "RuntimeClient"]

@@ -1,0 +1,25 @@
+"""The console's pages, one router per area. :data:`ROUTERS` is the one ordered list the
+console application registers (``routes.create_console_app``); a new area adds its module here.
+
+Every module's pages depend on one of the role aliases of :mod:`._common` and render through
+:mod:`..render`; none keeps state of its own (the console's state is ``app.state.console``)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from . import account, analytics, apps, audit, data_urls, health, reports, simulator, users
+
+ROUTERS: tuple[APIRouter, ...] = (
+    account.router,  # /, /login, /logout, /account/password
+    apps.router,  # /apps, /apps/{appid}, /apps/{appid}/secret
+    data_urls.router,  # /apps/{appid}/urls, /apps/{appid}/changes...
+    health.router,  # /apps/{appid}/health (charts and devtools)
+    analytics.router,  # /apps/{appid}/analytics
+    reports.router,  # /apps/{appid}/analytics/reports
+    audit.router,  # /audit
+    users.router,  # /users...
+    simulator.router,  # /simulator
+)
+
+__all__ = ["ROUTERS"]

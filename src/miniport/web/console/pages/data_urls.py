@@ -1,0 +1,94 @@
+"""An app's data URLs: the settings, the pending changes with their QR codes, the history, and
+requesting a change (``/apps/{appid}/urls``, ``/apps/{appid}/changes``).
+
+Invariants: a change is only requested here, never applied (an admin confirms it through its
+link); a QR code is shown only to developers and only while this console remembers the code
+(:class:`~miniport.web.console.render.QRCodes`); a refused request shows the page again with
+the error at the field at fault and the value typed."""
+
+from __future__ import annotations
+
+from typing import Annotated
+from urllib.parse import quote
+
+from fastapi import APIRouter, Form
+from fastapi.responses import Response
+
+from ....errors import MiniportError
+from ..render import BASE, qr_png, redirect, render, state_of
+from ._common import Ctx, DeveloperPage, ViewerPage, app_context
+
+router = APIRouter()
+
+
+async def urls_page(
+    ctx: Ctx,
+    appid: str,
+    *,
+    errors: dict[str, str] | None = None,
+    values: dict[str, str] | None = None,
+    status: int = 200,
+) -> Response:
+    state = state_of(ctx.request)
+    p = state.platform
+    context = await app_context(ctx, appid, "urls")
+    settings = await p.apps.settings(appid)
+    history = await p.db.read(p.registry.list_changes, appid, 20)
+    now = p.clock.now()
+    pending = []
+    for change in settings["pending"]:
+        qr = state.qr.get(change["id"], now) if ctx.can("developer") else None
+        pending.append({**change, "qr": qr})
+    return render(
+        ctx.request,
+        "urls.html",
+        session=ctx.session,
+        settings=settings,
+        pending=pending,
+        history=history,
+        errors=errors or {},
+        values=values or {},
+        highlight=ctx.request.query_params.get("change"),
+        status=status,
+        **context,
+    )
+
+
+@router.get("/apps/{appid}/urls")
+async def urls(ctx: ViewerPage, appid: str) -> Response:
+    return await urls_page(ctx, appid)
+
+
+@router.post("/apps/{appid}/changes")
+async def request_change(
+    ctx: DeveloperPage,
+    appid: str,
+    kind: Annotated[str, Form(max_length=16)],
+    op: Annotated[str, Form(max_length=16)] = "set",
+    url: Annotated[str, Form(max_length=4096)] = "",
+) -> Response:
+    state = state_of(ctx.request)
+    try:
+        pending = await state.platform.apps.request_change(
+            appid, kind, op, url.strip() or None, ctx.who.name
+        )
+    except MiniportError as exc:
+        return await urls_page(
+            ctx, appid, errors={kind: exc.message}, values={kind: url}, status=exc.http_status
+        )
+    state.qr.remember(pending)
+    change_id = pending.change.id
+    return redirect(
+        f"{BASE}/apps/{appid}/urls?change={quote(change_id)}#change-{change_id}",
+        ("flash.change_requested", {}),
+    )
+
+
+@router.get("/apps/{appid}/changes/{change_id}/qr.png")
+async def change_qr(ctx: DeveloperPage, appid: str, change_id: str) -> Response:
+    state = state_of(ctx.request)
+    found = state.qr.get(change_id, state.platform.clock.now())
+    change = await state.platform.db.read(state.platform.registry.get_change, change_id)
+    if found is None or change.appid != appid:
+        return Response(status_code=404)
+    return Response(qr_png(found[1]), media_type="image/png", headers={"Cache-Control": "no-store"})

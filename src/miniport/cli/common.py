@@ -14,15 +14,17 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from ..config import Settings
 from ..errors import MiniportError
+
+if TYPE_CHECKING:
+    from ..config import Settings
 
 DataDir = Annotated[
     Path | None,
@@ -38,6 +40,8 @@ err_console = Console(stderr=True)
 
 
 def settings_for(data_dir: Path | None, **overrides: Any) -> Settings:
+    from ..config import Settings
+
     return Settings.from_env(data_dir=data_dir, **overrides)
 
 

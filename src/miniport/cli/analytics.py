@@ -22,7 +22,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from ..errors import MiniportError, ServerNotRunning
-from .backend import CommandError, Server, call, fail_with, running_server
+from .backend import CommandError, Server, call, running_server
 from .common import DataDir, Json, console, err_console, fail, local_time, render, table_of
 
 analytics_cmd = typer.Typer(
@@ -311,14 +311,14 @@ async def _watch(server: Server, appid: str, test: str, count: int | None, as_js
     import aiohttp
 
     try:
-        return await _stream(aiohttp, server, appid, test, count, as_json)
+        return await _stream(server, appid, test, count, as_json)
     except aiohttp.ClientError as exc:
         raise CommandError("server_not_running", f"live view interrupted: {exc}") from exc
 
 
-async def _stream(
-    aiohttp: Any, server: Server, appid: str, test: str, count: int | None, as_json: bool
-) -> int:
+async def _stream(server: Server, appid: str, test: str, count: int | None, as_json: bool) -> int:
+    import aiohttp
+
     app_path = f"/admin/v1/apps/{quote(appid, safe='')}/analytics"
     base = f"{server.url}{app_path}/tests/{quote(test, safe='')}"
     headers = {"Authorization": f"Bearer {server.admin_key}"}
@@ -397,7 +397,7 @@ def test_watch(
         with contextlib.suppress(KeyboardInterrupt):
             asyncio.run(_watch(server, appid, test, count, as_json))
     except MiniportError as exc:
-        fail_with(as_json, exc)
+        fail(as_json, exc)
 
 
 # --- reports ---

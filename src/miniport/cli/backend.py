@@ -14,11 +14,14 @@ import asyncio
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NoReturn, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ..errors import MiniportError, ServerNotRunning
 from .common import fail, read_server_file, settings_for
 from .operations import OPERATIONS, Operation
+
+if TYPE_CHECKING:
+    from ..analytics.definitions import DefinitionsInvalid
 
 
 class CommandError(MiniportError):
@@ -31,21 +34,13 @@ class CommandError(MiniportError):
         self.errors = errors or []
 
 
-def as_command_error(exc: BaseException) -> CommandError:
-    """Any error of a command as a CommandError (definition errors keep their paths)."""
-    from ..analytics.definitions import DefinitionsInvalid
-
-    if isinstance(exc, CommandError):
-        return exc
-    if isinstance(exc, DefinitionsInvalid):
-        errors = [e.as_dict() for e in exc.errors]
-        message = "; ".join(
-            f"{e['path']}: {e['message']}" if e["path"] else e["message"] for e in errors
-        )
-        return CommandError("invalid_definition", message, errors)
-    if isinstance(exc, MiniportError):
-        return CommandError(exc.code, exc.message)
-    return CommandError("error", str(exc))
+def definition_error(exc: DefinitionsInvalid) -> CommandError:
+    """Invalid definitions found here, as the server reports them (each ``path: message``)."""
+    errors = [e.as_dict() for e in exc.errors]
+    message = "; ".join(
+        f"{e['path']}: {e['message']}" if e["path"] else e["message"] for e in errors
+    )
+    return CommandError("invalid_definition", message, errors)
 
 
 class Backend(Protocol):
@@ -87,6 +82,7 @@ class LocalBackend:
     async def call(self, op: Operation, params: dict[str, Any]) -> Any:
         import duckdb
 
+        from ..analytics.definitions import DefinitionsInvalid
         from ..platform import create_platform
 
         assert op.local is not None
@@ -98,6 +94,8 @@ class LocalBackend:
         await platform.start()
         try:
             return await op.local(platform, params)
+        except DefinitionsInvalid as exc:
+            raise definition_error(exc) from exc
         except duckdb.Error as exc:  # e.g. the events file locked by another process
             raise CommandError("events_store", f"events database: {exc}") from exc
         finally:
@@ -216,17 +214,5 @@ def call(data_dir: Path | None, as_json: bool, op_name: str, /, **params: Any) -
     try:
         backend = choose_backend(data_dir, op)
         return asyncio.run(backend.call(op, params))
-    except Exception as exc:
-        if not _expected(exc):
-            raise
-        fail_with(as_json, exc)
-
-
-def _expected(exc: Exception) -> bool:
-    from ..analytics.definitions import DefinitionsInvalid
-
-    return isinstance(exc, MiniportError | DefinitionsInvalid)
-
-
-def fail_with(as_json: bool, exc: BaseException) -> NoReturn:
-    fail(as_json, as_command_error(exc))
+    except MiniportError as exc:
+        fail(as_json, exc)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import io
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.markup import escape
@@ -76,8 +76,38 @@ def app_list(data_dir: DataDir = None, as_json: Json = False) -> None:
 @app_cmd.command("show")
 def app_show(appid: str, data_dir: DataDir = None, as_json: Json = False) -> None:
     """The app's data URLs and pending changes."""
-    shown = call(data_dir, as_json, "app.show", appid=appid)
-    render(as_json, {k: shown[k] for k in ("appid", "urls", "pending")})
+    shown = {
+        k: v
+        for k, v in call(data_dir, as_json, "app.show", appid=appid).items()
+        if k in ("appid", "urls", "pending")
+    }
+
+    def human() -> None:
+        console.print(f"[bold]{escape(appid)}[/bold]")
+        for kind, u in shown["urls"].items():
+            state = "enabled" if u["enabled"] else "disabled"
+            console.print(
+                f"  {kind}: {escape(u['url'] or '(none)')} ({state},"
+                f" since {local_time(u['updated_at'])})",
+                highlight=False,
+            )
+        console.print("pending changes:" if shown["pending"] else "no pending change")
+        if shown["pending"]:
+            console.print(_changes_table(shown["pending"]))
+
+    render(as_json, shown, human)
+
+
+def _changes_table(changes: list[dict[str, Any]]) -> Table:
+    id_key = "id" if changes and "id" in changes[0] else "change_id"
+    table = Table("change", "kind", "op", "url", "status", "by", "expires")
+    for c in changes:
+        table.add_row(
+            *(escape(text_of(k, c.get(k))) for k in (id_key, "kind", "op", "url", "status")),
+            escape(text_of("", c.get("requested_by"))),
+            local_time(c["expires_at"]),
+        )
+    return table
 
 
 # --- data URLs ---
@@ -140,7 +170,8 @@ def change_confirm(code: str, data_dir: DataDir = None, as_json: Json = False) -
 
 @change_cmd.command("list")
 def change_list(appid: str, data_dir: DataDir = None, as_json: Json = False) -> None:
-    render(as_json, call(data_dir, as_json, "change.list", appid=appid))
+    found = call(data_dir, as_json, "change.list", appid=appid)
+    render(as_json, found, lambda: console.print(_changes_table(found["changes"])))
 
 
 @change_cmd.command("audit")

@@ -11,7 +11,6 @@ import asyncio
 import contextlib
 import json
 import sys
-import time
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
@@ -289,7 +288,7 @@ def watch_lines(report: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def _print_line(line: dict[str, Any]) -> None:
-    stamp = time.strftime("%H:%M:%S", time.localtime((line.get("received_ms") or 0) / 1000))
+    stamp = local_time((line.get("received_ms") or 0) / 1000)
     if line["status"] == "rejected":
         console.print(
             f"{stamp} [red]✗ rejected[/red] #{line['index']} id={line['id']}: {line['reason']}",
@@ -304,7 +303,8 @@ def _print_line(line: dict[str, Any]) -> None:
         highlight=False,
     )
     for note in line.get("coercions", []):
-        console.print(f"         [yellow]{note['field']}[/yellow]: {note['note']}", highlight=False)
+        indent = " " * (len(stamp) + 1)
+        console.print(f"{indent}[yellow]{note['field']}[/yellow]: {note['note']}", highlight=False)
 
 
 async def _watch(server: Server, appid: str, test: str, count: int | None, as_json: bool) -> int:

@@ -7,12 +7,13 @@ their own password at first sign-in (the console asks for it before anything els
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
+from rich.markup import escape
 
-from ..platform import Platform
-from .common import DataDir, Json, console, emit, run_with_platform
+from .backend import call
+from .common import DataDir, Json, console, render
 
 admin_cmd = typer.Typer(help="Console users (sign-in for the web console).", no_args_is_help=True)
 
@@ -37,31 +38,23 @@ def admin_create(
     as_json: Json = False,
 ) -> None:
     """Create a console user (by default an admin)."""
-    from ..web.console.auth import ConsoleAuth
-
-    async def work(p: Platform) -> dict[str, Any]:
-        user, generated = await ConsoleAuth(p).create_user(name, role, password, actor="cli")
-        out: dict[str, Any] = {
-            "name": user.name,
-            "role": user.role,
-            "must_change_password": user.must_change_password,
-        }
-        if generated:
-            out["one_time_password"] = generated
-        return out
-
-    created = run_with_platform(data_dir, as_json, work)
+    created = call(
+        data_dir, as_json, "console.user.create", name=name, password=password, role=role
+    )
 
     def human() -> None:
-        console.print(f"Console user [bold]{created['name']}[/bold] ({created['role']}) created.")
+        console.print(
+            f"Console user [bold]{escape(created['name'])}[/bold] ({created['role']}) created."
+        )
         if "one_time_password" in created:
             console.print(
-                f"One-time password: [bold]{created['one_time_password']}[/bold]", highlight=False
+                f"One-time password: [bold]{escape(created['one_time_password'])}[/bold]",
+                highlight=False,
             )
             console.print("It is shown only now; a new password is chosen at first sign-in.")
         console.print("Sign in at /console on the server (`miniport serve`).")
 
-    emit(as_json, created, human)
+    render(as_json, created, human)
 
 
 @admin_cmd.command("list")
@@ -69,12 +62,7 @@ def admin_list(data_dir: DataDir = None, as_json: Json = False) -> None:
     """The console users."""
     from rich.table import Table
 
-    from ..web.console.auth import ConsoleAuth
-
-    async def work(p: Platform) -> list[dict[str, Any]]:
-        return [u.__dict__ for u in await ConsoleAuth(p).list_users()]
-
-    users = run_with_platform(data_dir, as_json, work)
+    users = call(data_dir, as_json, "console.user.list")["users"]
 
     def human() -> None:
         table = Table("name", "role", "state")
@@ -84,7 +72,7 @@ def admin_list(data_dir: DataDir = None, as_json: Json = False) -> None:
                 if u["disabled"]
                 else ("one-time password" if u["must_change_password"] else "active")
             )
-            table.add_row(u["name"], u["role"], state)
+            table.add_row(escape(u["name"]), u["role"], state)
         console.print(table)
 
-    emit(as_json, {"users": users}, human)
+    render(as_json, {"users": users}, human)

@@ -1,51 +1,29 @@
 """``miniport analytics``: fields and events, save-and-test with a live view, sync, publish,
 reset, reports, funnels and CSV export.
 
-DuckDB lets ONE process open the events file, and a running server also pushes configurations
-to connected devices, so every command goes through :func:`perform`: when a server runs on the
-data directory (``server.json`` present and the server answering) the command is a call to its
-admin API; when none runs, the same service method runs here, on the data directory.
-``test watch`` streams the server's live test view, so it needs a running server."""
+Every command is one operation of :mod:`.operations`, run through :func:`.backend.call` (the
+running server's admin API, or the service here when none runs). ``test watch`` streams the
+server's live test view, so it needs a running server. Times print as local dates."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import json
-import os
 import sys
-import time
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import quote
 
-import aiohttp
-import duckdb
 import typer
+from rich.markup import escape
 from rich.table import Table
 
-from ..analytics.definitions import DefinitionsInvalid
 from ..errors import MiniportError, ServerNotRunning
-from ..platform import Platform
-from ..services.analytics import AnalyticsService, parse_time
-from .common import (
-    CommandError,
-    DataDir,
-    Json,
-    admin_request,
-    console,
-    emit,
-    err_console,
-    fail,
-    read_server_file,
-    run_with_platform,
-    settings_for,
-)
+from .backend import CommandError, Server, call, running_server
+from .common import DataDir, Json, console, err_console, fail, local_time, render, table_of
 
-CLI_ACTOR = "cli"
 analytics_cmd = typer.Typer(
     help="Custom analytics: fields, events, test, publish, reports.", no_args_is_help=True
 )
@@ -80,125 +58,6 @@ class ExportFormat(StrEnum):
     CSV = "csv"
 
 
-# --- errors ---
-def as_command_error(exc: BaseException) -> CommandError:
-    """Any error of an analytics command as a CommandError (definition errors keep their
-    paths)."""
-    if isinstance(exc, CommandError):
-        return exc
-    if isinstance(exc, DefinitionsInvalid):
-        errors = [e.as_dict() for e in exc.errors]
-        message = "; ".join(
-            f"{e['path']}: {e['message']}" if e["path"] else e["message"] for e in errors
-        )
-        return CommandError("invalid_definition", message, errors)
-    if isinstance(exc, MiniportError):
-        return CommandError(exc.code, exc.message)
-    return CommandError("error", str(exc))
-
-
-# --- the one switch: a running server's admin API, or the service here ---
-LocalWork = Callable[[AnalyticsService], Awaitable[Any]]
-
-
-@dataclass(frozen=True)
-class Op:
-    """One analytics operation: the admin API call (``path`` under
-    ``/admin/v1/apps/{appid}/analytics``) and the same work done locally."""
-
-    method: str
-    path: str
-    local: LocalWork
-    body: Any = None
-    params: dict[str, str] = field(default_factory=dict)
-    text: bool = False  # the answer is text (CSV), not JSON
-
-
-@dataclass(frozen=True)
-class Server:
-    url: str
-    admin_key: str
-
-
-def _alive(pid: object) -> bool:
-    if not isinstance(pid, int) or pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-async def _answers(url: str) -> bool:
-    try:
-        timeout = aiohttp.ClientTimeout(total=3)
-        async with aiohttp.ClientSession(timeout=timeout) as s, s.get(url + "/healthz") as r:
-            return r.status < 500
-    except (aiohttp.ClientError, TimeoutError):
-        return False
-
-
-def running_server(data_dir: Path | None) -> Server | None:
-    """The server running on this data directory, or None. A ``server.json`` left by a server
-    that is gone is ignored; one whose process lives but does not answer is an error (opening
-    the events file here would fail on its lock)."""
-    settings = settings_for(data_dir)
-    info = read_server_file(settings.data_dir)
-    if not info or "url" not in info or "admin_key" not in info:
-        return None
-    url = str(info["url"]).rstrip("/")
-    if asyncio.run(_answers(url)):
-        return Server(url, str(info["admin_key"]))
-    if _alive(info.get("pid")):
-        raise ServerNotRunning(
-            f"a server (pid {info.get('pid')}) is registered on {settings.data_dir} at {url}"
-            " but does not answer; wait for it or stop it"
-        )
-    return None
-
-
-async def _http(server: Server, appid: str, op: Op) -> Any:
-    return await admin_request(
-        server.url,
-        server.admin_key,
-        op.method,
-        f"/admin/v1/apps/{quote(appid, safe='')}/analytics{op.path}",
-        body=op.body,
-        params=op.params,
-        text=op.text,
-    )
-
-
-def _local(data_dir: Path | None, as_json: bool, op: Op) -> Any:
-    async def work(p: Platform) -> tuple[bool, Any]:
-        try:
-            return True, await op.local(p.analytics)
-        except (MiniportError, DefinitionsInvalid) as exc:
-            return False, as_command_error(exc)
-        except duckdb.Error as exc:  # e.g. the events file locked by another process
-            return False, CommandError("events_store", f"events database: {exc}")
-
-    ok, value = run_with_platform(data_dir, as_json, work)
-    if not ok:
-        raise value
-    return value
-
-
-def perform(appid: str, op: Op, data_dir: Path | None, as_json: bool) -> Any:
-    """Run ``op`` through the server running on the data directory, or locally if none runs;
-    any error exits 1 with a clear message."""
-    try:
-        server = running_server(data_dir)
-        if server is not None:
-            return asyncio.run(_http(server, appid, op))
-        return _local(data_dir, as_json, op)
-    except (MiniportError, DefinitionsInvalid) as exc:
-        fail(as_json, as_command_error(exc))
-
-
 # --- fields and events ---
 @field_cmd.command("add")
 def field_add(
@@ -210,10 +69,8 @@ def field_add(
 ) -> None:
     """Define a field. Re-adding a field with another type changes it until it is published."""
     body = {"name": name, "type": field_type.value}
-    added = perform(
-        appid, Op("POST", "/fields", lambda a: a.add_field(appid, body), body), data_dir, as_json
-    )
-    emit(
+    added = call(data_dir, as_json, "analytics.field.add", appid=appid, body=body)
+    render(
         as_json,
         added,
         lambda: console.print(f"field [bold]{added['name']}[/bold] ({added['type']}) defined"),
@@ -222,9 +79,7 @@ def field_add(
 
 @field_cmd.command("list")
 def field_list(appid: str, data_dir: DataDir = None, as_json: Json = False) -> None:
-    defs = perform(
-        appid, Op("GET", "/definitions", lambda a: a.definitions(appid)), data_dir, as_json
-    )
+    defs = call(data_dir, as_json, "analytics.definitions", appid=appid)
 
     def human() -> None:
         table = Table("field", "type", "published")
@@ -232,7 +87,7 @@ def field_list(appid: str, data_dir: DataDir = None, as_json: Json = False) -> N
             table.add_row(f["name"], f["type"], "yes" if f["published"] else "no")
         console.print(table)
 
-    emit(as_json, {"fields": defs["fields"]}, human)
+    render(as_json, {"fields": defs["fields"]}, human)
 
 
 def _read_json_file(path: Path, as_json: bool) -> Any:
@@ -254,10 +109,8 @@ def event_save(
 ) -> None:
     """Save an event definition as a draft (schema: docs/analytics-definitions.md)."""
     body = _read_json_file(file, as_json)
-    saved = perform(
-        appid, Op("POST", "/events", lambda a: a.save_event(appid, body), body), data_dir, as_json
-    )
-    emit(
+    saved = call(data_dir, as_json, "analytics.event.save", appid=appid, body=body)
+    render(
         as_json,
         saved,
         lambda: console.print(
@@ -269,9 +122,7 @@ def event_save(
 @event_cmd.command("list")
 def event_list(appid: str, data_dir: DataDir = None, as_json: Json = False) -> None:
     """Every event: its draft and published definitions."""
-    defs = perform(
-        appid, Op("GET", "/definitions", lambda a: a.definitions(appid)), data_dir, as_json
-    )
+    defs = call(data_dir, as_json, "analytics.definitions", appid=appid)
 
     def human() -> None:
         console.print(f"published version: {defs['version']}")
@@ -297,38 +148,30 @@ def event_list(appid: str, data_dir: DataDir = None, as_json: Json = False) -> N
             )
         console.print(table)
 
-    emit(as_json, defs, human)
+    render(as_json, defs, human)
 
 
 @event_cmd.command("delete")
 def event_delete(appid: str, name: str, data_dir: DataDir = None, as_json: Json = False) -> None:
     """Delete an event in the draft (it goes at the next publish)."""
-    emit(
-        as_json,
-        perform(
-            appid,
-            Op("DELETE", f"/events/{quote(name, safe='')}", lambda a: a.delete_event(appid, name)),
-            data_dir,
-            as_json,
-        ),
-    )
+    render(as_json, call(data_dir, as_json, "analytics.event.delete", appid=appid, name=name))
 
 
 # --- lifecycle ---
 @analytics_cmd.command("publish")
 def publish(appid: str, data_dir: DataDir = None, as_json: Json = False) -> None:
     """Publish the draft: a new version, live for every runtime."""
-    done = perform(
-        appid, Op("POST", "/publish", lambda a: a.publish(appid, CLI_ACTOR)), data_dir, as_json
+    done = call(data_dir, as_json, "analytics.publish", appid=appid)
+    render(
+        as_json, done, lambda: console.print(f"published version [bold]{done['version']}[/bold]")
     )
-    emit(as_json, done, lambda: console.print(f"published version [bold]{done['version']}[/bold]"))
 
 
 @analytics_cmd.command("reset")
 def reset(appid: str, data_dir: DataDir = None, as_json: Json = False) -> None:
     """Reset the draft to the published version."""
-    defs = perform(appid, Op("POST", "/reset", lambda a: a.reset(appid)), data_dir, as_json)
-    emit(
+    defs = call(data_dir, as_json, "analytics.reset", appid=appid)
+    render(
         as_json,
         defs,
         lambda: console.print(
@@ -341,21 +184,17 @@ def reset(appid: str, data_dir: DataDir = None, as_json: Json = False) -> None:
 @analytics_cmd.command("versions")
 def versions(appid: str, data_dir: DataDir = None, as_json: Json = False) -> None:
     """Published versions, newest first."""
-
-    async def local(a: AnalyticsService) -> dict[str, Any]:
-        await a.definitions(appid)  # NotFound for an unknown app
-        return {"versions": await a.db.read(a.defs.versions, appid)}
-
-    found = perform(appid, Op("GET", "/versions", local), data_dir, as_json)
+    found = call(data_dir, as_json, "analytics.versions", appid=appid)
 
     def human() -> None:
         table = Table("version", "published by", "published at")
         for v in found["versions"]:
-            when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(v["published_at"]))
-            table.add_row(str(v["version"]), v["published_by"], when)
+            table.add_row(
+                str(v["version"]), escape(v["published_by"]), local_time(v["published_at"])
+            )
         console.print(table)
 
-    emit(as_json, found, human)
+    render(as_json, found, human)
 
 
 # --- tests ---
@@ -366,12 +205,7 @@ TestId = Annotated[str, typer.Option("--test", help="The test id (from `test sta
 @test_cmd.command("start")
 def test_start(appid: str, user: Tester, data_dir: DataDir = None, as_json: Json = False) -> None:
     """Save-and-test: push the draft to the tester's connected devices only."""
-    started = perform(
-        appid,
-        Op("POST", "/tests", lambda a: a.start_test(appid, user, CLI_ACTOR), {"user_id": user}),
-        data_dir,
-        as_json,
-    )
+    started = call(data_dir, as_json, "analytics.test.start", appid=appid, user_id=user)
 
     def human() -> None:
         devices = started.get("devices") or []
@@ -384,56 +218,39 @@ def test_start(appid: str, user: Tester, data_dir: DataDir = None, as_json: Json
             highlight=False,
         )
 
-    emit(as_json, started, human)
+    render(as_json, started, human)
 
 
 @test_cmd.command("stop")
 def test_stop(appid: str, test: TestId, data_dir: DataDir = None, as_json: Json = False) -> None:
     """End a test: the tester's devices get the published configuration back."""
-    emit(
-        as_json,
-        perform(
-            appid,
-            Op("POST", f"/tests/{quote(test, safe='')}/stop", lambda a: a.stop_test(appid, test)),
-            data_dir,
-            as_json,
-        ),
-    )
+    render(as_json, call(data_dir, as_json, "analytics.test.stop", appid=appid, test=test))
 
 
 @test_cmd.command("list")
 def test_list(appid: str, data_dir: DataDir = None, as_json: Json = False) -> None:
-    async def local(a: AnalyticsService) -> dict[str, Any]:
-        await a.definitions(appid)
-        return {"tests": [t.as_dict() for t in await a.db.read(a.defs.list_tests, appid)]}
-
-    found = perform(appid, Op("GET", "/tests", local), data_dir, as_json)
+    found = call(data_dir, as_json, "analytics.test.list", appid=appid)
 
     def human() -> None:
         table = Table("test", "tester", "status", "started", "synced")
         for t in found["tests"]:
             table.add_row(
-                t["test_id"],
-                t["user_id"],
+                escape(t["test_id"]),
+                escape(t["user_id"]),
                 t["status"],
-                time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(t["started_at"])),
+                local_time(t["started_at"]),
                 "yes" if t["synced_at"] else "",
             )
         console.print(table)
 
-    emit(as_json, found, human)
+    render(as_json, found, human)
 
 
 @analytics_cmd.command("sync")
 def sync(appid: str, test: TestId, data_dir: DataDir = None, as_json: Json = False) -> None:
     """Bring a test's events into the reports."""
-    done = perform(
-        appid,
-        Op("POST", f"/tests/{quote(test, safe='')}/sync", lambda a: a.sync_test(appid, test)),
-        data_dir,
-        as_json,
-    )
-    emit(as_json, done, lambda: console.print(f"{done['synced']} test event(s) now in reports"))
+    done = call(data_dir, as_json, "analytics.test.sync", appid=appid, test=test)
+    render(as_json, done, lambda: console.print(f"{done['synced']} test event(s) now in reports"))
 
 
 def watch_lines(report: dict[str, Any]) -> list[dict[str, Any]]:
@@ -471,7 +288,7 @@ def watch_lines(report: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def _print_line(line: dict[str, Any]) -> None:
-    stamp = time.strftime("%H:%M:%S", time.localtime((line.get("received_ms") or 0) / 1000))
+    stamp = local_time((line.get("received_ms") or 0) / 1000)
     if line["status"] == "rejected":
         console.print(
             f"{stamp} [red]✗ rejected[/red] #{line['index']} id={line['id']}: {line['reason']}",
@@ -486,10 +303,22 @@ def _print_line(line: dict[str, Any]) -> None:
         highlight=False,
     )
     for note in line.get("coercions", []):
-        console.print(f"         [yellow]{note['field']}[/yellow]: {note['note']}", highlight=False)
+        indent = " " * (len(stamp) + 1)
+        console.print(f"{indent}[yellow]{note['field']}[/yellow]: {note['note']}", highlight=False)
 
 
 async def _watch(server: Server, appid: str, test: str, count: int | None, as_json: bool) -> int:
+    import aiohttp
+
+    try:
+        return await _stream(server, appid, test, count, as_json)
+    except aiohttp.ClientError as exc:
+        raise CommandError("server_not_running", f"live view interrupted: {exc}") from exc
+
+
+async def _stream(server: Server, appid: str, test: str, count: int | None, as_json: bool) -> int:
+    import aiohttp
+
     app_path = f"/admin/v1/apps/{quote(appid, safe='')}/analytics"
     base = f"{server.url}{app_path}/tests/{quote(test, safe='')}"
     headers = {"Authorization": f"Bearer {server.admin_key}"}
@@ -567,10 +396,8 @@ def test_watch(
             )
         with contextlib.suppress(KeyboardInterrupt):
             asyncio.run(_watch(server, appid, test, count, as_json))
-    except aiohttp.ClientError as exc:
-        fail(as_json, CommandError("server_not_running", f"live view interrupted: {exc}"))
-    except (MiniportError, DefinitionsInvalid) as exc:
-        fail(as_json, as_command_error(exc))
+    except MiniportError as exc:
+        fail(as_json, exc)
 
 
 # --- reports ---
@@ -583,13 +410,7 @@ def _rows_table(rows: list[dict[str, Any]]) -> None:
     if not rows:
         console.print("no data")
         return
-    columns: list[str] = []
-    for row in rows:
-        columns += [k for k in row if k not in columns]
-    table = Table(*columns)
-    for row in rows:
-        table.add_row(*("" if row.get(c) is None else str(row.get(c)) for c in columns))
-    console.print(table)
+    console.print(table_of(rows))
 
 
 @analytics_cmd.command("report")
@@ -633,23 +454,8 @@ def report(
         "to": to,
         "tz": tz,
     }
-
-    async def local(a: AnalyticsService) -> Any:
-        return await a.event_analysis(
-            appid,
-            event=event,
-            metrics=body["metrics"],
-            group_by=body["group_by"],
-            filters=body["filters"],
-            any_=any_,
-            granularity=granularity.value,
-            from_ms=parse_time(from_, tz),
-            to_ms=parse_time(to, tz, end=True),
-            tz=tz,
-        )
-
-    found = perform(appid, Op("POST", "/report", local, body), data_dir, as_json)
-    emit(as_json, found, lambda: _rows_table(found["rows"]))
+    found = call(data_dir, as_json, "analytics.report", appid=appid, body=body)
+    render(as_json, found, lambda: _rows_table(found["rows"]))
 
 
 @analytics_cmd.command("funnel")
@@ -667,18 +473,8 @@ def funnel(
 ) -> None:
     """A funnel: users reaching each step in order."""
     body = {"steps": step, "group_by": group_by, "from": from_, "to": to, "tz": tz}
-
-    async def local(a: AnalyticsService) -> Any:
-        return await a.funnel(
-            appid,
-            steps=step,
-            group_by=group_by,
-            from_ms=parse_time(from_, tz),
-            to_ms=parse_time(to, tz, end=True),
-        )
-
-    found = perform(appid, Op("POST", "/funnel", local, body), data_dir, as_json)
-    emit(as_json, found, lambda: _rows_table(found["rows"]))
+    found = call(data_dir, as_json, "analytics.funnel", appid=appid, body=body)
+    render(as_json, found, lambda: _rows_table(found["rows"]))
 
 
 @analytics_cmd.command("export")
@@ -694,17 +490,16 @@ def export(
     as_json: Json = False,
 ) -> None:
     """Export an event's rows as CSV (to stdout, or --output FILE)."""
-    params = {
-        "event": event,
-        "tz": tz,
-        **({"from": from_} if from_ else {}),
-        **({"to": to} if to else {}),
-    }
-
-    async def local(a: AnalyticsService) -> str:
-        return await a.export_csv(appid, event, parse_time(from_, tz), parse_time(to, tz, end=True))
-
-    text = perform(appid, Op("GET", "/export", local, params=params, text=True), data_dir, as_json)
+    text = call(
+        data_dir,
+        as_json,
+        "analytics.export",
+        appid=appid,
+        event=event,
+        tz=tz,
+        to=to,
+        **{"from": from_},
+    )
     rows = max(0, len(text.splitlines()) - 1)
     if output is not None:
         try:
@@ -714,13 +509,13 @@ def export(
                 as_json,
                 CommandError("invalid_input", f"cannot write {output}: {exc.strerror}"),
             )
-        emit(
+        render(
             as_json,
             {"output": str(output), "format": fmt.value, "rows": rows},
             lambda: console.print(f"{rows} row(s) written to {output}"),
         )
     elif as_json:
-        emit(True, {"format": fmt.value, "rows": rows, "csv": text})
+        render(True, {"format": fmt.value, "rows": rows, "csv": text})
     else:
         sys.stdout.write(text)
 
@@ -736,15 +531,17 @@ def count(
     as_json: Json = False,
 ) -> None:
     """How many events are stored (that reports see)."""
-    params = {
-        "include_tests": "true" if include_tests else "false",
-        **({"event": event} if event else {}),
-    }
+    render(
+        as_json,
+        call(
+            data_dir,
+            as_json,
+            "analytics.count",
+            appid=appid,
+            event=event,
+            include_tests=include_tests,
+        ),
+    )
 
-    async def local(a: AnalyticsService) -> dict[str, Any]:
-        return {"count": await a.count(appid, event, include_tests)}
 
-    emit(as_json, perform(appid, Op("GET", "/count", local, params=params), data_dir, as_json))
-
-
-__all__ = ["perform", "register", "running_server", "watch_lines"]
+__all__ = ["register", "watch_lines"]

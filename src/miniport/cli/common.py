@@ -1,25 +1,31 @@
-"""What every CLI command shares: --data-dir, --json, building the platform, printing results
-and errors, and finding a running server for commands that need one."""
+"""What every CLI command shares: --data-dir, --json, the server file, and printing results
+(:func:`render`) and errors (:func:`fail`).
+
+Invariants: human output never shows a Python repr (nested values become labelled lines or
+tables) and shows times (``*_at``, ``ts``, ``since``, ``until``: epoch seconds) as local dates;
+``--json`` prints the very value the human output was drawn from. This module imports nothing
+heavy (no platform, DuckDB, aiohttp), so ``miniport --help`` stays quick."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import sys
-from collections.abc import Awaitable, Callable
+import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
-import aiohttp
 import typer
 from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
 
-from ..config import Settings
-from ..errors import MiniportError, ServerNotRunning
-from ..platform import Platform, create_platform
+from ..errors import MiniportError
 
-T = TypeVar("T")
+if TYPE_CHECKING:
+    from ..config import Settings
+
 DataDir = Annotated[
     Path | None,
     typer.Option(
@@ -34,6 +40,8 @@ err_console = Console(stderr=True)
 
 
 def settings_for(data_dir: Path | None, **overrides: Any) -> Settings:
+    from ..config import Settings
+
     return Settings.from_env(data_dir=data_dir, **overrides)
 
 
@@ -53,14 +61,72 @@ def write_server_file(data_dir: Path, info: dict[str, Any]) -> Path:
     return path
 
 
-def emit(as_json: bool, value: dict[str, Any], human: Callable[[], None] | None = None) -> None:
+def render(as_json: bool, value: Any, human: Callable[[], None] | None = None) -> None:
+    """Print a command's result: ``value`` as one JSON object with --json; otherwise ``human``
+    if given, else ``value`` as labelled lines (lists of objects as tables)."""
     if as_json:
         sys.stdout.write(json.dumps(value, ensure_ascii=False, default=str) + "\n")
     elif human is not None:
         human()
     else:
-        for key, item in value.items():
-            console.print(f"[bold]{key}[/bold]: {item}")
+        print_value(value)
+
+
+TIME_KEYS = ("ts", "since", "until")
+
+
+def is_time_key(key: str) -> bool:
+    return key in TIME_KEYS or key.endswith("_at")
+
+
+def local_time(seconds: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(seconds))
+
+
+def text_of(key: str, value: Any) -> str:
+    """One value as table-cell text: times as local dates, lists comma-joined, objects as
+    ``k=v`` pairs, None as empty."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, int | float) and is_time_key(key):
+        return local_time(value)
+    if isinstance(value, dict):
+        return ", ".join(f"{k}={text_of(k, v)}" for k, v in value.items())
+    if isinstance(value, list):
+        return ", ".join(text_of(key, v) for v in value)
+    return str(value)
+
+
+def table_of(rows: list[dict[str, Any]]) -> Table:
+    """Rows as a table, one column per key (in order of first appearance)."""
+    columns: list[str] = []
+    for row in rows:
+        columns += [k for k in row if k not in columns]
+    table = Table(*columns)
+    for row in rows:
+        table.add_row(*(escape(text_of(c, row.get(c))) for c in columns))
+    return table
+
+
+def print_value(value: Any, indent: str = "") -> None:
+    """A result as labelled lines: nested objects indented, lists of objects as tables."""
+    if not isinstance(value, dict):
+        console.print(indent + escape(text_of("", value)), highlight=False)
+        return
+    for key, item in value.items():
+        label = f"{indent}[bold]{key}[/bold]:"
+        if isinstance(item, dict) and item:
+            console.print(label)
+            print_value(item, indent + "  ")
+        elif isinstance(item, list) and item and all(isinstance(i, dict) for i in item):
+            console.print(label)
+            console.print(table_of(item))
+        elif isinstance(item, list) and not item:
+            console.print(f"{label} (none)", highlight=False)
+        else:
+            console.print(label, escape(text_of(key, item)), highlight=False)
 
 
 def fail(as_json: bool, exc: MiniportError) -> NoReturn:
@@ -80,97 +146,3 @@ def fail(as_json: bool, exc: MiniportError) -> NoReturn:
     else:
         err_console.print(f"[red]error[/red]: {exc.message}", highlight=False)
     raise typer.Exit(1)
-
-
-def run_with_platform(
-    data_dir: Path | None, as_json: bool, work: Callable[[Platform], Awaitable[T]]
-) -> T:
-    """Build the platform on the data directory, run ``work``, close, and turn errors into a
-    clear message and exit code 1."""
-    settings = settings_for(data_dir)
-
-    async def main() -> T:
-        platform = create_platform(settings)
-        info = read_server_file(settings.data_dir)
-        if info and not settings.public_url:
-            platform.public_url = str(info["url"])
-        await platform.start()
-        try:
-            return await work(platform)
-        finally:
-            await platform.close()
-
-    try:
-        return asyncio.run(main())
-    except MiniportError as exc:
-        fail(as_json, exc)
-
-
-class CommandError(MiniportError):
-    """An error as the server (or the local service) gave it: its code, its message and, for
-    definition errors, each ``path: message``."""
-
-    def __init__(self, code: str, message: str, errors: list[dict[str, str]] | None = None) -> None:
-        super().__init__(message)
-        self.code = code
-        self.errors = errors or []
-
-
-async def admin_request(
-    url: str,
-    admin_key: str,
-    method: str,
-    path: str,
-    *,
-    body: Any = None,
-    params: dict[str, str] | None = None,
-    text: bool = False,
-) -> Any:
-    """One call to a running server's admin API: the JSON answer (or text, for CSV), or a
-    CommandError carrying the server's error code, message and definition errors."""
-    headers = {"Authorization": f"Bearer {admin_key}"}
-    timeout = aiohttp.ClientTimeout(total=300)
-    try:
-        async with (
-            aiohttp.ClientSession(headers=headers, timeout=timeout) as session,
-            session.request(method, url + path, json=body, params=params or None) as resp,
-        ):
-            if resp.status < 400 and text:
-                return await resp.text()
-            try:
-                data = await resp.json(content_type=None)
-            except ValueError:
-                data = {"message": (await resp.text())[:500]}
-            if resp.status >= 400:
-                if not isinstance(data, dict):
-                    data = {"message": str(data)}
-                raise CommandError(
-                    str(data.get("error") or f"http_{resp.status}"),
-                    str(data.get("message") or data.get("detail") or f"HTTP {resp.status}"),
-                    data.get("errors"),
-                )
-            return data
-    except aiohttp.ClientError as exc:
-        raise ServerNotRunning(
-            f"the server at {url} does not answer ({exc}); is `miniport serve` running?"
-        ) from exc
-    except TimeoutError as exc:
-        raise CommandError(
-            "timeout", f"the server at {url} did not answer within {timeout.total:.0f} s"
-        ) from exc
-
-
-def call_server(
-    data_dir: Path | None, method: str, path: str, body: dict[str, Any] | None = None
-) -> dict[str, Any]:
-    """Call the admin API of the server running on this data directory."""
-    settings = settings_for(data_dir)
-    info = read_server_file(settings.data_dir)
-    if not info:
-        raise ServerNotRunning(
-            f"no server is running on {settings.data_dir} (start `miniport serve` first)"
-        )
-    result: dict[str, Any] = asyncio.run(
-        admin_request(str(info["url"]), str(info["admin_key"]), method, path, body=body)
-    )
-    return result

@@ -3,18 +3,15 @@
 from __future__ import annotations
 
 import io
-import time
 from pathlib import Path
 from typing import Annotated, Any
 
-import qrcode
 import typer
+from rich.markup import escape
 from rich.table import Table
 
-from ..domain.requests import Launch
-from ..errors import MiniportError
-from ..platform import Platform
-from .common import DataDir, Json, call_server, console, emit, fail, run_with_platform, settings_for
+from .backend import call
+from .common import DataDir, Json, console, local_time, render, settings_for, text_of
 
 app = typer.Typer(
     help="Miniport: background data and custom analytics for mini-programs.",
@@ -39,10 +36,11 @@ api_key_cmd = typer.Typer(help="Admin API keys.", no_args_is_help=True)
 app.add_typer(api_key_cmd, name="api-key")
 
 Kind = Annotated[str, typer.Option("--kind", help="periodic or pre")]
-CLI_ACTOR = "cli"
 
 
 def qr_text(link: str) -> str:
+    import qrcode
+
     qr = qrcode.QRCode(border=1)
     qr.add_data(link)
     qr.make(fit=True)
@@ -55,56 +53,84 @@ def qr_text(link: str) -> str:
 @app_cmd.command("create")
 def app_create(name: str, data_dir: DataDir = None, as_json: Json = False) -> None:
     """Create an app; prints its appid and secret."""
-    created = run_with_platform(data_dir, as_json, lambda p: p.apps.create(name, CLI_ACTOR))
-    emit(as_json, {"appid": created.appid, "secret": created.secret, "name": created.name})
+    created = call(data_dir, as_json, "app.create", name=name)
+    render(as_json, {k: created[k] for k in ("appid", "secret", "name")})
 
 
 @app_cmd.command("list")
 def app_list(data_dir: DataDir = None, as_json: Json = False) -> None:
-    async def work(p: Platform) -> list[Any]:
-        return await p.db.read(p.registry.list_apps)
-
-    apps = run_with_platform(data_dir, as_json, work)
+    apps = [
+        {"appid": a["appid"], "name": a["name"]}
+        for a in call(data_dir, as_json, "app.list")["apps"]
+    ]
 
     def human() -> None:
         table = Table("appid", "name")
         for a in apps:
-            table.add_row(a.appid, a.name)
+            table.add_row(escape(a["appid"]), escape(a["name"]))
         console.print(table)
 
-    emit(as_json, {"apps": [{"appid": a.appid, "name": a.name} for a in apps]}, human)
+    render(as_json, {"apps": apps}, human)
 
 
 @app_cmd.command("show")
 def app_show(appid: str, data_dir: DataDir = None, as_json: Json = False) -> None:
     """The app's data URLs and pending changes."""
-    emit(as_json, run_with_platform(data_dir, as_json, lambda p: p.apps.settings(appid)))
+    shown = {
+        k: v
+        for k, v in call(data_dir, as_json, "app.show", appid=appid).items()
+        if k in ("appid", "urls", "pending")
+    }
+
+    def human() -> None:
+        console.print(f"[bold]{escape(appid)}[/bold]")
+        for kind, u in shown["urls"].items():
+            state = "enabled" if u["enabled"] else "disabled"
+            console.print(
+                f"  {kind}: {escape(u['url'] or '(none)')} ({state},"
+                f" since {local_time(u['updated_at'])})",
+                highlight=False,
+            )
+        console.print("pending changes:" if shown["pending"] else "no pending change")
+        if shown["pending"]:
+            console.print(_changes_table(shown["pending"]))
+
+    render(as_json, shown, human)
+
+
+def _changes_table(changes: list[dict[str, Any]]) -> Table:
+    id_key = "id" if changes and "id" in changes[0] else "change_id"
+    table = Table("change", "kind", "op", "url", "status", "by", "expires")
+    for c in changes:
+        table.add_row(
+            *(escape(text_of(k, c.get(k))) for k in (id_key, "kind", "op", "url", "status")),
+            escape(text_of("", c.get("requested_by"))),
+            local_time(c["expires_at"]),
+        )
+    return table
 
 
 # --- data URLs ---
 def _change(
     appid: str, kind: str, op: str, url: str | None, data_dir: Path | None, as_json: bool
 ) -> None:
-    pending = run_with_platform(
-        data_dir, as_json, lambda p: p.apps.request_change(appid, kind, op, url, CLI_ACTOR)
-    )
-    value = pending.as_dict()
+    pending = call(data_dir, as_json, "change.request", appid=appid, kind=kind, op=op, url=url)
 
     def human() -> None:
         console.print(
-            f"Change [bold]{pending.change.id}[/bold]: {op} {kind} URL"
-            + (f" to {url}" if url else "")
+            f"Change [bold]{pending['change_id']}[/bold]: {op} {kind} URL"
+            + (f" to {escape(url)}" if url else "")
             + " — waiting for an admin."
         )
         console.print("An admin scans this code (or opens the link) to confirm it:")
-        console.print(qr_text(pending.confirm_url), highlight=False, markup=False)
-        console.print(f"link: {pending.confirm_url}")
+        console.print(qr_text(pending["confirm_url"]), highlight=False, markup=False)
+        console.print(f"link: {pending['confirm_url']}", markup=False)
         console.print(
-            f"or type: [bold]miniport change confirm {pending.code}[/bold]"
-            f" (valid {int(pending.change.expires_at - pending.change.created_at)} s, once)"
+            f"or type: [bold]miniport change confirm {pending['confirm_code']}[/bold]"
+            f" (valid until {local_time(pending['expires_at'])}, once)"
         )
 
-    emit(as_json, value, human)
+    render(as_json, pending, human)
 
 
 @url_cmd.command("set")
@@ -132,28 +158,20 @@ def url_disable(appid: str, kind: Kind, data_dir: DataDir = None, as_json: Json 
 @change_cmd.command("confirm")
 def change_confirm(code: str, data_dir: DataDir = None, as_json: Json = False) -> None:
     """Confirm a change with the code from its QR page (an admin's act, audited)."""
-    change = run_with_platform(data_dir, as_json, lambda p: p.apps.confirm(code, "cli-admin"))
-    emit(
+    change = call(data_dir, as_json, "change.confirm", code=code)
+    render(
         as_json,
         {
-            "change_id": change.id,
-            "status": change.status,
-            "appid": change.appid,
-            "kind": change.kind,
-            "op": change.op,
-            "url": change.url,
+            "change_id": change["id"],
+            **{k: change[k] for k in ("status", "appid", "kind", "op", "url")},
         },
     )
 
 
 @change_cmd.command("list")
 def change_list(appid: str, data_dir: DataDir = None, as_json: Json = False) -> None:
-    async def work(p: Platform) -> list[Any]:
-        await p.apps.get(appid)
-        return await p.db.read(p.registry.list_changes, appid)
-
-    changes = run_with_platform(data_dir, as_json, work)
-    emit(as_json, {"changes": [c.as_dict() for c in changes]})
+    found = call(data_dir, as_json, "change.list", appid=appid)
+    render(as_json, found, lambda: console.print(_changes_table(found["changes"])))
 
 
 @change_cmd.command("audit")
@@ -163,25 +181,18 @@ def change_audit(
     as_json: Json = False,
 ) -> None:
     """The audit log (every change request and confirmation)."""
-
-    async def work(p: Platform) -> list[Any]:
-        return await p.db.read(p.registry.list_audit, appid, 200)
-
-    entries = run_with_platform(data_dir, as_json, work)
+    entries = call(data_dir, as_json, "change.audit", appid=appid, limit=200)["entries"]
 
     def human() -> None:
         table = Table("time", "actor", "action", "app", "detail")
         for e in entries:
             table.add_row(
-                time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(e.ts)),
-                e.actor,
-                e.action,
-                e.appid or "",
-                str(e.detail),
+                local_time(e["ts"]),
+                *(escape(text_of(k, e[k])) for k in ("actor", "action", "appid", "detail")),
             )
         console.print(table)
 
-    emit(as_json, {"entries": [e.__dict__ for e in entries]}, human)
+    render(as_json, {"entries": entries}, human)
 
 
 # --- users and keys ---
@@ -193,11 +204,8 @@ def user_token(
     as_json: Json = False,
 ) -> None:
     """A runtime token for a host user (what a host backend gets from the host API)."""
-
-    async def work(p: Platform) -> str:
-        return p.auth.runtime_token(user_id, device)
-
-    emit(as_json, {"runtime_token": run_with_platform(data_dir, as_json, work)})
+    made = call(data_dir, as_json, "user.token", user_id=user_id, device_id=device)
+    render(as_json, {"runtime_token": made["runtime_token"]})
 
 
 @key_cmd.command("create")
@@ -205,7 +213,7 @@ def host_key_create(
     name: Annotated[str, typer.Argument()] = "host", data_dir: DataDir = None, as_json: Json = False
 ) -> None:
     """A host key: host backends use it to get runtime tokens from /host/v1/runtime-tokens."""
-    emit(as_json, run_with_platform(data_dir, as_json, lambda p: p.auth.create_key("host", name)))
+    render(as_json, call(data_dir, as_json, "key.create", kind="host", name=name))
 
 
 @api_key_cmd.command("create")
@@ -216,10 +224,7 @@ def api_key_create(
     as_json: Json = False,
 ) -> None:
     """An admin API key with a role (admin, developer, viewer)."""
-    emit(
-        as_json,
-        run_with_platform(data_dir, as_json, lambda p: p.auth.create_key("api", name, role)),
-    )
+    render(as_json, call(data_dir, as_json, "key.create", kind="api", name=name, role=role))
 
 
 # --- devtools ---
@@ -235,27 +240,34 @@ def devtools_fetch(
     as_json: Json = False,
 ) -> None:
     """Fetch now; shows the exact request and the verdict."""
-    shown = run_with_platform(
+    shown = call(
         data_dir,
         as_json,
-        lambda p: p.background.fetch_now(appid, user, fetch_type, Launch(path, query, scene)),
+        "devtools.fetch",
+        appid=appid,
+        user_id=user,
+        type=fetch_type,
+        path=path,
+        query=query,
+        scene=scene,
     )
 
     def human() -> None:
         color = "green" if shown["verdict"] in ("cached", "not_modified") else "red"
         console.print(
-            f"verdict: [{color}]{shown['verdict']}[/{color}]  status: {shown['status']}"
-            f"  bytes: {shown['bytes']}  {shown['latency_ms']} ms"
+            f"verdict: [{color}]{shown['verdict']}[/{color}]"
+            f"  status: {text_of('', shown['status'])}"
+            f"  bytes: {text_of('', shown['bytes'])}  {shown['latency_ms']} ms"
         )
         if shown.get("error"):
-            console.print(f"error: {shown['error']}")
+            console.print(f"error: {escape(str(shown['error']))}")
         request = shown.get("request") or {}
         if request:
-            console.print(f"request: GET {request['url']}")
+            console.print(f"request: GET {request['url']}", markup=False)
             for k, v in request.get("headers", {}).items():
-                console.print(f"  {k}: {v}", highlight=False)
+                console.print(f"  {k}: {v}", highlight=False, markup=False)
 
-    emit(as_json, shown, human)
+    render(as_json, shown, human)
 
 
 @devtools_cmd.command("clear")
@@ -266,8 +278,7 @@ def devtools_clear(
     as_json: Json = False,
 ) -> None:
     """Clear cached data for one user or the whole app."""
-    cleared = run_with_platform(data_dir, as_json, lambda p: p.background.clear(appid, user))
-    emit(as_json, {"cleared": cleared})
+    render(as_json, call(data_dir, as_json, "devtools.clear", appid=appid, user_id=user))
 
 
 @devtools_cmd.command("push")
@@ -278,13 +289,7 @@ def devtools_push(
     as_json: Json = False,
 ) -> None:
     """Tell the user's connected devices to refresh their periodic data (needs `serve`)."""
-    try:
-        result = call_server(
-            data_dir, "POST", f"/admin/v1/apps/{appid}/devtools/push", {"user_id": user}
-        )
-    except MiniportError as exc:
-        fail(as_json, exc)
-    emit(as_json, result)
+    render(as_json, call(data_dir, as_json, "devtools.push", appid=appid, user_id=user))
 
 
 @devtools_cmd.command("log")
@@ -296,27 +301,25 @@ def devtools_log(
     as_json: Json = False,
 ) -> None:
     """The app's fetch log, newest first."""
-    entries = run_with_platform(data_dir, as_json, lambda p: p.background.log(appid, limit, user))
+    found = call(data_dir, as_json, "devtools.log", appid=appid, limit=limit, user_id=user)
 
     def human() -> None:
         table = Table(
             "time", "user", "kind", "trigger", "verdict", "status", "bytes", "ms", "error"
         )
-        for e in entries:
+        for e in found["entries"]:
+            ms = e["latency_ms"]
             table.add_row(
-                time.strftime("%H:%M:%S", time.localtime(e["ts"])),
-                e["user_id"],
-                e["kind"],
-                e["trigger"],
-                e["verdict"],
-                str(e["status"] or ""),
-                str(e["bytes"] or ""),
-                f"{e['latency_ms']:.1f}" if e["latency_ms"] is not None else "",
-                e["error"] or "",
+                local_time(e["ts"]),
+                *(escape(text_of(k, e[k])) for k in ("user_id", "kind", "trigger", "verdict")),
+                text_of("", e["status"] or None),
+                text_of("", e["bytes"] or None),
+                f"{ms:.1f}" if ms is not None else "",
+                escape(text_of("", e["error"])),
             )
         console.print(table)
 
-    emit(as_json, {"entries": entries}, human)
+    render(as_json, found, human)
 
 
 def _register_server_commands() -> None:

@@ -1,5 +1,7 @@
 """``miniport serve`` (API, console, scheduler and fetch workers in one process) and
-``miniport worker`` (fetch workers alone, for scale-out)."""
+``miniport worker`` (fetch workers alone, for scale-out). Both run only here, on the data
+directory (never through a server's admin API). uvicorn, aiohttp and the platform are imported
+when a command runs, not when the CLI starts."""
 
 from __future__ import annotations
 
@@ -9,26 +11,34 @@ import logging
 import os
 import signal
 from collections.abc import Iterator
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-import uvicorn
-from aiohttp import web
 
-from ..config import Settings
-from ..platform import Platform, create_platform
 from .common import DataDir, console, settings_for, write_server_file
+
+if TYPE_CHECKING:
+    import uvicorn
+
+    from ..config import Settings
+    from ..platform import Platform
 
 DEMO_USER = "alice"
 
 
-class _Server(uvicorn.Server):
-    """uvicorn re-raises a caught SIGTERM after its shutdown, which kills the process before
-    ``_serve`` cleans up (demo server, server.json); ``_serve`` handles the signals instead."""
+def _uvicorn_server(config: uvicorn.Config) -> uvicorn.Server:
+    import uvicorn
 
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        yield
+    class _Server(uvicorn.Server):
+        """uvicorn re-raises a caught SIGTERM after its shutdown, which kills the process
+        before ``_serve`` cleans up (demo server, server.json); ``_serve`` handles the signals
+        instead."""
+
+        @contextlib.contextmanager
+        def capture_signals(self) -> Iterator[None]:
+            yield
+
+    return _Server(config)
 
 
 def _install_uvloop() -> None:
@@ -40,6 +50,8 @@ def _install_uvloop() -> None:
 
 async def _setup_demo(platform: Platform, host: str, port: int) -> dict[str, Any]:
     """A sample developer server on loopback and a demo app wired to it."""
+    from aiohttp import web
+
     from ..demo import make_demo_app
 
     secrets_of: dict[str, str] = {}
@@ -117,6 +129,9 @@ def _print_demo(demo: dict[str, Any], base: str) -> None:
 
 
 async def _serve(settings: Settings, host: str, port: int, demo: bool) -> None:
+    import uvicorn
+
+    from ..platform import create_platform
     from ..web.app import create_app
 
     platform = create_platform(settings)
@@ -135,7 +150,7 @@ async def _serve(settings: Settings, host: str, port: int, demo: bool) -> None:
         lifespan="on",
         timeout_graceful_shutdown=3,
     )
-    server = _Server(config)
+    server = _uvicorn_server(config)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):  # a second Ctrl-C forces the exit
         loop.add_signal_handler(sig, server.handle_exit, sig, None)
@@ -176,6 +191,8 @@ async def _serve(settings: Settings, host: str, port: int, demo: bool) -> None:
 
 
 async def _worker(settings: Settings) -> None:
+    from ..platform import create_platform
+
     platform = create_platform(settings)
     await platform.start()
     engine = platform.make_engine()

@@ -1,0 +1,218 @@
+"""Where a CLI command runs: the admin API of the server running on the data directory, or the
+service layer of a platform opened here. Chosen in one place, :func:`choose_backend`.
+
+Why two: DuckDB (the events store) lets one process open it, and devices connect to the
+server, so while ``miniport serve`` runs on the data directory (its ``server.json`` present and
+the server answering) commands are calls to its admin API, with the key it wrote for the CLI;
+when none runs, the same operation runs here. Both sides of each operation live in one table
+(:mod:`.operations`) and return the same value. aiohttp, the platform and DuckDB are imported
+only when a backend needs them, so ``miniport --help`` stays quick."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+from ..errors import MiniportError, ServerNotRunning
+from .common import fail, read_server_file, settings_for
+from .operations import OPERATIONS, Operation
+
+if TYPE_CHECKING:
+    from ..analytics.definitions import DefinitionsInvalid
+
+
+class CommandError(MiniportError):
+    """An error as the server (or the local service) gave it: its code, its message and, for
+    definition errors, each ``path: message``."""
+
+    def __init__(self, code: str, message: str, errors: list[dict[str, str]] | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.errors = errors or []
+
+
+def definition_error(exc: DefinitionsInvalid) -> CommandError:
+    """Invalid definitions found here, as the server reports them (each ``path: message``)."""
+    errors = [e.as_dict() for e in exc.errors]
+    message = "; ".join(
+        f"{e['path']}: {e['message']}" if e["path"] else e["message"] for e in errors
+    )
+    return CommandError("invalid_definition", message, errors)
+
+
+class Backend(Protocol):
+    async def call(self, op: Operation, params: dict[str, Any]) -> Any: ...
+
+
+@dataclass(frozen=True)
+class Server:
+    url: str
+    admin_key: str
+
+
+@dataclass(frozen=True)
+class HttpBackend:
+    """The running server's admin API."""
+
+    server: Server
+
+    async def call(self, op: Operation, params: dict[str, Any]) -> Any:
+        assert op.route is not None
+        route = op.route(params)
+        return await admin_request(
+            self.server.url,
+            self.server.admin_key,
+            route.method,
+            route.path,
+            body=route.body,
+            params=route.query,
+            text=route.text,
+        )
+
+
+@dataclass(frozen=True)
+class LocalBackend:
+    """A platform opened here on the data directory, for one operation."""
+
+    data_dir: Path | None
+
+    async def call(self, op: Operation, params: dict[str, Any]) -> Any:
+        import duckdb
+
+        from ..analytics.definitions import DefinitionsInvalid
+        from ..platform import create_platform
+
+        assert op.local is not None
+        settings = settings_for(self.data_dir)
+        platform = create_platform(settings)
+        info = read_server_file(settings.data_dir)
+        if info and not settings.public_url:
+            platform.public_url = str(info["url"])
+        await platform.start()
+        try:
+            return await op.local(platform, params)
+        except DefinitionsInvalid as exc:
+            raise definition_error(exc) from exc
+        except duckdb.Error as exc:  # e.g. the events file locked by another process
+            raise CommandError("events_store", f"events database: {exc}") from exc
+        finally:
+            await platform.close()
+
+
+async def admin_request(
+    url: str,
+    admin_key: str,
+    method: str,
+    path: str,
+    *,
+    body: Any = None,
+    params: dict[str, str] | None = None,
+    text: bool = False,
+) -> Any:
+    """One call to a running server's admin API: the JSON answer (or text, for CSV), or a
+    CommandError carrying the server's error code, message and definition errors."""
+    import aiohttp
+
+    headers = {"Authorization": f"Bearer {admin_key}"}
+    timeout = aiohttp.ClientTimeout(total=300)
+    try:
+        async with (
+            aiohttp.ClientSession(headers=headers, timeout=timeout) as session,
+            session.request(method, url + path, json=body, params=params or None) as resp,
+        ):
+            if resp.status < 400 and text:
+                return await resp.text()
+            try:
+                data = await resp.json(content_type=None)
+            except ValueError:
+                data = {"message": (await resp.text())[:500]}
+            if resp.status >= 400:
+                if not isinstance(data, dict):
+                    data = {"message": str(data)}
+                raise CommandError(
+                    str(data.get("error") or f"http_{resp.status}"),
+                    str(data.get("message") or data.get("detail") or f"HTTP {resp.status}"),
+                    data.get("errors"),
+                )
+            return data
+    except aiohttp.ClientError as exc:
+        raise ServerNotRunning(
+            f"the server at {url} does not answer ({exc}); is `miniport serve` running?"
+        ) from exc
+    except TimeoutError as exc:
+        raise CommandError(
+            "timeout", f"the server at {url} did not answer within {timeout.total:.0f} s"
+        ) from exc
+
+
+def _alive(pid: object) -> bool:
+    if not isinstance(pid, int) or pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+async def _answers(url: str) -> bool:
+    import aiohttp
+
+    try:
+        timeout = aiohttp.ClientTimeout(total=3)
+        async with aiohttp.ClientSession(timeout=timeout) as s, s.get(url + "/healthz") as r:
+            return r.status < 500
+    except (aiohttp.ClientError, TimeoutError):
+        return False
+
+
+def running_server(data_dir: Path | None) -> Server | None:
+    """The server running on this data directory, or None. A ``server.json`` left by a server
+    that is gone is ignored; one whose process lives but does not answer is an error (opening
+    the events file here would fail on its lock)."""
+    settings = settings_for(data_dir)
+    info = read_server_file(settings.data_dir)
+    if not info or "url" not in info or "admin_key" not in info:
+        return None
+    url = str(info["url"]).rstrip("/")
+    if asyncio.run(_answers(url)):
+        return Server(url, str(info["admin_key"]))
+    if _alive(info.get("pid")):
+        raise ServerNotRunning(
+            f"a server (pid {info.get('pid')}) is registered on {settings.data_dir} at {url}"
+            " but does not answer; wait for it or stop it"
+        )
+    return None
+
+
+def choose_backend(data_dir: Path | None, op: Operation) -> Backend:
+    """The one switch: the running server's admin API for every operation it has a route for,
+    the local platform otherwise. An operation without a route (``why_local``) runs here even
+    beside a server; one without a local side (``why_server``) needs the server."""
+    if op.route is None:
+        return LocalBackend(data_dir)
+    server = running_server(data_dir)
+    if server is not None:
+        return HttpBackend(server)
+    if op.local is None:
+        settings = settings_for(data_dir)
+        raise ServerNotRunning(
+            f"no server is running on {settings.data_dir}: `{op.name}` needs one ({op.why_server})"
+        )
+    return LocalBackend(data_dir)
+
+
+def call(data_dir: Path | None, as_json: bool, op_name: str, /, **params: Any) -> Any:
+    """Run operation ``op_name`` on the chosen backend; any error exits 1 with a clear
+    message."""
+    op = OPERATIONS[op_name]
+    try:
+        backend = choose_backend(data_dir, op)
+        return asyncio.run(backend.call(op, params))
+    except MiniportError as exc:
+        fail(as_json, exc)

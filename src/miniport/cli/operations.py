@@ -1,0 +1,358 @@
+"""The one table of what the CLI can do: each operation once, as the admin API call a running
+server answers (``route``) and as the same service call on a local platform (``local``).
+
+Invariants: both sides of an operation return the same JSON-shaped value (a dict, or the CSV
+text for ``analytics.export``), so a command renders one result whichever backend ran it. An
+operation without a ``route`` has no admin API (console users, keys: rows in the SQL database,
+which a server shares safely); one without ``local`` needs the server's process (devices
+connected to it). Nothing here imports the platform, DuckDB, aiohttp or FastAPI."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
+
+if TYPE_CHECKING:
+    from ..platform import Platform
+
+Params = dict[str, Any]
+CLI_ACTOR = "cli"
+
+
+@dataclass(frozen=True)
+class Route:
+    """One admin API call: method, path, JSON body, query string, and whether the answer is
+    text (CSV) rather than JSON."""
+
+    method: str
+    path: str
+    body: Any = None
+    query: dict[str, str] | None = None
+    text: bool = False
+
+
+@dataclass(frozen=True)
+class Operation:
+    name: str
+    route: Callable[[Params], Route] | None
+    local: Callable[[Platform, Params], Awaitable[Any]] | None
+    why_local: str = ""  # shown when ``route`` is None: why it runs here even beside a server
+    why_server: str = ""  # shown when ``local`` is None and no server runs
+
+
+def _q(value: str) -> str:
+    return quote(value, safe="")
+
+
+def _app(p: Params) -> str:
+    return f"/admin/v1/apps/{_q(p['appid'])}"
+
+
+def _an(p: Params) -> str:
+    return f"{_app(p)}/analytics"
+
+
+def _app_dict(app: Any) -> dict[str, Any]:
+    return {
+        "appid": app.appid,
+        "name": app.name,
+        "created_at": app.created_at,
+        "secret": app.secret,
+    }
+
+
+# --- local sides that are more than one service call ---
+async def _app_create(pf: Platform, p: Params) -> dict[str, Any]:
+    return _app_dict(await pf.apps.create(p["name"], CLI_ACTOR))
+
+
+async def _app_list(pf: Platform, p: Params) -> dict[str, Any]:
+    apps = await pf.db.read(pf.registry.list_apps)
+    return {"apps": [{k: v for k, v in _app_dict(a).items() if k != "secret"} for a in apps]}
+
+
+async def _app_show(pf: Platform, p: Params) -> dict[str, Any]:
+    app = await pf.apps.get(p["appid"])
+    return {**_app_dict(app), **await pf.apps.settings(p["appid"])}
+
+
+async def _changes(pf: Platform, p: Params) -> dict[str, Any]:
+    await pf.apps.get(p["appid"])
+    return {
+        "changes": [c.as_dict() for c in await pf.db.read(pf.registry.list_changes, p["appid"])]
+    }
+
+
+async def _audit(pf: Platform, p: Params) -> dict[str, Any]:
+    entries = await pf.db.read(pf.registry.list_audit, p.get("appid"), p["limit"])
+    return {"entries": [e.__dict__ for e in entries]}
+
+
+async def _runtime_token(pf: Platform, p: Params) -> dict[str, Any]:
+    device = p.get("device_id") or "default"
+    token = pf.auth.runtime_token(p["user_id"], p.get("device_id"))
+    return {"runtime_token": token, "user_id": p["user_id"], "device_id": device}
+
+
+async def _fetch_now(pf: Platform, p: Params) -> dict[str, Any]:
+    from ..domain.requests import Launch
+
+    launch = Launch(p["path"], p["query"], p["scene"])
+    return await pf.background.fetch_now(p["appid"], p["user_id"], p["type"], launch)
+
+
+async def _versions(pf: Platform, p: Params) -> dict[str, Any]:
+    await pf.apps.get(p["appid"])
+    return {"versions": await pf.db.read(pf.analytics.defs.versions, p["appid"])}
+
+
+async def _tests(pf: Platform, p: Params) -> dict[str, Any]:
+    await pf.apps.get(p["appid"])
+    tests = await pf.db.read(pf.analytics.defs.list_tests, p["appid"])
+    return {"tests": [t.as_dict() for t in tests]}
+
+
+async def _report(pf: Platform, p: Params) -> dict[str, Any]:
+    from ..services.analytics import parse_time
+
+    b = p["body"]
+    return await pf.analytics.event_analysis(
+        p["appid"],
+        event=b["event"],
+        metrics=b["metrics"],
+        group_by=b["group_by"],
+        filters=b["filters"],
+        any_=b["any"],
+        granularity=b["granularity"],
+        from_ms=parse_time(b["from"], b["tz"]),
+        to_ms=parse_time(b["to"], b["tz"], end=True),
+        tz=b["tz"],
+    )
+
+
+async def _funnel(pf: Platform, p: Params) -> dict[str, Any]:
+    from ..services.analytics import parse_time
+
+    b = p["body"]
+    return await pf.analytics.funnel(
+        p["appid"],
+        steps=b["steps"],
+        group_by=b["group_by"],
+        from_ms=parse_time(b["from"], b["tz"]),
+        to_ms=parse_time(b["to"], b["tz"], end=True),
+    )
+
+
+async def _export(pf: Platform, p: Params) -> str:
+    from ..services.analytics import parse_time
+
+    f, tz = p["from"], p["tz"]
+    return await pf.analytics.export_csv(
+        p["appid"], p["event"], parse_time(f, tz), parse_time(p["to"], tz, end=True)
+    )
+
+
+def _export_query(p: Params) -> dict[str, str]:
+    extra = {k: p[k] for k in ("from", "to") if p[k]}
+    return {"event": p["event"], "tz": p["tz"], **extra}
+
+
+async def _count(pf: Platform, p: Params) -> dict[str, Any]:
+    return {"count": await pf.analytics.count(p["appid"], p["event"], p["include_tests"])}
+
+
+def _count_query(p: Params) -> dict[str, str]:
+    extra = {"event": p["event"]} if p["event"] else {}
+    return {"include_tests": "true" if p["include_tests"] else "false", **extra}
+
+
+async def _console_user_create(pf: Platform, p: Params) -> dict[str, Any]:
+    from ..web.console.auth import ConsoleAuth
+
+    auth = ConsoleAuth(pf)
+    user, generated = await auth.create_user(p["name"], p["role"], p["password"], actor="cli")
+    out: dict[str, Any] = {
+        "name": user.name,
+        "role": user.role,
+        "must_change_password": user.must_change_password,
+    }
+    if generated:
+        out["one_time_password"] = generated
+    return out
+
+
+async def _console_users(pf: Platform, p: Params) -> dict[str, Any]:
+    from ..web.console.auth import ConsoleAuth
+
+    return {"users": [u.__dict__ for u in await ConsoleAuth(pf).list_users()]}
+
+
+_NO_API = "it has no admin API; it writes the shared SQL database directly"
+_DEVICES = "it reaches the devices connected to the server; start `miniport serve` first"
+
+OPERATIONS: dict[str, Operation] = {
+    op.name: op
+    for op in (
+        # apps, data URLs, changes
+        Operation(
+            "app.create",
+            lambda p: Route("POST", "/admin/v1/apps", {"name": p["name"]}),
+            _app_create,
+        ),
+        Operation("app.list", lambda p: Route("GET", "/admin/v1/apps"), _app_list),
+        Operation("app.show", lambda p: Route("GET", _app(p)), _app_show),
+        Operation(
+            "change.request",
+            lambda p: Route("POST", _app(p) + "/changes", {k: p[k] for k in ("kind", "op", "url")}),
+            lambda pf, p: _as_dict(
+                pf.apps.request_change(p["appid"], p["kind"], p["op"], p["url"], CLI_ACTOR)
+            ),
+        ),
+        Operation(
+            "change.confirm",
+            lambda p: Route("POST", "/admin/v1/changes/confirm", {"code": p["code"]}),
+            lambda pf, p: _as_dict(pf.apps.confirm(p["code"], "cli-admin")),
+        ),
+        Operation("change.list", lambda p: Route("GET", _app(p) + "/changes"), _changes),
+        Operation(
+            "change.audit",
+            lambda p: Route(
+                "GET",
+                "/admin/v1/audit",
+                query={"limit": str(p["limit"]), **({"appid": p["appid"]} if p["appid"] else {})},
+            ),
+            _audit,
+        ),
+        # users and keys
+        Operation(
+            "user.token",
+            lambda p: Route(
+                "POST",
+                "/admin/v1/runtime-tokens",
+                {"user_id": p["user_id"], "device_id": p.get("device_id")},
+            ),
+            _runtime_token,
+        ),
+        Operation(
+            "key.create",
+            None,
+            lambda pf, p: pf.auth.create_key(p["kind"], p["name"], p.get("role")),
+            why_local=_NO_API,
+        ),
+        Operation("console.user.create", None, _console_user_create, why_local=_NO_API),
+        Operation("console.user.list", None, _console_users, why_local=_NO_API),
+        # devtools
+        Operation(
+            "devtools.fetch",
+            lambda p: Route(
+                "POST",
+                _app(p) + "/devtools/fetch",
+                {k: p[k] for k in ("user_id", "type", "path", "query", "scene")},
+            ),
+            _fetch_now,
+        ),
+        Operation(
+            "devtools.clear",
+            lambda p: Route(
+                "POST",
+                _app(p) + "/devtools/clear",
+                {"user_id": p["user_id"]} if p["user_id"] else None,
+            ),
+            lambda pf, p: _dict("cleared", pf.background.clear(p["appid"], p["user_id"])),
+        ),
+        Operation(
+            "devtools.push",
+            lambda p: Route("POST", _app(p) + "/devtools/push", {"user_id": p["user_id"]}),
+            None,
+            why_server=_DEVICES,
+        ),
+        Operation(
+            "devtools.log",
+            lambda p: Route(
+                "GET",
+                _app(p) + "/fetch-log",
+                query={
+                    "limit": str(p["limit"]),
+                    **({"user_id": p["user_id"]} if p["user_id"] else {}),
+                },
+            ),
+            lambda pf, p: _dict("entries", pf.background.log(p["appid"], p["limit"], p["user_id"])),
+        ),
+        # analytics: definitions and lifecycle
+        Operation(
+            "analytics.definitions",
+            lambda p: Route("GET", _an(p) + "/definitions"),
+            lambda pf, p: pf.analytics.definitions(p["appid"]),
+        ),
+        Operation(
+            "analytics.field.add",
+            lambda p: Route("POST", _an(p) + "/fields", p["body"]),
+            lambda pf, p: pf.analytics.add_field(p["appid"], p["body"]),
+        ),
+        Operation(
+            "analytics.event.save",
+            lambda p: Route("POST", _an(p) + "/events", p["body"]),
+            lambda pf, p: pf.analytics.save_event(p["appid"], p["body"]),
+        ),
+        Operation(
+            "analytics.event.delete",
+            lambda p: Route("DELETE", f"{_an(p)}/events/{_q(p['name'])}"),
+            lambda pf, p: pf.analytics.delete_event(p["appid"], p["name"]),
+        ),
+        Operation(
+            "analytics.publish",
+            lambda p: Route("POST", _an(p) + "/publish"),
+            lambda pf, p: pf.analytics.publish(p["appid"], CLI_ACTOR),
+        ),
+        Operation(
+            "analytics.reset",
+            lambda p: Route("POST", _an(p) + "/reset"),
+            lambda pf, p: pf.analytics.reset(p["appid"]),
+        ),
+        Operation("analytics.versions", lambda p: Route("GET", _an(p) + "/versions"), _versions),
+        # analytics: tests
+        Operation(
+            "analytics.test.start",
+            lambda p: Route("POST", _an(p) + "/tests", {"user_id": p["user_id"]}),
+            lambda pf, p: pf.analytics.start_test(p["appid"], p["user_id"], CLI_ACTOR),
+        ),
+        Operation(
+            "analytics.test.stop",
+            lambda p: Route("POST", f"{_an(p)}/tests/{_q(p['test'])}/stop"),
+            lambda pf, p: pf.analytics.stop_test(p["appid"], p["test"]),
+        ),
+        Operation("analytics.test.list", lambda p: Route("GET", _an(p) + "/tests"), _tests),
+        Operation(
+            "analytics.test.sync",
+            lambda p: Route("POST", f"{_an(p)}/tests/{_q(p['test'])}/sync"),
+            lambda pf, p: pf.analytics.sync_test(p["appid"], p["test"]),
+        ),
+        # analytics: reports
+        Operation(
+            "analytics.report", lambda p: Route("POST", _an(p) + "/report", p["body"]), _report
+        ),
+        Operation(
+            "analytics.funnel", lambda p: Route("POST", _an(p) + "/funnel", p["body"]), _funnel
+        ),
+        Operation(
+            "analytics.export",
+            lambda p: Route("GET", _an(p) + "/export", query=_export_query(p), text=True),
+            _export,
+        ),
+        Operation(
+            "analytics.count",
+            lambda p: Route("GET", _an(p) + "/count", query=_count_query(p)),
+            _count,
+        ),
+    )
+}
+
+
+async def _as_dict(pending: Awaitable[Any]) -> dict[str, Any]:
+    return (await pending).as_dict()  # type: ignore[no-any-return]
+
+
+async def _dict(key: str, value: Awaitable[Any]) -> dict[str, Any]:
+    return {key: await value}

@@ -1,0 +1,88 @@
+"""The CLI's one path: every operation's admin API route exists on the server, each operation
+can run somewhere, the backend is chosen in one place, and human output shows no Python repr
+and local dates. Pure unit tests (no subprocess)."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.routing import APIRoute
+
+from miniport.cli import backend, common
+from miniport.cli.backend import HttpBackend, LocalBackend, Server, choose_backend
+from miniport.cli.operations import OPERATIONS
+from miniport.errors import ServerNotRunning
+from miniport.web import admin_api, analytics_api
+
+PARAMS: dict[str, Any] = {
+    "appid": "mp1", "name": "n", "code": "C", "test": "t1", "kind": "periodic", "op": "set",
+    "url": "https://x", "limit": 5, "user_id": "u", "device_id": None, "type": "periodic",
+    "path": "", "query": "", "scene": 1001, "body": {}, "event": "e", "tz": "UTC",
+    "from": None, "to": None, "include_tests": False, "role": "viewer", "password": None,
+}
+ADMIN_ROUTES = [r for r in (*admin_api.router.routes, *analytics_api.admin.routes)
+                if isinstance(r, APIRoute)]
+
+
+@pytest.mark.parametrize("name", sorted(n for n, op in OPERATIONS.items() if op.route))
+def test_each_route_is_one_the_admin_api_serves(name: str) -> None:
+    route = OPERATIONS[name].route
+    assert route is not None
+    call = route(PARAMS)
+    assert any(
+        r.path_regex.match(call.path) and call.method in r.methods for r in ADMIN_ROUTES
+    ), (name, call)
+
+
+def test_every_operation_runs_somewhere_and_says_why_when_one_side_is_missing() -> None:
+    for op in OPERATIONS.values():
+        assert op.route or op.local, op.name
+        assert op.route or op.why_local, op.name
+        assert op.local or op.why_server, op.name
+    assert OPERATIONS["devtools.push"].local is None  # devices are connected to the server
+    assert OPERATIONS["console.user.create"].route is None  # the first admin is made here
+
+
+def test_the_backend_is_the_server_when_one_runs(monkeypatch: pytest.MonkeyPatch,
+                                                tmp_path: Path) -> None:
+    server = Server("http://127.0.0.1:1", "k")
+    monkeypatch.setattr(backend, "running_server", lambda data_dir: server)
+    assert choose_backend(tmp_path, OPERATIONS["app.list"]) == HttpBackend(server)
+    assert choose_backend(tmp_path, OPERATIONS["devtools.push"]) == HttpBackend(server)
+    # no admin API: runs here, beside the server
+    assert choose_backend(tmp_path, OPERATIONS["key.create"]) == LocalBackend(tmp_path)
+
+    monkeypatch.setattr(backend, "running_server", lambda data_dir: None)
+    assert choose_backend(tmp_path, OPERATIONS["app.list"]) == LocalBackend(tmp_path)
+    with pytest.raises(ServerNotRunning, match="miniport serve"):
+        choose_backend(tmp_path, OPERATIONS["devtools.push"])
+
+
+def test_human_output_has_no_repr_and_local_dates(capsys: pytest.CaptureFixture[str]) -> None:
+    ts = 1_700_000_000.5
+    common.render(False, {
+        "appid": "mp1",
+        "created_at": ts,
+        "urls": {"periodic": {"url": "https://x/[b]", "enabled": True, "updated_at": ts}},
+        "pending": [],
+        "changes": [{"id": "c1", "detail": {"a": 1}, "tags": ["x", "y"], "expires_at": ts}],
+    })
+    out = capsys.readouterr().out
+    when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ts))
+    assert out.count(when) >= 3
+    assert str(ts) not in out
+    for repr_mark in ("{'", "['", "True", "None"):
+        assert repr_mark not in out
+    assert "https://x/[b]" in out  # shown as is, not read as markup
+    assert "a=1" in out and "x, y" in out
+
+
+def test_json_output_is_the_same_value(capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    value = {"created_at": 1.5, "urls": {"p": {"enabled": True}}}
+    common.render(True, value, human=lambda: print("not this"))
+    assert json.loads(capsys.readouterr().out) == value

@@ -37,10 +37,9 @@ def admin_create(
     as_json: Json = False,
 ) -> None:
     """Create a console user (by default an admin)."""
-    from ..web.console.auth import ConsoleAuth
 
     async def work(p: Platform) -> dict[str, Any]:
-        user, generated = await ConsoleAuth(p).create_user(name, role, password, actor="cli")
+        user, generated = await p.console_users.create_user(name, role, password, actor="cli")
         out: dict[str, Any] = {
             "name": user.name,
             "role": user.role,
@@ -69,10 +68,8 @@ def admin_list(data_dir: DataDir = None, as_json: Json = False) -> None:
     """The console users."""
     from rich.table import Table
 
-    from ..web.console.auth import ConsoleAuth
-
     async def work(p: Platform) -> list[dict[str, Any]]:
-        return [u.__dict__ for u in await ConsoleAuth(p).list_users()]
+        return [u.__dict__ for u in await p.console_users.list_users()]
 
     users = run_with_platform(data_dir, as_json, work)
 

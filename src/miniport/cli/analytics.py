@@ -27,7 +27,6 @@ import duckdb
 import typer
 from rich.table import Table
 
-from ..analytics.definitions import DefinitionsInvalid
 from ..errors import MiniportError, ServerNotRunning
 from ..platform import Platform
 from ..services.analytics import AnalyticsService, parse_time
@@ -82,18 +81,11 @@ class ExportFormat(StrEnum):
 
 # --- errors ---
 def as_command_error(exc: BaseException) -> CommandError:
-    """Any error of an analytics command as a CommandError (definition errors keep their
-    paths)."""
+    """Any error of an analytics command as a CommandError (problems keep their paths)."""
     if isinstance(exc, CommandError):
         return exc
-    if isinstance(exc, DefinitionsInvalid):
-        errors = [e.as_dict() for e in exc.errors]
-        message = "; ".join(
-            f"{e['path']}: {e['message']}" if e["path"] else e["message"] for e in errors
-        )
-        return CommandError("invalid_definition", message, errors)
     if isinstance(exc, MiniportError):
-        return CommandError(exc.code, exc.message)
+        return CommandError(exc.code, exc.message, [p.as_dict() for p in exc.problems])
     return CommandError("error", str(exc))
 
 
@@ -176,7 +168,7 @@ def _local(data_dir: Path | None, as_json: bool, op: Op) -> Any:
     async def work(p: Platform) -> tuple[bool, Any]:
         try:
             return True, await op.local(p.analytics)
-        except (MiniportError, DefinitionsInvalid) as exc:
+        except MiniportError as exc:
             return False, as_command_error(exc)
         except duckdb.Error as exc:  # e.g. the events file locked by another process
             return False, CommandError("events_store", f"events database: {exc}")
@@ -195,7 +187,7 @@ def perform(appid: str, op: Op, data_dir: Path | None, as_json: bool) -> Any:
         if server is not None:
             return asyncio.run(_http(server, appid, op))
         return _local(data_dir, as_json, op)
-    except (MiniportError, DefinitionsInvalid) as exc:
+    except MiniportError as exc:
         fail(as_json, as_command_error(exc))
 
 
@@ -569,7 +561,7 @@ def test_watch(
             asyncio.run(_watch(server, appid, test, count, as_json))
     except aiohttp.ClientError as exc:
         fail(as_json, CommandError("server_not_running", f"live view interrupted: {exc}"))
-    except (MiniportError, DefinitionsInvalid) as exc:
+    except MiniportError as exc:
         fail(as_json, as_command_error(exc))
 
 

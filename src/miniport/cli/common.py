@@ -16,7 +16,7 @@ import typer
 from rich.console import Console
 
 from ..config import Settings
-from ..errors import MiniportError, ServerNotRunning
+from ..errors import MiniportError, Problem, ServerNotRunning
 from ..platform import Platform, create_platform
 
 T = TypeVar("T")
@@ -64,22 +64,28 @@ def emit(as_json: bool, value: dict[str, Any], human: Callable[[], None] | None 
 
 
 def fail(as_json: bool, exc: MiniportError) -> NoReturn:
-    """Exit 1 with ``{"error", "message"[, "errors"]}`` (--json) or readable lines; definition
-    errors list each ``path: message``."""
-    errors: list[dict[str, str]] = getattr(exc, "errors", None) or []
+    """The CLI's one error renderer. Exit 1 with ``{"error", "message"[, "problems"]}``
+    (--json; the problems also as ``"errors"``, the name used first) or readable lines, one per
+    ``path: message`` problem."""
     if as_json:
-        body: dict[str, Any] = {"error": exc.code, "message": exc.message}
-        if errors:
-            body["errors"] = errors
+        body = exc.as_dict()
+        if exc.problems:
+            body["errors"] = body["problems"]
         sys.stdout.write(json.dumps(body, ensure_ascii=False) + "\n")
-    elif errors:
-        err_console.print("[red]error[/red]: the definition is invalid:")
-        for e in errors:
-            where = f"[bold]{e['path']}[/bold]: " if e["path"] else ""
-            err_console.print(f"  {where}{e['message']}", highlight=False)
+    elif exc.problems:
+        err_console.print(f"[red]error[/red]: {_heading(exc)}:", highlight=False)
+        for p in exc.problems:
+            where = f"[bold]{p.path}[/bold]: " if p.path else ""
+            err_console.print(f"  {where}{p.message}", highlight=False)
     else:
         err_console.print(f"[red]error[/red]: {exc.message}", highlight=False)
     raise typer.Exit(1)
+
+
+def _heading(exc: MiniportError) -> str:
+    if exc.code == "invalid_definition":
+        return "the definition is invalid"
+    return "the input is invalid"
 
 
 def run_with_platform(
@@ -111,7 +117,7 @@ class CommandError(MiniportError):
     definition errors, each ``path: message``."""
 
     def __init__(self, code: str, message: str, errors: list[dict[str, str]] | None = None) -> None:
-        super().__init__(message)
+        super().__init__(message, [Problem(e["path"], e["message"]) for e in errors or []])
         self.code = code
         self.errors = errors or []
 

@@ -10,7 +10,7 @@ from sqlalchemy import and_, delete, insert, select, update
 
 from ..errors import ChangeNotConfirmable, Conflict, NotFound
 from . import schema as t
-from .db import Database
+from .db import Database, conflict_on_duplicate
 
 
 @dataclass(frozen=True)
@@ -103,7 +103,8 @@ class RegistryStore:
 
     # --- apps ---
     def create_app(self, app: App, actor: str) -> App:
-        with self.db.writing() as conn:
+        taken = f"an app with the id {app.appid!r} already exists"
+        with conflict_on_duplicate(taken), self.db.writing() as conn:
             conn.execute(insert(t.apps).values(**app.__dict__))
             for kind in ("periodic", "pre"):
                 conn.execute(
@@ -147,7 +148,8 @@ class RegistryStore:
 
     # --- change requests ---
     def create_change(self, change: ChangeRequest, code_hash: str) -> ChangeRequest:
-        with self.db.writing() as conn:
+        taken = f"a change request {change.id!r} (or its code) already exists"
+        with conflict_on_duplicate(taken), self.db.writing() as conn:
             conn.execute(
                 update(t.change_requests)
                 .where(

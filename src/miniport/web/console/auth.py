@@ -42,7 +42,6 @@ class ConsoleAuth:
         users = self.users = platform.console_users
         self.create_user = users.create_user
         self.list_users = users.list_users
-        self.get_user = users.get_user
         self.set_role = users.set_role
         self.set_disabled = users.set_disabled
         self.reset_password = users.reset_password

@@ -1,6 +1,7 @@
-"""Console users in storage and services. A user's name is unique by the database's own key
-(no read before the insert), so two concurrent creates of one name give one user and one clear
-``Conflict`` (409), on SQLite and on PostgreSQL; other integrity errors are not dressed up."""
+"""Unique keys decide, not a read before the insert: two concurrent creates of one console user
+give one user and one clear ``Conflict`` (409), two processes setting the server key at once
+both get the one value kept, on SQLite and on PostgreSQL; other integrity errors are not
+dressed up."""
 
 from __future__ import annotations
 
@@ -80,6 +81,24 @@ async def test_the_database_decides_when_two_inserts_meet(
     assert len(created) == 1 and len(refused) == 1, results
     assert isinstance(refused[0], Conflict)
     assert [u.name for u in store.list_users()] == ["bo"]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+async def test_two_first_sets_of_a_key_agree_on_one_value(
+    backend: str, platforms: Make, request: pytest.FixtureRequest
+) -> None:
+    p = await started(backend, platforms, request)
+    gate = threading.Barrier(2, timeout=10)
+
+    def first_set(value: str) -> str:
+        gate.wait()
+        return p.registry.kv_get_or_set("race", value)
+
+    got = await asyncio.gather(
+        asyncio.to_thread(first_set, "one"), asyncio.to_thread(first_set, "two")
+    )
+    assert got[0] == got[1] in ("one", "two")
+    assert p.registry.kv_get_or_set("race", "three") == got[0]
 
 
 async def test_an_app_id_taken_twice_is_a_conflict(platform: Platform) -> None:

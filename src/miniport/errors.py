@@ -1,16 +1,72 @@
-"""The typed error hierarchy. Every error a user can cause is a MiniportError with a stable
-``code`` (for the HTTP API and the CLI's --json output) and a readable message."""
+"""The typed error hierarchy. Every error the program raises on purpose is a MiniportError with a
+stable ``code`` (for the HTTP API and the CLI's --json output), an ``http_status``, a readable
+``message`` and, where it has them, a list of ``problems`` (each a ``{path, message}``: where in
+the input and what is wrong there). The web layer renders every one of them with one handler
+(``web/deps.error_body``), the CLI with one function (``cli/common.fail``).
+
+The tree (code, HTTP status)::
+
+    MiniportError                   error                  400
+    ├── InvalidInput                invalid_input          422
+    │   ├── InvalidURL              invalid_url            422
+    │   ├── BatchInvalid            invalid_input          422  an analytics batch as a whole
+    │   ├── ReportQueryError        invalid_input          422  a malformed report query
+    │   └── DefinitionsInvalid      invalid_definition     422  with every problem found
+    ├── NotFound                    not_found              404
+    │   ├── TokenNotSet             token_not_set          404
+    │   └── NoData                  no_data                404
+    ├── Unauthorized                unauthorized           401
+    ├── Forbidden                   forbidden              403
+    ├── Conflict                    conflict               409  also a unique-key violation
+    ├── ChangeNotConfirmable        change_not_confirmable 410
+    └── ServerNotRunning            server_not_running     503
+
+``TokenNotSet`` and ``NoData`` keep their own base (``MiniportError``) in code; they are drawn
+under ``NotFound`` only because they share its status.
+"""
 
 from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """One thing wrong with the input: where (``events[2].actions[0].element``; empty for the
+    input as a whole) and what, in words."""
+
+    path: str
+    message: str
+
+    def as_dict(self) -> dict[str, str]:
+        return {"path": self.path, "message": self.message}
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.message}" if self.path else self.message
+
+
+def join_problems(problems: Sequence[Problem]) -> str:
+    """The problems as one line: ``path: message; path: message``."""
+    return "; ".join(str(p) for p in problems)
 
 
 class MiniportError(Exception):
     code = "error"
     http_status = 400
 
-    def __init__(self, message: str) -> None:
+    def __init__(self, message: str, problems: Sequence[Problem] = ()) -> None:
         super().__init__(message)
         self.message = message
+        self.problems: list[Problem] = list(problems)
+
+    def as_dict(self) -> dict[str, Any]:
+        """``{"error": code, "message": ...[, "problems": [{path, message}, ...]]}``."""
+        body: dict[str, Any] = {"error": self.code, "message": self.message}
+        if self.problems:
+            body["problems"] = [p.as_dict() for p in self.problems]
+        return body
 
 
 class InvalidInput(MiniportError):
@@ -20,6 +76,31 @@ class InvalidInput(MiniportError):
 
 class InvalidURL(InvalidInput):
     code = "invalid_url"
+
+
+class BatchInvalid(InvalidInput):
+    """An analytics batch that cannot be read as a whole; nothing of it is kept."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class ReportQueryError(InvalidInput):
+    """A report query (or one of its parts) is malformed or does not fit the app's fields."""
+
+
+class DefinitionsInvalid(InvalidInput):
+    """Analytics definitions that break rules; carries every problem found."""
+
+    code = "invalid_definition"
+
+    def __init__(self, errors: Sequence[Problem]) -> None:
+        super().__init__(join_problems(errors) or "invalid definition", errors)
+
+    @property
+    def errors(self) -> list[Problem]:
+        return self.problems
 
 
 class NotFound(MiniportError):

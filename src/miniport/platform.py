@@ -19,11 +19,13 @@ from .services.analytics import AnalyticsService, open_duckdb
 from .services.apps import AppService
 from .services.auth import AuthService
 from .services.background import BackgroundService
+from .services.console_users import ConsoleUsers
 from .storage import migrate
 from .storage.analytics_defs import AnalyticsDefsStore
 from .storage.db import Database
 from .storage.fetches import FetchStore
 from .storage.registry import RegistryStore
+from .storage.users import UserStore
 
 
 @dataclass
@@ -40,6 +42,7 @@ class Platform:
     apps: AppService
     background: BackgroundService
     analytics: AnalyticsService
+    console_users: ConsoleUsers
     public_url: str = "http://127.0.0.1:8700"
     engine: PeriodicEngine | None = field(default=None)
 
@@ -176,6 +179,7 @@ def create_platform(
         apps=apps,
         background=background,
         analytics=analytics,
+        console_users=ConsoleUsers(db, UserStore(db), registry, clock),
     )
     holder["p"] = platform
     return platform

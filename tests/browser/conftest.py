@@ -24,8 +24,8 @@ from aiohttp import web
 
 from miniport.config import Settings
 from miniport.platform import Platform, create_platform
+from miniport.services.console_users import ConsoleUsers
 from miniport.storage.registry import App
-from miniport.web.console.auth import ConsoleAuth
 from tests.conftest import free_port
 
 CHROMIUM = os.environ.get("MINIPORT_CHROMIUM", "/usr/bin/chromium")
@@ -83,7 +83,7 @@ class LiveConsole:
         self.ready = threading.Event()
         self.error: BaseException | None = None
         self.platform: Platform
-        self.auth: ConsoleAuth
+        self.auth: ConsoleUsers
         self._server: uvicorn.Server | None = None
         self.thread = threading.Thread(target=self._main, name="miniport-live", daemon=True)
 
@@ -109,7 +109,7 @@ class LiveConsole:
                             public_url=self.url)
         self.platform = create_platform(settings)
         app = create_app(self.platform)
-        self.auth = app.state.console.auth
+        self.auth = app.state.console.auth.users
         config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning",
                                 lifespan="on", ws="none")
         self._server = uvicorn.Server(config)

@@ -31,6 +31,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationErr
 from pydantic_core import PydanticCustomError
 
 from miniport.analytics.coercion import FieldType
+from miniport.errors import DefinitionsInvalid, Problem
 
 __all__ = [
     "ACTION_KINDS",
@@ -120,26 +121,8 @@ NAME_RULE: Final = (
 # --------------------------------------------------------------------------- errors
 
 
-@dataclass(frozen=True, slots=True)
-class DefinitionError:
-    """One broken rule: where (``events[2].actions[0].element``) and what, in words."""
-
-    path: str
-    message: str
-
-    def as_dict(self) -> dict[str, str]:
-        return {"path": self.path, "message": self.message}
-
-    def __str__(self) -> str:
-        return f"{self.path}: {self.message}" if self.path else self.message
-
-
-class DefinitionsInvalid(Exception):
-    """Raised by the ``parse_*`` functions; carries every :class:`DefinitionError` found."""
-
-    def __init__(self, errors: Sequence[DefinitionError]) -> None:
-        self.errors: list[DefinitionError] = list(errors)
-        super().__init__("; ".join(str(error) for error in self.errors) or "invalid definition")
+# One broken rule (where and what) is an errors.Problem; DefinitionsInvalid carries them all.
+DefinitionError = Problem
 
 
 def _show(value: object, limit: int = 40) -> str:

@@ -48,6 +48,7 @@ from typing import Any, Final
 
 from miniport.analytics.coercion import INT_MAX, INT_MIN, MAX_STRING_LENGTH, FieldType, coerce
 from miniport.analytics.definitions import ACTION_KINDS, TRIGGERS, AnalyticsConfig
+from miniport.errors import BatchInvalid
 
 __all__ = [
     "DAY_MS",
@@ -132,14 +133,6 @@ class RuntimeConfigView:
 
 
 # --------------------------------------------------------------------------- verdict
-
-
-class BatchInvalid(Exception):
-    """The batch as a whole cannot be read; nothing of it is kept."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
 
 
 @dataclass(frozen=True, slots=True)

@@ -39,6 +39,8 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Final, Literal, cast
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from miniport.errors import ReportQueryError
+
 __all__ = [
     "BUILTIN_DIMENSIONS",
     "CORE_COLUMNS",
@@ -120,14 +122,6 @@ _SAMPLE_MS: Final = 6 * _MS_PER_HOUR
 _SHIFT_DAYS: Final = 100_000
 _EPOCH_DATE: Final = date(1970, 1, 1)
 _EPOCH_NAIVE: Final = datetime(1970, 1, 1)  # local wall-clock arithmetic
-
-
-class ReportQueryError(ValueError):
-    """A report query (or one of its parts) is malformed or does not fit the app's fields."""
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.message = message
 
 
 # --------------------------------------------------------------------------- parsing

@@ -14,33 +14,22 @@ import asyncio
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
-from ..errors import MiniportError, ServerNotRunning
+from ..errors import MiniportError, Problem, ServerNotRunning
 from .common import fail, read_server_file, settings_for
 from .operations import OPERATIONS, Operation
 
-if TYPE_CHECKING:
-    from ..analytics.definitions import DefinitionsInvalid
-
 
 class CommandError(MiniportError):
-    """An error as the server (or the local service) gave it: its code, its message and, for
-    definition errors, each ``path: message``."""
+    """An error as the server gave it: its code, its message and its ``path: message``
+    problems (errors raised here locally reach ``fail`` as they are)."""
 
-    def __init__(self, code: str, message: str, errors: list[dict[str, str]] | None = None) -> None:
-        super().__init__(message)
+    def __init__(
+        self, code: str, message: str, problems: list[dict[str, str]] | None = None
+    ) -> None:
+        super().__init__(message, [Problem(e["path"], e["message"]) for e in problems or []])
         self.code = code
-        self.errors = errors or []
-
-
-def definition_error(exc: DefinitionsInvalid) -> CommandError:
-    """Invalid definitions found here, as the server reports them (each ``path: message``)."""
-    errors = [e.as_dict() for e in exc.errors]
-    message = "; ".join(
-        f"{e['path']}: {e['message']}" if e["path"] else e["message"] for e in errors
-    )
-    return CommandError("invalid_definition", message, errors)
 
 
 class Backend(Protocol):
@@ -82,7 +71,6 @@ class LocalBackend:
     async def call(self, op: Operation, params: dict[str, Any]) -> Any:
         import duckdb
 
-        from ..analytics.definitions import DefinitionsInvalid
         from ..platform import create_platform
 
         assert op.local is not None
@@ -94,8 +82,6 @@ class LocalBackend:
         await platform.start()
         try:
             return await op.local(platform, params)
-        except DefinitionsInvalid as exc:
-            raise definition_error(exc) from exc
         except duckdb.Error as exc:  # e.g. the events file locked by another process
             raise CommandError("events_store", f"events database: {exc}") from exc
         finally:
@@ -135,7 +121,7 @@ async def admin_request(
                 raise CommandError(
                     str(data.get("error") or f"http_{resp.status}"),
                     str(data.get("message") or data.get("detail") or f"HTTP {resp.status}"),
-                    data.get("errors"),
+                    data.get("problems") or data.get("errors"),
                 )
             return data
     except aiohttp.ClientError as exc:

@@ -129,20 +129,26 @@ def print_value(value: Any, indent: str = "") -> None:
             console.print(label, escape(text_of(key, item)), highlight=False)
 
 
+def _heading(exc: MiniportError) -> str:
+    if exc.code == "invalid_definition":
+        return "the definition is invalid"
+    return "the input is invalid"
+
+
 def fail(as_json: bool, exc: MiniportError) -> NoReturn:
-    """Exit 1 with ``{"error", "message"[, "errors"]}`` (--json) or readable lines; definition
-    errors list each ``path: message``."""
-    errors: list[dict[str, str]] = getattr(exc, "errors", None) or []
+    """The CLI's one error renderer. Exit 1 with ``{"error", "message"[, "problems"]}``
+    (--json; the problems also as ``"errors"``, the name used first) or readable lines, one per
+    ``path: message`` problem."""
     if as_json:
-        body: dict[str, Any] = {"error": exc.code, "message": exc.message}
-        if errors:
-            body["errors"] = errors
+        body = exc.as_dict()
+        if exc.problems:
+            body["errors"] = body["problems"]
         sys.stdout.write(json.dumps(body, ensure_ascii=False) + "\n")
-    elif errors:
-        err_console.print("[red]error[/red]: the definition is invalid:")
-        for e in errors:
-            where = f"[bold]{e['path']}[/bold]: " if e["path"] else ""
-            err_console.print(f"  {where}{e['message']}", highlight=False)
+    elif exc.problems:
+        err_console.print(f"[red]error[/red]: {_heading(exc)}:", highlight=False)
+        for p in exc.problems:
+            where = f"[bold]{p.path}[/bold]: " if p.path else ""
+            err_console.print(f"  {where}{p.message}", highlight=False)
     else:
         err_console.print(f"[red]error[/red]: {exc.message}", highlight=False)
     raise typer.Exit(1)

@@ -169,10 +169,9 @@ def _count_query(p: Params) -> dict[str, str]:
 
 
 async def _console_user_create(pf: Platform, p: Params) -> dict[str, Any]:
-    from ..web.console.auth import ConsoleAuth
-
-    auth = ConsoleAuth(pf)
-    user, generated = await auth.create_user(p["name"], p["role"], p["password"], actor="cli")
+    user, generated = await pf.console_users.create_user(
+        p["name"], p["role"], p["password"], actor="cli"
+    )
     out: dict[str, Any] = {
         "name": user.name,
         "role": user.role,
@@ -184,9 +183,7 @@ async def _console_user_create(pf: Platform, p: Params) -> dict[str, Any]:
 
 
 async def _console_users(pf: Platform, p: Params) -> dict[str, Any]:
-    from ..web.console.auth import ConsoleAuth
-
-    return {"users": [u.__dict__ for u in await ConsoleAuth(pf).list_users()]}
+    return {"users": [u.__dict__ for u in await pf.console_users.list_users()]}
 
 
 _NO_API = "it has no admin API; it writes the shared SQL database directly"

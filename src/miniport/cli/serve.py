@@ -85,9 +85,7 @@ async def _setup_demo(platform: Platform, host: str, port: int) -> dict[str, Any
 
 async def _demo_console_admin(platform: Platform) -> tuple[str, str] | None:
     """With no console user yet, the demo makes an admin with a one-time password."""
-    from ..web.console.auth import ConsoleAuth
-
-    auth = ConsoleAuth(platform)
+    auth = platform.console_users
     if await auth.list_users():
         return None
     user, password = await auth.create_user("admin", "admin", None, actor="demo")

@@ -33,8 +33,8 @@ from ..analytics.definitions import (
     validate_config,
 )
 from ..analytics.event_store import DuckDBEventStore, EventStore, StoredEvent
-from ..analytics.ingest_rules import BatchInvalid, CheckedEvent, RuntimeConfigView, check_batch
-from ..analytics.reports import EventQuery, FieldSlots, FunnelQuery, ReportQueryError
+from ..analytics.ingest_rules import CheckedEvent, RuntimeConfigView, check_batch
+from ..analytics.reports import EventQuery, FieldSlots, FunnelQuery
 from ..clock import Clock
 from ..errors import InvalidInput, NotFound
 from ..events.broker import EVERYONE, Broker
@@ -443,10 +443,7 @@ class AnalyticsService:
         await self._app(appid)
         received = self._now_ms()
         effective = await self._effective(appid, user_id)
-        try:
-            verdict = check_batch(batch, config=effective.view, received_at_ms=received)
-        except BatchInvalid as exc:
-            raise InvalidInput(exc.reason) from exc
+        verdict = check_batch(batch, config=effective.view, received_at_ms=received)
         test_id = effective.test.id if effective.test else None
         rows = await self._rows(appid, user_id, received, test_id, verdict.accepted)
         result = (
@@ -530,24 +527,21 @@ class AnalyticsService:
     ) -> dict[str, Any]:
         await self._app(appid)
         start, end = self._window(from_ms, to_ms)
-        try:
-            query = EventQuery.parse(
-                event=event,
-                from_ms=start,
-                to_ms=end,
-                not_before_ms=self.not_before_ms(),
-                metrics=metrics or ["count"],
-                group_by=group_by,
-                filters=filters,
-                any=any_,
-                granularity=granularity,
-                tz=tz,
-            )
-            rows = await asyncio.to_thread(
-                self.store.event_analysis, appid, query, await self.slots(appid)
-            )
-        except ReportQueryError as exc:
-            raise InvalidInput(exc.message) from exc
+        query = EventQuery.parse(
+            event=event,
+            from_ms=start,
+            to_ms=end,
+            not_before_ms=self.not_before_ms(),
+            metrics=metrics or ["count"],
+            group_by=group_by,
+            filters=filters,
+            any=any_,
+            granularity=granularity,
+            tz=tz,
+        )
+        rows = await asyncio.to_thread(
+            self.store.event_analysis, appid, query, await self.slots(appid)
+        )
         return {"rows": rows, "from_ms": start, "to_ms": end}
 
     async def funnel(
@@ -565,17 +559,14 @@ class AnalyticsService:
         for step in steps:  # "event" or "event:filter;filter"
             name, _, rest = step.partition(":")
             parsed.append((name.strip(), [f.strip() for f in rest.split(";") if f.strip()]))
-        try:
-            query = FunnelQuery.parse(
-                steps=parsed,
-                group_by=group_by,
-                from_ms=start,
-                to_ms=end,
-                not_before_ms=self.not_before_ms(),
-            )
-            rows = await asyncio.to_thread(self.store.funnel, appid, query, await self.slots(appid))
-        except ReportQueryError as exc:
-            raise InvalidInput(exc.message) from exc
+        query = FunnelQuery.parse(
+            steps=parsed,
+            group_by=group_by,
+            from_ms=start,
+            to_ms=end,
+            not_before_ms=self.not_before_ms(),
+        )
+        rows = await asyncio.to_thread(self.store.funnel, appid, query, await self.slots(appid))
         return {"rows": rows, "from_ms": start, "to_ms": end}
 
     async def export_csv(

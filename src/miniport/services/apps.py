@@ -13,7 +13,9 @@ from ..domain.urls import FETCH_KINDS, validate_fetch_url
 from ..errors import InvalidInput
 from ..storage.db import Database
 from ..storage.fetches import FetchStore
-from ..storage.registry import App, ChangeRequest, RegistryStore
+from ..storage.health import health_series
+from ..storage.registry import App, RegistryStore
+from ..storage.registry import ChangeRequest as ChangeRequest  # re-exported for the web layer
 
 OPS = ("set", "enable", "disable")
 _CODE_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"  # no 0/O/1/I: it is typed by hand
@@ -132,3 +134,9 @@ class AppService:
                 c.as_dict() for c in changes if c.status == "pending" and c.expires_at >= now
             ],
         }
+
+    async def health_series(
+        self, appid: str, since: float, bucket_s: float
+    ) -> list[dict[str, Any]]:
+        """The app's fetch log since ``since`` in buckets of ``bucket_s`` (see storage.health)."""
+        return await self.db.read(health_series, self.db, appid, since, bucket_s)

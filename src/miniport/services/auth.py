@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import secrets
-from dataclasses import dataclass
 from typing import Any
 
 from ..clock import Clock
+from ..domain.roles import ROLES as ROLES  # re-exported: the roles are part of this API
+from ..domain.roles import Principal as Principal
 from ..domain.tokens import (
     LoginCode,
     RuntimeIdentity,
@@ -22,19 +23,7 @@ from ..errors import InvalidInput, Unauthorized
 from ..storage.db import Database
 from ..storage.registry import RegistryStore
 
-ROLES = ("admin", "developer", "viewer")
 RUNTIME_TOKEN_MAX_AGE_S = 30 * 86400
-
-
-@dataclass(frozen=True)
-class Principal:
-    """Who is calling an admin endpoint, and with which role."""
-
-    name: str
-    role: str
-
-    def can(self, needed: str) -> bool:
-        return ROLES.index(self.role) <= ROLES.index(needed)
 
 
 class AuthService:

@@ -4,7 +4,11 @@ SQLite (the embedded default) gets WAL, a busy timeout and ``BEGIN IMMEDIATE`` f
 within a process every write goes through ONE writer thread (the datasette model), so writers
 never fight over the lock; reads use a small pool of threads. PostgreSQL uses the same code with
 a thread pool for both. The sync store methods stay plain SQLAlchemy Core; ``await db.write(fn)``
-and ``await db.read(fn)`` run them off the event loop."""
+and ``await db.read(fn)`` run them off the event loop.
+
+A unique-key violation becomes ``errors.Conflict`` here, at the storage boundary
+(:func:`conflict_on_duplicate`): a create lets the database decide who was first, instead of
+reading before inserting, so two concurrent creates give one row and one clear 409."""
 
 from __future__ import annotations
 
@@ -17,10 +21,38 @@ from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
 
 from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.pool import NullPool
+
+from ..errors import Conflict
 
 P = ParamSpec("P")
 T = TypeVar("T")
+
+
+# SQLite's extended result names (Python 3.11+) and PostgreSQL's SQLSTATE for a duplicate key
+_SQLITE_UNIQUE = frozenset({"SQLITE_CONSTRAINT_UNIQUE", "SQLITE_CONSTRAINT_PRIMARYKEY"})
+_PG_UNIQUE = "23505"
+
+
+def is_unique_violation(exc: IntegrityError) -> bool:
+    orig = exc.orig
+    return (
+        getattr(orig, "sqlite_errorname", None) in _SQLITE_UNIQUE
+        or getattr(orig, "sqlstate", None) == _PG_UNIQUE
+    )
+
+
+@contextlib.contextmanager
+def conflict_on_duplicate(message: str) -> Iterator[None]:
+    """Around a write transaction: a unique-key violation inside it (the transaction is then
+    rolled back) is raised as ``Conflict(message)``; other integrity errors pass unchanged."""
+    try:
+        yield
+    except IntegrityError as exc:
+        if is_unique_violation(exc):
+            raise Conflict(message) from exc
+        raise
 
 
 def make_engine(url: str) -> Engine:

@@ -10,7 +10,7 @@ from sqlalchemy import and_, delete, insert, select, update
 
 from ..errors import ChangeNotConfirmable, Conflict, NotFound
 from . import schema as t
-from .db import Database
+from .db import Database, conflict_on_duplicate
 
 
 @dataclass(frozen=True)
@@ -64,12 +64,24 @@ class RegistryStore:
 
     # --- key/value (server keys) ---
     def kv_get_or_set(self, key: str, make: str) -> str:
-        with self.db.writing() as conn:
+        """The value under ``key``, set to ``make`` if there is none. Processes starting at once
+        (``serve`` and ``worker`` on PostgreSQL) all get the one value the database kept."""
+        found = self._kv_get(key)
+        if found is not None:
+            return found
+        try:
+            with conflict_on_duplicate(f"{key!r} is already set"), self.db.writing() as conn:
+                conn.execute(insert(t.kv).values(key=key, value=make))
+        except Conflict:
+            kept = self._kv_get(key)
+            assert kept is not None  # a kv row is never deleted, only replaced by kv_set
+            return kept
+        return make
+
+    def _kv_get(self, key: str) -> str | None:
+        with self.db.reading() as conn:
             row = conn.execute(select(t.kv.c.value).where(t.kv.c.key == key)).first()
-            if row is not None:
-                return str(row[0])
-            conn.execute(insert(t.kv).values(key=key, value=make))
-            return make
+        return str(row[0]) if row is not None else None
 
     def kv_set(self, key: str, value: str) -> None:
         with self.db.writing() as conn:
@@ -103,7 +115,8 @@ class RegistryStore:
 
     # --- apps ---
     def create_app(self, app: App, actor: str) -> App:
-        with self.db.writing() as conn:
+        taken = f"an app with the id {app.appid!r} already exists"
+        with conflict_on_duplicate(taken), self.db.writing() as conn:
             conn.execute(insert(t.apps).values(**app.__dict__))
             for kind in ("periodic", "pre"):
                 conn.execute(
@@ -147,7 +160,8 @@ class RegistryStore:
 
     # --- change requests ---
     def create_change(self, change: ChangeRequest, code_hash: str) -> ChangeRequest:
-        with self.db.writing() as conn:
+        taken = f"a change request {change.id!r} (or its code) already exists"
+        with conflict_on_duplicate(taken), self.db.writing() as conn:
             conn.execute(
                 update(t.change_requests)
                 .where(

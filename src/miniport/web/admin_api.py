@@ -10,7 +10,6 @@ from pydantic import BaseModel, Field, StrictStr
 
 from ..domain.requests import Launch
 from ..services.auth import Principal
-from ..storage.health import health_series as _health_series
 from .deps import platform_of, require
 
 router = APIRouter(prefix="/admin/v1", tags=["admin"])
@@ -196,7 +195,7 @@ async def health_series(
     bucket_s = max(60.0, round(hours * 3600 / buckets / 60) * 60)
     first = int((now - hours * 3600) // bucket_s)
     starts = [(first + i) * bucket_s for i in range(int(now // bucket_s) - first + 1)]
-    rows = await platform.db.read(_health_series, platform.db, appid, starts[0], bucket_s)
+    rows = await platform.apps.health_series(appid, starts[0], bucket_s)
     kinds: dict[str, list[dict[str, Any] | None]] = {
         k: [None] * len(starts) for k in ("periodic", "pre")
     }

@@ -7,17 +7,15 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
-from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
-from ..analytics.definitions import DefinitionsInvalid
-from ..errors import MiniportError
+from ..errors import InvalidInput, MiniportError, Problem, join_problems
 from ..platform import Platform
 from . import admin_api, analytics_api, confirm_page, console, open_api, runtime_api
-from .deps import error_response
+from .deps import error_body, error_response
 from .limits import BodySizeLimit
 
 log = logging.getLogger("miniport.web")
@@ -82,30 +80,13 @@ def create_app(platform: Platform, *, run_scheduler: bool | None = None) -> Fast
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
         # the field's path; a problem with the body as a whole (missing, not an object) names it
         problems = [
-            f"{'.'.join(str(p) for p in e['loc'] if p != 'body') or 'request body'}: {e['msg']}"
+            Problem(".".join(str(p) for p in e["loc"] if p != "body") or "request body", e["msg"])
             for e in exc.errors()
         ]
-        body: dict[str, Any] = {
-            "error": "invalid_input",
-            "message": "; ".join(problems),
-            "detail": [{"loc": e["loc"], "msg": e["msg"]} for e in exc.errors()],
-        }
-        name = _api_name(request)
-        if name:
-            body["errMsg"] = f"{name}:fail {body['message']}"
-        return JSONResponse(body, status_code=422)
-
-    @app.exception_handler(DefinitionsInvalid)
-    async def _bad_definition(request: Request, exc: DefinitionsInvalid) -> JSONResponse:
-        errors = [e.as_dict() for e in exc.errors]
-        return JSONResponse(
-            {
-                "error": "invalid_definition",
-                "message": "; ".join(f"{e['path']}: {e['message']}" for e in errors),
-                "errors": errors,
-            },
-            status_code=422,
-        )
+        error = InvalidInput(join_problems(problems), problems)
+        body = error_body(error, _api_name(request))
+        body["detail"] = [{"loc": e["loc"], "msg": e["msg"]} for e in exc.errors()]
+        return JSONResponse(body, status_code=error.http_status)
 
     app.include_router(runtime_api.router)
     app.include_router(analytics_api.runtime)

@@ -16,7 +16,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response
 
 from ..errors import Forbidden, MiniportError, Unauthorized
-from ..storage.registry import ChangeRequest
+from ..services.apps import ChangeRequest
 from .console.routes import BASE, ConsoleState, render
 from .deps import platform_of, require
 

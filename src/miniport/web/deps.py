@@ -60,7 +60,12 @@ def require(role: str) -> Callable[[Request], Awaitable[Principal]]:
 
 
 def error_body(exc: MiniportError, api: str | None = None) -> dict[str, Any]:
-    body: dict[str, Any] = {"error": exc.code, "message": exc.message}
+    """The one JSON shape of an error: ``{"error": code, "message": ...}``, with
+    ``"problems": [{path, message}, ...]`` when it has them (also sent as ``"errors"``, the name
+    clients used first), and the runtime API's ``errMsg``."""
+    body = exc.as_dict()
+    if exc.problems:
+        body["errors"] = body["problems"]
     if api is not None:
         message = exc.message
         prefix = f"{api}:fail"

@@ -11,7 +11,7 @@ from pydantic import BaseModel, Field, StrictInt, StrictStr, ValidationError
 
 from ..domain.requests import Launch
 from ..domain.tokens import RuntimeIdentity
-from ..errors import InvalidInput, MiniportError
+from ..errors import InvalidInput, MiniportError, Problem, join_problems
 from ..events.broker import sse
 from .deps import error_response, platform_of, runtime_identity
 
@@ -56,11 +56,11 @@ async def launch(appid: str, request: Request) -> Any:
         try:
             body = LaunchIn.model_validate_json(raw or b"{}")
         except ValidationError as exc:
-            problems = "; ".join(
-                f"{'.'.join(str(p) for p in e['loc']) or 'request body'}: {e['msg']}"
+            problems = [
+                Problem(".".join(str(p) for p in e["loc"]) or "request body", e["msg"])
                 for e in exc.errors()
-            )
-            raise InvalidInput(problems) from exc
+            ]
+            raise InvalidInput(join_problems(problems), problems) from exc
         result = await platform_of(request).background.launch(appid, who.user_id, body.to_launch())
         return JSONResponse(result)
     except MiniportError as exc:

@@ -10,7 +10,6 @@ import re
 
 import aiohttp
 
-from miniport.web.console.auth import ConsoleAuth
 from tests.conftest import LiveServer
 from tests.web.console.test_console_http import PASSWORD, client, csrf_of, sign_in
 
@@ -32,7 +31,7 @@ def page_data(html: str, block: str) -> dict[str, object]:
 async def test_analytics_pages_and_roles(live_server: LiveServer) -> None:
     base = live_server.url
     p = live_server.platform
-    auth = ConsoleAuth(p)
+    auth = p.console_users
     await auth.create_user("vic", "viewer", PASSWORD)
     await auth.create_user("dev", "developer", PASSWORD)
     app = await p.apps.create("Shop", "test")

@@ -3,6 +3,7 @@ roles on pages, the admin endpoints the console added, the CLI, and the UI text 
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import re
@@ -14,7 +15,6 @@ import aiohttp
 import pytest
 
 from miniport.web.console import i18n
-from miniport.web.console.auth import ConsoleAuth
 from miniport.web.console.routes import safe_next
 from tests.conftest import DevServer, LiveServer, confirm_url
 
@@ -48,7 +48,7 @@ def client() -> aiohttp.ClientSession:
 
 async def test_session_cookie_and_csrf_on_the_admin_api(live_server: LiveServer) -> None:
     base = live_server.url
-    await ConsoleAuth(live_server.platform).create_user("dana", "developer", PASSWORD)
+    await live_server.platform.console_users.create_user("dana", "developer", PASSWORD)
     async with client() as s:
         r = await sign_in(s, base, "dana")
         assert r.status == 303 and r.headers["location"] == "/console/apps"
@@ -80,7 +80,7 @@ async def test_session_cookie_and_csrf_on_the_admin_api(live_server: LiveServer)
 
 async def test_wrong_password_and_login_csrf(live_server: LiveServer) -> None:
     base = live_server.url
-    await ConsoleAuth(live_server.platform).create_user("erin", "viewer", PASSWORD)
+    await live_server.platform.console_users.create_user("erin", "viewer", PASSWORD)
     async with client() as s:
         r = await sign_in(s, base, "erin", "nope-nope-nope")
         assert r.status == 401 and "Wrong user name or password" in await r.text()
@@ -100,7 +100,7 @@ async def test_wrong_password_and_login_csrf(live_server: LiveServer) -> None:
 
 async def test_one_time_password_must_be_changed_first(live_server: LiveServer) -> None:
     base = live_server.url
-    user, generated = await ConsoleAuth(live_server.platform).create_user("finn", "admin")
+    user, generated = await live_server.platform.console_users.create_user("finn", "admin")
     assert user.must_change_password and generated
     async with client() as s:
         r = await sign_in(s, base, "finn", generated)
@@ -129,7 +129,7 @@ async def test_one_time_password_must_be_changed_first(live_server: LiveServer) 
 
 async def test_pages_check_the_role_on_the_server(live_server: LiveServer) -> None:
     base = live_server.url
-    auth = ConsoleAuth(live_server.platform)
+    auth = live_server.platform.console_users
     await auth.create_user("gus", "developer", PASSWORD)
     async with client() as s:
         async with s.get(f"{base}/console/users", allow_redirects=False) as r:
@@ -145,6 +145,26 @@ async def test_pages_check_the_role_on_the_server(live_server: LiveServer) -> No
         ) as r:
             assert r.status == 403
         assert [u.name for u in await auth.list_users()] == ["gus"]
+
+
+async def test_two_concurrent_creates_of_one_user_give_one_409(live_server: LiveServer) -> None:
+    base = live_server.url
+    await live_server.platform.console_users.create_user("ida", "admin", PASSWORD)
+    async with client() as s:
+        await sign_in(s, base, "ida")
+        async with s.get(f"{base}/console/users") as r:
+            token = csrf_of(await r.text())
+
+        async def create() -> tuple[int, str]:
+            form = {"name": "zoe", "role": "viewer", "csrf_token": token}
+            async with s.post(f"{base}/console/users", data=form) as r:
+                return r.status, await r.text()
+
+        answers = sorted(await asyncio.gather(create(), create()))
+    assert [status for status, _ in answers] == [200, 409]
+    assert "a console user named &#39;zoe&#39; already exists" in answers[1][1]
+    names = [u.name for u in await live_server.platform.console_users.list_users()]
+    assert names == ["ida", "zoe"]
 
 
 async def test_runtime_tokens_and_health_series(
@@ -275,7 +295,7 @@ async def test_sign_in_throttle_counts_one_account_however_its_name_is_typed(
 ) -> None:
     from miniport.errors import Forbidden, Unauthorized
 
-    auth = ConsoleAuth(live_server.platform)
+    auth = live_server.platform.console_users
     await auth.create_user("boss", "admin", "right-password-1")
     for i in range(10):
         spelled = ["boss", "boss ", " BOSS", "Boss  "][i % 4]

@@ -49,11 +49,11 @@ async def login(
     if not expected or not secrets.compare_digest(expected.encode(), csrf_token.encode()):
         return _login_page(request, next, "login.expired", status=403, name=name)
     try:
-        user = await state.auth.authenticate(name, password)
+        user = await state.auth.users.authenticate(name, password)
     except (Unauthorized, Forbidden) as exc:
         key = "login.failed" if isinstance(exc, Unauthorized) else None
         return _login_page(request, next, key or exc.message, status=exc.http_status, name=name)
-    token, _ = await state.auth.start_session(user)
+    token, _ = await state.auth.users.start_session(user)
     target = safe_next(next)
     if user.must_change_password:
         target = f"{BASE}/account/password?{urlencode({'next': target})}"
@@ -73,7 +73,7 @@ async def login(
 
 @router.post("/logout")
 async def logout(ctx: AnyUserPage) -> Response:
-    await state_of(ctx.request).auth.end_session(ctx.session)
+    await state_of(ctx.request).auth.users.end_session(ctx.session)
     response = redirect(f"{BASE}/login")
     response.delete_cookie(SESSION_COOKIE, path="/")
     return response
@@ -99,7 +99,7 @@ async def change_password(
         error = i18n.translator(i18n.pick_language(ctx.request))("password.mismatch")
     else:
         try:
-            await state_of(ctx.request).auth.change_password(ctx.session, current, new)
+            await state_of(ctx.request).auth.users.change_password(ctx.session, current, new)
         except MiniportError as exc:
             error = exc.message
     if error:

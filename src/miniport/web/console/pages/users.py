@@ -26,7 +26,7 @@ async def users_page(
     error: str | None = None,
     status: int = 200,
 ) -> Response:
-    users_list = await state_of(ctx.request).auth.list_users()
+    users_list = await state_of(ctx.request).auth.users.list_users()
     return render(
         ctx.request,
         "users.html",
@@ -50,7 +50,7 @@ async def create_user(
     role: Annotated[str, Form(max_length=16)] = "viewer",
 ) -> Response:
     try:
-        user, password = await state_of(ctx.request).auth.create_user(
+        user, password = await state_of(ctx.request).auth.users.create_user(
             name, role, None, actor=ctx.who.name
         )
     except MiniportError as exc:
@@ -63,7 +63,7 @@ async def set_role(
     ctx: AdminPage, name: str, role: Annotated[str, Form(max_length=16)]
 ) -> Response:
     try:
-        await state_of(ctx.request).auth.set_role(name, role, ctx.who.name)
+        await state_of(ctx.request).auth.users.set_role(name, role, ctx.who.name)
     except MiniportError as exc:
         return await users_page(ctx, error=exc.message, status=exc.http_status)
     return redirect(f"{BASE}/users", ("flash.role_changed", {"name": name, "role": role}))
@@ -74,7 +74,7 @@ async def disable_user(ctx: AdminPage, name: str) -> Response:
     if name == ctx.who.name:
         return await users_page(ctx, error="you cannot disable yourself", status=409)
     try:
-        await state_of(ctx.request).auth.set_disabled(name, True, ctx.who.name)
+        await state_of(ctx.request).auth.users.set_disabled(name, True, ctx.who.name)
     except MiniportError as exc:
         return await users_page(ctx, error=exc.message, status=exc.http_status)
     return redirect(f"{BASE}/users", ("flash.user_disabled", {"name": name}))
@@ -82,11 +82,11 @@ async def disable_user(ctx: AdminPage, name: str) -> Response:
 
 @router.post("/users/{name}/enable")
 async def enable_user(ctx: AdminPage, name: str) -> Response:
-    await state_of(ctx.request).auth.set_disabled(name, False, ctx.who.name)
+    await state_of(ctx.request).auth.users.set_disabled(name, False, ctx.who.name)
     return redirect(f"{BASE}/users", ("flash.user_enabled", {"name": name}))
 
 
 @router.post("/users/{name}/password")
 async def reset_password(ctx: AdminPage, name: str) -> Response:
-    password = await state_of(ctx.request).auth.reset_password(name, ctx.who.name)
+    password = await state_of(ctx.request).auth.users.reset_password(name, ctx.who.name)
     return await users_page(ctx, created={"name": name, "password": password, "reset": "1"})

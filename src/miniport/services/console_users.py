@@ -1,0 +1,246 @@
+"""Console users and sign-in, the part without HTTP (the web console adds forms, cookies and
+CSRF; the CLI creates and lists users through the same service).
+
+- Passwords are hashed with Argon2id (argon2-cffi); hashing runs off the event loop, at most
+  two at once (each costs ~0.15 s of CPU and 64 MiB).
+- A session token is random; the database keeps only its SHA-256, so a leaked database holds
+  no usable session. Each session has its own CSRF token, checked by the web layer.
+- Failed sign-ins are throttled per account name however it is typed (case, spaces): at most
+  ``FAILURE_LIMIT`` in ``FAILURE_WINDOW_S``. An unknown name costs the same hash as a known one.
+- A user created without a chosen password gets a generated one-time password and must choose
+  a new one at first sign-in (``must_change_password``).
+- Roles are ``domain.roles.ROLES``; the last active admin cannot be demoted or disabled.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import secrets
+import time
+from collections import defaultdict, deque
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+
+from ..clock import Clock
+from ..domain.roles import ROLES
+from ..domain.tokens import hash_secret
+from ..errors import Forbidden, InvalidInput, NotFound, Unauthorized
+from ..storage.db import Database
+from ..storage.registry import RegistryStore
+from ..storage.users import ConsoleUser as ConsoleUser  # re-exported for the web layer
+from ..storage.users import Session as Session
+from ..storage.users import UserStore
+
+SESSION_TTL_S = 12 * 3600
+MIN_PASSWORD = 8
+MAX_PASSWORD = 256
+MAX_TOKEN = 128
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$")
+FAILURE_WINDOW_S = 600
+FAILURE_LIMIT = 10
+
+
+def check_name(name: str) -> str:
+    name = name.strip()
+    if not NAME_RE.match(name):
+        raise InvalidInput(
+            "user name: 1-64 letters, digits, '_', '.', '@' or '-', starting with a letter or digit"
+        )
+    return name
+
+
+def check_role(role: str) -> str:
+    if role not in ROLES:
+        raise InvalidInput(f"role must be one of {', '.join(ROLES)}")
+    return role
+
+
+def check_password(password: str) -> str:
+    if not (MIN_PASSWORD <= len(password) <= MAX_PASSWORD):
+        raise InvalidInput(f"a password needs {MIN_PASSWORD} to {MAX_PASSWORD} characters")
+    return password
+
+
+def one_time_password() -> str:
+    return secrets.token_urlsafe(12)
+
+
+class ConsoleUsers:
+    """Console users and sign-in, without HTTP: the web console adds cookies and CSRF."""
+
+    def __init__(
+        self,
+        db: Database,
+        store: UserStore,
+        registry: RegistryStore,
+        clock: Clock,
+        hasher: PasswordHasher | None = None,
+    ) -> None:
+        self.db = db
+        self.store = store
+        self.registry = registry
+        self.clock = clock
+        self.hasher = hasher or PasswordHasher()
+        self._failures: dict[str, deque[float]] = defaultdict(deque)
+        # Argon2 costs ~0.15 s of CPU and 64 MiB: at most two at once, whoever asks
+        self._hashing = asyncio.Semaphore(2)
+        # a real hash to verify against when the name is unknown (same timing either way)
+        self._dummy_hash: str | None = None
+
+    def now(self) -> float:
+        return self.clock.now()
+
+    async def _hash(self, password: str) -> str:
+        async with self._hashing:
+            return await asyncio.to_thread(self.hasher.hash, password)
+
+    async def _verify(self, password_hash: str, password: str) -> bool:
+        def check() -> bool:
+            try:
+                return self.hasher.verify(password_hash, password)
+            except (VerificationError, InvalidHashError):
+                return False
+
+        async with self._hashing:
+            return await asyncio.to_thread(check)
+
+    # --- users ---
+    async def create_user(
+        self, name: str, role: str = "admin", password: str | None = None, actor: str = "cli"
+    ) -> tuple[ConsoleUser, str | None]:
+        """Create a user. Without ``password`` a one-time password is generated and returned;
+        the user must replace it at first sign-in."""
+        name, role = check_name(name), check_role(role)
+        generated = None
+        if password is None:
+            generated = password = one_time_password()
+        else:
+            check_password(password)
+        user = await self.db.write(
+            self.store.create_user,
+            name,
+            role,
+            await self._hash(password),
+            self.now(),
+            generated is not None,
+            actor,
+        )
+        return user, generated
+
+    async def list_users(self) -> list[ConsoleUser]:
+        return await self.db.read(self.store.list_users)
+
+    async def get_user(self, name: str) -> ConsoleUser:
+        found = await self.db.read(self.store.get_user, name)
+        if found is None:
+            raise NotFound(f"console user {name!r} not found")
+        return found[0]
+
+    async def set_role(self, name: str, role: str, actor: str) -> ConsoleUser:
+        return await self.db.write(
+            self.store.update_user,
+            name,
+            {"role": check_role(role)},
+            self.now(),
+            actor,
+            "console_user.role",
+            role=role,
+        )
+
+    async def set_disabled(self, name: str, disabled: bool, actor: str) -> ConsoleUser:
+        return await self.db.write(
+            self.store.update_user,
+            name,
+            {"disabled": disabled},
+            self.now(),
+            actor,
+            "console_user.disable" if disabled else "console_user.enable",
+            end_sessions=disabled,
+        )
+
+    async def reset_password(self, name: str, actor: str) -> str:
+        """A new one-time password (shown once); the user's sessions end."""
+        password = one_time_password()
+        await self.db.write(
+            self.store.update_user,
+            name,
+            {"password_hash": await self._hash(password), "must_change_password": True},
+            self.now(),
+            actor,
+            "console_user.reset_password",
+            end_sessions=True,
+        )
+        return password
+
+    async def change_password(self, session: Session, current: str, new: str) -> ConsoleUser:
+        found = await self.db.read(self.store.get_user, session.user.name)
+        if found is None or not await self._verify(found[1], current):
+            raise InvalidInput("the current password is not right")
+        check_password(new)
+        if new == current:
+            raise InvalidInput("choose a password different from the current one")
+        return await self.db.write(
+            self.store.update_user,
+            session.user.name,
+            {"password_hash": await self._hash(new), "must_change_password": False},
+            self.now(),
+            session.user.name,
+            "console_user.change_password",
+            end_sessions=True,
+            keep_session=session.id_hash,
+        )
+
+    # --- sign-in ---
+    @staticmethod
+    def _key(name: str) -> str:
+        """One throttle per account however its name is typed (case, spaces)."""
+        return name.strip().lower()
+
+    def _throttled(self, name: str) -> bool:
+        if len(self._failures) > 10_000:  # bounded: forget the quiet names first
+            for key in [k for k, v in self._failures.items() if not v][:5_000]:
+                del self._failures[key]
+        window = self._failures[self._key(name)]
+        cutoff = time.monotonic() - FAILURE_WINDOW_S
+        while window and window[0] < cutoff:
+            window.popleft()
+        return len(window) >= FAILURE_LIMIT
+
+    async def authenticate(self, name: str, password: str) -> ConsoleUser:
+        if self._throttled(name):
+            raise Forbidden("too many failed sign-ins for this name; wait ten minutes")
+        found = await self.db.read(self.store.get_user, name.strip())
+        if found is None:
+            if self._dummy_hash is None:
+                self._dummy_hash = await self._hash(secrets.token_hex(8))
+            await self._verify(self._dummy_hash, password)
+        ok = found is not None and await self._verify(found[1], password)
+        if not ok or found is None:
+            self._failures[self._key(name)].append(time.monotonic())
+            raise Unauthorized("wrong user name or password")
+        user = found[0]
+        if user.disabled:
+            raise Forbidden("this account is disabled; ask an admin")
+        self._failures.pop(self._key(name), None)
+        return user
+
+    async def start_session(self, user: ConsoleUser) -> tuple[str, str]:
+        """A new session: (the cookie value, its CSRF token)."""
+        token, csrf = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
+        now = self.now()
+        await self.db.write(
+            self.store.create_session, hash_secret(token), user.name, csrf, now, now + SESSION_TTL_S
+        )
+        await self.db.write(self.registry.audit, now, user.name, "console.sign_in", None)
+        return token, csrf
+
+    async def end_session(self, session: Session) -> None:
+        await self.db.write(self.store.delete_session, session.id_hash)
+
+    async def session_for(self, token: str) -> Session | None:
+        """The live session whose token (the cookie's value) is ``token``."""
+        if not token or len(token) > MAX_TOKEN:
+            return None
+        return await self.db.read(self.store.get_session, hash_secret(token), self.now())

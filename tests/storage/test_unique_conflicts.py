@@ -1,0 +1,119 @@
+"""Unique keys decide, not a read before the insert: two concurrent creates of one console user
+give one user and one clear ``Conflict`` (409), two processes setting the server key at once
+both get the one value kept, on SQLite and on PostgreSQL; other integrity errors are not
+dressed up."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import pytest
+from sqlalchemy import insert
+from sqlalchemy.exc import IntegrityError
+
+from miniport.errors import Conflict
+from miniport.platform import Platform
+from miniport.storage import schema as t
+from miniport.storage.db import conflict_on_duplicate
+from miniport.storage.registry import App
+
+Make = Callable[..., Awaitable[Platform]]
+BACKENDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+
+
+async def started(backend: str, platforms: Make, request: pytest.FixtureRequest) -> Platform:
+    if backend == "postgres":
+        return await platforms(database_url=request.getfixturevalue("pg_url"))
+    return await platforms()
+
+
+def split(results: list[Any]) -> tuple[list[Any], list[BaseException]]:
+    return (
+        [r for r in results if not isinstance(r, BaseException)],
+        [r for r in results if isinstance(r, BaseException)],
+    )
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+async def test_two_concurrent_creates_give_one_user_and_one_conflict(
+    backend: str, platforms: Make, request: pytest.FixtureRequest
+) -> None:
+    p = await started(backend, platforms, request)
+    users = p.console_users
+    results = await asyncio.gather(
+        users.create_user("ana", "viewer", "password-one", actor="t1"),
+        users.create_user("ana", "admin", "password-two", actor="t2"),
+        return_exceptions=True,
+    )
+    created, refused = split(results)
+    assert len(created) == 1 and len(refused) == 1, results
+    assert isinstance(refused[0], Conflict) and refused[0].http_status == 409
+    assert refused[0].message == "a console user named 'ana' already exists"
+    winner = created[0][0]
+    assert [(u.name, u.role) for u in await users.list_users()] == [("ana", winner.role)]
+    # the loser's transaction left nothing behind, its audit entry included
+    audit = await p.db.read(p.registry.list_audit)
+    assert [e.action for e in audit].count("console_user.create") == 1
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+async def test_the_database_decides_when_two_inserts_meet(
+    backend: str, platforms: Make, request: pytest.FixtureRequest
+) -> None:
+    """The store's inserts themselves race: two threads released together, each in its own
+    transaction (PostgreSQL runs them at once; a read-then-insert would let both pass the read
+    and the second would fail with a raw IntegrityError)."""
+    p = await started(backend, platforms, request)
+    store, now = p.console_users.store, p.clock.now()
+    gate = threading.Barrier(2, timeout=10)
+
+    def create(actor: str) -> Any:
+        gate.wait()
+        return store.create_user("bo", "viewer", "not-a-real-hash", now, False, actor)
+
+    results = await asyncio.gather(
+        asyncio.to_thread(create, "t1"), asyncio.to_thread(create, "t2"), return_exceptions=True
+    )
+    created, refused = split(results)
+    assert len(created) == 1 and len(refused) == 1, results
+    assert isinstance(refused[0], Conflict)
+    assert [u.name for u in store.list_users()] == ["bo"]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+async def test_two_first_sets_of_a_key_agree_on_one_value(
+    backend: str, platforms: Make, request: pytest.FixtureRequest
+) -> None:
+    p = await started(backend, platforms, request)
+    gate = threading.Barrier(2, timeout=10)
+
+    def first_set(value: str) -> str:
+        gate.wait()
+        return p.registry.kv_get_or_set("race", value)
+
+    got = await asyncio.gather(
+        asyncio.to_thread(first_set, "one"), asyncio.to_thread(first_set, "two")
+    )
+    assert got[0] == got[1] in ("one", "two")
+    assert p.registry.kv_get_or_set("race", "three") == got[0]
+
+
+async def test_an_app_id_taken_twice_is_a_conflict(platform: Platform) -> None:
+    app = App("mp0123456789abcdef", "first", "s" * 32, platform.clock.now())
+    await platform.db.write(platform.registry.create_app, app, "t")
+    with pytest.raises(Conflict, match="already exists"):
+        await platform.db.write(platform.registry.create_app, app, "t")
+    assert [a.name for a in await platform.db.read(platform.registry.list_apps)] == ["first"]
+
+
+def test_other_integrity_errors_pass_unchanged(platform: Platform) -> None:
+    with (
+        pytest.raises(IntegrityError),
+        conflict_on_duplicate("not this"),
+        platform.db.writing() as conn,
+    ):  # NOT NULL, not a duplicate
+        conn.execute(insert(t.console_users).values(name="cy", role=None, password_hash="h"))
+    assert platform.console_users.store.get_user("cy") is None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import re
 from pathlib import Path
@@ -32,26 +33,13 @@ from miniport.analytics.definitions import (
     slot_column,
     validate_config,
 )
+from tests.support.analytics_api import GOODS_CLICK
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "analytics-definitions.md"
 
 
 def click_event(**overrides: Any) -> dict[str, Any]:
-    event: dict[str, Any] = {
-        "name": "goods_click",
-        "display_name": "商品点击",
-        "mode": "configured",
-        "fields": ["price", "color"],
-        "actions": [
-            {
-                "trigger": "click",
-                "action": "report",
-                "page": "pages/list/list",
-                "element": ".buy",
-                "data": {"price": "goods[].price", "color": "$DATASET.color"},
-            }
-        ],
-    }
+    event: dict[str, Any] = copy.deepcopy(GOODS_CLICK)
     event.update(overrides)
     return event
 
@@ -652,22 +640,7 @@ def test_config_for_runtime() -> None:
                 "fields": ["price"],
                 "actions": [],
             },
-            {
-                "id": 7,
-                "name": "goods_click",
-                "display_name": "商品点击",
-                "mode": "configured",
-                "fields": ["price", "color"],
-                "actions": [
-                    {
-                        "trigger": "click",
-                        "action": "report",
-                        "page": "pages/list/list",
-                        "element": ".buy",
-                        "data": {"price": "goods[].price", "color": "$DATASET.color"},
-                    }
-                ],
-            },
+            {"id": 7, **GOODS_CLICK},
         ],
     }
     assert json.loads(json.dumps(out)) == out

@@ -252,7 +252,7 @@ describe('a sample app.js', () => {
     rt.wx.setStorageSync('launches', 2);
     let app = null;
     const sandbox = vm.createContext({ wx: rt.wx, App: (definition) => { app = definition; } });
-    vm.runInContext(readFileSync(new URL('./sample-app/app.js', import.meta.url), 'utf8'), sandbox);
+    vm.runInContext(readFileSync(new URL('../fixtures/sample-app/app.js', import.meta.url), 'utf8'), sandbox);
     assert.ok(app, 'App() was called');
     app.onLaunch({ path: 'pages/index/index', query: {}, scene: 1001 });
     await new Promise((resolve) => setTimeout(resolve, 10));

@@ -153,6 +153,17 @@ async def test_every_batch_carries_the_system_and_each_event_its_session(
     assert all(e["trigger"] is None and e["action"] is None for e in events[:3])
 
 
+async def test_a_system_change_goes_with_later_batches(capture: Capture) -> None:
+    async with _client(capture, Clock(1_800_000_000.0), system=SYSTEM) as rt:
+        rt.report_analytics("before", {})
+        await rt.flush_analytics()
+        now = rt.update_system({"$network": "4g", "$bad": [1], "model": "x"})
+        assert now["$network"] == "4g" and "$bad" not in now and "model" not in now
+        rt.report_analytics("after", {})
+        await rt.flush_analytics()
+    assert [b["context"]["$network"] for b in capture.batches] == ["wifi", "4g"]
+
+
 async def test_a_new_session_after_30_minutes_in_the_background_and_at_a_cold_start(
     capture: Capture,
 ) -> None:

@@ -300,6 +300,11 @@ class RuntimeAnalytics:
         entry = {"id": self._new_id(), "event": event, "data": dict(data or {}), "ts": ts}
         return str(self._queue({**entry, "context": self.lifecycle.context(ts)})["id"])
 
+    def update_system(self, changes: Mapping[str, Any]) -> dict[str, Any]:
+        """The host reports a change (``{"$network": "4g"}``): later batches carry it."""
+        self.system.update({k: v for k, v in system_properties(changes).items() if k in changes})
+        return dict(self.system)
+
     @property
     def builtin_enabled(self) -> bool:
         """Built-in events are reported: the option and the app's configuration allow them."""

@@ -198,6 +198,11 @@ class RuntimeClient:
         """wx.reportEvent: queue a report of an event by its numeric id."""
         return self.analytics.report_event(event_id, data)
 
+    def update_system(self, changes: Mapping[str, Any]) -> dict[str, Any]:
+        """A system property changed (the network, say): later batches carry the new value.
+        Returns the properties now in force."""
+        return self.analytics.update_system(changes)
+
     async def flush_analytics(self) -> dict[str, Any]:
         """Send the queued reports now."""
         return await self.analytics.flush()

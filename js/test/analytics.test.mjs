@@ -74,6 +74,7 @@ function runtimeWith({ fetch, storage = null, target = null, document = null, na
     token: 'rt-token',
     baseUrl: 'http://127.0.0.1:9',
     fetch,
+    browser: null,
     analytics: { storage, target, document, navigator, flushIntervalMs: 60_000, ...options },
   });
 }
@@ -102,7 +103,7 @@ describe('wx.reportAnalytics / wx.reportEvent', () => {
   test('the batch payload: client ids, ts, sent_at, page / trigger / action', async () => {
     const server = fakeFetch(acceptAll);
     let clock = 1_700_000_000_000;
-    const runtime = runtimeWith({ fetch: server.fetch, now: () => clock });
+    const runtime = runtimeWith({ fetch: server.fetch, now: () => clock, builtinEvents: false });
     runtime.analytics.pageShow(clock, 'pages/order/order');
     runtime.wx.reportAnalytics('purchase', { price: 120, color: 'red' });
     clock += 250;
@@ -120,10 +121,12 @@ describe('wx.reportAnalytics / wx.reportEvent', () => {
     const [first, second] = post.body.events;
     assert.match(first.id, UUID);
     assert.notEqual(first.id, second.id);
+    assert.match(first.context.$session, UUID, 'the session the runtime made');
     assert.deepEqual({ ...first, id: 'x' }, {
       id: 'x', event: 'purchase', data: { price: 120, color: 'red' }, ts: 1_700_000_000_000,
-      page: 'pages/order/order', trigger: null, action: null,
+      page: 'pages/order/order', trigger: null, action: null, context: { $session: first.context.$session },
     });
+    assert.deepEqual(post.body.context, { $sdk_version: '0.1.0', $session: first.context.$session });
     assert.equal(second.ts, 1_700_000_000_250);
     assert.equal(runtime.analytics.queue.length, 0);
     runtime.analytics.close();
@@ -393,7 +396,7 @@ describe('configuration and the codeless evaluator', () => {
 
   test('page lifecycle and taps drive the evaluator; emitted events are queued and reported', async () => {
     const server = fakeFetch(acceptAll);
-    const runtime = runtimeWith({ fetch: server.fetch });
+    const runtime = runtimeWith({ fetch: server.fetch, builtinEvents: false });
     const a = runtime.analytics;
     a.setConfig(CONFIG);
     assert.deepEqual(a.launch(1000), []);
@@ -409,7 +412,7 @@ describe('configuration and the codeless evaluator', () => {
     assert.match(event.id, UUID);
     assert.deepEqual({ ...event, id: 'x' }, {
       id: 'x', event: 'goods_click', data: { price: 31, color: 'red' }, ts: 1300,
-      page: 'pages/list/list', trigger: 'click', action: 'report',
+      page: 'pages/list/list', trigger: 'click', action: 'report', context: { $session: event.context.$session },
     });
     a.close();
   });

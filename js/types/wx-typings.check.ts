@@ -53,6 +53,57 @@ export const methods: Pick<Theirs, 'setBackgroundFetchToken' | 'getBackgroundFet
   | 'getBackgroundFetchData' | 'onBackgroundFetchData' | 'login' | 'reportAnalytics'
   | 'reportEvent'> = wx;
 
+// --- the calls mini-program code makes first: device, app, network, storage ---
+export type BaseCalls = [
+  Assert<Same<ReturnType<Ours['getSystemInfoSync']>, WechatMiniprogram.SystemInfo>>,
+  Assert<Same<ReturnType<Ours['getDeviceInfo']>, WechatMiniprogram.DeviceInfo>>,
+  Assert<Same<ReturnType<Ours['getWindowInfo']>, WechatMiniprogram.WindowInfo>>,
+  Assert<Same<ReturnType<Ours['getAppBaseInfo']>, WechatMiniprogram.AppBaseInfo>>,
+  Assert<Same<ReturnType<Ours['getAccountInfoSync']>, WechatMiniprogram.AccountInfo>>,
+  Assert<Same<ReturnType<Ours['getStorageInfoSync']>, WechatMiniprogram.GetStorageInfoSyncOption>>,
+  Assert<Same<ReturnType<Ours['canIUse']>, boolean>>,
+  Assert<Same<Parameters<Ours['canIUse']>, Parameters<Theirs['canIUse']>>>,
+  Assert<Same<Option<Ours['getSystemInfo']>, WechatMiniprogram.GetSystemInfoOption>>,
+  Assert<Same<Option<Ours['getNetworkType']>, WechatMiniprogram.GetNetworkTypeOption>>,
+  Assert<Same<Option<Ours['setStorage']>, WechatMiniprogram.SetStorageOption>>,
+  Assert<Same<Option<Ours['getStorage']>, WechatMiniprogram.GetStorageOption>>,
+  Assert<Same<Option<Ours['removeStorage']>, WechatMiniprogram.RemoveStorageOption>>,
+  Assert<Same<Option<Ours['clearStorage']>, WechatMiniprogram.ClearStorageOption>>,
+  Assert<Same<Option<Ours['getStorageInfo']>, WechatMiniprogram.GetStorageInfoOption>>,
+  Assert<Same<Parameters<Ours['onNetworkStatusChange']>[0], WechatMiniprogram.OnNetworkStatusChangeCallback>>,
+  Assert<Same<SuccessResult<Option<Ours['getNetworkType']>>,
+    WechatMiniprogram.GetNetworkTypeSuccessCallbackResult>>,
+  Assert<Same<SuccessResult<Option<Ours['getStorage']>>, WechatMiniprogram.GetStorageSuccessCallbackResult>>,
+  Assert<Same<SuccessResult<Option<Ours['getStorageInfo']>>,
+    WechatMiniprogram.GetStorageInfoSuccessCallbackOption>>,
+  Assert<Same<FailResult<Option<Ours['getStorage']>>, WechatMiniprogram.GeneralCallbackResult>>,
+];
+
+export const baseMethods: Pick<Theirs, 'canIUse' | 'getSystemInfoSync' | 'getSystemInfo'
+  | 'getDeviceInfo' | 'getWindowInfo' | 'getAppBaseInfo' | 'getAccountInfoSync' | 'getNetworkType'
+  | 'onNetworkStatusChange' | 'offNetworkStatusChange' | 'setStorage' | 'setStorageSync'
+  | 'getStorage' | 'getStorageSync' | 'removeStorage' | 'removeStorageSync' | 'clearStorage'
+  | 'clearStorageSync' | 'getStorageInfo' | 'getStorageInfoSync'> = wx;
+
+// --- a sample app.js's first lines, unchanged ---
+export async function appStart(): Promise<string> {
+  const base = wx.getAppBaseInfo();
+  const theme: 'dark' | 'light' | undefined = base.theme;
+  if (wx.canIUse('getUpdateManager')) return 'update';
+  const { networkType } = await wx.getNetworkType();
+  wx.onNetworkStatusChange((res) => void [res.isConnected, res.networkType]);
+  wx.setStorageSync('visits', Number(wx.getStorageSync<number>('visits') || 0) + 1);
+  const { data } = await wx.getStorage<{ id: number }>({ key: 'profile' });
+  wx.getStorage({ key: 'x', success: (res) => void res.data, fail: (err) => void err.errMsg });
+  const info: WechatMiniprogram.GetStorageInfoSuccessCallbackOption = await wx.getStorageInfo();
+  const env: 'develop' | 'trial' | 'release' = wx.getAccountInfoSync().miniProgram.envVersion;
+  const none: void = wx.setStorage({ key: 'k', data: 1, complete: () => undefined });
+  // @ts-expect-error setStorage needs a key
+  wx.setStorage({ data: 1 });
+  void [theme, data.id, info.limitSize, none];
+  return base.SDKVersion + networkType + env + wx.getSystemInfoSync().platform;
+}
+
 // --- WeChat-style code, unchanged ---
 export async function wechatStyle(): Promise<string> {
   wx.setBackgroundFetchToken({ token: 't', success: (res) => res.errMsg.toUpperCase() });

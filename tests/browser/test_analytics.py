@@ -218,7 +218,8 @@ def test_define_test_live_report_and_publish(live: LiveConsole, browser: Any) ->
     sim.get_by_test_id("miniapp").locator("#buy-t2").click()
     expect(sim.get_by_test_id("sim-analytics-log").locator(
         "li[data-event=goods_click][data-state=accepted]")).to_have_count(2, timeout=LIVE_MS)
-    expect(sim.get_by_test_id("sim-analytics-log").locator("li").first).to_contain_text("price=42")
+    expect(sim.get_by_test_id("sim-analytics-log").locator("li[data-builtin=false]").first).to_contain_text(
+        "price=42")
     sim.bring_to_front()
     shot(sim, "simulator-analytics")
     assert live.run(live.platform.analytics.count(app.appid, "goods_click")) == 2
@@ -249,4 +250,10 @@ def test_api_events_reported_from_code_show_refusals(live: LiveConsole, browser:
     expect(refused).to_have_attribute("data-state", "refused", timeout=LIVE_MS)
     expect(refused).to_contain_text("unknown event 'checkout'")
     expect(sim.get_by_test_id("sim-analytics-counts")).to_contain_text("1 refused")
+    # the runtime's built-in events are listed too, apart from the custom ones' counts
+    log = sim.get_by_test_id("sim-analytics-log")
+    expect(log.locator("li[data-event='$launch'][data-builtin=true]")).to_have_count(1)
+    cart_view = log.locator("li[data-event='$pageview']", has_text="path=pages/cart/cart")
+    expect(cart_view).to_have_count(1)
+    expect(sim.get_by_test_id("sim-log")).to_contain_text("iPhone 15 · ios · 17.2")
     context.close()

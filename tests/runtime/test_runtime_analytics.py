@@ -77,7 +77,9 @@ class Clock:
 
 
 def client(api: Api, user: str = "dev1", **kw: Any) -> RuntimeClient:
+    """A runtime for custom events only (built-in events: test_runtime_system.py)."""
     token = api.platform.auth.runtime_token(user, "phone")
+    kw.setdefault("builtin_events", False)
     return RuntimeClient(api.url, api.appid, token, **kw)
 
 
@@ -232,19 +234,23 @@ async def test_the_last_configuration_is_kept_for_an_offline_launch(
 ) -> None:
     queue = tmp_path / "q.jsonl"
     token = api.platform.auth.runtime_token("u9", "phone")
-    async with RuntimeClient(api.url, api.appid, token, analytics_queue_path=queue) as rt:
+    async with RuntimeClient(
+        api.url, api.appid, token, analytics_queue_path=queue, builtin_events=False
+    ) as rt:
         await rt.launch()
         assert rt.analytics.config["version"] == 1
     offline = RuntimeClient(
         "http://127.0.0.1:9", api.appid, token, analytics_queue_path=queue,
-        app_data={"channel": "qr"},
+        app_data={"channel": "qr"}, builtin_events=False,
     )  # fmt: skip
     with pytest.raises(Exception, match="network"):
         await offline.launch()
     assert offline.analytics.config["version"] == 1
     assert [e["event"] for e in offline.analytics.pending] == ["app_launch"]
     await offline.close()
-    async with RuntimeClient(api.url, api.appid, token, analytics_queue_path=queue) as rt:
+    async with RuntimeClient(
+        api.url, api.appid, token, analytics_queue_path=queue, builtin_events=False
+    ) as rt:
         await rt.flush_analytics()
     assert await api.count("app_launch") == 2
 

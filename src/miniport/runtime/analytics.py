@@ -31,6 +31,15 @@ acknowledgement, and the last configuration received), so reports survive a rest
 host and are sent by the next client that opens the same file. The file is compacted when
 acknowledgements outnumber what is still queued.
 
+System properties and built-in events: the host's ``system`` (``{"$platform": "ios",
+"$model": ...}``, keys named with a ``$``; ``$sdk_version`` defaults to Miniport's version) goes
+with every batch as its ``"context"``, together with the current ``$session`` and ``$scene``;
+each event also carries the ``$session`` / ``$scene`` it happened in as its own ``context``
+(the platform lets an event's keys override the batch's). The page-lifecycle calls report the
+built-in events ``$launch``, ``$show``, ``$hide``, ``$pageview`` and ``$pageleave`` (rules in
+:mod:`miniport.runtime.lifecycle`) unless ``builtin_events=False`` or the app's configuration
+says ``"builtin_events": false``; the session is kept either way.
+
 Element descriptions for :meth:`RuntimeAnalytics.click` are mappings with ``id`` (the
 element's id), ``classes`` (its class names), ``dataset`` (its ``data-*`` attributes, camel
 case keys) and ``indexes`` (its positions in enclosing lists, outermost first)."""
@@ -49,7 +58,9 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from .. import __version__
 from ..analytics.evaluator import Evaluator
+from .lifecycle import BuiltinEvent, Lifecycle
 from .transport import AnalyticsTransport, RuntimeAPIError
 
 log = logging.getLogger("miniport.runtime.analytics")
@@ -57,6 +68,20 @@ Listener = Callable[[dict[str, Any]], Any]
 EMPTY_CONFIG: dict[str, Any] = {"version": 0, "fields": [], "events": [], "test_id": None}
 MAX_BATCH = 500  # events per request (the server takes up to 1000)
 RETRYABLE = frozenset({0, 401, 408, 429})
+
+
+def system_properties(system: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The host's system properties as sent: ``$``-named keys with a string, number or bool
+    value (anything else is left out), ``$sdk_version`` defaulting to Miniport's version."""
+    out: dict[str, Any] = {"$sdk_version": __version__}
+    for key, value in (system or {}).items():
+        if not isinstance(key, str) or not key.startswith("$"):
+            continue
+        if isinstance(value, (str, bool, int)) or (
+            isinstance(value, float) and value == value and abs(value) != float("inf")
+        ):
+            out[key] = value
+    return out
 
 
 class OfflineQueue:
@@ -180,6 +205,9 @@ class RuntimeAnalytics:
         clock: Callable[[], float] | None = None,
         app_data: Mapping[str, Any] | None = None,
         new_id: Callable[[], str] | None = None,
+        system: Mapping[str, Any] | None = None,
+        builtin_events: bool = True,
+        session_timeout_s: float = 30 * 60,
     ) -> None:
         self.transport = transport
         self.appid = appid
@@ -202,6 +230,9 @@ class RuntimeAnalytics:
         self._retry_at = 0.0
         self._retry_delay = 0.0
         self._closed = False
+        self.system = system_properties(system)
+        self.builtin_option = builtin_events
+        self.lifecycle = Lifecycle(self._new_id, round(session_timeout_s * 1000))
 
     # --- configuration ---
     @property
@@ -258,13 +289,45 @@ class RuntimeAnalytics:
 
     def report_analytics(self, event_name: str, data: Mapping[str, Any] | None = None) -> str:
         """``wx.reportAnalytics``: queue a report of an event by name; returns its id."""
-        event = {"id": self._new_id(), "event": event_name, "data": dict(data or {})}
-        return str(self._queue({**event, "ts": self._now_ms()})["id"])
+        return self._report(event_name, data)
 
     def report_event(self, event_id: int | str, data: Mapping[str, Any] | None = None) -> str:
         """``wx.reportEvent``: queue a report of an event by its numeric id; returns its id."""
-        event = {"id": self._new_id(), "event": event_id, "data": dict(data or {})}
-        return str(self._queue({**event, "ts": self._now_ms()})["id"])
+        return self._report(event_id, data)
+
+    def _report(self, event: int | str, data: Mapping[str, Any] | None) -> str:
+        ts = self._now_ms()
+        entry = {"id": self._new_id(), "event": event, "data": dict(data or {}), "ts": ts}
+        return str(self._queue({**entry, "context": self.lifecycle.context(ts)})["id"])
+
+    def update_system(self, changes: Mapping[str, Any]) -> dict[str, Any]:
+        """The host reports a change (``{"$network": "4g"}``): later batches carry it."""
+        self.system.update({k: v for k, v in system_properties(changes).items() if k in changes})
+        return dict(self.system)
+
+    @property
+    def builtin_enabled(self) -> bool:
+        """Built-in events are reported: the option and the app's configuration allow them."""
+        return self.builtin_option and self.config.get("builtin_events") is not False
+
+    def _builtin(self, events: list[BuiltinEvent]) -> list[dict[str, Any]]:
+        if not events or not self.builtin_enabled:
+            return []
+        return [
+            self._queue(
+                {
+                    "id": self._new_id(),
+                    "event": ev.event,
+                    "data": ev.data,
+                    "ts": ev.t,
+                    "page": ev.page,
+                    "trigger": None,
+                    "action": None,
+                    "context": self.lifecycle.context(ev.t),
+                }
+            )
+            for ev in events
+        ]
 
     def _emitted(self, events: list[dict[str, Any]]) -> list[dict[str, Any]]:
         queued = []
@@ -279,26 +342,42 @@ class RuntimeAnalytics:
                         "page": ev["page"] or None,
                         "trigger": ev["trigger"],
                         "action": ev["action"],
+                        "context": self.lifecycle.context(int(ev["t"])),
                     }
                 )
             )
         return queued
 
-    # --- the host container's calls (each returns the events it queued) ---
-    def launch(self) -> list[dict[str, Any]]:
-        return self._emitted(self.evaluator.launch(self._now_ms()))
+    # --- the host container's calls (each returns the events it queued, built-in first) ---
+    def launch(
+        self, path: str = "", query: Any = None, scene: int | None = None
+    ) -> list[dict[str, Any]]:
+        """A cold (the first) or warm launch, with where it opened."""
+        now = self._now_ms()
+        queued = self._builtin(self.lifecycle.launch(now, path, query, scene))
+        return queued + self._emitted(self.evaluator.launch(now))
 
-    def page_load(self, page: str, data: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
+    def page_load(
+        self, page: str, data: Mapping[str, Any] | None = None, query: Any = None
+    ) -> list[dict[str, Any]]:
+        """``query``: the page's query (for its ``$pageview``)."""
+        self.lifecycle.page_load(page, query)
         return self._emitted(self.evaluator.page_load(self._now_ms(), page, data))
 
-    def page_show(self, page: str) -> list[dict[str, Any]]:
-        return self._emitted(self.evaluator.page_show(self._now_ms(), page))
+    def page_show(self, page: str, query: Any = None) -> list[dict[str, Any]]:
+        now = self._now_ms()
+        queued = self._builtin(self.lifecycle.page_show(now, page, query))
+        return queued + self._emitted(self.evaluator.page_show(now, page))
 
     def page_hide(self, page: str) -> list[dict[str, Any]]:
-        return self._emitted(self.evaluator.page_hide(self._now_ms(), page))
+        now = self._now_ms()
+        queued = self._emitted(self.evaluator.page_hide(now, page))
+        return queued + self._builtin(self.lifecycle.page_leave(now, page))
 
     def page_unload(self, page: str) -> list[dict[str, Any]]:
-        return self._emitted(self.evaluator.page_unload(self._now_ms(), page))
+        now = self._now_ms()
+        queued = self._emitted(self.evaluator.page_unload(now, page))
+        return queued + self._builtin(self.lifecycle.page_leave(now, page))
 
     def click(self, page: str, element: Mapping[str, Any] | None) -> list[dict[str, Any]]:
         return self._emitted(self.evaluator.click(self._now_ms(), page, element))
@@ -310,10 +389,14 @@ class RuntimeAnalytics:
         return self._emitted(self.evaluator.pull_down_refresh(self._now_ms(), page))
 
     def background(self) -> list[dict[str, Any]]:
-        return self._emitted(self.evaluator.background(self._now_ms()))
+        now = self._now_ms()
+        queued = self._emitted(self.evaluator.background(now))
+        return queued + self._builtin(self.lifecycle.hide(now))
 
     def foreground(self) -> list[dict[str, Any]]:
-        return self._emitted(self.evaluator.foreground(self._now_ms()))
+        now = self._now_ms()
+        queued = self._builtin(self.lifecycle.show(now))
+        return queued + self._emitted(self.evaluator.foreground(now))
 
     def share(self, page: str | None = None) -> list[dict[str, Any]]:
         return self._emitted(self.evaluator.share(self._now_ms(), page))
@@ -407,7 +490,9 @@ class RuntimeAnalytics:
         return total
 
     async def _send(self, chunk: list[dict[str, Any]]) -> dict[str, Any]:
-        body = {"sent_at": self._now_ms(), "events": chunk}
+        now = self._now_ms()
+        context = {**self.system, **self.lifecycle.context(now)}
+        body = {"sent_at": now, "context": context, "events": chunk}
         try:
             return await self.transport.send_events(body)
         except TimeoutError as exc:

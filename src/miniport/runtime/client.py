@@ -1,8 +1,11 @@
 """``RuntimeClient``: the wx background-data API over Miniport's runtime HTTP API and event
 stream, with a local cache; and custom analytics (``report_analytics``, ``report_event`` and the
-codeless page-lifecycle hooks: see ``miniport.runtime.analytics``).
+codeless page-lifecycle hooks, which also report the built-in events ``$launch``, ``$show``,
+``$hide``, ``$pageview``, ``$pageleave``; the host's ``system`` properties and the runtime's
+``$session`` go with every batch as its ``context``: see ``miniport.runtime.analytics``).
 
-    client = RuntimeClient(base_url, appid, runtime_token, cache_path="cache.json")
+    client = RuntimeClient(base_url, appid, runtime_token, cache_path="cache.json",
+                           system={"$platform": "android", "$model": "Pixel 8"})
     await client.launch(path="pages/index/index", query="id=1", scene=1001)
     data = await client.get_background_fetch_data("pre", wait_ms=2000)
     client.on_background_fetch_data(lambda res: print(res["fetchedData"]))
@@ -53,6 +56,8 @@ class RuntimeClient:
         analytics_retry_base_s: float = 1.0,
         analytics_retry_max_s: float = 60.0,
         app_data: Mapping[str, Any] | None = None,
+        system: Mapping[str, Any] | None = None,
+        builtin_events: bool = True,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.appid = appid
@@ -77,6 +82,8 @@ class RuntimeClient:
             retry_max_s=analytics_retry_max_s,
             clock=clock,
             app_data=app_data,
+            system=system,
+            builtin_events=builtin_events,
         )
 
     # --- plumbing ---
@@ -134,7 +141,7 @@ class RuntimeClient:
         is fetched (the one last received is kept when that fails), ``launch`` triggers fire,
         and reports left queued by an earlier run are sent."""
         await self.analytics.refresh_config()
-        self.analytics.launch()
+        self.analytics.launch(path, query, scene)
         self.analytics.flush_soon()
         return await self._call(
             "POST",
@@ -191,15 +198,22 @@ class RuntimeClient:
         """wx.reportEvent: queue a report of an event by its numeric id."""
         return self.analytics.report_event(event_id, data)
 
+    def update_system(self, changes: Mapping[str, Any]) -> dict[str, Any]:
+        """A system property changed (the network, say): later batches carry the new value.
+        Returns the properties now in force."""
+        return self.analytics.update_system(changes)
+
     async def flush_analytics(self) -> dict[str, Any]:
         """Send the queued reports now."""
         return await self.analytics.flush()
 
-    def page_load(self, page: str, data: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
-        return self.analytics.page_load(page, data)
+    def page_load(
+        self, page: str, data: Mapping[str, Any] | None = None, query: Any = None
+    ) -> list[dict[str, Any]]:
+        return self.analytics.page_load(page, data, query)
 
-    def page_show(self, page: str) -> list[dict[str, Any]]:
-        return self.analytics.page_show(page)
+    def page_show(self, page: str, query: Any = None) -> list[dict[str, Any]]:
+        return self.analytics.page_show(page, query)
 
     def page_hide(self, page: str) -> list[dict[str, Any]]:
         return self.analytics.page_hide(page)

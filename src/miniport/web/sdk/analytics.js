@@ -11,6 +11,12 @@
 // - Offline queue: the waiting events are kept in localStorage (across page reloads) and sent
 //   again when the device is back online (`online`), when another request to the platform
 //   succeeds, when the event stream reconnects, or after a growing retry delay.
+// - Context: every batch carries `context`, the runtime's system properties (system.js) with
+//   the current `$session` and `$scene`; every event its own `context` with the `$session` and
+//   `$scene` it happened in (the platform lets an event's keys override the batch's).
+// - Built-in events (lifecycle.js): `$launch`, `$show`, `$hide`, `$pageview`, `$pageleave`, from
+//   the same container calls that drive the evaluator; on unless the `builtinEvents` option is
+//   false or the app's configuration says `"builtin_events": false`. The session is kept either way.
 // - The analytics configuration (published, or a running test's for the tester) is fetched with
 //   `fetchConfig()` and follows the event stream's `analyticsConfig` messages; the container
 //   drives the codeless evaluator through the methods that mirror it (`pageLoad(t, page, data)`,
@@ -20,6 +26,7 @@
 // events are injectable).
 
 import { Evaluator } from './evaluator.js';
+import { Lifecycle } from './lifecycle.js';
 
 /**
  * @typedef {{[key: string]: unknown}} JsonObject
@@ -32,6 +39,7 @@ import { Evaluator } from './evaluator.js';
  * @property {string | null} page
  * @property {string | null} trigger
  * @property {string | null} action
+ * @property {JsonObject} [context] `$session` / `$scene` when it happened
  *
  * @typedef {{getItem(key: string): string | null, setItem(key: string, value: string): void,
  *            removeItem(key: string): void}} StorageLike
@@ -53,6 +61,9 @@ import { Evaluator } from './evaluator.js';
  * @property {{onLine?: boolean} | null} [navigator] for `onLine`
  * @property {() => number} [now] the device clock, ms (default Date.now)
  * @property {() => string} [makeId] event ids (default crypto.randomUUID)
+ * @property {boolean} [builtinEvents] report the built-in events (default true; the app's
+ *   configuration can still turn them off)
+ * @property {number} [sessionTimeoutMs] a new session after this long in the background (30 min)
  *
  * @typedef {object} RuntimeLike what the reporter needs of the Runtime (wx.js)
  * @property {string} appid
@@ -60,6 +71,7 @@ import { Evaluator } from './evaluator.js';
  * @property {(path: string) => string} url
  * @property {typeof fetch} fetch
  * @property {(api: string, method: string, path: string, body?: unknown) => Promise<Record<string, any>>} call
+ * @property {{properties(): JsonObject}} [system] the system properties (system.js)
  *
  * @typedef {{accepted: number, duplicates: number,
  *            rejected: {index: number, id: string | null, reason: string, code?: string}[]}} BatchResult
@@ -142,6 +154,9 @@ export class Analytics {
     this.navigator = options.navigator !== undefined ? options.navigator : (g.navigator ?? null);
     this.now = options.now ?? (() => Date.now());
     this.makeId = options.makeId ?? newEventId;
+    this.builtinOption = options.builtinEvents !== false;
+    /** sessions and built-in events (lifecycle.js) */
+    this.lifecycle = new Lifecycle({ makeId: this.makeId, timeoutMs: options.sessionTimeoutMs });
 
     /** @type {JsonObject | null} */
     this.config = null;
@@ -251,18 +266,31 @@ export class Analytics {
   // Same names and arguments as Evaluator (time `t` in ms first); each returns what it emitted
   // (already queued for reporting).
 
-  /** @param {number} t @returns {EmittedEvent[]} */
-  launch(t) {
+  /** Built-in events are reported: the option and the app's configuration allow them. */
+  get builtinEnabled() {
+    return this.builtinOption && this.config?.builtin_events !== false;
+  }
+
+  /**
+   * A cold (the first) or warm launch, with where it opened.
+   * @param {number} t @param {import('./lifecycle.js').LaunchInfo} [info]
+   * @returns {EmittedEvent[]}
+   */
+  launch(t, info = {}) {
+    this.builtin(this.lifecycle.launch(t, info));
     return this.emit(this.evaluator.launch(t));
   }
 
   /** @param {number} t @returns {EmittedEvent[]} */
   background(t) {
-    return this.emit(this.evaluator.background(t));
+    const emitted = this.emit(this.evaluator.background(t));
+    this.builtin(this.lifecycle.hide(t));
+    return emitted;
   }
 
   /** @param {number} t @returns {EmittedEvent[]} */
   foreground(t) {
+    this.builtin(this.lifecycle.show(t));
     return this.emit(this.evaluator.foreground(t));
   }
 
@@ -271,26 +299,39 @@ export class Analytics {
     return this.emit(this.evaluator.share(t, page));
   }
 
-  /** @param {number} t @param {string} page @param {JsonObject | null} [data] @returns {EmittedEvent[]} */
-  pageLoad(t, page, data = null) {
+  /**
+   * @param {number} t @param {string} page @param {JsonObject | null} [data]
+   * @param {string | JsonObject} [query] the page's query (for `$pageview`)
+   * @returns {EmittedEvent[]}
+   */
+  pageLoad(t, page, data = null, query = undefined) {
+    this.lifecycle.pageLoad(page, query);
     this.currentPage = page;
     return this.emit(this.evaluator.pageLoad(t, page, data));
   }
 
-  /** @param {number} t @param {string} page @returns {EmittedEvent[]} */
-  pageShow(t, page) {
+  /**
+   * @param {number} t @param {string} page @param {string | JsonObject} [query] (for `$pageview`)
+   * @returns {EmittedEvent[]}
+   */
+  pageShow(t, page, query = undefined) {
     this.currentPage = page;
+    this.builtin(this.lifecycle.pageShow(t, page, query));
     return this.emit(this.evaluator.pageShow(t, page));
   }
 
   /** @param {number} t @param {string} page @returns {EmittedEvent[]} */
   pageHide(t, page) {
-    return this.emit(this.evaluator.pageHide(t, page));
+    const emitted = this.emit(this.evaluator.pageHide(t, page));
+    this.builtin(this.lifecycle.pageLeave(t, page));
+    return emitted;
   }
 
   /** @param {number} t @param {string} page @returns {EmittedEvent[]} */
   pageUnload(t, page) {
-    return this.emit(this.evaluator.pageUnload(t, page));
+    const emitted = this.emit(this.evaluator.pageUnload(t, page));
+    this.builtin(this.lifecycle.pageLeave(t, page));
+    return emitted;
   }
 
   /** @param {number} t @param {string} page @param {EvaluatorElement | null} element @returns {EmittedEvent[]} */
@@ -318,6 +359,24 @@ export class Analytics {
     return this.evaluator.setAppData(t, data);
   }
 
+  /**
+   * Queue built-in events (unless they are off; the session is kept either way).
+   * @param {import('./lifecycle.js').BuiltinEvent[]} events
+   */
+  builtin(events) {
+    if (!events.length || !this.builtinEnabled) return;
+    this.enqueue(events.map((ev) => ({
+      id: this.makeId(),
+      event: ev.event,
+      data: ev.data,
+      ts: ev.t,
+      page: ev.page,
+      trigger: null,
+      action: null,
+      context: this.lifecycle.context(ev.t),
+    })));
+  }
+
   /** Queue what the evaluator emitted. @param {EmittedEvent[]} emitted */
   emit(emitted) {
     if (emitted.length) {
@@ -329,6 +388,7 @@ export class Analytics {
         page: ev.page || null,
         trigger: ev.trigger,
         action: ev.action,
+        context: this.lifecycle.context(ev.t),
       })));
     }
     return emitted;
@@ -342,14 +402,16 @@ export class Analytics {
    * @returns {QueuedEvent}
    */
   report(event, data = {}) {
+    const ts = this.now();
     const entry = {
       id: this.makeId(),
       event,
       data: { ...data },
-      ts: this.now(),
+      ts,
       page: this.currentPage,
       trigger: null,
       action: null,
+      context: this.lifecycle.context(ts),
     };
     this.enqueue([entry]);
     return entry;
@@ -487,7 +549,9 @@ export class Analytics {
         batch = batch.slice(0, Math.ceil(batch.length / 2));
       }
     }
-    const body = JSON.stringify({ sent_at: this.now(), events: batch });
+    const now = this.now();
+    const context = { ...(this.runtime.system?.properties() ?? {}), ...this.lifecycle.context(now) };
+    const body = JSON.stringify({ sent_at: now, context, events: batch });
     /** @type {Response} */
     let response;
     try {

@@ -17,6 +17,9 @@
 // No dependencies; runs in a modern browser and in Node 20 (fetch and EventSource injectable).
 
 import { Analytics } from './analytics.js';
+import { WxStorage } from './storage.js';
+import { System } from './system.js';
+import { baseWx } from './wx-base.js';
 
 /**
  * @typedef {{errMsg: string}} GeneralCallbackResult
@@ -112,7 +115,13 @@ import { Analytics } from './analytics.js';
  * @property {typeof fetch} [fetch] defaults to the global fetch
  * @property {EventSourceConstructor} [EventSource] defaults to the global EventSource
  * @property {import('./analytics.js').AnalyticsOptions} [analytics] batching, storage and
- *   clock of the analytics reports (analytics.js)
+ *   clock of the analytics reports, built-in events on or off (analytics.js)
+ * @property {Record<string, string | number | boolean>} [system] the host's system properties
+ *   (`$platform`, `$model`, ...: system.js); a browser fills in what it can tell
+ * @property {import('./system.js').BrowserLike | null} [browser] where the browser fallback
+ *   looks (default: the page's navigator, screen and window; null: none)
+ * @property {{backing?: import('./storage.js').KeyedStorage | null, prefix?: string}} [storage]
+ *   the wx storage's backing (default localStorage, else memory) and its per-app key prefix
  */
 
 export const VERSION = '0.1.0';
@@ -242,6 +251,12 @@ export class Runtime {
     /** @type {Set<OnBackgroundFetchDataCallback>} */
     this.dataListeners = new Set();
     this.connectedOnce = false;
+    /** The device: system properties, network, the info calls' results (system.js). */
+    this.system = new System({ appid: this.appid, system: config.system, sdkVersion: VERSION,
+      browser: config.browser });
+    /** The app's wx storage (storage.js). */
+    this.storage = new WxStorage({ appid: this.appid, backing: config.storage?.backing,
+      prefix: config.storage?.prefix });
     /** Analytics: configuration, codeless evaluator, reporting queue (analytics.js). */
     this.analytics = new Analytics(this, config.analytics ?? {});
     this.wx = this.makeWx();
@@ -414,6 +429,8 @@ export class Runtime {
         /** @type {Record<string, unknown>} */ (data ?? {}));
     };
     return {
+      ...baseWx({ system: this.system, storage: this.storage, wxMethods: () => /** @type {any} */ (this).wx }, invoke),
+
       /**
        * @template {SetBackgroundFetchTokenOption} T
        * @param {T} option

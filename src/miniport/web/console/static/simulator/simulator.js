@@ -5,6 +5,9 @@
 // for the user (published, or a running test's) is fetched at launch and followed live
 // (`analyticsConfig`); the page lifecycle and taps (hooks.js) drive the runtime's codeless
 // evaluator, and the panel lists every event the device reported and the platform's verdict.
+// The device model chosen gives the runtime its system properties (`system`: $platform, $model,
+// ...; "this browser" leaves them to the runtime's browser fallback), and the runtime's built-in
+// events ($launch, $show, $hide, $pageview, $pageleave) show in the panel with the custom ones.
 import { createRuntime } from '/sdk/miniport-runtime.js';
 import { api, formatTime, t } from '../console.js';
 import { MiniProgram } from './framework.js';
@@ -23,6 +26,25 @@ const analyticsLog = root.querySelector('[data-testid="sim-analytics-log"]');
 const EVALUATOR_HOOKS = new Set(['launch', 'background', 'foreground', 'share', 'pageLoad', 'pageShow',
   'pageHide', 'pageUnload', 'setData', 'setAppData', 'click', 'switchTab', 'pullDownRefresh']);
 const counts = { queued: 0, accepted: 0, refused: 0 };
+let builtinCount = 0;
+// plausible devices for the runtime's `system` (the host container's job on a real device)
+const SYSTEMS = {
+  iphone: { $platform: 'ios', $os_version: '17.2', $brand: 'Apple', $model: 'iPhone 15', $screen: '393x852',
+    $host_version: '8.0.50', $network: 'wifi' },
+  android: { $platform: 'android', $os_version: '14', $brand: 'Xiaomi', $model: '23127PN0CC', $screen: '412x915',
+    $host_version: '8.0.49', $network: '5g' },
+  windows: { $platform: 'windows', $os_version: '11', $brand: 'PC', $model: 'PC', $screen: '1920x1080',
+    $host_version: '3.9.10', $network: 'wifi' },
+  browser: {},
+};
+
+function systemFor(choice) {
+  const preset = SYSTEMS[choice] ?? SYSTEMS.iphone;
+  if (choice === 'browser') return { $env: 'develop', $mp_version: '0.0.0' };
+  return { ...preset, $env: 'develop', $mp_version: '0.0.0', $language: document.documentElement.lang || navigator.language };
+}
+
+const isBuiltin = (ev) => typeof ev.event === 'string' && ev.event.startsWith('$');
 
 let runtime = null;
 let program = null;
@@ -88,24 +110,32 @@ function showConfig({ version, testId }) {
   analyticsBlock.querySelector('.meta').textContent = t('js.sim.an_events', { n: events.length, configured });
 }
 
+// the counts are of custom events; built-in events are counted apart
 function showCounts() {
-  analyticsBlock.querySelector('.counts').textContent = t('js.sim.an_counts', counts);
+  const text = t('js.sim.an_counts', counts);
+  analyticsBlock.querySelector('.counts').textContent = builtinCount
+    ? `${text} · ${t('js.sim.an_builtin_count', { n: builtinCount })}` : text;
   analyticsBlock.dataset.accepted = String(counts.accepted);
+  analyticsBlock.dataset.builtin = String(builtinCount);
 }
 
 function describeReport(ev) {
   const values = Object.entries(ev.data ?? {}).map(([k, v]) => `${k}=${v}`).join(' ');
-  const how = ev.trigger ? `${ev.trigger}${ev.page ? ` ${ev.page}` : ''}` : t('js.sim.an_from_code');
+  let how = ev.trigger ? `${ev.trigger}${ev.page ? ` ${ev.page}` : ''}` : t('js.sim.an_from_code');
+  if (isBuiltin(ev)) how = t('js.sim.an_builtin');
   return `${ev.event} · ${how}${values ? ` · ${values}` : ''}`;
 }
 
 function onReport(notice) {
   if (notice.type === 'queued') {
     for (const ev of notice.events) {
-      counts.queued += 1;
+      if (isBuiltin(ev)) builtinCount += 1;
+      else counts.queued += 1;
       const item = document.createElement('li');
       item.dataset.uid = ev.id;
       item.dataset.event = String(ev.event);
+      item.dataset.builtin = String(isBuiltin(ev));
+      if (ev.context?.$session) item.dataset.session = String(ev.context.$session);
       item.dataset.state = 'queued';
       const time = document.createElement('time');
       time.textContent = formatTime(ev.ts, { ms: true }).slice(11);
@@ -122,18 +152,19 @@ function onReport(notice) {
       const item = analyticsLog.querySelector(`li[data-uid="${CSS.escape(ev.id)}"]`);
       let state = 'waiting';
       let text = t('js.sim.an_waiting', { error: notice.error ?? '' });
+      const counted = isBuiltin(ev) ? {} : counts;
       if (notice.type === 'sent' && refused.has(ev.id)) {
         state = 'refused';
         text = t('js.sim.an_refused', { reason: refused.get(ev.id) });
-        counts.refused += 1;
+        counted.refused = (counted.refused ?? 0) + 1;
       } else if (notice.type === 'sent') {
         state = 'accepted';
         text = t('js.sim.an_accepted');
-        counts.accepted += 1;
+        counted.accepted = (counted.accepted ?? 0) + 1;
       } else if (notice.type === 'dropped') {
         state = 'refused';
         text = t('js.sim.an_refused', { reason: notice.error });
-        counts.refused += 1;
+        counted.refused = (counted.refused ?? 0) + 1;
       }
       if (!item) continue;
       item.dataset.state = state;
@@ -156,7 +187,7 @@ function saved() {
 function save() {
   const f = form.elements;
   localStorage.setItem(STORE, JSON.stringify({
-    user_id: f.user_id.value, device_id: f.device_id.value, prefetch: f.prefetch.checked,
+    user_id: f.user_id.value, device_id: f.device_id.value, prefetch: f.prefetch.checked, system: f.system.value,
   }));
 }
 
@@ -166,6 +197,7 @@ function restore() {
   if (values.user_id) f.user_id.value = values.user_id;
   if (values.device_id) f.device_id.value = values.device_id;
   if (typeof values.prefetch === 'boolean') f.prefetch.checked = values.prefetch;
+  if (values.system && SYSTEMS[values.system]) f.system.value = values.system;
   const wanted = root.dataset.appid;
   if (wanted) f.appid.value = wanted;
   if (root.dataset.user) f.user_id.value = root.dataset.user;
@@ -215,6 +247,7 @@ async function launch(event) {
   const rt = createRuntime({
     appid,
     token,
+    system: systemFor(f.system.value),
     // the device's offline queue (kept across reloads), one per simulated user and device
     analytics: { storageKey: `miniport.simulator.analytics.${appid}.${user}.${device}`, flushIntervalMs: 1000,
       testFlushIntervalMs: 200 },
@@ -222,6 +255,7 @@ async function launch(event) {
   runtime = rt;
   const wx = runtime.wx;
   Object.assign(counts, { queued: 0, accepted: 0, refused: 0 });
+  builtinCount = 0;
   analyticsLog.replaceChildren();
   showConfig({ version: null, testId: null });
   showCounts();
@@ -278,6 +312,9 @@ async function launch(event) {
   });
   const params = Object.fromEntries(new URLSearchParams(query));
   program.launch(PAGES[f.path.value] ? f.path.value : 'pages/index/index', params, scene);
+  const sys = rt.system.properties();
+  log('analytics', t('js.sim.an_session', { session: String(rt.analytics.lifecycle.session ?? '').slice(0, 8),
+    device: [sys.$model, sys.$platform, sys.$os_version].filter(Boolean).join(' · ') }));
   status.textContent = t('js.sim.running', { user, device, appid });
   root.dataset.launched = 'true';
 }

@@ -1,5 +1,12 @@
 """Background-fetch state: per-user schedule and token, fetched bodies, and the fetch log.
 
+A pair is in the due index (``next_due_at`` set) only when it can be fetched: its app has an
+enabled periodic URL and the user launched it. The one exception is a pair's first launch, which
+is due once without a token so that the missing token is logged where the developer looks;
+after that a token-less pair waits for ``set_token``. Pairs of pre-fetch-only apps never enter
+the index, and ``park_inactive`` takes out whatever no longer qualifies, so a claim batch and the
+idle poll read only rows they can use and cost the same at 1M pairs as at 10k.
+
 Claiming due fetches is the one dialect-specific statement: PostgreSQL locks the due rows with
 ``FOR UPDATE SKIP LOCKED`` so concurrent workers never claim the same pair; SQLite has one writer
 at a time, so a single UPDATE ... RETURNING is already exclusive. A claimed row is leased: its
@@ -105,6 +112,41 @@ _CLAIM_POSTGRES = """
     """
 
 
+# The pair's app can be fetched periodically: the condition of the due index.
+_FETCHABLE = (
+    "EXISTS (SELECT 1 FROM fetch_urls fu WHERE fu.appid = {appid} AND fu.kind = 'periodic'"
+    " AND fu.enabled AND fu.url IS NOT NULL)"
+)
+
+# A launch: a new pair of a fetchable app is due at once (token or not, see the docstring);
+# a known pair re-enters the due index only when it has a token (its schedule was parked).
+_LAUNCH_SQL = (
+    "INSERT INTO app_users (appid, user_id, failures, last_launch_at, next_due_at)"
+    " VALUES (?, ?, 0, ?, CASE WHEN " + _FETCHABLE.format(appid="?") + " THEN"
+    " CAST(? AS DOUBLE PRECISION) END)"
+    " ON CONFLICT (appid, user_id) DO UPDATE SET last_launch_at = excluded.last_launch_at,"
+    " next_due_at = CASE WHEN app_users.next_due_at IS NULL AND app_users.token IS NOT NULL"
+    " THEN excluded.next_due_at ELSE app_users.next_due_at END"
+)
+
+# The earliest due time among pairs that can be claimed: the due index in order, stopping at the
+# first pair that qualifies (not min() over a join, which reads every active pair).
+_NEXT_DUE_SQL = (
+    "SELECT au.next_due_at FROM app_users au"
+    " JOIN fetch_urls fu ON fu.appid = au.appid AND fu.kind = 'periodic'"
+    " WHERE au.next_due_at IS NOT NULL AND au.last_launch_at >= ?"
+    " AND fu.enabled AND fu.url IS NOT NULL"
+    " ORDER BY au.next_due_at LIMIT 1"
+)
+
+# Out of the due index: users who stopped launching, and pairs whose app cannot be fetched.
+_PARK_SQL = (
+    "UPDATE app_users SET next_due_at = NULL WHERE next_due_at IS NOT NULL AND"
+    " (last_launch_at IS NULL OR last_launch_at < ? OR NOT "
+    + _FETCHABLE.format(appid="app_users.appid")
+    + ")"
+)
+
 _RECORD_SQL = {
     "log": "INSERT INTO fetch_log (appid, user_id, kind, trigger, ts, url, verdict, status, bytes,"
     " latency_ms, error) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -141,6 +183,10 @@ class FetchStore:
         self._sql = {
             k: db.sql(v.replace("{same_token}", same_token)) for k, v in _RECORD_SQL.items()
         }
+        self._sql["launch"] = db.sql(_LAUNCH_SQL)
+        self._sql["next_due"] = db.sql(_NEXT_DUE_SQL)
+        self._sql["park"] = db.sql(_PARK_SQL)
+        self._sql["fetchable"] = db.sql("SELECT " + _FETCHABLE.format(appid="?"))
         self._sql["claim"] = _CLAIM_SQLITE if db.is_sqlite else _CLAIM_POSTGRES
         self._sql["get_token"] = db.sql(
             "SELECT token FROM app_users WHERE appid = ? AND user_id = ?"
@@ -167,36 +213,44 @@ class FetchStore:
     ) -> None:
         """Launches and fetch results queued by the write-behind, in one transaction."""
         with self.db.writing() as conn:
-            for appid, user_id, at in launches:
-                self._launch(conn, appid, user_id, at)
+            if launches:
+                self._launches(conn, launches)
             self._record(conn, records, ())
 
     def _launch(self, conn: Any, appid: str, user_id: str, now: float) -> None:
-        self._upsert_user(conn, appid, user_id, {"last_launch_at": now})
-        conn.execute(
-            update(t.app_users)
-            .where(
-                and_(
-                    t.app_users.c.appid == appid,
-                    t.app_users.c.user_id == user_id,
-                    t.app_users.c.next_due_at.is_(None),
-                )
-            )
-            .values(next_due_at=now)
-        )
+        self._launches(conn, [(appid, user_id, now)])
+
+    def _launches(self, conn: Any, launches: Sequence[tuple[str, str, float]]) -> None:
+        cursor = _cursor(conn)
+        try:
+            cursor.executemany(self._sql["launch"], [(a, u, t, a, t) for a, u, t in launches])
+        finally:
+            cursor.close()
 
     def set_token(self, appid: str, user_id: str, token: str, now: float) -> None:
-        """A new or changed token makes the pair due at once (it may have been waiting for it)."""
+        """A new or changed token makes the pair due at once (it may have been waiting for it),
+        if the user launched the app and it can be fetched periodically."""
         with self.db.writing() as conn:
+            c = t.app_users.c
             current = conn.execute(
-                select(t.app_users.c.token).where(
-                    and_(t.app_users.c.appid == appid, t.app_users.c.user_id == user_id)
+                select(c.token, c.last_launch_at).where(
+                    and_(c.appid == appid, c.user_id == user_id)
                 )
             ).first()
             values: dict[str, Any] = {"token": token}
             if current is None or current[0] != token:
-                values.update(next_due_at=now, failures=0, last_error=None)
+                values.update(failures=0, last_error=None)
+                if current is not None and current[1] is not None and self._fetchable(conn, appid):
+                    values.update(next_due_at=now)
             self._upsert_user(conn, appid, user_id, values)
+
+    def _fetchable(self, conn: Any, appid: str) -> bool:
+        cursor = _cursor(conn)
+        try:
+            cursor.execute(self._sql["fetchable"], (appid,))
+            return bool(cursor.fetchone()[0])
+        finally:
+            cursor.close()
 
     def get_token(self, appid: str, user_id: str) -> str | None:
         row = self.db.fetch_one(self._sql["get_token"], (appid, user_id))
@@ -212,13 +266,28 @@ class FetchStore:
         return dict(row._mapping) if row is not None else None
 
     def wake_app(self, appid: str, now: float) -> int:
-        """Make an app's users due (after its periodic URL changed or was enabled). Pairs being
-        fetched right now (leased) are left alone, so they are not fetched twice in a burst."""
+        """After a change of the app's periodic URL: when it can be fetched, make the users who
+        launched it and have a token due at once; otherwise take all its pairs out of the due
+        index. Pairs being fetched right now (leased) are not made due, so they are not fetched
+        twice in a burst; a leased pair of a disabled app is cleared by ``park_inactive``."""
         c = t.app_users.c
         with self.db.writing() as conn:
+            if not self._fetchable(conn, appid):
+                return conn.execute(
+                    update(t.app_users)
+                    .where(and_(c.appid == appid, c.next_due_at.is_not(None)))
+                    .values(next_due_at=None)
+                ).rowcount
             return conn.execute(
                 update(t.app_users)
-                .where(and_(c.appid == appid, or_(c.lease_until.is_(None), c.lease_until <= now)))
+                .where(
+                    and_(
+                        c.appid == appid,
+                        c.token.is_not(None),
+                        c.last_launch_at.is_not(None),
+                        or_(c.lease_until.is_(None), c.lease_until <= now),
+                    )
+                )
                 .values(next_due_at=now, failures=0)
             ).rowcount
 
@@ -258,41 +327,19 @@ class FetchStore:
         return [DueFetch(r[0], r[1], r[2], r[3], r[4], r[5], r[6], *targets[r[0]]) for r in rows]
 
     def next_due_at(self, active_since: float) -> float | None:
-        with self.db.reading() as conn:
-            value = conn.execute(
-                select(func.min(t.app_users.c.next_due_at))
-                .select_from(
-                    t.app_users.join(
-                        t.fetch_urls,
-                        and_(
-                            t.fetch_urls.c.appid == t.app_users.c.appid,
-                            t.fetch_urls.c.kind == "periodic",
-                        ),
-                    )
-                )
-                .where(
-                    and_(
-                        t.app_users.c.last_launch_at >= active_since,
-                        t.fetch_urls.c.enabled.is_(True),
-                        t.fetch_urls.c.url.is_not(None),
-                    )
-                )
-            ).scalar()
-        return float(value) if value is not None else None
+        row = self.db.fetch_one(self._sql["next_due"], (active_since,))
+        return float(row[0]) if row is not None else None
 
     def park_inactive(self, active_since: float) -> int:
-        """Take users who stopped launching out of the due index (a launch brings them back)."""
+        """Take out of the due index the users who stopped launching (a launch brings them
+        back) and the pairs of apps that cannot be fetched periodically."""
         with self.db.writing() as conn:
-            return conn.execute(
-                update(t.app_users)
-                .where(
-                    and_(
-                        t.app_users.c.next_due_at.is_not(None),
-                        t.app_users.c.last_launch_at < active_since,
-                    )
-                )
-                .values(next_due_at=None)
-            ).rowcount
+            cursor = _cursor(conn)
+            try:
+                cursor.execute(self._sql["park"], (active_since,))
+                return int(cursor.rowcount)
+            finally:
+                cursor.close()
 
     # --- results ---
     def record(

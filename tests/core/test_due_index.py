@@ -1,0 +1,128 @@
+"""A pair is due only when it can be fetched: pairs of pre-fetch-only apps, of disabled periodic
+URLs and token-less pairs (after their one logged attempt) stay out of the due index, so claims
+and the engine's idle poll never wade through them. On SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import pytest
+
+from miniport.clock import FakeClock
+from miniport.platform import Platform
+from tests.conftest import confirm_url
+from tests.core.conftest import Counter
+from tests.core.test_engine import periodic_app, run, user
+
+Make = Callable[..., Awaitable[Platform]]
+BACKENDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+
+
+@pytest.fixture(params=BACKENDS)
+def db(request: pytest.FixtureRequest) -> dict[str, Any]:
+    if request.param == "postgres":
+        return {"database_url": request.getfixturevalue("pg_url")}
+    return {}
+
+
+async def due_at(p: Platform, appid: str, user_id: str) -> float | None:
+    row = await p.db.read(p.fetches.get_user, appid, user_id)
+    assert row is not None
+    return row["next_due_at"]  # type: ignore[no-any-return]
+
+
+async def idle_poll(p: Platform) -> float | None:
+    return await p.db.read(p.fetches.next_due_at, p.rules.active_since(p.clock.now()))
+
+
+async def test_launches_of_a_pre_fetch_only_app_are_never_due(
+    platforms: Make, fake_clock: FakeClock, counter: Counter, db: dict[str, Any]
+) -> None:
+    p = await platforms(clock=fake_clock, **db)
+    app = await p.apps.create("pre-only", "dev")
+    await confirm_url(p, app.appid, "pre", counter.url + "/pre")
+    await user(p, app.appid, "u1", "tok1")
+    await user(p, app.appid, "u2")
+    await user(p, app.appid, "u1")  # launching again changes nothing
+    assert await due_at(p, app.appid, "u1") is None and await due_at(p, app.appid, "u2") is None
+    assert await idle_poll(p) is None
+
+    # the periodic URL arrives: the user with a token is due at once, the other is not
+    await confirm_url(p, app.appid, "periodic", counter.url + "/periodic")
+    assert await due_at(p, app.appid, "u1") == fake_clock.now()
+    assert await due_at(p, app.appid, "u2") is None
+    assert await idle_poll(p) == fake_clock.now()
+    assert await run(p) == 1
+    periodic = [r for r in counter.requests if r.path == "/periodic"]
+    assert [r.query["token"] for r in periodic] == ["tok1"]
+
+
+async def test_a_token_less_pair_is_logged_once_then_waits_for_its_token(
+    platforms: Make, fake_clock: FakeClock, counter: Counter, db: dict[str, Any]
+) -> None:
+    p = await platforms(clock=fake_clock, **db)
+    appid = await periodic_app(p, counter.url)
+    await user(p, appid, "u")
+    assert await run(p) == 1  # the first launch: one attempt that logs the missing token
+    assert await due_at(p, appid, "u") is None
+    for _ in range(3):
+        fake_clock.advance(13 * 3600)
+        await user(p, appid, "u")
+        assert await run(p) == 0  # launches without a token do not make it due again
+    assert [e["verdict"] for e in await p.background.log(appid)] == ["token_not_set"]
+
+    await p.background.set_token(appid, "u", "tok")
+    assert await due_at(p, appid, "u") == fake_clock.now()
+    assert await run(p) == 1
+    assert counter.by_token() == {"tok": 1}
+
+
+async def test_a_token_set_before_the_first_launch_waits_for_the_launch(
+    platforms: Make, fake_clock: FakeClock, counter: Counter, db: dict[str, Any]
+) -> None:
+    p = await platforms(clock=fake_clock, **db)
+    appid = await periodic_app(p, counter.url)
+    await p.background.set_token(appid, "u", "tok")
+    assert await due_at(p, appid, "u") is None  # never launched: not active, not due
+    await user(p, appid, "u")
+    assert await due_at(p, appid, "u") == fake_clock.now()
+    assert await run(p) == 1
+
+
+async def test_disabling_the_periodic_url_empties_the_due_index(
+    platforms: Make, fake_clock: FakeClock, counter: Counter, db: dict[str, Any]
+) -> None:
+    p = await platforms(clock=fake_clock, **db)
+    appid = await periodic_app(p, counter.url)
+    await user(p, appid, "u", "tok")
+    pending = await p.apps.request_change(appid, "periodic", "disable", None, "dev")
+    await p.apps.confirm(pending.code, "admin")
+    assert await due_at(p, appid, "u") is None
+    assert await idle_poll(p) is None
+
+    pending = await p.apps.request_change(appid, "periodic", "enable", None, "dev")
+    await p.apps.confirm(pending.code, "admin")
+    assert await run(p) == 1
+
+
+async def test_parking_clears_pairs_that_can_never_be_claimed(
+    platforms: Make, fake_clock: FakeClock, counter: Counter, db: dict[str, Any]
+) -> None:
+    """Pairs made due before this rule (or by a result stored after a disable) leave the index
+    at the engine's next parking round."""
+    p = await platforms(clock=fake_clock, **db)
+    app = await p.apps.create("pre-only", "dev")
+    fetchable = await periodic_app(p, counter.url)
+    await user(p, fetchable, "ok", "tok")
+    await p.db.write(p.fetches.record_launch, app.appid, "stale", fake_clock.now())
+    with p.db.writing() as conn:  # as an older version left it
+        conn.exec_driver_sql(
+            p.db.sql("UPDATE app_users SET next_due_at = ? WHERE appid = ?"),
+            (fake_clock.now(), app.appid),
+        )
+    assert await due_at(p, app.appid, "stale") == fake_clock.now()
+    parked = await p.db.write(p.fetches.park_inactive, p.rules.active_since(fake_clock.now()))
+    assert parked == 1
+    assert await due_at(p, app.appid, "stale") is None
+    assert await due_at(p, fetchable, "ok") == fake_clock.now()

@@ -126,3 +126,25 @@ async def test_parking_clears_pairs_that_can_never_be_claimed(
     assert parked == 1
     assert await due_at(p, app.appid, "stale") is None
     assert await due_at(p, fetchable, "ok") == fake_clock.now()
+
+
+async def test_a_claim_never_returns_a_pair_whose_app_cannot_be_fetched(
+    platforms: Make, fake_clock: FakeClock, counter: Counter, db: dict[str, Any]
+) -> None:
+    """The claim reads the due index alone; a pair that should not be there (its periodic URL
+    was disabled while it was being fetched) is parked by the claim instead of fetched."""
+    p = await platforms(clock=fake_clock, **db)
+    appid = await periodic_app(p, counter.url)
+    await user(p, appid, "u", "tok")
+    pending = await p.apps.request_change(appid, "periodic", "disable", None, "dev")
+    await p.apps.confirm(pending.code, "admin")
+    now = fake_clock.now()
+    with p.db.writing() as conn:  # a result stored after the disable set a due time
+        conn.exec_driver_sql(p.db.sql("UPDATE app_users SET next_due_at = ?"), (now,))
+    assert await idle_poll(p) == now
+    claimed = await p.db.write(
+        p.fetches.claim_due, now, p.rules.active_since(now), p.rules.lease_until(now), 10
+    )
+    assert claimed == []
+    assert await due_at(p, appid, "u") is None and await idle_poll(p) is None
+    assert counter.requests == []

@@ -87,30 +87,28 @@ class StoredData:
 
 
 # Named parameters: now, active_since, lease, limit (:name for SQLite, %(name)s for psycopg).
+# One table, one index: the due index in order, so the good plan is the only plan (a join with
+# fetch_urls let PostgreSQL pick a BitmapAnd plan for a fresh connection's first claims at 1M
+# pairs). The app's URL is checked after the claim (see ``claim_due``).
 _CLAIM_SQLITE = """
     UPDATE app_users SET lease_until = :lease, next_due_at = :lease
     WHERE rowid IN (
-        SELECT au.rowid FROM app_users au
-        JOIN fetch_urls fu ON fu.appid = au.appid AND fu.kind = 'periodic'
-        WHERE au.next_due_at <= :now AND au.last_launch_at >= :active_since
-          AND fu.enabled AND fu.url IS NOT NULL
-        ORDER BY au.next_due_at LIMIT :limit)
+        SELECT rowid FROM app_users
+        WHERE next_due_at <= :now AND last_launch_at >= :active_since
+        ORDER BY next_due_at LIMIT :limit)
     RETURNING appid, user_id, token, etag, last_modified, failures, last_success_at
     """
 
 _CLAIM_POSTGRES = """
     WITH due AS (
-        SELECT au.appid, au.user_id FROM app_users au
-        JOIN fetch_urls fu ON fu.appid = au.appid AND fu.kind = 'periodic'
-        WHERE au.next_due_at <= %(now)s AND au.last_launch_at >= %(active_since)s
-          AND fu.enabled AND fu.url IS NOT NULL
-        ORDER BY au.next_due_at LIMIT %(limit)s
-        FOR UPDATE OF au SKIP LOCKED)
+        SELECT appid, user_id FROM app_users
+        WHERE next_due_at <= %(now)s AND last_launch_at >= %(active_since)s
+        ORDER BY next_due_at LIMIT %(limit)s
+        FOR UPDATE SKIP LOCKED)
     UPDATE app_users a SET lease_until = %(lease)s, next_due_at = %(lease)s
     FROM due WHERE a.appid = due.appid AND a.user_id = due.user_id
     RETURNING a.appid, a.user_id, a.token, a.etag, a.last_modified, a.failures, a.last_success_at
     """
-
 
 # The pair's app can be fetched periodically: the condition of the due index.
 _FETCHABLE = (
@@ -129,14 +127,12 @@ _LAUNCH_SQL = (
     " THEN excluded.next_due_at ELSE app_users.next_due_at END"
 )
 
-# The earliest due time among pairs that can be claimed: the due index in order, stopping at the
-# first pair that qualifies (not min() over a join, which reads every active pair).
+# The earliest due time among active pairs: the due index in order, stopping at the first pair
+# that qualifies (not min() over a join, which reads every active pair). A pair whose app cannot
+# be fetched (it should not be in the index) wakes the engine once: its claim parks it.
 _NEXT_DUE_SQL = (
-    "SELECT au.next_due_at FROM app_users au"
-    " JOIN fetch_urls fu ON fu.appid = au.appid AND fu.kind = 'periodic'"
-    " WHERE au.next_due_at IS NOT NULL AND au.last_launch_at >= ?"
-    " AND fu.enabled AND fu.url IS NOT NULL"
-    " ORDER BY au.next_due_at LIMIT 1"
+    "SELECT next_due_at FROM app_users WHERE next_due_at IS NOT NULL AND last_launch_at >= ?"
+    " ORDER BY next_due_at LIMIT 1"
 )
 
 # Out of the due index: users who stopped launching, and pairs whose app cannot be fetched.
@@ -186,6 +182,10 @@ class FetchStore:
         self._sql["launch"] = db.sql(_LAUNCH_SQL)
         self._sql["next_due"] = db.sql(_NEXT_DUE_SQL)
         self._sql["park"] = db.sql(_PARK_SQL)
+        self._sql["park_pair"] = db.sql(
+            "UPDATE app_users SET next_due_at = NULL, lease_until = NULL"
+            " WHERE appid = ? AND user_id = ?"
+        )
         self._sql["fetchable"] = db.sql("SELECT " + _FETCHABLE.format(appid="?"))
         self._sql["claim"] = _CLAIM_SQLITE if db.is_sqlite else _CLAIM_POSTGRES
         self._sql["get_token"] = db.sql(
@@ -313,18 +313,40 @@ class FetchStore:
                 cursor.close()
             if not rows:
                 return []
-            appids = {r[0] for r in rows}
-            targets = {
-                r.appid: (r.url, r.secret)
-                for r in conn.execute(
-                    select(t.fetch_urls.c.appid, t.fetch_urls.c.url, t.apps.c.secret)
-                    .join(t.apps, t.apps.c.appid == t.fetch_urls.c.appid)
-                    .where(
-                        and_(t.fetch_urls.c.appid.in_(appids), t.fetch_urls.c.kind == "periodic")
-                    )
+            targets = self._targets(conn, {r[0] for r in rows})
+            stray = [(r[0], r[1]) for r in rows if r[0] not in targets]
+            if stray:  # claimed, but the app cannot be fetched: out of the due index
+                self._park_pairs(conn, stray)
+        return [
+            DueFetch(r[0], r[1], r[2], r[3], r[4], r[5], r[6], *targets[r[0]])
+            for r in rows
+            if r[0] in targets
+        ]
+
+    @staticmethod
+    def _targets(conn: Any, appids: set[str]) -> dict[str, tuple[str, str]]:
+        """The periodic URL and secret of each of these apps that can be fetched."""
+        fu = t.fetch_urls.c
+        query = (
+            select(fu.appid, fu.url, t.apps.c.secret)
+            .join(t.apps, t.apps.c.appid == fu.appid)
+            .where(
+                and_(
+                    fu.appid.in_(appids),
+                    fu.kind == "periodic",
+                    fu.enabled.is_(True),
+                    fu.url.is_not(None),
                 )
-            }
-        return [DueFetch(r[0], r[1], r[2], r[3], r[4], r[5], r[6], *targets[r[0]]) for r in rows]
+            )
+        )
+        return {r.appid: (r.url, r.secret) for r in conn.execute(query)}
+
+    def _park_pairs(self, conn: Any, pairs: Sequence[tuple[str, str]]) -> None:
+        cursor = _cursor(conn)
+        try:
+            cursor.executemany(self._sql["park_pair"], pairs)
+        finally:
+            cursor.close()
 
     def next_due_at(self, active_since: float) -> float | None:
         row = self.db.fetch_one(self._sql["next_due"], (active_since,))

@@ -199,3 +199,11 @@ async def settle(p: Platform) -> None:
     pending = getattr(p.background, "pending", None)
     if pending is not None:
         await pending.flush()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def db(request: pytest.FixtureRequest) -> dict[str, Any]:
+    """Platform settings for each state database: SQLite, then a fresh PostgreSQL database."""
+    if request.param == "postgres":
+        return {"database_url": request.getfixturevalue("pg_url")}
+    return {}

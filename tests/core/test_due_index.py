@@ -7,8 +7,6 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-import pytest
-
 from miniport.clock import FakeClock
 from miniport.platform import Platform
 from tests.conftest import confirm_url
@@ -16,16 +14,6 @@ from tests.core.conftest import Counter
 from tests.core.test_engine import periodic_app, run, user
 
 Make = Callable[..., Awaitable[Platform]]
-BACKENDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
-
-
-@pytest.fixture(params=BACKENDS)
-def db(request: pytest.FixtureRequest) -> dict[str, Any]:
-    if request.param == "postgres":
-        return {"database_url": request.getfixturevalue("pg_url")}
-    return {}
-
-
 async def due_at(p: Platform, appid: str, user_id: str) -> float | None:
     row = await p.db.read(p.fetches.get_user, appid, user_id)
     assert row is not None

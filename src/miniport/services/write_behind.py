@@ -34,6 +34,7 @@ class WriteBehind:
         self.fresh: dict[Key, StoredData] = {}
         self._task: asyncio.Task[None] | None = None
         self._wanted = asyncio.Event()
+        self._flushing = asyncio.Lock()
 
     def launch(self, appid: str, user_id: str, at: float) -> None:
         self._launches[(appid, user_id)] = at
@@ -66,6 +67,12 @@ class WriteBehind:
                 await asyncio.sleep(1)
 
     async def flush(self) -> None:
+        """Write what is queued. A flush already under way is waited for first, so when this
+        returns everything queued before the call is stored (or kept for a retry)."""
+        async with self._flushing:
+            await self._flush()
+
+    async def _flush(self) -> None:
         launches = [(a, u, t) for (a, u), t in self._launches.items()]
         records = self._records
         self._launches, self._records = {}, []

@@ -15,8 +15,9 @@ twice in a burst."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from operator import attrgetter
 from typing import Any
 
 from sqlalchemy import and_, delete, func, or_, select, update
@@ -164,6 +165,53 @@ _RECORD_SQL = {
 }
 
 
+# PostgreSQL: each kind of result row is ONE statement over arrays (unnest), not one statement
+# per row: a batch of 500 results is three statements and one round trip each.
+_RECORD_PG = {
+    "log": "INSERT INTO fetch_log (appid, user_id, kind, trigger, ts, url, verdict, status, bytes,"
+    " latency_ms, error) SELECT * FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[],"
+    " %s::float8[], %s::text[], %s::text[], %s::int[], %s::int[], %s::float8[], %s::text[])",
+    "data": "INSERT INTO fetched_data (appid, user_id, kind, body, fetched_at_ms, path, query,"
+    " scene) SELECT * FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[], %s::bigint[],"
+    " %s::text[], %s::text[], %s::int[]) ON CONFLICT (appid, user_id, kind) DO UPDATE SET"
+    " body = excluded.body, fetched_at_ms = excluded.fetched_at_ms, path = excluded.path,"
+    " query = excluded.query, scene = excluded.scene",
+    # as _RECORD_SQL's "failed" and "succeeded" in one: a failure has no last_success_at (kept)
+    # and no new validators (kept)
+    "schedule": "UPDATE app_users a SET"
+    " next_due_at = CASE WHEN a.token IS NOT DISTINCT FROM v.token THEN v.next_due_at"
+    " ELSE a.next_due_at END,"
+    " failures = CASE WHEN a.token IS NOT DISTINCT FROM v.token THEN v.failures"
+    " ELSE a.failures END,"
+    " last_attempt_at = v.last_attempt_at, last_error = v.last_error, lease_until = NULL,"
+    " last_success_at = COALESCE(v.last_success_at, a.last_success_at),"
+    " etag = CASE WHEN v.new_validators THEN v.etag ELSE a.etag END,"
+    " last_modified = CASE WHEN v.new_validators THEN v.last_modified ELSE a.last_modified END"
+    " FROM unnest(%s::text[], %s::text[], %s::text[], %s::float8[], %s::int[], %s::float8[],"
+    " %s::text[], %s::float8[], %s::bool[], %s::text[], %s::text[]) AS v(appid, user_id, token,"
+    " next_due_at, failures, last_attempt_at, last_error, last_success_at, new_validators, etag,"
+    " last_modified) WHERE a.appid = v.appid AND a.user_id = v.user_id",
+}
+
+
+def _getter(names: str) -> Callable[[Any], tuple[Any, ...]]:
+    """A fast row builder: the named attributes of a record, as a tuple."""
+    return attrgetter(*names.split())
+
+
+_LOG_ROW = _getter("appid user_id kind trigger ts url verdict status bytes latency_ms error")
+_BODY_ROW = _getter("appid user_id kind body fetched_at_ms path query scene")
+_MOVE_ROW = _getter(
+    "appid user_id token next_due_at failures last_attempt_at last_error last_success_at"
+    " new_validators etag last_modified"
+)
+
+
+def _columns(rows: Sequence[tuple[Any, ...]], width: int) -> list[list[Any]]:
+    """Rows to columns (the arrays an unnest statement takes)."""
+    return [list(c) for c in zip(*rows, strict=True)] if rows else [[] for _ in range(width)]
+
+
 def _cursor(conn: Any) -> Any:
     """The DB-API cursor under an SQLAlchemy connection (for the batched hot paths)."""
     driver = conn.connection.driver_connection
@@ -223,7 +271,9 @@ class FetchStore:
     def _launches(self, conn: Any, launches: Sequence[tuple[str, str, float]]) -> None:
         cursor = _cursor(conn)
         try:
-            cursor.executemany(self._sql["launch"], [(a, u, t, a, t) for a, u, t in launches])
+            # in key order, like the result writes: concurrent batches cannot deadlock
+            rows = [(a, u, t, a, t) for a, u, t in sorted(launches)]
+            cursor.executemany(self._sql["launch"], rows)
         finally:
             cursor.close()
 
@@ -374,9 +424,12 @@ class FetchStore:
     def _record(
         self, conn: Any, records: Sequence[FetchRecord], schedule: Sequence[ScheduleUpdate]
     ) -> None:
-        # The hot path of the engine: plain DB-API executemany with tuples (the statements are
-        # the same on SQLite and PostgreSQL but for the placeholder), several times cheaper per
-        # row than compiled Core statements.
+        if not self.db.is_sqlite:
+            self._record_pg(conn, records, schedule)
+            return
+        # The hot path of the engine: plain DB-API executemany with tuples, several times
+        # cheaper per row than compiled Core statements (SQLite runs in-process: no round trips
+        # to save).
         cursor = _cursor(conn)
         try:
             if records:
@@ -443,6 +496,28 @@ class FetchStore:
             ]
             if succeeded:
                 cursor.executemany(self._sql["succeeded"], succeeded)
+        finally:
+            cursor.close()
+
+    def _record_pg(
+        self, conn: Any, records: Sequence[FetchRecord], schedule: Sequence[ScheduleUpdate]
+    ) -> None:
+        """The same writes as the SQLite path, one statement per kind. Bodies and schedules
+        are taken last-wins per key (one statement cannot change a row twice) and in key
+        order, so concurrent batches lock rows in the same order and cannot deadlock."""
+        bodies = {(r.appid, r.user_id, r.kind): _BODY_ROW(r) for r in records if r.body is not None}
+        moves = {(u.appid, u.user_id): _MOVE_ROW(u) for u in schedule}
+        cursor = _cursor(conn)
+        try:
+            if records:
+                log = [_LOG_ROW(r) for r in records]
+                cursor.execute(_RECORD_PG["log"], _columns(log, 11))
+            if bodies:
+                rows = [bodies[k] for k in sorted(bodies)]
+                cursor.execute(_RECORD_PG["data"], _columns(rows, 8))
+            if moves:
+                rows = [moves[k] for k in sorted(moves)]
+                cursor.execute(_RECORD_PG["schedule"], _columns(rows, 11))
         finally:
             cursor.close()
 

@@ -1,5 +1,5 @@
 """Cost of the periodic schedule as the data grows: claim batch, the engine's idle poll, a launch
-and the parking round at 10k / 100k / 1M pairs, with 100k users of a pre-fetch-only app among
+at 10k / 100k / 1M pairs, with 100k users of a pre-fetch-only app among
 them, on SQLite and PostgreSQL.
 
     python bench/scale_claims.py [--sizes 10000,100000,1000000] [--backends sqlite,postgres]
@@ -97,7 +97,6 @@ def measure(p: Platform, pairs: int, periodic: str, pre: str, batch: int) -> dic
     for k in range(400):
         appid, user = (periodic, f"u{rng.randrange(pairs)}") if k % 2 else (pre, f"p{k}")
         launch_ms.append(timed(lambda: store.record_launch(appid, user, now))[0])  # noqa: B023
-    park_ms, _ = timed(lambda: store.park_inactive(rules.active_since(now)))
     return {
         "pairs": pairs,
         "first_claim_ms": round(claim_ms[0], 2),
@@ -108,7 +107,6 @@ def measure(p: Platform, pairs: int, periodic: str, pre: str, batch: int) -> dic
         "idle_poll_ms_p50": round(percentile(poll_ms, 50), 3),
         "idle_poll_ms_p99": round(percentile(poll_ms, 99), 3),
         "launch_ms_p99": round(percentile(launch_ms, 99), 2),
-        "park_ms": round(park_ms, 1),
         "cpu_s_per_1000_claimed": round(cpu_claims / claimed * 1000, 4),
     }
 

@@ -94,26 +94,33 @@ async def test_disabling_the_periodic_url_empties_the_due_index(
     assert await run(p) == 1
 
 
-async def test_parking_clears_pairs_that_can_never_be_claimed(
+async def test_a_claim_parks_the_due_pairs_that_can_no_longer_be_fetched(
     platforms: Make, fake_clock: FakeClock, counter: Counter, db: dict[str, Any]
 ) -> None:
-    """Pairs made due before this rule (or by a result stored after a disable) leave the index
-    at the engine's next parking round."""
+    """A due pair whose user stopped launching, or whose app cannot be fetched (as an older
+    version left them), leaves the index when a claim meets it; the claim goes on to the pairs
+    it can use, so no separate round has to scan the whole index for them."""
     p = await platforms(clock=fake_clock, **db)
     app = await p.apps.create("pre-only", "dev")
     fetchable = await periodic_app(p, counter.url)
+    await user(p, fetchable, "gone", "tok-gone")
+    fake_clock.advance(8 * 86400)  # "gone" has not launched for 8 days
+    now = fake_clock.now()
     await user(p, fetchable, "ok", "tok")
-    await p.db.write(p.fetches.record_launch, app.appid, "stale", fake_clock.now())
-    with p.db.writing() as conn:  # as an older version left it
-        conn.exec_driver_sql(
-            p.db.sql("UPDATE app_users SET next_due_at = ? WHERE appid = ?"),
-            (fake_clock.now(), app.appid),
-        )
-    assert await due_at(p, app.appid, "stale") == fake_clock.now()
-    parked = await p.db.write(p.fetches.park_inactive, p.rules.active_since(fake_clock.now()))
-    assert parked == 1
+    await p.db.write(p.fetches.record_launch, app.appid, "stale", now)
+    with p.db.writing() as conn:
+        for user_id, due in (("stale", now - 2), ("gone", now - 1), ("ok", now)):
+            conn.exec_driver_sql(
+                p.db.sql("UPDATE app_users SET next_due_at = ? WHERE user_id = ?"), (due, user_id)
+            )
+    claimed = await p.db.write(
+        p.fetches.claim_due, now, p.rules.active_since(now), p.rules.lease_until(now), 2
+    )
+    assert [c.user_id for c in claimed] == ["ok"]
     assert await due_at(p, app.appid, "stale") is None
-    assert await due_at(p, fetchable, "ok") == fake_clock.now()
+    assert await due_at(p, fetchable, "gone") is None
+    await user(p, fetchable, "gone")  # launching again brings it back
+    assert await due_at(p, fetchable, "gone") == now
 
 
 async def test_a_claim_never_returns_a_pair_whose_app_cannot_be_fetched(

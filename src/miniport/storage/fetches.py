@@ -4,8 +4,9 @@ A pair is in the due index (``next_due_at`` set) only when it can be fetched: it
 enabled periodic URL and the user launched it. The one exception is a pair's first launch, which
 is due once without a token so that the missing token is logged where the developer looks;
 after that a token-less pair waits for ``set_token``. Pairs of pre-fetch-only apps never enter
-the index, and ``park_inactive`` takes out whatever no longer qualifies, so a claim batch and the
-idle poll read only rows they can use and cost the same at 1M pairs as at 10k.
+the index, and a claim takes out the due pairs that no longer qualify (the user stopped
+launching, the URL was disabled meanwhile), so a claim batch and the idle poll read only rows
+they can use and cost the same at 1M pairs as at 10k; no round scans the whole index.
 
 Claiming due fetches is the one dialect-specific statement: PostgreSQL locks the due rows with
 ``FOR UPDATE SKIP LOCKED`` so concurrent workers never claim the same pair; SQLite has one writer
@@ -90,25 +91,31 @@ class StoredData:
 # Named parameters: now, active_since, lease, limit (:name for SQLite, %(name)s for psycopg).
 # One table, one index: the due index in order, so the good plan is the only plan (a join with
 # fetch_urls let PostgreSQL pick a BitmapAnd plan for a fresh connection's first claims at 1M
-# pairs). The app's URL is checked after the claim (see ``claim_due``).
+# pairs). A due pair whose user stopped launching is parked by the claim that meets it (its
+# lease_until comes back NULL), so no round ever scans the whole index for them; the app's URL
+# is checked after the claim (see ``claim_due``).
 _CLAIM_SQLITE = """
-    UPDATE app_users SET lease_until = :lease, next_due_at = :lease
+    UPDATE app_users SET
+        lease_until = CASE WHEN last_launch_at >= :active_since THEN :lease END,
+        next_due_at = CASE WHEN last_launch_at >= :active_since THEN :lease END
     WHERE rowid IN (
-        SELECT rowid FROM app_users
-        WHERE next_due_at <= :now AND last_launch_at >= :active_since
-        ORDER BY next_due_at LIMIT :limit)
-    RETURNING appid, user_id, token, etag, last_modified, failures, last_success_at
+        SELECT rowid FROM app_users WHERE next_due_at <= :now ORDER BY next_due_at LIMIT :limit)
+    RETURNING appid, user_id, token, etag, last_modified, failures, last_success_at, lease_until
     """
 
 _CLAIM_POSTGRES = """
     WITH due AS (
-        SELECT appid, user_id FROM app_users
-        WHERE next_due_at <= %(now)s AND last_launch_at >= %(active_since)s
+        SELECT appid, user_id FROM app_users WHERE next_due_at <= %(now)s
         ORDER BY next_due_at LIMIT %(limit)s
         FOR UPDATE SKIP LOCKED)
-    UPDATE app_users a SET lease_until = %(lease)s, next_due_at = %(lease)s
+    UPDATE app_users a SET
+        lease_until = CASE WHEN a.last_launch_at >= %(active_since)s
+            THEN CAST(%(lease)s AS DOUBLE PRECISION) END,
+        next_due_at = CASE WHEN a.last_launch_at >= %(active_since)s
+            THEN CAST(%(lease)s AS DOUBLE PRECISION) END
     FROM due WHERE a.appid = due.appid AND a.user_id = due.user_id
-    RETURNING a.appid, a.user_id, a.token, a.etag, a.last_modified, a.failures, a.last_success_at
+    RETURNING a.appid, a.user_id, a.token, a.etag, a.last_modified, a.failures,
+        a.last_success_at, a.lease_until
     """
 
 # The pair's app can be fetched periodically: the condition of the due index.
@@ -134,14 +141,6 @@ _LAUNCH_SQL = (
 _NEXT_DUE_SQL = (
     "SELECT next_due_at FROM app_users WHERE next_due_at IS NOT NULL AND last_launch_at >= ?"
     " ORDER BY next_due_at LIMIT 1"
-)
-
-# Out of the due index: users who stopped launching, and pairs whose app cannot be fetched.
-_PARK_SQL = (
-    "UPDATE app_users SET next_due_at = NULL WHERE next_due_at IS NOT NULL AND"
-    " (last_launch_at IS NULL OR last_launch_at < ? OR NOT "
-    + _FETCHABLE.format(appid="app_users.appid")
-    + ")"
 )
 
 _RECORD_SQL = {
@@ -229,7 +228,6 @@ class FetchStore:
         }
         self._sql["launch"] = db.sql(_LAUNCH_SQL)
         self._sql["next_due"] = db.sql(_NEXT_DUE_SQL)
-        self._sql["park"] = db.sql(_PARK_SQL)
         self._sql["park_pair"] = db.sql(
             "UPDATE app_users SET next_due_at = NULL, lease_until = NULL"
             " WHERE appid = ? AND user_id = ?"
@@ -319,7 +317,7 @@ class FetchStore:
         """After a change of the app's periodic URL: when it can be fetched, make the users who
         launched it and have a token due at once; otherwise take all its pairs out of the due
         index. Pairs being fetched right now (leased) are not made due, so they are not fetched
-        twice in a burst; a leased pair of a disabled app is cleared by ``park_inactive``."""
+        twice in a burst; a leased pair of a disabled app leaves the index at its next claim."""
         c = t.app_users.c
         with self.db.writing() as conn:
             if not self._fetchable(conn, appid):
@@ -345,33 +343,38 @@ class FetchStore:
     def claim_due(
         self, now: float, active_since: float, lease_until: float, limit: int
     ) -> list[DueFetch]:
-        sql = self._sql["claim"]
+        """Lease up to ``limit`` due pairs. Pairs met on the way that can no longer be
+        fetched (inactive user, app without an enabled periodic URL) leave the due index; an
+        empty answer means nothing is due."""
+        while True:
+            met, claimed = self._claim_once(now, active_since, lease_until, limit)
+            if claimed or met < limit:
+                return claimed
+
+    def _claim_once(
+        self, now: float, active_since: float, lease_until: float, limit: int
+    ) -> tuple[int, list[DueFetch]]:
+        params = {"now": now, "active_since": active_since, "lease": lease_until, "limit": limit}
         with self.db.writing() as conn:
             cursor = _cursor(conn)
             try:
-                cursor.execute(
-                    sql,
-                    {
-                        "now": now,
-                        "active_since": active_since,
-                        "lease": lease_until,
-                        "limit": limit,
-                    },
-                )
-                rows = cursor.fetchall()
+                cursor.execute(self._sql["claim"], params)
+                met = cursor.fetchall()
             finally:
                 cursor.close()
+            rows = [r for r in met if r[7] is not None]  # the rest were parked: inactive
             if not rows:
-                return []
+                return len(met), []
             targets = self._targets(conn, {r[0] for r in rows})
             stray = [(r[0], r[1]) for r in rows if r[0] not in targets]
             if stray:  # claimed, but the app cannot be fetched: out of the due index
                 self._park_pairs(conn, stray)
-        return [
+        claimed = [
             DueFetch(r[0], r[1], r[2], r[3], r[4], r[5], r[6], *targets[r[0]])
             for r in rows
             if r[0] in targets
         ]
+        return len(met), claimed
 
     @staticmethod
     def _targets(conn: Any, appids: set[str]) -> dict[str, tuple[str, str]]:
@@ -401,17 +404,6 @@ class FetchStore:
     def next_due_at(self, active_since: float) -> float | None:
         row = self.db.fetch_one(self._sql["next_due"], (active_since,))
         return float(row[0]) if row is not None else None
-
-    def park_inactive(self, active_since: float) -> int:
-        """Take out of the due index the users who stopped launching (a launch brings them
-        back) and the pairs of apps that cannot be fetched periodically."""
-        with self.db.writing() as conn:
-            cursor = _cursor(conn)
-            try:
-                cursor.execute(self._sql["park"], (active_since,))
-                return int(cursor.rowcount)
-            finally:
-                cursor.close()
 
     # --- results ---
     def record(

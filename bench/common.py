@@ -113,3 +113,12 @@ def pg_database(admin_url: str = PG_ADMIN_URL) -> Iterator[str]:
             yield admin_url.rsplit("/", 1)[0] + "/" + name
         finally:
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def sched_ns(pid: int | str = "self") -> tuple[int, int]:
+    """Nanoseconds a process (or thread, ``self/task/TID``) has run on a CPU and waited for one
+    (``/proc/PID/schedstat``): the run time is the work itself, the wait time is the neighbours'
+    share of the machine."""
+    with open(f"/proc/{pid}/schedstat") as f:
+        run, wait, _ = f.read().split()
+    return int(run), int(wait)

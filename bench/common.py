@@ -78,3 +78,47 @@ def wrk(
     if match is None or non2xx is not None:
         raise RuntimeError(f"wrk failed or got errors:\n{out}")
     return float(match.group(1))
+
+
+def loadavg() -> float:
+    """The 1-minute load average, printed beside every figure (this machine is shared)."""
+    with open("/proc/loadavg") as f:
+        return float(f.read().split()[0])
+
+
+def cpu_s(pid: int | str = "self") -> float:
+    """CPU seconds (user + system) a process has used, from its own counters in /proc: it does
+    not depend on how busy the neighbours are."""
+    import os
+
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+PG_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
+
+
+@contextlib.contextmanager
+def pg_database(admin_url: str = PG_ADMIN_URL) -> Iterator[str]:
+    """A fresh PostgreSQL database for one run, dropped afterwards."""
+    import secrets
+
+    import psycopg
+
+    name = "miniport_bench_" + secrets.token_hex(4)
+    with psycopg.connect(admin_url, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+        try:
+            yield admin_url.rsplit("/", 1)[0] + "/" + name
+        finally:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def sched_ns(pid: int | str = "self") -> tuple[int, int]:
+    """Nanoseconds a process (or thread, ``self/task/TID``) has run on a CPU and waited for one
+    (``/proc/PID/schedstat``): the run time is the work itself, the wait time is the neighbours'
+    share of the machine."""
+    with open(f"/proc/{pid}/schedstat") as f:
+        run, wait, _ = f.read().split()
+    return int(run), int(wait)

@@ -211,7 +211,7 @@ describe('launch and the event stream', () => {
     runtime.wx.onBackgroundFetchData(listener);
     runtime.wx.onBackgroundFetchData(() => got.push('second'));
     assert.equal(sources.length, 1, 'one stream for every listener');
-    assert.equal(sources[0].url, `${base}/runtime/v1/events?access_token=a%20b`);
+    assert.equal(sources[0].url, `${base}/runtime/v1/events?access_token=a%20b&appid=mp1`);
     const refreshes = [];
     runtime.on('devtoolsRefresh', (message) => refreshes.push(message.verdict));
     sources[0].emit('backgroundFetchData', {

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
-from miniport.events.broker import EVERYONE, QUEUE_LIMIT, MemoryBroker, sse_frame
+import asyncio
+
+from miniport.events.broker import (
+    EVERYONE,
+    QUEUE_LIMIT,
+    MemoryBroker,
+    Subscription,
+    sse_frame,
+)
 
 
-def drain(sub: object) -> list[dict[str, object]]:
-    queue = sub.queue  # type: ignore[attr-defined]
-    out = []
-    while not queue.empty():
-        out.append(queue.get_nowait())
-    return out
+def drain(sub: Subscription) -> list[dict[str, object]]:
+    return sub.take()
 
 
 async def test_a_message_reaches_every_device_of_its_user_only() -> None:
@@ -60,3 +64,52 @@ def test_sse_frame_names_the_event_after_the_message_type() -> None:
         sse_frame({"type": "t", "v": "值"})
         == 'event: t\ndata: {"type": "t", "v": "值"}\n\n'.encode()
     )
+
+
+async def test_an_app_wide_message_reaches_only_that_apps_runtimes() -> None:
+    broker = MemoryBroker()
+    shop, blog = (
+        broker.subscribe("ann", "d", appid="shop"),
+        broker.subscribe("bob", "d", appid="blog"),
+    )
+    anywhere = broker.subscribe("cat", "d")  # a stream opened without an app: every app's
+    await broker.publish(EVERYONE, {"type": "analyticsConfig", "appid": "shop"})
+    assert [m["appid"] for m in drain(shop)] == ["shop"]
+    assert drain(blog) == []
+    assert len(drain(anywhere)) == 1
+
+
+async def test_a_users_message_for_one_app_skips_the_users_streams_of_other_apps() -> None:
+    broker = MemoryBroker()
+    shop, blog = (
+        broker.subscribe("ann", "d1", appid="shop"),
+        broker.subscribe("ann", "d2", appid="blog"),
+    )
+    await broker.publish("ann", {"type": "backgroundFetchData", "appid": "blog"})
+    await broker.publish("ann", {"type": "note"})  # no app: every stream of the user
+    assert [m["type"] for m in drain(shop)] == ["note"]
+    assert [m["type"] for m in drain(blog)] == ["backgroundFetchData", "note"]
+
+
+async def test_a_message_is_encoded_once_for_all_its_streams() -> None:
+    broker = MemoryBroker()
+    subs = [broker.subscribe("ann", f"d{i}") for i in range(3)]
+    await broker.publish("ann", {"type": "x", "v": 1})
+    frames = [sse_frame(drain(s)[0]) for s in subs]
+    assert frames[0] == b'event: x\ndata: {"type": "x", "v": 1}\n\n'
+    assert frames[1] is frames[0] and frames[2] is frames[0]
+
+
+async def test_a_waiting_stream_gets_a_keep_alive_and_ends_when_closed() -> None:
+    broker = MemoryBroker()
+    sub = broker.subscribe("ann", "d")
+    assert await sub.next(0.01) is None  # silence: a keep-alive
+    waiting = asyncio.ensure_future(sub.next(60))
+    await asyncio.sleep(0)
+    await broker.publish("ann", {"type": "x"})
+    assert await waiting == {"type": "x"}
+    waiting = asyncio.ensure_future(sub.next(60))
+    await asyncio.sleep(0)
+    broker.unsubscribe(sub)  # the client went away: the waiter returns at once
+    assert await asyncio.wait_for(waiting, 5) is None
+    assert sub.closed and broker.connected("ann") == []

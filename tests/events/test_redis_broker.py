@@ -45,13 +45,12 @@ async def test_a_message_reaches_subscribers_on_another_node(
     on_a = node_a.subscribe("alice", "tablet")
     bob = node_b.subscribe("bob", "phone")
     await node_a.publish("alice", {"type": "backgroundFetchData", "fetchedData": "hi"})
-    assert await asyncio.wait_for(on_b.queue.get(), 10) == {"type": "backgroundFetchData",
-                                                            "fetchedData": "hi"}
-    assert await asyncio.wait_for(on_a.queue.get(), 10) == {"type": "backgroundFetchData",
-                                                            "fetchedData": "hi"}
+    hi = {"type": "backgroundFetchData", "fetchedData": "hi"}
+    assert await on_b.next(10) == hi
+    assert await on_a.next(10) == hi
     await node_b.publish("bob", {"type": "ping"})
-    assert (await asyncio.wait_for(bob.queue.get(), 10))["type"] == "ping"
-    assert on_a.queue.empty() and on_b.queue.empty()
+    assert (await bob.next(10))["type"] == "ping"
+    assert not on_a.pending and not on_b.pending
     assert node_b.connected("alice") == ["phone"]  # devices connected to this node
 
 
@@ -62,9 +61,9 @@ async def test_a_device_targeted_message_reaches_only_that_device(
     phone = node_b.subscribe("alice", "phone")
     tablet = node_b.subscribe("alice", "tablet")
     await node_a.publish("alice", {"type": "test", "device_id": "tablet"})
-    assert (await asyncio.wait_for(tablet.queue.get(), 10))["type"] == "test"
+    assert (await tablet.next(10))["type"] == "test"
     await node_a.publish("alice", {"type": "after"})
-    assert (await asyncio.wait_for(phone.queue.get(), 10))["type"] == "after"
+    assert (await phone.next(10))["type"] == "after"
 
 
 async def test_data_fetched_by_a_worker_reaches_a_runtime_on_an_api_node(

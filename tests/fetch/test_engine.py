@@ -420,11 +420,11 @@ async def test_new_data_is_pushed_to_the_users_connected_runtimes(
     other = p.broker.subscribe("someone-else", "phone")
     await user(p, appid, "u", "t")
     await run(p)
-    message = mine.queue.get_nowait()
+    message = mine.pending.popleft()
     assert message == {"type": "backgroundFetchData", "appid": appid, "fetchType": "periodic",
                        "fetchedData": "data for t", "timeStamp": int(fake_clock.now() * 1000),
                        "path": None, "query": None, "scene": None}
-    assert other.queue.empty()
+    assert not other.pending
 
 
 async def test_the_running_scheduler_honours_a_short_interval(

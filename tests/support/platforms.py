@@ -224,3 +224,11 @@ async def run(p: Platform) -> int:
     before = engine.completed
     await asyncio.wait_for(engine.run(asyncio.Event(), until_idle=True), 60)
     return engine.completed - before
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def db(request: pytest.FixtureRequest) -> dict[str, Any]:
+    """Platform settings for each state database: SQLite, then a fresh PostgreSQL database."""
+    if request.param == "postgres":
+        return {"database_url": request.getfixturevalue("pg_url")}
+    return {}

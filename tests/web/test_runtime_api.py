@@ -10,6 +10,7 @@ from typing import Any
 import aiohttp
 import pytest
 
+from miniport.events.broker import EVERYONE
 from tests.conftest import LiveServer, confirm_url
 from tests.support.platforms import SSE, Counter, eventually
 
@@ -301,6 +302,28 @@ async def test_the_event_stream_accepts_access_token_and_is_per_user(
         await p.broker.publish("alice", {"type": "backgroundFetchData", "n": 2})
         assert (await events.next())[1]["n"] == 2
     await eventually(lambda: _disconnected(p, "alice"))
+
+
+async def test_a_stream_opened_for_an_app_gets_only_that_apps_messages(
+    server: LiveServer, session: aiohttp.ClientSession,
+) -> None:
+    p = server.platform
+    shop, blog = await p.apps.create("shop", "test"), await p.apps.create("blog", "test")
+    token = p.auth.runtime_token("alice", "phone")
+    async with session.get(f"{server.url}/runtime/v1/events",
+                           params={"access_token": token, "appid": shop.appid},
+                           timeout=aiohttp.ClientTimeout(total=60)) as stream:
+        events = SSE(stream)
+        assert (await events.next())[0] == "connected"
+        await p.broker.publish(EVERYONE, {"type": "analyticsConfig", "appid": blog.appid})
+        await p.broker.publish("alice", {"type": "backgroundFetchData", "appid": blog.appid})
+        await p.broker.publish("alice", {"type": "backgroundFetchData", "appid": shop.appid})
+        name, message = await events.next()
+        assert (name, message["appid"]) == ("backgroundFetchData", shop.appid)
+    await eventually(lambda: _disconnected(p, "alice"))
+    async with session.get(f"{server.url}/runtime/v1/events",
+                           params={"access_token": token, "appid": "nope"}) as refused:
+        assert refused.status == 404
 
 
 async def _disconnected(p: Any, user_id: str) -> bool:

@@ -180,6 +180,9 @@ async def _serve(settings: Settings, host: str, port: int, demo: bool) -> None:
         if demo:
             demo_info = await _setup_demo(platform, host, port)
             _print_demo(demo_info, platform.public_url)
+        from ..gc_tuning import tune_for_serving
+
+        tune_for_serving()  # after start-up: what it built is never scanned again
         await serve_task
     finally:
         if demo_info is not None:
@@ -194,6 +197,9 @@ async def _worker(settings: Settings) -> None:
     platform = create_platform(settings)
     await platform.start()
     engine = platform.make_engine()
+    from ..gc_tuning import tune_for_serving
+
+    tune_for_serving()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

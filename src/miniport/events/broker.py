@@ -3,29 +3,48 @@
 ``MemoryBroker`` fans out inside one process (the embedded default). ``RedisBroker`` publishes
 through Redis pub/sub so every API node's subscribers get the message, whichever node or worker
 produced it. Both deliver to every device of the user, or to one device when ``device_id`` is
-given (a test configuration goes to the tester's device only)."""
+given (a test configuration goes to the tester's device only). A message naming an ``appid``
+reaches only the streams opened for that app (and streams opened without one): an analytics
+publish goes to that app's runtimes, not to every runtime of every app.
+
+Cost per stream is what 10,000 open streams need: a subscription is a slotted object with a
+bounded deque and, while it waits, one future; a message is encoded once, whatever the number
+of streams it reaches (``Event`` keeps its frame)."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import json
-from collections import defaultdict
+from collections import defaultdict, deque
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 Message = dict[str, Any]
 QUEUE_LIMIT = 256
-EVERYONE = "*"  # publish(EVERYONE, message) reaches every connected runtime
+EVERYONE = "*"  # publish(EVERYONE, message) reaches every connected runtime (of message's app)
 
 
-@dataclass(eq=False)
+class Event(dict[str, Any]):
+    """A message on its way to many streams: its server-sent-event frame is built once."""
+
+    frame_bytes: bytes | None = None
+
+
 class Subscription:
-    user_id: str
-    device_id: str
-    broadcast: bool = True  # False: a console channel, not a runtime; skips EVERYONE messages
-    queue: asyncio.Queue[Message] = field(default_factory=lambda: asyncio.Queue(QUEUE_LIMIT))
+    __slots__ = ("_waiter", "appid", "broadcast", "closed", "device_id", "pending", "user_id")
+
+    def __init__(
+        self, user_id: str, device_id: str, broadcast: bool = True, appid: str | None = None
+    ) -> None:
+        self.user_id = user_id
+        self.device_id = device_id
+        self.broadcast = broadcast  # False: a console channel, not a runtime; skips EVERYONE
+        self.appid = appid  # None: every app's messages
+        # a stalled client loses the oldest message, not the newest
+        self.pending: deque[Message] = deque(maxlen=QUEUE_LIMIT)
+        self._waiter: asyncio.Future[None] | None = None
+        self.closed = False
 
     def offer(self, message: Message) -> None:
         target = message.get("device_id")
@@ -33,17 +52,48 @@ class Subscription:
             return
         if self.user_id in message.get("exclude_users", ()):
             return
-        if self.queue.full():  # a stalled client loses the oldest message, not the newest
-            with contextlib.suppress(asyncio.QueueEmpty):
-                self.queue.get_nowait()
-        self.queue.put_nowait(message)
+        appid = message.get("appid")
+        if appid is not None and self.appid is not None and appid != self.appid:
+            return
+        self.pending.append(message)
+        self._wake()
+
+    def _wake(self) -> None:
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
+
+    def close(self) -> None:
+        """The client went away: a waiting ``next`` returns None at once."""
+        self.closed = True
+        self._wake()
+
+    async def next(self, timeout_s: float) -> Message | None:
+        """The next message, or None after ``timeout_s`` of silence (or once closed)."""
+        if not self.pending and not self.closed:
+            loop = asyncio.get_running_loop()
+            self._waiter = loop.create_future()
+            timer = loop.call_later(timeout_s, self._wake)
+            try:
+                await self._waiter
+            finally:
+                timer.cancel()
+                self._waiter = None
+        return self.pending.popleft() if self.pending else None
+
+    def take(self) -> list[Message]:
+        """Everything pending, oldest first."""
+        out = list(self.pending)
+        self.pending.clear()
+        return out
 
 
 class Broker(Protocol):
     async def start(self) -> None: ...
     async def close(self) -> None: ...
     async def publish(self, user_id: str, message: Message) -> None: ...
-    def subscribe(self, user_id: str, device_id: str, broadcast: bool = True) -> Subscription: ...
+    def subscribe(
+        self, user_id: str, device_id: str, broadcast: bool = True, appid: str | None = None
+    ) -> Subscription: ...
     def unsubscribe(self, sub: Subscription) -> None: ...
     def connected(self, user_id: str) -> list[str]: ...
 
@@ -51,39 +101,57 @@ class Broker(Protocol):
 class MemoryBroker:
     def __init__(self) -> None:
         self._subs: dict[str, set[Subscription]] = defaultdict(set)
+        # runtimes (broadcast subscriptions) by the app their stream is for; None: any app
+        self._by_app: dict[str | None, set[Subscription]] = defaultdict(set)
 
     async def start(self) -> None:
         return None
 
     async def close(self) -> None:
         self._subs.clear()
+        self._by_app.clear()
 
     def deliver(self, user_id: str, message: Message) -> None:
-        """To every subscription of ``user_id``; ``"*"`` means every connected runtime."""
-        if user_id == EVERYONE:
-            targets = [s for subs in self._subs.values() for s in subs if s.broadcast]
+        """To every subscription of ``user_id``; ``"*"`` means every connected runtime (of the
+        message's app, when it names one)."""
+        event = message if isinstance(message, Event) else Event(message)
+        if user_id != EVERYONE:
+            targets: Any = self._subs.get(user_id, ())
+        elif event.get("appid") is None:
+            targets = [s for subs in self._by_app.values() for s in subs]
         else:
-            targets = list(self._subs.get(user_id, ()))
-        for sub in targets:
-            sub.offer(message)
+            targets = [*self._by_app.get(event["appid"], ()), *self._by_app.get(None, ())]
+        for sub in list(targets):
+            sub.offer(event)
 
     async def publish(self, user_id: str, message: Message) -> None:
         self.deliver(user_id, message)
 
-    def subscribe(self, user_id: str, device_id: str, broadcast: bool = True) -> Subscription:
-        sub = Subscription(user_id, device_id, broadcast)
+    def subscribe(
+        self, user_id: str, device_id: str, broadcast: bool = True, appid: str | None = None
+    ) -> Subscription:
+        sub = Subscription(user_id, device_id, broadcast, appid)
         self._subs[user_id].add(sub)
+        if broadcast:
+            self._by_app[appid].add(sub)
         return sub
 
     def unsubscribe(self, sub: Subscription) -> None:
-        subs = self._subs.get(sub.user_id)
-        if subs is not None:
-            subs.discard(sub)
-            if not subs:
-                del self._subs[sub.user_id]
+        sub.close()
+        _discard(self._subs, sub.user_id, sub)
+        if sub.broadcast:
+            _discard(self._by_app, sub.appid, sub)
 
     def connected(self, user_id: str) -> list[str]:
         return sorted({s.device_id for s in self._subs.get(user_id, ())})
+
+
+def _discard(index: dict[Any, set[Subscription]], key: Any, sub: Subscription) -> None:
+    subs = index.get(key)
+    if subs is not None:
+        subs.discard(sub)
+        if not subs:
+            del index[key]
 
 
 class RedisBroker(MemoryBroker):
@@ -135,18 +203,21 @@ class RedisBroker(MemoryBroker):
 
 
 async def stream(sub: Subscription, heartbeat_s: float = 15.0) -> AsyncIterator[Message | None]:
-    """Messages as they come; None every ``heartbeat_s`` of silence (a keep-alive)."""
-    while True:
-        try:
-            yield await asyncio.wait_for(sub.queue.get(), heartbeat_s)
-        except TimeoutError:
-            yield None
+    """Messages as they come; None every ``heartbeat_s`` of silence (a keep-alive). Ends when
+    the subscription is closed."""
+    while not sub.closed:
+        yield await sub.next(heartbeat_s)
 
 
 def sse_frame(message: Message) -> bytes:
     """One server-sent event: its ``type`` as the event name, the message as JSON data."""
+    if isinstance(message, Event) and message.frame_bytes is not None:
+        return message.frame_bytes
     data = json.dumps(message, ensure_ascii=False)
-    return f"event: {message.get('type', 'message')}\ndata: {data}\n\n".encode()
+    frame = f"event: {message.get('type', 'message')}\ndata: {data}\n\n".encode()
+    if isinstance(message, Event):
+        message.frame_bytes = frame
+    return frame
 
 
 async def sse(
@@ -158,7 +229,8 @@ async def sse(
         yield sse_frame(hello)
         async for message in stream(sub):
             if message is None:
-                yield b": keep-alive\n\n"
+                if not sub.closed:
+                    yield b": keep-alive\n\n"
                 continue
             yield sse_frame(message)
             if message.get("type") in until:

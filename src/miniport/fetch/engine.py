@@ -237,7 +237,6 @@ class PeriodicEngine:
     async def run(self, stop: asyncio.Event, *, until_idle: bool = False) -> None:
         """Run until ``stop`` is set (or, with ``until_idle``, until nothing is due)."""
         recorder = asyncio.create_task(self._record_loop(stop))
-        last_park = 0.0
         try:
             while not stop.is_set():
                 room = self.concurrency - self._in_flight
@@ -258,11 +257,6 @@ class PeriodicEngine:
                         break
                     await asyncio.sleep(0.01)  # the recorder is storing the last results
                     continue
-                now = self.clock.now()
-                if now - last_park > 60:
-                    last_park = now
-                    await self.db.write(self.store.park_inactive, self.rules.active_since(now))
-                    continue  # fetches may have finished meanwhile: look again before waiting
                 if self._in_flight:
                     self._slot_free.clear()
                     with contextlib.suppress(TimeoutError):

@@ -76,11 +76,11 @@ def schedule_after(
             new_validators=verdict is Verdict.CACHED,
             token=due.token,
         )
-    if verdict is Verdict.TOKEN_NOT_SET:
+    if verdict is Verdict.TOKEN_NOT_SET:  # out of the due index until a token is set
         return ScheduleUpdate(
             due.appid,
             due.user_id,
-            next_due_at=now + rules.interval_s,
+            next_due_at=None,
             failures=due.failures,
             last_attempt_at=now,
             last_error=error,

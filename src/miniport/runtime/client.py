@@ -259,6 +259,7 @@ class RuntimeClient:
             try:
                 async with self.session.get(
                     f"{self.base_url}/runtime/v1/events",
+                    params={"appid": self.appid},  # this app's messages only
                     headers=self._headers,
                     timeout=aiohttp.ClientTimeout(total=None, sock_read=60),
                 ) as resp:

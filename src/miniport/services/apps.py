@@ -113,7 +113,7 @@ class AppService:
         change = await self.db.write(
             self.registry.confirm_change, hash_secret(code.strip().upper()), self.clock.now(), actor
         )
-        if change.kind == "periodic" and change.op != "disable":
+        if change.kind == "periodic":  # due now, or out of the due index when disabled
             await self.db.write(self.fetches.wake_app, change.appid, self.clock.now())
         if self.on_urls_changed is not None:
             self.on_urls_changed(change.appid)

@@ -35,8 +35,6 @@ class WriteBehind:
         self.fresh: dict[Key, StoredData] = {}
         self._task: asyncio.Task[None] | None = None
         self._wanted = asyncio.Event()
-        # one flush at a time: a flush that finds the queue empty while another is writing
-        # waits for that write, so "flush() returned" always means "it is in the database"
         self._flushing = asyncio.Lock()
 
     def launch(self, appid: str, user_id: str, at: float) -> None:
@@ -70,10 +68,12 @@ class WriteBehind:
                 await asyncio.sleep(1)
 
     async def flush(self) -> None:
+        """Write what is queued. A flush already under way is waited for first, so when this
+        returns everything queued before the call is stored (or kept for a retry)."""
         async with self._flushing:
-            await self._flush_queued()
+            await self._flush()
 
-    async def _flush_queued(self) -> None:
+    async def _flush(self) -> None:
         launches = [(a, u, t) for (a, u), t in self._launches.items()]
         records = self._records
         self._launches, self._records = {}, []

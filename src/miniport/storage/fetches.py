@@ -1,5 +1,13 @@
 """Background-fetch state: per-user schedule and token, fetched bodies, and the fetch log.
 
+A pair is in the due index (``next_due_at`` set) only when it can be fetched: its app has an
+enabled periodic URL and the user launched it. The one exception is a pair's first launch, which
+is due once without a token so that the missing token is logged where the developer looks;
+after that a token-less pair waits for ``set_token``. Pairs of pre-fetch-only apps never enter
+the index, and a claim takes out the due pairs that no longer qualify (the user stopped
+launching, the URL was disabled meanwhile), so a claim batch and the idle poll read only rows
+they can use and cost the same at 1M pairs as at 10k; no round scans the whole index.
+
 Claiming due fetches is the one dialect-specific statement: PostgreSQL locks the due rows with
 ``FOR UPDATE SKIP LOCKED`` so concurrent workers never claim the same pair; SQLite has one writer
 at a time, so a single UPDATE ... RETURNING is already exclusive. A claimed row is leased: its
@@ -8,8 +16,9 @@ twice in a burst."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from operator import attrgetter
 from typing import Any
 
 from sqlalchemy import and_, delete, func, or_, select, update
@@ -80,30 +89,59 @@ class StoredData:
 
 
 # Named parameters: now, active_since, lease, limit (:name for SQLite, %(name)s for psycopg).
+# One table, one index: the due index in order, so the good plan is the only plan (a join with
+# fetch_urls let PostgreSQL pick a BitmapAnd plan for a fresh connection's first claims at 1M
+# pairs). A due pair whose user stopped launching is parked by the claim that meets it (its
+# lease_until comes back NULL), so no round ever scans the whole index for them; the app's URL
+# is checked after the claim (see ``claim_due``).
 _CLAIM_SQLITE = """
-    UPDATE app_users SET lease_until = :lease, next_due_at = :lease
+    UPDATE app_users SET
+        lease_until = CASE WHEN last_launch_at >= :active_since THEN :lease END,
+        next_due_at = CASE WHEN last_launch_at >= :active_since THEN :lease END
     WHERE rowid IN (
-        SELECT au.rowid FROM app_users au
-        JOIN fetch_urls fu ON fu.appid = au.appid AND fu.kind = 'periodic'
-        WHERE au.next_due_at <= :now AND au.last_launch_at >= :active_since
-          AND fu.enabled AND fu.url IS NOT NULL
-        ORDER BY au.next_due_at LIMIT :limit)
-    RETURNING appid, user_id, token, etag, last_modified, failures, last_success_at
+        SELECT rowid FROM app_users WHERE next_due_at <= :now ORDER BY next_due_at LIMIT :limit)
+    RETURNING appid, user_id, token, etag, last_modified, failures, last_success_at, lease_until
     """
 
 _CLAIM_POSTGRES = """
     WITH due AS (
-        SELECT au.appid, au.user_id FROM app_users au
-        JOIN fetch_urls fu ON fu.appid = au.appid AND fu.kind = 'periodic'
-        WHERE au.next_due_at <= %(now)s AND au.last_launch_at >= %(active_since)s
-          AND fu.enabled AND fu.url IS NOT NULL
-        ORDER BY au.next_due_at LIMIT %(limit)s
-        FOR UPDATE OF au SKIP LOCKED)
-    UPDATE app_users a SET lease_until = %(lease)s, next_due_at = %(lease)s
+        SELECT appid, user_id FROM app_users WHERE next_due_at <= %(now)s
+        ORDER BY next_due_at LIMIT %(limit)s
+        FOR UPDATE SKIP LOCKED)
+    UPDATE app_users a SET
+        lease_until = CASE WHEN a.last_launch_at >= %(active_since)s
+            THEN CAST(%(lease)s AS DOUBLE PRECISION) END,
+        next_due_at = CASE WHEN a.last_launch_at >= %(active_since)s
+            THEN CAST(%(lease)s AS DOUBLE PRECISION) END
     FROM due WHERE a.appid = due.appid AND a.user_id = due.user_id
-    RETURNING a.appid, a.user_id, a.token, a.etag, a.last_modified, a.failures, a.last_success_at
+    RETURNING a.appid, a.user_id, a.token, a.etag, a.last_modified, a.failures,
+        a.last_success_at, a.lease_until
     """
 
+# The pair's app can be fetched periodically: the condition of the due index.
+_FETCHABLE = (
+    "EXISTS (SELECT 1 FROM fetch_urls fu WHERE fu.appid = {appid} AND fu.kind = 'periodic'"
+    " AND fu.enabled AND fu.url IS NOT NULL)"
+)
+
+# A launch: a new pair of a fetchable app is due at once (token or not, see the docstring);
+# a known pair re-enters the due index only when it has a token (its schedule was parked).
+_LAUNCH_SQL = (
+    "INSERT INTO app_users (appid, user_id, failures, last_launch_at, next_due_at)"
+    " VALUES (?, ?, 0, ?, CASE WHEN " + _FETCHABLE.format(appid="?") + " THEN"
+    " CAST(? AS DOUBLE PRECISION) END)"
+    " ON CONFLICT (appid, user_id) DO UPDATE SET last_launch_at = excluded.last_launch_at,"
+    " next_due_at = CASE WHEN app_users.next_due_at IS NULL AND app_users.token IS NOT NULL"
+    " THEN excluded.next_due_at ELSE app_users.next_due_at END"
+)
+
+# The earliest due time among active pairs: the due index in order, stopping at the first pair
+# that qualifies (not min() over a join, which reads every active pair). A pair whose app cannot
+# be fetched (it should not be in the index) wakes the engine once: its claim parks it.
+_NEXT_DUE_SQL = (
+    "SELECT next_due_at FROM app_users WHERE next_due_at IS NOT NULL AND last_launch_at >= ?"
+    " ORDER BY next_due_at LIMIT 1"
+)
 
 _RECORD_SQL = {
     "log": "INSERT INTO fetch_log (appid, user_id, kind, trigger, ts, url, verdict, status, bytes,"
@@ -126,6 +164,60 @@ _RECORD_SQL = {
 }
 
 
+# PostgreSQL: each kind of result row is ONE statement over arrays (unnest), not one statement
+# per row: a batch of 500 results is three statements and one round trip each. The arrays go in
+# binary (%b): psycopg dumps a text array element by element in Python, 4x the CPU.
+_RECORD_PG = {
+    "log": "INSERT INTO fetch_log (appid, user_id, kind, trigger, ts, url, verdict, status, bytes,"
+    " latency_ms, error) SELECT * FROM unnest(%b::text[], %b::text[], %b::text[], %b::text[],"
+    " %b::float8[], %b::text[], %b::text[], %b::int[], %b::int[], %b::float8[], %b::text[])",
+    "data": "INSERT INTO fetched_data (appid, user_id, kind, body, fetched_at_ms, path, query,"
+    " scene) SELECT * FROM unnest(%b::text[], %b::text[], %b::text[], %b::text[], %b::bigint[],"
+    " %b::text[], %b::text[], %b::int[]) ON CONFLICT (appid, user_id, kind) DO UPDATE SET"
+    " body = excluded.body, fetched_at_ms = excluded.fetched_at_ms, path = excluded.path,"
+    " query = excluded.query, scene = excluded.scene",
+    # as _RECORD_SQL's "failed" and "succeeded" in one: a failure has no last_success_at (kept)
+    # and no new validators (kept)
+    "schedule": "UPDATE app_users a SET"
+    " next_due_at = CASE WHEN a.token IS NOT DISTINCT FROM v.token THEN v.next_due_at"
+    " ELSE a.next_due_at END,"
+    " failures = CASE WHEN a.token IS NOT DISTINCT FROM v.token THEN v.failures"
+    " ELSE a.failures END,"
+    " last_attempt_at = v.last_attempt_at, last_error = v.last_error, lease_until = NULL,"
+    " last_success_at = COALESCE(v.last_success_at, a.last_success_at),"
+    " etag = CASE WHEN v.new_validators THEN v.etag ELSE a.etag END,"
+    " last_modified = CASE WHEN v.new_validators THEN v.last_modified ELSE a.last_modified END"
+    " FROM unnest(%b::text[], %b::text[], %b::text[], %b::float8[], %b::int[], %b::float8[],"
+    " %b::text[], %b::float8[], %b::bool[], %b::text[], %b::text[]) AS v(appid, user_id, token,"
+    " next_due_at, failures, last_attempt_at, last_error, last_success_at, new_validators, etag,"
+    " last_modified) WHERE a.appid = v.appid AND a.user_id = v.user_id",
+}
+
+
+def _getter(names: str) -> Callable[[Any], tuple[Any, ...]]:
+    """A fast row builder: the named attributes of a record, as a tuple."""
+    return attrgetter(*names.split())
+
+
+_LOG_ROW = _getter("appid user_id kind trigger ts url verdict status bytes latency_ms error")
+_BODY_ROW = _getter("appid user_id kind body fetched_at_ms path query scene")
+_MOVE_ROW = _getter(
+    "appid user_id token next_due_at failures last_attempt_at last_error last_success_at"
+    " new_validators etag last_modified"
+)
+
+
+def _columns(
+    rows: Sequence[tuple[Any, ...]], width: int, floats: tuple[int, ...] = ()
+) -> list[list[Any]]:
+    """Rows to columns (the arrays an unnest statement takes); the ``floats`` columns as floats
+    (a binary array holds one type: 1 and 1.5 cannot share one)."""
+    cols = [list(c) for c in zip(*rows, strict=True)] if rows else [[] for _ in range(width)]
+    for i in floats:
+        cols[i] = [None if v is None else float(v) for v in cols[i]]
+    return cols
+
+
 def _cursor(conn: Any) -> Any:
     """The DB-API cursor under an SQLAlchemy connection (for the batched hot paths)."""
     driver = conn.connection.driver_connection
@@ -141,6 +233,13 @@ class FetchStore:
         self._sql = {
             k: db.sql(v.replace("{same_token}", same_token)) for k, v in _RECORD_SQL.items()
         }
+        self._sql["launch"] = db.sql(_LAUNCH_SQL)
+        self._sql["next_due"] = db.sql(_NEXT_DUE_SQL)
+        self._sql["park_pair"] = db.sql(
+            "UPDATE app_users SET next_due_at = NULL, lease_until = NULL"
+            " WHERE appid = ? AND user_id = ?"
+        )
+        self._sql["fetchable"] = db.sql("SELECT " + _FETCHABLE.format(appid="?"))
         self._sql["claim"] = _CLAIM_SQLITE if db.is_sqlite else _CLAIM_POSTGRES
         self._sql["get_token"] = db.sql(
             "SELECT token FROM app_users WHERE appid = ? AND user_id = ?"
@@ -167,36 +266,46 @@ class FetchStore:
     ) -> None:
         """Launches and fetch results queued by the write-behind, in one transaction."""
         with self.db.writing() as conn:
-            for appid, user_id, at in launches:
-                self._launch(conn, appid, user_id, at)
+            if launches:
+                self._launches(conn, launches)
             self._record(conn, records, ())
 
     def _launch(self, conn: Any, appid: str, user_id: str, now: float) -> None:
-        self._upsert_user(conn, appid, user_id, {"last_launch_at": now})
-        conn.execute(
-            update(t.app_users)
-            .where(
-                and_(
-                    t.app_users.c.appid == appid,
-                    t.app_users.c.user_id == user_id,
-                    t.app_users.c.next_due_at.is_(None),
-                )
-            )
-            .values(next_due_at=now)
-        )
+        self._launches(conn, [(appid, user_id, now)])
+
+    def _launches(self, conn: Any, launches: Sequence[tuple[str, str, float]]) -> None:
+        cursor = _cursor(conn)
+        try:
+            # in key order, like the result writes: concurrent batches cannot deadlock
+            rows = [(a, u, t, a, t) for a, u, t in sorted(launches)]
+            cursor.executemany(self._sql["launch"], rows)
+        finally:
+            cursor.close()
 
     def set_token(self, appid: str, user_id: str, token: str, now: float) -> None:
-        """A new or changed token makes the pair due at once (it may have been waiting for it)."""
+        """A new or changed token makes the pair due at once (it may have been waiting for it),
+        if the user launched the app and it can be fetched periodically."""
         with self.db.writing() as conn:
+            c = t.app_users.c
             current = conn.execute(
-                select(t.app_users.c.token).where(
-                    and_(t.app_users.c.appid == appid, t.app_users.c.user_id == user_id)
+                select(c.token, c.last_launch_at).where(
+                    and_(c.appid == appid, c.user_id == user_id)
                 )
             ).first()
             values: dict[str, Any] = {"token": token}
             if current is None or current[0] != token:
-                values.update(next_due_at=now, failures=0, last_error=None)
+                values.update(failures=0, last_error=None)
+                if current is not None and current[1] is not None and self._fetchable(conn, appid):
+                    values.update(next_due_at=now)
             self._upsert_user(conn, appid, user_id, values)
+
+    def _fetchable(self, conn: Any, appid: str) -> bool:
+        cursor = _cursor(conn)
+        try:
+            cursor.execute(self._sql["fetchable"], (appid,))
+            return bool(cursor.fetchone()[0])
+        finally:
+            cursor.close()
 
     def get_token(self, appid: str, user_id: str) -> str | None:
         row = self.db.fetch_one(self._sql["get_token"], (appid, user_id))
@@ -212,13 +321,28 @@ class FetchStore:
         return dict(row._mapping) if row is not None else None
 
     def wake_app(self, appid: str, now: float) -> int:
-        """Make an app's users due (after its periodic URL changed or was enabled). Pairs being
-        fetched right now (leased) are left alone, so they are not fetched twice in a burst."""
+        """After a change of the app's periodic URL: when it can be fetched, make the users who
+        launched it and have a token due at once; otherwise take all its pairs out of the due
+        index. Pairs being fetched right now (leased) are not made due, so they are not fetched
+        twice in a burst; a leased pair of a disabled app leaves the index at its next claim."""
         c = t.app_users.c
         with self.db.writing() as conn:
+            if not self._fetchable(conn, appid):
+                return conn.execute(
+                    update(t.app_users)
+                    .where(and_(c.appid == appid, c.next_due_at.is_not(None)))
+                    .values(next_due_at=None)
+                ).rowcount
             return conn.execute(
                 update(t.app_users)
-                .where(and_(c.appid == appid, or_(c.lease_until.is_(None), c.lease_until <= now)))
+                .where(
+                    and_(
+                        c.appid == appid,
+                        c.token.is_not(None),
+                        c.last_launch_at.is_not(None),
+                        or_(c.lease_until.is_(None), c.lease_until <= now),
+                    )
+                )
                 .values(next_due_at=now, failures=0)
             ).rowcount
 
@@ -226,73 +350,67 @@ class FetchStore:
     def claim_due(
         self, now: float, active_since: float, lease_until: float, limit: int
     ) -> list[DueFetch]:
-        sql = self._sql["claim"]
+        """Lease up to ``limit`` due pairs. Pairs met on the way that can no longer be
+        fetched (inactive user, app without an enabled periodic URL) leave the due index; an
+        empty answer means nothing is due."""
+        while True:
+            met, claimed = self._claim_once(now, active_since, lease_until, limit)
+            if claimed or met < limit:
+                return claimed
+
+    def _claim_once(
+        self, now: float, active_since: float, lease_until: float, limit: int
+    ) -> tuple[int, list[DueFetch]]:
+        params = {"now": now, "active_since": active_since, "lease": lease_until, "limit": limit}
         with self.db.writing() as conn:
             cursor = _cursor(conn)
             try:
-                cursor.execute(
-                    sql,
-                    {
-                        "now": now,
-                        "active_since": active_since,
-                        "lease": lease_until,
-                        "limit": limit,
-                    },
-                )
-                rows = cursor.fetchall()
+                cursor.execute(self._sql["claim"], params)
+                met = cursor.fetchall()
             finally:
                 cursor.close()
+            rows = [r for r in met if r[7] is not None]  # the rest were parked: inactive
             if not rows:
-                return []
-            appids = {r[0] for r in rows}
-            targets = {
-                r.appid: (r.url, r.secret)
-                for r in conn.execute(
-                    select(t.fetch_urls.c.appid, t.fetch_urls.c.url, t.apps.c.secret)
-                    .join(t.apps, t.apps.c.appid == t.fetch_urls.c.appid)
-                    .where(
-                        and_(t.fetch_urls.c.appid.in_(appids), t.fetch_urls.c.kind == "periodic")
-                    )
+                return len(met), []
+            targets = self._targets(conn, {r[0] for r in rows})
+            stray = [(r[0], r[1]) for r in rows if r[0] not in targets]
+            if stray:  # claimed, but the app cannot be fetched: out of the due index
+                self._park_pairs(conn, stray)
+        claimed = [
+            DueFetch(r[0], r[1], r[2], r[3], r[4], r[5], r[6], *targets[r[0]])
+            for r in rows
+            if r[0] in targets
+        ]
+        return len(met), claimed
+
+    @staticmethod
+    def _targets(conn: Any, appids: set[str]) -> dict[str, tuple[str, str]]:
+        """The periodic URL and secret of each of these apps that can be fetched."""
+        fu = t.fetch_urls.c
+        query = (
+            select(fu.appid, fu.url, t.apps.c.secret)
+            .join(t.apps, t.apps.c.appid == fu.appid)
+            .where(
+                and_(
+                    fu.appid.in_(appids),
+                    fu.kind == "periodic",
+                    fu.enabled.is_(True),
+                    fu.url.is_not(None),
                 )
-            }
-        return [DueFetch(r[0], r[1], r[2], r[3], r[4], r[5], r[6], *targets[r[0]]) for r in rows]
+            )
+        )
+        return {r.appid: (r.url, r.secret) for r in conn.execute(query)}
+
+    def _park_pairs(self, conn: Any, pairs: Sequence[tuple[str, str]]) -> None:
+        cursor = _cursor(conn)
+        try:
+            cursor.executemany(self._sql["park_pair"], pairs)
+        finally:
+            cursor.close()
 
     def next_due_at(self, active_since: float) -> float | None:
-        with self.db.reading() as conn:
-            value = conn.execute(
-                select(func.min(t.app_users.c.next_due_at))
-                .select_from(
-                    t.app_users.join(
-                        t.fetch_urls,
-                        and_(
-                            t.fetch_urls.c.appid == t.app_users.c.appid,
-                            t.fetch_urls.c.kind == "periodic",
-                        ),
-                    )
-                )
-                .where(
-                    and_(
-                        t.app_users.c.last_launch_at >= active_since,
-                        t.fetch_urls.c.enabled.is_(True),
-                        t.fetch_urls.c.url.is_not(None),
-                    )
-                )
-            ).scalar()
-        return float(value) if value is not None else None
-
-    def park_inactive(self, active_since: float) -> int:
-        """Take users who stopped launching out of the due index (a launch brings them back)."""
-        with self.db.writing() as conn:
-            return conn.execute(
-                update(t.app_users)
-                .where(
-                    and_(
-                        t.app_users.c.next_due_at.is_not(None),
-                        t.app_users.c.last_launch_at < active_since,
-                    )
-                )
-                .values(next_due_at=None)
-            ).rowcount
+        row = self.db.fetch_one(self._sql["next_due"], (active_since,))
+        return float(row[0]) if row is not None else None
 
     # --- results ---
     def record(
@@ -305,9 +423,12 @@ class FetchStore:
     def _record(
         self, conn: Any, records: Sequence[FetchRecord], schedule: Sequence[ScheduleUpdate]
     ) -> None:
-        # The hot path of the engine: plain DB-API executemany with tuples (the statements are
-        # the same on SQLite and PostgreSQL but for the placeholder), several times cheaper per
-        # row than compiled Core statements.
+        if not self.db.is_sqlite:
+            self._record_pg(conn, records, schedule)
+            return
+        # The hot path of the engine: plain DB-API executemany with tuples, several times
+        # cheaper per row than compiled Core statements (SQLite runs in-process: no round trips
+        # to save).
         cursor = _cursor(conn)
         try:
             if records:
@@ -374,6 +495,28 @@ class FetchStore:
             ]
             if succeeded:
                 cursor.executemany(self._sql["succeeded"], succeeded)
+        finally:
+            cursor.close()
+
+    def _record_pg(
+        self, conn: Any, records: Sequence[FetchRecord], schedule: Sequence[ScheduleUpdate]
+    ) -> None:
+        """The same writes as the SQLite path, one statement per kind. Bodies and schedules
+        are taken last-wins per key (one statement cannot change a row twice) and in key
+        order, so concurrent batches lock rows in the same order and cannot deadlock."""
+        bodies = {(r.appid, r.user_id, r.kind): _BODY_ROW(r) for r in records if r.body is not None}
+        moves = {(u.appid, u.user_id): _MOVE_ROW(u) for u in schedule}
+        cursor = _cursor(conn)
+        try:
+            if records:
+                log = [_LOG_ROW(r) for r in records]
+                cursor.execute(_RECORD_PG["log"], _columns(log, 11, floats=(4, 9)))
+            if bodies:
+                rows = [bodies[k] for k in sorted(bodies)]
+                cursor.execute(_RECORD_PG["data"], _columns(rows, 8))
+            if moves:
+                rows = [moves[k] for k in sorted(moves)]
+                cursor.execute(_RECORD_PG["schedule"], _columns(rows, 11, floats=(3, 5, 7)))
         finally:
             cursor.close()
 

@@ -7,14 +7,14 @@ import json
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, Depends, Query, Request
-from fastapi.responses import JSONResponse, Response, StreamingResponse
+from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field, StrictBool, StrictStr
 
 from ..errors import InvalidInput, MiniportError
-from ..events.broker import sse
 from ..services.analytics import parse_time, test_channel
 from ..services.auth import Principal
 from .deps import error_response, platform_of, require, runtime_identity
+from .event_stream import EventStreamResponse
 
 runtime = APIRouter(prefix="/runtime/v1", tags=["runtime"])
 admin = APIRouter(prefix="/admin/v1/apps/{appid}/analytics", tags=["analytics"])
@@ -161,19 +161,14 @@ async def sync_test(appid: str, test_id: str, request: Request, who: Developer) 
 
 
 @admin.get("/tests/{test_id}/events")
-async def watch_test(appid: str, test_id: str, request: Request, who: Viewer) -> StreamingResponse:
+async def watch_test(appid: str, test_id: str, request: Request, who: Viewer) -> Response:
     """Live test view (server-sent events): one ``testReport`` per batch from the tester, with
     each event's page, trigger, action, values, coercions, and every rejection's reason."""
     platform = platform_of(request)
     await platform.analytics.get_test(appid, test_id)
     sub = platform.broker.subscribe(test_channel(test_id), "console", broadcast=False)
-    return StreamingResponse(
-        sse(
-            platform.broker, sub, {"type": "connected", "test_id": test_id}, until=("testStopped",)
-        ),
-        media_type="text/event-stream",
-        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
-    )
+    hello = {"type": "connected", "test_id": test_id}
+    return EventStreamResponse(platform.broker, sub, hello, until=("testStopped",))
 
 
 # --- admin: reports ---

@@ -6,14 +6,14 @@ from typing import Annotated, Any
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, Request
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field, StrictInt, StrictStr, ValidationError
 
 from ..domain.requests import Launch
 from ..domain.tokens import RuntimeIdentity
 from ..errors import InvalidInput, MiniportError, Problem, join_problems
-from ..events.broker import sse
 from .deps import error_response, platform_of, runtime_identity
+from .event_stream import EventStreamResponse
 
 router = APIRouter(prefix="/runtime/v1", tags=["runtime"])
 Identity = Annotated[RuntimeIdentity, Depends(runtime_identity)]
@@ -135,18 +135,19 @@ async def login(appid: str, request: Request, who: Identity) -> Any:
 @router.get("/events")
 async def events(request: Request) -> Any:
     """Server-sent events for this runtime. Browsers' EventSource cannot send headers, so the
-    token may also come as ``?access_token=``."""
+    token may also come as ``?access_token=``. With ``?appid=`` the stream carries only that
+    app's messages (and the user's messages that name no app)."""
     token = request.query_params.get("access_token")
+    appid = request.query_params.get("appid")
+    platform = platform_of(request)
     try:
-        who = (
-            platform_of(request).auth.identify(token) if token else await runtime_identity(request)
-        )
+        who = platform.auth.identify(token) if token else await runtime_identity(request)
+        if appid is not None:
+            await platform.background.apps.get(appid)
     except MiniportError as exc:
         return error_response(exc)
-    broker = platform_of(request).broker
+    broker = platform.broker
     hello = {"type": "connected", "user": who.user_id, "device": who.device_id}
-    return StreamingResponse(
-        sse(broker, broker.subscribe(who.user_id, who.device_id), hello),
-        media_type="text/event-stream",
-        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    return EventStreamResponse(
+        broker, broker.subscribe(who.user_id, who.device_id, appid=appid), hello
     )

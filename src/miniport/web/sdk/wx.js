@@ -330,7 +330,8 @@ export class Runtime {
   connect() {
     if (this.source) return true;
     if (typeof this.EventSource !== 'function') return false;
-    const url = `${this.baseUrl}/runtime/v1/events?access_token=${encodeURIComponent(this.token)}`;
+    const url = `${this.baseUrl}/runtime/v1/events?access_token=${encodeURIComponent(this.token)}`
+      + `&appid=${encodeURIComponent(this.appid)}`; // this app's messages only
     const source = new this.EventSource(url);
     this.source = source;
     for (const type of EVENT_TYPES) {

@@ -1,0 +1,239 @@
+"""The event stream at scale: 10,000 devices of one user connected to ``miniport serve`` at
+once (server-sent events on loopback), against a bare asyncio SSE server holding the same
+connections in the same run (bench/bare_sse.py).
+
+    python bench/event_stream.py [--devices 10000]
+
+Reports per server: memory per open stream (resident set growth / streams), memory still held
+after every stream closed, and the time from asking for a push (``devtools push``: a periodic
+fetch, then one devtoolsRefresh message to each of the user's devices) until the last device
+has it, with the server's CPU seconds per 1,000 delivered messages from its own counters. The
+client raises its open-file limit (the server inherits it). Goals: <= 10 KB per idle stream,
+< 200 ms to reach 10k streams, memory returned when streams close. Last line: JSON."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import uvloop
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+from bench.common import cpu_s, dev_server, free_port, loadavg, wait_http  # noqa: E402
+from miniport.config import Settings  # noqa: E402
+from miniport.platform import create_platform  # noqa: E402
+
+USER = "u"
+
+
+def rss_kb(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise RuntimeError("no VmRSS")
+
+
+def raise_fd_limit(needed: int) -> None:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < needed:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, needed), hard))
+    if resource.getrlimit(resource.RLIMIT_NOFILE)[0] < needed:
+        raise SystemExit(f"open-file limit {hard} is below the {needed} this run needs")
+
+
+async def seed(data_dir: Path, dev_url: str, devices: int) -> tuple[str, str, list[str]]:
+    platform = create_platform(Settings(data_dir=data_dir, dev=True))
+    app = await platform.apps.create("bench", "bench")
+    pending = await platform.apps.request_change(
+        app.appid, "periodic", "set", dev_url + "/periodic", "bench"
+    )
+    await platform.apps.confirm(pending.code, "bench")
+    await platform.background.set_token(app.appid, USER, "tok")
+    admin = await platform.auth.create_key("api", "bench", "admin")
+    tokens = [platform.auth.runtime_token(USER, f"d{i}") for i in range(devices)]
+    await platform.close()
+    return app.appid, str(admin["key"]), tokens
+
+
+class Devices:
+    """Open event streams, each noting when the push arrives."""
+
+    def __init__(self, port: int, path: str, expected: int) -> None:
+        self.port, self.path, self.expected = port, path, expected
+        self.arrived: list[float] = []
+        self.all_arrived = asyncio.Event()
+        self.writers: list[asyncio.StreamWriter] = []
+        self.tasks: list[asyncio.Task[None]] = []
+
+    async def open(self, token: str, connected: asyncio.Semaphore) -> None:
+        reader, writer = await asyncio.open_connection("127.0.0.1", self.port)
+        self.writers.append(writer)
+        writer.write(f"GET {self.path}access_token={token} HTTP/1.1\r\nHost: b\r\n\r\n".encode())
+        self.tasks.append(asyncio.create_task(self._read(reader, connected)))
+
+    async def _read(self, reader: asyncio.StreamReader, connected: asyncio.Semaphore) -> None:
+        seen = b""
+        hello = False
+        while True:
+            data = await reader.read(65536)
+            if not data:
+                return
+            seen = seen[-64:] + data
+            if not hello and b"connected" in seen:
+                hello = True
+                connected.release()
+            if b"devtoolsRefresh" in seen:
+                self.arrived.append(time.perf_counter())
+                if len(self.arrived) == self.expected:
+                    self.all_arrived.set()
+                seen = b""
+
+    async def close(self) -> None:
+        for writer in self.writers:
+            writer.close()
+        for task in self.tasks:
+            task.cancel()
+        await asyncio.gather(*self.tasks, return_exceptions=True)
+
+
+async def measure(pid: int, port: int, path: str, tokens: list[str], push: Any) -> dict[str, Any]:
+    """Connect every device, push once, close everything; memory and times along the way."""
+    devices = Devices(port, path, len(tokens))
+    idle = rss_kb(pid)
+    connected = asyncio.Semaphore(0)
+    started = time.perf_counter()
+    for start in range(0, len(tokens), 200):  # in waves: the listen backlog is finite
+        await asyncio.gather(*(devices.open(t, connected) for t in tokens[start : start + 200]))
+    for _ in tokens:
+        await asyncio.wait_for(connected.acquire(), 60)
+    connect_s = time.perf_counter() - started
+    await asyncio.sleep(1)
+    open_kb = rss_kb(pid)
+    cpu0 = cpu_s(pid)
+    pushed = time.perf_counter()
+    await push()
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(devices.all_arrived.wait(), 60)
+    push_ms = (max(devices.arrived) - pushed) * 1000 if devices.arrived else float("nan")
+    push_cpu = cpu_s(pid) - cpu0
+    reached = len(devices.arrived)
+    await devices.close()
+    await asyncio.sleep(2)
+    closed_kb = rss_kb(pid)
+    n = len(tokens)
+    return {
+        "streams": n,
+        "reached": reached,
+        "connect_s": round(connect_s, 2),
+        "idle_rss_mb": round(idle / 1024, 1),
+        "kb_per_stream": round((open_kb - idle) / n, 2),
+        "kb_per_stream_after_close": round((closed_kb - idle) / n, 2),
+        "push_ms": round(push_ms, 1),
+        "push_cpu_s_per_1000": round(push_cpu / max(reached, 1) * 1000, 4),
+    }
+
+
+def start(cmd: list[str]) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        cmd, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, stdout=subprocess.PIPE
+    )
+
+
+async def run_bare(tokens: list[str]) -> dict[str, Any]:
+    port = free_port()
+    proc = start([sys.executable, str(ROOT / "bench" / "bare_sse.py"), str(port)])
+    try:
+        assert proc.stdout is not None and b"ready" in proc.stdout.readline()
+
+        async def push() -> None:
+            _, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(b"POST /push HTTP/1.1\r\nHost: b\r\nContent-Length: 0\r\n\r\n")
+            await writer.drain()
+            writer.close()
+
+        return await measure(proc.pid, port, "/runtime/v1/events?", tokens, push)
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+async def run_miniport(data_dir: Path, appid: str, admin: str, tokens: list[str]) -> dict[str, Any]:
+    port = free_port()
+    proc = start(
+        [
+            sys.executable,
+            "-m",
+            "miniport",
+            "serve",
+            "--port",
+            str(port),
+            "--data-dir",
+            str(data_dir),
+            "--dev",
+        ]
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_http(f"{base}/healthz")
+        async with aiohttp.ClientSession() as session:
+
+            async def push() -> None:
+                async with session.post(
+                    f"{base}/admin/v1/apps/{appid}/devtools/push",
+                    headers={"Authorization": f"Bearer {admin}"},
+                    json={"user_id": USER},
+                ) as resp:
+                    assert resp.status == 200, await resp.text()
+
+            return await measure(
+                proc.pid, port, f"/runtime/v1/events?appid={appid}&", tokens, push
+            )
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--devices", type=int, default=10_000)
+    args = parser.parse_args()
+    raise_fd_limit(args.devices + 1000)
+    load = loadavg()
+    with dev_server() as dev_url, tempfile.TemporaryDirectory() as tmp:
+        appid, admin, tokens = await seed(Path(tmp), dev_url, args.devices)
+        bare = await run_bare(tokens)
+        print("bare", json.dumps(bare), flush=True)
+        mini = await run_miniport(Path(tmp), appid, admin, tokens)
+        print("miniport", json.dumps(mini), flush=True)
+    out = {
+        "bench": "event_stream",
+        "devices": args.devices,
+        "load_before": load,
+        "bare": bare,
+        "miniport": mini,
+        "push_ratio_bare_over_miniport": round(bare["push_ms"] / mini["push_ms"], 3),
+        "goals_met": {
+            "kb_per_idle_stream_le_10": mini["kb_per_stream"] <= 10,
+            "push_10k_lt_200ms": mini["push_ms"] < 200 and mini["reached"] == args.devices,
+            "memory_returned": mini["kb_per_stream_after_close"] <= 0.1 * mini["kb_per_stream"],
+        },
+    }
+    print(json.dumps(out))
+
+
+if __name__ == "__main__":
+    uvloop.install()
+    asyncio.run(main())

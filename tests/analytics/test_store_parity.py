@@ -25,7 +25,6 @@ from miniport.analytics.event_store import DuckDBEventStore, EventStore, StoredE
 from miniport.analytics.reports import EventQuery, FunnelQuery
 from tests.analytics.test_reports import (
     SLOTS,
-    SPAN,
     T0,
     assert_rows_equal,
     event_queries,
@@ -163,4 +162,3 @@ def test_export_and_counts_parity(
     assert store.count(appid) == len(visible) == duck.count(appid)
     assert store.count(appid, event) == sum(1 for r in visible if r.event == event)
     assert store.count(appid, include_tests=True) == len(rows)
-    assert T0 + SPAN > lo

@@ -136,8 +136,7 @@ class ClickHouseEventStore:
         self._leader_active = False
         self._closed = False
         self._columns_lock = threading.Lock()
-        self._setup()
-        self._columns: frozenset[str] = self._read_columns()
+        self._columns_seen: frozenset[str] | None = None  # None: not set up yet
 
     @classmethod
     def from_url(cls, url: str) -> ClickHouseEventStore:
@@ -149,12 +148,32 @@ class ClickHouseEventStore:
         """On chDB (the current ClickHouse engine in-process) in directory ``path``."""
         return cls(ChdbTransport(path, database))
 
+    def _ready(self) -> None:
+        """Create the database and tables on first use (in the caller's thread: the
+        service opens stores on its event loop, which must not wait for the network)."""
+        if self._columns_seen is not None:
+            return
+        with self._columns_lock:
+            if self._columns_seen is None:
+                self._setup()
+                self._columns_seen = self._read_columns()
+
+    @property
+    def _columns(self) -> frozenset[str]:
+        self._ready()
+        assert self._columns_seen is not None
+        return self._columns_seen
+
+    def _exec(self, sql: str, data: bytes | None = None) -> bytes:
+        self._ready()
+        return self._t.execute(sql, data)
+
     def _setup(self) -> None:
         db = self._t.database
         self._t.execute(f"CREATE DATABASE IF NOT EXISTS {db}", in_database=False)
         self._t.execute(_CREATE_EVENTS)
         self._t.execute(_CREATE_META)
-        rows = self._select("SELECT value FROM miniport_meta WHERE key = 'schema_version'")
+        rows = self._query("SELECT value FROM miniport_meta WHERE key = 'schema_version'")
         if not rows:
             self._t.execute(
                 "INSERT INTO miniport_meta (key, value) FORMAT TabSeparated",
@@ -169,7 +188,7 @@ class ClickHouseEventStore:
     # ------------------------------------------------------------------ slot columns
 
     def _read_columns(self) -> frozenset[str]:
-        rows = self._select(
+        rows = self._query(
             "SELECT name FROM system.columns WHERE database = {p1:String} AND table = {p2:String}",
             [self._t.database, TABLE],
         )
@@ -181,9 +200,9 @@ class ClickHouseEventStore:
         if not missing:
             return
         with self._columns_lock:
-            self._columns = self._read_columns()
+            self._columns_seen = self._read_columns()
             for column in missing:
-                if column in self._columns:
+                if column in self._columns_seen:
                     continue
                 # ``column`` comes from slot_column (i<0..31>/s<0..31>), never from input
                 sql_type = "Nullable(Int32)" if column[0] == "i" else "Nullable(String)"
@@ -192,7 +211,7 @@ class ClickHouseEventStore:
                 except ClickHouseError:
                     if column not in self._read_columns():  # lost a race: fine
                         raise
-            self._columns = self._read_columns()
+            self._columns_seen = self._read_columns()
 
     def _ensure_fields(self, slots: FieldSlots) -> None:
         self._ensure_columns(slot_column(ftype, slot) for ftype, slot in slots.values())
@@ -208,6 +227,10 @@ class ClickHouseEventStore:
     # ------------------------------------------------------------------ queries
 
     def _select(self, sql: str, params: Sequence[object] = ()) -> list[tuple[object, ...]]:
+        self._ready()
+        return self._query(sql, params)
+
+    def _query(self, sql: str, params: Sequence[object] = ()) -> list[tuple[object, ...]]:
         text = render_clickhouse(sql, params) if params else sql
         raw = self._t.execute(text + " FORMAT JSONCompact")
         if not raw.strip():
@@ -359,7 +382,8 @@ class ClickHouseEventStore:
 
     def sync_test(self, appid: str, test_id: str) -> int:
         """Insert a visible copy of each invisible event of the test (visible copies win)."""
-        self._columns = self._read_columns()  # copy every column, whoever added it
+        self._ready()
+        self._columns_seen = self._read_columns()  # copy every column, whoever added it
         slots = self._slot_columns()
         carried = ("received_ms", "time_estimated", *slots)
         source = dedup_source(TABLE, "{p1:String}", None, carried)

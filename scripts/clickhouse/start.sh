@@ -10,7 +10,10 @@ http_port="${MINIPORT_CH_HTTP_PORT:-18123}"
 tcp_port="${MINIPORT_CH_TCP_PORT:-19000}"
 url="clickhouse://default:@127.0.0.1:${http_port}/miniport_test"
 
-answers() { curl -sf --max-time 2 "http://127.0.0.1:${http_port}/?query=SELECT%201" >/dev/null 2>&1; }
+answers() {
+  python3 -c "import sys, urllib.request as u; u.urlopen(sys.argv[1], timeout=2).read()" \
+    "http://127.0.0.1:${http_port}/?query=SELECT%201" >/dev/null 2>&1
+}
 
 if answers; then echo "$url"; exit 0; fi
 

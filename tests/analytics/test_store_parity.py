@@ -162,3 +162,19 @@ def test_export_and_counts_parity(
     assert store.count(appid) == len(visible) == duck.count(appid)
     assert store.count(appid, event) == sum(1 for r in visible if r.event == event)
     assert store.count(appid, include_tests=True) == len(rows)
+
+
+def test_odd_strings_round_trip(store: EventStore, duck: DuckDBEventStore) -> None:
+    odd = ["tab\there", "line\nbreak", "back\\slash", "quote'", "cr\r", "nul\0", "é😀", "\\N", ""]
+    events = [
+        StoredEvent(
+            "x", f"o{i}", "view", f"u{i}", T0 + i, T0 + i, False, text, None, None, {}, {1: text}
+        )
+        for i, text in enumerate(odd)
+    ]
+    appid, _ = load([store, duck], events, [])
+    got, want = io.StringIO(), io.StringIO()
+    store.export_csv(appid, "view", T0, T0 + 100, SLOTS, got, not_before_ms=0)
+    duck.export_csv(appid, "view", T0, T0 + 100, SLOTS, want, not_before_ms=0)
+    assert got.getvalue() == want.getvalue()
+    assert all(text in want.getvalue() for text in odd)

@@ -351,13 +351,13 @@ class ClickHouseEventStore:
             found.update((str(a), str(u)) for a, u in self._select(sql))
         return found
 
-    def _insert(self, rows: list[StoredEvent]) -> None:
+    def _insert(self, rows: Sequence[StoredEvent], visible: Sequence[bool] | None = None) -> None:
         int_slots = sorted({s for r in rows for s in r.ints})
         str_slots = sorted({s for r in rows for s in r.strs})
         columns = [*CORE_COLUMNS, *(f"i{s}" for s in int_slots), *(f"s{s}" for s in str_slots)]
         self._ensure_columns(columns[len(CORE_COLUMNS) :])
         lines = []
-        for r in rows:
+        for n, r in enumerate(rows):
             values: list[object] = [
                 r.appid,
                 r.uid,
@@ -370,13 +370,34 @@ class ClickHouseEventStore:
                 r.trigger,
                 r.action,
                 r.test_id,
-                r.test_id is None,
+                r.test_id is None if visible is None else visible[n],
                 *[r.ints.get(s) for s in int_slots],
                 *[r.strs.get(s) for s in str_slots],
             ]
             lines.append("\t".join(_tsv(v) for v in values))
         payload = ("\n".join(lines) + "\n").encode()
         self._t.execute(f"INSERT INTO {TABLE} ({', '.join(columns)}) FORMAT TabSeparated", payload)
+
+    def copy_in(self, rows: Sequence[tuple[StoredEvent, bool]]) -> AppendResult:
+        """Store rows copied from another store with their ``visible`` flag (move-store):
+        keys already here are skipped (so an interrupted copy can run again)."""
+        existing = self._existing((r.appid, r.uid) for r, _ in rows)
+        new = [(r, v) for r, v in rows if (r.appid, r.uid) not in existing]
+        if new:
+            self._insert([r for r, _ in new], [v for _, v in new])
+        return AppendResult(len(new), len(rows) - len(new))
+
+    def counts_by_day(self, appid: str | None = None) -> dict[tuple[str, int], int]:
+        """Stored events (each event id once, test events included) per app and UTC day
+        number (days since 1970-01-01)."""
+        where = "WHERE appid = {p1:String}" if appid is not None else ""
+        sql = (
+            "SELECT appid, intDiv(tupleElement(w, 3), 86400000) AS d, count() FROM ("
+            "SELECT appid, uid, min(tuple(toUInt8(1 - visible), received_ms, ts_ms)) AS w"
+            f" FROM {TABLE} {where} GROUP BY appid, uid) GROUP BY appid, d"
+        )
+        rows = self._select(sql, [appid] if appid is not None else [])
+        return {(str(a), int(str(d))): int(str(n)) for a, d, n in rows}
 
     # ------------------------------------------------------------------ other writes
 

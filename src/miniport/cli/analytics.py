@@ -44,6 +44,7 @@ from .common import (
     run_with_platform,
     settings_for,
 )
+from .move_store import move_store_command
 
 CLI_ACTOR = "cli"
 analytics_cmd = typer.Typer(
@@ -57,6 +58,7 @@ test_cmd = typer.Typer(
     help="Save-and-test on a tester's devices, with a live view.", no_args_is_help=True
 )
 analytics_cmd.add_typer(field_cmd, name="field")
+analytics_cmd.command("move-store")(move_store_command)
 analytics_cmd.add_typer(event_cmd, name="event")
 analytics_cmd.add_typer(test_cmd, name="test")
 

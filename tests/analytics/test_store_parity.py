@@ -178,3 +178,17 @@ def test_odd_strings_round_trip(store: EventStore, duck: DuckDBEventStore) -> No
     duck.export_csv(appid, "view", T0, T0 + 100, SLOTS, want, not_before_ms=0)
     assert got.getvalue() == want.getvalue()
     assert all(text in want.getvalue() for text in odd)
+
+
+def test_forget_user_parity(store: EventStore, duck: DuckDBEventStore) -> None:
+    events = [
+        StoredEvent(
+            "x", f"f{i}", "view", f"u{i % 3}", T0 + i, T0 + i, False, None, None, None, {}, {}
+        )
+        for i in range(12)
+    ]
+    appid, _ = load([store, duck], events, [1, 2])
+    for s in {id(s): s for s in (store, duck)}.values():
+        assert s.forget_user(appid, "u1") >= 4  # ClickHouse counts the retried copies too
+    assert store.count(appid) == duck.count(appid) == 8
+    assert store.forget_user(appid, "u1") == 0

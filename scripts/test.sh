@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Install everything the test suite needs, then run all of it: lint, types, the JavaScript
-# runtime's tests, and pytest (PostgreSQL, Redis and browser tests included).
+# runtime's tests, and pytest (PostgreSQL, Redis, ClickHouse and browser tests included).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -15,6 +15,14 @@ if [ ! -x /usr/bin/chromium ]; then
   else
     echo "note: /usr/bin/chromium is missing and cannot be installed here; browser tests will skip" >&2
   fi
+fi
+
+# Debian's clickhouse-server (18.16, the oldest ClickHouse we support) on 127.0.0.1 with its own
+# config, data directory and pid file under .ci-clickhouse/; found again when already running.
+if ch_url="$(bash scripts/clickhouse/start.sh)"; then
+  export MINIPORT_TEST_CLICKHOUSE_URL="$ch_url"
+else
+  echo "note: ClickHouse could not be started; its tests skip here and fail under CI=true" >&2
 fi
 
 if [ -f js/package-lock.json ]; then

@@ -2,8 +2,11 @@
 
 PostgreSQL and Redis: tests marked ``postgres`` / ``redis`` use the servers at
 MINIPORT_TEST_PG_URL (default postgresql://postgres@127.0.0.1:5432/postgres) and
-MINIPORT_TEST_REDIS_URL (default redis://127.0.0.1:6379/15). In CI (CI=true) an unreachable
-server FAILS the run; on a developer machine without them the tests are skipped, saying why."""
+MINIPORT_TEST_REDIS_URL (default redis://127.0.0.1:6379/15). ClickHouse: tests using
+``clickhouse_url`` use the server at MINIPORT_TEST_CLICKHOUSE_URL (default: the one
+scripts/clickhouse/start.sh runs, clickhouse://default:@127.0.0.1:18123/miniport_test), each in
+a database of its own that is dropped afterwards. In CI (CI=true) an unreachable server FAILS
+the run; on a developer machine without them the tests are skipped, saying why."""
 
 from __future__ import annotations
 
@@ -30,6 +33,9 @@ pytest_plugins = ["tests.support.platforms", "tests.support.analytics_api"]
 
 PG_URL = os.environ.get("MINIPORT_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 REDIS_URL = os.environ.get("MINIPORT_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+CLICKHOUSE_URL = os.environ.get(
+    "MINIPORT_TEST_CLICKHOUSE_URL", "clickhouse://default:@127.0.0.1:18123/miniport_test"
+)
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
 
@@ -183,3 +189,39 @@ def redis_url() -> str:
     except Exception as exc:
         service_unavailable("Redis at " + REDIS_URL, str(exc))
     return REDIS_URL
+
+
+def clickhouse_database_url(name: str) -> str:
+    """MINIPORT_TEST_CLICKHOUSE_URL with database ``name``; fails/skips when unreachable."""
+    from miniport.analytics.clickhouse_transport import HttpTransport, parse_clickhouse_url
+
+    base = CLICKHOUSE_URL.split("?", 1)[0].rsplit("/", 1)[0]
+    transport = HttpTransport(parse_clickhouse_url(CLICKHOUSE_URL), connect_timeout_s=2)
+    try:
+        transport.execute("SELECT 1", in_database=False)
+    except Exception as exc:
+        service_unavailable("ClickHouse at " + CLICKHOUSE_URL, str(exc))
+    finally:
+        transport.close()
+    return f"{base}/{name}"
+
+
+def drop_clickhouse_database(url: str) -> None:
+    from miniport.analytics.clickhouse_transport import HttpTransport, parse_clickhouse_url
+
+    parsed = parse_clickhouse_url(url)
+    transport = HttpTransport(parsed)
+    try:
+        transport.execute(f"DROP DATABASE IF EXISTS {parsed.database}", in_database=False)
+    finally:
+        transport.close()
+
+
+@pytest.fixture
+def clickhouse_url() -> Iterator[str]:
+    """A fresh ClickHouse database (created by the store on first use), dropped afterwards."""
+    url = clickhouse_database_url("miniport_test_" + secrets.token_hex(4))
+    try:
+        yield url
+    finally:
+        drop_clickhouse_database(url)

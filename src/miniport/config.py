@@ -59,6 +59,14 @@ class Settings(BaseSettings):
         default=None, description="Base URL that confirmation links and QR codes point to"
     )
     analytics_retention_days: float = Field(default=30, gt=0, description="Analytics retention")
+    analytics_url: str | None = Field(
+        default=None,
+        description="Event store on ClickHouse: clickhouse[s]://USER:PASSWORD@HOST:PORT/DATABASE "
+        "(HTTP interface); default: DuckDB in the data directory",
+    )
+    analytics_ca_file: str | None = Field(
+        default=None, description="CA file to trust for a clickhouses:// analytics URL"
+    )
     start_scheduler: bool = Field(default=True, description="Run fetch workers inside `serve`")
 
     @field_validator("allow_hosts", mode="before")

@@ -146,3 +146,10 @@ class NoData(MiniportError):
 class ServerNotRunning(MiniportError):
     code = "server_not_running"
     http_status = 503
+
+
+class AnalyticsUnavailable(MiniportError):
+    """The analytics event store (ClickHouse) cannot be reached: nothing was stored, retry."""
+
+    code = "analytics_unavailable"
+    http_status = 503

@@ -15,7 +15,8 @@ from .domain.schedule import ScheduleRules
 from .events.broker import Broker, MemoryBroker, RedisBroker
 from .fetch.client import Fetcher
 from .fetch.engine import PeriodicEngine
-from .services.analytics import AnalyticsService, open_duckdb
+from .services.analytics import AnalyticsService
+from .services.analytics_store import open_event_store
 from .services.apps import AppService
 from .services.auth import AuthService
 from .services.background import BackgroundService
@@ -164,7 +165,7 @@ def create_platform(
         broker=broker,
         clock=clock,
         retention_days=settings.analytics_retention_days,
-        open_store=open_duckdb(str(settings.events_path)),
+        open_store=open_event_store(settings),
     )
     platform = Platform(
         settings=settings,

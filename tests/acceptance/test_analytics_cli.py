@@ -136,7 +136,7 @@ async def test_flow_against_a_running_server(data: Path, tmp_path: Path, serve: 
     assert [e["name"] for e in listed["events"]] == ["purchase", "goods_click"]
 
     # 2. save and test on the tester's device, watched live from the CLI
-    async with RuntimeClient(server.url, appid, token) as device:
+    async with RuntimeClient(server.url, appid, token, builtin_events=False) as device:
         await device.connect()
         test_id = (await ok(data, "analytics", "test", "start", appid, "--user", "dev1"))["test_id"]
         for _ in range(200):

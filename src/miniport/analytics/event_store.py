@@ -244,6 +244,11 @@ class EventStore(Protocol):
         """Retention: delete events with ``ts_ms < cutoff_ms``; returns how many."""
         ...
 
+    def forget_user(self, appid: str, user_id: str) -> int:
+        """Delete every event of one user of one app (gone from reports when this returns);
+        returns how many rows went."""
+        ...
+
     def count(self, appid: str, event: str | None = None, *, include_tests: bool = False) -> int:
         """Stored events of an app (of one event): those reports see (not-test events and
         synced tests' events), or all of them with ``include_tests``."""
@@ -591,6 +596,11 @@ class DuckDBEventStore:
         if isinstance(cutoff_ms, bool) or not isinstance(cutoff_ms, int):
             raise TypeError("cutoff_ms must be an int")
         return self._write_statement(f"DELETE FROM {TABLE} WHERE ts_ms < ?", [cutoff_ms])
+
+    def forget_user(self, appid: str, user_id: str) -> int:
+        return self._write_statement(
+            f"DELETE FROM {TABLE} WHERE appid = ? AND user_id = ?", [appid, user_id]
+        )
 
     def checkpoint(self) -> None:
         """Fold the WAL into the database file now (e.g. from a quiet-hours job)."""

@@ -15,8 +15,10 @@ Strings from the console/API are parsed with :func:`parse_metric` and :func:`par
 :func:`compile_funnel` and :func:`compile_export`, which check every field against the app's
 :data:`FieldSlots` (name -> (type, slot)); identifiers in the SQL come only from that mapping
 (``i0..i31``, ``s0..s31``) or from this module's own constants, and every value (appid, event
-names, filter values, times, offsets) is a query parameter. The generated SQL is plain
-DuckDB SQL over the table layout described in :mod:`miniport.analytics.event_store`.
+names, filter values, times, offsets) is a query parameter. The generated SQL is DuckDB SQL
+over the table layout described in :mod:`miniport.analytics.event_store`, or, with
+``dialect=CLICKHOUSE``, ClickHouse SQL over :mod:`miniport.analytics.clickhouse_store`'s
+(the differences live in :mod:`miniport.analytics.sql_dialects`).
 
 Semantics shared with the pure-Python reference in the tests:
 
@@ -40,6 +42,8 @@ from typing import Final, Literal, cast
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from miniport.errors import ReportQueryError
+
+from .sql_dialects import CLICKHOUSE, DUCKDB, Dialect, clickhouse_funnel
 
 __all__ = [
     "BUILTIN_DIMENSIONS",
@@ -437,14 +441,15 @@ def slot_column(field_type: FieldType, slot: int) -> str:
 
 
 class _Params:
-    """Collects parameter values; ``add`` returns the ``$n`` placeholder (typed)."""
+    """Collects parameter values; ``add`` returns the dialect's (typed) placeholder."""
 
-    def __init__(self) -> None:
+    def __init__(self, dialect: Dialect = DUCKDB) -> None:
         self.values: list[object] = []
+        self.dialect = dialect
 
     def add(self, value: object, sql_type: str) -> str:
         self.values.append(value)
-        return f"CAST(${len(self.values)} AS {sql_type})"
+        return self.dialect.placeholder(len(self.values), sql_type)
 
 
 @dataclass(frozen=True, slots=True)
@@ -456,9 +461,13 @@ class _Resolved:
 class _Columns:
     """Resolves field names to column expressions using the app's slots."""
 
-    def __init__(self, slots: FieldSlots, existing: Collection[str] | None) -> None:
+    def __init__(
+        self, slots: FieldSlots, existing: Collection[str] | None, dialect: Dialect = DUCKDB
+    ) -> None:
         self.slots = slots
         self.existing = existing
+        self.dialect = dialect
+        self.used: list[str] = []  # slot columns read, in order of first use
 
     def resolve(self, name: str, *, builtins: bool = True) -> _Resolved:
         spec = self.slots.get(name)
@@ -467,7 +476,9 @@ class _Columns:
             column = slot_column(ftype, slot)
             if self.existing is not None and column not in self.existing:
                 sql_type = "INTEGER" if ftype == "int" else "VARCHAR"
-                return _Resolved(f"CAST(NULL AS {sql_type})", ftype)
+                return _Resolved(self.dialect.null_of(sql_type), ftype)
+            if column not in self.used:
+                self.used.append(column)
             return _Resolved(column, ftype)
         if builtins and name in BUILTIN_DIMENSIONS:
             return _Resolved(BUILTIN_DIMENSIONS[name], "string")
@@ -502,11 +513,29 @@ def _filters_sql(
     return " AND (" + (" OR " if any_of else " AND ").join(parts) + ")"
 
 
-def _base_where(appid: str, from_ms: int, to_ms: int, not_before_ms: int, params: _Params) -> str:
+@dataclass(frozen=True, slots=True)
+class _Where:
+    sql: str
+    appid: str  # the placeholders, for the dialect's source
+    lo: str
+    hi: str
+
+    def source(self, params: _Params, columns: _Columns) -> str:
+        return params.dialect.source(TABLE, self.appid, (self.lo, self.hi), columns.used)
+
+
+def _base_where(
+    appid: str, from_ms: int, to_ms: int, not_before_ms: int, params: _Params
+) -> _Where:
     lo = max(from_ms, not_before_ms)
-    return (
-        f"appid = {params.add(appid, 'VARCHAR')} AND visible"
-        f" AND ts_ms >= {params.add(lo, 'BIGINT')} AND ts_ms < {params.add(to_ms, 'BIGINT')}"
+    app, lo_p, hi_p = (
+        params.add(appid, "VARCHAR"),
+        params.add(lo, "BIGINT"),
+        params.add(to_ms, "BIGINT"),
+    )
+    visible = params.dialect.visible()
+    return _Where(
+        f"appid = {app} AND {visible} AND ts_ms >= {lo_p} AND ts_ms < {hi_p}", app, lo_p, hi_p
     )
 
 
@@ -524,7 +553,7 @@ def _bucket_sql(q: EventQuery, params: _Params) -> str:
             whens.append(f"WHEN ts_ms < {until} THEN {params.add(off + shift, 'BIGINT')}")
         last = params.add(segments[-1][1] + shift, "BIGINT")
         offset = f"(CASE {' '.join(whens)} ELSE {last} END)"
-    return f"(ts_ms + {offset}) // {width}"
+    return params.dialect.int_div(f"ts_ms + {offset}", width)
 
 
 def _bucket_label(granularity: Granularity, number: int) -> str:
@@ -573,7 +602,7 @@ def _metric_plan(m: Metric, columns: _Columns, aggs: _Aggregates) -> Callable[[R
         if m.kind == "count":
             count_i = aggs.add("count(*)")
             return lambda r: r[count_i]
-        users_i = aggs.add("count(DISTINCT user_id)")
+        users_i = aggs.add(columns.dialect.count_distinct("user_id"))
         if m.kind == "users":
             return lambda r: r[users_i]
         count_i = aggs.add("count(*)")
@@ -584,7 +613,7 @@ def _metric_plan(m: Metric, columns: _Columns, aggs: _Aggregates) -> Callable[[R
             raise ReportQueryError(
                 f"metric {m.name!r}: distinct needs a string field, {m.field!r} is an int field"
             )
-        distinct_i = aggs.add(f"count(DISTINCT {col.expr})")
+        distinct_i = aggs.add(columns.dialect.count_distinct(col.expr))
         return lambda r: r[distinct_i]
     if col.type != "int":
         raise ReportQueryError(
@@ -602,9 +631,9 @@ def _metric_plan(m: Metric, columns: _Columns, aggs: _Aggregates) -> Callable[[R
     if m.kind == "sum":
         return total
     if m.kind == "avg":
-        n_i = aggs.add(f"count({col.expr})")
+        n_i = aggs.add(columns.dialect.count_values(col.expr))
         return lambda r: _div(total(r), r[n_i])
-    users_i = aggs.add("count(DISTINCT user_id)")
+    users_i = aggs.add(columns.dialect.count_distinct("user_id"))
     return lambda r: _div(total(r), r[users_i])
 
 
@@ -614,28 +643,29 @@ def compile_event_analysis(
     slots: FieldSlots,
     *,
     existing_columns: Collection[str] | None = None,
+    dialect: Dialect = DUCKDB,
 ) -> CompiledReport:
     """SQL for an event analysis. ``existing_columns``: the slot columns the table has (a
     slot column that does not exist yet reads as NULL); ``None`` means all of them."""
-    columns = _Columns(slots, existing_columns)
-    params = _Params()
+    columns = _Columns(slots, existing_columns, dialect)
+    params = _Params(dialect)
     aggs = _Aggregates()
     metric_fns = [(m.name, _metric_plan(m, columns, aggs)) for m in q.metrics]
     groups = [(name, columns.resolve(name).expr) for name in q.group_by]
     select: list[str] = []
+    keys: list[str] = []
     if q.granularity != "all":
         select.append(_bucket_sql(q, params) + " AS b")
+        keys.append("b")
     select += [f"{expr} AS g{i}" for i, (_, expr) in enumerate(groups)]
-    n_keys = len(select)
+    keys += [f"g{i}" for i in range(len(groups))]
     select += [f"{expr} AS m{i}" for i, expr in enumerate(aggs.exprs)]
-    where = _base_where(appid, q.from_ms, q.to_ms, q.not_before_ms, params)
-    where += f" AND event = {params.add(q.event, 'VARCHAR')}"
+    base = _base_where(appid, q.from_ms, q.to_ms, q.not_before_ms, params)
+    where = base.sql + f" AND event = {params.add(q.event, 'VARCHAR')}"
     where += _filters_sql(q.filters, q.any, columns, params)
-    sql = f"SELECT {', '.join(select)} FROM {TABLE} WHERE {where}"
-    if n_keys:
-        positions = ", ".join(str(i + 1) for i in range(n_keys))
-        order = ", ".join(f"{i + 1} NULLS FIRST" for i in range(n_keys))
-        sql += f" GROUP BY {positions} ORDER BY {order}"
+    sql = f"SELECT {', '.join(select)} FROM {base.source(params, columns)} WHERE {where}"
+    if keys:
+        sql += dialect.group_order(keys)
     else:
         sql += " HAVING count(*) > 0"
     granularity = q.granularity
@@ -672,12 +702,14 @@ def compile_funnel(
     slots: FieldSlots,
     *,
     existing_columns: Collection[str] | None = None,
+    dialect: Dialect = DUCKDB,
 ) -> CompiledReport:
     """SQL for a funnel: a user reaches step k when they did step k strictly after the time
     they reached step k-1 (earliest times, which is optimal), all within the window."""
-    columns = _Columns(slots, existing_columns)
-    params = _Params()
-    where = _base_where(appid, q.from_ms, q.to_ms, q.not_before_ms, params)
+    columns = _Columns(slots, existing_columns, dialect)
+    params = _Params(dialect)
+    base = _base_where(appid, q.from_ms, q.to_ms, q.not_before_ms, params)
+    where = base.sql
     events = sorted({s.event for s in q.steps})
     where += " AND event IN (" + ", ".join(params.add(e, "VARCHAR") for e in events) + ")"
     group_expr = columns.resolve(q.group_by).expr if q.group_by is not None else "NULL"
@@ -686,6 +718,11 @@ def compile_funnel(
         cond = f"event = {params.add(step.event, 'VARCHAR')}"
         cond += _filters_sql(step.filters, False, columns, params)
         step_conds.append(cond)
+    step_events = [s.event for s in q.steps]
+    shape = _funnel_shape(step_events, q.group_by)
+    if dialect is CLICKHOUSE:
+        sql = clickhouse_funnel(base.source(params, columns), where, group_expr, step_conds)
+        return CompiledReport(sql, tuple(params.values), _unpivot_steps(shape))
     ctes = [
         "base AS (SELECT user_id, ts_ms, uid, event, "
         + f"{group_expr} AS g"
@@ -705,9 +742,23 @@ def compile_funnel(
         for k in range(len(q.steps))
     )
     sql = f"WITH {', '.join(ctes)} {unions}"
-    step_events = [s.event for s in q.steps]
-    group_name = q.group_by
+    return CompiledReport(sql, tuple(params.values), shape)
 
+
+def _unpivot_steps(
+    shape: Callable[[Sequence[Row]], list[dict[str, object]]],
+) -> Callable[[Sequence[Row]], list[dict[str, object]]]:
+    """Rows ``(g, n1..nK)`` -> rows ``(step, g, n)`` for the funnel's shape."""
+
+    def unpivot(rows: Sequence[Row]) -> list[dict[str, object]]:
+        return shape([(k, row[0], n) for row in rows for k, n in enumerate(row[1:], start=1)])
+
+    return unpivot
+
+
+def _funnel_shape(
+    step_events: list[str], group_name: str | None
+) -> Callable[[Sequence[Row]], list[dict[str, object]]]:
     def shape(rows: Sequence[Row]) -> list[dict[str, object]]:
         counts: dict[tuple[object, int], int] = {}
         groups: dict[object, None] = {}
@@ -730,7 +781,7 @@ def compile_funnel(
                 out.append(item)
         return out
 
-    return CompiledReport(sql, tuple(params.values), shape)
+    return shape
 
 
 @dataclass(frozen=True, slots=True)
@@ -749,20 +800,22 @@ def compile_export(
     slots: FieldSlots,
     *,
     existing_columns: Collection[str] | None = None,
+    dialect: Dialect = DUCKDB,
 ) -> CompiledExport:
     """All of one event's rows (time order): ts_ms, user, page, trigger, action, then every
     field of ``slots`` in the mapping's order. The header names the CSV columns."""
     _check_name(event, "event")
     _check_window(from_ms, to_ms, not_before_ms)
-    columns = _Columns(slots, existing_columns)
-    params = _Params()
+    columns = _Columns(slots, existing_columns, dialect)
+    params = _Params(dialect)
     names = list(slots)
     for name in names:
         _check_name(name, "field")
     fields = [columns.resolve(name, builtins=False).expr for name in names]
-    where = _base_where(appid, from_ms, to_ms, not_before_ms, params)
-    where += f" AND event = {params.add(event, 'VARCHAR')}"
+    base = _base_where(appid, from_ms, to_ms, not_before_ms, params)
+    where = base.sql + f" AND event = {params.add(event, 'VARCHAR')}"
     select = ", ".join(["ts_ms", "user_id", "page", "trigger", "action", *fields])
-    sql = f"SELECT {select} FROM {TABLE} WHERE {where} ORDER BY ts_ms, uid"
+    source = base.source(params, columns)
+    sql = f"SELECT {select} FROM {source} WHERE {where} ORDER BY ts_ms, uid"
     header = ("time", "user", "page", "trigger", "action", *names)
     return CompiledExport(sql, tuple(params.values), header)

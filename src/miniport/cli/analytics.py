@@ -23,6 +23,7 @@ from rich.table import Table
 from ..errors import MiniportError, ServerNotRunning
 from .backend import CommandError, Server, call, running_server
 from .common import DataDir, Json, console, err_console, fail, local_time, render, table_of
+from .move_store import move_store_command
 
 analytics_cmd = typer.Typer(
     help="Custom analytics: fields, events, test, publish, reports.", no_args_is_help=True
@@ -35,6 +36,7 @@ test_cmd = typer.Typer(
     help="Save-and-test on a tester's devices, with a live view.", no_args_is_help=True
 )
 analytics_cmd.add_typer(field_cmd, name="field")
+analytics_cmd.command("move-store")(move_store_command)
 analytics_cmd.add_typer(event_cmd, name="event")
 analytics_cmd.add_typer(test_cmd, name="test")
 

@@ -9,6 +9,7 @@ event stream (test configurations to a tester's devices, live test reports to th
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import io
 import re
@@ -36,7 +37,7 @@ from ..analytics.event_store import DuckDBEventStore, EventStore, StoredEvent
 from ..analytics.ingest_rules import CheckedEvent, RuntimeConfigView, check_batch
 from ..analytics.reports import EventQuery, FieldSlots, FunnelQuery
 from ..clock import Clock
-from ..errors import InvalidInput, NotFound
+from ..errors import AnalyticsUnavailable, InvalidInput, NotFound
 from ..events.broker import EVERYONE, Broker
 from ..storage.analytics_defs import AnalyticsDefsStore, TestRow
 from ..storage.db import Database
@@ -597,7 +598,8 @@ class AnalyticsService:
 
     async def retention_loop(self, stop: asyncio.Event, every_s: float = 3600) -> None:
         while not stop.is_set():
-            await self.apply_retention()
+            with contextlib.suppress(AnalyticsUnavailable):  # ClickHouse away: next round
+                await self.apply_retention()
             try:
                 await asyncio.wait_for(stop.wait(), every_s)
             except TimeoutError:

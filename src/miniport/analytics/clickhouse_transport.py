@@ -1,0 +1,208 @@
+"""How the ClickHouse event store talks to ClickHouse: over the HTTP interface, or in-process
+through chDB (tests and tools).
+
+Client choice: ``urllib3`` straight against the HTTP interface. ``clickhouse-connect`` (the
+usual Python client) was tried first and does not work against the oldest server we
+support: its connection start-up reads ``system.settings.readonly``, a column ClickHouse
+18.16 does not have, so ``get_client`` fails before any query. urllib3 is the well-kept
+HTTP library under ``requests`` (thread-safe connection pools, keep-alive, TLS with a CA
+file, retries); the formats we use (``JSONCompact`` out, ``TabSeparated`` in) exist
+unchanged from 18.16 to the current engine. Values are rendered as escaped literals by
+:func:`miniport.analytics.sql_dialects.render_clickhouse` (18.16 has no server-side query
+parameters).
+
+Errors: a server that cannot be reached (refused, reset, timed out) or that answers that it
+is overloaded raises :class:`~miniport.errors.AnalyticsUnavailable` (HTTP 503 at the API);
+any other server error raises :class:`ClickHouseError` with the server's message. Requests
+are retried on a broken connection even when they are inserts: the store deduplicates at
+read time, so a row sent twice is still counted once.
+
+URL: ``clickhouse://USER:PASSWORD@HOST:PORT/DATABASE`` (``clickhouses://`` for TLS; query
+``?ca_file=PATH`` to trust a private CA; default ports 8123 / 8443; database ``default``).
+"""
+
+from __future__ import annotations
+
+import importlib
+import threading
+from dataclasses import dataclass
+from typing import Any, Final, Protocol
+from urllib.parse import parse_qs, unquote, urlencode, urlsplit
+
+import urllib3
+
+from ..errors import AnalyticsUnavailable, InvalidInput
+
+__all__ = [
+    "ChdbTransport",
+    "ClickHouseError",
+    "ClickHouseURL",
+    "HttpTransport",
+    "Transport",
+    "parse_clickhouse_url",
+]
+
+# Server error codes that mean "try again later", not "your query is wrong".
+_UNAVAILABLE_CODES: Final = frozenset({159, 202, 209, 210, 241, 252, 394})
+_MAX_QUERY_SIZE: Final = 64 * 1024 * 1024
+
+
+class ClickHouseError(RuntimeError):
+    """ClickHouse refused a statement (a bug or a schema problem, not an outage)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ClickHouseURL:
+    host: str
+    port: int
+    user: str
+    password: str
+    database: str
+    tls: bool
+    ca_file: str | None
+
+    def redacted(self) -> str:
+        scheme = "clickhouses" if self.tls else "clickhouse"
+        return f"{scheme}://{self.user}@{self.host}:{self.port}/{self.database}"
+
+
+def parse_clickhouse_url(url: str) -> ClickHouseURL:
+    """Parse ``clickhouse[s]://USER:PASSWORD@HOST:PORT/DATABASE[?ca_file=PATH]``."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("clickhouse", "clickhouses"):
+        raise InvalidInput(
+            f"analytics URL must start with clickhouse:// or clickhouses://: {url!r}"
+        )
+    tls = parts.scheme == "clickhouses"
+    if not parts.hostname:
+        raise InvalidInput("analytics URL has no host")
+    database = unquote(parts.path.lstrip("/")) or "default"
+    if not database.replace("_", "").isalnum() or not database.isascii():
+        raise InvalidInput(f"analytics database name {database!r}: letters, digits and _ only")
+    query = parse_qs(parts.query)
+    try:
+        port = parts.port or (8443 if tls else 8123)
+    except ValueError as exc:
+        raise InvalidInput(f"analytics URL has an invalid port: {exc}") from exc
+    return ClickHouseURL(
+        host=parts.hostname,
+        port=port,
+        user=unquote(parts.username or "default"),
+        password=unquote(parts.password or ""),
+        database=database,
+        tls=tls,
+        ca_file=query.get("ca_file", [None])[0],
+    )
+
+
+class Transport(Protocol):
+    """Runs one statement; ``data`` is the body of an ``INSERT ... FORMAT`` statement.
+    ``in_database=False`` runs it outside the store's database (to create it)."""
+
+    database: str
+
+    def execute(
+        self, sql: str, data: bytes | None = None, *, in_database: bool = True
+    ) -> bytes: ...
+
+    def close(self) -> None: ...
+
+
+class HttpTransport:
+    """ClickHouse's HTTP interface through one urllib3 connection pool (thread-safe)."""
+
+    def __init__(
+        self,
+        url: ClickHouseURL,
+        *,
+        connect_timeout_s: float = 3.0,
+        read_timeout_s: float = 300.0,
+        pool_size: int = 32,
+    ) -> None:
+        self.url = url
+        self.database = url.database
+        kwargs: dict[str, Any] = {
+            "maxsize": pool_size,
+            "block": False,
+            "timeout": urllib3.Timeout(connect=connect_timeout_s, read=read_timeout_s),
+            "retries": urllib3.Retry(
+                total=2,
+                connect=2,
+                read=1,
+                status=0,
+                redirect=0,
+                allowed_methods=None,
+                backoff_factor=0.05,
+            ),
+            "headers": urllib3.make_headers(basic_auth=f"{url.user}:{url.password}"),
+        }
+        if url.tls:
+            self._pool: urllib3.HTTPConnectionPool = urllib3.HTTPSConnectionPool(
+                url.host, url.port, cert_reqs="CERT_REQUIRED", ca_certs=url.ca_file, **kwargs
+            )
+        else:
+            self._pool = urllib3.HTTPConnectionPool(url.host, url.port, **kwargs)
+
+    def execute(self, sql: str, data: bytes | None = None, *, in_database: bool = True) -> bytes:
+        fields: dict[str, str] = {"max_query_size": str(_MAX_QUERY_SIZE)}
+        if in_database:
+            fields["database"] = self.database
+        if data is None:
+            body = sql.encode()
+        else:
+            fields["query"] = sql
+            body = data
+        try:
+            response = self._pool.urlopen("POST", "/?" + urlencode(fields), body=body)
+        except urllib3.exceptions.HTTPError as exc:
+            raise AnalyticsUnavailable(
+                f"ClickHouse at {self.url.host}:{self.url.port} is unreachable: "
+                f"{type(exc).__name__}"
+            ) from exc
+        if response.status != 200:
+            raise _server_error(response.status, response.data.decode(errors="replace"))
+        return bytes(response.data)
+
+    def close(self) -> None:
+        self._pool.close()
+
+
+def _server_error(status: int, text: str) -> Exception:
+    message = text.strip()[:2000]
+    code = None
+    if message.startswith("Code: "):
+        digits = message[6:].split(",", 1)[0].split(".", 1)[0]
+        code = int(digits) if digits.isdigit() else None
+    if status in (502, 503, 504) or code in _UNAVAILABLE_CODES:
+        return AnalyticsUnavailable(f"ClickHouse is overloaded or restarting: {message[:200]}")
+    return ClickHouseError(f"ClickHouse answered {status}: {message}")
+
+
+class ChdbTransport:
+    """The current ClickHouse engine in-process (chDB), on a directory of its own. chDB
+    sessions are not thread-safe: statements run one at a time."""
+
+    def __init__(self, path: str, database: str = "miniport") -> None:
+        # optional dependency (tests and tools); chdb has no type hints
+        session: Any = importlib.import_module("chdb.session")
+        self.database = database
+        self._lock = threading.Lock()
+        self._session: Any = session.Session(path)
+        self._session.query(f"SET max_query_size = {_MAX_QUERY_SIZE}")
+
+    def execute(self, sql: str, data: bytes | None = None, *, in_database: bool = True) -> bytes:
+        text = sql if data is None else sql + "\n" + data.decode()
+        with self._lock:
+            if in_database:
+                self._session.query(f"USE {self.database}")
+            else:
+                self._session.query("USE default")
+            try:
+                result = self._session.query(text, "JSONCompact")
+            except Exception as exc:  # chdb raises its own error types
+                raise ClickHouseError(str(exc)) from exc
+        return bytes(result.bytes()) if result is not None else b""
+
+    def close(self) -> None:
+        with self._lock:
+            self._session.close()

@@ -1,0 +1,192 @@
+"""SQL dialects of the report compiler (pure: no I/O): DuckDB and ClickHouse.
+
+:mod:`miniport.analytics.reports` builds every report from the same query objects; a
+:class:`Dialect` supplies the pieces that differ between the two engines. The ClickHouse
+dialect is written for the oldest server the tests reach (18.16: no CTE subqueries, no
+non-equality JOIN conditions, no positional ``GROUP BY``, ``uniqExact`` of only NULLs is
+NULL) and runs unchanged on the current engine (chDB).
+
+Invariants:
+
+* User values never reach the SQL text the compiler returns: DuckDB gets ``CAST($n AS T)``
+  placeholders, ClickHouse gets ``{pN:T}`` placeholders (the syntax of ClickHouse's own
+  query parameters). :func:`render_clickhouse` replaces them in ONE pass by escaped
+  literals just before execution (18.16 has no server-side parameters), so a value that
+  looks like a placeholder is never substituted again.
+* On ClickHouse, reports read through :meth:`Dialect.source`: one row per ``(appid, uid)``,
+  the copy received first (ties: the smallest content), whatever merges have or have not
+  happened; see :mod:`miniport.analytics.clickhouse_store` for why.
+* ``visible`` means the same on both: on ClickHouse, syncing a test inserts a visible copy
+  of each of its invisible events, and a visible copy wins over an invisible one (one
+  insert, exact at once, instead of an asynchronous ``ALTER TABLE UPDATE``); events that
+  arrive after the sync stay invisible until the next one, as on DuckDB.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Final, Literal
+
+__all__ = [
+    "CLICKHOUSE",
+    "DUCKDB",
+    "Dialect",
+    "clickhouse_literal",
+    "render_clickhouse",
+]
+
+DialectName = Literal["duckdb", "clickhouse"]
+# Columns every report may read (besides slot columns) through the deduplicated source.
+SOURCE_CORE: Final = (
+    "event",
+    "user_id",
+    "ts_ms",
+    "page",
+    "trigger",
+    "action",
+    "test_id",
+    "visible",
+)
+
+_CH_TYPES: Final = {"VARCHAR": "String", "BIGINT": "Int64", "INTEGER": "Int32"}
+_PLACEHOLDER_RE: Final = re.compile(r"\{p([0-9]+):(String|Int64|Int32)\}")
+_INT_BOUNDS: Final = {"Int64": (-(2**63), 2**63 - 1), "Int32": (-(2**31), 2**31 - 1)}
+
+
+@dataclass(frozen=True, slots=True)
+class Dialect:
+    name: DialectName
+
+    @property
+    def is_clickhouse(self) -> bool:
+        return self.name == "clickhouse"
+
+    def placeholder(self, index: int, sql_type: str) -> str:
+        """The placeholder of parameter ``index`` (1-based) of ``sql_type`` (a DuckDB type
+        name: VARCHAR, BIGINT or INTEGER)."""
+        if self.is_clickhouse:
+            return f"{{p{index}:{_CH_TYPES[sql_type]}}}"
+        return f"CAST(${index} AS {sql_type})"
+
+    def null_of(self, sql_type: str) -> str:
+        if self.is_clickhouse:
+            return f"CAST(NULL AS Nullable({_CH_TYPES[sql_type]}))"
+        return f"CAST(NULL AS {sql_type})"
+
+    def int_div(self, expr: str, width: int) -> str:
+        return f"intDiv({expr}, {width})" if self.is_clickhouse else f"({expr}) // {width}"
+
+    def count_distinct(self, expr: str) -> str:
+        return f"ifNull(uniqExact({expr}), 0)" if self.is_clickhouse else f"count(DISTINCT {expr})"
+
+    def count_values(self, expr: str) -> str:
+        return f"ifNull(count({expr}), 0)" if self.is_clickhouse else f"count({expr})"
+
+    def visible(self) -> str:
+        return "visible"
+
+    def group_order(self, aliases: Sequence[str]) -> str:
+        """``GROUP BY``/``ORDER BY`` of the key columns (aliases on ClickHouse 18.16, which
+        has no positional arguments; positions on DuckDB)."""
+        keys = list(aliases) if self.is_clickhouse else [str(i + 1) for i in range(len(aliases))]
+        order = ", ".join(f"{k} NULLS FIRST" for k in keys)
+        return f" GROUP BY {', '.join(keys)} ORDER BY {order}"
+
+    def source(
+        self,
+        table: str,
+        appid: str,
+        window: tuple[str, str] | None,
+        slot_columns: Sequence[str],
+    ) -> str:
+        """What a report reads FROM. ``appid``/``window`` are placeholders already in the
+        query; ``slot_columns`` the slot columns it uses (or any other columns to carry)."""
+        if not self.is_clickhouse:
+            return table
+        return dedup_source(table, appid, window, slot_columns)
+
+
+DUCKDB: Final = Dialect("duckdb")
+CLICKHOUSE: Final = Dialect("clickhouse")
+
+
+def dedup_source(
+    table: str, appid: str, window: tuple[str, str] | None, slot_columns: Sequence[str]
+) -> str:
+    """One row per event id of one app: a visible copy before an invisible one, then the
+    copy with the smallest ``(received_ms, content)``.
+
+    Only event ids with a copy in ``window`` are read (a semi-join), and every copy of those
+    ids takes part, so a copy outside the window can still be the one that wins (and then
+    the outer filter drops the event), exactly as a store holding only the first copy."""
+    carried = [*SOURCE_CORE, *slot_columns]
+    picked = ", ".join(f"tupleElement(w, {i + 3}) AS {c}" for i, c in enumerate(carried))
+    where = f"appid = {appid}"
+    if window is not None:
+        lo, hi = window
+        where += (
+            f" AND uid IN (SELECT uid FROM {table} WHERE appid = {appid}"
+            f" AND ts_ms >= {lo} AND ts_ms < {hi})"
+        )
+    return (
+        f"(SELECT appid, uid, {picked} FROM (SELECT appid, uid,"
+        f" min(tuple(toUInt8(1 - visible), received_ms, {', '.join(carried)})) AS w"
+        f" FROM {table}"
+        f" WHERE {where} GROUP BY appid, uid))"
+    )
+
+
+def clickhouse_funnel(source: str, where: str, group_expr: str, step_conds: Sequence[str]) -> str:
+    """A funnel on ClickHouse 18.16 (no CTEs, no ``b.ts > p.t`` joins): one row per user with
+    the time of their first step-1 event and arrays of their later events, each later step
+    found with ``arrayFilter`` strictly after the previous step's time. Returns one row per
+    group: ``g, n1 .. nK`` (users who reached each step)."""
+    k = len(step_conds)
+    conds = ", ".join(f"ifNull(({c}), 0) AS c{i}" for i, c in enumerate(step_conds))
+    arrays = "".join(f", groupArray(c{i}) AS a{i}" for i in range(1, k))
+    per_user = (
+        "SELECT user_id, tupleElement(argMinIf(tuple(g), tuple(ts_ms, uid), c0), 1) AS g,"
+        f" minIf(ts_ms, c0) AS t1, groupArray(ts_ms) AS ts{arrays}"
+        f" FROM (SELECT user_id, ts_ms, uid, {group_expr} AS g, {conds}"
+        f" FROM {source} WHERE {where}) GROUP BY user_id HAVING countIf(c0) > 0"
+    )
+    steps = ["1 AS r1"]
+    for i in range(1, k):
+        # 18.16 prunes a subquery column that is used only inside a lambda: pass the
+        # previous step's time as an array argument instead of capturing it
+        args = f"ts, a{i}, arrayResize([t{i}], length(ts), t{i})"
+        hit = "(x_t, x_c, x_p) -> x_c AND x_t > x_p"
+        steps.append(f"r{i} AND arrayExists({hit}, {args}) AS r{i + 1}")
+        if i + 1 < k:
+            steps.append(f"arrayReduce('min', arrayFilter({hit}, {args})) AS t{i + 1}")
+    reached = f"SELECT g, {', '.join(steps)} FROM ({per_user})"
+    sums = ", ".join(f"toUInt64(sum(r{i + 1})) AS n{i + 1}" for i in range(k))
+    return f"SELECT g, {sums} FROM ({reached}) GROUP BY g"
+
+
+def clickhouse_literal(value: object, ch_type: str) -> str:
+    """A ClickHouse literal of ``value`` (strings escaped, ints range-checked and typed)."""
+    if ch_type == "String":
+        if not isinstance(value, str):
+            raise TypeError(f"a String parameter must be str, not {type(value).__name__}")
+        return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"an {ch_type} parameter must be int, not {type(value).__name__}")
+    lo, hi = _INT_BOUNDS[ch_type]
+    if not lo <= value <= hi:
+        raise ValueError(f"{value} is out of range for {ch_type}")
+    return f"to{ch_type}({value})"
+
+
+def render_clickhouse(sql: str, params: Sequence[object]) -> str:
+    """Replace ``{pN:T}`` placeholders by literals of ``params[N-1]`` (one pass)."""
+
+    def literal(match: re.Match[str]) -> str:
+        index = int(match.group(1))
+        if not 1 <= index <= len(params):
+            raise ValueError(f"placeholder p{index} has no parameter")
+        return clickhouse_literal(params[index - 1], match.group(2))
+
+    return _PLACEHOLDER_RE.sub(literal, sql)

@@ -1,0 +1,34 @@
+"""Which analytics event store a platform uses: DuckDB in the data directory (the default,
+nothing to install) or ClickHouse when ``MINIPORT_ANALYTICS_URL`` is set. The store is
+opened on first use (see :class:`~miniport.services.analytics.AnalyticsService`); a
+ClickHouse that cannot be reached then answers 503 and the next use tries again."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import replace
+
+from ..analytics.clickhouse_store import ClickHouseEventStore
+from ..analytics.clickhouse_transport import HttpTransport, parse_clickhouse_url
+from ..analytics.event_store import EventStore
+from ..config import Settings
+from .analytics import open_duckdb
+
+__all__ = ["open_clickhouse", "open_event_store"]
+
+
+def open_clickhouse(url: str, ca_file: str | None = None) -> Callable[[], EventStore]:
+    parsed = parse_clickhouse_url(url)  # a malformed URL fails at start, not at first use
+    if ca_file is not None and parsed.ca_file is None:
+        parsed = replace(parsed, ca_file=ca_file)
+
+    def opener() -> EventStore:
+        return ClickHouseEventStore(HttpTransport(parsed))
+
+    return opener
+
+
+def open_event_store(settings: Settings) -> Callable[[], EventStore]:
+    if settings.analytics_url:
+        return open_clickhouse(settings.analytics_url, settings.analytics_ca_file)
+    return open_duckdb(str(settings.events_path))

@@ -1,0 +1,134 @@
+"""``move-store``: a DuckDB event store copied into ClickHouse (real server), interrupted and
+run again without doubling anything, synced and unsynced test events kept as they were, and
+the per app/day comparison; the CLI command's JSON."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from miniport.analytics.clickhouse_store import ClickHouseEventStore
+from miniport.analytics.event_store import DuckDBEventStore, StoredEvent
+from miniport.analytics.reports import EventQuery, FieldSlots
+from miniport.services.move_store import move_store
+
+T0 = 1_793_491_200_000  # 2026-11-01T00:00:00Z
+DAY = 86_400_000
+SLOTS: FieldSlots = {"price": ("int", 2), "color": ("string", 0)}
+
+
+def ev(appid: str, uid: int, ts: int, test_id: str | None = None) -> StoredEvent:
+    return StoredEvent(
+        appid,
+        str(uid),
+        "view",
+        f"u{uid % 5}",
+        ts,
+        ts + 3,
+        False,
+        "p",
+        "click",
+        None,
+        {2: uid % 11},
+        {0: f"c{uid % 3}"},
+        test_id,
+    )
+
+
+def fill(path: Path) -> DuckDBEventStore:
+    store = DuckDBEventStore(path)
+    rows = [ev("shop", i, T0 + (i % 3) * DAY + i) for i in range(250)]
+    rows += [ev("blog", i, T0 + i) for i in range(40)]
+    rows += [ev("shop", 1000 + i, T0 + i, test_id="t1") for i in range(7)]  # synced
+    rows += [ev("shop", 2000 + i, T0 + i, test_id="t2") for i in range(5)]  # not synced
+    store.append(rows)
+    store.sync_test("shop", "t1")
+    return store
+
+
+QUERY = EventQuery.parse(
+    event="view",
+    from_ms=T0 - DAY,
+    to_ms=T0 + 5 * DAY,
+    not_before_ms=0,
+    metrics=["count", "users", "sum:price"],
+    group_by=["color"],
+)
+
+
+class Stop(Exception):
+    pass
+
+
+def test_move_is_resumable_exact_and_compared(tmp_path: Path, clickhouse_url: str) -> None:
+    source = fill(tmp_path / "events.duckdb")
+    with source, ClickHouseEventStore.from_url(clickhouse_url) as target:
+
+        def interrupt(done: int, total: int) -> None:
+            assert total == 302
+            if done >= 100:
+                raise Stop
+
+        with pytest.raises(Stop):
+            move_store(source, target, block_rows=50, progress=interrupt)
+        # the first two blocks, in (appid, uid) order: all of blog, then 60 of shop
+        assert target.count("blog") == 40 and target.count("shop", include_tests=True) == 60
+        result = move_store(source, target, block_rows=50)
+        assert (result["copied"], result["skipped"]) == (202, 100)
+        again = move_store(source, target, appid="blog")
+        assert (again["copied"], again["skipped"]) == (0, 40)
+        assert [a["appid"] for a in again["apps"]] == ["blog"]
+        for app in result["apps"]:
+            for day in app["days"]:
+                assert day["source"] == day["target"] > 0, (app["appid"], day)
+        assert {a["appid"]: len(a["days"]) for a in result["apps"]} == {"blog": 1, "shop": 3}
+        assert result["apps"][1]["days"][0]["day"] == "2026-11-01"
+        for appid in ("shop", "blog"):
+            assert target.count(appid) == source.count(appid)
+            assert target.count(appid, include_tests=True) == source.count(
+                appid, include_tests=True
+            )
+            assert target.event_analysis(appid, QUERY, SLOTS) == source.event_analysis(
+                appid, QUERY, SLOTS
+            )
+        assert target.sync_test("shop", "t2") == 5 == source.sync_test("shop", "t2")
+
+
+def test_cli_move_store_json(tmp_path: Path, clickhouse_url: str) -> None:
+    data = tmp_path / "data"
+    data.mkdir()
+    fill(data / "events.duckdb").close()
+    command = [
+        sys.executable,
+        "-m",
+        "miniport",
+        "analytics",
+        "move-store",
+        "--to",
+        clickhouse_url,
+        "--app",
+        "blog",
+        "--json",
+        "--data-dir",
+        str(data),
+    ]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+    answer = json.loads(done.stdout)
+    assert answer == {
+        "copied": 40,
+        "skipped": 0,
+        "apps": [{"appid": "blog", "days": [{"day": "2026-11-01", "source": 40, "target": 40}]}],
+    }
+    bad = subprocess.run(
+        [*command[:6], "http://127.0.0.1/x", "--json", "--data-dir", str(data)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert bad.returncode == 1 and json.loads(bad.stdout)["error"] == "invalid_input"

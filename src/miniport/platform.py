@@ -15,6 +15,7 @@ from .domain.schedule import ScheduleRules
 from .events.broker import Broker, MemoryBroker, RedisBroker
 from .fetch.client import Fetcher
 from .fetch.engine import PeriodicEngine
+from .metrics import Metrics
 from .services.analytics import AnalyticsService, open_duckdb
 from .services.apps import AppService
 from .services.auth import AuthService
@@ -40,6 +41,7 @@ class Platform:
     apps: AppService
     background: BackgroundService
     analytics: AnalyticsService
+    metrics: Metrics
     public_url: str = "http://127.0.0.1:8700"
     engine: PeriodicEngine | None = field(default=None)
 
@@ -120,6 +122,7 @@ def create_platform(
     rules = _schedule_rules(settings)
     auth = AuthService(db, registry, clock, key, settings.login_code_ttl_s)
     holder: dict[str, Platform] = {}
+    metrics = Metrics()
 
     def public_url() -> str:
         return settings.public_url or holder["p"].public_url
@@ -153,6 +156,7 @@ def create_platform(
         fetch_timeout_s=settings.fetch_timeout_s,
         prefetch_timeout_s=settings.prefetch_timeout_s,
         wake_engine=wake,
+        metrics=metrics,
     )
     analytics = AnalyticsService(
         db=db,
@@ -162,6 +166,7 @@ def create_platform(
         clock=clock,
         retention_days=settings.analytics_retention_days,
         open_store=open_duckdb(str(settings.events_path)),
+        metrics=metrics,
     )
     platform = Platform(
         settings=settings,
@@ -176,6 +181,29 @@ def create_platform(
         apps=apps,
         background=background,
         analytics=analytics,
+        metrics=metrics,
     )
+    _watch_queues(platform)
     holder["p"] = platform
     return platform
+
+
+def _watch_queues(platform: Platform) -> None:
+    """Gauges read at each scrape of /metrics: open device streams and queue depths."""
+    m, background = platform.metrics, platform.background
+    m.watch(
+        "miniport_device_connections", "Runtime event streams open on this node",
+        lambda: platform.broker.open_connections(),
+    )  # fmt: skip
+    m.watch(
+        "miniport_prefetch_in_flight", "Pre-fetches running now",
+        lambda: background.prefetch.in_flight_count(),
+    )  # fmt: skip
+    m.watch(
+        "miniport_write_queue_depth", "Launches and fetch results waiting to be stored",
+        lambda: background.pending.depth(),
+    )  # fmt: skip
+    m.watch(
+        "miniport_engine_in_flight", "Periodic fetches claimed and not yet recorded",
+        lambda: platform.engine.in_flight() if platform.engine is not None else 0,
+    )  # fmt: skip

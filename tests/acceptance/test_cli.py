@@ -7,8 +7,6 @@ import asyncio
 import json
 import re
 import signal
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +14,7 @@ import aiohttp
 import pytest
 
 from tests.conftest import free_port
-from tests.support.cli import CLEAN_ENV, MINIPORT, Result, run_cli
+from tests.support.cli import Result, run_cli
 from tests.support.platforms import SSE, Counter, eventually
 
 
@@ -201,58 +199,6 @@ async def test_user_token_host_key_and_devtools(data: Path, counter: Counter) ->
     assert "miniport serve" in push.json["message"]
 
 
-@dataclass
-class Served:
-    url: str
-    proc: asyncio.subprocess.Process
-    lines: list[str]
-
-
-async def _pump(stream: asyncio.StreamReader, into: list[str]) -> None:
-    while line := await stream.readline():
-        into.append(line.decode())
-
-
-@pytest.fixture
-async def serve(data: Path) -> AsyncIterator[Any]:
-    """``served = await serve("--dev")``: `miniport serve` as a subprocess on a free port."""
-    started: list[tuple[Served, list[asyncio.Task[None]]]] = []
-
-    async def start(*flags: str) -> Served:
-        port = free_port()
-        proc = await asyncio.create_subprocess_exec(
-            MINIPORT, "serve", "--port", str(port), "--data-dir", str(data), *flags,
-            env={**CLEAN_ENV, "COLUMNS": "400"},
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-        )
-        lines: list[str] = []
-        assert proc.stdout is not None and proc.stderr is not None
-        pumps = [asyncio.create_task(_pump(proc.stdout, lines)),
-                 asyncio.create_task(_pump(proc.stderr, lines))]
-        served = Served(f"http://127.0.0.1:{port}", proc, lines)
-        started.append((served, pumps))
-
-        async def healthy() -> bool:
-            assert proc.returncode is None, "".join(lines)
-            try:
-                async with aiohttp.ClientSession() as s, s.get(served.url + "/healthz") as r:
-                    return r.status == 200
-            except aiohttp.ClientError:
-                return False
-
-        await eventually(healthy, timeout_s=30)
-        return served
-
-    try:
-        yield start
-    finally:
-        for served, pumps in started:
-            if served.proc.returncode is None:
-                served.proc.send_signal(signal.SIGTERM)
-                await asyncio.wait_for(served.proc.wait(), 30)
-            await asyncio.gather(*pumps)
-
-
 async def test_commands_work_beside_a_running_server(
     data: Path, serve: Any, counter: Counter,
 ) -> None:
@@ -314,7 +260,7 @@ async def test_commands_work_beside_a_running_server(
 
 
 async def test_demo_prints_what_to_try_and_data_flows(data: Path, serve: Any) -> None:
-    served = await serve("--demo")
+    served = await serve("--demo", "--demo-port", str(free_port()))
 
     async def printed() -> re.Match[str] | None:
         return re.search(r"Demo ready.*?app (mp[0-9a-f]+)", "".join(served.lines), re.S)

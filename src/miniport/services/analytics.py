@@ -38,6 +38,7 @@ from ..analytics.reports import EventQuery, FieldSlots, FunnelQuery, ReportQuery
 from ..clock import Clock
 from ..errors import InvalidInput, NotFound
 from ..events.broker import EVERYONE, Broker
+from ..metrics import Metrics
 from ..storage.analytics_defs import AnalyticsDefsStore, TestRow
 from ..storage.db import Database
 from ..storage.registry import RegistryStore
@@ -138,6 +139,7 @@ class AnalyticsService:
         clock: Clock,
         retention_days: float,
         open_store: Callable[[], EventStore],
+        metrics: Metrics | None = None,
     ) -> None:
         self.db, self.registry, self.defs, self.broker, self.clock = (
             db,
@@ -147,6 +149,7 @@ class AnalyticsService:
             clock,
         )
         self.retention_days = retention_days
+        self.metrics = metrics or Metrics()
         self._open_store = open_store
         self._store: EventStore | None = None
         self._published: dict[str, tuple[float, dict[str, Any], RuntimeConfigView]] = {}
@@ -457,6 +460,7 @@ class AnalyticsService:
             else None
         )
         duplicates = verdict.duplicates_in_batch + (result.duplicates if result else 0)
+        self.metrics.events_checked(result.inserted if result else 0, len(verdict.rejected))
         if effective.test is not None:
             await self.broker.publish(
                 test_channel(effective.test.id),

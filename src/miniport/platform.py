@@ -140,6 +140,7 @@ def create_platform(
         fetches,
         clock,
         dev=settings.dev,
+        allow_hosts=settings.allow_hosts,
         change_ttl_s=settings.change_ttl_s,
         public_url=public_url,
         on_urls_changed=urls_changed,

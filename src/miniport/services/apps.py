@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..clock import Clock
+from ..domain.address_guard import AddressPolicy
 from ..domain.tokens import hash_secret
 from ..domain.urls import FETCH_KINDS, validate_fetch_url
 from ..errors import InvalidInput
@@ -50,12 +51,14 @@ class AppService:
         clock: Clock,
         *,
         dev: bool,
+        allow_hosts: tuple[str, ...] = (),
         change_ttl_s: float,
         public_url: Callable[[], str],
         on_urls_changed: Callable[[str], None] | None = None,
     ) -> None:
         self.db, self.registry, self.fetches, self.clock = db, registry, fetches, clock
         self.dev = dev
+        self.address_policy = AddressPolicy.build(dev=dev, allow=allow_hosts)
         self.change_ttl_s = change_ttl_s
         self.public_url = public_url
         self.on_urls_changed = on_urls_changed
@@ -85,7 +88,10 @@ class AppService:
         if op not in OPS:
             raise InvalidInput(f"op must be one of {', '.join(OPS)}")
         await self.get(appid)
-        url = validate_fetch_url(kind, url or "", dev=self.dev) if op == "set" else None
+        if op == "set":
+            url = validate_fetch_url(kind, url or "", dev=self.dev, policy=self.address_policy)
+        else:
+            url = None
         now = self.clock.now()
         code = new_confirm_code()
         change = ChangeRequest(

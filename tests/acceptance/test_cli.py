@@ -200,9 +200,9 @@ async def test_user_token_host_key_and_devtools(data: Path, counter: Counter) ->
 
 
 async def test_commands_work_beside_a_running_server(
-    data: Path, serve: Any, counter: Counter,
+    data: Path, miniport_server: Any, counter: Counter,
 ) -> None:
-    served = await serve("--dev")
+    served = await miniport_server("--dev")
     assert (data / "server.json").exists()
     appid = (await ok("app", "create", "Shop", data_dir=data))["appid"]
     *changes, runtime = await together(
@@ -259,8 +259,8 @@ async def test_commands_work_beside_a_running_server(
     assert not (data / "server.json").exists()
 
 
-async def test_demo_prints_what_to_try_and_data_flows(data: Path, serve: Any) -> None:
-    served = await serve("--demo", "--demo-port", str(free_port()))
+async def test_demo_prints_what_to_try_and_data_flows(data: Path, miniport_server: Any) -> None:
+    served = await miniport_server("--demo", "--demo-port", str(free_port()))
 
     async def printed() -> re.Match[str] | None:
         return re.search(r"Demo ready.*?app (mp[0-9a-f]+)", "".join(served.lines), re.S)

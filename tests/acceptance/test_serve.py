@@ -37,8 +37,10 @@ def refused_once(result: Result, *words: str) -> None:
         assert word in " ".join(lines), (word, result)
 
 
-async def test_a_held_data_directory_ends_the_start_at_once(tmp_path: Path, serve: Any) -> None:
-    served = await serve()
+async def test_a_held_data_directory_ends_the_start_at_once(
+    tmp_path: Path, miniport_server: Any
+) -> None:
+    served = await miniport_server()
     info = json.loads((tmp_path / "data" / "server.json").read_text())
     second = await serve_once("--port", str(free_port()), "--data-dir", str(tmp_path / "data"))
     refused_once(second, "another server", "--data-dir")
@@ -61,8 +63,8 @@ async def test_a_port_in_use_ends_the_start_at_once(tmp_path: Path) -> None:
     assert not (tmp_path / "d" / "server.json").exists()
 
 
-async def test_root_docs_and_metrics(serve: Any) -> None:
-    served = await serve()
+async def test_root_docs_and_metrics(miniport_server: Any) -> None:
+    served = await miniport_server()
     async with aiohttp.ClientSession() as s:
         async with s.get(served.url + "/", allow_redirects=False) as r:
             assert r.status == 302 and r.headers["Location"] == "/console"
@@ -87,8 +89,8 @@ async def test_root_docs_and_metrics(serve: Any) -> None:
         assert name in text, name
 
 
-async def _demo(serve: Any, *flags: str) -> tuple[Any, dict[str, str], str]:
-    served = await serve("--demo", "--demo-port", str(free_port()), *flags)
+async def _demo(miniport_server: Any, *flags: str) -> tuple[Any, dict[str, str], str]:
+    served = await miniport_server("--demo", "--demo-port", str(free_port()), *flags)
 
     async def ready() -> str | None:
         output = "".join(served.lines)
@@ -116,8 +118,8 @@ def _metric(text: str, name: str) -> float:
     return sum(values)
 
 
-async def test_access_and_fetch_logs_and_counts(serve: Any) -> None:
-    served, headers, appid = await _demo(serve)
+async def test_access_and_fetch_logs_and_counts(miniport_server: Any) -> None:
+    served, headers, appid = await _demo(miniport_server)
     await _launch_and_read(served.url, headers, appid)
     async with aiohttp.ClientSession() as s, s.get(served.url + "/metrics") as r:
         text = await r.text()
@@ -137,8 +139,8 @@ async def test_access_and_fetch_logs_and_counts(serve: Any) -> None:
     assert " INFO " in fetch and f"pre {appid}/alice cached 200" in fetch
 
 
-async def test_json_log_lines(serve: Any) -> None:
-    served, headers, appid = await _demo(serve, "--log-format", "json")
+async def test_json_log_lines(miniport_server: Any) -> None:
+    served, headers, appid = await _demo(miniport_server, "--log-format", "json")
     await _launch_and_read(served.url, headers, appid)
 
     async def objects() -> list[dict[str, Any]] | None:

@@ -60,9 +60,9 @@ async def _pump(stream: asyncio.StreamReader, into: list[str]) -> None:
 
 
 @pytest.fixture
-async def serve(tmp_path: Path) -> AsyncIterator[Any]:
-    """``served = await serve("--dev")``: `miniport serve` as a subprocess on a free port, on
-    the data directory ``tmp_path / "data"`` (the ``data`` of the CLI tests)."""
+async def miniport_server(tmp_path: Path) -> AsyncIterator[Any]:
+    """``served = await miniport_server("--dev")``: `miniport serve` as a subprocess on a free
+    port, on the data directory ``tmp_path / "data"`` (the ``data`` of the CLI tests)."""
     data = tmp_path / "data"
     started: list[tuple[Served, list[asyncio.Task[None]]]] = []
 

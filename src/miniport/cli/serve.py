@@ -42,6 +42,7 @@ if TYPE_CHECKING:
 DEMO_USER = "alice"
 DEMO_PORT = 8701
 LOCK_FILE = "serve.lock"
+CLI_KEY_FILE = "cli.key"
 
 
 class StartRefused(Exception):
@@ -212,7 +213,9 @@ async def _serve(settings: Settings, sock: socket.socket, demo_sock: socket.sock
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):  # a second Ctrl-C forces the exit
         loop.add_signal_handler(sig, server.handle_exit, sig, None)
-    info = {"url": platform.public_url, "pid": os.getpid(), "admin_key": admin}
+    info = {
+        "url": platform.public_url, "pid": os.getpid(), "admin_key": admin, "dev": settings.dev,
+    }  # fmt: skip
     info_path = write_server_file(settings.data_dir, info)
     demo_info: dict[str, Any] | None = None
     try:
@@ -253,9 +256,20 @@ async def _open_events(platform: Platform) -> None:
 
 
 async def _cli_key(platform: Platform) -> str:
-    """The CLI's key to this server: a fixed id, so each start replaces the last one."""
-    admin = await platform.auth.create_key("api", "local-cli", "admin", key_id="local")
-    return str(admin["key"])
+    """The CLI's key to this server: created once per data directory (kept in ``cli.key``,
+    readable by its owner only) and reused at every start, so starts add no audit entries."""
+    from ..errors import Unauthorized
+
+    path = platform.settings.data_dir / CLI_KEY_FILE
+    with contextlib.suppress(OSError, Unauthorized):
+        kept = path.read_text().strip()
+        if (await platform.auth.api_principal(kept)).name == "key:local-cli":
+            return kept
+    made = await platform.auth.create_key("api", "local-cli", "admin", key_id="local")
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(str(made["key"]))
+    return str(made["key"])
 
 
 async def _worker(settings: Settings) -> None:

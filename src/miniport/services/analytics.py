@@ -533,6 +533,7 @@ class AnalyticsService:
         tz: str,
     ) -> dict[str, Any]:
         await self._app(appid)
+        await self._known_events(appid, [event])
         start, end = self._window(from_ms, to_ms)
         try:
             query = EventQuery.parse(
@@ -554,6 +555,17 @@ class AnalyticsService:
             raise InvalidInput(exc.message) from exc
         return {"rows": rows, "from_ms": start, "to_ms": end}
 
+    async def _known_events(self, appid: str, names: list[str]) -> None:
+        """A report on an event never defined (draft or published) is an error, not "no
+        data"."""
+        known = {e.name for e in await self.db.read(self.defs.events, appid)}
+        unknown = [n for n in names if n and n not in known]
+        if unknown:
+            raise NotFound(
+                f"event {unknown[0]!r} is not defined for app {appid}"
+                + (f" (defined: {', '.join(sorted(known))})" if known else " (none is defined)")
+            )
+
     async def funnel(
         self,
         appid: str,
@@ -569,6 +581,7 @@ class AnalyticsService:
         for step in steps:  # "event" or "event:filter;filter"
             name, _, rest = step.partition(":")
             parsed.append((name.strip(), [f.strip() for f in rest.split(";") if f.strip()]))
+        await self._known_events(appid, [name for name, _ in parsed])
         try:
             query = FunnelQuery.parse(
                 steps=parsed,

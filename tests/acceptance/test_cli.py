@@ -124,8 +124,7 @@ async def test_bad_urls_are_refused(data: Path) -> None:
     appid = (await ok("app", "create", "Shop", data_dir=data))["appid"]
     bad = [("periodic", "ftp://x.example/", "scheme 'ftp'"),
            ("pre", "https://u:p@x.example/", "credentials"),
-           ("pre", "http://127.0.0.1:9/pre", "must use https"),
-           ("bogus", "https://x.example/", "periodic or pre")]
+           ("pre", "http://127.0.0.1:9/pre", "must use https")]
     results = await together(
         *(miniport("fetch-url", "set", appid, "--kind", kind, "--url", url, "--json",
                    data_dir=data) for kind, url, _ in bad),
@@ -138,6 +137,10 @@ async def test_bad_urls_are_refused(data: Path) -> None:
         assert result.json["error"] in ("invalid_url", "invalid_input")
         assert fragment in result.json["message"]
     assert results[-1]["url"] == "http://127.0.0.1:9/pre"
+    # a kind that does not exist is refused before anything runs, listing the kinds
+    bogus = await miniport("fetch-url", "set", appid, "--kind", "bogus", "--url",
+                           "https://x.example/", data_dir=data)
+    assert bogus.code == 2 and "'periodic', 'pre'" in bogus.err, bogus
 
 
 async def test_data_dir_defaults(tmp_path: Path) -> None:

@@ -91,10 +91,32 @@ class RegistryStore:
         with self.db.writing() as conn:
             self._audit(conn, ts, actor, action, appid, **detail)
 
-    def list_audit(self, appid: str | None = None, limit: int = 200) -> list[AuditEntry]:
-        query = select(t.audit_log).order_by(t.audit_log.c.id.desc()).limit(limit)
+    def audit_actors(self) -> list[str]:
+        with self.db.reading() as conn:
+            rows = conn.execute(select(t.audit_log.c.actor).distinct().order_by("actor"))
+            return [str(r.actor) for r in rows]
+
+    def list_audit(
+        self,
+        appid: str | None = None,
+        limit: int = 200,
+        *,
+        actor: str | None = None,
+        action: str | None = None,
+        before_id: int | None = None,
+    ) -> list[AuditEntry]:
+        """Newest first; ``actor`` exact, ``action`` a prefix (``change.`` for every change
+        act), ``before_id`` the page after the entry of that id (keyset paging)."""
+        log = t.audit_log
+        query = select(log).order_by(log.c.id.desc()).limit(limit)
         if appid is not None:
-            query = query.where(t.audit_log.c.appid == appid)
+            query = query.where(log.c.appid == appid)
+        if actor:
+            query = query.where(log.c.actor == actor)
+        if action:
+            query = query.where(log.c.action.startswith(action, autoescape=True))
+        if before_id is not None:
+            query = query.where(log.c.id < before_id)
         with self.db.reading() as conn:
             return [
                 AuditEntry(r.id, r.ts, r.actor, r.action, r.appid, json.loads(r.detail))

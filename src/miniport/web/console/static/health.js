@@ -100,12 +100,12 @@ async function loadLog() {
     el('td', { text: formatTime(e.ts) }),
     el('td', { text: e.user_id }),
     el('td', { text: t(`js.kind.${e.kind}`) }),
-    el('td', { text: e.trigger }),
+    el('td', { text: t(`js.trigger.${e.trigger}`), title: e.trigger }),
     el('td', {}, verdictBadge(e.verdict)),
     el('td', { text: e.status ?? '' }),
     el('td', { text: e.bytes ?? '' }),
     el('td', { text: e.latency_ms === null ? '' : Number(e.latency_ms).toFixed(1) }),
-    el('td', { class: 'error-cell', text: e.error ?? '' }),
+    el('td', { class: 'error-cell', title: e.error ?? '' }, ...fetchError(e)),
   )));
   if (!entries.length) body.append(el('tr', {}, el('td', { colspan: 9, class: 'muted', text: t('js.no_fetches') })));
   root.dataset.logReady = 'true';
@@ -225,4 +225,11 @@ if (root) {
   setInterval(() => {
     if (document.visibilityState === 'visible') refresh();
   }, REFRESH_MS);
+}
+
+/** A failed fetch's reason in the page's language, the server's own words beneath. */
+function fetchError(entry) {
+  if (!entry.error) return [];
+  return [el('span', { text: t(`js.fetch_error.${entry.verdict}`) }),
+    el('div', { class: 'muted small', text: entry.error })];
 }

@@ -74,6 +74,9 @@ class Platform:
         )
         return self.engine
 
+    def __post_init__(self) -> None:
+        _watch_queues(self)
+
     def _wake_engine(self) -> None:
         if self.engine is not None:
             self.engine.wake()
@@ -115,12 +118,11 @@ def create_platform(
     migrate.upgrade(db.engine)
     registry = RegistryStore(db)
     fetches = FetchStore(db)
-    key = _server_key(registry)
     fetcher = _make_fetcher(settings)
     if broker is None:
         broker = RedisBroker(settings.redis_url) if settings.redis_url else MemoryBroker()
     rules = _schedule_rules(settings)
-    auth = AuthService(db, registry, clock, key, settings.login_code_ttl_s)
+    auth = AuthService(db, registry, clock, _server_key(registry), settings.login_code_ttl_s)
     holder: dict[str, Platform] = {}
     metrics = Metrics()
 
@@ -142,6 +144,7 @@ def create_platform(
         dev=settings.dev,
         allow_hosts=settings.allow_hosts,
         change_ttl_s=settings.change_ttl_s,
+        two_person_rule=settings.two_person_rule,
         public_url=public_url,
         on_urls_changed=urls_changed,
     )
@@ -184,7 +187,6 @@ def create_platform(
         analytics=analytics,
         metrics=metrics,
     )
-    _watch_queues(platform)
     holder["p"] = platform
     return platform
 

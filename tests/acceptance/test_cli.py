@@ -140,7 +140,7 @@ async def test_bad_urls_are_refused(data: Path) -> None:
     # a kind that does not exist is refused before anything runs, listing the kinds
     bogus = await miniport("fetch-url", "set", appid, "--kind", "bogus", "--url",
                            "https://x.example/", data_dir=data)
-    assert bogus.code == 2 and "'periodic', 'pre'" in bogus.err, bogus
+    assert bogus.code == 2 and "'bogus'" in bogus.err and "'periodic'" in bogus.err, bogus
 
 
 async def test_data_dir_defaults(tmp_path: Path) -> None:

@@ -533,7 +533,6 @@ class AnalyticsService:
         tz: str,
     ) -> dict[str, Any]:
         await self._app(appid)
-        await self._known_events(appid, [event])
         start, end = self._window(from_ms, to_ms)
         try:
             query = EventQuery.parse(
@@ -553,6 +552,8 @@ class AnalyticsService:
             )
         except ReportQueryError as exc:
             raise InvalidInput(exc.message) from exc
+        if not rows:  # after the query's own checks: nothing found may mean no such event
+            await self._known_events(appid, [event])
         return {"rows": rows, "from_ms": start, "to_ms": end}
 
     async def _known_events(self, appid: str, names: list[str]) -> None:
@@ -581,7 +582,6 @@ class AnalyticsService:
         for step in steps:  # "event" or "event:filter;filter"
             name, _, rest = step.partition(":")
             parsed.append((name.strip(), [f.strip() for f in rest.split(";") if f.strip()]))
-        await self._known_events(appid, [name for name, _ in parsed])
         try:
             query = FunnelQuery.parse(
                 steps=parsed,
@@ -593,6 +593,8 @@ class AnalyticsService:
             rows = await asyncio.to_thread(self.store.funnel, appid, query, await self.slots(appid))
         except ReportQueryError as exc:
             raise InvalidInput(exc.message) from exc
+        if not any(row.get("users") for row in rows):  # no one at all: maybe no such event
+            await self._known_events(appid, [name for name, _ in parsed])
         return {"rows": rows, "from_ms": start, "to_ms": end}
 
     async def export_csv(

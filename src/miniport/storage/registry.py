@@ -243,6 +243,36 @@ class RegistryStore:
             ).all()
         return [self._change(r) for r in rows]
 
+    def code_hash_of(self, change_id: str) -> str:
+        with self.db.reading() as conn:
+            found = conn.execute(
+                select(t.change_requests.c.code_hash).where(t.change_requests.c.id == change_id)
+            ).scalar()
+        if found is None:
+            raise NotFound(f"change {change_id!r} not found")
+        return str(found)
+
+    def reject_change(self, change_id: str, now: float, actor: str) -> ChangeRequest:
+        """Close a pending change without applying it (once, atomically), audited."""
+        c = t.change_requests.c
+        with self.db.writing() as conn:
+            row = conn.execute(
+                update(t.change_requests)
+                .where(and_(c.id == change_id, c.status == "pending"))
+                .values(status="rejected", decided_by=actor, decided_at=now)
+                .returning(*t.change_requests.c)
+            ).first()
+            if row is None:
+                known = conn.execute(select(c.status).where(c.id == change_id)).scalar()
+                if known is None:
+                    raise NotFound(f"change {change_id!r} not found")
+                raise ChangeNotConfirmable(f"this change was already {known}")
+            self._audit(
+                conn, now, actor, "change.reject", row.appid,
+                change_id=row.id, kind=row.kind, op=row.op, url=row.url,
+            )  # fmt: skip
+        return self._change(row)
+
     def confirm_change(self, code_hash: str, now: float, actor: str) -> ChangeRequest:
         """Apply a pending, unexpired change exactly once (atomically)."""
         c = t.change_requests.c

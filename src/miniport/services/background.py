@@ -194,7 +194,7 @@ class BackgroundService:
         )
         self.pending.record(record)  # readable now, stored with the next group commit
         await self.notify([record])
-        return record, {"request": request, **result.as_dict()}
+        return record, {"request": request, **result.shown()}
 
     # --- devtools ---
     async def fetch_now(
@@ -223,7 +223,7 @@ class BackgroundService:
                 requested_url="",
             )
             await self.db.write(self.fetches.record, [record])
-            return {"request": {}, **result.as_dict()}
+            return {"request": {}, **result.shown()}
         due = DueFetch(
             appid,
             user_id,
@@ -264,7 +264,7 @@ class BackgroundService:
             )
         await self.db.write(self.fetches.record, [record], schedule)
         await self.notify([record])
-        return {"request": sent.as_dict() if sent else {}, **result.as_dict()}
+        return {"request": sent.as_dict() if sent else {}, **result.shown()}
 
     async def clear(self, appid: str, user_id: str | None) -> int:
         await self.apps.get(appid)

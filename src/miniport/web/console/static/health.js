@@ -144,6 +144,26 @@ function showResult(shown) {
     lines.push(t('js.no_request'));
   }
   box.querySelector('.request').textContent = lines.join('\n');
+  showResponse(box, shown);
+}
+
+const SHOWN_BODY = 4096;  // characters of the body shown; the whole body is a download
+
+function showResponse(box, shown) {
+  const status = shown.status ? `HTTP ${shown.status}` : t('js.no_response');
+  const headers = (shown.headers ?? []).map(([name, value]) => `${name}: ${value}`);
+  box.querySelector('.response-headers').textContent = [status, ...headers].join('\n');
+  const body = shown.body ?? '';
+  box.querySelector('.response-body').textContent = body.slice(0, SHOWN_BODY);
+  box.querySelector('.response-body').classList.toggle('hidden', !body);
+  const note = box.querySelector('.body-note');
+  note.textContent = body.length > SHOWN_BODY
+    ? t('js.body_cut', { shown: SHOWN_BODY, total: body.length })
+    : (body ? '' : t('js.no_body'));
+  const link = box.querySelector('.body-download');
+  if (link.href) URL.revokeObjectURL(link.href);
+  link.classList.toggle('hidden', !body);
+  if (body) link.href = URL.createObjectURL(new Blob([body], { type: 'text/plain;charset=utf-8' }));
 }
 
 function wireDevtools() {

@@ -113,3 +113,36 @@ def test_the_fetch_log_scrolls_on_a_phone(live: LiveConsole, browser: Any) -> No
     assert sizes["scroll"] >= sizes["table"], sizes  # every column reachable by scrolling
     shot(page, "health-phone")
     context.close()
+
+
+def test_empty_states_guide_a_new_app(live: LiveConsole, browser: Any) -> None:
+    developer = live.user("developer")
+    app = live.app("Fresh")
+    context = browser.new_context(**DESKTOP)
+    page = context.new_page()
+    sign_in(page, live.url, developer, path=f"/console/apps/{app.appid}")
+    steps = page.get_by_test_id("next-steps")
+    expect(steps.locator("li")).to_have_count(3)
+    for step, target in (("url", f"/apps/{app.appid}/urls"),
+                         ("event", f"/apps/{app.appid}/analytics"),
+                         ("simulator", f"/simulator?appid={app.appid}")):  # fmt: skip
+        link = steps.locator(f"li[data-step={step}] a")
+        assert (link.get_attribute("href") or "").endswith(target), step
+    expect(steps.locator("li.done")).to_have_count(0)
+    shot(page, "app-overview-new")
+
+    page.goto(f"{live.url}/console/apps/{app.appid}/health")
+    expect(page.locator("#health-page[data-charts-ready=true]")).to_have_count(1)
+    notes = page.get_by_test_id("chart-empty")
+    expect(notes).to_have_count(3)
+    for n in range(3):
+        expect(notes.nth(n)).to_be_visible()
+        expect(notes.nth(n)).to_contain_text("No fetches")
+    shot(page, "health-empty")
+
+    pending = live.run(live.platform.apps.request_change(
+        app.appid, "periodic", "set", f"{live.dev.url}/data/periodic", "test"))
+    live.call("apps.confirm", pending.code, "test-admin")
+    page.goto(f"{live.url}/console/apps/{app.appid}")
+    expect(steps.locator("li.done[data-step=url]")).to_have_count(1)
+    context.close()

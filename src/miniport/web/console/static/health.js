@@ -54,8 +54,22 @@ function draw(series) {
       tension: 0.25,
     }));
     chart.update();
+    const empty = chart.data.datasets.every((d) => d.data.every((v) => v === null || v === undefined));
+    noDataNote(chart.canvas.closest('.chart-box'), empty);
   }
   root.dataset.chartsReady = 'true';
+}
+
+/** An empty chart says so in its own area, not as a blank grid. */
+function noDataNote(box, empty) {
+  let note = box.querySelector('.chart-empty');
+  if (!note) {
+    note = el('p', { class: 'chart-empty', 'data-testid': 'chart-empty' });
+    box.append(note);
+  }
+  note.textContent = t('js.chart_no_data');
+  note.classList.toggle('hidden', !empty);
+  box.dataset.empty = String(empty);
 }
 
 function summarize(health) {
@@ -107,7 +121,7 @@ async function loadLog() {
     el('td', { text: e.latency_ms === null ? '' : Number(e.latency_ms).toFixed(1) }),
     el('td', { class: 'error-cell', title: e.error ?? '' }, ...fetchError(e)),
   )));
-  if (!entries.length) body.append(el('tr', {}, el('td', { colspan: 9, class: 'muted', text: t('js.no_fetches') })));
+  if (!entries.length) body.append(el('tr', {}, el('td', { colSpan: 9, class: 'muted', text: t('js.no_fetches') })));
   root.dataset.logReady = 'true';
 }
 

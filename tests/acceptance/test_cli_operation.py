@@ -49,6 +49,8 @@ async def test_choices_are_listed_and_help_speaks_of_what_a_command_is_for() -> 
         run_cli("fetch-url", "set", "--help", env=NARROW),
     )
     assert "<admin|developer|viewer>" in role.out
+    console_user = await run_cli("admin", "create", "--help", env=NARROW)
+    assert "<admin|developer|viewer>" in console_user.out
     assert "admin API" not in host_key.out and "runtime tokens" in host_key.out
     assert "<periodic|pre>" in url.out
     serve = await run_cli("serve", "--help", env=NARROW)

@@ -12,7 +12,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from .backend import call
-from .common import DataDir, Json, console, local_time, render, settings_for, text_of
+from .common import DataDir, Json, Role, console, local_time, render, settings_for, text_of
 
 app = typer.Typer(
     help="Miniport: background data and custom analytics for mini-programs.",
@@ -46,12 +46,6 @@ app.add_typer(api_key_cmd, name="api-key")
 class FetchKind(StrEnum):
     periodic = "periodic"
     pre = "pre"
-
-
-class Role(StrEnum):
-    admin = "admin"
-    developer = "developer"
-    viewer = "viewer"
 
 
 Kind = Annotated[FetchKind, typer.Option("--kind", help="Which data URL: periodic or pre-fetch")]

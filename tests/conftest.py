@@ -29,7 +29,11 @@ from miniport.config import Settings
 from miniport.platform import Platform, create_platform
 
 # fixtures shared by the whole suite live in tests/support/
-pytest_plugins = ["tests.support.platforms", "tests.support.analytics_api"]
+pytest_plugins = [
+    "tests.support.platforms",
+    "tests.support.analytics_api",
+    "tests.support.cli",
+]
 
 PG_URL = os.environ.get("MINIPORT_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 REDIS_URL = os.environ.get("MINIPORT_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")

@@ -54,6 +54,10 @@ class Settings(BaseSettings):
         description="Comma-separated hosts/CIDRs the fetcher may reach despite the guard",
     )
     change_ttl_s: float = Field(default=600, gt=0, description="Lifetime of a confirmation code")
+    two_person_rule: bool = Field(
+        default=False,
+        description="A URL change must be confirmed by someone other than who requested it",
+    )
     login_code_ttl_s: float = Field(default=300, gt=0, description="Lifetime of a login code")
     public_url: str | None = Field(
         default=None, description="Base URL that confirmation links and QR codes point to"

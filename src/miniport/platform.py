@@ -15,6 +15,7 @@ from .domain.schedule import ScheduleRules
 from .events.broker import Broker, MemoryBroker, RedisBroker
 from .fetch.client import Fetcher
 from .fetch.engine import PeriodicEngine
+from .metrics import Metrics
 from .services.analytics import AnalyticsService
 from .services.analytics_store import open_event_store
 from .services.apps import AppService
@@ -44,6 +45,7 @@ class Platform:
     background: BackgroundService
     analytics: AnalyticsService
     console_users: ConsoleUsers
+    metrics: Metrics
     public_url: str = "http://127.0.0.1:8700"
     engine: PeriodicEngine | None = field(default=None)
 
@@ -75,6 +77,9 @@ class Platform:
             notify=self.background.notify,
         )
         return self.engine
+
+    def __post_init__(self) -> None:
+        _watch_queues(self)
 
     def _wake_engine(self) -> None:
         if self.engine is not None:
@@ -117,13 +122,13 @@ def create_platform(
     migrate.upgrade(db.engine)
     registry = RegistryStore(db)
     fetches = FetchStore(db)
-    key = _server_key(registry)
     fetcher = _make_fetcher(settings)
     if broker is None:
         broker = RedisBroker(settings.redis_url) if settings.redis_url else MemoryBroker()
     rules = _schedule_rules(settings)
-    auth = AuthService(db, registry, clock, key, settings.login_code_ttl_s)
+    auth = AuthService(db, registry, clock, _server_key(registry), settings.login_code_ttl_s)
     holder: dict[str, Platform] = {}
+    metrics = Metrics()
 
     def public_url() -> str:
         return settings.public_url or holder["p"].public_url
@@ -141,7 +146,9 @@ def create_platform(
         fetches,
         clock,
         dev=settings.dev,
+        allow_hosts=settings.allow_hosts,
         change_ttl_s=settings.change_ttl_s,
+        two_person_rule=settings.two_person_rule,
         public_url=public_url,
         on_urls_changed=urls_changed,
     )
@@ -157,6 +164,7 @@ def create_platform(
         fetch_timeout_s=settings.fetch_timeout_s,
         prefetch_timeout_s=settings.prefetch_timeout_s,
         wake_engine=wake,
+        metrics=metrics,
     )
     analytics = AnalyticsService(
         db=db,
@@ -166,6 +174,7 @@ def create_platform(
         clock=clock,
         retention_days=settings.analytics_retention_days,
         open_store=open_event_store(settings),
+        metrics=metrics,
     )
     platform = Platform(
         settings=settings,
@@ -181,6 +190,28 @@ def create_platform(
         background=background,
         analytics=analytics,
         console_users=ConsoleUsers(db, UserStore(db), registry, clock),
+        metrics=metrics,
     )
     holder["p"] = platform
     return platform
+
+
+def _watch_queues(platform: Platform) -> None:
+    """Gauges read at each scrape of /metrics: open device streams and queue depths."""
+    m, background = platform.metrics, platform.background
+    m.watch(
+        "miniport_device_connections", "Runtime event streams open on this node",
+        lambda: platform.broker.open_connections(),
+    )  # fmt: skip
+    m.watch(
+        "miniport_prefetch_in_flight", "Pre-fetches running now",
+        lambda: background.prefetch.in_flight_count(),
+    )  # fmt: skip
+    m.watch(
+        "miniport_write_queue_depth", "Launches and fetch results waiting to be stored",
+        lambda: background.pending.depth(),
+    )  # fmt: skip
+    m.watch(
+        "miniport_engine_in_flight", "Periodic fetches claimed and not yet recorded",
+        lambda: platform.engine.in_flight() if platform.engine is not None else 0,
+    )  # fmt: skip

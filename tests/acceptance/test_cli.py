@@ -7,8 +7,6 @@ import asyncio
 import json
 import re
 import signal
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +14,7 @@ import aiohttp
 import pytest
 
 from tests.conftest import free_port
-from tests.support.cli import CLEAN_ENV, MINIPORT, Result, run_cli
+from tests.support.cli import Result, run_cli
 from tests.support.platforms import SSE, Counter, eventually
 
 
@@ -126,8 +124,7 @@ async def test_bad_urls_are_refused(data: Path) -> None:
     appid = (await ok("app", "create", "Shop", data_dir=data))["appid"]
     bad = [("periodic", "ftp://x.example/", "scheme 'ftp'"),
            ("pre", "https://u:p@x.example/", "credentials"),
-           ("pre", "http://127.0.0.1:9/pre", "must use https"),
-           ("bogus", "https://x.example/", "periodic or pre")]
+           ("pre", "http://127.0.0.1:9/pre", "must use https")]
     results = await together(
         *(miniport("fetch-url", "set", appid, "--kind", kind, "--url", url, "--json",
                    data_dir=data) for kind, url, _ in bad),
@@ -140,6 +137,10 @@ async def test_bad_urls_are_refused(data: Path) -> None:
         assert result.json["error"] in ("invalid_url", "invalid_input")
         assert fragment in result.json["message"]
     assert results[-1]["url"] == "http://127.0.0.1:9/pre"
+    # a kind that does not exist is refused before anything runs, listing the kinds
+    bogus = await miniport("fetch-url", "set", appid, "--kind", "bogus", "--url",
+                           "https://x.example/", data_dir=data)
+    assert bogus.code == 2 and "'bogus'" in bogus.err and "'periodic'" in bogus.err, bogus
 
 
 async def test_data_dir_defaults(tmp_path: Path) -> None:
@@ -201,62 +202,10 @@ async def test_user_token_host_key_and_devtools(data: Path, counter: Counter) ->
     assert "miniport serve" in push.json["message"]
 
 
-@dataclass
-class Served:
-    url: str
-    proc: asyncio.subprocess.Process
-    lines: list[str]
-
-
-async def _pump(stream: asyncio.StreamReader, into: list[str]) -> None:
-    while line := await stream.readline():
-        into.append(line.decode())
-
-
-@pytest.fixture
-async def serve(data: Path) -> AsyncIterator[Any]:
-    """``served = await serve("--dev")``: `miniport serve` as a subprocess on a free port."""
-    started: list[tuple[Served, list[asyncio.Task[None]]]] = []
-
-    async def start(*flags: str) -> Served:
-        port = free_port()
-        proc = await asyncio.create_subprocess_exec(
-            MINIPORT, "serve", "--port", str(port), "--data-dir", str(data), *flags,
-            env={**CLEAN_ENV, "COLUMNS": "400"},
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-        )
-        lines: list[str] = []
-        assert proc.stdout is not None and proc.stderr is not None
-        pumps = [asyncio.create_task(_pump(proc.stdout, lines)),
-                 asyncio.create_task(_pump(proc.stderr, lines))]
-        served = Served(f"http://127.0.0.1:{port}", proc, lines)
-        started.append((served, pumps))
-
-        async def healthy() -> bool:
-            assert proc.returncode is None, "".join(lines)
-            try:
-                async with aiohttp.ClientSession() as s, s.get(served.url + "/healthz") as r:
-                    return r.status == 200
-            except aiohttp.ClientError:
-                return False
-
-        await eventually(healthy, timeout_s=30)
-        return served
-
-    try:
-        yield start
-    finally:
-        for served, pumps in started:
-            if served.proc.returncode is None:
-                served.proc.send_signal(signal.SIGTERM)
-                await asyncio.wait_for(served.proc.wait(), 30)
-            await asyncio.gather(*pumps)
-
-
 async def test_commands_work_beside_a_running_server(
-    data: Path, serve: Any, counter: Counter,
+    data: Path, miniport_server: Any, counter: Counter,
 ) -> None:
-    served = await serve("--dev")
+    served = await miniport_server("--dev")
     assert (data / "server.json").exists()
     appid = (await ok("app", "create", "Shop", data_dir=data))["appid"]
     *changes, runtime = await together(
@@ -313,8 +262,8 @@ async def test_commands_work_beside_a_running_server(
     assert not (data / "server.json").exists()
 
 
-async def test_demo_prints_what_to_try_and_data_flows(data: Path, serve: Any) -> None:
-    served = await serve("--demo")
+async def test_demo_prints_what_to_try_and_data_flows(data: Path, miniport_server: Any) -> None:
+    served = await miniport_server("--demo", "--demo-port", str(free_port()))
 
     async def printed() -> re.Match[str] | None:
         return re.search(r"Demo ready.*?app (mp[0-9a-f]+)", "".join(served.lines), re.S)

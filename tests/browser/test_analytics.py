@@ -151,7 +151,9 @@ def test_define_test_live_report_and_publish(live: LiveConsole, browser: Any) ->
     # --- the report: a line chart by day and its table ---
     expect(page.locator("#reports-page")).to_have_attribute("data-ready", "true")
     report = page.get_by_test_id("report-form")
+    expect(page.get_by_test_id("rep-table")).to_contain_text("Choose an event")
     report.get_by_test_id("rep-event").select_option("goods_click")
+    expect(page.get_by_test_id("rep-table")).not_to_contain_text("Choose an event")
     report.get_by_role("button", name="Add a metric").click()
     report.get_by_test_id("rep-metrics").locator("select[name=metric]").nth(1).select_option(
         "sum:price")
@@ -164,6 +166,9 @@ def test_define_test_live_report_and_publish(live: LiveConsole, browser: Any) ->
     expect(page.get_by_test_id("rep-chart-box")).to_have_attribute("data-rendered", "true")
     assert page.evaluate("() => Chart.getChart('report-chart').config.type") == "line"
     assert page.evaluate(CANVAS_INK, "report-chart") > 500
+    # counts next to a sum: not every metric counts, so no integer rule; lines stay straight
+    assert page.evaluate("() => Chart.getChart('report-chart').data.datasets"
+                         ".every((d) => d.tension === 0)")
     shot(page, "analytics-report")
 
     # grouped over the whole range: a bar chart
@@ -180,6 +185,10 @@ def test_define_test_live_report_and_publish(live: LiveConsole, browser: Any) ->
     funnel = page.get_by_test_id("funnel-table")
     expect(funnel).to_have_attribute("data-rows", "2")
     expect(funnel.locator("tr[data-step='1'] td[data-col=users]")).to_have_text("1")
+    funnel_chart = "() => Chart.getChart('funnel-chart')"
+    assert page.evaluate(funnel_chart + ".options.scales.y.ticks.precision") == 0  # whole users
+    ticks = page.evaluate(funnel_chart + ".scales.y.ticks.map((tick) => tick.value)")
+    assert ticks and all(float(v).is_integer() for v in ticks), ticks
     assert page.evaluate(CANVAS_INK, "funnel-chart") > 500
     href = page.get_by_test_id("csv-link").get_attribute("href") or ""
     assert "/analytics/export?event=goods_click" in href

@@ -200,6 +200,17 @@ def test_fetch_now_shows_the_request_and_verdict(live: LiveConsole, browser: Any
     expect(request).to_contain_text(f"GET {live.dev.url}/data/periodic?")
     expect(request).to_contain_text(f"appid={app.appid}")
     expect(request).to_contain_text("token=t-alice")
+    # the response: status, headers, the body (first KBs) with a download of the whole
+    expect(result.get_by_test_id("fetch-response-headers")).to_contain_text("HTTP 200")
+    expect(result.get_by_test_id("fetch-response-headers")).to_contain_text(
+        "Content-Type: application/json")
+    expect(result.get_by_test_id("fetch-response-body")).to_contain_text(
+        "hello from the developer server")
+    download = result.get_by_test_id("fetch-body-download")
+    expect(download).to_be_visible()
+    with page.expect_download() as got:
+        download.click()
+    assert "hello from the developer server" in got.value.path().read_text(encoding="utf-8")
     expect(page.get_by_test_id("fetch-log").locator("tr[data-verdict=cached]")).not_to_have_count(0)
 
     # a pre-fetch with launch parameters

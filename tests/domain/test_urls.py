@@ -6,6 +6,7 @@ import re
 
 import pytest
 
+from miniport.domain.address_guard import AddressPolicy
 from miniport.domain.urls import MAX_URL_LENGTH, validate_fetch_url
 from miniport.errors import InvalidURL
 
@@ -78,6 +79,32 @@ def test_dev_mode_still_refuses_http_pre_fetch_off_loopback(url: str) -> None:
         validate_fetch_url("pre", url, dev=True)
 
 
-def test_periodic_url_may_be_http() -> None:
-    assert validate_fetch_url("periodic", "http://example.com/p", dev=False) == \
-        "http://example.com/p"
+@pytest.mark.parametrize("kind", ["periodic", "pre"])
+def test_one_scheme_rule_for_every_kind(kind: str) -> None:
+    messages = []
+    for url in ("http://example.com/p", "http://10.0.0.5/p"):
+        with pytest.raises(InvalidURL, match="must use https") as caught:
+            validate_fetch_url(kind, url, dev=False)
+        messages.append(str(caught.value))
+    assert len(set(messages)) == 1
+    assert validate_fetch_url(kind, "http://127.0.0.1:8000/p", dev=True)
+
+
+@pytest.mark.parametrize("kind", ["periodic", "pre"])
+@pytest.mark.parametrize(("url", "klass"), [
+    ("https://10.0.0.1/x", "private"), ("https://192.168.1.2/x", "private"),
+    ("https://169.254.169.254/latest", "metadata"), ("https://127.0.0.1/x", "loopback"),
+    ("https://localhost/x", "loopback"), ("https://[::ffff:10.0.0.1]/x", "private"),
+])
+def test_addresses_the_fetcher_refuses_are_refused_when_set(kind: str, url: str,
+                                                            klass: str) -> None:
+    with pytest.raises(InvalidURL, match=f"is {klass} and not allowed: a data URL must reach"):
+        validate_fetch_url(kind, url, dev=False)
+
+
+def test_allow_listed_networks_and_dev_loopback_are_accepted() -> None:
+    policy = AddressPolicy.build(dev=False, allow=("10.0.0.0/8",))
+    assert validate_fetch_url("pre", "https://10.0.0.1/x", dev=False, policy=policy)
+    assert validate_fetch_url("periodic", "https://127.0.0.1:9/x", dev=True)
+    with pytest.raises(InvalidURL, match="metadata"):
+        validate_fetch_url("pre", "https://169.254.169.254/x", dev=True)

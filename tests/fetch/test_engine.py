@@ -13,6 +13,7 @@ import pytest
 from aiohttp import web
 
 from miniport.clock import FakeClock
+from miniport.domain.address_guard import AddressPolicy
 from miniport.domain.requests import Launch
 from miniport.errors import NoData
 from miniport.platform import Platform
@@ -460,6 +461,8 @@ async def test_without_dev_mode_the_engine_refuses_loopback(
     platforms: Make, fake_clock: FakeClock, counter: Counter,
 ) -> None:
     p = await platforms(clock=fake_clock, dev=False)
+    # the URL was set while the server ran in dev mode; the fetcher still refuses it now
+    p.apps.dev, p.apps.address_policy = True, AddressPolicy.build(dev=True)
     appid = await periodic_app(p, counter.url)
     await user(p, appid, "u", "t")
     assert await run(p) == 1

@@ -9,7 +9,14 @@ import aiohttp
 import pytest
 
 from miniport.clock import FakeClock
-from miniport.errors import ChangeNotConfirmable, Conflict, InvalidInput, InvalidURL, NotFound
+from miniport.errors import (
+    ChangeNotConfirmable,
+    Conflict,
+    Forbidden,
+    InvalidInput,
+    InvalidURL,
+    NotFound,
+)
 from miniport.platform import Platform
 from tests.conftest import LiveServer
 
@@ -174,3 +181,36 @@ async def test_opening_the_confirmation_link_alone_does_not_apply_it(
         assert r.status in (200, 302, 303, 307)
     assert (await urls(p, app.appid))["pre"]["url"] is None
     assert (await p.apps.settings(app.appid))["pending"][0]["id"] == pending.change.id
+
+
+async def test_an_admin_confirms_or_rejects_by_id_once_and_it_is_audited(platforms: Make) -> None:
+    p = await platforms()
+    app = await p.apps.create("shop", "dev1")
+    first = await p.apps.request_change(app.appid, "pre", "set", URL1, "key:local-cli")
+    await p.apps.confirm_by_id(first.change.id, "boss")
+    assert (await urls(p, app.appid))["pre"]["url"] == URL1
+    second = await p.apps.request_change(app.appid, "pre", "set", URL2, "key:local-cli")
+    rejected = await p.apps.reject(second.change.id, "boss")
+    assert (rejected.status, rejected.decided_by) == ("rejected", "boss")
+    assert (await urls(p, app.appid))["pre"]["url"] == URL1
+    with pytest.raises(ChangeNotConfirmable, match="already rejected"):
+        await p.apps.confirm(second.code, "boss")
+    with pytest.raises(ChangeNotConfirmable, match="already rejected"):
+        await p.apps.reject(second.change.id, "boss")
+    with pytest.raises(NotFound):
+        await p.apps.reject("chg_nope", "boss")
+    actions = [e.action for e in await p.db.read(p.registry.list_audit, app.appid)]
+    assert actions[:2] == ["change.reject", "change.request"]
+
+
+async def test_the_two_person_rule_refuses_confirming_ones_own_request(platforms: Make) -> None:
+    p = await platforms(two_person_rule=True)
+    app = await p.apps.create("shop", "dev1")
+    pending = await p.apps.request_change(app.appid, "pre", "set", URL1, "alice")
+    for confirm in (lambda: p.apps.confirm(pending.code, "alice"),
+                    lambda: p.apps.confirm_by_id(pending.change.id, "alice")):
+        with pytest.raises(Forbidden, match="two-person rule"):
+            await confirm()
+    assert (await urls(p, app.appid))["pre"]["url"] is None  # nothing applied, still pending
+    await p.apps.confirm(pending.code, "bob")
+    assert (await urls(p, app.appid))["pre"]["url"] == URL1

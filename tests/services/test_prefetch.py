@@ -11,6 +11,7 @@ import pytest
 from aiohttp import web
 
 from miniport.clock import FakeClock
+from miniport.domain.address_guard import AddressPolicy
 from miniport.domain.requests import Launch
 from miniport.errors import InvalidInput, NoData, NotFound
 from miniport.platform import Platform
@@ -257,7 +258,9 @@ async def test_without_dev_mode_a_pre_fetch_to_loopback_is_refused(
 ) -> None:
     p = await platforms(dev=False)
     port = counter.url.rsplit(":", 1)[1]
-    appid = await pre_app(p, f"https://127.0.0.1:{port}/pre")  # https: accepted as a URL
+    # set while the server ran in dev mode (now refused when set); the fetcher refuses it
+    p.apps.dev, p.apps.address_policy = True, AddressPolicy.build(dev=True)
+    appid = await pre_app(p, f"https://127.0.0.1:{port}/pre")
     await p.background.launch(appid, "u", LAUNCH)
     with pytest.raises(NoData):
         await p.background.get_data(appid, "u", "pre", wait_ms=5000)

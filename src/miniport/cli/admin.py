@@ -13,7 +13,7 @@ import typer
 from rich.markup import escape
 
 from .backend import call
-from .common import DataDir, Json, console, render
+from .common import DataDir, Json, Role, console, render
 
 admin_cmd = typer.Typer(help="Console users (sign-in for the web console).", no_args_is_help=True)
 
@@ -33,13 +33,13 @@ def admin_create(
             "printed and must be changed at first sign-in",
         ),
     ] = None,
-    role: Annotated[str, typer.Option("--role", help="admin, developer or viewer")] = "admin",
+    role: Annotated[Role, typer.Option("--role", help="What the user may do")] = Role.admin,
     data_dir: DataDir = None,
     as_json: Json = False,
 ) -> None:
     """Create a console user (by default an admin)."""
     created = call(
-        data_dir, as_json, "console.user.create", name=name, password=password, role=role
+        data_dir, as_json, "console.user.create", name=name, password=password, role=role.value
     )
 
     def human() -> None:

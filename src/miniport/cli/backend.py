@@ -17,8 +17,9 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from ..errors import MiniportError, Problem, ServerNotRunning
-from .common import fail, read_server_file, settings_for
+from .common import err_console, fail, read_server_file, settings_for
 from .operations import OPERATIONS, Operation
+from .wording import reworded
 
 
 class CommandError(MiniportError):
@@ -40,6 +41,7 @@ class Backend(Protocol):
 class Server:
     url: str
     admin_key: str
+    dev: bool | None = None  # None: a server too old to say
 
 
 @dataclass(frozen=True)
@@ -118,9 +120,10 @@ async def admin_request(
             if resp.status >= 400:
                 if not isinstance(data, dict):
                     data = {"message": str(data)}
+                message = str(data.get("message") or data.get("detail") or f"HTTP {resp.status}")
                 raise CommandError(
                     str(data.get("error") or f"http_{resp.status}"),
-                    str(data.get("message") or data.get("detail") or f"HTTP {resp.status}"),
+                    reworded(message) if data.get("error") == "invalid_input" else message,
                     data.get("problems") or data.get("errors"),
                 )
             return data
@@ -167,7 +170,8 @@ def running_server(data_dir: Path | None) -> Server | None:
         return None
     url = str(info["url"]).rstrip("/")
     if asyncio.run(_answers(url)):
-        return Server(url, str(info["admin_key"]))
+        dev = info.get("dev")
+        return Server(url, str(info["admin_key"]), dev if isinstance(dev, bool) else None)
     if _alive(info.get("pid")):
         raise ServerNotRunning(
             f"a server (pid {info.get('pid')}) is registered on {settings.data_dir} at {url}"
@@ -184,6 +188,7 @@ def choose_backend(data_dir: Path | None, op: Operation) -> Backend:
         return LocalBackend(data_dir)
     server = running_server(data_dir)
     if server is not None:
+        _note_mode(data_dir, server)
         return HttpBackend(server)
     if op.local is None:
         settings = settings_for(data_dir)
@@ -191,6 +196,20 @@ def choose_backend(data_dir: Path | None, op: Operation) -> Backend:
             f"no server is running on {settings.data_dir}: `{op.name}` needs one ({op.why_server})"
         )
     return LocalBackend(data_dir)
+
+
+def _note_mode(data_dir: Path | None, server: Server) -> None:
+    """The server decides the mode (it runs the command); say so when this shell asked for
+    another (``--dev`` or ``MINIPORT_DEV``)."""
+    asked = settings_for(data_dir).dev
+    if server.dev is None or server.dev == asked:
+        return
+    mode = "dev mode" if server.dev else "production mode (not dev mode)"
+    err_console.print(
+        f"note: the server at {server.url} runs in {mode}; this command follows it",
+        highlight=False,
+        soft_wrap=True,
+    )
 
 
 def call(data_dir: Path | None, as_json: bool, op_name: str, /, **params: Any) -> Any:

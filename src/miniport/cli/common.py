@@ -13,6 +13,7 @@ import os
 import sys
 import time
 from collections.abc import Callable
+from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
@@ -34,6 +35,15 @@ DataDir = Annotated[
 ]
 Json = Annotated[bool, typer.Option("--json", help="Print one JSON object")]
 SERVER_FILE = "server.json"
+
+
+class Role(StrEnum):
+    """What a key or a console user may do (help lists the choices)."""
+
+    admin = "admin"
+    developer = "developer"
+    viewer = "viewer"
+
 
 console = Console()
 err_console = Console(stderr=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -11,7 +12,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from .backend import call
-from .common import DataDir, Json, console, local_time, render, settings_for, text_of
+from .common import DataDir, Json, Role, console, local_time, render, settings_for, text_of
 
 app = typer.Typer(
     help="Miniport: background data and custom analytics for mini-programs.",
@@ -25,17 +26,29 @@ user_cmd = typer.Typer(help="Host users (development helpers).", no_args_is_help
 devtools_cmd = typer.Typer(
     help="Fetch now, clear cache, push a refresh, fetch log.", no_args_is_help=True
 )
-key_cmd = typer.Typer(help="Keys for host backends and for the admin API.", no_args_is_help=True)
+key_cmd = typer.Typer(
+    help="Host keys: host backends use one to get runtime tokens for their users.",
+    no_args_is_help=True,
+)
 app.add_typer(app_cmd, name="app")
 app.add_typer(url_cmd, name="fetch-url")
 app.add_typer(change_cmd, name="change")
 app.add_typer(user_cmd, name="user")
 app.add_typer(devtools_cmd, name="devtools")
 app.add_typer(key_cmd, name="host-key")
-api_key_cmd = typer.Typer(help="Admin API keys.", no_args_is_help=True)
+api_key_cmd = typer.Typer(
+    help="Admin API keys (for scripts calling /admin/v1; the CLI needs none).",
+    no_args_is_help=True,
+)
 app.add_typer(api_key_cmd, name="api-key")
 
-Kind = Annotated[str, typer.Option("--kind", help="periodic or pre")]
+
+class FetchKind(StrEnum):
+    periodic = "periodic"
+    pre = "pre"
+
+
+Kind = Annotated[FetchKind, typer.Option("--kind", help="Which data URL: periodic or pre-fetch")]
 
 
 def qr_text(link: str) -> str:
@@ -59,6 +72,7 @@ def app_create(name: str, data_dir: DataDir = None, as_json: Json = False) -> No
 
 @app_cmd.command("list")
 def app_list(data_dir: DataDir = None, as_json: Json = False) -> None:
+    """Every app: its appid and name."""
     apps = [
         {"appid": a["appid"], "name": a["name"]}
         for a in call(data_dir, as_json, "app.list")["apps"]
@@ -93,21 +107,24 @@ def app_show(appid: str, data_dir: DataDir = None, as_json: Json = False) -> Non
             )
         console.print("pending changes:" if shown["pending"] else "no pending change")
         if shown["pending"]:
-            console.print(_changes_table(shown["pending"]))
+            _print_changes(shown["pending"])
 
     render(as_json, shown, human)
 
 
-def _changes_table(changes: list[dict[str, Any]]) -> Table:
-    id_key = "id" if changes and "id" in changes[0] else "change_id"
-    table = Table("change", "kind", "op", "url", "status", "by", "expires")
+def _print_changes(changes: list[dict[str, Any]]) -> None:
+    """One line per change, its URL whole on the next line (copyable at any width)."""
     for c in changes:
-        table.add_row(
-            *(escape(text_of(k, c.get(k))) for k in (id_key, "kind", "op", "url", "status")),
-            escape(text_of("", c.get("requested_by"))),
-            local_time(c["expires_at"]),
+        change_id = c.get("id") or c.get("change_id")
+        console.print(
+            f"[bold]{escape(str(change_id))}[/bold] {c['status']}: {c['op']} {c['kind']}"
+            f" by {escape(text_of('', c.get('requested_by')))},"
+            f" expires {local_time(c['expires_at'])}",
+            highlight=False,
+            soft_wrap=True,
         )
-    return table
+        if c.get("url"):
+            console.print(f"  {c['url']}", highlight=False, markup=False, soft_wrap=True)
 
 
 # --- data URLs ---
@@ -137,22 +154,24 @@ def _change(
 def url_set(
     appid: str,
     kind: Kind,
-    url: Annotated[str, typer.Option("--url")],
+    url: Annotated[str, typer.Option("--url", help="https URL (http: loopback in dev mode)")],
     data_dir: DataDir = None,
     as_json: Json = False,
 ) -> None:
     """Request a new periodic or pre-fetch URL."""
-    _change(appid, kind, "set", url, data_dir, as_json)
+    _change(appid, kind.value, "set", url, data_dir, as_json)
 
 
 @url_cmd.command("enable")
 def url_enable(appid: str, kind: Kind, data_dir: DataDir = None, as_json: Json = False) -> None:
-    _change(appid, kind, "enable", None, data_dir, as_json)
+    """Request to resume fetching from the kind's URL (waits for an admin)."""
+    _change(appid, kind.value, "enable", None, data_dir, as_json)
 
 
 @url_cmd.command("disable")
 def url_disable(appid: str, kind: Kind, data_dir: DataDir = None, as_json: Json = False) -> None:
-    _change(appid, kind, "disable", None, data_dir, as_json)
+    """Request to stop fetching from the kind's URL, keeping it (waits for an admin)."""
+    _change(appid, kind.value, "disable", None, data_dir, as_json)
 
 
 @change_cmd.command("confirm")
@@ -170,8 +189,15 @@ def change_confirm(code: str, data_dir: DataDir = None, as_json: Json = False) -
 
 @change_cmd.command("list")
 def change_list(appid: str, data_dir: DataDir = None, as_json: Json = False) -> None:
+    """The app's URL change requests (pending, applied, expired), newest first."""
     found = call(data_dir, as_json, "change.list", appid=appid)
-    render(as_json, found, lambda: console.print(_changes_table(found["changes"])))
+
+    def human() -> None:
+        if not found["changes"]:
+            console.print("no change requested yet")
+        _print_changes(found["changes"])
+
+    render(as_json, found, human)
 
 
 @change_cmd.command("audit")
@@ -184,13 +210,16 @@ def change_audit(
     entries = call(data_dir, as_json, "change.audit", appid=appid, limit=200)["entries"]
 
     def human() -> None:
-        table = Table("time", "actor", "action", "app", "detail")
-        for e in entries:
-            table.add_row(
-                local_time(e["ts"]),
-                *(escape(text_of(k, e[k])) for k in ("actor", "action", "appid", "detail")),
+        for e in entries:  # a line per entry, its details whole on the next
+            console.print(
+                f"{local_time(e['ts'])} [bold]{escape(e['actor'])}[/bold]"
+                f" {escape(e['action'])} {escape(text_of('', e['appid']))}",
+                highlight=False,
+                soft_wrap=True,
             )
-        console.print(table)
+            if e["detail"]:
+                detail = text_of("detail", e["detail"])
+                console.print(f"  {detail}", highlight=False, markup=False, soft_wrap=True)
 
     render(as_json, {"entries": entries}, human)
 
@@ -219,12 +248,13 @@ def host_key_create(
 @api_key_cmd.command("create")
 def api_key_create(
     name: str,
-    role: Annotated[str, typer.Option("--role")] = "developer",
+    role: Annotated[Role, typer.Option("--role", help="What the key may do")] = Role.developer,
     data_dir: DataDir = None,
     as_json: Json = False,
 ) -> None:
-    """An admin API key with a role (admin, developer, viewer)."""
-    render(as_json, call(data_dir, as_json, "key.create", kind="api", name=name, role=role))
+    """An admin API key with a role."""
+    made = call(data_dir, as_json, "key.create", kind="api", name=name, role=role.value)
+    render(as_json, made)
 
 
 # --- devtools ---
@@ -232,7 +262,9 @@ def api_key_create(
 def devtools_fetch(
     appid: str,
     user: Annotated[str, typer.Option("--user")],
-    fetch_type: Annotated[str, typer.Option("--type")] = "periodic",
+    fetch_type: Annotated[
+        FetchKind, typer.Option("--type", help="Which data URL to fetch")
+    ] = FetchKind.periodic,
     path: Annotated[str, typer.Option("--path")] = "",
     query: Annotated[str, typer.Option("--query")] = "",
     scene: Annotated[int, typer.Option("--scene")] = 1001,
@@ -246,7 +278,7 @@ def devtools_fetch(
         "devtools.fetch",
         appid=appid,
         user_id=user,
-        type=fetch_type,
+        type=fetch_type.value,
         path=path,
         query=query,
         scene=scene,
@@ -263,9 +295,10 @@ def devtools_fetch(
             console.print(f"error: {escape(str(shown['error']))}")
         request = shown.get("request") or {}
         if request:
-            console.print(f"request: GET {request['url']}", markup=False)
+            # soft wrap: the terminal folds long lines, no newline lands inside a URL or signature
+            console.print(f"request: GET {request['url']}", markup=False, soft_wrap=True)
             for k, v in request.get("headers", {}).items():
-                console.print(f"  {k}: {v}", highlight=False, markup=False)
+                console.print(f"  {k}: {v}", highlight=False, markup=False, soft_wrap=True)
 
     render(as_json, shown, human)
 
@@ -304,20 +337,19 @@ def devtools_log(
     found = call(data_dir, as_json, "devtools.log", appid=appid, limit=limit, user_id=user)
 
     def human() -> None:
-        table = Table(
-            "time", "user", "kind", "trigger", "verdict", "status", "bytes", "ms", "error"
-        )
-        for e in found["entries"]:
+        for e in found["entries"]:  # a line per attempt; an error whole on the next line
             ms = e["latency_ms"]
-            table.add_row(
+            parts = [
                 local_time(e["ts"]),
-                *(escape(text_of(k, e[k])) for k in ("user_id", "kind", "trigger", "verdict")),
+                *(text_of(k, e[k]) for k in ("user_id", "kind", "trigger", "verdict")),
                 text_of("", e["status"] or None),
-                text_of("", e["bytes"] or None),
-                f"{ms:.1f}" if ms is not None else "",
-                escape(text_of("", e["error"])),
-            )
-        console.print(table)
+                f"{e['bytes']} B" if e["bytes"] else "",
+                f"{ms:.1f} ms" if ms is not None else "",
+            ]
+            console.print(" ".join(p for p in parts if p), markup=False, highlight=False,
+                          soft_wrap=True)  # fmt: skip
+            if e["error"]:
+                console.print(f"  {e['error']}", markup=False, highlight=False, soft_wrap=True)
 
     render(as_json, found, human)
 
@@ -329,8 +361,23 @@ def _register_server_commands() -> None:
     admin.register(app)
 
 
+def _no_type_beside_flags() -> None:
+    """typer's help prints ``<bool>`` beside every flag (--json, --help, …), though a flag
+    takes no value: show nothing there, as click does."""
+    from typer.core import TyperOption
+
+    shown = TyperOption.display_type_rich
+
+    def display_type_rich(self: TyperOption, ctx: Any) -> str | None:
+        return None if self.is_flag else shown(self, ctx)
+
+    setattr(TyperOption, "display_type_rich", display_type_rich)  # noqa: B010
+
+
 def main() -> None:
     from . import analytics as analytics_cli
+
+    _no_type_beside_flags()
 
     _register_server_commands()
     analytics_cli.register(app)

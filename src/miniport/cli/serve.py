@@ -1,21 +1,37 @@
 """``miniport serve`` (API, console, scheduler and fetch workers in one process) and
 ``miniport worker`` (fetch workers alone, for scale-out). Both run only here, on the data
 directory (never through a server's admin API). uvicorn, aiohttp and the platform are imported
-when a command runs, not when the CLI starts."""
+when a command runs, not when the CLI starts.
+
+Invariant of ``serve``'s start: the data directory is locked and every port is bound BEFORE
+anything is written or printed as serving; a held data directory, a port in use or an events
+database held by another process ends at once with one line on stderr and exit status 2."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
+import errno
+import fcntl
 import os
 import signal
+import socket
 from collections.abc import Iterator
+from enum import StrEnum
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from .common import DataDir, console, settings_for, write_server_file
+from . import logs
+from .common import (
+    DataDir,
+    console,
+    err_console,
+    read_server_file,
+    settings_for,
+    write_server_file,
+)
 
 if TYPE_CHECKING:
     import uvicorn
@@ -24,6 +40,53 @@ if TYPE_CHECKING:
     from ..platform import Platform
 
 DEMO_USER = "alice"
+DEMO_PORT = 8701
+LOCK_FILE = "serve.lock"
+CLI_KEY_FILE = "cli.key"
+
+
+class StartRefused(Exception):
+    """The server cannot start; the message says what to do."""
+
+
+@contextlib.contextmanager
+def holding(data_dir: Path) -> Iterator[None]:
+    """An exclusive lock on the data directory for the life of this server (released by the
+    OS when the process ends, however it ends)."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    fd = os.open(data_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            info = read_server_file(data_dir) or {}
+            who = f" (pid {info['pid']}, {info.get('url')})" if "pid" in info else ""
+            raise StartRefused(
+                f"another server{who} holds the data directory {data_dir.resolve()}: "
+                "stop it, or give this one its own --data-dir"
+            ) from None
+        yield
+    finally:
+        os.close(fd)
+
+
+def listening(host: str, port: int, what: str, flag: str) -> socket.socket:
+    """A socket bound and listening on host:port, or StartRefused naming the flag to change."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+        sock.listen(2048)
+    except OSError as exc:
+        sock.close()
+        reason = "in use" if exc.errno == errno.EADDRINUSE else (exc.strerror or str(exc))
+        raise StartRefused(
+            f"cannot listen on {host}:{port} for {what} ({reason}): "
+            f"stop what uses it, or choose another {flag}"
+        ) from None
+    sock.set_inheritable(True)
+    return sock
 
 
 def _uvicorn_server(config: uvicorn.Config) -> uvicorn.Server:
@@ -48,8 +111,9 @@ def _install_uvloop() -> None:
         asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
 
 
-async def _setup_demo(platform: Platform, host: str, port: int) -> dict[str, Any]:
-    """A sample developer server on loopback and a demo app wired to it."""
+async def _setup_demo(platform: Platform, sock: socket.socket) -> dict[str, Any]:
+    """A sample developer server on loopback (on ``sock``, bound at start) and a demo app
+    wired to it."""
     from aiohttp import web
 
     from ..demo import make_demo_app
@@ -57,9 +121,9 @@ async def _setup_demo(platform: Platform, host: str, port: int) -> dict[str, Any
     secrets_of: dict[str, str] = {}
     runner = web.AppRunner(make_demo_app(secrets_of, platform.public_url), access_log=None)
     await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
+    site = web.SockSite(runner, sock)
     await site.start()
-    dev_port = runner.addresses[0][1]
+    dev_port = sock.getsockname()[1]
     appid = await platform.db.write(platform.registry.kv_get_or_set, "demo_appid", "")
     if not appid:
         created = await platform.apps.create("Demo", "demo")
@@ -126,59 +190,46 @@ def _print_demo(demo: dict[str, Any], base: str) -> None:
         console.print("Console users: `miniport admin create NAME` adds one.", highlight=False)
 
 
-async def _serve(settings: Settings, host: str, port: int, demo: bool) -> None:
+async def _serve(settings: Settings, sock: socket.socket, demo_sock: socket.socket | None) -> None:
     import uvicorn
 
     from ..platform import create_platform
     from ..web.app import create_app
 
+    host, port = sock.getsockname()[:2]
     platform = create_platform(settings)
+    await _open_events(platform)
     shown_host = "127.0.0.1" if host in ("0.0.0.0", "::") else host
     platform.public_url = settings.public_url or f"http://{shown_host}:{port}"
-    # the CLI's key to this server; a fixed id, so each start replaces the last one
-    admin = await platform.auth.create_key("api", "local-cli", "admin", key_id="local")
+    admin = await _cli_key(platform)
     app = create_app(platform)
     config = uvicorn.Config(
-        app,
-        host=host,
-        port=port,
-        log_level="warning",
-        loop="none",
-        access_log=False,
-        lifespan="on",
-        timeout_graceful_shutdown=3,
-    )
+        app, log_config=None, log_level="warning", loop="none", access_log=False,
+        lifespan="on", timeout_graceful_shutdown=3,
+    )  # fmt: skip
     server = _uvicorn_server(config)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):  # a second Ctrl-C forces the exit
         loop.add_signal_handler(sig, server.handle_exit, sig, None)
-    info_path = write_server_file(
-        settings.data_dir,
-        {
-            "url": platform.public_url,
-            "pid": os.getpid(),
-            "admin_key": admin["key"],
-        },
-    )
+    info = {
+        "url": platform.public_url, "pid": os.getpid(), "admin_key": admin, "dev": settings.dev,
+    }  # fmt: skip
+    info_path = write_server_file(settings.data_dir, info)
     demo_info: dict[str, Any] | None = None
     try:
-        serve_task = asyncio.create_task(server.serve())
+        serve_task = asyncio.create_task(server.serve(sockets=[sock]))
         while not server.started:
             if serve_task.done():
                 with contextlib.suppress(SystemExit):
                     await serve_task
-                console.print(
-                    f"[red]error[/red]: could not listen on {host}:{port} "
-                    "(is another server using that port?)"
-                )
-                raise typer.Exit(1)
+                raise StartRefused("the server did not start (the log above says why)")
             await asyncio.sleep(0.05)
         console.print(
             f"Miniport serving on [bold]{platform.public_url}[/bold] "
             f"(data: {settings.data_dir.resolve()}, dev mode: {settings.dev})"
         )
-        if demo:
-            demo_info = await _setup_demo(platform, host, port)
+        if demo_sock is not None:
+            demo_info = await _setup_demo(platform, demo_sock)
             _print_demo(demo_info, platform.public_url)
         from ..gc_tuning import tune_for_serving
 
@@ -189,6 +240,37 @@ async def _serve(settings: Settings, host: str, port: int, demo: bool) -> None:
             await demo_info["runner"].cleanup()
         with contextlib.suppress(OSError):
             info_path.unlink()
+
+
+async def _open_events(platform: Platform) -> None:
+    """Open the events database now: held by another process, the start ends here."""
+    import duckdb
+
+    try:
+        await asyncio.to_thread(lambda: platform.analytics.store)
+    except duckdb.Error:
+        await platform.close()
+        raise StartRefused(
+            f"the events database {platform.settings.events_path} is held by another process "
+            "(a `miniport` command still running?): wait for it, or stop it"
+        ) from None
+
+
+async def _cli_key(platform: Platform) -> str:
+    """The CLI's key to this server: created once per data directory (kept in ``cli.key``,
+    readable by its owner only) and reused at every start, so starts add no audit entries."""
+    from ..errors import Unauthorized
+
+    path = platform.settings.data_dir / CLI_KEY_FILE
+    with contextlib.suppress(OSError, Unauthorized):
+        kept = path.read_text().strip()
+        if (await platform.auth.api_principal(kept)).name == "key:local-cli":
+            return kept
+    made = await platform.auth.create_key("api", "local-cli", "admin", key_id="local")
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(str(made["key"]))
+    return str(made["key"])
 
 
 async def _worker(settings: Settings) -> None:
@@ -211,22 +293,61 @@ async def _worker(settings: Settings) -> None:
         await platform.close()
 
 
-def _logging() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    logging.getLogger("alembic").setLevel(logging.WARNING)  # migrations: quiet unless wrong
+class LogFormat(StrEnum):
+    human = "human"
+    json = "json"
+
+
+class LogLevel(StrEnum):
+    debug = "debug"
+    info = "info"
+    warning = "warning"
+    error = "error"
+
+
+LogFormatOption = Annotated[
+    LogFormat,
+    typer.Option(
+        "--log-format",
+        help="Log lines: human (readable) or json (one object per line, for log shippers)",
+    ),
+]
+LogLevelOption = Annotated[
+    LogLevel,
+    typer.Option("--log-level", help="Least severe level logged (info: every request and fetch)"),
+]
+
+
+def _start(settings: Settings, host: str, port: int, demo_port: int | None) -> None:
+    """Lock the data directory, bind the ports, then serve; a refusal is one line, exit 2."""
+    try:
+        with contextlib.ExitStack() as held:
+            held.enter_context(holding(settings.data_dir))
+            sock = held.enter_context(listening(host, port, "the server", "--port"))
+            demo_sock = None
+            if demo_port is not None:
+                demo_sock = held.enter_context(
+                    listening("127.0.0.1", demo_port, "the demo's developer server", "--demo-port")
+                )
+            _install_uvloop()
+            with contextlib.suppress(KeyboardInterrupt):
+                asyncio.run(_serve(settings, sock, demo_sock))
+    except StartRefused as exc:
+        err_console.print(f"[red]error[/red]: {exc}", highlight=False, soft_wrap=True)
+        raise typer.Exit(2) from None
 
 
 def register(app: typer.Typer) -> None:
     @app.command("serve")
     def serve(
-        host: Annotated[str, typer.Option("--host")] = "127.0.0.1",
-        port: Annotated[int, typer.Option("--port")] = 8700,
+        host: Annotated[str, typer.Option("--host", help="Address to listen on")] = "127.0.0.1",
+        port: Annotated[int, typer.Option("--port", help="Port to listen on")] = 8700,
         dev: Annotated[
             bool,
             typer.Option(
                 "--dev",
                 envvar="MINIPORT_DEV",
-                help="Let the fetcher reach loopback; accept http pre-fetch URLs",
+                help="Let the fetcher reach loopback; accept http data URLs",
             ),
         ] = False,
         demo: Annotated[
@@ -235,22 +356,30 @@ def register(app: typer.Typer) -> None:
                 "--demo", help="Also run a sample developer server and a demo app (implies --dev)"
             ),
         ] = False,
+        demo_port: Annotated[
+            int, typer.Option("--demo-port", help="Port of the demo's developer server (loopback)")
+        ] = DEMO_PORT,
+        log_format: LogFormatOption = LogFormat.human,
+        log_level: LogLevelOption = LogLevel.info,
         data_dir: DataDir = None,
     ) -> None:
         """Run the API, console, scheduler and fetch workers in one process."""
-        _logging()
+        logs.configure(log_format, log_level)
         settings = settings_for(data_dir, dev=True if (dev or demo) else None)
-        _install_uvloop()
-        with contextlib.suppress(KeyboardInterrupt):
-            asyncio.run(_serve(settings, host, port, demo))
+        _start(settings, host, port, demo_port if demo else None)
 
     @app.command("worker")
     def worker(
-        dev: Annotated[bool, typer.Option("--dev", envvar="MINIPORT_DEV")] = False,
+        dev: Annotated[
+            bool,
+            typer.Option("--dev", envvar="MINIPORT_DEV", help="Let the fetcher reach loopback"),
+        ] = False,
+        log_format: LogFormatOption = LogFormat.human,
+        log_level: LogLevelOption = LogLevel.info,
         data_dir: DataDir = None,
     ) -> None:
         """Run periodic fetch workers alone (several may share one PostgreSQL database)."""
-        _logging()
+        logs.configure(log_format, log_level)
         settings = settings_for(data_dir, dev=True if dev else None)
         _install_uvloop()
         asyncio.run(_worker(settings))

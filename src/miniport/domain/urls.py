@@ -1,4 +1,5 @@
-"""Rules for the developer's data URLs (pure)."""
+"""Rules for the developer's data URLs (pure): ONE rule for both kinds, checked when the URL is
+set, with the same message whichever kind or path (CLI, admin API, console) sets it."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from typing import Literal
 from urllib.parse import urlsplit
 
 from ..errors import InvalidURL
+from .address_guard import AddressPolicy
 
 FetchKind = Literal["periodic", "pre"]
 FETCH_KINDS: tuple[FetchKind, ...] = ("periodic", "pre")
@@ -22,11 +24,15 @@ def is_loopback_host(host: str) -> bool:
         return False
 
 
-def validate_fetch_url(kind: str, url: str, *, dev: bool) -> str:
+def validate_fetch_url(
+    kind: str, url: str, *, dev: bool, policy: AddressPolicy | None = None
+) -> str:
     """Return the URL if it may be configured as a ``kind`` URL, else raise InvalidURL.
 
-    Both kinds take http or https; the pre-fetch URL must be https, except in development mode
-    where http is accepted for loopback hosts (as WeChat's tools accept a local server)."""
+    Both kinds: https, except in development mode where http is accepted for loopback hosts
+    (as WeChat's tools accept a local server); a literal IP address (or ``localhost``) must be
+    one the fetcher may reach (``policy``, by default that of ``dev`` with no allow-list), so a
+    URL the fetcher would refuse is refused now, not at its first fetch."""
     if kind not in FETCH_KINDS:
         raise InvalidURL(f"unknown kind {kind!r}: use periodic or pre")
     if not isinstance(url, str) or not url.strip():
@@ -52,8 +58,39 @@ def validate_fetch_url(kind: str, url: str, *, dev: bool) -> str:
         raise InvalidURL("a fragment (#...) is not sent to a server; remove it")
     if port == 0:
         raise InvalidURL("port 0 is not allowed")
-    if kind == "pre" and parts.scheme != "https" and not (dev and is_loopback_host(host)):
+    policy = policy or AddressPolicy.build(dev=dev)
+    if (
+        parts.scheme != "https"
+        and not (dev and is_loopback_host(host))
+        and not _listed(host, policy)
+    ):
         raise InvalidURL(
-            "the pre-fetch URL must use https (http is accepted only for loopback in dev mode)"
+            "a data URL must use https (http is accepted only for loopback in dev mode "
+            "and for allow-listed addresses)"
         )
+    _check_address(host, policy)
     return url
+
+
+def _listed(host: str, policy: AddressPolicy) -> bool:
+    """An address the operator allow-listed (their network: http is their choice there)."""
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return any(ip.version == net.version and ip in net for net in policy.allow)
+
+
+def _check_address(host: str, policy: AddressPolicy) -> None:
+    """A literal address the fetcher would refuse (private, metadata, loopback outside dev
+    mode, …); host names are checked when they resolve, at each fetch."""
+    address = "127.0.0.1" if host == "localhost" or host.endswith(".localhost") else host
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return
+    if not policy.permits(ip):
+        raise InvalidURL(
+            f"{policy.reason(ip)}: a data URL must reach a public address "
+            "(loopback in dev mode, private networks only when allow-listed)"
+        )

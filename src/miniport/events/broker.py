@@ -96,6 +96,7 @@ class Broker(Protocol):
     ) -> Subscription: ...
     def unsubscribe(self, sub: Subscription) -> None: ...
     def connected(self, user_id: str) -> list[str]: ...
+    def open_connections(self) -> int: ...
 
 
 class MemoryBroker:
@@ -144,6 +145,10 @@ class MemoryBroker:
 
     def connected(self, user_id: str) -> list[str]:
         return sorted({s.device_id for s in self._subs.get(user_id, ())})
+
+    def open_connections(self) -> int:
+        """Runtime streams open on this node (console channels not counted)."""
+        return sum(1 for subs in self._subs.values() for s in subs if s.broadcast)
 
 
 def _discard(index: dict[Any, set[Subscription]], key: Any, sub: Subscription) -> None:

@@ -42,6 +42,11 @@ class FetchResult:
     etag: str | None = None
     last_modified: str | None = None
     redirects: list[str] = field(default_factory=list)
+    headers: tuple[tuple[str, str], ...] = ()  # the final answer's, for the devtools
+
+    def shown(self) -> dict[str, Any]:
+        """What fetch-now shows: the log's fields plus the answer's headers and whole body."""
+        return {**self.as_dict(), "headers": [list(h) for h in self.headers], "body": self.text}
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -246,7 +251,8 @@ class Fetcher:
                         url = target
                         continue
                     verdict, details = await self._read_answer(resp, conditional)
-                    return result(verdict, status=resp.status, **details)
+                    answer = tuple(resp.headers.items())
+                    return result(verdict, status=resp.status, headers=answer, **details)
         except TimeoutError:
             return result(Verdict.TIMEOUT, error=f"no complete answer within {timeout_s:g} s")
         except BlockedAddress as exc:

@@ -97,6 +97,10 @@ class PeriodicEngine:
         self._tasks: set[asyncio.Task[None]] = set()
         self.completed = 0
 
+    def in_flight(self) -> int:
+        """Claimed fetches not yet recorded (running, or done and waiting for the recorder)."""
+        return self._in_flight + len(self._done)
+
     def wake(self) -> None:
         self._wake.set()
 

@@ -41,6 +41,9 @@ class SingleFlight:
     def in_flight(self, appid: str, user_id: str) -> asyncio.Task[FetchRecord | None] | None:
         return self._inflight.get((appid, user_id))
 
+    def in_flight_count(self) -> int:
+        return len(self._inflight)
+
     async def wait(self, appid: str, user_id: str, timeout_s: float) -> None:
         task = self._inflight.get((appid, user_id))
         if task is None:

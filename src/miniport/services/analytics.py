@@ -39,6 +39,7 @@ from ..analytics.reports import EventQuery, FieldSlots, FunnelQuery
 from ..clock import Clock
 from ..errors import AnalyticsUnavailable, InvalidInput, NotFound
 from ..events.broker import EVERYONE, Broker
+from ..metrics import Metrics
 from ..storage.analytics_defs import AnalyticsDefsStore, TestRow
 from ..storage.db import Database
 from ..storage.registry import RegistryStore
@@ -139,6 +140,7 @@ class AnalyticsService:
         clock: Clock,
         retention_days: float,
         open_store: Callable[[], EventStore],
+        metrics: Metrics | None = None,
     ) -> None:
         self.db, self.registry, self.defs, self.broker, self.clock = (
             db,
@@ -148,6 +150,7 @@ class AnalyticsService:
             clock,
         )
         self.retention_days = retention_days
+        self.metrics = metrics or Metrics()
         self._open_store = open_store
         self._store: EventStore | None = None
         self._published: dict[str, tuple[float, dict[str, Any], RuntimeConfigView]] = {}
@@ -455,6 +458,7 @@ class AnalyticsService:
             else None
         )
         duplicates = verdict.duplicates_in_batch + (result.duplicates if result else 0)
+        self.metrics.events_checked(result.inserted if result else 0, len(verdict.rejected))
         if effective.test is not None:
             await self.broker.publish(
                 test_channel(effective.test.id),
@@ -543,7 +547,20 @@ class AnalyticsService:
         rows = await asyncio.to_thread(
             self.store.event_analysis, appid, query, await self.slots(appid)
         )
+        if not rows:  # after the query's own checks: nothing found may mean no such event
+            await self._known_events(appid, [event])
         return {"rows": rows, "from_ms": start, "to_ms": end}
+
+    async def _known_events(self, appid: str, names: list[str]) -> None:
+        """A report on an event never defined (draft or published) is an error, not "no
+        data"."""
+        known = {e.name for e in await self.db.read(self.defs.events, appid)}
+        unknown = [n for n in names if n and n not in known]
+        if unknown:
+            raise NotFound(
+                f"event {unknown[0]!r} is not defined for app {appid}"
+                + (f" (defined: {', '.join(sorted(known))})" if known else " (none is defined)")
+            )
 
     async def funnel(
         self,
@@ -568,6 +585,8 @@ class AnalyticsService:
             not_before_ms=self.not_before_ms(),
         )
         rows = await asyncio.to_thread(self.store.funnel, appid, query, await self.slots(appid))
+        if not any(row.get("users") for row in rows):  # no one at all: maybe no such event
+            await self._known_events(appid, [name for name, _ in parsed])
         return {"rows": rows, "from_ms": start, "to_ms": end}
 
     async def export_csv(

@@ -8,9 +8,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..clock import Clock
+from ..domain.address_guard import AddressPolicy
 from ..domain.tokens import hash_secret
 from ..domain.urls import FETCH_KINDS, validate_fetch_url
-from ..errors import InvalidInput
+from ..errors import Forbidden, InvalidInput
 from ..storage.db import Database
 from ..storage.fetches import FetchStore
 from ..storage.health import health_series
@@ -52,13 +53,17 @@ class AppService:
         clock: Clock,
         *,
         dev: bool,
+        allow_hosts: tuple[str, ...] = (),
         change_ttl_s: float,
+        two_person_rule: bool = False,
         public_url: Callable[[], str],
         on_urls_changed: Callable[[str], None] | None = None,
     ) -> None:
         self.db, self.registry, self.fetches, self.clock = db, registry, fetches, clock
         self.dev = dev
+        self.address_policy = AddressPolicy.build(dev=dev, allow=allow_hosts)
         self.change_ttl_s = change_ttl_s
+        self.two_person_rule = two_person_rule
         self.public_url = public_url
         self.on_urls_changed = on_urls_changed
 
@@ -87,7 +92,10 @@ class AppService:
         if op not in OPS:
             raise InvalidInput(f"op must be one of {', '.join(OPS)}")
         await self.get(appid)
-        url = validate_fetch_url(kind, url or "", dev=self.dev) if op == "set" else None
+        if op == "set":
+            url = validate_fetch_url(kind, url or "", dev=self.dev, policy=self.address_policy)
+        else:
+            url = None
         now = self.clock.now()
         code = new_confirm_code()
         change = ChangeRequest(
@@ -110,8 +118,25 @@ class AppService:
         return await self.db.read(self.registry.change_by_code, hash_secret(code.strip().upper()))
 
     async def confirm(self, code: str, actor: str) -> ChangeRequest:
+        return await self._confirm(hash_secret(code.strip().upper()), actor)
+
+    async def confirm_by_id(self, change_id: str, actor: str) -> ChangeRequest:
+        """An admin confirms a change from the console (whoever requested it, and however)."""
+        return await self._confirm(await self.db.read(self.registry.code_hash_of, change_id), actor)
+
+    async def reject(self, change_id: str, actor: str) -> ChangeRequest:
+        return await self.db.write(self.registry.reject_change, change_id, self.clock.now(), actor)
+
+    async def _confirm(self, code_hash: str, actor: str) -> ChangeRequest:
+        if self.two_person_rule:
+            asked = await self.db.read(self.registry.change_by_code, code_hash)
+            if asked.requested_by == actor:
+                raise Forbidden(
+                    "two-person rule: a change must be confirmed by someone other than "
+                    f"who requested it ({actor})"
+                )
         change = await self.db.write(
-            self.registry.confirm_change, hash_secret(code.strip().upper()), self.clock.now(), actor
+            self.registry.confirm_change, code_hash, self.clock.now(), actor
         )
         if change.kind == "periodic":  # due now, or out of the due index when disabled
             await self.db.write(self.fetches.wake_app, change.appid, self.clock.now())

@@ -4,6 +4,7 @@ clear cache, push a refresh."""
 from __future__ import annotations
 
 import random
+import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -17,6 +18,7 @@ from ..fetch.client import Fetcher, FetchResult
 from ..fetch.engine import fetch_periodic
 from ..fetch.outcome import record_for, schedule_after
 from ..fetch.prefetch import SingleFlight
+from ..metrics import Metrics
 from ..storage.db import Database
 from ..storage.fetches import DueFetch, FetchRecord, FetchStore
 from ..storage.registry import RegistryStore
@@ -57,12 +59,14 @@ class BackgroundService:
         fetch_timeout_s: float,
         prefetch_timeout_s: float,
         wake_engine: Callable[[], None] = lambda: None,
+        metrics: Metrics | None = None,
     ) -> None:
         self.db, self.registry, self.fetches, self.auth = db, registry, fetches, auth
         self.fetcher, self.broker, self.clock, self.rules = fetcher, broker, clock, rules
         self.fetch_timeout_s = fetch_timeout_s
         self.prefetch_timeout_s = prefetch_timeout_s
         self.wake_engine = wake_engine
+        self.metrics = metrics or Metrics()
         self.prefetch = SingleFlight(self._prefetch)
         self.apps = AppCache(db, registry)
         self.pending = WriteBehind(db, fetches, after_flush=wake_engine)
@@ -72,6 +76,9 @@ class BackgroundService:
         await self.pending.close()
 
     async def notify(self, records: Sequence[FetchRecord]) -> None:
+        """Every fetch attempt passes here (periodic, pre-fetch, devtools): count and log it,
+        then send accepted bodies to the user's connected runtimes."""
+        self.metrics.fetched(records)
         for record in records:
             if record.body is not None:
                 await self.broker.publish(record.user_id, data_message(record))
@@ -85,6 +92,7 @@ class BackgroundService:
         if prefetching:
             self.prefetch.start(appid, user_id, launch)
         self.pending.launch(appid, user_id, self.clock.now())
+        self.metrics.launched()
         return {"errMsg": "launch:ok", "prefetch": prefetching}
 
     async def set_token(self, appid: str, user_id: str, token: object) -> None:
@@ -113,7 +121,9 @@ class BackgroundService:
         if wait_ms < 0 or wait_ms > MAX_WAIT_MS:
             raise InvalidInput(f"waitMs must be 0..{MAX_WAIT_MS}")
         if wait_ms and kind == "pre":
+            started = time.perf_counter()
             await self.prefetch.wait(appid, user_id, wait_ms / 1000)
+            self.metrics.prefetch_waited(time.perf_counter() - started)
         # the in-memory copy first: a flush between the two reads then still finds it stored
         fresh = self.pending.fresh.get((appid, user_id, kind))
         data = await self.db.read_point(self.fetches.get_data, appid, user_id, kind)
@@ -184,7 +194,7 @@ class BackgroundService:
         )
         self.pending.record(record)  # readable now, stored with the next group commit
         await self.notify([record])
-        return record, {"request": request, **result.as_dict()}
+        return record, {"request": request, **result.shown()}
 
     # --- devtools ---
     async def fetch_now(
@@ -213,7 +223,7 @@ class BackgroundService:
                 requested_url="",
             )
             await self.db.write(self.fetches.record, [record])
-            return {"request": {}, **result.as_dict()}
+            return {"request": {}, **result.shown()}
         due = DueFetch(
             appid,
             user_id,
@@ -254,7 +264,7 @@ class BackgroundService:
             )
         await self.db.write(self.fetches.record, [record], schedule)
         await self.notify([record])
-        return {"request": sent.as_dict() if sent else {}, **result.as_dict()}
+        return {"request": sent.as_dict() if sent else {}, **result.shown()}
 
     async def clear(self, appid: str, user_id: str | None) -> int:
         await self.apps.get(appid)

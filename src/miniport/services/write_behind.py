@@ -49,6 +49,10 @@ class WriteBehind:
         self._records.append(record)
         self._kick()
 
+    def depth(self) -> int:
+        """Launches and fetch results waiting for the next group commit."""
+        return len(self._launches) + len(self._records)
+
     def forget(self, appid: str, user_id: str | None) -> None:
         for key in [k for k in self.fresh if k[0] == appid and user_id in (None, k[1])]:
             del self.fresh[key]

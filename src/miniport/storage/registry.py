@@ -103,10 +103,32 @@ class RegistryStore:
         with self.db.writing() as conn:
             self._audit(conn, ts, actor, action, appid, **detail)
 
-    def list_audit(self, appid: str | None = None, limit: int = 200) -> list[AuditEntry]:
-        query = select(t.audit_log).order_by(t.audit_log.c.id.desc()).limit(limit)
+    def audit_actors(self) -> list[str]:
+        with self.db.reading() as conn:
+            rows = conn.execute(select(t.audit_log.c.actor).distinct().order_by("actor"))
+            return [str(r.actor) for r in rows]
+
+    def list_audit(
+        self,
+        appid: str | None = None,
+        limit: int = 200,
+        *,
+        actor: str | None = None,
+        action: str | None = None,
+        before_id: int | None = None,
+    ) -> list[AuditEntry]:
+        """Newest first; ``actor`` exact, ``action`` a prefix (``change.`` for every change
+        act), ``before_id`` the page after the entry of that id (keyset paging)."""
+        log = t.audit_log
+        query = select(log).order_by(log.c.id.desc()).limit(limit)
         if appid is not None:
-            query = query.where(t.audit_log.c.appid == appid)
+            query = query.where(log.c.appid == appid)
+        if actor:
+            query = query.where(log.c.actor == actor)
+        if action:
+            query = query.where(log.c.action.startswith(action, autoescape=True))
+        if before_id is not None:
+            query = query.where(log.c.id < before_id)
         with self.db.reading() as conn:
             return [
                 AuditEntry(r.id, r.ts, r.actor, r.action, r.appid, json.loads(r.detail))
@@ -234,6 +256,36 @@ class RegistryStore:
                 .limit(limit)
             ).all()
         return [self._change(r) for r in rows]
+
+    def code_hash_of(self, change_id: str) -> str:
+        with self.db.reading() as conn:
+            found = conn.execute(
+                select(t.change_requests.c.code_hash).where(t.change_requests.c.id == change_id)
+            ).scalar()
+        if found is None:
+            raise NotFound(f"change {change_id!r} not found")
+        return str(found)
+
+    def reject_change(self, change_id: str, now: float, actor: str) -> ChangeRequest:
+        """Close a pending change without applying it (once, atomically), audited."""
+        c = t.change_requests.c
+        with self.db.writing() as conn:
+            row = conn.execute(
+                update(t.change_requests)
+                .where(and_(c.id == change_id, c.status == "pending"))
+                .values(status="rejected", decided_by=actor, decided_at=now)
+                .returning(*t.change_requests.c)
+            ).first()
+            if row is None:
+                known = conn.execute(select(c.status).where(c.id == change_id)).scalar()
+                if known is None:
+                    raise NotFound(f"change {change_id!r} not found")
+                raise ChangeNotConfirmable(f"this change was already {known}")
+            self._audit(
+                conn, now, actor, "change.reject", row.appid,
+                change_id=row.id, kind=row.kind, op=row.op, url=row.url,
+            )  # fmt: skip
+        return self._change(row)
 
     def confirm_change(self, code_hash: str, now: float, actor: str) -> ChangeRequest:
         """Apply a pending, unexpired change exactly once (atomically)."""

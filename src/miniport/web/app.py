@@ -14,7 +14,7 @@ from fastapi.responses import JSONResponse
 
 from ..errors import InvalidInput, MiniportError, Problem, join_problems
 from ..platform import Platform
-from . import admin_api, analytics_api, confirm_page, console, open_api, runtime_api
+from . import admin_api, analytics_api, confirm_page, console, open_api, operator, runtime_api
 from .deps import error_body, error_response
 from .limits import BodySizeLimit
 
@@ -69,6 +69,8 @@ def create_app(platform: Platform, *, run_scheduler: bool | None = None) -> Fast
         version="0.1.0",
         lifespan=lifespan,
         description="Background data and custom analytics for mini-programs",
+        docs_url=None,  # served by .operator from the package, not a CDN
+        redoc_url=None,
     )
     app.state.platform = platform
 
@@ -96,4 +98,5 @@ def create_app(platform: Platform, *, run_scheduler: bool | None = None) -> Fast
     app.include_router(confirm_page.router)
     console.install(app, platform)  # /console, /sdk and the console session for /admin/v1
     app.add_middleware(BodySizeLimit, max_bytes=platform.settings.max_request_bytes)
+    operator.install(app)  # /, /metrics, /docs; its access log wraps everything above
     return app

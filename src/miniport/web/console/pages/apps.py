@@ -49,7 +49,12 @@ async def app_page(ctx: ViewerPage, appid: str) -> Response:
     p = state_of(ctx.request).platform
     values = await app_context(ctx, appid, "overview")
     settings = await p.apps.settings(appid)
-    return render(ctx.request, "app.html", session=ctx.session, settings=settings, **values)
+    events = await p.db.read(p.analytics.defs.events, appid)
+    has_url = any(u.get("url") for u in settings["urls"].values())
+    steps = {"url": has_url, "event": bool(events)}  # what a new app still needs
+    return render(
+        ctx.request, "app.html", session=ctx.session, settings=settings, steps=steps, **values
+    )
 
 
 @router.post("/apps/{appid}/secret")

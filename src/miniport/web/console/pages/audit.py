@@ -1,4 +1,5 @@
-"""The audit log (``/audit``, optionally for one app): the newest 300 entries, for viewers."""
+"""The audit log (``/audit``): newest first, a page at a time (keyset: ``before`` = the last
+id shown), filtered by app, by who (actor) and by what (an action prefix), for viewers."""
 
 from __future__ import annotations
 
@@ -9,18 +10,39 @@ from ..render import render, state_of
 from ._common import ViewerPage
 
 router = APIRouter()
+PAGE = 50
 
 
 @router.get("/audit")
-async def audit(ctx: ViewerPage, appid: str | None = None) -> Response:
+async def audit(
+    ctx: ViewerPage,
+    appid: str | None = None,
+    actor: str | None = None,
+    action: str | None = None,
+    before: int | None = None,
+) -> Response:
     p = state_of(ctx.request).platform
-    entries = await p.db.read(p.registry.list_audit, appid or None, 300)
+    found = await p.db.read(
+        p.registry.list_audit,
+        appid or None,
+        PAGE + 1,
+        actor=actor or None,
+        action=action or None,
+        before_id=before,
+    )
+    entries, more = found[:PAGE], len(found) > PAGE
     apps = await p.db.read(p.registry.list_apps)
+    actors = await p.db.read(p.registry.audit_actors)
     return render(
         ctx.request,
         "audit.html",
         session=ctx.session,
         entries=entries,
         apps=apps,
+        actors=actors,
         appid=appid or "",
+        actor=actor or "",
+        action=action or "",
+        paged=before is not None,
+        older=entries[-1].id if more and entries else None,
     )

@@ -1,8 +1,10 @@
 """An app's data URLs: the settings, the pending changes with their QR codes, the history, and
 requesting a change (``/apps/{appid}/urls``, ``/apps/{appid}/changes``).
 
-Invariants: a change is only requested here, never applied (an admin confirms it through its
-link); a QR code is shown only to developers and only while this console remembers the code
+Invariants: developers request changes here; an admin confirms or rejects a pending change
+here (or through its link), whoever requested it and however (console, CLI, API), unless the
+two-person rule (``MINIPORT_TWO_PERSON_RULE``) forbids confirming one's own request; a QR code
+is shown only to developers and only while this console remembers the code
 (:class:`~miniport.web.console.render.QRCodes`); a refused request shows the page again with
 the error at the field at fault and the value typed."""
 
@@ -16,7 +18,7 @@ from fastapi.responses import Response
 
 from ....errors import MiniportError
 from ..render import BASE, qr_png, redirect, render, state_of
-from ._common import Ctx, DeveloperPage, ViewerPage, app_context
+from ._common import AdminPage, Ctx, DeveloperPage, ViewerPage, app_context
 
 router = APIRouter()
 
@@ -49,6 +51,8 @@ async def urls_page(
         errors=errors or {},
         values=values or {},
         highlight=ctx.request.query_params.get("change"),
+        me=ctx.who.name,
+        two_person=p.apps.two_person_rule,
         status=status,
         **context,
     )
@@ -92,3 +96,30 @@ async def change_qr(ctx: DeveloperPage, appid: str, change_id: str) -> Response:
     if found is None or change.appid != appid:
         return Response(status_code=404)
     return Response(qr_png(found[1]), media_type="image/png", headers={"Cache-Control": "no-store"})
+
+
+@router.post("/apps/{appid}/changes/{change_id}/confirm")
+async def confirm_change(ctx: AdminPage, appid: str, change_id: str) -> Response:
+    return await _decide(ctx, appid, change_id, confirm=True)
+
+
+@router.post("/apps/{appid}/changes/{change_id}/reject")
+async def reject_change(ctx: AdminPage, appid: str, change_id: str) -> Response:
+    return await _decide(ctx, appid, change_id, confirm=False)
+
+
+async def _decide(ctx: Ctx, appid: str, change_id: str, *, confirm: bool) -> Response:
+    apps = state_of(ctx.request).platform.apps
+    back = f"{BASE}/apps/{appid}/urls"
+    try:
+        change = await apps.db.read(apps.registry.get_change, change_id)
+        if change.appid != appid:
+            return Response(status_code=404)
+        if confirm:
+            await apps.confirm_by_id(change_id, ctx.who.name)
+        else:
+            await apps.reject(change_id, ctx.who.name)
+    except MiniportError as exc:
+        return redirect(back, ("flash.change_refused", {"reason": exc.message}), kind="error")
+    done = "flash.change_confirmed" if confirm else "flash.change_rejected"
+    return redirect(back, (done, {}))

@@ -117,7 +117,7 @@ function renderFields() {
   const body = document.querySelector('[data-testid="fields-table"] tbody');
   body.replaceChildren(...definitions.fields.map((f) => el('tr', { 'data-field': f.name },
     el('td', {}, el('code', { text: f.name })),
-    el('td', { text: f.type }),
+    el('td', { text: t(`js.type.${f.type}`), title: f.type }),
     el('td', {}, f.published ? badge('ok', t('js.an.status.published')) : badge('pending', t('js.an.status.draft'))),
   )));
   if (!definitions.fields.length) body.append(el('tr', {}, el('td', { colSpan: 3, class: 'muted', text: t('js.an.no_fields') })));
@@ -222,7 +222,7 @@ function renderFieldPicker(selected = chosenFields()) {
       'data-testid': `ev-field-${f.name}` });
     check.addEventListener('change', () => syncSourceFields());
     return el('label', { class: 'check', 'data-field': f.name }, check, el('code', { text: f.name }),
-      el('span', { class: 'muted small', text: f.type }), el('span', { class: 'field-error' }));
+      el('span', { class: 'muted small', text: t(`js.type.${f.type}`) }), el('span', { class: 'field-error' }));
   }));
   form.querySelector('.no-fields').classList.toggle('hidden', definitions.fields.length > 0);
 }

@@ -54,8 +54,22 @@ function draw(series) {
       tension: 0.25,
     }));
     chart.update();
+    const empty = chart.data.datasets.every((d) => d.data.every((v) => v === null || v === undefined));
+    noDataNote(chart.canvas.closest('.chart-box'), empty);
   }
   root.dataset.chartsReady = 'true';
+}
+
+/** An empty chart says so in its own area, not as a blank grid. */
+function noDataNote(box, empty) {
+  let note = box.querySelector('.chart-empty');
+  if (!note) {
+    note = el('p', { class: 'chart-empty', 'data-testid': 'chart-empty' });
+    box.append(note);
+  }
+  note.textContent = t('js.chart_no_data');
+  note.classList.toggle('hidden', !empty);
+  box.dataset.empty = String(empty);
 }
 
 function summarize(health) {
@@ -100,14 +114,14 @@ async function loadLog() {
     el('td', { text: formatTime(e.ts) }),
     el('td', { text: e.user_id }),
     el('td', { text: t(`js.kind.${e.kind}`) }),
-    el('td', { text: e.trigger }),
+    el('td', { text: t(`js.trigger.${e.trigger}`), title: e.trigger }),
     el('td', {}, verdictBadge(e.verdict)),
     el('td', { text: e.status ?? '' }),
     el('td', { text: e.bytes ?? '' }),
     el('td', { text: e.latency_ms === null ? '' : Number(e.latency_ms).toFixed(1) }),
-    el('td', { class: 'error-cell', text: e.error ?? '' }),
+    el('td', { class: 'error-cell', title: e.error ?? '' }, ...fetchError(e)),
   )));
-  if (!entries.length) body.append(el('tr', {}, el('td', { colspan: 9, class: 'muted', text: t('js.no_fetches') })));
+  if (!entries.length) body.append(el('tr', {}, el('td', { colSpan: 9, class: 'muted', text: t('js.no_fetches') })));
   root.dataset.logReady = 'true';
 }
 
@@ -144,6 +158,26 @@ function showResult(shown) {
     lines.push(t('js.no_request'));
   }
   box.querySelector('.request').textContent = lines.join('\n');
+  showResponse(box, shown);
+}
+
+const SHOWN_BODY = 4096;  // characters of the body shown; the whole body is a download
+
+function showResponse(box, shown) {
+  const status = shown.status ? `HTTP ${shown.status}` : t('js.no_response');
+  const headers = (shown.headers ?? []).map(([name, value]) => `${name}: ${value}`);
+  box.querySelector('.response-headers').textContent = [status, ...headers].join('\n');
+  const body = shown.body ?? '';
+  box.querySelector('.response-body').textContent = body.slice(0, SHOWN_BODY);
+  box.querySelector('.response-body').classList.toggle('hidden', !body);
+  const note = box.querySelector('.body-note');
+  note.textContent = body.length > SHOWN_BODY
+    ? t('js.body_cut', { shown: SHOWN_BODY, total: body.length })
+    : (body ? '' : t('js.no_body'));
+  const link = box.querySelector('.body-download');
+  if (link.href) URL.revokeObjectURL(link.href);
+  link.classList.toggle('hidden', !body);
+  if (body) link.href = URL.createObjectURL(new Blob([body], { type: 'text/plain;charset=utf-8' }));
 }
 
 function wireDevtools() {
@@ -225,4 +259,11 @@ if (root) {
   setInterval(() => {
     if (document.visibilityState === 'visible') refresh();
   }, REFRESH_MS);
+}
+
+/** A failed fetch's reason in the page's language, the server's own words beneath. */
+function fetchError(entry) {
+  if (!entry.error) return [];
+  return [el('span', { text: t(`js.fetch_error.${entry.verdict}`) }),
+    el('div', { class: 'muted small', text: entry.error })];
 }

@@ -100,6 +100,13 @@ function updateButtons() {
 
 /** Re-make the metric / group / filter choices for the chosen event (keeping what still fits). */
 function onEventChange() {
+  // an event is chosen: the "choose an event" messages go (until a report replaces them)
+  const error = document.querySelector('[data-testid="rep-error"]');
+  if (error.textContent === t('js.rep.pick_event')) error.textContent = '';
+  const table = document.querySelector('[data-testid="rep-table"]');
+  if (!table.dataset.rows && form.elements.event.value) {
+    table.querySelector('tbody').replaceChildren(el('tr', {}, el('td', { class: 'muted', text: t('js.rep.ready') })));
+  }
   const metrics = [...metricsBox.querySelectorAll('[name=metric]')].map((s) => s.value);
   const groups = [...groupsBox.querySelectorAll('[name=group]')].map((s) => s.value);
   const filters = [...filtersBox.querySelectorAll('.filter-row')].map((row) => [
@@ -157,7 +164,10 @@ function bucketsBetween(from, to, granularity) {
   return out.length > 24 * 62 ? [] : out;
 }
 
-function chartOn(id, type, labels, datasets, { yTitle = '' } = {}) {
+// counts (events, users, distinct values) are whole numbers: integer ticks on their axis
+const COUNTS = (metric) => ['count', 'users'].includes(metric) || metric.startsWith('distinct:');
+
+function chartOn(id, type, labels, datasets, { yTitle = '', counts = false } = {}) {
   const canvas = document.getElementById(id);
   if (!canvas || typeof window.Chart !== 'function') return null;
   if (charts[id] && charts[id].config.type !== type) {
@@ -179,12 +189,13 @@ function chartOn(id, type, labels, datasets, { yTitle = '' } = {}) {
     });
   }
   const chart = charts[id];
+  chart.options.scales.y.ticks = counts ? { precision: 0 } : {};
   chart.data.labels = labels;
   chart.data.datasets = datasets.map((d, i) => ({
     borderColor: COLORS[i % COLORS.length],
     backgroundColor: type === 'bar' ? `${COLORS[i % COLORS.length]}cc` : COLORS[i % COLORS.length],
     pointRadius: 3,
-    tension: 0.2,
+    tension: 0,  // straight lines: a curve would invent values between buckets
     ...d,
   }));
   chart.update();
@@ -199,7 +210,8 @@ function drawReport(body, rows) {
   const groupKey = (row) => body.group_by.map((g) => `${g}=${row[g] ?? '∅'}`).join(', ');
   if (body.granularity === 'all') {
     const labels = rows.map((row) => groupKey(row) || t('js.rep.all'));
-    chartOn('report-chart', 'bar', labels, body.metrics.map((m) => ({ label: m, data: rows.map((row) => row[m] ?? null) })));
+    chartOn('report-chart', 'bar', labels, body.metrics.map((m) => ({ label: m, data: rows.map((row) => row[m] ?? null) })),
+      { counts: body.metrics.every(COUNTS) });
   } else {
     const filled = bucketsBetween(body.from, body.to, body.granularity);
     const labels = [...new Set([...filled, ...rows.map((row) => row.bucket)])].sort();
@@ -215,7 +227,7 @@ function drawReport(body, rows) {
       label,
       data: labels.map((b) => (s.values.has(b) ? s.values.get(b) : (ZERO_WHEN_EMPTY(s.metric) ? 0 : null))),
     }));
-    chartOn('report-chart', 'line', labels, datasets);
+    chartOn('report-chart', 'line', labels, datasets, { counts: body.metrics.every(COUNTS) });
   }
   const table = document.querySelector('[data-testid="rep-table"]');
   const columns = ['bucket', ...body.group_by, ...body.metrics];
@@ -305,10 +317,10 @@ function drawFunnel(body, rows) {
   for (const row of rows) {
     const key = group ? `${group}=${row[group] ?? '∅'}` : t('js.rep.all_users');
     if (!byGroup.has(key)) byGroup.set(key, new Array(labels.length).fill(0));
-    byGroup.get(key)[row.step - 1] = row.users;
+    byGroup.get(key)[row.step - 1] = Math.round(row.users);  // whole users
   }
   chartOn('funnel-chart', 'bar', labels, [...byGroup.entries()].map(([label, values]) => ({ label, data: values })),
-    { yTitle: t('js.rep.users') });
+    { yTitle: t('js.rep.users'), counts: true });
   const table = document.querySelector('[data-testid="funnel-table"]');
   const columns = ['step', 'event', ...(group ? [group] : []), 'users', 'conversion'];
   const names = { step: t('js.rep.col.step'), event: t('js.rep.col.event'), users: t('js.rep.col.users'),

@@ -1,0 +1,54 @@
+"""The server's log lines: ``human`` (one readable line: local time, level, source, message) or
+``json`` (one JSON object per line, for log shippers: ``ts``, ``level``, ``logger``,
+``message`` and the record's structured ``fields``).
+
+Invariants: one line per record (a traceback is folded into the JSON object's ``exc`` or
+follows the human line); the access log (``miniport.access``) and the fetch log
+(``miniport.fetch``) pass their values as ``extra={"fields": {...}}``."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from typing import Any
+
+SHORT_NAMES = {"miniport.access": "access", "miniport.fetch": "fetch"}
+
+
+class HumanFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(record.created))
+        source = SHORT_NAMES.get(record.name, record.name)
+        line = f"{when} {record.levelname:<7} {source} {record.getMessage()}"
+        if record.exc_info:
+            line += "\n" + self.formatException(record.exc_info)
+        return line
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        body: dict[str, Any] = {
+            "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
+            + f".{int(record.msecs):03d}Z",
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        body.update(getattr(record, "fields", None) or {})
+        if record.exc_info:
+            body["exc"] = self.formatException(record.exc_info)
+        return json.dumps(body, ensure_ascii=False, default=str)
+
+
+def configure(fmt: str = "human", level: str = "info") -> None:
+    """Route every log record (ours, uvicorn's, alembic's) through one handler on stderr."""
+    handler = logging.StreamHandler()
+    handler.setFormatter(JsonFormatter() if fmt == "json" else HumanFormatter())
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+    logging.getLogger("alembic").setLevel(logging.WARNING)  # migrations: quiet unless wrong
+    for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
+        logging.getLogger(name).handlers[:] = []
+        logging.getLogger(name).propagate = True

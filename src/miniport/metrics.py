@@ -1,0 +1,101 @@
+"""What a running platform reports about itself: Prometheus metrics (``GET /metrics``) and the
+fetch log (one ``miniport.fetch`` log line per fetch attempt).
+
+Invariants: every platform owns its own :class:`Metrics` and registry (nothing global, so two
+platforms in one process — as in the tests — never share counts); the services call the
+``fetched``/``launched``/``prefetch_waited``/``events`` hooks and never read metrics back;
+gauges (open device connections, queue depths) are read from their owners when scraped."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+if TYPE_CHECKING:
+    from .storage.fetches import FetchRecord
+
+CONTENT_TYPE = CONTENT_TYPE_LATEST
+fetch_log = logging.getLogger("miniport.fetch")
+
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+BODY_BUCKETS = (256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304)
+WAIT_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0)
+ACCEPTED_VERDICTS = ("cached", "not_modified")
+
+
+class Metrics:
+    def __init__(self) -> None:
+        r = self.registry = CollectorRegistry()
+        self.fetches = Counter(
+            "miniport_fetches", "Fetch attempts by kind and verdict", ["kind", "verdict"],
+            registry=r,
+        )  # fmt: skip
+        self.fetch_seconds = Histogram(
+            "miniport_fetch_duration_seconds", "Fetch latency (request to complete body)",
+            ["kind"], buckets=LATENCY_BUCKETS, registry=r,
+        )  # fmt: skip
+        self.fetch_bytes = Histogram(
+            "miniport_fetch_body_bytes", "Size of fetched bodies", ["kind"],
+            buckets=BODY_BUCKETS, registry=r,
+        )  # fmt: skip
+        self.launches = Counter("miniport_launches", "Cold launches reported", registry=r)
+        self.prefetch_waits = Histogram(
+            "miniport_prefetch_wait_seconds", "Time getBackgroundFetchData waited for a pre-fetch",
+            buckets=WAIT_BUCKETS, registry=r,
+        )  # fmt: skip
+        self.events = Counter(
+            "miniport_events", "Analytics events by result (accepted, rejected)", ["result"],
+            registry=r,
+        )  # fmt: skip
+
+    def watch(self, name: str, documentation: str, read: Callable[[], float]) -> None:
+        """A gauge read from ``read()`` at each scrape."""
+        Gauge(name, documentation, registry=self.registry).set_function(read)
+
+    def exposition(self) -> bytes:
+        return generate_latest(self.registry)
+
+    # --- hooks called by the services ---
+    def fetched(self, records: Sequence[FetchRecord]) -> None:
+        for r in records:
+            self.fetches.labels(r.kind, r.verdict).inc()
+            if r.latency_ms is not None:
+                self.fetch_seconds.labels(r.kind).observe(r.latency_ms / 1000)
+            if r.bytes:
+                self.fetch_bytes.labels(r.kind).observe(r.bytes)
+            self._log(r)
+
+    def launched(self) -> None:
+        self.launches.inc()
+
+    def prefetch_waited(self, seconds: float) -> None:
+        self.prefetch_waits.observe(seconds)
+
+    def events_checked(self, accepted: int, rejected: int) -> None:
+        if accepted:
+            self.events.labels("accepted").inc(accepted)
+        if rejected:
+            self.events.labels("rejected").inc(rejected)
+
+    @staticmethod
+    def _log(r: FetchRecord) -> None:
+        level = logging.INFO if r.verdict in ACCEPTED_VERDICTS else logging.WARNING
+        if not fetch_log.isEnabledFor(level):
+            return
+        latency = f"{r.latency_ms:.0f}ms" if r.latency_ms is not None else "-"
+        fetch_log.log(
+            level,
+            "%s %s/%s %s %s %s %s",
+            r.kind, r.appid, r.user_id, r.verdict, r.status or "-", latency, r.url or "-",
+            extra={
+                "fields": {
+                    "kind": r.kind, "appid": r.appid, "user": r.user_id, "trigger": r.trigger,
+                    "verdict": r.verdict, "status": r.status, "bytes": r.bytes,
+                    "latency_ms": r.latency_ms, "url": r.url, "error": r.error,
+                }
+            },
+        )  # fmt: skip

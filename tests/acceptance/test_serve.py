@@ -1,0 +1,158 @@
+"""`miniport serve` as an operator meets it: a start that cannot succeed ends at once with one
+line (exit 2) before anything claims to be serving; access and fetch log lines (human and JSON);
+``/metrics``; ``/docs`` without internet; ``/`` sends a browser to the console."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from tests.conftest import free_port
+from tests.support.cli import CLEAN_ENV, MINIPORT, Result
+from tests.support.platforms import eventually
+
+
+async def serve_once(*argv: str) -> Result:
+    """A `miniport serve` expected to end by itself."""
+    proc = await asyncio.create_subprocess_exec(
+        MINIPORT, "serve", *argv, env={**CLEAN_ENV, "COLUMNS": "80"},
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    out, err = await asyncio.wait_for(proc.communicate(), 30)
+    return Result(proc.returncode or 0, out.decode(), err.decode())
+
+
+def refused_once(result: Result, *words: str) -> None:
+    assert result.code == 2, result
+    assert "serving" not in result.out, result
+    assert "Traceback" not in result.err, result
+    lines = result.err.strip().splitlines()
+    assert len(lines) <= 2 and lines[0].startswith("error: "), result  # one line, wrapped at 80
+    for word in words:
+        assert word in " ".join(lines), (word, result)
+
+
+async def test_a_held_data_directory_ends_the_start_at_once(
+    tmp_path: Path, miniport_server: Any
+) -> None:
+    served = await miniport_server()
+    info = json.loads((tmp_path / "data" / "server.json").read_text())
+    second = await serve_once("--port", str(free_port()), "--data-dir", str(tmp_path / "data"))
+    refused_once(second, "another server", "--data-dir")
+    # the first server's registration is untouched and it still serves
+    assert json.loads((tmp_path / "data" / "server.json").read_text()) == info
+    async with aiohttp.ClientSession() as s, s.get(served.url + "/healthz") as r:
+        assert r.status == 200
+
+
+async def test_a_port_in_use_ends_the_start_at_once(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = await serve_once("--port", str(port), "--data-dir", str(tmp_path / "d"))
+        refused_once(result, f"127.0.0.1:{port}", "in use", "--port")
+        demo = await serve_once("--demo", "--port", str(free_port()), "--demo-port", str(port),
+                                "--data-dir", str(tmp_path / "d"))  # fmt: skip
+        refused_once(demo, f"127.0.0.1:{port}", "--demo-port")
+    assert not (tmp_path / "d" / "server.json").exists()
+
+
+async def test_root_docs_and_metrics(miniport_server: Any) -> None:
+    served = await miniport_server()
+    async with aiohttp.ClientSession() as s:
+        async with s.get(served.url + "/", allow_redirects=False) as r:
+            assert r.status == 302 and r.headers["Location"] == "/console"
+        async with s.get(served.url + "/docs") as r:
+            page = await r.text()
+        assert r.status == 200 and "cdn" not in page.lower() and "//" not in page.replace(
+            "://", ""
+        ).split("<body>")[0]
+        for asset in ("swagger-ui-bundle.js", "swagger-ui.css"):
+            assert f"/docs/assets/{asset}" in page
+            async with s.get(f"{served.url}/docs/assets/{asset}") as r:
+                assert r.status == 200 and len(await r.read()) > 10_000
+        async with s.get(served.url + "/metrics") as r:
+            text = await r.text()
+        assert r.status == 200 and r.headers["Content-Type"].startswith("text/plain")
+    for name in ("miniport_launches_total", "miniport_device_connections",
+                 "miniport_write_queue_depth", "miniport_prefetch_in_flight",
+                 "miniport_engine_in_flight", "# TYPE miniport_fetch_duration_seconds histogram",
+                 "# TYPE miniport_fetch_body_bytes histogram",
+                 "# TYPE miniport_prefetch_wait_seconds histogram",
+                 "# TYPE miniport_events_total counter"):  # fmt: skip
+        assert name in text, name
+
+
+async def _demo(miniport_server: Any, *flags: str) -> tuple[Any, dict[str, str], str]:
+    served = await miniport_server("--demo", "--demo-port", str(free_port()), *flags)
+
+    async def ready() -> str | None:
+        output = "".join(served.lines)
+        return output if "Authorization: Bearer" in output else None
+
+    output = await eventually(ready)
+    token = output.split("Authorization: Bearer ")[1].split("'")[0]
+    appid = output.split("Demo ready: app ")[1].split()[0]
+    return served, {"Authorization": f"Bearer {token}"}, appid
+
+
+async def _launch_and_read(url: str, headers: dict[str, str], appid: str) -> None:
+    base = f"{url}/runtime/v1/apps/{appid}"
+    async with aiohttp.ClientSession(headers=headers) as s:
+        async with s.post(base + "/launch", json={"path": "p", "query": "", "scene": 1001}) as r:
+            assert r.status == 200
+        params = {"fetchType": "pre", "waitMs": "5000"}
+        async with s.get(base + "/background-fetch/data", params=params) as r:
+            assert r.status == 200
+
+
+def _metric(text: str, name: str) -> float:
+    values = [float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+              if line.startswith(name + " ") or line.startswith(name + "{")]  # fmt: skip
+    return sum(values)
+
+
+async def test_access_and_fetch_logs_and_counts(miniport_server: Any) -> None:
+    served, headers, appid = await _demo(miniport_server)
+    await _launch_and_read(served.url, headers, appid)
+    async with aiohttp.ClientSession() as s, s.get(served.url + "/metrics") as r:
+        text = await r.text()
+    assert _metric(text, "miniport_launches_total") == 1
+    assert _metric(text, 'miniport_fetches_total{kind="pre",verdict="cached"}') == 1
+    assert _metric(text, "miniport_prefetch_wait_seconds_count") == 1
+    assert _metric(text, 'miniport_fetch_duration_seconds_count{kind="pre"}') == 1
+
+    async def logged() -> str | None:
+        output = "".join(served.lines)
+        return output if " fetch " in output and " access " in output else None
+
+    output = await eventually(logged)
+    access = next(line for line in output.splitlines() if " access " in line and "/launch" in line)
+    assert " INFO " in access and " access " in access and '"POST ' in access and " 200 " in access
+    fetch = next(line for line in output.splitlines() if " fetch " in line)
+    assert " INFO " in fetch and f"pre {appid}/alice cached 200" in fetch
+
+
+async def test_json_log_lines(miniport_server: Any) -> None:
+    served, headers, appid = await _demo(miniport_server, "--log-format", "json")
+    await _launch_and_read(served.url, headers, appid)
+
+    async def objects() -> list[dict[str, Any]] | None:
+        found = [json.loads(line) for line in "".join(served.lines).splitlines()
+                 if line.startswith("{")]  # fmt: skip
+        kinds = {o["logger"] for o in found}
+        return found if {"miniport.access", "miniport.fetch"} <= kinds else None
+
+    found = await eventually(objects)
+    fetch = next(o for o in found if o["logger"] == "miniport.fetch")
+    assert fetch["level"] == "info" and fetch["verdict"] == "cached" and fetch["kind"] == "pre"
+    assert fetch["appid"] == appid and fetch["status"] == 200
+    access = next(o for o in found if o["logger"] == "miniport.access" and o["path"].endswith(
+        "/launch"))  # fmt: skip
+    assert access["status"] == 200 and access["method"] == "POST" and "ts" in access

@@ -31,6 +31,7 @@ from ..analytics.definitions import DefinitionsInvalid
 from ..errors import MiniportError, ServerNotRunning
 from ..platform import Platform
 from ..services.analytics import AnalyticsService, parse_time
+from . import move_store
 from .common import (
     CommandError,
     DataDir,
@@ -44,7 +45,6 @@ from .common import (
     run_with_platform,
     settings_for,
 )
-from .move_store import move_store_command
 
 CLI_ACTOR = "cli"
 analytics_cmd = typer.Typer(
@@ -58,7 +58,7 @@ test_cmd = typer.Typer(
     help="Save-and-test on a tester's devices, with a live view.", no_args_is_help=True
 )
 analytics_cmd.add_typer(field_cmd, name="field")
-analytics_cmd.command("move-store")(move_store_command)
+analytics_cmd.command("move-store")(move_store.move_store_command)
 analytics_cmd.add_typer(event_cmd, name="event")
 analytics_cmd.add_typer(test_cmd, name="test")
 

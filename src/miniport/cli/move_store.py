@@ -10,14 +10,10 @@ from typing import Annotated, Any
 
 import duckdb
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 from rich.table import Table
 
-from ..analytics.clickhouse_store import ClickHouseEventStore
-from ..analytics.clickhouse_transport import HttpTransport, parse_clickhouse_url
 from ..analytics.event_store import DuckDBEventStore
 from ..errors import Conflict, MiniportError, NotFound
-from ..services.move_store import move_store
 from .common import DataDir, Json, console, emit, fail, settings_for
 
 
@@ -33,6 +29,13 @@ def _human(result: dict[str, Any]) -> None:
 
 
 def _run(data_dir: Any, to: str, appid: str | None, as_json: bool) -> dict[str, Any]:
+    # imported here, not by every CLI command
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+
+    from ..analytics.clickhouse_store import ClickHouseEventStore
+    from ..analytics.clickhouse_transport import HttpTransport, parse_clickhouse_url
+    from ..services.move_store import move_store
+
     settings = settings_for(data_dir)
     target_url = parse_clickhouse_url(to)
     if target_url.ca_file is None and settings.analytics_ca_file:

@@ -19,7 +19,8 @@ The tree (code, HTTP status)::
     ├── Forbidden                   forbidden              403
     ├── Conflict                    conflict               409  also a unique-key violation
     ├── ChangeNotConfirmable        change_not_confirmable 410
-    └── ServerNotRunning            server_not_running     503
+    ├── ServerNotRunning            server_not_running     503
+    └── AnalyticsUnavailable        analytics_unavailable  503  ClickHouse cannot be reached
 
 ``TokenNotSet`` and ``NoData`` keep their own base (``MiniportError``) in code; they are drawn
 under ``NotFound`` only because they share its status.

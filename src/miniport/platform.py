@@ -113,6 +113,26 @@ def _schedule_rules(settings: Settings) -> ScheduleRules:
     )
 
 
+def _make_analytics(
+    settings: Settings,
+    db: Database,
+    registry: RegistryStore,
+    broker: Broker,
+    clock: Clock,
+    metrics: Metrics,
+) -> AnalyticsService:
+    return AnalyticsService(
+        db=db,
+        registry=registry,
+        defs=AnalyticsDefsStore(db),
+        broker=broker,
+        clock=clock,
+        retention_days=settings.analytics_retention_days,
+        open_store=open_event_store(settings),
+        metrics=metrics,
+    )
+
+
 def create_platform(
     settings: Settings, clock: Clock | None = None, *, broker: Broker | None = None
 ) -> Platform:
@@ -166,16 +186,7 @@ def create_platform(
         wake_engine=wake,
         metrics=metrics,
     )
-    analytics = AnalyticsService(
-        db=db,
-        registry=registry,
-        defs=AnalyticsDefsStore(db),
-        broker=broker,
-        clock=clock,
-        retention_days=settings.analytics_retention_days,
-        open_store=open_event_store(settings),
-        metrics=metrics,
-    )
+    analytics = _make_analytics(settings, db, registry, broker, clock, metrics)
     platform = Platform(
         settings=settings,
         clock=clock,

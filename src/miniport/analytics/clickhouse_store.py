@@ -44,6 +44,7 @@ from __future__ import annotations
 import csv
 import json
 import threading
+import time
 from collections import deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -453,8 +454,6 @@ class ClickHouseEventStore:
         return count
 
     def _wait_for_mutations(self, timeout_s: float = 60.0) -> None:
-        import time
-
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             pending = self._scalar(

@@ -130,11 +130,12 @@ def dedup_source(
             f" AND uid IN (SELECT uid FROM {table} WHERE appid = {appid}"
             f" AND ts_ms >= {lo} AND ts_ms < {hi})"
         )
+    # one app: grouping by uid alone is ~30% cheaper than by (appid, uid) on 18.16
     return (
-        f"(SELECT appid, uid, {picked} FROM (SELECT appid, uid,"
+        f"(SELECT w_appid AS appid, uid, {picked} FROM (SELECT any(appid) AS w_appid, uid,"
         f" min(tuple(toUInt8(1 - visible), received_ms, {', '.join(carried)})) AS w"
         f" FROM {table}"
-        f" WHERE {where} GROUP BY appid, uid))"
+        f" WHERE {where} GROUP BY uid))"
     )
 
 

@@ -124,6 +124,7 @@ async def admin_request(
                 raise CommandError(
                     str(data.get("error") or f"http_{resp.status}"),
                     reworded(message) if data.get("error") == "invalid_input" else message,
+                    _reworded_problems(data) if data.get("error") == "invalid_input" else
                     data.get("problems") or data.get("errors"),
                 )
             return data
@@ -135,6 +136,19 @@ async def admin_request(
         raise CommandError(
             "timeout", f"the server at {url} did not answer within {timeout.total:.0f} s"
         ) from exc
+
+
+def _reworded_problems(data: dict[str, Any]) -> list[dict[str, str]]:
+    """The server's request-validation problems in the CLI's words (not the validator's)."""
+    out = []
+    for p in data.get("problems") or data.get("errors") or []:
+        path, message = str(p.get("path", "")), str(p.get("message", ""))
+        if not path:
+            out.append({"path": "", "message": reworded(message)})
+            continue
+        flag, _, text = reworded(f"{path}: {message}").partition(": ")
+        out.append({"path": flag, "message": text})
+    return out
 
 
 def _alive(pid: object) -> bool:

@@ -8,8 +8,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import replace
 
-from ..analytics.clickhouse_store import ClickHouseEventStore
-from ..analytics.clickhouse_transport import HttpTransport, parse_clickhouse_url
 from ..analytics.event_store import EventStore
 from ..config import Settings
 from .analytics import open_duckdb
@@ -18,6 +16,10 @@ __all__ = ["open_clickhouse", "open_event_store"]
 
 
 def open_clickhouse(url: str, ca_file: str | None = None) -> Callable[[], EventStore]:
+    # imported here: processes without ClickHouse (most CLI commands) do not pay for it
+    from ..analytics.clickhouse_store import ClickHouseEventStore
+    from ..analytics.clickhouse_transport import HttpTransport, parse_clickhouse_url
+
     parsed = parse_clickhouse_url(url)  # a malformed URL fails at start, not at first use
     if ca_file is not None and parsed.ca_file is None:
         parsed = replace(parsed, ca_file=ca_file)

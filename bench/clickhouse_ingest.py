@@ -1,0 +1,228 @@
+"""Benchmark: analytics ingestion over HTTP into ClickHouse through two API nodes, against a
+bare loop inserting the same rows into ClickHouse directly in the same block sizes.
+
+Two ``miniport serve`` processes share one PostgreSQL (a database of the benchmark's own,
+dropped at exit) and one ClickHouse (database ``miniport_bench_ingest``, dropped at exit).
+``--connections`` clients send batches of ``--batch`` unique events, alternating between the
+nodes, until N events; the count through the admin API must then be exactly N. The nodes'
+inserts are counted with ClickHouse's ``system.events`` (InsertQuery, InsertedRows), and
+the bare loop inserts the same rows with the store's own TSV insert, one block of the nodes'
+average size at a time. Target: ratio (HTTP events/s / bare rows/s) >= 0.5.
+
+    .venv/bin/python bench/clickhouse_ingest.py [--events 200000] [--connections 32]
+
+Needs MINIPORT_TEST_PG_URL (default postgresql://postgres@127.0.0.1:5432/postgres) and
+MINIPORT_TEST_CLICKHOUSE_URL (default: scripts/clickhouse/start.sh's server). Last line: JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import secrets
+import signal
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import psycopg
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+from bench.common import free_port  # noqa: E402
+from miniport.analytics.clickhouse_store import ClickHouseEventStore  # noqa: E402
+from miniport.analytics.clickhouse_transport import (  # noqa: E402
+    HttpTransport,
+    parse_clickhouse_url,
+)
+from miniport.analytics.event_store import StoredEvent  # noqa: E402
+from miniport.config import Settings  # noqa: E402
+from miniport.platform import create_platform  # noqa: E402
+
+PG_URL = os.environ.get("MINIPORT_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+CH_URL = os.environ.get(
+    "MINIPORT_TEST_CLICKHOUSE_URL", "clickhouse://default:@127.0.0.1:18123/miniport_test"
+)
+MINIPORT = str(Path(sys.executable).parent / "miniport")
+PURCHASE = {"name": "purchase", "display_name": "buy", "mode": "api", "fields": ["price", "color"]}
+
+
+def ch_url(database: str) -> str:
+    return CH_URL.split("?", 1)[0].rsplit("/", 1)[0] + "/" + database
+
+
+def insert_counters(t: HttpTransport) -> tuple[int, int]:
+    raw = t.execute(
+        "SELECT event, value FROM system.events WHERE event IN ('InsertQuery', 'InsertedRows')"
+        " FORMAT JSONCompact",
+        in_database=False,
+    )
+    values = {name: int(v) for name, v in json.loads(raw)["data"]}
+    return values.get("InsertQuery", 0), values.get("InsertedRows", 0)
+
+
+async def setup_app(settings: Settings) -> tuple[str, str]:
+    p = create_platform(settings)
+    appid = (await p.apps.create("bench", "bench")).appid
+    await p.analytics.add_field(appid, {"name": "price", "type": "int"})
+    await p.analytics.add_field(appid, {"name": "color", "type": "string"})
+    await p.analytics.save_event(appid, PURCHASE)
+    await p.analytics.publish(appid, "bench")
+    token = p.auth.runtime_token("u1")
+    await p.close()
+    return appid, token
+
+
+async def start_node(data: Path, env: dict[str, str]) -> tuple[str, asyncio.subprocess.Process]:
+    port = free_port()
+    proc = await asyncio.create_subprocess_exec(
+        MINIPORT, "serve", "--port", str(port), "--data-dir", str(data), env=env,
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    async with aiohttp.ClientSession() as session:
+        for _ in range(1200):
+            try:
+                async with session.get(url + "/healthz") as resp:
+                    if resp.status == 200:
+                        return url, proc
+            except aiohttp.ClientError:
+                pass
+            await asyncio.sleep(0.05)
+    raise RuntimeError("a node did not start")
+
+
+def body(first: int, size: int, now: int) -> bytes:
+    events = [
+        {"id": str(i), "event": "purchase", "data": {"price": i % 100, "color": f"c{i % 5}"},
+         "ts": now - i % 1000}
+        for i in range(first, first + size)
+    ]  # fmt: skip
+    return json.dumps({"sent_at": now, "events": events}).encode()
+
+
+async def load(urls: list[str], path: str, token: str, n: int, batch: int, conns: int) -> float:
+    now = int(time.time() * 1000)
+    starts = iter(range(0, n, batch))
+    headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+    payloads = {s: body(s, min(batch, n - s), now) for s in range(0, n, batch)}
+
+    async def worker(k: int, session: aiohttp.ClientSession) -> None:
+        for first in starts:
+            async with session.post(urls[k % 2] + path, data=payloads[first], headers=headers) as r:
+                if r.status != 200:
+                    raise RuntimeError(f"{r.status}: {await r.text()}")
+                await r.read()
+
+    connector = aiohttp.TCPConnector(limit=conns)
+    async with aiohttp.ClientSession(connector=connector) as session:
+        start = time.perf_counter()
+        await asyncio.gather(*(worker(k, session) for k in range(conns)))
+        return time.perf_counter() - start
+
+
+def bare(n: int, block: int) -> float:
+    """The same rows inserted directly, ``block`` rows per insert, one after another."""
+    url = ch_url("miniport_bench_bare")
+    HttpTransport(parse_clickhouse_url(url)).execute(
+        "DROP DATABASE IF EXISTS miniport_bench_bare", in_database=False
+    )
+    now = int(time.time() * 1000)
+    rows = [
+        StoredEvent("bench", str(i), "purchase", "u1", now - i % 1000, now, False, None, None,
+                    None, {0: i % 100}, {1: f"c{i % 5}"})
+        for i in range(n)
+    ]  # fmt: skip
+    with ClickHouseEventStore.from_url(url) as store:
+        store.append(rows[:1])  # creates the tables and slot columns
+        start = time.perf_counter()
+        for lo in range(1, n, block):
+            store._insert(rows[lo : lo + block])
+        elapsed = time.perf_counter() - start
+        store._exec("DROP DATABASE IF EXISTS miniport_bench_bare")
+    return elapsed * n / max(1, n - 1)
+
+
+async def run(n: int, batch: int, conns: int) -> dict[str, Any]:
+    pg_name = "miniport_bench_" + secrets.token_hex(4)
+    admin = psycopg.connect(PG_URL, autocommit=True)
+    admin.execute(f'CREATE DATABASE "{pg_name}"')
+    pg_url = PG_URL.rsplit("/", 1)[0] + "/" + pg_name
+    analytics_url = ch_url("miniport_bench_ingest")
+    ch = HttpTransport(parse_clickhouse_url(analytics_url))
+    ch.execute("DROP DATABASE IF EXISTS miniport_bench_ingest", in_database=False)
+    procs: list[asyncio.subprocess.Process] = []
+    try:
+        with tempfile.TemporaryDirectory(prefix="miniport-bench-") as tmp:
+            base = Path(tmp)
+            settings = Settings(
+                data_dir=base / "setup", database_url=pg_url, analytics_url=analytics_url
+            )
+            appid, token = await setup_app(settings)
+            env = {k: v for k, v in os.environ.items() if not k.startswith("MINIPORT_")} | {
+                "MINIPORT_DATABASE_URL": pg_url,
+                "MINIPORT_ANALYTICS_URL": analytics_url,
+                "MINIPORT_START_SCHEDULER": "false",
+            }
+            nodes = await asyncio.gather(*(start_node(base / f"n{i}", env) for i in range(2)))
+            procs = [proc for _, proc in nodes]
+            urls = [url for url, _ in nodes]
+            path = f"/runtime/v1/apps/{appid}/analytics/events"
+            await load(urls, path, token, min(n, 2 * batch), batch, 2)  # warm-up
+            q0, r0 = insert_counters(ch)
+            http_s = await load(urls, path, token, n, batch, conns)
+            q1, r1 = insert_counters(ch)
+            with ClickHouseEventStore.from_url(analytics_url) as store:
+                stored = store.count(appid)
+            assert stored == n, (stored, n)
+            block = max(1, round((r1 - r0) / max(1, q1 - q0)))
+            bare_s = bare(n, block)
+            return {"http_s": http_s, "bare_s": bare_s, "block": block, "inserts": q1 - q0}
+    finally:
+        for proc in procs:
+            if proc.returncode is None:
+                proc.send_signal(signal.SIGTERM)
+                await proc.wait()
+        ch.execute("DROP DATABASE IF EXISTS miniport_bench_ingest", in_database=False)
+        admin.execute(f'DROP DATABASE IF EXISTS "{pg_name}" WITH (FORCE)')
+        admin.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--events", type=int, default=200_000)
+    parser.add_argument("--batch", type=int, default=100)
+    parser.add_argument("--connections", type=int, default=32)
+    args = parser.parse_args(argv)
+    n = args.events
+    result = asyncio.run(run(n, args.batch, args.connections))
+    http_rate, bare_rate = n / result["http_s"], n / result["bare_s"]
+    ratio = http_rate / bare_rate
+    print(
+        f"ClickHouse ingest, {n:,} events in batches of {args.batch} through 2 nodes: "
+        f"{http_rate:,.0f} events/s ({result['inserts']} inserts, ~{result['block']} rows each); "
+        f"bare inserts of the same blocks: {bare_rate:,.0f} rows/s; ratio {ratio:.2f} "
+        "[target >= 0.5]"
+    )
+    print(
+        json.dumps(
+            {
+                "bench": "clickhouse_ingest",
+                "events": n,
+                "events_per_s": round(http_rate),
+                "bare_rows_per_s": round(bare_rate),
+                "block_rows": result["block"],
+                "ratio": round(ratio, 3),
+            }
+        )
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

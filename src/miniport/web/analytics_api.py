@@ -3,21 +3,24 @@ console and the CLI use (definitions, test and publish, live test view, reports,
 
 from __future__ import annotations
 
-import json
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, Depends, Query, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel, Field, StrictBool, StrictStr
 
+from ..domain import json_text
 from ..errors import InvalidInput, MiniportError
 from ..events.broker import sse
 from ..services.analytics import parse_time, test_channel
 from ..services.auth import Principal
 from .deps import error_response, platform_of, require, runtime_identity
+from .strict_json import StrictJSONRoute
 
-runtime = APIRouter(prefix="/runtime/v1", tags=["runtime"])
-admin = APIRouter(prefix="/admin/v1/apps/{appid}/analytics", tags=["analytics"])
+runtime = APIRouter(prefix="/runtime/v1", tags=["runtime"], route_class=StrictJSONRoute)
+admin = APIRouter(
+    prefix="/admin/v1/apps/{appid}/analytics", tags=["analytics"], route_class=StrictJSONRoute
+)
 Viewer = Annotated[Principal, Depends(require("viewer"))]
 Developer = Annotated[Principal, Depends(require("developer"))]
 MAX_BATCH_BYTES = 1_000_000
@@ -71,7 +74,7 @@ async def report_events(appid: str, request: Request) -> Any:
         if len(raw) > MAX_BATCH_BYTES:
             raise InvalidInput(f"batch larger than {MAX_BATCH_BYTES} bytes")
         try:
-            batch = json.loads(raw)
+            batch = json_text.loads(raw)
         except (ValueError, RecursionError) as exc:
             raise InvalidInput(f"invalid JSON: {exc}") from exc
         result = await platform_of(request).analytics.ingest(appid, who.user_id, batch)

@@ -42,6 +42,15 @@ def _api_name(request: Request) -> str | None:
     return "runtime"
 
 
+def _problem(error: dict[str, Any]) -> str:
+    """One validation problem: the field's path; a problem with the body as a whole (missing,
+    not an object, not JSON) names the body."""
+    if error["type"] == "json_invalid":
+        return f"request body: invalid JSON: {error.get('ctx', {}).get('error', error['msg'])}"
+    where = ".".join(str(p) for p in error["loc"] if p != "body") or "request body"
+    return f"{where}: {error['msg']}"
+
+
 def create_app(platform: Platform, *, run_scheduler: bool | None = None) -> FastAPI:
     run = platform.settings.start_scheduler if run_scheduler is None else run_scheduler
 
@@ -80,11 +89,7 @@ def create_app(platform: Platform, *, run_scheduler: bool | None = None) -> Fast
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
-        # the field's path; a problem with the body as a whole (missing, not an object) names it
-        problems = [
-            f"{'.'.join(str(p) for p in e['loc'] if p != 'body') or 'request body'}: {e['msg']}"
-            for e in exc.errors()
-        ]
+        problems = [_problem(e) for e in exc.errors()]
         body: dict[str, Any] = {
             "error": "invalid_input",
             "message": "; ".join(problems),

@@ -9,8 +9,9 @@ from pydantic import BaseModel, Field, StrictStr
 
 from ..errors import Unauthorized
 from .deps import bearer, platform_of
+from .strict_json import StrictJSONRoute
 
-router = APIRouter(tags=["open"])
+router = APIRouter(tags=["open"], route_class=StrictJSONRoute)
 
 
 @router.get("/sns/jscode2session")

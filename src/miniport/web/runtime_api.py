@@ -14,8 +14,9 @@ from ..domain.tokens import RuntimeIdentity
 from ..errors import InvalidInput, MiniportError
 from ..events.broker import sse
 from .deps import error_response, platform_of, runtime_identity
+from .strict_json import StrictJSONRoute
 
-router = APIRouter(prefix="/runtime/v1", tags=["runtime"])
+router = APIRouter(prefix="/runtime/v1", tags=["runtime"], route_class=StrictJSONRoute)
 Identity = Annotated[RuntimeIdentity, Depends(runtime_identity)]
 
 

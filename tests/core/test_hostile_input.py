@@ -1,0 +1,71 @@
+"""Hostile input through the real server: a lone surrogate in any JSON string field is a clean
+422 (never a 500, never a reset connection), and a URL with bidirectional-control characters is
+refused."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+import pytest
+
+from miniport.domain import json_text
+from miniport.errors import TokenNotSet
+from tests.conftest import LiveServer
+
+LONE = b'"\\ud800"'
+
+
+@pytest.fixture
+async def session() -> AsyncIterator[aiohttp.ClientSession]:
+    # one connection for the whole test: a reset after a refusal would show on the next call
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=1)) as s:
+        yield s
+
+
+async def _post(session: aiohttp.ClientSession, url: str, key: str, body: bytes
+                ) -> tuple[int, dict[str, Any]]:
+    headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
+    async with session.post(url, data=body, headers=headers) as r:
+        return r.status, await r.json()
+
+
+async def test_a_lone_surrogate_in_any_json_string_is_a_clean_422(
+    live_server: LiveServer, session: aiohttp.ClientSession,
+) -> None:
+    p, base, key = live_server.platform, live_server.url, live_server.admin_key
+    app = await p.apps.create("shop", "test")
+    token = p.auth.runtime_token("alice")
+    cases = [
+        (f"/admin/v1/apps/{app.appid}/changes", key,
+         b'{"kind": "pre", "url": "https://dev.example/' + LONE[1:-1] + b'"}'),
+        (f"/runtime/v1/apps/{app.appid}/background-fetch/token", token,
+         b'{"token": ' + LONE + b"}"),
+        (f"/admin/v1/apps/{app.appid}/devtools/fetch", key,
+         b'{"user_id": "alice", "path": ' + LONE + b"}"),
+        ("/admin/v1/apps", key, b'{"name": ' + LONE + b"}"),
+        (f"/runtime/v1/apps/{app.appid}/launch", token, b'{"path": ' + LONE + b"}"),
+        (f"/runtime/v1/apps/{app.appid}/analytics/events", token,
+         b'{"sent_at": 1, "events": [{"id": ' + LONE + b', "event": "e", "ts": 1}]}'),
+    ]
+    for path, bearer, body in cases:
+        status, answer = await _post(session, base + path, bearer, body)
+        assert status == 422, (path, answer)
+        assert "JSON" in answer["message"], (path, answer)
+        # the connection is still good: the next request on it is answered
+        async with session.get(base + "/healthz") as r:
+            assert r.status == 200
+    # nothing was stored by the refused requests
+    assert [a.name for a in await p.db.read(p.registry.list_apps)] == ["shop"]
+    with pytest.raises(TokenNotSet):
+        await p.background.get_token(app.appid, "alice")
+
+
+def test_the_strict_reader_refuses_lone_surrogates_only() -> None:
+    assert json_text.loads(b'{"a": "\\ud83d\\ude00", "b": "\\\\ud800"}') == {
+        "a": "\U0001f600", "b": "\\ud800"}  # a pair, and an escaped backslash, are fine
+    for bad in (b'"\\ud800"', b'{"\\udc00": 1}', b'[["x\\uDBFFy"]]', '"\\ud800"'):
+        with pytest.raises(json.JSONDecodeError, match="surrogate"):
+            json_text.loads(bad)

@@ -62,6 +62,16 @@ def test_a_runtime_token_expires() -> None:
         read_runtime_token(KEY, token, max_age_s=30 * DAY, now=T + 30 * DAY + 1)
 
 
+def test_a_runtime_token_issued_in_the_future_is_refused() -> None:
+    """A token claiming a later issue time would outlive its maximum age (and could be minted
+    ahead of a key leak's discovery): beyond a small clock skew it is refused."""
+    token = make_runtime_token(KEY, RuntimeIdentity("alice", "phone", T + 3600))
+    with pytest.raises(Unauthorized, match="future"):
+        read_runtime_token(KEY, token, max_age_s=30 * DAY, now=T)
+    skewed = make_runtime_token(KEY, RuntimeIdentity("alice", "phone", T + 30))
+    assert read_runtime_token(KEY, skewed, max_age_s=30 * DAY, now=T).issued_at == T + 30
+
+
 def test_login_codes_are_signed_and_carry_app_user_and_expiry() -> None:
     code = make_login_code(KEY, LoginCode("mpA", "alice", T + 300, "nonce1"))
     assert "alice" not in code

@@ -16,6 +16,7 @@ from ..errors import InvalidInput, Unauthorized
 
 MAX_USER_ID = 128
 MAX_DEVICE_ID = 128
+CLOCK_SKEW_S = 60  # how far in the future a token's issue time may be (clocks of several nodes)
 
 
 @dataclass(frozen=True)
@@ -64,6 +65,8 @@ def read_runtime_token(key: bytes, token: str, *, max_age_s: float, now: float) 
         raise Unauthorized("invalid runtime token") from exc
     if now - identity.issued_at > max_age_s:
         raise Unauthorized("runtime token expired")
+    if identity.issued_at > now + CLOCK_SKEW_S:
+        raise Unauthorized("runtime token issued in the future")
     return identity
 
 

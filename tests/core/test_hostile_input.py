@@ -69,3 +69,16 @@ def test_the_strict_reader_refuses_lone_surrogates_only() -> None:
     for bad in (b'"\\ud800"', b'{"\\udc00": 1}', b'[["x\\uDBFFy"]]', '"\\ud800"'):
         with pytest.raises(json.JSONDecodeError, match="surrogate"):
             json_text.loads(bad)
+
+
+async def test_a_url_with_a_bidi_override_is_refused_before_any_admin_sees_it(
+    live_server: LiveServer, session: aiohttp.ClientSession,
+) -> None:
+    p = live_server.platform
+    app = await p.apps.create("shop", "test")
+    body = b'{"kind": "pre", "url": "https://evil.example/\\u202egpj.atad"}'
+    status, answer = await _post(session, f"{live_server.url}/admin/v1/apps/{app.appid}/changes",
+                                 live_server.admin_key, body)
+    assert status == 422 and answer["error"] == "invalid_url", answer
+    assert "U+202E" in answer["message"]
+    assert await p.db.read(p.registry.list_changes, app.appid) == []

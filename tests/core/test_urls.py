@@ -26,6 +26,13 @@ from miniport.errors import InvalidURL
         ("https://example.com:99999/data", "cannot be parsed"),
         ("https://exa mple.com/", "white space"),
         ("https://example.com/\x00", "control characters"),
+        ("https://example.com/\u202egpj.exe", "direction-changing character (U+202E)"),
+        ("https://evil.example\u202e/moc.elpmaxe", "U+202E"),
+        ("https://example.com/a\u2066b\u2069", "U+2066"),
+        ("https://exa\u200bmple.com/", "U+200B"),
+        ("https://example.com/\u200f", "U+200F"),
+        ("https://example.com/\x7f", "U+007F"),
+        ("https://example.com/\x9b", "U+009B"),
         ("", "empty"),
         ("   ", "empty"),
         ("https://example.com/" + "a" * MAX_URL_LENGTH, "longer than"),
@@ -81,3 +88,8 @@ def test_dev_mode_still_refuses_http_pre_fetch_off_loopback(url: str) -> None:
 def test_periodic_url_may_be_http() -> None:
     assert validate_fetch_url("periodic", "http://example.com/p", dev=False) == \
         "http://example.com/p"
+
+
+def test_visible_non_ascii_urls_are_still_accepted() -> None:
+    url = "https://例え.jp/数据?q=é"
+    assert validate_fetch_url("pre", url, dev=False) == url

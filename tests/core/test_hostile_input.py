@@ -82,3 +82,18 @@ async def test_a_url_with_a_bidi_override_is_refused_before_any_admin_sees_it(
     assert status == 422 and answer["error"] == "invalid_url", answer
     assert "U+202E" in answer["message"]
     assert await p.db.read(p.registry.list_changes, app.appid) == []
+
+
+@pytest.mark.xfail(strict=True, reason="fixed by the error-tree change")
+async def test_an_export_of_an_empty_or_invalid_event_name_is_422(
+    live_server: LiveServer, session: aiohttp.ClientSession,
+) -> None:
+    app = await live_server.platform.apps.create("shop", "test")
+    headers = {"Authorization": f"Bearer {live_server.admin_key}"}
+    for event in ("", "Bad-Name"):
+        async with session.get(
+            f"{live_server.url}/admin/v1/apps/{app.appid}/analytics/export",
+            params={"event": event}, headers=headers,
+        ) as r:
+            assert r.status == 422, (event, await r.text())
+            assert (await r.json())["message"]

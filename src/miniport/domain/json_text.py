@@ -35,7 +35,12 @@ def _has_lone_surrogate(value: Any) -> bool:
 def loads(body: bytes | str) -> Any:
     """``json.loads`` that refuses lone surrogates. Bodies without a surrogate escape (nearly all)
     cost one regex scan more than ``json.loads``."""
-    value = json.loads(body)
+    try:
+        value = json.loads(body)
+    except UnicodeDecodeError as exc:  # bytes that are not UTF-8 (or UTF-16/32) text
+        raise json.JSONDecodeError(
+            "the body is not UTF-8 text", repr(body[:64]), exc.start
+        ) from exc
     raw = body.encode("utf-8", "surrogatepass") if isinstance(body, str) else body
     if _SURROGATE_ESCAPE.search(raw) and _has_lone_surrogate(value):
         text = body if isinstance(body, str) else body.decode("utf-8", "replace")

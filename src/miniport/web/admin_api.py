@@ -12,9 +12,12 @@ from ..domain.requests import Launch
 from ..services.auth import Principal
 from ..storage.health import health_series as _health_series
 from .deps import platform_of, require
+from .openapi_doc import ERRORS
 from .strict_json import StrictJSONRoute
 
-router = APIRouter(prefix="/admin/v1", tags=["admin"], route_class=StrictJSONRoute)
+router = APIRouter(
+    prefix="/admin/v1", tags=["admin"], route_class=StrictJSONRoute, responses=ERRORS
+)
 Viewer = Annotated[Principal, Depends(require("viewer"))]
 Developer = Annotated[Principal, Depends(require("developer"))]
 Admin = Annotated[Principal, Depends(require("admin"))]

@@ -15,11 +15,17 @@ from ..events.broker import sse
 from ..services.analytics import parse_time, test_channel
 from ..services.auth import Principal
 from .deps import error_response, platform_of, require, runtime_identity
+from .openapi_doc import CSV, ERRORS, EVENT_STREAM
 from .strict_json import StrictJSONRoute
 
-runtime = APIRouter(prefix="/runtime/v1", tags=["runtime"], route_class=StrictJSONRoute)
+runtime = APIRouter(
+    prefix="/runtime/v1", tags=["runtime"], route_class=StrictJSONRoute, responses=ERRORS
+)
 admin = APIRouter(
-    prefix="/admin/v1/apps/{appid}/analytics", tags=["analytics"], route_class=StrictJSONRoute
+    prefix="/admin/v1/apps/{appid}/analytics",
+    tags=["analytics"],
+    route_class=StrictJSONRoute,
+    responses=ERRORS,
 )
 Viewer = Annotated[Principal, Depends(require("viewer"))]
 Developer = Annotated[Principal, Depends(require("developer"))]
@@ -163,7 +169,7 @@ async def sync_test(appid: str, test_id: str, request: Request, who: Developer) 
     return await platform_of(request).analytics.sync_test(appid, test_id)
 
 
-@admin.get("/tests/{test_id}/events")
+@admin.get("/tests/{test_id}/events", response_class=StreamingResponse, responses=EVENT_STREAM)
 async def watch_test(appid: str, test_id: str, request: Request, who: Viewer) -> StreamingResponse:
     """Live test view (server-sent events): one ``testReport`` per batch from the tester, with
     each event's page, trigger, action, values, coercions, and every rejection's reason."""
@@ -230,7 +236,7 @@ async def funnel(appid: str, body: FunnelIn, request: Request, who: Viewer) -> d
     )
 
 
-@admin.get("/export")
+@admin.get("/export", response_class=Response, responses=CSV)
 async def export(
     appid: str,
     request: Request,

@@ -14,9 +14,12 @@ from ..domain.tokens import RuntimeIdentity
 from ..errors import InvalidInput, MiniportError
 from ..events.broker import sse
 from .deps import error_response, platform_of, runtime_identity
+from .openapi_doc import ERRORS, EVENT_STREAM
 from .strict_json import StrictJSONRoute
 
-router = APIRouter(prefix="/runtime/v1", tags=["runtime"], route_class=StrictJSONRoute)
+router = APIRouter(
+    prefix="/runtime/v1", tags=["runtime"], route_class=StrictJSONRoute, responses=ERRORS
+)
 Identity = Annotated[RuntimeIdentity, Depends(runtime_identity)]
 
 
@@ -133,7 +136,7 @@ async def login(appid: str, request: Request, who: Identity) -> Any:
     return {"code": code, "errMsg": "login:ok"}
 
 
-@router.get("/events")
+@router.get("/events", response_class=StreamingResponse, responses=EVENT_STREAM)
 async def events(request: Request) -> Any:
     """Server-sent events for this runtime. Browsers' EventSource cannot send headers, so the
     token may also come as ``?access_token=``."""

@@ -74,8 +74,9 @@ class DevBackend:
 class LiveConsole:
     """The server in a background thread; ``run`` executes a coroutine on its loop."""
 
-    def __init__(self, data_dir: Path) -> None:
+    def __init__(self, data_dir: Path, **settings: Any) -> None:
         self.data_dir = data_dir
+        self.settings = settings  # more Settings values (cors_origins=..., say)
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.dev = DevBackend()
@@ -106,7 +107,7 @@ class LiveConsole:
         await site.start()
         self.dev.url = f"http://127.0.0.1:{runner.addresses[0][1]}"
         settings = Settings(data_dir=self.data_dir, dev=True, retry_base_s=1.0,
-                            public_url=self.url)
+                            public_url=self.url, **self.settings)
         self.platform = create_platform(settings)
         app = create_app(self.platform)
         self.auth = app.state.console.auth

@@ -17,6 +17,7 @@ from ..analytics.definitions import DefinitionsInvalid
 from ..errors import MiniportError
 from ..platform import Platform
 from . import admin_api, analytics_api, confirm_page, console, open_api, runtime_api
+from .cors import ContainerCORS
 from .deps import error_response
 from .limits import BodySizeLimit
 
@@ -120,4 +121,6 @@ def create_app(platform: Platform, *, run_scheduler: bool | None = None) -> Fast
     app.include_router(confirm_page.router)
     console.install(app, platform)  # /console, /sdk and the console session for /admin/v1
     app.add_middleware(BodySizeLimit, max_bytes=platform.settings.max_request_bytes)
+    if platform.settings.cors_origins:  # outermost: a refused body still carries CORS headers
+        app.add_middleware(ContainerCORS, origins=platform.settings.cors_origins)
     return app

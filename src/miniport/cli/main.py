@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -12,7 +13,7 @@ import typer
 from rich.table import Table
 
 from ..domain.requests import Launch
-from ..errors import MiniportError
+from ..errors import InvalidInput, MiniportError
 from ..platform import Platform
 from .common import DataDir, Json, call_server, console, emit, fail, run_with_platform, settings_for
 
@@ -40,6 +41,16 @@ app.add_typer(api_key_cmd, name="api-key")
 
 Kind = Annotated[str, typer.Option("--kind", help="periodic or pre")]
 CLI_ACTOR = "cli"
+
+
+def iso_time(text: str | None) -> float | None:
+    if text is None:
+        return None
+    try:
+        when = datetime.fromisoformat(text)
+    except ValueError as exc:
+        raise InvalidInput(f"not an ISO time: {text!r}") from exc
+    return (when if when.tzinfo else when.replace(tzinfo=UTC)).timestamp()
 
 
 def qr_text(link: str) -> str:
@@ -200,6 +211,23 @@ def user_token(
     emit(as_json, {"runtime_token": run_with_platform(data_dir, as_json, work)})
 
 
+@user_cmd.command("revoke")
+def user_revoke(
+    user_id: str,
+    before: Annotated[
+        str | None, typer.Option("--before", help="ISO time (UTC if no offset); default: now")
+    ] = None,
+    data_dir: DataDir = None,
+    as_json: Json = False,
+) -> None:
+    """Revoke the user's runtime tokens: all of them, or those issued before --before."""
+
+    async def work(p: Platform) -> dict[str, Any]:
+        return await p.auth.revoke_runtime(user_id, iso_time(before), CLI_ACTOR)
+
+    emit(as_json, run_with_platform(data_dir, as_json, work))
+
+
 @key_cmd.command("create")
 def host_key_create(
     name: Annotated[str, typer.Argument()] = "host", data_dir: DataDir = None, as_json: Json = False
@@ -219,6 +247,24 @@ def api_key_create(
     emit(
         as_json,
         run_with_platform(data_dir, as_json, lambda p: p.auth.create_key("api", name, role)),
+    )
+
+
+@api_key_cmd.command("revoke")
+def api_key_revoke(name: str, data_dir: DataDir = None, as_json: Json = False) -> None:
+    """Revoke the admin API keys of that name; they stop working at once."""
+    revoked = run_with_platform(
+        data_dir, as_json, lambda p: p.auth.revoke_key("api", name, CLI_ACTOR)
+    )
+    emit(as_json, {"name": name, "revoked": len(revoked)})
+
+
+@api_key_cmd.command("rotate")
+def api_key_rotate(name: str, data_dir: DataDir = None, as_json: Json = False) -> None:
+    """Revoke the admin API keys of that name and print a new one with the same role."""
+    emit(
+        as_json,
+        run_with_platform(data_dir, as_json, lambda p: p.auth.rotate_key("api", name, CLI_ACTOR)),
     )
 
 

@@ -236,3 +236,15 @@ analytics_tests = Table(
     Column("synced_at", Float, nullable=True),
     Index("ix_analytics_tests_appid_user_status", "appid", "user_id", "status"),
 )
+
+# Runtime-token revocations, append-only: a user's tokens issued before ``before`` are refused.
+# API nodes read the rows past the last ``seq`` they saw, so a revocation reaches every node.
+runtime_revocations = Table(
+    "runtime_revocations",
+    metadata,
+    Column("seq", Integer, primary_key=True, autoincrement=True),
+    Column("user_id", String(128), nullable=False),
+    Column("before", Float, nullable=False),
+    Column("revoked_at", Float, nullable=False),
+    Column("actor", String(160), nullable=False),
+)

@@ -33,7 +33,9 @@ async def runtime_identity(request: Request) -> RuntimeIdentity:
     token = bearer(request)
     if token is None:
         raise Unauthorized("missing runtime token (Authorization: Bearer ...)")
-    return platform_of(request).auth.identify(token)
+    auth = platform_of(request).auth
+    await auth.refresh_revocations()
+    return auth.identify(token)
 
 
 async def principal(request: Request) -> Principal:

@@ -142,6 +142,7 @@ async def events(request: Request) -> Any:
     token may also come as ``?access_token=``."""
     token = request.query_params.get("access_token")
     try:
+        await platform_of(request).auth.refresh_revocations()
         who = (
             platform_of(request).auth.identify(token) if token else await runtime_identity(request)
         )

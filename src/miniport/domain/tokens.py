@@ -11,13 +11,10 @@ import base64
 import hashlib
 import hmac
 import json
-import secrets
 from dataclasses import dataclass
 
-from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
-
 from ..errors import InvalidInput, Unauthorized
+from .sealing import seal, unseal
 
 MAX_USER_ID = 128
 MAX_DEVICE_ID = 128
@@ -86,14 +83,6 @@ class LoginCode:
     nonce: str
 
 
-_CODE_AD = b"miniport login code v1"
-
-
-def _code_cipher(key: bytes) -> ChaCha20Poly1305:
-    # a key of its own, derived from the server key, so no other use of that key meets this one
-    return ChaCha20Poly1305(hmac.new(key, b"login-code-aead", hashlib.sha256).digest())
-
-
 def make_login_code(key: bytes, code: LoginCode) -> str:
     """A self-contained one-time code (wx.login), encrypted and authenticated (ChaCha20-Poly1305
     with a key derived from the server key): like WeChat's, it reveals nothing to whoever sees
@@ -102,20 +91,18 @@ def make_login_code(key: bytes, code: LoginCode) -> str:
     plain = json.dumps(
         [code.appid, code.openid, int(code.expires_at), code.nonce], separators=(",", ":")
     ).encode()
-    nonce = secrets.token_bytes(12)
-    return _b64(nonce + _code_cipher(key).encrypt(nonce, plain, _CODE_AD))
+    return seal(key, "login-code", plain)
 
 
 def read_login_code(key: bytes, code: str) -> LoginCode | None:
     """The code's content if it is authentic (expiry and use are the caller's to check)."""
+    plain = unseal(key, "login-code", code)
+    if plain is None:
+        return None
     try:
-        sealed = _unb64(code)
-        if len(sealed) < 12 + 16:
-            return None
-        plain = _code_cipher(key).decrypt(sealed[:12], sealed[12:], _CODE_AD)
         appid, openid, expires_at, nonce = json.loads(plain)
         return LoginCode(str(appid), str(openid), float(expires_at), str(nonce))
-    except (InvalidTag, ValueError, TypeError):  # binascii.Error and UnicodeError are ValueErrors
+    except (ValueError, TypeError):
         return None
 
 

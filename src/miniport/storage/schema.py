@@ -248,3 +248,28 @@ runtime_revocations = Table(
     Column("revoked_at", Float, nullable=False),
     Column("actor", String(160), nullable=False),
 )
+
+# A pending change's confirmation code, sealed with the server key, so any API node can show its
+# QR code until it expires (the change row keeps only the code's hash, for confirming).
+sealed_codes = Table(
+    "sealed_codes",
+    metadata,
+    Column(
+        "change_id",
+        String(32),
+        ForeignKey("change_requests.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    Column("sealed", Text, nullable=False),
+    Column("expires_at", Float, nullable=False),
+)
+
+# Failed console sign-ins per account (its normalized name), shared by every API node.
+signin_failures = Table(
+    "signin_failures",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("name_key", String(160), nullable=False),
+    Column("ts", Float, nullable=False),
+    Index("ix_signin_failures_name_key_ts", "name_key", "ts"),
+)

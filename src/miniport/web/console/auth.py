@@ -20,8 +20,6 @@ from __future__ import annotations
 import asyncio
 import re
 import secrets
-import time
-from collections import defaultdict, deque
 from dataclasses import dataclass
 from typing import Any
 
@@ -36,6 +34,7 @@ from ...platform import Platform
 from ...services.auth import ROLES, Principal
 from ...storage import schema as t
 from ...storage.db import Database
+from ...storage.shared_state import SharedStateStore
 
 SESSION_COOKIE = "mp_session"
 LOGIN_CSRF_COOKIE = "mp_login_csrf"
@@ -229,7 +228,7 @@ class ConsoleAuth:
         self.db = platform.db
         self.store = UserStore(platform.db)
         self.hasher = hasher or PasswordHasher()
-        self._failures: dict[str, deque[float]] = defaultdict(deque)
+        self.shared = SharedStateStore(platform.db)  # the throttle, alike on every node
         # Argon2 costs ~0.15 s of CPU and 64 MiB: at most two at once, whoever asks
         self._hashing = asyncio.Semaphore(2)
         # a real hash to verify against when the name is unknown (same timing either way)
@@ -341,21 +340,16 @@ class ConsoleAuth:
     # --- sign-in ---
     @staticmethod
     def _key(name: str) -> str:
-        """One throttle per account however its name is typed (case, spaces)."""
-        return name.strip().lower()
+        """One throttle per account however its name is typed (case, spaces); hashed, so any
+        typed name fits the column."""
+        return hash_secret(name.strip().lower())
 
-    def _throttled(self, name: str) -> bool:
-        if len(self._failures) > 10_000:  # bounded: forget the quiet names first
-            for key in [k for k, v in self._failures.items() if not v][:5_000]:
-                del self._failures[key]
-        window = self._failures[self._key(name)]
-        cutoff = time.monotonic() - FAILURE_WINDOW_S
-        while window and window[0] < cutoff:
-            window.popleft()
-        return len(window) >= FAILURE_LIMIT
+    async def _throttled(self, name: str) -> bool:
+        since = self.now() - FAILURE_WINDOW_S
+        return await self.db.read(self.shared.failures, self._key(name), since) >= FAILURE_LIMIT
 
     async def authenticate(self, name: str, password: str) -> ConsoleUser:
-        if self._throttled(name):
+        if await self._throttled(name):
             raise Forbidden("too many failed sign-ins for this name; wait ten minutes")
         found = await self.db.read(self.store.get_user, name.strip())
         if found is None:
@@ -364,12 +358,14 @@ class ConsoleAuth:
             await self._verify(self._dummy_hash, password)
         ok = found is not None and await self._verify(found[1], password)
         if not ok or found is None:
-            self._failures[self._key(name)].append(time.monotonic())
+            await self.db.write(
+                self.shared.add_failure, self._key(name), self.now(), FAILURE_WINDOW_S
+            )
             raise Unauthorized("wrong user name or password")
         user = found[0]
         if user.disabled:
             raise Forbidden("this account is disabled; ask an admin")
-        self._failures.pop(self._key(name), None)
+        await self.db.write(self.shared.clear_failures, self._key(name))
         return user
 
     async def start_session(self, user: ConsoleUser) -> tuple[str, str]:

@@ -11,7 +11,7 @@ import json
 import secrets
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import quote, urlencode
@@ -26,7 +26,6 @@ from markupsafe import Markup
 
 from ...errors import Forbidden, MiniportError, Unauthorized
 from ...platform import Platform
-from ...services.apps import PendingChange
 from ...services.auth import ROLES, Principal
 from ..deps import require
 from . import i18n
@@ -39,6 +38,7 @@ from .auth import (
     Session,
     is_https,
 )
+from .qr_codes import SharedQRCodes
 
 BASE = "/console"
 STATIC_DIR = Path(__file__).resolve().parent / "static"
@@ -48,28 +48,6 @@ QR_BORDER = 2
 
 
 # --- state shared by the pages ---
-@dataclass
-class QRCodes:
-    """Confirmation codes of the changes requested from this console, so their QR codes can be
-    shown until they expire. The database keeps only a code's hash; a change requested
-    elsewhere (CLI, API) or before a restart shows its details without a QR code."""
-
-    codes: dict[str, tuple[str, str, float]] = field(default_factory=dict)
-
-    def remember(self, pending: PendingChange) -> None:
-        self.codes[pending.change.id] = (
-            pending.code,
-            pending.confirm_url,
-            pending.change.expires_at,
-        )
-
-    def get(self, change_id: str, now: float) -> tuple[str, str] | None:
-        for key in [k for k, v in self.codes.items() if v[2] < now]:
-            del self.codes[key]
-        found = self.codes.get(change_id)
-        return (found[0], found[1]) if found else None
-
-
 def qr_png(link: str) -> bytes:
     """The PNG of a QR code that encodes ``link`` (qrcode + Pillow)."""
     qr = qrcode.QRCode(
@@ -112,7 +90,7 @@ class ConsoleState:
     def __init__(self, platform: Platform, auth: ConsoleAuth) -> None:
         self.platform = platform
         self.auth = auth
-        self.qr = QRCodes()
+        self.qr = SharedQRCodes(platform)
         self.version = _static_version()
         self.env = Environment(
             loader=PackageLoader("miniport.web.console", "templates"),
@@ -484,7 +462,7 @@ def register_pages(app: FastAPI) -> None:
         now = p.clock.now()
         pending = []
         for change in settings["pending"]:
-            qr = state.qr.get(change["id"], now) if ctx.can("developer") else None
+            qr = await state.qr.get(change["id"], now) if ctx.can("developer") else None
             pending.append({**change, "qr": qr})
         return render(
             ctx.request,
@@ -521,7 +499,7 @@ def register_pages(app: FastAPI) -> None:
             return await urls_page(
                 ctx, appid, errors={kind: exc.message}, values={kind: url}, status=exc.http_status
             )
-        state.qr.remember(pending)
+        await state.qr.remember(pending)
         change_id = pending.change.id
         return redirect(
             f"{BASE}/apps/{appid}/urls?change={quote(change_id)}#change-{change_id}",
@@ -531,7 +509,7 @@ def register_pages(app: FastAPI) -> None:
     @app.get("/apps/{appid}/changes/{change_id}/qr.png")
     async def change_qr(ctx: DeveloperPage, appid: str, change_id: str) -> Response:
         state = state_of(ctx.request)
-        found = state.qr.get(change_id, state.platform.clock.now())
+        found = await state.qr.get(change_id, state.platform.clock.now())
         change = await state.platform.db.read(state.platform.registry.get_change, change_id)
         if found is None or change.appid != appid:
             return Response(status_code=404)

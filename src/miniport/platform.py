@@ -4,8 +4,6 @@ import time."""
 
 from __future__ import annotations
 
-import base64
-import secrets
 from dataclasses import dataclass, field
 
 from .clock import Clock, SystemClock
@@ -19,7 +17,7 @@ from .services.analytics import AnalyticsService, open_duckdb
 from .services.apps import AppService
 from .services.auth import AuthService
 from .services.background import BackgroundService
-from .storage import migrate
+from .storage import keyring, migrate
 from .storage.analytics_defs import AnalyticsDefsStore
 from .storage.db import Database
 from .storage.fetches import FetchStore
@@ -86,9 +84,7 @@ def create_platform(
     migrate.upgrade(db.engine)
     registry = RegistryStore(db)
     fetches = FetchStore(db)
-    key = base64.b64decode(
-        registry.kv_get_or_set("server_key", base64.b64encode(secrets.token_bytes(32)).decode())
-    )
+    ring = keyring.load(db)
     fetcher = Fetcher(
         AddressPolicy.build(dev=settings.dev, allow=settings.allow_hosts),
         allowed_names=settings.allow_hosts,
@@ -105,7 +101,7 @@ def create_platform(
         retry_max_s=settings.retry_max_s,
         lease_s=settings.claim_lease_s,
     )
-    auth = AuthService(db, registry, clock, key, settings.login_code_ttl_s)
+    auth = AuthService(db, registry, clock, ring.current, settings.login_code_ttl_s, ring=ring)
     holder: dict[str, Platform] = {}
 
     def public_url() -> str:

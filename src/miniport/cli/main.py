@@ -15,6 +15,7 @@ from rich.table import Table
 from ..domain.requests import Launch
 from ..errors import InvalidInput, MiniportError
 from ..platform import Platform
+from ..services.keys import rotate_server_key
 from .common import DataDir, Json, call_server, console, emit, fail, run_with_platform, settings_for
 
 app = typer.Typer(
@@ -38,6 +39,8 @@ app.add_typer(devtools_cmd, name="devtools")
 app.add_typer(key_cmd, name="host-key")
 api_key_cmd = typer.Typer(help="Admin API keys.", no_args_is_help=True)
 app.add_typer(api_key_cmd, name="api-key")
+server_key_cmd = typer.Typer(help="The server key (signing and sealing).", no_args_is_help=True)
+app.add_typer(server_key_cmd, name="key")
 
 Kind = Annotated[str, typer.Option("--kind", help="periodic or pre")]
 CLI_ACTOR = "cli"
@@ -266,6 +269,17 @@ def api_key_rotate(name: str, data_dir: DataDir = None, as_json: Json = False) -
         as_json,
         run_with_platform(data_dir, as_json, lambda p: p.auth.rotate_key("api", name, CLI_ACTOR)),
     )
+
+
+@server_key_cmd.command("rotate")
+def server_key_rotate(data_dir: DataDir = None, as_json: Json = False) -> None:
+    """A new server key; what is sealed with the old one is re-sealed, runtime tokens it signed
+    stay valid till they expire, openids never change. Restart running servers afterwards."""
+
+    async def work(p: Platform) -> dict[str, Any]:
+        return await rotate_server_key(p.db, p.registry, p.clock, CLI_ACTOR)
+
+    emit(as_json, run_with_platform(data_dir, as_json, work))
 
 
 # --- devtools ---

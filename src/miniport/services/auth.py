@@ -7,6 +7,7 @@ looked up on every call, so a revoked key stops at once."""
 
 from __future__ import annotations
 
+import contextlib
 import secrets
 from dataclasses import dataclass
 from typing import Any
@@ -25,6 +26,7 @@ from ..domain.tokens import (
 )
 from ..errors import InvalidInput, NotFound, Unauthorized
 from ..storage.db import Database
+from ..storage.keyring import KeyRing
 from ..storage.registry import RegistryStore
 from ..storage.revocations import RevocationStore
 
@@ -52,8 +54,12 @@ class AuthService:
         clock: Clock,
         key: bytes,
         login_code_ttl_s: float,
+        ring: KeyRing | None = None,
     ) -> None:
         self.db, self.registry, self.clock, self.key = db, registry, clock, key
+        # keys that still check what they signed, newest first; openids keep their own key
+        self.keys = (key,) + ((ring.previous,) if ring and ring.previous else ())
+        self.openid_key = ring.openid if ring else key
         self.login_code_ttl_s = login_code_ttl_s
         self._identities: dict[str, RuntimeIdentity] = {}
         self.revocations = RevocationStore(db)
@@ -73,11 +79,24 @@ class AuthService:
         known = self._identities.get(token)
         if known is not None and now - known.issued_at <= RUNTIME_TOKEN_MAX_AGE_S:
             return self._not_revoked(known)
-        identity = read_runtime_token(self.key, token, max_age_s=RUNTIME_TOKEN_MAX_AGE_S, now=now)
+        identity = self._read_token(token, now)
         if len(self._identities) >= 10_000:
             self._identities.clear()
         self._identities[token] = identity
         return self._not_revoked(identity)
+
+    def _read_token(self, token: str, now: float) -> RuntimeIdentity:
+        """Checked with the current key, then with the previous one (a rotation does not sign
+        every user out)."""
+        try:
+            return read_runtime_token(self.key, token, max_age_s=RUNTIME_TOKEN_MAX_AGE_S, now=now)
+        except Unauthorized as exc:
+            for key in self.keys[1:]:
+                with contextlib.suppress(Unauthorized):
+                    return read_runtime_token(
+                        key, token, max_age_s=RUNTIME_TOKEN_MAX_AGE_S, now=now
+                    )
+            raise exc
 
     def _not_revoked(self, identity: RuntimeIdentity) -> RuntimeIdentity:
         before = self._revoked.get(identity.user_id)
@@ -113,7 +132,7 @@ class AuthService:
         return {"user_id": user_id, "before": cutoff, "revoked_at": now}
 
     def openid(self, appid: str, user_id: str) -> str:
-        return openid_for(self.key, appid, user_id)
+        return openid_for(self.openid_key, appid, user_id)
 
     # --- keys ---
     async def create_key(
@@ -183,7 +202,10 @@ class AuthService:
             return {"errcode": 40013, "errmsg": "invalid appid"}
         if not secrets.compare_digest(app.secret.encode(), secret.encode()):
             return {"errcode": 40125, "errmsg": "invalid appsecret"}
-        code = read_login_code(self.key, js_code)
+        code = next(
+            (found for key in self.keys if (found := read_login_code(key, js_code)) is not None),
+            None,
+        )
         now = self.clock.now()
         if code is None or code.appid != appid or now > code.expires_at:
             return {"errcode": 40029, "errmsg": "invalid code (unknown, used or expired)"}

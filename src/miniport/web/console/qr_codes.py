@@ -33,7 +33,10 @@ class SharedQRCodes:
         """(code, confirm URL) of a pending change requested from the console, until it
         expires."""
         sealed = await self.platform.db.read(self.store.get_code, change_id, now)
-        plain = unseal(self.platform.auth.key, PURPOSE, sealed) if sealed else None
+        if sealed is None:
+            return None
+        keys = self.platform.auth.keys  # the previous key too: sealed before a rotation
+        plain = next((o for k in keys if (o := unseal(k, PURPOSE, sealed)) is not None), None)
         if plain is None:
             return None
         code, _, url = plain.decode().partition("\n")

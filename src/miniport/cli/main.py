@@ -16,6 +16,7 @@ from ..domain.requests import Launch
 from ..errors import InvalidInput, MiniportError
 from ..platform import Platform
 from ..services.keys import rotate_server_key
+from ..services.members import MemberService
 from .common import DataDir, Json, call_server, console, emit, fail, run_with_platform, settings_for
 
 app = typer.Typer(
@@ -39,6 +40,8 @@ app.add_typer(devtools_cmd, name="devtools")
 app.add_typer(key_cmd, name="host-key")
 api_key_cmd = typer.Typer(help="Admin API keys.", no_args_is_help=True)
 app.add_typer(api_key_cmd, name="api-key")
+member_cmd = typer.Typer(help="An app's developers and viewers.", no_args_is_help=True)
+app_cmd.add_typer(member_cmd, name="member")
 server_key_cmd = typer.Typer(help="The server key (signing and sealing).", no_args_is_help=True)
 app.add_typer(server_key_cmd, name="key")
 
@@ -280,6 +283,46 @@ def server_key_rotate(data_dir: DataDir = None, as_json: Json = False) -> None:
         return await rotate_server_key(p.db, p.registry, p.clock, CLI_ACTOR)
 
     emit(as_json, run_with_platform(data_dir, as_json, work))
+
+
+def _members(p: Platform) -> MemberService:
+    return MemberService(p.db, p.registry, p.clock)
+
+
+@member_cmd.command("add")
+def member_add(
+    appid: str,
+    user: str,
+    role: Annotated[str, typer.Option("--role", help="developer or viewer")],
+    data_dir: DataDir = None,
+    as_json: Json = False,
+) -> None:
+    """Give a console user (or key:NAME, an API key) access to the app."""
+    added = run_with_platform(
+        data_dir, as_json, lambda p: _members(p).add(appid, user, role, CLI_ACTOR)
+    )
+    emit(as_json, added)
+
+
+@member_cmd.command("remove")
+def member_remove(appid: str, user: str, data_dir: DataDir = None, as_json: Json = False) -> None:
+    removed = run_with_platform(
+        data_dir, as_json, lambda p: _members(p).remove(appid, user, CLI_ACTOR)
+    )
+    emit(as_json, removed)
+
+
+@member_cmd.command("list")
+def member_list(appid: str, data_dir: DataDir = None, as_json: Json = False) -> None:
+    members = run_with_platform(data_dir, as_json, lambda p: _members(p).list(appid))
+
+    def human() -> None:
+        table = Table("user", "role", "added by")
+        for m in members:
+            table.add_row(m["user"], m["role"], m["added_by"])
+        console.print(table)
+
+    emit(as_json, {"appid": appid, "members": members}, human)
 
 
 # --- devtools ---

@@ -273,3 +273,16 @@ signin_failures = Table(
     Column("ts", Float, nullable=False),
     Index("ix_signin_failures_name_key_ts", "name_key", "ts"),
 )
+
+# Per-app members: a developer or viewer (console user name, or ``key:NAME`` for an API key)
+# reaches only the apps it is a member of, with at most the member role; admins reach all.
+app_members = Table(
+    "app_members",
+    metadata,
+    Column("appid", String(32), ForeignKey("apps.appid", ondelete="CASCADE"), primary_key=True),
+    Column("principal", String(160), primary_key=True),
+    Column("role", String(16), nullable=False),
+    Column("added_at", Float, nullable=False),
+    Column("added_by", String(160), nullable=False),
+    Index("ix_app_members_principal", "principal"),
+)

@@ -9,9 +9,10 @@ from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, Field, StrictStr
 
 from ..domain.requests import Launch
+from ..errors import NotFound
 from ..services.auth import Principal
 from ..storage.health import health_series as _health_series
-from .deps import platform_of, require
+from .deps import members_of, platform_of, require
 from .openapi_doc import ERRORS
 from .strict_json import StrictJSONRoute
 
@@ -70,12 +71,14 @@ async def whoami(who: Viewer) -> dict[str, Any]:
 @router.get("/apps")
 async def list_apps(request: Request, who: Viewer) -> dict[str, Any]:
     apps = await platform_of(request).db.read(platform_of(request).registry.list_apps)
-    return {"apps": [app_dict(a, False) for a in apps]}
+    visible = await members_of(request).visible(who)
+    return {"apps": [app_dict(a, False) for a in apps if visible is None or a.appid in visible]}
 
 
 @router.post("/apps", status_code=201)
 async def create_app(body: AppIn, request: Request, who: Developer) -> dict[str, Any]:
     app = await platform_of(request).apps.create(body.name, who.name)
+    await members_of(request).add_creator(app.appid, who)
     return app_dict(app, True)
 
 
@@ -113,7 +116,12 @@ async def list_changes(appid: str, request: Request, who: Viewer) -> dict[str, A
 @router.get("/changes/{change_id}")
 async def get_change(change_id: str, request: Request, who: Viewer) -> dict[str, Any]:
     platform = platform_of(request)
-    return (await platform.db.read(platform.registry.get_change, change_id)).as_dict()
+    change = await platform.db.read(platform.registry.get_change, change_id)
+    try:
+        await members_of(request).check(change.appid, who, "viewer")
+    except NotFound as exc:
+        raise NotFound(f"change {change_id!r} not found") from exc
+    return change.as_dict()
 
 
 @router.post("/changes/confirm")
@@ -130,8 +138,11 @@ async def audit(
     limit: Annotated[int, Query(ge=1, le=1000)] = 200,
 ) -> dict[str, Any]:
     platform = platform_of(request)
+    if appid is not None:
+        await members_of(request).check(appid, who, "viewer")
     entries = await platform.db.read(platform.registry.list_audit, appid, limit)
-    return {"entries": [e.__dict__ for e in entries]}
+    visible = await members_of(request).visible(who)  # platform-wide entries: admins only
+    return {"entries": [e.__dict__ for e in entries if visible is None or e.appid in visible]}
 
 
 @router.post("/apps/{appid}/devtools/fetch")

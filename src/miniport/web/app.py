@@ -16,7 +16,15 @@ from fastapi.responses import JSONResponse
 from ..analytics.definitions import DefinitionsInvalid
 from ..errors import MiniportError
 from ..platform import Platform
-from . import admin_api, analytics_api, confirm_page, console, open_api, runtime_api
+from . import (
+    admin_api,
+    analytics_api,
+    confirm_page,
+    console,
+    members_api,
+    open_api,
+    runtime_api,
+)
 from .cors import ContainerCORS
 from .deps import error_response
 from .limits import BodySizeLimit
@@ -118,6 +126,7 @@ def create_app(platform: Platform, *, run_scheduler: bool | None = None) -> Fast
     app.include_router(analytics_api.admin)
     app.include_router(open_api.router)
     app.include_router(admin_api.router)
+    app.include_router(members_api.router)
     app.include_router(confirm_page.router)
     console.install(app, platform)  # /console, /sdk and the console session for /admin/v1
     app.add_middleware(BodySizeLimit, max_bytes=platform.settings.max_request_bytes)

@@ -27,7 +27,7 @@ from markupsafe import Markup
 from ...errors import Forbidden, MiniportError, Unauthorized
 from ...platform import Platform
 from ...services.auth import ROLES, Principal
-from ..deps import require
+from ..deps import members_of, require, visible_apps
 from . import i18n
 from .auth import (
     CSRF_FIELD,
@@ -401,8 +401,7 @@ def register_pages(app: FastAPI) -> None:
     # --- apps ---
     @app.get("/apps")
     async def apps_page(ctx: ViewerPage) -> Response:
-        p = state_of(ctx.request).platform
-        apps = await p.db.read(p.registry.list_apps)
+        apps = await visible_apps(ctx.request, ctx.who)
         return render(
             ctx.request, "apps.html", session=ctx.session, apps=apps, can=ctx.can, error=None
         )
@@ -414,8 +413,9 @@ def register_pages(app: FastAPI) -> None:
         p = state_of(ctx.request).platform
         try:
             created = await p.apps.create(name, ctx.who.name)
+            await members_of(ctx.request).add_creator(created.appid, ctx.who)
         except MiniportError as exc:
-            apps = await p.db.read(p.registry.list_apps)
+            apps = await visible_apps(ctx.request, ctx.who)
             return render(
                 ctx.request,
                 "apps.html",

@@ -1,4 +1,5 @@
-"""hardening: runtime-token revocations, sealed confirmation codes, shared sign-in throttle
+"""hardening: runtime-token revocations, sealed confirmation codes, shared sign-in throttle,
+app members
 
 Revision ID: 0002
 Revises: 0001
@@ -51,7 +52,24 @@ def upgrade() -> None:
     )
 
 
+    op.create_table(
+        "app_members",
+        sa.Column("appid", sa.String(length=32), nullable=False),
+        sa.Column("principal", sa.String(length=160), nullable=False),
+        sa.Column("role", sa.String(length=16), nullable=False),
+        sa.Column("added_at", sa.Float(), nullable=False),
+        sa.Column("added_by", sa.String(length=160), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["appid"], ["apps.appid"], name=op.f("fk_app_members_appid_apps"), ondelete="CASCADE"
+        ),
+        sa.PrimaryKeyConstraint("appid", "principal", name=op.f("pk_app_members")),
+    )
+    op.create_index("ix_app_members_principal", "app_members", ["principal"], unique=False)
+
+
 def downgrade() -> None:
+    op.drop_index("ix_app_members_principal", table_name="app_members")
+    op.drop_table("app_members")
     op.drop_index("ix_signin_failures_name_key_ts", table_name="signin_failures")
     op.drop_table("signin_failures")
     op.drop_table("sealed_codes")

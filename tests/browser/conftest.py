@@ -24,6 +24,7 @@ from aiohttp import web
 
 from miniport.config import Settings
 from miniport.platform import Platform, create_platform
+from miniport.services.members import MemberService
 from miniport.storage.registry import App
 from miniport.web.console.auth import ConsoleAuth
 from tests.conftest import free_port
@@ -77,6 +78,8 @@ class LiveConsole:
     def __init__(self, data_dir: Path, **settings: Any) -> None:
         self.data_dir = data_dir
         self.settings = settings  # more Settings values (cors_origins=..., say)
+        self.users: list[tuple[str, str]] = []  # developers and viewers made by user()
+        self.appids: list[str] = []  # apps made by app()
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.dev = DevBackend()
@@ -141,9 +144,18 @@ class LiveConsole:
 
     # --- set-up helpers ---
     def user(self, role: str, prefix: str | None = None) -> str:
+        """A console user; a developer or viewer is made a member of every app these helpers
+        made (before or after), with its role."""
         name = f"{prefix or role}-{secrets.token_hex(3)}"
         self.run(self.auth.create_user(name, role, PASSWORD, actor="test"))
+        if role != "admin":
+            self.users.append((name, role))
+            for appid in self.appids:
+                self.run(self._members().add(appid, name, role, "test"))
         return name
+
+    def _members(self) -> MemberService:
+        return MemberService(self.platform.db, self.platform.registry, self.platform.clock)
 
     def app(self, name: str = "Shop", **urls: str) -> App:
         """A new app; ``periodic=`` / ``pre=`` set and confirm those URLs (paths on the dev
@@ -155,6 +167,9 @@ class LiveConsole:
                 pending = await self.platform.apps.request_change(app.appid, kind, "set", full,
                                                                   "test")
                 await self.platform.apps.confirm(pending.code, "test-admin")
+            for user, role in self.users:
+                await self._members().add(app.appid, user, role, "test")
+            self.appids.append(app.appid)
             return app
 
         return self.run(make())

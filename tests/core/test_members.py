@@ -141,6 +141,11 @@ async def test_console_shows_a_user_only_their_apps(live_server: LiveServer) -> 
             assert r.status == 404
         async with s.get(f"{base}/console/apps/{ours.appid}/urls") as r:
             assert r.status == 200
+        async with s.get(f"{base}/console/audit") as r:
+            page = await r.text()
+            assert ours.appid in page and theirs.appid not in page
+        async with s.get(f"{base}/console/audit", params={"appid": theirs.appid}) as r:
+            assert r.status == 404
     assert (await ok("app", "member", "remove", ours.appid, "dana", data_dir=data))["removed"]
     audit = await p.db.read(p.registry.list_audit, ours.appid, 5)
     assert [(e.actor, e.action) for e in audit[:2]] == [("cli", "member.remove"),

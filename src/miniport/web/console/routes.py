@@ -565,8 +565,12 @@ def register_pages(app: FastAPI) -> None:
     @app.get("/audit")
     async def audit(ctx: ViewerPage, appid: str | None = None) -> Response:
         p = state_of(ctx.request).platform
+        if appid:
+            await members_of(ctx.request).check(appid, ctx.who, "viewer")
         entries = await p.db.read(p.registry.list_audit, appid or None, 300)
-        apps = await p.db.read(p.registry.list_apps)
+        apps = await visible_apps(ctx.request, ctx.who)
+        shown = {a.appid for a in apps} if ctx.who.role != "admin" else None
+        entries = [e for e in entries if shown is None or e.appid in shown]
         return render(
             ctx.request,
             "audit.html",
@@ -648,8 +652,7 @@ def register_pages(app: FastAPI) -> None:
     async def simulator(
         ctx: DeveloperPage, appid: str | None = None, user: str | None = None
     ) -> Response:
-        p = state_of(ctx.request).platform
-        apps = await p.db.read(p.registry.list_apps)
+        apps = await visible_apps(ctx.request, ctx.who)
         return render(
             ctx.request,
             "simulator.html",

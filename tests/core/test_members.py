@@ -150,3 +150,41 @@ async def test_console_shows_a_user_only_their_apps(live_server: LiveServer) -> 
     audit = await p.db.read(p.registry.list_audit, ours.appid, 5)
     assert [(e.actor, e.action) for e in audit[:2]] == [("cli", "member.remove"),
                                                         ("cli", "member.add")]
+
+
+async def test_an_admin_manages_members_on_the_apps_console_page(live_server: LiveServer) -> None:
+    from tests.console.test_console_http import csrf_of
+
+    p, base = live_server.platform, live_server.url
+    await ConsoleAuth(p).create_user("boss", "admin", PASSWORD)
+    await ConsoleAuth(p).create_user("erin", "developer", PASSWORD)
+    app = await p.apps.create("Shop", "test")
+    page_url = f"{base}/console/apps/{app.appid}/members"
+    async with client() as admin, client() as erin:
+        for s, name in ((admin, "boss"), (erin, "erin")):
+            (await sign_in(s, base, name)).release()
+        async with erin.get(page_url) as r:
+            assert r.status == 404  # not a member yet
+        async with admin.get(page_url) as r:
+            page = await r.text()
+            assert 'data-testid="no-members"' in page
+            token = csrf_of(page)
+        async with admin.post(page_url, data={"user": "erin", "role": "admin",
+                                              "csrf_token": token}) as r:
+            assert r.status == 422 and 'data-testid="members-error"' in await r.text()
+        async with admin.post(page_url, data={"user": "erin", "role": "developer",
+                                              "csrf_token": token}) as r:
+            assert r.status == 200 and 'data-member="erin"' in await r.text()
+        async with erin.get(page_url) as r:
+            page = await r.text()
+            assert r.status == 200 and 'data-member="erin"' in page
+            assert 'data-testid="add-member"' not in page  # only admins manage members
+            erin_token = csrf_of(page)
+        async with erin.post(f"{page_url}/remove", data={"user": "erin",
+                                                         "csrf_token": erin_token}) as r:
+            assert r.status == 403
+        async with admin.post(f"{page_url}/remove", data={"user": "erin",
+                                                          "csrf_token": token}) as r:
+            assert r.status == 200
+        async with erin.get(f"{base}/console/apps/{app.appid}") as r:
+            assert r.status == 404

@@ -17,6 +17,7 @@ from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
 from ...platform import Platform
+from . import members_page
 from .auth import ConsoleAuth
 from .routes import ConsoleState, create_console_app
 
@@ -28,7 +29,9 @@ def install(app: FastAPI, platform: Platform) -> ConsoleState:
     state = ConsoleState(platform, ConsoleAuth(platform))
     app.state.session_resolver = state.auth.resolve
     app.state.console = state
-    app.mount(BASE, create_console_app(platform, state), name="console")
+    console_app = create_console_app(platform, state)
+    members_page.install(console_app)  # the members tab of an app
+    app.mount(BASE, console_app, name="console")
     app.mount("/sdk", StaticFiles(directory=SDK_DIR), name="sdk")
     return state
 

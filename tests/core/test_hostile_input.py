@@ -97,3 +97,34 @@ async def test_an_export_of_an_empty_or_invalid_event_name_is_422(
         ) as r:
             assert r.status == 422, (event, await r.text())
             assert (await r.json())["message"]
+
+
+async def test_a_stored_url_with_a_bidi_override_is_shown_escaped_in_the_console(
+    live_server: LiveServer,
+) -> None:
+    """A URL stored before such characters were refused reads, on every console page that shows
+    it, as what is fetched."""
+    from sqlalchemy import update
+
+    from miniport.storage import schema
+    from miniport.web.console.auth import ConsoleAuth
+    from tests.conftest import confirm_url
+    from tests.console.test_console_http import PASSWORD, client, sign_in
+
+    p, base = live_server.platform, live_server.url
+    app = await p.apps.create("shop", "test")
+    await confirm_url(p, app.appid, "pre", "https://evil.example/data")
+
+    def tamper() -> None:
+        with p.db.writing() as conn:
+            conn.execute(update(schema.fetch_urls).values(url="https://evil.example/\u202egpj"))
+
+    await p.db.write(tamper)
+    p.background.apps.invalidate(app.appid)
+    await ConsoleAuth(p).create_user("boss", "admin", PASSWORD)
+    async with client() as s:
+        (await sign_in(s, base, "boss")).release()
+        for page in (f"/console/apps/{app.appid}", f"/console/apps/{app.appid}/urls"):
+            async with s.get(base + page) as r:
+                html = await r.text()
+                assert "\u202e" not in html and "evil.example/&lt;U+202E&gt;gpj" in html, page

@@ -93,3 +93,13 @@ def test_periodic_url_may_be_http() -> None:
 def test_visible_non_ascii_urls_are_still_accepted() -> None:
     url = "https://例え.jp/数据?q=é"
     assert validate_fetch_url("pre", url, dev=False) == url
+
+
+def test_a_url_is_shown_with_its_invisible_characters_written_out() -> None:
+    from miniport.domain.urls import shown_url
+
+    assert shown_url("https://evil.example/\u202egpj.atad") == (
+        "https://evil.example/<U+202E>gpj.atad")
+    assert shown_url("https://a.example/\u200b\u2066x\u2069\t") == (
+        "https://a.example/<U+200B><U+2066>x<U+2069><U+0009>")
+    assert shown_url("https://例え.jp/数据?q=é") == "https://例え.jp/数据?q=é"

@@ -26,6 +26,18 @@ def is_loopback_host(host: str) -> bool:
         return False
 
 
+def shown_url(url: str) -> str:
+    """The URL as text that reads as what is fetched: every invisible, control or
+    direction-changing character written as ``<U+202E>`` (for URLs stored before such
+    characters were refused, and anything else displayed)."""
+    return "".join(
+        f"<U+{ord(ch):04X}>"
+        if unicodedata.category(ch) in _INVISIBLE or (ch.isspace() and ch != " ")
+        else ch
+        for ch in url
+    )
+
+
 def validate_fetch_url(kind: str, url: str, *, dev: bool) -> str:
     """Return the URL if it may be configured as a ``kind`` URL, else raise InvalidURL.
 

@@ -16,6 +16,7 @@ from pathlib import Path
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
+from ...domain.urls import shown_url
 from ...platform import Platform
 from . import members_page
 from .auth import ConsoleAuth
@@ -27,6 +28,7 @@ BASE = "/console"
 
 def install(app: FastAPI, platform: Platform) -> ConsoleState:
     state = ConsoleState(platform, ConsoleAuth(platform))
+    state.env.filters["shown_url"] = shown_url  # invisible and bidi characters made visible
     app.state.session_resolver = state.auth.resolve
     app.state.console = state
     console_app = create_console_app(platform, state)

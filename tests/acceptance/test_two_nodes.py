@@ -14,7 +14,6 @@ import pytest
 
 from miniport.config import Settings
 from miniport.platform import create_platform
-from miniport.web.console.auth import ConsoleAuth
 from tests.acceptance.test_cli import CLEAN_ENV, MINIPORT
 from tests.conftest import free_port
 from tests.support.platforms import eventually
@@ -65,8 +64,8 @@ async def test_two_nodes_share_the_sign_in_throttle_and_qr_codes(
                                  redis_url=redis_url, dev=True))
     await p.start()
     try:
-        await ConsoleAuth(p).create_user("ops", "admin", PASSWORD)
-        await ConsoleAuth(p).create_user("dana", "developer", PASSWORD)
+        await p.console_users.create_user("ops", "admin", PASSWORD)
+        await p.console_users.create_user("dana", "developer", PASSWORD)
         app = await p.apps.create("shop", "test")
     finally:
         await p.close()

@@ -120,11 +120,10 @@ async def test_api_keys_are_revoked_and_rotated_at_once(live_server: LiveServer)
 async def test_a_password_change_ends_the_users_console_sessions_everywhere(
     live_server: LiveServer,
 ) -> None:
-    from miniport.web.console.auth import ConsoleAuth
     from tests.web.console.test_console_http import PASSWORD, client, csrf_of, sign_in
 
     base = live_server.url
-    await ConsoleAuth(live_server.platform).create_user("gail", "developer", PASSWORD)
+    await live_server.platform.console_users.create_user("gail", "developer", PASSWORD)
     async with client() as here, client() as elsewhere:
         for s in (here, elsewhere):
             assert (await sign_in(s, base, "gail")).status == 303

@@ -106,7 +106,6 @@ async def test_a_stored_url_with_a_bidi_override_is_shown_escaped_in_the_console
     from sqlalchemy import update
 
     from miniport.storage import schema
-    from miniport.web.console.auth import ConsoleAuth
     from tests.conftest import confirm_url
     from tests.web.console.test_console_http import PASSWORD, client, sign_in
 
@@ -120,7 +119,7 @@ async def test_a_stored_url_with_a_bidi_override_is_shown_escaped_in_the_console
 
     await p.db.write(tamper)
     p.background.apps.invalidate(app.appid)
-    await ConsoleAuth(p).create_user("boss", "admin", PASSWORD)
+    await p.console_users.create_user("boss", "admin", PASSWORD)
     async with client() as s:
         (await sign_in(s, base, "boss")).release()
         for page in (f"/console/apps/{app.appid}", f"/console/apps/{app.appid}/urls"):

@@ -13,7 +13,6 @@ import aiohttp
 import pytest
 
 from miniport.storage.members import MemberStore
-from miniport.web.console.auth import ConsoleAuth
 from tests.acceptance.test_cli import miniport, ok
 from tests.conftest import LiveServer
 from tests.web.console.test_console_http import PASSWORD, client, sign_in
@@ -121,7 +120,7 @@ async def test_lists_audit_and_changes_show_only_the_callers_apps(
 
 async def test_console_shows_a_user_only_their_apps(live_server: LiveServer) -> None:
     p, base = live_server.platform, live_server.url
-    await ConsoleAuth(p).create_user("dana", "developer", PASSWORD)
+    await p.console_users.create_user("dana", "developer", PASSWORD)
     ours, theirs = await p.apps.create("Ours", "test"), await p.apps.create("Theirs", "test")
     data = p.settings.data_dir
     assert await ok("app", "member", "add", ours.appid, "dana", "--role", "viewer",
@@ -156,8 +155,8 @@ async def test_an_admin_manages_members_on_the_apps_console_page(live_server: Li
     from tests.web.console.test_console_http import csrf_of
 
     p, base = live_server.platform, live_server.url
-    await ConsoleAuth(p).create_user("boss", "admin", PASSWORD)
-    await ConsoleAuth(p).create_user("erin", "developer", PASSWORD)
+    await p.console_users.create_user("boss", "admin", PASSWORD)
+    await p.console_users.create_user("erin", "developer", PASSWORD)
     app = await p.apps.create("Shop", "test")
     page_url = f"{base}/console/apps/{app.appid}/members"
     async with client() as admin, client() as erin:

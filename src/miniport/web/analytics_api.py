@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, Depends, Query, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel, Field, StrictBool, StrictStr
 
 from ..domain import json_text
@@ -169,7 +169,7 @@ async def sync_test(appid: str, test_id: str, request: Request, who: Developer) 
     return await platform_of(request).analytics.sync_test(appid, test_id)
 
 
-@admin.get("/tests/{test_id}/events", response_class=EventStreamResponse, responses=EVENT_STREAM)
+@admin.get("/tests/{test_id}/events", response_class=StreamingResponse, responses=EVENT_STREAM)
 async def watch_test(appid: str, test_id: str, request: Request, who: Viewer) -> Response:
     """Live test view (server-sent events): one ``testReport`` per batch from the tester, with
     each event's page, trigger, action, values, coercions, and every rejection's reason."""

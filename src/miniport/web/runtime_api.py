@@ -6,7 +6,7 @@ from typing import Annotated, Any
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, Field, StrictInt, StrictStr, ValidationError
 
 from ..domain.requests import Launch
@@ -136,7 +136,7 @@ async def login(appid: str, request: Request, who: Identity) -> Any:
     return {"code": code, "errMsg": "login:ok"}
 
 
-@router.get("/events", response_class=EventStreamResponse, responses=EVENT_STREAM)
+@router.get("/events", response_class=StreamingResponse, responses=EVENT_STREAM)
 async def events(request: Request) -> Any:
     """Server-sent events for this runtime. Browsers' EventSource cannot send headers, so the
     token may also come as ``?access_token=``. With ``?appid=`` the stream carries only that

@@ -3,8 +3,8 @@ requesting a change (``/apps/{appid}/urls``, ``/apps/{appid}/changes``).
 
 Invariants: a change is only requested here, never applied (an admin confirms it through its
 link); a QR code is shown only to developers and only while the code is kept sealed in the state
-database (:class:`~miniport.web.console.qr_codes.SharedQRCodes`, alike on every node); a refused request shows the page again with
-the error at the field at fault and the value typed."""
+database (:class:`~miniport.web.console.qr_codes.SharedQRCodes`, alike on every node); a
+refused request shows the page again with the error at the field at fault and the value typed."""
 
 from __future__ import annotations
 

@@ -67,6 +67,7 @@ async def test_two_nodes_share_the_sign_in_throttle_and_qr_codes(
         await p.console_users.create_user("ops", "admin", PASSWORD)
         await p.console_users.create_user("dana", "developer", PASSWORD)
         app = await p.apps.create("shop", "test")
+        await p.members.add(app.appid, "dana", "developer", "test")  # per-app access
     finally:
         await p.close()
     a, b = await nodes(tmp_path / "a"), await nodes(tmp_path / "b")

@@ -139,3 +139,27 @@ async def test_a_password_change_ends_the_users_console_sessions_everywhere(
             assert r.status == 401  # the other browser's session ended
         async with here.get(f"{base}/admin/v1/whoami") as r:
             assert r.status == 200  # the session that changed it goes on
+
+
+async def test_the_admin_api_revokes_runtime_tokens_for_admins_only(
+    live_server: LiveServer,
+) -> None:
+    """POST /admin/v1/runtime-tokens/revoke (what `miniport user revoke` calls beside a running
+    server): admins only; the user's older tokens are refused at once on this node."""
+    p = live_server.platform
+    token = p.auth.runtime_token("alice")
+    developer = (await p.auth.create_key("api", "dev", "developer"))["key"]
+    url = f"{live_server.url}/admin/v1/runtime-tokens/revoke"
+    async with aiohttp.ClientSession() as s:
+        async with s.post(url, json={"user_id": "alice"},
+                          headers={"Authorization": f"Bearer {developer}"}) as r:
+            assert r.status == 403, await r.text()
+        p.auth.identify(token)  # still valid
+        admin = {"Authorization": f"Bearer {live_server.admin_key}"}
+        async with s.post(url, json={"user_id": ""}, headers=admin) as r:
+            body = await r.json()
+            assert r.status == 422 and body["error"] == "invalid_input" and body["problems"]
+        async with s.post(url, json={"user_id": "alice"}, headers=admin) as r:
+            assert r.status == 200 and (await r.json())["user_id"] == "alice"
+    with pytest.raises(Unauthorized, match="revoked"):
+        p.auth.identify(token)

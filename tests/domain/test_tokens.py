@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 from pathlib import Path
 
 import pytest
@@ -168,3 +169,17 @@ def test_a_login_code_reveals_nothing_without_the_server_key() -> None:
 def test_a_tampered_login_code_is_refused(mangle) -> None:  # type: ignore[no-untyped-def]
     code = make_login_code(KEY, LoginCode("mpA", "oX", T + 300, "n"))
     assert read_login_code(KEY, mangle(code)) is None
+
+
+def test_a_sealed_value_opens_only_from_its_canonical_text() -> None:
+    """29 sealed bytes end in a base64 character with 2 unused bits: the text with those bits
+    changed decodes to the same bytes, and is refused all the same."""
+    from miniport.domain.sealing import seal, unseal
+
+    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+    text = seal(KEY, "test", b"x")
+    assert len(text) % 4 == 3 and unseal(KEY, "test", text) == b"x"
+    twin = text[:-1] + alphabet[alphabet.index(text[-1]) ^ 1]
+    pad = "=" * (-len(text) % 4)
+    assert base64.urlsafe_b64decode(twin + pad) == base64.urlsafe_b64decode(text + pad)
+    assert unseal(KEY, "test", twin) is None

@@ -9,6 +9,8 @@ from typing import Annotated, Any
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from .domain.origins import check_origin
+
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="MINIPORT_", frozen=True, extra="ignore")
@@ -53,6 +55,11 @@ class Settings(BaseSettings):
         default=(),
         description="Comma-separated hosts/CIDRs the fetcher may reach despite the guard",
     )
+    cors_origins: Annotated[tuple[str, ...], NoDecode] = Field(
+        default=(),
+        description="Comma-separated origins (scheme://host[:port]) whose pages may load the "
+        "JavaScript runtime and call the runtime API; none by default",
+    )
     change_ttl_s: float = Field(default=600, gt=0, description="Lifetime of a confirmation code")
     two_person_rule: bool = Field(
         default=False,
@@ -78,6 +85,16 @@ class Settings(BaseSettings):
     def _split_hosts(cls, value: object) -> object:
         if isinstance(value, str):
             return tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _split_origins(cls, value: object) -> object:
+        if isinstance(value, str):
+            value = tuple(part.strip() for part in value.split(",") if part.strip())
+        if isinstance(value, (tuple, list)):
+            for origin in value:
+                check_origin(str(origin))
         return value
 
     @classmethod

@@ -4,8 +4,6 @@ import time."""
 
 from __future__ import annotations
 
-import base64
-import secrets
 from dataclasses import dataclass, field
 
 from .clock import Clock, SystemClock
@@ -22,7 +20,8 @@ from .services.apps import AppService
 from .services.auth import AuthService
 from .services.background import BackgroundService
 from .services.console_users import ConsoleUsers
-from .storage import migrate
+from .services.members import MemberService
+from .storage import keyring, migrate
 from .storage.analytics_defs import AnalyticsDefsStore
 from .storage.db import Database
 from .storage.fetches import FetchStore
@@ -46,6 +45,7 @@ class Platform:
     analytics: AnalyticsService
     console_users: ConsoleUsers
     metrics: Metrics
+    members: MemberService
     public_url: str = "http://127.0.0.1:8700"
     engine: PeriodicEngine | None = field(default=None)
 
@@ -84,13 +84,6 @@ class Platform:
     def _wake_engine(self) -> None:
         if self.engine is not None:
             self.engine.wake()
-
-
-def _server_key(registry: RegistryStore) -> bytes:
-    """The server's secret key: made once (32 random bytes), then read from the database."""
-    return base64.b64decode(
-        registry.kv_get_or_set("server_key", base64.b64encode(secrets.token_bytes(32)).decode())
-    )
 
 
 def _make_fetcher(settings: Settings) -> Fetcher:
@@ -142,11 +135,12 @@ def create_platform(
     migrate.upgrade(db.engine)
     registry = RegistryStore(db)
     fetches = FetchStore(db)
+    ring = keyring.load(db)
     fetcher = _make_fetcher(settings)
     if broker is None:
         broker = RedisBroker(settings.redis_url) if settings.redis_url else MemoryBroker()
     rules = _schedule_rules(settings)
-    auth = AuthService(db, registry, clock, _server_key(registry), settings.login_code_ttl_s)
+    auth = AuthService(db, registry, clock, ring.current, settings.login_code_ttl_s, ring=ring)
     holder: dict[str, Platform] = {}
     metrics = Metrics()
 
@@ -202,6 +196,7 @@ def create_platform(
         analytics=analytics,
         console_users=ConsoleUsers(db, UserStore(db), registry, clock),
         metrics=metrics,
+        members=MemberService(db, registry, clock),
     )
     holder["p"] = platform
     return platform

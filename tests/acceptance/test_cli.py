@@ -298,3 +298,47 @@ async def test_demo_prints_what_to_try_and_data_flows(data: Path, miniport_serve
 
         data_ = await eventually(periodic)
         assert json.loads(data_["fetchedData"])["kind"] == "periodic"
+
+
+async def test_serve_stops_promptly_on_sigterm_with_hanging_fetches(
+    data: Path, serve: Any, counter: Counter,
+) -> None:
+    """Fetches that would hang for the whole 10 s fetch timeout: SIGTERM stops `serve` within a
+    few seconds, and the pairs it had claimed are due at once for the next start."""
+    import time
+
+    from miniport.config import Settings
+    from miniport.domain.requests import Launch
+    from miniport.platform import create_platform
+    from tests.conftest import confirm_url
+
+    counter.hold = True
+    p = create_platform(Settings(data_dir=data, dev=True))
+    await p.start()
+    app = await p.apps.create("shop", "test")
+    await confirm_url(p, app.appid, "periodic", counter.url)
+    for i in range(3):
+        await p.background.launch(app.appid, f"u{i}", Launch())
+        await p.background.set_token(app.appid, f"u{i}", f"t{i}")
+    await p.close()
+    served = await serve("--dev")
+
+    async def hanging() -> bool:
+        return counter.in_flight == 3
+
+    await eventually(hanging, timeout_s=30)
+    started = time.monotonic()
+    served.proc.send_signal(signal.SIGTERM)
+    await asyncio.wait_for(served.proc.wait(), 30)
+    assert time.monotonic() - started < 6, "".join(served.lines)
+    assert served.proc.returncode == 0
+    assert "Traceback" not in "".join(served.lines)
+    p = create_platform(Settings(data_dir=data, dev=True))
+    await p.start()
+    try:
+        now = p.clock.now()
+        due = await p.db.write(p.fetches.claim_due, now, p.rules.active_since(now),
+                               p.rules.lease_until(now), 10)
+        assert sorted(d.user_id for d in due) == ["u0", "u1", "u2"]
+    finally:
+        await p.close()

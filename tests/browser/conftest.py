@@ -25,6 +25,7 @@ from aiohttp import web
 from miniport.config import Settings
 from miniport.platform import Platform, create_platform
 from miniport.services.console_users import ConsoleUsers
+from miniport.services.members import MemberService
 from miniport.storage.registry import App
 from tests.conftest import free_port
 
@@ -74,8 +75,11 @@ class DevBackend:
 class LiveConsole:
     """The server in a background thread; ``run`` executes a coroutine on its loop."""
 
-    def __init__(self, data_dir: Path) -> None:
+    def __init__(self, data_dir: Path, **settings: Any) -> None:
         self.data_dir = data_dir
+        self.settings = settings  # more Settings values (cors_origins=..., say)
+        self.users: list[tuple[str, str]] = []  # developers and viewers made by user()
+        self.appids: list[str] = []  # apps made by app()
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.dev = DevBackend()
@@ -106,7 +110,7 @@ class LiveConsole:
         await site.start()
         self.dev.url = f"http://127.0.0.1:{runner.addresses[0][1]}"
         settings = Settings(data_dir=self.data_dir, dev=True, retry_base_s=1.0,
-                            public_url=self.url)
+                            public_url=self.url, **self.settings)
         self.platform = create_platform(settings)
         app = create_app(self.platform)
         self.auth = app.state.console.auth.users
@@ -140,9 +144,18 @@ class LiveConsole:
 
     # --- set-up helpers ---
     def user(self, role: str, prefix: str | None = None) -> str:
+        """A console user; a developer or viewer is made a member of every app these helpers
+        made (before or after), with its role."""
         name = f"{prefix or role}-{secrets.token_hex(3)}"
         self.run(self.auth.create_user(name, role, PASSWORD, actor="test"))
+        if role != "admin":
+            self.users.append((name, role))
+            for appid in self.appids:
+                self.run(self._members().add(appid, name, role, "test"))
         return name
+
+    def _members(self) -> MemberService:
+        return MemberService(self.platform.db, self.platform.registry, self.platform.clock)
 
     def app(self, name: str = "Shop", **urls: str) -> App:
         """A new app; ``periodic=`` / ``pre=`` set and confirm those URLs (paths on the dev
@@ -154,6 +167,9 @@ class LiveConsole:
                 pending = await self.platform.apps.request_change(app.appid, kind, "set", full,
                                                                   "test")
                 await self.platform.apps.confirm(pending.code, "test-admin")
+            for user, role in self.users:
+                await self._members().add(app.appid, user, role, "test")
+            self.appids.append(app.appid)
             return app
 
         return self.run(make())

@@ -57,12 +57,12 @@ A = AddressClass
         ("::ffff:8.8.8.8", A.PUBLIC),
         # 6to4 (2002::/16) carries an IPv4 address in bits 16..48
         ("2002:0a00:0001::1", A.PRIVATE),
-        ("2002:7f00:0001::1", A.LOOPBACK),
+        ("2002:7f00:0001::1", A.RESERVED),  # only real loopback is loopback
         ("2002:a9fe:a9fe::1", A.METADATA),
         ("2002:0808:0808::1", A.PUBLIC),
         # NAT64 well-known prefix (64:ff9b::/96) carries an IPv4 address in its last 32 bits
         ("64:ff9b::a00:1", A.PRIVATE),
-        ("64:ff9b::7f00:1", A.LOOPBACK),
+        ("64:ff9b::7f00:1", A.RESERVED),
         ("64:ff9b::a9fe:a9fe", A.METADATA),
         ("64:ff9b::808:808", A.PUBLIC),
         # public
@@ -108,6 +108,15 @@ def test_production_policy_permits_public_addresses(address: str) -> None:
 @pytest.mark.parametrize("address", ["127.0.0.1", "::1", "::ffff:127.0.0.1"])
 def test_dev_policy_permits_loopback(address: str) -> None:
     assert AddressPolicy.build(dev=True).permits(address)
+
+
+@pytest.mark.parametrize("address", ["2002:7f00:1::", "2002:7f00:0001::1", "64:ff9b::7f00:1",
+                                     "64:ff9b::7f00:0001", "2002:7f01:0203::"])
+def test_dev_policy_refuses_tunnel_addresses_that_embed_127(address: str) -> None:
+    """6to4 and NAT64 addresses go out through a relay or translator, not to this host: only
+    real loopback (127/8, ::1 and its IPv4-mapped form) is loopback."""
+    assert classify(address) is not AddressClass.LOOPBACK
+    assert not AddressPolicy.build(dev=True).permits(address)
 
 
 @pytest.mark.parametrize("address", ["10.0.0.1", "192.168.1.1", "fd12::1", "100.64.0.1"])

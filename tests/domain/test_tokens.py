@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 from pathlib import Path
 
 import pytest
@@ -62,12 +63,23 @@ def test_a_runtime_token_expires() -> None:
         read_runtime_token(KEY, token, max_age_s=30 * DAY, now=T + 30 * DAY + 1)
 
 
+def test_a_runtime_token_issued_in_the_future_is_refused() -> None:
+    """A token claiming a later issue time would outlive its maximum age (and could be minted
+    ahead of a key leak's discovery): beyond a small clock skew it is refused."""
+    token = make_runtime_token(KEY, RuntimeIdentity("alice", "phone", T + 3600))
+    with pytest.raises(Unauthorized, match="future"):
+        read_runtime_token(KEY, token, max_age_s=30 * DAY, now=T)
+    skewed = make_runtime_token(KEY, RuntimeIdentity("alice", "phone", T + 30))
+    assert read_runtime_token(KEY, skewed, max_age_s=30 * DAY, now=T).issued_at == T + 30
+
+
 def test_login_codes_are_signed_and_carry_app_user_and_expiry() -> None:
     code = make_login_code(KEY, LoginCode("mpA", "alice", T + 300, "nonce1"))
     assert "alice" not in code
     assert read_login_code(KEY, code) == LoginCode("mpA", "alice", T + 300, "nonce1")
     assert read_login_code(OTHER, code) is None
     assert read_login_code(KEY, code[:-2] + ("AA" if code[-2:] != "AA" else "BB")) is None
+    assert "mpA" not in code
     assert read_login_code(KEY, "garbage") is None
     assert read_login_code(KEY, "") is None
 
@@ -131,10 +143,43 @@ def test_non_ascii_forgeries_are_refused_not_crashed() -> None:
     assert verify_request("s", "t=1,v1=é", "GET", "/", now=1) is False
 
 
-def test_a_login_code_does_not_carry_the_host_user_id() -> None:
+def test_a_login_code_reveals_nothing_without_the_server_key() -> None:
+    """Encrypted, not just signed: neither the openid nor the appid can be read from a code, and
+    two codes for the same user look unrelated."""
     import base64
 
-    code = make_login_code(KEY, LoginCode("mpA", "oOPENID", T + 300, "n"))
-    payload = code.split(".")[0]
-    decoded = base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)).decode()
-    assert "oOPENID" in decoded and "alice" not in decoded
+    first = make_login_code(KEY, LoginCode("mpAPPID", "oOPENID", T + 300, "n"))
+    second = make_login_code(KEY, LoginCode("mpAPPID", "oOPENID", T + 300, "n"))
+    for code in (first, second):
+        raw = base64.urlsafe_b64decode(code + "=" * (-len(code) % 4))
+        for secret in (b"oOPENID", b"mpAPPID", b"OPENID", b"APPID"):
+            assert secret not in raw and secret.decode() not in code
+    assert first != second and first[:16] != second[:16]
+    assert read_login_code(KEY, first) == read_login_code(KEY, second)
+
+
+@pytest.mark.parametrize("mangle", [
+    lambda c: c[:-1] + ("A" if c[-1] != "A" else "B"),
+    lambda c: ("A" if c[0] != "A" else "B") + c[1:],
+    lambda c: c[:20],
+    lambda c: c + "AAAA",
+    lambda c: c.replace(c[30], "-" if c[30] != "-" else "_", 1),
+    lambda c: "!!" + c,
+])
+def test_a_tampered_login_code_is_refused(mangle) -> None:  # type: ignore[no-untyped-def]
+    code = make_login_code(KEY, LoginCode("mpA", "oX", T + 300, "n"))
+    assert read_login_code(KEY, mangle(code)) is None
+
+
+def test_a_sealed_value_opens_only_from_its_canonical_text() -> None:
+    """29 sealed bytes end in a base64 character with 2 unused bits: the text with those bits
+    changed decodes to the same bytes, and is refused all the same."""
+    from miniport.domain.sealing import seal, unseal
+
+    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+    text = seal(KEY, "test", b"x")
+    assert len(text) % 4 == 3 and unseal(KEY, "test", text) == b"x"
+    twin = text[:-1] + alphabet[alphabet.index(text[-1]) ^ 1]
+    pad = "=" * (-len(text) % 4)
+    assert base64.urlsafe_b64decode(twin + pad) == base64.urlsafe_b64decode(text + pad)
+    assert unseal(KEY, "test", twin) is None

@@ -27,6 +27,13 @@ from miniport.errors import InvalidURL
         ("https://example.com:99999/data", "cannot be parsed"),
         ("https://exa mple.com/", "white space"),
         ("https://example.com/\x00", "control characters"),
+        ("https://example.com/\u202egpj.exe", "direction-changing character (U+202E)"),
+        ("https://evil.example\u202e/moc.elpmaxe", "U+202E"),
+        ("https://example.com/a\u2066b\u2069", "U+2066"),
+        ("https://exa\u200bmple.com/", "U+200B"),
+        ("https://example.com/\u200f", "U+200F"),
+        ("https://example.com/\x7f", "U+007F"),
+        ("https://example.com/\x9b", "U+009B"),
         ("", "empty"),
         ("   ", "empty"),
         ("https://example.com/" + "a" * MAX_URL_LENGTH, "longer than"),
@@ -108,3 +115,18 @@ def test_allow_listed_networks_and_dev_loopback_are_accepted() -> None:
     assert validate_fetch_url("periodic", "https://127.0.0.1:9/x", dev=True)
     with pytest.raises(InvalidURL, match="metadata"):
         validate_fetch_url("pre", "https://169.254.169.254/x", dev=True)
+
+
+def test_visible_non_ascii_urls_are_still_accepted() -> None:
+    url = "https://例え.jp/数据?q=é"
+    assert validate_fetch_url("pre", url, dev=False) == url
+
+
+def test_a_url_is_shown_with_its_invisible_characters_written_out() -> None:
+    from miniport.domain.urls import shown_url
+
+    assert shown_url("https://evil.example/\u202egpj.atad") == (
+        "https://evil.example/<U+202E>gpj.atad")
+    assert shown_url("https://a.example/\u200b\u2066x\u2069\t") == (
+        "https://a.example/<U+200B><U+2066>x<U+2069><U+0009>")
+    assert shown_url("https://例え.jp/数据?q=é") == "https://例え.jp/数据?q=é"

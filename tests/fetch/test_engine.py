@@ -515,3 +515,48 @@ async def test_a_token_set_while_a_fetch_is_in_flight_keeps_the_pair_due(
 
 async def _true(value: bool) -> bool:
     return value
+
+
+@pytest.mark.parametrize("dialect", ["sqlite", "postgres"])
+async def test_pairs_waiting_for_a_slow_host_longer_than_their_lease_are_fetched_once(
+    platforms: Make, counter: Counter, dialect: str, request: Any,
+) -> None:
+    """A short lease, one slot for a slow host: most claimed pairs wait longer than the lease for
+    their turn. Their leases are renewed while they wait, so the same (or another) worker does not
+    claim and fetch them again within the interval."""
+    counter.delay_s = 0.3
+    extra = {"database_url": request.getfixturevalue("pg_url")} if dialect == "postgres" else {}
+    p = await platforms(claim_lease_s=1, host_concurrency=1, fetch_concurrency=20, **extra)
+    appid = await periodic_app(p, counter.url)
+    for i in range(8):
+        await user(p, appid, f"u{i}", f"t{i}")
+    assert await run(p) == 8  # about 2.4 s: more than twice the lease
+    assert counter.by_token() == {f"t{i}": 1 for i in range(8)}
+    now = p.clock.now()
+    assert await p.db.write(p.fetches.claim_due, now, p.rules.active_since(now),
+                            p.rules.lease_until(now), 10) == []  # all scheduled, none leased
+
+
+async def test_a_stop_with_hanging_fetches_is_prompt_and_releases_their_claims(
+    platforms: Make, fake_clock: FakeClock, counter: Counter,
+) -> None:
+    counter.hold = True  # the developer server never answers (until the test ends)
+    p = await platforms(clock=fake_clock, fetch_timeout_s=30)
+    appid = await periodic_app(p, counter.url)
+    for i in range(2):
+        await user(p, appid, f"u{i}", f"t{i}")
+    engine = p.make_engine()
+    engine.stop_grace_s = 0.2
+    stop = asyncio.Event()
+    running = asyncio.create_task(engine.run(stop))
+    await eventually(lambda: _true(counter.in_flight == 2))
+    stop.set()
+    engine.wake()
+    await asyncio.wait_for(running, 5)  # not the 30 s fetch timeout
+    # the claims were released: both pairs are due at once for the next worker, not after the
+    # lease; nothing was recorded for them
+    now = fake_clock.now()
+    again = await p.db.write(p.fetches.claim_due, now, p.rules.active_since(now),
+                             p.rules.lease_until(now), 10)
+    assert sorted(d.user_id for d in again) == ["u0", "u1"]
+    assert await p.background.log(appid, 10, None) == []

@@ -47,6 +47,11 @@ async def test_roles(live_server: LiveServer, session: aiohttp.ClientSession) ->
     status, created = await developer.call("POST", "/apps", json={"name": "shop"})
     assert status == 201 and created["appid"].startswith("mp") and created["secret"]
     appid = created["appid"]
+    status, body = await viewer.call("GET", f"/apps/{appid}")
+    assert status == 404  # not a member: as if the app did not exist
+    status, body = await admin.call("POST", f"/apps/{appid}/members",
+                                    json={"user": "key:viewer-key", "role": "viewer"})
+    assert status == 201
 
     status, body = await viewer.call("GET", f"/apps/{appid}")
     assert status == 200 and "secret" not in body  # a viewer does not see the secret
@@ -79,6 +84,8 @@ async def test_roles(live_server: LiveServer, session: aiohttp.ClientSession) ->
     status, audit = await viewer.call("GET", "/audit", params={"appid": appid})
     actions = [(e["actor"], e["action"]) for e in reversed(audit["entries"])]
     assert actions == [("key:developer-key", "app.create"),
+                       ("key:developer-key", "member.add"),  # the creator is a member
+                       ("key:test-admin", "member.add"),
                        ("key:developer-key", "change.request"),
                        ("key:test-admin", "change.confirm")]
 

@@ -82,7 +82,7 @@ def render(as_json: bool, value: Any, human: Callable[[], None] | None = None) -
         print_value(value)
 
 
-TIME_KEYS = ("ts", "since", "until")
+TIME_KEYS = ("ts", "since", "until", "before")
 
 
 def is_time_key(key: str) -> bool:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
@@ -11,8 +12,9 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
+from ..errors import InvalidInput, MiniportError
 from .backend import call
-from .common import DataDir, Json, Role, console, local_time, render, settings_for, text_of
+from .common import DataDir, Json, Role, console, fail, local_time, render, settings_for, text_of
 
 app = typer.Typer(
     help="Miniport: background data and custom analytics for mini-programs.",
@@ -41,6 +43,10 @@ api_key_cmd = typer.Typer(
     no_args_is_help=True,
 )
 app.add_typer(api_key_cmd, name="api-key")
+member_cmd = typer.Typer(help="An app's developers and viewers.", no_args_is_help=True)
+app_cmd.add_typer(member_cmd, name="member")
+server_key_cmd = typer.Typer(help="The server key (signing and sealing).", no_args_is_help=True)
+app.add_typer(server_key_cmd, name="key")
 
 
 class FetchKind(StrEnum):
@@ -49,6 +55,16 @@ class FetchKind(StrEnum):
 
 
 Kind = Annotated[FetchKind, typer.Option("--kind", help="Which data URL: periodic or pre-fetch")]
+
+
+def iso_time(text: str | None) -> float | None:
+    if text is None:
+        return None
+    try:
+        when = datetime.fromisoformat(text)
+    except ValueError as exc:
+        raise InvalidInput(f"not an ISO time: {text!r}") from exc
+    return (when if when.tzinfo else when.replace(tzinfo=UTC)).timestamp()
 
 
 def qr_text(link: str) -> str:
@@ -237,6 +253,23 @@ def user_token(
     render(as_json, {"runtime_token": made["runtime_token"]})
 
 
+@user_cmd.command("revoke")
+def user_revoke(
+    user_id: str,
+    before: Annotated[
+        str | None, typer.Option("--before", help="ISO time (UTC if no offset); default: now")
+    ] = None,
+    data_dir: DataDir = None,
+    as_json: Json = False,
+) -> None:
+    """Revoke the user's runtime tokens: all of them, or those issued before --before."""
+    try:
+        cutoff = iso_time(before)
+    except MiniportError as exc:
+        fail(as_json, exc)
+    render(as_json, call(data_dir, as_json, "user.revoke", user_id=user_id, before=cutoff))
+
+
 @key_cmd.command("create")
 def host_key_create(
     name: Annotated[str, typer.Argument()] = "host", data_dir: DataDir = None, as_json: Json = False
@@ -255,6 +288,55 @@ def api_key_create(
     """An admin API key with a role."""
     made = call(data_dir, as_json, "key.create", kind="api", name=name, role=role.value)
     render(as_json, made)
+
+
+@api_key_cmd.command("revoke")
+def api_key_revoke(name: str, data_dir: DataDir = None, as_json: Json = False) -> None:
+    """Revoke the admin API keys of that name; they stop working at once."""
+    render(as_json, call(data_dir, as_json, "key.revoke", kind="api", name=name))
+
+
+@api_key_cmd.command("rotate")
+def api_key_rotate(name: str, data_dir: DataDir = None, as_json: Json = False) -> None:
+    """Revoke the admin API keys of that name and print a new one with the same role."""
+    render(as_json, call(data_dir, as_json, "key.rotate", kind="api", name=name))
+
+
+@server_key_cmd.command("rotate")
+def server_key_rotate(data_dir: DataDir = None, as_json: Json = False) -> None:
+    """A new server key; what is sealed with the old one is re-sealed, runtime tokens it signed
+    stay valid till they expire, openids never change. Restart running servers afterwards."""
+    render(as_json, call(data_dir, as_json, "server_key.rotate"))
+
+
+@member_cmd.command("add")
+def member_add(
+    appid: str,
+    user: str,
+    role: Annotated[str, typer.Option("--role", help="developer or viewer")],
+    data_dir: DataDir = None,
+    as_json: Json = False,
+) -> None:
+    """Give a console user (or key:NAME, an API key) access to the app."""
+    render(as_json, call(data_dir, as_json, "member.add", appid=appid, user=user, role=role))
+
+
+@member_cmd.command("remove")
+def member_remove(appid: str, user: str, data_dir: DataDir = None, as_json: Json = False) -> None:
+    render(as_json, call(data_dir, as_json, "member.remove", appid=appid, user=user))
+
+
+@member_cmd.command("list")
+def member_list(appid: str, data_dir: DataDir = None, as_json: Json = False) -> None:
+    found = call(data_dir, as_json, "member.list", appid=appid)
+
+    def human() -> None:
+        table = Table("user", "role", "added by")
+        for m in found["members"]:
+            table.add_row(escape(m["user"]), m["role"], escape(m["added_by"] or ""))
+        console.print(table)
+
+    render(as_json, found, human)
 
 
 # --- devtools ---

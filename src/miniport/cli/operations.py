@@ -182,11 +182,29 @@ async def _console_user_create(pf: Platform, p: Params) -> dict[str, Any]:
     return out
 
 
+async def _revoke_key(pf: Platform, p: Params) -> dict[str, Any]:
+    revoked = await pf.auth.revoke_key(p["kind"], p["name"], CLI_ACTOR)
+    return {"name": p["name"], "revoked": len(revoked)}
+
+
+async def _rotate_server_key(pf: Platform, p: Params) -> dict[str, Any]:
+    from ..services.keys import rotate_server_key
+
+    return await rotate_server_key(pf.db, pf.registry, pf.clock, CLI_ACTOR)
+
+
+async def _members(pf: Platform, p: Params) -> dict[str, Any]:
+    return {"appid": p["appid"], "members": await pf.members.list(p["appid"])}
+
+
 async def _console_users(pf: Platform, p: Params) -> dict[str, Any]:
     return {"users": [u.__dict__ for u in await pf.console_users.list_users()]}
 
 
 _NO_API = "it has no admin API; it writes the shared SQL database directly"
+_KEY_RING = (
+    "it rewrites the server key in the shared SQL database; restart running servers afterwards"
+)
 _DEVICES = "it reaches the devices connected to the server; start `miniport serve` first"
 
 OPERATIONS: dict[str, Operation] = {
@@ -233,10 +251,39 @@ OPERATIONS: dict[str, Operation] = {
             _runtime_token,
         ),
         Operation(
+            "user.revoke",
+            lambda p: Route(
+                "POST",
+                "/admin/v1/runtime-tokens/revoke",
+                {"user_id": p["user_id"], "before": p.get("before")},
+            ),
+            lambda pf, p: pf.auth.revoke_runtime(p["user_id"], p.get("before"), CLI_ACTOR),
+        ),
+        Operation(
             "key.create",
             None,
             lambda pf, p: pf.auth.create_key(p["kind"], p["name"], p.get("role")),
             why_local=_NO_API,
+        ),
+        Operation("key.revoke", None, _revoke_key, why_local=_NO_API),
+        Operation(
+            "key.rotate",
+            None,
+            lambda pf, p: pf.auth.rotate_key(p["kind"], p["name"], CLI_ACTOR),
+            why_local=_NO_API,
+        ),
+        Operation("server_key.rotate", None, _rotate_server_key, why_local=_KEY_RING),
+        # app members
+        Operation("member.list", lambda p: Route("GET", _app(p) + "/members"), _members),
+        Operation(
+            "member.add",
+            lambda p: Route("POST", _app(p) + "/members", {"user": p["user"], "role": p["role"]}),
+            lambda pf, p: pf.members.add(p["appid"], p["user"], p["role"], CLI_ACTOR),
+        ),
+        Operation(
+            "member.remove",
+            lambda p: Route("DELETE", f"{_app(p)}/members/{_q(p['user'])}"),
+            lambda pf, p: pf.members.remove(p["appid"], p["user"], CLI_ACTOR),
         ),
         Operation("console.user.create", None, _console_user_create, why_local=_NO_API),
         Operation("console.user.list", None, _console_users, why_local=_NO_API),

@@ -33,6 +33,7 @@ _METADATA = {
     ipaddress.ip_address("100.100.100.200"),
 }
 _SHARED_CGNAT = ipaddress.ip_network("100.64.0.0/10")
+_NAT64 = ipaddress.ip_network("64:ff9b::/96")
 
 
 def ip_in(address: str | IPAddress, net: IPNetwork) -> bool:
@@ -52,15 +53,18 @@ def looks_like_ipv4(host: str) -> bool:
 
 def classify(address: str | IPAddress) -> AddressClass:
     """Classify one IP address. IPv4-mapped and 6to4/NAT64-embedded IPv4 are judged by the IPv4
-    address they carry."""
+    address they carry, except that only real loopback is loopback: a 6to4 or NAT64 address
+    carrying 127.x goes to a relay or translator, not to this host, and is reserved."""
     ip = ipaddress.ip_address(address) if isinstance(address, str) else address
     if isinstance(ip, ipaddress.IPv6Address):
         if ip.ipv4_mapped is not None:
             return classify(ip.ipv4_mapped)
-        if ip.sixtofour is not None:
-            return classify(ip.sixtofour)
-        if ip in ipaddress.ip_network("64:ff9b::/96"):
-            return classify(ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF))
+        embedded = ip.sixtofour
+        if embedded is None and ip in _NAT64:
+            embedded = ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
+        if embedded is not None:
+            kind = classify(embedded)
+            return AddressClass.RESERVED if kind is AddressClass.LOOPBACK else kind
     if ip in _METADATA:
         return AddressClass.METADATA
     if ip.is_unspecified:

@@ -1,4 +1,5 @@
-"""Runtime tokens, login codes, openids and confirmation codes (pure given their keys).
+"""Runtime tokens, login codes, openids and confirmation codes (pure given their keys; a login
+code's random nonce aside).
 
 A runtime token is stateless: ``<payload>.<mac>`` where payload is base64url JSON of user id,
 device id and issue time, and mac an HMAC-SHA256 with the server key. Verifying needs no database
@@ -13,9 +14,11 @@ import json
 from dataclasses import dataclass
 
 from ..errors import InvalidInput, Unauthorized
+from .sealing import seal, unseal
 
 MAX_USER_ID = 128
 MAX_DEVICE_ID = 128
+CLOCK_SKEW_S = 60  # how far in the future a token's issue time may be (clocks of several nodes)
 
 
 @dataclass(frozen=True)
@@ -64,6 +67,8 @@ def read_runtime_token(key: bytes, token: str, *, max_age_s: float, now: float) 
         raise Unauthorized("invalid runtime token") from exc
     if now - identity.issued_at > max_age_s:
         raise Unauthorized("runtime token expired")
+    if identity.issued_at > now + CLOCK_SKEW_S:
+        raise Unauthorized("runtime token issued in the future")
     return identity
 
 
@@ -79,23 +84,23 @@ class LoginCode:
 
 
 def make_login_code(key: bytes, code: LoginCode) -> str:
-    """A self-contained one-time code (wx.login): minting it needs no database write, which
-    keeps it off the cold-start path. Its single use is enforced when it is exchanged."""
-    payload = _b64(
-        json.dumps(
-            [code.appid, code.openid, int(code.expires_at), code.nonce], separators=(",", ":")
-        ).encode()
-    )
-    return f"{payload}.{_mac(key, 'code', payload)[:22]}"
+    """A self-contained one-time code (wx.login), encrypted and authenticated (ChaCha20-Poly1305
+    with a key derived from the server key): like WeChat's, it reveals nothing to whoever sees
+    it, not even the openid. Minting it needs no database write, which keeps it off the
+    cold-start path; its single use is enforced when it is exchanged."""
+    plain = json.dumps(
+        [code.appid, code.openid, int(code.expires_at), code.nonce], separators=(",", ":")
+    ).encode()
+    return seal(key, "login-code", plain)
 
 
 def read_login_code(key: bytes, code: str) -> LoginCode | None:
     """The code's content if it is authentic (expiry and use are the caller's to check)."""
-    payload, _, mac = code.partition(".")
-    if not payload or not mac or not _same(mac, _mac(key, "code", payload)[:22]):
+    plain = unseal(key, "login-code", code)
+    if plain is None:
         return None
     try:
-        appid, openid, expires_at, nonce = json.loads(_unb64(payload))
+        appid, openid, expires_at, nonce = json.loads(plain)
         return LoginCode(str(appid), str(openid), float(expires_at), str(nonce))
     except (ValueError, TypeError):
         return None

@@ -1,9 +1,12 @@
 """Rules for the developer's data URLs (pure): ONE rule for both kinds, checked when the URL is
-set, with the same message whichever kind or path (CLI, admin API, console) sets it."""
+set, with the same message whichever kind or path (CLI, admin API, console) sets it. A URL that
+passes reads as what is fetched: no white space, control, bidirectional-override, zero-width or
+other invisible character."""
 
 from __future__ import annotations
 
 import ipaddress
+import unicodedata
 from typing import Literal
 from urllib.parse import urlsplit
 
@@ -13,6 +16,8 @@ from .address_guard import AddressPolicy
 FetchKind = Literal["periodic", "pre"]
 FETCH_KINDS: tuple[FetchKind, ...] = ("periodic", "pre")
 MAX_URL_LENGTH = 2048
+# control, format (bidi overrides, isolates, zero-width), separators, surrogate, private, unassigned
+_INVISIBLE = frozenset({"Cc", "Cf", "Zl", "Zp", "Cs", "Co", "Cn"})
 
 
 def is_loopback_host(host: str) -> bool:
@@ -22,6 +27,18 @@ def is_loopback_host(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+def shown_url(url: str) -> str:
+    """The URL as text that reads as what is fetched: every invisible, control or
+    direction-changing character written as ``<U+202E>`` (for URLs stored before such
+    characters were refused, and anything else displayed)."""
+    return "".join(
+        f"<U+{ord(ch):04X}>"
+        if unicodedata.category(ch) in _INVISIBLE or (ch.isspace() and ch != " ")
+        else ch
+        for ch in url
+    )
 
 
 def validate_fetch_url(
@@ -42,6 +59,13 @@ def validate_fetch_url(
         raise InvalidURL(f"the URL is longer than {MAX_URL_LENGTH} characters")
     if any(ch.isspace() or ord(ch) < 0x20 for ch in url):
         raise InvalidURL("the URL contains white space or control characters")
+    hidden = next((ch for ch in url if unicodedata.category(ch) in _INVISIBLE), None)
+    if hidden is not None:
+        # bidirectional overrides (U+202E), zero-width and other format characters make the URL
+        # read differently from what is fetched, to the admin who confirms it
+        raise InvalidURL(
+            f"the URL contains an invisible or direction-changing character (U+{ord(hidden):04X})"
+        )
     try:
         parts = urlsplit(url)
         port = parts.port

@@ -4,7 +4,12 @@ developer host), and store results in batches.
 It is a pipeline: a claimer keeps up to ``concurrency`` fetches in flight, each finished fetch
 queues its outcome, and a recorder writes queued outcomes in one transaction per batch and then
 tells connected runtimes. When nothing is due it sleeps until the next due time (at most a
-second, so changes made by another process are seen), or until ``wake()``."""
+second, so changes made by another process are seen), or until ``wake()``.
+
+Leases: every claimed pair is held until its result is stored, and its lease is renewed while it
+waits (for a per-host slot, say), so neither this worker nor another claims it again within the
+interval. On stop, fetches in flight get ``stop_grace_s`` to finish; the rest are cancelled and
+their claims released (due at once), so a stop is prompt and loses nothing."""
 
 from __future__ import annotations
 
@@ -28,6 +33,7 @@ from .outcome import record_for, schedule_after
 
 log = logging.getLogger("miniport.engine")
 Notify = Callable[[Sequence[FetchRecord]], Awaitable[None]]
+Pair = tuple[str, str]
 
 
 async def fetch_periodic(
@@ -75,6 +81,7 @@ class PeriodicEngine:
         host_backoff_s: float,
         notify: Notify | None = None,
         rand: Callable[[], float] = random.random,
+        stop_grace_s: float = 2.0,
     ) -> None:
         self.db, self.store, self.fetcher, self.rules, self.clock = db, store, fetcher, rules, clock
         self.timeout_s = timeout_s
@@ -95,6 +102,8 @@ class PeriodicEngine:
         self._done: list[tuple[FetchRecord, ScheduleUpdate]] = []
         self._done_event = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
+        self._leases: dict[Pair, float] = {}  # claimed, result not stored yet: the lease set
+        self.stop_grace_s = stop_grace_s
         self.completed = 0
 
     def in_flight(self) -> int:
@@ -154,7 +163,11 @@ class PeriodicEngine:
             self._finish(record, update)
         except Exception:  # a bug must not stall the pipeline; the lease retries the pair
             log.exception("periodic fetch of %s/%s failed", due.appid, due.user_id)
+            self._leases.pop((due.appid, due.user_id), None)
             self._release()
+        except asyncio.CancelledError:  # stopping: run() releases the claim
+            self._release()
+            raise
 
     async def _fetch_bounded(
         self, due: DueFetch, host: str, now: float
@@ -211,6 +224,8 @@ class PeriodicEngine:
                     records.append(record)
                 except Exception:
                     log.exception("dropped the result of %s/%s", record.appid, record.user_id)
+        for record in records:
+            self._leases.pop((record.appid, record.user_id), None)
         self.completed += len(batch)
         if self.notify is not None:
             try:
@@ -220,14 +235,48 @@ class PeriodicEngine:
         return len(batch)
 
     async def _claim(self, limit: int) -> list[DueFetch]:
+        """Claim due pairs and hold their leases. A pair held already is claimed again only if
+        it was made due meanwhile (a new token): it is then fetched again, on purpose."""
         now = self.clock.now()
-        return await self.db.write(
-            self.store.claim_due,
-            now,
-            self.rules.active_since(now),
-            self.rules.lease_until(now),
-            limit,
+        lease = self.rules.lease_until(now)
+        claimed = await self.db.write(
+            self.store.claim_due, now, self.rules.active_since(now), lease, limit
         )
+        for due in claimed:
+            self._leases[(due.appid, due.user_id)] = lease
+        return claimed
+
+    async def _renew(self, lease_until: float, older_than: float) -> None:
+        """Move the leases this worker holds that end before ``older_than`` to ``lease_until``
+        (a lease ending now is a released claim)."""
+        held = [(a, u, old) for (a, u), old in self._leases.items() if old < older_than]
+        if not held:
+            return
+        await self.db.write(self.store.renew_leases, held, lease_until)
+        for a, u, old in held:
+            if self._leases.get((a, u)) == old:
+                self._leases[(a, u)] = lease_until
+
+    async def _renew_loop(self) -> None:
+        period = self.rules.lease_s / 3
+        while True:
+            await asyncio.sleep(period)
+            now = self.clock.now()
+            try:
+                await self._renew(self.rules.lease_until(now), now + 2 * period)
+            except Exception:  # a failed renewal is retried; at worst a pair is fetched twice
+                log.exception("renewing %d leases failed", len(self._leases))
+
+    async def _finish_in_flight(self) -> None:
+        """Let fetches in flight finish for ``stop_grace_s``; cancel the rest and release their
+        claims, so the next worker fetches them at once."""
+        if self._tasks:
+            await asyncio.wait(set(self._tasks), timeout=self.stop_grace_s)
+        if self._tasks:
+            log.info("stopping: %d fetches still in flight are released", len(self._tasks))
+            for task in list(self._tasks):
+                task.cancel()
+            await asyncio.gather(*self._tasks, return_exceptions=True)
 
     async def _wait_for_work(self) -> None:
         self._wake.clear()  # before reading: a wake() during the read is not lost
@@ -241,6 +290,7 @@ class PeriodicEngine:
     async def run(self, stop: asyncio.Event, *, until_idle: bool = False) -> None:
         """Run until ``stop`` is set (or, with ``until_idle``, until nothing is due)."""
         recorder = asyncio.create_task(self._record_loop(stop))
+        renewer = asyncio.create_task(self._renew_loop())
         try:
             while not stop.is_set():
                 room = self.concurrency - self._in_flight
@@ -268,9 +318,23 @@ class PeriodicEngine:
                 else:
                     await self._wait_for_work()
         finally:
-            if self._tasks:
-                await asyncio.gather(*self._tasks, return_exceptions=True)
+            await self._finish_in_flight()
             stop.set()
             self._done_event.set()  # the recorder need not wait out its poll to see the stop
             await recorder
             await self.flush()
+            renewer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await renewer
+            await self._release_claims()
+
+    async def _release_claims(self) -> None:
+        """Claims still held after the last flush (fetches cancelled, results that failed to
+        store) become due at once instead of waiting out their lease."""
+        if self._leases:
+            now = self.clock.now()
+            try:
+                await self._renew(now, float("inf"))
+            except Exception:  # the leases run out by themselves
+                log.exception("releasing %d claims failed", len(self._leases))
+            self._leases.clear()

@@ -1,7 +1,13 @@
-"""Identities: runtime tokens for host users, host keys, admin API keys, login codes, openids."""
+"""Identities: runtime tokens for host users, host keys, admin API keys, login codes, openids.
+
+Runtime tokens are stateless; a revocation (a user's tokens issued before a time) is an
+append-only row that every API node reads incrementally, at most once per
+``REVOCATION_POLL_S``, so checking a token still needs no database read of its own. API keys are
+looked up on every call, so a revoked key stops at once."""
 
 from __future__ import annotations
 
+import contextlib
 import secrets
 from typing import Any
 
@@ -19,11 +25,14 @@ from ..domain.tokens import (
     read_runtime_token,
     validate_id,
 )
-from ..errors import InvalidInput, Unauthorized
+from ..errors import InvalidInput, NotFound, Unauthorized
 from ..storage.db import Database
+from ..storage.keyring import KeyRing
 from ..storage.registry import RegistryStore
+from ..storage.revocations import RevocationStore
 
 RUNTIME_TOKEN_MAX_AGE_S = 30 * 86400
+REVOCATION_POLL_S = 1.0
 
 
 class AuthService:
@@ -34,10 +43,18 @@ class AuthService:
         clock: Clock,
         key: bytes,
         login_code_ttl_s: float,
+        ring: KeyRing | None = None,
     ) -> None:
         self.db, self.registry, self.clock, self.key = db, registry, clock, key
+        # keys that still check what they signed, newest first; openids keep their own key
+        self.keys = (key,) + ((ring.previous,) if ring and ring.previous else ())
+        self.openid_key = ring.openid if ring else key
         self.login_code_ttl_s = login_code_ttl_s
         self._identities: dict[str, RuntimeIdentity] = {}
+        self.revocations = RevocationStore(db)
+        self._revoked: dict[str, float] = {}  # user id -> tokens issued before this are refused
+        self._revocation_seq = 0
+        self._revocations_read_at = float("-inf")
 
     # --- runtime tokens (stateless) ---
     def runtime_token(self, user_id: str, device_id: str | None = None) -> str:
@@ -50,15 +67,61 @@ class AuthService:
         now = self.clock.now()
         known = self._identities.get(token)
         if known is not None and now - known.issued_at <= RUNTIME_TOKEN_MAX_AGE_S:
-            return known
-        identity = read_runtime_token(self.key, token, max_age_s=RUNTIME_TOKEN_MAX_AGE_S, now=now)
+            return self._not_revoked(known)
+        identity = self._read_token(token, now)
         if len(self._identities) >= 10_000:
             self._identities.clear()
         self._identities[token] = identity
+        return self._not_revoked(identity)
+
+    def _read_token(self, token: str, now: float) -> RuntimeIdentity:
+        """Checked with the current key, then with the previous one (a rotation does not sign
+        every user out)."""
+        try:
+            return read_runtime_token(self.key, token, max_age_s=RUNTIME_TOKEN_MAX_AGE_S, now=now)
+        except Unauthorized as exc:
+            for key in self.keys[1:]:
+                with contextlib.suppress(Unauthorized):
+                    return read_runtime_token(
+                        key, token, max_age_s=RUNTIME_TOKEN_MAX_AGE_S, now=now
+                    )
+            raise exc
+
+    def _not_revoked(self, identity: RuntimeIdentity) -> RuntimeIdentity:
+        before = self._revoked.get(identity.user_id)
+        if before is not None and identity.issued_at < before:
+            raise Unauthorized("runtime token revoked")
         return identity
 
+    async def refresh_revocations(self) -> None:
+        """Learn revocations made anywhere (another node, the CLI) since the last look; at most
+        one database read per ``REVOCATION_POLL_S``."""
+        now = self.clock.now()
+        if now - self._revocations_read_at < REVOCATION_POLL_S:
+            return
+        self._revocations_read_at = now
+        rows = await self.db.read(self.revocations.runtime_since, self._revocation_seq)
+        for seq, user_id, before in rows:
+            self._revocation_seq = seq
+            self._revoked[user_id] = max(before, self._revoked.get(user_id, before))
+
+    async def revoke_runtime(
+        self, user_id: str, before: float | None, actor: str
+    ) -> dict[str, Any]:
+        """Refuse the user's runtime tokens issued before ``before`` (default: now, all of
+        them; a token issued in the same second as the revocation is refused too)."""
+        validate_id("user id", user_id)
+        now = self.clock.now()
+        cutoff = now if before is None else before
+        if cutoff > now:
+            raise InvalidInput("the revocation time must not be in the future")
+        await self.db.write(self.revocations.revoke_runtime, user_id, cutoff, now, actor)
+        self._revocations_read_at = float("-inf")
+        await self.refresh_revocations()
+        return {"user_id": user_id, "before": cutoff, "revoked_at": now}
+
     def openid(self, appid: str, user_id: str) -> str:
-        return openid_for(self.key, appid, user_id)
+        return openid_for(self.openid_key, appid, user_id)
 
     # --- keys ---
     async def create_key(
@@ -73,6 +136,20 @@ class AuthService:
             self.registry.add_key, kind, key_id, name, hash_secret(key), self.clock.now(), role
         )
         return {"id": key_id, "name": name, "key": key, **({"role": role} if role else {})}
+
+    async def revoke_key(self, kind: str, name: str, actor: str) -> list[str]:
+        """Revoke every live key of that name (they stop working at once); their roles."""
+        roles = await self.db.write(
+            self.revocations.revoke_key, kind, name, self.clock.now(), actor
+        )
+        if not roles:
+            raise NotFound(f"no {'API' if kind == 'api' else kind} key named {name!r}")
+        return roles
+
+    async def rotate_key(self, kind: str, name: str, actor: str) -> dict[str, Any]:
+        """Revoke the keys of that name and make a new one with the same role."""
+        roles = await self.revoke_key(kind, name, actor)
+        return await self.create_key(kind, name, roles[0] if kind == "api" else None)
 
     async def host_key(self, key: str) -> str:
         row = await self.db.read(self.registry.find_key, "host", hash_secret(key))
@@ -114,7 +191,10 @@ class AuthService:
             return {"errcode": 40013, "errmsg": "invalid appid"}
         if not secrets.compare_digest(app.secret.encode(), secret.encode()):
             return {"errcode": 40125, "errmsg": "invalid appsecret"}
-        code = read_login_code(self.key, js_code)
+        code = next(
+            (found for key in self.keys if (found := read_login_code(key, js_code)) is not None),
+            None,
+        )
         now = self.clock.now()
         if code is None or code.appid != appid or now > code.expires_at:
             return {"errcode": 40029, "errmsg": "invalid code (unknown, used or expired)"}

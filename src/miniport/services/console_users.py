@@ -6,7 +6,8 @@ CSRF; the CLI creates and lists users through the same service).
 - A session token is random; the database keeps only its SHA-256, so a leaked database holds
   no usable session. Each session has its own CSRF token, checked by the web layer.
 - Failed sign-ins are throttled per account name however it is typed (case, spaces): at most
-  ``FAILURE_LIMIT`` in ``FAILURE_WINDOW_S``. An unknown name costs the same hash as a known one.
+  ``FAILURE_LIMIT`` in ``FAILURE_WINDOW_S``, counted in the state database so every API node
+  shares one throttle. An unknown name costs the same hash as a known one.
 - A user created without a chosen password gets a generated one-time password and must choose
   a new one at first sign-in (``must_change_password``).
 - Roles are ``domain.roles.ROLES``; the last active admin cannot be demoted or disabled.
@@ -17,8 +18,6 @@ from __future__ import annotations
 import asyncio
 import re
 import secrets
-import time
-from collections import defaultdict, deque
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
@@ -29,6 +28,7 @@ from ..domain.tokens import hash_secret
 from ..errors import Forbidden, InvalidInput, NotFound, Unauthorized
 from ..storage.db import Database
 from ..storage.registry import RegistryStore
+from ..storage.shared_state import SharedStateStore
 from ..storage.users import ConsoleUser as ConsoleUser  # re-exported for the web layer
 from ..storage.users import Session as Session
 from ..storage.users import UserStore
@@ -83,7 +83,7 @@ class ConsoleUsers:
         self.registry = registry
         self.clock = clock
         self.hasher = hasher or PasswordHasher()
-        self._failures: dict[str, deque[float]] = defaultdict(deque)
+        self.shared = SharedStateStore(db)  # the throttle, alike on every node
         # Argon2 costs ~0.15 s of CPU and 64 MiB: at most two at once, whoever asks
         self._hashing = asyncio.Semaphore(2)
         # a real hash to verify against when the name is unknown (same timing either way)
@@ -195,21 +195,16 @@ class ConsoleUsers:
     # --- sign-in ---
     @staticmethod
     def _key(name: str) -> str:
-        """One throttle per account however its name is typed (case, spaces)."""
-        return name.strip().lower()
+        """One throttle per account however its name is typed (case, spaces); hashed, so any
+        typed name fits the column."""
+        return hash_secret(name.strip().lower())
 
-    def _throttled(self, name: str) -> bool:
-        if len(self._failures) > 10_000:  # bounded: forget the quiet names first
-            for key in [k for k, v in self._failures.items() if not v][:5_000]:
-                del self._failures[key]
-        window = self._failures[self._key(name)]
-        cutoff = time.monotonic() - FAILURE_WINDOW_S
-        while window and window[0] < cutoff:
-            window.popleft()
-        return len(window) >= FAILURE_LIMIT
+    async def _throttled(self, name: str) -> bool:
+        since = self.now() - FAILURE_WINDOW_S
+        return await self.db.read(self.shared.failures, self._key(name), since) >= FAILURE_LIMIT
 
     async def authenticate(self, name: str, password: str) -> ConsoleUser:
-        if self._throttled(name):
+        if await self._throttled(name):
             raise Forbidden("too many failed sign-ins for this name; wait ten minutes")
         found = await self.db.read(self.store.get_user, name.strip())
         if found is None:
@@ -218,12 +213,14 @@ class ConsoleUsers:
             await self._verify(self._dummy_hash, password)
         ok = found is not None and await self._verify(found[1], password)
         if not ok or found is None:
-            self._failures[self._key(name)].append(time.monotonic())
+            await self.db.write(
+                self.shared.add_failure, self._key(name), self.now(), FAILURE_WINDOW_S
+            )
             raise Unauthorized("wrong user name or password")
         user = found[0]
         if user.disabled:
             raise Forbidden("this account is disabled; ask an admin")
-        self._failures.pop(self._key(name), None)
+        await self.db.write(self.shared.clear_failures, self._key(name))
         return user
 
     async def start_session(self, user: ConsoleUser) -> tuple[str, str]:

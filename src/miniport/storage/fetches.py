@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from operator import attrgetter
 from typing import Any
 
-from sqlalchemy import and_, delete, func, or_, select, update
+from sqlalchemy import and_, bindparam, case, delete, func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -407,6 +407,34 @@ class FetchStore:
             cursor.executemany(self._sql["park_pair"], pairs)
         finally:
             cursor.close()
+
+    def renew_leases(self, held: Sequence[tuple[str, str, float]], lease_until: float) -> int:
+        """Extend the leases a worker still holds: (appid, user_id, the lease it set) for pairs
+        claimed but not yet recorded. A pair whose lease is no longer that value (recorded, or
+        claimed by another worker after it ran out) is left alone."""
+        if not held:
+            return 0
+        c = t.app_users.c
+        stmt = (
+            update(t.app_users)
+            .where(
+                and_(
+                    c.appid == bindparam("a"),
+                    c.user_id == bindparam("u"),
+                    c.lease_until == bindparam("old"),
+                )
+            )
+            .values(
+                lease_until=lease_until,
+                # a pair made due meanwhile (a new token, a changed URL) stays due
+                next_due_at=case(
+                    (c.next_due_at == bindparam("old"), lease_until), else_=c.next_due_at
+                ),
+            )
+        )
+        with self.db.writing() as conn:
+            params = [{"a": a, "u": u, "old": old} for a, u, old in held]
+            return int(conn.execute(stmt, params).rowcount)
 
     def next_due_at(self, active_since: float) -> float | None:
         row = self.db.fetch_one(self._sql["next_due"], (active_since,))

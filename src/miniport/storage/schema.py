@@ -236,3 +236,53 @@ analytics_tests = Table(
     Column("synced_at", Float, nullable=True),
     Index("ix_analytics_tests_appid_user_status", "appid", "user_id", "status"),
 )
+
+# Runtime-token revocations, append-only: a user's tokens issued before ``before`` are refused.
+# API nodes read the rows past the last ``seq`` they saw, so a revocation reaches every node.
+runtime_revocations = Table(
+    "runtime_revocations",
+    metadata,
+    Column("seq", Integer, primary_key=True, autoincrement=True),
+    Column("user_id", String(128), nullable=False),
+    Column("before", Float, nullable=False),
+    Column("revoked_at", Float, nullable=False),
+    Column("actor", String(160), nullable=False),
+)
+
+# A pending change's confirmation code, sealed with the server key, so any API node can show its
+# QR code until it expires (the change row keeps only the code's hash, for confirming).
+sealed_codes = Table(
+    "sealed_codes",
+    metadata,
+    Column(
+        "change_id",
+        String(32),
+        ForeignKey("change_requests.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    Column("sealed", Text, nullable=False),
+    Column("expires_at", Float, nullable=False),
+)
+
+# Failed console sign-ins per account (its normalized name), shared by every API node.
+signin_failures = Table(
+    "signin_failures",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("name_key", String(160), nullable=False),
+    Column("ts", Float, nullable=False),
+    Index("ix_signin_failures_name_key_ts", "name_key", "ts"),
+)
+
+# Per-app members: a developer or viewer (console user name, or ``key:NAME`` for an API key)
+# reaches only the apps it is a member of, with at most the member role; admins reach all.
+app_members = Table(
+    "app_members",
+    metadata,
+    Column("appid", String(32), ForeignKey("apps.appid", ondelete="CASCADE"), primary_key=True),
+    Column("principal", String(160), primary_key=True),
+    Column("role", String(16), nullable=False),
+    Column("added_at", Float, nullable=False),
+    Column("added_by", String(160), nullable=False),
+    Index("ix_app_members_principal", "principal"),
+)

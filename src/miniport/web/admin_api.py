@@ -9,10 +9,15 @@ from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, Field, StrictStr
 
 from ..domain.requests import Launch
+from ..errors import NotFound
 from ..services.auth import Principal
-from .deps import platform_of, require
+from .deps import members_of, platform_of, require
+from .openapi_doc import ERRORS
+from .strict_json import StrictJSONRoute
 
-router = APIRouter(prefix="/admin/v1", tags=["admin"])
+router = APIRouter(
+    prefix="/admin/v1", tags=["admin"], route_class=StrictJSONRoute, responses=ERRORS
+)
 Viewer = Annotated[Principal, Depends(require("viewer"))]
 Developer = Annotated[Principal, Depends(require("developer"))]
 Admin = Annotated[Principal, Depends(require("admin"))]
@@ -50,6 +55,13 @@ class RuntimeTokenIn(BaseModel):
     device_id: StrictStr | None = Field(default=None, max_length=128)
 
 
+class RevokeIn(BaseModel):
+    user_id: StrictStr = Field(min_length=1, max_length=128)
+    before: float | None = Field(
+        default=None, description="Unix time; tokens issued before it are refused (default: now)"
+    )
+
+
 def app_dict(app: Any, with_secret: bool) -> dict[str, Any]:
     out = {"appid": app.appid, "name": app.name, "created_at": app.created_at}
     if with_secret:
@@ -65,12 +77,14 @@ async def whoami(who: Viewer) -> dict[str, Any]:
 @router.get("/apps")
 async def list_apps(request: Request, who: Viewer) -> dict[str, Any]:
     apps = await platform_of(request).db.read(platform_of(request).registry.list_apps)
-    return {"apps": [app_dict(a, False) for a in apps]}
+    visible = await members_of(request).visible(who)
+    return {"apps": [app_dict(a, False) for a in apps if visible is None or a.appid in visible]}
 
 
 @router.post("/apps", status_code=201)
 async def create_app(body: AppIn, request: Request, who: Developer) -> dict[str, Any]:
     app = await platform_of(request).apps.create(body.name, who.name)
+    await members_of(request).add_creator(app.appid, who)
     return app_dict(app, True)
 
 
@@ -108,7 +122,12 @@ async def list_changes(appid: str, request: Request, who: Viewer) -> dict[str, A
 @router.get("/changes/{change_id}")
 async def get_change(change_id: str, request: Request, who: Viewer) -> dict[str, Any]:
     platform = platform_of(request)
-    return (await platform.db.read(platform.registry.get_change, change_id)).as_dict()
+    change = await platform.db.read(platform.registry.get_change, change_id)
+    try:
+        await members_of(request).check(change.appid, who, "viewer")
+    except NotFound as exc:
+        raise NotFound(f"change {change_id!r} not found") from exc
+    return change.as_dict()
 
 
 @router.post("/changes/confirm")
@@ -125,8 +144,11 @@ async def audit(
     limit: Annotated[int, Query(ge=1, le=1000)] = 200,
 ) -> dict[str, Any]:
     platform = platform_of(request)
+    if appid is not None:
+        await members_of(request).check(appid, who, "viewer")
     entries = await platform.db.read(platform.registry.list_audit, appid, limit)
-    return {"entries": [e.__dict__ for e in entries]}
+    visible = await members_of(request).visible(who)  # platform-wide entries: admins only
+    return {"entries": [e.__dict__ for e in entries if visible is None or e.appid in visible]}
 
 
 @router.post("/apps/{appid}/devtools/fetch")
@@ -233,3 +255,10 @@ async def runtime_token(body: RuntimeTokenIn, request: Request, who: Developer) 
         "user_id": body.user_id,
         "device_id": body.device_id or "default",
     }
+
+
+@router.post("/runtime-tokens/revoke")
+async def revoke_runtime_tokens(body: RevokeIn, request: Request, who: Admin) -> dict[str, Any]:
+    """Refuse a host user's runtime tokens issued before ``before`` on every node (within about
+    a second); a token issued later still works."""
+    return await platform_of(request).auth.revoke_runtime(body.user_id, body.before, who.name)

@@ -3,21 +3,30 @@ console and the CLI use (definitions, test and publish, live test view, reports,
 
 from __future__ import annotations
 
-import json
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, Depends, Query, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel, Field, StrictBool, StrictStr
 
+from ..domain import json_text
 from ..errors import InvalidInput, MiniportError
 from ..services.analytics import parse_time, test_channel
 from ..services.auth import Principal
 from .deps import error_response, platform_of, require, runtime_identity
 from .event_stream import EventStreamResponse
+from .openapi_doc import CSV, ERRORS, EVENT_STREAM
+from .strict_json import StrictJSONRoute
 
-runtime = APIRouter(prefix="/runtime/v1", tags=["runtime"])
-admin = APIRouter(prefix="/admin/v1/apps/{appid}/analytics", tags=["analytics"])
+runtime = APIRouter(
+    prefix="/runtime/v1", tags=["runtime"], route_class=StrictJSONRoute, responses=ERRORS
+)
+admin = APIRouter(
+    prefix="/admin/v1/apps/{appid}/analytics",
+    tags=["analytics"],
+    route_class=StrictJSONRoute,
+    responses=ERRORS,
+)
 Viewer = Annotated[Principal, Depends(require("viewer"))]
 Developer = Annotated[Principal, Depends(require("developer"))]
 MAX_BATCH_BYTES = 1_000_000
@@ -71,7 +80,7 @@ async def report_events(appid: str, request: Request) -> Any:
         if len(raw) > MAX_BATCH_BYTES:
             raise InvalidInput(f"batch larger than {MAX_BATCH_BYTES} bytes")
         try:
-            batch = json.loads(raw)
+            batch = json_text.loads(raw)
         except (ValueError, RecursionError) as exc:
             raise InvalidInput(f"invalid JSON: {exc}") from exc
         result = await platform_of(request).analytics.ingest(appid, who.user_id, batch)
@@ -160,7 +169,7 @@ async def sync_test(appid: str, test_id: str, request: Request, who: Developer) 
     return await platform_of(request).analytics.sync_test(appid, test_id)
 
 
-@admin.get("/tests/{test_id}/events")
+@admin.get("/tests/{test_id}/events", response_class=StreamingResponse, responses=EVENT_STREAM)
 async def watch_test(appid: str, test_id: str, request: Request, who: Viewer) -> Response:
     """Live test view (server-sent events): one ``testReport`` per batch from the tester, with
     each event's page, trigger, action, values, coercions, and every rejection's reason."""
@@ -222,7 +231,7 @@ async def funnel(appid: str, body: FunnelIn, request: Request, who: Viewer) -> d
     )
 
 
-@admin.get("/export")
+@admin.get("/export", response_class=Response, responses=CSV)
 async def export(
     appid: str,
     request: Request,

@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -14,7 +15,17 @@ from fastapi.responses import JSONResponse
 
 from ..errors import InvalidInput, MiniportError, Problem, join_problems
 from ..platform import Platform
-from . import admin_api, analytics_api, confirm_page, console, open_api, operator, runtime_api
+from . import (
+    admin_api,
+    analytics_api,
+    confirm_page,
+    console,
+    members_api,
+    open_api,
+    operator,
+    runtime_api,
+)
+from .cors import ContainerCORS
 from .deps import error_body, error_response
 from .limits import BodySizeLimit
 
@@ -38,6 +49,16 @@ def _api_name(request: Request) -> str | None:
                 return "getBackgroundFetchToken"
             return name
     return "runtime"
+
+
+def _problem(error: dict[str, Any]) -> Problem:
+    """One validation problem: the field's path; a problem with the body as a whole (missing,
+    not an object, not JSON) names the body."""
+    if error["type"] == "json_invalid":
+        why = error.get("ctx", {}).get("error", error["msg"])
+        return Problem("request body", f"invalid JSON: {why}")
+    where = ".".join(str(p) for p in error["loc"] if p != "body") or "request body"
+    return Problem(where, error["msg"])
 
 
 def create_app(platform: Platform, *, run_scheduler: bool | None = None) -> FastAPI:
@@ -80,11 +101,7 @@ def create_app(platform: Platform, *, run_scheduler: bool | None = None) -> Fast
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
-        # the field's path; a problem with the body as a whole (missing, not an object) names it
-        problems = [
-            Problem(".".join(str(p) for p in e["loc"] if p != "body") or "request body", e["msg"])
-            for e in exc.errors()
-        ]
+        problems = [_problem(e) for e in exc.errors()]
         error = InvalidInput(join_problems(problems), problems)
         body = error_body(error, _api_name(request))
         body["detail"] = [{"loc": e["loc"], "msg": e["msg"]} for e in exc.errors()]
@@ -95,8 +112,11 @@ def create_app(platform: Platform, *, run_scheduler: bool | None = None) -> Fast
     app.include_router(analytics_api.admin)
     app.include_router(open_api.router)
     app.include_router(admin_api.router)
+    app.include_router(members_api.router)
     app.include_router(confirm_page.router)
     console.install(app, platform)  # /console, /sdk and the console session for /admin/v1
     app.add_middleware(BodySizeLimit, max_bytes=platform.settings.max_request_bytes)
     operator.install(app)  # /, /metrics, /docs; its access log wraps everything above
+    if platform.settings.cors_origins:  # outermost: a refused body still carries CORS headers
+        app.add_middleware(ContainerCORS, origins=platform.settings.cors_origins)
     return app

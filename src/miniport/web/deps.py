@@ -12,6 +12,7 @@ from ..domain.tokens import RuntimeIdentity
 from ..errors import Forbidden, MiniportError, Unauthorized
 from ..platform import Platform
 from ..services.auth import Principal
+from ..services.members import MemberService
 
 SessionResolver = Callable[[Request], Awaitable[Principal | None]]
 
@@ -33,7 +34,9 @@ async def runtime_identity(request: Request) -> RuntimeIdentity:
     token = bearer(request)
     if token is None:
         raise Unauthorized("missing runtime token (Authorization: Bearer ...)")
-    return platform_of(request).auth.identify(token)
+    auth = platform_of(request).auth
+    await auth.refresh_revocations()
+    return auth.identify(token)
 
 
 async def principal(request: Request) -> Principal:
@@ -49,11 +52,29 @@ async def principal(request: Request) -> Principal:
     raise Unauthorized("sign in, or send an API key as Authorization: Bearer ...")
 
 
+def members_of(request: Request) -> MemberService:
+    return platform_of(request).members
+
+
+async def visible_apps(request: Request, who: Principal) -> list[Any]:
+    """The apps ``who`` may see (all of them for an admin)."""
+    p = platform_of(request)
+    apps = await p.db.read(p.registry.list_apps)
+    visible = await members_of(request).visible(who)
+    return [a for a in apps if visible is None or a.appid in visible]
+
+
 def require(role: str) -> Callable[[Request], Awaitable[Principal]]:
+    """The caller, if its platform role is ``role`` or above and, on a route of one app
+    (``{appid}`` in its path), it is a member of that app with that role (admins always are)."""
+
     async def dependency(request: Request) -> Principal:
         who = await principal(request)
         if not who.can(role):
             raise Forbidden(f"this needs the {role} role; you are {who.role}")
+        appid = request.path_params.get("appid")
+        if appid is not None:
+            await members_of(request).check(str(appid), who, role)
         return who
 
     return dependency

@@ -1,11 +1,13 @@
 """A request-body size limit for the whole API, applied before any parsing or authentication:
 a declared Content-Length over the limit is refused at once (413), and a chunked body is counted
-as it streams and refused when it passes the limit."""
+as it streams and refused when it passes the limit (the app then sees the client leave, which
+ends its request quietly)."""
 
 from __future__ import annotations
 
 import json
 
+from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 
@@ -71,4 +73,10 @@ class BodySizeLimit:
                 started = True
             await send(message)
 
-        await self.app(scope, counting_receive, watching_send)
+        try:
+            await self.app(scope, counting_receive, watching_send)
+        except ClientDisconnect:
+            if not refused:
+                raise
+            # the disconnect is the one this middleware told the app about after answering 413:
+            # the refusal is not a server error, and leaves no traceback in the log

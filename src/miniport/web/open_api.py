@@ -9,8 +9,10 @@ from pydantic import BaseModel, Field, StrictStr
 
 from ..errors import Unauthorized
 from .deps import bearer, platform_of
+from .openapi_doc import ERRORS
+from .strict_json import StrictJSONRoute
 
-router = APIRouter(tags=["open"])
+router = APIRouter(tags=["open"], route_class=StrictJSONRoute, responses=ERRORS)
 
 
 @router.get("/sns/jscode2session")

@@ -6,7 +6,7 @@ from typing import Annotated, Any
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, Field, StrictInt, StrictStr, ValidationError
 
 from ..domain.requests import Launch
@@ -14,8 +14,12 @@ from ..domain.tokens import RuntimeIdentity
 from ..errors import InvalidInput, MiniportError, Problem, join_problems
 from .deps import error_response, platform_of, runtime_identity
 from .event_stream import EventStreamResponse
+from .openapi_doc import ERRORS, EVENT_STREAM
+from .strict_json import StrictJSONRoute
 
-router = APIRouter(prefix="/runtime/v1", tags=["runtime"])
+router = APIRouter(
+    prefix="/runtime/v1", tags=["runtime"], route_class=StrictJSONRoute, responses=ERRORS
+)
 Identity = Annotated[RuntimeIdentity, Depends(runtime_identity)]
 
 
@@ -132,7 +136,7 @@ async def login(appid: str, request: Request, who: Identity) -> Any:
     return {"code": code, "errMsg": "login:ok"}
 
 
-@router.get("/events")
+@router.get("/events", response_class=StreamingResponse, responses=EVENT_STREAM)
 async def events(request: Request) -> Any:
     """Server-sent events for this runtime. Browsers' EventSource cannot send headers, so the
     token may also come as ``?access_token=``. With ``?appid=`` the stream carries only that
@@ -141,6 +145,7 @@ async def events(request: Request) -> Any:
     appid = request.query_params.get("appid")
     platform = platform_of(request)
     try:
+        await platform.auth.refresh_revocations()
         who = platform.auth.identify(token) if token else await runtime_identity(request)
         if appid is not None:
             await platform.background.apps.get(appid)

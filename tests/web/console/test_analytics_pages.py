@@ -35,6 +35,8 @@ async def test_analytics_pages_and_roles(live_server: LiveServer) -> None:
     await auth.create_user("vic", "viewer", PASSWORD)
     await auth.create_user("dev", "developer", PASSWORD)
     app = await p.apps.create("Shop", "test")
+    for name, role in (("vic", "viewer"), ("dev", "developer")):  # per-app access
+        await p.members.add(app.appid, name, role, "test")
     await p.analytics.add_field(app.appid, {"name": "price", "type": "int"})
     # a name with "</script>" in its display name cannot break out of the data block
     await p.analytics.save_event(app.appid, {**EVENT, "display_name": "</script><b>x"})

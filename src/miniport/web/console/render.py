@@ -1,6 +1,6 @@
 """The console's shared state and how a page becomes a response: the Jinja2 environment, the
-QR codes of changes requested from this console, the flash message cookie and the security
-headers every page carries.
+QR codes of changes requested from the console (shared by every node, ``qr_codes``), the flash
+message cookie and the security headers every page carries.
 
 Invariants: every HTML page goes through :func:`render` (so it has the security headers, the
 CSRF field of its session and the language links); a flash message lives in a short-lived
@@ -12,7 +12,6 @@ import hashlib
 import io
 import json
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
@@ -23,11 +22,12 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from jinja2 import Environment, PackageLoader, select_autoescape
 from markupsafe import Markup
 
+from ...domain.urls import shown_url
 from ...platform import Platform
-from ...services.apps import PendingChange
 from ...services.auth import ROLES
 from . import i18n
 from .auth import CSRF_FIELD, ConsoleAuth, Session
+from .qr_codes import SharedQRCodes
 
 BASE = "/console"
 STATIC_DIR = Path(__file__).resolve().parent / "static"
@@ -37,28 +37,6 @@ QR_BORDER = 2
 
 
 # --- state shared by the pages ---
-@dataclass
-class QRCodes:
-    """Confirmation codes of the changes requested from this console, so their QR codes can be
-    shown until they expire. The database keeps only a code's hash; a change requested
-    elsewhere (CLI, API) or before a restart shows its details without a QR code."""
-
-    codes: dict[str, tuple[str, str, float]] = field(default_factory=dict)
-
-    def remember(self, pending: PendingChange) -> None:
-        self.codes[pending.change.id] = (
-            pending.code,
-            pending.confirm_url,
-            pending.change.expires_at,
-        )
-
-    def get(self, change_id: str, now: float) -> tuple[str, str] | None:
-        for key in [k for k, v in self.codes.items() if v[2] < now]:
-            del self.codes[key]
-        found = self.codes.get(change_id)
-        return (found[0], found[1]) if found else None
-
-
 def qr_png(link: str) -> bytes:
     """The PNG of a QR code that encodes ``link`` (qrcode + Pillow)."""
     qr = qrcode.QRCode(
@@ -98,7 +76,7 @@ class ConsoleState:
     def __init__(self, platform: Platform, auth: ConsoleAuth) -> None:
         self.platform = platform
         self.auth = auth
-        self.qr = QRCodes()
+        self.qr = SharedQRCodes(platform)
         self.version = _static_version()
         self.env = Environment(
             loader=PackageLoader("miniport.web.console", "templates"),
@@ -107,6 +85,7 @@ class ConsoleState:
             lstrip_blocks=True,
         )
         self.env.filters["ts"] = _format_ts
+        self.env.filters["shown_url"] = shown_url  # invisible and bidi characters made visible
         self.env.filters["tojson_attr"] = lambda v: json.dumps(v, ensure_ascii=False)
 
     def static(self, path: str) -> str:
@@ -220,7 +199,6 @@ __all__ = [
     "BASE",
     "STATIC_DIR",
     "ConsoleState",
-    "QRCodes",
     "here",
     "message_page",
     "page_json",

@@ -8,7 +8,18 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from . import account, analytics, apps, audit, data_urls, health, reports, simulator, users
+from . import (
+    account,
+    analytics,
+    apps,
+    audit,
+    data_urls,
+    health,
+    members,
+    reports,
+    simulator,
+    users,
+)
 
 ROUTERS: tuple[APIRouter, ...] = (
     account.router,  # /, /login, /logout, /account/password
@@ -17,6 +28,7 @@ ROUTERS: tuple[APIRouter, ...] = (
     health.router,  # /apps/{appid}/health (charts and devtools)
     analytics.router,  # /apps/{appid}/analytics
     reports.router,  # /apps/{appid}/analytics/reports
+    members.router,  # /apps/{appid}/members
     audit.router,  # /audit
     users.router,  # /users...
     simulator.router,  # /simulator

@@ -1,8 +1,9 @@
 """The app list, creating an app, an app's overview and rotating its secret (``/apps``,
 ``/apps/{appid}``, ``/apps/{appid}/secret``).
 
-Invariants: viewers see, developers create and rotate; a refused name shows the list again
-with the error, nothing created."""
+Invariants: viewers see (developers and viewers only the apps they are members of);
+developers create (and become the new app's developer) and rotate; a refused name shows the
+list again with the error, nothing created."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from fastapi import APIRouter, Form
 from fastapi.responses import Response
 
 from ....errors import MiniportError
+from ...deps import members_of, visible_apps
 from ..render import BASE, redirect, render, state_of
 from ._common import DeveloperPage, ViewerPage, app_context
 
@@ -20,8 +22,7 @@ router = APIRouter()
 
 @router.get("/apps")
 async def apps_page(ctx: ViewerPage) -> Response:
-    p = state_of(ctx.request).platform
-    apps = await p.db.read(p.registry.list_apps)
+    apps = await visible_apps(ctx.request, ctx.who)
     return render(ctx.request, "apps.html", session=ctx.session, apps=apps, can=ctx.can, error=None)
 
 
@@ -30,8 +31,9 @@ async def create_app(ctx: DeveloperPage, name: Annotated[str, Form(max_length=12
     p = state_of(ctx.request).platform
     try:
         created = await p.apps.create(name, ctx.who.name)
+        await members_of(ctx.request).add_creator(created.appid, ctx.who)
     except MiniportError as exc:
-        apps = await p.db.read(p.registry.list_apps)
+        apps = await visible_apps(ctx.request, ctx.who)
         return render(
             ctx.request,
             "apps.html",

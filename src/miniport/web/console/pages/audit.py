@@ -1,11 +1,13 @@
 """The audit log (``/audit``): newest first, a page at a time (keyset: ``before`` = the last
-id shown), filtered by app, by who (actor) and by what (an action prefix), for viewers."""
+id shown), filtered by app, by who (actor) and by what (an action prefix), for viewers; a
+developer or viewer sees only the entries of its apps (another app's audit is not found)."""
 
 from __future__ import annotations
 
 from fastapi import APIRouter
 from fastapi.responses import Response
 
+from ...deps import members_of, visible_apps
 from ..render import render, state_of
 from ._common import ViewerPage
 
@@ -22,6 +24,8 @@ async def audit(
     before: int | None = None,
 ) -> Response:
     p = state_of(ctx.request).platform
+    if appid:
+        await members_of(ctx.request).check(appid, ctx.who, "viewer")
     found = await p.db.read(
         p.registry.list_audit,
         appid or None,
@@ -31,7 +35,9 @@ async def audit(
         before_id=before,
     )
     entries, more = found[:PAGE], len(found) > PAGE
-    apps = await p.db.read(p.registry.list_apps)
+    apps = await visible_apps(ctx.request, ctx.who)
+    shown = {a.appid for a in apps} if ctx.who.role != "admin" else None
+    entries = [e for e in entries if shown is None or e.appid in shown]
     actors = await p.db.read(p.registry.audit_actors)
     return render(
         ctx.request,

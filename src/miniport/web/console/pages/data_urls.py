@@ -4,9 +4,9 @@ requesting a change (``/apps/{appid}/urls``, ``/apps/{appid}/changes``).
 Invariants: developers request changes here; an admin confirms or rejects a pending change
 here (or through its link), whoever requested it and however (console, CLI, API), unless the
 two-person rule (``MINIPORT_TWO_PERSON_RULE``) forbids confirming one's own request; a QR code
-is shown only to developers and only while this console remembers the code
-(:class:`~miniport.web.console.render.QRCodes`); a refused request shows the page again with
-the error at the field at fault and the value typed."""
+is shown only to developers and only while the code is kept sealed in the state database
+(:class:`~miniport.web.console.qr_codes.SharedQRCodes`, alike on every node); a refused request
+shows the page again with the error at the field at fault and the value typed."""
 
 from __future__ import annotations
 
@@ -39,7 +39,7 @@ async def urls_page(
     now = p.clock.now()
     pending = []
     for change in settings["pending"]:
-        qr = state.qr.get(change["id"], now) if ctx.can("developer") else None
+        qr = await state.qr.get(change["id"], now) if ctx.can("developer") else None
         pending.append({**change, "qr": qr})
     return render(
         ctx.request,
@@ -80,7 +80,7 @@ async def request_change(
         return await urls_page(
             ctx, appid, errors={kind: exc.message}, values={kind: url}, status=exc.http_status
         )
-    state.qr.remember(pending)
+    await state.qr.remember(pending)
     change_id = pending.change.id
     return redirect(
         f"{BASE}/apps/{appid}/urls?change={quote(change_id)}#change-{change_id}",
@@ -91,7 +91,7 @@ async def request_change(
 @router.get("/apps/{appid}/changes/{change_id}/qr.png")
 async def change_qr(ctx: DeveloperPage, appid: str, change_id: str) -> Response:
     state = state_of(ctx.request)
-    found = state.qr.get(change_id, state.platform.clock.now())
+    found = await state.qr.get(change_id, state.platform.clock.now())
     change = await state.platform.db.read(state.platform.registry.get_change, change_id)
     if found is None or change.appid != appid:
         return Response(status_code=404)

@@ -1,13 +1,14 @@
 """The simulator (``/simulator``), for developers: a mini-program host in the browser that
 talks to the runtime API like a device (``?appid=`` and ``?user=`` preselect the app and the
-simulated user)."""
+simulated user); the app list holds only the user's apps."""
 
 from __future__ import annotations
 
 from fastapi import APIRouter
 from fastapi.responses import Response
 
-from ..render import render, state_of
+from ...deps import visible_apps
+from ..render import render
 from ._common import DeveloperPage
 
 router = APIRouter()
@@ -17,8 +18,7 @@ router = APIRouter()
 async def simulator(
     ctx: DeveloperPage, appid: str | None = None, user: str | None = None
 ) -> Response:
-    p = state_of(ctx.request).platform
-    apps = await p.db.read(p.registry.list_apps)
+    apps = await visible_apps(ctx.request, ctx.who)
     return render(
         ctx.request,
         "simulator.html",

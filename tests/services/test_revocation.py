@@ -1,0 +1,165 @@
+"""Revocation: a user's runtime tokens (all, or those older than a time) on every node, admin API
+keys (revoke and rotate) at once, console sessions everywhere on a password change."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import aiohttp
+import pytest
+
+from miniport.clock import FakeClock
+from miniport.errors import InvalidInput, NotFound, Unauthorized
+from miniport.platform import Platform
+from tests.acceptance.test_cli import miniport, ok
+from tests.conftest import LiveServer
+from tests.support.platforms import eventually
+
+Make = Callable[..., Awaitable[Platform]]
+
+
+async def test_revoking_all_of_a_users_runtime_tokens(
+    platforms: Make, fake_clock: FakeClock,
+) -> None:
+    p = await platforms(clock=fake_clock)
+    alice, phone, bob = (p.auth.runtime_token("alice"), p.auth.runtime_token("alice", "phone"),
+                         p.auth.runtime_token("bob"))
+    assert p.auth.identify(alice).user_id == "alice"  # verified once: cached
+    fake_clock.advance(10)
+    revoked = await p.auth.revoke_runtime("alice", None, "test")
+    assert revoked["before"] == fake_clock.now()
+    for token in (alice, phone):
+        with pytest.raises(Unauthorized, match="revoked"):
+            p.auth.identify(token)
+    assert p.auth.identify(bob).user_id == "bob"
+    fake_clock.advance(1)
+    assert p.auth.identify(p.auth.runtime_token("alice")).user_id == "alice"  # a new sign-in
+    entries = await p.db.read(p.registry.list_audit, None, 5)
+    assert entries[0].action == "runtime_tokens.revoke" and entries[0].detail["user_id"] == "alice"
+
+
+async def test_revoking_only_sessions_older_than_a_time(
+    platforms: Make, fake_clock: FakeClock,
+) -> None:
+    p = await platforms(clock=fake_clock)
+    old = p.auth.runtime_token("alice")
+    fake_clock.advance(3600)
+    cutoff = fake_clock.now()
+    recent = p.auth.runtime_token("alice")
+    fake_clock.advance(60)
+    await p.auth.revoke_runtime("alice", cutoff, "test")
+    with pytest.raises(Unauthorized, match="revoked"):
+        p.auth.identify(old)
+    assert p.auth.identify(recent).user_id == "alice"
+    with pytest.raises(InvalidInput, match="future"):
+        await p.auth.revoke_runtime("alice", fake_clock.now() + 60, "test")
+
+
+async def test_a_revocation_reaches_another_node(platforms: Make, fake_clock: FakeClock) -> None:
+    """Two platforms on one database: the second learns the revocation at its next look."""
+    first = await platforms(clock=fake_clock)
+    second = await platforms(clock=fake_clock)
+    token = first.auth.runtime_token("alice")
+    await second.auth.refresh_revocations()
+    assert second.auth.identify(token).user_id == "alice"
+    fake_clock.advance(5)
+    await first.auth.revoke_runtime("alice", None, "test")
+    fake_clock.advance(1)
+    await second.auth.refresh_revocations()
+    with pytest.raises(Unauthorized, match="revoked"):
+        second.auth.identify(token)
+
+
+async def test_cli_revokes_runtime_tokens_of_a_running_server(live_server: LiveServer) -> None:
+    p = live_server.platform
+    app = await p.apps.create("shop", "test")
+    token = p.auth.runtime_token("alice")
+    url = f"{live_server.url}/runtime/v1/apps/{app.appid}/background-fetch/token"
+    headers = {"Authorization": f"Bearer {token}"}
+    async with aiohttp.ClientSession() as s:
+        async with s.post(url, json={"token": "t"}, headers=headers) as r:
+            assert r.status == 200
+        data = p.settings.data_dir
+        assert (await ok("user", "revoke", "alice", data_dir=data))["user_id"] == "alice"
+
+        async def refused() -> bool:
+            async with s.get(url, headers=headers) as r:
+                return r.status == 401 and "revoked" in (await r.json())["message"]
+
+        await eventually(refused, timeout_s=10)
+        bad = await miniport("user", "revoke", "alice", "--before", "yesterday", "--json",
+                             data_dir=data)
+        assert bad.code != 0 and "ISO time" in bad.out + bad.err
+
+
+async def test_api_keys_are_revoked_and_rotated_at_once(live_server: LiveServer) -> None:
+    p, data = live_server.platform, live_server.platform.settings.data_dir
+    old = (await p.auth.create_key("api", "deploy", "developer"))["key"]
+
+    async def whoami(key: str) -> tuple[int, dict[str, Any]]:
+        async with aiohttp.ClientSession() as s, s.get(
+                f"{live_server.url}/admin/v1/whoami",
+                headers={"Authorization": f"Bearer {key}"}) as r:
+            return r.status, await r.json()
+
+    assert (await whoami(old))[0] == 200
+    rotated = await ok("api-key", "rotate", "deploy", data_dir=data)
+    assert rotated["role"] == "developer" and rotated["key"] != old
+    assert (await whoami(old))[0] == 401
+    assert await whoami(rotated["key"]) == (200, {"name": "key:deploy", "role": "developer"})
+    assert (await ok("api-key", "revoke", "deploy", data_dir=data)) == {
+        "name": "deploy", "revoked": 1}
+    assert (await whoami(rotated["key"]))[0] == 401
+    missing = await miniport("api-key", "revoke", "deploy", "--json", data_dir=data)
+    assert missing.code != 0 and missing.json["error"] == "not_found"
+    with pytest.raises(NotFound):
+        await p.auth.rotate_key("api", "nobody", "test")
+
+
+async def test_a_password_change_ends_the_users_console_sessions_everywhere(
+    live_server: LiveServer,
+) -> None:
+    from tests.web.console.test_console_http import PASSWORD, client, csrf_of, sign_in
+
+    base = live_server.url
+    await live_server.platform.console_users.create_user("gail", "developer", PASSWORD)
+    async with client() as here, client() as elsewhere:
+        for s in (here, elsewhere):
+            assert (await sign_in(s, base, "gail")).status == 303
+            async with s.get(f"{base}/admin/v1/whoami") as r:
+                assert r.status == 200
+        async with here.get(f"{base}/console/account/password") as r:
+            token = csrf_of(await r.text())
+        async with here.post(f"{base}/console/account/password", allow_redirects=False, data={
+                "current": PASSWORD, "new": "gails-new-pw-1", "repeat": "gails-new-pw-1",
+                "csrf_token": token, "next": "/console/apps"}) as r:
+            assert r.status == 303
+        async with elsewhere.get(f"{base}/admin/v1/whoami") as r:
+            assert r.status == 401  # the other browser's session ended
+        async with here.get(f"{base}/admin/v1/whoami") as r:
+            assert r.status == 200  # the session that changed it goes on
+
+
+async def test_the_admin_api_revokes_runtime_tokens_for_admins_only(
+    live_server: LiveServer,
+) -> None:
+    """POST /admin/v1/runtime-tokens/revoke (what `miniport user revoke` calls beside a running
+    server): admins only; the user's older tokens are refused at once on this node."""
+    p = live_server.platform
+    token = p.auth.runtime_token("alice")
+    developer = (await p.auth.create_key("api", "dev", "developer"))["key"]
+    url = f"{live_server.url}/admin/v1/runtime-tokens/revoke"
+    async with aiohttp.ClientSession() as s:
+        async with s.post(url, json={"user_id": "alice"},
+                          headers={"Authorization": f"Bearer {developer}"}) as r:
+            assert r.status == 403, await r.text()
+        p.auth.identify(token)  # still valid
+        admin = {"Authorization": f"Bearer {live_server.admin_key}"}
+        async with s.post(url, json={"user_id": ""}, headers=admin) as r:
+            body = await r.json()
+            assert r.status == 422 and body["error"] == "invalid_input" and body["problems"]
+        async with s.post(url, json={"user_id": "alice"}, headers=admin) as r:
+            assert r.status == 200 and (await r.json())["user_id"] == "alice"
+    with pytest.raises(Unauthorized, match="revoked"):
+        p.auth.identify(token)

@@ -1,0 +1,128 @@
+"""Hostile input through the real server: a lone surrogate in any JSON string field is a clean
+422 (never a 500, never a reset connection), and a URL with bidirectional-control characters is
+refused."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+import pytest
+
+from miniport.domain import json_text
+from miniport.errors import TokenNotSet
+from tests.conftest import LiveServer
+
+LONE = b'"\\ud800"'
+
+
+@pytest.fixture
+async def session() -> AsyncIterator[aiohttp.ClientSession]:
+    # one connection for the whole test: a reset after a refusal would show on the next call
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=1)) as s:
+        yield s
+
+
+async def _post(session: aiohttp.ClientSession, url: str, key: str, body: bytes
+                ) -> tuple[int, dict[str, Any]]:
+    headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
+    async with session.post(url, data=body, headers=headers) as r:
+        return r.status, await r.json()
+
+
+async def test_a_lone_surrogate_in_any_json_string_is_a_clean_422(
+    live_server: LiveServer, session: aiohttp.ClientSession,
+) -> None:
+    p, base, key = live_server.platform, live_server.url, live_server.admin_key
+    app = await p.apps.create("shop", "test")
+    token = p.auth.runtime_token("alice")
+    cases = [
+        (f"/admin/v1/apps/{app.appid}/changes", key,
+         b'{"kind": "pre", "url": "https://dev.example/' + LONE[1:-1] + b'"}'),
+        (f"/runtime/v1/apps/{app.appid}/background-fetch/token", token,
+         b'{"token": ' + LONE + b"}"),
+        (f"/admin/v1/apps/{app.appid}/devtools/fetch", key,
+         b'{"user_id": "alice", "path": ' + LONE + b"}"),
+        ("/admin/v1/apps", key, b'{"name": ' + LONE + b"}"),
+        (f"/runtime/v1/apps/{app.appid}/launch", token, b'{"path": ' + LONE + b"}"),
+        (f"/runtime/v1/apps/{app.appid}/analytics/events", token,
+         b'{"sent_at": 1, "events": [{"id": ' + LONE + b', "event": "e", "ts": 1}]}'),
+    ]
+    for path, bearer, body in cases:
+        status, answer = await _post(session, base + path, bearer, body)
+        assert status == 422, (path, answer)
+        assert "JSON" in answer["message"], (path, answer)
+        # the connection is still good: the next request on it is answered
+        async with session.get(base + "/healthz") as r:
+            assert r.status == 200
+    # nothing was stored by the refused requests
+    assert [a.name for a in await p.db.read(p.registry.list_apps)] == ["shop"]
+    with pytest.raises(TokenNotSet):
+        await p.background.get_token(app.appid, "alice")
+
+
+def test_the_strict_reader_refuses_lone_surrogates_only() -> None:
+    assert json_text.loads(b'{"a": "\\ud83d\\ude00", "b": "\\\\ud800"}') == {
+        "a": "\U0001f600", "b": "\\ud800"}  # a pair, and an escaped backslash, are fine
+    for bad in (b'"\\ud800"', b'{"\\udc00": 1}', b'[["x\\uDBFFy"]]', '"\\ud800"'):
+        with pytest.raises(json.JSONDecodeError, match="surrogate"):
+            json_text.loads(bad)
+
+
+async def test_a_url_with_a_bidi_override_is_refused_before_any_admin_sees_it(
+    live_server: LiveServer, session: aiohttp.ClientSession,
+) -> None:
+    p = live_server.platform
+    app = await p.apps.create("shop", "test")
+    body = b'{"kind": "pre", "url": "https://evil.example/\\u202egpj.atad"}'
+    status, answer = await _post(session, f"{live_server.url}/admin/v1/apps/{app.appid}/changes",
+                                 live_server.admin_key, body)
+    assert status == 422 and answer["error"] == "invalid_url", answer
+    assert "U+202E" in answer["message"]
+    assert await p.db.read(p.registry.list_changes, app.appid) == []
+
+
+async def test_an_export_of_an_empty_or_invalid_event_name_is_422(
+    live_server: LiveServer, session: aiohttp.ClientSession,
+) -> None:
+    app = await live_server.platform.apps.create("shop", "test")
+    headers = {"Authorization": f"Bearer {live_server.admin_key}"}
+    for event in ("", "Bad-Name"):
+        async with session.get(
+            f"{live_server.url}/admin/v1/apps/{app.appid}/analytics/export",
+            params={"event": event}, headers=headers,
+        ) as r:
+            assert r.status == 422, (event, await r.text())
+            assert (await r.json())["message"]
+
+
+async def test_a_stored_url_with_a_bidi_override_is_shown_escaped_in_the_console(
+    live_server: LiveServer,
+) -> None:
+    """A URL stored before such characters were refused reads, on every console page that shows
+    it, as what is fetched."""
+    from sqlalchemy import update
+
+    from miniport.storage import schema
+    from tests.conftest import confirm_url
+    from tests.web.console.test_console_http import PASSWORD, client, sign_in
+
+    p, base = live_server.platform, live_server.url
+    app = await p.apps.create("shop", "test")
+    await confirm_url(p, app.appid, "pre", "https://evil.example/data")
+
+    def tamper() -> None:
+        with p.db.writing() as conn:
+            conn.execute(update(schema.fetch_urls).values(url="https://evil.example/\u202egpj"))
+
+    await p.db.write(tamper)
+    p.background.apps.invalidate(app.appid)
+    await p.console_users.create_user("boss", "admin", PASSWORD)
+    async with client() as s:
+        (await sign_in(s, base, "boss")).release()
+        for page in (f"/console/apps/{app.appid}", f"/console/apps/{app.appid}/urls"):
+            async with s.get(base + page) as r:
+                html = await r.text()
+                assert "\u202e" not in html and "evil.example/&lt;U+202E&gt;gpj" in html, page

@@ -1,0 +1,189 @@
+"""Per-app access, as a matrix over every admin-API route of one app: a developer or viewer who is
+not a member of the app finds it "not found"; a member is refused only what its role (the lower of
+its platform and member roles) does not allow; admins reach everything. Plus the app list, the
+audit log, changes, the console and the CLI."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+import pytest
+
+from miniport.storage.members import MemberStore
+from tests.acceptance.test_cli import miniport, ok
+from tests.conftest import LiveServer
+from tests.web.console.test_console_http import PASSWORD, client, sign_in
+
+PARAMS = {"change_id": "c0", "test_id": "t0", "name": "e0", "user_id": "u0", "user": "nobody"}
+
+
+@pytest.fixture
+async def session() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession() as s:
+        yield s
+
+
+async def app_routes(server: LiveServer, session: aiohttp.ClientSession) -> list[tuple[str, str]]:
+    async with session.get(server.url + "/openapi.json") as r:
+        spec = await r.json()
+    routes = [(method.upper(), path) for path, ops in spec["paths"].items()
+              if path.startswith("/admin/v1/") and "{appid}" in path for method in ops]
+    assert len(routes) >= 30  # apps, changes, devtools, health, analytics, members
+    return routes
+
+
+async def call(session: aiohttp.ClientSession, server: LiveServer, key: str, method: str,
+               path: str, appid: str) -> tuple[int, dict[str, Any]]:
+    url = server.url + re.sub(r"\{(\w+)\}", lambda m: appid if m[1] == "appid" else PARAMS[m[1]],
+                              path)
+    body = {"json": {}} if method in ("POST", "PUT", "PATCH") else {}
+    async with session.request(method, url, headers={"Authorization": f"Bearer {key}"},
+                               **body) as r:
+        text = await r.text()
+        return r.status, (await r.json() if text.startswith("{") else {})
+
+
+def refused_as_unknown(status: int, body: dict[str, Any], appid: str) -> bool:
+    return status == 404 and body.get("message") == f"app {appid!r} not found"
+
+
+async def test_every_admin_route_of_an_app_is_for_its_members_only(
+    live_server: LiveServer, session: aiohttp.ClientSession,
+) -> None:
+    p, auth = live_server.platform, live_server.platform.auth
+    ours, theirs = await p.apps.create("ours", "test"), await p.apps.create("theirs", "test")
+    keys = {name: (await auth.create_key("api", name, role))["key"] for name, role in [
+        ("dev", "developer"), ("view", "viewer"), ("dev-as-viewer", "developer")]}
+    admin = live_server.admin_key
+    for name, role in [("dev", "developer"), ("view", "viewer"), ("dev-as-viewer", "viewer")]:
+        await p.db.write(MemberStore(p.db).put, ours.appid, f"key:{name}", role, 0.0, "test")
+
+    for method, path in await app_routes(live_server, session):
+        # not a member: the app does not exist, whatever the route (or the platform role says no)
+        for name in keys:
+            status, body = await call(session, live_server, keys[name], method, path,
+                                      theirs.appid)
+            assert refused_as_unknown(status, body, theirs.appid) or (  # or by platform role
+                status == 403 and "in app" not in body["message"]), (name, method, path, body)
+        # a member: never "not found" for the app; refused only by role
+        for name in keys:
+            status, body = await call(session, live_server, keys[name], method, path, ours.appid)
+            assert not refused_as_unknown(status, body, ours.appid), (name, method, path, body)
+            if name == "dev" and status == 403:
+                assert "admin role" in body["message"], (method, path, body)
+            if name == "dev-as-viewer" and status == 403:
+                assert "in app" in body["message"] or "admin role" in body["message"], body
+        # an admin is refused nothing
+        status, body = await call(session, live_server, admin, method, path, theirs.appid)
+        assert status != 403 and not refused_as_unknown(status, body, theirs.appid), (path, body)
+
+    # what a viewer member may do, a viewer does; what needs a developer, it may not
+    status, body = await call(session, live_server, keys["view"], "POST",
+                              "/admin/v1/apps/{appid}/secret", ours.appid)
+    assert status == 403
+    status, body = await call(session, live_server, keys["dev-as-viewer"], "POST",
+                              "/admin/v1/apps/{appid}/secret", ours.appid)
+    assert status == 403 and body["message"] == (
+        f"this needs the developer role in app {ours.appid}; you are viewer")
+    status, body = await call(session, live_server, keys["dev"], "POST",
+                              "/admin/v1/apps/{appid}/secret", ours.appid)
+    assert status == 200
+
+
+async def test_lists_audit_and_changes_show_only_the_callers_apps(
+    live_server: LiveServer, session: aiohttp.ClientSession,
+) -> None:
+    p = live_server.platform
+    dev = (await p.auth.create_key("api", "dev", "developer"))["key"]
+    headers = {"Authorization": f"Bearer {dev}"}
+    async with session.post(f"{live_server.url}/admin/v1/apps", json={"name": "mine"},
+                            headers=headers) as r:
+        mine = (await r.json())["appid"]
+    other = await p.apps.create("other", "test")
+    pending = await p.apps.request_change(other.appid, "pre", "set", "https://d.example/", "t")
+    base = f"{live_server.url}/admin/v1"
+    async with session.get(f"{base}/apps", headers=headers) as r:
+        assert [a["appid"] for a in (await r.json())["apps"]] == [mine]
+    async with session.get(f"{base}/audit", headers=headers) as r:
+        assert {e["appid"] for e in (await r.json())["entries"]} == {mine}
+    async with session.get(f"{base}/audit", params={"appid": other.appid}, headers=headers) as r:
+        assert r.status == 404
+    async with session.get(f"{base}/changes/{pending.change.id}", headers=headers) as r:
+        assert r.status == 404
+    async with session.get(f"{base}/apps/{mine}/members", headers=headers) as r:
+        assert (await r.json())["members"][0] | {"added_at": 0} == {
+            "user": "key:dev", "role": "developer", "added_at": 0, "added_by": "key:dev"}
+
+
+async def test_console_shows_a_user_only_their_apps(live_server: LiveServer) -> None:
+    p, base = live_server.platform, live_server.url
+    await p.console_users.create_user("dana", "developer", PASSWORD)
+    ours, theirs = await p.apps.create("Ours", "test"), await p.apps.create("Theirs", "test")
+    data = p.settings.data_dir
+    assert await ok("app", "member", "add", ours.appid, "dana", "--role", "viewer",
+                    data_dir=data) == {"appid": ours.appid, "user": "dana", "role": "viewer"}
+    listed = await ok("app", "member", "list", ours.appid, data_dir=data)
+    assert [(m["user"], m["role"]) for m in listed["members"]] == [("dana", "viewer")]
+    bad = await miniport("app", "member", "add", ours.appid, "erin", "--role", "admin", "--json",
+                         data_dir=data)
+    assert bad.code != 0 and bad.json["error"] == "invalid_input"
+    async with client() as s:
+        r = await sign_in(s, base, "dana")
+        r.release()
+        async with s.get(f"{base}/console/apps") as r:
+            page = await r.text()
+            assert ours.appid in page and theirs.appid not in page
+        async with s.get(f"{base}/console/apps/{theirs.appid}/urls") as r:
+            assert r.status == 404
+        async with s.get(f"{base}/console/apps/{ours.appid}/urls") as r:
+            assert r.status == 200
+        async with s.get(f"{base}/console/audit") as r:
+            page = await r.text()
+            assert ours.appid in page and theirs.appid not in page
+        async with s.get(f"{base}/console/audit", params={"appid": theirs.appid}) as r:
+            assert r.status == 404
+    assert (await ok("app", "member", "remove", ours.appid, "dana", data_dir=data))["removed"]
+    audit = await p.db.read(p.registry.list_audit, ours.appid, 5)
+    assert [(e.actor, e.action) for e in audit[:2]] == [("cli", "member.remove"),
+                                                        ("cli", "member.add")]
+
+
+async def test_an_admin_manages_members_on_the_apps_console_page(live_server: LiveServer) -> None:
+    from tests.web.console.test_console_http import csrf_of
+
+    p, base = live_server.platform, live_server.url
+    await p.console_users.create_user("boss", "admin", PASSWORD)
+    await p.console_users.create_user("erin", "developer", PASSWORD)
+    app = await p.apps.create("Shop", "test")
+    page_url = f"{base}/console/apps/{app.appid}/members"
+    async with client() as admin, client() as erin:
+        for s, name in ((admin, "boss"), (erin, "erin")):
+            (await sign_in(s, base, name)).release()
+        async with erin.get(page_url) as r:
+            assert r.status == 404  # not a member yet
+        async with admin.get(page_url) as r:
+            page = await r.text()
+            assert 'data-testid="no-members"' in page
+            token = csrf_of(page)
+        async with admin.post(page_url, data={"user": "erin", "role": "admin",
+                                              "csrf_token": token}) as r:
+            assert r.status == 422 and 'data-testid="members-error"' in await r.text()
+        async with admin.post(page_url, data={"user": "erin", "role": "developer",
+                                              "csrf_token": token}) as r:
+            assert r.status == 200 and 'data-member="erin"' in await r.text()
+        async with erin.get(page_url) as r:
+            page = await r.text()
+            assert r.status == 200 and 'data-member="erin"' in page
+            assert 'data-testid="add-member"' not in page  # only admins manage members
+            erin_token = csrf_of(page)
+        async with erin.post(f"{page_url}/remove", data={"user": "erin",
+                                                         "csrf_token": erin_token}) as r:
+            assert r.status == 403
+        async with admin.post(f"{page_url}/remove", data={"user": "erin",
+                                                          "csrf_token": token}) as r:
+            assert r.status == 200
+        async with erin.get(f"{base}/console/apps/{app.appid}") as r:
+            assert r.status == 404

@@ -15,7 +15,7 @@ import pytest
 
 from tests.conftest import free_port
 from tests.support.cli import Result, run_cli
-from tests.support.platforms import SSE, Counter, eventually
+from tests.support.platforms import SSE, Counter, eventually, settle
 
 
 async def miniport(*args: str, data_dir: Path | None, env: dict[str, str] | None = None,
@@ -301,10 +301,10 @@ async def test_demo_prints_what_to_try_and_data_flows(data: Path, miniport_serve
 
 
 async def test_serve_stops_promptly_on_sigterm_with_hanging_fetches(
-    data: Path, serve: Any, counter: Counter,
+    data: Path, serve: Any, counter: Counter, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """Fetches that would hang for the whole 10 s fetch timeout: SIGTERM stops `serve` within a
-    few seconds, and the pairs it had claimed are due at once for the next start."""
+    """Fetches that would hang for the whole (60 s) fetch timeout: SIGTERM stops `serve` within
+    a few seconds, and the pairs it had claimed are due at once for the next start."""
     import time
 
     from miniport.config import Settings
@@ -312,6 +312,7 @@ async def test_serve_stops_promptly_on_sigterm_with_hanging_fetches(
     from miniport.platform import create_platform
     from tests.conftest import confirm_url
 
+    monkeypatch.setitem(CLEAN_ENV, "MINIPORT_FETCH_TIMEOUT_S", "60")  # the serve fixture's env
     counter.hold = True
     p = create_platform(Settings(data_dir=data, dev=True))
     await p.start()
@@ -319,6 +320,8 @@ async def test_serve_stops_promptly_on_sigterm_with_hanging_fetches(
     await confirm_url(p, app.appid, "periodic", counter.url)
     for i in range(3):
         await p.background.launch(app.appid, f"u{i}", Launch())
+    await settle(p)  # launches are written behind: stored before the tokens make the pairs due
+    for i in range(3):
         await p.background.set_token(app.appid, f"u{i}", f"t{i}")
     await p.close()
     served = await serve("--dev")
@@ -330,7 +333,7 @@ async def test_serve_stops_promptly_on_sigterm_with_hanging_fetches(
     started = time.monotonic()
     served.proc.send_signal(signal.SIGTERM)
     await asyncio.wait_for(served.proc.wait(), 30)
-    assert time.monotonic() - started < 6, "".join(served.lines)
+    assert time.monotonic() - started < 10, "".join(served.lines)  # 2 s grace, then shutdown
     assert served.proc.returncode == 0
     assert "Traceback" not in "".join(served.lines)
     p = create_platform(Settings(data_dir=data, dev=True))

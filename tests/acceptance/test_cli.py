@@ -14,7 +14,7 @@ import aiohttp
 import pytest
 
 from tests.conftest import free_port
-from tests.support.cli import Result, run_cli
+from tests.support.cli import CLEAN_ENV, Result, run_cli
 from tests.support.platforms import SSE, Counter, eventually, settle
 
 

@@ -4,10 +4,18 @@ Claiming due fetches is the one dialect-specific statement: PostgreSQL locks the
 ``FOR UPDATE SKIP LOCKED`` so concurrent workers never claim the same pair; SQLite has one writer
 at a time, so a single UPDATE ... RETURNING is already exclusive. A claimed row is leased: its
 ``next_due_at`` moves to the lease end, so a worker that dies loses nothing and nothing is fetched
-twice in a burst."""
+twice in a burst.
+
+Bodies are stored once (see ``store_bodies``): ``fetched_data`` names a body by its SHA-256 and
+``bodies`` holds each distinct text once, compressed, with a reference count kept by the writer
+(+n when it upserts) and by database triggers (-1 when a row's body is replaced or deleted; the
+body is deleted at zero). A read is still one statement: two primary-key lookups joined."""
 
 from __future__ import annotations
 
+import hashlib
+import zlib
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -108,10 +116,12 @@ _CLAIM_POSTGRES = """
 _RECORD_SQL = {
     "log": "INSERT INTO fetch_log (appid, user_id, kind, trigger, ts, url, verdict, status, bytes,"
     " latency_ms, error) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-    "data": "INSERT INTO fetched_data (appid, user_id, kind, body, fetched_at_ms, path, query,"
-    " scene) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (appid, user_id, kind) DO UPDATE SET"
-    " body = excluded.body, fetched_at_ms = excluded.fetched_at_ms, path = excluded.path,"
-    " query = excluded.query, scene = excluded.scene",
+    "body": "INSERT INTO bodies (hash, body, refs) VALUES (?, ?, ?) ON CONFLICT (hash) DO UPDATE"
+    " SET refs = bodies.refs + excluded.refs",
+    "data": "INSERT INTO fetched_data (appid, user_id, kind, body_hash, fetched_at_ms, path,"
+    " query, scene) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (appid, user_id, kind) DO UPDATE"
+    " SET body_hash = excluded.body_hash, fetched_at_ms = excluded.fetched_at_ms,"
+    " path = excluded.path, query = excluded.query, scene = excluded.scene",
     # the schedule moves only if the token is still the one the fetch used: a token set while
     # the fetch was in flight made the pair due at once, and that must stand
     "failed": "UPDATE app_users SET next_due_at = CASE WHEN {same_token} THEN ? ELSE next_due_at"
@@ -124,6 +134,41 @@ _RECORD_SQL = {
     " last_modified = CASE WHEN ? THEN ? ELSE last_modified END"
     " WHERE appid = ? AND user_id = ?",
 }
+
+
+def body_hash(body: str) -> str:
+    return hashlib.sha256(body.encode()).hexdigest()
+
+
+def body_text(stored: bytes) -> str:
+    """A stored body back to its text."""
+    return zlib.decompress(stored).decode()
+
+
+def store_bodies(cursor: Any, sql: dict[str, str], records: Sequence[FetchRecord]) -> None:
+    """Upsert the accepted bodies of ``records`` and point each user's row at its body.
+
+    Each distinct body is sent and compressed once per batch and its reference count raised by
+    the number of rows that will name it, BEFORE those rows are written: the triggers then take
+    one reference from a replaced or deleted body, so a body is never freed while named. Bodies
+    go in hash order and rows in key order, so concurrent PostgreSQL writers lock in one order."""
+    hashed = [(r, body_hash(r.body)) for r in records if r.body is not None]
+    if not hashed:
+        return
+    counts = Counter(digest for _, digest in hashed)
+    texts = {digest: r.body for r, digest in hashed}
+    cursor.executemany(
+        sql["body"],
+        [(d, zlib.compress(str(texts[d]).encode(), 1), counts[d]) for d in sorted(counts)],
+    )
+    hashed.sort(key=lambda item: (item[0].appid, item[0].user_id, item[0].kind))
+    cursor.executemany(
+        sql["data"],
+        [
+            (r.appid, r.user_id, r.kind, d, r.fetched_at_ms, r.path, r.query, r.scene)
+            for r, d in hashed
+        ],
+    )
 
 
 def _cursor(conn: Any) -> Any:
@@ -146,8 +191,9 @@ class FetchStore:
             "SELECT token FROM app_users WHERE appid = ? AND user_id = ?"
         )
         self._sql["get_data"] = db.sql(
-            "SELECT body, fetched_at_ms, path, query, scene FROM fetched_data"
-            " WHERE appid = ? AND user_id = ? AND kind = ?"
+            "SELECT b.body, f.fetched_at_ms, f.path, f.query, f.scene FROM fetched_data f"
+            " JOIN bodies b ON b.hash = f.body_hash"
+            " WHERE f.appid = ? AND f.user_id = ? AND f.kind = ?"
         )
 
     # --- users: launch and token ---
@@ -330,13 +376,7 @@ class FetchStore:
                         for r in records
                     ],
                 )
-            bodies = [
-                (r.appid, r.user_id, r.kind, r.body, r.fetched_at_ms, r.path, r.query, r.scene)
-                for r in records
-                if r.body is not None
-            ]
-            if bodies:
-                cursor.executemany(self._sql["data"], bodies)
+            store_bodies(cursor, self._sql, records)
             failed = [
                 (
                     s.token,
@@ -380,7 +420,9 @@ class FetchStore:
     # --- data ---
     def get_data(self, appid: str, user_id: str, kind: str) -> StoredData | None:
         row = self.db.fetch_one(self._sql["get_data"], (appid, user_id, kind))
-        return StoredData(*row) if row is not None else None
+        if row is None:
+            return None
+        return StoredData(body_text(row[0]), *row[1:])
 
     def clear_data(self, appid: str, user_id: str | None) -> int:
         """Drop cached bodies and validators (the next periodic fetch is a full one)."""

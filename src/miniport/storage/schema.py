@@ -14,6 +14,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Table,
@@ -104,13 +105,26 @@ app_users = Table(
     Index("ix_app_users_next_due_at", "next_due_at"),
 )
 
+# Each distinct fetched body once, by the SHA-256 of its text, zlib-compressed. ``refs`` counts
+# the fetched_data rows naming it: a writer adds its references when it upserts the body, and
+# database triggers (migration 0002) take one away when a row's body_hash is replaced or the row
+# is deleted, deleting the body at zero. No foreign key: SQLite would scan fetched_data for
+# children on every body deletion.
+bodies = Table(
+    "bodies",
+    metadata,
+    Column("hash", String(64), primary_key=True),
+    Column("body", LargeBinary, nullable=False),
+    Column("refs", Integer, nullable=False),
+)
+
 fetched_data = Table(
     "fetched_data",
     metadata,
     Column("appid", String(32), ForeignKey("apps.appid", ondelete="CASCADE"), primary_key=True),
     Column("user_id", String(128), primary_key=True),
     Column("kind", String(16), primary_key=True),
-    Column("body", Text, nullable=False),
+    Column("body_hash", String(64), nullable=False),  # bodies.hash (no FK: see bodies)
     Column("fetched_at_ms", BigInteger, nullable=False),
     Column("path", Text, nullable=True),
     Column("query", Text, nullable=True),

@@ -5,6 +5,7 @@ import time."""
 from __future__ import annotations
 
 import base64
+import functools
 import secrets
 from dataclasses import dataclass, field
 
@@ -12,6 +13,7 @@ from .clock import Clock, SystemClock
 from .config import Settings
 from .domain.address_guard import AddressPolicy
 from .domain.schedule import ScheduleRules
+from .domain.tokens import openid_for
 from .events.broker import Broker, MemoryBroker, RedisBroker
 from .fetch.client import Fetcher
 from .fetch.engine import PeriodicEngine
@@ -112,8 +114,8 @@ def create_platform(
     db = Database(settings.state_url)
     migrate.upgrade(db.engine)
     registry = RegistryStore(db)
-    fetches = FetchStore(db)
     key = _server_key(registry)
+    fetches = FetchStore(db, functools.partial(openid_for, key))
     fetcher = _make_fetcher(settings)
     if broker is None:
         broker = RedisBroker(settings.redis_url) if settings.redis_url else MemoryBroker()

@@ -28,6 +28,15 @@ devtools_cmd = typer.Typer(
 key_cmd = typer.Typer(help="Keys for host backends and for the admin API.", no_args_is_help=True)
 app.add_typer(app_cmd, name="app")
 app.add_typer(url_cmd, name="fetch-url")
+grey_cmd = typer.Typer(
+    help="Grey release: a second URL for a share of users (each change waits for an admin).",
+    no_args_is_help=True,
+)
+url_cmd.add_typer(grey_cmd, name="grey")
+testers_cmd = typer.Typer(
+    help="Testers: users always served by the grey URLs.", no_args_is_help=True
+)
+app_cmd.add_typer(testers_cmd, name="testers")
 app.add_typer(change_cmd, name="change")
 app.add_typer(user_cmd, name="user")
 app.add_typer(devtools_cmd, name="devtools")
@@ -112,14 +121,23 @@ def _changes_table(changes: list[dict[str, Any]]) -> Table:
 
 # --- data URLs ---
 def _change(
-    appid: str, kind: str, op: str, url: str | None, data_dir: Path | None, as_json: bool
+    appid: str,
+    kind: str,
+    op: str,
+    url: str | None,
+    data_dir: Path | None,
+    as_json: bool,
+    ratio: int | None = None,
 ) -> None:
-    pending = call(data_dir, as_json, "change.request", appid=appid, kind=kind, op=op, url=url)
+    pending = call(
+        data_dir, as_json, "change.request", appid=appid, kind=kind, op=op, url=url, ratio=ratio
+    )
 
     def human() -> None:
         console.print(
-            f"Change [bold]{pending['change_id']}[/bold]: {op} {kind} URL"
+            f"Change [bold]{pending['change_id']}[/bold]: {op.replace('_', ' ')} {kind} URL"
             + (f" to {escape(url)}" if url else "")
+            + (f" at {ratio} %" if ratio is not None else "")
             + " — waiting for an admin."
         )
         console.print("An admin scans this code (or opens the link) to confirm it:")
@@ -153,6 +171,68 @@ def url_enable(appid: str, kind: Kind, data_dir: DataDir = None, as_json: Json =
 @url_cmd.command("disable")
 def url_disable(appid: str, kind: Kind, data_dir: DataDir = None, as_json: Json = False) -> None:
     _change(appid, kind, "disable", None, data_dir, as_json)
+
+
+Ratio = Annotated[int, typer.Option("--ratio", help="share of users on the grey URL, 0..100 %")]
+
+
+@grey_cmd.command("set")
+def grey_set(
+    appid: str,
+    kind: Kind,
+    url: Annotated[str, typer.Option("--url")],
+    ratio: Ratio = 0,
+    data_dir: DataDir = None,
+    as_json: Json = False,
+) -> None:
+    """Request a grey URL serving RATIO % of the users (0: the app's testers only)."""
+    _change(appid, kind, "grey_set", url, data_dir, as_json, ratio)
+
+
+@grey_cmd.command("ratio")
+def grey_ratio(
+    appid: str, kind: Kind, ratio: Ratio, data_dir: DataDir = None, as_json: Json = False
+) -> None:
+    """Request a new grey ratio (raising it only adds users)."""
+    _change(appid, kind, "grey_ratio", None, data_dir, as_json, ratio)
+
+
+@grey_cmd.command("promote")
+def grey_promote(appid: str, kind: Kind, data_dir: DataDir = None, as_json: Json = False) -> None:
+    """Request that the grey URL become the main URL for everyone."""
+    _change(appid, kind, "grey_promote", None, data_dir, as_json)
+
+
+@grey_cmd.command("clear")
+def grey_clear(appid: str, kind: Kind, data_dir: DataDir = None, as_json: Json = False) -> None:
+    """Request that the grey URL be dropped (everyone back on the main URL)."""
+    _change(appid, kind, "grey_clear", None, data_dir, as_json)
+
+
+def _testers(found: dict[str, Any], as_json: bool) -> None:
+    def human() -> None:
+        names = [t["user_id"] for t in found["testers"]]
+        console.print(
+            f"testers of {escape(found['appid'])}: " + (escape(", ".join(names)) or "(none)"),
+            highlight=False,
+        )
+
+    render(as_json, found, human)
+
+
+@testers_cmd.command("list")
+def testers_list(appid: str, data_dir: DataDir = None, as_json: Json = False) -> None:
+    _testers(call(data_dir, as_json, "app.testers.list", appid=appid), as_json)
+
+
+@testers_cmd.command("add")
+def testers_add(appid: str, user: str, data_dir: DataDir = None, as_json: Json = False) -> None:
+    _testers(call(data_dir, as_json, "app.testers.add", appid=appid, user_id=user), as_json)
+
+
+@testers_cmd.command("remove")
+def testers_remove(appid: str, user: str, data_dir: DataDir = None, as_json: Json = False) -> None:
+    _testers(call(data_dir, as_json, "app.testers.remove", appid=appid, user_id=user), as_json)
 
 
 @change_cmd.command("confirm")

@@ -205,10 +205,31 @@ OPERATIONS: dict[str, Operation] = {
         Operation("app.show", lambda p: Route("GET", _app(p)), _app_show),
         Operation(
             "change.request",
-            lambda p: Route("POST", _app(p) + "/changes", {k: p[k] for k in ("kind", "op", "url")}),
-            lambda pf, p: _as_dict(
-                pf.apps.request_change(p["appid"], p["kind"], p["op"], p["url"], CLI_ACTOR)
+            lambda p: Route(
+                "POST",
+                _app(p) + "/changes",
+                {"kind": p["kind"], "op": p["op"], "url": p["url"], "ratio": p.get("ratio")},
             ),
+            lambda pf, p: _as_dict(
+                pf.apps.request_change(
+                    p["appid"], p["kind"], p["op"], p["url"], CLI_ACTOR, p.get("ratio")
+                )
+            ),
+        ),
+        Operation(
+            "app.testers.list",
+            lambda p: Route("GET", _app(p) + "/testers"),
+            lambda pf, p: pf.apps.testers(p["appid"]),
+        ),
+        Operation(
+            "app.testers.add",
+            lambda p: Route("POST", _app(p) + "/testers", {"user_id": p["user_id"]}),
+            lambda pf, p: pf.apps.set_tester(p["appid"], p["user_id"], True, CLI_ACTOR),
+        ),
+        Operation(
+            "app.testers.remove",
+            lambda p: Route("DELETE", f"{_app(p)}/testers/{_q(p['user_id'])}"),
+            lambda pf, p: pf.apps.set_tester(p["appid"], p["user_id"], False, CLI_ACTOR),
         ),
         Operation(
             "change.confirm",

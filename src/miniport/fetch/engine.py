@@ -135,6 +135,7 @@ class PeriodicEngine:
                 now=now,
                 requested_url=request.url if request else due.url,
                 arrived_at=self.clock.now(),
+                route=due.route,
             )
             update = schedule_after(
                 due,

@@ -25,6 +25,7 @@ def record_for(
     query: str | None = None,
     scene: int | None = None,
     arrived_at: float | None = None,
+    route: str | None = None,
 ) -> FetchRecord:
     """``now`` is when the request went out (the log's time); ``arrived_at`` when the answer
     came, which is the data's ``timeStamp``."""
@@ -46,6 +47,7 @@ def record_for(
         path=path,
         query=query,
         scene=scene,
+        route=route if requested_url else None,
     )
 
 

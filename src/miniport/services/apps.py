@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..clock import Clock
+from ..domain.grey import validate_ratio
 from ..domain.tokens import hash_secret
 from ..domain.urls import FETCH_KINDS, validate_fetch_url
 from ..errors import InvalidInput
@@ -15,7 +16,8 @@ from ..storage.db import Database
 from ..storage.fetches import FetchStore
 from ..storage.registry import App, ChangeRequest, RegistryStore
 
-OPS = ("set", "enable", "disable")
+OPS = ("set", "enable", "disable", "grey_set", "grey_ratio", "grey_promote", "grey_clear")
+MAX_USER_ID = 128
 _CODE_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"  # no 0/O/1/I: it is typed by hand
 
 
@@ -34,6 +36,7 @@ class PendingChange:
             "kind": self.change.kind,
             "op": self.change.op,
             "url": self.change.url,
+            "ratio": self.change.ratio,
         }
 
 
@@ -78,14 +81,29 @@ class AppService:
         return secret
 
     async def request_change(
-        self, appid: str, kind: str, op: str, url: str | None, actor: str
+        self,
+        appid: str,
+        kind: str,
+        op: str,
+        url: str | None,
+        actor: str,
+        ratio: int | None = None,
     ) -> PendingChange:
+        """A URL change waiting for an admin: the main URL (set, enable, disable) or the grey
+        release (grey_set with a URL and a ratio, grey_ratio, grey_promote, grey_clear)."""
         if kind not in FETCH_KINDS:
             raise InvalidInput(f"kind must be periodic or pre, not {kind!r}")
         if op not in OPS:
             raise InvalidInput(f"op must be one of {', '.join(OPS)}")
         await self.get(appid)
-        url = validate_fetch_url(kind, url or "", dev=self.dev) if op == "set" else None
+        with_url = op in ("set", "grey_set")
+        url = validate_fetch_url(kind, url or "", dev=self.dev) if with_url else None
+        if op == "grey_ratio" and ratio is None:
+            raise InvalidInput("grey_ratio needs a ratio (0..100)")
+        if op in ("grey_set", "grey_ratio"):
+            ratio = validate_ratio(0 if ratio is None else ratio)
+        elif ratio is not None:
+            raise InvalidInput(f"a ratio applies to grey_set and grey_ratio, not {op}")
         now = self.clock.now()
         code = new_confirm_code()
         change = ChangeRequest(
@@ -100,6 +118,7 @@ class AppService:
             expires_at=now + self.change_ttl_s,
             decided_by=None,
             decided_at=None,
+            ratio=ratio,
         )
         await self.db.write(self.registry.create_change, change, hash_secret(code))
         return PendingChange(change, code, f"{self.public_url()}/confirm/{code}")
@@ -125,10 +144,34 @@ class AppService:
         return {
             "appid": appid,
             "urls": {
-                k: {"url": u.url, "enabled": u.enabled, "updated_at": u.updated_at}
+                k: {
+                    "url": u.url,
+                    "enabled": u.enabled,
+                    "updated_at": u.updated_at,
+                    "grey_url": u.grey_url,
+                    "grey_ratio": u.grey_ratio,
+                }
                 for k, u in urls.items()
             },
+            "testers": [t["user_id"] for t in await self.db.read(self.registry.testers, appid)],
             "pending": [
                 c.as_dict() for c in changes if c.status == "pending" and c.expires_at >= now
             ],
         }
+
+    # --- testers ---
+    async def testers(self, appid: str) -> dict[str, Any]:
+        await self.get(appid)
+        return {"appid": appid, "testers": await self.db.read(self.registry.testers, appid)}
+
+    async def set_tester(self, appid: str, user_id: str, add: bool, actor: str) -> dict[str, Any]:
+        """Name a user as a tester (always served by the grey URLs) or stop doing so."""
+        if not isinstance(user_id, str) or not user_id or len(user_id) > MAX_USER_ID:
+            raise InvalidInput(f"a tester is a user id of 1..{MAX_USER_ID} characters")
+        await self.get(appid)
+        changed = await self.db.write(
+            self.registry.set_tester, appid, user_id, add, self.clock.now(), actor
+        )
+        if self.on_urls_changed is not None:
+            self.on_urls_changed(appid)
+        return {**await self.testers(appid), "changed": changed}

@@ -150,7 +150,7 @@ class BackgroundService:
     ) -> tuple[FetchRecord, dict[str, Any]]:
         targets = await self.apps.get(appid)
         now = self.clock.now()
-        url = targets.enabled_url("pre")
+        url, route = targets.serving_url("pre", user_id, self.auth.openid)
         request: dict[str, Any] = {}
         if url is None:
             result = FetchResult(Verdict.NO_URL, "", error="no enabled pre-fetch URL")
@@ -181,10 +181,11 @@ class BackgroundService:
             query=launch.query,
             scene=launch.scene,
             arrived_at=self.clock.now(),
+            route=route,
         )
         self.pending.record(record)  # readable now, stored with the next group commit
         await self.notify([record])
-        return record, {"request": request, **result.as_dict()}
+        return record, {"request": request, "route": route if url else None, **result.as_dict()}
 
     # --- devtools ---
     async def fetch_now(
@@ -198,7 +199,7 @@ class BackgroundService:
         if kind != "periodic":
             raise InvalidInput(f"type must be periodic or pre, not {kind!r}")
         targets = await self.apps.get(appid)
-        url = targets.enabled_url("periodic")
+        url, route = targets.serving_url("periodic", user_id, self.auth.openid)
         user = await self.db.read(self.fetches.get_user, appid, user_id) or {}
         now = self.clock.now()
         if url is None:
@@ -224,6 +225,7 @@ class BackgroundService:
             user.get("last_success_at"),
             url,
             targets.app.secret,
+            route,
         )
         result, sent = await fetch_periodic(
             self.fetcher, due, now, self.fetch_timeout_s, conditional=False
@@ -237,6 +239,7 @@ class BackgroundService:
             now=now,
             requested_url=sent.url if sent else url,
             arrived_at=self.clock.now(),
+            route=route,
         )
         schedule = []
         if user:
@@ -254,7 +257,7 @@ class BackgroundService:
             )
         await self.db.write(self.fetches.record, [record], schedule)
         await self.notify([record])
-        return {"request": sent.as_dict() if sent else {}, **result.as_dict()}
+        return {"request": sent.as_dict() if sent else {}, "route": route, **result.as_dict()}
 
     async def clear(self, appid: str, user_id: str | None) -> int:
         await self.apps.get(appid)

@@ -13,10 +13,11 @@ body is deleted at zero). A read is still one statement: two primary-key lookups
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import zlib
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,6 +25,7 @@ from sqlalchemy import and_, delete, func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
+from ..domain.grey import grey_bucket, route_for
 from . import schema as t
 from .db import Database
 
@@ -39,6 +41,7 @@ class DueFetch:
     last_success_at: float | None
     url: str
     secret: str
+    route: str = "main"  # main | grey: which of the kind's URLs ``url`` is
 
 
 @dataclass(frozen=True)
@@ -61,6 +64,7 @@ class FetchRecord:
     path: str | None = None
     query: str | None = None
     scene: int | None = None
+    route: str | None = None  # main | grey (None: no URL served)
 
 
 @dataclass(frozen=True)
@@ -115,7 +119,7 @@ _CLAIM_POSTGRES = """
 
 _RECORD_SQL = {
     "log": "INSERT INTO fetch_log (appid, user_id, kind, trigger, ts, url, verdict, status, bytes,"
-    " latency_ms, error) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    " latency_ms, error, route) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
     "body": "INSERT INTO bodies (hash, body, refs) VALUES (?, ?, ?) ON CONFLICT (hash) DO UPDATE"
     " SET refs = bodies.refs + excluded.refs",
     "data": "INSERT INTO fetched_data (appid, user_id, kind, body_hash, fetched_at_ms, path,"
@@ -171,6 +175,10 @@ def store_bodies(cursor: Any, sql: dict[str, str], records: Sequence[FetchRecord
     )
 
 
+def _main_target(target: tuple[str, str, str], _user: str) -> tuple[str, str, str]:
+    return target
+
+
 def _cursor(conn: Any) -> Any:
     """The DB-API cursor under an SQLAlchemy connection (for the batched hot paths)."""
     driver = conn.connection.driver_connection
@@ -179,8 +187,9 @@ def _cursor(conn: Any) -> Any:
 
 
 class FetchStore:
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, openid: Callable[[str, str], str] | None = None) -> None:
         self.db = db
+        self.openid = openid  # for grey-release buckets (None: every user on the main URL)
         self._insert = sqlite_insert if db.is_sqlite else pg_insert
         same_token = "token IS ?" if db.is_sqlite else "token IS NOT DISTINCT FROM CAST(? AS TEXT)"
         self._sql = {
@@ -290,18 +299,48 @@ class FetchStore:
                 cursor.close()
             if not rows:
                 return []
-            appids = {r[0] for r in rows}
-            targets = {
-                r.appid: (r.url, r.secret)
-                for r in conn.execute(
-                    select(t.fetch_urls.c.appid, t.fetch_urls.c.url, t.apps.c.secret)
-                    .join(t.apps, t.apps.c.appid == t.fetch_urls.c.appid)
-                    .where(
-                        and_(t.fetch_urls.c.appid.in_(appids), t.fetch_urls.c.kind == "periodic")
-                    )
+            targets = self._periodic_targets(conn, {r[0] for r in rows})
+        out = []
+        for r in rows:
+            url, secret, route = targets[r[0]](r[1])
+            out.append(DueFetch(r[0], r[1], r[2], r[3], r[4], r[5], r[6], url, secret, route))
+        return out
+
+    def _periodic_targets(
+        self, conn: Any, appids: set[str]
+    ) -> dict[str, Callable[[str], tuple[str, str, str]]]:
+        """Per app: user id -> (url, secret, route), the grey release applied."""
+        fu = t.fetch_urls.c
+        rows = conn.execute(
+            select(fu.appid, fu.url, t.apps.c.secret, fu.grey_url, fu.grey_ratio)
+            .join(t.apps, t.apps.c.appid == fu.appid)
+            .where(and_(fu.appid.in_(appids), fu.kind == "periodic"))
+        ).all()
+        grey_apps = [r.appid for r in rows if r.grey_url and self.openid is not None]
+        testers: set[tuple[str, str]] = set()
+        if grey_apps:
+            tc = t.app_testers.c
+            testers = {
+                (a, u)
+                for a, u in conn.execute(
+                    select(tc.appid, tc.user_id).where(tc.appid.in_(grey_apps))
                 )
             }
-        return [DueFetch(r[0], r[1], r[2], r[3], r[4], r[5], r[6], *targets[r[0]]) for r in rows]
+        out: dict[str, Callable[[str], tuple[str, str, str]]] = {}
+        for r in rows:
+            if r.appid not in grey_apps:
+                out[r.appid] = functools.partial(_main_target, (r.url, r.secret, "main"))
+                continue
+
+            def pick(user: str, r: Any = r) -> tuple[str, str, str]:
+                assert self.openid is not None
+                bucket = grey_bucket(r.appid, self.openid(r.appid, user))
+                tester = (r.appid, user) in testers
+                url, route = route_for(r.url, r.grey_url, r.grey_ratio or 0, bucket, tester=tester)
+                return url, r.secret, route
+
+            out[r.appid] = pick
+        return out
 
     def next_due_at(self, active_since: float) -> float | None:
         with self.db.reading() as conn:
@@ -372,6 +411,7 @@ class FetchStore:
                             r.bytes,
                             r.latency_ms,
                             r.error,
+                            r.route,
                         )
                         for r in records
                     ],
@@ -455,9 +495,14 @@ class FetchStore:
                 .where(and_(c.appid == appid, c.ts >= since))
                 .group_by(c.kind, c.verdict)
             ).all()
+            by_route = conn.execute(
+                select(c.kind, c.route, c.verdict, func.count())
+                .where(and_(c.appid == appid, c.ts >= since, c.route.is_not(None)))
+                .group_by(c.kind, c.route, c.verdict)
+            ).all()
         out: dict[str, Any] = {}
         for kind, verdict, count, latency, size in rows:
-            entry = out.setdefault(kind, {"total": 0, "ok": 0, "verdicts": {}})
+            entry = out.setdefault(kind, {"total": 0, "ok": 0, "verdicts": {}, "routes": {}})
             entry["total"] += count
             if verdict in ("cached", "not_modified"):
                 entry["ok"] += count
@@ -466,8 +511,13 @@ class FetchStore:
                 "avg_latency_ms": latency,
                 "avg_bytes": size,
             }
+        for kind, route, verdict, count in by_route:  # which URL served: main or grey
+            served = out[kind]["routes"].setdefault(route, {"total": 0, "ok": 0})
+            served["total"] += count
+            served["ok"] += count if verdict in ("cached", "not_modified") else 0
         for entry in out.values():
-            entry["success_rate"] = entry["ok"] / entry["total"] if entry["total"] else None
+            for part in (entry, *entry["routes"].values()):
+                part["success_rate"] = part["ok"] / part["total"] if part["total"] else None
         return out
 
     def prune_log(self, before: float) -> int:

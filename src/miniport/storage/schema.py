@@ -55,6 +55,19 @@ fetch_urls = Table(
     Column("url", Text, nullable=True),
     Column("enabled", Boolean, nullable=False, default=False),
     Column("updated_at", Float, nullable=False),
+    # grey release: a second URL serving grey_ratio % of the users (None/0: the testers only)
+    Column("grey_url", Text, nullable=True),
+    Column("grey_ratio", Integer, nullable=True),
+)
+
+# Users named on an app as testers: always served by a kind's grey URL.
+app_testers = Table(
+    "app_testers",
+    metadata,
+    Column("appid", String(32), ForeignKey("apps.appid", ondelete="CASCADE"), primary_key=True),
+    Column("user_id", String(128), primary_key=True),
+    Column("added_by", String(128), nullable=False),
+    Column("added_at", Float, nullable=False),
 )
 
 change_requests = Table(
@@ -63,8 +76,10 @@ change_requests = Table(
     Column("id", String(32), primary_key=True),
     Column("appid", String(32), ForeignKey("apps.appid", ondelete="CASCADE"), nullable=False),
     Column("kind", String(16), nullable=False),
-    Column("op", String(16), nullable=False),  # set | enable | disable
+    # set | enable | disable | grey_set | grey_ratio | grey_promote | grey_clear
+    Column("op", String(16), nullable=False),
     Column("url", Text, nullable=True),
+    Column("ratio", Integer, nullable=True),  # grey_set and grey_ratio
     Column("code_hash", String(64), nullable=False, unique=True),
     Column("status", String(16), nullable=False),  # pending | applied | superseded
     Column("requested_by", String(128), nullable=False),
@@ -141,6 +156,7 @@ fetch_log = Table(
     Column("trigger", String(16), nullable=False),  # schedule | launch | devtools
     Column("ts", Float, nullable=False),
     Column("url", Text, nullable=True),
+    Column("route", String(8), nullable=True),  # main | grey: which of the kind's URLs served
     Column("verdict", String(32), nullable=False),
     Column("status", Integer, nullable=True),
     Column("bytes", Integer, nullable=True),

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
-from pydantic import BaseModel, Field, StrictStr
+from pydantic import BaseModel, Field, StrictInt, StrictStr
 
 from ..domain.requests import Launch
 from ..services.auth import Principal
@@ -26,8 +26,11 @@ class AppIn(BaseModel):
 
 class ChangeIn(BaseModel):
     kind: Kind
-    op: Literal["set", "enable", "disable"] = "set"
+    op: Literal[
+        "set", "enable", "disable", "grey_set", "grey_ratio", "grey_promote", "grey_clear"
+    ] = "set"
     url: StrictStr | None = None
+    ratio: StrictInt | None = Field(default=None, ge=0, le=100)  # grey_set and grey_ratio
 
 
 class ConfirmIn(BaseModel):
@@ -93,9 +96,26 @@ async def request_change(
     appid: str, body: ChangeIn, request: Request, who: Developer
 ) -> dict[str, Any]:
     pending = await platform_of(request).apps.request_change(
-        appid, body.kind, body.op, body.url, who.name
+        appid, body.kind, body.op, body.url, who.name, body.ratio
     )
     return pending.as_dict()
+
+
+@router.get("/apps/{appid}/testers")
+async def list_testers(appid: str, request: Request, who: Viewer) -> dict[str, Any]:
+    return await platform_of(request).apps.testers(appid)
+
+
+@router.post("/apps/{appid}/testers")
+async def add_tester(appid: str, body: UserIn, request: Request, who: Developer) -> dict[str, Any]:
+    return await platform_of(request).apps.set_tester(appid, body.user_id, True, who.name)
+
+
+@router.delete("/apps/{appid}/testers/{user_id}")
+async def remove_tester(
+    appid: str, user_id: str, request: Request, who: Developer
+) -> dict[str, Any]:
+    return await platform_of(request).apps.set_tester(appid, user_id, False, who.name)
 
 
 @router.get("/apps/{appid}/changes")

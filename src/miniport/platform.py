@@ -13,6 +13,7 @@ from .clock import Clock, SystemClock
 from .config import Settings
 from .domain.address_guard import AddressPolicy
 from .domain.schedule import ScheduleRules
+from .domain.sealed import HeaderSealer
 from .domain.tokens import openid_for
 from .events.broker import Broker, MemoryBroker, RedisBroker
 from .fetch.client import Fetcher
@@ -115,7 +116,8 @@ def create_platform(
     migrate.upgrade(db.engine)
     registry = RegistryStore(db)
     key = _server_key(registry)
-    fetches = FetchStore(db, functools.partial(openid_for, key))
+    sealer = HeaderSealer(key)
+    fetches = FetchStore(db, functools.partial(openid_for, key), sealer.open)
     fetcher = _make_fetcher(settings)
     if broker is None:
         broker = RedisBroker(settings.redis_url) if settings.redis_url else MemoryBroker()
@@ -142,6 +144,8 @@ def create_platform(
         change_ttl_s=settings.change_ttl_s,
         public_url=public_url,
         on_urls_changed=urls_changed,
+        sealer=sealer,
+        rules=rules,
     )
     background = BackgroundService(
         db=db,
@@ -155,6 +159,7 @@ def create_platform(
         fetch_timeout_s=settings.fetch_timeout_s,
         prefetch_timeout_s=settings.prefetch_timeout_s,
         wake_engine=wake,
+        open_headers=sealer.open,
     )
     analytics = AnalyticsService(
         db=db,

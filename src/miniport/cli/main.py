@@ -209,6 +209,46 @@ def grey_clear(appid: str, kind: Kind, data_dir: DataDir = None, as_json: Json =
     _change(appid, kind, "grey_clear", None, data_dir, as_json)
 
 
+@app_cmd.command("settings")
+def app_settings(
+    appid: str,
+    interval: Annotated[str | None, typer.Option("--interval", help="1h..24h, like 6h")] = None,
+    active_days: Annotated[int | None, typer.Option("--active-days")] = None,
+    timeout: Annotated[str | None, typer.Option("--timeout", help="like 5s")] = None,
+    header: Annotated[
+        list[str] | None, typer.Option("--header", help="'Name: value' (repeatable)")
+    ] = None,
+    clear_headers: Annotated[bool, typer.Option("--clear-headers")] = False,
+    data_dir: DataDir = None,
+    as_json: Json = False,
+) -> None:
+    """Show or change the app's fetch settings (header values are shown masked)."""
+    changes: dict[str, Any] = {
+        k: v
+        for k, v in {
+            "interval": interval,
+            "active_days": active_days,
+            "timeout": timeout,
+            "headers": header or None,
+            "clear_headers": clear_headers or None,
+        }.items()
+        if v is not None
+    }
+    shown = call(data_dir, as_json, "app.settings", appid=appid, changes=changes)
+
+    def human() -> None:
+        d = shown["defaults"]
+        interval_s = shown["interval_s"] or d["interval_s"]
+        console.print(f"[bold]{escape(appid)}[/bold]")
+        console.print(f"  interval: {interval_s / 3600:g} h", highlight=False)
+        console.print(f"  active days: {shown['active_days'] or d['active_days']:g}")
+        console.print(f"  timeout: {shown['timeout_s'] or '(platform)'}", highlight=False)
+        for name, masked in shown["headers"].items():
+            console.print(f"  header {escape(name)}: {escape(masked)}", highlight=False)
+
+    render(as_json, shown, human)
+
+
 def _testers(found: dict[str, Any], as_json: bool) -> None:
     def human() -> None:
         names = [t["user_id"] for t in found["testers"]]

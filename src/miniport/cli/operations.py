@@ -217,6 +217,19 @@ OPERATIONS: dict[str, Operation] = {
             ),
         ),
         Operation(
+            "app.settings",
+            lambda p: (
+                Route("POST", _app(p) + "/fetch-settings", p["changes"])
+                if p["changes"]
+                else Route("GET", _app(p) + "/fetch-settings")
+            ),
+            lambda pf, p: (
+                pf.apps.update_fetch_settings(p["appid"], p["changes"], CLI_ACTOR)
+                if p["changes"]
+                else pf.apps.fetch_settings(p["appid"])
+            ),
+        ),
+        Operation(
             "app.testers.list",
             lambda p: Route("GET", _app(p) + "/testers"),
             lambda pf, p: pf.apps.testers(p["appid"]),

@@ -49,8 +49,9 @@ async def fetch_periodic(
         token=due.token,
         timestamp=int(now),
         validators=Validators(due.etag, due.last_modified) if conditional else None,
+        headers=dict(due.headers),
     )
-    return await fetcher.fetch(request, timeout_s=timeout_s), request
+    return await fetcher.fetch(request, timeout_s=due.timeout_s or timeout_s), request
 
 
 @functools.lru_cache(maxsize=4096)
@@ -262,7 +263,9 @@ class PeriodicEngine:
                 now = self.clock.now()
                 if now - last_park > 60:
                     last_park = now
-                    await self.db.write(self.store.park_inactive, self.rules.active_since(now))
+                    await self.db.write(
+                        self.store.park_inactive, self.rules.active_since(now), now
+                    )
                     continue  # fetches may have finished meanwhile: look again before waiting
                 if self._in_flight:
                     self._slot_free.clear()

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from ..domain.grey import grey_bucket, route_for
 from ..storage.db import Database
@@ -19,6 +19,9 @@ class AppTargets:
     app: App
     urls: dict[str, FetchURL]
     testers: frozenset[str] = frozenset()
+    headers: dict[str, str] = field(default_factory=dict)  # the app's own, opened
+    timeout_s: float | None = None  # the app's own (None: the platform's)
+    interval_s: float | None = None  # the app's own (None: the platform's)
 
     def enabled_url(self, kind: str) -> str | None:
         url = self.urls.get(kind)
@@ -43,8 +46,15 @@ class AppTargets:
 
 
 class AppCache:
-    def __init__(self, db: Database, registry: RegistryStore, ttl_s: float = 2.0) -> None:
+    def __init__(
+        self,
+        db: Database,
+        registry: RegistryStore,
+        ttl_s: float = 2.0,
+        open_headers: Callable[[str], dict[str, str]] | None = None,
+    ) -> None:
         self.db, self.registry, self.ttl_s = db, registry, ttl_s
+        self.open_headers = open_headers
         self._entries: dict[str, tuple[float, AppTargets]] = {}
         self._generation = 0  # bumped by invalidate(): a load begun before it is not kept
 
@@ -53,7 +63,13 @@ class AppCache:
         testers: frozenset[str] = frozenset()
         if any(u.grey_url for u in urls.values()):
             testers = frozenset(t["user_id"] for t in self.registry.testers(appid))
-        return AppTargets(self.registry.get_app(appid), urls, testers)
+        app = self.registry.get_app(appid)
+        settings = self.registry.fetch_settings(appid) or {}
+        sealed = settings.get("headers")
+        headers = self.open_headers(sealed) if sealed and self.open_headers else {}
+        return AppTargets(
+            app, urls, testers, headers, settings.get("timeout_s"), settings.get("interval_s")
+        )
 
     async def get(self, appid: str) -> AppTargets:
         entry = self._entries.get(appid)

@@ -8,7 +8,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..clock import Clock
+from ..domain import fetch_settings as fs
 from ..domain.grey import validate_ratio
+from ..domain.schedule import ScheduleRules
+from ..domain.sealed import HeaderSealer
 from ..domain.tokens import hash_secret
 from ..domain.urls import FETCH_KINDS, validate_fetch_url
 from ..errors import InvalidInput
@@ -56,12 +59,16 @@ class AppService:
         change_ttl_s: float,
         public_url: Callable[[], str],
         on_urls_changed: Callable[[str], None] | None = None,
+        sealer: HeaderSealer | None = None,
+        rules: ScheduleRules | None = None,
     ) -> None:
         self.db, self.registry, self.fetches, self.clock = db, registry, fetches, clock
         self.dev = dev
         self.change_ttl_s = change_ttl_s
         self.public_url = public_url
         self.on_urls_changed = on_urls_changed
+        self.sealer = sealer or HeaderSealer(secrets.token_bytes(32))
+        self.rules = rules or ScheduleRules()
 
     async def create(self, name: str, actor: str) -> App:
         name = name.strip()
@@ -175,3 +182,69 @@ class AppService:
         if self.on_urls_changed is not None:
             self.on_urls_changed(appid)
         return {**await self.testers(appid), "changed": changed}
+
+    # --- per-app fetch settings ---
+    async def fetch_settings(self, appid: str) -> dict[str, Any]:
+        """The app's settings as shown (header values masked) with the platform's defaults."""
+        await self.get(appid)
+        row = await self.db.read(self.registry.fetch_settings, appid) or {}
+        headers = self.sealer.open(row["headers"]) if row.get("headers") else {}
+        return self._shown(appid, row, headers)
+
+    def _shown(self, appid: str, row: dict[str, Any], headers: dict[str, str]) -> dict[str, Any]:
+        return {
+            "appid": appid,
+            "interval_s": row.get("interval_s"),
+            "active_days": row.get("active_days"),
+            "timeout_s": row.get("timeout_s"),
+            "headers": {name: fs.mask(value) for name, value in sorted(headers.items())},
+            "defaults": {
+                "interval_s": self.rules.interval_s,
+                "active_days": self.rules.active_days,
+            },
+        }
+
+    async def update_fetch_settings(
+        self, appid: str, changes: dict[str, Any], actor: str
+    ) -> dict[str, Any]:
+        """Apply ``changes`` (interval "6h", active_days, timeout "5s", headers ["Name: value"],
+        clear_headers); a changed interval reschedules the app's users without a burst."""
+        await self.get(appid)
+        row = await self.db.read(self.registry.fetch_settings, appid) or {}
+        headers = self.sealer.open(row["headers"]) if row.get("headers") else {}
+        values = {k: row.get(k) for k in ("interval_s", "active_days", "timeout_s")}
+        if changes.get("interval") is not None:
+            values["interval_s"] = fs.check_interval(fs.parse_duration(changes["interval"], "h"))
+        if changes.get("active_days") is not None:
+            days = fs.check_active_days(changes["active_days"], self.rules.active_days)
+            values["active_days"] = days
+        if changes.get("timeout") is not None:
+            values["timeout_s"] = fs.check_timeout(fs.parse_duration(changes["timeout"]))
+        if changes.get("clear_headers"):
+            headers = {}
+        for line in changes.get("headers") or []:
+            name, value = fs.parse_header(line)
+            headers = {k: v for k, v in headers.items() if k.lower() != name.lower()}
+            headers[name] = value
+        if len(headers) > fs.MAX_HEADERS:
+            raise InvalidInput(f"at most {fs.MAX_HEADERS} headers")
+        sealed = self.sealer.seal(headers) if headers else None
+        shown = self._shown(appid, values, headers)
+        audit = {k: shown[k] for k in ("interval_s", "active_days", "timeout_s", "headers")}
+        now = self.clock.now()
+        await self.db.write(
+            self.registry.save_fetch_settings,
+            appid,
+            {**values, "headers": sealed},
+            now,
+            actor,
+            audit,
+        )
+        if values["interval_s"] != row.get("interval_s"):
+            interval = values["interval_s"] or self.rules.interval_s
+            await self.db.write(
+                self.fetches.reschedule_app, appid, interval, now, min(interval, fs.HOUR)
+            )
+        if self.on_urls_changed is not None:
+            self.on_urls_changed(appid)
+        return shown

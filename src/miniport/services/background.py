@@ -57,6 +57,7 @@ class BackgroundService:
         fetch_timeout_s: float,
         prefetch_timeout_s: float,
         wake_engine: Callable[[], None] = lambda: None,
+        open_headers: Callable[[str], dict[str, str]] | None = None,
     ) -> None:
         self.db, self.registry, self.fetches, self.auth = db, registry, fetches, auth
         self.fetcher, self.broker, self.clock, self.rules = fetcher, broker, clock, rules
@@ -64,7 +65,7 @@ class BackgroundService:
         self.prefetch_timeout_s = prefetch_timeout_s
         self.wake_engine = wake_engine
         self.prefetch = SingleFlight(self._prefetch)
-        self.apps = AppCache(db, registry)
+        self.apps = AppCache(db, registry, open_headers=open_headers)
         self.pending = WriteBehind(db, fetches, after_flush=wake_engine)
 
     async def close(self) -> None:
@@ -165,10 +166,12 @@ class BackgroundService:
                 launch=launch,
                 token=token,
                 code=code,
+                headers=targets.headers,
             )
             request = out.as_dict()
             url = out.url
-            result = await self.fetcher.fetch(out, timeout_s=self.prefetch_timeout_s)
+            timeout_s = min(targets.timeout_s or self.prefetch_timeout_s, self.prefetch_timeout_s)
+            result = await self.fetcher.fetch(out, timeout_s=timeout_s)
         record = record_for(
             result,
             appid=appid,
@@ -226,6 +229,9 @@ class BackgroundService:
             url,
             targets.app.secret,
             route,
+            interval_s=targets.interval_s,
+            timeout_s=targets.timeout_s,
+            headers=tuple(targets.headers.items()),
         )
         result, sent = await fetch_periodic(
             self.fetcher, due, now, self.fetch_timeout_s, conditional=False

@@ -21,7 +21,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import and_, delete, func, or_, select, update
+from sqlalchemy import BigInteger, and_, cast, delete, func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -42,6 +42,10 @@ class DueFetch:
     url: str
     secret: str
     route: str = "main"  # main | grey: which of the kind's URLs ``url`` is
+    # the app's fetch settings (None: the platform's); headers opened from their sealed form
+    interval_s: float | None = None
+    timeout_s: float | None = None
+    headers: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -187,9 +191,15 @@ def _cursor(conn: Any) -> Any:
 
 
 class FetchStore:
-    def __init__(self, db: Database, openid: Callable[[str, str], str] | None = None) -> None:
+    def __init__(
+        self,
+        db: Database,
+        openid: Callable[[str, str], str] | None = None,
+        open_headers: Callable[[str], dict[str, str]] | None = None,
+    ) -> None:
         self.db = db
         self.openid = openid  # for grey-release buckets (None: every user on the main URL)
+        self.open_headers = open_headers  # an app's sealed headers -> the headers
         self._insert = sqlite_insert if db.is_sqlite else pg_insert
         same_token = "token IS ?" if db.is_sqlite else "token IS NOT DISTINCT FROM CAST(? AS TEXT)"
         self._sql = {
@@ -302,18 +312,32 @@ class FetchStore:
             targets = self._periodic_targets(conn, {r[0] for r in rows})
         out = []
         for r in rows:
-            url, secret, route = targets[r[0]](r[1])
-            out.append(DueFetch(r[0], r[1], r[2], r[3], r[4], r[5], r[6], url, secret, route))
+            pick, extra = targets[r[0]]
+            url, secret, route = pick(r[1])
+            out.append(
+                DueFetch(r[0], r[1], r[2], r[3], r[4], r[5], r[6], url, secret, route, *extra)
+            )
         return out
 
     def _periodic_targets(
         self, conn: Any, appids: set[str]
-    ) -> dict[str, Callable[[str], tuple[str, str, str]]]:
-        """Per app: user id -> (url, secret, route), the grey release applied."""
-        fu = t.fetch_urls.c
+    ) -> dict[str, tuple[Callable[[str], tuple[str, str, str]], tuple[Any, ...]]]:
+        """Per app: (user id -> (url, secret, route) with the grey release applied, the app's
+        settings as DueFetch's interval_s, timeout_s, headers)."""
+        fu, st = t.fetch_urls.c, t.app_settings.c
         rows = conn.execute(
-            select(fu.appid, fu.url, t.apps.c.secret, fu.grey_url, fu.grey_ratio)
+            select(
+                fu.appid,
+                fu.url,
+                t.apps.c.secret,
+                fu.grey_url,
+                fu.grey_ratio,
+                st.interval_s,
+                st.timeout_s,
+                st.headers,
+            )
             .join(t.apps, t.apps.c.appid == fu.appid)
+            .outerjoin(t.app_settings, st.appid == fu.appid)
             .where(and_(fu.appid.in_(appids), fu.kind == "periodic"))
         ).all()
         grey_apps = [r.appid for r in rows if r.grey_url and self.openid is not None]
@@ -326,10 +350,15 @@ class FetchStore:
                     select(tc.appid, tc.user_id).where(tc.appid.in_(grey_apps))
                 )
             }
-        out: dict[str, Callable[[str], tuple[str, str, str]]] = {}
+        out: dict[str, tuple[Callable[[str], tuple[str, str, str]], tuple[Any, ...]]] = {}
         for r in rows:
+            headers = self.open_headers(r.headers) if r.headers and self.open_headers else {}
+            extra = (r.interval_s, r.timeout_s, tuple(headers.items()))
             if r.appid not in grey_apps:
-                out[r.appid] = functools.partial(_main_target, (r.url, r.secret, "main"))
+                out[r.appid] = (
+                    functools.partial(_main_target, (r.url, r.secret, "main")),
+                    extra,
+                )
                 continue
 
             def pick(user: str, r: Any = r) -> tuple[str, str, str]:
@@ -339,7 +368,7 @@ class FetchStore:
                 url, route = route_for(r.url, r.grey_url, r.grey_ratio or 0, bucket, tester=tester)
                 return url, r.secret, route
 
-            out[r.appid] = pick
+            out[r.appid] = (pick, extra)
         return out
 
     def next_due_at(self, active_since: float) -> float | None:
@@ -365,19 +394,58 @@ class FetchStore:
             ).scalar()
         return float(value) if value is not None else None
 
-    def park_inactive(self, active_since: float) -> int:
-        """Take users who stopped launching out of the due index (a launch brings them back)."""
+    def park_inactive(self, active_since: float, now: float | None = None) -> int:
+        """Take users who stopped launching out of the due index (a launch brings them back):
+        those outside the platform's window, and those outside their app's narrower one."""
+        c = t.app_users.c
         with self.db.writing() as conn:
-            return conn.execute(
+            parked = conn.execute(
                 update(t.app_users)
-                .where(
-                    and_(
-                        t.app_users.c.next_due_at.is_not(None),
-                        t.app_users.c.last_launch_at < active_since,
-                    )
-                )
+                .where(and_(c.next_due_at.is_not(None), c.last_launch_at < active_since))
                 .values(next_due_at=None)
             ).rowcount
+            if now is None:
+                return parked
+            windows = conn.execute(
+                select(t.app_settings.c.appid, t.app_settings.c.active_days).where(
+                    t.app_settings.c.active_days.is_not(None)
+                )
+            ).all()
+            for appid, days in windows:
+                since = now - days * 86400.0
+                parked += conn.execute(
+                    update(t.app_users)
+                    .where(
+                        and_(c.appid == appid, c.next_due_at.is_not(None), c.last_launch_at < since)
+                    )
+                    .values(next_due_at=None)
+                ).rowcount
+            return parked
+
+    def reschedule_app(self, appid: str, interval_s: float, now: float, spread_s: float) -> int:
+        """After an app's interval changed: each scheduled pair is due its last success plus
+        the new interval; pairs that are then overdue are spread over the next ``spread_s`` (by
+        their last success time), so the change causes no burst. Leased pairs are left alone."""
+        c = t.app_users.c
+        scheduled = and_(
+            c.appid == appid,
+            c.next_due_at.is_not(None),
+            c.last_success_at.is_not(None),
+            or_(c.lease_until.is_(None), c.lease_until <= now),
+        )
+        spread = max(1, int(spread_s))
+        with self.db.writing() as conn:
+            moved = conn.execute(
+                update(t.app_users)
+                .where(scheduled)
+                .values(next_due_at=c.last_success_at + interval_s)
+            ).rowcount
+            conn.execute(
+                update(t.app_users)
+                .where(and_(scheduled, c.next_due_at < now))
+                .values(next_due_at=now + func.mod(cast(c.last_success_at, BigInteger), spread))
+            )
+            return moved
 
     # --- results ---
     def record(

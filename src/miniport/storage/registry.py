@@ -153,6 +153,23 @@ class RegistryStore:
             for r in rows
         }
 
+    # --- per-app fetch settings ---
+    def fetch_settings(self, appid: str) -> dict[str, Any] | None:
+        with self.db.reading() as conn:
+            row = conn.execute(
+                select(t.app_settings).where(t.app_settings.c.appid == appid)
+            ).first()
+        return dict(row._mapping) if row is not None else None
+
+    def save_fetch_settings(
+        self, appid: str, values: dict[str, Any], now: float, actor: str, shown: dict[str, Any]
+    ) -> None:
+        """Replace the app's settings row; the audit gets ``shown`` (header values masked)."""
+        with self.db.writing() as conn:
+            conn.execute(delete(t.app_settings).where(t.app_settings.c.appid == appid))
+            conn.execute(insert(t.app_settings).values(appid=appid, updated_at=now, **values))
+            self._audit(conn, now, actor, "app.fetch_settings", appid, **shown)
+
     # --- testers (always served by the grey URLs) ---
     def testers(self, appid: str) -> list[dict[str, Any]]:
         c = t.app_testers.c

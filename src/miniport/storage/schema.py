@@ -60,6 +60,19 @@ fetch_urls = Table(
     Column("grey_ratio", Integer, nullable=True),
 )
 
+# Per-app fetch settings; a None column means the platform's setting. ``headers`` is the JSON
+# object of request headers sealed with the server key (domain/sealed.py), never stored plain.
+app_settings = Table(
+    "app_settings",
+    metadata,
+    Column("appid", String(32), ForeignKey("apps.appid", ondelete="CASCADE"), primary_key=True),
+    Column("interval_s", Float, nullable=True),
+    Column("active_days", Integer, nullable=True),
+    Column("timeout_s", Float, nullable=True),
+    Column("headers", Text, nullable=True),
+    Column("updated_at", Float, nullable=False),
+)
+
 # Users named on an app as testers: always served by a kind's grey URL.
 app_testers = Table(
     "app_testers",

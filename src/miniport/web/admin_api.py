@@ -33,6 +33,14 @@ class ChangeIn(BaseModel):
     ratio: StrictInt | None = Field(default=None, ge=0, le=100)  # grey_set and grey_ratio
 
 
+class FetchSettingsIn(BaseModel):
+    interval: StrictStr | None = Field(default=None, max_length=16)  # "6h"
+    active_days: StrictInt | None = None
+    timeout: StrictStr | None = Field(default=None, max_length=16)  # "5s"
+    headers: list[StrictStr] = Field(default_factory=list, max_length=10)  # "Name: value"
+    clear_headers: bool = False
+
+
 class ConfirmIn(BaseModel):
     code: StrictStr = Field(min_length=1, max_length=64)
 
@@ -99,6 +107,18 @@ async def request_change(
         appid, body.kind, body.op, body.url, who.name, body.ratio
     )
     return pending.as_dict()
+
+
+@router.get("/apps/{appid}/fetch-settings")
+async def get_fetch_settings(appid: str, request: Request, who: Viewer) -> dict[str, Any]:
+    return await platform_of(request).apps.fetch_settings(appid)
+
+
+@router.post("/apps/{appid}/fetch-settings")
+async def set_fetch_settings(
+    appid: str, body: FetchSettingsIn, request: Request, who: Developer
+) -> dict[str, Any]:
+    return await platform_of(request).apps.update_fetch_settings(appid, body.model_dump(), who.name)
 
 
 @router.get("/apps/{appid}/testers")

@@ -22,6 +22,7 @@ from .services.analytics import AnalyticsService, open_duckdb
 from .services.apps import AppService
 from .services.auth import AuthService
 from .services.background import BackgroundService
+from .services.wechat_api import WeChatSettingsAPI
 from .storage import migrate
 from .storage.analytics_defs import AnalyticsDefsStore
 from .storage.db import Database
@@ -43,6 +44,7 @@ class Platform:
     apps: AppService
     background: BackgroundService
     analytics: AnalyticsService
+    wechat: WeChatSettingsAPI
     public_url: str = "http://127.0.0.1:8700"
     engine: PeriodicEngine | None = field(default=None)
 
@@ -183,6 +185,7 @@ def create_platform(
         apps=apps,
         background=background,
         analytics=analytics,
+        wechat=WeChatSettingsAPI(db, registry, apps, clock, key),
     )
     holder["p"] = platform
     return platform

@@ -249,6 +249,19 @@ def app_settings(
     render(as_json, shown, human)
 
 
+@app_cmd.command("api-trust")
+def app_api_trust(
+    appid: str,
+    off: Annotated[bool, typer.Option("--off", help="changes wait for an admin again")] = False,
+    data_dir: DataDir = None,
+    as_json: Json = False,
+) -> None:
+    """Let WeChat's settings API change the app's URLs without an admin confirming each one."""
+    shown = call(data_dir, as_json, "app.api_trust", appid=appid, trusted=not off)
+    state = "apply at once" if shown["api_changes_trusted"] else "wait for an admin"
+    render(as_json, shown, lambda: console.print(f"API changes of {escape(appid)} {state}"))
+
+
 def _testers(found: dict[str, Any], as_json: bool) -> None:
     def human() -> None:
         names = [t["user_id"] for t in found["testers"]]

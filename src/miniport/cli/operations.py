@@ -230,6 +230,11 @@ OPERATIONS: dict[str, Operation] = {
             ),
         ),
         Operation(
+            "app.api_trust",
+            lambda p: Route("POST", _app(p) + "/api-trust", {"trusted": p["trusted"]}),
+            lambda pf, p: pf.wechat.set_trusted(p["appid"], p["trusted"], "cli-admin"),
+        ),
+        Operation(
             "app.testers.list",
             lambda p: Route("GET", _app(p) + "/testers"),
             lambda pf, p: pf.apps.testers(p["appid"]),

@@ -74,6 +74,11 @@ class RegistryStore:
             conn.execute(insert(t.kv).values(key=key, value=make))
             return make
 
+    def kv_get(self, key: str) -> str | None:
+        with self.db.reading() as conn:
+            row = conn.execute(select(t.kv.c.value).where(t.kv.c.key == key)).first()
+        return str(row[0]) if row is not None else None
+
     def kv_set(self, key: str, value: str) -> None:
         with self.db.writing() as conn:
             conn.execute(delete(t.kv).where(t.kv.c.key == key))

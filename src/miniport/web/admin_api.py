@@ -41,6 +41,10 @@ class FetchSettingsIn(BaseModel):
     clear_headers: bool = False
 
 
+class TrustIn(BaseModel):
+    trusted: bool
+
+
 class ConfirmIn(BaseModel):
     code: StrictStr = Field(min_length=1, max_length=64)
 
@@ -119,6 +123,13 @@ async def set_fetch_settings(
     appid: str, body: FetchSettingsIn, request: Request, who: Developer
 ) -> dict[str, Any]:
     return await platform_of(request).apps.update_fetch_settings(appid, body.model_dump(), who.name)
+
+
+@router.post("/apps/{appid}/api-trust")
+async def set_api_trust(appid: str, body: TrustIn, request: Request, who: Admin) -> dict[str, Any]:
+    """Let WeChat's settings API (/wxa/fetchdatasetting) change this app's URLs without an
+    admin confirming each change (an admin's act, audited)."""
+    return await platform_of(request).wechat.set_trusted(appid, body.trusted, who.name)
 
 
 @router.get("/apps/{appid}/testers")

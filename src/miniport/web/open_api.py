@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
@@ -23,6 +24,30 @@ async def jscode2session(
 ) -> dict[str, Any]:
     """Exchange a login code for the user's openid, in WeChat's response shape."""
     return await platform_of(request).auth.jscode2session(appid, secret, js_code, grant_type)
+
+
+@router.get("/cgi-bin/token")
+async def wechat_token(
+    request: Request,
+    grant_type: Annotated[str, Query()] = "",
+    appid: Annotated[str, Query()] = "",
+    secret: Annotated[str, Query()] = "",
+) -> dict[str, Any]:
+    """WeChat's server API access token: {access_token, expires_in} or {errcode, errmsg}."""
+    return await platform_of(request).wechat.token(grant_type, appid, secret)
+
+
+@router.post("/wxa/fetchdatasetting")
+async def wechat_fetchdatasetting(
+    request: Request, access_token: Annotated[str, Query()] = ""
+) -> dict[str, Any]:
+    """WeChat's pre-fetch / periodic-update settings API (get, set_pre_fetch,
+    set_period_fetch); a set waits for an admin unless the app is trusted for API changes."""
+    try:
+        body = json.loads(await request.body() or b"null")
+    except ValueError:
+        body = None
+    return await platform_of(request).wechat.fetchdatasetting(access_token, body)
 
 
 @router.get("/healthz")

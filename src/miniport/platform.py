@@ -22,6 +22,7 @@ from .services.analytics import AnalyticsService, open_duckdb
 from .services.apps import AppService
 from .services.auth import AuthService
 from .services.background import BackgroundService
+from .services.refresh import RefreshService
 from .services.wechat_api import WeChatSettingsAPI
 from .storage import migrate
 from .storage.analytics_defs import AnalyticsDefsStore
@@ -45,6 +46,7 @@ class Platform:
     background: BackgroundService
     analytics: AnalyticsService
     wechat: WeChatSettingsAPI
+    refresh: RefreshService
     public_url: str = "http://127.0.0.1:8700"
     engine: PeriodicEngine | None = field(default=None)
 
@@ -186,6 +188,7 @@ def create_platform(
         background=background,
         analytics=analytics,
         wechat=WeChatSettingsAPI(db, registry, apps, clock, key),
+        refresh=RefreshService(db, registry, fetches, clock, rules, wake),
     )
     holder["p"] = platform
     return platform

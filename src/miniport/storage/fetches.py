@@ -287,6 +287,85 @@ class FetchStore:
                 .values(next_due_at=now, failures=0)
             ).rowcount
 
+    # --- refreshes asked for by the developer's back end ---
+    def refresh_users(
+        self, appid: str, users: Sequence[str] | None, active_since: float
+    ) -> list[str]:
+        """The users a refresh covers: those listed that the app knows, or every active user."""
+        c = t.app_users.c
+        query = select(c.user_id).where(c.appid == appid)
+        if users is None:
+            query = query.where(c.last_launch_at >= active_since)
+        with self.db.reading() as conn:
+            if users is None:
+                return [r[0] for r in conn.execute(query.order_by(c.user_id))]
+            found: list[str] = []
+            for start in range(0, len(users), 500):
+                chunk = list(users[start : start + 500])
+                found += [r[0] for r in conn.execute(query.where(c.user_id.in_(chunk)))]
+        return found
+
+    def make_due(self, appid: str, users: Sequence[str], now: float) -> int:
+        """Make these users due now (the engine fetches them at its own pace); pairs being
+        fetched right now (leased) are left alone."""
+        c = t.app_users.c
+        moved = 0
+        with self.db.writing() as conn:
+            for start in range(0, len(users), 500):
+                moved += conn.execute(
+                    update(t.app_users)
+                    .where(
+                        and_(
+                            c.appid == appid,
+                            c.user_id.in_(list(users[start : start + 500])),
+                            or_(c.lease_until.is_(None), c.lease_until <= now),
+                        )
+                    )
+                    .values(next_due_at=now, failures=0)
+                ).rowcount
+        return moved
+
+    def attempted_since(self, appid: str, users: Sequence[str], since: float) -> int:
+        """How many of these users were fetched (successfully or not) at or after ``since``."""
+        c = t.app_users.c
+        done = 0
+        with self.db.reading() as conn:
+            for start in range(0, len(users), 500):
+                done += conn.execute(
+                    select(func.count()).where(
+                        and_(
+                            c.appid == appid,
+                            c.user_id.in_(list(users[start : start + 500])),
+                            c.last_attempt_at >= since,
+                        )
+                    )
+                ).scalar_one()
+        return int(done)
+
+    def cancel_due(
+        self, appid: str, users: Sequence[str], since: float, interval_s: float, now: float
+    ) -> int:
+        """Undo a refresh for the users not yet fetched: back to their regular schedule."""
+        c = t.app_users.c
+        back = func.coalesce(c.last_success_at + interval_s, now)
+        undone = 0
+        with self.db.writing() as conn:
+            for start in range(0, len(users), 500):
+                undone += conn.execute(
+                    update(t.app_users)
+                    .where(
+                        and_(
+                            c.appid == appid,
+                            c.user_id.in_(list(users[start : start + 500])),
+                            or_(c.last_attempt_at.is_(None), c.last_attempt_at < since),
+                            c.next_due_at.is_not(None),
+                            or_(c.lease_until.is_(None), c.lease_until <= now),
+                        )
+                    )
+                    .values(next_due_at=back)
+                ).rowcount
+        return undone
+
     # --- periodic claiming ---
     def claim_due(
         self, now: float, active_since: float, lease_until: float, limit: int

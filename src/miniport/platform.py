@@ -120,8 +120,7 @@ def create_platform(
     migrate.upgrade(db.engine)
     registry = RegistryStore(db)
     key = _server_key(registry)
-    sealer = HeaderSealer(key)
-    fetches = FetchStore(db, functools.partial(openid_for, key), sealer.open)
+    fetches = FetchStore(db, functools.partial(openid_for, key), HeaderSealer(key).open)
     fetcher = _make_fetcher(settings)
     if broker is None:
         broker = RedisBroker(settings.redis_url) if settings.redis_url else MemoryBroker()
@@ -148,7 +147,7 @@ def create_platform(
         change_ttl_s=settings.change_ttl_s,
         public_url=public_url,
         on_urls_changed=urls_changed,
-        sealer=sealer,
+        sealer=HeaderSealer(key),
         rules=rules,
     )
     background = BackgroundService(
@@ -163,7 +162,7 @@ def create_platform(
         fetch_timeout_s=settings.fetch_timeout_s,
         prefetch_timeout_s=settings.prefetch_timeout_s,
         wake_engine=wake,
-        open_headers=sealer.open,
+        open_headers=HeaderSealer(key).open,
     )
     analytics = AnalyticsService(
         db=db,

@@ -7,7 +7,9 @@ from __future__ import annotations
 import base64
 import functools
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from .clock import Clock, SystemClock
 from .config import Settings
@@ -18,6 +20,7 @@ from .domain.tokens import openid_for
 from .events.broker import Broker, MemoryBroker, RedisBroker
 from .fetch.client import Fetcher
 from .fetch.engine import PeriodicEngine
+from .services.alerts import AlertService
 from .services.analytics import AnalyticsService, open_duckdb
 from .services.apps import AppService
 from .services.auth import AuthService
@@ -47,6 +50,7 @@ class Platform:
     analytics: AnalyticsService
     wechat: WeChatSettingsAPI
     refresh: RefreshService
+    alerts: AlertService
     public_url: str = "http://127.0.0.1:8700"
     engine: PeriodicEngine | None = field(default=None)
 
@@ -109,6 +113,32 @@ def _schedule_rules(settings: Settings) -> ScheduleRules:
         retry_max_s=settings.retry_max_s,
         lease_s=settings.claim_lease_s,
     )
+
+
+def _developer_services(
+    settings: Settings,
+    db: Database,
+    registry: RegistryStore,
+    fetches: FetchStore,
+    fetcher: Fetcher,
+    apps: AppService,
+    clock: Clock,
+    key: bytes,
+    wake: Callable[[], None],
+) -> dict[str, Any]:
+    """What a developer's back end talks to: WeChat's settings API, refreshes, alerts."""
+    return {
+        "wechat": WeChatSettingsAPI(db, registry, apps, clock, key),
+        "refresh": RefreshService(db, registry, fetches, clock, _schedule_rules(settings), wake),
+        "alerts": AlertService(
+            db,
+            registry,
+            fetcher,
+            clock,
+            dev=settings.dev,
+            smtp=(settings.smtp_host, settings.smtp_port, settings.smtp_from),
+        ),
+    }
 
 
 def create_platform(
@@ -186,8 +216,7 @@ def create_platform(
         apps=apps,
         background=background,
         analytics=analytics,
-        wechat=WeChatSettingsAPI(db, registry, apps, clock, key),
-        refresh=RefreshService(db, registry, fetches, clock, rules, wake),
+        **_developer_services(settings, db, registry, fetches, fetcher, apps, clock, key, wake),
     )
     holder["p"] = platform
     return platform

@@ -249,6 +249,45 @@ def app_settings(
     render(as_json, shown, human)
 
 
+@app_cmd.command("alerts")
+def app_alerts(
+    appid: str,
+    webhook: Annotated[str | None, typer.Option("--webhook", help="URL ('' removes it)")] = None,
+    email: Annotated[str | None, typer.Option("--email", help="address ('' removes it)")] = None,
+    threshold: Annotated[float | None, typer.Option("--threshold", help="success %")] = None,
+    window: Annotated[str | None, typer.Option("--window", help="like 5m")] = None,
+    min_fetches: Annotated[int | None, typer.Option("--min-fetches")] = None,
+    history: Annotated[bool, typer.Option("--history", help="the alerts sent")] = False,
+    data_dir: DataDir = None,
+    as_json: Json = False,
+) -> None:
+    """Show or change where alerts go when the app's data server fails, or their history."""
+    if history:
+        found = call(data_dir, as_json, "app.alerts.history", appid=appid)
+
+        def human_history() -> None:
+            table = Table("time", "kind", "state", "success", "fetches", "cause")
+            for a in found["alerts"]:
+                rate = "" if a["success_rate"] is None else f"{a['success_rate'] * 100:.0f} %"
+                table.add_row(local_time(a["ts"]), a["kind"], a["state"], rate,
+                              str(a["fetches"]), escape(a["cause"] or ""))  # fmt: skip
+            console.print(table)
+
+        render(as_json, found, human_history)
+        return
+    values = {"webhook": webhook, "email": email, "threshold": threshold, "window": window,
+              "min_fetches": min_fetches}  # fmt: skip
+    changes = {k: v for k, v in values.items() if v is not None}
+    shown = call(data_dir, as_json, "app.alerts", appid=appid, changes=changes)
+
+    def human() -> None:
+        console.print(f"[bold]{escape(appid)}[/bold] alerts", highlight=False)
+        for key in ("webhook", "email", "threshold", "window_s", "min_fetches", "states"):
+            console.print(f"  {key}: {escape(str(shown[key]))}", highlight=False)
+
+    render(as_json, shown, human)
+
+
 @app_cmd.command("api-trust")
 def app_api_trust(
     appid: str,

@@ -230,6 +230,24 @@ OPERATIONS: dict[str, Operation] = {
             ),
         ),
         Operation(
+            "app.alerts",
+            lambda p: (
+                Route("POST", _app(p) + "/alerts", p["changes"])
+                if p["changes"]
+                else Route("GET", _app(p) + "/alerts")
+            ),
+            lambda pf, p: (
+                pf.alerts.configure(p["appid"], p["changes"])
+                if p["changes"]
+                else pf.alerts.shown(p["appid"])
+            ),
+        ),
+        Operation(
+            "app.alerts.history",
+            lambda p: Route("GET", _app(p) + "/alerts/history"),
+            lambda pf, p: pf.alerts.history(p["appid"]),
+        ),
+        Operation(
             "app.api_trust",
             lambda p: Route("POST", _app(p) + "/api-trust", {"trusted": p["trusted"]}),
             lambda pf, p: pf.wechat.set_trusted(p["appid"], p["trusted"], "cli-admin"),

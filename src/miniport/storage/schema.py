@@ -73,6 +73,44 @@ app_settings = Table(
     Column("updated_at", Float, nullable=False),
 )
 
+# Alerts when a developer's server fails: the app's rule and where to send, each kind's current
+# state (one alert per change), and the history of alerts sent.
+alert_settings = Table(
+    "alert_settings",
+    metadata,
+    Column("appid", String(32), ForeignKey("apps.appid", ondelete="CASCADE"), primary_key=True),
+    Column("webhook_url", Text, nullable=True),
+    Column("email", String(254), nullable=True),
+    Column("threshold", Float, nullable=False),
+    Column("window_s", Float, nullable=False),
+    Column("min_fetches", Integer, nullable=False),
+    Column("updated_at", Float, nullable=False),
+)
+
+alert_states = Table(
+    "alert_states",
+    metadata,
+    Column("appid", String(32), ForeignKey("apps.appid", ondelete="CASCADE"), primary_key=True),
+    Column("kind", String(16), primary_key=True),
+    Column("failing", Boolean, nullable=False),
+    Column("since", Float, nullable=False),
+)
+
+alert_events = Table(
+    "alert_events",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("appid", String(32), ForeignKey("apps.appid", ondelete="CASCADE"), nullable=False),
+    Column("kind", String(16), nullable=False),
+    Column("ts", Float, nullable=False),
+    Column("state", String(16), nullable=False),  # failing | recovered
+    Column("success_rate", Float, nullable=True),
+    Column("fetches", Integer, nullable=False),
+    Column("cause", Text, nullable=True),
+    Column("delivery", Text, nullable=False),  # JSON: per channel, "sent" or the error
+    Index("ix_alert_events_appid_ts", "appid", "ts"),
+)
+
 # Users named on an app as testers: always served by a kind's grey URL.
 app_testers = Table(
     "app_testers",

@@ -41,6 +41,14 @@ class FetchSettingsIn(BaseModel):
     clear_headers: bool = False
 
 
+class AlertsIn(BaseModel):
+    webhook: StrictStr | None = Field(default=None, max_length=2048)  # "" removes it
+    email: StrictStr | None = Field(default=None, max_length=254)  # "" removes it
+    threshold: float | None = Field(default=None, gt=0, le=100)  # success %
+    window: StrictStr | None = Field(default=None, max_length=16)  # "5m"
+    min_fetches: StrictInt | None = None
+
+
 class TrustIn(BaseModel):
     trusted: bool
 
@@ -123,6 +131,25 @@ async def set_fetch_settings(
     appid: str, body: FetchSettingsIn, request: Request, who: Developer
 ) -> dict[str, Any]:
     return await platform_of(request).apps.update_fetch_settings(appid, body.model_dump(), who.name)
+
+
+@router.get("/apps/{appid}/alerts")
+async def get_alerts(appid: str, request: Request, who: Viewer) -> dict[str, Any]:
+    return await platform_of(request).alerts.shown(appid)
+
+
+@router.post("/apps/{appid}/alerts")
+async def set_alerts(
+    appid: str, body: AlertsIn, request: Request, who: Developer
+) -> dict[str, Any]:
+    return await platform_of(request).alerts.configure(appid, body.model_dump())
+
+
+@router.get("/apps/{appid}/alerts/history")
+async def alert_history(
+    appid: str, request: Request, who: Viewer, limit: Annotated[int, Query(ge=1, le=1000)] = 100
+) -> dict[str, Any]:
+    return await platform_of(request).alerts.history(appid, limit)
 
 
 @router.post("/apps/{appid}/api-trust")

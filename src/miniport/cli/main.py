@@ -442,6 +442,34 @@ def devtools_fetch(
     render(as_json, shown, human)
 
 
+@devtools_cmd.command("prefetch-report")
+def devtools_prefetch_report(
+    appid: str,
+    since: Annotated[str | None, typer.Option("--from", help="YYYY-MM-DD (UTC)")] = None,
+    until: Annotated[str | None, typer.Option("--to", help="YYYY-MM-DD (UTC), included")] = None,
+    data_dir: DataDir = None,
+    as_json: Json = False,
+) -> None:
+    """Was the pre-fetched data ready at the first read? By scene, path and platform."""
+    found = call(
+        data_dir, as_json, "devtools.prefetch_report", appid=appid, **{"from": since, "to": until}
+    )
+    shown = {"rows": found["rows"]}
+
+    def ms(value: float | None) -> str:
+        return "" if value is None else f"{value:.0f}"
+
+    def human() -> None:
+        table = Table("scene", "path", "platform", "launches", "ready", "p50 ms", "p90 ms")
+        for r in found["rows"]:
+            table.add_row(str(r["scene"]), escape(r["path"]), escape(r["platform"]),
+                          str(r["launches"]), f"{r['ready_share'] * 100:.0f} %",
+                          ms(r["p50_ms"]), ms(r["p90_ms"]))  # fmt: skip
+        console.print(table)
+
+    render(as_json, shown, human)
+
+
 @devtools_cmd.command("clear")
 def devtools_clear(
     appid: str,

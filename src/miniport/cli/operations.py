@@ -337,6 +337,15 @@ OPERATIONS: dict[str, Operation] = {
             ),
             lambda pf, p: _dict("entries", pf.background.log(p["appid"], p["limit"], p["user_id"])),
         ),
+        Operation(
+            "devtools.prefetch_report",
+            lambda p: Route(
+                "GET",
+                _app(p) + "/prefetch-report",
+                query={k: p[k] for k in ("from", "to") if p[k]},
+            ),
+            lambda pf, p: pf.background.prefetch_report(p["appid"], p["from"], p["to"]),
+        ),
         # analytics: definitions and lifecycle
         Operation(
             "analytics.definitions",

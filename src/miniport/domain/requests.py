@@ -34,6 +34,7 @@ class Launch:
     scene: int = 1001
     version: str = ""  # the mini-program's version, "" when unknown
     env_version: str = ""  # develop | trial | release, "" when unknown
+    platform: str = ""  # ios | android | devtools ..., "" when unknown (not sent to developers)
 
 
 @dataclass(frozen=True)

@@ -3,12 +3,14 @@ clear cache, push a refresh."""
 
 from __future__ import annotations
 
+import asyncio
 import random
 from collections.abc import Callable, Sequence
 from typing import Any
 
 from ..clock import Clock
 from ..domain.acceptance import Verdict
+from ..domain.prefetch_effect import LaunchOutcome, LaunchTrace, day_bound, judge_launch, report
 from ..domain.requests import Launch, build_prefetch_request
 from ..domain.schedule import ScheduleRules
 from ..errors import InvalidInput, NoData, TokenNotSet
@@ -19,12 +21,14 @@ from ..fetch.outcome import record_for, schedule_after
 from ..fetch.prefetch import SingleFlight
 from ..storage.db import Database
 from ..storage.fetches import DueFetch, FetchRecord, FetchStore
+from ..storage.prefetch_launches import PrefetchLaunchStore
 from ..storage.registry import RegistryStore
 from .app_cache import AppCache
 from .auth import AuthService
 from .write_behind import WriteBehind
 
 MAX_TOKEN = 1024
+MAX_TRACES = 100_000
 MAX_WAIT_MS = 10_000
 KINDS = ("periodic", "pre")
 
@@ -67,9 +71,14 @@ class BackgroundService:
         self.prefetch = SingleFlight(self._prefetch)
         self.apps = AppCache(db, registry, open_headers=open_headers)
         self.pending = WriteBehind(db, fetches, after_flush=wake_engine)
+        self.launches = PrefetchLaunchStore(db)
+        self._traces: dict[tuple[str, str], LaunchTrace] = {}  # launch -> its first 'pre' read
+        self._writes: set[asyncio.Task[None]] = set()
 
     async def close(self) -> None:
         await self.prefetch.drain()
+        if self._writes:
+            await asyncio.gather(*self._writes, return_exceptions=True)
         await self.pending.close()
 
     async def notify(self, records: Sequence[FetchRecord]) -> None:
@@ -84,6 +93,12 @@ class BackgroundService:
         targets = await self.apps.get(appid)
         prefetching = targets.enabled_url("pre") is not None
         if prefetching:
+            if len(self._traces) > MAX_TRACES:  # launches never read: forget the oldest
+                for key in list(self._traces)[: MAX_TRACES // 10]:
+                    del self._traces[key]
+            self._traces[(appid, user_id)] = LaunchTrace(
+                self.clock.now(), launch.scene, launch.path, launch.platform
+            )
             self.prefetch.start(appid, user_id, launch)
         self.pending.launch(appid, user_id, self.clock.now())
         return {"errMsg": "launch:ok", "prefetch": prefetching}
@@ -113,8 +128,13 @@ class BackgroundService:
             raise InvalidInput(f"fetchType must be periodic or pre, not {kind!r}")
         if wait_ms < 0 or wait_ms > MAX_WAIT_MS:
             raise InvalidInput(f"waitMs must be 0..{MAX_WAIT_MS}")
+        trace = self._traces.get((appid, user_id)) if kind == "pre" else None
+        called_at = self.clock.now()
         if wait_ms and kind == "pre":
             await self.prefetch.wait(appid, user_id, wait_ms / 1000)
+        if trace is not None and self._traces.get((appid, user_id)) is trace:
+            del self._traces[(appid, user_id)]  # judged once, at the launch's first read
+            self._record_launch(appid, judge_launch(trace, called_at, self.clock.now(), wait_ms))
         # the in-memory copy first: a flush between the two reads then still finds it stored
         fresh = self.pending.fresh.get((appid, user_id, kind))
         data = await self.db.read_point(self.fetches.get_data, appid, user_id, kind)
@@ -144,7 +164,26 @@ class BackgroundService:
     # --- pre-fetch ---
     async def _prefetch(self, appid: str, user_id: str, launch: Launch) -> FetchRecord:
         record, _ = await self._fetch_pre(appid, user_id, launch, trigger="launch")
+        trace = self._traces.get((appid, user_id))
+        if record.body is not None and trace is not None and trace.ready_at is None:
+            trace.ready_at = self.clock.now()
         return record
+
+    def _record_launch(self, appid: str, outcome: LaunchOutcome) -> None:
+        task = asyncio.create_task(self.db.write(self.launches.add, appid, [outcome]))
+        self._writes.add(task)
+        task.add_done_callback(self._writes.discard)
+
+    async def prefetch_report(
+        self, appid: str, since: str | None = None, until: str | None = None
+    ) -> dict[str, Any]:
+        """Pre-fetch effectiveness by scene, path and platform (dates: YYYY-MM-DD, UTC)."""
+        await self.apps.get(appid)
+        low, high = day_bound(since), day_bound(until, end=True)
+        if self._writes:
+            await asyncio.gather(*self._writes, return_exceptions=True)
+        rows = await self.db.read(self.launches.rows, appid, low, high)
+        return {"appid": appid, "rows": report(rows)}
 
     async def _fetch_pre(
         self, appid: str, user_id: str, launch: Launch, trigger: str

@@ -111,6 +111,23 @@ alert_events = Table(
     Index("ix_alert_events_appid_ts", "appid", "ts"),
 )
 
+# One row per launch whose pre-fetched data a device read: how effective pre-fetch is.
+prefetch_launches = Table(
+    "prefetch_launches",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("appid", String(32), ForeignKey("apps.appid", ondelete="CASCADE"), nullable=False),
+    Column("ts", Float, nullable=False),  # the launch
+    Column("scene", Integer, nullable=False),
+    Column("path", Text, nullable=False),
+    Column("platform", String(16), nullable=False),
+    Column("ready", Boolean, nullable=False),
+    Column("ready_ms", Float, nullable=True),
+    Column("wait_ms", Integer, nullable=False),
+    Column("waited_ms", Float, nullable=False),
+    Index("ix_prefetch_launches_appid_ts", "appid", "ts"),
+)
+
 # Users named on an app as testers: always served by a kind's grey URL.
 app_testers = Table(
     "app_testers",

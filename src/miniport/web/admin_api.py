@@ -133,6 +133,18 @@ async def set_fetch_settings(
     return await platform_of(request).apps.update_fetch_settings(appid, body.model_dump(), who.name)
 
 
+@router.get("/apps/{appid}/prefetch-report")
+async def prefetch_report(
+    appid: str,
+    request: Request,
+    who: Viewer,
+    since: Annotated[str | None, Query(alias="from", max_length=32)] = None,
+    until: Annotated[str | None, Query(alias="to", max_length=32)] = None,
+) -> dict[str, Any]:
+    """Pre-fetch effectiveness by scene, path and platform: ready share, p50/p90 ms."""
+    return await platform_of(request).background.prefetch_report(appid, since, until)
+
+
 @router.get("/apps/{appid}/alerts")
 async def get_alerts(appid: str, request: Request, who: Viewer) -> dict[str, Any]:
     return await platform_of(request).alerts.shown(appid)

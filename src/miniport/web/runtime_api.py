@@ -25,6 +25,7 @@ class LaunchIn(BaseModel):
     scene: StrictInt = Field(default=1001, ge=0, le=99999)
     version: StrictStr = Field(default="", max_length=64)
     envVersion: Literal["develop", "trial", "release", ""] = ""
+    platform: StrictStr = Field(default="", max_length=16, pattern=r"^[a-z0-9_-]*$")
 
     def to_launch(self) -> Launch:
         query = self.query if isinstance(self.query, str) else urlencode(self.query)
@@ -35,7 +36,9 @@ class LaunchIn(BaseModel):
                 raise InvalidInput(f"{name} contains control characters")
         if any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in self.version):
             raise InvalidInput("version contains control characters")
-        return Launch(self.path.lstrip("/"), query, self.scene, self.version, self.envVersion)
+        return Launch(
+            self.path.lstrip("/"), query, self.scene, self.version, self.envVersion, self.platform
+        )
 
 
 class TokenIn(BaseModel):

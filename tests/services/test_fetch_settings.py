@@ -15,7 +15,7 @@ from miniport.errors import InvalidInput
 from miniport.platform import Platform
 from miniport.storage import schema as t
 from tests.conftest import confirm_url
-from tests.support.platforms import Counter, run
+from tests.support.platforms import Counter, eventually, run
 
 Make = Callable[..., Awaitable[Platform]]
 H = 3600.0
@@ -129,3 +129,34 @@ async def test_bad_settings_are_refused_and_change_nothing(
         await p.apps.update_fetch_settings(app.appid, changes, "dev")
     shown = await p.apps.fetch_settings(app.appid)
     assert shown["interval_s"] == 2 * H and shown["headers"] == {"X-K": "…"}
+
+
+async def test_requests_carry_the_version_of_the_users_last_launch(
+    platforms: Make, fake_clock: FakeClock, counter: Counter
+) -> None:
+    p = await platforms(clock=fake_clock)
+    app = await p.apps.create("shop", "dev")
+    await confirm_url(p, app.appid, "periodic", counter.url + "/periodic")
+    await confirm_url(p, app.appid, "pre", counter.url + "/pre")
+    launch = Launch("pages/a", version="2.1.0", env_version="trial")
+    await p.background.launch(app.appid, "alice", launch)
+    await p.background.get_data(app.appid, "alice", "pre", wait_ms=5000)
+    assert (counter.requests[-1].query["version"], counter.requests[-1].query["envVersion"]) == (
+        "2.1.0",
+        "trial",
+    )
+
+    async def stored() -> bool:
+        user = await p.db.read(p.fetches.get_user, app.appid, "alice")
+        return bool(user and user["version"] == "2.1.0")
+
+    await eventually(stored)
+    await p.background.set_token(app.appid, "alice", "tok")
+    assert await run(p) == 1
+    sent = counter.requests[-1]
+    assert sent.path == "/periodic"
+    assert (sent.query["version"], sent.query["envVersion"]) == ("2.1.0", "trial")
+    # a launch that does not say its version leaves the stored one
+    await p.background.launch(app.appid, "alice", Launch("pages/a"))
+    shown = await p.background.fetch_now(app.appid, "alice", "periodic")
+    assert "version=2.1.0&envVersion=trial" in shown["request"]["url"]

@@ -50,6 +50,8 @@ async def fetch_periodic(
         timestamp=int(now),
         validators=Validators(due.etag, due.last_modified) if conditional else None,
         headers=dict(due.headers),
+        version=due.version,
+        env_version=due.env_version,
     )
     return await fetcher.fetch(request, timeout_s=due.timeout_s or timeout_s), request
 

@@ -74,6 +74,7 @@ class BackgroundService:
         self.launches = PrefetchLaunchStore(db)
         self._traces: dict[tuple[str, str], LaunchTrace] = {}  # launch -> its first 'pre' read
         self._writes: set[asyncio.Task[None]] = set()
+        self._versions: dict[tuple[str, str], tuple[str, str]] = {}
 
     async def close(self) -> None:
         await self.prefetch.drain()
@@ -101,6 +102,16 @@ class BackgroundService:
             )
             self.prefetch.start(appid, user_id, launch)
         self.pending.launch(appid, user_id, self.clock.now())
+        versions = (launch.version, launch.env_version)
+        if any(versions) and self._versions.get((appid, user_id)) != versions:
+            self._versions[(appid, user_id)] = versions  # stored only when it changes
+            if len(self._versions) > MAX_TRACES:
+                self._versions.clear()
+            task = asyncio.create_task(
+                self.db.write(self.fetches.set_version, appid, user_id, *versions)
+            )
+            self._writes.add(task)
+            task.add_done_callback(self._writes.discard)
         return {"errMsg": "launch:ok", "prefetch": prefetching}
 
     async def set_token(self, appid: str, user_id: str, token: object) -> None:
@@ -269,6 +280,8 @@ class BackgroundService:
             targets.app.secret,
             route,
             interval_s=targets.interval_s,
+            version=user.get("version") or "",
+            env_version=user.get("env_version") or "",
             timeout_s=targets.timeout_s,
             headers=tuple(targets.headers.items()),
         )

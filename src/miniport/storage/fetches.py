@@ -13,6 +13,7 @@ body is deleted at zero). A read is still one statement: two primary-key lookups
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import hashlib
 import zlib
@@ -46,6 +47,8 @@ class DueFetch:
     interval_s: float | None = None
     timeout_s: float | None = None
     headers: tuple[tuple[str, str], ...] = ()
+    version: str = ""  # the mini-program's, from the user's last launch ("" when unknown)
+    env_version: str = ""
 
 
 @dataclass(frozen=True)
@@ -104,7 +107,8 @@ _CLAIM_SQLITE = """
         WHERE au.next_due_at <= :now AND au.last_launch_at >= :active_since
           AND fu.enabled AND fu.url IS NOT NULL
         ORDER BY au.next_due_at LIMIT :limit)
-    RETURNING appid, user_id, token, etag, last_modified, failures, last_success_at
+    RETURNING appid, user_id, token, etag, last_modified, failures, last_success_at, version,
+        env_version
     """
 
 _CLAIM_POSTGRES = """
@@ -117,7 +121,8 @@ _CLAIM_POSTGRES = """
         FOR UPDATE OF au SKIP LOCKED)
     UPDATE app_users a SET lease_until = %(lease)s, next_due_at = %(lease)s
     FROM due WHERE a.appid = due.appid AND a.user_id = due.user_id
-    RETURNING a.appid, a.user_id, a.token, a.etag, a.last_modified, a.failures, a.last_success_at
+    RETURNING a.appid, a.user_id, a.token, a.etag, a.last_modified, a.failures, a.last_success_at,
+        a.version, a.env_version
     """
 
 
@@ -249,6 +254,13 @@ class FetchStore:
             )
             .values(next_due_at=now)
         )
+
+    def set_version(self, appid: str, user_id: str, version: str, env_version: str) -> None:
+        """The mini-program version a launch reported (periodic requests carry it)."""
+        with self.db.writing() as conn:
+            self._upsert_user(
+                conn, appid, user_id, {"version": version, "env_version": env_version}
+            )
 
     def set_token(self, appid: str, user_id: str, token: str, now: float) -> None:
         """A new or changed token makes the pair due at once (it may have been waiting for it)."""
@@ -393,9 +405,8 @@ class FetchStore:
         for r in rows:
             pick, extra = targets[r[0]]
             url, secret, route = pick(r[1])
-            out.append(
-                DueFetch(r[0], r[1], r[2], r[3], r[4], r[5], r[6], url, secret, route, *extra)
-            )
+            due = DueFetch(r[0], r[1], r[2], r[3], r[4], r[5], r[6], url, secret, route, *extra)
+            out.append(dataclasses.replace(due, version=r[7] or "", env_version=r[8] or ""))
         return out
 
     def _periodic_targets(

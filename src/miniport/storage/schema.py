@@ -185,6 +185,9 @@ app_users = Table(
     Column("last_error", Text, nullable=True),
     Column("etag", Text, nullable=True),
     Column("last_modified", Text, nullable=True),
+    # the mini-program's version and environment at the user's last launch that said them
+    Column("version", String(64), nullable=True),
+    Column("env_version", String(16), nullable=True),
     Index("ix_app_users_next_due_at", "next_due_at"),
 )
 

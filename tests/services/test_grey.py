@@ -13,6 +13,7 @@ from miniport.domain.grey import grey_bucket
 from miniport.domain.requests import Launch
 from miniport.errors import Conflict, InvalidInput
 from miniport.platform import Platform
+from miniport.storage.health import health_series
 from tests.conftest import confirm_url
 from tests.support.platforms import Counter, run, settle
 
@@ -58,6 +59,8 @@ async def test_testers_then_a_share_then_promote(
     health = await p.background.health(app.appid, 0)
     assert health["periodic"]["routes"]["grey"]["total"] == 1
     assert health["periodic"]["routes"]["main"]["total"] == len(USERS) - 1
+    series = await p.db.read(health_series, p.db, app.appid, 0.0, 3600.0)
+    assert sum(r["grey_total"] for r in series) == sum(r["grey_ok"] for r in series) == 1
 
     # 30 %: the users whose bucket is under 3000, plus the tester; raising it keeps them all
     counter.requests.clear()

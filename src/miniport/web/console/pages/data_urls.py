@@ -14,7 +14,7 @@ from urllib.parse import quote
 from fastapi import APIRouter, Form
 from fastapi.responses import Response
 
-from ....errors import MiniportError
+from ....errors import InvalidInput, MiniportError
 from ..render import BASE, qr_png, redirect, render, state_of
 from ._common import Ctx, DeveloperPage, ViewerPage, app_context
 
@@ -66,15 +66,20 @@ async def request_change(
     kind: Annotated[str, Form(max_length=16)],
     op: Annotated[str, Form(max_length=16)] = "set",
     url: Annotated[str, Form(max_length=4096)] = "",
+    ratio: Annotated[str, Form(max_length=8)] = "",
 ) -> Response:
     state = state_of(ctx.request)
+    field = f"grey-{kind}" if op.startswith("grey") else kind  # where an error is shown
     try:
+        if ratio.strip() and not ratio.strip().isdigit():
+            raise InvalidInput("the grey ratio must be a whole percentage 0..100")
         pending = await state.platform.apps.request_change(
-            appid, kind, op, url.strip() or None, ctx.who.name
-        )
+            appid, kind, op, url.strip() or None, ctx.who.name,
+            int(ratio) if ratio.strip() else None,
+        )  # fmt: skip
     except MiniportError as exc:
         return await urls_page(
-            ctx, appid, errors={kind: exc.message}, values={kind: url}, status=exc.http_status
+            ctx, appid, errors={field: exc.message}, values={field: url}, status=exc.http_status
         )
     state.qr.remember(pending)
     change_id = pending.change.id

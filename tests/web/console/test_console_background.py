@@ -43,3 +43,25 @@ async def test_grey_on_the_urls_page_and_reports_on_the_health_page(
             page = await r.text()
         assert 'data-testid="prefetch-report"' in page
         assert 'data-alert-state="failing"' in page and "timeout" in page
+
+
+async def test_fetch_settings_on_the_urls_page(live_server: LiveServer) -> None:
+    p = live_server.platform
+    base = live_server.url
+    await ConsoleAuth(p).create_user("hal", "developer", PASSWORD)
+    app = await p.apps.create("shop", "dev")
+    url = f"{base}/console/apps/{app.appid}"
+    async with client() as s:
+        (await sign_in(s, base, "hal")).release()
+        async with s.get(f"{url}/urls") as r:
+            page = await r.text()
+        assert 'data-testid="fetch-settings"' in page
+        form = {"csrf_token": csrf_of(page), "interval": "6h", "timeout": "5s",
+                "header": "X-Api-Key: sk-live-0123456789"}  # fmt: skip
+        async with s.post(f"{url}/fetch-settings", data=form) as r:
+            page = await r.text()
+        assert "6 h" in page and "X-Api-Key: sk…89" in page and "sk-live" not in page
+        assert (await p.apps.fetch_settings(app.appid))["timeout_s"] == 5
+        async with s.post(f"{url}/fetch-settings", data={**form, "interval": "30m"}) as r:
+            assert r.status == 422
+            assert 'data-testid="error-settings"' in await r.text()

@@ -5,23 +5,31 @@ import time."""
 from __future__ import annotations
 
 import base64
+import functools
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from .clock import Clock, SystemClock
 from .config import Settings
 from .domain.address_guard import AddressPolicy
 from .domain.schedule import ScheduleRules
+from .domain.sealed import HeaderSealer
+from .domain.tokens import openid_for
 from .events.broker import Broker, MemoryBroker, RedisBroker
 from .fetch.client import Fetcher
 from .fetch.engine import PeriodicEngine
 from .metrics import Metrics
+from .services.alerts import AlertService
 from .services.analytics import AnalyticsService
 from .services.analytics_store import open_event_store
 from .services.apps import AppService
 from .services.auth import AuthService
 from .services.background import BackgroundService
 from .services.console_users import ConsoleUsers
+from .services.refresh import RefreshService
+from .services.wechat_api import WeChatSettingsAPI
 from .storage import migrate
 from .storage.analytics_defs import AnalyticsDefsStore
 from .storage.db import Database
@@ -46,6 +54,9 @@ class Platform:
     analytics: AnalyticsService
     console_users: ConsoleUsers
     metrics: Metrics
+    wechat: WeChatSettingsAPI
+    refresh: RefreshService
+    alerts: AlertService
     public_url: str = "http://127.0.0.1:8700"
     engine: PeriodicEngine | None = field(default=None)
 
@@ -113,6 +124,33 @@ def _schedule_rules(settings: Settings) -> ScheduleRules:
     )
 
 
+def _developer_services(
+    settings: Settings,
+    db: Database,
+    registry: RegistryStore,
+    fetches: FetchStore,
+    fetcher: Fetcher,
+    apps: AppService,
+    clock: Clock,
+    key: bytes,
+    wake: Callable[[], None],
+) -> dict[str, Any]:
+    """What a developer's back end talks to: WeChat's settings API, refreshes, alerts."""
+    return {
+        "wechat": WeChatSettingsAPI(db, registry, apps, clock, key),
+        "refresh": RefreshService(db, registry, fetches, clock, _schedule_rules(settings), wake),
+        "alerts": AlertService(
+            db,
+            registry,
+            fetcher,
+            clock,
+            dev=settings.dev,
+            smtp=(settings.smtp_host, settings.smtp_port, settings.smtp_from),
+            allow_hosts=settings.allow_hosts,
+        ),
+    }
+
+
 def create_platform(
     settings: Settings, clock: Clock | None = None, *, broker: Broker | None = None
 ) -> Platform:
@@ -122,6 +160,8 @@ def create_platform(
     migrate.upgrade(db.engine)
     registry = RegistryStore(db)
     fetches = FetchStore(db)
+    key = _server_key(registry)
+    fetches = FetchStore(db, functools.partial(openid_for, key), HeaderSealer(key).open)
     fetcher = _make_fetcher(settings)
     if broker is None:
         broker = RedisBroker(settings.redis_url) if settings.redis_url else MemoryBroker()
@@ -151,6 +191,8 @@ def create_platform(
         two_person_rule=settings.two_person_rule,
         public_url=public_url,
         on_urls_changed=urls_changed,
+        sealer=HeaderSealer(key),
+        rules=rules,
     )
     background = BackgroundService(
         db=db,
@@ -164,7 +206,7 @@ def create_platform(
         fetch_timeout_s=settings.fetch_timeout_s,
         prefetch_timeout_s=settings.prefetch_timeout_s,
         wake_engine=wake,
-        metrics=metrics,
+        open_headers=HeaderSealer(key).open,
     )
     analytics = AnalyticsService(
         db=db,
@@ -191,6 +233,7 @@ def create_platform(
         analytics=analytics,
         console_users=ConsoleUsers(db, UserStore(db), registry, clock),
         metrics=metrics,
+        **_developer_services(settings, db, registry, fetches, fetcher, apps, clock, key, wake),
     )
     holder["p"] = platform
     return platform

@@ -22,6 +22,7 @@ PARAMS: dict[str, Any] = {
     "url": "https://x", "limit": 5, "user_id": "u", "device_id": None, "type": "periodic",
     "path": "", "query": "", "scene": 1001, "body": {}, "event": "e", "tz": "UTC",
     "from": None, "to": None, "include_tests": False, "role": "viewer", "password": None,
+    "changes": {"interval": "6h"}, "trusted": True,
 }
 ADMIN_ROUTES = [r for r in (*admin_api.router.routes, *analytics_api.admin.routes)
                 if isinstance(r, APIRoute)]

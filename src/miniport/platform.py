@@ -151,6 +151,26 @@ def _developer_services(
     }
 
 
+def _analytics(
+    settings: Settings,
+    db: Database,
+    registry: RegistryStore,
+    broker: Broker,
+    clock: Clock,
+    metrics: Metrics,
+) -> AnalyticsService:
+    return AnalyticsService(
+        db=db,
+        registry=registry,
+        defs=AnalyticsDefsStore(db),
+        broker=broker,
+        clock=clock,
+        retention_days=settings.analytics_retention_days,
+        open_store=open_event_store(settings),
+        metrics=metrics,
+    )
+
+
 def create_platform(
     settings: Settings, clock: Clock | None = None, *, broker: Broker | None = None
 ) -> Platform:
@@ -159,14 +179,13 @@ def create_platform(
     db = Database(settings.state_url)
     migrate.upgrade(db.engine)
     registry = RegistryStore(db)
-    fetches = FetchStore(db)
     key = _server_key(registry)
     fetches = FetchStore(db, functools.partial(openid_for, key), HeaderSealer(key).open)
     fetcher = _make_fetcher(settings)
     if broker is None:
         broker = RedisBroker(settings.redis_url) if settings.redis_url else MemoryBroker()
     rules = _schedule_rules(settings)
-    auth = AuthService(db, registry, clock, _server_key(registry), settings.login_code_ttl_s)
+    auth = AuthService(db, registry, clock, key, settings.login_code_ttl_s)
     holder: dict[str, Platform] = {}
     metrics = Metrics()
 
@@ -206,17 +225,8 @@ def create_platform(
         fetch_timeout_s=settings.fetch_timeout_s,
         prefetch_timeout_s=settings.prefetch_timeout_s,
         wake_engine=wake,
-        open_headers=HeaderSealer(key).open,
-    )
-    analytics = AnalyticsService(
-        db=db,
-        registry=registry,
-        defs=AnalyticsDefsStore(db),
-        broker=broker,
-        clock=clock,
-        retention_days=settings.analytics_retention_days,
-        open_store=open_event_store(settings),
         metrics=metrics,
+        open_headers=HeaderSealer(key).open,
     )
     platform = Platform(
         settings=settings,
@@ -230,7 +240,7 @@ def create_platform(
         auth=auth,
         apps=apps,
         background=background,
-        analytics=analytics,
+        analytics=_analytics(settings, db, registry, broker, clock, metrics),
         console_users=ConsoleUsers(db, UserStore(db), registry, clock),
         metrics=metrics,
         **_developer_services(settings, db, registry, fetches, fetcher, apps, clock, key, wake),

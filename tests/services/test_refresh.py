@@ -52,7 +52,7 @@ async def test_a_refresh_of_every_user_runs_through_the_engine(
     assert sorted(r.query["token"] for r in counter.requests) == sorted(USERS)
     shown = await p.refresh.progress(appid, rid)
     assert (shown["state"], shown["done"], shown["total"]) == ("done", 12, 12)
-    message = device.queue.get_nowait()
+    message = device.pending.popleft()
     assert message["type"] == "backgroundFetchData" and message["fetchedData"] == "data for u3"
 
     again = await p.refresh.start(appid, {"users": ["u1", "u2", "nobody", "u1"]})

@@ -4,7 +4,6 @@ pre-fetch effectiveness report and the alert history."""
 from __future__ import annotations
 
 from miniport.storage.fetches import FetchRecord
-from miniport.web.console.auth import ConsoleAuth
 from tests.conftest import LiveServer
 from tests.web.console.test_console_http import PASSWORD, client, csrf_of, sign_in
 
@@ -14,7 +13,7 @@ async def test_grey_on_the_urls_page_and_reports_on_the_health_page(
 ) -> None:
     p = live_server.platform
     base = live_server.url
-    await ConsoleAuth(p).create_user("gwen", "developer", PASSWORD)
+    await p.console_users.create_user("gwen", "developer", PASSWORD)
     app = await p.apps.create("shop", "dev")
     await p.apps.set_tester(app.appid, "tess", True, "dev")
     async with client() as s:
@@ -48,7 +47,7 @@ async def test_grey_on_the_urls_page_and_reports_on_the_health_page(
 async def test_fetch_settings_on_the_urls_page(live_server: LiveServer) -> None:
     p = live_server.platform
     base = live_server.url
-    await ConsoleAuth(p).create_user("hal", "developer", PASSWORD)
+    await p.console_users.create_user("hal", "developer", PASSWORD)
     app = await p.apps.create("shop", "dev")
     url = f"{base}/console/apps/{app.appid}"
     async with client() as s:

@@ -107,3 +107,15 @@ def test_migration_moves_existing_bodies_out_and_back(db: Database) -> None:
     store.clear_data("mpa", "u3")
     store.clear_data("mpa", "u9")
     assert bodies(db) == {body_hash("one"): 2}
+
+
+def test_a_pair_twice_in_one_batch_keeps_its_last_body_and_exact_references(
+    db: Database,
+) -> None:
+    """PostgreSQL writes a batch as one statement per table (the last result per pair wins);
+    SQLite writes every row. Both leave the last body and counts that match the rows."""
+    store = FetchStore(db)
+    store.record([data("u1", "old"), data("u2", "old")])
+    store.record([data("u1", "new", 2), data("u1", "newer", 3), data("u2", "old", 2)])
+    assert store.get_data("mpa", "u1", "periodic").body == "newer"  # type: ignore[union-attr]
+    assert bodies(db) == {body_hash("old"): 1, body_hash("newer"): 1}

@@ -65,6 +65,10 @@ class Settings(BaseSettings):
         default=False,
         description="A URL change must be confirmed by someone other than who requested it",
     )
+    smtp_host: str | None = Field(default=None, description="SMTP server for alert e-mails")
+    smtp_port: int = Field(default=25, gt=0, lt=65536, description="SMTP server port")
+    smtp_from: str = Field(default="miniport@localhost", description="Sender of alert e-mails")
+    alert_check_s: float = Field(default=30, gt=0, description="How often alert rules are checked")
     login_code_ttl_s: float = Field(default=300, gt=0, description="Lifetime of a login code")
     public_url: str | None = Field(
         default=None, description="Base URL that confirmation links and QR codes point to"

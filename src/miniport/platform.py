@@ -4,16 +4,20 @@ import time."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from .clock import Clock, SystemClock
 from .config import Settings
 from .domain.address_guard import AddressPolicy
 from .domain.schedule import ScheduleRules
+from .domain.sealed import HeaderSealer
 from .events.broker import Broker, MemoryBroker, RedisBroker
 from .fetch.client import Fetcher
 from .fetch.engine import PeriodicEngine
 from .metrics import Metrics
+from .services.alerts import AlertService
 from .services.analytics import AnalyticsService
 from .services.analytics_store import open_event_store
 from .services.apps import AppService
@@ -21,6 +25,8 @@ from .services.auth import AuthService
 from .services.background import BackgroundService
 from .services.console_users import ConsoleUsers
 from .services.members import MemberService
+from .services.refresh import RefreshService
+from .services.wechat_api import WeChatSettingsAPI
 from .storage import keyring, migrate
 from .storage.analytics_defs import AnalyticsDefsStore
 from .storage.db import Database
@@ -46,6 +52,9 @@ class Platform:
     console_users: ConsoleUsers
     metrics: Metrics
     members: MemberService
+    wechat: WeChatSettingsAPI
+    refresh: RefreshService
+    alerts: AlertService
     public_url: str = "http://127.0.0.1:8700"
     engine: PeriodicEngine | None = field(default=None)
 
@@ -106,7 +115,34 @@ def _schedule_rules(settings: Settings) -> ScheduleRules:
     )
 
 
-def _make_analytics(
+def _developer_services(
+    settings: Settings,
+    db: Database,
+    registry: RegistryStore,
+    fetches: FetchStore,
+    fetcher: Fetcher,
+    apps: AppService,
+    clock: Clock,
+    key: bytes,
+    wake: Callable[[], None],
+) -> dict[str, Any]:
+    """What a developer's back end talks to: WeChat's settings API, refreshes, alerts."""
+    return {
+        "wechat": WeChatSettingsAPI(db, registry, apps, clock, key),
+        "refresh": RefreshService(db, registry, fetches, clock, _schedule_rules(settings), wake),
+        "alerts": AlertService(
+            db,
+            registry,
+            fetcher,
+            clock,
+            dev=settings.dev,
+            smtp=(settings.smtp_host, settings.smtp_port, settings.smtp_from),
+            allow_hosts=settings.allow_hosts,
+        ),
+    }
+
+
+def _analytics(
     settings: Settings,
     db: Database,
     registry: RegistryStore,
@@ -134,13 +170,14 @@ def create_platform(
     db = Database(settings.state_url)
     migrate.upgrade(db.engine)
     registry = RegistryStore(db)
-    fetches = FetchStore(db)
     ring = keyring.load(db)
+    key = ring.current
     fetcher = _make_fetcher(settings)
     if broker is None:
         broker = RedisBroker(settings.redis_url) if settings.redis_url else MemoryBroker()
     rules = _schedule_rules(settings)
-    auth = AuthService(db, registry, clock, ring.current, settings.login_code_ttl_s, ring=ring)
+    auth = AuthService(db, registry, clock, key, settings.login_code_ttl_s, ring=ring)
+    fetches = FetchStore(db, auth.openid, HeaderSealer(key).open)
     holder: dict[str, Platform] = {}
     metrics = Metrics()
 
@@ -165,6 +202,8 @@ def create_platform(
         two_person_rule=settings.two_person_rule,
         public_url=public_url,
         on_urls_changed=urls_changed,
+        sealer=HeaderSealer(key),
+        rules=rules,
     )
     background = BackgroundService(
         db=db,
@@ -179,8 +218,8 @@ def create_platform(
         prefetch_timeout_s=settings.prefetch_timeout_s,
         wake_engine=wake,
         metrics=metrics,
+        open_headers=HeaderSealer(key).open,
     )
-    analytics = _make_analytics(settings, db, registry, broker, clock, metrics)
     platform = Platform(
         settings=settings,
         clock=clock,
@@ -193,10 +232,11 @@ def create_platform(
         auth=auth,
         apps=apps,
         background=background,
-        analytics=analytics,
+        analytics=_analytics(settings, db, registry, broker, clock, metrics),
         console_users=ConsoleUsers(db, UserStore(db), registry, clock),
         metrics=metrics,
         members=MemberService(db, registry, clock),
+        **_developer_services(settings, db, registry, fetches, fetcher, apps, clock, key, wake),
     )
     holder["p"] = platform
     return platform

@@ -23,6 +23,7 @@ PARAMS: dict[str, Any] = {
     "path": "", "query": "", "scene": 1001, "body": {}, "event": "e", "tz": "UTC",
     "from": None, "to": None, "include_tests": False, "role": "viewer", "password": None,
     "user": "key:k", "before": None,
+    "changes": {"interval": "6h"}, "trusted": True,
 }
 ADMIN_ROUTES = [r for r in (*admin_api.router.routes, *analytics_api.admin.routes,
                             *members_api.router.routes)

@@ -33,7 +33,8 @@ def test_periodic_request_has_exactly_appid_token_timestamp() -> None:
                                  secret=SECRET, token="tok 1&2", timestamp=T)
     assert req.method == "GET"
     assert urlsplit(req.url)[:3] == ("https", "dev.example", "/data")
-    assert params(req.url) == [("appid", "mpA"), ("token", "tok 1&2"), ("timestamp", str(T))]
+    assert params(req.url) == [("appid", "mpA"), ("token", "tok 1&2"), ("timestamp", str(T)),
+                               ("version", ""), ("envVersion", "")]
 
 
 def test_timestamp_is_unix_seconds() -> None:
@@ -48,7 +49,8 @@ def test_the_urls_own_parameters_are_kept_and_a_same_named_one_is_replaced() -> 
     req = build_periodic_request(base_url=base, appid="mpA", secret=SECRET, token="real",
                                  timestamp=T)
     assert params(req.url) == [("lang", "zh_CN"), ("v", "2"), ("empty", ""),
-                               ("appid", "mpA"), ("token", "real"), ("timestamp", str(T))]
+                               ("appid", "mpA"), ("token", "real"), ("timestamp", str(T)),
+                               ("version", ""), ("envVersion", "")]
     assert names(req.url).count("token") == 1
     assert names(req.url).count("appid") == 1
 
@@ -60,6 +62,7 @@ def test_pre_fetch_request_with_a_token_has_no_code() -> None:
     assert params(req.url) == [
         ("src", "mp"), ("appid", "mpA"), ("token", "tok"), ("timestamp", str(T)),
         ("path", "pages/goods/detail"), ("query", "id=42&from=share"), ("scene", "1007"),
+        ("version", ""), ("envVersion", ""),
     ]
     assert "code" not in names(req.url)
 
@@ -67,7 +70,8 @@ def test_pre_fetch_request_with_a_token_has_no_code() -> None:
 def test_pre_fetch_request_without_a_token_carries_a_login_code() -> None:
     req = build_prefetch_request(base_url="https://d.example/pre", appid="mpA", secret=SECRET,
                                  timestamp=T, launch=Launch(), code="c0de")
-    assert names(req.url) == ["appid", "code", "timestamp", "path", "query", "scene"]
+    assert names(req.url) == ["appid", "code", "timestamp", "path", "query", "scene",
+                              "version", "envVersion"]
     assert dict(params(req.url))["code"] == "c0de"
     assert "token" not in names(req.url)
 
@@ -86,7 +90,7 @@ def test_a_configured_token_or_code_never_sits_beside_the_platforms_choice() -> 
     periodic = build_periodic_request(base_url=base, appid="a", secret=SECRET, token="tok",
                                       timestamp=T)
     assert params(periodic.url) == [("keep", "1"), ("appid", "a"), ("token", "tok"),
-                                    ("timestamp", str(T))]
+                                    ("timestamp", str(T)), ("version", ""), ("envVersion", "")]
 
 
 @pytest.mark.parametrize(("token", "code"), [("t", "c"), (None, None)])
@@ -195,3 +199,25 @@ def test_the_logged_url_masks_the_token_and_the_code_only() -> None:
         "https://dev.example/x?mytoken=keep&appid=a&token=***&timestamp=1&code=***&path=p"
     )
     assert redact_url("https://dev.example/x") == "https://dev.example/x"
+
+
+def test_version_and_env_version_are_sent_and_signed() -> None:
+    launch = Launch(path="p", version="1.2.0", env_version="trial")
+    req = build_prefetch_request(base_url="https://d.example/pre", appid="mpA", secret=SECRET,
+                                 timestamp=T, launch=launch, token="tok")
+    assert dict(params(req.url))["version"] == "1.2.0"
+    assert dict(params(req.url))["envVersion"] == "trial"
+    target = request_target(req.url)
+    assert req.headers[SIGNATURE_HEADER] == sign(SECRET, T, "GET", target)
+    assert "envVersion=trial" in target  # covered by the signature
+
+
+def test_the_apps_headers_are_sent_but_shown_masked() -> None:
+    req = build_periodic_request(base_url="https://d.example/", appid="mpA", secret=SECRET,
+                                 token="t", timestamp=T,
+                                 headers={"X-Api-Key": "sk-live-0123456789", SIGNATURE_HEADER: "x"})
+    assert req.headers["X-Api-Key"] == "sk-live-0123456789"
+    assert req.headers[SIGNATURE_HEADER] != "x"  # the platform's own header always wins
+    shown = req.as_dict()["headers"]
+    assert shown["X-Api-Key"] == "sk…89"  # type: ignore[index]
+    assert "sk-live-0123456789" not in str(req.as_dict())

@@ -70,7 +70,8 @@ async def test_the_request_carries_appid_token_and_seconds(
     assert request.path == "/bg"
     assert list(request.query.items()) == [("lang", "zh_CN"), ("appid", appid),
                                            ("token", "tok1"),
-                                           ("timestamp", str(int(fake_clock.now())))]
+                                           ("timestamp", str(int(fake_clock.now()))),
+                                           ("version", ""), ("envVersion", "")]
 
 
 async def test_the_interval_is_a_setting(

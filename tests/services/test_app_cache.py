@@ -29,6 +29,9 @@ class Registry:
     def fetch_urls(self, appid: str) -> dict[str, Any]:
         return {}
 
+    def fetch_settings(self, appid: str) -> dict[str, Any] | None:
+        return None
+
 
 async def test_a_load_begun_before_an_invalidation_is_not_kept() -> None:
     db, registry = SlowDB(), Registry()

@@ -42,7 +42,8 @@ async def test_a_change_takes_effect_only_when_confirmed(
     assert shown["confirm_url"] == f"{p.public_url}/confirm/{pending.code}"
     assert len(pending.code) == 10
     assert (await urls(p, app.appid))["pre"] == {"url": None, "enabled": False,
-                                                 "updated_at": app.created_at}
+                                                 "updated_at": app.created_at,
+                                                 "grey_url": None, "grey_ratio": 0}
     settings = await p.apps.settings(app.appid)
     assert [c["id"] for c in settings["pending"]] == [pending.change.id]
 

@@ -90,6 +90,17 @@ async def test_pre_fetch_read_has_wechats_fields(
     sent = counter.requests[0].query
     assert (sent["path"], sent["query"], sent["scene"]) == ("pages/index/index", "id=42&n=7",
                                                              "1047")
+    assert (sent["version"], sent["envVersion"]) == ("", "")  # unknown: empty
+
+    bob = runtime(server, session, "bob")
+    await bob.launch(appid, path="pages/a", version="3.0.1", envVersion="develop",
+                     platform="android")
+    await bob.data(appid, fetchType="pre", waitMs=5000)
+    sent = counter.requests[-1].query
+    assert (sent["version"], sent["envVersion"]) == ("3.0.1", "develop")
+    report = await server.platform.background.prefetch_report(appid)
+    assert {(r["path"], r["platform"]) for r in report["rows"]} == {
+        ("pages/index/index", ""), ("pages/a", "android")}
 
 
 async def test_token_then_periodic_data(
@@ -227,6 +238,10 @@ async def test_invalid_runtime_inputs_are_4xx_with_a_clear_message(
         (await alice.launch(app.appid, path="p" * 1025), "launch:fail path"),
         (await alice.launch(app.appid, query="q" * 5000), "launch:fail query"),
         (await alice.launch(app.appid, query={"k": ["list"]}), "launch:fail query"),
+        (await alice.launch(app.appid, envVersion="beta"), "launch:fail envVersion"),
+        (await alice.launch(app.appid, version="v" * 65), "launch:fail version"),
+        (await alice.launch(app.appid, version="1\n2"), "launch:fail version"),
+        (await alice.launch(app.appid, platform="iOS 17"), "launch:fail platform"),
         (await alice.data(app.appid, fetchType="weekly"), "getBackgroundFetchData:fail fetchType"),
         (await alice.data(app.appid, fetchType="pre", waitMs=-1),
          "getBackgroundFetchData:fail waitMs"),

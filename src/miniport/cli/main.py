@@ -34,6 +34,15 @@ key_cmd = typer.Typer(
 )
 app.add_typer(app_cmd, name="app")
 app.add_typer(url_cmd, name="fetch-url")
+grey_cmd = typer.Typer(
+    help="Grey release: a second URL for a share of users (each change waits for an admin).",
+    no_args_is_help=True,
+)
+url_cmd.add_typer(grey_cmd, name="grey")
+testers_cmd = typer.Typer(
+    help="Testers: users always served by the grey URLs.", no_args_is_help=True
+)
+app_cmd.add_typer(testers_cmd, name="testers")
 app.add_typer(change_cmd, name="change")
 app.add_typer(user_cmd, name="user")
 app.add_typer(devtools_cmd, name="devtools")
@@ -145,14 +154,23 @@ def _print_changes(changes: list[dict[str, Any]]) -> None:
 
 # --- data URLs ---
 def _change(
-    appid: str, kind: str, op: str, url: str | None, data_dir: Path | None, as_json: bool
+    appid: str,
+    kind: str,
+    op: str,
+    url: str | None,
+    data_dir: Path | None,
+    as_json: bool,
+    ratio: int | None = None,
 ) -> None:
-    pending = call(data_dir, as_json, "change.request", appid=appid, kind=kind, op=op, url=url)
+    pending = call(
+        data_dir, as_json, "change.request", appid=appid, kind=kind, op=op, url=url, ratio=ratio
+    )
 
     def human() -> None:
         console.print(
-            f"Change [bold]{pending['change_id']}[/bold]: {op} {kind} URL"
+            f"Change [bold]{pending['change_id']}[/bold]: {op.replace('_', ' ')} {kind} URL"
             + (f" to {escape(url)}" if url else "")
+            + (f" at {ratio} %" if ratio is not None else "")
             + " — waiting for an admin."
         )
         console.print("An admin scans this code (or opens the link) to confirm it:")
@@ -188,6 +206,160 @@ def url_enable(appid: str, kind: Kind, data_dir: DataDir = None, as_json: Json =
 def url_disable(appid: str, kind: Kind, data_dir: DataDir = None, as_json: Json = False) -> None:
     """Request to stop fetching from the kind's URL, keeping it (waits for an admin)."""
     _change(appid, kind.value, "disable", None, data_dir, as_json)
+
+
+Ratio = Annotated[int, typer.Option("--ratio", help="share of users on the grey URL, 0..100 %")]
+
+
+@grey_cmd.command("set")
+def grey_set(
+    appid: str,
+    kind: Kind,
+    url: Annotated[str, typer.Option("--url")],
+    ratio: Ratio = 0,
+    data_dir: DataDir = None,
+    as_json: Json = False,
+) -> None:
+    """Request a grey URL serving RATIO % of the users (0: the app's testers only)."""
+    _change(appid, kind, "grey_set", url, data_dir, as_json, ratio)
+
+
+@grey_cmd.command("ratio")
+def grey_ratio(
+    appid: str, kind: Kind, ratio: Ratio, data_dir: DataDir = None, as_json: Json = False
+) -> None:
+    """Request a new grey ratio (raising it only adds users)."""
+    _change(appid, kind, "grey_ratio", None, data_dir, as_json, ratio)
+
+
+@grey_cmd.command("promote")
+def grey_promote(appid: str, kind: Kind, data_dir: DataDir = None, as_json: Json = False) -> None:
+    """Request that the grey URL become the main URL for everyone."""
+    _change(appid, kind, "grey_promote", None, data_dir, as_json)
+
+
+@grey_cmd.command("clear")
+def grey_clear(appid: str, kind: Kind, data_dir: DataDir = None, as_json: Json = False) -> None:
+    """Request that the grey URL be dropped (everyone back on the main URL)."""
+    _change(appid, kind, "grey_clear", None, data_dir, as_json)
+
+
+@app_cmd.command("settings")
+def app_settings(
+    appid: str,
+    interval: Annotated[str | None, typer.Option("--interval", help="1h..24h, like 6h")] = None,
+    active_days: Annotated[int | None, typer.Option("--active-days")] = None,
+    timeout: Annotated[str | None, typer.Option("--timeout", help="like 5s")] = None,
+    header: Annotated[
+        list[str] | None, typer.Option("--header", help="'Name: value' (repeatable)")
+    ] = None,
+    clear_headers: Annotated[bool, typer.Option("--clear-headers")] = False,
+    data_dir: DataDir = None,
+    as_json: Json = False,
+) -> None:
+    """Show or change the app's fetch settings (header values are shown masked)."""
+    changes: dict[str, Any] = {
+        k: v
+        for k, v in {
+            "interval": interval,
+            "active_days": active_days,
+            "timeout": timeout,
+            "headers": header or None,
+            "clear_headers": clear_headers or None,
+        }.items()
+        if v is not None
+    }
+    shown = call(data_dir, as_json, "app.settings", appid=appid, changes=changes)
+
+    def human() -> None:
+        d = shown["defaults"]
+        interval_s = shown["interval_s"] or d["interval_s"]
+        console.print(f"[bold]{escape(appid)}[/bold]")
+        console.print(f"  interval: {interval_s / 3600:g} h", highlight=False)
+        console.print(f"  active days: {shown['active_days'] or d['active_days']:g}")
+        console.print(f"  timeout: {shown['timeout_s'] or '(platform)'}", highlight=False)
+        for name, masked in shown["headers"].items():
+            console.print(f"  header {escape(name)}: {escape(masked)}", highlight=False)
+
+    render(as_json, shown, human)
+
+
+@app_cmd.command("alerts")
+def app_alerts(
+    appid: str,
+    webhook: Annotated[str | None, typer.Option("--webhook", help="URL ('' removes it)")] = None,
+    email: Annotated[str | None, typer.Option("--email", help="address ('' removes it)")] = None,
+    threshold: Annotated[float | None, typer.Option("--threshold", help="success %")] = None,
+    window: Annotated[str | None, typer.Option("--window", help="like 5m")] = None,
+    min_fetches: Annotated[int | None, typer.Option("--min-fetches")] = None,
+    history: Annotated[bool, typer.Option("--history", help="the alerts sent")] = False,
+    data_dir: DataDir = None,
+    as_json: Json = False,
+) -> None:
+    """Show or change where alerts go when the app's data server fails, or their history."""
+    if history:
+        found = call(data_dir, as_json, "app.alerts.history", appid=appid)
+
+        def human_history() -> None:
+            table = Table("time", "kind", "state", "success", "fetches", "cause")
+            for a in found["alerts"]:
+                rate = "" if a["success_rate"] is None else f"{a['success_rate'] * 100:.0f} %"
+                table.add_row(local_time(a["ts"]), a["kind"], a["state"], rate,
+                              str(a["fetches"]), escape(a["cause"] or ""))  # fmt: skip
+            console.print(table)
+
+        render(as_json, found, human_history)
+        return
+    values = {"webhook": webhook, "email": email, "threshold": threshold, "window": window,
+              "min_fetches": min_fetches}  # fmt: skip
+    changes = {k: v for k, v in values.items() if v is not None}
+    shown = call(data_dir, as_json, "app.alerts", appid=appid, changes=changes)
+
+    def human() -> None:
+        console.print(f"[bold]{escape(appid)}[/bold] alerts", highlight=False)
+        for key in ("webhook", "email", "threshold", "window_s", "min_fetches", "states"):
+            console.print(f"  {key}: {escape(str(shown[key]))}", highlight=False)
+
+    render(as_json, shown, human)
+
+
+@app_cmd.command("api-trust")
+def app_api_trust(
+    appid: str,
+    off: Annotated[bool, typer.Option("--off", help="changes wait for an admin again")] = False,
+    data_dir: DataDir = None,
+    as_json: Json = False,
+) -> None:
+    """Let WeChat's settings API change the app's URLs without an admin confirming each one."""
+    shown = call(data_dir, as_json, "app.api_trust", appid=appid, trusted=not off)
+    state = "apply at once" if shown["api_changes_trusted"] else "wait for an admin"
+    render(as_json, shown, lambda: console.print(f"API changes of {escape(appid)} {state}"))
+
+
+def _testers(found: dict[str, Any], as_json: bool) -> None:
+    def human() -> None:
+        names = [t["user_id"] for t in found["testers"]]
+        console.print(
+            f"testers of {escape(found['appid'])}: " + (escape(", ".join(names)) or "(none)"),
+            highlight=False,
+        )
+
+    render(as_json, found, human)
+
+
+@testers_cmd.command("list")
+def testers_list(appid: str, data_dir: DataDir = None, as_json: Json = False) -> None:
+    _testers(call(data_dir, as_json, "app.testers.list", appid=appid), as_json)
+
+
+@testers_cmd.command("add")
+def testers_add(appid: str, user: str, data_dir: DataDir = None, as_json: Json = False) -> None:
+    _testers(call(data_dir, as_json, "app.testers.add", appid=appid, user_id=user), as_json)
+
+
+@testers_cmd.command("remove")
+def testers_remove(appid: str, user: str, data_dir: DataDir = None, as_json: Json = False) -> None:
+    _testers(call(data_dir, as_json, "app.testers.remove", appid=appid, user_id=user), as_json)
 
 
 @change_cmd.command("confirm")
@@ -381,6 +553,34 @@ def devtools_fetch(
             console.print(f"request: GET {request['url']}", markup=False, soft_wrap=True)
             for k, v in request.get("headers", {}).items():
                 console.print(f"  {k}: {v}", highlight=False, markup=False, soft_wrap=True)
+
+    render(as_json, shown, human)
+
+
+@devtools_cmd.command("prefetch-report")
+def devtools_prefetch_report(
+    appid: str,
+    since: Annotated[str | None, typer.Option("--from", help="YYYY-MM-DD (UTC)")] = None,
+    until: Annotated[str | None, typer.Option("--to", help="YYYY-MM-DD (UTC), included")] = None,
+    data_dir: DataDir = None,
+    as_json: Json = False,
+) -> None:
+    """Was the pre-fetched data ready at the first read? By scene, path and platform."""
+    found = call(
+        data_dir, as_json, "devtools.prefetch_report", appid=appid, **{"from": since, "to": until}
+    )
+    shown = {"rows": found["rows"]}
+
+    def ms(value: float | None) -> str:
+        return "" if value is None else f"{value:.0f}"
+
+    def human() -> None:
+        table = Table("scene", "path", "platform", "launches", "ready", "p50 ms", "p90 ms")
+        for r in found["rows"]:
+            table.add_row(str(r["scene"]), escape(r["path"]), escape(r["platform"]),
+                          str(r["launches"]), f"{r['ready_share'] * 100:.0f} %",
+                          ms(r["p50_ms"]), ms(r["p90_ms"]))  # fmt: skip
+        console.print(table)
 
     render(as_json, shown, human)
 

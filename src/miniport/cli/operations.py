@@ -220,10 +220,67 @@ OPERATIONS: dict[str, Operation] = {
         Operation("app.show", lambda p: Route("GET", _app(p)), _app_show),
         Operation(
             "change.request",
-            lambda p: Route("POST", _app(p) + "/changes", {k: p[k] for k in ("kind", "op", "url")}),
-            lambda pf, p: _as_dict(
-                pf.apps.request_change(p["appid"], p["kind"], p["op"], p["url"], CLI_ACTOR)
+            lambda p: Route(
+                "POST",
+                _app(p) + "/changes",
+                {"kind": p["kind"], "op": p["op"], "url": p["url"], "ratio": p.get("ratio")},
             ),
+            lambda pf, p: _as_dict(
+                pf.apps.request_change(
+                    p["appid"], p["kind"], p["op"], p["url"], CLI_ACTOR, p.get("ratio")
+                )
+            ),
+        ),
+        Operation(
+            "app.settings",
+            lambda p: (
+                Route("POST", _app(p) + "/fetch-settings", p["changes"])
+                if p["changes"]
+                else Route("GET", _app(p) + "/fetch-settings")
+            ),
+            lambda pf, p: (
+                pf.apps.update_fetch_settings(p["appid"], p["changes"], CLI_ACTOR)
+                if p["changes"]
+                else pf.apps.fetch_settings(p["appid"])
+            ),
+        ),
+        Operation(
+            "app.alerts",
+            lambda p: (
+                Route("POST", _app(p) + "/alerts", p["changes"])
+                if p["changes"]
+                else Route("GET", _app(p) + "/alerts")
+            ),
+            lambda pf, p: (
+                pf.alerts.configure(p["appid"], p["changes"])
+                if p["changes"]
+                else pf.alerts.shown(p["appid"])
+            ),
+        ),
+        Operation(
+            "app.alerts.history",
+            lambda p: Route("GET", _app(p) + "/alerts/history"),
+            lambda pf, p: pf.alerts.history(p["appid"]),
+        ),
+        Operation(
+            "app.api_trust",
+            lambda p: Route("POST", _app(p) + "/api-trust", {"trusted": p["trusted"]}),
+            lambda pf, p: pf.wechat.set_trusted(p["appid"], p["trusted"], "cli-admin"),
+        ),
+        Operation(
+            "app.testers.list",
+            lambda p: Route("GET", _app(p) + "/testers"),
+            lambda pf, p: pf.apps.testers(p["appid"]),
+        ),
+        Operation(
+            "app.testers.add",
+            lambda p: Route("POST", _app(p) + "/testers", {"user_id": p["user_id"]}),
+            lambda pf, p: pf.apps.set_tester(p["appid"], p["user_id"], True, CLI_ACTOR),
+        ),
+        Operation(
+            "app.testers.remove",
+            lambda p: Route("DELETE", f"{_app(p)}/testers/{_q(p['user_id'])}"),
+            lambda pf, p: pf.apps.set_tester(p["appid"], p["user_id"], False, CLI_ACTOR),
         ),
         Operation(
             "change.confirm",
@@ -323,6 +380,15 @@ OPERATIONS: dict[str, Operation] = {
                 },
             ),
             lambda pf, p: _dict("entries", pf.background.log(p["appid"], p["limit"], p["user_id"])),
+        ),
+        Operation(
+            "devtools.prefetch_report",
+            lambda p: Route(
+                "GET",
+                _app(p) + "/prefetch-report",
+                query={k: p[k] for k in ("from", "to") if p[k]},
+            ),
+            lambda pf, p: pf.background.prefetch_report(p["appid"], p["from"], p["to"]),
         ),
         # analytics: definitions and lifecycle
         Operation(

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from urllib.parse import parse_qsl, quote_plus, urlencode, urlsplit
 
 from ..verify import APPID_HEADER, SIGNATURE_HEADER, sign
+from .fetch_settings import mask
 
 
 @dataclass(frozen=True)
@@ -18,9 +19,12 @@ class OutboundRequest:
     url: str
     headers: dict[str, str] = field(default_factory=dict)
     method: str = "GET"
+    secret_headers: frozenset[str] = frozenset()  # the app's own headers: shown masked
 
     def as_dict(self) -> dict[str, object]:
-        return {"method": self.method, "url": self.url, "headers": dict(self.headers)}
+        """What devtools show: the app's header values masked, never in the clear."""
+        headers = {k: mask(v) if k in self.secret_headers else v for k, v in self.headers.items()}
+        return {"method": self.method, "url": self.url, "headers": headers}
 
 
 @dataclass(frozen=True)
@@ -28,6 +32,9 @@ class Launch:
     path: str = ""
     query: str = ""
     scene: int = 1001
+    version: str = ""  # the mini-program's version, "" when unknown
+    env_version: str = ""  # develop | trial | release, "" when unknown
+    platform: str = ""  # ios | android | devtools ..., "" when unknown (not sent to developers)
 
 
 @dataclass(frozen=True)
@@ -84,8 +91,12 @@ def request_target(url: str) -> str:
     return (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
 
 
-def _signed(appid: str, secret: str, target: str, timestamp: int) -> dict[str, str]:
+def _signed(
+    appid: str, secret: str, target: str, timestamp: int, extra: dict[str, str] | None = None
+) -> dict[str, str]:
+    """The app's own headers first: the platform's (signature, appid) always win."""
     return {
+        **(extra or {}),
         APPID_HEADER: appid,
         SIGNATURE_HEADER: sign(secret, timestamp, "GET", target),
         "User-Agent": "Miniport-Fetcher/0.1",
@@ -100,20 +111,31 @@ def build_periodic_request(
     token: str,
     timestamp: int,
     validators: Validators | None = None,
+    headers: dict[str, str] | None = None,
+    version: str = "",
+    env_version: str = "",
 ) -> OutboundRequest:
+    """``headers``: the app's own request headers (sent as they are, shown masked)."""
+    extra = headers or {}
     # the URL's own ``code`` would sit beside the token: token and code are never both
     url, target = merge_target(
         base_url,
-        [("appid", appid), ("token", token), ("timestamp", str(timestamp))],
+        [
+            ("appid", appid),
+            ("token", token),
+            ("timestamp", str(timestamp)),
+            ("version", version),
+            ("envVersion", env_version),
+        ],
         drop=("code",),
     )
-    headers = _signed(appid, secret, target, timestamp)
+    headers = _signed(appid, secret, target, timestamp, extra)
     if validators is not None:
         if validators.etag:
             headers["If-None-Match"] = validators.etag
         if validators.last_modified:
             headers["If-Modified-Since"] = validators.last_modified
-    return OutboundRequest(url=url, headers=headers)
+    return OutboundRequest(url=url, headers=headers, secret_headers=frozenset(extra))
 
 
 def build_prefetch_request(
@@ -125,8 +147,10 @@ def build_prefetch_request(
     launch: Launch,
     token: str | None = None,
     code: str | None = None,
+    headers: dict[str, str] | None = None,
 ) -> OutboundRequest:
-    """``token`` when the user has one, else a one-time login ``code``: never both."""
+    """``token`` when the user has one, else a one-time login ``code``: never both.
+    ``headers``: the app's own request headers (sent as they are, shown masked)."""
     if (token is None) == (code is None):
         raise ValueError("a pre-fetch request carries exactly one of token and code")
     params = [("appid", appid)]
@@ -136,8 +160,15 @@ def build_prefetch_request(
         ("path", launch.path),
         ("query", launch.query),
         ("scene", str(launch.scene)),
+        ("version", launch.version),
+        ("envVersion", launch.env_version),
     ]
     url, target = merge_target(
         base_url, params, drop=("code",) if token is not None else ("token",)
     )
-    return OutboundRequest(url=url, headers=_signed(appid, secret, target, timestamp))
+    extra = headers or {}
+    return OutboundRequest(
+        url=url,
+        headers=_signed(appid, secret, target, timestamp, extra),
+        secret_headers=frozenset(extra),
+    )

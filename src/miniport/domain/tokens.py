@@ -120,3 +120,28 @@ def validate_id(kind: str, value: str, limit: int = MAX_USER_ID) -> str:
     if not value or len(value) > limit or any(ord(c) < 0x20 for c in value):
         raise InvalidInput(f"{kind} must be 1..{limit} printable characters")
     return value
+
+
+ACCESS_TOKEN_TTL_S = 7200  # WeChat's expires_in
+
+
+def make_access_token(key: bytes, appid: str, secret: str, issued_at: int) -> str:
+    """A server API access token (WeChat's /cgi-bin/token) for ``appid``: bound to the app's
+    current secret, so rotating the secret ends every token issued before."""
+    payload = _b64(json.dumps({"a": appid, "t": issued_at}, separators=(",", ":")).encode())
+    return f"{payload}.{_mac(key, 'at:' + hash_secret(secret), payload)}"
+
+
+def access_token_claims(token: str) -> tuple[str, int] | None:
+    """(appid, issued_at) as the token states them, NOT yet verified (see check_access_token)."""
+    payload = token.partition(".")[0]
+    try:
+        claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+        return str(claims["a"]), int(claims["t"])
+    except (ValueError, KeyError, TypeError):
+        return None
+
+
+def check_access_token(key: bytes, token: str, secret: str) -> bool:
+    payload, _, mac = token.partition(".")
+    return bool(payload and mac) and _same(mac, _mac(key, "at:" + hash_secret(secret), payload))

@@ -266,3 +266,32 @@ class Fetcher:
             if isinstance(cause, BlockedAddress):
                 return result(Verdict.BLOCKED_ADDRESS, error=str(cause))
             return result(Verdict.CONNECTION_ERROR, error=f"{type(exc).__name__}: {exc}")
+
+
+async def post_guarded(
+    fetcher: Fetcher, url: str, body: bytes, headers: dict[str, str], timeout_s: float
+) -> str:
+    """POST ``body`` to ``url`` through the fetcher's guarded session (the same address guard
+    as data URLs; no redirect followed): "sent", or why not."""
+    blocked = fetcher._check_target(url)
+    if blocked:
+        return f"blocked_address: {blocked}"
+    if fetcher._session is None:
+        await fetcher.start()
+    assert fetcher._session is not None
+    try:
+        async with fetcher._session.post(
+            URL(url, encoded=True),
+            data=body,
+            headers=headers,
+            allow_redirects=False,
+            timeout=aiohttp.ClientTimeout(total=timeout_s),
+        ) as resp:
+            await resp.read()
+            return "sent" if 200 <= resp.status < 300 else f"http_error {resp.status}"
+    except BlockedAddress as exc:
+        return f"blocked_address: {exc}"
+    except TimeoutError:
+        return "timeout"
+    except aiohttp.ClientError as exc:
+        return f"connection_error: {exc.__class__.__name__}"

@@ -55,8 +55,11 @@ async def fetch_periodic(
         token=due.token,
         timestamp=int(now),
         validators=Validators(due.etag, due.last_modified) if conditional else None,
+        headers=dict(due.headers),
+        version=due.version,
+        env_version=due.env_version,
     )
-    return await fetcher.fetch(request, timeout_s=timeout_s), request
+    return await fetcher.fetch(request, timeout_s=due.timeout_s or timeout_s), request
 
 
 @functools.lru_cache(maxsize=4096)
@@ -148,6 +151,7 @@ class PeriodicEngine:
                 now=now,
                 requested_url=request.url if request else due.url,
                 arrived_at=self.clock.now(),
+                route=due.route,
             )
             update = schedule_after(
                 due,

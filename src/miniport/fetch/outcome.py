@@ -3,6 +3,7 @@ schedule (pure)."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 
 from ..domain.acceptance import Verdict
@@ -25,6 +26,7 @@ def record_for(
     query: str | None = None,
     scene: int | None = None,
     arrived_at: float | None = None,
+    route: str | None = None,
 ) -> FetchRecord:
     """``now`` is when the request went out (the log's time); ``arrived_at`` when the answer
     came, which is the data's ``timeStamp``."""
@@ -46,6 +48,7 @@ def record_for(
         path=path,
         query=query,
         scene=scene,
+        route=route if requested_url else None,
     )
 
 
@@ -61,7 +64,10 @@ def schedule_after(
     last_modified: str | None = None,
     next_due_at: float | None = None,
 ) -> ScheduleUpdate:
-    """The schedule row after an attempt. ``next_due_at`` overrides the rule (a resting host)."""
+    """The schedule row after an attempt. ``next_due_at`` overrides the rule (a resting host);
+    the app's own interval, when it has one, replaces the platform's."""
+    if due.interval_s is not None and due.interval_s != rules.interval_s:
+        rules = dataclasses.replace(rules, interval_s=due.interval_s)
     if verdict.ok:
         return ScheduleUpdate(
             due.appid,

@@ -6,8 +6,10 @@ confirming a URL beside a running server) are seen within ``ttl_s``."""
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
+from ..domain.grey import grey_bucket, route_for
 from ..storage.db import Database
 from ..storage.registry import App, FetchURL, RegistryStore
 
@@ -16,20 +18,58 @@ from ..storage.registry import App, FetchURL, RegistryStore
 class AppTargets:
     app: App
     urls: dict[str, FetchURL]
+    testers: frozenset[str] = frozenset()
+    headers: dict[str, str] = field(default_factory=dict)  # the app's own, opened
+    timeout_s: float | None = None  # the app's own (None: the platform's)
+    interval_s: float | None = None  # the app's own (None: the platform's)
 
     def enabled_url(self, kind: str) -> str | None:
         url = self.urls.get(kind)
         return url.url if url is not None and url.enabled and url.url else None
 
+    def serving_url(
+        self, kind: str, user_id: str, openid: Callable[[str, str], str]
+    ) -> tuple[str | None, str]:
+        """(url, "main" | "grey"): the URL that serves this user (None when the kind is off)."""
+        main = self.enabled_url(kind)
+        grey = self.urls[kind].grey_url if main is not None else None
+        if main is None or not grey:
+            return main, "main"
+        appid = self.app.appid
+        return route_for(
+            main,
+            grey,
+            self.urls[kind].grey_ratio,
+            grey_bucket(appid, openid(appid, user_id)),
+            tester=user_id in self.testers,
+        )
+
 
 class AppCache:
-    def __init__(self, db: Database, registry: RegistryStore, ttl_s: float = 2.0) -> None:
+    def __init__(
+        self,
+        db: Database,
+        registry: RegistryStore,
+        ttl_s: float = 2.0,
+        open_headers: Callable[[str], dict[str, str]] | None = None,
+    ) -> None:
         self.db, self.registry, self.ttl_s = db, registry, ttl_s
+        self.open_headers = open_headers
         self._entries: dict[str, tuple[float, AppTargets]] = {}
         self._generation = 0  # bumped by invalidate(): a load begun before it is not kept
 
     def _load(self, appid: str) -> AppTargets:
-        return AppTargets(self.registry.get_app(appid), self.registry.fetch_urls(appid))
+        urls = self.registry.fetch_urls(appid)
+        testers: frozenset[str] = frozenset()
+        if any(u.grey_url for u in urls.values()):
+            testers = frozenset(t["user_id"] for t in self.registry.testers(appid))
+        app = self.registry.get_app(appid)
+        settings = self.registry.fetch_settings(appid) or {}
+        sealed = settings.get("headers")
+        headers = self.open_headers(sealed) if sealed and self.open_headers else {}
+        return AppTargets(
+            app, urls, testers, headers, settings.get("timeout_s"), settings.get("interval_s")
+        )
 
     async def get(self, appid: str) -> AppTargets:
         entry = self._entries.get(appid)

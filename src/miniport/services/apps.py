@@ -8,7 +8,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..clock import Clock
+from ..domain import fetch_settings as fs
 from ..domain.address_guard import AddressPolicy
+from ..domain.grey import validate_ratio
+from ..domain.schedule import ScheduleRules
+from ..domain.sealed import HeaderSealer
 from ..domain.tokens import hash_secret
 from ..domain.urls import FETCH_KINDS, validate_fetch_url
 from ..errors import Forbidden, InvalidInput
@@ -18,7 +22,8 @@ from ..storage.health import health_series
 from ..storage.registry import App, RegistryStore
 from ..storage.registry import ChangeRequest as ChangeRequest  # re-exported for the web layer
 
-OPS = ("set", "enable", "disable")
+OPS = ("set", "enable", "disable", "grey_set", "grey_ratio", "grey_promote", "grey_clear")
+MAX_USER_ID = 128
 _CODE_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"  # no 0/O/1/I: it is typed by hand
 
 
@@ -37,6 +42,7 @@ class PendingChange:
             "kind": self.change.kind,
             "op": self.change.op,
             "url": self.change.url,
+            "ratio": self.change.ratio,
         }
 
 
@@ -58,6 +64,8 @@ class AppService:
         two_person_rule: bool = False,
         public_url: Callable[[], str],
         on_urls_changed: Callable[[str], None] | None = None,
+        sealer: HeaderSealer | None = None,
+        rules: ScheduleRules | None = None,
     ) -> None:
         self.db, self.registry, self.fetches, self.clock = db, registry, fetches, clock
         self.dev = dev
@@ -66,6 +74,8 @@ class AppService:
         self.two_person_rule = two_person_rule
         self.public_url = public_url
         self.on_urls_changed = on_urls_changed
+        self.sealer = sealer or HeaderSealer(secrets.token_bytes(32))
+        self.rules = rules or ScheduleRules()
 
     async def create(self, name: str, actor: str) -> App:
         name = name.strip()
@@ -85,17 +95,33 @@ class AppService:
         return secret
 
     async def request_change(
-        self, appid: str, kind: str, op: str, url: str | None, actor: str
+        self,
+        appid: str,
+        kind: str,
+        op: str,
+        url: str | None,
+        actor: str,
+        ratio: int | None = None,
     ) -> PendingChange:
+        """A URL change waiting for an admin: the main URL (set, enable, disable) or the grey
+        release (grey_set with a URL and a ratio, grey_ratio, grey_promote, grey_clear)."""
         if kind not in FETCH_KINDS:
             raise InvalidInput(f"kind must be periodic or pre, not {kind!r}")
         if op not in OPS:
             raise InvalidInput(f"op must be one of {', '.join(OPS)}")
         await self.get(appid)
-        if op == "set":
-            url = validate_fetch_url(kind, url or "", dev=self.dev, policy=self.address_policy)
-        else:
-            url = None
+        with_url = op in ("set", "grey_set")
+        url = (
+            validate_fetch_url(kind, url or "", dev=self.dev, policy=self.address_policy)
+            if with_url
+            else None
+        )
+        if op == "grey_ratio" and ratio is None:
+            raise InvalidInput("grey_ratio needs a ratio (0..100)")
+        if op in ("grey_set", "grey_ratio"):
+            ratio = validate_ratio(0 if ratio is None else ratio)
+        elif ratio is not None:
+            raise InvalidInput(f"a ratio applies to grey_set and grey_ratio, not {op}")
         now = self.clock.now()
         code = new_confirm_code()
         change = ChangeRequest(
@@ -110,6 +136,7 @@ class AppService:
             expires_at=now + self.change_ttl_s,
             decided_by=None,
             decided_at=None,
+            ratio=ratio,
         )
         await self.db.write(self.registry.create_change, change, hash_secret(code))
         return PendingChange(change, code, f"{self.public_url()}/confirm/{code}")
@@ -152,9 +179,16 @@ class AppService:
         return {
             "appid": appid,
             "urls": {
-                k: {"url": u.url, "enabled": u.enabled, "updated_at": u.updated_at}
+                k: {
+                    "url": u.url,
+                    "enabled": u.enabled,
+                    "updated_at": u.updated_at,
+                    "grey_url": u.grey_url,
+                    "grey_ratio": u.grey_ratio,
+                }
                 for k, u in urls.items()
             },
+            "testers": [t["user_id"] for t in await self.db.read(self.registry.testers, appid)],
             "pending": [
                 c.as_dict() for c in changes if c.status == "pending" and c.expires_at >= now
             ],
@@ -165,3 +199,86 @@ class AppService:
     ) -> list[dict[str, Any]]:
         """The app's fetch log since ``since`` in buckets of ``bucket_s`` (see storage.health)."""
         return await self.db.read(health_series, self.db, appid, since, bucket_s)
+
+    # --- testers ---
+    async def testers(self, appid: str) -> dict[str, Any]:
+        await self.get(appid)
+        return {"appid": appid, "testers": await self.db.read(self.registry.testers, appid)}
+
+    async def set_tester(self, appid: str, user_id: str, add: bool, actor: str) -> dict[str, Any]:
+        """Name a user as a tester (always served by the grey URLs) or stop doing so."""
+        if not isinstance(user_id, str) or not user_id or len(user_id) > MAX_USER_ID:
+            raise InvalidInput(f"a tester is a user id of 1..{MAX_USER_ID} characters")
+        await self.get(appid)
+        changed = await self.db.write(
+            self.registry.set_tester, appid, user_id, add, self.clock.now(), actor
+        )
+        if self.on_urls_changed is not None:
+            self.on_urls_changed(appid)
+        return {**await self.testers(appid), "changed": changed}
+
+    # --- per-app fetch settings ---
+    async def fetch_settings(self, appid: str) -> dict[str, Any]:
+        """The app's settings as shown (header values masked) with the platform's defaults."""
+        await self.get(appid)
+        row = await self.db.read(self.registry.fetch_settings, appid) or {}
+        headers = self.sealer.open(row["headers"]) if row.get("headers") else {}
+        return self._shown(appid, row, headers)
+
+    def _shown(self, appid: str, row: dict[str, Any], headers: dict[str, str]) -> dict[str, Any]:
+        return {
+            "appid": appid,
+            "interval_s": row.get("interval_s"),
+            "active_days": row.get("active_days"),
+            "timeout_s": row.get("timeout_s"),
+            "headers": {name: fs.mask(value) for name, value in sorted(headers.items())},
+            "defaults": {
+                "interval_s": self.rules.interval_s,
+                "active_days": self.rules.active_days,
+            },
+        }
+
+    async def update_fetch_settings(
+        self, appid: str, changes: dict[str, Any], actor: str
+    ) -> dict[str, Any]:
+        """Apply ``changes`` (interval "6h", active_days, timeout "5s", headers ["Name: value"],
+        clear_headers); a changed interval reschedules the app's users without a burst."""
+        await self.get(appid)
+        row = await self.db.read(self.registry.fetch_settings, appid) or {}
+        headers = self.sealer.open(row["headers"]) if row.get("headers") else {}
+        values = {k: row.get(k) for k in ("interval_s", "active_days", "timeout_s")}
+        if changes.get("interval") is not None:
+            values["interval_s"] = fs.check_interval(fs.parse_duration(changes["interval"], "h"))
+        if changes.get("active_days") is not None:
+            days = fs.check_active_days(changes["active_days"], self.rules.active_days)
+            values["active_days"] = days
+        if changes.get("timeout") is not None:
+            values["timeout_s"] = fs.check_timeout(fs.parse_duration(changes["timeout"]))
+        if changes.get("clear_headers"):
+            headers = {}
+        for line in changes.get("headers") or []:
+            name, value = fs.parse_header(line)
+            headers = {k: v for k, v in headers.items() if k.lower() != name.lower()}
+            headers[name] = value
+        if len(headers) > fs.MAX_HEADERS:
+            raise InvalidInput(f"at most {fs.MAX_HEADERS} headers")
+        sealed = self.sealer.seal(headers) if headers else None
+        shown = self._shown(appid, values, headers)
+        audit = {k: shown[k] for k in ("interval_s", "active_days", "timeout_s", "headers")}
+        now = self.clock.now()
+        await self.db.write(
+            self.registry.save_fetch_settings,
+            appid,
+            {**values, "headers": sealed},
+            now,
+            actor,
+            audit,
+        )
+        if values["interval_s"] != row.get("interval_s"):
+            interval = values["interval_s"] or self.rules.interval_s
+            await self.db.write(
+                self.fetches.reschedule_app, appid, interval, now, min(interval, fs.HOUR)
+            )
+        if self.on_urls_changed is not None:
+            self.on_urls_changed(appid)
+        return shown

@@ -3,6 +3,7 @@ clear cache, push a refresh."""
 
 from __future__ import annotations
 
+import asyncio
 import random
 import time
 from collections.abc import Callable, Sequence
@@ -10,6 +11,7 @@ from typing import Any
 
 from ..clock import Clock
 from ..domain.acceptance import Verdict
+from ..domain.prefetch_effect import LaunchOutcome, LaunchTrace, day_bound, judge_launch, report
 from ..domain.requests import Launch, build_prefetch_request
 from ..domain.schedule import ScheduleRules
 from ..errors import InvalidInput, NoData, TokenNotSet
@@ -21,12 +23,14 @@ from ..fetch.prefetch import SingleFlight
 from ..metrics import Metrics
 from ..storage.db import Database
 from ..storage.fetches import DueFetch, FetchRecord, FetchStore
+from ..storage.prefetch_launches import PrefetchLaunchStore
 from ..storage.registry import RegistryStore
 from .app_cache import AppCache
 from .auth import AuthService
 from .write_behind import WriteBehind
 
 MAX_TOKEN = 1024
+MAX_TRACES = 100_000
 MAX_WAIT_MS = 10_000
 KINDS = ("periodic", "pre")
 
@@ -60,6 +64,7 @@ class BackgroundService:
         prefetch_timeout_s: float,
         wake_engine: Callable[[], None] = lambda: None,
         metrics: Metrics | None = None,
+        open_headers: Callable[[str], dict[str, str]] | None = None,
     ) -> None:
         self.db, self.registry, self.fetches, self.auth = db, registry, fetches, auth
         self.fetcher, self.broker, self.clock, self.rules = fetcher, broker, clock, rules
@@ -68,11 +73,17 @@ class BackgroundService:
         self.wake_engine = wake_engine
         self.metrics = metrics or Metrics()
         self.prefetch = SingleFlight(self._prefetch)
-        self.apps = AppCache(db, registry)
+        self.apps = AppCache(db, registry, open_headers=open_headers)
         self.pending = WriteBehind(db, fetches, after_flush=wake_engine)
+        self.launches = PrefetchLaunchStore(db)
+        self._traces: dict[tuple[str, str], LaunchTrace] = {}  # launch -> its first 'pre' read
+        self._writes: set[asyncio.Task[None]] = set()
+        self._versions: dict[tuple[str, str], tuple[str, str]] = {}
 
     async def close(self) -> None:
         await self.prefetch.drain()
+        if self._writes:
+            await asyncio.gather(*self._writes, return_exceptions=True)
         await self.pending.close()
 
     async def notify(self, records: Sequence[FetchRecord]) -> None:
@@ -90,9 +101,25 @@ class BackgroundService:
         targets = await self.apps.get(appid)
         prefetching = targets.enabled_url("pre") is not None
         if prefetching:
+            if len(self._traces) > MAX_TRACES:  # launches never read: forget the oldest
+                for key in list(self._traces)[: MAX_TRACES // 10]:
+                    del self._traces[key]
+            self._traces[(appid, user_id)] = LaunchTrace(
+                self.clock.now(), launch.scene, launch.path, launch.platform
+            )
             self.prefetch.start(appid, user_id, launch)
         self.pending.launch(appid, user_id, self.clock.now())
         self.metrics.launched()
+        versions = (launch.version, launch.env_version)
+        if any(versions) and self._versions.get((appid, user_id)) != versions:
+            self._versions[(appid, user_id)] = versions  # stored only when it changes
+            if len(self._versions) > MAX_TRACES:
+                self._versions.clear()
+            task = asyncio.create_task(
+                self.db.write(self.fetches.set_version, appid, user_id, *versions)
+            )
+            self._writes.add(task)
+            task.add_done_callback(self._writes.discard)
         return {"errMsg": "launch:ok", "prefetch": prefetching}
 
     async def set_token(self, appid: str, user_id: str, token: object) -> None:
@@ -120,10 +147,15 @@ class BackgroundService:
             raise InvalidInput(f"fetchType must be periodic or pre, not {kind!r}")
         if wait_ms < 0 or wait_ms > MAX_WAIT_MS:
             raise InvalidInput(f"waitMs must be 0..{MAX_WAIT_MS}")
+        trace = self._traces.get((appid, user_id)) if kind == "pre" else None
+        called_at = self.clock.now()
         if wait_ms and kind == "pre":
             started = time.perf_counter()
             await self.prefetch.wait(appid, user_id, wait_ms / 1000)
             self.metrics.prefetch_waited(time.perf_counter() - started)
+        if trace is not None and self._traces.get((appid, user_id)) is trace:
+            del self._traces[(appid, user_id)]  # judged once, at the launch's first read
+            self._record_launch(appid, judge_launch(trace, called_at, self.clock.now(), wait_ms))
         # the in-memory copy first: a flush between the two reads then still finds it stored
         fresh = self.pending.fresh.get((appid, user_id, kind))
         data = await self.db.read_point(self.fetches.get_data, appid, user_id, kind)
@@ -153,14 +185,33 @@ class BackgroundService:
     # --- pre-fetch ---
     async def _prefetch(self, appid: str, user_id: str, launch: Launch) -> FetchRecord:
         record, _ = await self._fetch_pre(appid, user_id, launch, trigger="launch")
+        trace = self._traces.get((appid, user_id))
+        if record.body is not None and trace is not None and trace.ready_at is None:
+            trace.ready_at = self.clock.now()
         return record
+
+    def _record_launch(self, appid: str, outcome: LaunchOutcome) -> None:
+        task = asyncio.create_task(self.db.write(self.launches.add, appid, [outcome]))
+        self._writes.add(task)
+        task.add_done_callback(self._writes.discard)
+
+    async def prefetch_report(
+        self, appid: str, since: str | None = None, until: str | None = None
+    ) -> dict[str, Any]:
+        """Pre-fetch effectiveness by scene, path and platform (dates: YYYY-MM-DD, UTC)."""
+        await self.apps.get(appid)
+        low, high = day_bound(since), day_bound(until, end=True)
+        if self._writes:
+            await asyncio.gather(*self._writes, return_exceptions=True)
+        rows = await self.db.read(self.launches.rows, appid, low, high)
+        return {"appid": appid, "rows": report(rows)}
 
     async def _fetch_pre(
         self, appid: str, user_id: str, launch: Launch, trigger: str
     ) -> tuple[FetchRecord, dict[str, Any]]:
         targets = await self.apps.get(appid)
         now = self.clock.now()
-        url = targets.enabled_url("pre")
+        url, route = targets.serving_url("pre", user_id, self.auth.openid)
         request: dict[str, Any] = {}
         if url is None:
             result = FetchResult(Verdict.NO_URL, "", error="no enabled pre-fetch URL")
@@ -175,10 +226,12 @@ class BackgroundService:
                 launch=launch,
                 token=token,
                 code=code,
+                headers=targets.headers,
             )
             request = out.as_dict()
             url = out.url
-            result = await self.fetcher.fetch(out, timeout_s=self.prefetch_timeout_s)
+            timeout_s = min(targets.timeout_s or self.prefetch_timeout_s, self.prefetch_timeout_s)
+            result = await self.fetcher.fetch(out, timeout_s=timeout_s)
         record = record_for(
             result,
             appid=appid,
@@ -191,10 +244,11 @@ class BackgroundService:
             query=launch.query,
             scene=launch.scene,
             arrived_at=self.clock.now(),
+            route=route,
         )
         self.pending.record(record)  # readable now, stored with the next group commit
         await self.notify([record])
-        return record, {"request": request, **result.shown()}
+        return record, {"request": request, "route": route if url else None, **result.shown()}
 
     # --- devtools ---
     async def fetch_now(
@@ -208,7 +262,7 @@ class BackgroundService:
         if kind != "periodic":
             raise InvalidInput(f"type must be periodic or pre, not {kind!r}")
         targets = await self.apps.get(appid)
-        url = targets.enabled_url("periodic")
+        url, route = targets.serving_url("periodic", user_id, self.auth.openid)
         user = await self.db.read(self.fetches.get_user, appid, user_id) or {}
         now = self.clock.now()
         if url is None:
@@ -234,6 +288,12 @@ class BackgroundService:
             user.get("last_success_at"),
             url,
             targets.app.secret,
+            route,
+            interval_s=targets.interval_s,
+            version=user.get("version") or "",
+            env_version=user.get("env_version") or "",
+            timeout_s=targets.timeout_s,
+            headers=tuple(targets.headers.items()),
         )
         result, sent = await fetch_periodic(
             self.fetcher, due, now, self.fetch_timeout_s, conditional=False
@@ -247,6 +307,7 @@ class BackgroundService:
             now=now,
             requested_url=sent.url if sent else url,
             arrived_at=self.clock.now(),
+            route=route,
         )
         schedule = []
         if user:
@@ -264,7 +325,7 @@ class BackgroundService:
             )
         await self.db.write(self.fetches.record, [record], schedule)
         await self.notify([record])
-        return {"request": sent.as_dict() if sent else {}, **result.shown()}
+        return {"request": sent.as_dict() if sent else {}, "route": route, **result.shown()}
 
     async def clear(self, appid: str, user_id: str | None) -> int:
         await self.apps.get(appid)

@@ -12,19 +12,32 @@ Claiming due fetches is the one dialect-specific statement: PostgreSQL locks the
 ``FOR UPDATE SKIP LOCKED`` so concurrent workers never claim the same pair; SQLite has one writer
 at a time, so a single UPDATE ... RETURNING is already exclusive. A claimed row is leased: its
 ``next_due_at`` moves to the lease end, so a worker that dies loses nothing and nothing is fetched
-twice in a burst."""
+twice in a burst. An app's own active-days window (its fetch settings) is applied the same way:
+a claim parks the pairs of users outside it.
+
+Bodies are stored once (see ``store_bodies``): ``fetched_data`` names a body by its SHA-256 and
+``bodies`` holds each distinct text once, compressed, with a reference count kept by the writer
+(+n when it upserts) and by database triggers (-1 when a row's body is replaced or deleted; the
+body is deleted at zero). A read is still one statement: two primary-key lookups joined. A batch
+writes bodies before the rows naming them, both before the schedules move, bodies in hash order
+and rows in key order, so concurrent PostgreSQL batches lock in one order."""
 
 from __future__ import annotations
 
+import functools
+import hashlib
+import zlib
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from operator import attrgetter
 from typing import Any
 
-from sqlalchemy import and_, bindparam, case, delete, func, or_, select, update
+from sqlalchemy import BigInteger, and_, bindparam, case, cast, delete, func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
+from ..domain.grey import grey_bucket, route_for
 from . import schema as t
 from .db import Database
 
@@ -40,6 +53,13 @@ class DueFetch:
     last_success_at: float | None
     url: str
     secret: str
+    route: str = "main"  # main | grey: which of the kind's URLs ``url`` is
+    # the app's fetch settings (None: the platform's); headers opened from their sealed form
+    interval_s: float | None = None
+    timeout_s: float | None = None
+    headers: tuple[tuple[str, str], ...] = ()
+    version: str = ""  # the mini-program's, from the user's last launch ("" when unknown)
+    env_version: str = ""
 
 
 @dataclass(frozen=True)
@@ -62,6 +82,7 @@ class FetchRecord:
     path: str | None = None
     query: str | None = None
     scene: int | None = None
+    route: str | None = None  # main | grey (None: no URL served)
 
 
 @dataclass(frozen=True)
@@ -100,7 +121,8 @@ _CLAIM_SQLITE = """
         next_due_at = CASE WHEN last_launch_at >= :active_since THEN :lease END
     WHERE rowid IN (
         SELECT rowid FROM app_users WHERE next_due_at <= :now ORDER BY next_due_at LIMIT :limit)
-    RETURNING appid, user_id, token, etag, last_modified, failures, last_success_at, lease_until
+    RETURNING appid, user_id, token, etag, last_modified, failures, last_success_at, lease_until,
+        version, env_version, last_launch_at
     """
 
 _CLAIM_POSTGRES = """
@@ -115,7 +137,7 @@ _CLAIM_POSTGRES = """
             THEN CAST(%(lease)s AS DOUBLE PRECISION) END
     FROM due WHERE a.appid = due.appid AND a.user_id = due.user_id
     RETURNING a.appid, a.user_id, a.token, a.etag, a.last_modified, a.failures,
-        a.last_success_at, a.lease_until
+        a.last_success_at, a.lease_until, a.version, a.env_version, a.last_launch_at
     """
 
 # The pair's app can be fetched periodically: the condition of the due index.
@@ -145,11 +167,13 @@ _NEXT_DUE_SQL = (
 
 _RECORD_SQL = {
     "log": "INSERT INTO fetch_log (appid, user_id, kind, trigger, ts, url, verdict, status, bytes,"
-    " latency_ms, error) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-    "data": "INSERT INTO fetched_data (appid, user_id, kind, body, fetched_at_ms, path, query,"
-    " scene) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (appid, user_id, kind) DO UPDATE SET"
-    " body = excluded.body, fetched_at_ms = excluded.fetched_at_ms, path = excluded.path,"
-    " query = excluded.query, scene = excluded.scene",
+    " latency_ms, error, route) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    "body": "INSERT INTO bodies (hash, body, refs) VALUES (?, ?, ?) ON CONFLICT (hash) DO UPDATE"
+    " SET refs = bodies.refs + excluded.refs",
+    "data": "INSERT INTO fetched_data (appid, user_id, kind, body_hash, fetched_at_ms, path,"
+    " query, scene) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (appid, user_id, kind) DO UPDATE"
+    " SET body_hash = excluded.body_hash, fetched_at_ms = excluded.fetched_at_ms,"
+    " path = excluded.path, query = excluded.query, scene = excluded.scene",
     # the schedule moves only if the token is still the one the fetch used: a token set while
     # the fetch was in flight made the pair due at once, and that must stand
     "failed": "UPDATE app_users SET next_due_at = CASE WHEN {same_token} THEN ? ELSE next_due_at"
@@ -169,13 +193,16 @@ _RECORD_SQL = {
 # binary (%b): psycopg dumps a text array element by element in Python, 4x the CPU.
 _RECORD_PG = {
     "log": "INSERT INTO fetch_log (appid, user_id, kind, trigger, ts, url, verdict, status, bytes,"
-    " latency_ms, error) SELECT * FROM unnest(%b::text[], %b::text[], %b::text[], %b::text[],"
-    " %b::float8[], %b::text[], %b::text[], %b::int[], %b::int[], %b::float8[], %b::text[])",
-    "data": "INSERT INTO fetched_data (appid, user_id, kind, body, fetched_at_ms, path, query,"
-    " scene) SELECT * FROM unnest(%b::text[], %b::text[], %b::text[], %b::text[], %b::bigint[],"
-    " %b::text[], %b::text[], %b::int[]) ON CONFLICT (appid, user_id, kind) DO UPDATE SET"
-    " body = excluded.body, fetched_at_ms = excluded.fetched_at_ms, path = excluded.path,"
-    " query = excluded.query, scene = excluded.scene",
+    " latency_ms, error, route) SELECT * FROM unnest(%b::text[], %b::text[], %b::text[],"
+    " %b::text[], %b::float8[], %b::text[], %b::text[], %b::int[], %b::int[], %b::float8[],"
+    " %b::text[], %b::text[])",
+    "body": "INSERT INTO bodies (hash, body, refs) SELECT * FROM unnest(%b::text[], %b::bytea[],"
+    " %b::int[]) ON CONFLICT (hash) DO UPDATE SET refs = bodies.refs + excluded.refs",
+    "data": "INSERT INTO fetched_data (appid, user_id, kind, body_hash, fetched_at_ms, path,"
+    " query, scene) SELECT * FROM unnest(%b::text[], %b::text[], %b::text[], %b::text[],"
+    " %b::bigint[], %b::text[], %b::text[], %b::int[]) ON CONFLICT (appid, user_id, kind)"
+    " DO UPDATE SET body_hash = excluded.body_hash, fetched_at_ms = excluded.fetched_at_ms,"
+    " path = excluded.path, query = excluded.query, scene = excluded.scene",
     # as _RECORD_SQL's "failed" and "succeeded" in one: a failure has no last_success_at (kept)
     # and no new validators (kept)
     "schedule": "UPDATE app_users a SET"
@@ -199,8 +226,8 @@ def _getter(names: str) -> Callable[[Any], tuple[Any, ...]]:
     return attrgetter(*names.split())
 
 
-_LOG_ROW = _getter("appid user_id kind trigger ts url verdict status bytes latency_ms error")
-_BODY_ROW = _getter("appid user_id kind body fetched_at_ms path query scene")
+_LOG_ROW = _getter("appid user_id kind trigger ts url verdict status bytes latency_ms error route")
+_DATA_ROW = _getter("appid user_id kind fetched_at_ms path query scene")
 _MOVE_ROW = _getter(
     "appid user_id token next_due_at failures last_attempt_at last_error last_success_at"
     " new_validators etag last_modified"
@@ -218,6 +245,78 @@ def _columns(
     return cols
 
 
+def body_hash(body: str) -> str:
+    return hashlib.sha256(body.encode()).hexdigest()
+
+
+def body_text(stored: bytes) -> str:
+    """A stored body back to its text."""
+    return zlib.decompress(stored).decode()
+
+
+def store_bodies(cursor: Any, sql: dict[str, str], records: Sequence[FetchRecord]) -> None:
+    """Upsert the accepted bodies of ``records`` and point each user's row at its body.
+
+    Each distinct body is sent and compressed once per batch and its reference count raised by
+    the number of rows that will name it, BEFORE those rows are written: the triggers then take
+    one reference from a replaced or deleted body, so a body is never freed while named. Bodies
+    go in hash order and rows in key order, so concurrent PostgreSQL writers lock in one order."""
+    hashed = [(r, body_hash(r.body)) for r in records if r.body is not None]
+    if not hashed:
+        return
+    counts = Counter(digest for _, digest in hashed)
+    texts = {digest: r.body for r, digest in hashed}
+    cursor.executemany(
+        sql["body"],
+        [(d, zlib.compress(str(texts[d]).encode(), 1), counts[d]) for d in sorted(counts)],
+    )
+    hashed.sort(key=lambda item: (item[0].appid, item[0].user_id, item[0].kind))
+    cursor.executemany(
+        sql["data"],
+        [
+            (r.appid, r.user_id, r.kind, d, r.fetched_at_ms, r.path, r.query, r.scene)
+            for r, d in hashed
+        ],
+    )
+
+
+def _main_target(target: tuple[str, str, str], _user: str) -> tuple[str, str, str]:
+    return target
+
+
+def _body_rows(
+    records: Sequence[FetchRecord],
+) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
+    """PostgreSQL's body and row arrays: one row per key (last wins: one statement cannot
+    change a row twice), each distinct body once with as many references as rows naming it;
+    bodies in hash order, rows in key order."""
+    latest = {(r.appid, r.user_id, r.kind): r for r in records if r.body is not None}
+    rows = [(latest[k], body_hash(str(latest[k].body))) for k in sorted(latest)]
+    counts = Counter(digest for _, digest in rows)
+    texts = {digest: str(r.body) for r, digest in rows}
+    bodies = [(d, zlib.compress(texts[d].encode(), 1), counts[d]) for d in sorted(counts)]
+    data = [(*_DATA_ROW(r)[:3], d, *_DATA_ROW(r)[3:]) for r, d in rows]
+    return bodies, data
+
+
+@dataclass(frozen=True)
+class _Target:
+    """An app's periodic target for a claim: user id -> (url, secret, route), and its settings."""
+
+    pick: Callable[[str], tuple[str, str, str]]
+    interval_s: float | None
+    timeout_s: float | None
+    headers: tuple[tuple[str, str], ...]
+    active_days: float | None
+
+
+def _active(target: _Target, last_launch_at: float | None, now: float) -> bool:
+    """The user launched within the app's own active-days window (when it has one)."""
+    if target.active_days is None:
+        return True
+    return last_launch_at is not None and last_launch_at >= now - target.active_days * 86400.0
+
+
 def _cursor(conn: Any) -> Any:
     """The DB-API cursor under an SQLAlchemy connection (for the batched hot paths)."""
     driver = conn.connection.driver_connection
@@ -226,8 +325,15 @@ def _cursor(conn: Any) -> Any:
 
 
 class FetchStore:
-    def __init__(self, db: Database) -> None:
+    def __init__(
+        self,
+        db: Database,
+        openid: Callable[[str, str], str] | None = None,
+        open_headers: Callable[[str], dict[str, str]] | None = None,
+    ) -> None:
         self.db = db
+        self.openid = openid  # for grey-release buckets (None: every user on the main URL)
+        self.open_headers = open_headers  # an app's sealed headers -> the headers
         self._insert = sqlite_insert if db.is_sqlite else pg_insert
         same_token = "token IS ?" if db.is_sqlite else "token IS NOT DISTINCT FROM CAST(? AS TEXT)"
         self._sql = {
@@ -245,8 +351,9 @@ class FetchStore:
             "SELECT token FROM app_users WHERE appid = ? AND user_id = ?"
         )
         self._sql["get_data"] = db.sql(
-            "SELECT body, fetched_at_ms, path, query, scene FROM fetched_data"
-            " WHERE appid = ? AND user_id = ? AND kind = ?"
+            "SELECT b.body, f.fetched_at_ms, f.path, f.query, f.scene FROM fetched_data f"
+            " JOIN bodies b ON b.hash = f.body_hash"
+            " WHERE f.appid = ? AND f.user_id = ? AND f.kind = ?"
         )
 
     # --- users: launch and token ---
@@ -281,6 +388,13 @@ class FetchStore:
             cursor.executemany(self._sql["launch"], rows)
         finally:
             cursor.close()
+
+    def set_version(self, appid: str, user_id: str, version: str, env_version: str) -> None:
+        """The mini-program version a launch reported (periodic requests carry it)."""
+        with self.db.writing() as conn:
+            self._upsert_user(
+                conn, appid, user_id, {"version": version, "env_version": env_version}
+            )
 
     def set_token(self, appid: str, user_id: str, token: str, now: float) -> None:
         """A new or changed token makes the pair due at once (it may have been waiting for it),
@@ -346,6 +460,85 @@ class FetchStore:
                 .values(next_due_at=now, failures=0)
             ).rowcount
 
+    # --- refreshes asked for by the developer's back end ---
+    def refresh_users(
+        self, appid: str, users: Sequence[str] | None, active_since: float
+    ) -> list[str]:
+        """The users a refresh covers: those listed that the app knows, or every active user."""
+        c = t.app_users.c
+        query = select(c.user_id).where(c.appid == appid)
+        if users is None:
+            query = query.where(c.last_launch_at >= active_since)
+        with self.db.reading() as conn:
+            if users is None:
+                return [r[0] for r in conn.execute(query.order_by(c.user_id))]
+            found: list[str] = []
+            for start in range(0, len(users), 500):
+                chunk = list(users[start : start + 500])
+                found += [r[0] for r in conn.execute(query.where(c.user_id.in_(chunk)))]
+        return found
+
+    def make_due(self, appid: str, users: Sequence[str], now: float) -> int:
+        """Make these users due now (the engine fetches them at its own pace); pairs being
+        fetched right now (leased) are left alone."""
+        c = t.app_users.c
+        moved = 0
+        with self.db.writing() as conn:
+            for start in range(0, len(users), 500):
+                moved += conn.execute(
+                    update(t.app_users)
+                    .where(
+                        and_(
+                            c.appid == appid,
+                            c.user_id.in_(list(users[start : start + 500])),
+                            or_(c.lease_until.is_(None), c.lease_until <= now),
+                        )
+                    )
+                    .values(next_due_at=now, failures=0)
+                ).rowcount
+        return moved
+
+    def attempted_since(self, appid: str, users: Sequence[str], since: float) -> int:
+        """How many of these users were fetched (successfully or not) at or after ``since``."""
+        c = t.app_users.c
+        done = 0
+        with self.db.reading() as conn:
+            for start in range(0, len(users), 500):
+                done += conn.execute(
+                    select(func.count()).where(
+                        and_(
+                            c.appid == appid,
+                            c.user_id.in_(list(users[start : start + 500])),
+                            c.last_attempt_at >= since,
+                        )
+                    )
+                ).scalar_one()
+        return int(done)
+
+    def cancel_due(
+        self, appid: str, users: Sequence[str], since: float, interval_s: float, now: float
+    ) -> int:
+        """Undo a refresh for the users not yet fetched: back to their regular schedule."""
+        c = t.app_users.c
+        back = func.coalesce(c.last_success_at + interval_s, now)
+        undone = 0
+        with self.db.writing() as conn:
+            for start in range(0, len(users), 500):
+                undone += conn.execute(
+                    update(t.app_users)
+                    .where(
+                        and_(
+                            c.appid == appid,
+                            c.user_id.in_(list(users[start : start + 500])),
+                            or_(c.last_attempt_at.is_(None), c.last_attempt_at < since),
+                            c.next_due_at.is_not(None),
+                            or_(c.lease_until.is_(None), c.lease_until <= now),
+                        )
+                    )
+                    .values(next_due_at=back)
+                ).rowcount
+        return undone
+
     # --- periodic claiming ---
     def claim_due(
         self, now: float, active_since: float, lease_until: float, limit: int
@@ -373,23 +566,53 @@ class FetchStore:
             if not rows:
                 return len(met), []
             targets = self._targets(conn, {r[0] for r in rows})
-            stray = [(r[0], r[1]) for r in rows if r[0] not in targets]
-            if stray:  # claimed, but the app cannot be fetched: out of the due index
+            kept = [r for r in rows if r[0] in targets and _active(targets[r[0]], r[10], now)]
+            stray = sorted({(r[0], r[1]) for r in rows} - {(r[0], r[1]) for r in kept})
+            if stray:  # claimed, but no longer to be fetched: out of the due index
                 self._park_pairs(conn, stray)
-        claimed = [
-            DueFetch(r[0], r[1], r[2], r[3], r[4], r[5], r[6], *targets[r[0]])
-            for r in rows
-            if r[0] in targets
-        ]
+        claimed = []
+        for r in kept:
+            target = targets[r[0]]
+            url, secret, route = target.pick(r[1])
+            claimed.append(
+                DueFetch(
+                    r[0],
+                    r[1],
+                    r[2],
+                    r[3],
+                    r[4],
+                    r[5],
+                    r[6],
+                    url,
+                    secret,
+                    route,
+                    target.interval_s,
+                    target.timeout_s,
+                    target.headers,
+                    r[8] or "",
+                    r[9] or "",
+                )
+            )
         return len(met), claimed
 
-    @staticmethod
-    def _targets(conn: Any, appids: set[str]) -> dict[str, tuple[str, str]]:
-        """The periodic URL and secret of each of these apps that can be fetched."""
-        fu = t.fetch_urls.c
-        query = (
-            select(fu.appid, fu.url, t.apps.c.secret)
+    def _targets(self, conn: Any, appids: set[str]) -> dict[str, _Target]:
+        """Each of these apps that can be fetched periodically: its URL and secret with the grey
+        release applied, and its fetch settings (headers opened from their sealed form)."""
+        fu, st = t.fetch_urls.c, t.app_settings.c
+        rows = conn.execute(
+            select(
+                fu.appid,
+                fu.url,
+                t.apps.c.secret,
+                fu.grey_url,
+                fu.grey_ratio,
+                st.interval_s,
+                st.timeout_s,
+                st.headers,
+                st.active_days,
+            )
             .join(t.apps, t.apps.c.appid == fu.appid)
+            .outerjoin(t.app_settings, st.appid == fu.appid)
             .where(
                 and_(
                     fu.appid.in_(appids),
@@ -398,8 +621,34 @@ class FetchStore:
                     fu.url.is_not(None),
                 )
             )
-        )
-        return {r.appid: (r.url, r.secret) for r in conn.execute(query)}
+        ).all()
+        grey_apps = {r.appid for r in rows if r.grey_url and self.openid is not None}
+        testers: set[tuple[str, str]] = set()
+        if grey_apps:
+            tc = t.app_testers.c
+            query = select(tc.appid, tc.user_id).where(tc.appid.in_(grey_apps))
+            testers = {(a, u) for a, u in conn.execute(query)}
+        out: dict[str, _Target] = {}
+        for r in rows:
+            headers = self.open_headers(r.headers) if r.headers and self.open_headers else {}
+            pick: Callable[[str], tuple[str, str, str]] = functools.partial(
+                _main_target, (r.url, r.secret, "main")
+            )
+            if r.appid in grey_apps:
+                pick = functools.partial(self._grey_target, r, testers)
+            out[r.appid] = _Target(
+                pick, r.interval_s, r.timeout_s, tuple(headers.items()), r.active_days
+            )
+        return out
+
+    def _grey_target(
+        self, r: Any, testers: set[tuple[str, str]], user: str
+    ) -> tuple[str, str, str]:
+        assert self.openid is not None
+        bucket = grey_bucket(r.appid, self.openid(r.appid, user))
+        tester = (r.appid, user) in testers
+        url, route = route_for(r.url, r.grey_url, r.grey_ratio or 0, bucket, tester=tester)
+        return url, r.secret, route
 
     def _park_pairs(self, conn: Any, pairs: Sequence[tuple[str, str]]) -> None:
         cursor = _cursor(conn)
@@ -440,6 +689,31 @@ class FetchStore:
         row = self.db.fetch_one(self._sql["next_due"], (active_since,))
         return float(row[0]) if row is not None else None
 
+    def reschedule_app(self, appid: str, interval_s: float, now: float, spread_s: float) -> int:
+        """After an app's interval changed: each scheduled pair is due its last success plus
+        the new interval; pairs that are then overdue are spread over the next ``spread_s`` (by
+        their last success time), so the change causes no burst. Leased pairs are left alone."""
+        c = t.app_users.c
+        scheduled = and_(
+            c.appid == appid,
+            c.next_due_at.is_not(None),
+            c.last_success_at.is_not(None),
+            or_(c.lease_until.is_(None), c.lease_until <= now),
+        )
+        spread = max(1, int(spread_s))
+        with self.db.writing() as conn:
+            moved = conn.execute(
+                update(t.app_users)
+                .where(scheduled)
+                .values(next_due_at=c.last_success_at + interval_s)
+            ).rowcount
+            conn.execute(
+                update(t.app_users)
+                .where(and_(scheduled, c.next_due_at < now))
+                .values(next_due_at=now + func.mod(cast(c.last_success_at, BigInteger), spread))
+            )
+            return moved
+
     # --- results ---
     def record(
         self, records: Sequence[FetchRecord], schedule: Sequence[ScheduleUpdate] = ()
@@ -475,17 +749,12 @@ class FetchStore:
                             r.bytes,
                             r.latency_ms,
                             r.error,
+                            r.route,
                         )
                         for r in records
                     ],
                 )
-            bodies = [
-                (r.appid, r.user_id, r.kind, r.body, r.fetched_at_ms, r.path, r.query, r.scene)
-                for r in records
-                if r.body is not None
-            ]
-            if bodies:
-                cursor.executemany(self._sql["data"], bodies)
+            store_bodies(cursor, self._sql, records)
             failed = [
                 (
                     s.token,
@@ -532,16 +801,16 @@ class FetchStore:
         """The same writes as the SQLite path, one statement per kind. Bodies and schedules
         are taken last-wins per key (one statement cannot change a row twice) and in key
         order, so concurrent batches lock rows in the same order and cannot deadlock."""
-        bodies = {(r.appid, r.user_id, r.kind): _BODY_ROW(r) for r in records if r.body is not None}
+        bodies, data = _body_rows(records)
         moves = {(u.appid, u.user_id): _MOVE_ROW(u) for u in schedule}
         cursor = _cursor(conn)
         try:
             if records:
                 log = [_LOG_ROW(r) for r in records]
-                cursor.execute(_RECORD_PG["log"], _columns(log, 11, floats=(4, 9)))
-            if bodies:
-                rows = [bodies[k] for k in sorted(bodies)]
-                cursor.execute(_RECORD_PG["data"], _columns(rows, 8))
+                cursor.execute(_RECORD_PG["log"], _columns(log, 12, floats=(4, 9)))
+            if bodies:  # the bodies first: the triggers then never free a body still named
+                cursor.execute(_RECORD_PG["body"], _columns(bodies, 3))
+                cursor.execute(_RECORD_PG["data"], _columns(data, 8))
             if moves:
                 rows = [moves[k] for k in sorted(moves)]
                 cursor.execute(_RECORD_PG["schedule"], _columns(rows, 11, floats=(3, 5, 7)))
@@ -551,7 +820,9 @@ class FetchStore:
     # --- data ---
     def get_data(self, appid: str, user_id: str, kind: str) -> StoredData | None:
         row = self.db.fetch_one(self._sql["get_data"], (appid, user_id, kind))
-        return StoredData(*row) if row is not None else None
+        if row is None:
+            return None
+        return StoredData(body_text(row[0]), *row[1:])
 
     def clear_data(self, appid: str, user_id: str | None) -> int:
         """Drop cached bodies and validators (the next periodic fetch is a full one)."""
@@ -584,9 +855,14 @@ class FetchStore:
                 .where(and_(c.appid == appid, c.ts >= since))
                 .group_by(c.kind, c.verdict)
             ).all()
+            by_route = conn.execute(
+                select(c.kind, c.route, c.verdict, func.count())
+                .where(and_(c.appid == appid, c.ts >= since, c.route.is_not(None)))
+                .group_by(c.kind, c.route, c.verdict)
+            ).all()
         out: dict[str, Any] = {}
         for kind, verdict, count, latency, size in rows:
-            entry = out.setdefault(kind, {"total": 0, "ok": 0, "verdicts": {}})
+            entry = out.setdefault(kind, {"total": 0, "ok": 0, "verdicts": {}, "routes": {}})
             entry["total"] += count
             if verdict in ("cached", "not_modified"):
                 entry["ok"] += count
@@ -595,8 +871,13 @@ class FetchStore:
                 "avg_latency_ms": latency,
                 "avg_bytes": size,
             }
+        for kind, route, verdict, count in by_route:  # which URL served: main or grey
+            served = out[kind]["routes"].setdefault(route, {"total": 0, "ok": 0})
+            served["total"] += count
+            served["ok"] += count if verdict in ("cached", "not_modified") else 0
         for entry in out.values():
-            entry["success_rate"] = entry["ok"] / entry["total"] if entry["total"] else None
+            for part in (entry, *entry["routes"].values()):
+                part["success_rate"] = part["ok"] / part["total"] if part["total"] else None
         return out
 
     def prune_log(self, before: float) -> int:

@@ -28,6 +28,8 @@ class FetchURL:
     url: str | None
     enabled: bool
     updated_at: float
+    grey_url: str | None = None
+    grey_ratio: int = 0
 
 
 @dataclass(frozen=True)
@@ -43,6 +45,7 @@ class ChangeRequest:
     expires_at: float
     decided_by: str | None
     decided_at: float | None
+    ratio: int | None = None  # grey_set and grey_ratio
 
     def as_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -79,6 +82,11 @@ class RegistryStore:
         return make
 
     def _kv_get(self, key: str) -> str | None:
+        with self.db.reading() as conn:
+            row = conn.execute(select(t.kv.c.value).where(t.kv.c.key == key)).first()
+        return str(row[0]) if row is not None else None
+
+    def kv_get(self, key: str) -> str | None:
         with self.db.reading() as conn:
             row = conn.execute(select(t.kv.c.value).where(t.kv.c.key == key)).first()
         return str(row[0]) if row is not None else None
@@ -178,7 +186,63 @@ class RegistryStore:
     def fetch_urls(self, appid: str) -> dict[str, FetchURL]:
         with self.db.reading() as conn:
             rows = conn.execute(select(t.fetch_urls).where(t.fetch_urls.c.appid == appid)).all()
-        return {r.kind: FetchURL(r.appid, r.kind, r.url, r.enabled, r.updated_at) for r in rows}
+        return {
+            r.kind: FetchURL(
+                r.appid, r.kind, r.url, r.enabled, r.updated_at, r.grey_url, r.grey_ratio or 0
+            )
+            for r in rows
+        }
+
+    # --- per-app fetch settings ---
+    def fetch_settings(self, appid: str) -> dict[str, Any] | None:
+        with self.db.reading() as conn:
+            row = conn.execute(
+                select(t.app_settings).where(t.app_settings.c.appid == appid)
+            ).first()
+        return dict(row._mapping) if row is not None else None
+
+    def save_fetch_settings(
+        self, appid: str, values: dict[str, Any], now: float, actor: str, shown: dict[str, Any]
+    ) -> None:
+        """Replace the app's settings row; the audit gets ``shown`` (header values masked)."""
+        with self.db.writing() as conn:
+            conn.execute(delete(t.app_settings).where(t.app_settings.c.appid == appid))
+            conn.execute(insert(t.app_settings).values(appid=appid, updated_at=now, **values))
+            self._audit(conn, now, actor, "app.fetch_settings", appid, **shown)
+
+    # --- testers (always served by the grey URLs) ---
+    def testers(self, appid: str) -> list[dict[str, Any]]:
+        c = t.app_testers.c
+        with self.db.reading() as conn:
+            rows = conn.execute(
+                select(c.user_id, c.added_by, c.added_at)
+                .where(c.appid == appid)
+                .order_by(c.user_id)
+            ).all()
+        return [dict(r._mapping) for r in rows]
+
+    def set_tester(self, appid: str, user_id: str, add: bool, now: float, actor: str) -> bool:
+        """Add or remove a tester; False when nothing changed (already one / not one)."""
+        c = t.app_testers.c
+        with self.db.writing() as conn:
+            known = conn.execute(
+                select(c.user_id).where(and_(c.appid == appid, c.user_id == user_id))
+            ).first()
+            if (known is not None) == add:
+                return False
+            if add:
+                conn.execute(
+                    insert(t.app_testers).values(
+                        appid=appid, user_id=user_id, added_by=actor, added_at=now
+                    )
+                )
+            else:
+                conn.execute(
+                    delete(t.app_testers).where(and_(c.appid == appid, c.user_id == user_id))
+                )
+            action = "tester.add" if add else "tester.remove"
+            self._audit(conn, now, actor, action, appid, user_id=user_id)
+            return True
 
     # --- change requests ---
     def create_change(self, change: ChangeRequest, code_hash: str) -> ChangeRequest:
@@ -210,6 +274,7 @@ class RegistryStore:
                 kind=change.kind,
                 op=change.op,
                 url=change.url,
+                ratio=change.ratio,
             )
         return change
 
@@ -227,6 +292,7 @@ class RegistryStore:
             row.expires_at,
             row.decided_by,
             row.decided_at,
+            row.ratio,
         )
 
     def get_change(self, change_id: str) -> ChangeRequest:
@@ -310,21 +376,8 @@ class RegistryStore:
                 raise ChangeNotConfirmable(
                     "this confirmation code has expired; request the change again"
                 )
-            values: dict[str, Any] = {"updated_at": now}
-            if row.op == "set":
-                values["url"] = row.url
-                values["enabled"] = True
-            elif row.op == "enable":
-                current = conn.execute(
-                    select(t.fetch_urls.c.url).where(
-                        and_(t.fetch_urls.c.appid == row.appid, t.fetch_urls.c.kind == row.kind)
-                    )
-                ).scalar()
-                if not current:
-                    raise Conflict(f"no {row.kind} URL is set; set one before enabling it")
-                values["enabled"] = True
-            else:
-                values["enabled"] = False
+            values = self._applied(conn, row)
+            values["updated_at"] = now
             conn.execute(
                 update(t.fetch_urls)
                 .where(and_(t.fetch_urls.c.appid == row.appid, t.fetch_urls.c.kind == row.kind))
@@ -340,8 +393,36 @@ class RegistryStore:
                 kind=row.kind,
                 op=row.op,
                 url=row.url,
+                ratio=row.ratio,
             )
         return self._change(row)
+
+    @staticmethod
+    def _applied(conn: Any, row: Any) -> dict[str, Any]:
+        """The fetch_urls values a confirmed change sets (Conflict when it cannot apply)."""
+        current = conn.execute(
+            select(t.fetch_urls.c.url, t.fetch_urls.c.grey_url).where(
+                and_(t.fetch_urls.c.appid == row.appid, t.fetch_urls.c.kind == row.kind)
+            )
+        ).one()
+        if row.op == "set":
+            return {"url": row.url, "enabled": True}
+        if row.op == "enable":
+            if not current.url:
+                raise Conflict(f"no {row.kind} URL is set; set one before enabling it")
+            return {"enabled": True}
+        if row.op == "disable":
+            return {"enabled": False}
+        if row.op == "grey_set":
+            return {"grey_url": row.url, "grey_ratio": row.ratio or 0}
+        if row.op == "grey_clear":
+            return {"grey_url": None, "grey_ratio": None}
+        if not current.grey_url:
+            raise Conflict(f"no {row.kind} grey URL is set; set one first")
+        if row.op == "grey_ratio":
+            return {"grey_ratio": row.ratio or 0}
+        # grey_promote: the grey URL becomes the main one, for every user
+        return {"url": current.grey_url, "enabled": True, "grey_url": None, "grey_ratio": None}
 
     # --- login codes ---
     def use_login_code(

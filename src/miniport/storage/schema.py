@@ -14,6 +14,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Table,
@@ -54,6 +55,87 @@ fetch_urls = Table(
     Column("url", Text, nullable=True),
     Column("enabled", Boolean, nullable=False, default=False),
     Column("updated_at", Float, nullable=False),
+    # grey release: a second URL serving grey_ratio % of the users (None/0: the testers only)
+    Column("grey_url", Text, nullable=True),
+    Column("grey_ratio", Integer, nullable=True),
+)
+
+# Per-app fetch settings; a None column means the platform's setting. ``headers`` is the JSON
+# object of request headers sealed with the server key (domain/sealed.py), never stored plain.
+app_settings = Table(
+    "app_settings",
+    metadata,
+    Column("appid", String(32), ForeignKey("apps.appid", ondelete="CASCADE"), primary_key=True),
+    Column("interval_s", Float, nullable=True),
+    Column("active_days", Integer, nullable=True),
+    Column("timeout_s", Float, nullable=True),
+    Column("headers", Text, nullable=True),
+    Column("updated_at", Float, nullable=False),
+)
+
+# Alerts when a developer's server fails: the app's rule and where to send, each kind's current
+# state (one alert per change), and the history of alerts sent.
+alert_settings = Table(
+    "alert_settings",
+    metadata,
+    Column("appid", String(32), ForeignKey("apps.appid", ondelete="CASCADE"), primary_key=True),
+    Column("webhook_url", Text, nullable=True),
+    Column("email", String(254), nullable=True),
+    Column("threshold", Float, nullable=False),
+    Column("window_s", Float, nullable=False),
+    Column("min_fetches", Integer, nullable=False),
+    Column("updated_at", Float, nullable=False),
+)
+
+alert_states = Table(
+    "alert_states",
+    metadata,
+    Column("appid", String(32), ForeignKey("apps.appid", ondelete="CASCADE"), primary_key=True),
+    Column("kind", String(16), primary_key=True),
+    Column("failing", Boolean, nullable=False),
+    Column("since", Float, nullable=False),
+)
+
+alert_events = Table(
+    "alert_events",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("appid", String(32), ForeignKey("apps.appid", ondelete="CASCADE"), nullable=False),
+    Column("kind", String(16), nullable=False),
+    Column("ts", Float, nullable=False),
+    Column("state", String(16), nullable=False),  # failing | recovered
+    Column("success_rate", Float, nullable=True),
+    Column("fetches", Integer, nullable=False),
+    Column("cause", Text, nullable=True),
+    Column("delivery", Text, nullable=False),  # JSON: per channel, "sent" or the error
+    Index("ix_alert_events_appid_ts", "appid", "ts"),
+)
+
+# One row per launch whose pre-fetched data a device read: how effective pre-fetch is.
+prefetch_launches = Table(
+    "prefetch_launches",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("appid", String(32), ForeignKey("apps.appid", ondelete="CASCADE"), nullable=False),
+    Column("ts", Float, nullable=False),  # the launch
+    Column("scene", Integer, nullable=False),
+    Column("path", Text, nullable=False),
+    Column("platform", String(16), nullable=False),
+    Column("ready", Boolean, nullable=False),
+    Column("ready_ms", Float, nullable=True),
+    Column("wait_ms", Integer, nullable=False),
+    Column("waited_ms", Float, nullable=False),
+    Index("ix_prefetch_launches_appid_ts", "appid", "ts"),
+)
+
+# Users named on an app as testers: always served by a kind's grey URL.
+app_testers = Table(
+    "app_testers",
+    metadata,
+    Column("appid", String(32), ForeignKey("apps.appid", ondelete="CASCADE"), primary_key=True),
+    Column("user_id", String(128), primary_key=True),
+    Column("added_by", String(128), nullable=False),
+    Column("added_at", Float, nullable=False),
 )
 
 change_requests = Table(
@@ -62,8 +144,10 @@ change_requests = Table(
     Column("id", String(32), primary_key=True),
     Column("appid", String(32), ForeignKey("apps.appid", ondelete="CASCADE"), nullable=False),
     Column("kind", String(16), nullable=False),
-    Column("op", String(16), nullable=False),  # set | enable | disable
+    # set | enable | disable | grey_set | grey_ratio | grey_promote | grey_clear
+    Column("op", String(16), nullable=False),
     Column("url", Text, nullable=True),
+    Column("ratio", Integer, nullable=True),  # grey_set and grey_ratio
     Column("code_hash", String(64), nullable=False, unique=True),
     Column("status", String(16), nullable=False),  # pending | applied | superseded
     Column("requested_by", String(128), nullable=False),
@@ -101,7 +185,23 @@ app_users = Table(
     Column("last_error", Text, nullable=True),
     Column("etag", Text, nullable=True),
     Column("last_modified", Text, nullable=True),
+    # the mini-program's version and environment at the user's last launch that said them
+    Column("version", String(64), nullable=True),
+    Column("env_version", String(16), nullable=True),
     Index("ix_app_users_next_due_at", "next_due_at"),
+)
+
+# Each distinct fetched body once, by the SHA-256 of its text, zlib-compressed. ``refs`` counts
+# the fetched_data rows naming it: a writer adds its references when it upserts the body, and
+# database triggers (migration 0002) take one away when a row's body_hash is replaced or the row
+# is deleted, deleting the body at zero. No foreign key: SQLite would scan fetched_data for
+# children on every body deletion.
+bodies = Table(
+    "bodies",
+    metadata,
+    Column("hash", String(64), primary_key=True),
+    Column("body", LargeBinary, nullable=False),
+    Column("refs", Integer, nullable=False),
 )
 
 fetched_data = Table(
@@ -110,7 +210,7 @@ fetched_data = Table(
     Column("appid", String(32), ForeignKey("apps.appid", ondelete="CASCADE"), primary_key=True),
     Column("user_id", String(128), primary_key=True),
     Column("kind", String(16), primary_key=True),
-    Column("body", Text, nullable=False),
+    Column("body_hash", String(64), nullable=False),  # bodies.hash (no FK: see bodies)
     Column("fetched_at_ms", BigInteger, nullable=False),
     Column("path", Text, nullable=True),
     Column("query", Text, nullable=True),
@@ -127,6 +227,7 @@ fetch_log = Table(
     Column("trigger", String(16), nullable=False),  # schedule | launch | devtools
     Column("ts", Float, nullable=False),
     Column("url", Text, nullable=True),
+    Column("route", String(8), nullable=True),  # main | grey: which of the kind's URLs served
     Column("verdict", String(32), nullable=False),
     Column("status", Integer, nullable=True),
     Column("bytes", Integer, nullable=True),

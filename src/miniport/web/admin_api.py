@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
-from pydantic import BaseModel, Field, StrictStr
+from pydantic import BaseModel, Field, StrictInt, StrictStr
 
 from ..domain.requests import Launch
 from ..errors import NotFound
@@ -30,8 +30,31 @@ class AppIn(BaseModel):
 
 class ChangeIn(BaseModel):
     kind: Kind
-    op: Literal["set", "enable", "disable"] = "set"
+    op: Literal[
+        "set", "enable", "disable", "grey_set", "grey_ratio", "grey_promote", "grey_clear"
+    ] = "set"
     url: StrictStr | None = None
+    ratio: StrictInt | None = Field(default=None, ge=0, le=100)  # grey_set and grey_ratio
+
+
+class FetchSettingsIn(BaseModel):
+    interval: StrictStr | None = Field(default=None, max_length=16)  # "6h"
+    active_days: StrictInt | None = None
+    timeout: StrictStr | None = Field(default=None, max_length=16)  # "5s"
+    headers: list[StrictStr] = Field(default_factory=list, max_length=10)  # "Name: value"
+    clear_headers: bool = False
+
+
+class AlertsIn(BaseModel):
+    webhook: StrictStr | None = Field(default=None, max_length=2048)  # "" removes it
+    email: StrictStr | None = Field(default=None, max_length=254)  # "" removes it
+    threshold: float | None = Field(default=None, gt=0, le=100)  # success %
+    window: StrictStr | None = Field(default=None, max_length=16)  # "5m"
+    min_fetches: StrictInt | None = None
+
+
+class TrustIn(BaseModel):
+    trusted: bool
 
 
 class ConfirmIn(BaseModel):
@@ -106,9 +129,76 @@ async def request_change(
     appid: str, body: ChangeIn, request: Request, who: Developer
 ) -> dict[str, Any]:
     pending = await platform_of(request).apps.request_change(
-        appid, body.kind, body.op, body.url, who.name
+        appid, body.kind, body.op, body.url, who.name, body.ratio
     )
     return pending.as_dict()
+
+
+@router.get("/apps/{appid}/fetch-settings")
+async def get_fetch_settings(appid: str, request: Request, who: Viewer) -> dict[str, Any]:
+    return await platform_of(request).apps.fetch_settings(appid)
+
+
+@router.post("/apps/{appid}/fetch-settings")
+async def set_fetch_settings(
+    appid: str, body: FetchSettingsIn, request: Request, who: Developer
+) -> dict[str, Any]:
+    return await platform_of(request).apps.update_fetch_settings(appid, body.model_dump(), who.name)
+
+
+@router.get("/apps/{appid}/prefetch-report")
+async def prefetch_report(
+    appid: str,
+    request: Request,
+    who: Viewer,
+    since: Annotated[str | None, Query(alias="from", max_length=32)] = None,
+    until: Annotated[str | None, Query(alias="to", max_length=32)] = None,
+) -> dict[str, Any]:
+    """Pre-fetch effectiveness by scene, path and platform: ready share, p50/p90 ms."""
+    return await platform_of(request).background.prefetch_report(appid, since, until)
+
+
+@router.get("/apps/{appid}/alerts")
+async def get_alerts(appid: str, request: Request, who: Viewer) -> dict[str, Any]:
+    return await platform_of(request).alerts.shown(appid)
+
+
+@router.post("/apps/{appid}/alerts")
+async def set_alerts(
+    appid: str, body: AlertsIn, request: Request, who: Developer
+) -> dict[str, Any]:
+    return await platform_of(request).alerts.configure(appid, body.model_dump())
+
+
+@router.get("/apps/{appid}/alerts/history")
+async def alert_history(
+    appid: str, request: Request, who: Viewer, limit: Annotated[int, Query(ge=1, le=1000)] = 100
+) -> dict[str, Any]:
+    return await platform_of(request).alerts.history(appid, limit)
+
+
+@router.post("/apps/{appid}/api-trust")
+async def set_api_trust(appid: str, body: TrustIn, request: Request, who: Admin) -> dict[str, Any]:
+    """Let WeChat's settings API (/wxa/fetchdatasetting) change this app's URLs without an
+    admin confirming each change (an admin's act, audited)."""
+    return await platform_of(request).wechat.set_trusted(appid, body.trusted, who.name)
+
+
+@router.get("/apps/{appid}/testers")
+async def list_testers(appid: str, request: Request, who: Viewer) -> dict[str, Any]:
+    return await platform_of(request).apps.testers(appid)
+
+
+@router.post("/apps/{appid}/testers")
+async def add_tester(appid: str, body: UserIn, request: Request, who: Developer) -> dict[str, Any]:
+    return await platform_of(request).apps.set_tester(appid, body.user_id, True, who.name)
+
+
+@router.delete("/apps/{appid}/testers/{user_id}")
+async def remove_tester(
+    appid: str, user_id: str, request: Request, who: Developer
+) -> dict[str, Any]:
+    return await platform_of(request).apps.set_tester(appid, user_id, False, who.name)
 
 
 @router.get("/apps/{appid}/changes")

@@ -74,6 +74,9 @@ def create_app(platform: Platform, *, run_scheduler: bool | None = None) -> Fast
             engine = platform.make_engine()
             task = asyncio.create_task(engine.run(stop))
             retention = asyncio.create_task(platform.analytics.retention_loop(stop))
+            alerts = asyncio.create_task(
+                platform.alerts.loop(stop, platform.settings.alert_check_s)
+            )
         try:
             yield
         finally:
@@ -83,6 +86,7 @@ def create_app(platform: Platform, *, run_scheduler: bool | None = None) -> Fast
                 await task
             if retention is not None:
                 await retention
+                await alerts
             await platform.close()
 
     app = FastAPI(

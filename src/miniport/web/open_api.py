@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import secrets
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
@@ -25,6 +27,81 @@ async def jscode2session(
 ) -> dict[str, Any]:
     """Exchange a login code for the user's openid, in WeChat's response shape."""
     return await platform_of(request).auth.jscode2session(appid, secret, js_code, grant_type)
+
+
+@router.get("/cgi-bin/token")
+async def wechat_token(
+    request: Request,
+    grant_type: Annotated[str, Query()] = "",
+    appid: Annotated[str, Query()] = "",
+    secret: Annotated[str, Query()] = "",
+) -> dict[str, Any]:
+    """WeChat's server API access token: {access_token, expires_in} or {errcode, errmsg}."""
+    return await platform_of(request).wechat.token(grant_type, appid, secret)
+
+
+@router.post("/wxa/fetchdatasetting")
+async def wechat_fetchdatasetting(
+    request: Request, access_token: Annotated[str, Query()] = ""
+) -> dict[str, Any]:
+    """WeChat's pre-fetch / periodic-update settings API (get, set_pre_fetch,
+    set_period_fetch); a set waits for an admin unless the app is trusted for API changes."""
+    try:
+        body = json.loads(await request.body() or b"null")
+    except ValueError:
+        body = None
+    return await platform_of(request).wechat.fetchdatasetting(access_token, body)
+
+
+async def _developer(request: Request, appid: str, access_token: str, secret: str) -> None:
+    """The developer's back end: an access token (/cgi-bin/token) for this app, or its secret."""
+    platform = platform_of(request)
+    if access_token:
+        app = await platform.wechat.app_for_token(access_token)
+        if isinstance(app, dict):
+            raise Unauthorized(str(app["errmsg"]))
+        if app.appid != appid:
+            raise Unauthorized("this access token is for another app")
+        return
+    if not secret:
+        raise Unauthorized("send access_token (from /cgi-bin/token) or the app's secret")
+    app = await platform.apps.get(appid)
+    if not secrets.compare_digest(app.secret.encode(), secret.encode()):
+        raise Unauthorized("invalid app secret")
+
+
+Token = Annotated[str, Query()]
+REFRESH = "/api/v1/apps/{appid}/background-fetch/refresh"
+
+
+@router.post(REFRESH, tags=["developer"])
+async def refresh_start(
+    appid: str, request: Request, access_token: Token = "", secret: Token = ""
+) -> dict[str, Any]:
+    """Fetch now for {"users": [...]} or {"all": true} (every active user) and push the new data
+    to their connected devices; one refresh per app at a time."""
+    await _developer(request, appid, access_token, secret)
+    try:
+        body = json.loads(await request.body() or b"null")
+    except ValueError:
+        body = None
+    return await platform_of(request).refresh.start(appid, body)
+
+
+@router.get(REFRESH + "/{refresh_id}", tags=["developer"])
+async def refresh_progress(
+    appid: str, refresh_id: str, request: Request, access_token: Token = "", secret: Token = ""
+) -> dict[str, Any]:
+    await _developer(request, appid, access_token, secret)
+    return await platform_of(request).refresh.progress(appid, refresh_id)
+
+
+@router.delete(REFRESH + "/{refresh_id}", tags=["developer"])
+async def refresh_cancel(
+    appid: str, refresh_id: str, request: Request, access_token: Token = "", secret: Token = ""
+) -> dict[str, Any]:
+    await _developer(request, appid, access_token, secret)
+    return await platform_of(request).refresh.cancel(appid, refresh_id)
 
 
 @router.get("/healthz")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, Request
@@ -27,6 +27,9 @@ class LaunchIn(BaseModel):
     path: StrictStr = Field(default="", max_length=1024)
     query: StrictStr | dict[str, StrictStr | StrictInt] = Field(default="")
     scene: StrictInt = Field(default=1001, ge=0, le=99999)
+    version: StrictStr = Field(default="", max_length=64)
+    envVersion: Literal["develop", "trial", "release", ""] = ""
+    platform: StrictStr = Field(default="", max_length=16, pattern=r"^[a-z0-9_-]*$")
 
     def to_launch(self) -> Launch:
         query = self.query if isinstance(self.query, str) else urlencode(self.query)
@@ -35,7 +38,11 @@ class LaunchIn(BaseModel):
         for name, value in (("path", self.path), ("query", query)):
             if any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in value):
                 raise InvalidInput(f"{name} contains control characters")
-        return Launch(self.path.lstrip("/"), query, self.scene)
+        if any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in self.version):
+            raise InvalidInput("version contains control characters")
+        return Launch(
+            self.path.lstrip("/"), query, self.scene, self.version, self.envVersion, self.platform
+        )
 
 
 class TokenIn(BaseModel):

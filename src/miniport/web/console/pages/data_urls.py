@@ -10,13 +10,13 @@ shows the page again with the error at the field at fault and the value typed.""
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 from urllib.parse import quote
 
 from fastapi import APIRouter, Form
 from fastapi.responses import Response
 
-from ....errors import MiniportError
+from ....errors import InvalidInput, MiniportError
 from ..render import BASE, qr_png, redirect, render, state_of
 from ._common import AdminPage, Ctx, DeveloperPage, ViewerPage, app_context
 
@@ -35,6 +35,7 @@ async def urls_page(
     p = state.platform
     context = await app_context(ctx, appid, "urls")
     settings = await p.apps.settings(appid)
+    fetch_settings = await p.apps.fetch_settings(appid)
     history = await p.db.read(p.registry.list_changes, appid, 20)
     now = p.clock.now()
     pending = []
@@ -46,6 +47,7 @@ async def urls_page(
         "urls.html",
         session=ctx.session,
         settings=settings,
+        fetch_settings=fetch_settings,
         pending=pending,
         history=history,
         errors=errors or {},
@@ -70,15 +72,20 @@ async def request_change(
     kind: Annotated[str, Form(max_length=16)],
     op: Annotated[str, Form(max_length=16)] = "set",
     url: Annotated[str, Form(max_length=4096)] = "",
+    ratio: Annotated[str, Form(max_length=8)] = "",
 ) -> Response:
     state = state_of(ctx.request)
+    field = f"grey-{kind}" if op.startswith("grey") else kind  # where an error is shown
     try:
+        if ratio.strip() and not ratio.strip().isdigit():
+            raise InvalidInput("the grey ratio must be a whole percentage 0..100")
         pending = await state.platform.apps.request_change(
-            appid, kind, op, url.strip() or None, ctx.who.name
-        )
+            appid, kind, op, url.strip() or None, ctx.who.name,
+            int(ratio) if ratio.strip() else None,
+        )  # fmt: skip
     except MiniportError as exc:
         return await urls_page(
-            ctx, appid, errors={kind: exc.message}, values={kind: url}, status=exc.http_status
+            ctx, appid, errors={field: exc.message}, values={field: url}, status=exc.http_status
         )
     await state.qr.remember(pending)
     change_id = pending.change.id
@@ -86,6 +93,37 @@ async def request_change(
         f"{BASE}/apps/{appid}/urls?change={quote(change_id)}#change-{change_id}",
         ("flash.change_requested", {}),
     )
+
+
+@router.post("/apps/{appid}/fetch-settings")
+async def save_fetch_settings(
+    ctx: DeveloperPage,
+    appid: str,
+    interval: Annotated[str, Form(max_length=16)] = "",
+    active_days: Annotated[str, Form(max_length=4)] = "",
+    fetch_timeout: Annotated[str, Form(max_length=16, alias="timeout")] = "",
+    header: Annotated[str, Form(max_length=1200)] = "",
+    clear_headers: Annotated[str, Form(max_length=4)] = "",
+) -> Response:
+    """The app's fetch settings; empty fields keep their value, a header line adds or
+    replaces one (its value is never shown again, only masked)."""
+    changes: dict[str, Any] = {
+        "interval": interval.strip() or None,
+        "timeout": fetch_timeout.strip() or None,
+        "headers": [header] if header.strip() else None,
+        "clear_headers": bool(clear_headers),
+    }
+    try:
+        if active_days.strip():
+            if not active_days.strip().isdigit():
+                raise InvalidInput("active days must be a whole number")
+            changes["active_days"] = int(active_days)
+        await state_of(ctx.request).platform.apps.update_fetch_settings(
+            appid, changes, ctx.who.name
+        )
+    except MiniportError as exc:
+        return await urls_page(ctx, appid, errors={"settings": exc.message}, status=exc.http_status)
+    return redirect(f"{BASE}/apps/{appid}/urls#fetch-settings", ("flash.fetch_settings_saved", {}))
 
 
 @router.get("/apps/{appid}/changes/{change_id}/qr.png")

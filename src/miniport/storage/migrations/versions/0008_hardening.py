@@ -11,8 +11,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0002"
-down_revision = "0001"
+revision = "0008"
+down_revision = "0007"
 branch_labels = None
 depends_on = None
 

@@ -1,0 +1,69 @@
+"""When a developer's server is failing (pure): alert rules over a window of fetch verdicts.
+
+Invariants: a kind's state changes only on enough evidence (at least ``min_fetches`` fetches
+in the window); it turns failing when the success share falls under ``threshold`` and recovers
+when it is back at or above it; one alert per state change, never one per check. The cause
+names the commonest failure (``timeout``, ``http_error 503``, ``oversize`` ...)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..errors import InvalidInput
+
+OK_VERDICTS = frozenset({"cached", "not_modified"})
+# not the developer server's fault: no alert for these
+IGNORED_VERDICTS = frozenset({"token_not_set", "no_url", "host_backoff"})
+
+
+@dataclass(frozen=True)
+class AlertRule:
+    threshold: float = 0.8  # success share, 0..1
+    window_s: float = 300.0
+    min_fetches: int = 20
+
+    def __post_init__(self) -> None:
+        if not 0 < self.threshold <= 1:
+            raise InvalidInput("the threshold is a success percentage from 1 to 100")
+        if not 60 <= self.window_s <= 86400:
+            raise InvalidInput("the window must be from 1 min to 24 h")
+        if not 1 <= self.min_fetches <= 100_000:
+            raise InvalidInput("min fetches must be from 1 to 100000")
+
+
+@dataclass(frozen=True)
+class WindowStats:
+    """Counts per (verdict, HTTP status) of one kind's fetches in the window."""
+
+    counts: dict[tuple[str, int | None], int]
+
+    @property
+    def total(self) -> int:
+        return sum(n for (v, _), n in self.counts.items() if v not in IGNORED_VERDICTS)
+
+    @property
+    def ok(self) -> int:
+        return sum(n for (v, _), n in self.counts.items() if v in OK_VERDICTS)
+
+    def success_rate(self) -> float | None:
+        return self.ok / self.total if self.total else None
+
+    def cause(self) -> str | None:
+        failures = {
+            k: n
+            for k, n in self.counts.items()
+            if k[0] not in OK_VERDICTS and k[0] not in IGNORED_VERDICTS
+        }
+        if not failures:
+            return None
+        verdict, status = max(sorted(failures, key=str), key=lambda k: failures[k])
+        return f"{verdict} {status}" if verdict == "http_error" and status else verdict
+
+
+def judge(stats: WindowStats, rule: AlertRule, failing: bool) -> bool | None:
+    """The new state (True: failing) when it changes, else None."""
+    rate = stats.success_rate()
+    if rate is None or stats.total < rule.min_fetches:
+        return None
+    now_failing = rate < rule.threshold
+    return now_failing if now_failing != failing else None

@@ -1,0 +1,194 @@
+"""Alerts when a developer's server fails: per app a webhook (the data URLs' address guard,
+signed like fetch requests) and an optional e-mail, sent when a kind's success share over the
+window falls under the threshold and again when it recovers — one alert per state change.
+
+The webhook's signature covers the body: the signed request target carries ``timestamp`` and
+``sha256`` (the body's hex digest) as query parameters, so a developer verifies it with the
+same code as a fetch request, then checks the digest."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import json
+import logging
+import re
+import smtplib
+from email.message import EmailMessage
+from typing import Any
+
+from ..clock import Clock
+from ..domain.address_guard import AddressPolicy
+from ..domain.alerts import AlertRule, WindowStats, judge
+from ..domain.fetch_settings import parse_duration
+from ..domain.requests import merge_target
+from ..domain.urls import validate_fetch_url
+from ..errors import InvalidInput
+from ..fetch.client import Fetcher, post_guarded
+from ..storage.alerts import AlertStore
+from ..storage.db import Database
+from ..storage.registry import RegistryStore
+from ..verify import APPID_HEADER, SIGNATURE_HEADER, sign
+
+_EMAIL = re.compile(r"^[^@\s]{1,64}@[A-Za-z0-9.-]{1,189}\.[A-Za-z]{2,}$|^[^@\s]+@localhost$")
+KINDS = ("periodic", "pre")
+log = logging.getLogger("miniport.alerts")
+
+
+def signed_webhook(
+    url: str, appid: str, secret: str, body: bytes, ts: int
+) -> tuple[str, dict[str, str]]:
+    params = [("timestamp", str(ts)), ("sha256", hashlib.sha256(body).hexdigest())]
+    full, target = merge_target(url, params)
+    headers = {
+        APPID_HEADER: appid,
+        SIGNATURE_HEADER: sign(secret, ts, "POST", target),
+        "Content-Type": "application/json",
+        "User-Agent": "Miniport-Alerts/0.1",
+    }
+    return full, headers
+
+
+class AlertService:
+    def __init__(
+        self,
+        db: Database,
+        registry: RegistryStore,
+        fetcher: Fetcher,
+        clock: Clock,
+        *,
+        dev: bool,
+        smtp: tuple[str | None, int, str],
+        allow_hosts: tuple[str, ...] = (),
+    ) -> None:
+        self.db, self.registry, self.fetcher, self.clock = db, registry, fetcher, clock
+        self.store = AlertStore(db)
+        self.dev = dev
+        self.address_policy = AddressPolicy.build(dev=dev, allow=allow_hosts)  # as the data URLs
+        self.smtp_host, self.smtp_port, self.smtp_from = smtp
+
+    # --- settings and history ---
+    async def configure(self, appid: str, changes: dict[str, Any]) -> dict[str, Any]:
+        await self.db.read(self.registry.get_app, appid)
+        current = (await self.db.read(self.store.settings, appid) or [{}])[0]
+        values = {
+            "webhook_url": current.get("webhook_url"),
+            "email": current.get("email"),
+            "threshold": current.get("threshold", AlertRule.threshold),
+            "window_s": current.get("window_s", AlertRule.window_s),
+            "min_fetches": current.get("min_fetches", AlertRule.min_fetches),
+        }
+        if changes.get("webhook") is not None:
+            webhook = changes["webhook"]
+            values["webhook_url"] = (
+                validate_fetch_url("periodic", webhook, dev=self.dev, policy=self.address_policy)
+                if webhook
+                else None
+            )
+        if changes.get("email") is not None:
+            email = changes["email"].strip()
+            if email and not _EMAIL.match(email):
+                raise InvalidInput(f"{email!r} is not an e-mail address")
+            values["email"] = email or None
+        if changes.get("threshold") is not None:
+            values["threshold"] = float(changes["threshold"]) / 100
+        if changes.get("window") is not None:
+            values["window_s"] = parse_duration(changes["window"], "m")
+        if changes.get("min_fetches") is not None:
+            values["min_fetches"] = changes["min_fetches"]
+        AlertRule(values["threshold"], values["window_s"], values["min_fetches"])  # validates
+        await self.db.write(self.store.save_settings, appid, values, self.clock.now())
+        return await self.shown(appid)
+
+    async def shown(self, appid: str) -> dict[str, Any]:
+        await self.db.read(self.registry.get_app, appid)
+        found = await self.db.read(self.store.settings, appid)
+        row = found[0] if found else {}
+        return {
+            "appid": appid,
+            "webhook": row.get("webhook_url"),
+            "email": row.get("email"),
+            "threshold": round(row.get("threshold", AlertRule.threshold) * 100, 2),
+            "window_s": row.get("window_s", AlertRule.window_s),
+            "min_fetches": row.get("min_fetches", AlertRule.min_fetches),
+            "states": await self.db.read(self.store.states, appid),
+        }
+
+    async def history(self, appid: str, limit: int = 100) -> dict[str, Any]:
+        await self.db.read(self.registry.get_app, appid)
+        return {"appid": appid, "alerts": await self.db.read(self.store.history, appid, limit)}
+
+    # --- checking ---
+    async def check(self) -> int:
+        """Evaluate every configured app once; the number of alerts sent."""
+        sent = 0
+        for row in await self.db.read(self.store.settings):
+            try:
+                sent += await self._check_app(row)
+            except Exception:  # one app's trouble does not stop the others
+                log.exception("checking the alerts of %s failed", row["appid"])
+        return sent
+
+    async def _check_app(self, row: dict[str, Any]) -> int:
+        appid = row["appid"]
+        rule = AlertRule(row["threshold"], row["window_s"], row["min_fetches"])
+        now = self.clock.now()
+        windows = await self.db.read(self.store.window, appid, now - rule.window_s)
+        states = await self.db.read(self.store.states, appid)
+        sent = 0
+        for kind in KINDS:
+            stats = WindowStats(windows.get(kind, {}))
+            change = judge(stats, rule, states.get(kind, False))
+            if change is None:
+                continue
+            event = {
+                "ts": now,
+                "state": "failing" if change else "recovered",
+                "success_rate": stats.success_rate(),
+                "fetches": stats.total,
+                "cause": stats.cause() if change else None,
+            }
+            if await self.db.write(self.store.record_change, appid, kind, change, event):
+                await self._deliver(row, kind, rule, event)
+                sent += 1
+        return sent
+
+    async def _deliver(
+        self, row: dict[str, Any], kind: str, rule: AlertRule, event: dict[str, Any]
+    ) -> None:
+        appid = row["appid"]
+        message = {"appid": appid, "kind": kind, "threshold": rule.threshold,
+                   "window_s": rule.window_s, **event}  # fmt: skip
+        delivery: dict[str, str] = {}
+        if row.get("webhook_url"):
+            app = await self.db.read(self.registry.get_app, appid)
+            body = json.dumps(message, sort_keys=True).encode()
+            url, headers = signed_webhook(
+                row["webhook_url"], appid, app.secret, body, int(event["ts"])
+            )
+            delivery["webhook"] = await post_guarded(self.fetcher, url, body, headers, 10.0)
+        if row.get("email"):
+            delivery["email"] = await asyncio.to_thread(self._mail, row["email"], message)
+        await self.db.write(self.store.set_delivery, appid, event["ts"], kind, delivery)
+
+    def _mail(self, to: str, message: dict[str, Any]) -> str:
+        if not self.smtp_host:
+            return "not sent: no SMTP server is configured (MINIPORT_SMTP_HOST)"
+        mail = EmailMessage()
+        state = "is failing" if message["state"] == "failing" else "has recovered"
+        mail["Subject"] = f"[Miniport] {message['appid']} {message['kind']} data server {state}"
+        mail["From"], mail["To"] = self.smtp_from, to
+        mail.set_content(json.dumps(message, indent=2, sort_keys=True))
+        try:
+            with smtplib.SMTP(self.smtp_host, self.smtp_port, timeout=10) as smtp:
+                smtp.send_message(mail)
+            return "sent"
+        except (OSError, smtplib.SMTPException) as exc:
+            return f"error: {exc.__class__.__name__}"
+
+    async def loop(self, stop: asyncio.Event, every_s: float) -> None:
+        while not stop.is_set():
+            await self.check()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), every_s)

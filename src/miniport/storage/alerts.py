@@ -1,0 +1,94 @@
+"""Alert settings, each kind's alert state and the alert history of an app.
+
+Invariant: ``record_change`` moves a kind's state and appends its history row in one
+transaction, and only if the stored state is still the one the check saw, so two checkers
+never send one change twice."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from sqlalchemy import and_, delete, func, insert, select, update
+
+from . import schema as t
+from .db import Database
+
+
+class AlertStore:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    def settings(self, appid: str | None = None) -> list[dict[str, Any]]:
+        query = select(t.alert_settings)
+        if appid is not None:
+            query = query.where(t.alert_settings.c.appid == appid)
+        with self.db.reading() as conn:
+            return [dict(r._mapping) for r in conn.execute(query)]
+
+    def save_settings(self, appid: str, values: dict[str, Any], now: float) -> None:
+        with self.db.writing() as conn:
+            conn.execute(delete(t.alert_settings).where(t.alert_settings.c.appid == appid))
+            conn.execute(insert(t.alert_settings).values(appid=appid, updated_at=now, **values))
+
+    def states(self, appid: str) -> dict[str, bool]:
+        c = t.alert_states.c
+        with self.db.reading() as conn:
+            rows = conn.execute(select(c.kind, c.failing).where(c.appid == appid)).all()
+        return {kind: bool(failing) for kind, failing in rows}
+
+    def window(self, appid: str, since: float) -> dict[str, dict[tuple[str, int | None], int]]:
+        """Per kind: fetch counts by (verdict, status) since ``since``."""
+        c = t.fetch_log.c
+        with self.db.reading() as conn:
+            rows = conn.execute(
+                select(c.kind, c.verdict, c.status, func.count())
+                .where(and_(c.appid == appid, c.ts >= since))
+                .group_by(c.kind, c.verdict, c.status)
+            ).all()
+        out: dict[str, dict[tuple[str, int | None], int]] = {}
+        for kind, verdict, status, count in rows:
+            out.setdefault(kind, {})[(verdict, status)] = int(count)
+        return out
+
+    def record_change(self, appid: str, kind: str, failing: bool, event: dict[str, Any]) -> bool:
+        """Move the state (False when another checker already did) and keep the event."""
+        c = t.alert_states.c
+        with self.db.writing() as conn:
+            moved = conn.execute(
+                update(t.alert_states)
+                .where(and_(c.appid == appid, c.kind == kind, c.failing == (not failing)))
+                .values(failing=failing, since=event["ts"])
+            ).rowcount
+            if not moved:
+                known = conn.execute(
+                    select(c.failing).where(and_(c.appid == appid, c.kind == kind))
+                ).first()
+                if known is not None:
+                    return False
+                conn.execute(
+                    insert(t.alert_states).values(
+                        appid=appid, kind=kind, failing=failing, since=event["ts"]
+                    )
+                )
+            conn.execute(
+                insert(t.alert_events).values(appid=appid, kind=kind, delivery="{}", **event)
+            )
+            return True
+
+    def set_delivery(self, appid: str, ts: float, kind: str, delivery: dict[str, str]) -> None:
+        c = t.alert_events.c
+        with self.db.writing() as conn:
+            conn.execute(
+                update(t.alert_events)
+                .where(and_(c.appid == appid, c.kind == kind, c.ts == ts))
+                .values(delivery=json.dumps(delivery))
+            )
+
+    def history(self, appid: str, limit: int = 100) -> list[dict[str, Any]]:
+        c = t.alert_events.c
+        with self.db.reading() as conn:
+            rows = conn.execute(
+                select(t.alert_events).where(c.appid == appid).order_by(c.id.desc()).limit(limit)
+            ).all()
+        return [{**dict(r._mapping), "delivery": json.loads(r.delivery)} for r in rows]

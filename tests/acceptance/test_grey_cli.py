@@ -1,0 +1,51 @@
+"""`miniport fetch-url grey …` and `miniport app testers …` through the real executable: each
+grey change waits for `change confirm`, like `fetch-url set`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.acceptance.test_cli import miniport, ok
+
+
+@pytest.mark.timeout(300)  # sixteen CLI processes in a row
+async def test_grey_release_and_testers_from_the_cli(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    appid = (await ok("app", "create", "Shop", data_dir=data))["appid"]
+    main = await ok("fetch-url", "set", appid, "--kind", "periodic", "--url",
+                    "https://dev.example/main", data_dir=data)
+    await ok("change", "confirm", main["confirm_code"], data_dir=data)
+
+    added = await ok("app", "testers", "add", appid, "alice", data_dir=data)
+    assert [t["user_id"] for t in added["testers"]] == ["alice"]
+    change = await ok("fetch-url", "grey", "set", appid, "--kind", "periodic", "--url",
+                      "https://dev.example/grey", "--ratio", "10", data_dir=data)
+    assert (change["op"], change["ratio"]) == ("grey_set", 10)
+    shown = await ok("app", "show", appid, data_dir=data)
+    assert shown["urls"]["periodic"]["grey_url"] is None  # not before an admin confirms
+    await ok("change", "confirm", change["confirm_code"], data_dir=data)
+    ratio = await ok("fetch-url", "grey", "ratio", appid, "--kind", "periodic", "--ratio", "25",
+                     data_dir=data)
+    await ok("change", "confirm", ratio["confirm_code"], data_dir=data)
+    shown = await ok("app", "show", appid, data_dir=data)
+    assert shown["urls"]["periodic"]["grey_url"] == "https://dev.example/grey"
+    assert shown["urls"]["periodic"]["grey_ratio"] == 25
+
+    bad = await miniport("fetch-url", "grey", "ratio", appid, "--kind", "periodic", "--ratio",
+                         "101", "--json", data_dir=data)
+    assert bad.code == 1 and bad.json["error"] == "invalid_input"
+
+    promote = await ok("fetch-url", "grey", "promote", appid, "--kind", "periodic", data_dir=data)
+    await ok("change", "confirm", promote["confirm_code"], data_dir=data)
+    shown = await ok("app", "show", appid, data_dir=data)
+    assert shown["urls"]["periodic"]["url"] == "https://dev.example/grey"
+    assert shown["urls"]["periodic"]["grey_url"] is None
+    clear = await ok("fetch-url", "grey", "clear", appid, "--kind", "pre", data_dir=data)
+    assert clear["op"] == "grey_clear"
+
+    removed = await ok("app", "testers", "remove", appid, "alice", data_dir=data)
+    assert removed["testers"] == []
+    listed = await miniport("app", "testers", "list", appid, data_dir=data)
+    assert listed.code == 0 and "(none)" in listed.out

@@ -1,0 +1,139 @@
+"""Grey release end to end: a second URL serves the testers and a stable share of users, each
+change waits for an admin like any URL change, promote makes it the main URL, and the fetch log,
+health and devtools say which URL served (SQLite and PostgreSQL)."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+import pytest
+
+from miniport.clock import FakeClock
+from miniport.domain.grey import grey_bucket
+from miniport.domain.requests import Launch
+from miniport.errors import Conflict, InvalidInput
+from miniport.platform import Platform
+from miniport.storage.health import health_series
+from tests.conftest import confirm_url
+from tests.support.platforms import Counter, run, settle
+
+Make = Callable[..., Awaitable[Platform]]
+USERS = [f"user{i}" for i in range(40)]
+
+
+async def grey(p: Platform, appid: str, op: str, url: str | None = None, **kw: int) -> None:
+    pending = await p.apps.request_change(appid, "periodic", op, url, "dev", kw.get("ratio"))
+    assert (await p.apps.settings(appid))["pending"][0]["op"] == op  # waits for an admin
+    await p.apps.confirm(pending.code, "admin")
+
+
+def served(counter: Counter) -> dict[str, str]:
+    """user token -> the path that served it (the last request of each)."""
+    return {r.query["token"]: r.path for r in counter.requests}
+
+
+@pytest.mark.parametrize(
+    "backend", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+)
+async def test_testers_then_a_share_then_promote(
+    backend: str,
+    request: pytest.FixtureRequest,
+    platforms: Make,
+    fake_clock: FakeClock,
+    counter: Counter,
+) -> None:
+    extra = {"database_url": request.getfixturevalue("pg_url")} if backend == "postgres" else {}
+    p = await platforms(clock=fake_clock, **extra)
+    app = await p.apps.create("shop", "dev")
+    await confirm_url(p, app.appid, "periodic", counter.url + "/main")
+    for user in USERS:
+        await p.background.launch(app.appid, user, Launch())
+        await p.background.set_token(app.appid, user, user)
+    await p.apps.set_tester(app.appid, "user7", True, "dev")
+
+    await grey(p, app.appid, "grey_set", counter.url + "/grey", ratio=0)
+    assert await run(p) == len(USERS)
+    assert {u for u, path in served(counter).items() if path == "/grey"} == {"user7"}
+    log = await p.background.log(app.appid, limit=100)
+    assert {(e["user_id"], e["route"]) for e in log if e["route"] == "grey"} == {("user7", "grey")}
+    health = await p.background.health(app.appid, 0)
+    assert health["periodic"]["routes"]["grey"]["total"] == 1
+    assert health["periodic"]["routes"]["main"]["total"] == len(USERS) - 1
+    series = await p.db.read(health_series, p.db, app.appid, 0.0, 3600.0)
+    assert sum(r["grey_total"] for r in series) == sum(r["grey_ok"] for r in series) == 1
+
+    # 30 %: the users whose bucket is under 3000, plus the tester; raising it keeps them all
+    counter.requests.clear()
+    await grey(p, app.appid, "grey_ratio", ratio=30)
+    assert await run(p) == len(USERS)
+    at_30 = {u for u, path in served(counter).items() if path == "/grey"}
+    bucket = {u: grey_bucket(app.appid, p.auth.openid(app.appid, u)) for u in USERS}
+    assert at_30 == {u for u in USERS if bucket[u] < 3000} | {"user7"}
+    assert 1 < len(at_30) < len(USERS)
+    counter.requests.clear()
+    await grey(p, app.appid, "grey_ratio", ratio=60)
+    assert await run(p) == len(USERS)
+    at_60 = {u for u, path in served(counter).items() if path == "/grey"}
+    assert at_30 < at_60 == {u for u in USERS if bucket[u] < 6000} | {"user7"}
+
+    shown = await p.background.fetch_now(app.appid, "user7", "periodic")
+    assert shown["route"] == "grey" and "/grey?" in shown["request"]["url"]
+
+    await grey(p, app.appid, "grey_promote")
+    urls = (await p.apps.settings(app.appid))["urls"]["periodic"]
+    assert (urls["url"], urls["grey_url"], urls["grey_ratio"]) == (counter.url + "/grey", None, 0)
+    counter.requests.clear()
+    assert await run(p) == len(USERS)
+    assert set(served(counter).values()) == {"/grey"}
+    assert {e["route"] for e in (await p.background.log(app.appid, limit=40))} == {"main"}
+
+
+async def test_pre_fetch_follows_the_grey_url(
+    platforms: Make, fake_clock: FakeClock, counter: Counter
+) -> None:
+    p = await platforms(clock=fake_clock)
+    app = await p.apps.create("shop", "dev")
+    await confirm_url(p, app.appid, "pre", counter.url + "/pre")
+    pending = await p.apps.request_change(
+        app.appid, "pre", "grey_set", counter.url + "/pre-grey", "dev", 0
+    )
+    await p.apps.confirm(pending.code, "admin")
+    await p.apps.set_tester(app.appid, "tess", True, "dev")
+    shown = await p.background.fetch_now(app.appid, "tess", "pre", Launch("pages/a"))
+    assert shown["route"] == "grey" and counter.requests[-1].path == "/pre-grey"
+    await p.background.launch(app.appid, "other", Launch("pages/a"))
+    await p.background.get_data(app.appid, "other", "pre", wait_ms=5000)
+    assert counter.requests[-1].path == "/pre"
+    await settle(p)
+    routes = {e["user_id"]: e["route"] for e in await p.background.log(app.appid)}
+    assert routes == {"tess": "grey", "other": "main"}
+
+    removed = await p.apps.set_tester(app.appid, "tess", False, "dev")
+    assert removed["testers"] == [] and removed["changed"] is True
+    assert (await p.apps.set_tester(app.appid, "tess", False, "dev"))["changed"] is False
+    shown = await p.background.fetch_now(app.appid, "tess", "pre", Launch("pages/a"))
+    assert shown["route"] == "main"
+    audit = [e.action for e in await p.db.read(p.registry.list_audit, app.appid)]
+    assert audit.count("tester.add") == 1 and audit.count("tester.remove") == 1
+
+
+async def test_bad_grey_changes_are_refused(platforms: Make, fake_clock: FakeClock) -> None:
+    p = await platforms(clock=fake_clock)
+    app = await p.apps.create("shop", "dev")
+    for op, url, ratio in [
+        ("grey_set", "https://dev.example/g", 101),
+        ("grey_set", "https://dev.example/g", -1),
+        ("grey_ratio", None, None),
+        ("set", "https://dev.example/m", 10),
+        ("grey_set", "ftp://dev.example/g", 10),
+    ]:
+        with pytest.raises(InvalidInput):
+            await p.apps.request_change(app.appid, "periodic", op, url, "dev", ratio)
+    for op, ratio in [("grey_ratio", 10), ("grey_promote", None)]:
+        pending = await p.apps.request_change(app.appid, "periodic", op, None, "dev", ratio)
+        with pytest.raises(Conflict, match="no periodic grey URL"):
+            await p.apps.confirm(pending.code, "admin")
+    with pytest.raises(InvalidInput):
+        await p.apps.set_tester(app.appid, "", True, "dev")
+    urls = (await p.apps.settings(app.appid))["urls"]["periodic"]
+    assert (urls["grey_url"], urls["grey_ratio"]) == (None, 0)

@@ -1,0 +1,120 @@
+"""Refreshes from the developer's back end: the engine fetches the chosen users (and tells their
+devices), progress counts them, one refresh per app at a time, a cancel puts the rest back on
+their schedule; and the HTTP API accepts an access token or the app's secret only."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+import aiohttp
+import pytest
+from sqlalchemy import select
+
+from miniport.clock import FakeClock
+from miniport.domain.requests import Launch
+from miniport.errors import Conflict, InvalidInput, NotFound
+from miniport.platform import Platform
+from miniport.storage import schema as t
+from tests.conftest import LiveServer, confirm_url
+from tests.support.platforms import Counter, run
+
+Make = Callable[..., Awaitable[Platform]]
+USERS = [f"u{i}" for i in range(12)]
+
+
+async def fetched_app(p: Platform, counter: Counter) -> str:
+    app = await p.apps.create("shop", "dev")
+    await confirm_url(p, app.appid, "periodic", counter.url + "/periodic")
+    for user in USERS:
+        await p.background.launch(app.appid, user, Launch())
+        await p.background.set_token(app.appid, user, user)
+    assert await run(p) == len(USERS)
+    return app.appid
+
+
+async def test_a_refresh_of_every_user_runs_through_the_engine(
+    platforms: Make, fake_clock: FakeClock, counter: Counter
+) -> None:
+    p = await platforms(clock=fake_clock)
+    appid = await fetched_app(p, counter)
+    device = p.broker.subscribe("u3", "phone")
+    fake_clock.advance(60)
+    started = await p.refresh.start(appid, {"all": True})
+    assert started["users"] == len(USERS)
+    rid = started["refresh_id"]
+    assert await p.refresh.progress(appid, rid) == {
+        **await p.refresh.progress(appid, rid), "state": "running", "done": 0, "total": 12
+    }
+    with pytest.raises(Conflict, match="still running"):
+        await p.refresh.start(appid, {"users": ["u1"]})
+    counter.requests.clear()
+    assert await run(p) == len(USERS)
+    assert sorted(r.query["token"] for r in counter.requests) == sorted(USERS)
+    shown = await p.refresh.progress(appid, rid)
+    assert (shown["state"], shown["done"], shown["total"]) == ("done", 12, 12)
+    message = device.pending.popleft()
+    assert message["type"] == "backgroundFetchData" and message["fetchedData"] == "data for u3"
+
+    again = await p.refresh.start(appid, {"users": ["u1", "u2", "nobody", "u1"]})
+    assert again["users"] == 2  # unknown users are left out, duplicates once
+    assert await run(p) == 2
+
+
+async def test_a_cancelled_refresh_leaves_the_rest_on_schedule(
+    platforms: Make, fake_clock: FakeClock, counter: Counter
+) -> None:
+    p = await platforms(clock=fake_clock)
+    appid = await fetched_app(p, counter)
+    fake_clock.advance(60)
+    rid = (await p.refresh.start(appid, {"users": USERS[:5]}))["refresh_id"]
+    cancelled = await p.refresh.cancel(appid, rid)
+    assert (cancelled["state"], cancelled["done"]) == ("cancelled", 0)
+    assert await run(p) == 0  # nothing fetched: all back at last success + 12 h
+    with p.db.reading() as conn:
+        due = {r[0] for r in conn.execute(select(t.app_users.c.next_due_at))}
+    assert len(due) == 1 and min(due) > fake_clock.now() + 11 * 3600
+    # a cancelled refresh no longer blocks another one
+    assert (await p.refresh.start(appid, {"all": True}))["users"] == len(USERS)
+
+
+@pytest.mark.parametrize(
+    "body", [None, [], {}, {"users": []}, {"users": "u1"}, {"users": [1]}, {"all": False},
+             {"all": True, "users": ["u1"]}, {"users": ["x" * 129]}],
+)  # fmt: skip
+async def test_bad_refresh_requests_are_refused(
+    body: object, platforms: Make, fake_clock: FakeClock
+) -> None:
+    p = await platforms(clock=fake_clock)
+    app = await p.apps.create("shop", "dev")
+    with pytest.raises(InvalidInput):
+        await p.refresh.start(app.appid, body)
+    with pytest.raises(NotFound):
+        await p.refresh.progress(app.appid, "rf_nope")
+
+
+async def test_the_refresh_api_over_http(
+    live: Callable[..., Awaitable[LiveServer]], http: aiohttp.ClientSession
+) -> None:
+    server = await live()
+    p = server.platform
+    app = await p.apps.create("shop", "dev")
+    other = await p.apps.create("other", "dev")
+    base = f"{server.url}/api/v1/apps/{app.appid}/background-fetch/refresh"
+    token = (await p.wechat.token("client_credential", app.appid, app.secret))["access_token"]
+    foreign = (await p.wechat.token("client_credential", other.appid, other.secret))[
+        "access_token"
+    ]
+    for params in ({}, {"secret": "wrong"}, {"access_token": foreign}, {"access_token": "x"}):
+        async with http.post(base, params=params, json={"all": True}) as resp:
+            assert resp.status == 401, params
+    async with http.post(base, params={"secret": app.secret}, json={"all": True}) as resp:
+        assert resp.status == 200
+        started = await resp.json()
+    assert started["users"] == 0
+    url = f"{base}/{started['refresh_id']}"
+    async with http.get(url, params={"access_token": token}) as resp:
+        assert await resp.json() == {**(await resp.json()), "state": "done", "total": 0}
+    async with http.delete(url, params={"access_token": token}) as resp:
+        assert (await resp.json())["state"] == "done"  # already finished: nothing to cancel
+    async with http.post(base, params={"access_token": token}, json={"users": []}) as resp:
+        assert resp.status == 422

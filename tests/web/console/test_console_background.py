@@ -1,0 +1,66 @@
+"""Console: the data URLs page shows and requests the grey release; the health page shows the
+pre-fetch effectiveness report and the alert history."""
+
+from __future__ import annotations
+
+from miniport.storage.fetches import FetchRecord
+from tests.conftest import LiveServer
+from tests.web.console.test_console_http import PASSWORD, client, csrf_of, sign_in
+
+
+async def test_grey_on_the_urls_page_and_reports_on_the_health_page(
+    live_server: LiveServer,
+) -> None:
+    p = live_server.platform
+    base = live_server.url
+    await p.console_users.create_user("gwen", "developer", PASSWORD)
+    app = await p.apps.create("shop", "dev")
+    await p.apps.set_tester(app.appid, "tess", True, "dev")
+    async with client() as s:
+        (await sign_in(s, base, "gwen")).release()
+        async with s.get(f"{base}/console/apps/{app.appid}/urls") as r:
+            page = await r.text()
+        assert 'data-testid="grey-form-periodic"' in page and "<code>tess</code>" in page
+        form = {"csrf_token": csrf_of(page), "kind": "periodic", "op": "grey_set",
+                "url": "https://dev.example/grey", "ratio": "15"}  # fmt: skip
+        async with s.post(f"{base}/console/apps/{app.appid}/changes", data=form) as r:
+            assert r.status == 200
+            page = await r.text()
+        assert "https://dev.example/grey" in page and "15 %" in page  # the pending change
+        bad = {**form, "ratio": "lots"}
+        async with s.post(f"{base}/console/apps/{app.appid}/changes", data=bad) as r:
+            assert r.status == 422
+            assert 'data-testid="error-grey-periodic"' in await r.text()
+
+        await p.alerts.configure(app.appid, {"webhook": "http://127.0.0.1:9/hook",
+                                             "min_fetches": 1})  # fmt: skip
+        now = p.clock.now()
+        await p.db.write(p.fetches.record, [FetchRecord(app.appid, "u", "pre", "launch", now,
+                                                        "x", "timeout")])  # fmt: skip
+        assert await p.alerts.check() == 1
+        async with s.get(f"{base}/console/apps/{app.appid}/health") as r:
+            page = await r.text()
+        assert 'data-testid="prefetch-report"' in page
+        assert 'data-alert-state="failing"' in page and "timeout" in page
+
+
+async def test_fetch_settings_on_the_urls_page(live_server: LiveServer) -> None:
+    p = live_server.platform
+    base = live_server.url
+    await p.console_users.create_user("hal", "developer", PASSWORD)
+    app = await p.apps.create("shop", "dev")
+    url = f"{base}/console/apps/{app.appid}"
+    async with client() as s:
+        (await sign_in(s, base, "hal")).release()
+        async with s.get(f"{url}/urls") as r:
+            page = await r.text()
+        assert 'data-testid="fetch-settings"' in page
+        form = {"csrf_token": csrf_of(page), "interval": "6h", "timeout": "5s",
+                "header": "X-Api-Key: sk-live-0123456789"}  # fmt: skip
+        async with s.post(f"{url}/fetch-settings", data=form) as r:
+            page = await r.text()
+        assert "6 h" in page and "X-Api-Key: sk…89" in page and "sk-live" not in page
+        assert (await p.apps.fetch_settings(app.appid))["timeout_s"] == 5
+        async with s.post(f"{url}/fetch-settings", data={**form, "interval": "30m"}) as r:
+            assert r.status == 422
+            assert 'data-testid="error-settings"' in await r.text()

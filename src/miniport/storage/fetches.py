@@ -157,6 +157,19 @@ _LAUNCH_SQL = (
     " THEN excluded.next_due_at ELSE app_users.next_due_at END"
 )
 
+# A token: a changed token resets the failures and makes a launched pair of a fetchable app due
+# at once; a token set before any launch waits for the launch (see _LAUNCH_SQL).
+_CHANGED = "COALESCE(app_users.token, '') <> excluded.token"
+_SET_TOKEN_SQL = (
+    "INSERT INTO app_users (appid, user_id, failures, token) VALUES (?, ?, 0, ?)"
+    " ON CONFLICT (appid, user_id) DO UPDATE SET token = excluded.token,"
+    f" failures = CASE WHEN {_CHANGED} THEN 0 ELSE app_users.failures END,"
+    f" last_error = CASE WHEN {_CHANGED} THEN NULL ELSE app_users.last_error END,"
+    f" next_due_at = CASE WHEN {_CHANGED} AND app_users.last_launch_at IS NOT NULL AND "
+    + _FETCHABLE.format(appid="?")
+    + " THEN CAST(? AS DOUBLE PRECISION) ELSE app_users.next_due_at END"
+)
+
 # The earliest due time among active pairs: the due index in order, stopping at the first pair
 # that qualifies (not min() over a join, which reads every active pair). A pair whose app cannot
 # be fetched (it should not be in the index) wakes the engine once: its claim parks it.
@@ -340,6 +353,7 @@ class FetchStore:
             k: db.sql(v.replace("{same_token}", same_token)) for k, v in _RECORD_SQL.items()
         }
         self._sql["launch"] = db.sql(_LAUNCH_SQL)
+        self._sql["set_token"] = db.sql(_SET_TOKEN_SQL)
         self._sql["next_due"] = db.sql(_NEXT_DUE_SQL)
         self._sql["park_pair"] = db.sql(
             "UPDATE app_users SET next_due_at = NULL, lease_until = NULL"
@@ -398,20 +412,15 @@ class FetchStore:
 
     def set_token(self, appid: str, user_id: str, token: str, now: float) -> None:
         """A new or changed token makes the pair due at once (it may have been waiting for it),
-        if the user launched the app and it can be fetched periodically."""
+        if the user launched the app and it can be fetched periodically. One statement, so a
+        launch stored at the same moment (write-behind, another transaction on PostgreSQL)
+        cannot be missed: whichever commits second sees the other's row."""
         with self.db.writing() as conn:
-            c = t.app_users.c
-            current = conn.execute(
-                select(c.token, c.last_launch_at).where(
-                    and_(c.appid == appid, c.user_id == user_id)
-                )
-            ).first()
-            values: dict[str, Any] = {"token": token}
-            if current is None or current[0] != token:
-                values.update(failures=0, last_error=None)
-                if current is not None and current[1] is not None and self._fetchable(conn, appid):
-                    values.update(next_due_at=now)
-            self._upsert_user(conn, appid, user_id, values)
+            cursor = _cursor(conn)
+            try:
+                cursor.execute(self._sql["set_token"], (appid, user_id, token, appid, now))
+            finally:
+                cursor.close()
 
     def _fetchable(self, conn: Any, appid: str) -> bool:
         cursor = _cursor(conn)

@@ -15,6 +15,7 @@ async def test_grey_on_the_urls_page_and_reports_on_the_health_page(
     base = live_server.url
     await p.console_users.create_user("gwen", "developer", PASSWORD)
     app = await p.apps.create("shop", "dev")
+    await p.members.add(app.appid, "gwen", "developer", "test")  # per-app access
     await p.apps.set_tester(app.appid, "tess", True, "dev")
     async with client() as s:
         (await sign_in(s, base, "gwen")).release()
@@ -49,6 +50,7 @@ async def test_fetch_settings_on_the_urls_page(live_server: LiveServer) -> None:
     base = live_server.url
     await p.console_users.create_user("hal", "developer", PASSWORD)
     app = await p.apps.create("shop", "dev")
+    await p.members.add(app.appid, "hal", "developer", "test")  # per-app access
     url = f"{base}/console/apps/{app.appid}"
     async with client() as s:
         (await sign_in(s, base, "hal")).release()

@@ -14,8 +14,8 @@ import pytest
 
 from miniport.config import Settings
 from miniport.platform import create_platform
-from tests.acceptance.test_cli import CLEAN_ENV, MINIPORT
 from tests.conftest import free_port
+from tests.support.cli import CLEAN_ENV, MINIPORT
 from tests.support.platforms import eventually
 from tests.web.console.test_console_http import PASSWORD, client, csrf_of, sign_in
 

@@ -301,7 +301,7 @@ async def test_demo_prints_what_to_try_and_data_flows(data: Path, miniport_serve
 
 
 async def test_serve_stops_promptly_on_sigterm_with_hanging_fetches(
-    data: Path, serve: Any, counter: Counter, monkeypatch: pytest.MonkeyPatch,
+    data: Path, miniport_server: Any, counter: Counter, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """Fetches that would hang for the whole (60 s) fetch timeout: SIGTERM stops `serve` within
     a few seconds, and the pairs it had claimed are due at once for the next start."""
@@ -324,7 +324,7 @@ async def test_serve_stops_promptly_on_sigterm_with_hanging_fetches(
     for i in range(3):
         await p.background.set_token(app.appid, f"u{i}", f"t{i}")
     await p.close()
-    served = await serve("--dev")
+    served = await miniport_server("--dev")
 
     async def hanging() -> bool:
         return counter.in_flight == 3

@@ -85,7 +85,7 @@ async def test_output_keeps_urls_and_signatures_whole_at_80_columns(
                         data=data, env=DEV)  # fmt: skip
     assert fetched.code == 0, fetched
     request = next(line for line in fetched.out.splitlines() if line.startswith("request: "))
-    assert re.fullmatch(r"request: GET \S+&scene=1001", request), request
+    assert re.fullmatch(r"request: GET \S+&scene=1001&version=&envVersion=", request), request
     signature = next(line for line in fetched.out.splitlines() if "Signature" in line)
     assert re.fullmatch(r"  X-Miniport-Signature: t=\d+,v1=[0-9a-f]{64}", signature), signature
     await cli("devtools", "fetch", appid, "--user", "alice", data=data, env=DEV)  # no token

@@ -381,10 +381,12 @@ class ClickHouseEventStore:
         found: set[tuple[str, str]] = set()
         apps = list(by_app.items())
         for start in range(0, len(apps), 50):
+            # the ids as ONE array literal: 18.16 parses a list of 755 literals in ~13 ms,
+            # the same strings as an array in ~6 ms; the subquery's set still uses the key
             terms = [
-                f"(appid = {clickhouse_literal(appid, 'String')} AND uid IN ("
+                f"(appid = {clickhouse_literal(appid, 'String')} AND uid IN (SELECT arrayJoin(["
                 + ", ".join(clickhouse_literal(u, "String") for u in uids)
-                + "))"
+                + "])))"
                 for appid, uids in apps[start : start + 50]
             ]
             sql = f"SELECT appid, uid FROM {TABLE} WHERE {' OR '.join(terms)} GROUP BY appid, uid"

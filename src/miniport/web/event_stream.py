@@ -1,22 +1,186 @@
-"""A server-sent-event response fed by a broker subscription, written straight to the ASGI
-``send``: no per-message task, no task group. One small task watches ``receive`` for the client
-going away, which closes the subscription at once (so a closed stream costs nothing from then
-on, and ``connected()`` forgets the device)."""
+"""Server-sent-event responses fed by a broker subscription, at the cost 10,000 open streams
+need (issue 13: <= 10 KB per idle stream, one message to 10k streams in < 200 ms).
+
+An open stream is a ``Stream``, the subscription's sink: the code that publishes a message
+writes its frame (encoded once for every stream) to each stream's ASGI ``send`` at once. An
+ASGI server's ``send`` of a body chunk finishes without suspending unless the client is not
+reading (flow control), so it is run eagerly, the way ``asyncio.eager_task_factory`` runs a
+task's first step; only a send that does suspend is finished in a task, and what comes for that
+stream meanwhile waits in a bounded backlog (the oldest dropped first, as in a subscription).
+
+So a stream costs no task and no queue of its own: the request's own task waits in ``receive``
+for the client to go away (or for the response to end), which unsubscribes it at once. A timer
+per stream writes a keep-alive comment after ``HEARTBEAT_S`` of silence. A message whose type is
+in ``until`` ends the response after it is written; so does the broker closing."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
+import time
+from collections import deque
+from collections.abc import Awaitable, Coroutine
+from typing import Any
 
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
-from ..events.broker import Broker, Message, Subscription, sse
+from ..events.broker import QUEUE_LIMIT, Broker, Message, Subscription, sse_frame
 
+log = logging.getLogger("miniport.web")
+
+HEARTBEAT_S = 15.0
+KEEP_ALIVE = b": keep-alive\n\n"
 HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+RAW_HEADERS = [
+    (b"content-type", b"text/event-stream; charset=utf-8"),
+    *((k.lower().encode(), v.encode()) for k, v in HEADERS.items()),
+]
+
+
+def run_eagerly(step: Awaitable[None]) -> asyncio.Future[None] | None:
+    """Run ``step`` now, in the caller's turn of the event loop. None: it finished (or raised,
+    which is logged at debug level: a write to a client that went away). Otherwise the task
+    that finishes it once what it waits for is done."""
+    if not isinstance(step, Coroutine):  # not a coroutine: nothing to run eagerly
+        return asyncio.ensure_future(step)
+    try:
+        waiting_on = step.send(None)
+    except StopIteration:
+        return None
+    except Exception as exc:  # the transport is gone; its end is seen in ``receive``
+        log.debug("event stream write failed: %r", exc)
+        return None
+    return asyncio.ensure_future(_resume(step, waiting_on))
+
+
+async def _resume(step: Coroutine[Any, Any, None], waiting_on: Any) -> None:
+    """Drive a coroutine that suspended outside a task, as a task would: resume it each time
+    the future it yielded is done (``asyncio.wait`` leaves the outcome for it to take)."""
+    try:
+        while True:
+            if isinstance(waiting_on, asyncio.Future):
+                waiting_on._asyncio_future_blocking = False
+                await asyncio.wait([waiting_on])
+            else:  # a bare yield: give the loop one turn
+                await asyncio.sleep(0)
+            try:
+                waiting_on = step.send(None)
+            except StopIteration:
+                return
+    except asyncio.CancelledError:
+        step.close()
+        raise
+    except Exception as exc:
+        log.debug("event stream write failed: %r", exc)
+
+
+class Stream:
+    """One open event stream; the subscription's sink."""
+
+    __slots__ = ("_backlog", "_send", "_sub", "_timer", "_until", "_wrote", "done")
+
+    def __init__(self, sub: Subscription, send: Send, until: tuple[str, ...]) -> None:
+        self._sub, self._send, self._until = sub, send, until
+        # set while a suspended write finishes: the chunks that wait behind it (body, more)
+        self._backlog: deque[tuple[bytes, bool]] | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._wrote = 0.0
+        self.done = False  # the response has ended (or the client went away)
+
+    def open(self, hello: Message) -> None:
+        """Write ``hello`` and what was published since subscribing, then take messages as
+        they are published."""
+        self._chunk(sse_frame(hello), more=True)
+        for message in self._sub.take():
+            self.write(sse_frame(message), message)
+        if self.done:
+            return
+        self._sub.sink = self
+        self._timer = asyncio.get_running_loop().call_later(HEARTBEAT_S, self._beat)
+
+    def write(self, frame: bytes, message: Message) -> None:
+        if self.done:
+            return
+        self._chunk(frame, more=True)
+        if message.get("type") in self._until:
+            self.end()
+
+    def end(self) -> None:
+        """End the response (the request's task, waiting in ``receive``, then returns)."""
+        if not self.done:
+            self._chunk(b"", more=False)
+            self._finish()
+
+    def stop(self) -> None:
+        """The request is over: nothing more is written, not even what waits."""
+        self._finish()
+        self._backlog = None
+
+    def _finish(self) -> None:
+        self.done = True
+        self._sub.sink = None
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _chunk(self, body: bytes, more: bool) -> None:
+        self._wrote = time.monotonic()
+        if self._backlog is not None:  # a write still waits for the client to read
+            self._backlog.append((body, more))
+            return
+        pending = run_eagerly(
+            self._send({"type": "http.response.body", "body": body, "more_body": more})
+        )
+        if pending is not None:
+            self._backlog = deque(maxlen=QUEUE_LIMIT)  # the oldest go first, as when queued
+            pending.add_done_callback(self._drained)
+
+    def _drained(self, _: asyncio.Future[None]) -> None:
+        backlog, self._backlog = self._backlog, None
+        while backlog:
+            self._chunk(*backlog.popleft())
+            if self._backlog is not None:  # suspended again: the rest waits behind it
+                self._backlog.extend(backlog)
+                return
+
+    def _beat(self) -> None:
+        if self.done:
+            return
+        idle = time.monotonic() - self._wrote
+        if idle >= HEARTBEAT_S - 0.05:
+            self._chunk(KEEP_ALIVE, more=True)
+            idle = 0.0
+        self._timer = asyncio.get_running_loop().call_later(HEARTBEAT_S - idle, self._beat)
+
+
+async def run_stream(
+    broker: Broker,
+    sub: Subscription,
+    hello: Message,
+    receive: Receive,
+    send: Send,
+    until: tuple[str, ...] = (),
+) -> None:
+    """Serve ``sub`` as a server-sent-event response until the client goes away or the
+    response ends; unsubscribes when done."""
+    stream = Stream(sub, send, until)
+    try:
+        await send({"type": "http.response.start", "status": 200, "headers": RAW_HEADERS})
+        stream.open(hello)
+        del hello  # held for the stream's life otherwise
+        with contextlib.suppress(OSError):
+            while (await receive())["type"] != "http.disconnect":
+                pass
+    finally:
+        stream.stop()
+        broker.unsubscribe(sub)
 
 
 class EventStreamResponse(Response):
+    """``run_stream`` as a Starlette response, for a route."""
+
     media_type = "text/event-stream"
 
     def __init__(
@@ -28,21 +192,4 @@ class EventStreamResponse(Response):
         self.init_headers(HEADERS)  # no body: no Content-Length, the server chunks it
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        watcher = asyncio.ensure_future(self._watch(receive))
-        try:
-            await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
-            async for frame in sse(self.broker, self.sub, self.hello, self.until):
-                await send({"type": "http.response.body", "body": frame, "more_body": True})
-            if not self.sub.closed or self.until:
-                await send({"type": "http.response.body", "body": b"", "more_body": False})
-        except OSError:  # the client went away mid-write
-            pass
-        finally:
-            watcher.cancel()
-            self.broker.unsubscribe(self.sub)
-
-    async def _watch(self, receive: Receive) -> None:
-        with contextlib.suppress(OSError):
-            while (await receive())["type"] != "http.disconnect":
-                pass
-        self.sub.close()
+        await run_stream(self.broker, self.sub, self.hello, receive, send, self.until)

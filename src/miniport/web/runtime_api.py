@@ -6,7 +6,7 @@ from typing import Annotated, Any, Literal
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, Request
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel, Field, StrictInt, StrictStr, ValidationError
 
 from ..domain.requests import Launch
@@ -147,7 +147,14 @@ async def login(appid: str, request: Request, who: Identity) -> Any:
 async def events(request: Request) -> Any:
     """Server-sent events for this runtime. Browsers' EventSource cannot send headers, so the
     token may also come as ``?access_token=``. With ``?appid=`` the stream carries only that
-    app's messages (and the user's messages that name no app)."""
+    app's messages (and the user's messages that name no app). (The server answers most of
+    these requests ahead of the framework's routing, with the same ``open_events``: see
+    ``web.app.MiniportAPI``.)"""
+    return await open_events(request)
+
+
+async def open_events(request: Request) -> Response:
+    """The event stream of the runtime ``request`` identifies, or the error response."""
     token = request.query_params.get("access_token")
     appid = request.query_params.get("appid")
     platform = platform_of(request)

@@ -147,8 +147,12 @@ async def measure(pid: int, port: int, path: str, tokens: list[str], push: Any) 
 
 
 def start(cmd: list[str]) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        cmd, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, stdout=subprocess.PIPE
+    return subprocess.Popen(  # the server's log (an access line per stream) is not wanted
+        cmd,
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
     )
 
 

@@ -79,16 +79,14 @@ class MiniportAPI(FastAPI):
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if (
-            scope["type"] == "http"
-            and scope["path"] == EVENTS_PATH
-            and scope["method"] == "GET"
-            and not any(name in _ROUTED_HEADERS for name, _ in scope["headers"])
+            scope["type"] != "http"
+            or scope["path"] != EVENTS_PATH
+            or scope["method"] != "GET"
+            or any(name in _ROUTED_HEADERS for name, _ in scope["headers"])
         ):
-            await self._events(scope, receive, send)
-        else:
             await super().__call__(scope, receive, send)
-
-    async def _events(self, scope: Scope, receive: Receive, send: Send) -> None:
+            return
+        # the stream, here rather than in a method: one coroutine frame less per open stream
         started = time.perf_counter()
         scope["app"] = self  # what Request.app (and so platform_of) reads
         response = await runtime_api.open_events(Request(scope, receive))

@@ -8,15 +8,16 @@ reading (flow control), so it is run eagerly, the way ``asyncio.eager_task_facto
 task's first step; only a send that does suspend is finished in a task, and what comes for that
 stream meanwhile waits in a bounded backlog (the oldest dropped first, as in a subscription).
 
-So a stream costs no task and no queue of its own: the request's own task waits in ``receive``
-for the client to go away (or for the response to end), which unsubscribes it at once. A timer
-per stream writes a keep-alive comment after ``HEARTBEAT_S`` of silence. A message whose type is
-in ``until`` ends the response after it is written; so does the broker closing."""
+So a stream costs no task, timer or queue of its own: the request's own task waits in
+``receive`` for the client to go away (or for the response to end), which unsubscribes it at
+once. What a stream gets in one turn of the event loop goes out in one write (``Pump``), and
+one timer for all streams writes a keep-alive comment to those silent for ``HEARTBEAT_S``. A
+message whose type is in ``until`` ends the response after it is written; so does the broker
+closing."""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections import deque
@@ -76,57 +77,140 @@ async def _resume(step: Coroutine[Any, Any, None], waiting_on: Any) -> None:
         log.debug("event stream write failed: %r", exc)
 
 
+class Pump:
+    """What the open streams of one event loop share: the writes of one turn of the loop (each
+    stream written once per turn, however many messages it got in it: a push's data and its
+    refresh go out in one write) and the keep-alives (one timer ticking every second for all
+    streams, not one timer per stream)."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.dirty: list[Stream] = []
+        # stream sets by the second (mod BUCKETS) of their last write: each tick looks at the
+        # streams last written HEARTBEAT_S ago
+        self.buckets: list[set[Stream]] = [set() for _ in range(BUCKETS)]
+        self.count = 0
+        self.timer: asyncio.TimerHandle | None = None
+
+    def mark(self, stream: Stream) -> None:
+        self.dirty.append(stream)
+        if len(self.dirty) == 1:
+            self.loop.call_soon(self.flush)
+
+    def flush(self) -> None:
+        dirty, self.dirty = self.dirty, []
+        for stream in dirty:
+            stream.flush()
+
+    def add(self, stream: Stream) -> None:
+        stream.bucket = int(stream.wrote) % BUCKETS
+        self.buckets[stream.bucket].add(stream)
+        self.count += 1
+        if self.timer is None:
+            self.timer = self.loop.call_later(1.0, self.tick)
+
+    def remove(self, stream: Stream) -> None:
+        bucket = self.buckets[stream.bucket]
+        if stream in bucket:
+            bucket.discard(stream)
+            self.count -= 1
+
+    def tick(self) -> None:
+        now = time.monotonic()
+        bucket = self.buckets[int(now) % BUCKETS]
+        for stream in list(bucket):
+            if now - stream.wrote >= HEARTBEAT_S - 1:
+                stream.keep_alive()  # written now: it stays in this second's bucket
+            else:  # written since: looked at again HEARTBEAT_S after that write
+                bucket.discard(stream)
+                stream.bucket = int(stream.wrote) % BUCKETS
+                self.buckets[stream.bucket].add(stream)
+        self.timer = self.loop.call_later(1.0, self.tick) if self.count else None
+
+
+BUCKETS = int(HEARTBEAT_S)
+_pumps: list[Pump] = []  # the current event loop's (tests run one loop after another)
+
+
+def pump() -> Pump:
+    loop = asyncio.get_running_loop()
+    if not _pumps or _pumps[0].loop is not loop:
+        _pumps[:] = [Pump(loop)]
+    return _pumps[0]
+
+
 class Stream:
     """One open event stream; the subscription's sink."""
 
-    __slots__ = ("_backlog", "_send", "_sub", "_timer", "_until", "_wrote", "done")
+    __slots__ = (
+        "_backlog", "_ending", "_out", "_pump", "_send", "_sub", "_until", "bucket", "done",
+        "wrote",
+    )  # fmt: skip
 
     def __init__(self, sub: Subscription, send: Send, until: tuple[str, ...]) -> None:
         self._sub, self._send, self._until = sub, send, until
+        self._pump = pump()
         # set while a suspended write finishes: the chunks that wait behind it (body, more)
         self._backlog: deque[tuple[bytes, bool]] | None = None
-        self._timer: asyncio.TimerHandle | None = None
-        self._wrote = 0.0
-        self.done = False  # the response has ended (or the client went away)
+        self._out: list[bytes] | None = None  # frames for this turn's write
+        self._ending = False
+        self.wrote = time.monotonic()
+        self.bucket = 0
+        self.done = False  # nothing more is taken: the response ended or the client left
 
     def open(self, hello: Message) -> None:
         """Write ``hello`` and what was published since subscribing, then take messages as
         they are published."""
-        self._chunk(sse_frame(hello), more=True)
+        self._queue(sse_frame(hello))
         for message in self._sub.take():
             self.write(sse_frame(message), message)
-        if self.done:
-            return
-        self._sub.sink = self
-        self._timer = asyncio.get_running_loop().call_later(HEARTBEAT_S, self._beat)
+        if not self.done:
+            self._sub.sink = self
+            self._pump.add(self)
 
     def write(self, frame: bytes, message: Message) -> None:
         if self.done:
             return
-        self._chunk(frame, more=True)
+        self._queue(frame)
         if message.get("type") in self._until:
             self.end()
 
-    def end(self) -> None:
-        """End the response (the request's task, waiting in ``receive``, then returns)."""
+    def keep_alive(self) -> None:
         if not self.done:
-            self._chunk(b"", more=False)
+            self._queue(KEEP_ALIVE)
+
+    def end(self) -> None:
+        """End the response after what is written (the request's task, waiting in
+        ``receive``, then returns)."""
+        if not self.done:
+            self._ending = True
+            self._queue(b"")
             self._finish()
 
     def stop(self) -> None:
         """The request is over: nothing more is written, not even what waits."""
         self._finish()
-        self._backlog = None
+        self._out = self._backlog = None
 
     def _finish(self) -> None:
         self.done = True
         self._sub.sink = None
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        self._pump.remove(self)
+
+    def _queue(self, frame: bytes) -> None:
+        self.wrote = time.monotonic()
+        if self._out is None:
+            self._out = [frame]
+            self._pump.mark(self)
+        else:
+            self._out.append(frame)
+
+    def flush(self) -> None:
+        out, self._out = self._out, None
+        if out is not None:
+            self._chunk(out[0] if len(out) == 1 else b"".join(out), more=not self._ending)
 
     def _chunk(self, body: bytes, more: bool) -> None:
-        self._wrote = time.monotonic()
         if self._backlog is not None:  # a write still waits for the client to read
             self._backlog.append((body, more))
             return
@@ -145,15 +229,6 @@ class Stream:
                 self._backlog.extend(backlog)
                 return
 
-    def _beat(self) -> None:
-        if self.done:
-            return
-        idle = time.monotonic() - self._wrote
-        if idle >= HEARTBEAT_S - 0.05:
-            self._chunk(KEEP_ALIVE, more=True)
-            idle = 0.0
-        self._timer = asyncio.get_running_loop().call_later(HEARTBEAT_S - idle, self._beat)
-
 
 async def run_stream(
     broker: Broker,
@@ -170,9 +245,10 @@ async def run_stream(
         await send({"type": "http.response.start", "status": 200, "headers": RAW_HEADERS})
         stream.open(hello)
         del hello  # held for the stream's life otherwise
-        with contextlib.suppress(OSError):
-            while (await receive())["type"] != "http.disconnect":
-                pass
+        while (await receive())["type"] != "http.disconnect":
+            pass
+    except OSError:  # the client went away
+        pass
     finally:
         stream.stop()
         broker.unsubscribe(sub)

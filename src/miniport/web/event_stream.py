@@ -27,6 +27,7 @@ from typing import Any
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
+from .. import memory
 from ..events.broker import QUEUE_LIMIT, Broker, Message, Subscription, sse_frame
 
 log = logging.getLogger("miniport.web")
@@ -91,6 +92,9 @@ class Pump:
         self.buckets: list[set[Stream]] = [set() for _ in range(BUCKETS)]
         self.count = 0
         self.timer: asyncio.TimerHandle | None = None
+        self.closed = 0  # streams closed since memory was last given back
+        self.last_close = 0.0
+        self.trimming: asyncio.TimerHandle | None = None
 
     def mark(self, stream: Stream) -> None:
         self.dirty.append(stream)
@@ -114,6 +118,21 @@ class Pump:
         if stream in bucket:
             bucket.discard(stream)
             self.count -= 1
+            self.closed += 1
+            self.last_close = self.loop.time()
+            if self.closed >= TRIM_AFTER and self.trimming is None:
+                self.trimming = self.loop.call_later(TRIM_DELAY_S, self.trim)
+
+    def trim(self) -> None:
+        """Many streams closed: give the memory they held back to the operating system, once
+        the wave of closes is over (no close for ``TRIM_DELAY_S``)."""
+        quiet = self.loop.time() - self.last_close
+        if quiet < TRIM_DELAY_S:
+            self.trimming = self.loop.call_later(TRIM_DELAY_S - quiet, self.trim)
+            return
+        self.trimming = None
+        self.closed = 0
+        memory.release()
 
     def tick(self) -> None:
         now = time.monotonic()
@@ -129,6 +148,8 @@ class Pump:
 
 
 BUCKETS = int(HEARTBEAT_S)
+TRIM_AFTER = 1000  # closed streams
+TRIM_DELAY_S = 1.0
 _pumps: list[Pump] = []  # the current event loop's (tests run one loop after another)
 
 

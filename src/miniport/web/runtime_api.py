@@ -12,7 +12,7 @@ from pydantic import BaseModel, Field, StrictInt, StrictStr, ValidationError
 from ..domain.requests import Launch
 from ..domain.tokens import RuntimeIdentity
 from ..errors import InvalidInput, MiniportError, Problem, join_problems
-from .deps import error_response, platform_of, runtime_identity
+from .deps import bearer, error_response, platform_of, runtime_identity
 from .event_stream import EventStreamResponse
 from .openapi_doc import ERRORS, EVENT_STREAM
 from .strict_json import StrictJSONRoute
@@ -155,12 +155,17 @@ async def events(request: Request) -> Any:
 
 async def open_events(request: Request) -> Response:
     """The event stream of the runtime ``request`` identifies, or the error response."""
-    token = request.query_params.get("access_token")
+    token = request.query_params.get("access_token") or bearer(request)
     appid = request.query_params.get("appid")
     platform = platform_of(request)
     try:
         await platform.auth.refresh_revocations()
-        who = platform.auth.identify(token) if token else await runtime_identity(request)
+        # checked once for the whole connection: not kept in the verified-token cache
+        who = (
+            platform.auth.identify(token, remember=False)
+            if token
+            else await runtime_identity(request)  # no token: its "missing token" error
+        )
         if appid is not None:
             await platform.background.apps.get(appid)
     except MiniportError as exc:

@@ -87,9 +87,10 @@ class Pump:
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
         self.dirty: list[Stream] = []
-        # stream sets by the second (mod BUCKETS) of their last write: each tick looks at the
-        # streams last written HEARTBEAT_S ago
-        self.buckets: list[set[Stream]] = [set() for _ in range(BUCKETS)]
+        self.heartbeat_s = HEARTBEAT_S
+        # stream sets by the second (mod one per second of heartbeat) of their last write: each
+        # tick looks at the streams last written heartbeat_s ago
+        self.buckets: list[set[Stream]] = [set() for _ in range(max(1, round(HEARTBEAT_S)))]
         self.count = 0
         self.timer: asyncio.TimerHandle | None = None
         self.closed = 0  # streams closed since memory was last given back
@@ -107,7 +108,7 @@ class Pump:
             stream.flush()
 
     def add(self, stream: Stream) -> None:
-        stream.bucket = int(stream.wrote) % BUCKETS
+        stream.bucket = int(stream.wrote) % len(self.buckets)
         self.buckets[stream.bucket].add(stream)
         self.count += 1
         if self.timer is None:
@@ -136,18 +137,18 @@ class Pump:
 
     def tick(self) -> None:
         now = time.monotonic()
-        bucket = self.buckets[int(now) % BUCKETS]
+        buckets = self.buckets
+        bucket = buckets[int(now) % len(buckets)]
         for stream in list(bucket):
-            if now - stream.wrote >= HEARTBEAT_S - 1:
+            if now - stream.wrote >= self.heartbeat_s - 1:
                 stream.keep_alive()  # written now: it stays in this second's bucket
-            else:  # written since: looked at again HEARTBEAT_S after that write
+            else:  # written since: looked at again heartbeat_s after that write
                 bucket.discard(stream)
-                stream.bucket = int(stream.wrote) % BUCKETS
-                self.buckets[stream.bucket].add(stream)
+                stream.bucket = int(stream.wrote) % len(buckets)
+                buckets[stream.bucket].add(stream)
         self.timer = self.loop.call_later(1.0, self.tick) if self.count else None
 
 
-BUCKETS = int(HEARTBEAT_S)
 TRIM_AFTER = 1000  # closed streams
 TRIM_DELAY_S = 1.0
 _pumps: list[Pump] = []  # the current event loop's (tests run one loop after another)

@@ -22,9 +22,11 @@ import logging
 import time
 from collections import deque
 from collections.abc import Awaitable, Coroutine
+from types import CoroutineType
 from typing import Any
 
 from starlette.responses import Response
+from starlette.types import Message as AsgiMessage
 from starlette.types import Receive, Scope, Send
 
 from .. import memory
@@ -45,7 +47,7 @@ def run_eagerly(step: Awaitable[None]) -> asyncio.Future[None] | None:
     """Run ``step`` now, in the caller's turn of the event loop. None: it finished (or raised,
     which is logged at debug level: a write to a client that went away). Otherwise the task
     that finishes it once what it waits for is done."""
-    if not isinstance(step, Coroutine):  # not a coroutine: nothing to run eagerly
+    if type(step) is not CoroutineType:  # not a coroutine: nothing to run eagerly
         return asyncio.ensure_future(step)
     try:
         waiting_on = step.send(None)
@@ -104,8 +106,10 @@ class Pump:
 
     def flush(self) -> None:
         dirty, self.dirty = self.dirty, []
+        # streams that got the same frames share one ASGI message (and one joined body)
+        sent: dict[tuple[bytes, ...], AsgiMessage] = {}
         for stream in dirty:
-            stream.flush()
+            stream.flush(sent)
 
     def add(self, stream: Stream) -> None:
         stream.bucket = int(stream.wrote) % len(self.buckets)
@@ -172,8 +176,8 @@ class Stream:
     def __init__(self, sub: Subscription, send: Send, until: tuple[str, ...]) -> None:
         self._sub, self._send, self._until = sub, send, until
         self._pump = pump()
-        # set while a suspended write finishes: the chunks that wait behind it (body, more)
-        self._backlog: deque[tuple[bytes, bool]] | None = None
+        # set while a suspended write finishes: the ASGI messages that wait behind it
+        self._backlog: deque[AsgiMessage] | None = None
         self._out: list[bytes] | None = None  # frames for this turn's write
         self._ending = False
         self.wrote = time.monotonic()
@@ -227,18 +231,28 @@ class Stream:
         else:
             self._out.append(frame)
 
-    def flush(self) -> None:
+    def flush(self, sent: dict[tuple[bytes, ...], AsgiMessage]) -> None:
         out, self._out = self._out, None
-        if out is not None:
-            self._chunk(out[0] if len(out) == 1 else b"".join(out), more=not self._ending)
+        if out is None:
+            return
+        if self._ending:
+            self._chunk(b"".join(out), more=False)
+            return
+        key = tuple(out)
+        message = sent.get(key)
+        if message is None:
+            body = out[0] if len(out) == 1 else b"".join(out)
+            message = sent[key] = {"type": "http.response.body", "body": body, "more_body": True}
+        self._write(message)
 
     def _chunk(self, body: bytes, more: bool) -> None:
+        self._write({"type": "http.response.body", "body": body, "more_body": more})
+
+    def _write(self, message: AsgiMessage) -> None:
         if self._backlog is not None:  # a write still waits for the client to read
-            self._backlog.append((body, more))
+            self._backlog.append(message)
             return
-        pending = run_eagerly(
-            self._send({"type": "http.response.body", "body": body, "more_body": more})
-        )
+        pending = run_eagerly(self._send(message))
         if pending is not None:
             self._backlog = deque(maxlen=QUEUE_LIMIT)  # the oldest go first, as when queued
             pending.add_done_callback(self._drained)
@@ -246,7 +260,7 @@ class Stream:
     def _drained(self, _: asyncio.Future[None]) -> None:
         backlog, self._backlog = self._backlog, None
         while backlog:
-            self._chunk(*backlog.popleft())
+            self._write(backlog.popleft())
             if self._backlog is not None:  # suspended again: the rest waits behind it
                 self._backlog.extend(backlog)
                 return

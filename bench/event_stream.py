@@ -159,6 +159,7 @@ async def measure(
         await asyncio.wait_for(devices.all_arrived.wait(), 60)
     push_ms = (max(devices.arrived) - pushed) * 1000 if devices.arrived else float("nan")
     median_ms = (percentile(devices.arrived, 50) - pushed) * 1000 if devices.arrived else 0
+    first_ms = (min(devices.arrived) - pushed) * 1000 if devices.arrived else 0
     push_cpu = cpu_s(pid) - cpu0
     reached = len(devices.arrived)
     await devices.close()
@@ -178,6 +179,9 @@ async def measure(
         "open_after_close": await still_open() if still_open is not None else None,
         "push_ms": round(push_ms, 1),
         "push_p50_ms": round(median_ms, 1),
+        # first device to last: the fan-out alone, without the fetch and the request before it
+        "push_first_ms": round(first_ms, 1),
+        "fanout_ms": round(push_ms - first_ms, 1),
         "push_cpu_ms": round(push_cpu * 1000, 1),
         "push_cpu_s_per_1000": round(push_cpu / max(reached, 1) * 1000, 4),
     }
@@ -271,6 +275,7 @@ async def main() -> None:
         "bare": bare,
         "miniport": mini,
         "push_ratio_bare_over_miniport": round(bare["push_ms"] / mini["push_ms"], 3),
+        "fanout_ratio_bare_over_miniport": round(bare["fanout_ms"] / mini["fanout_ms"], 3),
         "goals_met": {
             "kb_per_idle_stream_le_10": mini["kb_per_stream"] <= 10,
             "push_10k_lt_200ms": mini["push_ms"] < 200 and mini["reached"] == args.devices,

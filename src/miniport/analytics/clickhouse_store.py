@@ -46,7 +46,7 @@ import json
 import threading
 import time
 from collections import deque
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Final, TextIO
@@ -72,6 +72,7 @@ from .reports import (
     slot_column,
 )
 from .sql_dialects import CLICKHOUSE, clickhouse_literal, dedup_source, render_clickhouse
+from .system_props import EXTRA_COLUMNS
 
 __all__ = ["ClickHouseError", "ClickHouseEventStore"]
 
@@ -94,6 +95,25 @@ _CREATE_META: Final = (
     "CREATE TABLE IF NOT EXISTS miniport_meta (key String, value String)"
     " ENGINE = ReplacingMergeTree ORDER BY key"
 )
+
+
+_CH_KINDS: Final = {
+    "string": "Nullable(String)",
+    "int": "Nullable(Int32)",
+    "bigint": "Nullable(Int64)",
+    "bool": "Nullable(UInt8)",
+}
+_CREATE_FIRST_SEEN: Final = (
+    "CREATE TABLE IF NOT EXISTS first_seen (appid String, user_id String, first_day Int32)"
+    " ENGINE = ReplacingMergeTree ORDER BY (appid, user_id)"
+)
+
+
+def _column_type(column: str) -> str:
+    kind = EXTRA_COLUMNS.get(column)
+    if kind is not None:
+        return _CH_KINDS[kind]
+    return "Nullable(Int32)" if column[0] == "i" else "Nullable(String)"
 
 
 def _int_type(ch_type: str) -> bool:
@@ -174,6 +194,7 @@ class ClickHouseEventStore:
         self._t.execute(f"CREATE DATABASE IF NOT EXISTS {db}", in_database=False)
         self._t.execute(_CREATE_EVENTS)
         self._t.execute(_CREATE_META)
+        self._t.execute(_CREATE_FIRST_SEEN)
         rows = self._query("SELECT value FROM miniport_meta WHERE key = 'schema_version'")
         if not rows:
             self._t.execute(
@@ -205,8 +226,9 @@ class ClickHouseEventStore:
             for column in missing:
                 if column in self._columns_seen:
                     continue
-                # ``column`` comes from slot_column (i<0..31>/s<0..31>), never from input
-                sql_type = "Nullable(Int32)" if column[0] == "i" else "Nullable(String)"
+                # ``column`` comes from slot_column (i<0..31>/s<0..31>) or EXTRA_COLUMNS,
+                # never from input
+                sql_type = _column_type(column)
                 try:
                     self._t.execute(f"ALTER TABLE {TABLE} ADD COLUMN {column} {sql_type}")
                 except ClickHouseError:
@@ -355,7 +377,14 @@ class ClickHouseEventStore:
     def _insert(self, rows: Sequence[StoredEvent], visible: Sequence[bool] | None = None) -> None:
         int_slots = sorted({s for r in rows for s in r.ints})
         str_slots = sorted({s for r in rows for s in r.strs})
-        columns = [*CORE_COLUMNS, *(f"i{s}" for s in int_slots), *(f"s{s}" for s in str_slots)]
+        used = {c for r in rows for c in r.extra}
+        extras = [c for c in EXTRA_COLUMNS if c in used]
+        columns = [
+            *CORE_COLUMNS,
+            *(f"i{s}" for s in int_slots),
+            *(f"s{s}" for s in str_slots),
+            *extras,
+        ]
         self._ensure_columns(columns[len(CORE_COLUMNS) :])
         lines = []
         for n, r in enumerate(rows):
@@ -374,6 +403,7 @@ class ClickHouseEventStore:
                 r.test_id is None if visible is None else visible[n],
                 *[r.ints.get(s) for s in int_slots],
                 *[r.strs.get(s) for s in str_slots],
+                *[r.extra.get(c) for c in extras],
             ]
             lines.append("\t".join(_tsv(v) for v in values))
         payload = ("\n".join(lines) + "\n").encode()
@@ -450,15 +480,49 @@ class ClickHouseEventStore:
         count = self._scalar(f"SELECT count() FROM {TABLE} WHERE {where}", params)
         if count:
             self._t.execute(render_clickhouse(f"ALTER TABLE {TABLE} DELETE WHERE {where}", params))
-            self._wait_for_mutations()
+        if self._scalar(f"SELECT count() FROM first_seen WHERE {where}", params):
+            self._t.execute(
+                render_clickhouse(f"ALTER TABLE first_seen DELETE WHERE {where}", params)
+            )
+        self._wait_for_mutations()
         return count
+
+    def first_days(self, appid: str, candidates: Mapping[str, int]) -> dict[str, int]:
+        """Several nodes may record different days for a new user at once: the smallest
+        stored day wins at read time (a node may have flagged a few events with its own)."""
+        if not candidates:
+            return {}
+        found = self._stored_first_days(appid, list(candidates))
+        missing = [u for u in candidates if u not in found]
+        if missing:
+            lines = "".join(f"{_tsv(appid)}\t{_tsv(u)}\t{int(candidates[u])}\n" for u in missing)
+            self._exec(
+                "INSERT INTO first_seen (appid, user_id, first_day) FORMAT TabSeparated",
+                lines.encode(),
+            )
+            found = self._stored_first_days(appid, list(candidates))
+        return found
+
+    def _stored_first_days(self, appid: str, users: list[str]) -> dict[str, int]:
+        found: dict[str, int] = {}
+        for start in range(0, len(users), 500):
+            chunk = users[start : start + 500]
+            sql = (
+                "SELECT user_id, min(first_day) FROM first_seen WHERE appid = "
+                + clickhouse_literal(appid, "String")
+                + " AND user_id IN ("
+                + ", ".join(clickhouse_literal(u, "String") for u in chunk)
+                + ") GROUP BY user_id"
+            )
+            found.update((str(u), int(str(d))) for u, d in self._select(sql))
+        return found
 
     def _wait_for_mutations(self, timeout_s: float = 60.0) -> None:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             pending = self._scalar(
                 "SELECT count() FROM system.mutations WHERE database = {p1:String}"
-                " AND table = {p2:String} AND NOT is_done",
+                " AND table IN ({p2:String}, 'first_seen') AND NOT is_done",
                 [self._t.database, TABLE],
             )
             if not pending:
@@ -484,11 +548,13 @@ class ClickHouseEventStore:
     ) -> list[dict[str, object]]:
         self._ensure_fields(slots)
         compiled = compile_event_analysis(appid, query, slots, dialect=CLICKHOUSE)
+        self._ensure_columns(compiled.columns)
         return compiled.shape(self._select(compiled.sql, compiled.params))
 
     def funnel(self, appid: str, query: FunnelQuery, slots: FieldSlots) -> list[dict[str, object]]:
         self._ensure_fields(slots)
         compiled = compile_funnel(appid, query, slots, dialect=CLICKHOUSE)
+        self._ensure_columns(compiled.columns)
         return compiled.shape(self._select(compiled.sql, compiled.params))
 
     def export_csv(

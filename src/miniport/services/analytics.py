@@ -36,6 +36,7 @@ from ..analytics.definitions import (
 from ..analytics.event_store import DuckDBEventStore, EventStore, StoredEvent
 from ..analytics.ingest_rules import CheckedEvent, RuntimeConfigView, check_batch
 from ..analytics.reports import EventQuery, FieldSlots, FunnelQuery
+from ..analytics.system_props import BUILTIN_EVENTS, NEW_USER_COLUMN, is_new_user, utc_day
 from ..clock import Clock
 from ..errors import AnalyticsUnavailable, InvalidInput, NotFound
 from ..events.broker import EVERYONE, Broker
@@ -161,6 +162,7 @@ class AnalyticsService:
         # batches can join one commit (the default executor has cores + 4)
         self._appenders = ThreadPoolExecutor(APPEND_THREADS, "miniport-analytics-append")
         self._slots: dict[str, tuple[float, dict[str, tuple[bool, int]]]] = {}
+        self._first_days: dict[tuple[str, str], int] = {}
 
     @property
     def store(self) -> EventStore:
@@ -449,6 +451,8 @@ class AnalyticsService:
         effective = await self._effective(appid, user_id)
         verdict = check_batch(batch, config=effective.view, received_at_ms=received)
         test_id = effective.test.id if effective.test else None
+        if verdict.accepted:
+            await self._flag_new_user(appid, user_id, verdict.accepted)
         rows = await self._rows(appid, user_id, received, test_id, verdict.accepted)
         result = (
             await asyncio.get_running_loop().run_in_executor(
@@ -475,6 +479,23 @@ class AnalyticsService:
             "duplicates": duplicates,
             "rejected": [r.as_dict() for r in verdict.rejected],
         }
+
+    async def _flag_new_user(self, appid: str, user_id: str, accepted: list[CheckedEvent]) -> None:
+        """Set ``$new_user`` on each event: on or before the user's first UTC day for the app
+        (recorded by the store the first time the user is seen; cached here)."""
+        key = (appid, user_id)
+        first = self._first_days.get(key)
+        if first is None:
+            candidate = utc_day(min(ev.ts_ms for ev in accepted))
+            days = await asyncio.get_running_loop().run_in_executor(
+                self._appenders, self.store.first_days, appid, {user_id: candidate}
+            )
+            first = days.get(user_id, candidate)
+            if len(self._first_days) > 200_000:
+                self._first_days.clear()
+            self._first_days[key] = first
+        for ev in accepted:
+            ev.extra[NEW_USER_COLUMN] = is_new_user(ev.ts_ms, first)
 
     async def _slot_map(self, appid: str, fresh: bool = False) -> dict[str, tuple[bool, int]]:
         """Field name -> (is int, slot), cached for CACHE_S (``fresh``: read it now)."""
@@ -555,7 +576,7 @@ class AnalyticsService:
         """A report on an event never defined (draft or published) is an error, not "no
         data"."""
         known = {e.name for e in await self.db.read(self.defs.events, appid)}
-        unknown = [n for n in names if n and n not in known]
+        unknown = [n for n in names if n and n not in known and n not in BUILTIN_EVENTS]
         if unknown:
             raise NotFound(
                 f"event {unknown[0]!r} is not defined for app {appid}"
@@ -660,6 +681,7 @@ def _stored(
                 ints,
                 strs,
                 test_id,
+                ev.extra,
             )
         )
     return rows

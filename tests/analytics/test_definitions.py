@@ -128,6 +128,16 @@ def test_name_rule_matches_regex(name: str) -> None:
         assert valid
 
 
+@pytest.mark.parametrize("name", ["$platform", "$launch", "$pageview", "$x"])
+def test_dollar_names_are_reserved(name: str) -> None:
+    with pytest.raises(DefinitionsInvalid) as caught:
+        parse_field({"name": name, "type": "string"})
+    [error] = caught.value.errors
+    assert "reserved for the built-in events and system properties" in error.message
+    assert messages_at(click_event(name=name))["name"].startswith(f"invalid name {name!r}")
+    assert "reserved" in messages_at(click_event(name=name))["name"]
+
+
 def test_event_name_rule() -> None:
     assert messages_at(click_event(name="GoodsClick"))["name"].startswith(
         "invalid name 'GoodsClick'"

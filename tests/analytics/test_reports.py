@@ -31,6 +31,7 @@ from miniport.analytics.reports import (
     parse_filter,
     parse_metric,
 )
+from miniport.analytics.system_props import DIMENSIONS
 
 SLOTS: FieldSlots = {
     "price": ("int", 0),
@@ -213,7 +214,12 @@ def test_offset_segments_find_dst_transitions() -> None:
 # --------------------------------------------------------------------------- reference
 
 
+BOOLS = {"true": True, "false": False, "1": True, "0": False}
+
+
 def value_of(e: StoredEvent, name: str) -> object:
+    if name.startswith("$"):
+        return e.extra.get(DIMENSIONS[name].column)
     if name in SLOTS:
         ftype, slot = SLOTS[name]
         return e.ints.get(slot) if ftype == "int" else e.strs.get(slot)
@@ -225,7 +231,9 @@ def matches(e: StoredEvent, f: Filter) -> bool:
     if v is None:
         return False
     target: object = f.value
-    if isinstance(v, int):
+    if isinstance(v, bool):
+        target = BOOLS[f.value]
+    elif isinstance(v, int):
         target = int(f.value)
     if f.op == "=":
         return v == target
@@ -280,7 +288,7 @@ def ref_event_analysis(
             if m.kind == "distinct":
                 item[m.name] = len(set(vals))
                 continue
-            ints = [v for v in vals if isinstance(v, int)]
+            ints = [v for v in vals if isinstance(v, int) and not isinstance(v, bool)]
             total = sum(ints)
             item[m.name] = {
                 "sum": total,
@@ -371,11 +379,12 @@ def events_strategy(draw: st.DrawFn) -> list[StoredEvent]:
         # a few popular instants make equal timestamps (funnels need strict order) common
         minute = draw(st.integers(-120, SPAN // 60_000 + 120) | st.sampled_from([0, 1, 1440]))
         ts = T0 + minute * 60_000 + draw(st.sampled_from([0, 0, 1, 59_999]))
+        event = draw(st.sampled_from(["view", "view", "buy", "share", "$pageleave"]))
         out.append(
             StoredEvent(
                 appid="placeholder",  # set per example
                 uid=f"e{i}",
-                event=draw(st.sampled_from(["view", "view", "buy", "share"])),
+                event=event,
                 user=draw(st.sampled_from(["u1", "u2", "u3", "u4", "u5"])),
                 ts_ms=ts,
                 received_ms=ts,
@@ -386,9 +395,31 @@ def events_strategy(draw: st.DrawFn) -> list[StoredEvent]:
                 ints=ints,
                 strs=strs,
                 test_id=draw(st.sampled_from([None, None, None, None, "t1", "t2"])),
+                extra=draw(system_properties(event)),
             )
         )
     return out
+
+
+@st.composite
+def system_properties(draw: st.DrawFn, event: str) -> dict[str, object]:
+    """System properties as the ingestion stores them (columns of DIMENSIONS), some absent;
+    a built-in event's data. ``$model`` is never set: its column does not exist."""
+    extra: dict[str, object] = {}
+    platform = draw(st.sampled_from(["ios", "android", "web", None]))
+    if platform is not None:
+        extra["sys_platform"] = platform
+    scene = draw(st.sampled_from([1001, 1001, 1007, 1089, None]))
+    if scene is not None:
+        extra["sys_scene"] = scene
+    extra["sys_new_user"] = draw(st.booleans())
+    if draw(st.booleans()):
+        extra["sys_session"] = draw(st.sampled_from(["s-1", "s-2"]))
+    if event == "$pageleave":
+        extra["ev_path"] = draw(st.sampled_from(["pages/a", "pages/b"]))
+        if draw(st.integers(0, 4)):
+            extra["ev_duration_ms"] = draw(st.integers(0, 2**40) | st.integers(0, 9))
+    return extra
 
 
 METRICS = [
@@ -406,8 +437,26 @@ METRICS = [
     "avg:unused",
     "distinct:label",
     "sum:unused",
+    "sum:$duration_ms",
+    "avg:$duration_ms",
+    "max:$scene",
+    "distinct:$session",
+    "distinct:$model",
 ]
-GROUPS = ["color", "price", "qty", "brand", "page", "trigger", "unused"]
+GROUPS = [
+    "color",
+    "price",
+    "qty",
+    "brand",
+    "page",
+    "trigger",
+    "unused",
+    "$platform",
+    "$scene",
+    "$new_user",
+    "$model",
+    "$path",
+]
 FILTERS = [
     "color=red",
     "color!=blue",
@@ -424,6 +473,13 @@ FILTERS = [
     "trigger!=click",
     "unused>0",
     "label!=x",
+    "$scene=1001",
+    "$scene>=1005",
+    "$platform!=ios",
+    "$new_user=true",
+    "$new_user!=1",
+    "$duration_ms>5",
+    "$model=x",
 ]
 TZS = ["UTC", "Asia/Shanghai", "America/New_York", "Asia/Kathmandu"]
 
@@ -440,7 +496,7 @@ def window(draw: st.DrawFn) -> tuple[int, int, int]:
 def event_queries(draw: st.DrawFn) -> EventQuery:
     a, b, nb = draw(window())
     return EventQuery.parse(
-        event=draw(st.sampled_from(["view", "buy"])),
+        event=draw(st.sampled_from(["view", "buy", "$pageleave"])),
         from_ms=a,
         to_ms=b,
         not_before_ms=nb,
@@ -459,7 +515,7 @@ def funnel_queries(draw: st.DrawFn) -> FunnelQuery:
     n = draw(st.integers(2, 4))
     steps = [
         (
-            draw(st.sampled_from(["view", "buy", "share"])),
+            draw(st.sampled_from(["view", "buy", "share", "$pageleave"])),
             draw(st.lists(st.sampled_from(FILTERS), max_size=2)),
         )
         for _ in range(n)
@@ -469,7 +525,11 @@ def funnel_queries(draw: st.DrawFn) -> FunnelQuery:
         from_ms=a,
         to_ms=b,
         not_before_ms=nb,
-        group_by=draw(st.sampled_from([None, "color", "price", "page", "unused"])),
+        group_by=draw(
+            st.sampled_from(
+                [None, "color", "price", "page", "unused", "$platform", "$new_user", "$model"]
+            )
+        ),
     )
 
 

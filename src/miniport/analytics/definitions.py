@@ -239,6 +239,11 @@ def errors_from_validation(exc: ValidationError, prefix: str = "") -> list[Defin
 
 def _check_name(value: str) -> str:
     if not NAME_RE.fullmatch(value):
+        if value.startswith("$"):
+            raise _fail(
+                f"invalid name {_show(value)}: names starting with $ are reserved for the "
+                "built-in events and system properties, which need no definition"
+            )
         raise _fail(f"invalid name {_show(value)}: {NAME_RULE}")
     return value
 

@@ -220,7 +220,7 @@ def test_batch_context_reaches_every_event_and_the_event_context_wins() -> None:
     assert b.event_name == "$pageview" and b.event_id < 0 and b.values == {}
     for event in (a, b):
         assert [n.field for n in event.coercions] == ["$foo"]
-    assert b.as_dict()["extra"]["ev_path"] == "p"
+    assert b.as_dict()["system"]["$path"] == "p"
 
 
 def test_built_in_events_need_no_definition_but_must_exist() -> None:

@@ -60,6 +60,7 @@ from miniport.analytics.coercion import INT_MAX, INT_MIN, MAX_STRING_LENGTH, Fie
 from miniport.analytics.definitions import ACTION_KINDS, TRIGGERS, AnalyticsConfig
 from miniport.analytics.system_props import (
     BUILTIN_EVENTS,
+    COLUMN_NAMES,
     ContextInvalid,
     builtin_data,
     check_context,
@@ -197,7 +198,7 @@ class CheckedEvent:
             "action": self.action,
             "values": dict(self.values),
             "coercions": [note.as_dict() for note in self.coercions],
-            "extra": dict(self.extra),
+            "system": {COLUMN_NAMES[c]: v for c, v in self.extra.items()},
         }
 
 

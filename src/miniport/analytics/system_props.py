@@ -61,6 +61,7 @@ from .coercion import coerce
 
 __all__ = [
     "BUILTIN_EVENTS",
+    "COLUMN_NAMES",
     "DIMENSIONS",
     "EXTRA_COLUMNS",
     "MAX_PROPERTY_LENGTH",
@@ -153,6 +154,11 @@ DIMENSIONS: Final[Mapping[str, Dimension]] = MappingProxyType(
     {**SYSTEM_PROPERTIES, **{d.name: d for d in _DATA.values()}}
 )
 """Every ``$`` name a report may group by, filter on (or, for numbers, take metrics of)."""
+
+COLUMN_NAMES: Final[Mapping[str, str]] = MappingProxyType(
+    {d.column: d.name for d in DIMENSIONS.values()}
+)
+"""Column -> its ``$`` name in reports (``sys_platform`` -> ``$platform``)."""
 
 EXTRA_COLUMNS: Final[Mapping[str, ColumnKind]] = MappingProxyType(
     {d.column: d.kind for d in DIMENSIONS.values()}

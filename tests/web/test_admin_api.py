@@ -19,9 +19,8 @@ class Admin:
 
     async def call(self, method: str, path: str, **kw: Any) -> tuple[int, dict[str, Any]]:
         headers = {"Authorization": f"Bearer {self.key}"} if self.key else {}
-        async with self.s.request(
-            method, self.base + "/admin/v1" + path, headers=headers, **kw
-        ) as r:
+        async with self.s.request(method, self.base + "/admin/v1" + path, headers=headers,
+                                  **kw) as r:
             return r.status, await r.json()
 
 
@@ -50,9 +49,8 @@ async def test_roles(live_server: LiveServer, session: aiohttp.ClientSession) ->
     appid = created["appid"]
     status, body = await viewer.call("GET", f"/apps/{appid}")
     assert status == 404  # not a member: as if the app did not exist
-    status, body = await admin.call(
-        "POST", f"/apps/{appid}/members", json={"user": "key:viewer-key", "role": "viewer"}
-    )
+    status, body = await admin.call("POST", f"/apps/{appid}/members",
+                                    json={"user": "key:viewer-key", "role": "viewer"})
     assert status == 201
 
     status, body = await viewer.call("GET", f"/apps/{appid}")
@@ -60,53 +58,41 @@ async def test_roles(live_server: LiveServer, session: aiohttp.ClientSession) ->
     status, body = await developer.call("GET", f"/apps/{appid}")
     assert status == 200 and body["secret"] == created["secret"]
 
-    status, change = await viewer.call(
-        "POST", f"/apps/{appid}/changes", json={"kind": "pre", "url": "https://dev.example/pre"}
-    )
+    status, change = await viewer.call("POST", f"/apps/{appid}/changes",
+                                       json={"kind": "pre", "url": "https://dev.example/pre"})
     assert status == 403
-    status, change = await developer.call(
-        "POST", f"/apps/{appid}/changes", json={"kind": "pre", "url": "https://dev.example/pre"}
-    )
+    status, change = await developer.call("POST", f"/apps/{appid}/changes",
+                                          json={"kind": "pre", "url": "https://dev.example/pre"})
     assert status == 201
     assert {"change_id", "confirm_code", "confirm_url"} <= set(change)
 
-    status, body = await developer.call(
-        "POST", "/changes/confirm", json={"code": change["confirm_code"]}
-    )
+    status, body = await developer.call("POST", "/changes/confirm",
+                                        json={"code": change["confirm_code"]})
     assert status == 403 and body["message"] == "this needs the admin role; you are developer"
     assert (await admin.call("GET", f"/apps/{appid}"))[1]["urls"]["pre"]["url"] is None
 
-    status, applied = await admin.call(
-        "POST", "/changes/confirm", json={"code": change["confirm_code"]}
-    )
+    status, applied = await admin.call("POST", "/changes/confirm",
+                                       json={"code": change["confirm_code"]})
     assert status == 200 and applied["status"] == "applied"
     status, body = await admin.call("GET", f"/apps/{appid}")
-    assert body["urls"]["pre"] == {
-        **body["urls"]["pre"],
-        "url": "https://dev.example/pre",
-        "enabled": True,
-    }
-    status, body = await admin.call(
-        "POST", "/changes/confirm", json={"code": change["confirm_code"]}
-    )
+    assert body["urls"]["pre"] == {**body["urls"]["pre"], "url": "https://dev.example/pre",
+                                   "enabled": True}
+    status, body = await admin.call("POST", "/changes/confirm",
+                                    json={"code": change["confirm_code"]})
     assert status == 410 and "already applied" in body["message"]
 
     status, audit = await viewer.call("GET", "/audit", params={"appid": appid})
     actions = [(e["actor"], e["action"]) for e in reversed(audit["entries"])]
-    assert actions == [
-        ("key:developer-key", "app.create"),
-        ("key:developer-key", "member.add"),  # the creator is a member
-        ("key:test-admin", "member.add"),
-        ("key:developer-key", "change.request"),
-        ("key:test-admin", "change.confirm"),
-    ]
+    assert actions == [("key:developer-key", "app.create"),
+                       ("key:developer-key", "member.add"),  # the creator is a member
+                       ("key:test-admin", "member.add"),
+                       ("key:developer-key", "change.request"),
+                       ("key:test-admin", "change.confirm")]
 
 
 @pytest.mark.parametrize("header", [None, "Bearer wrong-key", "Token abc"])
 async def test_without_a_valid_key_is_401(
-    live_server: LiveServer,
-    session: aiohttp.ClientSession,
-    header: str | None,
+    live_server: LiveServer, session: aiohttp.ClientSession, header: str | None,
 ) -> None:
     headers = {"Authorization": header} if header else {}
     async with session.get(live_server.url + "/admin/v1/apps", headers=headers) as r:
@@ -115,8 +101,7 @@ async def test_without_a_valid_key_is_401(
 
 
 async def test_a_runtime_token_is_not_an_admin_key(
-    live_server: LiveServer,
-    session: aiohttp.ClientSession,
+    live_server: LiveServer, session: aiohttp.ClientSession,
 ) -> None:
     token = live_server.platform.auth.runtime_token("alice")
     status, _ = await Admin(session, live_server.url, token).call("GET", "/apps")
@@ -124,20 +109,16 @@ async def test_a_runtime_token_is_not_an_admin_key(
 
 
 async def test_invalid_admin_inputs_are_4xx_with_a_clear_message(
-    live_server: LiveServer,
-    session: aiohttp.ClientSession,
+    live_server: LiveServer, session: aiohttp.ClientSession,
 ) -> None:
     admin = Admin(session, live_server.url, live_server.admin_key)
     appid = (await admin.call("POST", "/apps", json={"name": "shop"}))[1]["appid"]
 
     async def raw(path: str, data: bytes) -> tuple[int, dict[str, Any]]:
-        headers = {
-            "Authorization": f"Bearer {live_server.admin_key}",
-            "Content-Type": "application/json",
-        }
-        async with session.post(
-            f"{live_server.url}/admin/v1{path}", data=data, headers=headers
-        ) as r:
+        headers = {"Authorization": f"Bearer {live_server.admin_key}",
+                   "Content-Type": "application/json"}
+        async with session.post(f"{live_server.url}/admin/v1{path}", data=data,
+                                headers=headers) as r:
             return r.status, await r.json()
 
     cases = [
@@ -146,81 +127,36 @@ async def test_invalid_admin_inputs_are_4xx_with_a_clear_message(
         (await admin.call("POST", "/apps", json={"name": ""}), 422, "name"),
         (await admin.call("POST", "/apps", json={"name": "n" * 129}), 422, "name"),
         (await admin.call("POST", "/apps", json={}), 422, "name"),
-        (
-            await admin.call(
-                "POST", f"/apps/{appid}/changes", json={"kind": "daily", "url": "https://x"}
-            ),
-            422,
-            "kind",
-        ),
-        (
-            await admin.call("POST", f"/apps/{appid}/changes", json={"kind": "pre", "op": "drop"}),
-            422,
-            "op",
-        ),
-        (
-            await admin.call(
-                "POST", f"/apps/{appid}/changes", json={"kind": "pre", "url": "ftp://x.example/"}
-            ),
-            422,
-            "scheme 'ftp'",
-        ),
-        (
-            await admin.call(
-                "POST",
-                f"/apps/{appid}/changes",
-                json={"kind": "pre", "url": "https://a:b@x.example/"},
-            ),
-            422,
-            "credentials",
-        ),
-        (
-            await admin.call("POST", f"/apps/{appid}/changes", json={"kind": "pre", "url": 7}),
-            422,
-            "url",
-        ),
+        (await admin.call("POST", f"/apps/{appid}/changes", json={"kind": "daily", "url": "https://x"}),
+         422, "kind"),
+        (await admin.call("POST", f"/apps/{appid}/changes", json={"kind": "pre", "op": "drop"}),
+         422, "op"),
+        (await admin.call("POST", f"/apps/{appid}/changes",
+                          json={"kind": "pre", "url": "ftp://x.example/"}), 422, "scheme 'ftp'"),
+        (await admin.call("POST", f"/apps/{appid}/changes",
+                          json={"kind": "pre", "url": "https://a:b@x.example/"}), 422,
+         "credentials"),
+        (await admin.call("POST", f"/apps/{appid}/changes", json={"kind": "pre", "url": 7}),
+         422, "url"),
         (await admin.call("POST", "/changes/confirm", json={"code": ""}), 422, "code"),
         (await admin.call("POST", "/changes/confirm", json={"code": "x" * 65}), 422, "code"),
-        (
-            await admin.call("POST", "/changes/confirm", json={"code": "NOSUCHCODE"}),
-            410,
-            "unknown confirmation code",
-        ),
-        (
-            await admin.call(
-                "POST", f"/apps/{appid}/devtools/fetch", json={"user_id": "u", "type": "weekly"}
-            ),
-            422,
-            "type",
-        ),
-        (
-            await admin.call("POST", f"/apps/{appid}/devtools/fetch", json={"type": "pre"}),
-            422,
-            "user_id",
-        ),
-        (
-            await admin.call("POST", f"/apps/{appid}/devtools/fetch", json={"user_id": "u" * 129}),
-            422,
-            "user_id",
-        ),
+        (await admin.call("POST", "/changes/confirm", json={"code": "NOSUCHCODE"}), 410,
+         "unknown confirmation code"),
+        (await admin.call("POST", f"/apps/{appid}/devtools/fetch",
+                          json={"user_id": "u", "type": "weekly"}), 422, "type"),
+        (await admin.call("POST", f"/apps/{appid}/devtools/fetch", json={"type": "pre"}), 422,
+         "user_id"),
+        (await admin.call("POST", f"/apps/{appid}/devtools/fetch",
+                          json={"user_id": "u" * 129}), 422, "user_id"),
         (await admin.call("GET", f"/apps/{appid}/fetch-log", params={"limit": "0"}), 422, "limit"),
-        (
-            await admin.call("GET", f"/apps/{appid}/fetch-log", params={"limit": "many"}),
-            422,
-            "limit",
-        ),
+        (await admin.call("GET", f"/apps/{appid}/fetch-log", params={"limit": "many"}), 422,
+         "limit"),
         (await admin.call("GET", "/audit", params={"limit": "100000"}), 422, "limit"),
         (await admin.call("GET", f"/apps/{appid}/health", params={"hours": "0"}), 422, "hours"),
-        (
-            await admin.call("POST", f"/apps/{appid}/devtools/clear", json={"user_id": 5}),
-            422,
-            "user_id",
-        ),
-        (
-            await admin.call("POST", f"/apps/{appid}/devtools/push"),
-            422,
-            "request body: Field required",
-        ),
+        (await admin.call("POST", f"/apps/{appid}/devtools/clear", json={"user_id": 5}), 422,
+         "user_id"),
+        (await admin.call("POST", f"/apps/{appid}/devtools/push"), 422,
+         "request body: Field required"),
         (await raw("/apps", b"[1, 2]"), 422, "request body: Input should be a valid dictionary"),
     ]
     for (status, body), expected_status, fragment in cases:
@@ -229,27 +165,21 @@ async def test_invalid_admin_inputs_are_4xx_with_a_clear_message(
         assert body["error"]
 
 
-@pytest.mark.parametrize(
-    ("method", "path", "body"),
-    [
-        ("GET", "/apps/nope", None),
-        ("POST", "/apps/nope/changes", {"kind": "pre", "url": "https://x.example/"}),
-        ("GET", "/apps/nope/changes", None),
-        ("POST", "/apps/nope/secret", None),
-        ("POST", "/apps/nope/devtools/fetch", {"user_id": "u"}),
-        ("POST", "/apps/nope/devtools/fetch", {"user_id": "u", "type": "pre"}),
-        ("POST", "/apps/nope/devtools/clear", None),
-        ("POST", "/apps/nope/devtools/push", {"user_id": "u"}),
-        ("GET", "/apps/nope/fetch-log", None),
-        ("GET", "/apps/nope/health", None),
-        ("GET", "/changes/chg_nope", None),
-    ],
-)
+@pytest.mark.parametrize(("method", "path", "body"), [
+    ("GET", "/apps/nope", None),
+    ("POST", "/apps/nope/changes", {"kind": "pre", "url": "https://x.example/"}),
+    ("GET", "/apps/nope/changes", None),
+    ("POST", "/apps/nope/secret", None),
+    ("POST", "/apps/nope/devtools/fetch", {"user_id": "u"}),
+    ("POST", "/apps/nope/devtools/fetch", {"user_id": "u", "type": "pre"}),
+    ("POST", "/apps/nope/devtools/clear", None),
+    ("POST", "/apps/nope/devtools/push", {"user_id": "u"}),
+    ("GET", "/apps/nope/fetch-log", None),
+    ("GET", "/apps/nope/health", None),
+    ("GET", "/changes/chg_nope", None),
+])
 async def test_unknown_app_or_change_is_404(
-    live_server: LiveServer,
-    session: aiohttp.ClientSession,
-    method: str,
-    path: str,
+    live_server: LiveServer, session: aiohttp.ClientSession, method: str, path: str,
     body: dict[str, Any] | None,
 ) -> None:
     admin = Admin(session, live_server.url, live_server.admin_key)
@@ -259,45 +189,34 @@ async def test_unknown_app_or_change_is_404(
 
 
 async def test_devtools_fetch_clear_push_and_log(
-    live_server: LiveServer,
-    session: aiohttp.ClientSession,
-    counter: Counter,
+    live_server: LiveServer, session: aiohttp.ClientSession, counter: Counter,
 ) -> None:
     p = live_server.platform
     admin = Admin(session, live_server.url, live_server.admin_key)
     appid = (await admin.call("POST", "/apps", json={"name": "shop"}))[1]["appid"]
     for kind in ("periodic", "pre"):
-        change = (
-            await admin.call(
-                "POST",
-                f"/apps/{appid}/changes",
-                json={"kind": kind, "url": f"{counter.url}/{kind}"},
-            )
-        )[1]
+        change = (await admin.call("POST", f"/apps/{appid}/changes",
+                                   json={"kind": kind, "url": f"{counter.url}/{kind}"}))[1]
         await admin.call("POST", "/changes/confirm", json={"code": change["confirm_code"]})
 
     # fetch now without a token: the reason, and no request
-    status, shown = await admin.call(
-        "POST", f"/apps/{appid}/devtools/fetch", json={"user_id": "alice"}
-    )
+    status, shown = await admin.call("POST", f"/apps/{appid}/devtools/fetch",
+                                     json={"user_id": "alice"})
     assert status == 200
     assert shown["verdict"] == "token_not_set"
     assert shown["error"] == "token not set, maybe you should setBackgroundFetchToken first"
     assert counter.requests == []
 
     await p.background.set_token(appid, "alice", "tok")
-    status, shown = await admin.call(
-        "POST", f"/apps/{appid}/devtools/fetch", json={"user_id": "alice", "type": "periodic"}
-    )
+    status, shown = await admin.call("POST", f"/apps/{appid}/devtools/fetch",
+                                     json={"user_id": "alice", "type": "periodic"})
     assert shown["verdict"] == "cached" and shown["status"] == 200
     assert shown["request"]["url"].startswith(f"{counter.url}/periodic?appid={appid}&token=tok")
     assert "X-Miniport-Signature" in shown["request"]["headers"]
 
-    status, shown = await admin.call(
-        "POST",
-        f"/apps/{appid}/devtools/fetch",
-        json={"user_id": "alice", "type": "pre", "path": "pages/x", "query": "a=1", "scene": 1011},
-    )
+    status, shown = await admin.call("POST", f"/apps/{appid}/devtools/fetch",
+                                     json={"user_id": "alice", "type": "pre", "path": "pages/x",
+                                           "query": "a=1", "scene": 1011})
     assert shown["verdict"] == "cached"
     assert "path=pages%2Fx" in shown["request"]["url"]
 
@@ -307,25 +226,21 @@ async def test_devtools_fetch_clear_push_and_log(
     assert ("periodic", "devtools", "cached") in triggers
     assert ("pre", "devtools", "cached") in triggers
     logged = [e["url"] for e in log["entries"] if e["url"]]
-    assert logged and all(
-        "token=tok" not in u and "code=" not in u.replace("code=***", "") for u in logged
-    )  # the log (viewers read it) keeps no credentials
+    assert logged and all("token=tok" not in u and "code=" not in u.replace("code=***", "")
+                          for u in logged)  # the log (viewers read it) keeps no credentials
     assert any("token=***" in u for u in logged)
     status, health = await admin.call("GET", f"/apps/{appid}/health")
     assert status == 200 and health["kinds"]["pre"]["ok"] >= 1
 
     # push: a connected device is told to refresh
     token = p.auth.runtime_token("alice", "phone")
-    async with session.get(
-        f"{live_server.url}/runtime/v1/events",
-        headers={"Authorization": f"Bearer {token}"},
-        timeout=aiohttp.ClientTimeout(total=60),
-    ) as stream:
+    async with session.get(f"{live_server.url}/runtime/v1/events",
+                           headers={"Authorization": f"Bearer {token}"},
+                           timeout=aiohttp.ClientTimeout(total=60)) as stream:
         events = SSE(stream)
         await events.next()  # connected
-        status, pushed = await admin.call(
-            "POST", f"/apps/{appid}/devtools/push", json={"user_id": "alice"}
-        )
+        status, pushed = await admin.call("POST", f"/apps/{appid}/devtools/push",
+                                          json={"user_id": "alice"})
         assert status == 200 and pushed["devices"] == ["phone"]
         data = await events.until("backgroundFetchData")
         assert data["fetchType"] == "periodic" and data["fetchedData"] == "data for tok"
@@ -333,9 +248,8 @@ async def test_devtools_fetch_clear_push_and_log(
         assert refresh["appid"] == appid
 
     # clear: the cached data goes
-    status, cleared = await admin.call(
-        "POST", f"/apps/{appid}/devtools/clear", json={"user_id": "alice"}
-    )
+    status, cleared = await admin.call("POST", f"/apps/{appid}/devtools/clear",
+                                       json={"user_id": "alice"})
     assert status == 200 and cleared["cleared"] == 2
 
     async def gone() -> bool:

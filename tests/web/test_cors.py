@@ -24,16 +24,12 @@ async def session() -> AsyncIterator[aiohttp.ClientSession]:
 
 
 def preflight(origin: str, method: str = "POST") -> dict[str, str]:
-    return {
-        "Origin": origin,
-        "Access-Control-Request-Method": method,
-        "Access-Control-Request-Headers": "authorization,content-type",
-    }
+    return {"Origin": origin, "Access-Control-Request-Method": method,
+            "Access-Control-Request-Headers": "authorization,content-type"}
 
 
 async def test_listed_origins_get_preflight_and_cors_headers_on_runtime_and_sdk(
-    live: Live,
-    session: aiohttp.ClientSession,
+    live: Live, session: aiohttp.ClientSession,
 ) -> None:
     server = await live(cors_origins=f"{ALLOWED},https://b.example")
     app = await server.platform.apps.create("shop", "test")
@@ -46,13 +42,11 @@ async def test_listed_origins_get_preflight_and_cors_headers_on_runtime_and_sdk(
         assert "authorization" in allowed and "content-type" in allowed
         assert "Access-Control-Allow-Credentials" not in r.headers
     token = server.platform.auth.runtime_token("alice")
-    async with session.post(
-        launch, json={}, headers={"Origin": ALLOWED, "Authorization": f"Bearer {token}"}
-    ) as r:
+    async with session.post(launch, json={}, headers={
+            "Origin": ALLOWED, "Authorization": f"Bearer {token}"}) as r:
         assert r.status == 200 and r.headers["Access-Control-Allow-Origin"] == ALLOWED
-    async with session.get(
-        f"{server.url}/sdk/miniport-runtime.js", headers={"Origin": "https://b.example"}
-    ) as r:
+    async with session.get(f"{server.url}/sdk/miniport-runtime.js",
+                           headers={"Origin": "https://b.example"}) as r:
         assert r.status == 200 and r.headers["Access-Control-Allow-Origin"] == "https://b.example"
     async with session.options(f"{server.url}/sdk/wx.js", headers=preflight(ALLOWED, "GET")) as r:
         assert r.status == 200 and r.headers["Access-Control-Allow-Origin"] == ALLOWED
@@ -61,41 +55,27 @@ async def test_listed_origins_get_preflight_and_cors_headers_on_runtime_and_sdk(
     for origin in ("http://127.0.0.2:8081", "http://evil.example", "null"):
         async with session.options(launch, headers=preflight(origin)) as r:
             assert r.status == 400 and "Access-Control-Allow-Origin" not in r.headers
-        async with session.post(
-            launch, json={}, headers={"Origin": origin, "Authorization": f"Bearer {token}"}
-        ) as r:
+        async with session.post(launch, json={}, headers={
+                "Origin": origin, "Authorization": f"Bearer {token}"}) as r:
             assert "Access-Control-Allow-Origin" not in r.headers
     async with session.options(f"{server.url}/admin/v1/apps", headers=preflight(ALLOWED)) as r:
         assert r.status == 405 and "Access-Control-Allow-Origin" not in r.headers
 
 
 async def test_no_origin_is_allowed_by_default(
-    live_server: LiveServer,
-    session: aiohttp.ClientSession,
+    live_server: LiveServer, session: aiohttp.ClientSession,
 ) -> None:
     url = f"{live_server.url}/runtime/v1/apps/x/launch"
     async with session.options(url, headers=preflight(ALLOWED)) as r:
         assert "Access-Control-Allow-Origin" not in r.headers
-    async with session.get(
-        f"{live_server.url}/sdk/miniport-runtime.js", headers={"Origin": ALLOWED}
-    ) as r:
+    async with session.get(f"{live_server.url}/sdk/miniport-runtime.js",
+                           headers={"Origin": ALLOWED}) as r:
         assert "Access-Control-Allow-Origin" not in r.headers
 
 
-@pytest.mark.parametrize(
-    "origin",
-    [
-        "https://a.example/",
-        "https://a.example/path",
-        "*",
-        "https://*.example",
-        "ftp://a.example",
-        "https://A.example",
-        "https://a.example:443",
-        "a.example",
-        "https://a.example:x",
-    ],
-)
+@pytest.mark.parametrize("origin", ["https://a.example/", "https://a.example/path", "*",
+                                    "https://*.example", "ftp://a.example", "https://A.example",
+                                    "https://a.example:443", "a.example", "https://a.example:x"])
 def test_an_origin_that_is_not_one_exact_origin_is_refused(origin: str, tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="CORS origin"):
         Settings(data_dir=tmp_path, cors_origins=origin)
@@ -104,6 +84,4 @@ def test_an_origin_that_is_not_one_exact_origin_is_refused(origin: str, tmp_path
 def test_origins_are_read_from_the_environment(monkeypatch: Any, tmp_path: Path) -> None:
     monkeypatch.setenv("MINIPORT_CORS_ORIGINS", "https://a.example, http://127.0.0.1:9000")
     assert Settings.from_env(data_dir=tmp_path).cors_origins == (
-        "https://a.example",
-        "http://127.0.0.1:9000",
-    )
+        "https://a.example", "http://127.0.0.1:9000")

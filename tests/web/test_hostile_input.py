@@ -25,44 +25,30 @@ async def session() -> AsyncIterator[aiohttp.ClientSession]:
         yield s
 
 
-async def _post(
-    session: aiohttp.ClientSession, url: str, key: str, body: bytes
-) -> tuple[int, dict[str, Any]]:
+async def _post(session: aiohttp.ClientSession, url: str, key: str, body: bytes
+                ) -> tuple[int, dict[str, Any]]:
     headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
     async with session.post(url, data=body, headers=headers) as r:
         return r.status, await r.json()
 
 
 async def test_a_lone_surrogate_in_any_json_string_is_a_clean_422(
-    live_server: LiveServer,
-    session: aiohttp.ClientSession,
+    live_server: LiveServer, session: aiohttp.ClientSession,
 ) -> None:
     p, base, key = live_server.platform, live_server.url, live_server.admin_key
     app = await p.apps.create("shop", "test")
     token = p.auth.runtime_token("alice")
     cases = [
-        (
-            f"/admin/v1/apps/{app.appid}/changes",
-            key,
-            b'{"kind": "pre", "url": "https://dev.example/' + LONE[1:-1] + b'"}',
-        ),
-        (
-            f"/runtime/v1/apps/{app.appid}/background-fetch/token",
-            token,
-            b'{"token": ' + LONE + b"}",
-        ),
-        (
-            f"/admin/v1/apps/{app.appid}/devtools/fetch",
-            key,
-            b'{"user_id": "alice", "path": ' + LONE + b"}",
-        ),
+        (f"/admin/v1/apps/{app.appid}/changes", key,
+         b'{"kind": "pre", "url": "https://dev.example/' + LONE[1:-1] + b'"}'),
+        (f"/runtime/v1/apps/{app.appid}/background-fetch/token", token,
+         b'{"token": ' + LONE + b"}"),
+        (f"/admin/v1/apps/{app.appid}/devtools/fetch", key,
+         b'{"user_id": "alice", "path": ' + LONE + b"}"),
         ("/admin/v1/apps", key, b'{"name": ' + LONE + b"}"),
         (f"/runtime/v1/apps/{app.appid}/launch", token, b'{"path": ' + LONE + b"}"),
-        (
-            f"/runtime/v1/apps/{app.appid}/analytics/events",
-            token,
-            b'{"sent_at": 1, "events": [{"id": ' + LONE + b', "event": "e", "ts": 1}]}',
-        ),
+        (f"/runtime/v1/apps/{app.appid}/analytics/events", token,
+         b'{"sent_at": 1, "events": [{"id": ' + LONE + b', "event": "e", "ts": 1}]}'),
     ]
     for path, bearer, body in cases:
         status, answer = await _post(session, base + path, bearer, body)
@@ -79,40 +65,34 @@ async def test_a_lone_surrogate_in_any_json_string_is_a_clean_422(
 
 def test_the_strict_reader_refuses_lone_surrogates_only() -> None:
     assert json_text.loads(b'{"a": "\\ud83d\\ude00", "b": "\\\\ud800"}') == {
-        "a": "\U0001f600",
-        "b": "\\ud800",
-    }  # a pair, and an escaped backslash, are fine
+        "a": "\U0001f600", "b": "\\ud800"}  # a pair, and an escaped backslash, are fine
     for bad in (b'"\\ud800"', b'{"\\udc00": 1}', b'[["x\\uDBFFy"]]', '"\\ud800"'):
         with pytest.raises(json.JSONDecodeError, match="surrogate"):
             json_text.loads(bad)
 
 
 async def test_a_url_with_a_bidi_override_is_refused_before_any_admin_sees_it(
-    live_server: LiveServer,
-    session: aiohttp.ClientSession,
+    live_server: LiveServer, session: aiohttp.ClientSession,
 ) -> None:
     p = live_server.platform
     app = await p.apps.create("shop", "test")
     body = b'{"kind": "pre", "url": "https://evil.example/\\u202egpj.atad"}'
-    status, answer = await _post(
-        session, f"{live_server.url}/admin/v1/apps/{app.appid}/changes", live_server.admin_key, body
-    )
+    status, answer = await _post(session, f"{live_server.url}/admin/v1/apps/{app.appid}/changes",
+                                 live_server.admin_key, body)
     assert status == 422 and answer["error"] == "invalid_url", answer
     assert "U+202E" in answer["message"]
     assert await p.db.read(p.registry.list_changes, app.appid) == []
 
 
 async def test_an_export_of_an_empty_or_invalid_event_name_is_422(
-    live_server: LiveServer,
-    session: aiohttp.ClientSession,
+    live_server: LiveServer, session: aiohttp.ClientSession,
 ) -> None:
     app = await live_server.platform.apps.create("shop", "test")
     headers = {"Authorization": f"Bearer {live_server.admin_key}"}
     for event in ("", "Bad-Name"):
         async with session.get(
             f"{live_server.url}/admin/v1/apps/{app.appid}/analytics/export",
-            params={"event": event},
-            headers=headers,
+            params={"event": event}, headers=headers,
         ) as r:
             assert r.status == 422, (event, await r.text())
             assert (await r.json())["message"]

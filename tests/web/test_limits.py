@@ -41,8 +41,7 @@ async def test_a_declared_oversized_body_is_refused_before_auth(live_server: Liv
 
 
 async def test_a_chunked_oversized_body_is_refused_while_it_streams(
-    live_server: LiveServer,
-    caplog: pytest.LogCaptureFixture,
+    live_server: LiveServer, caplog: pytest.LogCaptureFixture,
 ) -> None:
     """413 while the body streams, on an endpoint that reads the body by hand and on ones that
     FastAPI parses, and no traceback in the server log: the refusal is not an error."""
@@ -54,7 +53,8 @@ async def test_a_chunked_oversized_body_is_refused_while_it_streams(
         uvicorn_log.removeHandler(caplog.handler)
 
 
-async def _refuse_chunked_bodies(live_server: LiveServer, caplog: pytest.LogCaptureFixture) -> None:
+async def _refuse_chunked_bodies(live_server: LiveServer, caplog: pytest.LogCaptureFixture
+                                 ) -> None:
     limit = live_server.platform.settings.max_request_bytes
     token = live_server.platform.auth.runtime_token("u")  # signed in: the body is then read
     app = await live_server.platform.apps.create("shop", "test")

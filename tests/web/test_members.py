@@ -29,26 +29,19 @@ async def session() -> AsyncIterator[aiohttp.ClientSession]:
 async def app_routes(server: LiveServer, session: aiohttp.ClientSession) -> list[tuple[str, str]]:
     async with session.get(server.url + "/openapi.json") as r:
         spec = await r.json()
-    routes = [
-        (method.upper(), path)
-        for path, ops in spec["paths"].items()
-        if path.startswith("/admin/v1/") and "{appid}" in path
-        for method in ops
-    ]
+    routes = [(method.upper(), path) for path, ops in spec["paths"].items()
+              if path.startswith("/admin/v1/") and "{appid}" in path for method in ops]
     assert len(routes) >= 30  # apps, changes, devtools, health, analytics, members
     return routes
 
 
-async def call(
-    session: aiohttp.ClientSession, server: LiveServer, key: str, method: str, path: str, appid: str
-) -> tuple[int, dict[str, Any]]:
-    url = server.url + re.sub(
-        r"\{(\w+)\}", lambda m: appid if m[1] == "appid" else PARAMS[m[1]], path
-    )
+async def call(session: aiohttp.ClientSession, server: LiveServer, key: str, method: str,
+               path: str, appid: str) -> tuple[int, dict[str, Any]]:
+    url = server.url + re.sub(r"\{(\w+)\}", lambda m: appid if m[1] == "appid" else PARAMS[m[1]],
+                              path)
     body = {"json": {}} if method in ("POST", "PUT", "PATCH") else {}
-    async with session.request(
-        method, url, headers={"Authorization": f"Bearer {key}"}, **body
-    ) as r:
+    async with session.request(method, url, headers={"Authorization": f"Bearer {key}"},
+                               **body) as r:
         text = await r.text()
         return r.status, (await r.json() if text.startswith("{") else {})
 
@@ -58,15 +51,12 @@ def refused_as_unknown(status: int, body: dict[str, Any], appid: str) -> bool:
 
 
 async def test_every_admin_route_of_an_app_is_for_its_members_only(
-    live_server: LiveServer,
-    session: aiohttp.ClientSession,
+    live_server: LiveServer, session: aiohttp.ClientSession,
 ) -> None:
     p, auth = live_server.platform, live_server.platform.auth
     ours, theirs = await p.apps.create("ours", "test"), await p.apps.create("theirs", "test")
-    keys = {
-        name: (await auth.create_key("api", name, role))["key"]
-        for name, role in [("dev", "developer"), ("view", "viewer"), ("dev-as-viewer", "developer")]
-    }
+    keys = {name: (await auth.create_key("api", name, role))["key"] for name, role in [
+        ("dev", "developer"), ("view", "viewer"), ("dev-as-viewer", "developer")]}
     admin = live_server.admin_key
     for name, role in [("dev", "developer"), ("view", "viewer"), ("dev-as-viewer", "viewer")]:
         await p.db.write(MemberStore(p.db).put, ours.appid, f"key:{name}", role, 0.0, "test")
@@ -74,10 +64,10 @@ async def test_every_admin_route_of_an_app_is_for_its_members_only(
     for method, path in await app_routes(live_server, session):
         # not a member: the app does not exist, whatever the route (or the platform role says no)
         for name in keys:
-            status, body = await call(session, live_server, keys[name], method, path, theirs.appid)
+            status, body = await call(session, live_server, keys[name], method, path,
+                                      theirs.appid)
             assert refused_as_unknown(status, body, theirs.appid) or (  # or by platform role
-                status == 403 and "in app" not in body["message"]
-            ), (name, method, path, body)
+                status == 403 and "in app" not in body["message"]), (name, method, path, body)
         # a member: never "not found" for the app; refused only by role
         for name in keys:
             status, body = await call(session, live_server, keys[name], method, path, ours.appid)
@@ -91,37 +81,26 @@ async def test_every_admin_route_of_an_app_is_for_its_members_only(
         assert status != 403 and not refused_as_unknown(status, body, theirs.appid), (path, body)
 
     # what a viewer member may do, a viewer does; what needs a developer, it may not
-    status, body = await call(
-        session, live_server, keys["view"], "POST", "/admin/v1/apps/{appid}/secret", ours.appid
-    )
+    status, body = await call(session, live_server, keys["view"], "POST",
+                              "/admin/v1/apps/{appid}/secret", ours.appid)
     assert status == 403
-    status, body = await call(
-        session,
-        live_server,
-        keys["dev-as-viewer"],
-        "POST",
-        "/admin/v1/apps/{appid}/secret",
-        ours.appid,
-    )
+    status, body = await call(session, live_server, keys["dev-as-viewer"], "POST",
+                              "/admin/v1/apps/{appid}/secret", ours.appid)
     assert status == 403 and body["message"] == (
-        f"this needs the developer role in app {ours.appid}; you are viewer"
-    )
-    status, body = await call(
-        session, live_server, keys["dev"], "POST", "/admin/v1/apps/{appid}/secret", ours.appid
-    )
+        f"this needs the developer role in app {ours.appid}; you are viewer")
+    status, body = await call(session, live_server, keys["dev"], "POST",
+                              "/admin/v1/apps/{appid}/secret", ours.appid)
     assert status == 200
 
 
 async def test_lists_audit_and_changes_show_only_the_callers_apps(
-    live_server: LiveServer,
-    session: aiohttp.ClientSession,
+    live_server: LiveServer, session: aiohttp.ClientSession,
 ) -> None:
     p = live_server.platform
     dev = (await p.auth.create_key("api", "dev", "developer"))["key"]
     headers = {"Authorization": f"Bearer {dev}"}
-    async with session.post(
-        f"{live_server.url}/admin/v1/apps", json={"name": "mine"}, headers=headers
-    ) as r:
+    async with session.post(f"{live_server.url}/admin/v1/apps", json={"name": "mine"},
+                            headers=headers) as r:
         mine = (await r.json())["appid"]
     other = await p.apps.create("other", "test")
     pending = await p.apps.request_change(other.appid, "pre", "set", "https://d.example/", "t")
@@ -136,11 +115,7 @@ async def test_lists_audit_and_changes_show_only_the_callers_apps(
         assert r.status == 404
     async with session.get(f"{base}/apps/{mine}/members", headers=headers) as r:
         assert (await r.json())["members"][0] | {"added_at": 0} == {
-            "user": "key:dev",
-            "role": "developer",
-            "added_at": 0,
-            "added_by": "key:dev",
-        }
+            "user": "key:dev", "role": "developer", "added_at": 0, "added_by": "key:dev"}
 
 
 async def test_console_shows_a_user_only_their_apps(live_server: LiveServer) -> None:
@@ -148,14 +123,12 @@ async def test_console_shows_a_user_only_their_apps(live_server: LiveServer) -> 
     await p.console_users.create_user("dana", "developer", PASSWORD)
     ours, theirs = await p.apps.create("Ours", "test"), await p.apps.create("Theirs", "test")
     data = p.settings.data_dir
-    assert await ok(
-        "app", "member", "add", ours.appid, "dana", "--role", "viewer", data_dir=data
-    ) == {"appid": ours.appid, "user": "dana", "role": "viewer"}
+    assert await ok("app", "member", "add", ours.appid, "dana", "--role", "viewer",
+                    data_dir=data) == {"appid": ours.appid, "user": "dana", "role": "viewer"}
     listed = await ok("app", "member", "list", ours.appid, data_dir=data)
     assert [(m["user"], m["role"]) for m in listed["members"]] == [("dana", "viewer")]
-    bad = await miniport(
-        "app", "member", "add", ours.appid, "erin", "--role", "admin", "--json", data_dir=data
-    )
+    bad = await miniport("app", "member", "add", ours.appid, "erin", "--role", "admin", "--json",
+                         data_dir=data)
     assert bad.code != 0 and bad.json["error"] == "invalid_input"
     async with client() as s:
         r = await sign_in(s, base, "dana")
@@ -174,10 +147,8 @@ async def test_console_shows_a_user_only_their_apps(live_server: LiveServer) -> 
             assert r.status == 404
     assert (await ok("app", "member", "remove", ours.appid, "dana", data_dir=data))["removed"]
     audit = await p.db.read(p.registry.list_audit, ours.appid, 5)
-    assert [(e.actor, e.action) for e in audit[:2]] == [
-        ("cli", "member.remove"),
-        ("cli", "member.add"),
-    ]
+    assert [(e.actor, e.action) for e in audit[:2]] == [("cli", "member.remove"),
+                                                        ("cli", "member.add")]
 
 
 async def test_an_admin_manages_members_on_the_apps_console_page(live_server: LiveServer) -> None:
@@ -197,26 +168,22 @@ async def test_an_admin_manages_members_on_the_apps_console_page(live_server: Li
             page = await r.text()
             assert 'data-testid="no-members"' in page
             token = csrf_of(page)
-        async with admin.post(
-            page_url, data={"user": "erin", "role": "admin", "csrf_token": token}
-        ) as r:
+        async with admin.post(page_url, data={"user": "erin", "role": "admin",
+                                              "csrf_token": token}) as r:
             assert r.status == 422 and 'data-testid="members-error"' in await r.text()
-        async with admin.post(
-            page_url, data={"user": "erin", "role": "developer", "csrf_token": token}
-        ) as r:
+        async with admin.post(page_url, data={"user": "erin", "role": "developer",
+                                              "csrf_token": token}) as r:
             assert r.status == 200 and 'data-member="erin"' in await r.text()
         async with erin.get(page_url) as r:
             page = await r.text()
             assert r.status == 200 and 'data-member="erin"' in page
             assert 'data-testid="add-member"' not in page  # only admins manage members
             erin_token = csrf_of(page)
-        async with erin.post(
-            f"{page_url}/remove", data={"user": "erin", "csrf_token": erin_token}
-        ) as r:
+        async with erin.post(f"{page_url}/remove", data={"user": "erin",
+                                                         "csrf_token": erin_token}) as r:
             assert r.status == 403
-        async with admin.post(
-            f"{page_url}/remove", data={"user": "erin", "csrf_token": token}
-        ) as r:
+        async with admin.post(f"{page_url}/remove", data={"user": "erin",
+                                                          "csrf_token": token}) as r:
             assert r.status == 200
         async with erin.get(f"{base}/console/apps/{app.appid}") as r:
             assert r.status == 404

@@ -35,35 +35,22 @@ STREAMS = ("/runtime/v1/events", "/analytics/tests/{test_id}/events")  # never e
 
 def _strategy(operation: Any, appid: str) -> Any:
     """Valid and invalid requests, and valid ones for a real app (past the app's 404)."""
-    modes = [
-        operation.as_strategy(GenerationMode.POSITIVE),
-        operation.as_strategy(GenerationMode.NEGATIVE),
-    ]
+    modes = [operation.as_strategy(GenerationMode.POSITIVE),
+             operation.as_strategy(GenerationMode.NEGATIVE)]
     if "{appid}" in operation.path:
-        modes.append(
-            operation.as_strategy(GenerationMode.POSITIVE, path_parameters={"appid": appid})
-        )
+        modes.append(operation.as_strategy(GenerationMode.POSITIVE,
+                                           path_parameters={"appid": appid}))
     return st.one_of(modes)
 
 
-def _fuzz_operation(
-    operation: Any, strategy: Any, session: requests.Session, base_url: str, bearer: str
-) -> None:
-    @settings(
-        max_examples=EXAMPLES_PER_OPERATION,
-        derandomize=True,
-        deadline=None,
-        database=None,
-        suppress_health_check=list(HealthCheck),
-    )
+def _fuzz_operation(operation: Any, strategy: Any, session: requests.Session, base_url: str,
+                    bearer: str) -> None:
+    @settings(max_examples=EXAMPLES_PER_OPERATION, derandomize=True, deadline=None,
+              database=None, suppress_health_check=list(HealthCheck))
     @given(case=strategy)
     def run(case: Any) -> None:
-        response = case.call(
-            base_url=base_url,
-            session=session,
-            headers={"Authorization": f"Bearer {bearer}"},
-            timeout=10,
-        )
+        response = case.call(base_url=base_url, session=session,
+                             headers={"Authorization": f"Bearer {bearer}"}, timeout=10)
         case.validate_response(response, checks=CHECKS)
 
     run()

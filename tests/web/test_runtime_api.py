@@ -35,19 +35,15 @@ class Runtime:
         return await self.call("POST", f"/runtime/v1/apps/{appid}/launch", json=body)
 
     async def set_token(self, appid: str, token: Any) -> tuple[int, dict[str, Any]]:
-        return await self.call(
-            "POST", f"/runtime/v1/apps/{appid}/background-fetch/token", json={"token": token}
-        )
+        return await self.call("POST", f"/runtime/v1/apps/{appid}/background-fetch/token",
+                               json={"token": token})
 
     async def get_token(self, appid: str) -> tuple[int, dict[str, Any]]:
         return await self.call("GET", f"/runtime/v1/apps/{appid}/background-fetch/token")
 
     async def data(self, appid: str, **params: Any) -> tuple[int, dict[str, Any]]:
-        return await self.call(
-            "GET",
-            f"/runtime/v1/apps/{appid}/background-fetch/data",
-            params={k: str(v) for k, v in params.items()},
-        )
+        return await self.call("GET", f"/runtime/v1/apps/{appid}/background-fetch/data",
+                               params={k: str(v) for k, v in params.items()})
 
 
 @pytest.fixture
@@ -69,22 +65,18 @@ async def app_with(server: LiveServer, counter: Counter, *kinds: str) -> str:
     return app.appid
 
 
-def runtime(
-    server: LiveServer, session: aiohttp.ClientSession, user_id: str, device: str | None = None
-) -> Runtime:
+def runtime(server: LiveServer, session: aiohttp.ClientSession, user_id: str,
+            device: str | None = None) -> Runtime:
     return Runtime(session, server.url, server.platform.auth.runtime_token(user_id, device))
 
 
 async def test_pre_fetch_read_has_wechats_fields(
-    server: LiveServer,
-    session: aiohttp.ClientSession,
-    counter: Counter,
+    server: LiveServer, session: aiohttp.ClientSession, counter: Counter,
 ) -> None:
     appid = await app_with(server, counter, "pre")
     alice = runtime(server, session, "alice")
-    status, body = await alice.launch(
-        appid, path="/pages/index/index", query={"id": "42", "n": 7}, scene=1047
-    )
+    status, body = await alice.launch(appid, path="/pages/index/index",
+                                      query={"id": "42", "n": 7}, scene=1047)
     assert status == 200 and body == {"errMsg": "launch:ok", "prefetch": True}
     status, body = await alice.data(appid, fetchType="pre", waitMs=5000)
     assert status == 200
@@ -96,39 +88,30 @@ async def test_pre_fetch_read_has_wechats_fields(
     assert body["query"] == "id=42&n=7"
     assert body["scene"] == 1047
     sent = counter.requests[0].query
-    assert (sent["path"], sent["query"], sent["scene"]) == (
-        "pages/index/index",
-        "id=42&n=7",
-        "1047",
-    )
+    assert (sent["path"], sent["query"], sent["scene"]) == ("pages/index/index", "id=42&n=7",
+                                                             "1047")
     assert (sent["version"], sent["envVersion"]) == ("", "")  # unknown: empty
 
     bob = runtime(server, session, "bob")
-    await bob.launch(
-        appid, path="pages/a", version="3.0.1", envVersion="develop", platform="android"
-    )
+    await bob.launch(appid, path="pages/a", version="3.0.1", envVersion="develop",
+                     platform="android")
     await bob.data(appid, fetchType="pre", waitMs=5000)
     sent = counter.requests[-1].query
     assert (sent["version"], sent["envVersion"]) == ("3.0.1", "develop")
     report = await server.platform.background.prefetch_report(appid)
     assert {(r["path"], r["platform"]) for r in report["rows"]} == {
-        ("pages/index/index", ""),
-        ("pages/a", "android"),
-    }
+        ("pages/index/index", ""), ("pages/a", "android")}
 
 
 async def test_token_then_periodic_data(
-    server: LiveServer,
-    session: aiohttp.ClientSession,
-    counter: Counter,
+    server: LiveServer, session: aiohttp.ClientSession, counter: Counter,
 ) -> None:
     appid = await app_with(server, counter, "periodic")
     alice = runtime(server, session, "alice")
     status, body = await alice.get_token(appid)
     assert status == 404
-    assert body["errMsg"] == (
-        "getBackgroundFetchToken:fail token not set, maybe you should setBackgroundFetchToken first"
-    )
+    assert body["errMsg"] == ("getBackgroundFetchToken:fail token not set, maybe you should "
+                              "setBackgroundFetchToken first")
     status, body = await alice.data(appid, fetchType="periodic")
     assert status == 404 and body["errMsg"].startswith("getBackgroundFetchData:fail ")
 
@@ -150,9 +133,7 @@ async def test_token_then_periodic_data(
 
 
 async def test_a_runtime_reads_only_its_own_users_data(
-    server: LiveServer,
-    session: aiohttp.ClientSession,
-    counter: Counter,
+    server: LiveServer, session: aiohttp.ClientSession, counter: Counter,
 ) -> None:
     appid = await app_with(server, counter, "periodic", "pre")
     alice = runtime(server, session, "alice")
@@ -181,44 +162,29 @@ async def _ok(call: Awaitable[tuple[int, dict[str, Any]]]) -> bool:
     return (await call)[0] == 200
 
 
-@pytest.mark.parametrize(
-    "header", [None, "Bearer", "Bearer nope", "Basic abc", "Bearer eyJ1IjoiYWxpY2UifQ.forged"]
-)
+@pytest.mark.parametrize("header", [None, "Bearer", "Bearer nope", "Basic abc",
+                                    "Bearer eyJ1IjoiYWxpY2UifQ.forged"])
 async def test_a_bad_runtime_token_is_401(
-    server: LiveServer,
-    session: aiohttp.ClientSession,
-    header: str | None,
+    server: LiveServer, session: aiohttp.ClientSession, header: str | None,
 ) -> None:
     app = await server.platform.apps.create("shop", "test")
     headers = {"Authorization": header} if header else {}
-    for method, path in [
-        ("POST", "launch"),
-        ("POST", "background-fetch/token"),
-        ("GET", "background-fetch/token"),
-        ("GET", "background-fetch/data?fetchType=pre"),
-        ("POST", "login"),
-    ]:
-        async with session.request(
-            method,
-            f"{server.url}/runtime/v1/apps/{app.appid}/{path}",
-            headers=headers,
-            json={"token": "x"},
-        ) as r:
+    for method, path in [("POST", "launch"), ("POST", "background-fetch/token"),
+                         ("GET", "background-fetch/token"),
+                         ("GET", "background-fetch/data?fetchType=pre"), ("POST", "login")]:
+        async with session.request(method, f"{server.url}/runtime/v1/apps/{app.appid}/{path}",
+                                   headers=headers, json={"token": "x"}) as r:
             assert r.status == 401, (method, path)
             body = await r.json()
             assert body["error"] == "unauthorized"
             assert body["errMsg"].split(":fail ")[1] in (
-                "invalid runtime token",
-                "missing runtime token (Authorization: Bearer ...)",
-            )
+                "invalid runtime token", "missing runtime token (Authorization: Bearer ...)")
     async with session.get(f"{server.url}/runtime/v1/events", headers=headers) as r:
         assert r.status == 401
 
 
 async def test_a_token_from_another_server_is_401(
-    server: LiveServer,
-    live: Live,
-    session: aiohttp.ClientSession,
+    server: LiveServer, live: Live, session: aiohttp.ClientSession,
 ) -> None:
     other = await live()
     app = await server.platform.apps.create("shop", "test")
@@ -245,8 +211,7 @@ async def test_token_length_and_type(server: LiveServer, session: aiohttp.Client
 
 
 async def test_invalid_runtime_inputs_are_4xx_with_a_clear_message(
-    server: LiveServer,
-    session: aiohttp.ClientSession,
+    server: LiveServer, session: aiohttp.ClientSession,
 ) -> None:
     app = await server.platform.apps.create("shop", "test")
     alice = runtime(server, session, "alice")
@@ -259,18 +224,12 @@ async def test_invalid_runtime_inputs_are_4xx_with_a_clear_message(
 
     cases: list[tuple[tuple[int, dict[str, Any]], str]] = [
         (await raw("POST", base + "/launch", b"{not json"), "launch:fail "),
-        (
-            await raw("POST", base + "/background-fetch/token", b"[1,"),
-            "setBackgroundFetchToken:fail ",
-        ),
-        (
-            await raw("POST", base + "/background-fetch/token", b""),
-            "setBackgroundFetchToken:fail request body: Field required",
-        ),
-        (
-            await raw("POST", base + "/background-fetch/token", b"{}"),
-            "setBackgroundFetchToken:fail token: Field required",
-        ),
+        (await raw("POST", base + "/background-fetch/token", b"[1,"),
+         "setBackgroundFetchToken:fail "),
+        (await raw("POST", base + "/background-fetch/token", b""),
+         "setBackgroundFetchToken:fail request body: Field required"),
+        (await raw("POST", base + "/background-fetch/token", b"{}"),
+         "setBackgroundFetchToken:fail token: Field required"),
         (await raw("POST", base + "/launch", b'"pages/index"'), "launch:fail request body"),
         (await alice.launch(app.appid, scene="abc"), "launch:fail scene"),
         (await alice.launch(app.appid, scene=-1), "launch:fail scene"),
@@ -284,18 +243,12 @@ async def test_invalid_runtime_inputs_are_4xx_with_a_clear_message(
         (await alice.launch(app.appid, version="1\n2"), "launch:fail version"),
         (await alice.launch(app.appid, platform="iOS 17"), "launch:fail platform"),
         (await alice.data(app.appid, fetchType="weekly"), "getBackgroundFetchData:fail fetchType"),
-        (
-            await alice.data(app.appid, fetchType="pre", waitMs=-1),
-            "getBackgroundFetchData:fail waitMs",
-        ),
-        (
-            await alice.data(app.appid, fetchType="pre", waitMs=10001),
-            "getBackgroundFetchData:fail waitMs",
-        ),
-        (
-            await alice.data(app.appid, fetchType="pre", waitMs="soon"),
-            "getBackgroundFetchData:fail waitMs",
-        ),
+        (await alice.data(app.appid, fetchType="pre", waitMs=-1),
+         "getBackgroundFetchData:fail waitMs"),
+        (await alice.data(app.appid, fetchType="pre", waitMs=10001),
+         "getBackgroundFetchData:fail waitMs"),
+        (await alice.data(app.appid, fetchType="pre", waitMs="soon"),
+         "getBackgroundFetchData:fail waitMs"),
     ]
     for (status, body), prefix in cases:
         assert status == 422, (prefix, body)
@@ -304,8 +257,7 @@ async def test_invalid_runtime_inputs_are_4xx_with_a_clear_message(
 
 
 async def test_unknown_app_is_404_everywhere(
-    server: LiveServer,
-    session: aiohttp.ClientSession,
+    server: LiveServer, session: aiohttp.ClientSession,
 ) -> None:
     alice = runtime(server, session, "alice")
     for (status, body), name in [
@@ -321,17 +273,12 @@ async def test_unknown_app_is_404_everywhere(
 
 
 async def test_the_event_stream_tells_a_connected_runtime_about_new_data_and_pushes(
-    server: LiveServer,
-    session: aiohttp.ClientSession,
-    counter: Counter,
+    server: LiveServer, session: aiohttp.ClientSession, counter: Counter,
 ) -> None:
     appid = await app_with(server, counter, "periodic", "pre")
     alice = runtime(server, session, "alice", "phone")
-    async with session.get(
-        f"{server.url}/runtime/v1/events",
-        headers=alice.headers,
-        timeout=aiohttp.ClientTimeout(total=60),
-    ) as stream:
+    async with session.get(f"{server.url}/runtime/v1/events", headers=alice.headers,
+                           timeout=aiohttp.ClientTimeout(total=60)) as stream:
         assert stream.status == 200
         assert stream.headers["Content-Type"].startswith("text/event-stream")
         events = SSE(stream)
@@ -340,16 +287,9 @@ async def test_the_event_stream_tells_a_connected_runtime_about_new_data_and_pus
 
         await alice.launch(appid, path="pages/a", query="x=1", scene=1001)
         pre = await events.until("backgroundFetchData")
-        assert pre == {
-            "type": "backgroundFetchData",
-            "appid": appid,
-            "fetchType": "pre",
-            "fetchedData": "data for ?",
-            "timeStamp": pre["timeStamp"],
-            "path": "pages/a",
-            "query": "x=1",
-            "scene": 1001,
-        }
+        assert pre == {"type": "backgroundFetchData", "appid": appid, "fetchType": "pre",
+                       "fetchedData": "data for ?", "timeStamp": pre["timeStamp"],
+                       "path": "pages/a", "query": "x=1", "scene": 1001}
         await alice.set_token(appid, "tok")
         periodic = await events.until("backgroundFetchData")
         assert periodic["fetchType"] == "periodic"
@@ -364,16 +304,12 @@ async def test_the_event_stream_tells_a_connected_runtime_about_new_data_and_pus
 
 
 async def test_the_event_stream_accepts_access_token_and_is_per_user(
-    server: LiveServer,
-    session: aiohttp.ClientSession,
+    server: LiveServer, session: aiohttp.ClientSession,
 ) -> None:
     p = server.platform
     token = p.auth.runtime_token("alice", "browser")
-    async with session.get(
-        f"{server.url}/runtime/v1/events",
-        params={"access_token": token},
-        timeout=aiohttp.ClientTimeout(total=60),
-    ) as stream:
+    async with session.get(f"{server.url}/runtime/v1/events", params={"access_token": token},
+                           timeout=aiohttp.ClientTimeout(total=60)) as stream:
         events = SSE(stream)
         assert (await events.next())[0] == "connected"
         assert p.broker.connected("alice") == ["browser"]
@@ -384,17 +320,14 @@ async def test_the_event_stream_accepts_access_token_and_is_per_user(
 
 
 async def test_a_stream_opened_for_an_app_gets_only_that_apps_messages(
-    server: LiveServer,
-    session: aiohttp.ClientSession,
+    server: LiveServer, session: aiohttp.ClientSession,
 ) -> None:
     p = server.platform
     shop, blog = await p.apps.create("shop", "test"), await p.apps.create("blog", "test")
     token = p.auth.runtime_token("alice", "phone")
-    async with session.get(
-        f"{server.url}/runtime/v1/events",
-        params={"access_token": token, "appid": shop.appid},
-        timeout=aiohttp.ClientTimeout(total=60),
-    ) as stream:
+    async with session.get(f"{server.url}/runtime/v1/events",
+                           params={"access_token": token, "appid": shop.appid},
+                           timeout=aiohttp.ClientTimeout(total=60)) as stream:
         events = SSE(stream)
         assert (await events.next())[0] == "connected"
         await p.broker.publish(EVERYONE, {"type": "analyticsConfig", "appid": blog.appid})
@@ -403,9 +336,8 @@ async def test_a_stream_opened_for_an_app_gets_only_that_apps_messages(
         name, message = await events.next()
         assert (name, message["appid"]) == ("backgroundFetchData", shop.appid)
     await eventually(lambda: _disconnected(p, "alice"))
-    async with session.get(
-        f"{server.url}/runtime/v1/events", params={"access_token": token, "appid": "nope"}
-    ) as refused:
+    async with session.get(f"{server.url}/runtime/v1/events",
+                           params={"access_token": token, "appid": "nope"}) as refused:
         assert refused.status == 404
 
 
@@ -414,15 +346,13 @@ async def _disconnected(p: Any, user_id: str) -> bool:
 
 
 async def test_launch_records_activity_for_the_schedule(
-    server: LiveServer,
-    session: aiohttp.ClientSession,
+    server: LiveServer, session: aiohttp.ClientSession,
 ) -> None:
     p = server.platform
     app = await p.apps.create("shop", "test")
     alice = runtime(server, session, "alice")
     status, body = await alice.launch(app.appid)
     assert status == 200 and body["prefetch"] is False
-
     async def launched() -> dict[str, Any] | None:
         row = await p.db.read(p.fetches.get_user, app.appid, "alice")
         return row if row and row["last_launch_at"] else None
@@ -432,18 +362,14 @@ async def test_launch_records_activity_for_the_schedule(
 
 
 async def test_host_api_issues_runtime_tokens(
-    server: LiveServer,
-    session: aiohttp.ClientSession,
+    server: LiveServer, session: aiohttp.ClientSession,
 ) -> None:
     p = server.platform
     app = await p.apps.create("shop", "test")
     host_key = (await p.auth.create_key("host", "host-backend"))["key"]
     url = f"{server.url}/host/v1/runtime-tokens"
-    async with session.post(
-        url,
-        json={"user_id": "carol", "device_id": "ipad"},
-        headers={"Authorization": f"Bearer {host_key}"},
-    ) as r:
+    async with session.post(url, json={"user_id": "carol", "device_id": "ipad"},
+                            headers={"Authorization": f"Bearer {host_key}"}) as r:
         assert r.status == 200
         issued = await r.json()
     assert issued["user_id"] == "carol" and issued["device_id"] == "ipad"
@@ -451,18 +377,14 @@ async def test_host_api_issues_runtime_tokens(
     assert (await carol.set_token(app.appid, "c"))[0] == 200
     assert p.auth.identify(issued["runtime_token"]).user_id == "carol"
 
-    for headers in (
-        {},
-        {"Authorization": "Bearer wrong"},
-        {"Authorization": f"Bearer {server.admin_key}"},
-    ):
+    for headers in ({}, {"Authorization": "Bearer wrong"},
+                    {"Authorization": f"Bearer {server.admin_key}"}):
         async with session.post(url, json={"user_id": "carol"}, headers=headers) as r:
             assert r.status == 401
             assert (await r.json())["error"] == "unauthorized"
     for body in ({}, {"user_id": ""}, {"user_id": 5}, {"user_id": "u" * 129}):
-        async with session.post(
-            url, json=body, headers={"Authorization": f"Bearer {host_key}"}
-        ) as r:
+        async with session.post(url, json=body,
+                                headers={"Authorization": f"Bearer {host_key}"}) as r:
             assert r.status == 422, body
             assert "user_id" in (await r.json())["message"]
 
@@ -495,25 +417,18 @@ async def test_healthz_and_openapi(server: LiveServer, session: aiohttp.ClientSe
         "/admin/v1/audit",
     } <= paths
     assert {"get", "post"} <= set(spec["paths"]["/runtime/v1/apps/{appid}/background-fetch/token"])
-    params = {
-        p["name"]
-        for p in spec["paths"]["/runtime/v1/apps/{appid}/background-fetch/data"]["get"][
-            "parameters"
-        ]
-    }
+    params = {p["name"] for p in spec["paths"]["/runtime/v1/apps/{appid}/background-fetch/data"]
+              ["get"]["parameters"]}
     assert {"fetchType", "waitMs"} <= params
 
 
 async def test_many_concurrent_reads_are_served(
-    server: LiveServer,
-    session: aiohttp.ClientSession,
-    counter: Counter,
+    server: LiveServer, session: aiohttp.ClientSession, counter: Counter,
 ) -> None:
     appid = await app_with(server, counter, "pre")
     alice = runtime(server, session, "alice")
     await alice.launch(appid)
-    results = await asyncio.gather(
-        *(alice.data(appid, fetchType="pre", waitMs=5000) for _ in range(20))
-    )
+    results = await asyncio.gather(*(alice.data(appid, fetchType="pre", waitMs=5000)
+                                     for _ in range(20)))
     assert {status for status, _ in results} == {200}
     assert len(counter.requests) == 1

@@ -428,11 +428,14 @@ def report(
         ),
     ] = None,
     group_by: Annotated[
-        list[str] | None, typer.Option("--group-by", help="A field (up to 5)")
+        list[str] | None,
+        typer.Option("--group-by", help="A field or system property ($platform…) (up to 5)"),
     ] = None,
     filters: Annotated[
         list[str] | None,
-        typer.Option("--filter", help="color=red, price>=100, color!=blue (up to 5)"),
+        typer.Option(
+            "--filter", help="color=red, price>=100, color!=blue, $scene=1001 (up to 5)"
+        ),
     ] = None,
     any_: Annotated[
         bool, typer.Option("--any", help="Filters combined with OR (default AND)")
@@ -466,7 +469,9 @@ def funnel(
     step: Annotated[
         list[str], typer.Option("--step", help="EVENT or EVENT:FILTER[;FILTER] (2 to 10, in order)")
     ],
-    group_by: Annotated[str | None, typer.Option("--group-by", help="One field")] = None,
+    group_by: Annotated[
+        str | None, typer.Option("--group-by", help="One field or system property")
+    ] = None,
     from_: From = None,
     to: To = None,
     tz: Zone = "UTC",

@@ -14,19 +14,10 @@ from tests.conftest import LiveServer
 from tests.web.console.test_console_http import PASSWORD, client, csrf_of, sign_in
 
 EVENT = {
-    "name": "goods_click",
-    "display_name": "商品点击",
-    "mode": "configured",
+    "name": "goods_click", "display_name": "商品点击", "mode": "configured",
     "fields": ["price"],
-    "actions": [
-        {
-            "trigger": "click",
-            "action": "report",
-            "page": "pages/list/list",
-            "element": ".buy",
-            "data": {"price": "goods[].price"},
-        }
-    ],
+    "actions": [{"trigger": "click", "action": "report", "page": "pages/list/list",
+                 "element": ".buy", "data": {"price": "goods[].price"}}],
 }
 
 
@@ -83,9 +74,8 @@ async def test_analytics_pages_and_roles(live_server: LiveServer) -> None:
         headers = {"X-CSRF-Token": token}
         async with s.get(f"{api}/definitions") as r:
             assert r.status == 200
-        async with s.post(
-            f"{api}/fields", json={"name": "color", "type": "string"}, headers=headers
-        ) as r:
+        async with s.post(f"{api}/fields", json={"name": "color", "type": "string"},
+                          headers=headers) as r:
             assert r.status == 403 and "developer role" in (await r.json())["message"]
         async with s.post(f"{api}/tests", json={"user_id": "alice"}, headers=headers) as r:
             assert r.status == 403
@@ -105,17 +95,12 @@ async def test_analytics_pages_and_roles(live_server: LiveServer) -> None:
         async with s.post(f"{api}/fields", json={"name": "color", "type": "string"}) as r:
             assert r.status == 403
         headers = {"X-CSRF-Token": token}
-        async with s.post(
-            f"{api}/events",
-            json={**EVENT, "actions": [{**EVENT["actions"][0], "element": None}]},
-            headers=headers,
-        ) as r:  # type: ignore[dict-item]
+        async with s.post(f"{api}/events", json={**EVENT, "actions": [
+                {**EVENT["actions"][0], "element": None}]}, headers=headers) as r:  # type: ignore[dict-item]
             body = await r.json()
         assert r.status == 422 and body["error"] == "invalid_definition"
-        assert {
-            "path": "actions[0].element",
-            "message": "trigger 'click' needs an element selector",
-        } in body["errors"]
+        assert {"path": "actions[0].element",
+                "message": "trigger 'click' needs an element selector"} in body["errors"]
         async with s.post(f"{api}/tests", json={"user_id": "alice"}, headers=headers) as r:
             test_id = (await r.json())["test_id"]
         async with s.get(f"{page}?test={test_id}") as r:
@@ -138,24 +123,9 @@ async def test_analytics_pages_and_roles(live_server: LiveServer) -> None:
 
         reader = asyncio.create_task(first_report())
         await asyncio.sleep(0.3)
-        await p.analytics.ingest(
-            app.appid,
-            "alice",
-            {
-                "sent_at": 1,
-                "events": [
-                    {
-                        "id": "e1",
-                        "event": "goods_click",
-                        "data": {"price": 12.7},
-                        "ts": 1,
-                        "page": "pages/list/list",
-                        "trigger": "click",
-                        "action": "report",
-                    }
-                ],
-            },
-        )
+        await p.analytics.ingest(app.appid, "alice", {"sent_at": 1, "events": [
+            {"id": "e1", "event": "goods_click", "data": {"price": 12.7}, "ts": 1,
+             "page": "pages/list/list", "trigger": "click", "action": "report"}]})
         report = await asyncio.wait_for(reader, 5)
         accepted = report["accepted"]
         assert isinstance(accepted, list)

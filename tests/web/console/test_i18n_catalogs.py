@@ -15,10 +15,8 @@ WEB = Path(__file__).parents[3] / "src" / "miniport" / "web"
 CATALOGS = WEB / "console" / "i18n"
 TRIGGERS = ("schedule", "launch", "devtools")
 FIELD_TYPES = ("int", "string")
-STAYS_ENGLISH = re.compile(
-    r"AppID|AppSecret|setBackgroundFetchToken|UTF-8|HTTP|URL|token|int|"
-    r"string|Miniport|ID|JSON|CSV|QR|API|ms|KB|IANA|SDK|OK|appid|\{\w+\}"
-)
+STAYS_ENGLISH = re.compile(r"AppID|AppSecret|setBackgroundFetchToken|UTF-8|HTTP|URL|token|int|"
+                           r"string|Miniport|ID|JSON|CSV|QR|API|ms|KB|IANA|SDK|OK|appid|\{\w+\}")
 
 
 def _catalog(lang: str) -> dict[str, str]:

@@ -82,7 +82,7 @@ async def start_node(data: Path, env: dict[str, str]) -> tuple[str, asyncio.subp
     port = free_port()
     proc = await asyncio.create_subprocess_exec(
         MINIPORT, "serve", "--port", str(port), "--data-dir", str(data), env=env,
-        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.DEVNULL, stderr=(data.parent / f"{data.name}.log").open("wb"),
     )  # fmt: skip
     url = f"http://127.0.0.1:{port}"
     async with aiohttp.ClientSession() as session:
@@ -94,7 +94,8 @@ async def start_node(data: Path, env: dict[str, str]) -> tuple[str, asyncio.subp
             except aiohttp.ClientError:
                 pass
             await asyncio.sleep(0.05)
-    raise RuntimeError("a node did not start")
+    log = (data.parent / f"{data.name}.log").read_text(errors="replace")
+    raise RuntimeError(f"a node did not start:\n{log[-2000:]}")
 
 
 def body(first: int, size: int, now: int) -> bytes:

@@ -7,6 +7,7 @@ import asyncio
 import signal
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
+from typing import BinaryIO
 from urllib.parse import parse_qs, urlsplit
 
 import aiohttp
@@ -26,19 +27,21 @@ StartNode = Callable[[Path], Awaitable[str]]
 @pytest.fixture
 async def nodes(pg_url: str, redis_url: str) -> AsyncIterator[StartNode]:
     procs: list[asyncio.subprocess.Process] = []
+    logs: list[BinaryIO] = []
 
     async def start(data_dir: Path) -> str:
         port = free_port()
         env = {**CLEAN_ENV, "MINIPORT_DATABASE_URL": pg_url, "MINIPORT_REDIS_URL": redis_url,
                "MINIPORT_DEV": "1"}
+        logs.append(log := data_dir.with_suffix(".log").open("wb"))  # stderr, shown if it fails
         proc = await asyncio.create_subprocess_exec(
             MINIPORT, "serve", "--port", str(port), "--data-dir", str(data_dir), env=env,
-            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
+            stdout=asyncio.subprocess.DEVNULL, stderr=log)
         procs.append(proc)
         url = f"http://127.0.0.1:{port}"
 
         async def healthy() -> bool:
-            assert proc.returncode is None, "serve exited"
+            assert proc.returncode is None, data_dir.with_suffix(".log").read_text()[-3000:]
             try:
                 async with aiohttp.ClientSession() as s, s.get(url + "/healthz") as r:
                     return r.status == 200
@@ -55,6 +58,8 @@ async def nodes(pg_url: str, redis_url: str) -> AsyncIterator[StartNode]:
             if proc.returncode is None:
                 proc.send_signal(signal.SIGTERM)
                 await asyncio.wait_for(proc.wait(), 30)
+        for log in logs:
+            log.close()
 
 
 async def test_two_nodes_share_the_sign_in_throttle_and_qr_codes(
@@ -101,3 +106,22 @@ async def test_two_nodes_share_the_sign_in_throttle_and_qr_codes(
             assert (await r.read()).startswith(b"\x89PNG")
         async with s.get(f"{b}/console/apps/{app.appid}/urls") as r:
             assert f"changes/{change_id}/qr.png" in await r.text()
+
+
+async def test_nodes_started_together_keep_each_their_own_cli_key(
+    tmp_path: Path, pg_url: str, redis_url: str, nodes: StartNode,
+) -> None:
+    """Each node makes the CLI key of its data directory at start; two nodes starting at once
+    on one PostgreSQL used to race on one key id (the second start crashed on the unique key)
+    and, started one after the other, the second replaced (so revoked) the first's key."""
+    from tests.support.cli import run_cli
+
+    await asyncio.gather(nodes(tmp_path / "a"), nodes(tmp_path / "b"))
+    env = {"MINIPORT_DATABASE_URL": pg_url, "MINIPORT_REDIS_URL": redis_url}
+    for name in ("a", "b"):
+        made = await run_cli("app", "create", f"shop-{name}", "--json",
+                             "--data-dir", str(tmp_path / name), env=env)  # fmt: skip
+        assert made.code == 0, made.err
+    listed = await run_cli("app", "list", "--json", "--data-dir", str(tmp_path / "a"), env=env)
+    assert listed.code == 0, listed.err
+    assert {"shop-a", "shop-b"} <= {app["name"] for app in listed.json["apps"]}

@@ -137,3 +137,69 @@ def test_concurrent_appends_share_inserts(
         t.join()
     assert s.count("shop") == 240
     assert len(inserts) < 12  # calls that arrived during an insert went out together
+
+
+def test_an_insert_that_raced_another_node_is_listed_before_it_is_acknowledged(
+    stores: tuple[ClickHouseEventStore, ClickHouseEventStore],
+) -> None:
+    """Node a checked its keys before node b's insert of the same events landed (the race
+    that a check before inserting cannot close): a's insert stores second copies, and a
+    lists the ids as repeated before returning, so every report counts them once."""
+    a, b = stores
+    batch = [ev(f"r{i}", user=f"u{i % 3}", color="red") for i in range(6)]
+    assert b.append(batch) == AppendResult(6, 0)
+    looked_up = a._existing
+
+    def checked_before_b_inserted(
+        keys: object, *, repeated: bool = False
+    ) -> set[tuple[str, str]]:
+        return looked_up(keys, repeated=True) if repeated else set()  # type: ignore[arg-type]
+
+    a._existing = checked_before_b_inserted  # type: ignore[method-assign]
+    assert a.append(batch) == AppendResult(6, 0)  # both nodes say "inserted"
+    assert a._scalar("SELECT count() FROM events WHERE appid = 'shop'") == 12
+    assert a._scalar("SELECT count() FROM event_dups WHERE appid = 'shop'") == 6
+    for s in stores:
+        assert s.count("shop") == 6
+        assert s.event_analysis("shop", query(group_by=["color"]), SLOTS) == [
+            {"bucket": "all", "color": "red", "count": 6, "users": 3}
+        ]
+
+
+def test_ids_stored_once_are_not_listed(
+    stores: tuple[ClickHouseEventStore, ClickHouseEventStore],
+) -> None:
+    a, b = stores
+    a.append([ev("x1"), ev("x2")])
+    assert b.append([ev("x2"), ev("x3")]) == AppendResult(1, 1)  # a retry to another node
+    assert a._scalar("SELECT count() FROM events WHERE appid = 'shop'") == 3
+    assert a._scalar("SELECT count() FROM event_dups WHERE appid = 'shop'") == 0
+    assert a.count("shop") == 3
+
+
+def test_a_database_made_before_the_id_hash_column_gains_it(clickhouse_url: str) -> None:
+    old = ClickHouseEventStore.from_url(clickhouse_url)
+    try:
+        old._t.execute(f"CREATE DATABASE IF NOT EXISTS {old._t.database}", in_database=False)
+        old._t.execute(
+            "CREATE TABLE events (appid String, uid String, event String, user_id String,"
+            " ts_ms Int64, received_ms Int64, time_estimated UInt8, page Nullable(String),"
+            " trigger Nullable(String), action Nullable(String), test_id Nullable(String),"
+            " visible UInt8) ENGINE = ReplacingMergeTree ORDER BY (appid, uid)"
+        )
+        old._t.execute(
+            "CREATE TABLE event_dups (appid String, uid String)"
+            " ENGINE = ReplacingMergeTree ORDER BY (appid, uid)"
+        )
+        old._t.execute(
+            "INSERT INTO events VALUES ('shop', 'e0', 'view', 'u1', "
+            f"{T0}, {T0}, 0, NULL, NULL, NULL, NULL, 1)"
+        )
+    finally:
+        old.close()
+    with ClickHouseEventStore.from_url(clickhouse_url) as store:
+        store.append([ev("e1"), ev("e0")])
+        assert store.count("shop") == 2
+        assert store.event_analysis("shop", query(), SLOTS) == [
+            {"bucket": "all", "count": 2, "users": 1}
+        ]

@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import io
 import itertools
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -73,7 +74,7 @@ def store(
         finally:
             s.close()
         return
-    url = clickhouse_database_url("miniport_parity")
+    url = clickhouse_database_url(f"miniport_parity_{os.getpid()}")
     drop_clickhouse_database(url)
     s = ClickHouseEventStore.from_url(url)
     try:

@@ -256,6 +256,15 @@ async def _open_events(platform: Platform) -> None:
         ) from None
 
 
+def cli_key_id(data_dir: Path) -> str:
+    """The id of the CLI key of one node: one per host and data directory, so that nodes
+    sharing one PostgreSQL do not replace (and so revoke) each other's key."""
+    import hashlib
+
+    node = f"{socket.gethostname()}:{data_dir.resolve()}"
+    return "local-" + hashlib.sha256(node.encode()).hexdigest()[:12]
+
+
 async def _cli_key(platform: Platform) -> str:
     """The CLI's key to this server: created once per data directory (kept in ``cli.key``,
     readable by its owner only) and reused at every start, so starts add no audit entries."""
@@ -266,7 +275,8 @@ async def _cli_key(platform: Platform) -> str:
         kept = path.read_text().strip()
         if (await platform.auth.api_principal(kept)).name == "key:local-cli":
             return kept
-    made = await platform.auth.create_key("api", "local-cli", "admin", key_id="local")
+    key_id = cli_key_id(platform.settings.data_dir)
+    made = await platform.auth.create_key("api", "local-cli", "admin", key_id=key_id)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as handle:
         handle.write(str(made["key"]))

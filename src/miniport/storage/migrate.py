@@ -15,6 +15,9 @@ if TYPE_CHECKING:
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 HEAD = "0008"  # the newest revision in migrations/versions (a test keeps the two in step)
+# PostgreSQL advisory lock held while migrating: nodes starting together on one empty database
+# migrate one at a time (the others then find it at HEAD) instead of racing on CREATE TABLE.
+MIGRATION_LOCK = 0x6D696E69706F7274  # "miniport"
 
 
 def alembic_config(url: str) -> Config:
@@ -43,6 +46,8 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
     with engine.connect() as conn:
         if engine.dialect.name == "sqlite":
             conn = conn.execution_options(sqlite_begin="IMMEDIATE")
+        elif engine.dialect.name == "postgresql":  # released when the migration commits
+            conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK})
         cfg.attributes["connection"] = conn
         command.upgrade(cfg, revision)
         conn.commit()

@@ -40,6 +40,9 @@ SLOTS: FieldSlots = {
     "brand": ("string", 4),
     "unused": ("int", 7),  # defined, never reported: its column does not exist
     "label": ("string", 9),  # idem
+    "amount": ("float", 2),
+    "vip": ("bool", 5),
+    "rating": ("float", 6),  # defined, never reported
 }
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 # 2026-10-31T00:00Z: the window spans New York's DST end (2026-11-01 06:00Z) and several
@@ -104,7 +107,7 @@ def _query(**kw: object) -> EventQuery:
 
 def test_metric_must_fit_field_type() -> None:
     for metric in ["sum:color", "avg:brand", "max:color", "min:color", "per_user:color"]:
-        with pytest.raises(ReportQueryError, match="needs an int field"):
+        with pytest.raises(ReportQueryError, match="needs an int or float field"):
             compile_event_analysis("a", _query(metrics=[metric]), SLOTS)
     with pytest.raises(ReportQueryError, match="needs a string field"):
         compile_event_analysis("a", _query(metrics=["distinct:price"]), SLOTS)
@@ -222,7 +225,13 @@ def value_of(e: StoredEvent, name: str) -> object:
         return e.extra.get(DIMENSIONS[name].column)
     if name in SLOTS:
         ftype, slot = SLOTS[name]
-        return e.ints.get(slot) if ftype == "int" else e.strs.get(slot)
+        by_type: dict[str, dict[int, object]] = {
+            "int": e.ints,  # type: ignore[dict-item]
+            "string": e.strs,  # type: ignore[dict-item]
+            "float": e.floats,  # type: ignore[dict-item]
+            "bool": e.bools,  # type: ignore[dict-item]
+        }
+        return by_type[ftype].get(slot)
     return {"page": e.page, "trigger": e.trigger}[name]
 
 
@@ -235,11 +244,13 @@ def matches(e: StoredEvent, f: Filter) -> bool:
         target = BOOLS[f.value]
     elif isinstance(v, int):
         target = int(f.value)
+    elif isinstance(v, float):
+        target = float(f.value)
     if f.op == "=":
         return v == target
     if f.op == "!=":
         return v != target
-    assert isinstance(v, int) and isinstance(target, int)
+    assert isinstance(v, int | float) and isinstance(target, int | float)
     return {">=": v >= target, ">": v > target, "<=": v <= target, "<": v < target}[f.op]
 
 
@@ -288,8 +299,9 @@ def ref_event_analysis(
             if m.kind == "distinct":
                 item[m.name] = len(set(vals))
                 continue
-            ints = [v for v in vals if isinstance(v, int) and not isinstance(v, bool)]
-            total = sum(ints)
+            ints = [v for v in vals if isinstance(v, int | float) and not isinstance(v, bool)]
+            is_float = m.field in SLOTS and SLOTS[m.field][0] == "float"
+            total = float(sum(ints)) if is_float else sum(ints)
             item[m.name] = {
                 "sum": total,
                 "max": max(ints) if ints else None,
@@ -376,6 +388,13 @@ def events_strategy(draw: st.DrawFn) -> list[StoredEvent]:
             strs[1] = draw(st.sampled_from(["red", "blue", "green", "", "Red", "é"]))
         if draw(st.integers(0, 3)) == 0:
             strs[4] = draw(st.sampled_from(["acme", "zeta"]))
+        floats: dict[int, float] = {}
+        bools: dict[int, bool] = {}
+        if draw(st.booleans()):
+            # eighths: exact in a double, so every summation order gives the same sum
+            floats[2] = draw(st.integers(-8000, 80_000).map(lambda n: n / 8))
+        if draw(st.booleans()):
+            bools[5] = draw(st.booleans())
         # a few popular instants make equal timestamps (funnels need strict order) common
         minute = draw(st.integers(-120, SPAN // 60_000 + 120) | st.sampled_from([0, 1, 1440]))
         ts = T0 + minute * 60_000 + draw(st.sampled_from([0, 0, 1, 59_999]))
@@ -396,6 +415,8 @@ def events_strategy(draw: st.DrawFn) -> list[StoredEvent]:
                 strs=strs,
                 test_id=draw(st.sampled_from([None, None, None, None, "t1", "t2"])),
                 extra=draw(system_properties(event)),
+                floats=floats,
+                bools=bools,
             )
         )
     return out
@@ -442,6 +463,12 @@ METRICS = [
     "max:$scene",
     "distinct:$session",
     "distinct:$model",
+    "sum:amount",
+    "avg:amount",
+    "max:amount",
+    "min:amount",
+    "per_user:amount",
+    "sum:rating",
 ]
 GROUPS = [
     "color",
@@ -456,6 +483,9 @@ GROUPS = [
     "$new_user",
     "$model",
     "$path",
+    "vip",
+    "amount",
+    "rating",
 ]
 FILTERS = [
     "color=red",
@@ -480,6 +510,13 @@ FILTERS = [
     "$new_user!=1",
     "$duration_ms>5",
     "$model=x",
+    "amount>=10",
+    "amount<0.5",
+    "amount=19.75",
+    "amount!=-1e1",
+    "vip=true",
+    "vip!=false",
+    "rating>0",
 ]
 TZS = ["UTC", "Asia/Shanghai", "America/New_York", "Asia/Kathmandu"]
 
@@ -527,7 +564,7 @@ def funnel_queries(draw: st.DrawFn) -> FunnelQuery:
         not_before_ms=nb,
         group_by=draw(
             st.sampled_from(
-                [None, "color", "price", "page", "unused", "$platform", "$new_user", "$model"]
+                [None, "color", "price", "page", "unused", "$platform", "$new_user", "vip"]
             )
         ),
     )

@@ -128,6 +128,12 @@ _CH_KINDS: Final = {
     "bigint": "Nullable(Int64)",
     "bool": "Nullable(UInt8)",
 }
+_CH_SLOT_TYPES: Final = {
+    "i": "Nullable(Int32)",
+    "s": "Nullable(String)",
+    "f": "Nullable(Float64)",
+    "b": "Nullable(UInt8)",
+}
 _CREATE_FIRST_SEEN: Final = (
     "CREATE TABLE IF NOT EXISTS first_seen (appid String, user_id String, first_day Int32)"
     " ENGINE = ReplacingMergeTree ORDER BY (appid, user_id)"
@@ -138,12 +144,22 @@ def _column_type(column: str) -> str:
     kind = EXTRA_COLUMNS.get(column)
     if kind is not None:
         return _CH_KINDS[kind]
-    return "Nullable(Int32)" if column[0] == "i" else "Nullable(String)"
+    return _CH_SLOT_TYPES[column[0]]
 
 
 def _int_type(ch_type: str) -> bool:
     base = ch_type.removeprefix("Nullable(").rstrip(")")
     return base.startswith(("Int", "UInt"))
+
+
+def _value_kind(ch_type: str) -> type[int] | type[float] | None:
+    """How to read a JSON value of a column type: 64-bit ints come quoted, and a Float64
+    with no fraction comes as ``12`` (read back as the float it is)."""
+    if _int_type(ch_type):
+        return int
+    if ch_type.removeprefix("Nullable(").startswith("Float"):
+        return float
+    return None
 
 
 def _tsv(value: object) -> str:
@@ -153,6 +169,8 @@ def _tsv(value: object) -> str:
         return "1" if value else "0"
     if isinstance(value, int):
         return str(value)
+    if isinstance(value, float):
+        return repr(value)  # the shortest text that reads back as the same double
     assert isinstance(value, str)
     return value.translate(_TSV_ESCAPES)
 
@@ -294,11 +312,11 @@ class ClickHouseEventStore:
         if not raw.strip():
             return []
         doc = json.loads(raw)
-        ints = [_int_type(m["type"]) for m in doc["meta"]]
+        kinds = [_value_kind(m["type"]) for m in doc["meta"]]
         return [
             tuple(
-                int(v) if is_int and v is not None else v
-                for v, is_int in zip(row, ints, strict=True)
+                v if kind is None or v is None else kind(v)
+                for v, kind in zip(row, kinds, strict=True)
             )
             for row in doc["data"]
         ]
@@ -433,12 +451,16 @@ class ClickHouseEventStore:
     def _insert(self, rows: Sequence[StoredEvent], visible: Sequence[bool] | None = None) -> None:
         int_slots = sorted({s for r in rows for s in r.ints})
         str_slots = sorted({s for r in rows for s in r.strs})
+        float_slots = sorted({s for r in rows for s in r.floats})
+        bool_slots = sorted({s for r in rows for s in r.bools})
         used = {c for r in rows for c in r.extra}
         extras = [c for c in EXTRA_COLUMNS if c in used]
         columns = [
             *CORE_COLUMNS,
             *(f"i{s}" for s in int_slots),
             *(f"s{s}" for s in str_slots),
+            *(f"f{s}" for s in float_slots),
+            *(f"b{s}" for s in bool_slots),
             *extras,
         ]
         self._ensure_columns(columns[len(CORE_COLUMNS) :])
@@ -459,6 +481,8 @@ class ClickHouseEventStore:
                 r.test_id is None if visible is None else visible[n],
                 *[r.ints.get(s) for s in int_slots],
                 *[r.strs.get(s) for s in str_slots],
+                *[r.floats.get(s) for s in float_slots],
+                *[r.bools.get(s) for s in bool_slots],
                 *[r.extra.get(c) for c in extras],
             ]
             lines.append("\t".join(_tsv(v) for v in values))
@@ -642,7 +666,7 @@ class ClickHouseEventStore:
         for row in rows:
             ts = row[0]
             assert isinstance(ts, int)
-            writer.writerow((_iso_utc(ts), *row[1:]))
+            writer.writerow((_iso_utc(ts), *compiled.values(row)))
         return len(rows)
 
     # ------------------------------------------------------------------ lifecycle

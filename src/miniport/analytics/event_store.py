@@ -11,6 +11,9 @@ Layout (one table ``events``; a ClickHouse implementation can follow it column f
     visible BOOLEAN                       -- what reports see: false for a test's events
                                           -- until sync_test(appid, test_id)
     i0..i31 INTEGER, s0..s31 VARCHAR      -- field values by slot (see reports.FieldSlots)
+    f0..f31 DOUBLE, b0..b31 BOOLEAN       -- float and bool fields (a double keeps 15-17
+                                          -- significant digits: sums of prices are exact
+                                          -- to the cent up to ~10^12)
     -- system properties (report names $platform...; see analytics.system_props), NULL when
     -- not sent: every event may carry them, custom or built-in
     sys_platform, sys_os_version, sys_brand, sys_model, sys_host_version, sys_mp_version,
@@ -101,6 +104,7 @@ loaded (10M events: ~1.3 GB resident); it is loaded lazily after a reopen.
 from __future__ import annotations
 
 import csv
+import math
 import re
 import threading
 from collections import deque
@@ -139,7 +143,8 @@ _INT32_MIN: Final = -(2**31)
 _INT32_MAX: Final = 2**31 - 1
 _EPOCH_UTC: Final = datetime(1970, 1, 1, tzinfo=UTC)
 _FETCH_ROWS: Final = 10_000
-_SLOT_COLUMN_RE: Final = re.compile(r"[is](?:[0-9]|[12][0-9]|3[01])")
+_SLOT_COLUMN_RE: Final = re.compile(r"[isfb](?:[0-9]|[12][0-9]|3[01])")
+_SLOT_TYPES: Final = {"i": "INTEGER", "s": "VARCHAR", "f": "DOUBLE", "b": "BOOLEAN"}
 _SIZE_RE: Final = re.compile(r"[0-9]+(\.[0-9]+)? ?[KMGT]i?B")
 
 _CREATE_EVENTS: Final = f"""
@@ -210,6 +215,10 @@ class StoredEvent:
     test_id: str | None = None
     extra: dict[str, object] = field(default_factory=dict)
     """System properties and built-in event data by column (``sys_platform``, ``ev_path``…)."""
+    floats: dict[int, float] = field(default_factory=dict)
+    """float field values by slot (finite numbers)."""
+    bools: dict[int, bool] = field(default_factory=dict)
+    """bool field values by slot."""
 
     def __post_init__(self) -> None:
         # One cheap pass on the hot path (ingestion builds ~50k of these a second); the
@@ -242,6 +251,17 @@ class StoredEvent:
         for slot, text in self.strs.items():
             if not (type(slot) is int and 0 <= slot < MAX_SLOTS and isinstance(text, str)):
                 _explain_slot("string", slot, text)
+        for slot, real in self.floats.items():
+            if not (
+                type(slot) is int
+                and 0 <= slot < MAX_SLOTS
+                and type(real) is float
+                and math.isfinite(real)
+            ):
+                raise TypeError(f"float slot {slot!r} must hold a finite float, not {real!r}")
+        for slot, flag in self.bools.items():
+            if not (type(slot) is int and 0 <= slot < MAX_SLOTS and type(flag) is bool):
+                raise TypeError(f"bool slot {slot!r} must hold a bool, not {flag!r}")
         for column, value in self.extra.items():
             kind = EXTRA_COLUMNS.get(column)
             if kind is None:
@@ -265,7 +285,7 @@ def _column_type(column: str) -> str:
     kind = EXTRA_COLUMNS.get(column)
     if kind is not None:
         return _SQL_TYPES[kind]
-    return _CORE_TYPES.get(column) or ("INTEGER" if column[0] == "i" else "VARCHAR")
+    return _CORE_TYPES.get(column) or _SLOT_TYPES[column[0]]
 
 
 def _explain_slot(kind: str, slot: object, value: object) -> None:
@@ -561,17 +581,30 @@ class DuckDBEventStore:
         """Insert distinct-key rows; ``None`` when all were new, else the keys inserted."""
         int_slots: set[int] = set()
         str_slots: set[int] = set()
+        float_slots: set[int] = set()
+        bool_slots: set[int] = set()
         extra: set[str] = set()
         for row in rows:
             if row.ints:
                 int_slots.update(row.ints)
             if row.strs:
                 str_slots.update(row.strs)
+            if row.floats:
+                float_slots.update(row.floats)
+            if row.bools:
+                bool_slots.update(row.bools)
             if row.extra:
                 extra.update(row.extra)
         islots, sslots = sorted(int_slots), sorted(str_slots)
+        fslots, bslots = sorted(float_slots), sorted(bool_slots)
         extras = [c for c in EXTRA_COLUMNS if c in extra]
-        slot_columns = [f"i{s}" for s in islots] + [f"s{s}" for s in sslots] + extras
+        slot_columns = [
+            *(f"i{s}" for s in islots),
+            *(f"s{s}" for s in sslots),
+            *(f"f{s}" for s in fslots),
+            *(f"b{s}" for s in bslots),
+            *extras,
+        ]
         self._ensure_columns(slot_columns)
         columns = (*CORE_COLUMNS, *slot_columns)
         data = [
@@ -590,6 +623,8 @@ class DuckDBEventStore:
                 r.test_id is None,
                 *[r.ints.get(s) for s in islots],
                 *[r.strs.get(s) for s in sslots],
+                *[r.floats.get(s) for s in fslots],
+                *[r.bools.get(s) for s in bslots],
                 *[r.extra.get(c) for c in extras],
             )
             for r in rows
@@ -771,7 +806,7 @@ class DuckDBEventStore:
                 for row in chunk:
                     ts = row[0]
                     assert isinstance(ts, int)
-                    writer.writerow((_iso_utc(ts), *row[1:]))
+                    writer.writerow((_iso_utc(ts), *compiled.values(row)))
                 written += len(chunk)
         finally:
             cursor.close()

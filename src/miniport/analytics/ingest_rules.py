@@ -177,7 +177,7 @@ class CheckedEvent:
     page: str | None
     trigger: str | None
     action: str | None
-    values: dict[str, int | str]
+    values: dict[str, int | str | float | bool]
     coercions: list[CoercionNote] = field(default_factory=list)
     index: int = 0
     """Position of the event in the batch."""
@@ -365,7 +365,7 @@ def _check_event(
     page, trigger, action = _event_origin(raw)
     ts_ms, time_estimated = _event_time(ts, skew_ms, received_at_ms)
     if builtin:
-        values: dict[str, int | str] = {}
+        values: dict[str, int | str | float | bool] = {}
         notes = extra_notes
     else:
         values, notes = _field_values(data, event, config.field_types)
@@ -447,9 +447,9 @@ def _event_time(ts: int | None, skew_ms: int | None, received_at_ms: int) -> tup
 
 def _field_values(
     data: dict[Any, Any], event: EventView, field_types: Mapping[str, FieldType]
-) -> tuple[dict[str, int | str], list[CoercionNote]]:
+) -> tuple[dict[str, int | str | float | bool], list[CoercionNote]]:
     """Each field's value coerced to its type, and a note for each value changed or dropped."""
-    values: dict[str, int | str] = {}
+    values: dict[str, int | str | float | bool] = {}
     notes: list[CoercionNote] = []
     for key, value in data.items():
         field_type = field_types.get(key)
@@ -464,7 +464,8 @@ def _field_values(
                 values[key] = value
                 continue
         elif (
-            kind is str
+            field_type == "string"
+            and kind is str
             and len(value) <= MAX_STRING_LENGTH
             and (value.isascii() or _SURROGATE_RE.search(value) is None)
         ):

@@ -34,6 +34,7 @@ Semantics shared with the pure-Python reference in the tests:
 from __future__ import annotations
 
 import itertools
+import math
 import re
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -76,7 +77,7 @@ __all__ = [
     "slot_column",
 ]
 
-FieldType = Literal["int", "string"]
+FieldType = Literal["int", "string", "float", "bool"]
 FieldSlots = Mapping[str, tuple[FieldType, int]]
 """An app's fields: name -> (type, slot), the slot being 0..31 within its type."""
 
@@ -113,6 +114,9 @@ _NAME_RE: Final = re.compile(r"\$?[a-z][a-z0-9_]{0,31}")
 _FILTER_RE: Final = re.compile(r"\s*(\$?[a-z][a-z0-9_]{0,31})\s*(>=|<=|!=|=|>|<)(.*)", re.DOTALL)
 _BOOL_VALUES: Final = {"true": True, "false": False, "1": True, "0": False}
 _INT_RE: Final = re.compile(r"[+-]?[0-9]+")
+_FLOAT_RE: Final = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
+_SLOT_PREFIX: Final = {"int": "i", "string": "s", "float": "f", "bool": "b"}
+_SLOT_SQL: Final = {"int": "INTEGER", "string": "VARCHAR", "float": "DOUBLE", "bool": "BOOLEAN"}
 _INT64_MIN: Final = -(2**63)
 _INT64_MAX: Final = 2**63 - 1
 _PLAIN_METRICS: Final = frozenset({"count", "users", "per_user"})
@@ -445,12 +449,13 @@ def offset_segments(tz: str, lo_ms: int, hi_ms: int) -> list[tuple[int, int]]:
 
 
 def slot_column(field_type: FieldType, slot: int) -> str:
-    """Column of a slot: ``i0..i31`` for int fields, ``s0..s31`` for string fields."""
-    if field_type not in ("int", "string"):
+    """Column of a slot: ``i0..i31`` (int fields), ``s0..s31`` (string), ``f0..f31`` (float),
+    ``b0..b31`` (bool)."""
+    if field_type not in _SLOT_PREFIX:
         raise ReportQueryError(f"unknown field type {field_type!r}")
     if isinstance(slot, bool) or not isinstance(slot, int) or not 0 <= slot < MAX_SLOTS:
         raise ReportQueryError(f"slot {slot!r} is outside 0..{MAX_SLOTS - 1}")
-    return f"{'i' if field_type == 'int' else 's'}{slot}"
+    return f"{_SLOT_PREFIX[field_type]}{slot}"
 
 
 class _Params:
@@ -465,7 +470,7 @@ class _Params:
         return self.dialect.placeholder(len(self.values), sql_type)
 
 
-ValueType = Literal["int", "string", "bool"]
+ValueType = Literal["int", "string", "bool", "float"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -491,8 +496,7 @@ class _Columns:
             ftype, slot = spec
             column = slot_column(ftype, slot)
             if self.existing is not None and column not in self.existing:
-                sql_type = "INTEGER" if ftype == "int" else "VARCHAR"
-                return _Resolved(self.dialect.null_of(sql_type), ftype)
+                return _Resolved(self.dialect.null_of(_SLOT_SQL[ftype]), ftype)
             if column not in self.used:
                 self.used.append(column)
             return _Resolved(column, ftype)
@@ -528,6 +532,13 @@ def _filter_sql(f: Filter, columns: _Columns, params: _Params) -> str:
             )
         flag = params.add(_BOOL_VALUES[f.value.lower()], "BOOLEAN")
         return f"{col.expr} {'=' if f.op == '=' else '<>'} {flag}"
+    if col.type == "float":
+        if not _FLOAT_RE.fullmatch(f.value) or not math.isfinite(float(f.value)):
+            raise ReportQueryError(
+                f"filter {f.text!r}: {f.field!r} is a float field, {f.value!r} is not a number"
+            )
+        op = "<>" if f.op == "!=" else f.op
+        return f"{col.expr} {op} {params.add(float(f.value), 'DOUBLE')}"
     if col.type == "string":
         if f.op not in ("=", "!="):
             raise ReportQueryError(
@@ -635,7 +646,7 @@ class _Aggregates:
 
 
 def _div(a: object, b: object) -> float | None:
-    if not isinstance(a, int) or not isinstance(b, int) or b == 0:
+    if not isinstance(a, int | float) or not isinstance(b, int) or b == 0:
         return None
     return a / b
 
@@ -660,18 +671,27 @@ def _metric_plan(m: Metric, columns: _Columns, aggs: _Aggregates) -> Callable[[R
             )
         distinct_i = aggs.add(columns.dialect.count_distinct(col.expr))
         return lambda r: r[distinct_i]
-    if col.type != "int":
+    if col.type not in ("int", "float"):
         raise ReportQueryError(
-            f"metric {m.name!r}: {m.kind} needs an int field, {m.field!r} is a {col.type} field"
+            f"metric {m.name!r}: {m.kind} needs an int or float field, {m.field!r} is a "
+            f"{col.type} field"
         )
     if m.kind in ("max", "min"):
         extreme_i = aggs.add(f"{m.kind}({col.expr})")
         return lambda r: r[extreme_i]
     sum_i = aggs.add(f"sum({col.expr})")
 
-    def total(r: Row) -> int:
-        value = r[sum_i]
-        return int(cast(int, value)) if value is not None else 0
+    if col.type == "float":
+
+        def total(r: Row) -> int | float:
+            value = r[sum_i]
+            return float(cast(float, value)) if value is not None else 0.0
+
+    else:
+
+        def total(r: Row) -> int | float:
+            value = r[sum_i]
+            return int(cast(int, value)) if value is not None else 0
 
     if m.kind == "sum":
         return total
@@ -843,6 +863,18 @@ class CompiledExport:
     sql: str
     params: tuple[object, ...]
     header: tuple[str, ...]
+    bool_columns: tuple[int, ...] = ()
+    """Positions (in a result row) of bool fields: written ``true``/``false`` on every store
+    (ClickHouse returns them as 0/1)."""
+
+    def values(self, row: Row) -> list[object]:
+        """A result row's values after the time column, as the CSV shows them."""
+        out = list(row[1:])
+        for i in self.bool_columns:
+            value = out[i - 1]
+            if value is not None:
+                out[i - 1] = "true" if value else "false"
+        return out
 
 
 def compile_export(
@@ -865,11 +897,13 @@ def compile_export(
     names = list(slots)
     for name in names:
         _check_name(name, "field")
-    fields = [columns.resolve(name, builtins=False).expr for name in names]
+    resolved = [columns.resolve(name, builtins=False) for name in names]
+    fields = [col.expr for col in resolved]
+    bools = tuple(5 + i for i, col in enumerate(resolved) if col.type == "bool")
     base = _base_where(appid, from_ms, to_ms, not_before_ms, params)
     where = base.sql + f" AND event = {params.add(event, 'VARCHAR')}"
     select = ", ".join(["ts_ms", "user_id", "page", "trigger", "action", *fields])
     source = base.source(params, columns)
     sql = f"SELECT {select} FROM {source} WHERE {where} ORDER BY ts_ms, uid"
     header = ("time", "user", "page", "trigger", "action", *names)
-    return CompiledExport(sql, tuple(params.values), header)
+    return CompiledExport(sql, tuple(params.values), header, bools)

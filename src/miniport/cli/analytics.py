@@ -29,7 +29,7 @@ analytics_cmd = typer.Typer(
     help="Custom analytics: fields, events, test, publish, reports.", no_args_is_help=True
 )
 field_cmd = typer.Typer(
-    help="Fields (int or string), shared by an app's events.", no_args_is_help=True
+    help="Fields (int, string, float or bool), shared by an app's events.", no_args_is_help=True
 )
 event_cmd = typer.Typer(help="Event definitions (drafts until published).", no_args_is_help=True)
 test_cmd = typer.Typer(
@@ -48,6 +48,8 @@ def register(app: typer.Typer) -> None:
 class FieldType(StrEnum):
     INT = "int"
     STRING = "string"
+    FLOAT = "float"
+    BOOL = "bool"
 
 
 class Granularity(StrEnum):

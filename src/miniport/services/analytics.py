@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from ..analytics.definitions import (
@@ -35,7 +35,7 @@ from ..analytics.definitions import (
 )
 from ..analytics.event_store import DuckDBEventStore, EventStore, StoredEvent
 from ..analytics.ingest_rules import CheckedEvent, RuntimeConfigView, check_batch
-from ..analytics.reports import EventQuery, FieldSlots, FunnelQuery
+from ..analytics.reports import EventQuery, FieldSlots, FieldType, FunnelQuery
 from ..analytics.system_props import BUILTIN_EVENTS, NEW_USER_COLUMN, is_new_user, utc_day
 from ..clock import Clock
 from ..errors import AnalyticsUnavailable, InvalidInput, NotFound
@@ -161,7 +161,7 @@ class AnalyticsService:
         # appends wait in the store for a group commit: enough threads that concurrent
         # batches can join one commit (the default executor has cores + 4)
         self._appenders = ThreadPoolExecutor(APPEND_THREADS, "miniport-analytics-append")
-        self._slots: dict[str, tuple[float, dict[str, tuple[bool, int]]]] = {}
+        self._slots: dict[str, tuple[float, dict[str, tuple[str, int]]]] = {}
         self._first_days: dict[tuple[str, str], int] = {}
 
     @property
@@ -497,20 +497,20 @@ class AnalyticsService:
         for ev in accepted:
             ev.extra[NEW_USER_COLUMN] = is_new_user(ev.ts_ms, first)
 
-    async def _slot_map(self, appid: str, fresh: bool = False) -> dict[str, tuple[bool, int]]:
-        """Field name -> (is int, slot), cached for CACHE_S (``fresh``: read it now)."""
+    async def _slot_map(self, appid: str, fresh: bool = False) -> dict[str, tuple[str, int]]:
+        """Field name -> (type, slot), cached for CACHE_S (``fresh``: read it now)."""
         cached = self._slots.get(appid)
         if not fresh and cached is not None and time.monotonic() - cached[0] < CACHE_S:
             return cached[1]
         fields = await self.db.read(self.defs.fields, appid)
-        slots = {f.name: (f.type == "int", f.slot) for f in fields}
+        slots = {f.name: (f.type, f.slot) for f in fields}
         self._slots[appid] = (time.monotonic(), slots)
         return slots
 
     async def slots(self, appid: str) -> FieldSlots:
         return {
-            name: ("int" if is_int else "string", slot)
-            for name, (is_int, slot) in (await self._slot_map(appid)).items()
+            name: (cast(FieldType, kind), slot)
+            for name, (kind, slot) in (await self._slot_map(appid)).items()
         }
 
     async def _rows(
@@ -652,7 +652,7 @@ def _stored(
     received: int,
     test_id: str | None,
     accepted: list[CheckedEvent],
-    slots: dict[str, tuple[bool, int]],
+    slots: dict[str, tuple[str, int]],
 ) -> list[StoredEvent]:
     """The store's rows for checked events; KeyError for a field without a slot."""
     rows: list[StoredEvent] = []
@@ -660,12 +660,18 @@ def _stored(
     for ev in accepted:
         ints: dict[int, int] = {}
         strs: dict[int, str] = {}
+        floats: dict[int, float] = {}
+        bools: dict[int, bool] = {}
         for name, value in ev.values.items():
-            is_int, slot = slots[name]
-            if is_int:
+            kind, slot = slots[name]
+            if kind == "int":
                 ints[slot] = value  # type: ignore[assignment]
-            else:
+            elif kind == "string":
                 strs[slot] = value  # type: ignore[assignment]
+            elif kind == "float":
+                floats[slot] = value  # type: ignore[assignment]
+            else:
+                bools[slot] = value  # type: ignore[assignment]
         append(
             StoredEvent(
                 appid,
@@ -682,6 +688,8 @@ def _stored(
                 strs,
                 test_id,
                 ev.extra,
+                floats,
+                bools,
             )
         )
     return rows

@@ -66,6 +66,8 @@ def _row(r: tuple[Any, ...], slots: list[str]) -> tuple[StoredEvent, bool]:
         },
         test_id=r[10],
         extra={c: v for c, v in values.items() if c in EXTRA_COLUMNS and v is not None},
+        floats={int(c[1:]): float(v) for c, v in values.items() if c[0] == "f" and v is not None},
+        bools={int(c[1:]): bool(v) for c, v in values.items() if c[0] == "b" and v is not None},
     )
     return event, bool(r[11])
 

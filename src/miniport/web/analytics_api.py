@@ -92,7 +92,7 @@ async def report_events(appid: str, request: Request) -> Any:
 # --- admin: definitions and lifecycle ---
 class FieldIn(BaseModel):
     name: StrictStr
-    type: Literal["int", "string"]
+    type: Literal["int", "string", "float", "bool"]
 
 
 class TestIn(BaseModel):

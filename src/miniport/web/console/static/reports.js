@@ -64,7 +64,7 @@ const filtersBox = form?.querySelector('.filters');
 function metricChoices(eventName) {
   const out = [['count', t('js.rep.metric.count')], ['users', t('js.rep.metric.users')], ['per_user', t('js.rep.metric.per_user')]];
   for (const field of fieldsOf(eventName)) {
-    if (fieldTypes[field] === 'int') {
+    if (fieldTypes[field] === 'int' || fieldTypes[field] === 'float') {
       for (const kind of ['sum', 'max', 'min', 'avg', 'per_user']) out.push([`${kind}:${field}`, t(`js.rep.metric.${kind}_f`, { field })]);
     } else if (fieldTypes[field] === 'string') {
       out.push([`distinct:${field}`, t('js.rep.metric.distinct_f', { field })]);

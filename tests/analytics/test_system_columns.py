@@ -5,6 +5,8 @@ node is read (not taken for NULL) by another."""
 
 from __future__ import annotations
 
+import dataclasses
+import io
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,7 +15,7 @@ import pytest
 
 from miniport.analytics.clickhouse_store import ClickHouseEventStore
 from miniport.analytics.event_store import DuckDBEventStore, EventStore, StoredEvent
-from miniport.analytics.reports import EventQuery, FunnelQuery, ReportQueryError
+from miniport.analytics.reports import EventQuery, FieldSlots, FunnelQuery, ReportQueryError
 from tests.conftest import clickhouse_database_url, drop_clickhouse_database
 
 T0 = 1_793_491_200_000  # 2026-11-01T00:00:00Z
@@ -195,3 +197,38 @@ def test_bad_system_property_queries_are_clear_errors(
         pytest.raises(ReportQueryError, match=message),
     ):
         report(store, **kw)  # type: ignore[arg-type]
+
+
+def test_float_and_bool_fields_round_trip(opener: Opener) -> None:
+    slots: FieldSlots = {"amount": ("float", 0), "vip": ("bool", 3), "late": ("float", 9)}
+    store = opener.open()
+    try:
+        rows = [
+            dataclasses.replace(ev(f"p{i}", user=f"u{i % 2}"), floats={0: a}, bools=b)
+            for i, (a, b) in enumerate(
+                [(19.99, {3: True}), (0.1, {3: True}), (1e-05, {3: False}), (2.5e20, {})]
+            )
+        ]
+        store.append(rows)
+        query = EventQuery.parse(
+            event="view", from_ms=T0 - DAY, to_ms=T0 + DAY, not_before_ms=0, granularity="all",
+            metrics=["count", "sum:amount", "min:amount", "sum:late"], group_by=["vip"],
+        )  # fmt: skip
+        got = store.event_analysis("shop", query, slots)
+        assert got == [
+            {"bucket": "all", "vip": None, "count": 1, "sum:amount": 2.5e20,
+             "min:amount": 2.5e20, "sum:late": 0.0},
+            {"bucket": "all", "vip": False, "count": 1, "sum:amount": 1e-05,
+             "min:amount": 1e-05, "sum:late": 0.0},
+            {"bucket": "all", "vip": True, "count": 2, "sum:amount": pytest.approx(20.09),
+             "min:amount": 0.1, "sum:late": 0.0},
+        ]  # fmt: skip
+        out = io.StringIO()
+        store.export_csv("shop", "view", T0 - DAY, T0 + DAY, slots, out, not_before_ms=0)
+        lines = out.getvalue().splitlines()
+        assert lines[0] == "time,user,page,trigger,action,amount,vip,late"
+        assert sorted(line.split(",", 5)[5] for line in lines[1:]) == [
+            "0.1,true,", "19.99,true,", "1e-05,false,", "2.5e+20,,",
+        ]  # fmt: skip
+    finally:
+        store.close()

@@ -72,6 +72,13 @@ from .clickhouse_transport import (
     parse_clickhouse_url,
 )
 from .event_store import AppendResult, StoredEvent
+from .overview import (
+    CompiledMulti,
+    OverviewQuery,
+    RealtimeQuery,
+    compile_overview,
+    compile_realtime,
+)
 from .reports import (
     CORE_COLUMNS,
     TABLE,
@@ -644,6 +651,19 @@ class ClickHouseEventStore:
         compiled = compile_funnel(appid, query, slots, dialect=CLICKHOUSE)
         self._ensure_columns(compiled.columns)
         return compiled.shape(self._select(compiled.sql, compiled.params))
+
+    def overview(self, appid: str, query: OverviewQuery) -> dict[str, object]:
+        return self._run(compile_overview(appid, query, dialect=CLICKHOUSE))
+
+    def realtime(self, appid: str, query: RealtimeQuery) -> dict[str, object]:
+        # inserts are acknowledged once written: an accepted event is in the next answer
+        return self._run(compile_realtime(appid, query, dialect=CLICKHOUSE))
+
+    def _run(self, compiled: CompiledMulti) -> dict[str, object]:
+        self._ensure_columns(compiled.columns)
+        return compiled.shape(
+            [self._select(s.sql, s.params) if s.sql else [] for s in compiled.statements]
+        )
 
     def export_csv(
         self,

@@ -116,6 +116,13 @@ from typing import Final, Protocol, TextIO, runtime_checkable
 
 import duckdb
 
+from miniport.analytics.overview import (
+    CompiledMulti,
+    OverviewQuery,
+    RealtimeQuery,
+    compile_overview,
+    compile_realtime,
+)
 from miniport.analytics.reports import (
     CORE_COLUMNS,
     MAX_SLOTS,
@@ -343,6 +350,15 @@ class EventStore(Protocol):
     def funnel(
         self, appid: str, query: FunnelQuery, slots: FieldSlots
     ) -> list[dict[str, object]]: ...
+
+    def overview(self, appid: str, query: OverviewQuery) -> dict[str, object]:
+        """The overview report (``rows``, ``top_pages``, ``scenes``; see
+        :mod:`miniport.analytics.overview`)."""
+        ...
+
+    def realtime(self, appid: str, query: RealtimeQuery) -> dict[str, object]:
+        """Users and events per minute, and the latest events received."""
+        ...
 
     def export_csv(
         self,
@@ -778,6 +794,19 @@ class DuckDBEventStore:
     def funnel(self, appid: str, query: FunnelQuery, slots: FieldSlots) -> list[dict[str, object]]:
         compiled = compile_funnel(appid, query, slots, existing_columns=self._columns)
         return compiled.shape(self._query(compiled.sql, compiled.params))
+
+    def overview(self, appid: str, query: OverviewQuery) -> dict[str, object]:
+        return self._run(compile_overview(appid, query, existing_columns=self._columns))
+
+    def realtime(self, appid: str, query: RealtimeQuery) -> dict[str, object]:
+        # an append is committed when it returns, and every read opens a new cursor on the
+        # same database: an accepted event is in the next real-time answer
+        return self._run(compile_realtime(appid, query, existing_columns=self._columns))
+
+    def _run(self, compiled: CompiledMulti) -> dict[str, object]:
+        return compiled.shape(
+            [self._query(s.sql, s.params) if s.sql else [] for s in compiled.statements]
+        )
 
     def export_csv(
         self,

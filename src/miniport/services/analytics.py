@@ -35,6 +35,7 @@ from ..analytics.definitions import (
 )
 from ..analytics.event_store import DuckDBEventStore, EventStore, StoredEvent
 from ..analytics.ingest_rules import CheckedEvent, RuntimeConfigView, check_batch
+from ..analytics.overview import OverviewQuery, RealtimeQuery
 from ..analytics.reports import EventQuery, FieldSlots, FieldType, FunnelQuery
 from ..analytics.system_props import BUILTIN_EVENTS, NEW_USER_COLUMN, is_new_user, utc_day
 from ..clock import Clock
@@ -609,6 +610,50 @@ class AnalyticsService:
         if not any(row.get("users") for row in rows):  # no one at all: maybe no such event
             await self._known_events(appid, [name for name, _ in parsed])
         return {"rows": rows, "from_ms": start, "to_ms": end}
+
+    async def overview(
+        self,
+        appid: str,
+        *,
+        from_ms: int | None,
+        to_ms: int | None,
+        granularity: str = "day",
+        tz: str = "UTC",
+        group_by: str | None = None,
+        top_pages: int = 20,
+    ) -> dict[str, Any]:
+        """Active and new users, launches, sessions, page views and times per bucket, the
+        top pages and the launch scenes (definitions: :mod:`miniport.analytics.overview`).
+        Default window: the 7 days up to now."""
+        await self._app(appid)
+        start, end = self._window(from_ms, to_ms)
+        query = OverviewQuery(
+            from_ms=start,
+            to_ms=end,
+            not_before_ms=self.not_before_ms(),
+            granularity=cast(Any, granularity),
+            tz=tz,
+            group_by=group_by or None,
+            top_pages=top_pages,
+        )
+        found = await asyncio.to_thread(self.store.overview, appid, query)
+        return {**found, "from_ms": start, "to_ms": end}
+
+    async def realtime(
+        self, appid: str, *, tz: str = "UTC", minutes: int = 30, latest: int = 50
+    ) -> dict[str, Any]:
+        """Users and events per minute over the last ``minutes`` minutes by the platform's
+        clock, and the latest events received (newest first)."""
+        await self._app(appid)
+        query = RealtimeQuery(
+            now_ms=self._now_ms(),
+            not_before_ms=self.not_before_ms(),
+            minutes=minutes,
+            latest=latest,
+            tz=tz,
+        )
+        found = await asyncio.to_thread(self.store.realtime, appid, query)
+        return {**found, "now_ms": query.now_ms}
 
     async def export_csv(
         self, appid: str, event: str, from_ms: int | None, to_ms: int | None

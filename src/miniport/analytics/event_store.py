@@ -41,7 +41,10 @@ on every append whether the value is NULL or not, so an app that uses 3 slots ap
 twice as fast as with 64 empty columns, and a report on a column that no event has used yet
 reads it as NULL. This is also the schema upgrade of a file made before the system
 properties: opening it adds the ``first_seen`` table, the first event carrying a property
-adds its column, the rows already stored read NULL there.
+adds its column, the rows already stored read NULL there. So a report must not assume a
+``sys_``/``ev_``/slot column exists: build its SQL with the report compiler's column
+resolution (``existing_columns``: a missing column becomes a typed NULL; ClickHouse creates
+the columns a compiled report lists in ``CompiledReport.columns`` before running it).
 
 Retention and reports use ``ts_ms``: ``delete_older_than(cutoff)`` deletes ``ts_ms < cutoff``
 and every report takes ``not_before_ms`` and never reads before it, so an event older than the

@@ -312,7 +312,7 @@ def _lookup_event(value: object, config: RuntimeConfigView) -> EventView:
 
 @dataclass(frozen=True, slots=True)
 class _BatchContext:
-    values: dict[str, object | None]
+    values: dict[str, object]  # no None: a null in the batch's context just means "not set"
     notes: list[CoercionNote]
 
 
@@ -321,24 +321,28 @@ def _batch_context(raw: object) -> _BatchContext:
         values, notes = check_context(raw)
     except ContextInvalid as exc:
         raise BatchInvalid(f"invalid batch: {exc}") from None
-    return _BatchContext(values, [CoercionNote(key, note) for key, note in notes])
+    return _BatchContext(
+        {k: v for k, v in values.items() if v is not None},
+        [CoercionNote(key, note) for key, note in notes],
+    )
 
 
 def _event_extra(
     raw: Mapping[Any, Any], event: EventView, data: dict[Any, Any], context: _BatchContext
 ) -> tuple[dict[str, object], list[CoercionNote]]:
     """System properties (batch's, overridden by the event's) and built-in data by column."""
-    notes = list(context.notes)
+    notes = list(context.notes) if context.notes else []
     own = raw.get("context")
     if own is None:
-        extra = {k: v for k, v in context.values.items() if v is not None}
+        extra = dict(context.values)
     else:
         try:
             values, own_notes = check_context(own)
         except ContextInvalid as exc:
             raise _Refused("invalid_context", str(exc)) from None
         extra = merge_context(context.values, values)
-        notes.extend(CoercionNote(key, note) for key, note in own_notes)
+        if own_notes:
+            notes.extend(CoercionNote(key, note) for key, note in own_notes)
     if event.id < 0:
         values_b, data_notes = builtin_data(event.name, data)
         extra.update(values_b)

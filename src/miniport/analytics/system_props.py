@@ -276,7 +276,9 @@ def merge_context(
 ) -> dict[str, object]:
     """The event's columns: the batch's values overridden by the event's (``None``: unset)."""
     merged = {**batch, **event} if event else dict(batch)
-    return {k: v for k, v in merged.items() if v is not None}
+    if None in merged.values():
+        return {k: v for k, v in merged.items() if v is not None}
+    return merged  # no None left
 
 
 def _data_value(key: str, value: object) -> tuple[object, str | None]:

@@ -376,7 +376,10 @@ if (root && form) {
 
   funnelForm.elements.from.value = isoDay(weekAgo);
   funnelForm.elements.to.value = isoDay(today);
-  stepsBox.append(stepRow(events[0]?.name), stepRow(events[1]?.name ?? events[0]?.name));
+  // the first steps default to the app's own events (the built-in ones come after them)
+  const own = events.filter((e) => !e.name.startsWith('$'));
+  const [first, second] = own.length ? own : events;
+  stepsBox.append(stepRow(first?.name), stepRow((own.length > 1 ? second : first)?.name));
   funnelForm.querySelector('.add-step').addEventListener('click', () => {
     stepsBox.append(stepRow(events[0]?.name));
     numberSteps();

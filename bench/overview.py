@@ -1,9 +1,10 @@
 """Benchmark: the Overview report (and Real time) on DuckDB over 30 days of built-in events.
 
-Generates N events (default 1,000,000) for one app over 30 days (~20k users, each with a few
-sessions; 10% ``$launch``, 40% ``$pageview``, 30% ``$pageleave`` with a duration, 20% a
-custom event; 20 pages, 3 scenes, 2 platforms) with SQL straight into the store's table
-(``DuckDBEventStore.insert_from_query``), then times, interleaved, after a warm-up:
+Generates N events (default 1,000,000) for one app over 30 days (5,000 users, one session
+a day each, ~7 events per session; 10% ``$launch``, 40% ``$pageview``, 30% ``$pageleave``
+with a duration, 20% a custom event; 20 pages, 3 scenes, 2 platforms) with SQL straight
+into the store's table (``DuckDBEventStore.insert_from_query``), then times, interleaved,
+after a warm-up:
 
 * ``engine``: ``store.overview`` (build the five statements, run them, shape the result),
   by day in Asia/Shanghai, split by ``$platform``;
@@ -16,6 +17,13 @@ runs, DuckDB's threads included), ratio = bare / engine (1.0 = no overhead). Rep
 average next to them (printed). The last line is one JSON object.
 
     .venv/bin/python bench/overview.py [--events N] [--runs 5]
+
+Measured (2-core VM shared with other jobs, load average ~9, DuckDB 2.0.0): 1M events,
+by day by ``$platform``: engine median 1.76 s wall / 0.63 CPU s per run, the same SQL bare
+1.80 s / 0.63 CPU s (ratio 1.02 wall, 1.00 CPU: the query object and shaping cost nothing
+measurable; the time is DuckDB's); real time 0.03 s. The costliest statements are the two
+that group by session (``(user_id, $session)``). The issue's target (under 1 s on 10M
+events) is not met on this machine: ~6 CPU s would be expected at 10M.
 """
 
 from __future__ import annotations
@@ -61,12 +69,12 @@ def generate(store: DuckDBEventStore, n: int) -> float:
         SELECT '{APPID}', 'ev-' || i::VARCHAR, k, 'user-' || u::VARCHAR, ts, ts + 1500, false,
                true, (['ios', 'android'])[1 + (u % 2)::INTEGER],
                ([1001, 1007, 1089])[1 + (hash(u, 8) % 3)::INTEGER],
-               's-' || (ts // 3600000)::VARCHAR, hash(u, 9) % 10 = 0,
+               's-' || (ts // 86400000)::VARCHAR, hash(u, 9) % 10 = 0,
                CASE WHEN k IN ('$pageview', '$pageleave')
                     THEN 'pages/p' || (hash(i, 4) % 20)::VARCHAR END,
                CASE WHEN k = '$pageleave' THEN (hash(i, 5) % 60000)::BIGINT END
         FROM (SELECT i, {kinds}[1 + (hash(i, 1) % 10)::INTEGER] AS k,
-                     hash(i, 2) % 20000 AS u,
+                     hash(i, 2) % 5000 AS u,
                      {T0} + (i * {SPAN} // {n})::BIGINT + (hash(i, 3) % 1000)::BIGINT AS ts
               FROM range({n}) r(i))
     """

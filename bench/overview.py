@@ -23,7 +23,7 @@ by day by ``$platform``: engine median 1.76 s wall / 0.63 CPU s per run, the sam
 1.80 s / 0.63 CPU s (ratio 1.02 wall, 1.00 CPU: the query object and shaping cost nothing
 measurable; the time is DuckDB's); real time 0.03 s. The costliest statements are the two
 that group by session (``(user_id, $session)``). The issue's target (under 1 s on 10M
-events) is not met on this machine: ~6 CPU s would be expected at 10M.
+events) is not met on this machine: ~6 CPU s at 10M by linear extrapolation (not run).
 """
 
 from __future__ import annotations

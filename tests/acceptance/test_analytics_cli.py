@@ -237,6 +237,26 @@ async def test_flow_against_a_running_server(data: Path, tmp_path: Path, serve: 
     assert lines[0] == "time,user,page,trigger,action,price,color"
     assert lines[1].endswith(",dev1,,,,12,red")
     assert (await ok(data, "analytics", "count", appid)) == {"count": 2}
+    # system properties and built-in events (issue 12): grouped and filtered on from the CLI
+    system = {"$platform": "ios", "$model": "iPhone 15"}
+    async with RuntimeClient(server.url, appid, token, system=system) as phone:
+        await phone.launch(path="pages/index/index", scene=1001)
+        phone.report_analytics("purchase", {"price": 1})
+        assert (await phone.flush_analytics())["pending"] == 0
+    by_platform = await ok(data, "analytics", "report", appid, "--event", "purchase",
+                           "--group-by", "$platform", "--filter", "$scene=1001",
+                           "--granularity", "all")  # fmt: skip
+    assert by_platform["rows"] == [{"bucket": "all", "$platform": "ios", "count": 1}]
+    launches = await ok(data, "analytics", "report", appid, "--event", "$launch",
+                        "--group-by", "$cold", "--group-by", "$new_user",
+                        "--granularity", "all")  # fmt: skip
+    assert launches["rows"] == [{"bucket": "all", "$cold": True, "$new_user": True, "count": 1}]
+    funnel = await ok(data, "analytics", "funnel", appid, "--step", "$launch",
+                      "--step", "purchase", "--group-by", "$model")  # fmt: skip
+    assert [(r["$model"], r["users"]) for r in funnel["rows"]] == [("iPhone 15", 1)] * 2
+    unknown = await failed(data, "analytics", "report", appid, "--event", "purchase",
+                           "--group-by", "$colour")  # fmt: skip
+    assert "unknown system property '$colour'" in unknown["message"]
 
     # without the server, the same commands run on the data directory
     await stop(server)

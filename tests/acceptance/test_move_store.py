@@ -18,7 +18,12 @@ from miniport.services.move_store import move_store
 
 T0 = 1_793_491_200_000  # 2026-11-01T00:00:00Z
 DAY = 86_400_000
-SLOTS: FieldSlots = {"price": ("int", 2), "color": ("string", 0)}
+SLOTS: FieldSlots = {
+    "price": ("int", 2),
+    "color": ("string", 0),
+    "amount": ("float", 1),
+    "vip": ("bool", 4),
+}
 
 
 def ev(appid: str, uid: int, ts: int, test_id: str | None = None) -> StoredEvent:
@@ -36,6 +41,10 @@ def ev(appid: str, uid: int, ts: int, test_id: str | None = None) -> StoredEvent
         {2: uid % 11},
         {0: f"c{uid % 3}"},
         test_id,
+        # system properties on some rows, float and bool fields (issue 12)
+        {"sys_platform": "ios", "sys_scene": 1001, "sys_new_user": True} if uid % 4 else {},
+        {1: uid / 8} if uid % 3 else {},
+        {4: uid % 2 == 0},
     )
 
 
@@ -47,6 +56,7 @@ def fill(path: Path) -> DuckDBEventStore:
     rows += [ev("shop", 2000 + i, T0 + i, test_id="t2") for i in range(5)]  # not synced
     store.append(rows)
     store.sync_test("shop", "t1")
+    store.first_days("shop", {"u1": 20_000, "u2": 20_001})
     return store
 
 
@@ -55,8 +65,10 @@ QUERY = EventQuery.parse(
     from_ms=T0 - DAY,
     to_ms=T0 + 5 * DAY,
     not_before_ms=0,
-    metrics=["count", "users", "sum:price"],
-    group_by=["color"],
+    metrics=["count", "users", "sum:price", "sum:amount"],
+    group_by=["color", "$platform", "vip"],
+    filters=["$scene!=7"],
+    any=True,
 )
 
 
@@ -96,6 +108,11 @@ def test_move_is_resumable_exact_and_compared(tmp_path: Path, clickhouse_url: st
                 appid, QUERY, SLOTS
             )
         assert target.sync_test("shop", "t2") == 5 == source.sync_test("shop", "t2")
+        assert target.first_days("shop", {"u1": 1, "u2": 1, "u3": 7}) == {
+            "u1": 20_000,
+            "u2": 20_001,
+            "u3": 7,
+        }
 
 
 def test_cli_move_store_json(tmp_path: Path, clickhouse_url: str) -> None:

@@ -195,7 +195,7 @@ def test_lone_surrogates_replaced() -> None:
 
 def test_unknown_type() -> None:
     with pytest.raises(ValueError, match="unknown field type"):
-        coerce(1, "float")  # type: ignore[arg-type]
+        coerce(1, "double")  # type: ignore[arg-type]
 
 
 # --------------------------------------------------------------------------- properties
@@ -247,3 +247,74 @@ def test_float_truncation_matches_math_trunc(value: float) -> None:
         assert (result.note is None) == value.is_integer()
     else:
         assert result.value is None
+
+
+# --------------------------------------------------------------------------- float and bool
+
+
+@pytest.mark.parametrize(
+    ("value", "stored", "code"),
+    [
+        (19.99, 19.99, None),
+        (12, 12.0, None),
+        (-0.5, -0.5, None),
+        (True, 1.0, "bool_to_int"),
+        ("12.5", 12.5, "from_string"),
+        (" 1e3 ", 1000.0, "from_string"),
+        ("cheap", 0.0, "not_a_number"),
+        (None, 0.0, "not_a_number"),
+        ([1.5], 0.0, "not_a_number"),
+        (math.nan, None, "out_of_range"),
+        (math.inf, None, "out_of_range"),
+        (10**400, None, "out_of_range"),
+        ("1e999", None, "out_of_range"),
+    ],
+)
+def test_float_coercion(value: object, stored: float | None, code: str | None) -> None:
+    got = coerce(value, "float")
+    assert got.value == stored and type(got.value) is type(stored)
+    assert got.code == code
+
+
+@pytest.mark.parametrize(
+    ("value", "stored", "code"),
+    [
+        (True, True, None),
+        (False, False, None),
+        (1, True, "to_bool"),
+        (0.0, False, "to_bool"),
+        ("TRUE", True, "to_bool"),
+        (" 0 ", False, "to_bool"),
+        (2, None, "not_a_bool"),
+        ("yes", None, "not_a_bool"),
+        ({}, None, "not_a_bool"),
+        (None, None, "null"),
+    ],
+)
+def test_bool_coercion(value: object, stored: bool | None, code: str | None) -> None:
+    got = coerce(value, "bool")
+    assert got.value is stored
+    assert got.code == code
+
+
+@given(json_values)
+def test_float_and_bool_always_give_their_type_or_nothing(value: Any) -> None:
+    as_float = coerce(value, "float")
+    assert as_float.value is None or (
+        type(as_float.value) is float and math.isfinite(as_float.value)
+    )
+    as_bool = coerce(value, "bool")
+    assert as_bool.value is None or type(as_bool.value) is bool
+    for got in (as_float, as_bool):
+        assert got.code is None or got.code in NOTE_CODES
+
+
+def test_sums_of_prices_are_exact_to_the_cent() -> None:
+    """What the float type promises (docs): a double sum of 2-decimal prices rounds back to
+    the exact cent total (here 100,000 prices up to a million)."""
+    prices = [((i * 7919) % 100_000_000) / 100 for i in range(100_000)]
+    cents = sum((i * 7919) % 100_000_000 for i in range(100_000))
+    total = 0.0
+    for price in prices:
+        total += coerce(price, "float").value  # type: ignore[operator]
+    assert round(total * 100) == cents

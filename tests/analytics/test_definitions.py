@@ -86,12 +86,14 @@ def test_spec_examples_parse() -> None:
 
 def test_parse_field() -> None:
     assert parse_field({"name": "price", "type": "int"}) == FieldDef(name="price", type="int")
+    for kind in ("float", "bool"):
+        assert parse_field({"name": "x", "type": kind}).type == kind
     with pytest.raises(DefinitionsInvalid) as caught:
-        parse_field({"name": "Price", "type": "float"})
+        parse_field({"name": "Price", "type": "double"})
     assert {e.path: e.message for e in caught.value.errors} == {
         "name": "invalid name 'Price': use lowercase letters, digits and _, starting with a "
         "letter, at most 32 characters",
-        "type": "invalid type 'float': expected 'int' or 'string'",
+        "type": "invalid type 'double': expected 'int', 'string', 'float' or 'bool'",
     }
 
 
@@ -126,6 +128,16 @@ def test_name_rule_matches_regex(name: str) -> None:
         assert not valid
     else:
         assert valid
+
+
+@pytest.mark.parametrize("name", ["$platform", "$launch", "$pageview", "$x"])
+def test_dollar_names_are_reserved(name: str) -> None:
+    with pytest.raises(DefinitionsInvalid) as caught:
+        parse_field({"name": name, "type": "string"})
+    [error] = caught.value.errors
+    assert "reserved for the built-in events and system properties" in error.message
+    assert messages_at(click_event(name=name))["name"].startswith(f"invalid name {name!r}")
+    assert "reserved" in messages_at(click_event(name=name))["name"]
 
 
 def test_event_name_rule() -> None:

@@ -31,6 +31,7 @@ from miniport.analytics.reports import (
     parse_filter,
     parse_metric,
 )
+from miniport.analytics.system_props import DIMENSIONS
 
 SLOTS: FieldSlots = {
     "price": ("int", 0),
@@ -39,6 +40,9 @@ SLOTS: FieldSlots = {
     "brand": ("string", 4),
     "unused": ("int", 7),  # defined, never reported: its column does not exist
     "label": ("string", 9),  # idem
+    "amount": ("float", 2),
+    "vip": ("bool", 5),
+    "rating": ("float", 6),  # defined, never reported
 }
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 # 2026-10-31T00:00Z: the window spans New York's DST end (2026-11-01 06:00Z) and several
@@ -103,7 +107,7 @@ def _query(**kw: object) -> EventQuery:
 
 def test_metric_must_fit_field_type() -> None:
     for metric in ["sum:color", "avg:brand", "max:color", "min:color", "per_user:color"]:
-        with pytest.raises(ReportQueryError, match="needs an int field"):
+        with pytest.raises(ReportQueryError, match="needs an int or float field"):
             compile_event_analysis("a", _query(metrics=[metric]), SLOTS)
     with pytest.raises(ReportQueryError, match="needs a string field"):
         compile_event_analysis("a", _query(metrics=["distinct:price"]), SLOTS)
@@ -213,10 +217,21 @@ def test_offset_segments_find_dst_transitions() -> None:
 # --------------------------------------------------------------------------- reference
 
 
+BOOLS = {"true": True, "false": False, "1": True, "0": False}
+
+
 def value_of(e: StoredEvent, name: str) -> object:
+    if name.startswith("$"):
+        return e.extra.get(DIMENSIONS[name].column)
     if name in SLOTS:
         ftype, slot = SLOTS[name]
-        return e.ints.get(slot) if ftype == "int" else e.strs.get(slot)
+        by_type: dict[str, dict[int, object]] = {
+            "int": e.ints,  # type: ignore[dict-item]
+            "string": e.strs,  # type: ignore[dict-item]
+            "float": e.floats,  # type: ignore[dict-item]
+            "bool": e.bools,  # type: ignore[dict-item]
+        }
+        return by_type[ftype].get(slot)
     return {"page": e.page, "trigger": e.trigger}[name]
 
 
@@ -225,13 +240,17 @@ def matches(e: StoredEvent, f: Filter) -> bool:
     if v is None:
         return False
     target: object = f.value
-    if isinstance(v, int):
+    if isinstance(v, bool):
+        target = BOOLS[f.value]
+    elif isinstance(v, int):
         target = int(f.value)
+    elif isinstance(v, float):
+        target = float(f.value)
     if f.op == "=":
         return v == target
     if f.op == "!=":
         return v != target
-    assert isinstance(v, int) and isinstance(target, int)
+    assert isinstance(v, int | float) and isinstance(target, int | float)
     return {">=": v >= target, ">": v > target, "<=": v <= target, "<": v < target}[f.op]
 
 
@@ -280,8 +299,9 @@ def ref_event_analysis(
             if m.kind == "distinct":
                 item[m.name] = len(set(vals))
                 continue
-            ints = [v for v in vals if isinstance(v, int)]
-            total = sum(ints)
+            ints = [v for v in vals if isinstance(v, int | float) and not isinstance(v, bool)]
+            is_float = m.field in SLOTS and SLOTS[m.field][0] == "float"
+            total = float(sum(ints)) if is_float else sum(ints)
             item[m.name] = {
                 "sum": total,
                 "max": max(ints) if ints else None,
@@ -368,14 +388,22 @@ def events_strategy(draw: st.DrawFn) -> list[StoredEvent]:
             strs[1] = draw(st.sampled_from(["red", "blue", "green", "", "Red", "é"]))
         if draw(st.integers(0, 3)) == 0:
             strs[4] = draw(st.sampled_from(["acme", "zeta"]))
+        floats: dict[int, float] = {}
+        bools: dict[int, bool] = {}
+        if draw(st.booleans()):
+            # eighths: exact in a double, so every summation order gives the same sum
+            floats[2] = draw(st.integers(-8000, 80_000).map(lambda n: n / 8))
+        if draw(st.booleans()):
+            bools[5] = draw(st.booleans())
         # a few popular instants make equal timestamps (funnels need strict order) common
         minute = draw(st.integers(-120, SPAN // 60_000 + 120) | st.sampled_from([0, 1, 1440]))
         ts = T0 + minute * 60_000 + draw(st.sampled_from([0, 0, 1, 59_999]))
+        event = draw(st.sampled_from(["view", "view", "buy", "share", "$pageleave"]))
         out.append(
             StoredEvent(
                 appid="placeholder",  # set per example
                 uid=f"e{i}",
-                event=draw(st.sampled_from(["view", "view", "buy", "share"])),
+                event=event,
                 user=draw(st.sampled_from(["u1", "u2", "u3", "u4", "u5"])),
                 ts_ms=ts,
                 received_ms=ts,
@@ -386,9 +414,33 @@ def events_strategy(draw: st.DrawFn) -> list[StoredEvent]:
                 ints=ints,
                 strs=strs,
                 test_id=draw(st.sampled_from([None, None, None, None, "t1", "t2"])),
+                extra=draw(system_properties(event)),
+                floats=floats,
+                bools=bools,
             )
         )
     return out
+
+
+@st.composite
+def system_properties(draw: st.DrawFn, event: str) -> dict[str, object]:
+    """System properties as the ingestion stores them (columns of DIMENSIONS), some absent;
+    a built-in event's data. ``$model`` is never set: its column does not exist."""
+    extra: dict[str, object] = {}
+    platform = draw(st.sampled_from(["ios", "android", "web", None]))
+    if platform is not None:
+        extra["sys_platform"] = platform
+    scene = draw(st.sampled_from([1001, 1001, 1007, 1089, None]))
+    if scene is not None:
+        extra["sys_scene"] = scene
+    extra["sys_new_user"] = draw(st.booleans())
+    if draw(st.booleans()):
+        extra["sys_session"] = draw(st.sampled_from(["s-1", "s-2"]))
+    if event == "$pageleave":
+        extra["ev_path"] = draw(st.sampled_from(["pages/a", "pages/b"]))
+        if draw(st.integers(0, 4)):
+            extra["ev_duration_ms"] = draw(st.integers(0, 2**40) | st.integers(0, 9))
+    return extra
 
 
 METRICS = [
@@ -406,8 +458,35 @@ METRICS = [
     "avg:unused",
     "distinct:label",
     "sum:unused",
+    "sum:$duration_ms",
+    "avg:$duration_ms",
+    "max:$scene",
+    "distinct:$session",
+    "distinct:$model",
+    "sum:amount",
+    "avg:amount",
+    "max:amount",
+    "min:amount",
+    "per_user:amount",
+    "sum:rating",
 ]
-GROUPS = ["color", "price", "qty", "brand", "page", "trigger", "unused"]
+GROUPS = [
+    "color",
+    "price",
+    "qty",
+    "brand",
+    "page",
+    "trigger",
+    "unused",
+    "$platform",
+    "$scene",
+    "$new_user",
+    "$model",
+    "$path",
+    "vip",
+    "amount",
+    "rating",
+]
 FILTERS = [
     "color=red",
     "color!=blue",
@@ -424,6 +503,20 @@ FILTERS = [
     "trigger!=click",
     "unused>0",
     "label!=x",
+    "$scene=1001",
+    "$scene>=1005",
+    "$platform!=ios",
+    "$new_user=true",
+    "$new_user!=1",
+    "$duration_ms>5",
+    "$model=x",
+    "amount>=10",
+    "amount<0.5",
+    "amount=19.75",
+    "amount!=-1e1",
+    "vip=true",
+    "vip!=false",
+    "rating>0",
 ]
 TZS = ["UTC", "Asia/Shanghai", "America/New_York", "Asia/Kathmandu"]
 
@@ -440,7 +533,7 @@ def window(draw: st.DrawFn) -> tuple[int, int, int]:
 def event_queries(draw: st.DrawFn) -> EventQuery:
     a, b, nb = draw(window())
     return EventQuery.parse(
-        event=draw(st.sampled_from(["view", "buy"])),
+        event=draw(st.sampled_from(["view", "buy", "$pageleave"])),
         from_ms=a,
         to_ms=b,
         not_before_ms=nb,
@@ -459,7 +552,7 @@ def funnel_queries(draw: st.DrawFn) -> FunnelQuery:
     n = draw(st.integers(2, 4))
     steps = [
         (
-            draw(st.sampled_from(["view", "buy", "share"])),
+            draw(st.sampled_from(["view", "buy", "share", "$pageleave"])),
             draw(st.lists(st.sampled_from(FILTERS), max_size=2)),
         )
         for _ in range(n)
@@ -469,7 +562,11 @@ def funnel_queries(draw: st.DrawFn) -> FunnelQuery:
         from_ms=a,
         to_ms=b,
         not_before_ms=nb,
-        group_by=draw(st.sampled_from([None, "color", "price", "page", "unused"])),
+        group_by=draw(
+            st.sampled_from(
+                [None, "color", "price", "page", "unused", "$platform", "$new_user", "vip"]
+            )
+        ),
     )
 
 

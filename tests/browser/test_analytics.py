@@ -144,7 +144,8 @@ def test_define_test_live_report_and_publish(live: LiveConsole, browser: Any) ->
 
     # sync the results into the reports
     panel.get_by_test_id("test-sync").click()
-    expect(panel.get_by_test_id("test-note")).to_contain_text("1 event(s) synced")
+    # the click, and the simulator's built-in events of the test ($launch, $show, $pageview)
+    expect(panel.get_by_test_id("test-note")).to_contain_text("4 event(s) synced")
     page.get_by_test_id("open-reports").click()
     expect(page).to_have_url(re.compile(r"/analytics/reports$"))
 
@@ -179,6 +180,16 @@ def test_define_test_live_report_and_publish(live: LiveConsole, browser: Any) ->
     grouped = table.locator("tbody tr[data-bucket=all] td[data-col=goods_name]")
     expect(grouped).to_have_text("Oolong")
     page.wait_for_function("() => Chart.getChart('report-chart')?.config.type === 'bar'")
+
+    # a built-in event by a system property (issue 12): no definition needed
+    report.get_by_test_id("rep-event").select_option("$pageview")
+    report.get_by_role("button", name="Add a group-by").click()
+    report.get_by_test_id("rep-groups").locator("select[name=group]").select_option("$platform")
+    report.get_by_test_id("rep-run").click()
+    platform = table.locator("tbody tr[data-bucket=all] td[data-col='$platform']")
+    expect(platform).to_have_text(re.compile(r"^(web|windows|mac|android|ios)$"))
+    expect(table.locator("tbody tr[data-bucket=all] td[data-col=count]")).to_have_text("1")
+    report.get_by_test_id("rep-event").select_option("goods_click")
 
     # the funnel and the CSV export
     page.get_by_test_id("funnel-run").click()

@@ -2,9 +2,8 @@
 
 What the runtime SENDS is checked at a capturing server on 127.0.0.1 (the batch ``context``,
 each event's ``context``, the built-in events and their data); against the real server, a
-batch with a ``context`` and built-in events must not cost the custom events anything. What
-depends on the server storing system properties (issue 12's server side) is marked xfail
-strict, so it turns green, and must be unmarked, when that lands."""
+batch with a ``context`` and built-in events must not cost the custom events anything, and
+the server stores the built-in events and the system properties for reports."""
 
 from __future__ import annotations
 
@@ -274,7 +273,6 @@ async def test_the_real_server_takes_the_custom_events_of_a_batch_with_context(
     assert await _report(real, {"event": "purchase"}) == [{"bucket": "all", "count": 1}]
 
 
-@pytest.mark.xfail(strict=True, reason="server side of issue 12 lands separately")
 async def test_the_real_server_stores_built_in_events_and_system_properties(
     real: Real,
 ) -> None:

@@ -31,6 +31,11 @@ async def until(check: Callable[[], Any], timeout_s: float = 10) -> None:
     await asyncio.wait_for(poll(), timeout_s)
 
 
+def custom(accepted: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The accepted events that are not built-in ($launch, $pageview...)."""
+    return [e for e in accepted if not e["event_name"].startswith("$")]
+
+
 def names(client: RuntimeClient) -> list[str]:
     return [e["name"] for e in client.analytics.config["events"]]
 
@@ -75,8 +80,9 @@ async def test_a_test_reaches_only_the_testers_devices(api: Api) -> None:
             assert other.click("pages/list/list", element) == []
             assert [e["event"] for e in clicked] == ["goods_click"]
             await tester.flush_analytics()
-            await view.wait_for(lambda: view.accepted())
-        assert view.accepted()[0]["values"] == {"price": 9, "color": "red"}
+            await view.wait_for(lambda: custom(view.accepted()))
+        # (the page's built-in $pageview is in the view too: the server takes it since issue 12)
+        assert custom(view.accepted())[0]["values"] == {"price": 9, "color": "red"}
 
         # publishing during a test reaches everyone but the tester
         await api.ok("POST", "/events", {**PURCHASE, "display_name": "购买2"})

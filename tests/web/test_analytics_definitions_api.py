@@ -137,7 +137,7 @@ async def test_a_field_type_changes_until_published_never_after(api: Api) -> Non
 
 
 async def test_bad_json_shapes_are_refused_too(api: Api) -> None:
-    status, answer = await api.call("POST", "/fields", {"name": "x", "type": "float"})
+    status, answer = await api.call("POST", "/fields", {"name": "x", "type": "double"})
     assert status == 422 and "type" in answer["message"]
     status, answer = await api.call("POST", "/events", ["not", "an", "object"])
     assert status == 422

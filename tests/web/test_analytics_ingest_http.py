@@ -221,3 +221,121 @@ async def test_a_batch_that_cannot_be_read_is_refused_whole(api: Api) -> None:
     async with api.session.post(url, json={"events": []}) as resp:
         assert resp.status == 401
     assert await api.count() == 0
+
+
+async def test_system_properties_built_in_events_and_new_users(api: Api) -> None:
+    """A batch context and an event's own context are stored; $new_user is the platform's:
+    true on the user's first UTC day, whatever the client says; built-in events need no
+    definition; bad values are noted in the live test view."""
+    await api.define(PURCHASE, publish=True)
+    now = now_ms()
+    day = 86_400_000
+    two_days_ago = now - 2 * day
+    context = {"$platform": "android", "$scene": 1001, "$new_user": False}
+    first = await api.report(
+        "fan",
+        {
+            "sent_at": now,
+            "context": context,
+            "events": [
+                {"id": "p1", "event": "purchase", "data": {"price": 3}, "ts": two_days_ago},
+                {
+                    "id": "v1",
+                    "event": "$pageview",
+                    "data": {"path": "pages/a"},
+                    "ts": two_days_ago,
+                    "context": {"$scene": 1007},
+                },
+            ],
+        },
+    )
+    assert first == {"accepted": 2, "duplicates": 0, "rejected": []}
+    later = await api.report(
+        "fan",
+        {
+            "sent_at": now,
+            "context": {**context, "$new_user": True},
+            "events": [{"id": "p2", "event": "purchase", "data": {"price": 4}, "ts": now}],
+        },
+    )
+    assert later["accepted"] == 1
+    await api.report(
+        "newbie",
+        {"sent_at": now, "events": [{"id": "p3", "event": "purchase", "ts": now}]},
+    )
+    window = {"from": two_days_ago - day, "to": now + day, "granularity": "all"}
+    rows = (
+        await api.ok(
+            "POST",
+            "/report",
+            {"event": "purchase", "group_by": ["$platform", "$new_user"], **window},
+        )
+    )["rows"]
+    assert rows == [
+        {"bucket": "all", "$platform": None, "$new_user": True, "count": 1},
+        {"bucket": "all", "$platform": "android", "$new_user": False, "count": 1},
+        {"bucket": "all", "$platform": "android", "$new_user": True, "count": 1},
+    ]
+    views = await api.ok(
+        "POST",
+        "/report",
+        {"event": "$pageview", "filters": ["$scene=1007"], "group_by": ["$path"], **window},
+    )
+    assert views["rows"] == [{"bucket": "all", "$path": "pages/a", "count": 1}]
+    status, answer = await api.call(
+        "POST", "/report", {"event": "purchase", "group_by": ["$nope"], **window}
+    )
+    assert status == 422 and "unknown system property '$nope'" in str(answer)
+
+    test_id = (await api.ok("POST", "/tests", {"user_id": "dev1"}))["test_id"]
+    async with watching(api, test_id) as view:
+        await api.report(
+            "dev1",
+            {
+                "sent_at": now,
+                "context": {"$scene": "home", "$foo": 1},
+                "events": [{"id": "t1", "event": "$show", "ts": now}],
+            },
+        )
+        await view.wait_for(lambda: view.accepted())
+    [shown] = view.accepted()
+    assert [c["field"] for c in shown["coercions"]] == ["$scene", "$foo"]
+    assert shown["system"] == {"$new_user": True}
+
+
+async def test_float_and_bool_fields_from_definition_to_report(api: Api) -> None:
+    """``field add --type float|bool`` through the admin API: values coerced at ingest (with
+    notes), summed exactly enough for prices, filtered and grouped on."""
+    for name, kind in (("amount", "float"), ("vip", "bool")):
+        added = await api.ok("POST", "/fields", {"name": name, "type": kind})
+        assert added == {"name": name, "type": kind, "slot": 0}
+    status, refused = await api.call("POST", "/fields", {"name": "x", "type": "double"})
+    assert status == 422, refused
+    order = {"name": "order", "display_name": "下单", "mode": "api", "fields": ["amount", "vip"]}
+    await api.ok("POST", "/events", order)
+    await api.ok("POST", "/publish")
+    now = now_ms()
+    values = [(19.99, True), ("0.01", "true"), (0.1, 1), (0.2, False), ("abc", "maybe")]
+    result = await api.report(
+        "buyer",
+        {
+            "sent_at": now,
+            "events": [
+                {"id": f"o{i}", "event": "order", "data": {"amount": a, "vip": v}, "ts": now}
+                for i, (a, v) in enumerate(values)
+            ],
+        },
+    )
+    assert result == {"accepted": 5, "duplicates": 0, "rejected": []}
+    window = {"from": now - 86_400_000, "to": now + 86_400_000, "granularity": "all"}
+    body = {"event": "order", "metrics": ["count", "sum:amount", "max:amount"], **window}
+    rows = (await api.ok("POST", "/report", {**body, "group_by": ["vip"]}))["rows"]
+    assert [(r["vip"], r["count"]) for r in rows] == [(None, 1), (False, 1), (True, 3)]
+    assert round(rows[2]["sum:amount"], 2) == 20.10 and rows[2]["max:amount"] == 19.99
+    assert rows[0]["sum:amount"] == 0.0  # "abc" -> 0 (noted), "maybe" dropped (noted)
+    cheap = await api.ok("POST", "/report", {**body, "filters": ["amount<0.15", "vip=true"]})
+    assert cheap["rows"][0]["count"] == 2  # 0.01 and 0.1
+    status, answer = await api.call("POST", "/report", {**body, "filters": ["amount>=ten"]})
+    assert status == 422 and "'amount' is a float field, 'ten' is not a number" in str(answer)
+    status, answer = await api.call("POST", "/report", {**body, "filters": ["vip>=1"]})
+    assert status == 422 and "true or false" in str(answer)

@@ -57,7 +57,7 @@ import csv
 import json
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Final, TextIO, cast
 
@@ -71,6 +71,13 @@ from .clickhouse_transport import (
 )
 from .event_store import StoredEvent
 from .group_commit import AppendResult, Group, GroupCommit
+from .overview import (
+    CompiledMulti,
+    OverviewQuery,
+    RealtimeQuery,
+    compile_overview,
+    compile_realtime,
+)
 from .reports import (
     CORE_COLUMNS,
     TABLE,
@@ -89,6 +96,7 @@ from .sql_dialects import (
     dedup_source,
     render_clickhouse,
 )
+from .system_props import EXTRA_COLUMNS
 
 __all__ = ["ClickHouseError", "ClickHouseEventStore"]
 
@@ -120,9 +128,44 @@ _CREATE_META: Final = (
 )
 
 
+_CH_KINDS: Final = {
+    "string": "Nullable(String)",
+    "int": "Nullable(Int32)",
+    "bigint": "Nullable(Int64)",
+    "bool": "Nullable(UInt8)",
+}
+_CH_SLOT_TYPES: Final = {
+    "i": "Nullable(Int32)",
+    "s": "Nullable(String)",
+    "f": "Nullable(Float64)",
+    "b": "Nullable(UInt8)",
+}
+_CREATE_FIRST_SEEN: Final = (
+    "CREATE TABLE IF NOT EXISTS first_seen (appid String, user_id String, first_day Int32)"
+    " ENGINE = ReplacingMergeTree ORDER BY (appid, user_id)"
+)
+
+
+def _column_type(column: str) -> str:
+    kind = EXTRA_COLUMNS.get(column)
+    if kind is not None:
+        return _CH_KINDS[kind]
+    return _CH_SLOT_TYPES[column[0]]
+
+
 def _int_type(ch_type: str) -> bool:
     base = ch_type.removeprefix("Nullable(").rstrip(")")
     return base.startswith(("Int", "UInt"))
+
+
+def _value_kind(ch_type: str) -> type[int] | type[float] | None:
+    """How to read a JSON value of a column type: 64-bit ints come quoted, and a Float64
+    with no fraction comes as ``12`` (read back as the float it is)."""
+    if _int_type(ch_type):
+        return int
+    if ch_type.removeprefix("Nullable(").startswith("Float"):
+        return float
+    return None
 
 
 def _tsv(value: object) -> str:
@@ -132,6 +175,8 @@ def _tsv(value: object) -> str:
         return "1" if value else "0"
     if isinstance(value, int):
         return str(value)
+    if isinstance(value, float):
+        return repr(value)  # the shortest text that reads back as the same double
     assert isinstance(value, str)
     return value.translate(_TSV_ESCAPES)
 
@@ -194,6 +239,7 @@ class ClickHouseEventStore:
         self._t.execute(_CREATE_EVENTS)
         self._t.execute(_CREATE_DUPS)
         self._t.execute(_CREATE_META)
+        self._t.execute(_CREATE_FIRST_SEEN)
         for table in (TABLE, DUPS_TABLE):  # a database made before the hash column
             if not self._query(
                 "SELECT 1 FROM system.columns WHERE database = {p1:String}"
@@ -234,8 +280,9 @@ class ClickHouseEventStore:
             for column in missing:
                 if column in self._columns_seen:
                     continue
-                # ``column`` comes from slot_column (i<0..31>/s<0..31>), never from input
-                sql_type = "Nullable(Int32)" if column[0] == "i" else "Nullable(String)"
+                # ``column`` comes from slot_column (i<0..31>/s<0..31>) or EXTRA_COLUMNS,
+                # never from input
+                sql_type = _column_type(column)
                 try:
                     self._t.execute(f"ALTER TABLE {TABLE} ADD COLUMN {column} {sql_type}")
                 except ClickHouseError:
@@ -266,11 +313,11 @@ class ClickHouseEventStore:
         if not raw.strip():
             return []
         doc = json.loads(raw)
-        ints = [_int_type(m["type"]) for m in doc["meta"]]
+        kinds = [_value_kind(m["type"]) for m in doc["meta"]]
         return [
             tuple(
-                int(v) if is_int and v is not None else v
-                for v, is_int in zip(row, ints, strict=True)
+                v if kind is None or v is None else kind(v)
+                for v, kind in zip(row, kinds, strict=True)
             )
             for row in doc["data"]
         ]
@@ -341,7 +388,18 @@ class ClickHouseEventStore:
     def _insert(self, rows: Sequence[StoredEvent], visible: Sequence[bool] | None = None) -> None:
         int_slots = sorted({s for r in rows for s in r.ints})
         str_slots = sorted({s for r in rows for s in r.strs})
-        columns = [*CORE_COLUMNS, *(f"i{s}" for s in int_slots), *(f"s{s}" for s in str_slots)]
+        float_slots = sorted({s for r in rows for s in r.floats})
+        bool_slots = sorted({s for r in rows for s in r.bools})
+        used = {c for r in rows for c in r.extra}
+        extras = [c for c in EXTRA_COLUMNS if c in used]
+        columns = [
+            *CORE_COLUMNS,
+            *(f"i{s}" for s in int_slots),
+            *(f"s{s}" for s in str_slots),
+            *(f"f{s}" for s in float_slots),
+            *(f"b{s}" for s in bool_slots),
+            *extras,
+        ]
         self._ensure_columns(columns[len(CORE_COLUMNS) :])
         lines = []
         for n, r in enumerate(rows):
@@ -360,6 +418,9 @@ class ClickHouseEventStore:
                 r.test_id is None if visible is None else visible[n],
                 *[r.ints.get(s) for s in int_slots],
                 *[r.strs.get(s) for s in str_slots],
+                *[r.floats.get(s) for s in float_slots],
+                *[r.bools.get(s) for s in bool_slots],
+                *[r.extra.get(c) for c in extras],
             ]
             lines.append("\t".join(_tsv(v) for v in values))
         payload = ("\n".join(lines) + "\n").encode()
@@ -444,15 +505,49 @@ class ClickHouseEventStore:
         count = self._scalar(f"SELECT count() FROM {TABLE} WHERE {where}", params)
         if count:
             self._t.execute(render_clickhouse(f"ALTER TABLE {TABLE} DELETE WHERE {where}", params))
-            self._wait_for_mutations()
+        if self._scalar(f"SELECT count() FROM first_seen WHERE {where}", params):
+            self._t.execute(
+                render_clickhouse(f"ALTER TABLE first_seen DELETE WHERE {where}", params)
+            )
+        self._wait_for_mutations()
         return count
+
+    def first_days(self, appid: str, candidates: Mapping[str, int]) -> dict[str, int]:
+        """Several nodes may record different days for a new user at once: the smallest
+        stored day wins at read time (a node may have flagged a few events with its own)."""
+        if not candidates:
+            return {}
+        found = self._stored_first_days(appid, list(candidates))
+        missing = [u for u in candidates if u not in found]
+        if missing:
+            lines = "".join(f"{_tsv(appid)}\t{_tsv(u)}\t{int(candidates[u])}\n" for u in missing)
+            self._exec(
+                "INSERT INTO first_seen (appid, user_id, first_day) FORMAT TabSeparated",
+                lines.encode(),
+            )
+            found = self._stored_first_days(appid, list(candidates))
+        return found
+
+    def _stored_first_days(self, appid: str, users: list[str]) -> dict[str, int]:
+        found: dict[str, int] = {}
+        for start in range(0, len(users), 500):
+            chunk = users[start : start + 500]
+            sql = (
+                "SELECT user_id, min(first_day) FROM first_seen WHERE appid = "
+                + clickhouse_literal(appid, "String")
+                + " AND user_id IN ("
+                + ", ".join(clickhouse_literal(u, "String") for u in chunk)
+                + ") GROUP BY user_id"
+            )
+            found.update((str(u), int(str(d))) for u, d in self._select(sql))
+        return found
 
     def _wait_for_mutations(self, timeout_s: float = 60.0) -> None:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             pending = self._scalar(
                 "SELECT count() FROM system.mutations WHERE database = {p1:String}"
-                " AND table = {p2:String} AND NOT is_done",
+                " AND table IN ({p2:String}, 'first_seen') AND NOT is_done",
                 [self._t.database, TABLE],
             )
             if not pending:
@@ -478,12 +573,27 @@ class ClickHouseEventStore:
     ) -> list[dict[str, object]]:
         self._ensure_fields(slots)
         compiled = compile_event_analysis(appid, query, slots, dialect=CLICKHOUSE)
+        self._ensure_columns(compiled.columns)
         return compiled.shape(self._select(compiled.sql, compiled.params))
 
     def funnel(self, appid: str, query: FunnelQuery, slots: FieldSlots) -> list[dict[str, object]]:
         self._ensure_fields(slots)
         compiled = compile_funnel(appid, query, slots, dialect=CLICKHOUSE)
+        self._ensure_columns(compiled.columns)
         return compiled.shape(self._select(compiled.sql, compiled.params))
+
+    def overview(self, appid: str, query: OverviewQuery) -> dict[str, object]:
+        return self._run(compile_overview(appid, query, dialect=CLICKHOUSE))
+
+    def realtime(self, appid: str, query: RealtimeQuery) -> dict[str, object]:
+        # inserts are acknowledged once written: an accepted event is in the next answer
+        return self._run(compile_realtime(appid, query, dialect=CLICKHOUSE))
+
+    def _run(self, compiled: CompiledMulti) -> dict[str, object]:
+        self._ensure_columns(compiled.columns)
+        return compiled.shape(
+            [self._select(s.sql, s.params) if s.sql else [] for s in compiled.statements]
+        )
 
     def export_csv(
         self,
@@ -506,7 +616,7 @@ class ClickHouseEventStore:
         for row in rows:
             ts = row[0]
             assert isinstance(ts, int)
-            writer.writerow((_iso_utc(ts), *row[1:]))
+            writer.writerow((_iso_utc(ts), *compiled.values(row)))
         return len(rows)
 
     # ------------------------------------------------------------------ lifecycle

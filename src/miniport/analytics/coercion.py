@@ -48,6 +48,34 @@ list / object                  compact JSON text (then cut    ``to_string``
 
 When several things happen to one value, the note text says all of them and the code is
 the most important: ``out_of_range`` > ``truncated`` > ``invalid_text`` > the others.
+
+float fields (IEEE 754 double: 15-17 significant digits, so sums of prices up to ~10^12 with
+two decimals come out exact to the cent after rounding; NaN and ±Infinity are never stored):
+
+============================== ============================== =================
+reported                       stored                         note code
+============================== ============================== =================
+finite number                  as is (an integer as a float)  (none)
+``true`` / ``false``           1.0 / 0.0                      ``bool_to_int``
+numeric string ``"12.5"``      12.5                           ``from_string``
+NaN, ±Infinity, a number       nothing (field left out)       ``out_of_range``
+beyond ±1.7e308 (string)
+other string, null, list,      0.0                            ``not_a_number``
+object, anything else
+============================== ============================== =================
+
+bool fields:
+
+============================== ============================== =================
+reported                       stored                         note code
+============================== ============================== =================
+``true`` / ``false``           as is                          (none)
+the number 1 / 0               true / false                   ``to_bool``
+``"true"``/``"false"``/``"1"`` true / false (any case,        ``to_bool``
+/``"0"``                       blanks around ignored)
+``null``                       nothing (field left out)       ``null``
+anything else                  nothing (field left out)       ``not_a_bool``
+============================== ============================== =================
 """
 
 from __future__ import annotations
@@ -60,6 +88,7 @@ from decimal import ROUND_DOWN, Decimal
 from typing import Final, Literal
 
 __all__ = [
+    "FIELD_TYPES",
     "INT_MAX",
     "INT_MIN",
     "MAX_STRING_LENGTH",
@@ -69,7 +98,8 @@ __all__ = [
     "coerce",
 ]
 
-FieldType = Literal["int", "string"]
+FieldType = Literal["int", "string", "float", "bool"]
+FIELD_TYPES: Final[tuple[FieldType, ...]] = ("int", "string", "float", "bool")
 
 INT_MIN: Final = -(2**31)
 INT_MAX: Final = 2**31 - 1
@@ -85,6 +115,8 @@ NOTE_CODES: Final[frozenset[str]] = frozenset(
         "to_string",
         "null",
         "invalid_text",
+        "to_bool",
+        "not_a_bool",
     }
 )
 
@@ -99,7 +131,7 @@ _SHOW_LIMIT: Final = 40
 class Coerced:
     """The value to store (``None``: store nothing for the field) and the note, if any."""
 
-    value: int | str | None
+    value: int | str | float | bool | None
     note: str | None = None
 
     @property
@@ -220,10 +252,60 @@ def _to_string(value: object) -> Coerced:
     return Coerced(text, _note(code, "; ".join(part for _, part in notes)))
 
 
+def _to_float(value: object) -> Coerced:
+    if isinstance(value, bool):
+        number = float(value)
+        return Coerced(number, _note("bool_to_int", f"{_show(value)} -> {_number_text(number)}"))
+    if isinstance(value, int | float):
+        try:
+            number = float(value)
+        except OverflowError:
+            number = math.inf
+        if math.isnan(number):
+            return Coerced(None, _note("out_of_range", "NaN is not stored; value dropped"))
+        if math.isinf(number):
+            return Coerced(
+                None, _note("out_of_range", f"{_show(value)} is not a finite number; value dropped")
+            )
+        return Coerced(number)
+    if isinstance(value, str):
+        if _NUMBER_RE.fullmatch(value) is None:
+            return Coerced(0.0, _note("not_a_number", f"{_show(value)} is not a number -> 0"))
+        number = float(value.strip(" \t\r\n"))
+        if math.isinf(number):
+            return Coerced(
+                None, _note("out_of_range", f"{_show(value)} is not a finite number; value dropped")
+            )
+        return Coerced(number, _note("from_string", f"{_show(value)} -> {number!r}"))
+    return Coerced(0.0, _note("not_a_number", f"{_show(value)} is not a number -> 0"))
+
+
+_BOOL_TEXT: Final = {"true": True, "false": False, "1": True, "0": False}
+
+
+def _to_bool(value: object) -> Coerced:
+    if isinstance(value, bool):
+        return Coerced(value)
+    if value is None:
+        return Coerced(None, _note("null", "null -> field left out"))
+    flag: bool | None = None
+    if isinstance(value, int | float) and value in (0, 1):
+        flag = bool(value)
+    elif isinstance(value, str):
+        flag = _BOOL_TEXT.get(value.strip(" \t\r\n").lower())
+    if flag is None:
+        return Coerced(None, _note("not_a_bool", f"{_show(value)} is not true or false; dropped"))
+    return Coerced(flag, _note("to_bool", f"{_show(value)} -> {_show(flag)}"))
+
+
 def coerce(value: object, type: FieldType) -> Coerced:
-    """Coerce a reported value to a field of ``type`` (``"int"`` or ``"string"``)."""
+    """Coerce a reported value to a field of ``type`` (int, string, float or bool)."""
     if type == "int":
         return _to_int(value)
     if type == "string":
         return _to_string(value)
+    if type == "float":
+        return _to_float(value)
+    if type == "bool":
+        return _to_bool(value)
     raise ValueError(f"unknown field type {type!r}")

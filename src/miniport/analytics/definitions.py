@@ -30,7 +30,7 @@ from typing import Annotated, Any, Final, Literal, Self, TypeVar
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 from pydantic_core import PydanticCustomError
 
-from miniport.analytics.coercion import FieldType
+from miniport.analytics.coercion import FIELD_TYPES, FieldType
 from miniport.errors import DefinitionsInvalid, Problem
 
 __all__ = [
@@ -239,6 +239,11 @@ def errors_from_validation(exc: ValidationError, prefix: str = "") -> list[Defin
 
 def _check_name(value: str) -> str:
     if not NAME_RE.fullmatch(value):
+        if value.startswith("$"):
+            raise _fail(
+                f"invalid name {_show(value)}: names starting with $ are reserved for the "
+                "built-in events and system properties, which need no definition"
+            )
         raise _fail(f"invalid name {_show(value)}: {NAME_RULE}")
     return value
 
@@ -593,7 +598,7 @@ def validate_config(
                         f"unknown field {_show(name)} (define it first)",
                     )
                 )
-    for field_type in ("int", "string"):
+    for field_type in FIELD_TYPES:
         count = len({field.name for field in config.fields if field.type == field_type})
         if count > MAX_FIELDS_PER_TYPE:
             errors.append(
@@ -629,11 +634,16 @@ def validate_config(
 # --------------------------------------------------------------------------- slots
 
 
+SLOT_PREFIX: Final[Mapping[str, str]] = {"int": "i", "string": "s", "float": "f", "bool": "b"}
+"""Slot column prefix of each field type: ``i0..i31``, ``s0..s31``, ``f0..f31``, ``b0..b31``."""
+
+
 def slot_column(field_type: FieldType, slot: int) -> str:
-    """The event-store column of a slot: ``i0..i31`` (int) or ``s0..s31`` (string)."""
+    """The event-store column of a slot: ``i0..i31`` (int), ``s0..s31`` (string), ``f0..f31``
+    (float), ``b0..b31`` (bool)."""
     if not 0 <= slot < MAX_FIELDS_PER_TYPE:
         raise ValueError(f"slot {slot} is outside 0..{MAX_FIELDS_PER_TYPE - 1}")
-    return f"{'i' if field_type == 'int' else 's'}{slot}"
+    return f"{SLOT_PREFIX[field_type]}{slot}"
 
 
 def assign_slots(fields: Sequence[FieldDef], existing: Mapping[str, int]) -> dict[str, int]:
@@ -647,7 +657,7 @@ def assign_slots(fields: Sequence[FieldDef], existing: Mapping[str, int]) -> dic
     of one type the same slot or a slot outside 0..31.
     """
     result: dict[str, int] = {}
-    used: dict[str, dict[int, str]] = {"int": {}, "string": {}}
+    used: dict[str, dict[int, str]] = {t: {} for t in FIELD_TYPES}
     for field in fields:
         if field.name in existing and field.name not in result:
             slot = existing[field.name]

@@ -11,11 +11,40 @@ Layout (one table ``events``; a ClickHouse implementation can follow it column f
     visible BOOLEAN                       -- what reports see: false for a test's events
                                           -- until sync_test(appid, test_id)
     i0..i31 INTEGER, s0..s31 VARCHAR      -- field values by slot (see reports.FieldSlots)
+    f0..f31 DOUBLE, b0..b31 BOOLEAN       -- float and bool fields (a double keeps 15-17
+                                          -- significant digits: sums of prices are exact
+                                          -- to the cent up to ~10^12)
+    -- system properties (report names $platform...; see analytics.system_props), NULL when
+    -- not sent: every event may carry them, custom or built-in
+    sys_platform, sys_os_version, sys_brand, sys_model, sys_host_version, sys_mp_version,
+    sys_env, sys_sdk_version, sys_network, sys_language, sys_screen, sys_session VARCHAR
+    sys_scene INTEGER                     -- launch scene ($scene)
+    sys_new_user BOOLEAN                  -- derived at ingest: the event is on the user's
+                                          -- first UTC day for the app (table first_seen)
+    -- data of the built-in events ($launch, $show, $hide, $pageview, $pageleave)
+    ev_path VARCHAR, ev_query VARCHAR     -- $launch, $pageview ($pageleave: path only)
+    ev_referrer VARCHAR                   -- $pageview: the page shown before ('' = none)
+    ev_duration_ms BIGINT                 -- $pageleave: time on the page
+    ev_cold BOOLEAN                       -- $launch: cold (true) or warm start
 
-The slot columns are created on first use (``ALTER TABLE ADD COLUMN``, a few ms) instead of
-all 64 up front: DuckDB pays per column on every append whether the value is NULL or not, so
-an app that uses 3 slots appends about twice as fast as with 64 empty columns, and a report
-on a slot that no event has used yet reads it as NULL.
+    first_seen (appid, user_id PRIMARY KEY, first_day INTEGER)
+                                          -- UTC day number of each user's first event,
+                                          -- set once (EventStore.first_days)
+
+Built-in events are stored like custom ones, with ``event`` = their ``$`` name. The column
+names are the contract for reports written against this table; the ``$`` names that reports
+accept map to them in :data:`miniport.analytics.system_props.DIMENSIONS`.
+
+The slot columns (and the ``sys_``/``ev_`` columns, likewise) are created on first use
+(``ALTER TABLE ADD COLUMN``, a few ms) instead of all 64 up front: DuckDB pays per column
+on every append whether the value is NULL or not, so an app that uses 3 slots appends about
+twice as fast as with 64 empty columns, and a report on a column that no event has used yet
+reads it as NULL. This is also the schema upgrade of a file made before the system
+properties: opening it adds the ``first_seen`` table, the first event carrying a property
+adds its column, the rows already stored read NULL there. So a report must not assume a
+``sys_``/``ev_``/slot column exists: build its SQL with the report compiler's column
+resolution (``existing_columns``: a missing column becomes a typed NULL; ClickHouse creates
+the columns a compiled report lists in ``CompiledReport.columns`` before running it).
 
 Retention and reports use ``ts_ms``: ``delete_older_than(cutoff)`` deletes ``ts_ms < cutoff``
 and every report takes ``not_before_ms`` and never reads before it, so an event older than the
@@ -58,6 +87,12 @@ local disk, rows with 1 int + 1 string field, ``StoredEvent`` objects built befo
   ~4k rows/s; ``INSERT ... SELECT unnest(list parameters)``: ~8k rows/s; ``INSERT OR
   IGNORE`` instead of the appender's key check: ~2x the per-row cost; 64 empty slot columns
   instead of the used ones: ~2x too. A table of 10M events appends at the same rate.
+* system properties cost per value like any column: rows carrying a full runtime context
+  (13 properties + ``$new_user``, 14 more columns) take ~2.2x the CPU per row of rows with
+  just 1 int + 1 string field (calls of 1,000 rows: ~59k vs ~125k rows/s, load average ~4 on
+  the 2-core VM; ``bench/system_columns.py``); a built-in ``$pageview`` with its data ~1.9x.
+  An app whose runtime sends no context pays nothing (the columns are used only when present
+  in a call's rows).
 * a WAL checkpoint (each 16 MB of WAL, ~100k rows) stalls one commit for ~0.1-0.3 s; the
   appends queued meanwhile go out together in the next commit.
 
@@ -72,10 +107,11 @@ loaded (10M events: ~1.3 GB resident); it is loaded lazily after a reopen.
 from __future__ import annotations
 
 import csv
+import math
 import re
 import threading
-from collections.abc import Collection, Sequence
-from dataclasses import dataclass
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Final, Protocol, TextIO, cast, runtime_checkable
@@ -83,6 +119,13 @@ from typing import Final, Protocol, TextIO, cast, runtime_checkable
 import duckdb
 
 from miniport.analytics.group_commit import AppendResult, Group, GroupCommit
+from miniport.analytics.overview import (
+    CompiledMulti,
+    OverviewQuery,
+    RealtimeQuery,
+    compile_overview,
+    compile_realtime,
+)
 from miniport.analytics.reports import (
     CORE_COLUMNS,
     MAX_SLOTS,
@@ -94,6 +137,7 @@ from miniport.analytics.reports import (
     compile_export,
     compile_funnel,
 )
+from miniport.analytics.system_props import EXTRA_COLUMNS
 
 __all__ = [
     "DEFAULT_FILE_NAME",
@@ -109,7 +153,8 @@ _INT32_MIN: Final = -(2**31)
 _INT32_MAX: Final = 2**31 - 1
 _EPOCH_UTC: Final = datetime(1970, 1, 1, tzinfo=UTC)
 _FETCH_ROWS: Final = 10_000
-_SLOT_COLUMN_RE: Final = re.compile(r"[is](?:[0-9]|[12][0-9]|3[01])")
+_SLOT_COLUMN_RE: Final = re.compile(r"[isfb](?:[0-9]|[12][0-9]|3[01])")
+_SLOT_TYPES: Final = {"i": "INTEGER", "s": "VARCHAR", "f": "DOUBLE", "b": "BOOLEAN"}
 _SIZE_RE: Final = re.compile(r"[0-9]+(\.[0-9]+)? ?[KMGT]i?B")
 
 _CREATE_EVENTS: Final = f"""
@@ -131,6 +176,17 @@ CREATE TABLE IF NOT EXISTS {TABLE} (
 _CREATE_META: Final = (
     "CREATE TABLE IF NOT EXISTS miniport_meta (key VARCHAR PRIMARY KEY, value VARCHAR)"
 )
+_CREATE_FIRST_SEEN: Final = (
+    "CREATE TABLE IF NOT EXISTS first_seen (appid VARCHAR NOT NULL, user_id VARCHAR NOT NULL,"
+    " first_day INTEGER NOT NULL, PRIMARY KEY (appid, user_id))"
+)
+_SQL_TYPES: Final = {"string": "VARCHAR", "int": "INTEGER", "bigint": "BIGINT", "bool": "BOOLEAN"}
+_EXTRA_CHECKS: Final = {
+    "string": lambda v: isinstance(v, str),
+    "int": lambda v: type(v) is int and _INT32_MIN <= v <= _INT32_MAX,
+    "bigint": lambda v: type(v) is int and -(2**63) <= v < 2**63,
+    "bool": lambda v: type(v) is bool,
+}
 _CORE_TYPES: Final = {
     "appid": "VARCHAR",
     "uid": "VARCHAR",
@@ -167,6 +223,12 @@ class StoredEvent:
     ints: dict[int, int]
     strs: dict[int, str]
     test_id: str | None = None
+    extra: dict[str, object] = field(default_factory=dict)
+    """System properties and built-in event data by column (``sys_platform``, ``ev_path``…)."""
+    floats: dict[int, float] = field(default_factory=dict)
+    """float field values by slot (finite numbers)."""
+    bools: dict[int, bool] = field(default_factory=dict)
+    """bool field values by slot."""
 
     def __post_init__(self) -> None:
         # One cheap pass on the hot path (ingestion builds ~50k of these a second); the
@@ -199,6 +261,23 @@ class StoredEvent:
         for slot, text in self.strs.items():
             if not (type(slot) is int and 0 <= slot < MAX_SLOTS and isinstance(text, str)):
                 _explain_slot("string", slot, text)
+        for slot, real in self.floats.items():
+            if not (
+                type(slot) is int
+                and 0 <= slot < MAX_SLOTS
+                and type(real) is float
+                and math.isfinite(real)
+            ):
+                raise TypeError(f"float slot {slot!r} must hold a finite float, not {real!r}")
+        for slot, flag in self.bools.items():
+            if not (type(slot) is int and 0 <= slot < MAX_SLOTS and type(flag) is bool):
+                raise TypeError(f"bool slot {slot!r} must hold a bool, not {flag!r}")
+        for column, value in self.extra.items():
+            kind = EXTRA_COLUMNS.get(column)
+            if kind is None:
+                raise ValueError(f"{column!r} is not a system-property or built-in data column")
+            if not _EXTRA_CHECKS[kind](value):
+                raise TypeError(f"column {column} ({kind}) cannot hold {value!r}")
 
     def _explain_core(self) -> None:
         for name in ("appid", "uid", "event", "user"):
@@ -209,6 +288,14 @@ class StoredEvent:
             if type(getattr(self, name)) is not int:
                 raise TypeError(f"StoredEvent.{name} must be an int (ms since the epoch)")
         raise TypeError("StoredEvent.page/trigger/action/test_id must be strings or None")
+
+
+def _column_type(column: str) -> str:
+    """DuckDB type of a slot or extra column (``column`` is never input text)."""
+    kind = EXTRA_COLUMNS.get(column)
+    if kind is not None:
+        return _SQL_TYPES[kind]
+    return _CORE_TYPES.get(column) or _SLOT_TYPES[column[0]]
 
 
 def _explain_slot(kind: str, slot: object, value: object) -> None:
@@ -239,8 +326,13 @@ class EventStore(Protocol):
         ...
 
     def forget_user(self, appid: str, user_id: str) -> int:
-        """Delete every event of one user of one app (gone from reports when this returns);
-        returns how many rows went."""
+        """Delete every event of one user of one app (gone from reports when this returns),
+        and when the user was first seen; returns how many rows went."""
+        ...
+
+    def first_days(self, appid: str, candidates: Mapping[str, int]) -> dict[str, int]:
+        """Each user's first UTC day for the app (``$new_user``): the day stored for a known
+        user, else the candidate day given, which is stored (set once, never moved)."""
         ...
 
     def count(self, appid: str, event: str | None = None, *, include_tests: bool = False) -> int:
@@ -255,6 +347,15 @@ class EventStore(Protocol):
     def funnel(
         self, appid: str, query: FunnelQuery, slots: FieldSlots
     ) -> list[dict[str, object]]: ...
+
+    def overview(self, appid: str, query: OverviewQuery) -> dict[str, object]:
+        """The overview report (``rows``, ``top_pages``, ``scenes``; see
+        :mod:`miniport.analytics.overview`)."""
+        ...
+
+    def realtime(self, appid: str, query: RealtimeQuery) -> dict[str, object]:
+        """Users and events per minute, and the latest events received."""
+        ...
 
     def export_csv(
         self,
@@ -311,6 +412,7 @@ class DuckDBEventStore:
                 self._con.execute(f"SET checkpoint_threshold = '{checkpoint_threshold}'")
             self._con.execute(_CREATE_META)
             self._con.execute(_CREATE_EVENTS)
+            self._con.execute(_CREATE_FIRST_SEEN)
             self._check_schema_version()
             self._columns: frozenset[str] = self._read_columns()
             self._reader_root = self._con.cursor()
@@ -358,8 +460,9 @@ class DuckDBEventStore:
         if not missing:
             return
         for column in missing:
-            # ``column`` comes from _slot_name (i<0..31>/s<0..31>), never from input text.
-            sql_type = "INTEGER" if column[0] == "i" else "VARCHAR"
+            # ``column`` is a slot column (i<0..31>/s<0..31>) or one of EXTRA_COLUMNS (checked
+            # by StoredEvent / insert_from_query), never input text.
+            sql_type = _column_type(column)
             self._con.execute(f"ALTER TABLE {TABLE} ADD COLUMN IF NOT EXISTS {column} {sql_type}")
         self._columns = self._read_columns()
         self._appenders.clear()
@@ -391,13 +494,30 @@ class DuckDBEventStore:
         """Insert distinct-key rows; ``None`` when all were new, else the keys inserted."""
         int_slots: set[int] = set()
         str_slots: set[int] = set()
+        float_slots: set[int] = set()
+        bool_slots: set[int] = set()
+        extra: set[str] = set()
         for row in rows:
             if row.ints:
                 int_slots.update(row.ints)
             if row.strs:
                 str_slots.update(row.strs)
+            if row.floats:
+                float_slots.update(row.floats)
+            if row.bools:
+                bool_slots.update(row.bools)
+            if row.extra:
+                extra.update(row.extra)
         islots, sslots = sorted(int_slots), sorted(str_slots)
-        slot_columns = [f"i{s}" for s in islots] + [f"s{s}" for s in sslots]
+        fslots, bslots = sorted(float_slots), sorted(bool_slots)
+        extras = [c for c in EXTRA_COLUMNS if c in extra]
+        slot_columns = [
+            *(f"i{s}" for s in islots),
+            *(f"s{s}" for s in sslots),
+            *(f"f{s}" for s in fslots),
+            *(f"b{s}" for s in bslots),
+            *extras,
+        ]
         self._ensure_columns(slot_columns)
         columns = (*CORE_COLUMNS, *slot_columns)
         data = [
@@ -416,6 +536,9 @@ class DuckDBEventStore:
                 r.test_id is None,
                 *[r.ints.get(s) for s in islots],
                 *[r.strs.get(s) for s in sslots],
+                *[r.floats.get(s) for s in fslots],
+                *[r.bools.get(s) for s in bslots],
+                *[r.extra.get(c) for c in extras],
             )
             for r in rows
         ]
@@ -438,10 +561,7 @@ class DuckDBEventStore:
         self, columns: tuple[str, ...], data: Sequence[tuple[object, ...]]
     ) -> set[tuple[str, str]]:
         """Slow path when some keys exist: stage the rows, ``INSERT OR IGNORE`` them."""
-        defs = ", ".join(
-            f"{c} {_CORE_TYPES.get(c) or ('INTEGER' if c[0] == 'i' else 'VARCHAR')}"
-            for c in columns
-        )
+        defs = ", ".join(f"{c} {_column_type(c)}" for c in columns)
         names = ", ".join(columns)
         self._con.execute(f"CREATE OR REPLACE TEMP TABLE events_stage ({defs})")
         try:
@@ -464,7 +584,11 @@ class DuckDBEventStore:
         ``select_sql`` from user input. Duplicate keys raise ``duckdb.ConstraintException``
         and nothing is stored. Returns the number of rows inserted."""
         for column in columns:
-            if column not in _CORE_TYPES and not _SLOT_COLUMN_RE.fullmatch(column):
+            if (
+                column not in _CORE_TYPES
+                and column not in EXTRA_COLUMNS
+                and not _SLOT_COLUMN_RE.fullmatch(column)
+            ):
                 raise ValueError(f"{column!r} is not a column of the events table")
         with self._write_lock:
             self._check_open()
@@ -492,9 +616,38 @@ class DuckDBEventStore:
         return self._write_statement(f"DELETE FROM {TABLE} WHERE ts_ms < ?", [cutoff_ms])
 
     def forget_user(self, appid: str, user_id: str) -> int:
-        return self._write_statement(
-            f"DELETE FROM {TABLE} WHERE appid = ? AND user_id = ?", [appid, user_id]
-        )
+        with self._write_lock:
+            self._check_open()
+            self._con.execute("BEGIN")
+            try:
+                row = self._con.execute(
+                    f"DELETE FROM {TABLE} WHERE appid = ? AND user_id = ?", [appid, user_id]
+                ).fetchone()
+                self._con.execute(
+                    "DELETE FROM first_seen WHERE appid = ? AND user_id = ?", [appid, user_id]
+                )
+                self._con.execute("COMMIT")
+            except BaseException:
+                self._con.execute("ROLLBACK")
+                raise
+        return int(row[0]) if row is not None else 0
+
+    def first_days(self, appid: str, candidates: Mapping[str, int]) -> dict[str, int]:
+        if not candidates:
+            return {}
+        users = list(candidates)
+        with self._write_lock:
+            self._check_open()
+            self._con.execute(
+                "INSERT OR IGNORE INTO first_seen SELECT ?, unnest(?), unnest(?)",
+                [appid, users, [candidates[u] for u in users]],
+            )
+            rows = self._con.execute(
+                "SELECT user_id, first_day FROM first_seen WHERE appid = ?"
+                " AND user_id IN (SELECT unnest(?))",
+                [appid, users],
+            ).fetchall()
+        return {str(u): int(d) for u, d in rows}
 
     def checkpoint(self) -> None:
         """Fold the WAL into the database file now (e.g. from a quiet-hours job)."""
@@ -539,6 +692,19 @@ class DuckDBEventStore:
         compiled = compile_funnel(appid, query, slots, existing_columns=self._columns)
         return compiled.shape(self._query(compiled.sql, compiled.params))
 
+    def overview(self, appid: str, query: OverviewQuery) -> dict[str, object]:
+        return self._run(compile_overview(appid, query, existing_columns=self._columns))
+
+    def realtime(self, appid: str, query: RealtimeQuery) -> dict[str, object]:
+        # an append is committed when it returns, and every read opens a new cursor on the
+        # same database: an accepted event is in the next real-time answer
+        return self._run(compile_realtime(appid, query, existing_columns=self._columns))
+
+    def _run(self, compiled: CompiledMulti) -> dict[str, object]:
+        return compiled.shape(
+            [self._query(s.sql, s.params) if s.sql else [] for s in compiled.statements]
+        )
+
     def export_csv(
         self,
         appid: str,
@@ -566,7 +732,7 @@ class DuckDBEventStore:
                 for row in chunk:
                     ts = row[0]
                     assert isinstance(ts, int)
-                    writer.writerow((_iso_utc(ts), *row[1:]))
+                    writer.writerow((_iso_utc(ts), *compiled.values(row)))
                 written += len(chunk)
         finally:
             cursor.close()

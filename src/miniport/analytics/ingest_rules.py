@@ -3,9 +3,11 @@
 Input (decoded JSON)::
 
     {"sent_at": 1700000000000,
+     "context": {"$platform": "ios", "$scene": 1001, "$session": "s-1", ...},
      "events": [{"id": "c1-0001", "event": "goods_click" | 12, "data": {...},
                  "ts": 1700000000000, "page": "pages/list/list",
-                 "trigger": "click", "action": "report"}, ...]}
+                 "trigger": "click", "action": "report",
+                 "context": {"$session": "s-2"}}, ...]}
 
 :func:`check_batch` raises :class:`BatchInvalid` only when the batch as a whole cannot be
 read (not an object, ``events`` missing or not a list, more than ``max_batch`` events).
@@ -25,6 +27,14 @@ Rules, in the order they are applied to one event (the first that fails is the r
 5. ``ts``: absent/``null``, or a finite number (ms since the epoch; a fraction is dropped);
 6. ``page``: absent/``null`` or a string of at most 256 characters; ``trigger``: absent/
    ``null`` or a known trigger; ``action``: absent/``null``, ``report`` or ``start``.
+
+System properties (``context``) and built-in events (``$launch``, ``$show``, ``$hide``,
+``$pageview``, ``$pageleave``: no definition needed, ``data`` keys path/query/referrer/
+duration_ms/cold) follow :mod:`miniport.analytics.system_props`: a batch ``context`` that is
+not an object makes the batch invalid, an event ``context`` that is not an object refuses the
+event (``invalid_context``, checked right after ``data``), a bad value of a known property is
+coerced or dropped with a note, an unknown key is ignored with a note. The accepted event
+carries them by column in :attr:`CheckedEvent.extra`.
 
 Unknown keys of an event are ignored. Mode is not cross-checked (an ``api`` event
 reported with a trigger is accepted as is).
@@ -48,6 +58,14 @@ from typing import Any, Final
 
 from miniport.analytics.coercion import INT_MAX, INT_MIN, MAX_STRING_LENGTH, FieldType, coerce
 from miniport.analytics.definitions import ACTION_KINDS, TRIGGERS, AnalyticsConfig
+from miniport.analytics.system_props import (
+    BUILTIN_EVENTS,
+    COLUMN_NAMES,
+    ContextInvalid,
+    builtin_data,
+    check_context,
+    merge_context,
+)
 from miniport.errors import BatchInvalid
 
 __all__ = [
@@ -159,10 +177,13 @@ class CheckedEvent:
     page: str | None
     trigger: str | None
     action: str | None
-    values: dict[str, int | str]
+    values: dict[str, int | str | float | bool]
     coercions: list[CoercionNote] = field(default_factory=list)
     index: int = 0
     """Position of the event in the batch."""
+    extra: dict[str, object] = field(default_factory=dict)
+    """System properties and built-in event data by event-store column (``sys_platform``,
+    ``ev_path``...; see :mod:`miniport.analytics.system_props`)."""
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -177,6 +198,7 @@ class CheckedEvent:
             "action": self.action,
             "values": dict(self.values),
             "coercions": [note.as_dict() for note in self.coercions],
+            "system": {COLUMN_NAMES[c]: v for c, v in self.extra.items()},
         }
 
 
@@ -247,11 +269,27 @@ def _valid_id(value: object) -> str | None:
     return None
 
 
+BUILTIN_VIEWS: Final[Mapping[str, EventView]] = MappingProxyType(
+    {name: EventView(-1 - i, name, keys) for i, (name, keys) in enumerate(BUILTIN_EVENTS.items())}
+)
+"""Built-in events (``$launch``...): ids -1..-5, never defined by an app."""
+
+
 def _lookup_event(value: object, config: RuntimeConfigView) -> EventView:
     if type(value) is str:  # the common case: a name (a name never is all digits)
         found = config.events_by_name.get(value)
         if found is not None:
             return found
+        if value.startswith("$"):
+            builtin = BUILTIN_VIEWS.get(value)
+            if builtin is None:
+                raise _Refused(
+                    "unknown_event",
+                    f"unknown built-in event {_show(value)} (built-in events: "
+                    + ", ".join(BUILTIN_EVENTS)
+                    + ")",
+                )
+            return builtin
     if value is None:
         raise _Refused("missing_event", "missing event")
     if isinstance(value, str):
@@ -272,6 +310,46 @@ def _lookup_event(value: object, config: RuntimeConfigView) -> EventView:
     raise _Refused("invalid_event", "invalid event: expected an event name or a numeric event id")
 
 
+@dataclass(frozen=True, slots=True)
+class _BatchContext:
+    values: dict[str, object]  # no None: a null in the batch's context just means "not set"
+    notes: list[CoercionNote]
+
+
+def _batch_context(raw: object) -> _BatchContext:
+    try:
+        values, notes = check_context(raw)
+    except ContextInvalid as exc:
+        raise BatchInvalid(f"invalid batch: {exc}") from None
+    return _BatchContext(
+        {k: v for k, v in values.items() if v is not None},
+        [CoercionNote(key, note) for key, note in notes],
+    )
+
+
+def _event_extra(
+    raw: Mapping[Any, Any], event: EventView, data: dict[Any, Any], context: _BatchContext
+) -> tuple[dict[str, object], list[CoercionNote]]:
+    """System properties (batch's, overridden by the event's) and built-in data by column."""
+    notes = list(context.notes) if context.notes else []
+    own = raw.get("context")
+    if own is None:
+        extra = dict(context.values)
+    else:
+        try:
+            values, own_notes = check_context(own)
+        except ContextInvalid as exc:
+            raise _Refused("invalid_context", str(exc)) from None
+        extra = merge_context(context.values, values)
+        if own_notes:
+            notes.extend(CoercionNote(key, note) for key, note in own_notes)
+    if event.id < 0:
+        values_b, data_notes = builtin_data(event.name, data)
+        extra.update(values_b)
+        notes.extend(CoercionNote(key, note) for key, note in data_notes)
+    return extra, notes
+
+
 def _check_event(
     raw: Mapping[Any, Any],
     uid: str,
@@ -279,15 +357,23 @@ def _check_event(
     config: RuntimeConfigView,
     received_at_ms: int,
     skew_ms: int | None,
+    context: _BatchContext,
 ) -> CheckedEvent:
     """The checks run in this order, so an event wrong in several ways is refused for the
-    first: event, data, ts, page, trigger, action; then its fields are coerced."""
+    first: event, data, context, ts, page, trigger, action; then its fields are coerced."""
     event = _lookup_event(raw.get("event"), config)
-    data = _event_data(raw.get("data"), event)
+    builtin = event.id < 0
+    data = _builtin_data(raw.get("data")) if builtin else _event_data(raw.get("data"), event)
+    extra, extra_notes = _event_extra(raw, event, data, context)
     ts = _event_ts(raw.get("ts"))
     page, trigger, action = _event_origin(raw)
     ts_ms, time_estimated = _event_time(ts, skew_ms, received_at_ms)
-    values, notes = _field_values(data, event, config.field_types)
+    if builtin:
+        values: dict[str, int | str | float | bool] = {}
+        notes = extra_notes
+    else:
+        values, notes = _field_values(data, event, config.field_types)
+        notes = extra_notes + notes if extra_notes else notes
     return CheckedEvent(
         uid,
         event.name,
@@ -300,7 +386,16 @@ def _check_event(
         values,
         notes,
         index,
+        extra,
     )
+
+
+def _builtin_data(data: object) -> dict[Any, Any]:
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise _Refused("invalid_data", "invalid data: expected an object")
+    return data
 
 
 def _event_data(data: object, event: EventView) -> dict[Any, Any]:
@@ -356,9 +451,9 @@ def _event_time(ts: int | None, skew_ms: int | None, received_at_ms: int) -> tup
 
 def _field_values(
     data: dict[Any, Any], event: EventView, field_types: Mapping[str, FieldType]
-) -> tuple[dict[str, int | str], list[CoercionNote]]:
+) -> tuple[dict[str, int | str | float | bool], list[CoercionNote]]:
     """Each field's value coerced to its type, and a note for each value changed or dropped."""
-    values: dict[str, int | str] = {}
+    values: dict[str, int | str | float | bool] = {}
     notes: list[CoercionNote] = []
     for key, value in data.items():
         field_type = field_types.get(key)
@@ -373,7 +468,8 @@ def _field_values(
                 values[key] = value
                 continue
         elif (
-            kind is str
+            field_type == "string"
+            and kind is str
             and len(value) <= MAX_STRING_LENGTH
             and (value.isascii() or _SURROGATE_RE.search(value) is None)
         ):
@@ -404,6 +500,7 @@ def check_batch(
     if len(events) > max_batch:
         raise BatchInvalid(f"too many events: {len(events)} (at most {max_batch} per batch)")
 
+    context = _batch_context(batch.get("context"))
     sent_at = _finite_ms(batch.get("sent_at"))
     skew_ms = None if sent_at is None else received_at_ms - sent_at
 
@@ -436,7 +533,7 @@ def check_batch(
             duplicates += 1
             continue
         try:
-            checked = _check_event(raw, uid, index, config, received_at_ms, skew_ms)
+            checked = _check_event(raw, uid, index, config, received_at_ms, skew_ms, context)
         except _Refused as refused:
             rejected.append(Rejection(index, uid, refused.reason, refused.code))
             continue

@@ -34,6 +34,7 @@ Semantics shared with the pure-Python reference in the tests:
 from __future__ import annotations
 
 import itertools
+import math
 import re
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -44,6 +45,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from miniport.errors import ReportQueryError
 
 from .sql_dialects import CLICKHOUSE, DUCKDB, Dialect, clickhouse_funnel
+from .system_props import BUILTIN_EVENTS, DIMENSIONS
 
 __all__ = [
     "BUILTIN_DIMENSIONS",
@@ -75,7 +77,7 @@ __all__ = [
     "slot_column",
 ]
 
-FieldType = Literal["int", "string"]
+FieldType = Literal["int", "string", "float", "bool"]
 FieldSlots = Mapping[str, tuple[FieldType, int]]
 """An app's fields: name -> (type, slot), the slot being 0..31 within its type."""
 
@@ -108,9 +110,13 @@ CORE_COLUMNS: Final = (
 BUILTIN_DIMENSIONS: Final[Mapping[str, str]] = {"page": "page", "trigger": "trigger"}
 """Group-by / filter names that are not app fields (an app field of the same name wins)."""
 
-_NAME_RE: Final = re.compile(r"[a-z][a-z0-9_]{0,31}")
-_FILTER_RE: Final = re.compile(r"\s*([a-z][a-z0-9_]{0,31})\s*(>=|<=|!=|=|>|<)(.*)", re.DOTALL)
+_NAME_RE: Final = re.compile(r"\$?[a-z][a-z0-9_]{0,31}")
+_FILTER_RE: Final = re.compile(r"\s*(\$?[a-z][a-z0-9_]{0,31})\s*(>=|<=|!=|=|>|<)(.*)", re.DOTALL)
+_BOOL_VALUES: Final = {"true": True, "false": False, "1": True, "0": False}
 _INT_RE: Final = re.compile(r"[+-]?[0-9]+")
+_FLOAT_RE: Final = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
+_SLOT_PREFIX: Final = {"int": "i", "string": "s", "float": "f", "bool": "b"}
+_SLOT_SQL: Final = {"int": "INTEGER", "string": "VARCHAR", "float": "DOUBLE", "bool": "BOOLEAN"}
 _INT64_MIN: Final = -(2**63)
 _INT64_MAX: Final = 2**63 - 1
 _PLAIN_METRICS: Final = frozenset({"count", "users", "per_user"})
@@ -132,10 +138,21 @@ _EPOCH_NAIVE: Final = datetime(1970, 1, 1)  # local wall-clock arithmetic
 
 
 def _check_name(name: str, what: str) -> str:
+    """A field name, or a ``$`` name (a system property, built-in event data or a built-in
+    event): those are checked against their lists when the query is compiled."""
     if not isinstance(name, str) or not _NAME_RE.fullmatch(name):
         raise ReportQueryError(
             f"{what} {name!r} is not a valid name (lowercase letters, digits and _, "
-            "starting with a letter, at most 32 characters)"
+            "starting with a letter, at most 32 characters; or a $ name such as $platform)"
+        )
+    return name
+
+
+def _check_event(name: str) -> str:
+    _check_name(name, "event")
+    if name.startswith("$") and name not in BUILTIN_EVENTS:
+        raise ReportQueryError(
+            f"unknown built-in event {name!r} (built-in events: {', '.join(BUILTIN_EVENTS)})"
         )
     return name
 
@@ -262,7 +279,7 @@ class EventQuery:
     tz: str = "UTC"
 
     def __post_init__(self) -> None:
-        _check_name(self.event, "event")
+        _check_event(self.event)
         _check_window(self.from_ms, self.to_ms, self.not_before_ms)
         if not 1 <= len(self.metrics) <= MAX_METRICS:
             raise ReportQueryError(f"give 1 to {MAX_METRICS} metrics, got {len(self.metrics)}")
@@ -319,7 +336,7 @@ class FunnelStep:
     filters: tuple[Filter, ...] = ()
 
     def __post_init__(self) -> None:
-        _check_name(self.event, "event")
+        _check_event(self.event)
         _check_filters(self.filters, "per funnel step")
 
 
@@ -432,12 +449,13 @@ def offset_segments(tz: str, lo_ms: int, hi_ms: int) -> list[tuple[int, int]]:
 
 
 def slot_column(field_type: FieldType, slot: int) -> str:
-    """Column of a slot: ``i0..i31`` for int fields, ``s0..s31`` for string fields."""
-    if field_type not in ("int", "string"):
+    """Column of a slot: ``i0..i31`` (int fields), ``s0..s31`` (string), ``f0..f31`` (float),
+    ``b0..b31`` (bool)."""
+    if field_type not in _SLOT_PREFIX:
         raise ReportQueryError(f"unknown field type {field_type!r}")
     if isinstance(slot, bool) or not isinstance(slot, int) or not 0 <= slot < MAX_SLOTS:
         raise ReportQueryError(f"slot {slot!r} is outside 0..{MAX_SLOTS - 1}")
-    return f"{'i' if field_type == 'int' else 's'}{slot}"
+    return f"{_SLOT_PREFIX[field_type]}{slot}"
 
 
 class _Params:
@@ -452,10 +470,13 @@ class _Params:
         return self.dialect.placeholder(len(self.values), sql_type)
 
 
+ValueType = Literal["int", "string", "bool", "float"]
+
+
 @dataclass(frozen=True, slots=True)
 class _Resolved:
     expr: str  # a column name (or a typed NULL when the column does not exist yet)
-    type: FieldType
+    type: ValueType
 
 
 class _Columns:
@@ -475,18 +496,49 @@ class _Columns:
             ftype, slot = spec
             column = slot_column(ftype, slot)
             if self.existing is not None and column not in self.existing:
-                sql_type = "INTEGER" if ftype == "int" else "VARCHAR"
-                return _Resolved(self.dialect.null_of(sql_type), ftype)
+                return _Resolved(self.dialect.null_of(_SLOT_SQL[ftype]), ftype)
             if column not in self.used:
                 self.used.append(column)
             return _Resolved(column, ftype)
+        if name.startswith("$"):
+            return self._dimension(name)
         if builtins and name in BUILTIN_DIMENSIONS:
             return _Resolved(BUILTIN_DIMENSIONS[name], "string")
         raise ReportQueryError(f"unknown field {name!r}")
 
+    def _dimension(self, name: str) -> _Resolved:
+        dim = DIMENSIONS.get(name)
+        if dim is None:
+            raise ReportQueryError(
+                f"unknown system property {name!r} (known: {', '.join(DIMENSIONS)})"
+            )
+        kind: ValueType = (
+            "string" if dim.kind == "string" else "bool" if dim.kind == "bool" else "int"
+        )
+        if self.existing is not None and dim.column not in self.existing:
+            return _Resolved(self.dialect.null_of(dim.sql_type), kind)
+        if dim.column not in self.used:
+            self.used.append(dim.column)
+        return _Resolved(dim.column, kind)
+
 
 def _filter_sql(f: Filter, columns: _Columns, params: _Params) -> str:
     col = columns.resolve(f.field)
+    if col.type == "bool":
+        if f.op not in ("=", "!=") or f.value.lower() not in _BOOL_VALUES:
+            raise ReportQueryError(
+                f"filter {f.text!r}: {f.field!r} is true or false; use {f.field}=true "
+                f"or {f.field}!=true"
+            )
+        flag = params.add(_BOOL_VALUES[f.value.lower()], "BOOLEAN")
+        return f"{col.expr} {'=' if f.op == '=' else '<>'} {flag}"
+    if col.type == "float":
+        if not _FLOAT_RE.fullmatch(f.value) or not math.isfinite(float(f.value)):
+            raise ReportQueryError(
+                f"filter {f.text!r}: {f.field!r} is a float field, {f.value!r} is not a number"
+            )
+        op = "<>" if f.op == "!=" else f.op
+        return f"{col.expr} {op} {params.add(float(f.value), 'DOUBLE')}"
     if col.type == "string":
         if f.op not in ("=", "!="):
             raise ReportQueryError(
@@ -576,6 +628,9 @@ class CompiledReport:
     sql: str
     params: tuple[object, ...]
     shape: Callable[[Sequence[Row]], list[dict[str, object]]] = field(repr=False)
+    columns: tuple[str, ...] = ()
+    """The slot and system-property columns the SQL reads (a store without one of them
+    must create it, or compile again with ``existing_columns``)."""
 
 
 class _Aggregates:
@@ -591,7 +646,7 @@ class _Aggregates:
 
 
 def _div(a: object, b: object) -> float | None:
-    if not isinstance(a, int) or not isinstance(b, int) or b == 0:
+    if not isinstance(a, int | float) or not isinstance(b, int) or b == 0:
         return None
     return a / b
 
@@ -611,22 +666,32 @@ def _metric_plan(m: Metric, columns: _Columns, aggs: _Aggregates) -> Callable[[R
     if m.kind in _STRING_METRICS:
         if col.type != "string":
             raise ReportQueryError(
-                f"metric {m.name!r}: distinct needs a string field, {m.field!r} is an int field"
+                f"metric {m.name!r}: distinct needs a string field, {m.field!r} is "
+                f"{'an int' if col.type == 'int' else 'a ' + col.type} field"
             )
         distinct_i = aggs.add(columns.dialect.count_distinct(col.expr))
         return lambda r: r[distinct_i]
-    if col.type != "int":
+    if col.type not in ("int", "float"):
         raise ReportQueryError(
-            f"metric {m.name!r}: {m.kind} needs an int field, {m.field!r} is a string field"
+            f"metric {m.name!r}: {m.kind} needs an int or float field, {m.field!r} is a "
+            f"{col.type} field"
         )
     if m.kind in ("max", "min"):
         extreme_i = aggs.add(f"{m.kind}({col.expr})")
         return lambda r: r[extreme_i]
     sum_i = aggs.add(f"sum({col.expr})")
 
-    def total(r: Row) -> int:
-        value = r[sum_i]
-        return int(cast(int, value)) if value is not None else 0
+    if col.type == "float":
+
+        def total(r: Row) -> int | float:
+            value = r[sum_i]
+            return float(cast(float, value)) if value is not None else 0.0
+
+    else:
+
+        def total(r: Row) -> int | float:
+            value = r[sum_i]
+            return int(cast(int, value)) if value is not None else 0
 
     if m.kind == "sum":
         return total
@@ -651,7 +716,9 @@ def compile_event_analysis(
     params = _Params(dialect)
     aggs = _Aggregates()
     metric_fns = [(m.name, _metric_plan(m, columns, aggs)) for m in q.metrics]
-    groups = [(name, columns.resolve(name).expr) for name in q.group_by]
+    resolved = [(name, columns.resolve(name)) for name in q.group_by]
+    groups = [(name, col.expr) for name, col in resolved]
+    as_bool = [col.type == "bool" for _, col in resolved]
     select: list[str] = []
     keys: list[str] = []
     if q.granularity != "all":
@@ -682,14 +749,19 @@ def compile_event_analysis(
                 bucket, rest = "all", row
             item: dict[str, object] = {"bucket": bucket}
             for i, name in enumerate(group_names):
-                item[name] = rest[i]
+                item[name] = _as_bool(rest[i]) if as_bool[i] else rest[i]
             metric_row = rest[len(group_names) :]
             for name, fn in metric_fns:
                 item[name] = fn(metric_row)
             out.append(item)
         return out
 
-    return CompiledReport(sql, tuple(params.values), shape)
+    return CompiledReport(sql, tuple(params.values), shape, tuple(columns.used))
+
+
+def _as_bool(value: object) -> object:
+    """A bool column's value as a bool (ClickHouse stores them as UInt8)."""
+    return value if value is None else bool(value)
 
 
 def _none_first(value: object) -> tuple[bool, object]:
@@ -712,17 +784,18 @@ def compile_funnel(
     where = base.sql
     events = sorted({s.event for s in q.steps})
     where += " AND event IN (" + ", ".join(params.add(e, "VARCHAR") for e in events) + ")"
-    group_expr = columns.resolve(q.group_by).expr if q.group_by is not None else "NULL"
+    group = columns.resolve(q.group_by) if q.group_by is not None else None
+    group_expr = group.expr if group is not None else "NULL"
     step_conds: list[str] = []
     for step in q.steps:
         cond = f"event = {params.add(step.event, 'VARCHAR')}"
         cond += _filters_sql(step.filters, False, columns, params)
         step_conds.append(cond)
     step_events = [s.event for s in q.steps]
-    shape = _funnel_shape(step_events, q.group_by)
+    shape = _funnel_shape(step_events, q.group_by, group is not None and group.type == "bool")
     if dialect is CLICKHOUSE:
         sql = clickhouse_funnel(base.source(params, columns), where, group_expr, step_conds)
-        return CompiledReport(sql, tuple(params.values), _unpivot_steps(shape))
+        return CompiledReport(sql, tuple(params.values), _unpivot_steps(shape), tuple(columns.used))
     ctes = [
         "base AS (SELECT user_id, ts_ms, uid, event, "
         + f"{group_expr} AS g"
@@ -742,7 +815,7 @@ def compile_funnel(
         for k in range(len(q.steps))
     )
     sql = f"WITH {', '.join(ctes)} {unions}"
-    return CompiledReport(sql, tuple(params.values), shape)
+    return CompiledReport(sql, tuple(params.values), shape, tuple(columns.used))
 
 
 def _unpivot_steps(
@@ -757,12 +830,13 @@ def _unpivot_steps(
 
 
 def _funnel_shape(
-    step_events: list[str], group_name: str | None
+    step_events: list[str], group_name: str | None, bool_group: bool = False
 ) -> Callable[[Sequence[Row]], list[dict[str, object]]]:
     def shape(rows: Sequence[Row]) -> list[dict[str, object]]:
         counts: dict[tuple[object, int], int] = {}
         groups: dict[object, None] = {}
-        for step, g, n in rows:
+        for step, raw_g, n in rows:
+            g = _as_bool(raw_g) if bool_group else raw_g
             counts[(g, cast(int, step))] = cast(int, n)
             if step == 1:
                 groups[g] = None
@@ -789,6 +863,18 @@ class CompiledExport:
     sql: str
     params: tuple[object, ...]
     header: tuple[str, ...]
+    bool_columns: tuple[int, ...] = ()
+    """Positions (in a result row) of bool fields: written ``true``/``false`` on every store
+    (ClickHouse returns them as 0/1)."""
+
+    def values(self, row: Row) -> list[object]:
+        """A result row's values after the time column, as the CSV shows them."""
+        out = list(row[1:])
+        for i in self.bool_columns:
+            value = out[i - 1]
+            if value is not None:
+                out[i - 1] = "true" if value else "false"
+        return out
 
 
 def compile_export(
@@ -811,11 +897,13 @@ def compile_export(
     names = list(slots)
     for name in names:
         _check_name(name, "field")
-    fields = [columns.resolve(name, builtins=False).expr for name in names]
+    resolved = [columns.resolve(name, builtins=False) for name in names]
+    fields = [col.expr for col in resolved]
+    bools = tuple(5 + i for i, col in enumerate(resolved) if col.type == "bool")
     base = _base_where(appid, from_ms, to_ms, not_before_ms, params)
     where = base.sql + f" AND event = {params.add(event, 'VARCHAR')}"
     select = ", ".join(["ts_ms", "user_id", "page", "trigger", "action", *fields])
     source = base.source(params, columns)
     sql = f"SELECT {select} FROM {source} WHERE {where} ORDER BY ts_ms, uid"
     header = ("time", "user", "page", "trigger", "action", *names)
-    return CompiledExport(sql, tuple(params.values), header)
+    return CompiledExport(sql, tuple(params.values), header, bools)

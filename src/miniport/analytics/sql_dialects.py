@@ -54,9 +54,19 @@ SOURCE_CORE: Final = (
 DUPS_TABLE: Final = "event_dups"
 """ClickHouse: the ``(appid, uid)`` of every event id that has (or had) more than one copy."""
 
-_CH_TYPES: Final = {"VARCHAR": "String", "BIGINT": "Int64", "INTEGER": "Int32"}
-_PLACEHOLDER_RE: Final = re.compile(r"\{p([0-9]+):(String|Int64|Int32)\}")
-_INT_BOUNDS: Final = {"Int64": (-(2**63), 2**63 - 1), "Int32": (-(2**31), 2**31 - 1)}
+_CH_TYPES: Final = {
+    "VARCHAR": "String",
+    "BIGINT": "Int64",
+    "INTEGER": "Int32",
+    "BOOLEAN": "UInt8",
+    "DOUBLE": "Float64",
+}
+_PLACEHOLDER_RE: Final = re.compile(r"\{p([0-9]+):(String|Int64|Int32|UInt8|Float64)\}")
+_INT_BOUNDS: Final = {
+    "Int64": (-(2**63), 2**63 - 1),
+    "Int32": (-(2**31), 2**31 - 1),
+    "UInt8": (0, 255),
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,6 +196,15 @@ def clickhouse_literal(value: object, ch_type: str) -> str:
         if not isinstance(value, str):
             raise TypeError(f"a String parameter must be str, not {type(value).__name__}")
         return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+    if ch_type == "UInt8" and isinstance(value, bool):
+        return f"toUInt8({int(value)})"
+    if ch_type == "Float64":
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise TypeError(f"a Float64 parameter must be a number, not {type(value).__name__}")
+        number = float(value)
+        if number != number or number in (float("inf"), float("-inf")):
+            raise ValueError(f"{value} is not a finite number")
+        return f"toFloat64({number!r})"
     if isinstance(value, bool) or not isinstance(value, int):
         raise TypeError(f"an {ch_type} parameter must be int, not {type(value).__name__}")
     lo, hi = _INT_BOUNDS[ch_type]

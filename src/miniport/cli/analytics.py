@@ -17,6 +17,7 @@ from typing import Annotated, Any
 from urllib.parse import quote
 
 import typer
+from rich import box
 from rich.markup import escape
 from rich.table import Table
 
@@ -29,7 +30,7 @@ analytics_cmd = typer.Typer(
     help="Custom analytics: fields, events, test, publish, reports.", no_args_is_help=True
 )
 field_cmd = typer.Typer(
-    help="Fields (int or string), shared by an app's events.", no_args_is_help=True
+    help="Fields (int, string, float or bool), shared by an app's events.", no_args_is_help=True
 )
 event_cmd = typer.Typer(help="Event definitions (drafts until published).", no_args_is_help=True)
 test_cmd = typer.Typer(
@@ -48,6 +49,8 @@ def register(app: typer.Typer) -> None:
 class FieldType(StrEnum):
     INT = "int"
     STRING = "string"
+    FLOAT = "float"
+    BOOL = "bool"
 
 
 class Granularity(StrEnum):
@@ -428,11 +431,12 @@ def report(
         ),
     ] = None,
     group_by: Annotated[
-        list[str] | None, typer.Option("--group-by", help="A field (up to 5)")
+        list[str] | None,
+        typer.Option("--group-by", help="A field or system property ($platform…) (up to 5)"),
     ] = None,
     filters: Annotated[
         list[str] | None,
-        typer.Option("--filter", help="color=red, price>=100, color!=blue (up to 5)"),
+        typer.Option("--filter", help="color=red, price>=100, color!=blue, $scene=1001 (up to 5)"),
     ] = None,
     any_: Annotated[
         bool, typer.Option("--any", help="Filters combined with OR (default AND)")
@@ -466,7 +470,9 @@ def funnel(
     step: Annotated[
         list[str], typer.Option("--step", help="EVENT or EVENT:FILTER[;FILTER] (2 to 10, in order)")
     ],
-    group_by: Annotated[str | None, typer.Option("--group-by", help="One field")] = None,
+    group_by: Annotated[
+        str | None, typer.Option("--group-by", help="One field or system property")
+    ] = None,
     from_: From = None,
     to: To = None,
     tz: Zone = "UTC",
@@ -477,6 +483,146 @@ def funnel(
     body = {"steps": step, "group_by": group_by, "from": from_, "to": to, "tz": tz}
     found = call(data_dir, as_json, "analytics.funnel", appid=appid, body=body)
     render(as_json, found, lambda: _rows_table(found["rows"]))
+
+
+_OVERVIEW_COLUMNS = (
+    ("active_users", "users"),
+    ("new_users", "new"),
+    ("launches", "launch"),
+    ("sessions", "sess"),
+    ("avg_session_s", "sess s"),
+    ("page_views", "views"),
+    ("avg_page_s", "page s"),
+    ("pages_per_session", "pg/sess"),
+)
+_PAGE_COLUMNS = (
+    ("path", "path"),
+    ("views", "views"),
+    ("visitors", "visitors"),
+    ("avg_time_s", "avg s"),
+    ("exit_rate", "exit %"),
+)
+
+
+def _cell(value: Any, percent: bool = False) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float):
+        return f"{value * 100:.0f}%" if percent else f"{value:.1f}"
+    return str(value)
+
+
+def _compact(
+    found_rows: list[dict[str, Any]], head: list[str], columns: tuple[tuple[str, str], ...]
+) -> Table:
+    """A table that fits 80 columns: short headers, numbers right-aligned, one decimal."""
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False, padding=(0, 1))
+    for name in head:
+        table.add_column(name, overflow="fold")
+    for _, label in columns:
+        table.add_column(label, justify="right", no_wrap=True)
+    for row in found_rows:
+        table.add_row(
+            *(escape(_cell(row.get(name))) for name in head),
+            *(_cell(row.get(key), key == "exit_rate") for key, _ in columns),
+        )
+    return table
+
+
+def _overview_text(found: dict[str, Any], group_by: str | None) -> None:
+    group = [group_by] if group_by else []
+    if not found["rows"]:
+        console.print("no events in this range: send some from the simulator, or widen --from/--to")
+        return
+    console.print(_compact(found["rows"], ["bucket", *group], _OVERVIEW_COLUMNS))
+    if found["top_pages"]:
+        console.print("[bold]top pages[/bold]")
+        console.print(_compact(found["top_pages"], group, _PAGE_COLUMNS))
+    if found["scenes"]:
+        console.print("[bold]scenes[/bold] (users who launched from each)")
+        console.print(_compact(found["scenes"], group, (("scene", "scene"), ("users", "users"))))
+
+
+@analytics_cmd.command("overview")
+def overview(
+    appid: str,
+    granularity: Annotated[Granularity, typer.Option("--granularity")] = Granularity.DAY,
+    group_by: Annotated[
+        str | None, typer.Option("--group-by", help="One system property ($platform…)")
+    ] = None,
+    top_pages: Annotated[
+        int, typer.Option("--top-pages", min=1, max=100, help="Pages listed per group")
+    ] = 20,
+    from_: From = None,
+    to: To = None,
+    tz: Zone = "UTC",
+    data_dir: DataDir = None,
+    as_json: Json = False,
+) -> None:
+    """Active and new users, launches, sessions, page views and times; top pages; scenes."""
+    body = {
+        "granularity": granularity.value,
+        "group_by": group_by,
+        "top_pages": top_pages,
+        "from": from_,
+        "to": to,
+        "tz": tz,
+    }
+    found = call(data_dir, as_json, "analytics.overview", appid=appid, body=body)
+    render(as_json, found, lambda: _overview_text(found, group_by))
+
+
+def _realtime_text(found: dict[str, Any]) -> None:
+    minutes = found["minutes"]
+    peak = max((m["events"] for m in minutes), default=0) or 1
+    table = Table("minute", "users", "events", "", box=box.SIMPLE_HEAD, pad_edge=False)
+    for m in minutes:
+        bar = "█" * round(40 * m["events"] / peak) if m["events"] else ""
+        table.add_row(m["minute"][-5:], str(m["active_users"]), str(m["events"]), bar)
+    console.print(table)
+    if not found["latest"]:
+        console.print("no events received in these minutes: open the simulator to send some")
+        return
+    latest = Table(
+        "time (UTC)", "event", "user", "page", "$platform", box=box.SIMPLE_HEAD, pad_edge=False
+    )
+    for e in found["latest"]:
+        page = e.get("$path") or e.get("page") or ""
+        latest.add_row(
+            e["time"][11:19],
+            escape(e["event"]),
+            escape(e["user"]),
+            escape(page),
+            escape(e.get("$platform") or ""),
+        )
+    console.print("[bold]latest[/bold]")
+    console.print(latest)
+
+
+@analytics_cmd.command("realtime")
+def realtime(
+    appid: str,
+    minutes: Annotated[int, typer.Option("--minutes", min=1, max=180)] = 30,
+    latest: Annotated[
+        int, typer.Option("--latest", min=0, max=200, help="How many latest events")
+    ] = 50,
+    tz: Zone = "UTC",
+    data_dir: DataDir = None,
+    as_json: Json = False,
+) -> None:
+    """Active users and events per minute for the last 30 minutes, and the latest events."""
+    found = call(
+        data_dir,
+        as_json,
+        "analytics.realtime",
+        appid=appid,
+        tz=tz,
+        minutes=minutes,
+        latest=latest,
+    )
+    render(as_json, found, lambda: _realtime_text(found))
 
 
 @analytics_cmd.command("export")

@@ -145,6 +145,31 @@ async def _funnel(pf: Platform, p: Params) -> dict[str, Any]:
     )
 
 
+async def _overview(pf: Platform, p: Params) -> dict[str, Any]:
+    from ..services.analytics import parse_time
+
+    b = p["body"]
+    return await pf.analytics.overview(
+        p["appid"],
+        from_ms=parse_time(b["from"], b["tz"]),
+        to_ms=parse_time(b["to"], b["tz"], end=True),
+        granularity=b["granularity"],
+        tz=b["tz"],
+        group_by=b["group_by"],
+        top_pages=b["top_pages"],
+    )
+
+
+async def _realtime(pf: Platform, p: Params) -> dict[str, Any]:
+    return await pf.analytics.realtime(
+        p["appid"], tz=p["tz"], minutes=p["minutes"], latest=p["latest"]
+    )
+
+
+def _realtime_query(p: Params) -> dict[str, str]:
+    return {"tz": p["tz"], "minutes": str(p["minutes"]), "latest": str(p["latest"])}
+
+
 async def _export(pf: Platform, p: Params) -> str:
     from ..services.analytics import parse_time
 
@@ -445,6 +470,16 @@ OPERATIONS: dict[str, Operation] = {
         ),
         Operation(
             "analytics.funnel", lambda p: Route("POST", _an(p) + "/funnel", p["body"]), _funnel
+        ),
+        Operation(
+            "analytics.overview",
+            lambda p: Route("POST", _an(p) + "/overview", p["body"]),
+            _overview,
+        ),
+        Operation(
+            "analytics.realtime",
+            lambda p: Route("GET", _an(p) + "/realtime", query=_realtime_query(p)),
+            _realtime,
         ),
         Operation(
             "analytics.export",

@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from ..analytics.definitions import (
@@ -35,7 +35,9 @@ from ..analytics.definitions import (
 )
 from ..analytics.event_store import DuckDBEventStore, EventStore, StoredEvent
 from ..analytics.ingest_rules import CheckedEvent, RuntimeConfigView, check_batch
-from ..analytics.reports import EventQuery, FieldSlots, FunnelQuery
+from ..analytics.overview import OverviewQuery, RealtimeQuery
+from ..analytics.reports import EventQuery, FieldSlots, FieldType, FunnelQuery
+from ..analytics.system_props import BUILTIN_EVENTS, NEW_USER_COLUMN, is_new_user, utc_day
 from ..clock import Clock
 from ..errors import AnalyticsUnavailable, InvalidInput, NotFound
 from ..events.broker import EVERYONE, Broker
@@ -160,7 +162,8 @@ class AnalyticsService:
         # appends wait in the store for a group commit: enough threads that concurrent
         # batches can join one commit (the default executor has cores + 4)
         self._appenders = ThreadPoolExecutor(APPEND_THREADS, "miniport-analytics-append")
-        self._slots: dict[str, tuple[float, dict[str, tuple[bool, int]]]] = {}
+        self._slots: dict[str, tuple[float, dict[str, tuple[str, int]]]] = {}
+        self._first_days: dict[tuple[str, str], int] = {}
 
     @property
     def store(self) -> EventStore:
@@ -449,6 +452,8 @@ class AnalyticsService:
         effective = await self._effective(appid, user_id)
         verdict = check_batch(batch, config=effective.view, received_at_ms=received)
         test_id = effective.test.id if effective.test else None
+        if verdict.accepted:
+            await self._flag_new_user(appid, user_id, verdict.accepted)
         rows = await self._rows(appid, user_id, received, test_id, verdict.accepted)
         result = (
             await asyncio.get_running_loop().run_in_executor(
@@ -476,20 +481,37 @@ class AnalyticsService:
             "rejected": [r.as_dict() for r in verdict.rejected],
         }
 
-    async def _slot_map(self, appid: str, fresh: bool = False) -> dict[str, tuple[bool, int]]:
-        """Field name -> (is int, slot), cached for CACHE_S (``fresh``: read it now)."""
+    async def _flag_new_user(self, appid: str, user_id: str, accepted: list[CheckedEvent]) -> None:
+        """Set ``$new_user`` on each event: on or before the user's first UTC day for the app
+        (recorded by the store the first time the user is seen; cached here)."""
+        key = (appid, user_id)
+        first = self._first_days.get(key)
+        if first is None:
+            candidate = utc_day(min(ev.ts_ms for ev in accepted))
+            days = await asyncio.get_running_loop().run_in_executor(
+                self._appenders, self.store.first_days, appid, {user_id: candidate}
+            )
+            first = days.get(user_id, candidate)
+            if len(self._first_days) > 200_000:
+                self._first_days.clear()
+            self._first_days[key] = first
+        for ev in accepted:
+            ev.extra[NEW_USER_COLUMN] = is_new_user(ev.ts_ms, first)
+
+    async def _slot_map(self, appid: str, fresh: bool = False) -> dict[str, tuple[str, int]]:
+        """Field name -> (type, slot), cached for CACHE_S (``fresh``: read it now)."""
         cached = self._slots.get(appid)
         if not fresh and cached is not None and time.monotonic() - cached[0] < CACHE_S:
             return cached[1]
         fields = await self.db.read(self.defs.fields, appid)
-        slots = {f.name: (f.type == "int", f.slot) for f in fields}
+        slots = {f.name: (f.type, f.slot) for f in fields}
         self._slots[appid] = (time.monotonic(), slots)
         return slots
 
     async def slots(self, appid: str) -> FieldSlots:
         return {
-            name: ("int" if is_int else "string", slot)
-            for name, (is_int, slot) in (await self._slot_map(appid)).items()
+            name: (cast(FieldType, kind), slot)
+            for name, (kind, slot) in (await self._slot_map(appid)).items()
         }
 
     async def _rows(
@@ -555,7 +577,7 @@ class AnalyticsService:
         """A report on an event never defined (draft or published) is an error, not "no
         data"."""
         known = {e.name for e in await self.db.read(self.defs.events, appid)}
-        unknown = [n for n in names if n and n not in known]
+        unknown = [n for n in names if n and n not in known and n not in BUILTIN_EVENTS]
         if unknown:
             raise NotFound(
                 f"event {unknown[0]!r} is not defined for app {appid}"
@@ -588,6 +610,50 @@ class AnalyticsService:
         if not any(row.get("users") for row in rows):  # no one at all: maybe no such event
             await self._known_events(appid, [name for name, _ in parsed])
         return {"rows": rows, "from_ms": start, "to_ms": end}
+
+    async def overview(
+        self,
+        appid: str,
+        *,
+        from_ms: int | None,
+        to_ms: int | None,
+        granularity: str = "day",
+        tz: str = "UTC",
+        group_by: str | None = None,
+        top_pages: int = 20,
+    ) -> dict[str, Any]:
+        """Active and new users, launches, sessions, page views and times per bucket, the
+        top pages and the launch scenes (definitions: :mod:`miniport.analytics.overview`).
+        Default window: the 7 days up to now."""
+        await self._app(appid)
+        start, end = self._window(from_ms, to_ms)
+        query = OverviewQuery(
+            from_ms=start,
+            to_ms=end,
+            not_before_ms=self.not_before_ms(),
+            granularity=cast(Any, granularity),
+            tz=tz,
+            group_by=group_by or None,
+            top_pages=top_pages,
+        )
+        found = await asyncio.to_thread(self.store.overview, appid, query)
+        return {**found, "from_ms": start, "to_ms": end}
+
+    async def realtime(
+        self, appid: str, *, tz: str = "UTC", minutes: int = 30, latest: int = 50
+    ) -> dict[str, Any]:
+        """Users and events per minute over the last ``minutes`` minutes by the platform's
+        clock, and the latest events received (newest first)."""
+        await self._app(appid)
+        query = RealtimeQuery(
+            now_ms=self._now_ms(),
+            not_before_ms=self.not_before_ms(),
+            minutes=minutes,
+            latest=latest,
+            tz=tz,
+        )
+        found = await asyncio.to_thread(self.store.realtime, appid, query)
+        return {**found, "now_ms": query.now_ms}
 
     async def export_csv(
         self, appid: str, event: str, from_ms: int | None, to_ms: int | None
@@ -631,7 +697,7 @@ def _stored(
     received: int,
     test_id: str | None,
     accepted: list[CheckedEvent],
-    slots: dict[str, tuple[bool, int]],
+    slots: dict[str, tuple[str, int]],
 ) -> list[StoredEvent]:
     """The store's rows for checked events; KeyError for a field without a slot."""
     rows: list[StoredEvent] = []
@@ -639,12 +705,18 @@ def _stored(
     for ev in accepted:
         ints: dict[int, int] = {}
         strs: dict[int, str] = {}
+        floats: dict[int, float] = {}
+        bools: dict[int, bool] = {}
         for name, value in ev.values.items():
-            is_int, slot = slots[name]
-            if is_int:
+            kind, slot = slots[name]
+            if kind == "int":
                 ints[slot] = value  # type: ignore[assignment]
-            else:
+            elif kind == "string":
                 strs[slot] = value  # type: ignore[assignment]
+            elif kind == "float":
+                floats[slot] = value  # type: ignore[assignment]
+            else:
+                bools[slot] = value  # type: ignore[assignment]
         append(
             StoredEvent(
                 appid,
@@ -660,6 +732,9 @@ def _stored(
                 ints,
                 strs,
                 test_id,
+                ev.extra,
+                floats,
+                bools,
             )
         )
     return rows

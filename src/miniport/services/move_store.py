@@ -16,6 +16,7 @@ from typing import Any
 from ..analytics.clickhouse_store import ClickHouseEventStore
 from ..analytics.event_store import DuckDBEventStore, StoredEvent
 from ..analytics.reports import CORE_COLUMNS, TABLE
+from ..analytics.system_props import EXTRA_COLUMNS
 
 __all__ = ["move_store"]
 
@@ -53,9 +54,20 @@ def _row(r: tuple[Any, ...], slots: list[str]) -> tuple[StoredEvent, bool]:
         page=r[7],
         trigger=r[8],
         action=r[9],
-        ints={int(c[1:]): v for c, v in values.items() if c[0] == "i" and v is not None},
-        strs={int(c[1:]): v for c, v in values.items() if c[0] == "s" and v is not None},
+        ints={
+            int(c[1:]): v
+            for c, v in values.items()
+            if c[0] == "i" and c not in EXTRA_COLUMNS and v is not None
+        },
+        strs={
+            int(c[1:]): v
+            for c, v in values.items()
+            if c[0] == "s" and c not in EXTRA_COLUMNS and v is not None
+        },
         test_id=r[10],
+        extra={c: v for c, v in values.items() if c in EXTRA_COLUMNS and v is not None},
+        floats={int(c[1:]): float(v) for c, v in values.items() if c[0] == "f" and v is not None},
+        bools={int(c[1:]): bool(v) for c, v in values.items() if c[0] == "b" and v is not None},
     )
     return event, bool(r[11])
 
@@ -102,9 +114,25 @@ def move_store(
         skipped += result.duplicates
         if progress is not None:
             progress(copied + skipped, total)
+    _copy_first_seen(source, target, appid)
     return {"copied": copied, "skipped": skipped, "apps": compare_days(source, target, appid)}
 
 
 def _total(source: DuckDBEventStore) -> int:
     rows = source._query(f"SELECT count(*) FROM {TABLE}", [])
     return int(str(rows[0][0])) if rows else 0
+
+
+def _copy_first_seen(
+    source: DuckDBEventStore, target: ClickHouseEventStore, appid: str | None
+) -> None:
+    """Each user's first day ($new_user) goes along; a day already in the target stays."""
+    where = "WHERE appid = ?" if appid is not None else ""
+    rows = source._query(
+        f"SELECT appid, user_id, first_day FROM first_seen {where}", [appid] if appid else []
+    )
+    by_app: dict[str, dict[str, int]] = {}
+    for app, user, day in rows:
+        by_app.setdefault(str(app), {})[str(user)] = int(str(day))
+    for app, days in by_app.items():
+        target.first_days(app, days)

@@ -92,7 +92,7 @@ async def report_events(appid: str, request: Request) -> Any:
 # --- admin: definitions and lifecycle ---
 class FieldIn(BaseModel):
     name: StrictStr
-    type: Literal["int", "string"]
+    type: Literal["int", "string", "float", "bool"]
 
 
 class TestIn(BaseModel):
@@ -228,6 +228,47 @@ async def funnel(appid: str, body: FunnelIn, request: Request, who: Viewer) -> d
         group_by=body.group_by,
         from_ms=parse_time(body.from_, body.tz),
         to_ms=parse_time(body.to, body.tz, end=True),
+    )
+
+
+class OverviewIn(BaseModel):
+    granularity: Literal["hour", "day", "all"] = "day"
+    group_by: StrictStr | None = None
+    top_pages: int = Field(default=20, ge=1, le=100)
+    from_: StrictStr | int | None = Field(default=None, alias="from")
+    to: StrictStr | int | None = None
+    tz: StrictStr = "UTC"
+
+
+@admin.post("/overview")
+async def overview(appid: str, body: OverviewIn, request: Request, who: Viewer) -> dict[str, Any]:
+    """``rows`` per bucket (active_users, new_users, launches, sessions, avg_session_s,
+    page_views, avg_page_s, pages_per_session), ``top_pages`` and ``scenes``, each split by
+    one system property with ``group_by``."""
+    return await platform_of(request).analytics.overview(
+        appid,
+        from_ms=parse_time(body.from_, body.tz),
+        to_ms=parse_time(body.to, body.tz, end=True),
+        granularity=body.granularity,
+        tz=body.tz,
+        group_by=body.group_by,
+        top_pages=body.top_pages,
+    )
+
+
+@admin.get("/realtime")
+async def realtime(
+    appid: str,
+    request: Request,
+    who: Viewer,
+    tz: str = "UTC",
+    minutes: Annotated[int, Query(ge=1, le=180)] = 30,
+    latest: Annotated[int, Query(ge=0, le=200)] = 50,
+) -> dict[str, Any]:
+    """``minutes``: active users and events per minute for the last 30 minutes (by event
+    time); ``latest``: the events received last, newest first."""
+    return await platform_of(request).analytics.realtime(
+        appid, tz=tz, minutes=minutes, latest=latest
     )
 
 

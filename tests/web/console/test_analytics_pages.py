@@ -60,7 +60,15 @@ async def test_analytics_pages_and_roles(live_server: LiveServer) -> None:
         assert 'data-testid="tab-analytics"' in html
         async with s.get(f"{page}/reports") as r:
             assert r.status == 200
-            assert "goods_click" in json.dumps(page_data(await r.text(), "reports-data"))
+            reports_data = page_data(await r.text(), "reports-data")
+            assert "goods_click" in json.dumps(reports_data)
+            # the forms offer the system properties and built-in events too
+            system = reports_data["system"]
+            assert isinstance(system, dict)
+            assert "$platform" in system["properties"] and "$new_user" in system["properties"]
+            assert system["events"]["$pageleave"] == ["$path", "$duration_ms"]
+            assert system["kinds"]["$duration_ms"] == "int"
+            assert system["kinds"]["$new_user"] == "bool"
         # the viewer reads through the API, and may not change anything
         token = csrf_of(html)
         headers = {"X-CSRF-Token": token}

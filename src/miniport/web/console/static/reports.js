@@ -17,10 +17,19 @@ const OPS = ['=', '!=', '>', '>=', '<', '<='];
 const COLORS = ['#0b8457', '#3867d6', '#e4393c', '#b7791f', '#8e44ad', '#16a085', '#d35400', '#2c3e50'];
 const charts = {};
 
-const fieldTypes = Object.fromEntries(definitions.fields.map((f) => [f.name, f.type]));
-const events = definitions.events
-  .map((e) => ({ name: e.name, def: e.draft ?? e.published ?? {} }))
-  .map((e) => ({ name: e.name, display: e.def.display_name ?? e.name, fields: e.def.fields ?? [] }));
+// system properties ($platform, $scene...) and built-in events ($launch...): no definition,
+// usable in every report; the built-in events' data are their "fields" ($path, $duration_ms...)
+const system = data.system ?? { properties: [], events: {}, kinds: {} };
+const fieldTypes = {
+  ...Object.fromEntries(definitions.fields.map((f) => [f.name, f.type])),
+  ...system.kinds,
+};
+const events = [
+  ...definitions.events
+    .map((e) => ({ name: e.name, def: e.draft ?? e.published ?? {} }))
+    .map((e) => ({ name: e.name, display: e.def.display_name ?? e.name, fields: e.def.fields ?? [] })),
+  ...Object.entries(system.events).map(([name, fields]) => ({ name, display: t('js.rep.builtin_event'), fields })),
+];
 
 const pad = (n) => String(n).padStart(2, '0');
 const isoDay = (d) => `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())}`;
@@ -55,7 +64,7 @@ const filtersBox = form?.querySelector('.filters');
 function metricChoices(eventName) {
   const out = [['count', t('js.rep.metric.count')], ['users', t('js.rep.metric.users')], ['per_user', t('js.rep.metric.per_user')]];
   for (const field of fieldsOf(eventName)) {
-    if (fieldTypes[field] === 'int') {
+    if (fieldTypes[field] === 'int' || fieldTypes[field] === 'float') {
       for (const kind of ['sum', 'max', 'min', 'avg', 'per_user']) out.push([`${kind}:${field}`, t(`js.rep.metric.${kind}_f`, { field })]);
     } else if (fieldTypes[field] === 'string') {
       out.push([`distinct:${field}`, t('js.rep.metric.distinct_f', { field })]);
@@ -65,7 +74,8 @@ function metricChoices(eventName) {
 }
 
 function dimensionChoices(eventName) {
-  return [...fieldsOf(eventName), ...BUILTINS.filter((b) => !fieldsOf(eventName).includes(b))];
+  const own = fieldsOf(eventName);
+  return [...own, ...BUILTINS.filter((b) => !own.includes(b)), ...system.properties];
 }
 
 function metricRow(value = 'count') {
@@ -366,7 +376,10 @@ if (root && form) {
 
   funnelForm.elements.from.value = isoDay(weekAgo);
   funnelForm.elements.to.value = isoDay(today);
-  stepsBox.append(stepRow(events[0]?.name), stepRow(events[1]?.name ?? events[0]?.name));
+  // the first steps default to the app's own events (the built-in ones come after them)
+  const own = events.filter((e) => !e.name.startsWith('$'));
+  const [first, second] = own.length ? own : events;
+  stepsBox.append(stepRow(first?.name), stepRow((own.length > 1 ? second : first)?.name));
   funnelForm.querySelector('.add-step').addEventListener('click', () => {
     stepsBox.append(stepRow(events[0]?.name));
     numberSteps();

@@ -71,6 +71,7 @@ from .clickhouse_transport import (
 )
 from .event_store import StoredEvent
 from .group_commit import AppendResult, Group, GroupCommit
+from .paths import PathsQuery, compile_paths
 from .reports import (
     CORE_COLUMNS,
     TABLE,
@@ -82,6 +83,7 @@ from .reports import (
     compile_funnel,
     slot_column,
 )
+from .retention import RetentionQuery, compile_retention
 from .sql_dialects import (
     CLICKHOUSE,
     DUPS_TABLE,
@@ -483,6 +485,17 @@ class ClickHouseEventStore:
     def funnel(self, appid: str, query: FunnelQuery, slots: FieldSlots) -> list[dict[str, object]]:
         self._ensure_fields(slots)
         compiled = compile_funnel(appid, query, slots, dialect=CLICKHOUSE)
+        return compiled.shape(self._select(compiled.sql, compiled.params))
+
+    def retention(
+        self, appid: str, query: RetentionQuery, slots: FieldSlots
+    ) -> list[dict[str, object]]:
+        self._ensure_fields(slots)
+        compiled = compile_retention(appid, query, slots, dialect=CLICKHOUSE)
+        return compiled.shape(self._select(compiled.sql, compiled.params))
+
+    def paths(self, appid: str, query: PathsQuery, slots: FieldSlots) -> dict[str, object]:
+        compiled = compile_paths(appid, query, slots, dialect=CLICKHOUSE)
         return compiled.shape(self._select(compiled.sql, compiled.params))
 
     def export_csv(

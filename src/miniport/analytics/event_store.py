@@ -83,6 +83,7 @@ from typing import Final, Protocol, TextIO, cast, runtime_checkable
 import duckdb
 
 from miniport.analytics.group_commit import AppendResult, Group, GroupCommit
+from miniport.analytics.paths import PathsQuery, compile_paths
 from miniport.analytics.reports import (
     CORE_COLUMNS,
     MAX_SLOTS,
@@ -94,6 +95,7 @@ from miniport.analytics.reports import (
     compile_export,
     compile_funnel,
 )
+from miniport.analytics.retention import RetentionQuery, compile_retention
 
 __all__ = [
     "DEFAULT_FILE_NAME",
@@ -255,6 +257,16 @@ class EventStore(Protocol):
     def funnel(
         self, appid: str, query: FunnelQuery, slots: FieldSlots
     ) -> list[dict[str, object]]: ...
+
+    def retention(
+        self, appid: str, query: RetentionQuery, slots: FieldSlots
+    ) -> list[dict[str, object]]:
+        """Cohort rows, see :mod:`miniport.analytics.retention`."""
+        ...
+
+    def paths(self, appid: str, query: PathsQuery, slots: FieldSlots) -> dict[str, object]:
+        """Nodes and links, see :mod:`miniport.analytics.paths`."""
+        ...
 
     def export_csv(
         self,
@@ -537,6 +549,16 @@ class DuckDBEventStore:
 
     def funnel(self, appid: str, query: FunnelQuery, slots: FieldSlots) -> list[dict[str, object]]:
         compiled = compile_funnel(appid, query, slots, existing_columns=self._columns)
+        return compiled.shape(self._query(compiled.sql, compiled.params))
+
+    def retention(
+        self, appid: str, query: RetentionQuery, slots: FieldSlots
+    ) -> list[dict[str, object]]:
+        compiled = compile_retention(appid, query, slots, existing_columns=self._columns)
+        return compiled.shape(self._query(compiled.sql, compiled.params))
+
+    def paths(self, appid: str, query: PathsQuery, slots: FieldSlots) -> dict[str, object]:
+        compiled = compile_paths(appid, query, slots, existing_columns=self._columns)
         return compiled.shape(self._query(compiled.sql, compiled.params))
 
     def export_csv(

@@ -157,8 +157,10 @@ def retention_events(draw: st.DrawFn) -> list[StoredEvent]:
     """Up to 60 events of 6 users over ~5 weeks around New York's and Berlin's DST ends."""
     out = []
     for i in range(draw(st.integers(0, 60))):
-        ts = T0 + draw(st.integers(-10, 35)) * DAY + draw(
-            st.integers(0, DAY - 1) | st.sampled_from([0, 1, 4 * 3_600_000, DAY - 1])
+        ts = (
+            T0
+            + draw(st.integers(-10, 35)) * DAY
+            + draw(st.integers(0, DAY - 1) | st.sampled_from([0, 1, 4 * 3_600_000, DAY - 1]))
         )
         strs = {1: draw(st.sampled_from(["red", "blue"]))} if draw(st.booleans()) else {}
         ints = {0: draw(st.integers(0, 2))} if draw(st.booleans()) else {}

@@ -209,7 +209,7 @@ def compile_retention(
     if ch:
         sql = (
             "SELECT p, g, rp - p AS k, count() AS n FROM"
-            f" ({starts}) ALL INNER JOIN ({rets})"
+            f" ({starts}) AS s ALL INNER JOIN ({rets}) AS r"
             f" USING user_id WHERE rp >= p AND rp <= p + {n} AND (rp > p OR tmax >= t0)"
             " GROUP BY p, g, k"
             " UNION ALL SELECT p, g, toInt64(-1) AS k, count() AS n"

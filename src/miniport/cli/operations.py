@@ -145,6 +145,37 @@ async def _funnel(pf: Platform, p: Params) -> dict[str, Any]:
     )
 
 
+async def _retention(pf: Platform, p: Params) -> dict[str, Any]:
+    from ..services.analytics import parse_time
+
+    b = p["body"]
+    return await pf.analytics.retention(
+        p["appid"],
+        start=b["start"],
+        returning=b["return"],
+        unit=b["unit"],
+        periods=b["periods"],
+        group_by=b["group_by"],
+        from_ms=parse_time(b["from"], b["tz"]),
+        to_ms=parse_time(b["to"], b["tz"], end=True),
+        tz=b["tz"],
+    )
+
+
+async def _paths(pf: Platform, p: Params) -> dict[str, Any]:
+    from ..services.analytics import parse_time
+
+    b = p["body"]
+    return await pf.analytics.paths(
+        p["appid"],
+        start=b["start"],
+        by=b["by"],
+        depth=b["depth"],
+        from_ms=parse_time(b["from"], b["tz"]),
+        to_ms=parse_time(b["to"], b["tz"], end=True),
+    )
+
+
 async def _export(pf: Platform, p: Params) -> str:
     from ..services.analytics import parse_time
 
@@ -446,6 +477,12 @@ OPERATIONS: dict[str, Operation] = {
         Operation(
             "analytics.funnel", lambda p: Route("POST", _an(p) + "/funnel", p["body"]), _funnel
         ),
+        Operation(
+            "analytics.retention",
+            lambda p: Route("POST", _an(p) + "/retention", p["body"]),
+            _retention,
+        ),
+        Operation("analytics.paths", lambda p: Route("POST", _an(p) + "/paths", p["body"]), _paths),
         Operation(
             "analytics.export",
             lambda p: Route("GET", _an(p) + "/export", query=_export_query(p), text=True),

@@ -81,7 +81,8 @@ def retention_lines(found: dict[str, Any], width: int = WIDTH) -> list[str]:
 def paths_lines(found: dict[str, Any], width: int = WIDTH) -> list[str]:
     """Links as ``depth  from → to  users``, depth by depth (most users first)."""
     users = found["users"]
-    lines = [f"{users} user(s) reached {found['by']} {found['start']!r}"]
+    head = f"{users} user(s) reached {found['by']} "
+    lines = [head + _cut(repr(found["start"]), width - len(head))]
     if not found["links"]:
         lines.append("no next step" if users else "nobody reached the start in this window")
         return lines

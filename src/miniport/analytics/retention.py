@@ -175,11 +175,12 @@ def compile_retention(
     lo = max(q.from_ms, q.not_before_ms)
     base = _base_where(appid, q.from_ms, q.to_ms, q.not_before_ms, params)
     ch = dialect.is_clickhouse
-    first_g = (
-        "tupleElement(argMin(tuple(gv), tuple(ts_ms, uid)), 1)"
-        if ch
-        else "first(gv ORDER BY ts_ms, uid)"
-    )
+    if q.group_by is None:  # no ordered aggregate to pay for
+        first_g = "NULL"
+    elif ch:
+        first_g = "tupleElement(argMin(tuple(gv), tuple(ts_ms, uid)), 1)"
+    else:
+        first_g = "first(gv ORDER BY ts_ms, uid)"
     if q.start == NEW:
         # the first event since not_before_ms, whatever `from` says
         everything = _base_where(appid, q.not_before_ms, q.to_ms, q.not_before_ms, params)

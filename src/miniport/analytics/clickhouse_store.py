@@ -78,6 +78,7 @@ from .overview import (
     compile_overview,
     compile_realtime,
 )
+from .paths import PathsQuery, compile_paths
 from .reports import (
     CORE_COLUMNS,
     TABLE,
@@ -89,6 +90,7 @@ from .reports import (
     compile_funnel,
     slot_column,
 )
+from .retention import RetentionQuery, compile_retention
 from .sql_dialects import (
     CLICKHOUSE,
     DUPS_TABLE,
@@ -594,6 +596,16 @@ class ClickHouseEventStore:
         return compiled.shape(
             [self._select(s.sql, s.params) if s.sql else [] for s in compiled.statements]
         )
+    def retention(
+        self, appid: str, query: RetentionQuery, slots: FieldSlots
+    ) -> list[dict[str, object]]:
+        self._ensure_fields(slots)
+        compiled = compile_retention(appid, query, slots, dialect=CLICKHOUSE)
+        return compiled.shape(self._select(compiled.sql, compiled.params))
+
+    def paths(self, appid: str, query: PathsQuery, slots: FieldSlots) -> dict[str, object]:
+        compiled = compile_paths(appid, query, slots, dialect=CLICKHOUSE)
+        return compiled.shape(self._select(compiled.sql, compiled.params))
 
     def export_csv(
         self,

@@ -126,6 +126,7 @@ from miniport.analytics.overview import (
     compile_overview,
     compile_realtime,
 )
+from miniport.analytics.paths import PathsQuery, compile_paths
 from miniport.analytics.reports import (
     CORE_COLUMNS,
     MAX_SLOTS,
@@ -137,6 +138,7 @@ from miniport.analytics.reports import (
     compile_export,
     compile_funnel,
 )
+from miniport.analytics.retention import RetentionQuery, compile_retention
 from miniport.analytics.system_props import EXTRA_COLUMNS
 
 __all__ = [
@@ -355,6 +357,14 @@ class EventStore(Protocol):
 
     def realtime(self, appid: str, query: RealtimeQuery) -> dict[str, object]:
         """Users and events per minute, and the latest events received."""
+    def retention(
+        self, appid: str, query: RetentionQuery, slots: FieldSlots
+    ) -> list[dict[str, object]]:
+        """Cohort rows, see :mod:`miniport.analytics.retention`."""
+        ...
+
+    def paths(self, appid: str, query: PathsQuery, slots: FieldSlots) -> dict[str, object]:
+        """Nodes and links, see :mod:`miniport.analytics.paths`."""
         ...
 
     def export_csv(
@@ -704,6 +714,15 @@ class DuckDBEventStore:
         return compiled.shape(
             [self._query(s.sql, s.params) if s.sql else [] for s in compiled.statements]
         )
+    def retention(
+        self, appid: str, query: RetentionQuery, slots: FieldSlots
+    ) -> list[dict[str, object]]:
+        compiled = compile_retention(appid, query, slots, existing_columns=self._columns)
+        return compiled.shape(self._query(compiled.sql, compiled.params))
+
+    def paths(self, appid: str, query: PathsQuery, slots: FieldSlots) -> dict[str, object]:
+        compiled = compile_paths(appid, query, slots, existing_columns=self._columns)
+        return compiled.shape(self._query(compiled.sql, compiled.params))
 
     def export_csv(
         self,

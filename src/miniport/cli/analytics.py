@@ -22,6 +22,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from ..errors import MiniportError, ServerNotRunning
+from .analytics_cohorts import paths_command, retention_command
 from .backend import CommandError, Server, call, running_server
 from .common import DataDir, Json, console, err_console, fail, local_time, render, table_of
 from .move_store import move_store_command
@@ -38,6 +39,8 @@ test_cmd = typer.Typer(
 )
 analytics_cmd.add_typer(field_cmd, name="field")
 analytics_cmd.command("move-store")(move_store_command)
+analytics_cmd.command("retention")(retention_command)
+analytics_cmd.command("paths")(paths_command)
 analytics_cmd.add_typer(event_cmd, name="event")
 analytics_cmd.add_typer(test_cmd, name="test")
 

@@ -170,6 +170,37 @@ def _realtime_query(p: Params) -> dict[str, str]:
     return {"tz": p["tz"], "minutes": str(p["minutes"]), "latest": str(p["latest"])}
 
 
+async def _retention(pf: Platform, p: Params) -> dict[str, Any]:
+    from ..services.analytics import parse_time
+
+    b = p["body"]
+    return await pf.analytics.retention(
+        p["appid"],
+        start=b["start"],
+        returning=b["return"],
+        unit=b["unit"],
+        periods=b["periods"],
+        group_by=b["group_by"],
+        from_ms=parse_time(b["from"], b["tz"]),
+        to_ms=parse_time(b["to"], b["tz"], end=True),
+        tz=b["tz"],
+    )
+
+
+async def _paths(pf: Platform, p: Params) -> dict[str, Any]:
+    from ..services.analytics import parse_time
+
+    b = p["body"]
+    return await pf.analytics.paths(
+        p["appid"],
+        start=b["start"],
+        by=b["by"],
+        depth=b["depth"],
+        from_ms=parse_time(b["from"], b["tz"]),
+        to_ms=parse_time(b["to"], b["tz"], end=True),
+    )
+
+
 async def _export(pf: Platform, p: Params) -> str:
     from ..services.analytics import parse_time
 
@@ -481,6 +512,12 @@ OPERATIONS: dict[str, Operation] = {
             lambda p: Route("GET", _an(p) + "/realtime", query=_realtime_query(p)),
             _realtime,
         ),
+        Operation(
+            "analytics.retention",
+            lambda p: Route("POST", _an(p) + "/retention", p["body"]),
+            _retention,
+        ),
+        Operation("analytics.paths", lambda p: Route("POST", _an(p) + "/paths", p["body"]), _paths),
         Operation(
             "analytics.export",
             lambda p: Route("GET", _an(p) + "/export", query=_export_query(p), text=True),

@@ -36,7 +36,9 @@ from ..analytics.definitions import (
 from ..analytics.event_store import DuckDBEventStore, EventStore, StoredEvent
 from ..analytics.ingest_rules import CheckedEvent, RuntimeConfigView, check_batch
 from ..analytics.overview import OverviewQuery, RealtimeQuery
+from ..analytics.paths import PathsQuery
 from ..analytics.reports import EventQuery, FieldSlots, FieldType, FunnelQuery
+from ..analytics.retention import RetentionQuery
 from ..analytics.system_props import BUILTIN_EVENTS, NEW_USER_COLUMN, is_new_user, utc_day
 from ..clock import Clock
 from ..errors import AnalyticsUnavailable, InvalidInput, NotFound
@@ -576,6 +578,9 @@ class AnalyticsService:
     async def _known_events(self, appid: str, names: list[str]) -> None:
         """A report on an event never defined (draft or published) is an error, not "no
         data"."""
+        names = [n for n in names if not n.startswith("$")]  # built-in events need none
+        if not names:
+            return
         known = {e.name for e in await self.db.read(self.defs.events, appid)}
         unknown = [n for n in names if n and n not in known and n not in BUILTIN_EVENTS]
         if unknown:
@@ -654,6 +659,77 @@ class AnalyticsService:
         )
         found = await asyncio.to_thread(self.store.realtime, appid, query)
         return {**found, "now_ms": query.now_ms}
+
+    async def retention(
+        self,
+        appid: str,
+        *,
+        start: str,
+        returning: str,
+        unit: str = "day",
+        periods: int = 7,
+        group_by: str | None = None,
+        from_ms: int | None = None,
+        to_ms: int | None = None,
+        tz: str = "UTC",
+    ) -> dict[str, Any]:
+        """Cohorts (see :mod:`miniport.analytics.retention`). Without ``from``, the window
+        holds the last ``periods + 1`` days or weeks up to ``to`` (default now)."""
+        await self._app(appid)
+        end = to_ms if to_ms is not None else self._now_ms() + 1
+        width = 7 * DAY_MS if unit == "week" else DAY_MS
+        span = (periods + 1 if isinstance(periods, int) and 0 < periods <= 30 else 8) * width
+        begin = from_ms if from_ms is not None else end - span
+        query = RetentionQuery(
+            start=start,
+            returning=returning,
+            unit=unit,  # type: ignore[arg-type]  # checked by RetentionQuery
+            periods=periods,
+            group_by=group_by,
+            from_ms=begin,
+            to_ms=end,
+            not_before_ms=self.not_before_ms(),
+            tz=tz,
+        )
+        await self._known_events(appid, query.events)
+        slots = await self.slots(appid)
+        cohorts = await asyncio.to_thread(self.store.retention, appid, query, slots)
+        return {
+            "cohorts": cohorts,
+            "start": start,
+            "return": returning,
+            "unit": unit,
+            "periods": periods,
+            "group_by": group_by,
+            "from_ms": begin,
+            "to_ms": end,
+        }
+
+    async def paths(
+        self,
+        appid: str,
+        *,
+        start: str,
+        by: str = "page",
+        depth: int = 3,
+        from_ms: int | None = None,
+        to_ms: int | None = None,
+    ) -> dict[str, Any]:
+        """Next steps after a start page or event (see :mod:`miniport.analytics.paths`)."""
+        await self._app(appid)
+        begin, end = self._window(from_ms, to_ms)
+        query = PathsQuery(
+            start=start,
+            by=by,  # type: ignore[arg-type]  # checked by PathsQuery
+            depth=depth,
+            from_ms=begin,
+            to_ms=end,
+            not_before_ms=self.not_before_ms(),
+        )
+        if by == "event":
+            await self._known_events(appid, [start])
+        found = await asyncio.to_thread(self.store.paths, appid, query, await self.slots(appid))
+        return {**found, "from_ms": begin, "to_ms": end}
 
     async def export_csv(
         self, appid: str, event: str, from_ms: int | None, to_ms: int | None

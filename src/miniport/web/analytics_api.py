@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, Depends, Query, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
-from pydantic import BaseModel, Field, StrictBool, StrictStr
+from pydantic import BaseModel, Field, StrictBool, StrictInt, StrictStr
 
 from ..domain import json_text
 from ..errors import InvalidInput, MiniportError
@@ -240,6 +240,17 @@ class OverviewIn(BaseModel):
     tz: StrictStr = "UTC"
 
 
+class RetentionIn(BaseModel):
+    start: StrictStr
+    return_: StrictStr = Field(alias="return")
+    unit: StrictStr = "day"  # day or week, periods 1..30: checked by the query (one message)
+    periods: StrictInt = 7
+    group_by: StrictStr | None = None
+    from_: StrictStr | int | None = Field(default=None, alias="from")
+    to: StrictStr | int | None = None
+    tz: StrictStr = "UTC"
+
+
 @admin.post("/overview")
 async def overview(appid: str, body: OverviewIn, request: Request, who: Viewer) -> dict[str, Any]:
     """``rows`` per bucket (active_users, new_users, launches, sessions, avg_session_s,
@@ -269,6 +280,46 @@ async def realtime(
     time); ``latest``: the events received last, newest first."""
     return await platform_of(request).analytics.realtime(
         appid, tz=tz, minutes=minutes, latest=latest
+    )
+
+
+class PathsIn(BaseModel):
+    start: StrictStr = Field(min_length=1, max_length=256)
+    by: StrictStr = "page"  # page or event, depth 1..5: checked by the query
+    depth: StrictInt = 3
+    from_: StrictStr | int | None = Field(default=None, alias="from")
+    to: StrictStr | int | None = None
+    tz: StrictStr = "UTC"
+
+
+@admin.post("/retention")
+async def retention(appid: str, body: RetentionIn, request: Request, who: Viewer) -> dict[str, Any]:
+    """Cohorts by local day or week: users who did ``start`` (an event, ``$any`` or
+    ``$new``) and, ``k`` periods later, ``return`` (an event or ``$any``)."""
+    return await platform_of(request).analytics.retention(
+        appid,
+        start=body.start,
+        returning=body.return_,
+        unit=body.unit,
+        periods=body.periods,
+        group_by=body.group_by,
+        from_ms=parse_time(body.from_, body.tz),
+        to_ms=parse_time(body.to, body.tz, end=True),
+        tz=body.tz,
+    )
+
+
+@admin.post("/paths")
+async def paths(appid: str, body: PathsIn, request: Request, who: Viewer) -> dict[str, Any]:
+    """The most common next steps (pages or events, up to 5) after a start page or event,
+    as Sankey nodes and links."""
+    return await platform_of(request).analytics.paths(
+        appid,
+        start=body.start,
+        by=body.by,
+        depth=body.depth,
+        from_ms=parse_time(body.from_, body.tz),
+        to_ms=parse_time(body.to, body.tz, end=True),
     )
 
 

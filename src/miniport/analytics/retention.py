@@ -1,0 +1,252 @@
+"""Retention report: query model and SQL for both event stores (pure: no I/O).
+
+A **cohort** is a pair (user, period): the user did the *start* in that period. Periods are
+local calendar days, or weeks starting on Monday, in the query's IANA time zone (a DST day
+is 23 or 25 hours long; its events still fall in that one local day). Everything is read
+from the app's visible events in ``[max(from_ms, not_before_ms), to_ms)``.
+
+* ``start`` = an event name: every period in which the user did that event is a cohort of
+  theirs (a user active on Monday and Tuesday is in both cohorts: WeChat's 活跃留存 and
+  PostHog's "recurring" retention). ``$any``: any event. ``$new``: the user's FIRST event
+  for the app (first since ``not_before_ms``, i.e. since the oldest event kept) starts the
+  one and only cohort of that user, if it falls in the window (WeChat's 新增留存).
+* The cohort's **start time** ``t0`` is the user's first start event in the cohort period
+  (for ``$new``, the first event); with a group-by, the cohort row's group value is that
+  event's value of the group-by field (ties on time: the smaller event id).
+* ``retained[0]``: users of the cohort who did the *return* event (a name or ``$any``) in
+  the cohort period at or after ``t0`` -- so with the same start and return event, or with
+  ``$any`` as the return, ``retained[0] == size`` (PostHog's 100% day 0; WeChat shows
+  only k >= 1).
+* ``retained[k]`` (1 <= k <= periods): users of the cohort who did the return event at any
+  time in period ``cohort + k``. (Not cumulative: a user may be retained in period 2 and
+  not in period 1.)
+* ``retained`` stops at the last period that starts before ``to_ms`` (later periods have
+  not happened yet; a chart shows them as missing, not as 0), so its length is
+  ``min(periods, last - cohort) + 1``.
+
+Output rows, sorted by cohort then group value (``None`` first)::
+
+    {"cohort": "2026-11-20", ["<group-by>": value,] "size": n, "retained": [n0, n1, ...]}
+
+The cohort is the local date of the period's first day (a Monday for weeks).
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable, Collection, Sequence
+from dataclasses import dataclass
+from datetime import date, timedelta
+from typing import Final, Literal, cast
+
+from miniport.errors import ReportQueryError
+
+from .reports import (
+    CompiledReport,
+    FieldSlots,
+    _base_where,
+    _check_name,
+    _check_window,
+    _Columns,
+    _none_first,
+    _Params,
+    _zone,
+    offset_segments,
+)
+from .sql_dialects import DUCKDB, Dialect
+
+_Shape = Callable[[Sequence[tuple[object, ...]]], list[dict[str, object]]]
+
+__all__ = [
+    "ANY",
+    "MAX_PERIODS",
+    "NEW",
+    "RetentionQuery",
+    "Unit",
+    "compile_retention",
+    "period_label",
+    "period_of",
+]
+
+Unit = Literal["day", "week"]
+ANY: Final = "$any"
+NEW: Final = "$new"
+MAX_PERIODS: Final = 30
+MS_PER_DAY: Final = 86_400_000
+# period numbers are computed on (ts + offset + SHIFT) so integer division never sees a
+# negative number; SHIFT is whole days and (SHIFT - 3) % 7 == 2 puts Mondays at 7w + 2
+_SHIFT_DAYS: Final = 100_000
+_WEEK_BASE: Final = 2  # shifted day numbers of Mondays are 7w + 2 (1970-01-05 is a Monday)
+_EPOCH_DATE: Final = date(1970, 1, 1)
+_RESERVED: Final = frozenset({"cohort", "size", "retained"})
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class RetentionQuery:
+    start: str
+    returning: str
+    from_ms: int
+    to_ms: int
+    not_before_ms: int
+    unit: Unit = "day"
+    periods: int = 7
+    group_by: str | None = None
+    tz: str = "UTC"
+
+    def __post_init__(self) -> None:
+        if self.start not in (ANY, NEW):
+            _check_name(self.start, "start event")
+        if self.returning == NEW:
+            raise ReportQueryError("the return event is an event name or $any, not $new")
+        if self.returning != ANY:
+            _check_name(self.returning, "return event")
+        _check_window(self.from_ms, self.to_ms, self.not_before_ms)
+        if self.unit not in ("day", "week"):
+            raise ReportQueryError(f"unit is day or week, not {self.unit!r}")
+        if isinstance(self.periods, bool) or not isinstance(self.periods, int):
+            raise ReportQueryError("periods must be an integer")
+        if not 1 <= self.periods <= MAX_PERIODS:
+            raise ReportQueryError(f"periods is 1 to {MAX_PERIODS}, got {self.periods}")
+        if self.group_by is not None and self.group_by in _RESERVED:
+            raise ReportQueryError(
+                f"group-by {self.group_by!r} clashes with a column of the report"
+            )
+        _zone(self.tz)
+
+    @property
+    def events(self) -> list[str]:
+        """The event names the query names (for "is it defined?" checks)."""
+        return [e for e in (self.start, self.returning) if e not in (ANY, NEW)]
+
+
+# --------------------------------------------------------------------------- periods
+
+
+def period_of(ts_ms: int, unit: Unit, tz: str) -> int:
+    """The period number of an instant (the same numbers the SQL computes)."""
+    offset = offset_segments(tz, ts_ms, ts_ms)[0][1]
+    day = (ts_ms + offset) // MS_PER_DAY + _SHIFT_DAYS
+    return day if unit == "day" else (day - _WEEK_BASE) // 7
+
+
+def period_label(number: int, unit: Unit) -> str:
+    """``"2026-11-20"``: the local date of the period's first day."""
+    day = number if unit == "day" else number * 7 + _WEEK_BASE
+    return (_EPOCH_DATE + timedelta(days=day - _SHIFT_DAYS)).isoformat()
+
+
+def _period_sql(ts: str, q: RetentionQuery, lo: int, params: _Params) -> str:
+    segments = offset_segments(q.tz, lo, max(lo + 1, q.to_ms))
+    shift = _SHIFT_DAYS * MS_PER_DAY
+    if len(segments) == 1:
+        offset = params.add(segments[0][1] + shift, "BIGINT")
+    else:
+        whens = []
+        for (_, off), (next_start, _) in itertools.pairwise(segments):
+            until = params.add(next_start, "BIGINT")
+            whens.append(f"WHEN {ts} < {until} THEN {params.add(off + shift, 'BIGINT')}")
+        last = params.add(segments[-1][1] + shift, "BIGINT")
+        offset = f"(CASE {' '.join(whens)} ELSE {last} END)"
+    day = params.dialect.int_div(f"{ts} + {offset}", MS_PER_DAY)
+    if q.unit == "day":
+        return day
+    return params.dialect.int_div(f"{day} - {_WEEK_BASE}", 7)
+
+
+# --------------------------------------------------------------------------- SQL
+
+
+def _event_cond(name: str, params: _Params) -> str:
+    return "1 = 1" if name == ANY else f"event = {params.add(name, 'VARCHAR')}"
+
+
+def compile_retention(
+    appid: str,
+    q: RetentionQuery,
+    slots: FieldSlots,
+    *,
+    existing_columns: Collection[str] | None = None,
+    dialect: Dialect = DUCKDB,
+) -> CompiledReport:
+    """Rows ``(cohort period, group, k, users)``; ``k = -1`` is the cohort's size."""
+    columns = _Columns(slots, existing_columns, dialect)
+    params = _Params(dialect)
+    group_expr = columns.resolve(q.group_by).expr if q.group_by is not None else "NULL"
+    lo = max(q.from_ms, q.not_before_ms)
+    base = _base_where(appid, q.from_ms, q.to_ms, q.not_before_ms, params)
+    ch = dialect.is_clickhouse
+    if q.group_by is None:  # no ordered aggregate to pay for
+        first_g = "NULL"
+    elif ch:
+        first_g = "tupleElement(argMin(tuple(gv), tuple(ts_ms, uid)), 1)"
+    else:
+        first_g = "first(gv ORDER BY ts_ms, uid)"
+    if q.start == NEW:
+        # the first event since not_before_ms, whatever `from` says
+        everything = _base_where(appid, q.not_before_ms, q.to_ms, q.not_before_ms, params)
+        source = everything.source(params, columns)
+        lo_p = params.add(lo, "BIGINT")
+        firsts = (
+            f"SELECT user_id, min(ts_ms) AS t0, {first_g} AS g FROM (SELECT user_id, ts_ms,"
+            f" uid, {group_expr} AS gv FROM {source} WHERE {everything.sql})"
+            f" GROUP BY user_id HAVING min(ts_ms) >= {lo_p}"
+        )
+        starts = f"SELECT user_id, {_period_sql('t0', q, lo, params)} AS p, t0, g FROM ({firsts})"
+    else:
+        source = base.source(params, columns)
+        cond = _event_cond(q.start, params)
+        starts = (
+            f"SELECT user_id, p, min(ts_ms) AS t0, {first_g} AS g FROM (SELECT user_id, ts_ms,"
+            f" uid, {group_expr} AS gv, {_period_sql('ts_ms', q, lo, params)} AS p"
+            f" FROM {source} WHERE {base.sql} AND {cond}) GROUP BY user_id, p"
+        )
+    rsource = base.source(params, columns)
+    rcond = _event_cond(q.returning, params)
+    rets = (
+        f"SELECT user_id, {_period_sql('ts_ms', q, lo, params)} AS rp, max(ts_ms) AS tmax"
+        f" FROM {rsource} WHERE {base.sql} AND {rcond} GROUP BY user_id, rp"
+    )
+    n = q.periods
+    if ch:
+        sql = (
+            "SELECT p, g, rp - p AS k, count() AS n FROM"
+            f" ({starts}) AS s ALL INNER JOIN ({rets}) AS r"
+            f" USING user_id WHERE rp >= p AND rp <= p + {n} AND (rp > p OR tmax >= t0)"
+            " GROUP BY p, g, k"
+            " UNION ALL SELECT p, g, toInt64(-1) AS k, count() AS n"
+            f" FROM ({starts}) GROUP BY p, g"
+        )
+    else:
+        sql = (
+            f"WITH s AS ({starts}), r AS ({rets})"
+            " SELECT s.p, s.g, r.rp - s.p AS k, count(*) AS n FROM s JOIN r"
+            f" ON r.user_id = s.user_id AND r.rp >= s.p AND r.rp <= s.p + {n}"
+            " AND (r.rp > s.p OR r.tmax >= s.t0) GROUP BY 1, 2, 3"
+            " UNION ALL SELECT p, g, -1 AS k, count(*) AS n FROM s GROUP BY 1, 2"
+        )
+    last = period_of(q.to_ms - 1, q.unit, q.tz)
+    return CompiledReport(sql, tuple(params.values), _shape(q, last))
+
+
+def _shape(q: RetentionQuery, last: int) -> _Shape:
+    def shape(rows: Sequence[tuple[object, ...]]) -> list[dict[str, object]]:
+        sizes: dict[tuple[int, object], int] = {}
+        kept: dict[tuple[int, object, int], int] = {}
+        for p, g, k, n in rows:
+            key = (cast(int, p), g)
+            if k == -1:
+                sizes[key] = cast(int, n)
+            else:
+                kept[(*key, cast(int, k))] = cast(int, n)
+        out: list[dict[str, object]] = []
+        for p, g in sorted(sizes, key=lambda pg: (pg[0], _none_first(pg[1]))):
+            item: dict[str, object] = {"cohort": period_label(p, q.unit)}
+            if q.group_by is not None:
+                item[q.group_by] = g
+            item["size"] = sizes[(p, g)]
+            length = max(0, min(q.periods, last - p)) + 1
+            item["retained"] = [kept.get((p, g, k), 0) for k in range(length)]
+            out.append(item)
+        return out
+
+    return shape

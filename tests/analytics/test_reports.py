@@ -739,3 +739,39 @@ def test_funnel_window_and_order_parse() -> None:
         _funnel(["view", "buy"], order="sideways")
     with pytest.raises(ReportQueryError, match="clashes"):
         _funnel(["view", "buy"], group_by="median_s")
+
+
+def funnel_example_events() -> list[StoredEvent]:
+    """Ties, windows and an even number of times for the median; used on every store."""
+    return [
+        ev("a1", T0, user="u1"),
+        ev("a2", T0 + 2 * HOUR, user="u1"),
+        ev("a3", T0 + 2 * HOUR + 50 * 60_000, user="u1", event="buy"),
+        ev("a4", T0 + 2 * HOUR + 51 * 60_000, user="u1", event="share"),
+        ev("b1", T0, user="u2"),
+        ev("b2", T0, user="u2", event="share"),
+        ev("b3", T0 + 30_000, user="u2", event="buy"),
+        ev("c2", T0 + HOUR, user="u3"),
+        ev("c1", T0 + HOUR, user="u3", event="buy"),  # same ms as the view, smaller id
+        # a 1-day window is 24 h, also across New York's DST change (T0 + 30 h)
+        ev("d1", T0 + 20 * HOUR, user="u4"),
+        ev("d2", T0 + 44 * HOUR, user="u4", event="buy"),
+        ev("e1", T0 + 20 * HOUR, user="u5"),
+        ev("e2", T0 + 44 * HOUR + 1, user="u5", event="buy"),
+    ]
+
+
+FUNNEL_EXAMPLE: list[tuple[dict[str, object], list[int], list[float | None]]] = [
+    ({"window": "1h"}, [5, 3, 1], [30.0, 60.0, None]),
+    ({"window": "1d"}, [5, 4, 1], [(30 + 10_200) / 2, 60.0, None]),  # u1 from a1
+    ({"window": "1h", "order": "any"}, [5, 3, 2], [30.0, 30.0, None]),
+]
+
+
+def test_funnel_example_and_dst(tmp_path: Path) -> None:
+    with DuckDBEventStore(tmp_path / "a.duckdb") as s:
+        s.append(funnel_example_events())
+        for kw, users, medians in FUNNEL_EXAMPLE:
+            got = s.funnel("shop", _funnel(["view", "buy", "share"], **kw), SLOTS)
+            assert [r["users"] for r in got] == users, kw
+            assert [r["median_s"] for r in got] == medians, kw

@@ -127,7 +127,13 @@ _MS_PER_DAY: Final = 86_400_000
 DEFAULT_FUNNEL_WINDOW_MS: Final = _MS_PER_DAY
 MAX_FUNNEL_WINDOW_MS: Final = 90 * _MS_PER_DAY
 _WINDOW_RE: Final = re.compile(r"\s*([0-9]{1,9})\s*([smhdw])\s*")
-_WINDOW_UNITS: Final = {"s": 1000, "m": 60_000, "h": _MS_PER_HOUR, "d": _MS_PER_DAY, "w": 7 * _MS_PER_DAY}
+_WINDOW_UNITS: Final = {
+    "s": 1000,
+    "m": 60_000,
+    "h": _MS_PER_HOUR,
+    "d": _MS_PER_DAY,
+    "w": 7 * _MS_PER_DAY,
+}
 _FUNNEL_KEYS: Final = frozenset({"step_conversion", "drop_off", "median_s"})
 _SAMPLE_MS: Final = 6 * _MS_PER_HOUR
 # Bucket numbers are computed as (ts + offset + SHIFT) // width so the integer division
@@ -802,9 +808,7 @@ def _duckdb_funnel(
     for i in range(1, k):
         used = ", ".join(f"p.u{j}" for j in range(1, i + 1))
         if order == "strict":
-            after = (
-                f"(b.t > p.t OR (b.t = p.t AND (b.r > p.r OR (b.r = p.r AND b.u > p.u{i}))))"
-            )
+            after = f"(b.t > p.t OR (b.t = p.t AND (b.r > p.r OR (b.r = p.r AND b.u > p.u{i}))))"
         else:
             after = f"b.t >= p.a0 AND b.u NOT IN ({used})"
         ctes.append(
@@ -828,8 +832,7 @@ def _duckdb_funnel(
         + "".join(f", max(CASE WHEN l.k = {i + 1} THEN l.c END) AS c{i + 1}" for i in range(k))
         + " FROM best b JOIN lv l ON l.user_id = b.user_id AND l.u1 = b.u1"
         " GROUP BY b.user_id, b.lv)",
-        "ug AS (SELECT user_id, first(g ORDER BY t, u) AS g FROM base WHERE c0"
-        " GROUP BY user_id)",
+        "ug AS (SELECT user_id, first(g ORDER BY t, u) AS g FROM base WHERE c0 GROUP BY user_id)",
     ]
     counts = ", ".join(f"count(*) FILTER (WHERE p.lv >= {i + 1}) AS n{i + 1}" for i in range(k))
     medians = "".join(
@@ -858,7 +861,7 @@ def _funnel_shape(
         for g in sorted(by_group, key=_none_first):
             row = by_group[g]
             counts = [int(cast(int, n)) for n in row[1 : k + 1]]
-            medians = list(row[k + 1 :]) + [None]
+            medians = [*row[k + 1 :], None]
             for i, event in enumerate(step_events):
                 users = counts[i]
                 prev = counts[i - 1] if i else users

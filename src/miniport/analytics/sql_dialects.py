@@ -182,6 +182,7 @@ def clickhouse_funnel(
         " arrayEnumerate(ts) AS ix, length(ts) AS n"
         f" FROM ({per_user})"
     )
+
     # 18.16 prunes a subquery column that is used only inside a lambda: scalars reach the
     # lambdas as constant arrays (arrayResize) instead of being captured
     def const(name: str) -> str:
@@ -190,7 +191,7 @@ def clickhouse_funnel(
     steps = ["ts[p1] AS t1", f"t1 + {window} AS lim", "t1 AS c1"]
     for i in range(1, k):
         if order == "strict":
-            hit = f"(x_t, x_c, x_i, x_p, x_l) -> x_c AND x_i > x_p AND x_t <= x_l"
+            hit = "(x_t, x_c, x_i, x_p, x_l) -> x_c AND x_i > x_p AND x_t <= x_l"
             args = f"ts, a{i}, ix, {const(f'p{i}')}, {const('lim')}"
         else:
             used = [f"x_u{j}" for j in range(1, i + 1)]

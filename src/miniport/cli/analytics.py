@@ -467,14 +467,30 @@ def funnel(
         list[str], typer.Option("--step", help="EVENT or EVENT:FILTER[;FILTER] (2 to 10, in order)")
     ],
     group_by: Annotated[str | None, typer.Option("--group-by", help="One field")] = None,
+    window: Annotated[
+        str | None,
+        typer.Option("--window", help="Conversion window after step 1: 30m, 1h, 1d (default), 7d"),
+    ] = None,
+    order: Annotated[
+        str | None, typer.Option("--order", help="strict (default: steps in order) or any")
+    ] = None,
     from_: From = None,
     to: To = None,
     tz: Zone = "UTC",
     data_dir: DataDir = None,
     as_json: Json = False,
 ) -> None:
-    """A funnel: users reaching each step in order."""
-    body = {"steps": step, "group_by": group_by, "from": from_, "to": to, "tz": tz}
+    """A funnel: users reaching each step within the window, with the median time between
+    steps."""
+    body = {
+        "steps": step,
+        "group_by": group_by,
+        "window": window,
+        "order": order,
+        "from": from_,
+        "to": to,
+        "tz": tz,
+    }
     found = call(data_dir, as_json, "analytics.funnel", appid=appid, body=body)
     render(as_json, found, lambda: _rows_table(found["rows"]))
 

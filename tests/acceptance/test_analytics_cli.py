@@ -229,6 +229,13 @@ async def test_flow_against_a_running_server(data: Path, tmp_path: Path, serve: 
         ("goods_click", 1),
         ("purchase", 1),
     ]
+    assert funnel["window_ms"] == 86_400_000 and funnel["rows"][0]["median_s"] is not None
+    funnel = await ok(data, "analytics", "funnel", appid, "--step", "goods_click", "--step",
+                      "purchase", "--window", "1s", "--order", "any")  # fmt: skip
+    assert funnel["order"] == "any" and funnel["window_ms"] == 1000
+    table = await miniport(data, "analytics", "funnel", appid, "--step", "goods_click",
+                           "--step", "purchase", "--window", "1h")  # fmt: skip
+    assert table.code == 0 and "median_s" in table.out
     out_file = tmp_path / "purchase.csv"
     exported = await ok(data, "analytics", "export", appid, "--event", "purchase", "--format",
                         "csv", "--output", str(out_file))  # fmt: skip
@@ -325,5 +332,15 @@ async def test_report_errors_from_the_server(data: Path, serve: Any) -> None:
     assert answer["error"] == "invalid_input" and "nothing" in answer["message"]
     answer = await failed(data, "analytics", "funnel", appid, "--step", "a")
     assert answer["error"] == "invalid_input"
+    for option, value, fragment in (
+        ("--window", "0m", "too short"),
+        ("--window", "-1h", "not a duration"),
+        ("--window", "abc", "not a duration"),
+        ("--window", "100d", "at most 90d"),
+        ("--order", "sideways", "strict or any"),
+    ):
+        answer = await failed(data, "analytics", "funnel", appid, "--step", "a", "--step", "b",
+                              option, value)  # fmt: skip
+        assert answer["error"] == "invalid_input" and fragment in answer["message"], answer
     human = await miniport(data, "analytics", "report", appid, "--event", "x", "--tz", "Nowhere")
     assert human.code == 1 and "Nowhere" in human.err and "Traceback" not in human.err

@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import statistics
 from collections import defaultdict
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -313,9 +314,32 @@ def ref_event_analysis(
     return out
 
 
+def _ref_funnel_path(
+    evs: list[StoredEvent], anchor: int, q: FunnelQuery, is_step: Callable[[StoredEvent, int], bool]
+) -> list[int]:
+    """Completion times of steps 1..level from one anchor (``evs`` in funnel order)."""
+    t0 = evs[anchor].ts_ms
+    used = [anchor]
+    done = [t0]
+    for k in range(1, len(q.steps)):
+        found = None
+        for i, e in enumerate(evs):
+            if not is_step(e, k) or e.ts_ms > t0 + q.window_ms or i in used:
+                continue
+            if (i > used[-1]) if q.order == "strict" else (e.ts_ms >= t0):
+                found = i
+                break
+        if found is None:
+            break
+        used.append(found)
+        done.append(max(done[-1], evs[found].ts_ms))
+    return done
+
+
 def ref_funnel(
     events: Sequence[StoredEvent], q: FunnelQuery, visible_tests: set[str]
 ) -> list[dict[str, object]]:
+    """Plain Python funnel with the rules of ``compile_funnel``, written independently."""
     lo = max(q.from_ms, q.not_before_ms)
     by_user: dict[str, list[StoredEvent]] = defaultdict(list)
     for e in events:
@@ -326,22 +350,31 @@ def ref_funnel(
         step = q.steps[k]
         return e.event == step.event and all(matches(e, f) for f in step.filters)
 
+    def first_step(e: StoredEvent) -> int:
+        return next((k for k in range(len(q.steps)) if is_step(e, k)), len(q.steps))
+
     counts: dict[tuple[object, int], int] = defaultdict(int)
+    deltas: dict[tuple[object, int], list[int]] = defaultdict(list)
     groups: set[object] = set()
-    for evs in by_user.values():
-        firsts = sorted((e for e in evs if is_step(e, 0)), key=lambda e: (e.ts_ms, e.uid))
-        if not firsts:
+    for all_evs in by_user.values():
+        evs = sorted(
+            (e for e in all_evs if first_step(e) < len(q.steps)),
+            key=lambda e: (e.ts_ms, first_step(e), e.uid),
+        )
+        anchors = [i for i, e in enumerate(evs) if is_step(e, 0)]
+        if not anchors:
             continue
-        g = value_of(firsts[0], q.group_by) if q.group_by else None
+        g = value_of(evs[anchors[0]], q.group_by) if q.group_by else None
         groups.add(g)
-        t = firsts[0].ts_ms
-        counts[(g, 1)] += 1
-        for k in range(1, len(q.steps)):
-            later = [e.ts_ms for e in evs if is_step(e, k) and e.ts_ms > t]
-            if not later:
-                break
-            t = min(later)
-            counts[(g, k + 1)] += 1
+        best: list[int] = []
+        for i in anchors:  # earliest anchor first: a later one must go strictly further
+            path = _ref_funnel_path(evs, i, q, is_step)
+            if len(path) > len(best):
+                best = path
+        for k, done in enumerate(best, start=1):
+            counts[(g, k)] += 1
+            if k > 1:
+                deltas[(g, k - 1)].append(done - best[k - 2])
     if q.group_by is None:
         groups = {None}
     out = []
@@ -351,8 +384,14 @@ def ref_funnel(
             item: dict[str, object] = {"step": k, "event": step.event}
             if q.group_by is not None:
                 item[q.group_by] = g
-            item["users"] = counts[(g, k)]
-            item["conversion"] = counts[(g, k)] / first if first else 0.0
+            users = counts[(g, k)]
+            prev = counts[(g, k - 1)] if k > 1 else users
+            item["users"] = users
+            item["conversion"] = users / first if first else 0.0
+            item["step_conversion"] = users / prev if prev else 0.0
+            item["drop_off"] = prev - users
+            ds = deltas.get((g, k))
+            item["median_s"] = float(statistics.median(ds)) / 1000 if ds else None
             out.append(item)
     return out
 
@@ -567,6 +606,8 @@ def funnel_queries(draw: st.DrawFn) -> FunnelQuery:
                 [None, "color", "price", "page", "unused", "$platform", "$new_user", "vip"]
             )
         ),
+        window=draw(st.sampled_from(["1s", "1m", "30m", "1h", "1d", "90d", None])),
+        order=draw(st.sampled_from(["strict", "any", None])),
     )
 
 
@@ -705,15 +746,129 @@ def test_report_output_shape(tmp_path: Path) -> None:
         f = FunnelQuery.parse(
             steps=["view", ("buy", ["color=blue"])], from_ms=T0, to_ms=T0 + SPAN, not_before_ms=0
         )
-        # u2's buy has the same timestamp as their view: not strictly after, no conversion
+        # u2's buy has the same timestamp as their view: same millisecond, in step order
         assert s.funnel("shop", f, SLOTS) == [
-            {"step": 1, "event": "view", "users": 2, "conversion": 1.0},
-            {"step": 2, "event": "buy", "users": 0, "conversion": 0.0},
+            {
+                "step": 1,
+                "event": "view",
+                "users": 2,
+                "conversion": 1.0,
+                "step_conversion": 1.0,
+                "drop_off": 0,
+                "median_s": 0.0,
+            },
+            {
+                "step": 2,
+                "event": "buy",
+                "users": 1,
+                "conversion": 0.5,
+                "step_conversion": 0.5,
+                "drop_off": 1,
+                "median_s": None,
+            },
         ]
-        s.append([ev("5", T0 + 2 * HOUR, user="u2", color="blue", event="buy")])
-        assert s.funnel("shop", f, SLOTS)[1] == {
-            "step": 2,
-            "event": "buy",
-            "users": 1,
-            "conversion": 0.5,
-        }
+
+
+def _funnel(steps: list[str], **kw: object) -> FunnelQuery:
+    return FunnelQuery.parse(steps=steps, from_ms=T0, to_ms=T0 + SPAN, not_before_ms=0, **kw)  # type: ignore[arg-type]
+
+
+def test_funnel_windows_orders_and_medians(tmp_path: Path) -> None:
+    with DuckDBEventStore(tmp_path / "a.duckdb") as s:
+        s.append(
+            [
+                # u1: view, then 2 views later a buy 50 min after the SECOND view only
+                ev("a1", T0, user="u1"),
+                ev("a2", T0 + 2 * HOUR, user="u1"),
+                ev("a3", T0 + 2 * HOUR + 50 * 60_000, user="u1", event="buy"),
+                ev("a4", T0 + 2 * HOUR + 51 * 60_000, user="u1", event="share"),
+                # u2: share before buy (any order only), same ms as the view
+                ev("b1", T0, user="u2"),
+                ev("b2", T0, user="u2", event="share"),
+                ev("b3", T0 + 30_000, user="u2", event="buy"),
+                # u3: one view only; two views at one ms satisfy view -> view once
+                ev("c1", T0 + HOUR, user="u3"),
+            ]
+        )
+        hour = s.funnel("shop", _funnel(["view", "buy", "share"], window="1h"), SLOTS)
+        assert [r["users"] for r in hour] == [3, 2, 1]
+        # u1 starts at the second view (the one that goes furthest): 50 min, then 60 s
+        assert [r["median_s"] for r in hour] == [(3000 + 30) / 2, 60.0, None]
+        assert [r["drop_off"] for r in hour] == [0, 1, 1]
+        short = s.funnel("shop", _funnel(["view", "buy"], window="30m"), SLOTS)
+        assert [r["users"] for r in short] == [3, 1]
+        anyo = s.funnel("shop", _funnel(["view", "buy", "share"], window="1h", order="any"), SLOTS)
+        assert [r["users"] for r in anyo] == [3, 2, 2]
+        # any order: u2 has done buy and share by 30 s (share at 0 s)
+        assert [r["median_s"] for r in anyo] == [(3000 + 30) / 2, (60 + 0) / 2, None]
+        twice = s.funnel("shop", _funnel(["view", "view"]), SLOTS)
+        assert [r["users"] for r in twice] == [3, 1]  # one event never counts as two steps
+        s.append([ev("c2", T0 + HOUR, user="u3")])  # same ms: two events, two steps
+        assert [r["users"] for r in s.funnel("shop", _funnel(["view", "view"]), SLOTS)] == [3, 2]
+
+
+@pytest.mark.parametrize(
+    ("window", "message"),
+    [
+        ("0m", "too short"),
+        ("-1h", "not a duration"),
+        ("abc", "not a duration"),
+        ("1y", "not a duration"),
+        ("", "not a duration"),
+        ("91d", "too long"),
+        ("13w", "too long"),
+        (0, "too short"),
+        (True, "duration"),
+    ],
+)
+def test_bad_funnel_windows_are_refused(window: object, message: str) -> None:
+    with pytest.raises(ReportQueryError, match=message):
+        _funnel(["view", "buy"], window=window)
+
+
+def test_funnel_window_and_order_parse() -> None:
+    assert _funnel(["view", "buy"]).window_ms == 86_400_000
+    assert _funnel(["view", "buy"], window="30m").window_ms == 30 * 60_000
+    assert _funnel(["view", "buy"], window=" 90d ").window_ms == 90 * 86_400_000
+    assert _funnel(["view", "buy"], window="2w").window_ms == 14 * 86_400_000
+    assert _funnel(["view", "buy"], order="any").order == "any"
+    with pytest.raises(ReportQueryError, match="strict or any"):
+        _funnel(["view", "buy"], order="sideways")
+    with pytest.raises(ReportQueryError, match="clashes"):
+        _funnel(["view", "buy"], group_by="median_s")
+
+
+def funnel_example_events() -> list[StoredEvent]:
+    """Ties, windows and an even number of times for the median; used on every store."""
+    return [
+        ev("a1", T0, user="u1"),
+        ev("a2", T0 + 2 * HOUR, user="u1"),
+        ev("a3", T0 + 2 * HOUR + 50 * 60_000, user="u1", event="buy"),
+        ev("a4", T0 + 2 * HOUR + 51 * 60_000, user="u1", event="share"),
+        ev("b1", T0, user="u2"),
+        ev("b2", T0, user="u2", event="share"),
+        ev("b3", T0 + 30_000, user="u2", event="buy"),
+        ev("c2", T0 + HOUR, user="u3"),
+        ev("c1", T0 + HOUR, user="u3", event="buy"),  # same ms as the view, smaller id
+        # a 1-day window is 24 h, also across New York's DST change (T0 + 30 h)
+        ev("d1", T0 + 20 * HOUR, user="u4"),
+        ev("d2", T0 + 44 * HOUR, user="u4", event="buy"),
+        ev("e1", T0 + 20 * HOUR, user="u5"),
+        ev("e2", T0 + 44 * HOUR + 1, user="u5", event="buy"),
+    ]
+
+
+FUNNEL_EXAMPLE: list[tuple[dict[str, object], list[int], list[float | None]]] = [
+    ({"window": "1h"}, [5, 3, 1], [30.0, 60.0, None]),
+    ({"window": "1d"}, [5, 4, 1], [(30 + 10_200) / 2, 60.0, None]),  # u1 from a1
+    ({"window": "1h", "order": "any"}, [5, 3, 2], [30.0, 30.0, None]),
+]
+
+
+def test_funnel_example_and_dst(tmp_path: Path) -> None:
+    with DuckDBEventStore(tmp_path / "a.duckdb") as s:
+        s.append(funnel_example_events())
+        for kw, users, medians in FUNNEL_EXAMPLE:
+            got = s.funnel("shop", _funnel(["view", "buy", "share"], **kw), SLOTS)
+            assert [r["users"] for r in got] == users, kw
+            assert [r["median_s"] for r in got] == medians, kw

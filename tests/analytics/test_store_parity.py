@@ -25,11 +25,13 @@ from miniport.analytics.clickhouse_store import ClickHouseEventStore
 from miniport.analytics.event_store import DuckDBEventStore, EventStore, StoredEvent
 from miniport.analytics.reports import EventQuery, FunnelQuery
 from tests.analytics.test_reports import (
+    FUNNEL_EXAMPLE,
     SLOTS,
     T0,
     assert_rows_equal,
     event_queries,
     events_strategy,
+    funnel_example_events,
     funnel_queries,
     ref_event_analysis,
     ref_funnel,
@@ -193,3 +195,19 @@ def test_forget_user_parity(store: EventStore, duck: DuckDBEventStore) -> None:
         assert s.forget_user(appid, "u1") >= 4  # ClickHouse counts the retried copies too
     assert store.count(appid) == duck.count(appid) == 8
     assert store.forget_user(appid, "u1") == 0
+
+
+def test_funnel_example_parity(store: EventStore, duck: DuckDBEventStore) -> None:
+    appid, rows = load([store, duck], funnel_example_events(), [])
+    for kw, users, medians in FUNNEL_EXAMPLE:
+        q = FunnelQuery.parse(
+            steps=["view", "buy", "share"],
+            from_ms=T0,
+            to_ms=T0 + 3 * 86_400_000,
+            not_before_ms=0,
+            **kw,  # type: ignore[arg-type]
+        )
+        got = store.funnel(appid, q, SLOTS)
+        assert [r["users"] for r in got] == users, kw
+        assert [r["median_s"] for r in got] == medians, kw
+        assert_rows_equal(got, ref_funnel(rows, q, {"t1"}))

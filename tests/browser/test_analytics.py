@@ -196,6 +196,15 @@ def test_define_test_live_report_and_publish(live: LiveConsole, browser: Any) ->
     funnel = page.get_by_test_id("funnel-table")
     expect(funnel).to_have_attribute("data-rows", "2")
     expect(funnel.locator("tr[data-step='1'] td[data-col=users]")).to_have_text("1")
+    expect(funnel.locator("th").last).to_have_text("Median time to next step")
+    expect(funnel.locator("tr[data-step='2'] td[data-col=median_s]")).to_have_text("–")
+    page.get_by_test_id("funnel-window").select_option("5m")
+    page.get_by_test_id("funnel-order").select_option("any")
+    page.get_by_test_id("funnel-run").click()
+    expect(funnel.locator("tr[data-step='2'] td[data-col=drop_off]")).to_be_visible()
+    expect(page.get_by_test_id("funnel-error")).to_have_text("")
+    page.get_by_test_id("funnel-table").scroll_into_view_if_needed()
+    shot(page, "analytics-funnel", full_page=False)
     funnel_chart = "() => Chart.getChart('funnel-chart')"
     assert page.evaluate(funnel_chart + ".options.scales.y.ticks.precision") == 0  # whole users
     ticks = page.evaluate(funnel_chart + ".scales.y.ticks.map((tick) => tick.value)")

@@ -149,8 +149,24 @@ async def test_report_limits_and_bad_queries(loaded: Api) -> None:
 async def test_funnels(loaded: Api) -> None:
     rows = (await loaded.ok("POST", "/funnel", {"steps": ["goods_click", "purchase"]}))["rows"]
     assert rows == [
-        {"step": 1, "event": "goods_click", "users": 3, "conversion": 1.0},
-        {"step": 2, "event": "purchase", "users": 2, "conversion": 2 / 3},
+        {
+            "step": 1,
+            "event": "goods_click",
+            "users": 3,
+            "conversion": 1.0,
+            "step_conversion": 1.0,
+            "drop_off": 0,
+            "median_s": pytest.approx(3600, abs=1),  # times are corrected by sent_at
+        },
+        {
+            "step": 2,
+            "event": "purchase",
+            "users": 2,
+            "conversion": 2 / 3,
+            "step_conversion": 2 / 3,
+            "drop_off": 1,
+            "median_s": None,
+        },
     ]
     rows = (
         await loaded.ok(
@@ -163,17 +179,41 @@ async def test_funnels(loaded: Api) -> None:
             "POST", "/funnel", {"steps": ["goods_click", "purchase"], "group_by": "color"}
         )
     )["rows"]
-    assert rows == [
-        {"step": 1, "event": "goods_click", "color": "blue", "users": 1, "conversion": 1.0},
-        {"step": 2, "event": "purchase", "color": "blue", "users": 1, "conversion": 1.0},
-        {"step": 1, "event": "goods_click", "color": "red", "users": 2, "conversion": 1.0},
-        {"step": 2, "event": "purchase", "color": "red", "users": 1, "conversion": 0.5},
+    assert [(r["color"], r["step"], r["users"], r["conversion"]) for r in rows] == [
+        ("blue", 1, 1, 1.0),
+        ("blue", 2, 1, 1.0),
+        ("red", 1, 2, 1.0),
+        ("red", 2, 1, 0.5),
     ]
     # order matters: nobody clicked after purchasing
     rows = (await loaded.ok("POST", "/funnel", {"steps": ["purchase", "goods_click"]}))["rows"]
     assert [r["users"] for r in rows] == [2, 0]
     status, _ = await loaded.call("POST", "/funnel", {"steps": ["purchase"]})
     assert status == 422
+
+
+async def test_funnel_window_and_order(loaded: Api) -> None:
+    steps = ["goods_click", "purchase"]
+    found = await loaded.ok("POST", "/funnel", {"steps": steps, "window": "30m"})
+    assert [r["users"] for r in found["rows"]] == [3, 0]
+    assert found["window_ms"] == 30 * 60_000 and found["order"] == "strict"
+    found = await loaded.ok("POST", "/funnel", {"steps": steps, "window": "61m"})
+    assert [r["users"] for r in found["rows"]] == [3, 2]
+    assert found["rows"][0]["median_s"] == pytest.approx(3600, abs=1)
+    # any order: the purchase may come first, but never before the step-1 event
+    found = await loaded.ok("POST", "/funnel", {"steps": steps[::-1], "order": "any"})
+    assert [r["users"] for r in found["rows"]] == [2, 0] and found["order"] == "any"
+    for body, fragment in (
+        ({"window": "0m"}, "too short"),
+        ({"window": "-1h"}, "not a duration"),
+        ({"window": "abc"}, "not a duration"),
+        ({"window": "91d"}, "at most 90d"),
+        ({"order": "sideways"}, "strict or any"),
+        ({"window": 60}, "window"),
+    ):
+        status, answer = await loaded.call("POST", "/funnel", {"steps": steps, **body})
+        assert status == 422, body
+        assert fragment in str(answer), (body, answer)
 
 
 async def test_csv_export(loaded: Api) -> None:

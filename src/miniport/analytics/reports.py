@@ -7,8 +7,9 @@ job has not deleted yet):
 * **Event analysis** (:class:`EventQuery`) of ONE event: 1..5 metrics, 0..5 group-bys, 0..5
   filters combined all-AND or all-OR, bucketed by ``hour``, ``day`` (in an IANA time zone) or
   ``all``.
-* **Funnel** (:class:`FunnelQuery`): 2..10 ordered steps, each an event with its own filters
-  (AND), at most one group-by taken from the user's first step-1 event.
+* **Funnel** (:class:`FunnelQuery`): 2..10 steps, each an event with its own filters (AND),
+  a conversion window, strict or any order, at most one group-by taken from the user's first
+  step-1 event. See :func:`compile_funnel` for the exact rules.
 
 Strings from the console/API are parsed with :func:`parse_metric` and :func:`parse_filter`
 (``ReportQueryError`` on anything malformed). SQL is built by :func:`compile_event_analysis`,
@@ -62,6 +63,7 @@ __all__ = [
     "FieldType",
     "Filter",
     "FilterOp",
+    "FunnelOrder",
     "FunnelQuery",
     "FunnelStep",
     "Granularity",
@@ -74,6 +76,7 @@ __all__ = [
     "offset_segments",
     "parse_filter",
     "parse_metric",
+    "parse_window",
     "slot_column",
 ]
 
@@ -84,6 +87,7 @@ FieldSlots = Mapping[str, tuple[FieldType, int]]
 Granularity = Literal["hour", "day", "all"]
 FilterOp = Literal["=", "!=", ">=", ">", "<=", "<"]
 MetricKind = Literal["count", "users", "per_user", "sum", "max", "min", "avg", "distinct"]
+FunnelOrder = Literal["strict", "any"]
 
 MAX_METRICS: Final = 5
 MAX_GROUP_BY: Final = 5
@@ -126,6 +130,17 @@ _RESERVED_KEYS: Final = frozenset({"bucket", "step", "event", "users", "conversi
 
 _MS_PER_HOUR: Final = 3_600_000
 _MS_PER_DAY: Final = 86_400_000
+DEFAULT_FUNNEL_WINDOW_MS: Final = _MS_PER_DAY
+MAX_FUNNEL_WINDOW_MS: Final = 90 * _MS_PER_DAY
+_WINDOW_RE: Final = re.compile(r"\s*([0-9]{1,9})\s*([smhdw])\s*")
+_WINDOW_UNITS: Final = {
+    "s": 1000,
+    "m": 60_000,
+    "h": _MS_PER_HOUR,
+    "d": _MS_PER_DAY,
+    "w": 7 * _MS_PER_DAY,
+}
+_FUNNEL_KEYS: Final = frozenset({"step_conversion", "drop_off", "median_s"})
 _SAMPLE_MS: Final = 6 * _MS_PER_HOUR
 # Bucket numbers are computed as (ts + offset + SHIFT) // width so the integer division
 # never sees a negative number (DuckDB's // truncates toward zero); SHIFT is whole days.
@@ -340,15 +355,39 @@ class FunnelStep:
         _check_filters(self.filters, "per funnel step")
 
 
+def parse_window(text: str | int) -> int:
+    """A funnel's conversion window in ms: ``"30m"``, ``"1h"``, ``"1d"``, ``"7d"``, ``"2w"``,
+    ``"90s"`` (or a number of ms); 1 s to 90 days."""
+    if isinstance(text, bool):
+        raise ReportQueryError("window must be a duration such as 30m, 1h or 7d")
+    if isinstance(text, int):
+        ms = text
+    elif isinstance(text, str) and (match := _WINDOW_RE.fullmatch(text)) is not None:
+        ms = int(match.group(1)) * _WINDOW_UNITS[match.group(2)]
+    else:
+        raise ReportQueryError(
+            f"window {text!r} is not a duration: a whole number and a unit s, m, h, d or w "
+            "(e.g. 30m, 1h, 7d)"
+        )
+    if ms < 1000:
+        raise ReportQueryError(f"window {text!r} is too short: at least 1s")
+    if ms > MAX_FUNNEL_WINDOW_MS:
+        raise ReportQueryError(f"window {text!r} is too long: at most 90d")
+    return ms
+
+
 @dataclass(frozen=True, kw_only=True, slots=True)
 class FunnelQuery:
-    """Ordered funnel steps; build from strings with :meth:`parse`."""
+    """Funnel steps with a conversion window (ms) and an order (``strict`` or ``any``); build
+    from strings with :meth:`parse`."""
 
     steps: tuple[FunnelStep, ...]
     from_ms: int
     to_ms: int
     not_before_ms: int
     group_by: str | None = None
+    window_ms: int = DEFAULT_FUNNEL_WINDOW_MS
+    order: FunnelOrder = "strict"
 
     def __post_init__(self) -> None:
         _check_window(self.from_ms, self.to_ms, self.not_before_ms)
@@ -359,10 +398,13 @@ class FunnelQuery:
             )
         if self.group_by is not None:
             _check_name(self.group_by, "group-by")
-            if self.group_by in _RESERVED_KEYS:
+            if self.group_by in _RESERVED_KEYS | _FUNNEL_KEYS:
                 raise ReportQueryError(
                     f"group-by {self.group_by!r} clashes with a column of the report"
                 )
+        parse_window(self.window_ms)
+        if self.order not in ("strict", "any"):
+            raise ReportQueryError(f"order is strict or any, not {self.order!r}")
 
     @classmethod
     def parse(
@@ -373,6 +415,8 @@ class FunnelQuery:
         to_ms: int,
         not_before_ms: int,
         group_by: str | None = None,
+        window: str | int | None = None,
+        order: str | None = None,
     ) -> FunnelQuery:
         parsed: list[FunnelStep] = []
         for step in steps:
@@ -391,6 +435,8 @@ class FunnelQuery:
             to_ms=to_ms,
             not_before_ms=not_before_ms,
             group_by=group_by,
+            window_ms=DEFAULT_FUNNEL_WINDOW_MS if window is None else parse_window(window),
+            order=cast(FunnelOrder, "strict" if order is None else order),
         )
 
 
@@ -776,8 +822,24 @@ def compile_funnel(
     existing_columns: Collection[str] | None = None,
     dialect: Dialect = DUCKDB,
 ) -> CompiledReport:
-    """SQL for a funnel: a user reaches step k when they did step k strictly after the time
-    they reached step k-1 (earliest times, which is optimal), all within the window."""
+    """SQL for a funnel. The rules (the same on both engines and in the tests' reference):
+
+    * A user's events in the date range are put in one order: time, then the first step the
+      event matches, then the event id. So two events of the same millisecond count in step
+      order, and one event never satisfies two steps.
+    * Every step-1 event is a possible start (an *anchor*); each later step must happen within
+      ``window_ms`` after the anchor (inclusive). ``strict``: step k is the first event after
+      step k-1's event (in the order above) that matches step k. ``any``: step k is the first
+      event at or after the anchor's time, not taken by an earlier step, that matches step k.
+    * A user reaches the furthest step any anchor reaches (the earliest such anchor is the
+      one used, as ClickHouse's ``windowFunnel`` or PostHog pick the attempt that goes
+      furthest); a user at step k counts at steps 1..k.
+    * ``median_s`` of step k: the median over users who reached step k+1 of the seconds from
+      completing steps 1..k to completing steps 1..k+1 (``any``: the time by which every step
+      so far was done); the mean of the two middle values when their count is even.
+
+    ClickHouse's ``windowFunnel`` is not used: it gives no times (no medians), and an event
+    matching two conditions advances two steps."""
     columns = _Columns(slots, existing_columns, dialect)
     params = _Params(dialect)
     base = _base_where(appid, q.from_ms, q.to_ms, q.not_before_ms, params)
@@ -791,67 +853,101 @@ def compile_funnel(
         cond = f"event = {params.add(step.event, 'VARCHAR')}"
         cond += _filters_sql(step.filters, False, columns, params)
         step_conds.append(cond)
-    step_events = [s.event for s in q.steps]
-    shape = _funnel_shape(step_events, q.group_by, group is not None and group.type == "bool")
+    window = params.add(q.window_ms, "BIGINT")
+    bool_group = group is not None and group.type == "bool"
+    shape = _funnel_shape([s.event for s in q.steps], q.group_by, bool_group)
     if dialect is CLICKHOUSE:
-        sql = clickhouse_funnel(base.source(params, columns), where, group_expr, step_conds)
-        return CompiledReport(sql, tuple(params.values), _unpivot_steps(shape), tuple(columns.used))
-    ctes = [
-        "base AS (SELECT user_id, ts_ms, uid, event, "
-        + f"{group_expr} AS g"
-        + "".join(f", ({c}) AS c{i}" for i, c in enumerate(step_conds))
-        + f" FROM {TABLE} WHERE {where})",
-        "s1 AS (SELECT user_id, first(g ORDER BY ts_ms, uid) AS g, min(ts_ms) AS t"
-        " FROM base WHERE c0 GROUP BY user_id)",
-    ]
-    for k in range(1, len(q.steps)):
-        ctes.append(
-            f"s{k + 1} AS (SELECT p.user_id, p.g, min(b.ts_ms) AS t FROM s{k} p"
-            f" JOIN base b ON b.user_id = p.user_id AND b.ts_ms > p.t"
-            f" WHERE b.c{k} GROUP BY p.user_id, p.g)"
-        )
-    unions = " UNION ALL ".join(
-        f"SELECT {k + 1} AS step, g, count(*) AS n FROM s{k + 1} GROUP BY g"
-        for k in range(len(q.steps))
-    )
-    sql = f"WITH {', '.join(ctes)} {unions}"
+        source = base.source(params, columns)
+        sql = clickhouse_funnel(source, where, group_expr, step_conds, window, q.order)
+    else:
+        sql = _duckdb_funnel(where, group_expr, step_conds, window, q.order)
     return CompiledReport(sql, tuple(params.values), shape, tuple(columns.used))
 
 
-def _unpivot_steps(
-    shape: Callable[[Sequence[Row]], list[dict[str, object]]],
-) -> Callable[[Sequence[Row]], list[dict[str, object]]]:
-    """Rows ``(g, n1..nK)`` -> rows ``(step, g, n)`` for the funnel's shape."""
-
-    def unpivot(rows: Sequence[Row]) -> list[dict[str, object]]:
-        return shape([(k, row[0], n) for row in rows for k, n in enumerate(row[1:], start=1)])
-
-    return unpivot
+def _duckdb_funnel(
+    where: str, group_expr: str, step_conds: Sequence[str], window: str, order: FunnelOrder
+) -> str:
+    """DuckDB: one row per anchor and step reached (``s1..sK``), then per user the anchor
+    that goes furthest; returns ``g, n1..nK, m1..m(K-1)`` (medians in ms)."""
+    k = len(step_conds)
+    conds = "".join(f", coalesce(({c}), false) AS c{i}" for i, c in enumerate(step_conds))
+    rank = " ".join(f"WHEN c{i} THEN {i}" for i in range(k))
+    any_cond = " OR ".join(f"c{i}" for i in range(k))
+    ctes = [
+        f"e AS (SELECT user_id, ts_ms AS t, uid AS u, {group_expr} AS g{conds}"
+        f" FROM {TABLE} WHERE {where})",
+        f"base AS (SELECT *, CASE {rank} END AS r FROM e WHERE {any_cond})",
+        "s1 AS (SELECT user_id, t AS a0, t, r, u AS u1, t AS c FROM base WHERE c0)",
+    ]
+    for i in range(1, k):
+        used = ", ".join(f"p.u{j}" for j in range(1, i + 1))
+        if order == "strict":
+            after = f"(b.t > p.t OR (b.t = p.t AND (b.r > p.r OR (b.r = p.r AND b.u > p.u{i}))))"
+        else:
+            after = f"b.t >= p.a0 AND b.u NOT IN ({used})"
+        ctes.append(
+            f"s{i + 1} AS (SELECT user_id, a0, (m).t AS t, (m).r AS r, "
+            + "".join(f"u{j}, " for j in range(1, i + 1))
+            + f"(m).u AS u{i + 1}, greatest(c, (m).t) AS c FROM ("
+            f"SELECT p.user_id, p.a0, p.c, {used}, min({{'t': b.t, 'r': b.r, 'u': b.u}}) AS m"
+            f" FROM s{i} p JOIN base b ON b.user_id = p.user_id AND b.c{i}"
+            f" AND b.t <= p.a0 + {window} AND {after}"
+            f" GROUP BY p.user_id, p.a0, p.c, {used}))"
+        )
+    levels = " UNION ALL ".join(
+        f"SELECT {i + 1} AS k, user_id, u1, a0, c FROM s{i + 1}" for i in range(k)
+    )
+    ctes += [
+        f"lv AS ({levels})",
+        "al AS (SELECT user_id, u1, a0, max(k) AS lv FROM lv GROUP BY user_id, u1, a0)",
+        "best AS (SELECT user_id, first(u1 ORDER BY lv DESC, a0, u1) AS u1, max(lv) AS lv"
+        " FROM al GROUP BY user_id)",
+        "path AS (SELECT b.user_id, b.lv"
+        + "".join(f", max(CASE WHEN l.k = {i + 1} THEN l.c END) AS c{i + 1}" for i in range(k))
+        + " FROM best b JOIN lv l ON l.user_id = b.user_id AND l.u1 = b.u1"
+        " GROUP BY b.user_id, b.lv)",
+        "ug AS (SELECT user_id, first(g ORDER BY t, u) AS g FROM base WHERE c0 GROUP BY user_id)",
+    ]
+    counts = ", ".join(f"count(*) FILTER (WHERE p.lv >= {i + 1}) AS n{i + 1}" for i in range(k))
+    medians = "".join(
+        f", quantile_cont(CAST(p.c{i + 2} - p.c{i + 1} AS DOUBLE), 0.5) AS m{i + 1}"
+        for i in range(k - 1)
+    )
+    return (
+        f"WITH {', '.join(ctes)} SELECT ug.g, {counts}{medians}"
+        " FROM path p JOIN ug ON ug.user_id = p.user_id GROUP BY ug.g"
+    )
 
 
 def _funnel_shape(
     step_events: list[str], group_name: str | None, bool_group: bool = False
 ) -> Callable[[Sequence[Row]], list[dict[str, object]]]:
+    """Rows ``(g, n1..nK, m1..m(K-1))`` -> one row per group and step: users, conversion
+    (from step 1), step_conversion (from the step before), drop_off (users lost since the
+    step before) and median_s (to the next step; ``None`` for the last step or nobody)."""
+    k = len(step_events)
+
     def shape(rows: Sequence[Row]) -> list[dict[str, object]]:
-        counts: dict[tuple[object, int], int] = {}
-        groups: dict[object, None] = {}
-        for step, raw_g, n in rows:
-            g = _as_bool(raw_g) if bool_group else raw_g
-            counts[(g, cast(int, step))] = cast(int, n)
-            if step == 1:
-                groups[g] = None
+        by_group = {(_as_bool(row[0]) if bool_group else row[0]): row for row in rows}
         if group_name is None:
-            groups = {None: None}
+            by_group = {None: by_group.get(None, (None, *([0] * k), *([None] * (k - 1))))}
         out: list[dict[str, object]] = []
-        for g in sorted(groups, key=_none_first):
-            first = counts.get((g, 1), 0)
-            for k, event in enumerate(step_events, start=1):
-                users = counts.get((g, k), 0)
-                item: dict[str, object] = {"step": k, "event": event}
+        for g in sorted(by_group, key=_none_first):
+            row = by_group[g]
+            counts = [int(cast(int, n)) for n in row[1 : k + 1]]
+            medians = [*row[k + 1 :], None]
+            for i, event in enumerate(step_events):
+                users = counts[i]
+                prev = counts[i - 1] if i else users
+                item: dict[str, object] = {"step": i + 1, "event": event}
                 if group_name is not None:
                     item[group_name] = g
                 item["users"] = users
-                item["conversion"] = users / first if first else 0.0
+                item["conversion"] = users / counts[0] if counts[0] else 0.0
+                item["step_conversion"] = users / prev if prev else 0.0
+                item["drop_off"] = prev - users
+                median = medians[i]
+                item["median_s"] = None if median is None else float(cast(float, median)) / 1000
                 out.append(item)
         return out
 

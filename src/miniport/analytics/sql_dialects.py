@@ -162,32 +162,80 @@ def dedup_source(
     return f"({single} UNION ALL {one_copy})"
 
 
-def clickhouse_funnel(source: str, where: str, group_expr: str, step_conds: Sequence[str]) -> str:
-    """A funnel on ClickHouse 18.16 (no CTEs, no ``b.ts > p.t`` joins): one row per user with
-    the time of their first step-1 event and arrays of their later events, each later step
-    found with ``arrayFilter`` strictly after the previous step's time. Returns one row per
-    group: ``g, n1 .. nK`` (users who reached each step)."""
+def clickhouse_funnel(
+    source: str,
+    where: str,
+    group_expr: str,
+    step_conds: Sequence[str],
+    window: str,
+    order: Literal["strict", "any"],
+) -> str:
+    """A funnel on ClickHouse 18.16 (no CTEs, no window functions, no ``b.t > p.t`` joins),
+    with the rules of ``reports.compile_funnel``: one row per user with their events sorted
+    by ``(time, first step matched, id)`` in arrays, ``ARRAY JOIN`` over the step-1 events
+    (anchors), each later step's index found with ``arrayFirstIndex``, then per user the
+    anchor that goes furthest (``argMax``). Returns one row per group:
+    ``g, n1..nK, m1..m(K-1)`` (users who reached each step, median ms to the next step)."""
     k = len(step_conds)
     conds = ", ".join(f"ifNull(({c}), 0) AS c{i}" for i, c in enumerate(step_conds))
-    arrays = "".join(f", groupArray(c{i}) AS a{i}" for i in range(1, k))
+    rank = "multiIf(" + ", ".join(f"c{i}, {i}" for i in range(k)) + f", {k})"
+    tuple_cs = ", ".join(f"c{i}" for i in range(k))
     per_user = (
         "SELECT user_id, tupleElement(argMinIf(tuple(g), tuple(ts_ms, uid), c0), 1) AS g,"
-        f" minIf(ts_ms, c0) AS t1, groupArray(ts_ms) AS ts{arrays}"
-        f" FROM (SELECT user_id, ts_ms, uid, {group_expr} AS g, {conds}"
-        f" FROM {source} WHERE {where}) GROUP BY user_id HAVING countIf(c0) > 0"
+        f" arraySort(groupArray(tuple(ts_ms, r, uid, {tuple_cs}))) AS e"
+        f" FROM (SELECT user_id, ts_ms, uid, {group_expr} AS g, {conds}, {rank} AS r"
+        f" FROM {source} WHERE {where}) WHERE r < {k} GROUP BY user_id HAVING countIf(c0) > 0"
     )
-    steps = ["1 AS r1"]
+    arrays = "".join(f", arrayMap(x -> tupleElement(x, {i + 4}), e) AS a{i}" for i in range(k))
+    unpacked = (
+        f"SELECT user_id, g, arrayMap(x -> tupleElement(x, 1), e) AS ts{arrays},"
+        " arrayEnumerate(ts) AS ix, length(ts) AS n"
+        f" FROM ({per_user})"
+    )
+
+    # 18.16 prunes a subquery column that is used only inside a lambda: scalars reach the
+    # lambdas as constant arrays (arrayResize) instead of being captured
+    def const(name: str) -> str:
+        return f"arrayResize([{name}], n, {name})"
+
+    steps = ["ts[p1] AS t1", f"t1 + {window} AS lim", "t1 AS c1"]
     for i in range(1, k):
-        # 18.16 prunes a subquery column that is used only inside a lambda: pass the
-        # previous step's time as an array argument instead of capturing it
-        args = f"ts, a{i}, arrayResize([t{i}], length(ts), t{i})"
-        hit = "(x_t, x_c, x_p) -> x_c AND x_t > x_p"
-        steps.append(f"r{i} AND arrayExists({hit}, {args}) AS r{i + 1}")
-        if i + 1 < k:
-            steps.append(f"arrayReduce('min', arrayFilter({hit}, {args})) AS t{i + 1}")
-    reached = f"SELECT g, {', '.join(steps)} FROM ({per_user})"
-    sums = ", ".join(f"toUInt64(sum(r{i + 1})) AS n{i + 1}" for i in range(k))
-    return f"SELECT g, {sums} FROM ({reached}) GROUP BY g"
+        if order == "strict":
+            hit = "(x_t, x_c, x_i, x_p, x_l) -> x_c AND x_i > x_p AND x_t <= x_l"
+            args = f"ts, a{i}, ix, {const(f'p{i}')}, {const('lim')}"
+        else:
+            used = [f"x_u{j}" for j in range(1, i + 1)]
+            not_used = "".join(f" AND x_i != {u}" for u in used)
+            hit = (
+                f"(x_t, x_c, x_i, x_a, x_l, {', '.join(used)}) -> x_c AND x_t >= x_a"
+                f" AND x_t <= x_l{not_used}"
+            )
+            consts = ", ".join(const(f"p{j}") for j in range(1, i + 1))
+            args = f"ts, a{i}, ix, {const('t1')}, {const('lim')}, {consts}"
+        steps.append(f"if(p{i} > 0, arrayFirstIndex({hit}, {args}), 0) AS p{i + 1}")
+        steps.append(f"if(p{i + 1} > 0, greatest(c{i}, ts[p{i + 1}]), 0) AS c{i + 1}")
+    level = " + ".join(f"(p{i + 1} > 0)" for i in range(k))
+    deltas = ", ".join(f"c{i + 2} - c{i + 1}" for i in range(k - 1))
+    per_anchor = (
+        f"SELECT user_id, g, p1, {', '.join(steps)}, {level} AS lv, tuple(lv, {deltas}) AS dd"
+        f" FROM ({unpacked}) ARRAY JOIN arrayFilter((x_i, x_c) -> x_c, ix, a0) AS p1"
+    )
+    per_user_best = (
+        "SELECT g, argMax(dd, tuple(lv, -p1)) AS best, tupleElement(best, 1) AS level"
+        f"{''.join(f', tupleElement(best, {i + 2}) AS d{i + 1}' for i in range(k - 1))}"
+        f" FROM ({per_anchor}) GROUP BY user_id, g"
+    )
+    sums = ", ".join(f"toUInt64(countIf(level >= {i + 1})) AS n{i + 1}" for i in range(k))
+    medians = "".join(
+        f", if(countIf(level >= {i + 2}) > 0, (quantileExactIf(0.5)(d{i + 1}, level >= {i + 2})"
+        f" - quantileExactIf(0.5)(-d{i + 1}, level >= {i + 2})) / 2, NULL) AS m{i + 1}"
+        for i in range(k - 1)
+    )
+    # the ARRAY JOIN copies a user's arrays to each of their anchors: two-level aggregation
+    # hands the per-user rows on in 256 blocks instead of one, so that copy stays small
+    # (one block of 10k users x 40 anchors x 100 events went over 2 GB on 18.16)
+    settings = " SETTINGS group_by_two_level_threshold = 1, group_by_two_level_threshold_bytes = 1"
+    return f"SELECT g, {sums}{medians} FROM ({per_user_best}) GROUP BY g{settings}"
 
 
 def clickhouse_literal(value: object, ch_type: str) -> str:

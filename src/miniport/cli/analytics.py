@@ -476,14 +476,30 @@ def funnel(
     group_by: Annotated[
         str | None, typer.Option("--group-by", help="One field or system property")
     ] = None,
+    window: Annotated[
+        str | None,
+        typer.Option("--window", help="Conversion window after step 1: 30m, 1h, 1d (default), 7d"),
+    ] = None,
+    order: Annotated[
+        str | None, typer.Option("--order", help="strict (default: steps in order) or any")
+    ] = None,
     from_: From = None,
     to: To = None,
     tz: Zone = "UTC",
     data_dir: DataDir = None,
     as_json: Json = False,
 ) -> None:
-    """A funnel: users reaching each step in order."""
-    body = {"steps": step, "group_by": group_by, "from": from_, "to": to, "tz": tz}
+    """A funnel: users reaching each step within the window, with the median time between
+    steps."""
+    body = {
+        "steps": step,
+        "group_by": group_by,
+        "window": window,
+        "order": order,
+        "from": from_,
+        "to": to,
+        "tz": tz,
+    }
     found = call(data_dir, as_json, "analytics.funnel", appid=appid, body=body)
     render(as_json, found, lambda: _rows_table(found["rows"]))
 

@@ -140,6 +140,8 @@ async def _funnel(pf: Platform, p: Params) -> dict[str, Any]:
         p["appid"],
         steps=b["steps"],
         group_by=b["group_by"],
+        window=b.get("window"),
+        order=b.get("order"),
         from_ms=parse_time(b["from"], b["tz"]),
         to_ms=parse_time(b["to"], b["tz"], end=True),
     )

@@ -597,7 +597,11 @@ class AnalyticsService:
         group_by: str | None,
         from_ms: int | None,
         to_ms: int | None,
+        window: str | None = None,
+        order: str | None = None,
     ) -> dict[str, Any]:
+        """Users reaching each step within ``window`` (``30m``, ``1h``, ``1d``: default one
+        day) after their step-1 event, in ``strict`` order (the default) or ``any``."""
         await self._app(appid)
         start, end = self._window(from_ms, to_ms)
         parsed: list[tuple[str, list[str]]] = []
@@ -610,11 +614,19 @@ class AnalyticsService:
             from_ms=start,
             to_ms=end,
             not_before_ms=self.not_before_ms(),
+            window=window,
+            order=order,
         )
         rows = await asyncio.to_thread(self.store.funnel, appid, query, await self.slots(appid))
         if not any(row.get("users") for row in rows):  # no one at all: maybe no such event
             await self._known_events(appid, [name for name, _ in parsed])
-        return {"rows": rows, "from_ms": start, "to_ms": end}
+        return {
+            "rows": rows,
+            "from_ms": start,
+            "to_ms": end,
+            "window_ms": query.window_ms,
+            "order": query.order,
+        }
 
     async def overview(
         self,

@@ -196,6 +196,8 @@ class ReportIn(BaseModel):
 class FunnelIn(BaseModel):
     steps: list[StrictStr] = Field(min_length=2, max_length=10)
     group_by: StrictStr | None = None
+    window: StrictStr | None = Field(default=None, max_length=16)
+    order: StrictStr | None = Field(default=None, max_length=16)
     from_: StrictStr | int | None = Field(default=None, alias="from")
     to: StrictStr | int | None = None
     tz: StrictStr = "UTC"
@@ -221,11 +223,16 @@ async def report(appid: str, body: ReportIn, request: Request, who: Viewer) -> d
 
 @admin.post("/funnel")
 async def funnel(appid: str, body: FunnelIn, request: Request, who: Viewer) -> dict[str, Any]:
-    """Ordered steps ``EVENT[:FILTER;FILTER]``, at most one group-by."""
+    """Steps ``EVENT[:FILTER;FILTER]``, at most one group-by, a conversion ``window``
+    (``30m``, ``1h``, ``1d``...: default one day, at most 90 days) after the step-1 event,
+    ``order`` ``strict`` (default) or ``any``. Rows: users, conversion, step_conversion,
+    drop_off and median_s (median seconds to the next step) per step."""
     return await platform_of(request).analytics.funnel(
         appid,
         steps=body.steps,
         group_by=body.group_by,
+        window=body.window,
+        order=body.order,
         from_ms=parse_time(body.from_, body.tz),
         to_ms=parse_time(body.to, body.tz, end=True),
     )

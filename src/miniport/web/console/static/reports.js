@@ -311,13 +311,29 @@ async function runFunnel(event) {
     return filters ? `${name}:${filters}` : name;
   });
   const body = { steps, group_by: f.group_by.value || null, from: f.from.value || null, to: f.to.value || null,
-    tz: form.elements.tz.value.trim() || 'UTC' };
+    tz: form.elements.tz.value.trim() || 'UTC', window: f.window.value || null, order: f.order.value || null };
   try {
     const { rows } = await api('POST', `${base}/funnel`, body);
     drawFunnel(body, rows);
   } catch (failure) {
     error.textContent = failure.message;
   }
+}
+
+function formatDuration(seconds) {
+  // the median time between steps, in the largest unit that keeps it readable
+  if (seconds === null || seconds === undefined) return '–';
+  const units = [[86400, 'js.rep.dur_d'], [3600, 'js.rep.dur_h'], [60, 'js.rep.dur_min']];
+  for (const [size, key] of units) {
+    if (seconds >= size) return t(key, { n: Number((seconds / size).toFixed(1)) });
+  }
+  return t('js.rep.dur_s', { n: Number(seconds.toFixed(1)) });
+}
+
+function funnelCell(column, row) {
+  if (column === 'conversion' || column === 'step_conversion') return `${(row[column] * 100).toFixed(1)}%`;
+  if (column === 'median_s') return formatDuration(row.median_s);
+  return formatValue(row[column]);
 }
 
 function drawFunnel(body, rows) {
@@ -332,14 +348,17 @@ function drawFunnel(body, rows) {
   chartOn('funnel-chart', 'bar', labels, [...byGroup.entries()].map(([label, values]) => ({ label, data: values })),
     { yTitle: t('js.rep.users'), counts: true });
   const table = document.querySelector('[data-testid="funnel-table"]');
-  const columns = ['step', 'event', ...(group ? [group] : []), 'users', 'conversion'];
+  const columns = ['step', 'event', ...(group ? [group] : []), 'users', 'conversion', 'step_conversion',
+    'drop_off', 'median_s'];
   const names = { step: t('js.rep.col.step'), event: t('js.rep.col.event'), users: t('js.rep.col.users'),
-    conversion: t('js.rep.col.conversion') };
+    conversion: t('js.rep.col.conversion'), step_conversion: t('js.rep.col.step_conversion'),
+    drop_off: t('js.rep.col.drop_off'), median_s: t('js.rep.col.median_s') };
   table.querySelector('thead').replaceChildren(el('tr', {}, ...columns.map((c) => el('th', { text: names[c] ?? c }))));
   const tbody = table.querySelector('tbody');
   tbody.replaceChildren(...rows.map((row) => el('tr', { 'data-step': String(row.step) }, ...columns.map((c) => el('td', {
     'data-col': c,
-    text: c === 'conversion' ? `${(row.conversion * 100).toFixed(1)}%` : formatValue(row[c]),
+    text: funnelCell(c, row),
+    ...(c === 'median_s' && row.median_s !== null ? { title: `${row.median_s} s`, 'data-seconds': String(row.median_s) } : {}),
   })))));
   if (!rows.length) tbody.append(el('tr', {}, el('td', { colSpan: columns.length, class: 'muted', text: t('js.rep.no_rows') })));
   table.dataset.rows = String(rows.length);

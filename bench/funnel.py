@@ -1,0 +1,180 @@
+"""Benchmark: a 5-step funnel with a 1-hour window over 30 days of events (DuckDB store).
+
+Generates N events (default 1,000,000) for one app over 30 days (10,000 users, 4 event
+names, an int and a string field) with SQL straight into the store's own table (through
+``DuckDBEventStore.insert_from_query``), then times the report engine (``funnel``: build the
+SQL, run it, shape the rows) against the same SQL run bare (the engine's compiled SQL with
+its parameters, on a plain DuckDB connection, rows not shaped), interleaved, after a warm-up.
+Both orders (strict and any) are measured. Figures are medians of process CPU seconds
+(``resource.getrusage``: user + system of this process, DuckDB's threads included) and of
+wall seconds. The issue's target (issue 12, section 5): under 1 s on 10M events.
+
+    .venv/bin/python bench/funnel.py [--events N] [--users U] [--runs 5] [--threads T]
+
+The last line printed is a JSON object; the data file lives in a temp dir, deleted at exit.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import duckdb
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT / "src") not in sys.path:  # run from a checkout without installing
+    sys.path.insert(0, str(ROOT / "src"))
+from miniport.analytics.event_store import DEFAULT_FILE_NAME, DuckDBEventStore  # noqa: E402
+from miniport.analytics.reports import FieldSlots, FunnelQuery, compile_funnel  # noqa: E402
+
+APPID = "bench-app"
+DAY_MS = 86_400_000
+T0 = 1_790_812_800_000  # 2026-10-01T00:00:00Z
+SPAN = 30 * DAY_MS
+SLOTS: FieldSlots = {"price": ("int", 0), "color": ("string", 0)}
+COLUMNS = (
+    "appid",
+    "uid",
+    "event",
+    "user_id",
+    "ts_ms",
+    "received_ms",
+    "time_estimated",
+    "page",
+    "trigger",
+    "visible",
+    "i0",
+    "s0",
+)
+STEPS = ["view", "click", "view:price>=5000", "buy", "share"]
+
+
+def generate(store: DuckDBEventStore, n: int, users: int) -> float:
+    """Insert ``n`` events in time order, random users/events/values, each user active in
+    short bursts (so 1-hour funnels do convert)."""
+    select = f"""
+        SELECT '{APPID}', 'ev-' || i::VARCHAR,
+               (['view', 'view', 'click', 'buy', 'share'])[1 + (hash(i, 1) % 5)::INTEGER],
+               'user-' || ((i // 8 + hash(i // 8, 2)) % {users})::VARCHAR,
+               {T0} + (i * {SPAN} // {n})::BIGINT + (hash(i, 3) % 600000)::BIGINT AS ts,
+               {T0} + (i * {SPAN} // {n})::BIGINT + 600000,
+               false,
+               'pages/p' || (hash(i, 4) % 8)::VARCHAR,
+               'click',
+               true,
+               (hash(i, 5) % 10000)::INTEGER,
+               (['red', 'green', 'blue', 'black', 'white', 'pink'])[1 + (hash(i, 6) % 6)::INTEGER]
+        FROM range({n}) r(i)
+    """
+    start = time.perf_counter()
+    inserted = store.insert_from_query(COLUMNS, select)
+    assert inserted == n, inserted
+    return time.perf_counter() - start
+
+
+def cpu_s() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def measure(fns: dict[str, Callable[[], object]], runs: int) -> dict[str, dict[str, float]]:
+    cpu: dict[str, list[float]] = {name: [] for name in fns}
+    wall: dict[str, list[float]] = {name: [] for name in fns}
+    for _ in range(runs):
+        for name, fn in fns.items():
+            c0, w0 = cpu_s(), time.perf_counter()
+            fn()
+            wall[name].append(time.perf_counter() - w0)
+            cpu[name].append(cpu_s() - c0)
+    return {
+        name: {"cpu_s": statistics.median(cpu[name]), "wall_s": statistics.median(wall[name])}
+        for name in fns
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--events", type=int, default=1_000_000)
+    parser.add_argument("--users", type=int, default=10_000)
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args(argv)
+    n, runs = args.events, max(1, args.runs)
+
+    result: dict[str, object] = {"bench": "funnel", "events": n, "users": args.users}
+    tmp = Path(tempfile.mkdtemp(prefix="miniport-bench-"))
+    try:
+        store = DuckDBEventStore(tmp / DEFAULT_FILE_NAME)
+        try:
+            gen_s = generate(store, n, args.users)
+            print(f"generated {n:,} events in {gen_s:.1f} s", file=sys.stderr)
+            bare_con = duckdb.connect(str(tmp / DEFAULT_FILE_NAME))
+            bare_con.execute(f"SET threads = {args.threads}")  # one instance: both sides
+            for order in ("strict", "any"):
+                parsed = [
+                    (s.partition(":")[0], [f for f in [s.partition(":")[2]] if f]) for s in STEPS
+                ]
+                query = FunnelQuery.parse(
+                    steps=parsed,
+                    from_ms=T0,
+                    to_ms=T0 + SPAN,
+                    not_before_ms=T0,
+                    window="1h",
+                    order=order,
+                )
+                compiled = compile_funnel(APPID, query, SLOTS)
+
+                def engine(q: FunnelQuery = query) -> list[dict[str, object]]:
+                    return store.funnel(APPID, q, SLOTS)
+
+                def bare(
+                    sql: str = compiled.sql, params: tuple[object, ...] = compiled.params
+                ) -> object:
+                    return bare_con.execute(sql, list(params)).fetchall()
+
+                rows = engine()  # warm-up, and a look at the figures
+                bare()
+                users = [r["users"] for r in rows]
+                assert users[0] > 0, users
+                print(
+                    f"{order}: users per step {users}, median_s {[r['median_s'] for r in rows]}",
+                    file=sys.stderr,
+                )
+                figures = measure({"engine": engine, "bare": bare}, runs)
+                ratio = figures["bare"]["cpu_s"] / figures["engine"]["cpu_s"]
+                print(
+                    f"funnel {order}, 5 steps, 1 h window, {n:,} events / 30 days: engine "
+                    f"{figures['engine']['cpu_s']:.3f} CPU s ({figures['engine']['wall_s']:.3f} s"
+                    f" wall); bare SQL {figures['bare']['cpu_s']:.3f} CPU s "
+                    f"({figures['bare']['wall_s']:.3f} s wall); ratio bare/engine {ratio:.2f}"
+                )
+                result[order] = {
+                    "engine_cpu_s": round(figures["engine"]["cpu_s"], 4),
+                    "engine_wall_s": round(figures["engine"]["wall_s"], 4),
+                    "bare_cpu_s": round(figures["bare"]["cpu_s"], 4),
+                    "bare_wall_s": round(figures["bare"]["wall_s"], 4),
+                    "ratio": round(ratio, 3),
+                    "users_per_step": users,
+                }
+            bare_con.close()
+        finally:
+            store.close()
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    result["generate_s"] = round(gen_s, 1)
+    result["loadavg_1m"] = round(os.getloadavg()[0], 2)
+    print(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -89,6 +89,7 @@ from .sql_dialects import (
     dedup_source,
     render_clickhouse,
 )
+from .user_events import UserEventsPage, compile_user_events
 
 __all__ = ["ClickHouseError", "ClickHouseEventStore"]
 
@@ -483,6 +484,28 @@ class ClickHouseEventStore:
     def funnel(self, appid: str, query: FunnelQuery, slots: FieldSlots) -> list[dict[str, object]]:
         self._ensure_fields(slots)
         compiled = compile_funnel(appid, query, slots, dialect=CLICKHOUSE)
+        return compiled.shape(self._select(compiled.sql, compiled.params))
+
+    def user_events(
+        self,
+        appid: str,
+        user_id: str,
+        slots: FieldSlots,
+        *,
+        limit: int,
+        before: str | None,
+        not_before_ms: int,
+    ) -> UserEventsPage:
+        self._ensure_fields(slots)
+        compiled = compile_user_events(
+            appid,
+            user_id,
+            slots,
+            limit=limit,
+            before=before,
+            not_before_ms=not_before_ms,
+            dialect=CLICKHOUSE,
+        )
         return compiled.shape(self._select(compiled.sql, compiled.params))
 
     def export_csv(

@@ -94,6 +94,7 @@ from miniport.analytics.reports import (
     compile_export,
     compile_funnel,
 )
+from miniport.analytics.user_events import UserEventsPage, compile_user_events
 
 __all__ = [
     "DEFAULT_FILE_NAME",
@@ -241,6 +242,20 @@ class EventStore(Protocol):
     def forget_user(self, appid: str, user_id: str) -> int:
         """Delete every event of one user of one app (gone from reports when this returns);
         returns how many rows went."""
+        ...
+
+    def user_events(
+        self,
+        appid: str,
+        user_id: str,
+        slots: FieldSlots,
+        *,
+        limit: int,
+        before: str | None,
+        not_before_ms: int,
+    ) -> UserEventsPage:
+        """One page of a user's events (test events included), oldest first: the ``limit``
+        newest before the cursor ``before`` (see :mod:`miniport.analytics.user_events`)."""
         ...
 
     def count(self, appid: str, event: str | None = None, *, include_tests: bool = False) -> int:
@@ -537,6 +552,27 @@ class DuckDBEventStore:
 
     def funnel(self, appid: str, query: FunnelQuery, slots: FieldSlots) -> list[dict[str, object]]:
         compiled = compile_funnel(appid, query, slots, existing_columns=self._columns)
+        return compiled.shape(self._query(compiled.sql, compiled.params))
+
+    def user_events(
+        self,
+        appid: str,
+        user_id: str,
+        slots: FieldSlots,
+        *,
+        limit: int,
+        before: str | None,
+        not_before_ms: int,
+    ) -> UserEventsPage:
+        compiled = compile_user_events(
+            appid,
+            user_id,
+            slots,
+            limit=limit,
+            before=before,
+            not_before_ms=not_before_ms,
+            existing_columns=self._columns,
+        )
         return compiled.shape(self._query(compiled.sql, compiled.params))
 
     def export_csv(

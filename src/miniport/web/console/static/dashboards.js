@@ -56,7 +56,26 @@ function chart(type, labels, datasets, counts) {
   return box;
 }
 
-function drawReport(params, result) {
+const pad = (n) => String(n).padStart(2, '0');
+const isoDay = (d) => `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())}`;
+// metrics that are 0, not unknown, in a bucket without events
+const ZERO_WHEN_EMPTY = (metric) => ['count', 'users', 'per_user'].includes(metric) || /^(sum|per_user|distinct):/.test(metric);
+
+/** Every bucket label between the dashboard's dates (day: 2026-11-01, hour: 2026-11-01T13:00). */
+function bucketsBetween(from, to, granularity) {
+  const out = [];
+  const day = new Date(`${from}T00:00:00`);
+  const end = new Date(`${to}T00:00:00`);
+  for (let guard = 0; day <= end && guard < 400; guard += 1) {
+    const label = isoDay(day);
+    if (granularity === 'day') out.push(label);
+    else for (let h = 0; h < 24; h += 1) out.push(`${label}T${pad(h)}:00`);
+    day.setDate(day.getDate() + 1);
+  }
+  return out.length > 24 * 62 ? [] : out;
+}
+
+function drawReport(params, result, board) {
   const rows = result.rows ?? [];
   const metrics = params.metrics ?? ['count'];
   const groups = params.group_by ?? [];
@@ -67,17 +86,20 @@ function drawReport(params, result) {
     drawn = chart('bar', rows.map((r) => groupKey(r) || t('js.rep.all')),
       metrics.map((m) => ({ label: m, data: rows.map((r) => r[m] ?? null) })), counts);
   } else {
-    const labels = [...new Set(rows.map((r) => r.bucket))].sort();
+    const filled = bucketsBetween(board.from, board.to, params.granularity ?? 'day');
+    const labels = [...new Set([...filled, ...rows.map((r) => r.bucket)])].sort();
     const series = new Map();
     for (const row of rows) {
       for (const m of metrics) {
         const key = [m, groupKey(row)].filter(Boolean).join(' · ');
-        if (!series.has(key)) series.set(key, new Map());
-        series.get(key).set(row.bucket, row[m] ?? null);
+        if (!series.has(key)) series.set(key, { metric: m, values: new Map() });
+        series.get(key).values.set(row.bucket, row[m] ?? null);
       }
     }
-    drawn = chart('line', labels, [...series.entries()].map(([label, values]) => ({
-      label, data: labels.map((b) => (values.has(b) ? values.get(b) : null)) })), counts);
+    drawn = chart('line', labels, [...series.entries()].map(([label, s]) => ({
+      label,
+      data: labels.map((b) => (s.values.has(b) ? s.values.get(b) : (ZERO_WHEN_EMPTY(s.metric) ? 0 : null))),
+    })), counts);
   }
   return [drawn, table(['bucket', ...groups, ...metrics], rows, { bucket: t('js.rep.bucket') })];
 }
@@ -108,7 +130,7 @@ function drawAny(result) {
   });
 }
 
-function itemCard(item, count) {
+function itemCard(item, count, board) {
   const tools = [];
   if (data.can_edit) {
     const button = (text, testid, action, disabled = false) => {
@@ -124,7 +146,7 @@ function itemCard(item, count) {
   }
   let body;
   if (item.error) body = [el('p', { class: 'error-text', 'data-testid': 'dash-item-error', text: item.message })];
-  else if (item.kind === 'report') body = drawReport(item.params, item.result);
+  else if (item.kind === 'report') body = drawReport(item.params, item.result, board);
   else if (item.kind === 'funnel') body = drawFunnel(item.params, item.result);
   else body = drawAny(item.result);
   return el('article', { class: `card dash-item w${item.width}`, 'data-report': item.report, 'data-testid': 'dash-item' },
@@ -144,7 +166,7 @@ async function load() {
     range.textContent = t('js.dash.range', { from: board.from, to: board.to, tz: board.tz });
     const days = document.querySelector('[data-testid="dash-range-days"]');
     if (days) days.value = board.range.last_days ?? '';
-    grid.replaceChildren(...board.items.map((item) => itemCard(item, board.items.length)));
+    grid.replaceChildren(...board.items.map((item) => itemCard(item, board.items.length, board)));
     if (!board.items.length) grid.append(el('p', { class: 'muted', 'data-testid': 'dash-no-items', text: t(data.can_edit ? 'js.dash.no_items' : 'js.dash.no_items_viewer') }));
     grid.dataset.items = String(board.items.length);
     root.dataset.ready = 'true';

@@ -118,6 +118,9 @@ async def test_a_saved_report_runs_to_what_its_report_answers(api: Api) -> None:
         ({"name": "", "kind": "report", "params": {"event": "a"}}, 422, "needs a name"),
         ({"name": "n" * 65, "kind": "report", "params": {"event": "a"}}, 422, "at most 64"),
         ({"name": " x", "kind": "report", "params": {"event": "a"}}, 422, "spaces"),
+        ({"name": "a/b", "kind": "report", "params": {"event": "a"}}, 422, "no slash"),
+        ({"name": "..", "kind": "report", "params": {"event": "a"}}, 422, "only dots"),
+        ({"name": "a\tb", "kind": "report", "params": {"event": "a"}}, 422, "control"),
     ],
 )
 async def test_bad_saved_reports_are_refused(
@@ -187,7 +190,7 @@ async def test_a_dashboard_runs_its_reports_in_order_under_its_range(api: Api) -
         ("POST", "/dashboards", {"name": "Main"}, 409, "a dashboard named 'Main' already exists"),
         ("POST", "/dashboards/Main/items", {"report": "nope"}, 404, "saved report 'nope'"),
         ("POST", "/dashboards/Main/items", {"report": "r", "width": 3}, 422, "width must be 1"),
-        ("POST", "/dashboards/Main/items", {"report": "r"}, 422, "already on dashboard"),
+        ("POST", "/dashboards/Main/items", {"report": "r"}, 409, "already on dashboard"),
         ("POST", "/dashboards/Main/items/r/move", {"position": -1}, 422, "0 or more"),
         ("POST", "/dashboards/Main/items/q/move", {"position": 0}, 404, "'q' is not on"),
         ("DELETE", "/dashboards/Main/items/q", None, 404, "'q' is not on"),

@@ -59,7 +59,8 @@ PARAMS_MODELS: dict[str, type[BaseModel]] = {"report": ReportParams, "funnel": F
 
 
 def check_name(name: object, what: str = "report") -> str:
-    """A name: 1..64 characters, printable, no leading/trailing spaces."""
+    """A name: 1..64 characters, printable, no leading/trailing spaces, no slash or
+    backslash, not only dots."""
     if not isinstance(name, str) or not name.strip():
         raise InvalidInput(f"a {what} needs a name", [Problem("name", "required")])
     if name != name.strip():
@@ -68,6 +69,10 @@ def check_name(name: object, what: str = "report") -> str:
         raise InvalidInput(f"a {what} name has at most {MAX_NAME} characters")
     if not name.isprintable():
         raise InvalidInput(f"{what} name {name!r} holds a control character")
+    if "/" in name or "\\" in name or set(name) == {"."}:
+        # the name is a path segment of the admin API: a slash or a dot segment would be
+        # read as another path by clients and servers
+        raise InvalidInput(f"{what} name {name!r}: no slash or backslash, not only dots")
     return name
 
 

@@ -10,7 +10,7 @@ from typing import Any
 
 from sqlalchemy import Connection, and_, delete, func, insert, select, update
 
-from ..errors import InvalidInput, NotFound
+from ..errors import Conflict, NotFound
 from . import schema as t
 from .db import Database, conflict_on_duplicate
 
@@ -255,12 +255,12 @@ class SavedReportStore:
     def add_item(
         self, appid: str, board_name: str, report_name: str, width: int, actor: str, now: float
     ) -> None:
-        """Put a saved report last on a dashboard (once: again is ``InvalidInput``)."""
+        """Put a saved report last on a dashboard (once: again is ``Conflict``)."""
         with self.db.writing() as conn:
             board = self._board(conn, appid, board_name)
             report = self._get(conn, appid, report_name)
             if any(item.report.id == report.id for item in board.items):
-                raise InvalidInput(f"{report_name!r} is already on dashboard {board_name!r}")
+                raise Conflict(f"{report_name!r} is already on dashboard {board_name!r}")
             conn.execute(
                 insert(t.dashboard_items).values(
                     dashboard_id=board.id,

@@ -89,3 +89,4 @@ def test_moving_keeps_every_report_once(order: list[str], pick: int, to: int) ->
 def test_moving_refuses_a_negative_position() -> None:
     with pytest.raises(InvalidInput, match="0 or more"):
         rules.moved(["a", "b"], "a", -1)
+

@@ -12,6 +12,8 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from pydantic import BaseModel
+
 from ..clock import Clock
 from ..domain import saved_reports as rules
 from ..errors import InvalidInput, MiniportError, NotFound
@@ -77,10 +79,13 @@ class SavedReportService:
         self.store = SavedReportStore(db)
         self.runners: dict[str, Runner] = dict(runners or {})
 
-    def register(self, kind: str, runner: Runner) -> None:
-        """Make saved reports of ``kind`` runnable."""
+    def register(self, kind: str, runner: Runner, model: type[BaseModel] | None = None) -> None:
+        """Make saved reports of ``kind`` runnable (``model``: its parameters' model, which
+        checks them from then on when saved and when run)."""
         rules.check_kind(kind)
         self.runners[kind] = runner
+        if model is not None:
+            rules.PARAMS_MODELS[kind] = model
 
     async def _app(self, appid: str) -> None:
         await self.db.read(self.registry.get_app, appid)
@@ -115,7 +120,8 @@ class SavedReportService:
         runner = self.runners.get(kind)
         if runner is None:
             raise InvalidInput(f"{kind} reports cannot run on this server (saved, not runnable)")
-        return await runner(appid, params)
+        # checked again: a report saved before its kind had a model may not fit it
+        return await runner(appid, rules.validate_params(kind, params))
 
     async def run(self, appid: str, name: str) -> dict[str, Any]:
         """The saved report's result: the same answer as its report kind."""

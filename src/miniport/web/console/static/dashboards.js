@@ -169,6 +169,9 @@ async function load() {
     grid.replaceChildren(...board.items.map((item) => itemCard(item, board.items.length, board)));
     if (!board.items.length) grid.append(el('p', { class: 'muted', 'data-testid': 'dash-no-items', text: t(data.can_edit ? 'js.dash.no_items' : 'js.dash.no_items_viewer') }));
     grid.dataset.items = String(board.items.length);
+    for (const link of document.querySelectorAll('[data-dashboard]')) {
+      if (link.dataset.dashboard === board.name) link.textContent = `${board.name} (${board.items.length})`;
+    }
     root.dataset.ready = 'true';
   } catch (failure) {
     error.textContent = failure.message;

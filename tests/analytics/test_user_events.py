@@ -115,7 +115,9 @@ def test_pages_walk_back_through_ties(store: EventStore) -> None:
 
 def test_forget_then_lookup_is_empty(store: EventStore) -> None:
     appid = next(_appids)
-    store.append([ev(appid, f"f{i}", "gone", T0 + i) for i in range(4)])
+    store.append([ev(appid, f"f{i}", "gone", T0 + i) for i in range(3)])
+    store.append([ev(appid, "f3", "gone", T0 + 3, test_id="t_9")])
+    assert store.sync_test(appid, "t_9") == 1  # on ClickHouse: a second, visible copy
     store.append([ev(appid, "stay", "kept", T0)])
     assert store.forget_user(appid, "gone") == 4
     page = store.user_events(appid, "gone", SLOTS, limit=10, before=None, not_before_ms=0)

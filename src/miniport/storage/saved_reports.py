@@ -5,6 +5,7 @@ a missing report or dashboard is ``NotFound``. Every change is audited with its 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -275,7 +276,7 @@ class SavedReportStore:
         self,
         appid: str,
         board_name: str,
-        order: Any,
+        order: Callable[[list[str]], list[str]],
         actor: str,
         now: float,
         *,

@@ -11,6 +11,11 @@ reported: the machine is shared, so CPU seconds are the steadier figure.
     .venv/bin/python bench/user_lookup.py [--events N] [--runs 5] [--limit 100]
 
 The last line printed is a JSON object; the data file lives in a temp dir, deleted at exit.
+
+Measured (2-core VM shared with other jobs, load average ~6.5, 10M events, pages of 100):
+engine 0.40 s wall / 0.21 s CPU, an older page 0.24 s, the bare SQL 0.52 s wall / 0.24 s CPU
+(ratio bare / engine 1.31, i.e. no overhead beyond noise; the lookup scans the app's
+``user_id`` column, there is no per-user index).
 """
 
 from __future__ import annotations

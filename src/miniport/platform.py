@@ -26,6 +26,7 @@ from .services.background import BackgroundService
 from .services.console_users import ConsoleUsers
 from .services.members import MemberService
 from .services.refresh import RefreshService
+from .services.saved_reports import SavedReportService, analytics_runners
 from .services.wechat_api import WeChatSettingsAPI
 from .storage import keyring, migrate
 from .storage.analytics_defs import AnalyticsDefsStore
@@ -55,6 +56,7 @@ class Platform:
     wechat: WeChatSettingsAPI
     refresh: RefreshService
     alerts: AlertService
+    saved: SavedReportService
     public_url: str = "http://127.0.0.1:8700"
     engine: PeriodicEngine | None = field(default=None)
 
@@ -232,7 +234,8 @@ def create_platform(
         auth=auth,
         apps=apps,
         background=background,
-        analytics=_analytics(settings, db, registry, broker, clock, metrics),
+        analytics=(analytics := _analytics(settings, db, registry, broker, clock, metrics)),
+        saved=SavedReportService(db, registry, clock, analytics_runners(analytics)),
         console_users=ConsoleUsers(db, UserStore(db), registry, clock),
         metrics=metrics,
         members=MemberService(db, registry, clock),

@@ -15,18 +15,25 @@ from miniport.cli import backend, common
 from miniport.cli.backend import HttpBackend, LocalBackend, Server, choose_backend
 from miniport.cli.operations import OPERATIONS
 from miniport.errors import ServerNotRunning
-from miniport.web import admin_api, analytics_api, members_api
+from miniport.web import (
+    admin_api,
+    analytics_api,
+    analytics_users_api,
+    members_api,
+    saved_reports_api,
+)
 
 PARAMS: dict[str, Any] = {
     "appid": "mp1", "name": "n", "code": "C", "test": "t1", "kind": "periodic", "op": "set",
     "url": "https://x", "limit": 5, "user_id": "u", "device_id": None, "type": "periodic",
     "path": "", "query": "", "scene": 1001, "body": {}, "event": "e", "tz": "UTC",
     "from": None, "to": None, "include_tests": False, "role": "viewer", "password": None,
-    "user": "key:k", "before": None,
+    "user": "key:k", "before": None, "report": "r", "width": 1, "position": 0,
     "changes": {"interval": "6h"}, "trusted": True,
 }
 ADMIN_ROUTES = [r for r in (*admin_api.router.routes, *analytics_api.admin.routes,
-                            *members_api.router.routes)
+                            *members_api.router.routes, *analytics_users_api.router.routes,
+                            *saved_reports_api.router.routes)
                 if isinstance(r, APIRoute)]
 
 

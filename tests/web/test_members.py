@@ -17,7 +17,8 @@ from tests.acceptance.test_cli import miniport, ok
 from tests.conftest import LiveServer
 from tests.web.console.test_console_http import PASSWORD, client, sign_in
 
-PARAMS = {"change_id": "c0", "test_id": "t0", "name": "e0", "user_id": "u0", "user": "nobody"}
+PARAMS = {"change_id": "c0", "test_id": "t0", "name": "e0", "user_id": "u0", "user": "nobody",
+          "report": "r0"}
 
 
 @pytest.fixture

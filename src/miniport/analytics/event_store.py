@@ -140,6 +140,7 @@ from miniport.analytics.reports import (
 )
 from miniport.analytics.retention import RetentionQuery, compile_retention
 from miniport.analytics.system_props import EXTRA_COLUMNS
+from miniport.analytics.user_events import UserEventsPage, compile_user_events
 
 __all__ = [
     "DEFAULT_FILE_NAME",
@@ -335,6 +336,20 @@ class EventStore(Protocol):
     def first_days(self, appid: str, candidates: Mapping[str, int]) -> dict[str, int]:
         """Each user's first UTC day for the app (``$new_user``): the day stored for a known
         user, else the candidate day given, which is stored (set once, never moved)."""
+        ...
+
+    def user_events(
+        self,
+        appid: str,
+        user_id: str,
+        slots: FieldSlots,
+        *,
+        limit: int,
+        before: str | None,
+        not_before_ms: int,
+    ) -> UserEventsPage:
+        """One page of a user's events (test events included), oldest first: the ``limit``
+        newest before the cursor ``before`` (see :mod:`miniport.analytics.user_events`)."""
         ...
 
     def count(self, appid: str, event: str | None = None, *, include_tests: bool = False) -> int:
@@ -714,6 +729,7 @@ class DuckDBEventStore:
         return compiled.shape(
             [self._query(s.sql, s.params) if s.sql else [] for s in compiled.statements]
         )
+
     def retention(
         self, appid: str, query: RetentionQuery, slots: FieldSlots
     ) -> list[dict[str, object]]:
@@ -722,6 +738,27 @@ class DuckDBEventStore:
 
     def paths(self, appid: str, query: PathsQuery, slots: FieldSlots) -> dict[str, object]:
         compiled = compile_paths(appid, query, slots, existing_columns=self._columns)
+        return compiled.shape(self._query(compiled.sql, compiled.params))
+
+    def user_events(
+        self,
+        appid: str,
+        user_id: str,
+        slots: FieldSlots,
+        *,
+        limit: int,
+        before: str | None,
+        not_before_ms: int,
+    ) -> UserEventsPage:
+        compiled = compile_user_events(
+            appid,
+            user_id,
+            slots,
+            limit=limit,
+            before=before,
+            not_before_ms=not_before_ms,
+            existing_columns=self._columns,
+        )
         return compiled.shape(self._query(compiled.sql, compiled.params))
 
     def export_csv(

@@ -23,6 +23,7 @@ from rich.table import Table
 
 from ..errors import MiniportError, ServerNotRunning
 from .analytics_cohorts import paths_command, retention_command
+from .analytics_saved import dashboard_cmd, saved_cmd
 from .backend import CommandError, Server, call, running_server
 from .common import DataDir, Json, console, err_console, fail, local_time, render, table_of
 from .move_store import move_store_command
@@ -43,6 +44,8 @@ analytics_cmd.command("retention")(retention_command)
 analytics_cmd.command("paths")(paths_command)
 analytics_cmd.add_typer(event_cmd, name="event")
 analytics_cmd.add_typer(test_cmd, name="test")
+analytics_cmd.add_typer(saved_cmd, name="saved")
+analytics_cmd.add_typer(dashboard_cmd, name="dashboard")
 
 
 def register(app: typer.Typer) -> None:
@@ -707,6 +710,56 @@ def count(
             appid=appid,
             event=event,
             include_tests=include_tests,
+        ),
+    )
+
+
+# --- one user ---
+UserId = Annotated[str, typer.Option("--user", help="The user id (as the runtime reports it)")]
+
+
+@analytics_cmd.command("user")
+def user_events(
+    appid: str,
+    user: UserId,
+    limit: Annotated[int, typer.Option("--limit", min=1, max=1000, help="Events per page")] = 100,
+    before: Annotated[
+        str | None, typer.Option("--before", help="The 'before' of the previous page: older events")
+    ] = None,
+    data_dir: DataDir = None,
+    as_json: Json = False,
+) -> None:
+    """One user's events in time order (newest last), with their fields, for support."""
+    found = call(
+        data_dir,
+        as_json,
+        "analytics.user",
+        appid=appid,
+        user_id=user,
+        limit=limit,
+        before=before,
+    )
+
+    def human() -> None:
+        rows = [
+            {k: v for k, v in e.items() if k not in ("ts_ms", "visible")} for e in found["events"]
+        ]
+        _rows_table(rows)
+        if found["before"]:
+            console.print(f"older events: --before {escape(found['before'])}", highlight=False)
+
+    render(as_json, found, human)
+
+
+@analytics_cmd.command("forget")
+def forget(appid: str, user: UserId, data_dir: DataDir = None, as_json: Json = False) -> None:
+    """Erase a user's analytics (events and live tests) for good; audited."""
+    done = call(data_dir, as_json, "analytics.forget", appid=appid, user_id=user)
+    render(
+        as_json,
+        done,
+        lambda: console.print(
+            f"{done['deleted']} event(s) and {done['tests']} test(s) of the user erased"
         ),
     )
 

@@ -534,6 +534,111 @@ OPERATIONS: dict[str, Operation] = {
 }
 
 
+def _saved(p: Params) -> str:
+    return f"{_an(p)}/saved/{_q(p['name'])}"
+
+
+def _board(p: Params) -> str:
+    return f"{_an(p)}/dashboards/{_q(p['name'])}"
+
+
+def _user_query(p: Params) -> dict[str, str]:
+    extra = {"before": p["before"]} if p["before"] else {}
+    return {"user": p["user_id"], "limit": str(p["limit"]), **extra}
+
+
+ANALYTICS_MORE: tuple[Operation, ...] = (
+    # one user: lookup and erasure
+    Operation(
+        "analytics.user",
+        lambda p: Route("GET", _an(p) + "/users/events", query=_user_query(p)),
+        lambda pf, p: pf.analytics.user_events(
+            p["appid"], p["user_id"], limit=p["limit"], before=p["before"]
+        ),
+    ),
+    Operation(
+        "analytics.forget",
+        lambda p: Route("POST", _an(p) + "/users/forget", {"user_id": p["user_id"]}),
+        lambda pf, p: pf.analytics.forget_user(p["appid"], p["user_id"], CLI_ACTOR),
+    ),
+    # saved reports
+    Operation(
+        "analytics.saved.save",
+        lambda p: Route("POST", _an(p) + "/saved", p["body"]),
+        lambda pf, p: pf.saved.save(p["appid"], p["body"], CLI_ACTOR),
+    ),
+    Operation(
+        "analytics.saved.list",
+        lambda p: Route("GET", _an(p) + "/saved"),
+        lambda pf, p: pf.saved.list_saved(p["appid"]),
+    ),
+    Operation(
+        "analytics.saved.show",
+        lambda p: Route("GET", _saved(p)),
+        lambda pf, p: pf.saved.show(p["appid"], p["name"]),
+    ),
+    Operation(
+        "analytics.saved.run",
+        lambda p: Route("POST", _saved(p) + "/run"),
+        lambda pf, p: pf.saved.run(p["appid"], p["name"]),
+    ),
+    Operation(
+        "analytics.saved.delete",
+        lambda p: Route("DELETE", _saved(p)),
+        lambda pf, p: pf.saved.delete(p["appid"], p["name"], CLI_ACTOR),
+    ),
+    # dashboards
+    Operation(
+        "analytics.dashboard.create",
+        lambda p: Route("POST", _an(p) + "/dashboards", p["body"]),
+        lambda pf, p: pf.saved.create_dashboard(p["appid"], p["body"], CLI_ACTOR),
+    ),
+    Operation(
+        "analytics.dashboard.list",
+        lambda p: Route("GET", _an(p) + "/dashboards"),
+        lambda pf, p: pf.saved.dashboards(p["appid"]),
+    ),
+    Operation(
+        "analytics.dashboard.show",
+        lambda p: Route("GET", _board(p)),
+        lambda pf, p: pf.saved.dashboard(p["appid"], p["name"]),
+    ),
+    Operation(
+        "analytics.dashboard.run",
+        lambda p: Route("POST", _board(p) + "/run"),
+        lambda pf, p: pf.saved.run_dashboard(p["appid"], p["name"]),
+    ),
+    Operation(
+        "analytics.dashboard.range",
+        lambda p: Route("PUT", _board(p) + "/range", p["body"]),
+        lambda pf, p: pf.saved.set_range(p["appid"], p["name"], p["body"], CLI_ACTOR),
+    ),
+    Operation(
+        "analytics.dashboard.delete",
+        lambda p: Route("DELETE", _board(p)),
+        lambda pf, p: pf.saved.delete_dashboard(p["appid"], p["name"], CLI_ACTOR),
+    ),
+    Operation(
+        "analytics.dashboard.add",
+        lambda p: Route("POST", _board(p) + "/items", {"report": p["report"], "width": p["width"]}),
+        lambda pf, p: pf.saved.add(p["appid"], p["name"], p["report"], p["width"], CLI_ACTOR),
+    ),
+    Operation(
+        "analytics.dashboard.move",
+        lambda p: Route(
+            "POST", f"{_board(p)}/items/{_q(p['report'])}/move", {"position": p["position"]}
+        ),
+        lambda pf, p: pf.saved.move(p["appid"], p["name"], p["report"], p["position"], CLI_ACTOR),
+    ),
+    Operation(
+        "analytics.dashboard.remove",
+        lambda p: Route("DELETE", f"{_board(p)}/items/{_q(p['report'])}"),
+        lambda pf, p: pf.saved.remove(p["appid"], p["name"], p["report"], CLI_ACTOR),
+    ),
+)
+OPERATIONS.update({op.name: op for op in ANALYTICS_MORE})
+
+
 async def _as_dict(pending: Awaitable[Any]) -> dict[str, Any]:
     return (await pending).as_dict()  # type: ignore[no-any-return]
 

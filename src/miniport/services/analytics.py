@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import hashlib
 import io
 import re
 import secrets
@@ -40,6 +41,7 @@ from ..analytics.paths import PathsQuery
 from ..analytics.reports import EventQuery, FieldSlots, FieldType, FunnelQuery
 from ..analytics.retention import RetentionQuery
 from ..analytics.system_props import BUILTIN_EVENTS, NEW_USER_COLUMN, is_new_user, utc_day
+from ..analytics.user_events import DEFAULT_LIMIT
 from ..clock import Clock
 from ..errors import AnalyticsUnavailable, InvalidInput, NotFound
 from ..events.broker import EVERYONE, Broker
@@ -764,6 +766,65 @@ class AnalyticsService:
     async def count(self, appid: str, event: str | None = None, include_tests: bool = False) -> int:
         await self._app(appid)
         return await asyncio.to_thread(self.store.count, appid, event, include_tests=include_tests)
+
+    # --- one user: lookup and erasure ---
+    async def user_events(
+        self, appid: str, user_id: str, *, limit: int = DEFAULT_LIMIT, before: str | None = None
+    ) -> dict[str, Any]:
+        """A page of one user's events in time order (newest last), fields decoded; the page's
+        ``before`` is the cursor of the older events."""
+        await self._app(appid)
+        page = await asyncio.to_thread(
+            self.store.user_events,
+            appid,
+            user_id,
+            await self.slots(appid),
+            limit=limit,
+            before=before,
+            not_before_ms=self.not_before_ms(),
+        )
+        return {"user_id": user_id, **page.as_dict()}
+
+    async def forget_user(self, appid: str, user_id: str, actor: str) -> dict[str, Any]:
+        """Erase a user's analytics: their events in the event store and their live tests
+        (a running one is stopped first, so their devices get the published configuration
+        back). Audited with a hash of the user id, not the id itself."""
+        await self._app(appid)
+        if not user_id.strip() or len(user_id) > 128:
+            raise InvalidInput("a user id of 1 to 128 characters is needed")
+        tests = await self.db.write(self.defs.forget_tests, appid, user_id)
+        self._tests.pop(appid, None)
+        for test in tests:
+            self._test_views.pop(test.id, None)
+        if any(test.status == "running" for test in tests):
+            config, _ = await self._published_view(appid)
+            await self.broker.publish(
+                user_id,
+                {
+                    "type": "analyticsConfig",
+                    "appid": appid,
+                    "config": {**config, "test_id": None},
+                    "test_id": None,
+                },
+            )
+            for test in tests:
+                await self.broker.publish(
+                    test_channel(test.id), {"type": "testStopped", "test_id": test.id}
+                )
+        deleted = await asyncio.to_thread(self.store.forget_user, appid, user_id)
+        self._first_days.pop((appid, user_id), None)  # the store forgot it too: new again
+        digest = hashlib.sha256(user_id.encode()).hexdigest()
+        await self.db.write(
+            self.registry.audit,
+            self.clock.now(),
+            actor,
+            "analytics.forget_user",
+            appid,
+            user_sha256=digest,
+            deleted=deleted,
+            tests=len(tests),
+        )
+        return {"deleted": deleted, "tests": len(tests)}
 
     # --- retention ---
     async def apply_retention(self) -> int:

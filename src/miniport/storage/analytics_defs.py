@@ -286,3 +286,12 @@ class AnalyticsDefsStore:
                 .where(t.analytics_tests.c.id == test_id)
                 .values(synced_at=now)
             )
+
+    def forget_tests(self, appid: str, user_id: str) -> list[TestRow]:
+        """Delete every test of one tester of an app (running or not); returns them."""
+        c = t.analytics_tests.c
+        where = and_(c.appid == appid, c.user_id == user_id)
+        with self.db.writing() as conn:
+            rows = conn.execute(select(t.analytics_tests).where(where)).all()
+            conn.execute(delete(t.analytics_tests).where(where))
+        return [self._test(r) for r in rows]

@@ -387,3 +387,56 @@ app_members = Table(
     Column("added_by", String(160), nullable=False),
     Index("ix_app_members_principal", "principal"),
 )
+
+# --- saved reports and dashboards (analytics) ---
+# A report's kind and parameters as validated JSON (domain/saved_reports.py), by name per app.
+saved_reports = Table(
+    "saved_reports",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("appid", String(32), ForeignKey("apps.appid", ondelete="CASCADE"), nullable=False),
+    Column("name", String(64), nullable=False),
+    Column("kind", String(16), nullable=False),
+    Column("params", Text, nullable=False),
+    Column("created_by", String(160), nullable=False),
+    Column("created_at", Float, nullable=False),
+    UniqueConstraint("appid", "name"),
+)
+
+# A dashboard: a named grid of saved reports sharing one date range (the last N days, or
+# from/to dates) in one time zone.
+dashboards = Table(
+    "dashboards",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("appid", String(32), ForeignKey("apps.appid", ondelete="CASCADE"), nullable=False),
+    Column("name", String(64), nullable=False),
+    Column("last_days", Integer, nullable=True),
+    Column("date_from", String(10), nullable=True),
+    Column("date_to", String(10), nullable=True),
+    Column("tz", String(64), nullable=False),
+    Column("created_by", String(160), nullable=False),
+    Column("created_at", Float, nullable=False),
+    UniqueConstraint("appid", "name"),
+)
+
+# The reports on a dashboard in grid order (position 0, 1, ...), each 1 or 2 columns wide;
+# deleting a saved report takes it off every dashboard.
+dashboard_items = Table(
+    "dashboard_items",
+    metadata,
+    Column(
+        "dashboard_id",
+        Integer,
+        ForeignKey("dashboards.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    Column(
+        "report_id",
+        Integer,
+        ForeignKey("saved_reports.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    Column("position", Integer, nullable=False),
+    Column("width", Integer, nullable=False),
+)

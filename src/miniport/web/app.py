@@ -20,12 +20,14 @@ from ..platform import Platform
 from . import (
     admin_api,
     analytics_api,
+    analytics_users_api,
     confirm_page,
     console,
     members_api,
     open_api,
     operator,
     runtime_api,
+    saved_reports_api,
 )
 from .cors import ContainerCORS
 from .deps import error_body, error_response
@@ -156,6 +158,8 @@ def create_app(platform: Platform, *, run_scheduler: bool | None = None) -> Mini
     app.include_router(runtime_api.router)
     app.include_router(analytics_api.runtime)
     app.include_router(analytics_api.admin)
+    app.include_router(analytics_users_api.router)
+    app.include_router(saved_reports_api.router)
     app.include_router(open_api.router)
     app.include_router(admin_api.router)
     app.include_router(members_api.router)

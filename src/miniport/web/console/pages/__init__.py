@@ -11,8 +11,10 @@ from fastapi import APIRouter
 from . import (
     account,
     analytics,
+    analytics_users,
     apps,
     audit,
+    dashboards,
     data_urls,
     health,
     members,
@@ -28,6 +30,8 @@ ROUTERS: tuple[APIRouter, ...] = (
     health.router,  # /apps/{appid}/health (charts and devtools)
     analytics.router,  # /apps/{appid}/analytics
     reports.router,  # /apps/{appid}/analytics/reports
+    dashboards.router,  # /apps/{appid}/analytics/dashboards
+    analytics_users.router,  # /apps/{appid}/analytics/users (lookup and forget)
     members.router,  # /apps/{appid}/members
     audit.router,  # /audit
     users.router,  # /users...

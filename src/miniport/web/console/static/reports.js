@@ -300,18 +300,22 @@ function fillFunnelGroups() {
   numberSteps();
 }
 
-async function runFunnel(event) {
-  event?.preventDefault();
-  const error = document.querySelector('[data-testid="funnel-error"]');
-  error.textContent = '';
+function funnelBody() {
   const f = funnelForm.elements;
   const steps = [...stepsBox.querySelectorAll('.step-row')].map((row) => {
     const name = row.querySelector('[name=step_event]').value;
     const filters = row.querySelector('[name=step_filters]').value.trim();
     return filters ? `${name}:${filters}` : name;
   });
-  const body = { steps, group_by: f.group_by.value || null, from: f.from.value || null, to: f.to.value || null,
+  return { steps, group_by: f.group_by.value || null, from: f.from.value || null, to: f.to.value || null,
     tz: form.elements.tz.value.trim() || 'UTC', window: f.window.value || null, order: f.order.value || null };
+}
+
+async function runFunnel(event) {
+  event?.preventDefault();
+  const error = document.querySelector('[data-testid="funnel-error"]');
+  error.textContent = '';
+  const body = funnelBody();
   try {
     const { rows } = await api('POST', `${base}/funnel`, body);
     drawFunnel(body, rows);
@@ -364,6 +368,29 @@ function drawFunnel(body, rows) {
   table.dataset.rows = String(rows.length);
 }
 
+// --- save a report with its parameters (for dashboards) ----------------------------------------
+
+async function saveReport(box) {
+  const kind = box.dataset.kind;
+  const out = box.querySelector('.save-out');
+  const name = box.querySelector('[name=save_name]').value.trim();
+  out.className = 'small save-out';
+  if (!name) {
+    out.textContent = t('js.rep.save_name_needed');
+    out.classList.add('error-text');
+    return;
+  }
+  try {
+    await api('POST', `${base}/saved`, { name, kind, params: kind === 'report' ? reportBody() : funnelBody() });
+    out.replaceChildren(t('js.rep.saved', { name }), ' ',
+      el('a', { href: `/console/apps/${encodeURIComponent(appid)}/analytics/dashboards`, text: t('js.rep.to_dashboards') }));
+    out.dataset.saved = name;
+  } catch (failure) {
+    out.textContent = failure.message;
+    out.classList.add('error-text');
+  }
+}
+
 // --- wiring ------------------------------------------------------------------------------------
 
 if (root && form) {
@@ -406,6 +433,9 @@ if (root && form) {
   });
   stepsBox.addEventListener('click', () => setTimeout(numberSteps, 0));
   funnelForm.addEventListener('submit', runFunnel);
+  for (const box of document.querySelectorAll('.save-report')) {
+    box.querySelector('.save-button').addEventListener('click', () => saveReport(box));
+  }
   fillFunnelGroups();
   updateButtons();
   updateCsv();

@@ -21,11 +21,13 @@ def test_parameters_are_checked_and_completed_by_kind() -> None:
     # the stored form validates again to itself (a saved report can be saved again)
     assert rules.validate_params("report", report) == report
     assert rules.validate_params("paths", {"start": "pages/a", "depth": 3}) == {
-        "start": "pages/a", "depth": 3}
+        "start": "pages/a", "by": "page", "depth": 3, "from": None, "to": None, "tz": "UTC"}
+    with pytest.raises(InvalidInput, match=r"params\.depth: Input should be less than or equal"):
+        rules.validate_params("paths", {"start": "pages/a", "depth": 6})
     with pytest.raises(InvalidInput, match=r"params\.any: Input should be a valid boolean"):
         rules.validate_params("report", {"event": "buy", "any": "yes"})
     with pytest.raises(InvalidInput, match="larger than"):
-        rules.validate_params("overview", {"x": "y" * rules.MAX_PARAMS_BYTES})
+        rules.validate_params("overview", {"group_by": "y" * rules.MAX_PARAMS_BYTES})
     with pytest.raises(InvalidInput, match="not JSON"):
         rules.validate_params("overview", {"x": float("nan")})
     with pytest.raises(InvalidInput, match="unknown report kind 'table'"):
@@ -65,8 +67,9 @@ def test_the_range_replaces_only_a_dated_reports_dates() -> None:
     params = {"event": "buy", "from": "2020-01-01", "to": None, "tz": "UTC"}
     assert rules.with_range("report", params, ("2026-01-01", "2026-01-07"), "Asia/Tokyo") == {
         "event": "buy", "from": "2026-01-01", "to": "2026-01-07", "tz": "Asia/Tokyo"}
-    paths = {"start": "pages/a"}
-    assert rules.with_range("paths", paths, ("2026-01-01", "2026-01-07"), "UTC") is paths
+    paths = {"start": "pages/a"}  # every kind is dated now, paths too
+    assert rules.with_range("paths", paths, ("2026-01-01", "2026-01-07"), "UTC") == {
+        "start": "pages/a", "from": "2026-01-01", "to": "2026-01-07", "tz": "UTC"}
 
 
 def test_widths() -> None:

@@ -165,7 +165,11 @@ def clickhouse_funnel(
     by ``(time, first step matched, id)`` in arrays, ``ARRAY JOIN`` over the step-1 events
     (anchors), each later step's index found with ``arrayFirstIndex``, then per user the
     anchor that goes furthest (``argMax``). Returns one row per group:
-    ``g, n1..nK, m1..m(K-1)`` (users who reached each step, median ms to the next step)."""
+    ``g, n1..nK, m1..m(K-1)`` (users who reached each step, median ms to the next step).
+
+    Known limit: the work and memory of one user grow with (step-1 events) x (their events in
+    the range); one user with tens of thousands of events in the range (a bot) can pass the
+    server's per-query memory limit."""
     k = len(step_conds)
     conds = ", ".join(f"ifNull(({c}), 0) AS c{i}" for i, c in enumerate(step_conds))
     rank = "multiIf(" + ", ".join(f"c{i}, {i}" for i in range(k)) + f", {k})"

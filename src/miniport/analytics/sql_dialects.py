@@ -175,7 +175,11 @@ def clickhouse_funnel(
     by ``(time, first step matched, id)`` in arrays, ``ARRAY JOIN`` over the step-1 events
     (anchors), each later step's index found with ``arrayFirstIndex``, then per user the
     anchor that goes furthest (``argMax``). Returns one row per group:
-    ``g, n1..nK, m1..m(K-1)`` (users who reached each step, median ms to the next step)."""
+    ``g, n1..nK, m1..m(K-1)`` (users who reached each step, median ms to the next step).
+
+    Known limit: the work and memory of one user grow with (step-1 events) x (their events in
+    the range); one user with tens of thousands of events in the range (a bot) can pass the
+    server's per-query memory limit."""
     k = len(step_conds)
     conds = ", ".join(f"ifNull(({c}), 0) AS c{i}" for i, c in enumerate(step_conds))
     rank = "multiIf(" + ", ".join(f"c{i}, {i}" for i in range(k)) + f", {k})"
@@ -189,30 +193,20 @@ def clickhouse_funnel(
     arrays = "".join(f", arrayMap(x -> tupleElement(x, {i + 4}), e) AS a{i}" for i in range(k))
     unpacked = (
         f"SELECT user_id, g, arrayMap(x -> tupleElement(x, 1), e) AS ts{arrays},"
-        " arrayEnumerate(ts) AS ix, length(ts) AS n"
+        " arrayEnumerate(ts) AS ix"
         f" FROM ({per_user})"
     )
 
-    # 18.16 prunes a subquery column that is used only inside a lambda: scalars reach the
-    # lambdas as constant arrays (arrayResize) instead of being captured
-    def const(name: str) -> str:
-        return f"arrayResize([{name}], n, {name})"
-
+    # the lambdas capture only columns computed in the same SELECT (p1.., t1, lim): 18.16
+    # prunes a SUBQUERY column that is used only inside a lambda
     steps = ["ts[p1] AS t1", f"t1 + {window} AS lim", "t1 AS c1"]
     for i in range(1, k):
-        if order == "strict":
-            hit = "(x_t, x_c, x_i, x_p, x_l) -> x_c AND x_i > x_p AND x_t <= x_l"
-            args = f"ts, a{i}, ix, {const(f'p{i}')}, {const('lim')}"
-        else:
-            used = [f"x_u{j}" for j in range(1, i + 1)]
-            not_used = "".join(f" AND x_i != {u}" for u in used)
-            hit = (
-                f"(x_t, x_c, x_i, x_a, x_l, {', '.join(used)}) -> x_c AND x_t >= x_a"
-                f" AND x_t <= x_l{not_used}"
-            )
-            consts = ", ".join(const(f"p{j}") for j in range(1, i + 1))
-            args = f"ts, a{i}, ix, {const('t1')}, {const('lim')}, {consts}"
-        steps.append(f"if(p{i} > 0, arrayFirstIndex({hit}, {args}), 0) AS p{i + 1}")
+        if order == "strict":  # after the previous step's event in the sorted order
+            hit = f"(x_t, x_c, x_i) -> x_c AND x_i > p{i} AND x_t <= lim"
+        else:  # at or after the anchor's time, not an event an earlier step took
+            not_used = "".join(f" AND x_i != p{j}" for j in range(1, i + 1))
+            hit = f"(x_t, x_c, x_i) -> x_c AND x_t >= t1 AND x_t <= lim{not_used}"
+        steps.append(f"if(p{i} > 0, arrayFirstIndex({hit}, ts, a{i}, ix), 0) AS p{i + 1}")
         steps.append(f"if(p{i + 1} > 0, greatest(c{i}, ts[p{i + 1}]), 0) AS c{i + 1}")
     level = " + ".join(f"(p{i + 1} > 0)" for i in range(k))
     deltas = ", ".join(f"c{i + 2} - c{i + 1}" for i in range(k - 1))

@@ -1,6 +1,7 @@
 """The bare baseline of bench/event_stream.py: a raw asyncio (uvloop) server that keeps each
 ``GET /runtime/v1/events`` open as a chunked server-sent-event stream and, on ``POST /push``,
-writes one pre-encoded event to every open stream. No framework, no per-stream queue.
+writes the same two pre-encoded events Miniport's push sends (the fetched data, then the
+refresh) to every open stream. No framework, no per-stream queue.
 
     python bench/bare_sse.py PORT
 """
@@ -24,6 +25,21 @@ def chunk(data: bytes) -> bytes:
     return b"%x\r\n%s\r\n" % (len(data), data)
 
 
+DATA = (
+    b'{"type": "backgroundFetchData", "appid": "mp0123456789abcdef", "fetchType": "periodic", '
+    b'"fetchedData": "data", "timeStamp": 1795993333, "path": "", "query": "", "scene": 1001}'
+)
+REFRESH = (
+    b'{"type": "devtoolsRefresh", "appid": "mp0123456789abcdef", "fetchType": "periodic", '
+    b'"verdict": "cached"}'
+)
+# one chunk, one write per stream: the least a server can do for the push
+PUSH = chunk(
+    b"event: backgroundFetchData\ndata: " + DATA + b"\n\n"
+    b"event: devtoolsRefresh\ndata: " + REFRESH + b"\n\n"
+)
+
+
 class Stream(asyncio.Protocol):
     streams: ClassVar[set[asyncio.Transport]] = set()
 
@@ -39,9 +55,8 @@ class Stream(asyncio.Protocol):
             self.streams.add(self.transport)
             self.transport.write(HEAD + chunk(b'event: connected\ndata: {"type": "connected"}\n\n'))
         elif self.buffer.startswith(b"POST /push"):
-            frame = chunk(b'event: devtoolsRefresh\ndata: {"type": "devtoolsRefresh"}\n\n')
-            for transport in self.streams:
-                transport.write(frame)
+            for transport in self.streams:  # as Miniport's push: the data, then the refresh
+                transport.write(PUSH)
             self.transport.write(OK)
         self.buffer = b""
 

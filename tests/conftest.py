@@ -131,12 +131,14 @@ async def running_server(settings: Settings) -> AsyncIterator[LiveServer]:
     """The real ASGI app under uvicorn on 127.0.0.1 (scheduler on, system clock), with an admin
     API key; leaving the block stops it, so a second block is a restart on the same data."""
     from miniport.web.app import create_app
+    from miniport.web.lean_http import LeanHttpToolsProtocol
 
     p = create_platform(settings)
     port = free_port()
     p.public_url = f"http://127.0.0.1:{port}"
     config = uvicorn.Config(create_app(p), host="127.0.0.1", port=port, log_level="warning",
-                            lifespan="on", timeout_graceful_shutdown=3)
+                            lifespan="on", timeout_graceful_shutdown=3,
+                            http=LeanHttpToolsProtocol)  # as `miniport serve` runs it
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())
     try:

@@ -18,8 +18,8 @@ from miniport.analytics.event_store import (
     DuckDBEventStore,
     EventStore,
     StoredEvent,
-    _Pending,
 )
+from miniport.analytics.group_commit import Group, _Pending
 from miniport.analytics.reports import EventQuery, FieldSlots, FunnelQuery, ReportQueryError
 
 T0 = 1_793_491_200_000  # 2026-11-01T00:00:00Z
@@ -149,13 +149,14 @@ def test_concurrent_appends_are_combined_and_exact(store: DuckDBEventStore) -> N
 
 def test_appends_waiting_for_the_writer_go_out_in_one_commit(store: DuckDBEventStore) -> None:
     groups: list[int] = []
-    real_write = store._write
+    commits = store._group_commit
+    real_write = commits._write
 
-    def counting_write(group: list[_Pending]) -> None:
-        groups.append(len(group))
+    def counting_write(group: Group) -> None:
+        groups.append(len(group.pendings))
         real_write(group)
 
-    store._write = counting_write  # type: ignore[method-assign]
+    commits._write = counting_write
     results: list[AppendResult] = []
     with store._write_lock:  # e.g. a retention delete is running
         threads = [
@@ -165,7 +166,7 @@ def test_appends_waiting_for_the_writer_go_out_in_one_commit(store: DuckDBEventS
         for t in threads:
             t.start()
         deadline = time.monotonic() + 10
-        while len(store._queue) < 4 and time.monotonic() < deadline:
+        while len(commits._queue) < 4 and time.monotonic() < deadline:
             time.sleep(0.001)
     for t in threads:
         t.join()
@@ -184,7 +185,7 @@ def test_a_failing_batch_does_not_fail_the_others(store: DuckDBEventStore) -> No
 
     store._insert = flaky  # type: ignore[method-assign]
     good, bad, dup = _Pending([ev("a")]), _Pending([ev("bad")]), _Pending([ev("a"), ev("b")])
-    store._write_group([good, bad, dup])
+    store._group_commit._write_isolated([good, bad, dup])
     assert good.result == AppendResult(1, 0)
     assert isinstance(bad.error, OSError) and bad.result is None
     assert dup.result == AppendResult(1, 1)

@@ -57,11 +57,9 @@ import csv
 import json
 import threading
 import time
-from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Final, TextIO
+from typing import Final, TextIO, cast
 
 from ..errors import AnalyticsUnavailable
 from .clickhouse_transport import (
@@ -71,7 +69,8 @@ from .clickhouse_transport import (
     Transport,
     parse_clickhouse_url,
 )
-from .event_store import AppendResult, StoredEvent
+from .event_store import StoredEvent
+from .group_commit import AppendResult, Group, GroupCommit
 from .reports import (
     CORE_COLUMNS,
     TABLE,
@@ -180,25 +179,20 @@ def _iso_utc(ts_ms: int) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ts_ms % 1000:03d}Z"
 
 
-@dataclass(slots=True)
-class _Pending:
-    rows: list[StoredEvent]
-    result: AppendResult | None = None
-    error: BaseException | None = None
-    done: bool = False
-
-
 class ClickHouseEventStore:
     """:class:`EventStore` on ClickHouse (see the module docstring). Thread-safe; one per
     process, shared by its threads; several processes (nodes) may share one database."""
 
     def __init__(self, transport: Transport, *, max_block_rows: int = 200_000) -> None:
         self._t = transport
-        self._max_block_rows = max(1, max_block_rows)
-        self._cond = threading.Condition(threading.Lock())
-        self._queue: deque[_Pending] = deque()
-        self._leader_active = False
         self._closed = False
+        self._group_commit = GroupCommit(
+            self._write,
+            max_rows=max_block_rows,
+            write_lock=threading.Lock(),
+            closed=lambda: self._closed,
+            shared_failures=(AnalyticsUnavailable,),  # the same for everyone: no retry each
+        )
         self._columns_lock = threading.Lock()
         self._columns_seen: frozenset[str] | None = None  # None: not set up yet
 
@@ -336,80 +330,16 @@ class ClickHouseEventStore:
                 raise TypeError(f"append takes StoredEvent rows, not {type(row).__name__}")
         if not rows:
             return AppendResult(0, 0)
-        pending = _Pending(rows)
-        cond = self._cond
-        with cond:
-            if self._closed:
-                raise RuntimeError("the event store is closed")
-            self._queue.append(pending)
-            while not pending.done:
-                if self._leader_active:
-                    cond.wait()
-                    continue
-                self._leader_active = True
-                group = self._take_group()
-                cond.release()
-                try:
-                    self._write_group(group)
-                finally:
-                    cond.acquire()
-                    self._leader_active = False
-                    cond.notify_all()
-        if pending.error is not None:
-            raise pending.error
-        assert pending.result is not None
-        return pending.result
+        return self._group_commit.append(rows)
 
-    def _take_group(self) -> list[_Pending]:
-        taken: list[_Pending] = []
-        total = 0
-        while self._queue and (
-            not taken or total + len(self._queue[0].rows) <= self._max_block_rows
-        ):
-            item = self._queue.popleft()
-            taken.append(item)
-            total += len(item.rows)
-        return taken
-
-    def _write_group(self, group: list[_Pending]) -> None:
-        try:
-            try:
-                self._write(group)
-            except AnalyticsUnavailable as exc:  # the same for everyone: no point retrying
-                for pending in group:
-                    pending.error, pending.done = exc, True
-            except Exception:
-                for pending in group:  # isolate: one bad batch must not fail the others
-                    try:
-                        self._write([pending])
-                    except Exception as single:
-                        pending.error, pending.done = single, True
-        except BaseException as fatal:
-            for pending in group:
-                if not pending.done:
-                    pending.error, pending.done = fatal, True
-            raise
-
-    def _write(self, group: list[_Pending]) -> None:
-        seen: set[tuple[str, str]] = set()
-        fresh: list[tuple[StoredEvent, int]] = []
-        for index, pending in enumerate(group):
-            for row in pending.rows:
-                key = (row.appid, row.uid)
-                if key not in seen:
-                    seen.add(key)
-                    fresh.append((row, index))
-        existing = self._existing(seen)
-        new = [(r, i) for r, i in fresh if (r.appid, r.uid) not in existing]
+    def _write(self, group: Group) -> None:
+        keys = {(r.appid, r.uid) for r in group.rows}
+        existing = self._existing(keys)
+        new = [cast(StoredEvent, r) for r in group.rows if (r.appid, r.uid) not in existing]
         if new:
-            self._insert([r for r, _ in new])
-            self._list_repeated((r.appid, r.uid) for r, _ in new)
-        inserted = [0] * len(group)
-        for _, index in new:
-            inserted[index] += 1
-        for index, pending in enumerate(group):
-            pending.result = AppendResult(inserted[index], len(pending.rows) - inserted[index])
-            pending.done = True
+            self._insert(new)
+            self._list_repeated((r.appid, r.uid) for r in new)
+        group.finish(keys - existing)
 
     def _existing(
         self, keys: Iterable[tuple[str, str]], *, repeated: bool = False
@@ -672,10 +602,9 @@ class ClickHouseEventStore:
     # ------------------------------------------------------------------ lifecycle
 
     def close(self) -> None:
-        with self._cond:
-            if self._closed:
-                return
-            self._closed = True
+        if self._closed:
+            return
+        self._closed = True
         self._t.close()
 
     def __enter__(self) -> ClickHouseEventStore:

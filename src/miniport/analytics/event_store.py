@@ -110,15 +110,15 @@ import csv
 import math
 import re
 import threading
-from collections import deque
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Final, Protocol, TextIO, runtime_checkable
+from typing import Final, Protocol, TextIO, cast, runtime_checkable
 
 import duckdb
 
+from miniport.analytics.group_commit import AppendResult, Group, GroupCommit
 from miniport.analytics.reports import (
     CORE_COLUMNS,
     MAX_SLOTS,
@@ -301,12 +301,6 @@ def _explain_slot(kind: str, slot: object, value: object) -> None:
     raise ValueError(f"int slot {slot} value {value} is not a 32-bit integer")
 
 
-@dataclass(frozen=True, slots=True)
-class AppendResult:
-    inserted: int
-    duplicates: int
-
-
 @runtime_checkable
 class EventStore(Protocol):
     """Where analytics events live. Synchronous; implementations are thread-safe."""
@@ -366,29 +360,6 @@ class EventStore(Protocol):
     def close(self) -> None: ...
 
 
-@dataclass(slots=True)
-class _Pending:
-    rows: Sequence[StoredEvent]
-    result: AppendResult | None = None
-    error: BaseException | None = None
-    done: bool = False
-
-    def finish(self, result: AppendResult) -> None:
-        self.result, self.done = result, True
-
-    def fail(self, error: BaseException) -> None:
-        self.error, self.done = error, True
-
-
-@dataclass(slots=True)
-class _Batch:
-    """Deduplicated rows of a group of pending appends, with the owner of each row."""
-
-    pendings: list[_Pending]
-    rows: list[StoredEvent] = field(default_factory=list)
-    owners: list[int] = field(default_factory=list)
-
-
 def _iso_utc(ts_ms: int) -> str:
     moment = _EPOCH_UTC + timedelta(milliseconds=ts_ms)
     return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ts_ms % 1000:03d}Z"
@@ -432,12 +403,14 @@ class DuckDBEventStore:
         except BaseException:
             self._con.close()
             raise
-        self._max_group_rows = max(1, max_group_rows)
         self._write_lock = threading.Lock()
-        self._queue_cond = threading.Condition(threading.Lock())
-        self._leader_active = False
+        self._group_commit = GroupCommit(
+            self._write,
+            max_rows=max_group_rows,
+            write_lock=self._write_lock,
+            closed=lambda: self._closed,
+        )
         self._cursor_lock = threading.Lock()
-        self._queue: deque[_Pending] = deque()
         self._appenders: dict[tuple[str, ...], duckdb.Appender] = {}
         self._closed = False
 
@@ -496,89 +469,10 @@ class DuckDBEventStore:
                 raise TypeError(f"append takes StoredEvent rows, not {type(row).__name__}")
         if not rows:
             return AppendResult(0, 0)
-        pending = _Pending(rows)
-        cond = self._queue_cond
-        with cond:
-            self._check_open()
-            self._queue.append(pending)
-            while not pending.done:
-                if self._leader_active:
-                    cond.wait()  # the leader writes our rows or hands over when done
-                    continue
-                self._leader_active = True
-                cond.release()
-                try:
-                    with self._write_lock:
-                        with cond:  # what was queued while we waited for the lock joins in
-                            group = self._take_group()
-                        if self._closed:
-                            for item in group:
-                                item.fail(RuntimeError("the event store is closed"))
-                        else:
-                            self._write_group(group)
-                finally:
-                    cond.acquire()
-                    self._leader_active = False
-                    cond.notify_all()
-        if pending.error is not None:
-            raise pending.error
-        assert pending.result is not None
-        return pending.result
+        return self._group_commit.append(rows)
 
-    def _take_group(self) -> list[_Pending]:
-        """Pop queued appends, up to ``max_group_rows`` rows (at least one append)."""
-        taken: list[_Pending] = []
-        total = 0
-        queue = self._queue
-        while queue and (not taken or total + len(queue[0].rows) <= self._max_group_rows):
-            item = queue.popleft()
-            taken.append(item)
-            total += len(item.rows)
-        return taken
-
-    def _write_group(self, group: list[_Pending]) -> None:
-        if not group:
-            return
-        try:
-            try:
-                self._write(group)
-            except Exception as exc:
-                if len(group) == 1:
-                    group[0].fail(exc)
-                    return
-                for pending in group:  # isolate: one bad batch must not fail the others
-                    try:
-                        self._write([pending])
-                    except Exception as single:
-                        pending.fail(single)
-        except BaseException as fatal:  # e.g. KeyboardInterrupt: no caller may wait forever
-            for pending in group:
-                if not pending.done:
-                    pending.fail(fatal)
-            raise
-
-    def _write(self, group: list[_Pending]) -> None:
-        batch = _Batch(group)
-        seen: set[tuple[str, str]] = set()
-        for index, pending in enumerate(group):
-            for row in pending.rows:
-                key = (row.appid, row.uid)
-                if key in seen:
-                    continue
-                seen.add(key)
-                batch.rows.append(row)
-                batch.owners.append(index)
-        inserted_keys = self._insert(batch.rows)
-        inserted = [0] * len(group)
-        if inserted_keys is None:
-            for owner in batch.owners:
-                inserted[owner] += 1
-        else:
-            for row, owner in zip(batch.rows, batch.owners, strict=True):
-                if (row.appid, row.uid) in inserted_keys:
-                    inserted[owner] += 1
-        for index, pending in enumerate(group):
-            pending.finish(AppendResult(inserted[index], len(pending.rows) - inserted[index]))
+    def _write(self, group: Group) -> None:
+        group.finish(self._insert(cast(list[StoredEvent], group.rows)))
 
     def _insert(self, rows: list[StoredEvent]) -> set[tuple[str, str]] | None:
         """Insert distinct-key rows; ``None`` when all were new, else the keys inserted."""

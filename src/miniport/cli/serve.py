@@ -195,6 +195,7 @@ async def _serve(settings: Settings, sock: socket.socket, demo_sock: socket.sock
 
     from ..platform import create_platform
     from ..web.app import create_app
+    from ..web.lean_http import LeanHttpToolsProtocol
 
     host, port = sock.getsockname()[:2]
     platform = create_platform(settings)
@@ -206,6 +207,7 @@ async def _serve(settings: Settings, sock: socket.socket, demo_sock: socket.sock
     config = uvicorn.Config(
         app, log_config=None, log_level="warning", loop="none", access_log=False,
         lifespan="on", timeout_graceful_shutdown=3,
+        http=LeanHttpToolsProtocol,  # less memory per open connection (device streams)
     )  # fmt: skip
     server = _uvicorn_server(config)
     loop = asyncio.get_running_loop()

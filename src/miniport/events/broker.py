@@ -7,9 +7,12 @@ given (a test configuration goes to the tester's device only). A message naming 
 reaches only the streams opened for that app (and streams opened without one): an analytics
 publish goes to that app's runtimes, not to every runtime of every app.
 
-Cost per stream is what 10,000 open streams need: a subscription is a slotted object with a
-bounded deque and, while it waits, one future; a message is encoded once, whatever the number
-of streams it reaches (``Event`` keeps its frame)."""
+Cost per stream is what 10,000 open streams need: subscriptions are kept per (user, app), so a
+message is offered only to the streams it concerns; a subscription is a slotted object. One with
+a ``sink`` (an open HTTP stream) has each message's frame written to it at once, by the code
+that publishes: no queue, no task and no wake-up per stream; one without (``next``/``take``)
+queues in a bounded deque made on first use. A message is encoded once, whatever the number of
+streams it reaches (``Event`` keeps its frame)."""
 
 from __future__ import annotations
 
@@ -17,7 +20,6 @@ import asyncio
 import contextlib
 import json
 from collections import defaultdict, deque
-from collections.abc import AsyncIterator
 from typing import Any, Protocol
 
 Message = dict[str, Any]
@@ -31,8 +33,17 @@ class Event(dict[str, Any]):
     frame_bytes: bytes | None = None
 
 
+class Sink(Protocol):
+    """Where a subscription's frames go as they are published (an open event stream)."""
+
+    def write(self, frame: bytes, message: Message) -> None: ...
+    def end(self) -> None: ...
+
+
 class Subscription:
-    __slots__ = ("_waiter", "appid", "broadcast", "closed", "device_id", "pending", "user_id")
+    __slots__ = (
+        "_waiter", "appid", "broadcast", "closed", "device_id", "pending", "sink", "user_id",
+    )  # fmt: skip
 
     def __init__(
         self, user_id: str, device_id: str, broadcast: bool = True, appid: str | None = None
@@ -41,9 +52,10 @@ class Subscription:
         self.device_id = device_id
         self.broadcast = broadcast  # False: a console channel, not a runtime; skips EVERYONE
         self.appid = appid  # None: every app's messages
-        # a stalled client loses the oldest message, not the newest
-        self.pending: deque[Message] = deque(maxlen=QUEUE_LIMIT)
+        # made on first use; a stalled client loses the oldest message, not the newest
+        self.pending: deque[Message] | None = None
         self._waiter: asyncio.Future[None] | None = None
+        self.sink: Sink | None = None  # set: messages are written at once, never queued
         self.closed = False
 
     def offer(self, message: Message) -> None:
@@ -55,6 +67,11 @@ class Subscription:
         appid = message.get("appid")
         if appid is not None and self.appid is not None and appid != self.appid:
             return
+        if self.sink is not None:
+            self.sink.write(sse_frame(message), message)
+            return
+        if self.pending is None:
+            self.pending = deque(maxlen=QUEUE_LIMIT)
         self.pending.append(message)
         self._wake()
 
@@ -63,9 +80,14 @@ class Subscription:
             self._waiter.set_result(None)
 
     def close(self) -> None:
-        """The client went away: a waiting ``next`` returns None at once."""
+        """The client went away (or the broker closed): a waiting ``next`` returns None at
+        once, and a sink is ended."""
+        if self.closed:
+            return
         self.closed = True
         self._wake()
+        if self.sink is not None:
+            self.sink.end()
 
     async def next(self, timeout_s: float) -> Message | None:
         """The next message, or None after ``timeout_s`` of silence (or once closed)."""
@@ -82,8 +104,8 @@ class Subscription:
 
     def take(self) -> list[Message]:
         """Everything pending, oldest first."""
-        out = list(self.pending)
-        self.pending.clear()
+        out = list(self.pending or ())
+        self.pending = None
         return out
 
 
@@ -101,7 +123,8 @@ class Broker(Protocol):
 
 class MemoryBroker:
     def __init__(self) -> None:
-        self._subs: dict[str, set[Subscription]] = defaultdict(set)
+        # user -> app of the stream (None: opened for every app) -> its subscriptions
+        self._users: dict[str, dict[str | None, set[Subscription]]] = {}
         # runtimes (broadcast subscriptions) by the app their stream is for; None: any app
         self._by_app: dict[str | None, set[Subscription]] = defaultdict(set)
 
@@ -109,20 +132,31 @@ class MemoryBroker:
         return None
 
     async def close(self) -> None:
-        self._subs.clear()
+        subs = [s for apps in self._users.values() for group in apps.values() for s in group]
+        self._users.clear()
         self._by_app.clear()
+        for sub in subs:  # their streams end now rather than at the server's shutdown timeout
+            sub.close()
+
+    def _targets(self, user_id: str, appid: Any) -> list[Subscription]:
+        """The subscriptions a message for ``user_id`` about ``appid`` may concern (a copy:
+        writing to one may end it, which changes the sets)."""
+        if user_id == EVERYONE:
+            if appid is None:
+                return [s for subs in self._by_app.values() for s in subs]
+            return [*self._by_app.get(appid, ()), *self._by_app.get(None, ())]
+        apps = self._users.get(user_id)
+        if not apps:
+            return []
+        if appid is None:
+            return [s for subs in apps.values() for s in subs]
+        return [*apps.get(appid, ()), *apps.get(None, ())]
 
     def deliver(self, user_id: str, message: Message) -> None:
-        """To every subscription of ``user_id``; ``"*"`` means every connected runtime (of the
-        message's app, when it names one)."""
+        """To every subscription of ``user_id`` (of the message's app, when it names one);
+        ``"*"`` means every connected runtime (of the message's app, when it names one)."""
         event = message if isinstance(message, Event) else Event(message)
-        if user_id != EVERYONE:
-            targets: Any = self._subs.get(user_id, ())
-        elif event.get("appid") is None:
-            targets = [s for subs in self._by_app.values() for s in subs]
-        else:
-            targets = [*self._by_app.get(event["appid"], ()), *self._by_app.get(None, ())]
-        for sub in list(targets):
+        for sub in self._targets(user_id, event.get("appid")):
             sub.offer(event)
 
     async def publish(self, user_id: str, message: Message) -> None:
@@ -132,23 +166,28 @@ class MemoryBroker:
         self, user_id: str, device_id: str, broadcast: bool = True, appid: str | None = None
     ) -> Subscription:
         sub = Subscription(user_id, device_id, broadcast, appid)
-        self._subs[user_id].add(sub)
+        self._users.setdefault(user_id, {}).setdefault(appid, set()).add(sub)
         if broadcast:
             self._by_app[appid].add(sub)
         return sub
 
     def unsubscribe(self, sub: Subscription) -> None:
         sub.close()
-        _discard(self._subs, sub.user_id, sub)
+        apps = self._users.get(sub.user_id)
+        if apps is not None:
+            _discard(apps, sub.appid, sub)
+            if not apps:
+                del self._users[sub.user_id]
         if sub.broadcast:
             _discard(self._by_app, sub.appid, sub)
 
     def connected(self, user_id: str) -> list[str]:
-        return sorted({s.device_id for s in self._subs.get(user_id, ())})
+        apps = self._users.get(user_id, {})
+        return sorted({s.device_id for subs in apps.values() for s in subs})
 
     def open_connections(self) -> int:
         """Runtime streams open on this node (console channels not counted)."""
-        return sum(1 for subs in self._subs.values() for s in subs if s.broadcast)
+        return sum(len(subs) for subs in self._by_app.values())
 
 
 def _discard(index: dict[Any, set[Subscription]], key: Any, sub: Subscription) -> None:
@@ -207,13 +246,6 @@ class RedisBroker(MemoryBroker):
         await super().close()
 
 
-async def stream(sub: Subscription, heartbeat_s: float = 15.0) -> AsyncIterator[Message | None]:
-    """Messages as they come; None every ``heartbeat_s`` of silence (a keep-alive). Ends when
-    the subscription is closed."""
-    while not sub.closed:
-        yield await sub.next(heartbeat_s)
-
-
 def sse_frame(message: Message) -> bytes:
     """One server-sent event: its ``type`` as the event name, the message as JSON data."""
     if isinstance(message, Event) and message.frame_bytes is not None:
@@ -223,22 +255,3 @@ def sse_frame(message: Message) -> bytes:
     if isinstance(message, Event):
         message.frame_bytes = frame
     return frame
-
-
-async def sse(
-    broker: Broker, sub: Subscription, hello: Message, until: tuple[str, ...] = ()
-) -> AsyncIterator[bytes]:
-    """A subscription as a server-sent-event body: ``hello`` first, keep-alives in silence,
-    ending after a message whose type is in ``until`` (or when the client goes away)."""
-    try:
-        yield sse_frame(hello)
-        async for message in stream(sub):
-            if message is None:
-                if not sub.closed:
-                    yield b": keep-alive\n\n"
-                continue
-            yield sse_frame(message)
-            if message.get("type") in until:
-                return
-    finally:
-        broker.unsubscribe(sub)

@@ -1,22 +1,298 @@
-"""A server-sent-event response fed by a broker subscription, written straight to the ASGI
-``send``: no per-message task, no task group. One small task watches ``receive`` for the client
-going away, which closes the subscription at once (so a closed stream costs nothing from then
-on, and ``connected()`` forgets the device)."""
+"""Server-sent-event responses fed by a broker subscription, at the cost 10,000 open streams
+need (issue 13: <= 10 KB per idle stream, one message to 10k streams in < 200 ms).
+
+An open stream is a ``Stream``, the subscription's sink: the code that publishes a message
+writes its frame (encoded once for every stream) to each stream's ASGI ``send`` at once. An
+ASGI server's ``send`` of a body chunk finishes without suspending unless the client is not
+reading (flow control), so it is run eagerly, the way ``asyncio.eager_task_factory`` runs a
+task's first step; only a send that does suspend is finished in a task, and what comes for that
+stream meanwhile waits in a bounded backlog (the oldest dropped first, as in a subscription).
+
+So a stream costs no task, timer or queue of its own: the request's own task waits in
+``receive`` for the client to go away (or for the response to end), which unsubscribes it at
+once. What a stream gets in one turn of the event loop goes out in one write (``Pump``), and
+one timer for all streams writes a keep-alive comment to those silent for ``HEARTBEAT_S``. A
+message whose type is in ``until`` ends the response after it is written; so does the broker
+closing."""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import logging
+import time
+from collections import deque
+from collections.abc import Awaitable, Coroutine
+from types import CoroutineType
+from typing import Any
 
 from starlette.responses import Response
+from starlette.types import Message as AsgiMessage
 from starlette.types import Receive, Scope, Send
 
-from ..events.broker import Broker, Message, Subscription, sse
+from .. import memory
+from ..events.broker import QUEUE_LIMIT, Broker, Message, Subscription, sse_frame
 
+log = logging.getLogger("miniport.web")
+
+HEARTBEAT_S = 15.0
+KEEP_ALIVE = b": keep-alive\n\n"
 HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+RAW_HEADERS = [
+    (b"content-type", b"text/event-stream; charset=utf-8"),
+    *((k.lower().encode(), v.encode()) for k, v in HEADERS.items()),
+]
+
+
+def run_eagerly(step: Awaitable[None]) -> asyncio.Future[None] | None:
+    """Run ``step`` now, in the caller's turn of the event loop. None: it finished (or raised,
+    which is logged at debug level: a write to a client that went away). Otherwise the task
+    that finishes it once what it waits for is done."""
+    if type(step) is not CoroutineType:  # not a coroutine: nothing to run eagerly
+        return asyncio.ensure_future(step)
+    try:
+        waiting_on = step.send(None)
+    except StopIteration:
+        return None
+    except Exception as exc:  # the transport is gone; its end is seen in ``receive``
+        log.debug("event stream write failed: %r", exc)
+        return None
+    return asyncio.ensure_future(_resume(step, waiting_on))
+
+
+async def _resume(step: Coroutine[Any, Any, None], waiting_on: Any) -> None:
+    """Drive a coroutine that suspended outside a task, as a task would: resume it each time
+    the future it yielded is done (``asyncio.wait`` leaves the outcome for it to take)."""
+    try:
+        while True:
+            if isinstance(waiting_on, asyncio.Future):
+                waiting_on._asyncio_future_blocking = False
+                await asyncio.wait([waiting_on])
+            else:  # a bare yield: give the loop one turn
+                await asyncio.sleep(0)
+            try:
+                waiting_on = step.send(None)
+            except StopIteration:
+                return
+    except asyncio.CancelledError:
+        step.close()
+        raise
+    except Exception as exc:
+        log.debug("event stream write failed: %r", exc)
+
+
+class Pump:
+    """What the open streams of one event loop share: the writes of one turn of the loop (each
+    stream written once per turn, however many messages it got in it: a push's data and its
+    refresh go out in one write) and the keep-alives (one timer ticking every second for all
+    streams, not one timer per stream)."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.dirty: list[Stream] = []
+        self.heartbeat_s = HEARTBEAT_S
+        # stream sets by the second (mod one per second of heartbeat) of their last write: each
+        # tick looks at the streams last written heartbeat_s ago
+        self.buckets: list[set[Stream]] = [set() for _ in range(max(1, round(HEARTBEAT_S)))]
+        self.count = 0
+        self.timer: asyncio.TimerHandle | None = None
+        self.closed = 0  # streams closed since memory was last given back
+        self.last_close = 0.0
+        self.trimming: asyncio.TimerHandle | None = None
+
+    def mark(self, stream: Stream) -> None:
+        self.dirty.append(stream)
+        if len(self.dirty) == 1:
+            self.loop.call_soon(self.flush)
+
+    def flush(self) -> None:
+        dirty, self.dirty = self.dirty, []
+        # streams that got the same frames share one ASGI message (and one joined body)
+        sent: dict[tuple[bytes, ...], AsgiMessage] = {}
+        for stream in dirty:
+            stream.flush(sent)
+
+    def add(self, stream: Stream) -> None:
+        stream.bucket = int(stream.wrote) % len(self.buckets)
+        self.buckets[stream.bucket].add(stream)
+        self.count += 1
+        if self.timer is None:
+            self.timer = self.loop.call_later(1.0, self.tick)
+
+    def remove(self, stream: Stream) -> None:
+        bucket = self.buckets[stream.bucket]
+        if stream in bucket:
+            bucket.discard(stream)
+            self.count -= 1
+            self.closed += 1
+            self.last_close = self.loop.time()
+            if self.closed >= TRIM_AFTER and self.trimming is None:
+                self.trimming = self.loop.call_later(TRIM_DELAY_S, self.trim)
+
+    def trim(self) -> None:
+        """Many streams closed: give the memory they held back to the operating system, once
+        the wave of closes is over (no close for ``TRIM_DELAY_S``)."""
+        quiet = self.loop.time() - self.last_close
+        if quiet < TRIM_DELAY_S:
+            self.trimming = self.loop.call_later(TRIM_DELAY_S - quiet, self.trim)
+            return
+        self.trimming = None
+        self.closed = 0
+        memory.release()
+
+    def tick(self) -> None:
+        now = time.monotonic()
+        buckets = self.buckets
+        bucket = buckets[int(now) % len(buckets)]
+        for stream in list(bucket):
+            if now - stream.wrote >= self.heartbeat_s - 1:
+                stream.keep_alive()  # written now: it stays in this second's bucket
+            else:  # written since: looked at again heartbeat_s after that write
+                bucket.discard(stream)
+                stream.bucket = int(stream.wrote) % len(buckets)
+                buckets[stream.bucket].add(stream)
+        self.timer = self.loop.call_later(1.0, self.tick) if self.count else None
+
+
+TRIM_AFTER = 1000  # closed streams
+TRIM_DELAY_S = 1.0
+_pumps: list[Pump] = []  # the current event loop's (tests run one loop after another)
+
+
+def pump() -> Pump:
+    loop = asyncio.get_running_loop()
+    if not _pumps or _pumps[0].loop is not loop:
+        _pumps[:] = [Pump(loop)]
+    return _pumps[0]
+
+
+class Stream:
+    """One open event stream; the subscription's sink."""
+
+    __slots__ = (
+        "_backlog", "_ending", "_out", "_pump", "_send", "_sub", "_until", "bucket", "done",
+        "wrote",
+    )  # fmt: skip
+
+    def __init__(self, sub: Subscription, send: Send, until: tuple[str, ...]) -> None:
+        self._sub, self._send, self._until = sub, send, until
+        self._pump = pump()
+        # set while a suspended write finishes: the ASGI messages that wait behind it
+        self._backlog: deque[AsgiMessage] | None = None
+        self._out: list[bytes] | None = None  # frames for this turn's write
+        self._ending = False
+        self.wrote = time.monotonic()
+        self.bucket = 0
+        self.done = False  # nothing more is taken: the response ended or the client left
+
+    def open(self, hello: Message) -> None:
+        """Write ``hello`` and what was published since subscribing, then take messages as
+        they are published."""
+        self._queue(sse_frame(hello))
+        for message in self._sub.take():
+            self.write(sse_frame(message), message)
+        if not self.done:
+            self._sub.sink = self
+            self._pump.add(self)
+
+    def write(self, frame: bytes, message: Message) -> None:
+        if self.done:
+            return
+        self._queue(frame)
+        if message.get("type") in self._until:
+            self.end()
+
+    def keep_alive(self) -> None:
+        if not self.done:
+            self._queue(KEEP_ALIVE)
+
+    def end(self) -> None:
+        """End the response after what is written (the request's task, waiting in
+        ``receive``, then returns)."""
+        if not self.done:
+            self._ending = True
+            self._queue(b"")
+            self._finish()
+
+    def stop(self) -> None:
+        """The request is over: nothing more is written, not even what waits."""
+        self._finish()
+        self._out = self._backlog = None
+
+    def _finish(self) -> None:
+        self.done = True
+        self._sub.sink = None
+        self._pump.remove(self)
+
+    def _queue(self, frame: bytes) -> None:
+        self.wrote = time.monotonic()
+        if self._out is None:
+            self._out = [frame]
+            self._pump.mark(self)
+        else:
+            self._out.append(frame)
+
+    def flush(self, sent: dict[tuple[bytes, ...], AsgiMessage]) -> None:
+        out, self._out = self._out, None
+        if out is None:
+            return
+        if self._ending:
+            self._chunk(b"".join(out), more=False)
+            return
+        key = tuple(out)
+        message = sent.get(key)
+        if message is None:
+            body = out[0] if len(out) == 1 else b"".join(out)
+            message = sent[key] = {"type": "http.response.body", "body": body, "more_body": True}
+        self._write(message)
+
+    def _chunk(self, body: bytes, more: bool) -> None:
+        self._write({"type": "http.response.body", "body": body, "more_body": more})
+
+    def _write(self, message: AsgiMessage) -> None:
+        if self._backlog is not None:  # a write still waits for the client to read
+            self._backlog.append(message)
+            return
+        pending = run_eagerly(self._send(message))
+        if pending is not None:
+            self._backlog = deque(maxlen=QUEUE_LIMIT)  # the oldest go first, as when queued
+            pending.add_done_callback(self._drained)
+
+    def _drained(self, _: asyncio.Future[None]) -> None:
+        backlog, self._backlog = self._backlog, None
+        while backlog:
+            self._write(backlog.popleft())
+            if self._backlog is not None:  # suspended again: the rest waits behind it
+                self._backlog.extend(backlog)
+                return
+
+
+async def run_stream(
+    broker: Broker,
+    sub: Subscription,
+    hello: Message,
+    receive: Receive,
+    send: Send,
+    until: tuple[str, ...] = (),
+) -> None:
+    """Serve ``sub`` as a server-sent-event response until the client goes away or the
+    response ends; unsubscribes when done."""
+    stream = Stream(sub, send, until)
+    try:
+        await send({"type": "http.response.start", "status": 200, "headers": RAW_HEADERS})
+        stream.open(hello)
+        del hello  # held for the stream's life otherwise
+        while (await receive())["type"] != "http.disconnect":
+            pass
+    except OSError:  # the client went away
+        pass
+    finally:
+        stream.stop()
+        broker.unsubscribe(sub)
 
 
 class EventStreamResponse(Response):
+    """``run_stream`` as a Starlette response, for a route."""
+
     media_type = "text/event-stream"
 
     def __init__(
@@ -28,21 +304,4 @@ class EventStreamResponse(Response):
         self.init_headers(HEADERS)  # no body: no Content-Length, the server chunks it
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        watcher = asyncio.ensure_future(self._watch(receive))
-        try:
-            await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
-            async for frame in sse(self.broker, self.sub, self.hello, self.until):
-                await send({"type": "http.response.body", "body": frame, "more_body": True})
-            if not self.sub.closed or self.until:
-                await send({"type": "http.response.body", "body": b"", "more_body": False})
-        except OSError:  # the client went away mid-write
-            pass
-        finally:
-            watcher.cancel()
-            self.broker.unsubscribe(self.sub)
-
-    async def _watch(self, receive: Receive) -> None:
-        with contextlib.suppress(OSError):
-            while (await receive())["type"] != "http.disconnect":
-                pass
-        self.sub.close()
+        await run_stream(self.broker, self.sub, self.hello, receive, send, self.until)

@@ -76,10 +76,11 @@ class AccessLog:
         try:
             await self.app(scope, receive, sending)
         finally:
-            _log_request(scope, status, (time.perf_counter() - started) * 1000)
+            log_request(scope, status, (time.perf_counter() - started) * 1000)
 
 
-def _log_request(scope: Scope, status: int, ms: float) -> None:
+def log_request(scope: Scope, status: int, ms: float) -> None:
+    """The access-log line of a finished request."""
     client = scope.get("client")
     address = client[0] if client else "-"
     method, path = scope["method"], scope["path"]

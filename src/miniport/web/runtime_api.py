@@ -6,13 +6,13 @@ from typing import Annotated, Any, Literal
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, Request
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel, Field, StrictInt, StrictStr, ValidationError
 
 from ..domain.requests import Launch
 from ..domain.tokens import RuntimeIdentity
 from ..errors import InvalidInput, MiniportError, Problem, join_problems
-from .deps import error_response, platform_of, runtime_identity
+from .deps import bearer, error_response, platform_of, runtime_identity
 from .event_stream import EventStreamResponse
 from .openapi_doc import ERRORS, EVENT_STREAM
 from .strict_json import StrictJSONRoute
@@ -147,13 +147,25 @@ async def login(appid: str, request: Request, who: Identity) -> Any:
 async def events(request: Request) -> Any:
     """Server-sent events for this runtime. Browsers' EventSource cannot send headers, so the
     token may also come as ``?access_token=``. With ``?appid=`` the stream carries only that
-    app's messages (and the user's messages that name no app)."""
-    token = request.query_params.get("access_token")
+    app's messages (and the user's messages that name no app). (The server answers most of
+    these requests ahead of the framework's routing, with the same ``open_events``: see
+    ``web.app.MiniportAPI``.)"""
+    return await open_events(request)
+
+
+async def open_events(request: Request) -> Response:
+    """The event stream of the runtime ``request`` identifies, or the error response."""
+    token = request.query_params.get("access_token") or bearer(request)
     appid = request.query_params.get("appid")
     platform = platform_of(request)
     try:
         await platform.auth.refresh_revocations()
-        who = platform.auth.identify(token) if token else await runtime_identity(request)
+        # checked once for the whole connection: not kept in the verified-token cache
+        who = (
+            platform.auth.identify(token, remember=False)
+            if token
+            else await runtime_identity(request)  # no token: its "missing token" error
+        )
         if appid is not None:
             await platform.background.apps.get(appid)
     except MiniportError as exc:

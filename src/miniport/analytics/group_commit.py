@@ -1,0 +1,172 @@
+"""Group commit, shared by the event stores (no I/O of its own): concurrent ``append`` calls
+are combined into one write.
+
+A caller queues its rows; if no write is in progress it becomes the leader: it takes the
+store's write lock, then everything queued by then (up to ``max_rows`` rows, at least one
+call's) and hands it to the store's ``write`` as one :class:`Group`; otherwise it sleeps
+until a leader has written its rows, or until it may lead. Each caller gets its own
+:class:`AppendResult`. When a combined write fails, each call is written again on its own,
+so one bad batch never fails another caller's; a failure that would hit every call alike
+(``shared_failures``, e.g. the database being unreachable) fails them all at once instead.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import deque
+from collections.abc import Callable, Collection, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+__all__ = ["AppendResult", "Group", "GroupCommit"]
+
+
+@dataclass(frozen=True, slots=True)
+class AppendResult:
+    inserted: int
+    duplicates: int
+
+
+class Keyed(Protocol):
+    """A row with its dedup key: the app and the client-made event id."""
+
+    @property
+    def appid(self) -> str: ...
+
+    @property
+    def uid(self) -> str: ...
+
+
+@dataclass(slots=True)
+class _Pending:
+    rows: Sequence[Keyed]
+    result: AppendResult | None = None
+    error: BaseException | None = None
+    done: bool = False
+
+    def fail(self, error: BaseException) -> None:
+        self.error, self.done = error, True
+
+
+@dataclass(slots=True)
+class Group:
+    """The rows of a group of calls, each ``(appid, uid)`` once (the first occurrence), with
+    the call each row came from. The store's ``write`` stores ``rows`` and calls
+    :meth:`finish` with the keys it inserted (``None``: all of them)."""
+
+    pendings: list[_Pending]
+    rows: list[Keyed] = field(default_factory=list)
+    owners: list[int] = field(default_factory=list)
+
+    @classmethod
+    def of(cls, pendings: list[_Pending]) -> Group:
+        group = cls(pendings)
+        seen: set[tuple[str, str]] = set()
+        for index, pending in enumerate(pendings):
+            for row in pending.rows:
+                key = (row.appid, row.uid)
+                if key not in seen:
+                    seen.add(key)
+                    group.rows.append(row)
+                    group.owners.append(index)
+        return group
+
+    def finish(self, inserted_keys: Collection[tuple[str, str]] | None) -> None:
+        inserted = [0] * len(self.pendings)
+        for row, owner in zip(self.rows, self.owners, strict=True):
+            if inserted_keys is None or (row.appid, row.uid) in inserted_keys:
+                inserted[owner] += 1
+        for index, pending in enumerate(self.pendings):
+            pending.result = AppendResult(inserted[index], len(pending.rows) - inserted[index])
+            pending.done = True
+
+
+class GroupCommit:
+    """One per store. ``write(group)`` runs under ``write_lock`` (the store's, which its
+    other writes take too); ``closed()`` says whether the store was closed meanwhile."""
+
+    def __init__(
+        self,
+        write: Callable[[Group], None],
+        *,
+        max_rows: int,
+        write_lock: threading.Lock,
+        closed: Callable[[], bool],
+        shared_failures: tuple[type[Exception], ...] = (),
+    ) -> None:
+        self._write = write
+        self._max_rows = max(1, max_rows)
+        self._write_lock = write_lock
+        self._closed = closed
+        self._shared_failures = shared_failures
+        self._cond = threading.Condition(threading.Lock())
+        self._queue: deque[_Pending] = deque()
+        self._leader_active = False
+
+    def append(self, rows: Sequence[Keyed]) -> AppendResult:
+        """Store ``rows`` together with whatever other calls are queued; raises what the
+        write of this call's rows raised."""
+        pending = _Pending(rows)
+        cond = self._cond
+        with cond:
+            if self._closed():
+                raise RuntimeError("the event store is closed")
+            self._queue.append(pending)
+            while not pending.done:
+                if self._leader_active:
+                    cond.wait()  # the leader writes our rows or hands over when done
+                    continue
+                self._leader_active = True
+                cond.release()
+                try:
+                    self._lead()
+                finally:
+                    cond.acquire()
+                    self._leader_active = False
+                    cond.notify_all()
+        if pending.error is not None:
+            raise pending.error
+        assert pending.result is not None
+        return pending.result
+
+    def _lead(self) -> None:
+        with self._write_lock:
+            with self._cond:  # what was queued while we waited for the lock joins in
+                group = self._take()
+            if self._closed():
+                for item in group:
+                    item.fail(RuntimeError("the event store is closed"))
+            else:
+                self._write_isolated(group)
+
+    def _take(self) -> list[_Pending]:
+        taken: list[_Pending] = []
+        total = 0
+        queue = self._queue
+        while queue and (not taken or total + len(queue[0].rows) <= self._max_rows):
+            item = queue.popleft()
+            taken.append(item)
+            total += len(item.rows)
+        return taken
+
+    def _write_isolated(self, pendings: list[_Pending]) -> None:
+        if not pendings:
+            return
+        try:
+            try:
+                self._write(Group.of(pendings))
+            except Exception as exc:
+                if len(pendings) == 1 or isinstance(exc, self._shared_failures):
+                    for pending in pendings:
+                        pending.fail(exc)
+                    return
+                for pending in pendings:  # isolate: one bad batch must not fail the others
+                    try:
+                        self._write(Group.of([pending]))
+                    except Exception as single:
+                        pending.fail(single)
+        except BaseException as fatal:  # e.g. KeyboardInterrupt: no caller may wait forever
+            for pending in pendings:
+                if not pending.done:
+                    pending.fail(fatal)
+            raise

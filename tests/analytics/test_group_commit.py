@@ -1,0 +1,124 @@
+"""Group commit on its own (no database): calls combined, results per call, isolation of a bad
+batch, a shared failure failing every call at once, and a closed store."""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+
+import pytest
+
+from miniport.analytics.group_commit import AppendResult, Group, GroupCommit
+
+
+@dataclass(frozen=True)
+class Row:
+    appid: str
+    uid: str
+
+
+class Unreachable(Exception):
+    pass
+
+
+class Writer:
+    def __init__(self) -> None:
+        self.stored: set[tuple[str, str]] = set()
+        self.groups: list[int] = []
+        self.lock = threading.Lock()
+        self.closed = False
+
+    def write(self, group: Group) -> None:
+        self.groups.append(len(group.pendings))
+        if any(r.uid == "bad" for r in group.rows):
+            raise ValueError("bad row")
+        if any(r.uid == "down" for r in group.rows):
+            raise Unreachable("database down")
+        new = {(r.appid, r.uid) for r in group.rows} - self.stored
+        self.stored |= new
+        group.finish(new)
+
+    def commits(self) -> GroupCommit:
+        return GroupCommit(
+            self.write, max_rows=100, write_lock=self.lock, closed=lambda: self.closed,
+            shared_failures=(Unreachable,),
+        )  # fmt: skip
+
+
+def rows(*uids: str) -> list[Row]:
+    return [Row("app", u) for u in uids]
+
+
+def test_each_call_gets_its_own_result_and_ids_repeat_as_duplicates() -> None:
+    w = Writer()
+    gc = w.commits()
+    assert gc.append(rows("a", "b", "a")) == AppendResult(2, 1)
+    assert gc.append(rows("b", "c")) == AppendResult(1, 1)
+    assert w.stored == {("app", "a"), ("app", "b"), ("app", "c")}
+
+
+def _queued_while_writing(gc: GroupCommit, w: Writer, batches: list[list[Row]]) -> list[object]:
+    """Run the batches from threads while the write lock is held; wait until all queued."""
+    results: list[object] = [None] * len(batches)
+
+    def call(i: int) -> None:
+        try:
+            results[i] = gc.append(batches[i])
+        except Exception as exc:
+            results[i] = exc
+
+    with w.lock:  # e.g. another write of the store is running
+        threads = [threading.Thread(target=call, args=(i,)) for i in range(len(batches))]
+        for t in threads:
+            t.start()
+        deadline = time.monotonic() + 10
+        while len(gc._queue) < len(batches) - 1 and time.monotonic() < deadline:
+            time.sleep(0.001)  # one thread is the leader, waiting for the lock
+        time.sleep(0.01)
+    for t in threads:
+        t.join()
+    return results
+
+
+def test_calls_queued_during_a_write_go_out_together() -> None:
+    w = Writer()
+    results = _queued_while_writing(w.commits(), w, [rows(f"x{k}") for k in range(4)])
+    assert w.groups == [4]
+    assert results == [AppendResult(1, 0)] * 4
+
+
+def test_a_bad_batch_fails_alone() -> None:
+    w = Writer()
+    results = _queued_while_writing(w.commits(), w, [rows("a"), rows("bad"), rows("a", "b")])
+    assert sorted(map(repr, results)) == sorted(
+        map(repr, [AppendResult(1, 0), ValueError("bad row"), AppendResult(1, 1)])
+    ) or sorted(map(repr, results)) == sorted(
+        map(repr, [AppendResult(0, 1), ValueError("bad row"), AppendResult(2, 0)])
+    )
+    assert w.stored == {("app", "a"), ("app", "b")}
+
+
+def test_a_shared_failure_fails_every_call_at_once() -> None:
+    w = Writer()
+    results = _queued_while_writing(w.commits(), w, [rows("a"), rows("down"), rows("b")])
+    assert all(isinstance(r, Unreachable) for r in results)
+    assert w.groups == [3]  # not retried call by call
+    assert w.stored == set()
+
+
+def test_a_closed_store_takes_nothing() -> None:
+    w = Writer()
+    gc = w.commits()
+    w.closed = True
+    with pytest.raises(RuntimeError, match="closed"):
+        gc.append(rows("a"))
+    assert w.groups == []
+
+
+def test_groups_stop_at_max_rows() -> None:
+    w = Writer()
+    batches = [rows(*(f"r{k}-{i}" for i in range(40))) for k in range(4)]
+    results = _queued_while_writing(w.commits(), w, batches)
+    assert results == [AppendResult(40, 0)] * 4
+    assert sum(w.groups) == 4 and max(w.groups) <= 2  # 100 rows at most: two calls of 40

@@ -1,0 +1,233 @@
+"""The runtime event stream as served at scale (issue 13): answered ahead of the framework, its
+frames written by the publisher, keep-alives from one timer, a client that stops reading held
+back by flow control without losing order, the access log, CORS, and uvicorn's lean protocol."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import logging
+import re
+import weakref
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import aiohttp
+import pytest
+import uvicorn
+
+from miniport import memory
+from miniport.web import event_stream
+from miniport.web.event_stream import run_eagerly
+from miniport.web.lean_http import LeanEvent, LeanHttpToolsProtocol
+from tests.conftest import LiveServer, free_port
+from tests.support.platforms import SSE
+
+Live = Callable[..., Awaitable[LiveServer]]
+EVENTS = "/runtime/v1/events"
+LONG = aiohttp.ClientTimeout(total=60)
+
+
+@pytest.fixture
+async def session() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession() as s:
+        yield s
+
+
+async def test_a_suspended_send_is_finished_in_a_task_and_a_finished_one_is_not() -> None:
+    gate: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+    seen: list[str] = []
+
+    async def quick() -> None:
+        seen.append("quick")
+
+    async def held() -> None:
+        seen.append("held: " + await gate)
+
+    assert run_eagerly(quick()) is None and seen == ["quick"]
+    pending = run_eagerly(held())
+    assert pending is not None and not pending.done()
+    gate.set_result("opened")
+    await asyncio.wait_for(pending, 5)
+    assert seen == ["quick", "held: opened"]
+
+
+async def test_a_send_that_fails_is_logged_not_raised(caplog: pytest.LogCaptureFixture) -> None:
+    async def broken() -> None:
+        raise ConnectionResetError("gone")
+
+    with caplog.at_level(logging.DEBUG, "miniport.web"):
+        assert run_eagerly(broken()) is None
+    assert "gone" in caplog.text
+
+
+async def test_the_stream_writes_keep_alives_in_silence(
+    live: Live, session: aiohttp.ClientSession, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(event_stream, "HEARTBEAT_S", 2.0)
+    event_stream._pumps.clear()  # the next stream's pump takes the short heartbeat
+    server = await live()
+    token = server.platform.auth.runtime_token("alice", "phone")
+    async with session.get(f"{server.url}{EVENTS}", params={"access_token": token},
+                           timeout=LONG) as stream:
+        assert (await SSE(stream).next())[0] == "connected"
+        line = await asyncio.wait_for(stream.content.readline(), 10)
+        while line.strip() == b"":
+            line = await asyncio.wait_for(stream.content.readline(), 10)
+        assert line == b": keep-alive\n"
+
+
+async def test_a_client_that_stops_reading_gets_every_frame_in_order_once_it_reads(
+    live: Live, session: aiohttp.ClientSession,
+) -> None:
+    server = await live()
+    p = server.platform
+    token = p.auth.runtime_token("alice", "phone")
+    async with session.get(f"{server.url}{EVENTS}", params={"access_token": token},
+                           timeout=LONG, read_bufsize=4096) as stream:
+        events = SSE(stream)
+        assert (await events.next())[0] == "connected"
+        pad = "x" * 7000  # 1000 of these, one write each: more than the socket buffers hold
+        for i in range(1000):
+            await p.broker.publish("alice", {"type": "n", "i": i, "pad": pad})
+            await asyncio.sleep(0)
+        await asyncio.sleep(0.5)  # the server's writes wait for the client now
+        got = []
+        while not got or got[-1] != 999:
+            _, message = await events.next(30)
+            got.append(message["i"])
+        assert got == sorted(got) and len(set(got)) == len(got)
+        await p.broker.publish("alice", {"type": "after"})
+        assert (await events.next())[0] == "after"
+
+
+async def test_the_stream_is_access_logged_when_it_ends(
+    live: Live, session: aiohttp.ClientSession, caplog: pytest.LogCaptureFixture,
+) -> None:
+    server = await live()
+    token = server.platform.auth.runtime_token("alice", "phone")
+    with caplog.at_level(logging.INFO, "miniport.access"):
+        async with session.get(f"{server.url}{EVENTS}?access_token={token}",
+                               timeout=LONG) as stream:
+            assert (await SSE(stream).next())[0] == "connected"
+        async with session.get(f"{server.url}{EVENTS}?access_token=nope") as refused:
+            assert refused.status == 401
+
+        async def logged() -> list[int]:
+            return [r.__dict__["fields"]["status"] for r in caplog.records
+                    if r.name == "miniport.access" and r.__dict__["fields"]["path"] == EVENTS]
+
+        for _ in range(100):
+            if sorted(await logged()) == [200, 401]:
+                break
+            await asyncio.sleep(0.05)
+    assert sorted(await logged()) == [200, 401]
+    assert token not in caplog.text  # never the query string
+
+
+async def test_a_browser_on_a_listed_origin_gets_cors_headers_on_the_stream(
+    live: Live, session: aiohttp.ClientSession,
+) -> None:
+    origin = "http://127.0.0.2:8080"
+    server = await live(cors_origins=origin)
+    token = server.platform.auth.runtime_token("alice", "browser")
+    async with session.get(f"{server.url}{EVENTS}", params={"access_token": token},
+                           headers={"Origin": origin}, timeout=LONG) as stream:
+        assert stream.status == 200
+        assert stream.headers["Access-Control-Allow-Origin"] == origin
+        assert (await SSE(stream).next())[0] == "connected"
+        await server.platform.broker.publish("alice", {"type": "x"})
+        assert (await SSE(stream).next())[0] == "x"
+
+
+async def test_shutting_the_broker_down_ends_open_streams(
+    live: Live, session: aiohttp.ClientSession,
+) -> None:
+    server = await live()
+    token = server.platform.auth.runtime_token("alice", "phone")
+    async with session.get(f"{server.url}{EVENTS}", params={"access_token": token},
+                           timeout=LONG) as stream:
+        events = SSE(stream)
+        assert (await events.next())[0] == "connected"
+        await server.platform.broker.close()
+        with pytest.raises(EOFError):
+            await events.next(10)
+    assert server.platform.broker.connected("alice") == []
+
+
+async def test_release_frees_garbage_in_reference_cycles() -> None:
+    class Node:
+        other: Any = None
+
+    a, b = Node(), Node()
+    a.other, b.other = b, a
+    gone = weakref.ref(a)
+    gc.disable()
+    try:
+        del a, b
+        assert gone() is not None  # a cycle: only a collection frees it
+        memory.release()
+        assert gone() is None
+    finally:
+        gc.enable()
+
+
+def test_lean_event_wakes_every_waiter_and_clears() -> None:
+    async def run() -> None:
+        event = LeanEvent()
+        waiters = [asyncio.ensure_future(event.wait()) for _ in range(3)]
+        await asyncio.sleep(0)
+        assert not event.is_set() and not any(w.done() for w in waiters)
+        event.set()
+        assert await asyncio.gather(*waiters) == [True, True, True]
+        event.clear()
+        assert not event.is_set()
+        late = asyncio.ensure_future(event.wait())
+        await asyncio.sleep(0)
+        late.cancel()  # a cancelled waiter leaves nothing behind
+        with pytest.raises(asyncio.CancelledError):
+            await late
+        assert event._waiters is None
+
+    asyncio.run(run())
+
+
+async def test_uvicorn_runs_the_lean_protocol_with_pipelined_requests() -> None:
+    """The swap of uvicorn's events and pipeline took (an upgrade renaming them fails here),
+    and pipelined requests are still answered in order."""
+    seen: list[Any] = []
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        cycle = receive.__self__  # uvicorn's request cycle
+        seen.append((type(cycle.message_event), type(cycle.flow._is_writable_event)))
+        body = scope["path"].encode()
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-length", str(len(body)).encode())]})
+        await send({"type": "http.response.body", "body": body})
+
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, lifespan="off",
+                                           log_level="warning", http=LeanHttpToolsProtocol))
+    task = asyncio.create_task(server.serve())
+    try:
+        while not server.started:
+            if task.done():
+                await task
+            await asyncio.sleep(0.02)
+        protocols = server.server_state.connections
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"GET /one HTTP/1.1\r\nHost: x\r\n\r\nGET /two HTTP/1.1\r\nHost: x\r\n\r\n")
+        await writer.drain()
+        data = b""
+        while data.count(b"HTTP/1.1 200") < 2:
+            data += await asyncio.wait_for(reader.read(4096), 5)
+        assert re.findall(rb"\r\n\r\n(/one|/two)", data) == [b"/one", b"/two"]
+        assert [getattr(p, "lean", None) for p in protocols] == [True]
+        writer.close()
+    finally:
+        server.should_exit = True
+        await task
+    assert seen == [(LeanEvent, LeanEvent)] * 2
+

@@ -127,18 +127,19 @@ def _duckdb(source: str, where: str, step: str, start: str, depth: int) -> str:
         f" OVER ({order} ROWS UNBOUNDED PRECEDING) AS sid FROM marked)",
         f"steps AS (SELECT user_id, sid, s, row_number() OVER ({order}) AS pos"
         " FROM sess WHERE brk OR s <> ps)",
-        f"firsts AS (SELECT user_id, min(pos) AS pos0 FROM steps WHERE s = {start}"
-        " GROUP BY user_id)",
-        "heads AS (SELECT f.user_id, f.pos0, st.sid FROM firsts f JOIN steps st"
-        " ON st.user_id = f.user_id AND st.pos = f.pos0)",
-        "path AS (SELECT st.user_id, st.pos - h.pos0 AS d, st.s FROM steps st JOIN heads h"
-        f" ON st.user_id = h.user_id AND st.sid = h.sid AND st.pos > h.pos0 - 1"
-        f" AND st.pos <= h.pos0 + {depth})",
+        # no joins (DuckDB planned the join of steps to their path heads as a range join
+        # and spilled tens of GB on 100k events): windows over each user's steps only
+        f"marked0 AS (SELECT user_id, sid, s, pos, min(CASE WHEN s = {start} THEN pos END)"
+        " OVER (PARTITION BY user_id) AS pos0 FROM steps)",
+        "heads AS (SELECT user_id, sid, s, pos, pos0, max(CASE WHEN pos = pos0 THEN sid END)"
+        " OVER (PARTITION BY user_id) AS sid0 FROM marked0 WHERE pos0 IS NOT NULL)",
+        "path AS (SELECT user_id, pos - pos0 AS d, s FROM heads"
+        f" WHERE sid = sid0 AND pos >= pos0 AND pos <= pos0 + {depth})",
+        "pairs AS (SELECT d, lag(s) OVER (PARTITION BY user_id ORDER BY d) AS f, s AS t FROM path)",
     ]
     return (
-        f"WITH {', '.join(ctes)} SELECT b.d, a.s, b.s, count(*) FROM path a JOIN path b"
-        " ON a.user_id = b.user_id AND b.d = a.d + 1 GROUP BY 1, 2, 3"
-        f" UNION ALL SELECT 0, '', {start}, count(*) FROM firsts"
+        f"WITH {', '.join(ctes)} SELECT d, f, t, count(*) FROM pairs WHERE d > 0"
+        f" GROUP BY 1, 2, 3 UNION ALL SELECT 0, '', {start}, count(*) FROM path WHERE d = 0"
     )
 
 

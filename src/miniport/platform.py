@@ -4,9 +4,10 @@ import time."""
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .clock import Clock, SystemClock
 from .config import Settings
@@ -18,8 +19,6 @@ from .fetch.client import Fetcher
 from .fetch.engine import PeriodicEngine
 from .metrics import Metrics
 from .services.alerts import AlertService
-from .services.analytics import AnalyticsService
-from .services.analytics_store import open_event_store
 from .services.apps import AppService
 from .services.auth import AuthService
 from .services.background import BackgroundService
@@ -33,6 +32,9 @@ from .storage.db import Database
 from .storage.fetches import FetchStore
 from .storage.registry import RegistryStore
 from .storage.users import UserStore
+
+if TYPE_CHECKING:
+    from .services.analytics import AnalyticsService
 
 
 @dataclass
@@ -48,7 +50,7 @@ class Platform:
     auth: AuthService
     apps: AppService
     background: BackgroundService
-    analytics: AnalyticsService
+    make_analytics: Callable[[], AnalyticsService]  # built at first use: see ``analytics``
     console_users: ConsoleUsers
     metrics: Metrics
     members: MemberService
@@ -58,16 +60,26 @@ class Platform:
     public_url: str = "http://127.0.0.1:8700"
     engine: PeriodicEngine | None = field(default=None)
 
-    async def start(self) -> None:
-        await self.fetcher.start()
+    async def start(self, *, fetcher: bool = True) -> None:
+        """Open the broker and (unless ``fetcher`` is false: a one-off CLI command, which
+        may never fetch) the fetcher's session; the fetcher opens it at its first request."""
+        if fetcher:
+            await self.fetcher.start()
         await self.broker.start()
 
     async def close(self) -> None:
         await self.background.close()
-        self.analytics.close()
+        if "analytics" in self.__dict__:
+            self.analytics.close()
         await self.fetcher.close()
         await self.broker.close()
         self.db.close()
+
+    @functools.cached_property
+    def analytics(self) -> AnalyticsService:
+        """The analytics service, built at first use: its modules (definitions, reports, the
+        event stores) are slow to import and most CLI commands never touch analytics."""
+        return self.make_analytics()
 
     def make_engine(self) -> PeriodicEngine:
         s = self.settings
@@ -150,6 +162,9 @@ def _analytics(
     clock: Clock,
     metrics: Metrics,
 ) -> AnalyticsService:
+    from .services.analytics import AnalyticsService
+    from .services.analytics_store import open_event_store
+
     return AnalyticsService(
         db=db,
         registry=registry,
@@ -232,7 +247,7 @@ def create_platform(
         auth=auth,
         apps=apps,
         background=background,
-        analytics=_analytics(settings, db, registry, broker, clock, metrics),
+        make_analytics=lambda: _analytics(settings, db, registry, broker, clock, metrics),
         console_users=ConsoleUsers(db, UserStore(db), registry, clock),
         metrics=metrics,
         members=MemberService(db, registry, clock),

@@ -7,7 +7,6 @@ server's live test view, so it needs a running server. Times print as local date
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import sys
@@ -396,6 +395,8 @@ def test_watch(
                 "`test watch` streams the live view of a running server; start `miniport serve`"
                 " on this data directory first"
             )
+        import asyncio  # here, not at the top: ``miniport --help`` never needs it
+
         with contextlib.suppress(KeyboardInterrupt):
             asyncio.run(_watch(server, appid, test, count, as_json))
     except MiniportError as exc:

@@ -1,12 +1,13 @@
 """getBackgroundFetchData requests/s through the real server (auth, storage read, JSON) against a
 bare endpoint of the same framework returning a constant, at the same concurrency, same run.
 
-    python bench/read_api.py [--seconds 8] [--connections 50] [--rounds 3]
+    python bench/read_api.py [--seconds 8] [--connections 50] [--rounds 3] [--src OTHER/src]
 
 Besides requests/s (best of the rounds), each server's own CPU seconds per 1,000 requests
 (from /proc: independent of how busy the neighbours are) and their ratio (bare / read: the
 share of the bare endpoint's efficiency the read path keeps), and the load average before
-each round. Target: ratio >= 0.7. Last line: JSON."""
+each round. ``--src`` serves another checkout's sources (e.g. the main branch's, to compare).
+Target: ratio >= 0.7. Last line: JSON."""
 
 from __future__ import annotations
 
@@ -63,8 +64,10 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=8)
     parser.add_argument("--connections", type=int, default=50)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--src", type=Path, help="a checkout's src directory to serve instead")
     args = parser.parse_args()
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    src = f"{args.src.resolve()}{os.pathsep}" if args.src else ""
+    env = {**os.environ, "PYTHONPATH": src + str(ROOT)}
     with tempfile.TemporaryDirectory() as tmp:
         data_dir = Path(tmp)
         appid, token = seed(data_dir)
@@ -150,6 +153,7 @@ def main() -> None:
             {
                 "bench": "read_api",
                 "connections": args.connections,
+                **({"src": str(args.src)} if args.src else {}),
                 "bare_rps": round(bare_rate),
                 "read_rps": round(read_rate),
                 "ratio": round(ratio, 3),

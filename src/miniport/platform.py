@@ -4,7 +4,7 @@ import time."""
 
 from __future__ import annotations
 
-import functools
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -59,6 +59,8 @@ class Platform:
     alerts: AlertService
     public_url: str = "http://127.0.0.1:8700"
     engine: PeriodicEngine | None = field(default=None)
+    _analytics: AnalyticsService | None = field(default=None, init=False, repr=False)
+    _analytics_lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
 
     async def start(self, *, fetcher: bool = True) -> None:
         """Open the broker and (unless ``fetcher`` is false: a one-off CLI command, which
@@ -69,17 +71,24 @@ class Platform:
 
     async def close(self) -> None:
         await self.background.close()
-        if "analytics" in self.__dict__:
-            self.analytics.close()
+        if self._analytics is not None:
+            self._analytics.close()
         await self.fetcher.close()
         await self.broker.close()
         self.db.close()
 
-    @functools.cached_property
+    @property
     def analytics(self) -> AnalyticsService:
-        """The analytics service, built at first use: its modules (definitions, reports, the
-        event stores) are slow to import and most CLI commands never touch analytics."""
-        return self.make_analytics()
+        """The analytics service, built at first use (once, whichever thread asks first): its
+        modules (definitions, reports, the event stores) are slow to import and most CLI
+        commands never touch analytics."""
+        service = self._analytics
+        if service is None:
+            with self._analytics_lock:
+                if self._analytics is None:
+                    self._analytics = self.make_analytics()
+                service = self._analytics
+        return service
 
     def make_engine(self) -> PeriodicEngine:
         s = self.settings

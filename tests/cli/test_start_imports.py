@@ -18,11 +18,12 @@ HEAVY_FOR_HELP = (
     "argon2", "jinja2", "qrcode", "miniport.platform", "miniport.config",
     "miniport.cli.operations", "miniport.web",
 )  # fmt: skip
-# a local `app list` opens the SQL database (SQLAlchemy), nothing it does not use
+# a local `app list --json` opens the SQL database (SQLAlchemy), nothing it does not use
+# (no table: it prints JSON)
 HEAVY_FOR_APP_LIST = (
     "aiohttp", "duckdb", "fastapi", "starlette", "uvicorn", "psycopg", "redis", "jinja2",
     "qrcode", "sqlalchemy.dialects.postgresql", "miniport.web", "miniport.services.analytics",
-    "miniport.analytics.definitions",
+    "miniport.analytics.definitions", "rich.table",
 )  # fmt: skip
 
 PROBE = """

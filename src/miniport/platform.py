@@ -4,9 +4,10 @@ import time."""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .clock import Clock, SystemClock
 from .config import Settings
@@ -18,8 +19,6 @@ from .fetch.client import Fetcher
 from .fetch.engine import PeriodicEngine
 from .metrics import Metrics
 from .services.alerts import AlertService
-from .services.analytics import AnalyticsService
-from .services.analytics_store import open_event_store
 from .services.apps import AppService
 from .services.auth import AuthService
 from .services.background import BackgroundService
@@ -35,6 +34,9 @@ from .storage.fetches import FetchStore
 from .storage.registry import RegistryStore
 from .storage.users import UserStore
 
+if TYPE_CHECKING:
+    from .services.analytics import AnalyticsService
+
 
 @dataclass
 class Platform:
@@ -49,7 +51,7 @@ class Platform:
     auth: AuthService
     apps: AppService
     background: BackgroundService
-    analytics: AnalyticsService
+    make_analytics: Callable[[], AnalyticsService]  # built at first use: see ``analytics``
     console_users: ConsoleUsers
     metrics: Metrics
     members: MemberService
@@ -59,17 +61,36 @@ class Platform:
     saved: SavedReportService
     public_url: str = "http://127.0.0.1:8700"
     engine: PeriodicEngine | None = field(default=None)
+    _analytics: AnalyticsService | None = field(default=None, init=False, repr=False)
+    _analytics_lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
 
-    async def start(self) -> None:
-        await self.fetcher.start()
+    async def start(self, *, fetcher: bool = True) -> None:
+        """Open the broker and (unless ``fetcher`` is false: a one-off CLI command, which
+        may never fetch) the fetcher's session; the fetcher opens it at its first request."""
+        if fetcher:
+            await self.fetcher.start()
         await self.broker.start()
 
     async def close(self) -> None:
         await self.background.close()
-        self.analytics.close()
+        if self._analytics is not None:
+            self._analytics.close()
         await self.fetcher.close()
         await self.broker.close()
         self.db.close()
+
+    @property
+    def analytics(self) -> AnalyticsService:
+        """The analytics service, built at first use (once, whichever thread asks first): its
+        modules (definitions, reports, the event stores) are slow to import and most CLI
+        commands never touch analytics."""
+        service = self._analytics
+        if service is None:
+            with self._analytics_lock:
+                if self._analytics is None:
+                    self._analytics = self.make_analytics()
+                service = self._analytics
+        return service
 
     def make_engine(self) -> PeriodicEngine:
         s = self.settings
@@ -152,6 +173,9 @@ def _analytics(
     clock: Clock,
     metrics: Metrics,
 ) -> AnalyticsService:
+    from .services.analytics import AnalyticsService
+    from .services.analytics_store import open_event_store
+
     return AnalyticsService(
         db=db,
         registry=registry,
@@ -234,8 +258,10 @@ def create_platform(
         auth=auth,
         apps=apps,
         background=background,
-        analytics=(analytics := _analytics(settings, db, registry, broker, clock, metrics)),
-        saved=SavedReportService(db, registry, clock, analytics_runners(analytics)),
+        make_analytics=lambda: _analytics(settings, db, registry, broker, clock, metrics),
+        saved=SavedReportService(
+            db, registry, clock, analytics_runners(lambda: holder["p"].analytics)
+        ),
         console_users=ConsoleUsers(db, UserStore(db), registry, clock),
         metrics=metrics,
         members=MemberService(db, registry, clock),

@@ -85,3 +85,23 @@ def test_origins_are_read_from_the_environment(monkeypatch: Any, tmp_path: Path)
     monkeypatch.setenv("MINIPORT_CORS_ORIGINS", "https://a.example, http://127.0.0.1:9000")
     assert Settings.from_env(data_dir=tmp_path).cors_origins == (
         "https://a.example", "http://127.0.0.1:9000")
+
+
+async def test_the_data_read_carries_cors_headers_on_its_answers_and_errors(
+    live: Live, session: aiohttp.ClientSession,
+) -> None:
+    """getBackgroundFetchData is served by a route mounted ahead of the routers: the CORS
+    layer still wraps it, on a preflight, an error and a refusal alike."""
+    server = await live(cors_origins=ALLOWED)
+    app = await server.platform.apps.create("shop", "test")
+    data = f"{server.url}/runtime/v1/apps/{app.appid}/background-fetch/data"
+    async with session.options(data, headers=preflight(ALLOWED, "GET")) as r:
+        assert r.status == 200 and r.headers["Access-Control-Allow-Origin"] == ALLOWED
+    token = server.platform.auth.runtime_token("alice")
+    async with session.get(data, headers={"Origin": ALLOWED,
+                                          "Authorization": f"Bearer {token}"}) as r:
+        assert r.status == 404 and r.headers["Access-Control-Allow-Origin"] == ALLOWED
+        assert (await r.json())["errMsg"].startswith("getBackgroundFetchData:fail")
+    async with session.get(data, headers={"Origin": "http://evil.example",
+                                          "Authorization": f"Bearer {token}"}) as r:
+        assert "Access-Control-Allow-Origin" not in r.headers

@@ -93,3 +93,20 @@ async def test_deeply_nested_json_in_a_batch_is_a_clear_error(live_server: LiveS
     ):
         assert resp.status == 422
         assert (await resp.json())["errMsg"].startswith("reportAnalytics:fail invalid JSON")
+
+
+async def test_the_data_read_is_inside_the_limit_and_a_bodiless_get_is_served(
+    live_server: LiveServer,
+) -> None:
+    """The data read (a route ahead of the routers) is refused like any endpoint when its
+    declared body is too large; the same GET without a body passes the limit untouched."""
+    token = live_server.platform.auth.runtime_token("u")
+    app = await live_server.platform.apps.create("shop", "test")
+    path = f"/runtime/v1/apps/{app.appid}/background-fetch/data"
+    declared = live_server.platform.settings.max_request_bytes + 1
+    base = f"GET {path} HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer {token}\r\n"
+    answer = await exchange(live_server.url, (base + f"Content-Length: {declared}\r\n\r\n"
+                                              ).encode(), [])  # fmt: skip
+    assert answer.startswith(b"HTTP/1.1 413") and b'"too_large"' in answer
+    answer = await exchange(live_server.url, (base + "Connection: close\r\n\r\n").encode(), [])
+    assert answer.startswith(b"HTTP/1.1 404") and b"getBackgroundFetchData:fail" in answer

@@ -422,6 +422,48 @@ async def test_healthz_and_openapi(server: LiveServer, session: aiohttp.ClientSe
     assert {"fetchType", "waitMs"} <= params
 
 
+async def test_the_data_read_keeps_its_route_surroundings(
+    server: LiveServer, session: aiohttp.ClientSession, counter: Counter,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """getBackgroundFetchData is served by a plain route ahead of the routers (the hot read
+    path): it answers GET only, as documented (HEAD and POST: 405 with ``Allow: GET``), a
+    malformed appid path does not reach it, and each read is in the access log."""
+    appid = await app_with(server, counter, "periodic")
+    rt = runtime(server, session, "alice")
+    url = f"{server.url}/runtime/v1/apps/{appid}/background-fetch/data"
+    for method in ("HEAD", "POST", "PUT"):
+        async with session.request(method, url, headers=rt.headers) as r:
+            assert r.status == 405, method
+            assert r.headers["Allow"] == "GET"
+    async with session.get(url + "/extra", headers=rt.headers) as r:
+        assert r.status == 404
+    with caplog.at_level("INFO", logger="miniport.access"):
+        status, body = await rt.data(appid)
+    assert status == 404 and body["errMsg"].startswith("getBackgroundFetchData:fail")
+    lines = [r.getMessage() for r in caplog.records if r.name == "miniport.access"]
+    assert any(f"GET /runtime/v1/apps/{appid}/background-fetch/data" in line
+               and '" 404 ' in line for line in lines), lines
+    async with session.get(server.url + "/openapi.json") as r:
+        spec = await r.json()
+    read = spec["paths"]["/runtime/v1/apps/{appid}/background-fetch/data"]
+    assert set(read) == {"get"}
+    assert {p["name"] for p in read["get"]["parameters"]} == {"appid", "fetchType", "waitMs"}
+
+
+def test_the_data_read_is_matched_ahead_of_every_router(server: LiveServer) -> None:
+    """The hot read's route comes before any included router, so a read is not matched by a
+    walk through the nested routers (the time it saves is in ``bench/read_api.py``)."""
+    from starlette.routing import Route
+
+    from miniport.web.app import create_app
+    from miniport.web.runtime_api import DATA_ROUTE
+
+    routes = create_app(server.platform).router.routes
+    first_router = next(i for i, r in enumerate(routes) if not isinstance(r, Route))
+    assert routes.index(DATA_ROUTE) < first_router
+
+
 async def test_many_concurrent_reads_are_served(
     server: LiveServer, session: aiohttp.ClientSession, counter: Counter,
 ) -> None:

@@ -114,9 +114,7 @@ from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Final, Protocol, TextIO, cast, runtime_checkable
-
-import duckdb
+from typing import TYPE_CHECKING, Final, Protocol, TextIO, cast, runtime_checkable
 
 from miniport.analytics.group_commit import AppendResult, Group, GroupCommit
 from miniport.analytics.overview import (
@@ -141,6 +139,12 @@ from miniport.analytics.reports import (
 from miniport.analytics.retention import RetentionQuery, compile_retention
 from miniport.analytics.system_props import EXTRA_COLUMNS
 from miniport.analytics.user_events import UserEventsPage, compile_user_events
+
+if TYPE_CHECKING:
+    import duckdb
+
+# duckdb is imported when a store opens, not with this module: the platform (and so every
+# local CLI command) imports it, and most commands never open the events file.
 
 __all__ = [
     "DEFAULT_FILE_NAME",
@@ -428,6 +432,8 @@ class DuckDBEventStore:
             config["memory_limit"] = memory_limit
         if threads is not None:
             config["threads"] = threads
+        import duckdb
+
         self.path = Path(path)
         self._con = duckdb.connect(str(self.path), config=config)
         try:
@@ -517,6 +523,8 @@ class DuckDBEventStore:
 
     def _insert(self, rows: list[StoredEvent]) -> set[tuple[str, str]] | None:
         """Insert distinct-key rows; ``None`` when all were new, else the keys inserted."""
+        import duckdb  # loaded when the store opened: a lookup in sys.modules
+
         int_slots: set[int] = set()
         str_slots: set[int] = set()
         float_slots: set[int] = set()

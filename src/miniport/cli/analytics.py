@@ -7,25 +7,36 @@ server's live test view, so it needs a running server. Times print as local date
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import sys
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 from urllib.parse import quote
 
 import typer
 from rich import box
 from rich.markup import escape
-from rich.table import Table
 
 from ..errors import MiniportError, ServerNotRunning
+
+if TYPE_CHECKING:
+    from rich.table import Table
 from .analytics_cohorts import paths_command, retention_command
 from .analytics_saved import dashboard_cmd, saved_cmd
 from .backend import CommandError, Server, call, running_server
-from .common import DataDir, Json, console, err_console, fail, local_time, render, table_of
+from .common import (
+    DataDir,
+    Json,
+    console,
+    err_console,
+    fail,
+    local_time,
+    new_table,
+    render,
+    table_of,
+)
 from .move_store import move_store_command
 
 analytics_cmd = typer.Typer(
@@ -93,7 +104,7 @@ def field_list(appid: str, data_dir: DataDir = None, as_json: Json = False) -> N
     defs = call(data_dir, as_json, "analytics.definitions", appid=appid)
 
     def human() -> None:
-        table = Table("field", "type", "published")
+        table = new_table("field", "type", "published")
         for f in defs["fields"]:
             table.add_row(f["name"], f["type"], "yes" if f["published"] else "no")
         console.print(table)
@@ -137,7 +148,7 @@ def event_list(appid: str, data_dir: DataDir = None, as_json: Json = False) -> N
 
     def human() -> None:
         console.print(f"published version: {defs['version']}")
-        table = Table("id", "event", "display name", "mode", "fields", "status")
+        table = new_table("id", "event", "display name", "mode", "fields", "status")
         for e in defs["events"]:
             shown = e["draft"] or e["published"] or {}
             status = (
@@ -198,7 +209,7 @@ def versions(appid: str, data_dir: DataDir = None, as_json: Json = False) -> Non
     found = call(data_dir, as_json, "analytics.versions", appid=appid)
 
     def human() -> None:
-        table = Table("version", "published by", "published at")
+        table = new_table("version", "published by", "published at")
         for v in found["versions"]:
             table.add_row(
                 str(v["version"]), escape(v["published_by"]), local_time(v["published_at"])
@@ -243,7 +254,7 @@ def test_list(appid: str, data_dir: DataDir = None, as_json: Json = False) -> No
     found = call(data_dir, as_json, "analytics.test.list", appid=appid)
 
     def human() -> None:
-        table = Table("test", "tester", "status", "started", "synced")
+        table = new_table("test", "tester", "status", "started", "synced")
         for t in found["tests"]:
             table.add_row(
                 escape(t["test_id"]),
@@ -405,6 +416,8 @@ def test_watch(
                 "`test watch` streams the live view of a running server; start `miniport serve`"
                 " on this data directory first"
             )
+        import asyncio  # here, not at the top: ``miniport --help`` never needs it
+
         with contextlib.suppress(KeyboardInterrupt):
             asyncio.run(_watch(server, appid, test, count, as_json))
     except MiniportError as exc:
@@ -540,6 +553,8 @@ def _compact(
     found_rows: list[dict[str, Any]], head: list[str], columns: tuple[tuple[str, str], ...]
 ) -> Table:
     """A table that fits 80 columns: short headers, numbers right-aligned, one decimal."""
+    from rich.table import Table
+
     table = Table(box=box.SIMPLE_HEAD, pad_edge=False, padding=(0, 1))
     for name in head:
         table.add_column(name, overflow="fold")
@@ -597,6 +612,8 @@ def overview(
 
 
 def _realtime_text(found: dict[str, Any]) -> None:
+    from rich.table import Table
+
     minutes = found["minutes"]
     peak = max((m["events"] for m in minutes), default=0) or 1
     table = Table("minute", "users", "events", "", box=box.SIMPLE_HEAD, pad_edge=False)

@@ -10,16 +10,18 @@ only when a backend needs them, so ``miniport --help`` stays quick."""
 
 from __future__ import annotations
 
-import asyncio
 import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ..errors import MiniportError, Problem, ServerNotRunning
 from .common import err_console, fail, read_server_file, settings_for
-from .operations import OPERATIONS, Operation
 from .wording import reworded
+
+if TYPE_CHECKING:
+    from .operations import Operation
 
 
 class CommandError(MiniportError):
@@ -71,8 +73,6 @@ class LocalBackend:
     data_dir: Path | None
 
     async def call(self, op: Operation, params: dict[str, Any]) -> Any:
-        import duckdb
-
         from ..platform import create_platform
 
         assert op.local is not None
@@ -81,13 +81,22 @@ class LocalBackend:
         info = read_server_file(settings.data_dir)
         if info and not settings.public_url:
             platform.public_url = str(info["url"])
-        await platform.start()
+        await platform.start(fetcher=False)  # opened at a first fetch: aiohttp is slow to import
         try:
             return await op.local(platform, params)
-        except duckdb.Error as exc:  # e.g. the events file locked by another process
-            raise CommandError("events_store", f"events database: {exc}") from exc
+        except Exception as exc:
+            if _is_duckdb_error(exc):  # e.g. the events file locked by another process
+                raise CommandError("events_store", f"events database: {exc}") from exc
+            raise
         finally:
             await platform.close()
+
+
+def _is_duckdb_error(exc: Exception) -> bool:
+    """Whether ``exc`` is DuckDB's, without importing DuckDB (heavy) for the commands that
+    never open the events file: none of its errors can have been raised unless it is loaded."""
+    duckdb = sys.modules.get("duckdb")
+    return duckdb is not None and isinstance(exc, duckdb.Error)
 
 
 async def admin_request(
@@ -183,6 +192,8 @@ def running_server(data_dir: Path | None) -> Server | None:
     if not info or "url" not in info or "admin_key" not in info:
         return None
     url = str(info["url"]).rstrip("/")
+    import asyncio  # here, not at the top: ``miniport --help`` never needs it
+
     if asyncio.run(_answers(url)):
         dev = info.get("dev")
         return Server(url, str(info["admin_key"]), dev if isinstance(dev, bool) else None)
@@ -229,6 +240,10 @@ def _note_mode(data_dir: Path | None, server: Server) -> None:
 def call(data_dir: Path | None, as_json: bool, op_name: str, /, **params: Any) -> Any:
     """Run operation ``op_name`` on the chosen backend; any error exits 1 with a clear
     message."""
+    import asyncio  # here, not at the top: ``miniport --help`` never needs them
+
+    from .operations import OPERATIONS
+
     op = OPERATIONS[op_name]
     try:
         backend = choose_backend(data_dir, op)

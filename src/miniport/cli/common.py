@@ -20,11 +20,12 @@ from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 import typer
 from rich.console import Console
 from rich.markup import escape
-from rich.table import Table
 
 from ..errors import MiniportError
 
 if TYPE_CHECKING:
+    from rich.table import Table
+
     from ..config import Settings
 
 DataDir = Annotated[
@@ -109,12 +110,20 @@ def text_of(key: str, value: Any) -> str:
     return str(value)
 
 
+def new_table(*columns: str) -> Table:
+    """A rich table with these columns (rich.table, with its imports, loads only when a
+    command prints a table: not for --json, not for --help)."""
+    from rich.table import Table
+
+    return Table(*columns)
+
+
 def table_of(rows: list[dict[str, Any]]) -> Table:
     """Rows as a table, one column per key (in order of first appearance)."""
     columns: list[str] = []
     for row in rows:
         columns += [k for k in row if k not in columns]
-    table = Table(*columns)
+    table = new_table(*columns)
     for row in rows:
         table.add_row(*(escape(text_of(c, row.get(c))) for c in columns))
     return table

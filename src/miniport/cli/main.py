@@ -10,11 +10,21 @@ from typing import Annotated, Any
 
 import typer
 from rich.markup import escape
-from rich.table import Table
 
 from ..errors import InvalidInput, MiniportError
 from .backend import call
-from .common import DataDir, Json, Role, console, fail, local_time, render, settings_for, text_of
+from .common import (
+    DataDir,
+    Json,
+    Role,
+    console,
+    fail,
+    local_time,
+    new_table,
+    render,
+    settings_for,
+    text_of,
+)
 
 app = typer.Typer(
     help="Miniport: background data and custom analytics for mini-programs.",
@@ -104,7 +114,7 @@ def app_list(data_dir: DataDir = None, as_json: Json = False) -> None:
     ]
 
     def human() -> None:
-        table = Table("appid", "name")
+        table = new_table("appid", "name")
         for a in apps:
             table.add_row(escape(a["appid"]), escape(a["name"]))
         console.print(table)
@@ -301,7 +311,7 @@ def app_alerts(
         found = call(data_dir, as_json, "app.alerts.history", appid=appid)
 
         def human_history() -> None:
-            table = Table("time", "kind", "state", "success", "fetches", "cause")
+            table = new_table("time", "kind", "state", "success", "fetches", "cause")
             for a in found["alerts"]:
                 rate = "" if a["success_rate"] is None else f"{a['success_rate'] * 100:.0f} %"
                 table.add_row(local_time(a["ts"]), a["kind"], a["state"], rate,
@@ -503,7 +513,7 @@ def member_list(appid: str, data_dir: DataDir = None, as_json: Json = False) -> 
     found = call(data_dir, as_json, "member.list", appid=appid)
 
     def human() -> None:
-        table = Table("user", "role", "added by")
+        table = new_table("user", "role", "added by")
         for m in found["members"]:
             table.add_row(escape(m["user"]), m["role"], escape(m["added_by"] or ""))
         console.print(table)
@@ -575,7 +585,7 @@ def devtools_prefetch_report(
         return "" if value is None else f"{value:.0f}"
 
     def human() -> None:
-        table = Table("scene", "path", "platform", "launches", "ready", "p50 ms", "p90 ms")
+        table = new_table("scene", "path", "platform", "launches", "ready", "p50 ms", "p90 ms")
         for r in found["rows"]:
             table.add_row(str(r["scene"]), escape(r["path"]), escape(r["platform"]),
                           str(r["launches"]), f"{r['ready_share'] * 100:.0f} %",

@@ -9,15 +9,14 @@ from dataclasses import replace
 from typing import Annotated, Any
 
 import typer
-from rich.table import Table
 
 from ..errors import Conflict, MiniportError, NotFound
-from .common import DataDir, Json, console, fail, render, settings_for
+from .common import DataDir, Json, console, fail, new_table, render, settings_for
 
 
 def _human(result: dict[str, Any]) -> None:
     console.print(f"copied {result['copied']}, already there {result['skipped']}")
-    table = Table("app", "day", "DuckDB", "ClickHouse", "")
+    table = new_table("app", "day", "DuckDB", "ClickHouse", "")
     for app in result["apps"]:
         for day in app["days"]:
             same = day["source"] == day["target"]

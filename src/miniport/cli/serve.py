@@ -9,7 +9,6 @@ database held by another process ends at once with one line on stderr and exit s
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import errno
 import fcntl
@@ -105,6 +104,8 @@ def _uvicorn_server(config: uvicorn.Config) -> uvicorn.Server:
 
 
 def _install_uvloop() -> None:
+    import asyncio  # here: ``miniport --help`` never needs it
+
     with contextlib.suppress(ImportError):
         import uvloop
 
@@ -191,6 +192,8 @@ def _print_demo(demo: dict[str, Any], base: str) -> None:
 
 
 async def _serve(settings: Settings, sock: socket.socket, demo_sock: socket.socket | None) -> None:
+    import asyncio
+
     import uvicorn
 
     from ..platform import create_platform
@@ -246,6 +249,8 @@ async def _serve(settings: Settings, sock: socket.socket, demo_sock: socket.sock
 
 async def _open_events(platform: Platform) -> None:
     """Open the events database now: held by another process, the start ends here."""
+    import asyncio
+
     import duckdb
 
     try:
@@ -286,6 +291,8 @@ async def _cli_key(platform: Platform) -> str:
 
 
 async def _worker(settings: Settings) -> None:
+    import asyncio
+
     from ..platform import create_platform
 
     platform = create_platform(settings)
@@ -332,6 +339,8 @@ LogLevelOption = Annotated[
 
 def _start(settings: Settings, host: str, port: int, demo_port: int | None) -> None:
     """Lock the data directory, bind the ports, then serve; a refusal is one line, exit 2."""
+    import asyncio  # here: ``miniport --help`` never needs it
+
     try:
         with contextlib.ExitStack() as held:
             held.enter_context(holding(settings.data_dir))
@@ -391,6 +400,8 @@ def register(app: typer.Typer) -> None:
         data_dir: DataDir = None,
     ) -> None:
         """Run periodic fetch workers alone (several may share one PostgreSQL database)."""
+        import asyncio  # here: ``miniport --help`` never needs it
+
         logs.configure(log_format, log_level)
         settings = settings_for(data_dir, dev=True if dev else None)
         _install_uvloop()

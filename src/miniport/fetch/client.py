@@ -8,26 +8,23 @@ from __future__ import annotations
 
 import functools
 import ipaddress
-import socket
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urljoin, urlsplit
-
-import aiohttp
-from aiohttp.abc import AbstractResolver, ResolveResult
-from yarl import URL
 
 from ..domain.acceptance import BodyLimit, BodyTooLarge, Verdict, decode_body, status_verdict
 from ..domain.address_guard import AddressPolicy, looks_like_ipv4
 from ..domain.requests import OutboundRequest
 from ..verify import APPID_HEADER, SIGNATURE_HEADER
 
+if TYPE_CHECKING:
+    import aiohttp
+
+# aiohttp and yarl are imported when the first session opens (``Fetcher.start``), not with this
+# module: the platform (and so every local CLI command) imports it without fetching anything.
+
 REDIRECT_STATUSES = {301, 302, 303, 307, 308}
-
-
-class BlockedAddress(aiohttp.ClientConnectionError):
-    pass
 
 
 @dataclass(frozen=True)
@@ -58,32 +55,6 @@ class FetchResult:
             "url": self.url,
             "redirects": self.redirects,
         }
-
-
-class GuardedResolver(AbstractResolver):
-    """Resolves with the system resolver, then refuses the whole name if any address it resolves
-    to is not permitted (so a name cannot smuggle a private address in beside a public one)."""
-
-    def __init__(self, policy: AddressPolicy, allowed_names: frozenset[str]) -> None:
-        self._inner = aiohttp.ThreadedResolver()
-        self._policy = policy
-        self._allowed_names = allowed_names
-
-    async def resolve(
-        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
-    ) -> list[ResolveResult]:
-        results = await self._inner.resolve(host, port, family)
-        allowed_name = host.lower() in self._allowed_names
-        for entry in results:
-            address = entry["host"]
-            if self._policy.refuses_always(address) or (
-                not allowed_name and not self._policy.permits(address)
-            ):
-                raise BlockedAddress(f"{host} resolves to {self._policy.reason(address)}")
-        return results
-
-    async def close(self) -> None:
-        await self._inner.close()
 
 
 def _origin(url: str) -> tuple[str, str]:
@@ -125,6 +96,10 @@ class Fetcher:
 
     async def start(self) -> None:
         if self._session is None:
+            import aiohttp
+
+            from .guarded import GuardedResolver
+
             connector = aiohttp.TCPConnector(
                 limit=self.limit,
                 limit_per_host=0,
@@ -203,6 +178,11 @@ class Fetcher:
         }
 
     async def fetch(self, request: OutboundRequest, *, timeout_s: float) -> FetchResult:
+        import aiohttp  # loaded by start(): a lookup in sys.modules
+        from yarl import URL
+
+        from .guarded import BlockedAddress
+
         if self._session is None:
             await self.start()
         assert self._session is not None
@@ -273,6 +253,11 @@ async def post_guarded(
 ) -> str:
     """POST ``body`` to ``url`` through the fetcher's guarded session (the same address guard
     as data URLs; no redirect followed): "sent", or why not."""
+    import aiohttp
+    from yarl import URL
+
+    from .guarded import BlockedAddress
+
     blocked = fetcher._check_target(url)
     if blocked:
         return f"blocked_address: {blocked}"

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel
 
@@ -20,18 +20,28 @@ from ..errors import InvalidInput, MiniportError, NotFound
 from ..storage.db import Database
 from ..storage.registry import RegistryStore
 from ..storage.saved_reports import Dashboard, SavedReportStore
-from .analytics import AnalyticsService, parse_time
+
+if TYPE_CHECKING:  # the analytics service is imported when a report runs, not at start
+    from .analytics import AnalyticsService
 
 Runner = Callable[[str, dict[str, Any]], Awaitable[dict[str, Any]]]
 
 
-def analytics_runners(analytics: AnalyticsService) -> dict[str, Runner]:
+def _times(p: Any) -> dict[str, int | None]:
+    """``from_ms``/``to_ms`` of a report's parameters (dates in their time zone)."""
+    from .analytics import parse_time
+
+    return {"from_ms": parse_time(p.from_, p.tz), "to_ms": parse_time(p.to, p.tz, end=True)}
+
+
+def analytics_runners(service: Callable[[], AnalyticsService]) -> dict[str, Runner]:
     """Runners of the report kinds the analytics service answers: event analysis, funnel,
-    retention, paths and the overview."""
+    retention, paths and the overview. ``service`` gives the analytics service when a report
+    runs (the platform builds it at first use)."""
 
     async def report(appid: str, params: dict[str, Any]) -> dict[str, Any]:
         p = rules.ReportParams.model_validate(params)
-        return await analytics.event_analysis(
+        return await service().event_analysis(
             appid,
             event=p.event,
             metrics=p.metrics,
@@ -39,60 +49,55 @@ def analytics_runners(analytics: AnalyticsService) -> dict[str, Runner]:
             filters=p.filters,
             any_=p.any,
             granularity=p.granularity,
-            from_ms=parse_time(p.from_, p.tz),
-            to_ms=parse_time(p.to, p.tz, end=True),
+            **_times(p),
             tz=p.tz,
         )
 
     async def funnel(appid: str, params: dict[str, Any]) -> dict[str, Any]:
         p = rules.FunnelParams.model_validate(params)
-        return await analytics.funnel(
+        return await service().funnel(
             appid,
             steps=p.steps,
             group_by=p.group_by,
-            from_ms=parse_time(p.from_, p.tz),
-            to_ms=parse_time(p.to, p.tz, end=True),
+            **_times(p),
             window=p.window,
             order=p.order,
         )
 
-    return {"report": report, "funnel": funnel, **_insight_runners(analytics)}
+    return {"report": report, "funnel": funnel, **_insight_runners(service)}
 
 
-def _insight_runners(analytics: AnalyticsService) -> dict[str, Runner]:
+def _insight_runners(service: Callable[[], AnalyticsService]) -> dict[str, Runner]:
     """Runners of retention, paths and the overview."""
 
     async def retention(appid: str, params: dict[str, Any]) -> dict[str, Any]:
         p = rules.RetentionParams.model_validate(params)
-        return await analytics.retention(
+        return await service().retention(
             appid,
             start=p.start,
             returning=p.return_,
             unit=p.unit,
             periods=p.periods,
             group_by=p.group_by,
-            from_ms=parse_time(p.from_, p.tz),
-            to_ms=parse_time(p.to, p.tz, end=True),
+            **_times(p),
             tz=p.tz,
         )
 
     async def paths(appid: str, params: dict[str, Any]) -> dict[str, Any]:
         p = rules.PathsParams.model_validate(params)
-        return await analytics.paths(
+        return await service().paths(
             appid,
             start=p.start,
             by=p.by,
             depth=p.depth,
-            from_ms=parse_time(p.from_, p.tz),
-            to_ms=parse_time(p.to, p.tz, end=True),
+            **_times(p),
         )
 
     async def overview(appid: str, params: dict[str, Any]) -> dict[str, Any]:
         p = rules.OverviewParams.model_validate(params)
-        return await analytics.overview(
+        return await service().overview(
             appid,
-            from_ms=parse_time(p.from_, p.tz),
-            to_ms=parse_time(p.to, p.tz, end=True),
+            **_times(p),
             granularity=p.granularity,
             tz=p.tz,
             group_by=p.group_by,

@@ -155,6 +155,7 @@ def create_app(platform: Platform, *, run_scheduler: bool | None = None) -> Mini
         body["detail"] = [{"loc": e["loc"], "msg": e["msg"]} for e in exc.errors()]
         return JSONResponse(body, status_code=error.http_status)
 
+    app.router.routes.append(runtime_api.DATA_ROUTE)  # first: the hot read, before any router
     app.include_router(runtime_api.router)
     app.include_router(analytics_api.runtime)
     app.include_router(analytics_api.admin)

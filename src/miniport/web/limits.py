@@ -39,6 +39,7 @@ class BodySizeLimit:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        may_have_body = False
         for name, value in scope["headers"]:
             if name == b"content-length":
                 try:
@@ -48,6 +49,13 @@ class BodySizeLimit:
                 if declared > self.max_bytes:
                     await self._refuse(send)
                     return
+                may_have_body = True
+            elif name == b"transfer-encoding":
+                may_have_body = True
+        if not may_have_body and scope.get("http_version") in ("1.0", "1.1"):
+            # neither header: HTTP/1 says there is no body (most GETs), nothing to count
+            await self.app(scope, receive, send)
+            return
         seen = 0
         started = refused = False
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 from urllib.parse import urlencode
 
-from fastapi import APIRouter, Depends, Request
-from fastapi.responses import JSONResponse, Response, StreamingResponse
+from fastapi import APIRouter, Depends, Request, Response
+from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, Field, StrictInt, StrictStr, ValidationError
+from starlette.routing import Route
 
 from ..domain.requests import Launch
 from ..domain.tokens import RuntimeIdentity
@@ -115,8 +116,14 @@ _DATA_PARAMS: dict[str, Any] = {
 
 @router.get("/apps/{appid}/background-fetch/data", openapi_extra=_DATA_PARAMS)
 async def get_data(appid: str, request: Request) -> Any:
-    """getBackgroundFetchData. The hot read path: parameters are read by hand rather than through
-    dependency injection, which costs more than the read itself."""
+    """getBackgroundFetchData, as documented. Requests are served by :data:`DATA_ROUTE`, which
+    matches the same path ahead of every router and runs :func:`read_data` directly."""
+    return await read_data(request, appid)
+
+
+async def read_data(request: Request, appid: str) -> Response:
+    """The hot read path: parameters are read by hand rather than through dependency injection,
+    which costs more than the read itself."""
     try:
         who = await runtime_identity(request)
         params = request.query_params
@@ -130,6 +137,31 @@ async def get_data(appid: str, request: Request) -> Any:
         return JSONResponse(result)  # already JSON-ready: skip FastAPI's encoder
     except MiniportError as exc:
         return error_response(exc, "getBackgroundFetchData")
+
+
+async def _serve_data(request: Request) -> Response:
+    return await read_data(request, request.path_params["appid"])
+
+
+def _data_route() -> Route:
+    """A plain route for getBackgroundFetchData, mounted by ``create_app`` ahead of the routers:
+    matched first instead of after a walk through nested routers, and called without the
+    framework's dependency and parameter machinery (the endpoint reads its parameters itself).
+    Everything around the route is the same: the app's middleware (CORS, body limit, access log,
+    server errors) and exception handlers. GET only, as the documented route (no implicit
+    HEAD), so every other method gets the same 405."""
+    route = Route(
+        router.prefix + "/apps/{appid}/background-fetch/data",
+        _serve_data,
+        methods=["GET"],
+        name="get_data",
+        include_in_schema=False,  # documented by the APIRoute above
+    )
+    route.methods = {"GET"}
+    return route
+
+
+DATA_ROUTE = _data_route()
 
 
 @router.post("/apps/{appid}/login")

@@ -17,6 +17,7 @@ from . import (
     dashboards,
     data_urls,
     health,
+    insights,
     members,
     reports,
     simulator,
@@ -29,6 +30,7 @@ ROUTERS: tuple[APIRouter, ...] = (
     data_urls.router,  # /apps/{appid}/urls, /apps/{appid}/changes...
     health.router,  # /apps/{appid}/health (charts and devtools)
     analytics.router,  # /apps/{appid}/analytics
+    insights.router,  # /apps/{appid}/analytics/insights (overview, real time, retention, paths)
     reports.router,  # /apps/{appid}/analytics/reports
     dashboards.router,  # /apps/{appid}/analytics/dashboards
     analytics_users.router,  # /apps/{appid}/analytics/users (lookup and forget)

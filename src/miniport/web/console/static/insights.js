@@ -1,0 +1,272 @@
+// Insights: the overview, real time (asked again every two seconds while the page is shown),
+// retention cohorts and paths (a Sankey chart, chartjs-chart-sankey), all through the admin
+// API, drawn with Chart.js served by the package. Counts get integer axes and straight lines.
+import { api, el, t } from './console.js';
+
+const root = document.getElementById('insights-page');
+const appid = root?.dataset.appid ?? '';
+const base = `/admin/v1/apps/${encodeURIComponent(appid)}/analytics`;
+const data = JSON.parse(document.getElementById('insights-data')?.textContent || '{}');
+const COLORS = ['#0b8457', '#3867d6', '#e4393c', '#b7791f', '#8e44ad', '#16a085', '#d35400', '#2c3e50'];
+const charts = {};
+const localTz = Intl.DateTimeFormat().resolvedOptions().timeZone || 'UTC';
+
+const pad = (n) => String(n).padStart(2, '0');
+const isoDay = (d) => `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())}`;
+const daysAgo = (n) => isoDay(new Date(Date.now() - n * 86400000));
+const fmt = (v, digits = 1) => (v === null || v === undefined ? '–' : typeof v === 'number' && !Number.isInteger(v) ? v.toFixed(digits) : String(v));
+const pct = (v) => (v === null || v === undefined ? '–' : `${(v * 100).toFixed(1)}%`);
+
+function draw(id, config) {
+  charts[id]?.destroy();
+  const canvas = document.getElementById(id);
+  if (!canvas || !window.Chart) return;
+  charts[id] = new window.Chart(canvas, config);
+}
+
+function countScales(extra = {}) {
+  // counted series: whole numbers on the axis, from zero
+  return { y: { beginAtZero: true, ticks: { precision: 0 } }, x: { ticks: { autoSkip: true, maxTicksLimit: 12 } }, ...extra };
+}
+
+function fillTable(table, head, rows) {
+  table.dataset.rows = String(rows.length);
+  table.tHead.replaceChildren(el('tr', {}, ...head.map((h) => el('th', { text: h }))));
+  table.tBodies[0].replaceChildren(...rows.map((cells) => el('tr', {}, ...cells.map((c) => el('td', { text: c })))));
+}
+
+function emptyRow(table, text) {
+  table.dataset.rows = '0';
+  table.tHead.replaceChildren();
+  table.tBodies[0].replaceChildren(el('tr', {}, el('td', { class: 'muted', text })));
+}
+
+function stat(label, value, testid) {
+  return el('div', { class: 'stat', 'data-testid': testid }, el('div', { class: 'muted small', text: label }),
+    el('div', { class: 'stat-main', text: value }));
+}
+
+async function guarded(form, errorId, run) {
+  const error = document.querySelector(`[data-testid="${errorId}"]`);
+  error.textContent = '';
+  try {
+    await run();
+  } catch (exc) {
+    error.textContent = exc.message;
+  }
+}
+
+// --- overview ---------------------------------------------------------------------------
+
+const ovForm = document.getElementById('overview-form');
+ovForm.elements.from.value = daysAgo(6);
+ovForm.elements.to.value = daysAgo(0);
+ovForm.elements.tz.value = localTz;
+ovForm.elements.group_by.replaceChildren(el('option', { value: '', text: t('js.ins.no_split') }),
+  ...(data.properties ?? []).map((p) => el('option', { value: p, text: p })));
+
+function sum(rows, key) {
+  return rows.reduce((total, r) => total + (r[key] ?? 0), 0);
+}
+
+function daysBetween(from, to) {
+  // every local day of the range, so a day without events shows as 0 rather than vanishing
+  if (!from || !to || from > to) return null;
+  const days = [];
+  for (let d = new Date(`${from}T12:00:00`); isoDay(d) <= to && days.length < 400; d.setDate(d.getDate() + 1)) {
+    days.push(isoDay(d));
+  }
+  return days;
+}
+
+function drawOverview(found, groupBy, range) {
+  const rows = found.rows ?? [];
+  document.querySelector('[data-testid="ov-empty"]').hidden = rows.length > 0;
+  const sessions = sum(rows, 'sessions');
+  const tiles = [
+    [t('js.ins.active_users'), groupBy ? '–' : String(sum(rows, 'active_users')), 'ov-active'],
+    [t('js.ins.new_users'), groupBy ? '–' : String(sum(rows, 'new_users')), 'ov-new'],
+    [t('js.ins.launches'), String(sum(rows, 'launches')), 'ov-launches'],
+    [t('js.ins.sessions'), String(sessions), 'ov-sessions'],
+    [t('js.ins.page_views'), String(sum(rows, 'page_views')), 'ov-views'],
+  ];
+  document.querySelector('[data-testid="ov-tiles"]').replaceChildren(...tiles.map(([l, v, id]) => stat(l, v, id)));
+  const buckets = (range && daysBetween(range.from, range.to)) || [...new Set(rows.map((r) => r.bucket))];
+  const groups = groupBy ? [...new Set(rows.map((r) => r[groupBy]))] : [null];
+  const datasets = [];
+  groups.forEach((g, gi) => {
+    for (const [key, label] of [['active_users', t('js.ins.active_users')], ['new_users', t('js.ins.new_users')]]) {
+      const byBucket = Object.fromEntries(rows.filter((r) => !groupBy || r[groupBy] === g).map((r) => [r.bucket, r[key]]));
+      datasets.push({
+        label: groupBy ? `${label} · ${g ?? '∅'}` : label,
+        data: buckets.map((b) => byBucket[b] ?? 0),  // a bucket without events had nobody
+        borderColor: COLORS[(gi * 2 + (key === 'new_users' ? 1 : 0)) % COLORS.length],
+        backgroundColor: COLORS[(gi * 2 + (key === 'new_users' ? 1 : 0)) % COLORS.length],
+        tension: 0,
+      });
+    }
+  });
+  draw('overview-chart', { type: buckets.length > 1 ? 'line' : 'bar', data: { labels: buckets, datasets },
+    options: { responsive: true, maintainAspectRatio: false, animation: false, scales: countScales() } });
+  const head = ['bucket', ...(groupBy ? [groupBy] : []), t('js.ins.active_users'), t('js.ins.new_users'), t('js.ins.launches'),
+    t('js.ins.sessions'), t('js.ins.avg_session'), t('js.ins.page_views'), t('js.ins.avg_page'), t('js.ins.pages_per_session')];
+  fillTable(document.querySelector('[data-testid="ov-table"]'), head, rows.map((r) => [r.bucket, ...(groupBy ? [fmt(r[groupBy])] : []),
+    r.active_users, r.new_users, r.launches, r.sessions, fmt(r.avg_session_s), r.page_views, fmt(r.avg_page_s), fmt(r.pages_per_session)]));
+  const pages = found.top_pages ?? [];
+  const pagesTable = document.querySelector('[data-testid="ov-pages"]');
+  if (pages.length) {
+    fillTable(pagesTable, [...(groupBy ? [groupBy] : []), t('js.ins.page'), t('js.ins.views'), t('js.ins.visitors'), t('js.ins.avg_time'), t('js.ins.exit_rate')],
+      pages.map((p) => [...(groupBy ? [fmt(p[groupBy])] : []), p.path, p.views, p.visitors, fmt(p.avg_time_s), pct(p.exit_rate)]));
+  } else emptyRow(pagesTable, t('js.ins.no_pages'));
+  const scenes = found.scenes ?? [];
+  const scenesTable = document.querySelector('[data-testid="ov-scenes"]');
+  if (scenes.length) {
+    fillTable(scenesTable, [...(groupBy ? [groupBy] : []), t('js.ins.scene'), t('js.ins.users')],
+      scenes.map((s) => [...(groupBy ? [fmt(s[groupBy])] : []), s.scene ?? '–', s.users]));
+  } else emptyRow(scenesTable, t('js.ins.no_launches'));
+}
+
+async function runOverview(event) {
+  event?.preventDefault();
+  const f = ovForm.elements;
+  const groupBy = f.group_by.value || null;
+  const body = { from: f.from.value || null, to: f.to.value || null, granularity: f.granularity.value,
+    tz: f.tz.value.trim() || 'UTC', group_by: groupBy };
+  const range = body.granularity === 'day' ? { from: body.from, to: body.to } : null;
+  await guarded(ovForm, 'ov-error', async () => drawOverview(await api('POST', `${base}/overview`, body), groupBy, range));
+  root.dataset.ready = 'true';
+}
+ovForm.addEventListener('submit', runOverview);
+
+// --- real time ---------------------------------------------------------------------------
+
+function when(ms) {
+  // today's events by their time; an older one (sent late, after a time offline) with its date
+  const d = new Date(ms);
+  return isoDay(d) === isoDay(new Date()) ? d.toLocaleTimeString() : `${isoDay(d)} ${d.toLocaleTimeString()}`;
+}
+
+async function refreshRealtime() {
+  const found = await api('GET', `${base}/realtime?tz=${encodeURIComponent(localTz)}&latest=20`);
+  const minutes = found.minutes ?? [];
+  const last = minutes.slice(-5);
+  document.querySelector('[data-testid="rt-tiles"]').replaceChildren(
+    stat(t('js.ins.events_30'), String(sum(minutes, 'events')), 'rt-events'),
+    stat(t('js.ins.events_5'), String(sum(last, 'events')), 'rt-events-5'));
+  draw('realtime-chart', { type: 'bar', data: { labels: minutes.map((m) => m.minute.slice(-5)), datasets: [
+    { label: t('js.ins.events'), data: minutes.map((m) => m.events), backgroundColor: COLORS[1] },
+    { label: t('js.ins.active_users'), data: minutes.map((m) => m.active_users), backgroundColor: COLORS[0] },
+  ] }, options: { responsive: true, maintainAspectRatio: false, animation: false, scales: countScales() } });
+  const table = document.querySelector('[data-testid="rt-latest"]');
+  if ((found.latest ?? []).length) {
+    fillTable(table, [t('js.ins.time'), t('js.ins.event'), t('js.ins.user'), t('js.ins.page'), '$platform'],
+      found.latest.map((e) => [when(e.ts_ms), e.event, e.user, e.page ?? e.$path ?? '', e.$platform ?? '']));
+  } else emptyRow(table, t('js.ins.no_recent'));
+  document.querySelector('[data-testid="rt-updated"]').textContent = t('js.ins.updated', { time: new Date().toLocaleTimeString() });
+}
+
+let realtimeTimer = null;
+async function realtimeLoop() {
+  clearTimeout(realtimeTimer);
+  if (!document.hidden) {
+    try {
+      await refreshRealtime();
+    } catch (exc) {
+      document.querySelector('[data-testid="rt-updated"]').textContent = exc.message;
+    }
+  }
+  realtimeTimer = setTimeout(realtimeLoop, 2000);
+}
+document.addEventListener('visibilitychange', () => { if (!document.hidden) realtimeLoop(); });
+
+// --- retention ---------------------------------------------------------------------------
+
+const retForm = document.getElementById('retention-form');
+const eventChoices = (extra) => [...extra.map(([v, l]) => el('option', { value: v, text: l })),
+  ...(data.events ?? []).map((e) => el('option', { value: e, text: e }))];
+retForm.elements.start.replaceChildren(...eventChoices([['$any', t('js.ins.any_event')], ['$new', t('js.ins.new_user')]]));
+retForm.elements.return.replaceChildren(...eventChoices([['$any', t('js.ins.any_event')]]));
+retForm.elements.from.value = daysAgo(13);
+retForm.elements.to.value = daysAgo(0);
+
+function drawRetention(found) {
+  const cohorts = found.cohorts ?? [];
+  const table = document.querySelector('[data-testid="ret-table"]');
+  if (!cohorts.length) {
+    emptyRow(table, t('js.ins.no_cohorts'));
+    draw('retention-chart', { type: 'line', data: { labels: [], datasets: [] } });
+    return;
+  }
+  const periods = Math.max(...cohorts.map((c) => c.retained.length));
+  const unit = found.unit === 'week' ? t('js.ins.week_n') : t('js.ins.day_n');
+  const head = [t('js.ins.cohort'), t('js.ins.size'), ...Array.from({ length: periods }, (_, k) => unit.replace('{n}', k))];
+  const rows = cohorts.map((c) => [c.cohort, c.size, ...Array.from({ length: periods }, (_, k) => (
+    k < c.retained.length ? `${c.size ? ((100 * c.retained[k]) / c.size).toFixed(1) : '0.0'}% (${c.retained[k]})` : ''))]);
+  fillTable(table, head, rows);
+  // the average curve: share of the cohorts' users retained k periods later (cohorts that reached k)
+  const curve = Array.from({ length: periods }, (_, k) => {
+    const reached = cohorts.filter((c) => k < c.retained.length);
+    const size = reached.reduce((n, c) => n + c.size, 0);
+    return size ? (100 * reached.reduce((n, c) => n + c.retained[k], 0)) / size : null;
+  });
+  draw('retention-chart', { type: 'line', data: { labels: head.slice(2), datasets: [
+    { label: t('js.ins.retained_pct'), data: curve, borderColor: COLORS[0], backgroundColor: COLORS[0], tension: 0, spanGaps: false },
+  ] }, options: { responsive: true, maintainAspectRatio: false, animation: false,
+    scales: { y: { beginAtZero: true, max: 100, ticks: { callback: (v) => `${v}%` } } } } });
+}
+
+retForm.addEventListener('submit', (event) => {
+  event.preventDefault();
+  const f = retForm.elements;
+  const body = { start: f.start.value, return: f.return.value, unit: f.unit.value, periods: Number(f.periods.value),
+    from: f.from.value || null, to: f.to.value || null, tz: localTz };
+  guarded(retForm, 'ret-error', async () => drawRetention(await api('POST', `${base}/retention`, body)))
+    .then(() => { root.dataset.retention = 'drawn'; });
+});
+
+// --- paths -------------------------------------------------------------------------------
+
+const pathsForm = document.getElementById('paths-form');
+pathsForm.elements.from.value = daysAgo(6);
+pathsForm.elements.to.value = daysAgo(0);
+function fillStarts() {
+  const byEvent = pathsForm.elements.by.value === 'event';
+  const options = byEvent ? (data.events ?? []) : [];
+  document.getElementById('paths-starts').replaceChildren(...options.map((e) => el('option', { value: e })));
+}
+pathsForm.elements.by.addEventListener('change', fillStarts);
+fillStarts();
+
+function drawPaths(found) {
+  const links = found.links ?? [];
+  const table = document.querySelector('[data-testid="paths-table"]');
+  if (!links.length) {
+    emptyRow(table, found.users ? t('js.ins.paths_end', { users: found.users }) : t('js.ins.no_paths'));
+    draw('paths-chart', { type: 'bar', data: { labels: [], datasets: [] } });
+    return;
+  }
+  fillTable(table, [t('js.ins.step'), t('js.ins.from'), t('js.ins.to'), t('js.ins.users')],
+    links.map((l) => [l.depth, l.from, l.to, l.users]));
+  const node = (depth, name) => `${depth}:${name}`;
+  const labels = {};
+  for (const n of found.nodes ?? []) labels[node(n.depth, n.name)] = `${n.name} (${n.users})`;
+  labels[node(0, found.start)] = `${found.start} (${found.users})`;
+  draw('paths-chart', { type: 'sankey', data: { datasets: [{
+    data: links.map((l) => ({ from: node(l.depth - 1, l.from), to: node(l.depth, l.to), flow: l.users })),
+    labels, colorFrom: (c) => COLORS[Number(String(c.dataset.data[c.dataIndex].from).split(':')[0]) % COLORS.length],
+    colorTo: (c) => COLORS[Number(String(c.dataset.data[c.dataIndex].to).split(':')[0]) % COLORS.length],
+    colorMode: 'gradient', size: 'max',
+  }] }, options: { responsive: true, maintainAspectRatio: false, animation: false } });
+}
+
+pathsForm.addEventListener('submit', (event) => {
+  event.preventDefault();
+  const f = pathsForm.elements;
+  const body = { start: f.start.value.trim(), by: f.by.value, depth: Number(f.depth.value),
+    from: f.from.value || null, to: f.to.value || null, tz: localTz };
+  guarded(pathsForm, 'paths-error', async () => drawPaths(await api('POST', `${base}/paths`, body)))
+    .then(() => { root.dataset.paths = 'drawn'; });
+});
+
+runOverview();
+realtimeLoop();

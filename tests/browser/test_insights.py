@@ -1,0 +1,125 @@
+"""The insights page in a real browser: the overview (tiles, chart, top pages, scenes) from the
+runtimes' built-in events and system properties, real time picking up an event accepted while
+the page is open (it asks again every two seconds), a retention table, and paths drawn as a
+Sankey chart. Screenshots go to test-artifacts/screenshots/."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import pytest
+from playwright.sync_api import expect
+
+from tests.browser.conftest import LiveConsole, shot, sign_in
+
+pytestmark = pytest.mark.browser
+DESKTOP = {"viewport": {"width": 1440, "height": 1000}}
+DAY = 86_400_000
+
+
+def visit(user: str, session: str, at: int, *, scene: int, pages: list[str]) -> dict[str, Any]:
+    """One session of a user: a launch, then page views and leaves, 10 s apart."""
+    events: list[dict[str, Any]] = [{"id": f"{session}-l", "event": "$launch", "ts": at,
+                                     "data": {"path": pages[0], "cold": True}}]
+    for i, page in enumerate(pages):
+        t = at + 1000 + i * 10_000
+        events.append({"id": f"{session}-v{i}", "event": "$pageview", "ts": t, "page": page,
+                       "data": {"path": page}})
+        events.append({"id": f"{session}-x{i}", "event": "$pageleave", "ts": t + 9000,
+                       "page": page, "data": {"path": page, "duration_ms": 9000}})
+    context = {"$platform": "ios" if user != "carol" else "android", "$scene": scene,
+               "$session": session}
+    return {"context": context, "events": events}
+
+
+def load_visits(live: LiveConsole, appid: str) -> None:
+    now = int(time.time() * 1000)
+    visits = [
+        ("alice", "a1", now - 2 * DAY, 1001, ["pages/index/index", "pages/goods/goods"]),
+        ("alice", "a2", now - 60_000, 1001, ["pages/index/index", "pages/cart/cart"]),
+        ("bob", "b1", now - 2 * DAY, 1047, ["pages/index/index", "pages/goods/goods"]),
+        ("carol", "c1", now - 120_000, 1001, ["pages/index/index"]),
+    ]
+    for user, session, at, scene, pages in visits:
+        batch = visit(user, session, at, scene=scene, pages=pages)
+        batch["sent_at"] = now  # sent now (kept offline until then): no clock skew
+        live.call("analytics.ingest", appid, user, batch)
+
+
+def test_overview_realtime_retention_and_paths(live: LiveConsole, browser: Any) -> None:
+    viewer = live.user("viewer")
+    app = live.app("Insights")
+    load_visits(live, app.appid)
+    errors: list[str] = []
+    ctx = browser.new_context(**DESKTOP)
+    page = ctx.new_page()
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    sign_in(page, live.url, viewer, path=f"/console/apps/{app.appid}/analytics/insights")
+    expect(page.locator("#insights-page")).to_have_attribute("data-ready", "true")
+
+    # --- overview: three users over the week, their launches, pages and scenes ---
+    expect(page.get_by_test_id("ov-launches")).to_contain_text("4")
+    expect(page.get_by_test_id("ov-views")).to_contain_text("7")
+    pages = page.get_by_test_id("ov-pages")
+    expect(pages.locator("tbody tr").first).to_contain_text("pages/index/index")
+    expect(pages.locator("tbody tr").first).to_contain_text("4")
+    expect(page.get_by_test_id("ov-scenes")).to_contain_text("1047")
+    expect(page.get_by_test_id("ov-empty")).to_be_hidden()
+    page.get_by_test_id("ov-group").select_option("$platform")
+    page.get_by_test_id("ov-run").click()
+    expect(page.get_by_test_id("ov-table")).to_contain_text("android")
+
+    # --- real time: the recent sessions, then an event accepted while the page is open ---
+    latest = page.get_by_test_id("rt-latest")
+    expect(latest).to_contain_text("carol")
+    now = int(time.time() * 1000)
+    live.call("analytics.ingest", app.appid, "dave", {"sent_at": now, "context": {
+        "$platform": "devtools"}, "events": [{"id": "d-1", "event": "$launch", "ts": now}]})
+    expect(latest).to_contain_text("dave", timeout=10_000)
+    expect(latest).to_contain_text("devtools")
+    shot(page, "insights-overview-realtime")
+
+    # --- retention: any event, by day; today's cohort is everyone active today ---
+    page.get_by_test_id("ret-run").click()
+    expect(page.locator("#insights-page")).to_have_attribute("data-retention", "drawn")
+    table = page.get_by_test_id("ret-table")
+    expect(table).not_to_have_attribute("data-rows", "0")
+    expect(table.locator("thead")).to_contain_text("Day 1")
+    expect(table).to_contain_text("100.0%")
+
+    # --- paths from the home page: a Sankey of where people went next ---
+    page.get_by_test_id("paths-start").fill("pages/index/index")
+    page.get_by_test_id("paths-run").click()
+    expect(page.locator("#insights-page")).to_have_attribute("data-paths", "drawn")
+    paths = page.get_by_test_id("paths-table")  # each user's first visit of the start page
+    expect(paths.locator("tbody tr")).to_have_count(1)
+    expect(paths.locator("tbody tr")).to_contain_text("pages/goods/goods2")
+    assert page.evaluate("() => window.Chart.getChart('paths-chart')?.config.type") == "sankey"
+    page.get_by_test_id("paths-start").fill("pages/nowhere")
+    page.get_by_test_id("paths-run").click()
+    expect(paths).to_contain_text("Nobody reached the start")
+    page.get_by_test_id("paths-start").fill("pages/index/index")
+    page.get_by_test_id("paths-run").click()
+    expect(paths).to_contain_text("pages/goods/goods")
+    page.locator("#retention").scroll_into_view_if_needed()
+    shot(page, "insights-retention-paths")
+    assert errors == []
+    ctx.close()
+
+
+def test_an_app_without_events_says_what_to_do(live: LiveConsole, browser: Any) -> None:
+    developer = live.user("developer")
+    app = live.app("Empty insights")
+    ctx = browser.new_context(**DESKTOP)
+    page = ctx.new_page()
+    sign_in(page, live.url, developer, path=f"/console/apps/{app.appid}/analytics/insights")
+    expect(page.locator("#insights-page")).to_have_attribute("data-ready", "true")
+    expect(page.get_by_test_id("ov-empty")).to_be_visible()
+    expect(page.get_by_test_id("ov-empty").get_by_role("link")).to_have_text("Open the simulator")
+    expect(page.get_by_test_id("rt-latest")).to_contain_text("No events in the last 30 minutes")
+    page.get_by_test_id("paths-start").fill("x")
+    page.get_by_test_id("paths-depth").fill("9")
+    page.get_by_test_id("paths-run").click()
+    expect(page.get_by_test_id("paths-error")).not_to_be_empty()
+    ctx.close()

@@ -196,8 +196,7 @@ def create_platform(
     db = Database(settings.state_url)
     migrate.upgrade(db.engine)
     registry = RegistryStore(db)
-    ring = keyring.load(db)
-    key = ring.current
+    key = (ring := keyring.load(db)).current
     fetcher = _make_fetcher(settings)
     if broker is None:
         broker = RedisBroker(settings.redis_url) if settings.redis_url else MemoryBroker()

@@ -411,7 +411,8 @@ class AnalyticsService:
     async def set_builtin_events(self, appid: str, on: object, actor: str) -> dict[str, Any]:
         """Switch the app's built-in events (``$launch``, ``$show``...) on or off: the
         connected runtimes get their configuration with ``builtin_events`` at once, and while
-        off the server refuses built-in events one by one (``builtin_off``). Audited."""
+        off the server refuses built-in events one by one (``builtin_off``). Audited when it
+        changes."""
         await self._app(appid)
         if not isinstance(on, bool):
             raise InvalidInput("builtin_events must be true or false")
@@ -419,15 +420,16 @@ class AnalyticsService:
             self.defs.set_builtin_events, appid, on, actor, self.clock.now()
         )
         self._published.pop(appid, None)
-        await self.db.write(
-            self.registry.audit,
-            self.clock.now(),
-            actor,
-            "analytics.builtin_events",
-            appid,
-            builtin_events=on,
-        )
-        await self._push_configs(appid)
+        if changed:  # saying it again changes, pushes and audits nothing
+            await self.db.write(
+                self.registry.audit,
+                self.clock.now(),
+                actor,
+                "analytics.builtin_events",
+                appid,
+                builtin_events=on,
+            )
+            await self._push_configs(appid)
         return {"appid": appid, "builtin_events": on, "changed": changed}
 
     async def _push_configs(self, appid: str) -> None:

@@ -31,7 +31,7 @@ def visit(tag: str) -> dict[str, Any]:
     return {
         "sent_at": now,
         "events": [
-            {"id": f"{tag}-l", "event": "$launch", "data": {"cold": True, "path": "p/i"}, "ts": now},
+            {"id": f"{tag}-l", "event": "$launch", "data": {"cold": True}, "ts": now},
             {"id": f"{tag}-b", "event": "purchase", "data": {"price": 3}, "ts": now},
             {"id": f"{tag}-v", "event": "$pageview", "data": {"path": "p/i"}, "ts": now},
         ],

@@ -509,3 +509,30 @@ def test_docs_list_every_reason_and_note_code() -> None:
         "too many events",
     ]:
         assert reason in doc
+
+
+def test_built_in_events_switched_off_are_refused_one_by_one() -> None:
+    off = RuntimeConfigView.from_config(
+        CONFIG, {"purchase": 1, "goods_click": 2}, builtin_events=False
+    )
+    batch = {
+        "sent_at": NOW,
+        "events": [
+            {"id": "s", "event": "$show", "ts": NOW},
+            {"id": "p", "event": "purchase", "data": {"price": 1}, "ts": NOW},
+            {"id": "h", "event": "$hide", "ts": NOW},
+            {"id": "x", "event": "$nope", "ts": NOW},  # still an unknown built-in event
+        ],
+    }
+    verdict = check_batch(batch, config=off, received_at_ms=NOW)
+    assert [ev.uid for ev in verdict.accepted] == ["p"]
+    assert [(r.index, r.id, r.code) for r in verdict.rejected] == [
+        (0, "s", "builtin_off"),
+        (2, "h", "builtin_off"),
+        (3, "x", "unknown_event"),
+    ]
+    assert verdict.rejected[0].reason == (
+        "built-in event $show refused: built-in events are switched off for this app"
+    )
+    on = check_batch(batch, config=VIEW, received_at_ms=NOW)  # the default: taken
+    assert [ev.uid for ev in on.accepted] == ["s", "p", "h"]

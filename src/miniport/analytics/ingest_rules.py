@@ -30,7 +30,8 @@ Rules, in the order they are applied to one event (the first that fails is the r
 
 System properties (``context``) and built-in events (``$launch``, ``$show``, ``$hide``,
 ``$pageview``, ``$pageleave``: no definition needed, ``data`` keys path/query/referrer/
-duration_ms/cold) follow :mod:`miniport.analytics.system_props`: a batch ``context`` that is
+duration_ms/cold; each refused with ``builtin_off`` while the app has them switched off)
+follow :mod:`miniport.analytics.system_props`: a batch ``context`` that is
 not an object makes the batch invalid, an event ``context`` that is not an object refuses the
 event (``invalid_context``, checked right after ``data``), a bad value of a known property is
 coerced or dropped with a note, an unknown key is ignored with a note. The accepted event
@@ -112,10 +113,12 @@ class RuntimeConfigView:
     field_types: Mapping[str, FieldType]
     events_by_name: Mapping[str, EventView]
     events_by_id: Mapping[int, EventView]
+    builtin_events: bool = True
+    """Whether built-in events are taken (the app's switch); off: each is refused."""
 
     @classmethod
     def from_config(
-        cls, config: AnalyticsConfig, event_ids: Mapping[str, int]
+        cls, config: AnalyticsConfig, event_ids: Mapping[str, int], *, builtin_events: bool = True
     ) -> RuntimeConfigView:
         """Build the view; ``ValueError`` if an event has no id, two events share an id or
         an event lists an undefined field (run ``validate_config`` first)."""
@@ -137,7 +140,10 @@ class RuntimeConfigView:
             by_name[event.name] = view
             by_id[event_id] = view
         return cls(
-            MappingProxyType(field_types), MappingProxyType(by_name), MappingProxyType(by_id)
+            MappingProxyType(field_types),
+            MappingProxyType(by_name),
+            MappingProxyType(by_id),
+            builtin_events,
         )
 
     def event_by_name(self, name: str) -> EventView | None:
@@ -288,6 +294,12 @@ def _lookup_event(value: object, config: RuntimeConfigView) -> EventView:
                     f"unknown built-in event {_show(value)} (built-in events: "
                     + ", ".join(BUILTIN_EVENTS)
                     + ")",
+                )
+            if not config.builtin_events:
+                raise _Refused(
+                    "builtin_off",
+                    f"built-in event {value} refused: built-in events are switched off for"
+                    " this app",
                 )
             return builtin
     if value is None:

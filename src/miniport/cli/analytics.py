@@ -189,6 +189,25 @@ def publish(appid: str, data_dir: DataDir = None, as_json: Json = False) -> None
     )
 
 
+class OnOff(StrEnum):
+    ON = "on"
+    OFF = "off"
+
+
+@analytics_cmd.command("builtin")
+def builtin(
+    appid: str,
+    state: Annotated[OnOff, typer.Argument(help="on: take $launch, $show... ; off: refuse them")],
+    data_dir: DataDir = None,
+    as_json: Json = False,
+) -> None:
+    """Switch the app's built-in events ($launch, $show, $hide, $pageview, $pageleave)."""
+    done = call(data_dir, as_json, "analytics.builtin", appid=appid, on=state is OnOff.ON)
+    word = "on" if done["builtin_events"] else "off"
+    note = "" if done["changed"] else " (already)"
+    render(as_json, done, lambda: console.print(f"built-in events {word}{note} for {appid}"))
+
+
 @analytics_cmd.command("reset")
 def reset(appid: str, data_dir: DataDir = None, as_json: Json = False) -> None:
     """Reset the draft to the published version."""

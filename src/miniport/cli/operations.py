@@ -475,6 +475,11 @@ OPERATIONS: dict[str, Operation] = {
             lambda pf, p: pf.analytics.publish(p["appid"], CLI_ACTOR),
         ),
         Operation(
+            "analytics.builtin",
+            lambda p: Route("PUT", _an(p) + "/builtin-events", {"builtin_events": p["on"]}),
+            lambda pf, p: pf.analytics.set_builtin_events(p["appid"], p["on"], CLI_ACTOR),
+        ),
+        Operation(
             "analytics.reset",
             lambda p: Route("POST", _an(p) + "/reset"),
             lambda pf, p: pf.analytics.reset(p["appid"]),

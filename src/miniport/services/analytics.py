@@ -115,7 +115,8 @@ def test_channel(test_id: str) -> str:
 
 
 def view_of(config: dict[str, Any]) -> RuntimeConfigView:
-    """Lookups over a runtime configuration (published or under test)."""
+    """Lookups over a runtime configuration (published or under test); built-in events are
+    taken unless it says ``"builtin_events": false``."""
     parsed = AnalyticsConfig(
         fields=[FieldDef(name=f["name"], type=f["type"]) for f in config["fields"]],
         events=[
@@ -123,7 +124,11 @@ def view_of(config: dict[str, Any]) -> RuntimeConfigView:
             for e in config["events"]
         ],
     )
-    return RuntimeConfigView.from_config(parsed, {e["name"]: e["id"] for e in config["events"]})
+    return RuntimeConfigView.from_config(
+        parsed,
+        {e["name"]: e["id"] for e in config["events"]},
+        builtin_events=config.get("builtin_events") is not False,
+    )
 
 
 @dataclass(frozen=True)
@@ -161,7 +166,7 @@ class AnalyticsService:
         self._store: EventStore | None = None
         self._published: dict[str, tuple[float, dict[str, Any], RuntimeConfigView]] = {}
         self._tests: dict[str, tuple[float, dict[str, TestRow]]] = {}
-        self._test_views: dict[str, RuntimeConfigView] = {}
+        self._test_views: dict[tuple[str, bool], RuntimeConfigView] = {}
         self._apps_seen: dict[str, float] = {}
         # appends wait in the store for a group commit: enough threads that concurrent
         # batches can join one commit (the default executor has cores + 4)
@@ -339,12 +344,13 @@ class AnalyticsService:
         )
         self._published.pop(appid, None)
         testers = list((await self._running(appid)).keys())
+        on = await self.db.read(self.defs.builtin_events, appid)
         await self.broker.publish(
             EVERYONE,
             {
                 "type": "analyticsConfig",
                 "appid": appid,
-                "config": config,
+                "config": {**config, "builtin_events": on},
                 "test_id": None,
                 "exclude_users": testers,
             },
@@ -363,7 +369,8 @@ class AnalyticsService:
         if cached is not None and time.monotonic() - cached[0] < 2.0:
             return cached[1], cached[2]
         latest = await self.db.read(self.defs.latest_version, appid)
-        config = latest[1] if latest else {**EMPTY_CONFIG}
+        on = await self.db.read(self.defs.builtin_events, appid)
+        config = {**(latest[1] if latest else EMPTY_CONFIG), "builtin_events": on}
         view = view_of(config)
         self._published[appid] = (time.monotonic(), config, view)
         return config, view
@@ -378,17 +385,75 @@ class AnalyticsService:
 
     async def _effective(self, appid: str, user_id: str) -> _Effective:
         test = (await self._running(appid)).get(user_id)
-        if test is not None:
-            view = self._test_views.get(test.id)
-            if view is None:
-                view = self._test_views[test.id] = view_of(test.config)
-            return _Effective({**test.config, "test_id": test.id}, view, test)
         config, view = await self._published_view(appid)
+        if test is not None:  # the draft under test, with the app's built-in switch
+            config = {**test.config, "builtin_events": config["builtin_events"]}
+            key = (test.id, config["builtin_events"])
+            view = self._test_views.get(key) or view_of(config)
+            self._test_views[key] = view
+            return _Effective({**config, "test_id": test.id}, view, test)
         return _Effective({**config, "test_id": None}, view, None)
 
     async def runtime_config(self, appid: str, user_id: str) -> dict[str, Any]:
         await self._app(appid)
         return (await self._effective(appid, user_id)).config
+
+    def _forget_test_views(self, test_id: str) -> None:
+        for on in (True, False):
+            self._test_views.pop((test_id, on), None)
+
+    # --- built-in events: on or off per app ---
+    async def builtin_events(self, appid: str) -> dict[str, Any]:
+        await self._app(appid)
+        on = await self.db.read(self.defs.builtin_events, appid)
+        return {"appid": appid, "builtin_events": on}
+
+    async def set_builtin_events(self, appid: str, on: object, actor: str) -> dict[str, Any]:
+        """Switch the app's built-in events (``$launch``, ``$show``...) on or off: the
+        connected runtimes get their configuration with ``builtin_events`` at once, and while
+        off the server refuses built-in events one by one (``builtin_off``). Audited when it
+        changes."""
+        await self._app(appid)
+        if not isinstance(on, bool):
+            raise InvalidInput("builtin_events must be true or false")
+        changed = await self.db.write(
+            self.defs.set_builtin_events, appid, on, actor, self.clock.now()
+        )
+        self._published.pop(appid, None)
+        if changed:  # saying it again changes, pushes and audits nothing
+            await self.db.write(
+                self.registry.audit,
+                self.clock.now(),
+                actor,
+                "analytics.builtin_events",
+                appid,
+                builtin_events=on,
+            )
+            await self._push_configs(appid)
+        return {"appid": appid, "builtin_events": on, "changed": changed}
+
+    async def _push_configs(self, appid: str) -> None:
+        """The configuration in force to every connected runtime of the app: the published
+        one to everyone but the testers, each tester's test configuration to them."""
+        config, _ = await self._published_view(appid)
+        self._tests.pop(appid, None)
+        running = await self._running(appid)
+        await self.broker.publish(
+            EVERYONE,
+            {
+                "type": "analyticsConfig",
+                "appid": appid,
+                "config": config,
+                "test_id": None,
+                "exclude_users": list(running),
+            },
+        )
+        for user_id, test in running.items():
+            mine = (await self._effective(appid, user_id)).config
+            await self.broker.publish(
+                user_id,
+                {"type": "analyticsConfig", "appid": appid, "config": mine, "test_id": test.id},
+            )
 
     # --- tests ---
     async def start_test(self, appid: str, user_id: str, actor: str) -> dict[str, Any]:
@@ -401,12 +466,13 @@ class AnalyticsService:
         self._tests.pop(appid, None)
         for old in stopped:
             await self.broker.publish(test_channel(old), {"type": "testStopped", "test_id": old})
+        on = await self.db.read(self.defs.builtin_events, appid)
         await self.broker.publish(
             user_id,
             {
                 "type": "analyticsConfig",
                 "appid": appid,
-                "config": {**config, "test_id": test_id},
+                "config": {**config, "builtin_events": on, "test_id": test_id},
                 "test_id": test_id,
             },
         )
@@ -423,7 +489,7 @@ class AnalyticsService:
         test = await self.get_test(appid, test_id)
         stopped = await self.db.write(self.defs.stop_test, test_id, self.clock.now())
         self._tests.pop(appid, None)
-        self._test_views.pop(test_id, None)
+        self._forget_test_views(test_id)
         if stopped:
             config, _ = await self._published_view(appid)
             await self.broker.publish(
@@ -795,7 +861,7 @@ class AnalyticsService:
         tests = await self.db.write(self.defs.forget_tests, appid, user_id)
         self._tests.pop(appid, None)
         for test in tests:
-            self._test_views.pop(test.id, None)
+            self._forget_test_views(test.id)
         if any(test.status == "running" for test in tests):
             config, _ = await self._published_view(appid)
             await self.broker.publish(

@@ -295,3 +295,25 @@ class AnalyticsDefsStore:
             rows = conn.execute(select(t.analytics_tests).where(where)).all()
             conn.execute(delete(t.analytics_tests).where(where))
         return [self._test(r) for r in rows]
+
+    # --- settings ---
+    def builtin_events(self, appid: str) -> bool:
+        """Whether the app takes built-in events (``$launch``...): on unless switched off."""
+        c = t.analytics_settings.c
+        with self.db.reading() as conn:
+            row = conn.execute(select(c.builtin_events).where(c.appid == appid)).first()
+        return True if row is None else bool(row.builtin_events)
+
+    def set_builtin_events(self, appid: str, on: bool, actor: str, now: float) -> bool:
+        """Switch built-in events on or off; returns whether the setting changed."""
+        c = t.analytics_settings.c
+        with self.db.writing() as conn:
+            row = conn.execute(select(c.builtin_events).where(c.appid == appid)).first()
+            before = True if row is None else bool(row.builtin_events)
+            conn.execute(delete(t.analytics_settings).where(c.appid == appid))
+            conn.execute(
+                insert(t.analytics_settings).values(
+                    appid=appid, builtin_events=on, updated_by=actor, updated_at=now
+                )
+            )
+        return before != on

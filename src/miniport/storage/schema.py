@@ -338,6 +338,16 @@ analytics_tests = Table(
     Index("ix_analytics_tests_appid_user_status", "appid", "user_id", "status"),
 )
 
+# Per-app analytics settings: built-in events ($launch, $show...) on or off (no row: on).
+analytics_settings = Table(
+    "analytics_settings",
+    metadata,
+    Column("appid", String(32), ForeignKey("apps.appid", ondelete="CASCADE"), primary_key=True),
+    Column("builtin_events", Boolean, nullable=False),
+    Column("updated_by", String(160), nullable=False),
+    Column("updated_at", Float, nullable=False),
+)
+
 # Runtime-token revocations, append-only: a user's tokens issued before ``before`` are refused.
 # API nodes read the rows past the last ``seq`` they saw, so a revocation reaches every node.
 runtime_revocations = Table(

@@ -127,6 +127,26 @@ async def publish(appid: str, request: Request, who: Developer) -> dict[str, Any
     return await platform_of(request).analytics.publish(appid, who.name)
 
 
+class BuiltinIn(BaseModel):
+    builtin_events: StrictBool
+
+
+@admin.get("/builtin-events")
+async def builtin_events(appid: str, request: Request, who: Viewer) -> dict[str, Any]:
+    """``{"appid", "builtin_events"}``: whether the app takes built-in events ($launch...)."""
+    return await platform_of(request).analytics.builtin_events(appid)
+
+
+@admin.put("/builtin-events")
+async def set_builtin_events(
+    appid: str, body: BuiltinIn, request: Request, who: Developer
+) -> dict[str, Any]:
+    """Switch built-in events on or off (pushed to connected runtimes; audited)."""
+    return await platform_of(request).analytics.set_builtin_events(
+        appid, body.builtin_events, who.name
+    )
+
+
 @admin.post("/reset")
 async def reset(appid: str, request: Request, who: Developer) -> dict[str, Any]:
     return await platform_of(request).analytics.reset(appid)

@@ -55,7 +55,6 @@ give instead.
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -74,7 +73,7 @@ from .reports import (
     _none_first,
     _Params,
     _zone,
-    offset_segments,
+    local_number_sql,
 )
 from .sql_dialects import DUCKDB, Dialect
 from .system_props import SYSTEM_PROPERTIES
@@ -225,18 +224,7 @@ def _bucket_expr(column: str, q: OverviewQuery, params: _Params) -> str:
     segment of the window: the same numbers as the event analysis)."""
     width = _MS_PER_HOUR if q.granularity == "hour" else _MS_PER_DAY
     lo = max(q.from_ms, q.not_before_ms)
-    segments = offset_segments(q.tz, lo, max(lo + 1, q.to_ms))
-    shift = _SHIFT_DAYS * _MS_PER_DAY
-    if len(segments) == 1:
-        offset = params.add(segments[0][1] + shift, "BIGINT")
-    else:
-        whens = []
-        for (_, off), (next_start, _) in itertools.pairwise(segments):
-            until = params.add(next_start, "BIGINT")
-            whens.append(f"WHEN {column} < {until} THEN {params.add(off + shift, 'BIGINT')}")
-        last = params.add(segments[-1][1] + shift, "BIGINT")
-        offset = f"(CASE {' '.join(whens)} ELSE {last} END)"
-    return params.dialect.int_div(f"{column} + {offset}", width)
+    return local_number_sql(column, q.tz, lo, q.to_ms, width, params)
 
 
 @dataclass(slots=True)

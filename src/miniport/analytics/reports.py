@@ -640,7 +640,15 @@ def _base_where(
 def _bucket_sql(q: EventQuery, params: _Params) -> str:
     width = _MS_PER_HOUR if q.granularity == "hour" else _MS_PER_DAY
     lo = max(q.from_ms, q.not_before_ms)
-    segments = offset_segments(q.tz, lo, max(lo + 1, q.to_ms))
+    return local_number_sql("ts_ms", q.tz, lo, q.to_ms, width, params)
+
+
+def local_number_sql(column: str, tz: str, lo: int, hi: int, width: int, params: _Params) -> str:
+    """SQL of the local hour or day number (``width``) of the time in ``column``, for times in
+    ``[lo, hi)``: one UTC offset per DST segment of the window (``CASE`` on the column), plus
+    whole days (``_SHIFT_DAYS``) so the integer division only sees positive numbers. Every
+    report that buckets by local time uses it, so their buckets agree."""
+    segments = offset_segments(tz, lo, max(lo + 1, hi))
     shift = _SHIFT_DAYS * _MS_PER_DAY
     if len(segments) == 1:
         offset = params.add(segments[0][1] + shift, "BIGINT")
@@ -648,10 +656,10 @@ def _bucket_sql(q: EventQuery, params: _Params) -> str:
         whens = []
         for (_, off), (next_start, _) in itertools.pairwise(segments):
             until = params.add(next_start, "BIGINT")
-            whens.append(f"WHEN ts_ms < {until} THEN {params.add(off + shift, 'BIGINT')}")
+            whens.append(f"WHEN {column} < {until} THEN {params.add(off + shift, 'BIGINT')}")
         last = params.add(segments[-1][1] + shift, "BIGINT")
         offset = f"(CASE {' '.join(whens)} ELSE {last} END)"
-    return params.dialect.int_div(f"ts_ms + {offset}", width)
+    return params.dialect.int_div(f"{column} + {offset}", width)
 
 
 def _bucket_label(granularity: Granularity, number: int) -> str:

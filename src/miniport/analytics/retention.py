@@ -33,7 +33,6 @@ The cohort is the local date of the period's first day (a Monday for weeks).
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
@@ -51,6 +50,7 @@ from .reports import (
     _none_first,
     _Params,
     _zone,
+    local_number_sql,
     offset_segments,
 )
 from .sql_dialects import DUCKDB, Dialect
@@ -136,18 +136,7 @@ def period_label(number: int, unit: Unit) -> str:
 
 
 def _period_sql(ts: str, q: RetentionQuery, lo: int, params: _Params) -> str:
-    segments = offset_segments(q.tz, lo, max(lo + 1, q.to_ms))
-    shift = _SHIFT_DAYS * MS_PER_DAY
-    if len(segments) == 1:
-        offset = params.add(segments[0][1] + shift, "BIGINT")
-    else:
-        whens = []
-        for (_, off), (next_start, _) in itertools.pairwise(segments):
-            until = params.add(next_start, "BIGINT")
-            whens.append(f"WHEN {ts} < {until} THEN {params.add(off + shift, 'BIGINT')}")
-        last = params.add(segments[-1][1] + shift, "BIGINT")
-        offset = f"(CASE {' '.join(whens)} ELSE {last} END)"
-    day = params.dialect.int_div(f"{ts} + {offset}", MS_PER_DAY)
+    day = local_number_sql(ts, q.tz, lo, q.to_ms, MS_PER_DAY, params)
     if q.unit == "day":
         return day
     return params.dialect.int_div(f"{day} - {_WEEK_BASE}", 7)

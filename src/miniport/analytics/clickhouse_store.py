@@ -389,11 +389,25 @@ class ClickHouseEventStore:
         self._t.execute(f"INSERT INTO {DUPS_TABLE} (appid, uid) FORMAT TabSeparated", payload)
 
     def _insert(self, rows: Sequence[StoredEvent], visible: Sequence[bool] | None = None) -> None:
-        int_slots = sorted({s for r in rows for s in r.ints})
-        str_slots = sorted({s for r in rows for s in r.strs})
-        float_slots = sorted({s for r in rows for s in r.floats})
-        bool_slots = sorted({s for r in rows for s in r.bools})
-        used = {c for r in rows for c in r.extra}
+        # the columns the rows use, in one pass (most rows leave most of these empty)
+        ints: set[int] = set()
+        strs: set[int] = set()
+        floats: set[int] = set()
+        bools: set[int] = set()
+        used: set[str] = set()
+        for r in rows:
+            if r.ints:
+                ints.update(r.ints)
+            if r.strs:
+                strs.update(r.strs)
+            if r.floats:
+                floats.update(r.floats)
+            if r.bools:
+                bools.update(r.bools)
+            if r.extra:
+                used.update(r.extra)
+        int_slots, str_slots = sorted(ints), sorted(strs)
+        float_slots, bool_slots = sorted(floats), sorted(bools)
         extras = [c for c in EXTRA_COLUMNS if c in used]
         columns = [
             *CORE_COLUMNS,

@@ -69,7 +69,7 @@ from .clickhouse_transport import (
     Transport,
     parse_clickhouse_url,
 )
-from .event_store import StoredEvent
+from .event_store import RowColumns, StoredEvent
 from .group_commit import AppendResult, Group, GroupCommit
 from .overview import (
     CompiledMulti,
@@ -389,34 +389,8 @@ class ClickHouseEventStore:
         self._t.execute(f"INSERT INTO {DUPS_TABLE} (appid, uid) FORMAT TabSeparated", payload)
 
     def _insert(self, rows: Sequence[StoredEvent], visible: Sequence[bool] | None = None) -> None:
-        # the columns the rows use, in one pass (most rows leave most of these empty)
-        ints: set[int] = set()
-        strs: set[int] = set()
-        floats: set[int] = set()
-        bools: set[int] = set()
-        used: set[str] = set()
-        for r in rows:
-            if r.ints:
-                ints.update(r.ints)
-            if r.strs:
-                strs.update(r.strs)
-            if r.floats:
-                floats.update(r.floats)
-            if r.bools:
-                bools.update(r.bools)
-            if r.extra:
-                used.update(r.extra)
-        int_slots, str_slots = sorted(ints), sorted(strs)
-        float_slots, bool_slots = sorted(floats), sorted(bools)
-        extras = [c for c in EXTRA_COLUMNS if c in used]
-        columns = [
-            *CORE_COLUMNS,
-            *(f"i{s}" for s in int_slots),
-            *(f"s{s}" for s in str_slots),
-            *(f"f{s}" for s in float_slots),
-            *(f"b{s}" for s in bool_slots),
-            *extras,
-        ]
+        used = RowColumns.of(rows)
+        columns = [*CORE_COLUMNS, *used.names]
         self._ensure_columns(columns[len(CORE_COLUMNS) :])
         lines = []
         for n, r in enumerate(rows):
@@ -433,11 +407,7 @@ class ClickHouseEventStore:
                 r.action,
                 r.test_id,
                 r.test_id is None if visible is None else visible[n],
-                *[r.ints.get(s) for s in int_slots],
-                *[r.strs.get(s) for s in str_slots],
-                *[r.floats.get(s) for s in float_slots],
-                *[r.bools.get(s) for s in bool_slots],
-                *[r.extra.get(c) for c in extras],
+                *used.values(r),
             ]
             lines.append("\t".join(_tsv(v) for v in values))
         payload = ("\n".join(lines) + "\n").encode()

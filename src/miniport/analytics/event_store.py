@@ -151,6 +151,7 @@ __all__ = [
     "AppendResult",
     "DuckDBEventStore",
     "EventStore",
+    "RowColumns",
     "StoredEvent",
 ]
 
@@ -313,6 +314,61 @@ def _explain_slot(kind: str, slot: object, value: object) -> None:
     if type(value) is not int:
         raise TypeError(f"int slot {slot} holds {type(value).__name__}, not int")
     raise ValueError(f"int slot {slot} value {value} is not a 32-bit integer")
+
+
+@dataclass(frozen=True, slots=True)
+class RowColumns:
+    """The slot and system-property columns a group of rows uses (most rows leave most of them
+    empty, and every store writes only the columns used), found in one pass over the rows."""
+
+    ints: tuple[int, ...]
+    strs: tuple[int, ...]
+    floats: tuple[int, ...]
+    bools: tuple[int, ...]
+    extras: tuple[str, ...]
+
+    @classmethod
+    def of(cls, rows: Sequence[StoredEvent]) -> RowColumns:
+        ints: set[int] = set()
+        strs: set[int] = set()
+        floats: set[int] = set()
+        bools: set[int] = set()
+        used: set[str] = set()
+        for row in rows:
+            if row.ints:
+                ints.update(row.ints)
+            if row.strs:
+                strs.update(row.strs)
+            if row.floats:
+                floats.update(row.floats)
+            if row.bools:
+                bools.update(row.bools)
+            if row.extra:
+                used.update(row.extra)
+        extras = tuple(c for c in EXTRA_COLUMNS if c in used)
+        return cls(tuple(sorted(ints)), tuple(sorted(strs)), tuple(sorted(floats)),
+                   tuple(sorted(bools)), extras)  # fmt: skip
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        """The columns, in the order :meth:`values` gives their values."""
+        return (
+            *(f"i{s}" for s in self.ints),
+            *(f"s{s}" for s in self.strs),
+            *(f"f{s}" for s in self.floats),
+            *(f"b{s}" for s in self.bools),
+            *self.extras,
+        )
+
+    def values(self, r: StoredEvent) -> list[object]:
+        """One row's values of these columns (``None`` where it has none)."""
+        return [
+            *[r.ints.get(s) for s in self.ints],
+            *[r.strs.get(s) for s in self.strs],
+            *[r.floats.get(s) for s in self.floats],
+            *[r.bools.get(s) for s in self.bools],
+            *[r.extra.get(c) for c in self.extras],
+        ]
 
 
 @runtime_checkable
@@ -525,32 +581,8 @@ class DuckDBEventStore:
         """Insert distinct-key rows; ``None`` when all were new, else the keys inserted."""
         import duckdb  # loaded when the store opened: a lookup in sys.modules
 
-        int_slots: set[int] = set()
-        str_slots: set[int] = set()
-        float_slots: set[int] = set()
-        bool_slots: set[int] = set()
-        extra: set[str] = set()
-        for row in rows:
-            if row.ints:
-                int_slots.update(row.ints)
-            if row.strs:
-                str_slots.update(row.strs)
-            if row.floats:
-                float_slots.update(row.floats)
-            if row.bools:
-                bool_slots.update(row.bools)
-            if row.extra:
-                extra.update(row.extra)
-        islots, sslots = sorted(int_slots), sorted(str_slots)
-        fslots, bslots = sorted(float_slots), sorted(bool_slots)
-        extras = [c for c in EXTRA_COLUMNS if c in extra]
-        slot_columns = [
-            *(f"i{s}" for s in islots),
-            *(f"s{s}" for s in sslots),
-            *(f"f{s}" for s in fslots),
-            *(f"b{s}" for s in bslots),
-            *extras,
-        ]
+        used = RowColumns.of(rows)
+        slot_columns = used.names
         self._ensure_columns(slot_columns)
         columns = (*CORE_COLUMNS, *slot_columns)
         data = [
@@ -567,11 +599,7 @@ class DuckDBEventStore:
                 r.action,
                 r.test_id,
                 r.test_id is None,
-                *[r.ints.get(s) for s in islots],
-                *[r.strs.get(s) for s in sslots],
-                *[r.floats.get(s) for s in fslots],
-                *[r.bools.get(s) for s in bslots],
-                *[r.extra.get(c) for c in extras],
+                *used.values(r),
             )
             for r in rows
         ]

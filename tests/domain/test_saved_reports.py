@@ -22,7 +22,7 @@ def test_parameters_are_checked_and_completed_by_kind() -> None:
     assert rules.validate_params("report", report) == report
     assert rules.validate_params("paths", {"start": "pages/a", "depth": 3}) == {
         "start": "pages/a", "by": "page", "depth": 3, "from": None, "to": None, "tz": "UTC"}
-    with pytest.raises(InvalidInput, match=r"params\.depth: Input should be less than or equal"):
+    with pytest.raises(InvalidInput, match=r"params\.depth: depth is 1 to 5, got 6"):
         rules.validate_params("paths", {"start": "pages/a", "depth": 6})
     with pytest.raises(InvalidInput, match=r"params\.any: Input should be a valid boolean"):
         rules.validate_params("report", {"event": "buy", "any": "yes"})

@@ -11,11 +11,23 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from typing import Any, Final, Literal
+from typing import Annotated, Any, Final, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr, ValidationError
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictInt,
+    StrictStr,
+    ValidationError,
+)
+from pydantic_core import PydanticCustomError
 
+from ..analytics.paths import MAX_DEPTH
+from ..analytics.retention import MAX_PERIODS
 from ..errors import InvalidInput, Problem
 
 KINDS: Final = ("report", "funnel", "retention", "paths", "overview")
@@ -28,8 +40,29 @@ MAX_LAST_DAYS: Final = 366
 WIDTHS: Final = (1, 2)
 
 
+def _between(name: str, low: int, high: int) -> AfterValidator:
+    """A range check worded as the report's own query words it (the CLI, the admin API and a
+    saved report say the same thing about the same mistake)."""
+
+    def check(value: int) -> int:
+        if not low <= value <= high:
+            raise PydanticCustomError("out_of_range", f"{name} is {low} to {high}, got {value}")
+        return value
+
+    return AfterValidator(check)
+
+
+def _one_of(message: str, *allowed: str) -> AfterValidator:
+    def check(value: str) -> str:
+        if value not in allowed:
+            raise PydanticCustomError("not_allowed", message.format(value=value))
+        return value
+
+    return AfterValidator(check)
+
+
 class ReportParams(BaseModel):
-    """Event analysis, as ``POST /analytics/report`` takes it."""
+    """Event analysis, as ``POST /analytics/report`` takes it (the admin API's body model)."""
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
     event: StrictStr = Field(min_length=1, max_length=64)
@@ -44,26 +77,26 @@ class ReportParams(BaseModel):
 
 
 class FunnelParams(BaseModel):
-    """A funnel, as ``POST /analytics/funnel`` takes it."""
+    """A funnel, as ``POST /analytics/funnel`` takes it (the admin API's body model)."""
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
     steps: list[StrictStr] = Field(min_length=2, max_length=10)
     group_by: StrictStr | None = None
-    window: StrictStr | None = None
-    order: StrictStr | None = None
+    window: StrictStr | None = Field(default=None, max_length=16)
+    order: StrictStr | None = Field(default=None, max_length=16)
     from_: StrictStr | int | None = Field(default=None, alias="from")
     to: StrictStr | int | None = None
     tz: StrictStr = "UTC"
 
 
 class RetentionParams(BaseModel):
-    """Retention, as ``POST /analytics/retention`` takes it."""
+    """Retention, as ``POST /analytics/retention`` takes it (the admin API's body model)."""
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
     start: StrictStr = Field(min_length=1, max_length=64)
     return_: StrictStr = Field(alias="return", min_length=1, max_length=64)
-    unit: Literal["day", "week"] = "day"
-    periods: int = Field(default=7, ge=1, le=30)
+    unit: Annotated[StrictStr, _one_of("unit is day or week, not {value!r}", "day", "week")] = "day"
+    periods: Annotated[StrictInt, _between("periods", 1, MAX_PERIODS)] = 7
     group_by: StrictStr | None = None
     from_: StrictStr | int | None = Field(default=None, alias="from")
     to: StrictStr | int | None = None
@@ -71,19 +104,21 @@ class RetentionParams(BaseModel):
 
 
 class PathsParams(BaseModel):
-    """Paths, as ``POST /analytics/paths`` takes it."""
+    """Paths, as ``POST /analytics/paths`` takes it (the admin API's body model)."""
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
     start: StrictStr = Field(min_length=1, max_length=256)
-    by: Literal["page", "event"] = "page"
-    depth: int = Field(default=3, ge=1, le=5)
+    by: Annotated[
+        StrictStr, _one_of("paths go by page or event, not {value!r}", "page", "event")
+    ] = "page"
+    depth: Annotated[StrictInt, _between("depth", 1, MAX_DEPTH)] = 3
     from_: StrictStr | int | None = Field(default=None, alias="from")
     to: StrictStr | int | None = None
     tz: StrictStr = "UTC"
 
 
 class OverviewParams(BaseModel):
-    """The overview, as ``POST /analytics/overview`` takes it."""
+    """The overview, as ``POST /analytics/overview`` takes it (the admin API's body model)."""
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
     granularity: Literal["hour", "day", "all"] = "day"

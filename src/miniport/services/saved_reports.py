@@ -2,7 +2,7 @@
 saved reports on dashboards that share a date range.
 
 A report runs through the runner registered for its kind (:func:`analytics_runners` gives the
-event analysis and the funnel; a new report kind registers its own with
+five kinds the analytics service answers; a new report kind registers its own with
 :meth:`SavedReportService.register`), so ``run`` answers exactly what the report itself
 answers. A kind without a runner can be saved (its parameters a JSON object) but not run."""
 
@@ -34,14 +34,12 @@ def _times(p: Any) -> dict[str, int | None]:
     return {"from_ms": parse_time(p.from_, p.tz), "to_ms": parse_time(p.to, p.tz, end=True)}
 
 
-def analytics_runners(service: Callable[[], AnalyticsService]) -> dict[str, Runner]:
-    """Runners of the report kinds the analytics service answers: event analysis, funnel,
-    retention, paths and the overview. ``service`` gives the analytics service when a report
-    runs (the platform builds it at first use)."""
-
-    async def report(appid: str, params: dict[str, Any]) -> dict[str, Any]:
-        p = rules.ReportParams.model_validate(params)
-        return await service().event_analysis(
+async def run_params(service: AnalyticsService, appid: str, p: BaseModel) -> dict[str, Any]:
+    """The answer of a report of any kind from its checked parameters (one of the models of
+    :data:`miniport.domain.saved_reports.PARAMS_MODELS`): what the admin API's report routes
+    and a saved report's run both call."""
+    if isinstance(p, rules.ReportParams):
+        return await service.event_analysis(
             appid,
             event=p.event,
             metrics=p.metrics,
@@ -52,27 +50,12 @@ def analytics_runners(service: Callable[[], AnalyticsService]) -> dict[str, Runn
             **_times(p),
             tz=p.tz,
         )
-
-    async def funnel(appid: str, params: dict[str, Any]) -> dict[str, Any]:
-        p = rules.FunnelParams.model_validate(params)
-        return await service().funnel(
-            appid,
-            steps=p.steps,
-            group_by=p.group_by,
-            **_times(p),
-            window=p.window,
-            order=p.order,
+    if isinstance(p, rules.FunnelParams):
+        return await service.funnel(
+            appid, steps=p.steps, group_by=p.group_by, **_times(p), window=p.window, order=p.order
         )
-
-    return {"report": report, "funnel": funnel, **_insight_runners(service)}
-
-
-def _insight_runners(service: Callable[[], AnalyticsService]) -> dict[str, Runner]:
-    """Runners of retention, paths and the overview."""
-
-    async def retention(appid: str, params: dict[str, Any]) -> dict[str, Any]:
-        p = rules.RetentionParams.model_validate(params)
-        return await service().retention(
+    if isinstance(p, rules.RetentionParams):
+        return await service.retention(
             appid,
             start=p.start,
             returning=p.return_,
@@ -82,20 +65,10 @@ def _insight_runners(service: Callable[[], AnalyticsService]) -> dict[str, Runne
             **_times(p),
             tz=p.tz,
         )
-
-    async def paths(appid: str, params: dict[str, Any]) -> dict[str, Any]:
-        p = rules.PathsParams.model_validate(params)
-        return await service().paths(
-            appid,
-            start=p.start,
-            by=p.by,
-            depth=p.depth,
-            **_times(p),
-        )
-
-    async def overview(appid: str, params: dict[str, Any]) -> dict[str, Any]:
-        p = rules.OverviewParams.model_validate(params)
-        return await service().overview(
+    if isinstance(p, rules.PathsParams):
+        return await service.paths(appid, start=p.start, by=p.by, depth=p.depth, **_times(p))
+    if isinstance(p, rules.OverviewParams):
+        return await service.overview(
             appid,
             **_times(p),
             granularity=p.granularity,
@@ -103,8 +76,21 @@ def _insight_runners(service: Callable[[], AnalyticsService]) -> dict[str, Runne
             group_by=p.group_by,
             top_pages=p.top_pages,
         )
+    raise TypeError(f"no report runs from {type(p).__name__}")
 
-    return {"retention": retention, "paths": paths, "overview": overview}
+
+def analytics_runners(service: Callable[[], AnalyticsService]) -> dict[str, Runner]:
+    """Runners of the report kinds the analytics service answers: event analysis, funnel,
+    retention, paths and the overview. ``service`` gives the analytics service when a report
+    runs (the platform builds it at first use)."""
+
+    def runner(model: type[BaseModel]) -> Runner:
+        async def run(appid: str, params: dict[str, Any]) -> dict[str, Any]:
+            return await run_params(service(), appid, model.model_validate(params))
+
+        return run
+
+    return {kind: runner(model) for kind, model in rules.PARAMS_MODELS.items()}
 
 
 def _field(body: dict[str, Any], key: str, kind: type, default: Any = None) -> Any:

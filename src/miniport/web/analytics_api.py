@@ -7,12 +7,14 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, Depends, Query, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
-from pydantic import BaseModel, Field, StrictBool, StrictInt, StrictStr
+from pydantic import BaseModel, Field, StrictBool, StrictStr
 
 from ..domain import json_text
+from ..domain import saved_reports as rules
 from ..errors import InvalidInput, MiniportError
 from ..services.analytics import parse_time, test_channel
 from ..services.auth import Principal
+from ..services.saved_reports import run_params
 from .deps import error_response, platform_of, require, runtime_identity
 from .event_stream import EventStreamResponse
 from .openapi_doc import CSV, ERRORS, EVENT_STREAM
@@ -201,97 +203,34 @@ async def watch_test(appid: str, test_id: str, request: Request, who: Viewer) ->
 
 
 # --- admin: reports ---
-class ReportIn(BaseModel):
-    event: StrictStr
-    metrics: list[StrictStr] = Field(default_factory=lambda: ["count"], max_length=5)
-    group_by: list[StrictStr] = Field(default_factory=list, max_length=5)
-    filters: list[StrictStr] = Field(default_factory=list, max_length=5)
-    any: StrictBool = False
-    granularity: Literal["hour", "day", "all"] = "day"
-    from_: StrictStr | int | None = Field(default=None, alias="from")
-    to: StrictStr | int | None = None
-    tz: StrictStr = "UTC"
-
-
-class FunnelIn(BaseModel):
-    steps: list[StrictStr] = Field(min_length=2, max_length=10)
-    group_by: StrictStr | None = None
-    window: StrictStr | None = Field(default=None, max_length=16)
-    order: StrictStr | None = Field(default=None, max_length=16)
-    from_: StrictStr | int | None = Field(default=None, alias="from")
-    to: StrictStr | int | None = None
-    tz: StrictStr = "UTC"
-
-
 @admin.post("/report")
-async def report(appid: str, body: ReportIn, request: Request, who: Viewer) -> dict[str, Any]:
+async def report(
+    appid: str, body: rules.ReportParams, request: Request, who: Viewer
+) -> dict[str, Any]:
     """Event analysis: metrics (count, users, per_user, sum:F, max:F, min:F, avg:F,
     per_user:F, distinct:F), group-bys, filters (all AND, or all OR with any=true)."""
-    return await platform_of(request).analytics.event_analysis(
-        appid,
-        event=body.event,
-        metrics=body.metrics,
-        group_by=body.group_by,
-        filters=body.filters,
-        any_=body.any,
-        granularity=body.granularity,
-        from_ms=parse_time(body.from_, body.tz),
-        to_ms=parse_time(body.to, body.tz, end=True),
-        tz=body.tz,
-    )
+    return await run_params(platform_of(request).analytics, appid, body)
 
 
 @admin.post("/funnel")
-async def funnel(appid: str, body: FunnelIn, request: Request, who: Viewer) -> dict[str, Any]:
+async def funnel(
+    appid: str, body: rules.FunnelParams, request: Request, who: Viewer
+) -> dict[str, Any]:
     """Steps ``EVENT[:FILTER;FILTER]``, at most one group-by, a conversion ``window``
     (``30m``, ``1h``, ``1d``...: default one day, at most 90 days) after the step-1 event,
     ``order`` ``strict`` (default) or ``any``. Rows: users, conversion, step_conversion,
     drop_off and median_s (median seconds to the next step) per step."""
-    return await platform_of(request).analytics.funnel(
-        appid,
-        steps=body.steps,
-        group_by=body.group_by,
-        window=body.window,
-        order=body.order,
-        from_ms=parse_time(body.from_, body.tz),
-        to_ms=parse_time(body.to, body.tz, end=True),
-    )
-
-
-class OverviewIn(BaseModel):
-    granularity: Literal["hour", "day", "all"] = "day"
-    group_by: StrictStr | None = None
-    top_pages: int = Field(default=20, ge=1, le=100)
-    from_: StrictStr | int | None = Field(default=None, alias="from")
-    to: StrictStr | int | None = None
-    tz: StrictStr = "UTC"
-
-
-class RetentionIn(BaseModel):
-    start: StrictStr
-    return_: StrictStr = Field(alias="return")
-    unit: StrictStr = "day"  # day or week, periods 1..30: checked by the query (one message)
-    periods: StrictInt = 7
-    group_by: StrictStr | None = None
-    from_: StrictStr | int | None = Field(default=None, alias="from")
-    to: StrictStr | int | None = None
-    tz: StrictStr = "UTC"
+    return await run_params(platform_of(request).analytics, appid, body)
 
 
 @admin.post("/overview")
-async def overview(appid: str, body: OverviewIn, request: Request, who: Viewer) -> dict[str, Any]:
+async def overview(
+    appid: str, body: rules.OverviewParams, request: Request, who: Viewer
+) -> dict[str, Any]:
     """``rows`` per bucket (active_users, new_users, launches, sessions, avg_session_s,
     page_views, avg_page_s, pages_per_session), ``top_pages`` and ``scenes``, each split by
     one system property with ``group_by``."""
-    return await platform_of(request).analytics.overview(
-        appid,
-        from_ms=parse_time(body.from_, body.tz),
-        to_ms=parse_time(body.to, body.tz, end=True),
-        granularity=body.granularity,
-        tz=body.tz,
-        group_by=body.group_by,
-        top_pages=body.top_pages,
-    )
+    return await run_params(platform_of(request).analytics, appid, body)
 
 
 @admin.get("/realtime")
@@ -310,44 +249,22 @@ async def realtime(
     )
 
 
-class PathsIn(BaseModel):
-    start: StrictStr = Field(min_length=1, max_length=256)
-    by: StrictStr = "page"  # page or event, depth 1..5: checked by the query
-    depth: StrictInt = 3
-    from_: StrictStr | int | None = Field(default=None, alias="from")
-    to: StrictStr | int | None = None
-    tz: StrictStr = "UTC"
-
-
 @admin.post("/retention")
-async def retention(appid: str, body: RetentionIn, request: Request, who: Viewer) -> dict[str, Any]:
+async def retention(
+    appid: str, body: rules.RetentionParams, request: Request, who: Viewer
+) -> dict[str, Any]:
     """Cohorts by local day or week: users who did ``start`` (an event, ``$any`` or
     ``$new``) and, ``k`` periods later, ``return`` (an event or ``$any``)."""
-    return await platform_of(request).analytics.retention(
-        appid,
-        start=body.start,
-        returning=body.return_,
-        unit=body.unit,
-        periods=body.periods,
-        group_by=body.group_by,
-        from_ms=parse_time(body.from_, body.tz),
-        to_ms=parse_time(body.to, body.tz, end=True),
-        tz=body.tz,
-    )
+    return await run_params(platform_of(request).analytics, appid, body)
 
 
 @admin.post("/paths")
-async def paths(appid: str, body: PathsIn, request: Request, who: Viewer) -> dict[str, Any]:
+async def paths(
+    appid: str, body: rules.PathsParams, request: Request, who: Viewer
+) -> dict[str, Any]:
     """The most common next steps (pages or events, up to 5) after a start page or event,
     as Sankey nodes and links."""
-    return await platform_of(request).analytics.paths(
-        appid,
-        start=body.start,
-        by=body.by,
-        depth=body.depth,
-        from_ms=parse_time(body.from_, body.tz),
-        to_ms=parse_time(body.to, body.tz, end=True),
-    )
+    return await run_params(platform_of(request).analytics, appid, body)
 
 
 @admin.get("/export", response_class=Response, responses=CSV)

@@ -38,6 +38,7 @@ from typing import Final, Literal, cast
 
 from miniport.errors import ReportQueryError
 
+from .limits import MAX_DEPTH
 from .reports import FieldSlots, _base_where, _check_window, _Columns, _Params
 from .sql_dialects import DUCKDB, Dialect
 
@@ -52,7 +53,6 @@ __all__ = [
 ]
 
 PathBy = Literal["page", "event"]
-MAX_DEPTH: Final = 5
 SESSION_GAP_MS: Final = 30 * 60_000
 MAX_START_CHARS: Final = 256
 _EVENT_RE: Final = re.compile(r"\$?[a-z][a-z0-9_]{0,31}")

@@ -40,6 +40,7 @@ from typing import Final, Literal, cast
 
 from miniport.errors import ReportQueryError
 
+from .limits import MAX_PERIODS
 from .reports import (
     CompiledReport,
     FieldSlots,
@@ -71,7 +72,6 @@ __all__ = [
 Unit = Literal["day", "week"]
 ANY: Final = "$any"
 NEW: Final = "$new"
-MAX_PERIODS: Final = 30
 MS_PER_DAY: Final = 86_400_000
 # period numbers are computed on (ts + offset + SHIFT) so integer division never sees a
 # negative number; SHIFT is whole days and (SHIFT - 3) % 7 == 2 puts Mondays at 7w + 2

@@ -26,8 +26,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from ..analytics.paths import MAX_DEPTH
-from ..analytics.retention import MAX_PERIODS
+from ..analytics.limits import MAX_DEPTH, MAX_PERIODS
 from ..errors import InvalidInput, Problem
 
 KINDS: Final = ("report", "funnel", "retention", "paths", "overview")

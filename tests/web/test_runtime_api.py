@@ -451,6 +451,50 @@ async def test_the_data_read_keeps_its_route_surroundings(
     assert {p["name"] for p in read["get"]["parameters"]} == {"appid", "fetchType", "waitMs"}
 
 
+@pytest.mark.parametrize(
+    ("path", "appid"),
+    [
+        ("/runtime/v1/apps/mp_1/background-fetch/data", "mp_1"),
+        ("/runtime/v1/apps//background-fetch/data", None),
+        ("/runtime/v1/apps/a/b/background-fetch/data", None),
+        ("/runtime/v1/apps/mp_1/background-fetch/data/", None),
+        ("/runtime/v1/apps/mp_1/background-fetch/token", None),
+        ("/runtime/v2/apps/mp_1/background-fetch/data", None),
+    ],
+)
+def test_the_fast_read_matches_what_the_route_matches(path: str, appid: str | None) -> None:
+    from miniport.web.app import data_appid
+
+    assert data_appid(path) == appid
+
+
+async def test_an_unexpected_error_in_the_fast_read_is_a_logged_500(
+    server: LiveServer, session: aiohttp.ClientSession, counter: Counter,
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The read answered ahead of the framework still turns a bug into a 500 and an error
+    log with its traceback, as the framework's outermost middleware does, and the next read
+    is served."""
+    appid = await app_with(server, counter, "periodic")
+    rt = runtime(server, session, "alice")
+    background = server.platform.background
+
+    async def broken(*args: Any) -> Any:
+        raise RuntimeError("disk on fire")
+
+    monkeypatch.setattr(background, "get_data", broken)
+    url = f"{server.url}/runtime/v1/apps/{appid}/background-fetch/data"
+    with caplog.at_level("INFO"):
+        async with session.get(url, headers=rt.headers) as r:
+            assert r.status == 500 and await r.text() == "Internal Server Error"
+    assert any(r.exc_info and "disk on fire" in str(r.exc_info[1]) for r in caplog.records)
+    assert any(r.name == "miniport.access" and '" 500 ' in r.getMessage()
+               for r in caplog.records)
+    monkeypatch.undo()
+    status, body = await rt.data(appid)
+    assert status == 404 and body["errMsg"].startswith("getBackgroundFetchData:fail")
+
+
 def test_the_data_read_is_matched_ahead_of_every_router(server: LiveServer) -> None:
     """The hot read's route comes before any included router, so a read is not matched by a
     walk through the nested routers (the time it saves is in ``bench/read_api.py``)."""

@@ -202,7 +202,8 @@ def create_platform(
         broker = RedisBroker(settings.redis_url) if settings.redis_url else MemoryBroker()
     rules = _schedule_rules(settings)
     auth = AuthService(db, registry, clock, key, settings.login_code_ttl_s, ring=ring)
-    fetches = FetchStore(db, auth.openid, HeaderSealer(key).open)
+    sealer = HeaderSealer(key, ring.previous)  # apps' request headers
+    fetches = FetchStore(db, auth.openid, sealer.open)
     holder: dict[str, Platform] = {}
     metrics = Metrics()
 
@@ -227,7 +228,7 @@ def create_platform(
         two_person_rule=settings.two_person_rule,
         public_url=public_url,
         on_urls_changed=urls_changed,
-        sealer=HeaderSealer(key),
+        sealer=sealer,
         rules=rules,
     )
     background = BackgroundService(
@@ -243,7 +244,7 @@ def create_platform(
         prefetch_timeout_s=settings.prefetch_timeout_s,
         wake_engine=wake,
         metrics=metrics,
-        open_headers=HeaderSealer(key).open,
+        open_headers=sealer.open,
     )
     platform = Platform(
         settings=settings,

@@ -45,12 +45,21 @@ class HeaderSealer:
 
     PURPOSE = "app-headers"
 
-    def __init__(self, key: bytes) -> None:
+    def __init__(self, key: bytes, previous: bytes | None = None) -> None:
         self._key = key
+        self._previous = previous
 
     def seal(self, headers: dict[str, str]) -> str:
         return seal(self._key, json.dumps(headers, sort_keys=True), self.PURPOSE)
 
     def open(self, text: str) -> dict[str, str]:
-        value = json.loads(unseal(self._key, text, self.PURPOSE))
+        """The headers; sealed with the current key or, failing that, the previous one (a
+        server not yet restarted after a rotation seals with the key it started with)."""
+        try:
+            plain = unseal(self._key, text, self.PURPOSE)
+        except InvalidInput:
+            if self._previous is None:
+                raise
+            plain = unseal(self._previous, text, self.PURPOSE)
+        value = json.loads(plain)
         return {str(k): str(v) for k, v in value.items()}

@@ -1,21 +1,23 @@
 """Rotating the server key: a new key signs and seals from then on; the previous key is kept to
 check what it signed (runtime tokens, till they expire) and everything stored sealed with it
-(pending confirmation codes) is re-sealed with the new key. Openids never change. Running
-servers pick the new key up when restarted."""
+(pending confirmation codes, apps' request headers) is re-sealed with the new key. Openids never
+change. Running servers pick the new key up when restarted."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from ..clock import Clock
+from ..domain.sealed import HeaderSealer
 from ..domain.sealing import seal, unseal
+from ..errors import InvalidInput
 from ..storage import keyring
 from ..storage.db import Database
 from ..storage.registry import RegistryStore
 from ..storage.shared_state import SharedStateStore
 
 # what is stored sealed with the server key, by purpose (see web/console/qr_codes.py)
-SEALED_PURPOSES = ("confirm-code",)
+SEALED_PURPOSES = ("confirm-code",)  # apps' request headers: HeaderSealer
 
 
 async def rotate_server_key(
@@ -33,7 +35,23 @@ async def rotate_server_key(
         else:
             dropped += 1  # sealed with a key older than the previous one: unreadable anyway
     await db.write(store.reseal_codes, resealed)
-    await db.write(
-        registry.audit, clock.now(), actor, "server_key.rotate", None, resealed=len(resealed)
-    )
-    return {"rotated": True, "resealed": len(resealed), "unreadable": dropped}
+    headers, unreadable = _resealed_headers(await db.read(registry.sealed_headers), old, new)
+    await db.write(registry.reseal_headers, headers)
+    count = len(resealed) + len(headers)
+    await db.write(registry.audit, clock.now(), actor, "server_key.rotate", None, resealed=count)
+    return {"rotated": True, "resealed": count, "unreadable": dropped + unreadable}
+
+
+def _resealed_headers(
+    rows: list[tuple[str, str]], old: keyring.KeyRing, new: keyring.KeyRing
+) -> tuple[list[tuple[str, str]], int]:
+    """Apps' request headers sealed again with the new key (they were sealed with the old
+    current key, or its previous one by a server started before the last rotation)."""
+    opener, sealer = HeaderSealer(old.current, old.previous), HeaderSealer(new.current)
+    resealed, unreadable = [], 0
+    for appid, sealed in rows:
+        try:
+            resealed.append((appid, sealer.seal(opener.open(sealed))))
+        except InvalidInput:
+            unreadable += 1  # sealed with a key older than both: unreadable anyway
+    return resealed, unreadable

@@ -210,6 +210,20 @@ class RegistryStore:
             conn.execute(insert(t.app_settings).values(appid=appid, updated_at=now, **values))
             self._audit(conn, now, actor, "app.fetch_settings", appid, **shown)
 
+    def sealed_headers(self) -> list[tuple[str, str]]:
+        """(appid, sealed headers) of every app that has request headers."""
+        c = t.app_settings.c
+        with self.db.reading() as conn:
+            rows = conn.execute(select(c.appid, c.headers).where(c.headers.is_not(None)))
+            return [(str(r[0]), str(r[1])) for r in rows]
+
+    def reseal_headers(self, resealed: list[tuple[str, str]]) -> None:
+        """Store re-sealed headers (a server key rotation), each app's row kept otherwise."""
+        c = t.app_settings.c
+        with self.db.writing() as conn:
+            for appid, sealed in resealed:
+                conn.execute(update(t.app_settings).where(c.appid == appid).values(headers=sealed))
+
     # --- testers (always served by the grey URLs) ---
     def testers(self, appid: str) -> list[dict[str, Any]]:
         c = t.app_testers.c

@@ -119,6 +119,36 @@ async def test_lists_audit_and_changes_show_only_the_callers_apps(
             "user": "key:dev", "role": "developer", "added_at": 0, "added_by": "key:dev"}
 
 
+async def test_a_members_audit_page_is_full_when_other_apps_are_busier(
+    live_server: LiveServer, session: aiohttp.ClientSession,
+) -> None:
+    """The member filter is part of the query: with 60 newer entries of another app, a
+    member's first page (API limit 5, console page of 50) still shows its own app's older
+    entries, and the console's "who" list names only people in the member's apps."""
+    p = live_server.platform
+    dev = (await p.auth.create_key("api", "dev", "developer"))["key"]
+    headers = {"Authorization": f"Bearer {dev}"}
+    async with session.post(f"{live_server.url}/admin/v1/apps", json={"name": "mine"},
+                            headers=headers) as r:
+        mine = (await r.json())["appid"]
+    other = await p.apps.create("other", "someone-else")
+    for i in range(60):
+        await p.db.write(p.registry.audit, float(i), "someone-else", "app.note", other.appid)
+    async with session.get(f"{live_server.url}/admin/v1/audit", params={"limit": 5},
+                           headers=headers) as r:
+        entries = (await r.json())["entries"]
+    assert entries and {e["appid"] for e in entries} == {mine}
+    await p.console_users.create_user("dana", "developer", PASSWORD)
+    await ok("app", "member", "add", mine, "dana", "--role", "viewer",
+             data_dir=p.settings.data_dir)
+    async with client() as s:
+        (await sign_in(s, live_server.url, "dana")).release()
+        async with s.get(f"{live_server.url}/console/audit") as r:
+            page = await r.text()
+    assert f">{mine}<" in page or mine in page
+    assert "app.create" in page and "someone-else" not in page
+
+
 async def test_console_shows_a_user_only_their_apps(live_server: LiveServer) -> None:
     p, base = live_server.platform, live_server.url
     await p.console_users.create_user("dana", "developer", PASSWORD)

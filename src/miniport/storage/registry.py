@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any
 
@@ -111,10 +112,14 @@ class RegistryStore:
         with self.db.writing() as conn:
             self._audit(conn, ts, actor, action, appid, **detail)
 
-    def audit_actors(self) -> list[str]:
+    def audit_actors(self, appids: Collection[str] | None = None) -> list[str]:
+        """Who appears in the log (of the entries of ``appids`` only, when given)."""
+        log = t.audit_log
+        query = select(log.c.actor).distinct().order_by("actor")
+        if appids is not None:
+            query = query.where(log.c.appid.in_(list(appids)))
         with self.db.reading() as conn:
-            rows = conn.execute(select(t.audit_log.c.actor).distinct().order_by("actor"))
-            return [str(r.actor) for r in rows]
+            return [str(r.actor) for r in conn.execute(query)]
 
     def list_audit(
         self,
@@ -124,13 +129,18 @@ class RegistryStore:
         actor: str | None = None,
         action: str | None = None,
         before_id: int | None = None,
+        appids: Collection[str] | None = None,
     ) -> list[AuditEntry]:
         """Newest first; ``actor`` exact, ``action`` a prefix (``change.`` for every change
-        act), ``before_id`` the page after the entry of that id (keyset paging)."""
+        act), ``before_id`` the page after the entry of that id (keyset paging), ``appids``
+        the apps a member may see (None: every entry, platform-wide ones included). The
+        filters are in the query, so a page is full whenever there are more entries."""
         log = t.audit_log
         query = select(log).order_by(log.c.id.desc()).limit(limit)
         if appid is not None:
             query = query.where(log.c.appid == appid)
+        if appids is not None:
+            query = query.where(log.c.appid.in_(list(appids)))
         if actor:
             query = query.where(log.c.actor == actor)
         if action:

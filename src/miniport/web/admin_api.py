@@ -237,9 +237,11 @@ async def audit(
     platform = platform_of(request)
     if appid is not None:
         await members_of(request).check(appid, who, "viewer")
-    entries = await platform.db.read(platform.registry.list_audit, appid, limit)
     visible = await members_of(request).visible(who)  # platform-wide entries: admins only
-    return {"entries": [e.__dict__ for e in entries if visible is None or e.appid in visible]}
+    entries = await platform.db.read(
+        platform.registry.list_audit, appid, limit, appids=visible
+    )
+    return {"entries": [e.__dict__ for e in entries]}
 
 
 @router.post("/apps/{appid}/devtools/fetch")

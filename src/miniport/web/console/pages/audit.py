@@ -26,6 +26,8 @@ async def audit(
     p = state_of(ctx.request).platform
     if appid:
         await members_of(ctx.request).check(appid, ctx.who, "viewer")
+    apps = await visible_apps(ctx.request, ctx.who)
+    shown = {a.appid for a in apps} if ctx.who.role != "admin" else None
     found = await p.db.read(
         p.registry.list_audit,
         appid or None,
@@ -33,12 +35,10 @@ async def audit(
         actor=actor or None,
         action=action or None,
         before_id=before,
+        appids=shown,
     )
     entries, more = found[:PAGE], len(found) > PAGE
-    apps = await visible_apps(ctx.request, ctx.who)
-    shown = {a.appid for a in apps} if ctx.who.role != "admin" else None
-    entries = [e for e in entries if shown is None or e.appid in shown]
-    actors = await p.db.read(p.registry.audit_actors)
+    actors = await p.db.read(p.registry.audit_actors, shown)
     return render(
         ctx.request,
         "audit.html",

@@ -23,6 +23,7 @@ from .services.apps import AppService
 from .services.auth import AuthService
 from .services.background import BackgroundService
 from .services.console_users import ConsoleUsers
+from .services.live_feed import LiveFeed
 from .services.members import MemberService
 from .services.refresh import RefreshService
 from .services.saved_reports import SavedReportService, analytics_runners
@@ -47,6 +48,7 @@ class Platform:
     fetches: FetchStore
     fetcher: Fetcher
     broker: Broker
+    live: LiveFeed
     rules: ScheduleRules
     auth: AuthService
     apps: AppService
@@ -75,6 +77,7 @@ class Platform:
         await self.background.close()
         if self._analytics is not None:
             self._analytics.close()
+        await self.live.close()
         await self.fetcher.close()
         await self.broker.close()
         self.db.close()
@@ -170,6 +173,7 @@ def _analytics(
     db: Database,
     registry: RegistryStore,
     broker: Broker,
+    live: LiveFeed,
     clock: Clock,
     metrics: Metrics,
 ) -> AnalyticsService:
@@ -181,6 +185,7 @@ def _analytics(
         registry=registry,
         defs=AnalyticsDefsStore(db),
         broker=broker,
+        live=live,
         clock=clock,
         retention_days=settings.analytics_retention_days,
         open_store=open_event_store(settings),
@@ -200,6 +205,7 @@ def create_platform(
     fetcher = _make_fetcher(settings)
     if broker is None:
         broker = RedisBroker(settings.redis_url) if settings.redis_url else MemoryBroker()
+    live = LiveFeed(broker)
     rules = _schedule_rules(settings)
     auth = AuthService(db, registry, clock, key, settings.login_code_ttl_s, ring=ring)
     sealer = HeaderSealer(key, ring.previous)  # apps' request headers
@@ -258,7 +264,8 @@ def create_platform(
         auth=auth,
         apps=apps,
         background=background,
-        make_analytics=lambda: _analytics(settings, db, registry, broker, clock, metrics),
+        live=live,
+        make_analytics=lambda: _analytics(settings, db, registry, broker, live, clock, metrics),
         saved=SavedReportService(
             db, registry, clock, analytics_runners(lambda: holder["p"].analytics)
         ),

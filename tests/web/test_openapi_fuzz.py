@@ -30,7 +30,9 @@ CHECKS = [
     response_schema_conformance,
 ]
 EXAMPLES_PER_OPERATION = 30
-STREAMS = ("/runtime/v1/events", "/analytics/tests/{test_id}/events")  # never end by themselves
+STREAMS = (  # never end by themselves
+    "/runtime/v1/events", "/analytics/tests/{test_id}/events", "/analytics/realtime/events",
+)
 
 
 def _strategy(operation: Any, appid: str) -> Any:

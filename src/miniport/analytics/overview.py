@@ -79,6 +79,7 @@ from .sql_dialects import DUCKDB, Dialect
 from .system_props import SYSTEM_PROPERTIES
 
 __all__ = [
+    "LATEST_PROPS",
     "MAX_LATEST",
     "MAX_MINUTES",
     "MAX_TOP_PAGES",
@@ -88,6 +89,7 @@ __all__ = [
     "Statement",
     "compile_overview",
     "compile_realtime",
+    "iso_utc",
 ]
 
 MAX_TOP_PAGES: Final = 100
@@ -499,7 +501,8 @@ class _OverviewShape:
 
 # --------------------------------------------------------------------------- real time
 
-_LATEST_PROPS: Final = ("$path", "$platform", "$scene", "$session")
+LATEST_PROPS: Final = ("$path", "$platform", "$scene", "$session")
+"""The system properties shown with each of the latest events (also in the console's pushes)."""
 
 
 def _minute_label(minute_ms: int, tz: str) -> str:
@@ -507,7 +510,7 @@ def _minute_label(minute_ms: int, tz: str) -> str:
     return local.strftime("%Y-%m-%dT%H:%M")
 
 
-def _iso_utc(ts_ms: int) -> str:
+def iso_utc(ts_ms: int) -> str:
     moment = _EPOCH_UTC + timedelta(milliseconds=ts_ms)
     return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ts_ms % 1000:03d}Z"
 
@@ -534,7 +537,7 @@ def compile_realtime(
     else:
         statements.append(Statement("", ()))
     params = _Params(dialect)
-    props = [columns.resolve(name) for name in _LATEST_PROPS]
+    props = [columns.resolve(name) for name in LATEST_PROPS]
     app = params.add(appid, "VARCHAR")
     source = dialect.source(TABLE, app, None, [*columns.used, "received_ms"])
     select = ", ".join(
@@ -560,13 +563,13 @@ def compile_realtime(
             minutes.append({"minute": label, "active_users": users, "events": count})
         latest = [
             {
-                "time": _iso_utc(cast(int, r[0])),
+                "time": iso_utc(cast(int, r[0])),
                 "ts_ms": r[0],
                 "received_ms": r[1],
                 "event": r[2],
                 "user": r[3],
                 "page": r[4],
-                **dict(zip(_LATEST_PROPS, r[6:], strict=True)),
+                **dict(zip(LATEST_PROPS, r[6:], strict=True)),
             }
             for r in results[1]
         ]

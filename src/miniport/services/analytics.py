@@ -49,6 +49,7 @@ from ..metrics import Metrics
 from ..storage.analytics_defs import AnalyticsDefsStore, TestRow
 from ..storage.db import Database
 from ..storage.registry import RegistryStore
+from .live_feed import LiveFeed
 
 DAY_MS = 86_400_000
 EMPTY_CONFIG: dict[str, Any] = {"version": 0, "fields": [], "events": []}
@@ -152,6 +153,7 @@ class AnalyticsService:
         retention_days: float,
         open_store: Callable[[], EventStore],
         metrics: Metrics | None = None,
+        live: LiveFeed | None = None,
     ) -> None:
         self.db, self.registry, self.defs, self.broker, self.clock = (
             db,
@@ -161,6 +163,7 @@ class AnalyticsService:
             clock,
         )
         self.retention_days = retention_days
+        self.live = live or LiveFeed(broker)
         self.metrics = metrics or Metrics()
         self._open_store = open_store
         self._store: EventStore | None = None
@@ -534,6 +537,10 @@ class AnalyticsService:
         )
         duplicates = verdict.duplicates_in_batch + (result.duplicates if result else 0)
         self.metrics.events_checked(result.inserted if result else 0, len(verdict.rejected))
+        if test_id is None and result is not None and result.inserted:
+            # some were stored before (a batch sent again): which ones is not known here
+            resync = result.duplicates > 0
+            self.live.accepted(appid, user_id, received, verdict.accepted, resync=resync)
         if effective.test is not None:
             await self.broker.publish(
                 test_channel(effective.test.id),

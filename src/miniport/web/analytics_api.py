@@ -249,6 +249,20 @@ async def realtime(
     )
 
 
+@admin.get("/realtime/events", response_class=StreamingResponse, responses=EVENT_STREAM)
+async def watch_realtime(appid: str, request: Request, who: Viewer) -> Response:
+    """The real-time view, pushed (server-sent events): after ``connected``, one ``realtime``
+    message per batch of accepted events (several batches within a quarter second go as one):
+    ``minutes`` (``minute_ms``, ``events`` added, the ``users`` who sent them), the
+    ``latest`` events as the real-time report lists them, ``received_ms`` (first, last) and
+    ``resync`` (fetch the report again: what was added is not known). Only this app's."""
+    platform = platform_of(request)
+    await platform.apps.get(appid)
+    sub = await platform.live.watch(appid)
+    hello = {"type": "connected", "appid": appid}
+    return EventStreamResponse(platform.broker, sub, hello)
+
+
 @admin.post("/retention")
 async def retention(
     appid: str, body: rules.RetentionParams, request: Request, who: Viewer

@@ -1,0 +1,120 @@
+"""What accepted events add to an app's real-time view, as pushed to the console (pure: no I/O).
+
+A :class:`LiveDigest` collects the accepted batches of one app between two pushes and turns
+them into one ``realtime`` message (:meth:`LiveDigest.message`), whatever the number of
+batches and events::
+
+    {"type": "realtime", "appid": "wx…",
+     "minutes": [{"minute_ms": 1764460800000, "events": 12, "users": ["alice", "bob"]}, …],
+     "users_cut": false,
+     "latest": [{"time", "ts_ms", "received_ms", "event", "user", "page",
+                 "$path", "$platform", "$scene", "$session"}, …],
+     "received_ms": [first, last]}
+
+``minutes``: per minute of event time (``ts_ms`` // 60 000, the real-time report's minutes),
+how many events the batches added and which users sent them (sorted; at most
+:data:`USERS_PER_MINUTE` per minute: ``users_cut`` says some were left out). ``latest``: the
+newest :data:`LATEST_KEEP` events received, in the real-time report's order (``received_ms``
+newest first, then ``ts_ms``, then the event id) and shape (user ids as the report shows
+them). ``received_ms``: when the first and the last batch of the message were received (the
+console drops a message its own fetch already counted). ``resync``: a batch was accepted
+whose contribution is not known (some of its events had been stored before): the console
+fetches the view again rather than add what it cannot tell.
+
+Counts are what the batches *added*: the console adds them to what it fetched. Events per
+minute add up exactly; active users are exact for a user the console has seen in that minute
+(by fetch or push) and otherwise counted once more (see the console's script)."""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+from .ingest_rules import CheckedEvent
+from .overview import LATEST_PROPS, iso_utc
+from .system_props import DIMENSIONS
+
+__all__ = ["LATEST_KEEP", "MINUTE_MS", "USERS_PER_MINUTE", "LiveDigest"]
+
+LATEST_KEEP: Final = 5
+USERS_PER_MINUTE: Final = 200
+MINUTE_MS: Final = 60_000
+_PROP_COLUMNS: Final = tuple(DIMENSIONS[name].column for name in LATEST_PROPS)
+
+
+def _order(ev: CheckedEvent) -> tuple[int, str]:
+    return ev.ts_ms, ev.uid
+
+
+@dataclass(slots=True)
+class LiveDigest:
+    """The accepted batches of one app not yet pushed."""
+
+    minutes: dict[int, tuple[int, set[str]]] = field(default_factory=dict)
+    latest: list[dict[str, Any]] = field(default_factory=list)
+    users_cut: bool = False
+    resync: bool = False
+    """Something was accepted whose contribution is unknown: the console fetches again."""
+    first_received_ms: int | None = None
+    last_received_ms: int = 0
+
+    def add(self, user_id: str, received_ms: int, events: Sequence[CheckedEvent]) -> None:
+        """One accepted batch of ``user_id``, received at ``received_ms``."""
+        if not events:
+            return
+        if self.first_received_ms is None or received_ms < self.first_received_ms:
+            self.first_received_ms = received_ms
+        self.last_received_ms = max(self.last_received_ms, received_ms)
+        counts: dict[int, int] = {}
+        for ev in events:
+            minute = ev.ts_ms // MINUTE_MS
+            counts[minute] = counts.get(minute, 0) + 1
+        for minute, n in counts.items():
+            events_before, users = self.minutes.get(minute, (0, set()))
+            if user_id not in users:
+                if len(users) < USERS_PER_MINUTE:
+                    users.add(user_id)
+                else:
+                    self.users_cut = True
+            self.minutes[minute] = (events_before + n, users)
+        newest = heapq.nlargest(LATEST_KEEP, events, key=_order)
+        entries = [_entry(ev, user_id, received_ms) for ev in newest]
+        merged = [*entries, *self.latest]
+        merged.sort(key=lambda e: (e["received_ms"], e["ts_ms"], e["uid"]), reverse=True)
+        self.latest = merged[:LATEST_KEEP]
+
+    @property
+    def empty(self) -> bool:
+        return not self.minutes and not self.resync
+
+    def message(self, appid: str) -> dict[str, Any]:
+        return {
+            "type": "realtime",
+            "appid": appid,
+            "minutes": [
+                {"minute_ms": m * MINUTE_MS, "events": n, "users": sorted(users)}
+                for m, (n, users) in sorted(self.minutes.items())
+            ],
+            "users_cut": self.users_cut,
+            "latest": [{k: v for k, v in e.items() if k != "uid"} for e in self.latest],
+            "received_ms": [self.first_received_ms, self.last_received_ms],
+            "resync": self.resync,
+        }
+
+
+def _entry(ev: CheckedEvent, user_id: str, received_ms: int) -> dict[str, Any]:
+    """One of the latest events, as the real-time report lists it (``uid`` for ordering)."""
+    entry: dict[str, Any] = {
+        "time": iso_utc(ev.ts_ms),
+        "ts_ms": ev.ts_ms,
+        "received_ms": received_ms,
+        "event": ev.event_name,
+        "user": user_id,
+        "page": ev.page,
+        "uid": ev.uid,
+    }
+    for name, column in zip(LATEST_PROPS, _PROP_COLUMNS, strict=True):
+        entry[name] = ev.extra.get(column)
+    return entry

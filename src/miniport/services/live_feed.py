@@ -1,0 +1,170 @@
+"""The console's real-time view, pushed: accepted events go to the viewers of their app's
+real-time view over the event stream (the broker the runtimes' stream and the live test view
+use: in process, or through Redis to every node).
+
+Cost at ingest: :meth:`LiveFeed.accepted` first asks whether anybody watches the app (one dict
+lookup); nobody does, nothing more is done. Somebody does: the batch is folded into the app's
+pending :class:`~miniport.analytics.live.LiveDigest` and one message goes out per
+:data:`MIN_INTERVAL_S` at most (the first batch after a quiet spell goes at once, the ones
+that follow within the interval wait and go together), whatever the number of batches or
+viewers.
+
+Who watches: a console stream for an app (:meth:`LiveFeed.watch`) makes its node say so to
+every node (a ``watching`` message on the broker's :data:`WATCH_CHANNEL`) when it opens and
+every :data:`ANNOUNCE_S` while it stays open; a node takes an app as watched for
+:data:`WATCH_TTL_S` after the last word. So a node that accepts events needs no I/O to know,
+a console on another node gets them, and once the last viewer leaves pushes stop within
+``WATCH_TTL_S``. A node started after an announcement learns of the watch at the next one.
+Each app's messages go to its own channel (:func:`live_channel`): a viewer of one app never
+receives another app's events."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
+
+from ..events.broker import Broker, Message, Subscription
+
+if TYPE_CHECKING:  # the analytics modules load at the first push (most commands never push)
+    from ..analytics.ingest_rules import CheckedEvent
+    from ..analytics.live import LiveDigest
+
+log = logging.getLogger("miniport.analytics")
+
+WATCH_CHANNEL = "live:watching"
+ANNOUNCE_S = 5.0
+WATCH_TTL_S = 15.0
+MIN_INTERVAL_S = 0.25
+
+
+def live_channel(appid: str) -> str:
+    """The event-stream key the console's real-time view of ``appid`` listens on."""
+    return f"live:{appid}"
+
+
+class LiveFeed:
+    def __init__(self, broker: Broker, monotonic: Callable[[], float] = time.monotonic) -> None:
+        self.broker = broker
+        self._now = monotonic
+        self._until: dict[str, float] = {}  # app -> when its watch ends unless announced again
+        self._local: dict[str, set[Subscription]] = {}  # this node's viewers, by app
+        self._pending: dict[str, LiveDigest] = {}
+        self._sent: dict[str, float] = {}  # app -> when its last message went
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._announcer: asyncio.Task[None] | None = None
+        self.messages = 0  # sent by this node (a test and benchmark figure)
+        self._control = broker.subscribe(WATCH_CHANNEL, "node", broadcast=False)
+        self._control.sink = self
+
+    # --- the broker's sink for WATCH_CHANNEL: announcements from every node (this one too)
+    def write(self, frame: bytes, message: Message) -> None:
+        if message.get("type") != "watching":
+            return
+        until = self._now() + WATCH_TTL_S
+        for appid in message.get("apps", ()):
+            if isinstance(appid, str):
+                self._until[appid] = until
+
+    def end(self) -> None:
+        return None
+
+    # --- viewers
+    def watching(self, appid: str) -> bool:
+        until = self._until.get(appid)
+        if until is None:
+            return False
+        if until > self._now():
+            return True
+        del self._until[appid]
+        self._pending.pop(appid, None)
+        self._sent.pop(appid, None)
+        return False
+
+    async def watch(self, appid: str) -> Subscription:
+        """A subscription for a console stream of ``appid``'s real-time view (the stream
+        unsubscribes it when it ends); every node hears of it before this returns."""
+        sub = self.broker.subscribe(live_channel(appid), "console", broadcast=False)
+        self._local.setdefault(appid, set()).add(sub)
+        self._until[appid] = self._now() + WATCH_TTL_S  # this node at once
+        await self.broker.publish(WATCH_CHANNEL, {"type": "watching", "apps": [appid]})
+        if self._announcer is None or self._announcer.done():
+            self._announcer = asyncio.create_task(self._announce())
+        return sub
+
+    def viewers(self) -> int:
+        """Open real-time streams on this node."""
+        return sum(1 for subs in self._local.values() for sub in subs if not sub.closed)
+
+    async def _announce(self) -> None:
+        while True:
+            await asyncio.sleep(ANNOUNCE_S)
+            for appid in list(self._local):
+                open_ = {sub for sub in self._local[appid] if not sub.closed}
+                if open_:
+                    self._local[appid] = open_
+                else:
+                    del self._local[appid]
+            if not self._local:
+                return
+            try:
+                await self.broker.publish(
+                    WATCH_CHANNEL, {"type": "watching", "apps": sorted(self._local)}
+                )
+            except Exception as exc:  # Redis away for a moment: the next round says it again
+                log.warning("could not announce real-time viewers: %r", exc)
+
+    # --- ingest
+    def accepted(
+        self,
+        appid: str,
+        user_id: str,
+        received_ms: int,
+        events: Sequence[CheckedEvent],
+        *,
+        resync: bool = False,
+    ) -> None:
+        """A batch of ``user_id``'s events was stored (visible in the reports). ``resync``:
+        some of ``events`` had been stored before, so what the batch added is not known: the
+        message tells the console to fetch the view again instead."""
+        if not events or not self.watching(appid):
+            return
+        digest = self._pending.get(appid)
+        if digest is None:
+            from ..analytics.live import LiveDigest
+
+            digest = self._pending[appid] = LiveDigest()
+            wait = self._sent.get(appid, -MIN_INTERVAL_S) + MIN_INTERVAL_S - self._now()
+            asyncio.get_running_loop().call_later(max(0.0, wait), self._flush, appid)
+        if resync:
+            digest.resync = True
+        else:
+            digest.add(user_id, received_ms, events)
+
+    def _flush(self, appid: str) -> None:
+        digest = self._pending.pop(appid, None)
+        if digest is None or digest.empty:
+            return
+        self._sent[appid] = self._now()
+        self.messages += 1
+        task = asyncio.create_task(self._publish(live_channel(appid), digest.message(appid)))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _publish(self, channel: str, message: dict[str, Any]) -> None:
+        try:
+            await self.broker.publish(channel, message)
+        except Exception as exc:  # the console catches up at its next (re)connect
+            log.warning("could not push real-time events: %r", exc)
+
+    async def close(self) -> None:
+        tasks = [*self._tasks, *([self._announcer] if self._announcer else [])]
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self.broker.unsubscribe(self._control)

@@ -48,7 +48,6 @@ class Platform:
     fetches: FetchStore
     fetcher: Fetcher
     broker: Broker
-    live: LiveFeed
     rules: ScheduleRules
     auth: AuthService
     apps: AppService
@@ -63,6 +62,9 @@ class Platform:
     saved: SavedReportService
     public_url: str = "http://127.0.0.1:8700"
     engine: PeriodicEngine | None = field(default=None)
+    live: LiveFeed = field(init=False)
+    """The console's real-time view, pushed over ``broker`` (built before any analytics:
+    a node hears which apps are watched from its start)."""
     _analytics: AnalyticsService | None = field(default=None, init=False, repr=False)
     _analytics_lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
 
@@ -114,6 +116,7 @@ class Platform:
         return self.engine
 
     def __post_init__(self) -> None:
+        self.live = LiveFeed(self.broker)
         _watch_queues(self)
 
     def _wake_engine(self) -> None:
@@ -172,8 +175,7 @@ def _analytics(
     settings: Settings,
     db: Database,
     registry: RegistryStore,
-    broker: Broker,
-    live: LiveFeed,
+    platform: Platform,
     clock: Clock,
     metrics: Metrics,
 ) -> AnalyticsService:
@@ -184,8 +186,8 @@ def _analytics(
         db=db,
         registry=registry,
         defs=AnalyticsDefsStore(db),
-        broker=broker,
-        live=live,
+        broker=platform.broker,
+        live=platform.live,
         clock=clock,
         retention_days=settings.analytics_retention_days,
         open_store=open_event_store(settings),
@@ -205,7 +207,6 @@ def create_platform(
     fetcher = _make_fetcher(settings)
     if broker is None:
         broker = RedisBroker(settings.redis_url) if settings.redis_url else MemoryBroker()
-    live = LiveFeed(broker)
     rules = _schedule_rules(settings)
     auth = AuthService(db, registry, clock, key, settings.login_code_ttl_s, ring=ring)
     sealer = HeaderSealer(key, ring.previous)  # apps' request headers
@@ -264,8 +265,7 @@ def create_platform(
         auth=auth,
         apps=apps,
         background=background,
-        live=live,
-        make_analytics=lambda: _analytics(settings, db, registry, broker, live, clock, metrics),
+        make_analytics=lambda: _analytics(settings, db, registry, holder["p"], clock, metrics),
         saved=SavedReportService(
             db, registry, clock, analytics_runners(lambda: holder["p"].analytics)
         ),

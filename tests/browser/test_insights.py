@@ -1,7 +1,8 @@
 """The insights page in a real browser: the overview (tiles, chart, top pages, scenes) from the
 runtimes' built-in events and system properties, real time picking up an event accepted while
-the page is open (it asks again every two seconds), a retention table, and paths drawn as a
-Sankey chart. Screenshots go to test-artifacts/screenshots/."""
+the page is open (pushed over the app's real-time stream: no request for the report after the
+first), a retention table, and paths drawn as a Sankey chart. Screenshots go to
+test-artifacts/screenshots/."""
 
 from __future__ import annotations
 
@@ -55,6 +56,9 @@ def test_overview_realtime_retention_and_paths(live: LiveConsole, browser: Any) 
     ctx = browser.new_context(**DESKTOP)
     page = ctx.new_page()
     page.on("pageerror", lambda error: errors.append(str(error)))
+    reports: list[float] = []  # when the page asked for the real-time report
+    page.on("request", lambda r: reports.append(time.monotonic())
+            if r.url.split("?")[0].endswith("/analytics/realtime") else None)
     sign_in(page, live.url, viewer, path=f"/console/apps/{app.appid}/analytics/insights")
     expect(page.locator("#insights-page")).to_have_attribute("data-ready", "true")
 
@@ -70,14 +74,29 @@ def test_overview_realtime_retention_and_paths(live: LiveConsole, browser: Any) 
     page.get_by_test_id("ov-run").click()
     expect(page.get_by_test_id("ov-table")).to_contain_text("android")
 
-    # --- real time: the recent sessions, then an event accepted while the page is open ---
+    # --- real time: the recent sessions, then an event accepted while the page is open shows
+    # within 2 s, pushed: the report was asked for once, when the stream connected ---
     latest = page.get_by_test_id("rt-latest")
     expect(latest).to_contain_text("carol")
+    insights = page.locator("#insights-page")
+    expect(insights).to_have_attribute("data-realtime", "live")
+    before = int(insights.get_attribute("data-rt-events") or "0")
+    assert len(reports) == 1
+    page.wait_for_timeout(2500)  # longer than the old polling interval: still one request
     now = int(time.time() * 1000)
+    accepted = time.monotonic()
     live.call("analytics.ingest", app.appid, "dave", {"sent_at": now, "context": {
-        "$platform": "devtools"}, "events": [{"id": "d-1", "event": "$launch", "ts": now}]})
-    expect(latest).to_contain_text("dave", timeout=10_000)
+        "$platform": "devtools"}, "events": [{"id": "d-1", "event": "$launch", "ts": now},
+                                             {"id": "d-2", "event": "$show", "ts": now}]})
+    expect(latest.locator("tbody tr").first).to_contain_text("dave", timeout=2000)
+    assert time.monotonic() - accepted < 2
     expect(latest).to_contain_text("devtools")
+    expect(insights).to_have_attribute("data-rt-events", str(before + 2))
+    chart = page.evaluate("() => window.Chart.getChart('realtime-chart').data.datasets[0].data")
+    assert len(chart) == 30 and sum(chart) == before + 2 and chart[-1] + chart[-2] >= 2
+    assert len(reports) == 1, "the real-time report was asked for again: polling"
+    page.locator("#realtime").scroll_into_view_if_needed()
+    shot(page, "insights-realtime-pushed", full_page=False)
     shot(page, "insights-overview-realtime")
 
     # --- retention: any event, by day; today's cohort is everyone active today ---

@@ -1,5 +1,5 @@
 """An app's insights (``/apps/{appid}/analytics/insights``): the overview (active and new users,
-launches, sessions, page views, top pages, scenes), real time (updated every two seconds),
+launches, sessions, page views, top pages, scenes), real time (pushed as events are accepted),
 retention cohorts and paths (a Sankey chart), drawn from the admin API by the page's script.
 The analytics section opens here. The page embeds the app's event names (for the retention and
 paths forms) and the system properties (for the overview's split)."""

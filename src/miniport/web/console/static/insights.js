@@ -1,4 +1,4 @@
-// Insights: the overview, real time (asked again every two seconds while the page is shown),
+// Insights: the overview, real time (pushed over the app's real-time event stream),
 // retention cohorts and paths (a Sankey chart, chartjs-chart-sankey), all through the admin
 // API, drawn with Chart.js served by the package. Counts get integer axes and straight lines.
 import { api, el, t } from './console.js';
@@ -139,6 +139,35 @@ async function runOverview(event) {
 ovForm.addEventListener('submit', runOverview);
 
 // --- real time ---------------------------------------------------------------------------
+// Pushed, not polled: the page listens on the app's real-time stream (server-sent events, the
+// mechanism of the live test view). On each (re)connect it fetches the report once, then adds
+// what each pushed message carries (events and users per minute, the latest events); the
+// minutes roll over on their own at each minute boundary. Events per minute add up exactly.
+// Active users per minute: a pushed user counts once in a minute unless the page already knew
+// them there (from a push, or from the latest events of the fetch); a user active in that
+// minute before the page's fetch and not among its latest events counts once more, until the
+// next (re)connect or reload.
+
+const MINUTE = 60_000;
+const WINDOW = 30;
+const SHOWN = 20;
+const rt = {
+  offset: 0,          // server clock - browser clock (ms), from the fetch
+  fetchedAt: null,    // the fetch's now_ms: messages about batches received before it are in it
+  fetching: null,     // the fetch in flight
+  minutes: new Map(), // minute_ms -> { events, users, seen: Set of user ids known in it }
+  latest: [],
+  source: null,
+  roll: null,
+};
+
+const serverNow = () => Date.now() + rt.offset;
+const minuteOf = (ms) => Math.floor(ms / MINUTE) * MINUTE;
+
+function windowMinutes() {
+  const current = minuteOf(serverNow());
+  return Array.from({ length: WINDOW }, (_, i) => current - (WINDOW - 1 - i) * MINUTE);
+}
 
 function when(ms) {
   // today's events by their time; an older one (sent late, after a time offline) with its date
@@ -146,38 +175,140 @@ function when(ms) {
   return isoDay(d) === isoDay(new Date()) ? d.toLocaleTimeString() : `${isoDay(d)} ${d.toLocaleTimeString()}`;
 }
 
-async function refreshRealtime() {
-  const found = await api('GET', `${base}/realtime?tz=${encodeURIComponent(localTz)}&latest=20`);
-  const minutes = found.minutes ?? [];
-  const last = minutes.slice(-5);
-  document.querySelector('[data-testid="rt-tiles"]').replaceChildren(
-    stat(t('js.ins.events_30'), String(sum(minutes, 'events')), 'rt-events'),
-    stat(t('js.ins.events_5'), String(sum(last, 'events')), 'rt-events-5'));
-  draw('realtime-chart', { type: 'bar', data: { labels: minutes.map((m) => m.minute.slice(-5)), datasets: [
-    { label: t('js.ins.events'), data: minutes.map((m) => m.events), backgroundColor: COLORS[1] },
-    { label: t('js.ins.active_users'), data: minutes.map((m) => m.active_users), backgroundColor: COLORS[0] },
-  ] }, options: { responsive: true, maintainAspectRatio: false, animation: false, scales: countScales() } });
-  const table = document.querySelector('[data-testid="rt-latest"]');
-  if ((found.latest ?? []).length) {
-    fillTable(table, [t('js.ins.time'), t('js.ins.event'), t('js.ins.user'), t('js.ins.page'), '$platform'],
-      found.latest.map((e) => [when(e.ts_ms), e.event, e.user, e.page ?? e.$path ?? '', e.$platform ?? '']));
-  } else emptyRow(table, t('js.ins.no_recent'));
-  document.querySelector('[data-testid="rt-updated"]').textContent = t('js.ins.updated', { time: new Date().toLocaleTimeString() });
+const latestKey = (e) => `${e.received_ms}|${e.ts_ms}|${e.user}|${e.event}|${e.page ?? ''}`;
+
+function knowUser(minute, user) {
+  const entry = rt.minutes.get(minute);
+  if (entry) entry.seen.add(user);
 }
 
-let realtimeTimer = null;
-async function realtimeLoop() {
-  clearTimeout(realtimeTimer);
-  if (!document.hidden) {
-    try {
-      await refreshRealtime();
-    } catch (exc) {
-      document.querySelector('[data-testid="rt-updated"]').textContent = exc.message;
+function drawRealtime() {
+  const labels = [];
+  const events = [];
+  const users = [];
+  for (const m of windowMinutes()) {
+    const entry = rt.minutes.get(m);
+    const d = new Date(m);
+    labels.push(`${pad(d.getHours())}:${pad(d.getMinutes())}`);
+    events.push(entry?.events ?? 0);  // a minute without events had none
+    users.push(entry?.users ?? 0);
+  }
+  const first = windowMinutes()[0];
+  for (const m of rt.minutes.keys()) if (m < first) rt.minutes.delete(m);  // rolled out
+  const total = events.reduce((a, b) => a + b, 0);
+  const last5 = events.slice(-5).reduce((a, b) => a + b, 0);
+  document.querySelector('[data-testid="rt-tiles"]').replaceChildren(
+    stat(t('js.ins.events_30'), String(total), 'rt-events'),
+    stat(t('js.ins.events_5'), String(last5), 'rt-events-5'));
+  const chart = charts['realtime-chart'];
+  if (chart) {  // updated in place: pushes come several times a second
+    chart.data.labels = labels;
+    chart.data.datasets[0].data = events;
+    chart.data.datasets[1].data = users;
+    chart.update('none');
+  } else {
+    draw('realtime-chart', { type: 'bar', data: { labels, datasets: [
+      { label: t('js.ins.events'), data: events, backgroundColor: COLORS[1] },
+      { label: t('js.ins.active_users'), data: users, backgroundColor: COLORS[0] },
+    ] }, options: { responsive: true, maintainAspectRatio: false, animation: false, scales: countScales() } });
+  }
+  const table = document.querySelector('[data-testid="rt-latest"]');
+  const latest = rt.latest.slice(0, SHOWN);
+  if (latest.length) {
+    fillTable(table, [t('js.ins.time'), t('js.ins.event'), t('js.ins.user'), t('js.ins.page'), '$platform'],
+      latest.map((e) => [when(e.ts_ms), e.event, e.user, e.page ?? e.$path ?? '', e.$platform ?? '']));
+  } else emptyRow(table, t('js.ins.no_recent'));
+  root.dataset.rtEvents = String(total);
+}
+
+function scheduleRoll() {
+  // the minutes move on at each minute boundary, events or not
+  clearTimeout(rt.roll);
+  rt.roll = setTimeout(() => { drawRealtime(); scheduleRoll(); }, MINUTE - (serverNow() % MINUTE) + 50);
+}
+
+function applyFetch(found) {
+  rt.offset = found.now_ms - Date.now();
+  rt.fetchedAt = found.now_ms;
+  const current = minuteOf(found.now_ms);
+  const minutes = found.minutes ?? [];
+  rt.minutes = new Map(minutes.map((m, i) => [current - (minutes.length - 1 - i) * MINUTE,
+    { events: m.events, users: m.active_users, seen: new Set() }]));
+  rt.latest = found.latest ?? [];
+  for (const e of rt.latest) knowUser(minuteOf(e.ts_ms), e.user);  // counted by the fetch
+}
+
+function applyPush(message) {
+  if (message.resync) {
+    refetch();
+    return;
+  }
+  const [, lastReceived] = message.received_ms ?? [];
+  if (rt.fetchedAt === null || lastReceived < rt.fetchedAt) return;  // in the fetch already
+  const first = windowMinutes()[0];
+  for (const m of message.minutes ?? []) {
+    if (m.minute_ms < first) continue;  // reported late, for a minute out of the window
+    let entry = rt.minutes.get(m.minute_ms);
+    if (!entry) rt.minutes.set(m.minute_ms, entry = { events: 0, users: 0, seen: new Set() });
+    entry.events += m.events;
+    for (const user of m.users ?? []) {
+      if (!entry.seen.has(user)) {
+        entry.seen.add(user);
+        entry.users += 1;
+      }
     }
   }
-  realtimeTimer = setTimeout(realtimeLoop, 2000);
+  const known = new Set(rt.latest.map(latestKey));
+  const fresh = (message.latest ?? []).filter((e) => !known.has(latestKey(e)));
+  rt.latest = [...fresh, ...rt.latest]
+    .sort((a, b) => b.received_ms - a.received_ms || b.ts_ms - a.ts_ms)
+    .slice(0, 100);
+  drawRealtime();
+  stamp('live');
 }
-document.addEventListener('visibilitychange', () => { if (!document.hidden) realtimeLoop(); });
+
+function stamp(state, text) {
+  root.dataset.realtime = state;
+  document.querySelector('[data-testid="rt-updated"]').textContent = text
+    ?? (state === 'live' ? t('js.ins.live', { time: new Date().toLocaleTimeString() }) : t('js.ins.connecting'));
+}
+
+async function refetch() {
+  // one fetch on each (re)connect (or when a push says what it added is unknown); pushes that
+  // come meanwhile wait for it
+  const waiting = [];
+  rt.fetching = waiting;
+  try {
+    applyFetch(await api('GET', `${base}/realtime?tz=${encodeURIComponent(localTz)}&latest=100`));
+    rt.fetching = null;
+    for (const message of waiting) applyPush(message);
+    drawRealtime();
+    scheduleRoll();
+    stamp('live');
+  } catch (exc) {
+    rt.fetching = null;
+    stamp('error', exc.message);
+  }
+}
+
+function openRealtime() {
+  rt.source?.close();
+  const source = new EventSource(`${base}/realtime/events`);
+  rt.source = source;
+  source.addEventListener('connected', () => refetch());
+  source.addEventListener('realtime', (event) => {
+    const message = JSON.parse(event.data);
+    if (rt.fetching) rt.fetching.push(message);
+    else applyPush(message);
+  });
+  source.onerror = () => {
+    // EventSource reconnects by itself (and we fetch again on "connected"); closed for good
+    // when the server refused it (signed out, no longer a member)
+    if (source.readyState === EventSource.CLOSED) stamp('closed', t('js.ins.stream_closed'));
+    else stamp('connecting');
+  };
+}
+window.addEventListener('pagehide', () => rt.source?.close());
 
 // --- retention ---------------------------------------------------------------------------
 
@@ -269,4 +400,4 @@ pathsForm.addEventListener('submit', (event) => {
 });
 
 runOverview();
-realtimeLoop();
+openRealtime();

@@ -48,12 +48,18 @@ def _order(ev: CheckedEvent) -> tuple[int, str]:
     return ev.ts_ms, ev.uid
 
 
+def _latest_order(item: tuple[int, int, str, str, CheckedEvent]) -> tuple[int, int, str]:
+    return item[0], item[1], item[2]
+
+
 @dataclass(slots=True)
 class LiveDigest:
     """The accepted batches of one app not yet pushed."""
 
     minutes: dict[int, tuple[int, set[str]]] = field(default_factory=dict)
-    latest: list[dict[str, Any]] = field(default_factory=list)
+    latest: list[tuple[int, int, str, str, CheckedEvent]] = field(default_factory=list)
+    """The newest events so far as (received_ms, ts_ms, uid, user, event): made into the
+    report's rows only when the message is (most batches' events never reach one)."""
     users_cut: bool = False
     resync: bool = False
     """Something was accepted whose contribution is unknown: the console fetches again."""
@@ -79,11 +85,11 @@ class LiveDigest:
                 else:
                     self.users_cut = True
             self.minutes[minute] = (events_before + n, users)
-        newest = heapq.nlargest(LATEST_KEEP, events, key=_order)
-        entries = [_entry(ev, user_id, received_ms) for ev in newest]
-        merged = [*entries, *self.latest]
-        merged.sort(key=lambda e: (e["received_ms"], e["ts_ms"], e["uid"]), reverse=True)
-        self.latest = merged[:LATEST_KEEP]
+        newest = [
+            (received_ms, ev.ts_ms, ev.uid, user_id, ev)
+            for ev in heapq.nlargest(LATEST_KEEP, events, key=_order)
+        ]
+        self.latest = heapq.nlargest(LATEST_KEEP, [*newest, *self.latest], key=_latest_order)
 
     @property
     def empty(self) -> bool:
@@ -98,14 +104,14 @@ class LiveDigest:
                 for m, (n, users) in sorted(self.minutes.items())
             ],
             "users_cut": self.users_cut,
-            "latest": [{k: v for k, v in e.items() if k != "uid"} for e in self.latest],
+            "latest": [_entry(ev, user, received) for received, _, _, user, ev in self.latest],
             "received_ms": [self.first_received_ms, self.last_received_ms],
             "resync": self.resync,
         }
 
 
 def _entry(ev: CheckedEvent, user_id: str, received_ms: int) -> dict[str, Any]:
-    """One of the latest events, as the real-time report lists it (``uid`` for ordering)."""
+    """One of the latest events, as the real-time report lists it."""
     entry: dict[str, Any] = {
         "time": iso_utc(ev.ts_ms),
         "ts_ms": ev.ts_ms,
@@ -113,7 +119,6 @@ def _entry(ev: CheckedEvent, user_id: str, received_ms: int) -> dict[str, Any]:
         "event": ev.event_name,
         "user": user_id,
         "page": ev.page,
-        "uid": ev.uid,
     }
     for name, column in zip(LATEST_PROPS, _PROP_COLUMNS, strict=True):
         entry[name] = ev.extra.get(column)

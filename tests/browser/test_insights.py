@@ -142,3 +142,62 @@ def test_an_app_without_events_says_what_to_do(live: LiveConsole, browser: Any) 
     page.get_by_test_id("paths-run").click()
     expect(page.get_by_test_id("paths-error")).not_to_be_empty()
     ctx.close()
+
+
+def test_real_time_catches_up_after_a_drop_and_rolls_over_without_events(
+    live: LiveConsole, browser: Any,
+) -> None:
+    viewer = live.user("viewer")
+    app = live.app("Insights live")
+    now = int(time.time() * 1000)
+    live.call("analytics.ingest", app.appid, "frank", {"sent_at": now, "events": [
+        {"id": "f-1", "event": "$launch", "ts": now - 60_000}]})
+    errors: list[str] = []
+    ctx = browser.new_context(**DESKTOP)
+    page = ctx.new_page()
+    page.clock.install()  # the page's clock runs as usual until fast-forwarded below
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    reports: list[str] = []
+    page.on("request", lambda r: reports.append(r.url)
+            if r.url.split("?")[0].endswith("/analytics/realtime") else None)
+    sign_in(page, live.url, viewer, path=f"/console/apps/{app.appid}/analytics/insights")
+    insights = page.locator("#insights-page")
+    expect(insights).to_have_attribute("data-realtime", "live")
+    latest = page.get_by_test_id("rt-latest")
+    expect(latest).to_contain_text("frank")
+    assert len(reports) == 1
+
+    # --- the stream drops (the server ends it); an event accepted meanwhile is not lost: the
+    # browser reconnects by itself and fetches the report once more ---
+    async def drop() -> int:
+        subs = list(live.platform.live._local.get(app.appid, ()))
+        for sub in subs:
+            live.platform.broker.unsubscribe(sub)
+        return len(subs)
+
+    assert live.run(drop()) == 1
+    expect(insights).to_have_attribute("data-realtime", "connecting")
+    now = int(time.time() * 1000)
+    live.call("analytics.ingest", app.appid, "erin", {"sent_at": now, "events": [
+        {"id": "e-1", "event": "$launch", "ts": now}]})
+    expect(latest).to_contain_text("erin", timeout=10_000)
+    expect(insights).to_have_attribute("data-realtime", "live")
+    assert len(reports) == 2  # one fetch per (re)connect, no more
+
+    # --- a minute later with no events, the minutes have moved on by one ---
+    def series() -> list[int]:
+        data: list[int] = page.evaluate(
+            "() => window.Chart.getChart('realtime-chart').data.datasets[0].data")
+        return data
+
+    before = series()
+    assert sum(before) == 2 and len(before) == 30
+    page.clock.fast_forward(60_000)
+    expect(insights).to_have_attribute("data-rt-events", "2")
+    page.wait_for_function(
+        f"() => window.Chart.getChart('realtime-chart').data.datasets[0].data[29] === 0"
+        f" && JSON.stringify(window.Chart.getChart('realtime-chart').data.datasets[0].data"
+        f".slice(0, 29)) === '{before[1:]}'.replace(/ /g, '')", timeout=5000)
+    assert len(reports) == 2
+    assert errors == []
+    ctx.close()

@@ -99,6 +99,10 @@ async def test_a_watch_announced_by_another_node_counts_until_it_expires() -> No
     broker = MemoryBroker()
     feed = LiveFeed(broker, monotonic=clock)
     assert not feed.watching("wxA")
+    for bad in ({"type": "watching", "apps": "wxA"}, {"type": "watching", "apps": 5},
+                {"type": "watching"}, {"type": "other", "apps": ["wxA"]}):
+        await broker.publish(WATCH_CHANNEL, bad)  # not an announcement: ignored, nothing raised
+    assert not feed.watching("wxA") and not feed.watching("w")
     await broker.publish(WATCH_CHANNEL, {"type": "watching", "apps": ["wxA", 7]})  # 7: ignored
     assert feed.watching("wxA")
     remote = broker.subscribe(live_channel("wxA"), "console", broadcast=False)
@@ -137,4 +141,26 @@ async def test_viewers_are_announced_again_while_open_and_forgotten_once_gone(
     heard.take()
     await asyncio.sleep(0.1)
     assert heard.take() == [] and feed.viewers() == 0
+    await feed.close()
+
+
+class DownBroker(MemoryBroker):
+    """A broker whose publishing fails (Redis gone for a moment)."""
+
+    async def publish(self, user_id: str, message: dict[str, object]) -> None:
+        raise ConnectionError("redis is away")
+
+
+async def test_a_broker_that_cannot_publish_costs_a_warning_not_the_stream(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    feed = LiveFeed(DownBroker())
+    sub = await feed.watch("wxA")  # opens all the same: this node's own events still count
+    assert not sub.closed and feed.watching("wxA")
+    feed.accepted("wxA", "alice", T0, [ev("a1")])
+    await asyncio.sleep(0.05)
+    assert feed.messages == 1
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert any("real-time viewer" in w for w in warnings)
+    assert any("push real-time events" in w for w in warnings)
     await feed.close()

@@ -62,10 +62,11 @@ class LiveFeed:
 
     # --- the broker's sink for WATCH_CHANNEL: announcements from every node (this one too)
     def write(self, frame: bytes, message: Message) -> None:
-        if message.get("type") != "watching":
-            return
+        apps = message.get("apps")
+        if message.get("type") != "watching" or not isinstance(apps, list):
+            return  # not an announcement (this runs in the broker's delivery: never raise)
         until = self._now() + WATCH_TTL_S
-        for appid in message.get("apps", ()):
+        for appid in apps:
             if isinstance(appid, str):
                 self._until[appid] = until
 
@@ -86,11 +87,16 @@ class LiveFeed:
 
     async def watch(self, appid: str) -> Subscription:
         """A subscription for a console stream of ``appid``'s real-time view (the stream
-        unsubscribes it when it ends); every node hears of it before this returns."""
+        unsubscribes it when it ends). This node takes the app as watched at once; the others
+        as soon as the broker delivers the announcement (through Redis: before the console's
+        first fetch, in practice, which needs a round trip over HTTP)."""
         sub = self.broker.subscribe(live_channel(appid), "console", broadcast=False)
         self._local.setdefault(appid, set()).add(sub)
-        self._until[appid] = self._now() + WATCH_TTL_S  # this node at once
-        await self.broker.publish(WATCH_CHANNEL, {"type": "watching", "apps": [appid]})
+        self._until[appid] = self._now() + WATCH_TTL_S
+        try:
+            await self.broker.publish(WATCH_CHANNEL, {"type": "watching", "apps": [appid]})
+        except Exception as exc:  # Redis away: this node's events still come; others at the
+            log.warning("could not announce a real-time viewer: %r", exc)  # next round
         if self._announcer is None or self._announcer.done():
             self._announcer = asyncio.create_task(self._announce())
         return sub

@@ -286,6 +286,10 @@ def _watch_queues(platform: Platform) -> None:
         lambda: platform.broker.open_connections(),
     )  # fmt: skip
     m.watch(
+        "miniport_realtime_viewers", "Console real-time streams open on this node",
+        lambda: platform.live.viewers(),
+    )  # fmt: skip
+    m.watch(
         "miniport_prefetch_in_flight", "Pre-fetches running now",
         lambda: background.prefetch.in_flight_count(),
     )  # fmt: skip

@@ -56,6 +56,8 @@ async def test_a_viewer_gets_only_their_apps_events_and_they_add_up(
         assert stream.headers["content-type"].startswith("text/event-stream")
         events = SSE(stream)
         assert await events.next() == ("connected", {"type": "connected", "appid": app_a.appid})
+        async with s.get(f"{base}/metrics") as r:
+            assert "miniport_realtime_viewers 1.0" in await r.text()
         now = int(time.time() * 1000)
         await p.analytics.ingest(app_b.appid, "bob", batch("b", 3, now))  # not this viewer's
         await p.analytics.ingest(app_a.appid, "alice", batch("a", 3, now, **{"$scene": 1001}))

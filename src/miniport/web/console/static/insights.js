@@ -154,7 +154,8 @@ const SHOWN = 20;
 const rt = {
   offset: 0,          // server clock - browser clock (ms), from the fetch
   fetchedAt: null,    // the fetch's now_ms: messages about batches received before it are in it
-  fetching: null,     // the fetch in flight
+  fetching: null,     // the messages that wait for the fetch in flight
+  generation: 0,
   minutes: new Map(), // minute_ms -> { events, users, seen: Set of user ids known in it }
   latest: [],
   source: null,
@@ -278,14 +279,18 @@ async function refetch() {
   // come meanwhile wait for it
   const waiting = [];
   rt.fetching = waiting;
+  const generation = ++rt.generation;  // a newer fetch supersedes this one (and its buffer)
   try {
-    applyFetch(await api('GET', `${base}/realtime?tz=${encodeURIComponent(localTz)}&latest=100`));
+    const found = await api('GET', `${base}/realtime?tz=${encodeURIComponent(localTz)}&latest=100`);
+    if (generation !== rt.generation) return;
+    applyFetch(found);
     rt.fetching = null;
     for (const message of waiting) applyPush(message);
     drawRealtime();
     scheduleRoll();
     stamp('live');
   } catch (exc) {
+    if (generation !== rt.generation) return;
     rt.fetching = null;
     stamp('error', exc.message);
   }

@@ -164,3 +164,12 @@ async def test_a_broker_that_cannot_publish_costs_a_warning_not_the_stream(
     assert any("real-time viewer" in w for w in warnings)
     assert any("push real-time events" in w for w in warnings)
     await feed.close()
+
+
+def test_no_runtime_identity_can_share_a_console_channel() -> None:
+    from miniport.domain.tokens import validate_id
+    from miniport.errors import InvalidInput
+
+    for key in (live_channel("wxA"), WATCH_CHANNEL):
+        with pytest.raises(InvalidInput):
+            validate_id("user id", key)  # what every runtime token's user id passes

@@ -35,7 +35,9 @@ if TYPE_CHECKING:  # the analytics modules load at the first push (most commands
 
 log = logging.getLogger("miniport.analytics")
 
-WATCH_CHANNEL = "live:watching"
+# broker keys no runtime can have (a user id never holds a control character: validate_id),
+# so no device's stream, whatever user id a host gives it, ever shares a console's channel
+WATCH_CHANNEL = "\x00live:watching"
 ANNOUNCE_S = 5.0
 WATCH_TTL_S = 15.0
 MIN_INTERVAL_S = 0.25
@@ -43,7 +45,7 @@ MIN_INTERVAL_S = 0.25
 
 def live_channel(appid: str) -> str:
     """The event-stream key the console's real-time view of ``appid`` listens on."""
-    return f"live:{appid}"
+    return f"\x00live:{appid}"
 
 
 class LiveFeed:

@@ -1,13 +1,22 @@
 """What accepted batches add to an app's real-time view (``LiveDigest``): per-minute event
 counts and users, the newest events in the real-time report's order and shape, the cap on
-users per minute, and a resync when what a batch added is not known."""
+users per minute, a resync when what a batch added is not known, and several nodes' messages
+merged into one."""
 
 from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from miniport.analytics.ingest_rules import CheckedEvent
-from miniport.analytics.live import LATEST_KEEP, USERS_PER_MINUTE, LiveDigest
+from miniport.analytics.live import (
+    LATEST_KEEP,
+    USERS_PER_MINUTE,
+    LiveDigest,
+    merge_messages,
+    well_formed,
+)
 
 T0 = 1_764_460_800_000  # 2025-11-30T00:00:00Z, a minute boundary
 
@@ -72,3 +81,72 @@ def test_an_empty_batch_adds_nothing_and_a_resync_alone_is_a_message() -> None:
     assert not d.empty
     m = d.message("wxA")
     assert m["resync"] is True and m["minutes"] == [] and m["latest"] == []
+
+
+def test_messages_of_several_nodes_merge_into_what_they_said_together() -> None:
+    one, two = LiveDigest(), LiveDigest()
+    one.add("alice", T0 + 10_000, [ev("a1", T0 + 1000), ev("a2", T0 + 61_000)])
+    two.add("bob", T0 + 12_000, [ev("b1", T0 + 2000, "$launch")])
+    two.add("alice", T0 + 9_000, [ev("a3", T0 + 3000)])
+    m1, m2 = one.message("wxA"), two.message("wxA")
+    m2["users_cut"] = True
+    merged = merge_messages("wxA", [m1, m2])
+    assert merged["minutes"] == [
+        {"minute_ms": T0, "events": 3, "users": ["alice", "bob"]},
+        {"minute_ms": T0 + 60_000, "events": 1, "users": ["alice"]},
+    ]
+    assert merged["received_ms"] == [T0 + 9_000, T0 + 12_000]
+    assert [e["user"] for e in merged["latest"]] == ["bob", "alice", "alice", "alice"]
+    assert merged["latest"][0]["event"] == "$launch"
+    assert merged["users_cut"] is True and merged["resync"] is False
+    resync = LiveDigest()
+    resync.resync = True
+    both = merge_messages("wxA", [m1, resync.message("wxA")])
+    assert both["resync"] is True and both["received_ms"] == m1["received_ms"]
+    assert merge_messages("wxA", [m1]) == m1
+
+
+def test_merged_latest_keeps_the_newest_and_users_stay_capped() -> None:
+    messages = []
+    for i in range(3):
+        d = LiveDigest()
+        for k in range(USERS_PER_MINUTE):
+            d.add(f"n{i}-u{k}", T0 + i * 1000 + k, [ev(f"{i}-{k}", T0 + k)])
+        messages.append(d.message("wxA"))
+    merged = merge_messages("wxA", messages)
+    assert merged["minutes"][0]["events"] == 3 * USERS_PER_MINUTE
+    assert len(merged["minutes"][0]["users"]) == USERS_PER_MINUTE and merged["users_cut"]
+    assert len(merged["latest"]) == LATEST_KEEP
+    assert merged["latest"][0]["received_ms"] == T0 + 2000 + USERS_PER_MINUTE - 1
+
+
+def _good() -> dict[str, Any]:
+    d = LiveDigest()
+    d.add("alice", T0, [ev("a1", T0)])
+    return d.message("wxA")
+
+
+@pytest.mark.parametrize("change", [
+    {"minutes": [{"minute_ms": "x", "events": 1, "users": []}]},
+    {"minutes": [{"minute_ms": T0, "events": True, "users": []}]},
+    {"minutes": [{"minute_ms": T0, "events": 1, "users": "alice"}]},
+    {"minutes": [{"events": 1, "users": []}]},
+    {"minutes": ["x"]},
+    {"minutes": 5},
+    {"latest": [{"ts_ms": 1}]},
+    {"latest": [{"ts_ms": 1, "received_ms": 1.5}]},
+    {"latest": "x"},
+    {"received_ms": 5},
+    {"received_ms": [1]},
+    {"received_ms": ["1", 2]},
+    {"received_ms": [1, None]},
+    {"users_cut": None},
+    {"resync": 1},
+])
+def test_a_message_not_of_that_shape_is_refused(change: dict[str, Any]) -> None:
+    good = _good()
+    assert well_formed(good) and well_formed({**good, "received_ms": [None, 0]})
+    bad = {**good, **change}
+    assert not well_formed(bad)
+    for missing in ("minutes", "latest", "received_ms", "users_cut", "resync"):
+        assert not well_formed({k: v for k, v in good.items() if k != missing})

@@ -13,7 +13,13 @@ import pytest
 from miniport.analytics.ingest_rules import CheckedEvent
 from miniport.events.broker import MemoryBroker
 from miniport.services import live_feed
-from miniport.services.live_feed import WATCH_CHANNEL, WATCH_TTL_S, LiveFeed, live_channel
+from miniport.services.live_feed import (
+    MIN_INTERVAL_S,
+    WATCH_CHANNEL,
+    WATCH_TTL_S,
+    LiveFeed,
+    live_channel,
+)
 
 T0 = 1_764_460_800_000
 
@@ -173,3 +179,64 @@ def test_no_runtime_identity_can_share_a_console_channel() -> None:
     for key in (live_channel("wxA"), WATCH_CHANNEL):
         with pytest.raises(InvalidInput):
             validate_id("user id", key)  # what every runtime token's user id passes
+
+
+async def test_a_viewer_gets_a_few_messages_a_second_however_many_nodes_send() -> None:
+    broker = MemoryBroker()  # three nodes' feeds on one broker: what Redis does between nodes
+    viewer_node, node_1, node_2 = LiveFeed(broker), LiveFeed(broker), LiveFeed(broker)
+    sub = await viewer_node.watch("wxA")
+    assert node_1.watching("wxA") and node_2.watching("wxA")
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    arrivals: list[float] = []
+    got: list[dict[str, object]] = []
+    for i in range(60):  # ~1.5 s of batches on both nodes
+        node_1.accepted("wxA", "alice", T0 + i, [ev(f"a{i}")])
+        node_2.accepted("wxA", "bob", T0 + i, [ev(f"b{i}"), ev(f"c{i}")])
+        await asyncio.sleep(0.025)
+        for message in sub.take():
+            got.append(message)
+            arrivals.append(loop.time() - started)
+    await asyncio.sleep(0.6)
+    got += sub.take()
+    sent = node_1.messages + node_2.messages
+    assert sum(m["events"] for msg in got for m in msg["minutes"]) == 180  # type: ignore[attr-defined]
+    assert len(got) < sent  # the two nodes' messages were merged on the way to the viewer
+    assert all(b - a >= MIN_INTERVAL_S - 0.03 for a, b in itertools.pairwise(arrivals))
+    users = {u for msg in got for m in msg["minutes"] for u in m["users"]}  # type: ignore[attr-defined]
+    assert users == {"alice", "bob"}
+    for feed in (viewer_node, node_1, node_2):
+        await feed.close()
+
+
+async def test_the_relay_stops_listening_once_the_last_viewer_leaves(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(live_feed, "ANNOUNCE_S", 0.05)
+    broker = MemoryBroker()
+    feed = LiveFeed(broker)
+    first, second = await feed.watch("wxA"), await feed.watch("wxA")
+    assert broker.connected(live_channel("wxA")) == ["relay"]  # one listener for both
+    broker.unsubscribe(first)
+    await asyncio.sleep(0.1)
+    assert broker.connected(live_channel("wxA")) == ["relay"]
+    broker.unsubscribe(second)
+    await asyncio.sleep(0.1)
+    assert broker.connected(live_channel("wxA")) == []
+    await feed.close()
+
+
+async def test_a_message_not_understood_is_not_relayed(caplog: pytest.LogCaptureFixture) -> None:
+    broker = MemoryBroker()
+    feed = LiveFeed(broker)
+    sub = await feed.watch("wxA")
+    good = {"type": "realtime", "minutes": [], "latest": [], "received_ms": [1, 1],
+            "users_cut": False, "resync": True}
+    await broker.publish(live_channel("wxA"), {"type": "other"})  # not for the relay
+    await broker.publish(live_channel("wxA"), good)
+    await broker.publish(live_channel("wxA"), {"type": "realtime", "minutes": 5})
+    await broker.publish(live_channel("wxA"), {**good, "latest": [{"ts_ms": 1}]})
+    await asyncio.sleep(0.4)
+    assert sub.take() == [good]  # the bad ones were dropped, the good one still goes
+    assert sum("not understood" in r.getMessage() for r in caplog.records) == 2
+    await feed.close()

@@ -28,7 +28,7 @@ minute add up exactly; active users are exact for a user the console has seen in
 from __future__ import annotations
 
 import heapq
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -36,7 +36,14 @@ from .ingest_rules import CheckedEvent
 from .overview import LATEST_PROPS, iso_utc
 from .system_props import DIMENSIONS
 
-__all__ = ["LATEST_KEEP", "MINUTE_MS", "USERS_PER_MINUTE", "LiveDigest"]
+__all__ = [
+    "LATEST_KEEP",
+    "MINUTE_MS",
+    "USERS_PER_MINUTE",
+    "LiveDigest",
+    "merge_messages",
+    "well_formed",
+]
 
 LATEST_KEEP: Final = 5
 USERS_PER_MINUTE: Final = 200
@@ -123,3 +130,78 @@ def _entry(ev: CheckedEvent, user_id: str, received_ms: int) -> dict[str, Any]:
     for name, column in zip(LATEST_PROPS, _PROP_COLUMNS, strict=True):
         entry[name] = ev.extra.get(column)
     return entry
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def well_formed(message: Mapping[str, Any]) -> bool:
+    """Whether ``message`` has the shape :meth:`LiveDigest.message` gives (what
+    :func:`merge_messages` reads of it)."""
+    minutes, latest, received = (message.get(k) for k in ("minutes", "latest", "received_ms"))
+    if not (isinstance(minutes, list) and isinstance(latest, list)):
+        return False
+    if not (isinstance(received, list) and len(received) == 2 and _is_int(received[1])):
+        return False
+    if not (received[0] is None or _is_int(received[0])):
+        return False
+    for entry in minutes:
+        if not (isinstance(entry, dict) and _is_int(entry.get("minute_ms"))):
+            return False
+        if not (_is_int(entry.get("events")) and isinstance(entry.get("users"), list)):
+            return False
+    for entry in latest:
+        if not (isinstance(entry, dict) and _is_int(entry.get("received_ms"))):
+            return False
+        if not _is_int(entry.get("ts_ms")):
+            return False
+    return isinstance(message.get("users_cut"), bool) and isinstance(message.get("resync"), bool)
+
+
+def _newest_first(entry: Mapping[str, Any]) -> tuple[int, int]:
+    return int(entry["received_ms"]), int(entry["ts_ms"])
+
+
+def merge_messages(appid: str, messages: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """Several ``realtime`` messages of one app (from several nodes, within one interval) as
+    one that says what they said together: events per minute added up, users per minute
+    joined (at most :data:`USERS_PER_MINUTE`), the newest :data:`LATEST_KEEP` events, the
+    first and last receipt, ``users_cut`` and ``resync`` if any said so. KeyError, TypeError
+    or ValueError for a message not of that shape."""
+    if len(messages) == 1:
+        return dict(messages[0])
+    minutes: dict[int, tuple[int, set[str]]] = {}
+    latest: list[Mapping[str, Any]] = []
+    firsts: list[int] = []
+    lasts: list[int] = []
+    cut = resync = False
+    for message in messages:
+        for entry in message["minutes"]:
+            minute = int(entry["minute_ms"])
+            events, users = minutes.get(minute, (0, set()))
+            for user in entry["users"]:
+                if len(users) < USERS_PER_MINUTE:
+                    users.add(str(user))
+                elif user not in users:
+                    cut = True
+            minutes[minute] = (events + int(entry["events"]), users)
+        latest.extend(message["latest"])
+        first, last = message["received_ms"]
+        if first is not None:
+            firsts.append(int(first))
+            lasts.append(int(last))
+        cut = cut or bool(message["users_cut"])
+        resync = resync or bool(message["resync"])
+    return {
+        "type": "realtime",
+        "appid": appid,
+        "minutes": [
+            {"minute_ms": m, "events": n, "users": sorted(users)}
+            for m, (n, users) in sorted(minutes.items())
+        ],
+        "users_cut": cut,
+        "latest": [dict(e) for e in heapq.nlargest(LATEST_KEEP, latest, key=_newest_first)],
+        "received_ms": [min(firsts), max(lasts)] if firsts else [None, 0],
+        "resync": resync,
+    }

@@ -16,7 +16,10 @@ every :data:`ANNOUNCE_S` while it stays open; a node takes an app as watched for
 a console on another node gets them, and once the last viewer leaves pushes stop within
 ``WATCH_TTL_S``. A node started after an announcement learns of the watch at the next one.
 Each app's messages go to its own channel (:func:`live_channel`): a viewer of one app never
-receives another app's events."""
+receives another app's events. A node with viewers of an app listens on that channel once and
+relays what every node sent to its viewers (:func:`viewer_channel`), merged to at most one
+message per ``MIN_INTERVAL_S`` (so a viewer gets a few messages a second however many nodes
+take the app's events)."""
 
 from __future__ import annotations
 
@@ -44,8 +47,38 @@ MIN_INTERVAL_S = 0.25
 
 
 def live_channel(appid: str) -> str:
-    """The event-stream key the console's real-time view of ``appid`` listens on."""
+    """The event-stream key ``appid``'s real-time messages go to, from every node."""
     return f"\x00live:{appid}"
+
+
+def viewer_channel(appid: str) -> str:
+    """The key this node's console streams of ``appid`` listen on: what ``live_channel``
+    brought from every node, at most one message per MIN_INTERVAL_S (delivered here only)."""
+    return f"\x00live-viewers:{appid}"
+
+
+class _Relay:
+    """The sink of a node's one subscription to an app's ``live_channel`` (while it has
+    viewers of that app): hands each message to the feed (never raises: it runs in the
+    broker's delivery)."""
+
+    __slots__ = ("appid", "feed")
+
+    def __init__(self, feed: LiveFeed, appid: str) -> None:
+        self.feed, self.appid = feed, appid
+
+    def write(self, frame: bytes, message: Message) -> None:
+        if message.get("type") != "realtime":
+            return
+        from ..analytics.live import well_formed
+
+        if well_formed(message):
+            self.feed._arrived(self.appid, message)
+        else:  # not one of ours (another version on the same Redis?): nothing to relay
+            log.warning("real-time message for %s not understood: dropped", self.appid)
+
+    def end(self) -> None:
+        return None
 
 
 class LiveFeed:
@@ -58,6 +91,9 @@ class LiveFeed:
         self._sent: dict[str, float] = {}  # app -> when its last message went
         self._tasks: set[asyncio.Task[None]] = set()
         self._announcer: asyncio.Task[None] | None = None
+        self._relays: dict[str, Subscription] = {}  # app -> this node's live_channel listener
+        self._inbox: dict[str, list[Message]] = {}  # messages waiting for the next relay
+        self._relayed: dict[str, float] = {}  # app -> when its viewers here last got one
         self.messages = 0  # sent by this node (a test and benchmark figure)
         self._control = broker.subscribe(WATCH_CHANNEL, "node", broadcast=False)
         self._control.sink = self
@@ -92,8 +128,12 @@ class LiveFeed:
         unsubscribes it when it ends). This node takes the app as watched at once; the others
         as soon as the broker delivers the announcement (through Redis: before the console's
         first fetch, in practice, which needs a round trip over HTTP)."""
-        sub = self.broker.subscribe(live_channel(appid), "console", broadcast=False)
+        sub = self.broker.subscribe(viewer_channel(appid), "console", broadcast=False)
         self._local.setdefault(appid, set()).add(sub)
+        if appid not in self._relays:
+            relay = self.broker.subscribe(live_channel(appid), "relay", broadcast=False)
+            relay.sink = _Relay(self, appid)
+            self._relays[appid] = relay
         self._until[appid] = self._now() + WATCH_TTL_S
         try:
             await self.broker.publish(WATCH_CHANNEL, {"type": "watching", "apps": [appid]})
@@ -116,6 +156,9 @@ class LiveFeed:
                     self._local[appid] = open_
                 else:
                     del self._local[appid]
+                    self.broker.unsubscribe(self._relays.pop(appid))
+                    self._inbox.pop(appid, None)
+                    self._relayed.pop(appid, None)
             if not self._local:
                 return
             try:
@@ -162,6 +205,25 @@ class LiveFeed:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
+    # --- relay: what every node sent about an app, to this node's viewers of it
+    def _arrived(self, appid: str, message: Message) -> None:
+        inbox = self._inbox.get(appid)
+        if inbox is None:
+            inbox = self._inbox[appid] = []
+            wait = self._relayed.get(appid, -MIN_INTERVAL_S) + MIN_INTERVAL_S - self._now()
+            asyncio.get_running_loop().call_later(max(0.0, wait), self._relay, appid)
+        inbox.append(message)
+
+    def _relay(self, appid: str) -> None:
+        messages = self._inbox.pop(appid, None)
+        if not messages:
+            return
+        from ..analytics.live import merge_messages
+
+        merged = merge_messages(appid, messages)  # each was well formed when it came
+        self._relayed[appid] = self._now()
+        self.broker.deliver(viewer_channel(appid), merged)
+
     async def _publish(self, channel: str, message: dict[str, Any]) -> None:
         try:
             await self.broker.publish(channel, message)
@@ -176,3 +238,6 @@ class LiveFeed:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         self.broker.unsubscribe(self._control)
+        for relay in self._relays.values():
+            self.broker.unsubscribe(relay)
+        self._relays.clear()

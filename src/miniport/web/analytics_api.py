@@ -252,7 +252,8 @@ async def realtime(
 @admin.get("/realtime/events", response_class=StreamingResponse, responses=EVENT_STREAM)
 async def watch_realtime(appid: str, request: Request, who: Viewer) -> Response:
     """The real-time view, pushed (server-sent events): after ``connected``, one ``realtime``
-    message per batch of accepted events (several batches within a quarter second go as one):
+    message per batch of accepted events (batches within a quarter second go as one, from
+    every node together: at most four a second):
     ``minutes`` (``minute_ms``, ``events`` added, the ``users`` who sent them), the
     ``latest`` events as the real-time report lists them, ``received_ms`` (first, last) and
     ``resync`` (fetch the report again: what was added is not known). Only this app's."""

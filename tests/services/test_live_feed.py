@@ -1,7 +1,9 @@
 """The real-time feed's costs and rules (``LiveFeed`` on the in-process broker): nothing is
 done for an app nobody watches, one message per batch when somebody does, batches within the
-interval go as one, at most a few messages a second per app, a watch announced by another node
-counts, and one ends ``WATCH_TTL_S`` after the last announcement."""
+interval go as one, at most a few messages a second per app (also for a viewer of several
+nodes' events: its node relays them merged), a watch announced by another node counts and ends
+``WATCH_TTL_S`` after the last announcement, and nothing a stranger sends on the broker breaks
+it."""
 
 from __future__ import annotations
 

@@ -209,8 +209,7 @@ def create_platform(
         broker = RedisBroker(settings.redis_url) if settings.redis_url else MemoryBroker()
     rules = _schedule_rules(settings)
     auth = AuthService(db, registry, clock, key, settings.login_code_ttl_s, ring=ring)
-    sealer = HeaderSealer(key, ring.previous)  # apps' request headers
-    fetches = FetchStore(db, auth.openid, sealer.open)
+    fetches = FetchStore(db, auth.openid, (sealer := HeaderSealer(key, ring.previous)).open)
     holder: dict[str, Platform] = {}
     metrics = Metrics()
 

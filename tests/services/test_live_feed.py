@@ -15,6 +15,7 @@ import pytest
 from miniport.analytics.ingest_rules import CheckedEvent
 from miniport.events.broker import MemoryBroker
 from miniport.services import live_feed
+from miniport.services.analytics import test_channel as console_test_channel
 from miniport.services.live_feed import (
     MIN_INTERVAL_S,
     WATCH_CHANNEL,
@@ -242,3 +243,17 @@ async def test_a_message_not_understood_is_not_relayed(caplog: pytest.LogCapture
     assert sub.take() == [good]  # the bad ones were dropped, the good one still goes
     assert sum("not understood" in r.getMessage() for r in caplog.records) == 2
     await feed.close()
+
+
+@pytest.mark.parametrize(
+    "channel", [console_test_channel("t-1"), live_channel("wxA"), WATCH_CHANNEL]
+)
+def test_no_runtime_user_id_can_name_a_console_channel(channel: str) -> None:
+    """A host key mints runtime tokens for any user id it gives, and a device's stream is
+    keyed by that id: the console's channels (a live test's reports, an app's real time)
+    must be keys no user id can be, or a device could read them."""
+    from miniport.domain.tokens import validate_id
+    from miniport.errors import InvalidInput
+
+    with pytest.raises(InvalidInput, match="printable"):
+        validate_id("user id", channel)

@@ -111,8 +111,10 @@ def relative_errors(
 
 
 def test_channel(test_id: str) -> str:
-    """The event-stream key the console's test view listens on."""
-    return f"test:{test_id}"
+    """The event-stream key the console's test view listens on: one no runtime can have (a
+    user id never holds a control character), so no device stream, whatever user id a host
+    key mints a token for, ever receives a test's reports."""
+    return f"\x00test:{test_id}"
 
 
 def view_of(config: dict[str, Any]) -> RuntimeConfigView:

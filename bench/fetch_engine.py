@@ -9,6 +9,12 @@ Besides the rates it reports CPU seconds per 1,000 fetches from the processes' o
 (the workers, the bare loop, and with ``--postgres`` the server backends serving the workers),
 which do not depend on how busy the neighbours are.
 
+It also gives the developer server's CPU per 1,000 fetches, the cores each run kept busy, and
+with several worker counts the best scaling the cores permit (``scaling_ceiling``): a worker is
+one core at most, and the workers, PostgreSQL and the developer server share all the cores, so
+n workers reach at most min(n, cores x worker CPU per fetch / everyone's CPU per fetch) times
+one; a scaling near it means the cores are the limit, not the engine.
+
 Last line: a JSON object of the figures. Targets: ratio >= 0.75; two workers >= 1.6x one."""
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ import asyncio
 import contextlib
 import json
 import multiprocessing as mp
+import os
 import sys
 import tempfile
 import time
@@ -109,6 +116,24 @@ def _backend_pids(platform: Any) -> list[int]:
     return [int(r[0]) for r in rows]
 
 
+def dev_server_pid() -> int:
+    """The developer server this process started (bench.common.dev_server): its CPU counts, since
+    it shares the two cores with the workers and PostgreSQL."""
+    import os
+
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        with contextlib.suppress(OSError):
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                cmd = f.read()
+            with open(f"/proc/{entry}/stat") as f:
+                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+            if b"devserver.py" in cmd and ppid == os.getpid():
+                return int(entry)
+    raise RuntimeError("developer server not found")
+
+
 def backend_cpu(pids: list[int]) -> float:
     total = 0.0
     for pid in set(pids):
@@ -150,10 +175,13 @@ def engine_run(
             proc.start()
         for _ in procs:
             ready.acquire()
+        dev = dev_server_pid()
+        dev0 = cpu_s(dev)
         started = time.perf_counter()
         go.set()
         results = [out.get() for _ in procs]
         elapsed = time.perf_counter() - started
+        dev_cpu = cpu_s(dev) - dev0
         # the backends' whole life: their start-up work is negligible beside the run
         pg_cpu = backend_cpu([p for r in results for p in r["backends"]])
         finish.set()
@@ -167,6 +195,7 @@ def engine_run(
         "completed": sum(r["completed"] for r in results),
         "worker_cpu_s": sum(r["cpu_s"] for r in results),
         "pg_cpu_s": pg_cpu,
+        "dev_cpu_s": dev_cpu,
     }
 
 
@@ -226,6 +255,17 @@ async def main() -> None:
             "ratio": round(rates[best] / bare_rate, 3),
             "worker_cpu_s_per_1000": round(min(r["worker_cpu_s"] for r in rounds) * per_k, 4),
             "pg_cpu_s_per_1000": round(min(r["pg_cpu_s"] for r in rounds) * per_k, 4),
+            "dev_server_cpu_s_per_1000": round(min(r["dev_cpu_s"] for r in rounds) * per_k, 4),
+            # the cores the run kept busy: workers + PostgreSQL + developer server, over wall time
+            "cores_busy": round(
+                (
+                    rounds[best]["worker_cpu_s"]
+                    + rounds[best]["pg_cpu_s"]
+                    + rounds[best]["dev_cpu_s"]
+                )
+                / rounds[best]["elapsed"],
+                2,
+            ),
             "lost": sum(args.pairs - r["stored"] for r in rounds),
             "fetched_twice": sum(r["logged"] - args.pairs for r in rounds),
         }
@@ -236,6 +276,15 @@ async def main() -> None:
     if len(counts) > 1:
         one, most = out[f"workers_{counts[0]}"], out[f"workers_{counts[-1]}"]
         out["scaling"] = round(most["engine_per_s"] / one["engine_per_s"], 2)
+        # What the machine allows, from the CPU counters alone (not the neighbours' noise): one
+        # worker fetches at most one core / its CPU per fetch; n workers at most n times that,
+        # and all the cores / the CPU one fetch costs every process together (workers,
+        # PostgreSQL, developer server). Their ratio is the best scaling the cores permit.
+        worker = one["worker_cpu_s_per_1000"]
+        every = worker + one["pg_cpu_s_per_1000"] + one["dev_server_cpu_s_per_1000"]
+        cores = os.cpu_count() or 1
+        out["cores"] = cores
+        out["scaling_ceiling"] = round(min(counts[-1], cores * worker / every), 2)
     print(json.dumps(out))
 
 

@@ -9,8 +9,10 @@ measured it, from the fetch log).
     python bench/prefetch_latency.py [--rate 200] [--seconds 30] [--delay-ms 20] [--steps ...]
 
 Target: p99 overhead <= 5 ms at 200 launches/s. Also reports the highest stepped rate whose p99
-stays under 5 ms, and the server's CPU seconds per 1,000 launches from its own counters (they
-include minting each launch's runtime token beforehand, which is not timed). Last line: JSON."""
+stays under 5 ms, the server's CPU seconds per 1,000 launches from its own counters (they
+include minting each launch's runtime token beforehand, which is not timed), and the server's
+garbage-collection passes during the main run by generation (from its /metrics histogram: how
+many, how many over 5 ms, the longest's bucket). Last line: JSON."""
 
 from __future__ import annotations
 
@@ -103,6 +105,44 @@ async def run_rate(
     return {"_errors": errors, **elapsed}
 
 
+def gc_buckets(base: str) -> dict[tuple[str, str], float]:
+    """The server's garbage-collection passes so far (its /metrics histogram): cumulative counts
+    by (generation, bucket upper bound in seconds)."""
+    import urllib.request
+
+    with urllib.request.urlopen(f"{base}/metrics", timeout=10) as resp:
+        text = resp.read().decode()
+    out: dict[tuple[str, str], float] = {}
+    for line in text.splitlines():
+        if line.startswith("miniport_gc_pause_seconds_bucket{"):
+            labels, value = line[len("miniport_gc_pause_seconds_bucket{") :].split("} ")
+            fields = dict(part.split("=") for part in labels.split(","))
+            out[(fields["generation"].strip('"'), fields["le"].strip('"'))] = float(value)
+    return out
+
+
+def gc_pauses(
+    before: dict[tuple[str, str], float], after: dict[tuple[str, str], float]
+) -> dict[str, dict[str, float | str | int]]:
+    """Per generation over the timed run: passes, passes over 5 ms, and the bucket holding the
+    longest (its upper bound in ms; "inf" above the last bucket)."""
+    out: dict[str, dict[str, float | str | int]] = {}
+    for gen in sorted({g for g, _ in after}):
+        counts = {le: after[(g, le)] - before.get((g, le), 0.0) for g, le in after if g == gen}
+        total = counts.get("+Inf", 0.0)
+        if not total:
+            continue
+        bounds = sorted((float(le), n) for le, n in counts.items() if le != "+Inf")
+        under_5ms = max((n for b, n in bounds if b <= 0.005), default=0.0)
+        longest = next((b for b, n in bounds if n == total), None)
+        out[gen] = {
+            "passes": int(total),
+            "over_5ms": int(total - under_5ms),
+            "longest_under_ms": "inf" if longest is None else round(longest * 1000, 1),
+        }
+    return out
+
+
 def overheads(db_path: Path, elapsed: dict[str, float]) -> list[float]:
     conn = sqlite3.connect(db_path)
     latency = dict(
@@ -148,8 +188,10 @@ async def main() -> None:
             await run_rate(base, appid, host_key, 50, 2, "warm")
             load = loadavg()
             cpu0 = cpu_s(server.pid)  # the server's own counters (token minting included)
+            gc0 = gc_buckets(base)
             main_run = await run_rate(base, appid, host_key, args.rate, args.seconds, "m")
             server_cpu = cpu_s(server.pid) - cpu0
+            pauses = gc_pauses(gc0, gc_buckets(base))
             steps: list[tuple[float, float, float]] = []
             for step in [float(s) for s in args.steps.split(",") if s]:
                 res = await run_rate(base, appid, host_key, step, 5, f"s{int(step)}_")
@@ -169,6 +211,7 @@ async def main() -> None:
         f" {args.delay_ms:g} ms: platform overhead p50 {p50:.2f} ms, p99 {p99:.2f} ms"
         f" (errors {int(main_run['_errors'])})"
     )
+    print(f"  server GC passes during it (token minting included): {pauses}")
     for rate, step_p99, errors in steps:
         print(f"  {rate:g}/s for 5 s: p99 {step_p99:.2f} ms, errors {int(errors)}")
     print(
@@ -185,6 +228,7 @@ async def main() -> None:
                     server_cpu / max(len(main_over), 1) * 1000, 3
                 ),
                 "highest_rate_p99_under_5ms": best,
+                "server_gc_pauses": pauses,
                 "steps": {str(int(r)): round(p, 3) for r, p, _ in steps},
             }
         )

@@ -29,3 +29,41 @@ def test_serving_freezes_start_up_objects_and_raises_the_thresholds() -> None:
     assert state["frozen"] > 50_000  # the imported framework: never scanned again
     assert tuple(state["thresholds"]) == THRESHOLDS
     assert state["young"] < 100  # collected before freezing: no start-up garbage kept
+
+
+def test_pause_timer_reports_each_pass_with_its_generation_and_duration() -> None:
+    import gc
+
+    from miniport.gc_tuning import PauseTimer
+    from miniport.metrics import Metrics
+
+    metrics = Metrics()
+    timer = PauseTimer(metrics.gc_paused).install()
+    try:
+        assert timer.install() is timer and gc.callbacks.count(timer) == 1  # installed once
+        gc.collect(0)
+        gc.collect(2)
+        gc.collect(2)
+    finally:
+        timer.remove()
+    assert timer not in gc.callbacks
+    timer.remove()  # removing twice is harmless
+    gc.collect(2)  # not timed any more
+    scrape = metrics.exposition().decode()
+    assert 'miniport_gc_pause_seconds_count{generation="0"} 1.0' in scrape
+    assert 'miniport_gc_pause_seconds_count{generation="2"} 2.0' in scrape
+    assert 'miniport_gc_pause_seconds_count{generation="1"}' not in scrape
+    total = float(scrape.split('miniport_gc_pause_seconds_sum{generation="2"} ')[1].split()[0])
+    assert 0 < total < 5
+
+
+def test_pause_timer_ignores_a_stop_without_its_start() -> None:
+    from miniport.gc_tuning import PauseTimer
+
+    seen: list[tuple[int, float]] = []
+    timer = PauseTimer(lambda g, s: seen.append((g, s)))
+    timer("stop", {"generation": 2})  # installed in the middle of a pass: no start time
+    assert seen == []
+    timer("start", {"generation": 1})
+    timer("stop", {"generation": 1})
+    assert len(seen) == 1 and seen[0][0] == 1 and 0 <= seen[0][1] < 1

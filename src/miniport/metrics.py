@@ -24,6 +24,7 @@ fetch_log = logging.getLogger("miniport.fetch")
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 BODY_BUCKETS = (256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304)
 WAIT_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0)
+GC_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25)
 ACCEPTED_VERDICTS = ("cached", "not_modified")
 
 
@@ -52,6 +53,11 @@ class Metrics:
             registry=r,
         )  # fmt: skip
 
+        self.gc_pauses = Histogram(
+            "miniport_gc_pause_seconds", "Garbage-collection passes (the event loop paused)",
+            ["generation"], buckets=GC_BUCKETS, registry=r,
+        )  # fmt: skip
+
     def watch(self, name: str, documentation: str, read: Callable[[], float]) -> None:
         """A gauge read from ``read()`` at each scrape."""
         Gauge(name, documentation, registry=self.registry).set_function(read)
@@ -74,6 +80,9 @@ class Metrics:
 
     def prefetch_waited(self, seconds: float) -> None:
         self.prefetch_waits.observe(seconds)
+
+    def gc_paused(self, generation: int, seconds: float) -> None:
+        self.gc_pauses.labels(str(generation)).observe(seconds)
 
     def events_checked(self, accepted: int, rejected: int) -> None:
         if accepted:

@@ -85,7 +85,8 @@ async def test_root_docs_and_metrics(miniport_server: Any) -> None:
                  "miniport_engine_in_flight", "# TYPE miniport_fetch_duration_seconds histogram",
                  "# TYPE miniport_fetch_body_bytes histogram",
                  "# TYPE miniport_prefetch_wait_seconds histogram",
-                 "# TYPE miniport_events_total counter"):  # fmt: skip
+                 "# TYPE miniport_events_total counter",
+                 "# TYPE miniport_gc_pause_seconds histogram"):  # fmt: skip
         assert name in text, name
 
 

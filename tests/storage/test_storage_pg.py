@@ -197,3 +197,39 @@ async def test_concurrent_confirmations_on_postgres_apply_a_change_once(
         assert len(applied) == 1 and len(refused) == 3
     entries = await p.db.read(p.registry.list_audit, app.appid, 100)
     assert sum(e.action == "change.confirm" for e in entries) == 5
+
+
+@pytest.mark.postgres
+async def test_a_claim_skips_a_row_locked_by_another_writer_and_takes_its_new_version_later(
+    pg_url: str, platforms: Make, fake_clock: FakeClock, counter: Counter
+) -> None:
+    """The claim's update finds the rows it locked by their address: a row another transaction
+    holds is skipped (not waited for), and once that transaction has committed a new version of
+    it, the next claim leases the new version, with the values it committed; nothing twice."""
+    import psycopg
+
+    p = await platforms(clock=fake_clock, database_url=pg_url)
+    app = await p.apps.create("shop", "dev")
+    await confirm_url(p, app.appid, "periodic", counter.url)
+    now = fake_clock.now()
+    for i in range(10):
+        await p.db.write(p.fetches.record_launch, app.appid, f"u{i}", now)
+        await p.db.write(p.fetches.set_token, app.appid, f"u{i}", f"t{i}", now)
+    active, lease = p.rules.active_since(now), p.rules.lease_until(now)
+
+    other = psycopg.connect(pg_url.replace("+psycopg", ""))
+    try:
+        other.execute(  # a launch of u3 in flight: its row locked, a new version not committed
+            "UPDATE app_users SET version = 'v2' WHERE appid = %s AND user_id = 'u3'",
+            (app.appid,),
+        )
+        first = await p.db.write(p.fetches.claim_due, now, active, lease, 100)
+        assert sorted(d.user_id for d in first) == sorted(f"u{i}" for i in range(10) if i != 3)
+        other.commit()
+    finally:
+        other.close()
+    second = await p.db.write(p.fetches.claim_due, now, active, lease, 100)
+    assert [(d.user_id, d.token, d.version) for d in second] == [("u3", "t3", "v2")]
+    assert await p.db.write(p.fetches.claim_due, now, active, lease, 100) == []
+    row = await p.db.read(p.fetches.get_user, app.appid, "u3")
+    assert row is not None and row["lease_until"] == lease and row["version"] == "v2"

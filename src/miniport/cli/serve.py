@@ -36,6 +36,7 @@ if TYPE_CHECKING:
     import uvicorn
 
     from ..config import Settings
+    from ..gc_tuning import PauseTimer
     from ..platform import Platform
 
 DEMO_USER = "alice"
@@ -221,6 +222,7 @@ async def _serve(settings: Settings, sock: socket.socket, demo_sock: socket.sock
     }  # fmt: skip
     info_path = write_server_file(settings.data_dir, info)
     demo_info: dict[str, Any] | None = None
+    pauses: PauseTimer | None = None
     try:
         serve_task = asyncio.create_task(server.serve(sockets=[sock]))
         while not server.started:
@@ -236,11 +238,14 @@ async def _serve(settings: Settings, sock: socket.socket, demo_sock: socket.sock
         if demo_sock is not None:
             demo_info = await _setup_demo(platform, demo_sock)
             _print_demo(demo_info, platform.public_url)
-        from ..gc_tuning import tune_for_serving
+        from ..gc_tuning import PauseTimer, tune_for_serving
 
         tune_for_serving()  # after start-up: what it built is never scanned again
+        pauses = PauseTimer(platform.metrics.gc_paused).install()  # GET /metrics shows them
         await serve_task
     finally:
+        if pauses is not None:
+            pauses.remove()
         if demo_info is not None:
             await demo_info["runner"].cleanup()
         with contextlib.suppress(OSError):

@@ -20,6 +20,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    text,
 )
 
 metadata = MetaData(
@@ -188,7 +189,13 @@ app_users = Table(
     # the mini-program's version and environment at the user's last launch that said them
     Column("version", String(64), nullable=True),
     Column("env_version", String(16), nullable=True),
-    Index("ix_app_users_next_due_at", "next_due_at"),
+    # the due index: parked pairs (no due time) are not in it (migration 0011)
+    Index(
+        "ix_app_users_next_due_at",
+        "next_due_at",
+        sqlite_where=text("next_due_at IS NOT NULL"),
+        postgresql_where=text("next_due_at IS NOT NULL"),
+    ),
 )
 
 # Each distinct fetched body once, by the SHA-256 of its text, zlib-compressed. ``refs`` counts

@@ -59,6 +59,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Final, Literal, cast
 
 __all__ = [
@@ -374,6 +375,14 @@ def describe(history: FieldHistory, metrics: Sequence[str] = ()) -> dict[str, ob
 
 
 def _span(r: PartReading) -> str:
-    start = "start" if r.from_ms is None else str(r.from_ms)
-    end = "now" if r.to_ms is None else str(r.to_ms)
-    return f"accepted {start}..{end}"
+    start = "the start" if r.from_ms is None else _iso(r.from_ms)
+    end = "now" if r.to_ms is None else _iso(r.to_ms)
+    return f"accepted from {start} to {end}"
+
+
+def _iso(ms: int) -> str:
+    return (
+        (datetime(1970, 1, 1, tzinfo=UTC) + timedelta(milliseconds=ms))
+        .isoformat(timespec="milliseconds")
+        .replace("+00:00", "Z")
+    )

@@ -16,7 +16,7 @@ import io
 import re
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, cast
@@ -481,7 +481,7 @@ class AnalyticsService:
                 "exclude_users": testers,
             },
         )
-        return {"version": version, "retyped": retyped}
+        return {"version": version, **({"retyped": retyped} if retyped else {})}
 
     async def reset(self, appid: str) -> dict[str, Any]:
         await self._app(appid)
@@ -718,7 +718,7 @@ class AnalyticsService:
         self,
         appid: str,
         names: list[str],
-        metrics: list[str] = (),  # type: ignore[assignment]
+        metrics: Sequence[str] = (),
     ) -> dict[str, Any]:
         """``field_types`` of a report: each retyped field among ``names`` and how it was
         read (:func:`miniport.analytics.field_history.describe`)."""
@@ -788,7 +788,10 @@ class AnalyticsService:
         )
         if not rows:  # after the query's own checks: nothing found may mean no such event
             await self._known_events(appid, [event])
-        return {"rows": rows, "from_ms": start, "to_ms": end}
+        read = [*query.group_by, *(f.field for f in query.filters)]
+        read += [m.field for m in query.metrics if m.field]
+        types = await self.field_types(appid, read, [m.name for m in query.metrics])
+        return {"rows": rows, "from_ms": start, "to_ms": end, **_typed(types)}
 
     async def _known_events(self, appid: str, names: list[str]) -> None:
         """A report on an event never defined (draft or published) is an error, not "no
@@ -835,12 +838,15 @@ class AnalyticsService:
         rows = await asyncio.to_thread(self.store.funnel, appid, query, await self.slots(appid))
         if not any(row.get("users") for row in rows):  # no one at all: maybe no such event
             await self._known_events(appid, [name for name, _ in parsed])
+        read = [f.field for step in query.steps for f in step.filters]
+        types = await self.field_types(appid, [*([group_by] if group_by else []), *read])
         return {
             "rows": rows,
             "from_ms": start,
             "to_ms": end,
             "window_ms": query.window_ms,
             "order": query.order,
+            **_typed(types),
         }
 
     async def overview(
@@ -930,6 +936,7 @@ class AnalyticsService:
             "group_by": group_by,
             "from_ms": begin,
             "to_ms": end,
+            **_typed(await self.field_types(appid, [group_by] if group_by else [])),
         }
 
     async def paths(
@@ -1103,6 +1110,11 @@ def _stored(
             )
         )
     return rows
+
+
+def _typed(types: dict[str, Any]) -> dict[str, Any]:
+    """A report's ``field_types`` entry: present when it read a retyped field."""
+    return {"field_types": types} if types else {}
 
 
 def _pending(fields: list[FieldRow]) -> dict[str, tuple[str, int]]:

@@ -463,7 +463,7 @@ class AnalyticsService:
                 self.registry.audit,
                 self.clock.now(),
                 actor,
-                "analytics.field.retyped",
+                "analytics.retype.published",
                 appid,
                 version=version,
                 **{k: v for k, v in change.items() if k != "name"},

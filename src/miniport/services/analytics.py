@@ -306,7 +306,7 @@ class AnalyticsService:
                     DefinitionError(
                         "type",
                         f"field {new.name!r} is published as {existing.type}; "
-                        "its type cannot change",
+                        "change its type with a retype (the old values stay readable)",
                     )
                 ]
             )

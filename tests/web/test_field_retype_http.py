@@ -41,6 +41,12 @@ async def buy(api: Api, *prices: object, user: str = "u1") -> dict[str, Any]:
     return await api.report(user, {"sent_at": now, "events": events})  # type: ignore[no-any-return]
 
 
+async def send(api: Api, event: str, name: str, value: object, user: str) -> dict[str, Any]:
+    now = now_ms()
+    one = {"id": f"s{next(_ids)}", "event": event, "data": {name: value}, "ts": now}
+    return await api.report(user, {"sent_at": now, "events": [one]})  # type: ignore[no-any-return]
+
+
 async def report(api: Api, **body: Any) -> dict[str, Any]:
     return await api.ok("POST", "/report", {"event": "purchase", "granularity": "all", **body})  # type: ignore[no-any-return]
 
@@ -49,7 +55,25 @@ async def retype(api: Api, name: str, to: str) -> dict[str, Any]:
     return await api.ok("POST", f"/fields/{name}/retype", {"type": to})  # type: ignore[no-any-return]
 
 
+@pytest.fixture
+async def ch_api(tmp_path: Path, clickhouse_url: str, open_api: OpenApi) -> AsyncIterator[Api]:
+    """The same, with the events in ClickHouse (the 18.16 test server)."""
+    async with running_server(make_settings(tmp_path, analytics_url=clickhouse_url)) as server:
+        a = await open_api(server, None)
+        await a.define(PURCHASE, publish=True)
+        yield a
+
+
 async def test_retype_round_trip_keeps_every_value(api: Api) -> None:
+    await round_trip(api)
+
+
+async def test_retype_round_trip_on_clickhouse(ch_api: Api) -> None:
+    await round_trip(ch_api)
+    await live_test_of_the_draft(ch_api, "price2")
+
+
+async def round_trip(api: Api) -> None:
     await buy(api, 5, 7)
     # 1. int -> string: a draft until published; ingest still takes ints meanwhile
     pending = await retype(api, "price", "string")
@@ -121,15 +145,27 @@ async def test_retype_round_trip_keeps_every_value(api: Api) -> None:
 
 
 async def test_a_live_test_of_the_draft_writes_the_new_type(api: Api) -> None:
-    await retype(api, "price", "string")
+    await live_test_of_the_draft(api, "price")
+
+
+async def live_test_of_the_draft(api: Api, name: str) -> None:
+    """A field ``name`` (int, published) becomes a string under a live test of the draft."""
+    if name != "price":
+        await api.ok("POST", "/fields", {"name": name, "type": "int"})
+        await api.ok("POST", "/events", {**PURCHASE, "name": "order", "display_name": "订单",
+                                         "fields": [name]})  # fmt: skip
+        await api.ok("POST", "/publish")
+    await retype(api, name, "string")
     test_id = (await api.ok("POST", "/tests", {"user_id": "dev1"}))["test_id"]
-    assert (await api.config("dev1"))["fields"][0]["type"] == "string"
-    assert (await buy(api, "cheap", user="dev1"))["rejected"] == []
-    await buy(api, 4, user="u2")  # everyone else: still int
+    event = "purchase" if name == "price" else "order"
+    tested = {f["name"]: f["type"] for f in (await api.config("dev1"))["fields"]}
+    assert tested[name] == "string"
+    assert (await send(api, event, name, "cheap", user="dev1"))["rejected"] == []
+    await send(api, event, name, 4, user="u2")  # everyone else: still int
     await api.ok("POST", f"/tests/{test_id}/sync")
     await api.ok("POST", "/publish")
-    found = await report(api, group_by=["price"])
-    assert [(r["price"], r["count"]) for r in found["rows"]] == [("4", 1), ("cheap", 1)]
+    found = await report(api, event=event, group_by=[name])
+    assert [(r[name], r["count"]) for r in found["rows"]] == [("4", 1), ("cheap", 1)]
 
 
 async def refused(api: Api, name: str, to: object, status: int = 422) -> dict[str, Any]:

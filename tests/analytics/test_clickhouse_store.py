@@ -150,7 +150,9 @@ def test_an_insert_that_raced_another_node_is_listed_before_it_is_acknowledged(
     assert b.append(batch) == AppendResult(6, 0)
     looked_up = a._existing
 
-    def checked_before_b_inserted(keys: object, *, repeated: bool = False) -> set[tuple[str, str]]:
+    def checked_before_b_inserted(
+        keys: object, *, repeated: bool = False
+    ) -> set[tuple[str, str]]:
         return looked_up(keys, repeated=True) if repeated else set()  # type: ignore[arg-type]
 
     a._existing = checked_before_b_inserted  # type: ignore[method-assign]

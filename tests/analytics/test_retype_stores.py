@@ -266,7 +266,10 @@ def test_filters_match_the_current_type(
     assert got == ([{"bucket": "all", "count": want}] if want else [])
 
 
-def test_funnel_step_filter_and_group_by(store: EventStore, loaded: tuple) -> None:
+@pytest.mark.parametrize("group", ["qty", "price"])
+def test_funnel_step_filter_and_group_by(store: EventStore, loaded: tuple, group: str) -> None:
+    """Funnels group by one value per user: a part kept apart (price's strings) is in the
+    None group there, a converted part (qty's ints) in its converted value's group."""
     appid, events = loaded
     q = FunnelQuery.parse(
         steps=[("view", ["flag=true"]), "buy"], from_ms=T0, to_ms=T0 + 31 * HOUR, not_before_ms=0,
@@ -277,18 +280,18 @@ def test_funnel_step_filter_and_group_by(store: EventStore, loaded: tuple) -> No
         ev.user for ev, values in events if ev.event == "view" and read("flag", values)[0] == "true"
     }
     assert got[0]["users"] == len(starters)
-    by_qty = FunnelQuery.parse(
-        steps=["view", "buy"], from_ms=T0, to_ms=T0 + 31 * HOUR, not_before_ms=0, group_by="qty"
+    by_group_q = FunnelQuery.parse(
+        steps=["view", "buy"], from_ms=T0, to_ms=T0 + 31 * HOUR, not_before_ms=0, group_by=group
     )
-    grouped = store.funnel(appid, by_qty, SLOTS)
+    grouped = store.funnel(appid, by_group_q, SLOTS)
     firsts: dict[str, tuple[int, str, object]] = {}
     for ev, values in events:
         if ev.event == "view":
-            key = (ev.ts_ms, ev.uid, read("qty", values)[0])
+            key = (ev.ts_ms, ev.uid, read(group, values)[0])
             if ev.user not in firsts or key < firsts[ev.user]:
                 firsts[ev.user] = key
     by_group = Counter(v for _, _, v in firsts.values())
-    assert {r["qty"]: r["users"] for r in grouped if r["step"] == 1} == dict(by_group)
+    assert {r[group]: r["users"] for r in grouped if r["step"] == 1} == dict(by_group)
 
 
 def test_export_keeps_every_part(store: EventStore, loaded: tuple) -> None:

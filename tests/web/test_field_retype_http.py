@@ -130,6 +130,14 @@ async def round_trip(api: Api) -> None:
     assert filtered["rows"][0]["count"] == 1  # the string "7" is not an int 7
     defs = (await api.ok("GET", "/definitions"))["fields"][0]
     assert [h["column"] for h in defs["history"]] == ["i0", "s1", "i0"]
+    cohorts = await api.ok(
+        "POST", "/retention", {"start": "purchase", "return": "purchase", "group_by": "price"}
+    )
+    assert [p["read"] for p in cohorts["field_types"]["price"]["parts"]] == [
+        "current", "apart", "current",
+    ]  # fmt: skip
+    funnel = await api.ok("POST", "/funnel", {"steps": ["purchase:price>=9", "purchase"]})
+    assert funnel["rows"][0]["users"] == 1 and "price" in funnel["field_types"]
     csv_text = await api.ok("GET", "/export", event="purchase")
     assert "price@string" in csv_text.splitlines()[0]
 

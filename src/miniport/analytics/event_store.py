@@ -432,7 +432,6 @@ class EventStore(Protocol):
 
     def realtime(self, appid: str, query: RealtimeQuery) -> dict[str, object]:
         """Users and events per minute, and the latest events received."""
-
     def retention(
         self, appid: str, query: RetentionQuery, slots: FieldSlots
     ) -> list[dict[str, object]]:

@@ -133,9 +133,8 @@ async def admin_request(
                 raise CommandError(
                     str(data.get("error") or f"http_{resp.status}"),
                     reworded(message) if data.get("error") == "invalid_input" else message,
-                    _reworded_problems(data)
-                    if data.get("error") == "invalid_input"
-                    else data.get("problems") or data.get("errors"),
+                    _reworded_problems(data) if data.get("error") == "invalid_input" else
+                    data.get("problems") or data.get("errors"),
                 )
             return data
     except aiohttp.ClientError as exc:

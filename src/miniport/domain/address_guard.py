@@ -125,8 +125,7 @@ class AddressPolicy:
     def refuses_always(self, address: str | IPAddress) -> bool:
         """Metadata services stay refused even for an allow-listed host name."""
         return classify(address) is AddressClass.METADATA and not any(
-            ip_in(address, net) for net in self.allow
-        )
+            ip_in(address, net) for net in self.allow)
 
     def reason(self, address: str | IPAddress) -> str:
         return f"address {address} is {classify(address).value} and not allowed"

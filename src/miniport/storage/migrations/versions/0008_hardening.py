@@ -51,6 +51,7 @@ def upgrade() -> None:
         "ix_signin_failures_name_key_ts", "signin_failures", ["name_key", "ts"], unique=False
     )
 
+
     op.create_table(
         "app_members",
         sa.Column("appid", sa.String(length=32), nullable=False),

@@ -212,7 +212,11 @@ async def test_flow_against_a_running_server(data: Path, tmp_path: Path, serve: 
     assert [v["version"] for v in versions["versions"]] == [1]
     changed = await failed(data, "analytics", "field", "add", appid, "price", "--type", "string")
     assert changed["errors"] == [
-        {"path": "type", "message": "field 'price' is published as int; its type cannot change"}
+        {
+            "path": "type",
+            "message": "field 'price' is published as int; "
+            "change its type with a retype (the old values stay readable)",
+        }
     ]
 
     # 4. reports, funnel, CSV

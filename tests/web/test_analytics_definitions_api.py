@@ -120,20 +120,34 @@ async def test_event_errors_name_the_part(
     assert any(e["path"].startswith(path) and fragment in e["message"] for e in errors), errors
 
 
-async def test_a_field_type_changes_until_published_never_after(api: Api) -> None:
+async def test_re_adding_changes_a_type_until_published_then_retype_does(api: Api) -> None:
     await api.ok("POST", "/fields", {"name": "size", "type": "int"})
     changed = await api.ok("POST", "/fields", {"name": "size", "type": "string"})
     assert changed["type"] == "string"
     fields = (await api.ok("GET", "/definitions"))["fields"]
-    assert fields == [{"name": "size", "type": "string", "published": False}]
+    assert fields == [
+        {
+            "name": "size",
+            "type": "string",
+            "published": False,
+            "pending_type": None,
+            "history": [{"type": "string", "column": "s0", "since_ms": None, "version": None}],
+        }
+    ]
 
     await api.ok("POST", "/publish")
     errors = await refused(api, "/fields", {"name": "size", "type": "int"})
     assert errors == [
-        {"path": "type", "message": "field 'size' is published as string; its type cannot change"}
+        {
+            "path": "type",
+            "message": "field 'size' is published as string; "
+            "change its type with a retype (the old values stay readable)",
+        }
     ]
     fields = (await api.ok("GET", "/definitions"))["fields"]
-    assert fields == [{"name": "size", "type": "string", "published": True}]
+    assert [(f["type"], f["published"], f["pending_type"]) for f in fields] == [
+        ("string", True, None)
+    ]
 
 
 async def test_bad_json_shapes_are_refused_too(api: Api) -> None:

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Annotated, Any, Final, Literal, Self, TypeVar
 
@@ -556,7 +556,9 @@ def _duplicates(values: Iterable[str]) -> list[tuple[int, int]]:
 
 
 def validate_config(
-    config: AnalyticsConfig, published: AnalyticsConfig | None
+    config: AnalyticsConfig,
+    published: AnalyticsConfig | None,
+    retyped: Collection[str] = (),
 ) -> list[DefinitionError]:
     """Cross-object rules; an empty list means the configuration may be saved/published.
 
@@ -564,7 +566,9 @@ def validate_config(
       reported, naming the earlier);
     * every field an event lists is defined;
     * at most 32 int fields and 32 string fields;
-    * against ``published``: a published field is neither removed/renamed nor retyped.
+    * against ``published``: a published field is neither removed/renamed nor retyped, except
+      the fields named in ``retyped`` (a type change made through
+      :func:`miniport.analytics.field_history.plan_retype`, which keeps the old values).
     """
     errors: list[DefinitionError] = []
     for i, j in _duplicates(field.name for field in config.fields):
@@ -620,7 +624,7 @@ def validate_config(
                 )
                 continue
             i, new = current[old.name]
-            if new.type != old.type:
+            if new.type != old.type and old.name not in retyped:
                 errors.append(
                     DefinitionError(
                         join_path("fields", i, "type"),

@@ -45,6 +45,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from miniport.errors import ReportQueryError
 
+from .field_history import FieldHistory, read_columns
 from .sql_dialects import CLICKHOUSE, DUCKDB, Dialect, clickhouse_funnel
 from .system_props import BUILTIN_EVENTS, DIMENSIONS
 
@@ -535,9 +536,30 @@ class _Columns:
         self.existing = existing
         self.dialect = dialect
         self.used: list[str] = []  # slot columns read, in order of first use
+        self.history: Mapping[str, FieldHistory] = getattr(slots, "history", {})
+
+    def _use(self, column: str, sql_type: str) -> str:
+        if self.existing is not None and column not in self.existing:
+            return self.dialect.null_of(sql_type)
+        if column not in self.used:
+            self.used.append(column)
+        return column
 
     def resolve(self, name: str, *, builtins: bool = True) -> _Resolved:
         spec = self.slots.get(name)
+        history = self.history.get(name)
+        if spec is not None and history is not None and history.retyped:
+            # a retyped field read as its current type (rules: analytics.field_history)
+            joined, _ = read_columns(history)
+            now = history.current.type
+            exprs = [
+                self._use(column, _SLOT_SQL[ftype])
+                if ftype == now
+                else self.dialect.convert(self._use(column, _SLOT_SQL[ftype]), ftype, now)
+                for column, ftype in joined
+            ]
+            expr = exprs[0] if len(exprs) == 1 else f"coalesce({', '.join(exprs)})"
+            return _Resolved(expr, now)
         if spec is not None:
             ftype, slot = spec
             column = slot_column(ftype, slot)
@@ -551,6 +573,14 @@ class _Columns:
         if builtins and name in BUILTIN_DIMENSIONS:
             return _Resolved(BUILTIN_DIMENSIONS[name], "string")
         raise ReportQueryError(f"unknown field {name!r}")
+
+    def apart(self, name: str) -> list[tuple[str, ValueType]]:
+        """The kept-apart parts of a retyped field: ``(column expression, type)``, newest
+        first (none for any other name)."""
+        history = self.history.get(name)
+        if name not in self.slots or history is None or not history.retyped:
+            return []
+        return [(self._use(c, _SLOT_SQL[t]), t) for c, t in read_columns(history)[1]]
 
     def _dimension(self, name: str) -> _Resolved:
         dim = DIMENSIONS.get(name)
@@ -771,15 +801,19 @@ def compile_event_analysis(
     aggs = _Aggregates()
     metric_fns = [(m.name, _metric_plan(m, columns, aggs)) for m in q.metrics]
     resolved = [(name, columns.resolve(name)) for name in q.group_by]
-    groups = [(name, col.expr) for name, col in resolved]
-    as_bool = [col.type == "bool" for _, col in resolved]
+    # per group-by: (name, [(expr, type)]): the field as its current type, then its parts
+    # kept apart (a retyped field's; analytics.field_history)
+    groups = [(name, [(col.expr, col.type), *columns.apart(name)]) for name, col in resolved]
     select: list[str] = []
     keys: list[str] = []
     if q.granularity != "all":
         select.append(_bucket_sql(q, params) + " AS b")
         keys.append("b")
-    select += [f"{expr} AS g{i}" for i, (_, expr) in enumerate(groups)]
-    keys += [f"g{i}" for i in range(len(groups))]
+    for i, (_, parts) in enumerate(groups):
+        for k, (expr, _) in enumerate(parts):
+            alias = f"g{i}" if k == 0 else f"g{i}_{k}"
+            select.append(f"{expr} AS {alias}")
+            keys.append(alias)
     select += [f"{expr} AS m{i}" for i, expr in enumerate(aggs.exprs)]
     base = _base_where(appid, q.from_ms, q.to_ms, q.not_before_ms, params)
     where = base.sql + f" AND event = {params.add(q.event, 'VARCHAR')}"
@@ -791,7 +825,6 @@ def compile_event_analysis(
         sql += " HAVING count(*) > 0"
     granularity = q.granularity
     has_bucket = granularity != "all"
-    group_names = [name for name, _ in groups]
 
     def shape(rows: Sequence[Row]) -> list[dict[str, object]]:
         out: list[dict[str, object]] = []
@@ -802,9 +835,19 @@ def compile_event_analysis(
             else:
                 bucket, rest = "all", row
             item: dict[str, object] = {"bucket": bucket}
-            for i, name in enumerate(group_names):
-                item[name] = _as_bool(rest[i]) if as_bool[i] else rest[i]
-            metric_row = rest[len(group_names) :]
+            at = 0
+            for name, parts in groups:
+                value: object = None
+                kind: str | None = None
+                for expr_type in (t for _, t in parts):
+                    got = rest[at]
+                    at += 1
+                    if got is not None and kind is None:
+                        value, kind = (_as_bool(got) if expr_type == "bool" else got), expr_type
+                item[name] = value
+                if len(parts) > 1:  # a retyped field with parts kept apart: say which
+                    item[f"{name}@type"] = kind
+            metric_row = rest[at:]
             for name, fn in metric_fns:
                 item[name] = fn(metric_row)
             out.append(item)
@@ -1002,6 +1045,11 @@ def compile_export(
     for name in names:
         _check_name(name, "field")
     resolved = [columns.resolve(name, builtins=False) for name in names]
+    header_fields = list(names)
+    for name in list(names):  # a retyped field's parts kept apart: a column each
+        for expr, kind in columns.apart(name):
+            resolved.append(_Resolved(expr, kind))
+            header_fields.append(f"{name}@{kind}")
     fields = [col.expr for col in resolved]
     bools = tuple(5 + i for i, col in enumerate(resolved) if col.type == "bool")
     base = _base_where(appid, from_ms, to_ms, not_before_ms, params)
@@ -1009,5 +1057,5 @@ def compile_export(
     select = ", ".join(["ts_ms", "user_id", "page", "trigger", "action", *fields])
     source = base.source(params, columns)
     sql = f"SELECT {select} FROM {source} WHERE {where} ORDER BY ts_ms, uid"
-    header = ("time", "user", "page", "trigger", "action", *names)
+    header = ("time", "user", "page", "trigger", "action", *header_fields)
     return CompiledExport(sql, tuple(params.values), header, bools)

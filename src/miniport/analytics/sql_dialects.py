@@ -98,6 +98,21 @@ class Dialect:
     def count_values(self, expr: str) -> str:
         return f"ifNull(count({expr}), 0)" if self.is_clickhouse else f"count({expr})"
 
+    def convert(self, expr: str, from_type: str, to_type: str) -> str:
+        """A slot column of ``from_type`` read as ``to_type``, for the exact conversions of
+        :data:`miniport.analytics.field_history.EXACT_CONVERSIONS` (NULL stays NULL; bools
+        are ``"true"``/``"false"`` as text on both engines, ClickHouse storing them as 0/1)."""
+        pair = (from_type, to_type)
+        if pair in (("int", "float"), ("bool", "float")):
+            return f"toFloat64({expr})" if self.is_clickhouse else f"CAST({expr} AS DOUBLE)"
+        if pair == ("bool", "int"):
+            return f"toInt32({expr})" if self.is_clickhouse else f"CAST({expr} AS INTEGER)"
+        if pair == ("int", "string"):
+            return f"toString({expr})" if self.is_clickhouse else f"CAST({expr} AS VARCHAR)"
+        if pair == ("bool", "string"):
+            return f"CASE WHEN {expr} = 1 THEN 'true' WHEN {expr} = 0 THEN 'false' END"
+        raise ValueError(f"no exact conversion from {from_type} to {to_type}")
+
     def visible(self) -> str:
         return "visible"
 

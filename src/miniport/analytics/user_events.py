@@ -104,10 +104,14 @@ def compile_user_events(
     _check(user_id, limit)
     cursor = parse_cursor(before)
     fields = []  # (name, column) of the fields that may hold a value
+    history = getattr(slots, "history", {})
     for name, (ftype, slot) in slots.items():
-        column = slot_column(ftype, slot)
-        if existing_columns is None or column in existing_columns:
-            fields.append((name, column))
+        own = [slot_column(ftype, slot)]
+        if name in history:  # a retyped field: its value is in the column of its type then
+            own += [p.column for p in history[name].parts if p.column not in own]
+        for column in own:
+            if existing_columns is None or column in existing_columns:
+                fields.append((name, column))
     values: list[object] = []
 
     def add(value: object, sql_type: str) -> str:

@@ -99,14 +99,47 @@ def field_add(
     )
 
 
+@field_cmd.command("retype")
+def field_retype(
+    appid: str,
+    name: str,
+    field_type: Annotated[FieldType, typer.Option("--type", help="The new type")],
+    data_dir: DataDir = None,
+    as_json: Json = False,
+) -> None:
+    """Change a field's type. For a published field it takes effect at the next publish: the
+    events stored so far keep their values under the old type, new ones arrive under the new,
+    and reports across the change say which part used which. Back to the published type
+    cancels a pending change; back to a type the field had before reuses its old slot."""
+    body = {"type": field_type.value}
+    done = call(data_dir, as_json, "analytics.field.retype", appid=appid, name=name, body=body)
+
+    def human() -> None:
+        if done["status"] == "pending publish":
+            console.print(
+                f"field [bold]{done['name']}[/bold]: {done['type']} -> {done['pending_type']} "
+                "at the next publish (old values stay readable as "
+                f"{done['type']})"
+            )
+        elif done["status"] == "cancelled":
+            console.print(f"field [bold]{done['name']}[/bold]: pending type change cancelled")
+        else:
+            console.print(f"field [bold]{done['name']}[/bold] is now {done['type']}")
+
+    render(as_json, done, human)
+
+
 @field_cmd.command("list")
 def field_list(appid: str, data_dir: DataDir = None, as_json: Json = False) -> None:
     defs = call(data_dir, as_json, "analytics.definitions", appid=appid)
 
     def human() -> None:
-        table = new_table("field", "type", "published")
+        table = new_table("field", "type", "published", "history")
         for f in defs["fields"]:
-            table.add_row(f["name"], f["type"], "yes" if f["published"] else "no")
+            shown = f["type"] + (f" -> {f['pending_type']} at publish" if f["pending_type"] else "")
+            history = " -> ".join(f"{h['type']} ({h['column']})" for h in f["history"])
+            retyped = history if len(f["history"]) > 1 else ""
+            table.add_row(f["name"], shown, "yes" if f["published"] else "no", retyped)
         console.print(table)
 
     render(as_json, {"fields": defs["fields"]}, human)
@@ -449,11 +482,27 @@ To = Annotated[str | None, typer.Option("--to", help="YYYY-MM-DD (included), ISO
 Zone = Annotated[str, typer.Option("--tz", help="IANA time zone for days, hours and dates")]
 
 
-def _rows_table(rows: list[dict[str, Any]]) -> None:
+def _rows_table(rows: list[dict[str, Any]], types: dict[str, Any] | None = None) -> None:
     if not rows:
         console.print("no data")
-        return
-    console.print(table_of(rows))
+    else:
+        console.print(table_of(rows))
+    for name, info in (types or {}).items():  # fields whose type changed: which part is what
+        parts = ", ".join(
+            f"{p['type']} ({p['column']}, {_when(p['from_ms'])}..{_when(p['to_ms'])}: {p['read']})"
+            for p in info["parts"]
+        )
+        console.print(f"[yellow]{name}[/yellow] is {info['type']} now; parts: {parts}")
+        for note in info["notes"]:
+            console.print(f"  {note}", highlight=False)
+
+
+def _when(ms: int | None) -> str:
+    if ms is None:
+        return ""
+    import datetime as dt  # only for a report across a type change
+
+    return dt.datetime.fromtimestamp(ms / 1000, dt.UTC).strftime("%Y-%m-%d %H:%M:%SZ")
 
 
 @analytics_cmd.command("report")
@@ -499,7 +548,7 @@ def report(
         "tz": tz,
     }
     found = call(data_dir, as_json, "analytics.report", appid=appid, body=body)
-    render(as_json, found, lambda: _rows_table(found["rows"]))
+    render(as_json, found, lambda: _rows_table(found["rows"], found.get("field_types")))
 
 
 @analytics_cmd.command("funnel")
@@ -536,7 +585,7 @@ def funnel(
         "tz": tz,
     }
     found = call(data_dir, as_json, "analytics.funnel", appid=appid, body=body)
-    render(as_json, found, lambda: _rows_table(found["rows"]))
+    render(as_json, found, lambda: _rows_table(found["rows"], found.get("field_types")))
 
 
 _OVERVIEW_COLUMNS = (

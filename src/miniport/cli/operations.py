@@ -460,6 +460,13 @@ OPERATIONS: dict[str, Operation] = {
             lambda pf, p: pf.analytics.add_field(p["appid"], p["body"]),
         ),
         Operation(
+            "analytics.field.retype",
+            lambda p: Route("POST", f"{_an(p)}/fields/{_q(p['name'])}/retype", p["body"]),
+            lambda pf, p: pf.analytics.retype_field(
+                p["appid"], p["name"], p["body"]["type"], CLI_ACTOR
+            ),
+        ),
+        Operation(
             "analytics.event.save",
             lambda p: Route("POST", _an(p) + "/events", p["body"]),
             lambda pf, p: pf.analytics.save_event(p["appid"], p["body"]),

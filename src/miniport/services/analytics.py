@@ -16,25 +16,35 @@ import io
 import re
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, cast
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from ..analytics.definitions import (
+    MAX_FIELDS_PER_TYPE,
     AnalyticsConfig,
     DefinitionError,
     DefinitionsInvalid,
     EventDef,
     FieldDef,
-    assign_slots,
     config_for_runtime,
     parse_event,
     parse_field,
     validate_config,
 )
 from ..analytics.event_store import DuckDBEventStore, EventStore, StoredEvent
+from ..analytics.field_history import (
+    FieldHistory,
+    FieldPart,
+    RetypeError,
+    SlotMap,
+    describe,
+    plan_retype,
+    taken_slots,
+    value_type,
+)
 from ..analytics.ingest_rules import CheckedEvent, RuntimeConfigView, check_batch
 from ..analytics.overview import OverviewQuery, RealtimeQuery
 from ..analytics.paths import PathsQuery
@@ -46,7 +56,7 @@ from ..clock import Clock
 from ..errors import AnalyticsUnavailable, InvalidInput, NotFound
 from ..events.broker import EVERYONE, Broker
 from ..metrics import Metrics
-from ..storage.analytics_defs import AnalyticsDefsStore, TestRow
+from ..storage.analytics_defs import AnalyticsDefsStore, FieldRow, PartRow, TestRow
 from ..storage.db import Database
 from ..storage.registry import RegistryStore
 from .live_feed import LiveFeed
@@ -176,7 +186,7 @@ class AnalyticsService:
         # appends wait in the store for a group commit: enough threads that concurrent
         # batches can join one commit (the default executor has cores + 4)
         self._appenders = ThreadPoolExecutor(APPEND_THREADS, "miniport-analytics-append")
-        self._slots: dict[str, tuple[float, dict[str, tuple[str, int]]]] = {}
+        self._slots: dict[str, tuple[float, _FieldState]] = {}
         self._first_days: dict[tuple[str, str], int] = {}
 
     @property
@@ -217,7 +227,10 @@ class AnalyticsService:
         fields = await self.db.read(self.defs.fields, appid)
         events = await self.db.read(self.defs.events, appid)
         config = AnalyticsConfig(
-            fields=[FieldDef(name=f.name, type=f.type) for f in fields],  # type: ignore[arg-type]
+            fields=[
+                FieldDef(name=f.name, type=f.pending_type or f.type)  # type: ignore[arg-type]
+                for f in fields
+            ],
             events=[EventDef.model_validate(e.draft) for e in events if e.draft is not None],
         )
         return config, {e.name: e.id for e in events}
@@ -235,7 +248,8 @@ class AnalyticsService:
         )
 
     async def _validate(self, appid: str, config: AnalyticsConfig) -> None:
-        errors = validate_config(config, await self._published_config(appid))
+        retyped = [f.name for f in await self.db.read(self.defs.fields, appid) if f.pending_type]
+        errors = validate_config(config, await self._published_config(appid), retyped)
         if errors:
             raise DefinitionsInvalid(errors)
 
@@ -246,10 +260,28 @@ class AnalyticsService:
         fields = await self.db.read(self.defs.fields, appid)
         events = await self.db.read(self.defs.events, appid)
         latest = await self.db.read(self.defs.latest_version, appid)
+        histories = _histories(fields, await self.db.read(self.defs.field_parts, appid))
         return {
             "appid": appid,
             "version": latest[0] if latest else 0,
-            "fields": [{"name": f.name, "type": f.type, "published": f.published} for f in fields],
+            "fields": [
+                {
+                    "name": f.name,
+                    "type": f.type,
+                    "published": f.published,
+                    "pending_type": f.pending_type,
+                    "history": [
+                        {
+                            "type": p.type,
+                            "column": p.column,
+                            "since_ms": p.since_ms,
+                            "version": p.version,
+                        }
+                        for p in histories[f.name].parts
+                    ],
+                }
+                for f in fields
+            ],
             "events": [
                 {
                     "id": e.id,
@@ -279,7 +311,7 @@ class AnalyticsService:
                     DefinitionError(
                         "type",
                         f"field {new.name!r} is published as {existing.type}; "
-                        "its type cannot change",
+                        "change its type with a retype (the old values stay readable)",
                     )
                 ]
             )
@@ -292,8 +324,21 @@ class AnalyticsService:
                 relative_errors(exc.errors, "fields", len(fields), [f.name for f in fields])
             ) from None
         others = [f for f in current if f.name != new.name]
-        typed = [FieldDef(name=f.name, type=new.type) for f in others if f.type == new.type]
-        slots = assign_slots([*typed, new], {f.name: f.slot for f in others if f.type == new.type})
+        histories = _histories(others, await self.db.read(self.defs.field_parts, appid))
+        # slots held by other fields, their earlier types and pending changes stay theirs
+        held = taken_slots(histories.values(), _pending(others))[new.type]
+        free = next((s for s in range(MAX_FIELDS_PER_TYPE) if s not in held), None)
+        if free is None:
+            raise DefinitionsInvalid(
+                [
+                    DefinitionError(
+                        "type",
+                        f"no free {new.type} slot: all {MAX_FIELDS_PER_TYPE} are held "
+                        "(by fields, and by the earlier types of retyped fields)",
+                    )
+                ]
+            )
+        slots = {new.name: free}
         if existing is None:
             await self.db.write(
                 self.defs.add_field, appid, new.name, new.type, slots[new.name], self.clock.now()
@@ -302,6 +347,76 @@ class AnalyticsService:
             await self.db.write(self.defs.retype_field, appid, new.name, new.type, slots[new.name])
         self._forget(appid)
         return {"name": new.name, "type": new.type, "slot": slots[new.name]}
+
+    async def retype_field(
+        self, appid: str, name: object, new_type: object, actor: str
+    ) -> dict[str, Any]:
+        """Change a field's type (rules: :mod:`miniport.analytics.field_history`). A published
+        field's change waits for the next publish (events stored so far keep their values in
+        the old slot); a field never published is simply redefined. Audited."""
+        await self._app(appid)
+        if not isinstance(name, str) or not isinstance(new_type, str):
+            raise InvalidInput("name and type are text")
+        fields = await self.db.read(self.defs.fields, appid)
+        histories = _histories(fields, await self.db.read(self.defs.field_parts, appid))
+        try:
+            plan = plan_retype(
+                name,
+                new_type,
+                histories=histories,
+                published={f.name: f.published for f in fields},
+                pending=_pending(fields),
+            )
+        except RetypeError as exc:
+            if exc.code == "unknown_field":
+                raise NotFound(exc.message) from None
+            raise DefinitionsInvalid(
+                [DefinitionError("name" if exc.code == "system_name" else "type", exc.message)]
+            ) from None
+        row = next(f for f in fields if f.name == name)
+        draft, _ = await self._draft(appid)
+        changed = [
+            FieldDef(name=f.name, type=plan.type if f.name == name else f.type)
+            for f in draft.fields
+        ]
+        retyped = [f.name for f in fields if f.pending_type] + [name]
+        errors = validate_config(
+            AnalyticsConfig(fields=changed, events=draft.events),
+            await self._published_config(appid),
+            retyped,
+        )
+        if errors:
+            raise DefinitionsInvalid(errors)
+        if not row.published:
+            await self.db.write(self.defs.retype_field, appid, name, plan.type, plan.slot)
+            status = "changed"
+        elif plan.action == "cancel":
+            await self.db.write(self.defs.set_pending, appid, name, None, None)
+            status = "cancelled"
+        else:
+            await self.db.write(self.defs.set_pending, appid, name, plan.type, plan.slot)
+            status = "pending publish"
+        await self.db.write(
+            self.registry.audit,
+            self.clock.now(),
+            actor,
+            "analytics.field.retype",
+            appid,
+            field=name,
+            from_type=row.pending_type or row.type,
+            to_type=plan.type,
+            slot=plan.slot,
+            status=status,
+        )
+        self._forget(appid)
+        return {
+            "name": name,
+            "type": row.type if row.published and plan.action == "set" else plan.type,
+            "pending_type": plan.type if row.published and plan.action == "set" else None,
+            "slot": plan.slot,
+            "reused_slot": plan.reused and row.published,
+            "status": status,
+        }
 
     async def save_event(self, appid: str, obj: object) -> dict[str, Any]:
         """Save an event's draft (validated against the other definitions and what is
@@ -340,14 +455,25 @@ class AnalyticsService:
         await self._app(appid)
         draft, ids = await self._draft(appid)
         await self._validate(appid, draft)
-        version, config = await self.db.write(
+        version, config, retyped = await self.db.write(
             self.defs.publish,
             appid,
             lambda v: config_for_runtime(draft, v, ids),
             actor,
             self.clock.now(),
         )
-        self._published.pop(appid, None)
+        self._forget(appid)
+        for change in retyped:
+            await self.db.write(
+                self.registry.audit,
+                self.clock.now(),
+                actor,
+                "analytics.retype.published",
+                appid,
+                version=version,
+                **{k: v for k, v in change.items() if k != "name"},
+                field=change["name"],
+            )
         testers = list((await self._running(appid)).keys())
         on = await self.db.read(self.defs.builtin_events, appid)
         await self.broker.publish(
@@ -360,7 +486,7 @@ class AnalyticsService:
                 "exclude_users": testers,
             },
         )
-        return {"version": version}
+        return {"version": version, **({"retyped": retyped} if retyped else {})}
 
     async def reset(self, appid: str) -> dict[str, Any]:
         await self._app(appid)
@@ -577,21 +703,42 @@ class AnalyticsService:
         for ev in accepted:
             ev.extra[NEW_USER_COLUMN] = is_new_user(ev.ts_ms, first)
 
-    async def _slot_map(self, appid: str, fresh: bool = False) -> dict[str, tuple[str, int]]:
-        """Field name -> (type, slot), cached for CACHE_S (``fresh``: read it now)."""
+    async def _field_state(self, appid: str, fresh: bool = False) -> _FieldState:
+        """The fields' slots for reports and for ingest, cached for CACHE_S (``fresh``: read
+        them now)."""
         cached = self._slots.get(appid)
         if not fresh and cached is not None and time.monotonic() - cached[0] < CACHE_S:
             return cached[1]
         fields = await self.db.read(self.defs.fields, appid)
-        slots = {f.name: (f.type, f.slot) for f in fields}
-        self._slots[appid] = (time.monotonic(), slots)
-        return slots
+        histories = _histories(fields, await self.db.read(self.defs.field_parts, appid))
+        state = _FieldState.of(fields, histories)
+        self._slots[appid] = (time.monotonic(), state)
+        return state
+
+    async def _slot_map(self, appid: str, fresh: bool = False) -> dict[str, dict[str, int]]:
+        """Field name -> {type: slot} of every type the field may be written as."""
+        return (await self._field_state(appid, fresh)).ingest
 
     async def slots(self, appid: str) -> FieldSlots:
-        return {
-            name: (cast(FieldType, kind), slot)
-            for name, (kind, slot) in (await self._slot_map(appid)).items()
-        }
+        """The fields for the report compiler (a :class:`SlotMap`: with retype histories)."""
+        return (await self._field_state(appid)).reports
+
+    async def field_types(
+        self,
+        appid: str,
+        names: list[str],
+        metrics: Sequence[str] = (),
+    ) -> dict[str, Any]:
+        """``field_types`` of a report: each retyped field among ``names`` and how it was
+        read (:func:`miniport.analytics.field_history.describe`)."""
+        history = (await self._field_state(appid)).reports.history
+        out: dict[str, Any] = {}
+        for name in dict.fromkeys(names):
+            h = history.get(name)
+            if h is not None and h.retyped:
+                over = [m for m in metrics if m.partition(":")[2].strip() == name]
+                out[name] = describe(h, over)
+        return out
 
     async def _rows(
         self,
@@ -650,7 +797,10 @@ class AnalyticsService:
         )
         if not rows:  # after the query's own checks: nothing found may mean no such event
             await self._known_events(appid, [event])
-        return {"rows": rows, "from_ms": start, "to_ms": end}
+        read = [*query.group_by, *(f.field for f in query.filters)]
+        read += [m.field for m in query.metrics if m.field]
+        types = await self.field_types(appid, read, [m.name for m in query.metrics])
+        return {"rows": rows, "from_ms": start, "to_ms": end, **_typed(types)}
 
     async def _known_events(self, appid: str, names: list[str]) -> None:
         """A report on an event never defined (draft or published) is an error, not "no
@@ -697,12 +847,15 @@ class AnalyticsService:
         rows = await asyncio.to_thread(self.store.funnel, appid, query, await self.slots(appid))
         if not any(row.get("users") for row in rows):  # no one at all: maybe no such event
             await self._known_events(appid, [name for name, _ in parsed])
+        read = [f.field for step in query.steps for f in step.filters]
+        types = await self.field_types(appid, [*([group_by] if group_by else []), *read])
         return {
             "rows": rows,
             "from_ms": start,
             "to_ms": end,
             "window_ms": query.window_ms,
             "order": query.order,
+            **_typed(types),
         }
 
     async def overview(
@@ -792,6 +945,7 @@ class AnalyticsService:
             "group_by": group_by,
             "from_ms": begin,
             "to_ms": end,
+            **_typed(await self.field_types(appid, [group_by] if group_by else [])),
         }
 
     async def paths(
@@ -921,9 +1075,11 @@ def _stored(
     received: int,
     test_id: str | None,
     accepted: list[CheckedEvent],
-    slots: dict[str, tuple[str, int]],
+    slots: dict[str, dict[str, int]],
 ) -> list[StoredEvent]:
-    """The store's rows for checked events; KeyError for a field without a slot."""
+    """The store's rows for checked events: each value in its field's slot of the value's
+    type (a field changing type has one per type; see analytics.field_history); KeyError
+    for a field without a slot of that type."""
     rows: list[StoredEvent] = []
     append = rows.append
     for ev in accepted:
@@ -932,7 +1088,8 @@ def _stored(
         floats: dict[int, float] = {}
         bools: dict[int, bool] = {}
         for name, value in ev.values.items():
-            kind, slot = slots[name]
+            kind = value_type(value)
+            slot = slots[name][kind]
             if kind == "int":
                 ints[slot] = value  # type: ignore[assignment]
             elif kind == "string":
@@ -962,6 +1119,60 @@ def _stored(
             )
         )
     return rows
+
+
+def _typed(types: dict[str, Any]) -> dict[str, Any]:
+    """A report's ``field_types`` entry: present when it read a retyped field."""
+    return {"field_types": types} if types else {}
+
+
+def _pending(fields: list[FieldRow]) -> dict[str, tuple[str, int]]:
+    return {
+        f.name: (f.pending_type, f.pending_slot)
+        for f in fields
+        if f.pending_type is not None and f.pending_slot is not None
+    }
+
+
+def _histories(fields: list[FieldRow], parts: list[PartRow]) -> dict[str, FieldHistory]:
+    """Each field's history: its stored parts once retyped, else its one type and slot."""
+    by_name: dict[str, list[PartRow]] = {}
+    for part in parts:
+        by_name.setdefault(part.name, []).append(part)
+    out: dict[str, FieldHistory] = {}
+    for f in fields:
+        rows = by_name.get(f.name)
+        if rows:
+            out[f.name] = FieldHistory(
+                f.name,
+                tuple(
+                    FieldPart(cast(FieldType, p.type), p.slot, p.since_ms, p.version) for p in rows
+                ),
+            )
+        else:
+            out[f.name] = FieldHistory.single(f.name, cast(FieldType, f.type), f.slot)
+    return out
+
+
+@dataclass(frozen=True)
+class _FieldState:
+    reports: SlotMap
+    ingest: dict[str, dict[str, int]]
+
+    @classmethod
+    def of(cls, fields: list[FieldRow], histories: dict[str, FieldHistory]) -> _FieldState:
+        reports = SlotMap(
+            {f.name: (cast(FieldType, f.type), f.slot) for f in fields},
+            {n: h for n, h in histories.items() if h.retyped},
+        )
+        ingest: dict[str, dict[str, int]] = {}
+        for f in fields:
+            slots: dict[str, int] = {p.type: p.slot for p in histories[f.name].parts}
+            slots[f.type] = f.slot
+            if f.pending_type is not None and f.pending_slot is not None:
+                slots[f.pending_type] = f.pending_slot  # a live test of the draft
+            ingest[f.name] = slots
+        return cls(reports, ingest)
 
 
 def open_duckdb(path: str) -> Callable[[], EventStore]:

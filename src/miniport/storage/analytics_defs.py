@@ -19,6 +19,20 @@ class FieldRow:
     type: str
     slot: int
     published: bool
+    pending_type: str | None = None
+    pending_slot: int | None = None
+
+
+@dataclass(frozen=True)
+class PartRow:
+    """One part of a retyped field's history (seq 0: the type it was defined with)."""
+
+    name: str
+    seq: int
+    type: str
+    slot: int
+    since_ms: int | None
+    version: int | None
 
 
 @dataclass(frozen=True)
@@ -68,11 +82,46 @@ class AnalyticsDefsStore:
         c = t.analytics_fields.c
         with self.db.reading() as conn:
             rows = conn.execute(
-                select(c.name, c.type, c.slot, c.published)
+                select(c.name, c.type, c.slot, c.published, c.pending_type, c.pending_slot)
                 .where(c.appid == appid)
                 .order_by(c.created_at, c.name)
             ).all()
-        return [FieldRow(r.name, r.type, r.slot, bool(r.published)) for r in rows]
+        return [
+            FieldRow(r.name, r.type, r.slot, bool(r.published), r.pending_type, r.pending_slot)
+            for r in rows
+        ]
+
+    def field_parts(self, appid: str) -> list[PartRow]:
+        """The parts of every retyped field (none for a field never retyped), in order."""
+        c = t.analytics_field_parts.c
+        with self.db.reading() as conn:
+            rows = conn.execute(
+                select(c.name, c.seq, c.type, c.slot, c.since_ms, c.version)
+                .where(c.appid == appid)
+                .order_by(c.name, c.seq)
+            ).all()
+        return [
+            PartRow(
+                r.name,
+                int(r.seq),
+                r.type,
+                int(r.slot),
+                None if r.since_ms is None else int(r.since_ms),
+                None if r.version is None else int(r.version),
+            )
+            for r in rows
+        ]
+
+    def set_pending(self, appid: str, name: str, type_: str | None, slot: int | None) -> None:
+        """Set (or with None, cancel) the type change of a published field waiting for the
+        next publish."""
+        c = t.analytics_fields.c
+        with self.db.writing() as conn:
+            conn.execute(
+                update(t.analytics_fields)
+                .where(and_(c.appid == appid, c.name == name, c.published.is_(True)))
+                .values(pending_type=type_, pending_slot=slot)
+            )
 
     def add_field(self, appid: str, name: str, type_: str, slot: int, now: float) -> None:
         with self.db.writing() as conn:
@@ -143,9 +192,12 @@ class AnalyticsDefsStore:
             ).all()
         return [dict(r._mapping) for r in rows]
 
-    def publish(self, appid: str, build: Any, actor: str, now: float) -> tuple[int, dict[str, Any]]:
+    def publish(
+        self, appid: str, build: Any, actor: str, now: float
+    ) -> tuple[int, dict[str, Any], list[dict[str, Any]]]:
         """In one transaction: the next version number, ``build(version)`` -> runtime config,
-        drafts become published, deleted drafts go, fields are marked published."""
+        drafts become published, deleted drafts go, fields are marked published, pending
+        type changes start a new part of their field's history (returned)."""
         ev, vc = t.analytics_events.c, t.analytics_versions.c
         with self.db.writing() as conn:
             last = conn.execute(select(func.max(vc.version)).where(vc.appid == appid)).scalar()
@@ -173,10 +225,75 @@ class AnalyticsDefsStore:
                 .where(t.analytics_fields.c.appid == appid)
                 .values(published=True)
             )
-        return version, config
+            retyped = self._publish_retypes(conn, appid, version, now)
+        return version, config, retyped
+
+    @staticmethod
+    def _publish_retypes(conn: Any, appid: str, version: int, now: float) -> list[dict[str, Any]]:
+        """Pending type changes become a new part of each field's history (seq 0, the type
+        the field had until now, is written on its first change)."""
+        fc, pc = t.analytics_fields.c, t.analytics_field_parts.c
+        pending = conn.execute(
+            select(fc.name, fc.type, fc.slot, fc.pending_type, fc.pending_slot).where(
+                and_(fc.appid == appid, fc.pending_type.is_not(None))
+            )
+        ).all()
+        since_ms = int(now * 1000)
+        out: list[dict[str, Any]] = []
+        for row in pending:
+            seqs = (
+                conn.execute(select(pc.seq).where(and_(pc.appid == appid, pc.name == row.name)))
+                .scalars()
+                .all()
+            )
+            if not seqs:
+                conn.execute(
+                    insert(t.analytics_field_parts).values(
+                        appid=appid,
+                        name=row.name,
+                        seq=0,
+                        type=row.type,
+                        slot=row.slot,
+                        since_ms=None,
+                        version=None,
+                    )
+                )
+                seqs = [0]
+            conn.execute(
+                insert(t.analytics_field_parts).values(
+                    appid=appid,
+                    name=row.name,
+                    seq=max(seqs) + 1,
+                    type=row.pending_type,
+                    slot=row.pending_slot,
+                    since_ms=since_ms,
+                    version=version,
+                )
+            )
+            conn.execute(
+                update(t.analytics_fields)
+                .where(and_(fc.appid == appid, fc.name == row.name))
+                .values(
+                    type=row.pending_type,
+                    slot=row.pending_slot,
+                    pending_type=None,
+                    pending_slot=None,
+                )
+            )
+            out.append(
+                {
+                    "name": row.name,
+                    "from": row.type,
+                    "to": row.pending_type,
+                    "slot": row.pending_slot,
+                    "since_ms": since_ms,
+                }
+            )
+        return out
 
     def reset(self, appid: str, now: float) -> None:
-        """Drafts back to the published version: unpublished events and fields go."""
+        """Drafts back to the published version: unpublished events and fields and pending
+        type changes go."""
         ev, fc = t.analytics_events.c, t.analytics_fields.c
         with self.db.writing() as conn:
             conn.execute(
@@ -189,6 +306,11 @@ class AnalyticsDefsStore:
             )
             conn.execute(
                 delete(t.analytics_fields).where(and_(fc.appid == appid, fc.published.is_(False)))
+            )
+            conn.execute(
+                update(t.analytics_fields)
+                .where(fc.appid == appid)
+                .values(pending_type=None, pending_slot=None)
             )
 
     # --- tests ---

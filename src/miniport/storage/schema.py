@@ -306,6 +306,21 @@ analytics_fields = Table(
     Column("slot", Integer, nullable=False),
     Column("published", Boolean, nullable=False, default=False),
     Column("created_at", Float, nullable=False),
+    # a type change waiting for the next publish (analytics.field_history)
+    Column("pending_type", String(8), nullable=True),
+    Column("pending_slot", Integer, nullable=True),
+)
+
+analytics_field_parts = Table(
+    "analytics_field_parts",
+    metadata,
+    Column("appid", String(32), ForeignKey("apps.appid", ondelete="CASCADE"), primary_key=True),
+    Column("name", String(32), primary_key=True),
+    Column("seq", Integer, primary_key=True),
+    Column("type", String(8), nullable=False),
+    Column("slot", Integer, nullable=False),
+    Column("since_ms", BigInteger, nullable=True),
+    Column("version", Integer, nullable=True),
 )
 
 analytics_events = Table(

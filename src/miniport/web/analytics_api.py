@@ -111,6 +111,20 @@ async def add_field(appid: str, body: FieldIn, request: Request, who: Developer)
     return await platform_of(request).analytics.add_field(appid, body.model_dump())
 
 
+class RetypeIn(BaseModel):
+    type: StrictStr
+
+
+@admin.post("/fields/{name}/retype")
+async def retype_field(
+    appid: str, name: str, body: RetypeIn, request: Request, who: Developer
+) -> dict[str, Any]:
+    """Change a field's type (a published field's at the next publish; the old values stay
+    readable under the old type). Refused for an unknown field or type, the same type, a
+    ``$`` name or when no slot of the new type is free. Audited."""
+    return await platform_of(request).analytics.retype_field(appid, name, body.type, who.name)
+
+
 @admin.post("/events", status_code=201)
 async def save_event(
     appid: str, request: Request, who: Developer, body: Annotated[dict[str, Any], Body()]

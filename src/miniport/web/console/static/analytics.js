@@ -113,14 +113,74 @@ function badge(kind, text, extra = {}) {
 
 // --- fields and events lists -----------------------------------------------------------------
 
+const FIELD_TYPES = ['int', 'string', 'float', 'bool'];
+
+/** "string until 2026-11-30 01:00 → int": a retyped field's parts, oldest first. */
+function typeHistory(f) {
+  const parts = f.history ?? [];
+  return parts.map((part, i) => {
+    const until = parts[i + 1]?.since_ms;
+    return until ? t('js.an.type_until', { type: part.type, time: formatTime(until, { ms: true }) }) : part.type;
+  }).join(' → ');
+}
+
 function renderFields() {
   const body = document.querySelector('[data-testid="fields-table"] tbody');
-  body.replaceChildren(...definitions.fields.map((f) => el('tr', { 'data-field': f.name },
-    el('td', {}, el('code', { text: f.name })),
-    el('td', { text: t(`js.type.${f.type}`), title: f.type }),
-    el('td', {}, f.published ? badge('ok', t('js.an.status.published')) : badge('pending', t('js.an.status.draft'))),
-  )));
-  if (!definitions.fields.length) body.append(el('tr', {}, el('td', { colSpan: 3, class: 'muted', text: t('js.an.no_fields') })));
+  body.replaceChildren(...definitions.fields.map((f) => {
+    const type = el('td', { title: f.type }, el('span', { text: t(`js.type.${f.type}`) }));
+    if (f.pending_type) {
+      type.append(' ', badge('pending', t('js.an.retype_pending', { type: f.pending_type }), { 'data-testid': `pending-${f.name}` }));
+    }
+    if ((f.history ?? []).length > 1) {
+      type.append(el('div', { class: 'muted small', 'data-testid': `history-${f.name}`, text: t('js.an.type_was', { history: typeHistory(f) }) }));
+    }
+    const cells = [
+      el('td', {}, el('code', { text: f.name })),
+      type,
+      el('td', {}, f.published ? badge('ok', t('js.an.status.published')) : badge('pending', t('js.an.status.draft'))),
+    ];
+    if (canEdit) {
+      const change = el('button', { type: 'button', class: 'small', text: t('js.an.retype'), 'data-testid': `retype-${f.name}` });
+      change.addEventListener('click', () => openRetype(f, change.closest('tr')));
+      cells.push(el('td', { class: 'row-buttons' }, change));
+    }
+    return el('tr', { 'data-field': f.name }, ...cells);
+  }));
+  if (!definitions.fields.length) body.append(el('tr', {}, el('td', { colSpan: canEdit ? 4 : 3, class: 'muted', text: t('js.an.no_fields') })));
+}
+
+/** The inline "change type" form under a field's row: a type, apply, cancel; errors beside it. */
+function openRetype(f, row) {
+  document.querySelector('tr.retype-row')?.remove();
+  const select = el('select', { name: 'type', 'data-path': 'type', 'aria-label': t('an.type'), 'data-testid': 'retype-type' });
+  const shown = f.pending_type ?? f.type;
+  for (const type of FIELD_TYPES) select.append(option(type, t(`js.type.${type}`), type !== shown && type === FIELD_TYPES.find((x) => x !== shown)));
+  const apply = el('button', { type: 'submit', class: 'small primary', text: t('js.an.retype_apply'), 'data-testid': 'retype-apply' });
+  const cancel = el('button', { type: 'button', class: 'small link', text: t('js.an.cancel') });
+  const out = el('span', { class: 'small result', 'aria-live': 'polite', 'data-testid': 'retype-result' });
+  const form = el('form', { class: 'stack retype-form', noValidate: true, 'data-testid': 'retype-form' },
+    el('p', { class: 'muted small', text: f.published ? t('js.an.retype_help_published') : t('js.an.retype_help_draft') }),
+    el('div', { class: 'row' }, select, apply, cancel, out),
+    errorSlot('type'), errorSlot('name'), errorSlot(''));
+  cancel.addEventListener('click', () => form.closest('tr').remove());
+  form.addEventListener('submit', async (event) => {
+    event.preventDefault();
+    clearErrors(form);
+    try {
+      const done = await api('POST', `${base}/fields/${encodeURIComponent(f.name)}/retype`, { type: select.value });
+      await refresh();
+      const message = done.status === 'cancelled' ? t('js.an.retype_cancelled', { name: f.name })
+        : done.status === 'pending publish' ? t('js.an.retype_pending_done', { name: f.name, type: done.pending_type })
+          : t('js.an.retype_done', { name: f.name, type: done.type });
+      const result = document.querySelector('#fields-card .retype-said') ?? el('p', { class: 'small ok retype-said', 'data-testid': 'retype-said', 'aria-live': 'polite' });
+      result.textContent = message;
+      document.querySelector('[data-testid="fields-table"]').after(result);
+    } catch (error) {
+      showErrors(form, errorsOf(error));
+    }
+  });
+  row.after(el('tr', { class: 'retype-row' }, el('td', { colSpan: 4 }, form)));
+  select.focus();
 }
 
 function renderEvents() {

@@ -1,7 +1,7 @@
 // Analytics reports: event analysis (metrics, group-bys, filters, granularity, dates, time zone)
 // and funnels through the admin API, drawn with Chart.js (served by the package) and as tables;
 // the CSV export link follows the form.
-import { api, el, t } from './console.js';
+import { api, el, formatTime, t } from './console.js';
 
 const root = document.getElementById('reports-page');
 const appid = root?.dataset.appid ?? '';
@@ -216,8 +216,31 @@ function chartOn(id, type, labels, datasets, { yTitle = '', counts = false } = {
 
 const ZERO_WHEN_EMPTY = (metric) => ['count', 'users', 'per_user'].includes(metric) || /^(sum|per_user|distinct):/.test(metric);
 
+/**
+ * Under a report: for each field whose type changed, which part of the data used which type
+ * and how the report read it (`field_types` of the answer; see analytics.field_history).
+ */
+function drawFieldTypes(testid, types, metrics = []) {
+  const list = document.querySelector(`[data-testid="${testid}"]`);
+  if (!list) return;
+  const when = (ms, open) => (ms === null || ms === undefined ? t(open) : formatTime(ms, { ms: true }));
+  list.replaceChildren(...Object.entries(types ?? {}).map(([name, info]) => {
+    const parts = info.parts.map((p) => el('li', { 'data-read': p.read, text: t(`js.rep.part_${p.read}`, {
+      type: p.type, column: p.column, from: when(p.from_ms, 'js.rep.since_start'), to: when(p.to_ms, 'js.rep.until_now'), now: info.type,
+    }) }));
+    const apart = [...new Set(info.parts.filter((p) => p.read === 'apart').map((p) => p.type))];
+    const metricNotes = apart.length ? metrics.filter((m) => m.split(':')[1] === name).map((m) => el('li', {
+      class: 'metric-note', text: t('js.rep.metric_part_only', { metric: m, type: info.type, other: apart.join(', ') }),
+    })) : [];
+    return el('li', { 'data-field': name }, el('strong', { text: t('js.rep.field_retyped', { name, type: info.type }) }),
+      el('ul', {}, ...parts, ...metricNotes));
+  }));
+  list.classList.toggle('hidden', !list.children.length);
+}
+
 function drawReport(body, rows) {
-  const groupKey = (row) => body.group_by.map((g) => `${g}=${row[g] ?? '∅'}`).join(', ');
+  const typed = (g, row) => (row[`${g}@type`] ? ` (${row[`${g}@type`]})` : '');
+  const groupKey = (row) => body.group_by.map((g) => `${g}=${row[g] ?? '∅'}${typed(g, row)}`).join(', ');
   if (body.granularity === 'all') {
     const labels = rows.map((row) => groupKey(row) || t('js.rep.all'));
     chartOn('report-chart', 'bar', labels, body.metrics.map((m) => ({ label: m, data: rows.map((row) => row[m] ?? null) })),
@@ -240,8 +263,9 @@ function drawReport(body, rows) {
     chartOn('report-chart', 'line', labels, datasets, { counts: body.metrics.every(COUNTS) });
   }
   const table = document.querySelector('[data-testid="rep-table"]');
-  const columns = ['bucket', ...body.group_by, ...body.metrics];
-  table.querySelector('thead').replaceChildren(el('tr', {}, ...columns.map((c) => el('th', { text: c === 'bucket' ? t('js.rep.bucket') : c }))));
+  const typeColumns = body.group_by.map((g) => `${g}@type`).filter((c) => rows.some((row) => c in row));
+  const columns = ['bucket', ...body.group_by, ...typeColumns, ...body.metrics];
+  table.querySelector('thead').replaceChildren(el('tr', {}, ...columns.map((c) => el('th', { text: c === 'bucket' ? t('js.rep.bucket') : typeColumns.includes(c) ? t('js.rep.type_col', { name: c.slice(0, -5) }) : c }))));
   const tbody = table.querySelector('tbody');
   tbody.replaceChildren(...rows.map((row) => el('tr', { 'data-bucket': String(row.bucket) },
     ...columns.map((c) => el('td', { 'data-col': c, text: formatValue(row[c]) })))));
@@ -265,8 +289,9 @@ async function runReport(event) {
     return;
   }
   try {
-    const { rows } = await api('POST', `${base}/report`, body);
+    const { rows, field_types: types } = await api('POST', `${base}/report`, body);
     drawReport(body, rows);
+    drawFieldTypes('rep-field-types', types, body.metrics);
   } catch (failure) {
     error.textContent = failure.message;
   }
@@ -317,8 +342,9 @@ async function runFunnel(event) {
   error.textContent = '';
   const body = funnelBody();
   try {
-    const { rows } = await api('POST', `${base}/funnel`, body);
+    const { rows, field_types: types } = await api('POST', `${base}/funnel`, body);
     drawFunnel(body, rows);
+    drawFieldTypes('funnel-field-types', types);
   } catch (failure) {
     error.textContent = failure.message;
   }

@@ -43,6 +43,8 @@ async def call(session: aiohttp.ClientSession, server: LiveServer, key: str, met
     body = {"json": {}} if method in ("POST", "PUT", "PATCH") else {}
     async with session.request(method, url, headers={"Authorization": f"Bearer {key}"},
                                **body) as r:
+        if r.content_type == "text/event-stream":  # a stream that opened: never ends by itself
+            return r.status, {}
         text = await r.text()
         return r.status, (await r.json() if text.startswith("{") else {})
 

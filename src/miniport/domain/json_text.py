@@ -11,9 +11,16 @@ import json
 import re
 from typing import Any
 
+import orjson
+
 # the only way a lone surrogate gets into parsed JSON: a \uD800-\uDFFF escape (raw surrogate
 # bytes are not valid UTF-8 and fail to decode already)
 _SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
+# what orjson would read differently from ``json``: an integer beyond 64 bits (orjson makes it
+# a float) or a float with more digits than 64 bits hold; and a surrogate escape (kept on the
+# stdlib path with its own check). Such bodies, and every body orjson refuses (NaN, Infinity,
+# a byte-order mark, UTF-16, nesting past its limit...), are read by ``json`` exactly as ever.
+_STDLIB_ONLY = re.compile(rb"[0-9]{19}|\\u[dD][89a-fA-F]")
 
 LONE_SURROGATE = "a string holds a lone UTF-16 surrogate (not valid Unicode)"
 
@@ -33,8 +40,20 @@ def _has_lone_surrogate(value: Any) -> bool:
 
 
 def loads(body: bytes | str) -> Any:
-    """``json.loads`` that refuses lone surrogates. Bodies without a surrogate escape (nearly all)
-    cost one regex scan more than ``json.loads``."""
+    """``json.loads`` that refuses lone surrogates. A body is parsed by orjson (~2x faster on
+    analytics batches) when orjson reads it to the same value as ``json`` (no integer or digit
+    run of 19+ digits, no surrogate escape: one regex scan); otherwise, or when orjson refuses it,
+    by ``json`` with the same result and the same errors as before."""
+    raw_bytes = body if isinstance(body, bytes) else None
+    if raw_bytes is not None and _STDLIB_ONLY.search(raw_bytes) is None:
+        try:
+            return orjson.loads(raw_bytes)
+        except orjson.JSONDecodeError:
+            pass  # json decides: what it accepts (NaN, a BOM...) and its own error text
+    return _stdlib_loads(body)
+
+
+def _stdlib_loads(body: bytes | str) -> Any:
     try:
         value = json.loads(body)
     except UnicodeDecodeError as exc:  # bytes that are not UTF-8 (or UTF-16/32) text

@@ -17,10 +17,12 @@ import orjson
 # bytes are not valid UTF-8 and fail to decode already)
 _SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
 # what orjson would read differently from ``json``: an integer beyond 64 bits (orjson makes it
-# a float) or a float with more digits than 64 bits hold; and a surrogate escape (kept on the
-# stdlib path with its own check). Such bodies, and every body orjson refuses (NaN, Infinity,
-# a byte-order mark, UTF-16, nesting past its limit...), are read by ``json`` exactly as ever.
-_STDLIB_ONLY = re.compile(rb"[0-9]{19}|\\u[dD][89a-fA-F]")
+# a float), which takes 19 digits in a row. Bodies with such a run (found by one translate and
+# one substring search, ~20x cheaper than a regex scan), and every body orjson refuses (NaN,
+# Infinity, a byte-order mark, UTF-16, a lone surrogate, nesting past its limit...), are read
+# by ``json`` exactly as ever (surrogate pairs orjson reads as ``json`` does).
+_DIGITS_AS_ZERO = bytes.maketrans(b"0123456789", b"0" * 10)
+_LONG_NUMBER = b"0" * 19
 
 LONE_SURROGATE = "a string holds a lone UTF-16 surrogate (not valid Unicode)"
 
@@ -41,13 +43,12 @@ def _has_lone_surrogate(value: Any) -> bool:
 
 def loads(body: bytes | str) -> Any:
     """``json.loads`` that refuses lone surrogates. A body is parsed by orjson (~2x faster on
-    analytics batches) when orjson reads it to the same value as ``json`` (no integer or digit
-    run of 19+ digits, no surrogate escape: one regex scan); otherwise, or when orjson refuses it,
-    by ``json`` with the same result and the same errors as before."""
-    raw_bytes = body if isinstance(body, bytes) else None
-    if raw_bytes is not None and _STDLIB_ONLY.search(raw_bytes) is None:
+    analytics batches) when orjson reads it to the same value as ``json`` (no run of 19+ digits);
+    otherwise, or when orjson refuses it, by ``json`` with the same result and the same errors as
+    before."""
+    if isinstance(body, bytes) and _LONG_NUMBER not in body.translate(_DIGITS_AS_ZERO):
         try:
-            return orjson.loads(raw_bytes)
+            return orjson.loads(body)
         except orjson.JSONDecodeError:
             pass  # json decides: what it accepts (NaN, a BOM...) and its own error text
     return _stdlib_loads(body)

@@ -367,6 +367,17 @@ class RowColumns:
             *self.extras,
         )
 
+    def columns(self, rows: Sequence[StoredEvent]) -> list[list[object]]:
+        """The values of each of these columns over ``rows`` (``None`` where a row has none),
+        in the order of :attr:`names`: :meth:`values` column by column."""
+        out: list[list[object]] = []
+        out.extend([r.ints.get(s) for r in rows] for s in self.ints)
+        out.extend([r.strs.get(s) for r in rows] for s in self.strs)
+        out.extend([r.floats.get(s) for r in rows] for s in self.floats)
+        out.extend([r.bools.get(s) for r in rows] for s in self.bools)
+        out.extend([r.extra.get(c) for r in rows] for c in self.extras)
+        return out
+
     def values(self, r: StoredEvent) -> list[object]:
         """One row's values of these columns (``None`` where it has none)."""
         return [
@@ -592,24 +603,24 @@ class DuckDBEventStore:
         slot_columns = used.names
         self._ensure_columns(slot_columns)
         columns = (*CORE_COLUMNS, *slot_columns)
-        data = [
-            (
-                r.appid,
-                r.uid,
-                r.event,
-                r.user,
-                r.ts_ms,
-                r.received_ms,
-                r.time_estimated,
-                r.page,
-                r.trigger,
-                r.action,
-                r.test_id,
-                r.test_id is None,
-                *used.values(r),
-            )
-            for r in rows
+        # built column by column and zipped into rows (the row tuples come from C): about half
+        # the cost of one tuple per row with its used values spliced in
+        values: list[list[object]] = [
+            [r.appid for r in rows],
+            [r.uid for r in rows],
+            [r.event for r in rows],
+            [r.user for r in rows],
+            [r.ts_ms for r in rows],
+            [r.received_ms for r in rows],
+            [r.time_estimated for r in rows],
+            [r.page for r in rows],
+            [r.trigger for r in rows],
+            [r.action for r in rows],
+            [r.test_id for r in rows],
+            [r.test_id is None for r in rows],
+            *used.columns(rows),
         ]
+        data = list(zip(*values, strict=True))
         appender = self._appenders.get(columns)
         if appender is None:
             appender = self._con.appender(TABLE, columns=list(columns))

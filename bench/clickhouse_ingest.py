@@ -7,7 +7,10 @@ dropped at exit) and one ClickHouse (database ``miniport_bench_ingest``, dropped
 nodes, until N events; the count through the admin API must then be exactly N. The nodes'
 inserts are counted with ClickHouse's ``system.events`` (InsertQuery, InsertedRows), and
 the bare loop inserts the same rows with the store's own TSV insert, one block of the nodes'
-average size at a time. Target: ratio (HTTP events/s / bare rows/s) >= 0.5.
+average size at a time. Target: ratio (HTTP events/s / bare rows/s) >= 0.5. Beside the rates
+(which swing with the neighbours on a shared machine), the CPU seconds per 1,000 events of both
+nodes (their own /proc counters) and of the bare loop per 1,000 rows (this process's); neither
+counts ClickHouse's own work, the same for both.
 
     .venv/bin/python bench/clickhouse_ingest.py [--events 200000] [--connections 32]
 
@@ -34,7 +37,7 @@ import psycopg
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-from bench.common import free_port  # noqa: E402
+from bench.common import cpu_s, free_port, loadavg  # noqa: E402
 from miniport.analytics.clickhouse_store import ClickHouseEventStore  # noqa: E402
 from miniport.analytics.clickhouse_transport import (  # noqa: E402
     HttpTransport,
@@ -127,8 +130,10 @@ async def load(urls: list[str], path: str, token: str, n: int, batch: int, conns
         return time.perf_counter() - start
 
 
-def bare(n: int, block: int) -> float:
-    """The same rows inserted directly, ``block`` rows per insert, one after another."""
+def bare(n: int, block: int) -> tuple[float, float]:
+    """The same rows inserted directly, ``block`` rows per insert, one after another: seconds,
+    and this process's CPU seconds for them (the bare loop's Python side, row encoding
+    included)."""
     url = ch_url("miniport_bench_bare")
     HttpTransport(parse_clickhouse_url(url)).execute(
         "DROP DATABASE IF EXISTS miniport_bench_bare", in_database=False
@@ -142,11 +147,14 @@ def bare(n: int, block: int) -> float:
     with ClickHouseEventStore.from_url(url) as store:
         store.append(rows[:1])  # creates the tables and slot columns
         start = time.perf_counter()
+        cpu_start = time.process_time()
         for lo in range(1, n, block):
             store._insert(rows[lo : lo + block])
         elapsed = time.perf_counter() - start
+        cpu = time.process_time() - cpu_start
         store._exec("DROP DATABASE IF EXISTS miniport_bench_bare")
-    return elapsed * n / max(1, n - 1)
+    scale = n / max(1, n - 1)
+    return elapsed * scale, cpu * scale
 
 
 async def run(n: int, batch: int, conns: int) -> dict[str, Any]:
@@ -176,14 +184,27 @@ async def run(n: int, batch: int, conns: int) -> dict[str, Any]:
             path = f"/runtime/v1/apps/{appid}/analytics/events"
             await load(urls, path, token, min(n, 2 * batch), batch, 2)  # warm-up
             q0, r0 = insert_counters(ch)
+            load_http = loadavg()
+            cpu0 = sum(cpu_s(proc.pid) for proc in procs)
             http_s = await load(urls, path, token, n, batch, conns)
+            nodes_cpu = sum(cpu_s(proc.pid) for proc in procs) - cpu0
             q1, r1 = insert_counters(ch)
             with ClickHouseEventStore.from_url(analytics_url) as store:
                 stored = store.count(appid)
             assert stored == n, (stored, n)
             block = max(1, round((r1 - r0) / max(1, q1 - q0)))
-            bare_s = bare(n, block)
-            return {"http_s": http_s, "bare_s": bare_s, "block": block, "inserts": q1 - q0}
+            load_bare = loadavg()
+            bare_s, bare_cpu = bare(n, block)
+            return {
+                "http_s": http_s,
+                "bare_s": bare_s,
+                "block": block,
+                "inserts": q1 - q0,
+                "nodes_cpu": nodes_cpu,
+                "bare_cpu": bare_cpu,
+                "load_http": load_http,
+                "load_bare": load_bare,
+            }
     finally:
         for proc in procs:
             if proc.returncode is None:
@@ -204,11 +225,15 @@ def main(argv: list[str] | None = None) -> int:
     result = asyncio.run(run(n, args.batch, args.connections))
     http_rate, bare_rate = n / result["http_s"], n / result["bare_s"]
     ratio = http_rate / bare_rate
+    nodes_ms = result["nodes_cpu"] / n * 1e6  # CPU ms per 1,000 events
+    bare_ms = result["bare_cpu"] / n * 1e6
     print(
         f"ClickHouse ingest, {n:,} events in batches of {args.batch} through 2 nodes: "
         f"{http_rate:,.0f} events/s ({result['inserts']} inserts, ~{result['block']} rows each); "
         f"bare inserts of the same blocks: {bare_rate:,.0f} rows/s; ratio {ratio:.2f} "
-        "[target >= 0.5]"
+        f"[target >= 0.5]; CPU per 1,000 events: both nodes {nodes_ms:.1f} ms, bare loop "
+        f"{bare_ms:.1f} ms; load average {result['load_http']:.2f} before HTTP, "
+        f"{result['load_bare']:.2f} before bare"
     )
     print(
         json.dumps(
@@ -219,6 +244,10 @@ def main(argv: list[str] | None = None) -> int:
                 "bare_rows_per_s": round(bare_rate),
                 "block_rows": result["block"],
                 "ratio": round(ratio, 3),
+                "nodes_cpu_s_per_1000_events": round(nodes_ms / 1000, 5),
+                "bare_cpu_s_per_1000_rows": round(bare_ms / 1000, 5),
+                "load_before_http": result["load_http"],
+                "load_before_bare": result["load_bare"],
             }
         )
     )

@@ -8,7 +8,9 @@ rows (the event store's ``append`` in calls of 100 rows) in the same run.
 The load generator is wrk (C, one thread) with a Lua script that builds each batch: event ids
 are ``<wrk thread>-<counter>``, so every event is unique; once N events have been sent, the
 script re-sends earlier ids (duplicates the server must drop) until wrk stops, so the stored
-count must be exactly N. Target: >= 50,000 events/s on the 2-core machine. Last line: JSON.
+count must be exactly N. Target: >= 50,000 events/s on the 2-core machine. Last line: JSON,
+with the server's CPU seconds per 1,000 events (its own /proc counters, all threads) beside the
+bare append's per 1,000 rows (this process's): figures the neighbours' load does not move.
 
 ``--profile FILE`` runs the server under cProfile (its stats are written to FILE on exit)."""
 
@@ -143,8 +145,9 @@ def seed(data_dir: Path) -> tuple[str, str, str]:
     return asyncio.run(go())
 
 
-def bare_append(path: Path, events: int, batch: int) -> float:
-    """Rows/s of the store's append, 100-row calls, one thread, the same rows as over HTTP."""
+def bare_append(path: Path, events: int, batch: int) -> tuple[float, float]:
+    """Rows/s of the store's append, 100-row calls, one thread, the same rows as over HTTP,
+    and the CPU seconds this process (all its threads: DuckDB's too) spent on them."""
     now = int(time.time() * 1000)
     rows = [
         StoredEvent(
@@ -166,15 +169,17 @@ def bare_append(path: Path, events: int, batch: int) -> float:
     store = DuckDBEventStore(path)
     try:
         start = time.perf_counter()
+        cpu_start = time.process_time()
         for i in range(0, events, batch):
             store.append(rows[i : i + batch])
         elapsed = time.perf_counter() - start
+        cpu = time.process_time() - cpu_start
         stored = store.count("mpbench")
     finally:
         store.close()
     if stored != events:
         raise RuntimeError(f"bare append stored {stored} of {events}")
-    return events / elapsed
+    return events / elapsed, cpu
 
 
 def cpu_seconds(pid: int) -> float:
@@ -272,6 +277,7 @@ def main() -> None:
         )
         try:
             wait_http(f"{base}/healthz")
+            load_http = os.getloadavg()[0]
             cpu_before = cpu_seconds(server.pid)
             http_rate, seen = run_wrk(
                 base,
@@ -287,18 +293,22 @@ def main() -> None:
         finally:
             server.send_signal(signal.SIGINT)
             server.wait(60)
-        bare_rate = bare_append(tmp / "bare.duckdb", args.events, args.batch)
+        load_before = os.getloadavg()[0]
+        bare_rate, bare_cpu = bare_append(tmp / "bare.duckdb", args.events, args.batch)
     lost = max(0, args.events - stored)
     doubled = max(0, stored - args.events)
     ratio = http_rate / bare_rate
+    server_ms = server_cpu / args.events * 1000 * 1000  # CPU ms per 1,000 events
+    bare_ms = bare_cpu / args.events * 1000 * 1000
     print(
         f"HTTP ingest: {http_rate:,.0f} events/s ({args.events:,} events in batches of"
         f" {args.batch}, {args.connections} connections; {seen['responses']} responses,"
         f" {seen['errors']} errors, {seen['accepted']:,} accepted, {seen['duplicates']:,}"
         f" duplicates dropped); bare DuckDB append: {bare_rate:,.0f} rows/s; ratio {ratio:.2f};"
-        f" stored {stored:,}, lost {lost}, doubled {doubled}; server CPU"
-        f" {server_cpu / args.events * 1e6:.1f} us/event (all threads); load average"
-        f" {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores"
+        f" stored {stored:,}, lost {lost}, doubled {doubled}; CPU per 1,000 events: server"
+        f" {server_ms:.1f} ms (all threads), bare append {bare_ms:.1f} ms (CPU ratio"
+        f" {bare_ms / server_ms:.2f}); load average {load_http:.2f} before HTTP,"
+        f" {load_before:.2f} before bare, on {os.cpu_count()} cores"
     )
     print(
         json.dumps(
@@ -315,6 +325,11 @@ def main() -> None:
                 "doubled": doubled,
                 "http_errors": seen["errors"],
                 "server_cpu_us_per_event": round(server_cpu / args.events * 1e6, 1),
+                "server_cpu_s_per_1000_events": round(server_ms / 1000, 5),
+                "bare_cpu_s_per_1000_rows": round(bare_ms / 1000, 5),
+                "cpu_ratio": round(bare_ms / server_ms, 3),
+                "load_before_http": load_http,
+                "load_before_bare": load_before,
             }
         )
     )

@@ -1,16 +1,22 @@
 """ClickHouse store pieces without a server: the analytics URL, literal rendering (the only
-place values meet SQL text), and how transport failures are classified."""
+place values meet SQL text), how transport failures are classified, and the insert payload."""
 
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from miniport.analytics.clickhouse_store import _tsv, tsv_rows
 from miniport.analytics.clickhouse_transport import (
     ClickHouseError,
     HttpTransport,
     parse_clickhouse_url,
 )
+from miniport.analytics.event_store import RowColumns, StoredEvent
+from miniport.analytics.reports import CORE_COLUMNS
 from miniport.analytics.sql_dialects import clickhouse_literal, render_clickhouse
+from miniport.analytics.system_props import EXTRA_COLUMNS
 from miniport.errors import AnalyticsUnavailable, InvalidInput
 from tests.conftest import free_port
 
@@ -88,3 +94,78 @@ def test_server_errors_are_classified() -> None:
     assert isinstance(_server_error(503, "whatever"), AnalyticsUnavailable)
     bug = _server_error(404, "Code: 47, e.displayText() = DB::Exception: Unknown identifier")
     assert isinstance(bug, ClickHouseError) and "Unknown identifier" in str(bug)
+
+
+# --- the insert payload: column by column, the same text as a value at a time ---------------
+
+_texts = st.text(alphabet=st.sampled_from("ab\\\t\n\r\0é中 "), min_size=1, max_size=6)
+_maybe = st.none() | _texts
+_slots = st.integers(min_value=0, max_value=3)
+_extra_values = {
+    "string": _texts,
+    "int": st.integers(min_value=1, max_value=2**31 - 1),
+    "bigint": st.integers(min_value=0, max_value=2**53),
+    "bool": st.booleans(),
+}
+
+
+@st.composite
+def stored_events(draw: st.DrawFn) -> StoredEvent:
+    extras = draw(st.lists(st.sampled_from(sorted(EXTRA_COLUMNS)), max_size=4, unique=True))
+    return StoredEvent(
+        draw(_texts),
+        draw(_texts),
+        draw(_texts),
+        draw(_texts),
+        draw(st.integers(min_value=-(2**62), max_value=2**62)),
+        draw(st.integers(min_value=0, max_value=2**62)),
+        draw(st.booleans()),
+        draw(_maybe),
+        draw(_maybe),
+        draw(_maybe),
+        draw(st.dictionaries(_slots, st.integers(min_value=-(2**31), max_value=2**31 - 1))),
+        draw(st.dictionaries(_slots, _texts)),
+        draw(_maybe),
+        {c: draw(_extra_values[EXTRA_COLUMNS[c]]) for c in extras},
+        draw(st.dictionaries(_slots, st.floats(allow_nan=False, allow_infinity=False))),
+        draw(st.dictionaries(_slots, st.booleans())),
+    )
+
+
+def value_at_a_time(rows: list[StoredEvent], used: RowColumns, visible: list[bool] | None) -> bytes:
+    """The payload as the store built it before: ``_tsv`` of each value, row by row."""
+    lines = []
+    for n, r in enumerate(rows):
+        shown = r.test_id is None if visible is None else visible[n]
+        values = [r.appid, r.uid, r.event, r.user, r.ts_ms, r.received_ms, r.time_estimated,
+                  r.page, r.trigger, r.action, r.test_id, shown, *used.values(r)]  # fmt: skip
+        lines.append("\t".join(_tsv(v) for v in values))
+    return ("\n".join(lines) + "\n").encode()
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(stored_events(), min_size=1, max_size=8), st.booleans(), st.data())
+def test_the_insert_payload_is_the_text_of_each_value(
+    rows: list[StoredEvent], with_visible: bool, data: st.DataObject
+) -> None:
+    used = RowColumns.of(rows)
+    visible = data.draw(st.lists(st.booleans(), min_size=len(rows), max_size=len(rows)))
+    chosen = visible if with_visible else None
+    payload = tsv_rows(rows, used, chosen)
+    assert payload == value_at_a_time(rows, used, chosen)
+    lines = payload.decode().split("\n")
+    assert len(lines) == len(rows) + 1 and lines[-1] == ""
+    assert all(line.count("\t") == len(CORE_COLUMNS) + len(used.names) - 1 for line in lines[:-1])
+
+
+def test_the_insert_payload_escapes_and_marks_nulls() -> None:
+    row = StoredEvent("a\tb", "u\\1", "e\nv", "us\r", 5, 6, True, None, "t", None, {0: -3},
+                      {1: "x\0y"}, None, {"sys_scene": 1001, "sys_platform": "ios"},
+                      {2: 1.5}, {3: False})  # fmt: skip
+    plain = StoredEvent("a", "u2", "e", "us", 7, 8, False, "p", None, None, {}, {}, "t1")
+    used = RowColumns.of([row, plain])
+    assert tsv_rows([row, plain], used).decode().split("\n") == [
+        "a\\tb\tu\\\\1\te\\nv\tus\\r\t5\t6\t1\t\\N\tt\t\\N\t\\N\t1\t-3\tx\\0y\t1.5\t0\tios\t1001",
+        "a\tu2\te\tus\t7\t8\t0\tp\t\\N\t\\N\tt1\t0\t\\N\t\\N\t\\N\t\\N\t\\N\t\\N",
+        "",
+    ]

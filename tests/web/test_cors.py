@@ -105,3 +105,25 @@ async def test_the_data_read_carries_cors_headers_on_its_answers_and_errors(
     async with session.get(data, headers={"Origin": "http://evil.example",
                                           "Authorization": f"Bearer {token}"}) as r:
         assert "Access-Control-Allow-Origin" not in r.headers
+
+
+async def test_the_ingest_route_carries_cors_headers_on_its_answers_and_errors(
+    live: Live, session: aiohttp.ClientSession,
+) -> None:
+    """reportAnalytics is served by a route mounted ahead of the routers: the CORS layer still
+    wraps it, on a preflight, an answer, an error and for an origin not listed."""
+    server = await live(cors_origins=ALLOWED)
+    app = await server.platform.apps.create("shop", "test")
+    url = f"{server.url}/runtime/v1/apps/{app.appid}/analytics/events"
+    async with session.options(url, headers=preflight(ALLOWED)) as r:
+        assert r.status == 200 and r.headers["Access-Control-Allow-Origin"] == ALLOWED
+    auth = {"Authorization": f"Bearer {server.platform.auth.runtime_token('alice')}"}
+    async with session.post(url, json={"events": []},
+                            headers={"Origin": ALLOWED, **auth}) as r:
+        assert r.status == 200 and r.headers["Access-Control-Allow-Origin"] == ALLOWED
+        assert await r.json() == {"accepted": 0, "duplicates": 0, "rejected": []}
+    async with session.post(url, data=b"{not json", headers={"Origin": ALLOWED, **auth}) as r:
+        assert r.status == 422 and r.headers["Access-Control-Allow-Origin"] == ALLOWED
+    async with session.post(url, json={"events": []},
+                            headers={"Origin": "http://evil.example", **auth}) as r:
+        assert "Access-Control-Allow-Origin" not in r.headers

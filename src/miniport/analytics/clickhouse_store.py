@@ -184,6 +184,76 @@ def _tsv(value: object) -> str:
     return value.translate(_TSV_ESCAPES)
 
 
+_NULL: Final = "\\N"
+_TSV_SPECIAL: Final = ("\\", "\t", "\n", "\r", "\0")
+
+
+def _text_column(values: list[str | None]) -> list[str]:
+    """TSV fields of a text column (``_tsv`` of each value): a column with no character to
+    escape (nearly all) is checked with five substring searches, not translated value by
+    value."""
+    present = [v for v in values if v is not None]
+    if not present:
+        return [_NULL] * len(values)
+    blob = "".join(present)
+    clean = not any(c in blob for c in _TSV_SPECIAL)
+    if len(present) == len(values):
+        return cast(list[str], values) if clean else [v.translate(_TSV_ESCAPES) for v in present]
+    if clean:
+        return [_NULL if v is None else v for v in values]
+    return [_NULL if v is None else v.translate(_TSV_ESCAPES) for v in values]
+
+
+def _int_column(values: list[int | None]) -> list[str]:
+    return [_NULL if v is None else str(v) for v in values]
+
+
+def _float_column(values: list[float | None]) -> list[str]:
+    return [_NULL if v is None else repr(v) for v in values]
+
+
+def _bool_column(values: list[object]) -> list[str]:
+    return [("1" if v else "0") if type(v) is bool else _tsv(v) for v in values]
+
+
+_EXTRA_ENCODERS: Final = {
+    "string": _text_column,
+    "int": _int_column,
+    "bigint": _int_column,
+    "bool": _bool_column,
+}
+
+
+def tsv_rows(
+    rows: Sequence[StoredEvent], used: RowColumns, visible: Sequence[bool] | None = None
+) -> bytes:
+    """The TabSeparated payload of ``rows`` for the columns ``(*CORE_COLUMNS, *used.names)``:
+    the same text as ``_tsv`` of each value, built column by column with one encoder per
+    column's type (a value at a time cost ~4 us per row, ~9 us with a runtime context)."""
+    columns: list[list[str]] = [
+        _text_column([r.appid for r in rows]),
+        _text_column([r.uid for r in rows]),
+        _text_column([r.event for r in rows]),
+        _text_column([r.user for r in rows]),
+        _int_column([r.ts_ms for r in rows]),
+        _int_column([r.received_ms for r in rows]),
+        _bool_column([r.time_estimated for r in rows]),
+        _text_column([r.page for r in rows]),
+        _text_column([r.trigger for r in rows]),
+        _text_column([r.action for r in rows]),
+        _text_column([r.test_id for r in rows]),
+        _bool_column([r.test_id is None for r in rows] if visible is None else list(visible)),
+    ]
+    columns.extend(_int_column([r.ints.get(s) for r in rows]) for s in used.ints)
+    columns.extend(_text_column([r.strs.get(s) for r in rows]) for s in used.strs)
+    columns.extend(_float_column([r.floats.get(s) for r in rows]) for s in used.floats)
+    columns.extend(_bool_column([r.bools.get(s) for r in rows]) for s in used.bools)
+    for column in used.extras:
+        encode = _EXTRA_ENCODERS[EXTRA_COLUMNS[column]]
+        columns.append(encode([r.extra.get(column) for r in rows]))  # type: ignore[operator]
+    return ("\n".join(map("\t".join, zip(*columns, strict=True))) + "\n").encode()
+
+
 def _iso_utc(ts_ms: int) -> str:
     moment = _EPOCH_UTC + timedelta(milliseconds=ts_ms)
     return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ts_ms % 1000:03d}Z"
@@ -392,25 +462,7 @@ class ClickHouseEventStore:
         used = RowColumns.of(rows)
         columns = [*CORE_COLUMNS, *used.names]
         self._ensure_columns(columns[len(CORE_COLUMNS) :])
-        lines = []
-        for n, r in enumerate(rows):
-            values: list[object] = [
-                r.appid,
-                r.uid,
-                r.event,
-                r.user,
-                r.ts_ms,
-                r.received_ms,
-                r.time_estimated,
-                r.page,
-                r.trigger,
-                r.action,
-                r.test_id,
-                r.test_id is None if visible is None else visible[n],
-                *used.values(r),
-            ]
-            lines.append("\t".join(_tsv(v) for v in values))
-        payload = ("\n".join(lines) + "\n").encode()
+        payload = tsv_rows(rows, used, visible)
         self._t.execute(f"INSERT INTO {TABLE} ({', '.join(columns)}) FORMAT TabSeparated", payload)
 
     def copy_in(self, rows: Sequence[tuple[StoredEvent, bool]]) -> AppendResult:

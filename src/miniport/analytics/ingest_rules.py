@@ -96,11 +96,15 @@ _SURROGATE_RE: Final = re.compile("[\ud800-\udfff]")
 
 @dataclass(frozen=True, slots=True)
 class EventView:
-    """What ingestion needs of one event: its id, name and fields (in definition order)."""
+    """What ingestion needs of one event: its id, name and fields (in definition order), and
+    (made by :meth:`RuntimeConfigView.from_config`) each field's type, so that one lookup per
+    reported key both checks it is a field of the event and finds how to coerce it."""
 
     id: int
     name: str
     fields: tuple[str, ...]
+    types: Mapping[str, FieldType] | None = None
+    """Field name -> type, for the fields of this event; ``None``: from the configuration."""
 
     def has_field(self, name: str) -> bool:
         return name in self.fields
@@ -136,7 +140,8 @@ class RuntimeConfigView:
             for name in event.fields:
                 if name not in field_types:
                     raise ValueError(f"event {event.name!r} uses undefined field {name!r}")
-            view = EventView(event_id, event.name, tuple(event.fields))
+            types = {name: field_types[name] for name in event.fields}
+            view = EventView(event_id, event.name, tuple(event.fields), types)
             by_name[event.name] = view
             by_id[event_id] = view
         return cls(
@@ -372,34 +377,68 @@ def _check_event(
     context: _BatchContext,
 ) -> CheckedEvent:
     """The checks run in this order, so an event wrong in several ways is refused for the
-    first: event, data, context, ts, page, trigger, action; then its fields are coerced."""
+    first: event, data, context, ts, page, trigger, action. A custom event's fields are
+    coerced while its data keys are checked (coercion never refuses an event, so the first
+    refusal is the same); the notes come out in the same order as ever (context first)."""
     event = _lookup_event(raw.get("event"), config)
-    builtin = event.id < 0
-    data = _builtin_data(raw.get("data")) if builtin else _event_data(raw.get("data"), event)
-    extra, extra_notes = _event_extra(raw, event, data, context)
+    if event.id < 0:
+        return _check_builtin(raw, uid, index, event, received_at_ms, skew_ms, context)
+    data = raw.get("data")
+    if data is None:
+        values: dict[str, int | str | float | bool] = {}
+        notes: list[CoercionNote] = []
+    elif isinstance(data, dict):
+        types = event.types
+        if types is None:
+            field_types = config.field_types
+            types = {n: field_types[n] for n in event.fields if n in field_types}
+        values, notes = _field_values(data, event, types)
+    else:
+        raise _Refused("invalid_data", "invalid data: expected an object")
+    if raw.get("context") is None and not context.notes:  # the common case: batch context only
+        extra: dict[str, object] = dict(context.values)
+    else:
+        extra, extra_notes = _event_extra(raw, event, {}, context)
+        if extra_notes:
+            notes = extra_notes + notes
+    raw_ts = raw.get("ts")
+    if type(raw_ts) is int:
+        ts: int | None = raw_ts
+    else:
+        ts = _event_ts(raw_ts)
+    page, trigger, action = _event_origin(raw)
+    if ts is not None and skew_ms is not None:
+        corrected = ts + skew_ms
+        if MIN_EVENT_TIME_MS <= corrected <= received_at_ms + DAY_MS:
+            return CheckedEvent(
+                uid, event.name, event.id, corrected, False, page, trigger, action, values,
+                notes, index, extra,
+            )  # fmt: skip
+    return CheckedEvent(
+        uid, event.name, event.id, received_at_ms, True, page, trigger, action, values,
+        notes, index, extra,
+    )  # fmt: skip
+
+
+def _check_builtin(
+    raw: Mapping[Any, Any],
+    uid: str,
+    index: int,
+    event: EventView,
+    received_at_ms: int,
+    skew_ms: int | None,
+    context: _BatchContext,
+) -> CheckedEvent:
+    """A built-in event (``$launch``...): its data go to their own columns."""
+    data = _builtin_data(raw.get("data"))
+    extra, notes = _event_extra(raw, event, data, context)
     ts = _event_ts(raw.get("ts"))
     page, trigger, action = _event_origin(raw)
     ts_ms, time_estimated = _event_time(ts, skew_ms, received_at_ms)
-    if builtin:
-        values: dict[str, int | str | float | bool] = {}
-        notes = extra_notes
-    else:
-        values, notes = _field_values(data, event, config.field_types)
-        notes = extra_notes + notes if extra_notes else notes
     return CheckedEvent(
-        uid,
-        event.name,
-        event.id,
-        ts_ms,
-        time_estimated,
-        page,
-        trigger,
-        action,
-        values,
-        notes,
-        index,
-        extra,
-    )
+        uid, event.name, event.id, ts_ms, time_estimated, page, trigger, action, {}, notes,
+        index, extra,
+    )  # fmt: skip
 
 
 def _builtin_data(data: object) -> dict[Any, Any]:
@@ -407,20 +446,6 @@ def _builtin_data(data: object) -> dict[Any, Any]:
         return {}
     if not isinstance(data, dict):
         raise _Refused("invalid_data", "invalid data: expected an object")
-    return data
-
-
-def _event_data(data: object, event: EventView) -> dict[Any, Any]:
-    """The event's ``data`` object (``{}`` when absent); every key a field of the event."""
-    if data is None:
-        return {}
-    if not isinstance(data, dict):
-        raise _Refused("invalid_data", "invalid data: expected an object")
-    for key in data:
-        if not isinstance(key, str) or not event.has_field(key):
-            raise _Refused(
-                "unknown_field", f"unknown field {_show(key)} for event {_show(event.name)}"
-            )
     return data
 
 
@@ -437,15 +462,17 @@ def _event_ts(raw_ts: object) -> int | None:
 def _event_origin(raw: Mapping[Any, Any]) -> tuple[str | None, str | None, str | None]:
     """``(page, trigger, action)`` of a codeless event, each checked (``None`` when absent)."""
     page = raw.get("page")
+    trigger = raw.get("trigger")
+    action = raw.get("action")
+    if page is None and trigger is None and action is None:  # an API event
+        return None, None, None
     if page is not None and (not isinstance(page, str) or len(page) > MAX_PAGE_LENGTH):
         raise _Refused(
             "invalid_page",
             f"invalid page: expected a string of at most {MAX_PAGE_LENGTH} characters",
         )
-    trigger = raw.get("trigger")
     if trigger is not None and (not isinstance(trigger, str) or trigger not in TRIGGERS):
         raise _Refused("invalid_trigger", f"invalid trigger {_show(trigger)}")
-    action = raw.get("action")
     if action is not None and (not isinstance(action, str) or action not in ACTION_KINDS):
         raise _Refused("invalid_action", f"invalid action {_show(action)}")
     return page, trigger, action
@@ -462,14 +489,15 @@ def _event_time(ts: int | None, skew_ms: int | None, received_at_ms: int) -> tup
 
 
 def _field_values(
-    data: dict[Any, Any], event: EventView, field_types: Mapping[str, FieldType]
+    data: dict[Any, Any], event: EventView, types: Mapping[str, FieldType]
 ) -> tuple[dict[str, int | str | float | bool], list[CoercionNote]]:
-    """Each field's value coerced to its type, and a note for each value changed or dropped."""
+    """Each field's value coerced to its type, and a note for each value changed or dropped;
+    refused (``unknown_field``) at the first key that is not a field of the event."""
     values: dict[str, int | str | float | bool] = {}
     notes: list[CoercionNote] = []
     for key, value in data.items():
-        field_type = field_types.get(key)
-        if field_type is None:  # the view guarantees event fields are defined
+        field_type = types.get(key)
+        if field_type is None or (type(key) is not str and not isinstance(key, str)):
             raise _Refused(
                 "unknown_field", f"unknown field {_show(key)} for event {_show(event.name)}"
             )
@@ -527,7 +555,10 @@ def check_batch(
             )
             continue
         raw_id = raw.get("id")
-        uid = _valid_id(raw_id)
+        if type(raw_id) is str and 0 < len(raw_id) <= MAX_ID_LENGTH and raw_id.isascii():
+            uid: str | None = raw_id  # the common case of _valid_id
+        else:
+            uid = _valid_id(raw_id)
         if uid is None:
             if raw_id is None:
                 rejected.append(Rejection(index, None, "missing id", "missing_id"))

@@ -11,9 +11,18 @@ import json
 import re
 from typing import Any
 
+import orjson
+
 # the only way a lone surrogate gets into parsed JSON: a \uD800-\uDFFF escape (raw surrogate
 # bytes are not valid UTF-8 and fail to decode already)
 _SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
+# what orjson would read differently from ``json``: an integer beyond 64 bits (orjson makes it
+# a float), which takes 19 digits in a row. Bodies with such a run (found by one translate and
+# one substring search, ~20x cheaper than a regex scan), and every body orjson refuses (NaN,
+# Infinity, a byte-order mark, UTF-16, a lone surrogate, nesting past its limit...), are read
+# by ``json`` exactly as ever (surrogate pairs orjson reads as ``json`` does).
+_DIGITS_AS_ZERO = bytes.maketrans(b"0123456789", b"0" * 10)
+_LONG_NUMBER = b"0" * 19
 
 LONE_SURROGATE = "a string holds a lone UTF-16 surrogate (not valid Unicode)"
 
@@ -33,8 +42,19 @@ def _has_lone_surrogate(value: Any) -> bool:
 
 
 def loads(body: bytes | str) -> Any:
-    """``json.loads`` that refuses lone surrogates. Bodies without a surrogate escape (nearly all)
-    cost one regex scan more than ``json.loads``."""
+    """``json.loads`` that refuses lone surrogates. A body is parsed by orjson (~2x faster on
+    analytics batches) when orjson reads it to the same value as ``json`` (no run of 19+ digits);
+    otherwise, or when orjson refuses it, by ``json`` with the same result and the same errors as
+    before."""
+    if isinstance(body, bytes) and _LONG_NUMBER not in body.translate(_DIGITS_AS_ZERO):
+        try:
+            return orjson.loads(body)
+        except orjson.JSONDecodeError:
+            pass  # json decides: what it accepts (NaN, a BOM...) and its own error text
+    return _stdlib_loads(body)
+
+
+def _stdlib_loads(body: bytes | str) -> Any:
     try:
         value = json.loads(body)
     except UnicodeDecodeError as exc:  # bytes that are not UTF-8 (or UTF-16/32) text

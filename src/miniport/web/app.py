@@ -198,6 +198,7 @@ def create_app(platform: Platform, *, run_scheduler: bool | None = None) -> Mini
         return JSONResponse(body, status_code=error.http_status)
 
     app.router.routes.append(runtime_api.DATA_ROUTE)  # first: the hot read, before any router
+    app.router.routes.append(analytics_api.INGEST_ROUTE)  # and the hot write (ingest)
     app.include_router(runtime_api.router)
     app.include_router(analytics_api.runtime)
     app.include_router(analytics_api.admin)

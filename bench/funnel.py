@@ -33,6 +33,9 @@ import duckdb
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT / "src") not in sys.path:  # run from a checkout without installing
     sys.path.insert(0, str(ROOT / "src"))
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+from bench.common import floor_sql  # noqa: E402
 from miniport.analytics.event_store import DEFAULT_FILE_NAME, DuckDBEventStore  # noqa: E402
 from miniport.analytics.reports import FieldSlots, FunnelQuery, compile_funnel  # noqa: E402
 
@@ -111,6 +114,7 @@ def main(argv: list[str] | None = None) -> int:
     n, runs = args.events, max(1, args.runs)
 
     result: dict[str, object] = {"bench": "funnel", "events": n, "users": args.users}
+    load_before = os.getloadavg()[0]
     tmp = Path(tempfile.mkdtemp(prefix="miniport-bench-"))
     try:
         store = DuckDBEventStore(tmp / DEFAULT_FILE_NAME)
@@ -119,6 +123,16 @@ def main(argv: list[str] | None = None) -> int:
             print(f"generated {n:,} events in {gen_s:.1f} s", file=sys.stderr)
             bare_con = duckdb.connect(str(tmp / DEFAULT_FILE_NAME))
             bare_con.execute(f"SET threads = {args.threads}")  # one instance: both sides
+            floor = floor_sql(APPID, T0, T0 + SPAN)
+            bare_con.execute(floor).fetchall()
+            floor_fig = measure({"floor": lambda: bare_con.execute(floor).fetchall()}, runs)
+            fl = floor_fig["floor"]
+            print(
+                f"floor (count(DISTINCT user_id) of the same rows): {fl['cpu_s']:.3f} CPU s "
+                f"({fl['wall_s']:.3f} s wall)"
+            )
+            result["floor_cpu_s"] = round(floor_fig["floor"]["cpu_s"], 4)
+            result["floor_wall_s"] = round(floor_fig["floor"]["wall_s"], 4)
             for order in ("strict", "any"):
                 parsed = [
                     (s.partition(":")[0], [f for f in [s.partition(":")[2]] if f]) for s in STEPS
@@ -171,6 +185,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     result["generate_s"] = round(gen_s, 1)
+    result["loadavg_1m_before"] = round(load_before, 2)
     result["loadavg_1m"] = round(os.getloadavg()[0], 2)
     print(json.dumps(result))
     return 0

@@ -868,12 +868,17 @@ def compile_funnel(
         source = base.source(params, columns)
         sql = clickhouse_funnel(source, where, group_expr, step_conds, window, q.order)
     else:
-        sql = _duckdb_funnel(where, group_expr, step_conds, window, q.order)
+        sql = _duckdb_funnel(where, group_expr, step_conds, window, q.order, group is not None)
     return CompiledReport(sql, tuple(params.values), shape, tuple(columns.used))
 
 
 def _duckdb_funnel(
-    where: str, group_expr: str, step_conds: Sequence[str], window: str, order: FunnelOrder
+    where: str,
+    group_expr: str,
+    step_conds: Sequence[str],
+    window: str,
+    order: FunnelOrder,
+    grouped: bool = True,
 ) -> str:
     """DuckDB: one row per anchor and step reached (``s1..sK``), then per user the anchor
     that goes furthest; returns ``g, n1..nK, m1..m(K-1)`` (medians in ms).
@@ -924,13 +929,21 @@ def _duckdb_funnel(
     ctes += [
         f"lv AS ({levels})",
         "path AS (SELECT user_id, max(lv) AS lv, arg_max(cs, lv) AS cs FROM lv GROUP BY user_id)",
-        "ug AS (SELECT user_id, first(g ORDER BY t, u) AS g FROM base WHERE c0 GROUP BY user_id)",
     ]
+    if grouped:
+        ctes.append(
+            "ug AS (SELECT user_id, first(g ORDER BY t, u) AS g FROM base WHERE c0"
+            " GROUP BY user_id)"
+        )
     counts = ", ".join(f"count(*) FILTER (WHERE p.lv >= {i + 1}) AS n{i + 1}" for i in range(k))
     medians = "".join(
         f", quantile_cont(CAST(p.cs[{i + 2}] - p.cs[{i + 1}] AS DOUBLE), 0.5) AS m{i + 1}"
         for i in range(k - 1)
     )
+    if not grouped:  # no per-user ordered pick of a group value to pay for
+        return f"WITH {', '.join(ctes)} SELECT NULL AS g, {counts}{medians} FROM path p" + (
+            " HAVING count(*) > 0"
+        )
     return (
         f"WITH {', '.join(ctes)} SELECT ug.g, {counts}{medians}"
         " FROM path p JOIN ug ON ug.user_id = p.user_id GROUP BY ug.g"

@@ -16,8 +16,10 @@ anchor on the user alone (every anchor against every event of its user over 30 d
 ~45 CPU s (strict) and ~52 (any). Now (joins on (user, time bucket), best anchor picked per
 level), three runs at load average 4.4 / 3.9 / 4.4: strict engine 8.7 / 7.2 / 7.5 CPU s
 (10.0 / 4.4 / 6.3 s wall), bare SQL 8.7 / 7.5 / 7.4 CPU s; any order engine 8.0 / 8.1 /
-9.1 CPU s, bare 7.7 / 8.1 / 9.1; floor 0.05 CPU s. Far from 1 s: 4M step-1 events are
-anchors, and each step is a join and a group by over the anchors still going.
+9.1 CPU s, bare 7.7 / 8.1 / 9.1; floor 0.05 CPU s. Two more runs at load 1.7 / 3.8:
+strict engine 7.6 / 7.6 CPU s (4.1 / 8.3 s wall), any 8.8 / 8.5 CPU s (5.7 / 5.8 s). Far
+from 1 s: 4M step-1 events are anchors, and each step is a join and a group by over the
+anchors still going.
 
     .venv/bin/python bench/funnel.py [--events N] [--users U] [--runs 5] [--threads T]
 

@@ -22,7 +22,10 @@ periods off 32-period bit masks: three runs at load average 6.3 / 5.3 / 4.6: eng
 (1.43 / 1.46 / 1.52 CPU s), hand-written 1.99 / 2.84 / 2.69 s (2.32 / 2.32 / 2.36 CPU s),
 floor 0.34 / 0.48 / 0.47 s (0.39 / 0.43 / 0.44 CPU s). Not under 1 s: the one pass
 (a hash aggregation of the 6M start and return events into 1.5M (user, day) groups) is
-~0.8 CPU s by itself.
+~0.8 CPU s by itself. On a quieter machine (load average 3.2 / 2.1 / 1.9 before three more
+runs) the wall time is under 1 s: engine 0.626 / 0.623 / 0.623 s (1.22 / 1.21 / 1.22 CPU s),
+its SQL bare 0.622 / 0.619 / 0.638 s, hand-written 1.08 / 1.06 / 1.05 s, floor 0.15 s
+(0.29 CPU s): the CPU seconds are what to compare across loads.
 
     .venv/bin/python bench/retention.py [--events N] [--runs 5]
 

@@ -122,3 +122,12 @@ def sched_ns(pid: int | str = "self") -> tuple[int, int]:
     with open(f"/proc/{pid}/schedstat") as f:
         run, wait, _ = f.read().split()
     return int(run), int(wait)
+
+
+def floor_sql(appid: str, lo_ms: int, hi_ms: int) -> str:
+    """The floor every analytics report is measured against: the distinct users of the same
+    rows (one app, visible, the same time window), the least a per-user report can read."""
+    return (
+        f"SELECT count(DISTINCT user_id) FROM events WHERE appid = '{appid}' AND visible"
+        f" AND ts_ms >= {int(lo_ms)} AND ts_ms < {int(hi_ms)}"
+    )

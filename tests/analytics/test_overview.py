@@ -387,6 +387,25 @@ def test_worked_example(store: EventStore) -> None:
     assert [e["event"] for e in live["latest"]] == ["buy", "$pageview", "$launch"]  # type: ignore[union-attr,index]
 
 
+def test_a_session_exits_on_its_last_view_by_time_then_id(store: EventStore) -> None:
+    # two views in the same ms: the one with the larger event id is the session's last (its
+    # path and platform), whatever the paths and platforms sort as
+    appid, _ = load(
+        [store],
+        [
+            ev("a", "$pageview", "u1", T0, sys_session="s", ev_path="p/z", sys_platform="web"),
+            ev("b", "$pageview", "u1", T0, sys_session="s", ev_path="p/y", sys_platform="ios"),
+        ],
+        [],
+    )
+    q = OverviewQuery(from_ms=T0, to_ms=T0 + DAY, not_before_ms=0, group_by="$platform")
+    pages = store.overview(appid, q)["top_pages"]
+    assert [(r["$platform"], r["path"], r["exit_rate"]) for r in pages] == [  # type: ignore[union-attr,index]
+        ("ios", "p/y", 1.0),
+        ("web", "p/z", 0.0),
+    ]
+
+
 def test_an_appended_event_is_in_the_next_realtime_answer(store: EventStore) -> None:
     appid, _ = load([store], EXAMPLE[:1], [])
     q = RealtimeQuery(now_ms=T0 + 1000, not_before_ms=0, latest=5)

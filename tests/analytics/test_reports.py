@@ -807,6 +807,26 @@ def test_funnel_windows_orders_and_medians(tmp_path: Path) -> None:
         assert [r["users"] for r in s.funnel("shop", _funnel(["view", "view"]), SLOTS)] == [3, 2]
 
 
+def test_funnel_window_edges_across_time_buckets(tmp_path: Path) -> None:
+    # DuckDB joins a step to its anchor by time bucket (time // window, this one or the next):
+    # a step exactly one window after its anchor counts, from a bucket's first ms or its last
+    with DuckDBEventStore(tmp_path / "a.duckdb") as s:
+        s.append(
+            [
+                ev("a1", T0, user="u1"),  # T0 is a whole hour
+                ev("a2", T0 + HOUR, user="u1", event="buy"),
+                ev("b1", T0 + HOUR - 1, user="u2"),
+                ev("b2", T0 + 2 * HOUR - 1, user="u2", event="buy"),
+                ev("c1", T0 + 1, user="u3"),
+                ev("c2", T0 + HOUR + 2, user="u3", event="buy"),
+            ]
+        )
+        for order in ("strict", "any"):
+            rows = s.funnel("shop", _funnel(["view", "buy"], window="1h", order=order), SLOTS)
+            assert [r["users"] for r in rows] == [3, 2], order
+            assert rows[0]["median_s"] == 3600.0
+
+
 @pytest.mark.parametrize(
     ("window", "message"),
     [

@@ -314,6 +314,30 @@ def test_retention_by_local_day_and_week(store: DuckDBEventStore) -> None:
     ]
 
 
+def test_retention_reads_returns_across_period_blocks(store: DuckDBEventStore) -> None:
+    # DuckDB keeps a user's return periods as 32-bit masks per block of 32 periods: starts on
+    # 40 consecutive days (every offset within a block, both sides of a block edge) with
+    # returns 1, 2, 17, 29 and 30 days later, a return earlier the same day (not counted at
+    # k = 0) and one later that day (counted), against the reference.
+    events: list[StoredEvent] = []
+    for d in range(40):
+        user = f"u{d}"
+        start = T0 + d * DAY + 12 * 3_600_000
+        events.append(ev(f"s{d}", user, "view", start))
+        events.append(ev(f"e{d}", user, "buy", start - (d % 2) * 3_600_000 + (d % 3) * 60_000))
+        for k in (1, 2, 17, 29, 30, 31):
+            events.append(ev(f"r{d}-{k}", user, "buy", start + k * DAY))
+    appid, rows = load(store, events)
+    q = RetentionQuery(
+        start="view", returning="buy", from_ms=T0, to_ms=T0 + 75 * DAY, not_before_ms=0,
+        periods=30, tz="UTC",
+    )  # fmt: skip
+    got = store.retention(appid, q, SLOTS)
+    assert len(got) == 40
+    assert_rows_equal(got, ref_retention(rows, q, set()))
+    assert got[0]["retained"] == [1, 1, 1] + [0] * 14 + [1] + [0] * 11 + [1, 1]
+
+
 def test_paths_cut_at_thirty_minutes_and_fold_repeats(store: DuckDBEventStore) -> None:
     appid, _ = load(
         store,

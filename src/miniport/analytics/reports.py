@@ -911,15 +911,26 @@ def compile_funnel(
         source = base.source(params, columns)
         sql = clickhouse_funnel(source, where, group_expr, step_conds, window, q.order)
     else:
-        sql = _duckdb_funnel(where, group_expr, step_conds, window, q.order)
+        sql = _duckdb_funnel(where, group_expr, step_conds, window, q.order, group is not None)
     return CompiledReport(sql, tuple(params.values), shape, tuple(columns.used))
 
 
 def _duckdb_funnel(
-    where: str, group_expr: str, step_conds: Sequence[str], window: str, order: FunnelOrder
+    where: str,
+    group_expr: str,
+    step_conds: Sequence[str],
+    window: str,
+    order: FunnelOrder,
+    grouped: bool = True,
 ) -> str:
     """DuckDB: one row per anchor and step reached (``s1..sK``), then per user the anchor
-    that goes furthest; returns ``g, n1..nK, m1..m(K-1)`` (medians in ms)."""
+    that goes furthest; returns ``g, n1..nK, m1..m(K-1)`` (medians in ms).
+
+    A step's event lies in ``[anchor, anchor + window]``, so its time bucket ``t // window`` is
+    the anchor's or the next one: each step joins on ``(user, bucket)`` (the anchor copied to
+    both buckets) instead of on the user alone, which paired every anchor with every event of
+    its user in the date range (10M events over 30 days: 45 CPU s -> 11 for 5 steps, 1 h;
+    9 with the per-level pick of the best anchor)."""
     k = len(step_conds)
     conds = "".join(f", coalesce(({c}), false) AS c{i}" for i, c in enumerate(step_conds))
     rank = " ".join(f"WHEN c{i} THEN {i}" for i in range(k))
@@ -927,8 +938,8 @@ def _duckdb_funnel(
     ctes = [
         f"e AS (SELECT user_id, ts_ms AS t, uid AS u, {group_expr} AS g{conds}"
         f" FROM {TABLE} WHERE {where})",
-        f"base AS (SELECT *, CASE {rank} END AS r FROM e WHERE {any_cond})",
-        "s1 AS (SELECT user_id, t AS a0, t, r, u AS u1, t AS c FROM base WHERE c0)",
+        f"base AS (SELECT *, CASE {rank} END AS r, t // {window} AS tb FROM e WHERE {any_cond})",
+        "s1 AS (SELECT user_id, t AS a0, t, r, u AS u1, t AS c1 FROM base WHERE c0)",
     ]
     for i in range(1, k):
         used = ", ".join(f"p.u{j}" for j in range(1, i + 1))
@@ -936,34 +947,46 @@ def _duckdb_funnel(
             after = f"(b.t > p.t OR (b.t = p.t AND (b.r > p.r OR (b.r = p.r AND b.u > p.u{i}))))"
         else:
             after = f"b.t >= p.a0 AND b.u NOT IN ({used})"
+        # the times c1..c(i-1) follow from the anchor's chain (u1..ui): carried, not grouped
+        carried = "".join(f", any_value(p.c{j}) AS c{j}" for j in range(1, i))
         ctes.append(
             f"s{i + 1} AS (SELECT user_id, a0, (m).t AS t, (m).r AS r, "
             + "".join(f"u{j}, " for j in range(1, i + 1))
-            + f"(m).u AS u{i + 1}, greatest(c, (m).t) AS c FROM ("
-            f"SELECT p.user_id, p.a0, p.c, {used}, min({{'t': b.t, 'r': b.r, 'u': b.u}}) AS m"
-            f" FROM s{i} p JOIN base b ON b.user_id = p.user_id AND b.c{i}"
+            + f"(m).u AS u{i + 1}, "
+            + "".join(f"c{j}, " for j in range(1, i + 1))
+            + f"greatest(c{i}, (m).t) AS c{i + 1} FROM ("
+            f"SELECT p.user_id, p.a0, p.c{i}, {used}{carried},"
+            f" min({{'t': b.t, 'r': b.r, 'u': b.u}}) AS m"
+            f" FROM (SELECT *, unnest([a0 // {window}, a0 // {window} + 1]) AS tb FROM s{i}) p"
+            f" JOIN base b ON b.user_id = p.user_id AND b.tb = p.tb AND b.c{i}"
             f" AND b.t <= p.a0 + {window} AND {after}"
-            f" GROUP BY p.user_id, p.a0, p.c, {used}))"
+            f" GROUP BY p.user_id, p.a0, p.c{i}, {used}))"
         )
+    # per user and level, the earliest anchor (time, id) that reaches it; then the deepest
+    # level: a group by user per level instead of one over every anchor of every level
     levels = " UNION ALL ".join(
-        f"SELECT {i + 1} AS k, user_id, u1, a0, c FROM s{i + 1}" for i in range(k)
+        f"SELECT user_id, {i + 1} AS lv, arg_min([{', '.join(f'c{j + 1}' for j in range(i + 1))}],"
+        f" (a0, u1)) AS cs FROM s{i + 1} GROUP BY user_id"
+        for i in range(k)
     )
     ctes += [
         f"lv AS ({levels})",
-        "al AS (SELECT user_id, u1, a0, max(k) AS lv FROM lv GROUP BY user_id, u1, a0)",
-        "best AS (SELECT user_id, first(u1 ORDER BY lv DESC, a0, u1) AS u1, max(lv) AS lv"
-        " FROM al GROUP BY user_id)",
-        "path AS (SELECT b.user_id, b.lv"
-        + "".join(f", max(CASE WHEN l.k = {i + 1} THEN l.c END) AS c{i + 1}" for i in range(k))
-        + " FROM best b JOIN lv l ON l.user_id = b.user_id AND l.u1 = b.u1"
-        " GROUP BY b.user_id, b.lv)",
-        "ug AS (SELECT user_id, first(g ORDER BY t, u) AS g FROM base WHERE c0 GROUP BY user_id)",
+        "path AS (SELECT user_id, max(lv) AS lv, arg_max(cs, lv) AS cs FROM lv GROUP BY user_id)",
     ]
+    if grouped:
+        ctes.append(
+            "ug AS (SELECT user_id, first(g ORDER BY t, u) AS g FROM base WHERE c0"
+            " GROUP BY user_id)"
+        )
     counts = ", ".join(f"count(*) FILTER (WHERE p.lv >= {i + 1}) AS n{i + 1}" for i in range(k))
     medians = "".join(
-        f", quantile_cont(CAST(p.c{i + 2} - p.c{i + 1} AS DOUBLE), 0.5) AS m{i + 1}"
+        f", quantile_cont(CAST(p.cs[{i + 2}] - p.cs[{i + 1}] AS DOUBLE), 0.5) AS m{i + 1}"
         for i in range(k - 1)
     )
+    if not grouped:  # no per-user ordered pick of a group value to pay for
+        return f"WITH {', '.join(ctes)} SELECT NULL AS g, {counts}{medians} FROM path p" + (
+            " HAVING count(*) > 0"
+        )
     return (
         f"WITH {', '.join(ctes)} SELECT ug.g, {counts}{medians}"
         " FROM path p JOIN ug ON ug.user_id = p.user_id GROUP BY ug.g"

@@ -110,3 +110,52 @@ async def test_the_data_read_is_inside_the_limit_and_a_bodiless_get_is_served(
     assert answer.startswith(b"HTTP/1.1 413") and b'"too_large"' in answer
     answer = await exchange(live_server.url, (base + "Connection: close\r\n\r\n").encode(), [])
     assert answer.startswith(b"HTTP/1.1 404") and b"getBackgroundFetchData:fail" in answer
+
+
+@pytest.mark.parametrize(
+    ("headers", "limit", "here"),
+    [
+        ([(b"content-length", b"10")], 10, True),
+        ([(b"content-length", b"11")], 10, False),  # over the limit: the framework's 413
+        ([], 10, False),  # no length: the framework's way
+        ([(b"transfer-encoding", b"chunked")], 10, False),
+        ([(b"content-length", b"5"), (b"transfer-encoding", b"chunked")], 10, False),
+        ([(b"content-length", b"5"), (b"content-length", b"5")], 10, False),
+        ([(b"content-length", b"-5")], 10, False),
+        ([(b"content-length", b"5"), (b"origin", b"https://x")], 10, False),  # CORS
+    ],
+)
+def test_which_bodies_are_read_ahead_of_the_body_limit(
+    headers: list[tuple[bytes, bytes]], limit: int, here: bool
+) -> None:
+    from miniport.web.app import declared_body
+
+    assert declared_body(headers, limit) is here
+
+
+async def test_a_batch_that_stops_short_of_its_length_is_no_error(
+    live_server: LiveServer, caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A batch read ahead of the middleware whose client leaves before sending the body it
+    declared: nothing stored, nothing logged as an error; then a whole batch is served."""
+    app = await live_server.platform.apps.create("shop", "test")
+    token = live_server.platform.auth.runtime_token("u")
+    path = f"/runtime/v1/apps/{app.appid}/analytics/events"
+    head = (
+        f"POST {path} HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer {token}\r\n"
+        "Content-Type: application/json\r\nContent-Length: 500\r\n\r\n"
+    ).encode()
+    parts = urlsplit(live_server.url)
+    with caplog.at_level(logging.INFO):
+        _, writer = await asyncio.open_connection(parts.hostname, parts.port)
+        writer.write(head + b'{"events": [')
+        await writer.drain()
+        writer.close()
+        await asyncio.sleep(0.3)
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR or r.exc_info]
+    assert not errors, [r.getMessage() for r in errors]
+    body = b'{"events": []}'
+    whole = head.replace(b"Content-Length: 500", f"Content-Length: {len(body)}".encode())
+    answer = await exchange(live_server.url, whole, [body])
+    assert answer.startswith(b"HTTP/1.1 200"), answer[:200]
+    assert b'"accepted":0' in answer.replace(b" ", b"")

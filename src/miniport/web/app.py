@@ -7,12 +7,13 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, PlainTextResponse
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from starlette.requests import ClientDisconnect
 from starlette.types import Receive, Scope, Send
 
 from ..errors import InvalidInput, MiniportError, Problem, join_problems
@@ -29,6 +30,7 @@ from . import (
     runtime_api,
     saved_reports_api,
 )
+from .analytics_api import ingest_batch
 from .cors import ContainerCORS
 from .deps import error_body, error_response
 from .event_stream import EventStreamResponse, run_stream
@@ -72,46 +74,80 @@ EVENTS_PATH = "/runtime/v1/events"
 _ROUTED_HEADERS = frozenset((b"origin", b"content-length", b"transfer-encoding"))
 
 
-DATA_PREFIX, DATA_SUFFIX = "/runtime/v1/apps/", "/background-fetch/data"
+RUNTIME_APPS = "/runtime/v1/apps/"
+DATA_SUFFIX, INGEST_SUFFIX = "/background-fetch/data", "/analytics/events"
+Handler = Callable[[Request, str], Awaitable[Response]]
 
 
-def data_appid(path: str) -> str | None:
-    """The app of a getBackgroundFetchData path (what the route's ``{appid}`` matches: one
-    non-empty segment), else None."""
-    if path.startswith(DATA_PREFIX) and path.endswith(DATA_SUFFIX):
-        appid = path[len(DATA_PREFIX) : -len(DATA_SUFFIX)]
+def path_appid(path: str, suffix: str) -> str | None:
+    """The app of a ``/runtime/v1/apps/{appid}<suffix>`` path (what the route's ``{appid}``
+    matches: one non-empty segment), else None."""
+    if path.startswith(RUNTIME_APPS) and path.endswith(suffix):
+        appid = path[len(RUNTIME_APPS) : -len(suffix)]
         if appid and "/" not in appid:
             return appid
     return None
 
 
+def data_appid(path: str) -> str | None:
+    """The app of a getBackgroundFetchData path, else None."""
+    return path_appid(path, DATA_SUFFIX)
+
+
+def declared_body(headers: list[tuple[bytes, bytes]], limit: int) -> bool:
+    """Whether a request's body may be read here, ahead of the body-limit middleware: no
+    ``Origin`` (CORS is the framework's), no chunked body, and a ``Content-Length`` within
+    ``limit`` (the server reads no more than it declares). Anything else goes the
+    framework's way (its 413, its chunk counting)."""
+    length = None
+    for name, value in headers:
+        if name in (b"origin", b"transfer-encoding"):
+            return False
+        if name == b"content-length":
+            if length is not None or not value.isdigit():
+                return False
+            length = int(value)
+    return length is not None and length <= limit
+
+
 class MiniportAPI(FastAPI):
-    """The FastAPI app, with its two hottest requests answered ahead of its middleware and
-    routing, by their routes' own code (issue 13), when they carry no ``Origin`` and no body
-    (those go the framework's way: CORS, the body limit):
+    """The FastAPI app, with its three hottest requests answered ahead of its middleware and
+    routing, by their routes' own code (issue 13), when they carry no ``Origin`` (CORS is the
+    framework's):
 
     - the runtimes' event stream (``GET /runtime/v1/events``, ``open_events``): an open stream
       then holds no Request, no middleware frames and no framework state, only its
       subscription and the server's connection (10,000 open streams in a few tens of MB);
     - getBackgroundFetchData (``GET /runtime/v1/apps/{appid}/background-fetch/data``,
-      ``read_data``): the middleware stack cost more per read than the storage read.
+      ``read_data``) and reportAnalytics (``POST /runtime/v1/apps/{appid}/analytics/events``,
+      ``ingest_batch``, when its ``Content-Length`` is within the body limit): the middleware
+      stack cost more per request than the storage read, and a good share of a batch's.
 
     The access log line is written here, as ``AccessLog`` would; an unexpected error is logged
     and answered 500, as the framework's outermost middleware would."""
 
+    max_body = 1_000_000  # create_app sets the platform's limit
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if (
-            scope["type"] != "http"
-            or scope["method"] != "GET"
-            or any(name in _ROUTED_HEADERS for name, _ in scope["headers"])
-        ):
+        if scope["type"] != "http":
             await super().__call__(scope, receive, send)
             return
-        appid = data_appid(scope["path"])
-        if appid is not None:
-            await self._read(scope, receive, send, appid)
+        path, method = scope["path"], scope["method"]
+        if method == "POST":
+            appid = path_appid(path, INGEST_SUFFIX)
+            if appid is not None and declared_body(scope["headers"], self.max_body):
+                await self._answer(scope, receive, send, ingest_batch, appid)
+                return
+            await super().__call__(scope, receive, send)
             return
-        if scope["path"] != EVENTS_PATH:
+        if method != "GET" or any(name in _ROUTED_HEADERS for name, _ in scope["headers"]):
+            await super().__call__(scope, receive, send)
+            return
+        appid = data_appid(path)
+        if appid is not None:
+            await self._answer(scope, receive, send, runtime_api.read_data, appid)
+            return
+        if path != EVENTS_PATH:
             await super().__call__(scope, receive, send)
             return
         # the stream, here rather than in a method: one coroutine frame less per open stream
@@ -130,15 +166,22 @@ class MiniportAPI(FastAPI):
             if operator.access_log.isEnabledFor(logging.INFO):
                 operator.log_request(scope, status, (time.perf_counter() - started) * 1000)
 
-    async def _read(self, scope: Scope, receive: Receive, send: Send, appid: str) -> None:
+    async def _answer(
+        self, scope: Scope, receive: Receive, send: Send, handler: Handler, appid: str
+    ) -> None:
         started = time.perf_counter()
         scope["app"] = self
         status = 500
         try:
-            response = await runtime_api.read_data(Request(scope, receive), appid)
+            response = await handler(Request(scope, receive), appid)
             status = response.status_code
+        except ClientDisconnect:  # the client left before its body was in: nobody to answer
+            status = 499
+            if operator.access_log.isEnabledFor(logging.INFO):
+                operator.log_request(scope, status, (time.perf_counter() - started) * 1000)
+            return
         except Exception:
-            log.exception("getBackgroundFetchData failed")
+            log.exception("%s %s failed", scope["method"], scope["path"])
             response = PlainTextResponse("Internal Server Error", status_code=500)
         try:
             await response(scope, receive, send)
@@ -210,6 +253,7 @@ def create_app(platform: Platform, *, run_scheduler: bool | None = None) -> Mini
     app.include_router(confirm_page.router)
     console.install(app, platform)  # /console, /sdk and the console session for /admin/v1
     app.add_middleware(BodySizeLimit, max_bytes=platform.settings.max_request_bytes)
+    app.max_body = platform.settings.max_request_bytes  # the same limit for the fast routes
     operator.install(app)  # /, /metrics, /docs; its access log wraps everything above
     if platform.settings.cors_origins:  # outermost: a refused body still carries CORS headers
         app.add_middleware(ContainerCORS, origins=platform.settings.cors_origins)

@@ -122,8 +122,8 @@ def main(argv: list[str] | None = None) -> int:
             bare_con = duckdb.connect(str(tmp / DEFAULT_FILE_NAME))
 
             def bare() -> object:
-                return [
-                    bare_con.execute(s.sql, list(s.params)).fetchall()
+                return [  # an empty statement (exits within the sessions') answers no rows
+                    bare_con.execute(s.sql, list(s.params)).fetchall() if s.sql else []
                     for s in compiled.statements
                 ]
 

@@ -406,6 +406,35 @@ def test_a_session_exits_on_its_last_view_by_time_then_id(store: EventStore) -> 
     ]
 
 
+def test_a_session_belongs_to_its_first_event_by_time_then_id(store: EventStore) -> None:
+    # s1: two first events in the same ms with different platforms: the smaller id ("a",
+    # web) decides, whatever the platforms sort as; s2: its first event has no platform (None),
+    # a later one has one; s3: one platform throughout
+    appid, _ = load(
+        [store],
+        [
+            ev("b", "$launch", "u1", T0, sys_session="s1", sys_platform="android"),
+            ev("a", "$pageview", "u1", T0, sys_session="s1", sys_platform="web"),
+            ev("c", "$pageview", "u1", T0 + 5, sys_session="s1", sys_platform="android"),
+            ev("d", "$launch", "u2", T0 + 1, sys_session="s2"),
+            ev("e", "$pageview", "u2", T0 + 9, sys_session="s2", sys_platform="ios"),
+            ev("f", "$launch", "u3", T0 + 2, sys_session="s3", sys_platform="ios"),
+            ev("g", "$pageview", "u3", T0 + 4, sys_session="s3", sys_platform="ios"),
+        ],
+        [],
+    )
+    q = OverviewQuery(
+        from_ms=T0, to_ms=T0 + DAY, not_before_ms=0, granularity="all", group_by="$platform"
+    )
+    rows = store.overview(appid, q)["rows"]
+    assert [(r["$platform"], r["sessions"], r["avg_session_s"]) for r in rows] == [  # type: ignore[union-attr,index]
+        (None, 1, 0.008),
+        ("android", 0, None),
+        ("ios", 1, 0.002),
+        ("web", 1, 0.005),
+    ]
+
+
 def test_an_appended_event_is_in_the_next_realtime_answer(store: EventStore) -> None:
     appid, _ = load([store], EXAMPLE[:1], [])
     q = RealtimeQuery(now_ms=T0 + 1000, not_before_ms=0, latest=5)

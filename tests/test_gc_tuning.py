@@ -67,3 +67,29 @@ def test_pause_timer_ignores_a_stop_without_its_start() -> None:
     timer("start", {"generation": 1})
     timer("stop", {"generation": 1})
     assert len(seen) == 1 and seen[0][0] == 1 and 0 <= seen[0][1] < 1
+
+
+def test_a_pass_timed_while_the_histogram_is_locked_does_not_hang() -> None:
+    """The hook can run inside any allocation, including one made while prometheus_client holds
+    the histogram's (non-reentrant) lock during a scrape: recording a pass must take no lock.
+    (With the hook observing the histogram directly, this test hangs on the second acquire.)"""
+    import threading
+
+    from miniport.metrics import Metrics
+
+    metrics = Metrics()
+    metrics.gc_paused(0, 0.001)
+    metrics.exposition()
+    # what a scrape holds while it copies the histogram's children, and labels() takes
+    lock: threading.Lock = metrics.gc_pauses._lock  # type: ignore[attr-defined]
+    done = threading.Event()
+
+    def record_while_locked() -> None:
+        with lock:
+            metrics.gc_paused(0, 0.002)  # as a collection inside the locked section would
+        done.set()
+
+    worker = threading.Thread(target=record_while_locked, daemon=True)
+    worker.start()
+    assert done.wait(5), "recording a pause under the histogram's lock hung"
+    assert 'miniport_gc_pause_seconds_count{generation="0"} 2.0' in metrics.exposition().decode()

@@ -9,6 +9,7 @@ gauges (open device connections, queue depths) are read from their owners when s
 from __future__ import annotations
 
 import logging
+from collections import deque
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
@@ -57,13 +58,24 @@ class Metrics:
             "miniport_gc_pause_seconds", "Garbage-collection passes (the event loop paused)",
             ["generation"], buckets=GC_BUCKETS, registry=r,
         )  # fmt: skip
+        # passes timed by the gc.callbacks hook, folded into gc_pauses at each scrape: the hook
+        # may run inside any allocation, even one made while prometheus_client holds the
+        # histogram's (non-reentrant) lock, so it only appends (atomic, no lock taken)
+        self._gc_passes: deque[tuple[int, float]] = deque(maxlen=100_000)
 
     def watch(self, name: str, documentation: str, read: Callable[[], float]) -> None:
         """A gauge read from ``read()`` at each scrape."""
         Gauge(name, documentation, registry=self.registry).set_function(read)
 
     def exposition(self) -> bytes:
+        self._fold_gc_passes()
         return generate_latest(self.registry)
+
+    def _fold_gc_passes(self) -> None:
+        passes = self._gc_passes
+        while passes:
+            generation, seconds = passes.popleft()
+            self.gc_pauses.labels(str(generation)).observe(seconds)
 
     # --- hooks called by the services ---
     def fetched(self, records: Sequence[FetchRecord]) -> None:
@@ -82,7 +94,8 @@ class Metrics:
         self.prefetch_waits.observe(seconds)
 
     def gc_paused(self, generation: int, seconds: float) -> None:
-        self.gc_pauses.labels(str(generation)).observe(seconds)
+        """Called from a ``gc.callbacks`` hook: recorded now, observed at the next scrape."""
+        self._gc_passes.append((generation, seconds))
 
     def events_checked(self, accepted: int, rejected: int) -> None:
         if accepted:

@@ -60,17 +60,19 @@ async def test_rotation_reseals_keeps_openids_and_accepts_the_previous_key(
 async def test_rotation_keeps_the_apps_request_headers_readable(
     platforms: Make, fake_clock: FakeClock,
 ) -> None:
-    """An app's request headers are sealed with the server key: a rotation re-seals them with
-    the new key (a restarted server reads them and sends them), and a header value a
-    not-yet-restarted server sealed with the old key after the rotation still opens."""
+    """An app's request headers are sealed with the server key. After a rotation both a
+    restarted server and one still running on the old key read them (they stay sealed with
+    the old key, which is the new previous one); the next rotation moves them on to the key of
+    the one before, so a server restarted after it still reads them."""
     p = await platforms(clock=fake_clock)
     app = await p.apps.create("shop", "test")
     other = await p.apps.create("plain", "test")  # no headers: nothing to re-seal
     await p.apps.update_fetch_settings(app.appid, {"headers": ["X-Api-Key: k-123"]}, "test")
+    first_key = p.auth.key
     await p.close()
 
     rotated = await ok("key", "rotate", data_dir=p.settings.data_dir)
-    assert rotated == {"rotated": True, "resealed": 1, "unreadable": 0}
+    assert rotated == {"rotated": True, "resealed": 0, "unreadable": 0}
 
     q = await platforms(clock=fake_clock)  # a restarted server
     shown = await q.apps.fetch_settings(app.appid)
@@ -79,18 +81,38 @@ async def test_rotation_keeps_the_apps_request_headers_readable(
     row = await q.db.read(q.registry.fetch_settings, app.appid)
     assert row is not None
     assert q.apps.sealer.open(row["headers"]) == {"X-Api-Key": "k-123"}
-    # the rotation's audit says how many apps' headers it re-sealed, never their values
-    audit = await q.db.read(q.registry.list_audit, None, 1)
-    assert audit[0].action == "server_key.rotate" and "k-123" not in str(audit[0])
+    # a server not restarted yet holds only the first key: it still opens them
+    assert HeaderSealer(first_key).open(row["headers"]) == {"X-Api-Key": "k-123"}
+    second_key = q.auth.key
     await q.close()
 
-    # a server still running on the old key (not restarted) stores headers sealed with it...
-    stale = HeaderSealer(p.auth.key).seal({"X-Api-Key": "k-456"})
-    r = await platforms(clock=fake_clock)
-    await r.db.write(r.registry.reseal_headers, [(app.appid, stale)])
-    # ...which the new key's server still reads (and a key it never had is refused)
+    rotated = await ok("key", "rotate", data_dir=p.settings.data_dir)
+    assert rotated == {"rotated": True, "resealed": 1, "unreadable": 0}
+    r = await platforms(clock=fake_clock)  # restarted after the second rotation
     row = await r.db.read(r.registry.fetch_settings, app.appid)
-    assert row is not None and r.apps.sealer.open(row["headers"]) == {"X-Api-Key": "k-456"}
+    assert row is not None and r.apps.sealer.open(row["headers"]) == {"X-Api-Key": "k-123"}
+    assert HeaderSealer(second_key).open(row["headers"]) == {"X-Api-Key": "k-123"}
+    with pytest.raises(InvalidInput, match="does not open"):
+        HeaderSealer(first_key).open(row["headers"])  # two rotations ago
     with pytest.raises(InvalidInput, match="does not open"):
         r.apps.sealer.open(HeaderSealer(b"k" * 32).seal({"X-Api-Key": "k-789"}))
+    # the rotation's audit says how many values it re-sealed, never their values
+    audit = await r.db.read(r.registry.list_audit, None, 1)
+    assert audit[0].action == "server_key.rotate" and "k-123" not in str(audit[0])
     await r.close()
+
+
+async def test_rotation_keeps_headers_changed_while_it_ran(platforms: Make) -> None:
+    """Re-sealing replaces an app's headers only if they are still what it read: headers a
+    running server saved meanwhile (say, replacing a leaked key) are not put back."""
+    p = await platforms()
+    app = await p.apps.create("shop", "test")
+    await p.apps.update_fetch_settings(app.appid, {"headers": ["X-Api-Key: old"]}, "test")
+    row = await p.db.read(p.registry.fetch_settings, app.appid)
+    assert row is not None
+    await p.apps.update_fetch_settings(app.appid, {"headers": ["X-Api-Key: new"]}, "test")
+    stale = HeaderSealer(b"s" * 32).seal({"X-Api-Key": "old"})
+    assert await p.db.write(p.registry.reseal_headers, [(app.appid, row["headers"], stale)]) == 0
+    now = await p.db.read(p.registry.fetch_settings, app.appid)
+    assert now is not None and p.apps.sealer.open(now["headers"]) == {"X-Api-Key": "new"}
+    await p.close()

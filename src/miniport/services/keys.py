@@ -1,7 +1,8 @@
 """Rotating the server key: a new key signs and seals from then on; the previous key is kept to
-check what it signed (runtime tokens, till they expire) and everything stored sealed with it
-(pending confirmation codes, apps' request headers) is re-sealed with the new key. Openids never
-change. Running servers pick the new key up when restarted."""
+check what it signed (runtime tokens, till they expire); pending confirmation codes are
+re-sealed with the new key, and apps' request headers with the key every server can open during
+the restarts (see ``_resealed_headers``). Openids never change. Running servers pick the new key
+up when restarted."""
 
 from __future__ import annotations
 
@@ -35,23 +36,31 @@ async def rotate_server_key(
         else:
             dropped += 1  # sealed with a key older than the previous one: unreadable anyway
     await db.write(store.reseal_codes, resealed)
-    headers, unreadable = _resealed_headers(await db.read(registry.sealed_headers), old, new)
-    await db.write(registry.reseal_headers, headers)
-    count = len(resealed) + len(headers)
+    headers, unreadable = _resealed_headers(await db.read(registry.sealed_headers), old)
+    count = len(resealed) + await db.write(registry.reseal_headers, headers)
     await db.write(registry.audit, clock.now(), actor, "server_key.rotate", None, resealed=count)
     return {"rotated": True, "resealed": count, "unreadable": dropped + unreadable}
 
 
 def _resealed_headers(
-    rows: list[tuple[str, str]], old: keyring.KeyRing, new: keyring.KeyRing
-) -> tuple[list[tuple[str, str]], int]:
-    """Apps' request headers sealed again with the new key (they were sealed with the old
-    current key, or its previous one by a server started before the last rotation)."""
-    opener, sealer = HeaderSealer(old.current, old.previous), HeaderSealer(new.current)
+    rows: list[tuple[str, str]], old: keyring.KeyRing
+) -> tuple[list[tuple[str, str, str]], int]:
+    """Apps' request headers sealed with the key every server can open right after this
+    rotation: the old current key, which servers not yet restarted hold as their current key
+    and restarted ones as their previous (re-sealing them with the new key would leave the
+    running servers unable to fetch those apps until restarted). So only headers sealed with
+    the old previous key are sealed again; the next rotation moves these on in turn. Returns
+    (appid, what was stored, what replaces it) and how many open with neither key."""
+    current, previous = HeaderSealer(old.current), HeaderSealer(old.previous or old.current)
     resealed, unreadable = [], 0
     for appid, sealed in rows:
         try:
-            resealed.append((appid, sealer.seal(opener.open(sealed))))
+            current.open(sealed)
+            continue  # already readable by every server
+        except InvalidInput:
+            pass
+        try:
+            resealed.append((appid, sealed, current.seal(previous.open(sealed))))
         except InvalidInput:
             unreadable += 1  # sealed with a key older than both: unreadable anyway
     return resealed, unreadable

@@ -227,12 +227,20 @@ class RegistryStore:
             rows = conn.execute(select(c.appid, c.headers).where(c.headers.is_not(None)))
             return [(str(r[0]), str(r[1])) for r in rows]
 
-    def reseal_headers(self, resealed: list[tuple[str, str]]) -> None:
-        """Store re-sealed headers (a server key rotation), each app's row kept otherwise."""
+    def reseal_headers(self, resealed: list[tuple[str, str, str]]) -> int:
+        """Store re-sealed headers (a server key rotation): (appid, the sealed value read, its
+        replacement). An app whose headers changed since they were read keeps the new ones
+        (they were sealed by a server with a key it holds). Returns how many were replaced."""
         c = t.app_settings.c
+        done = 0
         with self.db.writing() as conn:
-            for appid, sealed in resealed:
-                conn.execute(update(t.app_settings).where(c.appid == appid).values(headers=sealed))
+            for appid, was, sealed in resealed:
+                done += conn.execute(
+                    update(t.app_settings)
+                    .where(and_(c.appid == appid, c.headers == was))
+                    .values(headers=sealed)
+                ).rowcount
+        return done
 
     # --- testers (always served by the grey URLs) ---
     def testers(self, appid: str) -> list[dict[str, Any]]:

@@ -163,3 +163,27 @@ async def test_reset_brings_the_draft_back_to_the_published_version(api: Api) ->
     config = await api.config("dev1")
     assert config["test_id"] == test_id
     assert [e["name"] for e in config["events"]] == ["purchase"]
+
+
+async def test_a_retype_published_after_the_clock_stepped_back_keeps_the_app_working(
+    platforms: Any, fake_clock: Any,
+) -> None:
+    """The parts of a field's history never start before the part they follow: a second
+    retype published with the clock set back (or on a node whose clock is behind) starts
+    where the previous one did, and the app's definitions, ingest and reports still work."""
+    p = await platforms(clock=fake_clock)
+    app = await p.apps.create("shop", "test")
+    a = p.analytics
+    await a.add_field(app.appid, {"name": "price", "type": "int"})
+    await a.publish(app.appid, "test")
+    await a.retype_field(app.appid, "price", "string", "test")
+    await a.publish(app.appid, "test")
+    fake_clock.advance(-3600)
+    await a.retype_field(app.appid, "price", "int", "test")
+    await a.publish(app.appid, "test")
+    parts = await p.db.read(a.defs.field_parts, app.appid)
+    starts = [part.since_ms for part in sorted(parts, key=lambda x: x.seq) if part.since_ms]
+    assert len(starts) == 2 and starts[0] == starts[1]
+    assert (await a.definitions(app.appid))["fields"][0]["type"] == "int"
+    assert await a.count(app.appid) == 0
+    await p.close()

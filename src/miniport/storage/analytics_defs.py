@@ -241,11 +241,14 @@ class AnalyticsDefsStore:
         since_ms = int(now * 1000)
         out: list[dict[str, Any]] = []
         for row in pending:
-            seqs = (
-                conn.execute(select(pc.seq).where(and_(pc.appid == appid, pc.name == row.name)))
-                .scalars()
-                .all()
-            )
+            parts = conn.execute(
+                select(pc.seq, pc.since_ms).where(and_(pc.appid == appid, pc.name == row.name))
+            ).all()
+            seqs = [p.seq for p in parts]
+            # a part never starts before the one it follows, even if the clock stepped back or
+            # another node's clock is behind (the history's order is checked when it is read)
+            started = max((p.since_ms for p in parts if p.since_ms is not None), default=None)
+            part_since = since_ms if started is None else max(since_ms, started)
             if not seqs:
                 conn.execute(
                     insert(t.analytics_field_parts).values(
@@ -266,7 +269,7 @@ class AnalyticsDefsStore:
                     seq=max(seqs) + 1,
                     type=row.pending_type,
                     slot=row.pending_slot,
-                    since_ms=since_ms,
+                    since_ms=part_since,
                     version=version,
                 )
             )

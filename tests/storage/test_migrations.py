@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 from alembic.autogenerate import compare_metadata
@@ -135,5 +136,63 @@ def test_postgres_due_index_is_partial_and_serves_the_claim(pg_url: str) -> None
     engine = make_engine(pg_url)
     try:
         check_partial_due_index(engine)
+    finally:
+        engine.dispose()
+
+
+def _migrate_at_once(url: str, barrier: Any) -> str:
+    engine = make_engine(url)
+    try:
+        barrier.wait(30)  # every process past its own imports: they migrate at one moment
+        migrate.upgrade(engine)
+        return str(migrate.current_revision(engine))
+    finally:
+        engine.dispose()
+
+
+@pytest.mark.parametrize("start", [None, "0011"])
+def test_processes_migrating_one_sqlite_file_at_once_all_succeed(
+    tmp_path: Path, start: str | None
+) -> None:
+    """Commands started together on a new data directory, or on one whose database is a
+    revision behind (an upgrade of the package), migrate one at a time: each ends at HEAD, none
+    fails on a table or column another has just made (a CLI acceptance test saw that under
+    load: Alembic commits SQLite's DDL between revisions, so the write lock alone did not keep
+    two processes from running the same revision)."""
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor
+
+    url = f"sqlite:///{tmp_path / 'state.db'}"
+    if start is not None:
+        engine = make_engine(url)
+        migrate.upgrade(engine, start)
+        engine.dispose()
+    ctx = mp.get_context("spawn")
+    with ctx.Manager() as manager, ProcessPoolExecutor(6, mp_context=ctx) as pool:
+        barrier = manager.Barrier(6)
+        results = list(pool.map(_migrate_at_once, [url] * 6, [barrier] * 6))
+    assert results == [migrate.HEAD] * 6
+
+
+def test_a_sqlite_migration_waits_for_the_migration_lock(tmp_path: Path) -> None:
+    """Alembic commits SQLite's DDL after each revision (the write lock is let go in between),
+    so the whole upgrade holds a file lock: while another process holds it, nothing migrates."""
+    import fcntl
+    import threading
+
+    url = f"sqlite:///{tmp_path / 'state.db'}"
+    engine = make_engine(url)
+    done = threading.Event()
+    try:
+        with open(f"{tmp_path / 'state.db'}.migrate.lock", "a") as held:
+            fcntl.flock(held, fcntl.LOCK_EX)  # as another process migrating would
+            worker = threading.Thread(target=lambda: (migrate.upgrade(engine), done.set()))
+            worker.start()
+            assert not done.wait(1.0)
+            assert migrate.current_revision(engine) is None  # not a single revision ran
+            fcntl.flock(held, fcntl.LOCK_UN)
+        assert done.wait(30)
+        worker.join(5)
+        assert migrate.current_revision(engine) == migrate.HEAD
     finally:
         engine.dispose()

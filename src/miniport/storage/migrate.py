@@ -4,6 +4,8 @@ even imported, which keeps CLI commands quick."""
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -40,6 +42,34 @@ def current_revision(engine: Engine) -> str | None:
 def upgrade(engine: Engine, revision: str = "head") -> None:
     if revision == "head" and current_revision(engine) == HEAD:
         return
+    with _sqlite_file_lock(engine):
+        # another process may have migrated while this one waited for the lock
+        if revision == "head" and current_revision(engine) == HEAD:
+            return
+        _upgrade(engine, revision)
+
+
+@contextlib.contextmanager
+def _sqlite_file_lock(engine: Engine) -> Iterator[None]:
+    """An exclusive lock on ``<database>.migrate.lock`` while a SQLite file is migrated:
+    commands started together on a new data directory migrate one at a time. (Alembic runs
+    SQLite's DDL outside one transaction, so BEGIN IMMEDIATE alone let two processes both see
+    the old revision and one fail on a column the other had just added.)"""
+    path = engine.url.database
+    if engine.dialect.name != "sqlite" or not path or path == ":memory:":
+        yield
+        return
+    import fcntl
+
+    with open(f"{path}.migrate.lock", "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _upgrade(engine: Engine, revision: str) -> None:
     from alembic import command
 
     cfg = alembic_config(str(engine.url))

@@ -85,11 +85,14 @@ class ExportFormat(StrEnum):
 def field_add(
     appid: str,
     name: str,
-    field_type: Annotated[FieldType, typer.Option("--type", help="int (32-bit) or string")],
+    field_type: Annotated[
+        FieldType, typer.Option("--type", help="int (32-bit), string, float or bool")
+    ],
     data_dir: DataDir = None,
     as_json: Json = False,
 ) -> None:
-    """Define a field. Re-adding a field with another type changes it until it is published."""
+    """Define a field (re-adding it with another type changes it until it is published; a
+    published field changes type with `field retype`)."""
     body = {"name": name, "type": field_type.value}
     added = call(data_dir, as_json, "analytics.field.add", appid=appid, body=body)
     render(

@@ -31,7 +31,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import shutil
 import statistics
 import sys
@@ -47,7 +46,7 @@ if str(ROOT / "src") not in sys.path:  # run from a checkout without installing
     sys.path.insert(0, str(ROOT / "src"))
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
-from bench.common import floor_sql  # noqa: E402
+from bench.common import floor_sql, self_cpu_s  # noqa: E402
 from miniport.analytics.event_store import DEFAULT_FILE_NAME, DuckDBEventStore  # noqa: E402
 from miniport.analytics.reports import FieldSlots, FunnelQuery, compile_funnel  # noqa: E402
 
@@ -96,20 +95,15 @@ def generate(store: DuckDBEventStore, n: int, users: int) -> float:
     return time.perf_counter() - start
 
 
-def cpu_s() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
-
-
 def measure(fns: dict[str, Callable[[], object]], runs: int) -> dict[str, dict[str, float]]:
     cpu: dict[str, list[float]] = {name: [] for name in fns}
     wall: dict[str, list[float]] = {name: [] for name in fns}
     for _ in range(runs):
         for name, fn in fns.items():
-            c0, w0 = cpu_s(), time.perf_counter()
+            c0, w0 = self_cpu_s(), time.perf_counter()
             fn()
             wall[name].append(time.perf_counter() - w0)
-            cpu[name].append(cpu_s() - c0)
+            cpu[name].append(self_cpu_s() - c0)
     return {
         name: {"cpu_s": statistics.median(cpu[name]), "wall_s": statistics.median(wall[name])}
         for name in fns

@@ -32,7 +32,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-from bench.common import free_port, wait_http  # noqa: E402
+from bench.common import cpu_s, free_port, wait_http  # noqa: E402
 from miniport.analytics.event_store import DuckDBEventStore, StoredEvent  # noqa: E402
 from miniport.config import Settings  # noqa: E402
 from miniport.platform import create_platform  # noqa: E402
@@ -182,15 +182,6 @@ def bare_append(path: Path, events: int, batch: int) -> tuple[float, float]:
     return events / elapsed, cpu
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process (all its threads), from /proc (Linux)."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return float("nan")
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def admin_count(base: str, appid: str, key: str) -> int:
     request = urllib.request.Request(
         f"{base}/admin/v1/apps/{appid}/analytics/count?event=purchase",
@@ -278,7 +269,7 @@ def main() -> None:
         try:
             wait_http(f"{base}/healthz")
             load_http = os.getloadavg()[0]
-            cpu_before = cpu_seconds(server.pid)
+            cpu_before = cpu_s(server.pid)
             http_rate, seen = run_wrk(
                 base,
                 appid,
@@ -288,7 +279,7 @@ def main() -> None:
                 connections=args.connections,
                 tmp=tmp,
             )
-            server_cpu = cpu_seconds(server.pid) - cpu_before
+            server_cpu = cpu_s(server.pid) - cpu_before
             stored = admin_count(base, appid, key)
         finally:
             server.send_signal(signal.SIGINT)

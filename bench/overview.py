@@ -50,7 +50,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import shutil
 import statistics
 import sys
@@ -66,7 +65,7 @@ if str(ROOT / "src") not in sys.path:  # run from a checkout without installing
     sys.path.insert(0, str(ROOT / "src"))
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
-from bench.common import floor_sql  # noqa: E402
+from bench.common import floor_sql, self_cpu_s  # noqa: E402
 from miniport.analytics.event_store import DEFAULT_FILE_NAME, DuckDBEventStore  # noqa: E402
 from miniport.analytics.overview import (  # noqa: E402
     OverviewQuery,
@@ -104,11 +103,6 @@ def generate(store: DuckDBEventStore, n: int) -> float:
     inserted = store.insert_from_query(COLUMNS, select)
     assert inserted == n, inserted
     return time.perf_counter() - start
-
-
-def cpu_s() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -152,10 +146,10 @@ def main(argv: list[str] | None = None) -> int:
             cpu = dict.fromkeys(fns, 0.0)
             for _ in range(runs):
                 for name, fn in fns.items():
-                    c0, t0 = cpu_s(), time.perf_counter()
+                    c0, t0 = self_cpu_s(), time.perf_counter()
                     fn()
                     wall[name].append(time.perf_counter() - t0)
-                    cpu[name] += cpu_s() - c0
+                    cpu[name] += self_cpu_s() - c0
             bare_con.close()
         finally:
             store.close()

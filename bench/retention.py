@@ -37,7 +37,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import shutil
 import statistics
 import sys
@@ -53,7 +52,7 @@ if str(ROOT / "src") not in sys.path:  # run from a checkout without installing
     sys.path.insert(0, str(ROOT / "src"))
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
-from bench.common import floor_sql  # noqa: E402
+from bench.common import floor_sql, self_cpu_s  # noqa: E402
 from miniport.analytics.event_store import DEFAULT_FILE_NAME, DuckDBEventStore  # noqa: E402
 from miniport.analytics.retention import (  # noqa: E402
     RetentionQuery,
@@ -98,11 +97,6 @@ SELECT s.p, r.rp - s.p AS k, count(*) FROM s JOIN r
   AND (r.rp > s.p OR r.tmax >= s.t0) GROUP BY 1, 2
 UNION ALL SELECT p, -1, count(*) FROM s GROUP BY 1
 """
-
-
-def cpu_s() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
 
 
 def check(got: list[dict[str, object]], bare_rows: list[tuple[object, ...]]) -> None:
@@ -153,10 +147,10 @@ def main(argv: list[str] | None = None) -> int:
             assert compiled.shape(raw) == got
             for _ in range(runs):
                 for name, fn in fns.items():
-                    c0, t0 = cpu_s(), time.perf_counter()
+                    c0, t0 = self_cpu_s(), time.perf_counter()
                     fn()
                     wall[name].append(time.perf_counter() - t0)
-                    cpu[name].append(cpu_s() - c0)
+                    cpu[name].append(self_cpu_s() - c0)
             con.close()
         finally:
             store.close()

@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import sys
 import tempfile
 import time
@@ -29,6 +28,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
+sys.path.insert(0, str(ROOT))
+from bench.common import self_cpu_s  # noqa: E402
 from miniport.analytics.event_store import DuckDBEventStore, StoredEvent  # noqa: E402
 
 T0 = 1_800_000_000_000
@@ -68,19 +69,14 @@ def rows(kind: str, n: int) -> list[StoredEvent]:
     return out
 
 
-def cpu_s() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
-
-
 def run(kind: str, n: int, batch: int, tmp: Path) -> dict[str, float]:
     data = rows(kind, n)
     with DuckDBEventStore(tmp / f"{kind}.duckdb") as store:
         store.append(data[:batch])  # columns created, appender made: not what is measured
-        cpu, wall = cpu_s(), time.perf_counter()
+        cpu, wall = self_cpu_s(), time.perf_counter()
         for start in range(batch, n, batch):
             store.append(data[start : start + batch])
-        cpu, wall = cpu_s() - cpu, time.perf_counter() - wall
+        cpu, wall = self_cpu_s() - cpu, time.perf_counter() - wall
         assert store.count("bench") == n
     measured = n - batch
     return {"cpu_s": round(cpu, 3), "wall_s": round(wall, 3), "rows_per_s": round(measured / wall)}

@@ -482,9 +482,10 @@ def compile_overview(
     dialect: Dialect = DUCKDB,
 ) -> CompiledMulti:
     """Five statements: per-bucket event figures, per-bucket session figures, pages, page
-    exits, scenes (on DuckDB the session statement also gives the exits, and the exits
-    statement is empty: its SQL is ``""``, no rows). ``existing_columns``: the table's
-    columns (one not created yet reads as NULL); ``None`` means all of them."""
+    exits, scenes (on DuckDB the first statement also gives the session figures and the
+    exits, and the session and exits statements are empty: their SQL is ``""``, no rows).
+    ``existing_columns``: the table's columns (one not created yet reads as NULL); ``None``
+    means all of them."""
     columns = _Columns({}, existing_columns, dialect)
     for name in ("$new_user", "$duration_ms", "$session", "$path", "$scene"):
         columns.resolve(name)  # every statement's source carries all of them (ClickHouse)

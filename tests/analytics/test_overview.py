@@ -435,6 +435,53 @@ def test_a_session_belongs_to_its_first_event_by_time_then_id(store: EventStore)
     ]
 
 
+@pytest.mark.parametrize("group_by", [None, "$platform"])
+def test_views_in_one_ms_on_one_platform_exit_by_id(
+    store: EventStore, group_by: str | None
+) -> None:
+    # u1's session ends with two views in the same ms on the same platform (one row of
+    # DuckDB's pass by user, session, bucket and group): the larger id ("c", p/b) is its exit
+    # whatever the paths sort as; u2's last view is alone at its time, a later launch does
+    # not count
+    appid, _ = load(
+        [store],
+        [
+            ev("c", "$pageview", "u1", T0 + 5, sys_session="s", ev_path="p/b", sys_platform="ios"),
+            ev("b", "$pageview", "u1", T0 + 5, sys_session="s", ev_path="p/a", sys_platform="ios"),
+            ev("a", "$pageview", "u1", T0, sys_session="s", ev_path="p/c", sys_platform="ios"),
+            ev("d", "$pageview", "u2", T0 + 3, sys_session="s", ev_path="p/a", sys_platform="ios"),
+            ev("e", "$launch", "u2", T0 + 9, sys_session="s", sys_platform="ios"),
+        ],
+        [],
+    )
+    q = OverviewQuery(from_ms=T0, to_ms=T0 + DAY, not_before_ms=0, group_by=group_by)
+    pages = store.overview(appid, q)["top_pages"]
+    assert [(r["path"], r["views"], r["exit_rate"]) for r in pages] == [  # type: ignore[union-attr,index]
+        ("p/a", 2, 0.5),
+        ("p/b", 1, 1.0),
+        ("p/c", 1, 0.0),
+    ]
+
+
+def test_a_session_over_midnight_counts_in_its_first_day(store: EventStore) -> None:
+    # the session starts on one day on ios and goes on the next on android: it counts once,
+    # on its first day and platform, 25 h long; its user is active on both days
+    appid, _ = load(
+        [store],
+        [
+            ev("a", "$launch", "u1", T0 + DAY - 1000, sys_session="s", sys_platform="ios"),
+            ev("b", "$pageview", "u1", T0 + DAY + HOUR, sys_session="s", sys_platform="android"),
+        ],
+        [],
+    )
+    q = OverviewQuery(from_ms=T0, to_ms=T0 + 2 * DAY, not_before_ms=0, group_by="$platform")
+    rows = store.overview(appid, q)["rows"]
+    assert [
+        (r["bucket"], r["$platform"], r["active_users"], r["sessions"], r["avg_session_s"])  # type: ignore[index]
+        for r in rows  # type: ignore[union-attr]
+    ] == [("2026-10-31", "ios", 1, 1, 3601.0), ("2026-11-01", "android", 1, 0, None)]
+
+
 def test_an_appended_event_is_in_the_next_realtime_answer(store: EventStore) -> None:
     appid, _ = load([store], EXAMPLE[:1], [])
     q = RealtimeQuery(now_ms=T0 + 1000, not_before_ms=0, latest=5)

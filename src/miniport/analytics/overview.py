@@ -269,6 +269,9 @@ class _Ctx:
 
 
 def _events_statement(c: _Ctx) -> None:
+    if not c.sql.ch:
+        _fused_duckdb(c)
+        return
     params, source, where = c.start()
     s = c.sql
     bucket = _bucket_expr("ts_ms", c.q, params) if c.q.granularity != "all" else None
@@ -276,41 +279,20 @@ def _events_statement(c: _Ctx) -> None:
     is_ = {e: f"event = {params.add(e, 'VARCHAR')}" for e in (LAUNCH, PAGEVIEW, PAGELEAVE)}
     duration = c.col("$duration_ms")
     timed = f"{is_[PAGELEAVE]} AND {s.not_null(duration)}"
-    if s.ch:
-        select += [
-            s.d.count_distinct("user_id"),
-            s.uniq_if("user_id", s.is_true(c.col("$new_user"))),
-            s.count_if(is_[LAUNCH]),
-            s.count_if(is_[PAGEVIEW]),
-            s.sum_if(duration, timed),
-            s.count_if(timed),
-        ]
-        c.add(c.grouped(select, keys, source, where), params)
-        return
-    # DuckDB: one row per (bucket, group, user) first, then count those rows: two
-    # count(DISTINCT) per group (each its own hash table over every event) cost ~2x at 10M
-    inner = [
-        *select,
-        "user_id",
-        f"bool_or({s.is_true(c.col('$new_user'))}) AS nu",
-        f"sum(CAST({is_[LAUNCH]} AS INTEGER)) AS l",
-        f"sum(CAST({is_[PAGEVIEW]} AS INTEGER)) AS v",
-        f"sum(CASE WHEN {timed} THEN {duration} END) AS ds",
-        f"count(CASE WHEN {timed} THEN {duration} END) AS dn",
+    select += [
+        s.d.count_distinct("user_id"),
+        s.uniq_if("user_id", s.is_true(c.col("$new_user"))),
+        s.count_if(is_[LAUNCH]),
+        s.count_if(is_[PAGEVIEW]),
+        s.sum_if(duration, timed),
+        s.count_if(timed),
     ]
-    per_user = (
-        f"SELECT {', '.join(inner)} FROM {source} WHERE {where}"
-        f" GROUP BY {', '.join([*keys, 'user_id'])}"
-    )
-    outer = [*keys, "count(*)", "count(*) FILTER (WHERE nu)", "sum(l)", "sum(v)", "sum(ds)"]
-    outer.append("sum(dn)")
-    sql = f"SELECT {', '.join(outer)} FROM ({per_user})"
-    c.add(sql + (s.d.group_order(keys) if keys else " HAVING count(*) > 0"), params)
+    c.add(c.grouped(select, keys, source, where), params)
 
 
 def _sessions_statement(c: _Ctx) -> None:
-    if not c.sql.ch:
-        _sessions_and_exits_duckdb(c)
+    if not c.sql.ch:  # with the events (_fused_duckdb)
+        c.statements.append(Statement("", ()))
         return
     params, source, where = c.start()
     s = c.sql
@@ -330,65 +312,95 @@ def _sessions_statement(c: _Ctx) -> None:
     c.add(sql, params)
 
 
-def _sessions_and_exits_duckdb(c: _Ctx) -> None:
-    """DuckDB: the session figures and the page exits in ONE statement over ONE pass that
-    groups the events by session (``k`` = 0: ``b, g, sessions, length, page views``;
-    ``k`` = 1: ``g, path, exits``; the exits statement is then empty).
+def _fused_duckdb(c: _Ctx) -> None:
+    """DuckDB: the per-bucket event figures, the session figures and the page exits in ONE
+    statement over ONE hash aggregation of the events, by ``(user, session, bucket, group)``
+    (``a``: a few hundred thousand rows at 10M events); every figure is then computed from
+    ``a``. Rows: ``(k, b, g, p, c1..c6)``, ``k`` = 0: ``b, g`` and the six event figures;
+    ``k`` = 1: ``b, g`` and sessions, total length, page views; ``k`` = 2: ``g, p`` (the last
+    view's group value and path) and exits.
 
-    The pass aggregates plain numbers only: the first/last event time, the last page view's
-    time, and min/max/count of the group value. A session whose events all carry the same
-    group value (or none) needs no tie-break; only for the others are the events at the
-    session's first time read again (joined on ``(user, session, time)``) and the one with the
-    smallest id picked. The last page view is read again the same way (a join on its time
-    finds the one or few page views at it; the largest id wins). Ordering by ``(ts_ms, uid)``
-    over every event (a struct key, ``uid`` a string) cost ~0.6 CPU s at 10M events."""
+    Exactness without ordering every event by ``(ts_ms, uid)`` (a struct key, ``uid`` a
+    string: ~0.6 CPU s at 10M): a session's first event is in the ``a`` row with the smallest
+    first time; when that row is the only one at that time, all the session's events at that
+    time share its group value and no tie-break is needed. Only when two rows share it (two
+    group values at the first time) are the events at that time read again and the smallest
+    id picked (``f``). Likewise the last view: ``a`` keeps per row the last view's time, the
+    top two view times (``max(ts_ms, 2)``) and a path at the last time; when one row alone
+    holds the session's last view time and no two views share it, that path is the exit;
+    otherwise the views at that time are read again and the largest id wins (``l``). Both
+    re-reads join the events with the (usually empty) set of such sessions."""
     params, source, where = c.start()
-    session, path, g = c.col("$session"), c.col("$path"), c.group
-    pv = params.add(PAGEVIEW, "VARCHAR")
-    grouped = g is not None
-    gstats = (
-        f", count(*) AS s_n, count({g}) AS s_ng, min({g}) AS s_gmin, max({g}) AS s_gmax"
-        if grouped
-        else ""
+    s, q = c.sql, c.q
+    session, path, duration = c.col("$session"), c.col("$path"), c.col("$duration_ms")
+    launch, pv, leave = (params.add(e, "VARCHAR") for e in (LAUNCH, PAGEVIEW, PAGELEAVE))
+    g = c.group if c.group is not None else "NULL"
+    bucket = _bucket_expr("ts_ms", q, params) if q.granularity != "all" else "NULL"
+    a = (
+        f"SELECT user_id AS u, {session} AS s, {bucket} AS b, {g} AS g,"
+        f" bool_or({s.is_true(c.col('$new_user'))}) AS nu,"
+        f" count(*) FILTER (WHERE event = {launch}) AS l,"
+        f" count(*) FILTER (WHERE event = {pv}) AS v,"
+        f" sum({duration}) FILTER (WHERE event = {leave}) AS ds,"
+        f" count({duration}) FILTER (WHERE event = {leave}) AS dn,"
+        f" min(ts_ms) AS t0, max(ts_ms) AS t1,"
+        f" max(ts_ms, 2) FILTER (WHERE event = {pv}) AS tv2,"
+        f" arg_max_null({path}, ts_ms) FILTER (WHERE event = {pv}) AS lp"
+        f" FROM {source} WHERE {where} GROUP BY 1, 2, 3, 4"
     )
-    per_session = (
-        f"SELECT user_id AS s_user, {session} AS s_sid, min(ts_ms) AS s_first,"
-        f" max(ts_ms) AS s_last, count(*) FILTER (WHERE event = {pv}) AS s_pv,"
-        f" max(ts_ms) FILTER (WHERE event = {pv}) AS s_pv_ms{gstats}"
-        f" FROM {source} WHERE {where} AND ({session}) IS NOT NULL GROUP BY user_id, {session}"
+    # per session: the first time and the row(s) at it, the last view time and the row(s) at
+    # it (a row's own tie: its top two view times are equal)
+    tied = "(len(tv2) = 2 AND tv2[1] = tv2[2])"
+    ss = (
+        "SELECT u AS s_user, s AS s_sid, min(t0) AS s_first, max(t1) AS s_last, sum(v) AS s_pv,"
+        " min(t0, 2) AS s_f2, arg_min_null(g, t0) AS s_fg,"
+        " max(tv2[1], 2) AS s_l2, arg_max_null(g, tv2[1]) AS s_lg,"
+        f" arg_max_null(lp, tv2[1]) AS s_lp, arg_max({tied}, tv2[1]) AS s_ltied"
+        " FROM a WHERE s IS NOT NULL GROUP BY u, s"
     )
-    same = "(s_ng = 0 OR (s_ng = s_n AND s_gmin = s_gmax))"
+    first_amb = "(len(s_f2) = 2 AND s_f2[1] = s_f2[2])"
+    last_amb = "(len(s_l2) = 2 AND s_l2[1] = s_l2[2] OR s_ltied)"
     on = f"user_id = s_user AND {session} = s_sid"
-    ctes = [f"s AS MATERIALIZED ({per_session})"]
+    ctes = [f"a AS MATERIALIZED ({a})", f"ss AS MATERIALIZED ({ss})"]
+    grouped = c.group is not None
     if grouped:
         ctes.append(
-            f"f AS (SELECT s_user AS f_user, s_sid AS f_sid, arg_min({{'v': {g}}}, uid).v AS f_g"
-            f" FROM {source} JOIN s ON {on} AND ts_ms = s_first"
-            f" WHERE {where} AND NOT {same} GROUP BY s_user, s_sid)"
+            f"f AS (SELECT s_user AS f_user, s_sid AS f_sid,"
+            f" arg_min({{'v': {c.group}}}, uid).v AS f_g"
+            f" FROM {source} JOIN ss ON {on} AND ts_ms = s_first"
+            f" WHERE {where} AND {first_amb} GROUP BY s_user, s_sid)"
         )
-    fields = f", 'g': {g}" if grouped else ""
+    fields = f", 'g': {c.group}" if grouped else ""
     ctes.append(
-        f"l AS (SELECT max({{'u': uid, 'p': {path}{fields}}}) AS m"
-        f" FROM {source} JOIN s ON {on} AND ts_ms = s_pv_ms"
-        f" WHERE {where} AND event = {pv} GROUP BY s_user, s_sid)"
+        f"l AS (SELECT s_user AS l_user, s_sid AS l_sid,"
+        f" max({{'u': uid, 'p': {path}{fields}}}) AS m"
+        f" FROM {source} JOIN ss ON {on} AND ts_ms = s_l2[1]"
+        f" WHERE {where} AND event = {pv} AND {last_amb} GROUP BY s_user, s_sid)"
     )
-    bucket = _bucket_expr("s_first", c.q, params) if c.q.granularity != "all" else "NULL"
+    events = (
+        "SELECT 0 AS k, b, g, NULL AS p, count(*) AS c1, count(*) FILTER (WHERE nu) AS c2,"
+        " sum(l) AS c3, sum(v) AS c4, sum(ds) AS c5, sum(dn) AS c6 FROM (SELECT b, g, u,"
+        " bool_or(nu) AS nu, sum(l) AS l, sum(v) AS v, sum(ds) AS ds, sum(dn) AS dn"
+        " FROM a GROUP BY b, g, u) GROUP BY b, g"
+    )
+    s_bucket = _bucket_expr("s_first", q, params) if q.granularity != "all" else "NULL"
     if grouped:
-        first_g = f"CASE WHEN s_ng = 0 THEN NULL WHEN {same} THEN s_gmin ELSE f_g END"
-        from_s = "s LEFT JOIN f ON s_user = f_user AND s_sid = f_sid"
+        first_g = f"CASE WHEN {first_amb} THEN f_g ELSE s_fg END"
+        from_f = "ss LEFT JOIN f ON s_user = f_user AND s_sid = f_sid"
     else:
-        first_g, from_s = "NULL", "s"
+        first_g, from_f = "NULL", "ss"
     sessions = (
-        f"SELECT 0 AS k, {bucket} AS b, {first_g} AS g, NULL AS p, count(*) AS n,"
-        f" sum(s_last - s_first) AS len, sum(s_pv) AS pv FROM {from_s} GROUP BY 2, 3"
+        f"SELECT 1, {s_bucket}, {first_g}, NULL, count(*), sum(s_last - s_first), sum(s_pv),"
+        f" NULL, NULL, NULL FROM {from_f} GROUP BY 2, 3"
     )
-    last_g = "m.g" if grouped else "NULL"
+    last_g = f"CASE WHEN {last_amb} THEN m.g ELSE s_lg END" if grouped else "NULL"
+    last_p = f"CASE WHEN {last_amb} THEN m.p ELSE s_lp END"
     exits = (
-        f"SELECT 1, NULL, {last_g}, m.p, count(*), NULL, NULL FROM l"
-        " WHERE m.p IS NOT NULL GROUP BY 3, 4"
+        f"SELECT 2, NULL, g, p, count(*), NULL, NULL, NULL, NULL, NULL FROM (SELECT {last_g} AS g,"
+        f" {last_p} AS p FROM ss LEFT JOIN l ON s_user = l_user AND s_sid = l_sid"
+        " WHERE s_pv > 0) WHERE p IS NOT NULL GROUP BY 3, 4"
     )
-    sql = f"WITH {', '.join(ctes)} {sessions} UNION ALL {exits}"
-    c.add(sql, params)
+    c.add(f"WITH {', '.join(ctes)} {events} UNION ALL {sessions} UNION ALL {exits}", params)
 
 
 def _pages_statement(c: _Ctx) -> None:
@@ -400,6 +412,7 @@ def _pages_statement(c: _Ctx) -> None:
     select.append(f"{path} AS p")
     keys.append("p")
     is_pv, timed = f"event = {pv}", f"event = {leave} AND {s.not_null(duration)}"
+    base = where
     where += f" AND event IN ({pv}, {leave}) AND {s.not_null(path)}"
     if s.ch:
         select += [
@@ -410,16 +423,24 @@ def _pages_statement(c: _Ctx) -> None:
         ]
         c.add(c.grouped(select, keys, source, where), params)
         return
-    # DuckDB: one row per (group, page, user) first, then count the users who viewed the
-    # page (cheaper than a count(DISTINCT) per page)
-    per_user = (
-        f"SELECT {', '.join(select)}, user_id, sum(CAST({is_pv} AS INTEGER)) AS v,"
-        f" sum(CASE WHEN {timed} THEN {duration} END) AS ds,"
-        f" count(CASE WHEN {timed} THEN {duration} END) AS dn"
-        f" FROM {source} WHERE {where} GROUP BY {', '.join([*keys, 'user_id'])}"
+    # DuckDB: the views and visitors from the page views alone (one row per (group, page,
+    # user), then count them), the times from the page leaves alone, per (group, page): two
+    # narrower aggregations than one per (group, page, user) over both kinds
+    views = (
+        f"SELECT {', '.join(keys)}, sum(v) AS v, count(*) AS n, NULL AS ds, NULL AS dn"
+        f" FROM (SELECT {', '.join(select)}, user_id, count(*) AS v FROM {source}"
+        f" WHERE {base} AND {is_pv} AND {s.not_null(path)}"
+        f" GROUP BY {', '.join([*keys, 'user_id'])}) GROUP BY {', '.join(keys)}"
     )
-    outer = [*keys, "sum(v)", "count(*) FILTER (WHERE v > 0)", "sum(ds)", "sum(dn)"]
-    c.add(f"SELECT {', '.join(outer)} FROM ({per_user})" + s.d.group_order(keys), params)
+    times = (
+        f"SELECT {', '.join(select)}, 0, 0, sum({duration}), count({duration}) FROM {source}"
+        f" WHERE {base} AND event = {leave} AND {s.not_null(path)} GROUP BY {', '.join(keys)}"
+    )
+    sql = (
+        f"SELECT {', '.join(keys)}, sum(v), sum(n), sum(ds), sum(dn)"
+        f" FROM ({views} UNION ALL {times})"
+    )
+    c.add(sql + s.d.group_order(keys), params)
 
 
 def _exits_statement(c: _Ctx) -> None:
@@ -461,9 +482,10 @@ def compile_overview(
     dialect: Dialect = DUCKDB,
 ) -> CompiledMulti:
     """Five statements: per-bucket event figures, per-bucket session figures, pages, page
-    exits, scenes (on DuckDB the session statement also gives the exits, and the exits
-    statement is empty: its SQL is ``""``, no rows). ``existing_columns``: the table's
-    columns (one not created yet reads as NULL); ``None`` means all of them."""
+    exits, scenes (on DuckDB the first statement also gives the session figures and the
+    exits, and the session and exits statements are empty: their SQL is ``""``, no rows).
+    ``existing_columns``: the table's columns (one not created yet reads as NULL); ``None``
+    means all of them."""
     columns = _Columns({}, existing_columns, dialect)
     for name in ("$new_user", "$duration_ms", "$session", "$path", "$scene"):
         columns.resolve(name)  # every statement's source carries all of them (ClickHouse)
@@ -497,7 +519,7 @@ def _ratio(total: object, n: object, scale: float = 1.0) -> float | None:
 class _OverviewShape:
     def __init__(self, q: OverviewQuery, as_bool: bool, *, fused: bool = False) -> None:
         self.q = q
-        self.fused = fused  # sessions and exits from one statement (k, b, g, p, n, len, pv)
+        self.fused = fused  # events, sessions and exits from one statement (_fused_duckdb)
         self.grouped = q.group_by is not None
         self.as_bool = as_bool
 
@@ -526,25 +548,29 @@ class _OverviewShape:
     def __call__(self, results: Sequence[Sequence[Row]]) -> dict[str, object]:
         events, sessions, pages, exits, scenes = results
         if self.fused:
-            sessions, exits = self._unfuse(sessions)
+            events, sessions, exits = self._unfuse(events)
         return {
             "rows": self._rows(events, sessions),
             "top_pages": self._pages(pages, exits),
             "scenes": self._scenes(scenes),
         }
 
-    def _unfuse(self, rows: Sequence[Row]) -> tuple[list[Row], list[Row]]:
-        """The fused rows as the separate session and exit statements give them."""
+    def _unfuse(self, rows: Sequence[Row]) -> tuple[list[Row], list[Row], list[Row]]:
+        """The fused rows ``(k, b, g, p, c1..c6)`` as the separate event, session and exit
+        statements give them."""
         head = (self.q.granularity != "all", self.grouped)
+        events: list[Row] = []
         sessions: list[Row] = []
         exits: list[Row] = []
-        for k, b, g, p, n, length, pv in rows:
+        for k, b, g, p, *figures in rows:
+            keys = (b,) * head[0] + (g,) * head[1]
             if k == 0:
-                keys = (b,) * head[0] + (g,) * head[1]
-                sessions.append((*keys, n, length, pv))
+                events.append((*keys, *figures))
+            elif k == 1:
+                sessions.append((*keys, *figures[:3]))
             else:
-                exits.append((*((g,) * head[1]), p, n))
-        return sessions, exits
+                exits.append((*((g,) * head[1]), p, figures[0]))
+        return events, sessions, exits
 
     def _rows(self, events: Sequence[Row], sessions: Sequence[Row]) -> list[dict[str, object]]:
         bucket = self.q.granularity != "all"

@@ -5,6 +5,7 @@ another node, and appends combined into one insert."""
 from __future__ import annotations
 
 import threading
+from pathlib import Path
 from collections.abc import Iterator
 
 import pytest
@@ -203,3 +204,38 @@ def test_a_database_made_before_the_id_hash_column_gains_it(clickhouse_url: str)
         assert store.event_analysis("shop", query(), SLOTS) == [
             {"bucket": "all", "count": 2, "users": 1}
         ]
+
+
+AWKWARD_IDS = ["plain", "tab\there", "new\nline", "back\\slash", "quote'\"", "\r\0", "é✓", " "]
+
+
+@pytest.mark.parametrize("kind", ["server", "chdb"])
+def test_dedup_checks_read_awkward_ids_and_several_apps_exactly(
+    kind: str, clickhouse_url: str, tmp_path: Path
+) -> None:
+    """The dedup checks send the keys as external data (TabSeparated): ids with characters
+    TSV escapes, and the same id in two apps, are found exactly, on the server and on
+    chDB (a temporary table of the session there)."""
+    store = (
+        ClickHouseEventStore.from_url(clickhouse_url)
+        if kind == "server"
+        else ClickHouseEventStore.in_process(str(tmp_path / "chdb"))
+    )
+    with store:
+        rows = [
+            StoredEvent(app, uid, "view", "u1", T0, T0, False, None, None, None, {}, {})
+            for app in ("shop", "shop2")
+            for uid in AWKWARD_IDS
+        ]
+        n = len(rows)
+        assert store.append(rows[: n // 2]) == AppendResult(n // 2, 0)
+        assert store.append(rows) == AppendResult(n - n // 2, n // 2)
+        assert store.append(list(reversed(rows))) == AppendResult(0, n)
+        keys = {(r.appid, r.uid) for r in rows}
+        assert store._existing(keys) == keys
+        assert store._existing(keys, repeated=True) == set()
+        store._insert(rows[:3])  # second copies, as a racing node leaves them
+        assert store._existing(keys, repeated=True) == {(r.appid, r.uid) for r in rows[:3]}
+        assert store._existing({("shop", "absent"), ("shop3", "plain")}) == set()
+        store._list_repeated((r.appid, r.uid) for r in rows[:3])
+        assert store.count("shop") == store.count("shop2") == len(AWKWARD_IDS)

@@ -65,6 +65,7 @@ from ..errors import AnalyticsUnavailable
 from .clickhouse_transport import (
     ChdbTransport,
     ClickHouseError,
+    ExternalTable,
     HttpTransport,
     Transport,
     parse_clickhouse_url,
@@ -119,6 +120,7 @@ _CREATE_EVENTS: Final = (
     " PARTITION BY toYYYYMM(toDateTime(intDiv(received_ms, 1000)))"
     " ORDER BY (appid, uid)"
 )
+_KEYS_TABLE: Final = "_keys"  # the dedup checks' external table of (appid, uid)
 _NOT_SLOTS: Final = frozenset({*CORE_COLUMNS, "uid_hash"})
 _CREATE_DUPS: Final = (
     f"CREATE TABLE IF NOT EXISTS {DUPS_TABLE} (appid String, uid String,"
@@ -254,6 +256,20 @@ def tsv_rows(
     return ("\n".join(map("\t".join, zip(*columns, strict=True))) + "\n").encode()
 
 
+def _decode(raw: bytes) -> list[tuple[object, ...]]:
+    """The rows of a ``FORMAT JSONCompact`` answer."""
+    if not raw.strip():
+        return []
+    doc = json.loads(raw)
+    kinds = [_value_kind(m["type"]) for m in doc["meta"]]
+    return [
+        tuple(
+            v if kind is None or v is None else kind(v) for v, kind in zip(row, kinds, strict=True)
+        )
+        for row in doc["data"]
+    ]
+
+
 def _iso_utc(ts_ms: int) -> str:
     moment = _EPOCH_UTC + timedelta(milliseconds=ts_ms)
     return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ts_ms % 1000:03d}Z"
@@ -382,18 +398,7 @@ class ClickHouseEventStore:
 
     def _query(self, sql: str, params: Sequence[object] = ()) -> list[tuple[object, ...]]:
         text = render_clickhouse(sql, params) if params else sql
-        raw = self._t.execute(text + " FORMAT JSONCompact")
-        if not raw.strip():
-            return []
-        doc = json.loads(raw)
-        kinds = [_value_kind(m["type"]) for m in doc["meta"]]
-        return [
-            tuple(
-                v if kind is None or v is None else kind(v)
-                for v, kind in zip(row, kinds, strict=True)
-            )
-            for row in doc["data"]
-        ]
+        return _decode(self._t.execute(text + " FORMAT JSONCompact"))
 
     def _scalar(self, sql: str, params: Sequence[object] = ()) -> int:
         rows = self._select(sql, params)
@@ -424,26 +429,32 @@ class ClickHouseEventStore:
     def _existing(
         self, keys: Iterable[tuple[str, str]], *, repeated: bool = False
     ) -> set[tuple[str, str]]:
-        """The keys stored at least once (``repeated``: more than once)."""
-        by_app: dict[str, list[str]] = {}
+        """The keys stored at least once (``repeated``: more than once). The keys go as
+        external data (a table ``_keys``), not as SQL literals, and the lookup runs on one
+        thread: measured on 18.16 with 783 keys against 100k events in ~130 parts, the
+        server's CPU for it went from ~2.6 to ~1.0 us per key (most of it was the default
+        ``max_threads`` starting threads for a lookup that reads ~4 marks), and the node's
+        from rendering and escaping each id as a literal to one TabSeparated join."""
+        appids: list[str | None] = []
+        uids: list[str | None] = []
         for appid, uid in keys:
-            by_app.setdefault(appid, []).append(uid)
-        found: set[tuple[str, str]] = set()
-        apps = list(by_app.items())
-        for start in range(0, len(apps), 50):
-            # the ids as ONE array literal: 18.16 parses a list of 755 literals in ~13 ms,
-            # the same strings as an array in ~6 ms; the subquery's set still uses the key
-            terms = [
-                f"(appid = {clickhouse_literal(appid, 'String')} AND uid IN (SELECT arrayJoin(["
-                + ", ".join(clickhouse_literal(u, "String") for u in uids)
-                + "])))"
-                for appid, uids in apps[start : start + 50]
-            ]
-            sql = f"SELECT appid, uid FROM {TABLE} WHERE {' OR '.join(terms)} GROUP BY appid, uid"
-            if repeated:
-                sql += " HAVING count() > 1"
-            found.update((str(a), str(u)) for a, u in self._select(sql))
-        return found
+            appids.append(appid)
+            uids.append(uid)
+        if not uids:
+            return set()
+        pairs = zip(_text_column(appids), _text_column(uids), strict=True)
+        data = "\n".join(map("\t".join, pairs)) + "\n"
+        sql = (
+            f"SELECT appid, uid FROM {TABLE} WHERE (appid, uid) IN {_KEYS_TABLE}"
+            " GROUP BY appid, uid"
+            + (" HAVING count() > 1" if repeated else "")
+            + " SETTINGS max_threads = 1 FORMAT JSONCompact"
+        )
+        self._ready()
+        raw = self._t.execute(
+            sql, tables=[ExternalTable(_KEYS_TABLE, "appid String, uid String", data.encode())]
+        )
+        return {(str(a), str(u)) for a, u in _decode(raw)}
 
     def _list_repeated(self, keys: Iterable[tuple[str, str]]) -> None:
         """After an insert: list in ``event_dups`` the keys now stored more than once (another

@@ -58,6 +58,7 @@ import json
 import threading
 import time
 from collections.abc import Iterable, Mapping, Sequence
+from concurrent.futures import Future
 from datetime import UTC, datetime, timedelta
 from typing import Final, TextIO, cast
 
@@ -70,7 +71,7 @@ from .clickhouse_transport import (
     Transport,
     parse_clickhouse_url,
 )
-from .event_store import RowColumns, StoredEvent
+from .event_store import RowColumns, StoredEvent, _checked_rows
 from .group_commit import AppendResult, Group, GroupCommit
 from .overview import (
     CompiledMulti,
@@ -409,13 +410,18 @@ class ClickHouseEventStore:
     # ------------------------------------------------------------------ append
 
     def append(self, rows: Sequence[StoredEvent]) -> AppendResult:
-        rows = list(rows)
-        for row in rows:
-            if not isinstance(row, StoredEvent):
-                raise TypeError(f"append takes StoredEvent rows, not {type(row).__name__}")
+        rows = _checked_rows(rows)
         if not rows:
             return AppendResult(0, 0)
         return self._group_commit.append(rows)
+
+    def submit(self, rows: Sequence[StoredEvent]) -> Future[AppendResult]:
+        rows = _checked_rows(rows)
+        if not rows:
+            done: Future[AppendResult] = Future()
+            done.set_result(AppendResult(0, 0))
+            return done
+        return self._group_commit.submit(rows)
 
     def _write(self, group: Group) -> None:
         keys = {(r.appid, r.uid) for r in group.rows}

@@ -12,9 +12,10 @@ so one bad batch never fails another caller's; a failure that would hit every ca
 :meth:`GroupCommit.submit` is the same without a waiting thread per call (the ingest path
 on an event loop): the call's rows are queued and a :class:`concurrent.futures.Future` is
 returned; a writer thread of the group commit (started on first use) leads the writes of
-submitted calls and settles their futures. Measured with ``bench/clickhouse_ingest.py``,
-a blocked executor thread per batch, each woken by every commit's ``notify_all``, cost the
-nodes more CPU than the batches' JSON.
+submitted calls and settles their futures. In a py-spy profile of a node during
+``bench/clickhouse_ingest.py``, handing each batch to an executor thread that then blocked
+here (and was woken by every commit's ``notify_all``) took ~15 % of the node's Python time,
+three times the batches' JSON parsing.
 """
 
 from __future__ import annotations

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -203,3 +204,91 @@ def test_a_database_made_before_the_id_hash_column_gains_it(clickhouse_url: str)
         assert store.event_analysis("shop", query(), SLOTS) == [
             {"bucket": "all", "count": 2, "users": 1}
         ]
+
+
+AWKWARD_IDS = ["plain", "tab\there", "new\nline", "back\\slash", "quote'\"", "\r\0", "é✓", " "]
+
+
+@pytest.mark.parametrize("kind", ["server", "chdb"])
+def test_dedup_checks_read_awkward_ids_and_several_apps_exactly(
+    kind: str, clickhouse_url: str, tmp_path: Path
+) -> None:
+    """The dedup checks send the keys as external data (TabSeparated): ids with characters
+    TSV escapes, and the same id in two apps, are found exactly, on the server and on
+    chDB (a temporary table of the session there)."""
+    store = (
+        ClickHouseEventStore.from_url(clickhouse_url)
+        if kind == "server"
+        else ClickHouseEventStore.in_process(str(tmp_path / "chdb"))
+    )
+    with store:
+        rows = [
+            StoredEvent(app, uid, "view", "u1", T0, T0, False, None, None, None, {}, {})
+            for app in ("shop", "shop2")
+            for uid in AWKWARD_IDS
+        ]
+        n = len(rows)
+        assert store.append(rows[: n // 2]) == AppendResult(n // 2, 0)
+        assert store.append(rows) == AppendResult(n - n // 2, n // 2)
+        assert store.append(list(reversed(rows))) == AppendResult(0, n)
+        keys = {(r.appid, r.uid) for r in rows}
+        assert store._existing(keys) == keys
+        assert store._existing(keys, repeated=True) == set()
+        store._insert(rows[:3])  # second copies, as a racing node leaves them
+        assert store._existing(keys, repeated=True) == {(r.appid, r.uid) for r in rows[:3]}
+        assert store._existing({("shop", "absent"), ("shop3", "plain")}) == set()
+        store._list_repeated((r.appid, r.uid) for r in rows[:3])
+        assert store.count("shop") == store.count("shop2") == len(AWKWARD_IDS)
+
+
+@pytest.mark.parametrize("kind", ["server", "chdb"])
+def test_calls_queued_during_a_write_are_looked_up_with_its_check_after_inserting(
+    kind: str, clickhouse_url: str, tmp_path: Path
+) -> None:
+    """A batch queued while another is being inserted is looked up in the same query as
+    the check after that insert (no lookup of its own before its insert): an id of both
+    batches counts once, and an id another node inserts between that lookup and this
+    node's insert is still listed before the batch is acknowledged."""
+    a = (
+        ClickHouseEventStore.from_url(clickhouse_url)
+        if kind == "server"
+        else ClickHouseEventStore.in_process(str(tmp_path / "chdb"))
+    )
+    b = (
+        ClickHouseEventStore(a._t)
+        if kind == "chdb"
+        else ClickHouseEventStore.from_url(clickhouse_url)
+    )
+    lookups: list[tuple[int, bool]] = []
+    looked_up, inserted = a._existing, a._insert
+    queued: list[object] = []
+
+    def existing(keys: object, *, repeated: bool = False) -> set[tuple[str, str]]:
+        keys = list(keys)  # type: ignore[call-overload]
+        lookups.append((len(keys), repeated))
+        return looked_up(keys, repeated=repeated)
+
+    def insert(rows: list[StoredEvent], visible: object = None) -> None:
+        if not queued:  # the first batch is being inserted: the second one queues up
+            queued.append(a.submit([ev("x2"), ev("x3")]))
+        else:  # the second one: another node inserts x3 first
+            assert b.append([ev("x3")]) == AppendResult(1, 0)
+        inserted(rows, visible)  # type: ignore[arg-type]
+
+    a._existing = existing  # type: ignore[method-assign]
+    a._insert = insert  # type: ignore[method-assign]
+    try:
+        assert a.submit([ev("x1"), ev("x2")]).result(timeout=30) == AppendResult(2, 0)
+        second = queued[0]
+        assert second.result(timeout=30) == AppendResult(1, 1)  # type: ignore[attr-defined]
+        # one lookup before the first insert, none before the second (done with the first
+        # insert's check after), one check after the second
+        assert lookups == [(2, False), (1, True)]
+        assert a._scalar("SELECT count() FROM events WHERE appid = 'shop'") == 4
+        assert a._scalar("SELECT count() FROM event_dups WHERE appid = 'shop'") == 1
+        for s in (a, b):
+            assert s.count("shop") == 3
+    finally:
+        a.close()
+        if kind == "server":
+            b.close()

@@ -122,3 +122,45 @@ def test_groups_stop_at_max_rows() -> None:
     results = _queued_while_writing(w.commits(), w, batches)
     assert results == [AppendResult(40, 0)] * 4
     assert sum(w.groups) == 4 and max(w.groups) <= 2  # 100 rows at most: two calls of 40
+
+
+def test_submitted_calls_are_written_together_by_the_writer_thread() -> None:
+    """submit() returns at once; calls submitted while another write runs go out in one
+    group, each future gets its own result, a bad batch fails alone, and append() calls
+    still work beside them."""
+    w = Writer()
+    gc = w.commits()
+    with w.lock:  # another write of the store is running
+        futures = [gc.submit(b) for b in (rows("a"), rows("bad"), rows("a", "b"), rows("c"))]
+        assert not any(f.done() for f in futures)
+        deadline = time.monotonic() + 10
+        while not gc._leader_active and time.monotonic() < deadline:
+            time.sleep(0.001)  # the writer thread leads, waiting for the lock
+    results: list[object] = []
+    for f in futures:
+        try:
+            results.append(f.result(timeout=10))
+        except ValueError as exc:
+            results.append(exc)
+    assert w.groups[0] == 4  # together first, then each alone (the bad one among them)
+    assert results[0] == AppendResult(1, 0)
+    assert repr(results[1]) == repr(ValueError("bad row"))
+    assert results[2:] == [AppendResult(1, 1), AppendResult(1, 0)]
+    assert gc.append(rows("c", "d")) == AppendResult(1, 1)
+    assert gc.submit(rows("d", "e")).result(timeout=10) == AppendResult(1, 1)
+    assert w.stored == {("app", u) for u in "abcde"}
+
+
+def test_the_writer_thread_ends_once_the_store_is_closed() -> None:
+    w = Writer()
+    gc = w.commits()
+    down = gc.submit(rows("down"))
+    with pytest.raises(Unreachable):
+        down.result(timeout=10)
+    writer = gc._writer
+    assert writer is not None
+    w.closed = True
+    writer.join(timeout=5)
+    assert not writer.is_alive()
+    with pytest.raises(RuntimeError, match="closed"):
+        gc.submit(rows("a"))

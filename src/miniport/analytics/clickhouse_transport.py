@@ -9,7 +9,10 @@ HTTP library under ``requests`` (thread-safe connection pools, keep-alive, TLS w
 file, retries); the formats we use (``JSONCompact`` out, ``TabSeparated`` in) exist
 unchanged from 18.16 to the current engine. Values are rendered as escaped literals by
 :func:`miniport.analytics.sql_dialects.render_clickhouse` (18.16 has no server-side query
-parameters).
+parameters). Long lists of values (the event ids of an ingest's dedup checks) go as
+external data instead (:class:`ExternalTable`: a TabSeparated table sent with the query in a
+``multipart/form-data`` body, which 18.16 reads as a temporary table): no SQL literal to
+render on our side nor to parse on the server's.
 
 Errors: a server that cannot be reached (refused, reset, timed out) or that answers that it
 is overloaded raises :class:`~miniport.errors.AnalyticsUnavailable` (HTTP 503 at the API);
@@ -24,7 +27,9 @@ URL: ``clickhouse://USER:PASSWORD@HOST:PORT/DATABASE`` (``clickhouses://`` for T
 from __future__ import annotations
 
 import importlib
+import secrets
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Final, Protocol
 from urllib.parse import parse_qs, unquote, urlencode, urlsplit
@@ -37,6 +42,7 @@ __all__ = [
     "ChdbTransport",
     "ClickHouseError",
     "ClickHouseURL",
+    "ExternalTable",
     "HttpTransport",
     "Transport",
     "parse_clickhouse_url",
@@ -95,14 +101,31 @@ def parse_clickhouse_url(url: str) -> ClickHouseURL:
     )
 
 
+@dataclass(frozen=True, slots=True)
+class ExternalTable:
+    """A table sent along with a query (ClickHouse's "external data"): ``name`` is how the
+    query reads it, ``structure`` its columns (``"appid String, uid String"``), ``data`` its
+    rows as TabSeparated text."""
+
+    name: str
+    structure: str
+    data: bytes
+
+
 class Transport(Protocol):
     """Runs one statement; ``data`` is the body of an ``INSERT ... FORMAT`` statement.
-    ``in_database=False`` runs it outside the store's database (to create it)."""
+    ``in_database=False`` runs it outside the store's database (to create it); ``tables``
+    are read by the statement (a SELECT) as temporary tables of those names."""
 
     database: str
 
     def execute(
-        self, sql: str, data: bytes | None = None, *, in_database: bool = True
+        self,
+        sql: str,
+        data: bytes | None = None,
+        *,
+        in_database: bool = True,
+        tables: Sequence[ExternalTable] = (),
     ) -> bytes: ...
 
     def close(self) -> None: ...
@@ -143,17 +166,33 @@ class HttpTransport:
         else:
             self._pool = urllib3.HTTPConnectionPool(url.host, url.port, **kwargs)
 
-    def execute(self, sql: str, data: bytes | None = None, *, in_database: bool = True) -> bytes:
+    def execute(
+        self,
+        sql: str,
+        data: bytes | None = None,
+        *,
+        in_database: bool = True,
+        tables: Sequence[ExternalTable] = (),
+    ) -> bytes:
         fields: dict[str, str] = {"max_query_size": str(_MAX_QUERY_SIZE)}
         if in_database:
             fields["database"] = self.database
-        if data is None:
+        headers = None
+        if tables:
+            if data is not None:
+                raise ValueError("external tables go with a query, not with an insert's data")
+            fields["query"] = sql
+            body, content_type = _multipart(tables, fields)
+            headers = {**self._pool.headers, "Content-Type": content_type}
+        elif data is None:
             body = sql.encode()
         else:
             fields["query"] = sql
             body = data
         try:
-            response = self._pool.urlopen("POST", "/?" + urlencode(fields), body=body)
+            response = self._pool.urlopen(
+                "POST", "/?" + urlencode(fields), body=body, headers=headers
+            )
         except urllib3.exceptions.HTTPError as exc:
             raise AnalyticsUnavailable(
                 f"ClickHouse at {self.url.host}:{self.url.port} is unreachable: "
@@ -165,6 +204,28 @@ class HttpTransport:
 
     def close(self) -> None:
         self._pool.close()
+
+
+def _multipart(tables: Sequence[ExternalTable], fields: dict[str, str]) -> tuple[bytes, str]:
+    """The ``multipart/form-data`` body of external tables (one file part each, described by
+    the ``NAME_structure`` / ``NAME_format`` URL parameters added to ``fields``), and its
+    content type. The boundary is random and checked against the data."""
+    while True:
+        boundary = secrets.token_hex(16)
+        marker = boundary.encode()
+        if not any(marker in table.data for table in tables):
+            break
+    parts: list[bytes] = []
+    for table in tables:
+        fields[f"{table.name}_structure"] = table.structure
+        fields[f"{table.name}_format"] = "TabSeparated"
+        parts.append(
+            b"--" + marker + b"\r\nContent-Disposition: form-data; name=\"" + table.name.encode()
+            + b"\"; filename=\"" + table.name.encode() + b"\"\r\n"
+            b"Content-Type: application/octet-stream\r\n\r\n" + table.data + b"\r\n"
+        )  # fmt: skip
+    parts.append(b"--" + marker + b"--\r\n")
+    return b"".join(parts), f"multipart/form-data; boundary={boundary}"
 
 
 def _server_error(status: int, text: str) -> Exception:
@@ -190,7 +251,14 @@ class ChdbTransport:
         self._session: Any = session.Session(path)
         self._session.query(f"SET max_query_size = {_MAX_QUERY_SIZE}")
 
-    def execute(self, sql: str, data: bytes | None = None, *, in_database: bool = True) -> bytes:
+    def execute(
+        self,
+        sql: str,
+        data: bytes | None = None,
+        *,
+        in_database: bool = True,
+        tables: Sequence[ExternalTable] = (),
+    ) -> bytes:
         text = sql if data is None else sql + "\n" + data.decode()
         with self._lock:
             if in_database:
@@ -198,7 +266,17 @@ class ChdbTransport:
             else:
                 self._session.query("USE default")
             try:
-                result = self._session.query(text, "JSONCompact")
+                for table in tables:  # external data: a temporary table of the session
+                    self._session.query(f"DROP TEMPORARY TABLE IF EXISTS {table.name}")
+                    self._session.query(f"CREATE TEMPORARY TABLE {table.name} ({table.structure})")
+                    self._session.query(
+                        f"INSERT INTO {table.name} FORMAT TabSeparated\n" + table.data.decode()
+                    )
+                try:
+                    result = self._session.query(text, "JSONCompact")
+                finally:
+                    for table in tables:
+                        self._session.query(f"DROP TEMPORARY TABLE IF EXISTS {table.name}")
             except Exception as exc:  # chdb raises its own error types
                 raise ClickHouseError(str(exc)) from exc
         return bytes(result.bytes()) if result is not None else b""

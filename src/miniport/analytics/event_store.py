@@ -111,6 +111,7 @@ import math
 import re
 import threading
 from collections.abc import Collection, Mapping, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -389,6 +390,14 @@ class RowColumns:
         ]
 
 
+def _checked_rows(rows: Sequence[StoredEvent]) -> list[StoredEvent]:
+    rows = list(rows)
+    for row in rows:
+        if not isinstance(row, StoredEvent):
+            raise TypeError(f"append takes StoredEvent rows, not {type(row).__name__}")
+    return rows
+
+
 @runtime_checkable
 class EventStore(Protocol):
     """Where analytics events live. Synchronous; implementations are thread-safe."""
@@ -396,6 +405,11 @@ class EventStore(Protocol):
     def append(self, rows: Sequence[StoredEvent]) -> AppendResult:
         """Store the rows (durable when this returns); an ``(appid, uid)`` already stored,
         or repeated in ``rows``, is counted as a duplicate and not stored again."""
+        ...
+
+    def submit(self, rows: Sequence[StoredEvent]) -> Future[AppendResult]:
+        """:meth:`append` without waiting: the future gets its result (or error) once the
+        rows are durable (the store's own thread writes them)."""
         ...
 
     def sync_test(self, appid: str, test_id: str) -> int:
@@ -584,13 +598,18 @@ class DuckDBEventStore:
     # ------------------------------------------------------------------ append
 
     def append(self, rows: Sequence[StoredEvent]) -> AppendResult:
-        rows = list(rows)
-        for row in rows:
-            if not isinstance(row, StoredEvent):
-                raise TypeError(f"append takes StoredEvent rows, not {type(row).__name__}")
+        rows = _checked_rows(rows)
         if not rows:
             return AppendResult(0, 0)
         return self._group_commit.append(rows)
+
+    def submit(self, rows: Sequence[StoredEvent]) -> Future[AppendResult]:
+        rows = _checked_rows(rows)
+        if not rows:
+            done: Future[AppendResult] = Future()
+            done.set_result(AppendResult(0, 0))
+            return done
+        return self._group_commit.submit(rows)
 
     def _write(self, group: Group) -> None:
         group.finish(self._insert(cast(list[StoredEvent], group.rows)))

@@ -33,7 +33,7 @@ from ..analytics.definitions import (
     parse_field,
     validate_config,
 )
-from ..analytics.event_store import DuckDBEventStore, EventStore, StoredEvent
+from ..analytics.event_store import AppendResult, DuckDBEventStore, EventStore, StoredEvent
 from ..analytics.field_history import (
     FieldHistory,
     FieldPart,
@@ -654,13 +654,10 @@ class AnalyticsService(ReportQueries):
         if verdict.accepted:
             await self._flag_new_user(appid, user_id, verdict.accepted)
         rows = await self._rows(appid, user_id, received, test_id, verdict.accepted)
-        result = (
-            await asyncio.get_running_loop().run_in_executor(
-                self._appenders, self.store.append, rows
-            )
-            if rows
-            else None
-        )
+        # the store's group commit writes the rows: no thread waits here for them
+        result: AppendResult | None = None
+        if rows:
+            result = await asyncio.wrap_future(self.store.submit(rows))
         duplicates = verdict.duplicates_in_batch + (result.duplicates if result else 0)
         self.metrics.events_checked(result.inserted if result else 0, len(verdict.rejected))
         if test_id is None and result is not None and result.inserted:

@@ -69,7 +69,7 @@ from .clickhouse_transport import (
     Transport,
     parse_clickhouse_url,
 )
-from .event_store import RowColumns, StoredEvent
+from .event_store import RowColumns, StoredEvent, _slot_name
 from .group_commit import AppendResult, Group, GroupCommit
 from .overview import (
     CompiledMulti,
@@ -488,6 +488,20 @@ class ClickHouseEventStore:
         return {(str(a), int(str(d))): int(str(n)) for a, d, n in rows}
 
     # ------------------------------------------------------------------ other writes
+
+    def clear_slot(self, appid: str, column: str) -> int:
+        """Every stored copy of the app's events (a synced test event has two); a mutation,
+        waited for."""
+        _slot_name(column)
+        if column not in self._columns:
+            return 0
+        where = f"appid = {{p1:String}} AND {column} IS NOT NULL"
+        count = self._scalar(f"SELECT count() FROM {TABLE} WHERE {where}", [appid])
+        if count:
+            update = f"ALTER TABLE {TABLE} UPDATE {column} = NULL WHERE {where}"
+            self._t.execute(render_clickhouse(update, [appid]))
+            self._wait_for_mutations()
+        return count
 
     def sync_test(self, appid: str, test_id: str) -> int:
         """Insert a visible copy of each invisible event of the test (visible copies win)."""

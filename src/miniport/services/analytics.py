@@ -39,6 +39,7 @@ from ..analytics.field_history import (
     FieldPart,
     RetypeError,
     SlotMap,
+    column_of,
     describe,
     plan_retype,
     taken_slots,
@@ -48,10 +49,16 @@ from ..analytics.ingest_rules import CheckedEvent, RuntimeConfigView, check_batc
 from ..analytics.reports import FieldSlots, FieldType
 from ..analytics.system_props import NEW_USER_COLUMN, is_new_user, utc_day
 from ..clock import Clock
-from ..errors import AnalyticsUnavailable, InvalidInput, NotFound
+from ..errors import AnalyticsUnavailable, Conflict, InvalidInput, NotFound
 from ..events.broker import EVERYONE, Broker
 from ..metrics import Metrics
-from ..storage.analytics_defs import AnalyticsDefsStore, FieldRow, PartRow, TestRow
+from ..storage.analytics_defs import (
+    AnalyticsDefsStore,
+    FieldRow,
+    PartRow,
+    SlotChange,
+    TestRow,
+)
 from ..storage.db import Database
 from ..storage.registry import RegistryStore
 from .analytics_reports import DAY_MS, ReportQueries
@@ -221,7 +228,9 @@ class AnalyticsService(ReportQueries):
         self._published.pop(appid, None)
 
     # --- definitions ---
-    async def _draft(self, appid: str) -> tuple[AnalyticsConfig, dict[str, int]]:
+    async def _draft(self, appid: str) -> tuple[AnalyticsConfig, dict[str, int], list[str]]:
+        """The draft, its events' ids and the fields with a pending type change (all from
+        one read of the fields: a change made meanwhile is in all three or in none)."""
         fields = await self.db.read(self.defs.fields, appid)
         events = await self.db.read(self.defs.events, appid)
         config = AnalyticsConfig(
@@ -231,7 +240,7 @@ class AnalyticsService(ReportQueries):
             ],
             events=[EventDef.model_validate(e.draft) for e in events if e.draft is not None],
         )
-        return config, {e.name: e.id for e in events}
+        return config, {e.name: e.id for e in events}, [f.name for f in fields if f.pending_type]
 
     async def _published_config(self, appid: str) -> AnalyticsConfig | None:
         latest = await self.db.read(self.defs.latest_version, appid)
@@ -245,8 +254,7 @@ class AnalyticsService(ReportQueries):
             ],
         )
 
-    async def _validate(self, appid: str, config: AnalyticsConfig) -> None:
-        retyped = [f.name for f in await self.db.read(self.defs.fields, appid) if f.pending_type]
+    async def _validate(self, appid: str, config: AnalyticsConfig, retyped: list[str]) -> None:
         errors = validate_config(config, await self._published_config(appid), retyped)
         if errors:
             raise DefinitionsInvalid(errors)
@@ -313,36 +321,43 @@ class AnalyticsService(ReportQueries):
                     )
                 ]
             )
-        draft, _ = await self._draft(appid)
+        draft, _, pending = await self._draft(appid)
         fields = [f for f in draft.fields if f.name != new.name]
         try:
-            await self._validate(appid, AnalyticsConfig(fields=[*fields, new], events=draft.events))
+            await self._validate(
+                appid, AnalyticsConfig(fields=[*fields, new], events=draft.events), pending
+            )
         except DefinitionsInvalid as exc:
             raise DefinitionsInvalid(
                 relative_errors(exc.errors, "fields", len(fields), [f.name for f in fields])
             ) from None
-        others = [f for f in current if f.name != new.name]
-        histories = _histories(others, await self.db.read(self.defs.field_parts, appid))
-        # slots held by other fields, their earlier types and pending changes stay theirs
-        held = taken_slots(histories.values(), _pending(others))[new.type]
-        free = next((s for s in range(MAX_FIELDS_PER_TYPE) if s not in held), None)
-        if free is None:
-            raise DefinitionsInvalid(
-                [
-                    DefinitionError(
-                        "type",
-                        f"no free {new.type} slot: all {MAX_FIELDS_PER_TYPE} are held "
-                        "(by fields, and by the earlier types of retyped fields)",
-                    )
-                ]
-            )
-        slots = {new.name: free}
-        if existing is None:
-            await self.db.write(
-                self.defs.add_field, appid, new.name, new.type, slots[new.name], self.clock.now()
-            )
-        else:
-            await self.db.write(self.defs.retype_field, appid, new.name, new.type, slots[new.name])
+        def decide(fields: list[FieldRow], parts: list[PartRow]) -> SlotChange:
+            # under the app's lock: what the slots are now, not what was read above
+            mine = next((f for f in fields if f.name == new.name), None)
+            if (mine is None) != (existing is None) or (mine is not None and mine.published):
+                raise Conflict(f"field {new.name!r} was changed meanwhile: try again")
+            others = [f for f in fields if f.name != new.name]
+            # slots held by other fields, their earlier types and pending changes stay theirs
+            held = taken_slots(_histories(others, parts).values(), _pending(others))[new.type]
+            free = next((s for s in range(MAX_FIELDS_PER_TYPE) if s not in held), None)
+            if free is None:
+                raise DefinitionsInvalid(
+                    [
+                        DefinitionError(
+                            "type",
+                            f"no free {new.type} slot: all {MAX_FIELDS_PER_TYPE} are held "
+                            "(by fields, and by the earlier types of retyped fields)",
+                        )
+                    ]
+                )
+            if mine is None:
+                return SlotChange("add", new.name, new.type, free, fresh=True)
+            return SlotChange("redefine", new.name, new.type, free, fresh=True)
+
+        change = await self.db.write(
+            self.defs.change_slots, appid, decide, self._clear_slot(appid), self.clock.now()
+        )
+        slots = {new.name: change.slot}
         self._forget(appid)
         return {"name": new.name, "type": new.type, "slot": slots[new.name]}
 
@@ -372,12 +387,12 @@ class AnalyticsService(ReportQueries):
                 [DefinitionError("name" if exc.code == "system_name" else "type", exc.message)]
             ) from None
         row = next(f for f in fields if f.name == name)
-        draft, _ = await self._draft(appid)
+        draft, _, pending = await self._draft(appid)
         changed = [
             FieldDef(name=f.name, type=plan.type if f.name == name else f.type)
             for f in draft.fields
         ]
-        retyped = [f.name for f in fields if f.pending_type] + [name]
+        retyped = [*pending, name]
         errors = validate_config(
             AnalyticsConfig(fields=changed, events=draft.events),
             await self._published_config(appid),
@@ -385,15 +400,42 @@ class AnalyticsService(ReportQueries):
         )
         if errors:
             raise DefinitionsInvalid(errors)
-        if not row.published:
-            await self.db.write(self.defs.retype_field, appid, name, plan.type, plan.slot)
-            status = "changed"
-        elif plan.action == "cancel":
-            await self.db.write(self.defs.set_pending, appid, name, None, None)
-            status = "cancelled"
-        else:
-            await self.db.write(self.defs.set_pending, appid, name, plan.type, plan.slot)
-            status = "pending publish"
+
+        field, to_type = name, new_type  # (str: checked above)
+
+        def decide(fields: list[FieldRow], parts: list[PartRow]) -> SlotChange:
+            # planned again under the app's lock: another change may have taken the slot
+            mine = next((f for f in fields if f.name == field), None)
+            if mine is None:
+                raise NotFound(f"field {field!r} is not defined")
+            try:
+                locked = plan_retype(
+                    field,
+                    to_type,
+                    histories=_histories(fields, parts),
+                    published={f.name: f.published for f in fields},
+                    pending=_pending(fields),
+                )
+            except RetypeError as exc:
+                raise Conflict(f"field {field!r} was changed meanwhile: {exc.message}") from None
+            if mine.published != row.published or locked.action != plan.action:
+                raise Conflict(f"field {field!r} was changed meanwhile: try again")
+            fresh = not locked.reused and locked.action == "set"
+            if not mine.published:
+                return SlotChange("redefine", field, locked.type, locked.slot, fresh, locked)
+            if locked.action == "cancel":
+                return SlotChange("pending", field, None, None, False, locked)
+            return SlotChange("pending", field, locked.type, locked.slot, fresh, locked)
+
+        change = await self.db.write(self.defs.change_slots, appid, decide, self._clear_slot(appid))
+        plan = change.result
+        status = (
+            "changed"
+            if not row.published
+            else "cancelled"
+            if plan.action == "cancel"
+            else "pending publish"
+        )
         await self.db.write(
             self.registry.audit,
             self.clock.now(),
@@ -416,16 +458,26 @@ class AnalyticsService(ReportQueries):
             "status": status,
         }
 
+    def _clear_slot(self, appid: str) -> Callable[[str, int], None]:
+        """For :meth:`AnalyticsDefsStore.change_slots`: empty a slot about to be given out
+        (values a live test wrote there under a pending change since cancelled or replaced
+        must not be read as the new owner's)."""
+
+        def clear(type_: str, slot: int) -> None:
+            self.store.clear_slot(appid, column_of(type_, slot))
+
+        return clear
+
     async def save_event(self, appid: str, obj: object) -> dict[str, Any]:
         """Save an event's draft (validated against the other definitions and what is
         published). Errors carry the path of the part at fault."""
         await self._app(appid)
         event = parse_event(obj)
-        draft, _ = await self._draft(appid)
+        draft, _, pending = await self._draft(appid)
         others = [e for e in draft.events if e.name != event.name]
         try:
             await self._validate(
-                appid, AnalyticsConfig(fields=draft.fields, events=[*others, event])
+                appid, AnalyticsConfig(fields=draft.fields, events=[*others, event]), pending
             )
         except DefinitionsInvalid as exc:  # paths relative to the event file
             raise DefinitionsInvalid(
@@ -445,14 +497,14 @@ class AnalyticsService(ReportQueries):
         return {"name": name, "status": "deleted in draft"}
 
     async def _draft_runtime(self, appid: str, version: int) -> dict[str, Any]:
-        draft, ids = await self._draft(appid)
-        await self._validate(appid, draft)
+        draft, ids, pending = await self._draft(appid)
+        await self._validate(appid, draft, pending)
         return config_for_runtime(draft, version, ids)
 
     async def publish(self, appid: str, actor: str) -> dict[str, Any]:
         await self._app(appid)
-        draft, ids = await self._draft(appid)
-        await self._validate(appid, draft)
+        draft, ids, pending = await self._draft(appid)
+        await self._validate(appid, draft, pending)
         version, config, retyped = await self.db.write(
             self.defs.publish,
             appid,

@@ -659,6 +659,35 @@ class AnalyticsService(ReportQueries):
         )
         return {"test_id": test_id, "user_id": user_id, "devices": self.broker.connected(user_id)}
 
+    async def _retest(self, appid: str, user_id: str, test: TestRow) -> _Effective:
+        """A running test whose configuration no longer fits the fields' slots (a pending type
+        change it tests was cancelled or replaced) takes the draft as it is now: stored in the
+        test, pushed to the tester's devices; the test's id and view stay."""
+        try:
+            config = await self._draft_runtime(appid, version=0)
+        except DefinitionsInvalid:
+            raise Conflict(
+                "the definitions under test changed and are not valid now: restart the test"
+            ) from None
+        if not await self.db.write(self.defs.set_test_config, test.id, config):
+            raise Conflict(f"test {test.id} is no longer running")
+        self._tests.pop(appid, None)
+        self._forget_test_views(test.id)
+        on = await self.db.read(self.defs.builtin_events, appid)
+        await self.broker.publish(
+            user_id,
+            {
+                "type": "analyticsConfig",
+                "appid": appid,
+                "config": {**config, "builtin_events": on, "test_id": test.id},
+                "test_id": test.id,
+            },
+        )
+        effective = await self._effective(appid, user_id)
+        if effective.test is None or effective.test.id != test.id:
+            raise Conflict(f"test {test.id} is no longer running")
+        return effective
+
     async def get_test(self, appid: str, test_id: str) -> TestRow:
         test = await self.db.read(self.defs.get_test, test_id)
         if test is None or test.appid != appid:
@@ -705,7 +734,30 @@ class AnalyticsService(ReportQueries):
         test_id = effective.test.id if effective.test else None
         if verdict.accepted:
             await self._flag_new_user(appid, user_id, verdict.accepted)
-        rows = await self._rows(appid, user_id, received, test_id, verdict.accepted)
+        try:
+            # a test's rows with the slots as they are now (a pending change may have been
+            # cancelled or replaced a moment ago): never into a slot given back
+            rows = await self._rows(
+                appid, user_id, received, test_id, verdict.accepted, fresh=test_id is not None
+            )
+        except KeyError:
+            if effective.test is None:
+                raise
+            # the draft under test no longer fits the fields' slots (a pending type change
+            # was cancelled or replaced): the test goes on with the draft as it is now
+            effective = await self._retest(appid, user_id, effective.test)
+            verdict = check_batch(batch, config=effective.view, received_at_ms=received)
+            if verdict.accepted:
+                await self._flag_new_user(appid, user_id, verdict.accepted)
+            try:
+                rows = await self._rows(
+                    appid, user_id, received, test_id, verdict.accepted, fresh=True
+                )
+            except KeyError:
+                raise Conflict(
+                    "the definitions under test changed while this batch was checked: "
+                    "send it again, or restart the test"
+                ) from None
         result = (
             await asyncio.get_running_loop().run_in_executor(
                 self._appenders, self.store.append, rows
@@ -797,10 +849,15 @@ class AnalyticsService(ReportQueries):
         received: int,
         test_id: str | None,
         accepted: list[CheckedEvent],
+        fresh: bool = False,
     ) -> list[StoredEvent]:
-        """Store rows of the accepted events (values already coerced by check_batch)."""
+        """Store rows of the accepted events (values already coerced by check_batch); KeyError
+        for a value whose field has no slot of its type (``fresh``: with the slots read now)."""
         if not accepted:
             return []
+        if fresh:
+            slots = await self._slot_map(appid, fresh=True)
+            return _stored(appid, user_id, received, test_id, accepted, slots)
         try:
             return _stored(appid, user_id, received, test_id, accepted, await self._slot_map(appid))
         except KeyError:  # a field newer than the cached slots (added by another process)

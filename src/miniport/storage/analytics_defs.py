@@ -411,6 +411,18 @@ class AnalyticsDefsStore:
             )
         return list(running)
 
+    def set_test_config(self, test_id: str, config: dict[str, Any]) -> bool:
+        """Give a running test another configuration; False if it is not running."""
+        c = t.analytics_tests.c
+        with self.db.writing() as conn:
+            return bool(
+                conn.execute(
+                    update(t.analytics_tests)
+                    .where(and_(c.id == test_id, c.status == "running"))
+                    .values(config=json.dumps(config, ensure_ascii=False))
+                ).rowcount
+            )
+
     def get_test(self, test_id: str) -> TestRow | None:
         with self.db.reading() as conn:
             row = conn.execute(

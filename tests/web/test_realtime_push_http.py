@@ -133,3 +133,65 @@ async def test_events_accepted_on_one_node_reach_a_console_on_another(
         assert [e["user"] for e in message["latest"]] == ["alice", "alice"]
         assert ingest_node.live.messages == 1  # B: nobody watches it, nothing was sent
         stream.close()
+
+
+def page_view(fetched: dict[str, Any], pushes: list[dict[str, Any]]) -> tuple[int, set[str]]:
+    """What the console's script makes of a fetch and the pushes after it (insights.js:
+    applyFetch, applyPush): events in the window, and the users it knows were active."""
+    cut = fetched["received_before_ms"]
+    events = sum(m["events"] for m in fetched["minutes"])
+    users = {e["user"] for e in fetched["latest"]}
+    for message in pushes:
+        first, last = message["received_ms"]
+        if last < cut:
+            continue
+        if first is None or first >= cut:
+            events += sum(m["events"] for m in message["minutes"])
+            users |= {u for m in message["minutes"] for u in m["users"]}
+            continue
+        assert message["batches"] is not None  # else the page fetches again
+        for received, _minute, n, user in message["batches"]:
+            if received >= cut:
+                events += n
+                users.add(user)
+    return events, users
+
+
+async def test_a_push_that_spans_the_pages_fetch_counts_nothing_twice(
+    live_server: LiveServer,
+) -> None:
+    """A push that waited (the interval between two) while the page fetched carries batches
+    from before the fetch and after it: the fetch says up to which receipt it counted, the
+    push what each batch added, and the page adds only what the fetch did not count."""
+    base, p = live_server.url, live_server.platform
+    app = await p.apps.create("A", "test")
+    await console_user(p, "vic", "viewer", app.appid)
+    url = f"{base}/admin/v1/apps/{app.appid}/analytics"
+    async with client() as s:
+        await sign_in(s, base, "vic")
+        stream = await open_stream(s, f"{url}/realtime/events")
+        events = SSE(stream)
+        assert (await events.next())[0] == "connected"
+        now = int(time.time() * 1000)
+        await p.analytics.ingest(app.appid, "alice", batch("a", 2, now))  # pushed at once
+        first = (await events.next(5))[1]
+        # bob's batch waits for the next push; the page fetches; carol's joins bob's push
+        await p.analytics.ingest(app.appid, "bob", batch("b", 3, now))
+        await asyncio.sleep(0.005)
+        async with s.get(f"{url}/realtime", params={"latest": "100"}) as r:
+            assert r.status == 200
+            fetched = await r.json()
+        await asyncio.sleep(0.005)
+        await p.analytics.ingest(app.appid, "carol", batch("c", 1, now))
+        spanning = (await events.next(5))[1]
+        stream.close()
+    cut = fetched["received_before_ms"]
+    assert spanning["received_ms"][0] < cut <= spanning["received_ms"][1]  # the case at hand
+    assert sum(m["events"] for m in fetched["minutes"]) == 5  # alice's and bob's
+    # the old rule (apply a push whose last receipt is after the fetch) counted bob's twice
+    assert sum(m["events"] for m in fetched["minutes"]) + sum(
+        m["events"] for m in spanning["minutes"]
+    ) == 9
+    assert page_view(fetched, [first, spanning]) == (6, {"alice", "bob", "carol"})
+    truth = await p.analytics.realtime(app.appid)
+    assert sum(m["events"] for m in truth["minutes"]) == 6

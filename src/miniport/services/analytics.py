@@ -193,6 +193,8 @@ class AnalyticsService(ReportQueries):
         self._appenders = ThreadPoolExecutor(APPEND_THREADS, "miniport-analytics-append")
         self._slots: dict[str, tuple[float, _FieldState]] = {}
         self._first_days: dict[tuple[str, str], int] = {}
+        self._inflight: dict[int, int] = {}  # received_ms -> batches being checked and stored
+        self._stored = asyncio.Event()  # set each time one of them is done
 
     @property
     def store(self) -> EventStore:
@@ -729,6 +731,19 @@ class AnalyticsService(ReportQueries):
         valid (durably, deduplicated), and show everything in a running test's view."""
         await self._app(appid)
         received = self._now_ms()
+        # until stored and handed to the real-time feed, a real-time fetch waits for it
+        self._inflight[received] = self._inflight.get(received, 0) + 1
+        try:
+            return await self._ingest(appid, user_id, batch, received)
+        finally:
+            left = self._inflight.pop(received) - 1
+            if left:
+                self._inflight[received] = left
+            self._stored.set()
+
+    async def _ingest(
+        self, appid: str, user_id: str, batch: object, received: int
+    ) -> dict[str, Any]:
         effective = await self._effective(appid, user_id)
         verdict = check_batch(batch, config=effective.view, received_at_ms=received)
         test_id = effective.test.id if effective.test else None

@@ -489,17 +489,18 @@ class ClickHouseEventStore:
 
     # ------------------------------------------------------------------ other writes
 
-    def clear_slot(self, appid: str, column: str) -> int:
+    def clear_slot(self, appid: str, column: str, received_before_ms: int) -> int:
         """Every stored copy of the app's events (a synced test event has two); a mutation,
         waited for."""
         _slot_name(column)
         if column not in self._columns:
             return 0
-        where = f"appid = {{p1:String}} AND {column} IS NOT NULL"
-        count = self._scalar(f"SELECT count() FROM {TABLE} WHERE {where}", [appid])
+        params: list[object] = [appid, received_before_ms]
+        where = f"appid = {{p1:String}} AND {column} IS NOT NULL AND received_ms < {{p2:Int64}}"
+        count = self._scalar(f"SELECT count() FROM {TABLE} WHERE {where}", params)
         if count:
             update = f"ALTER TABLE {TABLE} UPDATE {column} = NULL WHERE {where}"
-            self._t.execute(render_clickhouse(update, [appid]))
+            self._t.execute(render_clickhouse(update, params))
             self._wait_for_mutations()
         return count
 

@@ -412,10 +412,10 @@ class EventStore(Protocol):
         """Make a test's events visible in reports; returns how many became visible."""
         ...
 
-    def clear_slot(self, appid: str, column: str) -> int:
-        """Empty one slot column (``s2``...) in every event of an app, test events included
-        (a slot about to be given to a field: what is left there is nobody's); returns how
-        many events had a value there."""
+    def clear_slot(self, appid: str, column: str, received_before_ms: int) -> int:
+        """Empty one slot column (``s2``...) in every event of an app received before
+        ``received_before_ms``, test events included (a slot just given to a field: what was
+        left there is nobody's); returns how many events had a value there."""
         ...
 
     def delete_older_than(self, cutoff_ms: int) -> int:
@@ -699,15 +699,16 @@ class DuckDBEventStore:
             row = self._con.execute(sql, list(params)).fetchone()
         return int(row[0]) if row is not None else 0
 
-    def clear_slot(self, appid: str, column: str) -> int:
+    def clear_slot(self, appid: str, column: str, received_before_ms: int) -> int:
         _slot_name(column)
         with self._write_lock:
             self._check_open()
             if column not in self._columns:
                 return 0
             row = self._con.execute(
-                f"UPDATE {TABLE} SET {column} = NULL WHERE appid = ? AND {column} IS NOT NULL",
-                [appid],
+                f"UPDATE {TABLE} SET {column} = NULL"
+                f" WHERE appid = ? AND {column} IS NOT NULL AND received_ms < ?",
+                [appid, received_before_ms],
             ).fetchone()
         return int(row[0]) if row is not None else 0
 

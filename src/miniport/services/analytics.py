@@ -352,13 +352,13 @@ class AnalyticsService(ReportQueries):
                         )
                     ]
                 )
+            at = self._now_ms()
             if mine is None:
-                return SlotChange("add", new.name, new.type, free, fresh=True)
-            return SlotChange("redefine", new.name, new.type, free, fresh=True)
+                return SlotChange("add", new.name, new.type, free, fresh=True, at_ms=at)
+            return SlotChange("redefine", new.name, new.type, free, fresh=True, at_ms=at)
 
-        change = await self.db.write(
-            self.defs.change_slots, appid, decide, self._clear_slot(appid), self.clock.now()
-        )
+        change = await self.db.write(self.defs.change_slots, appid, decide, self.clock.now())
+        await self._clear_slot(appid, change)
         slots = {new.name: change.slot}
         self._forget(appid)
         return {"name": new.name, "type": new.type, "slot": slots[new.name]}
@@ -423,13 +423,15 @@ class AnalyticsService(ReportQueries):
             if mine.published != row.published or locked.action != plan.action:
                 raise Conflict(f"field {field!r} was changed meanwhile: try again")
             fresh = not locked.reused and locked.action == "set"
+            at = self._now_ms()
             if not mine.published:
-                return SlotChange("redefine", field, locked.type, locked.slot, fresh, locked)
+                return SlotChange("redefine", field, locked.type, locked.slot, fresh, locked, at)
             if locked.action == "cancel":
-                return SlotChange("pending", field, None, None, False, locked)
-            return SlotChange("pending", field, locked.type, locked.slot, fresh, locked)
+                return SlotChange("pending", field, None, None, False, locked, at)
+            return SlotChange("pending", field, locked.type, locked.slot, fresh, locked, at)
 
-        change = await self.db.write(self.defs.change_slots, appid, decide, self._clear_slot(appid))
+        change = await self.db.write(self.defs.change_slots, appid, decide)
+        await self._clear_slot(appid, change)
         plan = change.result
         status = (
             "changed"
@@ -460,15 +462,14 @@ class AnalyticsService(ReportQueries):
             "status": status,
         }
 
-    def _clear_slot(self, appid: str) -> Callable[[str, int], None]:
-        """For :meth:`AnalyticsDefsStore.change_slots`: empty a slot about to be given out
-        (values a live test wrote there under a pending change since cancelled or replaced
-        must not be read as the new owner's)."""
-
-        def clear(type_: str, slot: int) -> None:
-            self.store.clear_slot(appid, column_of(type_, slot))
-
-        return clear
+    async def _clear_slot(self, appid: str, change: SlotChange) -> None:
+        """Empty a slot just given out fresh of the values received before it was (a live test
+        wrote them under a pending change since cancelled or replaced: they must not be read
+        as the new owner's). Values received since are the new owner's and stay; the state
+        database is not held meanwhile (a ClickHouse mutation may take a while)."""
+        if change.fresh and change.type is not None and change.slot is not None:
+            column = column_of(change.type, change.slot)
+            await asyncio.to_thread(self.store.clear_slot, appid, column, change.at_ms)
 
     async def save_event(self, appid: str, obj: object) -> dict[str, Any]:
         """Save an event's draft (validated against the other definitions and what is

@@ -41,7 +41,8 @@ class SlotChange:
     """What a field change does to the slots, decided under the app's lock
     (:meth:`AnalyticsDefsStore.change_slots`): ``add`` a field, ``redefine`` a field never
     published (type and slot), set (or with ``type`` None, cancel) a published field's
-    ``pending`` type change. ``fresh``: the slot was free until now (no field holds it)."""
+    ``pending`` type change. ``fresh``: the slot was free until now (no field holds it), at
+    ``at_ms`` (when it was decided)."""
 
     kind: Literal["add", "redefine", "pending"]
     name: str
@@ -49,6 +50,7 @@ class SlotChange:
     slot: int | None
     fresh: bool = False
     result: Any = None  # what the deciding code wants back
+    at_ms: int = 0
 
 
 @dataclass(frozen=True)
@@ -140,7 +142,6 @@ class AnalyticsDefsStore:
         self,
         appid: str,
         decide: Callable[[list[FieldRow], list[PartRow]], SlotChange],
-        clear: Callable[[str, int], None] | None = None,
         now: float = 0.0,
     ) -> SlotChange:
         """Give a field a slot, or take its pending one back, with the app's fields locked:
@@ -148,9 +149,7 @@ class AnalyticsDefsStore:
         before anyone else can read the fields to choose a slot. So two developers (on two
         servers) adding or retyping fields at the same moment never get the same slot: on
         PostgreSQL the app's row is locked (``SELECT ... FOR UPDATE``), on SQLite the write
-        transaction starts ``IMMEDIATE`` (one writer at a time across processes). ``clear(type,
-        slot)`` runs for a fresh slot before it is written: values left in it (a cancelled
-        change's live test) must not become the new owner's."""
+        transaction starts ``IMMEDIATE`` (one writer at a time across processes)."""
         fc = t.analytics_fields.c
         with self.db.writing() as conn:
             if not self.db.is_sqlite:
@@ -158,8 +157,6 @@ class AnalyticsDefsStore:
                     select(t.apps.c.appid).where(t.apps.c.appid == appid).with_for_update()
                 )
             change = decide(self._fields(conn, appid), self._parts(conn, appid))
-            if change.fresh and clear is not None and change.type and change.slot is not None:
-                clear(change.type, change.slot)
             where = and_(fc.appid == appid, fc.name == change.name)
             if change.kind == "add":
                 conn.execute(

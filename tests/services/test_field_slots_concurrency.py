@@ -86,3 +86,57 @@ async def test_fields_added_and_retyped_at_once_never_share_a_slot(
         assert held[("string", 1)] == {"price"}  # an old slot of a retyped field is held
     added = [f.name for f in await a.db.read(sa.defs.fields, appid) if f.name.startswith("c")]
     assert len(added) >= 6  # most calls went through (a refusal is the exception)
+
+
+_WORKER = """
+import asyncio, sys, time
+from pathlib import Path
+from miniport.config import Settings
+from miniport.errors import Conflict
+from miniport.platform import create_platform
+
+async def main(url, data_dir, appid, prefix, start_at):
+    p = create_platform(Settings(data_dir=Path(data_dir), dev=True, database_url=url))
+    await p.start(fetcher=False)
+    try:
+        await asyncio.sleep(max(0.0, start_at - time.time()))
+        for i in range(8):
+            name = f"{prefix}{i}"
+            try:
+                await p.analytics.add_field(appid, {"name": name, "type": "string"})
+            except Conflict:
+                pass
+            await p.analytics.retype_field(appid, f"{prefix}_n{i}", "string", "t")
+    finally:
+        await p.close()
+
+asyncio.run(main(*sys.argv[1:5], float(sys.argv[5])))
+"""
+
+
+async def test_two_processes_never_give_one_slot_twice(
+    platforms: Callable[..., Awaitable[Platform]], tmp_path: Path, state_url: str
+) -> None:
+    """The same across processes: two servers started as their own processes."""
+    import sys
+    import time
+
+    p = await platforms(database_url=state_url, data_dir=tmp_path / "main")
+    appid = (await p.apps.create("shop", "test")).appid
+    for prefix in ("a", "b"):
+        for i in range(8):
+            await p.analytics.add_field(appid, {"name": f"{prefix}_n{i}", "type": "int"})
+    await p.analytics.publish(appid, "t")
+    start_at = time.time() + 3.0  # both processes are up by then, and start together
+    procs = [
+        await asyncio.create_subprocess_exec(
+            sys.executable, "-c", _WORKER, state_url, str(tmp_path / prefix), appid, prefix,
+            str(start_at),
+        )
+        for prefix in ("a", "b")
+    ]
+    assert [await proc.wait() for proc in procs] == [0, 0]
+    held = await held_slots(p, appid)
+    assert {slot: names for slot, names in held.items() if len(names) > 1} == {}
+    strings = {name for (kind, _), names in held.items() if kind == "string" for name in names}
+    assert len(strings) == 32  # 16 new string fields, 16 int fields with a pending string slot

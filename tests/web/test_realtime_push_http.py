@@ -195,3 +195,36 @@ async def test_a_push_that_spans_the_pages_fetch_counts_nothing_twice(
     assert page_view(fetched, [first, spanning]) == (6, {"alice", "bob", "carol"})
     truth = await p.analytics.realtime(app.appid)
     assert sum(m["events"] for m in truth["minutes"]) == 6
+
+
+async def test_the_fetch_counts_a_batch_received_before_it_and_stored_after(
+    platform: Platform, clock: Any, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A batch received before the fetch's instant but still being stored: the fetch waits
+    for it (its push says it was received before, so the page would drop it: were the fetch
+    not to count it, it would be missed)."""
+    import threading
+
+    app = await platform.apps.create("A", "test")
+    store = platform.analytics.store
+    gate = threading.Event()
+    append = store.append
+
+    def slow_append(rows: Any) -> Any:
+        gate.wait(10)
+        return append(rows)
+
+    monkeypatch.setattr(store, "append", slow_append)
+    now = int(clock.now() * 1000)
+    ingest = asyncio.create_task(platform.analytics.ingest(app.appid, "alice", batch("a", 2, now)))
+    await asyncio.sleep(0.2)  # checked, waiting in the store
+    assert not ingest.done()
+    clock.advance(1.0)
+    fetch = asyncio.create_task(platform.analytics.realtime(app.appid))
+    await asyncio.sleep(0.2)
+    assert not fetch.done()  # waits for the batch received before its instant
+    gate.set()
+    found = await fetch
+    assert (await ingest)["accepted"] == 2
+    assert found["received_before_ms"] == now + 1000
+    assert sum(m["events"] for m in found["minutes"]) == 2

@@ -403,33 +403,7 @@ class AnalyticsService(ReportQueries):
         if errors:
             raise DefinitionsInvalid(errors)
 
-        field, to_type = name, new_type  # (str: checked above)
-
-        def decide(fields: list[FieldRow], parts: list[PartRow]) -> SlotChange:
-            # planned again under the app's lock: another change may have taken the slot
-            mine = next((f for f in fields if f.name == field), None)
-            if mine is None:
-                raise NotFound(f"field {field!r} is not defined")
-            try:
-                locked = plan_retype(
-                    field,
-                    to_type,
-                    histories=_histories(fields, parts),
-                    published={f.name: f.published for f in fields},
-                    pending=_pending(fields),
-                )
-            except RetypeError as exc:
-                raise Conflict(f"field {field!r} was changed meanwhile: {exc.message}") from None
-            if mine.published != row.published or locked.action != plan.action:
-                raise Conflict(f"field {field!r} was changed meanwhile: try again")
-            fresh = not locked.reused and locked.action == "set"
-            at = self._now_ms()
-            if not mine.published:
-                return SlotChange("redefine", field, locked.type, locked.slot, fresh, locked, at)
-            if locked.action == "cancel":
-                return SlotChange("pending", field, None, None, False, locked, at)
-            return SlotChange("pending", field, locked.type, locked.slot, fresh, locked, at)
-
+        decide = _retype_decision(name, new_type, row.published, plan.action, self._now_ms)
         change = await self.db.write(self.defs.change_slots, appid, decide)
         await self._clear_slot(appid, change)
         plan = change.result
@@ -986,6 +960,44 @@ def _stored(
             )
         )
     return rows
+
+
+def _retype_decision(
+    field: str,
+    to_type: str,
+    published: bool,
+    action: str,
+    now_ms: Callable[[], int],
+) -> Callable[[list[FieldRow], list[PartRow]], SlotChange]:
+    """The retype of ``field`` to ``to_type`` planned again under the app's lock (another
+    change may have taken the slot meanwhile): what to write, or Conflict when the field is
+    no longer what the plan made outside the lock saw (``published``, ``action``)."""
+
+    def decide(fields: list[FieldRow], parts: list[PartRow]) -> SlotChange:
+        mine = next((f for f in fields if f.name == field), None)
+        if mine is None:
+            raise NotFound(f"field {field!r} is not defined")
+        try:
+            locked = plan_retype(
+                field,
+                to_type,
+                histories=_histories(fields, parts),
+                published={f.name: f.published for f in fields},
+                pending=_pending(fields),
+            )
+        except RetypeError as exc:
+            raise Conflict(f"field {field!r} was changed meanwhile: {exc.message}") from None
+        if mine.published != published or locked.action != action:
+            raise Conflict(f"field {field!r} was changed meanwhile: try again")
+        fresh = not locked.reused and locked.action == "set"
+        at = now_ms()
+        if not mine.published:
+            return SlotChange("redefine", field, locked.type, locked.slot, fresh, locked, at)
+        if locked.action == "cancel":
+            return SlotChange("pending", field, None, None, False, locked, at)
+        return SlotChange("pending", field, locked.type, locked.slot, fresh, locked, at)
+
+    return decide
 
 
 def _pending(fields: list[FieldRow]) -> dict[str, tuple[str, int]]:

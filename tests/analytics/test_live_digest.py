@@ -11,6 +11,7 @@ import pytest
 
 from miniport.analytics.ingest_rules import CheckedEvent
 from miniport.analytics.live import (
+    BATCHES_KEEP,
     LATEST_KEEP,
     USERS_PER_MINUTE,
     LiveDigest,
@@ -142,6 +143,11 @@ def _good() -> dict[str, Any]:
     {"received_ms": [1, None]},
     {"users_cut": None},
     {"resync": 1},
+    {"batches": "x"},
+    {"batches": [[T0, T0, 1]]},
+    {"batches": [[T0, T0, 1, 7]]},
+    {"batches": [[T0, "m", 1, "alice"]]},
+    {"batches": [[T0, T0, True, "alice"]]},
 ])
 def test_a_message_not_of_that_shape_is_refused(change: dict[str, Any]) -> None:
     good = _good()
@@ -150,3 +156,46 @@ def test_a_message_not_of_that_shape_is_refused(change: dict[str, Any]) -> None:
     assert not well_formed(bad)
     for missing in ("minutes", "latest", "received_ms", "users_cut", "resync"):
         assert not well_formed({k: v for k, v in good.items() if k != missing})
+
+
+def test_a_message_says_what_each_batch_added_so_the_console_can_split_it() -> None:
+    """Per (receipt, minute, user): what the console needs to add only the batches its fetch
+    did not count (received from the fetch's received_before_ms on)."""
+    d = LiveDigest()
+    d.add("alice", T0 + 100, [ev("a1", T0 + 1000), ev("a2", T0 + 2000)])
+    d.add("bob", T0 + 105, [ev("b1", T0 + 3000), ev("b2", T0 + 61_000)])
+    d.add("alice", T0 + 105, [ev("a3", T0 + 4000)])
+    m = d.message("wxA")
+    assert m["batches"] == [
+        [T0 + 100, T0, 2, "alice"],
+        [T0 + 105, T0, 1, "alice"],
+        [T0 + 105, T0, 1, "bob"],
+        [T0 + 105, T0 + 60_000, 1, "bob"],
+    ]
+    assert sum(b[2] for b in m["batches"]) == sum(x["events"] for x in m["minutes"])
+    later = LiveDigest()
+    later.add("carol", T0 + 110, [ev("c1", T0 + 5000)])
+    later.add("alice", T0 + 100, [ev("a9", T0 + 6000)])  # same receipt on another node
+    merged = merge_messages("wxA", [m, later.message("wxA")])
+    assert merged["batches"] == [
+        [T0 + 100, T0, 3, "alice"],
+        [T0 + 105, T0, 1, "alice"],
+        [T0 + 105, T0, 1, "bob"],
+        [T0 + 105, T0 + 60_000, 1, "bob"],
+        [T0 + 110, T0, 1, "carol"],
+    ]
+    assert well_formed(merged)
+    # one message without them (too many, or an older node): the merge has none either
+    assert merge_messages("wxA", [m, {**later.message("wxA"), "batches": None}])["batches"] is None
+
+
+def test_batches_past_the_cap_are_dropped_not_cut() -> None:
+    d = LiveDigest()
+    for i in range(BATCHES_KEEP):
+        d.add(f"u{i}", T0 + i, [ev(f"e{i}", T0)])
+    assert len(d.message("wxA")["batches"]) == BATCHES_KEEP
+    d.add("u0", T0, [ev("again", T0)])  # a key already there still adds up
+    d.add("late", T0 + BATCHES_KEEP, [ev("x", T0)])  # one more: none (the console refetches)
+    m = d.message("wxA")
+    assert m["batches"] is None and well_formed(m)
+    assert sum(x["events"] for x in m["minutes"]) == BATCHES_KEEP + 2

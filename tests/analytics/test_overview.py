@@ -162,6 +162,8 @@ def ref_overview(rows: list[StoredEvent], q: OverviewQuery) -> Out:
 
 
 def ref_realtime(rows: list[StoredEvent], q: RealtimeQuery) -> Out:
+    if q.received_before_ms is not None:  # only what was received before it
+        rows = [e for e in rows if e.received_ms < q.received_before_ms]
     end = (q.now_ms // MINUTE + 1) * MINUTE
     start = end - q.minutes * MINUTE
     minutes = []
@@ -293,6 +295,9 @@ def realtime_queries(draw: st.DrawFn) -> RealtimeQuery:
         minutes=draw(st.sampled_from([1, 30, 30, 120])),
         latest=draw(st.sampled_from([0, 3, 50])),
         tz=draw(st.sampled_from(TZS)),
+        received_before_ms=draw(
+            st.one_of(st.none(), st.integers(T0 - MINUTE, T0 + SPAN + 2 * DAY))
+        ),
     )
 
 

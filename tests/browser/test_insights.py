@@ -201,3 +201,54 @@ def test_real_time_catches_up_after_a_drop_and_rolls_over_without_events(
     assert len(reports) == 2
     assert errors == []
     ctx.close()
+
+
+def test_a_push_spanning_the_pages_fetch_is_not_counted_twice(
+    live: LiveConsole, browser: Any, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Batches accepted just before the page's fetch and just after it go out in one push (the
+    pushes' interval, made long here so the case is certain): the page adds only what the
+    fetch did not count."""
+    from miniport.services import live_feed
+
+    monkeypatch.setattr(live_feed, "MIN_INTERVAL_S", 1.5)
+    viewer = live.user("viewer")
+    app = live.app("Insights span")
+    errors: list[str] = []
+    ctx = browser.new_context(**DESKTOP)
+    page = ctx.new_page()
+    page.on("pageerror", lambda error: errors.append(str(error)))
+
+    at = int(time.time() * 1000)  # every event in one minute
+
+    def ingest(user: str, n: int) -> None:
+        live.call("analytics.ingest", app.appid, user, {"sent_at": at, "events": [
+            {"id": f"{user}-{i}", "event": "$show", "ts": at} for i in range(n)]})
+
+    fetches: list[str] = []
+
+    def around_the_fetch(route: Any) -> None:
+        fetches.append(route.request.url)
+        if len(fetches) > 1:
+            route.continue_()
+            return
+        ingest("alice", 1)  # pushed at once (the first after a quiet spell)
+        ingest("bob", 2)  # waits for the next push
+        time.sleep(0.01)
+        found = route.fetch()  # counts alice's and bob's
+        time.sleep(0.01)
+        ingest("carol", 1)  # joins bob's push
+        route.fulfill(response=found)
+
+    page.route(lambda url: url.split("?")[0].endswith("/analytics/realtime"), around_the_fetch)
+    sign_in(page, live.url, viewer, path=f"/console/apps/{app.appid}/analytics/insights")
+    insights = page.locator("#insights-page")
+    expect(page.get_by_test_id("rt-latest")).to_contain_text("carol", timeout=10_000)
+    expect(insights).to_have_attribute("data-rt-events", "4")
+    page.wait_for_timeout(500)
+    expect(insights).to_have_attribute("data-rt-events", "4")
+    data = page.evaluate("() => window.Chart.getChart('realtime-chart').data.datasets")
+    assert sum(data[0]["data"]) == 4 and sum(data[1]["data"]) == 3  # alice, bob, carol
+    assert len(fetches) == 1  # split by its batches, not fetched again
+    assert errors == []
+    ctx.close()

@@ -237,3 +237,58 @@ async def test_reset_drops_a_pending_change_and_viewers_cannot_retype(api: Api) 
         url, json={"type": "int"}, headers={"Authorization": f"Bearer {key}"}
     ) as resp:
         assert resp.status == 403
+
+
+async def test_a_live_test_goes_on_when_its_pending_retype_is_cancelled(api: Api) -> None:
+    """The tester's batches keep being accepted (against the draft as it is now) after the
+    pending change the test was started with is cancelled, and the slot given back never
+    carries the test's values into the field that gets it next."""
+    await cancelled_under_a_live_test(api)
+
+
+async def test_a_live_test_goes_on_when_its_pending_retype_is_cancelled_on_clickhouse(
+    ch_api: Api,
+) -> None:
+    await cancelled_under_a_live_test(ch_api)
+
+
+async def cancelled_under_a_live_test(api: Api) -> None:
+    assert (await retype(api, "price", "string"))["slot"] == 1  # s1, pending
+    test_id = (await api.ok("POST", "/tests", {"user_id": "dev1"}))["test_id"]
+    assert (await send(api, "purchase", "price", "cheap", user="dev1"))["rejected"] == []
+    assert (await retype(api, "price", "int"))["status"] == "cancelled"  # s1 free again
+    # the device still has the string configuration: 12 arrives as "12", which has no slot now
+    answer = await send(api, "purchase", "price", 12, user="dev1")
+    assert (answer["accepted"], answer["rejected"]) == (1, [])
+    tested = await api.config("dev1")
+    assert tested["test_id"] == test_id  # the same test, with the draft as it is now
+    assert {f["name"]: f["type"] for f in tested["fields"]}["price"] == "int"
+    assert (await send(api, "purchase", "price", 13, user="dev1"))["rejected"] == []
+
+    # the slot given back goes to a new string field: the test's "cheap" is not its value
+    assert (await api.ok("POST", "/fields", {"name": "size", "type": "string"}))["slot"] == 1
+    await api.ok("POST", "/events", {**PURCHASE, "fields": ["price", "color", "size"]})
+    await api.ok("POST", f"/tests/{test_id}/sync")
+    await api.ok("POST", "/publish")
+    await buy(api, 1)
+    found = await report(api, group_by=["size"])
+    assert [(r["size"], r["count"]) for r in found["rows"]] == [(None, 4)]
+    prices = await report(api, group_by=["price"])
+    # "cheap" was a value of the change that never came: stored, read by no field
+    assert [(r["price"], r["count"]) for r in prices["rows"]] == [
+        (None, 1), (1, 1), (12, 1), (13, 1),
+    ]  # fmt: skip
+
+
+async def test_a_live_test_goes_on_when_its_pending_retype_is_replaced(api: Api) -> None:
+    await retype(api, "price", "string")
+    test_id = (await api.ok("POST", "/tests", {"user_id": "dev1"}))["test_id"]
+    assert (await retype(api, "price", "float"))["pending_type"] == "float"  # replaces it
+    answer = await send(api, "purchase", "price", 2, user="dev1")  # "2" under the old draft
+    assert (answer["accepted"], answer["rejected"]) == (1, [])
+    tested = await api.config("dev1")
+    assert (tested["test_id"], tested["fields"][0]) == (test_id, {"name": "price", "type": "float"})
+    await api.ok("POST", f"/tests/{test_id}/sync")
+    await api.ok("POST", "/publish")
+    found = await report(api, group_by=["price"])
+    assert [(r["price"], r["count"]) for r in found["rows"]] == [(2.0, 1)]

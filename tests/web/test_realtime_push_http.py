@@ -133,3 +133,98 @@ async def test_events_accepted_on_one_node_reach_a_console_on_another(
         assert [e["user"] for e in message["latest"]] == ["alice", "alice"]
         assert ingest_node.live.messages == 1  # B: nobody watches it, nothing was sent
         stream.close()
+
+
+def page_view(fetched: dict[str, Any], pushes: list[dict[str, Any]]) -> tuple[int, set[str]]:
+    """What the console's script makes of a fetch and the pushes after it (insights.js:
+    applyFetch, applyPush): events in the window, and the users it knows were active."""
+    cut = fetched["received_before_ms"]
+    events = sum(m["events"] for m in fetched["minutes"])
+    users = {e["user"] for e in fetched["latest"]}
+    for message in pushes:
+        first, last = message["received_ms"]
+        if last < cut:
+            continue
+        if first is None or first >= cut:
+            events += sum(m["events"] for m in message["minutes"])
+            users |= {u for m in message["minutes"] for u in m["users"]}
+            continue
+        assert message["batches"] is not None  # else the page fetches again
+        for received, _minute, n, user in message["batches"]:
+            if received >= cut:
+                events += n
+                users.add(user)
+    return events, users
+
+
+async def test_a_push_that_spans_the_pages_fetch_counts_nothing_twice(
+    live_server: LiveServer,
+) -> None:
+    """A push that waited (the interval between two) while the page fetched carries batches
+    from before the fetch and after it: the fetch says up to which receipt it counted, the
+    push what each batch added, and the page adds only what the fetch did not count."""
+    base, p = live_server.url, live_server.platform
+    app = await p.apps.create("A", "test")
+    await console_user(p, "vic", "viewer", app.appid)
+    url = f"{base}/admin/v1/apps/{app.appid}/analytics"
+    async with client() as s:
+        await sign_in(s, base, "vic")
+        stream = await open_stream(s, f"{url}/realtime/events")
+        events = SSE(stream)
+        assert (await events.next())[0] == "connected"
+        now = int(time.time() * 1000)
+        await p.analytics.ingest(app.appid, "alice", batch("a", 2, now))  # pushed at once
+        first = (await events.next(5))[1]
+        # bob's batch waits for the next push; the page fetches; carol's joins bob's push
+        await p.analytics.ingest(app.appid, "bob", batch("b", 3, now))
+        await asyncio.sleep(0.005)
+        async with s.get(f"{url}/realtime", params={"latest": "100"}) as r:
+            assert r.status == 200
+            fetched = await r.json()
+        await asyncio.sleep(0.005)
+        await p.analytics.ingest(app.appid, "carol", batch("c", 1, now))
+        spanning = (await events.next(5))[1]
+        stream.close()
+    cut = fetched["received_before_ms"]
+    assert spanning["received_ms"][0] < cut <= spanning["received_ms"][1]  # the case at hand
+    assert sum(m["events"] for m in fetched["minutes"]) == 5  # alice's and bob's
+    # the old rule (apply a push whose last receipt is after the fetch) counted bob's twice
+    assert sum(m["events"] for m in fetched["minutes"]) + sum(
+        m["events"] for m in spanning["minutes"]
+    ) == 9
+    assert page_view(fetched, [first, spanning]) == (6, {"alice", "bob", "carol"})
+    truth = await p.analytics.realtime(app.appid)
+    assert sum(m["events"] for m in truth["minutes"]) == 6
+
+
+async def test_the_fetch_counts_a_batch_received_before_it_and_stored_after(
+    platform: Platform, clock: Any, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A batch received before the fetch's instant but still being stored: the fetch waits
+    for it (its push says it was received before, so the page would drop it: were the fetch
+    not to count it, it would be missed)."""
+    import threading
+
+    app = await platform.apps.create("A", "test")
+    store = platform.analytics.store
+    gate = threading.Event()
+    append = store.append
+
+    def slow_append(rows: Any) -> Any:
+        gate.wait(10)
+        return append(rows)
+
+    monkeypatch.setattr(store, "append", slow_append)
+    now = int(clock.now() * 1000)
+    ingest = asyncio.create_task(platform.analytics.ingest(app.appid, "alice", batch("a", 2, now)))
+    await asyncio.sleep(0.2)  # checked, waiting in the store
+    assert not ingest.done()
+    clock.advance(1.0)
+    fetch = asyncio.create_task(platform.analytics.realtime(app.appid))
+    await asyncio.sleep(0.2)
+    assert not fetch.done()  # waits for the batch received before its instant
+    gate.set()
+    found = await fetch
+    assert (await ingest)["accepted"] == 2
+    assert found["received_before_ms"] == now + 1000
+    assert sum(m["events"] for m in found["minutes"]) == 2

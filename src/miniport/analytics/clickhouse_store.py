@@ -75,7 +75,7 @@ from .clickhouse_transport import (
     Transport,
     parse_clickhouse_url,
 )
-from .event_store import RowColumns, StoredEvent, _checked_rows
+from .event_store import RowColumns, StoredEvent, _checked_rows, _slot_name
 from .group_commit import AppendResult, Group, GroupCommit
 from .overview import (
     CompiledMulti,
@@ -550,6 +550,21 @@ class ClickHouseEventStore:
         return {(str(a), int(str(d))): int(str(n)) for a, d, n in rows}
 
     # ------------------------------------------------------------------ other writes
+
+    def clear_slot(self, appid: str, column: str, received_before_ms: int) -> int:
+        """Every stored copy of the app's events (a synced test event has two); a mutation,
+        waited for."""
+        _slot_name(column)
+        if column not in self._columns:
+            return 0
+        params: list[object] = [appid, received_before_ms]
+        where = f"appid = {{p1:String}} AND {column} IS NOT NULL AND received_ms < {{p2:Int64}}"
+        count = self._scalar(f"SELECT count() FROM {TABLE} WHERE {where}", params)
+        if count:
+            update = f"ALTER TABLE {TABLE} UPDATE {column} = NULL WHERE {where}"
+            self._t.execute(render_clickhouse(update, params))
+            self._wait_for_mutations()
+        return count
 
     def sync_test(self, appid: str, test_id: str) -> int:
         """Insert a visible copy of each invisible event of the test (visible copies win)."""

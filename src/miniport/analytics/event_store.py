@@ -398,6 +398,16 @@ def _checked_rows(rows: Sequence[StoredEvent]) -> list[StoredEvent]:
     return rows
 
 
+_SLOT_NAME = re.compile(r"[isfb](?:[0-9]|[12][0-9]|3[01])")
+
+
+def _slot_name(column: str) -> str:
+    """``column`` if it is a slot column's name (it goes into SQL text), else ValueError."""
+    if not _SLOT_NAME.fullmatch(column):
+        raise ValueError(f"not a slot column: {column!r}")
+    return column
+
+
 @runtime_checkable
 class EventStore(Protocol):
     """Where analytics events live. Synchronous; implementations are thread-safe."""
@@ -414,6 +424,12 @@ class EventStore(Protocol):
 
     def sync_test(self, appid: str, test_id: str) -> int:
         """Make a test's events visible in reports; returns how many became visible."""
+        ...
+
+    def clear_slot(self, appid: str, column: str, received_before_ms: int) -> int:
+        """Empty one slot column (``s2``...) in every event of an app received before
+        ``received_before_ms``, test events included (a slot just given to a field: what was
+        left there is nobody's); returns how many events had a value there."""
         ...
 
     def delete_older_than(self, cutoff_ms: int) -> int:
@@ -700,6 +716,19 @@ class DuckDBEventStore:
         with self._write_lock:
             self._check_open()
             row = self._con.execute(sql, list(params)).fetchone()
+        return int(row[0]) if row is not None else 0
+
+    def clear_slot(self, appid: str, column: str, received_before_ms: int) -> int:
+        _slot_name(column)
+        with self._write_lock:
+            self._check_open()
+            if column not in self._columns:
+                return 0
+            row = self._con.execute(
+                f"UPDATE {TABLE} SET {column} = NULL"
+                f" WHERE appid = ? AND {column} IS NOT NULL AND received_ms < ?",
+                [appid, received_before_ms],
+            ).fetchone()
         return int(row[0]) if row is not None else 0
 
     def sync_test(self, appid: str, test_id: str) -> int:

@@ -29,7 +29,13 @@ Rules
 * **Twice before publish**: the draft holds one change per field. Retyping again to another
   type replaces the pending change (its slot is free again); retyping back to the published
   type cancels the pending change. A field that was never published is simply redefined
-  (it has no stored values): no history part is made.
+  (it has no stored values): no history part is made. A slot given out fresh is emptied in
+  the event store of the values received before (a live test may have written some there
+  under a change since cancelled: they are nobody's), and a running live test whose draft
+  no longer fits the slots goes on with the draft as it is now (the services do both).
+* **One owner per slot, whoever asks at the same moment**: the services choose and write a
+  slot with the app's fields locked in the state database (see
+  ``AnalyticsDefsStore.change_slots``).
 
 How reports read a retyped field (:func:`reading`)
 --------------------------------------------------

@@ -9,7 +9,8 @@ batches and events::
      "users_cut": false,
      "latest": [{"time", "ts_ms", "received_ms", "event", "user", "page",
                  "$path", "$platform", "$scene", "$session"}, …],
-     "received_ms": [first, last]}
+     "received_ms": [first, last],
+     "batches": [[received_ms, minute_ms, events, user], …]}
 
 ``minutes``: per minute of event time (``ts_ms`` // 60 000, the real-time report's minutes),
 how many events the batches added and which users sent them (sorted; at most
@@ -17,12 +18,21 @@ how many events the batches added and which users sent them (sorted; at most
 newest :data:`LATEST_KEEP` events received, in the real-time report's order (``received_ms``
 newest first, then ``ts_ms``, then the event id) and shape (user ids as the report shows
 them). ``received_ms``: when the first and the last batch of the message were received (the
-console drops a message its own fetch already counted). ``resync``: a batch was accepted
+console drops a message its own fetch already counted). ``batches``: the same counts by
+receipt — events per ``(received_ms, minute, user)`` (``null`` past :data:`BATCHES_KEEP`
+entries). A fetch of the real-time report counts exactly the batches received before its
+``received_before_ms``; a message whose receipts span that instant (a push that was waiting
+while the page fetched, or several nodes' pushes merged) is split there by the console: it adds
+only the ``batches`` (and ``latest``) received from then on, so nothing is counted twice and
+nothing is missed (with ``batches`` null it fetches again). ``resync``: a batch was accepted
 whose contribution is not known (some of its events had been stored before): the console
 fetches the view again rather than add what it cannot tell.
 
 Counts are what the batches *added*: the console adds them to what it fetched. Events per
-minute add up exactly; active users are exact for a user the console has seen in that minute
+minute add up exactly (the fetch waits for the batches its node received before its instant
+to be stored; a batch received by another node within milliseconds of the fetch and stored
+after it is the one case left: it would be missed, not counted twice); active users are
+exact for a user the console has seen in that minute
 (by fetch or push) and otherwise counted once more (see the console's script)."""
 
 from __future__ import annotations
@@ -37,6 +47,7 @@ from .overview import LATEST_PROPS, iso_utc
 from .system_props import DIMENSIONS
 
 __all__ = [
+    "BATCHES_KEEP",
     "LATEST_KEEP",
     "MINUTE_MS",
     "USERS_PER_MINUTE",
@@ -46,6 +57,7 @@ __all__ = [
 ]
 
 LATEST_KEEP: Final = 5
+BATCHES_KEEP: Final = 4000
 USERS_PER_MINUTE: Final = 200
 MINUTE_MS: Final = 60_000
 _PROP_COLUMNS: Final = tuple(DIMENSIONS[name].column for name in LATEST_PROPS)
@@ -72,6 +84,8 @@ class LiveDigest:
     """Something was accepted whose contribution is unknown: the console fetches again."""
     first_received_ms: int | None = None
     last_received_ms: int = 0
+    batches: dict[tuple[int, int, str], int] | None = field(default_factory=dict)
+    """Events by (received_ms, minute, user); None once past BATCHES_KEEP entries."""
 
     def add(self, user_id: str, received_ms: int, events: Sequence[CheckedEvent]) -> None:
         """One accepted batch of ``user_id``, received at ``received_ms``."""
@@ -85,6 +99,12 @@ class LiveDigest:
             minute = ev.ts_ms // MINUTE_MS
             counts[minute] = counts.get(minute, 0) + 1
         for minute, n in counts.items():
+            if self.batches is not None:
+                key = (received_ms, minute, user_id)
+                if key in self.batches or len(self.batches) < BATCHES_KEEP:
+                    self.batches[key] = self.batches.get(key, 0) + n
+                else:
+                    self.batches = None
             events_before, users = self.minutes.get(minute, (0, set()))
             if user_id not in users:
                 if len(users) < USERS_PER_MINUTE:
@@ -113,6 +133,9 @@ class LiveDigest:
             "users_cut": self.users_cut,
             "latest": [_entry(ev, user, received) for received, _, _, user, ev in self.latest],
             "received_ms": [self.first_received_ms, self.last_received_ms],
+            "batches": None
+            if self.batches is None
+            else [[r, m * MINUTE_MS, n, u] for (r, m, u), n in sorted(self.batches.items())],
             "resync": self.resync,
         }
 
@@ -156,6 +179,15 @@ def well_formed(message: Mapping[str, Any]) -> bool:
             return False
         if not _is_int(entry.get("ts_ms")):
             return False
+    batches = message.get("batches")
+    if batches is not None:
+        if not isinstance(batches, list):
+            return False
+        for item in batches:
+            if not (isinstance(item, list) and len(item) == 4 and isinstance(item[3], str)):
+                return False
+            if not all(_is_int(v) for v in item[:3]):
+                return False
     return isinstance(message.get("users_cut"), bool) and isinstance(message.get("resync"), bool)
 
 
@@ -167,11 +199,13 @@ def merge_messages(appid: str, messages: Sequence[Mapping[str, Any]]) -> dict[st
     """Several ``realtime`` messages of one app (from several nodes, within one interval) as
     one that says what they said together: events per minute added up, users per minute
     joined (at most :data:`USERS_PER_MINUTE`), the newest :data:`LATEST_KEEP` events, the
-    first and last receipt, ``users_cut`` and ``resync`` if any said so. KeyError, TypeError
+    first and last receipt, the batches joined (null if any was, or past
+    :data:`BATCHES_KEEP`), ``users_cut`` and ``resync`` if any said so. KeyError, TypeError
     or ValueError for a message not of that shape."""
     if len(messages) == 1:
         return dict(messages[0])
     minutes: dict[int, tuple[int, set[str]]] = {}
+    batches: dict[tuple[int, int, str], int] | None = {}
     latest: list[Mapping[str, Any]] = []
     firsts: list[int] = []
     lasts: list[int] = []
@@ -187,6 +221,15 @@ def merge_messages(appid: str, messages: Sequence[Mapping[str, Any]]) -> dict[st
                     cut = True
             minutes[minute] = (events + int(entry["events"]), users)
         latest.extend(message["latest"])
+        detail = message.get("batches")
+        if detail is None or batches is None:
+            batches = None
+        else:
+            for received, minute_ms, n, user in detail:
+                key = (int(received), int(minute_ms), str(user))
+                batches[key] = batches.get(key, 0) + int(n)
+            if len(batches) > BATCHES_KEEP:
+                batches = None
         first, last = message["received_ms"]
         if first is not None:
             firsts.append(int(first))
@@ -203,5 +246,8 @@ def merge_messages(appid: str, messages: Sequence[Mapping[str, Any]]) -> dict[st
         "users_cut": cut,
         "latest": [dict(e) for e in heapq.nlargest(LATEST_KEEP, latest, key=_newest_first)],
         "received_ms": [min(firsts), max(lasts)] if firsts else [None, 0],
+        "batches": None
+        if batches is None
+        else [[r, m, n, u] for (r, m, u), n in sorted(batches.items())],
         "resync": resync,
     }

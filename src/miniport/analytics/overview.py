@@ -147,9 +147,14 @@ class RealtimeQuery:
     minutes: int = 30
     latest: int = 50
     tz: str = "UTC"
+    received_before_ms: int | None = None
+    """Only events received before this (the console adds what pushes say was received from
+    then on: see :mod:`miniport.analytics.live`); None: every event stored."""
 
     def __post_init__(self) -> None:
         _check_int("now_ms", self.now_ms, _MS_PER_DAY, 10**15)
+        if self.received_before_ms is not None:
+            _check_int("received_before_ms", self.received_before_ms, 0, 10**15)
         _check_int("not_before_ms", self.not_before_ms, 0, 10**15)
         _check_int("minutes", self.minutes, 1, MAX_MINUTES)
         _check_int("latest", self.latest, 0, MAX_LATEST)
@@ -676,7 +681,13 @@ def compile_realtime(
         base = _base_where(appid, lo, end, 0, params)
         minute = dialect.int_div("ts_ms", _MS_PER_MINUTE)
         select = f"{minute} AS m, {dialect.count_distinct('user_id')}, count(*)"
-        sql = f"SELECT {select} FROM {base.source(params, columns)} WHERE {base.sql}"
+        where = base.sql
+        carried = list(columns.used)
+        if q.received_before_ms is not None:
+            where += f" AND received_ms < {params.add(q.received_before_ms, 'BIGINT')}"
+            carried.append("received_ms")
+        source = dialect.source(TABLE, base.appid, (base.lo, base.hi), carried)
+        sql = f"SELECT {select} FROM {source} WHERE {where}"
         statements.append(Statement(sql + dialect.group_order(["m"]), tuple(params.values)))
     else:
         statements.append(Statement("", ()))
@@ -691,6 +702,8 @@ def compile_realtime(
         f"appid = {app} AND {dialect.visible()} AND received_ms >= {params.add(start, 'BIGINT')}"
         f" AND ts_ms >= {params.add(q.not_before_ms, 'BIGINT')}"
     )
+    if q.received_before_ms is not None:
+        where += f" AND received_ms < {params.add(q.received_before_ms, 'BIGINT')}"
     limit = int(q.latest)  # checked: a whole number 0..MAX_LATEST
     sql = (
         f"SELECT {select} FROM {source} WHERE {where}"

@@ -39,6 +39,7 @@ from ..analytics.field_history import (
     FieldPart,
     RetypeError,
     SlotMap,
+    column_of,
     describe,
     plan_retype,
     taken_slots,
@@ -48,10 +49,16 @@ from ..analytics.ingest_rules import CheckedEvent, RuntimeConfigView, check_batc
 from ..analytics.reports import FieldSlots, FieldType
 from ..analytics.system_props import NEW_USER_COLUMN, is_new_user, utc_day
 from ..clock import Clock
-from ..errors import AnalyticsUnavailable, InvalidInput, NotFound
+from ..errors import AnalyticsUnavailable, Conflict, InvalidInput, NotFound
 from ..events.broker import EVERYONE, Broker
 from ..metrics import Metrics
-from ..storage.analytics_defs import AnalyticsDefsStore, FieldRow, PartRow, TestRow
+from ..storage.analytics_defs import (
+    AnalyticsDefsStore,
+    FieldRow,
+    PartRow,
+    SlotChange,
+    TestRow,
+)
 from ..storage.db import Database
 from ..storage.registry import RegistryStore
 from .analytics_reports import DAY_MS, ReportQueries
@@ -186,6 +193,8 @@ class AnalyticsService(ReportQueries):
         self._appenders = ThreadPoolExecutor(APPEND_THREADS, "miniport-analytics-append")
         self._slots: dict[str, tuple[float, _FieldState]] = {}
         self._first_days: dict[tuple[str, str], int] = {}
+        self._inflight: dict[int, int] = {}  # received_ms -> batches being checked and stored
+        self._stored = asyncio.Event()  # set each time one of them is done
 
     @property
     def store(self) -> EventStore:
@@ -221,7 +230,9 @@ class AnalyticsService(ReportQueries):
         self._published.pop(appid, None)
 
     # --- definitions ---
-    async def _draft(self, appid: str) -> tuple[AnalyticsConfig, dict[str, int]]:
+    async def _draft(self, appid: str) -> tuple[AnalyticsConfig, dict[str, int], list[str]]:
+        """The draft, its events' ids and the fields with a pending type change (all from
+        one read of the fields: a change made meanwhile is in all three or in none)."""
         fields = await self.db.read(self.defs.fields, appid)
         events = await self.db.read(self.defs.events, appid)
         config = AnalyticsConfig(
@@ -231,7 +242,7 @@ class AnalyticsService(ReportQueries):
             ],
             events=[EventDef.model_validate(e.draft) for e in events if e.draft is not None],
         )
-        return config, {e.name: e.id for e in events}
+        return config, {e.name: e.id for e in events}, [f.name for f in fields if f.pending_type]
 
     async def _published_config(self, appid: str) -> AnalyticsConfig | None:
         latest = await self.db.read(self.defs.latest_version, appid)
@@ -245,8 +256,7 @@ class AnalyticsService(ReportQueries):
             ],
         )
 
-    async def _validate(self, appid: str, config: AnalyticsConfig) -> None:
-        retyped = [f.name for f in await self.db.read(self.defs.fields, appid) if f.pending_type]
+    async def _validate(self, appid: str, config: AnalyticsConfig, retyped: list[str]) -> None:
         errors = validate_config(config, await self._published_config(appid), retyped)
         if errors:
             raise DefinitionsInvalid(errors)
@@ -313,36 +323,43 @@ class AnalyticsService(ReportQueries):
                     )
                 ]
             )
-        draft, _ = await self._draft(appid)
+        draft, _, pending = await self._draft(appid)
         fields = [f for f in draft.fields if f.name != new.name]
         try:
-            await self._validate(appid, AnalyticsConfig(fields=[*fields, new], events=draft.events))
+            await self._validate(
+                appid, AnalyticsConfig(fields=[*fields, new], events=draft.events), pending
+            )
         except DefinitionsInvalid as exc:
             raise DefinitionsInvalid(
                 relative_errors(exc.errors, "fields", len(fields), [f.name for f in fields])
             ) from None
-        others = [f for f in current if f.name != new.name]
-        histories = _histories(others, await self.db.read(self.defs.field_parts, appid))
-        # slots held by other fields, their earlier types and pending changes stay theirs
-        held = taken_slots(histories.values(), _pending(others))[new.type]
-        free = next((s for s in range(MAX_FIELDS_PER_TYPE) if s not in held), None)
-        if free is None:
-            raise DefinitionsInvalid(
-                [
-                    DefinitionError(
-                        "type",
-                        f"no free {new.type} slot: all {MAX_FIELDS_PER_TYPE} are held "
-                        "(by fields, and by the earlier types of retyped fields)",
-                    )
-                ]
-            )
-        slots = {new.name: free}
-        if existing is None:
-            await self.db.write(
-                self.defs.add_field, appid, new.name, new.type, slots[new.name], self.clock.now()
-            )
-        else:
-            await self.db.write(self.defs.retype_field, appid, new.name, new.type, slots[new.name])
+        def decide(fields: list[FieldRow], parts: list[PartRow]) -> SlotChange:
+            # under the app's lock: what the slots are now, not what was read above
+            mine = next((f for f in fields if f.name == new.name), None)
+            if (mine is None) != (existing is None) or (mine is not None and mine.published):
+                raise Conflict(f"field {new.name!r} was changed meanwhile: try again")
+            others = [f for f in fields if f.name != new.name]
+            # slots held by other fields, their earlier types and pending changes stay theirs
+            held = taken_slots(_histories(others, parts).values(), _pending(others))[new.type]
+            free = next((s for s in range(MAX_FIELDS_PER_TYPE) if s not in held), None)
+            if free is None:
+                raise DefinitionsInvalid(
+                    [
+                        DefinitionError(
+                            "type",
+                            f"no free {new.type} slot: all {MAX_FIELDS_PER_TYPE} are held "
+                            "(by fields, and by the earlier types of retyped fields)",
+                        )
+                    ]
+                )
+            at = self._now_ms()
+            if mine is None:
+                return SlotChange("add", new.name, new.type, free, fresh=True, at_ms=at)
+            return SlotChange("redefine", new.name, new.type, free, fresh=True, at_ms=at)
+
+        change = await self.db.write(self.defs.change_slots, appid, decide, self.clock.now())
+        await self._clear_slot(appid, change)
+        slots = {new.name: change.slot}
         self._forget(appid)
         return {"name": new.name, "type": new.type, "slot": slots[new.name]}
 
@@ -372,12 +389,12 @@ class AnalyticsService(ReportQueries):
                 [DefinitionError("name" if exc.code == "system_name" else "type", exc.message)]
             ) from None
         row = next(f for f in fields if f.name == name)
-        draft, _ = await self._draft(appid)
+        draft, _, pending = await self._draft(appid)
         changed = [
             FieldDef(name=f.name, type=plan.type if f.name == name else f.type)
             for f in draft.fields
         ]
-        retyped = [f.name for f in fields if f.pending_type] + [name]
+        retyped = [*pending, name]
         errors = validate_config(
             AnalyticsConfig(fields=changed, events=draft.events),
             await self._published_config(appid),
@@ -385,15 +402,18 @@ class AnalyticsService(ReportQueries):
         )
         if errors:
             raise DefinitionsInvalid(errors)
-        if not row.published:
-            await self.db.write(self.defs.retype_field, appid, name, plan.type, plan.slot)
-            status = "changed"
-        elif plan.action == "cancel":
-            await self.db.write(self.defs.set_pending, appid, name, None, None)
-            status = "cancelled"
-        else:
-            await self.db.write(self.defs.set_pending, appid, name, plan.type, plan.slot)
-            status = "pending publish"
+
+        decide = _retype_decision(name, new_type, row.published, plan.action, self._now_ms)
+        change = await self.db.write(self.defs.change_slots, appid, decide)
+        await self._clear_slot(appid, change)
+        plan = change.result
+        status = (
+            "changed"
+            if not row.published
+            else "cancelled"
+            if plan.action == "cancel"
+            else "pending publish"
+        )
         await self.db.write(
             self.registry.audit,
             self.clock.now(),
@@ -416,16 +436,25 @@ class AnalyticsService(ReportQueries):
             "status": status,
         }
 
+    async def _clear_slot(self, appid: str, change: SlotChange) -> None:
+        """Empty a slot just given out fresh of the values received before it was (a live test
+        wrote them under a pending change since cancelled or replaced: they must not be read
+        as the new owner's). Values received since are the new owner's and stay; the state
+        database is not held meanwhile (a ClickHouse mutation may take a while)."""
+        if change.fresh and change.type is not None and change.slot is not None:
+            column = column_of(change.type, change.slot)
+            await asyncio.to_thread(self.store.clear_slot, appid, column, change.at_ms)
+
     async def save_event(self, appid: str, obj: object) -> dict[str, Any]:
         """Save an event's draft (validated against the other definitions and what is
         published). Errors carry the path of the part at fault."""
         await self._app(appid)
         event = parse_event(obj)
-        draft, _ = await self._draft(appid)
+        draft, _, pending = await self._draft(appid)
         others = [e for e in draft.events if e.name != event.name]
         try:
             await self._validate(
-                appid, AnalyticsConfig(fields=draft.fields, events=[*others, event])
+                appid, AnalyticsConfig(fields=draft.fields, events=[*others, event]), pending
             )
         except DefinitionsInvalid as exc:  # paths relative to the event file
             raise DefinitionsInvalid(
@@ -445,14 +474,14 @@ class AnalyticsService(ReportQueries):
         return {"name": name, "status": "deleted in draft"}
 
     async def _draft_runtime(self, appid: str, version: int) -> dict[str, Any]:
-        draft, ids = await self._draft(appid)
-        await self._validate(appid, draft)
+        draft, ids, pending = await self._draft(appid)
+        await self._validate(appid, draft, pending)
         return config_for_runtime(draft, version, ids)
 
     async def publish(self, appid: str, actor: str) -> dict[str, Any]:
         await self._app(appid)
-        draft, ids = await self._draft(appid)
-        await self._validate(appid, draft)
+        draft, ids, pending = await self._draft(appid)
+        await self._validate(appid, draft, pending)
         version, config, retyped = await self.db.write(
             self.defs.publish,
             appid,
@@ -607,6 +636,35 @@ class AnalyticsService(ReportQueries):
         )
         return {"test_id": test_id, "user_id": user_id, "devices": self.broker.connected(user_id)}
 
+    async def _retest(self, appid: str, user_id: str, test: TestRow) -> _Effective:
+        """A running test whose configuration no longer fits the fields' slots (a pending type
+        change it tests was cancelled or replaced) takes the draft as it is now: stored in the
+        test, pushed to the tester's devices; the test's id and view stay."""
+        try:
+            config = await self._draft_runtime(appid, version=0)
+        except DefinitionsInvalid:
+            raise Conflict(
+                "the definitions under test changed and are not valid now: restart the test"
+            ) from None
+        if not await self.db.write(self.defs.set_test_config, test.id, config):
+            raise Conflict(f"test {test.id} is no longer running")
+        self._tests.pop(appid, None)
+        self._forget_test_views(test.id)
+        on = await self.db.read(self.defs.builtin_events, appid)
+        await self.broker.publish(
+            user_id,
+            {
+                "type": "analyticsConfig",
+                "appid": appid,
+                "config": {**config, "builtin_events": on, "test_id": test.id},
+                "test_id": test.id,
+            },
+        )
+        effective = await self._effective(appid, user_id)
+        if effective.test is None or effective.test.id != test.id:
+            raise Conflict(f"test {test.id} is no longer running")
+        return effective
+
     async def get_test(self, appid: str, test_id: str) -> TestRow:
         test = await self.db.read(self.defs.get_test, test_id)
         if test is None or test.appid != appid:
@@ -648,12 +706,48 @@ class AnalyticsService(ReportQueries):
         valid (durably, deduplicated), and show everything in a running test's view."""
         await self._app(appid)
         received = self._now_ms()
+        # until stored and handed to the real-time feed, a real-time fetch waits for it
+        self._inflight[received] = self._inflight.get(received, 0) + 1
+        try:
+            return await self._ingest(appid, user_id, batch, received)
+        finally:
+            left = self._inflight.pop(received) - 1
+            if left:
+                self._inflight[received] = left
+            self._stored.set()
+
+    async def _ingest(
+        self, appid: str, user_id: str, batch: object, received: int
+    ) -> dict[str, Any]:
         effective = await self._effective(appid, user_id)
         verdict = check_batch(batch, config=effective.view, received_at_ms=received)
         test_id = effective.test.id if effective.test else None
         if verdict.accepted:
             await self._flag_new_user(appid, user_id, verdict.accepted)
-        rows = await self._rows(appid, user_id, received, test_id, verdict.accepted)
+        try:
+            # a test's rows with the slots as they are now (a pending change may have been
+            # cancelled or replaced a moment ago): never into a slot given back
+            rows = await self._rows(
+                appid, user_id, received, test_id, verdict.accepted, fresh=test_id is not None
+            )
+        except KeyError:
+            if effective.test is None:
+                raise
+            # the draft under test no longer fits the fields' slots (a pending type change
+            # was cancelled or replaced): the test goes on with the draft as it is now
+            effective = await self._retest(appid, user_id, effective.test)
+            verdict = check_batch(batch, config=effective.view, received_at_ms=received)
+            if verdict.accepted:
+                await self._flag_new_user(appid, user_id, verdict.accepted)
+            try:
+                rows = await self._rows(
+                    appid, user_id, received, test_id, verdict.accepted, fresh=True
+                )
+            except KeyError:
+                raise Conflict(
+                    "the definitions under test changed while this batch was checked: "
+                    "send it again, or restart the test"
+                ) from None
         # the store's group commit writes the rows: no thread waits here for them
         result: AppendResult | None = None
         if rows:
@@ -742,10 +836,15 @@ class AnalyticsService(ReportQueries):
         received: int,
         test_id: str | None,
         accepted: list[CheckedEvent],
+        fresh: bool = False,
     ) -> list[StoredEvent]:
-        """Store rows of the accepted events (values already coerced by check_batch)."""
+        """Store rows of the accepted events (values already coerced by check_batch); KeyError
+        for a value whose field has no slot of its type (``fresh``: with the slots read now)."""
         if not accepted:
             return []
+        if fresh:
+            slots = await self._slot_map(appid, fresh=True)
+            return _stored(appid, user_id, received, test_id, accepted, slots)
         try:
             return _stored(appid, user_id, received, test_id, accepted, await self._slot_map(appid))
         except KeyError:  # a field newer than the cached slots (added by another process)
@@ -858,6 +957,44 @@ def _stored(
             )
         )
     return rows
+
+
+def _retype_decision(
+    field: str,
+    to_type: str,
+    published: bool,
+    action: str,
+    now_ms: Callable[[], int],
+) -> Callable[[list[FieldRow], list[PartRow]], SlotChange]:
+    """The retype of ``field`` to ``to_type`` planned again under the app's lock (another
+    change may have taken the slot meanwhile): what to write, or Conflict when the field is
+    no longer what the plan made outside the lock saw (``published``, ``action``)."""
+
+    def decide(fields: list[FieldRow], parts: list[PartRow]) -> SlotChange:
+        mine = next((f for f in fields if f.name == field), None)
+        if mine is None:
+            raise NotFound(f"field {field!r} is not defined")
+        try:
+            locked = plan_retype(
+                field,
+                to_type,
+                histories=_histories(fields, parts),
+                published={f.name: f.published for f in fields},
+                pending=_pending(fields),
+            )
+        except RetypeError as exc:
+            raise Conflict(f"field {field!r} was changed meanwhile: {exc.message}") from None
+        if mine.published != published or locked.action != action:
+            raise Conflict(f"field {field!r} was changed meanwhile: try again")
+        fresh = not locked.reused and locked.action == "set"
+        at = now_ms()
+        if not mine.published:
+            return SlotChange("redefine", field, locked.type, locked.slot, fresh, locked, at)
+        if locked.action == "cancel":
+            return SlotChange("pending", field, None, None, False, locked, at)
+        return SlotChange("pending", field, locked.type, locked.slot, fresh, locked, at)
+
+    return decide
 
 
 def _pending(fields: list[FieldRow]) -> dict[str, tuple[str, int]]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, cast
 
@@ -28,6 +29,7 @@ if TYPE_CHECKING:
     from ..storage.db import Database
 
 DAY_MS = 86_400_000
+RECEIVED_WAIT_S = 2.0  # a batch takes ms to check and store: a bound, never the case
 
 
 class ReportQueries:
@@ -36,6 +38,8 @@ class ReportQueries:
     if TYPE_CHECKING:  # supplied by AnalyticsService
         db: Database
         defs: AnalyticsDefsStore
+        _inflight: dict[int, int]  # received_ms -> batches of this node not yet stored
+        _stored: asyncio.Event  # set when one of them is
 
         @property
         def store(self) -> EventStore: ...
@@ -184,17 +188,34 @@ class ReportQueries:
         self, appid: str, *, tz: str = "UTC", minutes: int = 30, latest: int = 50
     ) -> dict[str, Any]:
         """Users and events per minute over the last ``minutes`` minutes by the platform's
-        clock, and the latest events received (newest first)."""
+        clock, and the latest events received (newest first): exactly the batches received
+        before ``received_before_ms`` (now, once the batches this node received before now are
+        stored). The console adds what pushes say about batches received from then on, so a
+        push that spans the fetch counts nothing twice (:mod:`miniport.analytics.live`)."""
         await self._app(appid)
+        now = self._now_ms()
+        await self._received_before(now)
         query = RealtimeQuery(
-            now_ms=self._now_ms(),
+            now_ms=now,
             not_before_ms=self.not_before_ms(),
             minutes=minutes,
             latest=latest,
             tz=tz,
+            received_before_ms=now,
         )
         found = await asyncio.to_thread(self.store.realtime, appid, query)
-        return {**found, "now_ms": query.now_ms}
+        return {**found, "now_ms": query.now_ms, "received_before_ms": now}
+
+    async def _received_before(self, cut_ms: int) -> None:
+        """Wait (briefly) until the batches received before ``cut_ms`` are stored (this node's;
+        the ingest side keeps the count)."""
+        deadline = time.monotonic() + RECEIVED_WAIT_S
+        while any(r < cut_ms for r in self._inflight):
+            self._stored.clear()
+            try:
+                await asyncio.wait_for(self._stored.wait(), deadline - time.monotonic())
+            except TimeoutError:
+                return
 
     async def retention(
         self,

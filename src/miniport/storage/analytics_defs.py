@@ -4,8 +4,9 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from sqlalchemy import and_, delete, func, insert, select, update
 
@@ -33,6 +34,23 @@ class PartRow:
     slot: int
     since_ms: int | None
     version: int | None
+
+
+@dataclass(frozen=True)
+class SlotChange:
+    """What a field change does to the slots, decided under the app's lock
+    (:meth:`AnalyticsDefsStore.change_slots`): ``add`` a field, ``redefine`` a field never
+    published (type and slot), set (or with ``type`` None, cancel) a published field's
+    ``pending`` type change. ``fresh``: the slot was free until now (no field holds it), at
+    ``at_ms`` (when it was decided)."""
+
+    kind: Literal["add", "redefine", "pending"]
+    name: str
+    type: str | None
+    slot: int | None
+    fresh: bool = False
+    result: Any = None  # what the deciding code wants back
+    at_ms: int = 0
 
 
 @dataclass(frozen=True)
@@ -79,13 +97,17 @@ class AnalyticsDefsStore:
 
     # --- fields ---
     def fields(self, appid: str) -> list[FieldRow]:
-        c = t.analytics_fields.c
         with self.db.reading() as conn:
-            rows = conn.execute(
-                select(c.name, c.type, c.slot, c.published, c.pending_type, c.pending_slot)
-                .where(c.appid == appid)
-                .order_by(c.created_at, c.name)
-            ).all()
+            return self._fields(conn, appid)
+
+    @staticmethod
+    def _fields(conn: Any, appid: str) -> list[FieldRow]:
+        c = t.analytics_fields.c
+        rows = conn.execute(
+            select(c.name, c.type, c.slot, c.published, c.pending_type, c.pending_slot)
+            .where(c.appid == appid)
+            .order_by(c.created_at, c.name)
+        ).all()
         return [
             FieldRow(r.name, r.type, r.slot, bool(r.published), r.pending_type, r.pending_slot)
             for r in rows
@@ -93,13 +115,17 @@ class AnalyticsDefsStore:
 
     def field_parts(self, appid: str) -> list[PartRow]:
         """The parts of every retyped field (none for a field never retyped), in order."""
-        c = t.analytics_field_parts.c
         with self.db.reading() as conn:
-            rows = conn.execute(
-                select(c.name, c.seq, c.type, c.slot, c.since_ms, c.version)
-                .where(c.appid == appid)
-                .order_by(c.name, c.seq)
-            ).all()
+            return self._parts(conn, appid)
+
+    @staticmethod
+    def _parts(conn: Any, appid: str) -> list[PartRow]:
+        c = t.analytics_field_parts.c
+        rows = conn.execute(
+            select(c.name, c.seq, c.type, c.slot, c.since_ms, c.version)
+            .where(c.appid == appid)
+            .order_by(c.name, c.seq)
+        ).all()
         return [
             PartRow(
                 r.name,
@@ -112,34 +138,50 @@ class AnalyticsDefsStore:
             for r in rows
         ]
 
-    def set_pending(self, appid: str, name: str, type_: str | None, slot: int | None) -> None:
-        """Set (or with None, cancel) the type change of a published field waiting for the
-        next publish."""
-        c = t.analytics_fields.c
+    def change_slots(
+        self,
+        appid: str,
+        decide: Callable[[list[FieldRow], list[PartRow]], SlotChange],
+        now: float = 0.0,
+    ) -> SlotChange:
+        """Give a field a slot, or take its pending one back, with the app's fields locked:
+        ``decide(fields, parts)`` (read in this transaction) says what to do, and it is written
+        before anyone else can read the fields to choose a slot. So two developers (on two
+        servers) adding or retyping fields at the same moment never get the same slot: on
+        PostgreSQL the app's row is locked (``SELECT ... FOR UPDATE``), on SQLite the write
+        transaction starts ``IMMEDIATE`` (one writer at a time across processes)."""
+        fc = t.analytics_fields.c
         with self.db.writing() as conn:
-            conn.execute(
-                update(t.analytics_fields)
-                .where(and_(c.appid == appid, c.name == name, c.published.is_(True)))
-                .values(pending_type=type_, pending_slot=slot)
-            )
-
-    def add_field(self, appid: str, name: str, type_: str, slot: int, now: float) -> None:
-        with self.db.writing() as conn:
-            conn.execute(
-                insert(t.analytics_fields).values(
-                    appid=appid, name=name, type=type_, slot=slot, published=False, created_at=now
+            if not self.db.is_sqlite:
+                conn.execute(
+                    select(t.apps.c.appid).where(t.apps.c.appid == appid).with_for_update()
                 )
-            )
-
-    def retype_field(self, appid: str, name: str, type_: str, slot: int) -> None:
-        """Change the type (and so the slot) of a field that was never published."""
-        c = t.analytics_fields.c
-        with self.db.writing() as conn:
-            conn.execute(
-                update(t.analytics_fields)
-                .where(and_(c.appid == appid, c.name == name, c.published.is_(False)))
-                .values(type=type_, slot=slot)
-            )
+            change = decide(self._fields(conn, appid), self._parts(conn, appid))
+            where = and_(fc.appid == appid, fc.name == change.name)
+            if change.kind == "add":
+                conn.execute(
+                    insert(t.analytics_fields).values(
+                        appid=appid,
+                        name=change.name,
+                        type=change.type,
+                        slot=change.slot,
+                        published=False,
+                        created_at=now,
+                    )
+                )
+            elif change.kind == "redefine":
+                conn.execute(
+                    update(t.analytics_fields)
+                    .where(and_(where, fc.published.is_(False)))
+                    .values(type=change.type, slot=change.slot)
+                )
+            else:
+                conn.execute(
+                    update(t.analytics_fields)
+                    .where(and_(where, fc.published.is_(True)))
+                    .values(pending_type=change.type, pending_slot=change.slot)
+                )
+        return change
 
     # --- events ---
     def events(self, appid: str) -> list[EventRow]:
@@ -365,6 +407,18 @@ class AnalyticsDefsStore:
                 )
             )
         return list(running)
+
+    def set_test_config(self, test_id: str, config: dict[str, Any]) -> bool:
+        """Give a running test another configuration; False if it is not running."""
+        c = t.analytics_tests.c
+        with self.db.writing() as conn:
+            return bool(
+                conn.execute(
+                    update(t.analytics_tests)
+                    .where(and_(c.id == test_id, c.status == "running"))
+                    .values(config=json.dumps(config, ensure_ascii=False))
+                ).rowcount
+            )
 
     def get_test(self, test_id: str) -> TestRow | None:
         with self.db.reading() as conn:

@@ -142,7 +142,10 @@ ovForm.addEventListener('submit', runOverview);
 // Pushed, not polled: the page listens on the app's real-time stream (server-sent events, the
 // mechanism of the live test view). On each (re)connect it fetches the report once, then adds
 // what each pushed message carries (events and users per minute, the latest events); the
-// minutes roll over on their own at each minute boundary. Events per minute add up exactly.
+// minutes roll over on their own at each minute boundary. Events per minute add up exactly:
+// the fetch counts the batches received before its received_before_ms, and a push counts
+// only what was received from then on (a push that spans that instant is split by its
+// per-batch counts, or the page fetches again when it has none).
 // Active users per minute: a pushed user counts once in a minute unless the page already knew
 // them there (from a push, or from the latest events of the fetch); a user active in that
 // minute before the page's fetch and not among its latest events counts once more, until the
@@ -153,7 +156,7 @@ const WINDOW = 30;
 const SHOWN = 20;
 const rt = {
   offset: 0,          // server clock - browser clock (ms), from the fetch
-  fetchedAt: null,    // the fetch's now_ms: messages about batches received before it are in it
+  fetchedAt: null,    // the fetch's received_before_ms: batches received before it are in it
   fetching: null,     // the messages that wait for the fetch in flight
   generation: 0,
   minutes: new Map(), // minute_ms -> { events, users, seen: Set of user ids known in it }
@@ -230,7 +233,7 @@ function scheduleRoll() {
 
 function applyFetch(found) {
   rt.offset = found.now_ms - Date.now();
-  rt.fetchedAt = found.now_ms;
+  rt.fetchedAt = found.received_before_ms ?? found.now_ms;
   const current = minuteOf(found.now_ms);
   const minutes = found.minutes ?? [];
   rt.minutes = new Map(minutes.map((m, i) => [current - (minutes.length - 1 - i) * MINUTE,
@@ -244,10 +247,28 @@ function applyPush(message) {
     refetch();
     return;
   }
-  const [, lastReceived] = message.received_ms ?? [];
-  if (rt.fetchedAt === null || lastReceived < rt.fetchedAt) return;  // in the fetch already
+  const [firstReceived, lastReceived] = message.received_ms ?? [];
+  const cut = rt.fetchedAt;
+  if (cut === null || lastReceived < cut) return;  // in the fetch already
+  let minutes = message.minutes ?? [];
+  if (firstReceived !== null && firstReceived < cut) {
+    // batches from before the fetch and after it: add only those received from its instant on
+    if (!Array.isArray(message.batches)) {
+      refetch();
+      return;
+    }
+    const after = new Map();
+    for (const [received, minute, events, user] of message.batches) {
+      if (received < cut) continue;
+      let m = after.get(minute);
+      if (!m) after.set(minute, m = { minute_ms: minute, events: 0, users: new Set() });
+      m.events += events;
+      m.users.add(user);
+    }
+    minutes = [...after.values()].map((m) => ({ ...m, users: [...m.users] }));
+  }
   const first = windowMinutes()[0];
-  for (const m of message.minutes ?? []) {
+  for (const m of minutes) {
     if (m.minute_ms < first) continue;  // reported late, for a minute out of the window
     let entry = rt.minutes.get(m.minute_ms);
     if (!entry) rt.minutes.set(m.minute_ms, entry = { events: 0, users: 0, seen: new Set() });
@@ -260,7 +281,7 @@ function applyPush(message) {
     }
   }
   const known = new Set(rt.latest.map(latestKey));
-  const fresh = (message.latest ?? []).filter((e) => !known.has(latestKey(e)));
+  const fresh = (message.latest ?? []).filter((e) => e.received_ms >= cut && !known.has(latestKey(e)));
   rt.latest = [...fresh, ...rt.latest]
     .sort((a, b) => b.received_ms - a.received_ms || b.ts_ms - a.ts_ms)
     .slice(0, 100);

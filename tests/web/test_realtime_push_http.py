@@ -203,18 +203,27 @@ async def test_the_fetch_counts_a_batch_received_before_it_and_stored_after(
     """A batch received before the fetch's instant but still being stored: the fetch waits
     for it (its push says it was received before, so the page would drop it: were the fetch
     not to count it, it would be missed)."""
+    import concurrent.futures
     import threading
 
     app = await platform.apps.create("A", "test")
     store = platform.analytics.store
     gate = threading.Event()
-    append = store.append
+    submit = store.submit
 
-    def slow_append(rows: Any) -> Any:
-        gate.wait(10)
-        return append(rows)
+    def slow_submit(rows: Any) -> Any:
+        """The store's own group commit, reached only once the gate opens."""
+        done: concurrent.futures.Future[Any] = concurrent.futures.Future()
 
-    monkeypatch.setattr(store, "append", slow_append)
+        def later() -> None:
+            gate.wait(10)
+            inner = submit(rows)
+            inner.add_done_callback(lambda f: _settle(done, f))
+
+        threading.Thread(target=later, daemon=True).start()
+        return done
+
+    monkeypatch.setattr(store, "submit", slow_submit)
     now = int(clock.now() * 1000)
     ingest = asyncio.create_task(platform.analytics.ingest(app.appid, "alice", batch("a", 2, now)))
     await asyncio.sleep(0.2)  # checked, waiting in the store
@@ -228,3 +237,12 @@ async def test_the_fetch_counts_a_batch_received_before_it_and_stored_after(
     assert (await ingest)["accepted"] == 2
     assert found["received_before_ms"] == now + 1000
     assert sum(m["events"] for m in found["minutes"]) == 2
+
+
+def _settle(target: Any, source: Any) -> None:
+    """Copy a finished future's outcome to another."""
+    error = source.exception()
+    if error is not None:
+        target.set_exception(error)
+    else:
+        target.set_result(source.result())

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from collections import deque
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
@@ -62,6 +62,8 @@ class Metrics:
         # may run inside any allocation, even one made while prometheus_client holds the
         # histogram's (non-reentrant) lock, so it only appends (atomic, no lock taken)
         self._gc_passes: deque[tuple[int, float]] = deque(maxlen=100_000)
+        # (kind, verdict) -> its fetch counter, latency and size histograms (labelled children)
+        self._fetch_children: dict[tuple[str, str], tuple[Any, Any, Any]] = {}
 
     def watch(self, name: str, documentation: str, read: Callable[[], float]) -> None:
         """A gauge read from ``read()`` at each scrape."""
@@ -79,12 +81,21 @@ class Metrics:
 
     # --- hooks called by the services ---
     def fetched(self, records: Sequence[FetchRecord]) -> None:
+        children = self._fetch_children
         for r in records:
-            self.fetches.labels(r.kind, r.verdict).inc()
+            key = (r.kind, r.verdict)
+            child = children.get(key)
+            if child is None:  # labels() takes a lock and builds a key: once per pair
+                child = children[key] = (
+                    self.fetches.labels(r.kind, r.verdict),
+                    self.fetch_seconds.labels(r.kind),
+                    self.fetch_bytes.labels(r.kind),
+                )
+            child[0].inc()
             if r.latency_ms is not None:
-                self.fetch_seconds.labels(r.kind).observe(r.latency_ms / 1000)
+                child[1].observe(r.latency_ms / 1000)
             if r.bytes:
-                self.fetch_bytes.labels(r.kind).observe(r.bytes)
+                child[2].observe(r.bytes)
             self._log(r)
 
     def launched(self) -> None:

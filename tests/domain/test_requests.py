@@ -5,6 +5,8 @@ from __future__ import annotations
 from urllib.parse import parse_qsl, urlsplit
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from miniport.domain.requests import (
     Launch,
@@ -221,3 +223,38 @@ def test_the_apps_headers_are_sent_but_shown_masked() -> None:
     shown = req.as_dict()["headers"]
     assert shown["X-Api-Key"] == "sk…89"  # type: ignore[index]
     assert "sk-live-0123456789" not in str(req.as_dict())
+
+
+@given(st.text(max_size=40))
+def test_query_values_are_quoted_exactly_as_quote_plus_quotes_them(value: str) -> None:
+    """The fast path (a value quote_plus would leave alone is sent as it is) changes nothing."""
+    from urllib.parse import quote_plus
+
+    from miniport.domain.requests import _q
+
+    assert _q(value) == quote_plus(value)
+
+
+@given(st.lists(st.sampled_from(["token", "code", "mytoken", "xcode", "a", "token_"]), max_size=5),
+       st.lists(st.text("ab=&#?%.", max_size=6), min_size=5, max_size=5))  # fmt: skip
+def test_the_log_masks_token_and_code_values_wherever_they_sit(
+    names: list[str], values: list[str]
+) -> None:
+    """Against the rule written out by hand: after ? or &, a parameter named token or code has
+    its value (up to the next & or #) replaced by ***."""
+    import re
+
+    from miniport.domain.requests import redact_url
+
+    pairs = zip(names, values, strict=False)
+    url = "https://dev.example/x?" + "&".join(f"{n}={v}" for n, v in pairs)
+    expected = re.sub(r"(?<=[?&])(token|code)=[^&#]*", r"\1=***", url)
+    assert redact_url(url) == expected
+
+
+def test_the_signature_is_hmac_sha256_of_time_method_and_target() -> None:
+    import hashlib
+    import hmac
+
+    digest = hmac.new(SECRET.encode(), f"{T}\nGET\n/d?a=1".encode(), hashlib.sha256).hexdigest()
+    assert sign(SECRET, T, "get", "/d?a=1") == f"t={T},v1={digest}"

@@ -76,13 +76,13 @@ def merge_query(url: str, params: list[tuple[str, str]]) -> str:
     return merge_target(url, params)[0]
 
 
-_SECRET_PARAM = re.compile(r"(?<=[?&])(token|code)=[^&#]*")
+_SECRET_PARAM = re.compile(r"([?&](?:token|code)=)[^&#]*")  # no look-behind: scans for ? and &
 
 
 def redact_url(url: str) -> str:
     """The URL with the user's ``token`` and login ``code`` masked: what the fetch log keeps, so
     reading the log (a viewer may) does not hand out users' credentials."""
-    return _SECRET_PARAM.sub(r"\1=***", url)
+    return _SECRET_PARAM.sub(r"\1***", url)
 
 
 def request_target(url: str) -> str:

@@ -48,6 +48,7 @@ __all__ = [
 
 I32 = npt.NDArray[np.int32]
 I64 = npt.NDArray[np.int64]
+Times = npt.NDArray[np.int64] | npt.NDArray[np.uint32]  # ms since the scan's base
 U64 = npt.NDArray[np.uint64]
 Mask = npt.NDArray[np.uint16]
 
@@ -85,7 +86,7 @@ class OrderedRows:
     """Rows in funnel order: user code, time, steps matched (bit i: step i+1)."""
 
     user: I32
-    t: I64
+    t: Times
     mask: Mask
     ties: list[tuple[int, int]]
     """Runs ``[start, end)`` of rows with the same user, ms and first step matched but not
@@ -101,7 +102,7 @@ def first_steps(mask: Mask, k: int) -> npt.NDArray[np.uint8]:
 
 
 def order_rows(
-    user: I32, t: I64, mask: Mask, k: int, n_users: int, scratch: U64 | None = None
+    user: I32, t: Times, mask: Mask, k: int, n_users: int, scratch: U64 | None = None
 ) -> OrderedRows:
     """Sort rows by (user, time, first step, mask): one packed uint64 value sort when it
     fits (user, time from the earliest, first step and mask bits), else a lexsort.
@@ -113,18 +114,17 @@ def order_rows(
         return OrderedRows(user, t, mask, [])
     t_lo = int(t.min())
     t_bits = max(int(t.max() - t_lo).bit_length(), 1)
-    r_bits = max(k - 1, 1).bit_length()
+    r_bits = k.bit_length()  # first step 0..k-1 (k: an empty mask)
     u_bits = max(n_users - 1, 1).bit_length()
     if u_bits + t_bits + r_bits + k <= 64:
         low_of = first_steps(np.arange(1 << k, dtype=np.uint16), k).astype(np.uint16)
         low_of = (low_of << np.uint16(k)) | np.arange(1 << k, dtype=np.uint16)
         key = scratch if scratch is not None else np.empty(n, dtype=np.uint64)
         np.copyto(key, user, casting="unsafe")
-        key <<= np.uint64(t_bits + r_bits + k)
+        key <<= np.uint64(t_bits)
         t -= t_lo
-        t_u = t.view(np.uint64)
-        t_u <<= np.uint64(r_bits + k)
-        key |= t_u
+        np.bitwise_or(key, t, out=key)
+        key <<= np.uint64(r_bits + k)
         low = low_of[mask]  # (first step, mask)
         np.bitwise_or(key, low, out=key)
         key.sort()
@@ -132,12 +132,13 @@ def order_rows(
         np.bitwise_and(key, np.uint64((1 << k) - 1), out=s_mask, casting="unsafe")
         key >>= np.uint64(k)  # (user, time, first step)
         same = key[1:] == key[:-1]
-        np.right_shift(key, np.uint64(r_bits), out=t_u)
-        t_u &= np.uint64((1 << t_bits) - 1)
+        np.right_shift(key, np.uint64(r_bits), out=t, casting="unsafe")
+        t &= (1 << t_bits) - 1
         t += t_lo
         key >>= np.uint64(t_bits + r_bits)
         np.copyto(user, key, casting="unsafe")
-        s_user, s_t = user, t
+        s_user: I32 = user
+        s_t: Times = t
     else:
         r = first_steps(mask, k)
         order = np.lexsort((mask, r, t, user))
@@ -244,7 +245,7 @@ def _chains_slice(
     k = len(positions)
     user, t = rows.user, rows.t
     level = np.ones(len(anchors), dtype=np.int8)
-    t0 = t[anchors]
+    t0 = t[anchors].astype(np.int64)
     if done is not None:
         done[:, 0] = t0
     live = np.arange(len(anchors))  # anchors still going
@@ -369,7 +370,7 @@ def run_scan(scan: CompiledFunnelScan, fetch: Fetch) -> list[dict[str, object]]:
     seen before any row is read: the hash is salted anew and the fetch repeated."""
     for salt in range(_SALTS):
         try:
-            return _run(scan, fetch, (*scan.params, salt))
+            return _run(scan, fetch, (salt, *scan.params[1:]))
         except HashCollision:
             if salt == _SALTS - 1:
                 raise
@@ -384,10 +385,12 @@ def _run(
 ) -> list[dict[str, object]]:
     k = scan.steps
     if scan.grouped:
-        user_rows = cast(list[tuple[object, ...]], fetch(scan.users_sql, params, False))
+        got_users = fetch(scan.users_sql, params[: scan.users_params], False)
+        user_rows = cast(list[tuple[object, ...]], got_users)
         hashes = np.fromiter((cast(int, r[0]) for r in user_rows), np.uint64, len(user_rows))
     else:
-        cols = cast(Mapping[str, npt.NDArray[Any]], fetch(scan.users_sql, params, True))
+        got_cols = fetch(scan.users_sql, params[: scan.users_params], True)
+        cols = cast(Mapping[str, npt.NDArray[Any]], got_cols)
         hashes = np.asarray(cols["h"], dtype=np.uint64)
         user_rows = []
     by_hash = np.argsort(hashes, kind="stable")
@@ -399,7 +402,7 @@ def _run(
     if len(row_h) == 0:
         return scan.shape([])
     codes = user_codes(row_h, hashes)
-    t = np.asarray(cols["t"], dtype=np.int64)
+    t = cast(Times, cols["t"])
     mask = np.asarray(cols["m"], dtype=np.uint16)
     rows = order_rows(codes, t, mask, k, len(hashes), scratch=row_h)
     del cols, row_h

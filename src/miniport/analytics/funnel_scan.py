@@ -407,7 +407,7 @@ def _run(
     rows = order_rows(codes, t, mask, k, len(hashes), scratch=row_h)
     del cols, row_h
     if rows.ties:
-        times = sorted({int(rows.t[start]) for start, _ in rows.ties})
+        times = sorted({int(rows.t[start]) + scan.t_base for start, _ in rows.ties})
         got = cast(
             list[tuple[object, ...]], fetch(scan.ties_sql, (*params, times), False)
         )

@@ -927,9 +927,10 @@ class CompiledFunnelScan:
     * ``users_sql``: ``h`` per distinct user of the app in the range (a superset of the
       rows' users), and when grouped ``g``: the group value of the user's first step-1 event
       by (time, event id);
-    * ``ties_sql``: ``h, t, uid, m`` of the rows at the times (ms since ``t_base``) given
-      as one more parameter (a BIGINT list), ordered by (h, t, uid): the event ids that
-      order rows of the same user, ms and first step.
+    * ``ties_sql``: ``h, t, uid, m`` of the rows at the times (ms since the epoch: a filter
+      on the column itself is pushed into the scan) given as one more parameter (a BIGINT
+      list), ordered by (h, t, uid): the event ids that order rows of the same user, ms
+      and first step.
 
     Parameter 1 is the hash's salt (``params[0]``, 0; another after a collision);
     ``users_sql`` takes the first ``users_params`` parameters, the others all of them (and
@@ -1006,7 +1007,7 @@ def compile_funnel_scan(
     times = f"${len(params.values) + 1}"
     ties_sql = (
         f"SELECT {hashed} AS h, t, uid, m FROM ({e}) WHERE m <> 0"
-        f" AND t IN (SELECT unnest(CAST({times} AS BIGINT[]))) ORDER BY h, t, uid"
+        f" AND ts_ms IN (SELECT unnest(CAST({times} AS BIGINT[]))) ORDER BY h, t, uid"
     )
     bool_group = group is not None and group.type == "bool"
     return CompiledFunnelScan(

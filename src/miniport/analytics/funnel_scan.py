@@ -292,21 +292,64 @@ def funnel_users(rows: OrderedRows, k: int, window_ms: int, strict: bool) -> Use
     if len(anchors) == 0:
         empty = np.zeros(0, dtype=np.int64)
         return UserPaths(np.zeros(0, dtype=np.int32), empty, np.zeros((0, k), dtype=np.int64))
-    run_start = None if strict else _run_starts(rows, anchors)
-    level = _chains(rows, anchors, positions, run_start, window_ms, None)
-    a_user = rows.user[anchors]
-    seg = np.flatnonzero(np.concatenate(([True], a_user[1:] != a_user[:-1])))
-    deepest = np.maximum.reduceat(level, seg)
-    counts = np.diff(np.concatenate((seg, [len(anchors)])))
-    best = np.flatnonzero(level == np.repeat(deepest, counts))
-    first = best[np.concatenate(([True], a_user[best][1:] != a_user[best][:-1]))]
-    chosen = anchors[first]
-    starts = run_start[first] if run_start is not None else None
+    if strict:
+        chosen, deepest = _strict_earliest_best(rows, anchors, positions, window_ms)
+        starts = None
+    else:
+        run_start = _run_starts(rows, anchors)
+        level = _chains(rows, anchors, positions, run_start, window_ms, None)
+        a_user = rows.user[anchors]
+        first = _first_deepest(a_user, level)
+        chosen = anchors[first]
+        starts = run_start[first]
+        deepest = level[first].astype(np.int64)
     done = np.zeros((len(chosen), k), dtype=np.int64)
     best_level = _chains(rows, chosen, positions, starts, window_ms, done)
     if not np.array_equal(best_level, deepest):
         raise AssertionError("a chain recomputed for its anchor reached another level")
-    return UserPaths(a_user[first], best_level.astype(np.int64), done)
+    return UserPaths(rows.user[chosen], best_level.astype(np.int64), done)
+
+
+def _first_deepest(user: I32, level: npt.NDArray[np.int8]) -> I64:
+    """Indices of, per user (``user`` sorted), the first entry with the user's top level."""
+    seg = np.flatnonzero(np.concatenate(([True], user[1:] != user[:-1])))
+    deepest = np.maximum.reduceat(level, seg)
+    counts = np.diff(np.concatenate((seg, [len(user)])))
+    best = np.flatnonzero(level == np.repeat(deepest, counts))
+    return best[np.concatenate(([True], user[best][1:] != user[best][:-1]))]
+
+
+def _strict_earliest_best(
+    rows: OrderedRows, anchors: I32, positions: list[I32], window_ms: int
+) -> tuple[I32, I64]:
+    """Strict order: per user, the earliest anchor reaching the deepest level, and that
+    level.
+
+    Anchors of one user with the same next step-2 row share their chain after it: only the
+    last of such a group (the latest, so the one the window lets go furthest) is followed.
+    In the first group whose last anchor reaches the user's deepest level L, the earliest
+    anchor reaching L is the first with t + window >= the time of the chain's step L."""
+    a_user = rows.user[anchors]
+    j2 = np.searchsorted(positions[1], anchors, "right")
+    new_group = np.concatenate(([True], (j2[1:] != j2[:-1]) | (a_user[1:] != a_user[:-1])))
+    g_start = np.flatnonzero(new_group)
+    g_last = np.concatenate((g_start[1:], [len(anchors)])) - 1
+    lasts = anchors[g_last]
+    level = _chains(rows, lasts, positions, None, window_ms, None)
+    first_g = _first_deepest(a_user[g_last], level)
+    k = len(positions)
+    done = np.zeros((len(first_g), k), dtype=np.int64)
+    deepest = _chains(rows, lasts[first_g], positions, None, window_ms, done).astype(np.int64)
+    # the group's anchors before the first with t >= T_L - window, counted (level 1: none)
+    reach = done[np.arange(len(first_g)), deepest - 1] - window_ms
+    reach[deepest == 1] = np.iinfo(np.int64).min
+    lo, hi = g_start[first_g], g_last[first_g] + 1
+    sizes = hi - lo
+    flat = np.repeat(lo - np.concatenate(([0], np.cumsum(sizes)[:-1])), sizes)
+    flat += np.arange(int(sizes.sum()))
+    early = rows.t[anchors[flat]].astype(np.int64) < np.repeat(reach, sizes)
+    before = np.add.reduceat(early.astype(np.int64), np.concatenate(([0], np.cumsum(sizes)[:-1])))
+    return anchors[lo + before], deepest
 
 
 def funnel_rows(

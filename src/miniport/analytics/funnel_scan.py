@@ -73,10 +73,13 @@ def user_codes(row_hashes: U64, user_hashes: U64) -> I32:
     index = np.empty(len(row_hashes), dtype=np.uint32)
     np.right_shift(row_hashes, shift, out=index, casting="unsafe")
     codes = table[index]
-    if len(shared) or len(users) == 0:
-        slow = np.flatnonzero(codes < 0)
-        codes[slow] = np.searchsorted(users, row_hashes[slow])
-    if len(users) == 0 or int(codes.min()) < 0:
+    if len(shared):
+        slow = np.flatnonzero(codes == -2)
+        found = np.searchsorted(users, row_hashes[slow])
+        wanted = row_hashes[slow]
+        found = np.minimum(found, len(users) - 1)
+        codes[slow] = np.where(users[found] == wanted, found, -1)
+    if len(codes) and (len(users) == 0 or int(codes.min()) < 0):
         raise ValueError("a row's user is not among the users given")
     return codes
 
@@ -122,8 +125,8 @@ def order_rows(
         key = scratch if scratch is not None else np.empty(n, dtype=np.uint64)
         np.copyto(key, user, casting="unsafe")
         key <<= np.uint64(t_bits)
-        t -= t_lo
-        np.bitwise_or(key, t, out=key)
+        t -= t_lo  # >= 0 from here on
+        np.bitwise_or(key, t.view(np.uint64) if t.dtype == np.int64 else t, out=key)
         key <<= np.uint64(r_bits + k)
         low = low_of[mask]  # (first step, mask)
         np.bitwise_or(key, low, out=key)

@@ -115,7 +115,7 @@ def order_rows(
     n = len(t)
     if n == 0:
         return OrderedRows(user, t, mask, [])
-    t_lo = int(t.min())
+    t_lo = int(t.min()) if t.dtype != np.uint32 else 0  # fetched times are >= 0: no pass
     t_bits = max(int(t.max() - t_lo).bit_length(), 1)
     r_bits = k.bit_length()  # first step 0..k-1 (k: an empty mask)
     u_bits = max(n_users - 1, 1).bit_length()
@@ -125,7 +125,8 @@ def order_rows(
         key = scratch if scratch is not None else np.empty(n, dtype=np.uint64)
         np.copyto(key, user, casting="unsafe")
         key <<= np.uint64(t_bits)
-        t -= t_lo  # >= 0 from here on
+        if t_lo:
+            t -= t_lo  # >= 0 from here on
         np.bitwise_or(key, t.view(np.uint64) if t.dtype == np.int64 else t, out=key)
         key <<= np.uint64(r_bits + k)
         low = low_of[mask]  # (first step, mask)
@@ -137,7 +138,8 @@ def order_rows(
         same = key[1:] == key[:-1]
         np.right_shift(key, np.uint64(r_bits), out=t, casting="unsafe")
         t &= (1 << t_bits) - 1
-        t += t_lo
+        if t_lo:
+            t += t_lo
         key >>= np.uint64(t_bits + r_bits)
         np.copyto(user, key, casting="unsafe")
         s_user: I32 = user

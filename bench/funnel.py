@@ -2,24 +2,29 @@
 
 Generates N events (default 1,000,000) for one app over 30 days (10,000 users, 4 event
 names, an int and a string field) with SQL straight into the store's own table (through
-``DuckDBEventStore.insert_from_query``), then times the report engine (``funnel``: build the
-SQL, run it, shape the rows) against the same SQL run bare (the engine's compiled SQL with
-its parameters, on a plain DuckDB connection, rows not shaped), interleaved, after a warm-up.
-Both orders (strict and any) are measured. Figures are medians of process CPU seconds
-(``resource.getrusage``: user + system of this process, DuckDB's threads included) and of
-wall seconds, next to the floor: ``count(DISTINCT user_id)`` of the same rows. The issue's
-target (issue 12, section 5): under 1 s on 10M events.
+``DuckDBEventStore.insert_from_query``), then times the report engine (``funnel``: its SQL
+in a transaction on a store cursor, the numpy scan of :mod:`miniport.analytics.funnel_scan`,
+the shaped rows) against the same work bare: the same compiled SQL statements and the same
+``run_scan`` on a plain DuckDB connection (so the ratio is the store's own overhead), and
+next to it the SQL fetch alone (the users and rows statements, ``fetchnumpy``), interleaved,
+after a warm-up. Both orders (strict and any) are measured. Figures are medians of process
+CPU seconds (``resource.getrusage``: user + system of this process, DuckDB's threads
+included) and of wall seconds, next to the floor: ``count(DISTINCT user_id)`` of the same
+rows. The issue's target (issue 12, section 5): under 1 s on 10M events.
 
 Measured at 10M events (``--events 10000000 --runs 3``; every one of the 10,000 users has
-~1,000 events and reaches step 5), shared 2-core VM: the former SQL joined each step to its
-anchor on the user alone (every anchor against every event of its user over 30 days):
-~45 CPU s (strict) and ~52 (any). Now (joins on (user, time bucket), best anchor picked per
-level), three runs at load average 4.4 / 3.9 / 4.4: strict engine 8.7 / 7.2 / 7.5 CPU s
-(10.0 / 4.4 / 6.3 s wall), bare SQL 8.7 / 7.5 / 7.4 CPU s; any order engine 8.0 / 8.1 /
-9.1 CPU s, bare 7.7 / 8.1 / 9.1; floor 0.05 CPU s. Two more runs at load 1.7 / 3.8:
-strict engine 7.6 / 7.6 CPU s (4.1 / 8.3 s wall), any 8.8 / 8.5 CPU s (5.7 / 5.8 s). Far
-from 1 s: 4M step-1 events are anchors, and each step is a join and a group by over the
-anchors still going.
+~1,000 events and reaches step 5), shared 2-core VM. History: the first SQL joined each step
+to its anchor on the user alone: ~45 CPU s (strict), ~52 (any); joins on (user, time bucket)
+with the best anchor picked per level: 7.2-8.7 CPU s strict, 8.0-9.1 any (4.1-10 s wall).
+Now (SQL filters and fetches user hash, time and step mask; numpy sorts packed uint64 keys
+and follows the chains), three runs at load average 4.6 / 4.8 / 5.6 (the VM's 2 cores
+shared with 3-4 other jobs, so wall is 1.5-2x CPU): strict engine 1.65 / 1.74 / 1.55 CPU s
+(2.5 / 2.4 / 3.1 s wall), bare 1.48 / 1.69 / 1.58; any order engine 2.04 / 2.10 / 1.92
+CPU s (2.6 / 4.1 / 3.4 s wall), bare 2.02 / 2.05 / 2.07; of which the SQL fetch 0.56-0.61
+CPU s (0.84-0.98 s wall); floor 0.06 CPU s. Not yet under 1 s: the numpy part is
+single-threaded (~1.0 CPU s strict, ~1.4 any), and on this VM each fresh array costs page
+faults (~8 us per 4 KB page: 0.15 CPU s per 80 MB), which is why the scan reuses buffers
+and works in slices.
 
     .venv/bin/python bench/funnel.py [--events N] [--users U] [--runs 5] [--threads T]
 

@@ -20,7 +20,8 @@ order and follows the rules of :func:`miniport.analytics.reports.compile_funnel`
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, cast
 
@@ -231,12 +232,30 @@ def _chains(
     """Levels of the chains from ``anchors`` (row positions), in slices; with ``done`` (a
     (len(anchors), K) array) their completion times too."""
     level = np.ones(len(anchors), dtype=np.int8)
-    for lo in range(0, len(anchors), _CHUNK):
+
+    def one(lo: int) -> None:
         hi = min(lo + _CHUNK, len(anchors))
         starts = run_start[lo:hi] if run_start is not None else None
         sub_done = done[lo:hi] if done is not None else None
         level[lo:hi] = _chains_slice(rows, anchors[lo:hi], positions, starts, window_ms, sub_done)
+
+    _in_threads(one, range(0, len(anchors), _CHUNK))
     return level
+
+
+_THREADS = 2
+
+
+def _in_threads(fn: Callable[[int], None], items: Sequence[int]) -> None:
+    """``fn`` over ``items`` on up to ``_THREADS`` threads (numpy releases the GIL in the
+    array work: the slices of a scan overlap on two cores); exceptions propagate."""
+    if len(items) <= 1:
+        for item in items:
+            fn(item)
+        return
+    with ThreadPoolExecutor(max_workers=_THREADS) as pool:
+        for _ in pool.map(fn, items):
+            pass
 
 
 def _chains_slice(
@@ -292,7 +311,12 @@ def _chains_slice(
 
 def funnel_users(rows: OrderedRows, k: int, window_ms: int, strict: bool) -> UserPaths:
     """Per user: the deepest level any anchor reaches and the earliest such anchor's times."""
-    positions = [_bit_positions(rows.mask, 1 << s) for s in range(k)]
+    positions: list[I32] = [np.zeros(0, dtype=np.int32)] * k
+
+    def find(s: int) -> None:
+        positions[s] = _bit_positions(rows.mask, 1 << s)
+
+    _in_threads(find, range(k))
     anchors = positions[0]
     if len(anchors) == 0:
         empty = np.zeros(0, dtype=np.int64)

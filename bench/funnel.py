@@ -17,14 +17,14 @@ Measured at 10M events (``--events 10000000 --runs 3``; every one of the 10,000 
 to its anchor on the user alone: ~45 CPU s (strict), ~52 (any); joins on (user, time bucket)
 with the best anchor picked per level: 7.2-8.7 CPU s strict, 8.0-9.1 any (4.1-10 s wall).
 Now (SQL filters and fetches user hash, time and step mask; numpy sorts packed uint64 keys
-and follows the chains), three runs at load average 4.6 / 4.8 / 5.6 (the VM's 2 cores
-shared with 3-4 other jobs, so wall is 1.5-2x CPU): strict engine 1.65 / 1.74 / 1.55 CPU s
-(2.5 / 2.4 / 3.1 s wall), bare 1.48 / 1.69 / 1.58; any order engine 2.04 / 2.10 / 1.92
-CPU s (2.6 / 4.1 / 3.4 s wall), bare 2.02 / 2.05 / 2.07; of which the SQL fetch 0.56-0.61
-CPU s (0.84-0.98 s wall); floor 0.06 CPU s. Not yet under 1 s: the numpy part is
-single-threaded (~1.0 CPU s strict, ~1.4 any), and on this VM each fresh array costs page
-faults (~8 us per 4 KB page: 0.15 CPU s per 80 MB), which is why the scan reuses buffers
-and works in slices.
+and follows the chains, anchor slices on two threads), three runs at load average 2.7 /
+2.6 / 1.9: strict engine 1.70 / 1.70 / 1.46 CPU s (1.45 / 1.29 / 1.08 s wall), bare 1.53 /
+1.53 / 1.44 CPU s; any order engine 1.94 / 1.94 / 1.89 CPU s (1.67 / 1.41 / 1.55 s wall),
+bare 2.39 / 1.87 / 1.90; of which the SQL fetch 0.52-0.60 CPU s (0.32-0.37 s wall); floor
+0.07 CPU s. At load 4.6-5.6 (before the threads): strict 1.55-1.74 CPU s (2.4-3.1 s wall),
+any 1.9-2.1 (2.6-4.1 s). Not yet under 1 s: the numpy part is ~1.0 CPU s strict, ~1.4
+any, and on this VM each fresh array costs page faults (~8 us per 4 KB page: 0.15 CPU s
+per 80 MB), which is why the scan reuses buffers and works in slices.
 
     .venv/bin/python bench/funnel.py [--events N] [--users U] [--runs 5] [--threads T]
 

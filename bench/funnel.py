@@ -2,24 +2,29 @@
 
 Generates N events (default 1,000,000) for one app over 30 days (10,000 users, 4 event
 names, an int and a string field) with SQL straight into the store's own table (through
-``DuckDBEventStore.insert_from_query``), then times the report engine (``funnel``: build the
-SQL, run it, shape the rows) against the same SQL run bare (the engine's compiled SQL with
-its parameters, on a plain DuckDB connection, rows not shaped), interleaved, after a warm-up.
-Both orders (strict and any) are measured. Figures are medians of process CPU seconds
-(``resource.getrusage``: user + system of this process, DuckDB's threads included) and of
-wall seconds, next to the floor: ``count(DISTINCT user_id)`` of the same rows. The issue's
-target (issue 12, section 5): under 1 s on 10M events.
+``DuckDBEventStore.insert_from_query``), then times the report engine (``funnel``: its SQL
+in a transaction on a store cursor, the numpy scan of :mod:`miniport.analytics.funnel_scan`,
+the shaped rows) against the same work bare: the same compiled SQL statements and the same
+``run_scan`` on a plain DuckDB connection (so the ratio is the store's own overhead), and
+next to it the SQL fetch alone (the users and rows statements, ``fetchnumpy``), interleaved,
+after a warm-up. Both orders (strict and any) are measured. Figures are medians of process
+CPU seconds (``resource.getrusage``: user + system of this process, DuckDB's threads
+included) and of wall seconds, next to the floor: ``count(DISTINCT user_id)`` of the same
+rows. The issue's target (issue 12, section 5): under 1 s on 10M events.
 
 Measured at 10M events (``--events 10000000 --runs 3``; every one of the 10,000 users has
-~1,000 events and reaches step 5), shared 2-core VM: the former SQL joined each step to its
-anchor on the user alone (every anchor against every event of its user over 30 days):
-~45 CPU s (strict) and ~52 (any). Now (joins on (user, time bucket), best anchor picked per
-level), three runs at load average 4.4 / 3.9 / 4.4: strict engine 8.7 / 7.2 / 7.5 CPU s
-(10.0 / 4.4 / 6.3 s wall), bare SQL 8.7 / 7.5 / 7.4 CPU s; any order engine 8.0 / 8.1 /
-9.1 CPU s, bare 7.7 / 8.1 / 9.1; floor 0.05 CPU s. Two more runs at load 1.7 / 3.8:
-strict engine 7.6 / 7.6 CPU s (4.1 / 8.3 s wall), any 8.8 / 8.5 CPU s (5.7 / 5.8 s). Far
-from 1 s: 4M step-1 events are anchors, and each step is a join and a group by over the
-anchors still going.
+~1,000 events and reaches step 5), shared 2-core VM. History: the first SQL joined each step
+to its anchor on the user alone: ~45 CPU s (strict), ~52 (any); joins on (user, time bucket)
+with the best anchor picked per level: 7.2-8.7 CPU s strict, 8.0-9.1 any (4.1-10 s wall).
+Now (SQL filters and fetches user hash, time and step mask; numpy sorts packed uint64 keys
+and follows the chains, anchor slices on two threads), three runs at load average 2.7 /
+2.6 / 1.9: strict engine 1.70 / 1.70 / 1.46 CPU s (1.45 / 1.29 / 1.08 s wall), bare 1.53 /
+1.53 / 1.44 CPU s; any order engine 1.94 / 1.94 / 1.89 CPU s (1.67 / 1.41 / 1.55 s wall),
+bare 2.39 / 1.87 / 1.90; of which the SQL fetch 0.52-0.60 CPU s (0.32-0.37 s wall); floor
+0.07 CPU s. At load 4.6-5.6 (before the threads): strict 1.55-1.74 CPU s (2.4-3.1 s wall),
+any 1.9-2.1 (2.6-4.1 s). Not yet under 1 s: the numpy part is ~1.0 CPU s strict, ~1.4
+any, and on this VM each fresh array costs page faults (~8 us per 4 KB page: 0.15 CPU s
+per 80 MB), which is why the scan reuses buffers and works in slices.
 
     .venv/bin/python bench/funnel.py [--events N] [--users U] [--runs 5] [--threads T]
 
@@ -48,7 +53,13 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 from bench.common import floor_sql, self_cpu_s  # noqa: E402
 from miniport.analytics.event_store import DEFAULT_FILE_NAME, DuckDBEventStore  # noqa: E402
-from miniport.analytics.reports import FieldSlots, FunnelQuery, compile_funnel  # noqa: E402
+from miniport.analytics.funnel_scan import duckdb_fetch, run_scan  # noqa: E402
+from miniport.analytics.reports import (  # noqa: E402
+    CompiledFunnelScan,
+    FieldSlots,
+    FunnelQuery,
+    compile_funnel_scan,
+)
 
 APPID = "bench-app"
 DAY_MS = 86_400_000
@@ -151,15 +162,16 @@ def main(argv: list[str] | None = None) -> int:
                     window="1h",
                     order=order,
                 )
-                compiled = compile_funnel(APPID, query, SLOTS)
-
+                scan = compile_funnel_scan(APPID, query, SLOTS)
                 def engine(q: FunnelQuery = query) -> list[dict[str, object]]:
                     return store.funnel(APPID, q, SLOTS)
 
-                def bare(
-                    sql: str = compiled.sql, params: tuple[object, ...] = compiled.params
-                ) -> object:
-                    return bare_con.execute(sql, list(params)).fetchall()
+                def bare(s: CompiledFunnelScan = scan) -> object:
+                    return run_scan(s, duckdb_fetch(bare_con))
+
+                def sql(s: CompiledFunnelScan = scan) -> object:  # the fetch alone
+                    bare_con.execute(s.users_sql, list(s.params[: s.users_params])).fetchnumpy()
+                    return bare_con.execute(s.rows_sql, list(s.params)).fetchnumpy()
 
                 rows = engine()  # warm-up, and a look at the figures
                 bare()
@@ -169,19 +181,23 @@ def main(argv: list[str] | None = None) -> int:
                     f"{order}: users per step {users}, median_s {[r['median_s'] for r in rows]}",
                     file=sys.stderr,
                 )
-                figures = measure({"engine": engine, "bare": bare}, runs)
+                figures = measure({"engine": engine, "bare": bare, "sql": sql}, runs)
                 ratio = figures["bare"]["cpu_s"] / figures["engine"]["cpu_s"]
                 print(
                     f"funnel {order}, 5 steps, 1 h window, {n:,} events / 30 days: engine "
                     f"{figures['engine']['cpu_s']:.3f} CPU s ({figures['engine']['wall_s']:.3f} s"
-                    f" wall); bare SQL {figures['bare']['cpu_s']:.3f} CPU s "
-                    f"({figures['bare']['wall_s']:.3f} s wall); ratio bare/engine {ratio:.2f}"
+                    f" wall); bare (same SQL + same numpy) {figures['bare']['cpu_s']:.3f} CPU s "
+                    f"({figures['bare']['wall_s']:.3f} s wall); ratio bare/engine {ratio:.2f}; "
+                    f"of which SQL fetch {figures['sql']['cpu_s']:.3f} CPU s "
+                    f"({figures['sql']['wall_s']:.3f} s wall)"
                 )
                 result[order] = {
                     "engine_cpu_s": round(figures["engine"]["cpu_s"], 4),
                     "engine_wall_s": round(figures["engine"]["wall_s"], 4),
                     "bare_cpu_s": round(figures["bare"]["cpu_s"], 4),
                     "bare_wall_s": round(figures["bare"]["wall_s"], 4),
+                    "sql_cpu_s": round(figures["sql"]["cpu_s"], 4),
+                    "sql_wall_s": round(figures["sql"]["wall_s"], 4),
                     "ratio": round(ratio, 3),
                     "users_per_step": users,
                 }

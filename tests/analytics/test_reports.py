@@ -28,6 +28,7 @@ from miniport.analytics.reports import (
     ReportQueryError,
     compile_event_analysis,
     compile_funnel,
+    compile_funnel_scan,
     offset_segments,
     parse_filter,
     parse_metric,
@@ -181,6 +182,10 @@ def test_user_values_never_reach_the_sql_text() -> None:
     )
     compiled = compile_funnel("a", funnel, SLOTS)
     assert evil not in compiled.sql and evil in compiled.params
+    scan = compile_funnel_scan("a", funnel, SLOTS)
+    for sql in (scan.rows_sql, scan.users_sql, scan.ties_sql):
+        assert evil not in sql and "DROP" not in sql
+    assert evil in scan.params
     for name in ["color; DROP TABLE events", "color)", "i0 --", "Color", 'color"']:
         with pytest.raises(ReportQueryError, match="not a valid name"):
             compile_event_analysis("a", _query(group_by=[name]), SLOTS)

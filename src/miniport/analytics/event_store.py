@@ -117,6 +117,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Final, Protocol, TextIO, cast, runtime_checkable
 
+from miniport.analytics.funnel_scan import duckdb_fetch, run_scan
 from miniport.analytics.group_commit import AppendResult, Group, GroupCommit
 from miniport.analytics.overview import (
     CompiledMulti,
@@ -135,7 +136,7 @@ from miniport.analytics.reports import (
     FunnelQuery,
     compile_event_analysis,
     compile_export,
-    compile_funnel,
+    compile_funnel_scan,
 )
 from miniport.analytics.retention import RetentionQuery, compile_retention
 from miniport.analytics.system_props import EXTRA_COLUMNS
@@ -816,8 +817,18 @@ class DuckDBEventStore:
         return compiled.shape(self._query(compiled.sql, compiled.params))
 
     def funnel(self, appid: str, query: FunnelQuery, slots: FieldSlots) -> list[dict[str, object]]:
-        compiled = compile_funnel(appid, query, slots, existing_columns=self._columns)
-        return compiled.shape(self._query(compiled.sql, compiled.params))
+        """SQL filters and fetches, :mod:`miniport.analytics.funnel_scan` computes (its
+        statements in one transaction: one snapshot of the table)."""
+        scan = compile_funnel_scan(appid, query, slots, existing_columns=self._columns)
+        cursor = self._cursor()
+        try:
+            cursor.execute("BEGIN TRANSACTION")
+            try:
+                return run_scan(scan, duckdb_fetch(cursor))
+            finally:
+                cursor.execute("ROLLBACK")  # read only: nothing to keep
+        finally:
+            cursor.close()
 
     def overview(self, appid: str, query: OverviewQuery) -> dict[str, object]:
         return self._run(compile_overview(appid, query, existing_columns=self._columns))

@@ -317,28 +317,14 @@ def _sessions_statement(c: _Ctx) -> None:
     c.add(sql, params)
 
 
-def _fused_duckdb(c: _Ctx) -> None:
-    """DuckDB: the per-bucket event figures, the session figures and the page exits in ONE
-    statement over ONE hash aggregation of the events, by ``(user, session, bucket, group)``
-    (``a``: a few hundred thousand rows at 10M events); every figure is then computed from
-    ``a``. Rows: ``(k, b, g, p, c1..c6)``, ``k`` = 0: ``b, g`` and the six event figures;
-    ``k`` = 1: ``b, g`` and sessions, total length, page views; ``k`` = 2: ``g, p`` (the last
-    view's group value and path) and exits.
-
-    Exactness without ordering every event by ``(ts_ms, uid)`` (a struct key, ``uid`` a
-    string: ~0.6 CPU s at 10M): a session's first event is in the ``a`` row with the smallest
-    first time; when that row is the only one at that time, all the session's events at that
-    time share its group value and no tie-break is needed. Only when two rows share it (two
-    group values at the first time) are the events at that time read again and the smallest
-    id picked (``f``). Likewise the last view: ``a`` keeps per row the last view's time, the
-    top two view times (``max(ts_ms, 2)``) and a path at the last time; when one row alone
-    holds the session's last view time and no two views share it, that path is the exit;
-    otherwise the views at that time are read again and the largest id wins (``l``). Both
-    re-reads join the events with the (usually empty) set of such sessions."""
-    params, source, where = c.start()
+def _fused_rollups(
+    c: _Ctx, params: _Params, source: str, where: str, pv: str
+) -> tuple[str, str]:
+    """The two aggregations of ``_fused_duckdb``: ``a`` by (user, session, bucket, group) over
+    the events, and ``ss`` per session over ``a``."""
     s, q = c.sql, c.q
     session, path, duration = c.col("$session"), c.col("$path"), c.col("$duration_ms")
-    launch, pv, leave = (params.add(e, "VARCHAR") for e in (LAUNCH, PAGEVIEW, PAGELEAVE))
+    launch, leave = (params.add(e, "VARCHAR") for e in (LAUNCH, PAGELEAVE))
     g = c.group if c.group is not None else "NULL"
     bucket = _bucket_expr("ts_ms", q, params) if q.granularity != "all" else "NULL"
     a = (
@@ -363,6 +349,32 @@ def _fused_duckdb(c: _Ctx) -> None:
         f" arg_max_null(lp, tv2[1]) AS s_lp, arg_max({tied}, tv2[1]) AS s_ltied"
         " FROM a WHERE s IS NOT NULL GROUP BY u, s"
     )
+    return a, ss
+
+
+def _fused_duckdb(c: _Ctx) -> None:
+    """DuckDB: the per-bucket event figures, the session figures and the page exits in ONE
+    statement over ONE hash aggregation of the events, by ``(user, session, bucket, group)``
+    (``a``: a few hundred thousand rows at 10M events); every figure is then computed from
+    ``a``. Rows: ``(k, b, g, p, c1..c6)``, ``k`` = 0: ``b, g`` and the six event figures;
+    ``k`` = 1: ``b, g`` and sessions, total length, page views; ``k`` = 2: ``g, p`` (the last
+    view's group value and path) and exits.
+
+    Exactness without ordering every event by ``(ts_ms, uid)`` (a struct key, ``uid`` a
+    string: ~0.6 CPU s at 10M): a session's first event is in the ``a`` row with the smallest
+    first time; when that row is the only one at that time, all the session's events at that
+    time share its group value and no tie-break is needed. Only when two rows share it (two
+    group values at the first time) are the events at that time read again and the smallest
+    id picked (``f``). Likewise the last view: ``a`` keeps per row the last view's time, the
+    top two view times (``max(ts_ms, 2)``) and a path at the last time; when one row alone
+    holds the session's last view time and no two views share it, that path is the exit;
+    otherwise the views at that time are read again and the largest id wins (``l``). Both
+    re-reads join the events with the (usually empty) set of such sessions."""
+    params, source, where = c.start()
+    q = c.q
+    session, path = c.col("$session"), c.col("$path")
+    pv = params.add(PAGEVIEW, "VARCHAR")
+    a, ss = _fused_rollups(c, params, source, where, pv)
     first_amb = "(len(s_f2) = 2 AND s_f2[1] = s_f2[2])"
     last_amb = "(len(s_l2) = 2 AND s_l2[1] = s_l2[2] OR s_ltied)"
     on = f"user_id = s_user AND {session} = s_sid"

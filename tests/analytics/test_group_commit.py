@@ -3,13 +3,15 @@ batch, a shared failure failing every call at once, and a closed store."""
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 
 import pytest
 
-from miniport.analytics.group_commit import AppendResult, Group, GroupCommit
+from miniport.analytics.group_commit import AppendResult, Group, GroupCommit, StoreClosed
 
 
 @dataclass(frozen=True)
@@ -164,3 +166,95 @@ def test_the_writer_thread_ends_once_the_store_is_closed() -> None:
     assert not writer.is_alive()
     with pytest.raises(RuntimeError, match="closed"):
         gc.submit(rows("a"))
+
+
+@pytest.mark.parametrize("write_fails", [False, True])
+def test_a_call_taken_ahead_while_the_store_closes_is_settled(write_fails: bool) -> None:
+    """A submitted call taken as the look-ahead of an append() leader's write while the store
+    closes: the writer thread must not end while that write may still hand the call back
+    (prepared for the next write, or queued again when the write fails), or the ingest
+    awaiting the future waits forever. (Found in review; the writer used to end as soon as
+    the store was closed and the queue looked empty.)"""
+    closed = [False]
+    in_write, go = threading.Event(), threading.Event()
+    calls = [0]
+
+    def write(group: Group) -> None:  # like ClickHouseEventStore._write's look-ahead
+        calls[0] += 1
+        if calls[0] == 1:
+            in_write.set()
+            go.wait(5)
+            ahead = group.take_next()  # the submitted call, taken with the check after
+            time.sleep(0.8)  # the check's round trip; the writer thread polls every 0.5 s
+            if write_fails:
+                raise ConnectionError("transport closed under the write")
+            if ahead is not None:
+                group.prepare_next(ahead, set())
+        group.finish(None)
+
+    gc = GroupCommit(write, max_rows=100, write_lock=threading.Lock(),
+                     closed=lambda: closed[0])  # fmt: skip
+
+    def lead() -> None:
+        with contextlib.suppress(ConnectionError):  # the leader's own call may fail
+            gc.append(rows("1"))
+
+    leader = threading.Thread(target=lead)
+    leader.start()
+    assert in_write.wait(5)
+    future = gc.submit(rows("2"))  # acknowledged once this future is settled
+    closed[0] = True  # the store closes while the leader writes
+    go.set()
+    leader.join(5)
+    try:
+        error = future.exception(timeout=5)
+    except FutureTimeout:
+        pytest.fail("the submitted call's future was never settled")
+    assert isinstance(error, (StoreClosed, ConnectionError))
+
+
+def test_drain_waits_for_what_was_queued_then_the_store_may_close() -> None:
+    """A store's close drains first: calls accepted into the queue are written, not failed."""
+    w = Writer()
+    gc = w.commits()
+    with w.lock:  # a write of the store is running: the submitted calls wait in the queue
+        futures = [gc.submit(rows(f"q{i}")) for i in range(5)]
+        assert not gc.drain(timeout_s=0.2)  # still queued: drain says it did not finish
+    assert gc.drain(timeout_s=10)
+    assert all(f.done() for f in futures)
+    assert [f.result() for f in futures] == [AppendResult(1, 0)] * 5
+    w.closed = True
+    with pytest.raises(StoreClosed):
+        gc.submit(rows("late"))
+
+
+def test_a_future_given_up_by_its_waiter_does_not_break_the_writer() -> None:
+    """An ingest cancelled while its batch is written (a request timed out at shutdown): the
+    write settles the other futures, and the writer goes on with the next calls."""
+    w = Writer()
+    gc = w.commits()
+    with w.lock:
+        given_up = gc.submit(rows("x"))
+        kept = gc.submit(rows("y"))
+        assert given_up.cancel()
+    assert kept.result(timeout=10) == AppendResult(1, 0)
+    assert gc.submit(rows("z")).result(timeout=10) == AppendResult(1, 0)
+
+
+def test_settling_a_future_cancelled_after_the_check_raises_nothing() -> None:
+    """The waiter may cancel between settle()'s done() check and its set_result (the futures
+    are never marked running): the InvalidStateError would otherwise end the writer thread
+    with the rest of its group unsettled."""
+    from concurrent.futures import Future
+
+    from miniport.analytics.group_commit import _Pending
+
+    class LateCancel(Future[AppendResult]):
+        def done(self) -> bool:  # the check sees it running, then the cancel lands
+            self.cancel()
+            return False
+
+    pending = _Pending(rows("a"), future=LateCancel())
+    pending.result = AppendResult(1, 0)
+    pending.settle()  # raised InvalidStateError before
+    assert pending.future is not None and pending.future.cancelled()

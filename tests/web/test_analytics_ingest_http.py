@@ -8,6 +8,8 @@ import csv
 import io
 from datetime import UTC, datetime
 
+import pytest
+
 from tests.support.analytics_api import (
     PURCHASE,
     Api,
@@ -373,3 +375,59 @@ async def test_ingest_is_served_ahead_of_the_routers_and_documented_as_before(ap
     assert set(post) == {"post"}
     body = post["post"]["requestBody"]["content"]["application/json"]["schema"]
     assert body["required"] == ["events"] and body["properties"]["events"]["maxItems"] == 1000
+
+
+async def test_a_batch_sent_while_the_event_store_closes_gets_a_clear_503(api: Api) -> None:
+    """A stopping server closes its event store: a batch that arrives then is refused with a
+    503 that says nothing was stored (the runtime sends it again to another node), not a 500;
+    the batches before were stored (the store drains its queue before closing)."""
+    await api.define(PURCHASE, publish=True)
+    now = now_ms()
+    event = {"id": "before", "event": "purchase", "data": {"price": 1}, "ts": now}
+    assert (await api.report("u1", {"sent_at": now, "events": [event]}))["accepted"] == 1
+    api.platform.analytics.store.close()
+    async with api.session.post(
+        f"{api.url}/runtime/v1/apps/{api.appid}/analytics/events",
+        json={"sent_at": now, "events": [dict(event, id="after")]},
+        headers=api.runtime("u1"),
+    ) as resp:
+        assert resp.status == 503, await resp.text()
+        body = await resp.json()
+    assert body["error"] == "analytics_unavailable"
+    assert "send it again" in body["message"]
+
+
+async def test_a_field_is_added_while_the_event_store_is_away_and_its_slot_emptied_later(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Fields live in the state database: adding one must not fail because the event store
+    (ClickHouse) is unreachable at that moment. Emptying the slot it was given (of values a
+    cancelled test change may have left there) waits for the store, and happens before the
+    next batch is stored."""
+    from miniport.errors import AnalyticsUnavailable
+
+    store = api.platform.analytics.store
+    original = store.clear_slot
+    emptied: list[tuple[str, str, int]] = []
+
+    def away(appid: str, column: str, before_ms: int) -> int:
+        raise AnalyticsUnavailable("ClickHouse at 127.0.0.1:1 is unreachable")
+
+    def back(appid: str, column: str, before_ms: int) -> int:
+        emptied.append((appid, column, before_ms))
+        return original(appid, column, before_ms)
+
+    monkeypatch.setattr(store, "clear_slot", away)
+    await api.define(PURCHASE, publish=True)  # two fields: price (i0) and color (s0)
+    monkeypatch.setattr(store, "clear_slot", back)
+    assert emptied == []
+    now = now_ms()
+    event = {"id": "e1", "event": "purchase", "data": {"price": 3}, "ts": now}
+    assert (await api.report("u1", {"sent_at": now, "events": [event]}))["accepted"] == 1
+    assert [(appid, column) for appid, column, _ in emptied] == [
+        (api.appid, "i0"),
+        (api.appid, "s0"),
+    ]
+    assert all(before <= now_ms() for _, _, before in emptied)
+    await api.report("u1", {"sent_at": now, "events": [dict(event, id="e2")]})
+    assert len(emptied) == 2  # once each

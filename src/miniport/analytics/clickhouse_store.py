@@ -75,7 +75,7 @@ from .clickhouse_transport import (
     Transport,
     parse_clickhouse_url,
 )
-from .event_store import RowColumns, StoredEvent, _checked_rows, _slot_name
+from .event_store import RowColumns, StoredEvent, _checked_rows, _slot_name, _submit_checked
 from .group_commit import AppendResult, Group, GroupCommit
 from .overview import (
     CompiledMulti,
@@ -300,10 +300,11 @@ class ClickHouseEventStore:
     def __init__(self, transport: Transport, *, max_block_rows: int = 200_000) -> None:
         self._t = transport
         self._closed = False
+        self._write_lock = threading.Lock()
         self._group_commit = GroupCommit(
             self._write,
             max_rows=max_block_rows,
-            write_lock=threading.Lock(),
+            write_lock=self._write_lock,
             closed=lambda: self._closed,
             shared_failures=(AnalyticsUnavailable,),  # the same for everyone: no retry each
         )
@@ -433,12 +434,7 @@ class ClickHouseEventStore:
         return self._group_commit.append(rows)
 
     def submit(self, rows: Sequence[StoredEvent]) -> Future[AppendResult]:
-        rows = _checked_rows(rows)
-        if not rows:
-            done: Future[AppendResult] = Future()
-            done.set_result(AppendResult(0, 0))
-            return done
-        return self._group_commit.submit(rows)
+        return _submit_checked(self._group_commit, rows)
 
     def _write(self, group: Group) -> None:
         """Look up the group's keys (unless the previous write did), insert the new rows,
@@ -775,8 +771,10 @@ class ClickHouseEventStore:
     def close(self) -> None:
         if self._closed:
             return
+        self._group_commit.drain()  # what was accepted into the queue is stored first
         self._closed = True
-        self._t.close()
+        with self._write_lock:  # not under a running write (it fails the calls it holds)
+            self._t.close()
 
     def __enter__(self) -> ClickHouseEventStore:
         return self

@@ -118,7 +118,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Final, Protocol, TextIO, cast, runtime_checkable
 
 from miniport.analytics.funnel_scan import duckdb_fetch, run_scan
-from miniport.analytics.group_commit import AppendResult, Group, GroupCommit
+from miniport.analytics.group_commit import AppendResult, Group, GroupCommit, StoreClosed
 from miniport.analytics.overview import (
     CompiledMulti,
     OverviewQuery,
@@ -399,6 +399,19 @@ def _checked_rows(rows: Sequence[StoredEvent]) -> list[StoredEvent]:
     return rows
 
 
+def _submit_checked(
+    group_commit: GroupCommit, rows: Sequence[StoredEvent]
+) -> Future[AppendResult]:
+    """A store's ``submit``: ``rows`` checked, then queued for its group commit (nothing to
+    queue for no rows)."""
+    rows = _checked_rows(rows)
+    if not rows:
+        done: Future[AppendResult] = Future()
+        done.set_result(AppendResult(0, 0))
+        return done
+    return group_commit.submit(rows)
+
+
 _SLOT_NAME = re.compile(r"[isfb](?:[0-9]|[12][0-9]|3[01])")
 
 
@@ -610,7 +623,7 @@ class DuckDBEventStore:
 
     def _check_open(self) -> None:
         if self._closed:
-            raise RuntimeError("the event store is closed")
+            raise StoreClosed()
 
     # ------------------------------------------------------------------ append
 
@@ -621,12 +634,7 @@ class DuckDBEventStore:
         return self._group_commit.append(rows)
 
     def submit(self, rows: Sequence[StoredEvent]) -> Future[AppendResult]:
-        rows = _checked_rows(rows)
-        if not rows:
-            done: Future[AppendResult] = Future()
-            done.set_result(AppendResult(0, 0))
-            return done
-        return self._group_commit.submit(rows)
+        return _submit_checked(self._group_commit, rows)
 
     def _write(self, group: Group) -> None:
         group.finish(self._insert(cast(list[StoredEvent], group.rows)))
@@ -910,6 +918,8 @@ class DuckDBEventStore:
     # ------------------------------------------------------------------ lifecycle
 
     def close(self) -> None:
+        if not self._closed:  # what was accepted into the group commit's queue is stored
+            self._group_commit.drain()
         with self._write_lock:
             if self._closed:
                 return

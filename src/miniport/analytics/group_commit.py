@@ -21,13 +21,21 @@ three times the batches' JSON parsing.
 from __future__ import annotations
 
 import threading
+import time
 from collections import deque
 from collections.abc import Callable, Collection, Sequence
-from concurrent.futures import Future
+from concurrent.futures import Future, InvalidStateError
 from dataclasses import dataclass, field
 from typing import Protocol
 
-__all__ = ["AppendResult", "Group", "GroupCommit"]
+__all__ = ["AppendResult", "Group", "GroupCommit", "StoreClosed"]
+
+
+class StoreClosed(RuntimeError):
+    """The event store was closed (the server is stopping): nothing of the call was stored."""
+
+    def __init__(self) -> None:
+        super().__init__("the event store is closed")
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,11 +68,14 @@ class _Pending:
     def settle(self) -> None:
         if self.future is None or self.future.done():
             return
-        if self.error is not None:
-            self.future.set_exception(self.error)
-        else:
-            assert self.result is not None
-            self.future.set_result(self.result)
+        try:
+            if self.error is not None:
+                self.future.set_exception(self.error)
+            else:
+                assert self.result is not None
+                self.future.set_result(self.result)
+        except InvalidStateError:  # cancelled by its waiter meanwhile (a request given up)
+            pass
 
 
 @dataclass(slots=True)
@@ -161,7 +172,7 @@ class GroupCommit:
         pending = _Pending(rows, future=future)
         with self._cond:
             if self._closed():
-                raise RuntimeError("the event store is closed")
+                raise StoreClosed()
             self._queue.append(pending)
             if self._writer is None:
                 self._writer = threading.Thread(
@@ -172,14 +183,34 @@ class GroupCommit:
                 self._wake_writer.notify()
         return future
 
+    def _busy(self) -> bool:
+        """Calls queued, taken ahead or prepared, or a write running (under ``_cond``)."""
+        return bool(
+            self._queue or self._ahead or self._taken_ahead is not None or self._leader_active
+        )
+
+    def drain(self, timeout_s: float = 5.0) -> bool:
+        """Wait until every call queued so far is written (or failed): a store's ``close``
+        calls it first, so a stopping server stores what it had accepted into the queue.
+        False when ``timeout_s`` passed first."""
+        deadline = time.monotonic() + timeout_s
+        with self._cond:
+            while self._busy():
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._cond.wait(min(left, 0.05))
+        return True
+
     def _run_writer(self) -> None:
         """Lead a write whenever calls are queued and no append() call leads one; ends
-        once the store is closed and nothing is queued."""
+        once the store is closed and nothing is queued, taken ahead or being written (a
+        running write may still hand calls back: they must find a writer)."""
         with self._cond:
             try:
                 while True:
                     while not (self._queue or self._ahead) or self._leader_active:
-                        if self._closed() and not (self._queue or self._ahead):
+                        if self._closed() and not self._busy():
                             return
                         self._writer_idle = True
                         self._wake_writer.wait(0.5)
@@ -202,7 +233,7 @@ class GroupCommit:
         cond = self._cond
         with cond:
             if self._closed():
-                raise RuntimeError("the event store is closed")
+                raise StoreClosed()
             self._queue.append(pending)
             while not pending.done:
                 if self._leader_active:
@@ -235,7 +266,7 @@ class GroupCommit:
             try:
                 if self._closed():
                     for item in group:
-                        item.fail(RuntimeError("the event store is closed"))
+                        item.fail(StoreClosed())
                 else:
                     self._write_isolated(group, known)
             finally:

@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import datetime as dt
 import hashlib
+import logging
 import re
 import secrets
 import time
@@ -45,6 +46,7 @@ from ..analytics.field_history import (
     taken_slots,
     value_type,
 )
+from ..analytics.group_commit import StoreClosed
 from ..analytics.ingest_rules import CheckedEvent, RuntimeConfigView, check_batch
 from ..analytics.reports import FieldSlots, FieldType
 from ..analytics.system_props import NEW_USER_COLUMN, is_new_user, utc_day
@@ -64,6 +66,7 @@ from ..storage.registry import RegistryStore
 from .analytics_reports import DAY_MS, ReportQueries
 from .live_feed import LiveFeed
 
+log = logging.getLogger("miniport.analytics")
 EMPTY_CONFIG: dict[str, Any] = {"version": 0, "fields": [], "events": []}
 APPEND_THREADS = 32
 CACHE_S = 2.0
@@ -191,6 +194,9 @@ class AnalyticsService(ReportQueries):
         # appends wait in the store for a group commit: enough threads that concurrent
         # batches can join one commit (the default executor has cores + 4)
         self._appenders = ThreadPoolExecutor(APPEND_THREADS, "miniport-analytics-append")
+        # fresh slots whose emptying the event store could not take (ClickHouse away):
+        # (appid, column, before_ms), emptied at the next batch stored or retention round
+        self._unemptied: list[tuple[str, str, int]] = []
         self._slots: dict[str, tuple[float, _FieldState]] = {}
         self._first_days: dict[tuple[str, str], int] = {}
         self._inflight: dict[int, int] = {}  # received_ms -> batches being checked and stored
@@ -442,8 +448,21 @@ class AnalyticsService(ReportQueries):
         as the new owner's). Values received since are the new owner's and stay; the state
         database is not held meanwhile (a ClickHouse mutation may take a while)."""
         if change.fresh and change.type is not None and change.slot is not None:
-            column = column_of(change.type, change.slot)
-            await asyncio.to_thread(self.store.clear_slot, appid, column, change.at_ms)
+            self._unemptied.append((appid, column_of(change.type, change.slot), change.at_ms))
+            await self._empty_slots()
+
+    async def _empty_slots(self) -> None:
+        """Empty the fresh slots still waiting for it. The event store being unreachable does
+        not fail the field change (it is in the state database, which alone defines fields):
+        the slots are emptied once the store answers again."""
+        while self._unemptied:
+            item = self._unemptied.pop(0)  # taken: two batches at once never share one
+            try:
+                await asyncio.to_thread(self.store.clear_slot, *item)
+            except AnalyticsUnavailable as exc:
+                self._unemptied.insert(0, item)
+                log.warning("slot %s of %s not emptied yet: %s", item[1], item[0], exc)
+                return
 
     async def save_event(self, appid: str, obj: object) -> dict[str, Any]:
         """Save an event's draft (validated against the other definitions and what is
@@ -705,6 +724,8 @@ class AnalyticsService(ReportQueries):
         """Check a batch against the configuration in force for this user, store what is
         valid (durably, deduplicated), and show everything in a running test's view."""
         await self._app(appid)
+        if self._unemptied:  # before any value of this batch can land in such a slot
+            await self._empty_slots()
         received = self._now_ms()
         # until stored and handed to the real-time feed, a real-time fetch waits for it
         self._inflight[received] = self._inflight.get(received, 0) + 1
@@ -751,7 +772,12 @@ class AnalyticsService(ReportQueries):
         # the store's group commit writes the rows: no thread waits here for them
         result: AppendResult | None = None
         if rows:
-            result = await asyncio.wrap_future(self.store.submit(rows))
+            try:
+                result = await asyncio.wrap_future(self.store.submit(rows))
+            except StoreClosed:
+                raise AnalyticsUnavailable(
+                    "the server is stopping: nothing of this batch was stored, send it again"
+                ) from None
         duplicates = verdict.duplicates_in_batch + (result.duplicates if result else 0)
         self.metrics.events_checked(result.inserted if result else 0, len(verdict.rejected))
         if test_id is None and result is not None and result.inserted:
@@ -900,6 +926,7 @@ class AnalyticsService(ReportQueries):
     async def retention_loop(self, stop: asyncio.Event, every_s: float = 3600) -> None:
         while not stop.is_set():
             with contextlib.suppress(AnalyticsUnavailable):  # ClickHouse away: next round
+                await self._empty_slots()
                 await self.apply_retention()
             try:
                 await asyncio.wait_for(stop.wait(), every_s)

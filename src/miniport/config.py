@@ -3,17 +3,22 @@ directly in tests. Nothing reads the environment at import time: call ``Settings
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Any
 
-from pydantic import Field, field_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from .domain.origins import check_origin
 
+ENV_PREFIX = "MINIPORT_"
 
-class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="MINIPORT_", frozen=True, extra="ignore")
+
+class Settings(BaseModel):
+    """Each field is read from ``MINIPORT_<NAME>`` by :meth:`from_env` (a plain model:
+    pydantic-settings cost a command ~80 ms of start-up for what ``from_env`` does)."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
 
     data_dir: Path = Field(
         default=Path("miniport-data"), description="Where SQLite, DuckDB and keys live"
@@ -51,11 +56,11 @@ class Settings(BaseSettings):
         default=120, gt=0, description="A claimed fetch is retried after this if its worker died"
     )
     claim_batch: int = Field(default=500, gt=0, description="Due fetches claimed per query")
-    allow_hosts: Annotated[tuple[str, ...], NoDecode] = Field(
+    allow_hosts: tuple[str, ...] = Field(
         default=(),
         description="Comma-separated hosts/CIDRs the fetcher may reach despite the guard",
     )
-    cors_origins: Annotated[tuple[str, ...], NoDecode] = Field(
+    cors_origins: tuple[str, ...] = Field(
         default=(),
         description="Comma-separated origins (scheme://host[:port]) whose pages may load the "
         "JavaScript runtime and call the runtime API; none by default",
@@ -103,8 +108,16 @@ class Settings(BaseSettings):
 
     @classmethod
     def from_env(cls, **overrides: Any) -> Settings:
-        clean = {k: v for k, v in overrides.items() if v is not None}
-        return cls(**clean)
+        """The environment's ``MINIPORT_*`` values (names in any case), then ``overrides``
+        that are not None; strings are converted and checked by the fields."""
+        environ = {k.upper(): v for k, v in os.environ.items() if k.upper().startswith(ENV_PREFIX)}
+        values: dict[str, Any] = {}
+        for name in cls.model_fields:
+            raw = environ.get(ENV_PREFIX + name.upper())
+            if raw is not None:
+                values[name] = raw
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)
 
     @property
     def state_url(self) -> str:

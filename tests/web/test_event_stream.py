@@ -92,7 +92,7 @@ async def test_a_client_that_stops_reading_gets_every_frame_in_order_once_it_rea
             await p.broker.publish("alice", {"type": "n", "i": i, "pad": pad})
             await asyncio.sleep(0)
         await asyncio.sleep(0.5)  # the server's writes wait for the client now
-        got = []
+        got: list[int] = []
         while not got or got[-1] != 999:
             _, message = await events.next(30)
             got.append(message["i"])
@@ -123,6 +123,41 @@ async def test_the_stream_is_access_logged_when_it_ends(
             await asyncio.sleep(0.05)
     assert sorted(await logged()) == [200, 401]
     assert token not in caplog.text  # never the query string
+
+
+async def test_streams_under_uvicorn_are_written_to_directly_and_others_through_send(
+    live: Live, session: aiohttp.ClientSession,
+) -> None:
+    """A stream served by uvicorn's httptools protocol writes its chunks to the connection
+    itself (an upgrade renaming what it relies on fails here, rather than silently going
+    back to a coroutine per stream and per write); any other ``send`` keeps the ASGI way."""
+    server = await live()
+    p = server.platform
+    tokens = [p.auth.runtime_token("alice", d) for d in ("phone", "tablet")]
+    async with (
+        session.get(f"{server.url}{EVENTS}", params={"access_token": tokens[0]},
+                    timeout=LONG) as one,
+        session.get(f"{server.url}{EVENTS}", params={"access_token": tokens[1]},
+                    timeout=LONG) as two,
+    ):
+        streams = [SSE(one), SSE(two)]
+        for events in streams:
+            assert (await events.next())[0] == "connected"
+        subs = [s for group in p.broker._users["alice"].values() for s in group]  # type: ignore[attr-defined]
+        assert len(subs) == 2
+        assert all(isinstance(s.sink, event_stream.Stream) and s.sink._cycle is not None
+                   for s in subs)
+        # two messages in one turn: one chunk per stream, each message intact and in order
+        await p.broker.publish("alice", {"type": "a", "n": 1})
+        await p.broker.publish("alice", {"type": "b", "text": "é" * 3})
+        for events in streams:
+            assert await events.next() == ("a", {"type": "a", "n": 1})
+            assert await events.next() == ("b", {"type": "b", "text": "ééé"})
+
+    async def plain_send(message: Any) -> None:
+        pass
+
+    assert event_stream.direct_target(plain_send) is None
 
 
 async def test_a_browser_on_a_listed_origin_gets_cors_headers_on_the_stream(

@@ -161,6 +161,37 @@ async def test_streams_under_uvicorn_are_written_to_directly_and_others_through_
     assert event_stream.direct_target(plain_send) is None
 
 
+async def test_a_device_that_does_not_read_holds_a_bounded_backlog_and_blocks_no_one(
+    live: Live, session: aiohttp.ClientSession,
+) -> None:
+    """A device that stops reading: its connection's buffers fill, then what comes for it
+    waits in a backlog of at most QUEUE_LIMIT writes (the oldest dropped), while a device
+    that reads gets every message at once."""
+    server = await live()
+    p = server.platform
+    stalled_token = p.auth.runtime_token("alice", "stalled")
+    reader_token = p.auth.runtime_token("alice", "reader")
+    async with (
+        session.get(f"{server.url}{EVENTS}", params={"access_token": stalled_token},
+                    timeout=LONG, read_bufsize=4096) as stuck,
+        session.get(f"{server.url}{EVENTS}", params={"access_token": reader_token},
+                    timeout=LONG) as live_stream,
+    ):
+        assert (await SSE(stuck).next())[0] == "connected"  # then never read again
+        reading = SSE(live_stream)
+        assert (await reading.next())[0] == "connected"
+        subs = {s.device_id: s for group in p.broker._users["alice"].values() for s in group}  # type: ignore[attr-defined]
+        stalled = subs["stalled"].sink
+        assert isinstance(stalled, event_stream.Stream)
+        pad = "x" * 20_000
+        for i in range(3 * event_stream.QUEUE_LIMIT):
+            await p.broker.publish("alice", {"type": "n", "i": i, "pad": pad})
+            await asyncio.sleep(0)
+            assert (await reading.next())[1]["i"] == i
+        assert stalled._backlog is not None  # held back by flow control
+        assert len(stalled._backlog) <= event_stream.QUEUE_LIMIT
+
+
 async def test_routes_are_built_before_the_first_request(tmp_path: Path) -> None:
     """``warm_routes`` builds what FastAPI would build at the first request through each
     included router (a release that stops building them lazily makes it return 0)."""

@@ -18,6 +18,7 @@ import pytest
 import uvicorn
 
 from miniport import memory
+from miniport.events.broker import QUEUE_LIMIT
 from miniport.web import event_stream
 from miniport.web.event_stream import run_eagerly
 from miniport.web.lean_http import LeanEvent, LeanHttpToolsProtocol
@@ -184,12 +185,12 @@ async def test_a_device_that_does_not_read_holds_a_bounded_backlog_and_blocks_no
         stalled = subs["stalled"].sink
         assert isinstance(stalled, event_stream.Stream)
         pad = "x" * 20_000
-        for i in range(3 * event_stream.QUEUE_LIMIT):
+        for i in range(3 * QUEUE_LIMIT):
             await p.broker.publish("alice", {"type": "n", "i": i, "pad": pad})
             await asyncio.sleep(0)
             assert (await reading.next())[1]["i"] == i
         assert stalled._backlog is not None  # held back by flow control
-        assert len(stalled._backlog) <= event_stream.QUEUE_LIMIT
+        assert len(stalled._backlog) <= QUEUE_LIMIT
 
 
 async def test_routes_are_built_before_the_first_request(tmp_path: Path) -> None:

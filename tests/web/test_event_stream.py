@@ -10,6 +10,7 @@ import logging
 import re
 import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -17,6 +18,7 @@ import pytest
 import uvicorn
 
 from miniport import memory
+from miniport.events.broker import QUEUE_LIMIT
 from miniport.web import event_stream
 from miniport.web.event_stream import run_eagerly
 from miniport.web.lean_http import LeanEvent, LeanHttpToolsProtocol
@@ -92,7 +94,7 @@ async def test_a_client_that_stops_reading_gets_every_frame_in_order_once_it_rea
             await p.broker.publish("alice", {"type": "n", "i": i, "pad": pad})
             await asyncio.sleep(0)
         await asyncio.sleep(0.5)  # the server's writes wait for the client now
-        got = []
+        got: list[int] = []
         while not got or got[-1] != 999:
             _, message = await events.next(30)
             got.append(message["i"])
@@ -123,6 +125,91 @@ async def test_the_stream_is_access_logged_when_it_ends(
             await asyncio.sleep(0.05)
     assert sorted(await logged()) == [200, 401]
     assert token not in caplog.text  # never the query string
+
+
+async def test_streams_under_uvicorn_are_written_to_directly_and_others_through_send(
+    live: Live, session: aiohttp.ClientSession,
+) -> None:
+    """A stream served by uvicorn's httptools protocol writes its chunks to the connection
+    itself (an upgrade renaming what it relies on fails here, rather than silently going
+    back to a coroutine per stream and per write); any other ``send`` keeps the ASGI way."""
+    server = await live()
+    p = server.platform
+    tokens = [p.auth.runtime_token("alice", d) for d in ("phone", "tablet")]
+    async with (
+        session.get(f"{server.url}{EVENTS}", params={"access_token": tokens[0]},
+                    timeout=LONG) as one,
+        session.get(f"{server.url}{EVENTS}", params={"access_token": tokens[1]},
+                    timeout=LONG) as two,
+    ):
+        streams = [SSE(one), SSE(two)]
+        for events in streams:
+            assert (await events.next())[0] == "connected"
+        subs = [s for group in p.broker._users["alice"].values() for s in group]  # type: ignore[attr-defined]
+        assert len(subs) == 2
+        assert all(isinstance(s.sink, event_stream.Stream) and s.sink._cycle is not None
+                   for s in subs)
+        # two messages in one turn: one chunk per stream, each message intact and in order
+        await p.broker.publish("alice", {"type": "a", "n": 1})
+        await p.broker.publish("alice", {"type": "b", "text": "é" * 3})
+        for events in streams:
+            assert await events.next() == ("a", {"type": "a", "n": 1})
+            assert await events.next() == ("b", {"type": "b", "text": "ééé"})
+
+    async def plain_send(message: Any) -> None:
+        pass
+
+    assert event_stream.direct_target(plain_send) is None
+
+
+async def test_a_device_that_does_not_read_holds_a_bounded_backlog_and_blocks_no_one(
+    live: Live, session: aiohttp.ClientSession,
+) -> None:
+    """A device that stops reading: its connection's buffers fill, then what comes for it
+    waits in a backlog of at most QUEUE_LIMIT writes (the oldest dropped), while a device
+    that reads gets every message at once."""
+    server = await live()
+    p = server.platform
+    stalled_token = p.auth.runtime_token("alice", "stalled")
+    reader_token = p.auth.runtime_token("alice", "reader")
+    async with (
+        session.get(f"{server.url}{EVENTS}", params={"access_token": stalled_token},
+                    timeout=LONG, read_bufsize=4096) as stuck,
+        session.get(f"{server.url}{EVENTS}", params={"access_token": reader_token},
+                    timeout=LONG) as live_stream,
+    ):
+        assert (await SSE(stuck).next())[0] == "connected"  # then never read again
+        reading = SSE(live_stream)
+        assert (await reading.next())[0] == "connected"
+        subs = {s.device_id: s for group in p.broker._users["alice"].values() for s in group}  # type: ignore[attr-defined]
+        stalled = subs["stalled"].sink
+        assert isinstance(stalled, event_stream.Stream)
+        pad = "x" * 20_000
+        for i in range(3 * QUEUE_LIMIT):
+            await p.broker.publish("alice", {"type": "n", "i": i, "pad": pad})
+            await asyncio.sleep(0)
+            assert (await reading.next())[1]["i"] == i
+        assert stalled._backlog is not None  # held back by flow control
+        assert len(stalled._backlog) <= QUEUE_LIMIT
+
+
+async def test_routes_are_built_before_the_first_request(tmp_path: Path) -> None:
+    """``warm_routes`` builds what FastAPI would build at the first request through each
+    included router (a release that stops building them lazily makes it return 0)."""
+    from miniport.config import Settings
+    from miniport.platform import create_platform
+    from miniport.web.app import create_app, warm_routes
+
+    platform = create_platform(Settings(data_dir=tmp_path, dev=True))
+    try:
+        app = create_app(platform)
+        included = [r for r in app.router.routes if hasattr(r, "effective_candidates")]
+        assert len(included) >= 10
+        assert warm_routes(app.router.routes) >= len(included)
+        for route in included:  # built: the same list from now on, nothing rebuilt
+            assert route.effective_candidates() is route.effective_candidates()
+    finally:
+        await platform.close()
 
 
 async def test_a_browser_on_a_listed_origin_gets_cors_headers_on_the_stream(

@@ -239,7 +239,9 @@ async def _serve(settings: Settings, sock: socket.socket, demo_sock: socket.sock
             demo_info = await _setup_demo(platform, demo_sock)
             _print_demo(demo_info, platform.public_url)
         from ..gc_tuning import PauseTimer, tune_for_serving
+        from ..web.app import warm_routes
 
+        warm_routes(app.router.routes)  # not at the first request through each router
         tune_for_serving()  # after start-up: what it built is never scanned again
         pauses = PauseTimer(platform.metrics.gc_paused).install()  # GET /metrics shows them
         await serve_task

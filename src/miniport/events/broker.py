@@ -20,6 +20,7 @@ import asyncio
 import contextlib
 import json
 from collections import defaultdict, deque
+from collections.abc import Iterable
 from typing import Any, Protocol
 
 Message = dict[str, Any]
@@ -59,17 +60,10 @@ class Subscription:
         self.closed = False
 
     def offer(self, message: Message) -> None:
-        target = message.get("device_id")
-        if target is not None and target != self.device_id:
-            return
-        if self.user_id in message.get("exclude_users", ()):
-            return
-        appid = message.get("appid")
-        if appid is not None and self.appid is not None and appid != self.appid:
-            return
-        if self.sink is not None:
-            self.sink.write(sse_frame(message), message)
-            return
+        offer_all((self,), message)
+
+    def queue(self, message: Message) -> None:
+        """Keep ``message`` for ``next``/``take`` (no sink)."""
         if self.pending is None:
             self.pending = deque(maxlen=QUEUE_LIMIT)
         self.pending.append(message)
@@ -157,8 +151,7 @@ class MemoryBroker:
         """To every subscription of ``user_id`` (of the message's app, when it names one);
         ``"*"`` means every connected runtime (of the message's app, when it names one)."""
         event = message if isinstance(message, Event) else Event(message)
-        for sub in self._targets(user_id, event.get("appid")):
-            sub.offer(event)
+        offer_all(self._targets(user_id, event.get("appid")), event)
 
     async def publish(self, user_id: str, message: Message) -> None:
         self.deliver(user_id, message)
@@ -189,6 +182,31 @@ class MemoryBroker:
     def open_connections(self) -> int:
         """Runtime streams open on this node (console channels not counted)."""
         return sum(len(subs) for subs in self._by_app.values())
+
+
+def offer_all(subs: Iterable[Subscription], message: Message) -> None:
+    """Offer ``message`` to each of ``subs`` it concerns: not when it names another device, or
+    excludes the subscription's user, or names another app than the stream's. Written at once
+    to a subscription's sink (one frame for all of them), else queued. One pass, the message's
+    fields read once: a push to 10,000 streams spends its time writing, not filtering."""
+    target = message.get("device_id")
+    excluded = message.get("exclude_users") or ()
+    appid = message.get("appid")
+    frame: bytes | None = None
+    for sub in subs:
+        if target is not None and target != sub.device_id:
+            continue
+        if excluded and sub.user_id in excluded:
+            continue
+        if appid is not None and sub.appid is not None and appid != sub.appid:
+            continue
+        sink = sub.sink
+        if sink is None:
+            sub.queue(message)
+            continue
+        if frame is None:
+            frame = sse_frame(message)
+        sink.write(frame, message)
 
 
 def _discard(index: dict[Any, set[Subscription]], key: Any, sub: Subscription) -> None:

@@ -190,6 +190,26 @@ class MiniportAPI(FastAPI):
                 operator.log_request(scope, status, (time.perf_counter() - started) * 1000)
 
 
+def warm_routes(routes: list[Any]) -> int:
+    """Build now what FastAPI builds at the first request through each included router (its
+    routes' parameter models and matchers, ~140 ms for all of Miniport's): otherwise the first
+    admin request after a start pays for every router tried before its own (60 ms for
+    ``devtools push``, spent before its devices get the message). ``miniport serve`` calls it
+    once started, before ``gc_tuning`` freezes what start-up built (so these objects are never
+    scanned either). Returns how many included routers it built (0 if a FastAPI release no
+    longer builds them lazily: a test pins it)."""
+    warmed = 0
+    for route in routes:
+        candidates = getattr(route, "effective_candidates", None)
+        if not callable(candidates):
+            continue
+        warmed += 1 + warm_routes(candidates())
+        low_priority = getattr(route, "effective_low_priority_routes", None)
+        if callable(low_priority):
+            low_priority()
+    return warmed
+
+
 def create_app(platform: Platform, *, run_scheduler: bool | None = None) -> MiniportAPI:
     run = platform.settings.start_scheduler if run_scheduler is None else run_scheduler
 

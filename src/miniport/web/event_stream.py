@@ -2,11 +2,16 @@
 need (issue 13: <= 10 KB per idle stream, one message to 10k streams in < 200 ms).
 
 An open stream is a ``Stream``, the subscription's sink: the code that publishes a message
-writes its frame (encoded once for every stream) to each stream's ASGI ``send`` at once. An
-ASGI server's ``send`` of a body chunk finishes without suspending unless the client is not
-reading (flow control), so it is run eagerly, the way ``asyncio.eager_task_factory`` runs a
-task's first step; only a send that does suspend is finished in a task, and what comes for that
-stream meanwhile waits in a bounded backlog (the oldest dropped first, as in a subscription).
+hands its frame (encoded once for every stream) to each stream, and at the end of that turn of
+the event loop each stream is written once. Under uvicorn's httptools protocol (``miniport
+serve``) the write is the connection's own ``transport.write`` of an HTTP/1.1 chunk framed once
+for all the streams that got the same frames (``direct_target``: what uvicorn's ``send`` would
+write, with its checks), so a push to 10,000 streams costs about what the 10,000 socket writes
+cost. Elsewhere, or while the transport asks to stop writing, the write is the ASGI ``send``:
+it finishes without suspending unless the client is not reading (flow control), so it is run
+eagerly, the way ``asyncio.eager_task_factory`` runs a task's first step; only a send that does
+suspend is finished in a task, and what comes for that stream meanwhile waits in a bounded
+backlog (the oldest dropped first, as in a subscription), behind which no direct write goes.
 
 So a stream costs no task, timer or queue of its own: the request's own task waits in
 ``receive`` for the client to go away (or for the response to end), which unsubscribes it at
@@ -19,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sys
 import time
 from collections import deque
 from collections.abc import Awaitable, Coroutine
@@ -100,16 +106,17 @@ class Pump:
         self.trimming: asyncio.TimerHandle | None = None
 
     def mark(self, stream: Stream) -> None:
-        self.dirty.append(stream)
-        if len(self.dirty) == 1:
+        if not self.dirty:
             self.loop.call_soon(self.flush)
+        self.dirty.append(stream)
 
     def flush(self) -> None:
         dirty, self.dirty = self.dirty, []
-        # streams that got the same frames share one ASGI message (and one joined body)
-        sent: dict[tuple[bytes, ...], AsgiMessage] = {}
+        # streams that got the same frames share one body (joined once, chunk-framed once)
+        sent: dict[Any, Body] = {}
+        now = time.monotonic()
         for stream in dirty:
-            stream.flush(sent)
+            stream.flush(sent, now)
 
     def add(self, stream: Stream) -> None:
         stream.bucket = int(stream.wrote) % len(self.buckets)
@@ -153,6 +160,48 @@ class Pump:
         self.timer = self.loop.call_later(1.0, self.tick) if self.count else None
 
 
+class Body:
+    """What one turn of the loop writes to the streams that got the same frames: the joined
+    body, and, made on first use, its HTTP/1.1 chunk (the direct write) and its ASGI message
+    (``send``)."""
+
+    __slots__ = ("body", "chunk", "message")
+
+    def __init__(self, body: bytes) -> None:
+        self.body = body
+        self.chunk: bytes | None = None
+        self.message: AsgiMessage | None = None
+
+    def as_chunk(self) -> bytes:
+        if self.chunk is None:
+            self.chunk = b"%x\r\n%s\r\n" % (len(self.body), self.body)
+        return self.chunk
+
+    def as_message(self) -> AsgiMessage:
+        if self.message is None:
+            self.message = {"type": "http.response.body", "body": self.body, "more_body": True}
+        return self.message
+
+
+def direct_target(send: Send) -> Any:
+    """The uvicorn httptools request cycle behind ``send`` when its response body goes out as
+    HTTP/1.1 chunks, else None. Its chunks can then be written to the connection's transport
+    directly, as its ``send`` would (same framing, same checks: not once the client left, not
+    while the transport asks to stop writing), without a coroutine per stream and per write.
+    Anything else (another server, a middleware's ``send``) keeps the ASGI ``send``."""
+    server = sys.modules.get("uvicorn.protocols.http.httptools_impl")  # not imported: not it
+    cycle: Any = getattr(send, "__self__", None)
+    if server is None or type(cycle) is not server.RequestResponseCycle:
+        return None
+    if getattr(send, "__func__", None) is not server.RequestResponseCycle.send:
+        return None
+    if cycle.chunked_encoding is not True or cycle.response_complete:
+        return None
+    if cycle.scope.get("method") == "HEAD":
+        return None
+    return cycle
+
+
 TRIM_AFTER = 1000  # closed streams
 TRIM_DELAY_S = 1.0
 _pumps: list[Pump] = []  # the current event loop's (tests run one loop after another)
@@ -169,8 +218,8 @@ class Stream:
     """One open event stream; the subscription's sink."""
 
     __slots__ = (
-        "_backlog", "_ending", "_out", "_pump", "_send", "_sub", "_until", "bucket", "done",
-        "wrote",
+        "_backlog", "_cycle", "_ending", "_out", "_pump", "_send", "_sub", "_until", "bucket",
+        "done", "wrote",
     )  # fmt: skip
 
     def __init__(self, sub: Subscription, send: Send, until: tuple[str, ...]) -> None:
@@ -179,6 +228,7 @@ class Stream:
         # set while a suspended write finishes: the ASGI messages that wait behind it
         self._backlog: deque[AsgiMessage] | None = None
         self._out: list[bytes] | None = None  # frames for this turn's write
+        self._cycle: Any = None  # uvicorn's request cycle, written to directly (direct_target)
         self._ending = False
         self.wrote = time.monotonic()
         self.bucket = 0
@@ -186,7 +236,8 @@ class Stream:
 
     def open(self, hello: Message) -> None:
         """Write ``hello`` and what was published since subscribing, then take messages as
-        they are published."""
+        they are published. Called once the response has started."""
+        self._cycle = direct_target(self._send)
         self._queue(sse_frame(hello))
         for message in self._sub.take():
             self.write(sse_frame(message), message)
@@ -197,8 +248,13 @@ class Stream:
     def write(self, frame: bytes, message: Message) -> None:
         if self.done:
             return
-        self._queue(frame)
-        if message.get("type") in self._until:
+        out = self._out
+        if out is None:
+            self._out = [frame]
+            self._pump.mark(self)
+        else:
+            out.append(frame)
+        if self._until and message.get("type") in self._until:
             self.end()
 
     def keep_alive(self) -> None:
@@ -224,26 +280,30 @@ class Stream:
         self._pump.remove(self)
 
     def _queue(self, frame: bytes) -> None:
-        self.wrote = time.monotonic()
         if self._out is None:
             self._out = [frame]
             self._pump.mark(self)
         else:
             self._out.append(frame)
 
-    def flush(self, sent: dict[tuple[bytes, ...], AsgiMessage]) -> None:
+    def flush(self, sent: dict[Any, Body], now: float) -> None:
         out, self._out = self._out, None
         if out is None:
             return
+        self.wrote = now
         if self._ending:
             self._chunk(b"".join(out), more=False)
             return
-        key = tuple(out)
-        message = sent.get(key)
-        if message is None:
-            body = out[0] if len(out) == 1 else b"".join(out)
-            message = sent[key] = {"type": "http.response.body", "body": body, "more_body": True}
-        self._write(message)
+        key: Any = out[0] if len(out) == 1 else tuple(out)
+        body = sent.get(key)
+        if body is None:
+            body = sent[key] = Body(out[0] if len(out) == 1 else b"".join(out))
+        cycle = self._cycle
+        if cycle is not None and self._backlog is None and not cycle.flow.write_paused:
+            if not cycle.disconnected:  # as its send: nothing once the client left
+                cycle.transport.write(body.as_chunk())
+            return
+        self._write(body.as_message())
 
     def _chunk(self, body: bytes, more: bool) -> None:
         self._write({"type": "http.response.body", "body": body, "more_body": more})

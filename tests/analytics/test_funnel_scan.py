@@ -117,6 +117,50 @@ def test_any_order_rows_taken_by_an_earlier_step(store: DuckDBEventStore) -> Non
     assert [r["users"] for r in got] == [3, 3, 1]
 
 
+def test_any_order_a_row_shared_by_two_later_steps(store: DuckDBEventStore) -> None:
+    # steps 2 and 4 are both matched by the dear buy (not by the anchor): any order must
+    # not take it twice; only the pair (step 2, step 4) is compared (funnel_scan skips
+    # the comparisons of steps no row matches together)
+    events = [
+        ev("a1", T0, user="u1"),
+        ev("a2", T0 + 1000, user="u1", event="buy", price=9),
+        ev("a3", T0 + 2000, user="u1", event="share"),
+        ev("b1", T0, user="u2"),
+        ev("b2", T0 + 1000, user="u2", event="buy", price=9),
+        ev("b3", T0 + 2000, user="u2", event="share"),
+        ev("b4", T0 + 3000, user="u2", event="buy", price=7),
+    ]
+    steps: list[object] = ["view", "buy", "share", ("buy", ["price>=5"])]
+    got = _check(store, events, _q(steps, window="1m", order="any"))
+    assert [r["users"] for r in got] == [2, 2, 2, 1]
+    got = _check(store, events, _q(steps, window="1m"))
+    assert [r["users"] for r in got] == [2, 2, 2, 1]
+
+
+def test_anchors_after_long_runs_of_one_ms(store: DuckDBEventStore) -> None:
+    # any order starts at the first row of the anchor's (user, ms) run: the dear view (the
+    # smallest id: first of the run) is the step 2 of the cheap views after it, and of no
+    # anchor in strict order. A run of 3 (a few steps back) and one of 41 (past the
+    # walk's rounds: the one-pass fallback)
+    steps: list[object] = ["view", ("view", ["price>=5"])]
+    for cheap in (2, 40):
+        events = [ev("a", T0 + 5, user="u1", price=9)]
+        events += [ev(f"b{i:02}", T0 + 5, user="u1", price=1) for i in range(cheap)]
+        events.append(ev("c", T0, user="u2", price=1))  # another user's run before
+        for order, users in (("any", [2, 1]), ("strict", [2, 0])):
+            got = _check(store, events, _q(steps, window="1m", order=order))
+            assert [r["users"] for r in got] == users, (cheap, order)
+    anchors = np.array([2, 40, 43], dtype=np.intp)
+    rows = funnel_scan.OrderedRows(
+        np.array([0] * 3 + [1] * 41, dtype=np.int32),
+        np.array([0] * 3 + [5] * 40 + [6], dtype=np.uint32),
+        np.ones(44, dtype=np.uint16),
+        [],
+    )
+    assert funnel_scan._run_starts(rows, anchors).tolist() == [0, 3, 43]
+    assert funnel_scan._run_starts_scan(rows, anchors).tolist() == [0, 3, 43]
+
+
 def test_group_value_of_the_first_anchor_by_time_then_id(store: DuckDBEventStore) -> None:
     events = [
         ev("b1", T0, user="u1", color="blue"),

@@ -51,7 +51,7 @@ def _q(steps: list[object], wide: bool = False, **kw: object) -> FunnelQuery:
     )
 
 
-def _check(store: DuckDBEventStore, events: list[StoredEvent], q: FunnelQuery) -> list[dict]:
+def _check(store: DuckDBEventStore, events: list[StoredEvent], q: FunnelQuery) -> list[dict[str, object]]:
     appid, rows = _load(store, events)
     got = store.funnel(appid, q, SLOTS)
     assert_rows_equal(got, ref_funnel(rows, q, set()))

@@ -170,8 +170,8 @@ def main(argv: list[str] | None = None) -> int:
                     return run_scan(s, duckdb_fetch(bare_con))
 
                 def sql(s: CompiledFunnelScan = scan) -> object:  # the fetch alone
-                    bare_con.execute(s.users_sql, list(s.params[: s.users_params])).fetchnumpy()
-                    return bare_con.execute(s.rows_sql, list(s.params)).fetchnumpy()
+                    bare_con.sql(s.users_sql, params=list(s.params[: s.users_params])).fetchnumpy()
+                    return bare_con.sql(s.rows_sql, params=list(s.params)).fetchnumpy()
 
                 rows = engine()  # warm-up, and a look at the figures
                 bare()

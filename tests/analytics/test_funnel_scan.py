@@ -51,7 +51,9 @@ def _q(steps: list[object], wide: bool = False, **kw: object) -> FunnelQuery:
     )
 
 
-def _check(store: DuckDBEventStore, events: list[StoredEvent], q: FunnelQuery) -> list[dict[str, object]]:
+def _check(
+    store: DuckDBEventStore, events: list[StoredEvent], q: FunnelQuery
+) -> list[dict[str, object]]:
     appid, rows = _load(store, events)
     got = store.funnel(appid, q, SLOTS)
     assert_rows_equal(got, ref_funnel(rows, q, set()))
@@ -194,6 +196,22 @@ def test_order_rows_finds_tie_runs_and_sorts_packed() -> None:
     assert fixed.mask.tolist() == [0b01, 0b10, 0b11, 0b01, 0b01]
     with pytest.raises(ValueError, match="tie"):
         funnel_scan.apply_tie_order(rows, [[0b11, 0b11, 0b01]])
+
+
+def test_tie_runs_widen_both_ways_and_past_the_walk() -> None:
+    def ties(masks: list[int], k: int, t0: int = 5) -> list[tuple[int, int]]:
+        n = len(masks) + 2  # another user's rows around the run
+        user = np.array([0] + [1] * len(masks) + [2], dtype=np.int32)
+        t = np.array([t0] * n, dtype=np.int64)
+        mask = np.array([1, *masks, 1], dtype=np.uint16)
+        return funnel_scan.order_rows(user, t, mask, k, 3).ties
+
+    # two pairs in one run (rows 1-5 after the other user's row 0): one run, both ways
+    assert ties([0b101, 0b001, 0b011, 0b101, 0b001], 3) == [(1, 6)]
+    # a run of 41 (past the walk's rounds: the runs of all rows)
+    assert ties([0b01] * 40 + [0b11], 2) == [(1, 42)]
+    assert ties([0b11] + [0b01] * 40, 2) == [(1, 42)]
+    assert ties([0b01] * 40, 2) == []
 
 
 def test_user_codes_with_a_shared_bucket() -> None:

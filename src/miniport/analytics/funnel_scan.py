@@ -152,15 +152,30 @@ def order_rows(
         s_user, s_t, s_mask = user[order], t[order], mask[order]
         s_r = r[order]
         same = (s_user[1:] == s_user[:-1]) & (s_t[1:] == s_t[:-1]) & (s_r[1:] == s_r[:-1])
-    ties: list[tuple[int, int]] = []
     pairs = np.flatnonzero(same & (s_mask[1:] != s_mask[:-1]))
-    if len(pairs):
-        # runs of equal (user, time, first step) that hold two different masks
-        starts = np.concatenate(([0], np.flatnonzero(~same) + 1))
-        ends = np.concatenate((starts[1:], [n]))
-        for i in np.unique(np.searchsorted(starts, pairs, "right") - 1).tolist():
-            ties.append((int(starts[i]), int(ends[i])))
-    return OrderedRows(s_user, s_t, s_mask, ties)
+    return OrderedRows(s_user, s_t, s_mask, _tie_runs(same, pairs) if len(pairs) else [])
+
+
+def _tie_runs(same: npt.NDArray[np.bool_], pairs: Pos) -> list[tuple[int, int]]:
+    """The runs ``[start, end)`` of equal (user, time, first step) (``same[i]``: rows i
+    and i+1 are equal) holding the ``pairs`` (rows p, p+1 equal, masks not): each pair
+    widens both ways at once, a few rounds (the runs of all rows, one pass, as fallback)."""
+    lo, hi = pairs.copy(), pairs + 1  # first and last row of the run so far
+    last = len(same)  # the last row's index
+    for _ in range(_WALK_ROUNDS):
+        back = lo > 0
+        back[back] = same[lo[back] - 1]
+        fwd = hi < last
+        fwd[fwd] = same[hi[fwd]]
+        if not (back.any() or fwd.any()):
+            runs = np.unique(np.stack((lo, hi + 1), axis=1), axis=0)
+            return [(int(a), int(b)) for a, b in runs.tolist()]
+        lo -= back
+        hi += fwd
+    starts = np.concatenate(([0], np.flatnonzero(~same) + 1))
+    ends = np.concatenate((starts[1:], [last + 1]))
+    index = np.unique(np.searchsorted(starts, pairs, "right") - 1).tolist()
+    return [(int(starts[i]), int(ends[i])) for i in index]
 
 
 def apply_tie_order(rows: OrderedRows, tie_masks: Sequence[Sequence[int]]) -> OrderedRows:
@@ -396,7 +411,8 @@ def funnel_users(rows: OrderedRows, k: int, window_ms: int, strict: bool) -> Use
 
 def _shared_steps(mask: Mask, k: int) -> frozenset[tuple[int, int]]:
     """The pairs of steps ``(i, s)``, ``i < s`` (0-based), that some row matches both of."""
-    present = np.flatnonzero(np.bincount(mask, minlength=1 << k)).tolist()
+    multi = mask[np.bitwise_and(mask, mask - np.uint16(1)) != 0]  # rows of two steps or more
+    present = np.flatnonzero(np.bincount(multi, minlength=1 << k)).tolist()
     return frozenset(
         (i, s)
         for m in present

@@ -11,9 +11,9 @@ order and follows the rules of :func:`miniport.analytics.reports.compile_funnel`
   order the event id decides (same user, ms and first step, different steps matched);
   :func:`apply_tie_order` reorders them once the store has fetched their ids;
 * :func:`funnel_users` follows every anchor's chain at once: per step, the next row matching
-  it (``np.searchsorted`` in that step's sorted positions), strict or any order, within the
-  window; per user the deepest level and the earliest anchor reaching it, whose chain (only
-  those, one per user) gives the completion times;
+  it (a gather in that step's running count of rows, then in its sorted positions), strict
+  or any order, within the window; per user the deepest level and the earliest anchor
+  reaching it, whose chain (only those, one per user) gives the completion times;
 * :func:`funnel_rows` counts users per level and group and takes the median time per step:
   rows ``(g, n1..nK, m1..m(K-1))`` (medians in ms), as the report's shape expects.
 """
@@ -63,8 +63,8 @@ def user_codes(row_hashes: U64, user_hashes: U64) -> I32:
     ``user_hashes``: sorted, the distinct hashes of the users of the rows (distinct users
     have distinct hashes: the caller checks; the rows and users come from one snapshot). A
     lookup table on the top bits of the hash answers most rows; rows whose bucket holds two
-    users' hashes take a binary search. (Few new arrays: on a VM a page fault costs ~8 us,
-    so each fresh 80 MB array ~0.15 CPU s; buffers are reused where they can be.)"""
+    users' hashes take a binary search. (numpy asks for huge pages on its large arrays: a
+    fresh 80 MB one filled cost ~0.015 CPU s on the quiet VM, ~0.03 in 4 KB pages.)"""
     users = user_hashes
     shift = np.uint64(64 - _BUCKET_BITS)
     buckets = (users >> shift).astype(np.int64)
@@ -96,6 +96,8 @@ class OrderedRows:
     ties: list[tuple[int, int]]
     """Runs ``[start, end)`` of rows with the same user, ms and first step matched but not
     the same steps: their order is the event ids' (see :func:`apply_tie_order`)."""
+    same: npt.NDArray[np.bool_] | None = None
+    """``same[i]``: rows i and i+1 have the same user, ms and first step (when known)."""
 
 
 def first_steps(mask: Mask, k: int) -> npt.NDArray[np.uint8]:
@@ -153,7 +155,8 @@ def order_rows(
         s_r = r[order]
         same = (s_user[1:] == s_user[:-1]) & (s_t[1:] == s_t[:-1]) & (s_r[1:] == s_r[:-1])
     pairs = np.flatnonzero(same & (s_mask[1:] != s_mask[:-1]))
-    return OrderedRows(s_user, s_t, s_mask, _tie_runs(same, pairs) if len(pairs) else [])
+    ties = _tie_runs(same, pairs) if len(pairs) else []
+    return OrderedRows(s_user, s_t, s_mask, ties, same)
 
 
 def _tie_runs(same: npt.NDArray[np.bool_], pairs: Pos) -> list[tuple[int, int]]:
@@ -188,7 +191,7 @@ def apply_tie_order(rows: OrderedRows, tie_masks: Sequence[Sequence[int]]) -> Or
         if sorted(masks) != sorted(int(m) for m in mask[start:end]):
             raise ValueError("the event ids read for a tie are not the tie's rows")
         mask[start:end] = masks
-    return OrderedRows(rows.user, rows.t, mask, [])
+    return OrderedRows(rows.user, rows.t, mask, [], rows.same)
 
 
 @dataclass(frozen=True, slots=True)
@@ -243,13 +246,17 @@ def _run_starts(rows: OrderedRows, anchors: Pos) -> Pos:
 
     Most anchors start their run: each steps back while the row before has the same user
     and ms, all at once (a few rounds; a long run of one ms falls back to one pass over
-    the rows)."""
-    user, t = rows.user, rows.t
+    the rows). An anchor's first step is the first: a row before it of the same user and
+    ms has the same first step, so ``rows.same`` answers alone when known."""
+    user, t, same = rows.user, rows.t, rows.same
     out = anchors.copy()
     idx = np.flatnonzero(out > 0)
     for _ in range(_WALK_ROUNDS):
         cur = out[idx]
-        back = (user[cur - 1] == user[cur]) & (t[cur - 1] == t[cur])
+        if same is not None:
+            back = same[cur - 1]
+        else:
+            back = (user[cur - 1] == user[cur]) & (t[cur - 1] == t[cur])
         idx = idx[back]
         if len(idx) == 0:
             return out
@@ -371,7 +378,7 @@ def _chains_slice(
         cand = ps[np.minimum(j, len(ps) - 1)]
         ok &= (user[cand] == a_user[live]) & (t[cand] <= lim[live])
         live, cand = live[ok], cand[ok]
-        level[live] += 1
+        level[live] = s + 1  # survivors of steps 1..s (a scatter, no gather)
         if done is not None:
             done[live, s] = np.maximum(done[live, s - 1], t[cand])
         if not strict:

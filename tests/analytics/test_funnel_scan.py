@@ -214,6 +214,18 @@ def test_tie_runs_widen_both_ways_and_past_the_walk() -> None:
     assert ties([0b01] * 40, 2) == []
 
 
+@pytest.mark.parametrize("n", [0, 1, 63, 64, 65, 128, 130, 1000])
+def test_step_rank_across_word_edges(n: int) -> None:
+    # the bitset rank of every row 0..n (n: after the last) against np.searchsorted
+    mask = np.random.default_rng(n).integers(0, 8, n).astype(np.uint16)
+    steps = funnel_scan._step_rows(mask, 3)
+    every = np.arange(n + 1, dtype=np.intp)
+    for s in (1, 2):
+        want = np.searchsorted(np.flatnonzero(mask & (1 << s)), every)
+        assert steps.rank(s, every).tolist() == want.tolist()
+        assert steps.pos[s].tolist() == np.flatnonzero(mask & (1 << s)).tolist()
+
+
 def test_user_codes_with_a_shared_bucket() -> None:
     users = np.array([5, 7, (1 << 63) + 1, (1 << 63) + 2], dtype=np.uint64)  # 2 buckets
     rows = np.array([(1 << 63) + 2, 5, 7, (1 << 63) + 1, 5], dtype=np.uint64)

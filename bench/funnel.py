@@ -6,25 +6,29 @@ names, an int and a string field) with SQL straight into the store's own table (
 in a transaction on a store cursor, the numpy scan of :mod:`miniport.analytics.funnel_scan`,
 the shaped rows) against the same work bare: the same compiled SQL statements and the same
 ``run_scan`` on a plain DuckDB connection (so the ratio is the store's own overhead), and
-next to it the SQL fetch alone (the users and rows statements, ``fetchnumpy``), interleaved,
-after a warm-up. Both orders (strict and any) are measured. Figures are medians of process
-CPU seconds (``resource.getrusage``: user + system of this process, DuckDB's threads
-included) and of wall seconds, next to the floor: ``count(DISTINCT user_id)`` of the same
-rows. The issue's target (issue 12, section 5): under 1 s on 10M events.
+next to it the SQL fetch alone (the users and rows statements, a relation's ``fetchnumpy``
+as in the engine), interleaved, after a warm-up. Both orders (strict and any) are measured.
+Figures are medians of process CPU seconds (``resource.getrusage``: user + system of this
+process, DuckDB's threads included) and of wall seconds, next to the floor:
+``count(DISTINCT user_id)`` of the same rows. The issue's target (issue 12, section 5):
+under 1 s on 10M events.
 
 Measured at 10M events (``--events 10000000 --runs 3``; every one of the 10,000 users has
 ~1,000 events and reaches step 5), shared 2-core VM. History: the first SQL joined each step
 to its anchor on the user alone: ~45 CPU s (strict), ~52 (any); joins on (user, time bucket)
 with the best anchor picked per level: 7.2-8.7 CPU s strict, 8.0-9.1 any (4.1-10 s wall).
-Now (SQL filters and fetches user hash, time and step mask; numpy sorts packed uint64 keys
-and follows the chains, anchor slices on two threads), three runs at load average 2.7 /
-2.6 / 1.9: strict engine 1.70 / 1.70 / 1.46 CPU s (1.45 / 1.29 / 1.08 s wall), bare 1.53 /
-1.53 / 1.44 CPU s; any order engine 1.94 / 1.94 / 1.89 CPU s (1.67 / 1.41 / 1.55 s wall),
-bare 2.39 / 1.87 / 1.90; of which the SQL fetch 0.52-0.60 CPU s (0.32-0.37 s wall); floor
-0.07 CPU s. At load 4.6-5.6 (before the threads): strict 1.55-1.74 CPU s (2.4-3.1 s wall),
-any 1.9-2.1 (2.6-4.1 s). Not yet under 1 s: the numpy part is ~1.0 CPU s strict, ~1.4
-any, and on this VM each fresh array costs page faults (~8 us per 4 KB page: 0.15 CPU s
-per 80 MB), which is why the scan reuses buffers and works in slices.
+The first scan (SQL filters and fetches user hash, time and step mask; numpy sorts packed
+uint64 keys and follows the chains, anchor slices on two threads), three runs at load 1.9-2.7:
+strict 1.46-1.70 CPU s (1.08-1.45 s wall), any order 1.89-1.94 CPU s (1.41-1.67 s wall), of
+which the SQL fetch 0.52-0.60 CPU s. Now (a relation's ``fetchnumpy``; the step mask from
+the event's place in the steps' events; per step a bitset whose ranks replace
+``np.searchsorted``; run starts and tie runs found around their rows; any order compares
+only steps some row matches together), three runs at load average 0.96 / 0.98 / 1.05:
+strict engine 0.91 / 0.88 / 0.97 CPU s (0.69 / 0.67 / 0.74 s wall), bare 0.83 / 0.94 / 0.93
+CPU s; any order engine 1.11 / 1.10 / 1.13 CPU s (0.81 / 0.79 / 0.82 s wall), bare 1.08 /
+1.08 / 1.26; of which the SQL fetch 0.30-0.32 CPU s (0.18-0.19 s wall); floor 0.06-0.10 CPU
+s. Under 1 s wall at that load; at load 2.6-3.8 (before the bitsets and the list_position
+mask) strict took 1.08-1.22 CPU s (0.83-1.06 s wall) and any 1.35-1.67 (1.36-1.42 s).
 
     .venv/bin/python bench/funnel.py [--events N] [--users U] [--runs 5] [--threads T]
 
@@ -170,8 +174,8 @@ def main(argv: list[str] | None = None) -> int:
                     return run_scan(s, duckdb_fetch(bare_con))
 
                 def sql(s: CompiledFunnelScan = scan) -> object:  # the fetch alone
-                    bare_con.execute(s.users_sql, list(s.params[: s.users_params])).fetchnumpy()
-                    return bare_con.execute(s.rows_sql, list(s.params)).fetchnumpy()
+                    bare_con.sql(s.users_sql, params=list(s.params[: s.users_params])).fetchnumpy()
+                    return bare_con.sql(s.rows_sql, params=list(s.params)).fetchnumpy()
 
                 rows = engine()  # warm-up, and a look at the figures
                 bare()

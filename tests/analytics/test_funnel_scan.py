@@ -51,7 +51,9 @@ def _q(steps: list[object], wide: bool = False, **kw: object) -> FunnelQuery:
     )
 
 
-def _check(store: DuckDBEventStore, events: list[StoredEvent], q: FunnelQuery) -> list[dict]:
+def _check(
+    store: DuckDBEventStore, events: list[StoredEvent], q: FunnelQuery
+) -> list[dict[str, object]]:
     appid, rows = _load(store, events)
     got = store.funnel(appid, q, SLOTS)
     assert_rows_equal(got, ref_funnel(rows, q, set()))
@@ -117,6 +119,50 @@ def test_any_order_rows_taken_by_an_earlier_step(store: DuckDBEventStore) -> Non
     assert [r["users"] for r in got] == [3, 3, 1]
 
 
+def test_any_order_a_row_shared_by_two_later_steps(store: DuckDBEventStore) -> None:
+    # steps 2 and 4 are both matched by the dear buy (not by the anchor): any order must
+    # not take it twice; only the pair (step 2, step 4) is compared (funnel_scan skips
+    # the comparisons of steps no row matches together)
+    events = [
+        ev("a1", T0, user="u1"),
+        ev("a2", T0 + 1000, user="u1", event="buy", price=9),
+        ev("a3", T0 + 2000, user="u1", event="share"),
+        ev("b1", T0, user="u2"),
+        ev("b2", T0 + 1000, user="u2", event="buy", price=9),
+        ev("b3", T0 + 2000, user="u2", event="share"),
+        ev("b4", T0 + 3000, user="u2", event="buy", price=7),
+    ]
+    steps: list[object] = ["view", "buy", "share", ("buy", ["price>=5"])]
+    got = _check(store, events, _q(steps, window="1m", order="any"))
+    assert [r["users"] for r in got] == [2, 2, 2, 1]
+    got = _check(store, events, _q(steps, window="1m"))
+    assert [r["users"] for r in got] == [2, 2, 2, 1]
+
+
+def test_anchors_after_long_runs_of_one_ms(store: DuckDBEventStore) -> None:
+    # any order starts at the first row of the anchor's (user, ms) run: the dear view (the
+    # smallest id: first of the run) is the step 2 of the cheap views after it, and of no
+    # anchor in strict order. A run of 3 (a few steps back) and one of 41 (past the
+    # walk's rounds: the one-pass fallback)
+    steps: list[object] = ["view", ("view", ["price>=5"])]
+    for cheap in (2, 40):
+        events = [ev("a", T0 + 5, user="u1", price=9)]
+        events += [ev(f"b{i:02}", T0 + 5, user="u1", price=1) for i in range(cheap)]
+        events.append(ev("c", T0, user="u2", price=1))  # another user's run before
+        for order, users in (("any", [2, 1]), ("strict", [2, 0])):
+            got = _check(store, events, _q(steps, window="1m", order=order))
+            assert [r["users"] for r in got] == users, (cheap, order)
+    anchors = np.array([2, 40, 43], dtype=np.intp)
+    rows = funnel_scan.OrderedRows(
+        np.array([0] * 3 + [1] * 41, dtype=np.int32),
+        np.array([0] * 3 + [5] * 40 + [6], dtype=np.uint32),
+        np.ones(44, dtype=np.uint16),
+        [],
+    )
+    assert funnel_scan._run_starts(rows, anchors).tolist() == [0, 3, 43]
+    assert funnel_scan._run_starts_scan(rows, anchors).tolist() == [0, 3, 43]
+
+
 def test_group_value_of_the_first_anchor_by_time_then_id(store: DuckDBEventStore) -> None:
     events = [
         ev("b1", T0, user="u1", color="blue"),
@@ -150,6 +196,34 @@ def test_order_rows_finds_tie_runs_and_sorts_packed() -> None:
     assert fixed.mask.tolist() == [0b01, 0b10, 0b11, 0b01, 0b01]
     with pytest.raises(ValueError, match="tie"):
         funnel_scan.apply_tie_order(rows, [[0b11, 0b11, 0b01]])
+
+
+def test_tie_runs_widen_both_ways_and_past_the_walk() -> None:
+    def ties(masks: list[int], k: int, t0: int = 5) -> list[tuple[int, int]]:
+        n = len(masks) + 2  # another user's rows around the run
+        user = np.array([0] + [1] * len(masks) + [2], dtype=np.int32)
+        t = np.array([t0] * n, dtype=np.int64)
+        mask = np.array([1, *masks, 1], dtype=np.uint16)
+        return funnel_scan.order_rows(user, t, mask, k, 3).ties
+
+    # two pairs in one run (rows 1-5 after the other user's row 0): one run, both ways
+    assert ties([0b101, 0b001, 0b011, 0b101, 0b001], 3) == [(1, 6)]
+    # a run of 41 (past the walk's rounds: the runs of all rows)
+    assert ties([0b01] * 40 + [0b11], 2) == [(1, 42)]
+    assert ties([0b11] + [0b01] * 40, 2) == [(1, 42)]
+    assert ties([0b01] * 40, 2) == []
+
+
+@pytest.mark.parametrize("n", [0, 1, 63, 64, 65, 128, 130, 1000])
+def test_step_rank_across_word_edges(n: int) -> None:
+    # the bitset rank of every row 0..n (n: after the last) against np.searchsorted
+    mask = np.random.default_rng(n).integers(0, 8, n).astype(np.uint16)
+    steps = funnel_scan._step_rows(mask, 3)
+    every = np.arange(n + 1, dtype=np.intp)
+    for s in (1, 2):
+        want = np.searchsorted(np.flatnonzero(mask & (1 << s)), every)
+        assert steps.rank(s, every).tolist() == want.tolist()
+        assert steps.pos[s].tolist() == np.flatnonzero(mask & (1 << s)).tolist()
 
 
 def test_user_codes_with_a_shared_bucket() -> None:

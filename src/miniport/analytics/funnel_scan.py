@@ -11,9 +11,9 @@ order and follows the rules of :func:`miniport.analytics.reports.compile_funnel`
   order the event id decides (same user, ms and first step, different steps matched);
   :func:`apply_tie_order` reorders them once the store has fetched their ids;
 * :func:`funnel_users` follows every anchor's chain at once: per step, the next row matching
-  it (``np.searchsorted`` in that step's sorted positions), strict or any order, within the
-  window; per user the deepest level and the earliest anchor reaching it, whose chain (only
-  those, one per user) gives the completion times;
+  it (a gather in that step's running count of rows, then in its sorted positions), strict
+  or any order, within the window; per user the deepest level and the earliest anchor
+  reaching it, whose chain (only those, one per user) gives the completion times;
 * :func:`funnel_rows` counts users per level and group and takes the median time per step:
   rows ``(g, n1..nK, m1..m(K-1))`` (medians in ms), as the report's shape expects.
 """
@@ -48,6 +48,7 @@ __all__ = [
 ]
 
 I32 = npt.NDArray[np.int32]
+Pos = npt.NDArray[np.intp]  # row positions: numpy indexes with intp (an int32 index is converted)
 I64 = npt.NDArray[np.int64]
 Times = npt.NDArray[np.int64] | npt.NDArray[np.uint32]  # ms since the scan's base
 U64 = npt.NDArray[np.uint64]
@@ -62,8 +63,8 @@ def user_codes(row_hashes: U64, user_hashes: U64) -> I32:
     ``user_hashes``: sorted, the distinct hashes of the users of the rows (distinct users
     have distinct hashes: the caller checks; the rows and users come from one snapshot). A
     lookup table on the top bits of the hash answers most rows; rows whose bucket holds two
-    users' hashes take a binary search. (Few new arrays: on a VM a page fault costs ~8 us,
-    so each fresh 80 MB array ~0.15 CPU s; buffers are reused where they can be.)"""
+    users' hashes take a binary search. (numpy asks for huge pages on its large arrays: a
+    fresh 80 MB one filled cost ~0.015 CPU s on the quiet VM, ~0.03 in 4 KB pages.)"""
     users = user_hashes
     shift = np.uint64(64 - _BUCKET_BITS)
     buckets = (users >> shift).astype(np.int64)
@@ -95,6 +96,8 @@ class OrderedRows:
     ties: list[tuple[int, int]]
     """Runs ``[start, end)`` of rows with the same user, ms and first step matched but not
     the same steps: their order is the event ids' (see :func:`apply_tie_order`)."""
+    same: npt.NDArray[np.bool_] | None = None
+    """``same[i]``: rows i and i+1 have the same user, ms and first step (when known)."""
 
 
 def first_steps(mask: Mask, k: int) -> npt.NDArray[np.uint8]:
@@ -151,15 +154,31 @@ def order_rows(
         s_user, s_t, s_mask = user[order], t[order], mask[order]
         s_r = r[order]
         same = (s_user[1:] == s_user[:-1]) & (s_t[1:] == s_t[:-1]) & (s_r[1:] == s_r[:-1])
-    ties: list[tuple[int, int]] = []
     pairs = np.flatnonzero(same & (s_mask[1:] != s_mask[:-1]))
-    if len(pairs):
-        # runs of equal (user, time, first step) that hold two different masks
-        starts = np.concatenate(([0], np.flatnonzero(~same) + 1))
-        ends = np.concatenate((starts[1:], [n]))
-        for i in np.unique(np.searchsorted(starts, pairs, "right") - 1).tolist():
-            ties.append((int(starts[i]), int(ends[i])))
-    return OrderedRows(s_user, s_t, s_mask, ties)
+    ties = _tie_runs(same, pairs) if len(pairs) else []
+    return OrderedRows(s_user, s_t, s_mask, ties, same)
+
+
+def _tie_runs(same: npt.NDArray[np.bool_], pairs: Pos) -> list[tuple[int, int]]:
+    """The runs ``[start, end)`` of equal (user, time, first step) (``same[i]``: rows i
+    and i+1 are equal) holding the ``pairs`` (rows p, p+1 equal, masks not): each pair
+    widens both ways at once, a few rounds (the runs of all rows, one pass, as fallback)."""
+    lo, hi = pairs.copy(), pairs + 1  # first and last row of the run so far
+    last = len(same)  # the last row's index
+    for _ in range(_WALK_ROUNDS):
+        back = lo > 0
+        back[back] = same[lo[back] - 1]
+        fwd = hi < last
+        fwd[fwd] = same[hi[fwd]]
+        if not (back.any() or fwd.any()):
+            runs = np.unique(np.stack((lo, hi + 1), axis=1), axis=0)
+            return [(int(a), int(b)) for a, b in runs.tolist()]
+        lo -= back
+        hi += fwd
+    starts = np.concatenate(([0], np.flatnonzero(~same) + 1))
+    ends = np.concatenate((starts[1:], [last + 1]))
+    index = np.unique(np.searchsorted(starts, pairs, "right") - 1).tolist()
+    return [(int(starts[i]), int(ends[i])) for i in index]
 
 
 def apply_tie_order(rows: OrderedRows, tie_masks: Sequence[Sequence[int]]) -> OrderedRows:
@@ -172,7 +191,7 @@ def apply_tie_order(rows: OrderedRows, tie_masks: Sequence[Sequence[int]]) -> Or
         if sorted(masks) != sorted(int(m) for m in mask[start:end]):
             raise ValueError("the event ids read for a tie are not the tie's rows")
         mask[start:end] = masks
-    return OrderedRows(rows.user, rows.t, mask, [])
+    return OrderedRows(rows.user, rows.t, mask, [], rows.same)
 
 
 @dataclass(frozen=True, slots=True)
@@ -191,18 +210,87 @@ _CHUNK = 1 << 19
 threshold, so freed ones are reused instead of page-faulted in anew."""
 
 
-def _bit_positions(mask: Mask, bit: int) -> I32:
-    """Sorted positions of the rows whose mask has ``bit``."""
-    parts = [
-        np.flatnonzero(mask[lo : lo + _CHUNK] & np.uint16(bit)).astype(np.int32) + lo
-        for lo in range(0, len(mask), _CHUNK)
-    ]
-    return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int32)
+@dataclass(frozen=True, slots=True)
+class _Steps:
+    """Per step (0-based): ``pos[s]``, the sorted positions of the rows matching it, and
+    (step 0 has none) a bitset of those rows, ``words[s]`` (64 rows a word, one spare
+    word), with ``base[s][w]`` set bits before word ``w``: :meth:`rank` counts the step's
+    rows before any row from them (a few elementwise ops and two gathers, where
+    ``np.searchsorted`` cost ~20 ns a lookup and a running count per row ~25 ms a step)."""
+
+    pos: list[Pos]
+    words: list[U64]
+    base: list[I64]
+
+    def rank(self, s: int, rows: Pos) -> Pos:
+        """How many rows of step ``s`` precede each of ``rows`` (0..n): the index in
+        ``pos[s]`` of the first at or after it."""
+        w = rows >> 6
+        below = _BELOW[rows & 63]  # the word's bits before the row
+        below &= self.words[s][w]
+        got: Pos = self.base[s][w]
+        got += np.bitwise_count(below)
+        return got
 
 
-def _run_starts(rows: OrderedRows, anchors: I32) -> I32:
-    """Per anchor, the first row of its (user, ms) run: where "at or after its time" starts."""
-    out = np.empty(len(anchors), dtype=np.int32)
+_BELOW = (np.uint64(1) << np.arange(64, dtype=np.uint64)) - np.uint64(1)
+
+
+def _step_rows(mask: Mask, k: int) -> _Steps:
+    """:class:`_Steps` of the rows: whole-array passes, the steps on two threads (numpy asks
+    for huge pages on its large arrays, so they fault in cheaply; per-slice flatnonzero and
+    concatenation cost ~3x more CPU on 10M rows)."""
+    pos: list[Pos] = [np.zeros(0, dtype=np.intp)] * k
+    words: list[U64] = [np.zeros(0, dtype=np.uint64)] * k
+    base: list[I64] = [np.zeros(0, dtype=np.int64)] * k
+    n_words = len(mask) // 64 + 1
+
+    def find(s: int) -> None:
+        has = np.bitwise_and(mask, np.uint16(1 << s)).astype(bool)
+        pos[s] = np.flatnonzero(has)
+        if s:
+            packed = np.zeros(n_words * 8, dtype=np.uint8)
+            bits = np.packbits(has, bitorder="little")
+            packed[: len(bits)] = bits
+            # row i: bit i % 64 of word i // 64 (bytes in little-endian order, any host)
+            words[s] = packed.view(np.dtype("<u8")).astype(np.uint64, copy=False)
+            counts = np.bitwise_count(words[s]).astype(np.int64)
+            base[s] = np.concatenate(([0], np.cumsum(counts)[:-1]))
+
+    _in_threads(find, range(k))
+    return _Steps(pos, words, base)
+
+
+def _run_starts(rows: OrderedRows, anchors: Pos) -> Pos:
+    """Per anchor, the first row of its (user, ms) run: where "at or after its time" starts.
+
+    Most anchors start their run: each steps back while the row before has the same user
+    and ms, all at once (a few rounds; a long run of one ms falls back to one pass over
+    the rows). An anchor's first step is the first: a row before it of the same user and
+    ms has the same first step, so ``rows.same`` answers alone when known."""
+    user, t, same = rows.user, rows.t, rows.same
+    out = anchors.copy()
+    idx = np.flatnonzero(out > 0)
+    for _ in range(_WALK_ROUNDS):
+        cur = out[idx]
+        if same is not None:
+            back = same[cur - 1]
+        else:
+            back = (user[cur - 1] == user[cur]) & (t[cur - 1] == t[cur])
+        idx = idx[back]
+        if len(idx) == 0:
+            return out
+        out[idx] -= 1
+        idx = idx[out[idx] > 0]
+    return _run_starts_scan(rows, anchors)
+
+
+_WALK_ROUNDS = 16
+
+
+def _run_starts_scan(rows: OrderedRows, anchors: Pos) -> Pos:
+    """:func:`_run_starts` by one pass over the rows (in slices)."""
+    out = np.empty(len(anchors), dtype=np.intp)
     user, t = rows.user, rows.t
     carry = 0
     for lo in range(0, len(t), _CHUNK):
@@ -213,7 +301,7 @@ def _run_starts(rows: OrderedRows, anchors: I32) -> I32:
             prev_u = np.concatenate(([-1], user[: hi - 1])).astype(np.int32)
             prev_t = np.concatenate(([0], t[: hi - 1]))
         boundary = (user[lo:hi] != prev_u) | (t[lo:hi] != prev_t)
-        starts = np.where(boundary, np.arange(lo, hi, dtype=np.int32), np.int32(carry))
+        starts = np.where(boundary, np.arange(lo, hi, dtype=np.intp), np.intp(carry))
         np.maximum.accumulate(starts, out=starts)
         carry = int(starts[-1])
         a_lo, a_hi = np.searchsorted(anchors, [lo, hi])
@@ -223,11 +311,12 @@ def _run_starts(rows: OrderedRows, anchors: I32) -> I32:
 
 def _chains(
     rows: OrderedRows,
-    anchors: I32,
-    positions: list[I32],
-    run_start: I32 | None,
+    anchors: Pos,
+    steps: _Steps,
+    run_start: Pos | None,
     window_ms: int,
     done: npt.NDArray[np.int64] | None,
+    shared: frozenset[tuple[int, int]] = frozenset(),
 ) -> npt.NDArray[np.int8]:
     """Levels of the chains from ``anchors`` (row positions), in slices; with ``done`` (a
     (len(anchors), K) array) their completion times too."""
@@ -237,7 +326,9 @@ def _chains(
         hi = min(lo + _CHUNK, len(anchors))
         starts = run_start[lo:hi] if run_start is not None else None
         sub_done = done[lo:hi] if done is not None else None
-        level[lo:hi] = _chains_slice(rows, anchors[lo:hi], positions, starts, window_ms, sub_done)
+        level[lo:hi] = _chains_slice(
+            rows, anchors[lo:hi], steps, starts, window_ms, sub_done, shared
+        )
 
     _in_threads(one, range(0, len(anchors), _CHUNK))
     return level
@@ -260,13 +351,17 @@ def _in_threads(fn: Callable[[int], None], items: Sequence[int]) -> None:
 
 def _chains_slice(
     rows: OrderedRows,
-    anchors: I32,
-    positions: list[I32],
-    run_start: I32 | None,
+    anchors: Pos,
+    steps: _Steps,
+    run_start: Pos | None,
     window_ms: int,
     done: npt.NDArray[np.int64] | None,
+    shared: frozenset[tuple[int, int]],
 ) -> npt.NDArray[np.int8]:
-    k = len(positions)
+    """Any order (``run_start`` given): a step's candidate is skipped when an earlier step
+    took it, which needs a row matching both steps: ``shared`` holds the pairs of steps
+    ``(i, s)``, ``i < s``, that some row matches both of; other pairs are not compared."""
+    k = len(steps.pos)
     user, t = rows.user, rows.t
     level = np.ones(len(anchors), dtype=np.int8)
     t0 = t[anchors].astype(np.int64)
@@ -276,21 +371,24 @@ def _chains_slice(
     lim = t0 + window_ms
     a_user = user[anchors]
     strict = run_start is None
-    used: list[I32] = [] if strict else [anchors]  # any: per step, the row each live took
+    # any order: per step i still to compare with a later one, the row each live took
+    needed = {i for i, _ in shared}
+    used: dict[int, Pos] = {0: anchors} if not strict and 0 in needed else {}
     prev = anchors
     for s in range(1, k):
-        ps = positions[s]
+        ps = steps.pos[s]
         if len(ps) == 0 or len(live) == 0:
             break
         if strict:  # strict: after the previous step's row
-            j = np.searchsorted(ps, prev, "right")
+            j = steps.rank(s, prev + 1)
         else:  # any: from the anchor's (user, ms) run on, skipping rows already taken
             assert run_start is not None
-            j = np.searchsorted(ps, run_start[live], "left")
-            for _ in range(s):
+            j = steps.rank(s, run_start[live])
+            clash = [used[i] for i in sorted(used) if (i, s) in shared]
+            for _ in range(len(clash)):  # each skip passes one distinct taken row
                 cand = ps[np.minimum(j, len(ps) - 1)]
                 taken = np.zeros(len(j), dtype=bool)
-                for u in used:
+                for u in clash:
                     taken |= cand == u
                 taken &= j < len(ps)
                 if not taken.any():
@@ -300,43 +398,55 @@ def _chains_slice(
         cand = ps[np.minimum(j, len(ps) - 1)]
         ok &= (user[cand] == a_user[live]) & (t[cand] <= lim[live])
         live, cand = live[ok], cand[ok]
-        level[live] += 1
+        level[live] = s + 1  # survivors of steps 1..s (a scatter, no gather)
         if done is not None:
             done[live, s] = np.maximum(done[live, s - 1], t[cand])
         if not strict:
-            used = [u[ok] for u in used] + [cand]
+            used = {i: u[ok] for i, u in used.items()}
+            if s in needed:
+                used[s] = cand
         prev = cand
     return level
 
 
 def funnel_users(rows: OrderedRows, k: int, window_ms: int, strict: bool) -> UserPaths:
     """Per user: the deepest level any anchor reaches and the earliest such anchor's times."""
-    positions: list[I32] = [np.zeros(0, dtype=np.int32)] * k
-
-    def find(s: int) -> None:
-        positions[s] = _bit_positions(rows.mask, 1 << s)
-
-    _in_threads(find, range(k))
-    anchors = positions[0]
+    steps = _step_rows(rows.mask, k)
+    anchors = steps.pos[0]
     if len(anchors) == 0:
         empty = np.zeros(0, dtype=np.int64)
         return UserPaths(np.zeros(0, dtype=np.int32), empty, np.zeros((0, k), dtype=np.int64))
+    shared: frozenset[tuple[int, int]] = frozenset()
     if strict:
-        chosen, deepest = _strict_earliest_best(rows, anchors, positions, window_ms)
+        chosen, deepest = _strict_earliest_best(rows, anchors, steps, window_ms)
         starts = None
     else:
+        shared = _shared_steps(rows.mask, k)
         run_start = _run_starts(rows, anchors)
-        level = _chains(rows, anchors, positions, run_start, window_ms, None)
+        level = _chains(rows, anchors, steps, run_start, window_ms, None, shared)
         a_user = rows.user[anchors]
         first = _first_deepest(a_user, level)
         chosen = anchors[first]
         starts = run_start[first]
         deepest = level[first].astype(np.int64)
     done = np.zeros((len(chosen), k), dtype=np.int64)
-    best_level = _chains(rows, chosen, positions, starts, window_ms, done)
+    best_level = _chains(rows, chosen, steps, starts, window_ms, done, shared)
     if not np.array_equal(best_level, deepest):
         raise AssertionError("a chain recomputed for its anchor reached another level")
     return UserPaths(rows.user[chosen], best_level.astype(np.int64), done)
+
+
+def _shared_steps(mask: Mask, k: int) -> frozenset[tuple[int, int]]:
+    """The pairs of steps ``(i, s)``, ``i < s`` (0-based), that some row matches both of."""
+    multi = mask[np.bitwise_and(mask, mask - np.uint16(1)) != 0]  # rows of two steps or more
+    present = np.flatnonzero(np.bincount(multi, minlength=1 << k)).tolist()
+    return frozenset(
+        (i, s)
+        for m in present
+        for s in range(k)
+        for i in range(s)
+        if m >> i & 1 and m >> s & 1
+    )
 
 
 def _first_deepest(user: I32, level: npt.NDArray[np.int8]) -> I64:
@@ -349,8 +459,8 @@ def _first_deepest(user: I32, level: npt.NDArray[np.int8]) -> I64:
 
 
 def _strict_earliest_best(
-    rows: OrderedRows, anchors: I32, positions: list[I32], window_ms: int
-) -> tuple[I32, I64]:
+    rows: OrderedRows, anchors: Pos, steps: _Steps, window_ms: int
+) -> tuple[Pos, I64]:
     """Strict order: per user, the earliest anchor reaching the deepest level, and that
     level.
 
@@ -359,16 +469,16 @@ def _strict_earliest_best(
     In the first group whose last anchor reaches the user's deepest level L, the earliest
     anchor reaching L is the first with t + window >= the time of the chain's step L."""
     a_user = rows.user[anchors]
-    j2 = np.searchsorted(positions[1], anchors, "right")
+    j2 = steps.rank(1, anchors + 1)
     new_group = np.concatenate(([True], (j2[1:] != j2[:-1]) | (a_user[1:] != a_user[:-1])))
     g_start = np.flatnonzero(new_group)
     g_last = np.concatenate((g_start[1:], [len(anchors)])) - 1
     lasts = anchors[g_last]
-    level = _chains(rows, lasts, positions, None, window_ms, None)
+    level = _chains(rows, lasts, steps, None, window_ms, None)
     first_g = _first_deepest(a_user[g_last], level)
-    k = len(positions)
+    k = len(steps.pos)
     done = np.zeros((len(first_g), k), dtype=np.int64)
-    deepest = _chains(rows, lasts[first_g], positions, None, window_ms, done).astype(np.int64)
+    deepest = _chains(rows, lasts[first_g], steps, None, window_ms, done).astype(np.int64)
     # the group's anchors before the first with t >= T_L - window, counted (level 1: none)
     reach = done[np.arange(len(first_g)), deepest - 1] - window_ms
     reach[deepest == 1] = np.iinfo(np.int64).min
@@ -511,9 +621,8 @@ def duckdb_fetch(cursor: duckdb.DuckDBPyConnection) -> Fetch:
     def fetch(
         sql: str, params: Sequence[object], columns: bool
     ) -> Mapping[str, npt.NDArray[Any]] | list[tuple[object, ...]]:
-        result = cursor.execute(sql, list(params))
-        if columns:
-            return result.fetchnumpy()
-        return [tuple(r) for r in result.fetchall()]
+        if columns:  # a relation's fetchnumpy: ~0.2 CPU s less than a cursor result's
+            return cursor.sql(sql, params=list(params)).fetchnumpy()  # on 10M rows (copy)
+        return [tuple(r) for r in cursor.execute(sql, list(params)).fetchall()]
 
     return fetch

@@ -963,8 +963,12 @@ def compile_funnel_scan(
     The former all-SQL form (one join per step on (user, time bucket), a group by over the
     anchors still going) took 7-9 CPU s on 10M events / 30 days (5 steps, 1 h); sorting in
     DuckDB alone (by user, time, step, id) costs 3-6 CPU s there, a value sort of packed
-    uint64 keys in numpy ~0.1 s. The step mask tests each event name once (``CASE event
-    WHEN``), and no ``event IN (...)`` filter is added: both cost ~0.2 CPU s per 10M rows."""
+    uint64 keys in numpy ~0.1 s. The step mask reads the event's place in the list of the
+    steps' events once (``list_position``, NULL for another event: the row is dropped),
+    then indexes a list of bits with it and compares it as an integer in the filtered
+    steps' conditions: 0.31 -> 0.22 CPU s for the rows of 10M events, against a ``CASE
+    event WHEN`` per name (a filtered step's ``event = name AND ...`` in a ``CASE`` cost
+    ~0.08 of it). No ``event IN (...)`` filter is added (~0.2 CPU s per 10M rows)."""
     columns = _Columns(slots, existing_columns, DUCKDB)
     params = _Params(DUCKDB)
     salt = params.add(0, "BIGINT")
@@ -974,24 +978,26 @@ def compile_funnel_scan(
     t_base = max(q.from_ms, q.not_before_ms)
     narrow = q.to_ms - t_base <= 2**32
     t_expr = f"CAST(ts_ms - {params.add(t_base, 'BIGINT')} AS {'UINTEGER' if narrow else 'BIGINT'})"
-    plain_bits: dict[str, int] = {}
+    # the event's place in the list of the steps' events (NULL for another event: no row)
+    events = list(dict.fromkeys(step.event for step in q.steps))
+    names = ", ".join(params.add(ev, "VARCHAR") for ev in events)
+    plain_bits = [0] * len(events)
     filtered: list[str] = []
     for i, step in enumerate(q.steps):
+        at = events.index(step.event) + 1
         if not step.filters:
-            plain_bits[step.event] = plain_bits.get(step.event, 0) | 1 << i
+            plain_bits[at - 1] |= 1 << i
             continue
-        cond = f"event = {params.add(step.event, 'VARCHAR')}"
-        cond += _filters_sql(step.filters, False, columns, params)
+        cond = f"step_event_at = {at}" + _filters_sql(step.filters, False, columns, params)
         filtered.append(f"(CASE WHEN {cond} THEN {1 << i} ELSE 0 END)")
-    parts = list(filtered)
-    if plain_bits:
-        whens = " ".join(
-            f"WHEN {params.add(ev, 'VARCHAR')} THEN {bits}" for ev, bits in plain_bits.items()
-        )
-        parts.insert(0, f"(CASE event {whens} ELSE 0 END)")
+    parts = [f"[{', '.join(str(b) for b in plain_bits)}][step_event_at]", *filtered]
     mask = f"CAST({' | '.join(parts)} AS USMALLINT)"
     group = columns.resolve(q.group_by) if q.group_by is not None else None
-    e = f"SELECT user_id, ts_ms, uid, {t_expr} AS t, {mask} AS m FROM {TABLE} WHERE {base.sql}"
+    placed = (
+        f"SELECT *, list_position([{names}], event) AS step_event_at FROM {TABLE}"
+        f" WHERE {base.sql}"
+    )
+    e = f"SELECT user_id, ts_ms, uid, {t_expr} AS t, {mask} AS m FROM ({placed})"
     rows_sql = f"SELECT {hashed} AS h, t, m FROM ({e}) WHERE m <> 0"
     if group is not None:  # every user of the range, with the first anchor's value
         grouped_e = e.replace(" AS m FROM ", f" AS m, {group.expr} AS g FROM ", 1)

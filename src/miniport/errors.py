@@ -150,7 +150,8 @@ class ServerNotRunning(MiniportError):
 
 
 class AnalyticsUnavailable(MiniportError):
-    """The analytics event store (ClickHouse) cannot be reached: nothing was stored, retry."""
+    """The analytics event store (ClickHouse) cannot be reached, or is closed because the
+    server is stopping (``analytics.group_commit.StoreClosed``): nothing was stored, retry."""
 
     code = "analytics_unavailable"
     http_status = 503

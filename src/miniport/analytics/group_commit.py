@@ -28,14 +28,19 @@ from concurrent.futures import Future, InvalidStateError
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from ..errors import AnalyticsUnavailable
+
 __all__ = ["AppendResult", "Group", "GroupCommit", "StoreClosed"]
 
 
-class StoreClosed(RuntimeError):
-    """The event store was closed (the server is stopping): nothing of the call was stored."""
+class StoreClosed(AnalyticsUnavailable, RuntimeError):
+    """The event store was closed (the server is stopping): nothing of the call was stored.
+    A 503 like any unreachable store: the client sends it again (to another node)."""
 
     def __init__(self) -> None:
-        super().__init__("the event store is closed")
+        super().__init__(
+            "the event store is closed (the server is stopping): nothing was stored, send it again"
+        )
 
 
 @dataclass(frozen=True, slots=True)

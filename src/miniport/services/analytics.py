@@ -46,7 +46,6 @@ from ..analytics.field_history import (
     taken_slots,
     value_type,
 )
-from ..analytics.group_commit import StoreClosed
 from ..analytics.ingest_rules import CheckedEvent, RuntimeConfigView, check_batch
 from ..analytics.reports import FieldSlots, FieldType
 from ..analytics.system_props import NEW_USER_COLUMN, is_new_user, utc_day
@@ -772,12 +771,7 @@ class AnalyticsService(ReportQueries):
         # the store's group commit writes the rows: no thread waits here for them
         result: AppendResult | None = None
         if rows:
-            try:
-                result = await asyncio.wrap_future(self.store.submit(rows))
-            except StoreClosed:
-                raise AnalyticsUnavailable(
-                    "the server is stopping: nothing of this batch was stored, send it again"
-                ) from None
+            result = await asyncio.wrap_future(self.store.submit(rows))
         duplicates = verdict.duplicates_in_batch + (result.duplicates if result else 0)
         self.metrics.events_checked(result.inserted if result else 0, len(verdict.rejected))
         if test_id is None and result is not None and result.inserted:

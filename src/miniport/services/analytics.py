@@ -190,8 +190,9 @@ class AnalyticsService(ReportQueries):
         self._tests: dict[str, tuple[float, dict[str, TestRow]]] = {}
         self._test_views: dict[tuple[str, bool], RuntimeConfigView] = {}
         self._apps_seen: dict[str, float] = {}
-        # appends wait in the store for a group commit: enough threads that concurrent
-        # batches can join one commit (the default executor has cores + 4)
+        # first-day lookups of new users (a store round trip each, many at once when a wave of
+        # new users arrives; the default executor has cores + 4). Appends take no thread: the
+        # store's group commit settles a future (the name is older than that)
         self._appenders = ThreadPoolExecutor(APPEND_THREADS, "miniport-analytics-append")
         # fresh slots whose emptying the event store could not take (ClickHouse away):
         # (appid, column, before_ms), emptied at the next batch stored or retention round

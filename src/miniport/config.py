@@ -7,11 +7,17 @@ import os
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from .domain.origins import check_origin
+from .errors import InvalidInput, Problem
 
 ENV_PREFIX = "MINIPORT_"
+
+
+class SettingsInvalid(InvalidInput, ValueError):
+    """A setting's value cannot be used: each problem names the variable (or the option's
+    setting) and what is wrong, so the CLI prints it as an error rather than a traceback."""
 
 
 class Settings(BaseModel):
@@ -116,8 +122,17 @@ class Settings(BaseModel):
             raw = environ.get(ENV_PREFIX + name.upper())
             if raw is not None:
                 values[name] = raw
-        values.update({k: v for k, v in overrides.items() if v is not None})
-        return cls(**values)
+        given = {k: v for k, v in overrides.items() if v is not None}
+        values.update(given)
+        try:
+            return cls(**values)
+        except ValidationError as exc:
+            problems = []
+            for error in exc.errors():
+                name = str(error["loc"][0]) if error["loc"] else ""
+                where = name if name in given else ENV_PREFIX + name.upper()
+                problems.append(Problem(where, f"{error['msg']} (setting {name})"))
+            raise SettingsInvalid("; ".join(str(p) for p in problems), problems) from None
 
     @property
     def state_url(self) -> str:

@@ -345,3 +345,19 @@ async def test_serve_stops_promptly_on_sigterm_with_hanging_fetches(
         assert sorted(d.user_id for d in due) == ["u0", "u1", "u2"]
     finally:
         await p.close()
+
+
+async def test_a_bad_setting_in_the_environment_is_a_clear_error(tmp_path: Path) -> None:
+    """A variable that cannot be used is named with what is wrong, as an error (exit 1), not
+    a traceback; with --json as the error object."""
+    env = {"MINIPORT_MAX_BODY_BYTES": "abc"}
+    text = await miniport("app", "list", data_dir=tmp_path, env=env)
+    assert text.code == 1, text
+    assert "MINIPORT_MAX_BODY_BYTES" in text.err and "Traceback" not in text.err, text
+    as_json = await miniport("app", "list", "--json", data_dir=tmp_path, env=env)
+    assert as_json.code == 1, as_json
+    assert as_json.json["error"] == "invalid_input"
+    assert as_json.json["problems"][0]["path"] == "MINIPORT_MAX_BODY_BYTES"
+    serve = await miniport("serve", "--port", str(free_port()), data_dir=tmp_path, env=env)
+    assert serve.code == 1 and "MINIPORT_MAX_BODY_BYTES" in serve.err, serve
+    assert "Traceback" not in serve.err, serve

@@ -673,7 +673,13 @@ def main() -> None:
 
     _register_server_commands()
     analytics_cli.register(app)
-    app()
+    try:
+        app()
+    except MiniportError as exc:  # an error no command rendered itself (serve's settings)
+        try:
+            fail(False, exc)
+        except typer.Exit as done:  # outside typer's own handling here
+            raise SystemExit(done.exit_code) from None
 
 
 __all__ = ["app", "main", "settings_for"]

@@ -140,6 +140,12 @@ def make_app(probe: Probe) -> web.Application:
         return web.Response(body="你好".encode("gbk"),
                             headers={"Content-Type": "text/plain; charset=gbk"})
 
+    @routes.get("/set-cookie")
+    async def set_cookie(request: web.Request) -> web.Response:
+        resp = web.Response(text="for user a")
+        resp.set_cookie("session", "user-a", path="/", max_age=3600)
+        return resp
+
     @routes.get("/echo")
     async def echo(request: web.Request) -> web.Response:
         return web.json_response({"path_qs": request.path_qs, "headers": dict(request.headers)})
@@ -395,6 +401,22 @@ async def test_a_redirect_to_a_name_that_resolves_to_a_blocked_address_is_refuse
     assert result.verdict is Verdict.BLOCKED_ADDRESS
     assert "localhost resolves to address 127.0.0.1 is loopback" in (result.error or "")
     assert first.hits and second.hits == []
+
+
+async def test_a_cookie_one_fetch_was_given_is_never_sent_with_another(
+    fetcher: Fetcher, server: str
+) -> None:
+    """The fetcher's session is shared by every user and app of the process: a cookie that a
+    developer server set in answer to one user's fetch must not ride along with the next user's
+    (by host name: an HTTP client's cookie jar keeps none for IP addresses)."""
+    by_name = "http://localhost:" + server.rsplit(":", 1)[1]
+    first = await fetcher.fetch(get(by_name + "/set-cookie"), timeout_s=5)
+    assert first.verdict is Verdict.CACHED
+    assert any(k.lower() == "set-cookie" for k, _ in first.headers)
+    second = await fetcher.fetch(get(by_name + "/echo"), timeout_s=5)
+    assert second.verdict is Verdict.CACHED
+    seen = {k.lower(): v for k, v in json.loads(second.text or "{}")["headers"].items()}
+    assert "cookie" not in seen
 
 
 async def test_an_allow_listed_host_name_is_reachable(loopback: StartServer, probe: Probe) -> None:

@@ -106,8 +106,12 @@ class Fetcher:
                 ttl_dns_cache=30,
                 resolver=GuardedResolver(self.policy, self.allowed_names),
             )
+            # No cookie jar: the session is shared by every user and app of the process, so a
+            # cookie one developer server set for one user would ride along with the next
+            # user's fetch to that host (and the jar's filtering is work on every request).
             self._session = aiohttp.ClientSession(
                 connector=connector,
+                cookie_jar=aiohttp.DummyCookieJar(),
                 trust_env=False,
                 auto_decompress=True,
             )

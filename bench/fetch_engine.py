@@ -4,7 +4,8 @@ aiohttp loop fetching the same URLs at the same concurrency, in the same run.
     python bench/fetch_engine.py [--pairs 20000] [--concurrency 200] [--postgres] [--workers 1,2]
 
 The engine runs in worker processes of its own (one, then two on the same database), as
-``miniport worker`` does. ``--postgres`` uses a throwaway database on the local PostgreSQL.
+``miniport worker`` does, with its garbage-collector settings (``gc_tuning.tune_for_serving``;
+the bare loop gets them too). ``--postgres`` uses a throwaway database on the local PostgreSQL.
 Besides the rates it reports CPU seconds per 1,000 fetches from the processes' own counters
 (the workers, the bare loop, and with ``--postgres`` the server backends serving the workers),
 which do not depend on how busy the neighbours are.
@@ -39,6 +40,7 @@ from sqlalchemy import func, insert, select
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.common import cpu_s, dev_server, loadavg, pg_database
 from miniport.config import Settings
+from miniport.gc_tuning import tune_for_serving
 from miniport.platform import create_platform
 from miniport.storage import schema as t
 
@@ -93,6 +95,7 @@ def worker(settings: Settings, ready: Any, go: Any, out: Any, finish: Any) -> No
         platform = create_platform(settings)
         await platform.start()
         engine = platform.make_engine()
+        tune_for_serving()  # as ``miniport worker`` does
         ready.release()
         await asyncio.to_thread(go.wait)
         cpu0 = cpu_s()
@@ -224,6 +227,7 @@ async def main() -> None:
     with dev_server() as base:
         urls = [f"{base}/periodic?appid=x&token=tok{i}&timestamp=1" for i in range(args.pairs)]
         await bare_loop(urls[:2000], args.concurrency)  # warm up
+        tune_for_serving()  # the same collector settings as the workers: a fair baseline
         # Alternate, so a noisy neighbour hurts both sides alike; report the best of each.
         for _ in range(args.rounds):
             cpu0 = cpu_s()

@@ -445,6 +445,20 @@ async def test_other_spellings_of_loopback_are_not_reached(
     assert probe.hits == []
 
 
+@pytest.mark.parametrize("authority", ["user@127.0.0.1", "user:pw@127.0.0.1",
+                                       "example.com@127.0.0.1", "example.com\\@127.0.0.1",
+                                       "[::ffff:127.0.0.1]"])
+async def test_userinfo_and_escapes_cannot_hide_a_loopback_host(
+    guarded: Fetcher, server: str, probe: Probe, authority: str,
+) -> None:
+    """The guard reads the URL with the parser the connection uses: whatever it is shown, the
+    host dialled is the host checked, so none of these reach the loopback server."""
+    port = server.rsplit(":", 1)[1]
+    result = await guarded.fetch(get(f"http://{authority}:{port}/ok"), timeout_s=5)
+    assert result.verdict in (Verdict.BLOCKED_ADDRESS, Verdict.CONNECTION_ERROR), result
+    assert probe.hits == []
+
+
 @pytest.mark.parametrize("form", ["127.1", "2130706433", "0x7f.0.0.1", "0177.0.0.1"])
 async def test_loopback_written_in_a_non_canonical_form_is_blocked(
     guarded: Fetcher, server: str, probe: Probe, form: str,

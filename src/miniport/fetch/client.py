@@ -20,6 +20,7 @@ from ..verify import APPID_HEADER, SIGNATURE_HEADER
 
 if TYPE_CHECKING:
     import aiohttp
+    from yarl import URL
 
 # aiohttp and yarl are imported when the first session opens (``Fetcher.start``), not with this
 # module: the platform (and so every local CLI command) imports it without fetching anything.
@@ -121,10 +122,18 @@ class Fetcher:
             await self._session.close()
             self._session = None
 
-    def _check_target(self, url: str) -> str | None:
-        """Why this URL may not be requested, or None. Names are checked at resolution."""
-        parts = urlsplit(url)
-        return self._check_host(parts.scheme, parts.hostname)
+    def _check_target(self, url: str | URL) -> str | None:
+        """Why this URL may not be requested, or None. Names are checked at resolution.
+
+        Read with yarl, the parser aiohttp connects with (``raw_host`` is the very host it
+        dials; a literal IP never reaches the resolver): a guard that parsed the URL another
+        way could be shown one host while the connection goes to another."""
+        if isinstance(url, str):
+            from yarl import URL
+
+            url = URL(url, encoded=True)
+        host = url.raw_host
+        return self._check_host(url.scheme, host.lower() if host else host)
 
     @functools.lru_cache(maxsize=4096)  # noqa: B019 - bounded, and the fetcher lives as long
     def _check_host(self, scheme: str, host: str | None) -> str | None:
@@ -210,15 +219,16 @@ class Fetcher:
         conditional = "If-None-Match" in request.headers or "If-Modified-Since" in request.headers
         try:
             while True:
-                blocked = self._check_target(url)
+                # encoded=True: send the URL byte for byte as built (and as signed)
+                hop = URL(url, encoded=True)
+                blocked = self._check_target(hop)
                 if blocked:
                     return result(Verdict.BLOCKED_ADDRESS, error=blocked)
-                # encoded=True: send the URL byte for byte as built (and as signed)
                 left = deadline - time.perf_counter()
                 if left <= 0:
                     raise TimeoutError
                 async with self._session.get(
-                    URL(url, encoded=True),
+                    hop,
                     headers=headers,
                     allow_redirects=False,
                     timeout=aiohttp.ClientTimeout(total=left),
@@ -262,7 +272,11 @@ async def post_guarded(
 
     from .guarded import BlockedAddress
 
-    blocked = fetcher._check_target(url)
+    try:
+        target = URL(url, encoded=True)
+    except ValueError as exc:
+        return f"bad_url: {exc}"
+    blocked = fetcher._check_target(target)
     if blocked:
         return f"blocked_address: {blocked}"
     if fetcher._session is None:
@@ -270,7 +284,7 @@ async def post_guarded(
     assert fetcher._session is not None
     try:
         async with fetcher._session.post(
-            URL(url, encoded=True),
+            target,
             data=body,
             headers=headers,
             allow_redirects=False,

@@ -561,3 +561,38 @@ async def test_a_stop_with_hanging_fetches_is_prompt_and_releases_their_claims(
                              p.rules.lease_until(now), 10)
     assert sorted(d.user_id for d in again) == ["u0", "u1"]
     assert await p.background.log(appid, 10, None) == []
+
+
+async def test_a_result_that_could_not_be_stored_is_fetched_again_after_its_lease(
+    platforms: Make, counter: Counter, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The database refuses the first result (the batch, then the row alone): the result is
+    dropped, and its claim must then run out so the pair is fetched again, while the worker
+    keeps running. Renewing a dropped claim with the held ones kept the pair out of the due
+    index for as long as the worker ran."""
+    p = await platforms(claim_lease_s=1)
+    appid = await periodic_app(p, counter.url)
+    await user(p, appid, "u", "t")
+    store = p.fetches.record
+    refused = 0
+
+    def record(*args: Any, **kwargs: Any) -> None:
+        nonlocal refused
+        if refused < 2:
+            refused += 1
+            raise RuntimeError("the database is away")
+        store(*args, **kwargs)
+
+    monkeypatch.setattr(p.fetches, "record", record)
+    engine = p.make_engine()
+    stop = asyncio.Event()
+    running = asyncio.create_task(engine.run(stop))
+    try:
+        await eventually(lambda: _true(refused == 2))
+        await eventually(lambda: _true(len(counter.requests) == 2))
+        await eventually(lambda: _true(engine.in_flight() == 0))
+    finally:
+        stop.set()
+        engine.wake()
+        await running
+    assert (await data(p, appid, "u"))["fetchedData"] == "data for t"

@@ -228,7 +228,9 @@ class PeriodicEngine:
                     records.append(record)
                 except Exception:
                     log.exception("dropped the result of %s/%s", record.appid, record.user_id)
-        for record in records:
+        # stored or dropped, no claim of this batch is held any more: a dropped result's lease
+        # must run out (the pair is then due again), not be renewed with the held ones
+        for record, _ in batch:
             self._leases.pop((record.appid, record.user_id), None)
         self.completed += len(batch)
         if self.notify is not None:

@@ -15,7 +15,12 @@ from aiohttp import web
 
 from miniport.domain.acceptance import Verdict
 from miniport.domain.address_guard import AddressPolicy
-from miniport.domain.requests import Launch, OutboundRequest, build_prefetch_request
+from miniport.domain.requests import (
+    Launch,
+    OutboundRequest,
+    build_periodic_request,
+    build_prefetch_request,
+)
 from miniport.fetch.client import Fetcher
 from miniport.verify import SIGNATURE_HEADER, verify_request
 from tests.conftest import free_port
@@ -495,3 +500,36 @@ async def test_a_redirect_to_another_host_does_not_carry_the_signature(
     assert result.verdict is Verdict.CACHED
     assert "X-Miniport-Signature" not in seen[0] and "X-Miniport-Appid" not in seen[0]
     assert seen[0]["User-Agent"] == "M"
+
+
+async def test_a_redirect_to_another_host_does_not_carry_the_apps_own_headers(
+    fetcher: Fetcher, loopback: StartServer,
+) -> None:
+    """The app's headers (an API key for its own server, shown only masked) are for the
+    configured host: a redirect elsewhere (a CDN, an open redirect) must not receive them."""
+    seen: list[dict[str, str]] = []
+
+    async def record(request: web.Request) -> web.Response:
+        seen.append(dict(request.headers))
+        return web.Response(text="moved here")
+
+    app = web.Application()
+    app.router.add_get("/final", record)
+    other = await loopback(app, host="127.0.0.2")
+
+    async def redirect(request: web.Request) -> web.Response:
+        seen.append(dict(request.headers))
+        raise web.HTTPFound(other + "/final")
+
+    hop = web.Application()
+    hop.router.add_get("/go", redirect)
+    first = await loopback(hop, host="127.0.0.1")
+    request = build_periodic_request(
+        base_url=first + "/go", appid="mpA", secret="s", token="tok", timestamp=1,
+        headers={"X-Api-Key": "key-123", "authorization": "Bearer abc"},
+    )
+    result = await fetcher.fetch(request, timeout_s=5)
+    assert result.verdict is Verdict.CACHED
+    assert seen[0]["X-Api-Key"] == "key-123" and seen[0]["Authorization"] == "Bearer abc"
+    assert "X-Api-Key" not in seen[1] and "Authorization" not in seen[1]
+    assert seen[1]["User-Agent"] == "Miniport-Fetcher/0.1"

@@ -63,8 +63,11 @@ def _origin(url: str) -> tuple[str, str]:
     return parts.scheme, parts.netloc.lower()
 
 
-def _unsigned(headers: dict[str, str]) -> dict[str, str]:
-    return {k: v for k, v in headers.items() if k not in (SIGNATURE_HEADER, APPID_HEADER)}
+def _for_another_origin(headers: dict[str, str], own: frozenset[str]) -> dict[str, str]:
+    """The headers without what is meant for the configured host only: the platform's signature
+    and appid, and the app's own headers (``own``: an API key, say, shown only masked)."""
+    drop = {SIGNATURE_HEADER.lower(), APPID_HEADER.lower(), *(name.lower() for name in own)}
+    return {k: v for k, v in headers.items() if k.lower() not in drop}
 
 
 def _literal_ip(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
@@ -239,8 +242,8 @@ class Fetcher:
                         if problem is not None:
                             return result(problem[0], status=resp.status, error=problem[1])
                         target = urljoin(url, location)
-                        if _origin(target) != _origin(url):
-                            headers = _unsigned(headers)  # the signature is for the first host
+                        if _origin(target) != _origin(url):  # signature and app headers
+                            headers = _for_another_origin(headers, request.secret_headers)
                         redirects.append(target)
                         url = target
                         continue

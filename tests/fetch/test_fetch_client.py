@@ -21,7 +21,7 @@ from miniport.domain.requests import (
     build_periodic_request,
     build_prefetch_request,
 )
-from miniport.fetch.client import Fetcher
+from miniport.fetch.client import Fetcher, post_guarded
 from miniport.verify import SIGNATURE_HEADER, verify_request
 from tests.conftest import free_port
 from tests.support.platforms import StartServer
@@ -533,3 +533,30 @@ async def test_a_redirect_to_another_host_does_not_carry_the_apps_own_headers(
     assert seen[0]["X-Api-Key"] == "key-123" and seen[0]["Authorization"] == "Bearer abc"
     assert "X-Api-Key" not in seen[1] and "Authorization" not in seen[1]
     assert seen[1]["User-Agent"] == "Miniport-Fetcher/0.1"
+
+
+async def test_a_webhook_answer_is_judged_by_its_status_without_reading_its_body(
+    fetcher: Fetcher, loopback: StartServer, probe: Probe,
+) -> None:
+    """post_guarded read the whole answer into memory before judging it: a webhook endpoint
+    answering 200 with an endless (or huge) body held the memory and ended as a timeout."""
+
+    async def endless(request: web.Request) -> web.StreamResponse:
+        await request.read()
+        resp = web.StreamResponse(headers={"Content-Type": "text/plain"})
+        await resp.prepare(request)
+        chunk = b"x" * (64 * KB)
+        try:
+            while not probe.release.is_set() and probe.stream_sent < STREAM_TOTAL:
+                await resp.write(chunk)
+                probe.stream_sent += len(chunk)
+        except (ConnectionError, RuntimeError):
+            probe.stream_disconnected = True
+        return resp
+
+    app = web.Application()
+    app.router.add_post("/hook", endless)
+    url = await loopback(app)
+    outcome = await post_guarded(fetcher, url + "/hook", b"{}", {}, timeout_s=2)
+    assert outcome == "sent"
+    assert probe.stream_sent < STREAM_TOTAL

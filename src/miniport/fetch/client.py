@@ -293,7 +293,8 @@ async def post_guarded(
             allow_redirects=False,
             timeout=aiohttp.ClientTimeout(total=timeout_s),
         ) as resp:
-            await resp.read()
+            # the status is the answer: the body is never read (an endless or huge one would be
+            # held whole in memory); leaving the block closes the connection if it is unread
             return "sent" if 200 <= resp.status < 300 else f"http_error {resp.status}"
     except BlockedAddress as exc:
         return f"blocked_address: {exc}"

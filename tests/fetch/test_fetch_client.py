@@ -560,3 +560,22 @@ async def test_a_webhook_answer_is_judged_by_its_status_without_reading_its_body
     outcome = await post_guarded(fetcher, url + "/hook", b"{}", {}, timeout_s=2)
     assert outcome == "sent"
     assert probe.stream_sent < STREAM_TOTAL
+
+
+@pytest.mark.parametrize(
+    "location", ["http://a.example/q", "HTTP://a.example/q", "Http://b.example/", "hTTp:/q"]
+)
+def test_a_redirect_from_https_down_to_http_is_refused_however_the_scheme_is_written(
+    location: str,
+) -> None:
+    """The scheme is case-insensitive: ``Location: HTTP://...`` took an https fetch down to
+    plain http (the downgrade check compared the raw text with ``http:``)."""
+    fetcher = Fetcher(AddressPolicy.build(dev=False))
+    problem = fetcher._redirect_problem("https://a.example/p", location, 0)
+    assert problem is not None and problem[0] is Verdict.BAD_REDIRECT
+    assert "down to http" in problem[1]
+
+
+def test_a_redirect_from_http_to_https_is_followed() -> None:
+    fetcher = Fetcher(AddressPolicy.build(dev=False))
+    assert fetcher._redirect_problem("http://a.example/p", "HTTPS://a.example/q", 0) is None

@@ -158,10 +158,10 @@ class Fetcher:
             return Verdict.BAD_REDIRECT, "redirect without a Location header"
         if hops >= self.max_redirects:
             return Verdict.TOO_MANY_REDIRECTS, f"more than {self.max_redirects} redirects"
-        target = urljoin(url, location)
-        if urlsplit(target).scheme not in ("http", "https"):
+        scheme = urlsplit(urljoin(url, location)).scheme  # lowercased: HTTP:// is http
+        if scheme not in ("http", "https"):
             return Verdict.BAD_REDIRECT, f"redirect to a non-http URL: {location!r}"
-        if url.startswith("https:") and target.startswith("http:"):
+        if urlsplit(url).scheme == "https" and scheme == "http":
             return Verdict.BAD_REDIRECT, f"redirect from https down to http: {location!r}"
         return None
 

@@ -579,3 +579,58 @@ def test_a_redirect_from_https_down_to_http_is_refused_however_the_scheme_is_wri
 def test_a_redirect_from_http_to_https_is_followed() -> None:
     fetcher = Fetcher(AddressPolicy.build(dev=False))
     assert fetcher._redirect_problem("http://a.example/p", "HTTPS://a.example/q", 0) is None
+
+
+@pytest.mark.parametrize(
+    ("location", "path", "query"),
+    [("/数据?city=北京", "/数据", {"city": "北京"}), ("/a b?q=x y", "/a b", {"q": "x y"}),
+     ("/a%20b?q=%E5%8C%97", "/a b", {"q": "北"})],
+)
+async def test_a_redirect_to_a_non_ascii_or_spaced_location_is_followed(
+    fetcher: Fetcher, loopback: StartServer, location: str, path: str, query: dict[str, str],
+) -> None:
+    """A Location with Chinese characters or a space (as browsers follow it) was sent raw on
+    the request line: the developer's server answered 400 to a redirect of its own."""
+    seen: list[tuple[str, dict[str, str]]] = []
+
+    async def handle(request: web.Request) -> web.Response:
+        if request.path == "/go":
+            return web.Response(status=302, headers={"Location": location})
+        seen.append((request.path, dict(request.query)))
+        return web.Response(text="arrived")
+
+    url = await loopback(handle)
+    result = await fetcher.fetch(get(url + "/go"), timeout_s=5)
+    assert result.verdict is Verdict.CACHED, result.error
+    assert seen == [(path, query)]
+
+
+@pytest.mark.parametrize("host", ["１２７.０.０.２", "127。0。0。2", "①②⑦.0.0.2", "127．0．0．2"])
+async def test_a_redirect_to_another_spelling_of_a_blocked_address_is_not_followed_there(
+    loopback: StartServer, host: str,
+) -> None:
+    """Redirect targets are %-encoded when not plain ASCII: a host spelled with full-width or
+    circled digits or ideographic dots must not become 127.0.0.2 on the way (only 127.0.0.1
+    is allow-listed here)."""
+    reached: list[str] = []
+
+    async def other(request: web.Request) -> web.Response:
+        reached.append(request.path)
+        return web.Response(text="must not be reached")
+
+    target = await loopback(other, host="127.0.0.2")
+    port = target.rsplit(":", 1)[1]
+
+    async def hop(request: web.Request) -> web.Response:
+        return web.Response(status=302, headers={"Location": f"http://{host}:{port}/x"})
+
+    first = await loopback(hop, host="127.0.0.1")
+    policy = AddressPolicy.build(dev=False, allow=("127.0.0.1/32",))
+    f = Fetcher(policy, max_body_bytes=LIMIT)
+    await f.start()
+    try:
+        result = await f.fetch(get(first + "/go"), timeout_s=5)
+    finally:
+        await f.close()
+    assert result.verdict in (Verdict.BLOCKED_ADDRESS, Verdict.CONNECTION_ERROR)
+    assert reached == []

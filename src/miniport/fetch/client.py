@@ -11,7 +11,7 @@ import ipaddress
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import quote, urljoin, urlsplit
 
 from ..domain.acceptance import BodyLimit, BodyTooLarge, Verdict, decode_body, status_verdict
 from ..domain.address_guard import AddressPolicy, looks_like_ipv4
@@ -61,6 +61,18 @@ class FetchResult:
 def _origin(url: str) -> tuple[str, str]:
     parts = urlsplit(url)
     return parts.scheme, parts.netloc.lower()
+
+
+# what a URL may hold as it is (reserved characters and existing %-escapes); anything else in a
+# redirect target (a space, Chinese text, ...) is %-encoded as a browser would send it
+_URL_SAFE = "!#$%&'()*+,/:;=?@[]~"
+
+
+def _requoted(url: str) -> str:
+    """``url`` as it may go on the request line (the client sends URLs byte for byte)."""
+    if url.isascii() and " " not in url:
+        return url
+    return quote(url, safe=_URL_SAFE, errors="surrogateescape")
 
 
 def _for_another_origin(headers: dict[str, str], own: frozenset[str]) -> dict[str, str]:
@@ -241,7 +253,7 @@ class Fetcher:
                         problem = self._redirect_problem(url, location, len(redirects))
                         if problem is not None:
                             return result(problem[0], status=resp.status, error=problem[1])
-                        target = urljoin(url, location)
+                        target = _requoted(urljoin(url, location))
                         if _origin(target) != _origin(url):  # signature and app headers
                             headers = _for_another_origin(headers, request.secret_headers)
                         redirects.append(target)

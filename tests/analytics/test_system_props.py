@@ -14,6 +14,7 @@ from miniport.analytics.system_props import (
     BUILTIN_EVENTS,
     DIMENSIONS,
     EXTRA_COLUMNS,
+    MAX_UNKNOWN_NOTED,
     SYSTEM_PROPERTIES,
     ContextInvalid,
     builtin_data,
@@ -133,9 +134,11 @@ def test_any_context_object_gives_typed_columns_or_notes(raw: dict[str, Any]) ->
         if value is not None:
             assert {"string": str, "int": int, "bool": bool}[kind] is type(value)
     noted = {key for key, _ in notes}
-    for key in raw:
-        if key not in SYSTEM_PROPERTIES:
-            assert key in noted
+    unknown = [key for key in raw if key not in SYSTEM_PROPERTIES]
+    for key in unknown[: MAX_UNKNOWN_NOTED + 1]:  # by name; the rest counted in the last note
+        assert key in noted
+    if len(unknown) > MAX_UNKNOWN_NOTED:
+        assert f"{len(unknown) - MAX_UNKNOWN_NOTED} more keys" in notes[-1][1]
 
 
 # --------------------------------------------------------------------------- built-in data
@@ -259,3 +262,13 @@ def test_an_event_context_that_is_not_an_object_refuses_that_event() -> None:
     assert (refused.index, refused.code) == (0, "invalid_context")
     assert "expected an object" in refused.reason
     assert [e.uid for e in verdict.accepted] == ["b"]
+
+
+def test_many_unknown_keys_are_noted_a_few_by_name_and_the_rest_counted() -> None:
+    values, notes = check_context({"$platform": "ios", **{f"k{i}": i for i in range(25)}})
+    assert values == {"sys_platform": "ios"}
+    assert [key for key, _ in notes] == [f"k{i}" for i in range(MAX_UNKNOWN_NOTED + 1)]
+    assert notes[-1][1] == (
+        f"unknown_property: {25 - MAX_UNKNOWN_NOTED} more keys (from 'k{MAX_UNKNOWN_NOTED}')"
+        " are not system properties; ignored"
+    )

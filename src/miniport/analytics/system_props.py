@@ -30,7 +30,8 @@ other strings    sys_<name>   a string (numbers and bools become text, with a no
                               derives it (see :func:`is_new_user`)
 ================ ============ ====================================================== ========
 
-An unknown key (``$foo``, ``foo``) is ignored with an ``unknown_property`` note. A context
+An unknown key (``$foo``, ``foo``) is ignored with an ``unknown_property`` note (the first
+:data:`MAX_UNKNOWN_NOTED` by name, the rest counted in one more note). A context
 that is not an object is an error: for the batch's, the whole batch (``BatchInvalid``); for an
 event's, that event (``invalid_context``).
 
@@ -65,6 +66,7 @@ __all__ = [
     "DIMENSIONS",
     "EXTRA_COLUMNS",
     "MAX_PROPERTY_LENGTH",
+    "MAX_UNKNOWN_NOTED",
     "NEW_USER_COLUMN",
     "SYSTEM_PROPERTIES",
     "ColumnKind",
@@ -79,6 +81,7 @@ __all__ = [
 
 ColumnKind = Literal["string", "int", "bigint", "bool"]
 MAX_PROPERTY_LENGTH: Final = 128
+MAX_UNKNOWN_NOTED: Final = 10  # unknown context keys noted one by one; the rest in one note
 MAX_DATA_STRING: Final = 255
 DAY_MS: Final = 86_400_000
 _MAX_DURATION: Final = 2**53
@@ -250,12 +253,11 @@ def check_context(raw: object) -> tuple[dict[str, object | None], list[Note]]:
         raise ContextInvalid("invalid context: expected an object of $-named properties")
     values: dict[str, object | None] = {}
     notes: list[Note] = []
+    unknown: list[str] = []
     for key, value in raw.items():
         spec = SYSTEM_PROPERTIES.get(key) if isinstance(key, str) else None
         if spec is None:
-            notes.append(
-                (str(key), f"unknown_property: {_show(key)} is not a system property; ignored")
-            )
+            unknown.append(str(key))
             continue
         if spec.column == NEW_USER_COLUMN:
             notes.append((key, "derived: $new_user is set by the platform; ignored"))
@@ -268,7 +270,27 @@ def check_context(raw: object) -> tuple[dict[str, object | None], list[Note]]:
             values[spec.column] = stored
         if note is not None:
             notes.append((key, note))
+    if unknown:
+        notes.extend(_unknown_notes(unknown))
     return values, notes
+
+
+def _unknown_notes(keys: list[str]) -> list[Note]:
+    """A note for each of the first MAX_UNKNOWN_NOTED unknown keys and one counting the rest:
+    a batch's notes are copied to each of its events, so their number must not grow with the
+    body (20,000 keys made 20 million notes for 1,000 events)."""
+    notes = [
+        (key, f"unknown_property: {_show(key)} is not a system property; ignored")
+        for key in keys[:MAX_UNKNOWN_NOTED]
+    ]
+    rest = len(keys) - MAX_UNKNOWN_NOTED
+    if rest > 0:
+        first = keys[MAX_UNKNOWN_NOTED]
+        notes.append(
+            (first, f"unknown_property: {rest} more keys (from {_show(first)}) are not system"
+             " properties; ignored")
+        )
+    return notes
 
 
 def merge_context(

@@ -6,6 +6,7 @@ Only 127.0.0.1, 127.0.0.2 and ::1 are ever connected to."""
 from __future__ import annotations
 
 import asyncio
+import gzip
 import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -634,3 +635,33 @@ async def test_a_redirect_to_another_spelling_of_a_blocked_address_is_not_follow
         await f.close()
     assert result.verdict in (Verdict.BLOCKED_ADDRESS, Verdict.CONNECTION_ERROR)
     assert reached == []
+
+
+@pytest.mark.parametrize("encoding", ["gzip", "deflate"])
+async def test_a_body_that_is_not_what_its_content_encoding_says_is_bad_encoding(
+    fetcher: Fetcher, loopback: StartServer, encoding: str,
+) -> None:
+    """A server that labels plain JSON ``Content-Encoding: gzip`` answered fine: the verdict
+    was connection_error (counted as a network failure by health and alerts)."""
+
+    async def mislabelled(request: web.Request) -> web.Response:
+        return web.Response(body=b'{"plain": "json"}', headers={
+            "Content-Encoding": encoding, "Content-Type": "application/json"})
+
+    url = await loopback(mislabelled)
+    result = await fetcher.fetch(get(url + "/data"), timeout_s=5)
+    assert result.verdict is Verdict.BAD_ENCODING
+    assert result.status == 200 and result.text is None
+    assert f"Content-Encoding {encoding}" in (result.error or "")
+
+
+async def test_a_compressed_body_is_cached_decompressed(
+    fetcher: Fetcher, loopback: StartServer,
+) -> None:
+    async def compressed(request: web.Request) -> web.Response:
+        return web.Response(body=gzip.compress("数据".encode()), headers={
+            "Content-Encoding": "gzip", "Content-Type": "text/plain"})
+
+    url = await loopback(compressed)
+    result = await fetcher.fetch(get(url + "/data"), timeout_s=5)
+    assert result.verdict is Verdict.CACHED and result.text == "数据"

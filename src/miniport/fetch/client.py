@@ -189,12 +189,21 @@ class Fetcher:
         if declared is not None and declared > self.max_body_bytes:
             error = f"Content-Length {declared} exceeds {self.max_body_bytes} bytes"
             return Verdict.OVERSIZE, {"bytes": declared, "error": error}
+        import aiohttp  # loaded by start()
+        from aiohttp.http_exceptions import ContentEncodingError
+
         limit = BodyLimit(self.max_body_bytes)
         try:
             async for chunk in resp.content.iter_any():
                 limit.feed(chunk)
         except BodyTooLarge as exc:
             return Verdict.OVERSIZE, {"bytes": limit.size, "error": str(exc)}
+        except aiohttp.ClientPayloadError as exc:
+            if not isinstance(exc.__cause__, ContentEncodingError):
+                raise  # cut short: a connection error
+            coding = resp.headers.get("Content-Encoding")
+            error = f"the body does not decode as its Content-Encoding {coding}"
+            return Verdict.BAD_ENCODING, {"bytes": limit.size, "error": error}
         decoded = decode_body(limit.body(), resp.headers.get("Content-Type"))
         if decoded.text is None:
             return Verdict.BAD_ENCODING, {"bytes": limit.size, "error": decoded.error}

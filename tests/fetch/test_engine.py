@@ -17,7 +17,7 @@ from miniport.domain.address_guard import AddressPolicy
 from miniport.domain.requests import Launch
 from miniport.errors import NoData
 from miniport.platform import Platform
-from tests.conftest import LiveServer
+from tests.conftest import LiveServer, confirm_url
 from tests.support.platforms import (
     Counter,
     StartServer,
@@ -596,3 +596,30 @@ async def test_a_result_that_could_not_be_stored_is_fetched_again_after_its_leas
         engine.wake()
         await running
     assert (await data(p, appid, "u"))["fetchedData"] == "data for t"
+
+
+async def test_a_new_periodic_url_is_fetched_in_full_not_with_the_old_urls_validators(
+    platforms: Make, fake_clock: FakeClock, loopback: StartServer,
+) -> None:
+    """The admin changes the URL's language; the server's ETag is the user's data version,
+    the same in both languages. The fetch made due by the change sent the old URL's validators,
+    got 304, and the old URL's body stayed as the new URL's data."""
+    seen: list[dict[str, str]] = []
+
+    async def handle(request: web.Request) -> web.Response:
+        seen.append(dict(request.headers))
+        if request.headers.get("If-None-Match") == '"v7"':
+            return web.Response(status=304)
+        return web.Response(text="data in " + request.query["lang"], headers={"ETag": '"v7"'})
+
+    url = await loopback(handle)
+    p = await platforms(clock=fake_clock)
+    appid = await periodic_app(p, url + "/bg?lang=en")
+    await user(p, appid, "u", "t")
+    await run(p)
+    assert (await data(p, appid, "u"))["fetchedData"] == "data in en"
+
+    await confirm_url(p, appid, "periodic", url + "/bg?lang=zh")
+    assert await run(p) == 1  # due at once
+    assert "If-None-Match" not in seen[1]
+    assert (await data(p, appid, "u"))["fetchedData"] == "data in zh"

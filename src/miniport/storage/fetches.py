@@ -485,9 +485,11 @@ class FetchStore:
 
     def wake_app(self, appid: str, now: float) -> int:
         """After a change of the app's periodic URL: when it can be fetched, make the users who
-        launched it and have a token due at once; otherwise take all its pairs out of the due
-        index. Pairs being fetched right now (leased) are not made due, so they are not fetched
-        twice in a burst; a leased pair of a disabled app leaves the index at its next claim."""
+        launched it and have a token due at once, for a full fetch (the old URL's validators
+        would let the new URL answer 304 and keep the old URL's body); otherwise take all its
+        pairs out of the due index. Pairs being fetched right now (leased) are not made due, so
+        they are not fetched twice in a burst; a leased pair of a disabled app leaves the index
+        at its next claim."""
         c = t.app_users.c
         with self.db.writing() as conn:
             if not self._fetchable(conn, appid):
@@ -506,7 +508,7 @@ class FetchStore:
                         or_(c.lease_until.is_(None), c.lease_until <= now),
                     )
                 )
-                .values(next_due_at=now, failures=0)
+                .values(next_due_at=now, failures=0, etag=None, last_modified=None)
             ).rowcount
 
     # --- refreshes asked for by the developer's back end ---

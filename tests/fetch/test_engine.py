@@ -623,3 +623,30 @@ async def test_a_new_periodic_url_is_fetched_in_full_not_with_the_old_urls_valid
     assert await run(p) == 1  # due at once
     assert "If-None-Match" not in seen[1]
     assert (await data(p, appid, "u"))["fetchedData"] == "data in zh"
+
+
+async def test_a_new_token_is_fetched_in_full_not_with_the_old_tokens_validators(
+    platforms: Make, fake_clock: FakeClock, loopback: StartServer,
+) -> None:
+    """Another account signs in to the mini-program (a new token for the same user): the fetch
+    made due by it sent the previous account's ETag; a server whose ETag is a data version
+    (both accounts at version 1) answered 304, and the previous account's data stayed."""
+    seen: list[dict[str, str]] = []
+
+    async def handle(request: web.Request) -> web.Response:
+        seen.append(dict(request.headers))
+        if request.headers.get("If-None-Match") == '"1"':
+            return web.Response(status=304)
+        return web.Response(text="data of " + request.query["token"], headers={"ETag": '"1"'})
+
+    url = await loopback(handle)
+    p = await platforms(clock=fake_clock)
+    appid = await periodic_app(p, url)
+    await user(p, appid, "u", "alice")
+    await run(p)
+    assert (await data(p, appid, "u"))["fetchedData"] == "data of alice"
+
+    await p.background.set_token(appid, "u", "bob")
+    assert await run(p) == 1  # due at once
+    assert "If-None-Match" not in seen[1]
+    assert (await data(p, appid, "u"))["fetchedData"] == "data of bob"

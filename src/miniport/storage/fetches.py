@@ -173,13 +173,17 @@ _LAUNCH_SQL = (
 )
 
 # A token: a changed token resets the failures and makes a launched pair of a fetchable app due
-# at once; a token set before any launch waits for the launch (see _LAUNCH_SQL).
+# at once; a token set before any launch waits for the launch (see _LAUNCH_SQL). It drops the
+# validators too: they describe the previous token's data (another account's, perhaps), and a
+# server answering 304 to them would leave that data in place for the new token.
 _CHANGED = "COALESCE(app_users.token, '') <> excluded.token"
 _SET_TOKEN_SQL = (
     "INSERT INTO app_users (appid, user_id, failures, token) VALUES (?, ?, 0, ?)"
     " ON CONFLICT (appid, user_id) DO UPDATE SET token = excluded.token,"
     f" failures = CASE WHEN {_CHANGED} THEN 0 ELSE app_users.failures END,"
     f" last_error = CASE WHEN {_CHANGED} THEN NULL ELSE app_users.last_error END,"
+    f" etag = CASE WHEN {_CHANGED} THEN NULL ELSE app_users.etag END,"
+    f" last_modified = CASE WHEN {_CHANGED} THEN NULL ELSE app_users.last_modified END,"
     f" next_due_at = CASE WHEN {_CHANGED} AND app_users.last_launch_at IS NOT NULL AND "
     + _FETCHABLE.format(appid="?")
     + " THEN CAST(? AS DOUBLE PRECISION) ELSE app_users.next_due_at END"

@@ -16,6 +16,8 @@ from miniport.clock import FakeClock
 from miniport.domain.address_guard import AddressPolicy
 from miniport.domain.requests import Launch
 from miniport.errors import NoData
+from miniport.fetch.engine import fetch_periodic
+from miniport.fetch.outcome import record_for, schedule_after
 from miniport.platform import Platform
 from tests.conftest import LiveServer, confirm_url
 from tests.support.platforms import (
@@ -648,5 +650,41 @@ async def test_a_new_token_is_fetched_in_full_not_with_the_old_tokens_validators
 
     await p.background.set_token(appid, "u", "bob")
     assert await run(p) == 1  # due at once
+    assert "If-None-Match" not in seen[1]
+    assert (await data(p, appid, "u"))["fetchedData"] == "data of bob"
+
+
+@pytest.mark.parametrize("dialect", ["sqlite", "postgres"])
+async def test_a_fetch_in_flight_for_the_old_token_does_not_leave_its_validators_to_the_new(
+    platforms: Make, fake_clock: FakeClock, loopback: StartServer, dialect: str, request: Any,
+) -> None:
+    """The token changes while the old token's fetch is in flight: that fetch's ETag must not
+    be stored for the new token, whose fetch (due at once) would send it, get 304 and keep the
+    old token's data. The engine's steps, in this order, by hand."""
+    seen: list[dict[str, str]] = []
+
+    async def handle(req: web.Request) -> web.Response:
+        seen.append(dict(req.headers))
+        if req.headers.get("If-None-Match") == '"1"':
+            return web.Response(status=304)
+        return web.Response(text="data of " + req.query["token"], headers={"ETag": '"1"'})
+
+    extra = {"database_url": request.getfixturevalue("pg_url")} if dialect == "postgres" else {}
+    p = await platforms(clock=fake_clock, **extra)
+    appid = await periodic_app(p, await loopback(handle))
+    await user(p, appid, "u", "alice")
+    now = fake_clock.now()
+    [due] = await p.db.write(p.fetches.claim_due, now, p.rules.active_since(now),
+                             p.rules.lease_until(now), 10)
+    await p.background.set_token(appid, "u", "bob")  # while alice's fetch is in flight
+    result, sent = await fetch_periodic(p.fetcher, due, now, 5)
+    assert result.etag == '"1"' and sent is not None
+    record = record_for(result, appid=appid, user_id="u", kind="periodic", trigger="schedule",
+                        now=now, requested_url=sent.url)
+    update = schedule_after(due, result.verdict, now, p.rules, lambda: 0.5, error=None,
+                            etag=result.etag, last_modified=result.last_modified)
+    await p.db.write(p.fetches.record, [record], [update])
+
+    assert await run(p) == 1  # bob's fetch, due at once
     assert "If-None-Match" not in seen[1]
     assert (await data(p, appid, "u"))["fetchedData"] == "data of bob"

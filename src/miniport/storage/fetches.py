@@ -211,11 +211,12 @@ _RECORD_SQL = {
     "failed": "UPDATE app_users SET next_due_at = CASE WHEN {same_token} THEN ? ELSE next_due_at"
     " END, failures = CASE WHEN {same_token} THEN ? ELSE failures END, last_attempt_at = ?,"
     " last_error = ?, lease_until = NULL WHERE appid = ? AND user_id = ?",
+    # ...and so do the validators: a previous token's must not be sent for the new one
     "succeeded": "UPDATE app_users SET next_due_at = CASE WHEN {same_token} THEN ? ELSE"
     " next_due_at END, failures = CASE WHEN {same_token} THEN ? ELSE failures END,"
     " last_attempt_at = ?, last_error = ?, lease_until = NULL, last_success_at = ?,"
-    " etag = CASE WHEN ? THEN ? ELSE etag END,"
-    " last_modified = CASE WHEN ? THEN ? ELSE last_modified END"
+    " etag = CASE WHEN ? AND {same_token} THEN ? ELSE etag END,"
+    " last_modified = CASE WHEN ? AND {same_token} THEN ? ELSE last_modified END"
     " WHERE appid = ? AND user_id = ?",
 }
 
@@ -244,8 +245,10 @@ _RECORD_PG = {
     " ELSE a.failures END,"
     " last_attempt_at = v.last_attempt_at, last_error = v.last_error, lease_until = NULL,"
     " last_success_at = COALESCE(v.last_success_at, a.last_success_at),"
-    " etag = CASE WHEN v.new_validators THEN v.etag ELSE a.etag END,"
-    " last_modified = CASE WHEN v.new_validators THEN v.last_modified ELSE a.last_modified END"
+    " etag = CASE WHEN v.new_validators AND a.token IS NOT DISTINCT FROM v.token THEN v.etag"
+    " ELSE a.etag END,"
+    " last_modified = CASE WHEN v.new_validators AND a.token IS NOT DISTINCT FROM v.token"
+    " THEN v.last_modified ELSE a.last_modified END"
     " FROM unnest(%b::text[], %b::text[], %b::text[], %b::float8[], %b::int[], %b::float8[],"
     " %b::text[], %b::float8[], %b::bool[], %b::text[], %b::text[]) AS v(appid, user_id, token,"
     " next_due_at, failures, last_attempt_at, last_error, last_success_at, new_validators, etag,"
@@ -822,8 +825,10 @@ class FetchStore:
                     s.last_error,
                     s.last_success_at,
                     s.new_validators,
+                    s.token,
                     s.etag,
                     s.new_validators,
+                    s.token,
                     s.last_modified,
                     s.appid,
                     s.user_id,

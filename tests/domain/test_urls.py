@@ -130,3 +130,13 @@ def test_a_url_is_shown_with_its_invisible_characters_written_out() -> None:
     assert shown_url("https://a.example/\u200b\u2066x\u2069\t") == (
         "https://a.example/<U+200B><U+2066>x<U+2069><U+0009>")
     assert shown_url("https://例え.jp/数据?q=é") == "https://例え.jp/数据?q=é"
+
+
+@pytest.mark.parametrize("kind", ["periodic", "pre"])
+@pytest.mark.parametrize("url", ["https://0x7f.0.0.1/x", "https://2130706433/x",
+                                 "https://127.1/x", "https://8.8.8.8./x", "https://010.0.0.1/x"])
+def test_an_ipv4_address_in_a_non_canonical_form_is_refused_when_set(kind: str, url: str) -> None:
+    """The fetcher refuses every such host (blocked_address at each fetch): the URL was
+    accepted and confirmed, then failed every time."""
+    with pytest.raises(InvalidURL, match="non-canonical form"):
+        validate_fetch_url(kind, url, dev=True)

@@ -11,7 +11,7 @@ from typing import Literal
 from urllib.parse import urlsplit
 
 from ..errors import InvalidURL
-from .address_guard import AddressPolicy
+from .address_guard import AddressPolicy, looks_like_ipv4
 
 FetchKind = Literal["periodic", "pre"]
 FETCH_KINDS: tuple[FetchKind, ...] = ("periodic", "pre")
@@ -112,6 +112,10 @@ def _check_address(host: str, policy: AddressPolicy) -> None:
     try:
         ip = ipaddress.ip_address(address)
     except ValueError:
+        if looks_like_ipv4(host):  # 127.1, 0x7f.0.0.1, 2130706433: the fetcher refuses them all
+            raise InvalidURL(
+                f"host {host!r} is an IPv4 address in a non-canonical form: write it as a.b.c.d"
+            ) from None
         return
     if not policy.permits(ip):
         raise InvalidURL(

@@ -665,3 +665,21 @@ async def test_a_compressed_body_is_cached_decompressed(
     url = await loopback(compressed)
     result = await fetcher.fetch(get(url + "/data"), timeout_s=5)
     assert result.verdict is Verdict.CACHED and result.text == "数据"
+
+
+async def test_a_small_compressed_body_that_expands_past_the_limit_is_oversize(
+    fetcher: Fetcher, loopback: StartServer,
+) -> None:
+    """The limit is on the decompressed body: 50 KB of gzip expanding to 64 MB is refused once
+    the expanded text passes 256 KB (aiohttp decompresses in bounded steps), never held."""
+    bomb = gzip.compress(b"{" * (64 * 1024 * KB))
+    assert len(bomb) < LIMIT
+
+    async def compressed(request: web.Request) -> web.Response:
+        return web.Response(body=bomb, headers={
+            "Content-Encoding": "gzip", "Content-Type": "application/json"})
+
+    url = await loopback(compressed)
+    result = await fetcher.fetch(get(url + "/data"), timeout_s=5)
+    assert result.verdict is Verdict.OVERSIZE and result.text is None
+    assert LIMIT < result.bytes <= 4 * LIMIT

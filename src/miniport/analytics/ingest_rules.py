@@ -4,7 +4,7 @@ Input (decoded JSON)::
 
     {"sent_at": 1700000000000,
      "context": {"$platform": "ios", "$scene": 1001, "$session": "s-1", ...},
-     "events": [{"id": "c1-0001", "event": "goods_click" | 12, "data": {...},
+     "events": [{"id": "5f0c…e2", "event": "goods_click" | 12, "data": {...},
                  "ts": 1700000000000, "page": "pages/list/list",
                  "trigger": "click", "action": "report",
                  "context": {"$session": "s-2"}}, ...]}
@@ -18,7 +18,8 @@ accepted event of the same batch; a bad event never costs its neighbours anythin
 Rules, in the order they are applied to one event (the first that fails is the reason):
 
 1. the entry is an object;
-2. ``id``: a string of 1..64 characters (no lone surrogates); if an event with this id was
+2. ``id``: a string of 1..64 characters (no lone surrogates), unique within the app (the
+   store deduplicates by (appid, id) across users); if an event with this id was
    already accepted in this batch, the entry is a duplicate (nothing else is checked);
 3. ``event``: an event name, or its numeric id (an integer, or a string of digits) — the
    event must exist in the configuration;

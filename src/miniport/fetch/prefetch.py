@@ -1,4 +1,5 @@
-"""Pre-fetch at cold start: one in-flight fetch per (app, user), shared by every reader."""
+"""Pre-fetch at cold start: one in-flight fetch per (app, user) at a time, shared by every reader
+of the same launch."""
 
 from __future__ import annotations
 
@@ -14,29 +15,40 @@ Key = tuple[str, str]
 
 
 class SingleFlight:
-    """Runs at most one ``work(appid, user_id, launch)`` per key; a second launch while one is in
-    flight joins it instead of fetching again."""
+    """Runs at most one ``work(appid, user_id, launch)`` per key at a time. A second launch
+    with the same path, query and scene while one is in flight joins it instead of fetching
+    again; a launch that differs (the user reopened the app elsewhere before the first answer
+    came) runs after it, so its data, not the earlier launch's, is what the user reads last."""
 
     def __init__(self, work: Callable[[str, str, Launch], Awaitable[FetchRecord | None]]) -> None:
         self._work = work
         self._inflight: dict[Key, asyncio.Task[FetchRecord | None]] = {}
+        self._launches: dict[Key, Launch] = {}  # the launch of the newest task per key
 
     def start(self, appid: str, user_id: str, launch: Launch) -> asyncio.Task[FetchRecord | None]:
         key = (appid, user_id)
         task = self._inflight.get(key)
-        if task is None:
-            task = asyncio.create_task(self._run(key, launch))
-            self._inflight[key] = task
+        if task is not None and self._launches.get(key) == launch:
+            return task
+        task = asyncio.create_task(self._run(key, launch, after=task))
+        self._inflight[key] = task
+        self._launches[key] = launch
         return task
 
-    async def _run(self, key: Key, launch: Launch) -> FetchRecord | None:
+    async def _run(
+        self, key: Key, launch: Launch, after: asyncio.Task[FetchRecord | None] | None
+    ) -> FetchRecord | None:
         try:
+            if after is not None:
+                await asyncio.wait({after})  # never raises: the earlier launch's outcome is its own
             return await self._work(key[0], key[1], launch)
         except Exception:
             log.exception("pre-fetch for %s/%s failed", *key)
             return None
         finally:
-            self._inflight.pop(key, None)
+            if self._inflight.get(key) is asyncio.current_task():
+                del self._inflight[key]
+                self._launches.pop(key, None)
 
     def in_flight(self, appid: str, user_id: str) -> asyncio.Task[FetchRecord | None] | None:
         return self._inflight.get((appid, user_id))

@@ -11,6 +11,7 @@ from aiohttp import web
 from miniport.clock import FakeClock
 from miniport.domain.acceptance import decode_body
 from miniport.domain.requests import Launch
+from miniport.errors import NoData
 from miniport.platform import Platform
 from miniport.storage.fetches import FetchRecord
 from tests.support.platforms import StartServer, periodic_app, run, settle, user
@@ -70,6 +71,26 @@ async def test_write_behind_drops_only_the_refused_item(
     assert await p.db.read(p.fetches.get_user, app.appid, "ann") is not None
     assert await p.db.read(p.fetches.get_user, app.appid, "cy") is not None
     assert await p.db.read(p.fetches.get_user, app.appid, "bad") is None
+
+
+async def test_a_pre_fetch_result_the_database_refused_is_not_served_from_memory(
+    platforms: Make, fake_clock: FakeClock
+) -> None:
+    """Readers see a pre-fetched body from memory until it is flushed; once the database has
+    refused it (and stored its neighbours), it must not stay readable as if it were stored."""
+    p = await platforms(clock=fake_clock)
+    app = await p.apps.create("shop", "test")
+    refuse_user(p, "'bad'", "write_batch")
+    for name in ("ann", "bad"):
+        p.background.pending.record(
+            FetchRecord(app.appid, name, "pre", "launch", fake_clock.now(), None, "cached",
+                        body=f"data of {name}", fetched_at_ms=int(fake_clock.now() * 1000))
+        )
+    await settle(p)
+    assert (await p.background.get_data(app.appid, "ann", "pre"))["fetchedData"] == "data of ann"
+    assert (app.appid, "bad", "pre") not in p.background.pending.fresh
+    with pytest.raises(NoData):
+        await p.background.get_data(app.appid, "bad", "pre")
 
 
 async def test_write_behind_keeps_everything_while_the_database_is_away(

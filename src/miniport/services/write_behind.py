@@ -87,13 +87,18 @@ class WriteBehind:
             await self.db.write(self.store.write_batch, launches, records)
         except Exception:
             launches, records = await self._one_by_one(launches, records)
-        for r in records:  # flushed: the database now has them
+        self._unfresh(records)  # flushed: the database now has them
+        if launches:
+            self.after_flush()
+
+    def _unfresh(self, records: list[FetchRecord]) -> None:
+        """Stop serving these records' bodies from memory (unless a newer one replaced them):
+        stored, the database serves them; dropped, nobody should."""
+        for r in records:
             key = (r.appid, r.user_id, r.kind)
             data = self.fresh.get(key)
             if data is not None and data.fetched_at_ms == r.fetched_at_ms:
                 del self.fresh[key]
-        if launches:
-            self.after_flush()
 
     async def _one_by_one(
         self, launches: list[tuple[str, str, float]], records: list[FetchRecord]
@@ -121,10 +126,13 @@ class WriteBehind:
         if done_l or done_r:  # the database works: what still fails is bad data
             for item in [*failed_l, *failed_r]:
                 log.error("write-behind dropped an item the database refuses: %r", item)
+            self._unfresh(failed_r)  # never stored: not to be read as if it were
             return done_l, done_r
         for appid, user_id, at in failed_l:  # nothing went through: keep all and retry
             self._launches.setdefault((appid, user_id), at)
-        self._records = (failed_r + self._records)[-MAX_PENDING:]
+        kept = failed_r + self._records
+        self._unfresh(kept[:-MAX_PENDING])  # the oldest, given up on while the database is away
+        self._records = kept[-MAX_PENDING:]
         if len(self._launches) > MAX_PENDING:
             self._launches = dict(list(self._launches.items())[-MAX_PENDING:])
         raise RuntimeError("the database refused every queued write; retrying")

@@ -1,4 +1,5 @@
-"""The in-process app cache never keeps what an invalidation made stale."""
+"""The in-process app cache never keeps what an invalidation made stale, and the requests that
+miss together share one load."""
 
 from __future__ import annotations
 
@@ -53,3 +54,42 @@ async def test_a_cached_entry_is_served_without_a_load() -> None:
     await cache.get("a")
     await cache.get("a")
     assert db.loads == 1
+
+
+async def test_requests_that_miss_together_share_one_load() -> None:
+    """A wave of requests for an app whose entry expired (10,000 event streams opening) reads
+    the database once, not once per request."""
+    db, registry = SlowDB(), Registry()
+    cache = AppCache(db, registry)  # type: ignore[arg-type]
+    waiting = [asyncio.create_task(cache.get("a")) for _ in range(50)]
+    await asyncio.sleep(0)
+    db.release.set()
+    assert {t.app for t in await asyncio.gather(*waiting)} == {"old"}
+    assert db.loads == 1
+    assert not cache._loading  # nothing in flight is kept
+
+
+async def test_a_request_that_gives_up_does_not_cancel_the_shared_load() -> None:
+    db, registry = SlowDB(), Registry()
+    cache = AppCache(db, registry)  # type: ignore[arg-type]
+    first = asyncio.create_task(cache.get("a"))
+    second = asyncio.create_task(cache.get("a"))
+    await asyncio.sleep(0)
+    first.cancel()
+    await asyncio.sleep(0)
+    db.release.set()
+    assert (await second).app == "old"
+    assert first.cancelled() and db.loads == 1
+
+
+async def test_a_failed_load_fails_every_request_sharing_it_and_the_next_loads_again() -> None:
+    db, registry = SlowDB(), Registry()
+    cache = AppCache(db, registry)  # type: ignore[arg-type]
+    registry.get_app = lambda appid: (_ for _ in ()).throw(LookupError(appid))  # type: ignore[method-assign]
+    waiting = [asyncio.create_task(cache.get("a")) for _ in range(3)]
+    await asyncio.sleep(0)
+    db.release.set()
+    results = await asyncio.gather(*waiting, return_exceptions=True)
+    assert all(isinstance(r, LookupError) for r in results) and db.loads == 1
+    del registry.get_app  # the app is there now
+    assert (await cache.get("a")).app == "old" and db.loads == 2

@@ -1,10 +1,16 @@
 """A short-lived in-process cache of each app's secret and data URLs, read on every launch.
 
 Changes made in this process invalidate at once; changes made by another process (the CLI
-confirming a URL beside a running server) are seen within ``ttl_s``."""
+confirming a URL beside a running server) are seen within ``ttl_s``. The requests that miss
+together share one load: when an entry expires under a wave of requests (10,000 devices opening
+their event streams, each checking its app), the first starts the load and the others wait
+for it, rather than each reading the database (144 loads of the same app in a 6 s wave, whose
+leftovers, such as the cursors' references the driver keeps, pinned memory the closed streams
+could not give back)."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -57,6 +63,7 @@ class AppCache:
         self.open_headers = open_headers
         self._entries: dict[str, tuple[float, AppTargets]] = {}
         self._generation = 0  # bumped by invalidate(): a load begun before it is not kept
+        self._loading: dict[str, asyncio.Task[AppTargets]] = {}  # loads in flight, shared
 
     def _load(self, appid: str) -> AppTargets:
         urls = self.registry.fetch_urls(appid)
@@ -76,8 +83,19 @@ class AppCache:
         now = time.monotonic()
         if entry is not None and now - entry[0] < self.ttl_s:
             return entry[1]
-        generation = self._generation
-        targets = await self.db.read(self._load, appid)  # NotFound for an unknown app
+        loading = self._loading.get(appid)
+        if loading is None:
+            load = self._fetch(appid, now, self._generation)
+            loading = self._loading[appid] = asyncio.ensure_future(load)
+        # shielded: a caller that gives up does not cancel the load the others wait for
+        return await asyncio.shield(loading)
+
+    async def _fetch(self, appid: str, now: float, generation: int) -> AppTargets:
+        try:
+            targets = await self.db.read(self._load, appid)  # NotFound for an unknown app
+        finally:
+            if self._loading.get(appid) is asyncio.current_task():  # not a newer one
+                del self._loading[appid]
         if generation == self._generation:
             if len(self._entries) > 10_000:
                 self._entries.clear()
@@ -88,5 +106,7 @@ class AppCache:
         self._generation += 1
         if appid is None:
             self._entries.clear()
+            self._loading.clear()  # a request from now on loads afresh
         else:
             self._entries.pop(appid, None)
+            self._loading.pop(appid, None)

@@ -113,3 +113,31 @@ async def test_a_waiting_stream_gets_a_keep_alive_and_ends_when_closed() -> None
     broker.unsubscribe(sub)  # the client went away: the waiter returns at once
     assert await asyncio.wait_for(waiting, 5) is None
     assert sub.closed and broker.connected("ann") == []
+
+
+async def test_compact_shrinks_the_indexes_a_wave_of_closes_emptied() -> None:
+    """A dict or set keeps the table it grew to when its entries leave: 10,000 users' streams
+    closed left the broker's indexes holding room for 10,000. ``compact`` rebuilds them at
+    their present size, and the streams still open get what they should."""
+    import sys
+
+    broker = MemoryBroker()
+    subs = [broker.subscribe(f"u{i}", "d", appid="app") for i in range(10_000)]
+    grown = sys.getsizeof(broker._users), sys.getsizeof(broker._by_app["app"])
+    for sub in subs[2:]:
+        broker.unsubscribe(sub)
+    assert (sys.getsizeof(broker._users), sys.getsizeof(broker._by_app["app"])) == grown
+    broker.compact()
+    assert sys.getsizeof(broker._users) < grown[0] / 50
+    assert sys.getsizeof(broker._by_app["app"]) < grown[1] / 50
+    assert broker.open_connections() == 2 and broker.connected("u1") == ["d"]
+    await broker.publish("u1", {"type": "x"})
+    await broker.publish(EVERYONE, {"type": "y", "appid": "app"})
+    assert drain(subs[0]) == [{"type": "y", "appid": "app"}]
+    assert drain(subs[1]) == [{"type": "x"}, {"type": "y", "appid": "app"}]
+    broker.unsubscribe(subs[0])
+    broker.unsubscribe(subs[1])
+    broker.compact()
+    assert broker.open_connections() == 0 and broker._users == {} and not broker._by_app
+    assert broker.subscribe("u1", "d").user_id == "u1"  # the new indexes take new streams
+    assert broker.open_connections() == 1

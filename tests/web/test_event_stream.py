@@ -259,6 +259,54 @@ async def test_release_frees_garbage_in_reference_cycles() -> None:
         gc.enable()
 
 
+async def test_after_a_wave_of_closes_the_pump_shrinks_its_sets_and_the_brokers(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """10,000 streams closed: once the closes are over, the pump rebuilds its keep-alive
+    buckets (each had grown to a fifteenth of the streams) and the indexes of the brokers it
+    served, then gives memory back; the closes themselves kept no object per close."""
+    import sys
+
+    from miniport.events.broker import MemoryBroker
+
+    released: list[bool] = []
+    monkeypatch.setattr(memory, "release", lambda: released.append(True))
+
+    class Stub:  # what the pump reads of a stream
+        def __init__(self) -> None:
+            self.wrote, self.bucket = float(len(streams) % 15), 0
+
+    pump = event_stream.Pump(asyncio.get_running_loop())
+    broker = MemoryBroker()
+    pump.serves(broker)
+    pump.serves(broker)
+    assert pump.brokers == [broker]
+    subs = [broker.subscribe(f"u{i}", "d") for i in range(10_000)]
+    streams: list[Stub] = []
+    for _ in range(10_000):
+        streams.append(Stub())
+        pump.add(streams[-1])  # type: ignore[arg-type]
+    grown = max(sys.getsizeof(b) for b in pump.buckets)
+    before = sys.getallocatedblocks()
+    for stream in streams[1:]:
+        pump.remove(stream)  # type: ignore[arg-type]
+    assert sys.getallocatedblocks() - before < 100  # nothing kept per close
+    for sub in subs[1:]:
+        broker.unsubscribe(sub)
+    assert pump.count == 1 and pump.trimming is not None
+    users = sys.getsizeof(broker._users)
+    pump.last_close[0] = pump.loop.time() - event_stream.TRIM_DELAY_S  # the wave is over
+    pump.trimming.cancel()
+    pump.trim()
+    assert released == [True] and pump.closed == 0 and pump.trimming is None
+    assert max(sys.getsizeof(b) for b in pump.buckets) < grown / 20
+    assert sum(len(b) for b in pump.buckets) == 1  # the stream still open keeps its bucket
+    assert streams[0] in pump.buckets[streams[0].bucket]
+    assert sys.getsizeof(broker._users) < users / 50 and broker.open_connections() == 1
+    if pump.timer is not None:
+        pump.timer.cancel()
+
+
 def test_lean_event_wakes_every_waiter_and_clears() -> None:
     async def run() -> None:
         event = LeanEvent()

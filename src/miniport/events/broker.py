@@ -114,6 +114,7 @@ class Broker(Protocol):
     def unsubscribe(self, sub: Subscription) -> None: ...
     def connected(self, user_id: str) -> list[str]: ...
     def open_connections(self) -> int: ...
+    def compact(self) -> None: ...
 
 
 class MemoryBroker:
@@ -182,6 +183,20 @@ class MemoryBroker:
     def open_connections(self) -> int:
         """Runtime streams open on this node (console channels not counted)."""
         return sum(len(subs) for subs in self._by_app.values())
+
+    def compact(self) -> None:
+        """Rebuild the indexes at their present size, after a wave of closes: a dict or set
+        keeps the table it grew to when entries leave (10,000 users' streams closed left a
+        table of 10,000 users' slots; an app's set of 10,000 streams, a few still open, keeps
+        room for 10,000). What is indexed is the same objects."""
+        self._users = {
+            user: {appid: set(subs) for appid, subs in apps.items()}
+            for user, apps in self._users.items()
+        }
+        by_app: dict[str | None, set[Subscription]] = defaultdict(set)
+        for appid, subs in self._by_app.items():
+            by_app[appid] = set(subs)
+        self._by_app = by_app
 
 
 def offer_all(subs: Iterable[Subscription], message: Message) -> None:

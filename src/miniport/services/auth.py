@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import secrets
+from array import array
 from typing import Any
 
 from ..clock import Clock
@@ -54,7 +55,10 @@ class AuthService:
         self.revocations = RevocationStore(db)
         self._revoked: dict[str, float] = {}  # user id -> tokens issued before this are refused
         self._revocation_seq = 0
-        self._revocations_read_at = float("-inf")
+        # when revocations were last read, written in place: a new float at each poll (once a
+        # second while event streams open) would outlive the wave among the streams' objects
+        # and hold their allocator arena (1 MiB) after they closed
+        self._revocations_read_at = array("d", [float("-inf")])
 
     # --- runtime tokens (stateless) ---
     def runtime_token(self, user_id: str, device_id: str | None = None) -> str:
@@ -102,9 +106,9 @@ class AuthService:
         """Learn revocations made anywhere (another node, the CLI) since the last look; at most
         one database read per ``REVOCATION_POLL_S``."""
         now = self.clock.now()
-        if now - self._revocations_read_at < REVOCATION_POLL_S:
+        if now - self._revocations_read_at[0] < REVOCATION_POLL_S:
             return
-        self._revocations_read_at = now
+        self._revocations_read_at[0] = now
         rows = await self.db.read(self.revocations.runtime_since, self._revocation_seq)
         for seq, user_id, before in rows:
             self._revocation_seq = seq
@@ -121,7 +125,7 @@ class AuthService:
         if cutoff > now:
             raise InvalidInput("the revocation time must not be in the future")
         await self.db.write(self.revocations.revoke_runtime, user_id, cutoff, now, actor)
-        self._revocations_read_at = float("-inf")
+        self._revocations_read_at[0] = float("-inf")
         await self.refresh_revocations()
         return {"user_id": user_id, "before": cutoff, "revoked_at": now}
 

@@ -26,6 +26,7 @@ import asyncio
 import logging
 import sys
 import time
+from array import array
 from collections import deque
 from collections.abc import Awaitable, Coroutine
 from types import CoroutineType
@@ -90,7 +91,13 @@ class Pump:
     """What the open streams of one event loop share: the writes of one turn of the loop (each
     stream written once per turn, however many messages it got in it: a push's data and its
     refresh go out in one write) and the keep-alives (one timer ticking every second for all
-    streams, not one timer per stream)."""
+    streams, not one timer per stream).
+
+    After a wave of closes it gives their memory back (``trim``): the tables of its own sets and
+    of the brokers' indexes, which keep the size they grew to when emptied, are rebuilt, then
+    ``memory.release``. What the pump keeps meanwhile allocates no object per close: an object
+    outliving the wave (the time of the last close, as a float) would sit in pymalloc's arena
+    among the closed streams' objects and keep that whole arena (1 MiB) from being returned."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
@@ -102,8 +109,9 @@ class Pump:
         self.count = 0
         self.timer: asyncio.TimerHandle | None = None
         self.closed = 0  # streams closed since memory was last given back
-        self.last_close = 0.0
+        self.last_close = array("d", [0.0])  # the loop's time then: in place, not a new float
         self.trimming: asyncio.TimerHandle | None = None
+        self.brokers: list[Broker] = []  # whose indexes ``trim`` compacts
 
     def mark(self, stream: Stream) -> None:
         if not self.dirty:
@@ -118,6 +126,10 @@ class Pump:
         for stream in dirty:
             stream.flush(sent, now)
 
+    def serves(self, broker: Broker) -> None:
+        if broker not in self.brokers:  # one, all but always
+            self.brokers.append(broker)
+
     def add(self, stream: Stream) -> None:
         stream.bucket = int(stream.wrote) % len(self.buckets)
         self.buckets[stream.bucket].add(stream)
@@ -131,20 +143,28 @@ class Pump:
             bucket.discard(stream)
             self.count -= 1
             self.closed += 1
-            self.last_close = self.loop.time()
+            self.last_close[0] = self.loop.time()
             if self.closed >= TRIM_AFTER and self.trimming is None:
                 self.trimming = self.loop.call_later(TRIM_DELAY_S, self.trim)
 
     def trim(self) -> None:
         """Many streams closed: give the memory they held back to the operating system, once
         the wave of closes is over (no close for ``TRIM_DELAY_S``)."""
-        quiet = self.loop.time() - self.last_close
+        quiet = self.loop.time() - self.last_close[0]
         if quiet < TRIM_DELAY_S:
             self.trimming = self.loop.call_later(TRIM_DELAY_S - quiet, self.trim)
             return
         self.trimming = None
         self.closed = 0
+        self.compact()
         memory.release()
+
+    def compact(self) -> None:
+        """Rebuild the bucket sets (each held a fifteenth of the streams that were open), and
+        the indexes of the brokers served: a set or dict keeps its table when emptied."""
+        self.buckets = [set(bucket) for bucket in self.buckets]
+        for broker in self.brokers:
+            broker.compact()
 
     def tick(self) -> None:
         now = time.monotonic()
@@ -337,6 +357,7 @@ async def run_stream(
     """Serve ``sub`` as a server-sent-event response until the client goes away or the
     response ends; unsubscribes when done."""
     stream = Stream(sub, send, until)
+    stream._pump.serves(broker)
     try:
         await send({"type": "http.response.start", "status": 200, "headers": RAW_HEADERS})
         stream.open(hello)

@@ -93,3 +93,20 @@ async def test_a_failed_load_fails_every_request_sharing_it_and_the_next_loads_a
     assert all(isinstance(r, LookupError) for r in results) and db.loads == 1
     del registry.get_app  # the app is there now
     assert (await cache.get("a")).app == "old" and db.loads == 2
+
+
+async def test_expired_entries_are_dropped_when_memory_is_given_back() -> None:
+    """After a wave of event streams closed (``memory.release``), an entry past its time is
+    dropped rather than kept until the app is next asked for; a fresh one stays."""
+    from miniport import memory
+
+    db, registry = SlowDB(), Registry()
+    db.release.set()
+    cache = AppCache(db, registry, ttl_s=60)  # type: ignore[arg-type]
+    await cache.get("old")
+    await cache.get("new")
+    cache._entries["old"] = (cache._entries["old"][0] - 61, cache._entries["old"][1])
+    memory.release()
+    assert list(cache._entries) == ["new"]
+    await cache.get("new")
+    assert db.loads == 2  # still served from the cache

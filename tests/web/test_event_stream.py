@@ -259,6 +259,42 @@ async def test_release_frees_garbage_in_reference_cycles() -> None:
         gc.enable()
 
 
+def test_shrink_rebuilds_an_oversized_table_in_place_and_leaves_a_compact_one() -> None:
+    import sys
+
+    emptied, few = set(range(10_000)), {i: str(i) for i in range(10_000)}
+    for i in range(10_000):
+        emptied.discard(i)
+    for i in range(10, 10_000):
+        del few[i]
+    grown = sys.getsizeof(emptied), sys.getsizeof(few)
+    same = emptied, few
+    memory.shrink(emptied)
+    memory.shrink(few)
+    assert (emptied, few) == (set(), {i: str(i) for i in range(10)}) and same == (emptied, few)
+    assert sys.getsizeof(emptied) < grown[0] / 100 and sys.getsizeof(few) < grown[1] / 100
+    full = set(range(10_000))
+    size = sys.getsizeof(full)
+    memory.shrink(full)
+    assert sys.getsizeof(full) == size and len(full) == 10_000  # nothing to gain: untouched
+
+
+def test_release_hooks_are_called_while_their_object_lives() -> None:
+    calls: list[str] = []
+
+    class Cache:
+        def forget(self) -> None:
+            calls.append("forget")
+
+    cache = Cache()
+    memory.on_release(cache.forget)
+    memory.release()
+    assert calls == ["forget"]
+    del cache  # held weakly: it goes, and its hook with it
+    memory.release()
+    assert calls == ["forget"]
+
+
 async def test_after_a_wave_of_closes_the_pump_shrinks_its_sets_and_the_brokers(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

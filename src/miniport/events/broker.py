@@ -23,6 +23,8 @@ from collections import defaultdict, deque
 from collections.abc import Iterable
 from typing import Any, Protocol
 
+from .. import memory
+
 Message = dict[str, Any]
 QUEUE_LIMIT = 256
 EVERYONE = "*"  # publish(EVERYONE, message) reaches every connected runtime (of message's app)
@@ -185,18 +187,18 @@ class MemoryBroker:
         return sum(len(subs) for subs in self._by_app.values())
 
     def compact(self) -> None:
-        """Rebuild the indexes at their present size, after a wave of closes: a dict or set
-        keeps the table it grew to when entries leave (10,000 users' streams closed left a
-        table of 10,000 users' slots; an app's set of 10,000 streams, a few still open, keeps
-        room for 10,000). What is indexed is the same objects."""
-        self._users = {
-            user: {appid: set(subs) for appid, subs in apps.items()}
-            for user, apps in self._users.items()
-        }
-        by_app: dict[str | None, set[Subscription]] = defaultdict(set)
-        for appid, subs in self._by_app.items():
-            by_app[appid] = set(subs)
-        self._by_app = by_app
+        """Shrink the indexes, in place, after a wave of closes: a dict or set keeps the table
+        it grew to when entries leave (10,000 users' streams closed left a table of 10,000
+        users' slots; an app's set of 10,000 streams, a few still open, keeps room for
+        10,000)."""
+        for apps in self._users.values():
+            for subs in apps.values():
+                memory.shrink(subs)
+            memory.shrink(apps)
+        memory.shrink(self._users)
+        for subs in self._by_app.values():
+            memory.shrink(subs)
+        memory.shrink(self._by_app)
 
 
 def offer_all(subs: Iterable[Subscription], message: Message) -> None:

@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from .. import memory
 from ..domain.grey import grey_bucket, route_for
 from ..storage.db import Database
 from ..storage.registry import App, FetchURL, RegistryStore
@@ -64,6 +65,7 @@ class AppCache:
         self._entries: dict[str, tuple[float, AppTargets]] = {}
         self._generation = 0  # bumped by invalidate(): a load begun before it is not kept
         self._loading: dict[str, asyncio.Task[AppTargets]] = {}  # loads in flight, shared
+        memory.on_release(self.forget_expired)
 
     def _load(self, appid: str) -> AppTargets:
         urls = self.registry.fetch_urls(appid)
@@ -101,6 +103,16 @@ class AppCache:
                 self._entries.clear()
             self._entries[appid] = (now, targets)
         return targets
+
+    def forget_expired(self) -> None:
+        """Drop the entries past ``ttl_s`` (never served again: the next request loads
+        afresh). Called when memory is given back after a wave of event streams closed
+        (``memory.release``): an entry loaded while they opened, kept after, holds the
+        allocator's arena it was made in, among the streams' freed memory."""
+        now = time.monotonic()
+        for appid in [a for a, (at, _) in self._entries.items() if now - at >= self.ttl_s]:
+            del self._entries[appid]
+        memory.shrink(self._entries)
 
     def invalidate(self, appid: str | None = None) -> None:
         self._generation += 1

@@ -160,9 +160,10 @@ class Pump:
         memory.release()
 
     def compact(self) -> None:
-        """Rebuild the bucket sets (each held a fifteenth of the streams that were open), and
+        """Shrink the bucket sets (each held a fifteenth of the streams that were open), and
         the indexes of the brokers served: a set or dict keeps its table when emptied."""
-        self.buckets = [set(bucket) for bucket in self.buckets]
+        for bucket in self.buckets:
+            memory.shrink(bucket)
         for broker in self.brokers:
             broker.compact()
 

@@ -94,7 +94,7 @@ class Pump:
     streams, not one timer per stream).
 
     After a wave of closes it gives their memory back (``trim``): the tables of its own sets and
-    of the brokers' indexes, which keep the size they grew to when emptied, are rebuilt, then
+    of the brokers' indexes, which keep the size they grew to when emptied, are shrunk, then
     ``memory.release``. What the pump keeps meanwhile allocates no object per close: an object
     outliving the wave (the time of the last close, as a float) would sit in pymalloc's arena
     among the closed streams' objects and keep that whole arena (1 MiB) from being returned."""

@@ -5,6 +5,7 @@ audit log, changes, the console and the CLI."""
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import AsyncIterator
 from typing import Any
@@ -220,3 +221,28 @@ async def test_an_admin_manages_members_on_the_apps_console_page(live_server: Li
             assert r.status == 200
         async with erin.get(f"{base}/console/apps/{app.appid}") as r:
             assert r.status == 404
+
+
+async def test_a_viewer_member_never_sees_the_app_secret_whatever_its_platform_role(
+    live_server: LiveServer, session: aiohttp.ClientSession,
+) -> None:
+    """A platform developer who is only a viewer of an app reads it as a viewer: the app's
+    secret (which signs every request to the developer's server and answers jscode2session)
+    is not in its answer, from the API or on the console's app page."""
+    p, base = live_server.platform, live_server.url
+    app = await p.apps.create("shop", "test")
+    key = (await p.auth.create_key("api", "dev-as-viewer", "developer"))["key"]
+    await p.db.write(MemberStore(p.db).put, app.appid, "key:dev-as-viewer", "viewer", 0.0, "t")
+    async with session.get(f"{base}/admin/v1/apps/{app.appid}",
+                           headers={"Authorization": f"Bearer {key}"}) as r:
+        shown = await r.json()
+    assert r.status == 200 and shown["appid"] == app.appid
+    assert "secret" not in shown and app.secret not in json.dumps(shown)
+    await p.console_users.create_user("dana", "developer", PASSWORD)
+    await p.db.write(MemberStore(p.db).put, app.appid, "dana", "viewer", 0.0, "t")
+    async with client() as s:
+        (await sign_in(s, base, "dana")).release()
+        async with s.get(f"{base}/console/apps/{app.appid}") as r:
+            page = await r.text()
+    assert r.status == 200 and app.secret not in page
+    assert 'data-testid="secret-hidden"' in page and 'data-testid="rotate-secret"' not in page

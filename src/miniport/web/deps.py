@@ -66,7 +66,8 @@ async def visible_apps(request: Request, who: Principal) -> list[Any]:
 
 def require(role: str) -> Callable[[Request], Awaitable[Principal]]:
     """The caller, if its platform role is ``role`` or above and, on a route of one app
-    (``{appid}`` in its path), it is a member of that app with that role (admins always are)."""
+    (``{appid}`` in its path), it is a member of that app with that role (admins always are);
+    there, the caller comes with its role in that app, so ``who.can(...)`` asks about the app."""
 
     async def dependency(request: Request) -> Principal:
         who = await principal(request)
@@ -74,7 +75,7 @@ def require(role: str) -> Callable[[Request], Awaitable[Principal]]:
             raise Forbidden(f"this needs the {role} role; you are {who.role}")
         appid = request.path_params.get("appid")
         if appid is not None:
-            await members_of(request).check(str(appid), who, role)
+            return await members_of(request).check(str(appid), who, role)
         return who
 
     return dependency

@@ -246,3 +246,62 @@ async def test_a_viewer_member_never_sees_the_app_secret_whatever_its_platform_r
             page = await r.text()
     assert r.status == 200 and app.secret not in page
     assert 'data-testid="secret-hidden"' in page and 'data-testid="rotate-secret"' not in page
+
+
+async def test_a_developers_simulator_token_reaches_only_its_own_app(
+    live_server: LiveServer, session: aiohttp.ClientSession,
+) -> None:
+    """A developer of one app mints runtime tokens (the simulator) for any user id, but only
+    for its own app: such a token cannot read a real user's background-fetch token or data
+    in another app, nor open that app's event stream. Admins may still mint a token for every
+    app; a host key's tokens are for every app, as before."""
+    p, base = live_server.platform, live_server.url
+    dev = (await p.auth.create_key("api", "dev", "developer"))["key"]
+    headers = {"Authorization": f"Bearer {dev}"}
+    async with session.post(f"{base}/admin/v1/apps", json={"name": "mine"},
+                            headers=headers) as r:
+        mine = (await r.json())["appid"]
+    theirs = (await p.apps.create("theirs", "test")).appid
+    await p.background.set_token(theirs, "alice", "their-backend-credential")
+    mint = f"{base}/admin/v1/runtime-tokens"
+    async with session.post(mint, json={"user_id": "alice"}, headers=headers) as r:
+        assert r.status == 403 and "appid" in (await r.json())["message"]
+    async with session.post(mint, json={"user_id": "alice", "appid": theirs},
+                            headers=headers) as r:
+        assert r.status == 404  # not a member: as if the app did not exist
+    async with session.post(mint, json={"user_id": "alice", "appid": mine},
+                            headers=headers) as r:
+        assert r.status == 200
+        token = (await r.json())["runtime_token"]
+    as_alice = {"Authorization": f"Bearer {token}"}
+    for method, path in [("GET", "background-fetch/token"), ("GET", "background-fetch/data"),
+                         ("POST", "login"), ("POST", "launch"), ("GET", "analytics/config"),
+                         ("POST", "analytics/events")]:
+        body = {"json": {"events": []}} if method == "POST" else {}
+        async with session.request(method, f"{base}/runtime/v1/apps/{theirs}/{path}",
+                                   headers=as_alice, **body) as r:
+            text = await r.text()
+            assert r.status == 403 and "their-backend-credential" not in text, (path, text)
+    async with session.get(f"{base}/runtime/v1/apps/{mine}/background-fetch/token",
+                           headers=as_alice) as r:
+        assert r.status == 404  # its own app: no token set yet, the usual answer
+    events = f"{base}/runtime/v1/events"
+    async with session.get(events, params={"access_token": token, "appid": theirs}) as r:
+        assert r.status == 403
+    # without ?appid= the stream is its app's only: another app's message never reaches it
+    async with session.get(events, params={"access_token": token}) as stream:
+        assert stream.status == 200
+        assert b"connected" in await stream.content.readline()
+        await p.broker.publish("alice", {"type": "x", "appid": theirs, "n": 1})
+        await p.broker.publish("alice", {"type": "x", "appid": mine, "n": 2})
+        seen = b""
+        while b'"n":2' not in seen and b'"n": 2' not in seen:
+            seen += await stream.content.readline()
+        assert b'"n":1' not in seen and b'"n": 1' not in seen
+    # an admin still mints a token for every app
+    async with session.post(mint, json={"user_id": "alice"},
+                            headers={"Authorization": f"Bearer {live_server.admin_key}"}) as r:
+        every = (await r.json())["runtime_token"]
+    async with session.get(f"{base}/runtime/v1/apps/{theirs}/background-fetch/token",
+                           headers={"Authorization": f"Bearer {every}"}) as r:
+        assert (await r.json())["token"] == "their-backend-credential"

@@ -30,13 +30,21 @@ def bearer(request: Request) -> str | None:
 
 
 async def runtime_identity(request: Request) -> RuntimeIdentity:
-    """async on purpose: FastAPI runs a plain ``def`` dependency in a worker thread."""
+    """The runtime calling a route of the app in its path (``{appid}``).
+    async on purpose: FastAPI runs a plain ``def`` dependency in a worker thread."""
+    return await app_runtime_identity(request, request.path_params.get("appid"))
+
+
+async def app_runtime_identity(request: Request, appid: str | None) -> RuntimeIdentity:
+    """The runtime calling, if its token may act in ``appid`` (a token minted for one app
+    is refused in another)."""
     token = bearer(request)
     if token is None:
         raise Unauthorized("missing runtime token (Authorization: Bearer ...)")
     auth = platform_of(request).auth
     await auth.refresh_revocations()
-    return auth.identify(token)
+    who = auth.identify(token)
+    return who if appid is None else who.for_app(appid)
 
 
 async def principal(request: Request) -> Principal:

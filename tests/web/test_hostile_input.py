@@ -126,3 +126,23 @@ async def test_a_stored_url_with_a_bidi_override_is_shown_escaped_in_the_console
             async with s.get(base + page) as r:
                 html = await r.text()
                 assert "\u202e" not in html and "evil.example/&lt;U+202E&gt;gpj" in html, page
+
+
+async def test_deeply_nested_json_to_the_developer_back_end_routes_is_no_server_error(
+    live_server: LiveServer, session: aiohttp.ClientSession
+) -> None:
+    """/wxa/fetchdatasetting (read before its access token is checked, so by anyone) and the
+    refresh API parse their bodies by hand: a body nested deeper than the parser recurses, or
+    one with a lone surrogate, is WeChat's "data format error" / a 422, never a 500 with a
+    traceback in the log per request."""
+    p, base = live_server.platform, live_server.url
+    app = await p.apps.create("deep", "test")
+    token = (await p.wechat.token("client_credential", app.appid, app.secret))["access_token"]
+    deep = b"[" * 100_000 + b"]" * 100_000
+    for body in (deep, b'{"action": ' + LONE + b"}"):
+        async with session.post(f"{base}/wxa/fetchdatasetting", params={"access_token": token},
+                                data=body) as r:
+            assert r.status == 200 and (await r.json())["errcode"] == 47001
+        async with session.post(f"{base}/api/v1/apps/{app.appid}/background-fetch/refresh",
+                                params={"secret": app.secret}, data=body) as r:
+            assert r.status == 422, await r.text()

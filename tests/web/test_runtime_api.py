@@ -518,3 +518,32 @@ async def test_many_concurrent_reads_are_served(
                                      for _ in range(20)))
     assert {status for status, _ in results} == {200}
     assert len(counter.requests) == 1
+
+
+async def test_an_apps_devtools_name_only_the_devices_listening_to_that_app(
+    server: LiveServer, session: aiohttp.ClientSession,
+) -> None:
+    """A member of one app sees a user's devices whose streams carry that app's messages (opened
+    for it, or for every app), not the devices the user has open for other apps only."""
+    p = server.platform
+    shop, blog = await p.apps.create("shop", "test"), await p.apps.create("blog", "test")
+    viewer = (await p.auth.create_key("api", "v", "viewer"))["key"]
+    await p.members.add(shop.appid, "key:v", "viewer", "test")
+    streams = [
+        session.get(f"{server.url}/runtime/v1/events", timeout=aiohttp.ClientTimeout(total=60),
+                    params={"access_token": p.auth.runtime_token("alice", device), **app})
+        for device, app in (("blog-phone", {"appid": blog.appid}),
+                            ("shop-phone", {"appid": shop.appid}), ("host", {}))]
+    opened = [await s.__aenter__() for s in streams]
+    try:
+        for stream in opened:
+            assert (await SSE(stream).next())[0] == "connected"
+        async with session.get(
+            f"{server.url}/admin/v1/apps/{shop.appid}/users/alice/devices",
+            headers={"Authorization": f"Bearer {viewer}"},
+        ) as r:
+            assert (await r.json())["devices"] == ["host", "shop-phone"]
+        assert (await p.background.push(blog.appid, "alice"))["devices"] == ["blog-phone", "host"]
+    finally:
+        for s in streams:
+            await s.__aexit__(None, None, None)

@@ -653,7 +653,8 @@ class AnalyticsService(ReportQueries):
                 "test_id": test_id,
             },
         )
-        return {"test_id": test_id, "user_id": user_id, "devices": self.broker.connected(user_id)}
+        devices = self.broker.connected(user_id, appid)
+        return {"test_id": test_id, "user_id": user_id, "devices": devices}
 
     async def _retest(self, appid: str, user_id: str, test: TestRow) -> _Effective:
         """A running test whose configuration no longer fits the fields' slots (a pending type

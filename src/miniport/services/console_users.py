@@ -96,15 +96,15 @@ class ConsoleUsers:
         async with self._hashing:
             return await asyncio.to_thread(self.hasher.hash, password)
 
-    async def _verify(self, password_hash: str, password: str) -> bool:
-        def check() -> bool:
-            try:
-                return self.hasher.verify(password_hash, password)
-            except (VerificationError, InvalidHashError):
-                return False
+    def _check(self, password_hash: str, password: str) -> bool:
+        try:
+            return self.hasher.verify(password_hash, password)
+        except (VerificationError, InvalidHashError):
+            return False
 
+    async def _verify(self, password_hash: str, password: str) -> bool:
         async with self._hashing:
-            return await asyncio.to_thread(check)
+            return await asyncio.to_thread(self._check, password_hash, password)
 
     # --- users ---
     async def create_user(
@@ -204,19 +204,22 @@ class ConsoleUsers:
         return await self.db.read(self.shared.failures, self._key(name), since) >= FAILURE_LIMIT
 
     async def authenticate(self, name: str, password: str) -> ConsoleUser:
-        if await self._throttled(name):
-            raise Forbidden("too many failed sign-ins for this name; wait ten minutes")
-        found = await self.db.read(self.store.get_user, name.strip())
-        if found is None:
-            if self._dummy_hash is None:
-                self._dummy_hash = await self._hash(secrets.token_hex(8))
-            await self._verify(self._dummy_hash, password)
-        ok = found is not None and await self._verify(found[1], password)
-        if not ok or found is None:
-            await self.db.write(
-                self.shared.add_failure, self._key(name), self.now(), FAILURE_WINDOW_S
-            )
-            raise Unauthorized("wrong user name or password")
+        if self._dummy_hash is None:
+            self._dummy_hash = await self._hash(secrets.token_hex(8))
+        # The throttle is read once this guess holds a hashing slot, and a failure is counted
+        # before the slot is let go: read on arrival, guesses sent all at once all passed it
+        # (each then got its password checked), however low the limit.
+        async with self._hashing:
+            if await self._throttled(name):
+                raise Forbidden("too many failed sign-ins for this name; wait ten minutes")
+            found = await self.db.read(self.store.get_user, name.strip())
+            password_hash = self._dummy_hash if found is None else found[1]
+            ok = await asyncio.to_thread(self._check, password_hash, password)
+            if not ok or found is None:
+                await self.db.write(
+                    self.shared.add_failure, self._key(name), self.now(), FAILURE_WINDOW_S
+                )
+                raise Unauthorized("wrong user name or password")
         user = found[0]
         if user.disabled:
             raise Forbidden("this account is disabled; ask an admin")

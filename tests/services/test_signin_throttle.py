@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
 from argon2 import PasswordHasher
 
-from miniport.errors import Forbidden, Unauthorized
+from miniport.errors import Forbidden, InvalidInput, Unauthorized
 from miniport.platform import Platform
 from miniport.services.console_users import FAILURE_LIMIT, ConsoleUsers
 
@@ -33,3 +34,23 @@ async def test_parallel_guesses_get_no_more_password_checks_than_the_limit(
     # at most one more than the limit: the other hashing slot may be checking the last one
     assert FAILURE_LIMIT <= checked <= FAILURE_LIMIT + 1, checked
     assert sum(isinstance(o, Forbidden) for o in outcomes) == 4 * FAILURE_LIMIT - checked
+
+
+async def test_wrong_current_passwords_on_the_password_form_are_throttled_as_sign_ins(
+    platform: Platform,
+) -> None:
+    """Whoever holds a session (a stolen cookie, an unlocked screen) cannot guess the current
+    password without limit on the password form, to change it and keep the account."""
+    users = ConsoleUsers(platform.db, platform.console_users.store, platform.registry,
+                         platform.clock, PasswordHasher(time_cost=1, memory_cost=8, parallelism=1))
+    user, _ = await users.create_user("boss", "admin", "right-password-1")
+    token, _ = await users.start_session(user)
+    session = await users.session_for(token)
+    assert session is not None
+    for i in range(FAILURE_LIMIT):
+        with pytest.raises(InvalidInput, match="current password"):
+            await users.change_password(session, f"guess-{i}", "new-password-1")
+    with pytest.raises(Forbidden, match="too many"):
+        await users.change_password(session, "right-password-1", "new-password-1")
+    with pytest.raises(Forbidden, match="too many"):
+        await users.authenticate("boss", "right-password-1")

@@ -146,3 +146,22 @@ async def test_deeply_nested_json_to_the_developer_back_end_routes_is_no_server_
         async with session.post(f"{base}/api/v1/apps/{app.appid}/background-fetch/refresh",
                                 params={"secret": app.secret}, data=body) as r:
             assert r.status == 422, await r.text()
+
+
+async def test_json_nested_past_the_parsers_depth_is_a_clean_422_on_api_routes(
+    live_server: LiveServer, session: aiohttp.ClientSession
+) -> None:
+    """As malformed JSON: the API's error shape (``error``, ``message``), not the framework's
+    bare 400."""
+    p = live_server.platform
+    app = await p.apps.create("deep", "test")
+    deep = b"[" * 100_000 + b"]" * 100_000
+    for path in [f"/admin/v1/apps/{app.appid}/analytics/events", "/admin/v1/apps",
+                 f"/admin/v1/apps/{app.appid}/changes"]:
+        status, body = await _post(session, live_server.url + path, live_server.admin_key, deep)
+        assert status == 422 and body["error"] == "invalid_input", (path, body)
+    token = p.auth.runtime_token("u")
+    status, body = await _post(
+        session, f"{live_server.url}/runtime/v1/apps/{app.appid}/background-fetch/token", token,
+        deep)
+    assert status == 422 and body["errMsg"].startswith("setBackgroundFetchToken:fail"), body

@@ -53,11 +53,10 @@ async def wechat_fetchdatasetting(
 
 async def _json_or_none(request: Request) -> Any:
     """The body's JSON value, or None when it is not JSON for the strict reader (the same as
-    every other route's: no lone surrogate); nested past the parser's depth is not JSON here
-    either, rather than a RecursionError and a 500."""
+    every other route's: no lone surrogate, no nesting past the parser's depth)."""
     try:
         return json_text.loads(await request.body() or b"null")
-    except (ValueError, RecursionError):
+    except ValueError:
         return None
 
 

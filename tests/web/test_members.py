@@ -305,3 +305,27 @@ async def test_a_developers_simulator_token_reaches_only_its_own_app(
     async with session.get(f"{base}/runtime/v1/apps/{theirs}/background-fetch/token",
                            headers={"Authorization": f"Bearer {every}"}) as r:
         assert (await r.json())["token"] == "their-backend-credential"
+
+
+async def test_a_viewer_sees_where_alerts_go_but_not_the_webhooks_secret_part(
+    live_server: LiveServer, session: aiohttp.ClientSession,
+) -> None:
+    """A chat webhook's path and query are its credential (anyone who has them posts to the
+    team's channel): a viewer is shown its host only; the app's developers see it whole."""
+    p, base = live_server.platform, live_server.url
+    app = await p.apps.create("shop", "test")
+    hook = "https://hooks.example/services/T0/B0/s3cr3t-part?key=k3y"
+    await p.alerts.configure(app.appid, {"webhook": hook})
+    keys = {}
+    for name, role in (("v", "viewer"), ("d", "developer")):
+        keys[name] = (await p.auth.create_key("api", name, role))["key"]
+        await p.db.write(MemberStore(p.db).put, app.appid, f"key:{name}", role, 0.0, "t")
+    shown = {}
+    for name, key in keys.items():
+        async with session.get(f"{base}/admin/v1/apps/{app.appid}/alerts",
+                               headers={"Authorization": f"Bearer {key}"}) as r:
+            assert r.status == 200
+            shown[name] = (await r.json())["webhook"]
+    assert shown["d"] == hook
+    assert shown["v"].startswith("https://hooks.example/") and "s3cr3t" not in shown["v"]
+    assert "k3y" not in shown["v"]

@@ -164,7 +164,8 @@ async def prefetch_report(
 
 @router.get("/apps/{appid}/alerts")
 async def get_alerts(appid: str, request: Request, who: Viewer) -> dict[str, Any]:
-    return await platform_of(request).alerts.shown(appid)
+    """A viewer is shown the webhook's host only (its path and query may be its credential)."""
+    return await platform_of(request).alerts.shown(appid, whole=who.can("developer"))
 
 
 @router.post("/apps/{appid}/alerts")

@@ -165,3 +165,26 @@ async def test_json_nested_past_the_parsers_depth_is_a_clean_422_on_api_routes(
         session, f"{live_server.url}/runtime/v1/apps/{app.appid}/background-fetch/token", token,
         deep)
     assert status == 422 and body["errMsg"].startswith("setBackgroundFetchToken:fail"), body
+
+
+async def test_a_time_that_is_no_plain_number_or_date_is_a_clean_422(
+    live_server: LiveServer, session: aiohttp.ClientSession
+) -> None:
+    """``from``/``to`` of reports and exports: a superscript digit (``str.isdigit`` says yes,
+    ``int`` says no) or a number of ms no store holds is refused as an invalid date."""
+    p = live_server.platform
+    app = await p.apps.create("times", "test")
+    await p.analytics.save_event(app.appid, {"name": "buy", "display_name": "Buy", "mode": "api"})
+    headers = {"Authorization": f"Bearer {live_server.admin_key}"}
+    base = f"{live_server.url}/admin/v1/apps/{app.appid}/analytics"
+    for value in ("²", "9" * 30):
+        async with session.get(f"{base}/export", params={"event": "buy", "from": value},
+                               headers=headers) as r:
+            assert r.status == 422 and "date" in (await r.json())["message"], value
+        status, body = await _post(session, f"{base}/report", live_server.admin_key,
+                                   json.dumps({"event": "buy", "from": value}).encode())
+        assert status == 422, (value, body)
+    for number in (10**30, -(10**30)):  # a JSON number as ms
+        status, body = await _post(session, f"{base}/report", live_server.admin_key,
+                                   json.dumps({"event": "buy", "from": number}).encode())
+        assert status == 422, (number, body)

@@ -547,3 +547,22 @@ async def test_an_apps_devtools_name_only_the_devices_listening_to_that_app(
     finally:
         for s in streams:
             await s.__aexit__(None, None, None)
+
+
+async def test_a_wait_that_is_no_plain_number_is_a_clean_422(
+    server: LiveServer, session: aiohttp.ClientSession,
+) -> None:
+    """``waitMs`` is read by hand on the hot path: a superscript digit (``str.isdigit`` says
+    yes, ``int`` says no) or a number of thousands of digits is the documented refusal, not a
+    500 with a traceback in the log."""
+    p = server.platform
+    app = await p.apps.create("shop", "test")
+    headers = {"Authorization": f"Bearer {p.auth.runtime_token('alice')}"}
+    for wait in ("²", "1" * 5000, "-1", "1.5"):
+        async with session.get(
+            f"{server.url}/runtime/v1/apps/{app.appid}/background-fetch/data",
+            params={"waitMs": wait}, headers=headers,
+        ) as r:
+            body = await r.json()
+            assert r.status == 422 and body["errMsg"].startswith(
+                "getBackgroundFetchData:fail"), (wait, body)

@@ -128,7 +128,9 @@ async def read_data(request: Request, appid: str) -> Response:
         who = await app_runtime_identity(request, appid)
         params = request.query_params
         wait = params.get("waitMs", "0")
-        if not wait.isdigit():
+        # ASCII digits, and few: str.isdigit takes "²", which int() refuses, and int() refuses
+        # a number of thousands of digits (a 500 either way)
+        if not (wait.isascii() and wait.isdigit() and len(wait) <= 9):
             raise InvalidInput("waitMs must be a whole number of milliseconds")
         background = platform_of(request).background
         result = await background.get_data(

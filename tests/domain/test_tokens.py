@@ -18,7 +18,7 @@ from miniport.domain.tokens import (
     read_runtime_token,
     validate_id,
 )
-from miniport.errors import InvalidInput, Unauthorized
+from miniport.errors import Forbidden, InvalidInput, Unauthorized
 
 KEY = b"k" * 32
 OTHER = b"o" * 32
@@ -183,3 +183,15 @@ def test_a_sealed_value_opens_only_from_its_canonical_text() -> None:
     pad = "=" * (-len(text) % 4)
     assert base64.urlsafe_b64decode(twin + pad) == base64.urlsafe_b64decode(text + pad)
     assert unseal(KEY, "test", twin) is None
+
+
+def test_a_token_for_one_app_says_so_and_is_refused_in_another() -> None:
+    token = make_runtime_token(KEY, RuntimeIdentity("alice", "sim", T, "mpA"))
+    identity = read_runtime_token(KEY, token, max_age_s=30 * DAY, now=T)
+    assert identity == RuntimeIdentity("alice", "sim", T, "mpA")
+    assert identity.for_app("mpA") is identity
+    with pytest.raises(Forbidden):
+        identity.for_app("mpB")
+    every = read_runtime_token(KEY, make_runtime_token(KEY, RuntimeIdentity("bob", "d", T)),
+                               max_age_s=30 * DAY, now=T)
+    assert every.appid is None and every.for_app("mpB") is every

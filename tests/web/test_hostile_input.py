@@ -126,3 +126,65 @@ async def test_a_stored_url_with_a_bidi_override_is_shown_escaped_in_the_console
             async with s.get(base + page) as r:
                 html = await r.text()
                 assert "\u202e" not in html and "evil.example/&lt;U+202E&gt;gpj" in html, page
+
+
+async def test_deeply_nested_json_to_the_developer_back_end_routes_is_no_server_error(
+    live_server: LiveServer, session: aiohttp.ClientSession
+) -> None:
+    """/wxa/fetchdatasetting (read before its access token is checked, so by anyone) and the
+    refresh API parse their bodies by hand: a body nested deeper than the parser recurses, or
+    one with a lone surrogate, is WeChat's "data format error" / a 422, never a 500 with a
+    traceback in the log per request."""
+    p, base = live_server.platform, live_server.url
+    app = await p.apps.create("deep", "test")
+    token = (await p.wechat.token("client_credential", app.appid, app.secret))["access_token"]
+    deep = b"[" * 100_000 + b"]" * 100_000
+    for body in (deep, b'{"action": ' + LONE + b"}"):
+        async with session.post(f"{base}/wxa/fetchdatasetting", params={"access_token": token},
+                                data=body) as r:
+            assert r.status == 200 and (await r.json())["errcode"] == 47001
+        async with session.post(f"{base}/api/v1/apps/{app.appid}/background-fetch/refresh",
+                                params={"secret": app.secret}, data=body) as r:
+            assert r.status == 422, await r.text()
+
+
+async def test_json_nested_past_the_parsers_depth_is_a_clean_422_on_api_routes(
+    live_server: LiveServer, session: aiohttp.ClientSession
+) -> None:
+    """As malformed JSON: the API's error shape (``error``, ``message``), not the framework's
+    bare 400."""
+    p = live_server.platform
+    app = await p.apps.create("deep", "test")
+    deep = b"[" * 100_000 + b"]" * 100_000
+    for path in [f"/admin/v1/apps/{app.appid}/analytics/events", "/admin/v1/apps",
+                 f"/admin/v1/apps/{app.appid}/changes"]:
+        status, body = await _post(session, live_server.url + path, live_server.admin_key, deep)
+        assert status == 422 and body["error"] == "invalid_input", (path, body)
+    token = p.auth.runtime_token("u")
+    status, body = await _post(
+        session, f"{live_server.url}/runtime/v1/apps/{app.appid}/background-fetch/token", token,
+        deep)
+    assert status == 422 and body["errMsg"].startswith("setBackgroundFetchToken:fail"), body
+
+
+async def test_a_time_that_is_no_plain_number_or_date_is_a_clean_422(
+    live_server: LiveServer, session: aiohttp.ClientSession
+) -> None:
+    """``from``/``to`` of reports and exports: a superscript digit (``str.isdigit`` says yes,
+    ``int`` says no) or a number of ms no store holds is refused as an invalid date."""
+    p = live_server.platform
+    app = await p.apps.create("times", "test")
+    await p.analytics.save_event(app.appid, {"name": "buy", "display_name": "Buy", "mode": "api"})
+    headers = {"Authorization": f"Bearer {live_server.admin_key}"}
+    base = f"{live_server.url}/admin/v1/apps/{app.appid}/analytics"
+    for value in ("²", "9" * 30):
+        async with session.get(f"{base}/export", params={"event": "buy", "from": value},
+                               headers=headers) as r:
+            assert r.status == 422 and "date" in (await r.json())["message"], value
+        status, body = await _post(session, f"{base}/report", live_server.admin_key,
+                                   json.dumps({"event": "buy", "from": value}).encode())
+        assert status == 422, (value, body)
+    for number in (10**30, -(10**30)):  # a JSON number as ms
+        status, body = await _post(session, f"{base}/report", live_server.admin_key,
+                                   json.dumps({"event": "buy", "from": number}).encode())
+        assert status == 422, (number, body)

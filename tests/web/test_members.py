@@ -5,6 +5,7 @@ audit log, changes, the console and the CLI."""
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import AsyncIterator
 from typing import Any
@@ -220,3 +221,111 @@ async def test_an_admin_manages_members_on_the_apps_console_page(live_server: Li
             assert r.status == 200
         async with erin.get(f"{base}/console/apps/{app.appid}") as r:
             assert r.status == 404
+
+
+async def test_a_viewer_member_never_sees_the_app_secret_whatever_its_platform_role(
+    live_server: LiveServer, session: aiohttp.ClientSession,
+) -> None:
+    """A platform developer who is only a viewer of an app reads it as a viewer: the app's
+    secret (which signs every request to the developer's server and answers jscode2session)
+    is not in its answer, from the API or on the console's app page."""
+    p, base = live_server.platform, live_server.url
+    app = await p.apps.create("shop", "test")
+    key = (await p.auth.create_key("api", "dev-as-viewer", "developer"))["key"]
+    await p.db.write(MemberStore(p.db).put, app.appid, "key:dev-as-viewer", "viewer", 0.0, "t")
+    async with session.get(f"{base}/admin/v1/apps/{app.appid}",
+                           headers={"Authorization": f"Bearer {key}"}) as r:
+        shown = await r.json()
+    assert r.status == 200 and shown["appid"] == app.appid
+    assert "secret" not in shown and app.secret not in json.dumps(shown)
+    await p.console_users.create_user("dana", "developer", PASSWORD)
+    await p.db.write(MemberStore(p.db).put, app.appid, "dana", "viewer", 0.0, "t")
+    async with client() as s:
+        (await sign_in(s, base, "dana")).release()
+        async with s.get(f"{base}/console/apps/{app.appid}") as r:
+            page = await r.text()
+    assert r.status == 200 and app.secret not in page
+    assert 'data-testid="secret-hidden"' in page and 'data-testid="rotate-secret"' not in page
+
+
+async def test_a_developers_simulator_token_reaches_only_its_own_app(
+    live_server: LiveServer, session: aiohttp.ClientSession,
+) -> None:
+    """A developer of one app mints runtime tokens (the simulator) for any user id, but only
+    for its own app: such a token cannot read a real user's background-fetch token or data
+    in another app, nor open that app's event stream. Admins may still mint a token for every
+    app; a host key's tokens are for every app, as before."""
+    p, base = live_server.platform, live_server.url
+    dev = (await p.auth.create_key("api", "dev", "developer"))["key"]
+    headers = {"Authorization": f"Bearer {dev}"}
+    async with session.post(f"{base}/admin/v1/apps", json={"name": "mine"},
+                            headers=headers) as r:
+        mine = (await r.json())["appid"]
+    theirs = (await p.apps.create("theirs", "test")).appid
+    await p.background.set_token(theirs, "alice", "their-backend-credential")
+    mint = f"{base}/admin/v1/runtime-tokens"
+    async with session.post(mint, json={"user_id": "alice"}, headers=headers) as r:
+        assert r.status == 403 and "appid" in (await r.json())["message"]
+    async with session.post(mint, json={"user_id": "alice", "appid": theirs},
+                            headers=headers) as r:
+        assert r.status == 404  # not a member: as if the app did not exist
+    async with session.post(mint, json={"user_id": "alice", "appid": mine},
+                            headers=headers) as r:
+        assert r.status == 200
+        token = (await r.json())["runtime_token"]
+    as_alice = {"Authorization": f"Bearer {token}"}
+    for method, path in [("GET", "background-fetch/token"), ("GET", "background-fetch/data"),
+                         ("POST", "login"), ("POST", "launch"), ("GET", "analytics/config"),
+                         ("POST", "analytics/events")]:
+        body = {"json": {"events": []}} if method == "POST" else {}
+        async with session.request(method, f"{base}/runtime/v1/apps/{theirs}/{path}",
+                                   headers=as_alice, **body) as r:
+            text = await r.text()
+            assert r.status == 403 and "their-backend-credential" not in text, (path, text)
+    async with session.get(f"{base}/runtime/v1/apps/{mine}/background-fetch/token",
+                           headers=as_alice) as r:
+        assert r.status == 404  # its own app: no token set yet, the usual answer
+    events = f"{base}/runtime/v1/events"
+    async with session.get(events, params={"access_token": token, "appid": theirs}) as r:
+        assert r.status == 403
+    # without ?appid= the stream is its app's only: another app's message never reaches it
+    async with session.get(events, params={"access_token": token}) as stream:
+        assert stream.status == 200
+        assert b"connected" in await stream.content.readline()
+        await p.broker.publish("alice", {"type": "x", "appid": theirs, "n": 1})
+        await p.broker.publish("alice", {"type": "x", "appid": mine, "n": 2})
+        seen = b""
+        while b'"n":2' not in seen and b'"n": 2' not in seen:
+            seen += await stream.content.readline()
+        assert b'"n":1' not in seen and b'"n": 1' not in seen
+    # an admin still mints a token for every app
+    async with session.post(mint, json={"user_id": "alice"},
+                            headers={"Authorization": f"Bearer {live_server.admin_key}"}) as r:
+        every = (await r.json())["runtime_token"]
+    async with session.get(f"{base}/runtime/v1/apps/{theirs}/background-fetch/token",
+                           headers={"Authorization": f"Bearer {every}"}) as r:
+        assert (await r.json())["token"] == "their-backend-credential"
+
+
+async def test_a_viewer_sees_where_alerts_go_but_not_the_webhooks_secret_part(
+    live_server: LiveServer, session: aiohttp.ClientSession,
+) -> None:
+    """A chat webhook's path and query are its credential (anyone who has them posts to the
+    team's channel): a viewer is shown its host only; the app's developers see it whole."""
+    p, base = live_server.platform, live_server.url
+    app = await p.apps.create("shop", "test")
+    hook = "https://hooks.example/services/T0/B0/s3cr3t-part?key=k3y"
+    await p.alerts.configure(app.appid, {"webhook": hook})
+    keys = {}
+    for name, role in (("v", "viewer"), ("d", "developer")):
+        keys[name] = (await p.auth.create_key("api", name, role))["key"]
+        await p.db.write(MemberStore(p.db).put, app.appid, f"key:{name}", role, 0.0, "t")
+    shown = {}
+    for name, key in keys.items():
+        async with session.get(f"{base}/admin/v1/apps/{app.appid}/alerts",
+                               headers={"Authorization": f"Bearer {key}"}) as r:
+            assert r.status == 200
+            shown[name] = (await r.json())["webhook"]
+    assert shown["d"] == hook
+    assert shown["v"].startswith("https://hooks.example/") and "s3cr3t" not in shown["v"]
+    assert "k3y" not in shown["v"]

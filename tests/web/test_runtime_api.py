@@ -518,3 +518,51 @@ async def test_many_concurrent_reads_are_served(
                                      for _ in range(20)))
     assert {status for status, _ in results} == {200}
     assert len(counter.requests) == 1
+
+
+async def test_an_apps_devtools_name_only_the_devices_listening_to_that_app(
+    server: LiveServer, session: aiohttp.ClientSession,
+) -> None:
+    """A member of one app sees a user's devices whose streams carry that app's messages (opened
+    for it, or for every app), not the devices the user has open for other apps only."""
+    p = server.platform
+    shop, blog = await p.apps.create("shop", "test"), await p.apps.create("blog", "test")
+    viewer = (await p.auth.create_key("api", "v", "viewer"))["key"]
+    await p.members.add(shop.appid, "key:v", "viewer", "test")
+    streams = [
+        session.get(f"{server.url}/runtime/v1/events", timeout=aiohttp.ClientTimeout(total=60),
+                    params={"access_token": p.auth.runtime_token("alice", device), **app})
+        for device, app in (("blog-phone", {"appid": blog.appid}),
+                            ("shop-phone", {"appid": shop.appid}), ("host", {}))]
+    opened = [await s.__aenter__() for s in streams]
+    try:
+        for stream in opened:
+            assert (await SSE(stream).next())[0] == "connected"
+        async with session.get(
+            f"{server.url}/admin/v1/apps/{shop.appid}/users/alice/devices",
+            headers={"Authorization": f"Bearer {viewer}"},
+        ) as r:
+            assert (await r.json())["devices"] == ["host", "shop-phone"]
+        assert (await p.background.push(blog.appid, "alice"))["devices"] == ["blog-phone", "host"]
+    finally:
+        for s in streams:
+            await s.__aexit__(None, None, None)
+
+
+async def test_a_wait_that_is_no_plain_number_is_a_clean_422(
+    server: LiveServer, session: aiohttp.ClientSession,
+) -> None:
+    """``waitMs`` is read by hand on the hot path: a superscript digit (``str.isdigit`` says
+    yes, ``int`` says no) or a number of thousands of digits is the documented refusal, not a
+    500 with a traceback in the log."""
+    p = server.platform
+    app = await p.apps.create("shop", "test")
+    headers = {"Authorization": f"Bearer {p.auth.runtime_token('alice')}"}
+    for wait in ("²", "1" * 5000, "-1", "1.5"):
+        async with session.get(
+            f"{server.url}/runtime/v1/apps/{app.appid}/background-fetch/data",
+            params={"waitMs": wait}, headers=headers,
+        ) as r:
+            body = await r.json()
+            assert r.status == 422 and body["errMsg"].startswith(
+                "getBackgroundFetchData:fail"), (wait, body)

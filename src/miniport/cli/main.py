@@ -427,11 +427,15 @@ def change_audit(
 def user_token(
     user_id: str,
     device: Annotated[str | None, typer.Option("--device")] = None,
+    app: Annotated[
+        str | None,
+        typer.Option("--app", help="for this app only (needed by a developer's API key)"),
+    ] = None,
     data_dir: DataDir = None,
     as_json: Json = False,
 ) -> None:
     """A runtime token for a host user (what a host backend gets from the host API)."""
-    made = call(data_dir, as_json, "user.token", user_id=user_id, device_id=device)
+    made = call(data_dir, as_json, "user.token", user_id=user_id, device_id=device, appid=app)
     render(as_json, {"runtime_token": made["runtime_token"]})
 
 

@@ -92,8 +92,15 @@ async def _audit(pf: Platform, p: Params) -> dict[str, Any]:
 
 async def _runtime_token(pf: Platform, p: Params) -> dict[str, Any]:
     device = p.get("device_id") or "default"
-    token = pf.auth.runtime_token(p["user_id"], p.get("device_id"))
-    return {"runtime_token": token, "user_id": p["user_id"], "device_id": device}
+    if p.get("appid") is not None:
+        await pf.apps.get(p["appid"])
+    token = pf.auth.runtime_token(p["user_id"], p.get("device_id"), p.get("appid"))
+    return {
+        "runtime_token": token,
+        "user_id": p["user_id"],
+        "device_id": device,
+        "appid": p.get("appid"),
+    }
 
 
 async def _fetch_now(pf: Platform, p: Params) -> dict[str, Any]:
@@ -361,7 +368,7 @@ OPERATIONS: dict[str, Operation] = {
             lambda p: Route(
                 "POST",
                 "/admin/v1/runtime-tokens",
-                {"user_id": p["user_id"], "device_id": p.get("device_id")},
+                {"user_id": p["user_id"], "device_id": p.get("device_id"), "appid": p.get("appid")},
             ),
             _runtime_token,
         ),

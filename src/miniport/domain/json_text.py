@@ -3,7 +3,8 @@
 Python's ``json`` module turns an escaped lone surrogate (``"\\ud800"``) into a ``str`` that cannot
 be encoded as UTF-8, so it would fail only later (in the database, a hash, a log line). Here such a
 string is refused while parsing, as a ``json.JSONDecodeError`` like any other malformed JSON. The
-invariant: a value returned by ``loads`` encodes as UTF-8 everywhere, keys included."""
+invariant: a value returned by ``loads`` encodes as UTF-8 everywhere, keys included, and whatever
+it refuses (nesting past the parser's depth too) is a ``json.JSONDecodeError``."""
 
 from __future__ import annotations
 
@@ -61,6 +62,8 @@ def _stdlib_loads(body: bytes | str) -> Any:
         raise json.JSONDecodeError(
             "the body is not UTF-8 text", repr(body[:64]), exc.start
         ) from exc
+    except RecursionError as exc:  # nested deeper than the parser recurses: malformed here
+        raise json.JSONDecodeError("nested too deeply", "", 0) from exc
     raw = body.encode("utf-8", "surrogatepass") if isinstance(body, str) else body
     if _SURROGATE_ESCAPE.search(raw) and _has_lone_surrogate(value):
         text = body if isinstance(body, str) else body.decode("utf-8", "replace")

@@ -2,7 +2,9 @@
 code's random nonce aside).
 
 A runtime token is stateless: ``<payload>.<mac>`` where payload is base64url JSON of user id,
-device id and issue time, and mac an HMAC-SHA256 with the server key. Verifying needs no database
+device id, issue time and, for a token minted in the console or admin API (the simulator), the
+one app it is for, and mac an HMAC-SHA256 with the server key. A host's token (host key) is for
+every app its user opens. Verifying needs no database
 round trip, which keeps the runtime read path short."""
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import hmac
 import json
 from dataclasses import dataclass
 
-from ..errors import InvalidInput, Unauthorized
+from ..errors import Forbidden, InvalidInput, Unauthorized
 from .sealing import seal, unseal
 
 MAX_USER_ID = 128
@@ -26,6 +28,14 @@ class RuntimeIdentity:
     user_id: str
     device_id: str
     issued_at: int
+    appid: str | None = None  # the one app the token is for; None: every app (a host's token)
+
+    def for_app(self, appid: str) -> RuntimeIdentity:
+        """This identity, if its token may act in ``appid``: a developer who mints a token to
+        test an app as some user must not read that user's data (or token) in other apps."""
+        if self.appid is not None and self.appid != appid:
+            raise Forbidden(f"this runtime token is for app {self.appid}, not {appid}")
+        return self
 
 
 def _b64(data: bytes) -> str:
@@ -47,12 +57,14 @@ def _mac(key: bytes, purpose: str, message: str) -> str:
 
 
 def make_runtime_token(key: bytes, identity: RuntimeIdentity) -> str:
-    payload = _b64(
-        json.dumps(
-            {"u": identity.user_id, "d": identity.device_id, "t": identity.issued_at},
-            separators=(",", ":"),
-        ).encode()
-    )
+    claims: dict[str, str | int] = {
+        "u": identity.user_id,
+        "d": identity.device_id,
+        "t": identity.issued_at,
+    }
+    if identity.appid is not None:
+        claims["a"] = identity.appid
+    payload = _b64(json.dumps(claims, separators=(",", ":")).encode())
     return f"{payload}.{_mac(key, 'rt', payload)}"
 
 
@@ -62,7 +74,10 @@ def read_runtime_token(key: bytes, token: str, *, max_age_s: float, now: float) 
         raise Unauthorized("invalid runtime token")
     try:
         data = json.loads(_unb64(payload))
-        identity = RuntimeIdentity(str(data["u"]), str(data["d"]), int(data["t"]))
+        app = data.get("a")
+        identity = RuntimeIdentity(
+            str(data["u"]), str(data["d"]), int(data["t"]), None if app is None else str(app)
+        )
     except (ValueError, KeyError, TypeError) as exc:
         raise Unauthorized("invalid runtime token") from exc
     if now - identity.issued_at > max_age_s:

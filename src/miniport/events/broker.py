@@ -114,7 +114,7 @@ class Broker(Protocol):
         self, user_id: str, device_id: str, broadcast: bool = True, appid: str | None = None
     ) -> Subscription: ...
     def unsubscribe(self, sub: Subscription) -> None: ...
-    def connected(self, user_id: str) -> list[str]: ...
+    def connected(self, user_id: str, appid: str | None = None) -> list[str]: ...
     def open_connections(self) -> int: ...
     def compact(self) -> None: ...
 
@@ -178,9 +178,13 @@ class MemoryBroker:
         if sub.broadcast:
             _discard(self._by_app, sub.appid, sub)
 
-    def connected(self, user_id: str) -> list[str]:
+    def connected(self, user_id: str, appid: str | None = None) -> list[str]:
+        """The user's devices connected to this node; with ``appid``, only those whose stream
+        carries that app's messages (opened for it, or for every app): what a member of one
+        app may be shown."""
         apps = self._users.get(user_id, {})
-        return sorted({s.device_id for subs in apps.values() for s in subs})
+        wanted = apps.values() if appid is None else (apps.get(appid, ()), apps.get(None, ()))
+        return sorted({s.device_id for subs in wanted for s in subs})
 
     def open_connections(self) -> int:
         """Runtime streams open on this node (console channels not counted)."""

@@ -17,6 +17,7 @@ import re
 import smtplib
 from email.message import EmailMessage
 from typing import Any
+from urllib.parse import urlsplit
 
 from ..clock import Clock
 from ..domain.address_guard import AddressPolicy
@@ -34,6 +35,11 @@ from ..verify import APPID_HEADER, SIGNATURE_HEADER, sign
 _EMAIL = re.compile(r"^[^@\s]{1,64}@[A-Za-z0-9.-]{1,189}\.[A-Za-z]{2,}$|^[^@\s]+@localhost$")
 KINDS = ("periodic", "pre")
 log = logging.getLogger("miniport.alerts")
+
+
+def _origin_only(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}/…"
 
 
 def signed_webhook(
@@ -101,13 +107,16 @@ class AlertService:
         await self.db.write(self.store.save_settings, appid, values, self.clock.now())
         return await self.shown(appid)
 
-    async def shown(self, appid: str) -> dict[str, Any]:
+    async def shown(self, appid: str, whole: bool = True) -> dict[str, Any]:
+        """The app's alert settings and states. ``whole=False`` (for a viewer): the webhook's
+        scheme and host only, since a chat webhook's path and query are its credential."""
         await self.db.read(self.registry.get_app, appid)
         found = await self.db.read(self.store.settings, appid)
         row = found[0] if found else {}
+        webhook = row.get("webhook_url")
         return {
             "appid": appid,
-            "webhook": row.get("webhook_url"),
+            "webhook": webhook if whole or not webhook else _origin_only(webhook),
             "email": row.get("email"),
             "threshold": round(row.get("threshold", AlertRule.threshold) * 100, 2),
             "window_s": row.get("window_s", AlertRule.window_s),

@@ -75,12 +75,19 @@ _INDEXED_PATH = re.compile(r"^(fields|events)\[(\d+)\](?:\.(.*))?$")
 _ALSO = re.compile(r"\(also (fields|events)\[(\d+)\]\)")
 
 
+MAX_MS_DIGITS = 15  # ms since the epoch up to the year 33658
+
+
 def parse_time(value: str | int | None, tz: str, *, end: bool = False) -> int | None:
     """ms since the epoch from ms, an ISO date (a whole day in ``tz``; as an end, the day is
     included) or an ISO date-time (naive ones in ``tz``)."""
     if value is None or value == "":
         return None
-    if isinstance(value, int) or str(value).isdigit():
+    if isinstance(value, int):
+        return value
+    if str(value).isdigit():  # ms; not "²" (a digit to isdigit, not to int) nor past 64 bits
+        if not (str(value).isascii() and len(str(value)) <= MAX_MS_DIGITS):
+            raise InvalidInput(f"invalid date {value!r}: use YYYY-MM-DD or an ISO date-time")
         return int(value)
     try:
         zone = ZoneInfo(tz)
@@ -653,7 +660,8 @@ class AnalyticsService(ReportQueries):
                 "test_id": test_id,
             },
         )
-        return {"test_id": test_id, "user_id": user_id, "devices": self.broker.connected(user_id)}
+        devices = self.broker.connected(user_id, appid)
+        return {"test_id": test_id, "user_id": user_id, "devices": devices}
 
     async def _retest(self, appid: str, user_id: str, test: TestRow) -> _Effective:
         """A running test whose configuration no longer fits the fields' slots (a pending type

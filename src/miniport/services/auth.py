@@ -61,10 +61,14 @@ class AuthService:
         self._revocations_read_at = array("d", [float("-inf")])
 
     # --- runtime tokens (stateless) ---
-    def runtime_token(self, user_id: str, device_id: str | None = None) -> str:
+    def runtime_token(
+        self, user_id: str, device_id: str | None = None, appid: str | None = None
+    ) -> str:
+        """A token for every app (a host's), or, with ``appid``, for that app only."""
         validate_id("user id", user_id)
         device = validate_id("device id", device_id or "default")
-        return make_runtime_token(self.key, RuntimeIdentity(user_id, device, int(self.clock.now())))
+        identity = RuntimeIdentity(user_id, device, int(self.clock.now()), appid)
+        return make_runtime_token(self.key, identity)
 
     def identify(self, token: str, remember: bool = True) -> RuntimeIdentity:
         """Verify a runtime token; verified tokens are remembered (bounded) until they expire.

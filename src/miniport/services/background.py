@@ -336,7 +336,7 @@ class BackgroundService:
     async def push(self, appid: str, user_id: str) -> dict[str, Any]:
         """Tell the user's connected devices to refresh: fetch the periodic data now (which
         notifies them with the new data) and send them a devtoolsRefresh message."""
-        devices = self.broker.connected(user_id)
+        devices = self.broker.connected(user_id, appid)
         shown = await self.fetch_now(appid, user_id, "periodic")
         await self.broker.publish(
             user_id,

@@ -96,15 +96,11 @@ class ConsoleUsers:
         async with self._hashing:
             return await asyncio.to_thread(self.hasher.hash, password)
 
-    async def _verify(self, password_hash: str, password: str) -> bool:
-        def check() -> bool:
-            try:
-                return self.hasher.verify(password_hash, password)
-            except (VerificationError, InvalidHashError):
-                return False
-
-        async with self._hashing:
-            return await asyncio.to_thread(check)
+    def _check(self, password_hash: str, password: str) -> bool:
+        try:
+            return self.hasher.verify(password_hash, password)
+        except (VerificationError, InvalidHashError):
+            return False
 
     # --- users ---
     async def create_user(
@@ -175,9 +171,11 @@ class ConsoleUsers:
         return password
 
     async def change_password(self, session: Session, current: str, new: str) -> ConsoleUser:
-        found = await self.db.read(self.store.get_user, session.user.name)
-        if found is None or not await self._verify(found[1], current):
+        """A wrong ``current`` counts as a failed sign-in of the user (whoever holds a session
+        cannot guess the password without limit here, to change it and keep the account)."""
+        if await self._guess(session.user.name, current) is None:
             raise InvalidInput("the current password is not right")
+        await self.db.write(self.shared.clear_failures, self._key(session.user.name))
         check_password(new)
         if new == current:
             raise InvalidInput("choose a password different from the current one")
@@ -203,19 +201,29 @@ class ConsoleUsers:
         since = self.now() - FAILURE_WINDOW_S
         return await self.db.read(self.shared.failures, self._key(name), since) >= FAILURE_LIMIT
 
-    async def authenticate(self, name: str, password: str) -> ConsoleUser:
-        if await self._throttled(name):
-            raise Forbidden("too many failed sign-ins for this name; wait ten minutes")
-        found = await self.db.read(self.store.get_user, name.strip())
-        if found is None:
-            if self._dummy_hash is None:
-                self._dummy_hash = await self._hash(secrets.token_hex(8))
-            await self._verify(self._dummy_hash, password)
-        ok = found is not None and await self._verify(found[1], password)
-        if not ok or found is None:
+    async def _guess(self, name: str, password: str) -> tuple[ConsoleUser, str] | None:
+        """The user ``name`` (and its hash) if ``password`` is theirs; else None, with a failure
+        counted. Refused while the name is throttled. The throttle is read once this guess
+        holds a hashing slot, and a failure is counted before the slot is let go: read on
+        arrival, guesses sent all at once all passed it (each then had its password checked),
+        however low the limit."""
+        if self._dummy_hash is None:
+            self._dummy_hash = await self._hash(secrets.token_hex(8))
+        async with self._hashing:
+            if await self._throttled(name):
+                raise Forbidden("too many failed sign-ins for this name; wait ten minutes")
+            found = await self.db.read(self.store.get_user, name.strip())
+            password_hash = self._dummy_hash if found is None else found[1]
+            if await asyncio.to_thread(self._check, password_hash, password) and found:
+                return found
             await self.db.write(
                 self.shared.add_failure, self._key(name), self.now(), FAILURE_WINDOW_S
             )
+            return None
+
+    async def authenticate(self, name: str, password: str) -> ConsoleUser:
+        found = await self._guess(name, password)
+        if found is None:
             raise Unauthorized("wrong user name or password")
         user = found[0]
         if user.disabled:

@@ -56,16 +56,20 @@ class MemberService:
                 self.store.put, appid, who.name, "developer", self.clock.now(), who.name
             )
 
-    async def check(self, appid: str, who: Principal, needed: str) -> None:
-        """Refuse ``who`` in ``appid`` unless it holds ``needed`` there."""
+    async def check(self, appid: str, who: Principal, needed: str) -> Principal:
+        """Refuse ``who`` in ``appid`` unless it holds ``needed`` there; else ``who`` with its
+        role in that app (the lower of its platform and member roles), which is what any
+        further role test on that app's route must ask (a platform developer who is a viewer
+        of the app is a viewer there, e.g. not shown the app's secret)."""
         if who.role == "admin":
-            return
+            return who
         member = await self.db.read(self.store.role_of, appid, who.name)
         if member is None:
             raise NotFound(f"app {appid!r} not found")
         effective = _lower(who.role, member)
         if ROLES.index(effective) > ROLES.index(needed):
             raise Forbidden(f"this needs the {needed} role in app {appid}; you are {effective}")
+        return who if effective == who.role else Principal(who.name, effective)
 
     async def visible(self, who: Principal) -> set[str] | None:
         """The apps ``who`` may see; None for all of them (an admin)."""

@@ -10,7 +10,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field, StrictInt, StrictStr
 
 from ..domain.requests import Launch
-from ..errors import NotFound
+from ..errors import Forbidden, NotFound
 from ..services.auth import Principal
 from .deps import members_of, platform_of, require
 from .openapi_doc import ERRORS
@@ -77,6 +77,9 @@ class UserIn(BaseModel):
 class RuntimeTokenIn(BaseModel):
     user_id: StrictStr = Field(min_length=1, max_length=128)
     device_id: StrictStr | None = Field(default=None, max_length=128)
+    appid: StrictStr | None = Field(
+        default=None, max_length=64, description="the app the token is for (admins may omit it)"
+    )
 
 
 class RevokeIn(BaseModel):
@@ -161,7 +164,8 @@ async def prefetch_report(
 
 @router.get("/apps/{appid}/alerts")
 async def get_alerts(appid: str, request: Request, who: Viewer) -> dict[str, Any]:
-    return await platform_of(request).alerts.shown(appid)
+    """A viewer is shown the webhook's host only (its path and query may be its credential)."""
+    return await platform_of(request).alerts.shown(appid, whole=who.can("developer"))
 
 
 @router.post("/apps/{appid}/alerts")
@@ -292,7 +296,7 @@ async def health(
 
 @router.get("/apps/{appid}/users/{user_id}/devices")
 async def devices(appid: str, user_id: str, request: Request, who: Viewer) -> dict[str, Any]:
-    return {"devices": platform_of(request).broker.connected(user_id)}
+    return {"devices": platform_of(request).broker.connected(user_id, appid)}
 
 
 @router.get("/apps/{appid}/health/series")
@@ -333,15 +337,25 @@ async def health_series(
 
 @router.post("/runtime-tokens")
 async def runtime_token(body: RuntimeTokenIn, request: Request, who: Developer) -> dict[str, Any]:
-    """A runtime token for a host user and device (the console's simulator runs as that user)."""
+    """A runtime token for a host user and device (the console's simulator runs as that user):
+    for ``appid`` only (its developers), or, minted by an admin without ``appid``, for every
+    app. A token for every app would let a developer of one app read any user's data and
+    background-fetch token in every other app."""
     platform = platform_of(request)
-    token = platform.auth.runtime_token(body.user_id, body.device_id)
+    if body.appid is None:
+        if not who.can("admin"):
+            raise Forbidden("name the app the token is for (appid); only admins mint tokens for "
+                            "every app")
+    else:
+        await members_of(request).check(body.appid, who, "developer")
+        await platform.apps.get(body.appid)
+    token = platform.auth.runtime_token(body.user_id, body.device_id, body.appid)
     await platform.db.write(
         platform.registry.audit,
         platform.clock.now(),
         who.name,
         "runtime_token.create",
-        None,
+        body.appid,
         user_id=body.user_id,
         device_id=body.device_id or "default",
     )
@@ -349,6 +363,7 @@ async def runtime_token(body: RuntimeTokenIn, request: Request, who: Developer) 
         "runtime_token": token,
         "user_id": body.user_id,
         "device_id": body.device_id or "default",
+        "appid": body.appid,
     }
 
 

@@ -16,7 +16,7 @@ from ..errors import InvalidInput, MiniportError
 from ..services.analytics import parse_time, test_channel
 from ..services.auth import Principal
 from ..services.saved_reports import run_params
-from .deps import error_response, platform_of, require, runtime_identity
+from .deps import app_runtime_identity, error_response, platform_of, require
 from .event_stream import EventStreamResponse
 from .openapi_doc import CSV, ERRORS, EVENT_STREAM
 from .strict_json import StrictJSONRoute
@@ -40,7 +40,7 @@ MAX_BATCH_BYTES = 1_000_000
 async def runtime_config(appid: str, request: Request) -> Any:
     """The published configuration, or a running test's for the tester's devices."""
     try:
-        who = await runtime_identity(request)
+        who = await app_runtime_identity(request, appid)
         return await platform_of(request).analytics.runtime_config(appid, who.user_id)
     except MiniportError as exc:
         return error_response(exc, "getAnalyticsConfig")
@@ -86,7 +86,7 @@ async def ingest_batch(request: Request, appid: str) -> Response:
     """The ingest path: parameters and body read by hand rather than through the framework's
     request handling, which cost more per batch than the batch's JSON."""
     try:
-        who = await runtime_identity(request)
+        who = await app_runtime_identity(request, appid)
         raw = await request.body()
         if len(raw) > MAX_BATCH_BYTES:
             raise InvalidInput(f"batch larger than {MAX_BATCH_BYTES} bytes")

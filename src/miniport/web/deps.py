@@ -30,13 +30,21 @@ def bearer(request: Request) -> str | None:
 
 
 async def runtime_identity(request: Request) -> RuntimeIdentity:
-    """async on purpose: FastAPI runs a plain ``def`` dependency in a worker thread."""
+    """The runtime calling a route of the app in its path (``{appid}``).
+    async on purpose: FastAPI runs a plain ``def`` dependency in a worker thread."""
+    return await app_runtime_identity(request, request.path_params.get("appid"))
+
+
+async def app_runtime_identity(request: Request, appid: str | None) -> RuntimeIdentity:
+    """The runtime calling, if its token may act in ``appid`` (a token minted for one app
+    is refused in another)."""
     token = bearer(request)
     if token is None:
         raise Unauthorized("missing runtime token (Authorization: Bearer ...)")
     auth = platform_of(request).auth
     await auth.refresh_revocations()
-    return auth.identify(token)
+    who = auth.identify(token)
+    return who if appid is None else who.for_app(appid)
 
 
 async def principal(request: Request) -> Principal:
@@ -66,7 +74,8 @@ async def visible_apps(request: Request, who: Principal) -> list[Any]:
 
 def require(role: str) -> Callable[[Request], Awaitable[Principal]]:
     """The caller, if its platform role is ``role`` or above and, on a route of one app
-    (``{appid}`` in its path), it is a member of that app with that role (admins always are)."""
+    (``{appid}`` in its path), it is a member of that app with that role (admins always are);
+    there, the caller comes with its role in that app, so ``who.can(...)`` asks about the app."""
 
     async def dependency(request: Request) -> Principal:
         who = await principal(request)
@@ -74,7 +83,7 @@ def require(role: str) -> Callable[[Request], Awaitable[Principal]]:
             raise Forbidden(f"this needs the {role} role; you are {who.role}")
         appid = request.path_params.get("appid")
         if appid is not None:
-            await members_of(request).check(str(appid), who, role)
+            return await members_of(request).check(str(appid), who, role)
         return who
 
     return dependency

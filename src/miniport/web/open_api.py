@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import secrets
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, Field, StrictStr
 
+from ..domain import json_text
 from ..errors import Unauthorized
 from .deps import bearer, platform_of
 from .openapi_doc import ERRORS
@@ -46,11 +46,18 @@ async def wechat_fetchdatasetting(
 ) -> dict[str, Any]:
     """WeChat's pre-fetch / periodic-update settings API (get, set_pre_fetch,
     set_period_fetch); a set waits for an admin unless the app is trusted for API changes."""
+    return await platform_of(request).wechat.fetchdatasetting(
+        access_token, await _json_or_none(request)
+    )
+
+
+async def _json_or_none(request: Request) -> Any:
+    """The body's JSON value, or None when it is not JSON for the strict reader (the same as
+    every other route's: no lone surrogate, no nesting past the parser's depth)."""
     try:
-        body = json.loads(await request.body() or b"null")
+        return json_text.loads(await request.body() or b"null")
     except ValueError:
-        body = None
-    return await platform_of(request).wechat.fetchdatasetting(access_token, body)
+        return None
 
 
 async def _developer(request: Request, appid: str, access_token: str, secret: str) -> None:
@@ -81,11 +88,7 @@ async def refresh_start(
     """Fetch now for {"users": [...]} or {"all": true} (every active user) and push the new data
     to their connected devices; one refresh per app at a time."""
     await _developer(request, appid, access_token, secret)
-    try:
-        body = json.loads(await request.body() or b"null")
-    except ValueError:
-        body = None
-    return await platform_of(request).refresh.start(appid, body)
+    return await platform_of(request).refresh.start(appid, await _json_or_none(request))
 
 
 @router.get(REFRESH + "/{refresh_id}", tags=["developer"])

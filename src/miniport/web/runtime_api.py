@@ -13,7 +13,7 @@ from starlette.routing import Route
 from ..domain.requests import Launch
 from ..domain.tokens import RuntimeIdentity
 from ..errors import InvalidInput, MiniportError, Problem, join_problems
-from .deps import bearer, error_response, platform_of, runtime_identity
+from .deps import app_runtime_identity, bearer, error_response, platform_of, runtime_identity
 from .event_stream import EventStreamResponse
 from .openapi_doc import ERRORS, EVENT_STREAM
 from .strict_json import StrictJSONRoute
@@ -63,7 +63,7 @@ async def launch(appid: str, request: Request) -> Any:
     """A cold start: the platform pre-fetches at once. On the cold-start path, so the body is
     read by hand rather than through dependency injection (it costs more than the launch)."""
     try:
-        who = await runtime_identity(request)
+        who = await app_runtime_identity(request, appid)
         raw = await request.body()
         try:
             body = LaunchIn.model_validate_json(raw or b"{}")
@@ -125,10 +125,12 @@ async def read_data(request: Request, appid: str) -> Response:
     """The hot read path: parameters are read by hand rather than through dependency injection,
     which costs more than the read itself."""
     try:
-        who = await runtime_identity(request)
+        who = await app_runtime_identity(request, appid)
         params = request.query_params
         wait = params.get("waitMs", "0")
-        if not wait.isdigit():
+        # ASCII digits, and few: str.isdigit takes "²", which int() refuses, and int() refuses
+        # a number of thousands of digits (a 500 either way)
+        if not (wait.isascii() and wait.isdigit() and len(wait) <= 9):
             raise InvalidInput("waitMs must be a whole number of milliseconds")
         background = platform_of(request).background
         result = await background.get_data(
@@ -179,7 +181,8 @@ async def login(appid: str, request: Request, who: Identity) -> Any:
 async def events(request: Request) -> Any:
     """Server-sent events for this runtime. Browsers' EventSource cannot send headers, so the
     token may also come as ``?access_token=``. With ``?appid=`` the stream carries only that
-    app's messages (and the user's messages that name no app). (The server answers most of
+    app's messages (and the user's messages that name no app); a token minted for one app
+    (the simulator's) opens a stream of that app only. (The server answers most of
     these requests ahead of the framework's routing, with the same ``open_events``: see
     ``web.app.MiniportAPI``.)"""
     return await open_events(request)
@@ -198,6 +201,8 @@ async def open_events(request: Request) -> Response:
             if token
             else await runtime_identity(request)  # no token: its "missing token" error
         )
+        if who.appid is not None:  # a token for one app: a stream of that app only
+            appid = who.for_app(appid or who.appid).appid
         if appid is not None:
             await platform.background.apps.get(appid)
     except MiniportError as exc:

@@ -66,3 +66,26 @@ async def test_fetch_settings_on_the_urls_page(live_server: LiveServer) -> None:
         async with s.post(f"{url}/fetch-settings", data={**form, "interval": "30m"}) as r:
             assert r.status == 422
             assert 'data-testid="error-settings"' in await r.text()
+
+
+async def test_a_superscript_digit_in_a_number_field_is_a_form_error_not_a_500(
+    live_server: LiveServer,
+) -> None:
+    """``str.isdigit`` takes "²", which ``int`` refuses: the grey ratio and the active days are
+    shown back at their field, like any other wrong number."""
+    p, base = live_server.platform, live_server.url
+    await p.console_users.create_user("ida", "developer", PASSWORD)
+    app = await p.apps.create("shop", "dev")
+    await p.members.add(app.appid, "ida", "developer", "test")
+    url = f"{base}/console/apps/{app.appid}"
+    async with client() as s:
+        (await sign_in(s, base, "ida")).release()
+        async with s.get(f"{url}/urls") as r:
+            token = csrf_of(await r.text())
+        form = {"csrf_token": token, "kind": "periodic", "op": "grey_set",
+                "url": "https://dev.example/grey", "ratio": "1²"}  # fmt: skip
+        async with s.post(f"{url}/changes", data=form) as r:
+            assert r.status == 422 and 'data-testid="error-grey-periodic"' in await r.text()
+        async with s.post(f"{url}/fetch-settings",
+                          data={"csrf_token": token, "active_days": "²"}) as r:
+            assert r.status == 422 and 'data-testid="error-settings"' in await r.text()

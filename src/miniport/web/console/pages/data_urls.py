@@ -23,6 +23,12 @@ from ._common import AdminPage, Ctx, DeveloperPage, ViewerPage, app_context
 router = APIRouter()
 
 
+def _whole(text: str) -> bool:
+    """A whole number ``int`` reads: ASCII digits (``str.isdigit`` also takes "²")."""
+    text = text.strip()
+    return text.isascii() and text.isdigit()
+
+
 async def urls_page(
     ctx: Ctx,
     appid: str,
@@ -77,7 +83,7 @@ async def request_change(
     state = state_of(ctx.request)
     field = f"grey-{kind}" if op.startswith("grey") else kind  # where an error is shown
     try:
-        if ratio.strip() and not ratio.strip().isdigit():
+        if ratio.strip() and not _whole(ratio):
             raise InvalidInput("the grey ratio must be a whole percentage 0..100")
         pending = await state.platform.apps.request_change(
             appid, kind, op, url.strip() or None, ctx.who.name,
@@ -115,7 +121,7 @@ async def save_fetch_settings(
     }
     try:
         if active_days.strip():
-            if not active_days.strip().isdigit():
+            if not _whole(active_days):
                 raise InvalidInput("active days must be a whole number")
             changes["active_days"] = int(active_days)
         await state_of(ctx.request).platform.apps.update_fetch_settings(

@@ -239,7 +239,7 @@ async function launch(event) {
   root.dataset.launched = 'false';
   let token;
   try {
-    ({ runtime_token: token } = await api('POST', '/admin/v1/runtime-tokens', { user_id: user, device_id: device }));
+    ({ runtime_token: token } = await api('POST', '/admin/v1/runtime-tokens', { user_id: user, device_id: device, appid }));
   } catch (error) {
     status.textContent = error.message;
     return;

@@ -117,3 +117,47 @@ def test_other_integrity_errors_pass_unchanged(platform: Platform) -> None:
     ):  # NOT NULL, not a duplicate
         conn.execute(insert(t.console_users).values(name="cy", role=None, password_hash="h"))
     assert platform.console_users.store.get_user("cy") is None
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+async def test_one_login_code_exchanged_at_once_works_once_and_refuses_cleanly(
+    backend: str, platforms: Make, request: pytest.FixtureRequest
+) -> None:
+    """Eight exchanges of one code at once (on PostgreSQL each in its own transaction and
+    thread): one is taken, the others are told the code was used; none is a database error."""
+    p = await started(backend, platforms, request)
+    app = await p.apps.create("shop", "test")
+    results = await asyncio.gather(
+        *(
+            p.db.write(
+                p.registry.use_login_code, "code-hash", app.appid, "alice", 2000.0, 1000.0
+            )
+            for _ in range(8)
+        ),
+        return_exceptions=True,
+    )
+    assert sorted(results, key=str) == [False] * 7 + [True], results
+
+
+@pytest.mark.postgres
+async def test_a_login_code_taken_by_a_transaction_in_flight_is_used_not_an_error(
+    platforms: Make, pg_url: str
+) -> None:
+    """The race made certain: another exchange has inserted the code but not committed when
+    this one looks. A read before the insert saw nothing and then hit the unique key (a 500
+    for the device); now this one waits for the other and answers 'used'."""
+    p = await platforms(database_url=pg_url)
+    app = await p.apps.create("shop", "test")
+    with p.db.engine.connect() as other:
+        other.begin()
+        other.execute(
+            insert(t.login_codes).values(
+                code_hash="code-hash", appid=app.appid, user_id="bob", expires_at=2000.0
+            )
+        )
+        exchange = asyncio.ensure_future(
+            p.db.write(p.registry.use_login_code, "code-hash", app.appid, "alice", 2000.0, 1000.0)
+        )
+        await asyncio.sleep(0.3)  # this exchange is now waiting on the other's row lock
+        other.commit()
+    assert await exchange is False

@@ -461,24 +461,27 @@ class RegistryStore:
         self, nonce_hash: str, appid: str, user_id: str, expires_at: float, now: float
     ) -> bool:
         """Record that a code was exchanged; False when it already was (a code works once).
-        Rows outlive their code's expiry only until the next exchange cleans them up."""
+        The unique key decides (``ON CONFLICT DO NOTHING``), not a read before the insert: two
+        exchanges of one code at once on PostgreSQL give one True and one False, not a
+        duplicate-key error. Rows outlive their code's expiry only until the next exchange
+        cleans them up."""
+        from .fetches import _dialect_insert
+
         with self.db.writing() as conn:
             conn.execute(delete(t.login_codes).where(t.login_codes.c.expires_at < now))
-            seen = conn.execute(
-                select(t.login_codes.c.code_hash).where(t.login_codes.c.code_hash == nonce_hash)
-            ).first()
-            if seen is not None:
-                return False
-            conn.execute(
-                insert(t.login_codes).values(
+            added = conn.execute(
+                _dialect_insert(self.db.is_sqlite)(t.login_codes)
+                .values(
                     code_hash=nonce_hash,
                     appid=appid,
                     user_id=user_id,
                     expires_at=expires_at,
                     used_at=now,
                 )
+                .on_conflict_do_nothing(index_elements=["code_hash"])
+                .returning(t.login_codes.c.code_hash)
             )
-            return True
+            return added.first() is not None
 
     # --- host keys and admin API keys ---
     def add_key(

@@ -74,7 +74,7 @@ async def test_write_behind_drops_only_the_refused_item(
 
 
 async def test_a_pre_fetch_result_the_database_refused_is_not_served_from_memory(
-    platforms: Make, fake_clock: FakeClock
+    platforms: Make, fake_clock: FakeClock, caplog: pytest.LogCaptureFixture
 ) -> None:
     """Readers see a pre-fetched body from memory until it is flushed; once the database has
     refused it (and stored its neighbours), it must not stay readable as if it were stored."""
@@ -91,6 +91,9 @@ async def test_a_pre_fetch_result_the_database_refused_is_not_served_from_memory
     assert (app.appid, "bad", "pre") not in p.background.pending.fresh
     with pytest.raises(NoData):
         await p.background.get_data(app.appid, "bad", "pre")
+    # the drop is logged by name, without the user's data
+    assert f"pre fetch result of {app.appid}/bad" in caplog.text
+    assert "data of bad" not in caplog.text
 
 
 async def test_write_behind_keeps_everything_while_the_database_is_away(

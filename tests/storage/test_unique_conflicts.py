@@ -161,3 +161,25 @@ async def test_a_login_code_taken_by_a_transaction_in_flight_is_used_not_an_erro
         await asyncio.sleep(0.3)  # this exchange is now waiting on the other's row lock
         other.commit()
     assert await exchange is False
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+async def test_a_database_error_names_the_statement_not_the_values(
+    backend: str, platforms: Make, request: pytest.FixtureRequest
+) -> None:
+    """Database errors are logged with their message: it must not carry the statement's values
+    (users' tokens, fetched bodies). PostgreSQL's own detail names the violated key's value (here
+    the code hash), which is not one of them."""
+    p = await started(backend, platforms, request)
+    app = await p.apps.create("shop", "test")
+    row = {"code_hash": "h", "appid": app.appid, "user_id": "secret-value-1234", "expires_at": 1.0}
+
+    def twice() -> None:
+        with p.db.writing() as conn:
+            conn.execute(insert(t.login_codes).values(**row))
+            conn.execute(insert(t.login_codes).values(**row))
+
+    with pytest.raises(IntegrityError) as caught:
+        await p.db.write(twice)
+    assert "login_codes" in str(caught.value)
+    assert "secret-value-1234" not in str(caught.value)

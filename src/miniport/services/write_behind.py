@@ -124,8 +124,12 @@ class WriteBehind:
             except Exception:
                 failed_r.append(record)
         if done_l or done_r:  # the database works: what still fails is bad data
-            for item in [*failed_l, *failed_r]:
-                log.error("write-behind dropped an item the database refuses: %r", item)
+            for appid, user_id, _ in failed_l:
+                log.error("write-behind dropped a launch of %s/%s the database refuses",
+                          appid, user_id)
+            for r in failed_r:  # named, not shown: the record carries the user's data
+                log.error("write-behind dropped the %s fetch result of %s/%s (%s) the database "
+                          "refuses", r.kind, r.appid, r.user_id, r.verdict)
             self._unfresh(failed_r)  # never stored: not to be read as if it were
             return done_l, done_r
         for appid, user_id, at in failed_l:  # nothing went through: keep all and retry

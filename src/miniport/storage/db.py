@@ -57,6 +57,9 @@ def conflict_on_duplicate(message: str) -> Iterator[None]:
 
 
 def make_engine(url: str) -> Engine:
+    """The engine for ``url``. ``hide_parameters``: a database error's message (logged with
+    its traceback) names the statement but not its values, which are users' data, tokens and
+    fetched bodies."""
     if url.startswith("sqlite"):
         path = url.split("///", 1)[-1]
         if path and path != ":memory:":
@@ -69,6 +72,7 @@ def make_engine(url: str) -> Engine:
             connect_args={"check_same_thread": False, "timeout": 30},
             pool_size=8,
             pool_reset_on_return=None,
+            hide_parameters=True,
         )
 
         @event.listens_for(engine, "connect")
@@ -91,8 +95,10 @@ def make_engine(url: str) -> Engine:
         return engine
     if url.startswith("postgresql"):
         url = url.replace("postgresql://", "postgresql+psycopg://", 1)
-        return create_engine(url, pool_size=10, max_overflow=10, pool_pre_ping=True)
-    return create_engine(url, poolclass=NullPool)
+        return create_engine(
+            url, pool_size=10, max_overflow=10, pool_pre_ping=True, hide_parameters=True
+        )
+    return create_engine(url, poolclass=NullPool, hide_parameters=True)
 
 
 class Database:

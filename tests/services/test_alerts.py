@@ -157,3 +157,24 @@ async def test_bad_alert_settings_are_refused(
     with pytest.raises(InvalidInput):
         await p.alerts.configure(app.appid, changes)
     assert (await p.alerts.shown(app.appid))["webhook"] is None
+
+
+async def test_alert_changes_are_audited_without_the_webhook_credential(
+    platforms: Callable[..., Awaitable[Platform]],
+) -> None:
+    """Who redirected an app's alerts, and where: the audit names the changed settings and the
+    webhook's host, not its path and query (a chat webhook's credential)."""
+    p = await platforms()
+    app = await p.apps.create("shop", "dev")
+    await p.alerts.configure(
+        app.appid, {"webhook": "http://127.0.0.1:9/hook/SECRET-TOKEN", "threshold": 50}, "ana"
+    )
+    await p.alerts.configure(app.appid, {"email": "ops@example.com"}, "bo")
+    entries = [e for e in await p.db.read(p.registry.list_audit, app.appid)
+               if e.action == "alerts.configure"]
+    assert sorted((e.actor, tuple(e.detail["changed"])) for e in entries) == [
+        ("ana", ("threshold", "webhook_url")),
+        ("bo", ("email",)),
+    ]
+    assert all(e.detail["webhook_host"] == "127.0.0.1:9" for e in entries)
+    assert "SECRET-TOKEN" not in json.dumps([e.detail for e in entries])

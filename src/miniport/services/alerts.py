@@ -75,7 +75,11 @@ class AlertService:
         self.smtp_host, self.smtp_port, self.smtp_from = smtp
 
     # --- settings and history ---
-    async def configure(self, appid: str, changes: dict[str, Any]) -> dict[str, Any]:
+    async def configure(
+        self, appid: str, changes: dict[str, Any], actor: str = "cli"
+    ) -> dict[str, Any]:
+        """Change where an app's alerts go and when they fire; audited (``alerts.configure``,
+        naming what changed and the webhook's host, never its path: it may be its credential)."""
         await self.db.read(self.registry.get_app, appid)
         current = (await self.db.read(self.store.settings, appid) or [{}])[0]
         values = {
@@ -85,6 +89,7 @@ class AlertService:
             "window_s": current.get("window_s", AlertRule.window_s),
             "min_fetches": current.get("min_fetches", AlertRule.min_fetches),
         }
+        before = dict(values)
         if changes.get("webhook") is not None:
             webhook = changes["webhook"]
             values["webhook_url"] = (
@@ -104,7 +109,12 @@ class AlertService:
         if changes.get("min_fetches") is not None:
             values["min_fetches"] = changes["min_fetches"]
         AlertRule(values["threshold"], values["window_s"], values["min_fetches"])  # validates
-        await self.db.write(self.store.save_settings, appid, values, self.clock.now())
+        changed = sorted(k for k, v in values.items() if before[k] != v)
+        webhook = values["webhook_url"]
+        audit = {"changed": changed, "webhook_host": urlsplit(webhook).netloc if webhook else None}
+        await self.db.write(
+            self.store.save_settings, appid, values, self.clock.now(), actor=actor, audit=audit
+        )
         return await self.shown(appid)
 
     async def shown(self, appid: str, whole: bool = True) -> dict[str, Any]:

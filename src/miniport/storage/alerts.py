@@ -13,6 +13,7 @@ from sqlalchemy import and_, delete, func, insert, select, update
 
 from . import schema as t
 from .db import Database
+from .registry import RegistryStore
 
 
 class AlertStore:
@@ -26,10 +27,21 @@ class AlertStore:
         with self.db.reading() as conn:
             return [dict(r._mapping) for r in conn.execute(query)]
 
-    def save_settings(self, appid: str, values: dict[str, Any], now: float) -> None:
+    def save_settings(
+        self,
+        appid: str,
+        values: dict[str, Any],
+        now: float,
+        *,
+        actor: str | None = None,
+        audit: dict[str, Any] | None = None,
+    ) -> None:
+        """Replace the app's settings; with ``actor``, the audit entry in the same transaction."""
         with self.db.writing() as conn:
             conn.execute(delete(t.alert_settings).where(t.alert_settings.c.appid == appid))
             conn.execute(insert(t.alert_settings).values(appid=appid, updated_at=now, **values))
+            if actor is not None:
+                RegistryStore._audit(conn, now, actor, "alerts.configure", appid, **(audit or {}))
 
     def states(self, appid: str) -> dict[str, bool]:
         c = t.alert_states.c

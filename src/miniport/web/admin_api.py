@@ -172,7 +172,7 @@ async def get_alerts(appid: str, request: Request, who: Viewer) -> dict[str, Any
 async def set_alerts(
     appid: str, body: AlertsIn, request: Request, who: Developer
 ) -> dict[str, Any]:
-    return await platform_of(request).alerts.configure(appid, body.model_dump())
+    return await platform_of(request).alerts.configure(appid, body.model_dump(), who.name)
 
 
 @router.get("/apps/{appid}/alerts/history")

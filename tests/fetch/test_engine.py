@@ -11,6 +11,7 @@ from typing import Any
 import aiohttp
 import pytest
 from aiohttp import web
+from sqlalchemy import select
 
 from miniport.clock import FakeClock
 from miniport.domain.address_guard import AddressPolicy
@@ -19,6 +20,8 @@ from miniport.errors import NoData
 from miniport.fetch.engine import fetch_periodic
 from miniport.fetch.outcome import record_for, schedule_after
 from miniport.platform import Platform
+from miniport.storage import schema as t
+from miniport.storage.fetches import body_hash
 from tests.conftest import LiveServer, confirm_url
 from tests.support.platforms import (
     Counter,
@@ -578,12 +581,12 @@ async def test_a_result_that_could_not_be_stored_is_fetched_again_after_its_leas
     store = p.fetches.record
     refused = 0
 
-    def record(*args: Any, **kwargs: Any) -> None:
+    def record(*args: Any, **kwargs: Any) -> Any:
         nonlocal refused
         if refused < 2:
             refused += 1
             raise RuntimeError("the database is away")
-        store(*args, **kwargs)
+        return store(*args, **kwargs)
 
     monkeypatch.setattr(p.fetches, "record", record)
     engine = p.make_engine()
@@ -688,3 +691,49 @@ async def test_a_fetch_in_flight_for_the_old_token_does_not_leave_its_validators
     assert await run(p) == 1  # bob's fetch, due at once
     assert "If-None-Match" not in seen[1]
     assert (await data(p, appid, "u"))["fetchedData"] == "data of bob"
+
+
+@pytest.mark.parametrize("dialect", ["sqlite", "postgres"])
+async def test_an_old_tokens_fetch_recorded_after_the_new_tokens_leaves_the_new_body(
+    platforms: Make, fake_clock: FakeClock, loopback: StartServer, dialect: str, request: Any,
+) -> None:
+    """The old token's fetch hangs; the new token makes the pair due and its fetch is recorded
+    first. The old fetch's body, recorded last, must neither replace the new body nor be pushed
+    to the device, and must hold no reference to a stored body."""
+    release = asyncio.Event()
+    seen: list[str] = []
+
+    async def handle(req: web.Request) -> web.Response:
+        seen.append(req.query["token"])
+        if req.query["token"] == "old":
+            await release.wait()
+        return web.Response(text="body " + req.query["token"])
+
+    extra = {"database_url": request.getfixturevalue("pg_url")} if dialect == "postgres" else {}
+    p = await platforms(clock=fake_clock, **extra)
+    appid = await periodic_app(p, await loopback(handle))
+    await user(p, appid, "u", "old")
+    engine = p.make_engine()
+    pushed: list[str | None] = []
+
+    async def notify(records: Any) -> None:
+        pushed.extend(r.body for r in records)
+
+    engine.notify = notify
+    stop = asyncio.Event()
+    running = asyncio.create_task(engine.run(stop))
+    await eventually(lambda: _true(seen == ["old"]))
+    await p.background.set_token(appid, "u", "new")
+    await eventually(lambda: _true(engine.completed == 1))  # the new token's, recorded first
+    assert (await data(p, appid, "u"))["fetchedData"] == "body new"
+    release.set()
+    await eventually(lambda: _true(engine.completed == 2))
+    stop.set()
+    engine.wake()
+    await running
+    assert seen == ["old", "new"]
+    assert (await data(p, appid, "u"))["fetchedData"] == "body new"
+    assert pushed == ["body new", None]  # the old body was logged, not pushed
+    with p.db.reading() as conn:
+        refs = dict(conn.execute(select(t.bodies.c.hash, t.bodies.c.refs)).all())
+    assert refs == {body_hash("body new"): 1}

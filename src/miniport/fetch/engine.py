@@ -152,6 +152,7 @@ class PeriodicEngine:
                 requested_url=request.url if request else due.url,
                 arrived_at=self.clock.now(),
                 route=due.route,
+                token=due.token,
             )
             update = schedule_after(
                 due,
@@ -214,9 +215,11 @@ class PeriodicEngine:
         batch, self._done = self._done, []
         if not batch:
             return 0
-        records = [r for r, _ in batch]
         try:
-            await self.db.write(self.store.record, records, [u for _, u in batch])
+            # as stored: a body fetched with a previous token is neither stored nor pushed
+            records = await self.db.write(
+                self.store.record, [r for r, _ in batch], [u for _, u in batch]
+            )
         except Exception:
             # one bad row must not stop the recorder: write each alone, drop what still fails
             # (its lease makes the pair due again, so nothing is lost for good)
@@ -224,8 +227,7 @@ class PeriodicEngine:
             records = []
             for record, update in batch:
                 try:
-                    await self.db.write(self.store.record, [record], [update])
-                    records.append(record)
+                    records += await self.db.write(self.store.record, [record], [update])
                 except Exception:
                     log.exception("dropped the result of %s/%s", record.appid, record.user_id)
         # stored or dropped, no claim of this batch is held any more: a dropped result's lease

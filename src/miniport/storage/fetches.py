@@ -20,10 +20,13 @@ Bodies are stored once (see ``store_bodies``): ``fetched_data`` names a body by 
 (+n when it upserts) and by database triggers (-1 when a row's body is replaced or deleted; the
 body is deleted at zero). A read is still one statement: two primary-key lookups joined. A batch
 writes bodies before the rows naming them, both before the schedules move, bodies in hash order
-and rows in key order, so concurrent PostgreSQL batches lock in one order."""
+and rows in key order, so concurrent PostgreSQL batches lock in one order. A periodic result's
+body is written only while the pair's token is the one its fetch used (``current_bodies``):
+read in the batch's transaction, so a skipped body takes no reference at all."""
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import hashlib
 import zlib
@@ -81,6 +84,9 @@ class FetchRecord:
     query: str | None = None
     scene: int | None = None
     route: str | None = None  # main | grey (None: no URL served)
+    # the token a periodic fetch used: its body is stored only while that is still the pair's
+    # token (None: not checked, a pre-fetch's)
+    token: str | None = None
 
 
 @dataclass(frozen=True)
@@ -256,6 +262,20 @@ _RECORD_PG = {
 }
 
 
+# A batch's pairs and their tokens now (see ``current_bodies``). PostgreSQL locks them in key
+# order (byte order: Python's sorted order, in which every other batch statement goes).
+_TOKENS_SQLITE = (
+    "SELECT a.appid, a.user_id, a.token FROM (VALUES {values}) AS v"
+    " JOIN app_users a ON a.appid = v.column1 AND a.user_id = v.column2"
+)
+_TOKENS_PG = (
+    "SELECT a.appid, a.user_id, a.token FROM app_users a"
+    " JOIN unnest(%b::text[], %b::text[]) AS v(appid, user_id)"
+    " ON a.appid = v.appid AND a.user_id = v.user_id"
+    ' ORDER BY a.appid COLLATE "C", a.user_id COLLATE "C" FOR UPDATE OF a'
+)
+
+
 def _getter(names: str) -> Callable[[Any], tuple[Any, ...]]:
     """A fast row builder: the named attributes of a record, as a tuple."""
     return attrgetter(*names.split())
@@ -289,6 +309,30 @@ def body_text(stored: bytes) -> str:
     return zlib.decompress(stored).decode()
 
 
+def current_bodies(
+    records: Sequence[FetchRecord], tokens: dict[tuple[str, str], str | None]
+) -> list[FetchRecord]:
+    """``records`` without the bodies fetched with a token that is no longer the pair's
+    (``tokens``: the pairs' tokens now). Such a fetch was in flight when the token changed, and
+    the new token's fetch may be stored already: its body must not be replaced by (nor pushed
+    after) the previous token's, another account's perhaps. Its log row stays."""
+    return [
+        dataclasses.replace(r, body=None, fetched_at_ms=None)
+        if r.body is not None
+        and r.token is not None
+        and tokens.get((r.appid, r.user_id)) != r.token
+        else r
+        for r in records
+    ]
+
+
+def token_checked(records: Sequence[FetchRecord]) -> list[tuple[str, str]]:
+    """The pairs whose current token decides whether a body of ``records`` is stored."""
+    return sorted(
+        {(r.appid, r.user_id) for r in records if r.body is not None and r.token is not None}
+    )
+
+
 def store_bodies(cursor: Any, sql: dict[str, str], records: Sequence[FetchRecord]) -> None:
     """Upsert the accepted bodies of ``records`` and point each user's row at its body.
 
@@ -313,6 +357,22 @@ def store_bodies(cursor: Any, sql: dict[str, str], records: Sequence[FetchRecord
             for r, d in hashed
         ],
     )
+
+
+def _latest_moves(
+    schedule: Sequence[ScheduleUpdate], tokens: dict[tuple[str, str], str | None]
+) -> dict[tuple[str, str], tuple[Any, ...]]:
+    """One schedule row per pair for PostgreSQL: the last, unless an earlier one is for the
+    pair's current token (in ``tokens``) and the last is not (a previous token's fetch that
+    finished after the new token's, in one batch)."""
+    latest: dict[tuple[str, str], ScheduleUpdate] = {}
+    for u in schedule:
+        key = (u.appid, u.user_id)
+        prev = latest.get(key)
+        current = tokens.get(key, u.token)
+        if prev is None or u.token == current or prev.token != tokens.get(key, prev.token):
+            latest[key] = u
+    return {k: _MOVE_ROW(u) for k, u in latest.items()}
 
 
 def _main_target(target: tuple[str, str, str], _user: str) -> tuple[str, str, str]:
@@ -761,17 +821,39 @@ class FetchStore:
     # --- results ---
     def record(
         self, records: Sequence[FetchRecord], schedule: Sequence[ScheduleUpdate] = ()
-    ) -> None:
-        """Store a batch of attempts in one transaction: log rows, accepted bodies, schedules."""
+    ) -> list[FetchRecord]:
+        """Store a batch of attempts in one transaction: log rows, accepted bodies, schedules.
+        Returns the records as stored: a body fetched with a token that is no longer the pair's
+        is not stored (see ``current_bodies``), and comes back as None (not to be pushed)."""
         with self.db.writing() as conn:
-            self._record(conn, records, schedule)
+            return self._record(conn, records, schedule)
+
+    def _tokens(
+        self, cursor: Any, pairs: Sequence[tuple[str, str]]
+    ) -> dict[tuple[str, str], str | None]:
+        """The current token of each of these pairs (in the writing transaction: SQLite's is
+        exclusive; PostgreSQL's locks the rows, in key order, so no token changes before the
+        batch commits)."""
+        if not pairs:
+            return {}
+        if not self.db.is_sqlite:
+            cursor.execute(_TOKENS_PG, [[a for a, _ in pairs], [u for _, u in pairs]])
+            return {(a, u): token for a, u, token in cursor.fetchall()}
+        out: dict[tuple[str, str], str | None] = {}
+        for start in range(0, len(pairs), 400):
+            chunk = pairs[start : start + 400]
+            values = ", ".join(["(?, ?)"] * len(chunk))
+            cursor.execute(
+                _TOKENS_SQLITE.format(values=values), [x for pair in chunk for x in pair]
+            )
+            out.update(((a, u), token) for a, u, token in cursor.fetchall())
+        return out
 
     def _record(
         self, conn: Any, records: Sequence[FetchRecord], schedule: Sequence[ScheduleUpdate]
-    ) -> None:
+    ) -> list[FetchRecord]:
         if not self.db.is_sqlite:
-            self._record_pg(conn, records, schedule)
-            return
+            return self._record_pg(conn, records, schedule)
         # The hot path of the engine: plain DB-API executemany with tuples, several times
         # cheaper per row than compiled Core statements (SQLite runs in-process: no round trips
         # to save).
@@ -798,6 +880,7 @@ class FetchStore:
                         for r in records
                     ],
                 )
+            records = current_bodies(records, self._tokens(cursor, token_checked(records)))
             store_bodies(cursor, self._sql, records)
             failed = [
                 (
@@ -840,16 +923,24 @@ class FetchStore:
                 cursor.executemany(self._sql["succeeded"], succeeded)
         finally:
             cursor.close()
+        return records
 
     def _record_pg(
         self, conn: Any, records: Sequence[FetchRecord], schedule: Sequence[ScheduleUpdate]
-    ) -> None:
+    ) -> list[FetchRecord]:
         """The same writes as the SQLite path, one statement per kind. Bodies and schedules
-        are taken last-wins per key (one statement cannot change a row twice) and in key
-        order, so concurrent batches lock rows in the same order and cannot deadlock."""
-        bodies, data = _body_rows(records)
-        moves = {(u.appid, u.user_id): _MOVE_ROW(u) for u in schedule}
+        are taken last-wins per key (one statement cannot change a row twice; a schedule
+        for the pair's current token wins over a previous token's) and in key order, so
+        concurrent batches lock rows in the same order and cannot deadlock. When a body's
+        token is to be checked, the batch's pairs are locked first (key order), before
+        bodies and rows, the order of a write-behind batch too."""
         cursor = _cursor(conn)
+        checked = token_checked(records)
+        locked = sorted({*checked, *((u.appid, u.user_id) for u in schedule)}) if checked else []
+        tokens = self._tokens(cursor, locked)
+        records = current_bodies(records, tokens)
+        bodies, data = _body_rows(records)
+        moves = _latest_moves(schedule, tokens)
         try:
             if records:
                 log = [_LOG_ROW(r) for r in records]
@@ -862,6 +953,7 @@ class FetchStore:
                 cursor.execute(_RECORD_PG["schedule"], _columns(rows, 11, floats=(3, 5, 7)))
         finally:
             cursor.close()
+        return records
 
     # --- data ---
     def get_data(self, appid: str, user_id: str, kind: str) -> StoredData | None:

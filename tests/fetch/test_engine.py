@@ -737,3 +737,51 @@ async def test_an_old_tokens_fetch_recorded_after_the_new_tokens_leaves_the_new_
     with p.db.reading() as conn:
         refs = dict(conn.execute(select(t.bodies.c.hash, t.bodies.c.refs)).all())
     assert refs == {body_hash("body new"): 1}
+
+
+@pytest.mark.parametrize("dialect", ["sqlite", "postgres"])
+async def test_a_pair_claimed_again_while_held_keeps_its_second_claim_renewed(
+    platforms: Make, fake_clock: FakeClock, loopback: StartServer, dialect: str, request: Any,
+) -> None:
+    """A new token makes a pair in flight due; the engine claims it again. The first result,
+    stored before the second fetch ends, must not end the second claim: its lease is renewed
+    while that fetch takes longer than the lease, so the pair is not claimed a third time."""
+    gates = {"old": asyncio.Event(), "new": asyncio.Event()}
+    seen: list[str] = []
+
+    async def handle(req: web.Request) -> web.Response:
+        seen.append(req.query["token"])
+        await gates[req.query["token"]].wait()
+        return web.Response(text="body " + req.query["token"])
+
+    extra = {"database_url": request.getfixturevalue("pg_url")} if dialect == "postgres" else {}
+    p = await platforms(clock=fake_clock, claim_lease_s=1, **extra)
+    appid = await periodic_app(p, await loopback(handle))
+    await user(p, appid, "u", "old")
+    engine = p.make_engine()
+    stop = asyncio.Event()
+    running = asyncio.create_task(engine.run(stop))
+    try:
+        await eventually(lambda: _true(seen == ["old"]))
+        await p.background.set_token(appid, "u", "new")
+        await eventually(lambda: _true(seen == ["old", "new"]))  # claimed again, on purpose
+        gates["old"].set()
+        await eventually(lambda: _true(engine.completed == 1))
+
+        async def renewed_or_claimed_again() -> bool:
+            row = await p.db.read(p.fetches.get_user, appid, "u")
+            assert row is not None
+            return len(seen) > 2 or (row["lease_until"] or 0) > fake_clock.now() + 0.5
+
+        for _ in range(4):  # twice the lease, in steps shorter than it
+            fake_clock.advance(0.5)
+            await eventually(renewed_or_claimed_again, timeout_s=5)
+        assert seen == ["old", "new"]
+    finally:
+        for gate in gates.values():
+            gate.set()
+        await eventually(lambda: _true(engine.completed >= 2))
+        stop.set()
+        engine.wake()
+        await running
+    assert (await data(p, appid, "u"))["fetchedData"] == "body new"

@@ -213,14 +213,17 @@ _RECORD_SQL = {
     " SET body_hash = excluded.body_hash, fetched_at_ms = excluded.fetched_at_ms,"
     " path = excluded.path, query = excluded.query, scene = excluded.scene",
     # the schedule moves only if the token is still the one the fetch used: a token set while
-    # the fetch was in flight made the pair due at once, and that must stand
+    # the fetch was in flight made the pair due at once, and that must stand; nor does the
+    # lease end then: it is the claim of the new token's fetch, if that was claimed already
     "failed": "UPDATE app_users SET next_due_at = CASE WHEN {same_token} THEN ? ELSE next_due_at"
     " END, failures = CASE WHEN {same_token} THEN ? ELSE failures END, last_attempt_at = ?,"
-    " last_error = ?, lease_until = NULL WHERE appid = ? AND user_id = ?",
+    " last_error = ?, lease_until = CASE WHEN {same_token} THEN NULL ELSE lease_until END"
+    " WHERE appid = ? AND user_id = ?",
     # ...and so do the validators: a previous token's must not be sent for the new one
     "succeeded": "UPDATE app_users SET next_due_at = CASE WHEN {same_token} THEN ? ELSE"
     " next_due_at END, failures = CASE WHEN {same_token} THEN ? ELSE failures END,"
-    " last_attempt_at = ?, last_error = ?, lease_until = NULL, last_success_at = ?,"
+    " last_attempt_at = ?, last_error = ?,"
+    " lease_until = CASE WHEN {same_token} THEN NULL ELSE lease_until END, last_success_at = ?,"
     " etag = CASE WHEN ? AND {same_token} THEN ? ELSE etag END,"
     " last_modified = CASE WHEN ? AND {same_token} THEN ? ELSE last_modified END"
     " WHERE appid = ? AND user_id = ?",
@@ -249,7 +252,9 @@ _RECORD_PG = {
     " ELSE a.next_due_at END,"
     " failures = CASE WHEN a.token IS NOT DISTINCT FROM v.token THEN v.failures"
     " ELSE a.failures END,"
-    " last_attempt_at = v.last_attempt_at, last_error = v.last_error, lease_until = NULL,"
+    " last_attempt_at = v.last_attempt_at, last_error = v.last_error,"
+    " lease_until = CASE WHEN a.token IS NOT DISTINCT FROM v.token THEN NULL"
+    " ELSE a.lease_until END,"
     " last_success_at = COALESCE(v.last_success_at, a.last_success_at),"
     " etag = CASE WHEN v.new_validators AND a.token IS NOT DISTINCT FROM v.token THEN v.etag"
     " ELSE a.etag END,"
@@ -890,6 +895,7 @@ class FetchStore:
                     s.failures,
                     s.last_attempt_at,
                     s.last_error,
+                    s.token,
                     s.appid,
                     s.user_id,
                 )
@@ -906,6 +912,7 @@ class FetchStore:
                     s.failures,
                     s.last_attempt_at,
                     s.last_error,
+                    s.token,
                     s.last_success_at,
                     s.new_validators,
                     s.token,

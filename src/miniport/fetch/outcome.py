@@ -84,6 +84,7 @@ def schedule_after(
             last_modified=last_modified,
             new_validators=verdict is Verdict.CACHED,
             token=due.token,
+            route=due.route,
         )
     if verdict is Verdict.TOKEN_NOT_SET:  # out of the due index until a token is set
         return ScheduleUpdate(

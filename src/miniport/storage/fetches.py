@@ -102,6 +102,7 @@ class ScheduleUpdate:
     last_modified: str | None = None
     new_validators: bool = False  # a full 200: store etag/last_modified (None clears them)
     token: str | None = None  # the token the fetch used (see the "failed"/"succeeded" SQL)
+    route: str | None = None  # main | grey: the URL that gave the new validators
 
 
 @dataclass(frozen=True)
@@ -126,7 +127,7 @@ _CLAIM_SQLITE = """
     WHERE rowid IN (
         SELECT rowid FROM app_users WHERE next_due_at <= :now ORDER BY next_due_at LIMIT :limit)
     RETURNING appid, user_id, token, etag, last_modified, failures, last_success_at, lease_until,
-        version, env_version, last_launch_at
+        version, env_version, last_launch_at, validators_route
     """
 
 # PostgreSQL: the rows locked in due order drive the update by their physical address (ctid),
@@ -148,7 +149,7 @@ _CLAIM_POSTGRES = """
         ORDER BY next_due_at LIMIT %(limit)s
         FOR UPDATE SKIP LOCKED))
     RETURNING appid, user_id, token, etag, last_modified, failures, last_success_at, lease_until,
-        version, env_version, last_launch_at
+        version, env_version, last_launch_at, validators_route
     """
 
 # The apps among a claim's that can be fetched periodically: URL, secret, grey release and fetch
@@ -225,7 +226,8 @@ _RECORD_SQL = {
     " last_attempt_at = ?, last_error = ?,"
     " lease_until = CASE WHEN {same_token} THEN NULL ELSE lease_until END, last_success_at = ?,"
     " etag = CASE WHEN ? AND {same_token} THEN ? ELSE etag END,"
-    " last_modified = CASE WHEN ? AND {same_token} THEN ? ELSE last_modified END"
+    " last_modified = CASE WHEN ? AND {same_token} THEN ? ELSE last_modified END,"
+    " validators_route = CASE WHEN ? AND {same_token} THEN ? ELSE validators_route END"
     " WHERE appid = ? AND user_id = ?",
 }
 
@@ -259,11 +261,14 @@ _RECORD_PG = {
     " etag = CASE WHEN v.new_validators AND a.token IS NOT DISTINCT FROM v.token THEN v.etag"
     " ELSE a.etag END,"
     " last_modified = CASE WHEN v.new_validators AND a.token IS NOT DISTINCT FROM v.token"
-    " THEN v.last_modified ELSE a.last_modified END"
+    " THEN v.last_modified ELSE a.last_modified END,"
+    " validators_route = CASE WHEN v.new_validators AND a.token IS NOT DISTINCT FROM v.token"
+    " THEN v.route ELSE a.validators_route END"
     " FROM unnest(%b::text[], %b::text[], %b::text[], %b::float8[], %b::int[], %b::float8[],"
-    " %b::text[], %b::float8[], %b::bool[], %b::text[], %b::text[]) AS v(appid, user_id, token,"
-    " next_due_at, failures, last_attempt_at, last_error, last_success_at, new_validators, etag,"
-    " last_modified) WHERE a.appid = v.appid AND a.user_id = v.user_id",
+    " %b::text[], %b::float8[], %b::bool[], %b::text[], %b::text[], %b::text[]) AS v(appid,"
+    " user_id, token, next_due_at, failures, last_attempt_at, last_error, last_success_at,"
+    " new_validators, etag, last_modified, route)"
+    " WHERE a.appid = v.appid AND a.user_id = v.user_id",
 }
 
 
@@ -290,7 +295,7 @@ _LOG_ROW = _getter("appid user_id kind trigger ts url verdict status bytes laten
 _DATA_ROW = _getter("appid user_id kind fetched_at_ms path query scene")
 _MOVE_ROW = _getter(
     "appid user_id token next_due_at failures last_attempt_at last_error last_success_at"
-    " new_validators etag last_modified"
+    " new_validators etag last_modified route"
 )
 
 
@@ -697,13 +702,16 @@ class FetchStore:
         for r in kept:
             target = targets[r[0]]
             url, secret, route = target.pick(r[1])
+            # validators only for the URL that gave them: the other URL's ETag could be a data
+            # version it shares, and its 304 would keep this URL's data
+            same = r[11] == route
             claimed.append(
                 DueFetch(
                     r[0],
                     r[1],
                     r[2],
-                    r[3],
-                    r[4],
+                    r[3] if same else None,
+                    r[4] if same else None,
                     r[5],
                     r[6],
                     url,
@@ -920,6 +928,9 @@ class FetchStore:
                     s.new_validators,
                     s.token,
                     s.last_modified,
+                    s.new_validators,
+                    s.token,
+                    s.route,
                     s.appid,
                     s.user_id,
                 )
@@ -957,7 +968,7 @@ class FetchStore:
                 cursor.execute(_RECORD_PG["data"], _columns(data, 8))
             if moves:
                 rows = [moves[k] for k in sorted(moves)]
-                cursor.execute(_RECORD_PG["schedule"], _columns(rows, 11, floats=(3, 5, 7)))
+                cursor.execute(_RECORD_PG["schedule"], _columns(rows, 12, floats=(3, 5, 7)))
         finally:
             cursor.close()
         return records

@@ -785,3 +785,51 @@ async def test_a_pair_claimed_again_while_held_keeps_its_second_claim_renewed(
         engine.wake()
         await running
     assert (await data(p, appid, "u"))["fetchedData"] == "body new"
+
+
+@pytest.mark.parametrize("changed", [True, False], ids=["200-new-etag", "304"])
+@pytest.mark.parametrize("dialect", ["sqlite", "postgres"])
+async def test_a_pair_in_flight_when_the_url_changes_is_fetched_again_from_the_new_url(
+    platforms: Make, fake_clock: FakeClock, loopback: StartServer, dialect: str, request: Any,
+    changed: bool,
+) -> None:
+    """The URL changes while a pair's fetch from the old URL is in flight. Once that fetch is
+    recorded the pair is due at once, and fetched from the new URL in full: not 12 h later, and
+    not with the old URL's ETag (a data version both URLs share: 304), whether the fetch in
+    flight brought a new one or was answered 304."""
+    gate = asyncio.Event()
+    seen: list[tuple[str, str | None]] = []
+
+    async def handle(req: web.Request) -> web.Response:
+        seen.append((req.query["lang"], req.headers.get("If-None-Match")))
+        version = '"v8"' if changed and len(seen) > 1 else '"v7"'  # the user's data changed?
+        if len(seen) == 2:
+            await gate.wait()  # the second fetch (the regular one) hangs across the change
+        if req.headers.get("If-None-Match") == version:
+            return web.Response(status=304)
+        return web.Response(text="data in " + req.query["lang"], headers={"ETag": version})
+
+    extra = {"database_url": request.getfixturevalue("pg_url")} if dialect == "postgres" else {}
+    p = await platforms(clock=fake_clock, **extra)
+    url = await loopback(handle)
+    appid = await periodic_app(p, url + "/bg?lang=en")
+    await user(p, appid, "u", "t")
+    assert await run(p) == 1
+    fake_clock.advance(12 * H)
+    engine = p.make_engine()
+    stop = asyncio.Event()
+    running = asyncio.create_task(engine.run(stop))
+    try:
+        await eventually(lambda: _true(len(seen) == 2))
+        await confirm_url(p, appid, "periodic", url + "/bg?lang=zh")
+        gate.set()
+        await eventually(lambda: _true(len(seen) == 3), timeout_s=5)
+        await eventually(lambda: _true(engine.completed == 2))
+    finally:
+        gate.set()
+        stop.set()
+        engine.wake()
+        await running
+    assert seen == [("en", None), ("en", '"v7"'), ("zh", None)]
+    assert (await data(p, appid, "u"))["fetchedData"] == "data in zh"
+    assert await run(p) == 0  # and then scheduled as usual

@@ -85,6 +85,7 @@ def schedule_after(
             new_validators=verdict is Verdict.CACHED,
             token=due.token,
             route=due.route,
+            url=due.url,
         )
     if verdict is Verdict.TOKEN_NOT_SET:  # out of the due index until a token is set
         return ScheduleUpdate(
@@ -95,6 +96,7 @@ def schedule_after(
             last_attempt_at=now,
             last_error=error,
             token=due.token,
+            url=due.url,
         )
     failures = due.failures + 1
     when = (
@@ -110,4 +112,5 @@ def schedule_after(
         last_attempt_at=now,
         last_error=error,
         token=due.token,
+        url=due.url,
     )

@@ -103,6 +103,10 @@ class ScheduleUpdate:
     new_validators: bool = False  # a full 200: store etag/last_modified (None clears them)
     token: str | None = None  # the token the fetch used (see the "failed"/"succeeded" SQL)
     route: str | None = None  # main | grey: the URL that gave the new validators
+    # the URL fetched: if it is no longer one of the app's periodic URLs (changed while the fetch
+    # was in flight), the pair is due again at once and no validators are stored (see
+    # ``FetchStore._for_current_urls``). None: not checked
+    url: str | None = None
 
 
 @dataclass(frozen=True)
@@ -270,6 +274,15 @@ _RECORD_PG = {
     " new_validators, etag, last_modified, route)"
     " WHERE a.appid = v.appid AND a.user_id = v.user_id",
 }
+
+
+# The periodic URLs of a batch's apps now (see ``FetchStore._for_current_urls``). PostgreSQL
+# holds them (FOR SHARE) until the batch commits: a URL change waits for the batch, and the
+# change's wake_app then finds the batch's pairs no longer leased, so it makes them due itself.
+_URLS_SQL = (
+    "SELECT appid, url, grey_url FROM fetch_urls WHERE appid {appids} AND kind = 'periodic'"
+    " AND enabled AND url IS NOT NULL"
+)
 
 
 # A batch's pairs and their tokens now (see ``current_bodies``). PostgreSQL locks them in key
@@ -478,6 +491,7 @@ class FetchStore:
         self._sql["fetchable"] = db.sql("SELECT " + _FETCHABLE.format(appid="?"))
         self._sql["claim"] = _CLAIM_SQLITE if db.is_sqlite else _CLAIM_POSTGRES
         self._sql["targets"] = _TARGETS_SQL.format(appids="= ANY(%s)")
+        self._sql["urls"] = _URLS_SQL.format(appids="= ANY(%s)") + " FOR SHARE"
         self._sql["get_token"] = db.sql(
             "SELECT token FROM app_users WHERE appid = ? AND user_id = ?"
         )
@@ -565,9 +579,12 @@ class FetchStore:
         launched it and have a token due at once, for a full fetch (the old URL's validators
         would let the new URL answer 304 and keep the old URL's body); otherwise take all its
         pairs out of the due index. Pairs being fetched right now (leased) are not made due, so
-        they are not fetched twice in a burst; a leased pair of a disabled app leaves the index
-        at its next claim."""
+        they are not fetched twice at once: their validators are dropped, and the record of a
+        fetch from a URL that is no longer the app's makes the pair due then (see
+        ``_for_current_urls``). A leased pair of a disabled app leaves the index at its next
+        claim. Returns how many pairs were made due (or taken out)."""
         c = t.app_users.c
+        leased = and_(c.lease_until.is_not(None), c.lease_until > now)
         with self.db.writing() as conn:
             if not self._fetchable(conn, appid):
                 return conn.execute(
@@ -575,16 +592,15 @@ class FetchStore:
                     .where(and_(c.appid == appid, c.next_due_at.is_not(None)))
                     .values(next_due_at=None)
                 ).rowcount
+            waking = and_(c.appid == appid, c.token.is_not(None), c.last_launch_at.is_not(None))
+            conn.execute(
+                update(t.app_users)
+                .where(and_(waking, leased))
+                .values(etag=None, last_modified=None, validators_route=None)
+            )
             return conn.execute(
                 update(t.app_users)
-                .where(
-                    and_(
-                        c.appid == appid,
-                        c.token.is_not(None),
-                        c.last_launch_at.is_not(None),
-                        or_(c.lease_until.is_(None), c.lease_until <= now),
-                    )
-                )
+                .where(and_(waking, or_(c.lease_until.is_(None), c.lease_until <= now)))
                 .values(next_due_at=now, failures=0, etag=None, last_modified=None)
             ).rowcount
 
@@ -862,6 +878,33 @@ class FetchStore:
             out.update(((a, u), token) for a, u, token in cursor.fetchall())
         return out
 
+    def _for_current_urls(
+        self, cursor: Any, schedule: Sequence[ScheduleUpdate]
+    ) -> list[ScheduleUpdate]:
+        """``schedule`` with the fetches of a URL that is no longer one of the app's periodic
+        URLs made due again at once, storing no validators: the URL changed while they were in
+        flight (wake_app leaves pairs in flight alone), so the pair must be fetched from the
+        new URL now, in full, not in an interval with the old URL's data and validators."""
+        appids = sorted({u.appid for u in schedule if u.url is not None})
+        if not appids:
+            return list(schedule)
+        if self.db.is_sqlite:
+            marks = ", ".join("?" * len(appids))
+            cursor.execute(_URLS_SQL.format(appids=f"IN ({marks})"), appids)
+        else:
+            cursor.execute(self._sql["urls"], (appids,))
+        current: dict[str, set[str]] = {}
+        for appid, url, grey_url in cursor.fetchall():
+            current.setdefault(appid, set()).update((url, grey_url))
+        return [
+            u
+            if u.url is None or u.url in current.get(u.appid, ())
+            else dataclasses.replace(
+                u, next_due_at=u.last_attempt_at, failures=0, new_validators=False
+            )
+            for u in schedule
+        ]
+
     def _record(
         self, conn: Any, records: Sequence[FetchRecord], schedule: Sequence[ScheduleUpdate]
     ) -> list[FetchRecord]:
@@ -873,28 +916,10 @@ class FetchStore:
         cursor = _cursor(conn)
         try:
             if records:
-                cursor.executemany(
-                    self._sql["log"],
-                    [
-                        (
-                            r.appid,
-                            r.user_id,
-                            r.kind,
-                            r.trigger,
-                            r.ts,
-                            r.url,
-                            r.verdict,
-                            r.status,
-                            r.bytes,
-                            r.latency_ms,
-                            r.error,
-                            r.route,
-                        )
-                        for r in records
-                    ],
-                )
+                cursor.executemany(self._sql["log"], [_LOG_ROW(r) for r in records])
             records = current_bodies(records, self._tokens(cursor, token_checked(records)))
             store_bodies(cursor, self._sql, records)
+            schedule = self._for_current_urls(cursor, schedule)
             failed = [
                 (
                     s.token,
@@ -953,13 +978,14 @@ class FetchStore:
         token is to be checked, the batch's pairs are locked first (key order), before
         bodies and rows, the order of a write-behind batch too."""
         cursor = _cursor(conn)
-        checked = token_checked(records)
-        locked = sorted({*checked, *((u.appid, u.user_id) for u in schedule)}) if checked else []
-        tokens = self._tokens(cursor, locked)
-        records = current_bodies(records, tokens)
-        bodies, data = _body_rows(records)
-        moves = _latest_moves(schedule, tokens)
         try:
+            schedule = self._for_current_urls(cursor, schedule)  # first: see _URLS_SQL
+            checked = token_checked(records)
+            pairs = {*checked, *((u.appid, u.user_id) for u in schedule)} if checked else ()
+            tokens = self._tokens(cursor, sorted(pairs))
+            records = current_bodies(records, tokens)
+            bodies, data = _body_rows(records)
+            moves = _latest_moves(schedule, tokens)
             if records:
                 log = [_LOG_ROW(r) for r in records]
                 cursor.execute(_RECORD_PG["log"], _columns(log, 12, floats=(4, 9)))

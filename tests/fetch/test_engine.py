@@ -833,3 +833,37 @@ async def test_a_pair_in_flight_when_the_url_changes_is_fetched_again_from_the_n
     assert seen == [("en", None), ("en", '"v7"'), ("zh", None)]
     assert (await data(p, appid, "u"))["fetchedData"] == "data in zh"
     assert await run(p) == 0  # and then scheduled as usual
+
+
+async def test_a_devtools_fetch_for_the_old_token_recorded_last_leaves_the_new_body(
+    platforms: Make, fake_clock: FakeClock, loopback: StartServer,
+) -> None:
+    """The same rule for a devtools fetch (fetch now) made with the token the user had: it
+    ends after the new token's fetch is stored, and must not replace nor push over it."""
+    release = asyncio.Event()
+    seen: list[str] = []
+
+    async def handle(req: web.Request) -> web.Response:
+        seen.append(req.query["token"])
+        if req.query["token"] == "old":
+            await release.wait()
+        return web.Response(text="body " + req.query["token"])
+
+    p = await platforms(clock=fake_clock)
+    appid = await periodic_app(p, await loopback(handle))
+    await user(p, appid, "u", "old")
+    pushed: list[str | None] = []
+
+    async def notify(records: Any) -> None:
+        pushed.extend(r.body for r in records)
+
+    p.background.notify = notify  # type: ignore[method-assign]
+    devtools = asyncio.create_task(p.background.fetch_now(appid, "u", "periodic"))
+    await eventually(lambda: _true(seen == ["old"]))
+    await p.background.set_token(appid, "u", "new")
+    assert await run(p) == 1 and seen == ["old", "new"]
+    release.set()
+    shown = await devtools
+    assert shown["verdict"] == "cached"
+    assert (await data(p, appid, "u"))["fetchedData"] == "body new"
+    assert pushed == ["body new", None]

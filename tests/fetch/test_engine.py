@@ -11,6 +11,7 @@ from typing import Any
 import aiohttp
 import pytest
 from aiohttp import web
+from sqlalchemy import select
 
 from miniport.clock import FakeClock
 from miniport.domain.address_guard import AddressPolicy
@@ -19,6 +20,8 @@ from miniport.errors import NoData
 from miniport.fetch.engine import fetch_periodic
 from miniport.fetch.outcome import record_for, schedule_after
 from miniport.platform import Platform
+from miniport.storage import schema as t
+from miniport.storage.fetches import body_hash
 from tests.conftest import LiveServer, confirm_url
 from tests.support.platforms import (
     Counter,
@@ -578,12 +581,12 @@ async def test_a_result_that_could_not_be_stored_is_fetched_again_after_its_leas
     store = p.fetches.record
     refused = 0
 
-    def record(*args: Any, **kwargs: Any) -> None:
+    def record(*args: Any, **kwargs: Any) -> Any:
         nonlocal refused
         if refused < 2:
             refused += 1
             raise RuntimeError("the database is away")
-        store(*args, **kwargs)
+        return store(*args, **kwargs)
 
     monkeypatch.setattr(p.fetches, "record", record)
     engine = p.make_engine()
@@ -688,3 +691,179 @@ async def test_a_fetch_in_flight_for_the_old_token_does_not_leave_its_validators
     assert await run(p) == 1  # bob's fetch, due at once
     assert "If-None-Match" not in seen[1]
     assert (await data(p, appid, "u"))["fetchedData"] == "data of bob"
+
+
+@pytest.mark.parametrize("dialect", ["sqlite", "postgres"])
+async def test_an_old_tokens_fetch_recorded_after_the_new_tokens_leaves_the_new_body(
+    platforms: Make, fake_clock: FakeClock, loopback: StartServer, dialect: str, request: Any,
+) -> None:
+    """The old token's fetch hangs; the new token makes the pair due and its fetch is recorded
+    first. The old fetch's body, recorded last, must neither replace the new body nor be pushed
+    to the device, and must hold no reference to a stored body."""
+    release = asyncio.Event()
+    seen: list[str] = []
+
+    async def handle(req: web.Request) -> web.Response:
+        seen.append(req.query["token"])
+        if req.query["token"] == "old":
+            await release.wait()
+        return web.Response(text="body " + req.query["token"])
+
+    extra = {"database_url": request.getfixturevalue("pg_url")} if dialect == "postgres" else {}
+    p = await platforms(clock=fake_clock, **extra)
+    appid = await periodic_app(p, await loopback(handle))
+    await user(p, appid, "u", "old")
+    engine = p.make_engine()
+    pushed: list[str | None] = []
+
+    async def notify(records: Any) -> None:
+        pushed.extend(r.body for r in records)
+
+    engine.notify = notify
+    stop = asyncio.Event()
+    running = asyncio.create_task(engine.run(stop))
+    await eventually(lambda: _true(seen == ["old"]))
+    await p.background.set_token(appid, "u", "new")
+    await eventually(lambda: _true(engine.completed == 1))  # the new token's, recorded first
+    assert (await data(p, appid, "u"))["fetchedData"] == "body new"
+    release.set()
+    await eventually(lambda: _true(engine.completed == 2))
+    stop.set()
+    engine.wake()
+    await running
+    assert seen == ["old", "new"]
+    assert (await data(p, appid, "u"))["fetchedData"] == "body new"
+    assert pushed == ["body new", None]  # the old body was logged, not pushed
+    with p.db.reading() as conn:
+        refs = dict(conn.execute(select(t.bodies.c.hash, t.bodies.c.refs)).all())
+    assert refs == {body_hash("body new"): 1}
+
+
+@pytest.mark.parametrize("dialect", ["sqlite", "postgres"])
+async def test_a_pair_claimed_again_while_held_keeps_its_second_claim_renewed(
+    platforms: Make, fake_clock: FakeClock, loopback: StartServer, dialect: str, request: Any,
+) -> None:
+    """A new token makes a pair in flight due; the engine claims it again. The first result,
+    stored before the second fetch ends, must not end the second claim: its lease is renewed
+    while that fetch takes longer than the lease, so the pair is not claimed a third time."""
+    gates = {"old": asyncio.Event(), "new": asyncio.Event()}
+    seen: list[str] = []
+
+    async def handle(req: web.Request) -> web.Response:
+        seen.append(req.query["token"])
+        await gates[req.query["token"]].wait()
+        return web.Response(text="body " + req.query["token"])
+
+    extra = {"database_url": request.getfixturevalue("pg_url")} if dialect == "postgres" else {}
+    p = await platforms(clock=fake_clock, claim_lease_s=1, **extra)
+    appid = await periodic_app(p, await loopback(handle))
+    await user(p, appid, "u", "old")
+    engine = p.make_engine()
+    stop = asyncio.Event()
+    running = asyncio.create_task(engine.run(stop))
+    try:
+        await eventually(lambda: _true(seen == ["old"]))
+        await p.background.set_token(appid, "u", "new")
+        await eventually(lambda: _true(seen == ["old", "new"]))  # claimed again, on purpose
+        gates["old"].set()
+        await eventually(lambda: _true(engine.completed == 1))
+
+        async def renewed_or_claimed_again() -> bool:
+            row = await p.db.read(p.fetches.get_user, appid, "u")
+            assert row is not None
+            return len(seen) > 2 or (row["lease_until"] or 0) > fake_clock.now() + 0.5
+
+        for _ in range(4):  # twice the lease, in steps shorter than it
+            fake_clock.advance(0.5)
+            await eventually(renewed_or_claimed_again, timeout_s=5)
+        assert seen == ["old", "new"]
+    finally:
+        for gate in gates.values():
+            gate.set()
+        await eventually(lambda: _true(engine.completed >= 2))
+        stop.set()
+        engine.wake()
+        await running
+    assert (await data(p, appid, "u"))["fetchedData"] == "body new"
+
+
+@pytest.mark.parametrize("changed", [True, False], ids=["200-new-etag", "304"])
+@pytest.mark.parametrize("dialect", ["sqlite", "postgres"])
+async def test_a_pair_in_flight_when_the_url_changes_is_fetched_again_from_the_new_url(
+    platforms: Make, fake_clock: FakeClock, loopback: StartServer, dialect: str, request: Any,
+    changed: bool,
+) -> None:
+    """The URL changes while a pair's fetch from the old URL is in flight. Once that fetch is
+    recorded the pair is due at once, and fetched from the new URL in full: not 12 h later, and
+    not with the old URL's ETag (a data version both URLs share: 304), whether the fetch in
+    flight brought a new one or was answered 304."""
+    gate = asyncio.Event()
+    seen: list[tuple[str, str | None]] = []
+
+    async def handle(req: web.Request) -> web.Response:
+        seen.append((req.query["lang"], req.headers.get("If-None-Match")))
+        version = '"v8"' if changed and len(seen) > 1 else '"v7"'  # the user's data changed?
+        if len(seen) == 2:
+            await gate.wait()  # the second fetch (the regular one) hangs across the change
+        if req.headers.get("If-None-Match") == version:
+            return web.Response(status=304)
+        return web.Response(text="data in " + req.query["lang"], headers={"ETag": version})
+
+    extra = {"database_url": request.getfixturevalue("pg_url")} if dialect == "postgres" else {}
+    p = await platforms(clock=fake_clock, **extra)
+    url = await loopback(handle)
+    appid = await periodic_app(p, url + "/bg?lang=en")
+    await user(p, appid, "u", "t")
+    assert await run(p) == 1
+    fake_clock.advance(12 * H)
+    engine = p.make_engine()
+    stop = asyncio.Event()
+    running = asyncio.create_task(engine.run(stop))
+    try:
+        await eventually(lambda: _true(len(seen) == 2))
+        await confirm_url(p, appid, "periodic", url + "/bg?lang=zh")
+        gate.set()
+        await eventually(lambda: _true(len(seen) == 3), timeout_s=5)
+        await eventually(lambda: _true(engine.completed == 2))
+    finally:
+        gate.set()
+        stop.set()
+        engine.wake()
+        await running
+    assert seen == [("en", None), ("en", '"v7"'), ("zh", None)]
+    assert (await data(p, appid, "u"))["fetchedData"] == "data in zh"
+    assert await run(p) == 0  # and then scheduled as usual
+
+
+async def test_a_devtools_fetch_for_the_old_token_recorded_last_leaves_the_new_body(
+    platforms: Make, fake_clock: FakeClock, loopback: StartServer,
+) -> None:
+    """The same rule for a devtools fetch (fetch now) made with the token the user had: it
+    ends after the new token's fetch is stored, and must not replace nor push over it."""
+    release = asyncio.Event()
+    seen: list[str] = []
+
+    async def handle(req: web.Request) -> web.Response:
+        seen.append(req.query["token"])
+        if req.query["token"] == "old":
+            await release.wait()
+        return web.Response(text="body " + req.query["token"])
+
+    p = await platforms(clock=fake_clock)
+    appid = await periodic_app(p, await loopback(handle))
+    await user(p, appid, "u", "old")
+    pushed: list[str | None] = []
+
+    async def notify(records: Any) -> None:
+        pushed.extend(r.body for r in records)
+
+    p.background.notify = notify  # type: ignore[method-assign]
+    devtools = asyncio.create_task(p.background.fetch_now(appid, "u", "periodic"))
+    await eventually(lambda: _true(seen == ["old"]))
+    await p.background.set_token(appid, "u", "new")
+    assert await run(p) == 1 and seen == ["old", "new"]
+    release.set()
+    shown = await devtools
+    assert shown["verdict"] == "cached"
+    assert (await data(p, appid, "u"))["fetchedData"] == "body new"
+    assert pushed == ["body new", None]

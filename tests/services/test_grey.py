@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 
 import pytest
+from aiohttp import web
 
 from miniport.clock import FakeClock
 from miniport.domain.grey import grey_bucket
@@ -15,7 +16,7 @@ from miniport.errors import Conflict, InvalidInput
 from miniport.platform import Platform
 from miniport.storage.health import health_series
 from tests.conftest import confirm_url
-from tests.support.platforms import Counter, run, settle
+from tests.support.platforms import Counter, StartServer, run, settle
 
 Make = Callable[..., Awaitable[Platform]]
 USERS = [f"user{i}" for i in range(40)]
@@ -137,3 +138,57 @@ async def test_bad_grey_changes_are_refused(platforms: Make, fake_clock: FakeClo
         await p.apps.set_tester(app.appid, "", True, "dev")
     urls = (await p.apps.settings(app.appid))["urls"]["periodic"]
     assert (urls["grey_url"], urls["grey_ratio"]) == (None, 0)
+
+
+@pytest.mark.parametrize(
+    "backend", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+)
+async def test_a_user_moved_to_the_other_url_is_not_sent_the_first_urls_validators(
+    backend: str,
+    request: pytest.FixtureRequest,
+    platforms: Make,
+    fake_clock: FakeClock,
+    loopback: StartServer,
+) -> None:
+    """Both URLs use the user's data version as ETag. A tester added (or removed) moves the user
+    to the other URL at their next regular fetch; sent the first URL's ETag, the other server
+    answers 304 and the user keeps the first URL's data for another interval."""
+    seen: list[tuple[str, str | None]] = []
+
+    async def handle(req: web.Request) -> web.Response:
+        seen.append((req.path, req.headers.get("If-None-Match")))
+        if req.headers.get("If-None-Match") == '"v1"':
+            return web.Response(status=304)
+        return web.Response(text="data of " + req.path, headers={"ETag": '"v1"'})
+
+    extra = {"database_url": request.getfixturevalue("pg_url")} if backend == "postgres" else {}
+    p = await platforms(clock=fake_clock, **extra)
+    base = await loopback(handle)
+    app = await p.apps.create("shop", "dev")
+    await confirm_url(p, app.appid, "periodic", base + "/main")
+    await grey(p, app.appid, "grey_set", base + "/grey", ratio=0)
+    await p.background.launch(app.appid, "u", Launch())
+    await p.background.set_token(app.appid, "u", "t")
+    assert await run(p) == 1
+    fake_clock.advance(12 * 3600)
+    assert await run(p) == 1  # conditional on its own URL: 304
+    assert seen == [("/main", None), ("/main", '"v1"')]
+
+    await p.apps.set_tester(app.appid, "u", True, "dev")
+    fake_clock.advance(12 * 3600)
+    assert await run(p) == 1
+    assert seen[-1] == ("/grey", None)
+    assert (await p.background.get_data(app.appid, "u", "periodic"))["fetchedData"] == (
+        "data of /grey"
+    )
+    fake_clock.advance(12 * 3600)
+    assert await run(p) == 1
+    assert seen[-1] == ("/grey", '"v1"')  # its own URL's validators are still used
+
+    await p.apps.set_tester(app.appid, "u", False, "dev")
+    fake_clock.advance(12 * 3600)
+    assert await run(p) == 1
+    assert seen[-1] == ("/main", None)
+    assert (await p.background.get_data(app.appid, "u", "periodic"))["fetchedData"] == (
+        "data of /main"
+    )

@@ -5,6 +5,7 @@ SQLite and on PostgreSQL."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -119,3 +120,36 @@ def test_a_pair_twice_in_one_batch_keeps_its_last_body_and_exact_references(
     store.record([data("u1", "new", 2), data("u1", "newer", 3), data("u2", "old", 2)])
     assert store.get_data("mpa", "u1", "periodic").body == "newer"  # type: ignore[union-attr]
     assert bodies(db) == {body_hash("old"): 1, body_hash("newer"): 1}
+
+
+def test_a_body_fetched_with_a_token_no_longer_the_pairs_is_not_stored_nor_counted(
+    db: Database,
+) -> None:
+    """A periodic result carries the token it was fetched with; once the pair has another
+    token its body is skipped (the log row stays): alone, after the new token's body in the
+    same batch, or as the only reference to a body. Every count still matches the rows."""
+    store = FetchStore(db)
+    for u in ("u1", "u2"):
+        store.set_token("mpa", u, "bob", 1.0)
+    stale = [replace(data("u1", "alice's", at=2), token="alice")]
+    assert [r.body for r in store.record(stale)] == [None]
+    assert store.get_data("mpa", "u1", "periodic") is None and bodies(db) == {}
+
+    store.record([replace(data(u, FEED), token="bob") for u in ("u1", "u2")])
+    assert bodies(db) == {body_hash(FEED): 2}
+    stored = store.record(
+        [
+            replace(data("u1", "bob's", at=3), token="bob"),
+            replace(data("u1", FEED, at=4), token="alice"),  # last in the batch, but stale
+            replace(data("u2", "alice's", at=4), token="alice"),
+            data("u2", "pre", at=5, kind="pre"),  # no token: not a periodic result
+        ]
+    )
+    assert [r.body for r in stored] == ["bob's", None, None, "pre"]
+    assert store.get_data("mpa", "u1", "periodic").body == "bob's"  # type: ignore[union-attr]
+    assert store.get_data("mpa", "u2", "periodic").body == FEED  # type: ignore[union-attr]
+    assert bodies(db) == {body_hash(FEED): 1, body_hash("bob's"): 1, body_hash("pre"): 1}
+    with db.reading() as conn:
+        assert conn.execute(select(func.count()).select_from(t.fetch_log)).scalar_one() == 7
+    store.clear_data("mpa", None)
+    assert bodies(db) == {}

@@ -6,7 +6,8 @@ queues its outcome, and a recorder writes queued outcomes in one transaction per
 tells connected runtimes. When nothing is due it sleeps until the next due time (at most a
 second, so changes made by another process are seen), or until ``wake()``.
 
-Leases: every claimed pair is held until its result is stored, and its lease is renewed while it
+Leases: every claimed pair is held until the result of its last claim is stored (a pair made due
+while held is claimed again), and its lease is renewed while it
 waits (for a per-host slot, say), so neither this worker nor another claims it again within the
 interval. On stop, fetches in flight get ``stop_grace_s`` to finish; the rest are cancelled and
 their claims released (due at once), so a stop is prompt and loses nothing."""
@@ -14,6 +15,7 @@ their claims released (due at once), so a stop is prompt and loses nothing."""
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import functools
 import logging
@@ -105,7 +107,11 @@ class PeriodicEngine:
         self._done: list[tuple[FetchRecord, ScheduleUpdate]] = []
         self._done_event = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
-        self._leases: dict[Pair, float] = {}  # claimed, result not stored yet: the lease set
+        # claimed, result not stored yet: the lease set (each pair's lease is its latest claim's,
+        # the row's), and how many claims of each pair are held: a pair made due while held (a
+        # new token) is claimed again, and stays held until its last claim's result is stored
+        self._leases: dict[Pair, float] = {}
+        self._claims: collections.Counter[Pair] = collections.Counter()
         self.stop_grace_s = stop_grace_s
         self.completed = 0
 
@@ -152,6 +158,7 @@ class PeriodicEngine:
                 requested_url=request.url if request else due.url,
                 arrived_at=self.clock.now(),
                 route=due.route,
+                token=due.token,
             )
             update = schedule_after(
                 due,
@@ -167,7 +174,7 @@ class PeriodicEngine:
             self._finish(record, update)
         except Exception:  # a bug must not stall the pipeline; the lease retries the pair
             log.exception("periodic fetch of %s/%s failed", due.appid, due.user_id)
-            self._leases.pop((due.appid, due.user_id), None)
+            self._unhold((due.appid, due.user_id))
             self._release()
         except asyncio.CancelledError:  # stopping: run() releases the claim
             self._release()
@@ -214,9 +221,11 @@ class PeriodicEngine:
         batch, self._done = self._done, []
         if not batch:
             return 0
-        records = [r for r, _ in batch]
         try:
-            await self.db.write(self.store.record, records, [u for _, u in batch])
+            # as stored: a body fetched with a previous token is neither stored nor pushed
+            records = await self.db.write(
+                self.store.record, [r for r, _ in batch], [u for _, u in batch]
+            )
         except Exception:
             # one bad row must not stop the recorder: write each alone, drop what still fails
             # (its lease makes the pair due again, so nothing is lost for good)
@@ -224,14 +233,13 @@ class PeriodicEngine:
             records = []
             for record, update in batch:
                 try:
-                    await self.db.write(self.store.record, [record], [update])
-                    records.append(record)
+                    records += await self.db.write(self.store.record, [record], [update])
                 except Exception:
                     log.exception("dropped the result of %s/%s", record.appid, record.user_id)
         # stored or dropped, no claim of this batch is held any more: a dropped result's lease
         # must run out (the pair is then due again), not be renewed with the held ones
         for record, _ in batch:
-            self._leases.pop((record.appid, record.user_id), None)
+            self._unhold((record.appid, record.user_id))
         self.completed += len(batch)
         if self.notify is not None:
             try:
@@ -250,7 +258,17 @@ class PeriodicEngine:
         )
         for due in claimed:
             self._leases[(due.appid, due.user_id)] = lease
+            self._claims[(due.appid, due.user_id)] += 1
         return claimed
+
+    def _unhold(self, pair: Pair) -> None:
+        """One claim of ``pair`` is over (its result stored or dropped). The pair's lease
+        stays held while another claim of it is in flight: the first result must not end the
+        second claim's lease, which would then run out and let the pair be claimed again."""
+        self._claims[pair] -= 1
+        if self._claims[pair] <= 0:
+            del self._claims[pair]
+            self._leases.pop(pair, None)
 
     async def _renew(self, lease_until: float, older_than: float) -> None:
         """Move the leases this worker holds that end before ``older_than`` to ``lease_until``
@@ -344,3 +362,4 @@ class PeriodicEngine:
             except Exception:  # the leases run out by themselves
                 log.exception("releasing %d claims failed", len(self._leases))
             self._leases.clear()
+            self._claims.clear()

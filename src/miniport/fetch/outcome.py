@@ -27,9 +27,11 @@ def record_for(
     scene: int | None = None,
     arrived_at: float | None = None,
     route: str | None = None,
+    token: str | None = None,
 ) -> FetchRecord:
     """``now`` is when the request went out (the log's time); ``arrived_at`` when the answer
-    came, which is the data's ``timeStamp``."""
+    came, which is the data's ``timeStamp``. ``token``: a periodic fetch's (its body is stored
+    only while it is still the pair's token)."""
     cached = result.verdict is Verdict.CACHED
     return FetchRecord(
         appid=appid,
@@ -49,6 +51,7 @@ def record_for(
         query=query,
         scene=scene,
         route=route if requested_url else None,
+        token=token,
     )
 
 
@@ -81,6 +84,8 @@ def schedule_after(
             last_modified=last_modified,
             new_validators=verdict is Verdict.CACHED,
             token=due.token,
+            route=due.route,
+            url=due.url,
         )
     if verdict is Verdict.TOKEN_NOT_SET:  # out of the due index until a token is set
         return ScheduleUpdate(
@@ -91,6 +96,7 @@ def schedule_after(
             last_attempt_at=now,
             last_error=error,
             token=due.token,
+            url=due.url,
         )
     failures = due.failures + 1
     when = (
@@ -106,4 +112,5 @@ def schedule_after(
         last_attempt_at=now,
         last_error=error,
         token=due.token,
+        url=due.url,
     )

@@ -308,6 +308,7 @@ class BackgroundService:
             requested_url=sent.url if sent else url,
             arrived_at=self.clock.now(),
             route=route,
+            token=due.token,  # stored only while it is still the user's token
         )
         schedule = []
         if user:
@@ -323,8 +324,7 @@ class BackgroundService:
                     last_modified=result.last_modified,
                 )
             )
-        await self.db.write(self.fetches.record, [record], schedule)
-        await self.notify([record])
+        await self.notify(await self.db.write(self.fetches.record, [record], schedule))
         return {"request": sent.as_dict() if sent else {}, "route": route, **result.shown()}
 
     async def clear(self, appid: str, user_id: str | None) -> int:

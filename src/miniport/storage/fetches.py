@@ -20,10 +20,13 @@ Bodies are stored once (see ``store_bodies``): ``fetched_data`` names a body by 
 (+n when it upserts) and by database triggers (-1 when a row's body is replaced or deleted; the
 body is deleted at zero). A read is still one statement: two primary-key lookups joined. A batch
 writes bodies before the rows naming them, both before the schedules move, bodies in hash order
-and rows in key order, so concurrent PostgreSQL batches lock in one order."""
+and rows in key order, so concurrent PostgreSQL batches lock in one order. A periodic result's
+body is written only while the pair's token is the one its fetch used (``current_bodies``):
+read in the batch's transaction, so a skipped body takes no reference at all."""
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import hashlib
 import zlib
@@ -81,6 +84,9 @@ class FetchRecord:
     query: str | None = None
     scene: int | None = None
     route: str | None = None  # main | grey (None: no URL served)
+    # the token a periodic fetch used: its body is stored only while that is still the pair's
+    # token (None: not checked, a pre-fetch's)
+    token: str | None = None
 
 
 @dataclass(frozen=True)
@@ -96,6 +102,11 @@ class ScheduleUpdate:
     last_modified: str | None = None
     new_validators: bool = False  # a full 200: store etag/last_modified (None clears them)
     token: str | None = None  # the token the fetch used (see the "failed"/"succeeded" SQL)
+    route: str | None = None  # main | grey: the URL that gave the new validators
+    # the URL fetched: if it is no longer one of the app's periodic URLs (changed while the fetch
+    # was in flight), the pair is due again at once and no validators are stored (see
+    # ``FetchStore._for_current_urls``). None: not checked
+    url: str | None = None
 
 
 @dataclass(frozen=True)
@@ -120,7 +131,7 @@ _CLAIM_SQLITE = """
     WHERE rowid IN (
         SELECT rowid FROM app_users WHERE next_due_at <= :now ORDER BY next_due_at LIMIT :limit)
     RETURNING appid, user_id, token, etag, last_modified, failures, last_success_at, lease_until,
-        version, env_version, last_launch_at
+        version, env_version, last_launch_at, validators_route
     """
 
 # PostgreSQL: the rows locked in due order drive the update by their physical address (ctid),
@@ -142,7 +153,7 @@ _CLAIM_POSTGRES = """
         ORDER BY next_due_at LIMIT %(limit)s
         FOR UPDATE SKIP LOCKED))
     RETURNING appid, user_id, token, etag, last_modified, failures, last_success_at, lease_until,
-        version, env_version, last_launch_at
+        version, env_version, last_launch_at, validators_route
     """
 
 # The apps among a claim's that can be fetched periodically: URL, secret, grey release and fetch
@@ -207,16 +218,20 @@ _RECORD_SQL = {
     " SET body_hash = excluded.body_hash, fetched_at_ms = excluded.fetched_at_ms,"
     " path = excluded.path, query = excluded.query, scene = excluded.scene",
     # the schedule moves only if the token is still the one the fetch used: a token set while
-    # the fetch was in flight made the pair due at once, and that must stand
+    # the fetch was in flight made the pair due at once, and that must stand; nor does the
+    # lease end then: it is the claim of the new token's fetch, if that was claimed already
     "failed": "UPDATE app_users SET next_due_at = CASE WHEN {same_token} THEN ? ELSE next_due_at"
     " END, failures = CASE WHEN {same_token} THEN ? ELSE failures END, last_attempt_at = ?,"
-    " last_error = ?, lease_until = NULL WHERE appid = ? AND user_id = ?",
+    " last_error = ?, lease_until = CASE WHEN {same_token} THEN NULL ELSE lease_until END"
+    " WHERE appid = ? AND user_id = ?",
     # ...and so do the validators: a previous token's must not be sent for the new one
     "succeeded": "UPDATE app_users SET next_due_at = CASE WHEN {same_token} THEN ? ELSE"
     " next_due_at END, failures = CASE WHEN {same_token} THEN ? ELSE failures END,"
-    " last_attempt_at = ?, last_error = ?, lease_until = NULL, last_success_at = ?,"
+    " last_attempt_at = ?, last_error = ?,"
+    " lease_until = CASE WHEN {same_token} THEN NULL ELSE lease_until END, last_success_at = ?,"
     " etag = CASE WHEN ? AND {same_token} THEN ? ELSE etag END,"
-    " last_modified = CASE WHEN ? AND {same_token} THEN ? ELSE last_modified END"
+    " last_modified = CASE WHEN ? AND {same_token} THEN ? ELSE last_modified END,"
+    " validators_route = CASE WHEN ? AND {same_token} THEN ? ELSE validators_route END"
     " WHERE appid = ? AND user_id = ?",
 }
 
@@ -243,17 +258,45 @@ _RECORD_PG = {
     " ELSE a.next_due_at END,"
     " failures = CASE WHEN a.token IS NOT DISTINCT FROM v.token THEN v.failures"
     " ELSE a.failures END,"
-    " last_attempt_at = v.last_attempt_at, last_error = v.last_error, lease_until = NULL,"
+    " last_attempt_at = v.last_attempt_at, last_error = v.last_error,"
+    " lease_until = CASE WHEN a.token IS NOT DISTINCT FROM v.token THEN NULL"
+    " ELSE a.lease_until END,"
     " last_success_at = COALESCE(v.last_success_at, a.last_success_at),"
     " etag = CASE WHEN v.new_validators AND a.token IS NOT DISTINCT FROM v.token THEN v.etag"
     " ELSE a.etag END,"
     " last_modified = CASE WHEN v.new_validators AND a.token IS NOT DISTINCT FROM v.token"
-    " THEN v.last_modified ELSE a.last_modified END"
+    " THEN v.last_modified ELSE a.last_modified END,"
+    " validators_route = CASE WHEN v.new_validators AND a.token IS NOT DISTINCT FROM v.token"
+    " THEN v.route ELSE a.validators_route END"
     " FROM unnest(%b::text[], %b::text[], %b::text[], %b::float8[], %b::int[], %b::float8[],"
-    " %b::text[], %b::float8[], %b::bool[], %b::text[], %b::text[]) AS v(appid, user_id, token,"
-    " next_due_at, failures, last_attempt_at, last_error, last_success_at, new_validators, etag,"
-    " last_modified) WHERE a.appid = v.appid AND a.user_id = v.user_id",
+    " %b::text[], %b::float8[], %b::bool[], %b::text[], %b::text[], %b::text[]) AS v(appid,"
+    " user_id, token, next_due_at, failures, last_attempt_at, last_error, last_success_at,"
+    " new_validators, etag, last_modified, route)"
+    " WHERE a.appid = v.appid AND a.user_id = v.user_id",
 }
+
+
+# The periodic URLs of a batch's apps now (see ``FetchStore._for_current_urls``). PostgreSQL
+# holds them (FOR SHARE) until the batch commits: a URL change waits for the batch, and the
+# change's wake_app then finds the batch's pairs no longer leased, so it makes them due itself.
+_URLS_SQL = (
+    "SELECT appid, url, grey_url FROM fetch_urls WHERE appid {appids} AND kind = 'periodic'"
+    " AND enabled AND url IS NOT NULL"
+)
+
+
+# A batch's pairs and their tokens now (see ``current_bodies``). PostgreSQL locks them in key
+# order (byte order: Python's sorted order, in which every other batch statement goes).
+_TOKENS_SQLITE = (
+    "SELECT a.appid, a.user_id, a.token FROM (VALUES {values}) AS v"
+    " JOIN app_users a ON a.appid = v.column1 AND a.user_id = v.column2"
+)
+_TOKENS_PG = (
+    "SELECT a.appid, a.user_id, a.token FROM app_users a"
+    " JOIN unnest(%b::text[], %b::text[]) AS v(appid, user_id)"
+    " ON a.appid = v.appid AND a.user_id = v.user_id"
+    ' ORDER BY a.appid COLLATE "C", a.user_id COLLATE "C" FOR UPDATE OF a'
+)
 
 
 def _getter(names: str) -> Callable[[Any], tuple[Any, ...]]:
@@ -265,7 +308,7 @@ _LOG_ROW = _getter("appid user_id kind trigger ts url verdict status bytes laten
 _DATA_ROW = _getter("appid user_id kind fetched_at_ms path query scene")
 _MOVE_ROW = _getter(
     "appid user_id token next_due_at failures last_attempt_at last_error last_success_at"
-    " new_validators etag last_modified"
+    " new_validators etag last_modified route"
 )
 
 
@@ -287,6 +330,30 @@ def body_hash(body: str) -> str:
 def body_text(stored: bytes) -> str:
     """A stored body back to its text."""
     return zlib.decompress(stored).decode()
+
+
+def current_bodies(
+    records: Sequence[FetchRecord], tokens: dict[tuple[str, str], str | None]
+) -> list[FetchRecord]:
+    """``records`` without the bodies fetched with a token that is no longer the pair's
+    (``tokens``: the pairs' tokens now). Such a fetch was in flight when the token changed, and
+    the new token's fetch may be stored already: its body must not be replaced by (nor pushed
+    after) the previous token's, another account's perhaps. Its log row stays."""
+    return [
+        dataclasses.replace(r, body=None, fetched_at_ms=None)
+        if r.body is not None
+        and r.token is not None
+        and tokens.get((r.appid, r.user_id)) != r.token
+        else r
+        for r in records
+    ]
+
+
+def token_checked(records: Sequence[FetchRecord]) -> list[tuple[str, str]]:
+    """The pairs whose current token decides whether a body of ``records`` is stored."""
+    return sorted(
+        {(r.appid, r.user_id) for r in records if r.body is not None and r.token is not None}
+    )
 
 
 def store_bodies(cursor: Any, sql: dict[str, str], records: Sequence[FetchRecord]) -> None:
@@ -313,6 +380,22 @@ def store_bodies(cursor: Any, sql: dict[str, str], records: Sequence[FetchRecord
             for r, d in hashed
         ],
     )
+
+
+def _latest_moves(
+    schedule: Sequence[ScheduleUpdate], tokens: dict[tuple[str, str], str | None]
+) -> dict[tuple[str, str], tuple[Any, ...]]:
+    """One schedule row per pair for PostgreSQL: the last, unless an earlier one is for the
+    pair's current token (in ``tokens``) and the last is not (a previous token's fetch that
+    finished after the new token's, in one batch)."""
+    latest: dict[tuple[str, str], ScheduleUpdate] = {}
+    for u in schedule:
+        key = (u.appid, u.user_id)
+        prev = latest.get(key)
+        current = tokens.get(key, u.token)
+        if prev is None or u.token == current or prev.token != tokens.get(key, prev.token):
+            latest[key] = u
+    return {k: _MOVE_ROW(u) for k, u in latest.items()}
 
 
 def _main_target(target: tuple[str, str, str], _user: str) -> tuple[str, str, str]:
@@ -408,6 +491,7 @@ class FetchStore:
         self._sql["fetchable"] = db.sql("SELECT " + _FETCHABLE.format(appid="?"))
         self._sql["claim"] = _CLAIM_SQLITE if db.is_sqlite else _CLAIM_POSTGRES
         self._sql["targets"] = _TARGETS_SQL.format(appids="= ANY(%s)")
+        self._sql["urls"] = _URLS_SQL.format(appids="= ANY(%s)") + " FOR SHARE"
         self._sql["get_token"] = db.sql(
             "SELECT token FROM app_users WHERE appid = ? AND user_id = ?"
         )
@@ -495,9 +579,12 @@ class FetchStore:
         launched it and have a token due at once, for a full fetch (the old URL's validators
         would let the new URL answer 304 and keep the old URL's body); otherwise take all its
         pairs out of the due index. Pairs being fetched right now (leased) are not made due, so
-        they are not fetched twice in a burst; a leased pair of a disabled app leaves the index
-        at its next claim."""
+        they are not fetched twice at once: their validators are dropped, and the record of a
+        fetch from a URL that is no longer the app's makes the pair due then (see
+        ``_for_current_urls``). A leased pair of a disabled app leaves the index at its next
+        claim. Returns how many pairs were made due (or taken out)."""
         c = t.app_users.c
+        leased = and_(c.lease_until.is_not(None), c.lease_until > now)
         with self.db.writing() as conn:
             if not self._fetchable(conn, appid):
                 return conn.execute(
@@ -505,16 +592,15 @@ class FetchStore:
                     .where(and_(c.appid == appid, c.next_due_at.is_not(None)))
                     .values(next_due_at=None)
                 ).rowcount
+            waking = and_(c.appid == appid, c.token.is_not(None), c.last_launch_at.is_not(None))
+            conn.execute(
+                update(t.app_users)
+                .where(and_(waking, leased))
+                .values(etag=None, last_modified=None, validators_route=None)
+            )
             return conn.execute(
                 update(t.app_users)
-                .where(
-                    and_(
-                        c.appid == appid,
-                        c.token.is_not(None),
-                        c.last_launch_at.is_not(None),
-                        or_(c.lease_until.is_(None), c.lease_until <= now),
-                    )
-                )
+                .where(and_(waking, or_(c.lease_until.is_(None), c.lease_until <= now)))
                 .values(next_due_at=now, failures=0, etag=None, last_modified=None)
             ).rowcount
 
@@ -632,13 +718,16 @@ class FetchStore:
         for r in kept:
             target = targets[r[0]]
             url, secret, route = target.pick(r[1])
+            # validators only for the URL that gave them: the other URL's ETag could be a data
+            # version it shares, and its 304 would keep this URL's data
+            same = r[11] == route
             claimed.append(
                 DueFetch(
                     r[0],
                     r[1],
                     r[2],
-                    r[3],
-                    r[4],
+                    r[3] if same else None,
+                    r[4] if same else None,
                     r[5],
                     r[6],
                     url,
@@ -761,44 +850,76 @@ class FetchStore:
     # --- results ---
     def record(
         self, records: Sequence[FetchRecord], schedule: Sequence[ScheduleUpdate] = ()
-    ) -> None:
-        """Store a batch of attempts in one transaction: log rows, accepted bodies, schedules."""
+    ) -> list[FetchRecord]:
+        """Store a batch of attempts in one transaction: log rows, accepted bodies, schedules.
+        Returns the records as stored: a body fetched with a token that is no longer the pair's
+        is not stored (see ``current_bodies``), and comes back as None (not to be pushed)."""
         with self.db.writing() as conn:
-            self._record(conn, records, schedule)
+            return self._record(conn, records, schedule)
+
+    def _tokens(
+        self, cursor: Any, pairs: Sequence[tuple[str, str]]
+    ) -> dict[tuple[str, str], str | None]:
+        """The current token of each of these pairs (in the writing transaction: SQLite's is
+        exclusive; PostgreSQL's locks the rows, in key order, so no token changes before the
+        batch commits)."""
+        if not pairs:
+            return {}
+        if not self.db.is_sqlite:
+            cursor.execute(_TOKENS_PG, [[a for a, _ in pairs], [u for _, u in pairs]])
+            return {(a, u): token for a, u, token in cursor.fetchall()}
+        out: dict[tuple[str, str], str | None] = {}
+        for start in range(0, len(pairs), 400):
+            chunk = pairs[start : start + 400]
+            values = ", ".join(["(?, ?)"] * len(chunk))
+            cursor.execute(
+                _TOKENS_SQLITE.format(values=values), [x for pair in chunk for x in pair]
+            )
+            out.update(((a, u), token) for a, u, token in cursor.fetchall())
+        return out
+
+    def _for_current_urls(
+        self, cursor: Any, schedule: Sequence[ScheduleUpdate]
+    ) -> list[ScheduleUpdate]:
+        """``schedule`` with the fetches of a URL that is no longer one of the app's periodic
+        URLs made due again at once, storing no validators: the URL changed while they were in
+        flight (wake_app leaves pairs in flight alone), so the pair must be fetched from the
+        new URL now, in full, not in an interval with the old URL's data and validators."""
+        appids = sorted({u.appid for u in schedule if u.url is not None})
+        if not appids:
+            return list(schedule)
+        if self.db.is_sqlite:
+            marks = ", ".join("?" * len(appids))
+            cursor.execute(_URLS_SQL.format(appids=f"IN ({marks})"), appids)
+        else:
+            cursor.execute(self._sql["urls"], (appids,))
+        current: dict[str, set[str]] = {}
+        for appid, url, grey_url in cursor.fetchall():
+            current.setdefault(appid, set()).update((url, grey_url))
+        return [
+            u
+            if u.url is None or u.url in current.get(u.appid, ())
+            else dataclasses.replace(
+                u, next_due_at=u.last_attempt_at, failures=0, new_validators=False
+            )
+            for u in schedule
+        ]
 
     def _record(
         self, conn: Any, records: Sequence[FetchRecord], schedule: Sequence[ScheduleUpdate]
-    ) -> None:
+    ) -> list[FetchRecord]:
         if not self.db.is_sqlite:
-            self._record_pg(conn, records, schedule)
-            return
+            return self._record_pg(conn, records, schedule)
         # The hot path of the engine: plain DB-API executemany with tuples, several times
         # cheaper per row than compiled Core statements (SQLite runs in-process: no round trips
         # to save).
         cursor = _cursor(conn)
         try:
             if records:
-                cursor.executemany(
-                    self._sql["log"],
-                    [
-                        (
-                            r.appid,
-                            r.user_id,
-                            r.kind,
-                            r.trigger,
-                            r.ts,
-                            r.url,
-                            r.verdict,
-                            r.status,
-                            r.bytes,
-                            r.latency_ms,
-                            r.error,
-                            r.route,
-                        )
-                        for r in records
-                    ],
-                )
+                cursor.executemany(self._sql["log"], [_LOG_ROW(r) for r in records])
+            records = current_bodies(records, self._tokens(cursor, token_checked(records)))
             store_bodies(cursor, self._sql, records)
+            schedule = self._for_current_urls(cursor, schedule)
             failed = [
                 (
                     s.token,
@@ -807,6 +928,7 @@ class FetchStore:
                     s.failures,
                     s.last_attempt_at,
                     s.last_error,
+                    s.token,
                     s.appid,
                     s.user_id,
                 )
@@ -823,6 +945,7 @@ class FetchStore:
                     s.failures,
                     s.last_attempt_at,
                     s.last_error,
+                    s.token,
                     s.last_success_at,
                     s.new_validators,
                     s.token,
@@ -830,6 +953,9 @@ class FetchStore:
                     s.new_validators,
                     s.token,
                     s.last_modified,
+                    s.new_validators,
+                    s.token,
+                    s.route,
                     s.appid,
                     s.user_id,
                 )
@@ -840,17 +966,26 @@ class FetchStore:
                 cursor.executemany(self._sql["succeeded"], succeeded)
         finally:
             cursor.close()
+        return records
 
     def _record_pg(
         self, conn: Any, records: Sequence[FetchRecord], schedule: Sequence[ScheduleUpdate]
-    ) -> None:
+    ) -> list[FetchRecord]:
         """The same writes as the SQLite path, one statement per kind. Bodies and schedules
-        are taken last-wins per key (one statement cannot change a row twice) and in key
-        order, so concurrent batches lock rows in the same order and cannot deadlock."""
-        bodies, data = _body_rows(records)
-        moves = {(u.appid, u.user_id): _MOVE_ROW(u) for u in schedule}
+        are taken last-wins per key (one statement cannot change a row twice; a schedule
+        for the pair's current token wins over a previous token's) and in key order, so
+        concurrent batches lock rows in the same order and cannot deadlock. When a body's
+        token is to be checked, the batch's pairs are locked first (key order), before
+        bodies and rows, the order of a write-behind batch too."""
         cursor = _cursor(conn)
         try:
+            schedule = self._for_current_urls(cursor, schedule)  # first: see _URLS_SQL
+            checked = token_checked(records)
+            pairs = {*checked, *((u.appid, u.user_id) for u in schedule)} if checked else ()
+            tokens = self._tokens(cursor, sorted(pairs))
+            records = current_bodies(records, tokens)
+            bodies, data = _body_rows(records)
+            moves = _latest_moves(schedule, tokens)
             if records:
                 log = [_LOG_ROW(r) for r in records]
                 cursor.execute(_RECORD_PG["log"], _columns(log, 12, floats=(4, 9)))
@@ -859,9 +994,10 @@ class FetchStore:
                 cursor.execute(_RECORD_PG["data"], _columns(data, 8))
             if moves:
                 rows = [moves[k] for k in sorted(moves)]
-                cursor.execute(_RECORD_PG["schedule"], _columns(rows, 11, floats=(3, 5, 7)))
+                cursor.execute(_RECORD_PG["schedule"], _columns(rows, 12, floats=(3, 5, 7)))
         finally:
             cursor.close()
+        return records
 
     # --- data ---
     def get_data(self, appid: str, user_id: str, kind: str) -> StoredData | None:

@@ -185,6 +185,9 @@ app_users = Table(
     Column("last_error", Text, nullable=True),
     Column("etag", Text, nullable=True),
     Column("last_modified", Text, nullable=True),
+    # which of the kind's URLs (main | grey) etag and last_modified came from: a fetch sends them
+    # only to that one (NULL: not known, stored before migration 0013; sent to neither)
+    Column("validators_route", String(8), nullable=True),
     # the mini-program's version and environment at the user's last launch that said them
     Column("version", String(64), nullable=True),
     Column("env_version", String(16), nullable=True),

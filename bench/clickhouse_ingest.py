@@ -7,7 +7,8 @@ dropped at exit) and one ClickHouse (database ``miniport_bench_ingest``, dropped
 nodes, until N events; the count through the admin API must then be exactly N. The nodes'
 inserts are counted with ClickHouse's ``system.events`` (InsertQuery, InsertedRows), and
 the bare loop inserts the same rows with the store's own TSV insert, one block of the nodes'
-average size at a time. Target: ratio (HTTP events/s / bare rows/s) >= 0.5. Beside the rates
+average size at a time. Each phase starts once ClickHouse merges no parts (``settle``).
+Target: ratio (HTTP events/s / bare rows/s) >= 0.5. Beside the rates
 (which swing with the neighbours on a shared machine), the CPU seconds per 1,000 events of both
 nodes (their own /proc counters) and of the bare loop per 1,000 rows (this process's); neither
 counts ClickHouse's own work, the same for both.
@@ -71,6 +72,18 @@ def insert_counters(t: HttpTransport) -> tuple[int, int]:
     )
     values = {name: int(v) for name, v in json.loads(raw)["data"]}
     return values.get("InsertQuery", 0), values.get("InsertedRows", 0)
+
+
+def settle(t: HttpTransport, limit_s: float = 120.0) -> None:
+    """Wait until ClickHouse merges no parts: each phase then starts on a server that is not
+    still merging the other phase's inserts (the bare loop, run second, was 44k-257k rows/s
+    depending on how much of the HTTP phase's merging it ran beside)."""
+    deadline = time.monotonic() + limit_s
+    while time.monotonic() < deadline:
+        raw = t.execute("SELECT count() FROM system.merges FORMAT JSONCompact", in_database=False)
+        if int(json.loads(raw)["data"][0][0]) == 0:
+            return
+        time.sleep(0.2)
 
 
 async def setup_app(settings: Settings) -> tuple[str, str]:
@@ -187,6 +200,7 @@ async def run(n: int, batch: int, conns: int) -> dict[str, Any]:
             urls = [url for url, _ in nodes]
             path = f"/runtime/v1/apps/{appid}/analytics/events"
             await load(urls, path, token, min(n, 2 * batch), batch, 2)  # warm-up
+            settle(ch)
             q0, r0 = insert_counters(ch)
             load_http = loadavg()
             cpu0 = sum(cpu_s(proc.pid) for proc in procs)
@@ -197,6 +211,7 @@ async def run(n: int, batch: int, conns: int) -> dict[str, Any]:
                 stored = store.count(appid)
             assert stored == n, (stored, n)
             block = max(1, round((r1 - r0) / max(1, q1 - q0)))
+            settle(ch)
             load_bare = loadavg()
             bare_s, bare_cpu = bare(n, block)
             return {

@@ -476,9 +476,9 @@ async def test_loopback_written_in_a_non_canonical_form_is_blocked(
     assert probe.hits == []
 
 
-async def test_a_redirect_to_another_host_does_not_carry_the_signature(
-    fetcher: Fetcher, loopback: StartServer,
-) -> None:
+async def redirected_elsewhere(loopback: StartServer) -> tuple[str, list[dict[str, str]]]:
+    """A URL on 127.0.0.1 that redirects to another host (127.0.0.2), and the headers each hop
+    received, in order."""
     seen: list[dict[str, str]] = []
 
     async def record(request: web.Request) -> web.Response:
@@ -488,19 +488,27 @@ async def test_a_redirect_to_another_host_does_not_carry_the_signature(
     app = web.Application()
     app.router.add_get("/final", record)
     other = await loopback(app, host="127.0.0.2")
-    hop = web.Application()
 
     async def redirect(request: web.Request) -> web.Response:
+        seen.append(dict(request.headers))
         raise web.HTTPFound(other + "/final")
 
+    hop = web.Application()
     hop.router.add_get("/go", redirect)
-    first = await loopback(hop, host="127.0.0.1")
-    signed = OutboundRequest(url=first + "/go", headers={
+    return await loopback(hop, host="127.0.0.1") + "/go", seen
+
+
+async def test_a_redirect_to_another_host_does_not_carry_the_signature(
+    fetcher: Fetcher, loopback: StartServer,
+) -> None:
+    url, seen = await redirected_elsewhere(loopback)
+    signed = OutboundRequest(url=url, headers={
         "X-Miniport-Signature": "t=1,v1=abc", "X-Miniport-Appid": "mpA", "User-Agent": "M"})
     result = await fetcher.fetch(signed, timeout_s=5)
     assert result.verdict is Verdict.CACHED
-    assert "X-Miniport-Signature" not in seen[0] and "X-Miniport-Appid" not in seen[0]
-    assert seen[0]["User-Agent"] == "M"
+    assert seen[0]["X-Miniport-Signature"] == "t=1,v1=abc"
+    assert "X-Miniport-Signature" not in seen[1] and "X-Miniport-Appid" not in seen[1]
+    assert seen[1]["User-Agent"] == "M"
 
 
 async def test_a_redirect_to_another_host_does_not_carry_the_apps_own_headers(
@@ -508,25 +516,9 @@ async def test_a_redirect_to_another_host_does_not_carry_the_apps_own_headers(
 ) -> None:
     """The app's headers (an API key for its own server, shown only masked) are for the
     configured host: a redirect elsewhere (a CDN, an open redirect) must not receive them."""
-    seen: list[dict[str, str]] = []
-
-    async def record(request: web.Request) -> web.Response:
-        seen.append(dict(request.headers))
-        return web.Response(text="moved here")
-
-    app = web.Application()
-    app.router.add_get("/final", record)
-    other = await loopback(app, host="127.0.0.2")
-
-    async def redirect(request: web.Request) -> web.Response:
-        seen.append(dict(request.headers))
-        raise web.HTTPFound(other + "/final")
-
-    hop = web.Application()
-    hop.router.add_get("/go", redirect)
-    first = await loopback(hop, host="127.0.0.1")
+    url, seen = await redirected_elsewhere(loopback)
     request = build_periodic_request(
-        base_url=first + "/go", appid="mpA", secret="s", token="tok", timestamp=1,
+        base_url=url, appid="mpA", secret="s", token="tok", timestamp=1,
         headers={"X-Api-Key": "key-123", "authorization": "Bearer abc"},
     )
     result = await fetcher.fetch(request, timeout_s=5)

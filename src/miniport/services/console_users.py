@@ -50,7 +50,7 @@ FAILURE_LIMIT = 10
 ONE_TIME_PASSWORD_TTL_S = 72 * 3600
 EXPIRED_ONE_TIME_PASSWORD = (
     "this one-time password has expired (they last 72 hours); ask an admin for a new one "
-    "(Users page: reset password)"
+    "(Users page: reset password; or `miniport admin reset-password NAME`)"
 )
 
 

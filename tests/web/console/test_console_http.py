@@ -243,6 +243,21 @@ def test_cli_admin_create(tmp_path: Path) -> None:
         check=True,
     )
     assert "One-time password:" in run.stdout
+    reset = subprocess.run(
+        [*cli, "admin", "reset-password", "root", "--json"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    reset_out = json.loads(reset.stdout)
+    assert reset_out["name"] == "root" and len(reset_out["one_time_password"]) >= 12
+    nobody = subprocess.run(
+        [*cli, "admin", "reset-password", "nobody"],
+        env=env, capture_output=True, text=True, timeout=60,
+    )
+    assert nobody.returncode == 1 and "not found" in nobody.stderr
     run = subprocess.run(
         [
             *cli,

@@ -234,11 +234,10 @@ class ConsoleUsers:
     async def _guess(self, name: str, password: str) -> tuple[ConsoleUser, str] | None:
         """The user ``name`` (and its hash) if ``password`` is theirs; else None, with a failure
         counted. Refused while the name is throttled, and (``Forbidden``, with a failure
-        counted as for a wrong password) when the password is an expired one-time password. The
-        throttle is read once this guess
-        holds a hashing slot, and a failure is counted before the slot is let go: read on
-        arrival, guesses sent all at once all passed it (each then had its password checked),
-        however low the limit."""
+        counted as for a wrong password) when the password is an expired one-time password.
+        The throttle is read once this guess holds a hashing slot, and a failure is counted
+        before the slot is let go: read on arrival, guesses sent all at once all passed it (each
+        then had its password checked), however low the limit."""
         if self._dummy_hash is None:
             self._dummy_hash = await self._hash(secrets.token_hex(8))
         async with self._hashing:

@@ -1,9 +1,12 @@
 """``miniport admin``: console users. The first admin is created here:
 
     miniport admin create NAME [--password P] [--role admin|developer|viewer]
+    miniport admin reset-password NAME
 
 Without ``--password`` a one-time password is generated and printed once; the user must choose
-their own password at first sign-in (the console asks for it before anything else)."""
+their own password at first sign-in (the console asks for it before anything else). A one-time
+password expires after 72 hours; ``reset-password`` prints a new one (also for the only admin,
+who has nobody to reset it on the Users page)."""
 
 from __future__ import annotations
 
@@ -76,3 +79,20 @@ def admin_list(data_dir: DataDir = None, as_json: Json = False) -> None:
         console.print(table)
 
     render(as_json, {"users": users}, human)
+
+
+@admin_cmd.command("reset-password")
+def admin_reset_password(name: str, data_dir: DataDir = None, as_json: Json = False) -> None:
+    """A new one-time password for a console user (shown once); their sessions end."""
+    reset = call(data_dir, as_json, "console.user.reset", name=name)
+
+    def human() -> None:
+        console.print(
+            f"One-time password for [bold]{escape(reset['name'])}[/bold]: "
+            f"[bold]{escape(reset['one_time_password'])}[/bold]",
+            highlight=False,
+        )
+        console.print("It is shown only now and expires in 72 hours; a new password is chosen "
+                      "at first sign-in.")
+
+    render(as_json, reset, human)

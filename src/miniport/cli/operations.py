@@ -247,6 +247,11 @@ async def _console_user_create(pf: Platform, p: Params) -> dict[str, Any]:
     return out
 
 
+async def _console_user_reset(pf: Platform, p: Params) -> dict[str, Any]:
+    password = await pf.console_users.reset_password(p["name"], actor="cli")
+    return {"name": p["name"], "one_time_password": password}
+
+
 async def _revoke_key(pf: Platform, p: Params) -> dict[str, Any]:
     revoked = await pf.auth.revoke_key(p["kind"], p["name"], CLI_ACTOR)
     return {"name": p["name"], "revoked": len(revoked)}
@@ -409,6 +414,7 @@ OPERATIONS: dict[str, Operation] = {
         ),
         Operation("console.user.create", None, _console_user_create, why_local=_NO_API),
         Operation("console.user.list", None, _console_users, why_local=_NO_API),
+        Operation("console.user.reset", None, _console_user_reset, why_local=_NO_API),
         # devtools
         Operation(
             "devtools.fetch",

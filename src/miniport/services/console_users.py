@@ -9,7 +9,14 @@ CSRF; the CLI creates and lists users through the same service).
   ``FAILURE_LIMIT`` in ``FAILURE_WINDOW_S``, counted in the state database so every API node
   shares one throttle. An unknown name costs the same hash as a known one.
 - A user created without a chosen password gets a generated one-time password and must choose
-  a new one at first sign-in (``must_change_password``).
+  a new one at first sign-in (``must_change_password``). A one-time password expires
+  ``ONE_TIME_PASSWORD_TTL_S`` (72 h) after it was set (created or reset): one never used, left
+  in a chat or an e-mail, no longer takes the account over. Signing in with an expired one is
+  refused, with a message to ask an admin for a new one, and counts as a failed sign-in like a
+  wrong password. A user's own chosen password never expires. Rows from before the
+  ``password_set_at`` column (migration 0014) count from ``created_at``: the earliest such a
+  password can have been set, so it expires no later than a new one would (a password reset
+  since then may thus be refused early; the admin resets it again).
 - Roles are ``domain.roles.ROLES``; the last active admin cannot be demoted or disabled.
 """
 
@@ -40,6 +47,11 @@ MAX_TOKEN = 128
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$")
 FAILURE_WINDOW_S = 600
 FAILURE_LIMIT = 10
+ONE_TIME_PASSWORD_TTL_S = 72 * 3600
+EXPIRED_ONE_TIME_PASSWORD = (
+    "this one-time password has expired (they last 72 hours); ask an admin for a new one "
+    "(Users page: reset password; or `miniport admin reset-password NAME`)"
+)
 
 
 def check_name(name: str) -> str:
@@ -65,6 +77,16 @@ def check_password(password: str) -> str:
 
 def one_time_password() -> str:
     return secrets.token_urlsafe(12)
+
+
+def one_time_password_expired(user: ConsoleUser, now: float) -> bool:
+    """Whether ``user`` holds a one-time password older than ``ONE_TIME_PASSWORD_TTL_S``. With
+    no ``password_set_at`` (a row from before migration 0014) ``created_at`` counts: the
+    earliest it can have been set, so the conservative choice."""
+    if not user.must_change_password:
+        return False
+    set_at = user.password_set_at if user.password_set_at is not None else user.created_at
+    return now - set_at >= ONE_TIME_PASSWORD_TTL_S
 
 
 class ConsoleUsers:
@@ -162,7 +184,11 @@ class ConsoleUsers:
         await self.db.write(
             self.store.update_user,
             name,
-            {"password_hash": await self._hash(password), "must_change_password": True},
+            {
+                "password_hash": await self._hash(password),
+                "must_change_password": True,
+                "password_set_at": self.now(),
+            },
             self.now(),
             actor,
             "console_user.reset_password",
@@ -182,7 +208,11 @@ class ConsoleUsers:
         return await self.db.write(
             self.store.update_user,
             session.user.name,
-            {"password_hash": await self._hash(new), "must_change_password": False},
+            {
+                "password_hash": await self._hash(new),
+                "must_change_password": False,
+                "password_set_at": self.now(),
+            },
             self.now(),
             session.user.name,
             "console_user.change_password",
@@ -203,10 +233,11 @@ class ConsoleUsers:
 
     async def _guess(self, name: str, password: str) -> tuple[ConsoleUser, str] | None:
         """The user ``name`` (and its hash) if ``password`` is theirs; else None, with a failure
-        counted. Refused while the name is throttled. The throttle is read once this guess
-        holds a hashing slot, and a failure is counted before the slot is let go: read on
-        arrival, guesses sent all at once all passed it (each then had its password checked),
-        however low the limit."""
+        counted. Refused while the name is throttled, and (``Forbidden``, with a failure
+        counted as for a wrong password) when the password is an expired one-time password.
+        The throttle is read once this guess holds a hashing slot, and a failure is counted
+        before the slot is let go: read on arrival, guesses sent all at once all passed it (each
+        then had its password checked), however low the limit."""
         if self._dummy_hash is None:
             self._dummy_hash = await self._hash(secrets.token_hex(8))
         async with self._hashing:
@@ -214,11 +245,15 @@ class ConsoleUsers:
                 raise Forbidden("too many failed sign-ins for this name; wait ten minutes")
             found = await self.db.read(self.store.get_user, name.strip())
             password_hash = self._dummy_hash if found is None else found[1]
-            if await asyncio.to_thread(self._check, password_hash, password) and found:
+            right = await asyncio.to_thread(self._check, password_hash, password)
+            expired = found is not None and one_time_password_expired(found[0], self.now())
+            if right and found and not expired:
                 return found
             await self.db.write(
                 self.shared.add_failure, self._key(name), self.now(), FAILURE_WINDOW_S
             )
+            if right and expired:
+                raise Forbidden(EXPIRED_ONE_TIME_PASSWORD)
             return None
 
     async def authenticate(self, name: str, password: str) -> ConsoleUser:

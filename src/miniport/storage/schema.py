@@ -284,6 +284,9 @@ console_users = Table(
     Column("disabled", Boolean, nullable=False, default=False),
     # set for a generated one-time password: the user must choose their own at first sign-in
     Column("must_change_password", Boolean, nullable=False, default=False),
+    # when the password was last set (created, reset, changed): a one-time password expires
+    # ``ONE_TIME_PASSWORD_TTL_S`` after it. Rows from before 0014 have none (created_at counts)
+    Column("password_set_at", Float, nullable=True),
 )
 
 console_sessions = Table(

@@ -30,6 +30,8 @@ class ConsoleUser:
     created_at: float
     disabled: bool
     must_change_password: bool
+    # when the password was set; None on rows from before migration 0014
+    password_set_at: float | None = None
 
     @property
     def principal(self) -> Principal:
@@ -49,7 +51,12 @@ class Session:
 
 def _user(row: Any) -> ConsoleUser:
     return ConsoleUser(
-        row.name, row.role, row.created_at, bool(row.disabled), bool(row.must_change_password)
+        row.name,
+        row.role,
+        row.created_at,
+        bool(row.disabled),
+        bool(row.must_change_password),
+        row.password_set_at,
     )
 
 
@@ -81,10 +88,11 @@ class UserStore:
                     created_at=now,
                     disabled=False,
                     must_change_password=must_change,
+                    password_set_at=now,
                 )
             )
             self._audit(conn, now, actor, "console_user.create", name=name, role=role)
-        return ConsoleUser(name, role, now, False, must_change)
+        return ConsoleUser(name, role, now, False, must_change, now)
 
     def get_user(self, name: str) -> tuple[ConsoleUser, str] | None:
         with self.db.reading() as conn:

@@ -9,11 +9,14 @@ import os
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import aiohttp
 import pytest
 
+from miniport.clock import FakeClock
+from miniport.services.console_users import ONE_TIME_PASSWORD_TTL_S, ConsoleUsers
 from miniport.web.console import i18n
 from miniport.web.console.routes import safe_next
 from tests.conftest import DevServer, LiveServer, confirm_url
@@ -127,6 +130,30 @@ async def test_one_time_password_must_be_changed_first(live_server: LiveServer) 
             assert (await r.json())["role"] == "admin"
 
 
+async def test_an_expired_one_time_password_is_refused_on_the_sign_in_page(
+    live_server: LiveServer,
+) -> None:
+    """The server runs on the system clock: the user is created through a second service on
+    the same database whose FakeClock stands past the one-time password's lifetime."""
+    p, base = live_server.platform, live_server.url
+    past = FakeClock(time.time() - ONE_TIME_PASSWORD_TTL_S - 60)
+    earlier = ConsoleUsers(p.db, p.console_users.store, p.registry, past)
+    _, generated = await earlier.create_user("fay", "admin")
+    assert generated
+    async with client() as s:
+        r = await sign_in(s, base, "fay", generated)
+        page = await r.text()
+        assert r.status == 403 and "mp_session" not in r.cookies
+        assert "one-time password has expired" in page and "ask an admin for a new one" in page
+        async with s.get(f"{base}/console/apps", allow_redirects=False) as r:
+            assert r.headers["location"].startswith("/console/login")
+    assert await p.db.read(p.console_users.shared.failures, ConsoleUsers._key("fay"), 0) == 1
+    new = await p.console_users.reset_password("fay", actor="test")
+    async with client() as s:
+        r = await sign_in(s, base, "fay", new)
+        assert r.status == 303 and r.headers["location"].startswith("/console/account/password")
+
+
 async def test_pages_check_the_role_on_the_server(live_server: LiveServer) -> None:
     base = live_server.url
     auth = live_server.platform.console_users
@@ -216,6 +243,21 @@ def test_cli_admin_create(tmp_path: Path) -> None:
         check=True,
     )
     assert "One-time password:" in run.stdout
+    reset = subprocess.run(
+        [*cli, "admin", "reset-password", "root", "--json"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    reset_out = json.loads(reset.stdout)
+    assert reset_out["name"] == "root" and len(reset_out["one_time_password"]) >= 12
+    nobody = subprocess.run(
+        [*cli, "admin", "reset-password", "nobody"],
+        env=env, capture_output=True, text=True, timeout=60,
+    )
+    assert nobody.returncode == 1 and "not found" in nobody.stderr
     run = subprocess.run(
         [
             *cli,

@@ -54,7 +54,10 @@ def admin_create(
                 f"One-time password: [bold]{escape(created['one_time_password'])}[/bold]",
                 highlight=False,
             )
-            console.print("It is shown only now; a new password is chosen at first sign-in.")
+            console.print(
+                "It is shown only now and expires in 72 hours; a new password is chosen at "
+                "first sign-in."
+            )
         console.print("Sign in at /console on the server (`miniport serve`).")
 
     render(as_json, created, human)

@@ -56,6 +56,18 @@ def conflict_on_duplicate(message: str) -> Iterator[None]:
         raise
 
 
+def dialect_insert(is_sqlite: bool) -> Callable[..., Any]:
+    """The dialect's INSERT (with ON CONFLICT), imported for the database in use only: the
+    PostgreSQL dialect package imports all its drivers' modules, slow for a SQLite CLI."""
+    if is_sqlite:
+        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+        return sqlite_insert
+    from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+    return pg_insert
+
+
 def make_engine(url: str) -> Engine:
     """The engine for ``url``. ``hide_parameters``: a database error's message (logged with
     its traceback) names the statement but not its values, which are users' data, tokens and

@@ -40,7 +40,7 @@ from sqlalchemy import BigInteger, and_, bindparam, case, cast, delete, func, or
 
 from ..domain.grey import grey_bucket, route_for
 from . import schema as t
-from .db import Database
+from .db import Database, dialect_insert
 
 
 @dataclass(frozen=True)
@@ -454,18 +454,6 @@ def _cursor(conn: Any) -> Any:
     return driver.cursor()
 
 
-def _dialect_insert(is_sqlite: bool) -> Callable[..., Any]:
-    """The dialect's INSERT (with ON CONFLICT), imported for the database in use only: the
-    PostgreSQL dialect package imports all its drivers' modules, slow for a SQLite CLI."""
-    if is_sqlite:
-        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-
-        return sqlite_insert
-    from sqlalchemy.dialects.postgresql import insert as pg_insert
-
-    return pg_insert
-
-
 class FetchStore:
     def __init__(
         self,
@@ -476,7 +464,7 @@ class FetchStore:
         self.db = db
         self.openid = openid  # for grey-release buckets (None: every user on the main URL)
         self.open_headers = open_headers  # an app's sealed headers -> the headers
-        self._insert = _dialect_insert(db.is_sqlite)
+        self._insert = dialect_insert(db.is_sqlite)
         same_token = "token IS ?" if db.is_sqlite else "token IS NOT DISTINCT FROM CAST(? AS TEXT)"
         self._sql = {
             k: db.sql(v.replace("{same_token}", same_token)) for k, v in _RECORD_SQL.items()

@@ -11,7 +11,7 @@ from sqlalchemy import and_, delete, insert, select, update
 
 from ..errors import ChangeNotConfirmable, Conflict, NotFound
 from . import schema as t
-from .db import Database, conflict_on_duplicate
+from .db import Database, conflict_on_duplicate, dialect_insert
 
 
 @dataclass(frozen=True)
@@ -465,12 +465,10 @@ class RegistryStore:
         exchanges of one code at once on PostgreSQL give one True and one False, not a
         duplicate-key error. Rows outlive their code's expiry only until the next exchange
         cleans them up."""
-        from .fetches import _dialect_insert
-
         with self.db.writing() as conn:
             conn.execute(delete(t.login_codes).where(t.login_codes.c.expires_at < now))
             added = conn.execute(
-                _dialect_insert(self.db.is_sqlite)(t.login_codes)
+                dialect_insert(self.db.is_sqlite)(t.login_codes)
                 .values(
                     code_hash=nonce_hash,
                     appid=appid,

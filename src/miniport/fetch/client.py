@@ -137,16 +137,12 @@ class Fetcher:
             await self._session.close()
             self._session = None
 
-    def _check_target(self, url: str | URL) -> str | None:
+    def _check_target(self, url: URL) -> str | None:
         """Why this URL may not be requested, or None. Names are checked at resolution.
 
         Read with yarl, the parser aiohttp connects with (``raw_host`` is the very host it
         dials; a literal IP never reaches the resolver): a guard that parsed the URL another
         way could be shown one host while the connection goes to another."""
-        if isinstance(url, str):
-            from yarl import URL
-
-            url = URL(url, encoded=True)
         host = url.raw_host
         return self._check_host(url.scheme, host.lower() if host else host)
 

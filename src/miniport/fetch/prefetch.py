@@ -22,17 +22,17 @@ class SingleFlight:
 
     def __init__(self, work: Callable[[str, str, Launch], Awaitable[FetchRecord | None]]) -> None:
         self._work = work
-        self._inflight: dict[Key, asyncio.Task[FetchRecord | None]] = {}
-        self._launches: dict[Key, Launch] = {}  # the launch of the newest task per key
+        # the newest task per key, and the launch it fetches for
+        self._inflight: dict[Key, tuple[asyncio.Task[FetchRecord | None], Launch]] = {}
 
     def start(self, appid: str, user_id: str, launch: Launch) -> asyncio.Task[FetchRecord | None]:
         key = (appid, user_id)
-        task = self._inflight.get(key)
-        if task is not None and self._launches.get(key) == launch:
-            return task
-        task = asyncio.create_task(self._run(key, launch, after=task))
-        self._inflight[key] = task
-        self._launches[key] = launch
+        current = self._inflight.get(key)
+        if current is not None and current[1] == launch:
+            return current[0]
+        after = current[0] if current is not None else None
+        task = asyncio.create_task(self._run(key, launch, after=after))
+        self._inflight[key] = (task, launch)
         return task
 
     async def _run(
@@ -46,18 +46,19 @@ class SingleFlight:
             log.exception("pre-fetch for %s/%s failed", *key)
             return None
         finally:
-            if self._inflight.get(key) is asyncio.current_task():
+            current = self._inflight.get(key)
+            if current is not None and current[0] is asyncio.current_task():
                 del self._inflight[key]
-                self._launches.pop(key, None)
 
     def in_flight(self, appid: str, user_id: str) -> asyncio.Task[FetchRecord | None] | None:
-        return self._inflight.get((appid, user_id))
+        current = self._inflight.get((appid, user_id))
+        return current[0] if current is not None else None
 
     def in_flight_count(self) -> int:
         return len(self._inflight)
 
     async def wait(self, appid: str, user_id: str, timeout_s: float) -> None:
-        task = self._inflight.get((appid, user_id))
+        task = self.in_flight(appid, user_id)
         if task is None:
             return
         try:
@@ -66,6 +67,6 @@ class SingleFlight:
             return
 
     async def drain(self) -> None:
-        tasks = list(self._inflight.values())
+        tasks = [task for task, _ in self._inflight.values()]
         if tasks:
             await asyncio.gather(*tasks, return_exceptions=True)

@@ -147,6 +147,56 @@ async def test_a_read_before_a_later_pre_fetch_finishes_returns_the_previous_dat
     assert second["path"] == "pages/b" and second["scene"] == 1011
 
 
+@pytest.mark.parametrize("dialect", ["sqlite", "postgres"])
+async def test_a_pre_fetch_for_the_previous_token_keeps_no_body(
+    platforms: Make, loopback: StartServer, dialect: str, request: pytest.FixtureRequest,
+) -> None:
+    """The user signs in as another account (a new token) while the pre-fetch that sent the
+    old token, or a login code, is in flight: its answer, the other account's data perhaps, is
+    neither read as the new account's nor pushed to the device; its log row stays. The next
+    launch's pre-fetch, for the new token, is read and stored as usual."""
+    gate = asyncio.Event()
+
+    async def handle(req: web.Request) -> web.Response:
+        who = req.query.get("token") or "code"
+        if who != "bob":
+            await asyncio.wait_for(gate.wait(), 30)
+        return web.Response(text="data of " + who)
+
+    extra = {"database_url": request.getfixturevalue("pg_url")} if dialect == "postgres" else {}
+    p = await platforms(**extra)
+    appid = await pre_app(p, await loopback(handle))
+    pushed: list[str | None] = []
+    sent = p.background.notify
+
+    async def notify(records: list) -> None:  # type: ignore[type-arg]
+        pushed.extend(r.body for r in records)
+        await sent(records)
+
+    p.background.notify = notify  # type: ignore[method-assign]
+    for first in ("alice", None):  # the old token, then a login code (no token yet)
+        user = f"u-{first}"
+        if first is not None:
+            await p.background.set_token(appid, user, first)
+        await p.background.launch(appid, user, LAUNCH)
+        await until(lambda u=user: p.background.prefetch.in_flight(appid, u) is not None)
+        await p.background.set_token(appid, user, "bob")
+        gate.set()
+        await p.background.prefetch.wait(appid, user, 10)
+        with pytest.raises(NoData):
+            await p.background.get_data(appid, user, "pre")
+        gate.clear()
+        await p.background.launch(appid, user, LAUNCH)
+        got = await p.background.get_data(appid, user, "pre", wait_ms=5000)
+        assert got["fetchedData"] == "data of bob"
+        await p.background.pending.flush()
+        stored = await p.db.read(p.fetches.get_data, appid, user, "pre")
+        assert stored is not None and stored.body == "data of bob"
+        log = await p.db.read(p.fetches.list_log, appid, 10, user)
+        assert [row["verdict"] for row in log] == ["cached", "cached"]
+    assert pushed == [None, "data of bob", None, "data of bob"]
+
+
 async def test_a_wait_is_bounded_by_wait_ms(platforms: Make, counter: Counter) -> None:
     counter.hold = True
     p = await platforms()

@@ -4,6 +4,7 @@ clear cache, push a refresh."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import random
 import time
 from collections.abc import Callable, Sequence
@@ -213,6 +214,7 @@ class BackgroundService:
         now = self.clock.now()
         url, route = targets.serving_url("pre", user_id, self.auth.openid)
         request: dict[str, Any] = {}
+        token: str | None = None
         if url is None:
             result = FetchResult(Verdict.NO_URL, "", error="no enabled pre-fetch URL")
         else:
@@ -245,10 +247,25 @@ class BackgroundService:
             scene=launch.scene,
             arrived_at=self.clock.now(),
             route=route,
+            token=token,  # stored only while it is still the user's token
         )
+        if record.body is not None:
+            record = await self._for_current_token(record, token)
         self.pending.record(record)  # readable now, stored with the next group commit
         await self.notify([record])
         return record, {"request": request, "route": route if url else None, **result.shown()}
+
+    async def _for_current_token(self, record: FetchRecord, token: str | None) -> FetchRecord:
+        """``record`` without its body if the user's token is no longer ``token`` (the one
+        the pre-fetch sent, or None: it sent a login code): the user signed in as another
+        account while it was in flight, and the body, another account's data perhaps, must not
+        be read as the new one's nor pushed. Its log row stays. Checked here because a
+        pre-fetch body is readable before it is stored; the store checks again when it writes
+        (a token set between this read and the write)."""
+        now_token = await self.db.read_point(self.fetches.get_token, record.appid, record.user_id)
+        if now_token == token:
+            return record
+        return dataclasses.replace(record, body=None, fetched_at_ms=None)
 
     # --- devtools ---
     async def fetch_now(

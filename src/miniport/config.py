@@ -76,6 +76,12 @@ class Settings(BaseModel):
         default=False,
         description="A URL change must be confirmed by someone other than who requested it",
     )
+    signin_address_limit: int = Field(
+        default=50,
+        ge=0,
+        description="Failed console sign-ins from one client address (an IPv6 /64) in ten "
+        "minutes before that address is refused too (0: no limit per address)",
+    )
     smtp_host: str | None = Field(default=None, description="SMTP server for alert e-mails")
     smtp_port: int = Field(default=25, gt=0, lt=65536, description="SMTP server port")
     smtp_from: str = Field(default="miniport@localhost", description="Sender of alert e-mails")

@@ -195,6 +195,13 @@ def _analytics(
     )
 
 
+def _console_users(
+    settings: Settings, db: Database, registry: RegistryStore, clock: Clock
+) -> ConsoleUsers:
+    limit = settings.signin_address_limit  # failed sign-ins per client address
+    return ConsoleUsers(db, UserStore(db), registry, clock, address_limit=limit)
+
+
 def create_platform(
     settings: Settings, clock: Clock | None = None, *, broker: Broker | None = None
 ) -> Platform:
@@ -268,7 +275,7 @@ def create_platform(
         saved=SavedReportService(
             db, registry, clock, analytics_runners(lambda: holder["p"].analytics)
         ),
-        console_users=ConsoleUsers(db, UserStore(db), registry, clock),
+        console_users=_console_users(settings, db, registry, clock),
         metrics=metrics,
         members=MemberService(db, registry, clock),
         **_developer_services(settings, db, registry, fetches, fetcher, apps, clock, key, wake),

@@ -10,7 +10,7 @@ from argon2 import PasswordHasher
 
 from miniport.errors import Forbidden, InvalidInput, Unauthorized
 from miniport.platform import Platform
-from miniport.services.console_users import FAILURE_LIMIT, ConsoleUsers
+from miniport.services.console_users import FAILURE_LIMIT, ConsoleUsers, address_key
 
 
 async def test_parallel_guesses_get_no_more_password_checks_than_the_limit(
@@ -54,3 +54,83 @@ async def test_wrong_current_passwords_on_the_password_form_are_throttled_as_sig
         await users.change_password(session, "right-password-1", "new-password-1")
     with pytest.raises(Forbidden, match="too many"):
         await users.authenticate("boss", "right-password-1")
+
+
+def _users(platform: Platform, address_limit: int) -> ConsoleUsers:
+    return ConsoleUsers(platform.db, platform.console_users.store, platform.registry,
+                        platform.clock, PasswordHasher(time_cost=1, memory_cost=8, parallelism=1),
+                        address_limit=address_limit)
+
+
+async def test_one_password_sprayed_over_many_names_is_throttled_per_address(
+    platform: Platform,
+) -> None:
+    """Each name stays under its own limit; the address that tries them all does not. Another
+    address is not held back, and the attacker's own account, signed in between guesses,
+    does not reset the address's count."""
+    users = _users(platform, address_limit=5)
+    await users.create_user("boss", "admin", "right-password-1")
+    await users.create_user("mallory", "viewer", "mallory-password-1")
+    attacker = "203.0.113.7"
+    for i in range(4):
+        with pytest.raises(Unauthorized):
+            await users.authenticate(f"name-{i}", "Summer2026!", attacker)
+    await users.authenticate("mallory", "mallory-password-1", attacker)  # clears no count
+    with pytest.raises(Unauthorized):
+        await users.authenticate("name-4", "Summer2026!", attacker)
+    with pytest.raises(Forbidden, match="from this address"):
+        await users.authenticate("boss", "right-password-1", attacker)
+    with pytest.raises(Forbidden, match="from this address"):
+        await users.authenticate("mallory", "mallory-password-1", attacker)
+    assert (await users.authenticate("boss", "right-password-1", "198.51.100.1")).name == "boss"
+    assert (await users.authenticate("boss", "right-password-1")).name == "boss"  # CLI, tests
+    platform.clock.advance(601)  # type: ignore[attr-defined]
+    assert (await users.authenticate("boss", "right-password-1", attacker)).name == "boss"
+
+
+async def test_addresses_of_one_ipv6_64_share_a_throttle(platform: Platform) -> None:
+    users = _users(platform, address_limit=3)
+    await users.create_user("boss", "admin", "right-password-1")
+    for i in range(3):
+        with pytest.raises(Unauthorized):
+            await users.authenticate(f"name-{i}", "guess", f"2001:db8:1:2::{i + 1:x}")
+    with pytest.raises(Forbidden, match="from this address"):
+        await users.authenticate("boss", "right-password-1", "2001:db8:1:2:ffff::9")
+    assert (await users.authenticate("boss", "right-password-1", "2001:db8:1:3::1")).name == "boss"
+
+
+async def test_no_typed_name_throttles_an_address(platform: Platform) -> None:
+    """Guesses for a name spelled like an address's key count for that name only: nobody can
+    lock an address out from elsewhere."""
+    users = _users(platform, address_limit=3)
+    await users.create_user("boss", "admin", "right-password-1")
+    for spelled in ("address:192.0.2.1", "192.0.2.1") * 3:
+        with pytest.raises((Unauthorized, Forbidden)):
+            await users.authenticate(spelled, "guess", "198.51.100.9")
+    assert (await users.authenticate("boss", "right-password-1", "192.0.2.1")).name == "boss"
+
+
+async def test_no_limit_per_address_when_set_to_zero(platform: Platform) -> None:
+    users = _users(platform, address_limit=0)
+    await users.create_user("boss", "admin", "right-password-1")
+    for i in range(12):
+        with pytest.raises(Unauthorized):
+            await users.authenticate(f"name-{i}", "guess", "192.0.2.1")
+    assert (await users.authenticate("boss", "right-password-1", "192.0.2.1")).name == "boss"
+
+
+@pytest.mark.parametrize(
+    ("a", "b", "same"),
+    [
+        ("2001:db8::1", "2001:db8::ffff:1", True),  # one /64
+        ("2001:db8:0:1::1", "2001:db8:0:2::1", False),
+        ("[2001:db8::1]", "2001:db8::2", True),
+        ("::ffff:192.0.2.1", "192.0.2.1", True),  # IPv4-mapped
+        ("192.0.2.1", "192.0.2.2", False),  # IPv4 by address
+        ("testclient", "TestClient ", True),  # not an address: the string
+        ("testclient", "192.0.2.1", False),
+    ],
+)
+def test_address_keys(a: str, b: str, same: bool) -> None:
+    assert (address_key(a) == address_key(b)) is same
+    assert address_key(a) != ConsoleUsers._key(a)

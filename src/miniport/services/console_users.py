@@ -7,7 +7,11 @@ CSRF; the CLI creates and lists users through the same service).
   no usable session. Each session has its own CSRF token, checked by the web layer.
 - Failed sign-ins are throttled per account name however it is typed (case, spaces): at most
   ``FAILURE_LIMIT`` in ``FAILURE_WINDOW_S``, counted in the state database so every API node
-  shares one throttle. An unknown name costs the same hash as a known one.
+  shares one throttle. An unknown name costs the same hash as a known one. They are also
+  throttled per client address (``address_limit``, ``MINIPORT_SIGNIN_ADDRESS_LIMIT``; an IPv6
+  client by its /64, which one host can fill with addresses): one password tried against many
+  names (password spraying) stays under every name's limit. A successful sign-in clears its
+  name's failures, never its address's: an attacker's own account would reset the count.
 - A user created without a chosen password gets a generated one-time password and must choose
   a new one at first sign-in (``must_change_password``). A one-time password expires
   ``ONE_TIME_PASSWORD_TTL_S`` (72 h) after it was set (created or reset): one never used, left
@@ -23,6 +27,7 @@ CSRF; the CLI creates and lists users through the same service).
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import re
 import secrets
 
@@ -47,11 +52,29 @@ MAX_TOKEN = 128
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$")
 FAILURE_WINDOW_S = 600
 FAILURE_LIMIT = 10
+ADDRESS_FAILURE_LIMIT = 50
 ONE_TIME_PASSWORD_TTL_S = 72 * 3600
 EXPIRED_ONE_TIME_PASSWORD = (
     "this one-time password has expired (they last 72 hours); ask an admin for a new one "
     "(Users page: reset password; or `miniport admin reset-password NAME`)"
 )
+
+
+def address_key(address: str) -> str:
+    """The throttle's key for a client address: an IPv6 address by its /64 (one host is
+    routinely given a whole /64, so it could send each guess from another address), an IPv4
+    address (or an IPv4-mapped IPv6 one) as it is; hashed, with a prefix no name key has."""
+    try:
+        ip = ipaddress.ip_address(address.strip().strip("[]"))
+    except ValueError:
+        return hash_secret("address:" + address.strip().lower())
+    if isinstance(ip, ipaddress.IPv6Address):
+        mapped = ip.ipv4_mapped
+        if mapped is not None:
+            ip = mapped
+        else:
+            return hash_secret(f"address:{ipaddress.IPv6Network((ip, 64), strict=False)}")
+    return hash_secret(f"address:{ip}")
 
 
 def check_name(name: str) -> str:
@@ -99,8 +122,11 @@ class ConsoleUsers:
         registry: RegistryStore,
         clock: Clock,
         hasher: PasswordHasher | None = None,
+        *,
+        address_limit: int = ADDRESS_FAILURE_LIMIT,
     ) -> None:
         self.db = db
+        self.address_limit = address_limit
         self.store = store
         self.registry = registry
         self.clock = clock
@@ -224,40 +250,57 @@ class ConsoleUsers:
     @staticmethod
     def _key(name: str) -> str:
         """One throttle per account however its name is typed (case, spaces); hashed, so any
-        typed name fits the column."""
-        return hash_secret(name.strip().lower())
+        typed name fits the column; prefixed, so no typed name (say ``address:1.2.3.4``)
+        shares an address's key and throttles that address from afar."""
+        return hash_secret("name:" + name.strip().lower())
 
-    async def _throttled(self, name: str) -> bool:
+    async def _throttled(self, name: str, source: str | None) -> str | None:
+        """Why guesses for ``name`` from ``source`` are refused now, or None."""
         since = self.now() - FAILURE_WINDOW_S
-        return await self.db.read(self.shared.failures, self._key(name), since) >= FAILURE_LIMIT
+        if await self.db.read(self.shared.failures, self._key(name), since) >= FAILURE_LIMIT:
+            return "too many failed sign-ins for this name; wait ten minutes"
+        if source is None or self.address_limit <= 0:
+            return None
+        if await self.db.read(self.shared.failures, source, since) >= self.address_limit:
+            return "too many failed sign-ins from this address; wait ten minutes"
+        return None
 
-    async def _guess(self, name: str, password: str) -> tuple[ConsoleUser, str] | None:
+    async def _guess(
+        self, name: str, password: str, address: str | None = None
+    ) -> tuple[ConsoleUser, str] | None:
         """The user ``name`` (and its hash) if ``password`` is theirs; else None, with a failure
-        counted. Refused while the name is throttled, and (``Forbidden``, with a failure
-        counted as for a wrong password) when the password is an expired one-time password.
-        The throttle is read once this guess holds a hashing slot, and a failure is counted
-        before the slot is let go: read on arrival, guesses sent all at once all passed it (each
-        then had its password checked), however low the limit."""
+        counted for the name and for the client ``address`` (when known). Refused while either
+        is throttled, and (``Forbidden``, with a failure counted as for a wrong password) when
+        the password is an expired one-time password. The throttle is read once this guess
+        holds a hashing slot, and a failure is counted before the slot is let go: read on
+        arrival, guesses sent all at once all passed it (each then had its password checked),
+        however low the limit."""
         if self._dummy_hash is None:
             self._dummy_hash = await self._hash(secrets.token_hex(8))
+        source = address_key(address) if address is not None else None
         async with self._hashing:
-            if await self._throttled(name):
-                raise Forbidden("too many failed sign-ins for this name; wait ten minutes")
+            refused = await self._throttled(name, source)
+            if refused is not None:
+                raise Forbidden(refused)
             found = await self.db.read(self.store.get_user, name.strip())
             password_hash = self._dummy_hash if found is None else found[1]
             right = await asyncio.to_thread(self._check, password_hash, password)
             expired = found is not None and one_time_password_expired(found[0], self.now())
             if right and found and not expired:
                 return found
-            await self.db.write(
-                self.shared.add_failure, self._key(name), self.now(), FAILURE_WINDOW_S
-            )
+            now = self.now()
+            await self.db.write(self.shared.add_failure, self._key(name), now, FAILURE_WINDOW_S)
+            if source is not None:
+                await self.db.write(self.shared.add_failure, source, now, FAILURE_WINDOW_S)
             if right and expired:
                 raise Forbidden(EXPIRED_ONE_TIME_PASSWORD)
             return None
 
-    async def authenticate(self, name: str, password: str) -> ConsoleUser:
-        found = await self._guess(name, password)
+    async def authenticate(
+        self, name: str, password: str, address: str | None = None
+    ) -> ConsoleUser:
+        """``address``: the client's (the web form's), throttled as well as the name."""
+        found = await self._guess(name, password, address)
         if found is None:
             raise Unauthorized("wrong user name or password")
         user = found[0]

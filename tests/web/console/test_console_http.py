@@ -332,6 +332,23 @@ def test_sign_in_only_returns_to_local_paths(value: str | None, expected: str) -
     assert safe_next(value) == expected
 
 
+async def test_the_sign_in_form_throttles_the_client_address_over_many_names(
+    live_server: LiveServer,
+) -> None:
+    """Password spraying through the real form: each name once, all from 127.0.0.1. Past the
+    address's limit even a right password is refused, with the reason on the page."""
+    live_server.platform.console_users.address_limit = 3
+    await live_server.platform.console_users.create_user("boss", "admin", "right-password-1")
+    async with client() as session:
+        for i in range(3):
+            r = await sign_in(session, live_server.url, f"someone-{i}", "Summer2026!")
+            assert r.status == 401
+        r = await sign_in(session, live_server.url, "boss", "right-password-1")
+        assert r.status == 403
+        assert "too many failed sign-ins from this address" in await r.text()
+        assert "mp_session" not in r.cookies
+
+
 async def test_sign_in_throttle_counts_one_account_however_its_name_is_typed(
     live_server: LiveServer,
 ) -> None:

@@ -49,7 +49,8 @@ async def login(
     if not expected or not secrets.compare_digest(expected.encode(), csrf_token.encode()):
         return _login_page(request, next, "login.expired", status=403, name=name)
     try:
-        user = await state.auth.users.authenticate(name, password)
+        client = request.client.host if request.client else None
+        user = await state.auth.users.authenticate(name, password, client)
     except (Unauthorized, Forbidden) as exc:
         key = "login.failed" if isinstance(exc, Unauthorized) else None
         return _login_page(request, next, key or exc.message, status=exc.http_status, name=name)

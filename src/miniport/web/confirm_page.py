@@ -3,7 +3,8 @@
 - Not signed in: the console's sign-in page, then back to this link.
 - Signed in as an admin: the change (app, kind, operation, URL, who asked) and a Confirm button
   (a POST with the session's CSRF token); confirming applies the change.
-- Signed in without the admin role: refused, saying why.
+- Signed in without the admin role: refused, saying why, and shown nothing of the change (not
+  even its app: a code that reached someone else tells them nothing).
 The confirmation itself goes through ``deps.require("admin")`` like the admin API."""
 
 from __future__ import annotations
@@ -69,15 +70,9 @@ async def confirm_page(code: str, request: Request) -> Response:
         return render(
             request, "confirm.html", session=session, status=410, error=exc.message, code=code
         )
-    if not session.user.can("admin"):
+    if not session.user.can("admin"):  # refused, and told nothing of the change (its app)
         return render(
-            request,
-            "confirm.html",
-            session=session,
-            status=403,
-            refused=True,
-            code=code,
-            **await _describe(request, change),
+            request, "confirm.html", session=session, status=403, refused=True, code=code
         )
     return render(
         request, "confirm.html", session=session, code=code, **await _describe(request, change)

@@ -362,3 +362,28 @@ async def test_sign_in_throttle_counts_one_account_however_its_name_is_typed(
             await auth.authenticate(spelled, "wrong")
     with pytest.raises(Forbidden, match="too many failed sign-ins"):
         await auth.authenticate("boss   ", "right-password-1")
+
+
+async def test_a_confirmation_link_shows_a_non_admin_nothing_of_the_change(
+    live_server: LiveServer,
+) -> None:
+    """A code that reached someone without the admin role (forwarded, photographed): the page
+    refuses and names neither the app nor the URLs; an admin sees them."""
+    p, base = live_server.platform, live_server.url
+    app = await p.apps.create("secret-shop", "test")
+    pending = await p.apps.request_change(
+        app.appid, "periodic", "set", "https://data.shop.test/v1?k=hidden", "dana"
+    )
+    await p.console_users.create_user("vic", "developer", PASSWORD)
+    await p.console_users.create_user("ada", "admin", PASSWORD)
+    async with client() as session:
+        assert (await sign_in(session, base, "vic")).status == 303
+        async with session.get(f"{base}/confirm/{pending.code}") as r:
+            page = await r.text()
+        assert r.status == 403 and 'data-testid="confirm-refused"' in page
+        assert app.appid not in page and "secret-shop" not in page and "data.shop" not in page
+    async with client() as session:
+        assert (await sign_in(session, base, "ada")).status == 303
+        async with session.get(f"{base}/confirm/{pending.code}") as r:
+            page = await r.text()
+        assert r.status == 200 and app.appid in page and "data.shop.test" in page

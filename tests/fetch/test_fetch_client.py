@@ -647,6 +647,24 @@ async def test_a_body_that_is_not_what_its_content_encoding_says_is_bad_encoding
     assert f"Content-Encoding {encoding}" in (result.error or "")
 
 
+@pytest.mark.parametrize("encoding", ["br", "zstd", "compress"])
+async def test_a_content_encoding_the_request_did_not_offer_is_bad_encoding(
+    fetcher: Fetcher, loopback: StartServer, encoding: str,
+) -> None:
+    """An answer in an encoding the client cannot decode was a connection_error (aiohttp
+    refuses it at the headers as a 400): a wrong answer of the server, not a network failure."""
+
+    async def unrequested(request: web.Request) -> web.Response:
+        assert encoding not in request.headers.get("Accept-Encoding", "")
+        return web.Response(body=b"\x1b\x03\x00compressed?", headers={
+            "Content-Encoding": encoding, "Content-Type": "text/plain"})
+
+    url = await loopback(unrequested)
+    result = await fetcher.fetch(get(url + "/data"), timeout_s=5)
+    assert result.verdict is Verdict.BAD_ENCODING, result.error
+    assert "Content-Encoding" in (result.error or "") and result.text is None
+
+
 async def test_a_compressed_body_is_cached_decompressed(
     fetcher: Fetcher, loopback: StartServer,
 ) -> None:

@@ -82,6 +82,31 @@ def _for_another_origin(headers: dict[str, str], own: frozenset[str]) -> dict[st
     return {k: v for k, v in headers.items() if k.lower() not in drop}
 
 
+# the Content-Encodings aiohttp decodes (br and zstd only with their packages: without them it
+# refuses the answer at its headers, see _unknown_coding); the request offers gzip and deflate
+_DECODED = frozenset({"", "identity", "gzip", "deflate", "br", "zstd"})
+_UNKNOWN_CODING = (
+    "the answer's Content-Encoding cannot be decoded (the request offered gzip and deflate)"
+)
+
+
+def _unknown_coding(exc: BaseException) -> bool:
+    """Whether the answer was refused at its headers for a Content-Encoding the client has no
+    decoder for (br, zstd, ...): a wrong answer of the developer's server, not a network
+    failure. aiohttp raises it as a 400 ClientResponseError caused (two levels down) by a
+    ContentEncodingError."""
+    from aiohttp.http_exceptions import ContentEncodingError
+
+    seen: BaseException | None = exc
+    for _ in range(4):
+        if seen is None:
+            return False
+        if isinstance(seen, ContentEncodingError):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
 def _literal_ip(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
     try:
         return ipaddress.ip_address(host.strip("[]"))
@@ -181,6 +206,10 @@ class Fetcher:
         bad = status_verdict(resp.status, conditional=conditional)
         if bad is not None:
             return bad, {"error": None if bad is Verdict.NOT_MODIFIED else f"HTTP {resp.status}"}
+        coding = resp.headers.get("Content-Encoding", "").strip().lower()
+        if coding not in _DECODED:  # aiohttp hands such a body over as it came: not the data
+            error = f"the answer's Content-Encoding {coding!r} is not one the client decodes"
+            return Verdict.BAD_ENCODING, {"error": error}
         declared = resp.content_length
         if declared is not None and declared > self.max_body_bytes:
             error = f"Content-Length {declared} exceeds {self.max_body_bytes} bytes"
@@ -197,7 +226,6 @@ class Fetcher:
         except aiohttp.ClientPayloadError as exc:
             if not isinstance(exc.__cause__, ContentEncodingError):
                 raise  # cut short: a connection error
-            coding = resp.headers.get("Content-Encoding")
             error = f"the body does not decode as its Content-Encoding {coding}"
             return Verdict.BAD_ENCODING, {"bytes": limit.size, "error": error}
         decoded = decode_body(limit.body(), resp.headers.get("Content-Type"))
@@ -279,6 +307,8 @@ class Fetcher:
             cause = exc.__cause__ or exc.__context__
             if isinstance(cause, BlockedAddress):
                 return result(Verdict.BLOCKED_ADDRESS, error=str(cause))
+            if _unknown_coding(exc):
+                return result(Verdict.BAD_ENCODING, error=_UNKNOWN_CODING)
             return result(Verdict.CONNECTION_ERROR, error=f"{type(exc).__name__}: {exc}")
 
 

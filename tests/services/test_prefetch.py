@@ -65,6 +65,9 @@ async def test_without_a_token_the_request_carries_a_login_code_for_the_user(
     await p.background.get_data(appid, "u", "pre", wait_ms=5000)
     q = counter.requests[0].query
     assert "token" not in q and q["code"]
+    await p.background.pending.flush()  # a login code's body is stored while there is no token
+    stored = await p.db.read(p.fetches.get_data, appid, "u", "pre")
+    assert stored is not None and stored.body
     app = await p.apps.get(appid)
     session = await p.auth.jscode2session(appid, app.secret, q["code"], "authorization_code")
     assert session["openid"] == p.auth.openid(appid, "u")
@@ -195,6 +198,36 @@ async def test_a_pre_fetch_for_the_previous_token_keeps_no_body(
         log = await p.db.read(p.fetches.list_log, appid, 10, user)
         assert [row["verdict"] for row in log] == ["cached", "cached"]
     assert pushed == [None, "data of bob", None, "data of bob"]
+
+
+@pytest.mark.parametrize("dialect", ["sqlite", "postgres"])
+@pytest.mark.parametrize("first", ["alice", None])
+async def test_a_new_token_set_before_the_pre_fetch_body_is_stored_drops_it(
+    platforms: Make, counter: Counter, dialect: str, first: str | None,
+    request: pytest.FixtureRequest,
+) -> None:
+    """The pre-fetch for the old token (or a login code) finished and its body waits for the
+    group commit when the user signs in as another account: it is no longer read, and its
+    write stores no body (the store checks the token as it writes); its log row stays."""
+    extra = {"database_url": request.getfixturevalue("pg_url")} if dialect == "postgres" else {}
+    p = await platforms(**extra)
+    p.background.pending.interval_s = 3600  # the group commit waits for the test
+    appid = await pre_app(p, counter.url)
+    if first is not None:
+        await p.background.set_token(appid, "u", first)
+    await p.background.launch(appid, "u", LAUNCH)
+    await p.background.prefetch.wait(appid, "u", 10)
+    assert (await p.background.get_data(appid, "u", "pre"))["fetchedData"]
+    if first is not None:
+        await p.background.set_token(appid, "u", first)  # the same token again: still read
+        assert (await p.background.get_data(appid, "u", "pre"))["fetchedData"]
+    await p.background.set_token(appid, "u", "bob")
+    with pytest.raises(NoData):
+        await p.background.get_data(appid, "u", "pre")
+    await p.background.pending.flush()
+    assert await p.db.read(p.fetches.get_data, appid, "u", "pre") is None
+    log = await p.db.read(p.fetches.list_log, appid, 10, "u")
+    assert [row["verdict"] for row in log] == ["cached"]
 
 
 async def test_a_wait_is_bounded_by_wait_ms(platforms: Make, counter: Counter) -> None:

@@ -131,7 +131,10 @@ class BackgroundService:
                 f"setBackgroundFetchToken:fail token must be 1..{MAX_TOKEN} characters"
             )
         await self.apps.get(appid)
+        before = await self.db.read_point(self.fetches.get_token, appid, user_id)
         await self.db.write(self.fetches.set_token, appid, user_id, token, self.clock.now())
+        if before != token:  # a body fetched for the previous token, not stored yet, is not read
+            self.pending.forget(appid, user_id)  # (its write is checked: it is not stored)
         self.wake_engine()
 
     async def get_token(self, appid: str, user_id: str) -> str:
@@ -247,7 +250,7 @@ class BackgroundService:
             scene=launch.scene,
             arrived_at=self.clock.now(),
             route=route,
-            token=token,  # stored only while it is still the user's token
+            token=token or "",  # stored only while it is still the user's token (or none)
         )
         if record.body is not None:
             record = await self._for_current_token(record, token)

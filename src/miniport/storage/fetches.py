@@ -21,8 +21,9 @@ Bodies are stored once (see ``store_bodies``): ``fetched_data`` names a body by 
 body is deleted at zero). A read is still one statement: two primary-key lookups joined. A batch
 writes bodies before the rows naming them, both before the schedules move, bodies in hash order
 and rows in key order, so concurrent PostgreSQL batches lock in one order. A periodic result's
-body is written only while the pair's token is the one its fetch used (``current_bodies``):
-read in the batch's transaction, so a skipped body takes no reference at all."""
+or pre-fetch body is written only while the pair's token is the one its fetch used (or, for a
+pre-fetch that sent a login code, while the pair still has none: ``current_bodies``): read in
+the batch's transaction, so a skipped body takes no reference at all."""
 
 from __future__ import annotations
 
@@ -84,8 +85,9 @@ class FetchRecord:
     query: str | None = None
     scene: int | None = None
     route: str | None = None  # main | grey (None: no URL served)
-    # the token a periodic fetch used: its body is stored only while that is still the pair's
-    # token (None: not checked, a pre-fetch's)
+    # the token the fetch sent: its body is stored only while that is still the pair's token
+    # ("": a pre-fetch that sent a login code, stored only while the pair still has no token;
+    # None: not checked, a devtools pre-fetch of no user's)
     token: str | None = None
 
 
@@ -343,7 +345,7 @@ def current_bodies(
         dataclasses.replace(r, body=None, fetched_at_ms=None)
         if r.body is not None
         and r.token is not None
-        and tokens.get((r.appid, r.user_id)) != r.token
+        and (tokens.get((r.appid, r.user_id)) or "") != r.token
         else r
         for r in records
     ]
@@ -506,6 +508,15 @@ class FetchStore:
     ) -> None:
         """Launches and fetch results queued by the write-behind, in one transaction."""
         with self.db.writing() as conn:
+            if launches and not self.db.is_sqlite and (checked := token_checked(records)):
+                # the pairs of both, locked at once in key order before the launches' rows: the
+                # launches first, then the bodies' token check, could lock a pair after a later
+                # one that an engine batch, locking its pairs in key order, waits for
+                cursor = _cursor(conn)
+                try:
+                    self._tokens(cursor, sorted({*checked, *((a, u) for a, u, _ in launches)}))
+                finally:
+                    cursor.close()
             if launches:
                 self._launches(conn, launches)
             self._record(conn, records, ())

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import logging
 import re
 import secrets
 
@@ -45,6 +46,7 @@ from ..storage.users import ConsoleUser as ConsoleUser  # re-exported for the we
 from ..storage.users import Session as Session
 from ..storage.users import UserStore
 
+log = logging.getLogger("miniport.console")
 SESSION_TTL_S = 12 * 3600
 MIN_PASSWORD = 8
 MAX_PASSWORD = 256
@@ -254,14 +256,17 @@ class ConsoleUsers:
         shares an address's key and throttles that address from afar."""
         return hash_secret("name:" + name.strip().lower())
 
-    async def _throttled(self, name: str, source: str | None) -> str | None:
-        """Why guesses for ``name`` from ``source`` are refused now, or None."""
+    async def _throttled(self, name: str, address: str | None) -> str | None:
+        """Why guesses for ``name`` from ``address`` are refused now, or None."""
+        source = address_key(address) if address is not None else None
         since = self.now() - FAILURE_WINDOW_S
         if await self.db.read(self.shared.failures, self._key(name), since) >= FAILURE_LIMIT:
             return "too many failed sign-ins for this name; wait ten minutes"
         if source is None or self.address_limit <= 0:
             return None
         if await self.db.read(self.shared.failures, source, since) >= self.address_limit:
+            # for the operator: a proxy that hides the clients' addresses shows up here first
+            log.warning("console sign-in refused: too many failures from %s", address)
             return "too many failed sign-ins from this address; wait ten minutes"
         return None
 
@@ -279,7 +284,7 @@ class ConsoleUsers:
             self._dummy_hash = await self._hash(secrets.token_hex(8))
         source = address_key(address) if address is not None else None
         async with self._hashing:
-            refused = await self._throttled(name, source)
+            refused = await self._throttled(name, address)
             if refused is not None:
                 raise Forbidden(refused)
             found = await self.db.read(self.store.get_user, name.strip())

@@ -63,16 +63,16 @@ async def confirm_page(code: str, request: Request) -> Response:
         return RedirectResponse(
             f"{BASE}/account/password?{urlencode({'next': f'/confirm/{code}'})}", 303
         )
+    if not session.user.can("admin"):  # refused, told nothing of the change (nor if it exists)
+        return render(
+            request, "confirm.html", session=session, status=403, refused=True, code=code
+        )
     platform = platform_of(request)
     try:
         change = await platform.apps.change_for_code(code)
     except MiniportError as exc:
         return render(
             request, "confirm.html", session=session, status=410, error=exc.message, code=code
-        )
-    if not session.user.can("admin"):  # refused, and told nothing of the change (its app)
-        return render(
-            request, "confirm.html", session=session, status=403, refused=True, code=code
         )
     return render(
         request, "confirm.html", session=session, code=code, **await _describe(request, change)

@@ -382,6 +382,8 @@ async def test_a_confirmation_link_shows_a_non_admin_nothing_of_the_change(
             page = await r.text()
         assert r.status == 403 and 'data-testid="confirm-refused"' in page
         assert app.appid not in page and "secret-shop" not in page and "data.shop" not in page
+        async with session.get(f"{base}/confirm/NOSUCHCODE") as r:
+            assert r.status == 403  # as for a live code: a non-admin cannot tell them apart
     async with client() as session:
         assert (await sign_in(session, base, "ada")).status == 303
         async with session.get(f"{base}/confirm/{pending.code}") as r:

@@ -247,7 +247,10 @@ async def _serve(settings: Settings, sock: socket.socket, demo_sock: socket.sock
         await serve_task
     finally:
         if pauses is not None:
+            from ..gc_tuning import end_serving
+
             pauses.remove()
+            end_serving()
         if demo_info is not None:
             await demo_info["runner"].cleanup()
         with contextlib.suppress(OSError):
@@ -317,6 +320,9 @@ async def _worker(settings: Settings) -> None:
         await engine.run(stop)
     finally:
         await platform.close()
+        from ..gc_tuning import end_serving
+
+        end_serving()
 
 
 class LogFormat(StrEnum):

@@ -91,8 +91,10 @@ def field_add(
     data_dir: DataDir = None,
     as_json: Json = False,
 ) -> None:
-    """Define a field (re-adding it with another type changes it until it is published; a
-    published field changes type with `field retype`)."""
+    """Define a field.
+
+    Re-adding it with another type changes it until it is published; a published field
+    changes type with `field retype`."""
     body = {"name": name, "type": field_type.value}
     added = call(data_dir, as_json, "analytics.field.add", appid=appid, body=body)
     render(
@@ -110,10 +112,12 @@ def field_retype(
     data_dir: DataDir = None,
     as_json: Json = False,
 ) -> None:
-    """Change a field's type. For a published field it takes effect at the next publish: the
-    events stored so far keep their values under the old type, new ones arrive under the new,
-    and reports across the change say which part used which. Back to the published type
-    cancels a pending change; back to a type the field had before reuses its old slot."""
+    """Change a field's type.
+
+    For a published field it takes effect at the next publish: the events stored so far keep
+    their values under the old type, new ones arrive under the new, and reports across the
+    change say which part used which. Back to the published type cancels a pending change;
+    back to a type the field had before reuses its old slot."""
     body = {"type": field_type.value}
     done = call(data_dir, as_json, "analytics.field.retype", appid=appid, name=name, body=body)
 
@@ -461,9 +465,10 @@ def test_watch(
     data_dir: DataDir = None,
     as_json: Json = False,
 ) -> None:
-    """Print the test's reports live (event, page, trigger, action, values, coercions and
-    rejections; one JSON line per event with --json) until the test stops or Ctrl-C. Needs a
-    running server."""
+    """Print the test's reports live, until the test stops or Ctrl-C.
+
+    Each event with its page, trigger, action, values, coercions and rejections (one JSON
+    line per event with --json). Needs a running server."""
     try:
         server = running_server(data_dir)
         if server is None:
@@ -576,8 +581,9 @@ def funnel(
     data_dir: DataDir = None,
     as_json: Json = False,
 ) -> None:
-    """A funnel: users reaching each step within the window, with the median time between
-    steps."""
+    """A funnel: users reaching each step within the window.
+
+    With the median time between steps."""
     body = {
         "steps": step,
         "group_by": group_by,

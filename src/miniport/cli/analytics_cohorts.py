@@ -117,8 +117,7 @@ def retention_command(
     data_dir: DataDir = None,
     as_json: Json = False,
 ) -> None:
-    """Retention: of the users who did START in a day (week), how many did RETURN 0..N
-    days (weeks) later."""
+    """Retention: who did START in a day (week) and RETURN 0..N days (weeks) later."""
     body = {
         "start": start,
         "return": returning,
@@ -144,8 +143,9 @@ def paths_command(
     data_dir: DataDir = None,
     as_json: Json = False,
 ) -> None:
-    """Paths: the most common next steps after a page or event (sessions cut after 30
-    minutes without an event)."""
+    """Paths: the most common next steps after a page or event.
+
+    Sessions are cut after 30 minutes without an event."""
     body = {"start": start, "by": by.value, "depth": depth, "from": from_, "to": to, "tz": tz}
     found = call(data_dir, as_json, "analytics.paths", appid=appid, body=body)
     render(as_json, found, lambda: _print(paths_lines(found)))

@@ -490,8 +490,10 @@ def api_key_rotate(name: str, data_dir: DataDir = None, as_json: Json = False) -
 
 @server_key_cmd.command("rotate")
 def server_key_rotate(data_dir: DataDir = None, as_json: Json = False) -> None:
-    """A new server key; what is sealed with the old one is re-sealed, runtime tokens it signed
-    stay valid till they expire, openids never change. Restart running servers afterwards."""
+    """A new server key; restart running servers afterwards.
+
+    What is sealed with the old key is re-sealed, runtime tokens it signed stay valid till they
+    expire, openids never change."""
     render(as_json, call(data_dir, as_json, "server_key.rotate"))
 
 

@@ -155,9 +155,11 @@ async def test_a_pre_fetch_for_the_previous_token_keeps_no_body(
     platforms: Make, loopback: StartServer, dialect: str, request: pytest.FixtureRequest,
 ) -> None:
     """The user signs in as another account (a new token) while the pre-fetch that sent the
-    old token, or a login code, is in flight: its answer, the other account's data perhaps, is
-    neither read as the new account's nor pushed to the device; its log row stays. The next
-    launch's pre-fetch, for the new token, is read and stored as usual."""
+    old token is in flight: its answer, the other account's data perhaps, is neither read as
+    the new account's nor pushed to the device; its log row stays. The next launch's
+    pre-fetch, for the new token, is read and stored as usual. A pre-fetch that sent a login
+    code, answered after the app set its first token (it signed in at the first start), is
+    the same user's data: read, pushed and stored."""
     gate = asyncio.Event()
 
     async def handle(req: web.Request) -> web.Response:
@@ -177,50 +179,56 @@ async def test_a_pre_fetch_for_the_previous_token_keeps_no_body(
         await sent(records)
 
     p.background.notify = notify  # type: ignore[method-assign]
-    for first in ("alice", None):  # the old token, then a login code (no token yet)
-        user = f"u-{first}"
-        if first is not None:
-            await p.background.set_token(appid, user, first)
-        await p.background.launch(appid, user, LAUNCH)
-        await until(lambda u=user: p.background.prefetch.in_flight(appid, u) is not None)
-        await p.background.set_token(appid, user, "bob")
-        gate.set()
-        await p.background.prefetch.wait(appid, user, 10)
-        with pytest.raises(NoData):
-            await p.background.get_data(appid, user, "pre")
-        gate.clear()
-        await p.background.launch(appid, user, LAUNCH)
-        got = await p.background.get_data(appid, user, "pre", wait_ms=5000)
-        assert got["fetchedData"] == "data of bob"
-        await p.background.pending.flush()
-        stored = await p.db.read(p.fetches.get_data, appid, user, "pre")
-        assert stored is not None and stored.body == "data of bob"
-        log = await p.db.read(p.fetches.list_log, appid, 10, user)
-        assert [row["verdict"] for row in log] == ["cached", "cached"]
-    assert pushed == [None, "data of bob", None, "data of bob"]
+    await p.background.set_token(appid, "u", "alice")
+    await p.background.launch(appid, "u", LAUNCH)
+    await until(lambda: p.background.prefetch.in_flight(appid, "u") is not None)
+    await p.background.set_token(appid, "u", "bob")
+    gate.set()
+    await p.background.prefetch.wait(appid, "u", 10)
+    with pytest.raises(NoData):
+        await p.background.get_data(appid, "u", "pre")
+    gate.clear()
+    await p.background.launch(appid, "u", LAUNCH)
+    got = await p.background.get_data(appid, "u", "pre", wait_ms=5000)
+    assert got["fetchedData"] == "data of bob"
+    await p.background.pending.flush()
+    stored = await p.db.read(p.fetches.get_data, appid, "u", "pre")
+    assert stored is not None and stored.body == "data of bob"
+    log = await p.db.read(p.fetches.list_log, appid, 10, "u")
+    assert [row["verdict"] for row in log] == ["cached", "cached"]
+    assert pushed == [None, "data of bob"]
+
+    # the first start: a login code, and the first token set while its pre-fetch is out
+    await p.background.launch(appid, "v", LAUNCH)
+    await until(lambda: p.background.prefetch.in_flight(appid, "v") is not None)
+    await p.background.set_token(appid, "v", "vera")
+    gate.set()
+    got = await p.background.get_data(appid, "v", "pre", wait_ms=5000)
+    assert got["fetchedData"] == "data of code"
+    await p.background.pending.flush()
+    stored = await p.db.read(p.fetches.get_data, appid, "v", "pre")
+    assert stored is not None and stored.body == "data of code"
+    assert pushed[-1] == "data of code"
 
 
 @pytest.mark.parametrize("dialect", ["sqlite", "postgres"])
-@pytest.mark.parametrize("first", ["alice", None])
 async def test_a_new_token_set_before_the_pre_fetch_body_is_stored_drops_it(
-    platforms: Make, counter: Counter, dialect: str, first: str | None,
-    request: pytest.FixtureRequest,
+    platforms: Make, counter: Counter, dialect: str, request: pytest.FixtureRequest,
 ) -> None:
-    """The pre-fetch for the old token (or a login code) finished and its body waits for the
-    group commit when the user signs in as another account: it is no longer read, and its
-    write stores no body (the store checks the token as it writes); its log row stays."""
+    """The pre-fetch for the old token finished and its body waits for the group commit when
+    the user signs in as another account: it is no longer read, and its write stores no body
+    (the store checks the token as it writes); its log row stays. Setting the same token again
+    changes nothing."""
     extra = {"database_url": request.getfixturevalue("pg_url")} if dialect == "postgres" else {}
     p = await platforms(**extra)
     p.background.pending.interval_s = 3600  # the group commit waits for the test
     appid = await pre_app(p, counter.url)
-    if first is not None:
-        await p.background.set_token(appid, "u", first)
+    await p.background.set_token(appid, "u", "alice")
     await p.background.launch(appid, "u", LAUNCH)
     await p.background.prefetch.wait(appid, "u", 10)
     assert (await p.background.get_data(appid, "u", "pre"))["fetchedData"]
-    if first is not None:
-        await p.background.set_token(appid, "u", first)  # the same token again: still read
-        assert (await p.background.get_data(appid, "u", "pre"))["fetchedData"]
+    await p.background.set_token(appid, "u", "alice")  # the same token again: still read
+    assert (await p.background.get_data(appid, "u", "pre"))["fetchedData"]
     await p.background.set_token(appid, "u", "bob")
     with pytest.raises(NoData):
         await p.background.get_data(appid, "u", "pre")

@@ -133,8 +133,10 @@ class BackgroundService:
         await self.apps.get(appid)
         before = await self.db.read_point(self.fetches.get_token, appid, user_id)
         await self.db.write(self.fetches.set_token, appid, user_id, token, self.clock.now())
-        if before != token:  # a body fetched for the previous token, not stored yet, is not read
-            self.pending.forget(appid, user_id)  # (its write is checked: it is not stored)
+        if before is not None and before != token:  # another account, perhaps: a body fetched
+            self.pending.forget(appid, user_id)  # for the previous token, not stored yet, is not
+            # read (nor stored: its write is checked). A first token is the same user's, who
+            # signed in after a launch: what the login code fetched is theirs and stays.
         self.wake_engine()
 
     async def get_token(self, appid: str, user_id: str) -> str:
@@ -250,21 +252,23 @@ class BackgroundService:
             scene=launch.scene,
             arrived_at=self.clock.now(),
             route=route,
-            token=token or "",  # stored only while it is still the user's token (or none)
+            token=token,  # stored only while it is still the user's token
         )
-        if record.body is not None:
+        if record.body is not None and token is not None:
             record = await self._for_current_token(record, token)
         self.pending.record(record)  # readable now, stored with the next group commit
         await self.notify([record])
         return record, {"request": request, "route": route if url else None, **result.shown()}
 
-    async def _for_current_token(self, record: FetchRecord, token: str | None) -> FetchRecord:
-        """``record`` without its body if the user's token is no longer ``token`` (the one
-        the pre-fetch sent, or None: it sent a login code): the user signed in as another
-        account while it was in flight, and the body, another account's data perhaps, must not
-        be read as the new one's nor pushed. Its log row stays. Checked here because a
-        pre-fetch body is readable before it is stored; the store checks again when it writes
-        (a token set between this read and the write)."""
+    async def _for_current_token(self, record: FetchRecord, token: str) -> FetchRecord:
+        """``record`` without its body if the user's token is no longer ``token``, the one
+        the pre-fetch sent: the user signed in as another account while it was in flight, and
+        the body, another account's data perhaps, must not be read as the new one's nor
+        pushed. Its log row stays. Checked here because a pre-fetch body is readable before it
+        is stored; the store checks again when it writes (a token set between this read and
+        the write). A pre-fetch that sent a login code (no token yet) is not checked: the code
+        names this very user, and the app setting its first token right after the launch (it
+        signed in) is the usual first start, not another account."""
         now_token = await self.db.read_point(self.fetches.get_token, record.appid, record.user_id)
         if now_token == token:
             return record

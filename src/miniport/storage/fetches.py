@@ -21,9 +21,9 @@ Bodies are stored once (see ``store_bodies``): ``fetched_data`` names a body by 
 body is deleted at zero). A read is still one statement: two primary-key lookups joined. A batch
 writes bodies before the rows naming them, both before the schedules move, bodies in hash order
 and rows in key order, so concurrent PostgreSQL batches lock in one order. A periodic result's
-or pre-fetch body is written only while the pair's token is the one its fetch used (or, for a
-pre-fetch that sent a login code, while the pair still has none: ``current_bodies``): read in
-the batch's transaction, so a skipped body takes no reference at all."""
+or pre-fetch body is written only while the pair's token is the one its fetch used
+(``current_bodies``; a pre-fetch that sent a login code is not checked): read in the batch's
+transaction, so a skipped body takes no reference at all."""
 
 from __future__ import annotations
 
@@ -86,8 +86,7 @@ class FetchRecord:
     scene: int | None = None
     route: str | None = None  # main | grey (None: no URL served)
     # the token the fetch sent: its body is stored only while that is still the pair's token
-    # ("": a pre-fetch that sent a login code, stored only while the pair still has no token;
-    # None: not checked, a devtools pre-fetch of no user's)
+    # (None: not checked, a pre-fetch that sent a login code: the code names the user)
     token: str | None = None
 
 
@@ -345,7 +344,7 @@ def current_bodies(
         dataclasses.replace(r, body=None, fetched_at_ms=None)
         if r.body is not None
         and r.token is not None
-        and (tokens.get((r.appid, r.user_id)) or "") != r.token
+        and tokens.get((r.appid, r.user_id)) != r.token
         else r
         for r in records
     ]

@@ -131,7 +131,10 @@ class BackgroundService:
                 f"setBackgroundFetchToken:fail token must be 1..{MAX_TOKEN} characters"
             )
         await self.apps.get(appid)
-        before = await self.db.read_point(self.fetches.get_token, appid, user_id)
+        # the previous token is read only when a body of the pair waits to be stored (rare):
+        # setBackgroundFetchToken, called at every start, costs no extra read otherwise
+        held = self.pending.holds(appid, user_id)
+        before = await self.db.read_point(self.fetches.get_token, appid, user_id) if held else None
         await self.db.write(self.fetches.set_token, appid, user_id, token, self.clock.now())
         if before is not None and before != token:  # another account, perhaps: a body fetched
             self.pending.forget(appid, user_id)  # for the previous token, not stored yet, is not

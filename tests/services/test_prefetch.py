@@ -161,9 +161,11 @@ async def test_a_pre_fetch_for_the_previous_token_keeps_no_body(
     code, answered after the app set its first token (it signed in at the first start), is
     the same user's data: read, pushed and stored."""
     gate = asyncio.Event()
+    arrived: list[str] = []
 
     async def handle(req: web.Request) -> web.Response:
         who = req.query.get("token") or "code"
+        arrived.append(who)
         if who != "bob":
             await asyncio.wait_for(gate.wait(), 30)
         return web.Response(text="data of " + who)
@@ -181,7 +183,9 @@ async def test_a_pre_fetch_for_the_previous_token_keeps_no_body(
     p.background.notify = notify  # type: ignore[method-assign]
     await p.background.set_token(appid, "u", "alice")
     await p.background.launch(appid, "u", LAUNCH)
-    await until(lambda: p.background.prefetch.in_flight(appid, "u") is not None)
+    # the request has reached the developer's server with alice's token (in flight alone is
+    # too early: the pre-fetch reads the token after it starts, and could send bob's)
+    await until(lambda: arrived == ["alice"])
     await p.background.set_token(appid, "u", "bob")
     gate.set()
     await p.background.prefetch.wait(appid, "u", 10)
@@ -200,7 +204,7 @@ async def test_a_pre_fetch_for_the_previous_token_keeps_no_body(
 
     # the first start: a login code, and the first token set while its pre-fetch is out
     await p.background.launch(appid, "v", LAUNCH)
-    await until(lambda: p.background.prefetch.in_flight(appid, "v") is not None)
+    await until(lambda: arrived[-1:] == ["code"])
     await p.background.set_token(appid, "v", "vera")
     gate.set()
     got = await p.background.get_data(appid, "v", "pre", wait_ms=5000)

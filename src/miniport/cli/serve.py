@@ -238,7 +238,7 @@ async def _serve(settings: Settings, sock: socket.socket, demo_sock: socket.sock
         if demo_sock is not None:
             demo_info = await _setup_demo(platform, demo_sock)
             _print_demo(demo_info, platform.public_url)
-        from ..gc_tuning import PauseTimer, tune_for_serving
+        from ..gc_tuning import PauseTimer, end_serving, tune_for_serving
         from ..web.app import warm_routes
 
         warm_routes(app.router.routes)  # not at the first request through each router
@@ -247,8 +247,6 @@ async def _serve(settings: Settings, sock: socket.socket, demo_sock: socket.sock
         await serve_task
     finally:
         if pauses is not None:
-            from ..gc_tuning import end_serving
-
             pauses.remove()
             end_serving()
         if demo_info is not None:
@@ -308,7 +306,7 @@ async def _worker(settings: Settings) -> None:
     platform = create_platform(settings)
     await platform.start()
     engine = platform.make_engine()
-    from ..gc_tuning import tune_for_serving
+    from ..gc_tuning import end_serving, tune_for_serving
 
     tune_for_serving()
     stop = asyncio.Event()
@@ -320,8 +318,6 @@ async def _worker(settings: Settings) -> None:
         await engine.run(stop)
     finally:
         await platform.close()
-        from ..gc_tuning import end_serving
-
         end_serving()
 
 

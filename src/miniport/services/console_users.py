@@ -256,9 +256,9 @@ class ConsoleUsers:
         shares an address's key and throttles that address from afar."""
         return hash_secret("name:" + name.strip().lower())
 
-    async def _throttled(self, name: str, address: str | None) -> str | None:
-        """Why guesses for ``name`` from ``address`` are refused now, or None."""
-        source = address_key(address) if address is not None else None
+    async def _throttled(self, name: str, address: str | None, source: str | None) -> str | None:
+        """Why guesses for ``name`` from ``address`` (its key: ``source``) are refused now, or
+        None."""
         since = self.now() - FAILURE_WINDOW_S
         if await self.db.read(self.shared.failures, self._key(name), since) >= FAILURE_LIMIT:
             return "too many failed sign-ins for this name; wait ten minutes"
@@ -284,7 +284,7 @@ class ConsoleUsers:
             self._dummy_hash = await self._hash(secrets.token_hex(8))
         source = address_key(address) if address is not None else None
         async with self._hashing:
-            refused = await self._throttled(name, address)
+            refused = await self._throttled(name, address, source)
             if refused is not None:
                 raise Forbidden(refused)
             found = await self.db.read(self.store.get_user, name.strip())
@@ -293,10 +293,8 @@ class ConsoleUsers:
             expired = found is not None and one_time_password_expired(found[0], self.now())
             if right and found and not expired:
                 return found
-            now = self.now()
-            await self.db.write(self.shared.add_failure, self._key(name), now, FAILURE_WINDOW_S)
-            if source is not None:
-                await self.db.write(self.shared.add_failure, source, now, FAILURE_WINDOW_S)
+            keys = [self._key(name)] if source is None else [self._key(name), source]
+            await self.db.write(self.shared.add_failure, keys, self.now(), FAILURE_WINDOW_S)
             if right and expired:
                 raise Forbidden(EXPIRED_ONE_TIME_PASSWORD)
             return None

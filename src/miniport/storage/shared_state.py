@@ -48,11 +48,12 @@ class SharedStateStore:
                 )
 
     # --- failed sign-ins ---
-    def add_failure(self, name_key: str, now: float, window_s: float) -> None:
+    def add_failure(self, keys: list[str], now: float, window_s: float) -> None:
+        """One failed sign-in, counted under each of ``keys`` (its name's, its address's)."""
         c = t.signin_failures.c
         with self.db.writing() as conn:
             conn.execute(delete(t.signin_failures).where(c.ts < now - window_s))
-            conn.execute(insert(t.signin_failures).values(name_key=name_key, ts=now))
+            conn.execute(insert(t.signin_failures), [{"name_key": k, "ts": now} for k in keys])
 
     def failures(self, name_key: str, since: float) -> int:
         c = t.signin_failures.c

@@ -18,7 +18,7 @@ if [ ! -x /usr/bin/chromium ]; then
 fi
 
 # Debian's clickhouse-server (18.16, the oldest ClickHouse we support) on 127.0.0.1 with its own
-# config, data directory and pid file under .ci-clickhouse/; found again when already running.
+# config, data directory and pid file (on /dev/shm: see the script); found again when running.
 if ch_url="$(bash scripts/clickhouse/start.sh)"; then
   export MINIPORT_TEST_CLICKHOUSE_URL="$ch_url"
 else

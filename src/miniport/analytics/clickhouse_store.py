@@ -61,7 +61,7 @@ import csv
 import json
 import threading
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from concurrent.futures import Future
 from datetime import UTC, datetime, timedelta
 from typing import Final, TextIO, cast
@@ -126,7 +126,6 @@ _CREATE_EVENTS: Final = (
     " ORDER BY (appid, uid)"
 )
 _KEYS_TABLE: Final = "_keys"  # the dedup checks' external table of (appid, uid)
-_AHEAD_TABLE: Final = "_ahead"  # the keys of the next group, looked up with the check after
 _NOT_SLOTS: Final = frozenset({*CORE_COLUMNS, "uid_hash"})
 _CREATE_DUPS: Final = (
     f"CREATE TABLE IF NOT EXISTS {DUPS_TABLE} (appid String, uid String,"
@@ -463,23 +462,26 @@ class ClickHouseEventStore:
         for the next group, which leaves it out."""
         if not ahead:
             return self._existing(inserted, repeated=True), set()
+        copies = self._copies(inserted | ahead)
+        repeated = {key for key in inserted if copies.get(key, 0) > 1}
+        return repeated, ahead & copies.keys()
+
+    def _copies(self, keys: Collection[tuple[str, str]]) -> dict[tuple[str, str], int]:
+        """How many copies of each key are stored (keys not stored are left out): ONE
+        lookup over one external table, sorted out here. With two tables (``IN _keys OR
+        IN _ahead ... HAVING count() > 1 OR IN _ahead``, so that only the keys of interest
+        came back) the server used 3.8 ms of CPU for 2 x 760 keys, against 2.5 ms for this
+        (18.16, 400k events in 3 parts, 100 lookups each, its /proc counters)."""
         sql = (
             f"SELECT appid, uid, count() FROM {TABLE} WHERE (appid, uid) IN {_KEYS_TABLE}"
-            f" OR (appid, uid) IN {_AHEAD_TABLE} GROUP BY appid, uid"
-            f" HAVING count() > 1 OR (appid, uid) IN {_AHEAD_TABLE}"
-            " SETTINGS max_threads = 1 FORMAT JSONCompact"
+            " GROUP BY appid, uid SETTINGS max_threads = 1 FORMAT JSONCompact"
         )
-        raw = self._t.execute(sql, tables=[_keys_table(_KEYS_TABLE, inserted),
-                                           _keys_table(_AHEAD_TABLE, ahead)])  # fmt: skip
-        repeated: set[tuple[str, str]] = set()
-        found: set[tuple[str, str]] = set()
-        for appid, uid, copies in _decode(raw):
-            key = (str(appid), str(uid))
-            if key in ahead:
-                found.add(key)
-            if key in inserted and isinstance(copies, int) and copies > 1:
-                repeated.add(key)
-        return repeated, found
+        self._ready()
+        raw = self._t.execute(sql, tables=[_keys_table(_KEYS_TABLE, keys)])
+        if not raw.strip():
+            return {}
+        # count() is UInt64: JSONCompact quotes it
+        return {(appid, uid): int(n) for appid, uid, n in json.loads(raw)["data"]}
 
     def _existing(
         self, keys: Iterable[tuple[str, str]], *, repeated: bool = False

@@ -15,12 +15,15 @@ each phase (its /proc counters when start.sh's server runs here, else its querie
 counters in ``system.events``, which miss about three quarters).
 
     .venv/bin/python bench/clickhouse_ingest.py [--events 200000] [--connections 32]
+        [--ids random|sequential]
 
-Last measured (2 shared cores, load 1.2-1.9, 18.16 with its data on /dev/shm): 63-87k
-events/s against 265-330k bare rows/s in ~750-row blocks, ratio 0.22-0.32; per 1,000 events
-both nodes 10-14 ms of CPU and ClickHouse 10.7 ms, against 1.2 ms for the bare loop and
-4.5-5 ms for ClickHouse: the two cores are full, so the ratio is that of the CPU per event
-(see the README).
+Last measured (2 shared cores, load 0.6-1.9, 18.16 with its data on /dev/shm): with random
+ids (the default, like the runtime's), 51k events/s at 200k events and 24k at 1M (ratio
+0.20 and 0.11): ClickHouse's CPU per 1,000 events, 22 and 64 ms, grows with the table, as
+each dedup lookup reads all the app's ids. With ``--ids sequential``, 63-87k events/s against
+265-330k bare rows/s in ~750-row blocks, ratio 0.22-0.32; per 1,000 events both nodes 10-14
+ms of CPU and ClickHouse 10.7 ms, against 1.2 ms for the bare loop and 4.5-5 ms for
+ClickHouse: the two cores are full, so the ratio is that of the CPU per event (see README).
 
 Needs MINIPORT_TEST_PG_URL (default postgresql://postgres@127.0.0.1:5432/postgres) and
 MINIPORT_TEST_CLICKHOUSE_URL (default: scripts/clickhouse/start.sh's server). Last line: JSON.
@@ -30,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import hashlib
 import json
 import os
 import secrets
@@ -147,9 +151,23 @@ async def start_node(data: Path, env: dict[str, str]) -> tuple[str, asyncio.subp
     raise RuntimeError(f"a node did not start:\n{log[-2000:]}")
 
 
+ID_KINDS = ("random", "sequential")
+_ids = {"kind": "random"}  # set from --ids
+
+
+def event_id(i: int) -> str:
+    """Event ``i``'s id: 32 hex digits spread over the key space like the runtime's (uuid4
+    hex), the same in every run; or ``str(i)`` (``--ids sequential``, the ids of the runs
+    before this option: a group's ids then sit together in the table's key order, and the
+    dedup lookup reads a few granules instead of the whole table's ids)."""
+    if _ids["kind"] == "sequential":
+        return str(i)
+    return hashlib.blake2b(str(i).encode(), digest_size=16).hexdigest()
+
+
 def body(first: int, size: int, now: int) -> bytes:
     events = [
-        {"id": str(i), "event": "purchase", "data": {"price": i % 100, "color": f"c{i % 5}"},
+        {"id": event_id(i), "event": "purchase", "data": {"price": i % 100, "color": f"c{i % 5}"},
          "ts": now - i % 1000}
         for i in range(first, first + size)
     ]  # fmt: skip
@@ -185,7 +203,7 @@ def bare(n: int, block: int, pid: int | None) -> tuple[float, float, float]:
     ch.execute("DROP DATABASE IF EXISTS miniport_bench_bare", in_database=False)
     now = int(time.time() * 1000)
     rows = [
-        StoredEvent("bench", str(i), "purchase", "u1", now - i % 1000, now, False, None, None,
+        StoredEvent("bench", event_id(i), "purchase", "u1", now - i % 1000, now, False, None, None,
                     None, {0: i % 100}, {1: f"c{i % 5}"})
         for i in range(n)
     ]  # fmt: skip
@@ -273,8 +291,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--events", type=int, default=200_000)
     parser.add_argument("--batch", type=int, default=100)
     parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--ids", choices=ID_KINDS, default="random")
     args = parser.parse_args(argv)
     n = args.events
+    _ids["kind"] = args.ids
     result = asyncio.run(run(n, args.batch, args.connections))
     http_rate, bare_rate = n / result["http_s"], n / result["bare_s"]
     ratio = http_rate / bare_rate
@@ -283,7 +303,8 @@ def main(argv: list[str] | None = None) -> int:
     http_ch_ms = result["http_ch_cpu"] / n * 1e6
     bare_ch_ms = result["bare_ch_cpu"] / n * 1e6
     print(
-        f"ClickHouse ingest, {n:,} events in batches of {args.batch} through 2 nodes: "
+        f"ClickHouse ingest, {n:,} events ({args.ids} ids) in batches of {args.batch} through "
+        f"2 nodes: "
         f"{http_rate:,.0f} events/s ({result['inserts']} inserts, ~{result['block']} rows each); "
         f"bare inserts of the same blocks: {bare_rate:,.0f} rows/s; ratio {ratio:.2f} "
         f"[target >= 0.5]; CPU per 1,000 events: both nodes {nodes_ms:.1f} ms + ClickHouse "
@@ -296,6 +317,7 @@ def main(argv: list[str] | None = None) -> int:
             {
                 "bench": "clickhouse_ingest",
                 "events": n,
+                "ids": args.ids,
                 "events_per_s": round(http_rate),
                 "bare_rows_per_s": round(bare_rate),
                 "block_rows": result["block"],

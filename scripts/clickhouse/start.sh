@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Start (or find running) Miniport's test ClickHouse server on 127.0.0.1 with its own config,
 # data directory and pid file under MINIPORT_CH_DIR (default: a directory of its own on the
-# memory file system /dev/shm, else .ci-clickhouse in the repo).
+# memory file system /dev/shm when it has room, else .ci-clickhouse in the repo).
 # Why not on disk by default: every insert writes a new part (a directory of files) and every
 # merge deletes some, and after a few hundred thousand such files ext4's inode allocator
 # (find_inode_bit / recently_deleted in a perf profile of the server) made each 800-row
@@ -12,7 +12,10 @@
 # when it is missing and we are root. Idempotent: a second run finds the running server.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
-if [ -z "${MINIPORT_CH_DIR:-}" ] && [ -d /dev/shm ] && [ -w /dev/shm ]; then
+# /dev/shm only when it has room (at least 4 GB free: a container's default is 64 MB, and the
+# 10M-event report benchmark alone stores ~1 GB)
+shm_free_kb="$(df -Pk /dev/shm 2>/dev/null | awk 'NR == 2 {print $4}')"
+if [ -z "${MINIPORT_CH_DIR:-}" ] && [ -w /dev/shm ] && [ "${shm_free_kb:-0}" -ge 4194304 ]; then
   MINIPORT_CH_DIR="/dev/shm/miniport-clickhouse-$(id -u)"
 fi
 dir="${MINIPORT_CH_DIR:-$here/../../.ci-clickhouse}"

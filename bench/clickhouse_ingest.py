@@ -17,13 +17,14 @@ counters in ``system.events``, which miss about three quarters).
     .venv/bin/python bench/clickhouse_ingest.py [--events 200000] [--connections 32]
         [--ids random|sequential]
 
-Last measured (2 shared cores, load 0.6-1.9, 18.16 with its data on /dev/shm): with random
-ids (the default, like the runtime's), 51k events/s at 200k events and 24k at 1M (ratio
-0.20 and 0.11): ClickHouse's CPU per 1,000 events, 22 and 64 ms, grows with the table, as
-each dedup lookup reads all the app's ids. With ``--ids sequential``, 63-87k events/s against
-265-330k bare rows/s in ~750-row blocks, ratio 0.22-0.32; per 1,000 events both nodes 10-14
-ms of CPU and ClickHouse 10.7 ms, against 1.2 ms for the bare loop and 4.5-5 ms for
-ClickHouse: the two cores are full, so the ratio is that of the CPU per event (see README).
+Last measured (2 shared cores, load 0.5-1.9, 18.16 with its data on /dev/shm): with random
+ids (the default, like the runtime's), 51-60k events/s at 200k events and 24k at 1M (ratio
+0.18-0.20 and 0.11): ClickHouse's CPU per 1,000 events, 20-22 and 64 ms, grows with the
+table, as each dedup lookup reads all the app's ids. With ``--ids sequential``, 63-87k
+events/s against 265-330k bare rows/s in ~750-row blocks, ratio 0.22-0.32; per 1,000 events
+both nodes 10-14 ms of CPU and ClickHouse 10.7 ms, against 1.2 ms for the bare loop and
+4.5-5 ms for ClickHouse: the two cores are full, so the ratio is that of the CPU per event
+(see the README).
 
 Needs MINIPORT_TEST_PG_URL (default postgresql://postgres@127.0.0.1:5432/postgres) and
 MINIPORT_TEST_CLICKHOUSE_URL (default: scripts/clickhouse/start.sh's server). Last line: JSON.
@@ -197,7 +198,7 @@ async def load(urls: list[str], path: str, token: str, n: int, batch: int, conns
 def bare(n: int, block: int, pid: int | None) -> tuple[float, float, float]:
     """The same rows inserted directly, ``block`` rows per insert, one after another: seconds,
     this process's CPU seconds for them (the bare loop's Python side, row encoding
-    included), and ClickHouse's query CPU seconds meanwhile."""
+    included), and ClickHouse's CPU seconds meanwhile (as ``server_counters`` counts them)."""
     url = ch_url("miniport_bench_bare")
     ch = HttpTransport(parse_clickhouse_url(url))
     ch.execute("DROP DATABASE IF EXISTS miniport_bench_bare", in_database=False)
@@ -304,8 +305,8 @@ def main(argv: list[str] | None = None) -> int:
     bare_ch_ms = result["bare_ch_cpu"] / n * 1e6
     print(
         f"ClickHouse ingest, {n:,} events ({args.ids} ids) in batches of {args.batch} through "
-        f"2 nodes: "
-        f"{http_rate:,.0f} events/s ({result['inserts']} inserts, ~{result['block']} rows each); "
+        f"2 nodes: {http_rate:,.0f} events/s ({result['inserts']} inserts, "
+        f"~{result['block']} rows each); "
         f"bare inserts of the same blocks: {bare_rate:,.0f} rows/s; ratio {ratio:.2f} "
         f"[target >= 0.5]; CPU per 1,000 events: both nodes {nodes_ms:.1f} ms + ClickHouse "
         f"{http_ch_ms:.1f} ms, bare loop {bare_ms:.1f} ms + ClickHouse {bare_ch_ms:.1f} ms "

@@ -76,6 +76,7 @@ def test_a_runtime_token_issued_in_the_future_is_refused() -> None:
 def test_login_codes_are_signed_and_carry_app_user_and_expiry() -> None:
     # names long enough that the sealed code (random-looking base64) cannot hold them by
     # chance: with "mpA", one run in a few thousand failed on a code that happened to
+    # contain it
     content = LoginCode("mpVisibleApp", "alice-visible-user", T + 300, "nonce1")
     code = make_login_code(KEY, content)
     raw = base64.urlsafe_b64decode(code + "=" * (-len(code) % 4))

@@ -474,11 +474,20 @@ class ClickHouseEventStore:
         return repeated, ahead & copies.keys()
 
     def _copies(self, keys: Collection[tuple[str, str]]) -> dict[tuple[str, str], int]:
-        """How many copies of each key are stored (keys not stored are left out): ONE
-        lookup over one external table, sorted out here. With two tables (``IN _keys OR
-        IN _ahead ... HAVING count() > 1 OR IN _ahead``, so that only the keys of interest
-        came back) the server used 3.8 ms of CPU for 2 x 760 keys, against 2.5 ms for this
-        (18.16, 400k events in 3 parts, 100 lookups each, its /proc counters)."""
+        """How many copies of each key are stored (keys not stored are left out).
+
+        The keys go as external data (a table ``_keys``), not as SQL literals, and the
+        lookup runs on one thread: measured on 18.16 with 783 keys against 100k events in
+        ~130 parts, the server's CPU for it went from ~2.6 to ~1.0 us per key (most of it was
+        the default ``max_threads`` starting threads for a lookup that reads ~4 marks), and
+        the node's from rendering and escaping each id as a literal to one TabSeparated join.
+        The check after an insert looks up its keys and the next group's in this ONE table
+        and sorts them out here: with two tables (``IN _keys OR IN _ahead ... HAVING count()
+        > 1 OR IN _ahead``, so that only the keys of interest came back) the server used
+        3.8 ms of CPU for 2 x 760 keys, against 2.5 ms for this (18.16, 400k events in 3
+        parts, 100 lookups each, its /proc counters)."""
+        if not keys:
+            return {}
         sql = (
             f"SELECT appid, uid, count() FROM {TABLE} WHERE (appid, uid) IN {_KEYS_TABLE}"
             " GROUP BY appid, uid SETTINGS max_threads = 1 FORMAT JSONCompact"
@@ -493,24 +502,9 @@ class ClickHouseEventStore:
     def _existing(
         self, keys: Iterable[tuple[str, str]], *, repeated: bool = False
     ) -> set[tuple[str, str]]:
-        """The keys stored at least once (``repeated``: more than once). The keys go as
-        external data (a table ``_keys``), not as SQL literals, and the lookup runs on one
-        thread: measured on 18.16 with 783 keys against 100k events in ~130 parts, the
-        server's CPU for it went from ~2.6 to ~1.0 us per key (most of it was the default
-        ``max_threads`` starting threads for a lookup that reads ~4 marks), and the node's
-        from rendering and escaping each id as a literal to one TabSeparated join."""
-        keys = list(keys)
-        if not keys:
-            return set()
-        sql = (
-            f"SELECT appid, uid FROM {TABLE} WHERE (appid, uid) IN {_KEYS_TABLE}"
-            " GROUP BY appid, uid"
-            + (" HAVING count() > 1" if repeated else "")
-            + " SETTINGS max_threads = 1 FORMAT JSONCompact"
-        )
-        self._ready()
-        raw = self._t.execute(sql, tables=[_keys_table(_KEYS_TABLE, keys)])
-        return {(str(a), str(u)) for a, u in _decode(raw)}
+        """The keys stored at least once (``repeated``: more than once)."""
+        copies = self._copies(set(keys))
+        return {key for key, n in copies.items() if n > 1} if repeated else set(copies)
 
     def _list_repeated(self, keys: Iterable[tuple[str, str]]) -> None:
         """After an insert: list in ``event_dups`` the keys now stored more than once (another

@@ -475,3 +475,14 @@ dashboard_items = Table(
     Column("position", Integer, nullable=False),
     Column("width", Integer, nullable=False),
 )
+
+# The ClickHouse event store's index of stored event ids (storage/event_keys.py): one row per
+# (appid, uid), as a 64-bit hash of both, claimed before the event is inserted into ClickHouse
+# so that the check for a repeated id is a point lookup here instead of a scan there.
+# ``ts_ms`` is the claiming event's time: retention drops the rows ClickHouse drops.
+event_keys = Table(
+    "event_keys",
+    metadata,
+    Column("key", BigInteger, primary_key=True, autoincrement=False),
+    Column("ts_ms", BigInteger, nullable=False),
+)

@@ -1,0 +1,97 @@
+"""The index of stored event ids (the ClickHouse store claims ids in it before inserting), on
+SQLite and on PostgreSQL: a claim returns exactly the keys it recorded, two nodes claiming
+the same keys at once each get a key at most once between them, retention drops keys."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from miniport.storage.event_keys import EventKeyIndex, key_hash
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'state.db'}"
+    return str(request.getfixturevalue("pg_url"))
+
+
+@pytest.fixture
+def index(url: str) -> Iterator[EventKeyIndex]:
+    keys = EventKeyIndex.open(url)
+    try:
+        yield keys
+    finally:
+        keys.close()
+
+
+def test_key_hash_is_64_bit_signed_and_keeps_apps_apart() -> None:
+    keys = {key_hash(app, uid) for app in ("a", "b", "ab") for uid in ("", "x", "bx", "\0x")}
+    assert len(keys) == 12
+    assert all(-(2**63) <= k < 2**63 for k in keys)
+    assert key_hash("a", "bx") != key_hash("ab", "x")
+    assert key_hash("shop", "e1") == key_hash("shop", "e1")
+
+
+def test_a_claim_returns_the_keys_it_recorded(index: EventKeyIndex) -> None:
+    assert index.claim([]) == set()
+    assert index.claim([(5, 100), (-3, 100), (2**63 - 1, 7), (-(2**63), 7)]) == {
+        5,
+        -3,
+        2**63 - 1,
+        -(2**63),
+    }
+    assert index.claim([(5, 200), (6, 200), (6, 201)]) == {6}
+    assert index.count() == 5
+
+
+def test_retention_drops_keys_by_event_time(index: EventKeyIndex) -> None:
+    index.claim([(1, 10), (2, 20), (3, 30)])
+    assert index.delete_older_than(25) == 2
+    assert index.claim([(1, 40), (3, 40)]) == {1}  # a dropped key can be claimed again
+
+
+def test_the_token_is_made_once_and_kept(url: str, index: EventKeyIndex) -> None:
+    token = index.token()
+    assert len(token) == 32 and index.token() == token
+    again = EventKeyIndex.open(url)
+    try:
+        assert again.token() == token
+    finally:
+        again.close()
+
+
+def test_nodes_claiming_overlapping_batches_at_once_get_each_key_once(url: str) -> None:
+    """Four nodes (own engines) claim overlapping batches in different orders at once: every
+    key is claimed by exactly one of them, and none deadlocks (keys are sorted)."""
+    pool = [key_hash("shop", uuid.uuid4().hex) for _ in range(600)]
+    nodes = [EventKeyIndex.open(url) for _ in range(4)]
+    barrier = threading.Barrier(len(nodes))
+    got: list[set[int]] = [set() for _ in nodes]
+    errors: list[BaseException] = []
+
+    def claim(k: int) -> None:
+        try:
+            barrier.wait()
+            for start in range(0, 600, 100):
+                batch = pool[start : start + 200] if k % 2 else pool[start + 100 : start : -1]
+                got[k] |= nodes[k].claim((key, 1) for key in reversed(batch))
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=claim, args=(k,)) for k in range(len(nodes))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    for node in nodes:
+        node.close()
+    assert errors == []
+    claimed = [key for keys in got for key in keys]
+    assert len(claimed) == len(set(claimed))  # nobody claimed a key another one claimed
+    assert set(claimed) == set(pool)  # the odd nodes sent every key

@@ -59,6 +59,7 @@ from miniport.analytics.clickhouse_transport import (  # noqa: E402
 from miniport.analytics.event_store import StoredEvent  # noqa: E402
 from miniport.config import Settings  # noqa: E402
 from miniport.platform import create_platform  # noqa: E402
+from miniport.storage.event_keys import EventKeyIndex  # noqa: E402
 
 PG_URL = os.environ.get("MINIPORT_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 CH_URL = os.environ.get(
@@ -88,6 +89,20 @@ def clickhouse_pid(port: int) -> int | None:
         except (OSError, ValueError):
             continue
     return None
+
+
+def postgres_cpu_s() -> float:
+    """CPU seconds of every PostgreSQL process on this machine (server and backends), from
+    their /proc counters: the index of event ids the nodes claim in lives there. Backends that
+    exit meanwhile are missed: the nodes keep their connections open for the whole run."""
+    total = 0.0
+    for proc in Path("/proc").iterdir():
+        try:
+            if proc.name.isdigit() and (proc / "comm").read_text().startswith("postgres"):
+                total += cpu_s(proc.name)
+        except OSError:
+            continue
+    return total
 
 
 def server_counters(t: HttpTransport, pid: int | None) -> tuple[int, int, float]:
@@ -208,7 +223,10 @@ def bare(n: int, block: int, pid: int | None) -> tuple[float, float, float]:
                     None, {0: i % 100}, {1: f"c{i % 5}"})
         for i in range(n)
     ]  # fmt: skip
-    with ClickHouseEventStore.from_url(url) as store:
+    with (
+        tempfile.TemporaryDirectory(prefix="miniport-bench-") as tmp,
+        ClickHouseEventStore.from_url(url, EventKeyIndex.open(f"sqlite:///{tmp}/k.db")) as store,
+    ):
         store.append(rows[:1])  # creates the tables and slot columns
         ch_start = server_counters(ch, pid)[2]
         start = time.perf_counter()
@@ -253,11 +271,12 @@ async def run(n: int, batch: int, conns: int) -> dict[str, Any]:
             settle(ch)
             q0, r0, ch_cpu0 = server_counters(ch, ch_pid)
             load_http = loadavg()
-            cpu0 = sum(cpu_s(proc.pid) for proc in procs)
+            cpu0, pg_cpu0 = sum(cpu_s(proc.pid) for proc in procs), postgres_cpu_s()
             http_s = await load(urls, path, token, n, batch, conns)
             nodes_cpu = sum(cpu_s(proc.pid) for proc in procs) - cpu0
+            pg_cpu = postgres_cpu_s() - pg_cpu0
             q1, r1, ch_cpu1 = server_counters(ch, ch_pid)
-            with ClickHouseEventStore.from_url(analytics_url) as store:
+            with ClickHouseEventStore.from_url(analytics_url, EventKeyIndex.open(pg_url)) as store:
                 stored = store.count(appid)
             assert stored == n, (stored, n)
             block = max(1, round((r1 - r0) / max(1, q1 - q0)))
@@ -270,6 +289,7 @@ async def run(n: int, batch: int, conns: int) -> dict[str, Any]:
                 "block": block,
                 "inserts": q1 - q0,
                 "nodes_cpu": nodes_cpu,
+                "pg_cpu": pg_cpu,
                 "bare_cpu": bare_cpu,
                 "http_ch_cpu": ch_cpu1 - ch_cpu0,
                 "bare_ch_cpu": bare_ch_cpu,
@@ -303,13 +323,15 @@ def main(argv: list[str] | None = None) -> int:
     bare_ms = result["bare_cpu"] / n * 1e6
     http_ch_ms = result["http_ch_cpu"] / n * 1e6
     bare_ch_ms = result["bare_ch_cpu"] / n * 1e6
+    pg_ms = result["pg_cpu"] / n * 1e6
     print(
         f"ClickHouse ingest, {n:,} events ({args.ids} ids) in batches of {args.batch} through "
         f"2 nodes: {http_rate:,.0f} events/s ({result['inserts']} inserts, "
         f"~{result['block']} rows each); "
         f"bare inserts of the same blocks: {bare_rate:,.0f} rows/s; ratio {ratio:.2f} "
         f"[target >= 0.5]; CPU per 1,000 events: both nodes {nodes_ms:.1f} ms + ClickHouse "
-        f"{http_ch_ms:.1f} ms, bare loop {bare_ms:.1f} ms + ClickHouse {bare_ch_ms:.1f} ms "
+        f"{http_ch_ms:.1f} ms + PostgreSQL {pg_ms:.1f} ms, bare loop {bare_ms:.1f} ms + "
+        f"ClickHouse {bare_ch_ms:.1f} ms "
         f"(ClickHouse's {result['ch_cpu_of']}); load average {result['load_http']:.2f} before "
         f"HTTP, {result['load_bare']:.2f} before bare"
     )
@@ -327,6 +349,7 @@ def main(argv: list[str] | None = None) -> int:
                 "bare_cpu_s_per_1000_rows": round(bare_ms / 1000, 5),
                 "clickhouse_cpu_s_per_1000_events": round(http_ch_ms / 1000, 5),
                 "clickhouse_cpu_s_per_1000_bare_rows": round(bare_ch_ms / 1000, 5),
+                "postgres_cpu_s_per_1000_events": round(pg_ms / 1000, 5),
                 "clickhouse_cpu_of": result["ch_cpu_of"],
                 "load_before_http": result["load_http"],
                 "load_before_bare": result["load_bare"],

@@ -23,6 +23,7 @@ import json
 import os
 import statistics
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -37,6 +38,7 @@ from miniport.analytics.clickhouse_transport import (  # noqa: E402
 )
 from miniport.analytics.reports import EventQuery, FieldSlots, compile_event_analysis  # noqa: E402
 from miniport.analytics.sql_dialects import CLICKHOUSE, render_clickhouse  # noqa: E402
+from miniport.storage.event_keys import EventKeyIndex  # noqa: E402
 
 APPID = "bench-app"
 DAY_MS = 86_400_000
@@ -105,7 +107,9 @@ def main(argv: list[str] | None = None) -> int:
     url = args.url.split("?", 1)[0].rsplit("/", 1)[0] + "/miniport_bench"
     transport = HttpTransport(parse_clickhouse_url(url))
     transport.execute("DROP DATABASE IF EXISTS miniport_bench", in_database=False)
-    store = ClickHouseEventStore(HttpTransport(parse_clickhouse_url(url)))
+    tmp = tempfile.TemporaryDirectory(prefix="miniport-bench-")  # the index of ids
+    keys = EventKeyIndex.open(f"sqlite:///{tmp.name}/keys.db")
+    store = ClickHouseEventStore(HttpTransport(parse_clickhouse_url(url)), keys)
     try:
         gen_s = generate(store, n)
         print(f"generated {n:,} events in {gen_s:.1f} s", file=sys.stderr)
@@ -139,6 +143,7 @@ def main(argv: list[str] | None = None) -> int:
                 times[name].append(time.perf_counter() - start)
     finally:
         store.close()
+        tmp.cleanup()
         transport.execute("DROP DATABASE IF EXISTS miniport_bench", in_database=False)
         transport.close()
 

@@ -223,6 +223,14 @@ def drop_clickhouse_database(url: str) -> None:
         transport.close()
 
 
+def event_keys_at(path: Path) -> Any:
+    """An index of stored event ids (for ClickHouse stores) in a new SQLite file at ``path``:
+    stores meant to act as nodes of one deployment share one."""
+    from miniport.storage.event_keys import EventKeyIndex
+
+    return EventKeyIndex.open(f"sqlite:///{path}")
+
+
 @pytest.fixture
 def clickhouse_url() -> Iterator[str]:
     """A fresh ClickHouse database (created by the store on first use), dropped afterwards."""

@@ -17,7 +17,7 @@ import aiohttp
 import pytest
 
 from miniport.analytics.clickhouse_store import ClickHouseEventStore
-from tests.conftest import free_port, make_settings
+from tests.conftest import event_keys_at, free_port, make_settings
 from tests.support.analytics_api import PURCHASE, now_ms
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.timeout(300)]
@@ -112,7 +112,8 @@ async def test_two_serve_processes_one_killed_mid_stream(
                 async with session.post(url_a + path, json=batch(first, now), headers=headers) as r:
                     assert r.status == 200
                     acked.update(range(first, first + PER_BATCH))
-        with ClickHouseEventStore.from_url(clickhouse_url) as store:
+        reader = event_keys_at(tmp_path / "k.db")
+        with ClickHouseEventStore.from_url(clickhouse_url, reader) as store:
             assert store.count(appid) == len(acked)
         assert acked_before_retry < acked
     finally:

@@ -16,7 +16,7 @@ import pytest
 
 from miniport.analytics.clickhouse_store import ClickHouseEventStore
 from miniport.analytics.clickhouse_transport import parse_clickhouse_url
-from tests.conftest import make_settings, running_server
+from tests.conftest import event_keys_at, make_settings, running_server
 from tests.support.analytics_api import PURCHASE, Api, now_ms
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.timeout(300)]
@@ -164,7 +164,7 @@ async def test_clickhouse_outage_answers_503_and_loses_nothing(
         assert status == 200 and answer["accepted"] == 10
         assert await api.count("purchase") == 20
     # and it is all in ClickHouse, not in some node's memory
-    with ClickHouseEventStore.from_url(clickhouse_url) as store:
+    with ClickHouseEventStore.from_url(clickhouse_url, event_keys_at(tmp_path / "k.db")) as store:
         assert store.count(appid) == 20
 
 

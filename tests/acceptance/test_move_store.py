@@ -12,9 +12,10 @@ from pathlib import Path
 import pytest
 
 from miniport.analytics.clickhouse_store import ClickHouseEventStore
-from miniport.analytics.event_store import DuckDBEventStore, StoredEvent
+from miniport.analytics.event_store import AppendResult, DuckDBEventStore, StoredEvent
 from miniport.analytics.reports import EventQuery, FieldSlots
 from miniport.services.move_store import move_store
+from tests.conftest import event_keys_at
 
 T0 = 1_793_491_200_000  # 2026-11-01T00:00:00Z
 DAY = 86_400_000
@@ -78,7 +79,8 @@ class Stop(Exception):
 
 def test_move_is_resumable_exact_and_compared(tmp_path: Path, clickhouse_url: str) -> None:
     source = fill(tmp_path / "events.duckdb")
-    with source, ClickHouseEventStore.from_url(clickhouse_url) as target:
+    keys = event_keys_at(tmp_path / "keys.db")
+    with source, ClickHouseEventStore.from_url(clickhouse_url, keys) as target:
 
         def interrupt(done: int, total: int) -> None:
             assert total == 302
@@ -108,6 +110,12 @@ def test_move_is_resumable_exact_and_compared(tmp_path: Path, clickhouse_url: st
                 appid, QUERY, SLOTS
             )
         assert target.sync_test("shop", "t2") == 5 == source.sync_test("shop", "t2")
+        # the moved ids are claimed in the index: a client's late retry of one is found there
+        # and in ClickHouse, and left out without being listed as stored twice
+        listed = target._scalar("SELECT count() FROM event_dups")
+        assert target.append([ev("blog", 3, T0)]) == AppendResult(0, 1)
+        assert target._scalar("SELECT count() FROM event_dups") == listed
+        assert target.count("blog") == 40
         assert target.first_days("shop", {"u1": 1, "u2": 1, "u3": 7}) == {
             "u1": 20_000,
             "u2": 20_001,

@@ -13,6 +13,8 @@ import pytest
 from miniport.analytics.clickhouse_store import ClickHouseEventStore
 from miniport.analytics.event_store import AppendResult, EventStore, StoredEvent
 from miniport.analytics.reports import EventQuery, FieldSlots
+from miniport.storage.event_keys import EventKeyIndex, key_hash
+from tests.conftest import event_keys_at
 
 T0 = 1_793_491_200_000  # 2026-11-01T00:00:00Z
 DAY = 86_400_000
@@ -40,10 +42,13 @@ def query(**kw: object) -> EventQuery:
 
 
 @pytest.fixture
-def stores(clickhouse_url: str) -> Iterator[tuple[ClickHouseEventStore, ClickHouseEventStore]]:
+def stores(
+    clickhouse_url: str, tmp_path: Path
+) -> Iterator[tuple[ClickHouseEventStore, ClickHouseEventStore]]:
+    """Two nodes: one ClickHouse database, one index of ids (each its own connection)."""
     a, b = (
-        ClickHouseEventStore.from_url(clickhouse_url),
-        ClickHouseEventStore.from_url(clickhouse_url),
+        ClickHouseEventStore.from_url(clickhouse_url, event_keys_at(tmp_path / "keys.db")),
+        ClickHouseEventStore.from_url(clickhouse_url, event_keys_at(tmp_path / "keys.db")),
     )
     try:
         yield a, b
@@ -143,20 +148,17 @@ def test_concurrent_appends_share_inserts(
 def test_an_insert_that_raced_another_node_is_listed_before_it_is_acknowledged(
     stores: tuple[ClickHouseEventStore, ClickHouseEventStore],
 ) -> None:
-    """Node a checked its keys before node b's insert of the same events landed (the race
-    that a check before inserting cannot close): a's insert stores second copies, and a
-    lists the ids as repeated before returning, so every report counts them once."""
+    """Node b claimed the ids, and node a (a retry to another node) looked them up before
+    b's insert landed: a stores second copies, listing the ids as repeated first, so every
+    report counts them once however the two inserts interleave."""
     a, b = stores
     batch = [ev(f"r{i}", user=f"u{i % 3}", color="red") for i in range(6)]
     assert b.append(batch) == AppendResult(6, 0)
-    looked_up = a._existing
 
-    def checked_before_b_inserted(
-        keys: object, *, repeated: bool = False
-    ) -> set[tuple[str, str]]:
-        return looked_up(keys, repeated=True) if repeated else set()  # type: ignore[arg-type]
+    def looked_up_before_b_inserted(keys: object) -> set[tuple[str, str]]:
+        return set()
 
-    a._existing = checked_before_b_inserted  # type: ignore[method-assign]
+    a._existing = looked_up_before_b_inserted  # type: ignore[method-assign]
     assert a.append(batch) == AppendResult(6, 0)  # both nodes say "inserted"
     assert a._scalar("SELECT count() FROM events WHERE appid = 'shop'") == 12
     assert a._scalar("SELECT count() FROM event_dups WHERE appid = 'shop'") == 6
@@ -178,8 +180,11 @@ def test_ids_stored_once_are_not_listed(
     assert a.count("shop") == 3
 
 
-def test_a_database_made_before_the_id_hash_column_gains_it(clickhouse_url: str) -> None:
-    old = ClickHouseEventStore.from_url(clickhouse_url)
+def test_a_database_made_before_the_id_hash_column_gains_it(
+    clickhouse_url: str, tmp_path: Path
+) -> None:
+    """... and before the index of ids: its events are claimed when a store first meets it."""
+    old = ClickHouseEventStore.from_url(clickhouse_url, event_keys_at(tmp_path / "old.db"))
     try:
         old._t.execute(f"CREATE DATABASE IF NOT EXISTS {old._t.database}", in_database=False)
         old._t.execute(
@@ -198,8 +203,8 @@ def test_a_database_made_before_the_id_hash_column_gains_it(clickhouse_url: str)
         )
     finally:
         old.close()
-    with ClickHouseEventStore.from_url(clickhouse_url) as store:
-        store.append([ev("e1"), ev("e0")])
+    with ClickHouseEventStore.from_url(clickhouse_url, event_keys_at(tmp_path / "k.db")) as store:
+        assert store.append([ev("e1"), ev("e0")]) == AppendResult(1, 1)
         assert store.count("shop") == 2
         assert store.event_analysis("shop", query(), SLOTS) == [
             {"bucket": "all", "count": 2, "users": 1}
@@ -217,7 +222,7 @@ def test_dedup_checks_read_awkward_ids_and_several_apps_exactly(
     TSV escapes, and the same id in two apps, are found exactly, on the server and on
     chDB (a temporary table of the session there)."""
     store = (
-        ClickHouseEventStore.from_url(clickhouse_url)
+        ClickHouseEventStore.from_url(clickhouse_url, event_keys_at(tmp_path / "keys.db"))
         if kind == "server"
         else ClickHouseEventStore.in_process(str(tmp_path / "chdb"))
     )
@@ -233,62 +238,108 @@ def test_dedup_checks_read_awkward_ids_and_several_apps_exactly(
         assert store.append(list(reversed(rows))) == AppendResult(0, n)
         keys = {(r.appid, r.uid) for r in rows}
         assert store._existing(keys) == keys
-        assert store._existing(keys, repeated=True) == set()
-        store._insert(rows[:3])  # second copies, as a racing node leaves them
-        assert store._existing(keys, repeated=True) == {(r.appid, r.uid) for r in rows[:3]}
         assert store._existing({("shop", "absent"), ("shop3", "plain")}) == set()
-        store._list_repeated((r.appid, r.uid) for r in rows[:3])
+        store._mark_repeated(sorted((r.appid, r.uid) for r in rows[:3]))
+        store._insert(rows[:3])  # second copies, as a racing node leaves them, listed
         assert store.count("shop") == store.count("shop2") == len(AWKWARD_IDS)
 
 
 @pytest.mark.parametrize("kind", ["server", "chdb"])
-def test_calls_queued_during_a_write_are_looked_up_with_its_check_after_inserting(
+def test_new_ids_are_claimed_in_the_index_and_not_looked_up_in_clickhouse(
     kind: str, clickhouse_url: str, tmp_path: Path
 ) -> None:
-    """A batch queued while another is being inserted is looked up in the same query as
-    the check after that insert (no lookup of its own before its insert): an id of both
-    batches counts once, and an id another node inserts between that lookup and this
-    node's insert is still listed before the batch is acknowledged."""
-    a = (
-        ClickHouseEventStore.from_url(clickhouse_url)
+    """The common case costs no lookup in ClickHouse: ids that the index did not hold are
+    inserted straight away; only a retry (ids claimed before) is looked up, and only its
+    own ids."""
+    keys = event_keys_at(tmp_path / "keys.db")
+    store = (
+        ClickHouseEventStore.from_url(clickhouse_url, keys)
         if kind == "server"
-        else ClickHouseEventStore.in_process(str(tmp_path / "chdb"))
+        else ClickHouseEventStore.in_process(str(tmp_path / "chdb"), keys=keys)
     )
-    b = (
-        ClickHouseEventStore(a._t)
-        if kind == "chdb"
-        else ClickHouseEventStore.from_url(clickhouse_url)
-    )
-    lookups: list[tuple[int, bool]] = []
-    looked_up, inserted = a._existing, a._insert
-    queued: list[object] = []
+    lookups: list[set[tuple[str, str]]] = []
+    looked_up = store._existing
 
-    def existing(keys: object, *, repeated: bool = False) -> set[tuple[str, str]]:
-        keys = list(keys)  # type: ignore[call-overload]
-        lookups.append((len(keys), repeated))
-        return looked_up(keys, repeated=repeated)
+    def existing(keys: set[tuple[str, str]]) -> set[tuple[str, str]]:
+        lookups.append(set(keys))
+        return looked_up(keys)
 
-    def insert(rows: list[StoredEvent], visible: object = None) -> None:
-        if not queued:  # the first batch is being inserted: the second one queues up
-            queued.append(a.submit([ev("x2"), ev("x3")]))
-        else:  # the second one: another node inserts x3 first
-            assert b.append([ev("x3")]) == AppendResult(1, 0)
-        inserted(rows, visible)  # type: ignore[arg-type]
+    store._existing = existing  # type: ignore[method-assign]
+    with store:
+        assert store.append([ev(f"n{i}") for i in range(50)]) == AppendResult(50, 0)
+        assert store.submit([ev("n50"), ev("n51")]).result(timeout=30) == AppendResult(2, 0)
+        assert lookups == []
+        assert store.append([ev("n3"), ev("n60"), ev("n51")]) == AppendResult(1, 2)
+        assert lookups == [{("shop", "n3"), ("shop", "n51")}]
+        assert keys.count() == 53
+        assert store._scalar("SELECT count() FROM event_dups") == 0
+        assert store.count("shop") == 53
 
-    a._existing = existing  # type: ignore[method-assign]
-    a._insert = insert  # type: ignore[method-assign]
-    try:
-        assert a.submit([ev("x1"), ev("x2")]).result(timeout=30) == AppendResult(2, 0)
-        second = queued[0]
-        assert second.result(timeout=30) == AppendResult(1, 1)  # type: ignore[attr-defined]
-        # one lookup before the first insert, none before the second (done with the first
-        # insert's check after), one check after the second
-        assert lookups == [(2, False), (1, True)]
-        assert a._scalar("SELECT count() FROM events WHERE appid = 'shop'") == 4
-        assert a._scalar("SELECT count() FROM event_dups WHERE appid = 'shop'") == 1
-        for s in (a, b):
-            assert s.count("shop") == 3
-    finally:
-        a.close()
-        if kind == "server":
-            b.close()
+
+def test_ids_claimed_by_a_node_that_died_before_inserting_are_stored_once(
+    stores: tuple[ClickHouseEventStore, ClickHouseEventStore], tmp_path: Path
+) -> None:
+    """Node b claimed ids and died (or lost ClickHouse) before inserting them, so its client
+    was never answered: the retry to node a finds them claimed, looks them up, does not find
+    them, and stores them (listed first, in case b's insert lands after all)."""
+    a, b = stores
+    batch = [ev(f"d{i}", user=f"u{i % 2}") for i in range(4)]
+    assert b._keys.claim((key_hash(r.appid, r.uid), r.ts_ms) for r in batch) == {
+        key_hash(r.appid, r.uid) for r in batch
+    }
+    assert a.append(batch) == AppendResult(4, 0)
+    assert a._scalar("SELECT count() FROM event_dups WHERE appid = 'shop'") == 4
+    b._insert(batch)  # b was only slow: its insert lands after a's
+    for s in stores:
+        assert s.count("shop") == 4
+        assert s.event_analysis("shop", query(), SLOTS) == [
+            {"bucket": "all", "count": 4, "users": 2}
+        ]
+    assert a.append(batch) == AppendResult(0, 4)  # and a later retry is a duplicate
+
+
+def test_an_index_new_to_a_database_is_filled_from_its_events(
+    clickhouse_url: str, tmp_path: Path
+) -> None:
+    """A database written before the index existed (or with an index since lost): the first
+    store to meet it claims every stored id, once, and marks the index as filled there."""
+    with ClickHouseEventStore.from_url(clickhouse_url, event_keys_at(tmp_path / "1.db")) as s:
+        s.append([ev(f"f{i}", ts=T0 + i) for i in range(30)])
+        s._fill_key_index(rows_per_read=7)  # several slices, whatever was claimed before
+    fresh = event_keys_at(tmp_path / "2.db")
+    with ClickHouseEventStore.from_url(clickhouse_url, fresh) as s:
+        assert s.append([ev("f3"), ev("f30")]) == AppendResult(1, 1)
+        assert fresh.count() == 31
+        assert s._scalar("SELECT count() FROM event_dups") == 0
+    again = EventKeyIndex.open(f"sqlite:///{tmp_path / '2.db'}")
+    with ClickHouseEventStore.from_url(clickhouse_url, again) as s:
+        fills: list[int] = []
+        s._fill_key_index = lambda: fills.append(1)  # type: ignore[method-assign]
+        assert s.count("shop") == 31
+        assert fills == []  # the same index (its token): filled once
+
+
+def test_retention_drops_the_ids_from_the_index(
+    stores: tuple[ClickHouseEventStore, ClickHouseEventStore],
+) -> None:
+    s, _ = stores
+    s.append([ev("old", ts=T0 - 35 * DAY), ev("new")])
+    assert s._keys.count() == 2
+    assert s.delete_older_than(T0 - 30 * DAY) == 1
+    assert s._keys.count() == 1
+
+
+def test_an_unreachable_index_refuses_the_batch_and_stores_nothing(
+    clickhouse_url: str, tmp_path: Path
+) -> None:
+    from sqlalchemy import create_engine
+
+    from miniport.errors import AnalyticsUnavailable
+
+    dead = EventKeyIndex(create_engine("postgresql+psycopg://nobody@127.0.0.1:1/none"))
+    with ClickHouseEventStore.from_url(clickhouse_url, event_keys_at(tmp_path / "k.db")) as s:
+        s.append([ev("a1")])
+        s._keys = dead
+        with pytest.raises(AnalyticsUnavailable, match="send it again"):
+            s.append([ev("a2")])
+        assert s.count("shop") == 1

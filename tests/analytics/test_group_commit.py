@@ -169,27 +169,25 @@ def test_the_writer_thread_ends_once_the_store_is_closed() -> None:
 
 
 @pytest.mark.parametrize("write_fails", [False, True])
-def test_a_call_taken_ahead_while_the_store_closes_is_settled(write_fails: bool) -> None:
-    """A submitted call taken as the look-ahead of an append() leader's write while the store
-    closes: the writer thread must not end while that write may still hand the call back
-    (prepared for the next write, or queued again when the write fails), or the ingest
-    awaiting the future waits forever. (Found in review; the writer used to end as soon as
-    the store was closed and the queue looked empty.)"""
+def test_a_call_submitted_while_the_store_closes_under_a_write_is_settled(
+    write_fails: bool,
+) -> None:
+    """A call submitted while an append() leader writes and the store closes: the writer
+    thread must not end while that call is queued, or the ingest awaiting the future waits
+    forever. (Found in review; the writer used to end as soon as the store was closed and the
+    queue looked empty.)"""
     closed = [False]
     in_write, go = threading.Event(), threading.Event()
     calls = [0]
 
-    def write(group: Group) -> None:  # like ClickHouseEventStore._write's look-ahead
+    def write(group: Group) -> None:
         calls[0] += 1
         if calls[0] == 1:
             in_write.set()
             go.wait(5)
-            ahead = group.take_next()  # the submitted call, taken with the check after
-            time.sleep(0.8)  # the check's round trip; the writer thread polls every 0.5 s
+            time.sleep(0.8)  # a round trip; the writer thread polls every 0.5 s
             if write_fails:
                 raise ConnectionError("transport closed under the write")
-            if ahead is not None:
-                group.prepare_next(ahead, set())
         group.finish(None)
 
     gc = GroupCommit(write, max_rows=100, write_lock=threading.Lock(),

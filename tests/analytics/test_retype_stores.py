@@ -21,7 +21,7 @@ from miniport.analytics.clickhouse_store import ClickHouseEventStore
 from miniport.analytics.event_store import DuckDBEventStore, EventStore, StoredEvent
 from miniport.analytics.field_history import FieldHistory, FieldPart, SlotMap
 from miniport.analytics.reports import EventQuery, FunnelQuery
-from tests.conftest import clickhouse_database_url, drop_clickhouse_database
+from tests.conftest import clickhouse_database_url, drop_clickhouse_database, event_keys_at
 
 KINDS = ["duckdb", "clickhouse", "chdb"]
 _appids = (f"rt{i}" for i in itertools.count())
@@ -151,7 +151,8 @@ def store(
     else:
         url = clickhouse_database_url(f"miniport_retype_{os.getpid()}")
         drop_clickhouse_database(url)
-        s = ClickHouseEventStore.from_url(url)
+        keys = event_keys_at(tmp_path_factory.mktemp("keys") / "keys.db")
+        s = ClickHouseEventStore.from_url(url, keys)
     try:
         yield s
     finally:

@@ -36,7 +36,7 @@ from tests.analytics.test_reports import (
     ref_event_analysis,
     ref_funnel,
 )
-from tests.conftest import clickhouse_database_url, drop_clickhouse_database
+from tests.conftest import clickhouse_database_url, drop_clickhouse_database, event_keys_at
 
 KINDS = ["duckdb", "clickhouse", "chdb"]
 pytestmark = pytest.mark.timeout(900)  # a few hundred examples against a real server
@@ -78,7 +78,9 @@ def store(
         return
     url = clickhouse_database_url(f"miniport_parity_{os.getpid()}")
     drop_clickhouse_database(url)
-    s = ClickHouseEventStore.from_url(url)
+    s = ClickHouseEventStore.from_url(
+        url, event_keys_at(tmp_path_factory.mktemp("keys") / "keys.db")
+    )
     try:
         yield s
     finally:

@@ -16,7 +16,7 @@ import pytest
 from miniport.analytics.clickhouse_store import ClickHouseEventStore
 from miniport.analytics.event_store import DuckDBEventStore, EventStore, StoredEvent
 from miniport.analytics.reports import EventQuery, FieldSlots, FunnelQuery, ReportQueryError
-from tests.conftest import clickhouse_database_url, drop_clickhouse_database
+from tests.conftest import clickhouse_database_url, drop_clickhouse_database, event_keys_at
 
 T0 = 1_793_491_200_000  # 2026-11-01T00:00:00Z
 DAY = 86_400_000
@@ -56,7 +56,7 @@ class Opener:
             return DuckDBEventStore(self.tmp / "analytics.duckdb")
         if self.kind == "chdb":
             return ClickHouseEventStore.in_process(str(self.tmp / "chdb"))
-        return ClickHouseEventStore.from_url(self.url)
+        return ClickHouseEventStore.from_url(self.url, event_keys_at(self.tmp / "keys.db"))
 
     def drop_first_seen(self) -> None:
         """Make the store look like one made before system properties existed."""
@@ -128,10 +128,10 @@ def test_first_days_are_set_once_and_forgotten_with_the_user(opener: Opener) -> 
         store.close()
 
 
-def test_a_column_added_by_another_node_is_read(clickhouse_url: str) -> None:
+def test_a_column_added_by_another_node_is_read(clickhouse_url: str, tmp_path: Path) -> None:
     a, b = (
-        ClickHouseEventStore.from_url(clickhouse_url),
-        ClickHouseEventStore.from_url(clickhouse_url),
+        ClickHouseEventStore.from_url(clickhouse_url, event_keys_at(tmp_path / "keys.db")),
+        ClickHouseEventStore.from_url(clickhouse_url, event_keys_at(tmp_path / "keys.db")),
     )
     try:
         b.append([ev("x")])  # b has seen the table without the column

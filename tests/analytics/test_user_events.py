@@ -18,7 +18,7 @@ from miniport.analytics.clickhouse_store import ClickHouseEventStore
 from miniport.analytics.event_store import DuckDBEventStore, EventStore, StoredEvent
 from miniport.analytics.user_events import compile_user_events, parse_cursor
 from miniport.errors import ReportQueryError
-from tests.conftest import clickhouse_database_url, drop_clickhouse_database
+from tests.conftest import clickhouse_database_url, drop_clickhouse_database, event_keys_at
 
 KINDS = ["duckdb", "chdb", "clickhouse"]
 SLOTS = {"price": ("int", 0), "color": ("string", 0), "size": ("int", 1)}
@@ -44,7 +44,7 @@ def store(
         return
     url = clickhouse_database_url(f"miniport_users_{os.getpid()}")
     drop_clickhouse_database(url)
-    server = ClickHouseEventStore.from_url(url)
+    server = ClickHouseEventStore.from_url(url, event_keys_at(path / "keys.db"))
     try:
         yield server
     finally:

@@ -14,20 +14,22 @@ right; before a report, a column of the app's fields that the cache lacks is loo
 again (another node may have added it) and created if still missing, so reports never
 read a live column as NULL.
 
-Exact deduplication (not eventual): ClickHouse merges are asynchronous, and two nodes may
-insert the same event id at the same moment, so a check before inserting cannot be exact
-without a lock shared by the nodes. Instead:
+Exact deduplication (not eventual): ClickHouse merges are asynchronous, two nodes may
+insert the same event id at the same moment, and a point lookup of random ids reads nearly
+every granule (with uuid4 ids each lookup in ClickHouse read all of the app's ids: its CPU
+per 1,000 events went from 22 ms at 200k stored events to 64 ms at 1M). So the ids are
+claimed in an index made for point lookups, the ``event_keys`` table of the state database
+(:class:`~miniport.storage.event_keys.EventKeyIndex`, PostgreSQL when several nodes share
+it), BEFORE they are inserted:
 
-* before an insert, the keys already stored are looked up and left out (a client's retry
-  to the same or another node after the first insert finished: the common case). The
-  calls queued while a group is inserted are looked up in the same query as that group's
-  check after inserting (below), and go out next without a lookup of their own: two
-  queries per group, not three (a check earlier than the insert is still a check before
-  it: what another node inserts in between is caught by the check after);
-* after the insert, and before acknowledging it, the keys just inserted that are now stored
-  more than once (another node inserted them since the check) are listed in
-  ``event_dups`` (appid, uid). Of two racing inserts, the one that finishes second sees
-  both copies, so by the time both are acknowledged the id is listed;
+* an id claimed by this call (the index had no such key) was never inserted by anyone, and
+  anyone inserting it later must first fail to claim it: it is inserted with no lookup in
+  ClickHouse (the common case: one statement on the index and one insert per group);
+* an id already claimed (a client's retry after its first send was stored, or a node that
+  claimed it and died or lost ClickHouse before inserting it, or a racing node) is looked up
+  in ClickHouse: found, it is left out (a duplicate); not found, it is listed in
+  ``event_dups`` (appid, uid) FIRST and then inserted, so that whether the claimer's copy
+  lands later or never, from this insert on every read counts it once;
 * every read goes through :func:`miniport.analytics.sql_dialects.dedup_source`: the rows
   of ids NOT listed are read as they are, and only listed ids go through a ``GROUP BY uid``
   that keeps ONE copy (a visible copy before an invisible one, then the copy received first;
@@ -38,15 +40,14 @@ So a report read after an acknowledgement counts each event id once whether or n
 cost of grouping every event by its id (measured with ``bench/clickhouse_report.py``:
 grouping all ids cost ~35x the plain query; the listed-ids source costs the plain scan plus
 one ``NOT IN`` on a small set). Syncing a live test lists the test's ids before inserting
-their visible copies. ``AppendResult`` counts a key as a duplicate when it was stored
-before this call's check; of two racing inserts of one key, both count it as inserted.
+their visible copies. ``AppendResult`` counts an id as a duplicate when it was found stored;
+of two racing inserts of one id, both count it as inserted.
 
-Known limit: the lookups are exact but not cheap at scale. Ids made like the runtime's
-(uuid4 hex) are spread over the key order, so the ~750 ids of a group fall in nearly every
-granule of every part and each lookup reads all the app's ids: ClickHouse's CPU per 1,000
-events in ``bench/clickhouse_ingest.py`` went from 22 ms at 200k stored events to 64 ms at 1M.
-A lookup that does not scan (an index of ids made for point lookups, or a periodic sweep
-for duplicates with a read-time check of the rows since) is still to be built.
+The index is filled from the ``events`` table when a store first meets it (a database from
+before the index, or an index that is new or was lost): ``miniport_meta`` records which
+indexes (by :meth:`~miniport.storage.event_keys.EventKeyIndex.token`) hold every event of
+the database. Nodes of a version without the index must not write meanwhile: what they
+insert after the fill is not claimed, and a retry of it would be stored twice.
 
 Batching and durability: ``append`` calls are combined (group commit: while one insert
 runs, the calls that arrive queue up and go out together in the next one, up to
@@ -66,6 +67,7 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 import threading
 import time
 from collections.abc import Collection, Iterable, Mapping, Sequence
@@ -74,6 +76,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Final, TextIO, cast
 
 from ..errors import AnalyticsUnavailable
+from ..storage.event_keys import EventKeyIndex, key_hash
 from .clickhouse_transport import (
     ChdbTransport,
     ClickHouseError,
@@ -115,6 +118,8 @@ from .system_props import EXTRA_COLUMNS
 from .user_events import UserEventsPage, compile_user_events
 
 __all__ = ["ClickHouseError", "ClickHouseEventStore"]
+
+log = logging.getLogger(__name__)
 
 SCHEMA_VERSION: Final = "1"
 _DAY_MS: Final = 86_400_000
@@ -303,8 +308,11 @@ class ClickHouseEventStore:
     """:class:`EventStore` on ClickHouse (see the module docstring). Thread-safe; one per
     process, shared by its threads; several processes (nodes) may share one database."""
 
-    def __init__(self, transport: Transport, *, max_block_rows: int = 200_000) -> None:
+    def __init__(
+        self, transport: Transport, keys: EventKeyIndex, *, max_block_rows: int = 200_000
+    ) -> None:
         self._t = transport
+        self._keys = keys
         self._closed = False
         self._write_lock = threading.Lock()
         self._group_commit = GroupCommit(
@@ -318,14 +326,19 @@ class ClickHouseEventStore:
         self._columns_seen: frozenset[str] | None = None  # None: not set up yet
 
     @classmethod
-    def from_url(cls, url: str) -> ClickHouseEventStore:
+    def from_url(cls, url: str, keys: EventKeyIndex) -> ClickHouseEventStore:
         """``clickhouse[s]://USER:PASSWORD@HOST:PORT/DATABASE`` (see clickhouse_transport)."""
-        return cls(HttpTransport(parse_clickhouse_url(url)))
+        return cls(HttpTransport(parse_clickhouse_url(url)), keys)
 
     @classmethod
-    def in_process(cls, path: str, database: str = "miniport") -> ClickHouseEventStore:
-        """On chDB (the current ClickHouse engine in-process) in directory ``path``."""
-        return cls(ChdbTransport(path, database))
+    def in_process(
+        cls, path: str, database: str = "miniport", keys: EventKeyIndex | None = None
+    ) -> ClickHouseEventStore:
+        """On chDB (the current ClickHouse engine in-process) in directory ``path``; the id
+        index in SQLite file ``<path>.event-keys.db`` unless ``keys`` is given."""
+        if keys is None:
+            keys = EventKeyIndex.open(f"sqlite:///{path}.event-keys.db")
+        return cls(ChdbTransport(path, database), keys)
 
     def _ready(self) -> None:
         """Create the database and tables on first use (in the caller's thread: the
@@ -374,6 +387,26 @@ class ClickHouseEventStore:
                 f"ClickHouse database {db} has analytics schema version {rows[0][0]}, "
                 f"this code expects {SCHEMA_VERSION}"
             )
+        marker = f"event_keys:{self._keys.token()}"
+        if not self._query("SELECT 1 FROM miniport_meta WHERE key = {p1:String}", [marker]):
+            self._fill_key_index()
+            self._t.execute(
+                "INSERT INTO miniport_meta (key, value) FORMAT TabSeparated",
+                f"{marker}\tfilled\n".encode(),
+            )
+
+    def _fill_key_index(self, rows_per_read: int = 500_000) -> None:
+        """Claim every stored id in the index (a database from before it, or an index new to
+        this database), a slice of the ids at a time (by their hash)."""
+        total = int(str(self._query(f"SELECT count() FROM {TABLE}")[0][0]))
+        slices = max(1, -(-total // rows_per_read))
+        if total:
+            log.info("claiming the %d stored event ids in the index (once)", total)
+        for part in range(slices):
+            rows = self._query(
+                f"SELECT appid, uid, ts_ms FROM {TABLE} WHERE uid_hash % {slices} = {part}"
+            )
+            self._keys.add((key_hash(str(a), str(u)), int(str(ts))) for a, u, ts in rows)
 
     # ------------------------------------------------------------------ slot columns
 
@@ -443,77 +476,51 @@ class ClickHouseEventStore:
         return _submit_checked(self._group_commit, rows)
 
     def _write(self, group: Group) -> None:
-        """Look up the group's keys (unless the previous write did), insert the new rows,
-        then in ONE query list the keys now stored twice and look up the keys of the calls
-        queued meanwhile, which are written next (a round trip per group fewer)."""
-        keys = {(r.appid, r.uid) for r in group.rows}
-        existing = group.known if group.known is not None else self._existing(keys)
-        new = [cast(StoredEvent, r) for r in group.rows if (r.appid, r.uid) not in existing]
+        group.finish(self._store(cast(list[StoredEvent], group.rows)))
+
+    def _store(
+        self, rows: Sequence[StoredEvent], visible: Sequence[bool] | None = None
+    ) -> set[tuple[str, str]]:
+        """Insert the rows whose ids are not stored yet (each ``(appid, uid)`` once in
+        ``rows``); returns their keys. Claims the ids in the index first, and looks up in
+        ClickHouse only the ids claimed before (see the module docstring)."""
+        self._ready()  # set up (the index filled) before claiming
+        hashes = [key_hash(r.appid, r.uid) for r in rows]
+        claimed = self._keys.claim(zip(hashes, (r.ts_ms for r in rows), strict=True))
+        keep = [h in claimed for h in hashes]
+        contested = {(r.appid, r.uid) for r, k in zip(rows, keep, strict=True) if not k}
+        if contested:
+            unstored = contested - self._existing(contested)
+            if unstored:  # claimed by a node that has not inserted them (yet, or ever)
+                self._mark_repeated(sorted(unstored))
+                keep = [k or (r.appid, r.uid) in unstored for r, k in zip(rows, keep, strict=True)]
+        new = [r for r, k in zip(rows, keep, strict=True) if k]
         if new:
-            self._insert(new)
-            ahead = group.take_next()
-            ahead_keys = {(r.appid, r.uid) for r in ahead.rows} if ahead is not None else set()
-            repeated, found = self._check_after_insert({(r.appid, r.uid) for r in new}, ahead_keys)
-            if repeated:
-                self._mark_repeated(sorted(repeated))
-            if ahead is not None:
-                group.prepare_next(ahead, found)
-        group.finish(keys - existing)
+            kept = None if visible is None else [v for v, k in zip(visible, keep, strict=True) if k]
+            self._insert(new, kept)
+        return {(r.appid, r.uid) for r in new}
 
-    def _check_after_insert(
-        self, inserted: set[tuple[str, str]], ahead: set[tuple[str, str]]
-    ) -> tuple[set[tuple[str, str]], set[tuple[str, str]]]:
-        """``(keys of inserted stored more than once, keys of ahead stored at all)``: the
-        check after an insert and the next group's check before its insert, in one query.
-        A key in both (a call sent again while its first copy was being inserted) is found
-        for the next group, which leaves it out."""
-        if not ahead:
-            return self._existing(inserted, repeated=True), set()
-        copies = self._copies(inserted | ahead)
-        repeated = {key for key in inserted if copies.get(key, 0) > 1}
-        return repeated, ahead & copies.keys()
-
-    def _copies(self, keys: Collection[tuple[str, str]]) -> dict[tuple[str, str], int]:
-        """How many copies of each key are stored (keys not stored are left out).
+    def _existing(self, keys: Collection[tuple[str, str]]) -> set[tuple[str, str]]:
+        """The keys stored at least once: the exact lookup of the ids that the index says
+        were claimed before (it reads every granule that may hold one of them, nearly all of
+        the app's for random ids: the index keeps it rare).
 
         The keys go as external data (a table ``_keys``), not as SQL literals, and the
         lookup runs on one thread: measured on 18.16 with 783 keys against 100k events in
         ~130 parts, the server's CPU for it went from ~2.6 to ~1.0 us per key (most of it was
         the default ``max_threads`` starting threads for a lookup that reads ~4 marks), and
-        the node's from rendering and escaping each id as a literal to one TabSeparated join.
-        The check after an insert looks up its keys and the next group's in this ONE table
-        and sorts them out here: with two tables (``IN _keys OR IN _ahead ... HAVING count()
-        > 1 OR IN _ahead``, so that only the keys of interest came back) the server used
-        3.8 ms of CPU for 2 x 760 keys, against 2.5 ms for this (18.16, 400k events in 3
-        parts, 100 lookups each, its /proc counters)."""
+        the node's from rendering and escaping each id as a literal to one TabSeparated join."""
         if not keys:
-            return {}
+            return set()
         sql = (
-            f"SELECT appid, uid, count() FROM {TABLE} WHERE (appid, uid) IN {_KEYS_TABLE}"
-            " GROUP BY appid, uid SETTINGS max_threads = 1 FORMAT JSONCompact"
+            f"SELECT DISTINCT appid, uid FROM {TABLE} WHERE (appid, uid) IN {_KEYS_TABLE}"
+            " SETTINGS max_threads = 1 FORMAT JSONCompact"
         )
         self._ready()
         raw = self._t.execute(sql, tables=[_keys_table(_KEYS_TABLE, keys)])
         if not raw.strip():
-            return {}
-        # count() is UInt64: JSONCompact quotes it
-        return {(appid, uid): int(n) for appid, uid, n in json.loads(raw)["data"]}
-
-    def _existing(
-        self, keys: Iterable[tuple[str, str]], *, repeated: bool = False
-    ) -> set[tuple[str, str]]:
-        """The keys stored at least once (``repeated``: more than once)."""
-        copies = self._copies(set(keys))
-        return {key for key, n in copies.items() if n > 1} if repeated else set(copies)
-
-    def _list_repeated(self, keys: Iterable[tuple[str, str]]) -> None:
-        """After an insert: list in ``event_dups`` the keys now stored more than once (another
-        node inserted the same event id since this node's check), BEFORE the insert is
-        acknowledged, so that every report read after the acknowledgement counts them once.
-        Of two racing inserts, the one that finishes second sees both copies."""
-        repeated = self._existing(keys, repeated=True)
-        if repeated:
-            self._mark_repeated(sorted(repeated))
+            return set()
+        return {(appid, uid) for appid, uid in json.loads(raw)["data"]}
 
     def _mark_repeated(self, keys: Sequence[tuple[str, str]]) -> None:
         payload = "".join(f"{_tsv(a)}\t{_tsv(u)}\n" for a, u in keys).encode()
@@ -529,12 +536,9 @@ class ClickHouseEventStore:
     def copy_in(self, rows: Sequence[tuple[StoredEvent, bool]]) -> AppendResult:
         """Store rows copied from another store with their ``visible`` flag (move-store):
         keys already here are skipped (so an interrupted copy can run again)."""
-        existing = self._existing((r.appid, r.uid) for r, _ in rows)
-        new = [(r, v) for r, v in rows if (r.appid, r.uid) not in existing]
-        if new:
-            self._insert([r for r, _ in new], [v for _, v in new])
-            self._list_repeated((r.appid, r.uid) for r, _ in new)
-        return AppendResult(len(new), len(rows) - len(new))
+        with self._write_lock:
+            inserted = self._store([r for r, _ in rows], [v for _, v in rows])
+        return AppendResult(len(inserted), len(rows) - len(inserted))
 
     def counts_by_day(self, appid: str | None = None) -> dict[tuple[str, int], int]:
         """Stored events (each event id once, test events included) per app and UTC day
@@ -611,6 +615,10 @@ class ClickHouseEventStore:
         self._t.execute(
             render_clickhouse(f"ALTER TABLE {TABLE} DELETE WHERE ts_ms < {{p1:Int64}}", [cutoff_ms])
         )
+        # a retry of a dropped key is stored again unlooked-up, as DuckDB would store it; a
+        # copy that the (asynchronous) delete has not reached yet is older than every report's
+        # not_before_ms, so no report reads both
+        self._keys.delete_older_than(cutoff_ms)
         return count
 
     def forget_user(self, appid: str, user_id: str) -> int:
@@ -778,6 +786,7 @@ class ClickHouseEventStore:
         self._closed = True
         with self._write_lock:  # not under a running write (it fails the calls it holds)
             self._t.close()
+            self._keys.close()
 
     def __enter__(self) -> ClickHouseEventStore:
         return self

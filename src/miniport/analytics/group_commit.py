@@ -87,41 +87,15 @@ class _Pending:
 class Group:
     """The rows of a group of calls, each ``(appid, uid)`` once (the first occurrence), with
     the call each row came from. The store's ``write`` stores ``rows`` and calls
-    :meth:`finish` with the keys it inserted (``None``: all of them).
-
-    Look-ahead (for a store that checks keys before and after inserting): ``write`` may
-    :meth:`take_next` the calls queued meanwhile, look up their keys in its query after the
-    insert, and hand them back with :meth:`prepare_next`; they are the next group, with
-    ``known`` set to the keys found stored (its ``write`` needs no lookup before inserting).
-    Calls taken and not prepared (the write failed) go back to the queue."""
+    :meth:`finish` with the keys it inserted (``None``: all of them)."""
 
     pendings: list[_Pending]
     rows: list[Keyed] = field(default_factory=list)
     owners: list[int] = field(default_factory=list)
-    known: frozenset[tuple[str, str]] | None = None  # None: not looked up yet
-    commit: GroupCommit | None = None  # None: no look-ahead (a call written on its own)
-
-    def take_next(self) -> Group | None:
-        """The calls queued now (up to the row limit), taken as the next group."""
-        if self.commit is None:
-            return None
-        taken = self.commit._take_ahead()
-        return Group.of(taken) if taken else None
-
-    def prepare_next(self, group: Group, found: Collection[tuple[str, str]]) -> None:
-        """``group`` (from :meth:`take_next`) is written next; of its keys, ``found`` were
-        stored when they were looked up."""
-        assert self.commit is not None
-        self.commit._prepare_ahead(group.pendings, frozenset(found))
 
     @classmethod
-    def of(
-        cls,
-        pendings: list[_Pending],
-        known: frozenset[tuple[str, str]] | None = None,
-        commit: GroupCommit | None = None,
-    ) -> Group:
-        group = cls(pendings, known=known, commit=commit)
+    def of(cls, pendings: list[_Pending]) -> Group:
+        group = cls(pendings)
         seen: set[tuple[str, str]] = set()
         for index, pending in enumerate(pendings):
             for row in pending.rows:
@@ -167,8 +141,6 @@ class GroupCommit:
         self._leader_active = False
         self._writer: threading.Thread | None = None
         self._writer_idle = False
-        self._taken_ahead: list[_Pending] | None = None  # by the running write (look-ahead)
-        self._ahead: tuple[list[_Pending], frozenset[tuple[str, str]]] | None = None
 
     def submit(self, rows: Sequence[Keyed]) -> Future[AppendResult]:
         """Queue ``rows`` for the writer thread without waiting: the future gets what
@@ -189,10 +161,8 @@ class GroupCommit:
         return future
 
     def _busy(self) -> bool:
-        """Calls queued, taken ahead or prepared, or a write running (under ``_cond``)."""
-        return bool(
-            self._queue or self._ahead or self._taken_ahead is not None or self._leader_active
-        )
+        """Calls queued or a write running (under ``_cond``)."""
+        return bool(self._queue or self._leader_active)
 
     def drain(self, timeout_s: float = 5.0) -> bool:
         """Wait until every call queued so far is written (or failed): a store's ``close``
@@ -209,12 +179,11 @@ class GroupCommit:
 
     def _run_writer(self) -> None:
         """Lead a write whenever calls are queued and no append() call leads one; ends
-        once the store is closed and nothing is queued, taken ahead or being written (a
-        running write may still hand calls back: they must find a writer)."""
+        once the store is closed and nothing is queued or being written."""
         with self._cond:
             try:
                 while True:
-                    while not (self._queue or self._ahead) or self._leader_active:
+                    while not self._queue or self._leader_active:
                         if self._closed() and not self._busy():
                             return
                         self._writer_idle = True
@@ -252,7 +221,7 @@ class GroupCommit:
                     cond.acquire()
                     self._leader_active = False
                     cond.notify_all()
-                    if (self._queue or self._ahead) and self._writer_idle:
+                    if self._queue and self._writer_idle:
                         self._wake_writer.notify()  # submitted calls queued meanwhile
         if pending.error is not None:
             raise pending.error
@@ -262,41 +231,16 @@ class GroupCommit:
     def _lead(self) -> None:
         with self._write_lock:
             with self._cond:  # what was queued while we waited for the lock joins in
-                known: frozenset[tuple[str, str]] | None = None
-                if self._ahead is not None:  # taken and looked up by the previous write
-                    group, known = self._ahead
-                    self._ahead = None
-                else:
-                    group = self._take()
+                group = self._take()
             try:
                 if self._closed():
                     for item in group:
                         item.fail(StoreClosed())
                 else:
-                    self._write_isolated(group, known)
+                    self._write_isolated(group)
             finally:
                 for item in group:
                     item.settle()
-
-    def _take_ahead(self) -> list[_Pending]:
-        with self._cond:
-            assert self._taken_ahead is None and self._ahead is None, "one look-ahead per write"
-            taken = self._take()
-            self._taken_ahead = taken
-            return taken
-
-    def _prepare_ahead(self, pendings: list[_Pending], found: frozenset[tuple[str, str]]) -> None:
-        with self._cond:
-            assert pendings is self._taken_ahead
-            self._taken_ahead = None
-            self._ahead = (pendings, found)
-
-    def _put_back_ahead(self) -> None:
-        """Calls taken by a write that failed before preparing them: queued again, first."""
-        with self._cond:
-            if self._taken_ahead is not None:
-                self._queue.extendleft(reversed(self._taken_ahead))
-                self._taken_ahead = None
 
     def _take(self) -> list[_Pending]:
         taken: list[_Pending] = []
@@ -308,17 +252,12 @@ class GroupCommit:
             total += len(item.rows)
         return taken
 
-    def _write_isolated(
-        self, pendings: list[_Pending], known: frozenset[tuple[str, str]] | None = None
-    ) -> None:
+    def _write_isolated(self, pendings: list[_Pending]) -> None:
         if not pendings:
             return
         try:
             try:
-                try:
-                    self._write(Group.of(pendings, known, self))
-                finally:
-                    self._put_back_ahead()
+                self._write(Group.of(pendings))
             except Exception as exc:
                 if len(pendings) == 1 or isinstance(exc, self._shared_failures):
                     for pending in pendings:

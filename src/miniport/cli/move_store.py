@@ -33,6 +33,7 @@ def _run(data_dir: Any, to: str, appid: str | None, as_json: bool) -> dict[str, 
     from ..analytics.clickhouse_transport import HttpTransport, parse_clickhouse_url
     from ..analytics.event_store import DuckDBEventStore
     from ..services.move_store import move_store
+    from ..storage.event_keys import EventKeyIndex
 
     settings = settings_for(data_dir)
     target_url = parse_clickhouse_url(to)
@@ -44,7 +45,9 @@ def _run(data_dir: Any, to: str, appid: str | None, as_json: bool) -> dict[str, 
         source = DuckDBEventStore(settings.events_path)
     except duckdb.IOException as exc:
         raise Conflict(f"cannot open {settings.events_path} (is a server running?): {exc}") from exc
-    with source, ClickHouseEventStore(HttpTransport(target_url)) as target:
+    # the ids go into the index the servers of this data directory's state database use
+    keys = EventKeyIndex.open(settings.state_url)
+    with source, ClickHouseEventStore(HttpTransport(target_url), keys) as target:
         columns = [BarColumn(), MofNCompleteColumn(), TimeRemainingColumn()]
         with Progress(*columns, console=console, disable=as_json, transient=True) as bar:
             task = bar.add_task("copy", total=None)

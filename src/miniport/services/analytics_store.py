@@ -15,22 +15,29 @@ from .analytics import open_duckdb
 __all__ = ["open_clickhouse", "open_event_store"]
 
 
-def open_clickhouse(url: str, ca_file: str | None = None) -> Callable[[], EventStore]:
+def open_clickhouse(
+    url: str, state_url: str, ca_file: str | None = None
+) -> Callable[[], EventStore]:
+    """ClickHouse at ``url``, with the index of stored event ids in the state database at
+    ``state_url`` (every node of a deployment shares it: PostgreSQL)."""
     # imported here: processes without ClickHouse (most CLI commands) do not pay for it
     from ..analytics.clickhouse_store import ClickHouseEventStore
     from ..analytics.clickhouse_transport import HttpTransport, parse_clickhouse_url
+    from ..storage.event_keys import EventKeyIndex
 
     parsed = parse_clickhouse_url(url)  # a malformed URL fails at start, not at first use
     if ca_file is not None and parsed.ca_file is None:
         parsed = replace(parsed, ca_file=ca_file)
 
     def opener() -> EventStore:
-        return ClickHouseEventStore(HttpTransport(parsed))
+        return ClickHouseEventStore(HttpTransport(parsed), EventKeyIndex.open(state_url))
 
     return opener
 
 
 def open_event_store(settings: Settings) -> Callable[[], EventStore]:
     if settings.analytics_url:
-        return open_clickhouse(settings.analytics_url, settings.analytics_ca_file)
+        return open_clickhouse(
+            settings.analytics_url, settings.state_url, settings.analytics_ca_file
+        )
     return open_duckdb(str(settings.events_path))

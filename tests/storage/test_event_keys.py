@@ -95,3 +95,23 @@ def test_nodes_claiming_overlapping_batches_at_once_get_each_key_once(url: str) 
     claimed = [key for keys in got for key in keys]
     assert len(claimed) == len(set(claimed))  # nobody claimed a key another one claimed
     assert set(claimed) == set(pool)  # the odd nodes sent every key
+
+
+@pytest.mark.postgres
+def test_a_claim_on_a_connection_the_server_dropped_is_sent_again(pg_url: str) -> None:
+    """The index holds its connection between claims: when PostgreSQL has dropped it (a
+    restart, an idle timeout), the claim goes again on a new one instead of failing."""
+    import psycopg
+
+    index = EventKeyIndex.open(pg_url)
+    try:
+        assert index.claim([(1, 1)]) == {1}
+        with psycopg.connect(pg_url, autocommit=True) as admin:
+            dropped = admin.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            ).fetchall()
+        assert dropped == [(True,)]
+        assert index.claim([(1, 2), (2, 2)]) == {2}
+    finally:
+        index.close()

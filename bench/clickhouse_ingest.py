@@ -17,14 +17,13 @@ counters in ``system.events``, which miss about three quarters).
     .venv/bin/python bench/clickhouse_ingest.py [--events 200000] [--connections 32]
         [--ids random|sequential]
 
-Last measured (2 shared cores, load 0.5-1.9, 18.16 with its data on /dev/shm): with random
-ids (the default, like the runtime's), 51-60k events/s at 200k events and 24k at 1M (ratio
-0.18-0.20 and 0.11): ClickHouse's CPU per 1,000 events, 20-22 and 64 ms, grows with the
-table, as each dedup lookup reads all the app's ids. With ``--ids sequential``, 63-87k
-events/s against 265-330k bare rows/s in ~750-row blocks, ratio 0.22-0.32; per 1,000 events
-both nodes 10-14 ms of CPU and ClickHouse 10.7 ms, against 1.2 ms for the bare loop and
-4.5-5 ms for ClickHouse: the two cores are full, so the ratio is that of the CPU per event
-(see the README).
+Last measured (2 shared cores, load 0.3-2.4, 18.16 with its data on /dev/shm), with random
+ids (the default, like the runtime's) claimed in the index of ids on PostgreSQL: 35-47k
+events/s at 200k, 600k, 1M and 1.5M events, ratio 0.19-0.32 against 126-217k bare rows/s;
+per 1,000 events both nodes 24-28 ms of CPU, ClickHouse 10-13.8 ms (bare inserts 7-11 ms)
+and PostgreSQL 6-8.6 ms, the same at 1.5M events as at 200k. Before the index, ClickHouse's
+CPU per 1,000 events grew with the table (22 ms at 200k, 64 ms at 1M on a faster machine;
+38 ms at 200k on this one), as each dedup lookup read all the app's ids (see the README).
 
 Needs MINIPORT_TEST_PG_URL (default postgresql://postgres@127.0.0.1:5432/postgres) and
 MINIPORT_TEST_CLICKHOUSE_URL (default: scripts/clickhouse/start.sh's server). Last line: JSON.

@@ -174,7 +174,8 @@ def event_id(i: int) -> str:
     """Event ``i``'s id: 32 hex digits spread over the key space like the runtime's (uuid4
     hex), the same in every run; or ``str(i)`` (``--ids sequential``, the ids of the runs
     before this option: a group's ids then sit together in the table's key order, and the
-    dedup lookup reads a few granules instead of the whole table's ids)."""
+    dedup lookup of the store before its index of ids read a few granules instead of the
+    whole table's ids)."""
     if _ids["kind"] == "sequential":
         return str(i)
     return hashlib.blake2b(str(i).encode(), digest_size=16).hexdigest()

@@ -5,6 +5,7 @@ the per app/day comparison; the CLI command's JSON."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -157,3 +158,38 @@ def test_cli_move_store_json(tmp_path: Path, clickhouse_url: str) -> None:
         check=False,
     )
     assert bad.returncode == 1 and json.loads(bad.stdout)["error"] == "invalid_input"
+
+
+def test_cli_refill_ids_after_the_state_database_lost_its_index(
+    tmp_path: Path, clickhouse_url: str
+) -> None:
+    """A state database restored from a backup has the index's name but not its newest ids:
+    `refill-ids` claims every stored id again, after which a retry of one is a duplicate."""
+    from sqlalchemy import text
+
+    from miniport.config import Settings
+
+    data = tmp_path / "data"
+    state_url = Settings(data_dir=data).state_url
+    keys = event_keys_at(Path(state_url.split("///", 1)[1]))
+    with ClickHouseEventStore.from_url(clickhouse_url, keys) as store:
+        assert store.append([ev("blog", i, T0) for i in range(6)]) == AppendResult(6, 0)
+        with keys._begin() as conn:  # the restore: the name kept, the ids gone
+            conn.execute(text("DELETE FROM event_keys"))
+        env = {**os.environ, "MINIPORT_ANALYTICS_URL": clickhouse_url}
+        command = [sys.executable, "-m", "miniport", "analytics", "refill-ids"]
+        done = subprocess.run(
+            [*command, "--json", "--data-dir", str(data)],
+            capture_output=True, text=True, timeout=120, check=False, env=env,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        assert json.loads(done.stdout) == {"stored_events": 6, "ids_in_index": 6}
+        assert store.append([ev("blog", 2, T0)]) == AppendResult(0, 1)
+        assert store._scalar("SELECT count() FROM event_dups") == 0
+        without = {k: v for k, v in env.items() if k != "MINIPORT_ANALYTICS_URL"}
+        refused = subprocess.run(
+            [*command, "--json", "--data-dir", str(data)],
+            capture_output=True, text=True, timeout=120, check=False, env=without,
+        )  # fmt: skip
+        assert refused.returncode == 1
+        assert "MINIPORT_ANALYTICS_URL" in json.loads(refused.stdout)["message"]

@@ -343,3 +343,37 @@ def test_an_unreachable_index_refuses_the_batch_and_stores_nothing(
         with pytest.raises(AnalyticsUnavailable, match="send it again"):
             s.append([ev("a2")])
         assert s.count("shop") == 1
+
+
+def test_an_id_claimed_before_and_not_found_is_listed_before_its_insert(
+    stores: tuple[ClickHouseEventStore, ClickHouseEventStore],
+) -> None:
+    """The listing must come first: if this node's insert fails (or it dies) after the claimer's
+    copy landed, nothing is counted twice; listed first, a later copy is deduplicated."""
+    from miniport.errors import AnalyticsUnavailable
+
+    a, b = stores
+    batch = [ev("L1"), ev("L2")]
+    b._keys.claim((key_hash(r.appid, r.uid), r.ts_ms) for r in batch)  # b claims, then stalls
+
+    def insert_fails(rows: object, visible: object = None) -> None:
+        raise AnalyticsUnavailable("ClickHouse went away mid-insert")
+
+    real = a._insert
+    a._insert = insert_fails  # type: ignore[method-assign]
+    with pytest.raises(AnalyticsUnavailable):
+        a.append(batch)
+    assert a._scalar("SELECT count() FROM event_dups WHERE appid = 'shop'") == 2
+    a._insert = real  # type: ignore[method-assign]
+    b._insert(batch)  # b's copies land
+    assert a.append(batch) == AppendResult(0, 2)  # the client's retry: found, left out
+    assert a.count("shop") == 2
+
+
+def test_retention_drops_claimed_ids_that_clickhouse_never_stored(
+    stores: tuple[ClickHouseEventStore, ClickHouseEventStore],
+) -> None:
+    s, _ = stores
+    s._keys.claim([(key_hash("shop", "lost"), T0 - 40 * DAY)])  # its insert never happened
+    assert s.delete_older_than(T0 - 30 * DAY) == 0
+    assert s._keys.count() == 0

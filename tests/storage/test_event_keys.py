@@ -115,3 +115,28 @@ def test_a_claim_on_a_connection_the_server_dropped_is_sent_again(pg_url: str) -
         assert index.claim([(1, 2), (2, 2)]) == {2}
     finally:
         index.close()
+
+
+def test_nodes_making_the_token_at_once_agree_on_one(url: str) -> None:
+    nodes = [EventKeyIndex.open(url) for _ in range(4)]
+    barrier = threading.Barrier(len(nodes))
+    tokens: list[str] = []
+
+    def make(node: EventKeyIndex) -> None:
+        barrier.wait()
+        tokens.append(node.token())
+
+    threads = [threading.Thread(target=make, args=(node,)) for node in nodes]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    for node in nodes:
+        node.close()
+    assert len(tokens) == 4 and len(set(tokens)) == 1
+
+
+def test_a_key_given_twice_in_a_claim_keeps_its_latest_time(index: EventKeyIndex) -> None:
+    assert index.claim([(7, 50), (7, 10), (8, 5)]) == {7, 8}
+    assert index.delete_older_than(20) == 1  # 8 only: 7 is kept at 50
+    assert index.claim([(7, 1)]) == set()

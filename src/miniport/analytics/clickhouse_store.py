@@ -70,7 +70,7 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from concurrent.futures import Future
 from datetime import UTC, datetime, timedelta
 from typing import Final, TextIO, cast
@@ -395,18 +395,38 @@ class ClickHouseEventStore:
                 f"{marker}\tfilled\n".encode(),
             )
 
-    def _fill_key_index(self, rows_per_read: int = 500_000) -> None:
+    def _fill_key_index(
+        self,
+        rows_per_read: int = 500_000,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> int:
         """Claim every stored id in the index (a database from before it, or an index new to
-        this database), a slice of the ids at a time (by their hash)."""
+        this database), a slice of the ids at a time (by their hash: each slice reads the
+        ``uid_hash`` column whole, once per 500k events, a one-time cost); returns how many
+        rows were read. ``progress(done, total)`` after each slice."""
         total = int(str(self._query(f"SELECT count() FROM {TABLE}")[0][0]))
         slices = max(1, -(-total // rows_per_read))
         if total:
             log.info("claiming the %d stored event ids in the index (once)", total)
+        done = 0
         for part in range(slices):
             rows = self._query(
                 f"SELECT appid, uid, ts_ms FROM {TABLE} WHERE uid_hash % {slices} = {part}"
             )
             self._keys.add((key_hash(str(a), str(u)), int(str(ts))) for a, u, ts in rows)
+            done += len(rows)
+            if progress is not None:
+                progress(done, total)
+        return done
+
+    def refill_ids(self, progress: Callable[[int, int], None] | None = None) -> int:
+        """Claim every stored id in the index again (after the state database was restored
+        from a backup, or failed over to a standby that lost recent claims: an index behind
+        ClickHouse would let a retry of a newer event in unlooked-up). Safe while nodes run;
+        returns how many stored rows were read."""
+        self._ready()
+        with self._write_lock:  # this node's claims wait; other nodes' are idempotent with it
+            return self._fill_key_index(progress=progress)
 
     # ------------------------------------------------------------------ slot columns
 
@@ -535,9 +555,14 @@ class ClickHouseEventStore:
 
     def copy_in(self, rows: Sequence[tuple[StoredEvent, bool]]) -> AppendResult:
         """Store rows copied from another store with their ``visible`` flag (move-store):
-        keys already here are skipped (so an interrupted copy can run again)."""
+        keys already here are skipped (so an interrupted copy can run again). Every key is
+        looked up in ClickHouse first, whatever the index says (the copy may run with another
+        state database than the servers'): the blocks come in ``(appid, uid)`` order, so the
+        lookup reads the few granules of the block's key range."""
         with self._write_lock:
-            inserted = self._store([r for r, _ in rows], [v for _, v in rows])
+            found = self._existing({(r.appid, r.uid) for r, _ in rows})
+            fresh = [(r, v) for r, v in rows if (r.appid, r.uid) not in found]
+            inserted = self._store([r for r, _ in fresh], [v for _, v in fresh])
         return AppendResult(len(inserted), len(rows) - len(inserted))
 
     def counts_by_day(self, appid: str | None = None) -> dict[tuple[str, int], int]:
@@ -597,6 +622,11 @@ class ClickHouseEventStore:
         if isinstance(cutoff_ms, bool) or not isinstance(cutoff_ms, int):
             raise TypeError("cutoff_ms must be an int")
         count = self._scalar(f"SELECT count() FROM {TABLE} WHERE ts_ms < {{p1:Int64}}", [cutoff_ms])
+        # the keys of claims whose insert never happened (an outage) go too: nothing in
+        # ClickHouse keeps them; a retry of a dropped key is stored again unlooked-up, as
+        # DuckDB would store it, and a copy that ClickHouse's (asynchronous) delete has not
+        # reached yet is older than every report's not_before_ms, so no report reads both
+        self._keys.delete_older_than(cutoff_ms)
         if not count:
             return 0
         # a partition (month of received_ms) holds ts_ms < its end + 1 day: drop whole ones
@@ -615,10 +645,6 @@ class ClickHouseEventStore:
         self._t.execute(
             render_clickhouse(f"ALTER TABLE {TABLE} DELETE WHERE ts_ms < {{p1:Int64}}", [cutoff_ms])
         )
-        # a retry of a dropped key is stored again unlooked-up, as DuckDB would store it; a
-        # copy that the (asynchronous) delete has not reached yet is older than every report's
-        # not_before_ms, so no report reads both
-        self._keys.delete_older_than(cutoff_ms)
         return count
 
     def forget_user(self, appid: str, user_id: str) -> int:

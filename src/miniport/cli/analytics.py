@@ -37,7 +37,7 @@ from .common import (
     render,
     table_of,
 )
-from .move_store import move_store_command
+from .move_store import move_store_command, refill_ids_command
 
 analytics_cmd = typer.Typer(
     help="Custom analytics: fields, events, test, publish, reports.", no_args_is_help=True
@@ -51,6 +51,7 @@ test_cmd = typer.Typer(
 )
 analytics_cmd.add_typer(field_cmd, name="field")
 analytics_cmd.command("move-store")(move_store_command)
+analytics_cmd.command("refill-ids")(refill_ids_command)
 analytics_cmd.command("retention")(retention_command)
 analytics_cmd.command("paths")(paths_command)
 analytics_cmd.add_typer(event_cmd, name="event")

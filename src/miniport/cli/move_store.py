@@ -1,7 +1,10 @@
 """``miniport analytics move-store --to URL [--app APPID] [--json]``: copy the data directory's
 DuckDB event store into ClickHouse with a progress bar (the work is
 :func:`miniport.services.move_store.move_store`). DuckDB lets one process open the file:
-stop the server on this data directory first."""
+stop the server on this data directory first.
+
+``miniport analytics refill-ids [--json]``: claim every id stored in ClickHouse in the state
+database's index of ids again (after a restore of the state database)."""
 
 from __future__ import annotations
 
@@ -71,3 +74,39 @@ def move_store_command(
     except MiniportError as exc:
         fail(as_json, exc)
     render(as_json, result, lambda: _human(result))
+
+
+def _refill(data_dir: Any, as_json: bool) -> dict[str, Any]:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+
+    from ..analytics.clickhouse_store import ClickHouseEventStore
+    from ..analytics.clickhouse_transport import HttpTransport, parse_clickhouse_url
+    from ..storage.event_keys import EventKeyIndex
+
+    settings = settings_for(data_dir)
+    if not settings.analytics_url:
+        raise NotFound("MINIPORT_ANALYTICS_URL is not set: the events are in DuckDB, no index")
+    url = parse_clickhouse_url(settings.analytics_url)
+    if url.ca_file is None and settings.analytics_ca_file:
+        url = replace(url, ca_file=settings.analytics_ca_file)
+    keys = EventKeyIndex.open(settings.state_url)
+    with ClickHouseEventStore(HttpTransport(url), keys) as store:
+        columns = [BarColumn(), MofNCompleteColumn(), TimeRemainingColumn()]
+        with Progress(*columns, console=console, disable=as_json, transient=True) as bar:
+            task = bar.add_task("ids", total=None)
+            read = store.refill_ids(
+                lambda done, total: bar.update(task, completed=done, total=total)
+            )
+        return {"stored_events": read, "ids_in_index": keys.count()}
+
+
+def refill_ids_command(data_dir: DataDir = None, as_json: Json = False) -> None:
+    """Claim every event id stored in ClickHouse in the state database's index of ids again:
+    run it once after restoring the state database from a backup (or failing over to a
+    standby that lost recent commits), or retries of newer events may count twice. Safe
+    while servers run."""
+    try:
+        result = _refill(data_dir, as_json)
+    except MiniportError as exc:
+        fail(as_json, exc)
+    render(as_json, result)

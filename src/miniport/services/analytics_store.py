@@ -19,10 +19,13 @@ def open_clickhouse(
     url: str, state_url: str, ca_file: str | None = None
 ) -> Callable[[], EventStore]:
     """ClickHouse at ``url``, with the index of stored event ids in the state database at
-    ``state_url`` (every node of a deployment shares it: PostgreSQL)."""
+    ``state_url`` (every node of a deployment shares it: PostgreSQL). Opening does no I/O (the
+    service opens the store on its event loop): the process migrated the state database at
+    start, and the store connects to both on first use, in the thread that uses it."""
     # imported here: processes without ClickHouse (most CLI commands) do not pay for it
     from ..analytics.clickhouse_store import ClickHouseEventStore
     from ..analytics.clickhouse_transport import HttpTransport, parse_clickhouse_url
+    from ..storage.db import make_engine
     from ..storage.event_keys import EventKeyIndex
 
     parsed = parse_clickhouse_url(url)  # a malformed URL fails at start, not at first use
@@ -30,7 +33,7 @@ def open_clickhouse(
         parsed = replace(parsed, ca_file=ca_file)
 
     def opener() -> EventStore:
-        return ClickHouseEventStore(HttpTransport(parsed), EventKeyIndex.open(state_url))
+        return ClickHouseEventStore(HttpTransport(parsed), EventKeyIndex(make_engine(state_url)))
 
     return opener
 

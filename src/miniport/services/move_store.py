@@ -2,7 +2,8 @@
 
 Rows are read in ``(appid, uid)`` order and copied in blocks with their ``visible`` flag
 (a synced test's events stay visible, an unsynced one's stay invisible). Each block first
-asks ClickHouse which of its keys are already there and copies only the others, so a copy
+asks ClickHouse which of its keys are already there and copies only the others (claiming
+their ids in the state database's index of ids, as the servers do), so a copy
 that was interrupted can simply run again: what is already there is counted as skipped,
 never stored twice (and reads deduplicate per event id anyway). The run ends with the
 number of events per app and UTC day on both sides."""

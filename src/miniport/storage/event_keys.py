@@ -24,13 +24,13 @@ import threading
 from collections.abc import Iterable, Iterator
 from typing import Final
 
-from sqlalchemy import Connection, Engine, delete, insert, select, text
+from sqlalchemy import Connection, Engine, delete, select, text
 from sqlalchemy.exc import InterfaceError, OperationalError
 
 from ..errors import AnalyticsUnavailable
 from . import migrate
 from . import schema as t
-from .db import make_engine
+from .db import dialect_insert, make_engine
 
 __all__ = ["EventKeyIndex", "key_hash"]
 
@@ -44,7 +44,8 @@ _PG_INSERT: Final = (
 )
 _SQLITE_INSERT: Final = (
     "INSERT INTO event_keys (key, ts_ms)"
-    " SELECT value ->> 0, value ->> 1 FROM json_each(:pairs) WHERE true"
+    " SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]')"
+    " FROM json_each(:pairs) WHERE true"
     " ON CONFLICT DO NOTHING"
 )
 _RETURNING: Final = " RETURNING key"
@@ -112,7 +113,11 @@ class EventKeyIndex:
                 raise
 
     def _params(self, keys: Iterable[tuple[int, int]]) -> dict[str, str] | None:
-        pairs = sorted(dict(keys).items())
+        latest: dict[int, int] = {}
+        for key, ts in keys:  # a key given twice keeps its latest time: never dropped early
+            if ts > latest.get(key, ts - 1):
+                latest[key] = ts
+        pairs = sorted(latest.items())
         if not pairs:
             return None
         if self._sqlite:
@@ -148,23 +153,33 @@ class EventKeyIndex:
                 conn.execute(self._insert, params)
 
     def delete_older_than(self, cutoff_ms: int) -> int:
-        """Drop the keys of events older than ``cutoff_ms`` (retention deleted them)."""
-        with self._begin() as conn:
-            rowcount: int = conn.execute(
-                delete(t.event_keys).where(t.event_keys.c.ts_ms < cutoff_ms)
-            ).rowcount
-            return rowcount
+        """Drop the keys of events older than ``cutoff_ms`` (retention deleted them). On a
+        connection of its own, not the claims' one: the delete reads the whole table (no
+        index on ``ts_ms``, which every claim would have to write), and claims must not wait
+        for it (on PostgreSQL they do not; SQLite takes its write lock for the delete)."""
+        with _reachable(), self._engine.connect() as conn:
+            if self._sqlite:
+                conn = conn.execution_options(sqlite_begin="IMMEDIATE")
+            with conn.begin():
+                rowcount: int = conn.execute(
+                    delete(t.event_keys).where(t.event_keys.c.ts_ms < cutoff_ms)
+                ).rowcount
+                return rowcount
 
     def token(self) -> str:
         """This index's random name, made on first use: a ClickHouse database records the
         names of the indexes filled from its events (a new or lost index is filled again)."""
+        query = select(t.kv.c.value).where(t.kv.c.key == _TOKEN_KEY)
         with self._begin() as conn:
-            found = conn.execute(select(t.kv.c.value).where(t.kv.c.key == _TOKEN_KEY)).scalar()
+            found = conn.execute(query).scalar()
             if found is not None:
                 return str(found)
-            token = secrets.token_hex(16)
-            conn.execute(insert(t.kv).values(key=_TOKEN_KEY, value=token))
-            return token
+            # two nodes making it at once: one row wins, both read it back
+            made = dialect_insert(self._sqlite)(t.kv).values(
+                key=_TOKEN_KEY, value=secrets.token_hex(16)
+            )
+            conn.execute(made.on_conflict_do_nothing(index_elements=["key"]))
+            return str(conn.execute(query).scalar_one())
 
     def count(self) -> int:
         with self._begin() as conn:

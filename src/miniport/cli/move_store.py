@@ -101,8 +101,9 @@ def _refill(data_dir: Any, as_json: bool) -> dict[str, Any]:
 
 
 def refill_ids_command(data_dir: DataDir = None, as_json: Json = False) -> None:
-    """Claim every event id stored in ClickHouse in the state database's index of ids again:
-    run it once after restoring the state database from a backup (or failing over to a
+    """Claim every id stored in ClickHouse in the index of ids again (after a restore).
+
+    Run it once after restoring the state database from a backup (or failing over to a
     standby that lost recent commits), or retries of newer events may count twice. Safe
     while servers run."""
     try:

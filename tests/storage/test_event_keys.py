@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -28,6 +28,23 @@ def index(url: str) -> Iterator[EventKeyIndex]:
         yield keys
     finally:
         keys.close()
+
+
+def at_once(nodes: list[EventKeyIndex], work: Callable[[int], None], timeout_s: float) -> None:
+    """``work(k)`` for each node k, in threads released together; the nodes closed after."""
+    barrier = threading.Barrier(len(nodes))
+
+    def run(k: int) -> None:
+        barrier.wait()
+        work(k)
+
+    threads = [threading.Thread(target=run, args=(k,)) for k in range(len(nodes))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout_s)
+    for node in nodes:
+        node.close()
 
 
 def test_key_hash_is_64_bit_signed_and_keeps_apps_apart() -> None:
@@ -71,26 +88,18 @@ def test_nodes_claiming_overlapping_batches_at_once_get_each_key_once(url: str) 
     key is claimed by exactly one of them, and none deadlocks (keys are sorted)."""
     pool = [key_hash("shop", uuid.uuid4().hex) for _ in range(600)]
     nodes = [EventKeyIndex.open(url) for _ in range(4)]
-    barrier = threading.Barrier(len(nodes))
     got: list[set[int]] = [set() for _ in nodes]
     errors: list[BaseException] = []
 
     def claim(k: int) -> None:
         try:
-            barrier.wait()
             for start in range(0, 600, 100):
                 batch = pool[start : start + 200] if k % 2 else pool[start + 100 : start : -1]
                 got[k] |= nodes[k].claim((key, 1) for key in reversed(batch))
         except BaseException as exc:  # reported below
             errors.append(exc)
 
-    threads = [threading.Thread(target=claim, args=(k,)) for k in range(len(nodes))]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(60)
-    for node in nodes:
-        node.close()
+    at_once(nodes, claim, 60)
     assert errors == []
     claimed = [key for keys in got for key in keys]
     assert len(claimed) == len(set(claimed))  # nobody claimed a key another one claimed
@@ -119,20 +128,8 @@ def test_a_claim_on_a_connection_the_server_dropped_is_sent_again(pg_url: str) -
 
 def test_nodes_making_the_token_at_once_agree_on_one(url: str) -> None:
     nodes = [EventKeyIndex.open(url) for _ in range(4)]
-    barrier = threading.Barrier(len(nodes))
     tokens: list[str] = []
-
-    def make(node: EventKeyIndex) -> None:
-        barrier.wait()
-        tokens.append(node.token())
-
-    threads = [threading.Thread(target=make, args=(node,)) for node in nodes]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(30)
-    for node in nodes:
-        node.close()
+    at_once(nodes, lambda k: tokens.append(nodes[k].token()), 30)
     assert len(tokens) == 4 and len(set(tokens)) == 1
 
 

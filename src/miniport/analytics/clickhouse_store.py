@@ -419,6 +419,10 @@ class ClickHouseEventStore:
                 progress(done, total)
         return done
 
+    def indexed_ids(self) -> int:
+        """How many ids the index holds (of every ClickHouse database it serves)."""
+        return self._keys.count()
+
     def refill_ids(self, progress: Callable[[int, int], None] | None = None) -> int:
         """Claim every stored id in the index again (after the state database was restored
         from a backup, or failed over to a standby that lost recent claims: an index behind

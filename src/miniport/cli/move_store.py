@@ -8,13 +8,20 @@ database's index of ids again (after a restore of the state database)."""
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Callable, Iterator
 from dataclasses import replace
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from ..errors import Conflict, MiniportError, NotFound
 from .common import DataDir, Json, console, fail, new_table, render, settings_for
+
+if TYPE_CHECKING:  # imported when a command runs: the CLI starts without them
+    from ..analytics.clickhouse_store import ClickHouseEventStore
+    from ..analytics.clickhouse_transport import ClickHouseURL
+    from ..config import Settings
 
 
 def _human(result: dict[str, Any]) -> None:
@@ -28,38 +35,53 @@ def _human(result: dict[str, Any]) -> None:
     console.print(table)
 
 
-def _run(data_dir: Any, to: str, appid: str | None, as_json: bool) -> dict[str, Any]:
-    import duckdb  # heavy: loaded when the command runs, not when the CLI starts
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+def _clickhouse_url(settings: Settings, url: str) -> ClickHouseURL:
+    """``url`` parsed (a bad one refused here), with the settings' CA file unless it names one."""
+    from ..analytics.clickhouse_transport import parse_clickhouse_url
 
+    parsed = parse_clickhouse_url(url)
+    if parsed.ca_file is None and settings.analytics_ca_file:
+        parsed = replace(parsed, ca_file=settings.analytics_ca_file)
+    return parsed
+
+
+def _clickhouse(settings: Settings, url: ClickHouseURL) -> ClickHouseEventStore:
+    """The store at ``url``, with the index of ids of the state database that the servers of
+    this data directory use."""
     from ..analytics.clickhouse_store import ClickHouseEventStore
-    from ..analytics.clickhouse_transport import HttpTransport, parse_clickhouse_url
-    from ..analytics.event_store import DuckDBEventStore
-    from ..services.move_store import move_store
+    from ..analytics.clickhouse_transport import HttpTransport
     from ..storage.event_keys import EventKeyIndex
 
+    return ClickHouseEventStore(HttpTransport(url), EventKeyIndex.open(settings.state_url))
+
+
+@contextlib.contextmanager
+def _progress(as_json: bool, name: str) -> Iterator[Callable[[int, int], None]]:
+    """A progress bar (none with --json), as ``update(done, total)``."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+
+    columns = [BarColumn(), MofNCompleteColumn(), TimeRemainingColumn()]
+    with Progress(*columns, console=console, disable=as_json, transient=True) as bar:
+        task = bar.add_task(name, total=None)
+        yield lambda done, total: bar.update(task, completed=done, total=total)
+
+
+def _run(data_dir: Any, to: str, appid: str | None, as_json: bool) -> dict[str, Any]:
+    import duckdb  # heavy: loaded when the command runs, not when the CLI starts
+
+    from ..analytics.event_store import DuckDBEventStore
+    from ..services.move_store import move_store
+
     settings = settings_for(data_dir)
-    target_url = parse_clickhouse_url(to)
-    if target_url.ca_file is None and settings.analytics_ca_file:
-        target_url = replace(target_url, ca_file=settings.analytics_ca_file)
+    target_url = _clickhouse_url(settings, to)
     if not settings.events_path.exists():
         raise NotFound(f"no DuckDB event store at {settings.events_path}")
     try:
         source = DuckDBEventStore(settings.events_path)
     except duckdb.IOException as exc:
         raise Conflict(f"cannot open {settings.events_path} (is a server running?): {exc}") from exc
-    # the ids go into the index the servers of this data directory's state database use
-    keys = EventKeyIndex.open(settings.state_url)
-    with source, ClickHouseEventStore(HttpTransport(target_url), keys) as target:
-        columns = [BarColumn(), MofNCompleteColumn(), TimeRemainingColumn()]
-        with Progress(*columns, console=console, disable=as_json, transient=True) as bar:
-            task = bar.add_task("copy", total=None)
-            return move_store(
-                source,
-                target,
-                appid=appid,
-                progress=lambda done, total: bar.update(task, completed=done, total=total),
-            )
+    with source, _clickhouse(settings, target_url) as target, _progress(as_json, "copy") as update:
+        return move_store(source, target, appid=appid, progress=update)
 
 
 def move_store_command(
@@ -77,27 +99,14 @@ def move_store_command(
 
 
 def _refill(data_dir: Any, as_json: bool) -> dict[str, Any]:
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
-
-    from ..analytics.clickhouse_store import ClickHouseEventStore
-    from ..analytics.clickhouse_transport import HttpTransport, parse_clickhouse_url
-    from ..storage.event_keys import EventKeyIndex
-
     settings = settings_for(data_dir)
     if not settings.analytics_url:
         raise NotFound("MINIPORT_ANALYTICS_URL is not set: the events are in DuckDB, no index")
-    url = parse_clickhouse_url(settings.analytics_url)
-    if url.ca_file is None and settings.analytics_ca_file:
-        url = replace(url, ca_file=settings.analytics_ca_file)
-    keys = EventKeyIndex.open(settings.state_url)
-    with ClickHouseEventStore(HttpTransport(url), keys) as store:
-        columns = [BarColumn(), MofNCompleteColumn(), TimeRemainingColumn()]
-        with Progress(*columns, console=console, disable=as_json, transient=True) as bar:
-            task = bar.add_task("ids", total=None)
-            read = store.refill_ids(
-                lambda done, total: bar.update(task, completed=done, total=total)
-            )
-        return {"stored_events": read, "ids_in_index": keys.count()}
+    url = _clickhouse_url(settings, settings.analytics_url)
+    with _clickhouse(settings, url) as store:
+        with _progress(as_json, "ids") as update:
+            read = store.refill_ids(update)
+        return {"stored_events": read, "ids_in_index": store.indexed_ids()}
 
 
 def refill_ids_command(data_dir: DataDir = None, as_json: Json = False) -> None:

@@ -32,4 +32,6 @@ fi
 echo "== ruff"; .venv/bin/ruff check src tests bench
 echo "== mypy"; .venv/bin/mypy
 echo "== JavaScript runtime"; (cd js && npm test --silent)
-echo "== pytest"; .venv/bin/pytest -q "$@"
+# One worker per core (at most 4), a test file per worker at a time: a file's shared fixtures
+# (a ClickHouse database, a server) are made once. Pass -n 0 to run in one process.
+echo "== pytest"; .venv/bin/pytest -q --numprocesses auto --maxprocesses 4 --dist loadfile "$@"

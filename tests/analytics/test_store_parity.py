@@ -121,9 +121,9 @@ def test_event_analysis_parity(
     query: EventQuery,
 ) -> None:
     appid, rows = load([store, duck], events, retry)
-    want = ref_event_analysis(rows, query, {"t1"})
-    assert_rows_equal(store.event_analysis(appid, query, SLOTS), want)
-    assert store.event_analysis(appid, query, SLOTS) == duck.event_analysis(appid, query, SLOTS)
+    got = store.event_analysis(appid, query, SLOTS)
+    assert_rows_equal(got, ref_event_analysis(rows, query, {"t1"}))
+    assert got == duck.event_analysis(appid, query, SLOTS)
 
 
 @PROPERTY
@@ -136,8 +136,9 @@ def test_funnel_parity(
     query: FunnelQuery,
 ) -> None:
     appid, rows = load([store, duck], events, retry)
-    assert_rows_equal(store.funnel(appid, query, SLOTS), ref_funnel(rows, query, {"t1"}))
-    assert store.funnel(appid, query, SLOTS) == duck.funnel(appid, query, SLOTS)
+    got = store.funnel(appid, query, SLOTS)
+    assert_rows_equal(got, ref_funnel(rows, query, {"t1"}))
+    assert got == duck.funnel(appid, query, SLOTS)
 
 
 @settings(PROPERTY, max_examples=30)

@@ -122,6 +122,29 @@ def test_a_pair_twice_in_one_batch_keeps_its_last_body_and_exact_references(
     assert bodies(db) == {body_hash("old"): 1, body_hash("newer"): 1}
 
 
+def test_a_changed_token_drops_the_previous_tokens_bodies(db: Database) -> None:
+    """The bodies fetched with a token are not served once the pair has another (another
+    account's data, perhaps): a read finds nothing until the new token's fetch lands. The same
+    token set again, a first token and another user's bodies keep theirs."""
+    store = FetchStore(db)
+    store.record([data("u3", "before signing in", kind="pre")])
+    for u in ("u1", "u2", "u3"):
+        store.set_token("mpa", u, "alice", 1.0)
+    store.record([replace(data(u, f"{u} as alice"), token="alice") for u in ("u1", "u2")])
+    store.record([replace(data("u1", "launch data", at=2, kind="pre"), token="alice")])
+    store.set_token("mpa", "u1", "alice", 2.0)  # the same token: nothing changes
+    assert store.get_data("mpa", "u1", "periodic").body == "u1 as alice"  # type: ignore[union-attr]
+
+    store.set_token("mpa", "u1", "bob", 3.0)
+    assert store.get_data("mpa", "u1", "periodic") is None
+    assert store.get_data("mpa", "u1", "pre") is None
+    assert store.get_data("mpa", "u2", "periodic").body == "u2 as alice"  # type: ignore[union-attr]
+    assert store.get_data("mpa", "u3", "pre").body == "before signing in"  # type: ignore[union-attr]
+    assert bodies(db) == {body_hash("u2 as alice"): 1, body_hash("before signing in"): 1}
+    store.record([replace(data("u1", "u1 as bob", at=4), token="bob")])
+    assert store.get_data("mpa", "u1", "periodic").body == "u1 as bob"  # type: ignore[union-attr]
+
+
 def test_a_body_fetched_with_a_token_no_longer_the_pairs_is_not_stored_nor_counted(
     db: Database,
 ) -> None:

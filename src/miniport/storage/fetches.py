@@ -472,6 +472,13 @@ class FetchStore:
         }
         self._sql["launch"] = db.sql(_LAUNCH_SQL)
         self._sql["set_token"] = db.sql(_SET_TOKEN_SQL)
+        # the pair's token before a change (PostgreSQL: locked, so a result being stored for the
+        # previous token commits first and its body is dropped below, not left behind)
+        self._sql["token_before"] = db.sql(
+            "SELECT token FROM app_users WHERE appid = ? AND user_id = ?"
+            + ("" if db.is_sqlite else " FOR UPDATE")
+        )
+        self._sql["drop_data"] = db.sql("DELETE FROM fetched_data WHERE appid = ? AND user_id = ?")
         self._sql["next_due"] = db.sql(_NEXT_DUE_SQL)
         self._sql["park_pair"] = db.sql(
             "UPDATE app_users SET next_due_at = NULL, lease_until = NULL"
@@ -543,10 +550,19 @@ class FetchStore:
         """A new or changed token makes the pair due at once (it may have been waiting for it),
         if the user launched the app and it can be fetched periodically. One statement, so a
         launch stored at the same moment (write-behind, another transaction on PostgreSQL)
-        cannot be missed: whichever commits second sees the other's row."""
+        cannot be missed: whichever commits second sees the other's row.
+
+        A changed token drops the pair's bodies, fetched with the previous one (another
+        account's data, perhaps): until the new token's fetches land, a read finds no data
+        rather than someone else's. A first token keeps them (the same user signing in after a
+        launch: what the login code fetched is theirs)."""
         with self.db.writing() as conn:
             cursor = _cursor(conn)
             try:
+                cursor.execute(self._sql["token_before"], (appid, user_id))
+                before = cursor.fetchone()
+                if before is not None and before[0] is not None and before[0] != token:
+                    cursor.execute(self._sql["drop_data"], (appid, user_id))
                 cursor.execute(self._sql["set_token"], (appid, user_id, token, appid, now))
             finally:
                 cursor.close()

@@ -131,8 +131,8 @@ class BackgroundService:
                 f"setBackgroundFetchToken:fail token must be 1..{MAX_TOKEN} characters"
             )
         await self.apps.get(appid)
-        # the previous token is read only when a body of the pair waits to be stored (rare):
-        # setBackgroundFetchToken, called at every start, costs no extra read otherwise
+        # bodies in memory, waiting to be stored (rare), are checked against the previous token
+        # here; the stored ones are dropped by set_token itself, in its transaction
         held = self.pending.holds(appid, user_id)
         before = await self.db.read_point(self.fetches.get_token, appid, user_id) if held else None
         await self.db.write(self.fetches.set_token, appid, user_id, token, self.clock.now())

@@ -548,7 +548,7 @@ class FetchStore:
 
     def set_token(self, appid: str, user_id: str, token: str, now: float) -> None:
         """A new or changed token makes the pair due at once (it may have been waiting for it),
-        if the user launched the app and it can be fetched periodically. One statement, so a
+        if the user launched the app and it can be fetched periodically. One upsert, so a
         launch stored at the same moment (write-behind, another transaction on PostgreSQL)
         cannot be missed: whichever commits second sees the other's row.
 

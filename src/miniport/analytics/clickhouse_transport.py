@@ -72,8 +72,9 @@ class ClickHouseURL:
         return f"{scheme}://{self.user}@{self.host}:{self.port}/{self.database}"
 
 
-def parse_clickhouse_url(url: str) -> ClickHouseURL:
-    """Parse ``clickhouse[s]://USER:PASSWORD@HOST:PORT/DATABASE[?ca_file=PATH]``."""
+def parse_clickhouse_url(url: str, ca_file: str | None = None) -> ClickHouseURL:
+    """Parse ``clickhouse[s]://USER:PASSWORD@HOST:PORT/DATABASE[?ca_file=PATH]``; ``ca_file``
+    (the settings' ``MINIPORT_ANALYTICS_CA_FILE``) applies unless the URL names one."""
     parts = urlsplit(url)
     if parts.scheme not in ("clickhouse", "clickhouses"):
         raise InvalidInput(
@@ -97,7 +98,7 @@ def parse_clickhouse_url(url: str) -> ClickHouseURL:
         password=unquote(parts.password or ""),
         database=database,
         tls=tls,
-        ca_file=query.get("ca_file", [None])[0],
+        ca_file=query.get("ca_file", [ca_file])[0],
     )
 
 

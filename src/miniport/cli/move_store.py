@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterator
-from dataclasses import replace
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -39,10 +38,7 @@ def _clickhouse_url(settings: Settings, url: str) -> ClickHouseURL:
     """``url`` parsed (a bad one refused here), with the settings' CA file unless it names one."""
     from ..analytics.clickhouse_transport import parse_clickhouse_url
 
-    parsed = parse_clickhouse_url(url)
-    if parsed.ca_file is None and settings.analytics_ca_file:
-        parsed = replace(parsed, ca_file=settings.analytics_ca_file)
-    return parsed
+    return parse_clickhouse_url(url, settings.analytics_ca_file or None)
 
 
 def _clickhouse(settings: Settings, url: ClickHouseURL) -> ClickHouseEventStore:

@@ -6,7 +6,6 @@ ClickHouse that cannot be reached then answers 503 and the next use tries again.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import replace
 
 from ..analytics.event_store import EventStore
 from ..config import Settings
@@ -28,9 +27,7 @@ def open_clickhouse(
     from ..storage.db import make_engine
     from ..storage.event_keys import EventKeyIndex
 
-    parsed = parse_clickhouse_url(url)  # a malformed URL fails at start, not at first use
-    if ca_file is not None and parsed.ca_file is None:
-        parsed = replace(parsed, ca_file=ca_file)
+    parsed = parse_clickhouse_url(url, ca_file)  # a malformed URL fails at start
 
     def opener() -> EventStore:
         return ClickHouseEventStore(HttpTransport(parsed), EventKeyIndex(make_engine(state_url)))

@@ -131,15 +131,12 @@ class BackgroundService:
                 f"setBackgroundFetchToken:fail token must be 1..{MAX_TOKEN} characters"
             )
         await self.apps.get(appid)
-        # bodies in memory, waiting to be stored (rare), are checked against the previous token
-        # here; the stored ones are dropped by set_token itself, in its transaction
-        held = self.pending.holds(appid, user_id)
-        before = await self.db.read_point(self.fetches.get_token, appid, user_id) if held else None
-        await self.db.write(self.fetches.set_token, appid, user_id, token, self.clock.now())
-        if before is not None and before != token:  # another account, perhaps: a body fetched
-            self.pending.forget(appid, user_id)  # for the previous token, not stored yet, is not
-            # read (nor stored: its write is checked). A first token is the same user's, who
-            # signed in after a launch: what the login code fetched is theirs and stays.
+        # a changed token (another account, perhaps) drops the stored bodies in set_token's
+        # transaction, and here those fetched for the previous token and not stored yet: not
+        # read (nor stored: their write is checked). A first token is the same user's, who
+        # signed in after a launch: what the login code fetched is theirs and stays.
+        if await self.db.write(self.fetches.set_token, appid, user_id, token, self.clock.now()):
+            self.pending.forget(appid, user_id)
         self.wake_engine()
 
     async def get_token(self, appid: str, user_id: str) -> str:

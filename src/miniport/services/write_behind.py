@@ -53,10 +53,6 @@ class WriteBehind:
         """Launches and fetch results waiting for the next group commit."""
         return len(self._launches) + len(self._records)
 
-    def holds(self, appid: str, user_id: str) -> bool:
-        """Whether a body of the pair is readable here, not stored yet."""
-        return any((appid, user_id, kind) in self.fresh for kind in ("pre", "periodic"))
-
     def forget(self, appid: str, user_id: str | None) -> None:
         for key in [k for k in self.fresh if k[0] == appid and user_id in (None, k[1])]:
             del self.fresh[key]

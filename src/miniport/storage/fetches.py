@@ -546,7 +546,7 @@ class FetchStore:
                 conn, appid, user_id, {"version": version, "env_version": env_version}
             )
 
-    def set_token(self, appid: str, user_id: str, token: str, now: float) -> None:
+    def set_token(self, appid: str, user_id: str, token: str, now: float) -> bool:
         """A new or changed token makes the pair due at once (it may have been waiting for it),
         if the user launched the app and it can be fetched periodically. One upsert, so a
         launch stored at the same moment (write-behind, another transaction on PostgreSQL)
@@ -555,15 +555,17 @@ class FetchStore:
         A changed token drops the pair's bodies, fetched with the previous one (another
         account's data, perhaps): until the new token's fetches land, a read finds no data
         rather than someone else's. A first token keeps them (the same user signing in after a
-        launch: what the login code fetched is theirs)."""
+        launch: what the login code fetched is theirs). Returns whether the token changed so."""
         with self.db.writing() as conn:
             cursor = _cursor(conn)
             try:
                 cursor.execute(self._sql["token_before"], (appid, user_id))
                 before = cursor.fetchone()
-                if before is not None and before[0] is not None and before[0] != token:
+                changed = before is not None and before[0] is not None and before[0] != token
+                if changed:
                     cursor.execute(self._sql["drop_data"], (appid, user_id))
                 cursor.execute(self._sql["set_token"], (appid, user_id, token, appid, now))
+                return changed
             finally:
                 cursor.close()
 

@@ -80,7 +80,8 @@ class Settings(BaseModel):
         default=50,
         ge=0,
         description="Failed console sign-ins from one client address (an IPv6 /64) in ten "
-        "minutes before that address is refused too (0: no limit per address)",
+        "minutes before that address is refused too; an IPv6 /48 may reach four times as many "
+        "(0: no limit per address)",
     )
     smtp_host: str | None = Field(default=None, description="SMTP server for alert e-mails")
     smtp_port: int = Field(default=25, gt=0, lt=65536, description="SMTP server port")

@@ -10,7 +10,13 @@ from argon2 import PasswordHasher
 
 from miniport.errors import Forbidden, InvalidInput, Unauthorized
 from miniport.platform import Platform
-from miniport.services.console_users import FAILURE_LIMIT, ConsoleUsers, address_key
+from miniport.services.console_users import (
+    FAILURE_LIMIT,
+    NETWORK_FACTOR,
+    ConsoleUsers,
+    address_key,
+    address_keys,
+)
 
 
 async def test_parallel_guesses_get_no_more_password_checks_than_the_limit(
@@ -97,6 +103,35 @@ async def test_addresses_of_one_ipv6_64_share_a_throttle(platform: Platform) -> 
     with pytest.raises(Forbidden, match="from this address"):
         await users.authenticate("boss", "right-password-1", "2001:db8:1:2:ffff::9")
     assert (await users.authenticate("boss", "right-password-1", "2001:db8:1:3::1")).name == "boss"
+
+
+async def test_guesses_spread_over_the_64s_of_one_ipv6_48_are_throttled_together(
+    platform: Platform,
+) -> None:
+    """A site holds a whole /48: each guess from another /64 stays under every /64's limit,
+    not under the /48's, which allows NETWORK_FACTOR times as many. Another /48 is not held
+    back."""
+    users = _users(platform, address_limit=2)
+    await users.create_user("boss", "admin", "right-password-1")
+    for i in range(2 * NETWORK_FACTOR):
+        with pytest.raises(Unauthorized):
+            await users.authenticate(f"name-{i}", "guess", f"2001:db8:7:{i:x}::1")
+    with pytest.raises(Forbidden, match="from this network"):
+        await users.authenticate("boss", "right-password-1", "2001:db8:7:ffff::1")
+    assert (await users.authenticate("boss", "right-password-1", "2001:db8:8::1")).name == "boss"
+    assert (await users.authenticate("boss", "right-password-1", "192.0.2.1")).name == "boss"
+    platform.clock.advance(601)  # type: ignore[attr-defined]
+    ok = await users.authenticate("boss", "right-password-1", "2001:db8:7:ffff::1")
+    assert ok.name == "boss"
+
+
+def test_an_ipv6_address_has_a_64_and_a_48_key_an_ipv4_one_only_its_own() -> None:
+    host, site = address_keys("2001:db8:7:1::1")
+    assert host == (address_key("2001:db8:7:1::2"), 1)
+    assert site == (address_keys("2001:db8:7:ffff::9")[1][0], NETWORK_FACTOR)
+    assert site[0] != address_keys("2001:db8:8:1::1")[1][0]
+    assert len(address_keys("192.0.2.1")) == len(address_keys("::ffff:192.0.2.1")) == 1
+    assert len(address_keys("testclient")) == 1
 
 
 async def test_no_typed_name_throttles_an_address(platform: Platform) -> None:

@@ -9,8 +9,10 @@ CSRF; the CLI creates and lists users through the same service).
   ``FAILURE_LIMIT`` in ``FAILURE_WINDOW_S``, counted in the state database so every API node
   shares one throttle. An unknown name costs the same hash as a known one. They are also
   throttled per client address (``address_limit``, ``MINIPORT_SIGNIN_ADDRESS_LIMIT``; an IPv6
-  client by its /64, which one host can fill with addresses): one password tried against many
-  names (password spraying) stays under every name's limit. A successful sign-in clears its
+  client by its /64, which one host can fill with addresses, and by its /48 with
+  ``NETWORK_FACTOR`` times the limit, since a site is routinely given a whole /48 and could
+  send each guess from another /64): one password tried against many names (password
+  spraying) stays under every name's limit. A successful sign-in clears its
   name's failures, never its address's: an attacker's own account would reset the count.
 - A user created without a chosen password gets a generated one-time password and must choose
   a new one at first sign-in (``must_change_password``). A one-time password expires
@@ -55,6 +57,7 @@ NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$")
 FAILURE_WINDOW_S = 600
 FAILURE_LIMIT = 10
 ADDRESS_FAILURE_LIMIT = 50
+NETWORK_FACTOR = 4  # an IPv6 /48 may fail this many times an address's (a /64's) limit
 ONE_TIME_PASSWORD_TTL_S = 72 * 3600
 EXPIRED_ONE_TIME_PASSWORD = (
     "this one-time password has expired (they last 72 hours); ask an admin for a new one "
@@ -66,17 +69,30 @@ def address_key(address: str) -> str:
     """The throttle's key for a client address: an IPv6 address by its /64 (one host is
     routinely given a whole /64, so it could send each guess from another address), an IPv4
     address (or an IPv4-mapped IPv6 one) as it is; hashed, with a prefix no name key has."""
+    return address_keys(address)[0][0]
+
+
+def address_keys(address: str) -> tuple[tuple[str, int], ...]:
+    """The throttle's keys for a client address, each with the multiple of the address limit
+    it may reach: its :func:`address_key`, and for an IPv6 address also its /48 (a site's
+    usual allocation: 65,536 /64s, each of which would otherwise get the whole limit), at
+    ``NETWORK_FACTOR`` times the limit so a few busy hosts of one site are not held back."""
     try:
         ip = ipaddress.ip_address(address.strip().strip("[]"))
     except ValueError:
-        return hash_secret("address:" + address.strip().lower())
+        return ((hash_secret("address:" + address.strip().lower()), 1),)
     if isinstance(ip, ipaddress.IPv6Address):
         mapped = ip.ipv4_mapped
         if mapped is not None:
             ip = mapped
         else:
-            return hash_secret(f"address:{ipaddress.IPv6Network((ip, 64), strict=False)}")
-    return hash_secret(f"address:{ip}")
+            host = ipaddress.IPv6Network((ip, 64), strict=False)
+            site = ipaddress.IPv6Network((ip, 48), strict=False)
+            return (
+                (hash_secret(f"address:{host}"), 1),
+                (hash_secret(f"address:{site}"), NETWORK_FACTOR),
+            )
+    return ((hash_secret(f"address:{ip}"), 1),)
 
 
 def check_name(name: str) -> str:
@@ -256,18 +272,23 @@ class ConsoleUsers:
         shares an address's key and throttles that address from afar."""
         return hash_secret("name:" + name.strip().lower())
 
-    async def _throttled(self, name: str, address: str | None, source: str | None) -> str | None:
-        """Why guesses for ``name`` from ``address`` (its key: ``source``) are refused now, or
-        None."""
+    async def _throttled(
+        self, name: str, address: str | None, sources: tuple[tuple[str, int], ...]
+    ) -> str | None:
+        """Why guesses for ``name`` from ``address`` (its keys: ``sources``) are refused now,
+        or None."""
         since = self.now() - FAILURE_WINDOW_S
         if await self.db.read(self.shared.failures, self._key(name), since) >= FAILURE_LIMIT:
             return "too many failed sign-ins for this name; wait ten minutes"
-        if source is None or self.address_limit <= 0:
+        if self.address_limit <= 0:
             return None
-        if await self.db.read(self.shared.failures, source, since) >= self.address_limit:
-            # for the operator: a proxy that hides the clients' addresses shows up here first
-            log.warning("console sign-in refused: too many failures from %s", address)
-            return "too many failed sign-ins from this address; wait ten minutes"
+        for key, factor in sources:
+            if await self.db.read(self.shared.failures, key, since) >= self.address_limit * factor:
+                # for the operator: a proxy that hides the clients' addresses shows up here first
+                where = "address" if factor == 1 else "network"
+                of = "" if factor == 1 else "the network of "
+                log.warning("console sign-in refused: too many failures from %s%s", of, address)
+                return f"too many failed sign-ins from this {where}; wait ten minutes"
         return None
 
     async def _guess(
@@ -282,9 +303,9 @@ class ConsoleUsers:
         however low the limit."""
         if self._dummy_hash is None:
             self._dummy_hash = await self._hash(secrets.token_hex(8))
-        source = address_key(address) if address is not None else None
+        sources = address_keys(address) if address is not None else ()
         async with self._hashing:
-            refused = await self._throttled(name, address, source)
+            refused = await self._throttled(name, address, sources)
             if refused is not None:
                 raise Forbidden(refused)
             found = await self.db.read(self.store.get_user, name.strip())
@@ -293,7 +314,7 @@ class ConsoleUsers:
             expired = found is not None and one_time_password_expired(found[0], self.now())
             if right and found and not expired:
                 return found
-            keys = [self._key(name)] if source is None else [self._key(name), source]
+            keys = [self._key(name), *(key for key, _ in sources)]
             await self.db.write(self.shared.add_failure, keys, self.now(), FAILURE_WINDOW_S)
             if right and expired:
                 raise Forbidden(EXPIRED_ONE_TIME_PASSWORD)

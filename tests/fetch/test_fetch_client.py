@@ -647,22 +647,89 @@ async def test_a_body_that_is_not_what_its_content_encoding_says_is_bad_encoding
     assert f"Content-Encoding {encoding}" in (result.error or "")
 
 
-@pytest.mark.parametrize("encoding", ["br", "zstd", "compress"])
-async def test_a_content_encoding_the_request_did_not_offer_is_bad_encoding(
-    fetcher: Fetcher, loopback: StartServer, encoding: str,
+async def test_a_content_encoding_the_client_cannot_decode_is_bad_encoding(
+    fetcher: Fetcher, loopback: StartServer,
 ) -> None:
     """An answer in an encoding the client cannot decode was a connection_error (aiohttp
     refuses it at the headers as a 400): a wrong answer of the server, not a network failure."""
 
     async def unrequested(request: web.Request) -> web.Response:
-        assert encoding not in request.headers.get("Accept-Encoding", "")
+        assert "compress" not in request.headers.get("Accept-Encoding", "")
         return web.Response(body=b"\x1b\x03\x00compressed?", headers={
-            "Content-Encoding": encoding, "Content-Type": "text/plain"})
+            "Content-Encoding": "compress", "Content-Type": "text/plain"})
 
     url = await loopback(unrequested)
     result = await fetcher.fetch(get(url + "/data"), timeout_s=5)
     assert result.verdict is Verdict.BAD_ENCODING, result.error
+    assert result.status == 200
     assert "Content-Encoding" in (result.error or "") and result.text is None
+
+
+def _brotli(data: bytes) -> bytes:
+    import brotli
+
+    return bytes(brotli.compress(data))
+
+
+def _zstd(data: bytes) -> bytes:
+    from backports import zstd
+
+    return zstd.compress(data)
+
+
+ENCODERS = {"gzip": gzip.compress, "br": _brotli, "zstd": _zstd}
+
+
+@pytest.mark.parametrize("encoding", ["br", "zstd"])
+async def test_br_and_zstd_are_offered_and_decoded(
+    fetcher: Fetcher, loopback: StartServer, encoding: str,
+) -> None:
+    async def compressed(request: web.Request) -> web.Response:
+        assert encoding in request.headers["Accept-Encoding"]
+        return web.Response(body=ENCODERS[encoding]("数据".encode()), headers={
+            "Content-Encoding": encoding, "Content-Type": "text/plain"})
+
+    url = await loopback(compressed)
+    result = await fetcher.fetch(get(url + "/data"), timeout_s=5)
+    assert result.verdict is Verdict.CACHED and result.text == "数据"
+
+
+@pytest.mark.parametrize("encoding", ["br", "zstd", "gzip"])
+@pytest.mark.parametrize("status", [500, 302])
+async def test_an_error_or_redirect_answer_keeps_its_status_whatever_its_encoding(
+    loopback: StartServer, encoding: str, status: int,
+) -> None:
+    """A 500 (or a redirect) sent br-encoded, as a CDN's error page may be, was bad_encoding
+    without a status (aiohttp, without a br decoder, refused it at its headers): the fetch log
+    and the host's health must see the server's answer."""
+
+    async def failing(request: web.Request) -> web.Response:
+        return web.Response(status=status, body=ENCODERS[encoding](b"<h1>oops</h1>"), headers={
+            "Content-Encoding": encoding, "Content-Type": "text/html", "Location": "/x"})
+
+    url = await loopback(failing)
+    f = Fetcher(AddressPolicy.build(dev=True), max_body_bytes=LIMIT, max_redirects=0)
+    await f.start()
+    try:
+        result = await f.fetch(get(url + "/data"), timeout_s=5)
+    finally:
+        await f.close()
+    expected = Verdict.HTTP_ERROR if status == 500 else Verdict.TOO_MANY_REDIRECTS
+    assert result.verdict is expected and result.status == status, result
+
+
+@pytest.mark.parametrize("encoding", ["br", "zstd"])
+async def test_a_body_that_is_not_its_br_or_zstd_encoding_is_bad_encoding(
+    fetcher: Fetcher, loopback: StartServer, encoding: str,
+) -> None:
+    async def mislabelled(request: web.Request) -> web.Response:
+        return web.Response(body=b'{"plain": "json"}', headers={
+            "Content-Encoding": encoding, "Content-Type": "application/json"})
+
+    url = await loopback(mislabelled)
+    result = await fetcher.fetch(get(url + "/data"), timeout_s=5)
+    assert result.verdict is Verdict.BAD_ENCODING and result.status == 200, result
+    assert result.text is None
 
 
 async def test_a_compressed_body_is_cached_decompressed(
@@ -677,17 +744,19 @@ async def test_a_compressed_body_is_cached_decompressed(
     assert result.verdict is Verdict.CACHED and result.text == "数据"
 
 
+@pytest.mark.parametrize("encoding", ["gzip", "br", "zstd"])
 async def test_a_small_compressed_body_that_expands_past_the_limit_is_oversize(
-    fetcher: Fetcher, loopback: StartServer,
+    fetcher: Fetcher, loopback: StartServer, encoding: str,
 ) -> None:
     """The limit is on the decompressed body: 50 KB of gzip expanding to 64 MB is refused once
-    the expanded text passes 256 KB (aiohttp decompresses in bounded steps), never held."""
-    bomb = gzip.compress(b"{" * (64 * 1024 * KB))
+    the expanded text passes 256 KB (aiohttp decompresses in bounded steps), never held. So
+    for br and zstd, whose bombs are smaller still."""
+    bomb = ENCODERS[encoding](b"{" * (64 * 1024 * KB))
     assert len(bomb) < LIMIT
 
     async def compressed(request: web.Request) -> web.Response:
         return web.Response(body=bomb, headers={
-            "Content-Encoding": "gzip", "Content-Type": "application/json"})
+            "Content-Encoding": encoding, "Content-Type": "application/json"})
 
     url = await loopback(compressed)
     result = await fetcher.fetch(get(url + "/data"), timeout_s=5)

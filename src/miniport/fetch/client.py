@@ -82,11 +82,13 @@ def _for_another_origin(headers: dict[str, str], own: frozenset[str]) -> dict[st
     return {k: v for k, v in headers.items() if k.lower() not in drop}
 
 
-# the Content-Encodings aiohttp decodes (br and zstd only with their packages: without them it
-# refuses the answer at its headers, see _unknown_coding); the request offers gzip and deflate
+# the Content-Encodings aiohttp decodes, and offers in Accept-Encoding: br and zstd thanks to
+# the Brotli and backports.zstd packages (pinned dependencies; without them aiohttp refuses such
+# an answer at its headers, its status lost: see _unknown_coding)
 _DECODED = frozenset({"", "identity", "gzip", "deflate", "br", "zstd"})
 _UNKNOWN_CODING = (
-    "the answer's Content-Encoding cannot be decoded (the request offered gzip and deflate)"
+    "the answer's Content-Encoding cannot be decoded (the request offered gzip, deflate, br "
+    "and zstd)"
 )
 
 

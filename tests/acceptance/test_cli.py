@@ -299,12 +299,30 @@ async def test_demo_prints_what_to_try_and_data_flows(data: Path, miniport_serve
         data_ = await eventually(periodic)
         assert json.loads(data_["fetchedData"])["kind"] == "periodic"
 
+        # A device's event stream open when the server stops: it ends as a complete response
+        # when the server stops accepting (the device reconnects elsewhere at once), not
+        # after uvicorn's graceful timeout with the request cancelled and a traceback logged.
+        async with s.get(served.url + "/runtime/v1/events", params={"appid": appid}) as r:
+            assert (await r.content.readline()).startswith(b"event: connected")
+            served.proc.send_signal(signal.SIGTERM)
+            rest = await asyncio.wait_for(r.content.read(), 30)  # complete: no payload error
+        assert rest.startswith(b"data: ") and rest.endswith(b"\n\n")
+        assert await asyncio.wait_for(served.proc.wait(), 30) == 0
+        said = "".join(served.lines)
+        assert "1 open event streams ended" in said
+        assert "graceful shutdown exceeded" not in said and "Traceback" not in said, said
 
+
+@pytest.mark.parametrize("signals", [(signal.SIGTERM,), (signal.SIGINT, signal.SIGINT)],
+                         ids=["sigterm", "ctrl-c-twice"])
 async def test_serve_stops_promptly_on_sigterm_with_hanging_fetches(
     data: Path, miniport_server: Any, counter: Counter, monkeypatch: pytest.MonkeyPatch,
+    signals: tuple[signal.Signals, ...],
 ) -> None:
     """Fetches that would hang for the whole (60 s) fetch timeout: SIGTERM stops `serve` within
-    a few seconds, and the pairs it had claimed are due at once for the next start."""
+    a few seconds, and the pairs it had claimed are due at once for the next start. So does
+    Ctrl-C pressed twice (uvicorn's forced exit, which would skip the application's shutdown:
+    claims left held, a traceback of the cancelled lifespan)."""
     import time
 
     from miniport.config import Settings
@@ -331,7 +349,9 @@ async def test_serve_stops_promptly_on_sigterm_with_hanging_fetches(
 
     await eventually(hanging, timeout_s=30)
     started = time.monotonic()
-    served.proc.send_signal(signal.SIGTERM)
+    for sig in signals:
+        served.proc.send_signal(sig)
+        await asyncio.sleep(0.05)
     await asyncio.wait_for(served.proc.wait(), 30)
     assert time.monotonic() - started < 10, "".join(served.lines)  # 2 s grace, then shutdown
     assert served.proc.returncode == 0

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
+import logging
 import os
 import signal
 import socket
@@ -31,6 +32,8 @@ from .common import (
     settings_for,
     write_server_file,
 )
+
+log = logging.getLogger("miniport.serve")
 
 if TYPE_CHECKING:
     import uvicorn
@@ -92,14 +95,36 @@ def listening(host: str, port: int, what: str, flag: str) -> socket.socket:
 def _uvicorn_server(config: uvicorn.Config) -> uvicorn.Server:
     import uvicorn
 
+    from ..web.event_stream import end_open_streams
+
     class _Server(uvicorn.Server):
         """uvicorn re-raises a caught SIGTERM after its shutdown, which kills the process
         before ``_serve`` cleans up (demo server, server.json); ``_serve`` handles the signals
-        instead."""
+        instead.
+
+        At shutdown the open event streams end as soon as the server stops accepting: uvicorn
+        would wait for them (they never end by themselves) for its whole graceful timeout,
+        then cancel each with a traceback in the log, and the devices would reconnect only
+        then. Ended before, they would reconnect to this node while it is stopping.
+
+        A second Ctrl-C (uvicorn's forced exit) stops waiting for open requests, but the
+        application's shutdown still runs: uvicorn would skip it, leaving the engine's claims
+        held, the fetcher's session open and a traceback of the cancelled lifespan in the
+        log. It takes at most the engine's stop grace (2 s)."""
 
         @contextlib.contextmanager
         def capture_signals(self) -> Iterator[None]:
             yield
+
+        async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+            for server in self.servers:  # stop accepting (uvicorn's first step, done twice)
+                server.close()
+            ended = end_open_streams()
+            if ended:
+                log.info("stopping: %d open event streams ended", ended)
+            await super().shutdown(sockets)
+            if self.force_exit:  # uvicorn skipped it
+                await self.lifespan.shutdown()
 
     return _Server(config)
 

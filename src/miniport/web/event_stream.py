@@ -167,6 +167,15 @@ class Pump:
         for broker in self.brokers:
             broker.compact()
 
+    def end_all(self) -> int:
+        """End every open stream after what it has been sent (the server is stopping): its
+        client reconnects, to another node, at once, and the server need not wait out its
+        shutdown timeout and cancel the streams' requests. Returns how many were open."""
+        streams = [stream for bucket in self.buckets for stream in bucket]
+        for stream in streams:
+            stream.end()
+        return len(streams)
+
     def tick(self) -> None:
         now = time.monotonic()
         buckets = self.buckets
@@ -226,6 +235,12 @@ def direct_target(send: Send) -> Any:
 TRIM_AFTER = 1000  # closed streams
 TRIM_DELAY_S = 1.0
 _pumps: list[Pump] = []  # the current event loop's (tests run one loop after another)
+
+
+def end_open_streams() -> int:
+    """End the open event streams of the running loop (see ``Pump.end_all``)."""
+    loop = asyncio.get_running_loop()
+    return _pumps[0].end_all() if _pumps and _pumps[0].loop is loop else 0
 
 
 def pump() -> Pump:

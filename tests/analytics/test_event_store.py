@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import csv
 import io
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -344,6 +346,26 @@ def test_closed_store_refuses_calls(path: Path) -> None:
         s.count("shop")
     with pytest.raises(RuntimeError, match="closed"):
         s.delete_older_than(0)
+
+
+def test_a_closed_store_leaves_nothing_alive_at_exit(path: Path) -> None:
+    """After rows went through the writer thread, close and exit: the writer thread used to
+    outlive the store by up to its idle poll, keeping the store and its connection alive at
+    interpreter exit, and DuckDB's bindings printed "nanobind: leaked ..." lists on stderr at
+    every stop of a server that had taken events."""
+    script = f"""
+import threading
+from tests.analytics.test_event_store import ev
+from miniport.analytics.event_store import DuckDBEventStore
+s = DuckDBEventStore({str(path)!r})
+assert s.submit([ev("a"), ev("b")]).result(timeout=30).inserted == 2
+s.close()
+assert [t.name for t in threading.enumerate()] == ["MainThread"], threading.enumerate()
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=120, cwd=Path(__file__).parents[2])
+    assert done.returncode == 0, done.stderr
+    assert "leaked" not in done.stderr, done.stderr
 
 
 def test_reads_run_while_writes_go_on(store: DuckDBEventStore) -> None:

@@ -817,6 +817,7 @@ class ClickHouseEventStore:
         with self._write_lock:  # not under a running write (it fails the calls it holds)
             self._t.close()
             self._keys.close()
+        self._group_commit.stop()
 
     def __enter__(self) -> ClickHouseEventStore:
         return self

@@ -930,6 +930,7 @@ class DuckDBEventStore:
                 self._reader_root.close()
             finally:
                 self._con.close()
+        self._group_commit.stop()
 
     def __enter__(self) -> DuckDBEventStore:
         return self

@@ -177,6 +177,17 @@ class GroupCommit:
                 self._cond.wait(min(left, 0.05))
         return True
 
+    def stop(self, timeout_s: float = 5.0) -> None:
+        """Once the store is closed: wake the writer thread, which then ends, and wait for
+        it. Left waiting out its idle poll, it would outlive the store and, at interpreter
+        exit, keep the store and its connection alive (DuckDB's bindings then list them as
+        leaked on stderr)."""
+        with self._cond:
+            writer = self._writer
+            self._wake_writer.notify()
+        if writer is not None and writer is not threading.current_thread():
+            writer.join(timeout_s)
+
     def _run_writer(self) -> None:
         """Lead a write whenever calls are queued and no append() call leads one; ends
         once the store is closed and nothing is queued or being written."""

@@ -260,11 +260,14 @@ def main() -> None:
         if args.profile:
             serve = [sys.executable, "-m", "cProfile", "-o", args.profile, "-m", "miniport"]
             serve += ["serve", "--port", str(port)]
+        # its log (an access line per request, as in production) to a file: shown if it fails
+        server_log = tmp / "server.log"
         server = subprocess.Popen(
             [*serve, "--data-dir", str(data_dir), "--dev"],
             cwd=ROOT,
             env=env,
             stdout=subprocess.DEVNULL,
+            stderr=server_log.open("wb"),
         )
         try:
             wait_http(f"{base}/healthz")
@@ -281,6 +284,9 @@ def main() -> None:
             )
             server_cpu = cpu_s(server.pid) - cpu_before
             stored = admin_count(base, appid, key)
+        except BaseException:
+            sys.stderr.write(server_log.read_text(errors="replace")[-3000:])
+            raise
         finally:
             server.send_signal(signal.SIGINT)
             server.wait(60)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from urllib.parse import parse_qsl, urlsplit
 
 import pytest
@@ -159,6 +160,44 @@ def test_sign_and_verify_round_trip() -> None:
     header = sign(SECRET, T, "get", "/data?appid=a&timestamp=1")
     assert header.startswith(f"t={T},v1=")
     assert verify_request(SECRET, header, "GET", "/data?appid=a&timestamp=1", now=T)
+
+
+def _lets_another_thread_run(fn: Callable[[], object]) -> bool:
+    """Whether ``fn`` gives up the interpreter lock: a spinning thread counts while it holds it,
+    and with a long switch interval it can only run when ``fn`` releases the lock."""
+    import sys
+    import threading
+
+    count, stop = [0], threading.Event()
+
+    def spin() -> None:
+        while not stop.is_set():
+            count[0] += 1
+
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(0.2)
+    thread = threading.Thread(target=spin)
+    try:
+        thread.start()
+        stop.wait(0.05)  # the spinner runs; waiting on the event takes the lock back after
+        before = count[0]
+        for _ in range(3):
+            fn()
+        return count[0] != before
+    finally:
+        stop.set()
+        thread.join()
+        sys.setswitchinterval(interval)
+
+
+def test_signing_keeps_the_interpreter_lock() -> None:
+    """hmac.digest releases the lock for a microsecond of work, and getting it back waits for
+    another running thread (up to the switch interval, 5 ms): each fetch the engine signed
+    while its recorder thread wrote stalled the event loop."""
+    import hmac
+
+    assert _lets_another_thread_run(lambda: hmac.digest(b"k", b"m", "sha256"))  # the probe works
+    assert not _lets_another_thread_run(lambda: sign(SECRET, T, "GET", "/data?appid=a"))
 
 
 @pytest.mark.parametrize(

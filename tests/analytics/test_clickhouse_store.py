@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from miniport.analytics.clickhouse_store import ClickHouseEventStore
+from miniport.analytics.clickhouse_transport import HttpTransport
 from miniport.analytics.event_store import AppendResult, EventStore, StoredEvent
 from miniport.analytics.reports import EventQuery, FieldSlots
 from miniport.storage.event_keys import EventKeyIndex, key_hash
@@ -377,3 +378,75 @@ def test_retention_drops_claimed_ids_that_clickhouse_never_stored(
     s._keys.claim([(key_hash("shop", "lost"), T0 - 40 * DAY)])  # its insert never happened
     assert s.delete_older_than(T0 - 30 * DAY) == 0
     assert s._keys.count() == 0
+
+
+def _unreachable(store: ClickHouseEventStore) -> HttpTransport:
+    """A transport to a closed loopback port (connection refused), for ``store``'s database."""
+    from miniport.analytics.clickhouse_transport import parse_clickhouse_url
+    from tests.conftest import free_port
+
+    url = f"clickhouse://default@127.0.0.1:{free_port()}/{store._t.database}"
+    return HttpTransport(parse_clickhouse_url(url), connect_timeout_s=1)
+
+
+def test_an_insert_that_never_reached_clickhouse_releases_its_claims(
+    stores: tuple[ClickHouseEventStore, ClickHouseEventStore],
+) -> None:
+    """ClickHouse refuses connections (down, restarting): the batch is refused with 503 and the
+    ids this node claimed for it are released, so the client's retry stores them as new: no
+    lookup in ClickHouse, nothing listed for reports to filter for good. Claims of ids that
+    another node holds stay."""
+    from miniport.analytics.clickhouse_transport import NotSent
+
+    a, b = stores
+    a.append([ev("s0")])
+    held = ev("h1")
+    b._keys.claim([(key_hash(held.appid, held.uid), held.ts_ms)])  # b's claim, b stalls
+    batch = [ev(f"o{i}") for i in range(5)]
+    up, a._t = a._t, _unreachable(a)
+    try:
+        with pytest.raises(NotSent):  # refused at the insert
+            a.append(batch)
+        with pytest.raises(NotSent):  # refused at the lookup of the id b holds, before it
+            a.append([*batch, held])
+    finally:
+        a._t.close()
+        a._t = up
+    assert a._keys.count() == 2  # s0 and b's claim of h1; a's claims of o0..o4 are gone
+    lookups: list[set[tuple[str, str]]] = []
+    looked_up = a._existing
+
+    def existing(keys: set[tuple[str, str]]) -> set[tuple[str, str]]:
+        lookups.append(set(keys))
+        return looked_up(keys)
+
+    a._existing = existing  # type: ignore[method-assign]
+    assert a.append([*batch, held]) == AppendResult(6, 0)  # the client's retry
+    assert lookups == [{("shop", "h1")}]  # only the id b still holds is looked up
+    assert a._select("SELECT uid FROM event_dups WHERE appid = 'shop'") == [("h1",)]
+    assert a.count("shop") == 7
+    assert a.append(batch) == AppendResult(0, 5)  # claimed again by the retry: duplicates now
+
+
+def test_an_insert_that_may_have_reached_clickhouse_keeps_its_claims(
+    stores: tuple[ClickHouseEventStore, ClickHouseEventStore],
+) -> None:
+    """A connection lost after the insert was sent is not NotSent: ClickHouse may hold the rows,
+    so the claims stay, and the retry looks the ids up (and lists those it does not find)."""
+    from miniport.errors import AnalyticsUnavailable
+
+    a, _ = stores
+    batch = [ev("m1"), ev("m2")]
+
+    def insert_lost(rows: object, visible: object = None) -> None:
+        raise AnalyticsUnavailable("connection reset after the request was sent")
+
+    real = a._insert
+    a._insert = insert_lost  # type: ignore[method-assign]
+    with pytest.raises(AnalyticsUnavailable):
+        a.append(batch)
+    a._insert = real  # type: ignore[method-assign]
+    assert a._keys.count() == 2
+    assert a.append(batch) == AppendResult(2, 0)
+    assert a._scalar("SELECT count() FROM event_dups WHERE appid = 'shop'") == 2
+    assert a.count("shop") == 2

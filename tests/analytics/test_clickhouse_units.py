@@ -11,6 +11,7 @@ from miniport.analytics.clickhouse_store import _tsv, tsv_rows
 from miniport.analytics.clickhouse_transport import (
     ClickHouseError,
     HttpTransport,
+    NotSent,
     parse_clickhouse_url,
 )
 from miniport.analytics.event_store import RowColumns, StoredEvent
@@ -75,14 +76,51 @@ def test_placeholders_are_replaced_once() -> None:
 
 
 def test_unreachable_server_is_unavailable_not_a_bug() -> None:
+    """Refused: every attempt failed before a connection, so the statement was NotSent."""
     url = parse_clickhouse_url(f"clickhouse://default@127.0.0.1:{free_port()}/db")
     transport = HttpTransport(url, connect_timeout_s=1)
     try:
-        with pytest.raises(AnalyticsUnavailable) as caught:
-            transport.execute("SELECT 1")
+        with pytest.raises(NotSent) as caught:
+            transport.execute("INSERT INTO events FORMAT TabSeparated", b"x\n")
+        assert isinstance(caught.value, AnalyticsUnavailable)
         assert caught.value.http_status == 503
     finally:
         transport.close()
+
+
+def test_a_connection_dropped_after_the_request_is_not_called_unsent() -> None:
+    """A server that takes the request and hangs up without answering may have stored it: the
+    error is AnalyticsUnavailable, never NotSent (the store would release claims of rows that
+    ClickHouse may hold)."""
+    import socket
+    import threading
+
+    listener = socket.create_server(("127.0.0.1", 0))
+    requests: list[bytes] = []
+
+    def serve() -> None:
+        for _ in range(3):  # the first attempt and urllib3's retries
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            with conn:
+                requests.append(conn.recv(65536))
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    port = listener.getsockname()[1]
+    transport = HttpTransport(parse_clickhouse_url(f"clickhouse://default@127.0.0.1:{port}/db"))
+    try:
+        with pytest.raises(AnalyticsUnavailable) as caught:
+            transport.execute("INSERT INTO events FORMAT TabSeparated", b"x\n")
+        assert not isinstance(caught.value, NotSent)
+        assert requests and requests[0].startswith(b"POST ")
+    finally:
+        transport.close()
+        listener.shutdown(socket.SHUT_RDWR)  # wakes the accept that waits for another attempt
+        listener.close()
+        thread.join(5)
 
 
 def test_server_errors_are_classified() -> None:

@@ -73,6 +73,14 @@ def test_retention_drops_keys_by_event_time(index: EventKeyIndex) -> None:
     assert index.claim([(1, 40), (3, 40)]) == {1}  # a dropped key can be claimed again
 
 
+def test_released_keys_can_be_claimed_again(index: EventKeyIndex) -> None:
+    index.claim([(k, 10) for k in range(12_000)])
+    index.release(set())
+    index.release({*range(11_000), -9})  # more than one statement's worth; -9 was never claimed
+    assert index.count() == 1000
+    assert index.claim([(0, 20), (10_999, 20), (11_000, 20)]) == {0, 10_999}
+
+
 def test_the_token_is_made_once_and_kept(url: str, index: EventKeyIndex) -> None:
     token = index.token()
     assert len(token) == 32 and index.token() == token

@@ -30,6 +30,11 @@ it), BEFORE they are inserted:
   in ClickHouse: found, it is left out (a duplicate); not found, it is listed in
   ``event_dups`` (appid, uid) FIRST and then inserted, so that whether the claimer's copy
   lands later or never, from this insert on every read counts it once;
+* an insert (or lookup) that certainly never reached ClickHouse (every attempt refused or
+  timed out connecting: :class:`~.clickhouse_transport.NotSent`, the usual outage of a
+  server that is down or restarting) releases the ids this call claimed, so the client's
+  retry stores them as new: an outage's backlog is not looked up and listed for good. An
+  insert whose connection broke after sending keeps its claims (ClickHouse may hold it);
 * every read goes through :func:`miniport.analytics.sql_dialects.dedup_source`: the rows
   of ids NOT listed are read as they are, and only listed ids go through a ``GROUP BY uid``
   that keeps ONE copy (a visible copy before an invisible one, then the copy received first;
@@ -65,6 +70,7 @@ waits for the mutation to finish.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import logging
@@ -82,6 +88,7 @@ from .clickhouse_transport import (
     ClickHouseError,
     ExternalTable,
     HttpTransport,
+    NotSent,
     Transport,
     parse_clickhouse_url,
 )
@@ -511,6 +518,24 @@ class ClickHouseEventStore:
         self._ready()  # set up (the index filled) before claiming
         hashes = [key_hash(r.appid, r.uid) for r in rows]
         claimed = self._keys.claim(zip(hashes, (r.ts_ms for r in rows), strict=True))
+        try:
+            return self._store_claimed(rows, hashes, claimed, visible)
+        except NotSent:
+            # ClickHouse was never reached: nothing of this call's insert is stored, so its
+            # claims are released and the client's retry stores the ids as new (without
+            # this, every id of an outage's backlog was looked up on the retry and listed
+            # for good, and every report paid for it). Claims made by others stay.
+            with contextlib.suppress(AnalyticsUnavailable):  # then the claims stay, as before
+                self._keys.release(claimed)
+            raise
+
+    def _store_claimed(
+        self,
+        rows: Sequence[StoredEvent],
+        hashes: Sequence[int],
+        claimed: set[int],
+        visible: Sequence[bool] | None,
+    ) -> set[tuple[str, str]]:
         keep = [h in claimed for h in hashes]
         contested = {(r.appid, r.uid) for r, k in zip(rows, keep, strict=True) if not k}
         if contested:

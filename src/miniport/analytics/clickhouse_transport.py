@@ -18,7 +18,10 @@ Errors: a server that cannot be reached (refused, reset, timed out) or that answ
 is overloaded raises :class:`~miniport.errors.AnalyticsUnavailable` (HTTP 503 at the API);
 any other server error raises :class:`ClickHouseError` with the server's message. Requests
 are retried on a broken connection even when they are inserts: the store deduplicates at
-read time, so a row sent twice is still counted once.
+read time, so a row sent twice is still counted once. When no attempt got as far as a
+connection (refused, or the connect timed out), the error is :class:`NotSent`: the statement
+certainly never reached the server, which lets the store release the ids it claimed for an
+insert (see ``clickhouse_store``) instead of looking them up and listing them on the retry.
 
 URL: ``clickhouse://USER:PASSWORD@HOST:PORT/DATABASE`` (``clickhouses://`` for TLS; query
 ``?ca_file=PATH`` to trust a private CA; default ports 8123 / 8443; database ``default``).
@@ -31,6 +34,7 @@ import secrets
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
+from types import TracebackType
 from typing import Any, Final, Protocol
 from urllib.parse import parse_qs, unquote, urlencode, urlsplit
 
@@ -44,6 +48,7 @@ __all__ = [
     "ClickHouseURL",
     "ExternalTable",
     "HttpTransport",
+    "NotSent",
     "Transport",
     "parse_clickhouse_url",
 ]
@@ -55,6 +60,42 @@ _MAX_QUERY_SIZE: Final = 64 * 1024 * 1024
 
 class ClickHouseError(RuntimeError):
     """ClickHouse refused a statement (a bug or a schema problem, not an outage)."""
+
+
+class NotSent(AnalyticsUnavailable):
+    """ClickHouse could not be reached, and no attempt got as far as a connection: the
+    statement certainly never reached the server (nothing of an insert was stored)."""
+
+
+class _Attempts(urllib3.Retry):
+    """urllib3's retries of one request, keeping the error of each failed attempt (urllib3
+    makes a new Retry per attempt through ``new``: they share the list)."""
+
+    failures: list[Exception | None]
+
+    def new(self, **kw: Any) -> _Attempts:
+        retry = super().new(**kw)
+        retry.failures = self.failures
+        return retry
+
+    def increment(
+        self,
+        method: str | None = None,
+        url: str | None = None,
+        response: Any = None,
+        error: Exception | None = None,
+        _pool: Any = None,
+        _stacktrace: TracebackType | None = None,
+    ) -> _Attempts:
+        self.failures.append(error)
+        return super().increment(method, url, response, error, _pool, _stacktrace)
+
+    def never_connected(self) -> bool:
+        """Whether every attempt failed before a connection was made (refused, no route, a
+        connect timeout: urllib3's NewConnectionError is a ConnectTimeoutError)."""
+        return bool(self.failures) and all(
+            isinstance(e, urllib3.exceptions.ConnectTimeoutError) for e in self.failures
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,15 +190,6 @@ class HttpTransport:
             "maxsize": pool_size,
             "block": False,
             "timeout": urllib3.Timeout(connect=connect_timeout_s, read=read_timeout_s),
-            "retries": urllib3.Retry(
-                total=2,
-                connect=2,
-                read=1,
-                status=0,
-                redirect=0,
-                allowed_methods=None,
-                backoff_factor=0.05,
-            ),
             "headers": urllib3.make_headers(basic_auth=f"{url.user}:{url.password}"),
         }
         if url.tls:
@@ -190,12 +222,18 @@ class HttpTransport:
         else:
             fields["query"] = sql
             body = data
+        attempts = _Attempts(
+            total=2, connect=2, read=1, status=0, redirect=0, allowed_methods=None,
+            backoff_factor=0.05,
+        )  # fmt: skip
+        attempts.failures = []
         try:
             response = self._pool.urlopen(
-                "POST", "/?" + urlencode(fields), body=body, headers=headers
+                "POST", "/?" + urlencode(fields), body=body, headers=headers, retries=attempts
             )
         except urllib3.exceptions.HTTPError as exc:
-            raise AnalyticsUnavailable(
+            error = NotSent if attempts.never_connected() else AnalyticsUnavailable
+            raise error(
                 f"ClickHouse at {self.url.host}:{self.url.port} is unreachable: "
                 f"{type(exc).__name__}"
             ) from exc

@@ -21,7 +21,7 @@ import hashlib
 import json
 import secrets
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Collection, Iterable, Iterator
 from typing import Final
 
 from sqlalchemy import Connection, Engine, delete, select, text
@@ -151,6 +151,18 @@ class EventKeyIndex:
         if params is not None:
             with self._begin() as conn:
                 conn.execute(self._insert, params)
+
+    def release(self, keys: Collection[int]) -> None:
+        """Forget keys that this node claimed and certainly did not insert (ClickHouse was
+        never reached): the client's retry then claims them again as new, with no lookup
+        and nothing listed. Only the claimer may release a key (see ``clickhouse_store``)."""
+        ordered = sorted(keys)
+        if not ordered:
+            return
+        with self._begin() as conn:
+            for start in range(0, len(ordered), 5000):  # SQLite allows 32,766 parameters
+                chunk = ordered[start : start + 5000]
+                conn.execute(delete(t.event_keys).where(t.event_keys.c.key.in_(chunk)))
 
     def delete_older_than(self, cutoff_ms: int) -> int:
         """Drop the keys of events older than ``cutoff_ms`` (retention deleted them). On a

@@ -181,6 +181,9 @@ async def main() -> None:
             cwd=ROOT,
             env=env,
             stdout=subprocess.DEVNULL,
+            # its log (an access line per request, as in production) to a file: shown if the
+            # run fails, not 60,000 lines on the terminal above the figures
+            stderr=(data_dir / "server.log").open("wb"),
         )
         base = f"http://127.0.0.1:{port}"
         try:
@@ -198,6 +201,9 @@ async def main() -> None:
                 over = overheads(data_dir / "miniport.db", res)
                 steps.append((step, percentile(over, 99), res["_errors"]))
             main_over = overheads(data_dir / "miniport.db", main_run)
+        except BaseException:
+            sys.stderr.write((data_dir / "server.log").read_text(errors="replace")[-3000:])
+            raise
         finally:
             server.terminate()
             server.wait(10)

@@ -106,6 +106,9 @@ def main() -> None:
             cwd=ROOT,
             env=env,
             stdout=subprocess.DEVNULL,
+            # its log (an access line per request, as in production) to a file: shown if the
+            # run fails, not an access line per request on the terminal
+            stderr=(data_dir / "server.log").open("wb"),
         )
         try:
             bare_url = f"http://127.0.0.1:{bare_port}/const"
@@ -132,6 +135,9 @@ def main() -> None:
                 loads.append(loadavg())
                 bare_rates.append(timed("bare", bare.pid, bare_url, None))
                 read_rates.append(timed("read", server.pid, read_url, auth))
+        except BaseException:
+            sys.stderr.write((data_dir / "server.log").read_text(errors="replace")[-3000:])
+            raise
         finally:
             for proc in (bare, server):
                 proc.terminate()

@@ -1,5 +1,6 @@
 """End-to-end periodic fetching (due selection, request, acceptance, storing) against a bare
-aiohttp loop fetching the same URLs at the same concurrency, in the same run.
+aiohttp loop sending the same requests (URL and headers, made beforehand) at the same
+concurrency, in the same run.
 
     python bench/fetch_engine.py [--pairs 20000] [--concurrency 200] [--postgres] [--workers 1,2]
 
@@ -15,6 +16,11 @@ with several worker counts the best scaling the cores permit (``scaling_ceiling`
 one core at most, and the workers, PostgreSQL and the developer server share all the cores, so
 n workers reach at most min(n, cores x worker CPU per fetch / everyone's CPU per fetch) times
 one; a scaling near it means the cores are the limit, not the engine.
+
+It also times the transport alone (``fetcher_*``: each pair's signed request sent through
+the engine's Fetcher, with no claims and no records) against the same bare loop: the part of
+the engine's cost that its claims, schedules and records do not add, and so the highest ratio
+an engine on this transport can reach.
 
 Last line: a JSON object of the figures. Targets: ratio >= 0.75; two workers >= 1.6x one."""
 
@@ -40,23 +46,66 @@ from sqlalchemy import func, insert, select
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.common import cpu_s, dev_server, loadavg, pg_database
 from miniport.config import Settings
+from miniport.domain.address_guard import AddressPolicy
+from miniport.domain.requests import OutboundRequest, Validators, build_periodic_request
+from miniport.fetch.client import Fetcher
 from miniport.gc_tuning import tune_for_serving
 from miniport.platform import create_platform
 from miniport.storage import schema as t
 
 
-async def bare_loop(urls: list[str], concurrency: int) -> float:
+async def bare_loop(requests: list[tuple[str, dict[str, str]]], concurrency: int) -> float:
+    """The baseline: the same requests on the wire as the engine's (URL and headers made
+    beforehand, untimed), sent with plain aiohttp and read whole."""
     sem = asyncio.Semaphore(concurrency)
     connector = aiohttp.TCPConnector(limit=concurrency)
     async with aiohttp.ClientSession(connector=connector) as session:
 
-        async def one(url: str) -> None:
-            async with sem, session.get(url) as resp:
+        async def one(url: str, headers: dict[str, str]) -> None:
+            async with sem, session.get(url, headers=headers) as resp:
                 await resp.read()
 
         started = time.perf_counter()
-        await asyncio.gather(*(one(u) for u in urls))
+        await asyncio.gather(*(one(u, h) for u, h in requests))
         return time.perf_counter() - started
+
+
+def periodic_request(base: str, i: int) -> OutboundRequest:
+    """Pair ``i``'s request as the engine builds and signs it (an app id and secret of the
+    lengths the platform makes)."""
+    return build_periodic_request(
+        base_url=base + "/periodic",
+        appid="mp0123456789abcdef",
+        secret="0123456789abcdef0123456789abcdef",
+        token=f"tok{i}",
+        timestamp=int(time.time()),
+        validators=Validators(None, None),
+        version="1.0.0",
+        env_version="release",
+    )
+
+
+async def fetcher_loop(base: str, pairs: int, concurrency: int) -> float:
+    """The engine's transport alone, at the same concurrency: each pair's request built and
+    signed as the engine builds it (``build_periodic_request``) and sent through
+    :class:`~miniport.fetch.client.Fetcher` (address guard, per-request deadline, redirects by
+    hand, body read up to the limit and decoded). No claims, no recording: the part of the
+    engine's cost that is not the engine's own, and so the highest ratio any engine built on
+    it could reach."""
+    fetcher = Fetcher(AddressPolicy.build(dev=True), limit=concurrency)
+    await fetcher.start()
+    sem = asyncio.Semaphore(concurrency)
+
+    async def one(i: int) -> None:
+        async with sem:
+            await fetcher.fetch(periodic_request(base, i), timeout_s=10)
+
+    try:
+        started = time.perf_counter()
+        await asyncio.gather(*(one(i) for i in range(pairs)))
+        return time.perf_counter() - started
+    finally:
+        await fetcher.close()
 
 
 async def fill(settings: Settings, base: str, pairs: int) -> None:
@@ -223,16 +272,23 @@ async def main() -> None:
     load = loadavg()
     bare_rates: list[float] = []
     bare_cpu: list[float] = []
+    fetcher_rates: list[float] = []
+    fetcher_cpu: list[float] = []
     runs: dict[int, list[dict[str, Any]]] = {w: [] for w in counts}
     with dev_server() as base:
-        urls = [f"{base}/periodic?appid=x&token=tok{i}&timestamp=1" for i in range(args.pairs)]
-        await bare_loop(urls[:2000], args.concurrency)  # warm up
+        made = [periodic_request(base, i) for i in range(args.pairs)]
+        requests = [(r.url, r.headers) for r in made]
+        await bare_loop(requests[:2000], args.concurrency)  # warm up
         tune_for_serving()  # the same collector settings as the workers: a fair baseline
         # Alternate, so a noisy neighbour hurts both sides alike; report the best of each.
         for _ in range(args.rounds):
             cpu0 = cpu_s()
-            bare_rates.append(args.pairs / await bare_loop(urls, args.concurrency))
+            bare_rates.append(args.pairs / await bare_loop(requests, args.concurrency))
             bare_cpu.append(cpu_s() - cpu0)
+            cpu0 = cpu_s()
+            elapsed = await fetcher_loop(base, args.pairs, args.concurrency)
+            fetcher_rates.append(args.pairs / elapsed)
+            fetcher_cpu.append(cpu_s() - cpu0)
             for w in counts:
                 runs[w].append(
                     await asyncio.to_thread(
@@ -249,7 +305,16 @@ async def main() -> None:
         "load_before": load,
         "bare_per_s": round(bare_rate),
         "bare_cpu_s_per_1000": round(min(bare_cpu) * per_k, 4),
+        # the transport alone (signed requests through the Fetcher): the ceiling of any engine
+        "fetcher_per_s": round(max(fetcher_rates)),
+        "fetcher_ratio": round(max(fetcher_rates) / bare_rate, 3),
+        "fetcher_cpu_s_per_1000": round(min(fetcher_cpu) * per_k, 4),
     }
+    print(
+        f"the Fetcher alone (signed requests, no claims or records): {max(fetcher_rates):,.0f}"
+        f" fetches/s, ratio {max(fetcher_rates) / bare_rate:.2f}: the highest an engine built on"
+        " it can reach"
+    )
     for w, rounds in runs.items():
         rates = [args.pairs / r["elapsed"] for r in rounds]
         best = max(range(len(rounds)), key=lambda i: rates[i])

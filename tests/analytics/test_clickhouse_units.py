@@ -88,6 +88,32 @@ def test_unreachable_server_is_unavailable_not_a_bug() -> None:
         transport.close()
 
 
+def test_only_attempts_that_all_failed_to_connect_are_unsent() -> None:
+    """A refused attempt followed by one that was sent (its connection then broken, or its
+    answer undecodable) may have stored the rows: not NotSent."""
+    import urllib3
+
+    from miniport.analytics.clickhouse_transport import _Attempts
+
+    refused = urllib3.exceptions.NewConnectionError(None, "refused")  # type: ignore[arg-type]
+    broken = urllib3.exceptions.ProtocolError("connection reset after sending")
+
+    def attempts(*errors: Exception) -> _Attempts:
+        retry = _Attempts(total=5, connect=5, read=5, allowed_methods=None)
+        retry.failures = []
+        for error in errors:
+            retry = retry.increment("POST", "/", error=error)
+        return retry
+
+    gave_up = urllib3.exceptions.MaxRetryError(None, "/", refused)  # type: ignore[arg-type]
+    assert attempts(refused, refused).never_connected(gave_up)
+    assert not attempts(refused, broken).never_connected(gave_up)
+    assert not attempts(broken, refused).never_connected(gave_up)
+    decode = urllib3.exceptions.DecodeError("bad gzip")  # raised past the retries, after a send
+    assert not attempts(refused).never_connected(decode)
+    assert not attempts().never_connected(gave_up)
+
+
 def test_a_connection_dropped_after_the_request_is_not_called_unsent() -> None:
     """A server that takes the request and hangs up without answering may have stored it: the
     error is AnalyticsUnavailable, never NotSent (the store would release claims of rows that

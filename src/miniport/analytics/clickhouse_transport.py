@@ -90,11 +90,17 @@ class _Attempts(urllib3.Retry):
         self.failures.append(error)
         return super().increment(method, url, response, error, _pool, _stacktrace)
 
-    def never_connected(self) -> bool:
+    def never_connected(self, raised: Exception) -> bool:
         """Whether every attempt failed before a connection was made (refused, no route, a
-        connect timeout: urllib3's NewConnectionError is a ConnectTimeoutError)."""
-        return bool(self.failures) and all(
-            isinstance(e, urllib3.exceptions.ConnectTimeoutError) for e in self.failures
+        connect timeout: urllib3's NewConnectionError is a ConnectTimeoutError), ``raised``
+        (what urlopen raised) included: some errors after a send (a body that does not
+        decode) leave urlopen without being counted as an attempt."""
+        connect = urllib3.exceptions.ConnectTimeoutError
+        last = raised.reason if isinstance(raised, urllib3.exceptions.MaxRetryError) else raised
+        return (
+            isinstance(last, connect)
+            and bool(self.failures)
+            and all(isinstance(e, connect) for e in self.failures)
         )
 
 
@@ -232,7 +238,7 @@ class HttpTransport:
                 "POST", "/?" + urlencode(fields), body=body, headers=headers, retries=attempts
             )
         except urllib3.exceptions.HTTPError as exc:
-            error = NotSent if attempts.never_connected() else AnalyticsUnavailable
+            error = NotSent if attempts.never_connected(exc) else AnalyticsUnavailable
             raise error(
                 f"ClickHouse at {self.url.host}:{self.url.port} is unreachable: "
                 f"{type(exc).__name__}"

@@ -202,6 +202,12 @@ async def settle(p: Platform) -> None:
     pending = getattr(p.background, "pending", None)
     if pending is not None:
         await pending.flush()
+    # and the launches' own writes (the version a launch reported, its pre-fetch outcome): on
+    # PostgreSQL one still holding the pair's row makes the engine's claim (SKIP LOCKED) pass
+    # it over, and a run until idle then fetched nothing (seen once under a loaded suite)
+    writes = getattr(p.background, "_writes", None)
+    if writes:
+        await asyncio.gather(*list(writes), return_exceptions=True)
 
 
 async def periodic_app(p: Platform, url: str) -> str:

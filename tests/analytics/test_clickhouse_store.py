@@ -42,6 +42,19 @@ def query(**kw: object) -> EventQuery:
     return EventQuery.parse(**base)  # type: ignore[arg-type]
 
 
+def recorded_lookups(store: ClickHouseEventStore) -> list[set[tuple[str, str]]]:
+    """The keys of each lookup in ClickHouse that ``store`` makes from now on."""
+    lookups: list[set[tuple[str, str]]] = []
+    looked_up = store._existing
+
+    def existing(keys: set[tuple[str, str]]) -> set[tuple[str, str]]:
+        lookups.append(set(keys))
+        return looked_up(keys)
+
+    store._existing = existing  # type: ignore[method-assign]
+    return lookups
+
+
 @pytest.fixture
 def stores(
     clickhouse_url: str, tmp_path: Path
@@ -258,14 +271,7 @@ def test_new_ids_are_claimed_in_the_index_and_not_looked_up_in_clickhouse(
         if kind == "server"
         else ClickHouseEventStore.in_process(str(tmp_path / "chdb"), keys=keys)
     )
-    lookups: list[set[tuple[str, str]]] = []
-    looked_up = store._existing
-
-    def existing(keys: set[tuple[str, str]]) -> set[tuple[str, str]]:
-        lookups.append(set(keys))
-        return looked_up(keys)
-
-    store._existing = existing  # type: ignore[method-assign]
+    lookups = recorded_lookups(store)
     with store:
         assert store.append([ev(f"n{i}") for i in range(50)]) == AppendResult(50, 0)
         assert store.submit([ev("n50"), ev("n51")]).result(timeout=30) == AppendResult(2, 0)
@@ -413,14 +419,7 @@ def test_an_insert_that_never_reached_clickhouse_releases_its_claims(
         a._t.close()
         a._t = up
     assert a._keys.count() == 2  # s0 and b's claim of h1; a's claims of o0..o4 are gone
-    lookups: list[set[tuple[str, str]]] = []
-    looked_up = a._existing
-
-    def existing(keys: set[tuple[str, str]]) -> set[tuple[str, str]]:
-        lookups.append(set(keys))
-        return looked_up(keys)
-
-    a._existing = existing  # type: ignore[method-assign]
+    lookups = recorded_lookups(a)
     assert a.append([*batch, held]) == AppendResult(6, 0)  # the client's retry
     assert lookups == [{("shop", "h1")}]  # only the id b still holds is looked up
     assert a._select("SELECT uid FROM event_dups WHERE appid = 'shop'") == [("h1",)]

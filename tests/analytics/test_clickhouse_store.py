@@ -4,6 +4,7 @@ another node, and appends combined into one insert."""
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -449,3 +450,102 @@ def test_an_insert_that_may_have_reached_clickhouse_keeps_its_claims(
     assert a.append(batch) == AppendResult(2, 0)
     assert a._scalar("SELECT count() FROM event_dups WHERE appid = 'shop'") == 2
     assert a.count("shop") == 2
+
+
+class AnswerLosingRelay:
+    """A loopback TCP relay to ClickHouse that passes every request on, and for the first
+    insert into ``events`` lets ClickHouse answer and then hangs up on the client instead of
+    passing the answer back: the insert is stored, the node never hears so."""
+
+    def __init__(self, host: str, port: int) -> None:
+        import socket
+
+        self._target = (host, port)
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self._listener.getsockname()[1]
+        self.inserts = 0
+        self._lost = False
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        import socket
+
+        while True:
+            try:
+                client, _ = self._listener.accept()
+            except OSError:
+                return
+            server = socket.create_connection(self._target)
+            threading.Thread(target=self._requests, args=(client, server), daemon=True).start()
+
+    def _requests(self, client: object, server: object) -> None:
+        import socket
+
+        assert isinstance(client, socket.socket) and isinstance(server, socket.socket)
+        answers = threading.Thread(target=self._answers, args=(server, client), daemon=True)
+        answers.start()
+        with client, server:
+            while chunk := _recv(client):
+                if b"POST /?" in chunk and b"INSERT+INTO+events" in chunk:
+                    self.inserts += 1
+                server.sendall(chunk)
+            answers.join(10)
+
+    def _answers(self, server: object, client: object) -> None:
+        import socket
+
+        assert isinstance(client, socket.socket) and isinstance(server, socket.socket)
+        while chunk := _recv(server):
+            if self.inserts == 1 and not self._lost:  # the first insert's answer: lost
+                self._lost = True
+                client.shutdown(socket.SHUT_RDWR)
+                return
+            client.sendall(chunk)
+        with contextlib.suppress(OSError):
+            client.shutdown(socket.SHUT_RDWR)
+
+    def close(self) -> None:
+        self._listener.close()
+
+
+def _recv(sock: object) -> bytes:
+    import socket
+
+    assert isinstance(sock, socket.socket)
+    try:
+        return sock.recv(65536)
+    except OSError:
+        return b""
+
+
+def test_an_insert_whose_answer_was_lost_is_not_sent_again(
+    stores: tuple[ClickHouseEventStore, ClickHouseEventStore],
+) -> None:
+    """ClickHouse stored an insert but its answer never came back (the connection broke after
+    the request went out). The transport must not send the insert again on its own: its ids
+    are claimed, not listed, so a second copy would be counted twice by every report until a
+    merge. The batch is refused (503), the client's retry looks the ids up and finds them."""
+    from miniport.analytics.clickhouse_transport import NotSent, parse_clickhouse_url
+    from miniport.errors import AnalyticsUnavailable
+
+    a, _ = stores
+    a.append([ev("first")])  # the table and its columns exist before the relay
+    relay = AnswerLosingRelay(a._t.url.host, a._t.url.port)
+    up = a._t
+    a._t = HttpTransport(
+        parse_clickhouse_url(f"clickhouse://default@127.0.0.1:{relay.port}/{up.database}")
+    )
+    batch = [ev("l1"), ev("l2", color="red")]
+    try:
+        with pytest.raises(AnalyticsUnavailable) as caught:
+            a.append(batch)
+        assert not isinstance(caught.value, NotSent)
+        assert relay.inserts == 1  # sent once, not re-sent by the transport's retries
+    finally:
+        a._t.close()
+        a._t = up
+        relay.close()
+    assert a._scalar("SELECT count() FROM events WHERE appid = 'shop'") == 3  # it was stored
+    assert a.append(batch) == AppendResult(0, 2)  # the retry finds both: duplicates
+    assert a.count("shop") == 3
+    assert a.event_analysis("shop", query(), SLOTS) == [{"bucket": "all", "count": 3, "users": 1}]

@@ -114,10 +114,21 @@ def test_only_attempts_that_all_failed_to_connect_are_unsent() -> None:
     assert not attempts().never_connected(gave_up)
 
 
-def test_a_connection_dropped_after_the_request_is_not_called_unsent() -> None:
+@pytest.mark.parametrize(
+    ("sql", "data", "sends"),
+    [
+        ("INSERT INTO events FORMAT TabSeparated", b"x\n", 1),
+        ("  insert into event_dups (appid, uid) SELECT appid, uid FROM events", None, 1),
+        ("SELECT count() FROM events", None, 2),
+    ],
+)
+def test_a_connection_dropped_after_the_request_is_not_called_unsent(
+    sql: str, data: bytes | None, sends: int
+) -> None:
     """A server that takes the request and hangs up without answering may have stored it: the
     error is AnalyticsUnavailable, never NotSent (the store would release claims of rows that
-    ClickHouse may hold)."""
+    ClickHouse may hold). An insert is not sent again (a second copy of claimed ids would be
+    counted twice); a read is, once."""
     import socket
     import threading
 
@@ -139,9 +150,10 @@ def test_a_connection_dropped_after_the_request_is_not_called_unsent() -> None:
     transport = HttpTransport(parse_clickhouse_url(f"clickhouse://default@127.0.0.1:{port}/db"))
     try:
         with pytest.raises(AnalyticsUnavailable) as caught:
-            transport.execute("INSERT INTO events FORMAT TabSeparated", b"x\n")
+            transport.execute(sql, data)
         assert not isinstance(caught.value, NotSent)
-        assert requests and requests[0].startswith(b"POST ")
+        assert len(requests) == sends
+        assert all(request.startswith(b"POST ") for request in requests)
     finally:
         transport.close()
         listener.shutdown(socket.SHUT_RDWR)  # wakes the accept that waits for another attempt

@@ -16,9 +16,13 @@ render on our side nor to parse on the server's.
 
 Errors: a server that cannot be reached (refused, reset, timed out) or that answers that it
 is overloaded raises :class:`~miniport.errors.AnalyticsUnavailable` (HTTP 503 at the API);
-any other server error raises :class:`ClickHouseError` with the server's message. Requests
-are retried on a broken connection even when they are inserts: the store deduplicates at
-read time, so a row sent twice is still counted once. When no attempt got as far as a
+any other server error raises :class:`ClickHouseError` with the server's message. A
+connection that could not be made is tried again; a statement that went out and whose
+answer never came back (connection reset, read timeout) is sent again only when it is not an
+``INSERT``: ClickHouse may have stored the first copy, and the ids of a new batch are claimed,
+not listed for read-time deduplication, so a second copy would be counted twice until a merge
+(18.16 has no insert deduplication outside replicated tables). The insert fails instead; the
+client's retry finds its ids claimed and looks them up. When no attempt got as far as a
 connection (refused, or the connect timed out), the error is :class:`NotSent`: the statement
 certainly never reached the server, which lets the store release the ids it claimed for an
 insert (see ``clickhouse_store``) instead of looking them up and listing them on the retry.
@@ -229,8 +233,8 @@ class HttpTransport:
             fields["query"] = sql
             body = data
         attempts = _Attempts(
-            total=2, connect=2, read=1, status=0, redirect=0, allowed_methods=None,
-            backoff_factor=0.05,
+            total=2, connect=2, read=0 if _inserts(sql) else 1, status=0, redirect=0,
+            allowed_methods=None, backoff_factor=0.05,
         )  # fmt: skip
         attempts.failures = []
         try:
@@ -249,6 +253,12 @@ class HttpTransport:
 
     def close(self) -> None:
         self._pool.close()
+
+
+def _inserts(sql: str) -> bool:
+    """Whether ``sql`` stores rows (``INSERT ... FORMAT`` with data, or ``INSERT ... SELECT``):
+    such a statement is never sent twice."""
+    return sql.lstrip()[:6].upper() == "INSERT"
 
 
 def _multipart(tables: Sequence[ExternalTable], fields: dict[str, str]) -> tuple[bytes, str]:

@@ -387,6 +387,47 @@ def test_retention_drops_claimed_ids_that_clickhouse_never_stored(
     assert s._keys.count() == 0
 
 
+@pytest.fixture(params=["clickhouse", "chdb"])
+def one_store(
+    request: pytest.FixtureRequest, clickhouse_url: str, tmp_path: Path
+) -> Iterator[ClickHouseEventStore]:
+    """One node, on the real server or on chDB (the current engine)."""
+    if request.param == "chdb":
+        store = ClickHouseEventStore.in_process(str(tmp_path / "chdb"))
+    else:
+        store = ClickHouseEventStore.from_url(clickhouse_url, event_keys_at(tmp_path / "k.db"))
+    try:
+        yield store
+    finally:
+        store.close()
+
+
+def test_retention_unlists_ids_whose_every_copy_it_deletes(one_store: ClickHouseEventStore) -> None:
+    """Listed ids (two copies stored) leave ``event_dups`` with their last copy, so the list
+    every report filters with does not grow for good; an id with a copy after the cut-off
+    stays listed and is still counted once."""
+    s = one_store
+    old, kept = ev("old", ts=T0 - 40 * DAY), ev("kept", ts=T0 - 40 * DAY)
+    for row in (old, kept):  # another node claimed them and stalled; s stores and lists them
+        s._keys.claim([(key_hash(row.appid, row.uid), row.ts_ms)])
+        assert s.append([row]) == AppendResult(1, 0)
+        s._insert([row])  # the other node's copy lands
+    later = ev("kept", ts=T0)  # a third copy of "kept", after the cut-off
+    s._t.execute(
+        "INSERT INTO events (appid, uid, event, user_id, ts_ms, received_ms, time_estimated,"
+        " visible) FORMAT TabSeparated",
+        f"shop\tkept\tview\tu1\t{later.ts_ms}\t{later.ts_ms}\t0\t1\n".encode(),
+    )
+    s.append([ev("new")])
+    listed = "SELECT uid FROM event_dups WHERE appid = 'shop' ORDER BY uid"
+    assert s._select(listed) == [("kept",), ("old",)]
+    assert s.count("shop") == 3
+    assert s.delete_older_than(T0 - 30 * DAY) == 4  # stored copies: two of each old id
+    assert s._select(listed) == [("kept",)]
+    assert s.count("shop") == 2  # "kept" (its later copy) and "new"
+    assert s.delete_older_than(T0 - 30 * DAY) == 0
+
+
 def _unreachable(store: ClickHouseEventStore) -> HttpTransport:
     """A transport to a closed loopback port (connection refused), for ``store``'s database."""
     from miniport.analytics.clickhouse_transport import parse_clickhouse_url

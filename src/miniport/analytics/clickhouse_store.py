@@ -64,8 +64,9 @@ deduplicated at read time.
 
 Retention: partitions whose every event is older than the cut-off are dropped (cheap);
 the rest is deleted with ``ALTER TABLE DELETE`` (asynchronous on a server), and reports
-never read before ``not_before_ms`` anyway. ``forget_user`` deletes a user's events and
-waits for the mutation to finish.
+never read before ``not_before_ms`` anyway. Listed ids whose every copy goes leave
+``event_dups`` first, so the list that reports filter with does not grow for good.
+``forget_user`` deletes a user's events and waits for the mutation to finish.
 """
 
 from __future__ import annotations
@@ -658,6 +659,7 @@ class ClickHouseEventStore:
         self._keys.delete_older_than(cutoff_ms)
         if not count:
             return 0
+        self._unlist_older_than(cutoff_ms)
         # a partition (month of received_ms) holds ts_ms < its end + 1 day: drop whole ones
         for (partition,) in self._select(
             "SELECT DISTINCT partition FROM system.parts WHERE database = {p1:String}"
@@ -675,6 +677,24 @@ class ClickHouseEventStore:
             render_clickhouse(f"ALTER TABLE {TABLE} DELETE WHERE ts_ms < {{p1:Int64}}", [cutoff_ms])
         )
         return count
+
+    def _unlist_older_than(self, cutoff_ms: int) -> None:
+        """Take out of ``event_dups`` the ids whose every stored copy is older than
+        ``cutoff_ms`` (retention is about to delete them), so that the list every report
+        filters with does not grow for the life of the data. An id with a copy at or after the
+        cut-off stays listed. Done and waited for before the events go: the mutation's subquery
+        reads them. (A copy of an unlisted id that lands later has the same old time, below
+        every report's ``not_before_ms``.)"""
+        where = (
+            "(appid, uid) IN (SELECT appid, uid FROM events WHERE (appid, uid) IN"
+            f" (SELECT appid, uid FROM {DUPS_TABLE}) GROUP BY appid, uid"
+            " HAVING max(ts_ms) < {p1:Int64})"
+        )
+        if self._scalar(f"SELECT count() FROM {DUPS_TABLE} WHERE {where}", [cutoff_ms]):
+            self._t.execute(
+                render_clickhouse(f"ALTER TABLE {DUPS_TABLE} DELETE WHERE {where}", [cutoff_ms])
+            )
+            self._wait_for_mutations()
 
     def forget_user(self, appid: str, user_id: str) -> int:
         """Delete every event of one user of one app; returns how many rows went."""
@@ -727,7 +747,7 @@ class ClickHouseEventStore:
         while time.monotonic() < deadline:
             pending = self._scalar(
                 "SELECT count() FROM system.mutations WHERE database = {p1:String}"
-                " AND table IN ({p2:String}, 'first_seen') AND NOT is_done",
+                f" AND table IN ({{p2:String}}, 'first_seen', '{DUPS_TABLE}') AND NOT is_done",
                 [self._t.database, TABLE],
             )
             if not pending:

@@ -245,3 +245,15 @@ def test_the_insert_payload_escapes_and_marks_nulls() -> None:
         "a\tu2\te\tus\t7\t8\t0\tp\t\\N\t\\N\tt1\t0\t\\N\t\\N\t\\N\t\\N\t\\N\t\\N",
         "",
     ]
+
+
+def test_grouping_every_id_leaves_no_list_to_read() -> None:
+    from miniport.analytics.sql_dialects import dedup_source, grouping_every_id, reads_listed
+
+    source = dedup_source("events", "{p1:String}", ("{p2:Int64}", "{p3:Int64}"), ["s0"])
+    sql = f"SELECT count() FROM {source} WHERE 1 UNION ALL SELECT count() FROM {source}"
+    assert reads_listed(sql)
+    grouped = grouping_every_id(sql)
+    assert not reads_listed(grouped) and "event_dups" not in grouped
+    assert grouped.count("AND 0") == 2 and grouped.count("AND 1 GROUP BY uid") == 2
+    assert not reads_listed("SELECT uid FROM event_dups WHERE appid = 'a'")

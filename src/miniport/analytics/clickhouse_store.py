@@ -120,6 +120,8 @@ from .sql_dialects import (
     DUPS_TABLE,
     clickhouse_literal,
     dedup_source,
+    grouping_every_id,
+    reads_listed,
     render_clickhouse,
 )
 from .system_props import EXTRA_COLUMNS
@@ -146,6 +148,7 @@ _CREATE_EVENTS: Final = (
     " ORDER BY (appid, uid)"
 )
 _KEYS_TABLE: Final = "_keys"  # the dedup checks' external table of (appid, uid)
+_READ_ATTEMPTS: Final = 3  # runs of a read while ids are being listed, before grouping all
 _NOT_SLOTS: Final = frozenset({*CORE_COLUMNS, "uid_hash"})
 _CREATE_DUPS: Final = (
     f"CREATE TABLE IF NOT EXISTS {DUPS_TABLE} (appid String, uid String,"
@@ -484,7 +487,36 @@ class ClickHouseEventStore:
 
     def _select(self, sql: str, params: Sequence[object] = ()) -> list[tuple[object, ...]]:
         self._ready()
-        return self._query(sql, params)
+        if not reads_listed(sql):
+            return self._query(sql, params)
+        return self._one_list(sql, params)
+
+    def _one_list(self, sql: str, params: Sequence[object]) -> list[tuple[object, ...]]:
+        """A read through ``dedup_source`` with ``event_dups`` as it was for the whole query.
+        The source reads the list twice (``NOT IN`` for single ids, ``IN`` for the grouped
+        ones), and ClickHouse builds the two sets one after the other, after it has chosen
+        the parts of ``events`` it reads: an id listed in between (a second copy on its way)
+        would be counted twice, or not at all. So the list's version (its newest block and
+        mutation: inserts and deletes raise them, a merge of the list's parts only
+        lowers the second, costing a needless run at most) is read before and after, and the
+        query runs again when it moved. While ids keep being listed (clients retrying a
+        backlog), the last run groups every id instead, which no listing can upset."""
+        before = self._list_version()
+        for _ in range(_READ_ATTEMPTS):
+            rows = self._query(sql, params)
+            after = self._list_version()
+            if after == before:
+                return rows
+            before = after
+        return self._query(grouping_every_id(sql), params)
+
+    def _list_version(self) -> tuple[object, ...]:
+        rows = self._query(
+            "SELECT max(max_block_number), max(data_version) FROM system.parts"
+            " WHERE database = {p1:String} AND table = {p2:String} AND active",
+            [self._t.database, DUPS_TABLE],
+        )
+        return rows[0] if rows else ()
 
     def _query(self, sql: str, params: Sequence[object] = ()) -> list[tuple[object, ...]]:
         text = render_clickhouse(sql, params) if params else sql
@@ -642,9 +674,14 @@ class ClickHouseEventStore:
                     [appid, test_id],
                 )
             )
+            # only the ids just listed: the SELECT runs again, and a test event that another
+            # node stored meanwhile (claimed as new, not listed) must keep its single copy
+            listed = f" AND uid IN (SELECT uid FROM {DUPS_TABLE} WHERE appid = {{p1:String}})"
             names = ", ".join([*CORE_COLUMNS, *slots])
             self._t.execute(
-                render_clickhouse(f"INSERT INTO {TABLE} ({names}) {select}", [appid, test_id])
+                render_clickhouse(
+                    f"INSERT INTO {TABLE} ({names}) {select}{listed}", [appid, test_id]
+                )
             )
         return count
 

@@ -177,6 +177,25 @@ def dedup_source(
     return f"({single} UNION ALL {one_copy})"
 
 
+_LISTED_TEST: Final = re.compile(
+    rf"uid_hash (NOT )?IN \(SELECT uid_hash FROM {DUPS_TABLE} WHERE appid = [^()]*\)"
+)
+
+
+def reads_listed(sql: str) -> bool:
+    """Whether ``sql`` reads through :func:`dedup_source`."""
+    return _LISTED_TEST.search(sql) is not None
+
+
+def grouping_every_id(sql: str) -> str:
+    """``sql`` with every :func:`dedup_source` in it grouping all of the app's ids, listed or
+    not: the single-copy branch reads nothing and the grouping branch every row. The rows are
+    the same (an unlisted id has one copy, which its group keeps), whatever ``event_dups``
+    holds or gains during the query, at the cost of grouping every event (~35x the plain
+    scan, see ``bench/clickhouse_report.py``)."""
+    return _LISTED_TEST.sub(lambda m: "0" if m.group(1) else "1", sql)
+
+
 def clickhouse_funnel(
     source: str,
     where: str,

@@ -867,3 +867,74 @@ async def test_a_devtools_fetch_for_the_old_token_recorded_last_leaves_the_new_b
     assert shown["verdict"] == "cached"
     assert (await data(p, appid, "u"))["fetchedData"] == "body new"
     assert pushed == ["body new", None]
+
+
+async def raw_answer(answer: bytes) -> tuple[str, list[bytes], asyncio.Server]:
+    """A loopback developer server that answers every request with ``answer`` as it is (bytes
+    an aiohttp server would not send), and the request heads it got."""
+    heads: list[bytes] = []
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        heads.append(await reader.readuntil(b"\r\n\r\n"))
+        writer.write(answer)
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    return f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}", heads, server
+
+
+async def test_validators_that_are_not_ascii_are_dropped_not_the_result(
+    platforms: Make, fake_clock: FakeClock, db: dict[str, Any]
+) -> None:
+    """An ETag may hold non-ASCII bytes (RFC 9110 obs-text): aiohttp gave it as a lone
+    surrogate, the result could not be stored, and the pair was fetched again every lease
+    (120 s) with nothing cached. The body is kept; the validators, which could not be sent
+    back either, are not: the next fetch is a full one."""
+    url, heads, server = await raw_answer(
+        b'HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nETag: "v1-\xe9"\r\n'
+        b"Last-Modified: Thu, 01 Jan 2026 00:00:00 GMT\xff\r\n"
+        b"Content-Length: 5\r\nConnection: close\r\n\r\nhello"
+    )
+    try:
+        p = await platforms(clock=fake_clock, **db)
+        appid = await periodic_app(p, url)
+        await user(p, appid, "u1", "tok")
+        assert await run(p) == 1
+        assert (await data(p, appid, "u1"))["fetchedData"] == "hello"
+        assert [r["verdict"] for r in await p.background.log(appid)] == ["cached"]
+        fake_clock.advance(12 * H - 1)
+        assert await run(p) == 0  # the regular time, not the lease's 120 s
+        fake_clock.advance(1)
+        assert await run(p) == 1
+        assert len(heads) == 2
+        assert b"if-none-match" not in heads[1].lower()
+        assert b"if-modified-since" not in heads[1].lower()
+    finally:
+        server.close()
+
+
+async def test_a_declared_length_past_32_bits_is_logged_as_oversize(
+    platforms: Make, fake_clock: FakeClock, db: dict[str, Any]
+) -> None:
+    """``Content-Length: 3000000000`` was refused unread, then logged with that byte count,
+    which PostgreSQL's 32-bit column refused: the result was dropped and the pair fetched again
+    every lease. It is logged, as oversize, with the declared length in its error."""
+    url, _heads, server = await raw_answer(
+        b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 3000000000\r\n\r\n"
+    )
+    try:
+        p = await platforms(clock=fake_clock, **db)
+        appid = await periodic_app(p, url)
+        await user(p, appid, "u1", "tok")
+        assert await run(p) == 1
+        (row,) = await p.background.log(appid)
+        assert row["verdict"] == "oversize" and "3000000000" in row["error"]
+        assert row["bytes"] == 2**31 - 1
+        with pytest.raises(NoData):
+            await data(p, appid, "u1")
+        fake_clock.advance(121)  # past the lease: a retry waits for its backoff instead
+        stored = await p.db.read(p.fetches.get_user, appid, "u1")
+        assert stored is not None and stored["failures"] == 1
+    finally:
+        server.close()

@@ -569,6 +569,44 @@ def test_a_redirect_from_https_down_to_http_is_refused_however_the_scheme_is_wri
     assert "down to http" in problem[1]
 
 
+@pytest.mark.parametrize(
+    "location",
+    ["http://[::1", "http://a.example:99999/", "http://a..b/", "http://ex%E4mple.com/",
+     "//-a.example/", "http://" + "a" * 64 + ".example/", "http://a_b%00.example/",
+     "http://数据.example/"],
+)
+def test_a_malformed_redirect_location_is_a_bad_redirect(location: str) -> None:
+    """Checked without a connection or a name lookup: a Location that does not parse, or
+    whose host is no host name, is the developer server's fault (it was logged as a
+    connection error, after asking the resolver about the name). A host that is not ASCII is
+    not turned into its xn-- form (IDNA maps full-width digits to an address), so it is one."""
+    fetcher = Fetcher(AddressPolicy.build(dev=False))
+    problem = fetcher._redirect_problem("http://a.example/p", location, 0)
+    assert problem is not None and problem[0] is Verdict.BAD_REDIRECT, problem
+
+
+@pytest.mark.parametrize(
+    "location", ["http://b.example./x", "http://xn--exmple-cua.example/", "http://[::1]:8080/",
+                 "/relative", "http://_srv.a-b.example:8443/"],
+)
+def test_well_formed_redirect_hosts_pass_the_syntax_check(location: str) -> None:
+    fetcher = Fetcher(AddressPolicy.build(dev=False))
+    assert fetcher._redirect_problem("http://a.example/p", location, 0) is None
+
+
+def test_an_answer_header_that_is_not_utf8_is_shown_as_its_bytes() -> None:
+    """aiohttp gives such bytes as lone surrogates, which JSON (fetch-now's answer) cannot
+    carry."""
+    import orjson
+
+    from miniport.fetch.client import FetchResult
+
+    raw = b'"v1-\xe9"'.decode("utf-8", "surrogateescape")
+    result = FetchResult(Verdict.CACHED, "http://a.example/", headers=(("ETag", raw),))
+    assert result.shown()["headers"] == [["ETag", '"v1-é"']]
+    orjson.dumps(result.shown())
+
+
 def test_a_redirect_from_http_to_https_is_followed() -> None:
     fetcher = Fetcher(AddressPolicy.build(dev=False))
     assert fetcher._redirect_problem("http://a.example/p", "HTTPS://a.example/q", 0) is None
@@ -625,7 +663,8 @@ async def test_a_redirect_to_another_spelling_of_a_blocked_address_is_not_follow
         result = await f.fetch(get(first + "/go"), timeout_s=5)
     finally:
         await f.close()
-    assert result.verdict in (Verdict.BLOCKED_ADDRESS, Verdict.CONNECTION_ERROR)
+    # a %-encoded host is no host name: refused as a malformed redirect, before any lookup
+    assert result.verdict in (Verdict.BLOCKED_ADDRESS, Verdict.BAD_REDIRECT)
     assert reached == []
 
 

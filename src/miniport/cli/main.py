@@ -537,7 +537,7 @@ def devtools_fetch(
     ] = FetchKind.periodic,
     path: Annotated[str, typer.Option("--path")] = "",
     query: Annotated[str, typer.Option("--query")] = "",
-    scene: Annotated[int, typer.Option("--scene")] = 1001,
+    scene: Annotated[int, typer.Option("--scene", min=0, max=99999)] = 1001,
     data_dir: DataDir = None,
     as_json: Json = False,
 ) -> None:

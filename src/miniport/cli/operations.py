@@ -104,10 +104,19 @@ async def _runtime_token(pf: Platform, p: Params) -> dict[str, Any]:
 
 
 async def _fetch_now(pf: Platform, p: Params) -> dict[str, Any]:
-    from ..domain.requests import Launch
+    from pydantic import ValidationError
 
-    launch = Launch(p["path"], p["query"], p["scene"])
-    return await pf.background.fetch_now(p["appid"], p["user_id"], p["type"], launch)
+    from ..errors import InvalidInput
+    from ..web.admin_api import FetchNowIn
+
+    fields = ("user_id", "type", "path", "query", "scene")
+    try:  # the checks the API makes
+        body = FetchNowIn.model_validate({k: p[k] for k in fields})
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        raise InvalidInput(f"{'.'.join(map(str, error['loc']))}: {error['msg']}") from None
+    launch = body.to_launch()
+    return await pf.background.fetch_now(p["appid"], body.user_id, body.type, launch)
 
 
 async def _versions(pf: Platform, p: Params) -> dict[str, Any]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import ipaddress
+import re
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -44,7 +45,8 @@ class FetchResult:
 
     def shown(self) -> dict[str, Any]:
         """What fetch-now shows: the log's fields plus the answer's headers and whole body."""
-        return {**self.as_dict(), "headers": [list(h) for h in self.headers], "body": self.text}
+        headers = [[name, _shown_header(value)] for name, value in self.headers]
+        return {**self.as_dict(), "headers": headers, "body": self.text}
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -107,6 +109,33 @@ def _unknown_coding(exc: BaseException) -> bool:
             return True
         seen = seen.__cause__ or seen.__context__
     return False
+
+
+_INT32_MAX = 2**31 - 1
+# a host name as resolvers take it (yarl gives IDNs as punycode): dot-separated labels of
+# letters, digits, '-' and '_', 1-63 characters each, 253 in all, an optional final dot
+_HOST_NAME = re.compile(
+    r"(?=.{1,253}\.?$)[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?"
+    r"(?:\.[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?)*\.?",
+    re.IGNORECASE,
+)
+
+
+def _shown_header(value: str) -> str:
+    """A header value as text that JSON can carry: aiohttp gives bytes that are not UTF-8
+    as lone surrogates, shown here as the Latin-1 characters of those bytes."""
+    if value.isascii():
+        return value
+    return value.encode("utf-8", "surrogateescape").decode("latin-1")
+
+
+def _validator(value: str | None) -> str | None:
+    """An ETag or Last-Modified worth keeping: printable ASCII. RFC 9110 lets an ETag hold
+    other bytes (obs-text), which aiohttp hands over as lone surrogates that can neither be
+    stored nor sent back: such a validator is dropped, so the next fetch is a full one."""
+    if value is None or not value.isascii() or not value.isprintable():
+        return None
+    return value
 
 
 def _literal_ip(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
@@ -193,6 +222,19 @@ class Fetcher:
             return Verdict.BAD_REDIRECT, "redirect without a Location header"
         if hops >= self.max_redirects:
             return Verdict.TOO_MANY_REDIRECTS, f"more than {self.max_redirects} redirects"
+        from yarl import URL
+
+        try:  # as the next hop will be read: a Location that cannot be is the server's fault
+            hop = URL(_requoted(urljoin(url, location)), encoded=True)
+            host, _ = hop.raw_host or "", hop.port
+        except ValueError as exc:  # UnicodeError is one
+            return Verdict.BAD_REDIRECT, f"malformed redirect Location {location!r}: {exc}"
+        if host and _literal_ip(host) is None and not _HOST_NAME.fullmatch(host):
+            # not a name any resolver could answer for: refused before a lookup is made
+            return Verdict.BAD_REDIRECT, (
+                f"redirect to a malformed host name (an internationalised one must be written"
+                f" in its xn-- form): {location!r}"
+            )
         scheme = urlsplit(urljoin(url, location)).scheme  # lowercased: HTTP:// is http
         if scheme not in ("http", "https"):
             return Verdict.BAD_REDIRECT, f"redirect to a non-http URL: {location!r}"
@@ -215,7 +257,8 @@ class Fetcher:
         declared = resp.content_length
         if declared is not None and declared > self.max_body_bytes:
             error = f"Content-Length {declared} exceeds {self.max_body_bytes} bytes"
-            return Verdict.OVERSIZE, {"bytes": declared, "error": error}
+            # the log's bytes column is 32-bit on PostgreSQL: a larger claim is in the error
+            return Verdict.OVERSIZE, {"bytes": min(declared, _INT32_MAX), "error": error}
         import aiohttp  # loaded by start()
         from aiohttp.http_exceptions import ContentEncodingError
 
@@ -236,8 +279,8 @@ class Fetcher:
         return Verdict.CACHED, {
             "text": decoded.text,
             "bytes": limit.size,
-            "etag": resp.headers.get("ETag"),
-            "last_modified": resp.headers.get("Last-Modified"),
+            "etag": _validator(resp.headers.get("ETag")),
+            "last_modified": _validator(resp.headers.get("Last-Modified")),
         }
 
     async def fetch(self, request: OutboundRequest, *, timeout_s: float) -> FetchResult:

@@ -14,6 +14,7 @@ from ..errors import Forbidden, NotFound
 from ..services.auth import Principal
 from .deps import members_of, platform_of, require
 from .openapi_doc import ERRORS
+from .runtime_api import LaunchIn
 from .strict_json import StrictJSONRoute
 
 router = APIRouter(
@@ -63,11 +64,17 @@ class ConfirmIn(BaseModel):
 
 
 class FetchNowIn(BaseModel):
+    """A fetch as a launch would make it: path, query and scene bounded as the runtime's
+    launch bounds them (an unbounded scene overflowed PostgreSQL's integer column)."""
+
     user_id: StrictStr = Field(min_length=1, max_length=128)
     type: Kind = "periodic"
-    path: StrictStr = ""
-    query: StrictStr = ""
-    scene: int = 1001
+    path: StrictStr = Field(default="", max_length=1024)
+    query: StrictStr = Field(default="", max_length=4096)
+    scene: StrictInt = Field(default=1001, ge=0, le=99999)
+
+    def to_launch(self) -> Launch:
+        return LaunchIn(path=self.path, query=self.query, scene=self.scene).to_launch()
 
 
 class UserIn(BaseModel):
@@ -252,7 +259,7 @@ async def audit(
 async def devtools_fetch(
     appid: str, body: FetchNowIn, request: Request, who: Developer
 ) -> dict[str, Any]:
-    launch = Launch(body.path, body.query, body.scene)
+    launch = body.to_launch()  # control characters refused as on a launch
     return await platform_of(request).background.fetch_now(appid, body.user_id, body.type, launch)
 
 

@@ -938,3 +938,51 @@ async def test_a_declared_length_past_32_bits_is_logged_as_oversize(
         assert stored is not None and stored["failures"] == 1
     finally:
         server.close()
+
+
+async def test_a_claim_between_a_url_change_and_its_wake_sends_no_old_validators(
+    platforms: Make, fake_clock: FakeClock, loopback: StartServer, db: dict[str, Any]
+) -> None:
+    """Confirming a URL change writes the URL, then (another transaction) drops the pairs'
+    validators. A claim between the two read the new URL with the old URL's ETag; the new URL
+    answered 304 and the old URL's data stayed for 12 h. Validators older than the URL's last
+    change are not sent."""
+    from miniport.services.apps import hash_secret
+
+    at_b = asyncio.Event()
+    release_b = asyncio.Event()
+    seen: list[tuple[str, str | None]] = []
+
+    async def handle(req: web.Request) -> web.Response:
+        seen.append((req.path, req.headers.get("If-None-Match")))
+        if req.path == "/a":
+            return web.Response(text="A-data", headers={"ETag": 'W/"1"'})
+        at_b.set()
+        await release_b.wait()
+        if req.headers.get("If-None-Match") == 'W/"1"':
+            return web.Response(status=304, headers={"ETag": 'W/"1"'})
+        return web.Response(text="B-data", headers={"ETag": 'W/"1"'})
+
+    base = await loopback(handle)
+    p = await platforms(clock=fake_clock, **db)
+    appid = await periodic_app(p, base + "/a")
+    await user(p, appid, "u1", "tok")
+    assert await run(p) == 1
+    fake_clock.advance(12 * H)
+    pending = await p.apps.request_change(appid, "periodic", "set", base + "/b", "dev")
+    await p.db.write(p.registry.confirm_change, hash_secret(pending.code), fake_clock.now(), "ad")
+    engine = p.make_engine()
+    stop = asyncio.Event()
+    running = asyncio.create_task(engine.run(stop))
+    try:
+        await asyncio.wait_for(at_b.wait(), 10)  # claimed between the two writes
+        await p.db.write(p.fetches.wake_app, appid, fake_clock.now())
+        release_b.set()
+        await eventually(lambda: _true(engine.completed == 1))
+    finally:
+        release_b.set()
+        stop.set()
+        engine.wake()
+        await running
+    assert seen == [("/a", None), ("/b", None)]
+    assert (await data(p, appid, "u1"))["fetchedData"] == "B-data"

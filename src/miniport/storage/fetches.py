@@ -162,7 +162,7 @@ _CLAIM_POSTGRES = """
 # every claim was half of the claim's Python time. {appids}: the dialect's "one of" test.
 _TARGETS_SQL = (
     "SELECT fu.appid, fu.url, a.secret, fu.grey_url, fu.grey_ratio, st.interval_s,"
-    " st.timeout_s, st.headers, st.active_days FROM fetch_urls fu"
+    " st.timeout_s, st.headers, st.active_days, fu.updated_at FROM fetch_urls fu"
     " JOIN apps a ON a.appid = fu.appid LEFT JOIN app_settings st ON st.appid = fu.appid"
     " WHERE fu.appid {appids} AND fu.kind = 'periodic' AND fu.enabled AND fu.url IS NOT NULL"
 )
@@ -428,17 +428,20 @@ class _TargetRow(NamedTuple):
     timeout_s: float | None
     headers: str | None
     active_days: float | None
+    updated_at: float
 
 
 @dataclass(frozen=True)
 class _Target:
-    """An app's periodic target for a claim: user id -> (url, secret, route), and its settings."""
+    """An app's periodic target for a claim: user id -> (url, secret, route), and its settings;
+    ``updated_at``: when its URLs last changed."""
 
     pick: Callable[[str], tuple[str, str, str]]
     interval_s: float | None
     timeout_s: float | None
     headers: tuple[tuple[str, str], ...]
     active_days: float | None
+    updated_at: float = 0.0
 
 
 def _active(target: _Target, last_launch_at: float | None, now: float) -> bool:
@@ -735,8 +738,11 @@ class FetchStore:
             target = targets[r[0]]
             url, secret, route = target.pick(r[1])
             # validators only for the URL that gave them: the other URL's ETag could be a data
-            # version it shares, and its 304 would keep this URL's data
-            same = r[11] == route
+            # version it shares, and its 304 would keep this URL's data. So not when the URLs
+            # changed after the success that left them: a change confirmed between this claim
+            # and the read of the targets (wake_app then finds the pair leased and cannot drop
+            # them from this fetch) would send the old URL's ETag to the new one
+            same = r[11] == route and r[6] is not None and r[6] >= target.updated_at
             claimed.append(
                 DueFetch(
                     r[0],
@@ -786,7 +792,8 @@ class FetchStore:
             if r.appid in grey_apps:
                 pick = functools.partial(self._grey_target, r, testers)
             out[r.appid] = _Target(
-                pick, r.interval_s, r.timeout_s, tuple(headers.items()), r.active_days
+                pick, r.interval_s, r.timeout_s, tuple(headers.items()), r.active_days,
+                r.updated_at,
             )
         return out
 

@@ -209,8 +209,9 @@ def test_a_database_made_before_the_id_hash_column_gains_it(
             "CREATE TABLE events (appid String, uid String, event String, user_id String,"
             " ts_ms Int64, received_ms Int64, time_estimated UInt8, page Nullable(String),"
             " trigger Nullable(String), action Nullable(String), test_id Nullable(String),"
-            " visible UInt8) ENGINE = ReplacingMergeTree ORDER BY (appid, uid)"
-        )
+            " visible UInt8) ENGINE = ReplacingMergeTree"
+            " PARTITION BY toYYYYMM(toDateTime(intDiv(received_ms, 1000))) ORDER BY (appid, uid)"
+        )  # as the first versions made it (since moved to MergeTree: see clickhouse_migrate)
         old._t.execute(
             "CREATE TABLE event_dups (appid String, uid String)"
             " ENGINE = ReplacingMergeTree ORDER BY (appid, uid)"

@@ -145,3 +145,40 @@ def test_a_key_given_twice_in_a_claim_keeps_its_latest_time(index: EventKeyIndex
     assert index.claim([(7, 50), (7, 10), (8, 5)]) == {7, 8}
     assert index.delete_older_than(20) == 1  # 8 only: 7 is kept at 50
     assert index.claim([(7, 1)]) == set()
+
+
+def test_nodes_hold_the_exclusive_lock_one_at_a_time(url: str) -> None:
+    """What a one-time change to the shared ClickHouse database runs under: the second node
+    enters only once the first has left."""
+    first, second = EventKeyIndex.open(url), EventKeyIndex.open(url)
+    order: list[str] = []
+    inside = threading.Event()
+    leave = threading.Event()
+
+    def hold() -> None:
+        with first.exclusive():
+            order.append("first in")
+            inside.set()
+            leave.wait(10)
+            order.append("first out")
+
+    def wait_then_hold() -> None:
+        inside.wait(10)
+        with second.exclusive():
+            order.append("second in")
+
+    threads = [threading.Thread(target=hold), threading.Thread(target=wait_then_hold)]
+    try:
+        for thread in threads:
+            thread.start()
+        inside.wait(10)
+        threads[1].join(0.5)  # the second node is waiting for the lock, not inside
+        assert order == ["first in"]
+        leave.set()
+        for thread in threads:
+            thread.join(10)
+        assert order == ["first in", "first out", "second in"]
+    finally:
+        leave.set()
+        first.close()
+        second.close()

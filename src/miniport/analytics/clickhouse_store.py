@@ -2,9 +2,11 @@
 EventStore` as the DuckDB store, for several API nodes sharing one ClickHouse.
 
 Layout: table ``events`` with DuckDB's columns (``visible`` and ``time_estimated`` as UInt8,
-slot columns ``iN Nullable(Int32)`` / ``sN Nullable(String)``), engine ``ReplacingMergeTree``
-ordered by ``(appid, uid)``, partitioned by the month of ``received_ms`` (one insert touches
-one or two partitions whatever the clients' clocks say).
+slot columns ``iN Nullable(Int32)`` / ``sN Nullable(String)``), engine ``MergeTree`` (which
+never drops a copy: earlier versions' ``ReplacingMergeTree`` kept the last inserted copy on a
+merge, not the one reports read, see :mod:`.clickhouse_migrate`) ordered by ``(appid, uid)``,
+partitioned by the month of ``received_ms`` (one insert touches one or two partitions
+whatever the clients' clocks say).
 
 Slot columns are added on first use (``ALTER TABLE ADD COLUMN``, metadata only), as on
 DuckDB: every insert writes a file set per column whether its values are NULL or not, and
@@ -40,8 +42,8 @@ it), BEFORE they are inserted:
   that keeps ONE copy (a visible copy before an invisible one, then the copy received first;
   ties: the smallest content), which is what a single store keeping the first copy holds.
 
-So a report read after an acknowledgement counts each event id once whether or not the
-``ReplacingMergeTree`` has merged the copies yet (merges only reclaim space), without the
+So a report read after an acknowledgement counts each event id once, and merges change
+nothing (they never drop a copy), without the
 cost of grouping every event by its id (measured with ``bench/clickhouse_report.py``:
 grouping all ids cost ~35x the plain query; the listed-ids source costs the plain scan plus
 one ``NOT IN`` on a small set). Syncing a live test lists the test's ids before inserting
@@ -84,6 +86,7 @@ from typing import Final, TextIO, cast
 
 from ..errors import AnalyticsUnavailable
 from ..storage.event_keys import EventKeyIndex, key_hash
+from .clickhouse_migrate import keep_every_copy
 from .clickhouse_transport import (
     ChdbTransport,
     ClickHouseError,
@@ -143,7 +146,7 @@ _CREATE_EVENTS: Final = (
     " time_estimated UInt8, page Nullable(String), trigger Nullable(String),"
     " action Nullable(String), test_id Nullable(String), visible UInt8,"
     " uid_hash UInt64 MATERIALIZED cityHash64(uid)"
-    ") ENGINE = ReplacingMergeTree"
+    ") ENGINE = MergeTree"  # never drops a copy: see clickhouse_migrate
     " PARTITION BY toYYYYMM(toDateTime(intDiv(received_ms, 1000)))"
     " ORDER BY (appid, uid)"
 )
@@ -378,6 +381,9 @@ class ClickHouseEventStore:
         self._t.execute(_CREATE_DUPS)
         self._t.execute(_CREATE_META)
         self._t.execute(_CREATE_FIRST_SEEN)
+        moved = keep_every_copy(self._t, self._keys.exclusive(), self._wait_for_mutations)
+        if moved:
+            log.info("events moved to MergeTree (%d monthly partitions), keeping every copy", moved)
         for table in (TABLE, DUPS_TABLE):  # a database made before the hash column
             if not self._query(
                 "SELECT 1 FROM system.columns WHERE database = {p1:String}"
@@ -780,13 +786,14 @@ class ClickHouseEventStore:
         return found
 
     def _wait_for_mutations(self, timeout_s: float = 60.0) -> None:
+        """(Through ``_query``: also called while the store is being set up.)"""
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
-            pending = self._scalar(
+            (pending,) = self._query(
                 "SELECT count() FROM system.mutations WHERE database = {p1:String}"
                 f" AND table IN ({{p2:String}}, 'first_seen', '{DUPS_TABLE}') AND NOT is_done",
                 [self._t.database, TABLE],
-            )
+            )[0]
             if not pending:
                 return
             time.sleep(0.05)

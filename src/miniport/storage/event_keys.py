@@ -35,6 +35,7 @@ from .db import dialect_insert, make_engine
 __all__ = ["EventKeyIndex", "key_hash"]
 
 _TOKEN_KEY: Final = "event_keys.token"
+_LOCK_KEY: Final = 0x6D706B65  # "mpke": the advisory lock of ``exclusive``
 # arrays as text ('{1,2}'): built by one join, where psycopg's list dumper cost ~2 % of a
 # node's CPU in bench/clickhouse_ingest.py
 _PG_INSERT: Final = (
@@ -177,6 +178,19 @@ class EventKeyIndex:
                     delete(t.event_keys).where(t.event_keys.c.ts_ms < cutoff_ms)
                 ).rowcount
                 return rowcount
+
+    @contextlib.contextmanager
+    def exclusive(self) -> Iterator[None]:
+        """A lock that the nodes sharing this state database hold one at a time (a one-time
+        change to the ClickHouse database they share): a PostgreSQL advisory lock held by a
+        transaction, SQLite's write lock (nothing else may write the index meanwhile)."""
+        with _reachable(), self._engine.connect() as conn:
+            if self._sqlite:
+                conn = conn.execution_options(sqlite_begin="IMMEDIATE")
+            with conn.begin():
+                if not self._sqlite:
+                    conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _LOCK_KEY})
+                yield
 
     def token(self) -> str:
         """This index's random name, made on first use: a ClickHouse database records the

@@ -257,3 +257,22 @@ def test_grouping_every_id_leaves_no_list_to_read() -> None:
     assert not reads_listed(grouped) and "event_dups" not in grouped
     assert grouped.count("AND 0") == 2 and grouped.count("AND 1 GROUP BY uid") == 2
     assert not reads_listed("SELECT uid FROM event_dups WHERE appid = 'a'")
+
+
+def test_a_month_is_dropped_whole_only_when_no_event_in_it_can_be_newer_than_the_cutoff() -> None:
+    """On a server at UTC-12, partition 202610 holds what was received until 2026-11-01
+    12:00 UTC, with times up to a day later: 2026-11-02 12:00 UTC. The margin of one day
+    dropped it at a cut-off of 2026-11-02 00:00 UTC, and that event with it."""
+    from datetime import UTC, datetime
+
+    from miniport.analytics.clickhouse_store import wholly_older
+
+    def ms(*when: int) -> int:
+        return int(datetime(*when, tzinfo=UTC).timestamp() * 1000)
+
+    assert not wholly_older("202610", ms(2026, 11, 2))
+    assert not wholly_older("202610", ms(2026, 11, 2, 23, 59))
+    assert wholly_older("202610", ms(2026, 11, 3))
+    assert wholly_older("202612", ms(2027, 1, 3))  # December ends with the year
+    assert not wholly_older("202612", ms(2027, 1, 2))
+    assert not wholly_older("tuple()", ms(2030, 1, 1))

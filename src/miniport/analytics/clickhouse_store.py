@@ -318,6 +318,17 @@ def _iso_utc(ts_ms: int) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ts_ms % 1000:03d}Z"
 
 
+def wholly_older(partition: str, cutoff_ms: int) -> bool:
+    """Whether every event of ``partition`` (``YYYYMM``: a month of ``received_ms`` in the
+    SERVER's time zone, so it may end up to 12 h after the UTC month does) has ``ts_ms`` before
+    ``cutoff_ms``, ``ts_ms`` being at most ``received_ms`` + 1 day: its UTC end + 2 days."""
+    if len(partition) != 6 or not partition.isdigit():
+        return False
+    year, month = int(partition[:4]), int(partition[4:])
+    end = datetime(year + month // 12, month % 12 + 1, 1, tzinfo=UTC)
+    return int(end.timestamp() * 1000) + 2 * _DAY_MS <= cutoff_ms
+
+
 class ClickHouseEventStore:
     """:class:`EventStore` on ClickHouse (see the module docstring). Thread-safe; one per
     process, shared by its threads; several processes (nodes) may share one database."""
@@ -703,19 +714,13 @@ class ClickHouseEventStore:
         if not count:
             return 0
         self._unlist_older_than(cutoff_ms)
-        # a partition (month of received_ms) holds ts_ms < its end + 1 day: drop whole ones
         for (partition,) in self._select(
             "SELECT DISTINCT partition FROM system.parts WHERE database = {p1:String}"
             " AND table = {p2:String} AND active",
             [self._t.database, TABLE],
         ):
-            month = str(partition)
-            if len(month) == 6 and month.isdigit():
-                year, mon = int(month[:4]), int(month[4:])
-                end = datetime(year + mon // 12, mon % 12 + 1, 1, tzinfo=UTC)
-                end_ms = int(end.timestamp() * 1000)
-                if end_ms + _DAY_MS <= cutoff_ms:
-                    self._t.execute(f"ALTER TABLE {TABLE} DROP PARTITION {month}")
+            if wholly_older(str(partition), cutoff_ms):
+                self._t.execute(f"ALTER TABLE {TABLE} DROP PARTITION {partition}")
         self._t.execute(
             render_clickhouse(f"ALTER TABLE {TABLE} DELETE WHERE ts_ms < {{p1:Int64}}", [cutoff_ms])
         )

@@ -838,7 +838,9 @@ class FetchStore:
             )
         )
         with self.db.writing() as conn:
-            params = [{"a": a, "u": u, "old": old} for a, u, old in held]
+            # in key order, as a result batch locks its pairs: on PostgreSQL the two take the
+            # same rows' locks one after the other, never each waiting for the other
+            params = [{"a": a, "u": u, "old": old} for a, u, old in sorted(held)]
             return int(conn.execute(stmt, params).rowcount)
 
     def next_due_at(self, active_since: float) -> float | None:

@@ -682,7 +682,37 @@ def test_a_read_whose_list_keeps_moving_groups_every_id(
         return real_query(sql, params)
 
     a._query = query_  # type: ignore[method-assign]
-    a._list_version = lambda: (next(versions),)  # type: ignore[method-assign]
+    a._listed = lambda sql, params: (next(versions),)  # type: ignore[method-assign]
     moving = a.event_analysis("shop", query(granularity="day"), SLOTS), a.count("shop")
     assert moving == steady
     assert "uid_hash NOT IN" not in queries[-1] and "AND 0" in queries[-1]
+
+
+def test_a_listing_in_another_app_does_not_run_a_report_again(
+    stores: tuple[ClickHouseEventStore, ClickHouseEventStore],
+) -> None:
+    """Only the app's own list is compared before and after a report (one tenant's retrying
+    clients must not slow every other tenant's reports); its own listing does run it again."""
+    a, b = stores
+    a.append([ev("s1"), ev("s2")])
+    runs = 0
+    during: tuple[str, str] | None = None  # listed by b while the report runs
+    real_query = a._query
+
+    def query_(sql: str, params: Sequence[object] = ()) -> list[tuple[object, ...]]:
+        nonlocal runs, during
+        rows = real_query(sql, params)
+        if "count()" in sql and "uid_hash NOT IN" in sql:
+            runs += 1
+            if during is not None:
+                b._mark_repeated([during])
+                during = None
+        return rows
+
+    a._query = query_  # type: ignore[method-assign]
+    during = ("other", "o1")
+    assert a.count("shop") == 2
+    assert runs == 1  # another app's listing: not run again
+    runs, during = 0, ("shop", "s1")
+    assert a.count("shop") == 2
+    assert runs == 2  # its own: run again, once

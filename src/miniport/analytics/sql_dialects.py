@@ -178,13 +178,19 @@ def dedup_source(
 
 
 _LISTED_TEST: Final = re.compile(
-    rf"uid_hash (NOT )?IN \(SELECT uid_hash FROM {DUPS_TABLE} WHERE appid = [^()]*\)"
+    rf"uid_hash (NOT )?IN \(SELECT uid_hash FROM {DUPS_TABLE} WHERE appid = ([^()]*)\)"
 )
 
 
 def reads_listed(sql: str) -> bool:
     """Whether ``sql`` reads through :func:`dedup_source`."""
     return _LISTED_TEST.search(sql) is not None
+
+
+def listed_apps(sql: str) -> list[str]:
+    """The app id expressions (placeholders or literals, as in ``sql``) whose listed ids the
+    :func:`dedup_source` in ``sql`` read."""
+    return sorted({m.group(2).strip() for m in _LISTED_TEST.finditer(sql)})
 
 
 def grouping_every_id(sql: str) -> str:

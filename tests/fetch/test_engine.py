@@ -986,3 +986,27 @@ async def test_a_claim_between_a_url_change_and_its_wake_sends_no_old_validators
         await running
     assert seen == [("/a", None), ("/b", None)]
     assert (await data(p, appid, "u1"))["fetchedData"] == "B-data"
+
+
+async def test_a_fetch_error_quoting_the_url_does_not_show_the_users_token(
+    platforms: Make, fake_clock: FakeClock
+) -> None:
+    """aiohttp's message for a malformed answer quotes the request URL, token and all: it went
+    into the log's error (which viewers read) and the pair's last error as it was."""
+    url, _heads, server = await raw_answer(
+        b"HTTP/1.1 200 OK\r\nBad\x01Header: x\r\nContent-Length: 2\r\n\r\nok"
+    )
+    try:
+        p = await platforms(clock=fake_clock)
+        appid = await periodic_app(p, url)
+        await user(p, appid, "u1", "tok-SECRET-123")
+        assert await run(p) == 1
+        (row,) = await p.background.log(appid)
+        assert row["verdict"] == "connection_error"
+        assert "token=***" in row["error"] and "SECRET" not in row["error"]
+        stored = await p.db.read(p.fetches.get_user, appid, "u1")
+        assert stored is not None and "SECRET" not in (stored["last_error"] or "")
+        shown = await p.background.fetch_now(appid, "u1", "periodic", Launch())
+        assert "SECRET" not in (shown["error"] or "")
+    finally:
+        server.close()

@@ -16,7 +16,7 @@ from urllib.parse import quote, urljoin, urlsplit
 
 from ..domain.acceptance import BodyLimit, BodyTooLarge, Verdict, decode_body, status_verdict
 from ..domain.address_guard import AddressPolicy, looks_like_ipv4
-from ..domain.requests import OutboundRequest
+from ..domain.requests import OutboundRequest, redact_url
 from ..verify import APPID_HEADER, SIGNATURE_HEADER
 
 if TYPE_CHECKING:
@@ -297,6 +297,8 @@ class Fetcher:
         redirects: list[str] = []
 
         def result(verdict: Verdict, **kw: Any) -> FetchResult:
+            if kw.get("error"):  # aiohttp's messages quote the URL, with the user's token
+                kw["error"] = redact_url(kw["error"])
             return FetchResult(
                 verdict,
                 url,

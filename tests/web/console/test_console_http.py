@@ -326,6 +326,8 @@ def test_ui_text_catalogs_have_every_key() -> None:
         ("", "/console/apps"),
         (None, "/console/apps"),
         ("/ok\r\nSet-Cookie: x", "/console/apps"),
+        ("/\t/evil.example/phish", "/console/apps"),  # a browser drops the tab: //evil...
+        ("/x\x00y", "/console/apps"),
     ],
 )
 def test_sign_in_only_returns_to_local_paths(value: str | None, expected: str) -> None:

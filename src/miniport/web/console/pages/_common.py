@@ -50,7 +50,9 @@ def safe_next(value: str | None, default: str = f"{BASE}/apps") -> str:
     """Only a local path: never another site (``//host``, ``/\\host``) or a scheme."""
     if not value or not value.startswith("/") or value.startswith(("//", "/\\")):
         return default
-    if any(ch in value for ch in "\r\n\\"):
+    # no control characters at all: browsers drop tabs and newlines from a URL, which would
+    # turn "/\t/evil.example" into "//evil.example" wherever the value is used unquoted
+    if any(ch == "\\" or ord(ch) < 0x20 or ord(ch) == 0x7F for ch in value):
         return default
     return value
 

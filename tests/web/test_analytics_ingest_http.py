@@ -431,3 +431,35 @@ async def test_a_field_is_added_while_the_event_store_is_away_and_its_slot_empti
     assert all(before <= now_ms() for _, _, before in emptied)
     await api.report("u1", {"sent_at": now, "events": [dict(event, id="e2")]})
     assert len(emptied) == 2  # once each
+
+
+async def test_hostile_values_cost_only_themselves(api: Api) -> None:
+    """A 400-digit duration (isfinite() of it overflowed) and values nested 1,000 deep (their
+    repr() in the note raised RecursionError) answered 500 and lost the batch's good events;
+    a 5xx also makes the runtime keep and resend the batch for ever."""
+    await api.define(PURCHASE, publish=True)
+    url = f"{api.url}/runtime/v1/apps/{api.appid}/analytics/events"
+    now = now_ms()
+    deep = "[" * 1000 + "1" + "]" * 1000
+    huge = "1" + "0" * 400
+
+    def good(k: int) -> str:
+        return f'{{"id": "g{k}", "event": "purchase", "data": {{"price": 1}}, "ts": {now}}}'
+
+    bodies = [
+        f'{{"sent_at": {now}, "events": [{{"id": "d1", "event": "$pageleave",'
+        f' "data": {{"duration_ms": {huge}}}}}, {good(1)}]}}',
+        f'{{"sent_at": {now}, "events": [{{"id": "t1", "event": "purchase", "trigger": {deep}}},'
+        f" {good(2)}]}}",
+        f'{{"sent_at": {now}, "context": {{"$model": {deep}}}, "events": [{good(3)}]}}',
+        f'{{"sent_at": {now}, "events": [{{"id": "c1", "event": "purchase",'
+        f' "context": {{"$brand": {deep}}}}}, {good(4)}]}}',
+    ]
+    answers = []
+    for body in bodies:
+        async with api.session.post(url, data=body.encode(), headers=api.runtime("u1")) as resp:
+            assert resp.status == 200, await resp.text()
+            answers.append(await resp.json())
+    assert [a["accepted"] for a in answers] == [2, 1, 1, 2]
+    assert answers[1]["rejected"][0]["code"] == "invalid_trigger"
+    assert await api.count("purchase") == 5  # g1..g4 and c1

@@ -58,7 +58,14 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Final
 
-from miniport.analytics.coercion import INT_MAX, INT_MIN, MAX_STRING_LENGTH, FieldType, coerce
+from miniport.analytics.coercion import (
+    INT_MAX,
+    INT_MIN,
+    MAX_STRING_LENGTH,
+    FieldType,
+    coerce,
+    short_repr,
+)
 from miniport.analytics.definitions import ACTION_KINDS, TRIGGERS, AnalyticsConfig
 from miniport.analytics.system_props import (
     BUILTIN_EVENTS,
@@ -256,8 +263,7 @@ class _Refused(Exception):
 
 
 def _show(value: object, limit: int = 40) -> str:
-    text = repr(value)
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+    return short_repr(value, limit)
 
 
 def _finite_ms(value: object) -> int | None:

@@ -58,7 +58,7 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Final, Literal
 
-from .coercion import coerce
+from .coercion import coerce, short_repr
 
 __all__ = [
     "BUILTIN_EVENTS",
@@ -177,8 +177,7 @@ class ContextInvalid(ValueError):
 
 
 def _show(value: object, limit: int = 40) -> str:
-    text = repr(value)
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+    return short_repr(value, limit)
 
 
 def _enum(name: str, value: object, allowed: frozenset[str]) -> tuple[str | None, str | None]:
@@ -308,8 +307,8 @@ def _data_value(key: str, value: object) -> tuple[object, str | None]:
         if (
             isinstance(value, int | float)
             and not isinstance(value, bool)
+            and 0 <= value <= _MAX_DURATION  # first: isfinite() of a 400-digit int overflows
             and math.isfinite(value)
-            and 0 <= value <= _MAX_DURATION
         ):
             whole = math.trunc(value)
             return whole, None if whole == value else f"truncated: {value!r} -> {whole}"

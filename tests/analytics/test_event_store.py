@@ -286,6 +286,25 @@ def test_injection_attempts_are_harmless_or_refused(store: DuckDBEventStore) -> 
     assert store.count("shop") == 2  # the table is intact
 
 
+def test_export_csv_does_not_hand_a_spreadsheet_formulas(store: DuckDBEventStore) -> None:
+    """Users, pages and string fields are what clients report: text starting with = + - @ (or
+    a tab or CR) is written with a leading quote; numbers and other text as they are."""
+    store.append(
+        [
+            ev("a", user="=1+1", page="+cmd|' /C calc'!A0", color='=HYPERLINK("http://x")',
+               note="@SUM(1+1)", price=-7),
+            ev("b", ts=T0 + 1, user="u-1", page="pages/a", color="-5", note="\tx"),
+        ]
+    )
+    out = io.StringIO()
+    store.export_csv("shop", "view", T0, T0 + DAY, SLOTS, out, not_before_ms=0)
+    rows = list(csv.reader(io.StringIO(out.getvalue())))[1:]
+    assert [r[1:3] + r[5:] for r in rows] == [
+        ["'=1+1", "'+cmd|' /C calc'!A0", "-7", "'=HYPERLINK(\"http://x\")", "'@SUM(1+1)"],
+        ["u-1", "pages/a", "", "'-5", "'\tx"],
+    ]
+
+
 def test_export_csv_content(store: DuckDBEventStore) -> None:
     store.append(
         [

@@ -98,6 +98,25 @@ async def test_an_export_of_an_empty_or_invalid_event_name_is_422(
             assert (await r.json())["message"]
 
 
+async def test_report_windows_past_the_calendar_are_422_at_once(
+    live_server: LiveServer, session: aiohttp.ClientSession,
+) -> None:
+    """An export to 9999-12-31 overflowed computing the day after (500); a report to 10^15 ms
+    (year 33658) sampled time-zone offsets for over a minute, then overflowed (500)."""
+    app = await live_server.platform.apps.create("shop", "test")
+    headers = {"Authorization": f"Bearer {live_server.admin_key}"}
+    base = f"{live_server.url}/admin/v1/apps/{app.appid}/analytics"
+    async with session.get(
+        base + "/export", params={"event": "purchase", "to": "9999-12-31"}, headers=headers
+    ) as r:
+        assert r.status == 422, await r.text()
+        assert "invalid date" in (await r.json())["message"]
+    body = {"event": "purchase", "from": 0, "to": 10**15, "tz": "Europe/Berlin"}
+    async with session.post(base + "/report", json=body, headers=headers) as r:
+        assert r.status == 422, await r.text()
+        assert "out of range" in (await r.json())["message"]
+
+
 async def test_a_stored_url_with_a_bidi_override_is_shown_escaped_in_the_console(
     live_server: LiveServer,
 ) -> None:

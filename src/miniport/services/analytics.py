@@ -102,7 +102,7 @@ def parse_time(value: str | int | None, tz: str, *, end: bool = False) -> int | 
             moment = dt.datetime.fromisoformat(text)
             if moment.tzinfo is None:
                 moment = moment.replace(tzinfo=zone)
-    except ValueError as exc:
+    except (ValueError, OverflowError) as exc:  # 9999-12-31 as an end: the day after overflows
         raise InvalidInput(f"invalid date {text!r}: use YYYY-MM-DD or an ISO date-time") from exc
     return int(moment.timestamp() * 1000)
 

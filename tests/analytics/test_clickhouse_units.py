@@ -119,7 +119,9 @@ def test_only_attempts_that_all_failed_to_connect_are_unsent() -> None:
     [
         ("INSERT INTO events FORMAT TabSeparated", b"x\n", 1),
         ("  insert into event_dups (appid, uid) SELECT appid, uid FROM events", None, 1),
+        ("ALTER TABLE events ATTACH PARTITION 202611 FROM events_replacing", None, 1),
         ("SELECT count() FROM events", None, 2),
+        ("\n  with 1 AS x SELECT x", None, 2),
     ],
 )
 def test_a_connection_dropped_after_the_request_is_not_called_unsent(
@@ -127,8 +129,8 @@ def test_a_connection_dropped_after_the_request_is_not_called_unsent(
 ) -> None:
     """A server that takes the request and hangs up without answering may have stored it: the
     error is AnalyticsUnavailable, never NotSent (the store would release claims of rows that
-    ClickHouse may hold). An insert is not sent again (a second copy of claimed ids would be
-    counted twice); a read is, once."""
+    ClickHouse may hold). Only a read is sent again, once: a second copy of claimed ids would
+    be counted twice, a second ATTACH would attach a month twice."""
     import socket
     import threading
 

@@ -152,6 +152,7 @@ _CREATE_EVENTS: Final = (
     " ORDER BY (appid, uid)"
 )
 _KEYS_TABLE: Final = "_keys"  # the dedup checks' external table of (appid, uid)
+_RETENTION_WAIT_S: Final = 600.0  # a background job: the delete rewrites old parts
 _READ_ATTEMPTS: Final = 3  # runs of a read while ids are being listed, before grouping all
 _NOT_SLOTS: Final = frozenset({*CORE_COLUMNS, "uid_hash"})
 _CREATE_DUPS: Final = (
@@ -716,7 +717,7 @@ class ClickHouseEventStore:
         self._keys.delete_older_than(cutoff_ms)
         if not count:
             return 0
-        self._unlist_older_than(cutoff_ms)
+        unlisted = self._unlist_older_than(cutoff_ms)
         for (partition,) in self._select(
             "SELECT DISTINCT partition FROM system.parts WHERE database = {p1:String}"
             " AND table = {p2:String} AND active",
@@ -727,15 +728,19 @@ class ClickHouseEventStore:
         self._t.execute(
             render_clickhouse(f"ALTER TABLE {TABLE} DELETE WHERE ts_ms < {{p1:Int64}}", [cutoff_ms])
         )
+        if unlisted:  # their copies are counted apart by reads without a window until gone
+            self._wait_for_mutations(_RETENTION_WAIT_S)
         return count
 
-    def _unlist_older_than(self, cutoff_ms: int) -> None:
+    def _unlist_older_than(self, cutoff_ms: int) -> bool:
         """Take out of ``event_dups`` the ids whose every stored copy is older than
         ``cutoff_ms`` (retention is about to delete them), so that the list every report
         filters with does not grow for the life of the data. An id with a copy at or after the
         cut-off stays listed. Done and waited for before the events go: the mutation's subquery
         reads them. (A copy of an unlisted id that lands later has the same old time, below
-        every report's ``not_before_ms``.)"""
+        every report's ``not_before_ms``.) Whether any id was taken out: the caller then waits
+        for the events' own delete, as reads without a window (``count``) would see both
+        copies of an unlisted id until it is done."""
         where = (
             "(appid, uid) IN (SELECT appid, uid FROM events WHERE (appid, uid) IN"
             f" (SELECT appid, uid FROM {DUPS_TABLE}) GROUP BY appid, uid"
@@ -746,6 +751,8 @@ class ClickHouseEventStore:
                 render_clickhouse(f"ALTER TABLE {DUPS_TABLE} DELETE WHERE {where}", [cutoff_ms])
             )
             self._wait_for_mutations()
+            return True
+        return False
 
     def forget_user(self, appid: str, user_id: str) -> int:
         """Delete every event of one user of one app; returns how many rows went."""

@@ -18,11 +18,14 @@ Errors: a server that cannot be reached (refused, reset, timed out) or that answ
 is overloaded raises :class:`~miniport.errors.AnalyticsUnavailable` (HTTP 503 at the API);
 any other server error raises :class:`ClickHouseError` with the server's message. A
 connection that could not be made is tried again; a statement that went out and whose
-answer never came back (connection reset, read timeout) is sent again only when it is not an
-``INSERT``: ClickHouse may have stored the first copy, and the ids of a new batch are claimed,
-not listed for read-time deduplication, so a second copy would be counted twice until a merge
-(18.16 has no insert deduplication outside replicated tables). The insert fails instead; the
-client's retry finds its ids claimed and looks them up. When no attempt got as far as a
+answer never came back (connection reset, read timeout) is sent again only when it only
+reads (``SELECT``, ``WITH``, ``SHOW``, ``DESCRIBE``, ``EXISTS``): ClickHouse may have run the
+first one. A second insert of a new batch would be counted twice until a merge (its ids are
+claimed, not listed for read-time deduplication; 18.16 has no insert deduplication outside
+replicated tables), a second ``ATTACH PARTITION ... FROM`` would attach a month twice. Such a
+statement fails instead (the client's retry of an insert finds its ids claimed and looks them
+up), including in the rare case of a pooled connection that the server closed just as the
+statement went out. When no attempt got as far as a
 connection (refused, or the connect timed out), the error is :class:`NotSent`: the statement
 certainly never reached the server, which lets the store release the ids it claimed for an
 insert (see ``clickhouse_store``) instead of looking them up and listing them on the retry.
@@ -233,7 +236,7 @@ class HttpTransport:
             fields["query"] = sql
             body = data
         attempts = _Attempts(
-            total=2, connect=2, read=0 if _inserts(sql) else 1, status=0, redirect=0,
+            total=2, connect=2, read=1 if _only_reads(sql) else 0, status=0, redirect=0,
             allowed_methods=None, backoff_factor=0.05,
         )  # fmt: skip
         attempts.failures = []
@@ -255,10 +258,14 @@ class HttpTransport:
         self._pool.close()
 
 
-def _inserts(sql: str) -> bool:
-    """Whether ``sql`` stores rows (``INSERT ... FORMAT`` with data, or ``INSERT ... SELECT``):
-    such a statement is never sent twice."""
-    return sql.lstrip()[:6].upper() == "INSERT"
+_READS: Final = ("SELECT", "WITH", "SHOW", "DESCRIBE", "EXISTS")
+
+
+def _only_reads(sql: str) -> bool:
+    """Whether ``sql`` only reads (safe to send twice). Anything else (``INSERT``, ``ALTER``,
+    ``ATTACH``, ``RENAME`` ...) is never sent again once it went out."""
+    first = sql.lstrip().split(None, 1)
+    return bool(first) and first[0].upper() in _READS
 
 
 def _multipart(tables: Sequence[ExternalTable], fields: dict[str, str]) -> tuple[bytes, str]:

@@ -165,8 +165,10 @@ def _show(value: object) -> str:
 
 
 _SHORT: Final = reprlib.Repr()
-# long enough that the first 40 characters are repr's (the middle is what reprlib cuts)
+# long enough that the first 40 characters are repr's (the middle is what reprlib cuts), but
+# for a dict's keys, which reprlib sorts, and containers deeper than 3
 _SHORT.maxlevel, _SHORT.maxstring, _SHORT.maxlong, _SHORT.maxother = 3, 100, 100, 100
+_SHORT.maxlist = _SHORT.maxtuple = _SHORT.maxdict = _SHORT.maxset = _SHORT.maxfrozenset = 40
 
 
 def short_repr(value: object, limit: int = 40) -> str:

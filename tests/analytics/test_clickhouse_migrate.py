@@ -6,8 +6,6 @@ engine a merge changes no report. On the real server (18.16) and on chDB."""
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
@@ -15,7 +13,6 @@ from miniport.analytics import clickhouse_migrate as migrate
 from miniport.analytics.clickhouse_store import ClickHouseEventStore
 from miniport.analytics.event_store import StoredEvent
 from tests.analytics.test_clickhouse_store import DAY, SLOTS, T0, ev, query
-from tests.conftest import event_keys_at
 
 # the table as versions before the move made it
 _OLD_EVENTS = (
@@ -30,20 +27,14 @@ _COLUMNS = "appid, uid, event, user_id, ts_ms, received_ms, time_estimated, visi
 MONTH = 31 * DAY
 
 
-@pytest.fixture(params=["clickhouse", "chdb"])
-def fresh(
-    request: pytest.FixtureRequest, clickhouse_url: str, tmp_path: Path
-) -> Iterator[ClickHouseEventStore]:
-    """A store not yet set up (its database holds what the test puts there first)."""
-    if request.param == "chdb":
-        store = ClickHouseEventStore.in_process(str(tmp_path / "chdb"))
-    else:
-        store = ClickHouseEventStore.from_url(clickhouse_url, event_keys_at(tmp_path / "k.db"))
-    store._t.execute(f"CREATE DATABASE IF NOT EXISTS {store._t.database}", in_database=False)
-    try:
-        yield store
-    finally:
-        store.close()
+@pytest.fixture
+def fresh(one_store: ClickHouseEventStore) -> ClickHouseEventStore:
+    """A store (on the real server, then on chDB) not yet set up: its database holds what the
+    test puts there first."""
+    one_store._t.execute(
+        f"CREATE DATABASE IF NOT EXISTS {one_store._t.database}", in_database=False
+    )
+    return one_store
 
 
 def _row(uid: str, ts: int, *, color: str = "red", visible: int = 1) -> str:

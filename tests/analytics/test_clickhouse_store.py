@@ -391,21 +391,6 @@ def test_retention_drops_claimed_ids_that_clickhouse_never_stored(
     assert s._keys.count() == 0
 
 
-@pytest.fixture(params=["clickhouse", "chdb"])
-def one_store(
-    request: pytest.FixtureRequest, clickhouse_url: str, tmp_path: Path
-) -> Iterator[ClickHouseEventStore]:
-    """One node, on the real server or on chDB (the current engine)."""
-    if request.param == "chdb":
-        store = ClickHouseEventStore.in_process(str(tmp_path / "chdb"))
-    else:
-        store = ClickHouseEventStore.from_url(clickhouse_url, event_keys_at(tmp_path / "k.db"))
-    try:
-        yield store
-    finally:
-        store.close()
-
-
 def test_retention_unlists_ids_whose_every_copy_it_deletes(one_store: ClickHouseEventStore) -> None:
     """Listed ids (two copies stored) leave ``event_dups`` with their last copy, so the list
     every report filters with does not grow for good; an id with a copy after the cut-off

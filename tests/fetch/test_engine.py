@@ -4,8 +4,9 @@ a real SQLite file and a FakeClock that only moves when told."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import aiohttp
@@ -884,6 +885,23 @@ async def raw_answer(answer: bytes) -> tuple[str, list[bytes], asyncio.Server]:
     return f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}", heads, server
 
 
+@contextlib.asynccontextmanager
+async def fetched_once(
+    platforms: Make, clock: FakeClock, answer: bytes, token: str = "tok", **settings: Any
+) -> AsyncIterator[tuple[Platform, str, list[bytes]]]:
+    """A platform whose app's periodic URL is a ``raw_answer`` server, with user u1 (and
+    ``token``) fetched once: the platform, the app id and the request heads."""
+    url, heads, server = await raw_answer(answer)
+    try:
+        p = await platforms(clock=clock, **settings)
+        appid = await periodic_app(p, url)
+        await user(p, appid, "u1", token)
+        assert await run(p) == 1
+        yield p, appid, heads
+    finally:
+        server.close()
+
+
 async def test_validators_that_are_not_ascii_are_dropped_not_the_result(
     platforms: Make, fake_clock: FakeClock, db: dict[str, Any]
 ) -> None:
@@ -891,16 +909,12 @@ async def test_validators_that_are_not_ascii_are_dropped_not_the_result(
     surrogate, the result could not be stored, and the pair was fetched again every lease
     (120 s) with nothing cached. The body is kept; the validators, which could not be sent
     back either, are not: the next fetch is a full one."""
-    url, heads, server = await raw_answer(
+    answer = (
         b'HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nETag: "v1-\xe9"\r\n'
         b"Last-Modified: Thu, 01 Jan 2026 00:00:00 GMT\xff\r\n"
         b"Content-Length: 5\r\nConnection: close\r\n\r\nhello"
     )
-    try:
-        p = await platforms(clock=fake_clock, **db)
-        appid = await periodic_app(p, url)
-        await user(p, appid, "u1", "tok")
-        assert await run(p) == 1
+    async with fetched_once(platforms, fake_clock, answer, **db) as (p, appid, heads):
         assert (await data(p, appid, "u1"))["fetchedData"] == "hello"
         assert [r["verdict"] for r in await p.background.log(appid)] == ["cached"]
         fake_clock.advance(12 * H - 1)
@@ -910,8 +924,6 @@ async def test_validators_that_are_not_ascii_are_dropped_not_the_result(
         assert len(heads) == 2
         assert b"if-none-match" not in heads[1].lower()
         assert b"if-modified-since" not in heads[1].lower()
-    finally:
-        server.close()
 
 
 async def test_a_declared_length_past_32_bits_is_logged_as_oversize(
@@ -920,14 +932,8 @@ async def test_a_declared_length_past_32_bits_is_logged_as_oversize(
     """``Content-Length: 3000000000`` was refused unread, then logged with that byte count,
     which PostgreSQL's 32-bit column refused: the result was dropped and the pair fetched again
     every lease. It is logged, as oversize, with the declared length in its error."""
-    url, _heads, server = await raw_answer(
-        b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 3000000000\r\n\r\n"
-    )
-    try:
-        p = await platforms(clock=fake_clock, **db)
-        appid = await periodic_app(p, url)
-        await user(p, appid, "u1", "tok")
-        assert await run(p) == 1
+    answer = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 3000000000\r\n\r\n"
+    async with fetched_once(platforms, fake_clock, answer, **db) as (p, appid, _heads):
         (row,) = await p.background.log(appid)
         assert row["verdict"] == "oversize" and "3000000000" in row["error"]
         assert row["bytes"] == 2**31 - 1
@@ -936,8 +942,6 @@ async def test_a_declared_length_past_32_bits_is_logged_as_oversize(
         fake_clock.advance(121)  # past the lease: a retry waits for its backoff instead
         stored = await p.db.read(p.fetches.get_user, appid, "u1")
         assert stored is not None and stored["failures"] == 1
-    finally:
-        server.close()
 
 
 async def test_a_claim_between_a_url_change_and_its_wake_sends_no_old_validators(
@@ -993,14 +997,8 @@ async def test_a_fetch_error_quoting_the_url_does_not_show_the_users_token(
 ) -> None:
     """aiohttp's message for a malformed answer quotes the request URL, token and all: it went
     into the log's error (which viewers read) and the pair's last error as it was."""
-    url, _heads, server = await raw_answer(
-        b"HTTP/1.1 200 OK\r\nBad\x01Header: x\r\nContent-Length: 2\r\n\r\nok"
-    )
-    try:
-        p = await platforms(clock=fake_clock)
-        appid = await periodic_app(p, url)
-        await user(p, appid, "u1", "tok-SECRET-123")
-        assert await run(p) == 1
+    answer = b"HTTP/1.1 200 OK\r\nBad\x01Header: x\r\nContent-Length: 2\r\n\r\nok"
+    async with fetched_once(platforms, fake_clock, answer, "tok-SECRET-123") as (p, appid, _):
         (row,) = await p.background.log(appid)
         assert row["verdict"] == "connection_error"
         assert "token=***" in row["error"] and "SECRET" not in row["error"]
@@ -1008,5 +1006,3 @@ async def test_a_fetch_error_quoting_the_url_does_not_show_the_users_token(
         assert stored is not None and "SECRET" not in (stored["last_error"] or "")
         shown = await p.background.fetch_now(appid, "u1", "periodic", Launch())
         assert "SECRET" not in (shown["error"] or "")
-    finally:
-        server.close()

@@ -148,7 +148,7 @@ _FUNNEL_KEYS: Final = frozenset({"step_conversion", "drop_off", "median_s"})
 _SAMPLE_MS: Final = 6 * _MS_PER_HOUR
 _MAX_REPORT_MS: Final = 253_402_214_400_000  # 9999-12-31T00:00:00Z
 _FIRST_EVENT_MS: Final = 946_684_800_000  # 2000-01-01: ingest_rules.MIN_EVENT_TIME_MS
-_LAST_EVENT_MS: Final = 4_102_444_800_000  # 2100-01-01: no event is stored later till 2099
+_LAST_EVENT_MS: Final = 4_102_444_800_000  # 2100-01-01: no event can carry a later time yet
 # Bucket numbers are computed as (ts + offset + SHIFT) // width so the integer division
 # never sees a negative number (DuckDB's // truncates toward zero); SHIFT is whole days.
 _SHIFT_DAYS: Final = 100_000
@@ -497,8 +497,9 @@ def _year_transitions(tz: str, year: int) -> tuple[tuple[int, int], ...]:
     zone are that close together)."""
     zone = _zone(tz)
     lo = int(datetime(year, 1, 1, tzinfo=UTC).timestamp() * 1000) - 1  # a change AT Jan 1
-    hi = int(datetime(year + 1, 1, 1, tzinfo=UTC).timestamp() * 1000) if year < 9999 else None
-    hi = hi if hi is not None else _MAX_REPORT_MS
+    last_day = year == 9999  # the calendar's last year has no next one
+    end = datetime(9999, 12, 31, tzinfo=UTC) if last_day else datetime(year + 1, 1, 1, tzinfo=UTC)
+    hi = int(end.timestamp() * 1000)
     found: list[tuple[int, int]] = []
     prev_t, prev_off = lo, _offset_ms(zone, lo)
     t = lo

@@ -99,10 +99,20 @@ def test_openid_is_stable_per_app_and_user_and_unrelated_across_apps() -> None:
     assert openid_for(KEY, "mpA", "x") != openid_for(KEY, "mp", "Ax")
 
 
-@pytest.mark.parametrize("value", ["", "a" * 129, "bad\nid", "tab\tid"])
+@pytest.mark.parametrize("value", ["", "a" * 129, "bad\nid", "tab\tid", "del\x7fid"])
 def test_user_ids_are_bounded_printable_text(value: str) -> None:
     with pytest.raises(InvalidInput, match=r"user id must be 1\.\.128 printable characters"):
         validate_id("user id", value)
+
+
+def test_the_broadcast_address_is_no_user_id() -> None:
+    """A user called "*" had that user's own pushes (their fetched data) sent to every
+    connected runtime of the app: "*" is the event stream's address of everyone."""
+    from miniport.events.broker import EVERYONE
+
+    with pytest.raises(InvalidInput, match="reserved"):
+        validate_id("user id", EVERYONE)
+    assert validate_id("user id", "**") == "**"
 
 
 def test_settings_from_the_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

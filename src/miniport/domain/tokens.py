@@ -131,9 +131,16 @@ def hash_secret(value: str) -> str:
     return hashlib.sha256(value.encode()).hexdigest()
 
 
+# "*" addresses every connected runtime of an app on the event stream (events.broker's
+# EVERYONE): as a user's id, that user's own data would be pushed to all of them
+RESERVED_IDS = frozenset({"*"})
+
+
 def validate_id(kind: str, value: str, limit: int = MAX_USER_ID) -> str:
-    if not value or len(value) > limit or any(ord(c) < 0x20 for c in value):
+    if not value or len(value) > limit or any(ord(c) < 0x20 or ord(c) == 0x7F for c in value):
         raise InvalidInput(f"{kind} must be 1..{limit} printable characters")
+    if value in RESERVED_IDS:
+        raise InvalidInput(f"{kind} {value!r} is reserved")
     return value
 
 

@@ -90,3 +90,40 @@ async def test_data_fetched_by_a_worker_reaches_a_runtime_on_an_api_node(
         message = await events.until("backgroundFetchData")
     assert message["appid"] == app.appid
     assert message["fetchedData"] == "data for tok"
+
+
+async def test_the_listener_survives_a_dropped_connection_and_an_unreadable_message(
+    brokers: Callable[[], Awaitable[RedisBroker]], redis_url: str
+) -> None:
+    """It ended at either, and the node's streams, still kept alive, never got a push again.
+    Now a message it cannot read is skipped, and after a drop it subscribes again and ends
+    the node's streams (their clients reconnect; what was published meanwhile is lost)."""
+    import redis.asyncio as aioredis
+
+    node_a, node_b = await brokers(), await brokers()
+    raw = aioredis.from_url(redis_url)
+    try:
+        await raw.publish(RedisBroker.CHANNEL, b"not json")
+        await raw.publish(RedisBroker.CHANNEL, b'{"no": "user"}')
+        alice = node_b.subscribe("alice", "phone")
+        await node_a.publish("alice", {"type": "ping", "n": 1})
+        assert await alice.next(10) == {"type": "ping", "n": 1}
+        # drop node B's subscription connection, as a Redis restart or failover would
+        clients = await raw.client_list(_type="pubsub")
+        for client in clients:
+            await raw.client_kill_filter(_id=client["id"])
+        for _ in range(500):  # ended: its client reconnects
+            if alice.closed:
+                break
+            await alice.next(0.02)
+        assert alice.closed
+        again = node_b.subscribe("alice", "phone")
+        for _ in range(100):  # until B has subscribed again
+            await node_a.publish("alice", {"type": "ping", "n": 2})
+            got = await again.next(0.1)
+            if got is not None:
+                break
+        assert got == {"type": "ping", "n": 2}
+    finally:
+        await raw.aclose()
+

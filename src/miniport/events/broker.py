@@ -19,11 +19,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 from collections import defaultdict, deque
 from collections.abc import Iterable
 from typing import Any, Protocol
 
 from .. import memory
+
+log = logging.getLogger(__name__)
 
 Message = dict[str, Any]
 QUEUE_LIMIT = 256
@@ -128,6 +131,13 @@ class MemoryBroker:
 
     async def start(self) -> None:
         return None
+
+    def end_local_streams(self) -> int:
+        """End every stream of this node (its client reconnects); returns how many."""
+        subs = [s for apps in self._users.values() for group in apps.values() for s in group]
+        for sub in subs:
+            sub.close()
+        return len(subs)
 
     async def close(self) -> None:
         subs = [s for apps in self._users.values() for group in apps.values() for s in group]
@@ -259,17 +269,44 @@ class RedisBroker(MemoryBroker):
         await asyncio.wait_for(self._ready.wait(), 5)
 
     async def _listen(self) -> None:
-        pubsub = self._redis.pubsub()
-        await pubsub.subscribe(self.CHANNEL)
-        self._ready.set()
+        """Deliver what the channel carries, for as long as the broker runs: a connection
+        that drops (a Redis restart or failover, a killed client) is subscribed again after
+        a pause, and a message that cannot be read is logged and skipped. (The listener used
+        to end at either, and the node's open streams, kept alive, never got a push again.)
+        Streams of this node are ended after a drop: what was published meanwhile is lost
+        to them, and their clients reconnect and read the data afresh."""
+        pause = 0.1
+        while True:
+            pubsub = self._redis.pubsub()
+            try:
+                await pubsub.subscribe(self.CHANNEL)
+                self._ready.set()
+                pause = 0.1
+                async for raw in pubsub.listen():
+                    self._receive(raw)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.warning("the Redis event channel dropped; subscribing again", exc_info=True)
+                ended = self.end_local_streams()
+                if ended:
+                    log.warning("ended %d event streams that may have missed pushes", ended)
+            finally:
+                with contextlib.suppress(Exception):
+                    await pubsub.aclose()
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, 5.0)
+
+    def _receive(self, raw: dict[str, Any]) -> None:
+        if raw.get("type") != "message":
+            return
         try:
-            async for raw in pubsub.listen():
-                if raw.get("type") != "message":
-                    continue
-                envelope = json.loads(raw["data"])
-                self.deliver(envelope["user_id"], envelope["message"])
-        finally:
-            await pubsub.aclose()
+            envelope = json.loads(raw["data"])
+            user_id, message = envelope["user_id"], envelope["message"]
+        except (ValueError, TypeError, KeyError):
+            log.warning("skipped an unreadable message on %s", self.CHANNEL)
+            return
+        self.deliver(user_id, message)
 
     async def publish(self, user_id: str, message: Message) -> None:
         await self._redis.publish(

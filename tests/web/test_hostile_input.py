@@ -207,3 +207,18 @@ async def test_a_time_that_is_no_plain_number_or_date_is_a_clean_422(
         status, body = await _post(session, f"{base}/report", live_server.admin_key,
                                    json.dumps({"event": "buy", "from": number}).encode())
         assert status == 422, (number, body)
+
+
+async def test_a_background_fetch_token_with_a_control_character_is_a_clean_422(
+    live_server: LiveServer, session: aiohttp.ClientSession
+) -> None:
+    """A NUL in the token reached PostgreSQL, which refused it: a 500."""
+    p = live_server.platform
+    app = await p.apps.create("shop", "test")
+    url = f"{live_server.url}/runtime/v1/apps/{app.appid}/background-fetch/token"
+    for token in ("a\u0000b", "line\nbreak", "del\u007f"):
+        status, answer = await _post(
+            session, url, p.auth.runtime_token("alice"), json.dumps({"token": token}).encode()
+        )
+        assert status == 422 and "control characters" in answer["errMsg"], answer
+    assert await p.db.read(p.fetches.get_user, app.appid, "alice") is None

@@ -130,6 +130,8 @@ class BackgroundService:
             raise InvalidInput(
                 f"setBackgroundFetchToken:fail token must be 1..{MAX_TOKEN} characters"
             )
+        if any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in token):  # NUL: PostgreSQL's 500
+            raise InvalidInput("setBackgroundFetchToken:fail token contains control characters")
         await self.apps.get(appid)
         # a changed token (another account, perhaps) drops the stored bodies in set_token's
         # transaction, and here those fetched for the previous token and not stored yet: not

@@ -4,6 +4,7 @@ their schedule; and the HTTP API accepts an access token or the app's secret onl
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 
 import aiohttp
@@ -118,3 +119,41 @@ async def test_the_refresh_api_over_http(
         assert (await resp.json())["state"] == "done"  # already finished: nothing to cancel
     async with http.post(base, params={"access_token": token}, json={"users": []}) as resp:
         assert resp.status == 422
+
+
+async def test_concurrent_starts_run_one_refresh(
+    platforms: Make, fake_clock: FakeClock, counter: Counter
+) -> None:
+    """The running check and the keep were apart (database reads between): four concurrent
+    starts all passed the check."""
+    p = await platforms(clock=fake_clock)
+    appid = await fetched_app(p, counter)
+    fake_clock.advance(60)  # after the fetches of fetched_app: a refresh is then running
+    results = await asyncio.gather(
+        *(p.refresh.start(appid, {"all": True}) for _ in range(4)), return_exceptions=True
+    )
+    started = [r for r in results if isinstance(r, dict)]
+    assert len(started) == 1, results
+    assert all(isinstance(r, Conflict) for r in results if not isinstance(r, dict))
+
+
+async def test_a_listed_user_who_is_not_active_is_left_out(
+    platforms: Make, fake_clock: FakeClock, counter: Counter
+) -> None:
+    """The engine parks an inactive pair unfetched: counted in, it kept the refresh running
+    for good, and every later refresh of the app was refused."""
+    p = await platforms(clock=fake_clock)
+    app = await p.apps.create("old", "dev")
+    await confirm_url(p, app.appid, "periodic", counter.url)
+    await p.background.launch(app.appid, "gone", Launch())
+    await p.background.set_token(app.appid, "gone", "gone")
+    fake_clock.advance(8 * 86400)  # past the 7 active days
+    await p.background.launch(app.appid, "here", Launch())
+    await p.background.set_token(app.appid, "here", "here")
+    await run(p)
+    fake_clock.advance(60)
+    started = await p.refresh.start(app.appid, {"users": ["gone", "here"]})
+    assert started["users"] == 1
+    await run(p)
+    shown = await p.refresh.progress(app.appid, started["refresh_id"])
+    assert (shown["state"], shown["done"], shown["total"]) == ("done", 1, 1)

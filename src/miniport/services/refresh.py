@@ -10,6 +10,7 @@ due are still fetched)."""
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -59,20 +60,24 @@ class RefreshService:
         self.db, self.registry, self.fetches, self.clock = db, registry, fetches, clock
         self.rules, self.wake_engine = rules, wake_engine
         self._refreshes: dict[str, Refresh] = {}
+        self._starting = asyncio.Lock()
 
     async def start(self, appid: str, body: Any) -> dict[str, Any]:
         users = self._requested(body)
         await self.db.read(self.registry.get_app, appid)
-        for other in self._refreshes.values():
-            if other.appid == appid and (await self._progress(other)).state == "running":
-                raise Conflict(f"refresh {other.id} of this app is still running")
-        now = self.clock.now()
-        targets = await self.db.read(
-            self.fetches.refresh_users, appid, users, self.rules.active_since(now)
-        )
-        refresh = Refresh("rf_" + secrets.token_hex(8), appid, targets, now)
-        await self.db.write(self.fetches.make_due, appid, targets, now)
-        self._keep(refresh)
+        # the check and the keep under one lock: four concurrent starts all passed the check
+        # before any was kept (at most one refresh per app, on this node)
+        async with self._starting:
+            for other in list(self._refreshes.values()):
+                if other.appid == appid and (await self._progress(other)).state == "running":
+                    raise Conflict(f"refresh {other.id} of this app is still running")
+            now = self.clock.now()
+            targets = await self.db.read(
+                self.fetches.refresh_users, appid, users, self.rules.active_since(now)
+            )
+            refresh = Refresh("rf_" + secrets.token_hex(8), appid, targets, now)
+            await self.db.write(self.fetches.make_due, appid, targets, now)
+            self._keep(refresh)
         self.wake_engine()
         await self.db.write(
             self.registry.audit, now, "app-backend", "refresh.start", appid,

@@ -627,11 +627,12 @@ class FetchStore:
     def refresh_users(
         self, appid: str, users: Sequence[str] | None, active_since: float
     ) -> list[str]:
-        """The users a refresh covers: those listed that the app knows, or every active user."""
+        """The users a refresh covers: the active ones among those listed (that the app
+        knows), or every active user. A listed user who is not active is left out: the engine
+        parks such a pair unfetched, so counted in, it kept the refresh running for good (and
+        every later refresh of the app refused)."""
         c = t.app_users.c
-        query = select(c.user_id).where(c.appid == appid)
-        if users is None:
-            query = query.where(c.last_launch_at >= active_since)
+        query = select(c.user_id).where(c.appid == appid, c.last_launch_at >= active_since)
         with self.db.reading() as conn:
             if users is None:
                 return [r[0] for r in conn.execute(query.order_by(c.user_id))]

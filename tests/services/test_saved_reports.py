@@ -70,3 +70,22 @@ async def _saved_before_and_registered_after(saved: SavedReportService, appid: s
     assert [(i["report"], "result" in i) for i in board["items"]] == [
         ("old", False), ("new", True)]
     assert board["items"][0]["error"] == "invalid_input"
+
+
+async def test_a_report_added_after_a_delete_goes_last(platforms: Any) -> None:
+    """Deleting a report leaves a gap in its dashboards' positions; the next one added took
+    len(items), the position of one still there (their order then undefined)."""
+    p = await platforms()
+    app = await p.apps.create("Shop", "test")
+    s = p.saved
+    for n in ("a", "b", "c", "d"):
+        await s.save(app.appid, {"name": n, "kind": "overview", "params": {}}, "t")
+    await s.create_dashboard(app.appid, {"name": "B"}, "t")
+    for n in ("a", "b", "c"):
+        await s.add(app.appid, "B", n, 1, "t")
+    await s.delete(app.appid, "b", "t")
+    await s.add(app.appid, "B", "d", 1, "t")
+    board = await s.dashboard(app.appid, "B")
+    assert [(i["report"], i["position"]) for i in board["items"]] == [
+        ("a", 0), ("c", 2), ("d", 3)
+    ]

@@ -266,7 +266,9 @@ class SavedReportStore:
                 insert(t.dashboard_items).values(
                     dashboard_id=board.id,
                     report_id=report.id,
-                    position=len(board.items),
+                    # after the last one: a deleted report leaves a gap, and len() gave the
+                    # new item the position of one still there
+                    position=max((item.position for item in board.items), default=-1) + 1,
                     width=width,
                 )
             )

@@ -74,7 +74,8 @@ def test_pre_fetch_url_must_be_https_outside_dev_mode(url: str) -> None:
 
 
 @pytest.mark.parametrize("url", ["http://127.0.0.1:8000/pre", "http://localhost:8000/pre",
-                                 "http://[::1]:8000/pre", "http://api.localhost/pre"])
+                                 "http://[::1]:8000/pre", "http://api.localhost/pre",
+                                 "http://localhost.:8000/pre"])
 def test_dev_mode_accepts_http_pre_fetch_on_loopback(url: str) -> None:
     assert validate_fetch_url("pre", url, dev=True) == url
 
@@ -102,6 +103,7 @@ def test_one_scheme_rule_for_every_kind(kind: str) -> None:
     ("https://10.0.0.1/x", "private"), ("https://192.168.1.2/x", "private"),
     ("https://169.254.169.254/latest", "metadata"), ("https://127.0.0.1/x", "loopback"),
     ("https://localhost/x", "loopback"), ("https://[::ffff:10.0.0.1]/x", "private"),
+    ("https://localhost./x", "loopback"), ("https://a.localhost./x", "loopback"),
 ])
 def test_addresses_the_fetcher_refuses_are_refused_when_set(kind: str, url: str,
                                                             klass: str) -> None:

@@ -21,6 +21,7 @@ _INVISIBLE = frozenset({"Cc", "Cf", "Zl", "Zp", "Cs", "Co", "Cn"})
 
 
 def is_loopback_host(host: str) -> bool:
+    host = host.rstrip(".")  # "localhost." is the same name, fully qualified
     if host == "localhost" or host.endswith(".localhost"):
         return True
     try:
@@ -108,7 +109,8 @@ def _listed(host: str, policy: AddressPolicy) -> bool:
 def _check_address(host: str, policy: AddressPolicy) -> None:
     """A literal address the fetcher would refuse (private, metadata, loopback outside dev
     mode, …); host names are checked when they resolve, at each fetch."""
-    address = "127.0.0.1" if host == "localhost" or host.endswith(".localhost") else host
+    bare = host.rstrip(".")  # "localhost." is the same name, fully qualified
+    address = "127.0.0.1" if bare == "localhost" or bare.endswith(".localhost") else host
     try:
         ip = ipaddress.ip_address(address)
     except ValueError:

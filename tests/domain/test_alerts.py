@@ -47,3 +47,22 @@ def test_the_cause_is_the_commonest_failure() -> None:
 def test_bad_rules(threshold: float, window: float, minimum: int) -> None:
     with pytest.raises(InvalidInput):
         AlertRule(threshold, window, minimum)
+
+
+def test_which_channels_an_alert_is_sent_again_on() -> None:
+    from miniport.domain.alerts import channels_to_retry
+
+    both = ("webhook", "email")
+    t0 = 1_000_000.0
+    failed = {"webhook": "http_error 503", "email": "sent"}
+    assert channels_to_retry(failed, both, t0, t0 + 30) == ()  # may still be running
+    assert channels_to_retry(failed, both, t0, t0 + 61) == ("webhook",)
+    assert channels_to_retry({}, both, t0, t0 + 61) == both  # recorded, never delivered
+    assert channels_to_retry({"webhook": "timeout"}, ("webhook",), t0, t0 + 86_401) == ()
+    again = {**failed, "attempts": 2, "claimed_at": t0 + 61}
+    assert channels_to_retry(again, both, t0, t0 + 100) == ()  # its retry may be running
+    assert channels_to_retry(again, both, t0, t0 + 122) == ("webhook",)
+    assert channels_to_retry({**again, "attempts": 5}, both, t0, t0 + 200) == ()
+    final = {"webhook": "blocked_address: 10.0.0.1", "email": "not sent: no SMTP server"}
+    assert channels_to_retry(final, both, t0, t0 + 61) == ()
+    assert channels_to_retry({"webhook": "bad_url: x"}, ("webhook",), t0, t0 + 61) == ()

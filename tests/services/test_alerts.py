@@ -178,3 +178,37 @@ async def test_alert_changes_are_audited_without_the_webhook_credential(
     ]
     assert all(e.detail["webhook_host"] == "127.0.0.1:9" for e in entries)
     assert "SECRET-TOKEN" not in json.dumps([e.detail for e in entries])
+
+
+async def test_an_alert_whose_webhook_failed_is_sent_again(
+    platforms: Make, fake_clock: FakeClock, counter: Counter, loopback: StartServer
+) -> None:
+    """The state moved when the alert was recorded, so a webhook that answered 503 was
+    never called again: the failing data server went unreported."""
+    calls: list[bytes] = []
+
+    async def hook(request: web.Request) -> web.Response:
+        calls.append(await request.read())
+        return web.Response(status=503 if len(calls) == 1 else 200)
+
+    hooks = web.Application()
+    hooks.router.add_post("/alerts", hook)
+    url = await loopback(hooks)
+    p = await platforms(clock=fake_clock)
+    app = await p.apps.create("shop", "dev")
+    await confirm_url(p, app.appid, "periodic", counter.url + "/periodic")
+    await p.alerts.configure(app.appid, {"webhook": url + "/alerts", "min_fetches": 5})
+    for i in range(6):
+        await p.background.launch(app.appid, f"u{i}", Launch())
+        await p.background.set_token(app.appid, f"u{i}", f"t{i}")
+    counter.status = 503
+    await run(p)
+    assert await p.alerts.check() == 1
+    assert await p.alerts.check() == 0  # its delivery may still be running
+    fake_clock.advance(61)
+    assert await p.alerts.check() == 1
+    assert len(calls) == 2 and calls[0] == calls[1]  # the same alert, the same body
+    fake_clock.advance(61)
+    assert await p.alerts.check() == 0  # delivered now
+    (alert,) = (await p.alerts.history(app.appid))["alerts"]
+    assert alert["delivery"]["webhook"] == "sent" and alert["delivery"]["attempts"] == 2

@@ -8,6 +8,7 @@ names the commonest failure (``timeout``, ``http_error 503``, ``oversize`` ...).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from ..errors import InvalidInput
 
@@ -67,3 +68,26 @@ def judge(stats: WindowStats, rule: AlertRule, failing: bool) -> bool | None:
         return None
     now_failing = rate < rule.threshold
     return now_failing if now_failing != failing else None
+
+
+MAX_DELIVERY_ATTEMPTS = 5
+RETRY_FOR_S = 86_400.0  # an alert older than a day is history, not news
+IN_FLIGHT_S = 60.0  # a delivery (webhook 10 s, mail 10 s) started this recently may be running
+
+
+def channels_to_retry(
+    delivery: dict[str, Any], configured: tuple[str, ...], ts: float, now: float
+) -> tuple[str, ...]:
+    """The channels (of ``configured``: "webhook", "email") an alert recorded at ``ts`` is
+    sent again on at ``now``: those whose last attempt did not end in "sent" (an alert
+    recorded and never delivered, a node stopped in between, has none), unless the failure
+    cannot change by trying again (the address is malformed or blocked, no SMTP server is
+    configured), the alert is more than a day old, it was tried ``MAX_DELIVERY_ATTEMPTS``
+    times, or its last attempt (``claimed_at``, else its recording) may still be running."""
+    started = float(delivery.get("claimed_at", ts))
+    if now - ts > RETRY_FOR_S or now - started < IN_FLIGHT_S:
+        return ()
+    if int(delivery.get("attempts", 1)) >= MAX_DELIVERY_ATTEMPTS:
+        return ()
+    final = ("sent", "bad_url", "blocked_address", "not sent:")
+    return tuple(c for c in configured if not str(delivery.get(c, "")).startswith(final))

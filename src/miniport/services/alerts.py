@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 
 from ..clock import Clock
 from ..domain.address_guard import AddressPolicy
-from ..domain.alerts import AlertRule, WindowStats, judge
+from ..domain.alerts import AlertRule, WindowStats, channels_to_retry, judge
 from ..domain.fetch_settings import parse_duration
 from ..domain.requests import merge_target
 from ..domain.urls import validate_fetch_url
@@ -171,23 +171,54 @@ class AlertService:
             if await self.db.write(self.store.record_change, appid, kind, change, event):
                 await self._deliver(row, kind, rule, event)
                 sent += 1
-        return sent
+        return sent + await self._retry(row, rule, now)
+
+    async def _retry(self, row: dict[str, Any], rule: AlertRule, now: float) -> int:
+        """Send the app's newest alerts again where they were not delivered (a webhook that
+        answered 503 or timed out, a node stopped between recording and sending): they were
+        recorded once and never sent again, so a failing data server went unreported."""
+        settings = (("webhook", "webhook_url"), ("email", "email"))
+        configured = tuple(channel for channel, name in settings if row.get(name))
+        retried = 0
+        for event in await self.db.read(self.store.latest_events, row["appid"]):
+            delivery = json.loads(event["delivery"])
+            channels = channels_to_retry(delivery, configured, event["ts"], now)
+            if not channels:
+                continue
+            attempts = int(delivery.get("attempts", 1)) + 1
+            claimed = {**delivery, "attempts": attempts, "claimed_at": now}
+            if not await self.db.write(
+                self.store.claim_retry, event["id"], event["delivery"], json.dumps(claimed)
+            ):
+                continue  # another checker is sending it
+            fields = ("ts", "state", "success_rate", "fetches", "cause")
+            await self._deliver(
+                row, event["kind"], rule, {k: event[k] for k in fields}, channels, claimed
+            )
+            retried += 1
+        return retried
 
     async def _deliver(
-        self, row: dict[str, Any], kind: str, rule: AlertRule, event: dict[str, Any]
+        self,
+        row: dict[str, Any],
+        kind: str,
+        rule: AlertRule,
+        event: dict[str, Any],
+        channels: tuple[str, ...] = ("webhook", "email"),
+        previous: dict[str, Any] | None = None,
     ) -> None:
         appid = row["appid"]
         message = {"appid": appid, "kind": kind, "threshold": rule.threshold,
                    "window_s": rule.window_s, **event}  # fmt: skip
-        delivery: dict[str, str] = {}
-        if row.get("webhook_url"):
+        delivery: dict[str, Any] = dict(previous or {})
+        if row.get("webhook_url") and "webhook" in channels:
             app = await self.db.read(self.registry.get_app, appid)
             body = json.dumps(message, sort_keys=True).encode()
             url, headers = signed_webhook(
                 row["webhook_url"], appid, app.secret, body, int(event["ts"])
             )
             delivery["webhook"] = await post_guarded(self.fetcher, url, body, headers, 10.0)
-        if row.get("email"):
+        if row.get("email") and "email" in channels:
             delivery["email"] = await asyncio.to_thread(self._mail, row["email"], message)
         await self.db.write(self.store.set_delivery, appid, event["ts"], kind, delivery)
 

@@ -97,6 +97,29 @@ class AlertStore:
                 .values(delivery=json.dumps(delivery))
             )
 
+    def latest_events(self, appid: str) -> list[dict[str, Any]]:
+        """The newest alert of each kind of the app (only those are ever sent again)."""
+        c = t.alert_events.c
+        newest = (
+            select(func.max(c.id)).where(c.appid == appid).group_by(c.kind).scalar_subquery()
+        )
+        with self.db.reading() as conn:
+            rows = conn.execute(select(t.alert_events).where(c.id.in_(newest))).all()
+        return [dict(r._mapping) for r in rows]
+
+    def claim_retry(self, event_id: int, seen: str, claimed: str) -> bool:
+        """Mark an alert as being sent again (its delivery, as read, becomes ``claimed``);
+        False when another checker got there first (the delivery changed since)."""
+        c = t.alert_events.c
+        with self.db.writing() as conn:
+            return bool(
+                conn.execute(
+                    update(t.alert_events)
+                    .where(and_(c.id == event_id, c.delivery == seen))
+                    .values(delivery=claimed)
+                ).rowcount
+            )
+
     def history(self, appid: str, limit: int = 100) -> list[dict[str, Any]]:
         c = t.alert_events.c
         with self.db.reading() as conn:

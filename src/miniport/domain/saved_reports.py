@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from collections.abc import Mapping
 from typing import Annotated, Any, Final, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -165,9 +166,12 @@ def check_kind(kind: object) -> str:
     return str(kind)
 
 
-def validate_params(kind: str, params: object) -> dict[str, Any]:
+def validate_params(
+    kind: str, params: object, models: Mapping[str, type[BaseModel]] | None = None
+) -> dict[str, Any]:
     """The parameters as stored: a JSON object, checked by the kind's model when it has one
-    (defaults filled in, ``from`` under its own name)."""
+    (in ``models``, by default :data:`PARAMS_MODELS`; defaults filled in, ``from`` under its
+    own name)."""
     check_kind(kind)
     if not isinstance(params, dict):
         raise InvalidInput("report parameters must be a JSON object", [Problem("params", "")])
@@ -177,7 +181,7 @@ def validate_params(kind: str, params: object) -> dict[str, Any]:
         raise InvalidInput(f"report parameters are not JSON: {exc}") from exc
     if size > MAX_PARAMS_BYTES:
         raise InvalidInput(f"report parameters are larger than {MAX_PARAMS_BYTES} bytes")
-    model = PARAMS_MODELS.get(kind)
+    model = (PARAMS_MODELS if models is None else models).get(kind)
     if model is None:
         return dict(params)
     try:

@@ -115,6 +115,9 @@ class SavedReportService:
         self.db, self.registry, self.clock = db, registry, clock
         self.store = SavedReportStore(db)
         self.runners: dict[str, Runner] = dict(runners or {})
+        # this service's own: register() used to add to the module's, shared by every
+        # platform of the process
+        self.models: dict[str, type[BaseModel]] = dict(rules.PARAMS_MODELS)
 
     def register(self, kind: str, runner: Runner, model: type[BaseModel] | None = None) -> None:
         """Make saved reports of ``kind`` runnable (``model``: its parameters' model, which
@@ -122,7 +125,7 @@ class SavedReportService:
         rules.check_kind(kind)
         self.runners[kind] = runner
         if model is not None:
-            rules.PARAMS_MODELS[kind] = model
+            self.models[kind] = model
 
     async def _app(self, appid: str) -> None:
         await self.db.read(self.registry.get_app, appid)
@@ -134,7 +137,7 @@ class SavedReportService:
         await self._app(appid)
         name = rules.check_name(body.get("name"))
         kind = rules.check_kind(body.get("kind"))
-        params = rules.validate_params(kind, body.get("params", {}))
+        params = rules.validate_params(kind, body.get("params", {}), self.models)
         saved = await self.db.write(
             self.store.save, appid, name, kind, params, actor, self.clock.now()
         )
@@ -158,7 +161,7 @@ class SavedReportService:
         if runner is None:
             raise InvalidInput(f"{kind} reports cannot run on this server (saved, not runnable)")
         # checked again: a report saved before its kind had a model may not fit it
-        return await runner(appid, rules.validate_params(kind, params))
+        return await runner(appid, rules.validate_params(kind, params, self.models))
 
     async def run(self, appid: str, name: str) -> dict[str, Any]:
         """The saved report's result: the same answer as its report kind."""

@@ -76,7 +76,7 @@ def _row(r: tuple[Any, ...], slots: list[str]) -> tuple[StoredEvent, bool]:
 def _source_days(source: DuckDBEventStore, appid: str | None) -> dict[tuple[str, int], int]:
     where = "WHERE appid = ?" if appid is not None else ""
     sql = f"SELECT appid, ts_ms // {_DAY_MS}, count(*) FROM {TABLE} {where} GROUP BY 1, 2"
-    rows = source._query(sql, [appid] if appid else [])
+    rows = source._query(sql, [appid] if appid is not None else [])
     return {(str(a), int(str(d))): int(str(n)) for a, d, n in rows}
 
 
@@ -107,7 +107,7 @@ def move_store(
 ) -> dict[str, Any]:
     """Copy ``source``'s events (one app's with ``appid``) into ``target``; returns
     ``{"copied", "skipped", "apps": [{"appid", "days": [{"day", "source", "target"}]}]}``."""
-    total = source.count(appid, include_tests=True) if appid else _total(source)
+    total = source.count(appid, include_tests=True) if appid is not None else _total(source)
     copied = skipped = 0
     for block in _source_rows(source, appid, block_rows):
         result = target.copy_in(block)
@@ -130,7 +130,8 @@ def _copy_first_seen(
     """Each user's first day ($new_user) goes along; a day already in the target stays."""
     where = "WHERE appid = ?" if appid is not None else ""
     rows = source._query(
-        f"SELECT appid, user_id, first_day FROM first_seen {where}", [appid] if appid else []
+        f"SELECT appid, user_id, first_day FROM first_seen {where}",
+        [appid] if appid is not None else [],
     )
     by_app: dict[str, dict[str, int]] = {}
     for app, user, day in rows:

@@ -11,7 +11,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
-from sqlalchemy import insert
+from sqlalchemy import insert, select
 from sqlalchemy.exc import IntegrityError
 
 from miniport.errors import Conflict
@@ -183,3 +183,27 @@ async def test_a_database_error_names_the_statement_not_the_values(
         await p.db.write(twice)
     assert "login_codes" in str(caught.value)
     assert "secret-value-1234" not in str(caught.value)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+async def test_a_used_code_is_remembered_past_expiry_for_nodes_whose_clock_is_behind(
+    backend: str, platforms: Make, request: pytest.FixtureRequest
+) -> None:
+    """An exchange on a node whose clock was ahead deleted the used row of a code that a node
+    behind it still took as valid (its expiry not reached by its clock): the code worked
+    twice. Used rows are kept for the allowed skew past expiry."""
+    from miniport.domain.tokens import CLOCK_SKEW_S
+
+    p = await started(backend, platforms, request)
+    app = await p.apps.create("shop", "test")
+    use = p.registry.use_login_code
+    assert await p.db.write(use, "code-1", app.appid, "alice", 2000.0, 1000.0)
+    # another code, exchanged on a node whose clock reads 30 s past code-1's expiry
+    assert await p.db.write(use, "code-2", app.appid, "bob", 2400.0, 2030.0)
+    # the node behind (its clock 1 s before code-1's expiry) is asked for code-1 again
+    assert not await p.db.write(use, "code-1", app.appid, "alice", 2000.0, 1999.0)
+    # past the skew, the row may go
+    assert await p.db.write(use, "code-3", app.appid, "cy", 3000.0, 2001.0 + CLOCK_SKEW_S)
+    with p.db.reading() as conn:
+        codes = {r[0] for r in conn.execute(select(t.login_codes.c.code_hash))}
+    assert codes == {"code-2", "code-3"}

@@ -9,6 +9,7 @@ from typing import Any
 
 from sqlalchemy import and_, delete, insert, select, update
 
+from ..domain.tokens import CLOCK_SKEW_S
 from ..errors import ChangeNotConfirmable, Conflict, NotFound
 from . import schema as t
 from .db import Database, conflict_on_duplicate, dialect_insert
@@ -463,10 +464,13 @@ class RegistryStore:
         """Record that a code was exchanged; False when it already was (a code works once).
         The unique key decides (``ON CONFLICT DO NOTHING``), not a read before the insert: two
         exchanges of one code at once on PostgreSQL give one True and one False, not a
-        duplicate-key error. Rows outlive their code's expiry only until the next exchange
-        cleans them up."""
+        duplicate-key error. Rows outlive their code's expiry by the clock skew allowed
+        between nodes, then until the next exchange cleans them up: a node whose clock is
+        ahead deleted the row of a code that one behind still took as valid, and the code
+        worked twice."""
+        kept_until = now - CLOCK_SKEW_S
         with self.db.writing() as conn:
-            conn.execute(delete(t.login_codes).where(t.login_codes.c.expires_at < now))
+            conn.execute(delete(t.login_codes).where(t.login_codes.c.expires_at < kept_until))
             added = conn.execute(
                 dialect_insert(self.db.is_sqlite)(t.login_codes)
                 .values(

@@ -211,3 +211,18 @@ def test_a_token_for_one_app_says_so_and_is_refused_in_another() -> None:
     every = read_runtime_token(KEY, make_runtime_token(KEY, RuntimeIdentity("bob", "d", T)),
                                max_age_s=30 * DAY, now=T)
     assert every.appid is None and every.for_app("mpB") is every
+
+
+def test_access_token_claims_that_do_not_parse_are_none() -> None:
+    """A payload whose time is 1e400 (infinity) raised OverflowError: a 500 to anyone, before
+    the signature was checked."""
+    import base64
+
+    from miniport.domain.tokens import access_token_claims
+
+    def token(payload: bytes) -> str:
+        return base64.urlsafe_b64encode(payload).decode().rstrip("=") + ".x"
+
+    assert access_token_claims(token(b'{"a":"mpx","t":1e400}')) is None
+    assert access_token_claims(token(b'{"a":"mpx","t":"soon"}')) is None
+    assert access_token_claims(token(b'{"a":"mpx","t":7}')) == ("mpx", 7)

@@ -160,7 +160,7 @@ def access_token_claims(token: str) -> tuple[str, int] | None:
     try:
         claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
         return str(claims["a"]), int(claims["t"])
-    except (ValueError, KeyError, TypeError):
+    except (ValueError, KeyError, TypeError, OverflowError):  # "t": 1e400 is infinity
         return None
 
 

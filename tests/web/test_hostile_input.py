@@ -134,7 +134,13 @@ async def test_a_stored_url_with_a_bidi_override_is_shown_escaped_in_the_console
 
     def tamper() -> None:
         with p.db.writing() as conn:
-            conn.execute(update(schema.fetch_urls).values(url="https://evil.example/\u202egpj"))
+            conn.execute(
+                update(schema.fetch_urls).values(
+                    url="https://evil.example/\u202egpj",
+                    grey_url="https://grey.example/\u202egpj",  # the grey column too
+                    grey_ratio=10,
+                )
+            )
 
     await p.db.write(tamper)
     p.background.apps.invalidate(app.appid)
@@ -145,6 +151,8 @@ async def test_a_stored_url_with_a_bidi_override_is_shown_escaped_in_the_console
             async with s.get(base + page) as r:
                 html = await r.text()
                 assert "\u202e" not in html and "evil.example/&lt;U+202E&gt;gpj" in html, page
+        async with s.get(f"{base}/console/apps/{app.appid}/urls") as r:
+            assert "grey.example/&lt;U+202E&gt;gpj" in await r.text()
 
 
 async def test_deeply_nested_json_to_the_developer_back_end_routes_is_no_server_error(

@@ -116,3 +116,54 @@ async def test_rotation_keeps_headers_changed_while_it_ran(platforms: Make) -> N
     now = await p.db.read(p.registry.fetch_settings, app.appid)
     assert now is not None and p.apps.sealer.open(now["headers"]) == {"X-Api-Key": "new"}
     await p.close()
+
+
+async def test_a_code_sealed_with_the_previous_key_is_carried_to_the_new_one(
+    platforms: Make, fake_clock: FakeClock
+) -> None:
+    """A server not yet restarted after a rotation still seals confirmation codes with the
+    previous key; the next rotation re-sealed only codes that opened with the current key, so
+    that pending change's QR code could no longer be shown by any restarted server."""
+    from miniport.services.keys import rotate_server_key
+
+    p0 = await platforms(clock=fake_clock)  # running on the first key
+    app = await p0.apps.create("shop", "test")
+    await rotate_server_key(p0.db, p0.registry, fake_clock, "cli")
+    pending = await p0.apps.request_change(app.appid, "pre", "set", "https://dev.example/p", "t")
+    await SharedQRCodes(p0).remember(pending)  # sealed with the (now previous) first key
+    p1 = await platforms(clock=fake_clock)  # restarted after the first rotation
+    rotated = await rotate_server_key(p1.db, p1.registry, fake_clock, "cli")
+    assert rotated["unreadable"] == 0 and rotated["resealed"] == 1
+    p2 = await platforms(clock=fake_clock)  # restarted after the second
+    assert await SharedQRCodes(p2).get(pending.change.id, fake_clock.now()) is not None
+
+
+async def test_headers_no_key_opens_can_be_cleared_and_are_shown_as_such(
+    platforms: Make, fake_clock: FakeClock
+) -> None:
+    """Headers sealed with a key older than the ring (what a rotation counts as unreadable)
+    were opened before every change, so they could neither be cleared nor replaced, and the
+    settings page failed."""
+    from sqlalchemy import update
+
+    from miniport.storage import schema as t
+
+    p = await platforms(clock=fake_clock)
+    app = await p.apps.create("shop", "test")
+    await p.apps.update_fetch_settings(app.appid, {"headers": ["X-Api-Key: k"]}, "t")
+    stale = HeaderSealer(b"o" * 32).seal({"X-Api-Key": "k"})
+
+    def put() -> None:
+        with p.db.writing() as conn:
+            conn.execute(update(t.app_settings).values(headers=stale))
+
+    await p.db.write(put)
+    shown = await p.apps.fetch_settings(app.appid)
+    assert shown["headers"] == {} and shown["headers_unreadable"] is True
+    with pytest.raises(InvalidInput, match="send clear_headers"):
+        await p.apps.update_fetch_settings(app.appid, {"headers": ["X-Api-Key: new"]}, "t")
+    replaced = await p.apps.update_fetch_settings(
+        app.appid, {"clear_headers": True, "headers": ["X-Api-Key: fresh"]}, "t"
+    )
+    assert list(replaced["headers"]) == ["X-Api-Key"]
+    assert "headers_unreadable" not in await p.apps.fetch_settings(app.appid)

@@ -222,7 +222,10 @@ class AppService:
         """The app's settings as shown (header values masked) with the platform's defaults."""
         await self.get(appid)
         row = await self.db.read(self.registry.fetch_settings, appid) or {}
-        headers = self.sealer.open(row["headers"]) if row.get("headers") else {}
+        try:
+            headers = self.sealer.open(row["headers"]) if row.get("headers") else {}
+        except InvalidInput:  # sealed with a key this server no longer has: shown as such
+            return {**self._shown(appid, row, {}), "headers_unreadable": True}
         return self._shown(appid, row, headers)
 
     def _shown(self, appid: str, row: dict[str, Any], headers: dict[str, str]) -> dict[str, Any]:
@@ -245,7 +248,15 @@ class AppService:
         clear_headers); a changed interval reschedules the app's users without a burst."""
         await self.get(appid)
         row = await self.db.read(self.registry.fetch_settings, appid) or {}
-        headers = self.sealer.open(row["headers"]) if row.get("headers") else {}
+        headers: dict[str, str] = {}
+        if row.get("headers") and not changes.get("clear_headers"):  # cleared: not opened
+            try:
+                headers = self.sealer.open(row["headers"])
+            except InvalidInput:
+                raise InvalidInput(
+                    "the app's stored headers were sealed with a server key this server no"
+                    " longer has: send clear_headers (with the headers to keep) to replace them"
+                ) from None
         values = {k: row.get(k) for k in ("interval_s", "active_days", "timeout_s")}
         if changes.get("interval") is not None:
             values["interval_s"] = fs.check_interval(fs.parse_duration(changes["interval"], "h"))

@@ -27,17 +27,26 @@ async def rotate_server_key(
     old, new = await db.write(keyring.rotate, db)
     store = SharedStateStore(db)
     resealed, dropped = [], 0
+    # a code may be sealed with the previous key too: a server not yet restarted after the
+    # last rotation still seals with it (left out, it was unreadable after this rotation)
+    keys = [k for k in (old.current, old.previous) if k is not None]
     for change_id, sealed in await db.read(store.all_codes):
-        for purpose in SEALED_PURPOSES:
-            plain = unseal(old.current, purpose, sealed)
-            if plain is not None:
-                resealed.append((change_id, seal(new.current, purpose, plain)))
-                break
+        plain = next(
+            (
+                (purpose, opened)
+                for key in keys
+                for purpose in SEALED_PURPOSES
+                if (opened := unseal(key, purpose, sealed)) is not None
+            ),
+            None,
+        )
+        if plain is None:
+            dropped += 1  # sealed with a key older than both: unreadable anyway
         else:
-            dropped += 1  # sealed with a key older than the previous one: unreadable anyway
-    await db.write(store.reseal_codes, resealed)
+            resealed.append((change_id, sealed, seal(new.current, plain[0], plain[1])))
+    count = await db.write(store.reseal_codes, resealed)
     headers, unreadable = _resealed_headers(await db.read(registry.sealed_headers), old)
-    count = len(resealed) + await db.write(registry.reseal_headers, headers)
+    count += await db.write(registry.reseal_headers, headers)
     await db.write(registry.audit, clock.now(), actor, "server_key.rotate", None, resealed=count)
     return {"rotated": True, "resealed": count, "unreadable": dropped + unreadable}
 

@@ -39,13 +39,19 @@ class SharedStateStore:
         with self.db.reading() as conn:
             return [(str(r[0]), str(r[1])) for r in conn.execute(select(c.change_id, c.sealed))]
 
-    def reseal_codes(self, resealed: list[tuple[str, str]]) -> None:
+    def reseal_codes(self, resealed: list[tuple[str, str, str]]) -> int:
+        """(change id, what was read, what replaces it): a code written again meanwhile is
+        left as it is now. Returns how many were replaced."""
         c = t.sealed_codes.c
+        replaced = 0
         with self.db.writing() as conn:
-            for change_id, sealed in resealed:
-                conn.execute(
-                    update(t.sealed_codes).where(c.change_id == change_id).values(sealed=sealed)
-                )
+            for change_id, was, sealed in resealed:
+                replaced += conn.execute(
+                    update(t.sealed_codes)
+                    .where(c.change_id == change_id, c.sealed == was)
+                    .values(sealed=sealed)
+                ).rowcount
+        return replaced
 
     # --- failed sign-ins ---
     def add_failure(self, keys: list[str], now: float, window_s: float) -> None:

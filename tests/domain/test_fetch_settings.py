@@ -71,3 +71,17 @@ def test_sealed_values_open_only_with_their_key_and_purpose() -> None:
         unseal(KEY, tampered, "p")
     sealer = HeaderSealer(KEY)
     assert sealer.open(sealer.seal({"X-Api-Key": "k"})) == {"X-Api-Key": "k"}
+
+
+@pytest.mark.parametrize("damaged", ["v1:!!!", "v1:AAAA", "v1:", "v1:" + "A" * 40 + "="])
+def test_a_damaged_sealed_value_is_invalid_input_not_a_crash(damaged: str) -> None:
+    """Bad base64 or a value too short for its nonce raised binascii.Error or ValueError, which
+    a key rotation did not expect: it stopped half-way, its new key ring already committed."""
+    from miniport.domain.sealed import HeaderSealer
+    from miniport.services.keys import _resealed_headers
+    from miniport.storage.keyring import KeyRing
+
+    with pytest.raises(InvalidInput):
+        HeaderSealer(b"k" * 32).open(damaged)
+    ring = KeyRing(b"k" * 32, b"p" * 32, b"o" * 32)
+    assert _resealed_headers([("mpx", damaged)], ring) == ([], 1)  # counted, not raised

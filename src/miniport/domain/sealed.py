@@ -33,11 +33,13 @@ def seal(key: bytes, plaintext: str, purpose: str) -> str:
 def unseal(key: bytes, text: str, purpose: str) -> str:
     if not text.startswith(_VERSION):
         raise InvalidInput("not a sealed value")
-    raw = base64.b64decode(text[len(_VERSION) :])
     try:
+        raw = base64.b64decode(text[len(_VERSION) :], validate=True)
         return _aead(key, purpose).decrypt(raw[:12], raw[12:], purpose.encode()).decode()
     except InvalidTag as exc:
         raise InvalidInput("a sealed value does not open with this server key") from exc
+    except ValueError as exc:  # bad base64, too short for a nonce, not UTF-8: damaged
+        raise InvalidInput("a sealed value is damaged") from exc
 
 
 class HeaderSealer:

@@ -115,6 +115,10 @@ async def test_api_keys_are_revoked_and_rotated_at_once(live_server: LiveServer)
     assert missing.code != 0 and missing.json["error"] == "not_found"
     with pytest.raises(NotFound):
         await p.auth.rotate_key("api", "nobody", "test")
+    # two live keys of one name with different roles: the new one gets the lesser role
+    for role in ("admin", "viewer", "developer"):
+        await p.auth.create_key("api", "shared", role)
+    assert (await p.auth.rotate_key("api", "shared", "test"))["role"] == "viewer"
 
 
 async def test_a_password_change_ends_the_users_console_sessions_everywhere(

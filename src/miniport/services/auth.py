@@ -160,9 +160,13 @@ class AuthService:
         return roles
 
     async def rotate_key(self, kind: str, name: str, actor: str) -> dict[str, Any]:
-        """Revoke the keys of that name and make a new one with the same role."""
+        """Revoke the keys of that name and make a new one with the same role; when keys of
+        that name had several roles, the least of them (it was whichever the database listed
+        first, an admin key perhaps, for a name that was a viewer's too)."""
         roles = await self.revoke_key(kind, name, actor)
-        return await self.create_key(kind, name, roles[0] if kind == "api" else None)
+        known = [r for r in roles if r in ROLES]  # ROLES: admin first
+        least = max(known, key=ROLES.index) if kind == "api" and known else None
+        return await self.create_key(kind, name, least)
 
     async def host_key(self, key: str) -> str:
         row = await self.db.read(self.registry.find_key, "host", hash_secret(key))

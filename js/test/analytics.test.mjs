@@ -196,6 +196,19 @@ describe('batching', () => {
     runtime.analytics.close();
   });
 
+  test('a batch is at most 900 kB of UTF-8: long Chinese text goes in several, none dropped', async () => {
+    const server = fakeFetch(acceptAll);
+    const runtime = runtimeWith({ fetch: server.fetch, batchSize: 5000, maxQueue: 5000 });
+    const text = '数'.repeat(255);
+    for (let i = 0; i < MAX_BATCH; i += 1) runtime.wx.reportEvent('purchase', { color: text, note: text });
+    await runtime.analytics.flush();
+    const sizes = server.posts().map((p) => Buffer.byteLength(JSON.stringify(p.body.events)));
+    assert.ok(server.posts().length > 1 && sizes.every((n) => n <= 900_000), String(sizes));
+    assert.equal(server.posts().reduce((n, p) => n + p.body.events.length, 0), MAX_BATCH);
+    assert.equal(runtime.analytics.queue.length, 0);
+    runtime.analytics.close();
+  });
+
   test('pagehide and a hidden page send what waits, as a keepalive request', async () => {
     const server = fakeFetch(acceptAll);
     const target = new EventTarget();
@@ -302,6 +315,16 @@ describe('offline queue', () => {
     assert.equal(runtime.analytics.queue.length, 0);
     assert.deepEqual(notices.filter((n) => n.type !== 'queued').map((n) => [n.type, n.error ?? null]),
       [['failed', 'status 503'], ['sent', null], ['dropped', 'status 422']]);
+    runtime.analytics.close();
+  });
+
+  test('a 409 ("send it again") keeps the batch; flushes waiting on a failed send keep its backoff', async () => {
+    const server = fakeFetch(() => [409, { error: 'conflict', message: 'send it again' }]);
+    const runtime = runtimeWith({ fetch: server.fetch, retryMs: 60_000 });
+    runtime.wx.reportAnalytics('purchase', { price: 1 });
+    await Promise.all([runtime.analytics.flush(), runtime.analytics.flush(), runtime.analytics.flush()]);
+    assert.equal(server.posts().length, 1); // the others waited for it, then for the retry
+    assert.equal(runtime.analytics.queue.length, 1);
     runtime.analytics.close();
   });
 

@@ -308,3 +308,73 @@ async def test_a_batch_refused_as_a_whole_is_not_retried(api: Api) -> None:
         assert refused["id"] == uid and refused["code"] == "not_found"
         assert "app 'mp_nope' not found" in refused["reason"]
         assert list(rt.analytics.rejected) == [refused]
+
+
+async def _events_server(
+    answer: Any,
+) -> tuple[str, list[bytes], web.AppRunner]:
+    """A loopback /analytics/events answering ``answer(body_bytes)`` (an aiohttp response)."""
+    bodies: list[bytes] = []
+
+    async def events(request: web.Request) -> web.StreamResponse:
+        body = await request.read()
+        bodies.append(body)
+        return answer(body)  # type: ignore[no-any-return]
+
+    app = web.Application(client_max_size=4 * 1024 * 1024)
+    app.router.add_post("/runtime/v1/apps/mp1/analytics/events", events)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    return f"http://127.0.0.1:{runner.addresses[0][1]}", bodies, runner
+
+
+async def test_an_answer_that_is_not_json_backs_off_and_close_still_closes() -> None:
+    """A proxy's HTML 502 raised JSONDecodeError out of the flush: no backoff (the timer task
+    died, and every report sent the whole queue at once), and close() raised it too."""
+    url, bodies, runner = await _events_server(
+        lambda body: web.Response(status=502, text="<html>bad gateway</html>")
+    )
+    try:
+        rt = await RuntimeClient(url, "mp1", "tok", analytics_retry_base_s=30).__aenter__()
+        rt.report_analytics("purchase", {})
+        result = await rt.flush_analytics()
+        assert result["pending"] == 1 and "HTTP 502" in result["error"]
+        assert rt.analytics.retry_delay_s == 30
+        await rt.close()  # no exception, the queue kept for the next start
+    finally:
+        await runner.cleanup()
+    assert len(bodies) == 2  # the flush, and close()'s one try
+
+
+async def test_a_409_keeps_the_batch_and_long_text_goes_in_batches_the_server_takes() -> None:
+    """409 says "send it again" and was taken as a refusal (the events dropped); 500 events of
+    long Chinese text went as one 1.6 MB body (escaped \\uXXXX), over the server's 1,000,000
+    bytes, refused whole and dropped."""
+    conflict = True
+
+    def answer(body: bytes) -> web.StreamResponse:
+        if conflict:
+            return web.json_response({"error": "conflict", "message": "send it again"}, status=409)
+        if len(body) > 1_000_000:
+            return web.json_response({"error": "invalid", "message": "too large"}, status=422)
+        n = len(json.loads(body)["events"])
+        return web.json_response({"accepted": n, "duplicates": 0, "rejected": []})
+
+    url, bodies, runner = await _events_server(answer)
+    try:
+        async with RuntimeClient(
+            url, "mp1", "tok", analytics_flush_interval_s=60, analytics_batch_size=500
+        ) as rt:
+            text = "数" * 255
+            for _ in range(400):  # ~1.3 MB as UTF-8: more than one request can carry
+                rt.report_event("purchase", {"a": text, "b": text, "c": text, "d": text})
+            first = await rt.flush_analytics()
+            assert first["pending"] == 400 and first["rejected"] == []
+            conflict = False
+            done = await rt.flush_analytics()
+            assert done["pending"] == 0 and done["accepted"] == 400 and done["rejected"] == []
+    finally:
+        await runner.cleanup()
+    assert all(len(b) <= 1_000_000 for b in bodies) and len(bodies) == 3  # 409, then two
+    assert "数" in bodies[-1].decode()  # sent as UTF-8, not escaped

@@ -67,7 +67,8 @@ log = logging.getLogger("miniport.runtime.analytics")
 Listener = Callable[[dict[str, Any]], Any]
 EMPTY_CONFIG: dict[str, Any] = {"version": 0, "fields": [], "events": [], "test_id": None}
 MAX_BATCH = 500  # events per request (the server takes up to 1000)
-RETRYABLE = frozenset({0, 401, 408, 429})
+RETRYABLE = frozenset({0, 401, 408, 409, 429})  # 409: "send it again" (a store closing)
+MAX_BATCH_BYTES = 900_000  # of events, UTF-8: the server takes 1,000,000 a request
 
 
 def system_properties(system: Mapping[str, Any] | None) -> dict[str, Any]:
@@ -446,7 +447,11 @@ class RuntimeAnalytics:
             if self._retry_at and time.monotonic() < self._retry_at:
                 continue  # backing off: a full batch waits for the retry time
             if self.queue.events:
-                await self.flush()
+                try:
+                    await self.flush()
+                except Exception:  # the timer must outlive any one failure (it backs off)
+                    log.exception("sending analytics events failed")
+                    self._back_off()
 
     async def flush(self) -> dict[str, Any]:
         """Send everything queued when this call gets its turn (one flush at a time), in
@@ -460,10 +465,7 @@ class RuntimeAnalytics:
             # what is queued now (events queued meanwhile go with the next flush)
             waiting = list(self.queue.events)
             while waiting:
-                chunk = [
-                    self.queue.events[i] for i in waiting[:MAX_BATCH] if i in self.queue.events
-                ]
-                waiting = waiting[MAX_BATCH:]
+                chunk, waiting = _next_batch(self.queue.events, waiting)
                 if not chunk:
                     continue
                 try:
@@ -528,7 +530,7 @@ class RuntimeAnalytics:
         self._closed = True
         if timer is not None:
             timer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
+            with contextlib.suppress(asyncio.CancelledError, Exception):
                 await timer
         if flush and self.queue.events:
             with contextlib.suppress(Exception):
@@ -556,3 +558,27 @@ def _call(listener: Listener, value: dict[str, Any]) -> None:
 
 
 __all__ = ["OfflineQueue", "RuntimeAnalytics"]
+
+
+def _next_batch(
+    events: Mapping[str, dict[str, Any]], waiting: list[str]
+) -> tuple[list[dict[str, Any]], list[str]]:
+    """The next batch of ``waiting`` (ids of ``events``): up to ``MAX_BATCH`` events and
+    ``MAX_BATCH_BYTES`` of them as UTF-8 JSON (at least one), and the ids left. 500 events of
+    long Chinese text made a 1.6 MB body, which the server refused whole, and they were
+    dropped."""
+    chunk: list[dict[str, Any]] = []
+    size = 0
+    taken = 0
+    for key in waiting:
+        if len(chunk) >= MAX_BATCH:
+            break
+        event = events.get(key)
+        if event is not None:
+            weight = len(json.dumps(event, ensure_ascii=False).encode()) + 1
+            if chunk and size + weight > MAX_BATCH_BYTES:
+                break
+            chunk.append(event)
+            size += weight
+        taken += 1
+    return chunk, waiting[taken:]

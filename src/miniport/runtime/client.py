@@ -101,15 +101,24 @@ class RuntimeClient:
         return {"Authorization": f"Bearer {self.token}"}
 
     async def _call(self, method: str, path: str, api: str, **kw: Any) -> dict[str, Any]:
+        headers = kw.pop("headers", None) or self._headers
         try:
-            async with self.session.request(method, path, headers=self._headers, **kw) as resp:
-                body: dict[str, Any] = await resp.json(content_type=None)
+            async with self.session.request(method, path, headers=headers, **kw) as resp:
+                try:
+                    body = await resp.json(content_type=None)
+                except ValueError:  # an HTML 502 from a proxy, an empty 503
+                    body = None
+                if not isinstance(body, dict):
+                    body = {}
                 if resp.status >= 400:
+                    message = body.get("message") or f"HTTP {resp.status}"
                     raise RuntimeAPIError(
-                        str(body.get("errMsg") or f"{api}:fail {body.get('message')}"),
+                        str(body.get("errMsg") or f"{api}:fail {message}"),
                         resp.status,
                         body.get("error"),
                     )
+                if not body:  # as undelivered as a lost answer: sent again, not dropped
+                    raise RuntimeAPIError(f"{api}:fail the answer is not JSON", 0, "network")
                 return body
         except aiohttp.ClientError as exc:
             raise RuntimeAPIError(f"{api}:fail network error: {exc}", 0, "network") from exc
@@ -342,9 +351,11 @@ class _ClientTransport:
 
     async def send_events(self, body: dict[str, Any]) -> dict[str, Any]:
         client = self._client
+        data = json.dumps(body, ensure_ascii=False).encode()  # not 6 bytes a Chinese character
         return await client._call(
-            "POST", client._url("/analytics/events"), "reportAnalytics", json=body
-        )
+            "POST", client._url("/analytics/events"), "reportAnalytics", data=data,
+            headers={**client._headers, "Content-Type": "application/json"},
+        )  # fmt: skip
 
 
 async def _call_listener(listener: Listener, value: dict[str, Any]) -> None:

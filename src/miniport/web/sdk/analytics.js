@@ -97,6 +97,20 @@ export const DEFAULTS = Object.freeze({
 export const MAX_BATCH = 1000; // the platform's limit per batch
 const MAX_RETRY_MS = 300_000;
 const KEEPALIVE_BYTES = 60_000; // browsers cap keepalive bodies at 64 KiB
+const MAX_BATCH_BYTES = 900_000; // the platform takes 1,000,000 bytes a request
+
+/** UTF-8 bytes of a string (TextEncoder is not in every mini-program engine). @param {string} text */
+function utf8Length(text) {
+  let bytes = 0;
+  for (let i = 0; i < text.length; i += 1) {
+    const code = text.charCodeAt(i);
+    if (code < 0x80) bytes += 1;
+    else if (code < 0x800) bytes += 2;
+    else if (code >= 0xd800 && code < 0xdc00) { bytes += 4; i += 1; } // a surrogate pair
+    else bytes += 3;
+  }
+  return bytes;
+}
 const STORE_VERSION = 1;
 
 /** @param {unknown} value @returns {value is JsonObject} */
@@ -512,7 +526,11 @@ export class Analytics {
    * @returns {Promise<BatchResult | null>}
    */
   flush(options = {}) {
-    if (this.inflight) return this.inflight.then(() => (this.queue.length ? this.flush(options) : null));
+    // after the send in flight, unless it failed and set a retry (a keepalive flush still goes)
+    if (this.inflight) {
+      return this.inflight.then(() => (
+        this.queue.length && (options.keepalive || !this.retryTimer) ? this.flush(options) : null));
+    }
     if (this.closed || !this.queue.length) return Promise.resolve(null);
     this.clearTimer();
     this.inflight = this.sendAll(Boolean(options.keepalive)).finally(() => {
@@ -544,10 +562,10 @@ export class Analytics {
       return null; // the `online` event sends them
     }
     let batch = this.queue.slice(0, MAX_BATCH);
-    if (keepalive) {
-      while (batch.length > 1 && JSON.stringify(batch).length > KEEPALIVE_BYTES) {
-        batch = batch.slice(0, Math.ceil(batch.length / 2));
-      }
+    // bytes, not characters: 1000 events of Chinese text were 1.3 MB, refused whole, dropped
+    const limit = keepalive ? KEEPALIVE_BYTES : MAX_BATCH_BYTES;
+    while (batch.length > 1 && utf8Length(JSON.stringify(batch)) > limit) {
+      batch = batch.slice(0, Math.ceil(batch.length / 2));
     }
     const now = this.now();
     const context = { ...(this.runtime.system?.properties() ?? {}), ...this.lifecycle.context(now) };
@@ -594,7 +612,7 @@ export class Analytics {
     }
     const reason = isObject(data) && typeof data.message === 'string' ? data.message
       : `HTTP ${response.status}`;
-    const retry = response.status >= 500 || [401, 403, 408, 429].includes(response.status)
+    const retry = response.status >= 500 || [401, 403, 408, 409, 429].includes(response.status)
       || (response.ok && !isObject(data));
     if (retry) {
       this.notify({ type: 'failed', events: batch, error: reason, offline: false });

@@ -105,11 +105,10 @@ class RuntimeClient:
         try:
             async with self.session.request(method, path, headers=headers, **kw) as resp:
                 try:
-                    body = await resp.json(content_type=None)
+                    parsed = await resp.json(content_type=None)
                 except ValueError:  # an HTML 502 from a proxy, an empty 503
-                    body = None
-                if not isinstance(body, dict):
-                    body = {}
+                    parsed = None
+                body: dict[str, Any] = parsed if isinstance(parsed, dict) else {}
                 if resp.status >= 400:
                     message = body.get("message") or f"HTTP {resp.status}"
                     raise RuntimeAPIError(
@@ -117,7 +116,7 @@ class RuntimeClient:
                         resp.status,
                         body.get("error"),
                     )
-                if not body:  # as undelivered as a lost answer: sent again, not dropped
+                if not isinstance(parsed, dict):  # as undelivered as a lost answer: sent again
                     raise RuntimeAPIError(f"{api}:fail the answer is not JSON", 0, "network")
                 return body
         except aiohttp.ClientError as exc:

@@ -817,20 +817,12 @@ async def test_a_pair_in_flight_when_the_url_changes_is_fetched_again_from_the_n
     await user(p, appid, "u", "t")
     assert await run(p) == 1
     fake_clock.advance(12 * H)
-    engine = p.make_engine()
-    stop = asyncio.Event()
-    running = asyncio.create_task(engine.run(stop))
-    try:
+    async with engine_running(p, gate) as engine:
         await eventually(lambda: _true(len(seen) == 2))
         await confirm_url(p, appid, "periodic", url + "/bg?lang=zh")
         gate.set()
         await eventually(lambda: _true(len(seen) == 3), timeout_s=5)
         await eventually(lambda: _true(engine.completed == 2))
-    finally:
-        gate.set()
-        stop.set()
-        engine.wake()
-        await running
     assert seen == [("en", None), ("en", '"v7"'), ("zh", None)]
     assert (await data(p, appid, "u"))["fetchedData"] == "data in zh"
     assert await run(p) == 0  # and then scheduled as usual
@@ -868,6 +860,22 @@ async def test_a_devtools_fetch_for_the_old_token_recorded_last_leaves_the_new_b
     assert shown["verdict"] == "cached"
     assert (await data(p, appid, "u"))["fetchedData"] == "body new"
     assert pushed == ["body new", None]
+
+
+@contextlib.asynccontextmanager
+async def engine_running(p: Platform, gate: asyncio.Event) -> AsyncIterator[Any]:
+    """An engine of ``p`` running in the background; at the end ``gate`` (what the developer
+    server waits on) is opened and the engine stopped."""
+    engine = p.make_engine()
+    stop = asyncio.Event()
+    running = asyncio.create_task(engine.run(stop))
+    try:
+        yield engine
+    finally:
+        gate.set()
+        stop.set()
+        engine.wake()
+        await running
 
 
 async def raw_answer(answer: bytes) -> tuple[str, list[bytes], asyncio.Server]:
@@ -975,19 +983,11 @@ async def test_a_claim_between_a_url_change_and_its_wake_sends_no_old_validators
     fake_clock.advance(12 * H)
     pending = await p.apps.request_change(appid, "periodic", "set", base + "/b", "dev")
     await p.db.write(p.registry.confirm_change, hash_secret(pending.code), fake_clock.now(), "ad")
-    engine = p.make_engine()
-    stop = asyncio.Event()
-    running = asyncio.create_task(engine.run(stop))
-    try:
+    async with engine_running(p, release_b) as engine:
         await asyncio.wait_for(at_b.wait(), 10)  # claimed between the two writes
         await p.db.write(p.fetches.wake_app, appid, fake_clock.now())
         release_b.set()
         await eventually(lambda: _true(engine.completed == 1))
-    finally:
-        release_b.set()
-        stop.set()
-        engine.wake()
-        await running
     assert seen == [("/a", None), ("/b", None)]
     assert (await data(p, appid, "u1"))["fetchedData"] == "B-data"
 

@@ -140,11 +140,10 @@ class MemoryBroker:
         return len(subs)
 
     async def close(self) -> None:
-        subs = [s for apps in self._users.values() for group in apps.values() for s in group]
+        # their streams end now rather than at the server's shutdown timeout
+        self.end_local_streams()
         self._users.clear()
         self._by_app.clear()
-        for sub in subs:  # their streams end now rather than at the server's shutdown timeout
-            sub.close()
 
     def _targets(self, user_id: str, appid: Any) -> list[Subscription]:
         """The subscriptions a message for ``user_id`` about ``appid`` may concern (a copy:

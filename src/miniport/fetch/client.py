@@ -235,7 +235,7 @@ class Fetcher:
                 f"redirect to a malformed host name (an internationalised one must be written"
                 f" in its xn-- form): {location!r}"
             )
-        scheme = urlsplit(urljoin(url, location)).scheme  # lowercased: HTTP:// is http
+        scheme = hop.scheme  # lowercased: HTTP:// is http
         if scheme not in ("http", "https"):
             return Verdict.BAD_REDIRECT, f"redirect to a non-http URL: {location!r}"
         if urlsplit(url).scheme == "https" and scheme == "http":

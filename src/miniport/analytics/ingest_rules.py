@@ -64,8 +64,8 @@ from miniport.analytics.coercion import (
     MAX_STRING_LENGTH,
     FieldType,
     coerce,
-    short_repr,
 )
+from miniport.analytics.coercion import short_repr as _show  # a value in a note
 from miniport.analytics.definitions import ACTION_KINDS, TRIGGERS, AnalyticsConfig
 from miniport.analytics.system_props import (
     BUILTIN_EVENTS,
@@ -260,10 +260,6 @@ class _Refused(Exception):
 
 
 # --------------------------------------------------------------------------- checks
-
-
-def _show(value: object, limit: int = 40) -> str:
-    return short_repr(value, limit)
 
 
 def _finite_ms(value: object) -> int | None:

@@ -58,7 +58,8 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Final, Literal
 
-from .coercion import coerce, short_repr
+from .coercion import coerce
+from .coercion import short_repr as _show  # a value in a note
 
 __all__ = [
     "BUILTIN_EVENTS",
@@ -174,10 +175,6 @@ Note = tuple[str, str]
 
 class ContextInvalid(ValueError):
     """A context that is not an object."""
-
-
-def _show(value: object, limit: int = 40) -> str:
-    return short_repr(value, limit)
 
 
 def _enum(name: str, value: object, allowed: frozenset[str]) -> tuple[str | None, str | None]:

@@ -701,3 +701,21 @@ def test_a_listing_in_another_app_does_not_run_a_report_again(
     runs, during = 0, ("shop", "s1")
     assert a.count("shop") == 2
     assert runs == 2  # its own: run again, once
+
+
+def test_forgetting_a_user_unlists_their_ids(one_store: ClickHouseEventStore) -> None:
+    """A forgotten user's listed ids leave ``event_dups`` with their events: nothing else ever
+    took them out (retention unlists only ids it finds copies of), so the list every report
+    filters with grew with each forgotten user. Other users' listed ids stay listed."""
+    s = one_store
+    for row in (ev("b1", user="bob"), ev("a1", user="ann")):  # claimed elsewhere, then stored
+        s._keys.claim([(key_hash(row.appid, row.uid), row.ts_ms)])
+        assert s.append([row]) == AppendResult(1, 0)
+        s._insert([row])  # the stalled claimer's copy lands too
+    s.append([ev("b2", user="bob")])
+    listed = "SELECT uid FROM event_dups WHERE appid = 'shop' ORDER BY uid"
+    assert s._select(listed) == [("a1",), ("b1",)]
+    assert s.forget_user("shop", "bob") == 2
+    assert s._select(listed) == [("a1",)]
+    assert s.count("shop") == 1
+    assert s.event_analysis("shop", query(), SLOTS) == [{"bucket": "all", "count": 1, "users": 1}]

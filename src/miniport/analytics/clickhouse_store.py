@@ -68,7 +68,8 @@ Retention: partitions whose every event is older than the cut-off are dropped (c
 the rest is deleted with ``ALTER TABLE DELETE`` (asynchronous on a server), and reports
 never read before ``not_before_ms`` anyway. Listed ids whose every copy goes leave
 ``event_dups`` first, so the list that reports filter with does not grow for good.
-``forget_user`` deletes a user's events and waits for the mutation to finish.
+``forget_user`` deletes a user's events, waits for the mutation to finish, then takes the
+user's listed ids out of ``event_dups``.
 """
 
 from __future__ import annotations
@@ -761,6 +762,14 @@ class ClickHouseEventStore:
         # events, not stored copies (a synced test event is stored twice): as DuckDB counts
         source = dedup_source(TABLE, "{p1:String}", None, ())
         count = self._scalar(f"SELECT count() FROM {source} WHERE user_id = {{p2:String}}", params)
+        # the user's listed ids, read before their events go (nothing else would take them
+        # out of the list every report filters with), unlisted once the events are gone (an
+        # id unlisted while two copies remain would be counted twice meanwhile)
+        listed = self._select(
+            f"SELECT DISTINCT uid FROM {DUPS_TABLE} WHERE appid = {{p1:String}} AND uid IN"
+            f" (SELECT uid FROM {TABLE} WHERE {where})",
+            params,
+        )
         if count:
             self._t.execute(render_clickhouse(f"ALTER TABLE {TABLE} DELETE WHERE {where}", params))
         if self._scalar(f"SELECT count() FROM first_seen WHERE {where}", params):
@@ -768,7 +777,19 @@ class ClickHouseEventStore:
                 render_clickhouse(f"ALTER TABLE first_seen DELETE WHERE {where}", params)
             )
         self._wait_for_mutations()
+        self._unlist(appid, [str(uid) for (uid,) in listed])
         return count
+
+    def _unlist(self, appid: str, uids: Sequence[str]) -> None:
+        """Take these ids of ``appid`` out of ``event_dups`` (in chunks: literal lists)."""
+        for start in range(0, len(uids), 1000):
+            chunk = ", ".join(clickhouse_literal(u, "String") for u in uids[start : start + 1000])
+            app = clickhouse_literal(appid, "String")
+            self._t.execute(
+                f"ALTER TABLE {DUPS_TABLE} DELETE WHERE appid = {app} AND uid IN ({chunk})"
+            )
+        if uids:
+            self._wait_for_mutations()
 
     def first_days(self, appid: str, candidates: Mapping[str, int]) -> dict[str, int]:
         """Several nodes may record different days for a new user at once: the smallest

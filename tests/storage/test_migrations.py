@@ -140,6 +140,58 @@ def test_postgres_due_index_is_partial_and_serves_the_claim(pg_url: str) -> None
         engine.dispose()
 
 
+def one_running_index_sql(engine: Engine) -> str:
+    query = (
+        "SELECT sql FROM sqlite_master WHERE name = 'ix_refreshes_one_running'"
+        if engine.dialect.name == "sqlite"
+        else "SELECT indexdef FROM pg_indexes WHERE indexname = 'ix_refreshes_one_running'"
+    )
+    with engine.connect() as conn:
+        return str(conn.exec_driver_sql(query).scalar_one())
+
+
+def check_one_running_refresh_per_app(engine: Engine) -> None:
+    """The index is UNIQUE on appid for running refreshes only (the comparison with the models
+    does not look at its WHERE clause): a second running refresh of an app is refused, any
+    number of finished ones are not."""
+    from sqlalchemy import insert
+    from sqlalchemy.exc import IntegrityError
+
+    from miniport.storage import schema as t
+
+    migrate.upgrade(engine)
+    shown = one_running_index_sql(engine)
+    assert "UNIQUE" in shown.upper() and "running" in shown and "WHERE" in shown.upper()
+
+    def add(conn: Any, refresh_id: str, state: str) -> None:
+        conn.execute(insert(t.refreshes).values(
+            id=refresh_id, appid="wx1", state=state, started_at=1.0, total=0, done=0))
+
+    with engine.begin() as conn:
+        conn.execute(insert(t.apps).values(appid="wx1", name="a", secret="s", created_at=1.0))
+        for n, state in enumerate(["done", "cancelled", "done", "running"]):
+            add(conn, f"rf_{n}", state)
+    with pytest.raises(IntegrityError), engine.begin() as conn:
+        add(conn, "rf_again", "running")
+
+
+def test_sqlite_allows_one_running_refresh_per_app(tmp_path: Path) -> None:
+    engine = make_engine(f"sqlite:///{tmp_path / 'state.db'}")
+    try:
+        check_one_running_refresh_per_app(engine)
+    finally:
+        engine.dispose()
+
+
+@pytest.mark.postgres
+def test_postgres_allows_one_running_refresh_per_app(pg_url: str) -> None:
+    engine = make_engine(pg_url)
+    try:
+        check_one_running_refresh_per_app(engine)
+    finally:
+        engine.dispose()
+
+
 def _migrate_at_once(url: str, barrier: Any) -> str:
     engine = make_engine(url)
     try:

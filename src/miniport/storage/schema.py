@@ -486,3 +486,41 @@ event_keys = Table(
     Column("key", BigInteger, primary_key=True, autoincrement=False),
     Column("ts_ms", BigInteger, nullable=False),
 )
+
+# Refreshes asked for by a developer's back end (services/refresh.py, storage/refreshes.py),
+# in the database so that every API node sees them and a restart keeps them. ``total`` users
+# were made due at ``started_at``; a running refresh's progress is counted from their last
+# attempt times, ``done`` is stored when it finishes (done or cancelled, at ``finished_at``).
+# At most one runs per app: ``ix_refreshes_one_running`` is UNIQUE ``WHERE state = 'running'``
+# (migration 0016's predicate, checked on both databases by tests/storage/test_migrations.py;
+# not repeated here, for the reason given at ix_app_users_next_due_at).
+refreshes = Table(
+    "refreshes",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("appid", String(32), ForeignKey("apps.appid", ondelete="CASCADE"), nullable=False),
+    Column("state", String(16), nullable=False),  # running | done | cancelled
+    Column("started_at", Float, nullable=False),
+    Column("total", Integer, nullable=False),
+    Column("done", Integer, nullable=False),
+    Column("finished_at", Float, nullable=True),
+    Index("ix_refreshes_one_running", "appid", unique=True),
+    Index("ix_refreshes_appid_started_at", "appid", "started_at"),
+    Index("ix_refreshes_finished_at", "finished_at"),
+)
+
+# The users of each RUNNING refresh (a finished one's are deleted with the state change): a
+# table rather than a JSON list in the row, so that progress and cancel are one statement
+# joined with app_users whatever the size (an "all" refresh of a large app names every active
+# user), and the rows are made from app_users by INSERT ... SELECT, never read into a node.
+refresh_users = Table(
+    "refresh_users",
+    metadata,
+    Column(
+        "refresh_id",
+        String(32),
+        ForeignKey("refreshes.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    Column("user_id", String(128), primary_key=True),
+)

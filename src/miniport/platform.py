@@ -32,6 +32,7 @@ from .storage import keyring, migrate
 from .storage.analytics_defs import AnalyticsDefsStore
 from .storage.db import Database
 from .storage.fetches import FetchStore
+from .storage.refreshes import RefreshStore
 from .storage.registry import RegistryStore
 from .storage.users import UserStore
 
@@ -148,7 +149,6 @@ def _developer_services(
     settings: Settings,
     db: Database,
     registry: RegistryStore,
-    fetches: FetchStore,
     fetcher: Fetcher,
     apps: AppService,
     clock: Clock,
@@ -158,7 +158,9 @@ def _developer_services(
     """What a developer's back end talks to: WeChat's settings API, refreshes, alerts."""
     return {
         "wechat": WeChatSettingsAPI(db, registry, apps, clock, key),
-        "refresh": RefreshService(db, registry, fetches, clock, _schedule_rules(settings), wake),
+        "refresh": RefreshService(
+            db, registry, RefreshStore(db), clock, _schedule_rules(settings), wake
+        ),
         "alerts": AlertService(
             db,
             registry,
@@ -278,7 +280,7 @@ def create_platform(
         console_users=_console_users(settings, db, registry, clock),
         metrics=metrics,
         members=MemberService(db, registry, clock),
-        **_developer_services(settings, db, registry, fetches, fetcher, apps, clock, key, wake),
+        **_developer_services(settings, db, registry, fetcher, apps, clock, key, wake),
     )
     holder["p"] = platform
     return platform

@@ -86,7 +86,7 @@ async def refresh_start(
     appid: str, request: Request, access_token: Token = "", secret: Token = ""
 ) -> dict[str, Any]:
     """Fetch now for {"users": [...]} or {"all": true} (every active user) and push the new data
-    to their connected devices; one refresh per app at a time."""
+    to their connected devices; one refresh per app at a time, on every node."""
     await _developer(request, appid, access_token, secret)
     return await platform_of(request).refresh.start(appid, await _json_or_none(request))
 

@@ -157,3 +157,23 @@ async def test_a_listed_user_who_is_not_active_is_left_out(
     await run(p)
     shown = await p.refresh.progress(app.appid, started["refresh_id"])
     assert (shown["state"], shown["done"], shown["total"]) == ("done", 1, 1)
+
+
+async def test_users_that_cannot_be_fetched_do_not_hold_a_refresh_open(
+    platforms: Make, fake_clock: FakeClock, counter: Counter
+) -> None:
+    """An app whose periodic URL is disabled during a refresh has none of its users fetched
+    (they leave the due index): counted as pending, they kept the refresh running for good,
+    now across restarts too (refreshes are kept in the database), and every later refresh of
+    the app was refused until someone cancelled it."""
+    p = await platforms(clock=fake_clock)
+    appid = await fetched_app(p, counter)
+    fake_clock.advance(60)
+    started = await p.refresh.start(appid, {"all": True})
+    pending = await p.apps.request_change(appid, "periodic", "disable", None, "dev")
+    await p.apps.confirm(pending.code, "dev")
+    assert await run(p) == 0
+    shown = await p.refresh.progress(appid, started["refresh_id"])
+    assert (shown["state"], shown["total"]) == ("done", len(USERS))
+    assert shown["finished_at"] is not None
+    await p.refresh.start(appid, {"all": True})  # not refused

@@ -27,7 +27,18 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import String, and_, delete, func, insert, literal, or_, select, update
+from sqlalchemy import (
+    String,
+    and_,
+    case,
+    delete,
+    func,
+    insert,
+    literal,
+    or_,
+    select,
+    update,
+)
 
 from ..errors import Conflict, NotFound
 from . import schema as t
@@ -211,17 +222,20 @@ class RefreshStore:
 
     @staticmethod
     def _attempted(conn: Any, refresh: Refresh) -> tuple[int, float | None]:
-        """How many of a running refresh's users were fetched (successfully or not) since it
-        started, and when the last of them was."""
+        """How many of a running refresh's users are settled: fetched (successfully or not)
+        since it started, or out of the due index (``next_due_at`` NULL: the app's periodic
+        URL was disabled, say), as they will not be fetched and, counted as pending, kept the
+        refresh running for good; and when the last of the fetches was."""
         c, u = t.app_users.c, t.refresh_users.c
+        fetched = c.last_attempt_at >= refresh.started_at
         row = conn.execute(
-            select(func.count(), func.max(c.last_attempt_at))
+            select(func.count(), func.max(case((fetched, c.last_attempt_at))))
             .select_from(
                 t.refresh_users.join(
                     t.app_users, and_(c.appid == refresh.appid, c.user_id == u.user_id)
                 )
             )
-            .where(u.refresh_id == refresh.id, c.last_attempt_at >= refresh.started_at)
+            .where(u.refresh_id == refresh.id, or_(fetched, c.next_due_at.is_(None)))
         ).one()
         return int(row[0]), row[1]
 

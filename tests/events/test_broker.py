@@ -141,3 +141,37 @@ async def test_compact_shrinks_the_indexes_a_wave_of_closes_emptied() -> None:
     assert broker.open_connections() == 0 and broker._users == {} and not broker._by_app
     assert broker.subscribe("u1", "d").user_id == "u1"  # the new indexes take new streams
     assert broker.open_connections() == 1
+
+
+async def test_ending_a_users_streams_of_tokens_issued_before_a_time() -> None:
+    """A revocation: the user's streams whose token was issued before the cut-off get the
+    notice, then end; the user's newer streams, other users' and console channels go on."""
+    broker = MemoryBroker()
+    old = broker.subscribe("ann", "phone", issued_at=100)
+    old_shop = broker.subscribe("ann", "tablet", appid="shop", issued_at=150)
+    new = broker.subscribe("ann", "laptop", issued_at=200)
+    bob = broker.subscribe("bob", "phone", issued_at=100)
+    console = broker.subscribe("ann", "console", broadcast=False)  # no runtime token
+    notice = {"type": "unauthorized", "message": "runtime token revoked"}
+    assert broker.end_streams("ann", 200, notice) == 2
+    for sub in (old, old_shop):
+        assert await sub.next(1) == notice and await sub.next(1) is None and sub.closed
+    await broker.publish("ann", {"type": "x"})
+    assert drain(old) == [] and drain(new) == drain(console) == [{"type": "x"}]
+    assert not new.closed and not bob.closed and not console.closed
+    assert broker.end_streams("nobody", 200, notice) == 0
+    for sub in (old, old_shop):  # what the streams do once ended
+        broker.unsubscribe(sub)
+    assert broker.connected("ann") == ["console", "laptop"]
+
+
+async def test_ending_the_streams_of_expired_tokens_of_every_user() -> None:
+    broker = MemoryBroker()
+    ann = broker.subscribe("ann", "d", appid="shop", issued_at=100)
+    bob = broker.subscribe("bob", "d", issued_at=100)
+    cat = broker.subscribe("cat", "d", issued_at=300)
+    console = broker.subscribe("test:t1", "console", broadcast=False)
+    notice = {"type": "unauthorized", "message": "runtime token expired"}
+    assert broker.end_expired(200, notice) == 2
+    assert drain(ann) == drain(bob) == [notice] and ann.closed and bob.closed
+    assert not cat.closed and not console.closed and drain(cat) == []

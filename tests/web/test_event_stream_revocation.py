@@ -4,11 +4,15 @@ after, and the token cannot open a stream again."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
 
 import aiohttp
 import pytest
 
+from miniport.events.broker import MemoryBroker
+from miniport.web.event_stream import run_stream
 from tests.conftest import LiveServer
 from tests.support.platforms import SSE
 
@@ -48,3 +52,28 @@ async def test_a_revoked_tokens_open_stream_ends_before_the_users_next_push(
     async with session.get(f"{server.url}{EVENTS}", params={"access_token": token}) as again:
         assert again.status == 401
         assert (await again.json())["message"] == "runtime token revoked"
+
+
+async def test_a_stream_ended_before_its_response_started_ends_at_once() -> None:
+    """Between subscribing and the response starting, the stream may be ended (its token
+    revoked meanwhile): it is written its hello and why, then ends, rather than staying open
+    unsubscribed from everything."""
+    broker = MemoryBroker()
+    sub = broker.subscribe("alice", "phone", issued_at=100)
+    assert broker.end_streams("alice", 101, {"type": "unauthorized", "message": "why"}) == 1
+    sent: list[dict[str, Any]] = []
+    done = asyncio.Event()
+
+    async def send(message: Any) -> None:
+        sent.append(message)
+        if message["type"] == "http.response.body" and not message.get("more_body"):
+            done.set()
+
+    async def receive() -> dict[str, Any]:
+        await done.wait()
+        return {"type": "http.disconnect"}
+
+    await asyncio.wait_for(run_stream(broker, sub, {"type": "connected"}, receive, send), 5)
+    body = b"".join(m.get("body", b"") for m in sent[1:])
+    assert body.startswith(b"event: connected\n") and b"event: unauthorized\n" in body
+    assert sent[-1]["more_body"] is False and broker.connected("alice") == []

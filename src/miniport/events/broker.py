@@ -12,7 +12,12 @@ message is offered only to the streams it concerns; a subscription is a slotted 
 a ``sink`` (an open HTTP stream) has each message's frame written to it at once, by the code
 that publishes: no queue, no task and no wake-up per stream; one without (``next``/``take``)
 queues in a bounded deque made on first use. A message is encoded once, whatever the number of
-streams it reaches (``Event`` keeps its frame)."""
+streams it reaches (``Event`` keeps its frame).
+
+A runtime's subscription keeps the issue time of the token that opened its stream, so the
+streams of tokens that stop being valid can be ended (``end_streams``: a user's tokens revoked;
+``end_expired``) with a last message saying why, by whoever learns it (services.stream_guard):
+this costs a stream nothing until then, and a revocation looks only at its user's streams."""
 
 from __future__ import annotations
 
@@ -48,16 +53,24 @@ class Sink(Protocol):
 
 class Subscription:
     __slots__ = (
-        "_waiter", "appid", "broadcast", "closed", "device_id", "pending", "sink", "user_id",
+        "_waiter", "appid", "broadcast", "closed", "device_id", "issued_at", "pending", "sink",
+        "user_id",
     )  # fmt: skip
 
     def __init__(
-        self, user_id: str, device_id: str, broadcast: bool = True, appid: str | None = None
+        self,
+        user_id: str,
+        device_id: str,
+        broadcast: bool = True,
+        appid: str | None = None,
+        issued_at: int | None = None,
     ) -> None:
         self.user_id = user_id
         self.device_id = device_id
         self.broadcast = broadcast  # False: a console channel, not a runtime; skips EVERYONE
         self.appid = appid  # None: every app's messages
+        # the issue time of the runtime token that opened the stream; None: no runtime token's
+        self.issued_at = issued_at
         # made on first use; a stalled client loses the oldest message, not the newest
         self.pending: deque[Message] | None = None
         self._waiter: asyncio.Future[None] | None = None
@@ -68,7 +81,10 @@ class Subscription:
         offer_all((self,), message)
 
     def queue(self, message: Message) -> None:
-        """Keep ``message`` for ``next``/``take`` (no sink)."""
+        """Keep ``message`` for ``next``/``take`` (no sink); not once closed (unsubscribing
+        may come later: nothing piles up for a subscription nobody will read)."""
+        if self.closed:
+            return
         if self.pending is None:
             self.pending = deque(maxlen=QUEUE_LIMIT)
         self.pending.append(message)
@@ -114,9 +130,16 @@ class Broker(Protocol):
     async def publish(self, user_id: str, message: Message) -> None: ...
     def deliver(self, user_id: str, message: Message) -> None: ...
     def subscribe(
-        self, user_id: str, device_id: str, broadcast: bool = True, appid: str | None = None
+        self,
+        user_id: str,
+        device_id: str,
+        broadcast: bool = True,
+        appid: str | None = None,
+        issued_at: int | None = None,
     ) -> Subscription: ...
     def unsubscribe(self, sub: Subscription) -> None: ...
+    def end_streams(self, user_id: str, before: float, notice: Message) -> int: ...
+    def end_expired(self, before: float, notice: Message) -> int: ...
     def connected(self, user_id: str, appid: str | None = None) -> list[str]: ...
     def open_connections(self) -> int: ...
     def compact(self) -> None: ...
@@ -138,6 +161,29 @@ class MemoryBroker:
         for sub in subs:
             sub.close()
         return len(subs)
+
+    def end_streams(self, user_id: str, before: float, notice: Message) -> int:
+        """End this node's streams of ``user_id`` opened with a runtime token issued before
+        ``before`` (its tokens were revoked), after ``notice`` (why); returns how many."""
+        subs = [
+            s
+            for group in self._users.get(user_id, {}).values()
+            for s in group
+            if s.issued_at is not None and s.issued_at < before
+        ]
+        return _end_with(subs, notice)
+
+    def end_expired(self, before: float, notice: Message) -> int:
+        """End this node's runtime streams opened with a token issued before ``before`` (it
+        has expired), after ``notice``; returns how many. One pass over the runtimes' streams
+        (a comparison each)."""
+        subs = [
+            s
+            for group in self._by_app.values()
+            for s in group
+            if s.issued_at is not None and s.issued_at < before
+        ]
+        return _end_with(subs, notice)
 
     async def close(self) -> None:
         # their streams end now rather than at the server's shutdown timeout
@@ -169,9 +215,14 @@ class MemoryBroker:
         self.deliver(user_id, message)
 
     def subscribe(
-        self, user_id: str, device_id: str, broadcast: bool = True, appid: str | None = None
+        self,
+        user_id: str,
+        device_id: str,
+        broadcast: bool = True,
+        appid: str | None = None,
+        issued_at: int | None = None,
     ) -> Subscription:
-        sub = Subscription(user_id, device_id, broadcast, appid)
+        sub = Subscription(user_id, device_id, broadcast, appid, issued_at)
         self._users.setdefault(user_id, {}).setdefault(appid, set()).add(sub)
         if broadcast:
             self._by_app[appid].add(sub)
@@ -237,6 +288,16 @@ def offer_all(subs: Iterable[Subscription], message: Message) -> None:
         if frame is None:
             frame = sse_frame(message)
         sink.write(frame, message)
+
+
+def _end_with(subs: list[Subscription], notice: Message) -> int:
+    """Give ``subs`` ``notice`` (written or queued, as any message), then end them: a stream
+    ends after it, and a waiting ``next`` gets it before None."""
+    if subs:
+        offer_all(subs, Event(notice))
+        for sub in subs:
+            sub.close()
+    return len(subs)
 
 
 def _discard(index: dict[Any, set[Subscription]], key: Any, sub: Subscription) -> None:

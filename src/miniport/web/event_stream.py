@@ -277,6 +277,8 @@ class Stream:
         self._queue(sse_frame(hello))
         for message in self._sub.take():
             self.write(sse_frame(message), message)
+        if self._sub.closed:  # ended before the response started (its token revoked...)
+            self.end()
         if not self.done:
             self._sub.sink = self
             self._pump.add(self)

@@ -27,6 +27,7 @@ from .services.live_feed import LiveFeed
 from .services.members import MemberService
 from .services.refresh import RefreshService
 from .services.saved_reports import SavedReportService, analytics_runners
+from .services.stream_guard import StreamGuard
 from .services.wechat_api import WeChatSettingsAPI
 from .storage import keyring, migrate
 from .storage.analytics_defs import AnalyticsDefsStore
@@ -66,6 +67,8 @@ class Platform:
     live: LiveFeed = field(init=False)
     """The console's real-time view, pushed over ``broker`` (built before any analytics:
     a node hears which apps are watched from its start)."""
+    stream_guard: StreamGuard = field(init=False)
+    """Ends the runtime streams whose token is revoked (on any node)."""
     _analytics: AnalyticsService | None = field(default=None, init=False, repr=False)
     _analytics_lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
 
@@ -81,6 +84,7 @@ class Platform:
         if self._analytics is not None:
             self._analytics.close()
         await self.live.close()
+        await self.stream_guard.close()
         await self.fetcher.close()
         await self.broker.close()
         self.db.close()
@@ -118,6 +122,7 @@ class Platform:
 
     def __post_init__(self) -> None:
         self.live = LiveFeed(self.broker)
+        self.stream_guard = StreamGuard(self.auth, self.broker)
         _watch_queues(self)
 
     def _wake_engine(self) -> None:

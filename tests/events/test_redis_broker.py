@@ -127,3 +127,38 @@ async def test_the_listener_survives_a_dropped_connection_and_an_unreadable_mess
     finally:
         await raw.aclose()
 
+
+
+async def test_revoking_on_one_node_ends_the_tokens_streams_on_another(
+    redis_url: str, live: Callable[..., Awaitable[LiveServer]],
+) -> None:
+    """Two API nodes on one database and one Redis: a revocation through node A's admin API
+    ends the stream the token holds on node B at once (not at B's next sweep), before the
+    user's next push reaches it; B refuses the token right after (it read the revocation
+    when told, not a poll interval later), and another user's stream on B goes on."""
+    a = await live(redis_url=redis_url, start_scheduler=False)
+    b = await live(redis_url=redis_url, start_scheduler=False,
+                   database_url=a.platform.settings.state_url)
+    alice, bob = a.platform.auth.runtime_token("alice"), a.platform.auth.runtime_token("bob")
+    events_url = f"{b.url}/runtime/v1/events"
+    long = aiohttp.ClientTimeout(total=60)
+    async with (
+        aiohttp.ClientSession() as s,
+        s.get(events_url, params={"access_token": alice}, timeout=long) as on_b,
+        s.get(events_url, params={"access_token": bob}, timeout=long) as bob_on_b,
+    ):
+        alices, bobs = SSE(on_b), SSE(bob_on_b)
+        assert (await alices.next())[0] == "connected" and (await bobs.next())[0] == "connected"
+        async with s.post(f"{a.url}/admin/v1/runtime-tokens/revoke", json={"user_id": "alice"},
+                          headers={"Authorization": f"Bearer {a.admin_key}"}) as r:
+            assert r.status == 200, await r.text()
+        assert await alices.next(5) == ("unauthorized", {
+            "type": "unauthorized", "error": "unauthorized", "message": "runtime token revoked"})
+        await a.platform.broker.publish("alice", {"type": "backgroundFetchData"})
+        await a.platform.broker.publish("bob", {"type": "backgroundFetchData"})
+        with pytest.raises(EOFError):
+            await alices.next(5)
+        assert (await bobs.next(5))[0] == "backgroundFetchData"
+        async with s.get(events_url, params={"access_token": alice}) as again:
+            assert again.status == 401
+            assert (await again.json())["message"] == "runtime token revoked"

@@ -3,6 +3,7 @@ keys (revoke and rotate) at once, console sessions everywhere on a password chan
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -167,3 +168,50 @@ async def test_the_admin_api_revokes_runtime_tokens_for_admins_only(
             assert r.status == 200 and (await r.json())["user_id"] == "alice"
     with pytest.raises(Unauthorized, match="revoked"):
         p.auth.identify(token)
+
+
+def stream_of(p: Platform, token: str) -> Any:
+    """A subscription as a runtime's event stream makes it (its token's issue time with it)."""
+    who = p.auth.identify(token, remember=False)
+    return p.broker.subscribe(who.user_id, who.device_id, issued_at=who.issued_at)
+
+
+async def test_a_revocation_ends_this_nodes_streams_of_the_tokens_at_once(
+    platforms: Make, fake_clock: FakeClock,
+) -> None:
+    p = await platforms(clock=fake_clock)
+    alice, bob = p.auth.runtime_token("alice"), p.auth.runtime_token("bob")
+    streams = stream_of(p, alice), stream_of(p, bob)
+    fake_clock.advance(10)
+    await p.auth.revoke_runtime("alice", None, "test")
+    assert streams[0].closed and streams[0].take() == [
+        {"type": "unauthorized", "error": "unauthorized", "message": "runtime token revoked"}]
+    assert not streams[1].closed
+
+
+async def test_a_word_on_the_revocation_channel_makes_the_node_read_the_revocations(
+    platforms: Make, fake_clock: FakeClock,
+) -> None:
+    """The word only makes the node read the database at once (however recent its last
+    read): one forged, for tokens nobody revoked, ends nothing."""
+    from miniport.services.stream_guard import REVOKED_CHANNEL
+
+    first = await platforms(clock=fake_clock)
+    second = await platforms(clock=fake_clock)
+    alice, bob = first.auth.runtime_token("alice"), first.auth.runtime_token("bob")
+    streams = stream_of(second, alice), stream_of(second, bob)
+    fake_clock.advance(5)
+    await second.auth.refresh_revocations()  # read just now: the poll would wait a second
+    await second.broker.publish(REVOKED_CHANNEL, {"type": "revoked", "user_id": "bob"})
+    await asyncio.sleep(0.1)
+    assert not any(s.closed for s in streams)
+    await first.auth.revoke_runtime("alice", None, "test")
+    await second.broker.publish(REVOKED_CHANNEL, {"type": "revoked", "user_id": "alice"})
+
+    async def ended() -> bool:
+        return streams[0].closed
+
+    await eventually(ended, timeout_s=5)
+    assert not streams[1].closed
+    with pytest.raises(Unauthorized, match="revoked"):
+        second.auth.identify(alice)

@@ -3,13 +3,19 @@
 Runtime tokens are stateless; a revocation (a user's tokens issued before a time) is an
 append-only row that every API node reads incrementally, at most once per
 ``REVOCATION_POLL_S``, so checking a token still needs no database read of its own. API keys are
-looked up on every call, so a revoked key stops at once."""
+looked up on every call, so a revoked key stops at once.
+
+What is checked once for a long connection (a runtime's event stream) is checked again as it
+changes: whoever watches (``on_revoked``: services.stream_guard) is told of each revocation a
+node learns, and ``announce`` tells the other nodes of one made here."""
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import secrets
 from array import array
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from ..clock import Clock
@@ -31,6 +37,8 @@ from ..storage.db import Database
 from ..storage.keyring import KeyRing
 from ..storage.registry import RegistryStore
 from ..storage.revocations import RevocationStore
+
+log = logging.getLogger(__name__)
 
 RUNTIME_TOKEN_MAX_AGE_S = 30 * 86400
 REVOCATION_POLL_S = 1.0
@@ -59,6 +67,10 @@ class AuthService:
         # second while event streams open) would outlive the wave among the streams' objects
         # and hold their allocator arena (1 MiB) after they closed
         self._revocations_read_at = array("d", [float("-inf")])
+        # told (user id, cut-off) of each revocation this node learns, wherever it was made
+        self._revocation_watchers: list[Callable[[str, float], None]] = []
+        # tells the other nodes of a revocation made here (set by services.stream_guard)
+        self.announce: Callable[[str, float], Awaitable[None]] | None = None
 
     # --- runtime tokens (stateless) ---
     def runtime_token(
@@ -78,14 +90,14 @@ class AuthService:
         now = self.clock.now()
         known = self._identities.get(token)
         if known is not None and now - known.issued_at <= RUNTIME_TOKEN_MAX_AGE_S:
-            return self._not_revoked(known)
+            return self.not_revoked(known)
         identity = self._read_token(token, now)
         if not remember:
-            return self._not_revoked(identity)
+            return self.not_revoked(identity)
         if len(self._identities) >= 10_000:
             self._identities.clear()
         self._identities[token] = identity
-        return self._not_revoked(identity)
+        return self.not_revoked(identity)
 
     def _read_token(self, token: str, now: float) -> RuntimeIdentity:
         """Checked with the current key, then with the previous one (a rotation does not sign
@@ -100,23 +112,34 @@ class AuthService:
                     )
             raise exc
 
-    def _not_revoked(self, identity: RuntimeIdentity) -> RuntimeIdentity:
+    def not_revoked(self, identity: RuntimeIdentity) -> RuntimeIdentity:
+        """``identity``, unless a revocation this node knows refuses its token."""
         before = self._revoked.get(identity.user_id)
         if before is not None and identity.issued_at < before:
             raise Unauthorized("runtime token revoked")
         return identity
 
-    async def refresh_revocations(self) -> None:
+    def on_revoked(self, watcher: Callable[[str, float], None]) -> None:
+        """Call ``watcher(user_id, before)`` for each revocation this node learns that refuses
+        more of the user's tokens than it knew (it must not raise)."""
+        self._revocation_watchers.append(watcher)
+
+    async def refresh_revocations(self, force: bool = False) -> None:
         """Learn revocations made anywhere (another node, the CLI) since the last look; at most
-        one database read per ``REVOCATION_POLL_S``."""
+        one database read per ``REVOCATION_POLL_S``, unless ``force``d (a node said it revoked,
+        the stream guard's sweep)."""
         now = self.clock.now()
-        if now - self._revocations_read_at[0] < REVOCATION_POLL_S:
+        if not force and now - self._revocations_read_at[0] < REVOCATION_POLL_S:
             return
         self._revocations_read_at[0] = now
         rows = await self.db.read(self.revocations.runtime_since, self._revocation_seq)
         for seq, user_id, before in rows:
-            self._revocation_seq = seq
-            self._revoked[user_id] = max(before, self._revoked.get(user_id, before))
+            self._revocation_seq = max(seq, self._revocation_seq)
+            known = self._revoked.get(user_id)
+            if known is None or before > known:
+                self._revoked[user_id] = before
+                for watcher in self._revocation_watchers:
+                    watcher(user_id, before)
 
     async def revoke_runtime(
         self, user_id: str, before: float | None, actor: str
@@ -129,8 +152,12 @@ class AuthService:
         if cutoff > now:
             raise InvalidInput("the revocation time must not be in the future")
         await self.db.write(self.revocations.revoke_runtime, user_id, cutoff, now, actor)
-        self._revocations_read_at[0] = float("-inf")
-        await self.refresh_revocations()
+        await self.refresh_revocations(force=True)  # this node's streams of them end now
+        if self.announce is not None:
+            try:
+                await self.announce(user_id, cutoff)
+            except Exception as exc:  # revoked all the same: other nodes learn at their next read
+                log.warning("could not tell the other nodes of a revocation: %r", exc)
         return {"user_id": user_id, "before": cutoff, "revoked_at": now}
 
     def openid(self, appid: str, user_id: str) -> str:

@@ -377,5 +377,6 @@ async def runtime_token(body: RuntimeTokenIn, request: Request, who: Developer) 
 @router.post("/runtime-tokens/revoke")
 async def revoke_runtime_tokens(body: RevokeIn, request: Request, who: Admin) -> dict[str, Any]:
     """Refuse a host user's runtime tokens issued before ``before`` on every node (within about
-    a second); a token issued later still works."""
+    a second), and end the event streams they opened (an ``unauthorized`` message, then the
+    end); a token issued later still works."""
     return await platform_of(request).auth.revoke_runtime(body.user_id, body.before, who.name)

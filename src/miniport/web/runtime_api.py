@@ -205,10 +205,13 @@ async def open_events(request: Request) -> Response:
             appid = who.for_app(appid or who.appid).appid
         if appid is not None:
             await platform.background.apps.get(appid)
+        # a revocation learned meanwhile would end the streams open, not this one yet: checked
+        # again, with no wait from here to subscribing
+        platform.auth.not_revoked(who)
     except MiniportError as exc:
         return error_response(exc)
     broker = platform.broker
     hello = {"type": "connected", "user": who.user_id, "device": who.device_id}
-    return EventStreamResponse(
-        broker, broker.subscribe(who.user_id, who.device_id, appid=appid), hello
-    )
+    # the token's issue time goes with the stream: it ends once the token is revoked
+    sub = broker.subscribe(who.user_id, who.device_id, appid=appid, issued_at=who.issued_at)
+    return EventStreamResponse(broker, sub, hello)

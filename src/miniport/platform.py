@@ -68,7 +68,7 @@ class Platform:
     """The console's real-time view, pushed over ``broker`` (built before any analytics:
     a node hears which apps are watched from its start)."""
     stream_guard: StreamGuard = field(init=False)
-    """Ends the runtime streams whose token is revoked (on any node)."""
+    """Ends the runtime streams whose token is revoked (on any node) or expires."""
     _analytics: AnalyticsService | None = field(default=None, init=False, repr=False)
     _analytics_lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
 
@@ -122,7 +122,7 @@ class Platform:
 
     def __post_init__(self) -> None:
         self.live = LiveFeed(self.broker)
-        self.stream_guard = StreamGuard(self.auth, self.broker)
+        self.stream_guard = StreamGuard(self.auth, self.broker, self.clock)
         _watch_queues(self)
 
     def _wake_engine(self) -> None:

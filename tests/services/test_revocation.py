@@ -189,6 +189,23 @@ async def test_a_revocation_ends_this_nodes_streams_of_the_tokens_at_once(
     assert not streams[1].closed
 
 
+async def test_a_node_that_missed_the_word_ends_the_streams_at_its_next_read(
+    platforms: Make, fake_clock: FakeClock,
+) -> None:
+    """Two nodes on one database that do not share a broker (the word is lost): the second
+    ends its stream of a revoked token when it next reads the revocations, at a runtime's
+    request or at its sweep at the latest."""
+    first = await platforms(clock=fake_clock)
+    second = await platforms(clock=fake_clock)
+    token = first.auth.runtime_token("alice")
+    stream = stream_of(second, token)
+    fake_clock.advance(5)
+    await first.auth.revoke_runtime("alice", None, "test")
+    assert not stream.closed  # not heard of yet
+    assert await second.stream_guard.sweep() == 0  # nothing expired; the revocation read
+    assert stream.closed and stream.take()[0]["message"] == "runtime token revoked"
+
+
 async def test_a_word_on_the_revocation_channel_makes_the_node_read_the_revocations(
     platforms: Make, fake_clock: FakeClock,
 ) -> None:
@@ -215,3 +232,49 @@ async def test_a_word_on_the_revocation_channel_makes_the_node_read_the_revocati
     assert not streams[1].closed
     with pytest.raises(Unauthorized, match="revoked"):
         second.auth.identify(alice)
+
+
+async def test_a_stream_ends_when_its_token_expires(
+    platforms: Make, fake_clock: FakeClock,
+) -> None:
+    from miniport.services.auth import RUNTIME_TOKEN_MAX_AGE_S
+
+    p = await platforms(clock=fake_clock)
+    early = stream_of(p, p.auth.runtime_token("alice", "phone"))
+    fake_clock.advance(3600)
+    later = stream_of(p, p.auth.runtime_token("alice", "tablet"))
+    fake_clock.advance(RUNTIME_TOKEN_MAX_AGE_S - 3600)
+    assert await p.stream_guard.sweep() == 0  # expires now: not yet past
+    fake_clock.advance(1)
+    assert await p.stream_guard.sweep() == 1
+    assert early.closed and early.take()[0]["message"] == "runtime token expired"
+    assert not later.closed
+
+
+async def test_the_sweep_runs_while_runtime_streams_are_open(
+    platforms: Make, fake_clock: FakeClock, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from miniport.services import stream_guard
+
+    monkeypatch.setattr(stream_guard, "SWEEP_S", 0.01)
+    p = await platforms(clock=fake_clock)
+    swept: list[int] = []
+    sweep = p.stream_guard.sweep
+
+    async def counted() -> int:
+        swept.append(1)
+        return await sweep()
+
+    monkeypatch.setattr(p.stream_guard, "sweep", counted)
+    stream = stream_of(p, p.auth.runtime_token("alice"))
+    p.stream_guard.watch()
+    p.stream_guard.watch()  # one sweep task per node, however many streams open
+
+    async def swept_thrice() -> bool:
+        return len(swept) >= 3
+
+    await eventually(swept_thrice, timeout_s=5)
+    task = p.stream_guard._sweeper
+    p.broker.unsubscribe(stream)
+    assert task is not None
+    await asyncio.wait_for(task, 5)  # no stream open: it stops

@@ -1,7 +1,7 @@
 """A runtime event stream lives only as long as the token that opened it: once the user's tokens
 are revoked, the streams they opened end (saying why), get none of the user's data pushed
-after, and the token cannot open a stream again. (Across nodes through Redis:
-tests/events/test_redis_broker.py.)"""
+after, and the token cannot open a stream again; a token's stream ends when it expires too.
+(Across nodes through Redis: tests/events/test_redis_broker.py.)"""
 
 from __future__ import annotations
 
@@ -15,6 +15,8 @@ import pytest
 
 from miniport.domain.tokens import RuntimeIdentity, make_runtime_token
 from miniport.events.broker import MemoryBroker
+from miniport.services import stream_guard
+from miniport.services.auth import RUNTIME_TOKEN_MAX_AGE_S
 from miniport.web.event_stream import run_stream
 from tests.conftest import LiveServer
 from tests.support.platforms import SSE, eventually
@@ -90,6 +92,29 @@ async def test_only_the_streams_of_tokens_issued_before_the_cutoff_end(
     async with session.get(f"{server.url}{EVENTS}", params={"access_token": new},
                            timeout=LONG) as again:
         assert again.status == 200
+
+
+async def test_a_tokens_stream_ends_once_the_token_expires(
+    live: Live, session: aiohttp.ClientSession, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A token is checked when its stream opens: one opened just before it expires was kept
+    open for as long as the client liked. The sweep (every keep-alive period) ends it."""
+    monkeypatch.setattr(stream_guard, "SWEEP_S", 0.2)
+    server = await live()
+    p = server.platform
+    issued = int(time.time()) - RUNTIME_TOKEN_MAX_AGE_S + 2  # expires in a second or two
+    token = make_runtime_token(p.auth.key, RuntimeIdentity("alice", "phone", issued))
+    async with session.get(f"{server.url}{EVENTS}", params={"access_token": token},
+                           timeout=LONG) as stream:
+        events = SSE(stream)
+        assert (await events.next())[0] == "connected"
+        assert await events.next(10) == ("unauthorized", {
+            "type": "unauthorized", "error": "unauthorized", "message": "runtime token expired"})
+        with pytest.raises(EOFError):
+            await events.next(5)
+    async with session.get(f"{server.url}{EVENTS}", params={"access_token": token}) as again:
+        assert again.status == 401
+        assert (await again.json())["message"] == "runtime token expired"
 
 
 async def test_a_stream_ended_before_its_response_started_ends_at_once() -> None:

@@ -1,21 +1,26 @@
-"""Open runtime event streams end when the token that opened them is revoked.
+"""Open runtime event streams end when the token that opened them stops being valid.
 
 A runtime token is checked when its event stream opens (``web.runtime_api.open_events``); the
 stream then stays open for as long as its client keeps it. So a stream is ended when its token
-is revoked. A node learns of a revocation when it reads the revocations
-(``AuthService.refresh_revocations``: at a runtime's request, at most once a second, or when
-told to) and then ends its own streams of the tokens the revocation refuses. The node that
-revokes tells every node so on the broker's :data:`REVOKED_CHANNEL` (through Redis: all of
-them, at once). The word carries no authority: it only makes each node read the revocations
-from the database now (a forged one costs a read), so what a node refuses and what it ends are
-the same. A word lost (Redis away at that moment, the CLI revoking without Redis) delays the
-end until the node's next read.
+is:
+
+- revoked: a node learns of a revocation when it reads the revocations
+  (``AuthService.refresh_revocations``: at a runtime's request, at most once a second, or when
+  told to) and then ends its own streams of the tokens the revocation refuses. The node that
+  revokes tells every node so on the broker's :data:`REVOKED_CHANNEL` (through Redis: all of
+  them, at once). The word carries no authority: it only makes each node read the revocations
+  from the database now (a forged one costs a read), so what a node refuses and what it ends
+  are the same. A word lost (Redis away at that moment, the CLI revoking without Redis) delays
+  the end until the node's next read: the next sweep at the latest.
+- expired: a sweep every :data:`SWEEP_S` (the keep-alive period) ends the streams of tokens
+  older than ``RUNTIME_TOKEN_MAX_AGE_S`` and reads the revocations.
 
 A stream ended so is told why first: an ``unauthorized`` message with the error body a request
 with that token now gets (its client reconnects and is refused with 401).
 
 Cost: a stream keeps its token's issue time, nothing more (no task or timer of its own); a
-revocation looks at its user's streams only."""
+revocation looks at its user's streams only; the sweep, one task per node while runtime streams
+are open, compares each stream's issue time once per ``SWEEP_S``."""
 
 from __future__ import annotations
 
@@ -23,14 +28,16 @@ import asyncio
 import contextlib
 import logging
 
+from ..clock import Clock
 from ..errors import Unauthorized
 from ..events.broker import Broker, Message
-from .auth import AuthService
+from .auth import RUNTIME_TOKEN_MAX_AGE_S, AuthService
 
 log = logging.getLogger(__name__)
 
 # a broker key no runtime can have (a user id never holds a control character: validate_id)
 REVOKED_CHANNEL = "\x00runtime-tokens:revoked"
+SWEEP_S = 15.0
 
 
 def notice(reason: str) -> Message:
@@ -39,14 +46,38 @@ def notice(reason: str) -> Message:
 
 
 class StreamGuard:
-    def __init__(self, auth: AuthService, broker: Broker) -> None:
-        self.auth, self.broker = auth, broker
+    def __init__(self, auth: AuthService, broker: Broker, clock: Clock) -> None:
+        self.auth, self.broker, self.clock = auth, broker, clock
+        self._sweeper: asyncio.Task[None] | None = None
         self._reader: asyncio.Task[None] | None = None
         self._stale = False  # a node said it revoked since the reader last read
         self._control = broker.subscribe(REVOKED_CHANNEL, "node", broadcast=False)
         self._control.sink = self
         auth.on_revoked(self._revoked)
         auth.announce = self.announce
+
+    def watch(self) -> None:
+        """A runtime stream opened on this node: the sweep runs (until none is open)."""
+        if self._sweeper is None or self._sweeper.done():
+            self._sweeper = asyncio.create_task(self._sweep())
+
+    async def sweep(self) -> int:
+        """Read the revocations (whenever they were last read) and end the streams of expired
+        tokens; how many expired."""
+        try:
+            await self.auth.refresh_revocations(force=True)
+        except Exception as exc:  # the database away for a moment: the next sweep reads
+            log.warning("could not read the runtime token revocations: %r", exc)
+        before = self.clock.now() - RUNTIME_TOKEN_MAX_AGE_S
+        ended = self.broker.end_expired(before, notice("runtime token expired"))
+        if ended:
+            log.info("ended %d event streams whose runtime token expired", ended)
+        return ended
+
+    async def _sweep(self) -> None:
+        while self.broker.open_connections():
+            await asyncio.sleep(SWEEP_S)
+            await self.sweep()
 
     def _revoked(self, user_id: str, before: float) -> None:
         ended = self.broker.end_streams(user_id, before, notice("runtime token revoked"))
@@ -76,11 +107,11 @@ class StreamGuard:
             self._stale = False
             try:
                 await self.auth.refresh_revocations(force=True)
-            except Exception as exc:  # read again at the next runtime's request
+            except Exception as exc:  # the sweep reads them again
                 log.warning("could not read the runtime token revocations: %r", exc)
 
     async def close(self) -> None:
-        tasks = [self._reader] if self._reader is not None else []
+        tasks = [t for t in (self._sweeper, self._reader) if t is not None]
         for task in tasks:
             task.cancel()
         for task in tasks:

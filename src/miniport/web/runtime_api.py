@@ -212,6 +212,7 @@ async def open_events(request: Request) -> Response:
         return error_response(exc)
     broker = platform.broker
     hello = {"type": "connected", "user": who.user_id, "device": who.device_id}
-    # the token's issue time goes with the stream: it ends once the token is revoked
+    # the token's issue time goes with the stream: it ends once the token is revoked or expires
     sub = broker.subscribe(who.user_id, who.device_id, appid=appid, issued_at=who.issued_at)
+    platform.stream_guard.watch()
     return EventStreamResponse(broker, sub, hello)

@@ -49,6 +49,9 @@ async def _describe(request: Request, change: ChangeRequest) -> dict[str, Any]:
         "expired": expired,
         "current_url": current.url if current else None,
         "current_enabled": bool(current and current.enabled),
+        # a grey change applies to (or promotes) the grey URL: shown with its ratio
+        "current_grey_url": current.grey_url if current else None,
+        "current_grey_ratio": current.grey_ratio if current else 0,
         "expires_in_s": max(0, int(change.expires_at - platform.clock.now())),
     }
 

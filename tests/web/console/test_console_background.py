@@ -4,7 +4,7 @@ pre-fetch effectiveness report and the alert history."""
 from __future__ import annotations
 
 from miniport.storage.fetches import FetchRecord
-from tests.conftest import LiveServer
+from tests.conftest import LiveServer, confirm_url
 from tests.web.console.test_console_http import PASSWORD, client, csrf_of, sign_in
 
 
@@ -89,3 +89,31 @@ async def test_a_superscript_digit_in_a_number_field_is_a_form_error_not_a_500(
         async with s.post(f"{url}/fetch-settings",
                           data={"csrf_token": token, "active_days": "²"}) as r:
             assert r.status == 422 and 'data-testid="error-settings"' in await r.text()
+
+
+async def test_the_confirmation_page_of_a_grey_change_shows_its_ratio_and_grey_url(
+    live_server: LiveServer,
+) -> None:
+    """The QR code of a grey change leads the admin to the confirmation page, the only thing
+    the admin sees before confirming: it named the op and the main URL, but neither the ratio
+    asked for (1 % or 100 %: confirmed blind) nor the grey URL a ratio or a promote applies to."""
+    p, base = live_server.platform, live_server.url
+    app = await p.apps.create("shop", "dev")
+    await confirm_url(p, app.appid, "periodic", "https://dev.example/main")
+    grey = await p.apps.request_change(
+        app.appid, "periodic", "grey_set", "https://dev.example/grey-v2", "dev", 5
+    )
+    await p.apps.confirm(grey.code, "admin")
+    ratio = await p.apps.request_change(app.appid, "periodic", "grey_ratio", None, "dev", 100)
+    await p.console_users.create_user("ada", "admin", PASSWORD)
+    async with client() as s:
+        assert (await sign_in(s, base, "ada")).status == 303
+        async with s.get(f"{base}/confirm/{ratio.code}") as r:
+            page = await r.text()
+        assert r.status == 200 and 'data-testid="confirm-button"' in page
+        assert 'data-testid="confirm-ratio">100 %' in page  # what is asked
+        assert "dev.example/grey-v2" in page and 'data-testid="confirm-grey-ratio">5 %' in page
+        promote = await p.apps.request_change(app.appid, "periodic", "grey_promote", None, "dev")
+        async with s.get(f"{base}/confirm/{promote.code}") as r:
+            page = await r.text()
+        assert "dev.example/grey-v2" in page  # the URL that becomes the main one

@@ -192,3 +192,33 @@ async def test_a_user_moved_to_the_other_url_is_not_sent_the_first_urls_validato
     assert (await p.background.get_data(app.appid, "u", "periodic"))["fetchedData"] == (
         "data of /main"
     )
+
+
+async def test_the_audit_of_a_grey_promote_or_clear_names_the_urls_it_applied(
+    platforms: Make, fake_clock: FakeClock
+) -> None:
+    """A promote replaces the main URL for every user, but its request carries no URL: the
+    audit entry of its confirmation said op=grey_promote, url=None, so the log never named
+    the URL that became the main one (nor, for a clear, the grey URL dropped)."""
+    p = await platforms(clock=fake_clock)
+    app = await p.apps.create("shop", "dev")
+    await confirm_url(p, app.appid, "periodic", "https://dev.example/main")
+    await grey(p, app.appid, "grey_set", "https://dev.example/grey", ratio=20)
+    await grey(p, app.appid, "grey_promote")
+    await grey(p, app.appid, "grey_set", "https://dev.example/next", ratio=5)
+    await grey(p, app.appid, "grey_clear")
+    confirmed = [
+        e.detail
+        for e in reversed(await p.db.read(p.registry.list_audit, app.appid))
+        if e.action == "change.confirm"
+    ]
+    promote, clear = confirmed[2], confirmed[4]
+    assert promote["op"] == "grey_promote" and promote["applied"] == {
+        "url": "https://dev.example/grey", "enabled": True, "grey_url": None, "grey_ratio": None
+    }
+    assert promote["previous"] == {
+        "url": "https://dev.example/main", "enabled": True,
+        "grey_url": "https://dev.example/grey", "grey_ratio": 20,
+    }
+    assert clear["op"] == "grey_clear" and clear["previous"]["grey_url"] == "https://dev.example/next"
+    assert clear["applied"] == {"grey_url": None, "grey_ratio": None}

@@ -409,12 +409,12 @@ class RegistryStore:
                 raise ChangeNotConfirmable(
                     "this confirmation code has expired; request the change again"
                 )
-            values = self._applied(conn, row)
-            values["updated_at"] = now
+            previous = self._current_urls(conn, row)
+            values = self._applied(previous, row)
             conn.execute(
                 update(t.fetch_urls)
                 .where(and_(t.fetch_urls.c.appid == row.appid, t.fetch_urls.c.kind == row.kind))
-                .values(**values)
+                .values(**values, updated_at=now)
             )
             self._audit(
                 conn,
@@ -427,21 +427,30 @@ class RegistryStore:
                 op=row.op,
                 url=row.url,
                 ratio=row.ratio,
+                # what it replaced and set: a promote or a clear carries no URL of its own
+                previous=previous,
+                applied=values,
             )
         return self._change(row)
 
     @staticmethod
-    def _applied(conn: Any, row: Any) -> dict[str, Any]:
-        """The fetch_urls values a confirmed change sets (Conflict when it cannot apply)."""
-        current = conn.execute(
-            select(t.fetch_urls.c.url, t.fetch_urls.c.grey_url).where(
-                and_(t.fetch_urls.c.appid == row.appid, t.fetch_urls.c.kind == row.kind)
+    def _current_urls(conn: Any, row: Any) -> dict[str, Any]:
+        """The kind's URL settings a change is about to replace."""
+        c = t.fetch_urls.c
+        found = conn.execute(
+            select(c.url, c.enabled, c.grey_url, c.grey_ratio).where(
+                and_(c.appid == row.appid, c.kind == row.kind)
             )
         ).one()
+        return {**found._mapping, "enabled": bool(found.enabled)}
+
+    @staticmethod
+    def _applied(current: dict[str, Any], row: Any) -> dict[str, Any]:
+        """The fetch_urls values a confirmed change sets (Conflict when it cannot apply)."""
         if row.op == "set":
             return {"url": row.url, "enabled": True}
         if row.op == "enable":
-            if not current.url:
+            if not current["url"]:
                 raise Conflict(f"no {row.kind} URL is set; set one before enabling it")
             return {"enabled": True}
         if row.op == "disable":
@@ -450,12 +459,12 @@ class RegistryStore:
             return {"grey_url": row.url, "grey_ratio": row.ratio or 0}
         if row.op == "grey_clear":
             return {"grey_url": None, "grey_ratio": None}
-        if not current.grey_url:
+        if not current["grey_url"]:
             raise Conflict(f"no {row.kind} grey URL is set; set one first")
         if row.op == "grey_ratio":
             return {"grey_ratio": row.ratio or 0}
         # grey_promote: the grey URL becomes the main one, for every user
-        return {"url": current.grey_url, "enabled": True, "grey_url": None, "grey_ratio": None}
+        return {"url": current["grey_url"], "enabled": True, "grey_url": None, "grey_ratio": None}
 
     # --- login codes ---
     def use_login_code(

@@ -4,6 +4,7 @@ health and devtools say which URL served (SQLite and PostgreSQL)."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 
 import pytest
@@ -16,7 +17,8 @@ from miniport.errors import Conflict, InvalidInput
 from miniport.platform import Platform
 from miniport.storage.health import health_series
 from tests.conftest import confirm_url
-from tests.support.platforms import Counter, StartServer, run, settle
+from tests.fetch.test_engine import _true, engine_running
+from tests.support.platforms import Counter, StartServer, eventually, run, settle
 
 Make = Callable[..., Awaitable[Platform]]
 USERS = [f"user{i}" for i in range(40)]
@@ -222,3 +224,49 @@ async def test_the_audit_of_a_grey_promote_or_clear_names_the_urls_it_applied(
     }
     assert clear["op"] == "grey_clear" and clear["previous"]["grey_url"] == "https://dev.example/next"
     assert clear["applied"] == {"grey_url": None, "grey_ratio": None}
+
+
+@pytest.mark.parametrize(
+    "backend", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+)
+async def test_a_user_in_flight_on_the_grey_url_when_the_ratio_is_lowered_moves_at_once(
+    backend: str,
+    request: pytest.FixtureRequest,
+    platforms: Make,
+    fake_clock: FakeClock,
+    loopback: StartServer,
+) -> None:
+    """A broken grey release is rolled back by lowering its ratio to 0. The confirmation makes
+    every user due at once, but a user whose fetch from the grey URL was in flight is left to
+    its record, which checked only that the URL was still one of the app's: the grey URL still
+    was, so the grey data was kept (with its validators) for a whole interval."""
+    gate = asyncio.Event()
+    seen: list[str] = []
+
+    async def handle(req: web.Request) -> web.Response:
+        seen.append(req.path)
+        if len(seen) == 2:
+            await gate.wait()  # the regular fetch from the grey URL hangs across the change
+        return web.Response(text="data of " + req.path, headers={"ETag": '"v1"'})
+
+    extra = {"database_url": request.getfixturevalue("pg_url")} if backend == "postgres" else {}
+    p = await platforms(clock=fake_clock, **extra)
+    base = await loopback(handle)
+    app = await p.apps.create("shop", "dev")
+    await confirm_url(p, app.appid, "periodic", base + "/main")
+    await grey(p, app.appid, "grey_set", base + "/grey", ratio=100)
+    await p.background.launch(app.appid, "u", Launch())
+    await p.background.set_token(app.appid, "u", "t")
+    assert await run(p) == 1
+    fake_clock.advance(12 * 3600)
+    async with engine_running(p, gate) as engine:
+        await eventually(lambda: _true(len(seen) == 2))
+        await grey(p, app.appid, "grey_ratio", ratio=0)
+        gate.set()
+        await eventually(lambda: _true(engine.completed >= 1))
+    await run(p)  # what the engine left due when it stopped
+    assert seen == ["/grey", "/grey", "/main"]
+    assert (await p.background.get_data(app.appid, "u", "periodic"))["fetchedData"] == (
+        "data of /main"
+    )
+    assert await run(p) == 0  # and then scheduled as usual

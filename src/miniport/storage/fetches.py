@@ -281,7 +281,8 @@ _RECORD_PG = {
 # holds them (FOR SHARE) until the batch commits: a URL change waits for the batch, and the
 # change's wake_app then finds the batch's pairs no longer leased, so it makes them due itself.
 _URLS_SQL = (
-    "SELECT appid, url, grey_url FROM fetch_urls WHERE appid {appids} AND kind = 'periodic'"
+    "SELECT appid, url, grey_url, grey_ratio FROM fetch_urls WHERE appid {appids}"
+    " AND kind = 'periodic'"
     " AND enabled AND url IS NOT NULL"
 )
 
@@ -699,11 +700,7 @@ class FetchStore:
         finally:
             cursor.close()
         grey_apps = {r.appid for r in rows if r.grey_url and self.openid is not None}
-        testers: set[tuple[str, str]] = set()
-        if grey_apps:
-            tc = t.app_testers.c
-            query = select(tc.appid, tc.user_id).where(tc.appid.in_(grey_apps))
-            testers = {(a, u) for a, u in conn.execute(query)}
+        testers = self._testers(conn, grey_apps)
         out: dict[str, _Target] = {}
         for r in rows:
             headers = self.open_headers(r.headers) if r.headers and self.open_headers else {}
@@ -721,11 +718,33 @@ class FetchStore:
     def _grey_target(
         self, r: Any, testers: set[tuple[str, str]], user: str
     ) -> tuple[str, str, str]:
-        assert self.openid is not None
-        bucket = grey_bucket(r.appid, self.openid(r.appid, user))
-        tester = (r.appid, user) in testers
-        url, route = route_for(r.url, r.grey_url, r.grey_ratio or 0, bucket, tester=tester)
+        url, route = self._serving(r.appid, user, r.url, r.grey_url, r.grey_ratio, testers)
         return url, r.secret, route
+
+    def _serving(
+        self,
+        appid: str,
+        user: str,
+        url: str,
+        grey_url: str | None,
+        grey_ratio: int | None,
+        testers: set[tuple[str, str]],
+    ) -> tuple[str, str]:
+        """(url, route): which of the app's periodic URLs serves this user now."""
+        if not grey_url or self.openid is None:
+            return url, "main"
+        bucket = grey_bucket(appid, self.openid(appid, user))
+        tester = (appid, user) in testers
+        return route_for(url, grey_url, grey_ratio or 0, bucket, tester=tester)
+
+    @staticmethod
+    def _testers(conn: Any, appids: set[str]) -> set[tuple[str, str]]:
+        """(appid, user id) of the testers of these apps."""
+        if not appids:
+            return set()
+        tc = t.app_testers.c
+        query = select(tc.appid, tc.user_id).where(tc.appid.in_(sorted(appids)))
+        return {(a, u) for a, u in conn.execute(query)}
 
     def _park_pairs(self, conn: Any, pairs: Sequence[tuple[str, str]]) -> None:
         cursor = _cursor(conn)
@@ -825,12 +844,14 @@ class FetchStore:
         return out
 
     def _for_current_urls(
-        self, cursor: Any, schedule: Sequence[ScheduleUpdate]
+        self, conn: Any, cursor: Any, schedule: Sequence[ScheduleUpdate]
     ) -> list[ScheduleUpdate]:
-        """``schedule`` with the fetches of a URL that is no longer one of the app's periodic
-        URLs made due again at once, storing no validators: the URL changed while they were in
-        flight (wake_app leaves pairs in flight alone), so the pair must be fetched from the
-        new URL now, in full, not in an interval with the old URL's data and validators."""
+        """``schedule`` with the fetches of a URL that no longer serves the user made due
+        again at once, storing no validators: the URL changed while they were in flight
+        (wake_app leaves pairs in flight alone), or the grey release did (a ratio lowered to
+        roll it back, a tester removed) and moved the user to the other URL, so the pair must
+        be fetched from its URL now, in full, not in an interval with the other URL's data and
+        validators."""
         appids = sorted({u.appid for u in schedule if u.url is not None})
         if not appids:
             return list(schedule)
@@ -839,12 +860,18 @@ class FetchStore:
             cursor.execute(_URLS_SQL.format(appids=f"IN ({marks})"), appids)
         else:
             cursor.execute(self._sql["urls"], (appids,))
-        current: dict[str, set[str]] = {}
-        for appid, url, grey_url in cursor.fetchall():
-            current.setdefault(appid, set()).update((url, grey_url))
+        current = {row[0]: row[1:] for row in cursor.fetchall()}  # url, grey_url, grey_ratio
+        testers = self._testers(conn, {a for a, (_, grey, _) in current.items() if grey})
+
+        def serves(u: ScheduleUpdate) -> bool:
+            if (urls := current.get(u.appid)) is None:
+                return False
+            url, grey_url, grey_ratio = urls
+            return self._serving(u.appid, u.user_id, url, grey_url, grey_ratio, testers)[0] == u.url
+
         return [
             u
-            if u.url is None or u.url in current.get(u.appid, ())
+            if u.url is None or serves(u)
             else dataclasses.replace(
                 u, next_due_at=u.last_attempt_at, failures=0, new_validators=False
             )
@@ -865,7 +892,7 @@ class FetchStore:
                 cursor.executemany(self._sql["log"], [_LOG_ROW(r) for r in records])
             records = current_bodies(records, self._tokens(cursor, token_checked(records)))
             store_bodies(cursor, self._sql, records)
-            schedule = self._for_current_urls(cursor, schedule)
+            schedule = self._for_current_urls(conn, cursor, schedule)
             failed = [
                 (
                     s.token,
@@ -925,7 +952,7 @@ class FetchStore:
         bodies and rows, the order of a write-behind batch too."""
         cursor = _cursor(conn)
         try:
-            schedule = self._for_current_urls(cursor, schedule)  # first: see _URLS_SQL
+            schedule = self._for_current_urls(conn, cursor, schedule)  # first: see _URLS_SQL
             checked = token_checked(records)
             pairs = {*checked, *((u.appid, u.user_id) for u in schedule)} if checked else ()
             tokens = self._tokens(cursor, sorted(pairs))

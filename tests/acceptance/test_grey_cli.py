@@ -49,3 +49,29 @@ async def test_grey_release_and_testers_from_the_cli(tmp_path: Path) -> None:
     assert removed["testers"] == []
     listed = await miniport("app", "testers", "list", appid, data_dir=data)
     assert listed.code == 0 and "(none)" in listed.out
+
+
+@pytest.mark.timeout(300)
+async def test_app_show_and_the_change_commands_show_the_grey_release(tmp_path: Path) -> None:
+    """The console's data URLs page shows each kind's grey URL, its ratio and the testers;
+    `app show` showed none of them (its --json dropped the testers), and neither it, `change
+    list` nor `change confirm` said which ratio a grey change asks for or applied."""
+    data, wide = tmp_path / "data", {"COLUMNS": "200"}
+    appid = (await ok("app", "create", "Shop", data_dir=data))["appid"]
+    main = await ok("fetch-url", "set", appid, "--kind", "periodic", "--url",
+                    "https://dev.example/main", data_dir=data)
+    await ok("change", "confirm", main["confirm_code"], data_dir=data)
+    await ok("app", "testers", "add", appid, "alice", data_dir=data)
+    change = await ok("fetch-url", "grey", "set", appid, "--kind", "periodic", "--url",
+                      "https://dev.example/grey", "--ratio", "10", data_dir=data)
+    for argv in (("app", "show", appid), ("change", "list", appid)):
+        shown = await miniport(*argv, data_dir=data, env=wide)
+        assert shown.code == 0 and "grey_set periodic" in shown.out
+        assert "10 %" in shown.out, shown.out  # the ratio the pending change asks for
+    confirmed = await ok("change", "confirm", change["confirm_code"], data_dir=data)
+    assert (confirmed["op"], confirmed["ratio"]) == ("grey_set", 10)
+    assert (await ok("app", "show", appid, data_dir=data))["testers"] == ["alice"]
+    shown = await miniport("app", "show", appid, data_dir=data, env=wide)
+    assert shown.code == 0
+    assert "grey: https://dev.example/grey (10 % of users)" in shown.out, shown.out
+    assert "testers: alice" in shown.out

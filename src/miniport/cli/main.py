@@ -124,11 +124,11 @@ def app_list(data_dir: DataDir = None, as_json: Json = False) -> None:
 
 @app_cmd.command("show")
 def app_show(appid: str, data_dir: DataDir = None, as_json: Json = False) -> None:
-    """The app's data URLs and pending changes."""
+    """The app's data URLs (with their grey release), testers and pending changes."""
     shown = {
         k: v
         for k, v in call(data_dir, as_json, "app.show", appid=appid).items()
-        if k in ("appid", "urls", "pending")
+        if k in ("appid", "urls", "testers", "pending")
     }
 
     def human() -> None:
@@ -140,6 +140,13 @@ def app_show(appid: str, data_dir: DataDir = None, as_json: Json = False) -> Non
                 f" since {local_time(u['updated_at'])})",
                 highlight=False,
             )
+            if u.get("grey_url"):  # as the console's grey release table
+                console.print(
+                    f"    grey: {escape(u['grey_url'])} ({u['grey_ratio']} % of users)",
+                    highlight=False,
+                )
+        if shown["testers"]:
+            console.print(f"  testers: {escape(', '.join(shown['testers']))}", highlight=False)
         console.print("pending changes:" if shown["pending"] else "no pending change")
         if shown["pending"]:
             _print_changes(shown["pending"])
@@ -153,7 +160,8 @@ def _print_changes(changes: list[dict[str, Any]]) -> None:
         change_id = c.get("id") or c.get("change_id")
         console.print(
             f"[bold]{escape(str(change_id))}[/bold] {c['status']}: {c['op']} {c['kind']}"
-            f" by {escape(text_of('', c.get('requested_by')))},"
+            + (f" at {c['ratio']} %" if c.get("ratio") is not None else "")
+            + f" by {escape(text_of('', c.get('requested_by')))},"
             f" expires {local_time(c['expires_at'])}",
             highlight=False,
             soft_wrap=True,
@@ -380,7 +388,7 @@ def change_confirm(code: str, data_dir: DataDir = None, as_json: Json = False) -
         as_json,
         {
             "change_id": change["id"],
-            **{k: change[k] for k in ("status", "appid", "kind", "op", "url")},
+            **{k: change[k] for k in ("status", "appid", "kind", "op", "url", "ratio")},
         },
     )
 

@@ -367,3 +367,30 @@ def test_apps_create_and_rotate_secret(live: LiveConsole, browser: Any) -> None:
     expect(page.get_by_test_id("apps-table")).to_contain_text("Phone Shop")
     shot(page, "apps")
     context.close()
+
+
+def test_the_grey_release_table_updates_when_a_grey_change_is_applied(
+    live: LiveConsole, browser: Any
+) -> None:
+    """The data URLs page follows its pending changes and, once one is applied, refreshes the
+    URLs it shows: the main URLs only, so a grey change confirmed by an admin (by the QR code,
+    elsewhere) left the grey release table showing no grey URL until a reload."""
+    developer = live.user("developer")
+    app = live.app("Grey Tea", periodic="/data/periodic")
+    context = browser.new_context(**DESKTOP)
+    page = context.new_page()
+    sign_in(page, live.url, developer, path=f"/console/apps/{app.appid}/urls")
+    grey_url = f"{live.dev.url}/data/periodic?grey=1"
+    form = page.get_by_test_id("grey-form-periodic")
+    form.locator("input[name=url]").fill(grey_url)
+    form.locator("input[name=ratio]").first.fill("15")
+    form.get_by_role("button", name="Request grey URL").click()
+    change = page.get_by_test_id("pending-change").first
+    expect(change.get_by_test_id("change-status")).to_have_text("waiting for an admin")
+    change_id = str(change.get_attribute("data-change-id"))
+    live.run(live.platform.apps.confirm_by_id(change_id, "admin"))
+    expect(change.get_by_test_id("change-status")).to_have_text("applied", timeout=10_000)
+    row = page.locator("tr[data-grey-kind=periodic]")
+    expect(row).to_contain_text(grey_url)
+    expect(row.locator(".grey-ratio")).to_have_text("15 %")
+    context.close()

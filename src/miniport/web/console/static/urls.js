@@ -33,7 +33,28 @@ async function refreshSettings() {
     stateCell.replaceChildren(badge);
     const time = row.querySelector('time');
     if (time) time.textContent = formatTime(setting.updated_at);
+    refreshGrey(kind, setting);
   }
+}
+
+// the grey release table: a grey change (set, ratio, promote, clear) is applied like any other
+function refreshGrey(kind, setting) {
+  const row = root.querySelector(`tr[data-grey-kind="${kind}"]`);
+  if (!row) return;
+  const urlCell = row.querySelector('.grey-url-cell');
+  urlCell.replaceChildren();
+  if (setting.grey_url) {
+    const code = document.createElement('code');
+    code.className = 'url';
+    code.textContent = setting.grey_url;
+    urlCell.append(code);
+  } else {
+    const none = document.createElement('span');
+    none.className = 'muted';
+    none.textContent = t('js.not_set');
+    urlCell.append(none);
+  }
+  row.querySelector('.grey-ratio').textContent = setting.grey_url ? `${setting.grey_ratio} %` : '';
 }
 
 async function poll() {

@@ -310,6 +310,57 @@ async def test_a_batch_refused_as_a_whole_is_not_retried(api: Api) -> None:
         assert list(rt.analytics.rejected) == [refused]
 
 
+async def test_a_token_the_server_refuses_keeps_the_events_until_a_good_one_sends_them(
+    api: Api,
+) -> None:
+    """The real server answers 403 to a token minted for another app and 401 to one it cannot
+    verify: the events are not at fault, so they wait (the 403 dropped them here, while the
+    JavaScript runtime kept them) and go once the host gives a token for this app."""
+    auth = api.platform.auth
+    async with RuntimeClient(
+        api.url, api.appid, auth.runtime_token("u12", "phone", appid="another-app"),
+        analytics_flush_interval_s=60, builtin_events=False,
+    ) as rt:  # fmt: skip
+        ids = [rt.report_analytics("purchase", {"price": n}) for n in range(3)]
+        refused = await rt.flush_analytics()
+        assert refused["pending"] == 3 and refused["rejected"] == []
+        assert "this runtime token is for app another-app" in refused["error"]
+        rt.token = "not-a-token"
+        expired = await rt.flush_analytics()
+        assert expired["pending"] == 3 and "invalid runtime token" in expired["error"]
+        rt.token = auth.runtime_token("u12", "phone")
+        sent = await rt.flush_analytics()
+        assert sent == {"accepted": 3, "duplicates": 0, "rejected": [], "pending": 0}
+    assert await api.count("purchase") == 3
+    assert len(set(ids)) == 3
+
+
+async def test_a_batch_over_the_servers_request_size_goes_in_smaller_ones(
+    tmp_path: Path, open_api: Any
+) -> None:
+    """An operator's smaller ``max_request_bytes`` made the server answer 413, and the whole
+    batch was dropped; one event larger than the limit alone is refused, the rest go."""
+    from tests.conftest import make_settings, running_server
+
+    async with running_server(make_settings(tmp_path, max_request_bytes=8_000)) as server:
+        api = await open_api(server, None)
+        await api.define(PURCHASE, publish=True)
+        token = api.platform.auth.runtime_token("u13", "phone")
+        async with RuntimeClient(
+            api.url, api.appid, token, analytics_flush_interval_s=60, analytics_batch_size=500,
+            builtin_events=False,
+        ) as rt:  # fmt: skip
+            for n in range(40):  # ~12 kB: more than one request may carry
+                rt.report_analytics("purchase", {"price": n, "color": "红" * 80})
+            huge = rt.report_analytics("purchase", {"price": 99, "color": "x" * 9_000})
+            result = await rt.flush_analytics()
+            assert result["pending"] == 0 and result["accepted"] == 40
+            [refused] = result["rejected"]
+            assert refused["id"] == huge and refused["code"] == "too_large"
+            assert rt.analytics.retry_delay_s == 0
+        assert await api.count("purchase") == 40
+
+
 async def _events_server(
     answer: Any,
 ) -> tuple[str, list[bytes], web.AppRunner]:
@@ -378,6 +429,76 @@ async def test_a_409_keeps_the_batch_and_long_text_goes_in_batches_the_server_ta
         await runner.cleanup()
     assert all(len(b) <= 1_000_000 for b in bodies) and len(bodies) == 3  # 409, then two
     assert "数" in bodies[-1].decode()  # sent as UTF-8, not escaped
+
+
+REPORT_STATUS = json.loads(
+    (Path(__file__).parents[2] / "src/miniport/runtime/vectors/report_status.json").read_text()
+)["cases"]
+
+
+def _case_id(row: dict[str, Any]) -> str:
+    body = row["body"]
+    what = body.get("error", "verdict") if isinstance(body, dict) else "text"
+    return f"{row['status']}-{what}-{row.get('events', 2)}-{row['outcome']}"
+
+
+@pytest.mark.parametrize("row", REPORT_STATUS, ids=[_case_id(r) for r in REPORT_STATUS])
+async def test_the_answer_to_a_batch_decides_its_fate_as_the_shared_table_says(
+    row: dict[str, Any],
+) -> None:
+    """The shared table (src/miniport/runtime/vectors/report_status.json; the JavaScript
+    runtime runs it too). A 403 (a token minted for another app) dropped the batch here while
+    the JavaScript runtime kept it; a 413 dropped a batch that smaller ones would carry."""
+    seen: list[tuple[str, list[str]]] = []
+
+    async def events(request: web.Request) -> web.StreamResponse:
+        body = json.loads(await request.read())
+        seen.append((request.headers["Authorization"], [e["id"] for e in body["events"]]))
+        if len(seen) > 1:
+            n = len(body["events"])
+            return web.json_response({"accepted": n, "duplicates": 0, "rejected": []})
+        if isinstance(row["body"], str):
+            return web.Response(status=row["status"], text=row["body"], content_type="text/html")
+        return web.json_response(row["body"], status=row["status"])
+
+    app = web.Application()
+    app.router.add_post("/runtime/v1/apps/mp1/analytics/events", events)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    url = f"http://127.0.0.1:{runner.addresses[0][1]}"
+    try:
+        async with RuntimeClient(
+            url, "mp1", "tok", analytics_flush_interval_s=60, analytics_retry_base_s=60,
+            builtin_events=False,
+        ) as rt:  # fmt: skip
+            n = row.get("events", 2)
+            ids = [rt.report_analytics("purchase", {"price": i}) for i in range(n)]
+            result = await rt.flush_analytics()
+            calls = [sent for _, sent in seen]
+            if row["outcome"] == "sent":
+                assert calls == [ids] and result["pending"] == 0 and "error" not in result
+            elif row["outcome"] == "kept":
+                assert calls == [ids] and result["pending"] == len(ids) and "error" in result
+                assert result["rejected"] == [] and rt.analytics.retry_delay_s == 60
+                rt.token = "tok-2"  # the host may give a new token meanwhile (a 401 / 403)
+                again = await rt.flush_analytics()
+                assert [sent for _, sent in seen] == [ids, ids]  # the same ids
+                assert seen[1][0] == "Bearer tok-2" and again["pending"] == 0
+            elif row["outcome"] == "dropped":
+                assert calls == [ids] and result["pending"] == 0 and "error" not in result
+                assert [r["id"] for r in result["rejected"]] == ids
+                assert rt.analytics.retry_delay_s == 0  # not retried
+                later = rt.report_analytics("purchase", {"price": 9})  # not held up
+                assert (await rt.flush_analytics())["pending"] == 0
+                assert [sent for _, sent in seen] == [ids, [later]]
+            else:
+                assert row["outcome"] == "split"
+                assert calls == [ids, ids[:1], ids[1:]]  # again at once, in halves
+                assert result["pending"] == 0 and result["rejected"] == []
+                assert result["accepted"] == len(ids)
+    finally:
+        await runner.cleanup()
 
 
 def test_a_full_offline_queue_keeps_the_newest_without_rewriting_its_file_at_every_event(

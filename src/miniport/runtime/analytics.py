@@ -19,12 +19,21 @@ the client gives it::
 
 Reports are queued with an id made here (uuid4 hex) and the client time ``ts`` (ms), and
 sent in batches (``{"sent_at", "events": [...]}``) when ``batch_size`` are waiting, every
-``flush_interval_s``, at ``launch`` and on ``close``. A batch the server answered is done:
-its events were stored, were duplicates of stored ones, or were refused (``rejected`` keeps
-the reasons, ``on_rejected`` listeners get them). A batch that could not be delivered (no
-network, a 5xx, 401, 408 or 429) stays queued and is retried with exponential backoff
-(``retry_base_s`` doubling up to ``retry_max_s``), with the same ids, so the server stores
-each event once even when an answer was lost.
+``flush_interval_s``, at ``launch`` and on ``close``. The server's answer decides a batch's
+fate (:func:`outcome_of`; the same table as the JavaScript runtime's, in docs/analytics.md and
+``vectors/report_status.json``):
+
+- answered (2xx with a JSON object): done; its events were stored, were duplicates of stored
+  ones, or were refused one by one (``rejected`` keeps the reasons, ``on_rejected`` listeners
+  get them);
+- not delivered, or not allowed with this token yet (no network, a timeout, an answer that is
+  not JSON, 401, 403, 408, 409, 429, 5xx): it stays queued and is retried with exponential
+  backoff (``retry_base_s`` doubling up to ``retry_max_s``), with the same ids, so the server
+  stores each event once even when an answer was lost, and with the client's ``token`` in
+  force then (a 401 or 403 needs a new token: set ``client.token``);
+- too large (413): sent again at once in halves (one event alone is refused);
+- any other 4xx (404 no such app, 422 a batch that cannot be read): refused as a whole, which
+  sending it again cannot change; its events go to ``rejected`` and the queue goes on.
 
 With ``queue_path`` the queue is also a file (JSON lines: each queued event, each
 acknowledgement, and the last configuration received), so reports survive a restart of the
@@ -56,7 +65,7 @@ import uuid
 from collections import deque
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from .. import __version__
 from ..analytics.evaluator import Evaluator
@@ -67,8 +76,25 @@ log = logging.getLogger("miniport.runtime.analytics")
 Listener = Callable[[dict[str, Any]], Any]
 EMPTY_CONFIG: dict[str, Any] = {"version": 0, "fields": [], "events": [], "test_id": None}
 MAX_BATCH = 500  # events per request (the server takes up to 1000)
-RETRYABLE = frozenset({0, 401, 408, 409, 429})  # 409: "send it again" (a store closing)
 MAX_BATCH_BYTES = 900_000  # of events, UTF-8: the server takes 1,000,000 a request
+RETRYABLE = frozenset({0, 401, 403, 408, 409, 429})  # and every 5xx: see outcome_of
+
+
+def outcome_of(status: int) -> Literal["retry", "split", "drop"]:
+    """What becomes of a batch the server answered with an error ``status`` (0: no answer,
+    or one that is not JSON): ``"retry"``, ``"split"`` or ``"drop"``. The table (also the
+    JavaScript runtime's ``outcomeOf``; docs/analytics.md, ``vectors/report_status.json``):
+
+    - retry (keep the batch, same ids, with a backoff): not delivered (0, 408, 5xx: a proxy's,
+      or the event store unreachable), asked again (409 "send it again", 429), or not allowed
+      with this token (401: missing, expired or revoked; 403: minted for another app): the
+      events are fine, and a new token sends them;
+    - split (413): over the server's request size; smaller batches fit;
+    - drop: any other 4xx (404 no such app, 422 a batch that cannot be read): sending the same
+      again cannot change it, and it must not hold up what waits behind it."""
+    if status in RETRYABLE or status >= 500:
+        return "retry"
+    return "split" if status == 413 else "drop"
 
 
 def system_properties(system: Mapping[str, Any] | None) -> dict[str, Any]:
@@ -237,6 +263,7 @@ class RuntimeAnalytics:
         self._kick: asyncio.Event | None = None
         self._retry_at = 0.0
         self._retry_delay = 0.0
+        self._max_batch_bytes = MAX_BATCH_BYTES  # lowered by a 413
         self._closed = False
         self.system = system_properties(system)
         self.builtin_option = builtin_events
@@ -472,7 +499,7 @@ class RuntimeAnalytics:
             # what is queued now (events queued meanwhile go with the next flush)
             waiting = list(self.queue.events)
             while waiting:
-                chunk, waiting = _next_batch(self.queue.events, waiting)
+                chunk, waiting = _next_batch(self.queue.events, waiting, self._max_batch_bytes)
                 if not chunk:
                     continue
                 try:
@@ -481,6 +508,12 @@ class RuntimeAnalytics:
                     self._back_off()
                     total["error"] = str(exc)
                     break
+                except _TooLarge as exc:
+                    if len(chunk) > 1:  # at once again, from now on at most half of this one
+                        self._max_batch_bytes = max(1, _batch_bytes(chunk) // 2)
+                        waiting = [str(e["id"]) for e in chunk] + waiting
+                        continue
+                    result = _refused(chunk, exc.error)  # one event alone: never taken
                 self._retry_at, self._retry_delay = 0.0, 0.0
                 total["accepted"] += int(result.get("accepted", 0))
                 total["duplicates"] += int(result.get("duplicates", 0))
@@ -507,15 +540,13 @@ class RuntimeAnalytics:
         except TimeoutError as exc:
             raise _Undelivered("reportAnalytics:fail timeout") from exc
         except RuntimeAPIError as exc:
-            if exc.status in RETRYABLE or exc.status >= 500:
+            outcome = outcome_of(exc.status)
+            if outcome == "retry":
                 raise _Undelivered(exc.err_msg) from exc
+            if outcome == "split":
+                raise _TooLarge(exc) from exc
             # refused as a whole (e.g. an unknown app): retrying would not help
-            reason, code = exc.err_msg, exc.code or "refused"
-            refused = [
-                {"index": i, "id": e["id"], "reason": reason, "code": code}
-                for i, e in enumerate(chunk)
-            ]
-            return {"accepted": 0, "duplicates": 0, "rejected": refused}
+            return _refused(chunk, exc)
 
     def _back_off(self) -> None:
         self._retry_delay = min(
@@ -549,6 +580,23 @@ class _Undelivered(Exception):
     """The batch did not reach the server (or the server could not take it now)."""
 
 
+class _TooLarge(Exception):
+    """The server refused the batch for its size (413): smaller ones may go."""
+
+    def __init__(self, error: RuntimeAPIError) -> None:
+        super().__init__(error.err_msg)
+        self.error = error
+
+
+def _refused(chunk: list[dict[str, Any]], exc: RuntimeAPIError) -> dict[str, Any]:
+    """A batch refused as a whole, as the server's verdict would give it: every event refused."""
+    reason, code = exc.err_msg, exc.code or "refused"
+    refused = [
+        {"index": i, "id": e["id"], "reason": reason, "code": code} for i, e in enumerate(chunk)
+    ]
+    return {"accepted": 0, "duplicates": 0, "rejected": refused}
+
+
 _listener_tasks: set[asyncio.Task[Any]] = set()
 
 
@@ -564,14 +612,23 @@ def _call(listener: Listener, value: dict[str, Any]) -> None:
         log.exception("an analytics listener failed")
 
 
-__all__ = ["OfflineQueue", "RuntimeAnalytics"]
+__all__ = ["OfflineQueue", "RuntimeAnalytics", "outcome_of"]
+
+
+def _event_bytes(event: Mapping[str, Any]) -> int:
+    """An event's share of a batch: its UTF-8 JSON and a comma."""
+    return len(json.dumps(event, ensure_ascii=False).encode()) + 1
+
+
+def _batch_bytes(chunk: list[dict[str, Any]]) -> int:
+    return sum(_event_bytes(e) for e in chunk)
 
 
 def _next_batch(
-    events: Mapping[str, dict[str, Any]], waiting: list[str]
+    events: Mapping[str, dict[str, Any]], waiting: list[str], max_bytes: int = MAX_BATCH_BYTES
 ) -> tuple[list[dict[str, Any]], list[str]]:
     """The next batch of ``waiting`` (ids of ``events``): up to ``MAX_BATCH`` events and
-    ``MAX_BATCH_BYTES`` of them as UTF-8 JSON (at least one), and the ids left. 500 events of
+    ``max_bytes`` of them as UTF-8 JSON (at least one), and the ids left. 500 events of
     long Chinese text made a 1.6 MB body, which the server refused whole, and they were
     dropped."""
     chunk: list[dict[str, Any]] = []
@@ -582,8 +639,8 @@ def _next_batch(
             break
         event = events.get(key)
         if event is not None:
-            weight = len(json.dumps(event, ensure_ascii=False).encode()) + 1
-            if chunk and size + weight > MAX_BATCH_BYTES:
+            weight = _event_bytes(event)
+            if chunk and size + weight > max_bytes:
                 break
             chunk.append(event)
             size += weight

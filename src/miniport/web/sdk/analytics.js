@@ -11,6 +11,12 @@
 // - Offline queue: the waiting events are kept in localStorage (across page reloads) and sent
 //   again when the device is back online (`online`), when another request to the platform
 //   succeeds, when the event stream reconnects, or after a growing retry delay.
+// - The platform's answer decides a batch's fate (`outcomeOf`; the table is in docs/console.md
+//   and src/miniport/runtime/vectors/report_status.json, which the Python runtime follows too):
+//   answered (2xx with a JSON object) it is done; not delivered, or not allowed with this token
+//   yet (network error, an answer that is not JSON, 401, 403, 408, 409, 429, 5xx) it is kept
+//   and tried again, with the token in force then; too large (413) it goes again at once in
+//   halves; any other 4xx refuses it for good, so it is dropped and the queue goes on.
 // - Context: every batch carries `context`, the runtime's system properties (system.js) with
 //   the current `$session` and `$scene`; every event its own `context` with the `$session` and
 //   `$scene` it happened in (the platform lets an event's keys override the batch's).
@@ -98,6 +104,8 @@ export const MAX_BATCH = 1000; // the platform's limit per batch
 const MAX_RETRY_MS = 300_000;
 const KEEPALIVE_BYTES = 60_000; // browsers cap keepalive bodies at 64 KiB
 const MAX_BATCH_BYTES = 900_000; // the platform takes 1,000,000 bytes a request
+/** sendOne's answer for a batch too large for the server: send again at once, smaller */
+const SMALLER = Symbol('smaller');
 
 /** UTF-8 bytes of a string (TextEncoder is not in every mini-program engine). @param {string} text */
 function utf8Length(text) {
@@ -112,6 +120,28 @@ function utf8Length(text) {
   return bytes;
 }
 const STORE_VERSION = 1;
+
+/**
+ * What becomes of a batch the platform answered `status` (`json`: the answer was a JSON
+ * object). The table (docs/console.md; src/miniport/runtime/vectors/report_status.json):
+ * - `sent`: the platform's verdict (stored, duplicates, refused one by one): done;
+ * - `retry`: keep it and try again later, same ids: not delivered (an answer that is not JSON,
+ *   408, 5xx: a proxy's, or the event store unreachable), asked again (409 "send it again",
+ *   429), or not allowed with this token (401: missing, expired or revoked; 403: minted for
+ *   another app): the events are fine and a new token (`runtime.token`) sends them;
+ * - `split`: 413, over the server's request size: smaller batches fit (one event alone that
+ *   is too large is dropped);
+ * - `drop`: any other 4xx (404 no such app, 422 a batch that cannot be read): sending the same
+ *   again cannot change it, so it must not hold up what waits behind it.
+ * @param {number} status @param {boolean} json
+ * @returns {'sent' | 'retry' | 'split' | 'drop'}
+ */
+export function outcomeOf(status, json) {
+  if (status >= 200 && status < 300) return json ? 'sent' : 'retry';
+  if (status >= 500 || [401, 403, 408, 409, 429].includes(status)) return 'retry';
+  if (status === 413) return 'split';
+  return 'drop';
+}
 
 /** @param {unknown} value @returns {value is JsonObject} */
 const isObject = (value) => value !== null && typeof value === 'object' && !Array.isArray(value);
@@ -195,6 +225,8 @@ export class Analytics {
     this.retryTimer = null;
     this.retryDelay = this.retryMs;
     this.timerWait = 0;
+    /** the largest batch (UTF-8 bytes of its events) to send; lowered by a 413 */
+    this.maxBatchBytes = MAX_BATCH_BYTES;
     /** @type {Promise<BatchResult | null> | null} */
     this.inflight = null;
 
@@ -545,6 +577,7 @@ export class Analytics {
     let last = null;
     while (this.queue.length && !this.closed) {
       const outcome = await this.sendOne(keepalive);
+      if (outcome === SMALLER) continue;
       if (outcome === null) return last;
       last = outcome;
     }
@@ -552,8 +585,9 @@ export class Analytics {
   }
 
   /**
-   * One batch. Returns its result, or null when it could not be sent (kept for later).
-   * @param {boolean} keepalive @returns {Promise<BatchResult | null>}
+   * One batch. Returns its result, null when it could not be sent (kept for later), or
+   * SMALLER when it was too large (sent again at once, in smaller batches).
+   * @param {boolean} keepalive @returns {Promise<BatchResult | null | typeof SMALLER>}
    */
   async sendOne(keepalive) {
     if (this.navigator && this.navigator.onLine === false) {
@@ -563,9 +597,11 @@ export class Analytics {
     }
     let batch = this.queue.slice(0, MAX_BATCH);
     // bytes, not characters: 1000 events of Chinese text were 1.3 MB, refused whole, dropped
-    const limit = keepalive ? KEEPALIVE_BYTES : MAX_BATCH_BYTES;
-    while (batch.length > 1 && utf8Length(JSON.stringify(batch)) > limit) {
+    const limit = Math.min(keepalive ? KEEPALIVE_BYTES : MAX_BATCH_BYTES, this.maxBatchBytes);
+    let bytes = utf8Length(JSON.stringify(batch));
+    while (batch.length > 1 && bytes > limit) {
       batch = batch.slice(0, Math.ceil(batch.length / 2));
+      bytes = utf8Length(JSON.stringify(batch));
     }
     const now = this.now();
     const context = { ...(this.runtime.system?.properties() ?? {}), ...this.lifecycle.context(now) };
@@ -597,7 +633,8 @@ export class Analytics {
     } catch {
       data = null;
     }
-    if (response.ok && isObject(data)) {
+    const outcome = outcomeOf(response.status, isObject(data));
+    if (outcome === 'sent') {
       this.offline = false;
       this.retryDelay = this.retryMs;
       this.remove(batch);
@@ -612,14 +649,19 @@ export class Analytics {
     }
     const reason = isObject(data) && typeof data.message === 'string' ? data.message
       : `HTTP ${response.status}`;
-    const retry = response.status >= 500 || [401, 403, 408, 409, 429].includes(response.status)
-      || (response.ok && !isObject(data));
-    if (retry) {
+    if (outcome === 'retry') {
       this.notify({ type: 'failed', events: batch, error: reason, offline: false });
       this.scheduleRetry();
       return null;
     }
-    // refused as a whole (a malformed batch, an unknown app): sending it again cannot help
+    if (outcome === 'split' && batch.length > 1) {
+      // over the server's request size: from now on at most half of this one
+      this.maxBatchBytes = Math.max(1, Math.floor(bytes / 2));
+      this.notify({ type: 'failed', events: batch, error: reason, offline: false });
+      return SMALLER;
+    }
+    // refused as a whole (an unknown app, a batch that cannot be read, one event too large):
+    // sending it again cannot help, and it must not hold up what waits behind it
     this.remove(batch);
     this.notify({ type: 'dropped', events: batch, error: reason });
     return { accepted: 0, duplicates: 0, rejected: batch.map((ev, index) => ({ index, id: ev.id, reason })) };

@@ -337,6 +337,112 @@ describe('offline queue', () => {
     runtime.analytics.close();
   });
 
+  test('two runtimes (tabs) sharing one storage keep each other\'s unsent events', async (t) => {
+    // each wrote its whole queue over the key: the other's unsent events were lost
+    const storage = new FakeStorage();
+    let online = false;
+    const server = fakeFetch((call) => (online ? acceptAll(call) : 'network'));
+    const a = runtimeWith({ fetch: server.fetch, storage, storageKey: 'q', retryMs: 60_000 });
+    const b = runtimeWith({ fetch: server.fetch, storage, storageKey: 'q', retryMs: 60_000 });
+    t.after(() => [a, b].forEach((r) => r.analytics.close()));
+    a.wx.reportAnalytics('purchase', { price: 1 });
+    b.wx.reportAnalytics('purchase', { price: 2 });
+    a.wx.reportAnalytics('purchase', { price: 3 });
+    await Promise.all([a.analytics.flush(), b.analytics.flush()]); // offline: both keep theirs
+    b.wx.reportAnalytics('purchase', { price: 4 });
+    const stored = () => (JSON.parse(storage.getItem('q') ?? '{"events":[]}').events)
+      .map((e) => e.data.price).sort();
+    assert.deepEqual(stored(), [1, 2, 3, 4]);
+    a.analytics.close();
+    b.analytics.close(); // both pages go away
+
+    online = true;
+    const c = runtimeWith({ fetch: server.fetch, storage, storageKey: 'q' });
+    t.after(() => c.analytics.close());
+    assert.deepEqual(c.analytics.queue.map((e) => e.data.price).sort(), [1, 2, 3, 4]);
+    await c.analytics.flush();
+    assert.deepEqual(server.posts().at(-1).body.events.map((e) => e.data.price).sort(), [1, 2, 3, 4]);
+    assert.equal(storage.getItem('q'), null);
+    c.analytics.close();
+  });
+
+  test('a tab that sent its events removes only those from storage', async (t) => {
+    const storage = new FakeStorage();
+    const server = fakeFetch(acceptAll);
+    const a = runtimeWith({ fetch: server.fetch, storage, storageKey: 'q' });
+    const b = runtimeWith({ fetch: server.fetch, storage, storageKey: 'q' });
+    t.after(() => [a, b].forEach((r) => r.analytics.close()));
+    a.wx.reportAnalytics('purchase', { price: 1 });
+    b.wx.reportAnalytics('purchase', { price: 2 });
+    await a.analytics.flush();
+    assert.deepEqual(server.posts().map((p) => p.body.events.map((e) => e.data.price)), [[1]]);
+    assert.deepEqual(JSON.parse(storage.getItem('q')).events.map((e) => e.data.price), [2],
+      'b\'s event waits in storage for b (or, if b dies, for the next runtime)');
+    a.analytics.close();
+    b.analytics.close(); // b goes away before its timer sent it
+    const c = runtimeWith({ fetch: server.fetch, storage, storageKey: 'q' });
+    t.after(() => c.analytics.close());
+    await c.analytics.flush();
+    assert.deepEqual(server.posts().map((p) => p.body.events.map((e) => e.data.price)), [[1], [2]]);
+    assert.equal(storage.getItem('q'), null);
+    c.analytics.close();
+  });
+
+  test('another tab\'s write that missed ours (a `storage` event) is repaired at once', (t) => {
+    // browsers pass localStorage writes between tabs asynchronously: a tab may write over the
+    // key without having seen the other's last write
+    const storage = new FakeStorage();
+    const target = new EventTarget();
+    const a = runtimeWith({ fetch: fakeFetch().fetch, storage, storageKey: 'q', target });
+    t.after(() => a.analytics.close());
+    a.wx.reportAnalytics('purchase', { price: 1 });
+    const [mine] = a.analytics.queue;
+    const theirs = { id: 'other-tab-1', event: 'purchase', data: { price: 2 }, ts: 1, page: null,
+      trigger: null, action: null };
+    const raw = JSON.stringify({ v: 1, events: [theirs] });
+    storage.setItem('q', raw);
+    target.dispatchEvent(Object.assign(new Event('storage'), { key: 'q', newValue: raw }));
+    assert.deepEqual(JSON.parse(storage.getItem('q')).events.map((e) => e.id),
+      ['other-tab-1', mine.id]);
+    // a write that has all of ours is left alone (no ping-pong between tabs)
+    const writes = [];
+    const setItem = storage.setItem.bind(storage);
+    storage.setItem = (key, value) => { writes.push(key); setItem(key, value); };
+    target.dispatchEvent(Object.assign(new Event('storage'), { key: 'q', newValue: storage.getItem('q') }));
+    target.dispatchEvent(Object.assign(new Event('storage'), { key: 'other', newValue: null }));
+    assert.deepEqual(writes, []);
+    a.analytics.close();
+    storage.setItem('q', raw);
+    target.dispatchEvent(Object.assign(new Event('storage'), { key: 'q', newValue: raw }));
+    assert.deepEqual(writes, ['q'], 'closed: no more writes (only the test\'s own)');
+  });
+
+  test('an event whose write was refused (storage full) goes in with the next write', (t) => {
+    const storage = new FakeStorage();
+    const a = runtimeWith({ fetch: fakeFetch().fetch, storage, storageKey: 'q' });
+    t.after(() => a.analytics.close());
+    const setItem = storage.setItem.bind(storage);
+    storage.setItem = () => { throw new Error('QuotaExceededError'); };
+    a.wx.reportAnalytics('purchase', { price: 1 });
+    assert.equal(storage.getItem('q'), null);
+    storage.setItem = setItem;
+    a.wx.reportAnalytics('purchase', { price: 2 });
+    assert.deepEqual(JSON.parse(storage.getItem('q')).events.map((e) => e.data.price), [1, 2]);
+  });
+
+  test('tabs sharing storage keep at most maxQueue events in it, the newest', (t) => {
+    const storage = new FakeStorage();
+    const a = runtimeWith({ fetch: fakeFetch().fetch, storage, maxQueue: 3, storageKey: 'q' });
+    const b = runtimeWith({ fetch: fakeFetch().fetch, storage, maxQueue: 3, storageKey: 'q' });
+    t.after(() => [a, b].forEach((r) => r.analytics.close()));
+    for (let i = 0; i < 3; i += 1) a.wx.reportAnalytics('purchase', { price: i });
+    for (let i = 3; i < 5; i += 1) b.wx.reportAnalytics('purchase', { price: i });
+    assert.deepEqual(JSON.parse(storage.getItem('q')).events.map((e) => e.data.price), [2, 3, 4]);
+    assert.equal(a.analytics.queue.length, 3, 'each still sends its own');
+    a.analytics.close();
+    b.analytics.close();
+  });
+
   test('a corrupt stored queue is ignored', () => {
     const storage = new FakeStorage();
     storage.setItem('q', '{not json');

@@ -10,7 +10,11 @@
 //   (`visibilitychange` / `pagehide`, as a keepalive request).
 // - Offline queue: the waiting events are kept in localStorage (across page reloads) and sent
 //   again when the device is back online (`online`), when another request to the platform
-//   succeeds, when the event stream reconnects, or after a growing retry delay.
+//   succeeds, when the event stream reconnects, or after a growing retry delay. Other runtimes
+//   of the app (other tabs) share the stored queue: each adds its events to what is stored and
+//   removes only those it sent (see `save`), so none loses another's; a runtime that starts
+//   takes everything stored (a reload, or what a closed tab left), which may send an event a
+//   live tab also sends: the platform stores it once.
 // - The platform's answer decides a batch's fate (`outcomeOf`; the table is in docs/console.md
 //   and src/miniport/runtime/vectors/report_status.json, which the Python runtime follows too):
 //   answered (2xx with a JSON object) it is done; not delivered, or not allowed with this token
@@ -62,7 +66,8 @@ import { Lifecycle } from './lifecycle.js';
  * @property {StorageLike | null} [storage] where the queue is kept (default: localStorage)
  * @property {string} [storageKey] its key (default `miniport.analytics.<appid>`; give one per
  *   signed-in user when several users share a browser)
- * @property {TargetLike | null} [target] the window (`online`, `pagehide`, `visibilitychange`)
+ * @property {TargetLike | null} [target] the window (`online`, `pagehide`, `visibilitychange`,
+ *   `storage`)
  * @property {{visibilityState?: string} | null} [document] for `visibilityState`
  * @property {{onLine?: boolean} | null} [navigator] for `onLine`
  * @property {() => number} [now] the device clock, ms (default Date.now)
@@ -229,6 +234,10 @@ export class Analytics {
     this.maxBatchBytes = MAX_BATCH_BYTES;
     /** @type {Promise<BatchResult | null> | null} */
     this.inflight = null;
+    /** the stored queue as this runtime last wrote or read it (to skip parsing it again) */
+    this.stored = { raw: /** @type {string | null} */ (null), events: /** @type {QueuedEvent[]} */ ([]) };
+    /** a write failed (storage full): the next one adds the whole queue */
+    this.unsaved = false;
 
     this.onOnline = () => {
       this.offline = false;
@@ -241,9 +250,14 @@ export class Analytics {
     this.onVisibility = () => {
       if (this.document?.visibilityState === 'hidden') this.onHide();
     };
+    /** another tab wrote the stored queue (or cleared the storage: key null) */
+    this.onStorage = (/** @type {{key?: string | null}} */ event) => {
+      if (event.key === this.storageKey || event.key === null) this.repair();
+    };
     this.target?.addEventListener('online', this.onOnline);
     this.target?.addEventListener('pagehide', this.onHide);
     this.target?.addEventListener('visibilitychange', this.onVisibility);
+    this.target?.addEventListener('storage', this.onStorage);
 
     this.queue = this.load();
     if (this.queue.length) this.schedule();
@@ -470,36 +484,77 @@ export class Analytics {
     if (this.closed) return;
     this.queue.push(...events);
     if (this.queue.length > this.maxQueue) this.queue.splice(0, this.queue.length - this.maxQueue);
-    this.save();
+    this.save({ add: events });
     this.notify({ type: 'queued', events });
     this.schedule();
   }
 
   /** @returns {QueuedEvent[]} */
   load() {
+    return this.readStored().slice(-this.maxQueue);
+  }
+
+  /** The stored queue (every runtime of the app writes it), [] when none or unreadable. */
+  readStored() {
     if (!this.storage) return [];
     try {
       const raw = this.storage.getItem(this.storageKey);
       if (!raw) return [];
+      if (raw === this.stored.raw) return this.stored.events; // as we left it: no parsing
       const stored = JSON.parse(raw);
       const events = Array.isArray(stored?.events) ? stored.events.filter(isQueued) : [];
-      return events.slice(-this.maxQueue);
+      this.stored = { raw, events };
+      return events;
     } catch {
       return [];
     }
   }
 
-  save() {
+  /**
+   * Change the stored queue, which other runtimes of the app (other tabs) write too: take
+   * `sent` out of what is stored now and add `add` (default: whatever of this runtime's queue
+   * is missing from it). Never the queue alone over the key: a tab that did lost the other
+   * tabs' unsent events. At most `maxQueue` events, the oldest (first stored) dropped; nothing
+   * is written when nothing changes.
+   * @param {{add?: QueuedEvent[], sent?: QueuedEvent[]}} [change]
+   */
+  save({ add, sent = [] } = {}) {
     if (!this.storage || this.closed) return;
+    const before = this.readStored();
+    const done = new Set(sent.map((ev) => ev.id));
+    /** @type {Map<string, QueuedEvent>} */
+    const merged = new Map();
+    for (const ev of before) if (!done.has(ev.id)) merged.set(ev.id, ev);
+    const removed = merged.size < before.length;
+    // the whole queue after a write that failed (storage full), as for a repair
+    for (const ev of add && !this.unsaved ? add : this.queue) {
+      if (!merged.has(ev.id) && !done.has(ev.id)) merged.set(ev.id, ev);
+    }
+    if (!removed && merged.size === before.length) return;
+    const events = [...merged.values()].slice(-this.maxQueue);
     try {
-      if (this.queue.length) {
-        this.storage.setItem(this.storageKey, JSON.stringify({ v: STORE_VERSION, events: this.queue }));
+      if (events.length) {
+        const raw = JSON.stringify({ v: STORE_VERSION, events });
+        this.storage.setItem(this.storageKey, raw);
+        this.stored = { raw, events };
       } else {
         this.storage.removeItem(this.storageKey);
+        this.stored = { raw: null, events: [] };
       }
+      this.unsaved = false;
     } catch {
-      // storage full or refused: the queue stays in memory
+      this.unsaved = true; // storage full or refused: the queue stays in memory, goes in later
     }
+  }
+
+  /**
+   * Another tab wrote the stored queue: if that write missed some of this runtime's events
+   * (browsers pass writes between tabs asynchronously, so it may not have seen ours), put them
+   * back, unless the store is full (they were dropped as the oldest, and putting them back
+   * would only push out another tab's, which would put those back...).
+   */
+  repair() {
+    if (this.readStored().length < this.maxQueue) this.save();
   }
 
   /** Arrange the next send: at once for a full batch, else after the flush interval. */
@@ -671,7 +726,7 @@ export class Analytics {
   remove(batch) {
     const ids = new Set(batch.map((ev) => ev.id));
     this.queue = this.queue.filter((ev) => !ids.has(ev.id));
-    this.save();
+    this.save({ add: [], sent: batch });
   }
 
   /** Stop: no more timers, listeners or storage writes (the stored queue stays for later). */
@@ -682,6 +737,7 @@ export class Analytics {
     this.target?.removeEventListener('online', this.onOnline);
     this.target?.removeEventListener('pagehide', this.onHide);
     this.target?.removeEventListener('visibilitychange', this.onVisibility);
+    this.target?.removeEventListener('storage', this.onStorage);
     this.closed = true;
   }
 }

@@ -529,3 +529,67 @@ def test_a_full_offline_queue_keeps_the_newest_without_rewriting_its_file_at_eve
     again = OfflineQueue(path, max_events=100)
     assert list(again.events) == [f"e{i}" for i in range(900, 1000)]
     again.close()
+
+
+def test_two_processes_sharing_a_queue_file_keep_each_others_events(tmp_path: Path) -> None:
+    """Two hosts (processes) given the same ``analytics_queue_path``: each rewrote the file
+    from its own memory when it compacted it (a start compacts it too), erasing the other's
+    queued events, and the other went on appending to the file it had open, no longer the
+    queue file: nothing it queued after that reached the disk. Two OfflineQueue objects have
+    their own handles and memory, as two processes do."""
+    from miniport.runtime.analytics import OfflineQueue
+
+    path = tmp_path / "queue.jsonl"
+    first = OfflineQueue(path)
+    first.add({"id": "a1", "event": "purchase"})
+    second = OfflineQueue(path)  # a second process starts: it compacts the file
+    first.add({"id": "a2", "event": "purchase"})
+    second.add({"id": "b1", "event": "purchase"})
+    for i in range(150):  # the first sends a lot: its acknowledgements compact the file
+        first.add({"id": f"sent{i}", "event": "purchase"})
+        first.ack([f"sent{i}"])
+    first.add({"id": "a3", "event": "purchase"})
+    second.add({"id": "b2", "event": "purchase"})
+    second.ack(["b1"])  # sent by the second
+    restarted = OfflineQueue(path)
+    assert sorted(restarted.events) == ["a1", "a2", "a3", "b2"]
+    assert list(first.events) == ["a1", "a2", "a3"]  # each still sends its own
+    assert list(second.events) == ["a1", "b2"]  # (and what it found at its start)
+    for queue in (first, second, restarted):
+        queue.close()
+
+
+def test_two_real_processes_adding_and_compacting_at_once_lose_nothing(tmp_path: Path) -> None:
+    """The same with two processes at once: each queues 400 events and acknowledges half of
+    them (so both compact the file while the other appends to it)."""
+    import os
+    import subprocess
+    import sys
+
+    from miniport.runtime.analytics import OfflineQueue
+
+    path = tmp_path / "queue.jsonl"
+    script = (  # both start, then both work at once, a little at a time
+        "import pathlib, sys, time\n"
+        "from miniport.runtime.analytics import OfflineQueue\n"
+        "path, name = pathlib.Path(sys.argv[1]), sys.argv[2]\n"
+        "q = OfflineQueue(path)\n"
+        "(path.parent / f'{name}.ready').touch()\n"
+        "while len(list(path.parent.glob('*.ready'))) < 2:\n"
+        "    time.sleep(0.005)\n"
+        "for i in range(400):\n"
+        "    q.add({'id': f'{name}{i}', 'event': 'purchase'})\n"
+        "    if i % 2:\n"
+        "        q.ack([f'{name}{i}'])\n"
+        "    time.sleep(0.001)\n"
+        "q.close()\n"
+    )
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
+    runs = [
+        subprocess.Popen([sys.executable, "-c", script, str(path), name], env=env)
+        for name in ("a", "b")
+    ]
+    assert [run.wait(timeout=60) for run in runs] == [0, 0]
+    restarted = OfflineQueue(path)
+    assert set(restarted.events) == {f"{n}{i}" for n in "ab" for i in range(0, 400, 2)}
+    restarted.close()

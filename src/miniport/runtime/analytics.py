@@ -38,7 +38,9 @@ fate (:func:`outcome_of`; the same table as the JavaScript runtime's, in docs/an
 With ``queue_path`` the queue is also a file (JSON lines: each queued event, each
 acknowledgement, and the last configuration received), so reports survive a restart of the
 host and are sent by the next client that opens the same file. The file is compacted when
-acknowledgements outnumber what is still queued.
+acknowledgements outnumber what is still queued. Several processes may share one file: writes
+hold a lock (``<path>.lock``, POSIX ``flock``) and a compaction starts from what the file
+holds, so none erases another's queued events (see :class:`OfflineQueue`).
 
 System properties and built-in events: the host's ``system`` (``{"$platform": "ios",
 "$model": ...}``, keys named with a ``$``; ``$sdk_version`` defaults to Miniport's version) goes
@@ -63,7 +65,7 @@ import os
 import time
 import uuid
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, Literal
 
@@ -71,6 +73,11 @@ from .. import __version__
 from ..analytics.evaluator import Evaluator
 from .lifecycle import BuiltinEvent, Lifecycle
 from .transport import AnalyticsTransport, RuntimeAPIError
+
+try:
+    import fcntl
+except ImportError:  # not POSIX: the queue file is not locked against other processes
+    fcntl = None  # type: ignore[assignment]
 
 log = logging.getLogger("miniport.runtime.analytics")
 Listener = Callable[[dict[str, Any]], Any]
@@ -112,7 +119,14 @@ def system_properties(system: Mapping[str, Any] | None) -> dict[str, Any]:
 
 
 class OfflineQueue:
-    """Queued events in memory and, with a path, in an append-only JSON-lines file."""
+    """Queued events in memory and, with a path, in an append-only JSON-lines file.
+
+    Several processes may share the file (hosts given the same path): every write holds an
+    exclusive lock on ``<path>.lock`` (POSIX ``flock``), reopens the file when another process
+    has rewritten it, and a rewrite (compaction) starts from what the file holds, not from this
+    process's memory, so no process erases another's queued events. Each process sends what it
+    queued (and what it found at its start, which another may send too: the server stores an
+    event once)."""
 
     def __init__(self, path: str | os.PathLike[str] | None, max_events: int = 10_000) -> None:
         self.path = Path(path) if path else None
@@ -123,20 +137,45 @@ class OfflineQueue:
         self._acked_lines = 0
         self._stale_lines = 0  # lines of events dropped as the oldest, still in the file
         self._file: Any = None
+        self._lock: Any = None
+        self._unsaved = False  # a write failed: the next rewrite adds this process's queue
         if self.path is not None:
+            if fcntl is not None:
+                try:
+                    self._lock = self.path.with_name(self.path.name + ".lock").open("a")
+                except OSError as exc:
+                    log.warning("cannot lock the analytics queue %s: %s", self.path, exc)
             self._load()  # (compacts the file, which opens it)
             if self._file is None:
-                self._file = self.path.open("a", encoding="utf-8")
+                with self._locked():
+                    self._file = self.path.open("a", encoding="utf-8")
 
-    def _load(self) -> None:
-        assert self.path is not None
-        if not self.path.exists():
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
+        """Hold the queue file against other processes (no-op without ``fcntl``)."""
+        if self._lock is None or fcntl is None:
+            yield
             return
+        fcntl.flock(self._lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(self._lock, fcntl.LOCK_UN)
+
+    def _read(self) -> tuple[dict[str, dict[str, Any]], dict[str, Any] | None, int] | None:
+        """What the file holds now: the events still queued, the last configuration, and how
+        many acknowledgement lines; None when it cannot be read (no file: nothing queued)."""
+        assert self.path is not None
+        events: dict[str, dict[str, Any]] = {}
+        config: dict[str, Any] | None = None
+        acked = 0
         try:
             lines = self.path.read_text(encoding="utf-8").splitlines()
+        except FileNotFoundError:
+            return events, config, acked
         except OSError as exc:
             log.warning("cannot read the analytics queue %s: %s", self.path, exc)
-            return
+            return None
         for line in lines:
             try:
                 entry = json.loads(line)
@@ -145,24 +184,59 @@ class OfflineQueue:
             if not isinstance(entry, dict):
                 continue
             if isinstance(entry.get("event"), dict) and isinstance(entry["event"].get("id"), str):
-                self.events[entry["event"]["id"]] = entry["event"]
+                events[entry["event"]["id"]] = entry["event"]
             elif isinstance(entry.get("ack"), list):
                 for uid in entry["ack"]:
-                    self.events.pop(str(uid), None)
-                self._acked_lines += 1
+                    events.pop(str(uid), None)
+                acked += 1
             elif isinstance(entry.get("config"), dict):
-                self.config = entry["config"]
-        self._trim()
-        self._compact()
+                config = entry["config"]
+        return events, config, acked
 
-    def _write(self, entry: dict[str, Any]) -> None:
-        if self._file is None:
+    def _load(self) -> None:
+        assert self.path is not None
+        with self._locked():
+            if not self.path.exists():
+                return
+            found = self._read()
+            if found is None:
+                return
+            self.events, self.config, self._acked_lines = found
+            self._trim()
+            self._rewrite(self.events, self.config)
+
+    def _reopen_if_replaced(self) -> None:
+        """Another process rewrote the file (a new one took its name): append to that one."""
+        if self.path is None:
             return
         try:
-            self._file.write(json.dumps(entry, ensure_ascii=False) + "\n")
-            self._file.flush()
-        except OSError as exc:
-            log.warning("cannot write the analytics queue %s: %s", self.path, exc)
+            now = os.stat(self.path)
+            if self._file is not None:
+                held = os.fstat(self._file.fileno())
+                if (held.st_ino, held.st_dev) == (now.st_ino, now.st_dev):
+                    return
+        except OSError:
+            pass  # no file under the name any more: open (create) it
+        if self._file is not None:
+            with contextlib.suppress(OSError):
+                self._file.close()
+            self._file = None
+        with contextlib.suppress(OSError):
+            self._file = self.path.open("a", encoding="utf-8")
+
+    def _write(self, entry: dict[str, Any]) -> None:
+        if self.path is None:
+            return
+        with self._locked():
+            self._reopen_if_replaced()
+            try:
+                if self._file is None:
+                    raise OSError("the file could not be opened")
+                self._file.write(json.dumps(entry, ensure_ascii=False) + "\n")
+                self._file.flush()
+            except OSError as exc:
+                self._unsaved = True
+                log.warning("cannot write the analytics queue %s: %s", self.path, exc)
 
     def _trim(self) -> None:
         while len(self.events) > self.max_events:  # the oldest go first
@@ -195,21 +269,43 @@ class OfflineQueue:
         self._write({"config": config})
 
     def _compact(self) -> None:
-        """Rewrite the file with what is still queued (and the last configuration)."""
+        """Rewrite the file with what is still queued (and the last configuration): what the
+        file holds, other processes' events too (not this process's memory, which also has
+        events another process sent since, if it found them at its start), at most
+        ``max_events``, the oldest dropped. After a write failed, what of this process's
+        queue the file lacks is added."""
         if self.path is None:
             return
+        with self._locked():
+            found = self._read()
+            if found is None:
+                return
+            events = found[0]
+            if self._unsaved:
+                for uid, event in self.events.items():
+                    events.setdefault(uid, event)
+            for uid in list(events)[: max(0, len(events) - self.max_events)]:
+                del events[uid]
+            self._rewrite(events, found[1] if found[1] is not None else self.config)
+
+    def _rewrite(
+        self, events: dict[str, dict[str, Any]], config: dict[str, Any] | None = None
+    ) -> None:
+        """Replace the file with ``events`` and ``config`` (the lock held)."""
+        assert self.path is not None
         tmp = self.path.with_name(self.path.name + ".tmp")
         try:
             with tmp.open("w", encoding="utf-8") as out:
-                if self.config is not None:
-                    out.write(json.dumps({"config": self.config}, ensure_ascii=False) + "\n")
-                for event in self.events.values():
+                if config is not None:
+                    out.write(json.dumps({"config": config}, ensure_ascii=False) + "\n")
+                for event in events.values():
                     out.write(json.dumps({"event": event}, ensure_ascii=False) + "\n")
             if self._file is not None:
                 self._file.close()
                 self._file = None
             os.replace(tmp, self.path)
             self._acked_lines = self._stale_lines = 0
+            self._unsaved = False
         except OSError as exc:
             log.warning("cannot compact the analytics queue %s: %s", self.path, exc)
         finally:
@@ -221,6 +317,9 @@ class OfflineQueue:
         if self._file is not None:
             self._file.close()
             self._file = None
+        if self._lock is not None:
+            self._lock.close()
+            self._lock = None
         self.path = None  # closed: nothing more is written
 
 

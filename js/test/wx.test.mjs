@@ -231,6 +231,48 @@ describe('launch and the event stream', () => {
     assert.equal(sources[0].closed, true);
   });
 
+  test('unauthorized: the listener hears it, the stream closes, a new token opens another', () => {
+    const sources = [];
+    class FakeEventSource {
+      constructor(url) {
+        this.url = url;
+        this.handlers = {};
+        this.readyState = 1;
+        this.onerror = null;
+        sources.push(this);
+      }
+
+      addEventListener(type, handler) {
+        (this.handlers[type] ??= []).push(handler);
+      }
+
+      emit(type, data) {
+        for (const handler of this.handlers[type] ?? []) handler({ data: JSON.stringify(data) });
+      }
+
+      close() {
+        this.closed = true;
+        this.readyState = 2;
+      }
+    }
+    const runtime = createRuntime({ appid: 'mp1', token: 'old', baseUrl: base, EventSource: FakeEventSource });
+    const heard = [];
+    runtime.on('unauthorized', (message) => heard.push(message.message));
+    sources[0].emit('unauthorized', { type: 'unauthorized', error: 'unauthorized', message: 'runtime token revoked' });
+    assert.deepEqual(heard, ['runtime token revoked']);
+    assert.equal(sources[0].closed, true, 'no reconnect with the refused token');
+    runtime.token = 'new';
+    assert.equal(runtime.connect(), true);
+    assert.equal(sources.length, 2);
+    assert.match(sources[1].url, /access_token=new&/);
+    // the browser gave up on its own (a reconnect refused): connect() opens a new stream
+    sources[1].readyState = 2;
+    sources[1].onerror({});
+    runtime.connect();
+    assert.equal(sources.length, 3);
+    runtime.close();
+  });
+
   test('a runtime needs an appid and a runtime token', () => {
     assert.throws(() => createRuntime({ token: 't' }), /appid is required/);
     assert.throws(() => createRuntime({ appid: 'mp1' }), /token/);

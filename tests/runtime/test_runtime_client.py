@@ -62,3 +62,32 @@ async def test_bad_token_is_an_errmsg(live_server: LiveServer) -> None:
             await client.get_background_fetch_data("periodic")
     assert err.value.status == 401
     assert err.value.err_msg == "getBackgroundFetchData:fail invalid runtime token"
+
+
+async def test_a_refused_token_tells_the_host_once_and_a_new_token_reconnects(
+    live_server: LiveServer,
+) -> None:
+    """A stream that cannot open because the token is refused (revoked while the device was
+    offline, expired) told the host nothing and retried for good; the host now hears
+    ``unauthorized`` once, from the refusal or from the stream's last message when its token is
+    revoked while open, not at every retry, and a new token set on the client opens it again."""
+    p = live_server.platform
+    app = await p.apps.create("rt", "test")
+    old = p.auth.runtime_token("ann")
+    await p.auth.revoke_runtime("ann", None, "admin")
+    async with RuntimeClient(live_server.url, app.appid, old) as client:
+        heard: list[dict[str, Any]] = []
+        client.on("unauthorized", heard.append)
+        with pytest.raises(TimeoutError):
+            await client.connect(timeout_s=2)  # refused at 0, 0.5 and 1.5 s
+        assert [m.get("message") for m in heard] == ["runtime token revoked"]
+        await asyncio.sleep(1.1)  # a token issued after the revocation's second
+        client.token = p.auth.runtime_token("ann")
+        await asyncio.wait_for(client._connected.wait(), 20)
+        await p.auth.revoke_runtime("ann", None, "admin")
+        for _ in range(100):
+            if len(heard) == 2:
+                break
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(1.6)  # refused reconnects meanwhile (backoff 0.5 s, 1 s)
+        assert [m.get("message") for m in heard] == ["runtime token revoked"] * 2

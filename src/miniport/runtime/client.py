@@ -70,6 +70,7 @@ class RuntimeClient:
         self._stream: asyncio.Task[None] | None = None
         self._connected = asyncio.Event()
         self._was_connected = False
+        self._refused = False  # the token was refused since the stream was last open
         self._refresh: asyncio.Task[Any] | None = None
         self.cache: dict[str, dict[str, Any]] = self._load_cache()
         self.analytics = RuntimeAnalytics(
@@ -194,7 +195,10 @@ class RuntimeClient:
         self._listeners.append(listener)
 
     def on(self, message_type: str, listener: Listener) -> None:
-        """Listen to any other event-stream message (``devtoolsRefresh``, analytics config...)."""
+        """Listen to any other event-stream message (``devtoolsRefresh``, analytics config...).
+        ``unauthorized``: the platform refuses the runtime token (revoked, expired), heard once
+        until the stream is open again; set ``token`` to a new one and the stream reconnects
+        with it."""
         self._other_listeners.setdefault(message_type, []).append(listener)
 
     # --- analytics (see miniport.runtime.analytics) ---
@@ -271,6 +275,8 @@ class RuntimeClient:
                     headers=self._headers,
                     timeout=aiohttp.ClientTimeout(total=None, sock_read=60),
                 ) as resp:
+                    if resp.status == 401:  # revoked or expired: the host needs a new one
+                        await self._unauthorized(await _json_object(resp))
                     if resp.status != 200:
                         raise RuntimeAPIError(
                             f"event stream refused: HTTP {resp.status}", resp.status
@@ -293,8 +299,24 @@ class RuntimeClient:
             await asyncio.sleep(delay)
             delay = min(delay * 2, 15)
 
+    async def _unauthorized(self, message: dict[str, Any]) -> None:
+        """The platform refuses the runtime token (revoked, expired): ``unauthorized``
+        listeners hear it once (the stream's last message, or a refused reconnect), until a
+        stream opens again; the stream keeps reconnecting with backoff, with ``token`` as it
+        is then (set a new one)."""
+        if self._refused:
+            return
+        self._refused = True
+        message = {"type": "unauthorized", **message}
+        for listener in list(self._other_listeners.get("unauthorized", ())):
+            await _call_listener(listener, message)
+
     async def _dispatch(self, event: str, message: dict[str, Any]) -> None:
+        if event == "unauthorized":
+            await self._unauthorized(message)
+            return
         if event == "connected":
+            self._refused = False
             self._connected.set()
             if self._was_connected:  # a reconnect: configurations may have changed meanwhile
                 self._refresh = asyncio.create_task(self.analytics.refresh_config())
@@ -355,6 +377,15 @@ class _ClientTransport:
             "POST", client._url("/analytics/events"), "reportAnalytics", data=data,
             headers={**client._headers, "Content-Type": "application/json"},
         )  # fmt: skip
+
+
+async def _json_object(resp: aiohttp.ClientResponse) -> dict[str, Any]:
+    """An error answer's JSON object (``{"error", "message"}``), or {} when it is not one."""
+    try:
+        body = json.loads(await resp.read())
+    except (ValueError, aiohttp.ClientError):
+        return {}
+    return body if isinstance(body, dict) else {}
 
 
 async def _call_listener(listener: Listener, value: dict[str, Any]) -> None:

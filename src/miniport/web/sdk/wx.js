@@ -105,6 +105,7 @@ import { baseWx } from './wx-base.js';
  * @property {() => void} close
  * @property {((event: unknown) => void) | null} [onerror]
  * @property {((event: unknown) => void) | null} [onopen]
+ * @property {number} [readyState] 2: closed for good
  *
  * @typedef {new (url: string) => EventSourceLike} EventSourceConstructor
  *
@@ -126,7 +127,7 @@ import { baseWx } from './wx-base.js';
 
 export const VERSION = '0.1.0';
 export const EVENT_TYPES = Object.freeze([
-  'backgroundFetchData', 'devtoolsRefresh', 'analyticsConfig', 'connected',
+  'backgroundFetchData', 'devtoolsRefresh', 'analyticsConfig', 'connected', 'unauthorized',
 ]);
 
 /** @param {unknown} value */
@@ -337,6 +338,11 @@ export class Runtime {
     for (const type of EVENT_TYPES) {
       source.addEventListener(type, (event) => this.dispatch(type, event.data));
     }
+    // a browser's EventSource gives up for good when a reconnect is refused (a 401: the token
+    // revoked or expired); a later connect() (a new token set) then opens a new stream
+    source.onerror = () => {
+      if (source.readyState === 2 && this.source === source) this.source = null;
+    };
     return true;
   }
 
@@ -394,11 +400,16 @@ export class Runtime {
         rethrowLater(error);
       }
     }
+    // the platform ended the stream: its token is revoked or expired, and a reconnect with it
+    // is refused; set runtime.token to a new one and call connect()
+    if (type === 'unauthorized') this.close();
   }
 
   /**
    * Listen to any event-stream message type (`devtoolsRefresh`, `connected`, ...); returns a
    * function that removes the listener. The container and the devtools use this.
+   * `unauthorized`: the platform refused the runtime token (revoked, expired) and ended the
+   * stream; set `runtime.token` to a new one and call `connect()`.
    * @param {string} type @param {(message: RuntimeMessage) => void} listener
    */
   on(type, listener) {

@@ -47,6 +47,7 @@ async def test_testers_then_a_share_then_promote(
 ) -> None:
     extra = {"database_url": request.getfixturevalue("pg_url")} if backend == "postgres" else {}
     p = await platforms(clock=fake_clock, **extra)
+    counter.headers = lambda r: {"ETag": '"v1"'}
     app = await p.apps.create("shop", "dev")
     await confirm_url(p, app.appid, "periodic", counter.url + "/main")
     for user in USERS:
@@ -65,30 +66,46 @@ async def test_testers_then_a_share_then_promote(
     series = await p.db.read(health_series, p.db, app.appid, 0.0, 3600.0)
     assert sum(r["grey_total"] for r in series) == sum(r["grey_ok"] for r in series) == 1
 
-    # 30 %: the users whose bucket is under 3000, plus the tester; raising it keeps them all
+    # 30 %: the users whose bucket is under 3000, plus the tester; only they move, fetched in
+    # full from the grey URL (the ETag is the same data version on both URLs: the main URL's
+    # must not reach the grey one)
     counter.requests.clear()
     await grey(p, app.appid, "grey_ratio", ratio=30)
-    assert await run(p) == len(USERS)
-    at_30 = {u for u, path in served(counter).items() if path == "/grey"}
     bucket = {u: grey_bucket(app.appid, p.auth.openid(app.appid, u)) for u in USERS}
-    assert at_30 == {u for u in USERS if bucket[u] < 3000} | {"user7"}
+    at_30 = {u for u in USERS if bucket[u] < 3000} | {"user7"}
     assert 1 < len(at_30) < len(USERS)
+    assert await run(p) == len(at_30 - {"user7"})
+    assert served(counter) == {u: "/grey" for u in at_30 - {"user7"}}
+    assert not [r for r in counter.requests if "If-None-Match" in r.headers]
+    # 60 %: raising it keeps them all and adds the buckets in [3000, 6000), fetched alone
     counter.requests.clear()
     await grey(p, app.appid, "grey_ratio", ratio=60)
-    assert await run(p) == len(USERS)
-    at_60 = {u for u, path in served(counter).items() if path == "/grey"}
-    assert at_30 < at_60 == {u for u in USERS if bucket[u] < 6000} | {"user7"}
+    at_60 = {u for u in USERS if bucket[u] < 6000} | {"user7"}
+    assert at_30 < at_60 and len(at_60 - at_30) > 1
+    assert await run(p) == len(at_60 - at_30)
+    assert served(counter) == {u: "/grey" for u in at_60 - at_30}
+    assert not [r for r in counter.requests if "If-None-Match" in r.headers]
 
     shown = await p.background.fetch_now(app.appid, "user7", "periodic")
     assert shown["route"] == "grey" and "/grey?" in shown["request"]["url"]
 
+    # promote: the main users move to the grey URL, the grey users stay where they are
+    counter.requests.clear()
     await grey(p, app.appid, "grey_promote")
     urls = (await p.apps.settings(app.appid))["urls"]["periodic"]
     assert (urls["url"], urls["grey_url"], urls["grey_ratio"]) == (counter.url + "/grey", None, 0)
+    assert await run(p) == len(USERS) - len(at_60)
+    assert served(counter) == {u: "/grey" for u in set(USERS) - at_60}
+    assert not [r for r in counter.requests if "If-None-Match" in r.headers]
     counter.requests.clear()
+    fake_clock.advance(12 * 3600)
     assert await run(p) == len(USERS)
     assert set(served(counter).values()) == {"/grey"}
     assert {e["route"] for e in (await p.background.log(app.appid, limit=40))} == {"main"}
+    # the users just moved send their new validators; the former grey users send none: their
+    # validators were labelled grey, and the main URL changed after them (safe, not spared)
+    conditional = {r.query["token"] for r in counter.requests if "If-None-Match" in r.headers}
+    assert conditional == set(USERS) - at_60
 
 
 async def test_pre_fetch_follows_the_grey_url(
@@ -153,7 +170,7 @@ async def test_a_user_moved_to_the_other_url_is_not_sent_the_first_urls_validato
     loopback: StartServer,
 ) -> None:
     """Both URLs use the user's data version as ETag. A tester added (or removed) moves the user
-    to the other URL at their next regular fetch; sent the first URL's ETag, the other server
+    to the other URL, fetched from it at once; sent the first URL's ETag, the other server
     answers 304 and the user keeps the first URL's data for another interval."""
     seen: list[tuple[str, str | None]] = []
 
@@ -177,8 +194,7 @@ async def test_a_user_moved_to_the_other_url_is_not_sent_the_first_urls_validato
     assert seen == [("/main", None), ("/main", '"v1"')]
 
     await p.apps.set_tester(app.appid, "u", True, "dev")
-    fake_clock.advance(12 * 3600)
-    assert await run(p) == 1
+    assert await run(p) == 1  # moved to the grey URL: fetched from it at once, in full
     assert seen[-1] == ("/grey", None)
     assert (await p.background.get_data(app.appid, "u", "periodic"))["fetchedData"] == (
         "data of /grey"
@@ -188,7 +204,6 @@ async def test_a_user_moved_to_the_other_url_is_not_sent_the_first_urls_validato
     assert seen[-1] == ("/grey", '"v1"')  # its own URL's validators are still used
 
     await p.apps.set_tester(app.appid, "u", False, "dev")
-    fake_clock.advance(12 * 3600)
     assert await run(p) == 1
     assert seen[-1] == ("/main", None)
     assert (await p.background.get_data(app.appid, "u", "periodic"))["fetchedData"] == (
@@ -270,3 +285,69 @@ async def test_a_user_in_flight_on_the_grey_url_when_the_ratio_is_lowered_moves_
         "data of /main"
     )
     assert await run(p) == 0  # and then scheduled as usual
+
+
+SCHEDULE = ("next_due_at", "failures", "etag", "last_modified", "validators_route")
+
+
+@pytest.mark.parametrize(
+    "backend", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+)
+async def test_a_ratio_step_fetches_only_the_users_it_moves(
+    backend: str,
+    request: pytest.FixtureRequest,
+    platforms: Make,
+    fake_clock: FakeClock,
+    loopback: StartServer,
+) -> None:
+    """Each confirmed grey change made every user of the app due at once, validators dropped:
+    a ramp 10 -> 30 -> 60 % re-fetched the whole user base in full at each step, the unchanged
+    main URL included. Only the users whose URL changes are fetched, in full, from their new
+    URL; the others keep their schedule and validators, and use them at their regular time."""
+    seen: list[tuple[str, str, str | None]] = []
+
+    async def handle(req: web.Request) -> web.Response:
+        seen.append((req.query["token"], req.path, req.headers.get("If-None-Match")))
+        if req.headers.get("If-None-Match") == '"v1"':
+            return web.Response(status=304)
+        return web.Response(text="data of " + req.path, headers={"ETag": '"v1"'})
+
+    extra = {"database_url": request.getfixturevalue("pg_url")} if backend == "postgres" else {}
+    p = await platforms(clock=fake_clock, **extra)
+    base = await loopback(handle)
+    app = await p.apps.create("shop", "dev")
+    await confirm_url(p, app.appid, "periodic", base + "/main")
+    await grey(p, app.appid, "grey_set", base + "/grey", ratio=30)
+    for user in USERS:
+        await p.background.launch(app.appid, user, Launch())
+        await p.background.set_token(app.appid, user, user)
+    assert await run(p) == len(USERS)
+    bucket = {u: grey_bucket(app.appid, p.auth.openid(app.appid, u)) for u in USERS}
+    moved = {u for u in USERS if 3000 <= bucket[u] < 6000}
+    assert 1 < len(moved) < len(USERS) // 2
+
+    fake_clock.advance(3600)
+    before = {u: await p.db.read(p.fetches.get_user, app.appid, u) for u in USERS}
+    await grey(p, app.appid, "grey_ratio", ratio=60)
+    after = {u: await p.db.read(p.fetches.get_user, app.appid, u) for u in USERS}
+    for u in USERS:
+        kept, now = before[u], after[u]
+        assert kept is not None and now is not None
+        if u in moved:
+            assert (now["next_due_at"], now["etag"], now["validators_route"]) == (
+                fake_clock.now(), None, None
+            )
+        else:
+            assert {k: now[k] for k in SCHEDULE} == {k: kept[k] for k in SCHEDULE}
+            assert kept["etag"] == '"v1"' and kept["next_due_at"] > fake_clock.now()
+    seen.clear()
+    assert await run(p) == len(moved)
+    assert sorted(seen) == sorted((u, "/grey", None) for u in moved)
+
+    # at their regular time, everyone is fetched conditionally from the URL that serves them
+    seen.clear()
+    fake_clock.advance(12 * 3600)
+    assert await run(p) == len(USERS)
+    assert sorted(seen) == sorted(
+        (u, "/grey" if bucket[u] < 6000 else "/main", '"v1"') for u in USERS
+    )

@@ -64,6 +64,7 @@ class Counter:
     delay_s: float = 0.0
     status: int = 200
     body: Callable[[web.Request], str] = lambda r: "data for " + r.query.get("token", "?")
+    headers: Callable[[web.Request], dict[str, str]] = lambda r: {}  # e.g. an ETag
     release: asyncio.Event = field(default_factory=asyncio.Event)
     hold: bool = False
 
@@ -83,7 +84,9 @@ class Counter:
                 await asyncio.wait_for(self.release.wait(), 30)
             elif self.delay_s:
                 await asyncio.sleep(self.delay_s)
-            return web.Response(text=self.body(request), status=self.status)
+            return web.Response(
+                text=self.body(request), status=self.status, headers=self.headers(request)
+            )
         finally:
             self.in_flight -= 1
 

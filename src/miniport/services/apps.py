@@ -10,7 +10,7 @@ from typing import Any
 from ..clock import Clock
 from ..domain import fetch_settings as fs
 from ..domain.address_guard import AddressPolicy
-from ..domain.grey import validate_ratio
+from ..domain.grey import UrlSettings, validate_ratio, wakes_everyone
 from ..domain.schedule import ScheduleRules
 from ..domain.sealed import HeaderSealer
 from ..domain.tokens import hash_secret
@@ -19,10 +19,12 @@ from ..errors import Forbidden, InvalidInput
 from ..storage.db import Database
 from ..storage.fetches import FetchStore
 from ..storage.health import health_series
-from ..storage.registry import App, RegistryStore
+from ..storage.registry import App, ConfirmedChange, RegistryStore
 from ..storage.registry import ChangeRequest as ChangeRequest  # re-exported for the web layer
 
 OPS = ("set", "enable", "disable", "grey_set", "grey_ratio", "grey_promote", "grey_clear")
+MAIN_OPS = ("set", "enable", "disable")  # they concern every user of the app
+WAKE_CHUNK = 5000  # users read (and their moves written) per transaction by a grey change
 MAX_USER_ID = 128
 _CODE_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"  # no 0/O/1/I: it is typed by hand
 
@@ -162,14 +164,33 @@ class AppService:
                     "two-person rule: a change must be confirmed by someone other than "
                     f"who requested it ({actor})"
                 )
-        change = await self.db.write(
+        confirmed = await self.db.write(
             self.registry.confirm_change, code_hash, self.clock.now(), actor
         )
-        if change.kind == "periodic":  # due now, or out of the due index when disabled
-            await self.db.write(self.fetches.wake_app, change.appid, self.clock.now())
+        change = confirmed.change
+        if change.kind == "periodic":
+            await self._wake(confirmed)
         if self.on_urls_changed is not None:
             self.on_urls_changed(change.appid)
         return change
+
+    async def _wake(self, confirmed: ConfirmedChange) -> None:
+        """The users a periodic change moves to another URL are fetched from it at once, in
+        full. A main URL change or a switch concerns them all (due now, or out of the due index
+        when disabled); a grey change only those whose URL differs before and after it (a ramp
+        step: the buckets between the two ratios; a promote: the main users), read in chunks
+        of WAKE_CHUNK users, each chunk's wake its own short write transaction, so the engine
+        keeps claiming meanwhile and the users left alone keep their schedule and validators."""
+        appid, before, after = confirmed.change.appid, confirmed.before, confirmed.after
+        if confirmed.change.op in MAIN_OPS or wakes_everyone(before, after):
+            await self.db.write(self.fetches.wake_app, appid, self.clock.now())
+            return
+        last: str | None = ""
+        while last is not None:
+            moved, last = await self.db.read(
+                self.fetches.moved_users, appid, before, after, last, WAKE_CHUNK
+            )
+            await self.db.write(self.fetches.wake_users, appid, moved, self.clock.now())
 
     async def settings(self, appid: str) -> dict[str, Any]:
         await self.get(appid)
@@ -213,6 +234,12 @@ class AppService:
         changed = await self.db.write(
             self.registry.set_tester, appid, user_id, add, self.clock.now(), actor
         )
+        urls = (await self.db.read(self.registry.fetch_urls, appid))["periodic"]
+        if changed and urls.grey_url:  # moved to the grey URL or back: fetched from it at once
+            settings = UrlSettings(urls.url, urls.enabled, urls.grey_url, urls.grey_ratio)
+            await self.db.write(
+                self.fetches.wake_tester, appid, user_id, settings, add, self.clock.now()
+            )
         if self.on_urls_changed is not None:
             self.on_urls_changed(appid)
         return {**await self.testers(appid), "changed": changed}

@@ -39,7 +39,7 @@ from typing import Any, NamedTuple
 
 from sqlalchemy import BigInteger, and_, bindparam, case, cast, delete, func, or_, select, update
 
-from ..domain.grey import grey_bucket, route_for
+from ..domain.grey import UrlSettings, grey_bucket, route_for, url_moves
 from . import schema as t
 from .db import Database, dialect_insert
 
@@ -199,6 +199,19 @@ _SET_TOKEN_SQL = (
     f" next_due_at = CASE WHEN {_CHANGED} AND app_users.last_launch_at IS NOT NULL AND "
     + _FETCHABLE.format(appid="?")
     + " THEN CAST(? AS DOUBLE PRECISION) ELSE app_users.next_due_at END"
+)
+
+# A user the grey release moved to another URL (see ``FetchStore.wake_users``): due at once for
+# a full fetch when not being fetched; when leased, only the validators go (its record makes it
+# due again, see ``FetchStore._for_current_urls``).
+_WAKE_FREE_SQL = (
+    "UPDATE app_users SET next_due_at = ?, failures = 0, etag = NULL, last_modified = NULL,"
+    " validators_route = NULL WHERE appid = ? AND user_id = ? AND token IS NOT NULL"
+    " AND last_launch_at IS NOT NULL AND (lease_until IS NULL OR lease_until <= ?)"
+)
+_WAKE_LEASED_SQL = (
+    "UPDATE app_users SET etag = NULL, last_modified = NULL, validators_route = NULL"
+    " WHERE appid = ? AND user_id = ? AND lease_until > ?"
 )
 
 # The earliest due time among active pairs: the due index in order, stopping at the first pair
@@ -484,6 +497,8 @@ class FetchStore:
         )
         self._sql["drop_data"] = db.sql("DELETE FROM fetched_data WHERE appid = ? AND user_id = ?")
         self._sql["next_due"] = db.sql(_NEXT_DUE_SQL)
+        self._sql["wake_free"] = db.sql(_WAKE_FREE_SQL)
+        self._sql["wake_leased"] = db.sql(_WAKE_LEASED_SQL)
         self._sql["park_pair"] = db.sql(
             "UPDATE app_users SET next_due_at = NULL, lease_until = NULL"
             " WHERE appid = ? AND user_id = ?"
@@ -623,6 +638,88 @@ class FetchStore:
                 .where(and_(waking, or_(c.lease_until.is_(None), c.lease_until <= now)))
                 .values(next_due_at=now, failures=0, etag=None, last_modified=None)
             ).rowcount
+
+    def moved_users(
+        self,
+        appid: str,
+        before: UrlSettings,
+        after: UrlSettings,
+        after_user: str = "",
+        limit: int = 5000,
+    ) -> tuple[list[str], str | None]:
+        """One chunk of a grey change's users: of the pairs a wake concerns (token set, app
+        launched) whose user id sorts after ``after_user``, at most ``limit`` in user order (the
+        primary key: keyset paging, the same cost at any depth), those the change moves to
+        another URL (``url_moves``), and the last user id read (None: the last chunk). Read
+        outside any write transaction: the wake's UPDATEs check the lease themselves."""
+        c = t.app_users.c
+        query = (
+            select(c.user_id)
+            .where(
+                and_(
+                    c.appid == appid,
+                    c.user_id > after_user,
+                    c.token.is_not(None),
+                    c.last_launch_at.is_not(None),
+                )
+            )
+            .order_by(c.user_id)
+            .limit(limit)
+        )
+        with self.db.reading() as conn:
+            users = [str(u) for (u,) in conn.execute(query)]
+            testers = self._testers(conn, {appid}) if users else set()
+        moves = functools.partial(self._moves, appid, before, after, testers)
+        moved = [u for u in users if moves(u)]
+        return moved, (users[-1] if len(users) == limit else None)
+
+    def _moves(
+        self,
+        appid: str,
+        before: UrlSettings,
+        after: UrlSettings,
+        testers: set[tuple[str, str]],
+        user: str,
+        tester_after: bool | None = None,
+    ) -> bool:
+        """Whether the change moves this user to another URL (the claim's bucket and testers;
+        without openids every user is on the main URL, as in ``_serving``)."""
+        if self.openid is None:
+            return before.url != after.url or before.fetchable != after.fetchable
+        bucket = grey_bucket(appid, self.openid(appid, user))
+        tester = (appid, user) in testers
+        return url_moves(before, after, bucket, tester=tester, tester_after=tester_after)
+
+    def wake_users(self, appid: str, users: Sequence[str], now: float) -> int:
+        """Users a grey change moved to another URL: due at once for a full fetch, as
+        ``wake_app`` does for a whole app (leased pairs lose their validators only). A grey
+        user kept by a promote (the same URL, now the main one) is not among them: its stored
+        ``validators_route`` (grey) no longer matches the route its claims compute (main), and
+        the promote moved ``updated_at``, so its next regular fetch sends no validators either
+        way: never another URL's, and none mislabelled. Returns how many were made due."""
+        if not users:
+            return 0
+        ordered = sorted(users)  # key order, like every batch that locks pairs
+        with self.db.writing() as conn:
+            cursor = _cursor(conn)
+            try:
+                cursor.executemany(self._sql["wake_leased"], [(appid, u, now) for u in ordered])
+                cursor.executemany(
+                    self._sql["wake_free"], [(now, appid, u, now) for u in ordered]
+                )
+                return int(cursor.rowcount)
+            finally:
+                cursor.close()
+
+    def wake_tester(
+        self, appid: str, user_id: str, settings: UrlSettings, added: bool, now: float
+    ) -> int:
+        """A tester added or removed: the user is woken when that moves them to another URL
+        (a grey URL that the share did not already serve them from, or back)."""
+        was = set() if added else {(appid, user_id)}
+        if not self._moves(appid, settings, settings, was, user_id, tester_after=added):
+            return 0
+        return self.wake_users(appid, [user_id], now)
 
     # --- periodic claiming ---
     def claim_due(

@@ -9,6 +9,7 @@ from typing import Any
 
 from sqlalchemy import and_, delete, insert, select, update
 
+from ..domain.grey import UrlSettings, replaces_a_url
 from ..domain.tokens import CLOCK_SKEW_S
 from ..errors import ChangeNotConfirmable, Conflict, NotFound
 from . import schema as t
@@ -51,6 +52,15 @@ class ChangeRequest:
 
     def as_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
+
+
+@dataclass(frozen=True)
+class ConfirmedChange:
+    """A change just applied, with the kind's URL settings it replaced and the ones it set."""
+
+    change: ChangeRequest
+    before: UrlSettings
+    after: UrlSettings
 
 
 @dataclass(frozen=True)
@@ -386,8 +396,11 @@ class RegistryStore:
             )  # fmt: skip
         return self._change(row)
 
-    def confirm_change(self, code_hash: str, now: float, actor: str) -> ChangeRequest:
-        """Apply a pending, unexpired change exactly once (atomically)."""
+    def confirm_change(self, code_hash: str, now: float, actor: str) -> ConfirmedChange:
+        """Apply a pending, unexpired change exactly once (atomically). ``updated_at`` moves
+        only when a route's URL (or the switch) changes: a claim sends no validators older than
+        it (see ``FetchStore._claim_once``), and a ratio alone leaves every route's URL as it was,
+        so the users it does not move keep using theirs."""
         c = t.change_requests.c
         with self.db.writing() as conn:
             # Claim the change first with a conditional UPDATE: of two concurrent confirmations
@@ -411,10 +424,13 @@ class RegistryStore:
                 )
             previous = self._current_urls(conn, row)
             values = self._applied(previous, row)
+            before = UrlSettings(**previous)
+            after = UrlSettings(**{**previous, **values})
+            stamp = {"updated_at": now} if replaces_a_url(before, after) else {}
             conn.execute(
                 update(t.fetch_urls)
                 .where(and_(t.fetch_urls.c.appid == row.appid, t.fetch_urls.c.kind == row.kind))
-                .values(**values, updated_at=now)
+                .values(**values, **stamp)
             )
             self._audit(
                 conn,
@@ -431,7 +447,7 @@ class RegistryStore:
                 previous=previous,
                 applied=values,
             )
-        return self._change(row)
+        return ConfirmedChange(self._change(row), before, after)
 
     @staticmethod
     def _current_urls(conn: Any, row: Any) -> dict[str, Any]:

@@ -6,15 +6,19 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 import pytest
 from aiohttp import web
+from sqlalchemy import and_, update
 
 from miniport.clock import FakeClock
 from miniport.domain.grey import grey_bucket
 from miniport.domain.requests import Launch
 from miniport.errors import Conflict, InvalidInput
 from miniport.platform import Platform
+from miniport.services import apps as apps_service
+from miniport.storage import schema as t
 from miniport.storage.health import health_series
 from tests.conftest import confirm_url
 from tests.fetch.test_engine import _true, engine_running
@@ -351,3 +355,67 @@ async def test_a_ratio_step_fetches_only_the_users_it_moves(
     assert sorted(seen) == sorted(
         (u, "/grey" if bucket[u] < 6000 else "/main", '"v1"') for u in USERS
     )
+
+
+@pytest.mark.parametrize(
+    "backend", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+)
+async def test_a_grey_change_reads_its_users_in_chunks_and_leaves_fetches_in_flight(
+    backend: str,
+    request: pytest.FixtureRequest,
+    platforms: Make,
+    fake_clock: FakeClock,
+    counter: Counter,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The users of a grey change are read in keyset chunks (here 7 at a time, 5,000 in
+    production): every moved user of every chunk is woken, once; one being fetched at that
+    moment keeps its lease (not fetched twice at once) but loses its validators; a pair with no
+    token or no launch is not touched."""
+    monkeypatch.setattr(apps_service, "WAKE_CHUNK", 7)
+    extra = {"database_url": request.getfixturevalue("pg_url")} if backend == "postgres" else {}
+    p = await platforms(clock=fake_clock, **extra)
+    counter.headers = lambda r: {"ETag": '"v1"'}
+    app = await p.apps.create("shop", "dev")
+    await confirm_url(p, app.appid, "periodic", counter.url + "/main")
+    await grey(p, app.appid, "grey_set", counter.url + "/grey", ratio=0)
+    for user in USERS:
+        await p.background.launch(app.appid, user, Launch())
+        await p.background.set_token(app.appid, user, user)
+    await p.background.set_token(app.appid, "no-launch", "t")
+    assert await run(p) == len(USERS)
+    bucket = {u: grey_bucket(app.appid, p.auth.openid(app.appid, u)) for u in USERS}
+    moved = sorted(u for u in USERS if bucket[u] < 5000)
+    in_flight, lease_end = moved[0], fake_clock.now() + 60
+
+    def lease(user: str) -> None:  # as a claim leaves it
+        c = t.app_users.c
+        with p.db.writing() as conn:
+            conn.execute(
+                update(t.app_users)
+                .where(and_(c.appid == app.appid, c.user_id == user))
+                .values(lease_until=lease_end, next_due_at=lease_end)
+            )
+
+    await p.db.write(lease, in_flight)
+    chunks: list[str] = []
+    read = p.fetches.moved_users
+
+    def spy(*args: Any) -> tuple[list[str], str | None]:
+        chunks.append(str(args[3]))
+        return read(*args)
+
+    monkeypatch.setattr(p.fetches, "moved_users", spy)
+    counter.requests.clear()
+    await grey(p, app.appid, "grey_ratio", ratio=50)
+    assert chunks == ["", *sorted(USERS)[6 : len(USERS) : 7]]  # 40 users: 6 chunks
+    flying = await p.db.read(p.fetches.get_user, app.appid, in_flight)
+    assert flying is not None
+    assert (flying["next_due_at"], flying["lease_until"], flying["etag"]) == (
+        lease_end, lease_end, None
+    )
+    assert await run(p) == len(moved) - 1
+    assert served(counter) == {u: "/grey" for u in moved if u != in_flight}
+    assert not [r for r in counter.requests if "If-None-Match" in r.headers]
+    ghost = await p.db.read(p.fetches.get_user, app.appid, "no-launch")
+    assert ghost is not None and ghost["next_due_at"] is None

@@ -403,7 +403,8 @@ async def test_a_grey_change_reads_its_users_in_chunks_and_leaves_fetches_in_fli
 
     def spy(*args: Any) -> tuple[list[str], str | None]:
         chunks.append(str(args[3]))
-        return read(*args)
+        found: tuple[list[str], str | None] = read(*args)
+        return found
 
     monkeypatch.setattr(p.fetches, "moved_users", spy)
     counter.requests.clear()

@@ -757,8 +757,9 @@ class FetchStore:
             target = targets[r[0]]
             url, secret, route = target.pick(r[1])
             # validators only for the URL that gave them: the other URL's ETag could be a data
-            # version it shares, and its 304 would keep this URL's data. So not when the URLs
-            # changed after the success that left them: a change confirmed between this claim
+            # version it shares, and its 304 would keep this URL's data. So not when a route's URL
+            # changed after the success that left them (``updated_at``; a ratio alone does not
+            # move it: it changes routes, compared here too): a change confirmed between this claim
             # and the read of the targets (wake_app then finds the pair leased and cannot drop
             # them from this fetch) would send the old URL's ETag to the new one
             same = r[11] == route and r[6] is not None and r[6] >= target.updated_at
@@ -945,10 +946,10 @@ class FetchStore:
     ) -> list[ScheduleUpdate]:
         """``schedule`` with the fetches of a URL that no longer serves the user made due
         again at once, storing no validators: the URL changed while they were in flight
-        (wake_app leaves pairs in flight alone), or the grey release did (a ratio lowered to
-        roll it back, a tester removed) and moved the user to the other URL, so the pair must
-        be fetched from its URL now, in full, not in an interval with the other URL's data and
-        validators."""
+        (wake_app and wake_users leave pairs in flight alone), or the grey release did (a ratio
+        lowered to roll it back, a tester removed) and moved the user to the other URL, so the
+        pair must be fetched from its URL now, in full, not in an interval with the other URL's
+        data and validators."""
         appids = sorted({u.appid for u in schedule if u.url is not None})
         if not appids:
             return list(schedule)

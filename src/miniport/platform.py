@@ -22,6 +22,7 @@ from .services.alerts import AlertService
 from .services.apps import AppService
 from .services.auth import AuthService
 from .services.background import BackgroundService
+from .services.console_guard import ConsoleStreamGuard
 from .services.console_users import ConsoleUsers
 from .services.live_feed import LiveFeed
 from .services.members import MemberService
@@ -69,6 +70,8 @@ class Platform:
     a node hears which apps are watched from its start)."""
     stream_guard: StreamGuard = field(init=False)
     """Ends the runtime streams whose token is revoked (on any node) or expires."""
+    console_guard: ConsoleStreamGuard = field(init=False)
+    """Ends the console streams whose key, session or membership is gone (on any node)."""
     _analytics: AnalyticsService | None = field(default=None, init=False, repr=False)
     _analytics_lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
 
@@ -85,6 +88,7 @@ class Platform:
             self._analytics.close()
         await self.live.close()
         await self.stream_guard.close()
+        await self.console_guard.close()
         await self.fetcher.close()
         await self.broker.close()
         self.db.close()
@@ -123,6 +127,9 @@ class Platform:
     def __post_init__(self) -> None:
         self.live = LiveFeed(self.broker)
         self.stream_guard = StreamGuard(self.auth, self.broker, self.clock)
+        self.console_guard = ConsoleStreamGuard(self.broker)
+        for service in (self.auth, self.members, self.console_users):
+            service.access_changed = self.console_guard.announce
         _watch_queues(self)
 
     def _wake_engine(self) -> None:

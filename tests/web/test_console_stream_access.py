@@ -22,7 +22,6 @@ from tests.web.test_realtime_push_http import batch, console_user
 
 Live = Callable[..., Awaitable[LiveServer]]
 LONG = aiohttp.ClientTimeout(total=60)
-NOT_FIXED = "a console stream outlives the access that opened it"
 
 
 @pytest.fixture
@@ -54,7 +53,6 @@ async def ends_before_more_events(
         await events.next(5)
 
 
-@pytest.mark.xfail(strict=True, reason=NOT_FIXED)
 async def test_a_revoked_api_keys_realtime_stream_ends(
     live_server: LiveServer, session: aiohttp.ClientSession,
 ) -> None:
@@ -76,7 +74,6 @@ async def test_a_revoked_api_keys_realtime_stream_ends(
         assert again.status == 401
 
 
-@pytest.mark.xfail(strict=True, reason=NOT_FIXED)
 async def test_a_rotated_api_keys_live_test_view_ends(
     live_server: LiveServer, session: aiohttp.ClientSession,
 ) -> None:
@@ -99,7 +96,6 @@ async def test_a_rotated_api_keys_live_test_view_ends(
             await events.next(5)
 
 
-@pytest.mark.xfail(strict=True, reason=NOT_FIXED)
 async def test_a_removed_members_realtime_stream_ends(live_server: LiveServer) -> None:
     """A console user removed from the app: the stream its session opened ends, as the app
     now answers that user (not found)."""
@@ -118,7 +114,6 @@ async def test_a_removed_members_realtime_stream_ends(live_server: LiveServer) -
             assert again.status == 404
 
 
-@pytest.mark.xfail(strict=True, reason=NOT_FIXED)
 async def test_signing_out_ends_the_sessions_realtime_stream(live_server: LiveServer) -> None:
     p = live_server.platform
     app = await p.apps.create("A", "test")

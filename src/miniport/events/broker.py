@@ -171,7 +171,7 @@ class MemoryBroker:
             for s in group
             if s.issued_at is not None and s.issued_at < before
         ]
-        return _end_with(subs, notice)
+        return end_with(subs, notice)
 
     def end_expired(self, before: float, notice: Message) -> int:
         """End this node's runtime streams opened with a token issued before ``before`` (it
@@ -183,7 +183,7 @@ class MemoryBroker:
             for s in group
             if s.issued_at is not None and s.issued_at < before
         ]
-        return _end_with(subs, notice)
+        return end_with(subs, notice)
 
     async def close(self) -> None:
         # their streams end now rather than at the server's shutdown timeout
@@ -290,9 +290,10 @@ def offer_all(subs: Iterable[Subscription], message: Message) -> None:
         sink.write(frame, message)
 
 
-def _end_with(subs: list[Subscription], notice: Message) -> int:
+def end_with(subs: list[Subscription], notice: Message) -> int:
     """Give ``subs`` ``notice`` (written or queued, as any message), then end them: a stream
-    ends after it, and a waiting ``next`` gets it before None."""
+    ends after it, and a waiting ``next`` gets it before None. (Also for whoever keeps its own
+    streams to end: services.console_guard.)"""
     if subs:
         offer_all(subs, Event(notice))
         for sub in subs:

@@ -7,7 +7,9 @@ looked up on every call, so a revoked key stops at once.
 
 What is checked once for a long connection (a runtime's event stream) is checked again as it
 changes: whoever watches (``on_revoked``: services.stream_guard) is told of each revocation a
-node learns, and ``announce`` tells the other nodes of one made here."""
+node learns, and ``announce`` tells the other nodes of one made here. An API key revoked or
+replaced is said to every node by ``access_changed`` (services.console_guard: the console
+streams it opened end)."""
 
 from __future__ import annotations
 
@@ -71,6 +73,8 @@ class AuthService:
         self._revocation_watchers: list[Callable[[str, float], None]] = []
         # tells the other nodes of a revocation made here (set by services.stream_guard)
         self.announce: Callable[[str, float], Awaitable[None]] | None = None
+        # tells every node an API key stopped working (set by services.console_guard)
+        self.access_changed: Callable[[], Awaitable[None]] | None = None
 
     # --- runtime tokens (stateless) ---
     def runtime_token(
@@ -170,11 +174,14 @@ class AuthService:
         """A new host or API key. A fixed ``key_id`` replaces the key of that id."""
         if kind == "api" and role not in ROLES:
             raise InvalidInput(f"role must be one of {', '.join(ROLES)}")
+        fixed = key_id is not None
         key_id = key_id or secrets.token_hex(6)
         key = f"mp{kind[0]}_{secrets.token_urlsafe(32)}"
         await self.db.write(
             self.registry.add_key, kind, key_id, name, hash_secret(key), self.clock.now(), role
         )
+        if fixed and self.access_changed is not None:  # the key it replaced stopped working
+            await self.access_changed()
         return {"id": key_id, "name": name, "key": key, **({"role": role} if role else {})}
 
     async def revoke_key(self, kind: str, name: str, actor: str) -> list[str]:
@@ -184,6 +191,8 @@ class AuthService:
         )
         if not roles:
             raise NotFound(f"no {'API' if kind == 'api' else kind} key named {name!r}")
+        if self.access_changed is not None:  # the console streams they opened end
+            await self.access_changed()
         return roles
 
     async def rotate_key(self, kind: str, name: str, actor: str) -> dict[str, Any]:

@@ -24,6 +24,9 @@ CSRF; the CLI creates and lists users through the same service).
   password can have been set, so it expires no later than a new one would (a password reset
   since then may thus be refused early; the admin resets it again).
 - Roles are ``domain.roles.ROLES``; the last active admin cannot be demoted or disabled.
+- A change that may take access away (a session ended, a user's sessions ended, a role
+  changed, an account disabled) is said to every node (``access_changed``:
+  services.console_guard), whose open console streams are then checked again.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ import ipaddress
 import logging
 import re
 import secrets
+from collections.abc import Awaitable, Callable
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
@@ -154,9 +158,16 @@ class ConsoleUsers:
         self._hashing = asyncio.Semaphore(2)
         # a real hash to verify against when the name is unknown (same timing either way)
         self._dummy_hash: str | None = None
+        # tells every node a user's sessions or role changed (set by services.console_guard:
+        # the console streams of a session ended, or of a role now too low, end)
+        self.access_changed: Callable[[], Awaitable[None]] | None = None
 
     def now(self) -> float:
         return self.clock.now()
+
+    async def _changed(self) -> None:
+        if self.access_changed is not None:
+            await self.access_changed()
 
     async def _hash(self, password: str) -> str:
         async with self._hashing:
@@ -201,7 +212,7 @@ class ConsoleUsers:
         return found[0]
 
     async def set_role(self, name: str, role: str, actor: str) -> ConsoleUser:
-        return await self.db.write(
+        user = await self.db.write(
             self.store.update_user,
             name,
             {"role": check_role(role)},
@@ -210,9 +221,11 @@ class ConsoleUsers:
             "console_user.role",
             role=role,
         )
+        await self._changed()
+        return user
 
     async def set_disabled(self, name: str, disabled: bool, actor: str) -> ConsoleUser:
-        return await self.db.write(
+        user = await self.db.write(
             self.store.update_user,
             name,
             {"disabled": disabled},
@@ -221,6 +234,8 @@ class ConsoleUsers:
             "console_user.disable" if disabled else "console_user.enable",
             end_sessions=disabled,
         )
+        await self._changed()
+        return user
 
     async def reset_password(self, name: str, actor: str) -> str:
         """A new one-time password (shown once); the user's sessions end."""
@@ -238,6 +253,7 @@ class ConsoleUsers:
             "console_user.reset_password",
             end_sessions=True,
         )
+        await self._changed()
         return password
 
     async def change_password(self, session: Session, current: str, new: str) -> ConsoleUser:
@@ -249,7 +265,7 @@ class ConsoleUsers:
         check_password(new)
         if new == current:
             raise InvalidInput("choose a password different from the current one")
-        return await self.db.write(
+        user = await self.db.write(
             self.store.update_user,
             session.user.name,
             {
@@ -263,6 +279,8 @@ class ConsoleUsers:
             end_sessions=True,
             keep_session=session.id_hash,
         )
+        await self._changed()  # the user's other sessions ended
+        return user
 
     # --- sign-in ---
     @staticmethod
@@ -345,6 +363,7 @@ class ConsoleUsers:
 
     async def end_session(self, session: Session) -> None:
         await self.db.write(self.store.delete_session, session.id_hash)
+        await self._changed()
 
     async def session_for(self, token: str) -> Session | None:
         """The live session whose token (the cookie's value) is ``token``."""

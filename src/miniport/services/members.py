@@ -4,6 +4,7 @@ app is "not found", as if it did not exist. Whoever creates an app becomes its d
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from ..clock import Clock
@@ -25,6 +26,9 @@ class MemberService:
     def __init__(self, db: Database, registry: RegistryStore, clock: Clock) -> None:
         self.db, self.registry, self.clock = db, registry, clock
         self.store = MemberStore(db)
+        # tells every node a member's access changed (set by services.console_guard: the
+        # console streams a removed member, or one now below their role, opened end)
+        self.access_changed: Callable[[], Awaitable[None]] | None = None
 
     async def add(self, appid: str, principal: str, role: str, actor: str) -> dict[str, Any]:
         """Add (or change the role of) a member: a console user name, or ``key:NAME``."""
@@ -34,13 +38,19 @@ class MemberService:
             raise InvalidInput(f"user must be 1..{MAX_PRINCIPAL} printable characters")
         await self.db.read(self.registry.get_app, appid)  # NotFound for an unknown app
         await self.db.write(self.store.put, appid, principal, role, self.clock.now(), actor)
+        await self._changed()  # perhaps a lower role than before
         return {"appid": appid, "user": principal, "role": role}
 
     async def remove(self, appid: str, principal: str, actor: str) -> dict[str, Any]:
         await self.db.read(self.registry.get_app, appid)
         if not await self.db.write(self.store.remove, appid, principal, self.clock.now(), actor):
             raise NotFound(f"{principal!r} is not a member of app {appid!r}")
+        await self._changed()
         return {"appid": appid, "user": principal, "removed": True}
+
+    async def _changed(self) -> None:
+        if self.access_changed is not None:
+            await self.access_changed()
 
     async def list(self, appid: str) -> list[dict[str, Any]]:
         await self.db.read(self.registry.get_app, appid)

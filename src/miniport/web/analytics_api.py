@@ -16,7 +16,14 @@ from ..errors import InvalidInput, MiniportError
 from ..services.analytics import parse_time, test_channel
 from ..services.auth import Principal
 from ..services.saved_reports import run_params
-from .deps import app_runtime_identity, error_response, platform_of, require
+from .deps import (
+    StreamAccess,
+    app_runtime_identity,
+    error_response,
+    platform_of,
+    require,
+    stream_access,
+)
 from .event_stream import EventStreamResponse
 from .openapi_doc import CSV, ERRORS, EVENT_STREAM
 from .strict_json import StrictJSONRoute
@@ -30,8 +37,30 @@ admin = APIRouter(
     route_class=StrictJSONRoute,
     responses=ERRORS,
 )
-Viewer = Annotated[Principal, Depends(require("viewer"))]
+VIEWER = require("viewer")
+Viewer = Annotated[Principal, Depends(VIEWER)]
 Developer = Annotated[Principal, Depends(require("developer"))]
+
+
+async def may_watch_test(request: Request) -> Principal:
+    """Who may have a test's live view: a viewer of the app, of a test of that app. Checked
+    when it opens and again while it is open (services.console_guard)."""
+    who = await VIEWER(request)
+    params = request.path_params
+    await platform_of(request).analytics.get_test(params["appid"], params["test_id"])
+    return who
+
+
+async def may_watch_realtime(request: Request) -> Principal:
+    """Who may have an app's real-time view: a viewer of the app. Checked when it opens and
+    again while it is open (services.console_guard)."""
+    who = await VIEWER(request)
+    await platform_of(request).apps.get(request.path_params["appid"])
+    return who
+
+
+TestWatcher = Annotated[StreamAccess, Depends(stream_access(may_watch_test))]
+RealtimeWatcher = Annotated[StreamAccess, Depends(stream_access(may_watch_realtime))]
 MAX_BATCH_BYTES = 1_000_000
 
 
@@ -237,12 +266,13 @@ async def sync_test(appid: str, test_id: str, request: Request, who: Developer) 
 
 
 @admin.get("/tests/{test_id}/events", response_class=StreamingResponse, responses=EVENT_STREAM)
-async def watch_test(appid: str, test_id: str, request: Request, who: Viewer) -> Response:
+async def watch_test(appid: str, test_id: str, request: Request, access: TestWatcher) -> Response:
     """Live test view (server-sent events): one ``testReport`` per batch from the tester, with
-    each event's page, trigger, action, values, coercions, and every rejection's reason."""
+    each event's page, trigger, action, values, coercions, and every rejection's reason. Ends
+    (after an ``unauthorized`` message saying why) once the access that opened it is gone."""
     platform = platform_of(request)
-    await platform.analytics.get_test(appid, test_id)
     sub = platform.broker.subscribe(test_channel(test_id), "console", broadcast=False)
+    platform.console_guard.watch(sub, access.check, access.since)
     hello = {"type": "connected", "test_id": test_id}
     return EventStreamResponse(platform.broker, sub, hello, until=("testStopped",))
 
@@ -295,16 +325,18 @@ async def realtime(
 
 
 @admin.get("/realtime/events", response_class=StreamingResponse, responses=EVENT_STREAM)
-async def watch_realtime(appid: str, request: Request, who: Viewer) -> Response:
+async def watch_realtime(appid: str, request: Request, access: RealtimeWatcher) -> Response:
     """The real-time view, pushed (server-sent events): after ``connected``, one ``realtime``
     message per batch of accepted events (batches within a quarter second go as one, from
     every node together: at most four a second):
     ``minutes`` (``minute_ms``, ``events`` added, the ``users`` who sent them), the
     ``latest`` events as the real-time report lists them, ``received_ms`` (first, last) and
-    ``resync`` (fetch the report again: what was added is not known). Only this app's."""
+    ``resync`` (fetch the report again: what was added is not known). Only this app's.
+    Ends (after an ``unauthorized`` message saying why) once the access that opened it is
+    gone: the API key revoked, the session ended, the member removed."""
     platform = platform_of(request)
-    await platform.apps.get(appid)
     sub = await platform.live.watch(appid)
+    platform.console_guard.watch(sub, access.check, access.since)
     hello = {"type": "connected", "appid": appid}
     return EventStreamResponse(platform.broker, sub, hello)
 

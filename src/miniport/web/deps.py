@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 from fastapi import Request
@@ -85,6 +86,44 @@ def require(role: str) -> Callable[[Request], Awaitable[Principal]]:
         if appid is not None:
             return await members_of(request).check(str(appid), who, role)
         return who
+
+    return dependency
+
+
+# what a check looks at in a request: its credential (the headers: an API key, the session
+# cookie), method, path and path parameters, and the application (the session resolver)
+_PRESENTED = (
+    "type", "asgi", "http_version", "method", "scheme", "server", "client", "root_path", "path",
+    "raw_path", "query_string", "headers", "path_params", "app",
+)  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class StreamAccess:
+    """Who opened a console event stream, and that same check to run again later
+    (services.console_guard ends the stream once it refuses)."""
+
+    who: Principal
+    check: Callable[[], Awaitable[object]]
+    since: int  # the console guard's ``changes`` when the check began
+
+
+def stream_access(
+    check: Callable[[Request], Awaitable[Principal]],
+) -> Callable[[Request], Awaitable[StreamAccess]]:
+    """A console stream's dependency: ``check`` (the caller, if it may open the stream); its
+    ``StreamAccess.check`` runs ``check`` again on what this request presented, as a new
+    request (nothing looked up for this one, such as its session, is reused)."""
+
+    async def dependency(request: Request) -> StreamAccess:
+        since = platform_of(request).console_guard.changes
+        who = await check(request)
+        scope = {k: v for k, v in request.scope.items() if k in _PRESENTED}
+
+        async def again() -> Principal:
+            return await check(Request(dict(scope)))
+
+        return StreamAccess(who, again, since)
 
     return dependency
 

@@ -97,13 +97,15 @@ class ConsoleStreamGuard:
         return ended
 
     async def announce(self) -> None:
-        """Tell every node (this one too) that access changed. Never raises: said to nobody
-        (the broker away), this node checks its own streams now, and the others sweep."""
+        """Tell every node that access changed, and check this node's streams before
+        returning: the change's caller goes on (sends the app's next events, say) only once
+        the streams it ended here are told. Never raises: said to nobody (the broker away),
+        the other nodes find it at their sweep."""
         try:
             await self.broker.publish(CHANGED_CHANNEL, {"type": "changed"})
         except Exception as exc:
             log.warning("could not tell the other nodes of an access change: %r", exc)
-            self._check_soon()
+        await self.check()
 
     def _check_soon(self) -> None:
         self._stale = True

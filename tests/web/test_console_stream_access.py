@@ -15,12 +15,15 @@ from yarl import URL
 
 from miniport.platform import Platform
 from miniport.services import analytics as analytics_service
+from miniport.services import console_guard, console_users
 from tests.conftest import LiveServer
 from tests.support.platforms import SSE
-from tests.web.console.test_console_http import client, sign_in
+from tests.web.console.test_console_http import PASSWORD, client, sign_in
 from tests.web.test_realtime_push_http import batch, console_user
 
 Live = Callable[..., Awaitable[LiveServer]]
+Make = Callable[..., Awaitable[Platform]]
+SIGN_IN = "sign in, or send an API key as Authorization: Bearer ..."
 LONG = aiohttp.ClientTimeout(total=60)
 
 
@@ -127,6 +130,69 @@ async def test_signing_out_ends_the_sessions_realtime_stream(live_server: LiveSe
             events = SSE(stream)
             assert (await events.next())[0] == "connected"
             await p.console_users.end_session(found)
+            await ends_before_more_events(p, app.appid, events, "unauthorized", SIGN_IN)
+
+
+async def test_an_admin_demoted_to_a_non_member_loses_the_stream(
+    live_server: LiveServer,
+) -> None:
+    """An admin sees every app without being a member; demoted to developer, not a member
+    of this app, its stream ends as the app now answers that user."""
+    p = live_server.platform
+    app = await p.apps.create("A", "test")
+    await p.console_users.create_user("root", "admin", PASSWORD)  # not the last admin
+    await p.console_users.create_user("ada", "admin", PASSWORD)
+    async with client() as s:
+        await sign_in(s, live_server.url, "ada")
+        async with s.get(realtime_url(live_server, app.appid), timeout=LONG) as stream:
+            events = SSE(stream)
+            assert (await events.next())[0] == "connected"
+            await p.console_users.set_role("ada", "developer", "test")
             await ends_before_more_events(
-                p, app.appid, events, "unauthorized",
-                "sign in, or send an API key as Authorization: Bearer ...")
+                p, app.appid, events, "not_found", f"app {app.appid!r} not found")
+
+
+async def test_an_expired_sessions_stream_ends_at_the_next_sweep(
+    live_server: LiveServer, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A session expires with nobody saying so: the sweep finds it."""
+    monkeypatch.setattr(console_guard, "SWEEP_S", 0.2)
+    monkeypatch.setattr(console_users, "SESSION_TTL_S", 1.5)
+    p = live_server.platform
+    app = await p.apps.create("A", "test")
+    await console_user(p, "vic", "viewer", app.appid)
+    async with client() as s:
+        await sign_in(s, live_server.url, "vic")
+        async with s.get(realtime_url(live_server, app.appid), timeout=LONG) as stream:
+            events = SSE(stream)
+            assert (await events.next())[0] == "connected"
+            assert await events.next(10) == ("unauthorized", {
+                "type": "unauthorized", "error": "unauthorized", "message": SIGN_IN})
+            with pytest.raises(EOFError):
+                await events.next(5)
+
+
+async def test_a_revocation_no_node_heard_of_ends_the_stream_at_the_next_sweep(
+    live: Live, platforms: Make, session: aiohttp.ClientSession,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Another node on the same database with no broker in common (the CLI without Redis, a
+    word lost while Redis was away) revokes the key: this node never hears of it, and its
+    sweep ends the stream all the same."""
+    monkeypatch.setattr(console_guard, "SWEEP_S", 0.3)
+    server = await live()
+    other = await platforms(database_url=server.platform.settings.state_url)
+    p = server.platform
+    app = await p.apps.create("A", "test")
+    key = await viewer_key(p, "reader", app.appid)
+    async with session.get(realtime_url(server, app.appid),
+                           headers={"Authorization": f"Bearer {key}"}, timeout=LONG) as stream:
+        events = SSE(stream)
+        assert (await events.next())[0] == "connected"
+        changes = p.console_guard.changes
+        await other.auth.revoke_key("api", "reader", "test")
+        assert await events.next(10) == ("unauthorized", {
+            "type": "unauthorized", "error": "unauthorized", "message": "invalid API key"})
+        assert p.console_guard.changes == changes  # no word reached this node: the sweep
+        with pytest.raises(EOFError):
+            await events.next(5)

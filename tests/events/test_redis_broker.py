@@ -5,6 +5,7 @@ another."""
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import aiohttp
@@ -162,3 +163,51 @@ async def test_revoking_on_one_node_ends_the_tokens_streams_on_another(
         async with s.get(events_url, params={"access_token": alice}) as again:
             assert again.status == 401
             assert (await again.json())["message"] == "runtime token revoked"
+
+
+async def test_access_taken_away_on_one_node_ends_console_streams_on_another(
+    redis_url: str, live: Callable[..., Awaitable[LiveServer]],
+) -> None:
+    """Two API nodes on one database and one Redis, console streams of an app's real-time view
+    on node B: a member removed through node A's admin API ends the stream that member's
+    session opened on B at once (not at B's next sweep, 15 s away), before the app's next
+    events reach it, while an API key's stream goes on; the key revoked on A then ends its
+    stream on B too."""
+    from tests.web.console.test_console_http import client, sign_in
+    from tests.web.test_console_stream_access import viewer_key
+    from tests.web.test_realtime_push_http import batch, console_user
+
+    a = await live(redis_url=redis_url, start_scheduler=False)
+    b = await live(redis_url=redis_url, start_scheduler=False,
+                   database_url=a.platform.settings.state_url)
+    app = await a.platform.apps.create("A", "test")
+    await console_user(a.platform, "vic", "viewer", app.appid)
+    key = await viewer_key(a.platform, "reader", app.appid)
+    url = f"{b.url}/admin/v1/apps/{app.appid}/analytics/realtime/events"
+    long = aiohttp.ClientTimeout(total=60)
+    async with client() as s:
+        await sign_in(s, b.url, "vic")
+        async with (
+            s.get(url, timeout=long) as vics_stream,
+            s.get(url, headers={"Authorization": f"Bearer {key}"}, timeout=long) as keys_stream,
+        ):
+            vics, keys = SSE(vics_stream), SSE(keys_stream)
+            assert (await vics.next())[0] == "connected" and (await keys.next())[0] == "connected"
+            async with s.delete(f"{a.url}/admin/v1/apps/{app.appid}/members/vic",
+                                headers={"Authorization": f"Bearer {a.admin_key}"}) as r:
+                assert r.status == 200, await r.text()
+            await told_and_ended(vics, "not_found", f"app {app.appid!r} not found")
+            now = int(time.time() * 1000)
+            await b.platform.analytics.ingest(app.appid, "alice", batch("a", 2, now))
+            assert (await keys.next(5))[0] == "realtime"  # the key's stream goes on
+            await a.platform.auth.revoke_key("api", "reader", "test")
+            await told_and_ended(keys, "unauthorized", "invalid API key")
+    assert b.platform.console_guard.streams() == 0
+
+
+async def told_and_ended(events: SSE, error: str, message: str) -> None:
+    """``events`` is told why within 5 s (a sweep is 15 s away: a word ended it), then ends."""
+    assert await events.next(5) == (
+        "unauthorized", {"type": "unauthorized", "error": error, "message": message})
+    with pytest.raises(EOFError):
+        await events.next(5)

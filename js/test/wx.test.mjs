@@ -60,6 +60,34 @@ after(() => new Promise((resolve) => {
 const wxFor = (appid = 'mp1', extra = {}) => createRuntime({ appid, token: 'rt-token', baseUrl: base, ...extra }).wx;
 
 /** Call with callbacks; resolves with {kind, value, completed, returned}. */
+/** An injectable EventSource that records its instances ([sources, constructor]). */
+function fakeEventSources() {
+  const sources = [];
+  class FakeEventSource {
+    constructor(url) {
+      this.url = url;
+      this.handlers = {};
+      this.readyState = 1;
+      this.onerror = null;
+      sources.push(this);
+    }
+
+    addEventListener(type, handler) {
+      (this.handlers[type] ??= []).push(handler);
+    }
+
+    emit(type, data) {
+      for (const handler of this.handlers[type] ?? []) handler({ data: JSON.stringify(data) });
+    }
+
+    close() {
+      this.closed = true;
+      this.readyState = 2;
+    }
+  }
+  return [sources, FakeEventSource];
+}
+
 function withCallbacks(call) {
   return new Promise((resolve) => {
     const got = {};
@@ -185,26 +213,7 @@ describe('launch and the event stream', () => {
   });
 
   test('onBackgroundFetchData: WeChat\'s listener result, for this app only', () => {
-    const sources = [];
-    class FakeEventSource {
-      constructor(url) {
-        this.url = url;
-        this.handlers = {};
-        sources.push(this);
-      }
-
-      addEventListener(type, handler) {
-        (this.handlers[type] ??= []).push(handler);
-      }
-
-      emit(type, data) {
-        for (const handler of this.handlers[type] ?? []) handler({ data: JSON.stringify(data) });
-      }
-
-      close() {
-        this.closed = true;
-      }
-    }
+    const [sources, FakeEventSource] = fakeEventSources();
     const runtime = createRuntime({ appid: 'mp1', token: 'a b', baseUrl: base, EventSource: FakeEventSource });
     const got = [];
     const listener = (res) => got.push(res);
@@ -232,29 +241,7 @@ describe('launch and the event stream', () => {
   });
 
   test('unauthorized: the listener hears it, the stream closes, a new token opens another', () => {
-    const sources = [];
-    class FakeEventSource {
-      constructor(url) {
-        this.url = url;
-        this.handlers = {};
-        this.readyState = 1;
-        this.onerror = null;
-        sources.push(this);
-      }
-
-      addEventListener(type, handler) {
-        (this.handlers[type] ??= []).push(handler);
-      }
-
-      emit(type, data) {
-        for (const handler of this.handlers[type] ?? []) handler({ data: JSON.stringify(data) });
-      }
-
-      close() {
-        this.closed = true;
-        this.readyState = 2;
-      }
-    }
+    const [sources, FakeEventSource] = fakeEventSources();
     const runtime = createRuntime({ appid: 'mp1', token: 'old', baseUrl: base, EventSource: FakeEventSource });
     const heard = [];
     runtime.on('unauthorized', (message) => heard.push(message.message));

@@ -16,16 +16,7 @@ async function refreshSettings() {
   for (const [kind, setting] of Object.entries(app.urls ?? {})) {
     const row = root.querySelector(`tr[data-kind="${kind}"]`);
     if (!row) continue;
-    const urlCell = row.querySelector('.url-cell');
-    urlCell.replaceChildren();
-    if (setting.url) {
-      const code = document.createElement('code');
-      code.className = 'url';
-      code.textContent = setting.url;
-      urlCell.append(code);
-    } else {
-      urlCell.textContent = t('js.not_set');
-    }
+    showUrl(row.querySelector('.url-cell'), setting.url, false);
     const stateCell = row.querySelector('.state-cell');
     const badge = document.createElement('span');
     badge.className = `badge ${setting.enabled ? 'ok' : 'off'}`;
@@ -37,23 +28,29 @@ async function refreshSettings() {
   }
 }
 
+// a URL cell: the URL as code, or "not set" (muted in the grey table, as the page renders it)
+function showUrl(cell, url, muted) {
+  cell.replaceChildren();
+  if (url) {
+    const code = document.createElement('code');
+    code.className = 'url';
+    code.textContent = url;
+    cell.append(code);
+  } else if (muted) {
+    const none = document.createElement('span');
+    none.className = 'muted';
+    none.textContent = t('js.not_set');
+    cell.append(none);
+  } else {
+    cell.textContent = t('js.not_set');
+  }
+}
+
 // the grey release table: a grey change (set, ratio, promote, clear) is applied like any other
 function refreshGrey(kind, setting) {
   const row = root.querySelector(`tr[data-grey-kind="${kind}"]`);
   if (!row) return;
-  const urlCell = row.querySelector('.grey-url-cell');
-  urlCell.replaceChildren();
-  if (setting.grey_url) {
-    const code = document.createElement('code');
-    code.className = 'url';
-    code.textContent = setting.grey_url;
-    urlCell.append(code);
-  } else {
-    const none = document.createElement('span');
-    none.className = 'muted';
-    none.textContent = t('js.not_set');
-    urlCell.append(none);
-  }
+  showUrl(row.querySelector('.grey-url-cell'), setting.grey_url, true);
   row.querySelector('.grey-ratio').textContent = setting.grey_url ? `${setting.grey_ratio} %` : '';
 }
 

@@ -3,7 +3,6 @@ clear message for bad input."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
@@ -22,12 +21,6 @@ class Admin:
         async with self.s.request(method, self.base + "/admin/v1" + path, headers=headers,
                                   **kw) as r:
             return r.status, await r.json()
-
-
-@pytest.fixture
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as s:
-        yield s
 
 
 async def as_role(server: LiveServer, session: aiohttp.ClientSession, role: str) -> Admin:

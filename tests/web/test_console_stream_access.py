@@ -7,7 +7,7 @@ tests/events/test_redis_broker.py.)"""
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 
 import aiohttp
 import pytest
@@ -25,12 +25,6 @@ Live = Callable[..., Awaitable[LiveServer]]
 Make = Callable[..., Awaitable[Platform]]
 SIGN_IN = "sign in, or send an API key as Authorization: Bearer ..."
 LONG = aiohttp.ClientTimeout(total=60)
-
-
-@pytest.fixture
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as s:
-        yield s
 
 
 def realtime_url(server: LiveServer, appid: str) -> str:

@@ -3,7 +3,7 @@ runtime API and the JavaScript runtime's files, nothing for the admin API, nothi
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -15,12 +15,6 @@ from tests.conftest import LiveServer
 
 ALLOWED = "http://127.0.0.2:8080"
 Live = Callable[..., Awaitable[LiveServer]]
-
-
-@pytest.fixture
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as s:
-        yield s
 
 
 def preflight(origin: str, method: str = "POST") -> dict[str, str]:

@@ -9,7 +9,7 @@ import gc
 import logging
 import re
 import weakref
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -28,12 +28,6 @@ from tests.support.platforms import SSE
 Live = Callable[..., Awaitable[LiveServer]]
 EVENTS = "/runtime/v1/events"
 LONG = aiohttp.ClientTimeout(total=60)
-
-
-@pytest.fixture
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as s:
-        yield s
 
 
 async def test_a_suspended_send_is_finished_in_a_task_and_a_finished_one_is_not() -> None:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import aiohttp
@@ -25,12 +25,6 @@ Live = Callable[..., Awaitable[LiveServer]]
 EVENTS = "/runtime/v1/events"
 REVOKE = "/admin/v1/runtime-tokens/revoke"
 LONG = aiohttp.ClientTimeout(total=60)
-
-
-@pytest.fixture
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as s:
-        yield s
 
 
 async def test_a_revoked_tokens_open_stream_ends_before_the_users_next_push(

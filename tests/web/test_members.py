@@ -7,11 +7,9 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
-import pytest
 
 from miniport.storage.members import MemberStore
 from tests.acceptance.test_cli import miniport, ok
@@ -20,12 +18,6 @@ from tests.web.console.test_console_http import PASSWORD, client, sign_in
 
 PARAMS = {"change_id": "c0", "test_id": "t0", "name": "e0", "user_id": "u0", "user": "nobody",
           "report": "r0"}
-
-
-@pytest.fixture
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as s:
-        yield s
 
 
 async def app_routes(server: LiveServer, session: aiohttp.ClientSession) -> list[tuple[str, str]]:

@@ -4,7 +4,7 @@ WeChat's names and shapes, the event stream, token identity, and 4xx for bad inp
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import aiohttp
@@ -44,12 +44,6 @@ class Runtime:
     async def data(self, appid: str, **params: Any) -> tuple[int, dict[str, Any]]:
         return await self.call("GET", f"/runtime/v1/apps/{appid}/background-fetch/data",
                                params={k: str(v) for k, v in params.items()})
-
-
-@pytest.fixture
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as s:
-        yield s
 
 
 @pytest.fixture

@@ -252,3 +252,23 @@ def test_a_push_spanning_the_pages_fetch_is_not_counted_twice(
     assert len(fetches) == 1  # split by its batches, not fetched again
     assert errors == []
     ctx.close()
+
+
+def test_the_realtime_view_says_so_when_its_access_is_taken_away(
+    live: LiveConsole, browser: Any
+) -> None:
+    """The server ends a console stream whose session is no longer good (an admin disabled
+    the account): the page says why at once, instead of showing "connecting" for good."""
+    viewer = live.user("viewer")
+    app = live.app("Insights gone")
+    ctx = browser.new_context(**DESKTOP)
+    page = ctx.new_page()
+    sign_in(page, live.url, viewer, path=f"/console/apps/{app.appid}/analytics/insights")
+    insights = page.locator("#insights-page")
+    expect(insights).to_have_attribute("data-realtime", "live")
+    live.call("console_users.set_disabled", viewer, True, "test-admin")
+    expect(insights).to_have_attribute("data-realtime", "closed", timeout=10_000)
+    expect(page.get_by_test_id("rt-updated")).to_contain_text("The live view was closed")
+    page.locator("#realtime").scroll_into_view_if_needed()
+    shot(page, "insights-realtime-access-gone", full_page=False)
+    ctx.close()

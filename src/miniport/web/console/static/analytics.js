@@ -610,7 +610,7 @@ function setState(state) {
   const node = panel.querySelector('.test-state');
   node.className = `badge test-state ${state === 'live' ? 'live' : state === 'stopped' ? 'off' : 'pending'}`;
   node.textContent = t(`js.an.test.state.${state}`);
-  for (const button of panel.querySelectorAll('[data-testid="test-stop"]')) button.disabled = state === 'stopped';
+  for (const button of panel.querySelectorAll('[data-testid="test-stop"]')) button.disabled = state === 'stopped' || state === 'closed';
 }
 
 function note(text) {
@@ -694,8 +694,14 @@ async function openTest(testId, user = null) {
     setState('stopped');
     closeSource();
   });
+  source.addEventListener('unauthorized', () => {
+    // the access that opened it is gone: the server ended the stream, a reconnect is refused
+    closeSource();
+    setState('closed');
+    note(t('js.access_gone'));
+  });
   source.onerror = () => {
-    if (panel.dataset.state !== 'stopped') setState('connecting');
+    if (panel.dataset.state !== 'stopped' && panel.dataset.state !== 'closed') setState('connecting');
   };
   panel.scrollIntoView({ behavior: 'smooth', block: 'start' });
 }

@@ -322,6 +322,12 @@ function openRealtime() {
   const source = new EventSource(`${base}/realtime/events`);
   rt.source = source;
   source.addEventListener('connected', () => refetch());
+  source.addEventListener('unauthorized', () => {
+    // the access that opened it is gone (signed out, key revoked, no longer a member): the
+    // server ended the stream, and a reconnect would be refused
+    source.close();
+    stamp('closed', t('js.access_gone'));
+  });
   source.addEventListener('realtime', (event) => {
     const message = JSON.parse(event.data);
     if (rt.fetching) rt.fetching.push(message);

@@ -75,6 +75,13 @@ class InvalidInput(MiniportError):
     http_status = 422
 
 
+class TooLarge(MiniportError):
+    """A request body over a limit: smaller requests are taken (a runtime splits its batch)."""
+
+    code = "too_large"
+    http_status = 413
+
+
 class InvalidURL(InvalidInput):
     code = "invalid_url"
 

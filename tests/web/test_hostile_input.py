@@ -4,6 +4,7 @@ refused."""
 
 from __future__ import annotations
 
+import io
 import json
 from collections.abc import AsyncIterator
 from typing import Any
@@ -230,3 +231,20 @@ async def test_a_background_fetch_token_with_a_control_character_is_a_clean_422(
         )
         assert status == 422 and "control characters" in answer["errMsg"], answer
     assert await p.db.read(p.fetches.get_user, app.appid, "alice") is None
+
+
+async def test_an_analytics_batch_over_its_size_is_a_413_the_runtimes_split(
+    live_server: LiveServer, session: aiohttp.ClientSession
+) -> None:
+    """Over 1,000,000 bytes (under the server's request limit) a batch was a 422, which the
+    runtimes drop as a batch that can never be taken; as a 413 they send it in halves."""
+    p = live_server.platform
+    app = await p.apps.create("shop", "test")
+    url = f"{live_server.url}/runtime/v1/apps/{app.appid}/analytics/events"
+    events = [{"id": f"e{i}", "event": "view", "ts": 1, "data": {"x": "y" * 1000}}
+              for i in range(1000)]
+    headers = {"Authorization": f"Bearer {p.auth.runtime_token('alice')}"}
+    body = io.BytesIO(json.dumps({"events": events}).encode())
+    async with session.post(url, data=body, headers=headers) as r:
+        status, answer = r.status, await r.json()
+    assert status == 413 and "larger than 1000000 bytes" in answer["errMsg"], answer

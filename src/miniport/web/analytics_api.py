@@ -12,7 +12,7 @@ from starlette.routing import Route
 
 from ..domain import json_text
 from ..domain import saved_reports as rules
-from ..errors import InvalidInput, MiniportError
+from ..errors import InvalidInput, MiniportError, TooLarge
 from ..services.analytics import parse_time, test_channel
 from ..services.auth import Principal
 from ..services.saved_reports import run_params
@@ -118,7 +118,8 @@ async def ingest_batch(request: Request, appid: str) -> Response:
         who = await app_runtime_identity(request, appid)
         raw = await request.body()
         if len(raw) > MAX_BATCH_BYTES:
-            raise InvalidInput(f"batch larger than {MAX_BATCH_BYTES} bytes")
+            # 413, as the request-size limit answers: the runtimes send such a batch in halves
+            raise TooLarge(f"batch larger than {MAX_BATCH_BYTES} bytes")
         try:
             batch = json_text.loads(raw)
         except (ValueError, RecursionError) as exc:

@@ -248,3 +248,50 @@ def test_a_sqlite_migration_waits_for_the_migration_lock(tmp_path: Path) -> None
         assert migrate.current_revision(engine) == migrate.HEAD
     finally:
         engine.dispose()
+
+
+def test_sqlite_event_ids_are_not_given_again_after_0017(tmp_path: Path) -> None:
+    """A database upgraded from 0016: the next event id is above every id still stored or
+    published once (app code reports by id), not the highest row's id plus one."""
+    import json
+
+    from sqlalchemy import insert, select
+
+    from miniport.storage import schema as t
+
+    engine = make_engine(f"sqlite:///{tmp_path / 'state.db'}")
+    try:
+        migrate.upgrade(engine, "0016")
+        with engine.begin() as conn:
+            conn.execute(insert(t.apps).values(appid="wx1", name="a", secret="s", created_at=1.0))
+            conn.execute(
+                insert(t.analytics_events).values(
+                    id=2, appid="wx1", name="view", draft="{}", published="{}", updated_at=1.0
+                )
+            )
+            published = {"version": 1, "fields": [], "events": [{"id": 2}, {"id": 7}]}
+            conn.execute(
+                insert(t.analytics_versions).values(
+                    appid="wx1", version=1, config=json.dumps(published),
+                    published_by="dev", published_at=1.0,
+                )
+            )  # fmt: skip
+        migrate.upgrade(engine)
+        assert differences(engine) == []
+        with engine.begin() as conn:
+            conn.execute(
+                insert(t.analytics_events).values(
+                    appid="wx1", name="refund", draft="{}", updated_at=2.0
+                )
+            )
+            conn.execute(t.analytics_events.delete().where(t.analytics_events.c.name == "refund"))
+            conn.execute(
+                insert(t.analytics_events).values(
+                    appid="wx1", name="sell", draft="{}", updated_at=3.0
+                )
+            )
+            ev = t.analytics_events.c
+            ids = dict(conn.execute(select(ev.name, ev.id)).all())
+        assert ids == {"view": 2, "sell": 9}
+    finally:
+        engine.dispose()

@@ -336,6 +336,8 @@ analytics_events = Table(
     Column("published", Text, nullable=True),  # JSON EventDef of the published version
     Column("updated_at", Float, nullable=False),
     UniqueConstraint("appid", "name"),
+    # an id is never given twice (app code reports by id): AUTOINCREMENT on SQLite too
+    sqlite_autoincrement=True,
 )
 
 analytics_versions = Table(

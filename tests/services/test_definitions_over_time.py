@@ -53,3 +53,47 @@ async def test_a_deleted_events_id_is_never_given_to_another_event(
     verdict = await s.ingest(appid, "u1", old_app)
     assert verdict["accepted"] == 0
     assert [r["code"] for r in verdict["rejected"]] == ["unknown_event"]
+
+
+async def test_a_save_made_while_publishing_is_published_or_left_as_a_change(
+    platforms: Callable[..., Awaitable[Platform]], tmp_path: Path, state_url: str
+) -> None:
+    """Another developer saves an event (and adds a field) after a publish read the draft and
+    before it wrote the version: what the console shows as published is what runtimes get."""
+    p, appid = await app_with_price(platforms, tmp_path, state_url)
+    s = p.analytics
+    await s.save_event(appid, api_event("buy", ["price"]))
+    await s.publish(appid, "dev")
+
+    real_publish = s.defs.publish
+
+    def publish_after_another_save(*args: Any, **kwargs: Any) -> Any:
+        # the other developer's requests, committed while the publish was on its way
+        s.defs.change_slots(appid, lambda fields, parts: _add("color", fields), 0.0)
+        s.defs.save_event(appid, "buy", api_event("buy", ["price", "color"]), 0.0)
+        return real_publish(*args, **kwargs)
+
+    s.defs.publish = publish_after_another_save  # type: ignore[method-assign]
+    try:
+        published = await s.publish(appid, "dev")
+    finally:
+        s.defs.publish = real_publish  # type: ignore[method-assign]
+
+    config = await s.runtime_config(appid, "u1")
+    assert config["version"] == published["version"] == 2
+    shown = await s.definitions(appid)
+    buy = next(e for e in shown["events"] if e["name"] == "buy")
+    live = next(e for e in config["events"] if e["name"] == "buy")
+    # either the save made it into version 2, or the console still shows it as a change
+    assert buy["changed"] or buy["published"]["fields"] == live["fields"]
+    color = next(f for f in shown["fields"] if f["name"] == "color")
+    in_config = any(f["name"] == "color" for f in config["fields"])
+    assert color["published"] == in_config
+
+
+def _add(name: str, fields: list[Any]) -> Any:
+    from miniport.storage.analytics_defs import SlotChange
+
+    taken = {f.slot for f in fields if f.type == "string"}
+    slot = next(s for s in range(32) if s not in taken)
+    return SlotChange("add", name, "string", slot, fresh=True)

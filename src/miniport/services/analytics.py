@@ -55,6 +55,7 @@ from ..events.broker import EVERYONE, Broker
 from ..metrics import Metrics
 from ..storage.analytics_defs import (
     AnalyticsDefsStore,
+    EventRow,
     FieldRow,
     PartRow,
     SlotChange,
@@ -247,27 +248,11 @@ class AnalyticsService(ReportQueries):
         """The draft, its events' ids and the fields with a pending type change (all from
         one read of the fields: a change made meanwhile is in all three or in none)."""
         fields = await self.db.read(self.defs.fields, appid)
-        events = await self.db.read(self.defs.events, appid)
-        config = AnalyticsConfig(
-            fields=[
-                FieldDef(name=f.name, type=f.pending_type or f.type)  # type: ignore[arg-type]
-                for f in fields
-            ],
-            events=[EventDef.model_validate(e.draft) for e in events if e.draft is not None],
-        )
-        return config, {e.name: e.id for e in events}, [f.name for f in fields if f.pending_type]
+        return _draft_of(fields, await self.db.read(self.defs.events, appid))
 
     async def _published_config(self, appid: str) -> AnalyticsConfig | None:
         latest = await self.db.read(self.defs.latest_version, appid)
-        if latest is None:
-            return None
-        return AnalyticsConfig(
-            fields=[FieldDef(name=f["name"], type=f["type"]) for f in latest[1]["fields"]],
-            events=[
-                EventDef.model_validate({k: v for k, v in e.items() if k != "id"})
-                for e in latest[1]["events"]
-            ],
-        )
+        return None if latest is None else _published_of(latest[1])
 
     async def _validate(self, appid: str, config: AnalyticsConfig, retyped: list[str]) -> None:
         errors = validate_config(config, await self._published_config(appid), retyped)
@@ -506,14 +491,24 @@ class AnalyticsService(ReportQueries):
 
     async def publish(self, appid: str, actor: str) -> dict[str, Any]:
         await self._app(appid)
-        draft, ids, pending = await self._draft(appid)
-        await self._validate(appid, draft, pending)
+
+        def build(
+            version: int,
+            fields: list[FieldRow],
+            events: list[EventRow],
+            published: dict[str, Any] | None,
+        ) -> dict[str, Any]:
+            # the draft as it is in the publish's own transaction: a save or a field change
+            # made since any earlier read is in this version, or waits for the next one
+            draft, ids, pending = _draft_of(fields, events)
+            before = None if published is None else _published_of(published)
+            errors = validate_config(draft, before, pending)
+            if errors:
+                raise DefinitionsInvalid(errors)
+            return config_for_runtime(draft, version, ids)
+
         version, config, retyped = await self.db.write(
-            self.defs.publish,
-            appid,
-            lambda v: config_for_runtime(draft, v, ids),
-            actor,
-            self.clock.now(),
+            self.defs.publish, appid, build, actor, self.clock.now()
         )
         self._forget(appid)
         for change in retyped:
@@ -1025,6 +1020,31 @@ def _retype_decision(
         return SlotChange("pending", field, locked.type, locked.slot, fresh, locked, at)
 
     return decide
+
+
+def _draft_of(
+    fields: list[FieldRow], events: list[EventRow]
+) -> tuple[AnalyticsConfig, dict[str, int], list[str]]:
+    """The draft configuration, its events' ids and the fields with a pending type change."""
+    config = AnalyticsConfig(
+        fields=[
+            FieldDef(name=f.name, type=f.pending_type or f.type)  # type: ignore[arg-type]
+            for f in fields
+        ],
+        events=[EventDef.model_validate(e.draft) for e in events if e.draft is not None],
+    )
+    return config, {e.name: e.id for e in events}, [f.name for f in fields if f.pending_type]
+
+
+def _published_of(config: dict[str, Any]) -> AnalyticsConfig:
+    """A published version's runtime configuration as definitions."""
+    return AnalyticsConfig(
+        fields=[FieldDef(name=f["name"], type=f["type"]) for f in config["fields"]],
+        events=[
+            EventDef.model_validate({k: v for k, v in e.items() if k != "id"})
+            for e in config["events"]
+        ],
+    )
 
 
 def _pending(fields: list[FieldRow]) -> dict[str, tuple[str, int]]:

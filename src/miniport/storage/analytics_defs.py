@@ -8,7 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from sqlalchemy import and_, delete, func, insert, select, update
+from sqlalchemy import and_, delete, insert, select, update
 
 from . import schema as t
 from .db import Database
@@ -152,10 +152,7 @@ class AnalyticsDefsStore:
         transaction starts ``IMMEDIATE`` (one writer at a time across processes)."""
         fc = t.analytics_fields.c
         with self.db.writing() as conn:
-            if not self.db.is_sqlite:
-                conn.execute(
-                    select(t.apps.c.appid).where(t.apps.c.appid == appid).with_for_update()
-                )
+            self._lock(conn, appid)
             change = decide(self._fields(conn, appid), self._parts(conn, appid))
             where = and_(fc.appid == appid, fc.name == change.name)
             if change.kind == "add":
@@ -183,19 +180,31 @@ class AnalyticsDefsStore:
                 )
         return change
 
+    def _lock(self, conn: Any, appid: str) -> None:
+        """Changes to an app's definitions one at a time: on PostgreSQL the app's row is
+        locked until the transaction ends; a SQLite write transaction starts ``IMMEDIATE``
+        (one writer at a time) already."""
+        if not self.db.is_sqlite:
+            conn.execute(select(t.apps.c.appid).where(t.apps.c.appid == appid).with_for_update())
+
     # --- events ---
     def events(self, appid: str) -> list[EventRow]:
-        c = t.analytics_events.c
         with self.db.reading() as conn:
-            rows = conn.execute(
-                select(c.id, c.name, c.draft, c.published).where(c.appid == appid).order_by(c.id)
-            ).all()
+            return self._events(conn, appid)
+
+    @staticmethod
+    def _events(conn: Any, appid: str) -> list[EventRow]:
+        c = t.analytics_events.c
+        rows = conn.execute(
+            select(c.id, c.name, c.draft, c.published).where(c.appid == appid).order_by(c.id)
+        ).all()
         return [EventRow(r.id, r.name, _json(r.draft), _json(r.published)) for r in rows]
 
     def save_event(self, appid: str, name: str, draft: dict[str, Any] | None, now: float) -> int:
         """Upsert an event's draft (None: deleted in the draft). Returns its stable id."""
         c = t.analytics_events.c
         with self.db.writing() as conn:
+            self._lock(conn, appid)  # never in the middle of a publish
             row = conn.execute(select(c.id).where(and_(c.appid == appid, c.name == name))).first()
             text = json.dumps(draft, ensure_ascii=False) if draft is not None else None
             if row is None:
@@ -214,14 +223,15 @@ class AnalyticsDefsStore:
 
     # --- publish and reset ---
     def latest_version(self, appid: str) -> tuple[int, dict[str, Any]] | None:
-        c = t.analytics_versions.c
         with self.db.reading() as conn:
-            row = conn.execute(
-                select(c.version, c.config)
-                .where(c.appid == appid)
-                .order_by(c.version.desc())
-                .limit(1)
-            ).first()
+            return self._latest(conn, appid)
+
+    @staticmethod
+    def _latest(conn: Any, appid: str) -> tuple[int, dict[str, Any]] | None:
+        c = t.analytics_versions.c
+        row = conn.execute(
+            select(c.version, c.config).where(c.appid == appid).order_by(c.version.desc()).limit(1)
+        ).first()
         return (int(row.version), json.loads(row.config)) if row is not None else None
 
     def versions(self, appid: str) -> list[dict[str, Any]]:
@@ -237,14 +247,23 @@ class AnalyticsDefsStore:
     def publish(
         self, appid: str, build: Any, actor: str, now: float
     ) -> tuple[int, dict[str, Any], list[dict[str, Any]]]:
-        """In one transaction: the next version number, ``build(version)`` -> runtime config,
-        drafts become published, deleted drafts go, fields are marked published, pending
-        type changes start a new part of their field's history (returned)."""
-        ev, vc = t.analytics_events.c, t.analytics_versions.c
+        """In one transaction, with the app's definitions locked: the next version number,
+        ``build(version, fields, events, published config or None)`` -> runtime config from
+        what this transaction reads (it raises to publish nothing), drafts become published,
+        deleted drafts go, fields are marked published, pending type changes start a new
+        part of their field's history (returned). So what is marked published is exactly
+        what the version holds, whatever was saved while the publish was on its way."""
+        ev = t.analytics_events.c
         with self.db.writing() as conn:
-            last = conn.execute(select(func.max(vc.version)).where(vc.appid == appid)).scalar()
-            version = int(last or 0) + 1
-            config: dict[str, Any] = build(version)
+            self._lock(conn, appid)
+            latest = self._latest(conn, appid)
+            version = (latest[0] if latest else 0) + 1
+            config: dict[str, Any] = build(
+                version,
+                self._fields(conn, appid),
+                self._events(conn, appid),
+                latest[1] if latest else None,
+            )
             conn.execute(
                 insert(t.analytics_versions).values(
                     appid=appid,
@@ -341,6 +360,7 @@ class AnalyticsDefsStore:
         type changes go."""
         ev, fc = t.analytics_events.c, t.analytics_fields.c
         with self.db.writing() as conn:
+            self._lock(conn, appid)
             conn.execute(
                 delete(t.analytics_events).where(and_(ev.appid == appid, ev.published.is_(None)))
             )

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from miniport.errors import Conflict
 from miniport.platform import Platform
 
 
@@ -97,3 +98,35 @@ def _add(name: str, fields: list[Any]) -> Any:
     taken = {f.slot for f in fields if f.type == "string"}
     slot = next(s for s in range(32) if s not in taken)
     return SlotChange("add", name, "string", slot, fresh=True)
+
+
+async def test_an_edit_based_on_a_stale_draft_is_refused_not_lost(
+    platforms: Callable[..., Awaitable[Platform]], tmp_path: Path, state_url: str
+) -> None:
+    """Two developers open the same event; the second save, based on what the first one
+    replaced, is refused (a lost update otherwise); a save without a base is as before."""
+    p, appid = await app_with_price(platforms, tmp_path, state_url)
+    s = p.analytics
+    await s.add_field(appid, {"name": "color", "type": "string"})
+    await s.save_event(appid, api_event("buy", ["price"]))
+
+    def revision(shown: dict[str, Any], name: str) -> str | None:
+        return next(e["revision"] for e in shown["events"] if e["name"] == name)
+
+    opened = revision(await s.definitions(appid), "buy")  # both load the editor
+    first = await s.save_event(appid, api_event("buy", ["price", "color"]), base=opened)
+    assert first["revision"] == revision(await s.definitions(appid), "buy") != opened
+    with pytest.raises(Conflict, match="changed since"):
+        await s.save_event(appid, {**api_event("buy", []), "display_name": "Achat"}, base=opened)
+    with pytest.raises(Conflict, match="changed since"):
+        await s.delete_event(appid, "buy", base=opened)
+    shown = await s.definitions(appid)
+    buy = next(e for e in shown["events"] if e["name"] == "buy")
+    assert buy["draft"]["fields"] == ["price", "color"]  # the first developer's save stands
+
+    # a new event's base is "": refused if someone else created it meanwhile
+    await s.save_event(appid, api_event("sell", ["price"]), base="")
+    with pytest.raises(Conflict):  # created by someone else meanwhile
+        await s.save_event(appid, api_event("sell", ["color"]), base="")
+    await s.save_event(appid, api_event("sell", ["color"]))  # no base: last write wins
+    await s.delete_event(appid, "buy", base=first["revision"])

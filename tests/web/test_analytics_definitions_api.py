@@ -157,3 +157,15 @@ async def test_bad_json_shapes_are_refused_too(api: Api) -> None:
     assert status == 422
     status, answer = await api.call("DELETE", "/events/nope")
     assert status == 404 and answer["message"] == "event 'nope' not found"
+
+
+async def test_a_save_on_a_draft_changed_since_it_was_opened_is_refused(api: Api) -> None:
+    await api.define(PURCHASE)
+    shown = await api.ok("GET", "/definitions")
+    opened = next(e["revision"] for e in shown["events"] if e["name"] == "purchase")
+    saved = await api.ok("POST", "/events", {**PURCHASE, "fields": ["price"]}, base=opened)
+    status, answer = await api.call("POST", "/events", {**PURCHASE, "fields": []}, base=opened)
+    assert status == 409 and "changed since you opened it" in answer["message"]
+    status, _ = await api.call("DELETE", "/events/purchase", base=opened)
+    assert status == 409
+    await api.ok("DELETE", "/events/purchase", base=saved["revision"])

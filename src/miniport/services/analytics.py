@@ -60,6 +60,7 @@ from ..storage.analytics_defs import (
     PartRow,
     SlotChange,
     TestRow,
+    draft_revision,
 )
 from ..storage.db import Database
 from ..storage.registry import RegistryStore
@@ -295,6 +296,7 @@ class AnalyticsService(ReportQueries):
                     "draft": e.draft,
                     "published": e.published,
                     "changed": e.draft != e.published,
+                    "revision": e.revision,
                 }
                 for e in events
             ],
@@ -456,9 +458,11 @@ class AnalyticsService(ReportQueries):
                 log.warning("slot %s of %s not emptied yet: %s", item[1], item[0], exc)
                 return
 
-    async def save_event(self, appid: str, obj: object) -> dict[str, Any]:
+    async def save_event(self, appid: str, obj: object, base: str | None = None) -> dict[str, Any]:
         """Save an event's draft (validated against the other definitions and what is
-        published). Errors carry the path of the part at fault."""
+        published). Errors carry the path of the part at fault. ``base``: the draft's
+        ``revision`` the edit started from (Conflict if it changed since; ``""`` for a new
+        event); without it the save replaces whatever is there."""
         await self._app(appid)
         event = parse_event(obj)
         draft, _, pending = await self._draft(appid)
@@ -471,17 +475,23 @@ class AnalyticsService(ReportQueries):
             raise DefinitionsInvalid(
                 relative_errors(exc.errors, "events", len(others), [e.name for e in others])
             ) from None
+        saved = event.model_dump(mode="json")
         event_id = await self.db.write(
-            self.defs.save_event, appid, event.name, event.model_dump(mode="json"), self.clock.now()
+            self.defs.save_event, appid, event.name, saved, self.clock.now(), base
         )
-        return {"id": event_id, "name": event.name, "status": "draft"}
+        return {
+            "id": event_id,
+            "name": event.name,
+            "status": "draft",
+            "revision": draft_revision(saved),
+        }
 
-    async def delete_event(self, appid: str, name: str) -> dict[str, Any]:
+    async def delete_event(self, appid: str, name: str, base: str | None = None) -> dict[str, Any]:
         await self._app(appid)
         events = await self.db.read(self.defs.events, appid)
         if not any(e.name == name for e in events):
             raise NotFound(f"event {name!r} not found")
-        await self.db.write(self.defs.save_event, appid, name, None, self.clock.now())
+        await self.db.write(self.defs.save_event, appid, name, None, self.clock.now(), base)
         return {"name": name, "status": "deleted in draft"}
 
     async def _draft_runtime(self, appid: str, version: int) -> dict[str, Any]:

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -10,6 +11,7 @@ from typing import Any, Literal
 
 from sqlalchemy import and_, delete, insert, select, update
 
+from ..errors import Conflict
 from . import schema as t
 from .db import Database
 
@@ -59,6 +61,19 @@ class EventRow:
     name: str
     draft: dict[str, Any] | None
     published: dict[str, Any] | None
+
+    @property
+    def revision(self) -> str:
+        return draft_revision(self.draft)
+
+
+def draft_revision(draft: dict[str, Any] | None) -> str:
+    """A token of an event's draft, which an edit names as its ``base`` so that a save made
+    on a draft someone else has changed since is refused (``""``: no draft, or deleted)."""
+    if draft is None:
+        return ""
+    text = json.dumps(draft, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 @dataclass(frozen=True)
@@ -200,12 +215,28 @@ class AnalyticsDefsStore:
         ).all()
         return [EventRow(r.id, r.name, _json(r.draft), _json(r.published)) for r in rows]
 
-    def save_event(self, appid: str, name: str, draft: dict[str, Any] | None, now: float) -> int:
-        """Upsert an event's draft (None: deleted in the draft). Returns its stable id."""
+    def save_event(
+        self,
+        appid: str,
+        name: str,
+        draft: dict[str, Any] | None,
+        now: float,
+        base: str | None = None,
+    ) -> int:
+        """Upsert an event's draft (None: deleted in the draft). Returns its stable id.
+        ``base``: the :func:`draft_revision` the edit was made on; Conflict if the draft is
+        another by now (someone else saved or deleted it meanwhile)."""
         c = t.analytics_events.c
         with self.db.writing() as conn:
             self._lock(conn, appid)  # never in the middle of a publish
-            row = conn.execute(select(c.id).where(and_(c.appid == appid, c.name == name))).first()
+            row = conn.execute(
+                select(c.id, c.draft).where(and_(c.appid == appid, c.name == name))
+            ).first()
+            if base is not None and base != draft_revision(_json(row.draft) if row else None):
+                raise Conflict(
+                    f"event {name!r} was changed since you opened it (by someone else?): "
+                    "reload it; your edit was not saved"
+                )
             text = json.dumps(draft, ensure_ascii=False) if draft is not None else None
             if row is None:
                 result = conn.execute(

@@ -186,17 +186,31 @@ async def retype_field(
     return await platform_of(request).analytics.retype_field(appid, name, body.type, who.name)
 
 
+BASE = Query(
+    None,
+    max_length=64,
+    description="the event's `revision` (from GET /definitions) the edit was made on; 409 if "
+    "someone changed it since (`\"\"` for a new event); absent: replace whatever is there",
+)
+
+
 @admin.post("/events", status_code=201)
 async def save_event(
-    appid: str, request: Request, who: Developer, body: Annotated[dict[str, Any], Body()]
+    appid: str,
+    request: Request,
+    who: Developer,
+    body: Annotated[dict[str, Any], Body()],
+    base: str | None = BASE,
 ) -> dict[str, Any]:
     """Save an event definition as a draft (the schema: docs/analytics-definitions.md)."""
-    return await platform_of(request).analytics.save_event(appid, body)
+    return await platform_of(request).analytics.save_event(appid, body, base)
 
 
 @admin.delete("/events/{name}")
-async def delete_event(appid: str, name: str, request: Request, who: Developer) -> dict[str, Any]:
-    return await platform_of(request).analytics.delete_event(appid, name)
+async def delete_event(
+    appid: str, name: str, request: Request, who: Developer, base: str | None = BASE
+) -> dict[str, Any]:
+    return await platform_of(request).analytics.delete_event(appid, name, base)
 
 
 @admin.post("/publish")

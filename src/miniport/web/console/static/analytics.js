@@ -18,6 +18,9 @@ let definitions = initial.definitions ?? { fields: [], events: [], version: 0 };
 let tests = initial.tests ?? [];
 /** the name of the saved event the editor shows (null: a new one) */
 let editing = null;
+/** The `revision` of the draft the form was filled from ('' for a new event): a save made on
+ * a draft someone else has changed since is refused (409) instead of replacing their edit. */
+let editingRevision = '';
 
 // --- small helpers ---------------------------------------------------------------------------
 
@@ -462,8 +465,9 @@ function collect() {
   return definition;
 }
 
-function fill(definition, name) {
+function fill(definition, name, revision = '') {
   editing = name;
+  editingRevision = revision;
   clearErrors(form);
   form.elements.name.value = definition.name ?? '';
   form.elements.name.readOnly = Boolean(name);
@@ -480,7 +484,7 @@ function fill(definition, name) {
 function loadEvent(name) {
   const event = definitions.events.find((e) => e.name === name);
   if (!event) return;
-  fill(event.draft ?? event.published ?? {}, name);
+  fill(event.draft ?? event.published ?? {}, name, event.revision ?? '');
   say('');
   document.getElementById('editor').scrollIntoView({ behavior: 'smooth', block: 'start' });
 }
@@ -491,7 +495,8 @@ async function save() {
   clearErrors(form);
   say(t('js.working'), 'busy');
   try {
-    const saved = await api('POST', `${base}/events`, definition);
+    const saved = await api('POST', `${base}/events?base=${encodeURIComponent(editingRevision)}`, definition);
+    editingRevision = saved.revision;
     say(t('js.an.saved', { name: saved.name }));
     await refresh();
     editing = saved.name;

@@ -383,3 +383,27 @@ async def test_a_bad_setting_in_the_environment_is_a_clear_error(tmp_path: Path)
     serve = await miniport("serve", "--port", str(free_port()), data_dir=tmp_path, env=env)
     assert serve.code == 1 and "MINIPORT_MAX_BODY_BYTES" in serve.err, serve
     assert "Traceback" not in serve.err, serve
+
+
+async def test_a_data_directory_that_cannot_be_one_is_a_clear_error(tmp_path: Path) -> None:
+    """A data directory that is a file, or under one, is named with what to do, exit 1, not a
+    traceback: for local commands, --json ones, serve and worker."""
+    a_file = tmp_path / "notes.txt"
+    a_file.write_text("not a directory")
+    text, as_json, under, serve, worker = await together(
+        miniport("app", "list", data_dir=a_file),
+        miniport("app", "create", "Shop", "--json", data_dir=a_file),
+        miniport("admin", "list", "--json", data_dir=a_file / "data"),
+        miniport("serve", "--port", str(free_port()), data_dir=a_file),
+        miniport("worker", data_dir=a_file),
+    )
+    for result in (text, serve, worker):
+        assert result.code == 1, result
+        assert "Traceback" not in result.err + result.out, result
+        said = " ".join(result.err.split())  # the message as one line, however it wrapped
+        assert f"data directory {a_file} is a file" in said and "--data-dir" in said, result
+    for result in (as_json, under):
+        assert result.code == 1, result
+        assert result.json["error"] == "invalid_input", result
+        assert str(a_file) in result.json["message"] and "Traceback" not in result.err
+    assert a_file.read_text() == "not a directory"

@@ -14,7 +14,7 @@ from fastapi.routing import APIRoute
 from miniport.cli import backend, common
 from miniport.cli.backend import HttpBackend, LocalBackend, Server, choose_backend
 from miniport.cli.operations import OPERATIONS
-from miniport.errors import ServerNotRunning
+from miniport.errors import InvalidInput, ServerNotRunning
 from miniport.web import (
     admin_api,
     analytics_api,
@@ -96,3 +96,15 @@ def test_json_output_is_the_same_value(capsys: pytest.CaptureFixture[str]) -> No
     value = {"created_at": 1.5, "urls": {"p": {"enabled": True}}}
     common.render(True, value, human=lambda: print("not this"))
     assert json.loads(capsys.readouterr().out) == value
+
+
+def test_a_data_directory_that_cannot_be_written_is_refused_before_anything_runs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    common.check_data_dir(tmp_path / "new" / "data")  # made later, by the platform
+    assert not (tmp_path / "new").exists()
+    monkeypatch.setattr(common.os, "access", lambda path, mode: False)  # as if not root
+    with pytest.raises(InvalidInput, match="cannot be written: choose another with --data-dir"):
+        common.check_data_dir(tmp_path)
+    with pytest.raises(InvalidInput, match=f"cannot be made in {tmp_path}:"):
+        common.check_data_dir(tmp_path / "new" / "data")

@@ -21,7 +21,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from ..errors import MiniportError
+from ..errors import InvalidInput, MiniportError
 
 if TYPE_CHECKING:
     from rich.table import Table
@@ -53,7 +53,27 @@ err_console = Console(stderr=True)
 def settings_for(data_dir: Path | None, **overrides: Any) -> Settings:
     from ..config import Settings
 
-    return Settings.from_env(data_dir=data_dir, **overrides)
+    settings = Settings.from_env(data_dir=data_dir, **overrides)
+    check_data_dir(settings.data_dir)
+    return settings
+
+
+def check_data_dir(path: Path) -> None:
+    """InvalidInput, saying what to do, when ``path`` cannot be a data directory: a file, or
+    a path under a file or under a directory that cannot be written (nothing is created)."""
+    found = path.absolute()
+    while not found.exists() and found != found.parent:
+        found = found.parent  # the nearest existing part, where the directory would be made
+    if not found.is_dir():
+        problem = "is a file" if found == path.absolute() else f"is under a file ({found})"
+    elif not os.access(found, os.W_OK | os.X_OK):
+        problem = "cannot be written" if found == path.absolute() else f"cannot be made in {found}"
+    else:
+        return
+    raise InvalidInput(
+        f"data directory {path} {problem}: choose another with --data-dir DIR"
+        " (or MINIPORT_DATA_DIR)"
+    )
 
 
 def read_server_file(data_dir: Path) -> dict[str, Any] | None:

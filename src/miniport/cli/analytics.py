@@ -608,8 +608,7 @@ _OVERVIEW_COLUMNS = (
     ("avg_page_s", "page s"),
     ("pages_per_session", "pg/sess"),
 )
-_PAGE_COLUMNS = (
-    ("path", "path"),
+_PAGE_COLUMNS = (  # after the path, a text column that folds (a long path would crush these)
     ("views", "views"),
     ("visitors", "visitors"),
     ("avg_time_s", "avg s"),
@@ -654,7 +653,7 @@ def _overview_text(found: dict[str, Any], group_by: str | None) -> None:
     console.print(_compact(found["rows"], ["bucket", *group], _OVERVIEW_COLUMNS))
     if found["top_pages"]:
         console.print("[bold]top pages[/bold]")
-        console.print(_compact(found["top_pages"], group, _PAGE_COLUMNS))
+        console.print(_compact(found["top_pages"], [*group, "path"], _PAGE_COLUMNS))
     if found["scenes"]:
         console.print("[bold]scenes[/bold] (users who launched from each)")
         console.print(_compact(found["scenes"], group, (("scene", "scene"), ("users", "users"))))

@@ -1,0 +1,38 @@
+"""The text forms of the overview and the funnel at 80 columns: every heading whole, long
+values folded rather than pushing the numbers out."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+from rich.console import Console
+
+from miniport.cli import analytics
+
+LONG_PATH = "pages/goods/detail/with/a/rather/long/path/name/that/goes/on/and/on"
+
+
+@pytest.fixture
+def screen(monkeypatch: pytest.MonkeyPatch) -> io.StringIO:
+    out = io.StringIO()
+    monkeypatch.setattr(analytics, "console", Console(file=out, width=80, color_system=None))
+    return out
+
+
+def test_top_pages_keep_their_headings_and_show_a_long_path_whole(screen: io.StringIO) -> None:
+    page = {"views": 12, "visitors": 4, "avg_time_s": 3.5, "exit_rate": 0.25}
+    found = {
+        "rows": [{"bucket": "2026-12-01", "active_users": 4, "page_views": 12}],
+        "top_pages": [{"path": LONG_PATH, **page}, {"path": "pages/a", **page}],
+        "scenes": [],
+    }
+    analytics._overview_text(found, None)
+    text = screen.getvalue()
+    assert max(len(line) for line in text.splitlines()) <= 80
+    assert "…" not in text, text
+    for heading in ("path", "views", "visitors", "avg s", "exit %"):
+        assert heading in text, text
+    lines = text.splitlines()
+    first = next(i for i, line in enumerate(lines) if line.lstrip().startswith("pages/goods"))
+    assert lines[first].split()[0] + lines[first + 1].strip() == LONG_PATH, text  # folded

@@ -239,7 +239,7 @@ async def test_flow_against_a_running_server(data: Path, tmp_path: Path, serve: 
     assert funnel["order"] == "any" and funnel["window_ms"] == 1000
     table = await miniport(data, "analytics", "funnel", appid, "--step", "goods_click",
                            "--step", "purchase", "--window", "1h")  # fmt: skip
-    assert table.code == 0 and "median_s" in table.out
+    assert table.code == 0 and "median s" in table.out and "100%" in table.out
     out_file = tmp_path / "purchase.csv"
     exported = await ok(data, "analytics", "export", appid, "--event", "purchase", "--format",
                         "csv", "--output", str(out_file))  # fmt: skip

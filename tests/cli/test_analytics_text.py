@@ -36,3 +36,24 @@ def test_top_pages_keep_their_headings_and_show_a_long_path_whole(screen: io.Str
     lines = text.splitlines()
     first = next(i for i, line in enumerate(lines) if line.lstrip().startswith("pages/goods"))
     assert lines[first].split()[0] + lines[first + 1].strip() == LONG_PATH, text  # folded
+
+
+def test_a_grouped_funnel_keeps_its_headings(
+    screen: io.StringIO, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    step = {"$platform": "ios", "drop_off": 2, "median_s": 12.5}
+    rows = [
+        {"step": 1, "event": "goods_click", **step, "users": 3, "conversion": 1.0,
+         "step_conversion": 1.0},
+        {"step": 2, "event": "purchase", **step, "users": 1, "conversion": 1 / 3,
+         "step_conversion": 1 / 3, "median_s": None},
+    ]  # fmt: skip
+    found = {"rows": rows, "from_ms": 0, "to_ms": 1, "window_ms": 86_400_000, "order": "strict"}
+    monkeypatch.setattr(analytics, "call", lambda *args, **kwargs: found)
+    analytics.funnel("mp1", ["goods_click", "purchase"], group_by="$platform")
+    text = screen.getvalue()
+    assert max(len(line) for line in text.splitlines()) <= 80
+    assert "…" not in text, text
+    for heading in ("step", "event", "$platform", "users", "conv", "drop off", "median s"):
+        assert heading in text, text
+    assert "33%" in text and "12.5" in text, text

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import sys
+from collections.abc import Callable
 from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -491,11 +492,15 @@ To = Annotated[str | None, typer.Option("--to", help="YYYY-MM-DD (included), ISO
 Zone = Annotated[str, typer.Option("--tz", help="IANA time zone for days, hours and dates")]
 
 
-def _rows_table(rows: list[dict[str, Any]], types: dict[str, Any] | None = None) -> None:
+def _rows_table(
+    rows: list[dict[str, Any]],
+    types: dict[str, Any] | None = None,
+    draw: Callable[[list[dict[str, Any]]], Table] = table_of,
+) -> None:
     if not rows:
         console.print("no data")
     else:
-        console.print(table_of(rows))
+        console.print(draw(rows))
     for name, info in (types or {}).items():  # fields whose type changed: which part is what
         parts = ", ".join(
             f"{p['type']} ({p['column']}, {_when(p['from_ms'])}..{_when(p['to_ms'])}: {p['read']})"
@@ -595,7 +600,21 @@ def funnel(
         "tz": tz,
     }
     found = call(data_dir, as_json, "analytics.funnel", appid=appid, body=body)
-    render(as_json, found, lambda: _rows_table(found["rows"], found.get("field_types")))
+    head = ["step", "event", *([group_by] if group_by else [])]
+
+    def draw(rows: list[dict[str, Any]]) -> Table:
+        return _compact(rows, head, _FUNNEL_COLUMNS)
+
+    render(as_json, found, lambda: _rows_table(found["rows"], found.get("field_types"), draw))
+
+
+_FUNNEL_COLUMNS = (
+    ("users", "users"),
+    ("conversion", "conv"),
+    ("step_conversion", "step conv"),
+    ("drop_off", "drop off"),
+    ("median_s", "median s"),
+)
 
 
 _OVERVIEW_COLUMNS = (
@@ -614,6 +633,9 @@ _PAGE_COLUMNS = (  # after the path, a text column that folds (a long path would
     ("avg_time_s", "avg s"),
     ("exit_rate", "exit %"),
 )
+
+
+_PERCENT = ("exit_rate", "conversion", "step_conversion")  # shares 0..1, shown as 0..100%
 
 
 def _cell(value: Any, percent: bool = False) -> str:
@@ -640,7 +662,7 @@ def _compact(
     for row in found_rows:
         table.add_row(
             *(escape(_cell(row.get(name))) for name in head),
-            *(_cell(row.get(key), key == "exit_rate") for key, _ in columns),
+            *(_cell(row.get(key), key in _PERCENT) for key, _ in columns),
         )
     return table
 

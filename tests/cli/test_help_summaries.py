@@ -48,3 +48,9 @@ def test_each_command_help_starts_with_a_one_line_summary() -> None:
         if "\n" in (ast.get_docstring(node) or "").split("\n\n")[0]
     ]
     assert wrapped == []
+
+
+def test_each_command_has_a_summary() -> None:
+    """A command without a docstring shows an empty line in its group's commands panel."""
+    bare = [name for name, node in _commands() if not ast.get_docstring(node)]
+    assert bare == []

@@ -140,6 +140,7 @@ def field_retype(
 
 @field_cmd.command("list")
 def field_list(appid: str, data_dir: DataDir = None, as_json: Json = False) -> None:
+    """The app's fields: type, whether published, and their type history."""
     defs = call(data_dir, as_json, "analytics.definitions", appid=appid)
 
     def human() -> None:
@@ -312,6 +313,7 @@ def test_stop(appid: str, test: TestId, data_dir: DataDir = None, as_json: Json 
 
 @test_cmd.command("list")
 def test_list(appid: str, data_dir: DataDir = None, as_json: Json = False) -> None:
+    """The app's tests: tester, status, when started and whether synced."""
     found = call(data_dir, as_json, "analytics.test.list", appid=appid)
 
     def human() -> None:

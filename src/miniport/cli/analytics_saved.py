@@ -73,6 +73,7 @@ def save(
 
 @saved_cmd.command("list")
 def saved_list(appid: str, data_dir: DataDir = None, as_json: Json = False) -> None:
+    """The app's saved reports: name, kind and when saved."""
     found = call(data_dir, as_json, "analytics.saved.list", appid=appid)
     rows = [
         {"name": r["name"], "kind": r["kind"], "created_at": r["created_at"]}
@@ -166,6 +167,7 @@ def set_range(
 
 @dashboard_cmd.command("list")
 def board_list(appid: str, data_dir: DataDir = None, as_json: Json = False) -> None:
+    """The app's dashboards."""
     found = call(data_dir, as_json, "analytics.dashboard.list", appid=appid)
     render(as_json, found, lambda: _rows(found["dashboards"]))
 

@@ -367,16 +367,19 @@ def _testers(found: dict[str, Any], as_json: bool) -> None:
 
 @testers_cmd.command("list")
 def testers_list(appid: str, data_dir: DataDir = None, as_json: Json = False) -> None:
+    """The app's testers."""
     _testers(call(data_dir, as_json, "app.testers.list", appid=appid), as_json)
 
 
 @testers_cmd.command("add")
 def testers_add(appid: str, user: str, data_dir: DataDir = None, as_json: Json = False) -> None:
+    """Make a user a tester (always served by the grey URLs)."""
     _testers(call(data_dir, as_json, "app.testers.add", appid=appid, user_id=user), as_json)
 
 
 @testers_cmd.command("remove")
 def testers_remove(appid: str, user: str, data_dir: DataDir = None, as_json: Json = False) -> None:
+    """Make a tester an ordinary user again."""
     _testers(call(data_dir, as_json, "app.testers.remove", appid=appid, user_id=user), as_json)
 
 
@@ -519,11 +522,13 @@ def member_add(
 
 @member_cmd.command("remove")
 def member_remove(appid: str, user: str, data_dir: DataDir = None, as_json: Json = False) -> None:
+    """Take a console user's (or key:NAME's) access to the app away."""
     render(as_json, call(data_dir, as_json, "member.remove", appid=appid, user=user))
 
 
 @member_cmd.command("list")
 def member_list(appid: str, data_dir: DataDir = None, as_json: Json = False) -> None:
+    """The app's developers and viewers: role and who added them."""
     found = call(data_dir, as_json, "member.list", appid=appid)
 
     def human() -> None:

@@ -407,3 +407,20 @@ async def test_a_data_directory_that_cannot_be_one_is_a_clear_error(tmp_path: Pa
         assert result.json["error"] == "invalid_input", result
         assert str(a_file) in result.json["message"] and "Traceback" not in result.err
     assert a_file.read_text() == "not a directory"
+
+
+async def test_a_long_data_url_and_link_stay_whole_at_80_columns(data: Path) -> None:
+    """The admin checks the URL before confirming, and copies the link: neither may get a
+    line break inside it (the terminal folds a long line, the CLI does not cut it)."""
+    appid = (await ok("app", "create", "Shop", data_dir=data))["appid"]
+    url = "https://dev.example.com/api/v2/background/periodic?" + "&".join(
+        f"param{i}=value{i}" for i in range(8)
+    )
+    public = "https://miniport.internal.example.com/a/rather/long/prefix/for/the/console"
+    env = {"COLUMNS": "80", "MINIPORT_PUBLIC_URL": public}
+    result = await miniport("fetch-url", "set", appid, "--kind", "pre", "--url", url,
+                            data_dir=data, env=env)  # fmt: skip
+    assert result.code == 0, result
+    lines = result.out.splitlines()
+    assert any(url in line for line in lines), result.out
+    assert any(f"{public}/confirm/" in line for line in lines), result.out

@@ -184,16 +184,17 @@ def _change(
         data_dir, as_json, "change.request", appid=appid, kind=kind, op=op, url=url, ratio=ratio
     )
 
-    def human() -> None:
+    def human() -> None:  # soft wrap: the terminal folds long lines, no newline in a URL
         console.print(
             f"Change [bold]{pending['change_id']}[/bold]: {op.replace('_', ' ')} {kind} URL"
             + (f" to {escape(url)}" if url else "")
             + (f" at {ratio} %" if ratio is not None else "")
-            + " — waiting for an admin."
+            + " — waiting for an admin.",
+            soft_wrap=True,
         )
         console.print("An admin scans this code (or opens the link) to confirm it:")
         console.print(qr_text(pending["confirm_url"]), highlight=False, markup=False)
-        console.print(f"link: {pending['confirm_url']}", markup=False)
+        console.print(f"link: {pending['confirm_url']}", markup=False, soft_wrap=True)
         console.print(
             f"or type: [bold]miniport change confirm {pending['confirm_code']}[/bold]"
             f" (valid until {local_time(pending['expires_at'])}, once)"

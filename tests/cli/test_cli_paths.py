@@ -67,8 +67,9 @@ def test_the_backend_is_the_server_when_one_runs(monkeypatch: pytest.MonkeyPatch
 
     monkeypatch.setattr(backend, "running_server", lambda data_dir: None)
     assert choose_backend(tmp_path, OPERATIONS["app.list"]) == LocalBackend(tmp_path)
-    with pytest.raises(ServerNotRunning, match="miniport serve"):
+    with pytest.raises(ServerNotRunning, match="miniport serve") as refused:
         choose_backend(tmp_path, OPERATIONS["devtools.push"])
+    assert "`miniport devtools push` needs one" in refused.value.message  # the command typed
 
 
 def test_human_output_has_no_repr_and_local_dates(capsys: pytest.CaptureFixture[str]) -> None:

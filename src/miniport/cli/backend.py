@@ -217,8 +217,9 @@ def choose_backend(data_dir: Path | None, op: Operation) -> Backend:
         return HttpBackend(server)
     if op.local is None:
         settings = settings_for(data_dir)
+        command = "miniport " + op.name.replace(".", " ")  # as typed: `miniport devtools push`
         raise ServerNotRunning(
-            f"no server is running on {settings.data_dir}: `{op.name}` needs one ({op.why_server})"
+            f"no server is running on {settings.data_dir}: `{command}` needs one ({op.why_server})"
         )
     return LocalBackend(data_dir)
 

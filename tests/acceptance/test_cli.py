@@ -424,3 +424,19 @@ async def test_a_long_data_url_and_link_stay_whole_at_80_columns(data: Path) -> 
     lines = result.out.splitlines()
     assert any(url in line for line in lines), result.out
     assert any(f"{public}/confirm/" in line for line in lines), result.out
+
+
+async def test_a_fetch_run_here_prints_its_verdict_once(data: Path) -> None:
+    """`devtools fetch` without a server shows the verdict and error itself; the server's fetch
+    log line (for a failed fetch) is not printed beside it, bare, on stderr."""
+    appid = (await ok("app", "create", "Shop", data_dir=data))["appid"]
+    change = await ok("fetch-url", "set", appid, "--kind", "periodic", "--url",
+                      "https://dev.example/bg", data_dir=data)  # fmt: skip
+    await ok("change", "confirm", change["confirm_code"], data_dir=data)
+    human, as_json = await together(
+        miniport("devtools", "fetch", appid, "--user", "alice", data_dir=data),
+        miniport("devtools", "fetch", appid, "--user", "alice", "--json", data_dir=data),
+    )
+    assert human.code == 0 and "token_not_set" in human.out, human
+    assert as_json.code == 0 and as_json.json["verdict"] == "token_not_set", as_json
+    assert human.err == as_json.err == "", (human.err, as_json.err)

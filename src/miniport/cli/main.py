@@ -686,10 +686,20 @@ def _no_type_beside_flags() -> None:
     setattr(TyperOption, "display_type_rich", display_type_rich)  # noqa: B010
 
 
+def _no_bare_fetch_log() -> None:
+    """A fetch run here (devtools fetch) prints its own verdict: without a handler, Python
+    would also print the server's fetch log line for a failed one, bare, on stderr. serve and
+    worker still log it (their handler is the root's; records propagate past this one)."""
+    import logging
+
+    logging.getLogger("miniport.fetch").addHandler(logging.NullHandler())
+
+
 def main() -> None:
     from . import analytics as analytics_cli
 
     _no_type_beside_flags()
+    _no_bare_fetch_log()
 
     _register_server_commands()
     analytics_cli.register(app)

@@ -420,6 +420,8 @@ def change_audit(
     entries = call(data_dir, as_json, "change.audit", appid=appid, limit=200)["entries"]
 
     def human() -> None:
+        if not entries:
+            console.print("no audit entries")
         for e in entries:  # a line per entry, its details whole on the next
             console.print(
                 f"{local_time(e['ts'])} [bold]{escape(e['actor'])}[/bold]"
@@ -649,6 +651,14 @@ def devtools_log(
     found = call(data_dir, as_json, "devtools.log", appid=appid, limit=limit, user_id=user)
 
     def human() -> None:
+        if not found["entries"]:
+            console.print(
+                f"no fetches yet: `miniport devtools fetch {appid} --user {user or 'USER'}`"
+                " makes one",
+                markup=False,
+                highlight=False,
+                soft_wrap=True,
+            )
         for e in found["entries"]:  # a line per attempt; an error whole on the next line
             ms = e["latency_ms"]
             parts = [

@@ -109,3 +109,19 @@ def test_a_data_directory_that_cannot_be_written_is_refused_before_anything_runs
         common.check_data_dir(tmp_path)
     with pytest.raises(InvalidInput, match=f"cannot be made in {tmp_path}:"):
         common.check_data_dir(tmp_path / "new" / "data")
+
+
+def test_a_long_value_is_never_cut_by_a_newline(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A token, key or URL printed as a labelled line is copied from the terminal: at 80
+    columns the terminal folds it, no newline is put inside it."""
+    import io
+
+    from rich.console import Console
+
+    out = io.StringIO()
+    monkeypatch.setattr(common, "console", Console(file=out, width=80, color_system=None))
+    token = "eyJ1IjoiYWxpY2UiLCJkIjoiZGVmYXVsdCIsInQiOjE3OTYxMjI3OTd9." + "x" * 60
+    common.render(False, {"runtime_token": token, "nested": {"url": "https://x/" + "p" * 90}})
+    lines = out.getvalue().splitlines()
+    assert lines[0] == f"runtime_token: {token}"
+    assert lines[2] == "  url: https://x/" + "p" * 90

@@ -150,9 +150,11 @@ def table_of(rows: list[dict[str, Any]]) -> Table:
 
 
 def print_value(value: Any, indent: str = "") -> None:
-    """A result as labelled lines: nested objects indented, lists of objects as tables."""
+    """A result as labelled lines: nested objects indented, lists of objects as tables. A
+    line is soft-wrapped: a token, key or URL is folded by the terminal, never cut by a
+    newline (it is copied from there)."""
     if not isinstance(value, dict):
-        console.print(indent + escape(text_of("", value)), highlight=False)
+        console.print(indent + escape(text_of("", value)), highlight=False, soft_wrap=True)
         return
     for key, item in value.items():
         label = f"{indent}[bold]{key}[/bold]:"
@@ -165,7 +167,7 @@ def print_value(value: Any, indent: str = "") -> None:
         elif isinstance(item, list) and not item:
             console.print(f"{label} (none)", highlight=False)
         else:
-            console.print(label, escape(text_of(key, item)), highlight=False)
+            console.print(label, escape(text_of(key, item)), highlight=False, soft_wrap=True)
 
 
 def _heading(exc: MiniportError) -> str:

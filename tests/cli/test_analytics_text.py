@@ -57,3 +57,31 @@ def test_a_grouped_funnel_keeps_its_headings(
     for heading in ("step", "event", "$platform", "users", "conv", "drop off", "median s"):
         assert heading in text, text
     assert "33%" in text and "12.5" in text, text
+
+
+def test_a_users_events_are_readable_at_80_columns(
+    screen: io.StringIO, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Columns empty in every row (no trigger, action, test) are left out; the rest fold."""
+    event = {"ts_ms": 1, "trigger": None, "action": None, "test_id": None, "visible": True}
+    found = {
+        "user_id": "alice",
+        "events": [
+            {"id": "alice-0", "time": "2026-12-01T10:44:29.857Z", "event": "$pageview",
+             "page": "pages/index/index", **event, "data": {}},
+            {"id": "alice-1", "time": "2026-12-01T10:44:30.857Z", "event": "purchase",
+             "page": LONG_PATH, **event, "data": {"price": 12, "color": "red"}},
+        ],
+        "before": "1:alice-0",
+        "more": True,
+    }  # fmt: skip
+    monkeypatch.setattr(analytics, "call", lambda *args, **kwargs: found)
+    analytics.user_events("mp1", "alice")
+    text = screen.getvalue()
+    assert max(len(line) for line in text.splitlines()) <= 80
+    assert "…" not in text, text
+    for shown in ("2026-12-01T10:44:29.857Z", "$pageview", "purchase", "price=12,",
+                  "--before 1:alice-0"):  # fmt: skip
+        assert shown in text, text  # and the long page and data folded, nothing cut (no …)
+    for empty in ("trigger", "action", "test_id"):
+        assert empty not in text, text

@@ -37,6 +37,7 @@ from .common import (
     new_table,
     render,
     table_of,
+    text_of,
 )
 from .move_store import move_store_command, refill_ids_command
 
@@ -836,6 +837,18 @@ def count(
 UserId = Annotated[str, typer.Option("--user", help="The user id (as the runtime reports it)")]
 
 
+def _folded_table(rows: list[dict[str, Any]]) -> Table:
+    """Rows as a table without the columns empty in every row, long values folded (not cut),
+    so that an event's time, name and page stay readable at 80 columns."""
+    columns = [k for k in dict.fromkeys(k for r in rows for k in r)
+               if any(text_of(k, r.get(k)) for r in rows)]  # fmt: skip
+    table = table_of([{k: r.get(k) for k in columns} for r in rows])
+    for column in table.columns:
+        column.overflow = "fold"
+        column.no_wrap = column.header in ("id", "time")  # short, and read whole
+    return table
+
+
 @analytics_cmd.command("user")
 def user_events(
     appid: str,
@@ -862,7 +875,7 @@ def user_events(
         rows = [
             {k: v for k, v in e.items() if k not in ("ts_ms", "visible")} for e in found["events"]
         ]
-        _rows_table(rows)
+        _rows_table(rows, draw=_folded_table)
         if found["before"]:
             console.print(f"older events: --before {escape(found['before'])}", highlight=False)
 

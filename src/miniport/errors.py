@@ -12,6 +12,7 @@ The tree (code, HTTP status)::
     │   ├── BatchInvalid            invalid_input          422  an analytics batch as a whole
     │   ├── ReportQueryError        invalid_input          422  a malformed report query
     │   └── DefinitionsInvalid      invalid_definition     422  with every problem found
+    ├── TooLarge                    too_large              413  a body over a size limit
     ├── NotFound                    not_found              404
     │   ├── TokenNotSet             token_not_set          404
     │   └── NoData                  no_data                404

@@ -191,5 +191,6 @@ def fail(as_json: bool, exc: MiniportError) -> NoReturn:
             where = f"[bold]{p.path}[/bold]: " if p.path else ""
             err_console.print(f"  {where}{p.message}", highlight=False)
     else:
-        err_console.print(f"[red]error[/red]: {exc.message}", highlight=False)
+        # soft-wrapped: a path or URL in it is folded by the terminal, never cut by a newline
+        err_console.print(f"[red]error[/red]: {exc.message}", highlight=False, soft_wrap=True)
     raise typer.Exit(1)

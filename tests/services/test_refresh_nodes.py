@@ -56,6 +56,9 @@ async def test_a_refresh_started_on_one_node_is_followed_and_cancelled_on_anothe
     assert await run(b) == 0  # back on their schedule, on every node
     assert (await b.refresh.progress(appid, second))["state"] == "cancelled"
     assert (await b.refresh.cancel(appid, second))["state"] == "cancelled"  # once
+    audit = await b.db.read(b.registry.list_audit, appid)
+    cancels = [e for e in audit if e.action == "refresh.cancel"]  # audited, once
+    assert [(e.actor, e.detail["refresh_id"]) for e in cancels] == [("app-backend", second)]
     assert count(a, t.refresh_users) == 0  # a finished refresh keeps no users
     with pytest.raises(NotFound):
         await b.refresh.progress("wx_other", second)  # not a refresh of that app

@@ -80,6 +80,6 @@ class RefreshService:
         settings = await self.db.read(self.registry.fetch_settings, appid) or {}
         interval = settings.get("interval_s") or self.rules.interval_s
         refresh = await self.db.write(
-            self.store.cancel, appid, refresh_id, interval, self.clock.now()
+            self.store.cancel, appid, refresh_id, interval, self.clock.now(), "app-backend"
         )
         return refresh.as_dict()

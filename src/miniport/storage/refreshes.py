@@ -135,10 +135,12 @@ class RefreshStore:
         with self.db.writing() as conn:
             return self._settle(conn, self._get(conn, appid, refresh_id, lock=True))
 
-    def cancel(self, appid: str, refresh_id: str, interval_s: float, now: float) -> Refresh:
-        """Cancel a running refresh: its users not attempted since it started go back on their
-        regular schedule (last success + ``interval_s``; now without one), pairs being fetched
-        right now (leased) excepted. A finished refresh is returned as it is."""
+    def cancel(
+        self, appid: str, refresh_id: str, interval_s: float, now: float, actor: str
+    ) -> Refresh:
+        """Cancel a running refresh, audited: its users not attempted since it started go back
+        on their regular schedule (last success + ``interval_s``; now without one), pairs being
+        fetched right now (leased) excepted. A finished refresh is returned as it is."""
         with self.db.writing() as conn:
             refresh = self._settle(conn, self._get(conn, appid, refresh_id, lock=True))
             if refresh.state != "running":
@@ -154,6 +156,13 @@ class RefreshStore:
                 )
                 .values(next_due_at=func.coalesce(c.last_success_at + interval_s, now))
             )
+            conn.execute(
+                insert(t.audit_log).values(
+                    ts=now, actor=actor, action="refresh.cancel", appid=appid,
+                    detail=json.dumps({"refresh_id": refresh_id, "done": refresh.done,
+                                       "total": refresh.total}),
+                )
+            )  # fmt: skip
             return self._finish(conn, refresh, "cancelled", refresh.done, now)
 
     # --- within a transaction ---

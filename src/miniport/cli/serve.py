@@ -256,9 +256,10 @@ async def _serve(settings: Settings, sock: socket.socket, demo_sock: socket.sock
                     await serve_task
                 raise StartRefused("the server did not start (the log above says why)")
             await asyncio.sleep(0.05)
+        mode = "dev mode" if settings.dev else "production mode"
         console.print(
             f"Miniport serving on [bold]{platform.public_url}[/bold] "
-            f"(data: {settings.data_dir.resolve()}, dev mode: {settings.dev})"
+            f"(data: {settings.data_dir.resolve()}, {mode})"
         )
         if demo_sock is not None:
             demo_info = await _setup_demo(platform, demo_sock)

@@ -13,7 +13,7 @@ import pytest
 
 from miniport.errors import NotFound, Unauthorized
 from miniport.events.broker import MemoryBroker
-from miniport.services import console_guard
+from miniport.services import node_watch
 from miniport.services.console_guard import CHANGED_CHANNEL, ConsoleStreamGuard
 
 
@@ -113,7 +113,7 @@ async def test_announce_checks_this_node_even_when_the_broker_is_away() -> None:
 async def test_the_sweep_ends_what_no_word_said_and_stops_when_none_is_open(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(console_guard, "SWEEP_S", 0.05)
+    monkeypatch.setattr(node_watch, "SWEEP_S", 0.05)
     broker = MemoryBroker()
     guard = ConsoleStreamGuard(broker)
     access, other = Access(), Access()

@@ -254,9 +254,9 @@ async def test_a_stream_ends_when_its_token_expires(
 async def test_the_sweep_runs_while_runtime_streams_are_open(
     platforms: Make, fake_clock: FakeClock, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from miniport.services import stream_guard
+    from miniport.services import node_watch
 
-    monkeypatch.setattr(stream_guard, "SWEEP_S", 0.01)
+    monkeypatch.setattr(node_watch, "SWEEP_S", 0.01)
     p = await platforms(clock=fake_clock)
     swept: list[int] = []
     sweep = p.stream_guard.sweep

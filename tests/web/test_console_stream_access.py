@@ -15,7 +15,7 @@ from yarl import URL
 
 from miniport.platform import Platform
 from miniport.services import analytics as analytics_service
-from miniport.services import console_guard, console_users
+from miniport.services import console_users, node_watch
 from tests.conftest import LiveServer
 from tests.support.platforms import SSE
 from tests.web.console.test_console_http import PASSWORD, client, sign_in
@@ -150,7 +150,7 @@ async def test_an_expired_sessions_stream_ends_at_the_next_sweep(
     live_server: LiveServer, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """A session expires with nobody saying so: the sweep finds it."""
-    monkeypatch.setattr(console_guard, "SWEEP_S", 0.2)
+    monkeypatch.setattr(node_watch, "SWEEP_S", 0.2)
     monkeypatch.setattr(console_users, "SESSION_TTL_S", 1.5)
     p = live_server.platform
     app = await p.apps.create("A", "test")
@@ -173,7 +173,7 @@ async def test_a_revocation_no_node_heard_of_ends_the_stream_at_the_next_sweep(
     """Another node on the same database with no broker in common (the CLI without Redis, a
     word lost while Redis was away) revokes the key: this node never hears of it, and its
     sweep ends the stream all the same."""
-    monkeypatch.setattr(console_guard, "SWEEP_S", 0.3)
+    monkeypatch.setattr(node_watch, "SWEEP_S", 0.3)
     server = await live()
     other = await platforms(database_url=server.platform.settings.state_url)
     p = server.platform

@@ -15,7 +15,7 @@ import pytest
 
 from miniport.domain.tokens import RuntimeIdentity, make_runtime_token
 from miniport.events.broker import MemoryBroker
-from miniport.services import stream_guard
+from miniport.services import node_watch
 from miniport.services.auth import RUNTIME_TOKEN_MAX_AGE_S
 from miniport.web.event_stream import run_stream
 from tests.conftest import LiveServer
@@ -93,7 +93,7 @@ async def test_a_tokens_stream_ends_once_the_token_expires(
 ) -> None:
     """A token is checked when its stream opens: one opened just before it expires was kept
     open for as long as the client liked. The sweep (every keep-alive period) ends it."""
-    monkeypatch.setattr(stream_guard, "SWEEP_S", 0.2)
+    monkeypatch.setattr(node_watch, "SWEEP_S", 0.2)
     server = await live()
     p = server.platform
     issued = int(time.time()) - RUNTIME_TOKEN_MAX_AGE_S + 2  # expires in a second or two

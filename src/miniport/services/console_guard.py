@@ -12,7 +12,7 @@ run again on what the request presented), and that same check is run again:
   ``announce`` (through Redis: every node, at once). The word carries no authority and names
   nobody: it only makes each node check its console streams again against the database now
   (a forged one costs a few reads), so what a node refuses and what it ends are the same;
-- every :data:`SWEEP_S` while console streams are open on the node: a session that expired,
+- every ``SWEEP_S`` while console streams are open on the node: a session that expired,
   and a word lost (Redis away when it was said, the CLI without Redis) end within a sweep.
 
 A stream whose check now refuses is told why first: an ``unauthorized`` message with the
@@ -22,23 +22,22 @@ not_found), then it ends; its client reconnects and is refused. A check that can
 
 Cost: console streams are few (one per open console page), each a few reads per check. The
 runtimes' streams (10,000 a node) are not looked at, and get nothing added: this keeps its
-own table of console streams, and its sweep runs only while one is open."""
+own table of console streams, and its sweep runs only while one is open. The word and the sweep
+are ``services.node_watch``'s, shared with the runtime streams' guard."""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 
 from ..errors import MiniportError
 from ..events.broker import Broker, Message, Subscription, end_with
+from .node_watch import NodeWatch
 
 log = logging.getLogger(__name__)
 
 # a broker key no runtime can have (a user id never holds a control character: validate_id)
 CHANGED_CHANNEL = "\x00console-access:changed"
-SWEEP_S = 15.0
 
 Check = Callable[[], Awaitable[object]]
 """Checks again whether a console stream's opener may still have it: raises the
@@ -50,16 +49,13 @@ def notice(exc: MiniportError) -> Message:
     return {"type": "unauthorized", **exc.as_dict()}
 
 
-class ConsoleStreamGuard:
+class ConsoleStreamGuard(NodeWatch):
+    word = "changed"
+
     def __init__(self, broker: Broker) -> None:
-        self.broker = broker
+        super().__init__(broker, CHANGED_CHANNEL)
         self._open: dict[Subscription, Check] = {}
         self.changes = 0  # words heard: a stream opened across one is checked again at once
-        self._stale = False  # a word came since the checker last began a round
-        self._checker: asyncio.Task[None] | None = None
-        self._sweeper: asyncio.Task[None] | None = None
-        self._control = broker.subscribe(CHANGED_CHANNEL, "node", broadcast=False)
-        self._control.sink = self
 
     def watch(self, sub: Subscription, check: Check, since: int) -> None:
         """A console stream opened on this node; ``check`` let it open and says whether it
@@ -67,13 +63,15 @@ class ConsoleStreamGuard:
         been said before the stream was here to be checked again: it is, at once)."""
         self._open[sub] = check
         if since != self.changes:
-            self._check_soon()
-        if self._sweeper is None or self._sweeper.done():
-            self._sweeper = asyncio.create_task(self._sweep())
+            self.recheck_soon()
+        self.start_sweeping()
 
     def streams(self) -> int:
         """Console streams open on this node (watched)."""
         return sum(1 for sub in self._open if not sub.closed)
+
+    def watching(self) -> bool:
+        return bool(self._open)
 
     async def check(self) -> int:
         """Check each open console stream's access again; end those refused, after why; how
@@ -96,51 +94,28 @@ class ConsoleStreamGuard:
             log.info("ended %d console event streams: their access is gone", ended)
         return ended
 
+    async def recheck(self) -> int:
+        return await self.check()
+
+    async def sweep(self) -> int:
+        return await self.check()
+
+    def heard(self, message: Message) -> None:
+        self.changes += 1
+        if self._open:
+            self.recheck_soon()
+
     async def announce(self) -> None:
         """Tell every node that access changed, and check this node's streams before
         returning: the change's caller goes on (sends the app's next events, say) only once
         the streams it ended here are told. Never raises: said to nobody (the broker away),
         the other nodes find it at their sweep."""
         try:
-            await self.broker.publish(CHANGED_CHANNEL, {"type": "changed"})
+            await self.say({"type": self.word})
         except Exception as exc:
             log.warning("could not tell the other nodes of an access change: %r", exc)
         await self.check()
 
-    def _check_soon(self) -> None:
-        self._stale = True
-        if self._checker is None or self._checker.done():
-            self._checker = asyncio.create_task(self._check_while_stale())
-
-    async def _check_while_stale(self) -> None:
-        """Several words at once: one or two rounds."""
-        while self._stale:
-            self._stale = False
-            await self.check()
-
-    async def _sweep(self) -> None:
-        while self._open:
-            await asyncio.sleep(SWEEP_S)
-            await self.check()
-
-    # --- the broker's sink for CHANGED_CHANNEL: a node changed access (this one too)
-    def write(self, frame: bytes, message: Message) -> None:
-        """Runs in the broker's delivery: never raises."""
-        if message.get("type") != "changed":
-            return
-        self.changes += 1
-        if self._open:
-            self._check_soon()
-
-    def end(self) -> None:
-        return None
-
     async def close(self) -> None:
-        tasks = [t for t in (self._sweeper, self._checker) if t is not None]
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        await super().close()
         self._open.clear()
-        self.broker.unsubscribe(self._control)

@@ -12,8 +12,10 @@ is:
   from the database now (a forged one costs a read), so what a node refuses and what it ends
   are the same. A word lost (Redis away at that moment, the CLI revoking without Redis) delays
   the end until the node's next read: the next sweep at the latest.
-- expired: a sweep every :data:`SWEEP_S` (the keep-alive period) ends the streams of tokens
+- expired: a sweep every ``SWEEP_S`` (the keep-alive period) ends the streams of tokens
   older than ``RUNTIME_TOKEN_MAX_AGE_S`` and reads the revocations.
+
+The word and the sweep are ``services.node_watch``'s, shared with the console streams' guard.
 
 A stream ended so is told why first: an ``unauthorized`` message with the error body a request
 with that token now gets (its client reconnects and is refused with 401).
@@ -24,20 +26,18 @@ are open, compares each stream's issue time once per ``SWEEP_S``."""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 
 from ..clock import Clock
 from ..errors import Unauthorized
 from ..events.broker import Broker, Message
 from .auth import RUNTIME_TOKEN_MAX_AGE_S, AuthService
+from .node_watch import NodeWatch
 
 log = logging.getLogger(__name__)
 
 # a broker key no runtime can have (a user id never holds a control character: validate_id)
 REVOKED_CHANNEL = "\x00runtime-tokens:revoked"
-SWEEP_S = 15.0
 
 
 def notice(reason: str) -> Message:
@@ -45,39 +45,38 @@ def notice(reason: str) -> Message:
     return {"type": "unauthorized", **Unauthorized(reason).as_dict()}
 
 
-class StreamGuard:
+class StreamGuard(NodeWatch):
+    word = "revoked"
+
     def __init__(self, auth: AuthService, broker: Broker, clock: Clock) -> None:
-        self.auth, self.broker, self.clock = auth, broker, clock
-        self._sweeper: asyncio.Task[None] | None = None
-        self._reader: asyncio.Task[None] | None = None
-        self._stale = False  # a node said it revoked since the reader last read
-        self._control = broker.subscribe(REVOKED_CHANNEL, "node", broadcast=False)
-        self._control.sink = self
+        super().__init__(broker, REVOKED_CHANNEL)
+        self.auth, self.clock = auth, clock
         auth.on_revoked(self._revoked)
         auth.announce = self.announce
 
     def watch(self) -> None:
         """A runtime stream opened on this node: the sweep runs (until none is open)."""
-        if self._sweeper is None or self._sweeper.done():
-            self._sweeper = asyncio.create_task(self._sweep())
+        self.start_sweeping()
 
-    async def sweep(self) -> int:
-        """Read the revocations (whenever they were last read) and end the streams of expired
-        tokens; how many expired."""
+    def watching(self) -> bool:
+        return bool(self.broker.open_connections())
+
+    async def recheck(self) -> None:
+        """Read the revocations now (whenever they were last read): ``auth`` tells
+        ``_revoked`` of each new one."""
         try:
             await self.auth.refresh_revocations(force=True)
         except Exception as exc:  # the database away for a moment: the next sweep reads
             log.warning("could not read the runtime token revocations: %r", exc)
+
+    async def sweep(self) -> int:
+        """Read the revocations and end the streams of expired tokens; how many expired."""
+        await self.recheck()
         before = self.clock.now() - RUNTIME_TOKEN_MAX_AGE_S
         ended = self.broker.end_expired(before, notice("runtime token expired"))
         if ended:
             log.info("ended %d event streams whose runtime token expired", ended)
         return ended
-
-    async def _sweep(self) -> None:
-        while self.broker.open_connections():
-            await asyncio.sleep(SWEEP_S)
-            await self.sweep()
 
     def _revoked(self, user_id: str, before: float) -> None:
         ended = self.broker.end_streams(user_id, before, notice("runtime token revoked"))
@@ -86,35 +85,4 @@ class StreamGuard:
 
     async def announce(self, user_id: str, before: float) -> None:
         """Tell every node (this one too) that ``user_id``'s tokens were revoked."""
-        message = {"type": "revoked", "user_id": user_id, "before": before}
-        await self.broker.publish(REVOKED_CHANNEL, message)
-
-    # --- the broker's sink for REVOKED_CHANNEL: a node revoked tokens (this one too)
-    def write(self, frame: bytes, message: Message) -> None:
-        """Read the revocations now (several words at once: one or two reads). Runs in the
-        broker's delivery: never raises."""
-        if message.get("type") != "revoked":
-            return
-        self._stale = True
-        if self._reader is None or self._reader.done():
-            self._reader = asyncio.create_task(self._read())
-
-    def end(self) -> None:
-        return None
-
-    async def _read(self) -> None:
-        while self._stale:
-            self._stale = False
-            try:
-                await self.auth.refresh_revocations(force=True)
-            except Exception as exc:  # the sweep reads them again
-                log.warning("could not read the runtime token revocations: %r", exc)
-
-    async def close(self) -> None:
-        tasks = [t for t in (self._sweeper, self._reader) if t is not None]
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
-        self.broker.unsubscribe(self._control)
+        await self.say({"type": self.word, "user_id": user_id, "before": before})

@@ -102,6 +102,7 @@ ERRORS = [
      "not_found", "app 'mp_nope' not found"),
     (("change", "confirm", "NOSUCHCODE"), "change_not_confirmable", "unknown confirmation code"),
     (("devtools", "log", "mp_nope"), "not_found", "app 'mp_nope' not found"),
+    (("change", "audit", "mp_nope"), "not_found", "app 'mp_nope' not found"),
     (("devtools", "fetch", "mp_nope", "--user", "u"), "not_found", "app 'mp_nope' not found"),
     (("devtools", "fetch", "mp_nope", "--user", "u", "--path", "p" * 1025), "invalid_input",
      "path: String should have at most 1024 characters"),

@@ -179,6 +179,7 @@ async def test_invalid_admin_inputs_are_4xx_with_a_clear_message(
     ("GET", "/apps/nope/fetch-log", None),
     ("GET", "/apps/nope/health", None),
     ("GET", "/changes/chg_nope", None),
+    ("GET", "/audit?appid=nope", None),
 ])
 async def test_unknown_app_or_change_is_404(
     live_server: LiveServer, session: aiohttp.ClientSession, method: str, path: str,

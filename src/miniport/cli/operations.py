@@ -86,6 +86,8 @@ async def _changes(pf: Platform, p: Params) -> dict[str, Any]:
 
 
 async def _audit(pf: Platform, p: Params) -> dict[str, Any]:
+    if p.get("appid") is not None:
+        await pf.apps.get(p["appid"])  # a typo: not found, not an empty log
     entries = await pf.db.read(pf.registry.list_audit, p.get("appid"), p["limit"])
     return {"entries": [e.__dict__ for e in entries]}
 

@@ -248,6 +248,7 @@ async def audit(
     platform = platform_of(request)
     if appid is not None:
         await members_of(request).check(appid, who, "viewer")
+        await platform.apps.get(appid)  # an admin's typo: 404, not an empty log
     visible = await members_of(request).visible(who)  # platform-wide entries: admins only
     entries = await platform.db.read(
         platform.registry.list_audit, appid, limit, appids=visible

@@ -19,7 +19,7 @@ import pytest
 from miniport.runtime import RuntimeClient
 from tests.conftest import free_port
 from tests.support.analytics_api import GOODS_CLICK, PURCHASE
-from tests.support.cli import CLEAN_ENV, MINIPORT, Result, run_cli
+from tests.support.cli import CLEAN_ENV, MINIPORT, Result, run_cli, together
 
 ENV = CLEAN_ENV | {"COLUMNS": "200"}
 
@@ -219,54 +219,58 @@ async def test_flow_against_a_running_server(data: Path, tmp_path: Path, serve: 
         }
     ]
 
-    # 4. reports, funnel, CSV
-    rows = await ok(data, "analytics", "report", appid, "--event", "purchase", "--metric",
-                    "count", "--metric", "sum:price", "--group-by", "color", "--filter",
-                    "price>=10", "--granularity", "all", "--tz", "Asia/Shanghai")  # fmt: skip
+    # 4. reports, funnel, CSV (read-only: side by side)
+    out_file = tmp_path / "purchase.csv"
+    rows, table, funnel, any_order, funnel_table, exported, counted = await together(
+        ok(data, "analytics", "report", appid, "--event", "purchase", "--metric", "count",
+           "--metric", "sum:price", "--group-by", "color", "--filter", "price>=10",
+           "--granularity", "all", "--tz", "Asia/Shanghai"),
+        miniport(data, "analytics", "report", appid, "--event", "purchase",
+                 "--metric", "sum:price"),
+        ok(data, "analytics", "funnel", appid, "--step", "goods_click:color=red",
+           "--step", "purchase"),
+        ok(data, "analytics", "funnel", appid, "--step", "goods_click", "--step", "purchase",
+           "--window", "1s", "--order", "any"),
+        miniport(data, "analytics", "funnel", appid, "--step", "goods_click",
+                 "--step", "purchase", "--window", "1h"),
+        ok(data, "analytics", "export", appid, "--event", "purchase", "--format", "csv",
+           "--output", str(out_file)),
+        ok(data, "analytics", "count", appid),
+    )  # fmt: skip
     assert rows["rows"] == [{"bucket": "all", "color": "red", "count": 1, "sum:price": 12}]
-    table = await miniport(data, "analytics", "report", appid, "--event", "purchase",
-                           "--metric", "sum:price")  # fmt: skip
     assert table.code == 0 and "sum:price" in table.out and "12" in table.out
-    funnel = await ok(data, "analytics", "funnel", appid, "--step", "goods_click:color=red",
-                      "--step", "purchase")  # fmt: skip
     assert [(r["event"], r["users"]) for r in funnel["rows"]] == [
         ("goods_click", 1),
         ("purchase", 1),
     ]
     assert funnel["window_ms"] == 86_400_000 and funnel["rows"][0]["median_s"] is not None
-    funnel = await ok(data, "analytics", "funnel", appid, "--step", "goods_click", "--step",
-                      "purchase", "--window", "1s", "--order", "any")  # fmt: skip
-    assert funnel["order"] == "any" and funnel["window_ms"] == 1000
-    table = await miniport(data, "analytics", "funnel", appid, "--step", "goods_click",
-                           "--step", "purchase", "--window", "1h")  # fmt: skip
-    assert table.code == 0 and "median s" in table.out and "100%" in table.out
-    out_file = tmp_path / "purchase.csv"
-    exported = await ok(data, "analytics", "export", appid, "--event", "purchase", "--format",
-                        "csv", "--output", str(out_file))  # fmt: skip
+    assert any_order["order"] == "any" and any_order["window_ms"] == 1000
+    assert funnel_table.code == 0
+    assert "median s" in funnel_table.out and "100%" in funnel_table.out
     assert exported["rows"] == 1
     lines = out_file.read_text().splitlines()
     assert lines[0] == "time,user,page,trigger,action,price,color"
     assert lines[1].endswith(",dev1,,,,12,red")
-    assert (await ok(data, "analytics", "count", appid)) == {"count": 2}
+    assert counted == {"count": 2}
     # system properties and built-in events (issue 12): grouped and filtered on from the CLI
     system = {"$platform": "ios", "$model": "iPhone 15"}
     async with RuntimeClient(server.url, appid, token, system=system) as phone:
         await phone.launch(path="pages/index/index", scene=1001)
         phone.report_analytics("purchase", {"price": 1})
         assert (await phone.flush_analytics())["pending"] == 0
-    by_platform = await ok(data, "analytics", "report", appid, "--event", "purchase",
-                           "--group-by", "$platform", "--filter", "$scene=1001",
-                           "--granularity", "all")  # fmt: skip
+    by_platform, launches, by_model, unknown = await together(
+        ok(data, "analytics", "report", appid, "--event", "purchase", "--group-by", "$platform",
+           "--filter", "$scene=1001", "--granularity", "all"),
+        ok(data, "analytics", "report", appid, "--event", "$launch", "--group-by", "$cold",
+           "--group-by", "$new_user", "--granularity", "all"),
+        ok(data, "analytics", "funnel", appid, "--step", "$launch", "--step", "purchase",
+           "--group-by", "$model"),
+        failed(data, "analytics", "report", appid, "--event", "purchase",
+               "--group-by", "$colour"),
+    )  # fmt: skip
     assert by_platform["rows"] == [{"bucket": "all", "$platform": "ios", "count": 1}]
-    launches = await ok(data, "analytics", "report", appid, "--event", "$launch",
-                        "--group-by", "$cold", "--group-by", "$new_user",
-                        "--granularity", "all")  # fmt: skip
     assert launches["rows"] == [{"bucket": "all", "$cold": True, "$new_user": True, "count": 1}]
-    funnel = await ok(data, "analytics", "funnel", appid, "--step", "$launch",
-                      "--step", "purchase", "--group-by", "$model")  # fmt: skip
-    assert [(r["$model"], r["users"]) for r in funnel["rows"]] == [("iPhone 15", 1)] * 2
-    unknown = await failed(data, "analytics", "report", appid, "--event", "purchase",
-                           "--group-by", "$colour")  # fmt: skip
+    assert [(r["$model"], r["users"]) for r in by_model["rows"]] == [("iPhone 15", 1)] * 2
     assert "unknown system property '$colour'" in unknown["message"]
 
     # without the server, the same commands run on the data directory

@@ -14,7 +14,7 @@ import aiohttp
 import pytest
 
 from tests.conftest import free_port
-from tests.support.cli import CLEAN_ENV, Result, run_cli
+from tests.support.cli import CLEAN_ENV, Result, run_cli, together
 from tests.support.platforms import SSE, Counter, eventually, settle
 
 
@@ -32,16 +32,6 @@ async def ok(*args: str, data_dir: Path, env: dict[str, str] | None = None) -> d
 
 DEV = {"MINIPORT_DEV": "1"}
 
-
-async def together(*calls: Any) -> list[Any]:
-    """Independent commands side by side, a few at a time."""
-    slots = asyncio.Semaphore(3)
-
-    async def one(call: Any) -> Any:
-        async with slots:
-            return await call
-
-    return list(await asyncio.gather(*(one(c) for c in calls)))
 
 
 @pytest.fixture

@@ -37,6 +37,17 @@ class Result:
         return json.loads(lines[0])
 
 
+async def together(*calls: Any) -> list[Any]:
+    """Independent commands side by side, a few at a time (their answers in order)."""
+    slots = asyncio.Semaphore(3)
+
+    async def one(call: Any) -> Any:
+        async with slots:
+            return await call
+
+    return list(await asyncio.gather(*(one(c) for c in calls)))
+
+
 async def run_cli(*argv: str, env: dict[str, str] | None = None, cwd: Path | None = None) -> Result:
     """``miniport ARGV…`` with no MINIPORT_* variable from the caller's environment but ``env``."""
     proc = await asyncio.create_subprocess_exec(

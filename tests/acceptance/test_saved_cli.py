@@ -12,6 +12,7 @@ import aiohttp
 
 from tests.acceptance.test_analytics_cli import data, failed, miniport, ok, serve, write
 from tests.support.analytics_api import PURCHASE
+from tests.support.cli import together
 
 __all__ = ["data", "serve"]  # fixtures used here
 
@@ -50,31 +51,33 @@ async def test_saved_reports_dashboards_and_users_through_a_server(
     saved = await ok(data, "analytics", "saved", "save", appid, "--name", "sales", "--kind",
                      "report", "--params", json.dumps(params))  # fmt: skip
     assert saved["name"] == "sales" and saved["params"]["metrics"] == ["count", "sum:price"]
-    direct = await ok(data, "analytics", "report", appid, "--event", "purchase", "--metric",
-                      "count", "--metric", "sum:price", "--granularity", "all")  # fmt: skip
-    ran = await ok(data, "analytics", "saved", "run", appid, "sales")
+    # read-only or refused: side by side
+    direct, ran, listed, shown, human, duplicate, bad, invalid, kind, missing = await together(
+        ok(data, "analytics", "report", appid, "--event", "purchase", "--metric", "count",
+           "--metric", "sum:price", "--granularity", "all"),
+        ok(data, "analytics", "saved", "run", appid, "sales"),
+        ok(data, "analytics", "saved", "list", appid),
+        ok(data, "analytics", "saved", "show", appid, "sales"),
+        miniport(data, "analytics", "saved", "run", appid, "sales"),
+        failed(data, "analytics", "saved", "save", appid, "--name", "sales", "--kind", "report",
+               "--params", json.dumps(params)),
+        failed(data, "analytics", "saved", "save", appid, "--name", "x", "--kind", "report",
+               "--params", "{not json"),
+        failed(data, "analytics", "saved", "save", appid, "--name", "x", "--kind", "funnel",
+               "--params", "{}"),
+        miniport(data, "analytics", "saved", "save", appid, "--name", "x", "--kind", "pie"),
+        failed(data, "analytics", "saved", "run", appid, "nope"),
+    )  # fmt: skip
     # the same answer (the default window ends at "now", a moment later)
     assert ran["rows"] == direct["rows"] and ran["rows"][0]["sum:price"] == 30
     assert ran.keys() == direct.keys()
-    listed = await ok(data, "analytics", "saved", "list", appid)
     assert [r["name"] for r in listed["reports"]] == ["sales"]
-    assert (await ok(data, "analytics", "saved", "show", appid, "sales"))["kind"] == "report"
-    human = await miniport(data, "analytics", "saved", "run", appid, "sales")
+    assert shown["kind"] == "report"
     assert human.code == 0 and "sum:price" in human.out
-
-    duplicate = await failed(data, "analytics", "saved", "save", appid, "--name", "sales",
-                             "--kind", "report", "--params", json.dumps(params))  # fmt: skip
     assert duplicate["error"] == "conflict" and "already exists" in duplicate["message"]
-    bad = await failed(data, "analytics", "saved", "save", appid, "--name", "x", "--kind",
-                       "report", "--params", "{not json")  # fmt: skip
     assert bad["error"] == "invalid_input" and "--params is not valid JSON" in bad["message"]
-    invalid = await failed(data, "analytics", "saved", "save", appid, "--name", "x", "--kind",
-                           "funnel", "--params", "{}")  # fmt: skip
     assert "params.steps" in invalid["message"]
-    kind = await miniport(data, "analytics", "saved", "save", appid, "--name", "x", "--kind",
-                          "pie")  # fmt: skip
     assert kind.code == 2 and "pie" in kind.err
-    missing = await failed(data, "analytics", "saved", "run", appid, "nope")
     assert missing["error"] == "not_found"
 
     await ok(data, "analytics", "saved", "save", appid, "--name", "funnel", "--kind", "funnel",

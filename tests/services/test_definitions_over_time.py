@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from miniport.clock import FakeClock
 from miniport.errors import Conflict
 from miniport.platform import Platform
 
@@ -130,3 +131,58 @@ async def test_an_edit_based_on_a_stale_draft_is_refused_not_lost(
         await s.save_event(appid, api_event("sell", ["color"]), base="")
     await s.save_event(appid, api_event("sell", ["color"]))  # no base: last write wins
     await s.delete_event(appid, "buy", base=first["revision"])
+
+
+async def test_events_recorded_under_a_past_version_are_checked_against_it(
+    platforms: Callable[..., Awaitable[Platform]],
+    tmp_path: Path,
+    state_url: str,
+    fake_clock: FakeClock,
+) -> None:
+    """A device queued events offline (or had not yet heard of a publish): a field or an
+    event the next version dropped does not cost it those events. What no published version
+    defined is still refused."""
+    p = await platforms(database_url=state_url, data_dir=tmp_path / "data", clock=fake_clock)
+    s = p.analytics
+    appid = (await p.apps.create("shop", "test")).appid
+    for name, kind in (("price", "int"), ("color", "string")):
+        await s.add_field(appid, {"name": name, "type": kind})
+    await s.save_event(appid, api_event("buy", ["price", "color"]))
+    coupon = await s.save_event(appid, api_event("coupon", ["price"]))
+    assert (await s.publish(appid, "dev"))["version"] == 1
+    v1_ms = int(fake_clock.now() * 1000)
+    fake_clock.advance(3600)
+    await s.save_event(appid, api_event("buy", ["price"]))  # color no longer reported
+    await s.delete_event(appid, "coupon")
+    assert (await s.publish(appid, "dev"))["version"] == 2
+    fake_clock.advance(3600)
+    now = int(fake_clock.now() * 1000)
+
+    def event(uid: str, ts: int | None, **extra: Any) -> dict[str, Any]:
+        return {"id": uid, "event": "buy", "data": {"price": 5, "color": "red"}, "ts": ts,
+                **extra}  # fmt: skip
+
+    batch = {"sent_at": now, "events": [
+        event("queued", v1_ms + 60_000),                  # recorded while v1 was in force
+        event("late", now - 60_000, v=1),                 # after v2, on a device still on v1
+        event("new", now - 60_000),                       # after v2, under v2: refused
+        event("named", now - 60_000, v=7),                # no such version: refused
+        event("early", v1_ms - 60_000),                   # before any version: refused
+        {"id": "gone", "event": coupon["id"], "data": {"price": 1}, "ts": v1_ms + 1},
+        {"id": "bad", "event": "buy", "data": {"price": 1, "size": 2}, "ts": v1_ms + 1},
+    ]}  # fmt: skip
+    verdict = await s.ingest(appid, "u1", batch)
+    assert verdict["accepted"] == 3
+    assert [(r["id"], r["code"]) for r in verdict["rejected"]] == [
+        ("new", "unknown_field"), ("named", "unknown_field"), ("early", "unknown_field"),
+        ("bad", "unknown_field"),
+    ]  # fmt: skip
+    stored = (await s.user_events(appid, "u1"))["events"]
+    assert sorted((e["id"], e["event"], e["data"]) for e in stored) == [
+        ("gone", "coupon", {"price": 1}),
+        ("late", "buy", {"color": "red", "price": 5}),
+        ("queued", "buy", {"color": "red", "price": 5}),
+    ]
+    # the same batch again: every one a duplicate, nothing refused anew
+    again = await s.ingest(appid, "u1", {**batch, "events": batch["events"][:2]})
+    assert (again["accepted"], again["duplicates"]) == (0, 2)

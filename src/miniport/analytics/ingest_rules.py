@@ -38,6 +38,15 @@ event (``invalid_context``, checked right after ``data``), a bad value of a know
 coerced or dropped with a note, an unknown key is ignored with a note. The accepted event
 carries them by column in :attr:`CheckedEvent.extra`.
 
+Past versions (``history``): an event refused by rule 3 or 4 (an event or a field the
+configuration in force does not have) is checked again against the published version it was
+recorded under, when the batch's ``history`` has it: the version the event names (``"v"``: the
+runtimes stamp each event with the version in force when it was recorded), else the version in
+force at the event's corrected time (not an estimated one). A device that queued events
+offline, or had not yet heard of a publish, loses nothing to a field or an event the next
+version dropped; what no published version defined is refused as before, and only published
+versions of the same app ever count (the one under test never does).
+
 Unknown keys of an event are ignored. Mode is not cross-checked (an ``api`` event
 reported with a trigger is accepted as is).
 
@@ -81,10 +90,12 @@ __all__ = [
     "DAY_MS",
     "MAX_ID_LENGTH",
     "MIN_EVENT_TIME_MS",
+    "PAST_CODES",
     "BatchInvalid",
     "BatchVerdict",
     "CheckedEvent",
     "CoercionNote",
+    "ConfigHistory",
     "EventView",
     "Rejection",
     "RuntimeConfigView",
@@ -167,6 +178,33 @@ class RuntimeConfigView:
 
     def field_type(self, name: str) -> FieldType | None:
         return self.field_types.get(name)
+
+
+@dataclass(frozen=True)
+class ConfigHistory:
+    """An app's past published versions, for events recorded under one of them: ``past`` is
+    ``(version, published_at_ms, view)``, oldest first; ``current_since_ms``: when the version
+    in force now was published. Built only when an event is refused (see the module docs):
+    the common batch never needs it."""
+
+    past: tuple[tuple[int, int, RuntimeConfigView], ...]
+    current_since_ms: int
+
+    def recorded_under(self, raw: Mapping[Any, Any], at_ms: int | None) -> RuntimeConfigView | None:
+        """The past version an event was recorded under: the one it names (``"v"``), else
+        the one in force at ``at_ms`` (its corrected time; ``None``: not known). ``None``
+        when that is the version in force now, or no past version."""
+        named = raw.get("v")
+        if type(named) is int:
+            return next((view for v, _, view in self.past if v == named), None)
+        if at_ms is None or at_ms >= self.current_since_ms:
+            return None
+        found: RuntimeConfigView | None = None
+        for _, published_at_ms, view in self.past:
+            if published_at_ms > at_ms:
+                break
+            found = view
+        return found
 
 
 # --------------------------------------------------------------------------- verdict
@@ -526,10 +564,42 @@ def _field_values(
     return values, notes
 
 
+# refusals a past version may lift: an event or a field the version in force does not have
+PAST_CODES: Final = frozenset({"unknown_event", "unknown_field"})
+
+
+def _check_past(
+    raw: Mapping[Any, Any],
+    uid: str,
+    index: int,
+    history: ConfigHistory,
+    received_at_ms: int,
+    skew_ms: int | None,
+    context: _BatchContext,
+) -> CheckedEvent | None:
+    """An event the version in force refused, checked against the past version it was
+    recorded under; ``None`` when there is none, or that one refuses it too."""
+    ts = _finite_ms(raw.get("ts"))
+    at_ms, estimated = _event_time(ts, skew_ms, received_at_ms)
+    view = history.recorded_under(raw, None if estimated else at_ms)
+    if view is None:
+        return None
+    try:
+        return _check_event(raw, uid, index, view, received_at_ms, skew_ms, context)
+    except _Refused:
+        return None
+
+
 def check_batch(
-    batch: object, *, config: RuntimeConfigView, received_at_ms: int, max_batch: int = 1000
+    batch: object,
+    *,
+    config: RuntimeConfigView,
+    received_at_ms: int,
+    max_batch: int = 1000,
+    history: ConfigHistory | None = None,
 ) -> BatchVerdict:
-    """Judge one batch (see the module docs for every rule).
+    """Judge one batch (see the module docs for every rule; ``history``: the app's past
+    published versions, for events recorded under one of them).
 
     ``len(accepted) + len(rejected) + duplicates_in_batch == len(batch["events"])``.
     """
@@ -581,8 +651,13 @@ def check_batch(
         try:
             checked = _check_event(raw, uid, index, config, received_at_ms, skew_ms, context)
         except _Refused as refused:
-            rejected.append(Rejection(index, uid, refused.reason, refused.code))
-            continue
+            past = None
+            if history is not None and refused.code in PAST_CODES:
+                past = _check_past(raw, uid, index, history, received_at_ms, skew_ms, context)
+            if past is None:
+                rejected.append(Rejection(index, uid, refused.reason, refused.code))
+                continue
+            checked = past
         seen.add(uid)
         accepted.append(checked)
     return BatchVerdict(accepted, rejected, duplicates)

@@ -46,7 +46,13 @@ from ..analytics.field_history import (
     taken_slots,
     value_type,
 )
-from ..analytics.ingest_rules import CheckedEvent, RuntimeConfigView, check_batch
+from ..analytics.ingest_rules import (
+    PAST_CODES,
+    CheckedEvent,
+    ConfigHistory,
+    RuntimeConfigView,
+    check_batch,
+)
 from ..analytics.reports import FieldSlots, FieldType
 from ..analytics.system_props import NEW_USER_COLUMN, is_new_user, utc_day
 from ..clock import Clock
@@ -196,6 +202,7 @@ class AnalyticsService(ReportQueries):
         self._open_store = open_store
         self._store: EventStore | None = None
         self._published: dict[str, tuple[float, dict[str, Any], RuntimeConfigView]] = {}
+        self._histories: dict[str, tuple[float, ConfigHistory | None]] = {}
         self._tests: dict[str, tuple[float, dict[str, TestRow]]] = {}
         self._test_views: dict[tuple[str, bool], RuntimeConfigView] = {}
         self._apps_seen: dict[str, float] = {}
@@ -243,6 +250,7 @@ class AnalyticsService(ReportQueries):
         """Drop what is cached of an app's definitions after a change made here."""
         self._slots.pop(appid, None)
         self._published.pop(appid, None)
+        self._histories.pop(appid, None)
 
     # --- definitions ---
     async def _draft(self, appid: str) -> tuple[AnalyticsConfig, dict[str, int], list[str]]:
@@ -564,6 +572,25 @@ class AnalyticsService(ReportQueries):
         self._published[appid] = (time.monotonic(), config, view)
         return config, view
 
+    async def _history(self, appid: str) -> ConfigHistory | None:
+        """The app's past published versions that events within the retention window can
+        have been recorded under (None: no past version), cached as the published one is."""
+        cached = self._histories.get(appid)
+        if cached is not None and time.monotonic() - cached[0] < 2.0:
+            return cached[1]
+        since = self.not_before_ms() / 1000
+        rows = await self.db.read(self.defs.versions_in_force_since, appid, since)
+        on = (await self._published_view(appid))[0]["builtin_events"]
+        history = None
+        if len(rows) > 1:
+            past = tuple(
+                (version, int(at * 1000), view_of({**config, "builtin_events": on}))
+                for version, at, config in rows[:-1]
+            )
+            history = ConfigHistory(past, int(rows[-1][1] * 1000))
+        self._histories[appid] = (time.monotonic(), history)
+        return history
+
     async def _running(self, appid: str) -> dict[str, TestRow]:
         cached = self._tests.get(appid)
         if cached is not None and time.monotonic() - cached[0] < 1.0:
@@ -755,6 +782,14 @@ class AnalyticsService(ReportQueries):
     ) -> dict[str, Any]:
         effective = await self._effective(appid, user_id)
         verdict = check_batch(batch, config=effective.view, received_at_ms=received)
+        if effective.test is None and any(r.code in PAST_CODES for r in verdict.rejected):
+            # recorded under a past version (queued offline, or before the device heard of
+            # the publish): checked again against that one
+            history = await self._history(appid)
+            if history is not None:
+                verdict = check_batch(
+                    batch, config=effective.view, received_at_ms=received, history=history
+                )
         test_id = effective.test.id if effective.test else None
         if verdict.accepted:
             await self._flag_new_user(appid, user_id, verdict.accepted)

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from sqlalchemy import and_, delete, insert, select, update
+from sqlalchemy import and_, delete, func, insert, select, update
 
 from ..errors import Conflict
 from . import schema as t
@@ -264,6 +264,24 @@ class AnalyticsDefsStore:
             select(c.version, c.config).where(c.appid == appid).order_by(c.version.desc()).limit(1)
         ).first()
         return (int(row.version), json.loads(row.config)) if row is not None else None
+
+    def versions_in_force_since(
+        self, appid: str, since: float
+    ) -> list[tuple[int, float, dict[str, Any]]]:
+        """``(version, published_at, config)`` of each version in force at some time from
+        ``since`` on (those published since, and the one in force at ``since``), oldest
+        first: what events within the retention window can have been recorded under."""
+        c = t.analytics_versions.c
+        with self.db.reading() as conn:
+            first = conn.execute(
+                select(func.max(c.version)).where(c.appid == appid, c.published_at <= since)
+            ).scalar()
+            rows = conn.execute(
+                select(c.version, c.published_at, c.config)
+                .where(c.appid == appid, c.version >= (first or 0))
+                .order_by(c.version)
+            ).all()
+        return [(int(r.version), float(r.published_at), json.loads(r.config)) for r in rows]
 
     def versions(self, appid: str) -> list[dict[str, Any]]:
         c = t.analytics_versions.c

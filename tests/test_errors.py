@@ -110,3 +110,24 @@ async def test_http_errors_carry_their_problems(live_server: LiveServer) -> None
             "error": "not_found",
             "message": "app 'nosuch' not found",
         }
+
+
+def test_every_try_again_later_error_says_when_and_others_do_not() -> None:
+    """A 503 (or a 429) tells the client when to try again (``Retry-After``); without it every
+    device that failed at the same moment came back at the same moments, doubling in step."""
+    for cls in TREE:
+        if cls.http_status in (429, 503):
+            assert isinstance(cls.retry_after_s, int) and cls.retry_after_s > 0, cls
+            assert f"Retry-After {cls.retry_after_s}" in (errors.__doc__ or ""), cls
+        else:
+            assert cls.retry_after_s is None, cls
+
+
+def test_an_error_answer_carries_retry_after_only_when_its_error_has_one() -> None:
+    from miniport.web.deps import error_response
+
+    busy = error_response(errors.AnalyticsUnavailable("ClickHouse cannot be reached"))
+    assert busy.status_code == 503 and busy.headers["Retry-After"] == "5"
+    down = error_response(errors.ServerNotRunning("the server does not answer"), "launch")
+    assert down.status_code == 503 and down.headers["Retry-After"] == "10"
+    assert "Retry-After" not in error_response(errors.NotFound("app 'x' not found")).headers

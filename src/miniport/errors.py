@@ -20,11 +20,20 @@ The tree (code, HTTP status)::
     ├── Forbidden                   forbidden              403
     ├── Conflict                    conflict               409  also a unique-key violation
     ├── ChangeNotConfirmable        change_not_confirmable 410
-    ├── ServerNotRunning            server_not_running     503
-    └── AnalyticsUnavailable        analytics_unavailable  503  ClickHouse cannot be reached
+    ├── ServerNotRunning            server_not_running     503  Retry-After 10
+    └── AnalyticsUnavailable        analytics_unavailable  503  ClickHouse away; Retry-After 5
 
 ``TokenNotSet`` and ``NoData`` keep their own base (``MiniportError``) in code; they are drawn
 under ``NotFound`` only because they share its status.
+
+An error that means "not now, try again" (503; a 429 would too: the platform makes none) has a
+``retry_after_s``, which the web layer sends as the answer's ``Retry-After`` header (integer
+seconds): how long a client should wait before it tries again. The runtimes wait at least that
+long (capped at their longest retry delay) and spread their retries beyond it with jitter, so
+10,000 devices that failed at the same moment do not all come back at the same moment.
+``AnalyticsUnavailable``: 5 s, about what a ClickHouse restart or a failover takes.
+``ServerNotRunning``: 10 s, about what a restart of ``miniport serve`` takes (the CLI raises it
+when the server does not answer; no route answers with it today).
 """
 
 from __future__ import annotations
@@ -57,6 +66,7 @@ def join_problems(problems: Sequence[Problem]) -> str:
 class MiniportError(Exception):
     code = "error"
     http_status = 400
+    retry_after_s: int | None = None  # sent as Retry-After (a 503 or 429 has one)
 
     def __init__(self, message: str, problems: Sequence[Problem] = ()) -> None:
         super().__init__(message)
@@ -155,6 +165,7 @@ class NoData(MiniportError):
 class ServerNotRunning(MiniportError):
     code = "server_not_running"
     http_status = 503
+    retry_after_s = 10
 
 
 class AnalyticsUnavailable(MiniportError):
@@ -163,3 +174,4 @@ class AnalyticsUnavailable(MiniportError):
 
     code = "analytics_unavailable"
     http_status = 503
+    retry_after_s = 5

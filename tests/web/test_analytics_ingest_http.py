@@ -392,9 +392,41 @@ async def test_a_batch_sent_while_the_event_store_closes_gets_a_clear_503(api: A
         headers=api.runtime("u1"),
     ) as resp:
         assert resp.status == 503, await resp.text()
+        assert resp.headers["Retry-After"] == "5"  # the runtimes wait at least that long
         body = await resp.json()
     assert body["error"] == "analytics_unavailable"
     assert "send it again" in body["message"]
+
+
+async def test_a_batch_sent_while_the_event_store_is_unreachable_says_when_to_try_again(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """ClickHouse down: the 503 carries ``Retry-After`` (integer seconds), so 10,000 devices
+    that failed at the same moment do not come back at the same moments (they wait at least
+    that long, then spread with jitter); on the fast ingest path and the framework's one (a
+    request with an ``Origin`` goes through the middleware), the same."""
+    from concurrent.futures import Future
+
+    from miniport.errors import AnalyticsUnavailable
+
+    await api.define(PURCHASE, publish=True)
+
+    def unreachable(rows: object) -> Future[object]:
+        failed: Future[object] = Future()
+        failed.set_exception(AnalyticsUnavailable("ClickHouse at 127.0.0.1:1 is unreachable"))
+        return failed
+
+    monkeypatch.setattr(api.platform.analytics.store, "submit", unreachable)
+    now = now_ms()
+    event = {"id": "e1", "event": "purchase", "data": {"price": 1}, "ts": now}
+    url = f"{api.url}/runtime/v1/apps/{api.appid}/analytics/events"
+    for extra in ({}, {"Origin": "http://127.0.0.2:8080"}):
+        async with api.session.post(
+            url, json={"sent_at": now, "events": [event]}, headers={**api.runtime("u1"), **extra}
+        ) as resp:
+            assert resp.status == 503, await resp.text()
+            assert resp.headers["Retry-After"] == "5"
+            assert (await resp.json())["error"] == "analytics_unavailable"
 
 
 async def test_a_field_is_added_while_the_event_store_is_away_and_its_slot_emptied_later(

@@ -143,4 +143,8 @@ def error_body(exc: MiniportError, api: str | None = None) -> dict[str, Any]:
 
 
 def error_response(exc: MiniportError, api: str | None = None) -> JSONResponse:
-    return JSONResponse(error_body(exc, api), status_code=exc.http_status)
+    """The error as an answer; one that says "try again later" (a 503) with a ``Retry-After``
+    of its ``retry_after_s``."""
+    seconds = exc.retry_after_s
+    headers = None if seconds is None else {"Retry-After": str(int(seconds))}
+    return JSONResponse(error_body(exc, api), status_code=exc.http_status, headers=headers)

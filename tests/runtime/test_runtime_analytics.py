@@ -439,7 +439,9 @@ REPORT_STATUS = json.loads(
 def _case_id(row: dict[str, Any]) -> str:
     body = row["body"]
     what = body.get("error", "verdict") if isinstance(body, dict) else "text"
-    return f"{row['status']}-{what}-{row.get('events', 2)}-{row['outcome']}"
+    after = row.get("headers", {}).get("Retry-After")
+    told = "" if after is None else f"-retry-after-{after.split(',')[0]}"
+    return f"{row['status']}-{what}{told}-{row.get('events', 2)}-{row['outcome']}"
 
 
 @pytest.mark.parametrize("row", REPORT_STATUS, ids=[_case_id(r) for r in REPORT_STATUS])
@@ -448,7 +450,9 @@ async def test_the_answer_to_a_batch_decides_its_fate_as_the_shared_table_says(
 ) -> None:
     """The shared table (src/miniport/runtime/vectors/report_status.json; the JavaScript
     runtime runs it too). A 403 (a token minted for another app) dropped the batch here while
-    the JavaScript runtime kept it; a 413 dropped a batch that smaller ones would carry."""
+    the JavaScript runtime kept it; a 413 dropped a batch that smaller ones would carry; every
+    kept batch was retried after the same delays on every device (no jitter), and a 503's
+    Retry-After was not read."""
     seen: list[tuple[str, list[str]]] = []
 
     async def events(request: web.Request) -> web.StreamResponse:
@@ -457,9 +461,12 @@ async def test_the_answer_to_a_batch_decides_its_fate_as_the_shared_table_says(
         if len(seen) > 1:
             n = len(body["events"])
             return web.json_response({"accepted": n, "duplicates": 0, "rejected": []})
+        headers = row.get("headers", {})
         if isinstance(row["body"], str):
-            return web.Response(status=row["status"], text=row["body"], content_type="text/html")
-        return web.json_response(row["body"], status=row["status"])
+            return web.Response(
+                status=row["status"], text=row["body"], content_type="text/html", headers=headers
+            )
+        return web.json_response(row["body"], status=row["status"], headers=headers)
 
     app = web.Application()
     app.router.add_post("/runtime/v1/apps/mp1/analytics/events", events)
@@ -469,8 +476,8 @@ async def test_the_answer_to_a_batch_decides_its_fate_as_the_shared_table_says(
     url = f"http://127.0.0.1:{runner.addresses[0][1]}"
     try:
         async with RuntimeClient(
-            url, "mp1", "tok", analytics_flush_interval_s=60, analytics_retry_base_s=60,
-            builtin_events=False,
+            url, "mp1", "tok", analytics_flush_interval_s=60, analytics_retry_base_s=1,
+            analytics_retry_max_s=60, builtin_events=False, rand=lambda: 0.0,
         ) as rt:  # fmt: skip
             n = row.get("events", 2)
             ids = [rt.report_analytics("purchase", {"price": i}) for i in range(n)]
@@ -480,7 +487,9 @@ async def test_the_answer_to_a_batch_decides_its_fate_as_the_shared_table_says(
                 assert calls == [ids] and result["pending"] == 0 and "error" not in result
             elif row["outcome"] == "kept":
                 assert calls == [ids] and result["pending"] == len(ids) and "error" in result
-                assert result["rejected"] == [] and rt.analytics.retry_delay_s == 60
+                assert result["rejected"] == []
+                wait = [rt.analytics.retry_wait_s, rt.analytics.retry_delay_s]
+                assert wait == row.get("wait_s", [0.5, 1])  # random source at 0; the delay
                 rt.token = "tok-2"  # the host may give a new token meanwhile (a 401 / 403)
                 again = await rt.flush_analytics()
                 assert [sent for _, sent in seen] == [ids, ids]  # the same ids

@@ -28,9 +28,11 @@ fate (:func:`outcome_of`; the same table as the JavaScript runtime's, in docs/an
   get them);
 - not delivered, or not allowed with this token yet (no network, a timeout, an answer that is
   not JSON, 401, 403, 408, 409, 429, 5xx): it stays queued and is retried with exponential
-  backoff (``retry_base_s`` doubling up to ``retry_max_s``), with the same ids, so the server
-  stores each event once even when an answer was lost, and with the client's ``token`` in
-  force then (a 401 or 403 needs a new token: set ``client.token``);
+  backoff and jitter (:func:`backoff`: ``retry_base_s`` doubling up to ``retry_max_s``, each
+  wait drawn between half and all of it; after a 429 or 503 at least the answer's
+  ``Retry-After``, capped at ``retry_max_s``), with the same ids, so the server stores each
+  event once even when an answer was lost, and with the client's ``token`` in force then (a 401
+  or 403 needs a new token: set ``client.token``);
 - too large (413): sent again at once in halves (one event alone is refused);
 - any other 4xx (404 no such app, 422 a batch that cannot be read): refused as a whole, which
   sending it again cannot change; its events go to ``rejected`` and the queue goes on.
@@ -62,6 +64,7 @@ import contextlib
 import json
 import logging
 import os
+import random
 import time
 import uuid
 from collections import deque
@@ -85,6 +88,7 @@ EMPTY_CONFIG: dict[str, Any] = {"version": 0, "fields": [], "events": [], "test_
 MAX_BATCH = 500  # events per request (the server takes up to 1000)
 MAX_BATCH_BYTES = 900_000  # of events, UTF-8: the server takes 1,000,000 a request
 RETRYABLE = frozenset({0, 401, 403, 408, 409, 429})  # and every 5xx: see outcome_of
+RETRY_AFTER_STATUSES = frozenset({429, 503})  # whose Retry-After is honoured
 
 
 def outcome_of(status: int) -> Literal["retry", "split", "drop"]:
@@ -102,6 +106,24 @@ def outcome_of(status: int) -> Literal["retry", "split", "drop"]:
     if status in RETRYABLE or status >= 500:
         return "retry"
     return "split" if status == 413 else "drop"
+
+
+def backoff(
+    previous: float, first: float, longest: float, retry_after: float | None,
+    rand: Callable[[], float],
+) -> tuple[float, float]:  # fmt: skip
+    """The next retry after a failure: ``(delay, wait)``, in the callers' unit. ``delay`` doubles
+    from ``first`` (``previous``: the last one, 0 for none) up to ``longest``; the wait is drawn
+    between half and all of it with ``rand()`` in [0, 1) ("equal jitter"), so 10,000 devices
+    that failed at the same moment come back spread out rather than in synchronized waves. A
+    ``retry_after`` (an answer's ``Retry-After``), capped at ``longest`` so a hostile or broken
+    proxy cannot park a device for a day, is the least wait, and makes the delay at least twice
+    it (the wait is then spread between it and twice it); the doubling goes on from there. The
+    JavaScript runtime's ``backoff`` is the same function (``vectors/report_status.json``)."""
+    floor = min(max(retry_after or 0.0, 0.0), longest)
+    delay = min(longest, max(previous * 2 if previous else first, 2 * floor))
+    share = min(max(rand(), 0.0), 1.0)
+    return delay, max(floor, delay / 2 + delay / 2 * share)
 
 
 def system_properties(system: Mapping[str, Any] | None) -> dict[str, Any]:
@@ -341,7 +363,10 @@ class RuntimeAnalytics:
         system: Mapping[str, Any] | None = None,
         builtin_events: bool = True,
         session_timeout_s: float = 30 * 60,
+        rand: Callable[[], float] | None = None,
     ) -> None:
+        """``rand``: the backoff's random source, a number in [0, 1) (default
+        ``random.random``; tests give their own)."""
         self.transport = transport
         self.appid = appid
         self.batch_size = max(1, min(batch_size, MAX_BATCH))
@@ -349,6 +374,7 @@ class RuntimeAnalytics:
         self.retry_base_s = retry_base_s
         self.retry_max_s = retry_max_s
         self._clock = clock or time.time
+        self._rand = rand or random.random
         self._new_id = new_id or (lambda: uuid.uuid4().hex)
         self.queue = OfflineQueue(queue_path, max_queue)
         self.config: dict[str, Any] = dict(self.queue.config or EMPTY_CONFIG)
@@ -362,6 +388,7 @@ class RuntimeAnalytics:
         self._kick: asyncio.Event | None = None
         self._retry_at = 0.0
         self._retry_delay = 0.0
+        self._retry_wait = 0.0
         self._max_batch_bytes = MAX_BATCH_BYTES  # lowered by a 413
         self._closed = False
         self.system = system_properties(system)
@@ -604,7 +631,7 @@ class RuntimeAnalytics:
                 try:
                     result = await self._send(chunk)
                 except _Undelivered as exc:
-                    self._back_off()
+                    self._back_off(exc.retry_after_s)
                     total["error"] = str(exc)
                     break
                 except _TooLarge as exc:
@@ -613,7 +640,7 @@ class RuntimeAnalytics:
                         waiting = [str(e["id"]) for e in chunk] + waiting
                         continue
                     result = _refused(chunk, exc.error)  # one event alone: never taken
-                self._retry_at, self._retry_delay = 0.0, 0.0
+                self._retry_at, self._retry_delay, self._retry_wait = 0.0, 0.0, 0.0
                 total["accepted"] += int(result.get("accepted", 0))
                 total["duplicates"] += int(result.get("duplicates", 0))
                 for rejection in result.get("rejected", []):
@@ -641,24 +668,34 @@ class RuntimeAnalytics:
         except RuntimeAPIError as exc:
             outcome = outcome_of(exc.status)
             if outcome == "retry":
-                raise _Undelivered(exc.err_msg) from exc
+                honoured = exc.status in RETRY_AFTER_STATUSES
+                raise _Undelivered(exc.err_msg, exc.retry_after_s if honoured else None) from exc
             if outcome == "split":
                 raise _TooLarge(exc) from exc
             # refused as a whole (e.g. an unknown app): retrying would not help
             return _refused(chunk, exc)
 
-    def _back_off(self) -> None:
-        self._retry_delay = min(
-            self.retry_max_s, self._retry_delay * 2 if self._retry_delay else self.retry_base_s
+    def _back_off(self, retry_after_s: float | None = None) -> None:
+        """Wait before the next try (:func:`backoff`); ``retry_after_s``: the answer's
+        ``Retry-After`` (a 429 or 503), the least wait."""
+        self._retry_delay, self._retry_wait = backoff(
+            self._retry_delay, self.retry_base_s, self.retry_max_s, retry_after_s, self._rand
         )
-        self._retry_at = time.monotonic() + self._retry_delay
+        self._retry_at = time.monotonic() + self._retry_wait
         if self._kick is not None:  # the timer recomputes its wait
             self._kick.set()
 
     @property
     def retry_delay_s(self) -> float:
-        """The current backoff (0 when the last send succeeded)."""
+        """The current backoff, before jitter: the longest the next try may wait (0 when the
+        last send succeeded)."""
         return self._retry_delay
+
+    @property
+    def retry_wait_s(self) -> float:
+        """How long the next try waits, counted from the failure: the backoff with its jitter
+        (and at least the answer's ``Retry-After``); 0 when the last send succeeded."""
+        return self._retry_wait
 
     async def close(self, flush: bool = True) -> None:
         """Stop the timer; with ``flush``, try once to send what is queued (what cannot be
@@ -676,7 +713,12 @@ class RuntimeAnalytics:
 
 
 class _Undelivered(Exception):
-    """The batch did not reach the server (or the server could not take it now)."""
+    """The batch did not reach the server (or the server could not take it now);
+    ``retry_after_s``: how long the server asked to be left alone (a 429 or 503)."""
+
+    def __init__(self, message: str, retry_after_s: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
 
 
 class _TooLarge(Exception):
@@ -711,7 +753,7 @@ def _call(listener: Listener, value: dict[str, Any]) -> None:
         log.exception("an analytics listener failed")
 
 
-__all__ = ["OfflineQueue", "RuntimeAnalytics", "outcome_of"]
+__all__ = ["OfflineQueue", "RuntimeAnalytics", "backoff", "outcome_of"]
 
 
 def _event_bytes(event: Mapping[str, Any]) -> int:

@@ -27,6 +27,8 @@ import contextlib
 import json
 import logging
 import os
+import random
+import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -34,7 +36,7 @@ from typing import Any
 import aiohttp
 
 from .analytics import RuntimeAnalytics
-from .transport import RuntimeAPIError
+from .transport import RuntimeAPIError, retry_after_seconds
 
 log = logging.getLogger("miniport.runtime")
 Listener = Callable[[dict[str, Any]], Any]
@@ -58,7 +60,10 @@ class RuntimeClient:
         app_data: Mapping[str, Any] | None = None,
         system: Mapping[str, Any] | None = None,
         builtin_events: bool = True,
+        rand: Callable[[], float] | None = None,
     ) -> None:
+        """``rand``: the random source of the analytics' retries (their jitter), a number in
+        [0, 1); default ``random.random``."""
         self.base_url = base_url.rstrip("/")
         self.appid = appid
         self.token = token
@@ -72,6 +77,8 @@ class RuntimeClient:
         self._was_connected = False
         self._refused = False  # the token was refused since the stream was last open
         self._refresh: asyncio.Task[Any] | None = None
+        self._clock = clock or time.time
+        self._rand = rand or random.random
         self.cache: dict[str, dict[str, Any]] = self._load_cache()
         self.analytics = RuntimeAnalytics(
             _ClientTransport(self),
@@ -85,6 +92,7 @@ class RuntimeClient:
             app_data=app_data,
             system=system,
             builtin_events=builtin_events,
+            rand=self._rand,
         )
 
     # --- plumbing ---
@@ -116,12 +124,18 @@ class RuntimeClient:
                         str(body.get("errMsg") or f"{api}:fail {message}"),
                         resp.status,
                         body.get("error"),
+                        self._retry_after(resp),
                     )
                 if not isinstance(parsed, dict):  # as undelivered as a lost answer: sent again
                     raise RuntimeAPIError(f"{api}:fail the answer is not JSON", 0, "network")
                 return body
         except aiohttp.ClientError as exc:
             raise RuntimeAPIError(f"{api}:fail network error: {exc}", 0, "network") from exc
+
+    def _retry_after(self, resp: aiohttp.ClientResponse) -> float | None:
+        """The answer's ``Retry-After``, in seconds from now (None: none, or unreadable)."""
+        headers = resp.headers
+        return retry_after_seconds(headers.get("Retry-After"), headers.get("Date"), self._clock())
 
     def _load_cache(self) -> dict[str, dict[str, Any]]:
         if self.cache_path is None or not self.cache_path.exists():

@@ -1,7 +1,7 @@
-"""When the Python runtime tries again: the analytics' backoff with jitter and ``Retry-After``.
-10,000 devices that failed at the same moment (the event store down) retried at the same
-instants, every one of them, doubling in step: a thundering herd each time the platform came
-back. The shared cases against a real server are
+"""When the Python runtime tries again: the analytics' backoff with jitter and ``Retry-After``,
+and the event stream's reconnects. 10,000 devices that failed at the same moment (the event
+store down, a node restarted) retried at the same instants, every one of them, doubling in step:
+a thundering herd each time the platform came back. The shared cases against a real server are
 in ``test_runtime_analytics.py`` (``vectors/report_status.json``); the JavaScript runtime's in
 ``js/test/``."""
 
@@ -136,3 +136,49 @@ async def test_each_device_draws_its_own_wait_from_its_random_source(
             assert rt.analytics.retry_delay_s == 30
             waits.append(rt.analytics.retry_wait_s)
     assert waits == [15, 22.5, pytest.approx(29.985)]
+
+
+async def _first_reconnect_wait(rt: RuntimeClient) -> float:
+    """The wait before the stream's first reconnect, once the client has computed it."""
+    task = asyncio.create_task(rt.connect(timeout_s=30))
+    try:
+        for _ in range(500):
+            if rt.reconnect_wait_s:
+                return rt.reconnect_wait_s
+            await asyncio.sleep(0.01)
+        raise AssertionError("the stream did not try to reconnect")
+    finally:
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+
+@pytest.mark.parametrize(
+    ("status", "headers", "share", "wait"),
+    [
+        (500, {}, 0.0, 0.25),  # 0.5 s with jitter: between 0.25 and 0.5 s
+        (500, {}, 0.5, 0.375),
+        (500, {"Retry-After": "4"}, 0.0, 0.25),  # read on a 429 or 503 only
+        (503, {"Retry-After": "4"}, 0.0, 4),  # at least Retry-After ...
+        (503, {"Retry-After": "4"}, 0.5, 6),  # ... and up to twice it, capped at 15 s
+        (429, {"Retry-After": "6"}, 0.5, 9),
+        (503, {"Retry-After": "3600"}, 0.0, 15),
+    ],
+)
+async def test_the_event_stream_reconnects_after_a_jittered_wait_and_retry_after(
+    loopback: Loopback,
+    status: int,
+    headers: dict[str, str],
+    share: float,
+    wait: float,
+) -> None:
+    """After a node restart its 10,000 devices reconnected at 0.5, 1.5, 3.5 s... all at once,
+    and a 503's Retry-After was not read."""
+
+    def answer(n: int) -> web.StreamResponse:
+        return web.json_response({"error": "busy", "message": "busy"}, status=status,
+                                 headers=headers)  # fmt: skip
+
+    url = await loopback("GET", "/runtime/v1/events", answer)
+    async with RuntimeClient(url, "mp1", "tok", rand=lambda: share) as rt:
+        assert await _first_reconnect_wait(rt) == wait

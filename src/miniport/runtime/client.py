@@ -35,11 +35,12 @@ from typing import Any
 
 import aiohttp
 
-from .analytics import RuntimeAnalytics
+from .analytics import RETRY_AFTER_STATUSES, RuntimeAnalytics, backoff
 from .transport import RuntimeAPIError, retry_after_seconds
 
 log = logging.getLogger("miniport.runtime")
 Listener = Callable[[dict[str, Any]], Any]
+STREAM_RETRY_S = (0.5, 15.0)  # the event stream's first and longest reconnect delay
 
 
 class RuntimeClient:
@@ -62,8 +63,8 @@ class RuntimeClient:
         builtin_events: bool = True,
         rand: Callable[[], float] | None = None,
     ) -> None:
-        """``rand``: the random source of the analytics' retries (their jitter), a number in
-        [0, 1); default ``random.random``."""
+        """``rand``: the random source of the analytics' retries and the event stream's
+        reconnects (their jitter), a number in [0, 1); default ``random.random``."""
         self.base_url = base_url.rstrip("/")
         self.appid = appid
         self.token = token
@@ -79,6 +80,8 @@ class RuntimeClient:
         self._refresh: asyncio.Task[Any] | None = None
         self._clock = clock or time.time
         self._rand = rand or random.random
+        # the wait before the event stream's next reconnect, jitter included (0 while it opens)
+        self.reconnect_wait_s = 0.0
         self.cache: dict[str, dict[str, Any]] = self._load_cache()
         self.analytics = RuntimeAnalytics(
             _ClientTransport(self),
@@ -280,8 +283,12 @@ class RuntimeClient:
         await asyncio.wait_for(self._connected.wait(), timeout_s)
 
     async def _listen(self) -> None:
-        delay = 0.5
+        """Keep the stream open. A reconnect waits a doubling delay (0.5 s to 15 s) with
+        jitter, at least a 429's or 503's ``Retry-After`` (:func:`~.analytics.backoff`): after
+        a node restarts, its 10,000 devices do not all come back at the same instants."""
+        delay = 0.0  # the last reconnect's backoff; 0 once the stream opened
         while True:
+            retry_after: float | None = None
             try:
                 async with self.session.get(
                     f"{self.base_url}/runtime/v1/events",
@@ -293,9 +300,10 @@ class RuntimeClient:
                         await self._unauthorized(await _json_object(resp))
                     if resp.status != 200:
                         raise RuntimeAPIError(
-                            f"event stream refused: HTTP {resp.status}", resp.status
-                        )
-                    delay = 0.5
+                            f"event stream refused: HTTP {resp.status}", resp.status,
+                            retry_after_s=self._retry_after(resp),
+                        )  # fmt: skip
+                    delay = 0.0
                     event = None
                     async for raw in resp.content:
                         line = raw.decode().rstrip("\r\n")
@@ -309,9 +317,12 @@ class RuntimeClient:
                 raise
             except Exception as exc:  # reconnect with backoff
                 log.debug("event stream dropped: %s", exc)
+                if isinstance(exc, RuntimeAPIError) and exc.status in RETRY_AFTER_STATUSES:
+                    retry_after = exc.retry_after_s
             self._connected.clear()
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 15)
+            delay, self.reconnect_wait_s = backoff(delay, *STREAM_RETRY_S, retry_after, self._rand)
+            await asyncio.sleep(self.reconnect_wait_s)
+            self.reconnect_wait_s = 0.0
 
     async def _unauthorized(self, message: dict[str, Any]) -> None:
         """The platform refuses the runtime token (revoked, expired): ``unauthorized``

@@ -14,8 +14,8 @@ const TABLE = JSON.parse(readFileSync(
 
 /** The requests of the current case: their tokens and event ids. @type {{token: string, ids: string[]}[]} */
 let seen = [];
-/** The first answer of the current case. @type {{status: number, body: unknown}} */
-let first = { status: 200, body: {} };
+/** The first answer of the current case. @type {{status: number, headers: object, body: unknown}} */
+let first = { status: 200, headers: {}, body: {} };
 let base = '';
 let server;
 
@@ -28,7 +28,8 @@ before(async () => {
       seen.push({ token: String(req.headers.authorization), ids: events.map((e) => e.id) });
       const [status, body] = seen.length === 1 ? [first.status, first.body]
         : [200, { accepted: events.length, duplicates: 0, rejected: [] }];
-      res.writeHead(status, { 'Content-Type': typeof body === 'string' ? 'text/html' : 'application/json' });
+      res.writeHead(status, { 'Content-Type': typeof body === 'string' ? 'text/html' : 'application/json',
+        ...(seen.length === 1 ? first.headers : {}) });
       res.end(typeof body === 'string' ? body : JSON.stringify(body));
     });
   });
@@ -44,13 +45,16 @@ after(() => new Promise((resolve) => {
 describe('the platform\'s answer to a batch (the shared table)', () => {
   for (const row of TABLE.cases) {
     const n = row.events ?? 2;
-    test(`${row.status} ${typeof row.body === 'string' ? 'text' : row.body.error ?? 'verdict'}, ${n} events: ${row.outcome}`, async () => {
+    const told = row.headers?.['Retry-After'] === undefined ? '' : ` (Retry-After: ${row.headers['Retry-After']})`;
+    test(`${row.status} ${typeof row.body === 'string' ? 'text' : row.body.error ?? 'verdict'}${told}, ${n} events: ${row.outcome}`, async () => {
       seen = [];
-      first = { status: row.status, body: row.body };
+      first = { status: row.status, headers: row.headers ?? {}, body: row.body };
+      // the table's runtime: retries after 1 s doubling to 60 s, its random source at 0
       const runtime = createRuntime({
         appid: 'mp1', token: 'rt-token', baseUrl: base, browser: null,
         analytics: { storage: null, target: null, document: null, navigator: null,
-          flushIntervalMs: 60_000, retryMs: 60_000, builtinEvents: false },
+          flushIntervalMs: 60_000, retryMs: 1000, maxRetryMs: 60_000, random: () => 0,
+          builtinEvents: false },
       });
       const notices = [];
       runtime.analytics.onReport((notice) => notices.push(notice.type));
@@ -66,6 +70,9 @@ describe('the platform\'s answer to a batch (the shared table)', () => {
           assert.deepEqual(seen.map((r) => r.ids), [ids]);
           assert.deepEqual(queued, ids, 'kept for the next try');
           assert.ok(runtime.analytics.retryTimer, 'a retry is scheduled');
+          // after the least wait (random source at 0); the delay is the most it could be
+          assert.deepEqual([runtime.analytics.retryWait / 1000, runtime.analytics.retryDelay / 1000],
+            row.wait_s ?? [0.5, 1]);
           assert.equal(notices.at(-1), 'failed');
           // the host may give a new token meanwhile (a 401 / 403): the next try uses it
           runtime.token = 'rt-token-2';

@@ -21,6 +21,11 @@
 //   yet (network error, an answer that is not JSON, 401, 403, 408, 409, 429, 5xx) it is kept
 //   and tried again, with the token in force then; too large (413) it goes again at once in
 //   halves; any other 4xx refuses it for good, so it is dropped and the queue goes on.
+// - Retries (`backoff`): the delay doubles from `retryMs` up to `maxRetryMs`, and each wait is
+//   drawn between half and all of it (jitter, from the injectable `random`), so devices that
+//   failed at the same moment (the event store down) do not all come back at the same moment.
+//   After a 429 or 503 the wait is at least the answer's `Retry-After` (`retryAfterMs`: seconds,
+//   or an HTTP-date), capped at `maxRetryMs`, and the delay at least twice it.
 // - Context: every batch carries `context`, the runtime's system properties (system.js) with
 //   the current `$session` and `$scene`; every event its own `context` with the `$session` and
 //   `$scene` it happened in (the platform lets an event's keys override the batch's).
@@ -62,7 +67,10 @@ import { Lifecycle } from './lifecycle.js';
  * @property {number} [flushIntervalMs] send at most this long after an event is queued (5000)
  * @property {number} [testFlushIntervalMs] the same while a test configuration is in force (500)
  * @property {number} [maxQueue] keep at most this many waiting events, dropping the oldest (5000)
- * @property {number} [retryMs] first retry delay after a failed send, doubling to 5 minutes (5000)
+ * @property {number} [retryMs] first retry delay after a failed send, doubling (5000)
+ * @property {number} [maxRetryMs] the longest retry delay, and the most a `Retry-After` is
+ *   waited for (300000: 5 minutes)
+ * @property {() => number} [random] the retries' jitter, a number in [0, 1) (Math.random)
  * @property {StorageLike | null} [storage] where the queue is kept (default: localStorage)
  * @property {string} [storageKey] its key (default `miniport.analytics.<appid>`; give one per
  *   signed-in user when several users share a browser)
@@ -104,9 +112,11 @@ export const DEFAULTS = Object.freeze({
   testFlushIntervalMs: 500,
   maxQueue: 5000,
   retryMs: 5000,
+  maxRetryMs: 300_000,
 });
 export const MAX_BATCH = 1000; // the platform's limit per batch
-const MAX_RETRY_MS = 300_000;
+/** the answers whose Retry-After is honoured */
+export const RETRY_AFTER_STATUSES = Object.freeze([429, 503]);
 const KEEPALIVE_BYTES = 60_000; // browsers cap keepalive bodies at 64 KiB
 const MAX_BATCH_BYTES = 900_000; // the platform takes 1,000,000 bytes a request
 /** sendOne's answer for a batch too large for the server: send again at once, smaller */
@@ -146,6 +156,45 @@ export function outcomeOf(status, json) {
   if (status >= 500 || [401, 403, 408, 409, 429].includes(status)) return 'retry';
   if (status === 413) return 'split';
   return 'drop';
+}
+
+/**
+ * The next retry after a failure, in ms: `delay` doubles from `first` (`previous`: the last
+ * one, 0 for none) up to `longest`; `wait` is drawn between half and all of it with `random()`
+ * in [0, 1) ("equal jitter"), so devices that failed at the same moment come back spread out.
+ * A `retryAfter` (an answer's Retry-After), capped at `longest` so a hostile or broken proxy
+ * cannot park a device for a day, is the least wait and makes the delay at least twice it;
+ * the doubling goes on from there. The Python runtime's `backoff` is the same function
+ * (src/miniport/runtime/vectors/report_status.json).
+ * @param {number} previous @param {number} first @param {number} longest
+ * @param {number | null} retryAfter @param {() => number} random
+ * @returns {{delay: number, wait: number}}
+ */
+export function backoff(previous, first, longest, retryAfter, random) {
+  const floor = Math.min(Math.max(retryAfter ?? 0, 0), longest);
+  const delay = Math.min(longest, Math.max(previous ? previous * 2 : first, 2 * floor));
+  const share = Math.min(Math.max(Number(random()) || 0, 0), 1);
+  return { delay, wait: Math.max(floor, delay / 2 + (delay / 2) * share) };
+}
+
+/**
+ * How long a Retry-After header asks the client to wait, in ms (null: no header, or one that
+ * cannot be read). Delta-seconds (`"5"`), or an HTTP-date counted from the answer's own `Date`
+ * when it has a readable one (the server's clock: a phone's may be off by hours), else from
+ * `now` (ms); a date gone by is 0. Not capped here (`backoff` caps it).
+ * @param {string | null | undefined} value @param {string | null | undefined} date
+ * @param {number} now
+ * @returns {number | null}
+ */
+export function retryAfterMs(value, date, now) {
+  if (typeof value !== 'string') return null;
+  const text = value.trim();
+  if (/^[0-9]+$/.test(text)) return Number(text) * 1000; // Infinity for absurd digits: capped
+  // an HTTP-date names its day or month; Date.parse alone takes "1.5" or "7" as dates
+  const at = /[a-z]{3}/i.test(text) ? Date.parse(text) : NaN;
+  if (Number.isNaN(at)) return null;
+  const sent = typeof date === 'string' && /[a-z]{3}/i.test(date) ? Date.parse(date) : NaN;
+  return Math.max(0, at - (Number.isNaN(sent) ? now : sent));
 }
 
 /** @param {unknown} value @returns {value is JsonObject} */
@@ -189,6 +238,8 @@ export class Analytics {
     this.testFlushIntervalMs = Math.max(0, options.testFlushIntervalMs ?? DEFAULTS.testFlushIntervalMs);
     this.maxQueue = Math.max(1, options.maxQueue ?? DEFAULTS.maxQueue);
     this.retryMs = Math.max(1, options.retryMs ?? DEFAULTS.retryMs);
+    this.maxRetryMs = Math.max(this.retryMs, options.maxRetryMs ?? DEFAULTS.maxRetryMs);
+    this.random = options.random ?? Math.random;
     const g = /** @type {any} */ (globalThis);
     /** @type {StorageLike | null} */
     this.storage = options.storage !== undefined ? options.storage : safeLocalStorage();
@@ -228,7 +279,10 @@ export class Analytics {
     this.timer = null;
     /** @type {ReturnType<typeof setTimeout> | null} */
     this.retryTimer = null;
-    this.retryDelay = this.retryMs;
+    /** the last retry's backoff delay, before jitter (0: the last send went, or none failed) */
+    this.retryDelay = 0;
+    /** how long the scheduled retry waits, jitter and Retry-After included (0: none) */
+    this.retryWait = 0;
     this.timerWait = 0;
     /** the largest batch (UTF-8 bytes of its events) to send; lowered by a 413 */
     this.maxBatchBytes = MAX_BATCH_BYTES;
@@ -241,7 +295,7 @@ export class Analytics {
 
     this.onOnline = () => {
       this.offline = false;
-      this.retryDelay = this.retryMs;
+      this.retryDelay = 0;
       if (this.queue.length) void this.flush();
     };
     this.onHide = () => {
@@ -581,15 +635,22 @@ export class Analytics {
     this.timer = null;
   }
 
-  /** Retry after a failure, with a doubling delay (the `online` event comes sooner). */
-  scheduleRetry() {
+  /**
+   * Retry after a failure, after a doubling delay with jitter (`backoff`; the `online` event
+   * comes sooner). A retry already scheduled stays as it is.
+   * @param {number | null} [retryAfter] the answer's Retry-After (a 429 or 503), ms: the least wait
+   */
+  scheduleRetry(retryAfter = null) {
     if (this.closed || this.retryTimer) return;
-    const delay = this.retryDelay;
-    this.retryDelay = Math.min(MAX_RETRY_MS, this.retryDelay * 2);
+    const { delay, wait } = backoff(this.retryDelay, this.retryMs, this.maxRetryMs, retryAfter,
+      this.random);
+    this.retryDelay = delay;
+    this.retryWait = wait;
     this.retryTimer = setTimeout(() => {
       this.retryTimer = null;
+      this.retryWait = 0;
       void this.flush();
-    }, delay);
+    }, wait);
   }
 
   /**
@@ -600,7 +661,8 @@ export class Analytics {
   networkOk(force = false) {
     if (!this.offline && !(force && this.retryTimer)) return;
     this.offline = false;
-    this.retryDelay = this.retryMs;
+    this.retryDelay = 0;
+    this.retryWait = 0;
     if (this.retryTimer) clearTimeout(this.retryTimer);
     this.retryTimer = null;
     if (this.queue.length) void this.flush();
@@ -691,7 +753,7 @@ export class Analytics {
     const outcome = outcomeOf(response.status, isObject(data));
     if (outcome === 'sent') {
       this.offline = false;
-      this.retryDelay = this.retryMs;
+      this.retryDelay = 0;
       this.remove(batch);
       /** @type {BatchResult} */
       const result = {
@@ -706,7 +768,9 @@ export class Analytics {
       : `HTTP ${response.status}`;
     if (outcome === 'retry') {
       this.notify({ type: 'failed', events: batch, error: reason, offline: false });
-      this.scheduleRetry();
+      this.scheduleRetry(RETRY_AFTER_STATUSES.includes(response.status)
+        ? retryAfterMs(response.headers?.get('Retry-After'), response.headers?.get('Date'), this.now())
+        : null);
       return null;
     }
     if (outcome === 'split' && batch.length > 1) {
@@ -734,6 +798,7 @@ export class Analytics {
     this.clearTimer();
     if (this.retryTimer) clearTimeout(this.retryTimer);
     this.retryTimer = null;
+    this.retryWait = 0;
     this.target?.removeEventListener('online', this.onOnline);
     this.target?.removeEventListener('pagehide', this.onHide);
     this.target?.removeEventListener('visibilitychange', this.onVisibility);

@@ -68,9 +68,33 @@ async def test_the_stream_writes_keep_alives_in_silence(
                            timeout=LONG) as stream:
         assert (await SSE(stream).next())[0] == "connected"
         line = await asyncio.wait_for(stream.content.readline(), 10)
-        while line.strip() == b"":
+        while line.strip() == b"" or line.startswith(b"retry: "):  # (when to reconnect)
             line = await asyncio.wait_for(stream.content.readline(), 10)
         assert line == b": keep-alive\n"
+
+
+def test_each_stream_draws_when_a_browser_reconnects_it() -> None:
+    assert event_stream.reconnect_field(lambda: 0.0) == b"retry: 1000\n\n"
+    assert event_stream.reconnect_field(lambda: 0.5) == b"retry: 3000\n\n"
+    assert event_stream.reconnect_field(lambda: 0.9999) == b"retry: 5000\n\n"
+
+
+async def test_a_runtime_stream_tells_the_browser_when_to_reconnect_after_its_hello(
+    live: Live, session: aiohttp.ClientSession,
+) -> None:
+    """A browser's EventSource reconnects a dropped stream after its own fixed time (about
+    3 s, no jitter): the 10,000 streams of a node that restarted came back at the same
+    instant, and again every 3 s while it was down. Each stream now says its own time, drawn
+    between 1 and 5 s, right after its hello (which stays the first frame)."""
+    server = await live()
+    token = server.platform.auth.runtime_token("alice", "browser")
+    async with session.get(f"{server.url}{EVENTS}", params={"access_token": token},
+                           timeout=LONG) as stream:
+        lines = [await asyncio.wait_for(stream.content.readline(), 10) for _ in range(5)]
+    assert lines[0] == b"event: connected\n" and lines[1].startswith(b"data: {")
+    assert lines[2] == b"\n" and lines[4] == b"\n"
+    retry = re.fullmatch(rb"retry: (\d+)\n", lines[3])
+    assert retry is not None and 1000 <= int(retry[1]) <= 5000
 
 
 async def test_a_client_that_stops_reading_gets_every_frame_in_order_once_it_reads(

@@ -18,17 +18,23 @@ So a stream costs no task, timer or queue of its own: the request's own task wai
 once. What a stream gets in one turn of the event loop goes out in one write (``Pump``), and
 one timer for all streams writes a keep-alive comment to those silent for ``HEARTBEAT_S``. A
 message whose type is in ``until`` ends the response after it is written; so does the broker
-closing."""
+closing.
+
+A runtime's stream tells the browser when to reconnect once it drops (:func:`reconnect_field`):
+a browser's EventSource otherwise waits its own fixed time (about 3 s, no jitter), so the
+10,000 streams of a node that restarts all came back at the same instant, and again every
+3 s while it was down."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import random
 import sys
 import time
 from array import array
 from collections import deque
-from collections.abc import Awaitable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from types import CoroutineType
 from typing import Any
 
@@ -42,12 +48,22 @@ from ..events.broker import QUEUE_LIMIT, Broker, Message, Subscription, sse_fram
 log = logging.getLogger("miniport.web")
 
 HEARTBEAT_S = 15.0
+RECONNECT_MS = (1000, 5000)  # a browser's reconnect wait, drawn per stream: 3 s on average
 KEEP_ALIVE = b": keep-alive\n\n"
 HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 RAW_HEADERS = [
     (b"content-type", b"text/event-stream; charset=utf-8"),
     *((k.lower().encode(), v.encode()) for k, v in HEADERS.items()),
 ]
+
+
+def reconnect_field(rand: Callable[[], float] = random.random) -> bytes:
+    """An SSE ``retry:`` field (and the blank line that ends its block): how long the browser
+    waits before it reconnects a stream that dropped, drawn for each stream in
+    ``RECONNECT_MS`` with ``rand()`` in [0, 1) (a browser's own default is a fixed ~3 s). The
+    runtimes' own code does not read it: the Python runtime has its own backoff with jitter."""
+    low, high = RECONNECT_MS
+    return b"retry: %d\n\n" % round(low + (high - low) * min(max(rand(), 0.0), 1.0))
 
 
 def run_eagerly(step: Awaitable[None]) -> asyncio.Future[None] | None:
@@ -270,11 +286,12 @@ class Stream:
         self.bucket = 0
         self.done = False  # nothing more is taken: the response ended or the client left
 
-    def open(self, hello: Message) -> None:
-        """Write ``hello`` and what was published since subscribing, then take messages as
-        they are published. Called once the response has started."""
+    def open(self, hello: Message | bytes) -> None:
+        """Write ``hello`` (a message, or frames as written) and what was published since
+        subscribing, then take messages as they are published. Called once the response has
+        started."""
         self._cycle = direct_target(self._send)
-        self._queue(sse_frame(hello))
+        self._queue(hello if isinstance(hello, bytes) else sse_frame(hello))
         for message in self._sub.take():
             self.write(sse_frame(message), message)
         if self._sub.closed:  # ended before the response started (its token revoked...)
@@ -367,7 +384,7 @@ class Stream:
 async def run_stream(
     broker: Broker,
     sub: Subscription,
-    hello: Message,
+    hello: Message | bytes,
     receive: Receive,
     send: Send,
     until: tuple[str, ...] = (),
@@ -395,7 +412,11 @@ class EventStreamResponse(Response):
     media_type = "text/event-stream"
 
     def __init__(
-        self, broker: Broker, sub: Subscription, hello: Message, until: tuple[str, ...] = ()
+        self,
+        broker: Broker,
+        sub: Subscription,
+        hello: Message | bytes,
+        until: tuple[str, ...] = (),
     ) -> None:
         self.broker, self.sub, self.hello, self.until = broker, sub, hello, until
         self.status_code = 200

@@ -13,8 +13,9 @@ from starlette.routing import Route
 from ..domain.requests import Launch
 from ..domain.tokens import RuntimeIdentity
 from ..errors import InvalidInput, MiniportError, Problem, join_problems
+from ..events.broker import sse_frame
 from .deps import app_runtime_identity, bearer, error_response, platform_of, runtime_identity
-from .event_stream import EventStreamResponse
+from .event_stream import EventStreamResponse, reconnect_field
 from .openapi_doc import ERRORS, EVENT_STREAM
 from .strict_json import StrictJSONRoute
 
@@ -212,7 +213,9 @@ async def open_events(request: Request) -> Response:
         return error_response(exc)
     broker = platform.broker
     hello = {"type": "connected", "user": who.user_id, "device": who.device_id}
+    # then when to reconnect once the stream drops: each browser its own time
+    frames = sse_frame(hello) + reconnect_field()
     # the token's issue time goes with the stream: it ends once the token is revoked or expires
     sub = broker.subscribe(who.user_id, who.device_id, appid=appid, issued_at=who.issued_at)
     platform.stream_guard.watch()
-    return EventStreamResponse(broker, sub, hello)
+    return EventStreamResponse(broker, sub, frames)

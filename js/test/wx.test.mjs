@@ -31,6 +31,9 @@ const routes = {
   'POST /runtime/v1/apps/mp1/login': () => [200, { code: 'code-123', errMsg: 'login:ok' }],
   'POST /runtime/v1/apps/slow/login': () => [200, { code: 'late', errMsg: 'login:ok' }, 500],
   'GET /runtime/v1/apps/html/background-fetch/token': () => [502, '<html>bad gateway</html>'],
+  'GET /runtime/v1/apps/gone/background-fetch/token': () => [401, {
+    error: 'unauthorized', message: 'runtime token revoked',
+  }],
 };
 
 before(async () => {
@@ -86,6 +89,12 @@ function fakeEventSources() {
     }
   }
   return [sources, FakeEventSource];
+}
+
+/** Wait (at most 2 s) until `ready()` holds. */
+async function until(ready) {
+  for (let i = 0; i < 400 && !ready(); i += 1) await new Promise((resolve) => setTimeout(resolve, 5));
+  assert.ok(ready(), 'waited 2 s');
 }
 
 function withCallbacks(call) {
@@ -252,12 +261,69 @@ describe('launch and the event stream', () => {
     assert.equal(runtime.connect(), true);
     assert.equal(sources.length, 2);
     assert.match(sources[1].url, /access_token=new&/);
-    // the browser gave up on its own (a reconnect refused): connect() opens a new stream
+    // the browser gave up on its own (a reconnect refused): connect() opens a new stream at
+    // once, without waiting for the runtime's own reopening
     sources[1].readyState = 2;
     sources[1].onerror({});
     runtime.connect();
     assert.equal(sources.length, 3);
+    assert.equal(runtime.reconnectTimer, null);
     runtime.close();
+  });
+
+  test('a stream the browser gave up on (a proxy\'s 502 while a node restarts) is reopened', async () => {
+    const [sources, FakeEventSource] = fakeEventSources();
+    const runtime = createRuntime({ appid: 'mp1', token: 't', baseUrl: base, EventSource: FakeEventSource,
+      reconnectMs: 5, random: () => 0 });
+    runtime.connect();
+    const probes = () => seen.filter((r) => r.url === '/runtime/v1/apps/mp1/background-fetch/token'
+      && r.headers.authorization === 'Bearer t').length;
+    const before = probes();
+    sources[0].readyState = 2;
+    sources[0].onerror({});
+    assert.equal(runtime.source, null);
+    assert.equal(runtime.reconnectDelay, 5);
+    await until(() => sources.length === 2);
+    assert.equal(probes(), before + 1, 'the token was checked before reopening');
+    // refused again at once: the wait doubles; reached: it starts over
+    sources[1].readyState = 2;
+    sources[1].onerror({});
+    assert.equal(runtime.reconnectDelay, 10);
+    await until(() => sources.length === 3);
+    sources[2].emit('connected', { type: 'connected' });
+    assert.equal(runtime.reconnectDelay, 0);
+    runtime.close();
+  });
+
+  test('reopening a refused token tells the host once and stops', async () => {
+    const [sources, FakeEventSource] = fakeEventSources();
+    const runtime = createRuntime({ appid: 'gone', token: 'old', baseUrl: base, EventSource: FakeEventSource,
+      reconnectMs: 1, random: () => 0 });
+    const heard = [];
+    runtime.on('unauthorized', (message) => heard.push([message.error, message.message]));
+    sources[0].readyState = 2;
+    sources[0].onerror({});
+    await until(() => heard.length === 1);
+    await new Promise((resolve) => setTimeout(resolve, 30)); // many waits of 1-2 ms
+    assert.deepEqual(heard, [['unauthorized', 'runtime token revoked']]);
+    assert.equal(sources.length, 1, 'no stream opened with the refused token');
+    runtime.token = 'new';
+    runtime.connect();
+    assert.equal(sources.length, 2);
+    runtime.close();
+  });
+
+  test('close() during the wait: nothing is reopened', async () => {
+    const [sources, FakeEventSource] = fakeEventSources();
+    const runtime = createRuntime({ appid: 'mp1', token: 't', baseUrl: base, EventSource: FakeEventSource,
+      reconnectMs: 5, random: () => 0 });
+    runtime.connect();
+    sources[0].readyState = 2;
+    sources[0].onerror({});
+    runtime.close();
+    await new Promise((resolve) => setTimeout(resolve, 40));
+    assert.equal(sources.length, 1);
+    assert.equal(runtime.reconnectTimer, null);
   });
 
   test('a runtime needs an appid and a runtime token', () => {

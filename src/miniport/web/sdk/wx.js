@@ -16,7 +16,7 @@
 //
 // No dependencies; runs in a modern browser and in Node 20 (fetch and EventSource injectable).
 
-import { Analytics } from './analytics.js';
+import { Analytics, backoff } from './analytics.js';
 import { WxStorage } from './storage.js';
 import { System } from './system.js';
 import { baseWx } from './wx-base.js';
@@ -123,9 +123,13 @@ import { baseWx } from './wx-base.js';
  *   looks (default: the page's navigator, screen and window; null: none)
  * @property {{backing?: import('./storage.js').KeyedStorage | null, prefix?: string}} [storage]
  *   the wx storage's backing (default localStorage, else memory) and its per-app key prefix
+ * @property {number} [reconnectMs] first wait before reopening an event stream the browser
+ *   gave up on, doubling (with jitter) to a minute (1000)
+ * @property {() => number} [random] the jitter's random source, in [0, 1) (Math.random)
  */
 
 export const VERSION = '0.1.0';
+const MAX_RECONNECT_MS = 60_000;
 export const EVENT_TYPES = Object.freeze([
   'backgroundFetchData', 'devtoolsRefresh', 'analyticsConfig', 'connected', 'unauthorized',
 ]);
@@ -247,6 +251,12 @@ export class Runtime {
       ?? /** @type {EventSourceConstructor | undefined} */ (/** @type {any} */ (globalThis).EventSource);
     /** @type {EventSourceLike | null} */
     this.source = null;
+    this.wanted = false; // connect() asked for a stream, close() did not end it since
+    this.reconnectMs = Math.max(1, config.reconnectMs ?? 1000);
+    this.random = config.random ?? Math.random;
+    this.reconnectDelay = 0;
+    /** @type {ReturnType<typeof setTimeout> | null} */
+    this.reconnectTimer = null;
     /** @type {Map<string, Set<(message: RuntimeMessage) => void>>} */
     this.listeners = new Map();
     /** @type {Set<OnBackgroundFetchDataCallback>} */
@@ -331,6 +341,9 @@ export class Runtime {
   connect() {
     if (this.source) return true;
     if (typeof this.EventSource !== 'function') return false;
+    this.wanted = true;
+    if (this.reconnectTimer) clearTimeout(this.reconnectTimer);
+    this.reconnectTimer = null;
     const url = `${this.baseUrl}/runtime/v1/events?access_token=${encodeURIComponent(this.token)}`
       + `&appid=${encodeURIComponent(this.appid)}`; // this app's messages only
     const source = new this.EventSource(url);
@@ -338,18 +351,61 @@ export class Runtime {
     for (const type of EVENT_TYPES) {
       source.addEventListener(type, (event) => this.dispatch(type, event.data));
     }
-    // a browser's EventSource gives up for good when a reconnect is refused (a 401: the token
-    // revoked or expired); a later connect() (a new token set) then opens a new stream
+    // a browser's EventSource gives up for good when a reconnect is answered with anything
+    // but a stream: a 401 (the token revoked or expired while the device was away), or a
+    // proxy's 502/503 while a node restarts. The runtime opens a new one after a while.
     source.onerror = () => {
-      if (source.readyState === 2 && this.source === source) this.source = null;
+      if (source.readyState !== 2 || this.source !== source) return;
+      this.source = null;
+      this.reconnectLater();
     };
     return true;
   }
 
-  /** Close the event stream. */
+  /** Close the event stream (no reconnect until the next connect()). */
   close() {
+    this.wanted = false;
+    if (this.reconnectTimer) clearTimeout(this.reconnectTimer);
+    this.reconnectTimer = null;
     this.source?.close();
     this.source = null;
+  }
+
+  /**
+   * Reopen the stream the browser gave up on, after a wait that doubles from `reconnectMs` to
+   * a minute with jitter (every device of a restarted node does not come back at once).
+   */
+  reconnectLater() {
+    if (!this.wanted || this.reconnectTimer) return;
+    const { delay, wait } = backoff(this.reconnectDelay, this.reconnectMs, MAX_RECONNECT_MS, null,
+      this.random);
+    this.reconnectDelay = delay;
+    this.reconnectTimer = setTimeout(() => {
+      this.reconnectTimer = null;
+      this.reopen().catch(() => this.reconnectLater());
+    }, wait);
+  }
+
+  /**
+   * Before reopening, ask whether the token is still taken (the browser does not say why it
+   * gave up): a refused one is told to `on('unauthorized')` listeners, as the platform tells
+   * an open stream, and not tried again until the host sets a new one and calls connect().
+   */
+  async reopen() {
+    const answer = await this.fetch(this.url('/background-fetch/token'), {
+      headers: { Authorization: `Bearer ${this.token}`, Accept: 'application/json' },
+    }).catch(() => null);
+    if (!this.wanted || this.source || this.reconnectTimer) return; // closed or reopened meanwhile
+    if (answer && (answer.status === 401 || answer.status === 403)) {
+      const body = await answer.json().catch(() => ({}));
+      this.dispatch('unauthorized', JSON.stringify({
+        type: 'unauthorized',
+        error: typeof body?.error === 'string' ? body.error : 'unauthorized',
+        message: typeof body?.message === 'string' ? body.message : `HTTP ${answer.status}`,
+      }));
+      return;
+    }
+    this.connect(); // a proxy's error, or the platform away: the stream's own errors tell
   }
 
   /**
@@ -370,6 +426,7 @@ export class Runtime {
       this.analytics.setConfig(config && typeof config === 'object' ? /** @type {any} */ (config) : null,
         typeof message.test_id === 'string' ? message.test_id : null);
     } else if (type === 'connected') {
+      this.reconnectDelay = 0; // reached: the next drop starts the waits over
       // a reconnect: a test may have started or stopped meanwhile, and the platform is reachable
       if (this.connectedOnce && this.analytics.configFetched) this.analytics.fetchConfig().catch(() => undefined);
       this.connectedOnce = true;

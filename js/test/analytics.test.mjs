@@ -542,8 +542,27 @@ describe('configuration and the codeless evaluator', () => {
     assert.deepEqual({ ...event, id: 'x' }, {
       id: 'x', event: 'goods_click', data: { price: 31, color: 'red' }, ts: 1300,
       page: 'pages/list/list', trigger: 'click', action: 'report', context: { $session: event.context.$session },
+      v: 3, // the published version it was recorded under
     });
     a.close();
+  });
+
+  test('each event names the published version it was recorded under; none under a test', async () => {
+    const server = fakeFetch(acceptAll);
+    const runtime = runtimeWith({ fetch: server.fetch, builtinEvents: false });
+    const a = runtime.analytics;
+    a.report('purchase', { price: 1 }); // no configuration yet
+    a.setConfig(CONFIG);
+    a.report('purchase', { price: 2 });
+    a.setConfig({ ...CONFIG, version: 0, test_id: 't_1' }); // a test of the draft
+    a.report('purchase', { price: 3 });
+    a.setConfig({ ...CONFIG, version: 4 }, null); // published again
+    a.report('purchase', { price: 4 });
+    await a.flush();
+    const sent = server.posts().flatMap((p) => p.body.events);
+    assert.deepEqual(sent.map((e) => [e.data.price, e.v]), [[1, undefined], [2, 3], [3, undefined], [4, 4]]);
+    a.close();
+    runtime.close();
   });
 
   test('sent results are announced with what the platform refused', async () => {

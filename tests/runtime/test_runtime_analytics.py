@@ -602,3 +602,26 @@ def test_two_real_processes_adding_and_compacting_at_once_lose_nothing(tmp_path:
     restarted = OfflineQueue(path)
     assert set(restarted.events) == {f"{n}{i}" for n in "ab" for i in range(0, 400, 2)}
     restarted.close()
+
+
+async def test_an_event_recorded_under_the_last_version_survives_a_publish_that_drops_its_field(
+    api: Api,
+) -> None:
+    """The device still has version 1 (it has not heard of version 2, which no longer reports
+    `color`) when it records a purchase: the event names version 1 and is kept whole."""
+    async with client(api, analytics_flush_interval_s=3600) as rt:
+        await rt.analytics.refresh_config()
+        assert rt.analytics.config["version"] == 1
+        await api.platform.analytics.save_event(api.appid, {**PURCHASE, "fields": ["price"]})
+        assert (await api.platform.analytics.publish(api.appid, "test"))["version"] == 2
+        uid = rt.report_analytics("purchase", {"price": 5, "color": "red"})
+        assert rt.analytics.pending[0]["v"] == 1
+        sent = await rt.flush_analytics()
+        assert (sent["accepted"], sent["rejected"]) == (1, [])
+        # under version 2 the same report is refused, as before
+        await rt.analytics.refresh_config()
+        rt.report_analytics("purchase", {"price": 6, "color": "blue"})
+        refused = await rt.flush_analytics()
+    assert [r["code"] for r in refused["rejected"]] == ["unknown_field"]
+    stored = (await api.platform.analytics.user_events(api.appid, "dev1"))["events"]
+    assert [(e["id"], e["data"]) for e in stored] == [(uid, {"price": 5, "color": "red"})]

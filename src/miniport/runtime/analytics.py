@@ -37,6 +37,11 @@ fate (:func:`outcome_of`; the same table as the JavaScript runtime's, in docs/an
 - any other 4xx (404 no such app, 422 a batch that cannot be read): refused as a whole, which
   sending it again cannot change; its events go to ``rejected`` and the queue goes on.
 
+A custom event names the published version it was recorded under (``"v"``; none under a
+test): the platform checks it against that version when the version in force by the time it
+arrives refuses it (a field or an event dropped meanwhile), so events queued offline, or
+recorded before a publish reached the device, are not lost to it.
+
 With ``queue_path`` the queue is also a file (JSON lines: each queued event, each
 acknowledgement, and the last configuration received), so reports survive a restart of the
 host and are sent by the next client that opens the same file. The file is compacted when
@@ -402,6 +407,16 @@ class RuntimeAnalytics:
         value = self.config.get("test_id")
         return value if isinstance(value, str) else None
 
+    def recorded_under(self) -> dict[str, int]:
+        """``{"v": version}``: the published version an event queued now is recorded under,
+        which the platform checks it against when the version in force by then refuses it (a
+        field dropped meanwhile: queued offline, or sent before the publish reached this
+        device); ``{}`` under a test, or with none published."""
+        version = self.config.get("version")
+        if self.test_id is None and type(version) is int and version > 0:
+            return {"v": version}
+        return {}
+
     def on_config(self, listener: Listener) -> None:
         """Called with each configuration applied (fetched or pushed)."""
         self._config_listeners.append(listener)
@@ -459,7 +474,8 @@ class RuntimeAnalytics:
     def _report(self, event: int | str, data: Mapping[str, Any] | None) -> str:
         ts = self._now_ms()
         entry = {"id": self._new_id(), "event": event, "data": dict(data or {}), "ts": ts}
-        return str(self._queue({**entry, "context": self.lifecycle.context(ts)})["id"])
+        context = self.lifecycle.context(ts)
+        return str(self._queue({**entry, "context": context, **self.recorded_under()})["id"])
 
     def update_system(self, changes: Mapping[str, Any]) -> dict[str, Any]:
         """The host reports a change (``{"$network": "4g"}``): later batches carry it."""
@@ -492,6 +508,7 @@ class RuntimeAnalytics:
 
     def _emitted(self, events: list[dict[str, Any]]) -> list[dict[str, Any]]:
         queued = []
+        recorded = self.recorded_under()
         for ev in events:
             queued.append(
                 self._queue(
@@ -504,6 +521,7 @@ class RuntimeAnalytics:
                         "trigger": ev["trigger"],
                         "action": ev["action"],
                         "context": self.lifecycle.context(int(ev["t"])),
+                        **recorded,
                     }
                 )
             )

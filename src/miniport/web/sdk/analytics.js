@@ -4,7 +4,9 @@
 //
 // - Every event gets a client-made id (crypto.randomUUID), its device time `ts`, and each batch
 //   its device send time `sent_at` (the server corrects the device clock with them and drops an
-//   id it has already stored, so sending an event twice is harmless).
+//   id it has already stored, so sending an event twice is harmless). A custom event also
+//   names the published version it was recorded under (`v`; none under a test), which the
+//   platform checks it against if the version in force when it arrives refuses it.
 // - Batching: a batch goes when `batchSize` events wait, `flushIntervalMs` after the first one
 //   (shorter while a test configuration is in force), and when the page is hidden or left
 //   (`visibilitychange` / `pagehide`, as a keepalive request).
@@ -55,6 +57,8 @@ import { Lifecycle } from './lifecycle.js';
  * @property {string | null} trigger
  * @property {string | null} action
  * @property {JsonObject} [context] `$session` / `$scene` when it happened
+ * @property {number} [v] the published version in force when it was recorded (none under a
+ *   test): the platform checks it against that version if the one in force refuses it
  *
  * @typedef {{getItem(key: string): string | null, setItem(key: string, value: string): void,
  *            removeItem(key: string): void}} StorageLike
@@ -494,6 +498,7 @@ export class Analytics {
   /** Queue what the evaluator emitted. @param {EmittedEvent[]} emitted */
   emit(emitted) {
     if (emitted.length) {
+      const recorded = this.recordedUnder();
       this.enqueue(emitted.map((ev) => ({
         id: this.makeId(),
         event: typeof ev.event === 'string' ? ev.event : /** @type {number} */ (ev.event_id),
@@ -503,9 +508,21 @@ export class Analytics {
         trigger: ev.trigger,
         action: ev.action,
         context: this.lifecycle.context(ev.t),
+        ...recorded,
       })));
     }
     return emitted;
+  }
+
+  /**
+   * `{v}`: the published version this event is recorded under, which the platform checks it
+   * against when the version in force by then refuses it (a field dropped meanwhile: queued
+   * offline, or sent before the publish reached this device); `{}` under a test or with none.
+   * @returns {{v?: number}}
+   */
+  recordedUnder() {
+    const version = this.version;
+    return this.testId === null && version !== null && version > 0 ? { v: version } : {};
   }
 
   // -- reports from code -------------------------------------------------------------------
@@ -526,6 +543,7 @@ export class Analytics {
       trigger: null,
       action: null,
       context: this.lifecycle.context(ts),
+      ...this.recordedUnder(),
     };
     this.enqueue([entry]);
     return entry;

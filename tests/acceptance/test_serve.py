@@ -157,3 +157,42 @@ async def test_json_log_lines(miniport_server: Any) -> None:
     access = next(o for o in found if o["logger"] == "miniport.access" and o["path"].endswith(
         "/launch"))  # fmt: skip
     assert access["status"] == 200 and access["method"] == "POST" and "ts" in access
+
+
+async def started_lines(data: Path) -> list[str]:
+    """What `miniport serve` prints on stdout at 80 columns until it serves (then stopped)."""
+    proc = await asyncio.create_subprocess_exec(
+        MINIPORT, "serve", "--port", str(free_port()), "--data-dir", str(data),
+        env={**CLEAN_ENV, "COLUMNS": "80"},
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    assert proc.stdout is not None
+    try:
+        first = (await asyncio.wait_for(proc.stdout.readline(), 30)).decode()
+        proc.terminate()
+        rest, _ = await asyncio.wait_for(proc.communicate(), 30)
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+    return [first, *rest.decode().splitlines(keepends=True)]
+
+
+async def test_the_first_start_says_serving_on_one_line_and_how_to_make_a_console_user(
+    tmp_path: Path,
+) -> None:
+    data = tmp_path / "a-data-directory-whose-path-makes-the-line-longer-than-eighty-columns"
+    lines = await started_lines(data)
+    assert lines[0].startswith("Miniport serving on http://127.0.0.1:")
+    assert lines[0].endswith(f"(data: {data.resolve()}, production mode)\n")  # not wrapped
+    assert lines[1] == (
+        f"no console user yet: `miniport admin create NAME --data-dir {data}` makes an admin"
+        " (it prints a one-time password)\n"
+    )
+    proc = await asyncio.create_subprocess_exec(
+        MINIPORT, "admin", "create", "root", "--data-dir", str(data), "--json", env=CLEAN_ENV,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    await asyncio.wait_for(proc.communicate(), 30)
+    assert proc.returncode == 0
+    again = await started_lines(data)
+    assert again[0].startswith("Miniport serving on") and "console user" not in "".join(again)

@@ -257,13 +257,16 @@ async def _serve(settings: Settings, sock: socket.socket, demo_sock: socket.sock
                 raise StartRefused("the server did not start (the log above says why)")
             await asyncio.sleep(0.05)
         mode = "dev mode" if settings.dev else "production mode"
-        console.print(
+        console.print(  # one line whatever the width (a log collector greps it)
             f"Miniport serving on [bold]{platform.public_url}[/bold] "
-            f"(data: {settings.data_dir.resolve()}, {mode})"
+            f"(data: {settings.data_dir.resolve()}, {mode})",
+            soft_wrap=True,
         )
         if demo_sock is not None:
             demo_info = await _setup_demo(platform, demo_sock)
             _print_demo(demo_info, platform.public_url)
+        else:
+            await _first_run_hint(platform, settings.data_dir)
         from ..gc_tuning import PauseTimer, end_serving, tune_for_serving
         from ..web.app import warm_routes
 
@@ -279,6 +282,20 @@ async def _serve(settings: Settings, sock: socket.socket, demo_sock: socket.sock
             await demo_info["runner"].cleanup()
         with contextlib.suppress(OSError):
             info_path.unlink()
+
+
+async def _first_run_hint(platform: Platform, data_dir: Path) -> None:
+    """A data directory with no console user yet: how to make the first one (the console's
+    sign-in page cannot)."""
+    if await platform.console_users.list_users():
+        return
+    console.print(
+        "no console user yet: `miniport admin create NAME --data-dir "
+        f"{data_dir}` makes an admin (it prints a one-time password)",
+        soft_wrap=True,
+        highlight=False,
+        markup=False,
+    )
 
 
 async def _open_events(platform: Platform) -> None:

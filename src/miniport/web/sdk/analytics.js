@@ -39,8 +39,8 @@
 //   drives the codeless evaluator through the methods that mirror it (`pageLoad(t, page, data)`,
 //   `click(t, page, element)`, ...), and whatever it emits is queued for reporting.
 //
-// No dependencies; runs in a modern browser and in Node 20 (storage, timers and the window
-// events are injectable).
+// No dependencies; runs in a modern browser and in Node 20 (storage, the clock, the random
+// source and the window events are injectable; timers are the global ones).
 
 import { Evaluator } from './evaluator.js';
 import { Lifecycle } from './lifecycle.js';

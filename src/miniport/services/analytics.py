@@ -203,6 +203,7 @@ class AnalyticsService(ReportQueries):
         self._store: EventStore | None = None
         self._published: dict[str, tuple[float, dict[str, Any], RuntimeConfigView]] = {}
         self._histories: dict[str, tuple[float, ConfigHistory | None]] = {}
+        self._version_views: dict[tuple[str, int, bool], RuntimeConfigView] = {}
         self._tests: dict[str, tuple[float, dict[str, TestRow]]] = {}
         self._test_views: dict[tuple[str, bool], RuntimeConfigView] = {}
         self._apps_seen: dict[str, float] = {}
@@ -583,11 +584,16 @@ class AnalyticsService(ReportQueries):
         on = (await self._published_view(appid))[0]["builtin_events"]
         history = None
         if len(rows) > 1:
-            past = tuple(
-                (version, int(at * 1000), view_of({**config, "builtin_events": on}))
-                for version, at, config in rows[:-1]
-            )
-            history = ConfigHistory(past, int(rows[-1][1] * 1000))
+            if len(self._version_views) > 1000:
+                self._version_views.clear()
+            past = []
+            for version, at, config in rows[:-1]:  # a published version never changes
+                key = (appid, version, on)
+                view = self._version_views.get(key)
+                if view is None:
+                    view = self._version_views[key] = view_of({**config, "builtin_events": on})
+                past.append((version, int(at * 1000), view))
+            history = ConfigHistory(tuple(past), int(rows[-1][1] * 1000))
         self._histories[appid] = (time.monotonic(), history)
         return history
 

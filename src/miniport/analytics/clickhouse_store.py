@@ -70,6 +70,30 @@ never read before ``not_before_ms`` anyway. Listed ids whose every copy goes lea
 ``event_dups`` first, so the list that reports filter with does not grow for good.
 ``forget_user`` deletes a user's events, waits for the mutation to finish, then takes the
 user's listed ids out of ``event_dups``.
+
+Forgetting holds for what is on its way. A delete reaches only the parts that exist when it
+is made, and the user's events may be queued on a node (group commit), in an insert in
+flight on any node, or sent again later by a device (a batch whose answer was lost, a queue
+kept offline). So ``forget_user`` first writes ``(appid, user_id, forgotten_ms)`` to table
+``forgotten``, which every node reads, then deletes:
+
+* each node keeps the forgotten users in memory and leaves out of an insert the rows that a
+  forget erased (:func:`~.event_store.forgotten_before`: event time or receipt at or before
+  it; a row after both is the user's new activity, stored). They are not stored, and counted
+  as duplicates;
+* after each insert that stored rows, the node reads ``system.parts`` of ``forgotten`` (one
+  query of a few rows of metadata, whatever the table's size): a new block there means a
+  forget was written since its last read, and it reads the table again and deletes what
+  its insert stored of those users (a mutation it does not wait for). An insert that raced a
+  forget either landed before the forget's delete was made (and went with it) or sees the
+  forget here, as the forget was written before its delete;
+* the forgetting node waits for its own insert in flight (its write lock) before deleting,
+  so on that node the user is gone when ``forget_user`` returns; another node's racing
+  insert is gone once its own delete is done (moments later);
+* a node stopped between an insert and its check leaves such rows: each retention round
+  (any node) looks for them among the forgotten users' events and deletes them;
+* a forgotten user is remembered until the retention cut-off is a day past the forget
+  (an event received before it may carry a time up to a day later), then dropped.
 """
 
 from __future__ import annotations
@@ -97,7 +121,17 @@ from .clickhouse_transport import (
     Transport,
     parse_clickhouse_url,
 )
-from .event_store import RowColumns, StoredEvent, _checked_rows, _slot_name, _submit_checked
+from .event_store import (
+    FORGOTTEN_KEPT_MS,
+    Forgotten,
+    RowColumns,
+    StoredEvent,
+    _checked_rows,
+    _slot_name,
+    _submit_checked,
+    forgotten_before,
+    now_ms,
+)
 from .group_commit import AppendResult, Group, GroupCommit
 from .overview import (
     CompiledMulti,
@@ -182,6 +216,10 @@ _CH_SLOT_TYPES: Final = {
 _CREATE_FIRST_SEEN: Final = (
     "CREATE TABLE IF NOT EXISTS first_seen (appid String, user_id String, first_day Int32)"
     " ENGINE = ReplacingMergeTree ORDER BY (appid, user_id)"
+)
+_CREATE_FORGOTTEN: Final = (
+    "CREATE TABLE IF NOT EXISTS forgotten (appid String, user_id String, forgotten_ms Int64)"
+    " ENGINE = MergeTree ORDER BY (appid, user_id)"
 )
 
 
@@ -352,6 +390,10 @@ class ClickHouseEventStore:
         )
         self._columns_lock = threading.Lock()
         self._columns_seen: frozenset[str] | None = None  # None: not set up yet
+        # the forgotten users as this node last read them (replaced whole, never changed in
+        # place), and the table's newest block number and rows then (None: not read yet)
+        self._forgotten: Forgotten = {}
+        self._forgotten_seen: tuple[int, int] | None = None
 
     @classmethod
     def from_url(cls, url: str, keys: EventKeyIndex) -> ClickHouseEventStore:
@@ -395,6 +437,7 @@ class ClickHouseEventStore:
         self._t.execute(_CREATE_DUPS)
         self._t.execute(_CREATE_META)
         self._t.execute(_CREATE_FIRST_SEEN)
+        self._t.execute(_CREATE_FORGOTTEN)
         moved = keep_every_copy(self._t, self._keys.exclusive(), self._wait_for_mutations)
         if moved:
             log.info("events moved to MergeTree (%d monthly partitions), keeping every copy", moved)
@@ -425,6 +468,7 @@ class ClickHouseEventStore:
                 "INSERT INTO miniport_meta (key, value) FORMAT TabSeparated",
                 f"{marker}\tfilled\n".encode(),
             )
+        self._read_forgotten()
 
     def _fill_key_index(
         self,
@@ -568,9 +612,21 @@ class ClickHouseEventStore:
         self, rows: Sequence[StoredEvent], visible: Sequence[bool] | None = None
     ) -> set[tuple[str, str]]:
         """Insert the rows whose ids are not stored yet (each ``(appid, uid)`` once in
-        ``rows``); returns their keys. Claims the ids in the index first, and looks up in
-        ClickHouse only the ids claimed before (see the module docstring)."""
+        ``rows``) and whose user was not forgotten after them; returns their keys. Claims
+        the ids in the index first, and looks up in ClickHouse only the ids claimed before
+        (see the module docstring). Then checks the insert against the forgotten users."""
         self._ready()  # set up (the index filled) before claiming
+        rows, visible = self._not_forgotten(rows, visible)
+        if not rows:
+            return set()
+        inserted = self._claim_and_store(rows, visible)
+        if inserted:
+            self._check_forgotten([r for r in rows if (r.appid, r.uid) in inserted])
+        return inserted
+
+    def _claim_and_store(
+        self, rows: Sequence[StoredEvent], visible: Sequence[bool] | None
+    ) -> set[tuple[str, str]]:
         hashes = [key_hash(r.appid, r.uid) for r in rows]
         claimed = self._keys.claim(zip(hashes, (r.ts_ms for r in rows), strict=True))
         try:
@@ -603,6 +659,101 @@ class ClickHouseEventStore:
             kept = None if visible is None else [v for v, k in zip(visible, keep, strict=True) if k]
             self._insert(new, kept)
         return {(r.appid, r.uid) for r in new}
+
+    # ------------------------------------------------------------------ forgotten users
+
+    def _not_forgotten(
+        self, rows: Sequence[StoredEvent], visible: Sequence[bool] | None
+    ) -> tuple[Sequence[StoredEvent], Sequence[bool] | None]:
+        """The rows (and their ``visible`` flags) less those that forgetting their user
+        erased, by the forgotten users as this node last read them."""
+        forgotten = self._forgotten
+        if not forgotten:
+            return rows, visible
+        keep = [not forgotten_before(forgotten, r) for r in rows]
+        if all(keep):
+            return rows, visible
+        kept = [r for r, k in zip(rows, keep, strict=True) if k]
+        if visible is None:
+            return kept, None
+        return kept, [v for v, k in zip(visible, keep, strict=True) if k]
+
+    def _read_forgotten(self) -> bool:
+        """Read the forgotten users again if table ``forgotten`` changed since this node
+        last read it; whether it had. Its parts in ``system.parts`` tell, whatever the
+        table's size: every insert takes a block number above all before (so the newest
+        block moves), and a delete (retention's) changes the rows of the parts it rewrites."""
+        ((block, rows),) = self._query(
+            "SELECT max(max_block_number), sum(rows) FROM system.parts"
+            " WHERE database = {p1:String} AND table = 'forgotten' AND active",
+            [self._t.database],
+        )
+        seen = (int(str(block)), int(str(rows)))
+        if seen == self._forgotten_seen:
+            return False
+        found = self._query(
+            "SELECT appid, user_id, max(forgotten_ms) FROM forgotten GROUP BY appid, user_id"
+        )
+        self._forgotten = {(str(a), str(u)): int(str(t)) for a, u, t in found}
+        self._forgotten_seen = seen
+        return True
+
+    def _check_forgotten(self, inserted: Sequence[StoredEvent]) -> None:
+        """After an insert: read the forgotten users again if another forget was written
+        (one query on ``system.parts`` per insert) and delete what the insert stored that
+        such a forget erased. A forget writes its user before it deletes, so an insert that
+        raced it either landed before its delete (and went with it) or sees the user here.
+        A failure is logged, not raised: the rows are stored, and the next retention round
+        deletes them (:meth:`_sweep_forgotten`)."""
+        try:
+            if not self._read_forgotten():
+                return
+            forgotten = self._forgotten
+            erased = {(r.appid, r.user) for r in inserted if forgotten_before(forgotten, r)}
+            for appid, user_id in sorted(erased):
+                self._delete_forgotten(appid, user_id, forgotten[(appid, user_id)])
+        except (AnalyticsUnavailable, ClickHouseError) as exc:
+            log.warning("events stored without their check against forgotten users (%s): "
+                        "the next retention round deletes any that a forget erased", exc)
+
+    def _delete_forgotten(self, appid: str, user_id: str, at_ms: int) -> None:
+        """Delete the events of a user forgotten at ``at_ms`` that the forget erased (a
+        mutation, not waited for: the user's newer events stay)."""
+        self._t.execute(
+            render_clickhouse(
+                f"ALTER TABLE {TABLE} DELETE WHERE appid = {{p1:String}}"
+                " AND user_id = {p2:String} AND (ts_ms <= {p3:Int64} OR received_ms <= {p3:Int64})",
+                [appid, user_id, at_ms],
+            )
+        )
+
+    def _sweep_forgotten(self) -> None:
+        """Delete what a forget erased that was stored anyway: by a node stopped (or cut
+        from ClickHouse) between an insert and its check. One scan of the forgotten users'
+        events, the users found deleted one by one."""
+        with self._write_lock:
+            self._read_forgotten()
+        forgotten = self._forgotten
+        if not forgotten:
+            return
+        found = self._query(
+            f"SELECT appid, user_id, min(ts_ms), min(received_ms) FROM {TABLE}"
+            " WHERE (appid, user_id) IN (SELECT appid, user_id FROM forgotten)"
+            " GROUP BY appid, user_id"
+        )
+        for appid, user_id, ts_ms, received_ms in found:
+            at = forgotten.get((str(appid), str(user_id)))
+            if at is not None and min(int(str(ts_ms)), int(str(received_ms))) <= at:
+                self._delete_forgotten(str(appid), str(user_id), at)
+
+    def _expire_forgotten(self, cutoff_ms: int) -> None:
+        """Forget the forgotten users once every event a forget erased is older than the
+        retention cut-off (a day after the forget: see FORGOTTEN_KEPT_MS)."""
+        params = [cutoff_ms - FORGOTTEN_KEPT_MS]
+        where = "forgotten_ms < {p1:Int64}"
+        if self._scalar(f"SELECT count() FROM forgotten WHERE {where}", params):
+            delete = f"ALTER TABLE forgotten DELETE WHERE {where}"
+            self._t.execute(render_clickhouse(delete, params))
 
     def _existing(self, keys: Collection[tuple[str, str]]) -> set[tuple[str, str]]:
         """The keys stored at least once: the exact lookup of the ids that the index says
@@ -710,6 +861,8 @@ class ClickHouseEventStore:
     def delete_older_than(self, cutoff_ms: int) -> int:
         if isinstance(cutoff_ms, bool) or not isinstance(cutoff_ms, int):
             raise TypeError("cutoff_ms must be an int")
+        self._expire_forgotten(cutoff_ms)
+        self._sweep_forgotten()
         count = self._scalar(f"SELECT count() FROM {TABLE} WHERE ts_ms < {{p1:Int64}}", [cutoff_ms])
         # the keys of claims whose insert never happened (an outage) go too: nothing in
         # ClickHouse keeps them; a retry of a dropped key is stored again unlooked-up, as
@@ -755,8 +908,17 @@ class ClickHouseEventStore:
             return True
         return False
 
-    def forget_user(self, appid: str, user_id: str) -> int:
-        """Delete every event of one user of one app; returns how many rows went."""
+    def forget_user(self, appid: str, user_id: str, at_ms: int | None = None) -> int:
+        """Delete every event of one user of one app; returns how many rows went. The user
+        is written to ``forgotten`` first, for every node's inserts to check (see the module
+        docstring), and this node's insert in flight, if any, ends before the delete."""
+        at = now_ms() if at_ms is None else at_ms
+        self._exec(
+            "INSERT INTO forgotten (appid, user_id, forgotten_ms) FORMAT TabSeparated",
+            f"{_tsv(appid)}\t{_tsv(user_id)}\t{int(at)}\n".encode(),
+        )
+        with self._write_lock:  # later inserts of this node leave the user's rows out
+            self._read_forgotten()
         params = [appid, user_id]
         where = "appid = {p1:String} AND user_id = {p2:String}"
         # events, not stored copies (a synced test event is stored twice): as DuckDB counts
@@ -827,7 +989,8 @@ class ClickHouseEventStore:
         while time.monotonic() < deadline:
             (pending,) = self._query(
                 "SELECT count() FROM system.mutations WHERE database = {p1:String}"
-                f" AND table IN ({{p2:String}}, 'first_seen', '{DUPS_TABLE}') AND NOT is_done",
+                f" AND table IN ({{p2:String}}, 'first_seen', '{DUPS_TABLE}', 'forgotten')"
+                " AND NOT is_done",
                 [self._t.database, TABLE],
             )[0]
             if not pending:

@@ -50,6 +50,14 @@ Retention and reports use ``ts_ms``: ``delete_older_than(cutoff)`` deletes ``ts_
 and every report takes ``not_before_ms`` and never reads before it, so an event older than the
 window is not counted even before the retention job has run.
 
+Forgetting a user (``forget_user``) deletes their events and remembers them in table
+``forgotten`` (``appid, user_id, forgotten_ms``, kept in memory too): a row of theirs
+written later whose event time or receipt is at or before the forget is left out (counted as
+a duplicate, not stored), whether it was queued for the group commit when the forget ran or
+sent again by a device later, after a restart too. Writes and the forget take the same lock,
+so on DuckDB nothing is in flight across a forget. A forgotten user is remembered until the
+retention cut-off is a day past the forget.
+
 Concurrency: one writer connection behind a lock (``append``, ``sync_test``,
 ``delete_older_than``); every read runs on its own cursor (a separate DuckDB connection on the
 same database) and does not wait for writes. All methods are synchronous and thread-safe; the
@@ -110,6 +118,7 @@ import csv
 import math
 import re
 import threading
+import time
 from collections.abc import Collection, Mapping, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
@@ -153,8 +162,11 @@ __all__ = [
     "AppendResult",
     "DuckDBEventStore",
     "EventStore",
+    "Forgotten",
     "RowColumns",
     "StoredEvent",
+    "forgotten_before",
+    "now_ms",
 ]
 
 DEFAULT_FILE_NAME: Final = "analytics.duckdb"
@@ -190,6 +202,32 @@ _CREATE_FIRST_SEEN: Final = (
     "CREATE TABLE IF NOT EXISTS first_seen (appid VARCHAR NOT NULL, user_id VARCHAR NOT NULL,"
     " first_day INTEGER NOT NULL, PRIMARY KEY (appid, user_id))"
 )
+_CREATE_FORGOTTEN: Final = (
+    "CREATE TABLE IF NOT EXISTS forgotten (appid VARCHAR NOT NULL, user_id VARCHAR NOT NULL,"
+    " forgotten_ms BIGINT NOT NULL, PRIMARY KEY (appid, user_id))"
+)
+FORGOTTEN_KEPT_MS: Final = 86_400_000
+"""How long past the retention cut-off a forgotten user is remembered: an event received
+before the forget may carry an event time up to a day later (ingest_rules), and until the
+cut-off passes that time it is inside the window."""
+
+Forgotten = dict[tuple[str, str], int]
+"""``(appid, user_id)`` -> the time (ms) the user was last forgotten at."""
+
+
+def forgotten_before(forgotten: Forgotten, row: StoredEvent) -> bool:
+    """Whether ``row`` belongs to what forgetting its user erased: its user was forgotten
+    at or after the event's time or its receipt (a batch received before the forget and
+    written after it, or a device's queued event sent again later). An event whose time and
+    receipt are both after the forget is new (the device kept using the app) and is kept."""
+    at = forgotten.get((row.appid, row.user))
+    return at is not None and (row.ts_ms <= at or row.received_ms <= at)
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
 _SQL_TYPES: Final = {"string": "VARCHAR", "int": "INTEGER", "bigint": "BIGINT", "bool": "BOOLEAN"}
 _EXTRA_CHECKS: Final = {
     "string": lambda v: isinstance(v, str),
@@ -447,12 +485,17 @@ class EventStore(Protocol):
         ...
 
     def delete_older_than(self, cutoff_ms: int) -> int:
-        """Retention: delete events with ``ts_ms < cutoff_ms``; returns how many."""
+        """Retention: delete events with ``ts_ms < cutoff_ms``; returns how many. Forgotten
+        users are remembered until the cut-off passes their forget by a day."""
         ...
 
-    def forget_user(self, appid: str, user_id: str) -> int:
+    def forget_user(self, appid: str, user_id: str, at_ms: int | None = None) -> int:
         """Delete every event of one user of one app (gone from reports when this returns),
-        and when the user was first seen; returns how many rows went."""
+        and when the user was first seen; returns how many rows went. The user is remembered
+        as forgotten at ``at_ms`` (default: now, on the clock that stamps ``received_ms``):
+        an event of theirs written later whose time or receipt is at or before it (queued or
+        in flight when the forget ran, or sent again by a device) is not stored
+        (:func:`forgotten_before`); one whose time and receipt are after it is."""
         ...
 
     def first_days(self, appid: str, candidates: Mapping[str, int]) -> dict[str, int]:
@@ -562,8 +605,10 @@ class DuckDBEventStore:
             self._con.execute(_CREATE_META)
             self._con.execute(_CREATE_EVENTS)
             self._con.execute(_CREATE_FIRST_SEEN)
+            self._con.execute(_CREATE_FORGOTTEN)
             self._check_schema_version()
             self._columns: frozenset[str] = self._read_columns()
+            self._forgotten: Forgotten = self._read_forgotten()
             self._reader_root = self._con.cursor()
         except BaseException:
             self._con.close()
@@ -603,6 +648,10 @@ class DuckDBEventStore:
         ).fetchall()
         return frozenset(str(r[0]) for r in rows)
 
+    def _read_forgotten(self) -> Forgotten:
+        rows = self._con.execute("SELECT appid, user_id, forgotten_ms FROM forgotten").fetchall()
+        return {(str(a), str(u)): int(t) for a, u, t in rows}
+
     def _ensure_columns(self, columns: Collection[str]) -> None:
         """Create missing slot columns (writer lock held)."""
         missing = [c for c in columns if c not in self._columns]
@@ -637,7 +686,17 @@ class DuckDBEventStore:
         return _submit_checked(self._group_commit, rows)
 
     def _write(self, group: Group) -> None:
-        group.finish(self._insert(cast(list[StoredEvent], group.rows)))
+        """(Under the write lock, as ``forget_user``: a row written after a forget is checked
+        against it, whenever it was queued.)"""
+        rows = cast(list[StoredEvent], group.rows)
+        if self._forgotten:
+            forgotten = self._forgotten
+            kept = [r for r in rows if not forgotten_before(forgotten, r)]
+            if len(kept) < len(rows):  # the dropped rows count as duplicates: not stored
+                inserted = self._insert(kept) if kept else set()
+                group.finish({(r.appid, r.uid) for r in kept} if inserted is None else inserted)
+                return
+        group.finish(self._insert(rows))
 
     def _insert(self, rows: list[StoredEvent]) -> set[tuple[str, str]] | None:
         """Insert distinct-key rows; ``None`` when all were new, else the keys inserted."""
@@ -749,9 +808,17 @@ class DuckDBEventStore:
     def delete_older_than(self, cutoff_ms: int) -> int:
         if isinstance(cutoff_ms, bool) or not isinstance(cutoff_ms, int):
             raise TypeError("cutoff_ms must be an int")
-        return self._write_statement(f"DELETE FROM {TABLE} WHERE ts_ms < ?", [cutoff_ms])
+        count = self._write_statement(f"DELETE FROM {TABLE} WHERE ts_ms < ?", [cutoff_ms])
+        with self._write_lock:
+            self._check_open()
+            self._con.execute(
+                "DELETE FROM forgotten WHERE forgotten_ms < ?", [cutoff_ms - FORGOTTEN_KEPT_MS]
+            )
+            self._forgotten = self._read_forgotten()
+        return count
 
-    def forget_user(self, appid: str, user_id: str) -> int:
+    def forget_user(self, appid: str, user_id: str, at_ms: int | None = None) -> int:
+        at = now_ms() if at_ms is None else at_ms
         with self._write_lock:
             self._check_open()
             self._con.execute("BEGIN")
@@ -762,10 +829,17 @@ class DuckDBEventStore:
                 self._con.execute(
                     "DELETE FROM first_seen WHERE appid = ? AND user_id = ?", [appid, user_id]
                 )
+                self._con.execute(
+                    "INSERT INTO forgotten VALUES (?, ?, ?) ON CONFLICT (appid, user_id)"
+                    " DO UPDATE SET forgotten_ms = greatest(forgotten_ms, excluded.forgotten_ms)",
+                    [appid, user_id, at],
+                )
                 self._con.execute("COMMIT")
             except BaseException:
                 self._con.execute("ROLLBACK")
                 raise
+            key = (appid, user_id)
+            self._forgotten = {**self._forgotten, key: max(at, self._forgotten.get(key, at))}
         return int(row[0]) if row is not None else 0
 
     def first_days(self, appid: str, candidates: Mapping[str, int]) -> dict[str, int]:

@@ -930,7 +930,10 @@ class AnalyticsService(ReportQueries):
     async def forget_user(self, appid: str, user_id: str, actor: str) -> dict[str, Any]:
         """Erase a user's analytics: their events in the event store and their live tests
         (a running one is stopped first, so their devices get the published configuration
-        back). Audited with a hash of the user id, not the id itself."""
+        back). Audited with a hash of the user id, not the id itself. The store remembers
+        the forget: the user's events from before it (by event time or receipt) that reach
+        it later, queued on a node or sent again by a device, are not stored; newer ones
+        are (the device went on using the app)."""
         await self._app(appid)
         if not user_id.strip() or len(user_id) > 128:
             raise InvalidInput("a user id of 1 to 128 characters is needed")
@@ -953,7 +956,8 @@ class AnalyticsService(ReportQueries):
                 await self.broker.publish(
                     test_channel(test.id), {"type": "testStopped", "test_id": test.id}
                 )
-        deleted = await asyncio.to_thread(self.store.forget_user, appid, user_id)
+        # on the clock that stamps received_ms
+        deleted = await asyncio.to_thread(self.store.forget_user, appid, user_id, self._now_ms())
         self._first_days.pop((appid, user_id), None)  # the store forgot it too: new again
         digest = hashlib.sha256(user_id.encode()).hexdigest()
         await self.db.write(

@@ -84,9 +84,11 @@ kept offline). So ``forget_user`` first writes ``(appid, user_id, forgotten_ms)`
 * after each insert that stored rows, the node reads ``system.parts`` of ``forgotten`` (one
   query of a few rows of metadata, whatever the table's size): a new block there means a
   forget was written since its last read, and it reads the table again and deletes what
-  its insert stored of those users (a mutation it does not wait for). An insert that raced a
-  forget either landed before the forget's delete was made (and went with it) or sees the
-  forget here, as the forget was written before its delete;
+  its insert stored of those users (a mutation it does not wait for), counting those rows
+  as duplicates too. An insert that raced a forget either landed before the forget's delete
+  was made (and went with it) or sees the forget here, as the forget was written before its
+  delete. The same happens to the first insert of a node that had not read a forget yet
+  (idle since): the rows show in reports for the moment the delete takes;
 * the forgetting node waits for its own insert in flight (its write lock) before deleting,
   so on that node the user is gone when ``forget_user`` returns; another node's racing
   insert is gone once its own delete is done (moments later);
@@ -620,8 +622,8 @@ class ClickHouseEventStore:
         if not rows:
             return set()
         inserted = self._claim_and_store(rows, visible)
-        if inserted:
-            self._check_forgotten([r for r in rows if (r.appid, r.uid) in inserted])
+        if inserted:  # what a forget read only now erased is deleted: not counted as stored
+            inserted -= self._check_forgotten([r for r in rows if (r.appid, r.uid) in inserted])
         return inserted
 
     def _claim_and_store(
@@ -698,23 +700,25 @@ class ClickHouseEventStore:
         self._forgotten_seen = seen
         return True
 
-    def _check_forgotten(self, inserted: Sequence[StoredEvent]) -> None:
+    def _check_forgotten(self, inserted: Sequence[StoredEvent]) -> set[tuple[str, str]]:
         """After an insert: read the forgotten users again if another forget was written
         (one query on ``system.parts`` per insert) and delete what the insert stored that
-        such a forget erased. A forget writes its user before it deletes, so an insert that
-        raced it either landed before its delete (and went with it) or sees the user here.
-        A failure is logged, not raised: the rows are stored, and the next retention round
-        deletes them (:meth:`_sweep_forgotten`)."""
+        such a forget erased; returns those rows' keys. A forget writes its user before it
+        deletes, so an insert that raced it either landed before its delete (and went with
+        it) or sees the user here. A failure is logged, not raised: the rows are stored,
+        and the next retention round deletes any that a forget erased (:meth:`_sweep_forgotten`)."""
         try:
             if not self._read_forgotten():
-                return
+                return set()
             forgotten = self._forgotten
-            erased = {(r.appid, r.user) for r in inserted if forgotten_before(forgotten, r)}
-            for appid, user_id in sorted(erased):
+            erased = [r for r in inserted if forgotten_before(forgotten, r)]
+            for appid, user_id in sorted({(r.appid, r.user) for r in erased}):
                 self._delete_forgotten(appid, user_id, forgotten[(appid, user_id)])
         except (AnalyticsUnavailable, ClickHouseError) as exc:
             log.warning("events stored without their check against forgotten users (%s): "
                         "the next retention round deletes any that a forget erased", exc)
+            return set()
+        return {(r.appid, r.uid) for r in erased}
 
     def _delete_forgotten(self, appid: str, user_id: str, at_ms: int) -> None:
         """Delete the events of a user forgotten at ``at_ms`` that the forget erased (a

@@ -86,6 +86,55 @@ async def test_same_batches_to_two_nodes_at_once_count_once(
         assert (await a.ok("POST", "/report", REPORT))["rows"] == report_a["rows"]
 
 
+async def events_of(api: Api, user: str) -> list[str]:
+    page = await api.ok("GET", "/users/events", user=user)
+    return sorted(e["id"] for e in page["events"])
+
+
+async def test_a_user_forgotten_through_one_node_stays_forgotten_on_the_other(
+    tmp_path: Path, pg_url: str, redis_url: str, clickhouse_url: str
+) -> None:
+    """Node b stores u1's and u2's events; u1 is forgotten through node a. Then b gets u1's
+    batch again (its answer was lost) and u1's device's events from before the forget that
+    it kept offline: nothing of them is stored (b learns of the forget with its first insert
+    and deletes what that stored). u1's events after the forget are, and u2 is untouched."""
+    common = {"database_url": pg_url, "redis_url": redis_url, "analytics_url": clickhouse_url}
+    async with (
+        running_server(make_settings(tmp_path / "a", **common)) as node_a,
+        running_server(make_settings(tmp_path / "b", **common)) as node_b,
+        aiohttp.ClientSession() as session,
+    ):
+        appid = (await node_a.platform.apps.create("analytics", "test")).appid
+        a = Api(node_a.url, node_a.platform, node_a.admin_key, appid, session)
+        b = Api(node_b.url, node_b.platform, node_b.admin_key, appid, session)
+        await a.define(PURCHASE, publish=True)
+        now = now_ms()
+        sent, kept = batch(list(range(10)), now), batch(list(range(10, 15)), now)
+        assert (await post(b, "u1", sent))[1]["accepted"] == 10
+        assert (await post(b, "u2", batch(list(range(100, 110)), now)))[1]["accepted"] == 10
+        before = await a.ok("POST", "/report", {**REPORT, "group_by": []})
+        assert (await a.ok("POST", "/users/forget", {"user_id": "u1"}))["deleted"] == 10
+        for old in (sent, kept):
+            status, answer = await post(b, "u1", {**old, "sent_at": now_ms()})
+            assert status == 200 and answer["accepted"] == 0, answer
+        for _ in range(100):  # b's delete of what its first insert stored: a mutation
+            if not await events_of(a, "u1"):
+                break
+            await asyncio.sleep(0.05)
+        assert await events_of(a, "u1") == []
+        await asyncio.sleep(0.01)
+        new = {"sent_at": now_ms(), "events": [
+            {"id": "n1", "event": "purchase", "data": {"price": 1, "color": "c0"}, "ts": now_ms()}
+        ]}
+        assert (await post(b, "u1", new))[1]["accepted"] == 1
+        assert await events_of(a, "u1") == ["n1"]
+        assert len(await events_of(b, "u2")) == 10
+        after = await a.ok("POST", "/report", {**REPORT, "group_by": []})
+        (row_before,), (row_after,) = before["rows"], after["rows"]
+        assert (row_before["count"], row_before["users"]) == (20, 2)
+        assert (row_after["count"], row_after["users"]) == (11, 2)
+
+
 class Switch:
     """A TCP forwarder on 127.0.0.1 in front of ClickHouse that can be cut and restored."""
 

@@ -5,6 +5,7 @@ user's events can be looked up and erased (developers only, audited)."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -256,6 +257,27 @@ async def test_a_users_events_then_forgetting_them(api: Api) -> None:
     assert forgot[0]["detail"] == {"user_sha256": hashlib.sha256(b"u1").hexdigest(),
                                    "deleted": 3, "tests": 0}
     assert "u1" not in str(forgot[0])
+
+
+async def test_events_sent_again_after_a_forget_stay_forgotten_and_new_ones_are_kept(
+    api: Api,
+) -> None:
+    """A device sends again, after the forget, events from before it (a batch whose answer
+    was lost, a queue kept offline): none is stored. What the user does afterwards is."""
+    earlier = [{"id": "e0", "event": "goods_click", "data": {"price": 10, "color": "red"},
+                "ts": at(10)},
+               {"id": "q1", "event": "purchase", "data": {"price": 7}, "ts": now_ms() - 1000}]
+    assert (await api.ok("POST", "/users/forget", {"user_id": "u1"}))["deleted"] == 3
+    answer = await api.report("u1", {"sent_at": now_ms(), "events": earlier})
+    assert (answer["accepted"], answer["duplicates"]) == (0, 2)
+    assert (await api.ok("GET", "/users/events", user="u1"))["events"] == []
+    await asyncio.sleep(0.01)
+    later = [{"id": "n1", "event": "purchase", "data": {"price": 5}, "ts": now_ms()}]
+    assert (await api.report("u1", {"sent_at": now_ms(), "events": later}))["accepted"] == 1
+    page = await api.ok("GET", "/users/events", user="u1")
+    assert [e["id"] for e in page["events"]] == ["n1"]
+    assert len((await api.ok("GET", "/users/events", user="u2"))["events"]) == 2
+    assert await api.count() == 3
 
 
 async def test_forgetting_a_tester_stops_and_removes_their_tests(api: Api) -> None:

@@ -126,6 +126,21 @@ def test_move_is_resumable_exact_and_compared(tmp_path: Path, clickhouse_url: st
         }
 
 
+def test_forgotten_users_move_along(tmp_path: Path, clickhouse_url: str) -> None:
+    """A user forgotten on DuckDB stays forgotten on ClickHouse: their earlier events, sent
+    again by a device after the move, are not stored; their later ones are."""
+    source = fill(tmp_path / "events.duckdb")
+    keys = event_keys_at(tmp_path / "keys.db")
+    with source, ClickHouseEventStore.from_url(clickhouse_url, keys) as target:
+        assert source.forget_user("blog", "u1", T0 + DAY) == 8
+        assert move_store(source, target)["copied"] == 302 - 8
+        with ClickHouseEventStore.from_url(clickhouse_url, keys) as node:  # a node's store
+            assert node.append([ev("blog", 1, T0), ev("blog", 6, T0 + 2 * DAY)]) == (
+                AppendResult(1, 1)
+            )
+            assert node.count("blog") == 40 - 8 + 1
+
+
 def test_cli_move_store_json(tmp_path: Path, clickhouse_url: str) -> None:
     data = tmp_path / "data"
     data.mkdir()

@@ -916,13 +916,7 @@ class ClickHouseEventStore:
         """Delete every event of one user of one app; returns how many rows went. The user
         is written to ``forgotten`` first, for every node's inserts to check (see the module
         docstring), and this node's insert in flight, if any, ends before the delete."""
-        at = now_ms() if at_ms is None else at_ms
-        self._exec(
-            "INSERT INTO forgotten (appid, user_id, forgotten_ms) FORMAT TabSeparated",
-            f"{_tsv(appid)}\t{_tsv(user_id)}\t{int(at)}\n".encode(),
-        )
-        with self._write_lock:  # later inserts of this node leave the user's rows out
-            self._read_forgotten()
+        self.remember_forgotten([(appid, user_id, now_ms() if at_ms is None else at_ms)])
         params = [appid, user_id]
         where = "appid = {p1:String} AND user_id = {p2:String}"
         # events, not stored copies (a synced test event is stored twice): as DuckDB counts
@@ -945,6 +939,21 @@ class ClickHouseEventStore:
         self._wait_for_mutations()
         self._unlist(appid, [str(uid) for (uid,) in listed])
         return count
+
+    def remember_forgotten(self, forgotten: Iterable[tuple[str, str, int]]) -> None:
+        """Write ``(appid, user_id, forgotten_ms)`` to ``forgotten`` (nothing is deleted:
+        ``forget_user`` does that next; move-store carries the DuckDB store's forgets over),
+        then wait for this node's insert in flight: its later inserts leave those users'
+        earlier rows out."""
+        self._ready()
+        lines = "".join(f"{_tsv(a)}\t{_tsv(u)}\t{int(t)}\n" for a, u, t in forgotten)
+        if lines:
+            self._exec(
+                "INSERT INTO forgotten (appid, user_id, forgotten_ms) FORMAT TabSeparated",
+                lines.encode(),
+            )
+        with self._write_lock:
+            self._read_forgotten()
 
     def _unlist(self, appid: str, uids: Sequence[str]) -> None:
         """Take these ids of ``appid`` out of ``event_dups`` (in chunks: literal lists)."""

@@ -5,8 +5,9 @@ Rows are read in ``(appid, uid)`` order and copied in blocks with their ``visibl
 asks ClickHouse which of its keys are already there and copies only the others (claiming
 their ids in the state database's index of ids, as the servers do), so a copy
 that was interrupted can simply run again: what is already there is counted as skipped,
-never stored twice (and reads deduplicate per event id anyway). The run ends with the
-number of events per app and UTC day on both sides."""
+never stored twice (and reads deduplicate per event id anyway). The forgotten users and
+each user's first day go along. The run ends with the number of events per app and UTC day
+on both sides."""
 
 from __future__ import annotations
 
@@ -108,6 +109,7 @@ def move_store(
     """Copy ``source``'s events (one app's with ``appid``) into ``target``; returns
     ``{"copied", "skipped", "apps": [{"appid", "days": [{"day", "source", "target"}]}]}``."""
     total = source.count(appid, include_tests=True) if appid is not None else _total(source)
+    _copy_forgotten(source, target, appid)  # first: what the nodes store meanwhile is checked
     copied = skipped = 0
     for block in _source_rows(source, appid, block_rows):
         result = target.copy_in(block)
@@ -122,6 +124,19 @@ def move_store(
 def _total(source: DuckDBEventStore) -> int:
     rows = source._query(f"SELECT count(*) FROM {TABLE}", [])
     return int(str(rows[0][0])) if rows else 0
+
+
+def _copy_forgotten(
+    source: DuckDBEventStore, target: ClickHouseEventStore, appid: str | None
+) -> None:
+    """The forgotten users go along (their earlier events, sent again by a device after the
+    move, stay out of ClickHouse as they stayed out of DuckDB)."""
+    where = "WHERE appid = ?" if appid is not None else ""
+    rows = source._query(
+        f"SELECT appid, user_id, forgotten_ms FROM forgotten {where}",
+        [appid] if appid is not None else [],
+    )
+    target.remember_forgotten((str(a), str(u), int(str(t))) for a, u, t in rows)
 
 
 def _copy_first_seen(

@@ -25,6 +25,11 @@ and PostgreSQL 6-8.6 ms, the same at 1.5M events as at 200k. Before the index, C
 CPU per 1,000 events grew with the table (22 ms at 200k, 64 ms at 1M on a faster machine;
 38 ms at 200k on this one), as each dedup lookup read all the app's ids (see the README).
 
+With each insert's check against the forgotten users (one SELECT on ``system.parts`` per
+insert, counted in the summary), two runs each at 200k events and load 1.8-3.1: 30.9-36.6k
+events/s (28.4-31.6k before), ClickHouse 12.0-12.7 ms of CPU per 1,000 events (10.6-11.4
+before), nodes 22.4-24.1 ms (22.0-23.9); see bench/forget_check.py for the check alone.
+
 Needs MINIPORT_TEST_PG_URL (default postgresql://postgres@127.0.0.1:5432/postgres) and
 MINIPORT_TEST_CLICKHOUSE_URL (default: scripts/clickhouse/start.sh's server). Last line: JSON.
 """
@@ -104,13 +109,15 @@ def postgres_cpu_s() -> float:
     return total
 
 
-def server_counters(t: HttpTransport, pid: int | None) -> tuple[int, int, float]:
-    """ClickHouse's inserts, inserted rows, and CPU seconds: the whole server's (its /proc
+def server_counters(t: HttpTransport, pid: int | None) -> tuple[int, int, float, int]:
+    """ClickHouse's inserts, inserted rows, CPU seconds: the whole server's (its /proc
     counters: queries, HTTP handling, merges) when it runs here, else what its queries
-    counted (``system.events``; about a quarter of the whole in this benchmark)."""
+    counted (``system.events``; about a quarter of the whole in this benchmark), and
+    SELECT queries (the nodes' dedup lookups and their check of each insert against the
+    forgotten users)."""
     raw = t.execute(
         "SELECT event, value FROM system.events WHERE event IN ('InsertQuery', 'InsertedRows',"
-        " 'UserTimeMicroseconds', 'SystemTimeMicroseconds') FORMAT JSONCompact",
+        " 'SelectQuery', 'UserTimeMicroseconds', 'SystemTimeMicroseconds') FORMAT JSONCompact",
         in_database=False,
     )
     values = {name: int(v) for name, v in json.loads(raw)["data"]}
@@ -119,7 +126,8 @@ def server_counters(t: HttpTransport, pid: int | None) -> tuple[int, int, float]
     else:
         cpu = (values.get("UserTimeMicroseconds", 0) + values.get("SystemTimeMicroseconds", 0))
         cpu /= 1e6
-    return values.get("InsertQuery", 0), values.get("InsertedRows", 0), cpu
+    inserts, rows = values.get("InsertQuery", 0), values.get("InsertedRows", 0)
+    return inserts, rows, cpu, values.get("SelectQuery", 0)
 
 
 def settle(t: HttpTransport, limit_s: float = 120.0) -> None:
@@ -269,13 +277,13 @@ async def run(n: int, batch: int, conns: int) -> dict[str, Any]:
             path = f"/runtime/v1/apps/{appid}/analytics/events"
             await load(urls, path, token, min(n, 2 * batch), batch, 2)  # warm-up
             settle(ch)
-            q0, r0, ch_cpu0 = server_counters(ch, ch_pid)
+            q0, r0, ch_cpu0, s0 = server_counters(ch, ch_pid)
             load_http = loadavg()
             cpu0, pg_cpu0 = sum(cpu_s(proc.pid) for proc in procs), postgres_cpu_s()
             http_s = await load(urls, path, token, n, batch, conns)
             nodes_cpu = sum(cpu_s(proc.pid) for proc in procs) - cpu0
             pg_cpu = postgres_cpu_s() - pg_cpu0
-            q1, r1, ch_cpu1 = server_counters(ch, ch_pid)
+            q1, r1, ch_cpu1, s1 = server_counters(ch, ch_pid)
             with ClickHouseEventStore.from_url(analytics_url, EventKeyIndex.open(pg_url)) as store:
                 stored = store.count(appid)
             assert stored == n, (stored, n)
@@ -288,6 +296,7 @@ async def run(n: int, batch: int, conns: int) -> dict[str, Any]:
                 "bare_s": bare_s,
                 "block": block,
                 "inserts": q1 - q0,
+                "selects": s1 - s0 - 1,  # less server_counters' own
                 "nodes_cpu": nodes_cpu,
                 "pg_cpu": pg_cpu,
                 "bare_cpu": bare_cpu,
@@ -327,7 +336,7 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"ClickHouse ingest, {n:,} events ({args.ids} ids) in batches of {args.batch} through "
         f"2 nodes: {http_rate:,.0f} events/s ({result['inserts']} inserts, "
-        f"~{result['block']} rows each); "
+        f"~{result['block']} rows each, {result['selects']} selects); "
         f"bare inserts of the same blocks: {bare_rate:,.0f} rows/s; ratio {ratio:.2f} "
         f"[target >= 0.5]; CPU per 1,000 events: both nodes {nodes_ms:.1f} ms + ClickHouse "
         f"{http_ch_ms:.1f} ms + PostgreSQL {pg_ms:.1f} ms, bare loop {bare_ms:.1f} ms + "
@@ -344,6 +353,8 @@ def main(argv: list[str] | None = None) -> int:
                 "events_per_s": round(http_rate),
                 "bare_rows_per_s": round(bare_rate),
                 "block_rows": result["block"],
+                "inserts": result["inserts"],
+                "selects": result["selects"],
                 "ratio": round(ratio, 3),
                 "nodes_cpu_s_per_1000_events": round(nodes_ms / 1000, 5),
                 "bare_cpu_s_per_1000_rows": round(bare_ms / 1000, 5),

@@ -138,6 +138,7 @@ def test_events_from_before_the_forget_sent_again_after_a_restart_are_never_stor
             ev("b3", ts=AT + 1, received=AT),  # received by the forget, time after it
         ]
         assert store.append(again) == AppendResult(0, 3)
+        assert (store.forgotten_at("shop", "bob"), store.forgotten_at("shop", "ann")) == (AT, None)
         # the device went on using the app: events after the forget are new, and kept
         assert store.append([ev("b4", ts=AT + 1, received=AT + 2)]) == AppendResult(1, 0)
         assert store.append([ev("a2", user="ann", ts=T0 - 5)]) == AppendResult(1, 0)

@@ -278,6 +278,13 @@ async def test_events_sent_again_after_a_forget_stay_forgotten_and_new_ones_are_
     assert [e["id"] for e in page["events"]] == ["n1"]
     assert len((await api.ok("GET", "/users/events", user="u2"))["events"]) == 2
     assert await api.count() == 3
+    # back after the forget, the user is new again: the events sent again (dropped) did not
+    # make their old day the user's first
+    rows = (await api.ok("POST", "/report", {
+        "event": "purchase", "group_by": ["$new_user"], "granularity": "all",
+        "filters": ["price=5"],
+        "from": now_ms() - 86_400_000, "to": now_ms() + 60_000}))["rows"]  # fmt: skip
+    assert [(r["$new_user"], r["count"]) for r in rows] == [(True, 1)]
 
 
 async def test_forgetting_a_tester_stops_and_removes_their_tests(api: Api) -> None:

@@ -966,6 +966,12 @@ class ClickHouseEventStore:
         if uids:
             self._wait_for_mutations()
 
+    def forgotten_at(self, appid: str, user_id: str) -> int | None:
+        """As this node last read ``forgotten`` (when it set up, and at each insert that
+        stored rows). Never waits for the network (the service asks on its event loop):
+        None before the store is set up (by its first write or read)."""
+        return self._forgotten.get((appid, user_id))
+
     def first_days(self, appid: str, candidates: Mapping[str, int]) -> dict[str, int]:
         """Several nodes may record different days for a new user at once: the smallest
         stored day wins at read time (a node may have flagged a few events with its own)."""

@@ -498,6 +498,11 @@ class EventStore(Protocol):
         (:func:`forgotten_before`); one whose time and receipt are after it is."""
         ...
 
+    def forgotten_at(self, appid: str, user_id: str) -> int | None:
+        """When the user was last forgotten (ms), as this node knows it; None: not forgotten
+        (or no longer remembered)."""
+        ...
+
     def first_days(self, appid: str, candidates: Mapping[str, int]) -> dict[str, int]:
         """Each user's first UTC day for the app (``$new_user``): the day stored for a known
         user, else the candidate day given, which is stored (set once, never moved)."""
@@ -841,6 +846,9 @@ class DuckDBEventStore:
             key = (appid, user_id)
             self._forgotten = {**self._forgotten, key: max(at, self._forgotten.get(key, at))}
         return int(row[0]) if row is not None else 0
+
+    def forgotten_at(self, appid: str, user_id: str) -> int | None:
+        return self._forgotten.get((appid, user_id))
 
     def first_days(self, appid: str, candidates: Mapping[str, int]) -> dict[str, int]:
         if not candidates:

@@ -852,8 +852,17 @@ class AnalyticsService(ReportQueries):
 
     async def _flag_new_user(self, appid: str, user_id: str, accepted: list[CheckedEvent]) -> None:
         """Set ``$new_user`` on each event: on or before the user's first UTC day for the app
-        (recorded by the store the first time the user is seen; cached here)."""
+        (recorded by the store the first time the user is seen; cached here). A forgotten
+        user's first day is asked of the store (another node's forget emptied it), from the
+        events the store will keep: those from before the forget (a device sending them again)
+        are dropped, and must not make the user's first day."""
         key = (appid, user_id)
+        forgot = self.store.forgotten_at(appid, user_id)
+        if forgot is not None:
+            self._first_days.pop(key, None)
+            accepted = [ev for ev in accepted if ev.ts_ms > forgot]
+            if not accepted:
+                return  # none of them is stored
         first = self._first_days.get(key)
         if first is None:
             candidate = utc_day(min(ev.ts_ms for ev in accepted))

@@ -787,10 +787,20 @@ class AnalyticsService(ReportQueries):
         self, appid: str, user_id: str, batch: object, received: int
     ) -> dict[str, Any]:
         effective = await self._effective(appid, user_id)
-        verdict = check_batch(batch, config=effective.view, received_at_ms=received)
-        if effective.test is None and any(r.code in PAST_CODES for r in verdict.rejected):
-            # recorded under a past version (queued offline, or before the device heard of
-            # the publish): checked again against that one
+        # events recorded under a past version (queued offline, or before the device heard
+        # of the publish) are checked against it: with the history at hand (read lately)
+        # in the one pass, else in a second pass once it is read, only when needed
+        cached = self._histories.get(appid) if effective.test is None else None
+        known = cached is not None and time.monotonic() - cached[0] < 2.0
+        history = cached[1] if cached is not None and known else None
+        verdict = check_batch(
+            batch, config=effective.view, received_at_ms=received, history=history
+        )
+        if (
+            effective.test is None
+            and not known
+            and any(r.code in PAST_CODES for r in verdict.rejected)
+        ):
             history = await self._history(appid)
             if history is not None:
                 verdict = check_batch(

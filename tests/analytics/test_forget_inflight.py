@@ -243,3 +243,33 @@ def test_a_node_idle_since_a_forget_on_another_deletes_what_it_stored_and_says_s
     assert uids(a, "bob") == []
     assert b.append([ev("b2", ts=AT - 2, received=AT + 2)]) == AppendResult(0, 1)
     assert uids(a, "ann") == ["a1", "a2"]
+
+
+OLD_DAY = T0 // DAY - 3  # a day of bob's from before the forget
+
+
+def test_a_day_from_before_the_forget_never_becomes_the_users_first(store: EventStore) -> None:
+    """A device sends its old events again: the day they give is not recorded as the
+    forgotten user's first (their events after the forget make it)."""
+    assert store.first_days("shop", {"bob": OLD_DAY, "ann": OLD_DAY}) == {
+        "bob": OLD_DAY, "ann": OLD_DAY}  # fmt: skip
+    store.forget_user("shop", "bob", AT)
+    assert store.first_days("shop", {"bob": OLD_DAY, "ann": OLD_DAY + 1}) == {"ann": OLD_DAY}
+    assert store.first_days("shop", {"bob": AT // DAY}) == {"bob": AT // DAY}
+
+
+def test_a_node_that_has_not_read_the_forget_records_no_day_from_before_it(
+    nodes: list[ClickHouseEventStore],
+) -> None:
+    a, b = nodes
+    b.append([ev("a0", user="ann")])  # b is set up, and knows of no forget
+    a.forget_user("shop", "bob", AT)
+    assert b.first_days("shop", {"bob": OLD_DAY}) == {}
+    # one recorded anyway (in a race with the forget) goes with b's next insert's check
+    b._exec(
+        "INSERT INTO first_seen (appid, user_id, first_day) FORMAT TabSeparated",
+        f"shop\tbob\t{OLD_DAY}\n".encode(),
+    )
+    assert b.append([ev("b1", ts=AT - 1, received=AT + 1)]) == AppendResult(0, 1)
+    b._wait_for_mutations()
+    assert b.first_days("shop", {"bob": AT // DAY}) == {"bob": AT // DAY}

@@ -285,6 +285,16 @@ async def test_events_sent_again_after_a_forget_stay_forgotten_and_new_ones_are_
         "filters": ["price=5"],
         "from": now_ms() - 86_400_000, "to": now_ms() + 60_000}))["rows"]  # fmt: skip
     assert [(r["$new_user"], r["count"]) for r in rows] == [(True, 1)]
+    # and known as such: the user's next batches do not ask the store again
+    store = api.platform.analytics.store
+    asked: list[object] = []
+    real = store.first_days
+    store.first_days = lambda *a: asked.append(a) or real(*a)  # type: ignore[method-assign]
+    for n in range(3):
+        event = {"id": f"m{n}", "event": "purchase", "data": {"price": 5}, "ts": now_ms()}
+        batch = {"sent_at": now_ms(), "events": [event]}
+        assert (await api.report("u1", batch))["accepted"] == 1
+    assert asked == []
 
 
 async def test_forgetting_a_tester_stops_and_removes_their_tests(api: Api) -> None:

@@ -133,6 +133,7 @@ from .event_store import (
     _submit_checked,
     forgotten_before,
     now_ms,
+    storable_first_days,
 )
 from .group_commit import AppendResult, Group, GroupCommit
 from .overview import (
@@ -165,7 +166,7 @@ from .sql_dialects import (
     reads_listed,
     render_clickhouse,
 )
-from .system_props import EXTRA_COLUMNS
+from .system_props import EXTRA_COLUMNS, utc_day
 from .user_events import UserEventsPage, compile_user_events
 
 __all__ = ["ClickHouseError", "ClickHouseEventStore"]
@@ -721,13 +722,21 @@ class ClickHouseEventStore:
         return {(r.appid, r.uid) for r in erased}
 
     def _delete_forgotten(self, appid: str, user_id: str, at_ms: int) -> None:
-        """Delete the events of a user forgotten at ``at_ms`` that the forget erased (a
-        mutation, not waited for: the user's newer events stay)."""
+        """Delete the events of a user forgotten at ``at_ms`` that the forget erased, and a
+        first day they gave (one before the forget's day: those it keeps are after it)
+        (mutations, not waited for: the user's newer events and first day stay)."""
         self._t.execute(
             render_clickhouse(
                 f"ALTER TABLE {TABLE} DELETE WHERE appid = {{p1:String}}"
                 " AND user_id = {p2:String} AND (ts_ms <= {p3:Int64} OR received_ms <= {p3:Int64})",
                 [appid, user_id, at_ms],
+            )
+        )
+        self._t.execute(
+            render_clickhouse(
+                "ALTER TABLE first_seen DELETE WHERE appid = {p1:String}"
+                " AND user_id = {p2:String} AND first_day < {p3:Int32}",
+                [appid, user_id, utc_day(at_ms)],
             )
         )
 
@@ -978,14 +987,30 @@ class ClickHouseEventStore:
         if not candidates:
             return {}
         found = self._stored_first_days(appid, list(candidates))
-        missing = [u for u in candidates if u not in found]
+        missing = {u: d for u, d in candidates.items() if u not in found}
+        if missing:  # not a day a forget erased, by the forgets as they are now
+            missing = storable_first_days(self._forgotten_of(appid, missing), appid, missing)
         if missing:
-            lines = "".join(f"{_tsv(appid)}\t{_tsv(u)}\t{int(candidates[u])}\n" for u in missing)
+            lines = "".join(f"{_tsv(appid)}\t{_tsv(u)}\t{int(d)}\n" for u, d in missing.items())
             self._exec(
                 "INSERT INTO first_seen (appid, user_id, first_day) FORMAT TabSeparated",
                 lines.encode(),
             )
             found = self._stored_first_days(appid, list(candidates))
+        return found
+
+    def _forgotten_of(self, appid: str, users: Collection[str]) -> Forgotten:
+        """When these users were forgotten, read now (not as this node last read it)."""
+        found: Forgotten = {}
+        listed = list(users)
+        for start in range(0, len(listed), 500):
+            chunk = ", ".join(clickhouse_literal(u, "String") for u in listed[start : start + 500])
+            sql = (
+                "SELECT user_id, max(forgotten_ms) FROM forgotten WHERE appid = "
+                + clickhouse_literal(appid, "String")
+                + f" AND user_id IN ({chunk}) GROUP BY user_id"
+            )
+            found.update(((appid, str(u)), int(str(t))) for u, t in self._select(sql))
         return found
 
     def _stored_first_days(self, appid: str, users: list[str]) -> dict[str, int]:

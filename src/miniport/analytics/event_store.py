@@ -148,7 +148,7 @@ from miniport.analytics.reports import (
     compile_funnel_scan,
 )
 from miniport.analytics.retention import RetentionQuery, compile_retention
-from miniport.analytics.system_props import EXTRA_COLUMNS
+from miniport.analytics.system_props import EXTRA_COLUMNS, utc_day
 from miniport.analytics.user_events import UserEventsPage, compile_user_events
 
 if TYPE_CHECKING:
@@ -167,6 +167,7 @@ __all__ = [
     "StoredEvent",
     "forgotten_before",
     "now_ms",
+    "storable_first_days",
 ]
 
 DEFAULT_FILE_NAME: Final = "analytics.duckdb"
@@ -222,6 +223,20 @@ def forgotten_before(forgotten: Forgotten, row: StoredEvent) -> bool:
     receipt are both after the forget is new (the device kept using the app) and is kept."""
     at = forgotten.get((row.appid, row.user))
     return at is not None and (row.ts_ms <= at or row.received_ms <= at)
+
+
+def storable_first_days(
+    forgotten: Forgotten, appid: str, candidates: Mapping[str, int]
+) -> dict[str, int]:
+    """The candidate first days a store may record: not a day before the day its user was
+    forgotten, which only events the forget erased can give (those it keeps are after it:
+    a device sending old events again, to a node that had not heard of the forget yet)."""
+    out: dict[str, int] = {}
+    for user, day in candidates.items():
+        at = forgotten.get((appid, user))
+        if at is None or day >= utc_day(at):
+            out[user] = day
+    return out
 
 
 def now_ms() -> int:
@@ -505,7 +520,9 @@ class EventStore(Protocol):
 
     def first_days(self, appid: str, candidates: Mapping[str, int]) -> dict[str, int]:
         """Each user's first UTC day for the app (``$new_user``): the day stored for a known
-        user, else the candidate day given, which is stored (set once, never moved)."""
+        user, else the candidate day given, which is stored (set once, never moved) unless
+        it is before the user's forget (:func:`storable_first_days`: left out of the
+        answer)."""
         ...
 
     def user_events(
@@ -856,9 +873,10 @@ class DuckDBEventStore:
         users = list(candidates)
         with self._write_lock:
             self._check_open()
+            storable = storable_first_days(self._forgotten, appid, candidates)
             self._con.execute(
                 "INSERT OR IGNORE INTO first_seen SELECT ?, unnest(?), unnest(?)",
-                [appid, users, [candidates[u] for u in users]],
+                [appid, list(storable), list(storable.values())],
             )
             rows = self._con.execute(
                 "SELECT user_id, first_day FROM first_seen WHERE appid = ?"

@@ -215,7 +215,8 @@ class AnalyticsService(ReportQueries):
         # (appid, column, before_ms), emptied at the next batch stored or retention round
         self._unemptied: list[tuple[str, str, int]] = []
         self._slots: dict[str, tuple[float, _FieldState]] = {}
-        self._first_days: dict[tuple[str, str], int] = {}
+        # (appid, user) -> (first day, when forgotten as the node knew it then)
+        self._first_days: dict[tuple[str, str], tuple[int, int | None]] = {}
         self._inflight: dict[int, int] = {}  # received_ms -> batches being checked and stored
         self._stored = asyncio.Event()  # set each time one of them is done
 
@@ -862,19 +863,21 @@ class AnalyticsService(ReportQueries):
 
     async def _flag_new_user(self, appid: str, user_id: str, accepted: list[CheckedEvent]) -> None:
         """Set ``$new_user`` on each event: on or before the user's first UTC day for the app
-        (recorded by the store the first time the user is seen; cached here). A forgotten
-        user's first day is asked of the store (another node's forget emptied it), from the
-        events the store will keep: those from before the forget (a device sending them again)
-        are dropped, and must not make the user's first day."""
+        (recorded by the store the first time the user is seen; cached here with the user's
+        forget as the node knew it). A forgotten user's first day comes from the events the
+        store keeps (after the forget): those from before it (a device sending them again)
+        are dropped, and must not make it; the store refuses such a day too
+        (``EventStore.first_days``), for a node that had not heard of the forget yet."""
         key = (appid, user_id)
-        forgot = self.store.forgotten_at(appid, user_id)
+        forgot = self.store.forgotten_at(appid, user_id)  # as the node knows it: no I/O
         if forgot is not None:
-            self._first_days.pop(key, None)
             accepted = [ev for ev in accepted if ev.ts_ms > forgot]
             if not accepted:
                 return  # none of them is stored
-        first = self._first_days.get(key)
-        if first is None:
+        cached = self._first_days.get(key)
+        if cached is not None and cached[1] == forgot:
+            first = cached[0]
+        else:
             candidate = utc_day(min(ev.ts_ms for ev in accepted))
             days = await asyncio.get_running_loop().run_in_executor(
                 self._appenders, self.store.first_days, appid, {user_id: candidate}
@@ -882,7 +885,7 @@ class AnalyticsService(ReportQueries):
             first = days.get(user_id, candidate)
             if len(self._first_days) > 200_000:
                 self._first_days.clear()
-            self._first_days[key] = first
+            self._first_days[key] = (first, forgot)
         for ev in accepted:
             ev.extra[NEW_USER_COLUMN] = is_new_user(ev.ts_ms, first)
 

@@ -186,3 +186,41 @@ async def test_events_recorded_under_a_past_version_are_checked_against_it(
     # the same batch again: every one a duplicate, nothing refused anew
     again = await s.ingest(appid, "u1", {**batch, "events": batch["events"][:2]})
     assert (again["accepted"], again["duplicates"]) == (0, 2)
+
+
+async def test_past_versions_count_for_a_week_and_follow_a_publish_on_another_node(
+    platforms: Callable[..., Awaitable[Platform]],
+    tmp_path: Path,
+    state_url: str,
+    fake_clock: FakeClock,
+) -> None:
+    node = await platforms(database_url=state_url, data_dir=tmp_path / "a", clock=fake_clock)
+    other = await platforms(database_url=state_url, data_dir=tmp_path / "b", clock=fake_clock)
+    s = node.analytics
+    appid = (await node.apps.create("shop", "test")).appid
+    for name in ("price", "color", "size"):
+        await s.add_field(appid, {"name": name, "type": "string"})
+    await s.save_event(appid, api_event("buy", ["price", "color", "size"]))
+    await s.publish(appid, "dev")  # v1
+    await s.save_event(appid, api_event("buy", ["price", "size"]))
+    await s.publish(appid, "dev")  # v2: no color
+    fake_clock.advance(60)
+
+    def sent(uid: str, v: int, **data: str) -> dict[str, Any]:
+        now = int(fake_clock.now() * 1000)
+        return {"sent_at": now, "events": [{"id": uid, "event": "buy", "data": data, "ts": now,
+                                            "v": v}]}  # fmt: skip
+
+    assert (await s.ingest(appid, "u", sent("e1", 1, color="red")))["accepted"] == 1
+    # another node publishes v3 (no size); this node's view of it arrives before its history
+    # of past versions is read again: an event of v2 is checked against v2 all the same
+    await other.analytics.save_event(appid, api_event("buy", ["price"]))
+    assert (await other.analytics.publish(appid, "dev"))["version"] == 3
+    s._published.clear()
+    assert (await s.ingest(appid, "u", sent("e2", 2, size="L")))["accepted"] == 1
+    # a version replaced more than a week ago no longer counts
+    fake_clock.advance(8 * 86_400)
+    s._histories.clear()  # read more than 2 s ago
+    late = await s.ingest(appid, "u", sent("e3", 1, color="red"))
+    assert [r["code"] for r in late["rejected"]] == ["unknown_field"]
+    assert (await s.ingest(appid, "u", sent("e4", 2, size="M")))["accepted"] == 0

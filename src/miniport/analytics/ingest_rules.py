@@ -45,7 +45,8 @@ runtimes stamp each event with the version in force when it was recorded), else 
 force at the event's corrected time (not an estimated one). A device that queued events
 offline, or had not yet heard of a publish, loses nothing to a field or an event the next
 version dropped; what no published version defined is refused as before, and only published
-versions of the same app ever count (the one under test never does).
+versions of the same app ever count (the one under test never does), each for
+``PAST_VERSION_DAYS`` after it was replaced (the service builds ``history`` so).
 
 Unknown keys of an event are ignored. Mode is not cross-checked (an ``api`` event
 reported with a trigger is accepted as is).
@@ -91,6 +92,7 @@ __all__ = [
     "MAX_ID_LENGTH",
     "MIN_EVENT_TIME_MS",
     "PAST_CODES",
+    "PAST_VERSION_DAYS",
     "BatchInvalid",
     "BatchVerdict",
     "CheckedEvent",
@@ -566,6 +568,10 @@ def _field_values(
 
 # refusals a past version may lift: an event or a field the version in force does not have
 PAST_CODES: Final = frozenset({"unknown_event", "unknown_field"})
+# how long after a version is replaced events recorded under it are still checked against it:
+# a device offline for a week keeps what it recorded; what an admin dropped (a field that
+# collected too much, say) is not taken from anyone for longer, whatever a client claims
+PAST_VERSION_DAYS: Final = 7
 
 
 def _check_past(

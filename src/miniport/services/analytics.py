@@ -48,6 +48,7 @@ from ..analytics.field_history import (
 )
 from ..analytics.ingest_rules import (
     PAST_CODES,
+    PAST_VERSION_DAYS,
     CheckedEvent,
     ConfigHistory,
     RuntimeConfigView,
@@ -202,7 +203,8 @@ class AnalyticsService(ReportQueries):
         self._open_store = open_store
         self._store: EventStore | None = None
         self._published: dict[str, tuple[float, dict[str, Any], RuntimeConfigView]] = {}
-        self._histories: dict[str, tuple[float, ConfigHistory | None]] = {}
+        # appid -> (read at, version in force then, past versions)
+        self._histories: dict[str, tuple[float, int, ConfigHistory | None]] = {}
         self._version_views: dict[tuple[str, int, bool], RuntimeConfigView] = {}
         self._tests: dict[str, tuple[float, dict[str, TestRow]]] = {}
         self._test_views: dict[tuple[str, bool], RuntimeConfigView] = {}
@@ -574,28 +576,36 @@ class AnalyticsService(ReportQueries):
         self._published[appid] = (time.monotonic(), config, view)
         return config, view
 
-    async def _history(self, appid: str) -> ConfigHistory | None:
-        """The app's past published versions that events within the retention window can
-        have been recorded under (None: no past version), cached as the published one is."""
+    def _known_history(self, appid: str, current: object) -> tuple[bool, ConfigHistory | None]:
+        """The app's past versions as read lately (within 2 s, with ``current`` the version
+        in force then too): ``(True, history)``; ``(False, None)`` when they must be read."""
         cached = self._histories.get(appid)
-        if cached is not None and time.monotonic() - cached[0] < 2.0:
-            return cached[1]
-        since = self.not_before_ms() / 1000
+        if cached is None or time.monotonic() - cached[0] >= 2.0 or cached[1] != current:
+            return False, None
+        return True, cached[2]
+
+    async def _history(self, appid: str) -> ConfigHistory | None:
+        """The app's past published versions that an event may still be checked against
+        (superseded within ``PAST_VERSION_DAYS`` and the retention window; None: none), each
+        parsed once per node (a published version never changes)."""
+        since = max(self.not_before_ms(), self._now_ms() - PAST_VERSION_DAYS * DAY_MS) / 1000
         rows = await self.db.read(self.defs.versions_in_force_since, appid, since)
         on = (await self._published_view(appid))[0]["builtin_events"]
         history = None
         if len(rows) > 1:
-            if len(self._version_views) > 1000:
-                self._version_views.clear()
-            past = []
-            for version, at, config in rows[:-1]:  # a published version never changes
-                key = (appid, version, on)
-                view = self._version_views.get(key)
-                if view is None:
-                    view = self._version_views[key] = view_of({**config, "builtin_events": on})
-                past.append((version, int(at * 1000), view))
-            history = ConfigHistory(tuple(past), int(rows[-1][1] * 1000))
-        self._histories[appid] = (time.monotonic(), history)
+            views = self._version_views
+            missing = [v for v, _ in rows[:-1] if (appid, v, on) not in views]
+            if missing:
+                configs = await self.db.read(self.defs.version_configs, appid, missing)
+                for version in missing:
+                    config = {**configs[version], "builtin_events": on}
+                    views[(appid, version, on)] = view_of(config)
+                while len(views) > 1000:  # the oldest parsed go first
+                    del views[next(iter(views))]
+            past = tuple((v, int(at * 1000), views[(appid, v, on)]) for v, at in rows[:-1])
+            history = ConfigHistory(past, int(rows[-1][1] * 1000))
+        current = rows[-1][0] if rows else 0
+        self._histories[appid] = (time.monotonic(), current, history)
         return history
 
     async def _running(self, appid: str) -> dict[str, TestRow]:
@@ -791,9 +801,9 @@ class AnalyticsService(ReportQueries):
         # events recorded under a past version (queued offline, or before the device heard
         # of the publish) are checked against it: with the history at hand (read lately)
         # in the one pass, else in a second pass once it is read, only when needed
-        cached = self._histories.get(appid) if effective.test is None else None
-        known = cached is not None and time.monotonic() - cached[0] < 2.0
-        history = cached[1] if cached is not None and known else None
+        known, history = False, None
+        if effective.test is None:
+            known, history = self._known_history(appid, effective.config.get("version"))
         verdict = check_batch(
             batch, config=effective.view, received_at_ms=received, history=history
         )

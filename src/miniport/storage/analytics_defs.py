@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -265,23 +265,29 @@ class AnalyticsDefsStore:
         ).first()
         return (int(row.version), json.loads(row.config)) if row is not None else None
 
-    def versions_in_force_since(
-        self, appid: str, since: float
-    ) -> list[tuple[int, float, dict[str, Any]]]:
-        """``(version, published_at, config)`` of each version in force at some time from
-        ``since`` on (those published since, and the one in force at ``since``), oldest
-        first: what events within the retention window can have been recorded under."""
+    def versions_in_force_since(self, appid: str, since: float) -> list[tuple[int, float]]:
+        """``(version, published_at)`` of each version in force at some time from ``since``
+        on (those published since, and the one in force at ``since``), oldest first."""
         c = t.analytics_versions.c
         with self.db.reading() as conn:
             first = conn.execute(
                 select(func.max(c.version)).where(c.appid == appid, c.published_at <= since)
             ).scalar()
             rows = conn.execute(
-                select(c.version, c.published_at, c.config)
+                select(c.version, c.published_at)
                 .where(c.appid == appid, c.version >= (first or 0))
                 .order_by(c.version)
             ).all()
-        return [(int(r.version), float(r.published_at), json.loads(r.config)) for r in rows]
+        return [(int(r.version), float(r.published_at)) for r in rows]
+
+    def version_configs(self, appid: str, versions: Sequence[int]) -> dict[int, dict[str, Any]]:
+        """The runtime configurations of these published versions."""
+        c = t.analytics_versions.c
+        with self.db.reading() as conn:
+            rows = conn.execute(
+                select(c.version, c.config).where(c.appid == appid, c.version.in_(list(versions)))
+            ).all()
+        return {int(r.version): json.loads(r.config) for r in rows}
 
     def versions(self, appid: str) -> list[dict[str, Any]]:
         c = t.analytics_versions.c

@@ -12,13 +12,14 @@ from pathlib import Path
 
 import pytest
 
-from miniport.analytics.clickhouse_store import ClickHouseEventStore
+from miniport.analytics.clickhouse_store import SWEEP_MARGIN_MS, ClickHouseEventStore
 from miniport.analytics.event_store import (
     FORGOTTEN_KEPT_MS,
     AppendResult,
     DuckDBEventStore,
     EventStore,
     StoredEvent,
+    now_ms,
 )
 from miniport.analytics.reports import EventQuery
 from tests.conftest import event_keys_at
@@ -273,3 +274,28 @@ def test_a_node_that_has_not_read_the_forget_records_no_day_from_before_it(
     assert b.append([ev("b1", ts=AT - 1, received=AT + 1)]) == AppendResult(0, 1)
     b._wait_for_mutations()
     assert b.first_days("shop", {"bob": AT // DAY}) == {"bob": AT // DAY}
+
+
+def test_each_retention_round_looks_only_at_the_forgets_made_since_the_last(
+    nodes: list[ClickHouseEventStore],
+) -> None:
+    a, b = nodes
+    a.delete_older_than(0)  # a first round: every forget (none yet)
+    at = now_ms()
+    a.forget_user("shop", "bob", at)
+    b._insert([ev("b1", ts=at - 5, received=at - 5)])  # stored unchecked, then b stopped
+    rounds: list[str] = []
+    query = a._query
+
+    def seen(sql: str, params: Sequence[object] = ()) -> list[tuple[object, ...]]:
+        if "GROUP BY appid, user_id" in sql and "received_ms >=" in sql:
+            rounds.append(sql)
+        return query(sql, params)
+
+    a._query = seen  # type: ignore[method-assign]
+    a.delete_older_than(0)
+    assert uids(a, "bob") == [] and len(rounds) == 1
+    a.delete_older_than(0)  # nothing forgotten since (but within the margin): looked at again
+    a._swept_at = at + 2 * SWEEP_MARGIN_MS  # hours later: that forget was swept for good
+    a.delete_older_than(0)
+    assert len(rounds) == 2

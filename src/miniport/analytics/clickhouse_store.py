@@ -93,7 +93,8 @@ kept offline). So ``forget_user`` first writes ``(appid, user_id, forgotten_ms)`
   so on that node the user is gone when ``forget_user`` returns; another node's racing
   insert is gone once its own delete is done (moments later);
 * a node stopped between an insert and its check leaves such rows: each retention round
-  (any node) looks for them among the forgotten users' events and deletes them;
+  (any node) looks for them among the events of the users forgotten since its last round,
+  received from an hour before those forgets on (``_sweep_forgotten``), and deletes them;
 * a forgotten user is remembered until the retention cut-off is a day past the forget
   (an event received before it may carry a time up to a day later), then dropped.
 """
@@ -220,6 +221,9 @@ _CREATE_FIRST_SEEN: Final = (
     "CREATE TABLE IF NOT EXISTS first_seen (appid String, user_id String, first_day Int32)"
     " ENGINE = ReplacingMergeTree ORDER BY (appid, user_id)"
 )
+SWEEP_MARGIN_MS: Final = 3_600_000
+"""How far before its last sweep a node looks again for rows a forget erased (nodes' clocks
+differ a little; an insert lasts minutes at most)."""
 _CREATE_FORGOTTEN: Final = (
     "CREATE TABLE IF NOT EXISTS forgotten (appid String, user_id String, forgotten_ms Int64)"
     " ENGINE = MergeTree ORDER BY (appid, user_id)"
@@ -397,6 +401,7 @@ class ClickHouseEventStore:
         # place), and the table's newest block number and rows then (None: not read yet)
         self._forgotten: Forgotten = {}
         self._forgotten_seen: tuple[int, int] | None = None
+        self._swept_at: int | None = None  # when this node's last sweep of forgets began
 
     @classmethod
     def from_url(cls, url: str, keys: EventKeyIndex) -> ClickHouseEventStore:
@@ -742,22 +747,31 @@ class ClickHouseEventStore:
 
     def _sweep_forgotten(self) -> None:
         """Delete what a forget erased that was stored anyway: by a node stopped (or cut
-        from ClickHouse) between an insert and its check. One scan of the forgotten users'
-        events, the users found deleted one by one."""
+        from ClickHouse) between an insert and its check. Such rows were on their way when
+        the forget was made (an insert lasts minutes at most): the forgets made since this
+        node's last sweep (less ``SWEEP_MARGIN_MS``; all of them at its first) are looked
+        for, among the events received from an hour before the first of them on (monthly
+        partitions by receipt: the older ones are not read); the users found deleted one by
+        one."""
         with self._write_lock:
             self._read_forgotten()
-        forgotten = self._forgotten
-        if not forgotten:
-            return
-        found = self._query(
-            f"SELECT appid, user_id, min(ts_ms), min(received_ms) FROM {TABLE}"
-            " WHERE (appid, user_id) IN (SELECT appid, user_id FROM forgotten)"
-            " GROUP BY appid, user_id"
-        )
-        for appid, user_id, ts_ms, received_ms in found:
-            at = forgotten.get((str(appid), str(user_id)))
-            if at is not None and min(int(str(ts_ms)), int(str(received_ms))) <= at:
-                self._delete_forgotten(str(appid), str(user_id), at)
+        started = now_ms()
+        since = None if self._swept_at is None else self._swept_at - SWEEP_MARGIN_MS
+        forgotten = {k: at for k, at in self._forgotten.items() if since is None or at >= since}
+        if forgotten:
+            received_from = min(forgotten.values()) - SWEEP_MARGIN_MS
+            found = self._query(
+                f"SELECT appid, user_id, min(ts_ms), min(received_ms) FROM {TABLE}"
+                " WHERE received_ms >= {p1:Int64} AND (appid, user_id) IN"
+                " (SELECT appid, user_id FROM forgotten WHERE forgotten_ms >= {p2:Int64})"
+                " GROUP BY appid, user_id",
+                [received_from, min(forgotten.values())],
+            )
+            for appid, user_id, ts_ms, received_ms in found:
+                at = forgotten.get((str(appid), str(user_id)))
+                if at is not None and min(int(str(ts_ms)), int(str(received_ms))) <= at:
+                    self._delete_forgotten(str(appid), str(user_id), at)
+        self._swept_at = started
 
     def _expire_forgotten(self, cutoff_ms: int) -> None:
         """Forget the forgotten users once every event a forget erased is older than the

@@ -3,8 +3,9 @@
 ``MINIPORT_CORS_ORIGINS`` get CORS headers (none by default); the admin API and the console
 never do. Preflight requests (OPTIONS with Access-Control-Request-Method) are answered here:
 200 with the allowed methods and headers for a listed origin, 400 for any other. Answers expose
-``Retry-After`` (not a header a page on another origin may read otherwise): the JavaScript
-runtime waits at least that long after a 503 or 429 before it sends a batch again."""
+``Retry-After`` and ``Date`` (not headers a page on another origin may read otherwise): the
+JavaScript runtime waits at least that long after a 503 or 429 before it sends a batch again,
+an HTTP-date counted from the answer's ``Date`` (the server's clock, not the phone's)."""
 
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ class ContainerCORS:
             allow_origins=list(origins),
             allow_methods=["GET", "POST"],
             allow_headers=["Authorization", "Content-Type"],
-            expose_headers=["Retry-After"],
+            expose_headers=["Retry-After", "Date"],
             allow_credentials=False,  # runtime calls carry a bearer token, never cookies
             max_age=600,
         )

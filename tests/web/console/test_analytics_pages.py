@@ -9,6 +9,7 @@ import json
 import re
 
 import aiohttp
+import pytest
 
 from tests.conftest import LiveServer
 from tests.web.console.test_console_http import PASSWORD, client, csrf_of, sign_in
@@ -142,3 +143,24 @@ async def test_sdk_modules_are_served(live_server: LiveServer) -> None:
         async with s.get(f"{live_server.url}/sdk/miniport-runtime.js") as r:
             text = await r.text()
         assert "from './analytics.js'" in text
+
+
+async def test_a_page_the_event_store_cannot_answer_says_when_to_try_again(
+    live_server: LiveServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from miniport.errors import AnalyticsUnavailable
+
+    p = live_server.platform
+    await p.console_users.create_user("dev", "developer", PASSWORD)
+    app = await p.apps.create("Shop", "test")
+    await p.members.add(app.appid, "dev", "developer", "test")
+
+    async def away(*args: object, **kwargs: object) -> object:
+        raise AnalyticsUnavailable("ClickHouse cannot be reached")
+
+    monkeypatch.setattr(p.analytics, "definitions", away)
+    async with client() as s:
+        await sign_in(s, live_server.url, "dev")
+        async with s.get(f"{live_server.url}/console/apps/{app.appid}/analytics") as r:
+            assert r.status == 503 and r.headers["Retry-After"] == "5"
+            assert "ClickHouse cannot be reached" in await r.text()

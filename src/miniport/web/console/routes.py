@@ -52,7 +52,10 @@ def create_console_app(platform: Platform, state: ConsoleState) -> FastAPI:
 
     @app.exception_handler(MiniportError)
     async def _error(request: Request, exc: MiniportError) -> Response:
-        return message_page(request, "error.title", exc.message, exc.http_status)
+        page = message_page(request, "error.title", exc.message, exc.http_status)
+        if exc.retry_after_s is not None:  # as the API says it (a 503: try again later)
+            page.headers["Retry-After"] = str(int(exc.retry_after_s))
+        return page
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> Response:

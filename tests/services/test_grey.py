@@ -328,7 +328,9 @@ async def test_a_ratio_step_fetches_only_the_users_it_moves(
     assert await run(p) == len(USERS)
     bucket = {u: grey_bucket(app.appid, p.auth.openid(app.appid, u)) for u in USERS}
     moved = {u for u in USERS if 3000 <= bucket[u] < 6000}
-    assert 1 < len(moved) < len(USERS) // 2
+    # some move, some stay (about 12 of the 40 move; the appid is random, so fewer than half
+    # is not certain: 20 or more moved in 0.6 % of runs)
+    assert 0 < len(moved) < len(USERS)
 
     fake_clock.advance(3600)
     before = {u: await p.db.read(p.fetches.get_user, app.appid, u) for u in USERS}

@@ -95,18 +95,29 @@ def clickhouse_pid(port: int) -> int | None:
     return None
 
 
-def postgres_cpu_s() -> float:
-    """CPU seconds of every PostgreSQL process on this machine (server and backends), from
-    their /proc counters: the index of event ids the nodes claim in lives there. Backends that
-    exit meanwhile are missed: the nodes keep their connections open for the whole run."""
-    total = 0.0
-    for proc in Path("/proc").iterdir():
+def postgres_pids(dbname: str) -> list[int]:
+    """The PostgreSQL processes that work for this run: the backends connected to its database
+    (the nodes keep theirs open for the whole run) and the server's own (WAL writer,
+    checkpointer...); not the backends of other databases (other work on the machine)."""
+    with psycopg.connect(PG_URL, autocommit=True) as conn:
+        rows = conn.execute(
+            "SELECT pid FROM pg_stat_activity"
+            " WHERE datname = %s OR backend_type <> 'client backend'",
+            [dbname],
+        ).fetchall()
+    return [int(pid) for (pid,) in rows]
+
+
+def postgres_cpu_s(pids: list[int]) -> dict[int, float]:
+    """CPU seconds of these PostgreSQL processes, from their /proc counters (those gone are
+    left out: a difference is taken over the processes alive at both ends)."""
+    found: dict[int, float] = {}
+    for pid in pids:
         try:
-            if proc.name.isdigit() and (proc / "comm").read_text().startswith("postgres"):
-                total += cpu_s(proc.name)
+            found[pid] = cpu_s(pid)
         except OSError:
             continue
-    return total
+    return found
 
 
 def server_counters(t: HttpTransport, pid: int | None) -> tuple[int, int, float, int]:
@@ -279,10 +290,12 @@ async def run(n: int, batch: int, conns: int) -> dict[str, Any]:
             settle(ch)
             q0, r0, ch_cpu0, s0 = server_counters(ch, ch_pid)
             load_http = loadavg()
-            cpu0, pg_cpu0 = sum(cpu_s(proc.pid) for proc in procs), postgres_cpu_s()
+            pg_pids = postgres_pids(pg_name)
+            cpu0, pg_cpu0 = sum(cpu_s(proc.pid) for proc in procs), postgres_cpu_s(pg_pids)
             http_s = await load(urls, path, token, n, batch, conns)
             nodes_cpu = sum(cpu_s(proc.pid) for proc in procs) - cpu0
-            pg_cpu = postgres_cpu_s() - pg_cpu0
+            pg_cpu1 = postgres_cpu_s(pg_pids)
+            pg_cpu = sum(t - pg_cpu0[pid] for pid, t in pg_cpu1.items() if pid in pg_cpu0)
             q1, r1, ch_cpu1, s1 = server_counters(ch, ch_pid)
             with ClickHouseEventStore.from_url(analytics_url, EventKeyIndex.open(pg_url)) as store:
                 stored = store.count(appid)

@@ -42,6 +42,7 @@ from sqlalchemy import BigInteger, and_, bindparam, case, cast, delete, func, or
 from ..domain.grey import UrlSettings, grey_bucket, route_for, url_moves
 from . import schema as t
 from .db import Database, dialect_insert
+from .row_locks import lock_pairs
 
 
 @dataclass(frozen=True)
@@ -617,10 +618,12 @@ class FetchStore:
         they are not fetched twice at once: their validators are dropped, and the record of a
         fetch from a URL that is no longer the app's makes the pair due then (see
         ``_for_current_urls``). A leased pair of a disabled app leaves the index at its next
-        claim. Returns how many pairs were made due (or taken out)."""
+        claim. Returns how many pairs were made due (or taken out). On PostgreSQL the app's pairs
+        are locked first, in key order (see row_locks.py)."""
         c = t.app_users.c
         leased = and_(c.lease_until.is_not(None), c.lease_until > now)
         with self.db.writing() as conn:
+            lock_pairs(conn, c.appid == appid)
             if not self._fetchable(conn, appid):
                 return conn.execute(
                     update(t.app_users)
@@ -699,8 +702,12 @@ class FetchStore:
         way: never another URL's, and none mislabelled. Returns how many were made due."""
         if not users:
             return 0
-        ordered = sorted(users)  # key order, like every batch that locks pairs
+        ordered = sorted(users)
         with self.db.writing() as conn:
+            # two passes (leased, then free) would go back to lower keys: the users' pairs are
+            # locked first, in key order (see row_locks.py)
+            c = t.app_users.c
+            lock_pairs(conn, c.appid == appid, c.user_id.in_(ordered))
             cursor = _cursor(conn)
             try:
                 cursor.executemany(self._sql["wake_leased"], [(appid, u, now) for u in ordered])
@@ -898,6 +905,7 @@ class FetchStore:
         )
         spread = max(1, int(spread_s))
         with self.db.writing() as conn:
+            lock_pairs(conn, c.appid == appid)  # two passes: locked first (see row_locks.py)
             moved = conn.execute(
                 update(t.app_users)
                 .where(scheduled)

@@ -16,6 +16,11 @@ none running, the second insert waits for the first transaction and then fails o
 has one writer at a time): a cancel and a progress read that finds it done on two nodes at once
 do not both apply.
 
+Making the users due and putting them back lock their ``app_users`` rows first, in key order
+(see row_locks.py): the UPDATE alone locks them in the order its plan meets them (physical order
+for the scan of a large refresh), and would deadlock with a batch locking a few of the same pairs
+in key order.
+
 Each start prunes finished refreshes in its own transaction: those finished more than
 ``KEPT_S`` ago, and the app's beyond its ``KEPT_PER_APP`` newest."""
 
@@ -43,6 +48,7 @@ from sqlalchemy import (
 from ..errors import Conflict, NotFound
 from . import schema as t
 from .db import Database, conflict_on_duplicate
+from .row_locks import lock_pairs
 
 KEPT_S = 7 * 86400.0  # a finished refresh can be read for this long...
 KEPT_PER_APP = 100  # ...unless the app has started this many newer ones since
@@ -146,6 +152,7 @@ class RefreshStore:
             if refresh.state != "running":
                 return refresh
             c = t.app_users.c
+            lock_pairs(conn, self._users_of(refresh.id, refresh.appid))
             conn.execute(
                 update(t.app_users)
                 .where(
@@ -220,6 +227,7 @@ class RefreshStore:
         """Make the refresh's users due now (the engine fetches them at its own pace); pairs
         being fetched right now (leased) are left alone."""
         c = t.app_users.c
+        lock_pairs(conn, self._users_of(refresh_id, appid))
         conn.execute(
             update(t.app_users)
             .where(

@@ -1,0 +1,41 @@
+"""The one order in which PostgreSQL write transactions take the row locks of ``app_users``,
+so that two transactions writing several pairs each wait for one another at most, never
+deadlock: key order, which is byte order (``COLLATE "C"``: Python's order of ``str``, in which
+the batches sort their pairs), whatever the database's collation: the primary-key index is in
+the database's, so no statement may rely on meeting rows in index order.
+
+A statement writing many rows locks them in the order its plan meets them (physical order for
+a sequential scan), and a transaction of several statements locks statement by statement (a
+second pass goes back to lower keys while holding higher ones). So a transaction that writes
+several pairs in bulk locks them first, in order, with one ``SELECT ... ORDER BY ... FOR
+UPDATE`` (``lock_pairs``), and its writes then wait for no one. The locks cover every row the
+writes may touch (the stable part of their conditions: the app, its listed users or the
+refresh's), as one locked only when it matched could come to match before the write.
+
+Not covered: rows that do not exist yet (an insert waits only for another insert of the same
+key), and claims, which never wait (``FOR UPDATE SKIP LOCKED``). SQLite has one writer at a time
+and no row locks: the helpers do nothing there."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import Connection, Select, Table, func, select
+
+from . import schema as t
+
+
+def lock_pairs(conn: Connection, *where: Any) -> None:
+    """PostgreSQL: lock the ``app_users`` rows matching ``where``, in key order."""
+    if conn.dialect.name != "postgresql":
+        return
+    c = t.app_users.c
+    order = (c.appid.collate("C"), c.user_id.collate("C"))
+    _lock(conn, t.app_users, select(c.appid).where(*where).order_by(*order))
+
+
+def _lock(conn: Connection, table: Table, rows: Select[Any]) -> None:
+    """``table``'s rows of the query locked in its order (each as it leaves the sort: the plan
+    is LockRows over Sort), counted on the server rather than sent back."""
+    locked = rows.with_for_update(of=table).subquery()
+    conn.execute(select(func.count()).select_from(locked))

@@ -1,5 +1,6 @@
-"""On PostgreSQL every multi-row write of ``app_users`` takes its row locks in one global order
-(key order), so two of them at once wait for each other at most, never deadlock.
+"""On PostgreSQL every multi-row write takes its row locks in one global order (``app_users``
+by key, then ``fetched_data`` by key, then ``bodies`` by hash), so two of them at once wait for
+each other at most, never deadlock.
 
 Each test makes the deadlock an out-of-order writer would meet, with no timing luck: connection
 B holds a low lock (an open transaction that wrote the row, as a batch in progress would), the
@@ -21,12 +22,12 @@ from typing import Any
 
 import psycopg
 import pytest
-from sqlalchemy import insert, text, update
+from sqlalchemy import insert, select, text, update
 
 from miniport.storage import migrate
 from miniport.storage import schema as t
 from miniport.storage.db import Database
-from miniport.storage.fetches import FetchStore
+from miniport.storage.fetches import FetchRecord, FetchStore, body_hash
 from miniport.storage.refreshes import RefreshStore
 from miniport.storage.registry import App, RegistryStore
 
@@ -100,8 +101,23 @@ def held_row(b: psycopg.Connection[Any], user_id: str) -> None:
     )
 
 
+def held_body(b: psycopg.Connection[Any], digest: str) -> None:
+    """B writes a body (and holds its lock), as a batch storing it does (its count unchanged
+    here)."""
+    b.execute("UPDATE bodies SET refs = refs WHERE hash = %s", (digest,))
+
+
 def row(user_id: str) -> Callable[[psycopg.Connection[Any]], None]:
     return partial(held_row, user_id=user_id)
+
+
+def body(text: str) -> Callable[[psycopg.Connection[Any]], None]:
+    return partial(held_body, digest=body_hash(text))
+
+
+def references(db: Database) -> dict[str, int]:
+    with db.reading() as conn:
+        return {h: n for h, n in conn.execute(select(t.bodies.c.hash, t.bodies.c.refs))}
 
 
 @contextlib.contextmanager
@@ -199,3 +215,62 @@ def test_an_interval_change_reschedules_in_key_order(db: Database, url: str) -> 
         held_row(b, users[-1])
     assert moved.result() == 200
     assert user(db, users[-1])["next_due_at"] == NOW - 3600 + 7200
+
+
+# --- bodies and fetched data ---
+
+
+def stored(
+    user_id: str, body: str, kind: str = "periodic", token: str | None = None
+) -> FetchRecord:
+    return FetchRecord(
+        APP, user_id, kind, "schedule", NOW, "http://127.0.0.1/p", "cached", body=body,
+        fetched_at_ms=int(NOW * 1000), token=token,
+    )  # fmt: skip
+
+
+def two_bodies() -> tuple[str, str]:
+    """Two body texts, the first's hash lower."""
+    x, y = "body one", "body two"
+    return (x, y) if body_hash(x) < body_hash(y) else (y, x)
+
+
+def test_a_batch_replacing_bodies_takes_them_in_hash_order(db: Database, url: str) -> None:
+    """A batch upserted its new bodies in hash order, then its rows' replaced bodies lost a
+    reference (the trigger) in row order: a lower hash after a higher one."""
+    low, high = two_bodies()
+    pairs(db, "p", "q")
+    store = FetchStore(db)
+    store.record([stored("p", low), stored("q", high)])
+    replace_low = partial(store.record, [stored("p", high)])
+    with against(url, body(low), replace_low) as (b, recorded):
+        held_body(b, body_hash(high))
+    recorded.result()
+    assert store.get_data(APP, "p", "periodic").body == high  # type: ignore[union-attr]
+    assert references(db) == {body_hash(high): 2}  # low: no reference left, deleted
+
+
+def test_a_changed_token_drops_bodies_in_hash_order(db: Database, url: str) -> None:
+    """The dropped rows' bodies lost their references in row (kind) order."""
+    low, high = two_bodies()
+    pairs(db, "p")
+    store = FetchStore(db)
+    # "periodic" sorts before "pre": its body, the higher hash, was unreferenced first
+    store.record([stored("p", high, "periodic"), stored("p", low, "pre")])
+    change = partial(store.set_token, APP, "p", "another", NOW)
+    with against(url, body(low), change) as (b, changed):
+        held_body(b, body_hash(high))
+    assert changed.result() is True
+    assert store.get_data(APP, "p", "pre") is None and references(db) == {}
+
+
+def test_clearing_data_locks_pairs_before_bodies(db: Database, url: str) -> None:
+    """clear_data deleted rows (their bodies locked by the trigger), then cleared the pairs'
+    validators: a batch that held a pair and then stored the same body waited for it, while it
+    waited for the pair."""
+    pairs(db, "p")
+    store = FetchStore(db)
+    store.record([stored("p", "shared")])
+    with against(url, row("p"), partial(store.clear_data, APP, None)) as (b, cleared):
+        held_body(b, body_hash("shared"))
+    assert cleared.result() == 1 and references(db) == {}

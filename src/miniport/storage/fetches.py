@@ -19,11 +19,15 @@ Bodies are stored once (see ``store_bodies``): ``fetched_data`` names a body by 
 ``bodies`` holds each distinct text once, compressed, with a reference count kept by the writer
 (+n when it upserts) and by database triggers (-1 when a row's body is replaced or deleted; the
 body is deleted at zero). A read is still one statement: two primary-key lookups joined. A batch
-writes bodies before the rows naming them, both before the schedules move, bodies in hash order
-and rows in key order, so concurrent PostgreSQL batches lock in one order. A periodic result's
+writes bodies before the rows naming them, both before the schedules move. A periodic result's
 or pre-fetch body is written only while the pair's token is the one its fetch used
 (``current_bodies``; a pre-fetch that sent a login code is not checked): read in the batch's
-transaction, so a skipped body takes no reference at all."""
+transaction, so a skipped body takes no reference at all.
+
+On PostgreSQL every transaction that writes several pairs, data rows or bodies locks them first
+in the one global order of storage/row_locks.py (pairs by key, then data rows by key, then
+bodies by hash, the replaced ones included), so concurrent batches, wakes, refreshes and token
+changes wait for one another at most, never deadlock."""
 
 from __future__ import annotations
 
@@ -42,7 +46,7 @@ from sqlalchemy import BigInteger, and_, bindparam, case, cast, delete, func, or
 from ..domain.grey import UrlSettings, grey_bucket, route_for, url_moves
 from . import schema as t
 from .db import Database, dialect_insert
-from .row_locks import lock_pairs
+from .row_locks import lock_data, lock_pairs
 
 
 @dataclass(frozen=True)
@@ -302,7 +306,7 @@ _URLS_SQL = (
 
 
 # A batch's pairs and their tokens now (see ``current_bodies``). PostgreSQL locks them in key
-# order (byte order: Python's sorted order, in which every other batch statement goes).
+# order (byte order: Python's sorted order), the first of a batch's locks (see row_locks.py).
 _TOKENS_SQLITE = (
     "SELECT a.appid, a.user_id, a.token FROM (VALUES {values}) AS v"
     " JOIN app_users a ON a.appid = v.column1 AND a.user_id = v.column2"
@@ -312,6 +316,20 @@ _TOKENS_PG = (
     " JOIN unnest(%b::text[], %b::text[]) AS v(appid, user_id)"
     " ON a.appid = v.appid AND a.user_id = v.user_id"
     ' ORDER BY a.appid COLLATE "C", a.user_id COLLATE "C" FOR UPDATE OF a'
+)
+
+# PostgreSQL: a batch's data rows (key order), then the bodies they name now and those it will
+# store (hash order), locked before it writes any: replacing a row unreferences its previous
+# body (the trigger), which would otherwise be locked in row order after the new bodies.
+_LOCK_DATA_PG = (
+    "SELECT f.body_hash FROM fetched_data f"
+    " JOIN unnest(%b::text[], %b::text[], %b::text[]) AS v(appid, user_id, kind)"
+    " ON f.appid = v.appid AND f.user_id = v.user_id AND f.kind = v.kind"
+    ' ORDER BY f.appid COLLATE "C", f.user_id COLLATE "C", f.kind COLLATE "C" FOR UPDATE OF f'
+)
+_LOCK_BODIES_PG = (
+    "SELECT count(*) FROM (SELECT 1 FROM bodies WHERE hash = ANY(%b::text[])"
+    ' ORDER BY hash COLLATE "C" FOR UPDATE) AS locked'
 )
 
 
@@ -377,8 +395,8 @@ def store_bodies(cursor: Any, sql: dict[str, str], records: Sequence[FetchRecord
 
     Each distinct body is sent and compressed once per batch and its reference count raised by
     the number of rows that will name it, BEFORE those rows are written: the triggers then take
-    one reference from a replaced or deleted body, so a body is never freed while named. Bodies
-    go in hash order and rows in key order, so concurrent PostgreSQL writers lock in one order."""
+    one reference from a replaced or deleted body, so a body is never freed while named. (The
+    SQLite path: one writer at a time, so the order of the rows takes no locks.)"""
     hashed = [(r, body_hash(r.body)) for r in records if r.body is not None]
     if not hashed:
         return
@@ -414,6 +432,16 @@ def _latest_moves(
     return {k: _MOVE_ROW(u) for k, u in latest.items()}
 
 
+def _lock_bodies(cursor: Any, bodies: list[tuple[Any, ...]], data: list[tuple[Any, ...]]) -> None:
+    """PostgreSQL: lock a batch's data rows (``data``, in key order), then the bodies they name
+    and those of ``bodies`` (hash order), before writing any (see ``_LOCK_DATA_PG``)."""
+    cursor.execute(
+        _LOCK_DATA_PG, [[d[0] for d in data], [d[1] for d in data], [d[2] for d in data]]
+    )
+    named = {digest for (digest,) in cursor.fetchall()}
+    cursor.execute(_LOCK_BODIES_PG, [sorted(named.union(b[0] for b in bodies))])
+
+
 def _main_target(target: tuple[str, str, str], _user: str) -> tuple[str, str, str]:
     return target
 
@@ -423,7 +451,7 @@ def _body_rows(
 ) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
     """PostgreSQL's body and row arrays: one row per key (last wins: one statement cannot
     change a row twice), each distinct body once with as many references as rows naming it;
-    bodies in hash order, rows in key order."""
+    bodies in hash order, rows in key order (the order their locks were taken in)."""
     latest = {(r.appid, r.user_id, r.kind): r for r in records if r.body is not None}
     rows = [(latest[k], body_hash(str(latest[k].body))) for k in sorted(latest)]
     counts = Counter(digest for _, digest in rows)
@@ -582,7 +610,9 @@ class FetchStore:
                 cursor.execute(self._sql["token_before"], (appid, user_id))
                 before = cursor.fetchone()
                 changed = before is not None and before[0] is not None and before[0] != token
-                if changed:
+                if changed:  # the rows and their bodies locked first (see row_locks.py)
+                    f = t.fetched_data.c
+                    lock_data(conn, f.appid == appid, f.user_id == user_id)
                     cursor.execute(self._sql["drop_data"], (appid, user_id))
                 cursor.execute(self._sql["set_token"], (appid, user_id, token, appid, now))
                 return changed
@@ -1052,10 +1082,10 @@ class FetchStore:
     ) -> list[FetchRecord]:
         """The same writes as the SQLite path, one statement per kind. Bodies and schedules
         are taken last-wins per key (one statement cannot change a row twice; a schedule
-        for the pair's current token wins over a previous token's) and in key order, so
-        concurrent batches lock rows in the same order and cannot deadlock. When a body's
-        token is to be checked, the batch's pairs are locked first (key order), before
-        bodies and rows, the order of a write-behind batch too."""
+        for the pair's current token wins over a previous token's) and in key order. When a
+        body's token is to be checked, the batch's pairs are locked first (key order), the
+        order of a write-behind batch too; the data rows to be written and their bodies, those
+        replaced included, are locked before any is written (see row_locks.py)."""
         cursor = _cursor(conn)
         try:
             schedule = self._for_current_urls(conn, cursor, schedule)  # first: see _URLS_SQL
@@ -1069,6 +1099,7 @@ class FetchStore:
                 log = [_LOG_ROW(r) for r in records]
                 cursor.execute(_RECORD_PG["log"], _columns(log, 12, floats=(4, 9)))
             if bodies:  # the bodies first: the triggers then never free a body still named
+                _lock_bodies(cursor, bodies, data)
                 cursor.execute(_RECORD_PG["body"], _columns(bodies, 3))
                 cursor.execute(_RECORD_PG["data"], _columns(data, 8))
             if moves:
@@ -1086,13 +1117,16 @@ class FetchStore:
         return StoredData(body_text(row[0]), *row[1:])
 
     def clear_data(self, appid: str, user_id: str | None) -> int:
-        """Drop cached bodies and validators (the next periodic fetch is a full one)."""
+        """Drop cached bodies and validators (the next periodic fetch is a full one). On
+        PostgreSQL the pairs, the rows and their bodies are locked first (see row_locks.py)."""
         with self.db.writing() as conn:
             cond = t.fetched_data.c.appid == appid
             ucond = t.app_users.c.appid == appid
             if user_id is not None:
                 cond = and_(cond, t.fetched_data.c.user_id == user_id)
                 ucond = and_(ucond, t.app_users.c.user_id == user_id)
+            lock_pairs(conn, ucond)
+            lock_data(conn, cond)
             count = conn.execute(delete(t.fetched_data).where(cond)).rowcount
             conn.execute(update(t.app_users).where(ucond).values(etag=None, last_modified=None))
             return count

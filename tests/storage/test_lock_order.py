@@ -27,7 +27,7 @@ from sqlalchemy import insert, select, text, update
 from miniport.storage import migrate
 from miniport.storage import schema as t
 from miniport.storage.db import Database
-from miniport.storage.fetches import FetchRecord, FetchStore, body_hash
+from miniport.storage.fetches import FetchRecord, FetchStore, ScheduleUpdate, body_hash
 from miniport.storage.refreshes import RefreshStore
 from miniport.storage.registry import App, RegistryStore
 
@@ -215,6 +215,21 @@ def test_an_interval_change_reschedules_in_key_order(db: Database, url: str) -> 
         held_row(b, users[-1])
     assert moved.result() == 200
     assert user(db, users[-1])["next_due_at"] == NOW - 3600 + 7200
+
+
+def test_a_batch_of_schedules_takes_its_pairs_in_key_order(db: Database, url: str) -> None:
+    """Results without a body to check (failures, 304s) move their schedules with one
+    UPDATE ... FROM unnest, whose locks go in the order its plan meets the rows: the batch's
+    (key) order in every plan seen (the array on the outer side), so this passed before the
+    batch locked its pairs first too; it keeps that from depending on the plan."""
+    users = [f"u{i:03d}" for i in range(200)]
+    pairs(db, *reversed(users))
+    moves = [ScheduleUpdate(APP, u, NOW + 60, 1, NOW, "down", token="tok") for u in users]
+    store = FetchStore(db)
+    with against(url, row(users[0]), partial(store.record, [], moves)) as (b, recorded):
+        held_row(b, users[-1])
+    recorded.result()
+    assert user(db, users[-1])["failures"] == 1
 
 
 # --- bodies and fetched data ---

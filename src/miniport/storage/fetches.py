@@ -562,15 +562,9 @@ class FetchStore:
     ) -> None:
         """Launches and fetch results queued by the write-behind, in one transaction."""
         with self.db.writing() as conn:
-            if launches and not self.db.is_sqlite and (checked := token_checked(records)):
-                # the pairs of both, locked at once in key order before the launches' rows: the
-                # launches first, then the bodies' token check, could lock a pair after a later
-                # one that an engine batch, locking its pairs in key order, waits for
-                cursor = _cursor(conn)
-                try:
-                    self._tokens(cursor, sorted({*checked, *((a, u) for a, u, _ in launches)}))
-                finally:
-                    cursor.close()
+            if not self.db.is_sqlite:  # the launches after the batch's pairs are locked
+                self._record_pg(conn, records, (), launches)
+                return
             if launches:
                 self._launches(conn, launches)
             self._record(conn, records, ())
@@ -581,7 +575,7 @@ class FetchStore:
     def _launches(self, conn: Any, launches: Sequence[tuple[str, str, float]]) -> None:
         cursor = _cursor(conn)
         try:
-            # in key order, like the result writes: concurrent batches cannot deadlock
+            # in key order: alone, they lock the pairs in the global order (row_locks.py)
             rows = [(a, u, t, a, t) for a, u, t in sorted(launches)]
             cursor.executemany(self._sql["launch"], rows)
         finally:
@@ -1078,20 +1072,30 @@ class FetchStore:
         return records
 
     def _record_pg(
-        self, conn: Any, records: Sequence[FetchRecord], schedule: Sequence[ScheduleUpdate]
+        self,
+        conn: Any,
+        records: Sequence[FetchRecord],
+        schedule: Sequence[ScheduleUpdate],
+        launches: Sequence[tuple[str, str, float]] = (),
     ) -> list[FetchRecord]:
-        """The same writes as the SQLite path, one statement per kind. Bodies and schedules
-        are taken last-wins per key (one statement cannot change a row twice; a schedule
-        for the pair's current token wins over a previous token's) and in key order. When a
-        body's token is to be checked, the batch's pairs are locked first (key order), the
-        order of a write-behind batch too; the data rows to be written and their bodies, those
-        replaced included, are locked before any is written (see row_locks.py)."""
+        """The same writes as the SQLite path (and the write-behind's launches), one statement
+        per kind, with the locks taken first in the global order (row_locks.py): the pairs
+        whose token is checked or whose schedule moves, with the launches' (key order; the
+        launches alone are written in it), then the data rows to be written and their bodies,
+        those replaced included. A single UPDATE ... FROM unnest would lock in the order its
+        plan meets the rows. Bodies and schedules are taken last-wins per key (one statement
+        cannot change a row twice; a schedule for the pair's current token wins over a
+        previous token's)."""
         cursor = _cursor(conn)
         try:
             schedule = self._for_current_urls(conn, cursor, schedule)  # first: see _URLS_SQL
             checked = token_checked(records)
-            pairs = {*checked, *((u.appid, u.user_id) for u in schedule)} if checked else ()
+            pairs = {*checked, *((u.appid, u.user_id) for u in schedule)}
+            if pairs:
+                pairs.update((a, u) for a, u, _ in launches)
             tokens = self._tokens(cursor, sorted(pairs))
+            if launches:
+                self._launches(conn, launches)
             records = current_bodies(records, tokens)
             bodies, data = _body_rows(records)
             moves = _latest_moves(schedule, tokens)

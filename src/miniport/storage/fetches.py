@@ -434,12 +434,16 @@ def _latest_moves(
 
 def _lock_bodies(cursor: Any, bodies: list[tuple[Any, ...]], data: list[tuple[Any, ...]]) -> None:
     """PostgreSQL: lock a batch's data rows (``data``, in key order), then the bodies they name
-    and those of ``bodies`` (hash order), before writing any (see ``_LOCK_DATA_PG``)."""
+    and those of ``bodies`` (hash order), before writing any (see ``_LOCK_DATA_PG``). When
+    every body named is one the batch stores (first results, unchanged bodies), the body upsert
+    takes them all in hash order itself: the second statement is left out."""
     cursor.execute(
         _LOCK_DATA_PG, [[d[0] for d in data], [d[1] for d in data], [d[2] for d in data]]
     )
     named = {digest for (digest,) in cursor.fetchall()}
-    cursor.execute(_LOCK_BODIES_PG, [sorted(named.union(b[0] for b in bodies))])
+    stored = {b[0] for b in bodies}
+    if not named <= stored:
+        cursor.execute(_LOCK_BODIES_PG, [sorted(named | stored)])
 
 
 def _main_target(target: tuple[str, str, str], _user: str) -> tuple[str, str, str]:

@@ -270,10 +270,24 @@ _RECORD_PG = {
     " %b::bigint[], %b::text[], %b::text[], %b::int[]) ON CONFLICT (appid, user_id, kind)"
     " DO UPDATE SET body_hash = excluded.body_hash, fetched_at_ms = excluded.fetched_at_ms,"
     " path = excluded.path, query = excluded.query, scene = excluded.scene",
-    # as _RECORD_SQL's "failed" and "succeeded" in one: a failure has no last_success_at (kept)
-    # and no new validators (kept)
-    "schedule": "UPDATE app_users a SET"
-    " next_due_at = CASE WHEN a.token IS NOT DISTINCT FROM v.token THEN v.next_due_at"
+    # as _RECORD_SQL's "failed" and "succeeded" in one (see _SCHEDULE), for pairs the batch
+    # has locked already
+    "schedule": "UPDATE app_users a SET {set} FROM unnest({moves}) AS v({names})"
+    " WHERE a.appid = v.appid AND a.user_id = v.user_id",
+    # ...and for pairs it has not: alone, the UPDATE would lock them in the order its plan meets
+    # them; "locked" takes them first, in key order (see row_locks.py), and the UPDATE waits for
+    # it (a one-time filter on its count, evaluated before any row is read): no statement more
+    "schedule_locking": "WITH v AS MATERIALIZED (SELECT * FROM unnest({moves}) AS v({names})),"
+    " locked AS MATERIALIZED (SELECT 1 FROM app_users l JOIN v"
+    " ON l.appid = v.appid AND l.user_id = v.user_id"
+    ' ORDER BY l.appid COLLATE "C", l.user_id COLLATE "C" FOR UPDATE OF l)'
+    " UPDATE app_users a SET {set} FROM v WHERE a.appid = v.appid AND a.user_id = v.user_id"
+    " AND (SELECT count(*) FROM locked) >= 0",
+}
+# A batch's schedule moves: the SET clause (a failure has no last_success_at and no new
+# validators: both kept), and the arrays of _MOVE_ROW's columns.
+_SCHEDULE = {
+    "set": "next_due_at = CASE WHEN a.token IS NOT DISTINCT FROM v.token THEN v.next_due_at"
     " ELSE a.next_due_at END,"
     " failures = CASE WHEN a.token IS NOT DISTINCT FROM v.token THEN v.failures"
     " ELSE a.failures END,"
@@ -286,13 +300,14 @@ _RECORD_PG = {
     " last_modified = CASE WHEN v.new_validators AND a.token IS NOT DISTINCT FROM v.token"
     " THEN v.last_modified ELSE a.last_modified END,"
     " validators_route = CASE WHEN v.new_validators AND a.token IS NOT DISTINCT FROM v.token"
-    " THEN v.route ELSE a.validators_route END"
-    " FROM unnest(%b::text[], %b::text[], %b::text[], %b::float8[], %b::int[], %b::float8[],"
-    " %b::text[], %b::float8[], %b::bool[], %b::text[], %b::text[], %b::text[]) AS v(appid,"
-    " user_id, token, next_due_at, failures, last_attempt_at, last_error, last_success_at,"
-    " new_validators, etag, last_modified, route)"
-    " WHERE a.appid = v.appid AND a.user_id = v.user_id",
+    " THEN v.route ELSE a.validators_route END",
+    "moves": "%b::text[], %b::text[], %b::text[], %b::float8[], %b::int[], %b::float8[],"
+    " %b::text[], %b::float8[], %b::bool[], %b::text[], %b::text[], %b::text[]",
+    "names": "appid, user_id, token, next_due_at, failures, last_attempt_at, last_error,"
+    " last_success_at, new_validators, etag, last_modified, route",
 }
+for _kind in ("schedule", "schedule_locking"):
+    _RECORD_PG[_kind] = _RECORD_PG[_kind].format(**_SCHEDULE)
 
 
 # The periodic URLs of a batch's apps now (see ``FetchStore._for_current_urls``). PostgreSQL
@@ -1083,21 +1098,22 @@ class FetchStore:
         launches: Sequence[tuple[str, str, float]] = (),
     ) -> list[FetchRecord]:
         """The same writes as the SQLite path (and the write-behind's launches), one statement
-        per kind, with the locks taken first in the global order (row_locks.py): the pairs
-        whose token is checked or whose schedule moves, with the launches' (key order; the
-        launches alone are written in it), then the data rows to be written and their bodies,
-        those replaced included. A single UPDATE ... FROM unnest would lock in the order its
-        plan meets the rows. Bodies and schedules are taken last-wins per key (one statement
-        cannot change a row twice; a schedule for the pair's current token wins over a
-        previous token's)."""
+        per kind, taking their locks in the global order (row_locks.py): the pairs first, in
+        key order, then the data rows to be written and their bodies, those replaced included.
+        The pairs are locked by the token read when a body's token is checked (with the
+        launches' and the schedules' pairs); otherwise by the launches alone (written in key
+        order) or by the schedule statement (it locks its pairs first). Bodies and schedules
+        are taken last-wins per key (one statement cannot change a row twice; a schedule for
+        the pair's current token wins over a previous token's)."""
         cursor = _cursor(conn)
         try:
             schedule = self._for_current_urls(conn, cursor, schedule)  # first: see _URLS_SQL
             checked = token_checked(records)
-            pairs = {*checked, *((u.appid, u.user_id) for u in schedule)}
-            if pairs:
-                pairs.update((a, u) for a, u, _ in launches)
-            tokens = self._tokens(cursor, sorted(pairs))
+            moved = {(u.appid, u.user_id) for u in schedule}
+            launched = {(a, u) for a, u, _ in launches}
+            # one pass over the pairs: all at once when more than one statement writes them
+            once = checked or (moved and launched)
+            tokens = self._tokens(cursor, sorted({*checked, *moved, *launched} if once else ()))
             if launches:
                 self._launches(conn, launches)
             records = current_bodies(records, tokens)
@@ -1112,7 +1128,8 @@ class FetchStore:
                 cursor.execute(_RECORD_PG["data"], _columns(data, 8))
             if moves:
                 rows = [moves[k] for k in sorted(moves)]
-                cursor.execute(_RECORD_PG["schedule"], _columns(rows, 12, floats=(3, 5, 7)))
+                kind = "schedule" if once else "schedule_locking"
+                cursor.execute(_RECORD_PG[kind], _columns(rows, 12, floats=(3, 5, 7)))
         finally:
             cursor.close()
         return records

@@ -54,21 +54,29 @@ REPORT = {
 }
 
 
-async def test_same_batches_to_two_nodes_at_once_count_once(
+@contextlib.asynccontextmanager
+async def two_nodes(
     tmp_path: Path, pg_url: str, redis_url: str, clickhouse_url: str
-) -> None:
+) -> AsyncIterator[tuple[Api, Api]]:
+    """Two API nodes on one PostgreSQL, Redis and ClickHouse, and an app with a published
+    ``purchase``: its API through each node."""
     common = {"database_url": pg_url, "redis_url": redis_url, "analytics_url": clickhouse_url}
-    a_settings = make_settings(tmp_path / "a", **common)
-    b_settings = make_settings(tmp_path / "b", **common)
     async with (
-        running_server(a_settings) as node_a,
-        running_server(b_settings) as node_b,
+        running_server(make_settings(tmp_path / "a", **common)) as node_a,
+        running_server(make_settings(tmp_path / "b", **common)) as node_b,
         aiohttp.ClientSession() as session,
     ):
         appid = (await node_a.platform.apps.create("analytics", "test")).appid
         a = Api(node_a.url, node_a.platform, node_a.admin_key, appid, session)
         b = Api(node_b.url, node_b.platform, node_b.admin_key, appid, session)
         await a.define(PURCHASE, publish=True)
+        yield a, b
+
+
+async def test_same_batches_to_two_nodes_at_once_count_once(
+    tmp_path: Path, pg_url: str, redis_url: str, clickhouse_url: str
+) -> None:
+    async with two_nodes(tmp_path, pg_url, redis_url, clickhouse_url) as (a, b):
         now = now_ms()
         batches = [batch(list(range(k * 40, k * 40 + 60)), now) for k in range(12)]  # overlap
         sends = [post(node, f"u{k % 3}", body) for k, body in enumerate(batches) for node in (a, b)]
@@ -98,16 +106,7 @@ async def test_a_user_forgotten_through_one_node_stays_forgotten_on_the_other(
     batch again (its answer was lost) and u1's device's events from before the forget that
     it kept offline: nothing of them is stored (b learns of the forget with its first insert
     and deletes what that stored). u1's events after the forget are, and u2 is untouched."""
-    common = {"database_url": pg_url, "redis_url": redis_url, "analytics_url": clickhouse_url}
-    async with (
-        running_server(make_settings(tmp_path / "a", **common)) as node_a,
-        running_server(make_settings(tmp_path / "b", **common)) as node_b,
-        aiohttp.ClientSession() as session,
-    ):
-        appid = (await node_a.platform.apps.create("analytics", "test")).appid
-        a = Api(node_a.url, node_a.platform, node_a.admin_key, appid, session)
-        b = Api(node_b.url, node_b.platform, node_b.admin_key, appid, session)
-        await a.define(PURCHASE, publish=True)
+    async with two_nodes(tmp_path, pg_url, redis_url, clickhouse_url) as (a, b):
         now = now_ms()
         sent, kept = batch(list(range(10)), now), batch(list(range(10, 15)), now)
         assert (await post(b, "u1", sent))[1]["accepted"] == 10

@@ -30,6 +30,7 @@ from collections.abc import Iterable
 from typing import Any, Protocol
 
 from .. import memory
+from ..tasks import stop_tasks
 
 log = logging.getLogger(__name__)
 
@@ -375,10 +376,7 @@ class RedisBroker(MemoryBroker):
         )
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._task
+        await stop_tasks(self._task)
         if self._redis is not None:
             await self._redis.aclose()
         await super().close()

@@ -24,13 +24,13 @@ take the app's events)."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from ..events.broker import Broker, Message, Subscription
+from ..tasks import stop_tasks
 
 if TYPE_CHECKING:  # the analytics modules load at the first push (most commands never push)
     from ..analytics.ingest_rules import CheckedEvent
@@ -231,12 +231,7 @@ class LiveFeed:
             log.warning("could not push real-time events: %r", exc)
 
     async def close(self) -> None:
-        tasks = [*self._tasks, *([self._announcer] if self._announcer else [])]
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        await stop_tasks(*self._tasks, self._announcer)
         self.broker.unsubscribe(self._control)
         for relay in self._relays.values():
             self.broker.unsubscribe(relay)

@@ -17,10 +17,10 @@ One task per node for each, and none while nothing is open."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from typing import ClassVar
 
 from ..events.broker import Broker, Message
+from ..tasks import stop_tasks
 
 SWEEP_S = 15.0  # the keep-alive period: a stream's client hears from it at least this often
 
@@ -90,10 +90,5 @@ class NodeWatch:
         return None
 
     async def close(self) -> None:
-        tasks = [t for t in (self._sweeper, self._rechecker) if t is not None]
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        await stop_tasks(self._sweeper, self._rechecker)
         self.broker.unsubscribe(self._control)

@@ -121,7 +121,8 @@ def test_first_days_are_set_once_and_forgotten_with_the_user(opener: Opener) -> 
         assert store.first_days("other", {"u1": 3}) == {"u1": 3}  # per app
         assert store.first_days("shop", {}) == {}
         store.append([ev("a", user="u1", sys_platform="web")])
-        assert store.forget_user("shop", "u1") == 1
+        assert store.forget_user("shop", "u1", at_ms=150 * 86_400_000) == 1  # on day 150
+        assert store.first_days("shop", {"u1": 120}) == {}  # only erased events are that old
         assert store.first_days("shop", {"u1": 200}) == {"u1": 200}  # new again
         assert store.first_days("other", {"u1": 9}) == {"u1": 3}
     finally:

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from miniport.errors import NotFound, Unauthorized
-from miniport.events.broker import MemoryBroker
+from miniport.events.broker import MemoryBroker, Subscription
 from miniport.services import node_watch
 from miniport.services.console_guard import CHANGED_CHANNEL, ConsoleStreamGuard
 
@@ -28,6 +28,16 @@ class Access:
         self.calls += 1
         if self.refuse is not None:
             raise self.refuse
+
+
+def watched() -> tuple[MemoryBroker, ConsoleStreamGuard, Subscription, Access]:
+    """A node's broker and guard, and one console stream open on it with its check."""
+    broker = MemoryBroker()
+    guard = ConsoleStreamGuard(broker)
+    access = Access()
+    sub = broker.subscribe("\x00test:t1", "console", broadcast=False)
+    guard.watch(sub, access, guard.changes)
+    return broker, guard, sub, access
 
 
 async def settled() -> None:
@@ -58,11 +68,7 @@ async def test_a_word_ends_the_refused_streams_only_after_why() -> None:
 
 
 async def test_a_check_that_cannot_be_made_ends_nothing() -> None:
-    broker = MemoryBroker()
-    guard = ConsoleStreamGuard(broker)
-    access = Access()
-    sub = broker.subscribe("\x00test:t1", "console", broadcast=False)
-    guard.watch(sub, access, guard.changes)
+    _, guard, sub, access = watched()
     access.refuse = OSError("database away")
     assert await guard.check() == 0 and not sub.closed
     access.refuse = NotFound("app 'wxa' not found")
@@ -94,11 +100,7 @@ async def test_a_stream_opened_across_a_word_is_checked_at_once() -> None:
 
 
 async def test_announce_checks_this_node_even_when_the_broker_is_away() -> None:
-    broker = MemoryBroker()
-    guard = ConsoleStreamGuard(broker)
-    access = Access()
-    sub = broker.subscribe("\x00test:t1", "console", broadcast=False)
-    guard.watch(sub, access, guard.changes)
+    broker, guard, sub, access = watched()
 
     async def away(user_id: str, message: Any) -> None:
         raise ConnectionError("Redis away")

@@ -34,6 +34,36 @@ async def grey(p: Platform, appid: str, op: str, url: str | None = None, **kw: i
     await p.apps.confirm(pending.code, "admin")
 
 
+async def platform_on(
+    backend: str, request: pytest.FixtureRequest, platforms: Make, clock: FakeClock
+) -> Platform:
+    """A platform on the backend under test (SQLite, or the PostgreSQL of the suite)."""
+    extra = {"database_url": request.getfixturevalue("pg_url")} if backend == "postgres" else {}
+    return await platforms(clock=clock, **extra)
+
+
+async def launch_all(p: Platform, appid: str, users: list[str]) -> None:
+    """Each user launches the app and sets a token: their own id."""
+    for user in users:
+        await p.background.launch(appid, user, Launch())
+        await p.background.set_token(appid, user, user)
+
+
+def conditional(
+    record: Callable[[web.Request], object],
+) -> Callable[[web.Request], Awaitable[web.Response]]:
+    """A developer server that records each request, answers 304 to ``If-None-Match: "v1"``
+    and otherwise its path's data with that ETag."""
+
+    async def handle(req: web.Request) -> web.Response:
+        record(req)
+        if req.headers.get("If-None-Match") == '"v1"':
+            return web.Response(status=304)
+        return web.Response(text="data of " + req.path, headers={"ETag": '"v1"'})
+
+    return handle
+
+
 def served(counter: Counter) -> dict[str, str]:
     """user token -> the path that served it (the last request of each)."""
     return {r.query["token"]: r.path for r in counter.requests}
@@ -49,14 +79,11 @@ async def test_testers_then_a_share_then_promote(
     fake_clock: FakeClock,
     counter: Counter,
 ) -> None:
-    extra = {"database_url": request.getfixturevalue("pg_url")} if backend == "postgres" else {}
-    p = await platforms(clock=fake_clock, **extra)
+    p = await platform_on(backend, request, platforms, fake_clock)
     counter.headers = lambda r: {"ETag": '"v1"'}
     app = await p.apps.create("shop", "dev")
     await confirm_url(p, app.appid, "periodic", counter.url + "/main")
-    for user in USERS:
-        await p.background.launch(app.appid, user, Launch())
-        await p.background.set_token(app.appid, user, user)
+    await launch_all(p, app.appid, USERS)
     await p.apps.set_tester(app.appid, "user7", True, "dev")
 
     await grey(p, app.appid, "grey_set", counter.url + "/grey", ratio=0)
@@ -178,14 +205,8 @@ async def test_a_user_moved_to_the_other_url_is_not_sent_the_first_urls_validato
     answers 304 and the user keeps the first URL's data for another interval."""
     seen: list[tuple[str, str | None]] = []
 
-    async def handle(req: web.Request) -> web.Response:
-        seen.append((req.path, req.headers.get("If-None-Match")))
-        if req.headers.get("If-None-Match") == '"v1"':
-            return web.Response(status=304)
-        return web.Response(text="data of " + req.path, headers={"ETag": '"v1"'})
-
-    extra = {"database_url": request.getfixturevalue("pg_url")} if backend == "postgres" else {}
-    p = await platforms(clock=fake_clock, **extra)
+    handle = conditional(lambda req: seen.append((req.path, req.headers.get("If-None-Match"))))
+    p = await platform_on(backend, request, platforms, fake_clock)
     base = await loopback(handle)
     app = await p.apps.create("shop", "dev")
     await confirm_url(p, app.appid, "periodic", base + "/main")
@@ -268,8 +289,7 @@ async def test_a_user_in_flight_on_the_grey_url_when_the_ratio_is_lowered_moves_
             await gate.wait()  # the regular fetch from the grey URL hangs across the change
         return web.Response(text="data of " + req.path, headers={"ETag": '"v1"'})
 
-    extra = {"database_url": request.getfixturevalue("pg_url")} if backend == "postgres" else {}
-    p = await platforms(clock=fake_clock, **extra)
+    p = await platform_on(backend, request, platforms, fake_clock)
     base = await loopback(handle)
     app = await p.apps.create("shop", "dev")
     await confirm_url(p, app.appid, "periodic", base + "/main")
@@ -310,21 +330,15 @@ async def test_a_ratio_step_fetches_only_the_users_it_moves(
     URL; the others keep their schedule and validators, and use them at their regular time."""
     seen: list[tuple[str, str, str | None]] = []
 
-    async def handle(req: web.Request) -> web.Response:
-        seen.append((req.query["token"], req.path, req.headers.get("If-None-Match")))
-        if req.headers.get("If-None-Match") == '"v1"':
-            return web.Response(status=304)
-        return web.Response(text="data of " + req.path, headers={"ETag": '"v1"'})
-
-    extra = {"database_url": request.getfixturevalue("pg_url")} if backend == "postgres" else {}
-    p = await platforms(clock=fake_clock, **extra)
+    handle = conditional(
+        lambda req: seen.append((req.query["token"], req.path, req.headers.get("If-None-Match")))
+    )
+    p = await platform_on(backend, request, platforms, fake_clock)
     base = await loopback(handle)
     app = await p.apps.create("shop", "dev")
     await confirm_url(p, app.appid, "periodic", base + "/main")
     await grey(p, app.appid, "grey_set", base + "/grey", ratio=30)
-    for user in USERS:
-        await p.background.launch(app.appid, user, Launch())
-        await p.background.set_token(app.appid, user, user)
+    await launch_all(p, app.appid, USERS)
     assert await run(p) == len(USERS)
     bucket = {u: grey_bucket(app.appid, p.auth.openid(app.appid, u)) for u in USERS}
     moved = {u for u in USERS if 3000 <= bucket[u] < 6000}
@@ -375,15 +389,12 @@ async def test_a_grey_change_reads_its_users_in_chunks_and_leaves_fetches_in_fli
     moment keeps its lease (not fetched twice at once) but loses its validators; a pair with no
     token or no launch is not touched."""
     monkeypatch.setattr(apps_service, "WAKE_CHUNK", 7)
-    extra = {"database_url": request.getfixturevalue("pg_url")} if backend == "postgres" else {}
-    p = await platforms(clock=fake_clock, **extra)
+    p = await platform_on(backend, request, platforms, fake_clock)
     counter.headers = lambda r: {"ETag": '"v1"'}
     app = await p.apps.create("shop", "dev")
     await confirm_url(p, app.appid, "periodic", counter.url + "/main")
     await grey(p, app.appid, "grey_set", counter.url + "/grey", ratio=0)
-    for user in USERS:
-        await p.background.launch(app.appid, user, Launch())
-        await p.background.set_token(app.appid, user, user)
+    await launch_all(p, app.appid, USERS)
     await p.background.set_token(app.appid, "no-launch", "t")
     assert await run(p) == len(USERS)
     bucket = {u: grey_bucket(app.appid, p.auth.openid(app.appid, u)) for u in USERS}

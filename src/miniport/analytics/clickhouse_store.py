@@ -65,8 +65,9 @@ retries, nothing acknowledged is lost, and a retry that did reach ClickHouse is
 deduplicated at read time.
 
 Retention: partitions whose every event is older than the cut-off are dropped (cheap);
-the rest is deleted with ``ALTER TABLE DELETE`` (asynchronous on a server), and reports
-never read before ``not_before_ms`` anyway. Listed ids whose every copy goes leave
+the rest is deleted with ``ALTER TABLE DELETE`` (a mutation, done in the background on a
+server), which the round waits for (up to ten minutes: it is a background job), and
+reports never read before ``not_before_ms`` anyway. Listed ids whose every copy goes leave
 ``event_dups`` first, so the list that reports filter with does not grow for good.
 ``forget_user`` deletes a user's events, waits for the mutation to finish, then takes the
 user's listed ids out of ``event_dups``.
@@ -898,7 +899,7 @@ class ClickHouseEventStore:
         self._keys.delete_older_than(cutoff_ms)
         if not count:
             return 0
-        unlisted = self._unlist_older_than(cutoff_ms)
+        self._unlist_older_than(cutoff_ms)
         for (partition,) in self._select(
             "SELECT DISTINCT partition FROM system.parts WHERE database = {p1:String}"
             " AND table = {p2:String} AND active",
@@ -909,19 +910,21 @@ class ClickHouseEventStore:
         self._t.execute(
             render_clickhouse(f"ALTER TABLE {TABLE} DELETE WHERE ts_ms < {{p1:Int64}}", [cutoff_ms])
         )
-        if unlisted:  # their copies are counted apart by reads without a window until gone
-            self._wait_for_mutations(_RETENTION_WAIT_S)
+        # waited for always: reads without a window (``count``, the unlisted ids' copies) would
+        # see the old rows until it is done, and the next round would count them again and
+        # queue a second delete behind the first
+        self._wait_for_mutations(_RETENTION_WAIT_S)
         return count
 
-    def _unlist_older_than(self, cutoff_ms: int) -> bool:
+    def _unlist_older_than(self, cutoff_ms: int) -> None:
         """Take out of ``event_dups`` the ids whose every stored copy is older than
         ``cutoff_ms`` (retention is about to delete them), so that the list every report
         filters with does not grow for the life of the data. An id with a copy at or after the
         cut-off stays listed. Done and waited for before the events go: the mutation's subquery
         reads them. (A copy of an unlisted id that lands later has the same old time, below
-        every report's ``not_before_ms``.) Whether any id was taken out: the caller then waits
-        for the events' own delete, as reads without a window (``count``) would see both
-        copies of an unlisted id until it is done."""
+        every report's ``not_before_ms``.) The caller then waits for the events' own delete:
+        reads without a window (``count``) would see both copies of an unlisted id until it is
+        done."""
         where = (
             "(appid, uid) IN (SELECT appid, uid FROM events WHERE (appid, uid) IN"
             f" (SELECT appid, uid FROM {DUPS_TABLE}) GROUP BY appid, uid"
@@ -932,8 +935,6 @@ class ClickHouseEventStore:
                 render_clickhouse(f"ALTER TABLE {DUPS_TABLE} DELETE WHERE {where}", [cutoff_ms])
             )
             self._wait_for_mutations()
-            return True
-        return False
 
     def forget_user(self, appid: str, user_id: str, at_ms: int | None = None) -> int:
         """Delete every event of one user of one app; returns how many rows went. The user

@@ -20,6 +20,7 @@ from miniport.analytics.event_store import AppendResult, EventStore, StoredEvent
 from miniport.analytics.reports import EventQuery, FieldSlots
 from miniport.storage.event_keys import EventKeyIndex, key_hash
 from tests.conftest import event_keys_at
+from tests.support.clickhouse import record_deletes_and_waits, waited_after_the_last_delete
 
 T0 = 1_793_491_200_000  # 2026-11-01T00:00:00Z
 DAY = 86_400_000
@@ -391,21 +392,9 @@ def test_retention_returns_once_its_delete_is_done(
     rows of 4 right after the delete)."""
     s, _ = stores
     s.append([ev("old", ts=T0 - 35 * DAY), ev("new")])  # not a whole old month: a mutation
-    steps: list[str] = []
-    execute, wait = s._t.execute, s._wait_for_mutations
-
-    def recorded_execute(sql: str, *args: Any, **kw: Any) -> Any:
-        steps.append("delete" if sql.startswith("ALTER TABLE events DELETE") else "other")
-        return execute(sql, *args, **kw)
-
-    def recorded_wait(*args: Any) -> None:
-        steps.append("wait")
-        wait(*args)
-
-    s._t.execute = recorded_execute  # type: ignore[method-assign]
-    s._wait_for_mutations = recorded_wait  # type: ignore[method-assign]
+    steps = record_deletes_and_waits(s)
     assert s.delete_older_than(T0 - 30 * DAY) == 1
-    assert "wait" in steps[steps.index("delete") :]
+    assert waited_after_the_last_delete(steps)
     assert (
         s._scalar(
             "SELECT count() FROM system.mutations WHERE database = currentDatabase()"

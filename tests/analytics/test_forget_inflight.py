@@ -23,6 +23,7 @@ from miniport.analytics.event_store import (
 )
 from miniport.analytics.reports import EventQuery
 from tests.conftest import event_keys_at
+from tests.support.clickhouse import record_deletes_and_waits, waited_after_the_last_delete
 
 KINDS = ["duckdb", "clickhouse", "chdb"]
 T0 = 1_793_491_200_000  # 2026-11-01T00:00:00Z
@@ -157,7 +158,6 @@ def test_a_forget_is_remembered_for_a_day_past_the_retention_window(store: Event
     assert store.append([ev("b1", ts=AT + 10, received=AT)]) == AppendResult(0, 1)
     store.delete_older_than(AT + FORGOTTEN_KEPT_MS + 1)  # every one of them is out of the window
     if isinstance(store, ClickHouseEventStore):
-        store._wait_for_mutations()
         store._read_forgotten()
     assert store._forgotten == {}  # type: ignore[attr-defined]
     assert uids(store, "ann") == ["a1"]
@@ -224,7 +224,9 @@ def test_retention_deletes_what_a_forget_erased_that_a_node_stored_unchecked(
     a.forget_user("shop", "bob", AT)
     b._insert([ev("b1"), ev("b2", ts=AT + 1, received=AT + 1), ev("a1", user="ann")])
     assert uids(a, "bob") == ["b1", "b2"]
-    a.delete_older_than(0)
+    steps = record_deletes_and_waits(a)
+    a.delete_older_than(0)  # nothing older than 0: the sweep's delete alone, waited for
+    assert waited_after_the_last_delete(steps)
     assert uids(a, "bob") == ["b2"]
     assert uids(a, "ann") == ["a1"]
 

@@ -746,14 +746,15 @@ class ClickHouseEventStore:
             )
         )
 
-    def _sweep_forgotten(self) -> None:
+    def _sweep_forgotten(self) -> bool:
         """Delete what a forget erased that was stored anyway: by a node stopped (or cut
         from ClickHouse) between an insert and its check. Such rows were on their way when
         the forget was made (an insert lasts minutes at most): the forgets made since this
         node's last sweep (less ``SWEEP_MARGIN_MS``; all of them at its first) are looked
         for, among the events received from an hour before the first of them on (monthly
         partitions by receipt: the older ones are not read); the users found deleted one by
-        one."""
+        one. Whether it deleted anything (mutations: the caller waits for them)."""
+        deleted = False
         with self._write_lock:
             self._read_forgotten()
         started = now_ms()
@@ -772,16 +773,21 @@ class ClickHouseEventStore:
                 at = forgotten.get((str(appid), str(user_id)))
                 if at is not None and min(int(str(ts_ms)), int(str(received_ms))) <= at:
                     self._delete_forgotten(str(appid), str(user_id), at)
+                    deleted = True
         self._swept_at = started
+        return deleted
 
-    def _expire_forgotten(self, cutoff_ms: int) -> None:
+    def _expire_forgotten(self, cutoff_ms: int) -> bool:
         """Forget the forgotten users once every event a forget erased is older than the
-        retention cut-off (a day after the forget: see FORGOTTEN_KEPT_MS)."""
+        retention cut-off (a day after the forget: see FORGOTTEN_KEPT_MS). Whether any
+        went (a mutation: the caller waits for it)."""
         params = [cutoff_ms - FORGOTTEN_KEPT_MS]
         where = "forgotten_ms < {p1:Int64}"
-        if self._scalar(f"SELECT count() FROM forgotten WHERE {where}", params):
-            delete = f"ALTER TABLE forgotten DELETE WHERE {where}"
-            self._t.execute(render_clickhouse(delete, params))
+        if not self._scalar(f"SELECT count() FROM forgotten WHERE {where}", params):
+            return False
+        delete = f"ALTER TABLE forgotten DELETE WHERE {where}"
+        self._t.execute(render_clickhouse(delete, params))
+        return True
 
     def _existing(self, keys: Collection[tuple[str, str]]) -> set[tuple[str, str]]:
         """The keys stored at least once: the exact lookup of the ids that the index says
@@ -889,31 +895,30 @@ class ClickHouseEventStore:
     def delete_older_than(self, cutoff_ms: int) -> int:
         if isinstance(cutoff_ms, bool) or not isinstance(cutoff_ms, int):
             raise TypeError("cutoff_ms must be an int")
-        self._expire_forgotten(cutoff_ms)
-        self._sweep_forgotten()
+        expired = self._expire_forgotten(cutoff_ms)
+        swept = self._sweep_forgotten()
         count = self._scalar(f"SELECT count() FROM {TABLE} WHERE ts_ms < {{p1:Int64}}", [cutoff_ms])
         # the keys of claims whose insert never happened (an outage) go too: nothing in
         # ClickHouse keeps them; a retry of a dropped key is stored again unlooked-up, as
         # DuckDB would store it, and a copy that ClickHouse's (asynchronous) delete has not
         # reached yet is older than every report's not_before_ms, so no report reads both
         self._keys.delete_older_than(cutoff_ms)
-        if not count:
-            return 0
-        self._unlist_older_than(cutoff_ms)
-        for (partition,) in self._select(
-            "SELECT DISTINCT partition FROM system.parts WHERE database = {p1:String}"
-            " AND table = {p2:String} AND active",
-            [self._t.database, TABLE],
-        ):
-            if wholly_older(str(partition), cutoff_ms):
-                self._t.execute(f"ALTER TABLE {TABLE} DROP PARTITION {partition}")
-        self._t.execute(
-            render_clickhouse(f"ALTER TABLE {TABLE} DELETE WHERE ts_ms < {{p1:Int64}}", [cutoff_ms])
-        )
-        # waited for always: reads without a window (``count``, the unlisted ids' copies) would
-        # see the old rows until it is done, and the next round would count them again and
-        # queue a second delete behind the first
-        self._wait_for_mutations(_RETENTION_WAIT_S)
+        if count:
+            self._unlist_older_than(cutoff_ms)
+            for (partition,) in self._select(
+                "SELECT DISTINCT partition FROM system.parts WHERE database = {p1:String}"
+                " AND table = {p2:String} AND active",
+                [self._t.database, TABLE],
+            ):
+                if wholly_older(str(partition), cutoff_ms):
+                    self._t.execute(f"ALTER TABLE {TABLE} DROP PARTITION {partition}")
+            where = f"ALTER TABLE {TABLE} DELETE WHERE ts_ms < {{p1:Int64}}"
+            self._t.execute(render_clickhouse(where, [cutoff_ms]))
+        # its deletes are waited for: reads without a window (``count``, the unlisted ids'
+        # copies, a forgotten user's) would see the rows until they are done, and the next
+        # round would count them again and queue a second delete behind the first
+        if count or expired or swept:
+            self._wait_for_mutations(_RETENTION_WAIT_S)
         return count
 
     def _unlist_older_than(self, cutoff_ms: int) -> None:

@@ -5,7 +5,7 @@ health and devtools say which URL served (SQLite and PostgreSQL)."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import pytest
@@ -433,3 +433,115 @@ async def test_a_grey_change_reads_its_users_in_chunks_and_leaves_fetches_in_fli
     assert not [r for r in counter.requests if "If-None-Match" in r.headers]
     ghost = await p.db.read(p.fetches.get_user, app.appid, "no-launch")
     assert ghost is not None and ghost["next_due_at"] is None
+
+
+@pytest.mark.parametrize(
+    "backend", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+)
+async def test_a_grey_wake_cut_short_is_resumed_from_where_it_stopped(
+    backend: str,
+    request: pytest.FixtureRequest,
+    platforms: Make,
+    fake_clock: FakeClock,
+    counter: Counter,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The database went away after two chunks of a ramp step's wake (a restart does the
+    same): the change was applied, and the rest of the users it moved waited for their
+    regular fetch, up to 12 hours, on their old URL's body. The change records how far its
+    wake got; once nothing has moved it on for a minute, the scheduler finishes it."""
+    monkeypatch.setattr(apps_service, "WAKE_CHUNK", 7)
+    p = await platform_on(backend, request, platforms, fake_clock)
+    app = await p.apps.create("shop", "dev")
+    await confirm_url(p, app.appid, "periodic", counter.url + "/main")
+    await grey(p, app.appid, "grey_set", counter.url + "/grey", ratio=0)
+    await launch_all(p, app.appid, USERS)
+    assert await run(p) == len(USERS)
+    bucket = {u: grey_bucket(app.appid, p.auth.openid(app.appid, u)) for u in USERS}
+    moved = sorted(u for u in USERS if bucket[u] < 5000)
+    fake_clock.advance(3600)
+
+    woken = p.fetches.wake_users
+    chunks: list[Sequence[str]] = []
+
+    def dies_at_the_third_chunk(appid: str, users: Sequence[str], now: float) -> int:
+        if len(chunks) == 2:
+            raise ConnectionError("the database went away")
+        chunks.append(users)
+        return woken(appid, users, now)
+
+    monkeypatch.setattr(p.fetches, "wake_users", dies_at_the_third_chunk)
+    with pytest.raises(ConnectionError):
+        await grey(p, app.appid, "grey_ratio", ratio=50)
+    assert (await p.apps.settings(app.appid))["urls"]["periodic"]["grey_ratio"] == 50  # applied
+
+    async def due_now() -> list[str]:
+        rows = [await p.db.read(p.fetches.get_user, app.appid, u) for u in USERS]
+        return sorted(r["user_id"] for r in rows if r and r["next_due_at"] <= fake_clock.now())
+
+    first_two = sorted(USERS)[:14]
+    assert await due_now() == [u for u in moved if u in first_two]
+    (owed,) = await p.db.read(p.registry.owed_wakes, fake_clock.now() + 1)
+    assert owed.wake_from == first_two[-1]
+    monkeypatch.setattr(p.fetches, "wake_users", woken)  # the database is back
+
+    assert await p.apps.resume_wakes() == 0  # it may still be moving on (another node's)
+    fake_clock.advance(apps_service.WAKE_IDLE_S)
+    assert await p.apps.resume_wakes() == 1
+    assert await due_now() == moved
+    assert await p.db.read(p.registry.owed_wakes, fake_clock.now() + 1) == []
+    assert await p.apps.resume_wakes() == 0
+    counter.requests.clear()
+    assert await run(p) == len(moved)
+    assert served(counter) == {u: "/grey" for u in moved}
+
+
+async def test_a_url_change_whose_wake_failed_wakes_every_user_later(
+    platforms: Make, fake_clock: FakeClock, counter: Counter, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A main URL change wakes the whole app in one write: cut short, it is owed too."""
+    p = await platforms(clock=fake_clock)
+    app = await p.apps.create("shop", "dev")
+    await confirm_url(p, app.appid, "periodic", counter.url + "/old")
+    await launch_all(p, app.appid, USERS[:5])
+    assert await run(p) == 5
+    fake_clock.advance(3600)
+    wake_app = p.fetches.wake_app
+
+    def down(appid: str, now: float) -> int:
+        raise ConnectionError("the database went away")
+
+    monkeypatch.setattr(p.fetches, "wake_app", down)
+    with pytest.raises(ConnectionError):
+        await confirm_url(p, app.appid, "periodic", counter.url + "/new")
+    monkeypatch.setattr(p.fetches, "wake_app", wake_app)
+    counter.requests.clear()
+    assert await run(p) == 0  # nobody due: their next fetch is 11 hours away
+    fake_clock.advance(apps_service.WAKE_IDLE_S)
+    assert await p.apps.resume_wakes() == 1
+    assert await run(p) == 5
+    assert served(counter) == {u: "/new" for u in USERS[:5]}
+
+
+async def test_the_scheduler_resumes_owed_wakes_and_outlives_a_failed_round(
+    platforms: Make, fake_clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    p = await platforms(clock=fake_clock)
+    rounds: list[str] = []
+
+    async def resume() -> int:
+        rounds.append("round")
+        if len(rounds) == 1:
+            raise ConnectionError("the database went away")
+        return 0
+
+    monkeypatch.setattr(p.apps, "resume_wakes", resume)
+    stop = asyncio.Event()
+    loop = asyncio.create_task(p.apps.wake_loop(stop, every_s=0.01))
+
+    async def three_rounds() -> bool:
+        return len(rounds) >= 3
+
+    await eventually(three_rounds)  # the first failed; the loop went on
+    stop.set()
+    await asyncio.wait_for(loop, 5)

@@ -357,9 +357,12 @@ async def _worker(settings: Settings) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     console.print(f"Miniport worker fetching for {settings.state_url.split('@')[-1]}")
+    wakes = asyncio.create_task(platform.apps.wake_loop(stop))
     try:
         await engine.run(stop)
     finally:
+        stop.set()
+        await wakes
         await platform.close()
         end_serving()
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -19,13 +22,15 @@ from ..errors import Forbidden, InvalidInput
 from ..storage.db import Database
 from ..storage.fetches import FetchStore
 from ..storage.health import health_series
-from ..storage.registry import App, ConfirmedChange, RegistryStore
+from ..storage.registry import App, ConfirmedChange, OwedWake, RegistryStore
 from ..storage.registry import ChangeRequest as ChangeRequest  # re-exported for the web layer
 
 OPS = ("set", "enable", "disable", "grey_set", "grey_ratio", "grey_promote", "grey_clear")
 MAIN_OPS = ("set", "enable", "disable")  # they concern every user of the app
 WAKE_CHUNK = 5000  # users read (and their moves written) per transaction by a grey change
+WAKE_IDLE_S = 60.0  # a wake whose change has not moved on for this long was cut short
 MAX_USER_ID = 128
+log = logging.getLogger(__name__)
 _CODE_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"  # no 0/O/1/I: it is typed by hand
 
 
@@ -175,22 +180,56 @@ class AppService:
         return change
 
     async def _wake(self, confirmed: ConfirmedChange) -> None:
+        c = confirmed.change
+        await self._wake_owed(OwedWake(c.id, c.appid, c.op, confirmed.before, confirmed.after, ""))
+
+    async def _wake_owed(self, owed: OwedWake) -> None:
         """The users a periodic change moves to another URL are fetched from it at once, in
         full. A main URL change or a switch concerns them all (due now, or out of the due index
         when disabled); a grey change only those whose URL differs before and after it (a ramp
         step: the buckets between the two ratios; a promote: the main users), read in chunks
         of WAKE_CHUNK users, each chunk's wake its own short write transaction, so the engine
-        keeps claiming meanwhile and the users left alone keep their schedule and validators."""
-        appid, before, after = confirmed.change.appid, confirmed.before, confirmed.after
-        if confirmed.change.op in MAIN_OPS or wakes_everyone(before, after):
+        keeps claiming meanwhile and the users left alone keep their schedule and validators.
+        The change records how far its wake got after each chunk (``wake_moved_on``): one cut
+        short (a restart, a database error) is resumed from there by ``resume_wakes``. A chunk
+        woken and not yet recorded is woken again then: each of its users fetched once more."""
+        appid, before, after = owed.appid, owed.before, owed.after
+        if owed.op in MAIN_OPS or wakes_everyone(before, after):
             await self.db.write(self.fetches.wake_app, appid, self.clock.now())
+            await self.db.write(self.registry.wake_moved_on, owed.change_id, None, self.clock.now())
             return
-        last: str | None = ""
+        last: str | None = owed.wake_from
         while last is not None:
             moved, last = await self.db.read(
                 self.fetches.moved_users, appid, before, after, last, WAKE_CHUNK
             )
             await self.db.write(self.fetches.wake_users, appid, moved, self.clock.now())
+            await self.db.write(self.registry.wake_moved_on, owed.change_id, last, self.clock.now())
+
+    async def resume_wakes(self) -> int:
+        """Finish the wakes that confirmed changes owe and that nothing has moved on for
+        WAKE_IDLE_S (a wake in progress records each chunk far sooner); returns how many.
+        Several nodes may resume the same one at once: a user woken twice is due now either
+        way."""
+        owed = await self.db.read(self.registry.owed_wakes, self.clock.now() - WAKE_IDLE_S)
+        for wake in owed:
+            log.warning(
+                "resuming the wake of change %s (%s %s) after user %r: it was cut short",
+                wake.change_id, wake.appid, wake.op, wake.wake_from,
+            )  # fmt: skip
+            await self._wake_owed(wake)
+        return len(owed)
+
+    async def wake_loop(self, stop: asyncio.Event, every_s: float = WAKE_IDLE_S) -> None:
+        """The scheduler's: ``resume_wakes`` at its start and every ``every_s`` seconds; a
+        failed round (the database away) is logged and tried again next time."""
+        while not stop.is_set():
+            try:
+                await self.resume_wakes()
+            except Exception:  # the next round tries again: the wake stays owed
+                log.exception("resuming owed wakes failed; trying again in %.0f s", every_s)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), every_s)
 
     async def settings(self, appid: str) -> dict[str, Any]:
         await self.get(appid)

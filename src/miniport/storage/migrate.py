@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     from alembic.config import Config
 
 MIGRATIONS = Path(__file__).parent / "migrations"
-HEAD = "0017"  # the newest revision in migrations/versions (a test keeps the two in step)
+HEAD = "0018"  # the newest revision in migrations/versions (a test keeps the two in step)
 # PostgreSQL advisory lock held while migrating: nodes starting together on one empty database
 # migrate one at a time (the others then find it at HEAD) instead of racing on CREATE TABLE.
 MIGRATION_LOCK = 0x6D696E69706F7274  # "miniport"

@@ -64,6 +64,19 @@ class ConfirmedChange:
 
 
 @dataclass(frozen=True)
+class OwedWake:
+    """A confirmed periodic change whose wake (``AppService._wake``) is not done: the users it
+    moves between ``before`` and ``after`` whose id sorts after ``wake_from`` are still owed."""
+
+    change_id: str
+    appid: str
+    op: str
+    before: UrlSettings
+    after: UrlSettings
+    wake_from: str
+
+
+@dataclass(frozen=True)
 class AuditEntry:
     id: int
     ts: float
@@ -427,6 +440,13 @@ class RegistryStore:
             before = UrlSettings(**previous)
             after = UrlSettings(**{**previous, **values})
             stamp = {"updated_at": now} if replaces_a_url(before, after) else {}
+            if row.kind == "periodic":  # its wake is owed until done (see owed_wakes)
+                urls = {"before": before.__dict__, "after": after.__dict__}
+                conn.execute(
+                    update(t.change_requests)
+                    .where(t.change_requests.c.id == row.id)
+                    .values(wake_from="", wake_at=now, wake_urls=json.dumps(urls))
+                )
             conn.execute(
                 update(t.fetch_urls)
                 .where(and_(t.fetch_urls.c.appid == row.appid, t.fetch_urls.c.kind == row.kind))
@@ -448,6 +468,33 @@ class RegistryStore:
                 applied=values,
             )
         return ConfirmedChange(self._change(row), before, after)
+
+    def owed_wakes(self, idle_since: float) -> list[OwedWake]:
+        """The wakes owed by confirmed changes that have not moved on after ``idle_since``:
+        the process waking them stopped, or its database went away, in the middle (a wake
+        moving on writes ``wake_at`` after each chunk), oldest change first."""
+        c = t.change_requests.c
+        with self.db.reading() as conn:
+            rows = conn.execute(
+                select(c.id, c.appid, c.op, c.wake_from, c.wake_urls)
+                .where(and_(c.wake_from.is_not(None), c.wake_at <= idle_since))
+                .order_by(c.decided_at, c.id)
+            ).all()
+        owed = []
+        for row in rows:
+            urls = json.loads(row.wake_urls)
+            before, after = UrlSettings(**urls["before"]), UrlSettings(**urls["after"])
+            owed.append(OwedWake(row.id, row.appid, row.op, before, after, row.wake_from))
+        return owed
+
+    def wake_moved_on(self, change_id: str, wake_from: str | None, now: float) -> None:
+        """Record a wake's progress: the users up to ``wake_from`` are woken (None: all)."""
+        c = t.change_requests.c
+        values: dict[str, Any] = {"wake_from": wake_from, "wake_at": now}
+        if wake_from is None:
+            values["wake_urls"] = None
+        with self.db.writing() as conn:
+            conn.execute(update(t.change_requests).where(c.id == change_id).values(**values))
 
     @staticmethod
     def _current_urls(conn: Any, row: Any) -> dict[str, Any]:

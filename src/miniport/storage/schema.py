@@ -155,6 +155,12 @@ change_requests = Table(
     Column("expires_at", Float, nullable=False),
     Column("decided_by", String(128), nullable=True),
     Column("decided_at", Float, nullable=True),
+    # a periodic change's wake still owed (see RegistryStore.owed_wakes): the last user id
+    # woken ("" before the first; NULL once done or never owed), when it last moved on, and
+    # the URL settings it moved users between ({"before": {...}, "after": {...}})
+    Column("wake_from", String(128), nullable=True),
+    Column("wake_at", Float, nullable=True),
+    Column("wake_urls", Text, nullable=True),
     Index("ix_change_requests_appid_status", "appid", "status"),
 )
 

@@ -226,6 +226,7 @@ def create_app(platform: Platform, *, run_scheduler: bool | None = None) -> Mini
             alerts = asyncio.create_task(
                 platform.alerts.loop(stop, platform.settings.alert_check_s)
             )
+            wakes = asyncio.create_task(platform.apps.wake_loop(stop))
         try:
             yield
         finally:
@@ -236,6 +237,7 @@ def create_app(platform: Platform, *, run_scheduler: bool | None = None) -> Mini
             if retention is not None:
                 await retention
                 await alerts
+                await wakes
             await platform.close()
 
     app = MiniportAPI(

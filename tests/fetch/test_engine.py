@@ -1006,3 +1006,48 @@ async def test_a_fetch_error_quoting_the_url_does_not_show_the_users_token(
         assert stored is not None and "SECRET" not in (stored["last_error"] or "")
         shown = await p.background.fetch_now(appid, "u1", "periodic", Launch())
         assert "SECRET" not in (shown["error"] or "")
+
+
+async def test_the_engine_outlives_its_database_going_away(
+    platforms: Make, fake_clock: FakeClock, counter: Counter, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A claim that failed (PostgreSQL restarting, a failover) ended the engine's task: the
+    server went on answering launches and never fetched again until it was restarted. The
+    engine waits and tries again, and fetches once the database answers."""
+    from miniport.fetch import engine as engine_module
+
+    monkeypatch.setattr(engine_module, "RETRY_S", 0.01)
+    p = await platforms(clock=fake_clock)
+    appid = await periodic_app(p, counter.url)
+    await user(p, appid, "u1", "t1")
+    claim, polls = p.fetches.claim_due, p.fetches.next_due_at
+    failed: list[str] = []
+
+    def claim_away(*args: Any) -> Any:
+        if len(failed) < 3:
+            failed.append("claim")
+            raise ConnectionError("the database went away")
+        return claim(*args)
+
+    def poll_away(*args: Any) -> Any:
+        if "poll" not in failed:
+            failed.append("poll")
+            raise ConnectionError("the database went away")
+        return polls(*args)
+
+    monkeypatch.setattr(p.fetches, "claim_due", claim_away)
+    monkeypatch.setattr(p.fetches, "next_due_at", poll_away)
+    async with engine_running(p, asyncio.Event()) as engine:
+
+        async def fetched() -> bool:
+            return len(counter.requests) == 1 and engine.completed == 1
+
+        await eventually(fetched)
+        fake_clock.advance(12 * H)  # its next regular time: fetched again (the idle poll
+        engine.wake()  # failed once on the way)
+
+        async def again() -> bool:
+            return len(counter.requests) == 2
+
+        await eventually(again)
+    assert failed == ["claim", "claim", "claim", "poll"]

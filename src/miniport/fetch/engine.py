@@ -34,6 +34,8 @@ from .client import Fetcher, FetchResult
 from .outcome import record_for, schedule_after
 
 log = logging.getLogger("miniport.engine")
+RETRY_S = 1.0  # the first wait after a claim failed (the database away), doubling ...
+RETRY_MAX_S = 30.0  # ... up to this
 Notify = Callable[[Sequence[FetchRecord]], Awaitable[None]]
 Pair = tuple[str, str]
 
@@ -312,35 +314,24 @@ class PeriodicEngine:
                 await asyncio.wait_for(self._wake.wait(), delay)
 
     async def run(self, stop: asyncio.Event, *, until_idle: bool = False) -> None:
-        """Run until ``stop`` is set (or, with ``until_idle``, until nothing is due)."""
+        """Run until ``stop`` is set (or, with ``until_idle``, until nothing is due). The
+        database away (a claim or the idle poll failing) does not end it: it tries again
+        after a wait that doubles from RETRY_S to RETRY_MAX_S, and goes on once it answers."""
         recorder = asyncio.create_task(self._record_loop(stop))
         renewer = asyncio.create_task(self._renew_loop())
+        failures = 0
         try:
             while not stop.is_set():
-                room = self.concurrency - self._in_flight
-                if room <= 0 or (room < self._low_water and self._in_flight):
-                    self._slot_free.clear()
-                    await self._slot_free.wait()
-                    continue
-                claimed = await self._claim(min(room, self.claim_batch))
-                for due in claimed:
-                    self._in_flight += 1
-                    task = asyncio.create_task(self._fetch_one(due))
-                    self._tasks.add(task)
-                    task.add_done_callback(self._tasks.discard)
-                if claimed:
-                    continue
-                if until_idle and self._in_flight == 0:
-                    if not self._done:
+                try:
+                    if not await self._step(until_idle):
                         break
-                    await asyncio.sleep(0.01)  # the recorder is storing the last results
-                    continue
-                if self._in_flight:
-                    self._slot_free.clear()
+                    failures = 0
+                except Exception:  # the state database away: the loop must outlive it
+                    failures += 1
+                    delay = min(RETRY_MAX_S, RETRY_S * 2 ** min(failures - 1, 16))
+                    log.exception("claiming due fetches failed; trying again in %.1f s", delay)
                     with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(self._slot_free.wait(), 0.05)
-                else:
-                    await self._wait_for_work()
+                        await asyncio.wait_for(stop.wait(), delay)
         finally:
             await self._finish_in_flight()
             stop.set()
@@ -351,6 +342,35 @@ class PeriodicEngine:
             with contextlib.suppress(asyncio.CancelledError):
                 await renewer
             await self._release_claims()
+
+    async def _step(self, until_idle: bool) -> bool:
+        """One turn of ``run``: claim what there is room for, or wait for room or for work.
+        False when ``until_idle`` is met."""
+        room = self.concurrency - self._in_flight
+        if room <= 0 or (room < self._low_water and self._in_flight):
+            self._slot_free.clear()
+            await self._slot_free.wait()
+            return True
+        claimed = await self._claim(min(room, self.claim_batch))
+        for due in claimed:
+            self._in_flight += 1
+            task = asyncio.create_task(self._fetch_one(due))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+        if claimed:
+            return True
+        if until_idle and self._in_flight == 0:
+            if not self._done:
+                return False
+            await asyncio.sleep(0.01)  # the recorder is storing the last results
+            return True
+        if self._in_flight:
+            self._slot_free.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._slot_free.wait(), 0.05)
+        else:
+            await self._wait_for_work()
+        return True
 
     async def _release_claims(self) -> None:
         """Claims still held after the last flush (fetches cancelled, results that failed to

@@ -19,7 +19,7 @@ from miniport.errors import InvalidInput
 from miniport.platform import Platform
 from miniport.verify import SIGNATURE_HEADER, sign
 from tests.conftest import confirm_url
-from tests.support.platforms import Counter, StartServer, run
+from tests.support.platforms import Counter, StartServer, eventually, run
 
 Make = Callable[..., Awaitable[Platform]]
 
@@ -212,3 +212,49 @@ async def test_an_alert_whose_webhook_failed_is_sent_again(
     assert await p.alerts.check() == 0  # delivered now
     (alert,) = (await p.alerts.history(app.appid))["alerts"]
     assert alert["delivery"]["webhook"] == "sent" and alert["delivery"]["attempts"] == 2
+
+
+async def test_the_alert_loop_outlives_a_failed_round(
+    platforms: Make, fake_clock: FakeClock, counter: Counter, loopback: StartServer
+) -> None:
+    """A round whose database read failed (PostgreSQL restarting) ended the loop: a data
+    server that failed afterwards was never reported. The next round tries again."""
+    received: list[bytes] = []
+
+    async def hook(request: web.Request) -> web.Response:
+        received.append(await request.read())
+        return web.Response(text="ok")
+
+    hooks = web.Application()
+    hooks.router.add_post("/alerts", hook)
+    hook_url = await loopback(hooks)
+    p = await platforms(clock=fake_clock)
+    app = await p.apps.create("shop", "dev")
+    await confirm_url(p, app.appid, "periodic", counter.url + "/periodic")
+    await p.alerts.configure(app.appid, {"webhook": hook_url + "/alerts"})
+    for i in range(25):
+        await p.background.launch(app.appid, f"u{i}", Launch())
+        await p.background.set_token(app.appid, f"u{i}", f"t{i}")
+    counter.status = 503
+    assert await run(p) == 25
+    settings, failed = p.alerts.store.settings, []
+
+    def away() -> Any:
+        if not failed:
+            failed.append(1)
+            raise ConnectionError("the database went away")
+        return settings()
+
+    p.alerts.store.settings = away  # type: ignore[method-assign]
+    stop = asyncio.Event()
+    loop = asyncio.create_task(p.alerts.loop(stop, 0.01))
+
+    async def alerted() -> bool:
+        return len(received) == 1
+
+    try:
+        await eventually(alerted)
+    finally:
+        stop.set()
+        await asyncio.wait_for(loop, 5)
+    assert failed and json.loads(received[0])["state"] == "failing"

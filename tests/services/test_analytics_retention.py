@@ -110,3 +110,38 @@ async def test_the_window_is_a_setting_and_the_loop_runs_the_job(tmp_path: Path)
             await asyncio.wait_for(loop, 5)
     finally:
         await p.close()
+
+
+async def test_the_loop_outlives_a_failed_round(tmp_path: Path) -> None:
+    """A round that raised anything but AnalyticsUnavailable (the id index's PostgreSQL
+    away, a disk error) ended the loop: no event was deleted again until a restart."""
+    clock = FakeClock(1_800_000_000.0)
+    p = create_platform(make_settings(tmp_path, analytics_retention_days=7), clock)
+    await p.start()
+    try:
+        appid = await setup(p)
+        await report_at(p, clock, appid, ["a"])
+        clock.advance(8 * DAY_S)
+        store = p.analytics.store
+        delete, failed = store.delete_older_than, []
+
+        def fails_once(cutoff_ms: int) -> int:
+            if not failed:
+                failed.append(cutoff_ms)
+                raise ConnectionError("the id index went away")
+            return delete(cutoff_ms)
+
+        store.delete_older_than = fails_once  # type: ignore[method-assign]
+        stop = asyncio.Event()
+        loop = asyncio.create_task(p.analytics.retention_loop(stop, every_s=0.05))
+        try:
+            for _ in range(200):
+                if await p.analytics.count(appid) == 0:
+                    break
+                await asyncio.sleep(0.02)
+            assert failed and await p.analytics.count(appid) == 0
+        finally:
+            stop.set()
+            await asyncio.wait_for(loop, 5)
+    finally:
+        await p.close()

@@ -238,7 +238,13 @@ class AlertService:
             return f"error: {exc.__class__.__name__}"
 
     async def loop(self, stop: asyncio.Event, every_s: float) -> None:
+        """``check`` every ``every_s`` seconds until ``stop``. A round that failed (the state
+        database away) is logged and the next one tries again: it ended the loop, and no
+        alert was sent again until a restart."""
         while not stop.is_set():
-            await self.check()
+            try:
+                await self.check()
+            except Exception:  # the loop must outlive it
+                log.exception("checking alerts failed; trying again in %.0f s", every_s)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), every_s)

@@ -9,7 +9,6 @@ event stream (test configurations to a tester's devices, live test reports to th
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import datetime as dt
 import hashlib
 import logging
@@ -1009,10 +1008,17 @@ class AnalyticsService(ReportQueries):
         return await asyncio.to_thread(self.store.delete_older_than, self.not_before_ms())
 
     async def retention_loop(self, stop: asyncio.Event, every_s: float = 3600) -> None:
+        """A round every ``every_s`` seconds; one that failed (ClickHouse or the id index
+        away) is logged and the next round tries again: the loop never ends before ``stop``
+        (it did on any error but AnalyticsUnavailable, and no event was deleted again)."""
         while not stop.is_set():
-            with contextlib.suppress(AnalyticsUnavailable):  # ClickHouse away: next round
+            try:
                 await self._empty_slots()
                 await self.apply_retention()
+            except AnalyticsUnavailable as exc:
+                log.warning("retention round skipped: %s; trying again in %.0f s", exc, every_s)
+            except Exception:  # the loop must outlive it: the next round tries again
+                log.exception("retention round failed; trying again in %.0f s", every_s)
             try:
                 await asyncio.wait_for(stop.wait(), every_s)
             except TimeoutError:

@@ -21,6 +21,7 @@ The tree (code, HTTP status)::
     ├── Conflict                    conflict               409  also a unique-key violation
     ├── ChangeNotConfirmable        change_not_confirmable 410
     ├── ServerNotRunning            server_not_running     503  Retry-After 10
+    ├── StateUnavailable            state_unavailable      503  state database away; Retry-After 5
     └── AnalyticsUnavailable        analytics_unavailable  503  ClickHouse away; Retry-After 5
 
 ``TokenNotSet`` and ``NoData`` keep their own base (``MiniportError``) in code; they are drawn
@@ -32,6 +33,8 @@ seconds): how long a client should wait before it tries again. The runtimes wait
 long (capped at their longest retry delay) and spread their retries beyond it with jitter, so
 10,000 devices that failed at the same moment do not all come back at the same moment.
 ``AnalyticsUnavailable``: 5 s, about what a ClickHouse restart or a failover takes.
+``StateUnavailable``: 5 s, as the state database (PostgreSQL) restarts or fails over; on
+SQLite a write still locked out after the busy timeout (another process held the file).
 ``ServerNotRunning``: 10 s, about what a restart of ``miniport serve`` takes (the CLI raises it
 when the server does not answer; no route answers with it today).
 """
@@ -166,6 +169,16 @@ class ServerNotRunning(MiniportError):
     code = "server_not_running"
     http_status = 503
     retry_after_s = 10
+
+
+class StateUnavailable(MiniportError):
+    """The state database cannot be reached (PostgreSQL restarting, a failover, its
+    connections used up) or, on SQLite, stayed locked: nothing was done, retry (raised at
+    the storage boundary, ``storage.db``)."""
+
+    code = "state_unavailable"
+    http_status = 503
+    retry_after_s = 5
 
 
 class AnalyticsUnavailable(MiniportError):

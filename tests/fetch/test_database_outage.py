@@ -1,6 +1,6 @@
-"""A real server on PostgreSQL keeps its background work going through an outage of its state
-database: the database refuses every connection for a while (as during a restart or a
-failover), then answers again."""
+"""A real server on PostgreSQL through an outage of its state database: the database refuses
+every connection for a while (as during a restart or a failover), then answers again. The APIs
+answer 503 with a Retry-After meanwhile, and the background work goes on afterwards."""
 
 from __future__ import annotations
 
@@ -29,7 +29,7 @@ def refuse_connections(database: str, refuse: bool) -> None:
             )
 
 
-async def test_periodic_fetching_goes_on_after_the_database_comes_back(
+async def test_an_outage_is_a_503_and_fetching_goes_on_after_it(
     tmp_path: Path, pg_url: str, counter: Counter
 ) -> None:
     """The engine's claim failed while the database was away, which ended the engine's task:
@@ -58,6 +58,22 @@ async def test_periodic_fetching_goes_on_after_the_database_comes_back(
             await eventually(fetched_once)
             await asyncio.to_thread(refuse_connections, database, True)
             try:
+                # the APIs that need the database answer "not now" (the runtimes wait
+                # Retry-After and send again), not 500 Internal Server Error
+                for method, path, body in [
+                    ("POST", "/background-fetch/token", {"token": "t2"}),
+                    ("GET", "/background-fetch/data?fetchType=periodic", None),
+                ]:
+                    async with s.request(method, base + path, json=body) as r:
+                        assert r.status == 503, (path, r.status, await r.text())
+                        assert r.headers["Retry-After"] == "5"
+                        error = await r.json()
+                        assert error["error"] == "state_unavailable"
+                        assert error["errMsg"].endswith(":fail " + error["message"])
+                # a launch is written behind: answered now, kept, and stored once it is back
+                other = {"Authorization": f"Bearer {server.platform.auth.runtime_token('v')}"}
+                async with s.post(base + "/launch", json={}, headers=other) as r:
+                    assert r.status == 200
                 await asyncio.sleep(3)  # a few of the engine's turns fail meanwhile
                 during = len(arrivals)
             finally:
@@ -67,3 +83,9 @@ async def test_periodic_fetching_goes_on_after_the_database_comes_back(
                 return len(arrivals) > during
 
             await eventually(fetched_again, timeout_s=45)
+
+            async def launch_stored() -> bool:
+                row = await server.platform.db.read(server.platform.fetches.get_user, appid, "v")
+                return row is not None and row["last_launch_at"] is not None
+
+            await eventually(launch_stored, timeout_s=45)

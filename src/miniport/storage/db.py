@@ -8,7 +8,9 @@ and ``await db.read(fn)`` run them off the event loop.
 
 A unique-key violation becomes ``errors.Conflict`` here, at the storage boundary
 (:func:`conflict_on_duplicate`): a create lets the database decide who was first, instead of
-reading before inserting, so two concurrent creates give one row and one clear 409."""
+reading before inserting, so two concurrent creates give one row and one clear 409. The
+database away becomes ``errors.StateUnavailable`` (503, Retry-After) here too
+(:func:`unavailable_as_503`), instead of an internal error."""
 
 from __future__ import annotations
 
@@ -21,11 +23,12 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
 
-from sqlalchemy import Connection, Engine, create_engine, event
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import Connection, Engine, create_engine, event, make_url
+from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.pool import NullPool
 
-from ..errors import Conflict
+from ..errors import Conflict, StateUnavailable
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -54,6 +57,28 @@ def conflict_on_duplicate(message: str) -> Iterator[None]:
         if is_unique_violation(exc):
             raise Conflict(message) from exc
         raise
+
+
+# SQLite's messages for a database it could not use for now (locked past the busy timeout by
+# another process, a file it could not open or read); its other errors are the caller's
+_SQLITE_UNAVAILABLE = ("locked", "busy", "unable to open", "disk i/o")
+# the DB-API classes of such errors (each driver has its own; subclasses count too)
+_DRIVER_UNAVAILABLE = frozenset({"OperationalError", "InterfaceError"})
+
+
+def is_unavailable(exc: BaseException, is_sqlite: bool) -> bool:
+    """Whether ``exc`` means the database cannot be used now (retry later), not that the
+    statement is wrong: on PostgreSQL every operational or interface error (connection
+    refused or ended, server shutting down, a deadlock, a statement timeout), raw from the
+    driver (a hot point read) or wrapped by SQLAlchemy, and the pool's connections all in use
+    past its timeout; on SQLite the ones above."""
+    if isinstance(exc, PoolTimeout):
+        return True
+    if isinstance(exc, OperationalError | InterfaceError) and exc.orig is not None:
+        exc = exc.orig
+    if not _DRIVER_UNAVAILABLE & {base.__name__ for base in type(exc).__mro__}:
+        return False
+    return not is_sqlite or any(word in str(exc).lower() for word in _SQLITE_UNAVAILABLE)
 
 
 def dialect_insert(is_sqlite: bool) -> Callable[..., Any]:
@@ -188,18 +213,42 @@ class Database:
 
     async def write(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._writer, functools.partial(fn, *args, **kwargs))
+        call = functools.partial(fn, *args, **kwargs)
+        with self.unavailable_as_503():
+            return await loop.run_in_executor(self._writer, call)
 
     async def read_point(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         """A point read by primary key. On SQLite it runs inline: a WAL reader never waits for a
         writer, and the lookup (~15 µs) is cheaper than the hop to a thread (~50 µs)."""
         if self.is_sqlite:
-            return fn(*args, **kwargs)
+            with self.unavailable_as_503():
+                return fn(*args, **kwargs)
         return await self.read(fn, *args, **kwargs)
 
     async def read(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._readers, functools.partial(fn, *args, **kwargs))
+        call = functools.partial(fn, *args, **kwargs)
+        with self.unavailable_as_503():
+            return await loop.run_in_executor(self._readers, call)
+
+    @contextlib.contextmanager
+    def unavailable_as_503(self, *, say_where: bool = False) -> Iterator[None]:
+        """Around work on the database: its being away (``is_unavailable``) is raised as
+        ``StateUnavailable``, which every API answers with a 503 and a Retry-After, and the
+        background loops log and retry; any other error passes unchanged. ``say_where``: the
+        message names the database (its URL without password) and the driver's reason, for
+        the operator starting a command (an API's clients are not told where it lives)."""
+        try:
+            yield
+        except Exception as exc:
+            if not is_unavailable(exc, self.is_sqlite):
+                raise
+            message = "the state database cannot be reached right now; try again"
+            if say_where:
+                where = make_url(self.url).render_as_string(hide_password=True)
+                reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+                message = f"the state database {where} cannot be reached: {reason}"
+            raise StateUnavailable(message) from exc
 
     def close(self) -> None:
         self._writer.shutdown(wait=True)

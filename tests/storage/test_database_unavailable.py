@@ -1,0 +1,88 @@
+"""The state database away is a 503 to retry, not an internal error: which errors mean "not
+now" (``is_unavailable``), and ``Database`` raising them as ``StateUnavailable`` on a real
+SQLite file held by another connection."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import psycopg
+import pytest
+from sqlalchemy import event, text
+from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
+
+from miniport.errors import StateUnavailable
+from miniport.storage.db import Database, is_unavailable
+
+
+def wrapped(orig: Exception, kind: type[Exception] = OperationalError) -> Exception:
+    return kind("SELECT 1", {}, orig)  # type: ignore[call-arg]
+
+
+@pytest.mark.parametrize(
+    "exc",
+    [
+        wrapped(psycopg.OperationalError("connection refused")),
+        wrapped(psycopg.errors.AdminShutdown("terminating connection")),
+        wrapped(psycopg.errors.DeadlockDetected("deadlock detected")),
+        psycopg.OperationalError("server closed the connection unexpectedly"),  # a raw read
+        psycopg.InterfaceError("the connection is closed"),
+        PoolTimeout("QueuePool limit of size 10 overflow 10 reached"),
+    ],
+)
+def test_postgresql_errors_that_mean_not_now(exc: Exception) -> None:
+    assert is_unavailable(exc, is_sqlite=False)
+
+
+@pytest.mark.parametrize(
+    "exc, is_sqlite",
+    [
+        (wrapped(psycopg.errors.UndefinedTable("no such relation"), ProgrammingError), False),
+        (wrapped(psycopg.errors.UniqueViolation("duplicate key"), IntegrityError), False),
+        (wrapped(sqlite3.OperationalError("no such table: apps")), True),  # a bug, not an outage
+        (ValueError("database is locked"), True),
+        (KeyError("x"), False),
+    ],
+)
+def test_errors_that_are_the_statements_pass_unchanged(exc: Exception, is_sqlite: bool) -> None:
+    assert not is_unavailable(exc, is_sqlite=is_sqlite)
+
+
+@pytest.mark.parametrize("message", ["database is locked", "disk I/O error", "unable to open"])
+def test_sqlite_errors_that_mean_not_now(message: str) -> None:
+    assert is_unavailable(wrapped(sqlite3.OperationalError(message)), is_sqlite=True)
+
+
+async def test_a_sqlite_file_locked_by_another_process_is_state_unavailable(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "state.db"
+    db = Database(f"sqlite:///{path}")
+    # after the engine's own connect hook (30 s): a test need not wait that long
+    event.listen(db.engine, "connect", lambda conn, _: conn.execute("PRAGMA busy_timeout = 50"))
+    try:
+        with db.writing() as conn:
+            conn.execute(text("CREATE TABLE t (x INTEGER)"))
+        other = sqlite3.connect(path, isolation_level=None)
+        other.execute("BEGIN EXCLUSIVE")  # another process holds the file
+
+        def write() -> None:
+            with db.writing() as conn:
+                conn.execute(text("INSERT INTO t VALUES (1)"))
+
+        def bad_statement() -> None:
+            with db.reading() as conn:
+                conn.execute(text("SELECT * FROM nowhere"))
+
+        with pytest.raises(StateUnavailable, match="try again") as caught:
+            await db.write(write)
+        assert caught.value.http_status == 503 and caught.value.retry_after_s == 5
+        other.execute("ROLLBACK")
+        other.close()
+        await db.write(write)  # the file is free: the same write goes through
+        with pytest.raises(OperationalError, match="no such table"):
+            await db.read(bad_statement)
+    finally:
+        db.close()

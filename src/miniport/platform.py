@@ -222,9 +222,11 @@ def create_platform(
     clock = clock or SystemClock()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     db = Database(settings.state_url)
-    migrate.upgrade(db.engine)
+    with db.unavailable_as_503(say_where=True):
+        migrate.upgrade(db.engine)
+        ring = keyring.load(db)
     registry = RegistryStore(db)
-    key = (ring := keyring.load(db)).current
+    key = ring.current
     fetcher = _make_fetcher(settings)
     if broker is None:
         broker = RedisBroker(settings.redis_url) if settings.redis_url else MemoryBroker()

@@ -13,14 +13,14 @@ from typing import Any
 import aiohttp
 
 from tests.conftest import free_port
-from tests.support.cli import CLEAN_ENV, MINIPORT, Result
+from tests.support.cli import CLEAN_ENV, MINIPORT, Result, run_cli
 from tests.support.platforms import eventually
 
 
-async def serve_once(*argv: str) -> Result:
+async def serve_once(*argv: str, env: dict[str, str] | None = None) -> Result:
     """A `miniport serve` expected to end by itself."""
     proc = await asyncio.create_subprocess_exec(
-        MINIPORT, "serve", *argv, env={**CLEAN_ENV, "COLUMNS": "80"},
+        MINIPORT, "serve", *argv, env={**CLEAN_ENV, "COLUMNS": "80", **(env or {})},
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
     )  # fmt: skip
     out, err = await asyncio.wait_for(proc.communicate(), 30)
@@ -61,6 +61,19 @@ async def test_a_port_in_use_ends_the_start_at_once(tmp_path: Path) -> None:
                                 "--data-dir", str(tmp_path / "d"))  # fmt: skip
         refused_once(demo, f"127.0.0.1:{port}", "--demo-port")
     assert not (tmp_path / "d" / "server.json").exists()
+
+
+async def test_an_unreachable_state_database_ends_the_start_at_once(tmp_path: Path) -> None:
+    """It printed a 160-line traceback (and ``app list`` the same)."""
+    closed = free_port()  # nothing listens there
+    url = f"postgresql://miniport:hunter2@127.0.0.1:{closed}/miniport"
+    env = {"MINIPORT_DATABASE_URL": url}
+    result = await serve_once("--port", str(free_port()), "--data-dir", str(tmp_path), env=env)
+    refused_once(result, f"postgresql://miniport:***@127.0.0.1:{closed}/miniport", "refused")
+    assert "hunter2" not in result.err
+    listed = await run_cli("app", "list", "--data-dir", str(tmp_path), env={**env, "COLUMNS": "80"})
+    assert listed.code == 1 and listed.err.startswith("error: the state database"), listed
+    assert "Traceback" not in listed.err and "hunter2" not in listed.err
 
 
 async def test_root_docs_and_metrics(miniport_server: Any) -> None:

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from ..errors import StateUnavailable
 from . import logs
 from .common import (
     DataDir,
@@ -408,7 +409,7 @@ def _start(settings: Settings, host: str, port: int, demo_port: int | None) -> N
             _install_uvloop()
             with contextlib.suppress(KeyboardInterrupt):
                 asyncio.run(_serve(settings, sock, demo_sock))
-    except StartRefused as exc:
+    except (StartRefused, StateUnavailable) as exc:
         err_console.print(f"[red]error[/red]: {exc}", highlight=False, soft_wrap=True)
         raise typer.Exit(2) from None
 

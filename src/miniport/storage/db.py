@@ -10,7 +10,7 @@ A unique-key violation becomes ``errors.Conflict`` here, at the storage boundary
 (:func:`conflict_on_duplicate`): a create lets the database decide who was first, instead of
 reading before inserting, so two concurrent creates give one row and one clear 409. The
 database away becomes ``errors.StateUnavailable`` (503, Retry-After) here too
-(:func:`unavailable_as_503`), instead of an internal error."""
+(``Database.unavailable``), instead of an internal error."""
 
 from __future__ import annotations
 
@@ -213,42 +213,56 @@ class Database:
 
     async def write(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         loop = asyncio.get_running_loop()
-        call = functools.partial(fn, *args, **kwargs)
-        with self.unavailable_as_503():
-            return await loop.run_in_executor(self._writer, call)
+        try:  # (no context manager: these three are on every request's path)
+            return await loop.run_in_executor(self._writer, functools.partial(fn, *args, **kwargs))
+        except Exception as exc:
+            if is_unavailable(exc, self.is_sqlite):
+                raise self.unavailable(exc) from exc
+            raise
 
     async def read_point(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         """A point read by primary key. On SQLite it runs inline: a WAL reader never waits for a
         writer, and the lookup (~15 µs) is cheaper than the hop to a thread (~50 µs)."""
-        if self.is_sqlite:
-            with self.unavailable_as_503():
-                return fn(*args, **kwargs)
-        return await self.read(fn, *args, **kwargs)
+        if not self.is_sqlite:
+            return await self.read(fn, *args, **kwargs)
+        try:
+            return fn(*args, **kwargs)
+        except Exception as exc:
+            if is_unavailable(exc, self.is_sqlite):
+                raise self.unavailable(exc) from exc
+            raise
 
     async def read(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         loop = asyncio.get_running_loop()
-        call = functools.partial(fn, *args, **kwargs)
-        with self.unavailable_as_503():
-            return await loop.run_in_executor(self._readers, call)
+        try:
+            return await loop.run_in_executor(self._readers, functools.partial(fn, *args, **kwargs))
+        except Exception as exc:
+            if is_unavailable(exc, self.is_sqlite):
+                raise self.unavailable(exc) from exc
+            raise
+
+    def unavailable(self, exc: BaseException, *, say_where: bool = False) -> StateUnavailable:
+        """The ``StateUnavailable`` for ``exc`` (an ``is_unavailable`` error), which every API
+        answers with a 503 and a Retry-After, and the background loops log and retry. With
+        ``say_where`` its message names the database (its URL without password) and the
+        driver's reason, for the operator starting a command (an API's clients are not told
+        where it lives)."""
+        if not say_where:
+            return StateUnavailable("the state database cannot be reached right now; try again")
+        where = make_url(self.url).render_as_string(hide_password=True)
+        reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+        return StateUnavailable(f"the state database {where} cannot be reached: {reason}")
 
     @contextlib.contextmanager
     def unavailable_as_503(self, *, say_where: bool = False) -> Iterator[None]:
         """Around work on the database: its being away (``is_unavailable``) is raised as
-        ``StateUnavailable``, which every API answers with a 503 and a Retry-After, and the
-        background loops log and retry; any other error passes unchanged. ``say_where``: the
-        message names the database (its URL without password) and the driver's reason, for
-        the operator starting a command (an API's clients are not told where it lives)."""
+        :meth:`unavailable`; any other error passes unchanged."""
         try:
             yield
         except Exception as exc:
-            if not is_unavailable(exc, self.is_sqlite):
-                raise
-            message = "the state database cannot be reached right now; try again"
-            if say_where:
-                where = make_url(self.url).render_as_string(hide_password=True)
-                reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
-                message = f"the state database {where} cannot be reached: {reason}"
-            raise StateUnavailable(message) from exc
+            if is_unavailable(exc, self.is_sqlite):
+                raise self.unavailable(exc, say_where=say_where) from exc
+            raise
 
     def close(self) -> None:
         self._writer.shutdown(wait=True)

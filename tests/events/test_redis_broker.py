@@ -211,3 +211,28 @@ async def told_and_ended(events: SSE, error: str, message: str) -> None:
         "unauthorized", {"type": "unauthorized", "error": error, "message": message})
     with pytest.raises(EOFError):
         await events.next(5)
+
+
+async def test_a_publish_while_redis_is_away_reaches_this_nodes_streams(
+    brokers: Callable[[], Awaitable[RedisBroker]], caplog: pytest.LogCaptureFixture
+) -> None:
+    """Redis refusing connections (a restart): a publish raised, and the API call that
+    published after committing its change (an analytics publish, a devtools refresh)
+    answered 500. It now reaches this node's streams and says so in a warning."""
+    import redis.asyncio as aioredis
+
+    from tests.conftest import free_port
+
+    node = await brokers()
+    alice = node.subscribe("alice", "phone")
+    working = node._redis
+    node._redis = aioredis.from_url(f"redis://127.0.0.1:{free_port()}")  # nothing listens
+    try:
+        await node.publish("alice", {"type": "ping", "n": 1})
+    finally:
+        await node._redis.aclose()
+        node._redis = working
+    assert await alice.next(5) == {"type": "ping", "n": 1}
+    assert "went to this node's streams only" in caplog.text
+    await node.publish("alice", {"type": "ping", "n": 2})  # Redis back: through it again
+    assert await alice.next(10) == {"type": "ping", "n": 2}

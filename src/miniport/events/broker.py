@@ -371,9 +371,23 @@ class RedisBroker(MemoryBroker):
         self.deliver(user_id, message)
 
     async def publish(self, user_id: str, message: Message) -> None:
-        await self._redis.publish(
-            self.CHANNEL, json.dumps({"user_id": user_id, "message": message})
-        )
+        """To every node's streams through Redis. Redis away: to this node's streams only,
+        and a warning; the other nodes' streams are ended when their listener sees the drop
+        (their clients reconnect and read the data afresh). It raised, and the API call that
+        published after its change was committed (an analytics publish, a refresh) answered
+        500 although the change was made."""
+        try:
+            await self._redis.publish(
+                self.CHANNEL, json.dumps({"user_id": user_id, "message": message})
+            )
+        except Exception as exc:
+            from redis.exceptions import RedisError
+
+            if not isinstance(exc, RedisError | OSError):
+                raise
+            log.warning("Redis unreachable (%s): a %r message went to this node's streams only",
+                        exc, message.get("type"))  # fmt: skip
+            self.deliver(user_id, message)
 
     async def close(self) -> None:
         await stop_tasks(self._task)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
@@ -11,7 +12,7 @@ from aiohttp import web
 from miniport.clock import FakeClock
 from miniport.domain.acceptance import decode_body
 from miniport.domain.requests import Launch
-from miniport.errors import NoData
+from miniport.errors import NoData, StateUnavailable
 from miniport.platform import Platform
 from miniport.storage.fetches import FetchRecord
 from tests.support.platforms import StartServer, periodic_app, run, settle, user
@@ -124,3 +125,64 @@ async def test_a_launch_with_control_characters_is_refused(platforms: Make) -> N
     with pytest.raises(InvalidInput, match="query contains control characters"):
         LaunchIn(query="a=x\ny").to_launch()
     assert LaunchIn(path="/pages/a", query="x=1").to_launch() == Launch("pages/a", "x=1", 1001)
+
+
+def locked() -> sqlite3.OperationalError:
+    """What SQLite raises for a file another process holds past the busy timeout."""
+    return sqlite3.OperationalError("database is locked")
+
+
+async def test_the_database_away_costs_one_write_per_try_not_one_per_item(
+    platforms: Make, fake_clock: FakeClock
+) -> None:
+    """Each try wrote every queued item alone once the group write had failed: with the
+    database away, thousands of failing writes per second for as long as it stayed away."""
+    p = await platforms(clock=fake_clock)
+    app = await p.apps.create("shop", "test")
+    original, calls = p.fetches.write_batch, []
+
+    def away(launches: Sequence[Any], records: Sequence[FetchRecord]) -> None:
+        calls.append(len(launches))
+        raise locked()
+
+    p.fetches.write_batch = away  # type: ignore[method-assign]
+    for i in range(50):
+        p.background.pending.launch(app.appid, f"u{i}", fake_clock.now())
+    with pytest.raises(StateUnavailable):
+        await p.background.pending.flush()
+    assert calls == [50]
+    p.fetches.write_batch = original  # type: ignore[method-assign]
+    await p.background.pending.flush()
+    assert await p.db.read(p.fetches.get_user, app.appid, "u49") is not None
+
+
+async def test_an_item_written_alone_while_the_database_came_back_is_kept(
+    platforms: Make, fake_clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A group write failed on one bad item; while the rest were written one by one, the
+    database was away for the first of them and back for the next. The first was dropped as
+    if the database refused it ("the database works: what still fails is bad data"): a
+    launch lost for good. It is kept, and written at the next try."""
+    p = await platforms(clock=fake_clock)
+    app = await p.apps.create("shop", "test")
+    original, alone = p.fetches.write_batch, []
+
+    def flaky(launches: Sequence[Any], records: Sequence[FetchRecord]) -> None:
+        if any(user == "bad" for _, user, _ in launches):
+            raise ValueError("refused by the database")
+        if len(launches) == 1:
+            alone.append(launches[0][1])
+            if len(alone) == 1:
+                raise locked()  # away for the first item alone, back for the next
+        original(launches, records)
+
+    p.fetches.write_batch = flaky  # type: ignore[method-assign]
+    for name in ("ann", "bad", "cy"):
+        p.background.pending.launch(app.appid, name, fake_clock.now())
+    await settle(p)
+    assert alone[:2] == ["ann", "cy"]  # ann while it was away, cy once it was back
+    await p.background.pending.flush()  # the next try (the queue's own comes 20 ms later)
+    for name in ("ann", "cy"):
+        assert await p.db.read(p.fetches.get_user, app.appid, name) is not None, name
+    assert await p.db.read(p.fetches.get_user, app.appid, "bad") is None
+    assert "dropped a launch of" in caplog.text and f"{app.appid}/ann" not in caplog.text

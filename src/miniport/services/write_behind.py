@@ -12,6 +12,7 @@ import contextlib
 import logging
 from collections.abc import Callable
 
+from ..errors import StateUnavailable
 from ..storage.db import Database
 from ..storage.fetches import FetchRecord, FetchStore, StoredData
 
@@ -85,6 +86,9 @@ class WriteBehind:
             return
         try:
             await self.db.write(self.store.write_batch, launches, records)
+        except StateUnavailable:  # all kept for the next try: not one write per item
+            self._keep(launches, records)
+            raise
         except Exception:
             launches, records = await self._one_by_one(launches, records)
         self._unfresh(records)  # flushed: the database now has them
@@ -103,43 +107,57 @@ class WriteBehind:
     async def _one_by_one(
         self, launches: list[tuple[str, str, float]], records: list[FetchRecord]
     ) -> tuple[list[tuple[str, str, float]], list[FetchRecord]]:
-        """After a failed group write: write each item alone. One bad item (say, a value the
-        database refuses) is dropped and logged instead of blocking everything behind it; when
-        nothing can be written (the database is away) everything is kept for the next try, up
-        to MAX_PENDING items."""
+        """After a group write failed on its data: write each item alone. One bad item (say,
+        a value the database refuses) is dropped and logged instead of blocking everything
+        behind it. An item that failed because the database was away (``StateUnavailable``:
+        it may go, or come back, during the pass) is kept for the next try, never taken for a
+        bad one; when nothing could be written at all, everything is kept."""
         done_l: list[tuple[str, str, float]] = []
         done_r: list[FetchRecord] = []
-        failed_l: list[tuple[str, str, float]] = []
-        failed_r: list[FetchRecord] = []
+        away_l: list[tuple[str, str, float]] = []
+        away_r: list[FetchRecord] = []
+        bad_l: list[tuple[str, str, float]] = []
+        bad_r: list[FetchRecord] = []
         for launch in launches:
             try:
                 await self.db.write(self.store.write_batch, [launch], [])
                 done_l.append(launch)
+            except StateUnavailable:
+                away_l.append(launch)
             except Exception:
-                failed_l.append(launch)
+                bad_l.append(launch)
         for record in records:
             try:
                 await self.db.write(self.store.write_batch, [], [record])
                 done_r.append(record)
+            except StateUnavailable:
+                away_r.append(record)
             except Exception:
-                failed_r.append(record)
+                bad_r.append(record)
         if done_l or done_r:  # the database works: what still fails is bad data
-            for appid, user_id, _ in failed_l:
+            for appid, user_id, _ in bad_l:
                 log.error("write-behind dropped a launch of %s/%s the database refuses",
                           appid, user_id)
-            for r in failed_r:  # named, not shown: the record carries the user's data
+            for r in bad_r:  # named, not shown: the record carries the user's data
                 log.error("write-behind dropped the %s fetch result of %s/%s (%s) the database "
                           "refuses", r.kind, r.appid, r.user_id, r.verdict)
-            self._unfresh(failed_r)  # never stored: not to be read as if it were
-            return done_l, done_r
-        for appid, user_id, at in failed_l:  # nothing went through: keep all and retry
+            self._unfresh(bad_r)  # never stored: not to be read as if it were
+            bad_l, bad_r = [], []
+        self._keep(away_l + bad_l, away_r + bad_r)
+        if not done_l and not done_r:
+            raise RuntimeError("the database refused every queued write; retrying")
+        return done_l, done_r
+
+    def _keep(self, launches: list[tuple[str, str, float]], records: list[FetchRecord]) -> None:
+        """Queue again what could not be written because the database is away (a launch
+        queued since keeps its newer time), up to MAX_PENDING items of each kind."""
+        for appid, user_id, at in launches:
             self._launches.setdefault((appid, user_id), at)
-        kept = failed_r + self._records
+        kept = records + self._records
         self._unfresh(kept[:-MAX_PENDING])  # the oldest, given up on while the database is away
         self._records = kept[-MAX_PENDING:]
         if len(self._launches) > MAX_PENDING:
             self._launches = dict(list(self._launches.items())[-MAX_PENDING:])
-        raise RuntimeError("the database refused every queued write; retrying")
 
     async def close(self) -> None:
         if self._task is not None:

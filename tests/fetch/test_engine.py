@@ -1051,3 +1051,34 @@ async def test_the_engine_outlives_its_database_going_away(
 
         await eventually(again)
     assert failed == ["claim", "claim", "claim", "poll"]
+
+
+async def test_results_met_by_the_database_away_are_not_written_one_by_one(
+    platforms: Make, counter: Counter, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A batch of results that failed because the database was away was written again row
+    by row: with the database still away, each row failed the same way (each after its own
+    connection timeout when the host does not answer), holding up the recorder. One write
+    per batch; the pairs are fetched again once their lease runs out, as for any result
+    that could not be stored."""
+    import sqlite3
+
+    p = await platforms(claim_lease_s=1)
+    appid = await periodic_app(p, counter.url)
+    for name in ("u", "v", "w"):
+        await user(p, appid, name, "t" + name)
+    store, calls = p.fetches.record, []
+
+    def record(records: Any, updates: Any) -> Any:
+        calls.append(list(records))
+        if len(calls) == 1:
+            raise sqlite3.OperationalError("database is locked")  # past the busy timeout
+        return store(records, updates)
+
+    monkeypatch.setattr(p.fetches, "record", record)
+    async with engine_running(p, asyncio.Event()):
+        await eventually(lambda: _true(len(counter.requests) == 6))  # fetched again
+    failed = {id(r) for r in calls[0]}  # none of those results was written again alone
+    assert not [r for later in calls[1:] for r in later if id(r) in failed]
+    for name in ("u", "v", "w"):
+        assert (await data(p, appid, name))["fetchedData"] == f"data for t{name}"

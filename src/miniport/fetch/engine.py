@@ -27,7 +27,7 @@ from ..clock import Clock
 from ..domain.acceptance import Verdict
 from ..domain.requests import OutboundRequest, Validators, build_periodic_request
 from ..domain.schedule import HostHealth, ScheduleRules
-from ..errors import TokenNotSet
+from ..errors import StateUnavailable, TokenNotSet
 from ..storage.db import Database
 from ..storage.fetches import DueFetch, FetchRecord, FetchStore, ScheduleUpdate
 from .client import Fetcher, FetchResult
@@ -228,6 +228,10 @@ class PeriodicEngine:
             records = await self.db.write(
                 self.store.record, [r for r, _ in batch], [u for _, u in batch]
             )
+        except StateUnavailable:  # each alone would fail too: one write per try, not per row
+            log.warning("storing %d fetch results failed: the state database is away; their "
+                        "pairs are fetched again once their lease runs out", len(batch))
+            records = []
         except Exception:
             # one bad row must not stop the recorder: write each alone, drop what still fails
             # (its lease makes the pair due again, so nothing is lost for good)

@@ -4,6 +4,7 @@ SQLite file held by another connection."""
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 from pathlib import Path
 
@@ -86,3 +87,26 @@ async def test_a_sqlite_file_locked_by_another_process_is_state_unavailable(
             await db.read(bad_statement)
     finally:
         db.close()
+
+
+async def test_a_postgresql_host_that_never_answers_fails_in_seconds(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A server that takes the connection and never speaks (a host mid-failover): without
+    a connect timeout the request's thread waited for ever. Here the timeout is 2 s (10 s by
+    default; ``?connect_timeout=`` in the URL sets it)."""
+    import socket
+
+    from miniport.storage import db as db_module
+
+    monkeypatch.setattr(db_module, "PG_CONNECT_TIMEOUT_S", 2)
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        port = silent.getsockname()[1]
+        db = Database(f"postgresql://miniport@127.0.0.1:{port}/miniport")
+        try:
+            with pytest.raises(StateUnavailable):  # not wait_for's TimeoutError
+                await asyncio.wait_for(db.read(lambda: db.fetch_one("SELECT 1", ())), 30)
+        finally:
+            db.close()

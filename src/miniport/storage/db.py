@@ -93,6 +93,9 @@ def dialect_insert(is_sqlite: bool) -> Callable[..., Any]:
     return pg_insert
 
 
+PG_CONNECT_TIMEOUT_S = 10  # seconds (libpq's connect_timeout: whole seconds, 2 at least)
+
+
 def make_engine(url: str) -> Engine:
     """The engine for ``url``. ``hide_parameters``: a database error's message (logged with
     its traceback) names the statement but not its values, which are users' data, tokens and
@@ -132,8 +135,17 @@ def make_engine(url: str) -> Engine:
         return engine
     if url.startswith("postgresql"):
         url = url.replace("postgresql://", "postgresql+psycopg://", 1)
+        # a host that does not answer (a failover, a partition) must fail a connection in
+        # seconds, not hold a request's thread until TCP gives up (minutes; for ever once
+        # the socket is open and the server never speaks); ?connect_timeout= in the URL wins
+        timeout = {} if "connect_timeout=" in url else {"connect_timeout": PG_CONNECT_TIMEOUT_S}
         return create_engine(
-            url, pool_size=10, max_overflow=10, pool_pre_ping=True, hide_parameters=True
+            url,
+            pool_size=10,
+            max_overflow=10,
+            pool_pre_ping=True,
+            hide_parameters=True,
+            connect_args=timeout,
         )
     return create_engine(url, poolclass=NullPool, hide_parameters=True)
 

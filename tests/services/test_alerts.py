@@ -180,29 +180,41 @@ async def test_alert_changes_are_audited_without_the_webhook_credential(
     assert "SECRET-TOKEN" not in json.dumps([e.detail for e in entries])
 
 
+async def webhook(loopback: StartServer, status: Callable[[int], int]) -> tuple[str, list[bytes]]:
+    """A loopback alert webhook: its URL, and the bodies it received; ``status`` gives the
+    answer's status from the number of calls so far."""
+    calls: list[bytes] = []
+
+    async def hook(request: web.Request) -> web.Response:
+        calls.append(await request.read())
+        return web.Response(status=status(len(calls)))
+
+    hooks = web.Application()
+    hooks.router.add_post("/alerts", hook)
+    return await loopback(hooks) + "/alerts", calls
+
+
+async def failing_app(p: Platform, counter: Counter, alerts: dict[str, Any], users: int) -> str:
+    """An app whose periodic data server answers 503 to each of ``users`` fetched once."""
+    app = await p.apps.create("shop", "dev")
+    await confirm_url(p, app.appid, "periodic", counter.url + "/periodic")
+    await p.alerts.configure(app.appid, alerts)
+    for i in range(users):
+        await p.background.launch(app.appid, f"u{i}", Launch())
+        await p.background.set_token(app.appid, f"u{i}", f"t{i}")
+    counter.status = 503
+    assert await run(p) == users
+    return app.appid
+
+
 async def test_an_alert_whose_webhook_failed_is_sent_again(
     platforms: Make, fake_clock: FakeClock, counter: Counter, loopback: StartServer
 ) -> None:
     """The state moved when the alert was recorded, so a webhook that answered 503 was
     never called again: the failing data server went unreported."""
-    calls: list[bytes] = []
-
-    async def hook(request: web.Request) -> web.Response:
-        calls.append(await request.read())
-        return web.Response(status=503 if len(calls) == 1 else 200)
-
-    hooks = web.Application()
-    hooks.router.add_post("/alerts", hook)
-    url = await loopback(hooks)
+    url, calls = await webhook(loopback, lambda n: 503 if n == 1 else 200)
     p = await platforms(clock=fake_clock)
-    app = await p.apps.create("shop", "dev")
-    await confirm_url(p, app.appid, "periodic", counter.url + "/periodic")
-    await p.alerts.configure(app.appid, {"webhook": url + "/alerts", "min_fetches": 5})
-    for i in range(6):
-        await p.background.launch(app.appid, f"u{i}", Launch())
-        await p.background.set_token(app.appid, f"u{i}", f"t{i}")
-    counter.status = 503
-    await run(p)
+    appid = await failing_app(p, counter, {"webhook": url, "min_fetches": 5}, 6)
     assert await p.alerts.check() == 1
     assert await p.alerts.check() == 0  # its delivery may still be running
     fake_clock.advance(61)
@@ -210,7 +222,7 @@ async def test_an_alert_whose_webhook_failed_is_sent_again(
     assert len(calls) == 2 and calls[0] == calls[1]  # the same alert, the same body
     fake_clock.advance(61)
     assert await p.alerts.check() == 0  # delivered now
-    (alert,) = (await p.alerts.history(app.appid))["alerts"]
+    (alert,) = (await p.alerts.history(appid))["alerts"]
     assert alert["delivery"]["webhook"] == "sent" and alert["delivery"]["attempts"] == 2
 
 
@@ -219,24 +231,9 @@ async def test_the_alert_loop_outlives_a_failed_round(
 ) -> None:
     """A round whose database read failed (PostgreSQL restarting) ended the loop: a data
     server that failed afterwards was never reported. The next round tries again."""
-    received: list[bytes] = []
-
-    async def hook(request: web.Request) -> web.Response:
-        received.append(await request.read())
-        return web.Response(text="ok")
-
-    hooks = web.Application()
-    hooks.router.add_post("/alerts", hook)
-    hook_url = await loopback(hooks)
+    url, received = await webhook(loopback, lambda n: 200)
     p = await platforms(clock=fake_clock)
-    app = await p.apps.create("shop", "dev")
-    await confirm_url(p, app.appid, "periodic", counter.url + "/periodic")
-    await p.alerts.configure(app.appid, {"webhook": hook_url + "/alerts"})
-    for i in range(25):
-        await p.background.launch(app.appid, f"u{i}", Launch())
-        await p.background.set_token(app.appid, f"u{i}", f"t{i}")
-    counter.status = 503
-    assert await run(p) == 25
+    await failing_app(p, counter, {"webhook": url}, 25)
     settings, failed = p.alerts.store.settings, []
 
     def away() -> Any:

@@ -42,6 +42,14 @@ async def platform_on(
     return await platforms(clock=clock, **extra)
 
 
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+async def on_both(
+    request: pytest.FixtureRequest, platforms: Make, fake_clock: FakeClock
+) -> Platform:
+    """A platform on each state database in turn (``platform_on``), on ``fake_clock``."""
+    return await platform_on(request.param, request, platforms, fake_clock)
+
+
 async def launch_all(p: Platform, appid: str, users: list[str]) -> None:
     """Each user launches the app and sets a token: their own id."""
     for user in users:
@@ -435,23 +443,15 @@ async def test_a_grey_change_reads_its_users_in_chunks_and_leaves_fetches_in_fli
     assert ghost is not None and ghost["next_due_at"] is None
 
 
-@pytest.mark.parametrize(
-    "backend", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
-)
 async def test_a_grey_wake_cut_short_is_resumed_from_where_it_stopped(
-    backend: str,
-    request: pytest.FixtureRequest,
-    platforms: Make,
-    fake_clock: FakeClock,
-    counter: Counter,
-    monkeypatch: pytest.MonkeyPatch,
+    on_both: Platform, fake_clock: FakeClock, counter: Counter, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The database went away after two chunks of a ramp step's wake (a restart does the
     same): the change was applied, and the rest of the users it moved waited for their
     regular fetch, up to 12 hours, on their old URL's body. The change records how far its
     wake got; once nothing has moved it on for a minute, the scheduler finishes it."""
     monkeypatch.setattr(apps_service, "WAKE_CHUNK", 7)
-    p = await platform_on(backend, request, platforms, fake_clock)
+    p = on_both
     app = await p.apps.create("shop", "dev")
     await confirm_url(p, app.appid, "periodic", counter.url + "/main")
     await grey(p, app.appid, "grey_set", counter.url + "/grey", ratio=0)

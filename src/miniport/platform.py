@@ -216,15 +216,21 @@ def _console_users(
     return ConsoleUsers(db, UserStore(db), registry, clock, address_limit=limit)
 
 
+def _open_state(settings: Settings) -> tuple[Database, keyring.KeyRing]:
+    """The state database, migrated, and its key ring; the database away is one clear
+    ``StateUnavailable`` naming it (serve prints it as its one-line refusal)."""
+    db = Database(settings.state_url)
+    with db.unavailable_as_503(say_where=True):
+        migrate.upgrade(db.engine)
+        return db, keyring.load(db)
+
+
 def create_platform(
     settings: Settings, clock: Clock | None = None, *, broker: Broker | None = None
 ) -> Platform:
     clock = clock or SystemClock()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    db = Database(settings.state_url)
-    with db.unavailable_as_503(say_where=True):
-        migrate.upgrade(db.engine)
-        ring = keyring.load(db)
+    db, ring = _open_state(settings)
     registry = RegistryStore(db)
     key = ring.current
     fetcher = _make_fetcher(settings)

@@ -51,13 +51,16 @@ def test_errors_that_are_the_statements_pass_unchanged(exc: Exception, is_sqlite
     assert not is_unavailable(exc, is_sqlite=is_sqlite)
 
 
-@pytest.mark.parametrize("message", ["database is locked", "disk I/O error", "unable to open"])
+@pytest.mark.parametrize(
+    "message",
+    ["database is locked", "disk I/O error", "unable to open", "database or disk is full"],
+)
 def test_sqlite_errors_that_mean_not_now(message: str) -> None:
     assert is_unavailable(wrapped(sqlite3.OperationalError(message)), is_sqlite=True)
 
 
 async def test_a_sqlite_file_locked_by_another_process_is_state_unavailable(
-    tmp_path: Path,
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     path = tmp_path / "state.db"
     db = Database(f"sqlite:///{path}")
@@ -80,6 +83,11 @@ async def test_a_sqlite_file_locked_by_another_process_is_state_unavailable(
         with pytest.raises(StateUnavailable, match="try again") as caught:
             await db.write(write)
         assert caught.value.http_status == 503 and caught.value.retry_after_s == 5
+        with pytest.raises(StateUnavailable):
+            await db.write(write)
+        # why, for the operator: once for both (at most once per LOG_EVERY_S)
+        said = [r.getMessage() for r in caplog.records if r.name == "miniport.db"]
+        assert said == [f"the state database sqlite:///{path} cannot be used: database is locked"]
         other.execute("ROLLBACK")
         other.close()
         await db.write(write)  # the file is free: the same write goes through

@@ -17,7 +17,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import logging
 import threading
+import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -30,6 +32,8 @@ from sqlalchemy.pool import NullPool
 
 from ..errors import Conflict, StateUnavailable
 
+log = logging.getLogger("miniport.db")
+LOG_EVERY_S = 10.0  # the state database away: its reason logged at most this often
 P = ParamSpec("P")
 T = TypeVar("T")
 
@@ -60,8 +64,9 @@ def conflict_on_duplicate(message: str) -> Iterator[None]:
 
 
 # SQLite's messages for a database it could not use for now (locked past the busy timeout by
-# another process, a file it could not open or read); its other errors are the caller's
-_SQLITE_UNAVAILABLE = ("locked", "busy", "unable to open", "disk i/o")
+# another process, a file it could not open or read, a full disk); its other errors are the
+# caller's
+_SQLITE_UNAVAILABLE = ("locked", "busy", "unable to open", "disk i/o", "disk is full")
 # the DB-API classes of such errors (each driver has its own; subclasses count too)
 _DRIVER_UNAVAILABLE = frozenset({"OperationalError", "InterfaceError"})
 
@@ -160,6 +165,7 @@ class Database:
         self._point_local = threading.local()  # SQLite: each thread's own point-read connection
         self._point_held: list[Any] = []  # every such connection, closed by close()
         self._point_lock = threading.Lock()
+        self._unavailable_logged = -LOG_EVERY_S  # when ``unavailable`` last logged (monotonic)
 
     @contextlib.contextmanager
     def writing(self) -> Iterator[Connection]:
@@ -258,11 +264,16 @@ class Database:
         answers with a 503 and a Retry-After, and the background loops log and retry. With
         ``say_where`` its message names the database (its URL without password) and the
         driver's reason, for the operator starting a command (an API's clients are not told
-        where it lives)."""
-        if not say_where:
-            return StateUnavailable("the state database cannot be reached right now; try again")
+        where it lives). The reason is logged as a warning, at most once per LOG_EVERY_S (an
+        outage fails every request: the access log counts them, this line says why)."""
         where = make_url(self.url).render_as_string(hide_password=True)
         reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+        now = time.monotonic()
+        if now - self._unavailable_logged >= LOG_EVERY_S:
+            self._unavailable_logged = now
+            log.warning("the state database %s cannot be used: %s", where, reason)
+        if not say_where:
+            return StateUnavailable("the state database cannot be reached right now; try again")
         return StateUnavailable(f"the state database {where} cannot be reached: {reason}")
 
     @contextlib.contextmanager

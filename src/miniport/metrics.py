@@ -81,6 +81,19 @@ class GcPauses:
         yield metric
 
 
+class ReadCounter:
+    """A counter whose value its owner keeps (read at each scrape), exposed as a
+    prometheus_client ``Counter`` would expose it."""
+
+    def __init__(self, name: str, documentation: str, read: Callable[[], float]) -> None:
+        self.name, self.documentation, self.read = name, documentation, read
+
+    def collect(self) -> Iterator[Metric]:
+        metric = Metric(self.name, self.documentation, "counter")
+        metric.add_sample(self.name + "_total", {}, float(self.read()))
+        yield metric
+
+
 class Metrics:
     def __init__(self) -> None:
         r = self.registry = CollectorRegistry()
@@ -115,6 +128,10 @@ class Metrics:
     def watch(self, name: str, documentation: str, read: Callable[[], float]) -> None:
         """A gauge read from ``read()`` at each scrape."""
         Gauge(name, documentation, registry=self.registry).set_function(read)
+
+    def watch_count(self, name: str, documentation: str, read: Callable[[], float]) -> None:
+        """A counter (``NAME_total``) read from ``read()`` at each scrape."""
+        self.registry.register(ReadCounter(name, documentation, read))
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)

@@ -329,3 +329,7 @@ def _watch_queues(platform: Platform) -> None:
         "miniport_engine_in_flight", "Periodic fetches claimed and not yet recorded",
         lambda: platform.engine.in_flight() if platform.engine is not None else 0,
     )  # fmt: skip
+    m.watch_count(
+        "miniport_state_unavailable", "Calls that found the state database away (503s, retries)",
+        lambda: platform.db.unavailable_count,
+    )  # fmt: skip

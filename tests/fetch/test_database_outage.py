@@ -5,6 +5,7 @@ answer 503 with a Retry-After meanwhile, and the background work goes on afterwa
 from __future__ import annotations
 
 import asyncio
+import re
 from pathlib import Path
 
 import aiohttp
@@ -70,6 +71,13 @@ async def test_an_outage_is_a_503_and_fetching_goes_on_after_it(
                         error = await r.json()
                         assert error["error"] == "state_unavailable"
                         assert error["errMsg"].endswith(":fail " + error["message"])
+                async with s.get(server.url + "/readyz") as r:  # take the node out
+                    assert r.status == 503 and r.headers["Retry-After"] == "5"
+                async with s.get(server.url + "/healthz") as r:  # but it is alive
+                    assert r.status == 200
+                async with s.get(server.url + "/metrics") as r:
+                    assert re.search(r"^miniport_state_unavailable_total [1-9]", await r.text(),
+                                     re.MULTILINE)  # fmt: skip
                 # a launch is written behind: answered now, kept, and stored once it is back
                 other = {"Authorization": f"Bearer {server.platform.auth.runtime_token('v')}"}
                 async with s.post(base + "/launch", json={}, headers=other) as r:
@@ -89,3 +97,5 @@ async def test_an_outage_is_a_503_and_fetching_goes_on_after_it(
                 return row is not None and row["last_launch_at"] is not None
 
             await eventually(launch_stored, timeout_s=45)
+            async with s.get(server.url + "/readyz") as r:
+                assert r.status == 200 and await r.json() == {"ok": True, "database": "ok"}

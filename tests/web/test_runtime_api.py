@@ -388,6 +388,8 @@ async def test_healthz_and_openapi(server: LiveServer, session: aiohttp.ClientSe
         assert r.status == 200
         health = await r.json()
     assert health["ok"] is True and health["scheduler"] is True
+    async with session.get(server.url + "/readyz") as r:  # its state database answers
+        assert r.status == 200 and await r.json() == {"ok": True, "database": "ok"}
     async with session.get(server.url + "/openapi.json") as r:
         assert r.status == 200
         spec = await r.json()
@@ -400,6 +402,7 @@ async def test_healthz_and_openapi(server: LiveServer, session: aiohttp.ClientSe
         "/runtime/v1/events",
         "/sns/jscode2session",
         "/healthz",
+        "/readyz",
         "/host/v1/runtime-tokens",
         "/admin/v1/apps",
         "/admin/v1/apps/{appid}/changes",

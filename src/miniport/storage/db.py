@@ -166,6 +166,7 @@ class Database:
         self._point_held: list[Any] = []  # every such connection, closed by close()
         self._point_lock = threading.Lock()
         self._unavailable_logged = -LOG_EVERY_S  # when ``unavailable`` last logged (monotonic)
+        self.unavailable_count = 0  # how many times it found the database away (/metrics)
 
     @contextlib.contextmanager
     def writing(self) -> Iterator[Connection]:
@@ -268,6 +269,7 @@ class Database:
         outage fails every request: the access log counts them, this line says why)."""
         where = make_url(self.url).render_as_string(hide_password=True)
         reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+        self.unavailable_count += 1  # (a lost increment under a race: a scrape's count)
         now = time.monotonic()
         if now - self._unavailable_logged >= LOG_EVERY_S:
             self._unavailable_logged = now

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 from typing import Annotated, Any
 
@@ -9,10 +10,12 @@ from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, Field, StrictStr
 
 from ..domain import json_text
-from ..errors import Unauthorized
+from ..errors import StateUnavailable, Unauthorized
 from .deps import bearer, platform_of
 from .openapi_doc import ERRORS
 from .strict_json import StrictJSONRoute
+
+READY_TIMEOUT_S = 5.0
 
 router = APIRouter(tags=["open"], route_class=StrictJSONRoute, responses=ERRORS)
 
@@ -116,6 +119,19 @@ async def healthz(request: Request) -> dict[str, Any]:
         "scheduler": engine is not None,
         "fetches_completed": engine.completed if engine else 0,
     }
+
+
+@router.get("/readyz")
+async def readyz(request: Request) -> dict[str, Any]:
+    """Whether this node can serve now: its state database answers within 5 s (a load
+    balancer's or an orchestrator's readiness check; ``/healthz`` says the process is up).
+    503 with ``state_unavailable`` and a Retry-After when it does not."""
+    db = platform_of(request).db
+    try:
+        await asyncio.wait_for(db.read(db.fetch_one, "SELECT 1", ()), READY_TIMEOUT_S)
+    except TimeoutError:
+        raise StateUnavailable("the state database did not answer in time") from None
+    return {"ok": True, "database": "ok"}
 
 
 class RuntimeTokenIn(BaseModel):

@@ -8,7 +8,9 @@ import re
 from pathlib import Path
 
 from miniport.metrics import Metrics
+from miniport.platform import create_platform
 from miniport.storage.fetches import FetchRecord
+from tests.conftest import make_settings
 
 DASHBOARD = Path(__file__).parents[1] / "docs" / "grafana-dashboard.json"
 
@@ -30,12 +32,10 @@ def test_each_platform_counts_alone() -> None:
     assert "miniport_fetches_total{" not in two.exposition().decode()
 
 
-def test_the_sample_dashboard_names_only_real_metrics() -> None:
-    m = Metrics()
-    m.watch("miniport_device_connections", "x", lambda: 0)
-    for name in ("miniport_write_queue_depth", "miniport_prefetch_in_flight",
-                 "miniport_engine_in_flight"):  # fmt: skip
-        m.watch(name, "x", lambda: 0)
+async def test_the_sample_dashboard_names_only_real_metrics(tmp_path: Path) -> None:
+    platform = create_platform(make_settings(tmp_path))  # its gauges and counters as served
+    await platform.close()
+    m = platform.metrics
     m.fetched([_record("cached")])
     m.launched()
     m.prefetch_waited(0.1)

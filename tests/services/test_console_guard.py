@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from miniport.errors import NotFound, Unauthorized
+from miniport.errors import NotFound, StateUnavailable, Unauthorized
 from miniport.events.broker import MemoryBroker, Subscription
 from miniport.services import node_watch
 from miniport.services.console_guard import CHANGED_CHANNEL, ConsoleStreamGuard
@@ -70,6 +70,9 @@ async def test_a_word_ends_the_refused_streams_only_after_why() -> None:
 async def test_a_check_that_cannot_be_made_ends_nothing() -> None:
     _, guard, sub, access = watched()
     access.refuse = OSError("database away")
+    assert await guard.check() == 0 and not sub.closed
+    # the same, as the storage boundary says it (a MiniportError, but not a refusal)
+    access.refuse = StateUnavailable("the state database cannot be reached right now")
     assert await guard.check() == 0 and not sub.closed
     access.refuse = NotFound("app 'wxa' not found")
     assert await guard.check() == 1 and sub.closed

@@ -142,3 +142,23 @@ async def test_an_access_token_expires(platforms: Any, fake_clock: Any) -> None:
     assert (await p.wechat.fetchdatasetting(token, {"action": "get"}))["errcode"] == 0
     fake_clock.advance(7201)
     assert (await p.wechat.fetchdatasetting(token, {"action": "get"}))["errcode"] == 42001
+
+
+async def test_a_set_that_meets_the_database_away_is_system_busy(
+    platforms: Any, fake_clock: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """It answered 40097 "invalid args", which tells the caller not to send it again."""
+    from miniport.errors import StateUnavailable
+
+    p = await platforms(clock=fake_clock)
+    app = await p.apps.create("shop", "dev")
+    token = (await p.wechat.token("client_credential", app.appid, app.secret))["access_token"]
+
+    async def away(*args: Any, **kwargs: Any) -> Any:
+        raise StateUnavailable("the state database cannot be reached right now; try again")
+
+    monkeypatch.setattr(p.apps, "request_change", away)
+    body = {"action": "set_period_fetch", "is_period_fetch_open": True, "period_fetch_type": 0,
+            "period_fetch_url": "https://dev.example/data"}  # fmt: skip
+    answer = await p.wechat.fetchdatasetting(token, body)
+    assert answer["errcode"] == -1 and answer["errmsg"].startswith("system busy")

@@ -174,7 +174,11 @@ class AppService:
         )
         change = confirmed.change
         if change.kind == "periodic":
-            await self._wake(confirmed)
+            try:
+                await self._wake(confirmed)
+            except Exception:  # the change is applied: its wake is owed, and resumed
+                log.exception("the wake of change %s was cut short; the scheduler resumes it "
+                              "within %.0f s", change.id, 2 * WAKE_IDLE_S)  # fmt: skip
         if self.on_urls_changed is not None:
             self.on_urls_changed(change.appid)
         return change

@@ -30,7 +30,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable
 
-from ..errors import MiniportError
+from ..errors import AnalyticsUnavailable, MiniportError, StateUnavailable
 from ..events.broker import Broker, Message, Subscription, end_with
 from .node_watch import NodeWatch
 
@@ -83,6 +83,8 @@ class ConsoleStreamGuard(NodeWatch):
                 continue
             try:
                 await check()
+            except (StateUnavailable, AnalyticsUnavailable) as exc:  # not an answer: next round
+                log.warning("could not check a console stream's access: %s", exc.message)
             except MiniportError as exc:
                 if not sub.closed:
                     end_with([sub], notice(exc))

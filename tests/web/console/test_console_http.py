@@ -11,11 +11,13 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
 
 from miniport.clock import FakeClock
+from miniport.errors import StateUnavailable
 from miniport.services.console_users import ONE_TIME_PASSWORD_TTL_S, ConsoleUsers
 from miniport.web.console import i18n
 from miniport.web.console.routes import safe_next
@@ -391,3 +393,13 @@ async def test_a_confirmation_link_shows_a_non_admin_nothing_of_the_change(
         async with session.get(f"{base}/confirm/{pending.code}") as r:
             page = await r.text()
         assert r.status == 200 and app.appid in page and "data.shop.test" in page
+        async with session.get(f"{base}/confirm/NOSUCHCODE") as r:
+            assert r.status == 410  # an admin is told the code is not confirmable
+
+        async def away(code: str) -> Any:
+            raise StateUnavailable("the state database cannot be reached right now; try again")
+
+        p.apps.change_for_code = away  # type: ignore[method-assign]
+        async with session.get(f"{base}/confirm/{pending.code}") as r:
+            page = await r.text()  # not "gone": the same link works once it is back
+        assert r.status == 503 and "try again" in page

@@ -27,7 +27,9 @@ def wrapped(orig: Exception, kind: type[Exception] = OperationalError) -> Except
     [
         wrapped(psycopg.OperationalError("connection refused")),
         wrapped(psycopg.errors.AdminShutdown("terminating connection")),
-        wrapped(psycopg.errors.DeadlockDetected("deadlock detected")),
+        wrapped(psycopg.errors.CannotConnectNow("the database system is starting up")),
+        wrapped(psycopg.errors.TooManyConnections("too many clients already")),
+        wrapped(psycopg.errors.ConnectionFailure("connection failure")),  # class 08
         psycopg.OperationalError("server closed the connection unexpectedly"),  # a raw read
         psycopg.InterfaceError("the connection is closed"),
         PoolTimeout("QueuePool limit of size 10 overflow 10 reached"),
@@ -42,6 +44,11 @@ def test_postgresql_errors_that_mean_not_now(exc: Exception) -> None:
     [
         (wrapped(psycopg.errors.UndefinedTable("no such relation"), ProgrammingError), False),
         (wrapped(psycopg.errors.UniqueViolation("duplicate key"), IntegrityError), False),
+        # the statement's own trouble: its caller's path (a batch written row by row, a retry)
+        (wrapped(psycopg.errors.DeadlockDetected("deadlock detected")), False),
+        (wrapped(psycopg.errors.QueryCanceled("canceling statement due to timeout")), False),
+        (wrapped(psycopg.errors.ProgramLimitExceeded("index row size exceeds")), False),
+        (psycopg.InterfaceError("the cursor is closed"), False),  # a bug
         (wrapped(sqlite3.OperationalError("no such table: apps")), True),  # a bug, not an outage
         (ValueError("database is locked"), True),
         (KeyError("x"), False),

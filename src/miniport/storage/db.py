@@ -67,23 +67,34 @@ def conflict_on_duplicate(message: str) -> Iterator[None]:
 # another process, a file it could not open or read, a full disk); its other errors are the
 # caller's
 _SQLITE_UNAVAILABLE = ("locked", "busy", "unable to open", "disk i/o", "disk is full")
-# the DB-API classes of such errors (each driver has its own; subclasses count too)
-_DRIVER_UNAVAILABLE = frozenset({"OperationalError", "InterfaceError"})
+# PostgreSQL's SQLSTATEs for the same: class 08 (the connection failed or ended), the server
+# shutting down or starting (57P01..57P03), too many connections (53300). A deadlock, a
+# statement timeout or a statement too large are the statement's: its caller's usual path.
+_PG_UNAVAILABLE = frozenset({"57P01", "57P02", "57P03", "53300"})
 
 
 def is_unavailable(exc: BaseException, is_sqlite: bool) -> bool:
     """Whether ``exc`` means the database cannot be used now (retry later), not that the
-    statement is wrong: on PostgreSQL every operational or interface error (connection
-    refused or ended, server shutting down, a deadlock, a statement timeout), raw from the
-    driver (a hot point read) or wrapped by SQLAlchemy, and the pool's connections all in use
-    past its timeout; on SQLite the ones above."""
+    statement is wrong, raw from the driver (a hot point read) or wrapped by SQLAlchemy: the
+    pool's connections all in use past its timeout; on PostgreSQL the SQLSTATEs above, or an
+    operational error with none (the client lost or could not open the connection) or an
+    interface error about the connection; on SQLite an operational error with a message
+    above."""
     if isinstance(exc, PoolTimeout):
         return True
     if isinstance(exc, OperationalError | InterfaceError) and exc.orig is not None:
         exc = exc.orig
-    if not _DRIVER_UNAVAILABLE & {base.__name__ for base in type(exc).__mro__}:
-        return False
-    return not is_sqlite or any(word in str(exc).lower() for word in _SQLITE_UNAVAILABLE)
+    kinds = {base.__name__ for base in type(exc).__mro__}
+    if is_sqlite:
+        return "OperationalError" in kinds and any(
+            word in str(exc).lower() for word in _SQLITE_UNAVAILABLE
+        )
+    state = getattr(exc, "sqlstate", None)
+    if state:
+        return state.startswith("08") or state in _PG_UNAVAILABLE
+    if "OperationalError" in kinds:
+        return True
+    return "InterfaceError" in kinds and "connection" in str(exc).lower()
 
 
 def dialect_insert(is_sqlite: bool) -> Callable[..., Any]:

@@ -7,6 +7,8 @@ import asyncio
 from types import SimpleNamespace
 from typing import Any
 
+import pytest
+
 from miniport.services.write_behind import WriteBehind
 
 
@@ -36,3 +38,28 @@ async def test_flush_waits_for_a_write_already_in_progress() -> None:
     await asyncio.wait_for(waiter, 5)
     assert db.stored == [("app", "alice", 1.0)]
     await wb.close()
+
+
+async def test_the_oldest_launches_go_first_when_the_database_stays_away(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Past MAX_PENDING queued launches, the oldest are given up on. Launches put back after
+    a failed write went behind those queued meanwhile, and the trim cut the newest."""
+    from miniport.errors import StateUnavailable
+    from miniport.services import write_behind
+
+    monkeypatch.setattr(write_behind, "MAX_PENDING", 3)
+
+    class Away:
+        async def write(self, fn: Any, launches: Any, records: Any) -> None:
+            for n in range(4, 6):  # two more launches arrive while this write fails
+                wb.launch("app", f"u{n}", float(n))
+            raise StateUnavailable("the state database cannot be reached right now")
+
+    wb = WriteBehind(Away(), SimpleNamespace(write_batch=None), interval_s=60)  # type: ignore[arg-type]
+    for n in range(1, 4):
+        wb.launch("app", f"u{n}", float(n))
+    wb._task.cancel()  # type: ignore[union-attr]  # this test flushes by hand
+    with pytest.raises(StateUnavailable):
+        await wb.flush()
+    assert wb._launches == {("app", "u3"): 3.0, ("app", "u4"): 4.0, ("app", "u5"): 5.0}

@@ -68,6 +68,8 @@ class WriteBehind:
             await asyncio.sleep(self.interval_s)
             try:
                 await self.flush()
+            except StateUnavailable:  # Database logs why (rate limited); no traceback a second
+                await asyncio.sleep(1)
             except Exception:
                 log.exception("write-behind flush failed; retrying")
                 await asyncio.sleep(1)
@@ -149,10 +151,11 @@ class WriteBehind:
         return done_l, done_r
 
     def _keep(self, launches: list[tuple[str, str, float]], records: list[FetchRecord]) -> None:
-        """Queue again what could not be written because the database is away (a launch
-        queued since keeps its newer time), up to MAX_PENDING items of each kind."""
-        for appid, user_id, at in launches:
-            self._launches.setdefault((appid, user_id), at)
+        """Queue again what could not be written because the database is away, ahead of what
+        was queued since (a launch queued since keeps its newer time), up to MAX_PENDING
+        items of each kind: the oldest go first."""
+        again = {(appid, user_id): at for appid, user_id, at in launches}
+        self._launches = {**again, **self._launches}  # older first; a newer time wins
         kept = records + self._records
         self._unfresh(kept[:-MAX_PENDING])  # the oldest, given up on while the database is away
         self._records = kept[-MAX_PENDING:]

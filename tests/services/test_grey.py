@@ -5,6 +5,7 @@ health and devtools say which URL served (SQLite and PostgreSQL)."""
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
@@ -48,6 +49,11 @@ async def on_both(
 ) -> Platform:
     """A platform on each state database in turn (``platform_on``), on ``fake_clock``."""
     return await platform_on(request.param, request, platforms, fake_clock)
+
+
+def _in_transaction(p: Platform, write: Callable[[Any], None]) -> None:
+    with p.db.writing() as conn:
+        write(conn)
 
 
 async def launch_all(p: Platform, appid: str, users: list[str]) -> None:
@@ -468,11 +474,11 @@ async def test_a_grey_wake_cut_short_is_resumed_from_where_it_stopped(
     woken = p.fetches.wake_users
     chunks: list[Sequence[str]] = []
 
-    def dies_at_the_third_chunk(appid: str, users: Sequence[str], now: float) -> int:
+    def dies_at_the_third_chunk(appid: str, users: Sequence[str], now: float, also: Any) -> int:
         if len(chunks) == 2:
             raise ConnectionError("the database went away")
         chunks.append(users)
-        return woken(appid, users, now)
+        return woken(appid, users, now, also)
 
     monkeypatch.setattr(p.fetches, "wake_users", dies_at_the_third_chunk)
     await grey(p, app.appid, "grey_ratio", ratio=50)  # confirmed: the change is applied
@@ -495,6 +501,12 @@ async def test_a_grey_wake_cut_short_is_resumed_from_where_it_stopped(
     assert await due_now() == moved
     assert await p.db.read(p.registry.owed_wakes, fake_clock.now() + 1) == []
     assert await p.apps.resume_wakes() == 0
+    # another node resuming it at the same time records its progress after the end: the wake
+    # stays done (its settings were cleared: a revived row broke every later round)
+    late = functools.partial(p.registry.wake_moved_on, change_id=owed.change_id,
+                             wake_from=USERS[3], now=fake_clock.now())  # fmt: skip
+    await p.db.write(lambda: _in_transaction(p, late))
+    assert await p.db.read(p.registry.owed_wakes, fake_clock.now() + 1000) == []
     counter.requests.clear()
     assert await run(p) == len(moved)
     assert served(counter) == {u: "/grey" for u in moved}
@@ -512,7 +524,7 @@ async def test_a_url_change_whose_wake_failed_wakes_every_user_later(
     fake_clock.advance(3600)
     wake_app = p.fetches.wake_app
 
-    def down(appid: str, now: float) -> int:
+    def down(appid: str, now: float, also: Any) -> int:
         raise ConnectionError("the database went away")
 
     monkeypatch.setattr(p.fetches, "wake_app", down)

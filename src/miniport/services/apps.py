@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import secrets
 from collections.abc import Callable
@@ -18,7 +19,7 @@ from ..domain.schedule import ScheduleRules
 from ..domain.sealed import HeaderSealer
 from ..domain.tokens import hash_secret
 from ..domain.urls import FETCH_KINDS, validate_fetch_url
-from ..errors import Forbidden, InvalidInput
+from ..errors import Forbidden, InvalidInput, StateUnavailable
 from ..storage.db import Database
 from ..storage.fetches import FetchStore
 from ..storage.health import health_series
@@ -194,21 +195,21 @@ class AppService:
         step: the buckets between the two ratios; a promote: the main users), read in chunks
         of WAKE_CHUNK users, each chunk's wake its own short write transaction, so the engine
         keeps claiming meanwhile and the users left alone keep their schedule and validators.
-        The change records how far its wake got after each chunk (``wake_moved_on``): one cut
-        short (a restart, a database error) is resumed from there by ``resume_wakes``. A chunk
-        woken and not yet recorded is woken again then: each of its users fetched once more."""
-        appid, before, after = owed.appid, owed.before, owed.after
+        The change records how far its wake got in each chunk's transaction (``wake_moved_on``):
+        one cut short (a restart, a database error) is resumed from there by ``resume_wakes``."""
+        appid, before, after, now = owed.appid, owed.before, owed.after, self.clock.now
+        moved_on = functools.partial(self.registry.wake_moved_on, change_id=owed.change_id)
         if owed.op in MAIN_OPS or wakes_everyone(before, after):
-            await self.db.write(self.fetches.wake_app, appid, self.clock.now())
-            await self.db.write(self.registry.wake_moved_on, owed.change_id, None, self.clock.now())
+            done = functools.partial(moved_on, wake_from=None, now=now())
+            await self.db.write(self.fetches.wake_app, appid, now(), done)
             return
         last: str | None = owed.wake_from
         while last is not None:
             moved, last = await self.db.read(
                 self.fetches.moved_users, appid, before, after, last, WAKE_CHUNK
             )
-            await self.db.write(self.fetches.wake_users, appid, moved, self.clock.now())
-            await self.db.write(self.registry.wake_moved_on, owed.change_id, last, self.clock.now())
+            record = functools.partial(moved_on, wake_from=last, now=now())
+            await self.db.write(self.fetches.wake_users, appid, moved, now(), record)
 
     async def resume_wakes(self) -> int:
         """Finish the wakes that confirmed changes owe and that nothing has moved on for
@@ -221,7 +222,12 @@ class AppService:
                 "resuming the wake of change %s (%s %s) after user %r: it was cut short",
                 wake.change_id, wake.appid, wake.op, wake.wake_from,
             )  # fmt: skip
-            await self._wake_owed(wake)
+            try:
+                await self._wake_owed(wake)
+            except StateUnavailable:
+                raise  # the others would fail too: the next round
+            except Exception:  # one wake's trouble does not hold up the others
+                log.exception("resuming the wake of change %s failed", wake.change_id)
         return len(owed)
 
     async def wake_loop(self, stop: asyncio.Event, every_s: float = WAKE_IDLE_S) -> None:

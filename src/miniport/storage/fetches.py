@@ -41,7 +41,19 @@ from dataclasses import dataclass
 from operator import attrgetter
 from typing import Any, NamedTuple
 
-from sqlalchemy import BigInteger, and_, bindparam, case, cast, delete, func, or_, select, update
+from sqlalchemy import (
+    BigInteger,
+    Connection,
+    and_,
+    bindparam,
+    case,
+    cast,
+    delete,
+    func,
+    or_,
+    select,
+    update,
+)
 
 from ..domain.grey import UrlSettings, grey_bucket, route_for, url_moves
 from . import schema as t
@@ -653,7 +665,9 @@ class FetchStore:
             ).first()
         return dict(row._mapping) if row is not None else None
 
-    def wake_app(self, appid: str, now: float) -> int:
+    def wake_app(
+        self, appid: str, now: float, also: Callable[[Connection], None] | None = None
+    ) -> int:
         """After a change of the app's periodic URL: when it can be fetched, make the users who
         launched it and have a token due at once, for a full fetch (the old URL's validators
         would let the new URL answer 304 and keep the old URL's body); otherwise take all its
@@ -662,28 +676,35 @@ class FetchStore:
         fetch from a URL that is no longer the app's makes the pair due then (see
         ``_for_current_urls``). A leased pair of a disabled app leaves the index at its next
         claim. Returns how many pairs were made due (or taken out). On PostgreSQL the app's pairs
-        are locked first, in key order (see row_locks.py)."""
+        are locked first, in key order (see row_locks.py). ``also`` runs in the same
+        transaction (the change recording its wake done)."""
         c = t.app_users.c
         leased = and_(c.lease_until.is_not(None), c.lease_until > now)
         with self.db.writing() as conn:
             lock_pairs(conn, c.appid == appid)
             if not self._fetchable(conn, appid):
-                return conn.execute(
+                woken = conn.execute(
                     update(t.app_users)
                     .where(and_(c.appid == appid, c.next_due_at.is_not(None)))
                     .values(next_due_at=None)
                 ).rowcount
-            waking = and_(c.appid == appid, c.token.is_not(None), c.last_launch_at.is_not(None))
-            conn.execute(
-                update(t.app_users)
-                .where(and_(waking, leased))
-                .values(etag=None, last_modified=None, validators_route=None)
-            )
-            return conn.execute(
-                update(t.app_users)
-                .where(and_(waking, or_(c.lease_until.is_(None), c.lease_until <= now)))
-                .values(next_due_at=now, failures=0, etag=None, last_modified=None)
-            ).rowcount
+            else:
+                waking = and_(
+                    c.appid == appid, c.token.is_not(None), c.last_launch_at.is_not(None)
+                )
+                conn.execute(
+                    update(t.app_users)
+                    .where(and_(waking, leased))
+                    .values(etag=None, last_modified=None, validators_route=None)
+                )
+                woken = conn.execute(
+                    update(t.app_users)
+                    .where(and_(waking, or_(c.lease_until.is_(None), c.lease_until <= now)))
+                    .values(next_due_at=now, failures=0, etag=None, last_modified=None)
+                ).rowcount
+            if also is not None:
+                also(conn)
+            return woken
 
     def moved_users(
         self,
@@ -736,30 +757,42 @@ class FetchStore:
         tester = (appid, user) in testers
         return url_moves(before, after, bucket, tester=tester, tester_after=tester_after)
 
-    def wake_users(self, appid: str, users: Sequence[str], now: float) -> int:
+    def wake_users(
+        self,
+        appid: str,
+        users: Sequence[str],
+        now: float,
+        also: Callable[[Connection], None] | None = None,
+    ) -> int:
         """Users a grey change moved to another URL: due at once for a full fetch, as
         ``wake_app`` does for a whole app (leased pairs lose their validators only). A grey
         user kept by a promote (the same URL, now the main one) is not among them: its stored
         ``validators_route`` (grey) no longer matches the route its claims compute (main), and
         the promote moved ``updated_at``, so its next regular fetch sends no validators either
-        way: never another URL's, and none mislabelled. Returns how many were made due."""
-        if not users:
+        way: never another URL's, and none mislabelled. Returns how many were made due.
+        ``also`` runs in the same transaction (the change recording how far its wake got)."""
+        if not users and also is None:
             return 0
         ordered = sorted(users)
         with self.db.writing() as conn:
-            # two passes (leased, then free) would go back to lower keys: the users' pairs are
-            # locked first, in key order (see row_locks.py)
-            c = t.app_users.c
-            lock_pairs(conn, c.appid == appid, c.user_id.in_(ordered))
-            cursor = _cursor(conn)
-            try:
-                cursor.executemany(self._sql["wake_leased"], [(appid, u, now) for u in ordered])
-                cursor.executemany(
-                    self._sql["wake_free"], [(now, appid, u, now) for u in ordered]
-                )
-                return int(cursor.rowcount)
-            finally:
-                cursor.close()
+            woken = 0
+            if ordered:
+                # two passes (leased, then free) would go back to lower keys: the users' pairs
+                # are locked first, in key order (see row_locks.py)
+                c = t.app_users.c
+                lock_pairs(conn, c.appid == appid, c.user_id.in_(ordered))
+                cursor = _cursor(conn)
+                try:
+                    leased = [(appid, u, now) for u in ordered]
+                    cursor.executemany(self._sql["wake_leased"], leased)
+                    free = [(now, appid, u, now) for u in ordered]
+                    cursor.executemany(self._sql["wake_free"], free)
+                    woken = int(cursor.rowcount)
+                finally:
+                    cursor.close()
+            if also is not None:
+                also(conn)
+            return woken
 
     def wake_tester(
         self, appid: str, user_id: str, settings: UrlSettings, added: bool, now: float

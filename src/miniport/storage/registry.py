@@ -7,7 +7,7 @@ from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import and_, delete, insert, select, update
+from sqlalchemy import Connection, and_, delete, insert, select, update
 
 from ..domain.grey import UrlSettings, replaces_a_url
 from ..domain.tokens import CLOCK_SKEW_S
@@ -477,7 +477,11 @@ class RegistryStore:
         with self.db.reading() as conn:
             rows = conn.execute(
                 select(c.id, c.appid, c.op, c.wake_from, c.wake_urls)
-                .where(and_(c.wake_from.is_not(None), c.wake_at <= idle_since))
+                .where(
+                    and_(
+                        c.wake_from.is_not(None), c.wake_urls.is_not(None), c.wake_at <= idle_since
+                    )
+                )
                 .order_by(c.decided_at, c.id)
             ).all()
         owed = []
@@ -487,14 +491,21 @@ class RegistryStore:
             owed.append(OwedWake(row.id, row.appid, row.op, before, after, row.wake_from))
         return owed
 
-    def wake_moved_on(self, change_id: str, wake_from: str | None, now: float) -> None:
-        """Record a wake's progress: the users up to ``wake_from`` are woken (None: all)."""
+    @staticmethod
+    def wake_moved_on(conn: Connection, change_id: str, wake_from: str | None, now: float) -> None:
+        """Record a wake's progress, in the transaction of the wake's write (so a chunk is
+        never woken without its progress, nor recorded without its wake): the users up to
+        ``wake_from`` are woken (None: all of them, the wake is done). A wake already done
+        stays done (two nodes resuming the same one: the second to finish records nothing)."""
         c = t.change_requests.c
         values: dict[str, Any] = {"wake_from": wake_from, "wake_at": now}
         if wake_from is None:
             values["wake_urls"] = None
-        with self.db.writing() as conn:
-            conn.execute(update(t.change_requests).where(c.id == change_id).values(**values))
+        conn.execute(
+            update(t.change_requests)
+            .where(and_(c.id == change_id, c.wake_from.is_not(None)))
+            .values(**values)
+        )
 
     @staticmethod
     def _current_urls(conn: Any, row: Any) -> dict[str, Any]:

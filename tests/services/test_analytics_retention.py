@@ -145,3 +145,33 @@ async def test_the_loop_outlives_a_failed_round(tmp_path: Path) -> None:
             await asyncio.wait_for(loop, 5)
     finally:
         await p.close()
+
+
+async def test_a_stop_interrupts_a_round_that_waits(tmp_path: Path) -> None:
+    """A round waiting for the store's deletes (ClickHouse: up to ten minutes) held up the
+    server's stop as long; the loop now tells the store to give up the wait."""
+    import threading
+
+    from miniport.errors import AnalyticsUnavailable
+
+    p = create_platform(make_settings(tmp_path), FakeClock(1_800_000_000.0))
+    await p.start()
+    try:
+        store, started, given_up = p.analytics.store, threading.Event(), threading.Event()
+
+        def waits_for_deletes(cutoff_ms: int) -> int:
+            started.set()
+            if not given_up.wait(60):
+                return 0
+            raise AnalyticsUnavailable("the server is stopping; ClickHouse goes on deleting")
+
+        store.delete_older_than = waits_for_deletes  # type: ignore[method-assign]
+        store.interrupt = given_up.set  # type: ignore[method-assign]
+        stop = asyncio.Event()
+        loop = asyncio.create_task(p.analytics.retention_loop(stop, every_s=3600))
+        assert await asyncio.to_thread(started.wait, 10)  # the round is waiting
+        stop.set()
+        await asyncio.wait_for(loop, 10)
+        assert given_up.is_set()
+    finally:
+        await p.close()

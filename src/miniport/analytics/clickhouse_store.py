@@ -389,6 +389,7 @@ class ClickHouseEventStore:
         self._keys = keys
         self._closed = False
         self._write_lock = threading.Lock()
+        self._interrupts = 0  # each ``interrupt`` ends the waits under way then (not later ones)
         self._group_commit = GroupCommit(
             self._write,
             max_rows=max_block_rows,
@@ -1049,8 +1050,8 @@ class ClickHouseEventStore:
 
     def _wait_for_mutations(self, timeout_s: float = 60.0) -> None:
         """(Through ``_query``: also called while the store is being set up.)"""
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
+        deadline, interrupts = time.monotonic() + timeout_s, self._interrupts
+        while time.monotonic() < deadline and self._interrupts == interrupts:
             (pending,) = self._query(
                 "SELECT count() FROM system.mutations WHERE database = {p1:String}"
                 f" AND table IN ({{p2:String}}, 'first_seen', '{DUPS_TABLE}', 'forgotten')"
@@ -1060,6 +1061,8 @@ class ClickHouseEventStore:
             if not pending:
                 return
             time.sleep(0.05)
+        if self._interrupts != interrupts:
+            raise AnalyticsUnavailable("the server is stopping; ClickHouse goes on deleting")
         raise AnalyticsUnavailable("ClickHouse did not finish deleting in time; try again")
 
     # ------------------------------------------------------------------ reads
@@ -1160,6 +1163,9 @@ class ClickHouseEventStore:
         return len(rows)
 
     # ------------------------------------------------------------------ lifecycle
+
+    def interrupt(self) -> None:
+        self._interrupts += 1
 
     def close(self) -> None:
         if self._closed:

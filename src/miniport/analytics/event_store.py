@@ -585,6 +585,12 @@ class EventStore(Protocol):
         oldest first; returns the number of data rows."""
         ...
 
+    def interrupt(self) -> None:
+        """Make a long wait in progress (ClickHouse: a retention round waiting for its
+        deletes) give up with ``AnalyticsUnavailable``, so the server can stop; the work it
+        waited for goes on (the server's) and the next round checks it."""
+        ...
+
     def close(self) -> None: ...
 
 
@@ -1016,6 +1022,9 @@ class DuckDBEventStore:
         return written
 
     # ------------------------------------------------------------------ lifecycle
+
+    def interrupt(self) -> None:
+        """Nothing to give up: DuckDB's deletes are done when they return."""
 
     def close(self) -> None:
         if not self._closed:  # what was accepted into the group commit's queue is stored

@@ -1007,14 +1007,30 @@ class AnalyticsService(ReportQueries):
     async def apply_retention(self) -> int:
         return await asyncio.to_thread(self.store.delete_older_than, self.not_before_ms())
 
+    async def _retention_round(self, stop: asyncio.Event) -> None:
+        """One round; ``stop`` set meanwhile interrupts the store's wait for its deletes
+        (ClickHouse: up to ten minutes), so that a server stopping is not held up by it."""
+        round_ = asyncio.ensure_future(self._empty_slots_and_retain())
+        stopping = asyncio.ensure_future(stop.wait())
+        try:
+            await asyncio.wait({round_, stopping}, return_when=asyncio.FIRST_COMPLETED)
+            if not round_.done():
+                self.store.interrupt()
+            await round_
+        finally:
+            stopping.cancel()
+
+    async def _empty_slots_and_retain(self) -> None:
+        await self._empty_slots()
+        await self.apply_retention()
+
     async def retention_loop(self, stop: asyncio.Event, every_s: float = 3600) -> None:
         """A round every ``every_s`` seconds; one that failed (ClickHouse or the id index
         away) is logged and the next round tries again: the loop never ends before ``stop``
         (it did on any error but AnalyticsUnavailable, and no event was deleted again)."""
         while not stop.is_set():
             try:
-                await self._empty_slots()
-                await self.apply_retention()
+                await self._retention_round(stop)
             except AnalyticsUnavailable as exc:
                 log.warning("retention round skipped: %s; trying again in %.0f s", exc, every_s)
             except Exception:  # the loop must outlive it: the next round tries again

@@ -114,7 +114,7 @@ async def test_a_postgresql_host_that_never_answers_fails_in_seconds(
 
     from miniport.storage import db as db_module
 
-    monkeypatch.setattr(db_module, "PG_CONNECT_TIMEOUT_S", 2)
+    monkeypatch.setitem(db_module.PG_TIMEOUTS, "connect_timeout", 2)
     with socket.socket() as silent:
         silent.bind(("127.0.0.1", 0))
         silent.listen()

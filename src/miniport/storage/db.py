@@ -109,7 +109,14 @@ def dialect_insert(is_sqlite: bool) -> Callable[..., Any]:
     return pg_insert
 
 
-PG_CONNECT_TIMEOUT_S = 10  # seconds (libpq's connect_timeout: whole seconds, 2 at least)
+PG_TIMEOUTS: dict[str, int] = {  # libpq's, passed unless the URL sets them
+    "connect_timeout": 10,  # s (whole seconds, 2 at least)
+    "tcp_user_timeout": 10_000,  # ms: data sent and not acknowledged for that long
+    "keepalives": 1,  # and a silent connection probed: idle 30 s, then 3 probes 10 s apart
+    "keepalives_idle": 30,
+    "keepalives_interval": 10,
+    "keepalives_count": 3,
+}
 
 
 def make_engine(url: str) -> Engine:
@@ -153,8 +160,9 @@ def make_engine(url: str) -> Engine:
         url = url.replace("postgresql://", "postgresql+psycopg://", 1)
         # a host that does not answer (a failover, a partition) must fail a connection in
         # seconds, not hold a request's thread until TCP gives up (minutes; for ever once
-        # the socket is open and the server never speaks); ?connect_timeout= in the URL wins
-        timeout = {} if "connect_timeout=" in url else {"connect_timeout": PG_CONNECT_TIMEOUT_S}
+        # the socket is open and the server never speaks), nor a pooled connection for ever
+        # once the host is gone (unacknowledged data, then keepalives); the URL's own wins
+        timeout = {k: v for k, v in PG_TIMEOUTS.items() if f"{k}=" not in url}
         return create_engine(
             url,
             pool_size=10,
@@ -279,7 +287,7 @@ class Database:
         where it lives). The reason is logged as a warning, at most once per LOG_EVERY_S (an
         outage fails every request: the access log counts them, this line says why)."""
         where = make_url(self.url).render_as_string(hide_password=True)
-        reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+        reason = (str(getattr(exc, "orig", None) or exc).strip().splitlines() or ["?"])[0]
         self.unavailable_count += 1  # (a lost increment under a race: a scrape's count)
         now = time.monotonic()
         if now - self._unavailable_logged >= LOG_EVERY_S:

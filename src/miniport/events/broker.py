@@ -25,6 +25,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import time
 from collections import defaultdict, deque
 from collections.abc import Iterable
 from typing import Any, Protocol
@@ -321,6 +322,8 @@ class RedisBroker(MemoryBroker):
         self._task: asyncio.Task[None] | None = None
         self._redis: Any = None
         self._ready = asyncio.Event()
+        self._undelivered = 0  # messages published while Redis was away (this node's only)
+        self._undelivered_logged = -10.0  # when that was last logged (monotonic)
 
     async def start(self) -> None:
         import redis.asyncio as aioredis
@@ -385,8 +388,12 @@ class RedisBroker(MemoryBroker):
 
             if not isinstance(exc, RedisError | OSError):
                 raise
-            log.warning("Redis unreachable (%s): a %r message went to this node's streams only",
-                        exc, message.get("type"))  # fmt: skip
+            self._undelivered += 1
+            now = time.monotonic()
+            if now - self._undelivered_logged >= 10:  # not a line per push of an outage
+                self._undelivered_logged = now
+                log.warning("Redis unreachable (%s): %d messages so far went to this node's "
+                            "streams only", exc, self._undelivered)  # fmt: skip
             self.deliver(user_id, message)
 
     async def close(self) -> None:

@@ -284,13 +284,14 @@ class Database:
         answers with a 503 and a Retry-After, and the background loops log and retry. With
         ``say_where`` its message names the database (its URL without password) and the
         driver's reason, for the operator starting a command (an API's clients are not told
-        where it lives). The reason is logged as a warning, at most once per LOG_EVERY_S (an
-        outage fails every request: the access log counts them, this line says why)."""
+        where it lives; the operator reads the message, so it is not logged too). Otherwise the
+        reason is logged as a warning, at most once per LOG_EVERY_S (an outage fails every
+        request: the access log counts them, this line says why)."""
         where = make_url(self.url).render_as_string(hide_password=True)
         reason = (str(getattr(exc, "orig", None) or exc).strip().splitlines() or ["?"])[0]
         self.unavailable_count += 1  # (a lost increment under a race: a scrape's count)
         now = time.monotonic()
-        if now - self._unavailable_logged >= LOG_EVERY_S:
+        if not say_where and now - self._unavailable_logged >= LOG_EVERY_S:  # (said: printed)
             self._unavailable_logged = now
             log.warning("the state database %s cannot be used: %s", where, reason)
         if not say_where:

@@ -330,10 +330,13 @@ class PeriodicEngine:
                     if not await self._step(until_idle):
                         break
                     failures = 0
-                except Exception:  # the state database away: the loop must outlive it
+                except Exception as exc:  # the state database away: the loop must outlive it
                     failures += 1
                     delay = min(RETRY_MAX_S, RETRY_S * 2 ** min(failures - 1, 16))
-                    log.exception("claiming due fetches failed; trying again in %.1f s", delay)
+                    if isinstance(exc, StateUnavailable):  # Database logs why: one line here
+                        log.warning("claiming due fetches: %s; again in %.1f s", exc, delay)
+                    else:
+                        log.exception("claiming due fetches failed; trying again in %.1f s", delay)
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(stop.wait(), delay)
         finally:

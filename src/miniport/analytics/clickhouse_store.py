@@ -913,8 +913,8 @@ class ClickHouseEventStore:
             ):
                 if wholly_older(str(partition), cutoff_ms):
                     self._t.execute(f"ALTER TABLE {TABLE} DROP PARTITION {partition}")
-            where = f"ALTER TABLE {TABLE} DELETE WHERE ts_ms < {{p1:Int64}}"
-            self._t.execute(render_clickhouse(where, [cutoff_ms]))
+            delete = f"ALTER TABLE {TABLE} DELETE WHERE ts_ms < {{p1:Int64}}"
+            self._t.execute(render_clickhouse(delete, [cutoff_ms]))
         # its deletes are waited for: reads without a window (``count``, the unlisted ids'
         # copies, a forgotten user's) would see the rows until they are done, and the next
         # round would count them again and queue a second delete behind the first

@@ -125,3 +125,13 @@ async def test_a_postgresql_host_that_never_answers_fails_in_seconds(
                 await asyncio.wait_for(db.read(lambda: db.fetch_one("SELECT 1", ())), 30)
         finally:
             db.close()
+
+
+def test_a_driver_error_without_a_message_is_still_a_503(tmp_path: Path) -> None:
+    """The reason is the message's first line; an empty one raised IndexError (a 500)."""
+    db = Database(f"sqlite:///{tmp_path / 'state.db'}")
+    try:
+        error = db.unavailable(wrapped(sqlite3.OperationalError("")), say_where=True)
+        assert error.message.endswith("cannot be reached: ?"), error.message
+    finally:
+        db.close()

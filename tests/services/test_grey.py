@@ -497,6 +497,10 @@ async def test_a_grey_wake_cut_short_is_resumed_from_where_it_stopped(
 
     assert await p.apps.resume_wakes() == 0  # it may still be moving on (another node's)
     fake_clock.advance(apps_service.WAKE_IDLE_S)
+    stopping = asyncio.Event()
+    stopping.set()  # the server stopping: no chunk is begun, the wake stays owed
+    assert await p.apps.resume_wakes(stopping) == 1
+    assert await due_now() == [u for u in moved if u in first_two]
     assert await p.apps.resume_wakes() == 1
     assert await due_now() == moved
     assert await p.db.read(p.registry.owed_wakes, fake_clock.now() + 1) == []
@@ -544,7 +548,7 @@ async def test_the_scheduler_resumes_owed_wakes_and_outlives_a_failed_round(
     p = await platforms(clock=fake_clock)
     rounds: list[str] = []
 
-    async def resume() -> int:
+    async def resume(stop: asyncio.Event | None = None) -> int:
         rounds.append("round")
         if len(rounds) == 1:
             raise ConnectionError("the database went away")

@@ -188,7 +188,7 @@ class AppService:
         c = confirmed.change
         await self._wake_owed(OwedWake(c.id, c.appid, c.op, confirmed.before, confirmed.after, ""))
 
-    async def _wake_owed(self, owed: OwedWake) -> None:
+    async def _wake_owed(self, owed: OwedWake, stop: asyncio.Event | None = None) -> None:
         """The users a periodic change moves to another URL are fetched from it at once, in
         full. A main URL change or a switch concerns them all (due now, or out of the due index
         when disabled); a grey change only those whose URL differs before and after it (a ramp
@@ -196,7 +196,8 @@ class AppService:
         of WAKE_CHUNK users, each chunk's wake its own short write transaction, so the engine
         keeps claiming meanwhile and the users left alone keep their schedule and validators.
         The change records how far its wake got in each chunk's transaction (``wake_moved_on``):
-        one cut short (a restart, a database error) is resumed from there by ``resume_wakes``."""
+        one cut short (a restart, a database error) is resumed from there by ``resume_wakes``.
+        ``stop`` set (the server stopping) ends it between two chunks, to be resumed so."""
         appid, before, after, now = owed.appid, owed.before, owed.after, self.clock.now
         moved_on = functools.partial(self.registry.wake_moved_on, change_id=owed.change_id)
         if owed.op in MAIN_OPS or wakes_everyone(before, after):
@@ -204,14 +205,14 @@ class AppService:
             await self.db.write(self.fetches.wake_app, appid, now(), done)
             return
         last: str | None = owed.wake_from
-        while last is not None:
+        while last is not None and not (stop is not None and stop.is_set()):
             moved, last = await self.db.read(
                 self.fetches.moved_users, appid, before, after, last, WAKE_CHUNK
             )
             record = functools.partial(moved_on, wake_from=last, now=now())
             await self.db.write(self.fetches.wake_users, appid, moved, now(), record)
 
-    async def resume_wakes(self) -> int:
+    async def resume_wakes(self, stop: asyncio.Event | None = None) -> int:
         """Finish the wakes that confirmed changes owe and that nothing has moved on for
         WAKE_IDLE_S (a wake in progress records each chunk far sooner); returns how many.
         Several nodes may resume the same one at once: a user woken twice is due now either
@@ -223,7 +224,7 @@ class AppService:
                 wake.change_id, wake.appid, wake.op, wake.wake_from,
             )  # fmt: skip
             try:
-                await self._wake_owed(wake)
+                await self._wake_owed(wake, stop)
             except StateUnavailable:
                 raise  # the others would fail too: the next round
             except Exception:  # one wake's trouble does not hold up the others
@@ -235,7 +236,7 @@ class AppService:
         failed round (the database away) is logged and tried again next time."""
         while not stop.is_set():
             try:
-                await self.resume_wakes()
+                await self.resume_wakes(stop)
             except Exception:  # the next round tries again: the wake stays owed
                 log.exception("resuming owed wakes failed; trying again in %.0f s", every_s)
             with contextlib.suppress(TimeoutError):

@@ -20,9 +20,10 @@ The tree (code, HTTP status)::
     ├── Forbidden                   forbidden              403
     ├── Conflict                    conflict               409  also a unique-key violation
     ├── ChangeNotConfirmable        change_not_confirmable 410
-    ├── ServerNotRunning            server_not_running     503  Retry-After 10
-    ├── StateUnavailable            state_unavailable      503  state database away; Retry-After 5
-    └── AnalyticsUnavailable        analytics_unavailable  503  ClickHouse away; Retry-After 5
+    └── Unavailable                 unavailable            503  "not now": retry, not a refusal
+        ├── ServerNotRunning        server_not_running     503  Retry-After 10
+        ├── StateUnavailable        state_unavailable      503  state database away; Retry-After 5
+        └── AnalyticsUnavailable    analytics_unavailable  503  ClickHouse away; Retry-After 5
 
 ``TokenNotSet`` and ``NoData`` keep their own base (``MiniportError``) in code; they are drawn
 under ``NotFound`` only because they share its status.
@@ -165,26 +166,31 @@ class NoData(MiniportError):
     http_status = 404
 
 
-class ServerNotRunning(MiniportError):
-    code = "server_not_running"
+class Unavailable(MiniportError):
+    """Not an answer to the request but "not now": something it needs is away for the
+    moment. A caller that reads errors as the user's fault (access gone, bad input) must
+    tell these apart: catch ``Unavailable`` first."""
+
+    code = "unavailable"
     http_status = 503
+    retry_after_s = 5
+
+
+class ServerNotRunning(Unavailable):
+    code = "server_not_running"
     retry_after_s = 10
 
 
-class StateUnavailable(MiniportError):
+class StateUnavailable(Unavailable):
     """The state database cannot be reached (PostgreSQL restarting, a failover, its
     connections used up) or, on SQLite, stayed locked: nothing was done, retry (raised at
     the storage boundary, ``storage.db``)."""
 
     code = "state_unavailable"
-    http_status = 503
-    retry_after_s = 5
 
 
-class AnalyticsUnavailable(MiniportError):
+class AnalyticsUnavailable(Unavailable):
     """The analytics event store (ClickHouse) cannot be reached, or is closed because the
     server is stopping (``analytics.group_commit.StoreClosed``): nothing was stored, retry."""
 
     code = "analytics_unavailable"
-    http_status = 503
-    retry_after_s = 5

@@ -30,7 +30,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable
 
-from ..errors import AnalyticsUnavailable, MiniportError, StateUnavailable
+from ..errors import MiniportError, Unavailable
 from ..events.broker import Broker, Message, Subscription, end_with
 from .node_watch import NodeWatch
 
@@ -83,7 +83,7 @@ class ConsoleStreamGuard(NodeWatch):
                 continue
             try:
                 await check()
-            except (StateUnavailable, AnalyticsUnavailable) as exc:  # not an answer: next round
+            except Unavailable as exc:  # not an answer: the next round checks
                 log.warning("could not check a console stream's access: %s", exc.message)
             except MiniportError as exc:
                 if not sub.closed:

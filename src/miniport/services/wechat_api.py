@@ -18,7 +18,7 @@ from ..domain.tokens import (
     check_access_token,
     make_access_token,
 )
-from ..errors import MiniportError, NotFound, StateUnavailable
+from ..errors import MiniportError, NotFound, Unavailable
 from ..storage.db import Database
 from ..storage.registry import App, RegistryStore
 from .apps import AppService
@@ -101,7 +101,7 @@ class WeChatSettingsAPI:
         if action in _KINDS:
             try:
                 return await self._set(app.appid, action, body)
-            except StateUnavailable as exc:  # WeChat's "system busy, try again later"
+            except Unavailable as exc:  # WeChat's "system busy, try again later"
                 return wx_error(-1, f"system busy: {exc.message}")
             except MiniportError as exc:
                 return wx_error(40097, f"invalid args: {exc.message}")

@@ -16,7 +16,7 @@ from urllib.parse import urlencode
 from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response
 
-from ..errors import Forbidden, MiniportError, StateUnavailable, Unauthorized
+from ..errors import Forbidden, MiniportError, Unauthorized, Unavailable
 from ..services.apps import ChangeRequest
 from .console.routes import BASE, ConsoleState, render
 from .deps import platform_of, require
@@ -74,7 +74,7 @@ async def confirm_page(code: str, request: Request) -> Response:
     try:
         change = await platform.apps.change_for_code(code)
     except MiniportError as exc:  # gone (410), or the database away for now (503)
-        status = exc.http_status if isinstance(exc, StateUnavailable) else 410
+        status = exc.http_status if isinstance(exc, Unavailable) else 410
         return render(
             request, "confirm.html", session=session, status=status, error=exc.message, code=code
         )

@@ -136,18 +136,17 @@ class WriteBehind:
                 away_r.append(record)
             except Exception:
                 bad_r.append(record)
-        if done_l or done_r:  # the database works: what still fails is bad data
-            for appid, user_id, _ in bad_l:
-                log.error("write-behind dropped a launch of %s/%s the database refuses",
-                          appid, user_id)
-            for r in bad_r:  # named, not shown: the record carries the user's data
-                log.error("write-behind dropped the %s fetch result of %s/%s (%s) the database "
-                          "refuses", r.kind, r.appid, r.user_id, r.verdict)
-            self._unfresh(bad_r)  # never stored: not to be read as if it were
-            bad_l, bad_r = [], []
-        self._keep(away_l + bad_l, away_r + bad_r)
-        if not done_l and not done_r:
+        if not done_l and not done_r:  # nothing went through: keep all and retry
+            self._keep(away_l + bad_l, away_r + bad_r)
             raise RuntimeError("the database refused every queued write; retrying")
+        for appid, user_id, _ in bad_l:  # the database works: what still fails is bad data
+            log.error("write-behind dropped a launch of %s/%s the database refuses",
+                      appid, user_id)
+        for r in bad_r:  # named, not shown: the record carries the user's data
+            log.error("write-behind dropped the %s fetch result of %s/%s (%s) the database "
+                      "refuses", r.kind, r.appid, r.user_id, r.verdict)
+        self._unfresh(bad_r)  # never stored: not to be read as if it were
+        self._keep(away_l, away_r)
         return done_l, done_r
 
     def _keep(self, launches: list[tuple[str, str, float]], records: list[FetchRecord]) -> None:

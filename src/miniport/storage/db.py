@@ -186,6 +186,7 @@ class Database:
         self._point_lock = threading.Lock()
         self._unavailable_logged = -LOG_EVERY_S  # when ``unavailable`` last logged (monotonic)
         self.unavailable_count = 0  # how many times it found the database away (/metrics)
+        self.shown = make_url(url).render_as_string(hide_password=True)  # for messages, logs
 
     @contextlib.contextmanager
     def writing(self) -> Iterator[Connection]:
@@ -250,13 +251,7 @@ class Database:
         return conn
 
     async def write(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
-        loop = asyncio.get_running_loop()
-        try:  # (no context manager: these three are on every request's path)
-            return await loop.run_in_executor(self._writer, functools.partial(fn, *args, **kwargs))
-        except Exception as exc:
-            if is_unavailable(exc, self.is_sqlite):
-                raise self.unavailable(exc) from exc
-            raise
+        return await self._run(self._writer, functools.partial(fn, *args, **kwargs))
 
     async def read_point(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         """A point read by primary key. On SQLite it runs inline: a WAL reader never waits for a
@@ -271,9 +266,12 @@ class Database:
             raise
 
     async def read(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
-        loop = asyncio.get_running_loop()
+        return await self._run(self._readers, functools.partial(fn, *args, **kwargs))
+
+    async def _run(self, pool: ThreadPoolExecutor, call: Callable[[], T]) -> T:
+        """``call`` on one of ``pool``'s threads (no context manager: every request's path)."""
         try:
-            return await loop.run_in_executor(self._readers, functools.partial(fn, *args, **kwargs))
+            return await asyncio.get_running_loop().run_in_executor(pool, call)
         except Exception as exc:
             if is_unavailable(exc, self.is_sqlite):
                 raise self.unavailable(exc) from exc
@@ -287,16 +285,15 @@ class Database:
         where it lives; the operator reads the message, so it is not logged too). Otherwise the
         reason is logged as a warning, at most once per LOG_EVERY_S (an outage fails every
         request: the access log counts them, this line says why)."""
-        where = make_url(self.url).render_as_string(hide_password=True)
         reason = (str(getattr(exc, "orig", None) or exc).strip().splitlines() or ["?"])[0]
         self.unavailable_count += 1  # (a lost increment under a race: a scrape's count)
+        if say_where:
+            return StateUnavailable(f"the state database {self.shown} cannot be reached: {reason}")
         now = time.monotonic()
-        if not say_where and now - self._unavailable_logged >= LOG_EVERY_S:  # (said: printed)
+        if now - self._unavailable_logged >= LOG_EVERY_S:
             self._unavailable_logged = now
-            log.warning("the state database %s cannot be used: %s", where, reason)
-        if not say_where:
-            return StateUnavailable("the state database cannot be reached right now; try again")
-        return StateUnavailable(f"the state database {where} cannot be reached: {reason}")
+            log.warning("the state database %s cannot be used: %s", self.shown, reason)
+        return StateUnavailable("the state database cannot be reached right now; try again")
 
     @contextlib.contextmanager
     def unavailable_as_503(self, *, say_where: bool = False) -> Iterator[None]:

@@ -183,8 +183,9 @@ class ServerNotRunning(Unavailable):
 
 class StateUnavailable(Unavailable):
     """The state database cannot be reached (PostgreSQL restarting, a failover, its
-    connections used up) or, on SQLite, stayed locked: nothing was done, retry (raised at
-    the storage boundary, ``storage.db``)."""
+    connections used up), on SQLite stayed locked, or a write kept losing to other
+    transactions (deadlocks): nothing was done, retry (raised at the storage boundary,
+    ``storage.db``)."""
 
     code = "state_unavailable"
 

@@ -333,3 +333,7 @@ def _watch_queues(platform: Platform) -> None:
         "miniport_state_unavailable", "Calls that found the state database away (503s, retries)",
         lambda: platform.db.unavailable_count,
     )  # fmt: skip
+    m.watch_count(
+        "miniport_state_write_retries", "Writes run again after losing to another transaction",
+        lambda: platform.db.retried_count,
+    )  # fmt: skip

@@ -10,7 +10,9 @@ A unique-key violation becomes ``errors.Conflict`` here, at the storage boundary
 (:func:`conflict_on_duplicate`): a create lets the database decide who was first, instead of
 reading before inserting, so two concurrent creates give one row and one clear 409. The
 database away becomes ``errors.StateUnavailable`` (503, Retry-After) here too
-(``Database.unavailable``), instead of an internal error."""
+(``Database.unavailable``), instead of an internal error. A write that PostgreSQL chose as a
+deadlock's victim (or a serialization failure) is run again, a few times, when it had committed
+nothing yet (``Database.write``): the caller never sees the other transaction's lock order."""
 
 from __future__ import annotations
 
@@ -18,6 +20,7 @@ import asyncio
 import contextlib
 import functools
 import logging
+import random
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -34,6 +37,8 @@ from ..errors import Conflict, StateUnavailable
 
 log = logging.getLogger("miniport.db")
 LOG_EVERY_S = 10.0  # the state database away: its reason logged at most this often
+WRITE_ATTEMPTS = 4  # a write chosen as a deadlock's victim: run this many times in all ...
+RETRY_PAUSE_S = 0.02  # ... after a random pause of up to this times the attempts so far
 P = ParamSpec("P")
 T = TypeVar("T")
 
@@ -71,6 +76,9 @@ _SQLITE_UNAVAILABLE = ("locked", "busy", "unable to open", "disk i/o", "disk is 
 # shutting down or starting (57P01..57P03), too many connections (53300). A deadlock, a
 # statement timeout or a statement too large are the statement's: its caller's usual path.
 _PG_UNAVAILABLE = frozenset({"57P01", "57P02", "57P03", "53300"})
+# PostgreSQL's SQLSTATEs for a transaction that lost to another one and would succeed if run
+# again: a deadlock's victim (40P01), a serialization failure (40001)
+_PG_RETRY = frozenset({"40P01", "40001"})
 
 
 def is_unavailable(exc: BaseException, is_sqlite: bool) -> bool:
@@ -95,6 +103,16 @@ def is_unavailable(exc: BaseException, is_sqlite: bool) -> bool:
     if "OperationalError" in kinds:
         return True
     return "InterfaceError" in kinds and "connection" in str(exc).lower()
+
+
+def is_retryable(exc: BaseException, is_sqlite: bool) -> bool:
+    """Whether ``exc`` means the transaction lost a race with another and would succeed run
+    again (PostgreSQL's deadlock victim, serialization failure). SQLite has none: its writes go
+    one at a time through one thread, and a file locked by another process is ``is_unavailable``."""
+    if is_sqlite:
+        return False
+    orig = getattr(exc, "orig", None) or exc
+    return getattr(orig, "sqlstate", None) in _PG_RETRY
 
 
 def dialect_insert(is_sqlite: bool) -> Callable[..., Any]:
@@ -184,8 +202,10 @@ class Database:
         self._point_local = threading.local()  # SQLite: each thread's own point-read connection
         self._point_held: list[Any] = []  # every such connection, closed by close()
         self._point_lock = threading.Lock()
+        self._commits = threading.local()  # each writer thread: transactions committed by a write
         self._unavailable_logged = -LOG_EVERY_S  # when ``unavailable`` last logged (monotonic)
         self.unavailable_count = 0  # how many times it found the database away (/metrics)
+        self.retried_count = 0  # writes run again after losing to another transaction (/metrics)
         self.shown = make_url(url).render_as_string(hide_password=True)  # for messages, logs
 
     @contextlib.contextmanager
@@ -196,6 +216,8 @@ class Database:
                 conn = conn.execution_options(sqlite_begin="IMMEDIATE")
             with conn.begin():
                 yield conn
+        # committed: a write that fails after this is not run again (see ``_attempts``)
+        self._commits.n = getattr(self._commits, "n", 0) + 1
 
     @contextlib.contextmanager
     def reading(self) -> Iterator[Connection]:
@@ -251,7 +273,36 @@ class Database:
         return conn
 
     async def write(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
-        return await self._run(self._writer, functools.partial(fn, *args, **kwargs))
+        """``fn`` on the writer thread(s). Chosen as a deadlock's victim (``is_retryable``) before
+        it committed any transaction, it is run again, up to WRITE_ATTEMPTS times in all: its
+        transaction was rolled back, so nothing is done twice. Still failing after that, it is a 503
+        to retry (``StateUnavailable``); failing after a commit (a write of several
+        transactions), it is raised as it came."""
+        call = functools.partial(fn, *args, **kwargs)
+        if self.is_sqlite:
+            return await self._run(self._writer, call)
+        return await self._run(self._writer, functools.partial(self._attempts, call))
+
+    def _attempts(self, call: Callable[[], T]) -> T:
+        for attempt in range(1, WRITE_ATTEMPTS + 1):
+            self._commits.n = 0
+            try:
+                return call()
+            except Exception as exc:
+                if not is_retryable(exc, self.is_sqlite) or self._commits.n:
+                    raise  # a part committed: run again, it would do that part twice
+                if attempt == WRITE_ATTEMPTS:
+                    raise self.lost_race(exc, attempt) from exc
+                self.retried_count += 1  # (a lost increment under a race: a scrape's count)
+                time.sleep(random.uniform(0, RETRY_PAUSE_S * attempt))  # apart from the winner
+        raise AssertionError("unreachable")  # pragma: no cover - the loop returns or raises
+
+    def lost_race(self, exc: BaseException, attempts: int) -> StateUnavailable:
+        """A write that lost to other transactions ``attempts`` times: a 503 to retry, logged as
+        a warning with PostgreSQL's reason."""
+        reason = (str(getattr(exc, "orig", None) or exc).strip().splitlines() or ["?"])[0]
+        log.warning("a write lost to another transaction %d time(s): %s", attempts, reason)
+        return StateUnavailable("the state database is busy right now; try again")
 
     async def read_point(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         """A point read by primary key. On SQLite it runs inline: a WAL reader never waits for a

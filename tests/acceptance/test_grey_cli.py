@@ -3,6 +3,7 @@ grey change waits for `change confirm`, like `fetch-url set`."""
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -75,3 +76,18 @@ async def test_app_show_and_the_change_commands_show_the_grey_release(tmp_path: 
     assert shown.code == 0
     assert "grey: https://dev.example/grey (10 % of users)" in shown.out, shown.out
     assert "testers: alice" in shown.out
+    assert (await ok("app", "show", appid, data_dir=data))["waking"] == []  # its wake is done
+
+    # a wake cut short (the server stopped after its first chunk), an hour ago: shown until the
+    # scheduler has resumed it
+    with sqlite3.connect(data / "miniport.db") as db:
+        db.execute("UPDATE change_requests SET wake_from = 'u3', wake_at = 0 WHERE id = ?",
+                   (change["change_id"],))
+    (waking,) = (await ok("app", "show", appid, data_dir=data))["waking"]
+    assert (waking["change_id"], waking["after_user"], waking["stalled"]) == (
+        change["change_id"], "u3", True)
+    shown = await miniport("app", "show", appid, data_dir=data, env={"COLUMNS": "80"})
+    line = " ".join(shown.out.split())  # wrapped at 80 columns
+    assert (f"waking the users of change {change['change_id']} (grey_set periodic at 10 %)"
+            in line), shown.out
+    assert "stalled, the scheduler resumes it; last step" in line and "up to user u3" in line

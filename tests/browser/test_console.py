@@ -12,7 +12,9 @@ import pytest
 import qrcode
 from PIL import Image
 from playwright.sync_api import expect
+from sqlalchemy import update
 
+from miniport.storage import schema as t
 from miniport.web.console.routes import QR_BORDER, QR_BOX
 from tests.browser.conftest import PASSWORD, LiveConsole, shot, sign_in
 
@@ -403,4 +405,25 @@ def test_the_grey_release_table_updates_when_a_grey_change_is_applied(
     expect(row).to_contain_text(grey_url)
     expect(row.locator(".grey-ratio")).to_have_text("15 %")
     shot(page, "data-urls-grey-applied")
+    expect(page.get_by_test_id("waking")).to_have_count(0)  # its wake is done
+
+    # the server stopped in the middle of the wake (after user u3), a while ago: the page says
+    # so until the scheduler has resumed it
+    change_id = str(change.get_attribute("data-change-id"))
+
+    def cut_short() -> None:  # without its URL settings: this server's scheduler leaves it be
+        with live.platform.db.writing() as conn:
+            conn.execute(
+                update(t.change_requests)
+                .where(t.change_requests.c.id == change_id)
+                .values(wake_from="u3", wake_at=0.0)
+            )
+
+    live.run(live.platform.db.write(cut_short))
+    page.reload()
+    waking = page.get_by_test_id("waking")
+    expect(waking).to_have_attribute("data-stalled", "true")
+    expect(waking).to_contain_text(f"“set grey URL” (Periodic update, change {change_id})")
+    expect(waking).to_contain_text("the scheduler resumes it within a minute")
+    shot(page, "data-urls-wake-stalled")
     context.close()

@@ -496,7 +496,15 @@ async def test_a_grey_wake_cut_short_is_resumed_from_where_it_stopped(
     monkeypatch.setattr(p.fetches, "wake_users", woken)  # the database is back
 
     assert await p.apps.resume_wakes() == 0  # it may still be moving on (another node's)
+    # the operator sees it (console, CLI, admin API): in progress for a minute, then stalled
+    (waking,) = (await p.apps.settings(app.appid))["waking"]
+    assert waking == {
+        "change_id": owed.change_id, "kind": "periodic", "op": "grey_ratio", "ratio": 50,
+        "confirmed_at": fake_clock.now(), "moved_on_at": fake_clock.now(),
+        "after_user": first_two[-1], "stalled": False,
+    }  # fmt: skip
     fake_clock.advance(apps_service.WAKE_IDLE_S)
+    assert (await p.apps.settings(app.appid))["waking"][0]["stalled"] is True
     stopping = asyncio.Event()
     stopping.set()  # the server stopping: no chunk is begun, the wake stays owed
     assert await p.apps.resume_wakes(stopping) == 1
@@ -504,6 +512,7 @@ async def test_a_grey_wake_cut_short_is_resumed_from_where_it_stopped(
     assert await p.apps.resume_wakes() == 1
     assert await due_now() == moved
     assert await p.db.read(p.registry.owed_wakes, fake_clock.now() + 1) == []
+    assert (await p.apps.settings(app.appid))["waking"] == []
     assert await p.apps.resume_wakes() == 0
     # another node resuming it at the same time records its progress after the end: the wake
     # stays done (its settings were cleared: a revived row broke every later round)

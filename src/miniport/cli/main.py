@@ -128,7 +128,7 @@ def app_show(appid: str, data_dir: DataDir = None, as_json: Json = False) -> Non
     shown = {
         k: v
         for k, v in call(data_dir, as_json, "app.show", appid=appid).items()
-        if k in ("appid", "urls", "testers", "pending")
+        if k in ("appid", "urls", "testers", "pending", "waking")
     }
 
     def human() -> None:
@@ -147,11 +147,29 @@ def app_show(appid: str, data_dir: DataDir = None, as_json: Json = False) -> Non
                 )
         if shown["testers"]:
             console.print(f"  testers: {escape(', '.join(shown['testers']))}", highlight=False)
+        _print_wakes(shown["waking"])
         console.print("pending changes:" if shown["pending"] else "no pending change")
         if shown["pending"]:
             _print_changes(shown["pending"])
 
     render(as_json, shown, human)
+
+
+def _print_wakes(wakes: list[dict[str, Any]]) -> None:
+    """The confirmed changes still waking the users they move (each user fetched again at once
+    from the URL now serving it): in progress, or stalled and to be resumed. Short lines: 80
+    columns hold them."""
+    for w in wakes:
+        ratio = f" at {w['ratio']} %" if w.get("ratio") is not None else ""
+        console.print(
+            f"  waking the users of change [bold]{escape(w['change_id'])}[/bold]"
+            f" ({w['op']} {w['kind']}{ratio})",
+            highlight=False,
+        )
+        state = "[yellow]stalled[/yellow], the scheduler resumes it" if w["stalled"] else "going"
+        console.print(f"    {state}; last step {local_time(w['moved_on_at'])}", highlight=False)
+        if w["after_user"]:
+            console.print(f"    woken up to user {escape(w['after_user'])}", highlight=False)
 
 
 def _print_changes(changes: list[dict[str, Any]]) -> None:

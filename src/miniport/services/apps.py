@@ -263,6 +263,11 @@ class AppService:
             "pending": [
                 c.as_dict() for c in changes if c.status == "pending" and c.expires_at >= now
             ],
+            "waking": [
+                # stalled: cut short (a restart, the database away); the scheduler resumes it
+                {**w, "stalled": w["moved_on_at"] <= now - WAKE_IDLE_S}
+                for w in await self.db.read(self.registry.wakes_of, appid)
+            ],
         }
 
     async def health_series(

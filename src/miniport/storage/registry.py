@@ -491,6 +491,30 @@ class RegistryStore:
             owed.append(OwedWake(row.id, row.appid, row.op, before, after, row.wake_from))
         return owed
 
+    def wakes_of(self, appid: str) -> list[dict[str, Any]]:
+        """The app's wakes not done yet (in progress, or cut short and waiting for the
+        scheduler to resume them), oldest change first: the change, when it was confirmed,
+        when its wake last moved on, and the last user woken ("" before the first chunk)."""
+        c = t.change_requests.c
+        with self.db.reading() as conn:
+            rows = conn.execute(
+                select(c.id, c.kind, c.op, c.ratio, c.decided_at, c.wake_at, c.wake_from)
+                .where(and_(c.appid == appid, c.wake_from.is_not(None)))
+                .order_by(c.decided_at, c.id)
+            ).all()
+        return [
+            {
+                "change_id": r.id,
+                "kind": r.kind,
+                "op": r.op,
+                "ratio": r.ratio,
+                "confirmed_at": r.decided_at,
+                "moved_on_at": r.wake_at,
+                "after_user": r.wake_from,
+            }
+            for r in rows
+        ]
+
     @staticmethod
     def wake_moved_on(conn: Connection, change_id: str, wake_from: str | None, now: float) -> None:
         """Record a wake's progress, in the transaction of the wake's write (so a chunk is

@@ -897,6 +897,21 @@ class DuckDBEventStore:
             self._check_open()
             self._con.execute("CHECKPOINT")
 
+    def backup_to(self, target: Path) -> None:
+        """A consistent copy of the store in the new DuckDB file ``target``, while it is in use:
+        taken under the write lock (every acknowledged event is in it; writes wait meanwhile,
+        reads go on), by DuckDB itself (``COPY FROM DATABASE``: tables, constraints, data)."""
+        with self._write_lock:
+            self._check_open()
+            row = self._con.execute("SELECT current_database()").fetchone()
+            assert row is not None
+            source = '"' + str(row[0]).replace('"', '""') + '"'
+            self._con.execute("ATTACH '" + str(target).replace("'", "''") + "' AS miniport_backup")
+            try:
+                self._con.execute(f"COPY FROM DATABASE {source} TO miniport_backup")
+            finally:
+                self._con.execute("DETACH miniport_backup")
+
     # ------------------------------------------------------------------ reads
 
     def _cursor(self) -> duckdb.DuckDBPyConnection:

@@ -695,10 +695,11 @@ def devtools_log(
 
 
 def _register_server_commands() -> None:
-    from . import admin, serve
+    from . import admin, backups, serve
 
     serve.register(app)
     admin.register(app)
+    backups.register(app)
 
 
 def _no_type_beside_flags() -> None:

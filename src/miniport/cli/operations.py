@@ -288,9 +288,16 @@ _KEY_RING = (
 )
 _DEVICES = "it reaches the devices connected to the server; start `miniport serve` first"
 
+async def _backup(pf: Platform, p: Params) -> dict[str, Any]:
+    from ..services.backup import make_backup
+
+    return await make_backup(pf, CLI_ACTOR)
+
+
 OPERATIONS: dict[str, Operation] = {
     op.name: op
     for op in (
+        Operation("backup", lambda p: Route("POST", "/admin/v1/backups", {}), _backup),
         # apps, data URLs, changes
         Operation(
             "app.create",

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import fcntl
 import logging
 import os
 import signal
@@ -24,6 +23,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from ..errors import StateUnavailable
+from ..storage.data_dir import holding as data_dir_lock
 from . import logs
 from .common import (
     DataDir,
@@ -45,7 +45,6 @@ if TYPE_CHECKING:
 
 DEMO_USER = "alice"
 DEMO_PORT = 8701
-LOCK_FILE = "serve.lock"
 CLI_KEY_FILE = "cli.key"
 
 
@@ -53,25 +52,19 @@ class StartRefused(Exception):
     """The server cannot start; the message says what to do."""
 
 
-@contextlib.contextmanager
-def holding(data_dir: Path) -> Iterator[None]:
+def holding(data_dir: Path) -> contextlib.AbstractContextManager[None]:
     """An exclusive lock on the data directory for the life of this server (released by the
     OS when the process ends, however it ends)."""
-    data_dir.mkdir(parents=True, exist_ok=True)
-    fd = os.open(data_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o600)
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            info = read_server_file(data_dir) or {}
-            who = f" (pid {info['pid']}, {info.get('url')})" if "pid" in info else ""
-            raise StartRefused(
-                f"another server{who} holds the data directory {data_dir.resolve()}: "
-                "stop it, or give this one its own --data-dir"
-            ) from None
-        yield
-    finally:
-        os.close(fd)
+
+    def refused() -> StartRefused:
+        info = read_server_file(data_dir) or {}
+        who = f" (pid {info['pid']}, {info.get('url')})" if "pid" in info else ""
+        return StartRefused(
+            f"another server{who} holds the data directory {data_dir.resolve()}: "
+            "stop it, or give this one its own --data-dir"
+        )
+
+    return data_dir_lock(data_dir, refused)
 
 
 def listening(host: str, port: int, what: str, flag: str) -> socket.socket:

@@ -238,6 +238,16 @@ async def confirm_change(body: ConfirmIn, request: Request, who: Admin) -> dict[
     return change.as_dict()
 
 
+@router.post("/backups", status_code=201)
+async def create_backup(request: Request, who: Admin) -> dict[str, Any]:
+    """Back up the embedded databases (SQLite state, DuckDB events) while the server runs, into
+    ``<data dir>/backups/``: the manifest, with the backup's ``path`` on the server. A database
+    on a server of its own (PostgreSQL, ClickHouse) is named, not copied."""
+    from ..services.backup import make_backup
+
+    return await make_backup(platform_of(request), who.name)
+
+
 @router.get("/audit")
 async def audit(
     request: Request,

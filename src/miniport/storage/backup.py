@@ -1,0 +1,133 @@
+"""Backup files: a consistent copy of the SQLite state database while it is in use, checksums,
+and putting a backup's files in place in a data directory. The rules on manifests are in
+:mod:`miniport.domain.backups`; :mod:`miniport.services.backup` puts them together."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import shutil
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from ..domain.backups import MANIFEST
+from ..errors import Conflict, InvalidInput
+
+PARTIAL = ".partial-"  # a backup being written: renamed to its name once whole
+LOCK = ".backup.lock"
+
+
+def snapshot_sqlite(source: Path, target: Path) -> None:
+    """Copy the SQLite database at ``source`` to the new file ``target`` with SQLite's online
+    backup, in one step: a consistent snapshot (WAL mode: writers go on meanwhile)."""
+    src = sqlite3.connect(f"file:{source}?mode=ro", uri=True)
+    try:
+        dst = sqlite3.connect(target)
+        try:
+            src.backup(dst)
+        finally:
+            dst.close()
+    finally:
+        src.close()
+
+
+def digest(path: Path) -> tuple[int, str]:
+    """The file's size and SHA-256 (hex)."""
+    with path.open("rb") as f:
+        sha = hashlib.file_digest(f, "sha256").hexdigest()
+    return path.stat().st_size, sha
+
+
+@contextlib.contextmanager
+def backup_lock(root: Path) -> Iterator[None]:
+    """One backup at a time per data directory (whichever process makes it): a second one
+    while the first runs is a Conflict, not a race on the same files."""
+    import fcntl
+
+    root.mkdir(parents=True, exist_ok=True)
+    fd = os.open(root / LOCK, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise Conflict("another backup of this data directory is being made") from None
+        yield
+    finally:
+        os.close(fd)
+
+
+def new_partial(root: Path, name: str) -> tuple[Path, Path]:
+    """A fresh directory to write backup ``name`` into, and where it goes once whole (a name
+    taken already gets a suffix: two backups in the same millisecond)."""
+    for n in range(1, 100):
+        final = root / (name if n == 1 else f"{name}-{n}")
+        partial = root / (PARTIAL + final.name)
+        if final.exists() or partial.exists():
+            continue
+        partial.mkdir(mode=0o700)  # it holds the server's keys (in the state database)
+        return partial, final
+    raise Conflict(f"too many backups named {name}")
+
+
+def write_manifest(directory: Path, manifest: dict[str, Any]) -> None:
+    (directory / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n", "utf-8")
+
+
+def read_manifest(directory: Path) -> Any:
+    """The manifest's JSON value, or InvalidInput saying why there is none."""
+    if not directory.is_dir():
+        raise InvalidInput(f"{directory} is not a directory")
+    path = directory / MANIFEST
+    try:
+        return json.loads(path.read_text("utf-8"))
+    except FileNotFoundError:
+        raise InvalidInput(f"{directory} holds no {MANIFEST}: not a Miniport backup") from None
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise InvalidInput(f"{path} cannot be read: {exc}") from None
+
+
+def file_problems(directory: Path, manifest: dict[str, Any]) -> list[str]:
+    """Each copied file present, of its size and checksum (a truncated or altered copy is found
+    here, before anything is replaced)."""
+    problems = []
+    for part in ("state", "events"):
+        entry = manifest[part]
+        if entry["file"] is None:
+            continue
+        path = directory / entry["file"]
+        if not path.is_file():
+            problems.append(f"{part}: {entry['file']} is missing")
+            continue
+        size, sha = digest(path)
+        if (size, sha) != (entry["bytes"], entry["sha256"]):
+            problems.append(
+                f"{part}: {entry['file']} is not the file backed up ({size} bytes, checksum"
+                f" {sha[:12]}…; the manifest says {entry['bytes']} bytes, {entry['sha256'][:12]}…)"
+            )
+    return problems
+
+
+def companions(path: Path) -> list[Path]:
+    """A database file and the files its engine keeps beside it (SQLite's -wal and -shm,
+    DuckDB's .wal), those that exist."""
+    names = [path.name, path.name + "-wal", path.name + "-shm", path.name + ".wal"]
+    return [path.parent / n for n in names if (path.parent / n).exists()]
+
+
+def put_in_place(source: Path, target: Path, aside: Path | None) -> None:
+    """Copy ``source`` to ``target`` (through a temporary name, then an atomic rename), after
+    moving ``target`` and its companions into ``aside`` (or deleting the companions: a WAL
+    left beside a restored file would be replayed into it)."""
+    for old in companions(target):
+        if aside is not None:
+            aside.mkdir(mode=0o700, exist_ok=True)
+            shutil.move(old, aside / old.name)
+        else:
+            old.unlink()
+    temporary = target.with_name(target.name + ".restoring")
+    shutil.copyfile(source, temporary)
+    os.replace(temporary, target)

@@ -76,9 +76,8 @@ def backup(
 
 
 def restore(
-    source: Annotated[
-        Path,
-        typer.Argument(help="The backup's directory", metavar="BACKUP_DIR", show_default=False),
+    backup_dir: Annotated[
+        Path, typer.Argument(help="The backup's directory", show_default=False)
     ],
     discard: Annotated[
         bool,
@@ -94,7 +93,7 @@ def restore(
     from ..services.backup import restore as restore_backup
 
     try:
-        restored = restore_backup(settings_for(data_dir), source, discard=discard)
+        restored = restore_backup(settings_for(data_dir), backup_dir, discard=discard)
     except MiniportError as exc:
         fail(as_json, exc)
 

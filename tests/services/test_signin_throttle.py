@@ -7,8 +7,9 @@ import asyncio
 
 import pytest
 from argon2 import PasswordHasher
+from sqlalchemy import insert
 
-from miniport.errors import Forbidden, InvalidInput, Unauthorized
+from miniport.errors import Conflict, Forbidden, InvalidInput, Unauthorized
 from miniport.platform import Platform
 from miniport.services.console_users import (
     FAILURE_LIMIT,
@@ -17,6 +18,7 @@ from miniport.services.console_users import (
     address_key,
     address_keys,
 )
+from miniport.storage import schema as t
 
 
 async def test_parallel_guesses_get_no_more_password_checks_than_the_limit(
@@ -169,3 +171,44 @@ async def test_no_limit_per_address_when_set_to_zero(platform: Platform) -> None
 def test_address_keys(a: str, b: str, same: bool) -> None:
     assert (address_key(a) == address_key(b)) is same
     assert address_key(a) != ConsoleUsers._key(a)
+
+
+async def test_names_that_differ_only_in_case_neither_share_nor_reset_a_throttle(
+    platform: Platform,
+) -> None:
+    """"alice" and "Alice" (made before such twins were refused) shared one throttle, so the
+    owner of "Alice" could sign in to their own account after every 9 guesses at "alice" and
+    start again: the per-name limit never held."""
+    users = _users(platform, address_limit=0)
+    await users.create_user("alice", "admin", "right-password-1")
+    hashed = PasswordHasher().hash("right-password-2")
+
+    def made_by_an_older_version() -> None:
+        with platform.db.writing() as conn:
+            conn.execute(insert(t.console_users).values(
+                name="Alice", role="viewer", password_hash=hashed, created_at=0.0,
+                disabled=False, must_change_password=False, password_set_at=0.0))
+
+    await platform.db.write(made_by_an_older_version)
+    for _ in range(FAILURE_LIMIT - 1):
+        with pytest.raises(Unauthorized):
+            await users.authenticate("alice", "guess")
+    assert (await users.authenticate("Alice", "right-password-2")).name == "Alice"
+    with pytest.raises(Unauthorized):
+        await users.authenticate("alice", "guess")  # the tenth: still counted
+    with pytest.raises(Forbidden, match="too many failed sign-ins for this name"):
+        await users.authenticate("alice", "right-password-1")
+    # nor do guesses at "alice" lock "Alice" out
+    assert (await users.authenticate("Alice", "right-password-2")).name == "Alice"
+    assert (await users.authenticate(" Alice ", "right-password-2")).name == "Alice"
+
+
+async def test_a_name_that_differs_only_in_case_from_a_users_is_refused(
+    platform: Platform,
+) -> None:
+    users = platform.console_users
+    await users.create_user("alice", "admin", "right-password-1")
+    twin = r"named 'alice' already exists \(names differ only in case\)"
+    with pytest.raises(Conflict, match=twin):
+        await users.create_user("ALICE", "viewer", "right-password-2")
+    assert [u.name for u in await users.list_users()] == ["alice"]

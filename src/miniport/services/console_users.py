@@ -285,10 +285,12 @@ class ConsoleUsers:
     # --- sign-in ---
     @staticmethod
     def _key(name: str) -> str:
-        """One throttle per account however its name is typed (case, spaces); hashed, so any
-        typed name fits the column; prefixed, so no typed name (say ``address:1.2.3.4``)
-        shares an address's key and throttles that address from afar."""
-        return hash_secret("name:" + name.strip().lower())
+        """One throttle per account: the name as looked up (stripped; case counts, as in the
+        lookup: lowercased, "alice" and an "Alice" made before twins were refused shared one
+        throttle, and signing in as one cleared the other's failures); hashed, so any typed
+        name fits the column; prefixed, so no typed name (say ``address:1.2.3.4``) shares an
+        address's key and throttles that address from afar."""
+        return hash_secret("name:" + name.strip())
 
     async def _throttled(
         self, name: str, address: str | None, sources: tuple[tuple[str, int], ...]

@@ -8,7 +8,7 @@ import json
 from sqlalchemy import and_, delete, insert, select
 
 from . import schema as t
-from .db import Database
+from .db import Database, dialect_insert
 
 
 class MemberStore:
@@ -16,15 +16,14 @@ class MemberStore:
         self.db = db
 
     def put(self, appid: str, principal: str, role: str, now: float, actor: str) -> None:
-        c = t.app_members.c
         with self.db.writing() as conn:
+            # one upsert: a delete then an insert let two adds of one member at once both
+            # insert (PostgreSQL), and the second failed on the key
+            values = {"role": role, "added_at": now, "added_by": actor}
             conn.execute(
-                delete(t.app_members).where(and_(c.appid == appid, c.principal == principal))
-            )
-            conn.execute(
-                insert(t.app_members).values(
-                    appid=appid, principal=principal, role=role, added_at=now, added_by=actor
-                )
+                dialect_insert(self.db.is_sqlite)(t.app_members)
+                .values(appid=appid, principal=principal, **values)
+                .on_conflict_do_update(index_elements=["appid", "principal"], set_=values)
             )
             self._audit(conn, now, actor, "member.add", appid, principal, role)
 

@@ -80,6 +80,15 @@ class UserStore:
     ) -> ConsoleUser:
         taken = f"a console user named {name!r} already exists"
         with conflict_on_duplicate(taken), self.db.writing() as conn:
+            c = t.console_users.c
+            twin = conn.execute(
+                select(c.name)
+                .where(and_(func.lower(c.name) == name.lower(), c.name != name))
+                .limit(1)
+            ).scalar()
+            if twin is not None:  # "Alice" beside "alice": two accounts one reads as one
+                raise Conflict(f"a console user named {twin!r} already exists (names differ "
+                               "only in case); choose another name")
             conn.execute(
                 insert(t.console_users).values(
                     name=name,
@@ -124,12 +133,16 @@ class UserStore:
                 raise NotFound(f"console user {name!r} not found")
             demoted = values.get("role", row.role) != "admin" or values.get("disabled") is True
             if row.role == "admin" and not row.disabled and demoted:
+                # the active admins locked (PostgreSQL; SQLite writes one at a time), in name
+                # order: two admins demoting each other at once each counted two and both
+                # committed, leaving none. The second now waits, then counts one.
                 admins = conn.execute(
-                    select(func.count())
-                    .select_from(t.console_users)
+                    select(c.name)
                     .where(and_(c.role == "admin", c.disabled.is_(False)))
-                ).scalar_one()
-                if admins <= 1:
+                    .order_by(c.name)
+                    .with_for_update()
+                ).all()
+                if len(admins) <= 1:
                     raise Conflict("this is the last active admin; make another admin first")
             conn.execute(update(t.console_users).where(c.name == name).values(**values))
             if end_sessions:

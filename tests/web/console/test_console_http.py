@@ -353,15 +353,18 @@ async def test_the_sign_in_form_throttles_the_client_address_over_many_names(
         assert "mp_session" not in r.cookies
 
 
-async def test_sign_in_throttle_counts_one_account_however_its_name_is_typed(
+async def test_sign_in_throttle_counts_one_account_however_spaces_surround_its_name(
     live_server: LiveServer,
 ) -> None:
+    """Spaces around a name reach the same account, and count for it. (Case does not: "BOSS"
+    is not "boss" to the lookup, so guesses typed so never reach boss's password; see
+    test_signin_throttle for why they must not count, or reset, for boss.)"""
     from miniport.errors import Forbidden, Unauthorized
 
     auth = live_server.platform.console_users
     await auth.create_user("boss", "admin", "right-password-1")
     for i in range(10):
-        spelled = ["boss", "boss ", " BOSS", "Boss  "][i % 4]
+        spelled = ["boss", "boss ", " boss", "boss  "][i % 4]
         with pytest.raises(Unauthorized):
             await auth.authenticate(spelled, "wrong")
     with pytest.raises(Forbidden, match="too many failed sign-ins"):

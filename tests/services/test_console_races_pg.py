@@ -1,0 +1,81 @@
+"""Console users and app members changed by two admins at the same moment, on PostgreSQL
+(READ COMMITTED, several writer threads; SQLite writes one at a time). A barrier holds each
+transaction at the same statement until the other has reached it too, which two requests do
+by chance: no timing luck decides the outcome."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import event
+
+from miniport.clock import FakeClock
+from miniport.errors import Conflict
+from miniport.platform import Platform, create_platform
+from tests.conftest import make_settings
+
+pytestmark = pytest.mark.postgres
+
+
+@pytest.fixture
+async def pg_platform(tmp_path: Path, clock: FakeClock, pg_url: str) -> AsyncIterator[Platform]:
+    p = create_platform(make_settings(tmp_path, database_url=pg_url), clock)
+    await p.start()
+    try:
+        yield p
+    finally:
+        await p.close()
+
+
+def meet_at(p: Platform, first: Callable[[str], bool]) -> None:
+    """Each thread waits, before the first statement ``first`` matches, until the other has
+    reached it too (once per thread: later statements run freely)."""
+    barrier, met = threading.Barrier(2, timeout=10), set()
+
+    @event.listens_for(p.db.engine, "before_cursor_execute")
+    def hold(conn: Any, cursor: Any, statement: str, *_: Any) -> None:
+        me = threading.get_ident()
+        if me not in met and first(statement):
+            met.add(me)
+            barrier.wait()
+
+
+@pytest.mark.parametrize("how", ["role", "disable"])
+async def test_two_admins_demoting_each_other_at_once_leave_one(
+    pg_platform: Platform, how: str
+) -> None:
+    users = pg_platform.console_users
+    await users.create_user("alice", "admin", "password-alice")
+    await users.create_user("bob", "admin", "password-bob")
+    # both have read the user they change, before either counts the admins left
+    meet_at(pg_platform, lambda sql: sql.startswith("SELECT") and "console_users.name = " in sql)
+    if how == "role":
+        ops = [users.set_role("alice", "viewer", "bob"), users.set_role("bob", "viewer", "alice")]
+    else:
+        ops = [users.set_disabled("alice", True, "bob"), users.set_disabled("bob", True, "alice")]
+    outcomes = await asyncio.gather(*ops, return_exceptions=True)
+    refused = [o for o in outcomes if isinstance(o, Exception)]
+    assert len(refused) == 1 and isinstance(refused[0], Conflict), outcomes
+    assert "the last active admin" in refused[0].message
+    active = [u.name for u in await users.list_users() if u.role == "admin" and not u.disabled]
+    assert len(active) == 1
+
+
+async def test_the_same_member_added_twice_at_once_is_one_member(pg_platform: Platform) -> None:
+    p = pg_platform
+    app = await p.apps.create("shop", "test")
+    # both reach the write of the member row before either has written it
+    meet_at(p, lambda sql: "app_members" in sql and not sql.startswith("SELECT"))
+    outcomes = await asyncio.gather(
+        p.members.add(app.appid, "erin", "developer", "alice"),
+        p.members.add(app.appid, "erin", "viewer", "bob"),
+        return_exceptions=True,
+    )
+    assert not [o for o in outcomes if isinstance(o, Exception)], outcomes
+    (member,) = [m for m in await p.members.list(app.appid) if m["user"] == "erin"]
+    assert member["role"] in ("developer", "viewer")

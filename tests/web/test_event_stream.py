@@ -23,7 +23,7 @@ from miniport.web import event_stream
 from miniport.web.event_stream import run_eagerly
 from miniport.web.lean_http import LeanEvent, LeanHttpToolsProtocol
 from tests.conftest import LiveServer, free_port
-from tests.support.platforms import SSE
+from tests.support.platforms import SSE, eventually
 
 Live = Callable[..., Awaitable[LiveServer]]
 EVENTS = "/runtime/v1/events"
@@ -420,3 +420,25 @@ async def test_uvicorn_runs_the_lean_protocol_with_pipelined_requests() -> None:
         await task
     assert seen == [(LeanEvent, LeanEvent)] * 2
 
+
+
+async def test_a_stream_with_a_request_pipelined_behind_it_ends_when_the_client_goes(
+    live_server: LiveServer,
+) -> None:
+    """uvicorn told only the last request of a connection that it was lost: a stream with any
+    request sent behind it in the same write never ended (its subscription and keep-alives
+    stayed for good, and a client with a token could pile them up)."""
+    broker, token = live_server.platform.broker, live_server.platform.auth.runtime_token("alice")
+    port = int(live_server.url.rsplit(":", 1)[1])
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(f"GET /runtime/v1/events HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}"
+                 "\r\n\r\nGET /healthz HTTP/1.1\r\nHost: x\r\n\r\n".encode())  # fmt: skip
+    await writer.drain()
+    await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)  # the stream's headers
+
+    async def open_streams(n: int) -> bool:
+        return broker.open_connections() == n
+
+    await eventually(lambda: open_streams(1), timeout_s=5)
+    writer.transport.abort()
+    await eventually(lambda: open_streams(0), timeout_s=5)

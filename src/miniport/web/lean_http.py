@@ -7,7 +7,14 @@ deque block, ~760 bytes, about a quarter of what an idle event stream costs. ``L
 what uvicorn asks of an event (``set``, ``clear``, ``is_set``, ``wait``) with a list made only
 while something waits; the pipeline (pipelined requests, rare) is a list. Behaviour is the same;
 ``LeanHttpToolsProtocol.lean`` says whether the swap took (tests check it, so an upgrade of
-uvicorn that renames these attributes fails a test rather than silently costing memory)."""
+uvicorn that renames these attributes fails a test rather than silently costing memory).
+
+It also mends what uvicorn (0.54) does with a request pipelined behind one still running: the
+new request becomes the connection's ``cycle``, and a lost connection tells only that one. An
+event stream followed by any request in the same write, then a dropped connection, never
+heard it: its subscription, its keep-alives to a closed socket and its slot in the server's
+shutdown stayed for good (a client with a token could pile them up). Every request of the
+connection still running is now told."""
 
 from __future__ import annotations
 
@@ -15,7 +22,7 @@ import asyncio
 from collections import deque
 from typing import Any, TypeVar
 
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
 
 T = TypeVar("T")
 
@@ -66,6 +73,8 @@ class ListPipeline(list[T]):
 
 
 class LeanHttpToolsProtocol(HttpToolsProtocol):
+    _earlier: list[RequestResponseCycle]  # requests pipelined behind (set only then)
+
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.lean = isinstance(self.pipeline, deque) and not self.pipeline
@@ -84,9 +93,22 @@ class LeanHttpToolsProtocol(HttpToolsProtocol):
     def on_headers_complete(self) -> None:
         before = self.cycle
         super().on_headers_complete()
+        if before is not None and before is not self.cycle and not before.response_complete:
+            # pipelined behind a request still running (rare: an attribute made only then)
+            earlier = [c for c in getattr(self, "_earlier", ()) if not c.response_complete]
+            self._earlier = [*earlier, before]
         cycle = self.cycle
         if cycle is not None and cycle is not before:  # a new request: its task has not run
             if isinstance(cycle.message_event, asyncio.Event) and not cycle.message_event.is_set():
                 cycle.message_event = LeanEvent()  # type: ignore[assignment]
             else:
                 self.lean = False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        super().connection_lost(exc)
+        # uvicorn tells ``self.cycle`` only: tell the requests it was pipelined behind, and
+        # those queued behind it (a disconnect they read at once, as at the end of any request)
+        for cycle in [*getattr(self, "_earlier", ()), *(c for c, _ in self.pipeline)]:
+            if not cycle.response_complete:
+                cycle.disconnected = True
+            cycle.message_event.set()

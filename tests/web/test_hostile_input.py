@@ -248,3 +248,53 @@ async def test_an_analytics_batch_over_its_size_is_a_413_the_runtimes_split(
     async with session.post(url, data=body, headers=headers) as r:
         status, answer = r.status, await r.json()
     assert status == 413 and "larger than 1000000 bytes" in answer["errMsg"], answer
+
+
+async def test_values_at_the_edges_of_what_python_or_a_store_holds_are_422s(
+    live_server: LiveServer, session: aiohttp.ClientSession
+) -> None:
+    """Each was a 500 (found by a review): nesting that the parser takes but ``repr`` or
+    ``json.dumps`` of a message cannot (about 1,000 levels); a time zone that names a tzdata
+    directory, or a name too long for a file; an int filter longer than Python converts; a
+    user-events cursor past 64 bits; a pre-fetch report up to the last day of the calendar."""
+    p, base, key = live_server.platform, live_server.url, live_server.admin_key
+    app = await p.apps.create("edges", "test")
+    await p.analytics.add_field(app.appid, {"name": "price", "type": "int"})
+    await p.analytics.save_event(app.appid, {"name": "buy", "display_name": "Buy", "mode": "api",
+                                             "fields": ["price"]})  # fmt: skip
+    await p.analytics.publish(app.appid, "test")
+    an = f"/admin/v1/apps/{app.appid}/analytics"
+    deep = "[" * 1000 + "]" * 1000
+    posts = [
+        (f"{an}/events", '{"name": "x", "display_name": "y", "mode": ' + deep + "}"),
+        (f"{an}/dashboards", '{"name": "d1", "last_days": ' + deep + "}"),
+        (f"{an}/saved", '{"name": "r1", "kind": "report", "params": {"event": "buy", "x": '
+         + deep + "}}"),
+        (f"{an}/saved", '{"name": "r1", "kind": ' + deep + ', "params": {}}'),
+        (f"{an}/report", json.dumps({"event": "buy", "from": "2026-01-01", "tz": "America"})),
+        (f"{an}/report", json.dumps({"event": "buy", "from": "2026-01-01", "tz": "a" * 300})),
+        (f"{an}/dashboards", json.dumps({"name": "d1", "last_days": 7, "tz": "America"})),
+        (f"{an}/report", json.dumps({"event": "buy", "filters": ["price=" + "1" * 5000]})),
+        (f"{an}/funnel", json.dumps({"steps": ["buy:price=" + "9" * 5000, "buy"]})),
+    ]
+    wrong = []  # every case that is no clean 422, not only the first
+    for path, body in posts:
+        async with session.post(base + path, data=body.encode(), headers={
+                "Authorization": f"Bearer {key}", "Content-Type": "application/json"}) as r:
+            answer = await r.json() if r.status < 500 else await r.text()
+            if r.status != 422 or not answer["error"].startswith("invalid_"):
+                wrong.append((path, body[:60], r.status, str(answer)[:100]))
+    headers = {"Authorization": f"Bearer {key}"}
+    gets = [
+        (f"{an}/export", {"event": "buy", "from": "2026-01-01", "tz": "Europe"}),
+        (f"{an}/users/events", {"user": "alice", "before": "9999999999999999999:x"}),
+        (f"{an}/users/events", {"user": "alice", "before": "-9999999999999999999:x"}),
+        (f"/admin/v1/apps/{app.appid}/prefetch-report", {"to": "9999-12-31"}),
+        (f"/admin/v1/apps/{app.appid}/prefetch-report", {"from": "nan"}),
+    ]
+    for path, params in gets:
+        async with session.get(base + path, params=params, headers=headers) as r:
+            answer = await r.json() if r.status < 500 else await r.text()
+            if r.status != 422 or answer["error"] != "invalid_input":
+                wrong.append((path, str(params)[:60], r.status, str(answer)[:100]))
+    assert not wrong, "\n".join(map(str, wrong))

@@ -83,7 +83,6 @@ from __future__ import annotations
 import json
 import math
 import re
-import reprlib
 from dataclasses import dataclass
 from decimal import ROUND_DOWN, Decimal
 from typing import Final, Literal
@@ -164,19 +163,6 @@ def _show(value: object) -> str:
     return text if len(text) <= _SHOW_LIMIT else text[: _SHOW_LIMIT - 1] + "…"
 
 
-_SHORT: Final = reprlib.Repr()
-# long enough that the first 40 characters are repr's (the middle is what reprlib cuts), but
-# for a dict's keys, which reprlib sorts, and containers deeper than 3
-_SHORT.maxlevel, _SHORT.maxstring, _SHORT.maxlong, _SHORT.maxother = 3, 100, 100, 100
-_SHORT.maxlist = _SHORT.maxtuple = _SHORT.maxdict = _SHORT.maxset = _SHORT.maxfrozenset = 40
-
-
-def short_repr(value: object, limit: int = 40) -> str:
-    """``repr(value)`` for a note, at most ``limit`` characters, and bounded work whatever the
-    value: a list nested 1,000 deep made ``repr`` raise RecursionError (a 500 that lost the
-    batch's other events)."""
-    text = _SHORT.repr(value)
-    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _number_text(value: int | float) -> str:

@@ -31,6 +31,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationErr
 from pydantic_core import PydanticCustomError
 
 from miniport.analytics.coercion import FIELD_TYPES, FieldType
+from miniport.domain.shown import short_repr
 from miniport.errors import DefinitionsInvalid, Problem
 
 __all__ = [
@@ -126,8 +127,12 @@ DefinitionError = Problem
 
 
 def _show(value: object, limit: int = 40) -> str:
-    """A short, quoted rendering of a user value for a message."""
-    text = repr(value) if isinstance(value, str) else json.dumps(value, default=str)
+    """A short, quoted rendering of a user value for a message (JSON's spelling, as the user
+    sent it; a value nested past what ``json.dumps`` recurses into: a short repr)."""
+    try:
+        text = repr(value) if isinstance(value, str) else json.dumps(value, default=str)
+    except RecursionError:
+        return short_repr(value, limit)
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 

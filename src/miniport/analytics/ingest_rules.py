@@ -75,7 +75,6 @@ from miniport.analytics.coercion import (
     FieldType,
     coerce,
 )
-from miniport.analytics.coercion import short_repr as _show  # a value in a note
 from miniport.analytics.definitions import ACTION_KINDS, TRIGGERS, AnalyticsConfig
 from miniport.analytics.system_props import (
     BUILTIN_EVENTS,
@@ -85,6 +84,7 @@ from miniport.analytics.system_props import (
     check_context,
     merge_context,
 )
+from miniport.domain.shown import short_repr as _show  # a value in a note
 from miniport.errors import BatchInvalid
 
 __all__ = [

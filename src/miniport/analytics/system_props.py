@@ -58,8 +58,8 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Final, Literal
 
+from ..domain.shown import short_repr as _show  # a value in a note
 from .coercion import coerce
-from .coercion import short_repr as _show  # a value in a note
 
 __all__ = [
     "BUILTIN_EVENTS",

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Final
 
+from miniport.domain.shown import short_repr
 from miniport.errors import ReportQueryError
 
 from .reports import TABLE, FieldSlots, slot_column
@@ -67,9 +68,10 @@ def parse_cursor(text: str | None) -> tuple[int, str] | None:
     if text is None or text == "":
         return None
     found = _CURSOR_RE.fullmatch(text)
-    if found is None:
+    # 19 digits go past the stores' 64 bits
+    if found is None or not -(2**63) <= int(found.group(1)) < 2**63:
         raise ReportQueryError(
-            f"cursor {text!r} is not <ms>:<event id> (take it from a page's 'before')"
+            f"cursor {short_repr(text)} is not <ms>:<event id> (take it from a page's 'before')"
         )
     return int(found.group(1)), found.group(2)
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import InvalidInput
+from .shown import short_repr
 
 
 @dataclass
@@ -96,10 +97,14 @@ def day_bound(text: str | None, *, end: bool = False) -> float | None:
     seconds; None when not given."""
     if text is None or text == "":
         return None
+    refused = InvalidInput(f"{short_repr(text)} is not a date (YYYY-MM-DD) or Unix seconds")
     try:
         if len(text) == 10 and text[4] == "-":
             day = dt.date.fromisoformat(text) + dt.timedelta(days=1 if end else 0)
             return dt.datetime.combine(day, dt.time(), dt.UTC).timestamp()
-        return float(text)
-    except ValueError as exc:
-        raise InvalidInput(f"{text!r} is not a date (YYYY-MM-DD) or Unix seconds") from exc
+        seconds = float(text)
+    except (ValueError, OverflowError) as exc:  # overflow: the day after 9999-12-31
+        raise refused from exc
+    if not math.isfinite(seconds):  # "nan", "inf", "1e400": no bound at all
+        raise refused
+    return seconds

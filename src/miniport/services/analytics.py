@@ -19,7 +19,6 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, cast
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from ..analytics.definitions import (
     MAX_FIELDS_PER_TYPE,
@@ -56,6 +55,8 @@ from ..analytics.ingest_rules import (
 from ..analytics.reports import FieldSlots, FieldType
 from ..analytics.system_props import NEW_USER_COLUMN, is_new_user, utc_day
 from ..clock import Clock
+from ..domain import zones
+from ..domain.shown import short_repr
 from ..errors import AnalyticsUnavailable, Conflict, InvalidInput, NotFound
 from ..events.broker import EVERYONE, Broker
 from ..metrics import Metrics
@@ -97,10 +98,9 @@ def parse_time(value: str | int | None, tz: str, *, end: bool = False) -> int | 
         if not (str(value).isascii() and len(str(value)) <= MAX_MS_DIGITS):
             raise InvalidInput(f"invalid date {value!r}: use YYYY-MM-DD or an ISO date-time")
         return int(value)
-    try:
-        zone = ZoneInfo(tz)
-    except (ZoneInfoNotFoundError, ValueError) as exc:
-        raise InvalidInput(f"unknown time zone {tz!r}") from exc
+    zone = zones.zone(tz)
+    if zone is None:
+        raise InvalidInput(f"unknown time zone {short_repr(tz)}")
     text = str(value)
     try:
         if len(text) == 10:

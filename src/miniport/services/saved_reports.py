@@ -16,6 +16,7 @@ from pydantic import BaseModel
 
 from ..clock import Clock
 from ..domain import saved_reports as rules
+from ..domain.shown import short_repr
 from ..errors import InvalidInput, MiniportError, NotFound
 from ..storage.db import Database
 from ..storage.registry import RegistryStore
@@ -98,9 +99,9 @@ def _field(body: dict[str, Any], key: str, kind: type, default: Any = None) -> A
     if value is None:
         return None
     if kind is int and (isinstance(value, bool) or not isinstance(value, int)):
-        raise InvalidInput(f"{key} must be an integer, not {value!r}")
+        raise InvalidInput(f"{key} must be an integer, not {short_repr(value)}")
     if kind is str and not isinstance(value, str):
-        raise InvalidInput(f"{key} must be a string, not {value!r}")
+        raise InvalidInput(f"{key} must be a string, not {short_repr(value)}")
     return value
 
 

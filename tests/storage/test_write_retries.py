@@ -1,15 +1,17 @@
 """A write that PostgreSQL chose as a deadlock's victim is run again (``Database.write``), on a
 real server: the caller gets its result, not an internal error.
 
-The other side of each deadlock is a plain connection of the test's (``rival``) whose own
-``deadlock_timeout`` is long, so the write under test (50 ms, set on the database) is always the
-one that finds the cycle and is rolled back: no timing luck decides who loses."""
+The other side of each deadlock is a plain connection of the test's (``Rival``) whose own
+``deadlock_timeout`` is long, and the write asks for its second row only once the rival waits
+for the first, so the write under test (50 ms, set on the database) is always the one that
+finds the cycle and is rolled back: no timing luck decides who loses."""
 
 from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Callable, Iterator
+import time
+from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 
 import psycopg
@@ -39,33 +41,56 @@ def pg(pg_url: str) -> Iterator[tuple[Database, str]]:
         db.close()
 
 
-def rival(url: str, holding: threading.Event) -> Callable[[], None]:
+class Rival:
     """The other transaction: it locks row 2, waits until the write holds row 1, then asks for
-    row 1 (a cycle), and commits once it has it."""
+    row 1 (a cycle), and commits once it has it. ``waiting()`` returns once it waits for row 1:
+    only then may the write ask for row 2, so that the write's own deadlock check (50 ms after
+    it starts to wait) finds the cycle; a check made before the rival waits finds none, and
+    PostgreSQL checks once per wait (under load the rival would then wait out its 30 s)."""
 
-    def run() -> None:
-        with psycopg.connect(url) as conn:
+    def __init__(self, url: str) -> None:
+        self.url, self.pid = url, 0
+        self.has_row_2, self.holding = threading.Event(), threading.Event()
+
+    def run(self) -> None:
+        with psycopg.connect(self.url) as conn:
             conn.execute("SET deadlock_timeout = '30s'")  # never the one to find the cycle
+            self.pid = int(conn.execute("SELECT pg_backend_pid()").fetchone()[0])  # type: ignore[index]
             conn.execute("UPDATE t SET v = v + 1 WHERE id = 2")
-            assert holding.wait(10)
+            self.has_row_2.set()
+            assert self.holding.wait(10)
             conn.execute("UPDATE t SET v = v + 1 WHERE id = 1")
             conn.commit()
 
-    return run
+    def waiting(self) -> None:
+        with psycopg.connect(self.url, autocommit=True) as watch:
+            for _ in range(1000):
+                row = watch.execute(
+                    "SELECT wait_event_type FROM pg_stat_activity WHERE pid = %s", (self.pid,)
+                ).fetchone()
+                if row is not None and row[0] == "Lock":
+                    return
+                time.sleep(0.01)
+        raise AssertionError("the rival never waited for row 1")
 
 
-def both_rows(db: Database, calls: list[int], holding: threading.Event, *, mark: bool = False):
-    """The write: row 1, then row 2 (the rival's order reversed). With ``mark`` it first commits
-    a transaction of its own."""
+def both_rows(db: Database, calls: list[int], rival: Rival, *, mark: bool = False):
+    """The write: row 1, then row 2 (the rival's order reversed); the first try meets the
+    rival, a later one finds it gone. With ``mark`` it first commits a transaction of its own."""
 
     def write() -> None:
         calls.append(1)
+        first = len(calls) == 1
         if mark:
             with db.writing() as conn:
                 conn.execute(text("INSERT INTO marks VALUES (1)"))
+        if first:
+            assert rival.has_row_2.wait(10)
         with db.writing() as conn:
             conn.execute(text("UPDATE t SET v = v + 1 WHERE id = 1"))
-            holding.set()
+            if first:
+                rival.holding.set()
+                rival.waiting()
             conn.execute(text("UPDATE t SET v = v + 1 WHERE id = 2"))
 
     return write
@@ -80,10 +105,10 @@ async def test_a_deadlocks_victim_is_run_again_and_its_work_done_once(
     pg: tuple[Database, str],
 ) -> None:
     db, url = pg
-    holding, calls = threading.Event(), []
+    the_rival, calls = Rival(url), []
     with ThreadPoolExecutor(1) as pool:
-        other: Future[None] = pool.submit(rival(url, holding))
-        await db.write(both_rows(db, calls, holding))
+        other: Future[None] = pool.submit(the_rival.run)
+        await db.write(both_rows(db, calls, the_rival))
         other.result(10)
     assert len(calls) == 2  # lost once, then done
     assert db.retried_count == 1
@@ -95,11 +120,11 @@ async def test_a_write_that_committed_part_of_its_work_is_not_run_again(
     pg: tuple[Database, str],
 ) -> None:
     db, url = pg
-    holding, calls = threading.Event(), []
+    the_rival, calls = Rival(url), []
     with ThreadPoolExecutor(1) as pool:
-        other: Future[None] = pool.submit(rival(url, holding))
+        other: Future[None] = pool.submit(the_rival.run)
         with pytest.raises(OperationalError) as lost:
-            await db.write(both_rows(db, calls, holding, mark=True))
+            await db.write(both_rows(db, calls, the_rival, mark=True))
         other.result(10)
     assert isinstance(lost.value.orig, psycopg.errors.DeadlockDetected)
     assert len(calls) == 1 and db.retried_count == 0

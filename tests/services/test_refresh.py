@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 import aiohttp
 import pytest
@@ -17,7 +18,7 @@ from miniport.errors import Conflict, InvalidInput, NotFound
 from miniport.platform import Platform
 from miniport.storage import schema as t
 from tests.conftest import LiveServer, confirm_url
-from tests.support.platforms import Counter, run
+from tests.support.platforms import Counter, eventually, run
 
 Make = Callable[..., Awaitable[Platform]]
 USERS = [f"u{i}" for i in range(12)]
@@ -177,3 +178,66 @@ async def test_users_that_cannot_be_fetched_do_not_hold_a_refresh_open(
     assert (shown["state"], shown["total"]) == ("done", len(USERS))
     assert shown["finished_at"] is not None
     await p.refresh.start(appid, {"all": True})  # not refused
+
+
+async def test_a_refresh_started_while_its_users_are_fetched_fetches_them_again_and_ends(
+    platforms: Make, fake_clock: FakeClock, counter: Counter, db: dict[str, Any]
+) -> None:
+    """Users being fetched when a refresh starts: their requests went out before it. They were
+    left alone, their results (attempted before the start) counted for nothing and moved them
+    12 hours on, so the refresh ran for 12 hours and refused every other refresh of the app.
+    Now their results leave them due, and the engine fetches them again."""
+    p = await platforms(clock=fake_clock, **db)
+    appid = await fetched_app(p, counter)
+    fake_clock.advance(12 * 3600 + 1)  # all due again
+    counter.hold, counter.release = True, asyncio.Event()
+    counter.requests.clear()
+    engine = p.make_engine()
+    stop = asyncio.Event()
+    running = asyncio.create_task(engine.run(stop))
+    await eventually(lambda: asyncio.sleep(0, len(counter.requests) == len(USERS)))
+    fake_clock.advance(1)
+    started = await p.refresh.start(appid, {"all": True})  # all of them in flight
+    counter.hold = False
+    counter.release.set()
+    await eventually(lambda: asyncio.sleep(0, engine.completed == 2 * len(USERS)))
+    stop.set()
+    await running
+    assert counter.by_token() == {u: 2 for u in USERS}
+    shown = await p.refresh.progress(appid, started["refresh_id"])
+    assert (shown["state"], shown["done"]) == ("done", len(USERS))
+    assert (await p.refresh.start(appid, {"users": ["u1"]}))["users"] == 1  # not refused
+
+
+async def test_an_interval_change_leaves_users_due_now_due(
+    platforms: Make, fake_clock: FakeClock, counter: Counter, db: dict[str, Any]
+) -> None:
+    """A URL change (or a new token) makes users due now; an interval change meanwhile moved
+    them to their last success plus the new interval, and they kept the old URL's body (or no
+    data) for hours."""
+    p = await platforms(clock=fake_clock, **db)
+    appid = await fetched_app(p, counter)
+    fake_clock.advance(3600)
+    await confirm_url(p, appid, "periodic", counter.url + "/new")  # every user due now
+    await p.background.set_token(appid, "u1", "another account")  # due now, data dropped
+    await p.apps.update_fetch_settings(appid, {"interval": "6h"}, "dev")
+    counter.requests.clear()
+    assert await run(p) == len(USERS)
+    assert {r.path for r in counter.requests} == {"/new"}
+    data = await p.background.get_data(appid, "u1", "periodic")
+    assert data["fetchedData"] == "data for another account"
+
+
+async def test_cancelling_a_refresh_leaves_users_made_due_since_due(
+    platforms: Make, fake_clock: FakeClock, counter: Counter, db: dict[str, Any]
+) -> None:
+    p = await platforms(clock=fake_clock, **db)
+    appid = await fetched_app(p, counter)
+    fake_clock.advance(60)
+    rid = (await p.refresh.start(appid, {"users": USERS[:5]}))["refresh_id"]
+    fake_clock.advance(1)
+    await p.background.set_token(appid, "u1", "another account")  # its data dropped: due now
+    await p.refresh.cancel(appid, rid)
+    counter.requests.clear()
+    assert await run(p) == 1  # u1 only; the refresh's other users are back on schedule
+    assert counter.by_token() == {"another account": 1}

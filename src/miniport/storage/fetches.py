@@ -250,14 +250,17 @@ _RECORD_SQL = {
     " path = excluded.path, query = excluded.query, scene = excluded.scene",
     # the schedule moves only if the token is still the one the fetch used: a token set while
     # the fetch was in flight made the pair due at once, and that must stand; nor does the
-    # lease end then: it is the claim of the new token's fetch, if that was claimed already
-    "failed": "UPDATE app_users SET next_due_at = CASE WHEN {same_token} THEN ? ELSE next_due_at"
-    " END, failures = CASE WHEN {same_token} THEN ? ELSE failures END, last_attempt_at = ?,"
-    " last_error = ?, lease_until = CASE WHEN {same_token} THEN NULL ELSE lease_until END"
+    # lease end then: it is the claim of the new token's fetch, if that was claimed already.
+    # Nor does it if the pair was made due while leased (a refresh: next_due_at is no longer
+    # the lease's, see _NOT_MADE_DUE)
+    "failed": "UPDATE app_users SET next_due_at = CASE WHEN {same_token} AND {not_made_due}"
+    " THEN ? ELSE next_due_at END, failures = CASE WHEN {same_token} THEN ? ELSE failures END,"
+    " last_attempt_at = ?, last_error = ?,"
+    " lease_until = CASE WHEN {same_token} THEN NULL ELSE lease_until END"
     " WHERE appid = ? AND user_id = ?",
     # ...and so do the validators: a previous token's must not be sent for the new one
-    "succeeded": "UPDATE app_users SET next_due_at = CASE WHEN {same_token} THEN ? ELSE"
-    " next_due_at END, failures = CASE WHEN {same_token} THEN ? ELSE failures END,"
+    "succeeded": "UPDATE app_users SET next_due_at = CASE WHEN {same_token} AND {not_made_due}"
+    " THEN ? ELSE next_due_at END, failures = CASE WHEN {same_token} THEN ? ELSE failures END,"
     " last_attempt_at = ?, last_error = ?,"
     " lease_until = CASE WHEN {same_token} THEN NULL ELSE lease_until END, last_success_at = ?,"
     " etag = CASE WHEN ? AND {same_token} THEN ? ELSE etag END,"
@@ -266,6 +269,16 @@ _RECORD_SQL = {
     " WHERE appid = ? AND user_id = ?",
 }
 
+
+# A claim sets a pair's next_due_at to its lease's end (so it is due again if the worker dies),
+# and a renewal moves both: while leased, next_due_at is the lease's unless something made the
+# pair due meanwhile (a refresh started while its fetch was in flight), which its result must
+# not undo: its request went out before, and a refresh wants one sent after it. A pair not
+# leased (a fetch run by hand) moves as ever.
+_NOT_MADE_DUE = {
+    "sqlite": "(lease_until IS NULL OR next_due_at IS lease_until)",
+    "postgresql": "(lease_until IS NULL OR next_due_at IS NOT DISTINCT FROM lease_until)",
+}
 
 # PostgreSQL: each kind of result row is ONE statement over arrays (unnest), not one statement
 # per row: a batch of 500 results is three statements and one round trip each. The arrays go in
@@ -299,7 +312,8 @@ _RECORD_PG = {
 # A batch's schedule moves: the SET clause (a failure has no last_success_at and no new
 # validators: both kept), and the arrays of _MOVE_ROW's columns.
 _SCHEDULE = {
-    "set": "next_due_at = CASE WHEN a.token IS NOT DISTINCT FROM v.token THEN v.next_due_at"
+    "set": "next_due_at = CASE WHEN a.token IS NOT DISTINCT FROM v.token AND (a.lease_until IS"
+    " NULL OR a.next_due_at IS NOT DISTINCT FROM a.lease_until) THEN v.next_due_at"
     " ELSE a.next_due_at END,"
     " failures = CASE WHEN a.token IS NOT DISTINCT FROM v.token THEN v.failures"
     " ELSE a.failures END,"
@@ -544,8 +558,10 @@ class FetchStore:
         self.open_headers = open_headers  # an app's sealed headers -> the headers
         self._insert = dialect_insert(db.is_sqlite)
         same_token = "token IS ?" if db.is_sqlite else "token IS NOT DISTINCT FROM CAST(? AS TEXT)"
+        not_made_due = _NOT_MADE_DUE["sqlite" if db.is_sqlite else "postgresql"]
         self._sql = {
-            k: db.sql(v.replace("{same_token}", same_token)) for k, v in _RECORD_SQL.items()
+            k: db.sql(v.replace("{same_token}", same_token).replace("{not_made_due}", not_made_due))
+            for k, v in _RECORD_SQL.items()
         }
         self._sql["launch"] = db.sql(_LAUNCH_SQL)
         self._sql["set_token"] = db.sql(_SET_TOKEN_SQL)
@@ -969,30 +985,30 @@ class FetchStore:
         return float(row[0]) if row is not None else None
 
     def reschedule_app(self, appid: str, interval_s: float, now: float, spread_s: float) -> int:
-        """After an app's interval changed: each scheduled pair is due its last success plus
-        the new interval; pairs that are then overdue are spread over the next ``spread_s`` (by
-        their last success time), so the change causes no burst. Leased pairs are left alone."""
+        """After an app's interval changed: each pair scheduled for later is due its last
+        success plus the new interval; pairs that are then overdue are spread over the next
+        ``spread_s`` (by their last success time), so the change causes no burst. Pairs due
+        already stay due (a URL change, a new token or a refresh made them due now: pushed to
+        their regular time, they kept the old URL's body or no data for hours), and leased
+        pairs are left alone."""
         c = t.app_users.c
         scheduled = and_(
             c.appid == appid,
-            c.next_due_at.is_not(None),
+            c.next_due_at > now,
             c.last_success_at.is_not(None),
             or_(c.lease_until.is_(None), c.lease_until <= now),
         )
-        spread = max(1, int(spread_s))
+        regular = c.last_success_at + interval_s
+        spread = now + func.mod(cast(c.last_success_at, BigInteger), max(1, int(spread_s)))
         with self.db.writing() as conn:
-            lock_pairs(conn, c.appid == appid)  # two passes: locked first (see row_locks.py)
-            moved = conn.execute(
-                update(t.app_users)
-                .where(scheduled)
-                .values(next_due_at=c.last_success_at + interval_s)
-            ).rowcount
-            conn.execute(
-                update(t.app_users)
-                .where(and_(scheduled, c.next_due_at < now))
-                .values(next_due_at=now + func.mod(cast(c.last_success_at, BigInteger), spread))
+            lock_pairs(conn, c.appid == appid)  # locked first (see row_locks.py)
+            return int(
+                conn.execute(
+                    update(t.app_users)
+                    .where(scheduled)
+                    .values(next_due_at=case((regular < now, spread), else_=regular))
+                ).rowcount
             )
-            return moved
 
     # --- results ---
     def record(

@@ -146,7 +146,9 @@ class RefreshStore:
     ) -> Refresh:
         """Cancel a running refresh, audited: its users not attempted since it started go back
         on their regular schedule (last success + ``interval_s``; now without one), pairs being
-        fetched right now (leased) excepted. A finished refresh is returned as it is."""
+        fetched right now (leased) excepted, and so are pairs made due again since it started (a
+        new token, a URL change: due at another time than the refresh's start), which stay due.
+        A finished refresh is returned as it is."""
         with self.db.writing() as conn:
             refresh = self._settle(conn, self._get(conn, appid, refresh_id, lock=True))
             if refresh.state != "running":
@@ -158,7 +160,7 @@ class RefreshStore:
                 .where(
                     self._users_of(refresh.id, refresh.appid),
                     or_(c.last_attempt_at.is_(None), c.last_attempt_at < refresh.started_at),
-                    c.next_due_at.is_not(None),
+                    c.next_due_at == refresh.started_at,  # as the refresh left it
                     or_(c.lease_until.is_(None), c.lease_until <= now),
                 )
                 .values(next_due_at=func.coalesce(c.last_success_at + interval_s, now))
@@ -224,16 +226,17 @@ class RefreshStore:
         return int(conn.execute(named).scalar_one())
 
     def _make_due(self, conn: Any, refresh_id: str, appid: str, now: float) -> None:
-        """Make the refresh's users due now (the engine fetches them at its own pace); pairs
-        being fetched right now (leased) are left alone."""
+        """Make the refresh's users due now (the engine fetches them at its own pace), those
+        being fetched right now (leased) too: their request went out before the refresh, so it
+        may carry what the refresh is for, and left alone, its result (attempted before the
+        start) counted for nothing and moved them 12 hours on: the refresh ran for 12 hours and
+        refused every other refresh of the app. The engine claims such a pair again while it
+        holds it, as for a new token."""
         c = t.app_users.c
         lock_pairs(conn, self._users_of(refresh_id, appid))
         conn.execute(
             update(t.app_users)
-            .where(
-                self._users_of(refresh_id, appid),
-                or_(c.lease_until.is_(None), c.lease_until <= now),
-            )
+            .where(self._users_of(refresh_id, appid), c.next_due_at.is_not(None))
             .values(next_due_at=now, failures=0)
         )
 

@@ -15,6 +15,7 @@ from miniport.domain.requests import (
     build_periodic_request,
     build_prefetch_request,
     merge_query,
+    merge_target,
     request_target,
 )
 from miniport.verify import APPID_HEADER, SIGNATURE_HEADER, parse_signature, sign, verify_request
@@ -308,3 +309,12 @@ def test_the_signature_is_hmac_sha256_of_time_method_and_target() -> None:
 
     digest = hmac.new(SECRET.encode(), f"{T}\nGET\n/d?a=1".encode(), hashlib.sha256).hexdigest()
     assert sign(SECRET, T, "get", "/d?a=1") == f"t={T},v1={digest}"
+
+
+def test_an_internationalised_host_and_path_go_out_in_their_ascii_forms() -> None:
+    url, target = merge_target("https://例え.jp:8443/数据/a%20b?city=北京", [("appid", "a")])
+    assert url == ("https://xn--r8jz45g.jp:8443/%E6%95%B0%E6%8D%AE/a%20b"
+                   "?city=%E5%8C%97%E4%BA%AC&appid=a")  # fmt: skip
+    assert target == "/%E6%95%B0%E6%8D%AE/a%20b?city=%E5%8C%97%E4%BA%AC&appid=a"
+    assert merge_target("https://example.com/p?x=1", [("a", "b")])[0] == (
+        "https://example.com/p?x=1&a=b")  # ASCII URLs as they were

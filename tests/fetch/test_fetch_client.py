@@ -10,6 +10,7 @@ import gzip
 import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from typing import Any
 
 import pytest
 from aiohttp import web
@@ -801,3 +802,60 @@ async def test_a_small_compressed_body_that_expands_past_the_limit_is_oversize(
     result = await fetcher.fetch(get(url + "/data"), timeout_s=5)
     assert result.verdict is Verdict.OVERSIZE and result.text is None
     assert LIMIT < result.bytes <= 4 * LIMIT
+
+
+async def test_a_redirect_within_the_developers_server_is_signed_for_its_own_target(
+    fetcher: Fetcher, loopback: StartServer,
+) -> None:
+    """A server that redirects /bg to /bg/ (a framework adding its slash) and checks the
+    signature: the second request carried the first target's signature, and was refused."""
+    seen: list[tuple[str, bool]] = []
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        ok = verify_request("sec", request.headers.get(SIGNATURE_HEADER), "GET",
+                            request.raw_path, now=1_767_225_600)  # fmt: skip
+        seen.append((request.path, ok))
+        if request.path == "/bg":
+            raise web.HTTPMovedPermanently(location="/bg/?" + request.query_string)
+        return web.Response(text="ok" if ok else "bad signature", status=200 if ok else 401)
+
+    base = await loopback(handler)
+    for build in (build_periodic_request, build_prefetch_request):
+        seen.clear()
+        extra: dict[str, Any] = {"token": "tok"}
+        if build is build_prefetch_request:
+            extra["launch"] = Launch("pages/a", "", 1001)
+        request = build(base_url=base + "/bg", appid="mpA", secret="sec",
+                        timestamp=1_767_225_600, **extra)  # fmt: skip
+        result = await fetcher.fetch(request, timeout_s=5)
+        assert seen == [("/bg", True), ("/bg/", True)], build
+        assert result.verdict is Verdict.CACHED and result.text == "ok"
+
+
+async def test_a_url_with_non_ascii_path_goes_out_percent_encoded_and_signed_so(
+    fetcher: Fetcher, loopback: StartServer,
+) -> None:
+    """The URL validator takes https://例え.jp/数据 (tests/domain/test_urls.py); it went out
+    byte for byte as UTF-8, which servers refuse on the request line (aiohttp: 400)."""
+    seen: list[tuple[str, bool]] = []
+
+    async def handler(request: web.Request) -> web.Response:
+        ok = verify_request("sec", request.headers.get(SIGNATURE_HEADER), "GET",
+                            request.raw_path, now=1_767_225_600)  # fmt: skip
+        seen.append((request.raw_path.split("?")[0], ok))
+        return web.Response(text=request.path + " " + request.query["city"])
+
+    base = await loopback(handler)
+    request = build_periodic_request(base_url=base + "/数据?city=北京", appid="mpA",
+                                     secret="sec", token="tok", timestamp=1_767_225_600)
+    result = await fetcher.fetch(request, timeout_s=5)
+    assert result.verdict is Verdict.CACHED and result.text == "/数据 北京"
+    assert seen == [("/%E6%95%B0%E6%8D%AE", True)]
+
+
+@pytest.mark.parametrize("host", ["::00001", "::ffff:127.1", " ::1", "1:2"])
+def test_a_host_with_a_colon_that_is_no_address_is_refused_before_any_lookup(host: str) -> None:
+    """aiohttp takes any host with a colon for a literal address and skips the guarded
+    resolver, so such a name would reach the system resolver unchecked."""
+    assert "not a valid IPv6 address" in (
+        Fetcher(AddressPolicy.build(dev=True))._check_host("https", host) or "")

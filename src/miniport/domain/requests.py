@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import functools
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from urllib.parse import parse_qsl, quote_plus, urlencode, urlsplit
 
@@ -20,6 +21,10 @@ class OutboundRequest:
     headers: dict[str, str] = field(default_factory=dict)
     method: str = "GET"
     secret_headers: frozenset[str] = frozenset()  # the app's own headers: shown masked
+    # the signature of another target (path?query) of the same origin, as of the same moment:
+    # a redirect within the developer's server is signed for what it asks, not for the first
+    # target (which its check refused)
+    resign: Callable[[str], str] | None = field(default=None, compare=False, repr=False)
 
     def as_dict(self) -> dict[str, object]:
         """What devtools show: the app's header values masked, never in the clear."""
@@ -51,7 +56,20 @@ def _split_base(url: str, names: tuple[str, ...]) -> tuple[str, str, str]:
     starts from the same configured URL. A fragment is never sent."""
     parts = urlsplit(url)
     kept = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k not in names]
-    return f"{parts.scheme}://{parts.netloc}", parts.path or "/", urlencode(kept)
+    netloc, path = parts.netloc, parts.path or "/"
+    if not (netloc.isascii() and path.isascii()):
+        netloc, path = _on_the_wire(parts.scheme, netloc, path)
+    return f"{parts.scheme}://{netloc}", path, urlencode(kept)
+
+
+def _on_the_wire(scheme: str, netloc: str, path: str) -> tuple[str, str]:
+    """An internationalised host in its IDNA (``xn--``) form and a path percent-encoded, as the
+    request goes on the wire and is signed: sent as typed (UTF-8 bytes on the request line, a
+    Unicode Host header), every fetch of such a URL was refused by the developer's server."""
+    from yarl import URL  # rare, and not on a CLI command's import path
+
+    wire = URL(f"{scheme}://{netloc}{path}")
+    return wire.raw_authority, wire.raw_path
 
 
 _SAFE = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-~")
@@ -135,7 +153,12 @@ def build_periodic_request(
             headers["If-None-Match"] = validators.etag
         if validators.last_modified:
             headers["If-Modified-Since"] = validators.last_modified
-    return OutboundRequest(url=url, headers=headers, secret_headers=frozenset(extra))
+    return OutboundRequest(
+        url=url,
+        headers=headers,
+        secret_headers=frozenset(extra),
+        resign=functools.partial(sign, secret, timestamp, "GET"),
+    )
 
 
 def build_prefetch_request(
@@ -171,4 +194,5 @@ def build_prefetch_request(
         url=url,
         headers=_signed(appid, secret, target, timestamp, extra),
         secret_headers=frozenset(extra),
+        resign=functools.partial(sign, secret, timestamp, "GET"),
     )

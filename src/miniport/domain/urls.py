@@ -83,6 +83,8 @@ def validate_fetch_url(
         raise InvalidURL("a fragment (#...) is not sent to a server; remove it")
     if port == 0:
         raise InvalidURL("port 0 is not allowed")
+    if ":" in host and not _is_ip(host):  # [::00001], [::ffff:127.1]: no name, no address
+        raise InvalidURL(f"the host {host!r} is not a valid IPv6 address")
     policy = policy or AddressPolicy.build(dev=dev)
     if (
         parts.scheme != "https"
@@ -95,6 +97,14 @@ def validate_fetch_url(
         )
     _check_address(host, policy)
     return url
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
 
 
 def _listed(host: str, policy: AddressPolicy) -> bool:

@@ -77,6 +77,13 @@ def _requoted(url: str) -> str:
     return quote(url, safe=_URL_SAFE, errors="surrogateescape")
 
 
+def _target(url: str) -> str:
+    """The request target (path?query) of ``url``, as the server reads it and the signature
+    covers it."""
+    parts = urlsplit(url)
+    return (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+
+
 def _for_another_origin(headers: dict[str, str], own: frozenset[str]) -> dict[str, str]:
     """The headers without what is meant for the configured host only: the platform's signature
     and appid, and the app's own headers (``own``: an API key, say, shown only masked)."""
@@ -209,6 +216,8 @@ class Fetcher:
         ip = _literal_ip(host)
         if ip is not None:
             return None if self.policy.permits(ip) else self.policy.reason(ip)
+        if ":" in host:  # aiohttp takes it for an address and skips the guarded resolver
+            return f"host {host!r} is not a valid IPv6 address"
         if looks_like_ipv4(host):  # not canonical: refuse rather than trust a parser's reading
             return f"host {host!r} is an IPv4 address in a non-canonical form"
         return None
@@ -336,6 +345,8 @@ class Fetcher:
                         target = _requoted(urljoin(url, location))
                         if _origin(target) != _origin(url):  # signature and app headers
                             headers = _for_another_origin(headers, request.secret_headers)
+                        elif request.resign is not None and SIGNATURE_HEADER in headers:
+                            headers = {**headers, SIGNATURE_HEADER: request.resign(_target(target))}
                         redirects.append(target)
                         url = target
                         continue

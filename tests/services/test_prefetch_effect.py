@@ -8,13 +8,14 @@ import asyncio
 from collections.abc import Awaitable, Callable
 
 import pytest
+from aiohttp import web
 
 from miniport.clock import FakeClock
 from miniport.domain.requests import Launch
 from miniport.errors import InvalidInput, NoData
 from miniport.platform import Platform
 from tests.conftest import confirm_url
-from tests.support.platforms import Counter
+from tests.support.platforms import Counter, StartServer, eventually
 
 Make = Callable[..., Awaitable[Platform]]
 
@@ -62,3 +63,32 @@ async def test_launches_are_judged_and_reported(
     assert (await p.background.prefetch_report(app.appid, "2020-01-01", "2020-01-02"))["rows"] == []
     with pytest.raises(InvalidInput):
         await p.background.prefetch_report(app.appid, "yesterday")
+
+
+async def test_an_earlier_launchs_answer_does_not_make_a_later_launch_ready(
+    platforms: Make, fake_clock: FakeClock, loopback: StartServer
+) -> None:
+    """The user reopened the app elsewhere (launch B) while launch A's pre-fetch was in
+    flight: A's answer arriving set B's trace ready, and B was reported 100 % ready although
+    its own data never came before its read."""
+    gates = {"pages/a": asyncio.Event(), "pages/b": asyncio.Event()}
+    asked: list[str] = []
+
+    async def developer(request: web.Request) -> web.Response:
+        asked.append(request.query["path"])
+        await asyncio.wait_for(gates[request.query["path"]].wait(), 10)
+        return web.Response(text="data for " + request.query["path"])
+
+    p = await platforms(clock=fake_clock)
+    app = await p.apps.create("shop", "dev")
+    await confirm_url(p, app.appid, "pre", await loopback(developer) + "/pre")
+    await p.background.launch(app.appid, "u1", Launch("pages/a", "", 1001))
+    await p.background.launch(app.appid, "u1", Launch("pages/b", "", 1047))
+    gates["pages/a"].set()  # A's answer arrives; B's request goes out after it, and hangs
+    await eventually(lambda: asyncio.sleep(0, asked == ["pages/a", "pages/b"]))
+    fake_clock.advance(0.5)
+    assert (await p.background.get_data(app.appid, "u1", "pre"))["path"] == "pages/a"
+    gates["pages/b"].set()
+    await p.background.prefetch.drain()
+    (row,) = (await p.background.prefetch_report(app.appid))["rows"]
+    assert (row["path"], row["scene"], row["ready_share"]) == ("pages/b", 1047, 0.0)

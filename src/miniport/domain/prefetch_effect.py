@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import InvalidInput
+from .requests import Launch
 from .shown import short_repr
 
 
@@ -25,6 +26,7 @@ class LaunchTrace:
     path: str
     platform: str
     ready_at: float | None = None  # when the pre-fetched data arrived
+    launch: Launch | None = None  # what the launch asked for (its pre-fetch is for it)
 
 
 @dataclass(frozen=True)

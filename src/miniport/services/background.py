@@ -106,7 +106,7 @@ class BackgroundService:
                 for key in list(self._traces)[: MAX_TRACES // 10]:
                     del self._traces[key]
             self._traces[(appid, user_id)] = LaunchTrace(
-                self.clock.now(), launch.scene, launch.path, launch.platform
+                self.clock.now(), launch.scene, launch.path, launch.platform, launch=launch
             )
             self.prefetch.start(appid, user_id, launch)
         self.pending.launch(appid, user_id, self.clock.now())
@@ -194,7 +194,15 @@ class BackgroundService:
     async def _prefetch(self, appid: str, user_id: str, launch: Launch) -> FetchRecord:
         record, _ = await self._fetch_pre(appid, user_id, launch, trigger="launch")
         trace = self._traces.get((appid, user_id))
-        if record.body is not None and trace is not None and trace.ready_at is None:
+        # the user's current launch, if this fetch is for it (or for one it joined): an
+        # earlier launch's answer, arriving after the user reopened the app elsewhere, made the
+        # later launch count as ready though its own data had not come
+        if (
+            record.body is not None
+            and trace is not None
+            and trace.ready_at is None
+            and trace.launch == launch
+        ):
             trace.ready_at = self.clock.now()
         return record
 

@@ -318,6 +318,41 @@ describe('offline queue', () => {
     runtime.analytics.close();
   });
 
+  test('half an emoji is sent as U+FFFD, not refused with its whole batch by the strict reader', async () => {
+    const raw = [];
+    const server = fakeFetch(acceptAll);
+    const fetch = (url, init = {}) => { raw.push(init.body); return server.fetch(url, init); };
+    const runtime = runtimeWith({ fetch });
+    const half = '😀 great deal'.slice(0, 1); // a lone high surrogate
+    runtime.wx.reportAnalytics('purchase', { price: 1 });
+    runtime.wx.reportAnalytics('purchase', { color: half, [`k${half}`]: 'v' });
+    const result = await runtime.analytics.flush();
+    assert.equal(result.accepted, 2);
+    const body = raw.find((b) => b?.includes('"events"'));
+    assert.ok(body.isWellFormed(), 'no lone surrogate goes on the wire');
+    assert.deepEqual(server.posts()[0].body.events[1].data, { color: '\uFFFD', 'k\uFFFD': 'v' });
+    runtime.analytics.close();
+  });
+
+  test('an event JSON cannot write is dropped when reported; the queue and its storage go on', async () => {
+    const server = fakeFetch(acceptAll);
+    const storage = new FakeStorage();
+    const runtime = runtimeWith({ fetch: server.fetch, storage });
+    const notices = [];
+    runtime.analytics.onReport((notice) => notices.push(notice));
+    const cyclic = { price: 3 };
+    cyclic.self = cyclic;
+    runtime.wx.reportAnalytics('purchase', { price: 10n });
+    runtime.wx.reportAnalytics('purchase', cyclic);
+    runtime.wx.reportAnalytics('purchase', { price: 2 });
+    assert.deepEqual(notices.map((n) => n.type), ['dropped', 'dropped', 'queued']);
+    assert.match(notices[0].error, /^event cannot be sent: .*BigInt/);
+    assert.equal(JSON.parse(storage.getItem([...storage.map.keys()][0])).events.length, 1);
+    assert.equal((await runtime.analytics.flush()).accepted, 1);
+    assert.deepEqual(server.posts()[0].body.events.map((e) => e.data), [{ price: 2 }]);
+    runtime.analytics.close();
+  });
+
   test('a 409 ("send it again") keeps the batch; flushes waiting on a failed send keep its backoff', async () => {
     const server = fakeFetch(() => [409, { error: 'conflict', message: 'send it again' }]);
     const runtime = runtimeWith({ fetch: server.fetch, retryMs: 60_000 });

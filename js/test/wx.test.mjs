@@ -178,6 +178,15 @@ describe('background fetch token', () => {
     assert.equal(seen.length, count);
     await assert.rejects(wxFor().setBackgroundFetchToken({ token: 'x'.repeat(1025) }),
       { errMsg: 'setBackgroundFetchToken:fail token must be at most 1024 characters' });
+    await assert.rejects(wxFor().setBackgroundFetchToken({ token: '😀'.repeat(1025) }),
+      { errMsg: 'setBackgroundFetchToken:fail token must be at most 1024 characters' });
+  });
+
+  test('set: the limit counts characters, as the platform does, not UTF-16 units', async () => {
+    const count = seen.length;
+    const got = await withCallbacks((cb) => wxFor().setBackgroundFetchToken({ token: '😀'.repeat(600), ...cb }));
+    assert.equal(got.kind, 'success');
+    assert.equal(seen.length, count + 1); // sent: 600 characters (1,200 units)
   });
 
   test('set: the platform refusal keeps its errMsg', async () => {

@@ -91,3 +91,30 @@ async def test_a_refused_token_tells_the_host_once_and_a_new_token_reconnects(
             await asyncio.sleep(0.05)
         await asyncio.sleep(1.6)  # refused reconnects meanwhile (backoff 0.5 s, 1 s)
         assert [m.get("message") for m in heard] == ["runtime token revoked"] * 2
+
+
+async def test_a_cache_file_that_cannot_be_written_loses_no_read_and_no_push(
+    live_server: LiveServer, dev_server: DevServer, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The local copy is for offline starts: a directory that is gone (or a full disk) made
+    a read the server had answered raise FileNotFoundError, and a pushed body end the stream
+    before its listeners heard it."""
+    p = live_server.platform
+    app = await p.apps.create("rt", "test")
+    await confirm_url(p, app.appid, "pre", dev_server.url + "/pre")
+    cache = tmp_path / "gone" / "cache.json"
+    async with RuntimeClient(
+        live_server.url, app.appid, p.auth.runtime_token("ann", "phone"), cache_path=cache
+    ) as client:
+        arrived: list[dict[str, Any]] = []
+        client.on_background_fetch_data(arrived.append)
+        await client.connect()
+        await client.launch(path="pages/a/a")
+        pre = await client.get_background_fetch_data("pre", wait_ms=3000)
+        assert pre["errMsg"] == "getBackgroundFetchData:ok"
+        for _ in range(100):
+            if arrived:
+                break
+            await asyncio.sleep(0.05)
+        assert arrived and arrived[0]["fetchType"] == "pre"
+    assert "cannot keep background data in" in caplog.text

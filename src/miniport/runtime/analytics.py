@@ -197,7 +197,10 @@ class OfflineQueue:
         config: dict[str, Any] | None = None
         acked = 0
         try:
-            lines = self.path.read_text(encoding="utf-8").splitlines()
+            # split on newlines only: splitlines() also cuts at U+2028, U+2029 and U+0085,
+            # which json.dumps(ensure_ascii=False) leaves in an event's text: the event was
+            # read as two broken lines and lost at the next start
+            lines = self.path.read_text(encoding="utf-8").split("\n")
         except FileNotFoundError:
             return events, config, acked
         except OSError as exc:
@@ -292,8 +295,17 @@ class OfflineQueue:
             self._compact()
 
     def remember_config(self, config: dict[str, Any]) -> None:
+        """Keep the configuration (offline starts use it): written only when it changed (each
+        launch and each stream reconnect refreshes it), and its lines count towards the
+        compaction as acknowledgements do, or the file grew by a whole configuration at every
+        refresh, for good."""
+        if config == self.config:
+            return
         self.config = config
         self._write({"config": config})
+        self._acked_lines += 1
+        if self._acked_lines > 100 and self._acked_lines > len(self.events) // 50:
+            self._compact()
 
     def _compact(self) -> None:
         """Rewrite the file with what is still queued (and the last configuration): what the
@@ -458,7 +470,14 @@ class RuntimeAnalytics:
     def _now_ms(self) -> int:
         return int(self._clock() * 1000)
 
-    def _queue(self, event: dict[str, Any]) -> dict[str, Any]:
+    def _queue(self, event: dict[str, Any]) -> dict[str, Any] | None:
+        """Queue ``event`` as it will be sent (:func:`sendable`); None, logged, when it cannot
+        be sent at all (it would have failed every later send, holding up the queue)."""
+        try:
+            event = sendable(event)
+        except ValueError as exc:
+            log.error("analytics event %r not queued: %s", event.get("event"), exc)
+            return None
         self.queue.add(event)
         self._schedule()
         return event
@@ -472,10 +491,15 @@ class RuntimeAnalytics:
         return self._report(event_id, data)
 
     def _report(self, event: int | str, data: Mapping[str, Any] | None) -> str:
+        """A report from code: ``ValueError`` (nothing queued) when JSON cannot carry it (a
+        datetime, a set, NaN...), so the caller hears it where the mistake is."""
         ts = self._now_ms()
         entry = {"id": self._new_id(), "event": event, "data": dict(data or {}), "ts": ts}
         context = self.lifecycle.context(ts)
-        return str(self._queue({**entry, "context": context, **self.recorded_under()})["id"])
+        queued = sendable({**entry, "context": context, **self.recorded_under()})
+        self.queue.add(queued)
+        self._schedule()
+        return str(queued["id"])
 
     def update_system(self, changes: Mapping[str, Any]) -> dict[str, Any]:
         """The host reports a change (``{"$network": "4g"}``): later batches carry it."""
@@ -490,7 +514,7 @@ class RuntimeAnalytics:
     def _builtin(self, events: list[BuiltinEvent]) -> list[dict[str, Any]]:
         if not events or not self.builtin_enabled:
             return []
-        return [
+        queued = (
             self._queue(
                 {
                     "id": self._new_id(),
@@ -504,27 +528,28 @@ class RuntimeAnalytics:
                 }
             )
             for ev in events
-        ]
+        )
+        return [q for q in queued if q is not None]
 
     def _emitted(self, events: list[dict[str, Any]]) -> list[dict[str, Any]]:
         queued = []
         recorded = self.recorded_under()
         for ev in events:
-            queued.append(
-                self._queue(
-                    {
-                        "id": self._new_id(),
-                        "event": ev["event"],
-                        "data": ev["data"],
-                        "ts": int(ev["t"]),
-                        "page": ev["page"] or None,
-                        "trigger": ev["trigger"],
-                        "action": ev["action"],
-                        "context": self.lifecycle.context(int(ev["t"])),
-                        **recorded,
-                    }
-                )
+            one = self._queue(
+                {
+                    "id": self._new_id(),
+                    "event": ev["event"],
+                    "data": ev["data"],
+                    "ts": int(ev["t"]),
+                    "page": ev["page"] or None,
+                    "trigger": ev["trigger"],
+                    "action": ev["action"],
+                    "context": self.lifecycle.context(int(ev["t"])),
+                    **recorded,
+                }
             )
+            if one is not None:
+                queued.append(one)
         return queued
 
     # --- the host container's calls (each returns the events it queued, built-in first) ---
@@ -772,6 +797,33 @@ def _call(listener: Listener, value: dict[str, Any]) -> None:
 
 
 __all__ = ["OfflineQueue", "RuntimeAnalytics", "backoff", "outcome_of"]
+
+
+def sendable(event: dict[str, Any]) -> dict[str, Any]:
+    """``event`` as JSON carries it: every string (keys too) well-formed, a lone surrogate (text
+    decoded with ``surrogateescape``) as U+FFFD, as the JavaScript runtime does (the platform's
+    strict reader refuses the whole batch otherwise); ``ValueError`` when JSON cannot write it
+    (a datetime, a Decimal, a set, NaN or an infinity, nesting past Python's recursion)."""
+    try:
+        text = json.dumps(_well_formed(event), ensure_ascii=False, allow_nan=False)
+    except (TypeError, ValueError, RecursionError) as exc:
+        raise ValueError(f"the event cannot be sent as JSON: {exc}") from None
+    value: dict[str, Any] = json.loads(text)
+    return value
+
+
+def _well_formed(value: Any) -> Any:
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+            return value
+        except UnicodeEncodeError:
+            return value.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+    if isinstance(value, dict):
+        return {_well_formed(k): _well_formed(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_well_formed(v) for v in value]
+    return value
 
 
 def _event_bytes(event: Mapping[str, Any]) -> int:

@@ -154,10 +154,13 @@ class RuntimeClient:
         if current is not None and current.get("timeStamp", 0) > result.get("timeStamp", 0):
             return
         self.cache[fetch_type] = {k: v for k, v in result.items() if k != "errMsg"}
-        if self.cache_path is not None:
-            tmp = self.cache_path.with_suffix(".tmp")
-            tmp.write_text(json.dumps(self.cache))
-            os.replace(tmp, self.cache_path)
+        if self.cache_path is not None:  # a copy for offline starts: its failure is logged
+            tmp = self.cache_path.with_suffix(".tmp")  # (a read answered, a push delivered)
+            try:
+                tmp.write_text(json.dumps(self.cache))
+                os.replace(tmp, self.cache_path)
+            except OSError as exc:
+                log.warning("cannot keep background data in %s: %s", self.cache_path, exc)
 
     # --- the wx API ---
     async def launch(

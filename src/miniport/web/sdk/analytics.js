@@ -551,9 +551,27 @@ export class Analytics {
 
   // -- the queue ---------------------------------------------------------------------------
 
-  /** @param {QueuedEvent[]} events */
+  /**
+   * Queue events as they will be sent: each string (keys too) well-formed, a lone UTF-16
+   * surrogate (half an emoji, cut by `slice`) replaced by U+FFFD, which the platform's strict
+   * JSON reader would refuse with the whole batch; an event JSON cannot write (a BigInt, a
+   * cycle) is dropped here with a notice, which otherwise threw at every later send and save
+   * and held up the queue for good.
+   * @param {QueuedEvent[]} events
+   */
   enqueue(events) {
     if (this.closed) return;
+    /** @type {QueuedEvent[]} */ const kept = [];
+    for (const ev of events) {
+      try {
+        kept.push(/** @type {QueuedEvent} */ (JSON.parse(JSON.stringify(wellFormed(ev)))));
+      } catch (err) {
+        const error = `event cannot be sent: ${err instanceof Error ? err.message : String(err)}`;
+        this.notify({ type: 'dropped', events: [ev], error });
+      }
+    }
+    events = kept;
+    if (!events.length) return;
     this.queue.push(...events);
     if (this.queue.length > this.maxQueue) this.queue.splice(0, this.queue.length - this.maxQueue);
     this.save({ add: events });
@@ -823,6 +841,24 @@ export class Analytics {
     this.target?.removeEventListener('storage', this.onStorage);
     this.closed = true;
   }
+}
+
+const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/g;
+
+/**
+ * `value` with every string (and object key) well-formed UTF-16: a lone surrogate becomes
+ * U+FFFD, as `String.prototype.toWellFormed` does (not in every runtime yet).
+ * @param {unknown} value @returns {unknown}
+ */
+export function wellFormed(value) {
+  if (typeof value === 'string') return value.replace(LONE_SURROGATE, '\uFFFD');
+  if (Array.isArray(value)) return value.map(wellFormed);
+  if (value !== null && typeof value === 'object') {
+    /** @type {Record<string, unknown>} */ const out = {};
+    for (const [k, v] of Object.entries(value)) out[/** @type {string} */ (wellFormed(k))] = wellFormed(v);
+    return out;
+  }
+  return value;
 }
 
 /** localStorage when the environment has a usable one. @returns {StorageLike | null} */

@@ -509,7 +509,9 @@ export class Runtime {
         const api = 'setBackgroundFetchToken';
         return /** @type {any} */ (invoke(api, option, async () => {
           expect(api, 'token', option?.token, 'String');
-          if (option.token.length > 1024) {
+          // characters, as the platform counts them (and Python): `length` counts UTF-16
+          // units, so 600 emoji (1,200 units) were refused here and taken everywhere else
+          if ([...option.token].length > 1024) {
             throw fail(api, 'token must be at most 1024 characters');
           }
           await runtime.call(api, 'POST', '/background-fetch/token', { token: option.token });

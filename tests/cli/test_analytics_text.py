@@ -85,3 +85,21 @@ def test_a_users_events_are_readable_at_80_columns(
         assert shown in text, text  # and the long page and data folded, nothing cut (no …)
     for empty in ("trigger", "action", "test_id"):
         assert empty not in text, text
+
+
+def test_a_watched_events_text_is_shown_as_sent_never_read_as_markup(
+    screen: io.StringIO,
+) -> None:
+    """A device's value like "[/x] sale" ended `analytics test watch` with a MarkupError, and
+    "[bold]" vanished from what it showed."""
+    analytics._print_line({
+        "status": "accepted", "event": "[bold]buy", "page": "pages/[/x]", "trigger": None,
+        "action": None, "values": {"color": "[/x] sale"}, "received_ms": 0,
+        "coercions": [{"field": "price", "note": "[/red] not a number"}],
+    })  # fmt: skip
+    analytics._print_line({"status": "rejected", "index": 2, "id": "[/i]", "reason": "[b]x",
+                           "received_ms": 0})  # fmt: skip
+    text = screen.getvalue()
+    for shown in ("[bold]buy", "page=pages/[/x]", 'color="[/x] sale"', "[/red] not a number",
+                  "id=[/i]: [b]x"):  # fmt: skip
+        assert shown in text, text

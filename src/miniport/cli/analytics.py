@@ -249,7 +249,11 @@ def builtin(
     done = call(data_dir, as_json, "analytics.builtin", appid=appid, on=state is OnOff.ON)
     word = "on" if done["builtin_events"] else "off"
     note = "" if done["changed"] else " (already)"
-    render(as_json, done, lambda: console.print(f"built-in events {word}{note} for {appid}"))
+    render(
+        as_json,
+        done,
+        lambda: console.print(f"built-in events {word}{note} for {escape(appid)}"),
+    )
 
 
 @analytics_cmd.command("reset")
@@ -374,23 +378,30 @@ def watch_lines(report: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def _print_line(line: dict[str, Any]) -> None:
+    """One event a device sent, as it came: everything but the marks escaped (a value like
+    ``[/x] sale`` is the device's text, not markup; it ended the watch with a MarkupError)."""
     stamp = local_time((line.get("received_ms") or 0) / 1000)
     if line["status"] == "rejected":
         console.print(
-            f"{stamp} [red]✗ rejected[/red] #{line['index']} id={line['id']}: {line['reason']}",
+            f"{stamp} [red]✗ rejected[/red] #{line['index']}"
+            f" id={escape(str(line['id']))}: {escape(str(line['reason']))}",
             highlight=False,
         )
         return
     where = " ".join(f"{k}={line[k]}" for k in ("page", "trigger", "action") if line.get(k))
     values = " ".join(f"{k}={json.dumps(v, ensure_ascii=False)}" for k, v in line["values"].items())
     console.print(
-        f"{stamp} [green]✓[/green] [bold]{line['event']}[/bold] {where}  {values}"
+        f"{stamp} [green]✓[/green] [bold]{escape(str(line['event']))}[/bold]"
+        f" {escape(where)}  {escape(values)}"
         + ("  (time estimated)" if line.get("time_estimated") else ""),
         highlight=False,
     )
     for note in line.get("coercions", []):
         indent = " " * (len(stamp) + 1)
-        console.print(f"{indent}[yellow]{note['field']}[/yellow]: {note['note']}", highlight=False)
+        console.print(
+            f"{indent}[yellow]{escape(str(note['field']))}[/yellow]: {escape(str(note['note']))}",
+            highlight=False,
+        )
 
 
 async def _watch(server: Server, appid: str, test: str, count: int | None, as_json: bool) -> int:
@@ -445,7 +456,7 @@ async def _stream(server: Server, appid: str, test: str, count: int | None, as_j
                         f"watching test {test} of {appid} (Ctrl-C to stop)", highlight=False
                     )
                 elif kind == "testStopped":
-                    err_console.print(f"test {test} stopped", highlight=False)
+                    err_console.print(f"test {escape(test)} stopped", highlight=False)
                     return shown
                 elif kind == "testReport":
                     for item in watch_lines(message):
@@ -801,7 +812,7 @@ def export(
         render(
             as_json,
             {"output": str(output), "format": fmt.value, "rows": rows},
-            lambda: console.print(f"{rows} row(s) written to {output}"),
+            lambda: console.print(f"{rows} row(s) written to {escape(str(output))}"),
         )
     elif as_json:
         render(True, {"format": fmt.value, "rows": rows, "csv": text})

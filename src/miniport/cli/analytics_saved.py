@@ -11,6 +11,7 @@ from enum import StrEnum
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 
 from .backend import CommandError, call
 from .common import DataDir, Json, console, fail, render, table_of
@@ -44,7 +45,7 @@ def _print_result(result: dict[str, Any]) -> None:
     lists = [(k, v) for k, v in result.items() if isinstance(v, list)]
     for key, rows in lists:
         if len(lists) > 1:
-            console.print(f"[bold]{key}[/bold]")
+            console.print(f"[bold]{escape(str(key))}[/bold]")
         _rows([r if isinstance(r, dict) else {"value": r} for r in rows])
 
 
@@ -68,7 +69,11 @@ def save(
         fail(as_json, CommandError("invalid_input", f"--params is not valid JSON: {exc}"))
     body = {"name": name, "kind": kind.value, "params": parsed}
     saved = call(data_dir, as_json, "analytics.saved.save", appid=appid, body=body)
-    render(as_json, saved, lambda: console.print(f"saved {saved['kind']} report {saved['name']!r}"))
+    render(
+        as_json,
+        saved,
+        lambda: console.print(f"saved {saved['kind']} report {escape(repr(saved['name']))}"),
+    )
 
 
 @saved_cmd.command("list")
@@ -187,9 +192,14 @@ def show(
     def human() -> None:
         _print_board(board)
         for item in board["items"] if run else []:
-            console.print(f"\n[bold]{item['position']}. {item['report']}[/bold] ({item['kind']})")
+            console.print(
+                f"\n[bold]{item['position']}. {escape(str(item['report']))}[/bold]"
+                f" ({item['kind']})"
+            )
             if "error" in item:
-                console.print(f"[red]{item['error']}[/red]: {item['message']}", highlight=False)
+                console.print(
+                    f"[red]{item['error']}[/red]: {escape(str(item['message']))}", highlight=False
+                )
             else:
                 _print_result(item["result"])
 

@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from ..errors import MiniportError, Problem, ServerNotRunning
-from .common import err_console, fail, read_server_file, settings_for
+from ..errors import InvalidInput, MiniportError, Problem, ServerNotRunning
+from .common import err_console, fail, is_utf8, read_server_file, settings_for
 from .wording import reworded
 
 if TYPE_CHECKING:
@@ -73,23 +73,40 @@ class LocalBackend:
     data_dir: Path | None
 
     async def call(self, op: Operation, params: dict[str, Any]) -> Any:
+        from sqlalchemy.exc import DBAPIError
+
         from ..platform import create_platform
 
         assert op.local is not None
         settings = settings_for(self.data_dir)
-        platform = create_platform(settings)
+        try:
+            platform = create_platform(settings)
+        except DBAPIError as exc:  # not a database, unreadable (its migration at the start)
+            raise _state_error(settings.state_url, exc) from exc
         info = read_server_file(settings.data_dir)
         if info and not settings.public_url:
             platform.public_url = str(info["url"])
         await platform.start(fetcher=False)  # opened at a first fetch: aiohttp is slow to import
         try:
             return await op.local(platform, params)
+        except DBAPIError as exc:  # a file made read-only, damaged: not a traceback
+            raise _state_error(settings.state_url, exc) from exc
         except Exception as exc:
             if _is_duckdb_error(exc):  # e.g. the events file locked by another process
                 raise CommandError("events_store", f"events database: {exc}") from exc
             raise
         finally:
             await platform.close()
+
+
+def _state_error(url: str, exc: Exception) -> CommandError:
+    """The state database refused the work (a file that is not a database, made read-only):
+    where it is and the driver's reason, on one line."""
+    from sqlalchemy import make_url
+
+    reason = (str(getattr(exc, "orig", None) or exc).strip().splitlines() or ["?"])[0]
+    shown = make_url(url).render_as_string(hide_password=True)
+    return CommandError("state_store", f"state database {shown}: {reason}")
 
 
 def _is_duckdb_error(exc: Exception) -> bool:
@@ -185,11 +202,14 @@ async def _answers(url: str) -> bool:
 
 def running_server(data_dir: Path | None) -> Server | None:
     """The server running on this data directory, or None. A ``server.json`` left by a server
-    that is gone is ignored; one whose process lives but does not answer is an error (opening
-    the events file here would fail on its lock)."""
+    that is gone is ignored, whatever answers at its address now (another server, another
+    program: its answers were taken for this server's); one whose process lives but does not
+    answer is an error (opening the events file here would fail on its lock)."""
     settings = settings_for(data_dir)
     info = read_server_file(settings.data_dir)
     if not info or "url" not in info or "admin_key" not in info:
+        return None
+    if "pid" in info and not _alive(info["pid"]):
         return None
     url = str(info["url"]).rstrip("/")
     import asyncio  # here, not at the top: ``miniport --help`` never needs it
@@ -247,6 +267,10 @@ def call(data_dir: Path | None, as_json: bool, op_name: str, /, **params: Any) -
 
     op = OPERATIONS[op_name]
     try:
+        for name, value in params.items():  # not UTF-8: a traceback from deep down, else
+            texts = value if isinstance(value, list | tuple) else [value]
+            if any(isinstance(t, str) and not is_utf8(t) for t in texts):
+                raise InvalidInput(f"{name} is not valid UTF-8 text: {value!r}")
         backend = choose_backend(data_dir, op)
         return asyncio.run(backend.call(op, params))
     except MiniportError as exc:

@@ -58,9 +58,22 @@ def settings_for(data_dir: Path | None, **overrides: Any) -> Settings:
     return settings
 
 
+def is_utf8(text: str) -> bool:
+    """Whether ``text`` is UTF-8 text (a shell argument with bytes that are not decodes with
+    surrogates, which nothing downstream can encode)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def check_data_dir(path: Path) -> None:
     """InvalidInput, saying what to do, when ``path`` cannot be a data directory: a file, or
-    a path under a file or under a directory that cannot be written (nothing is created)."""
+    a path under a file or under a directory that cannot be written (nothing is created), or a
+    path that is not UTF-8 (the state database's URL could not carry it)."""
+    if not is_utf8(str(path)):
+        raise InvalidInput(f"data directory {str(path)!r} is not valid UTF-8: choose another")
     found = path.absolute()
     while not found.exists() and found != found.parent:
         found = found.parent  # the nearest existing part, where the directory would be made
@@ -77,11 +90,14 @@ def check_data_dir(path: Path) -> None:
 
 
 def read_server_file(data_dir: Path) -> dict[str, Any] | None:
+    """What the server running on ``data_dir`` wrote about itself, or None (no file, or one
+    that is not a JSON object: no server's)."""
     path = data_dir / SERVER_FILE
     try:
-        return json.loads(path.read_text())  # type: ignore[no-any-return]
+        info = json.loads(path.read_text())
     except (OSError, ValueError):
         return None
+    return info if isinstance(info, dict) else None
 
 
 def write_server_file(data_dir: Path, info: dict[str, Any]) -> Path:
@@ -185,12 +201,14 @@ def fail(as_json: bool, exc: MiniportError) -> NoReturn:
         if exc.problems:
             body["errors"] = body["problems"]
         sys.stdout.write(json.dumps(body, ensure_ascii=False) + "\n")
-    elif exc.problems:
+    elif exc.problems:  # messages quote the user's input: escaped, never read as markup
         err_console.print(f"[red]error[/red]: {_heading(exc)}:", highlight=False)
         for p in exc.problems:
-            where = f"[bold]{p.path}[/bold]: " if p.path else ""
-            err_console.print(f"  {where}{p.message}", highlight=False)
+            where = f"[bold]{escape(p.path)}[/bold]: " if p.path else ""
+            err_console.print(f"  {where}{escape(p.message)}", highlight=False)
     else:
         # soft-wrapped: a path or URL in it is folded by the terminal, never cut by a newline
-        err_console.print(f"[red]error[/red]: {exc.message}", highlight=False, soft_wrap=True)
+        err_console.print(
+            f"[red]error[/red]: {escape(exc.message)}", highlight=False, soft_wrap=True
+        )
     raise typer.Exit(1)

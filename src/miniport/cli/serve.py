@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+from rich.markup import escape
 
 from ..errors import StateUnavailable
 from ..storage.data_dir import holding as data_dir_lock
@@ -403,7 +404,7 @@ def _start(settings: Settings, host: str, port: int, demo_port: int | None) -> N
             with contextlib.suppress(KeyboardInterrupt):
                 asyncio.run(_serve(settings, sock, demo_sock))
     except (StartRefused, StateUnavailable) as exc:
-        err_console.print(f"[red]error[/red]: {exc}", highlight=False, soft_wrap=True)
+        err_console.print(f"[red]error[/red]: {escape(str(exc))}", highlight=False, soft_wrap=True)
         raise typer.Exit(2) from None
 
 

@@ -118,3 +118,41 @@ async def test_a_cache_file_that_cannot_be_written_loses_no_read_and_no_push(
             await asyncio.sleep(0.05)
         assert arrived and arrived[0]["fetchType"] == "pre"
     assert "cannot keep background data in" in caplog.text
+
+
+async def test_a_launch_goes_out_without_waiting_for_the_analytics_configuration() -> None:
+    """The pre-fetch starts when the platform hears the launch: sent after the configuration's
+    request, every pre-fetch started one round trip late, or never behind a request that hung.
+    Here the configuration is answered only once the launch has arrived."""
+    from aiohttp import web
+
+    seen: list[str] = []
+    launched = asyncio.Event()
+
+    async def config(request: web.Request) -> web.Response:
+        seen.append("config asked")
+        try:
+            await asyncio.wait_for(launched.wait(), 2)
+        except TimeoutError:
+            seen.append("config gave up waiting for the launch")
+        return web.json_response({"version": 0, "events": []})
+
+    async def launch(request: web.Request) -> web.Response:
+        seen.append("launch")
+        launched.set()
+        return web.json_response({"errMsg": "launch:ok", "prefetch": True})
+
+    app = web.Application()
+    app.router.add_get("/runtime/v1/apps/mp1/analytics/config", config)
+    app.router.add_post("/runtime/v1/apps/mp1/launch", launch)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    try:
+        url = f"http://127.0.0.1:{runner.addresses[0][1]}"
+        async with RuntimeClient(url, "mp1", "tok", builtin_events=False) as client:
+            assert (await client.launch("pages/a"))["errMsg"] == "launch:ok"
+            await client.analytics.close(flush=False)
+    finally:
+        await runner.cleanup()
+    assert "launch" in seen and "config gave up waiting for the launch" not in seen, seen

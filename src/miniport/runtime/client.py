@@ -168,16 +168,24 @@ class RuntimeClient:
     ) -> dict[str, Any]:
         """Report a cold start; the platform pre-fetches at once. Analytics: the configuration
         is fetched (the one last received is kept when that fails), ``launch`` triggers fire,
-        and reports left queued by an earlier run are sent."""
-        await self.analytics.refresh_config()
-        self.analytics.launch(path, query, scene)
-        self.analytics.flush_soon()
-        return await self._call(
-            "POST",
-            self._url("/launch"),
-            "launch",
-            json={"path": path, "query": query, "scene": scene},
+        and reports left queued by an earlier run are sent. The launch goes out first, beside
+        the configuration's request: sent after it, every pre-fetch started one round trip
+        late (or never, behind a configuration request that hung)."""
+        launched = asyncio.ensure_future(
+            self._call(
+                "POST",
+                self._url("/launch"),
+                "launch",
+                json={"path": path, "query": query, "scene": scene},
+            )
         )
+        try:
+            await self.analytics.refresh_config()
+            self.analytics.launch(path, query, scene)
+            self.analytics.flush_soon()
+        finally:
+            answer = await launched  # its error (or the configuration's) reaches the caller
+        return answer
 
     async def login(self) -> dict[str, Any]:
         """wx.login: ``{"code", "errMsg"}``; the code is exchanged at /sns/jscode2session."""

@@ -127,7 +127,8 @@ async def test_codeless_events_fire_on_the_right_page_and_element(api: Api) -> N
         }
 
         sent = await rt.flush_analytics()
-        assert sent == {"accepted": 2, "duplicates": 0, "rejected": [], "pending": 0}  # + launch
+        # the two clicks, and the launch's event unless launch()'s own flush sent it already
+        assert sent["accepted"] in (2, 3) and (sent["rejected"], sent["pending"]) == ([], 0)
         await view.wait_for(lambda: len(view.accepted()) == 3)
     shown = {ev["event_name"]: ev for ev in view.accepted()}
     assert shown["app_launch"]["values"] == {"channel": "ad"}  # launch() ran the evaluator

@@ -139,15 +139,40 @@ describe('the retry of a kept batch', () => {
     }
   });
 
+  test('a reconnect does not cut short the Retry-After the platform asked for', async () => {
+    // a node restarting: every device it served reconnects at once; sending at once too made
+    // the burst its 503's Retry-After was there to spread
+    let now = 1_000_000;
+    const platform = server(() => [503, UNAVAILABLE, { 'Retry-After': '30' }]);
+    const runtime = runtimeWith(platform.fetch, { retryMs: 1000, random: at(0), now: () => now });
+    try {
+      runtime.wx.reportAnalytics('purchase', {});
+      await runtime.analytics.flush();
+      assert.equal(runtime.analytics.retryWait, 30_000);
+      runtime.analytics.networkOk(true); // the event stream reconnected
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      assert.equal(platform.calls.length, 1, 'nothing sent before the Retry-After is over');
+      now += 30_001;
+      runtime.analytics.networkOk(true);
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      assert.equal(platform.calls.length, 2, 'once it is over, a reconnect sends at once');
+    } finally {
+      runtime.analytics.close();
+    }
+  });
+
   test('a success, or the network coming back, starts the backoff again from retryMs', async () => {
     let fail = true;
-    const platform = server(() => (fail ? [503, UNAVAILABLE, { 'Retry-After': '9' }]
+    const platform = server(() => (fail ? [502, { error: 'bad_gateway', message: 'bad gateway' }]
       : [200, { accepted: 1, duplicates: 0, rejected: [] }]));
     const runtime = runtimeWith(platform.fetch, { retryMs: 1000, random: at(0) });
     try {
       runtime.wx.reportAnalytics('purchase', {});
       await runtime.analytics.flush();
-      assert.equal(runtime.analytics.retryDelay, 18_000);
+      clearTimeout(runtime.analytics.retryTimer); // the retry now, not after its wait
+      runtime.analytics.retryTimer = null;
+      await runtime.analytics.flush();
+      assert.equal(runtime.analytics.retryDelay, 2000, 'doubled');
       fail = false;
       runtime.analytics.networkOk(true); // the event stream reconnected: send now
       await runtime.analytics.flush();
@@ -156,7 +181,7 @@ describe('the retry of a kept batch', () => {
       runtime.wx.reportAnalytics('purchase', {});
       platform.calls.length = 0;
       await runtime.analytics.flush();
-      assert.equal(runtime.analytics.retryDelay, 18_000, 'Retry-After again, from the first delay');
+      assert.equal(runtime.analytics.retryDelay, 1000, 'from the first delay again');
     } finally {
       runtime.analytics.close();
     }

@@ -287,6 +287,8 @@ export class Analytics {
     this.retryDelay = 0;
     /** how long the scheduled retry waits, jitter and Retry-After included (0: none) */
     this.retryWait = 0;
+    /** until when (ms) the scheduled retry keeps to the platform's Retry-After (0: none) */
+    this.retryAfterUntil = 0;
     this.timerWait = 0;
     /** the largest batch (UTF-8 bytes of its events) to send; lowered by a 413 */
     this.maxBatchBytes = MAX_BATCH_BYTES;
@@ -682,20 +684,26 @@ export class Analytics {
       this.random);
     this.retryDelay = delay;
     this.retryWait = wait;
+    // the server's own Retry-After holds until it is over, a reconnect or not (see networkOk)
+    this.retryAfterUntil = retryAfter === null ? 0 : this.now() + wait;
     this.retryTimer = setTimeout(() => {
       this.retryTimer = null;
       this.retryWait = 0;
+      this.retryAfterUntil = 0;
       void this.flush();
     }, wait);
   }
 
   /**
    * The platform answered another request (or the event stream reconnected, `force`): if a
-   * send had failed, send what waits now.
+   * send had failed, send what waits now; not while a Retry-After the platform gave (429,
+   * 503) runs: a node that restarted saw every device it served reconnect at once and send
+   * at once, the burst its Retry-After was there to spread.
    * @param {boolean} [force]
    */
   networkOk(force = false) {
     if (!this.offline && !(force && this.retryTimer)) return;
+    if (this.retryTimer && this.retryAfterUntil > this.now()) return;
     this.offline = false;
     this.retryDelay = 0;
     this.retryWait = 0;

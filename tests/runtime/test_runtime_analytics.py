@@ -685,3 +685,20 @@ def test_the_queue_file_keeps_one_configuration_however_often_it_is_refreshed(
     again = OfflineQueue(path)
     assert again.config == config  # the last one
     again.close()
+
+
+async def test_a_report_from_code_carries_its_page_as_the_javascript_runtime_sends_it(
+    api: Api,
+) -> None:
+    """The JavaScript runtime sends the page a report was made on; the Python runtime sent
+    none, so the test view and a user's events showed the same app's reports differently."""
+    async with client(api, "u6") as rt:
+        rt.report_analytics("purchase", {"price": 1})  # before any page
+        rt.page_show("pages/list/list")
+        rt.report_analytics("purchase", {"price": 2})
+        queued = rt.analytics.pending
+        assert [(e["page"], e["trigger"], e["action"]) for e in queued] == [
+            (None, None, None), ("pages/list/list", None, None)]
+        assert (await rt.flush_analytics())["accepted"] == 2
+    shown = await api.ok("GET", "/users/events", user="u6")
+    assert sorted((e["page"] or "") for e in shown["events"]) == ["", "pages/list/list"]

@@ -435,6 +435,10 @@ class Evaluator:
     def _current_page(self) -> str | None:
         return self._active[-1] if self._active else None
 
+    def current_page(self) -> str | None:
+        """The page on top (the last shown of those not hidden), None before any."""
+        return self._current_page()
+
     def _fire(self, call: _Call) -> list[Event]:
         emitted: list[Event] = []
         page = call.page if call.page is not None else ""

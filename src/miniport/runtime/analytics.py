@@ -494,7 +494,16 @@ class RuntimeAnalytics:
         """A report from code: ``ValueError`` (nothing queued) when JSON cannot carry it (a
         datetime, a set, NaN...), so the caller hears it where the mistake is."""
         ts = self._now_ms()
-        entry = {"id": self._new_id(), "event": event, "data": dict(data or {}), "ts": ts}
+        entry = {
+            "id": self._new_id(),
+            "event": event,
+            "data": dict(data or {}),
+            "ts": ts,
+            # where it was reported, as the JavaScript runtime sends it (test view, user events)
+            "page": self.evaluator.current_page(),
+            "trigger": None,
+            "action": None,
+        }
         context = self.lifecycle.context(ts)
         queued = sendable({**entry, "context": context, **self.recorded_under()})
         self.queue.add(queued)

@@ -125,7 +125,7 @@ async def test_every_batch_carries_the_system_and_each_event_its_session(
             t0,
             "pages/index/index",
         ),
-        ("purchase", {"price": 5}, t0 + 4000, None),
+        ("purchase", {"price": 5}, t0 + 4000, "pages/index/index"),  # reported on it
         (
             "$pageleave",
             {"path": "pages/index/index", "duration_ms": 4000},

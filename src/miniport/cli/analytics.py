@@ -37,7 +37,6 @@ from .common import (
     new_table,
     render,
     table_of,
-    text_of,
 )
 from .move_store import move_store_command, refill_ids_command
 
@@ -848,16 +847,27 @@ def count(
 UserId = Annotated[str, typer.Option("--user", help="The user id (as the runtime reports it)")]
 
 
-def _folded_table(rows: list[dict[str, Any]]) -> Table:
-    """Rows as a table without the columns empty in every row, long values folded (not cut),
-    so that an event's time, name and page stay readable at 80 columns."""
-    columns = [k for k in dict.fromkeys(k for r in rows for k in r)
-               if any(text_of(k, r.get(k)) for r in rows)]  # fmt: skip
-    table = table_of([{k: r.get(k) for k in columns} for r in rows])
-    for column in table.columns:
-        column.overflow = "fold"
-        column.no_wrap = column.header in ("id", "time")  # short, and read whole
-    return table
+def _print_user_event(e: dict[str, Any]) -> None:
+    """One event in a few short lines (a table had the 36-character ids and the times take
+    nearly all of 80 columns, and folded names, pages and data one character a line): when
+    and what, where and how; its fields; its id (and test), soft-wrapped, never cut."""
+    how = f"  ({e['trigger']} → {e['action']})" if e.get("trigger") else ""
+    where = f"  {e['page']}" if e.get("page") else ""
+    console.print(
+        f"{escape(str(e['time']))}  [bold]{escape(str(e['event']))}[/bold]"
+        f"{escape(where)}{escape(how)}",
+        highlight=False,
+        soft_wrap=True,
+    )
+    if e.get("data"):
+        fields = "  ".join(
+            f"{k}={json.dumps(v, ensure_ascii=False)}" for k, v in e["data"].items()
+        )
+        console.print(f"  {escape(fields)}", highlight=False, soft_wrap=True)
+    test = f"  test {e['test_id']}" if e.get("test_id") else ""
+    hidden = "" if e.get("visible", True) else "  (not in reports)"
+    console.print(f"  [dim]id {escape(str(e['id']))}{escape(test)}{hidden}[/dim]", highlight=False,
+                  soft_wrap=True)  # fmt: skip
 
 
 @analytics_cmd.command("user")
@@ -883,10 +893,10 @@ def user_events(
     )
 
     def human() -> None:
-        rows = [
-            {k: v for k, v in e.items() if k not in ("ts_ms", "visible")} for e in found["events"]
-        ]
-        _rows_table(rows, draw=_folded_table)
+        for event in found["events"]:
+            _print_user_event(event)
+        if not found["events"]:
+            console.print("no events", highlight=False)
         if found["before"]:
             console.print(f"older events: --before {escape(found['before'])}", highlight=False)
 

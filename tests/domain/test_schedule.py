@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from miniport.domain.schedule import DAY, HostHealth, ScheduleRules
+from miniport.domain.schedule import DAY, HostHealth, ScheduleRules, host_answered
 
 
 def ts(*args: int) -> float:
@@ -120,3 +120,28 @@ def test_host_health_a_success_resets_the_count() -> None:
 def test_literal_dates_line_up() -> None:
     # the constants the rules use are what they claim
     assert timedelta(days=1).total_seconds() == DAY
+
+
+@pytest.mark.parametrize(
+    ("verdict", "status", "answered"),
+    [
+        ("cached", 200, True),
+        ("not_modified", 304, True),
+        ("http_error", 401, True),  # about one user's token: the host is fine
+        ("http_error", 404, True),
+        ("oversize", 200, True),
+        ("bad_encoding", 200, True),
+        ("http_error", 500, False),
+        ("http_error", 503, False),
+        ("http_error", 429, False),
+        ("timeout", None, False),
+        ("connection_error", None, False),
+        ("token_not_set", None, None),  # no request went out
+        ("host_backoff", None, None),
+        ("blocked_address", None, None),
+    ],
+)
+def test_only_the_hosts_own_trouble_counts_against_it(
+    verdict: str, status: int | None, answered: bool | None
+) -> None:
+    assert host_answered(verdict, status) is answered

@@ -318,6 +318,30 @@ async def test_a_host_that_keeps_failing_rests_as_a_whole(
     assert flaky.hits > 3  # the host is tried again after its rest
 
 
+async def test_users_refused_by_the_developers_server_do_not_rest_its_host(
+    platforms: Make, fake_clock: FakeClock, loopback: StartServer,
+) -> None:
+    """401 for revoked tokens is an answer about each user, not the host being down: counted
+    as host failures, a few such users in a row rested the host for every user of every app on
+    it (host_backoff), the good ones included."""
+    async def handle(request: web.Request) -> web.Response:
+        if request.query["token"].startswith("revoked"):
+            return web.Response(status=401, text="who are you")
+        return web.Response(text="fine")
+
+    url = await loopback(handle)
+    p = await platforms(clock=fake_clock, host_failure_threshold=3, host_backoff_s=900,
+                        host_concurrency=1, fetch_concurrency=1)  # fmt: skip
+    appid = await periodic_app(p, url)
+    for i in range(6):
+        await user(p, appid, f"r{i}", f"revoked{i}")
+    assert await run(p) == 6
+    await user(p, appid, "good", "fine-token")  # then a user the host serves
+    assert await run(p) == 1
+    verdicts = [e["verdict"] for e in await p.background.log(appid)]  # newest first
+    assert verdicts == ["cached"] + ["http_error"] * 6
+
+
 async def test_conditional_get_on_the_next_fetch_and_304_keeps_the_body(
     platforms: Make, fake_clock: FakeClock, loopback: StartServer,
 ) -> None:

@@ -61,6 +61,26 @@ class ScheduleRules:
         return now + self.lease_s
 
 
+# what says the developer's host itself is in trouble (down, overloaded, too slow), as opposed
+# to an answer about one request (401 for one user's token, 404 for one path): only the former
+# counts towards resting the whole host, for every app on it
+_HOST_DOWN = frozenset({"timeout", "connection_error"})
+_NO_WORD = frozenset({"token_not_set", "no_url", "blocked_address", "host_backoff"})
+
+
+def host_answered(verdict: str, status: int | None) -> bool | None:
+    """How a fetch's outcome speaks of its host: False when the host failed (no answer in
+    time, no connection, a 5xx or a 429), True when it answered (a 2xx or 304, and a 4xx about
+    the request: twenty users with revoked tokens in a row answered 401, and rested the host
+    for every user of every app on it), None when no request reached it."""
+    if verdict in _NO_WORD:
+        return None
+    if verdict in _HOST_DOWN:
+        return False
+    overloaded = status is not None and (status >= 500 or status == 429)
+    return not (verdict == "http_error" and overloaded)
+
+
 @dataclass
 class HostHealth:
     """Per-developer-host failure tracking: a host that keeps failing rests as a whole."""

@@ -26,7 +26,7 @@ from urllib.parse import urlsplit
 from ..clock import Clock
 from ..domain.acceptance import Verdict
 from ..domain.requests import OutboundRequest, Validators, build_periodic_request
-from ..domain.schedule import HostHealth, ScheduleRules
+from ..domain.schedule import HostHealth, ScheduleRules, host_answered
 from ..errors import StateUnavailable, TokenNotSet
 from ..storage.db import Database
 from ..storage.fetches import DueFetch, FetchRecord, FetchStore, ScheduleUpdate
@@ -148,8 +148,9 @@ class PeriodicEngine:
                 retry_at = health.resting_until
             else:
                 result, request, now = await self._fetch_bounded(due, host, now)
-                if result.verdict is not Verdict.TOKEN_NOT_SET:
-                    health.record(result.verdict.ok, now)
+                answered = host_answered(result.verdict, result.status)
+                if answered is not None:
+                    health.record(answered, now)
             record = record_for(
                 result,
                 appid=due.appid,

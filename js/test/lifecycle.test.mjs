@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { describe, test } from 'node:test';
 
-import { createRuntime, Lifecycle } from '../../src/miniport/web/sdk/miniport-runtime.js';
+import { createRuntime, Lifecycle, queryString } from '../../src/miniport/web/sdk/miniport-runtime.js';
 
 const VECTORS = JSON.parse(readFileSync(new URL('../../src/miniport/runtime/vectors/lifecycle.json', import.meta.url), 'utf8'));
 
@@ -40,6 +40,9 @@ describe('lifecycle vectors (shared with the Python runtime)', () => {
       assert.deepEqual(run(vector.steps, VECTORS.timeout_ms), vector.expect);
     });
   }
+  test('query objects in WeChat\'s string form, as the Python runtime writes them', () => {
+    for (const { query, string } of VECTORS.query_strings) assert.equal(queryString(query), string);
+  });
 });
 
 /** A fetch that records the analytics batches and accepts them. */

@@ -85,6 +85,12 @@ def test_query_strings_are_encoded_like_encode_uri_component() -> None:
     assert query_string(None) == ""
 
 
+@pytest.mark.parametrize("case", VECTORS["query_strings"], ids=lambda c: c["string"][:40])
+def test_query_objects_are_written_as_javascript_writes_them(case: dict[str, Any]) -> None:
+    """The vectors the JavaScript runtime runs too: Python wrote None, [1, 2] and 1e-07."""
+    assert query_string(case["query"]) == case["string"]
+
+
 def test_system_properties_keep_dollar_keys_with_plain_values() -> None:
     assert system_properties(
         {

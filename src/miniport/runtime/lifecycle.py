@@ -21,8 +21,10 @@ Invariants:
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 from urllib.parse import quote
 
@@ -40,13 +42,49 @@ class BuiltinEvent:
 
 
 def _js_text(value: Any) -> str:
+    """``value`` as JavaScript's ``String()`` writes it, so both runtimes send the same query
+    (vectors/lifecycle.json, ``query_strings``): Python wrote ``None``, ``[1, 2]``, ``1e-07``."""
+    if value is None:
+        return "null"
     if value is True:
         return "true"
     if value is False:
         return "false"
-    if isinstance(value, float) and value.is_integer():
-        return str(int(value))
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        return _js_number(value)
+    if isinstance(value, list | tuple):
+        return ",".join("" if v is None else _js_text(v) for v in value)
+    if isinstance(value, Mapping):
+        return "[object Object]"
     return str(value)
+
+
+def _js_number(x: float) -> str:
+    """ECMAScript's Number::toString: the shortest digits that read back (Python's repr finds
+    the same), plain from 1e-6 up to 1e21, with an exponent (``1e+21``, ``1e-7``) beyond."""
+    if math.isnan(x):
+        return "NaN"
+    if math.isinf(x):
+        return "Infinity" if x > 0 else "-Infinity"
+    if x == 0:
+        return "0"
+    exact = Decimal(repr(abs(x)))
+    digits = "".join(map(str, exact.as_tuple().digits))
+    n = len(digits) + int(exact.as_tuple().exponent)  # the point's place: 0.DIGITS x 10^n
+    digits = digits.rstrip("0")
+    k = len(digits)
+    sign = "-" if x < 0 else ""
+    if k <= n <= 21:
+        return sign + digits + "0" * (n - k)
+    if 0 < n <= 21:
+        return sign + digits[:n] + "." + digits[n:]
+    if -6 < n <= 0:
+        return sign + "0." + "0" * -n + digits
+    e = n - 1
+    mantissa = digits[0] + ("." + digits[1:] if k > 1 else "")
+    return f"{sign}{mantissa}e{'+' if e >= 0 else '-'}{abs(e)}"
 
 
 def query_string(query: Any) -> str:

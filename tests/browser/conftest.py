@@ -225,3 +225,12 @@ def sign_in(page: Any, base: str, name: str, password: str = PASSWORD,
     page.fill("input[name=password]", password)
     page.click("form button[type=submit]")
     page.wait_for_load_state("load")
+
+
+def watch_errors(page: Any, errors: list[str]) -> None:
+    """Collect the page's uncaught errors and what its Content-Security-Policy refused (a
+    console error, not a page error: a chart that needed an inline style would draw nothing
+    and fail no other check)."""
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    page.on("console", lambda msg: errors.append(msg.text)
+            if msg.type == "error" and "Content Security Policy" in msg.text else None)

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from playwright.sync_api import expect
 
-from tests.browser.conftest import LiveConsole, shot, sign_in
+from tests.browser.conftest import LiveConsole, shot, sign_in, watch_errors
 
 pytestmark = pytest.mark.browser
 DESKTOP = {"viewport": {"width": 1440, "height": 1000}}
@@ -43,7 +43,7 @@ def test_define_test_live_report_and_publish(live: LiveConsole, browser: Any) ->
     page = console_ctx.new_page()
     page.on("dialog", lambda dialog: dialog.accept())  # publish / reset confirmations
     errors: list[str] = []
-    page.on("pageerror", lambda error: errors.append(str(error)))
+    watch_errors(page, errors)
     sign_in(page, live.url, developer, path=f"/console/apps/{app.appid}/analytics")
     expect(page.locator("#analytics-page")).to_have_attribute("data-ready", "true")
 

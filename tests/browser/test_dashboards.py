@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from playwright.sync_api import expect
 
-from tests.browser.conftest import LiveConsole, shot, sign_in
+from tests.browser.conftest import LiveConsole, shot, sign_in, watch_errors
 
 pytestmark = pytest.mark.browser
 DESKTOP = {"viewport": {"width": 1440, "height": 1000}}
@@ -41,7 +41,7 @@ def test_saved_reports_on_a_dashboard_and_a_user_erased(live: LiveConsole, brows
     errors: list[str] = []
     ctx = browser.new_context(**DESKTOP)
     page = ctx.new_page()
-    page.on("pageerror", lambda error: errors.append(str(error)))
+    watch_errors(page, errors)
     base = f"/console/apps/{app.appid}/analytics"
     sign_in(page, live.url, developer, path=f"{base}/reports")
     expect(page.locator("#reports-page")).to_have_attribute("data-ready", "true")
@@ -55,6 +55,11 @@ def test_saved_reports_on_a_dashboard_and_a_user_erased(live: LiveConsole, brows
     expect(page.get_by_test_id("rep-save-out")).to_contain_text("Saved as “Purchases”")
     page.get_by_test_id("rep-save").click()  # the same name again: refused, said so
     expect(page.get_by_test_id("rep-save-out")).to_contain_text("already exists")
+    # a name is shown as typed: "$$" and "$'" were read as replacement patterns, "{name}" again
+    page.get_by_test_id("rep-save-name").fill("Top $$ spenders $' {name}")
+    page.get_by_test_id("rep-save").click()
+    saved = page.get_by_test_id("rep-save-out")
+    expect(saved).to_contain_text("Saved as “Top $$ spenders $' {name}”.")
     steps = page.get_by_test_id("funnel-steps").locator("select[name=step_event]")
     steps.nth(0).select_option("view_goods")
     steps.nth(1).select_option("purchase")
@@ -87,7 +92,7 @@ def test_saved_reports_on_a_dashboard_and_a_user_erased(live: LiveConsole, brows
     # --- a viewer sees it drawn, without the controls ---
     viewer_ctx = browser.new_context(**DESKTOP)
     view = viewer_ctx.new_page()
-    view.on("pageerror", lambda error: errors.append(str(error)))
+    watch_errors(view, errors)
     sign_in(view, live.url, viewer, path=f"{base}/dashboards")
     expect(view.locator("#dashboards-page")).to_have_attribute("data-ready", "true")
     shown = view.get_by_test_id("dash-item")

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from playwright.sync_api import expect
 
-from tests.browser.conftest import LiveConsole, shot, sign_in
+from tests.browser.conftest import LiveConsole, shot, sign_in, watch_errors
 
 pytestmark = pytest.mark.browser
 DESKTOP = {"viewport": {"width": 1440, "height": 1000}}
@@ -55,7 +55,7 @@ def test_overview_realtime_retention_and_paths(live: LiveConsole, browser: Any) 
     errors: list[str] = []
     ctx = browser.new_context(**DESKTOP)
     page = ctx.new_page()
-    page.on("pageerror", lambda error: errors.append(str(error)))
+    watch_errors(page, errors)
     reports: list[float] = []  # when the page asked for the real-time report
     page.on("request", lambda r: reports.append(time.monotonic())
             if r.url.split("?")[0].endswith("/analytics/realtime") else None)
@@ -156,7 +156,7 @@ def test_real_time_catches_up_after_a_drop_and_rolls_over_without_events(
     ctx = browser.new_context(**DESKTOP)
     page = ctx.new_page()
     page.clock.install()  # the page's clock runs as usual until fast-forwarded below
-    page.on("pageerror", lambda error: errors.append(str(error)))
+    watch_errors(page, errors)
     reports: list[str] = []
     page.on("request", lambda r: reports.append(r.url)
             if r.url.split("?")[0].endswith("/analytics/realtime") else None)
@@ -217,7 +217,7 @@ def test_a_push_spanning_the_pages_fetch_is_not_counted_twice(
     errors: list[str] = []
     ctx = browser.new_context(**DESKTOP)
     page = ctx.new_page()
-    page.on("pageerror", lambda error: errors.append(str(error)))
+    watch_errors(page, errors)
 
     at = int(time.time() * 1000)  # every event in one minute
 

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from playwright.sync_api import expect
 
-from tests.browser.conftest import LiveConsole, shot, sign_in
+from tests.browser.conftest import LiveConsole, shot, sign_in, watch_errors
 from tests.support.analytics_api import PURCHASE
 
 pytestmark = pytest.mark.browser
@@ -40,7 +40,7 @@ def test_change_a_field_type_and_read_across_it(live: LiveConsole, browser: Any)
     context = browser.new_context(**DESKTOP)
     page = context.new_page()
     errors: list[str] = []
-    page.on("pageerror", lambda error: errors.append(str(error)))
+    watch_errors(page, errors)
     sign_in(page, live.url, developer, path=f"/console/apps/{app.appid}/analytics")
     expect(page.locator("#analytics-page")).to_have_attribute("data-ready", "true")
 

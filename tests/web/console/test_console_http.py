@@ -406,3 +406,26 @@ async def test_a_confirmation_link_shows_a_non_admin_nothing_of_the_change(
         async with session.get(f"{base}/confirm/{pending.code}") as r:
             page = await r.text()  # not "gone": the same link works once it is back
         assert r.status == 503 and "try again" in page
+
+
+async def test_a_flash_cookie_is_a_catalog_message_or_nothing(live_server: LiveServer) -> None:
+    """The flash cookie is the browser's to send: its key was used as a format string when it
+    was not in the catalog, so "{0}" made every page a 500 for as long as the cookie lived and
+    "{a.__class__.__mro__}" printed Python's internals into the page."""
+    cases = [
+        ({"key": "{0}", "params": {"a": "b"}}, None),
+        ({"key": "{a.__class__.__mro__}", "params": {"a": "b"}}, None),
+        ({"key": "urls.current", "params": {}}, None),  # in the catalog, but no flash message
+        ({"key": ["flash.app_created"]}, None),
+        ({"key": "flash.app_created", "params": {"name": "<b>x</b>"}},
+         "App “&lt;b&gt;x&lt;/b&gt;” created."),
+    ]  # fmt: skip
+    for cookie, shown in cases:
+        async with client() as session, session.get(
+            f"{live_server.url}/console/login", headers={"Cookie": f"mp_flash={json.dumps(cookie)}"}
+        ) as r:
+            page = await r.text()
+        assert r.status == 200, (cookie, page[:300])
+        assert "&lt;class" not in page and "<class" not in page
+        flashed = re.findall(r'<div class="flash flash-\w+" role="status">(.*?)</div>', page)
+        assert flashed == ([shown] if shown is not None else []), (cookie, flashed)

@@ -118,12 +118,7 @@ def render(
     flash = None
     raw = request.cookies.get(FLASH_COOKIE)
     if raw:
-        try:
-            data = json.loads(raw)
-            params = {k: str(v) for k, v in data.get("params", {}).items()}
-            flash = {"kind": str(data.get("kind", "ok")), "text": t(str(data["key"]), **params)}
-        except (ValueError, KeyError, TypeError, AttributeError):
-            flash = None
+        flash = _flash(raw, t)
     html = state.env.get_template(template).render(
         request=request,
         t=t,
@@ -159,14 +154,30 @@ def _with_lang(request: Request, lang: str) -> str:
     return f"{request.url.path}?{urlencode([*params, ('lang', lang)])}"
 
 
+def _flash(raw: str, t: i18n.Translate) -> dict[str, str] | None:
+    """The flash message a redirect left in its cookie, or None. The cookie is the browser's
+    to send: only a key of the catalog's flash messages is translated (any other text was
+    used as a format string: "{0}" made every page a 500 for as long as the cookie lived,
+    "{a.__class__.__mro__}" showed Python's internals), and anything malformed is dropped."""
+    try:
+        data = json.loads(raw)
+        key = data["key"]
+        if not (isinstance(key, str) and key.startswith("flash.") and key in i18n.catalog("en")):
+            return None
+        params = {str(k): str(v) for k, v in data.get("params", {}).items()}
+        return {"kind": str(data.get("kind", "ok")), "text": t(key, **params)}
+    except Exception:  # a malformed cookie is no message, whatever is wrong with it
+        return None
+
+
 def security_headers(response: Response) -> None:
     response.headers["Cache-Control"] = "no-store"
     response.headers["X-Frame-Options"] = "DENY"
     response.headers["X-Content-Type-Options"] = "nosniff"
     response.headers["Referrer-Policy"] = "same-origin"
     response.headers["Content-Security-Policy"] = (
-        "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; "
-        "script-src 'self'; connect-src 'self'; frame-ancestors 'none'; form-action 'self'; "
+        "default-src 'self'; img-src 'self'; style-src 'self'; script-src 'self'; "
+        "connect-src 'self'; object-src 'none'; frame-ancestors 'none'; form-action 'self'; "
         "base-uri 'none'"
     )
 

@@ -7,13 +7,15 @@ const catalog = JSON.parse(document.getElementById('mp-i18n')?.textContent || '{
 export const csrfToken = () =>
   document.querySelector('meta[name="csrf-token"]')?.getAttribute('content') ?? '';
 
-/** UI text from the page's language catalog; `{name}` placeholders filled from `params`. */
+/**
+ * UI text from the page's language catalog; `{name}` placeholders filled from `params`, in one
+ * pass and as they are: a value is never read again (a name with `{user}` in it, or `$'` and
+ * `$$`, which replaceAll reads as patterns: "Top $$ spenders" was shown "Top $ spenders").
+ */
 export function t(key, params = {}) {
-  let text = catalog[key] ?? key;
-  for (const [name, value] of Object.entries(params)) {
-    text = text.replaceAll(`{${name}}`, String(value));
-  }
-  return text;
+  const text = catalog[key] ?? key;
+  return text.replace(/\{(\w+)\}/g, (whole, name) => (
+    Object.hasOwn(params, name) ? String(params[name]) : whole));
 }
 
 export class ApiError extends Error {

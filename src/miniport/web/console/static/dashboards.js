@@ -21,7 +21,8 @@ function formatValue(value) {
 }
 
 function table(columns, rows, names = {}) {
-  const head = el('tr', {}, ...columns.map((c) => el('th', { text: names[c] ?? c })));
+  // own keys only: a field named "constructor" read Object.prototype's ("function Object()…")
+  const head = el('tr', {}, ...columns.map((c) => el('th', { text: Object.hasOwn(names, c) ? names[c] : c })));
   const body = rows.map((row) => el('tr', {}, ...columns.map((c) => el('td', { 'data-col': c, text: formatValue(row[c]) }))));
   if (!rows.length) body.push(el('tr', {}, el('td', { colSpan: columns.length, class: 'muted', text: t('js.rep.no_rows') })));
   return el('div', { class: 'table-wrap' }, el('table', { class: 'table small', 'data-rows': String(rows.length) },

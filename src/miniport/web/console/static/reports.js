@@ -383,7 +383,7 @@ function drawFunnel(body, rows) {
   const names = { step: t('js.rep.col.step'), event: t('js.rep.col.event'), users: t('js.rep.col.users'),
     conversion: t('js.rep.col.conversion'), step_conversion: t('js.rep.col.step_conversion'),
     drop_off: t('js.rep.col.drop_off'), median_s: t('js.rep.col.median_s') };
-  table.querySelector('thead').replaceChildren(el('tr', {}, ...columns.map((c) => el('th', { text: names[c] ?? c }))));
+  table.querySelector('thead').replaceChildren(el('tr', {}, ...columns.map((c) => el('th', { text: Object.hasOwn(names, c) ? names[c] : c }))));
   const tbody = table.querySelector('tbody');
   tbody.replaceChildren(...rows.map((row) => el('tr', { 'data-step': String(row.step) }, ...columns.map((c) => el('td', {
     'data-col': c,

@@ -180,32 +180,36 @@ async def test_users_that_cannot_be_fetched_do_not_hold_a_refresh_open(
     await p.refresh.start(appid, {"all": True})  # not refused
 
 
-async def test_a_refresh_started_while_its_users_are_fetched_fetches_them_again_and_ends(
+async def test_a_refresh_leaves_out_the_users_being_fetched_and_ends(
     platforms: Make, fake_clock: FakeClock, counter: Counter, db: dict[str, Any]
 ) -> None:
-    """Users being fetched when a refresh starts: their requests went out before it. They were
-    left alone, their results (attempted before the start) counted for nothing and moved them
-    12 hours on, so the refresh ran for 12 hours and refused every other refresh of the app.
-    Now their results leave them due, and the engine fetches them again."""
+    """Users being fetched when a refresh starts: kept in it, their results (attempted before
+    its start) counted for nothing and moved them 12 hours on, so the refresh ran for 12 hours
+    and refused every other refresh of the app. Their fetch under way brings their data: the
+    refresh is about the others."""
     p = await platforms(clock=fake_clock, **db)
     appid = await fetched_app(p, counter)
-    fake_clock.advance(12 * 3600 + 1)  # all due again
+    fake_clock.advance(60)
+    busy = USERS[:6]
+    for user in busy:  # new tokens: due now, and held at the developer's server
+        await p.background.set_token(appid, user, f"{user}-new")
     counter.hold, counter.release = True, asyncio.Event()
     counter.requests.clear()
     engine = p.make_engine()
     stop = asyncio.Event()
     running = asyncio.create_task(engine.run(stop))
-    await eventually(lambda: asyncio.sleep(0, len(counter.requests) == len(USERS)))
+    await eventually(lambda: asyncio.sleep(0, len(counter.requests) == len(busy)))
     fake_clock.advance(1)
-    started = await p.refresh.start(appid, {"all": True})  # all of them in flight
+    started = await p.refresh.start(appid, {"all": True})
+    assert started["users"] == len(USERS) - len(busy)
     counter.hold = False
     counter.release.set()
-    await eventually(lambda: asyncio.sleep(0, engine.completed == 2 * len(USERS)))
+    await eventually(lambda: asyncio.sleep(0, engine.completed == len(USERS)))
     stop.set()
     await running
-    assert counter.by_token() == {u: 2 for u in USERS}
+    assert counter.by_token() == {**{f"{u}-new": 1 for u in busy}, **{u: 1 for u in USERS[6:]}}
     shown = await p.refresh.progress(appid, started["refresh_id"])
-    assert (shown["state"], shown["done"]) == ("done", len(USERS))
+    assert (shown["state"], shown["done"]) == ("done", len(USERS) - len(busy))
     assert (await p.refresh.start(appid, {"users": ["u1"]}))["users"] == 1  # not refused
 
 

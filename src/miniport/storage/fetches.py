@@ -250,17 +250,14 @@ _RECORD_SQL = {
     " path = excluded.path, query = excluded.query, scene = excluded.scene",
     # the schedule moves only if the token is still the one the fetch used: a token set while
     # the fetch was in flight made the pair due at once, and that must stand; nor does the
-    # lease end then: it is the claim of the new token's fetch, if that was claimed already.
-    # Nor does it if the pair was made due while leased (a refresh: next_due_at is no longer
-    # the lease's, see _NOT_MADE_DUE)
-    "failed": "UPDATE app_users SET next_due_at = CASE WHEN {same_token} AND {not_made_due}"
-    " THEN ? ELSE next_due_at END, failures = CASE WHEN {same_token} THEN ? ELSE failures END,"
-    " last_attempt_at = ?, last_error = ?,"
-    " lease_until = CASE WHEN {same_token} THEN NULL ELSE lease_until END"
+    # lease end then: it is the claim of the new token's fetch, if that was claimed already
+    "failed": "UPDATE app_users SET next_due_at = CASE WHEN {same_token} THEN ? ELSE next_due_at"
+    " END, failures = CASE WHEN {same_token} THEN ? ELSE failures END, last_attempt_at = ?,"
+    " last_error = ?, lease_until = CASE WHEN {same_token} THEN NULL ELSE lease_until END"
     " WHERE appid = ? AND user_id = ?",
     # ...and so do the validators: a previous token's must not be sent for the new one
-    "succeeded": "UPDATE app_users SET next_due_at = CASE WHEN {same_token} AND {not_made_due}"
-    " THEN ? ELSE next_due_at END, failures = CASE WHEN {same_token} THEN ? ELSE failures END,"
+    "succeeded": "UPDATE app_users SET next_due_at = CASE WHEN {same_token} THEN ? ELSE"
+    " next_due_at END, failures = CASE WHEN {same_token} THEN ? ELSE failures END,"
     " last_attempt_at = ?, last_error = ?,"
     " lease_until = CASE WHEN {same_token} THEN NULL ELSE lease_until END, last_success_at = ?,"
     " etag = CASE WHEN ? AND {same_token} THEN ? ELSE etag END,"
@@ -269,16 +266,6 @@ _RECORD_SQL = {
     " WHERE appid = ? AND user_id = ?",
 }
 
-
-# A claim sets a pair's next_due_at to its lease's end (so it is due again if the worker dies),
-# and a renewal moves both: while leased, next_due_at is the lease's unless something made the
-# pair due meanwhile (a refresh started while its fetch was in flight), which its result must
-# not undo: its request went out before, and a refresh wants one sent after it. A pair not
-# leased (a fetch run by hand) moves as ever.
-_NOT_MADE_DUE = {
-    "sqlite": "(lease_until IS NULL OR next_due_at IS lease_until)",
-    "postgresql": "(lease_until IS NULL OR next_due_at IS NOT DISTINCT FROM lease_until)",
-}
 
 # PostgreSQL: each kind of result row is ONE statement over arrays (unnest), not one statement
 # per row: a batch of 500 results is three statements and one round trip each. The arrays go in
@@ -312,8 +299,7 @@ _RECORD_PG = {
 # A batch's schedule moves: the SET clause (a failure has no last_success_at and no new
 # validators: both kept), and the arrays of _MOVE_ROW's columns.
 _SCHEDULE = {
-    "set": "next_due_at = CASE WHEN a.token IS NOT DISTINCT FROM v.token AND (a.lease_until IS"
-    " NULL OR a.next_due_at IS NOT DISTINCT FROM a.lease_until) THEN v.next_due_at"
+    "set": "next_due_at = CASE WHEN a.token IS NOT DISTINCT FROM v.token THEN v.next_due_at"
     " ELSE a.next_due_at END,"
     " failures = CASE WHEN a.token IS NOT DISTINCT FROM v.token THEN v.failures"
     " ELSE a.failures END,"
@@ -558,10 +544,8 @@ class FetchStore:
         self.open_headers = open_headers  # an app's sealed headers -> the headers
         self._insert = dialect_insert(db.is_sqlite)
         same_token = "token IS ?" if db.is_sqlite else "token IS NOT DISTINCT FROM CAST(? AS TEXT)"
-        not_made_due = _NOT_MADE_DUE["sqlite" if db.is_sqlite else "postgresql"]
         self._sql = {
-            k: db.sql(v.replace("{same_token}", same_token).replace("{not_made_due}", not_made_due))
-            for k, v in _RECORD_SQL.items()
+            k: db.sql(v.replace("{same_token}", same_token)) for k, v in _RECORD_SQL.items()
         }
         self._sql["launch"] = db.sql(_LAUNCH_SQL)
         self._sql["set_token"] = db.sql(_SET_TOKEN_SQL)

@@ -109,8 +109,8 @@ class RefreshStore:
                     id=refresh_id, appid=appid, state="running", started_at=now, total=0, done=0
                 )
             )
-            total = self._add_users(conn, refresh_id, appid, users, active_since)
-            self._make_due(conn, refresh_id, appid, now)
+            self._add_users(conn, refresh_id, appid, users, active_since)
+            total = self._make_due(conn, refresh_id, appid, now)
             refresh = Refresh(refresh_id, appid, "running", now, total, 0)
             conn.execute(
                 update(t.refreshes).where(t.refreshes.c.id == refresh_id).values(total=total)
@@ -225,20 +225,28 @@ class RefreshStore:
         named = select(func.count()).where(t.refresh_users.c.refresh_id == refresh_id)
         return int(conn.execute(named).scalar_one())
 
-    def _make_due(self, conn: Any, refresh_id: str, appid: str, now: float) -> None:
-        """Make the refresh's users due now (the engine fetches them at its own pace), those
-        being fetched right now (leased) too: their request went out before the refresh, so it
-        may carry what the refresh is for, and left alone, its result (attempted before the
-        start) counted for nothing and moved them 12 hours on: the refresh ran for 12 hours and
-        refused every other refresh of the app. The engine claims such a pair again while it
-        holds it, as for a new token."""
+    def _make_due(self, conn: Any, refresh_id: str, appid: str, now: float) -> int:
+        """Make the refresh's users due now (the engine fetches them at its own pace). Those
+        being fetched right now (leased) are left out of the refresh: their fetch under way
+        brings their data. Kept in it, their result (attempted before the start) counted for
+        nothing and moved them 12 hours on: the refresh ran for 12 hours and refused every
+        other refresh of the app. (Made due as well, they were claimed again while held, and
+        the older of two results with one token could land last and win.)"""
         c = t.app_users.c
         lock_pairs(conn, self._users_of(refresh_id, appid))
+        leased = and_(c.lease_until.is_not(None), c.lease_until > now)
+        in_flight = select(c.user_id).where(c.appid == appid, leased)
+        u = t.refresh_users.c
+        conn.execute(
+            delete(t.refresh_users).where(u.refresh_id == refresh_id, u.user_id.in_(in_flight))
+        )
         conn.execute(
             update(t.app_users)
-            .where(self._users_of(refresh_id, appid), c.next_due_at.is_not(None))
+            .where(self._users_of(refresh_id, appid))
             .values(next_due_at=now, failures=0)
         )
+        named = select(func.count()).where(u.refresh_id == refresh_id)
+        return int(conn.execute(named).scalar_one())
 
     @staticmethod
     def _attempted(conn: Any, refresh: Refresh) -> tuple[int, float | None]:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -145,7 +146,8 @@ class Settings(BaseModel):
     def state_url(self) -> str:
         if self.database_url:
             return self.database_url
-        return f"sqlite:///{(self.data_dir / 'miniport.db').resolve()}"
+        # quoted: SQLAlchemy reads '?' in a path as the start of options and '%41' as 'A'
+        return "sqlite:///" + quote(str((self.data_dir / "miniport.db").resolve()), safe="/")
 
     @property
     def events_path(self) -> Path:

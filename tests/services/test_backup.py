@@ -153,7 +153,7 @@ async def test_a_backup_that_cannot_be_restored_changes_nothing(
     refused(broken("bad-json", lambda d: (d / "manifest.json").write_text("{")), "cannot be read")
     refused(tmp_path / "nowhere", "is not a directory")
     on_postgres = make_settings(tmp_path / "b", database_url="postgresql://127.0.0.1/x")
-    refused(made, "these settings keep the state on PostgreSQL", settings=on_postgres)
+    refused(made, "these settings keep the state in MINIPORT_DATABASE_URL's", settings=on_postgres)
 
 
 async def test_a_running_server_keeps_a_restore_out(source: Platform, tmp_path: Path) -> None:
@@ -221,3 +221,52 @@ async def test_on_postgresql_the_state_is_named_not_copied(
         "events.duckdb", "manifest.json"]
     done = restore(make_settings(tmp_path / "b", database_url=pg_url), Path(made["path"]))
     assert done["files"] == ["events.duckdb"]
+
+
+@pytest.mark.parametrize("odd", ["data#1", "data%41", "data [x]"])
+async def test_a_data_directory_with_uri_characters_in_its_path_is_backed_up_whole(
+    tmp_path: Path, clock: FakeClock, odd: str
+) -> None:
+    """The path went into SQLite's file: URI as it was: '#' cut it short (an empty database was
+    opened and backed up, and passed every check), '%41' read as 'A'."""
+    p = create_platform(make_settings(tmp_path / odd), clock)
+    await p.start()
+    try:
+        appid = await setup(p)
+        made = await make_backup(p, "ops")
+    finally:
+        await p.close()
+    assert made["state"]["version"] == migrate.HEAD
+    target = make_settings(tmp_path / "restored")
+    restore(target, Path(made["path"]))
+    again = create_platform(target, clock)
+    try:
+        assert [a.appid for a in await again.db.read(again.registry.list_apps)] == [appid]
+    finally:
+        await again.close()
+
+
+async def test_a_restore_that_cannot_copy_its_files_leaves_the_data_directory_as_it_was(
+    source: Platform, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    made = Path((await make_backup(source, "ops"))["path"])
+    target = make_settings(tmp_path / "b")
+    restore(target, made)
+    before = digests(target.data_dir)
+    copies, real_copy = 0, shutil.copyfile
+
+    def disk_full_at_the_second(src: Any, dst: Any) -> None:
+        nonlocal copies
+        copies += 1
+        if copies == 2:
+            raise OSError(28, "No space left on device")
+        real_copy(src, dst)
+
+    monkeypatch.setattr(files.shutil, "copyfile", disk_full_at_the_second)
+    for discard in (False, True):
+        copies = 0
+        with pytest.raises(OSError, match="No space left"):
+            restore(target, made, discard=discard)
+        assert digests(target.data_dir) == before  # nothing replaced, nothing left over
+        assert not list(target.data_dir.glob("*.restoring"))
+        assert not list(target.data_dir.glob("replaced-by-*"))

@@ -101,8 +101,8 @@ def restore_problems(
     if state["file"] is not None:
         if not state_is_sqlite:
             problems.append(
-                "the backup holds a SQLite state database, but these settings keep the state "
-                "on PostgreSQL (MINIPORT_DATABASE_URL): restore without that setting"
+                "the backup holds the data directory's SQLite state database, but these settings "
+                "keep the state in MINIPORT_DATABASE_URL's: restore without that setting"
             )
         version = state["version"]
         if not _REVISION.fullmatch(version) or version > state_head:

@@ -63,10 +63,9 @@ def _backup(platform: Platform) -> dict[str, Any]:
 def _state_part(platform: Platform, directory: Path) -> dict[str, Any]:
     if not platform.db.is_sqlite:
         return rules.not_copied("postgresql")
-    revision = migrate.current_revision(platform.db.engine) or ""
     target = directory / rules.STATE_FILE
     with platform.db.unavailable_as_503():
-        files.snapshot_sqlite(_sqlite_path(platform), target)
+        revision = files.snapshot_sqlite(_sqlite_path(platform), target)
     return rules.copied("sqlite", rules.STATE_FILE, *files.digest(target), revision)
 
 
@@ -109,12 +108,10 @@ def restore(settings: Settings, source: Path, *, discard: bool = False) -> dict[
     data_dir.mkdir(parents=True, exist_ok=True)
     with holding(data_dir, lambda: Conflict(f"a server is running on {data_dir}: stop it first")):
         aside = None if discard else _aside(data_dir, manifest)
-        restored = []
-        for part in ("state", "events"):
-            name = manifest[part]["file"]
-            if name is not None:
-                files.put_in_place(source / name, data_dir / name, aside)
-                restored.append(name)
+        restored = [
+            manifest[part]["file"] for part in ("state", "events") if manifest[part]["file"]
+        ]
+        files.put_in_place([(source / name, data_dir / name) for name in restored], aside)
     return {
         "restored_from": str(source),
         "data_dir": str(data_dir),

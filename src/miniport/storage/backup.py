@@ -21,18 +21,29 @@ PARTIAL = ".partial-"  # a backup being written: renamed to its name once whole
 LOCK = ".backup.lock"
 
 
-def snapshot_sqlite(source: Path, target: Path) -> None:
+def snapshot_sqlite(source: Path, target: Path) -> str:
     """Copy the SQLite database at ``source`` to the new file ``target`` with SQLite's online
-    backup, in one step: a consistent snapshot (WAL mode: writers go on meanwhile)."""
-    src = sqlite3.connect(f"file:{source}?mode=ro", uri=True)
+    backup, in one step: a consistent snapshot (WAL mode: writers go on meanwhile). Returns the
+    copy's schema revision, read from the copy, which must pass SQLite's own check: the copy is
+    what a restore puts back (a path with '#' in it, pasted into the URI as it was, opened an
+    empty database, and the backup of nothing passed for the state)."""
+    src = sqlite3.connect(source.absolute().as_uri() + "?mode=ro", uri=True)
     try:
         dst = sqlite3.connect(target)
         try:
-            src.backup(dst)
+            src.backup(dst)  # its errors (the file locked, unreadable) are the caller's to read
+            checked = dst.execute("PRAGMA quick_check").fetchone()
+            try:
+                revision = dst.execute("SELECT version_num FROM alembic_version").fetchone()
+            except sqlite3.OperationalError as exc:  # no such table: not the state database
+                raise RuntimeError(f"the copy of {source} holds no Miniport state") from exc
         finally:
             dst.close()
     finally:
         src.close()
+    if checked != ("ok",) or revision is None:
+        raise RuntimeError(f"the copy of {source} failed SQLite's check: {checked}")
+    return str(revision[0])
 
 
 def digest(path: Path) -> tuple[int, str]:
@@ -118,16 +129,26 @@ def companions(path: Path) -> list[Path]:
     return [path.parent / n for n in names if (path.parent / n).exists()]
 
 
-def put_in_place(source: Path, target: Path, aside: Path | None) -> None:
-    """Copy ``source`` to ``target`` (through a temporary name, then an atomic rename), after
-    moving ``target`` and its companions into ``aside`` (or deleting the companions: a WAL
-    left beside a restored file would be replayed into it)."""
-    for old in companions(target):
-        if aside is not None:
-            aside.mkdir(mode=0o700, exist_ok=True)
-            shutil.move(old, aside / old.name)
-        else:
-            old.unlink()
-    temporary = target.with_name(target.name + ".restoring")
-    shutil.copyfile(source, temporary)
-    os.replace(temporary, target)
+def put_in_place(parts: list[tuple[Path, Path]], aside: Path | None) -> None:
+    """Copy each ``(source, target)``: every copy first, beside its target under a temporary
+    name (a copy that fails, a full disk, leaves the data directory as it was); then each
+    target and its companions moved into ``aside`` (or deleted: a WAL left beside a restored
+    file would be replayed into it), and the copy renamed into its place."""
+    staged: list[tuple[Path, Path]] = []
+    try:
+        for source, target in parts:
+            temporary = target.with_name(target.name + ".restoring")
+            staged.append((temporary, target))
+            shutil.copyfile(source, temporary)
+    except BaseException:
+        for temporary, _ in staged:
+            temporary.unlink(missing_ok=True)
+        raise
+    for temporary, target in staged:
+        for old in companions(target):
+            if aside is not None:
+                aside.mkdir(mode=0o700, exist_ok=True)
+                shutil.move(old, aside / old.name)
+            else:
+                old.unlink()
+        os.replace(temporary, target)

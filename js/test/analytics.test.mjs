@@ -325,12 +325,13 @@ describe('offline queue', () => {
     const runtime = runtimeWith({ fetch });
     const half = '😀 great deal'.slice(0, 1); // a lone high surrogate
     runtime.wx.reportAnalytics('purchase', { price: 1 });
-    runtime.wx.reportAnalytics('purchase', { color: half, [`k${half}`]: 'v' });
+    runtime.wx.reportAnalytics('purchase', { color: half, [`k${half}`]: 'v', when: new Date(0) });
     const result = await runtime.analytics.flush();
     assert.equal(result.accepted, 2);
     const body = raw.find((b) => b?.includes('"events"'));
     assert.ok(body.isWellFormed(), 'no lone surrogate goes on the wire');
-    assert.deepEqual(server.posts()[0].body.events[1].data, { color: '\uFFFD', 'k\uFFFD': 'v' });
+    assert.deepEqual(server.posts()[0].body.events[1].data,
+      { color: '\uFFFD', 'k\uFFFD': 'v', when: '1970-01-01T00:00:00.000Z' }); // a Date as JSON writes it
     runtime.analytics.close();
   });
 

@@ -859,6 +859,10 @@ const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[
  * @param {unknown} value @returns {unknown}
  */
 export function wellFormed(value) {
+  // what JSON.stringify would write for it first: a Date is its ISO string, not {}
+  if (value !== null && typeof value === 'object' && typeof /** @type {any} */ (value).toJSON === 'function') {
+    value = /** @type {any} */ (value).toJSON();
+  }
   if (typeof value === 'string') return value.replace(LONE_SURROGATE, '\uFFFD');
   if (Array.isArray(value)) return value.map(wellFormed);
   if (value !== null && typeof value === 'object') {

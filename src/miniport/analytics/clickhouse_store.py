@@ -1110,6 +1110,7 @@ class ClickHouseEventStore:
     ) -> list[dict[str, object]]:
         self._ensure_fields(slots)
         compiled = compile_retention(appid, query, slots, dialect=CLICKHOUSE)
+        self._ensure_columns(compiled.columns)
         return compiled.shape(self._select(compiled.sql, compiled.params))
 
     def paths(self, appid: str, query: PathsQuery, slots: FieldSlots) -> dict[str, object]:

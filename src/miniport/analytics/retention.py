@@ -44,6 +44,7 @@ from .limits import MAX_PERIODS
 from .reports import (
     CompiledReport,
     FieldSlots,
+    _as_bool,
     _base_where,
     _check_name,
     _check_window,
@@ -160,7 +161,8 @@ def compile_retention(
     """Rows ``(cohort period, group, k, users)``; ``k = -1`` is the cohort's size."""
     columns = _Columns(slots, existing_columns, dialect)
     params = _Params(dialect)
-    group_expr = columns.resolve(q.group_by).expr if q.group_by is not None else "NULL"
+    group = columns.resolve(q.group_by) if q.group_by is not None else None
+    group_expr = group.expr if group is not None else "NULL"
     lo = max(q.from_ms, q.not_before_ms)
     ch = dialect.is_clickhouse
     if q.group_by is None:  # no ordered aggregate to pay for
@@ -174,10 +176,15 @@ def compile_retention(
     else:
         sql = _duckdb_sql(appid, q, params, columns, group_expr, first_g, lo)
     last = period_of(q.to_ms - 1, q.unit, q.tz)
-    return CompiledReport(sql, tuple(params.values), _shape(q, last))
+    as_bool = group is not None and group.type == "bool"
+    # the columns it reads: a store that lacks one (ClickHouse, a system property no event of
+    # the app has carried yet) creates it first, as for the other reports
+    return CompiledReport(
+        sql, tuple(params.values), _shape(q, last, as_bool), tuple(columns.used)
+    )
 
 
-def _shape(q: RetentionQuery, last: int) -> _Shape:
+def _shape(q: RetentionQuery, last: int, as_bool: bool = False) -> _Shape:
     def shape(rows: Sequence[tuple[object, ...]]) -> list[dict[str, object]]:
         sizes: dict[tuple[int, object], int] = {}
         kept: dict[tuple[int, object, int], int] = {}
@@ -190,8 +197,8 @@ def _shape(q: RetentionQuery, last: int) -> _Shape:
         out: list[dict[str, object]] = []
         for p, g in sorted(sizes, key=lambda pg: (pg[0], _none_first(pg[1]))):
             item: dict[str, object] = {"cohort": period_label(p, q.unit)}
-            if q.group_by is not None:
-                item[q.group_by] = g
+            if q.group_by is not None:  # ClickHouse keeps a bool as UInt8: 0/1 read back
+                item[q.group_by] = _as_bool(g) if as_bool else g
             item["size"] = sizes[(p, g)]
             length = max(0, min(q.periods, last - p)) + 1
             item["retained"] = [kept.get((p, g, k), 0) for k in range(length)]

@@ -101,15 +101,23 @@ def rows(url: str, sql: str) -> list[tuple[int, ...]]:
         return conn.execute(sql).fetchall()
 
 
+async def against_a_rival(db: Database, url: str, *, mark: bool = False) -> list[int]:
+    """The write (``both_rows``) through ``db.write`` while a Rival runs; its calls."""
+    the_rival, calls = Rival(url), []
+    with ThreadPoolExecutor(1) as pool:
+        other: Future[None] = pool.submit(the_rival.run)
+        try:
+            await db.write(both_rows(db, calls, the_rival, mark=mark))
+        finally:
+            other.result(10)
+    return calls
+
+
 async def test_a_deadlocks_victim_is_run_again_and_its_work_done_once(
     pg: tuple[Database, str],
 ) -> None:
     db, url = pg
-    the_rival, calls = Rival(url), []
-    with ThreadPoolExecutor(1) as pool:
-        other: Future[None] = pool.submit(the_rival.run)
-        await db.write(both_rows(db, calls, the_rival))
-        other.result(10)
+    calls = await against_a_rival(db, url)
     assert len(calls) == 2  # lost once, then done
     assert db.retried_count == 1
     # each side's increments once: the victim's first try was rolled back whole
@@ -120,14 +128,10 @@ async def test_a_write_that_committed_part_of_its_work_is_not_run_again(
     pg: tuple[Database, str],
 ) -> None:
     db, url = pg
-    the_rival, calls = Rival(url), []
-    with ThreadPoolExecutor(1) as pool:
-        other: Future[None] = pool.submit(the_rival.run)
-        with pytest.raises(OperationalError) as lost:
-            await db.write(both_rows(db, calls, the_rival, mark=True))
-        other.result(10)
+    with pytest.raises(OperationalError) as lost:
+        await against_a_rival(db, url, mark=True)
     assert isinstance(lost.value.orig, psycopg.errors.DeadlockDetected)
-    assert len(calls) == 1 and db.retried_count == 0
+    assert db.retried_count == 0
     assert rows(url, "SELECT count(*) FROM marks") == [(1,)]  # not twice
     assert rows(url, "SELECT id, v FROM t ORDER BY id") == [(1, 1), (2, 1)]  # the rival's only
 

@@ -10,12 +10,12 @@ import json
 import os
 import shutil
 import sqlite3
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from ..domain.backups import MANIFEST
 from ..errors import Conflict, InvalidInput
+from .data_dir import locked
 
 PARTIAL = ".partial-"  # a backup being written: renamed to its name once whole
 LOCK = ".backup.lock"
@@ -53,22 +53,11 @@ def digest(path: Path) -> tuple[int, str]:
     return path.stat().st_size, sha
 
 
-@contextlib.contextmanager
-def backup_lock(root: Path) -> Iterator[None]:
+def backup_lock(root: Path) -> contextlib.AbstractContextManager[None]:
     """One backup at a time per data directory (whichever process makes it): a second one
     while the first runs is a Conflict, not a race on the same files."""
-    import fcntl
-
-    root.mkdir(parents=True, exist_ok=True)
-    fd = os.open(root / LOCK, os.O_RDWR | os.O_CREAT, 0o600)
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise Conflict("another backup of this data directory is being made") from None
-        yield
-    finally:
-        os.close(fd)
+    busy = "another backup of this data directory is being made"
+    return locked(root / LOCK, lambda: Conflict(busy))
 
 
 def new_partial(root: Path, name: str) -> tuple[Path, Path]:

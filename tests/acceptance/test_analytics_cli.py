@@ -250,7 +250,7 @@ async def test_flow_against_a_running_server(data: Path, tmp_path: Path, serve: 
     assert exported["rows"] == 1
     lines = out_file.read_text().splitlines()
     assert lines[0] == "time,user,page,trigger,action,price,color"
-    assert lines[1].endswith(",dev1,,,,12,red")
+    assert lines[1].endswith(",dev1,pages/list/list,,,12,red")  # reported on that page
     assert counted == {"count": 2}
     # system properties and built-in events (issue 12): grouped and filtered on from the CLI
     system = {"$platform": "ios", "$model": "iPhone 15"}

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -12,20 +14,31 @@ from miniport.runtime import RuntimeAPIError, RuntimeClient
 from tests.conftest import DevServer, LiveServer, confirm_url
 
 
-async def test_wx_api_end_to_end(
-    live_server: LiveServer, dev_server: DevServer, tmp_path: Path
-) -> None:
+@contextlib.asynccontextmanager
+async def ann_on_an_app(
+    live_server: LiveServer, dev_server: DevServer, cache: Path, *kinds: str
+) -> AsyncIterator[tuple[RuntimeClient, list[dict[str, Any]], str]]:
+    """A new app with the developer server's URL for each of ``kinds``, and the runtime of its
+    user ann (connected, keeping its data in ``cache``), with the pushes it hears."""
     p = live_server.platform
     app = await p.apps.create("rt", "test")
-    await confirm_url(p, app.appid, "pre", dev_server.url + "/pre")
-    await confirm_url(p, app.appid, "periodic", dev_server.url + "/periodic")
-    cache = tmp_path / "cache.json"
-    async with RuntimeClient(
-        live_server.url, app.appid, p.auth.runtime_token("ann", "phone"), cache_path=cache
-    ) as client:
+    for kind in kinds:
+        await confirm_url(p, app.appid, kind, f"{dev_server.url}/{kind}")
+    token = p.auth.runtime_token("ann", "phone")
+    async with RuntimeClient(live_server.url, app.appid, token, cache_path=cache) as client:
         arrived: list[dict[str, Any]] = []
         client.on_background_fetch_data(arrived.append)
         await client.connect()
+        yield client, arrived, app.appid
+
+
+async def test_wx_api_end_to_end(
+    live_server: LiveServer, dev_server: DevServer, tmp_path: Path
+) -> None:
+    cache = tmp_path / "cache.json"
+    async with ann_on_an_app(live_server, dev_server, cache, "pre", "periodic") as (
+        client, arrived, appid
+    ):
         with pytest.raises(RuntimeAPIError) as missing:
             await client.get_background_fetch_token()
         assert missing.value.err_msg.startswith("getBackgroundFetchToken:fail token not set")
@@ -49,7 +62,7 @@ async def test_wx_api_end_to_end(
         assert code
 
     # a new client (a relaunch) answers from the local cache without a round trip
-    offline = RuntimeClient("http://127.0.0.1:9", app.appid, "unused", cache_path=cache)
+    offline = RuntimeClient("http://127.0.0.1:9", appid, "unused", cache_path=cache)
     cached = await offline.get_background_fetch_data("periodic", cached=True)
     assert cached["fetchedData"] == "hello"
     await offline.close()
@@ -99,16 +112,8 @@ async def test_a_cache_file_that_cannot_be_written_loses_no_read_and_no_push(
     """The local copy is for offline starts: a directory that is gone (or a full disk) made
     a read the server had answered raise FileNotFoundError, and a pushed body end the stream
     before its listeners heard it."""
-    p = live_server.platform
-    app = await p.apps.create("rt", "test")
-    await confirm_url(p, app.appid, "pre", dev_server.url + "/pre")
     cache = tmp_path / "gone" / "cache.json"
-    async with RuntimeClient(
-        live_server.url, app.appid, p.auth.runtime_token("ann", "phone"), cache_path=cache
-    ) as client:
-        arrived: list[dict[str, Any]] = []
-        client.on_background_fetch_data(arrived.append)
-        await client.connect()
+    async with ann_on_an_app(live_server, dev_server, cache, "pre") as (client, arrived, _):
         await client.launch(path="pages/a/a")
         pre = await client.get_background_fetch_data("pre", wait_ms=3000)
         assert pre["errMsg"] == "getBackgroundFetchData:ok"

@@ -154,6 +154,8 @@ def test_builtin_event_data_by_column() -> None:
         [],
     )
     assert builtin_data("$show", {}) == ({}, [])
+    year = {"duration_ms": 365 * 86_400_000}
+    assert builtin_data("$pageleave", year) == ({"ev_duration_ms": 365 * 86_400_000}, [])
     assert set(BUILTIN_EVENTS) == {"$launch", "$show", "$hide", "$pageview", "$pageleave"}
 
 
@@ -163,6 +165,10 @@ def test_builtin_event_data_by_column() -> None:
         ("$pageleave", {"duration_ms": -1}, {}, "invalid_value"),
         ("$pageleave", {"duration_ms": "12"}, {}, "invalid_value"),
         ("$pageleave", {"duration_ms": 12.5}, {"ev_duration_ms": 12}, "truncated"),
+        # longer than a year: no measurement, and 2^53 (the old bound) made ClickHouse's 64-bit
+        # sum() wrap after 1,024 such events
+        ("$pageleave", {"duration_ms": 365 * 86_400_000 + 1}, {}, "invalid_value"),
+        ("$pageleave", {"duration_ms": 2**53}, {}, "invalid_value"),
         ("$launch", {"cold": 1}, {"ev_cold": True}, "to_bool"),
         ("$launch", {"cold": "yes"}, {}, "invalid_value"),
         ("$pageview", {"path": 12}, {"ev_path": "12"}, "to_string"),

@@ -38,9 +38,10 @@ event's, that event (``invalid_context``).
 Built-in event data: the keys that apply to the event (``$launch``: cold, path, query;
 ``$pageview``: path, query, referrer; ``$pageleave``: path, duration_ms; ``$show``/``$hide``:
 none) are stored; ``path``/``query``/``referrer`` as strings of at most 255 characters,
-``duration_ms`` as a whole number 0..2^53, ``cold`` as a bool (``0``/``1`` accepted with a
-note). A key that does not apply, or is unknown, is ignored with a note (runtimes may send
-more later); ``data`` that is not an object refuses the event, as for custom events.
+``duration_ms`` as a whole number of at most a year (:data:`MAX_DURATION_MS`), ``cold`` as a
+bool (``0``/``1`` accepted with a note). A key that does not apply, or is unknown, is ignored
+with a note (runtimes may send more later); ``data`` that is not an object refuses the
+event, as for custom events.
 
 ``$new_user`` is true for the events of a user's first day for the app: the UTC day (days
 since 1970-01-01) on which the platform first stored an event of that user, kept per app and
@@ -85,7 +86,10 @@ MAX_PROPERTY_LENGTH: Final = 128
 MAX_UNKNOWN_NOTED: Final = 10  # unknown context keys noted one by one; the rest in one note
 MAX_DATA_STRING: Final = 255
 DAY_MS: Final = 86_400_000
-_MAX_DURATION: Final = 2**53
+# a page open for a year at most: longer is not a measurement. The bound keeps every sum exact
+# on ClickHouse, whose sum() of a 64-bit column wraps past 2^63: 292 million such events in one
+# report row before it could (DuckDB sums in 128 bits; the two stores must give the same rows)
+MAX_DURATION_MS: Final = 365 * DAY_MS
 _INT32_MAX: Final = 2**31 - 1
 _SCREEN_RE: Final = re.compile(r"\s*([0-9]{1,5})\s*[x×X*]\s*([0-9]{1,5})\s*")
 
@@ -304,12 +308,15 @@ def _data_value(key: str, value: object) -> tuple[object, str | None]:
         if (
             isinstance(value, int | float)
             and not isinstance(value, bool)
-            and 0 <= value <= _MAX_DURATION  # first: isfinite() of a 400-digit int overflows
+            and 0 <= value <= MAX_DURATION_MS  # first: isfinite() of a 400-digit int overflows
             and math.isfinite(value)
         ):
             whole = math.trunc(value)
             return whole, None if whole == value else f"truncated: {value!r} -> {whole}"
-        return None, f"invalid_value: {_show(value)} is not a duration in ms; dropped"
+        return None, (
+            f"invalid_value: {_show(value)} is not a duration in ms (0 to {MAX_DURATION_MS:,},"
+            " a year); dropped"
+        )
     if key == "cold":
         if isinstance(value, bool):
             return value, None

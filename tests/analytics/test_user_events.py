@@ -94,6 +94,19 @@ def test_events_in_time_order_with_fields_decoded(store: EventStore) -> None:
     assert none.events == [] and none.before is None
 
 
+def test_bool_and_float_fields_read_the_same_on_every_store(store: EventStore) -> None:
+    """A bool field is true/false on ClickHouse too, whose bool slots are UInt8 (it gave 0/1)."""
+    appid = next(_appids)
+    slots = {"gift": ("bool", 0), "wrapped": ("bool", 1), "weight": ("float", 0)}
+    row = ev(appid, "g", "u1", T0)
+    row.bools, row.floats = {0: True, 1: False}, {0: 1.5}
+    store.append([row, ev(appid, "h", "u1", T0 + 1)])
+    page = store.user_events(appid, "u1", slots, limit=10, before=None, not_before_ms=0)
+    data = [e["data"] for e in page.events]
+    assert data == [{"gift": True, "wrapped": False, "weight": 1.5}, {}]
+    assert [type(v) for v in data[0].values()] == [bool, bool, float]
+
+
 def test_pages_walk_back_through_ties(store: EventStore) -> None:
     appid = next(_appids)
     # five events in one millisecond, three in the next

@@ -133,7 +133,8 @@ def compile_user_events(
         f" ORDER BY ts_ms DESC, uid DESC LIMIT {limit + 1}"
     )
     index = {c: len(_CORE) + i for i, c in enumerate(columns)}
-    decode = [(name, index[column]) for name, column in fields]
+    # bool slots (b0..b31) are BOOLEAN on DuckDB but UInt8 on ClickHouse: true/false on both
+    decode = [(name, index[column], column.startswith("b")) for name, column in fields]
 
     def shape(rows: Sequence[Row]) -> UserEventsPage:
         page = list(rows[:limit])
@@ -145,10 +146,14 @@ def compile_user_events(
     return CompiledUserEvents(sql, tuple(values), shape)
 
 
-def _event(row: Row, decode: list[tuple[str, int]]) -> dict[str, object]:
+def _event(row: Row, decode: list[tuple[str, int, bool]]) -> dict[str, object]:
     ts_ms = row[0]
     assert isinstance(ts_ms, int)
-    data = {name: row[i] for name, i in decode if row[i] is not None}
+    data = {
+        name: bool(row[i]) if is_bool else row[i]
+        for name, i, is_bool in decode
+        if row[i] is not None
+    }
     return {
         "id": row[1],
         "time": _iso_utc(ts_ms),

@@ -93,6 +93,12 @@ class Settings(BaseModel):
         default=None, description="Base URL that confirmation links and QR codes point to"
     )
     analytics_retention_days: float = Field(default=30, gt=0, description="Analytics retention")
+    backup_keep: int = Field(
+        default=7,
+        ge=0,
+        description="Backups kept in <data dir>/backups: after each one, the oldest beyond this "
+        "many are deleted (0: keep them all)",
+    )
     analytics_url: str | None = Field(
         default=None,
         description="Event store on ClickHouse: clickhouse[s]://USER:PASSWORD@HOST:PORT/DATABASE "

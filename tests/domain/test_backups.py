@@ -93,3 +93,22 @@ def test_a_backup_with_no_file_restores_nothing() -> None:
                            rules.not_copied("clickhouse"))
     assert rules.restore_problems(empty, **where()) == [
         "the backup holds no database file (both are on servers of their own)"]
+
+
+def test_only_backups_beyond_the_newest_kept_are_pruned_oldest_first() -> None:
+    names = [
+        "backup-20261201T120000.000Z",
+        "backup-20261130T120000.000Z",
+        "backup-20261201T120000.000Z-2",  # the same millisecond: newer than its twin
+        "backup-20261129T120000.000Z",
+        "replaced-by-backup-20261101T000000.000Z",  # not a backup: never chosen
+        "my-notes",
+        ".partial-backup-20261202T000000.000Z",
+    ]
+    assert rules.to_prune(names, 2) == [
+        "backup-20261129T120000.000Z",
+        "backup-20261130T120000.000Z",
+    ]
+    assert rules.to_prune(names, 4) == []
+    assert rules.to_prune(names, 0) == []  # 0: keep them all
+    assert rules.to_prune(names, 1)[-1] == "backup-20261201T120000.000Z"

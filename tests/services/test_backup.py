@@ -54,7 +54,7 @@ async def test_a_backup_made_while_open_restores_apps_keys_and_events(
                                          *files.digest(backup / "miniport.db"), migrate.HEAD)
     assert made["events"]["kind"] == "duckdb"
     assert json.loads((backup / "manifest.json").read_text()) == {
-        k: v for k, v in made.items() if k != "path"
+        k: v for k, v in made.items() if k not in ("path", "pruned")
     }
     (entry, *_) = await source.db.read(source.registry.list_audit, None, 1)
     assert (entry.action, entry.actor) == ("backup.create", "ops")
@@ -185,6 +185,32 @@ async def test_one_backup_at_a_time_and_a_failed_one_leaves_nothing(
     monkeypatch.undo()
     first, second = await make_backup(source, "ops"), await make_backup(source, "ops")
     assert Path(second["path"]).name == Path(first["path"]).name + "-2"  # the same millisecond
+
+
+async def test_older_backups_beyond_the_kept_number_and_dead_partials_are_deleted(
+    tmp_path: Path, clock: FakeClock
+) -> None:
+    p = create_platform(make_settings(tmp_path / "k", backup_keep=2), clock)
+    await p.start()
+    try:
+        root = p.settings.data_dir / "backups"
+        made = []
+        for _ in range(3):
+            made.append(await make_backup(p, "ops"))
+            clock.advance(60)
+        assert made[0]["pruned"] == made[1]["pruned"] == []
+        assert made[2]["pruned"] == [Path(made[0]["path"]).name]
+        mine = root / "keep-me"  # not a backup: left alone
+        mine.mkdir()
+        dead = root / (files.PARTIAL + "backup-20000101T000000.000Z")  # a process died in it
+        dead.mkdir()
+        fourth = await make_backup(p, "ops")
+        assert fourth["pruned"] == [Path(made[1]["path"]).name]
+        assert sorted(x.name for x in root.iterdir()) == sorted(
+            [files.LOCK, "keep-me", Path(made[2]["path"]).name, Path(fourth["path"]).name]
+        )
+    finally:
+        await p.close()
 
 
 async def test_moving_a_backup_needs_an_empty_place(source: Platform, tmp_path: Path) -> None:

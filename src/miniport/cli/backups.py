@@ -11,6 +11,7 @@ server is)."""
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -54,11 +55,8 @@ def backup(
     """Back up the embedded databases (SQLite, DuckDB), also while serving."""
     from ..services.backup import move_backup
 
-    if as_json:
+    with contextlib.nullcontext() if as_json else err_console.status("backing up…"):
         made = call(data_dir, as_json, "backup")
-    else:
-        with err_console.status("backing up…"):
-            made = call(data_dir, as_json, "backup")
     if to is not None:
         try:
             made = move_backup(made, to)
@@ -70,6 +68,10 @@ def backup(
         console.print(f"  {escape(made['path'])}", highlight=False, soft_wrap=True)
         console.print(_describe("state", made["state"]), highlight=False, markup=False)
         console.print(_describe("events", made["events"]), highlight=False, markup=False)
+        if made.get("pruned"):
+            console.print("  older backups deleted (MINIPORT_BACKUP_KEEP):", highlight=False)
+            for name in made["pruned"]:
+                console.print(f"    {name}", highlight=False, markup=False)
         console.print("Restore it into a stopped data directory with `miniport restore DIR`.")
 
     render(as_json, made, human)

@@ -34,6 +34,19 @@ def backup_name(now: float) -> str:
     return time.strftime("backup-%Y%m%dT%H%M%S", time.gmtime(seconds)) + f".{ms:03d}Z"
 
 
+_NAME = re.compile(r"backup-\d{8}T\d{6}\.\d{3}Z(?:-\d+)?")
+
+
+def to_prune(names: list[str], keep: int) -> list[str]:
+    """The backups (by directory name) beyond the newest ``keep`` (0: keep them all), oldest
+    first. Names that are not a backup's (anything an operator put beside them) are never
+    chosen. A name's suffix (``-2``: the same millisecond) sorts it after its twin."""
+    if keep <= 0:
+        return []
+    ours = sorted(n for n in names if _NAME.fullmatch(n))
+    return ours[: max(0, len(ours) - keep)]
+
+
 def copied(kind: str, file: str, size: int, sha256: str, version: str) -> dict[str, Any]:
     """A manifest part for a database copied into the backup."""
     return {"kind": kind, "file": file, "bytes": size, "sha256": sha256, "version": version}

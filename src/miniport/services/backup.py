@@ -38,6 +38,7 @@ async def make_backup(platform: Platform, actor: str) -> dict[str, Any]:
     await platform.db.write(
         platform.registry.audit, platform.clock.now(), actor, "backup.create", None,
         path=made["path"], state=made["state"]["kind"], events=made["events"]["kind"],
+        pruned=made["pruned"],
     )  # fmt: skip
     return made
 
@@ -47,6 +48,7 @@ def _backup(platform: Platform) -> dict[str, Any]:
     root = settings.data_dir / BACKUPS_DIR
     now = platform.clock.now()
     with files.backup_lock(root):
+        files.remove(files.stale_partials(root))  # a process died writing them
         partial, final = files.new_partial(root, rules.backup_name(now))
         try:
             state = _state_part(platform, partial)
@@ -57,7 +59,9 @@ def _backup(platform: Platform) -> dict[str, Any]:
         except BaseException:
             shutil.rmtree(partial, ignore_errors=True)
             raise
-    return {**manifest, "path": str(final)}
+        pruned = rules.to_prune(files.backup_names(root), settings.backup_keep)
+        files.remove([root / name for name in pruned])
+    return {**manifest, "path": str(final), "pruned": pruned}
 
 
 def _state_part(platform: Platform, directory: Path) -> dict[str, Any]:

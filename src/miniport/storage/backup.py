@@ -73,6 +73,25 @@ def new_partial(root: Path, name: str) -> tuple[Path, Path]:
     raise Conflict(f"too many backups named {name}")
 
 
+def stale_partials(root: Path) -> list[Path]:
+    """Backups left half-written by a process that died (call under :func:`backup_lock`: no
+    backup is being written then). Each holds a copy of the state, keys included."""
+    if not root.is_dir():
+        return []
+    return sorted(p for p in root.iterdir() if p.name.startswith(PARTIAL) and p.is_dir())
+
+
+def backup_names(root: Path) -> list[str]:
+    """The names of the directories in ``root`` (the rules pick the backups among them)."""
+    return [p.name for p in root.iterdir() if p.is_dir()] if root.is_dir() else []
+
+
+def remove(paths: list[Path]) -> None:
+    """Delete these backup directories (a pruned backup, a stale partial one)."""
+    for path in paths:
+        shutil.rmtree(path)
+
+
 def write_manifest(directory: Path, manifest: dict[str, Any]) -> None:
     (directory / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n", "utf-8")
 

@@ -351,7 +351,13 @@ describe('offline queue', () => {
     assert.equal(JSON.parse(storage.getItem([...storage.map.keys()][0])).events.length, 1);
     assert.equal((await runtime.analytics.flush()).accepted, 1);
     assert.deepEqual(server.posts()[0].body.events.map((e) => e.data), [{ price: 2 }]);
+    // report() says what was queued: the event as it will be sent, or null when it was not
+    assert.equal(runtime.analytics.report('purchase', { price: 5n }), null);
+    const queued = runtime.analytics.report('purchase', { when: new Date(0) });
+    assert.deepEqual(queued.data, { when: '1970-01-01T00:00:00.000Z' });
+    assert.equal(runtime.analytics.queue.at(-1).id, queued.id);
     runtime.analytics.close();
+    assert.equal(runtime.analytics.report('purchase', { price: 6 }), null); // closed
   });
 
   test('a 409 ("send it again") keeps the batch; flushes waiting on a failed send keep its backoff', async () => {

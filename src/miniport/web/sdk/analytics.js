@@ -532,7 +532,9 @@ export class Analytics {
   /**
    * Queue one report from code (`wx.reportAnalytics` / `wx.reportEvent`).
    * @param {string | number} event @param {JsonObject} [data]
-   * @returns {QueuedEvent}
+   * @returns {QueuedEvent | null} the event as queued (as it will be sent), or null when it
+   *   was not queued: JSON cannot carry it (a BigInt, a cycle; a `dropped` notice says why),
+   *   or the runtime is closed
    */
   report(event, data = {}) {
     const ts = this.now();
@@ -547,8 +549,7 @@ export class Analytics {
       context: this.lifecycle.context(ts),
       ...this.recordedUnder(),
     };
-    this.enqueue([entry]);
-    return entry;
+    return this.enqueue([entry])[0] ?? null;
   }
 
   // -- the queue ---------------------------------------------------------------------------
@@ -560,9 +561,10 @@ export class Analytics {
    * cycle) is dropped here with a notice, which otherwise threw at every later send and save
    * and held up the queue for good.
    * @param {QueuedEvent[]} events
+   * @returns {QueuedEvent[]} the events queued, as queued
    */
   enqueue(events) {
-    if (this.closed) return;
+    if (this.closed) return [];
     /** @type {QueuedEvent[]} */ const kept = [];
     for (const ev of events) {
       try {
@@ -573,12 +575,13 @@ export class Analytics {
       }
     }
     events = kept;
-    if (!events.length) return;
+    if (!events.length) return [];
     this.queue.push(...events);
     if (this.queue.length > this.maxQueue) this.queue.splice(0, this.queue.length - this.maxQueue);
     this.save({ add: events });
     this.notify({ type: 'queued', events });
     this.schedule();
+    return events;
   }
 
   /** @returns {QueuedEvent[]} */

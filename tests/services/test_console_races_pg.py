@@ -66,6 +66,23 @@ async def test_two_admins_demoting_each_other_at_once_leave_one(
     assert len(active) == 1
 
 
+async def test_names_that_differ_only_in_case_created_at_once_make_one_user(
+    pg_platform: Platform,
+) -> None:
+    users = pg_platform.console_users
+    # both reach their first statement (the old code's check for a twin) before either writes
+    meet_at(pg_platform, lambda sql: sql.startswith("LOCK") or "lower(console_users.name)" in sql)
+    outcomes = await asyncio.gather(
+        users.create_user("erin", "admin", "password-erin-1"),
+        users.create_user("Erin", "viewer", "password-erin-2"),
+        return_exceptions=True,
+    )
+    refused = [o for o in outcomes if isinstance(o, Exception)]
+    assert len(refused) == 1 and isinstance(refused[0], Conflict), outcomes
+    assert "names differ only in case" in refused[0].message
+    assert len([u for u in await users.list_users() if u.name.lower() == "erin"]) == 1
+
+
 async def test_the_same_member_added_twice_at_once_is_one_member(pg_platform: Platform) -> None:
     p = pg_platform
     app = await p.apps.create("shop", "test")

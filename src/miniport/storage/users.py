@@ -81,6 +81,12 @@ class UserStore:
         taken = f"a console user named {name!r} already exists"
         with conflict_on_duplicate(taken), self.db.writing() as conn:
             c = t.console_users.c
+            if conn.dialect.name == "postgresql":
+                # creates one at a time: two twins created at once ("Erin" and "erin") would
+                # each find no twin (neither sees the other's row) and both be made. Reads
+                # and other writes go on (SHARE ROW EXCLUSIVE conflicts only with writes of
+                # rows, and itself); SQLite has one writer at a time anyway
+                conn.exec_driver_sql("LOCK TABLE console_users IN SHARE ROW EXCLUSIVE MODE")
             twin = conn.execute(
                 select(c.name)
                 .where(and_(func.lower(c.name) == name.lower(), c.name != name))

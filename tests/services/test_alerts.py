@@ -9,6 +9,7 @@ import hashlib
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
+from urllib.parse import parse_qsl, urlsplit
 
 import pytest
 from aiohttp import web
@@ -17,7 +18,7 @@ from miniport.clock import FakeClock
 from miniport.domain.requests import Launch
 from miniport.errors import InvalidInput
 from miniport.platform import Platform
-from miniport.verify import SIGNATURE_HEADER, sign
+from miniport.verify import SIGNATURE_HEADER, sign, verify_request
 from tests.conftest import confirm_url
 from tests.support.platforms import Counter, StartServer, eventually, run
 
@@ -180,6 +181,9 @@ async def test_alert_changes_are_audited_without_the_webhook_credential(
     assert "SECRET-TOKEN" not in json.dumps([e.detail for e in entries])
 
 
+_signatures: list[tuple[str, str]] = []  # (path?query, signature) of each webhook call
+
+
 async def webhook(loopback: StartServer, status: Callable[[int], int]) -> tuple[str, list[bytes]]:
     """A loopback alert webhook: its URL, and the bodies it received; ``status`` gives the
     answer's status from the number of calls so far."""
@@ -187,6 +191,7 @@ async def webhook(loopback: StartServer, status: Callable[[int], int]) -> tuple[
 
     async def hook(request: web.Request) -> web.Response:
         calls.append(await request.read())
+        _signatures.append((request.path_qs, request.headers[SIGNATURE_HEADER]))
         return web.Response(status=status(len(calls)))
 
     hooks = web.Application()
@@ -213,6 +218,8 @@ async def test_an_alert_whose_webhook_failed_is_sent_again(
     """The state moved when the alert was recorded, so a webhook that answered 503 was
     never called again: the failing data server went unreported."""
     url, calls = await webhook(loopback, lambda n: 503 if n == 1 else 200)
+    signed = _signatures
+    signed.clear()
     p = await platforms(clock=fake_clock)
     appid = await failing_app(p, counter, {"webhook": url, "min_fetches": 5}, 6)
     assert await p.alerts.check() == 1
@@ -220,6 +227,12 @@ async def test_an_alert_whose_webhook_failed_is_sent_again(
     fake_clock.advance(61)
     assert await p.alerts.check() == 1
     assert len(calls) == 2 and calls[0] == calls[1]  # the same alert, the same body
+    # signed when sent: a receiver checking the signature's age (verify_request: 300 s) took
+    # a retry signed with the alert's own time for a replay, a restart's retries all of them
+    ((path_qs, signature),) = set(signed[1:])
+    assert int(dict(parse_qsl(urlsplit(path_qs).query))["timestamp"]) == int(fake_clock.now())
+    app = await p.apps.get(appid)
+    assert verify_request(app.secret, signature, "POST", path_qs, now=fake_clock.now())
     fake_clock.advance(61)
     assert await p.alerts.check() == 0  # delivered now
     (alert,) = (await p.alerts.history(appid))["alerts"]

@@ -214,8 +214,10 @@ class AlertService:
         if row.get("webhook_url") and "webhook" in channels:
             app = await self.db.read(self.registry.get_app, appid)
             body = json.dumps(message, sort_keys=True).encode()
+            # signed as sent (the body keeps the alert's time): a retry a day later must pass
+            # the receiver's check of the signature's age like the first attempt
             url, headers = signed_webhook(
-                row["webhook_url"], appid, app.secret, body, int(event["ts"])
+                row["webhook_url"], appid, app.secret, body, int(self.clock.now())
             )
             delivery["webhook"] = await post_guarded(self.fetcher, url, body, headers, 10.0)
         if row.get("email") and "email" in channels:

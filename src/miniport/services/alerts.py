@@ -32,7 +32,10 @@ from ..storage.db import Database
 from ..storage.registry import RegistryStore
 from ..verify import APPID_HEADER, SIGNATURE_HEADER, sign
 
-_EMAIL = re.compile(r"^[^@\s]{1,64}@[A-Za-z0-9.-]{1,189}\.[A-Za-z]{2,}$|^[^@\s]+@localhost$")
+# the local part: no space, '@' or control character (a NUL or a line break in a header)
+_EMAIL = re.compile(
+    r"[^@\s\x00-\x1f\x7f]{1,64}@[A-Za-z0-9.-]{1,189}\.[A-Za-z]{2,}|[^@\s\x00-\x1f\x7f]{1,64}@localhost"
+)
 KINDS = ("periodic", "pre")
 log = logging.getLogger("miniport.alerts")
 
@@ -99,7 +102,7 @@ class AlertService:
             )
         if changes.get("email") is not None:
             email = changes["email"].strip()
-            if email and not _EMAIL.match(email):
+            if email and not _EMAIL.fullmatch(email):
                 raise InvalidInput(f"{email!r} is not an e-mail address")
             values["email"] = email or None
         if changes.get("threshold") is not None:

@@ -57,6 +57,7 @@ from ..analytics.system_props import NEW_USER_COLUMN, is_new_user, utc_day
 from ..clock import Clock
 from ..domain import zones
 from ..domain.shown import short_repr
+from ..domain.tokens import validate_id
 from ..errors import AnalyticsUnavailable, Conflict, InvalidInput, NotFound
 from ..events.broker import EVERYONE, Broker
 from ..metrics import Metrics
@@ -689,6 +690,7 @@ class AnalyticsService(ReportQueries):
 
     # --- tests ---
     async def start_test(self, appid: str, user_id: str, actor: str) -> dict[str, Any]:
+        validate_id("user id", user_id)  # "*" would put every device of the app in the test
         await self._app(appid)
         config = await self._draft_runtime(appid, version=0)
         test_id = "t_" + secrets.token_hex(6)

@@ -17,7 +17,7 @@ from ..domain.address_guard import AddressPolicy
 from ..domain.grey import UrlSettings, validate_ratio, wakes_everyone
 from ..domain.schedule import ScheduleRules
 from ..domain.sealed import HeaderSealer
-from ..domain.tokens import hash_secret
+from ..domain.tokens import hash_secret, validate_id
 from ..domain.urls import FETCH_KINDS, validate_fetch_url
 from ..errors import Forbidden, InvalidInput, StateUnavailable
 from ..storage.db import Database
@@ -283,8 +283,9 @@ class AppService:
 
     async def set_tester(self, appid: str, user_id: str, add: bool, actor: str) -> dict[str, Any]:
         """Name a user as a tester (always served by the grey URLs) or stop doing so."""
-        if not isinstance(user_id, str) or not user_id or len(user_id) > MAX_USER_ID:
+        if not isinstance(user_id, str):
             raise InvalidInput(f"a tester is a user id of 1..{MAX_USER_ID} characters")
+        validate_id("tester", user_id)
         await self.get(appid)
         changed = await self.db.write(
             self.registry.set_tester, appid, user_id, add, self.clock.now(), actor

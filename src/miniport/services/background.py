@@ -15,6 +15,7 @@ from ..domain.acceptance import Verdict
 from ..domain.prefetch_effect import LaunchOutcome, LaunchTrace, day_bound, judge_launch, report
 from ..domain.requests import Launch, build_prefetch_request
 from ..domain.schedule import ScheduleRules
+from ..domain.tokens import validate_id
 from ..errors import InvalidInput, NoData, TokenNotSet
 from ..events.broker import Broker
 from ..fetch.client import Fetcher, FetchResult
@@ -290,6 +291,7 @@ class BackgroundService:
     ) -> dict[str, Any]:
         """Fetch now and show the exact request and the verdict. Periodic: a full (not
         conditional) fetch that also resets the user's schedule on success."""
+        validate_id("user id", user_id)  # "*" is the broker's every device: not a user
         if kind == "pre":
             _, shown = await self._fetch_pre(appid, user_id, launch or Launch(), trigger="devtools")
             return shown
@@ -362,6 +364,8 @@ class BackgroundService:
         return {"request": sent.as_dict() if sent else {}, "route": route, **result.shown()}
 
     async def clear(self, appid: str, user_id: str | None) -> int:
+        if user_id is not None:
+            validate_id("user id", user_id)
         await self.apps.get(appid)
         await self.pending.flush()
         self.pending.forget(appid, user_id)
@@ -370,6 +374,7 @@ class BackgroundService:
     async def push(self, appid: str, user_id: str) -> dict[str, Any]:
         """Tell the user's connected devices to refresh: fetch the periodic data now (which
         notifies them with the new data) and send them a devtoolsRefresh message."""
+        validate_id("user id", user_id)  # "*" would reach every device of the app
         devices = self.broker.connected(user_id, appid)
         shown = await self.fetch_now(appid, user_id, "periodic")
         await self.broker.publish(

@@ -18,6 +18,7 @@ from typing import Any
 
 from ..clock import Clock
 from ..domain.schedule import ScheduleRules
+from ..domain.tokens import validate_id
 from ..errors import InvalidInput
 from ..storage.db import Database
 from ..storage.refreshes import RefreshStore
@@ -64,8 +65,10 @@ class RefreshService:
             raise InvalidInput('send {"users": [...]} (a non-empty list) or {"all": true}')
         if len(users) > MAX_LISTED:
             raise InvalidInput(f'at most {MAX_LISTED} users; use {{"all": true}} for more')
-        if not all(isinstance(u, str) and 0 < len(u) <= 128 for u in users):
-            raise InvalidInput("each user is a user id of 1..128 characters")
+        for user in users:
+            if not isinstance(user, str):
+                raise InvalidInput("each user is a user id of 1..128 characters")
+            validate_id("each user", user)
         return list(dict.fromkeys(users))
 
     async def progress(self, appid: str, refresh_id: str) -> dict[str, Any]:

@@ -33,7 +33,7 @@ from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.pool import NullPool
 
-from ..errors import Conflict, StateUnavailable
+from ..errors import Conflict, InvalidInput, StateUnavailable
 
 log = logging.getLogger("miniport.db")
 LOG_EVERY_S = 10.0  # the state database away: its reason logged at most this often
@@ -103,6 +103,14 @@ def is_unavailable(exc: BaseException, is_sqlite: bool) -> bool:
     if "OperationalError" in kinds:
         return True
     return "InterfaceError" in kinds and "connection" in str(exc).lower()
+
+
+def holds_nul(exc: BaseException) -> bool:
+    """Whether ``exc`` is PostgreSQL's driver refusing a text value with a NUL character
+    (U+0000), which PostgreSQL cannot store and SQLite can: what a client sent, not a fault of
+    the server (the input checks refuse control characters where they know of them)."""
+    orig = getattr(exc, "orig", None) or exc
+    return type(orig).__name__ == "DataError" and "cannot contain NUL" in str(orig)
 
 
 def is_retryable(exc: BaseException, is_sqlite: bool) -> bool:
@@ -326,6 +334,8 @@ class Database:
         except Exception as exc:
             if is_unavailable(exc, self.is_sqlite):
                 raise self.unavailable(exc) from exc
+            if holds_nul(exc):  # a 422 as on SQLite's input checks, not a 500
+                raise InvalidInput("a text value holds a NUL character (U+0000)") from exc
             raise
 
     def unavailable(self, exc: BaseException, *, say_where: bool = False) -> StateUnavailable:

@@ -1,0 +1,66 @@
+"""User ids an operator types (devtools, testers, live tests, refreshes) are checked as a
+runtime's are: ``*`` is the event broker's key for every device of the app, so a devtools
+fetch, push or live test for "user *" went to every connected device; control characters
+(a NUL: PostgreSQL's driver refuses it) were a 500 on PostgreSQL."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from miniport.clock import FakeClock
+from miniport.errors import InvalidInput
+from miniport.platform import Platform, create_platform
+from tests.conftest import make_settings
+
+BAD = ["*", "a\x00b", "line\nbreak"]
+
+
+def calls(p: Platform, appid: str, user: str) -> dict[str, Any]:
+    return {
+        "fetch now (periodic)": p.background.fetch_now(appid, user, "periodic"),
+        "fetch now (pre)": p.background.fetch_now(appid, user, "pre"),
+        "push": p.background.push(appid, user),
+        "clear": p.background.clear(appid, user),
+        "tester": p.apps.set_tester(appid, user, True, "ops"),
+        "live test": p.analytics.start_test(appid, user, "ops"),
+        "refresh": p.refresh.start(appid, {"users": ["u1", user]}),
+    }
+
+
+@pytest.mark.parametrize("user", BAD)
+async def test_a_user_id_no_runtime_can_have_is_refused_before_anything_is_sent(
+    platform: Platform, user: str
+) -> None:
+    app = await platform.apps.create("shop", "ops")
+    for what, call in calls(platform, app.appid, user).items():
+        with pytest.raises(InvalidInput) as refused:
+            await call
+        assert "reserved" in refused.value.message or "printable" in refused.value.message, what
+    assert await platform.apps.testers(app.appid) == {"appid": app.appid, "testers": []}
+
+
+@pytest.fixture
+async def pg_platform(tmp_path: Path, clock: FakeClock, pg_url: str) -> AsyncIterator[Platform]:
+    p = create_platform(make_settings(tmp_path, database_url=pg_url), clock)
+    await p.start()
+    try:
+        yield p
+    finally:
+        await p.close()
+
+
+@pytest.mark.postgres
+async def test_a_nul_that_reaches_postgresql_is_invalid_input_not_a_500(
+    pg_platform: Platform,
+) -> None:
+    """Whatever no input check knows of: PostgreSQL's driver refuses the NUL character in
+    any text value; that is the client's input (SQLite stores it)."""
+    app = await pg_platform.apps.create("shop", "ops")
+    with pytest.raises(InvalidInput, match="NUL character"):
+        await pg_platform.refresh.progress(app.appid, "rf_\x00x")
+    with pytest.raises(InvalidInput, match="NUL character"):
+        await pg_platform.analytics.forget_user(app.appid, "a\x00b", "ops")

@@ -20,6 +20,8 @@ The tree (code, HTTP status)::
     ├── Forbidden                   forbidden              403
     ├── Conflict                    conflict               409  also a unique-key violation
     ├── ChangeNotConfirmable        change_not_confirmable 410
+    ├── SchemaTooNew                schema_too_new         500  a database a newer version made
+    ├── StorageFull                 storage_full           507  no room to write (a backup)
     └── Unavailable                 unavailable            503  "not now": retry, not a refusal
         ├── ServerNotRunning        server_not_running     503  Retry-After 10
         ├── StateUnavailable        state_unavailable      503  state database away; Retry-After 5
@@ -146,11 +148,28 @@ class Conflict(MiniportError):
     http_status = 409
 
 
+class StorageFull(MiniportError):
+    """The server's disk has no room for what it was asked to write (a backup): nothing is
+    left half-written; retrying will not help until room is made."""
+
+    code = "storage_full"
+    http_status = 507
+
+
 class ChangeNotConfirmable(MiniportError):
     """A confirmation code that is unknown, used, or expired."""
 
     code = "change_not_confirmable"
     http_status = 410
+
+
+class SchemaTooNew(MiniportError):
+    """A database (the state database, the events store) at a schema revision this version
+    does not know: a newer version made it. Nothing was changed; run the version that made it
+    (``serve`` refuses to start with it, exit 2)."""
+
+    code = "schema_too_new"
+    http_status = 500
 
 
 class TokenNotSet(MiniportError):

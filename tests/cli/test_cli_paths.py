@@ -30,6 +30,7 @@ PARAMS: dict[str, Any] = {
     "from": None, "to": None, "include_tests": False, "role": "viewer", "password": None,
     "user": "key:k", "before": None, "report": "r", "width": 1, "position": 0,
     "changes": {"interval": "6h"}, "trusted": True, "minutes": 30, "latest": 50, "on": False,
+    "prune": True,
 }
 ADMIN_ROUTES = [r for r in (*admin_api.router.routes, *analytics_api.admin.routes,
                             *members_api.router.routes, *analytics_users_api.router.routes,

@@ -41,6 +41,15 @@ def test_a_manifest_this_code_wrote_has_no_problem() -> None:
     assert rules.manifest_problems(on_servers) == []
 
 
+@pytest.mark.parametrize("created_at", [None, "yesterday", True, -1, 1e20, float("nan")])
+def test_a_manifest_without_a_time_it_was_made_is_refused(created_at: Any) -> None:
+    m = rules.manifest(1.0, "1", rules.not_copied("postgresql"), rules.not_copied("clickhouse"))
+    m["created_at"] = created_at
+    assert rules.manifest_problems(m) == ["created_at: not a time (seconds since 1970)"]
+    del m["created_at"]
+    assert rules.manifest_problems(m) == ["created_at: not a time (seconds since 1970)"]
+
+
 @pytest.mark.parametrize(
     "change, problem",
     [
@@ -105,10 +114,20 @@ def test_only_backups_beyond_the_newest_kept_are_pruned_oldest_first() -> None:
         "my-notes",
         ".partial-backup-20261202T000000.000Z",
     ]
-    assert rules.to_prune(names, 2) == [
+    made = "backup-20261201T120000.000Z-2"
+    assert rules.to_prune(names, 2, made) == [
         "backup-20261129T120000.000Z",
         "backup-20261130T120000.000Z",
     ]
-    assert rules.to_prune(names, 4) == []
-    assert rules.to_prune(names, 0) == []  # 0: keep them all
-    assert rules.to_prune(names, 1)[-1] == "backup-20261201T120000.000Z"
+    assert rules.to_prune(names, 4, made) == []
+    assert rules.to_prune(names, 0, made) == []  # 0: keep them all
+    assert rules.to_prune(names, 1, made) == sorted(set(names[:4]) - {made})
+
+
+def test_the_backup_just_made_is_never_pruned_even_when_others_sort_after_it() -> None:
+    """A clock set back since (or backups copied from another host) names older backups
+    later: counted by name, the one just made was the oldest and was deleted at once."""
+    later = ["backup-20300101T000000.000Z", "backup-20300102T000000.000Z"]
+    made = "backup-20261201T120000.000Z"
+    assert rules.to_prune([*later, made], 1, made) == later
+    assert rules.to_prune([*later, made], 2, made) == later[:1]

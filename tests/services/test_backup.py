@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +14,7 @@ import pytest
 
 from miniport.clock import FakeClock
 from miniport.domain import backups as rules
-from miniport.errors import Conflict, InvalidInput
+from miniport.errors import Conflict, InvalidInput, StorageFull
 from miniport.platform import Platform, create_platform
 from miniport.services.backup import make_backup, move_backup, restore
 from miniport.storage import backup as files
@@ -31,6 +32,10 @@ async def source(tmp_path: Path, clock: FakeClock) -> Any:
         yield p
     finally:
         await p.close()
+
+
+def is_dir(path: str) -> bool:
+    return Path(path).is_dir()
 
 
 def digests(directory: Path) -> dict[str, tuple[int, str]]:
@@ -179,7 +184,7 @@ async def test_one_backup_at_a_time_and_a_failed_one_leaves_nothing(
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(store, "backup_to", disk_full)
-    with pytest.raises(OSError, match="No space left"):
+    with pytest.raises(StorageFull, match=r"no room left to write a backup in .*No space left"):
         await make_backup(source, "ops")
     assert [p.name for p in root.iterdir()] == [files.LOCK]  # no partial backup left behind
     monkeypatch.undo()
@@ -213,6 +218,80 @@ async def test_older_backups_beyond_the_kept_number_and_dead_partials_are_delete
         await p.close()
 
 
+async def test_a_clean_up_that_fails_keeps_the_backup_and_says_so(
+    tmp_path: Path, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Deleting an old backup failed (a file of another owner): the new one, whole, was
+    reported as an error, unaudited, and so was every later one."""
+    p = create_platform(make_settings(tmp_path / "k", backup_keep=1), clock)
+    await p.start()
+    try:
+        first = await make_backup(p, "ops")
+        clock.advance(60)
+        real = shutil.rmtree
+
+        def refused(path: Any, *args: Any, **kwargs: Any) -> None:
+            if Path(path) == Path(first["path"]):
+                raise PermissionError(13, "Permission denied", str(path))
+            real(path, *args, **kwargs)
+
+        monkeypatch.setattr(files.shutil, "rmtree", refused)
+        second = await make_backup(p, "ops")
+        assert is_dir(second["path"]) and is_dir(first["path"])
+        assert second["pruned"] == [Path(first["path"]).name]
+        assert "Permission denied" in second["prune_failed"]
+        (entry, *_) = await p.db.read(p.registry.list_audit, None, 1)
+        assert entry.action == "backup.create" and entry.detail["path"] == second["path"]
+    finally:
+        await p.close()
+
+
+async def test_a_backup_to_be_moved_out_prunes_nothing_and_names_an_absolute_path(
+    tmp_path: Path, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``--to`` moves the backup out: counting it deleted one backup too many. And a server
+    started in another directory named its backup relative to its own."""
+    monkeypatch.chdir(tmp_path)
+    p = create_platform(make_settings(Path("rel"), backup_keep=1), clock)
+    await p.start()
+    try:
+        kept = await make_backup(p, "ops")
+        assert Path(kept["path"]).is_absolute() and is_dir(kept["path"])
+        clock.advance(60)
+        moving = await make_backup(p, "ops", prune=False)
+        assert moving["pruned"] == [] and is_dir(kept["path"])
+    finally:
+        await p.close()
+
+
+async def test_no_room_for_the_state_copy_is_storage_full_not_the_state_away(
+    source: Platform, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SQLite's "database or disk is full" from writing the copy read as the state database
+    being away: a 503 to retry, for ever, by a scheduled job."""
+    real_connect = sqlite3.connect
+
+    class FullTarget:
+        def __init__(self, conn: sqlite3.Connection) -> None:
+            self.conn = conn
+
+        def backup(self, target: Any) -> None:
+            raise sqlite3.OperationalError("database or disk is full")
+
+        def close(self) -> None:
+            self.conn.close()
+
+    def connect(database: Any, *args: Any, **kwargs: Any) -> Any:
+        conn = real_connect(database, *args, **kwargs)
+        return FullTarget(conn) if kwargs.get("uri") else conn  # the source: read by URI
+
+    monkeypatch.setattr(files.sqlite3, "connect", connect)
+    with pytest.raises(StorageFull, match="no room left to write a backup"):
+        await make_backup(source, "ops")
+    root = source.settings.data_dir / "backups"
+    assert [x.name for x in root.iterdir()] == [files.LOCK]
+
+
 async def test_moving_a_backup_needs_an_empty_place(source: Platform, tmp_path: Path) -> None:
     moved_into_an_empty_place(await make_backup(source, "ops"), tmp_path)
 
@@ -224,6 +303,11 @@ def moved_into_an_empty_place(made: dict[str, Any], tmp_path: Path) -> None:
     with pytest.raises(Conflict, match="not an empty directory; the backup stays at"):
         move_backup(made, taken)
     assert Path(made["path"]).is_dir()
+    (tmp_path / "a-file").write_text("x")
+    for bad in (tmp_path / "a-file" / "sub", Path("/proc/no-such-place")):
+        with pytest.raises(Conflict, match="the backup stays at"):
+            move_backup(made, bad)
+        assert Path(made["path"]).is_dir()
     moved = move_backup(made, tmp_path / "new" / "place")
     assert Path(moved["path"]).is_dir() and not Path(made["path"]).exists()
     assert (Path(moved["path"]) / "manifest.json").is_file()

@@ -53,10 +53,16 @@ def backup(
     as_json: Json = False,
 ) -> None:
     """Back up the embedded databases (SQLite, DuckDB), also while serving."""
-    from ..services.backup import move_backup
+    from ..services.backup import check_destination, move_backup
 
+    if to is not None:  # before a backup is made for nothing
+        try:
+            check_destination(to)
+        except MiniportError as exc:
+            fail(as_json, exc)
     with contextlib.nullcontext() if as_json else err_console.status("backing up…"):
-        made = call(data_dir, as_json, "backup")
+        # moved out at once: it adds nothing to <data dir>/backups, so nothing is pruned
+        made = call(data_dir, as_json, "backup", prune=to is None)
     if to is not None:
         try:
             made = move_backup(made, to)
@@ -72,6 +78,11 @@ def backup(
             console.print("  older backups deleted (MINIPORT_BACKUP_KEEP):", highlight=False)
             for name in made["pruned"]:
                 console.print(f"    {name}", highlight=False, markup=False)
+        if made.get("prune_failed"):
+            err_console.print(
+                f"[yellow]warning[/yellow]: an old backup could not be deleted:"
+                f" {escape(made['prune_failed'])}", highlight=False, soft_wrap=True,
+            )  # fmt: skip
         console.print("Restore it into a stopped data directory with `miniport restore DIR`.")
 
     render(as_json, made, human)
@@ -103,13 +114,13 @@ def restore(
         console.print(
             f"Restored {', '.join(restored['files'])} from the backup of"
             f" {local_time(restored['created_at'])} into {escape(restored['data_dir'])}.",
-            highlight=False,
-        )
+            highlight=False, soft_wrap=True,  # a path is never cut by a newline
+        )  # fmt: skip
         if restored["replaced_into"]:
             console.print(
                 f"The files it replaced are in {escape(restored['replaced_into'])}.",
-                highlight=False,
-            )
+                highlight=False, soft_wrap=True,
+            )  # fmt: skip
         console.print("Start the server as usual: migrations bring an older backup up to date.")
 
     render(as_json, restored, human)

@@ -202,10 +202,10 @@ def fail(as_json: bool, exc: MiniportError) -> NoReturn:
             body["errors"] = body["problems"]
         sys.stdout.write(json.dumps(body, ensure_ascii=False) + "\n")
     elif exc.problems:  # messages quote the user's input: escaped, never read as markup
-        err_console.print(f"[red]error[/red]: {_heading(exc)}:", highlight=False)
+        err_console.print(f"[red]error[/red]: {_heading(exc)}:", highlight=False, soft_wrap=True)
         for p in exc.problems:
             where = f"[bold]{escape(p.path)}[/bold]: " if p.path else ""
-            err_console.print(f"  {where}{escape(p.message)}", highlight=False)
+            err_console.print(f"  {where}{escape(p.message)}", highlight=False, soft_wrap=True)
     else:
         # soft-wrapped: a path or URL in it is folded by the terminal, never cut by a newline
         err_console.print(

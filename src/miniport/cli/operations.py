@@ -291,13 +291,17 @@ _DEVICES = "it reaches the devices connected to the server; start `miniport serv
 async def _backup(pf: Platform, p: Params) -> dict[str, Any]:
     from ..services.backup import make_backup
 
-    return await make_backup(pf, CLI_ACTOR)
+    return await make_backup(pf, CLI_ACTOR, prune=p["prune"])
 
 
 OPERATIONS: dict[str, Operation] = {
     op.name: op
     for op in (
-        Operation("backup", lambda p: Route("POST", "/admin/v1/backups", {}), _backup),
+        Operation(
+            "backup",
+            lambda p: Route("POST", "/admin/v1/backups", {}, {"prune": str(p["prune"]).lower()}),
+            _backup,
+        ),
         # apps, data URLs, changes
         Operation(
             "app.create",

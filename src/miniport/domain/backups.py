@@ -37,14 +37,16 @@ def backup_name(now: float) -> str:
 _NAME = re.compile(r"backup-\d{8}T\d{6}\.\d{3}Z(?:-\d+)?")
 
 
-def to_prune(names: list[str], keep: int) -> list[str]:
-    """The backups (by directory name) beyond the newest ``keep`` (0: keep them all), oldest
-    first. Names that are not a backup's (anything an operator put beside them) are never
-    chosen. A name's suffix (``-2``: the same millisecond) sorts it after its twin."""
+def to_prune(names: list[str], keep: int, made: str) -> list[str]:
+    """The backups (by directory name) to delete after backup ``made``, oldest first: all but
+    ``made`` and the newest ``keep - 1`` others (0: keep them all). ``made`` is never chosen,
+    even when others are named later (a clock set back since, backups copied from another
+    host), nor are names that are not a backup's (anything an operator put beside them). A
+    name's suffix (``-2``: the same millisecond) sorts it after its twin."""
     if keep <= 0:
         return []
-    ours = sorted(n for n in names if _NAME.fullmatch(n))
-    return ours[: max(0, len(ours) - keep)]
+    others = sorted(n for n in names if _NAME.fullmatch(n) and n != made)
+    return others[: max(0, len(others) - (keep - 1))]
 
 
 def copied(kind: str, file: str, size: int, sha256: str, version: str) -> dict[str, Any]:
@@ -77,6 +79,9 @@ def manifest_problems(m: Any) -> list[str]:
     if m.get("format") != FORMAT:
         return [f"unknown backup format {m.get('format')!r} (this version reads {FORMAT})"]
     problems = []
+    made = m.get("created_at")  # named in the restore's answer and its aside directory
+    if isinstance(made, bool) or not isinstance(made, int | float) or not 0 <= made < 2**35:
+        problems.append("created_at: not a time (seconds since 1970)")
     for part, kinds, name in (
         ("state", ("sqlite", "postgresql"), STATE_FILE),
         ("events", ("duckdb", "clickhouse"), EVENTS_FILE),

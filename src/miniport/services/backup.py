@@ -10,6 +10,7 @@ it replaces aside (``replaced-NAME/``) unless told to discard it."""
 from __future__ import annotations
 
 import asyncio
+import errno
 import os
 import shutil
 from pathlib import Path
@@ -17,7 +18,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 from .. import __version__
 from ..domain import backups as rules
-from ..errors import Conflict, InvalidInput, Problem
+from ..errors import Conflict, InvalidInput, Problem, StorageFull
 from ..storage import backup as files
 from ..storage import migrate
 from ..storage.data_dir import holding
@@ -28,13 +29,16 @@ if TYPE_CHECKING:
     from ..platform import Platform
 
 BACKUPS_DIR = "backups"
+_NO_ROOM = (errno.ENOSPC, errno.EDQUOT)
 
 
-async def make_backup(platform: Platform, actor: str) -> dict[str, Any]:
+async def make_backup(platform: Platform, actor: str, *, prune: bool = True) -> dict[str, Any]:
     """Back up this platform's embedded databases into ``<data dir>/backups/NAME``; returns
-    the manifest with the backup's ``path``. One at a time per data directory (Conflict).
-    Audited (``backup.create``), with where it is and what it holds."""
-    made = await asyncio.to_thread(_backup, platform)
+    the manifest with the backup's absolute ``path`` and the older backups deleted to keep
+    ``backup_keep`` (``pruned``; none with ``prune=False``: a backup about to be moved out
+    adds none to keep). One at a time per data directory (Conflict); no room for it is
+    ``StorageFull``. Audited (``backup.create``), with where it is and what it holds."""
+    made = await asyncio.to_thread(_backup, platform, prune)
     await platform.db.write(
         platform.registry.audit, platform.clock.now(), actor, "backup.create", None,
         path=made["path"], state=made["state"]["kind"], events=made["events"]["kind"],
@@ -43,12 +47,12 @@ async def make_backup(platform: Platform, actor: str) -> dict[str, Any]:
     return made
 
 
-def _backup(platform: Platform) -> dict[str, Any]:
+def _backup(platform: Platform, prune: bool) -> dict[str, Any]:
     settings = platform.settings
-    root = settings.data_dir / BACKUPS_DIR
+    root = settings.data_dir.absolute() / BACKUPS_DIR  # the path is read by another process
     now = platform.clock.now()
     with files.backup_lock(root):
-        files.remove(files.stale_partials(root))  # a process died writing them
+        leftovers = files.stale_partials(root)  # a process died writing them
         partial, final = files.new_partial(root, rules.backup_name(now))
         try:
             state = _state_part(platform, partial)
@@ -56,12 +60,24 @@ def _backup(platform: Platform) -> dict[str, Any]:
             manifest = rules.manifest(now, __version__, state, events)
             files.write_manifest(partial, manifest)
             os.replace(partial, final)
-        except BaseException:
+        except BaseException as exc:
             shutil.rmtree(partial, ignore_errors=True)
+            if _no_room(exc):
+                raise StorageFull(f"no room left to write a backup in {root}: {exc}") from exc
             raise
-        pruned = rules.to_prune(files.backup_names(root), settings.backup_keep)
-        files.remove([root / name for name in pruned])
-    return {**manifest, "path": str(final), "pruned": pruned}
+        pruned = rules.to_prune(files.backup_names(root), settings.backup_keep, final.name)
+        made = {**manifest, "path": str(final), "pruned": pruned if prune else []}
+        problem = files.remove_all([*leftovers, *(root / n for n in made["pruned"])])
+    # the backup is whole and kept whatever the clean-up met (a file of another owner, say)
+    return {**made, "prune_failed": problem} if problem else made
+
+
+def _no_room(exc: BaseException) -> bool:
+    """A write that failed for want of room: an OSError's errno, or DuckDB's IO error (it
+    carries the system's message only)."""
+    if isinstance(exc, OSError):
+        return exc.errno in _NO_ROOM
+    return type(exc).__name__ == "IOException" and "No space left on device" in str(exc)
 
 
 def _state_part(platform: Platform, directory: Path) -> dict[str, Any]:
@@ -136,13 +152,40 @@ def _aside(data_dir: Path, manifest: dict[str, Any]) -> Path:
     return candidate
 
 
+def check_destination(to: Path) -> None:
+    """Why a backup cannot be moved to ``to`` (Conflict), checked before it is made too."""
+    try:
+        if to.exists() and (not to.is_dir() or any(to.iterdir())):
+            raise Conflict(f"{to} is not an empty directory")
+        above = to.absolute().parent
+        while not above.exists():
+            above = above.parent
+        if not above.is_dir():
+            raise Conflict(f"{to} cannot be made: {above} is not a directory")
+    except OSError as exc:  # unreadable
+        raise Conflict(f"{to} cannot be used: {exc.strerror or exc}") from exc
+
+
 def move_backup(made: dict[str, Any], to: Path) -> dict[str, Any]:
     """Move a backup just made to ``to`` (a new or empty directory): the CLI's ``--to``, run
-    where the data directory is."""
-    if to.exists() and (not to.is_dir() or any(to.iterdir())):
-        raise Conflict(f"{to} is not an empty directory; the backup stays at {made['path']}")
-    to.parent.mkdir(parents=True, exist_ok=True)
-    if to.exists():
-        to.rmdir()
-    shutil.move(made["path"], to)
-    return {**made, "path": str(to)}
+    where the data directory is. Whatever stops it, the backup stays where it was made."""
+    stays = f"; the backup stays at {made['path']}"
+    try:
+        check_destination(to)
+        to.parent.mkdir(parents=True, exist_ok=True)
+        if to.exists():
+            to.rmdir()
+        shutil.move(made["path"], to)
+    except Conflict as exc:
+        raise Conflict(exc.message + stays) from exc
+    except OSError as exc:
+        if _partly_copied(made, to):
+            shutil.rmtree(to, ignore_errors=True)
+        raise Conflict(f"the backup cannot be moved to {to}: {exc.strerror or exc}{stays}") from exc
+    return {**made, "path": str(to.absolute())}
+
+
+def _partly_copied(made: dict[str, Any], to: Path) -> bool:
+    """A move across file systems copies, then deletes: one that failed half-way (a full
+    disk) left a partial copy at ``to`` while the backup is still whole where it was."""
+    return Path(made["path"]).is_dir() and to.is_dir()

@@ -5,8 +5,10 @@ and putting a backup's files in place in a data directory. The rules on manifest
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
+import logging
 import os
 import shutil
 import sqlite3
@@ -17,6 +19,7 @@ from ..domain.backups import MANIFEST
 from ..errors import Conflict, InvalidInput
 from .data_dir import locked
 
+log = logging.getLogger("miniport.backup")
 PARTIAL = ".partial-"  # a backup being written: renamed to its name once whole
 LOCK = ".backup.lock"
 
@@ -31,7 +34,13 @@ def snapshot_sqlite(source: Path, target: Path) -> str:
     try:
         dst = sqlite3.connect(target)
         try:
-            src.backup(dst)  # its errors (the file locked, unreadable) are the caller's to read
+            try:
+                src.backup(dst)  # its errors (the file locked, unreadable) are the caller's
+            except sqlite3.OperationalError as exc:
+                if "full" not in str(exc):
+                    raise
+                # the copy's disk, not the state database's: not "the state is away, retry"
+                raise OSError(errno.ENOSPC, f"no room left writing {target}") from exc
             checked = dst.execute("PRAGMA quick_check").fetchone()
             try:
                 revision = dst.execute("SELECT version_num FROM alembic_version").fetchone()
@@ -86,10 +95,17 @@ def backup_names(root: Path) -> list[str]:
     return [p.name for p in root.iterdir() if p.is_dir()] if root.is_dir() else []
 
 
-def remove(paths: list[Path]) -> None:
-    """Delete these backup directories (a pruned backup, a stale partial one)."""
+def remove_all(paths: list[Path]) -> str | None:
+    """Delete these backup directories (pruned backups, stale partial ones), as many as can
+    be: None, or what stopped the first that could not be (logged)."""
+    problem = None
     for path in paths:
-        shutil.rmtree(path)
+        try:
+            shutil.rmtree(path)
+        except OSError as exc:
+            log.warning("could not delete the old backup %s: %s", path, exc)
+            problem = problem or f"{path}: {exc}"
+    return problem
 
 
 def write_manifest(directory: Path, manifest: dict[str, Any]) -> None:

@@ -239,13 +239,15 @@ async def confirm_change(body: ConfirmIn, request: Request, who: Admin) -> dict[
 
 
 @router.post("/backups", status_code=201)
-async def create_backup(request: Request, who: Admin) -> dict[str, Any]:
+async def create_backup(request: Request, who: Admin, prune: bool = True) -> dict[str, Any]:
     """Back up the embedded databases (SQLite state, DuckDB events) while the server runs, into
     ``<data dir>/backups/``: the manifest, with the backup's ``path`` on the server. A database
-    on a server of its own (PostgreSQL, ClickHouse) is named, not copied."""
+    on a server of its own (PostgreSQL, ClickHouse) is named, not copied. Older backups beyond
+    ``MINIPORT_BACKUP_KEEP`` are deleted (``pruned``), unless ``?prune=false`` (a backup to be
+    moved elsewhere at once)."""
     from ..services.backup import make_backup
 
-    return await make_backup(platform_of(request), who.name)
+    return await make_backup(platform_of(request), who.name, prune=prune)
 
 
 @router.get("/audit")

@@ -83,6 +83,31 @@ async def test_names_that_differ_only_in_case_created_at_once_make_one_user(
     assert len([u for u in await users.list_users() if u.name.lower() == "erin"]) == 1
 
 
+@pytest.mark.parametrize("add", [True, False])
+async def test_the_same_tester_added_or_removed_twice_at_once_changes_once(
+    pg_platform: Platform, add: bool
+) -> None:
+    """A double click, or two nodes: a check then an insert made the second a unique-key
+    500 on PostgreSQL."""
+    p = pg_platform
+    app = await p.apps.create("shop", "test")
+    if not add:
+        await p.apps.set_tester(app.appid, "tess", True, "alice")
+    # both reach their write of the tester before either has made it (the old code had
+    # checked for it first: neither found the other's)
+    meet_at(p, lambda sql: "app_testers" in sql and not sql.startswith("SELECT"))
+    outcomes = await asyncio.gather(
+        p.apps.set_tester(app.appid, "tess", add, "alice"),
+        p.apps.set_tester(app.appid, "tess", add, "bob"),
+        return_exceptions=True,
+    )
+    assert not [o for o in outcomes if isinstance(o, Exception)], outcomes
+    assert sorted(o["changed"] for o in outcomes) == [False, True]  # type: ignore[index]
+    assert [x["user_id"] for x in (await p.apps.testers(app.appid))["testers"]] == (
+        ["tess"] if add else []
+    )
+
+
 async def test_the_same_member_added_twice_at_once_is_one_member(pg_platform: Platform) -> None:
     p = pg_platform
     app = await p.apps.create("shop", "test")

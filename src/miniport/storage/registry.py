@@ -278,24 +278,27 @@ class RegistryStore:
         return [dict(r._mapping) for r in rows]
 
     def set_tester(self, appid: str, user_id: str, add: bool, now: float, actor: str) -> bool:
-        """Add or remove a tester; False when nothing changed (already one / not one)."""
+        """Add or remove a tester; False when nothing changed (already one / not one). The
+        same add (or remove) twice at once changes the row once: the other finds it done (a
+        check, then an insert, was a unique-key 500 on PostgreSQL for the second)."""
         c = t.app_testers.c
         with self.db.writing() as conn:
-            known = conn.execute(
-                select(c.user_id).where(and_(c.appid == appid, c.user_id == user_id))
-            ).first()
-            if (known is not None) == add:
-                return False
-            if add:
-                conn.execute(
-                    insert(t.app_testers).values(
-                        appid=appid, user_id=user_id, added_by=actor, added_at=now
-                    )
-                )
+            if add:  # (an INSERT's rowcount is -1 through psycopg: RETURNING says it)
+                row = dict(appid=appid, user_id=user_id, added_by=actor, added_at=now)
+                done = conn.execute(
+                    dialect_insert(self.db.is_sqlite)(t.app_testers)
+                    .values(**row)
+                    .on_conflict_do_nothing(index_elements=["appid", "user_id"])
+                    .returning(c.user_id)
+                ).first()
             else:
-                conn.execute(
-                    delete(t.app_testers).where(and_(c.appid == appid, c.user_id == user_id))
-                )
+                done = conn.execute(
+                    delete(t.app_testers)
+                    .where(and_(c.appid == appid, c.user_id == user_id))
+                    .returning(c.user_id)
+                ).first()
+            if done is None:
+                return False
             action = "tester.add" if add else "tester.remove"
             self._audit(conn, now, actor, action, appid, user_id=user_id)
             return True

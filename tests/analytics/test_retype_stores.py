@@ -321,3 +321,38 @@ def test_user_lookup_shows_values_as_stored(store: EventStore, loaded: tuple) ->
                 if k != "color"
             }
             assert shown == want
+
+
+def _never_written_before(store: EventStore, slot: int) -> tuple[str, SlotMap]:
+    """An app whose field ``tier`` was published as an int in ``i<slot>``, then retyped to a
+    string in ``s<slot>`` before any event carried it: no event ever wrote ``i<slot>`` (so
+    ClickHouse never made the column). One event carries the string."""
+    appid = next(_appids)
+    history = FieldHistory("tier", (FieldPart("int", slot), FieldPart("string", slot, T_A, 2)))
+    slots = SlotMap({"tier": ("string", slot)}, {"tier": history})
+    row = StoredEvent(
+        appid, "t1", "view", "u1", T_A + HOUR, T_A + HOUR, False, "p/a", None, None,
+        {}, {slot: "cheap"},
+    )  # fmt: skip
+    assert store.append([row]).inserted == 1
+    return appid, slots
+
+
+def test_user_lookup_of_a_retyped_field_whose_old_column_was_never_made(
+    store: EventStore,
+) -> None:
+    """ClickHouse answered ``Unknown identifier: i20`` (its store made only the current
+    slot's column before the lookup); every store shows the value as stored."""
+    appid, slots = _never_written_before(store, 20)
+    page = store.user_events(appid, "u1", slots, limit=10, before=None, not_before_ms=0)
+    assert [(e["id"], e["data"]) for e in page.events] == [("t1", {"tier": "cheap"})]
+
+
+def test_export_of_a_retyped_field_whose_old_column_was_never_made(store: EventStore) -> None:
+    appid, slots = _never_written_before(store, 21)
+    out = io.StringIO()
+    assert store.export_csv(appid, "view", T0, T0 + 31 * HOUR, slots, out, not_before_ms=0) == 1
+    assert list(csv.reader(io.StringIO(out.getvalue()))) == [
+        ["time", "user", "page", "trigger", "action", "tier"],
+        ["2026-11-01T11:00:00.000Z", "u1", "p/a", "", "", "cheap"],
+    ]

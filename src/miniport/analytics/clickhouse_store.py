@@ -68,7 +68,10 @@ Retention: partitions whose every event is older than the cut-off are dropped (c
 the rest is deleted with ``ALTER TABLE DELETE`` (a mutation, done in the background on a
 server), which the round waits for (up to ten minutes: it is a background job), and
 reports never read before ``not_before_ms`` anyway. Listed ids whose every copy goes leave
-``event_dups`` first, so the list that reports filter with does not grow for good.
+``event_dups`` first, so the list that reports filter with does not grow for good; so do
+listed ids with no copy left at all (deleted after an insert that met a forget, or listed for
+an insert that failed), at a round half an hour or more after one found them so (an id
+listed for an insert on its way has no copy for a moment).
 ``forget_user`` deletes a user's events, waits for the mutation to finish, then takes the
 user's listed ids out of ``event_dups``.
 
@@ -225,6 +228,10 @@ _CREATE_FIRST_SEEN: Final = (
 SWEEP_MARGIN_MS: Final = 3_600_000
 """How far before its last sweep a node looks again for rows a forget erased (nodes' clocks
 differ a little; an insert lasts minutes at most)."""
+ORPHAN_MARGIN_MS: Final = 1_800_000
+"""How long a listed id with no copy in ``events`` stays listed after a retention round found
+it so (an insert that listed it just before may be on its way: an insert lasts minutes at
+most); half the hourly rounds' interval, so the next round of that node takes it out."""
 _CREATE_FORGOTTEN: Final = (
     "CREATE TABLE IF NOT EXISTS forgotten (appid String, user_id String, forgotten_ms Int64)"
     " ENGINE = MergeTree ORDER BY (appid, user_id)"
@@ -404,6 +411,8 @@ class ClickHouseEventStore:
         self._forgotten: Forgotten = {}
         self._forgotten_seen: tuple[int, int] | None = None
         self._swept_at: int | None = None  # when this node's last sweep of forgets began
+        # listed ids with no copy left, as this node's retention rounds found them: when first
+        self._orphans: dict[tuple[str, str], int] = {}
 
     @classmethod
     def from_url(cls, url: str, keys: EventKeyIndex) -> ClickHouseEventStore:
@@ -547,7 +556,16 @@ class ClickHouseEventStore:
             self._columns_seen = self._read_columns()
 
     def _ensure_fields(self, slots: FieldSlots) -> None:
-        self._ensure_columns(slot_column(ftype, slot) for ftype, slot in slots.values())
+        """The columns of the app's fields: each field's slot and, for a retyped field, the
+        slots of its earlier parts (read too, by the user lookup and the export: one that no
+        event ever wrote was never made)."""
+        history = getattr(slots, "history", {})
+        needed = []
+        for name, (ftype, slot) in slots.items():
+            needed.append(slot_column(ftype, slot))
+            if name in history:
+                needed.extend(part.column for part in history[name].parts)
+        self._ensure_columns(needed)
 
     @property
     def columns(self) -> frozenset[str]:
@@ -853,8 +871,11 @@ class ClickHouseEventStore:
         """Every stored copy of the app's events (a synced test event has two); a mutation,
         waited for."""
         _slot_name(column)
-        if column not in self._columns:
-            return 0
+        if column not in self._columns:  # maybe added by another node since this one looked
+            with self._columns_lock:
+                self._columns_seen = self._read_columns()
+            if column not in self._columns_seen:
+                return 0
         params: list[object] = [appid, received_before_ms]
         where = f"appid = {{p1:String}} AND {column} IS NOT NULL AND received_ms < {{p2:Int64}}"
         count = self._scalar(f"SELECT count() FROM {TABLE} WHERE {where}", params)
@@ -920,6 +941,7 @@ class ClickHouseEventStore:
         # round would count them again and queue a second delete behind the first
         if count or expired or swept:
             self._wait_for_mutations(_RETENTION_WAIT_S)
+        self._unlist_orphans()
         return count
 
     def _unlist_older_than(self, cutoff_ms: int) -> None:
@@ -941,6 +963,36 @@ class ClickHouseEventStore:
                 render_clickhouse(f"ALTER TABLE {DUPS_TABLE} DELETE WHERE {where}", [cutoff_ms])
             )
             self._wait_for_mutations()
+
+    def _unlist_orphans(self) -> None:
+        """Take out of ``event_dups`` the listed ids with no copy left in ``events``, which
+        ``_unlist_older_than`` never meets: copies deleted after an insert met a forget
+        (``_delete_forgotten``), or an id listed for an insert that then failed and whose
+        claimer never inserted it. An id is taken out at a round ``ORPHAN_MARGIN_MS`` or more
+        after a round of this node found it so (an id found so at a single moment may be
+        listed for an insert still on its way, and a second copy may follow it): a copy that
+        lands later is alone, and a retry of the id found claimed is looked up and listed
+        again where not found. (Only an id listed anew and still being inserted when the
+        second round finds it, and a second copy of it, in flight meanwhile, would escape.)
+        The lookup reads the granules of the listed ids, as ``_unlist_older_than`` does."""
+        found = self._query(
+            f"SELECT DISTINCT appid, uid FROM {DUPS_TABLE} WHERE (appid, uid) NOT IN"
+            f" (SELECT appid, uid FROM {TABLE} WHERE (appid, uid) IN"
+            f" (SELECT appid, uid FROM {DUPS_TABLE}))"
+        )
+        now = now_ms()
+        orphans: dict[tuple[str, str], int] = {}
+        gone: dict[str, list[str]] = {}
+        for appid, uid in found:
+            key = (str(appid), str(uid))
+            since = self._orphans.get(key, now)
+            if now - since >= ORPHAN_MARGIN_MS:
+                gone.setdefault(key[0], []).append(key[1])
+            else:
+                orphans[key] = since
+        self._orphans = orphans
+        for appid, uids in sorted(gone.items()):
+            self._unlist(appid, sorted(uids))
 
     def forget_user(self, appid: str, user_id: str, at_ms: int | None = None) -> int:
         """Delete every event of one user of one app; returns how many rows went. The user

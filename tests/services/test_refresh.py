@@ -110,6 +110,10 @@ async def test_the_refresh_api_over_http(
         async with http.post(base, params=params, json={"all": True}) as resp:
             assert resp.status == 401, params
     async with http.post(base, params={"secret": app.secret}, json={"all": True}) as resp:
+        assert resp.status == 409  # no periodic URL yet: nothing would be fetched
+        assert "no enabled periodic data URL" in (await resp.json())["message"]
+    await confirm_url(p, app.appid, "periodic", "http://127.0.0.1:9/periodic")
+    async with http.post(base, params={"secret": app.secret}, json={"all": True}) as resp:
         assert resp.status == 200
         started = await resp.json()
     assert started["users"] == 0
@@ -177,7 +181,8 @@ async def test_users_that_cannot_be_fetched_do_not_hold_a_refresh_open(
     shown = await p.refresh.progress(appid, started["refresh_id"])
     assert (shown["state"], shown["total"]) == ("done", len(USERS))
     assert shown["finished_at"] is not None
-    await p.refresh.start(appid, {"all": True})  # not refused
+    with pytest.raises(Conflict, match="no enabled periodic data URL"):  # not "still running"
+        await p.refresh.start(appid, {"all": True})
 
 
 async def test_a_refresh_leaves_out_the_users_being_fetched_and_ends(
@@ -245,3 +250,27 @@ async def test_cancelling_a_refresh_leaves_users_made_due_since_due(
     counter.requests.clear()
     assert await run(p) == 1  # u1 only; the refresh's other users are back on schedule
     assert counter.by_token() == {"another account": 1}
+
+
+async def test_a_refresh_counts_only_users_the_engine_will_fetch(
+    platforms: Make, fake_clock: FakeClock, counter: Counter
+) -> None:
+    """The platform's 7 days were used, not the app's own active window, and an app with no
+    periodic URL was refreshed too: users counted, never fetched, then counted as done."""
+    p = await platforms(clock=fake_clock)
+    appid = await fetched_app(p, counter)  # u0..u11, launched now
+    await p.apps.update_fetch_settings(appid, {"active_days": 1}, "ops")
+    fake_clock.advance(3 * 86400)
+    await p.background.launch(appid, "fresh", Launch())
+    await p.background.set_token(appid, "fresh", "fresh")
+    assert await run(p) == 1
+    started = await p.refresh.start(appid, {"all": True})
+    assert started["users"] == 1
+    counter.requests.clear()
+    assert await run(p) == 1
+    assert [r.query["token"] for r in counter.requests] == ["fresh"]
+
+    pre_only = await p.apps.create("pre-only", "dev")
+    await p.background.launch(pre_only.appid, "u1", Launch())
+    with pytest.raises(Conflict, match="no enabled periodic data URL"):
+        await p.refresh.start(pre_only.appid, {"all": True})

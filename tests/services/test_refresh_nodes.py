@@ -18,7 +18,7 @@ from miniport.clock import FakeClock
 from miniport.errors import Conflict, NotFound
 from miniport.platform import Platform, create_platform
 from miniport.storage import schema as t
-from tests.conftest import make_settings
+from tests.conftest import confirm_url, make_settings
 from tests.services.test_refresh import USERS, fetched_app
 from tests.support.platforms import Counter, run
 
@@ -150,6 +150,8 @@ async def test_finished_refreshes_are_pruned_by_age_and_count(
     p = await platforms(clock=fake_clock, **db)
     shop = (await p.apps.create("shop", "dev")).appid
     other = (await p.apps.create("other", "dev")).appid
+    for appid in (shop, other):  # a periodic URL, no users
+        await confirm_url(p, appid, "periodic", "http://127.0.0.1:9/periodic")
     ids = []
     for _ in range(4):  # no users: each is done at once
         ids.append((await p.refresh.start(shop, {"all": True}))["refresh_id"])

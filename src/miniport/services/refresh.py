@@ -17,9 +17,9 @@ from collections.abc import Callable
 from typing import Any
 
 from ..clock import Clock
-from ..domain.schedule import ScheduleRules
+from ..domain.schedule import DAY, ScheduleRules
 from ..domain.tokens import validate_id
-from ..errors import InvalidInput
+from ..errors import Conflict, InvalidInput
 from ..storage.db import Database
 from ..storage.refreshes import RefreshStore
 from ..storage.registry import RegistryStore
@@ -43,12 +43,19 @@ class RefreshService:
     async def start(self, appid: str, body: Any) -> dict[str, Any]:
         users = self._requested(body)
         await self.db.read(self.registry.get_app, appid)
+        urls = (await self.db.read(self.registry.fetch_urls, appid))["periodic"]
+        if not (urls.url and urls.enabled):  # counted, then "done" with nothing fetched
+            raise Conflict("the app has no enabled periodic data URL: there is nothing to refresh")
+        settings = await self.db.read(self.registry.fetch_settings, appid) or {}
         now = self.clock.now()
+        # the app's own active window, as the engine's claims read it: a user beyond it was
+        # counted, never fetched, and then counted as done
+        active_days = settings.get("active_days") or self.rules.active_days
         # the running check, the insert and making the users due are one write transaction,
         # and the database keeps a second running refresh of the app out (on every node)
         refresh = await self.db.write(
             self.store.start, "rf_" + secrets.token_hex(8), appid, users,
-            self.rules.active_since(now), now, "app-backend",
+            now - active_days * DAY, now, "app-backend",
         )  # fmt: skip
         self.wake_engine()
         return {"refresh_id": refresh.id, "users": refresh.total}

@@ -662,10 +662,15 @@ class DuckDBEventStore:
             self._con.execute(
                 "INSERT INTO miniport_meta VALUES ('schema_version', ?)", [SCHEMA_VERSION]
             )
-        elif row[0] != SCHEMA_VERSION:
-            raise RuntimeError(
-                f"{self.path} has analytics schema version {row[0]}, this code expects "
-                f"{SCHEMA_VERSION}"
+        elif row[0] != SCHEMA_VERSION:  # made by a newer version: one line, not a traceback
+            from miniport.errors import SchemaTooNew
+
+            found = str(row[0])
+            newer = found.isdigit() and int(found) > int(SCHEMA_VERSION)
+            than = "newer than this version's" if newer else "unknown to this version, at"
+            raise SchemaTooNew(
+                f"the events database {self.path} is at schema version {found}, "
+                f"{than} {SCHEMA_VERSION}: run the version that made it"
             )
 
     def _read_columns(self) -> frozenset[str]:

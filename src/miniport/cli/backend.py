@@ -200,16 +200,38 @@ async def _answers(url: str) -> bool:
         return False
 
 
+def _held_by_a_server(data_dir: Path) -> bool | None:
+    """Whether a server holds the data directory's lock (``serve.lock``, which ``serve`` takes
+    before it writes ``server.json`` and holds while it runs); None when this process cannot
+    tell (the lock file cannot be opened: a read-only directory, another user's file)."""
+    from ..storage.data_dir import holding
+
+    class _Held(Exception):
+        pass
+
+    try:
+        with holding(data_dir, _Held):
+            return False
+    except _Held:
+        return True
+    except OSError:
+        return None
+
+
 def running_server(data_dir: Path | None) -> Server | None:
     """The server running on this data directory, or None. A ``server.json`` left by a server
-    that is gone is ignored, whatever answers at its address now (another server, another
-    program: its answers were taken for this server's); one whose process lives but does not
-    answer is an error (opening the events file here would fail on its lock)."""
+    that is gone (its process gone, or no server holding the data directory's lock: its pid
+    reused by another process) is ignored, whatever answers at its address now (another
+    server, another program: its answers were taken for this server's); one whose process
+    lives, holding the lock, but does not answer is an error (opening the events file here
+    would fail on its lock)."""
     settings = settings_for(data_dir)
     info = read_server_file(settings.data_dir)
     if not info or "url" not in info or "admin_key" not in info:
         return None
     if "pid" in info and not _alive(info["pid"]):
+        return None
+    if _held_by_a_server(settings.data_dir) is False:
         return None
     url = str(info["url"]).rstrip("/")
     import asyncio  # here, not at the top: ``miniport --help`` never needs it

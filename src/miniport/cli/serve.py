@@ -4,8 +4,9 @@ directory (never through a server's admin API). uvicorn, aiohttp and the platfor
 when a command runs, not when the CLI starts.
 
 Invariant of ``serve``'s start: the data directory is locked and every port is bound BEFORE
-anything is written or printed as serving; a held data directory, a port in use or an events
-database held by another process ends at once with one line on stderr and exit status 2."""
+anything is written or printed as serving; a held data directory, a port in use, an events
+database held by another process (or damaged), or a database a newer version made ends at once
+with one line on stderr and exit status 2."""
 
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from rich.markup import escape
 
-from ..errors import StateUnavailable
+from ..errors import SchemaTooNew, StateUnavailable
 from ..storage.data_dir import holding as data_dir_lock
 from . import logs
 from .common import (
@@ -69,22 +70,32 @@ def holding(data_dir: Path) -> contextlib.AbstractContextManager[None]:
 
 
 def listening(host: str, port: int, what: str, flag: str) -> socket.socket:
-    """A socket bound and listening on host:port, or StartRefused naming the flag to change."""
+    """A socket bound and listening on host:port, or StartRefused naming the flag to change
+    (``--host`` when the address is at fault: a name that does not resolve, not this host's)."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind((host, port))
         sock.listen(2048)
-    except OSError as exc:
+    except (OSError, OverflowError) as exc:  # OverflowError: a port beyond 0-65535
         sock.close()
-        reason = "in use" if exc.errno == errno.EADDRINUSE else (exc.strerror or str(exc))
-        raise StartRefused(
-            f"cannot listen on {host}:{port} for {what} ({reason}): "
-            f"stop what uses it, or choose another {flag}"
-        ) from None
+        raise StartRefused(f"cannot listen on {host}:{port} for {what} {_why(exc, flag)}") from None
     sock.set_inheritable(True)
     return sock
+
+
+def _why(exc: OSError | OverflowError, flag: str) -> str:
+    """Why a bind failed, and what to change."""
+    if isinstance(exc, socket.gaierror):
+        return f"({exc.strerror or exc}): give --host an address, or a name that resolves"
+    if isinstance(exc, OverflowError):
+        return f"(a port is 0 to 65535): choose another {flag}"
+    if exc.errno == errno.EADDRINUSE:
+        return f"(in use): stop what uses it, or choose another {flag}"
+    if exc.errno == errno.EADDRNOTAVAIL:
+        return f"({exc.strerror}): --host must be an address of this machine"
+    return f"({exc.strerror or exc}): check --host and {flag}"
 
 
 def _uvicorn_server(config: uvicorn.Config) -> uvicorn.Server:
@@ -294,19 +305,31 @@ async def _first_run_hint(platform: Platform, data_dir: Path) -> None:
 
 
 async def _open_events(platform: Platform) -> None:
-    """Open the events database now: held by another process, the start ends here."""
+    """Open the events database now: held by another process, damaged, or made by a newer
+    version, the start ends here."""
     import asyncio
 
     import duckdb
 
     try:
         await asyncio.to_thread(lambda: platform.analytics.store)
-    except duckdb.Error:
+    except (duckdb.Error, SchemaTooNew) as exc:
         await platform.close()
-        raise StartRefused(
-            f"the events database {platform.settings.events_path} is held by another process "
+        raise StartRefused(events_refusal(platform.settings.events_path, exc)) from None
+
+
+def events_refusal(path: Path, exc: Exception) -> str:
+    """Why the events database cannot be opened: DuckDB's lock held by another process (the
+    one case where waiting helps), or its own reason (a damaged file, one it cannot read)."""
+    if isinstance(exc, SchemaTooNew):
+        return exc.message
+    reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+    if "Could not set lock" in reason or "Conflicting lock" in reason:
+        return (
+            f"the events database {path} is held by another process "
             "(a `miniport` command still running?): wait for it, or stop it"
-        ) from None
+        )
+    return f"the events database {path} is damaged or unreadable: {reason}"
 
 
 def cli_key_id(data_dir: Path) -> str:
@@ -403,7 +426,7 @@ def _start(settings: Settings, host: str, port: int, demo_port: int | None) -> N
             _install_uvloop()
             with contextlib.suppress(KeyboardInterrupt):
                 asyncio.run(_serve(settings, sock, demo_sock))
-    except (StartRefused, StateUnavailable) as exc:
+    except (StartRefused, StateUnavailable, SchemaTooNew) as exc:
         err_console.print(f"[red]error[/red]: {escape(str(exc))}", highlight=False, soft_wrap=True)
         raise typer.Exit(2) from None
 
@@ -412,7 +435,9 @@ def register(app: typer.Typer) -> None:
     @app.command("serve")
     def serve(
         host: Annotated[str, typer.Option("--host", help="Address to listen on")] = "127.0.0.1",
-        port: Annotated[int, typer.Option("--port", help="Port to listen on")] = 8700,
+        port: Annotated[
+            int, typer.Option("--port", min=0, max=65535, help="Port to listen on")
+        ] = 8700,
         dev: Annotated[
             bool,
             typer.Option(
@@ -428,7 +453,11 @@ def register(app: typer.Typer) -> None:
             ),
         ] = False,
         demo_port: Annotated[
-            int, typer.Option("--demo-port", help="Port of the demo's developer server (loopback)")
+            int,
+            typer.Option(
+                "--demo-port", min=0, max=65535,
+                help="Port of the demo's developer server (loopback)",
+            ),
         ] = DEMO_PORT,
         log_format: LogFormatOption = LogFormat.human,
         log_level: LogLevelOption = LogLevel.info,

@@ -5,12 +5,15 @@ even imported, which keeps CLI commands quick."""
 from __future__ import annotations
 
 import contextlib
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from sqlalchemy import Engine, text
 from sqlalchemy.exc import DBAPIError
+
+from ..errors import SchemaTooNew
 
 if TYPE_CHECKING:
     from alembic.config import Config
@@ -20,6 +23,7 @@ HEAD = "0018"  # the newest revision in migrations/versions (a test keeps the tw
 # PostgreSQL advisory lock held while migrating: nodes starting together on one empty database
 # migrate one at a time (the others then find it at HEAD) instead of racing on CREATE TABLE.
 MIGRATION_LOCK = 0x6D696E69706F7274  # "miniport"
+_REVISION = re.compile(r"\d{4}")  # the revisions' names: 0001, 0002, ...
 
 
 def alembic_config(url: str) -> Config:
@@ -40,13 +44,28 @@ def current_revision(engine: Engine) -> str | None:
 
 
 def upgrade(engine: Engine, revision: str = "head") -> None:
-    if revision == "head" and current_revision(engine) == HEAD:
+    """Migrate to ``revision``; a database at a revision this code does not know (a newer
+    version made it) is left as it is: ``SchemaTooNew``."""
+    if revision == "head" and known_revision(engine) == HEAD:
         return
     with _sqlite_file_lock(engine):
         # another process may have migrated while this one waited for the lock
-        if revision == "head" and current_revision(engine) == HEAD:
+        if known_revision(engine) == HEAD and revision == "head":
             return
         _upgrade(engine, revision)
+
+
+def known_revision(engine: Engine) -> str | None:
+    """The database's revision, one this code knows (or None: an empty database); Alembic
+    would fail on any other with a traceback ("Can't locate revision")."""
+    current = current_revision(engine)
+    if current is None or (_REVISION.fullmatch(current) and current <= HEAD):
+        return current
+    newer = _REVISION.fullmatch(current)
+    than = "newer than this version's" if newer else "unknown to this version, at"
+    raise SchemaTooNew(
+        f"the state database is at revision {current}, {than} {HEAD}: run the version that made it"
+    )
 
 
 @contextlib.contextmanager

@@ -150,7 +150,7 @@ def make_engine(url: str) -> Engine:
     its traceback) names the statement but not its values, which are users' data, tokens and
     fetched bodies."""
     if url.startswith("sqlite"):
-        path = url.split("///", 1)[-1]
+        path = make_url(url).database  # decoded: the URL quotes ' ', '#', '?', '%', non-ASCII
         if path and path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
         # isolation_level=None on the driver: a lone SELECT runs in autocommit (no BEGIN and

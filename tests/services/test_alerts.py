@@ -126,12 +126,11 @@ async def test_undeliverable_alerts_are_recorded_not_raised(
     p = await platforms(clock=fake_clock, dev=False)  # the guard refuses loopback webhooks
     app = await p.apps.create("shop", "dev")
     p2: Any = p
+    stored = {"webhook_url": "http://127.0.0.1:9/h", "email": "ops@example.com",
+              "threshold": 0.8, "window_s": 300.0, "min_fetches": 1}  # fmt: skip
     await p2.alerts.db.write(
-        p2.alerts.store.save_settings,
-        app.appid,
-        {"webhook_url": "http://127.0.0.1:9/h", "email": "ops@example.com", "threshold": 0.8,
-         "window_s": 300.0, "min_fetches": 1},
-        fake_clock.now(),
+        p2.alerts.store.change_settings, app.appid, lambda _: stored, stored, fake_clock.now(),
+        "test",
     )  # fmt: skip
     from miniport.storage.fetches import FetchRecord
 

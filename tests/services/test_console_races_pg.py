@@ -108,6 +108,24 @@ async def test_the_same_tester_added_or_removed_twice_at_once_changes_once(
     )
 
 
+async def test_two_alert_changes_at_once_keep_both(pg_platform: Platform) -> None:
+    """Each change read the settings, then replaced them whole: one change was lost, or the
+    second first settings of an app (a delete, then an insert) was a unique-key 500."""
+    p = pg_platform
+    app = await p.apps.create("shop", "test")
+    # both reach their first write of the settings before either has made it (the old code
+    # had read them first: neither saw the other's)
+    meet_at(p, lambda sql: "alert_settings" in sql and not sql.startswith("SELECT"))
+    outcomes = await asyncio.gather(
+        p.alerts.configure(app.appid, {"email": "ops@example.com"}, "alice"),
+        p.alerts.configure(app.appid, {"threshold": 50}, "bob"),
+        return_exceptions=True,
+    )
+    assert not [o for o in outcomes if isinstance(o, Exception)], outcomes
+    shown = await p.alerts.shown(app.appid)
+    assert (shown["email"], shown["threshold"]) == ("ops@example.com", 50)
+
+
 async def test_the_same_member_added_twice_at_once_is_one_member(pg_platform: Platform) -> None:
     p = pg_platform
     app = await p.apps.create("shop", "test")

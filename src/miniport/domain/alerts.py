@@ -25,7 +25,7 @@ class AlertRule:
 
     def __post_init__(self) -> None:
         if not 0 < self.threshold <= 1:
-            raise InvalidInput("the threshold is a success percentage from 1 to 100")
+            raise InvalidInput("the threshold is a success percentage above 0 and at most 100")
         if not 60 <= self.window_s <= 86400:
             raise InvalidInput("the window must be from 1 min to 24 h")
         if not 1 <= self.min_fetches <= 100_000:

@@ -37,6 +37,13 @@ _EMAIL = re.compile(
     r"[^@\s\x00-\x1f\x7f]{1,64}@[A-Za-z0-9.-]{1,189}\.[A-Za-z]{2,}|[^@\s\x00-\x1f\x7f]{1,64}@localhost"
 )
 KINDS = ("periodic", "pre")
+_DEFAULTS: dict[str, Any] = {
+    "webhook_url": None,
+    "email": None,
+    "threshold": AlertRule.threshold,
+    "window_s": AlertRule.window_s,
+    "min_fetches": AlertRule.min_fetches,
+}
 log = logging.getLogger("miniport.alerts")
 
 
@@ -84,18 +91,26 @@ class AlertService:
         """Change where an app's alerts go and when they fire; audited (``alerts.configure``,
         naming what changed and the webhook's host, never its path: it may be its credential)."""
         await self.db.read(self.registry.get_app, appid)
-        current = (await self.db.read(self.store.settings, appid) or [{}])[0]
-        values = {
-            "webhook_url": current.get("webhook_url"),
-            "email": current.get("email"),
-            "threshold": current.get("threshold", AlertRule.threshold),
-            "window_s": current.get("window_s", AlertRule.window_s),
-            "min_fetches": current.get("min_fetches", AlertRule.min_fetches),
-        }
-        before = dict(values)
+        update = self._changes(changes)
+
+        def merged(current: dict[str, Any]) -> dict[str, Any]:
+            values = {**current, **update}
+            AlertRule(values["threshold"], values["window_s"], values["min_fetches"])  # checks
+            return values
+
+        # the settings as they are when written, not as read before (two changes at once, of
+        # the e-mail and of the threshold, say, each kept only its own)
+        await self.db.write(
+            self.store.change_settings, appid, merged, _DEFAULTS, self.clock.now(), actor
+        )
+        return await self.shown(appid)
+
+    def _changes(self, changes: dict[str, Any]) -> dict[str, Any]:
+        """The settings ``changes`` sets, each checked on its own (no I/O)."""
+        update: dict[str, Any] = {}
         if changes.get("webhook") is not None:
             webhook = changes["webhook"]
-            values["webhook_url"] = (
+            update["webhook_url"] = (
                 validate_fetch_url("periodic", webhook, dev=self.dev, policy=self.address_policy)
                 if webhook
                 else None
@@ -104,21 +119,14 @@ class AlertService:
             email = changes["email"].strip()
             if email and not _EMAIL.fullmatch(email):
                 raise InvalidInput(f"{email!r} is not an e-mail address")
-            values["email"] = email or None
+            update["email"] = email or None
         if changes.get("threshold") is not None:
-            values["threshold"] = float(changes["threshold"]) / 100
+            update["threshold"] = float(changes["threshold"]) / 100
         if changes.get("window") is not None:
-            values["window_s"] = parse_duration(changes["window"], "m")
+            update["window_s"] = parse_duration(changes["window"], "m")
         if changes.get("min_fetches") is not None:
-            values["min_fetches"] = changes["min_fetches"]
-        AlertRule(values["threshold"], values["window_s"], values["min_fetches"])  # validates
-        changed = sorted(k for k, v in values.items() if before[k] != v)
-        webhook = values["webhook_url"]
-        audit = {"changed": changed, "webhook_host": urlsplit(webhook).netloc if webhook else None}
-        await self.db.write(
-            self.store.save_settings, appid, values, self.clock.now(), actor=actor, audit=audit
-        )
-        return await self.shown(appid)
+            update["min_fetches"] = changes["min_fetches"]
+        return update
 
     async def shown(self, appid: str, whole: bool = True) -> dict[str, Any]:
         """The app's alert settings and states. ``whole=False`` (for a viewer): the webhook's

@@ -7,12 +7,14 @@ never send one change twice."""
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
+from urllib.parse import urlsplit
 
-from sqlalchemy import and_, delete, func, insert, select, update
+from sqlalchemy import and_, func, insert, select, update
 
 from . import schema as t
-from .db import Database
+from .db import Database, dialect_insert
 from .registry import RegistryStore
 
 
@@ -27,21 +29,40 @@ class AlertStore:
         with self.db.reading() as conn:
             return [dict(r._mapping) for r in conn.execute(query)]
 
-    def save_settings(
+    def change_settings(
         self,
         appid: str,
-        values: dict[str, Any],
+        merged: Callable[[dict[str, Any]], dict[str, Any]],
+        defaults: dict[str, Any],
         now: float,
-        *,
-        actor: str | None = None,
-        audit: dict[str, Any] | None = None,
+        actor: str,
     ) -> None:
-        """Replace the app's settings; with ``actor``, the audit entry in the same transaction."""
+        """Set the app's settings to ``merged(current)`` (``defaults`` for an app with none),
+        audited (``alerts.configure``: what changed, and the webhook's host only: its path may
+        be its credential), in one transaction holding the app's row: two changes at once are
+        applied one after the other. (A delete then an insert was a unique-key 500 for the
+        second of two first settings on PostgreSQL.)"""
+        c = t.alert_settings.c
         with self.db.writing() as conn:
-            conn.execute(delete(t.alert_settings).where(t.alert_settings.c.appid == appid))
-            conn.execute(insert(t.alert_settings).values(appid=appid, updated_at=now, **values))
-            if actor is not None:
-                RegistryStore._audit(conn, now, actor, "alerts.configure", appid, **(audit or {}))
+            conn.execute(
+                dialect_insert(self.db.is_sqlite)(t.alert_settings)
+                .values(appid=appid, updated_at=now, **defaults)
+                .on_conflict_do_nothing(index_elements=["appid"])
+            )
+            row = conn.execute(
+                select(*(c[k] for k in defaults)).where(c.appid == appid).with_for_update()
+            ).one()
+            before = dict(row._mapping)
+            values = merged(before)
+            conn.execute(
+                update(t.alert_settings).where(c.appid == appid).values(updated_at=now, **values)
+            )
+            webhook = values["webhook_url"]
+            RegistryStore._audit(
+                conn, now, actor, "alerts.configure", appid,
+                changed=sorted(k for k, v in values.items() if before[k] != v),
+                webhook_host=urlsplit(webhook).netloc if webhook else None,
+            )  # fmt: skip
 
     def states(self, appid: str) -> dict[str, bool]:
         c = t.alert_states.c

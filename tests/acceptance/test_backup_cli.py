@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from tests.acceptance.test_cli import miniport, ok
+from tests.support.cli import CLEAN_ENV, MINIPORT
 
 
 @pytest.mark.timeout(300)
@@ -49,3 +50,26 @@ async def test_backup_while_serving_then_restore_elsewhere(
 
     bad = await miniport("restore", str(tmp_path), data_dir=elsewhere)  # not a backup
     assert bad.code == 1 and "holds no manifest.json: not a Miniport backup" in bad.err
+
+
+async def test_a_restore_waits_for_the_workers_on_sqlite(tmp_path: Path) -> None:
+    """A restore replaced the files under a running SQLite worker (it held no lock), whose
+    fetches then went on into the deleted database."""
+    data = tmp_path / "data"
+    await ok("backup", "--to", str(tmp_path / "b"), data_dir=data)
+    worker = await asyncio.create_subprocess_exec(
+        MINIPORT, "worker", "--data-dir", str(data),
+        env={**CLEAN_ENV, "PYTHONUNBUFFERED": "1"},
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        assert worker.stdout is not None
+        started = await asyncio.wait_for(worker.stdout.readline(), 60)
+        assert b"Miniport worker fetching" in started  # its lock is held from before this
+        refused = await miniport("restore", str(tmp_path / "b"), data_dir=data)
+        assert refused.code == 1 and "a worker is running on" in refused.err, refused
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        await asyncio.wait_for(worker.communicate(), 60)
+    assert worker.returncode == 0
+    assert (await ok("restore", str(tmp_path / "b"), data_dir=data))["files"]

@@ -19,13 +19,14 @@ import socket
 from collections.abc import Iterator
 from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 from rich.markup import escape
 
 from ..errors import SchemaTooNew, StateUnavailable
 from ..storage.data_dir import holding as data_dir_lock
+from ..storage.data_dir import working
 from . import logs
 from .common import (
     DataDir,
@@ -427,8 +428,13 @@ def _start(settings: Settings, host: str, port: int, demo_port: int | None) -> N
             with contextlib.suppress(KeyboardInterrupt):
                 asyncio.run(_serve(settings, sock, demo_sock))
     except (StartRefused, StateUnavailable, SchemaTooNew) as exc:
-        err_console.print(f"[red]error[/red]: {escape(str(exc))}", highlight=False, soft_wrap=True)
-        raise typer.Exit(2) from None
+        refuse(exc)
+
+
+def refuse(exc: Exception) -> NoReturn:
+    """A start refused: one line on stderr, exit status 2."""
+    err_console.print(f"[red]error[/red]: {escape(str(exc))}", highlight=False, soft_wrap=True)
+    raise typer.Exit(2) from None
 
 
 def register(app: typer.Typer) -> None:
@@ -484,4 +490,24 @@ def register(app: typer.Typer) -> None:
         logs.configure(log_format, log_level)
         settings = settings_for(data_dir, dev=True if dev else None)
         _install_uvloop()
-        asyncio.run(_worker(settings))
+        try:
+            with _worker_lock(settings):
+                asyncio.run(_worker(settings))
+        except (StartRefused, SchemaTooNew) as exc:
+            refuse(exc)
+
+
+def _worker_lock(settings: Settings) -> contextlib.AbstractContextManager[None]:
+    """On SQLite, the data directory's workers' lock (shared: workers and a server run side by
+    side), which a restore takes exclusively: it replaced the files under a running worker,
+    whose writes then went to the deleted ones. On PostgreSQL, none: nothing to restore."""
+    if settings.database_url:
+        return contextlib.nullcontext()
+
+    def refused() -> StartRefused:
+        return StartRefused(
+            f"a restore is replacing the files of {settings.data_dir.resolve()}: start the"
+            " worker once it is done"
+        )
+
+    return working(settings.data_dir, refused)

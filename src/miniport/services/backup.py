@@ -21,7 +21,7 @@ from ..domain import backups as rules
 from ..errors import Conflict, InvalidInput, Problem, StorageFull
 from ..storage import backup as files
 from ..storage import migrate
-from ..storage.data_dir import holding
+from ..storage.data_dir import holding, no_workers
 
 if TYPE_CHECKING:
     from ..analytics.event_store import DuckDBEventStore
@@ -126,7 +126,10 @@ def restore(settings: Settings, source: Path, *, discard: bool = False) -> dict[
         raise InvalidInput(f"{source} cannot be restored", [Problem("", p) for p in problems])
     data_dir = settings.data_dir
     data_dir.mkdir(parents=True, exist_ok=True)
-    with holding(data_dir, lambda: Conflict(f"a server is running on {data_dir}: stop it first")):
+    with (
+        holding(data_dir, lambda: Conflict(f"a server is running on {data_dir}: stop it first")),
+        no_workers(data_dir, lambda: Conflict(f"a worker is running on {data_dir}: stop it first")),
+    ):
         aside = None if discard else _aside(data_dir, manifest)
         restored = [
             manifest[part]["file"] for part in ("state", "events") if manifest[part]["file"]

@@ -1,5 +1,7 @@
-"""The data directory's lock: one server at a time uses a data directory (its SQLite and
-DuckDB files, its ``server.json``), and a restore replaces its files only while none does."""
+"""The data directory's locks: one server at a time uses a data directory (its SQLite and
+DuckDB files, its ``server.json``: ``serve.lock``, exclusive), any number of workers beside it
+on SQLite (``workers.lock``, shared), and a restore replaces its files only while neither
+runs (it takes both, exclusive)."""
 
 from __future__ import annotations
 
@@ -10,6 +12,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 LOCK_FILE = "serve.lock"
+WORKERS_LOCK_FILE = "workers.lock"
+Busy = Callable[[], Exception]
 
 
 def holding(
@@ -20,15 +24,27 @@ def holding(
     return locked(data_dir / LOCK_FILE, busy)
 
 
+def working(data_dir: Path, busy: Busy) -> contextlib.AbstractContextManager[None]:
+    """A worker's shared lock on ``data_dir`` for the life of the block (workers share it;
+    a restore, which takes it exclusively, keeps them out and waits for none): ``busy()``
+    while a restore runs."""
+    return locked(data_dir / WORKERS_LOCK_FILE, busy, shared=True)
+
+
+def no_workers(data_dir: Path, busy: Busy) -> contextlib.AbstractContextManager[None]:
+    """An exclusive lock on ``data_dir``'s workers' lock: ``busy()`` while a worker runs."""
+    return locked(data_dir / WORKERS_LOCK_FILE, busy)
+
+
 @contextlib.contextmanager
-def locked(path: Path, busy: Callable[[], Exception]) -> Iterator[None]:
-    """An exclusive lock on the file ``path`` (made, with its directory, when missing) for the
-    life of the block; held by another process, ``busy()`` is raised."""
+def locked(path: Path, busy: Callable[[], Exception], *, shared: bool = False) -> Iterator[None]:
+    """An exclusive (or ``shared``) lock on the file ``path`` (made, with its directory, when
+    missing) for the life of the block; held by another process, ``busy()`` is raised."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
     try:
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(fd, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
         except BlockingIOError:
             raise busy() from None
         yield

@@ -79,6 +79,25 @@ async def test_a_cancelled_refresh_leaves_the_rest_on_schedule(
     assert (await p.refresh.start(appid, {"all": True}))["users"] == len(USERS)
 
 
+async def test_a_cancel_leaves_users_without_a_token_out_of_the_due_index(
+    platforms: Make, fake_clock: FakeClock, counter: Counter
+) -> None:
+    """Such a user sits out until a token comes (a fetch would only say token_not_set): the
+    cancel made them due now, for one such fetch each."""
+    p = await platforms(clock=fake_clock)
+    appid = await fetched_app(p, counter)
+    await p.background.launch(appid, "tokenless", Launch())
+    assert await run(p) == 1  # token_not_set: out of the due index
+    fake_clock.advance(60)
+    rid = (await p.refresh.start(appid, {"users": ["tokenless", "u1"]}))["refresh_id"]
+    await p.refresh.cancel(appid, rid)
+    c = t.app_users.c
+    with p.db.reading() as conn:
+        due = dict(conn.execute(select(c.user_id, c.next_due_at).where(c.appid == appid)).all())
+    assert due["tokenless"] is None and due["u1"] > fake_clock.now() + 11 * 3600
+    assert await run(p) == 0
+
+
 @pytest.mark.parametrize(
     "body", [None, [], {}, {"users": []}, {"users": "u1"}, {"users": [1]}, {"all": False},
              {"all": True, "users": ["u1"]}, {"users": ["x" * 129]}],

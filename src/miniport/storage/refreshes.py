@@ -163,7 +163,13 @@ class RefreshStore:
                     c.next_due_at == refresh.started_at,  # as the refresh left it
                     or_(c.lease_until.is_(None), c.lease_until <= now),
                 )
-                .values(next_due_at=func.coalesce(c.last_success_at + interval_s, now))
+                .values(
+                    # a user without a token sits out again until one comes (as before)
+                    next_due_at=case(
+                        (c.token.is_(None), None),
+                        else_=func.coalesce(c.last_success_at + interval_s, now),
+                    )
+                )
             )
             conn.execute(
                 insert(t.audit_log).values(

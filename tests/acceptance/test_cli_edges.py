@@ -35,12 +35,13 @@ async def test_arguments_that_are_not_utf8_are_refused_in_one_line(tmp_path: Pat
 async def test_a_state_file_that_is_not_a_database_is_named_not_a_traceback(
     tmp_path: Path,
 ) -> None:
-    data = tmp_path / "data"
+    data = tmp_path / "my data #1"  # named as typed: not the URL's "my%20data%20%231"
     data.mkdir()
     (data / "miniport.db").write_text("garbage, not SQLite\n" * 100)
     shown = await miniport("app", "list", "--json", data_dir=data)
     assert shown.code == 1 and shown.json["error"] == "state_store", shown
-    assert "miniport.db: file is not a database" in shown.json["message"]
+    said = f"state database {data}/miniport.db: file is not a database"
+    assert shown.json["message"] == said, shown
 
 
 async def test_a_server_json_left_by_a_server_that_is_gone_is_ignored(

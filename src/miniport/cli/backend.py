@@ -105,7 +105,10 @@ def _state_error(url: str, exc: Exception) -> CommandError:
     from sqlalchemy import make_url
 
     reason = (str(getattr(exc, "orig", None) or exc).strip().splitlines() or ["?"])[0]
-    shown = make_url(url).render_as_string(hide_password=True)
+    parsed = make_url(url)
+    # SQLite: the file's path as the user typed it (the URL quotes ' ', '#', non-ASCII...)
+    shown = parsed.database if parsed.get_backend_name() == "sqlite" else None
+    shown = shown or parsed.render_as_string(hide_password=True)
     return CommandError("state_store", f"state database {shown}: {reason}")
 
 

@@ -3,11 +3,14 @@ place values meet SQL text), how transport failures are classified, and the inse
 
 from __future__ import annotations
 
+import struct
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from miniport.analytics.clickhouse_store import _tsv, tsv_rows
+from miniport.analytics.clickhouse_rowbinary import rowbinary_rows
+from miniport.analytics.clickhouse_store import _column_type, _tsv, tsv_rows
 from miniport.analytics.clickhouse_transport import (
     ClickHouseError,
     HttpTransport,
@@ -234,6 +237,75 @@ def test_the_insert_payload_is_the_text_of_each_value(
     lines = payload.decode().split("\n")
     assert len(lines) == len(rows) + 1 and lines[-1] == ""
     assert all(line.count("\t") == len(CORE_COLUMNS) + len(used.names) - 1 for line in lines[:-1])
+
+
+_FIXED = {"Int64": struct.Struct("<q"), "Int32": struct.Struct("<i"),
+          "UInt8": struct.Struct("<B"), "Float64": struct.Struct("<d")}  # fmt: skip
+
+
+def read_rowbinary(payload: bytes, types: list[str]) -> list[list[object]]:
+    """RowBinary rows of ``types`` as ClickHouse reads them (a reader written from its
+    format description, apart from the encoder)."""
+    rows, pos = [], 0
+    while pos < len(payload):
+        row: list[object] = []
+        for ch_type in types:
+            base = ch_type.removeprefix("Nullable(").removesuffix(")")
+            if base != ch_type:
+                pos += 1
+                if payload[pos - 1] == 1:
+                    row.append(None)
+                    continue
+            if base == "String":
+                size = shift = 0
+                while True:
+                    byte = payload[pos]
+                    pos += 1
+                    size |= (byte & 0x7F) << shift
+                    shift += 7
+                    if byte < 0x80:
+                        break
+                row.append(payload[pos : pos + size].decode())
+                pos += size
+            else:
+                fixed = _FIXED[base]
+                row.append(fixed.unpack_from(payload, pos)[0])
+                pos += fixed.size
+        rows.append(row)
+    return rows
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(stored_events(), min_size=1, max_size=8), st.booleans(), st.data())
+def test_the_binary_insert_payload_holds_each_value(
+    rows: list[StoredEvent], with_visible: bool, data: st.DataObject
+) -> None:
+    used = RowColumns.of(rows)
+    visible = data.draw(st.lists(st.booleans(), min_size=len(rows), max_size=len(rows)))
+    chosen = visible if with_visible else None
+    payload = rowbinary_rows(rows, used, chosen, extra_kinds=EXTRA_COLUMNS)
+    core = ["String"] * 4 + ["Int64"] * 2 + ["UInt8"] + ["Nullable(String)"] * 4 + ["UInt8"]
+    types = core + [_column_type(c) for c in used.names]
+    expected = [
+        [r.appid, r.uid, r.event, r.user, r.ts_ms, r.received_ms, r.time_estimated, r.page,
+         r.trigger, r.action, r.test_id, r.test_id is None if chosen is None else chosen[n],
+         *used.values(r)]
+        for n, r in enumerate(rows)
+    ]  # fmt: skip
+    decoded = read_rowbinary(payload, types)
+    assert decoded == expected
+    # floats bit for bit (== takes -0.0 for 0.0)
+    assert [[struct.pack("<d", v) for v in row if type(v) is float] for row in decoded] == [
+        [struct.pack("<d", v) for v in row if type(v) is float] for row in expected
+    ]
+
+
+def test_long_strings_take_a_longer_length() -> None:
+    row = StoredEvent("a" * 300, "u", "e", "us", 1, 2, False, "p" * 20_000, None, None, {}, {})
+    payload = rowbinary_rows([row], RowColumns.of([row]), extra_kinds=EXTRA_COLUMNS)
+    assert payload.startswith(b"\xac\x02" + b"a" * 300)  # 300 = 0b10_0101100
+    types = ["String"] * 4 + ["Int64"] * 2 + ["UInt8"] + ["Nullable(String)"] * 4 + ["UInt8"]
+    assert read_rowbinary(payload, types)[0][7] == "p" * 20_000
 
 
 def test_the_insert_payload_escapes_and_marks_nulls() -> None:

@@ -119,6 +119,7 @@ from typing import Final, TextIO, cast
 from ..errors import AnalyticsUnavailable
 from ..storage.event_keys import EventKeyIndex, key_hash
 from .clickhouse_migrate import keep_every_copy
+from .clickhouse_rowbinary import rowbinary_rows
 from .clickhouse_transport import (
     ChdbTransport,
     ClickHouseError,
@@ -838,8 +839,15 @@ class ClickHouseEventStore:
         used = RowColumns.of(rows)
         columns = [*CORE_COLUMNS, *used.names]
         self._ensure_columns(columns[len(CORE_COLUMNS) :])
-        payload = tsv_rows(rows, used, visible)
-        self._t.execute(f"INSERT INTO {TABLE} ({', '.join(columns)}) FORMAT TabSeparated", payload)
+        names = ", ".join(columns)
+        # a float's eight bytes: 18.16 reads some floats' text 1 ulp off (a block without
+        # floats goes as text, which is cheaper to build here: 1.4 us a row against 2.0)
+        if used.floats and self._t.binary_inserts:
+            payload = rowbinary_rows(rows, used, visible, extra_kinds=EXTRA_COLUMNS)
+            self._t.execute(f"INSERT INTO {TABLE} ({names}) FORMAT RowBinary", payload)
+        else:
+            payload = tsv_rows(rows, used, visible)
+            self._t.execute(f"INSERT INTO {TABLE} ({names}) FORMAT TabSeparated", payload)
 
     def copy_in(self, rows: Sequence[tuple[StoredEvent, bool]]) -> AppendResult:
         """Store rows copied from another store with their ``visible`` flag (move-store):

@@ -170,9 +170,11 @@ class ExternalTable:
 class Transport(Protocol):
     """Runs one statement; ``data`` is the body of an ``INSERT ... FORMAT`` statement.
     ``in_database=False`` runs it outside the store's database (to create it); ``tables``
-    are read by the statement (a SELECT) as temporary tables of those names."""
+    are read by the statement (a SELECT) as temporary tables of those names.
+    ``binary_inserts``: whether ``data`` may be binary (RowBinary), not only text."""
 
     database: str
+    binary_inserts: bool
 
     def execute(
         self,
@@ -188,6 +190,8 @@ class Transport(Protocol):
 
 class HttpTransport:
     """ClickHouse's HTTP interface through one urllib3 connection pool (thread-safe)."""
+
+    binary_inserts = True  # the body goes as it is
 
     def __init__(
         self,
@@ -304,6 +308,8 @@ def _server_error(status: int, text: str) -> Exception:
 class ChdbTransport:
     """The current ClickHouse engine in-process (chDB), on a directory of its own. chDB
     sessions are not thread-safe: statements run one at a time."""
+
+    binary_inserts = False  # its data is appended to the statement's text
 
     def __init__(self, path: str, database: str = "miniport") -> None:
         # optional dependency (tests and tools); chdb has no type hints

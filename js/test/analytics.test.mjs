@@ -356,6 +356,8 @@ describe('offline queue', () => {
     const queued = runtime.analytics.report('purchase', { when: new Date(0) });
     assert.deepEqual(queued.data, { when: '1970-01-01T00:00:00.000Z' });
     assert.equal(runtime.analytics.queue.at(-1).id, queued.id);
+    queued.data.when = 'changed by the app'; // a copy: what is queued (and saved) stays
+    assert.deepEqual(runtime.analytics.queue.at(-1).data, { when: '1970-01-01T00:00:00.000Z' });
     runtime.analytics.close();
     assert.equal(runtime.analytics.report('purchase', { price: 6 }), null); // closed
   });

@@ -293,3 +293,21 @@ async def test_a_refresh_counts_only_users_the_engine_will_fetch(
     await p.background.launch(pre_only.appid, "u1", Launch())
     with pytest.raises(Conflict, match="no enabled periodic data URL"):
         await p.refresh.start(pre_only.appid, {"all": True})
+
+
+async def test_a_refresh_keeps_to_the_platforms_active_days_when_the_apps_are_longer(
+    platforms: Make, fake_clock: FakeClock, counter: Counter
+) -> None:
+    """An app's days set before the platform's were lowered (MINIPORT_ACTIVE_DAYS): the claims
+    leave out a user beyond the platform's days first, whom the refresh counted."""
+    p = await platforms(clock=fake_clock)
+    appid = await fetched_app(p, counter)  # u0..u11
+    await p.apps.update_fetch_settings(appid, {"active_days": 5}, "ops")
+    fake_clock.advance(3 * 86400)
+    await p.background.launch(appid, "fresh", Launch())
+    await p.background.set_token(appid, "fresh", "fresh")
+    await p.background.pending.flush()  # its launch written
+    lowered = await platforms(clock=fake_clock, active_days=1)  # the same data directory
+    assert (await lowered.refresh.start(appid, {"all": True}))["users"] == 1
+    counter.requests.clear()
+    assert await run(lowered) == 1

@@ -43,6 +43,16 @@ async def test_a_user_id_no_runtime_can_have_is_refused_before_anything_is_sent(
     assert await platform.apps.testers(app.appid) == {"appid": app.appid, "testers": []}
 
 
+async def test_a_tester_an_earlier_version_took_can_still_be_removed(platform: Platform) -> None:
+    app = await platform.apps.create("shop", "ops")
+    for legacy in ("*", "tab\there"):
+        await platform.db.write(
+            platform.apps.registry.set_tester, app.appid, legacy, True, 0.0, "old-version"
+        )
+        assert (await platform.apps.set_tester(app.appid, legacy, False, "ops"))["changed"]
+    assert (await platform.apps.testers(app.appid))["testers"] == []
+
+
 @pytest.fixture
 async def pg_platform(tmp_path: Path, clock: FakeClock, pg_url: str) -> AsyncIterator[Platform]:
     p = create_platform(make_settings(tmp_path, database_url=pg_url), clock)

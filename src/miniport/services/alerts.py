@@ -117,7 +117,7 @@ class AlertService:
             )
         if changes.get("email") is not None:
             email = changes["email"].strip()
-            if email and not _EMAIL.fullmatch(email):
+            if email and (len(email) > 254 or not _EMAIL.fullmatch(email)):  # RFC 5321's bound
                 raise InvalidInput(f"{email!r} is not an e-mail address")
             update["email"] = email or None
         if changes.get("threshold") is not None:

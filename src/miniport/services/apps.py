@@ -283,9 +283,10 @@ class AppService:
 
     async def set_tester(self, appid: str, user_id: str, add: bool, actor: str) -> dict[str, Any]:
         """Name a user as a tester (always served by the grey URLs) or stop doing so."""
-        if not isinstance(user_id, str):
+        if not isinstance(user_id, str) or not user_id or len(user_id) > MAX_USER_ID:
             raise InvalidInput(f"a tester is a user id of 1..{MAX_USER_ID} characters")
-        validate_id("tester", user_id)
+        if add:  # (one an earlier version took can still be removed)
+            validate_id("tester", user_id)
         await self.get(appid)
         changed = await self.db.write(
             self.registry.set_tester, appid, user_id, add, self.clock.now(), actor

@@ -50,7 +50,9 @@ class RefreshService:
         now = self.clock.now()
         # the app's own active window, as the engine's claims read it: a user beyond it was
         # counted, never fetched, and then counted as done
-        active_days = settings.get("active_days") or self.rules.active_days
+        # (within the platform's, which the claims apply first)
+        platform_days = self.rules.active_days
+        active_days = min(settings.get("active_days") or platform_days, platform_days)
         # the running check, the insert and making the users due are one write transaction,
         # and the database keeps a second running refresh of the app out (on every node)
         refresh = await self.db.write(

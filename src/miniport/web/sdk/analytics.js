@@ -549,7 +549,9 @@ export class Analytics {
       context: this.lifecycle.context(ts),
       ...this.recordedUnder(),
     };
-    return this.enqueue([entry])[0] ?? null;
+    const [queued] = this.enqueue([entry]);
+    // a copy: changed by the app, it would differ from what was saved for after a restart
+    return queued ? /** @type {QueuedEvent} */ (JSON.parse(JSON.stringify(queued))) : null;
   }
 
   // -- the queue ---------------------------------------------------------------------------

@@ -126,6 +126,57 @@ async def test_two_alert_changes_at_once_keep_both(pg_platform: Platform) -> Non
     assert (shown["email"], shown["threshold"]) == ("ops@example.com", 50)
 
 
+@pytest.mark.parametrize("first", [True, False])
+async def test_two_fetch_settings_changes_at_once_keep_both(
+    pg_platform: Platform, first: bool
+) -> None:
+    """Each read the row, then replaced it whole: one change was lost, or (the app's first
+    settings) the second was a unique-key 500."""
+    p = pg_platform
+    app = await p.apps.create("shop", "test")
+    if not first:
+        await p.apps.update_fetch_settings(app.appid, {"active_days": 3}, "ops")
+    meet_at(p, lambda sql: "app_settings" in sql and not sql.startswith("SELECT"))
+    outcomes = await asyncio.gather(
+        p.apps.update_fetch_settings(app.appid, {"interval": "6h"}, "alice"),
+        p.apps.update_fetch_settings(app.appid, {"timeout": "5s"}, "bob"),
+        return_exceptions=True,
+    )
+    assert not [o for o in outcomes if isinstance(o, Exception)], outcomes
+    row = await p.db.read(p.registry.fetch_settings, app.appid)
+    assert row is not None and (row["interval_s"], row["timeout_s"]) == (21600.0, 5.0)
+    assert row["active_days"] == (None if first else 3)
+
+
+async def test_api_trust_set_twice_at_once_is_set(pg_platform: Platform) -> None:
+    """A delete then an insert, twice at once, was a unique-key 500 for the second."""
+    p = pg_platform
+    app = await p.apps.create("shop", "test")
+    meet_at(p, lambda sql: sql.startswith(("INSERT INTO kv", "DELETE FROM kv")))
+    outcomes = await asyncio.gather(
+        p.wechat.set_trusted(app.appid, True, "alice"),
+        p.wechat.set_trusted(app.appid, True, "bob"),
+        return_exceptions=True,
+    )
+    assert not [o for o in outcomes if isinstance(o, Exception)], outcomes
+    assert await p.wechat.trusted(app.appid)
+
+
+async def test_builtin_events_switched_twice_at_once_change_once(pg_platform: Platform) -> None:
+    """A delete then an insert, twice at once, was a unique-key 500 for the second, and both
+    could say they changed the setting (audited and pushed twice)."""
+    p = pg_platform
+    app = await p.apps.create("shop", "test")
+    meet_at(p, lambda sql: "analytics_settings" in sql and not sql.startswith("SELECT"))
+    switched = await asyncio.gather(
+        p.analytics.set_builtin_events(app.appid, False, "alice"),
+        p.analytics.set_builtin_events(app.appid, False, "bob"),
+        return_exceptions=True,
+    )
+    assert not [o for o in switched if isinstance(o, Exception)], switched
+    assert sorted(s["changed"] for s in switched) == [False, True]  # type: ignore[index]
+
+
 async def test_the_same_member_added_twice_at_once_is_one_member(pg_platform: Platform) -> None:
     p = pg_platform
     app = await p.apps.create("shop", "test")

@@ -325,23 +325,9 @@ class AppService:
             },
         }
 
-    async def update_fetch_settings(
-        self, appid: str, changes: dict[str, Any], actor: str
-    ) -> dict[str, Any]:
-        """Apply ``changes`` (interval "6h", active_days, timeout "5s", headers ["Name: value"],
-        clear_headers); a changed interval reschedules the app's users without a burst."""
-        await self.get(appid)
-        row = await self.db.read(self.registry.fetch_settings, appid) or {}
-        headers: dict[str, str] = {}
-        if row.get("headers") and not changes.get("clear_headers"):  # cleared: not opened
-            try:
-                headers = self.sealer.open(row["headers"])
-            except InvalidInput:
-                raise InvalidInput(
-                    "the app's stored headers were sealed with a server key this server no"
-                    " longer has: send clear_headers (with the headers to keep) to replace them"
-                ) from None
-        values = {k: row.get(k) for k in ("interval_s", "active_days", "timeout_s")}
+    def _setting_changes(self, changes: dict[str, Any]) -> dict[str, Any]:
+        """The checked ``changes``: column values, and header lines as (name, value)."""
+        values: dict[str, Any] = {}
         if changes.get("interval") is not None:
             values["interval_s"] = fs.check_interval(fs.parse_duration(changes["interval"], "h"))
         if changes.get("active_days") is not None:
@@ -349,26 +335,50 @@ class AppService:
             values["active_days"] = days
         if changes.get("timeout") is not None:
             values["timeout_s"] = fs.check_timeout(fs.parse_duration(changes["timeout"]))
-        if changes.get("clear_headers"):
-            headers = {}
-        for line in changes.get("headers") or []:
-            name, value = fs.parse_header(line)
-            headers = {k: v for k, v in headers.items() if k.lower() != name.lower()}
-            headers[name] = value
-        if len(headers) > fs.MAX_HEADERS:
-            raise InvalidInput(f"at most {fs.MAX_HEADERS} headers")
-        sealed = self.sealer.seal(headers) if headers else None
-        shown = self._shown(appid, values, headers)
-        audit = {k: shown[k] for k in ("interval_s", "active_days", "timeout_s", "headers")}
+        headers = [fs.parse_header(line) for line in changes.get("headers") or []]
+        return {"values": values, "headers": headers}
+
+    def _headers(self, row: dict[str, Any], changes: dict[str, Any]) -> dict[str, str]:
+        """The app's stored headers, opened (none when ``clear_headers``: not opened)."""
+        if not row.get("headers") or changes.get("clear_headers"):
+            return {}
+        try:
+            return self.sealer.open(row["headers"])
+        except InvalidInput:
+            raise InvalidInput(
+                "the app's stored headers were sealed with a server key this server no"
+                " longer has: send clear_headers (with the headers to keep) to replace them"
+            ) from None
+
+    async def update_fetch_settings(
+        self, appid: str, changes: dict[str, Any], actor: str
+    ) -> dict[str, Any]:
+        """Apply ``changes`` (interval "6h", active_days, timeout "5s", headers ["Name: value"],
+        clear_headers); a changed interval reschedules the app's users without a burst."""
+        await self.get(appid)
+        update = self._setting_changes(changes)  # each checked before anything is held
+        result: dict[str, dict[str, Any]] = {}  # what merged() shows, for the answer
+
+        def merged(row: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+            """The row with ``changes`` applied (in the write transaction holding it)."""
+            headers = self._headers(row, changes)
+            for name, value in update["headers"]:
+                headers = {k: v for k, v in headers.items() if k.lower() != name.lower()}
+                headers[name] = value
+            if len(headers) > fs.MAX_HEADERS:
+                raise InvalidInput(f"at most {fs.MAX_HEADERS} headers")
+            values = {k: row.get(k) for k in ("interval_s", "active_days", "timeout_s")}
+            values.update(update["values"])
+            result["shown"] = shown = self._shown(appid, values, headers)
+            sealed = self.sealer.seal(headers) if headers else None
+            audit = {k: shown[k] for k in ("interval_s", "active_days", "timeout_s", "headers")}
+            return {**values, "headers": sealed}, audit
+
         now = self.clock.now()
-        await self.db.write(
-            self.registry.save_fetch_settings,
-            appid,
-            {**values, "headers": sealed},
-            now,
-            actor,
-            audit,
+        row, values = await self.db.write(
+            self.registry.change_fetch_settings, appid, merged, now, actor
         )
+        shown = result["shown"]
         if values["interval_s"] != row.get("interval_s"):
             interval = values["interval_s"] or self.rules.interval_s
             await self.db.write(

@@ -13,7 +13,7 @@ from sqlalchemy import and_, delete, func, insert, select, update
 
 from ..errors import Conflict
 from . import schema as t
-from .db import Database
+from .db import Database, dialect_insert
 
 
 @dataclass(frozen=True)
@@ -559,15 +559,25 @@ class AnalyticsDefsStore:
         return True if row is None else bool(row.builtin_events)
 
     def set_builtin_events(self, appid: str, on: bool, actor: str, now: float) -> bool:
-        """Switch built-in events on or off; returns whether the setting changed."""
+        """Switch built-in events on or off; returns whether the setting changed. The app's
+        row is made first (on: the default) and held, so two switches at once change it once
+        (a delete then an insert was a unique-key 500 for the second on PostgreSQL, and both
+        could say they changed it)."""
         c = t.analytics_settings.c
         with self.db.writing() as conn:
-            row = conn.execute(select(c.builtin_events).where(c.appid == appid)).first()
-            before = True if row is None else bool(row.builtin_events)
-            conn.execute(delete(t.analytics_settings).where(c.appid == appid))
             conn.execute(
-                insert(t.analytics_settings).values(
-                    appid=appid, builtin_events=on, updated_by=actor, updated_at=now
-                )
+                dialect_insert(self.db.is_sqlite)(t.analytics_settings)
+                .values(appid=appid, builtin_events=True, updated_by=actor, updated_at=now)
+                .on_conflict_do_nothing(index_elements=["appid"])
             )
+            row = conn.execute(
+                select(c.builtin_events).where(c.appid == appid).with_for_update()
+            ).one()
+            before = bool(row.builtin_events)
+            if before != on:
+                conn.execute(
+                    update(t.analytics_settings)
+                    .where(c.appid == appid)
+                    .values(builtin_events=on, updated_by=actor, updated_at=now)
+                )
         return before != on

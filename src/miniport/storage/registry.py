@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from typing import Any
 
@@ -117,9 +117,13 @@ class RegistryStore:
         return str(row[0]) if row is not None else None
 
     def kv_set(self, key: str, value: str) -> None:
+        """(An upsert: a delete then an insert, two at once, was a unique-key 500.)"""
         with self.db.writing() as conn:
-            conn.execute(delete(t.kv).where(t.kv.c.key == key))
-            conn.execute(insert(t.kv).values(key=key, value=value))
+            conn.execute(
+                dialect_insert(self.db.is_sqlite)(t.kv)
+                .values(key=key, value=value)
+                .on_conflict_do_update(index_elements=["key"], set_={"value": value})
+            )
 
     # --- audit ---
     @staticmethod
@@ -235,14 +239,35 @@ class RegistryStore:
             ).first()
         return dict(row._mapping) if row is not None else None
 
-    def save_fetch_settings(
-        self, appid: str, values: dict[str, Any], now: float, actor: str, shown: dict[str, Any]
-    ) -> None:
-        """Replace the app's settings row; the audit gets ``shown`` (header values masked)."""
+    def change_fetch_settings(
+        self,
+        appid: str,
+        merged: Callable[[dict[str, Any]], tuple[dict[str, Any], dict[str, Any]]],
+        now: float,
+        actor: str,
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
+        """Set the app's settings row to what ``merged(current row)`` gives (values, and what
+        the audit shows: header values masked), in one transaction holding the row: two
+        changes at once are applied one after the other (each read the row before, then
+        replaced it whole: one was lost, or a unique-key 500 on PostgreSQL). Returns the row
+        as it was and the values stored."""
+        c = t.app_settings.c
         with self.db.writing() as conn:
-            conn.execute(delete(t.app_settings).where(t.app_settings.c.appid == appid))
-            conn.execute(insert(t.app_settings).values(appid=appid, updated_at=now, **values))
+            conn.execute(
+                dialect_insert(self.db.is_sqlite)(t.app_settings)
+                .values(appid=appid, updated_at=now)
+                .on_conflict_do_nothing(index_elements=["appid"])
+            )
+            row = conn.execute(
+                select(t.app_settings).where(c.appid == appid).with_for_update()
+            ).one()
+            before = dict(row._mapping)
+            values, shown = merged(before)
+            conn.execute(
+                update(t.app_settings).where(c.appid == appid).values(updated_at=now, **values)
+            )
             self._audit(conn, now, actor, "app.fetch_settings", appid, **shown)
+        return before, values
 
     def sealed_headers(self) -> list[tuple[str, str]]:
         """(appid, sealed headers) of every app that has request headers."""

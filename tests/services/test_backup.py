@@ -175,7 +175,7 @@ async def test_one_backup_at_a_time_and_a_failed_one_leaves_nothing(
     source: Platform, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     root = source.settings.data_dir / "backups"
-    with files.backup_lock(root), pytest.raises(Conflict, match="another backup"):
+    with files.backup_lock(root), pytest.raises(Conflict, match="being made or restored"):
         await make_backup(source, "ops")  # another process is making one
 
     store = source.analytics.store
@@ -290,6 +290,22 @@ async def test_no_room_for_the_state_copy_is_storage_full_not_the_state_away(
         await make_backup(source, "ops")
     root = source.settings.data_dir / "backups"
     assert [x.name for x in root.iterdir()] == [files.LOCK]
+
+
+async def test_a_backup_of_the_data_directorys_own_is_restored_under_the_backups_lock(
+    source: Platform, tmp_path: Path
+) -> None:
+    """A backup made meanwhile (MINIPORT_BACKUP_KEEP reached) pruned the one being restored
+    half-way through its copy."""
+    made = await make_backup(source, "ops")
+    root = source.settings.data_dir / "backups"
+    with files.backup_lock(root), pytest.raises(Conflict, match="being made or restored"):
+        restore(source.settings, Path(made["path"]))
+    elsewhere = tmp_path / "elsewhere"
+    shutil.copytree(made["path"], elsewhere)
+    server = holding(source.settings.data_dir, lambda: Conflict("a server is running"))
+    with files.backup_lock(root), server, pytest.raises(Conflict, match="a server is running"):
+        restore(source.settings, elsewhere)  # not one of its own: only the server's lock
 
 
 async def test_moving_a_backup_needs_an_empty_place(source: Platform, tmp_path: Path) -> None:

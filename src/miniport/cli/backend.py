@@ -213,7 +213,7 @@ def _held_by_a_server(data_dir: Path) -> bool | None:
         pass
 
     try:
-        with holding(data_dir, _Held):
+        with holding(data_dir, _Held, wait_s=0):  # a probe: no waiting
             return False
     except _Held:
         return True

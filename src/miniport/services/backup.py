@@ -10,6 +10,7 @@ it replaces aside (``replaced-NAME/``) unless told to discard it."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import os
 import shutil
@@ -109,7 +110,16 @@ def _events_part(platform: Platform, directory: Path) -> dict[str, Any]:
 def restore(settings: Settings, source: Path, *, discard: bool = False) -> dict[str, Any]:
     """Put the backup in ``source`` in place in the settings' data directory, which no server
     may hold (its lock is taken for the whole restore). Every check passes before anything is
-    replaced; the files replaced are moved to ``replaced-NAME/`` (deleted with ``discard``)."""
+    replaced; the files replaced are moved to ``replaced-NAME/`` (deleted with ``discard``).
+    A backup of the data directory's own ``backups/`` is restored under their lock: a backup
+    made meanwhile could prune it half-way."""
+    root = settings.data_dir / BACKUPS_DIR
+    inside = source.resolve().is_relative_to(root.resolve())
+    with files.backup_lock(root) if inside else contextlib.nullcontext():
+        return _restore(settings, source, discard)
+
+
+def _restore(settings: Settings, source: Path, discard: bool) -> dict[str, Any]:
     from ..analytics.event_store import SCHEMA_VERSION
 
     manifest = files.read_manifest(source)

@@ -64,8 +64,9 @@ def digest(path: Path) -> tuple[int, str]:
 
 def backup_lock(root: Path) -> contextlib.AbstractContextManager[None]:
     """One backup at a time per data directory (whichever process makes it): a second one
-    while the first runs is a Conflict, not a race on the same files."""
-    busy = "another backup of this data directory is being made"
+    while the first runs is a Conflict, not a race on the same files. A restore of one of
+    them holds it too."""
+    busy = "a backup of this data directory is being made or restored"
     return locked(root / LOCK, lambda: Conflict(busy))
 
 

@@ -250,6 +250,38 @@ async def test_a_user_moved_to_the_other_url_is_not_sent_the_first_urls_validato
     )
 
 
+async def test_a_tester_whose_wake_failed_is_woken_when_the_call_is_made_again(
+    platforms: Make, fake_clock: FakeClock, loopback: StartServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The tester row was written, its wake (a separate write) met the database away: the
+    call said so, but made again it changed nothing, so woke no one, and the tester kept the
+    main URL's data for an interval."""
+    from miniport.errors import StateUnavailable
+
+    p = await platforms(clock=fake_clock)
+    base = await loopback(conditional(lambda req: None))
+    app = await p.apps.create("shop", "dev")
+    await confirm_url(p, app.appid, "periodic", base + "/main")
+    await grey(p, app.appid, "grey_set", base + "/grey", ratio=0)
+    await p.background.launch(app.appid, "u", Launch())
+    await p.background.set_token(app.appid, "u", "t")
+    assert await run(p) == 1
+    real = p.fetches.wake_tester
+
+    def away(*args: Any, **kwargs: Any) -> int:
+        raise StateUnavailable("the state database cannot be reached right now; try again")
+
+    monkeypatch.setattr(p.fetches, "wake_tester", away)
+    with pytest.raises(StateUnavailable):
+        await p.apps.set_tester(app.appid, "u", True, "dev")
+    monkeypatch.setattr(p.fetches, "wake_tester", real)
+    assert (await p.apps.set_tester(app.appid, "u", True, "dev"))["changed"] is False
+    assert await run(p) == 1
+    assert (await p.background.get_data(app.appid, "u", "periodic"))["fetchedData"] == (
+        "data of /grey"
+    )
+
+
 async def test_the_audit_of_a_grey_promote_or_clear_names_the_urls_it_applied(
     platforms: Make, fake_clock: FakeClock
 ) -> None:

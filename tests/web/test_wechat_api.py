@@ -120,6 +120,8 @@ async def test_errors_in_wechats_shape(server: LiveServer) -> None:
         ("garbage", {"action": "get"}, 40001),
         (token[:-2] + "xx", {"action": "get"}, 40001),
         (token, {"action": "delete"}, 40097),
+        (token, {"action": ["get"]}, 40097),  # was a 500: a list looked up in a dict
+        (token, {"action": {"a": 1}}, 40097),
         (token, ["get"], 47001),
         (token, {"action": "set_pre_fetch", "is_pre_fetch_open": "yes"}, 40097),
         (token, {"action": "set_pre_fetch", "is_pre_fetch_open": True, "pre_fetch_type": 1}, 40097),
@@ -162,3 +164,36 @@ async def test_a_set_that_meets_the_database_away_is_system_busy(
             "period_fetch_url": "https://dev.example/data"}  # fmt: skip
     answer = await p.wechat.fetchdatasetting(token, body)
     assert answer["errcode"] == -1 and answer["errmsg"].startswith("system busy")
+
+
+async def test_the_database_away_is_system_busy_on_every_wechat_api(
+    server: LiveServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """jscode2session said 40013 "invalid appid" (a configuration error: never retried), and
+    the two others answered Miniport's own 503, which WeChat client libraries do not read."""
+    from miniport.errors import StateUnavailable
+
+    p = server.platform
+    app = await p.apps.create("shop", "dev")
+    token = (await p.wechat.token("client_credential", app.appid, app.secret))["access_token"]
+    code = p.auth.login_code(app.appid, "alice")
+
+    def away(*args: Any, **kwargs: Any) -> Any:
+        raise StateUnavailable("the state database cannot be reached right now; try again")
+
+    monkeypatch.setattr(p.registry, "get_app", away)
+    answers = [
+        await asyncio.to_thread(
+            requests.get, f"{server.url}/sns/jscode2session", timeout=10,
+            params={"appid": app.appid, "secret": app.secret, "js_code": code,
+                    "grant_type": "authorization_code"},
+        ),
+        await asyncio.to_thread(
+            requests.get, f"{server.url}/cgi-bin/token", timeout=10,
+            params={"grant_type": "client_credential", "appid": app.appid, "secret": app.secret},
+        ),
+    ]  # fmt: skip
+    for answer in answers:
+        assert answer.status_code == 200 and answer.json()["errcode"] == -1, answer.text
+        assert answer.json()["errmsg"].startswith("system busy")
+    assert (await asyncio.to_thread(post, server, token, {"action": "get"}))["errcode"] == -1

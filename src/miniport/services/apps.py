@@ -292,7 +292,9 @@ class AppService:
             self.registry.set_tester, appid, user_id, add, self.clock.now(), actor
         )
         urls = (await self.db.read(self.registry.fetch_urls, appid))["periodic"]
-        if changed and urls.grey_url:  # moved to the grey URL or back: fetched from it at once
+        # moved to the grey URL or back: fetched from it at once; woken again when nothing
+        # changed too: a call retried after its wake failed (the tester row was written)
+        if urls.grey_url:
             settings = UrlSettings(urls.url, urls.enabled, urls.grey_url, urls.grey_ratio)
             await self.db.write(
                 self.fetches.wake_tester, appid, user_id, settings, add, self.clock.now()

@@ -240,7 +240,7 @@ class AuthService:
             return {"errcode": 41008, "errmsg": "missing appid, secret or js_code"}
         try:
             app = await self.db.read(self.registry.get_app, appid)
-        except Exception:
+        except NotFound:  # (the database away is not an unknown app: -1, "system busy")
             return {"errcode": 40013, "errmsg": "invalid appid"}
         if not secrets.compare_digest(app.secret.encode(), secret.encode()):
             return {"errcode": 40125, "errmsg": "invalid appsecret"}

@@ -98,7 +98,7 @@ class WeChatSettingsAPI:
         action = body.get("action")
         if action == "get":
             return await self._get(app.appid)
-        if action in _KINDS:
+        if isinstance(action, str) and action in _KINDS:  # (a list or object: unhashable)
             try:
                 return await self._set(app.appid, action, body)
             except Unavailable as exc:  # WeChat's "system busy, try again later"

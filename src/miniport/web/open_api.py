@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+from collections.abc import Awaitable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, Field, StrictStr
 
 from ..domain import json_text
-from ..errors import StateUnavailable, Unauthorized
+from ..errors import StateUnavailable, Unauthorized, Unavailable
 from .deps import bearer, platform_of
 from .openapi_doc import ERRORS
 from .strict_json import StrictJSONRoute
@@ -29,7 +30,8 @@ async def jscode2session(
     grant_type: Annotated[str, Query()] = "",
 ) -> dict[str, Any]:
     """Exchange a login code for the user's openid, in WeChat's response shape."""
-    return await platform_of(request).auth.jscode2session(appid, secret, js_code, grant_type)
+    auth = platform_of(request).auth
+    return await _busy_as_wechat(auth.jscode2session(appid, secret, js_code, grant_type))
 
 
 @router.get("/cgi-bin/token")
@@ -40,7 +42,7 @@ async def wechat_token(
     secret: Annotated[str, Query()] = "",
 ) -> dict[str, Any]:
     """WeChat's server API access token: {access_token, expires_in} or {errcode, errmsg}."""
-    return await platform_of(request).wechat.token(grant_type, appid, secret)
+    return await _busy_as_wechat(platform_of(request).wechat.token(grant_type, appid, secret))
 
 
 @router.post("/wxa/fetchdatasetting")
@@ -49,9 +51,18 @@ async def wechat_fetchdatasetting(
 ) -> dict[str, Any]:
     """WeChat's pre-fetch / periodic-update settings API (get, set_pre_fetch,
     set_period_fetch); a set waits for an admin unless the app is trusted for API changes."""
-    return await platform_of(request).wechat.fetchdatasetting(
-        access_token, await _json_or_none(request)
-    )
+    body = await _json_or_none(request)
+    return await _busy_as_wechat(platform_of(request).wechat.fetchdatasetting(access_token, body))
+
+
+async def _busy_as_wechat(answer: Awaitable[dict[str, Any]]) -> dict[str, Any]:
+    """WeChat's APIs answer in their own shape: the state database away is its ``-1`` "system
+    busy" (retry), not Miniport's 503, which a WeChat client library reads as no answer (and
+    jscode2session said ``40013 invalid appid``: a configuration error, never retried)."""
+    try:
+        return await answer
+    except Unavailable as exc:
+        return {"errcode": -1, "errmsg": f"system busy, try again later: {exc.message}"}
 
 
 async def _json_or_none(request: Request) -> Any:

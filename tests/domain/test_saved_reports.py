@@ -57,6 +57,9 @@ def test_a_dashboards_range() -> None:
                        ((7, "2026-01-01", None, "UTC"), "not both"),
                        ((None, None, "2026-01-01", "UTC"), "both a from and a to"),
                        ((None, "2026-1-1", "2026-01-02", "UTC"), "YYYY-MM-DD"),
+                       # fromisoformat's compact form, which the reports read as 1970 (ms)
+                       ((None, "20261126", "2026-12-01", "UTC"), "YYYY-MM-DD"),
+                       ((None, "2026-11-26", "20261201", "UTC"), "YYYY-MM-DD"),
                        ((None, "2026-01-02", "2026-01-01", "UTC"), "after"),
                        ((7, None, None, "Nowhere/City"), "unknown time zone")]:
         with pytest.raises(InvalidInput, match=says):

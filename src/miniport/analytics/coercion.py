@@ -84,7 +84,7 @@ import json
 import math
 import re
 from dataclasses import dataclass
-from decimal import ROUND_DOWN, Decimal
+from decimal import ROUND_DOWN, Decimal, InvalidOperation
 from typing import Final, Literal
 
 __all__ = [
@@ -208,8 +208,17 @@ def _to_int(value: object) -> Coerced:
     if isinstance(value, str):
         if _NUMBER_RE.fullmatch(value) is None:
             return _not_a_number(value)
-        exact = Decimal(value.strip(" \t\r\n"))
-        whole = exact.to_integral_value(rounding=ROUND_DOWN)
+        text = value.strip(" \t\r\n")
+        try:
+            exact = Decimal(text)
+            whole = exact.to_integral_value(rounding=ROUND_DOWN)
+        except InvalidOperation:  # an exponent past the decimal module's (beyond 10^18 digits)
+            mantissa, _, exponent = text.lower().rpartition("e")
+            if not any(c in "123456789" for c in mantissa):  # zero, whatever the exponent
+                return Coerced(0, _note("from_string", f"{_show(value)} -> 0"))
+            if int(exponent) > 0:
+                return _out_of_range(value)
+            return Coerced(0, _note("truncated", f"{_show(value)} (string) -> 0"))
         if not INT_MIN <= whole <= INT_MAX:
             return _out_of_range(value)
         number = int(whole)

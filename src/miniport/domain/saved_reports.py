@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 from collections.abc import Mapping
 from typing import Annotated, Any, Final, Literal
 from zoneinfo import ZoneInfo
@@ -39,6 +40,7 @@ MAX_NAME: Final = 64
 MAX_PARAMS_BYTES: Final = 16_000
 MAX_ITEMS: Final = 24
 MAX_LAST_DAYS: Final = 366
+_DATE_RE: Final = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 WIDTHS: Final = (1, 2)
 
 
@@ -213,6 +215,11 @@ def check_range(last_days: int | None, date_from: str | None, date_to: str | Non
         return
     if date_from is None or date_to is None:
         raise InvalidInput("a dashboard needs the last N days, or both a from and a to date")
+    # exactly YYYY-MM-DD: fromisoformat takes 20261126 too, which the reports then read as
+    # a time in milliseconds (1970), answering nothing
+    for given in (date_from, date_to):
+        if not isinstance(given, str) or not _DATE_RE.fullmatch(given):
+            raise InvalidInput(f"dates are YYYY-MM-DD, not {short_repr(given)}")
     try:
         first, last = dt.date.fromisoformat(date_from), dt.date.fromisoformat(date_to)
     except ValueError as exc:

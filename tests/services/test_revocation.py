@@ -278,3 +278,38 @@ async def test_the_sweep_runs_while_runtime_streams_are_open(
     p.broker.unsubscribe(stream)
     assert task is not None
     await asyncio.wait_for(task, 5)  # no stream open: it stops
+
+
+@pytest.mark.postgres
+async def test_a_revocation_committed_after_a_later_one_is_still_learned(
+    platforms: Make, fake_clock: FakeClock, pg_url: str
+) -> None:
+    """PostgreSQL numbers a revocation when it is inserted: one still uncommitted (another
+    node revoking) when a later one was read was passed for good, and its revoked tokens
+    went on working on this node."""
+    import psycopg
+
+    node = await platforms(clock=fake_clock, database_url=pg_url)
+    alice = node.auth.runtime_token("alice")
+    fake_clock.advance(5)
+    with psycopg.connect(pg_url.replace("+psycopg", "")) as other:  # another node, mid-revoke
+        other.execute(
+            "INSERT INTO runtime_revocations (user_id, before, revoked_at, actor)"
+            " VALUES ('alice', %s, %s, 'other-node')", (fake_clock.now(), fake_clock.now())
+        )
+        await node.auth.revoke_runtime("bob", None, "test")  # numbered after alice's, read
+        other.commit()
+    fake_clock.advance(1)
+    await node.auth.refresh_revocations(force=True)
+    with pytest.raises(Unauthorized, match="revoked"):
+        node.auth.identify(alice)
+
+
+def test_the_numbers_missed_are_read_again_for_a_while() -> None:
+    from miniport.domain.revocations import REVOCATION_GAP_S, next_revocation_marks
+
+    mark, gaps = next_revocation_marks(0, {}, [1, 2, 5], 100.0)
+    assert (mark, gaps) == (5, {3: 100.0, 4: 100.0})
+    mark, gaps = next_revocation_marks(mark, gaps, [3, 6], 110.0)
+    assert (mark, gaps) == (6, {4: 100.0})
+    assert next_revocation_marks(mark, gaps, [], 100.0 + REVOCATION_GAP_S) == (6, {})

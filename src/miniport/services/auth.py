@@ -21,6 +21,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from ..clock import Clock
+from ..domain.revocations import next_revocation_marks
 from ..domain.roles import ROLES as ROLES  # re-exported: the roles are part of this API
 from ..domain.roles import Principal as Principal
 from ..domain.tokens import (
@@ -65,6 +66,9 @@ class AuthService:
         self.revocations = RevocationStore(db)
         self._revoked: dict[str, float] = {}  # user id -> tokens issued before this are refused
         self._revocation_seq = 0
+        # numbers below the mark not read yet, and since when: a revocation whose transaction
+        # had not committed when a later one was read (PostgreSQL numbers rows at insert)
+        self._revocation_gaps: dict[int, float] = {}
         # when revocations were last read, written in place: a new float at each poll (once a
         # second while event streams open) would outlive the wave among the streams' objects
         # and hold their allocator arena (1 MiB) after they closed
@@ -136,9 +140,13 @@ class AuthService:
         if not force and now - self._revocations_read_at[0] < REVOCATION_POLL_S:
             return
         self._revocations_read_at[0] = now
-        rows = await self.db.read(self.revocations.runtime_since, self._revocation_seq)
-        for seq, user_id, before in rows:
-            self._revocation_seq = max(seq, self._revocation_seq)
+        rows = await self.db.read(
+            self.revocations.runtime_since, self._revocation_seq, tuple(self._revocation_gaps)
+        )
+        self._revocation_seq, self._revocation_gaps = next_revocation_marks(
+            self._revocation_seq, self._revocation_gaps, [r[0] for r in rows], now
+        )
+        for _, user_id, before in rows:
             known = self._revoked.get(user_id)
             if known is None or before > known:
                 self._revoked[user_id] = before

@@ -4,8 +4,9 @@ incrementally by every API node), and admin API keys by name."""
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 
-from sqlalchemy import and_, insert, select, update
+from sqlalchemy import and_, insert, or_, select, update
 
 from . import schema as t
 from .db import Database
@@ -32,12 +33,16 @@ class RevocationStore:
                 )
             )
 
-    def runtime_since(self, seq: int) -> list[tuple[int, str, float]]:
-        """Revocations past ``seq``: (seq, user_id, before), oldest first."""
+    def runtime_since(
+        self, seq: int, missing: Sequence[int] = ()
+    ) -> list[tuple[int, str, float]]:
+        """Revocations past ``seq``, and those numbered ``missing``: (seq, user_id, before),
+        oldest first."""
         c = t.runtime_revocations.c
+        wanted = or_(c.seq > seq, c.seq.in_(list(missing))) if missing else c.seq > seq
         with self.db.reading() as conn:
             rows = conn.execute(
-                select(c.seq, c.user_id, c.before).where(c.seq > seq).order_by(c.seq)
+                select(c.seq, c.user_id, c.before).where(wanted).order_by(c.seq)
             ).all()
         return [(int(r[0]), str(r[1]), float(r[2])) for r in rows]
 

@@ -55,6 +55,27 @@ async def test_a_message_reaches_subscribers_on_another_node(
     assert node_b.connected("alice") == ["phone"]  # devices connected to this node
 
 
+async def test_deployments_on_two_databases_of_one_redis_hear_only_their_own(
+    redis_url: str,
+) -> None:
+    """Redis's publish/subscribe ignores the database index: a staging deployment on /2
+    received production's pushes (fetched data included) from /1."""
+    base = redis_url.rsplit("/", 1)[0]
+    mine, other = RedisBroker(f"{base}/13"), RedisBroker(f"{base}/12")
+    await mine.start()
+    await other.start()
+    try:
+        assert mine.CHANNEL != other.CHANNEL and RedisBroker(base).CHANNEL == "miniport:events"
+        staging = mine.subscribe("alice", "phone")
+        await other.publish("alice", {"type": "backgroundFetchData", "fetchedData": "prod"})
+        await mine.publish("alice", {"type": "ping"})  # after the other's, on its own channel
+        assert (await staging.next(10))["type"] == "ping"
+        assert not staging.pending
+    finally:
+        await mine.close()
+        await other.close()
+
+
 async def test_a_device_targeted_message_reaches_only_that_device(
     brokers: Callable[[], Awaitable[RedisBroker]],
 ) -> None:

@@ -311,10 +311,18 @@ def _discard(index: dict[Any, set[Subscription]], key: Any, sub: Subscription) -
             del index[key]
 
 
-class RedisBroker(MemoryBroker):
-    """Local subscribers as in MemoryBroker; messages travel through one Redis channel."""
+def redis_channel(db: int) -> str:
+    """The deployment's channel: named for its Redis database, as Redis's publish/subscribe
+    ignores the database index (two deployments on ``/1`` and ``/2`` of one server got each
+    other's pushes, fetched data included). Database 0 keeps the name it always had."""
+    return "miniport:events" if db == 0 else f"miniport:events:db{db}"
 
-    CHANNEL = "miniport:events"
+
+class RedisBroker(MemoryBroker):
+    """Local subscribers as in MemoryBroker; messages travel through one Redis channel, that
+    of the URL's database (:func:`redis_channel`)."""
+
+    CHANNEL = redis_channel(0)
 
     def __init__(self, url: str) -> None:
         super().__init__()
@@ -329,6 +337,8 @@ class RedisBroker(MemoryBroker):
         import redis.asyncio as aioredis
 
         self._redis = aioredis.from_url(self.url)
+        db = self._redis.connection_pool.connection_kwargs.get("db", 0)
+        self.CHANNEL = redis_channel(int(db))
         await self._redis.ping()  # fail at start, not at the first message
         self._task = asyncio.create_task(self._listen())
         await asyncio.wait_for(self._ready.wait(), 5)

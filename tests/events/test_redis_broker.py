@@ -5,6 +5,7 @@ another."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 
@@ -15,7 +16,7 @@ from miniport.domain.requests import Launch
 from miniport.events.broker import RedisBroker
 from miniport.platform import Platform
 from tests.conftest import LiveServer, confirm_url
-from tests.support.platforms import SSE, Counter, settle
+from tests.support.platforms import SSE, Counter, eventually, settle
 
 pytestmark = pytest.mark.redis
 Make = Callable[..., Awaitable[Platform]]
@@ -260,3 +261,74 @@ async def test_a_publish_while_redis_is_away_reaches_this_nodes_streams(
     assert len(said) == 1  # one line per 10 s of an outage, not one per push
     await node.publish("alice", {"type": "ping", "n": 2})  # Redis back: through it again
     assert await alice.next(10) == {"type": "ping", "n": 2}
+
+
+class SilencingProxy:
+    """A loopback TCP proxy to Redis whose connections can be silenced: bytes are dropped
+    both ways while the sockets stay open (a failover, a partition), as no close tells."""
+
+    def __init__(self, target: tuple[str, int]) -> None:
+        self.target, self.silenced = target, False
+        self.pairs: list[list[bool]] = []  # per connection: [silenced]
+        self.server: asyncio.Server | None = None
+
+    async def start(self) -> int:
+        self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        return int(self.server.sockets[0].getsockname()[1])
+
+    def silence(self) -> None:  # the connections open now go silent; new ones work
+        for flag in self.pairs:
+            flag[0] = True
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        up_reader, up_writer = await asyncio.open_connection(*self.target)
+        flag = [False]
+        self.pairs.append(flag)
+
+        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+            with contextlib.suppress(Exception):
+                while data := await src.read(65536):
+                    if not flag[0]:
+                        dst.write(data)
+                        await dst.drain()
+
+        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+        for w in (writer, up_writer):
+            w.close()
+
+    async def close(self) -> None:
+        if self.server is not None:
+            self.server.close()
+
+
+async def test_a_subscription_gone_silent_is_found_and_made_again(redis_url: str) -> None:
+    """A connection that goes silent without closing: the listener waited on it for good,
+    and the node's streams, kept alive, never got a push again nor reconnected."""
+    host_port, _, db = redis_url.removeprefix("redis://").rpartition("/")
+    host, port = host_port.rsplit(":", 1)
+    proxy = SilencingProxy((host, int(port)))
+    through = RedisBroker(f"redis://127.0.0.1:{await proxy.start()}/{db}")
+    through.PING_S, through.SILENT_S = 0.3, 2.0
+    direct = RedisBroker(redis_url)
+    await through.start()
+    await direct.start()
+    try:
+        sub = through.subscribe("alice", "phone")
+        await asyncio.sleep(3.0)  # idle longer than SILENT_S: its pings are answered
+        assert not sub.closed
+        await direct.publish("alice", {"type": "ping", "n": 1})
+        assert (await sub.next(10))["n"] == 1
+        proxy.silence()
+        await eventually(lambda: asyncio.sleep(0, sub.closed), timeout_s=10)
+        again = through.subscribe("alice", "phone")  # the client reconnects
+
+        async def heard() -> bool:
+            await direct.publish("alice", {"type": "ping", "n": 2})
+            await asyncio.sleep(0.2)
+            return bool(again.pending)
+
+        await eventually(heard, timeout_s=10)  # subscribed again, on a new connection
+    finally:
+        await through.close()
+        await direct.close()
+        await proxy.close()

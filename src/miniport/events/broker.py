@@ -323,6 +323,8 @@ class RedisBroker(MemoryBroker):
     of the URL's database (:func:`redis_channel`)."""
 
     CHANNEL = redis_channel(0)
+    PING_S = 5.0  # an idle subscription is pinged this often ...
+    SILENT_S = 15.0  # ... and taken for dead after this long without a word, not even a PONG
 
     def __init__(self, url: str) -> None:
         super().__init__()
@@ -349,7 +351,10 @@ class RedisBroker(MemoryBroker):
         a pause, and a message that cannot be read is logged and skipped. (The listener used
         to end at either, and the node's open streams, kept alive, never got a push again.)
         Streams of this node are ended after a drop: what was published meanwhile is lost
-        to them, and their clients reconnect and read the data afresh."""
+        to them, and their clients reconnect and read the data afresh. A connection that goes
+        silent without closing (a failover, a host gone, a partition) is found by its
+        unanswered pings (``SILENT_S``): waiting on it, the node's streams, kept alive, never
+        got a push again and their clients never reconnected."""
         pause = 0.1
         while True:
             pubsub = self._redis.pubsub()
@@ -357,8 +362,7 @@ class RedisBroker(MemoryBroker):
                 await pubsub.subscribe(self.CHANNEL)
                 self._ready.set()
                 pause = 0.1
-                async for raw in pubsub.listen():
-                    self._receive(raw)
+                await self._read(pubsub)
             except asyncio.CancelledError:
                 raise
             except Exception:
@@ -371,6 +375,23 @@ class RedisBroker(MemoryBroker):
                     await pubsub.aclose()
             await asyncio.sleep(pause)
             pause = min(pause * 2, 5.0)
+
+    async def _read(self, pubsub: Any) -> None:
+        """Deliver the subscription's messages until it fails or stays silent ``SILENT_S``
+        (pinged every ``PING_S`` while idle: a PONG is a word too)."""
+        heard = pinged = time.monotonic()
+        while True:
+            raw = await pubsub.get_message(timeout=self.PING_S)
+            now = time.monotonic()
+            if raw is not None:
+                heard = now
+                self._receive(raw)
+                continue
+            if now - heard >= self.SILENT_S:
+                raise TimeoutError(f"no word on the Redis channel for {self.SILENT_S:g} s")
+            if now - pinged >= self.PING_S:
+                pinged = now
+                await asyncio.wait_for(pubsub.ping(), self.PING_S)
 
     def _receive(self, raw: dict[str, Any]) -> None:
         if raw.get("type") != "message":

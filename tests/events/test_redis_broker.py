@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
 
 import aiohttp
 import pytest
@@ -271,6 +273,8 @@ class SilencingProxy:
         self.target, self.silenced = target, False
         self.pairs: list[list[bool]] = []  # per connection: [silenced]
         self.server: asyncio.Server | None = None
+        self.writers: list[asyncio.StreamWriter] = []
+        self.tasks: list[asyncio.Task[Any]] = []
 
     async def start(self) -> int:
         self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
@@ -281,7 +285,9 @@ class SilencingProxy:
             flag[0] = True
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.tasks.append(asyncio.current_task())  # type: ignore[arg-type]
         up_reader, up_writer = await asyncio.open_connection(*self.target)
+        self.writers += [writer, up_writer]
         flag = [False]
         self.pairs.append(flag)
 
@@ -299,6 +305,13 @@ class SilencingProxy:
     async def close(self) -> None:
         if self.server is not None:
             self.server.close()
+        for writer in self.writers:
+            writer.close()
+            with contextlib.suppress(Exception):
+                await writer.wait_closed()
+        await asyncio.gather(*self.tasks, return_exceptions=True)
+        if self.server is not None:
+            await self.server.wait_closed()
 
 
 async def test_a_subscription_gone_silent_is_found_and_made_again(redis_url: str) -> None:
@@ -332,3 +345,19 @@ async def test_a_subscription_gone_silent_is_found_and_made_again(redis_url: str
         await through.close()
         await direct.close()
         await proxy.close()
+
+
+async def test_a_users_devices_are_counted_on_every_node(
+    brokers: Callable[[], Awaitable[RedisBroker]],
+) -> None:
+    """Devtools push, a live test's start and the devices lookup counted the devices of the
+    node that answered: "no device" for a device that got the push through another node."""
+    node_a, node_b = await brokers(), await brokers()
+    alice = f"alice-{os.getpid()}-{time.monotonic_ns()}"  # the channel is shared with others
+    node_b.subscribe(alice, "phone", appid="wx1")
+    node_a.subscribe(alice, "tablet", appid="wx1")
+    node_b.subscribe(alice, "watch", appid="wx2")
+    assert node_a.connected(alice, "wx1") == ["tablet"]
+    assert await node_a.devices(alice, "wx1") == ["phone", "tablet"]
+    assert await node_b.devices(alice) == ["phone", "tablet", "watch"]
+    assert await node_a.devices(alice + "-nobody") == []

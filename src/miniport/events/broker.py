@@ -25,6 +25,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import secrets
 import time
 from collections import defaultdict, deque
 from collections.abc import Iterable
@@ -143,6 +144,7 @@ class Broker(Protocol):
     def end_streams(self, user_id: str, before: float, notice: Message) -> int: ...
     def end_expired(self, before: float, notice: Message) -> int: ...
     def connected(self, user_id: str, appid: str | None = None) -> list[str]: ...
+    async def devices(self, user_id: str, appid: str | None = None) -> list[str]: ...
     def open_connections(self) -> int: ...
     def compact(self) -> None: ...
 
@@ -248,6 +250,10 @@ class MemoryBroker:
         wanted = apps.values() if appid is None else (apps.get(appid, ()), apps.get(None, ()))
         return sorted({s.device_id for subs in wanted for s in subs})
 
+    async def devices(self, user_id: str, appid: str | None = None) -> list[str]:
+        """The user's devices connected to any node (one node here: ``connected``)."""
+        return self.connected(user_id, appid)
+
     def open_connections(self) -> int:
         """Runtime streams open on this node (console channels not counted)."""
         return sum(len(subs) for subs in self._by_app.values())
@@ -323,6 +329,7 @@ class RedisBroker(MemoryBroker):
     of the URL's database (:func:`redis_channel`)."""
 
     CHANNEL = redis_channel(0)
+    DEVICES_WAIT_S = 0.25  # how long ``devices`` collects the other nodes' answers
     PING_S = 5.0  # an idle subscription is pinged this often ...
     SILENT_S = 15.0  # ... and taken for dead after this long without a word, not even a PONG
 
@@ -334,6 +341,7 @@ class RedisBroker(MemoryBroker):
         self._ready = asyncio.Event()
         self._undelivered = 0  # messages published while Redis was away (this node's only)
         self._undelivered_logged = -10.0  # when that was last logged (monotonic)
+        self._answering: set[asyncio.Task[None]] = set()  # answers to other nodes' asks
 
     async def start(self) -> None:
         import redis.asyncio as aioredis
@@ -344,6 +352,39 @@ class RedisBroker(MemoryBroker):
         await self._redis.ping()  # fail at start, not at the first message
         self._task = asyncio.create_task(self._listen())
         await asyncio.wait_for(self._ready.wait(), 5)
+        asks = self.subscribe(DEVICES_ASK, "node", broadcast=False)
+        asks.sink = _DeviceAsks(self)
+
+    async def devices(self, user_id: str, appid: str | None = None) -> list[str]:
+        """The user's devices connected to any node: each node with some answers an ask on
+        the channel within ``DEVICES_WAIT_S`` (``connected`` counted this node's only, and a
+        push from one node to a device on another answered "no device")."""
+        reply = f"{DEVICES_ASK}:{secrets.token_hex(8)}"
+        answers = self.subscribe(reply, "node", broadcast=False)
+        try:
+            ask = {"type": "devicesAsk", "user_id": user_id, "for_app": appid, "reply": reply}
+            await self.publish(DEVICES_ASK, ask)
+            found = set(self.connected(user_id, appid))
+            loop = asyncio.get_running_loop()
+            until = loop.time() + self.DEVICES_WAIT_S
+            while (left := until - loop.time()) > 0:
+                answer = await answers.next(left)
+                if answer is not None and isinstance(answer.get("devices"), list):
+                    found.update(str(d) for d in answer["devices"])
+        finally:
+            self.unsubscribe(answers)
+        return sorted(found)
+
+    def answer_devices(self, ask: Message) -> None:
+        """Another node (or this one) asks which devices of a user are connected here."""
+        user_id, appid, reply = ask.get("user_id"), ask.get("for_app"), ask.get("reply")
+        if not isinstance(user_id, str) or not isinstance(reply, str):
+            return
+        here = self.connected(user_id, appid if isinstance(appid, str) else None)
+        if here:
+            task = asyncio.create_task(self.publish(reply, {"type": "devices", "devices": here}))
+            self._answering.add(task)
+            task.add_done_callback(self._answering.discard)
 
     async def _listen(self) -> None:
         """Deliver what the channel carries, for as long as the broker runs: a connection
@@ -432,6 +473,23 @@ class RedisBroker(MemoryBroker):
         if self._redis is not None:
             await self._redis.aclose()
         await super().close()
+
+
+DEVICES_ASK = "\x00devices:ask"  # a broker key no runtime has (user ids hold no control char)
+
+
+class _DeviceAsks:
+    """The sink of the devices channel: each ask answered (runs in delivery: never raises)."""
+
+    def __init__(self, broker: RedisBroker) -> None:
+        self.broker = broker
+
+    def write(self, frame: bytes, message: Message) -> None:
+        if message.get("type") == "devicesAsk":
+            self.broker.answer_devices(message)
+
+    def end(self) -> None:
+        return None
 
 
 def sse_frame(message: Message) -> bytes:

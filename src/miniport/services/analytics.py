@@ -710,7 +710,7 @@ class AnalyticsService(ReportQueries):
                 "test_id": test_id,
             },
         )
-        devices = self.broker.connected(user_id, appid)
+        devices = await self.broker.devices(user_id, appid)
         return {"test_id": test_id, "user_id": user_id, "devices": devices}
 
     async def _retest(self, appid: str, user_id: str, test: TestRow) -> _Effective:

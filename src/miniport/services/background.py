@@ -375,7 +375,7 @@ class BackgroundService:
         """Tell the user's connected devices to refresh: fetch the periodic data now (which
         notifies them with the new data) and send them a devtoolsRefresh message."""
         validate_id("user id", user_id)  # "*" would reach every device of the app
-        devices = self.broker.connected(user_id, appid)
+        devices = await self.broker.devices(user_id, appid)
         shown = await self.fetch_now(appid, user_id, "periodic")
         await self.broker.publish(
             user_id,

@@ -316,7 +316,7 @@ async def health(
 
 @router.get("/apps/{appid}/users/{user_id}/devices")
 async def devices(appid: str, user_id: str, request: Request, who: Viewer) -> dict[str, Any]:
-    return {"devices": platform_of(request).broker.connected(user_id, appid)}
+    return {"devices": await platform_of(request).broker.devices(user_id, appid)}
 
 
 @router.get("/apps/{appid}/health/series")

@@ -94,6 +94,14 @@ def test_numeric_string(value: str, expected: int, code: str) -> None:
     assert json.dumps(value, ensure_ascii=False) in (result.note or "")
 
 
+def test_exponents_longer_than_int_reads_are_read_by_their_sign() -> None:
+    """int() refuses a text of more than 4,300 digits: such an exponent was a ValueError, a
+    500 for the whole batch."""
+    assert coerce("1e" + "9" * 4400, "int").code == "out_of_range"
+    low = coerce("-1.5e-" + "9" * 5000, "int")
+    assert (low.value, low.code) == (0, "truncated")
+
+
 @pytest.mark.parametrize(
     "value",
     ["abc", "", " ", "0x10", "1_000", "Infinity", "NaN", "1e", "--1", "1.2.3", "١٢", "12abc"],

@@ -361,3 +361,40 @@ async def test_a_users_devices_are_counted_on_every_node(
     assert await node_a.devices(alice, "wx1") == ["phone", "tablet"]
     assert await node_b.devices(alice) == ["phone", "tablet", "watch"]
     assert await node_a.devices(alice + "-nobody") == []
+
+
+async def test_the_devices_ask_neither_spins_nor_waits_on_a_silent_redis(redis_url: str) -> None:
+    """Its answers' subscription ended (the node dropped its streams) made next() return at
+    once: the wait spun, holding the event loop; and a silent Redis held the ask for good."""
+    host_port, _, db = redis_url.removeprefix("redis://").rpartition("/")
+    host, port = host_port.rsplit(":", 1)
+    proxy = SilencingProxy((host, int(port)))
+    node = RedisBroker(f"redis://127.0.0.1:{await proxy.start()}/{db}")
+    node.DEVICES_WAIT_S = 1.0
+    await node.start()
+    try:
+        node.subscribe("alice", "phone", appid="wx1")
+        gaps: list[float] = []
+
+        async def ticker() -> None:
+            last = time.monotonic()
+            while True:
+                await asyncio.sleep(0.01)
+                gaps.append(time.monotonic() - last)
+                last = time.monotonic()
+
+        counting = asyncio.create_task(ticker())
+        asking = asyncio.create_task(node.devices("alice", "wx1"))
+        await asyncio.sleep(0.05)
+        node.end_local_streams()  # as after a drop of the subscription
+        assert await asking == ["phone"]
+        await asyncio.sleep(0.05)
+        counting.cancel()
+        assert max(gaps) < 0.5, max(gaps)  # spinning held the loop for the rest of the wait
+        proxy.silence()  # Redis takes the ask and never answers
+        started = time.monotonic()
+        assert await node.devices("alice", "wx1") == ["phone"]
+        assert time.monotonic() - started < 5
+    finally:
+        await node.close()
+        await proxy.close()

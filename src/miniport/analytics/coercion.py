@@ -216,7 +216,7 @@ def _to_int(value: object) -> Coerced:
             mantissa, _, exponent = text.lower().rpartition("e")
             if not any(c in "123456789" for c in mantissa):  # zero, whatever the exponent
                 return Coerced(0, _note("from_string", f"{_show(value)} -> 0"))
-            if int(exponent) > 0:
+            if not exponent.startswith("-"):  # (not int(): past 4,300 digits it refuses too)
                 return _out_of_range(value)
             return Coerced(0, _note("truncated", f"{_show(value)} (string) -> 0"))
         if not INT_MIN <= whole <= INT_MAX:

@@ -342,6 +342,7 @@ class RedisBroker(MemoryBroker):
         self._undelivered = 0  # messages published while Redis was away (this node's only)
         self._undelivered_logged = -10.0  # when that was last logged (monotonic)
         self._answering: set[asyncio.Task[None]] = set()  # answers to other nodes' asks
+        self._node = secrets.token_hex(8)  # this node's name in its own asks
 
     async def start(self) -> None:
         import redis.asyncio as aioredis
@@ -359,18 +360,22 @@ class RedisBroker(MemoryBroker):
         """The user's devices connected to any node: each node with some answers an ask on
         the channel within ``DEVICES_WAIT_S`` (``connected`` counted this node's only, and a
         push from one node to a device on another answered "no device")."""
+        found = set(self.connected(user_id, appid))
         reply = f"{DEVICES_ASK}:{secrets.token_hex(8)}"
         answers = self.subscribe(reply, "node", broadcast=False)
+        loop = asyncio.get_running_loop()
+        until = loop.time() + self.DEVICES_WAIT_S
         try:
-            ask = {"type": "devicesAsk", "user_id": user_id, "for_app": appid, "reply": reply}
-            await self.publish(DEVICES_ASK, ask)
-            found = set(self.connected(user_id, appid))
-            loop = asyncio.get_running_loop()
-            until = loop.time() + self.DEVICES_WAIT_S
-            while (left := until - loop.time()) > 0:
+            ask = {"type": "devicesAsk", "user_id": user_id, "for_app": appid, "reply": reply,
+                   "node": self._node}  # fmt: skip
+            await asyncio.wait_for(self.publish(DEVICES_ASK, ask), self.DEVICES_WAIT_S)
+            # (closed: the broker dropped its streams, this one too; next() would not wait)
+            while (left := until - loop.time()) > 0 and not answers.closed:
                 answer = await answers.next(left)
                 if answer is not None and isinstance(answer.get("devices"), list):
                     found.update(str(d) for d in answer["devices"])
+        except TimeoutError:  # Redis silent: this node's devices only
+            pass
         finally:
             self.unsubscribe(answers)
         return sorted(found)
@@ -378,6 +383,8 @@ class RedisBroker(MemoryBroker):
     def answer_devices(self, ask: Message) -> None:
         """Another node (or this one) asks which devices of a user are connected here."""
         user_id, appid, reply = ask.get("user_id"), ask.get("for_app"), ask.get("reply")
+        if ask.get("node") == self._node:
+            return  # its own: the asking node counts its devices itself
         if not isinstance(user_id, str) or not isinstance(reply, str):
             return
         here = self.connected(user_id, appid if isinstance(appid, str) else None)
@@ -400,7 +407,8 @@ class RedisBroker(MemoryBroker):
         while True:
             pubsub = self._redis.pubsub()
             try:
-                await pubsub.subscribe(self.CHANNEL)
+                # a server that takes the connection and never answers: tried again
+                await asyncio.wait_for(pubsub.subscribe(self.CHANNEL), self.SILENT_S)
                 self._ready.set()
                 pause = 0.1
                 await self._read(pubsub)
@@ -452,8 +460,11 @@ class RedisBroker(MemoryBroker):
         published after its change was committed (an analytics publish, a refresh) answered
         500 although the change was made."""
         try:
-            await self._redis.publish(
-                self.CHANNEL, json.dumps({"user_id": user_id, "message": message})
+            await asyncio.wait_for(  # a silent server: not an API call held for good
+                self._redis.publish(
+                    self.CHANNEL, json.dumps({"user_id": user_id, "message": message})
+                ),
+                self.SILENT_S,
             )
         except Exception as exc:
             from redis.exceptions import RedisError
@@ -469,7 +480,7 @@ class RedisBroker(MemoryBroker):
             self.deliver(user_id, message)
 
     async def close(self) -> None:
-        await stop_tasks(self._task)
+        await stop_tasks(self._task, *self._answering)
         if self._redis is not None:
             await self._redis.aclose()
         await super().close()

@@ -653,7 +653,7 @@ class AnalyticsService(ReportQueries):
             self.defs.set_builtin_events, appid, on, actor, self.clock.now()
         )
         self._published.pop(appid, None)
-        if changed:  # saying it again changes, pushes and audits nothing
+        if changed:  # saying it again changes and audits nothing ...
             await self.db.write(
                 self.registry.audit,
                 self.clock.now(),
@@ -662,7 +662,9 @@ class AnalyticsService(ReportQueries):
                 appid,
                 builtin_events=on,
             )
-            await self._push_configs(appid)
+        # ... but pushes again: a call made again after its push failed (the switch was
+        # committed) reaches the runtimes
+        await self._push_configs(appid)
         return {"appid": appid, "builtin_events": on, "changed": changed}
 
     async def _push_configs(self, appid: str) -> None:

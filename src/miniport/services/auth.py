@@ -248,7 +248,8 @@ class AuthService:
             return {"errcode": 41008, "errmsg": "missing appid, secret or js_code"}
         try:
             app = await self.db.read(self.registry.get_app, appid)
-        except NotFound:  # (the database away is not an unknown app: -1, "system busy")
+        except (NotFound, InvalidInput):  # (a NUL in it: PostgreSQL's refusal) (the database
+            # away is not an unknown app: -1, "system busy", from the web layer)
             return {"errcode": 40013, "errmsg": "invalid appid"}
         if not secrets.compare_digest(app.secret.encode(), secret.encode()):
             return {"errcode": 40125, "errmsg": "invalid appsecret"}

@@ -18,7 +18,7 @@ from ..domain.tokens import (
     check_access_token,
     make_access_token,
 )
-from ..errors import MiniportError, NotFound, Unavailable
+from ..errors import InvalidInput, MiniportError, NotFound, Unavailable
 from ..storage.db import Database
 from ..storage.registry import App, RegistryStore
 from .apps import AppService
@@ -44,7 +44,7 @@ class WeChatSettingsAPI:
     async def _app(self, appid: str) -> App | None:
         try:
             return await self.db.read(self.registry.get_app, appid)
-        except NotFound:
+        except (NotFound, InvalidInput):  # InvalidInput: a NUL in it (PostgreSQL's refusal)
             return None
 
     # --- /cgi-bin/token ---

@@ -185,6 +185,17 @@ def pg_url() -> Iterator[str]:
 
 
 @pytest.fixture
+async def pg_platform(tmp_path: Path, clock: FakeClock, pg_url: str) -> AsyncIterator[Platform]:
+    """A started platform whose state is on a PostgreSQL database of the test's own."""
+    p = create_platform(make_settings(tmp_path, database_url=pg_url), clock)
+    await p.start()
+    try:
+        yield p
+    finally:
+        await p.close()
+
+
+@pytest.fixture
 def redis_url() -> str:
     try:
         import redis

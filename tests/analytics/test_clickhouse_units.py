@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from miniport.analytics.clickhouse_rowbinary import rowbinary_rows
+from miniport.analytics.clickhouse_rows import rowbinary_rows
 from miniport.analytics.clickhouse_store import _column_type, _tsv, tsv_rows
 from miniport.analytics.clickhouse_transport import (
     ClickHouseError,

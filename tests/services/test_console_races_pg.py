@@ -7,29 +7,16 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import AsyncIterator, Callable
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 from sqlalchemy import event
 
-from miniport.clock import FakeClock
 from miniport.errors import Conflict
-from miniport.platform import Platform, create_platform
-from tests.conftest import make_settings
+from miniport.platform import Platform
 
 pytestmark = pytest.mark.postgres
-
-
-@pytest.fixture
-async def pg_platform(tmp_path: Path, clock: FakeClock, pg_url: str) -> AsyncIterator[Platform]:
-    p = create_platform(make_settings(tmp_path, database_url=pg_url), clock)
-    await p.start()
-    try:
-        yield p
-    finally:
-        await p.close()
 
 
 def meet_at(p: Platform, first: Callable[[str], bool]) -> None:

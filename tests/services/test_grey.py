@@ -21,6 +21,7 @@ from miniport.platform import Platform
 from miniport.services import apps as apps_service
 from miniport.storage import schema as t
 from miniport.storage.health import health_series
+from miniport.storage.registry import App
 from tests.conftest import confirm_url
 from tests.fetch.test_engine import _true, engine_running
 from tests.support.platforms import Counter, StartServer, eventually, run, settle
@@ -204,6 +205,19 @@ async def test_bad_grey_changes_are_refused(platforms: Make, fake_clock: FakeClo
     assert (urls["grey_url"], urls["grey_ratio"]) == (None, 0)
 
 
+async def user_on_main_beside_a_grey_url(p: Platform, base: str, ratio: int = 0) -> App:
+    """An app whose periodic URL is ``base``/main, with a grey URL ``base``/grey at ``ratio``
+    %, and its user ``u`` fetched once (from the main URL at 0 %)."""
+    app = await p.apps.create("shop", "dev")
+    await confirm_url(p, app.appid, "periodic", base + "/main")
+    await grey(p, app.appid, "grey_set", base + "/grey", ratio=ratio)
+    await p.background.launch(app.appid, "u", Launch())
+    await p.background.set_token(app.appid, "u", "t")
+    assert await run(p) == 1
+    return app
+
+
+
 @pytest.mark.parametrize(
     "backend", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
 )
@@ -222,12 +236,7 @@ async def test_a_user_moved_to_the_other_url_is_not_sent_the_first_urls_validato
     handle = conditional(lambda req: seen.append((req.path, req.headers.get("If-None-Match"))))
     p = await platform_on(backend, request, platforms, fake_clock)
     base = await loopback(handle)
-    app = await p.apps.create("shop", "dev")
-    await confirm_url(p, app.appid, "periodic", base + "/main")
-    await grey(p, app.appid, "grey_set", base + "/grey", ratio=0)
-    await p.background.launch(app.appid, "u", Launch())
-    await p.background.set_token(app.appid, "u", "t")
-    assert await run(p) == 1
+    app = await user_on_main_beside_a_grey_url(p, base)
     fake_clock.advance(12 * 3600)
     assert await run(p) == 1  # conditional on its own URL: 304
     assert seen == [("/main", None), ("/main", '"v1"')]
@@ -260,12 +269,7 @@ async def test_a_tester_whose_wake_failed_is_woken_when_the_call_is_made_again(
 
     p = await platforms(clock=fake_clock)
     base = await loopback(conditional(lambda req: None))
-    app = await p.apps.create("shop", "dev")
-    await confirm_url(p, app.appid, "periodic", base + "/main")
-    await grey(p, app.appid, "grey_set", base + "/grey", ratio=0)
-    await p.background.launch(app.appid, "u", Launch())
-    await p.background.set_token(app.appid, "u", "t")
-    assert await run(p) == 1
+    app = await user_on_main_beside_a_grey_url(p, base)
     real = p.fetches.wake_tester
 
     def away(*args: Any, **kwargs: Any) -> int:
@@ -337,12 +341,7 @@ async def test_a_user_in_flight_on_the_grey_url_when_the_ratio_is_lowered_moves_
 
     p = await platform_on(backend, request, platforms, fake_clock)
     base = await loopback(handle)
-    app = await p.apps.create("shop", "dev")
-    await confirm_url(p, app.appid, "periodic", base + "/main")
-    await grey(p, app.appid, "grey_set", base + "/grey", ratio=100)
-    await p.background.launch(app.appid, "u", Launch())
-    await p.background.set_token(app.appid, "u", "t")
-    assert await run(p) == 1
+    app = await user_on_main_beside_a_grey_url(p, base, ratio=100)
     fake_clock.advance(12 * 3600)
     async with engine_running(p, gate) as engine:
         await eventually(lambda: _true(len(seen) == 2))

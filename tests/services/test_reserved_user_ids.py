@@ -5,16 +5,12 @@ fetch, push or live test for "user *" went to every connected device; control ch
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from miniport.clock import FakeClock
 from miniport.errors import InvalidInput
-from miniport.platform import Platform, create_platform
-from tests.conftest import make_settings
+from miniport.platform import Platform
 
 BAD = ["*", "a\x00b", "line\nbreak"]
 
@@ -51,16 +47,6 @@ async def test_a_tester_an_earlier_version_took_can_still_be_removed(platform: P
         )
         assert (await platform.apps.set_tester(app.appid, legacy, False, "ops"))["changed"]
     assert (await platform.apps.testers(app.appid))["testers"] == []
-
-
-@pytest.fixture
-async def pg_platform(tmp_path: Path, clock: FakeClock, pg_url: str) -> AsyncIterator[Platform]:
-    p = create_platform(make_settings(tmp_path, database_url=pg_url), clock)
-    await p.start()
-    try:
-        yield p
-    finally:
-        await p.close()
 
 
 @pytest.mark.postgres

@@ -3,16 +3,12 @@ finishes the work, and input PostgreSQL refuses (a NUL) is answered in the API's
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from miniport.clock import FakeClock
 from miniport.errors import StateUnavailable
-from miniport.platform import Platform, create_platform
-from tests.conftest import make_settings
+from miniport.platform import Platform
 
 
 async def test_builtin_events_switched_again_reach_the_runtimes(
@@ -35,16 +31,6 @@ async def test_builtin_events_switched_again_reach_the_runtimes(
     assert (await p.analytics.set_builtin_events(app.appid, False, "ops"))["changed"] is False
     pushed = [m for m in device.take() if m.get("type") == "analyticsConfig"]
     assert pushed and pushed[-1]["config"]["builtin_events"] is False
-
-
-@pytest.fixture
-async def pg_platform(tmp_path: Path, clock: FakeClock, pg_url: str) -> AsyncIterator[Platform]:
-    p = create_platform(make_settings(tmp_path, database_url=pg_url), clock)
-    await p.start()
-    try:
-        yield p
-    finally:
-        await p.close()
 
 
 @pytest.mark.postgres

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Any, Final
 
 if TYPE_CHECKING:
     from .event_store import RowColumns, StoredEvent
@@ -77,12 +77,54 @@ def _nullable_flags(values: list[object]) -> list[bytes]:
     return [_NULL if v is None else _NOT_NULL_BOOL[bool(v)] for v in values]
 
 
-_EXTRA_ENCODERS: Final[dict[str, Callable[[list[object]], list[bytes]]]] = {
-    "string": _nullable_strings,  # type: ignore[dict-item]
-    "int": _nullable_int32s,  # type: ignore[dict-item]
-    "bigint": _nullable_int64s,  # type: ignore[dict-item]
-    "bool": _nullable_flags,
+# the ClickHouse type of each system-property kind (``system_props.EXTRA_COLUMNS``' values)
+EXTRA_TYPES: Final = {
+    "string": "Nullable(String)",
+    "int": "Nullable(Int32)",
+    "bigint": "Nullable(Int64)",
+    "bool": "Nullable(UInt8)",
 }
+_ENCODERS: Final[dict[str, Callable[[list[Any]], list[bytes]]]] = {
+    "String": _strings,
+    "Int64": _int64s,
+    "UInt8": _flags,
+    "Nullable(String)": _nullable_strings,
+    "Nullable(Int32)": _nullable_int32s,
+    "Nullable(Int64)": _nullable_int64s,
+    "Nullable(Float64)": _nullable_float64s,
+    "Nullable(UInt8)": _nullable_flags,
+}
+
+
+def event_columns(
+    rows: Sequence[StoredEvent],
+    used: RowColumns,
+    visible: Sequence[bool] | None,
+    extra_kinds: Mapping[str, str],
+) -> list[tuple[str, list[Any]]]:
+    """The values of ``rows`` column by column, for the columns ``(*CORE_COLUMNS,
+    *used.names)``, each with its ClickHouse type: what both insert formats encode."""
+    shown = [r.test_id is None for r in rows] if visible is None else list(visible)
+    columns: list[tuple[str, list[Any]]] = [
+        ("String", [r.appid for r in rows]),
+        ("String", [r.uid for r in rows]),
+        ("String", [r.event for r in rows]),
+        ("String", [r.user for r in rows]),
+        ("Int64", [r.ts_ms for r in rows]),
+        ("Int64", [r.received_ms for r in rows]),
+        ("UInt8", [r.time_estimated for r in rows]),
+        ("Nullable(String)", [r.page for r in rows]),
+        ("Nullable(String)", [r.trigger for r in rows]),
+        ("Nullable(String)", [r.action for r in rows]),
+        ("Nullable(String)", [r.test_id for r in rows]),
+        ("UInt8", shown),
+    ]
+    columns += [("Nullable(Int32)", [r.ints.get(s) for r in rows]) for s in used.ints]
+    columns += [("Nullable(String)", [r.strs.get(s) for r in rows]) for s in used.strs]
+    columns += [("Nullable(Float64)", [r.floats.get(s) for r in rows]) for s in used.floats]
+    columns += [("Nullable(UInt8)", [r.bools.get(s) for r in rows]) for s in used.bools]
+    columns += [(EXTRA_TYPES[extra_kinds[c]], [r.extra.get(c) for r in rows]) for c in used.extras]
+    return columns
 
 
 def rowbinary_rows(
@@ -95,25 +137,7 @@ def rowbinary_rows(
     """The RowBinary payload of ``rows`` for the columns ``(*CORE_COLUMNS, *used.names)``
     (``extra_kinds``: each system-property column's kind, ``string``/``int``/``bigint``/
     ``bool``)."""
-    columns: list[list[bytes]] = [
-        _strings([r.appid for r in rows]),
-        _strings([r.uid for r in rows]),
-        _strings([r.event for r in rows]),
-        _strings([r.user for r in rows]),
-        _int64s([r.ts_ms for r in rows]),
-        _int64s([r.received_ms for r in rows]),
-        _flags([r.time_estimated for r in rows]),
-        _nullable_strings([r.page for r in rows]),
-        _nullable_strings([r.trigger for r in rows]),
-        _nullable_strings([r.action for r in rows]),
-        _nullable_strings([r.test_id for r in rows]),
-        _flags([r.test_id is None for r in rows] if visible is None else list(visible)),
+    encoded = [
+        _ENCODERS[kind](values) for kind, values in event_columns(rows, used, visible, extra_kinds)
     ]
-    columns.extend(_nullable_int32s([r.ints.get(s) for r in rows]) for s in used.ints)
-    columns.extend(_nullable_strings([r.strs.get(s) for r in rows]) for s in used.strs)
-    columns.extend(_nullable_float64s([r.floats.get(s) for r in rows]) for s in used.floats)
-    columns.extend(_nullable_flags([r.bools.get(s) for r in rows]) for s in used.bools)
-    for column in used.extras:
-        encode = _EXTRA_ENCODERS[extra_kinds[column]]
-        columns.append(encode([r.extra.get(column) for r in rows]))
-    return b"".join(map(b"".join, zip(*columns, strict=True)))
+    return b"".join(map(b"".join, zip(*encoded, strict=True)))

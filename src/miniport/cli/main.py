@@ -271,7 +271,9 @@ def grey_ratio(
 
 @grey_cmd.command("promote")
 def grey_promote(appid: str, kind: Kind, data_dir: DataDir = None, as_json: Json = False) -> None:
-    """Request that the grey URL become the main URL for everyone."""
+    """Request that the grey URL become the main URL for everyone.
+
+    A disabled data URL is turned on again: a promote is the decision to serve it."""
     _change(appid, kind, "grey_promote", None, data_dir, as_json)
 
 

@@ -14,8 +14,9 @@ from urllib.parse import urlsplit
 from sqlalchemy import and_, func, insert, select, update
 
 from . import schema as t
-from .db import Database, dialect_insert
+from .db import Database
 from .registry import RegistryStore
+from .row_locks import held_app_row
 
 
 class AlertStore:
@@ -44,15 +45,8 @@ class AlertStore:
         second of two first settings on PostgreSQL.)"""
         c = t.alert_settings.c
         with self.db.writing() as conn:
-            conn.execute(
-                dialect_insert(self.db.is_sqlite)(t.alert_settings)
-                .values(appid=appid, updated_at=now, **defaults)
-                .on_conflict_do_nothing(index_elements=["appid"])
-            )
-            row = conn.execute(
-                select(*(c[k] for k in defaults)).where(c.appid == appid).with_for_update()
-            ).one()
-            before = dict(row._mapping)
+            row = held_app_row(conn, t.alert_settings, appid, {"updated_at": now, **defaults})
+            before = {k: row[k] for k in defaults}
             values = merged(before)
             conn.execute(
                 update(t.alert_settings).where(c.appid == appid).values(updated_at=now, **values)

@@ -13,7 +13,8 @@ from sqlalchemy import and_, delete, func, insert, select, update
 
 from ..errors import Conflict
 from . import schema as t
-from .db import Database, dialect_insert
+from .db import Database
+from .row_locks import held_app_row
 
 
 @dataclass(frozen=True)
@@ -565,15 +566,8 @@ class AnalyticsDefsStore:
         could say they changed it)."""
         c = t.analytics_settings.c
         with self.db.writing() as conn:
-            conn.execute(
-                dialect_insert(self.db.is_sqlite)(t.analytics_settings)
-                .values(appid=appid, builtin_events=True, updated_by=actor, updated_at=now)
-                .on_conflict_do_nothing(index_elements=["appid"])
-            )
-            row = conn.execute(
-                select(c.builtin_events).where(c.appid == appid).with_for_update()
-            ).one()
-            before = bool(row.builtin_events)
+            made = {"builtin_events": True, "updated_by": actor, "updated_at": now}
+            before = bool(held_app_row(conn, t.analytics_settings, appid, made)["builtin_events"])
             if before != on:
                 conn.execute(
                     update(t.analytics_settings)

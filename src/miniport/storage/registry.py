@@ -14,6 +14,7 @@ from ..domain.tokens import CLOCK_SKEW_S
 from ..errors import ChangeNotConfirmable, Conflict, NotFound
 from . import schema as t
 from .db import Database, conflict_on_duplicate, dialect_insert
+from .row_locks import held_app_row
 
 
 @dataclass(frozen=True)
@@ -253,15 +254,7 @@ class RegistryStore:
         as it was and the values stored."""
         c = t.app_settings.c
         with self.db.writing() as conn:
-            conn.execute(
-                dialect_insert(self.db.is_sqlite)(t.app_settings)
-                .values(appid=appid, updated_at=now)
-                .on_conflict_do_nothing(index_elements=["appid"])
-            )
-            row = conn.execute(
-                select(t.app_settings).where(c.appid == appid).with_for_update()
-            ).one()
-            before = dict(row._mapping)
+            before = held_app_row(conn, t.app_settings, appid, {"updated_at": now})
             values, shown = merged(before)
             conn.execute(
                 update(t.app_settings).where(c.appid == appid).values(updated_at=now, **values)

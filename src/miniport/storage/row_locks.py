@@ -18,7 +18,10 @@ one locked only when it matched could come to match before the write.
 
 Not covered: rows that do not exist yet (an insert waits only for another insert of the same
 key), and claims, which never wait (``FOR UPDATE SKIP LOCKED``). SQLite has one writer at a time
-and no row locks: the helpers do nothing there."""
+and no row locks: the helpers do nothing there.
+
+Per-app settings rows (alerts, fetch settings, built-in events) are changed through
+:func:`held_app_row`: made when missing, then held while the change is read and written."""
 
 from __future__ import annotations
 
@@ -27,6 +30,7 @@ from typing import Any
 from sqlalchemy import Connection, Select, Table, func, select
 
 from . import schema as t
+from .db import dialect_insert
 
 
 def lock_pairs(conn: Connection, *where: Any) -> None:
@@ -56,3 +60,21 @@ def _lock(conn: Connection, table: Table, rows: Select[Any]) -> None:
     is LockRows over Sort), counted on the server rather than sent back."""
     locked = rows.with_for_update(of=table).subquery()
     conn.execute(select(func.count()).select_from(locked))
+
+
+def held_app_row(
+    conn: Connection, table: Table, appid: str, made: dict[str, Any]
+) -> dict[str, Any]:
+    """The app's row of a per-app settings ``table``, made with ``made`` when it has none,
+    and held (PostgreSQL) until the transaction ends: a change read from it and written back
+    in that transaction is applied after any other under way. (Read outside, then replaced
+    whole, two changes at once lost one; a delete then an insert was a unique-key 500 for
+    the second of two first writes.)"""
+    is_sqlite = conn.dialect.name == "sqlite"
+    conn.execute(
+        dialect_insert(is_sqlite)(table)
+        .values(appid=appid, **made)
+        .on_conflict_do_nothing(index_elements=["appid"])
+    )
+    row = conn.execute(select(table).where(table.c.appid == appid).with_for_update()).one()
+    return dict(row._mapping)

@@ -259,7 +259,9 @@ async def test_demo_prints_what_to_try_and_data_flows(data: Path, miniport_serve
     served = await miniport_server("--demo", "--demo-port", str(free_port()))
 
     async def printed() -> re.Match[str] | None:
-        return re.search(r"Demo ready.*?app (mp[0-9a-f]+)", "".join(served.lines), re.S)
+        # the whole block, to its console line: read as the lines come, the first may be in
+        # while the curl lines are not yet
+        return re.search(r"Demo ready.*?app (mp[0-9a-f]+).*?console: ", "".join(served.lines), re.S)
 
     found = await eventually(printed)
     appid = found.group(1)

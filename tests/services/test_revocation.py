@@ -313,3 +313,25 @@ def test_the_numbers_missed_are_read_again_for_a_while() -> None:
     mark, gaps = next_revocation_marks(mark, gaps, [3, 6], 110.0)
     assert (mark, gaps) == (6, {4: 100.0})
     assert next_revocation_marks(mark, gaps, [], 100.0 + REVOCATION_GAP_S) == (6, {})
+
+
+async def test_revocations_not_read_while_the_database_is_away_keep_requests_going(
+    platforms: Make, fake_clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The poll came due during an outage: every runtime request, a launch written behind
+    too, was a 503. The revocations known stay in force; a forced read still says so."""
+    from miniport.errors import StateUnavailable
+
+    p = await platforms(clock=fake_clock)
+    token = p.auth.runtime_token("alice")
+    await p.auth.revoke_runtime("bob", None, "test")
+
+    def away(*args: Any) -> Any:
+        raise StateUnavailable("the state database cannot be reached right now; try again")
+
+    monkeypatch.setattr(p.auth.revocations, "runtime_since", away)
+    fake_clock.advance(5)
+    await p.auth.refresh_revocations()
+    assert p.auth.identify(token).user_id == "alice"
+    with pytest.raises(StateUnavailable):
+        await p.auth.refresh_revocations(force=True)

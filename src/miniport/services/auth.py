@@ -35,7 +35,7 @@ from ..domain.tokens import (
     read_runtime_token,
     validate_id,
 )
-from ..errors import InvalidInput, NotFound, Unauthorized
+from ..errors import InvalidInput, NotFound, StateUnavailable, Unauthorized
 from ..storage.db import Database
 from ..storage.keyring import KeyRing
 from ..storage.registry import RegistryStore
@@ -140,9 +140,16 @@ class AuthService:
         if not force and now - self._revocations_read_at[0] < REVOCATION_POLL_S:
             return
         self._revocations_read_at[0] = now
-        rows = await self.db.read(
-            self.revocations.runtime_since, self._revocation_seq, tuple(self._revocation_gaps)
-        )
+        try:
+            rows = await self.db.read(
+                self.revocations.runtime_since, self._revocation_seq, tuple(self._revocation_gaps)
+            )
+        except StateUnavailable:
+            if force:
+                raise
+            # the database away: the revocations known stay in force, read again at the next
+            # poll; a runtime's request (a launch, written behind) is not refused for it
+            return
         self._revocation_seq, self._revocation_gaps = next_revocation_marks(
             self._revocation_seq, self._revocation_gaps, [r[0] for r in rows], now
         )
